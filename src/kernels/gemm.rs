@@ -1,0 +1,305 @@
+//! The blocked GEMM driver, written once over [`Simd`]: `C = epilogue(A · B)` with B prepacked.
+//!
+//! Loop nest (BLIS order, NC = N): `pc` over KC blocks of K, `ic` over MC blocks of rows,
+//! `jp` over NR-wide packed panels, `ir` over MR-row tiles. Each output element's K-sum is one
+//! FMA chain in k order: a KC block after the first continues from the stored partial sum
+//! (loaded into the accumulators), so the blocking never changes the bits. The epilogue runs on
+//! the accumulators of the last KC block, before the store; row-wise ops run once a row block's
+//! last panel is stored.
+
+use super::activation::Activation;
+use super::math;
+use super::simd::Simd;
+
+/// K block: fixed, so the order of additions never depends on the machine.
+pub const KC: usize = 256;
+/// Row block (a multiple of every tier's MR).
+pub(crate) const MC: usize = 48;
+
+/// One epilogue step, applied to the output tile in order.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum EpOp {
+    /// Add the layer's bias, per column.
+    Bias,
+    /// Apply an activation (row-wise ones run as a row epilogue).
+    Act(Activation),
+}
+
+/// A Dense layer's `K x N` kernel packed into NR-wide column panels (`k`-major inside a panel,
+/// last panel zero-padded), plus the bias padded to whole panels.
+#[derive(Clone, Debug)]
+pub struct PackedB {
+    k: usize,
+    n: usize,
+    nr: usize,
+    data: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl PackedB {
+    /// Packs a row-major `K x N` kernel (`kernel[k * n + j]`) for panels of width `nr`.
+    pub fn pack(kernel: &[f32], bias: Option<&[f32]>, k: usize, n: usize, nr: usize) -> Self {
+        assert_eq!(kernel.len(), k * n, "kernel is K x N");
+        let panels = n.div_ceil(nr);
+        let mut data = vec![0.0f32; panels * k * nr];
+        for (p, panel) in data.chunks_exact_mut(k * nr).enumerate() {
+            let j0 = p * nr;
+            let w = nr.min(n - j0);
+            for (kk, dst) in panel.chunks_exact_mut(nr).enumerate() {
+                dst[..w].copy_from_slice(&kernel[kk * n + j0..kk * n + j0 + w]);
+            }
+        }
+        let mut padded = vec![0.0f32; panels * nr];
+        if let Some(b) = bias {
+            padded[..n].copy_from_slice(b);
+        }
+        PackedB {
+            k,
+            n,
+            nr,
+            data,
+            bias: padded,
+        }
+    }
+    /// Rows of the unpacked kernel (the layer's input width).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    /// Columns (the layer's units).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Panel width this was packed for.
+    pub fn nr(&self) -> usize {
+        self.nr
+    }
+    /// Bytes held by the packed weights and bias.
+    pub fn bytes(&self) -> usize {
+        (self.data.len() + self.bias.len()) * 4
+    }
+}
+
+/// One GEMM call: `C[m x n] = ops(A[m x k] · B)`, row strides `lda`, `ldc`.
+pub(crate) struct GemmCall<'a> {
+    pub m: usize,
+    pub a: &'a [f32],
+    pub lda: usize,
+    pub b: &'a PackedB,
+    pub c: &'a mut [f32],
+    pub ldc: usize,
+    pub ops: &'a [EpOp],
+}
+
+impl GemmCall<'_> {
+    /// Checks every extent the unsafe driver relies on.
+    pub(crate) fn check(&self, nr: usize) {
+        let (m, k, n) = (self.m, self.b.k, self.b.n);
+        assert_eq!(self.b.nr, nr, "weights packed for another kernel");
+        assert!(self.lda >= k && self.ldc >= n, "strides");
+        if m > 0 {
+            assert!(self.a.len() >= (m - 1) * self.lda + k, "A too short");
+            assert!(self.c.len() >= (m - 1) * self.ldc + n, "C too short");
+        }
+    }
+}
+
+/// An `R x (NV * LANES)` tile: `kc` FMA steps, then (on the last K block) the epilogue, then the
+/// store of the first `cols` columns.
+///
+/// # Safety
+/// `a` readable at `r * lda + kk` for `r < R`, `kk < kc`; `b` readable for `kc * NR` values;
+/// `c` readable and writable at `r * ldc + j` for `r < R`, `j < cols`; `bias` (when `ops` is
+/// given) readable for NR values; `V`'s instruction set available.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    accumulate: bool,
+    epilogue: Option<(&[EpOp], *const f32)>,
+) {
+    let lanes = V::LANES;
+    let nr = NV * lanes;
+    let full = cols == nr;
+    let mut acc = [[V::splat(0.0); NV]; R];
+    let mut buf = [0.0f32; 64];
+    debug_assert!(nr <= buf.len());
+    if accumulate {
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: row r of C holds `cols` values; partial tiles go through `buf`.
+            unsafe {
+                let src = c.add(r * ldc);
+                if full {
+                    for (v, x) in row.iter_mut().enumerate() {
+                        *x = V::load(src.add(v * lanes));
+                    }
+                } else {
+                    std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), cols);
+                    for (v, x) in row.iter_mut().enumerate() {
+                        *x = V::load(buf.as_ptr().add(v * lanes));
+                    }
+                }
+            }
+        }
+    }
+    for kk in 0..kc {
+        // SAFETY: `b` holds kc rows of NR; `a` rows hold kc values (caller contract).
+        unsafe {
+            let bp = b.add(kk * nr);
+            let bv: [V; NV] = std::array::from_fn(|v| V::load(bp.add(v * lanes)));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = V::splat(*a.add(r * lda + kk));
+                for (x, bv) in row.iter_mut().zip(bv) {
+                    *x = av.fma(bv, *x);
+                }
+            }
+        }
+    }
+    if let Some((ops, bias)) = epilogue {
+        for op in ops {
+            match *op {
+                EpOp::Bias => {
+                    // SAFETY: the bias panel holds NR values (caller contract).
+                    let bv: [V; NV] =
+                        std::array::from_fn(|v| unsafe { V::load(bias.add(v * lanes)) });
+                    for row in acc.iter_mut() {
+                        for (x, bv) in row.iter_mut().zip(bv) {
+                            *x = x.add(bv);
+                        }
+                    }
+                }
+                EpOp::Act(act) => {
+                    for row in acc.iter_mut() {
+                        for x in row.iter_mut() {
+                            *x = math::apply(act, *x);
+                        }
+                    }
+                }
+            }
+        }
+        for row in acc.iter_mut() {
+            for x in row.iter_mut() {
+                *x = math::canonical_nan(*x, *x);
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        // SAFETY: as for the load above.
+        unsafe {
+            let dst = c.add(r * ldc);
+            if full {
+                for (v, x) in row.iter().enumerate() {
+                    x.store(dst.add(v * lanes));
+                }
+            } else {
+                for (v, x) in row.iter().enumerate() {
+                    x.store(buf.as_mut_ptr().add(v * lanes));
+                }
+                std::ptr::copy_nonoverlapping(buf.as_ptr(), dst, cols);
+            }
+        }
+    }
+}
+
+/// Runs the row-wise part of an epilogue (from the first row-wise op on) over whole rows.
+///
+/// # Safety
+/// `V` is available; `R8` is an 8-lane vector whose instruction set is available.
+#[inline(always)]
+pub(crate) unsafe fn row_ops<V: Simd, R8: Simd>(ops: &[EpOp], row: &mut [f32]) {
+    for op in ops {
+        match *op {
+            // SAFETY: ISA availability is the caller's contract.
+            EpOp::Act(Activation::Softmax) => unsafe { math::row_softmax::<R8>(row, false) },
+            EpOp::Act(Activation::LogSoftmax) => unsafe { math::row_softmax::<R8>(row, true) },
+            EpOp::Act(act) => unsafe { math::apply_slice::<V>(act, row) },
+            EpOp::Bias => unreachable!("bias is applied in the tile epilogue"),
+        }
+    }
+}
+
+/// Splits an epilogue into the part done on register tiles and the row-wise rest.
+pub(crate) fn split_ops(ops: &[EpOp]) -> (&[EpOp], &[EpOp]) {
+    let at = ops
+        .iter()
+        .position(|op| matches!(op, EpOp::Act(a) if a.is_row_wise()))
+        .unwrap_or(ops.len());
+    ops.split_at(at)
+}
+
+macro_rules! dispatch_rows {
+    ($rows:expr, $mr:expr, $V:ty, $NV:expr, ($($arg:expr),*)) => {
+        match $rows {
+            1 => tile::<$V, 1, $NV>($($arg),*),
+            2 if $mr >= 2 => tile::<$V, 2, $NV>($($arg),*),
+            3 if $mr >= 3 => tile::<$V, 3, $NV>($($arg),*),
+            4 if $mr >= 4 => tile::<$V, 4, $NV>($($arg),*),
+            5 if $mr >= 5 => tile::<$V, 5, $NV>($($arg),*),
+            6 if $mr >= 6 => tile::<$V, 6, $NV>($($arg),*),
+            _ => unreachable!("tile rows above MR"),
+        }
+    };
+}
+
+/// The driver. Instantiated once per tier inside a `#[target_feature]` function.
+///
+/// # Safety
+/// `g.check(NV * V::LANES)` holds; `V` and `R8` (8 lanes) are available; `MR <= 6`.
+#[inline(always)]
+pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>(
+    g: &mut GemmCall<'_>,
+) {
+    let nr = NV * V::LANES;
+    let (m, k, n) = (g.m, g.b.k, g.b.n);
+    let panels = n.div_ceil(nr);
+    let (tile_ops, rest) = split_ops(g.ops);
+    let a = g.a.as_ptr();
+    let c = g.c.as_mut_ptr();
+    let b = g.b.data.as_ptr();
+    let bias = g.b.bias.as_ptr();
+    let mut pc = 0;
+    loop {
+        let kc = KC.min(k - pc);
+        let last = pc + kc == k;
+        let mut ic = 0;
+        while ic < m {
+            let mc = MC.min(m - ic);
+            for jp in 0..panels {
+                let cols = nr.min(n - jp * nr);
+                // SAFETY: in bounds by `g.check`: panel jp starts at jp*k*nr, block pc at pc*nr.
+                let bp = unsafe { b.add(jp * k * nr + pc * nr) };
+                let epi = last.then(|| (tile_ops, unsafe { bias.add(jp * nr) }));
+                let mut ir = 0;
+                while ir < mc {
+                    let rows = MR.min(mc - ir);
+                    let row = ic + ir;
+                    // SAFETY: rows row..row+rows exist in A and C; columns pc..pc+kc of A and
+                    // jp*nr..jp*nr+cols of C are in bounds (g.check).
+                    unsafe {
+                        let ap = a.add(row * g.lda + pc);
+                        let cp = c.add(row * g.ldc + jp * nr);
+                        dispatch_rows!(rows, MR, V, NV, (kc, ap, g.lda, bp, cp, g.ldc, cols, pc > 0, epi));
+                    }
+                    ir += rows;
+                }
+            }
+            if last && !rest.is_empty() {
+                for r in ic..ic + mc {
+                    let row = &mut g.c[r * g.ldc..r * g.ldc + n];
+                    // SAFETY: ISA availability per this function's contract.
+                    unsafe { row_ops::<V, R8>(rest, row) };
+                }
+            }
+            ic += mc;
+        }
+        pc += kc;
+        if pc >= k {
+            break;
+        }
+    }
+}

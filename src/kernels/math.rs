@@ -1,0 +1,325 @@
+//! Activation math written once over [`Simd`].
+//!
+//! Only operations with one IEEE-754 result are used (add, sub, mul, div, compare, select, exact
+//! bit manipulation; no FMA, no approximate reciprocal), so every tier returns the same bits.
+//! Accuracy (measured against f64 in the tests): a few ulp for exp, log, tanh, sigmoid; the erf
+//! used by exact GELU has a relative error below 1.2e-7 on erfc.
+
+use super::activation::{Activation, SELU_ALPHA, SELU_SCALE};
+use super::simd::Simd;
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+/// `1.5 * 2^23`: adding and subtracting it rounds to the nearest integer for |t| < 2^22.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+/// `ln 2` split so that `k * LN2_HI` is exact for |k| < 2^15.
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+const EXP_HI: f32 = 89.0;
+const EXP_LO: f32 = -104.0;
+
+#[inline(always)]
+fn round_int<V: Simd>(t: V) -> V {
+    t.add(V::splat(ROUND_MAGIC)).sub(V::splat(ROUND_MAGIC))
+}
+
+/// `x = k ln2 + r`, |r| <= ln2 / 2, and `p = e^r - 1` (degree-7 Taylor, truncation < 1e-8).
+#[inline(always)]
+fn exp_reduce<V: Simd>(x: V) -> (V, V) {
+    let x = V::select(x.gt(V::splat(EXP_HI)), V::splat(EXP_HI), x);
+    let x = V::select(x.lt(V::splat(EXP_LO)), V::splat(EXP_LO), x);
+    let k = round_int(x.mul(V::splat(LOG2E)));
+    let r = x.sub(k.mul(V::splat(LN2_HI))).sub(k.mul(V::splat(LN2_LO)));
+    let c = |v: f32| V::splat(v);
+    let q = c(1.0 / 5040.0);
+    let q = q.mul(r).add(c(1.0 / 720.0));
+    let q = q.mul(r).add(c(1.0 / 120.0));
+    let q = q.mul(r).add(c(1.0 / 24.0));
+    let q = q.mul(r).add(c(1.0 / 6.0));
+    let q = q.mul(r).add(c(0.5));
+    let p = r.add(r.mul(r).mul(q));
+    (k, p)
+}
+
+/// `v * 2^k` for integral `k` in [-150, 128], rounding once.
+#[inline(always)]
+fn scale_pow2<V: Simd>(v: V, k: V) -> V {
+    let k1 = round_int(k.mul(V::splat(0.5)));
+    let k2 = k.sub(k1);
+    v.mul(V::pow2i(k1)).mul(V::pow2i(k2))
+}
+
+/// `e^x`.
+#[inline(always)]
+pub(crate) fn exp<V: Simd>(x: V) -> V {
+    let (k, p) = exp_reduce(x);
+    scale_pow2(V::splat(1.0).add(p), k)
+}
+
+/// `e^x - 1`, accurate near 0.
+#[inline(always)]
+pub(crate) fn expm1<V: Simd>(x: V) -> V {
+    let (k, p) = exp_reduce(x);
+    let one = V::splat(1.0);
+    let s = scale_pow2(one, k);
+    let mid = s.mul(p).add(s.sub(one));
+    let high = scale_pow2(one.add(p), k).sub(one);
+    let y = V::select(k.gt(V::splat(24.0)), high, mid);
+    V::select(k.eq(V::splat(0.0)), p, y)
+}
+
+/// Natural logarithm: exact exponent split, `log m = 2 atanh(f / (2 + f))` series.
+#[inline(always)]
+pub(crate) fn log<V: Simd>(x: V) -> V {
+    let c = |v: f32| V::splat(v);
+    let tiny = x.lt(c(f32::MIN_POSITIVE));
+    let xs = V::select(tiny, x.mul(c(8_388_608.0)), x);
+    let (m, e) = xs.split_exponent();
+    let e = V::select(tiny, e.sub(c(23.0)), e);
+    let big = m.gt(c(std::f32::consts::SQRT_2));
+    let m = V::select(big, m.mul(c(0.5)), m);
+    let e = V::select(big, e.add(c(1.0)), e);
+    let f = m.sub(c(1.0));
+    let s = f.div(c(2.0).add(f));
+    let z = s.mul(s);
+    let q = c(1.0 / 9.0);
+    let q = q.mul(z).add(c(1.0 / 7.0));
+    let q = q.mul(z).add(c(1.0 / 5.0));
+    let q = q.mul(z).add(c(1.0 / 3.0));
+    let s2 = s.add(s);
+    let lm = s2.add(s2.mul(z.mul(q)));
+    let y = e.mul(c(LN2_HI)).add(lm.add(e.mul(c(LN2_LO))));
+    let y = V::select(x.eq(c(0.0)), c(f32::NEG_INFINITY), y);
+    let y = V::select(x.eq(c(f32::INFINITY)), x, y);
+    V::select(x.lt(c(0.0)), c(f32::NAN), y)
+}
+
+/// `log(1 + u)` for `u` in [0, 1] (Goldberg's correction for the rounding of `1 + u`).
+#[inline(always)]
+fn log1p_unit<V: Simd>(u: V) -> V {
+    let w = V::splat(1.0).add(u);
+    let d = w.sub(V::splat(1.0));
+    let y = log(w).mul(u.div(d));
+    V::select(d.eq(V::splat(0.0)), u, y)
+}
+
+#[inline(always)]
+pub(crate) fn tanh<V: Simd>(x: V) -> V {
+    let e = expm1(x.abs().mul(V::splat(-2.0)));
+    let t = e.neg().div(e.add(V::splat(2.0)));
+    t.copysign(x)
+}
+
+#[inline(always)]
+fn sigmoid<V: Simd>(x: V) -> V {
+    let one = V::splat(1.0);
+    one.div(one.add(exp(x.neg())))
+}
+
+#[inline(always)]
+fn softplus<V: Simd>(x: V) -> V {
+    let pos = x.max_nn(V::splat(0.0));
+    pos.add(log1p_unit(exp(x.abs().neg())))
+}
+
+#[inline(always)]
+fn relu6<V: Simd>(x: V) -> V {
+    x.max_nn(V::splat(0.0)).min_nn(V::splat(6.0))
+}
+
+/// `1 + erf(z)`, from erfc with relative error < 1.2e-7 (Chebyshev fit of `erfc`).
+#[inline(always)]
+fn one_plus_erf<V: Simd>(z: V) -> V {
+    let c = |v: f32| V::splat(v);
+    let a = z.abs();
+    let t = c(1.0).div(c(1.0).add(c(0.5).mul(a)));
+    let mut q = c(0.170_872_77);
+    for k in [
+        -0.822_152_23,
+        1.488_515_9,
+        -1.135_203_98,
+        0.278_868_07,
+        -0.186_288_06,
+        0.096_784_18,
+        0.374_091_96,
+        1.000_023_68,
+        -1.265_512_23,
+    ] {
+        q = q.mul(t).add(c(k));
+    }
+    let erfc = t.mul(exp(a.mul(a).neg().add(q)));
+    V::select(z.lt(c(0.0)), erfc, c(2.0).sub(erfc))
+}
+
+/// Applies an elementwise activation. NaN in (or NaN produced) gives the canonical NaN.
+/// Row-wise activations are not elementwise; they pass through here unchanged.
+#[inline(always)]
+pub(crate) fn apply<V: Simd>(act: Activation, x: V) -> V {
+    let c = |v: f32| V::splat(v);
+    let zero = c(0.0);
+    let y = match act {
+        Activation::Linear | Activation::Softmax | Activation::LogSoftmax => x,
+        Activation::Relu {
+            negative_slope,
+            max_value,
+            threshold,
+        } => {
+            let mut pos = V::select(x.gt(c(threshold)), x, zero);
+            if let Some(m) = max_value {
+                pos = pos.max_nn(zero).min_nn(c(m));
+            }
+            if negative_slope != 0.0 {
+                let neg = c(threshold).sub(x).max_nn(zero);
+                pos.sub(c(negative_slope).mul(neg))
+            } else {
+                pos
+            }
+        }
+        Activation::Relu6 => relu6(x),
+        Activation::LeakyRelu { negative_slope } => {
+            V::select(x.gt(zero), x, x.mul(c(negative_slope)))
+        }
+        Activation::Elu { alpha } => V::select(x.gt(zero), x, c(alpha).mul(expm1(x))),
+        Activation::Selu => {
+            let e = V::select(x.gt(zero), x, c(SELU_ALPHA).mul(expm1(x)));
+            c(SELU_SCALE).mul(e)
+        }
+        Activation::Gelu { approximate: false } => {
+            let z = x.mul(c(std::f32::consts::FRAC_1_SQRT_2));
+            c(0.5).mul(x).mul(one_plus_erf(z))
+        }
+        Activation::Gelu { approximate: true } => {
+            let cube = x.mul(x).mul(x);
+            let inner = c(0.797_884_6).mul(x.add(c(0.044_715).mul(cube)));
+            c(0.5).mul(x).mul(c(1.0).add(tanh(inner)))
+        }
+        Activation::Sigmoid => sigmoid(x),
+        Activation::HardSigmoid => relu6(x.add(c(3.0))).div(c(6.0)),
+        Activation::Silu => x.mul(sigmoid(x)),
+        Activation::HardSilu => x.mul(relu6(x.add(c(3.0))).div(c(6.0))),
+        Activation::Tanh => tanh(x),
+        Activation::Softplus => softplus(x),
+        Activation::Softsign => x.div(x.abs().add(c(1.0))),
+        Activation::Exponential => exp(x),
+        Activation::Mish => x.mul(tanh(softplus(x))),
+    };
+    canonical_nan(x, y)
+}
+
+/// `y`, or the canonical NaN where `x` or `y` is NaN.
+#[inline(always)]
+pub(crate) fn canonical_nan<V: Simd>(x: V, y: V) -> V {
+    V::select(V::or_mask(x.is_nan(), y.is_nan()), V::splat(f32::NAN), y)
+}
+
+/// Applies `act` to `data` in place, one vector at a time; the tail is padded to a full vector
+/// so it runs the same code as the body.
+///
+/// # Safety
+/// The caller guarantees `V`'s instruction set is available.
+#[inline(always)]
+pub(crate) unsafe fn apply_slice<V: Simd>(act: Activation, data: &mut [f32]) {
+    let mut chunks = data.chunks_exact_mut(V::LANES);
+    for chunk in &mut chunks {
+        // SAFETY: `chunk` holds exactly LANES elements.
+        unsafe { apply(act, V::load(chunk.as_ptr())).store(chunk.as_mut_ptr()) };
+    }
+    let tail = chunks.into_remainder();
+    if !tail.is_empty() {
+        let mut buf = [0.0f32; 16];
+        buf[..tail.len()].copy_from_slice(tail);
+        // SAFETY: `buf` holds 16 >= LANES elements.
+        unsafe { apply(act, V::load(buf.as_ptr())).store(buf.as_mut_ptr()) };
+        tail.copy_from_slice(&buf[..tail.len()]);
+    }
+}
+
+/// Width of the canonical reduction order used by row-wise activations, on every tier.
+pub(crate) const ROW_LANES: usize = 8;
+
+/// Loads up to 8 values of `row` starting at `i`, padding with `pad`.
+#[inline(always)]
+unsafe fn load_row<V: Simd>(row: &[f32], i: usize, pad: f32) -> V {
+    if i + ROW_LANES <= row.len() {
+        // SAFETY: 8 elements are in bounds.
+        unsafe { V::load(row.as_ptr().add(i)) }
+    } else {
+        let mut buf = [pad; ROW_LANES];
+        buf[..row.len() - i].copy_from_slice(&row[i..]);
+        // SAFETY: `buf` has 8 elements.
+        unsafe { V::load(buf.as_ptr()) }
+    }
+}
+
+#[inline(always)]
+unsafe fn store_row<V: Simd>(v: V, row: &mut [f32], i: usize) {
+    if i + ROW_LANES <= row.len() {
+        // SAFETY: 8 elements are in bounds.
+        unsafe { v.store(row.as_mut_ptr().add(i)) }
+    } else {
+        let mut buf = [0.0; ROW_LANES];
+        // SAFETY: `buf` has 8 elements.
+        unsafe { v.store(buf.as_mut_ptr()) };
+        let n = row.len() - i;
+        row[i..].copy_from_slice(&buf[..n]);
+    }
+}
+
+/// Sums the 8 lanes in a fixed tree: (0+4, 1+5, 2+6, 3+7), then pairs, then the last two.
+#[inline(always)]
+unsafe fn sum_lanes<V: Simd>(v: V) -> f32 {
+    let mut l = [0.0f32; ROW_LANES];
+    // SAFETY: `l` has 8 elements.
+    unsafe { v.store(l.as_mut_ptr()) };
+    let a = [l[0] + l[4], l[1] + l[5], l[2] + l[6], l[3] + l[7]];
+    let b = [a[0] + a[2], a[1] + a[3]];
+    b[0] + b[1]
+}
+
+/// Softmax or log-softmax of one row, in place. Lane `j` of the sum accumulates elements
+/// `j, j+8, j+16, ...` in order, then the fixed tree of [`sum_lanes`]: the same order whatever
+/// the tier's native vector width.
+///
+/// # Safety
+/// `V` must be an 8-lane vector whose instruction set is available.
+#[inline(always)]
+pub(crate) unsafe fn row_softmax<V: Simd>(row: &mut [f32], log_space: bool) {
+    debug_assert_eq!(V::LANES, ROW_LANES);
+    if row.is_empty() {
+        return;
+    }
+    // SAFETY (all blocks below): loads and stores go through `load_row`/`store_row`, which
+    // stay inside `row` or a local buffer; the caller guarantees the ISA.
+    let mut mx = V::splat(f32::NEG_INFINITY);
+    let mut i = 0;
+    while i < row.len() {
+        mx = mx.max_nn(unsafe { load_row::<V>(row, i, f32::NEG_INFINITY) });
+        i += ROW_LANES;
+    }
+    let mut lanes = [0.0f32; ROW_LANES];
+    // SAFETY: `lanes` has 8 elements.
+    unsafe { mx.store(lanes.as_mut_ptr()) };
+    let m = lanes.iter().copied().fold(f32::NEG_INFINITY, |a, b| if a < b { b } else { a });
+    let m = V::splat(m);
+    let mut sum = V::splat(0.0);
+    i = 0;
+    while i < row.len() {
+        let x = unsafe { load_row::<V>(row, i, f32::NEG_INFINITY) };
+        let e = exp(x.sub(m));
+        let e = V::select(x.eq(V::splat(f32::NEG_INFINITY)), V::splat(0.0), e);
+        sum = sum.add(e);
+        if !log_space {
+            unsafe { store_row(e, row, i) };
+        }
+        i += ROW_LANES;
+    }
+    let s = V::splat(unsafe { sum_lanes(sum) });
+    let ls = log(s);
+    i = 0;
+    while i < row.len() {
+        let x = unsafe { load_row::<V>(row, i, 0.0) };
+        let y = if log_space { x.sub(m).sub(ls) } else { x.div(s) };
+        let y = canonical_nan(x, y);
+        unsafe { store_row(y, row, i) };
+        i += ROW_LANES;
+    }
+}

@@ -1,0 +1,196 @@
+//! Compute kernels: the blocked GEMM driver, microkernel tiers, epilogues and activations.
+//!
+//! Knows nothing about models or plans. The tier is chosen once (detection, or `SINTER_ISA`)
+//! and stored by the caller; every tier computes the same bits.
+//!
+//! ```
+//! use sinter::kernels::{self, Activation, EpOp, Isa, PackedB};
+//! let isa = Isa::Generic;
+//! // y = relu(x · w + b) for one row, K = 2, N = 3.
+//! let w = PackedB::pack(&[1.0, 2.0, 3.0, -4.0, -5.0, -6.0], Some(&[0.5, 0.5, 0.5]), 2, 3, isa.nr());
+//! let mut y = [0.0f32; 3];
+//! kernels::dense(isa, 1, &[1.0, 1.0], &w, &mut y, &[EpOp::Bias, EpOp::Act(Activation::RELU)]);
+//! assert_eq!(y, [0.0, 0.0, 0.0]);
+//! kernels::dense(isa, 1, &[1.0, 0.0], &w, &mut y, &[EpOp::Bias, EpOp::Act(Activation::RELU)]);
+//! assert_eq!(y, [1.5, 2.5, 3.5]);
+//! ```
+
+mod activation;
+mod gemm;
+mod math;
+mod portable;
+mod simd;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use activation::{Activation, SELU_ALPHA, SELU_SCALE, UnknownActivation};
+pub use gemm::{EpOp, KC, PackedB};
+
+use gemm::GemmCall;
+use portable::Portable;
+use std::fmt;
+use std::str::FromStr;
+
+/// An instruction-set tier. Every tier produces bit-identical results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// AVX-512F, 6 x 32 tiles (x86-64).
+    Avx512,
+    /// AVX2 + FMA, 6 x 16 tiles (x86-64).
+    Avx2,
+    /// Portable `wide` lanes with `f32::mul_add`, 6 x 16 tiles (any CPU).
+    Generic,
+}
+
+impl Isa {
+    /// Every tier, best first.
+    pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Generic];
+
+    /// Whether this CPU can run the tier.
+    pub fn is_available(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => x86::Avx512Token::new().is_some(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => x86::Avx2Token::new().is_some(),
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx512 | Isa::Avx2 => false,
+            Isa::Generic => true,
+        }
+    }
+
+    /// The tiers this CPU can run, best first.
+    pub fn available() -> Vec<Isa> {
+        Isa::ALL.into_iter().filter(|i| i.is_available()).collect()
+    }
+
+    /// The best available tier.
+    pub fn detect() -> Isa {
+        Isa::ALL
+            .into_iter()
+            .find(|i| i.is_available())
+            .unwrap_or(Isa::Generic)
+    }
+
+    /// The tier forced by `SINTER_ISA` (`avx512`, `avx2`, `generic`), if set.
+    pub fn from_env() -> Result<Option<Isa>, UnknownIsa> {
+        match std::env::var("SINTER_ISA") {
+            Ok(s) if !s.is_empty() => s.parse().map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Rows of the microkernel tile.
+    pub fn mr(self) -> usize {
+        6
+    }
+
+    /// Columns of the microkernel tile: the panel width weights are packed to.
+    pub fn nr(self) -> usize {
+        match self {
+            Isa::Avx512 => 32,
+            Isa::Avx2 | Isa::Generic => 16,
+        }
+    }
+
+    /// Lowercase name, as `SINTER_ISA` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Generic => "generic",
+        }
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An ISA name that is not `avx512`, `avx2` or `generic`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown ISA tier {0:?} (expected avx512, avx2 or generic)")]
+pub struct UnknownIsa(pub String);
+
+impl FromStr for Isa {
+    type Err = UnknownIsa;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "avx512" | "avx512f" => Ok(Isa::Avx512),
+            "avx2" => Ok(Isa::Avx2),
+            "generic" | "portable" => Ok(Isa::Generic),
+            other => Err(UnknownIsa(other.to_string())),
+        }
+    }
+}
+
+/// `C = ops(A · B)`: `A` is `m x K` row-major (row stride K), `C` is `m x N` (row stride N),
+/// `B` packed for `isa`. Runs on the calling thread.
+///
+/// # Panics
+/// If slice lengths disagree with the shapes, `w` was packed for another tier, or `isa` is
+/// not available on this CPU. Plans check all of this when they are compiled.
+pub fn dense(isa: Isa, m: usize, a: &[f32], w: &PackedB, c: &mut [f32], ops: &[EpOp]) {
+    let mut g = GemmCall {
+        m,
+        a,
+        lda: w.k(),
+        b: w,
+        ldc: w.n(),
+        c,
+        ops,
+    };
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => x86::Avx512Token::new().expect("AVX-512F not available").gemm(&mut g),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::Avx2Token::new().expect("AVX2+FMA not available").gemm(&mut g),
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx512 | Isa::Avx2 => panic!("{isa} is not available on this architecture"),
+        Isa::Generic => {
+            g.check(16);
+            // SAFETY: portable lanes need no CPU feature; `check` proved the extents.
+            unsafe { gemm::driver::<Portable, Portable, 6, 2>(&mut g) }
+        }
+    }
+}
+
+/// Applies an elementwise activation in place (the separate pass of an unfused plan).
+/// Row-wise activations go through [`rows`].
+pub fn activation(isa: Isa, act: Activation, data: &mut [f32]) {
+    if act.is_row_wise() {
+        let n = data.len().max(1);
+        return rows(isa, &[EpOp::Act(act)], data, n);
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => x86::Avx512Token::new().expect("AVX-512F not available").activation(act, data),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::Avx2Token::new().expect("AVX2+FMA not available").activation(act, data),
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx512 | Isa::Avx2 => panic!("{isa} is not available on this architecture"),
+        // SAFETY: portable lanes need no CPU feature.
+        Isa::Generic => unsafe { math::apply_slice::<Portable>(act, data) },
+    }
+}
+
+/// Applies epilogue ops (row-wise or elementwise, no bias) to each `n`-wide row of `data`.
+pub fn rows(isa: Isa, ops: &[EpOp], data: &mut [f32], n: usize) {
+    assert!(n > 0 && data.len() % n == 0, "data is whole rows of n");
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => x86::Avx512Token::new().expect("AVX-512F not available").rows(ops, data, n),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::Avx2Token::new().expect("AVX2+FMA not available").rows(ops, data, n),
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx512 | Isa::Avx2 => panic!("{isa} is not available on this architecture"),
+        Isa::Generic => {
+            for row in data.chunks_exact_mut(n) {
+                // SAFETY: portable lanes need no CPU feature.
+                unsafe { gemm::row_ops::<Portable, Portable>(ops, row) }
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The lane vector every kernel is written against.
+//!
+//! Each ISA tier implements [`Simd`] once; blocking, epilogues and activation math are written
+//! once over it. Every operation here has exactly one IEEE-754 result (add, sub, mul, div, sqrt,
+//! a single-rounding FMA, comparisons, selects, exact bit manipulation), so any code written over
+//! `Simd` computes the same bits on every tier.
+
+/// A vector of `LANES` f32 values.
+///
+/// Arithmetic is safe to call: values of an ISA-specific implementation only exist inside
+/// functions compiled for (and entered after detecting) that ISA. Loads and stores take raw
+/// pointers and are `unsafe`.
+pub(crate) trait Simd: Copy {
+    /// Number of f32 lanes.
+    const LANES: usize;
+    /// Lane mask produced by comparisons.
+    type Mask: Copy;
+
+    fn splat(x: f32) -> Self;
+    /// # Safety
+    /// `p` must be valid for reading `LANES` f32 values (no alignment requirement).
+    unsafe fn load(p: *const f32) -> Self;
+    /// # Safety
+    /// `p` must be valid for writing `LANES` f32 values (no alignment requirement).
+    unsafe fn store(self, p: *mut f32);
+
+    fn add(self, o: Self) -> Self;
+    fn sub(self, o: Self) -> Self;
+    fn mul(self, o: Self) -> Self;
+    fn div(self, o: Self) -> Self;
+    /// `self * b + c` with a single rounding.
+    fn fma(self, b: Self, c: Self) -> Self;
+
+    fn lt(self, o: Self) -> Self::Mask;
+    fn eq(self, o: Self) -> Self::Mask;
+    /// True in lanes holding a NaN.
+    fn is_nan(self) -> Self::Mask;
+    fn or_mask(a: Self::Mask, b: Self::Mask) -> Self::Mask;
+    /// `m ? t : f` per lane.
+    fn select(m: Self::Mask, t: Self, f: Self) -> Self;
+
+    /// Clears the sign bit.
+    fn abs(self) -> Self;
+    /// Magnitude of `self` with the sign bit of `sign`.
+    fn copysign(self, sign: Self) -> Self;
+    /// `2^k` for lanes holding integral values in `[-126, 127]`; exact.
+    fn pow2i(k: Self) -> Self;
+    /// For positive normal `x`: `(m, e)` with `x = m * 2^e`, `m` in `[1, 2)`, `e` integral.
+    fn split_exponent(self) -> (Self, Self);
+
+    #[inline(always)]
+    fn gt(self, o: Self) -> Self::Mask {
+        o.lt(self)
+    }
+    /// `max(self, o)` for non-NaN lanes (NaN handling is done once, by the caller).
+    #[inline(always)]
+    fn max_nn(self, o: Self) -> Self {
+        Self::select(self.lt(o), o, self)
+    }
+    /// `min(self, o)` for non-NaN lanes.
+    #[inline(always)]
+    fn min_nn(self, o: Self) -> Self {
+        Self::select(o.lt(self), o, self)
+    }
+    /// `-self`: `-0 - x` is exact and flips the sign of zeros too.
+    #[inline(always)]
+    fn neg(self) -> Self {
+        Self::splat(-0.0).sub(self)
+    }
+}

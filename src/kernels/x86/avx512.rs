@@ -1,0 +1,116 @@
+//! AVX-512F lanes (`__m512`).
+//!
+//! Invariant of this module: an [`Avx512`] value is only created inside functions compiled with
+//! `#[target_feature(enable = "avx512f,avx2,fma")]`, which are only entered after the CPU was detected to
+//! have AVX-512F (see [`super::Avx512Token`]). That is what makes each intrinsic call below sound.
+
+use crate::kernels::simd::Simd;
+use std::arch::x86_64::*;
+
+/// 16 f32 lanes in a zmm register.
+#[derive(Clone, Copy)]
+pub(crate) struct Avx512(__m512);
+
+macro_rules! avx512 {
+    ($e:expr) => {
+        // SAFETY: AVX-512F are available wherever an `Avx512` value exists (module invariant).
+        unsafe { $e }
+    };
+}
+
+impl Simd for Avx512 {
+    const LANES: usize = 16;
+    type Mask = __mmask16;
+
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        Avx512(avx512!(_mm512_set1_ps(x)))
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: the caller guarantees 16 readable f32 at `p`; AVX-512 per module invariant.
+        Avx512(unsafe { _mm512_loadu_ps(p) })
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: the caller guarantees 16 writable f32 at `p`; AVX-512 per module invariant.
+        unsafe { _mm512_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        Avx512(avx512!(_mm512_add_ps(self.0, o.0)))
+    }
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        Avx512(avx512!(_mm512_sub_ps(self.0, o.0)))
+    }
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        Avx512(avx512!(_mm512_mul_ps(self.0, o.0)))
+    }
+    #[inline(always)]
+    fn div(self, o: Self) -> Self {
+        Avx512(avx512!(_mm512_div_ps(self.0, o.0)))
+    }
+    #[inline(always)]
+    fn fma(self, b: Self, c: Self) -> Self {
+        Avx512(avx512!(_mm512_fmadd_ps(self.0, b.0, c.0)))
+    }
+    #[inline(always)]
+    fn lt(self, o: Self) -> __mmask16 {
+        avx512!(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(self.0, o.0))
+    }
+    #[inline(always)]
+    fn eq(self, o: Self) -> __mmask16 {
+        avx512!(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(self.0, o.0))
+    }
+    #[inline(always)]
+    fn is_nan(self) -> __mmask16 {
+        avx512!(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(self.0, self.0))
+    }
+    #[inline(always)]
+    fn or_mask(a: __mmask16, b: __mmask16) -> __mmask16 {
+        a | b
+    }
+    #[inline(always)]
+    fn select(m: __mmask16, t: Self, f: Self) -> Self {
+        Avx512(avx512!(_mm512_mask_blend_ps(m, f.0, t.0)))
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        Avx512(avx512!(_mm512_abs_ps(self.0)))
+    }
+    #[inline(always)]
+    fn copysign(self, sign: Self) -> Self {
+        let s = avx512!(_mm512_set1_epi32(i32::MIN));
+        let (a, b) = avx512!((_mm512_castps_si512(self.0), _mm512_castps_si512(sign.0)));
+        Avx512(avx512!(_mm512_castsi512_ps(_mm512_or_si512(
+            _mm512_andnot_si512(s, a),
+            _mm512_and_si512(s, b)
+        ))))
+    }
+    #[inline(always)]
+    fn pow2i(k: Self) -> Self {
+        let i = avx512!(_mm512_add_epi32(
+            _mm512_cvttps_epi32(k.0),
+            _mm512_set1_epi32(127)
+        ));
+        Avx512(avx512!(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(i))))
+    }
+    #[inline(always)]
+    fn split_exponent(self) -> (Self, Self) {
+        let b = avx512!(_mm512_castps_si512(self.0));
+        let m = avx512!(_mm512_or_si512(
+            _mm512_and_si512(b, _mm512_set1_epi32(0x007f_ffff)),
+            _mm512_set1_epi32(0x3f80_0000)
+        ));
+        let e = avx512!(_mm512_sub_epi32(
+            _mm512_and_si512(_mm512_srli_epi32::<23>(b), _mm512_set1_epi32(0xff)),
+            _mm512_set1_epi32(127)
+        ));
+        (
+            Avx512(avx512!(_mm512_castsi512_ps(m))),
+            Avx512(avx512!(_mm512_cvtepi32_ps(e))),
+        )
+    }
+}

@@ -1,0 +1,99 @@
+//! x86-64 tiers. Capability tokens prove the CPU check once; entry points take the token.
+
+pub(crate) mod avx2;
+pub(crate) mod avx512;
+
+use super::activation::Activation;
+use super::gemm::{self, EpOp, GemmCall};
+use super::math;
+use avx2::Avx2;
+use avx512::Avx512;
+
+/// Proof that the CPU has AVX2 and FMA.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx2Token(());
+
+impl Avx2Token {
+    pub(crate) fn new() -> Option<Self> {
+        (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then_some(Avx2Token(()))
+    }
+    pub(crate) fn gemm(self, g: &mut GemmCall<'_>) {
+        g.check(16);
+        // SAFETY: the token proves AVX2+FMA; `check` proves the extents.
+        unsafe { gemm_avx2(g) }
+    }
+    pub(crate) fn activation(self, act: Activation, data: &mut [f32]) {
+        // SAFETY: the token proves AVX2+FMA.
+        unsafe { act_avx2(act, data) }
+    }
+    pub(crate) fn rows(self, ops: &[EpOp], data: &mut [f32], n: usize) {
+        // SAFETY: the token proves AVX2+FMA.
+        unsafe { rows_avx2(ops, data, n) }
+    }
+}
+
+/// Proof that the CPU has AVX-512F (and AVX2+FMA, which every AVX-512 CPU has).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx512Token(());
+
+impl Avx512Token {
+    pub(crate) fn new() -> Option<Self> {
+        (is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma"))
+        .then_some(Avx512Token(()))
+    }
+    pub(crate) fn gemm(self, g: &mut GemmCall<'_>) {
+        g.check(32);
+        // SAFETY: the token proves AVX-512F; `check` proves the extents.
+        unsafe { gemm_avx512(g) }
+    }
+    pub(crate) fn activation(self, act: Activation, data: &mut [f32]) {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { act_avx512(act, data) }
+    }
+    pub(crate) fn rows(self, ops: &[EpOp], data: &mut [f32], n: usize) {
+        // SAFETY: the token proves AVX-512F and AVX2.
+        unsafe { rows_avx512(ops, data, n) }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gemm_avx2(g: &mut GemmCall<'_>) {
+    // SAFETY: features enabled on this function; extents checked by the caller.
+    unsafe { gemm::driver::<Avx2, Avx2, 6, 2>(g) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn act_avx2(act: Activation, data: &mut [f32]) {
+    // SAFETY: features enabled on this function.
+    unsafe { math::apply_slice::<Avx2>(act, data) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_avx2(ops: &[EpOp], data: &mut [f32], n: usize) {
+    for row in data.chunks_exact_mut(n) {
+        // SAFETY: features enabled on this function.
+        unsafe { gemm::row_ops::<Avx2, Avx2>(ops, row) }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn gemm_avx512(g: &mut GemmCall<'_>) {
+    // SAFETY: features enabled on this function; extents checked by the caller.
+    unsafe { gemm::driver::<Avx512, Avx2, 6, 2>(g) }
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn act_avx512(act: Activation, data: &mut [f32]) {
+    // SAFETY: features enabled on this function.
+    unsafe { math::apply_slice::<Avx512>(act, data) }
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn rows_avx512(ops: &[EpOp], data: &mut [f32], n: usize) {
+    for row in data.chunks_exact_mut(n) {
+        // SAFETY: features enabled on this function.
+        unsafe { gemm::row_ops::<Avx512, Avx2>(ops, row) }
+    }
+}
