@@ -3,3 +3,11 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod kernels;
+pub mod builtin;
+pub mod error;
+pub mod model;
+pub mod passes;
+pub mod plan;
+
+pub use error::{Error, Result};
+pub use kernels::{Activation, Isa};

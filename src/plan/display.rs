@@ -1,0 +1,103 @@
+//! `Display` for [`Plan`]: steps, kernels, epilogues, buffer offsets, arena bytes.
+
+use super::{Kind, Loc, Plan};
+use crate::kernels::EpOp;
+use std::fmt;
+
+fn loc(l: Loc, len: usize) -> String {
+    match l {
+        Loc::Input => format!("input[{len}]"),
+        Loc::Arena(o) => format!("arena@{}[{len}]", o * 4),
+    }
+}
+
+fn epilogue(ops: &[EpOp]) -> String {
+    if ops.is_empty() {
+        return "store".into();
+    }
+    let parts: Vec<String> = ops
+        .iter()
+        .map(|op| match op {
+            EpOp::Bias => "bias".to_string(),
+            EpOp::Act(a) if a.is_row_wise() => format!("{a} (row)"),
+            EpOp::Act(a) => a.to_string(),
+        })
+        .collect();
+    parts.join(" -> ")
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Plan ({}): isa {} ({}x{} tiles), threads {}, max batch {}",
+            if self.fused { "fused" } else { "separate" },
+            self.isa,
+            self.isa.mr(),
+            self.isa.nr(),
+            self.threads,
+            self.max_batch
+        )?;
+        writeln!(f, "passes: {}", self.passes.join(", "))?;
+        let rows: Vec<[String; 5]> = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let (kernel, epi) = match &s.kind {
+                    Kind::Dense { w, ops, .. } => {
+                        (format!("gemm {}x{}", w.k(), w.n()), epilogue(ops))
+                    }
+                    Kind::Activation { act, .. } => {
+                        let kind = if act.is_row_wise() { "row pass" } else { "elementwise" };
+                        let inplace = if s.src == s.dst { ", in place" } else { "" };
+                        (format!("{kind}{inplace}"), act.to_string())
+                    }
+                    Kind::Copy => ("copy".into(), "-".into()),
+                };
+                [
+                    i.to_string(),
+                    s.name.clone(),
+                    kernel,
+                    epi,
+                    format!("{} -> {}", loc(s.src, s.in_len), loc(s.dst, s.out_len)),
+                ]
+            })
+            .collect();
+        let head = ["#", "step", "kernel", "epilogue", "buffers (per sample)"];
+        let w: Vec<usize> = (0..5)
+            .map(|c| {
+                rows.iter()
+                    .map(|r| r[c].chars().count())
+                    .chain([head[c].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |r: &[String; 5]| {
+            format!(
+                "  {:>w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                w0 = w[0],
+                w1 = w[1],
+                w2 = w[2],
+                w3 = w[3]
+            )
+        };
+        writeln!(f, "{}", line(&head.map(String::from)).trim_end())?;
+        for r in &rows {
+            writeln!(f, "{}", line(r))?;
+        }
+        write!(
+            f,
+            "arena: {} bytes per session ({} separate activation passes); packed weights: {} bytes",
+            self.arena_bytes(),
+            self.activation_steps(),
+            self.weight_bytes()
+        )
+    }
+}

@@ -1,0 +1,390 @@
+//! Graph to static [`Plan`]: schedule, arena offsets, weights packed for the chosen kernel.
+//!
+//! A `Plan` is immutable and `Send + Sync`: share it behind an `Arc`. A [`Session`] owns the
+//! arena; running a batch up to the plan's `max_batch` allocates nothing.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use sinter::{builtin, plan::CompileOptions};
+//! # fn main() -> sinter::Result<()> {
+//! let model = builtin::seed();
+//! let plan = Arc::new(model.compile(&CompileOptions::default())?);
+//! let mut session = plan.session()?;
+//! let x = vec![0.5f32; 2 * 784];
+//! let y = session.run(&x)?;
+//! assert_eq!(y.len(), 2 * 8);
+//! # Ok(()) }
+//! ```
+
+mod arena;
+mod display;
+mod session;
+
+pub use session::Session;
+
+use crate::error::{Error, Result};
+use crate::kernels::{self, Activation, EpOp, Isa, PackedB};
+use crate::model::{Model, checked_elems};
+use crate::passes::{self, Graph, Op};
+use arena::Arena;
+
+/// How to compile a model.
+#[derive(Clone, Debug)]
+pub struct CompileOptions {
+    /// Fold activations into the Dense epilogues (`true`) or run each as a separate step.
+    pub fuse: bool,
+    /// Largest batch a session of this plan runs; sizes the arena.
+    pub max_batch: usize,
+    /// Kernel tier; `None` uses `SINTER_ISA` if set, else the best the CPU has.
+    pub isa: Option<Isa>,
+    /// Threads for large layers (1 runs everything on the caller's thread).
+    pub threads: usize,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            fuse: true,
+            max_batch: 256,
+            isa: None,
+            threads: 1,
+        }
+    }
+}
+
+/// Where a step reads or writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Loc {
+    /// The caller's input slice.
+    Input,
+    /// The session arena, at this offset (f32 units).
+    Arena(usize),
+}
+
+#[derive(Debug)]
+pub(crate) enum Kind {
+    Dense {
+        w: PackedB,
+        ops: Vec<EpOp>,
+        /// GEMM rows per sample (1 unless the input has extra axes).
+        rows: usize,
+    },
+    Activation {
+        act: Activation,
+        /// Last-axis width (rows for softmax).
+        width: usize,
+    },
+    Copy,
+}
+
+/// One scheduled step.
+#[derive(Debug)]
+pub struct Step {
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    pub(crate) src: Loc,
+    pub(crate) dst: Loc,
+    /// Values per sample read and written.
+    pub(crate) in_len: usize,
+    pub(crate) out_len: usize,
+}
+
+impl Step {
+    /// The layer name(s) the step computes.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A compiled model: steps, buffer offsets, packed weights. Immutable; share it with `Arc`.
+#[derive(Debug)]
+pub struct Plan {
+    pub(crate) steps: Vec<Step>,
+    pub(crate) isa: Isa,
+    pub(crate) fused: bool,
+    pub(crate) max_batch: usize,
+    pub(crate) threads: usize,
+    pub(crate) pool: Option<rayon::ThreadPool>,
+    pub(crate) input_shape: Vec<usize>,
+    pub(crate) output_shape: Vec<usize>,
+    pub(crate) in_len: usize,
+    pub(crate) out_len: usize,
+    pub(crate) output: Loc,
+    /// Arena size in f32 units.
+    pub(crate) arena_len: usize,
+    pub(crate) passes: Vec<&'static str>,
+}
+
+impl Model {
+    /// Compiles the model into a static plan.
+    pub fn compile(&self, opts: &CompileOptions) -> Result<Plan> {
+        Plan::new(self, opts)
+    }
+}
+
+impl Plan {
+    fn new(model: &Model, opts: &CompileOptions) -> Result<Plan> {
+        let isa = match opts.isa {
+            Some(i) => i,
+            None => Isa::from_env()
+                .map_err(|e| Error::Options(e.to_string()))?
+                .unwrap_or_else(Isa::detect),
+        };
+        if !isa.is_available() {
+            return Err(Error::IsaUnavailable(isa));
+        }
+        if opts.max_batch == 0 {
+            return Err(Error::Options("max_batch must be at least 1".into()));
+        }
+        if opts.threads == 0 || opts.threads > 1024 {
+            return Err(Error::Options(format!(
+                "threads must be in 1..=1024, got {}",
+                opts.threads
+            )));
+        }
+        let g = passes::optimize(Graph::from_model(model)?, opts.fuse)?;
+        let passes = passes::pipeline(opts.fuse).iter().map(|p| p.name()).collect();
+        let elems = |shape: &[usize], name: &str| -> Result<usize> {
+            checked_elems(shape)
+                .ok()
+                .and_then(|e| e.checked_mul(opts.max_batch).map(|_| e))
+                .ok_or_else(|| Error::Shape {
+                    layer: name.into(),
+                    msg: format!("{shape:?} x max_batch {} overflows", opts.max_batch),
+                })
+        };
+
+        // Buffers: one per value that a step writes; Flatten aliases its input's buffer.
+        let n = g.nodes.len();
+        let mut buf_of = vec![usize::MAX; n];
+        let mut bufs: Vec<usize> = Vec::new(); // buffer -> producing node
+        for (i, node) in g.nodes.iter().enumerate() {
+            buf_of[i] = match node.op {
+                Op::Flatten | Op::Dropout => buf_of[node.inputs[0]],
+                _ => {
+                    bufs.push(i);
+                    bufs.len() - 1
+                }
+            };
+        }
+        let mut last_use = vec![0usize; bufs.len()];
+        for (i, node) in g.nodes.iter().enumerate() {
+            for &j in &node.inputs {
+                last_use[buf_of[j]] = i;
+            }
+        }
+        last_use[buf_of[g.output]] = usize::MAX;
+
+        let mut arena = Arena::default();
+        let mut loc = vec![Loc::Input; bufs.len()];
+        let mut size = vec![0usize; bufs.len()];
+        let mut steps = Vec::new();
+        for (i, node) in g.nodes.iter().enumerate() {
+            let b = buf_of[i];
+            if bufs[b] != i {
+                continue; // a view
+            }
+            let out_len = elems(&node.shape, &node.name)?;
+            let len = out_len * opts.max_batch;
+            let src_buf = node.inputs.first().map(|&j| buf_of[j]);
+            let (kind, in_place) = match &node.op {
+                Op::Input => {
+                    loc[b] = Loc::Input;
+                    continue;
+                }
+                Op::Dense { weights, acts } => {
+                    let x = &g.nodes[node.inputs[0]].shape;
+                    let k = *x.last().expect("checked rank");
+                    let units = *node.shape.last().expect("checked rank");
+                    let w = PackedB::pack(&weights.kernel, weights.bias.as_deref(), k, units, isa.nr());
+                    let mut ops = Vec::new();
+                    if weights.bias.is_some() {
+                        ops.push(EpOp::Bias);
+                    }
+                    ops.extend(acts.iter().map(|&a| EpOp::Act(a)));
+                    let rows = out_len / units;
+                    (Kind::Dense { w, ops, rows }, false)
+                }
+                Op::Activation(act) => {
+                    let width = *node.shape.last().expect("checked rank");
+                    let sb = src_buf.expect("activation has an input");
+                    let in_place = loc[sb] != Loc::Input && last_use[sb] == i && size[sb] == len;
+                    (Kind::Activation { act: *act, width }, in_place)
+                }
+                Op::Flatten | Op::Dropout => unreachable!("views have no buffer"),
+            };
+            let sb = src_buf.expect("steps have an input");
+            if in_place {
+                loc[b] = loc[sb];
+                size[b] = len;
+                last_use[sb] = usize::MAX; // the block now belongs to b
+            } else {
+                let off = arena.alloc(len);
+                loc[b] = Loc::Arena(off);
+                size[b] = len;
+            }
+            steps.push(Step {
+                name: node.name.clone(),
+                kind,
+                src: loc[sb],
+                dst: loc[b],
+                in_len: elems(&g.nodes[node.inputs[0]].shape, &node.name)?,
+                out_len,
+            });
+            // Free every buffer whose last reader was this node.
+            for (bb, &lu) in last_use.iter().enumerate() {
+                if lu == i
+                    && let Loc::Arena(off) = loc[bb]
+                {
+                    arena.release(off, size[bb]);
+                }
+            }
+        }
+        let in_len = elems(model.input_shape(), "input")?;
+        let out_len = elems(&g.nodes[g.output].shape, "output")?;
+        let mut output = loc[buf_of[g.output]];
+        if output == Loc::Input {
+            let off = arena.alloc(out_len * opts.max_batch);
+            steps.push(Step {
+                name: "copy".into(),
+                kind: Kind::Copy,
+                src: Loc::Input,
+                dst: Loc::Arena(off),
+                in_len,
+                out_len,
+            });
+            output = Loc::Arena(off);
+        }
+        arena
+            .len()
+            .checked_mul(4)
+            .ok_or_else(|| Error::Options("arena size overflows".into()))?;
+        let pool = if opts.threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(opts.threads)
+                    .thread_name(|i| format!("sinter-{i}"))
+                    .build()
+                    .map_err(|e| Error::Options(format!("cannot start {} threads: {e}", opts.threads)))?,
+            )
+        } else {
+            None
+        };
+        Ok(Plan {
+            steps,
+            isa,
+            fused: opts.fuse,
+            max_batch: opts.max_batch,
+            threads: opts.threads,
+            pool,
+            input_shape: model.input_shape().to_vec(),
+            output_shape: g.nodes[g.output].shape.clone(),
+            in_len,
+            out_len,
+            output,
+            arena_len: arena.len(),
+            passes,
+        })
+    }
+
+    /// The scheduled steps.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+    /// Kernel tier the plan runs on.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+    /// Whether activations were fused into the Dense epilogues.
+    pub fn is_fused(&self) -> bool {
+        self.fused
+    }
+    /// Largest batch a session runs.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+    /// Threads used for large layers.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+    /// Input shape without the batch axis.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+    /// Output shape without the batch axis.
+    pub fn output_shape(&self) -> &[usize] {
+        &self.output_shape
+    }
+    /// Values per input sample.
+    pub fn input_len(&self) -> usize {
+        self.in_len
+    }
+    /// Values per output sample.
+    pub fn output_len(&self) -> usize {
+        self.out_len
+    }
+    /// Arena bytes a session holds.
+    pub fn arena_bytes(&self) -> usize {
+        self.arena_len * 4
+    }
+    /// Bytes of packed weights.
+    pub fn weight_bytes(&self) -> usize {
+        self.steps
+            .iter()
+            .map(|s| match &s.kind {
+                Kind::Dense { w, .. } => w.bytes(),
+                _ => 0,
+            })
+            .sum()
+    }
+    /// Number of separate activation passes (0 when everything fused).
+    pub fn activation_steps(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s.kind, Kind::Activation { .. }))
+            .count()
+    }
+
+    /// A new session (its own arena) for this plan.
+    pub fn session(self: &std::sync::Arc<Self>) -> Result<Session> {
+        Session::new(self.clone())
+    }
+
+    /// Runs one batch with a temporary session; allocates. Services should keep a [`Session`].
+    pub fn run(self: &std::sync::Arc<Self>, input: &[f32]) -> Result<Vec<f32>> {
+        let mut s = self.session()?;
+        Ok(s.run(input)?.to_vec())
+    }
+
+    /// Runs one step for `batch` samples. `src`/`dst` are resolved by the session.
+    pub(crate) fn exec_dense(
+        &self,
+        w: &PackedB,
+        ops: &[EpOp],
+        m: usize,
+        a: &[f32],
+        c: &mut [f32],
+    ) {
+        let (k, n) = (w.k(), w.n());
+        let flops = 2 * m * k * n;
+        match &self.pool {
+            Some(pool) if flops >= PARALLEL_FLOPS && m >= 2 * self.isa.mr() => {
+                let parts = self.threads.min(m / self.isa.mr()).max(1);
+                let rows = m.div_ceil(parts).div_ceil(self.isa.mr()) * self.isa.mr();
+                pool.install(|| {
+                    use rayon::prelude::*;
+                    c[..m * n]
+                        .par_chunks_mut(rows * n)
+                        .zip(a[..m * k].par_chunks(rows * k))
+                        .for_each(|(c, a)| {
+                            kernels::dense(self.isa, a.len() / k, a, w, c, ops);
+                        });
+                });
+            }
+            _ => kernels::dense(self.isa, m, &a[..m * k], w, &mut c[..m * n], ops),
+        }
+    }
+}
+
+/// Below this many flops a layer stays on the calling thread (waking workers costs more).
+const PARALLEL_FLOPS: usize = 4_000_000;
