@@ -8,6 +8,7 @@ pub mod error;
 pub mod model;
 pub mod passes;
 pub mod plan;
+pub mod reference;
 
 pub use error::{Error, Result};
 pub use kernels::{Activation, Isa};

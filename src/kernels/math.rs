@@ -109,10 +109,12 @@ pub(crate) fn tanh<V: Simd>(x: V) -> V {
     t.copysign(x)
 }
 
+/// `1 / (1 + e^-x)` for x >= 0 and `e^x / (1 + e^x)` below, so neither side overflows.
 #[inline(always)]
 fn sigmoid<V: Simd>(x: V) -> V {
-    let one = V::splat(1.0);
-    one.div(one.add(exp(x.neg())))
+    let e = exp(x.abs().neg());
+    let d = V::splat(1.0).add(e);
+    V::select(x.lt(V::splat(0.0)), e.div(d), V::splat(1.0).div(d))
 }
 
 #[inline(always)]

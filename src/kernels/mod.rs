@@ -194,3 +194,6 @@ pub fn rows(isa: Isa, ops: &[EpOp], data: &mut [f32], n: usize) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,195 @@
+//! Every tier against the scalar oracle (one `f32::mul_add` chain per output, in k order),
+//! over odd shapes (MR/NR remainders, K across KC blocks) and every epilogue op.
+
+use super::*;
+use crate::model::init::SplitMix64;
+
+fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = SplitMix64::new(seed);
+    (0..n).map(|_| r.next_signed()).collect()
+}
+
+/// The definition of a Dense output: `acc = 0; acc = a*b + acc` in k order; `+ bias`.
+fn oracle(m: usize, k: usize, n: usize, a: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+    let mut c = vec![0.0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0.0f32;
+            for kk in 0..k {
+                acc = a[i * k + kk].mul_add(w[kk * n + j], acc);
+            }
+            c[i * n + j] = acc + bias[j];
+        }
+    }
+    c
+}
+
+const SPECIALS: [f32; 14] = [
+    0.0,
+    -0.0,
+    1e-40,
+    -1e-40,
+    1e30,
+    -1e30,
+    f32::INFINITY,
+    f32::NEG_INFINITY,
+    f32::NAN,
+    88.5,
+    -88.5,
+    -104.5,
+    20.0,
+    -20.0,
+];
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+macro_rules! tier_tests {
+    ($($modname:ident => $isa:expr),*) => {$(
+        mod $modname {
+            use super::*;
+
+            fn tier() -> Option<Isa> {
+                let isa = $isa;
+                if isa.is_available() {
+                    Some(isa)
+                } else {
+                    eprintln!("skipping: {isa} is not available on this CPU");
+                    None
+                }
+            }
+
+            #[test]
+            fn gemm_matches_oracle_on_odd_shapes() {
+                let Some(isa) = tier() else { return };
+                for &m in &[1usize, 2, 5, 6, 7, 13, 49] {
+                    for &k in &[1usize, 7, 256, 257, 600] {
+                        for &n in &[1usize, 15, 16, 17, 33, 70] {
+                            let a = rand_vec(m * k, (m * 1000 + k) as u64);
+                            let w = rand_vec(k * n, (k * 7 + n) as u64);
+                            let bias = rand_vec(n, n as u64);
+                            let p = PackedB::pack(&w, Some(&bias), k, n, isa.nr());
+                            let mut c = vec![0.0f32; m * n];
+                            dense(isa, m, &a, &p, &mut c, &[EpOp::Bias]);
+                            let want = oracle(m, k, n, &a, &w, &bias);
+                            assert_eq!(bits(&c), bits(&want), "{isa} m={m} k={k} n={n}");
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn fused_equals_separate_and_generic_for_every_activation() {
+                let Some(isa) = tier() else { return };
+                let (m, k, n) = (13, 9, 37);
+                let mut a = rand_vec(m * k, 3);
+                for (i, s) in SPECIALS.iter().enumerate() {
+                    a[i * 5 % (m * k)] = *s;
+                }
+                let mut w = rand_vec(k * n, 4);
+                w.iter_mut().for_each(|x| *x *= 30.0);
+                let bias = rand_vec(n, 5);
+                let p = PackedB::pack(&w, Some(&bias), k, n, isa.nr());
+                let pg = PackedB::pack(&w, Some(&bias), k, n, Isa::Generic.nr());
+                for act in Activation::ALL {
+                    let ops = [EpOp::Bias, EpOp::Act(act)];
+                    let mut fused = vec![0.0f32; m * n];
+                    dense(isa, m, &a, &p, &mut fused, &ops);
+                    let mut sep = vec![0.0f32; m * n];
+                    dense(isa, m, &a, &p, &mut sep, &[EpOp::Bias]);
+                    if act.is_row_wise() {
+                        rows(isa, &[EpOp::Act(act)], &mut sep, n);
+                    } else {
+                        activation(isa, act, &mut sep);
+                    }
+                    assert_eq!(bits(&fused), bits(&sep), "{isa} fused vs separate, {act}");
+                    let mut generic = vec![0.0f32; m * n];
+                    dense(Isa::Generic, m, &a, &pg, &mut generic, &ops);
+                    assert_eq!(bits(&fused), bits(&generic), "{isa} vs generic, {act}");
+                }
+            }
+
+            #[test]
+            fn activation_tails_match_full_vectors() {
+                let Some(isa) = tier() else { return };
+                let x: Vec<f32> = (0..67).map(|i| (i as f32 - 33.0) * 0.37).collect();
+                for act in Activation::ALL.into_iter().filter(|a| !a.is_row_wise()) {
+                    let mut whole = x.clone();
+                    activation(isa, act, &mut whole);
+                    for len in [1, 3, 8, 15, 17, 31] {
+                        let mut part = x[..len].to_vec();
+                        activation(isa, act, &mut part);
+                        assert_eq!(bits(&part), bits(&whole[..len]), "{isa} {act} len {len}");
+                    }
+                }
+            }
+        }
+    )*};
+}
+
+tier_tests!(avx512 => Isa::Avx512, avx2 => Isa::Avx2, generic => Isa::Generic);
+
+#[test]
+fn activations_match_f64_reference() {
+    use crate::reference;
+    let mut xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 0.01).collect();
+    xs.extend((-300..=300).map(|i| (i as f32 * 0.3).exp() * if i % 2 == 0 { 1.0 } else { -1.0 }));
+    xs.extend([1e-30, -1e-30, 1e-40, -1e-40, 87.0, 88.7, -87.0, -103.0, 1e20, -1e20]);
+    for isa in Isa::available() {
+        for act in Activation::ALL.into_iter().filter(|a| !a.is_row_wise()) {
+            let mut y = xs.clone();
+            activation(isa, act, &mut y);
+            let mut worst = (0.0f64, 0.0f32);
+            for (&x, &got) in xs.iter().zip(&y) {
+                let want = reference::activation(act, f64::from(x));
+                let want32 = want as f32;
+                if want32.is_infinite() || want.is_nan() {
+                    assert!(
+                        got.to_bits() == want32.to_bits() || (got.is_nan() && want.is_nan()),
+                        "{isa} {act}({x}) = {got}, want {want}"
+                    );
+                    continue;
+                }
+                let err = (f64::from(got) - want).abs();
+                let tol = reference::activation_tolerance(act, f64::from(x), want);
+                if err / tol > worst.0 {
+                    worst = (err / tol, x);
+                }
+                assert!(err <= tol, "{isa} {act}({x}) = {got}, want {want} (err {err:e}, tol {tol:e})");
+            }
+            eprintln!("{isa} {act}: worst err/tol {:.3} at x={}", worst.0, worst.1);
+        }
+    }
+}
+
+#[test]
+fn row_softmax_matches_f64_reference() {
+    use crate::reference;
+    for isa in Isa::available() {
+        for n in [1usize, 7, 8, 9, 100] {
+            let x = rand_vec(n, n as u64).iter().map(|v| v * 20.0).collect::<Vec<_>>();
+            for act in [Activation::Softmax, Activation::LogSoftmax] {
+                let mut y = x.clone();
+                rows(isa, &[EpOp::Act(act)], &mut y, n);
+                let mut want: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+                reference::activation_row(act, &mut want);
+                for (g, w) in y.iter().zip(&want) {
+                    let tol = 16.0 * f64::from(f32::EPSILON) * (w.abs() + 1.0);
+                    assert!((f64::from(*g) - w).abs() <= tol, "{isa} {act} n={n}: {g} vs {w}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn nan_in_nan_out_canonical() {
+    for isa in Isa::available() {
+        for act in Activation::ALL.into_iter().filter(|a| !a.is_row_wise()) {
+            let mut y = [f32::from_bits(0x7fc0_1234), f32::from_bits(0xffc0_0000), -f32::NAN];
+            activation(isa, act, &mut y);
+            assert!(y.iter().all(|v| v.to_bits() == f32::NAN.to_bits()), "{isa} {act}: {y:?}");
+        }
+    }
+}

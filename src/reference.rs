@@ -1,0 +1,160 @@
+//! A naive f64 reference: the oracle the tests compare plans against.
+//!
+//! Straight loops, Keras's formulas in f64, no blocking, no SIMD. Slow on purpose.
+
+use crate::error::Result;
+use crate::kernels::{Activation, SELU_ALPHA, SELU_SCALE};
+use crate::model::{Layer, Model};
+
+fn relu6(x: f64) -> f64 {
+    x.clamp(0.0, 6.0)
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+/// One elementwise activation in f64 (row-wise ones are handled by [`activation_row`]).
+pub fn activation(act: Activation, x: f64) -> f64 {
+    match act {
+        Activation::Linear | Activation::Softmax | Activation::LogSoftmax => x,
+        Activation::Relu {
+            negative_slope,
+            max_value,
+            threshold,
+        } => {
+            let t = f64::from(threshold);
+            let mut pos = if x > t { x } else { 0.0 };
+            if let Some(m) = max_value {
+                pos = pos.clamp(0.0, f64::from(m));
+            }
+            if negative_slope == 0.0 {
+                pos
+            } else {
+                pos - f64::from(negative_slope) * (t - x).max(0.0)
+            }
+        }
+        Activation::Relu6 => relu6(x),
+        Activation::LeakyRelu { negative_slope } => {
+            if x > 0.0 {
+                x
+            } else {
+                f64::from(negative_slope) * x
+            }
+        }
+        Activation::Elu { alpha } => {
+            if x > 0.0 {
+                x
+            } else {
+                f64::from(alpha) * x.exp_m1()
+            }
+        }
+        Activation::Selu => {
+            let e = if x > 0.0 {
+                x
+            } else {
+                f64::from(SELU_ALPHA) * x.exp_m1()
+            };
+            f64::from(SELU_SCALE) * e
+        }
+        Activation::Gelu { approximate: false } => {
+            0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
+        }
+        Activation::Gelu { approximate: true } => {
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+        }
+        Activation::Sigmoid => sigmoid(x),
+        Activation::HardSigmoid => relu6(x + 3.0) / 6.0,
+        Activation::Silu => x * sigmoid(x),
+        Activation::HardSilu => x * relu6(x + 3.0) / 6.0,
+        Activation::Tanh => x.tanh(),
+        Activation::Softplus => softplus(x),
+        Activation::Softsign => x / (x.abs() + 1.0),
+        Activation::Exponential => x.exp(),
+        Activation::Mish => x * softplus(x).tanh(),
+    }
+}
+
+/// Applies an activation to one last-axis row in f64 (softmax and log-softmax need the row).
+pub fn activation_row(act: Activation, row: &mut [f64]) {
+    match act {
+        Activation::Softmax | Activation::LogSoftmax => {
+            let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let s: f64 = row.iter().map(|&x| (x - m).exp()).sum();
+            for x in row.iter_mut() {
+                *x = if act == Activation::Softmax {
+                    (*x - m).exp() / s
+                } else {
+                    *x - m - s.ln()
+                };
+            }
+        }
+        _ => row.iter_mut().for_each(|x| *x = activation(act, *x)),
+    }
+}
+
+/// Runs `model` on `batch` samples in f64.
+pub fn run(model: &Model, input: &[f32]) -> Result<Vec<f64>> {
+    let nodes = model.nodes();
+    let per: usize = model.input_shape().iter().product();
+    let batch = input.len() / per.max(1);
+    let mut values: Vec<Vec<f64>> = vec![Vec::new(); nodes.len()];
+    for (i, node) in nodes.iter().enumerate() {
+        let x = node.inputs.first().map(|&j| values[j].clone());
+        values[i] = match (&node.layer, x) {
+            (Layer::Input, _) => input.iter().map(|&v| f64::from(v)).collect(),
+            (Layer::Dense { activation: act, .. }, Some(x)) => {
+                let w = node.weights.as_ref().expect("dense has weights");
+                let n = *node.shape.last().expect("rank");
+                let k = w.kernel.len() / n;
+                let mut y = Vec::with_capacity(x.len() / k * n);
+                for row in x.chunks_exact(k) {
+                    let mut out: Vec<f64> = (0..n)
+                        .map(|j| {
+                            let s: f64 = (0..k)
+                                .map(|kk| row[kk] * f64::from(w.kernel[kk * n + j]))
+                                .sum();
+                            s + w.bias.as_ref().map_or(0.0, |b| f64::from(b[j]))
+                        })
+                        .collect();
+                    activation_row(*act, &mut out);
+                    y.extend(out);
+                }
+                y
+            }
+            (Layer::Activation(act), Some(mut x)) => {
+                let n = *node.shape.last().expect("rank");
+                x.chunks_exact_mut(n).for_each(|r| activation_row(*act, r));
+                x
+            }
+            (Layer::Dropout { .. } | Layer::Flatten, Some(x)) => x,
+            (_, None) => unreachable!("non-input layers have an input"),
+        };
+    }
+    let out = std::mem::take(&mut values[model.output()]);
+    debug_assert_eq!(out.len(), batch * model.output_shape().iter().product::<usize>());
+    Ok(out)
+}
+
+/// How far sinter's f32 activation may be from [`activation`] at input `x` with exact result `y`.
+///
+/// Relative part: 4 ulp of `y` (the exp/log/div chains measure at most 1.9 ulp on every tier).
+/// Absolute part: `x * sigmoid(x)`, `1 + tanh(z)` and friends cancel, so their error is an ulp of
+/// the larger intermediate (`|x|`), not of the result; results in the subnormal range carry
+/// an absolute rounding of 2^-149 per operation.
+pub fn activation_tolerance(act: Activation, x: f64, y: f64) -> f64 {
+    let ulp = f64::from(f32::EPSILON);
+    let rel = 4.0 * ulp * y.abs();
+    let abs = match act {
+        Activation::Gelu { .. } | Activation::Silu | Activation::Mish | Activation::HardSilu => {
+            4.0 * ulp * x.abs().min(1e30)
+        }
+        _ => 0.0,
+    };
+    rel + abs + 4.0 * f64::from(f32::from_bits(1))
+}
