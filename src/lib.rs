@@ -5,6 +5,7 @@
 pub mod kernels;
 pub mod builtin;
 pub mod error;
+pub mod io;
 pub mod model;
 pub mod passes;
 pub mod plan;

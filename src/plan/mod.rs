@@ -337,6 +337,16 @@ impl Plan {
             })
             .sum()
     }
+    /// Multiply-add flops per sample (2 per multiply-add), for GFLOP/s figures.
+    pub fn flops_per_sample(&self) -> usize {
+        self.steps
+            .iter()
+            .map(|s| match &s.kind {
+                Kind::Dense { w, rows, .. } => 2 * rows * w.k() * w.n(),
+                _ => 0,
+            })
+            .sum()
+    }
     /// Number of separate activation passes (0 when everything fused).
     pub fn activation_steps(&self) -> usize {
         self.steps

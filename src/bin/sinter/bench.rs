@@ -1,0 +1,74 @@
+//! `sinter bench`: median latency per batch size.
+
+use crate::{PlanArgs, compile, load_model};
+use sinter::Result;
+use sinter::model::init::SplitMix64;
+use sinter::plan::Session;
+use std::time::{Duration, Instant};
+
+/// Deterministic inputs in [-1, 1).
+pub(crate) fn random_input(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = SplitMix64::new(seed);
+    (0..n).map(|_| r.next_signed()).collect()
+}
+
+/// Median wall time of `session.run(x)` over about `seconds` (at least 11 samples).
+pub(crate) fn median(session: &mut Session, x: &[f32], seconds: f64) -> Result<Duration> {
+    let warm = Instant::now();
+    while warm.elapsed() < Duration::from_secs_f64((seconds / 10.0).min(0.2)) {
+        session.run(x)?;
+    }
+    let budget = Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut times = Vec::with_capacity(4096);
+    while times.len() < 11 || (start.elapsed() < budget && times.len() < 1_000_000) {
+        let t = Instant::now();
+        session.run(x)?;
+        times.push(t.elapsed());
+    }
+    times.sort_unstable();
+    Ok(times[times.len() / 2])
+}
+
+pub(crate) fn run(
+    model_spec: &str,
+    batches: &[usize],
+    args: &PlanArgs,
+    json: bool,
+    seconds: f64,
+) -> Result<()> {
+    let model = load_model(model_spec)?;
+    let max = batches.iter().copied().max().unwrap_or(1).max(1);
+    let plan = compile(&model, args, max)?;
+    let mut session = plan.session()?;
+    if !json {
+        println!(
+            "{model_spec}: {} plan, isa {}, threads {}",
+            if plan.is_fused() { "fused" } else { "separate" },
+            plan.isa(),
+            plan.threads()
+        );
+        println!("{:>7} {:>12} {:>14} {:>9}", "batch", "median_us", "us/sample", "GFLOP/s");
+    }
+    for &batch in batches {
+        if batch == 0 {
+            return Err(sinter::Error::EmptyBatch);
+        }
+        let x = random_input(batch * plan.input_len(), batch as u64);
+        let t = median(&mut session, &x, seconds)?;
+        let us = t.as_secs_f64() * 1e6;
+        let gflops = (plan.flops_per_sample() * batch) as f64 / t.as_secs_f64() / 1e9;
+        if json {
+            println!(
+                "{{\"model\":\"{}\",\"batch\":{batch},\"threads\":{},\"fused\":{},\"median_us\":{us:.3},\"isa\":\"{}\",\"gflops\":{gflops:.2}}}",
+                model_spec.replace('"', "\\\""),
+                plan.threads(),
+                plan.is_fused(),
+                plan.isa()
+            );
+        } else {
+            println!("{batch:>7} {us:>12.2} {:>14.3} {gflops:>9.2}", us / batch as f64);
+        }
+    }
+    Ok(())
+}

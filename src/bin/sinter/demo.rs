@@ -1,0 +1,44 @@
+//! `sinter` with no arguments: the seed model, both plans, bits compared, latency.
+
+use crate::bench::{median, random_input};
+use sinter::plan::CompileOptions;
+use sinter::{Error, Result, builtin};
+use std::sync::Arc;
+
+pub(crate) fn run() -> Result<()> {
+    let model = builtin::seed();
+    println!("The seed model, built in code with deterministic weights:");
+    println!("  Input(784) -> Dense(32, tanh) -> Activation(relu) -> Dense(8, softmax)\n");
+    print!("{}", model.summary());
+    let batch = 64;
+    let mut outputs = Vec::new();
+    let mut times = Vec::new();
+    let x = random_input(batch * 784, 42);
+    for fuse in [true, false] {
+        let plan = Arc::new(model.compile(&CompileOptions {
+            fuse,
+            max_batch: batch,
+            ..CompileOptions::default()
+        })?);
+        println!("\n{plan}");
+        let mut session = plan.session()?;
+        outputs.push(session.run(&x)?.to_vec());
+        times.push(median(&mut session, &x, 0.5)?);
+    }
+    let same = outputs[0]
+        .iter()
+        .zip(&outputs[1])
+        .all(|(a, b)| a.to_bits() == b.to_bits());
+    println!("\nA batch of {batch} random inputs through each plan:");
+    println!("  fused:    median {:>8.2} us", times[0].as_secs_f64() * 1e6);
+    println!("  separate: median {:>8.2} us", times[1].as_secs_f64() * 1e6);
+    if same {
+        println!(
+            "  outputs: bit-identical ({} values compared with to_bits)",
+            outputs[0].len()
+        );
+        Ok(())
+    } else {
+        Err(Error::Model("fused and separate outputs differ: this is a bug".into()))
+    }
+}

@@ -1,0 +1,178 @@
+//! The `sinter` command line. See `sinter --help`.
+
+mod bench;
+mod demo;
+mod verify;
+
+use clap::{Parser, Subcommand};
+use sinter::model::Model;
+use sinter::plan::{CompileOptions, Plan};
+use sinter::{Error, Result, builtin};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// sinter: dense neural networks on the CPU, fused or separate activations, bit-identical.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args, Clone)]
+struct PlanArgs {
+    /// Run every activation as a separate pass instead of in the Dense epilogue.
+    #[arg(long)]
+    no_fuse: bool,
+    /// Threads for large layers.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Keras-style summary: layer, type, output shape, params.
+    Summary {
+        /// A model: builtin:seed, builtin:mnist-mlp or builtin:ffn.
+        model: String,
+    },
+    /// The compiled plan: steps, kernels, epilogues, buffers, arena size.
+    Plan {
+        /// A model: builtin:seed, builtin:mnist-mlp or builtin:ffn.
+        model: String,
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Max batch the plan is compiled for.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+    },
+    /// Run a float32 .npy batch (batch axis first) through the model; write a float32 .npy.
+    Run {
+        /// A model: builtin:seed, builtin:mnist-mlp or builtin:ffn.
+        model: String,
+        /// Input .npy: shape (batch, *input_shape).
+        #[arg(long)]
+        input: PathBuf,
+        /// Output .npy: shape (batch, *output_shape).
+        #[arg(long)]
+        output: PathBuf,
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+    /// Median latency per batch size.
+    Bench {
+        /// A model: builtin:seed, builtin:mnist-mlp or builtin:ffn.
+        model: String,
+        /// Batch sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,64,256")]
+        batch: Vec<usize>,
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Seconds of timed runs per batch size.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+    },
+    /// Check the invariants on random inputs: fused == separate, threads, rows, ISA tiers.
+    Verify {
+        /// A model: builtin:seed, builtin:mnist-mlp or builtin:ffn.
+        model: String,
+        /// Batch size of the random inputs.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+    },
+}
+
+/// Loads `builtin:NAME` (model files arrive with the .keras / ONNX loaders).
+pub(crate) fn load_model(spec: &str) -> Result<Model> {
+    if let Some(name) = spec.strip_prefix("builtin:") {
+        return builtin::by_name(name).ok_or_else(|| {
+            Error::Model(format!(
+                "unknown built-in {name:?} (expected one of: {})",
+                builtin::NAMES.join(", ")
+            ))
+        });
+    }
+    let path = Path::new(spec);
+    if !path.exists() {
+        return Err(Error::Io {
+            path: path.into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        });
+    }
+    Err(Error::Format {
+        path: path.into(),
+        msg: "model files are not supported yet; use builtin:seed, builtin:mnist-mlp or builtin:ffn"
+            .into(),
+    })
+}
+
+pub(crate) fn compile(model: &Model, args: &PlanArgs, max_batch: usize) -> Result<Arc<Plan>> {
+    let opts = CompileOptions {
+        fuse: !args.no_fuse,
+        max_batch,
+        threads: args.threads,
+        ..CompileOptions::default()
+    };
+    Ok(Arc::new(model.compile(&opts)?))
+}
+
+fn run_npy(model: &str, input: &Path, output: &Path, args: &PlanArgs) -> Result<()> {
+    let model = load_model(model)?;
+    let (shape, data) = sinter::io::npy::read_f32(input)?;
+    let want = model.input_shape();
+    let per: usize = want.iter().product();
+    let batch = shape.first().copied().unwrap_or(0);
+    let rest: usize = shape.iter().skip(1).product();
+    if shape.len() < 2 || rest != per || batch == 0 {
+        return Err(Error::Format {
+            path: input.into(),
+            msg: format!("shape {shape:?}, expected (batch, {})", dims(want)),
+        });
+    }
+    let plan = compile(&model, args, batch)?;
+    let mut session = plan.session()?;
+    let y = session.run(&data)?;
+    let mut out_shape = vec![batch];
+    out_shape.extend_from_slice(plan.output_shape());
+    sinter::io::npy::write_f32(output, &out_shape, y)
+}
+
+fn dims(s: &[usize]) -> String {
+    s.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => demo::run(),
+        Some(Command::Summary { model }) => load_model(&model).map(|m| print!("{}", m.summary())),
+        Some(Command::Plan { model, plan, batch }) => load_model(&model)
+            .and_then(|m| compile(&m, &plan, batch))
+            .map(|p| println!("{p}")),
+        Some(Command::Run {
+            model,
+            input,
+            output,
+            plan,
+        }) => run_npy(&model, &input, &output, &plan),
+        Some(Command::Bench {
+            model,
+            batch,
+            plan,
+            json,
+            seconds,
+        }) => bench::run(&model, &batch, &plan, json, seconds),
+        Some(Command::Verify { model, batch }) => verify::run(&model, batch),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sinter: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
