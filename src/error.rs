@@ -42,7 +42,9 @@ pub enum Error {
         got: usize,
     },
     /// More samples than the plan was compiled for.
-    #[error("batch of {batch} exceeds the plan's max batch {max} (compile with a larger max_batch)")]
+    #[error(
+        "batch of {batch} exceeds the plan's max batch {max} (compile with a larger max_batch)"
+    )]
     BatchTooLarge {
         /// Samples given.
         batch: usize,

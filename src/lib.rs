@@ -1,11 +1,10 @@
 //! sinter: a SIMD CPU inference runtime for dense Keras-style networks.
 #![deny(missing_docs)]
-#![warn(clippy::undocumented_unsafe_blocks)]
 
-pub mod kernels;
 pub mod builtin;
 pub mod error;
 pub mod io;
+pub mod kernels;
 pub mod model;
 pub mod passes;
 pub mod plan;

@@ -108,7 +108,12 @@ pub fn run(model: &Model, input: &[f32]) -> Result<Vec<f64>> {
         let x = node.inputs.first().map(|&j| values[j].clone());
         values[i] = match (&node.layer, x) {
             (Layer::Input, _) => input.iter().map(|&v| f64::from(v)).collect(),
-            (Layer::Dense { activation: act, .. }, Some(x)) => {
+            (
+                Layer::Dense {
+                    activation: act, ..
+                },
+                Some(x),
+            ) => {
                 let w = node.weights.as_ref().expect("dense has weights");
                 let n = *node.shape.last().expect("rank");
                 let k = w.kernel.len() / n;
@@ -137,7 +142,10 @@ pub fn run(model: &Model, input: &[f32]) -> Result<Vec<f64>> {
         };
     }
     let out = std::mem::take(&mut values[model.output()]);
-    debug_assert_eq!(out.len(), batch * model.output_shape().iter().product::<usize>());
+    debug_assert_eq!(
+        out.len(),
+        batch * model.output_shape().iter().product::<usize>()
+    );
     Ok(out)
 }
 

@@ -50,7 +50,12 @@ fn session_run_allocates_nothing() {
             }
             let after = ALLOCS.load(Ordering::SeqCst);
             assert!(checksum.is_finite());
-            assert_eq!(after - before, 0, "fuse={fuse}: {} allocations", after - before);
+            assert_eq!(
+                after - before,
+                0,
+                "fuse={fuse}: {} allocations",
+                after - before
+            );
         }
     }
 }

@@ -27,7 +27,10 @@ fn layers_are_auto_named_like_keras() {
     let h = ActivationLayer::new(Activation::Tanh).call(&h).unwrap();
     let m = Model::new(&x, &h).unwrap();
     let names: Vec<&str> = m.nodes().iter().map(|n| n.name.as_str()).collect();
-    assert_eq!(names, ["input_layer", "dense", "dense_1", "dense_2", "activation"]);
+    assert_eq!(
+        names,
+        ["input_layer", "dense", "dense_1", "dense_2", "activation"]
+    );
 }
 
 #[test]
@@ -41,28 +44,54 @@ fn duplicate_names_are_an_error() {
 #[test]
 fn shape_and_weight_errors_name_the_layer() {
     assert!(matches!(Input::new([0]), Err(Error::Shape { .. })));
-    assert!(matches!(Input::new(Vec::<usize>::new()), Err(Error::Shape { .. })));
+    assert!(matches!(
+        Input::new(Vec::<usize>::new()),
+        Err(Error::Shape { .. })
+    ));
     let x = Input::new([4]).unwrap();
-    let e = Dense::new(3).name("d").weights(vec![0.0; 11], Some(vec![0.0; 3])).call(&x);
+    let e = Dense::new(3)
+        .name("d")
+        .weights(vec![0.0; 11], Some(vec![0.0; 3]))
+        .call(&x);
     match e {
-        Err(Error::Weights { layer, what, expected, got }) => {
-            assert_eq!((layer.as_str(), what, expected, got), ("d", "kernel", 12, 11));
+        Err(Error::Weights {
+            layer,
+            what,
+            expected,
+            got,
+        }) => {
+            assert_eq!(
+                (layer.as_str(), what, expected, got),
+                ("d", "kernel", 12, 11)
+            );
         }
         other => panic!("{other:?}"),
     }
-    let e = Dense::new(3).weights(vec![0.0; 12], Some(vec![0.0; 2])).call(&x);
+    let e = Dense::new(3)
+        .weights(vec![0.0; 12], Some(vec![0.0; 2]))
+        .call(&x);
     assert!(matches!(e, Err(Error::Weights { what: "bias", .. })));
     assert!(matches!(Dense::new(0).call(&x), Err(Error::Shape { .. })));
-    assert!(matches!(Dropout::new(1.5).call(&x), Err(Error::Shape { .. })));
+    assert!(matches!(
+        Dropout::new(1.5).call(&x),
+        Err(Error::Shape { .. })
+    ));
 
     let mut m = builtin::seed();
-    assert!(matches!(m.set_weights("nope", vec![], None), Err(Error::NoSuchLayer(_))));
-    assert!(matches!(m.set_weights("activation", vec![], None), Err(Error::Model(_))));
+    assert!(matches!(
+        m.set_weights("nope", vec![], None),
+        Err(Error::NoSuchLayer(_))
+    ));
+    assert!(matches!(
+        m.set_weights("activation", vec![], None),
+        Err(Error::Model(_))
+    ));
     assert!(matches!(
         m.set_weights("dense_1", vec![0.0; 32 * 8], Some(vec![0.0; 7])),
         Err(Error::Weights { .. })
     ));
-    m.set_weights("dense_1", vec![0.0; 32 * 8], Some(vec![1.0; 8])).unwrap();
+    m.set_weights("dense_1", vec![0.0; 32 * 8], Some(vec![1.0; 8]))
+        .unwrap();
 }
 
 #[test]
@@ -77,24 +106,57 @@ fn output_not_reached_from_input_is_an_error() {
 fn session_errors_instead_of_panics() {
     let plan = Arc::new(
         builtin::seed()
-            .compile(&CompileOptions { max_batch: 4, ..Default::default() })
+            .compile(&CompileOptions {
+                max_batch: 4,
+                ..Default::default()
+            })
             .unwrap(),
     );
     let mut s = plan.session().unwrap();
-    assert!(matches!(s.run(&[0.0; 783]), Err(Error::InputLength { per_sample: 784, got: 783 })));
+    assert!(matches!(
+        s.run(&[0.0; 783]),
+        Err(Error::InputLength {
+            per_sample: 784,
+            got: 783
+        })
+    ));
     assert!(matches!(s.run(&[]), Err(Error::EmptyBatch)));
-    assert!(matches!(s.run(&vec![0.0; 5 * 784]), Err(Error::BatchTooLarge { batch: 5, max: 4 })));
+    assert!(matches!(
+        s.run(&vec![0.0; 5 * 784]),
+        Err(Error::BatchTooLarge { batch: 5, max: 4 })
+    ));
     assert_eq!(s.run(&vec![0.0; 4 * 784]).unwrap().len(), 32);
 }
 
 #[test]
 fn bad_options_are_errors() {
     let m = builtin::seed();
-    assert!(matches!(m.compile(&CompileOptions { max_batch: 0, ..Default::default() }), Err(Error::Options(_))));
-    assert!(matches!(m.compile(&CompileOptions { threads: 0, ..Default::default() }), Err(Error::Options(_))));
-    assert!(m.compile(&CompileOptions { max_batch: usize::MAX / 2, ..Default::default() }).is_err());
+    assert!(matches!(
+        m.compile(&CompileOptions {
+            max_batch: 0,
+            ..Default::default()
+        }),
+        Err(Error::Options(_))
+    ));
+    assert!(matches!(
+        m.compile(&CompileOptions {
+            threads: 0,
+            ..Default::default()
+        }),
+        Err(Error::Options(_))
+    ));
+    assert!(
+        m.compile(&CompileOptions {
+            max_batch: usize::MAX / 2,
+            ..Default::default()
+        })
+        .is_err()
+    );
     for isa in Isa::ALL {
-        let r = m.compile(&CompileOptions { isa: Some(isa), ..Default::default() });
+        let r = m.compile(&CompileOptions {
+            isa: Some(isa),
+            ..Default::default()
+        });
         assert_eq!(r.is_ok(), isa.is_available(), "{isa}");
     }
     assert!("avx9000".parse::<Isa>().is_err());
@@ -108,7 +170,11 @@ fn plan_is_send_sync_and_shared_across_threads() {
     fn assert_send<T: Send>() {}
     assert_send::<Session>();
 
-    let plan = Arc::new(builtin::mnist_mlp().compile(&CompileOptions::default()).unwrap());
+    let plan = Arc::new(
+        builtin::mnist_mlp()
+            .compile(&CompileOptions::default())
+            .unwrap(),
+    );
     let x: Vec<f32> = (0..8 * 784).map(|i| (i % 13) as f32 / 13.0).collect();
     let want = plan.run(&x).unwrap();
     let handles: Vec<_> = (0..4)
@@ -117,7 +183,9 @@ fn plan_is_send_sync_and_shared_across_threads() {
             let x = x.clone();
             std::thread::spawn(move || {
                 let mut s = plan.session().unwrap();
-                (0..20).map(|_| s.run(&x).unwrap().to_vec()).collect::<Vec<_>>()
+                (0..20)
+                    .map(|_| s.run(&x).unwrap().to_vec())
+                    .collect::<Vec<_>>()
             })
         })
         .collect();
@@ -132,7 +200,12 @@ fn plan_is_send_sync_and_shared_across_threads() {
 fn fused_plan_has_no_activation_steps_for_the_seed() {
     let m = builtin::seed();
     let fused = m.compile(&CompileOptions::default()).unwrap();
-    let separate = m.compile(&CompileOptions { fuse: false, ..Default::default() }).unwrap();
+    let separate = m
+        .compile(&CompileOptions {
+            fuse: false,
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(fused.steps().len(), 2);
     assert_eq!(fused.activation_steps(), 0);
     assert_eq!(separate.activation_steps(), 3);
@@ -153,10 +226,16 @@ fn identity_model_copies_input() {
 #[test]
 fn dense_on_rank_2_input_and_flatten() {
     let x = Input::new([5, 7]).unwrap();
-    let h = Dense::new(4).activation(Activation::Gelu { approximate: false }).call(&x).unwrap();
+    let h = Dense::new(4)
+        .activation(Activation::Gelu { approximate: false })
+        .call(&x)
+        .unwrap();
     assert_eq!(h.shape(), [5, 4]);
     let h = Flatten::new().call(&h).unwrap();
-    let y = Dense::new(3).activation(Activation::Softmax).call(&h).unwrap();
+    let y = Dense::new(3)
+        .activation(Activation::Softmax)
+        .call(&h)
+        .unwrap();
     let m = Model::new(&x, &y).unwrap();
     let input: Vec<f32> = (0..2 * 35).map(|i| (i as f32 * 0.37).sin()).collect();
     let plan = Arc::new(m.compile(&CompileOptions::default()).unwrap());
@@ -175,6 +254,9 @@ fn activation_names_parse_as_keras_spells_them() {
         assert_eq!(parsed.keras_name(), a.keras_name());
     }
     assert_eq!("swish".parse::<Activation>().unwrap(), Activation::Silu);
-    assert_eq!("hard_swish".parse::<Activation>().unwrap(), Activation::HardSilu);
+    assert_eq!(
+        "hard_swish".parse::<Activation>().unwrap(),
+        Activation::HardSilu
+    );
     assert!("relu7".parse::<Activation>().is_err());
 }

@@ -98,7 +98,10 @@ proptest! {
 /// Largest |f'| of an activation on an interval of half-width `e` around `x`.
 fn slope(act: Activation, x: f64, e: f64) -> f64 {
     match act {
-        Activation::Linear | Activation::Relu6 | Activation::Tanh | Activation::Softplus
+        Activation::Linear
+        | Activation::Relu6
+        | Activation::Tanh
+        | Activation::Softplus
         | Activation::Softsign => 1.0,
         Activation::Relu { negative_slope, .. } | Activation::LeakyRelu { negative_slope } => {
             f64::from(negative_slope).abs().max(1.0)
@@ -123,6 +126,7 @@ fn slope(act: Activation, x: f64, e: f64) -> f64 {
 /// the discontinuous thresholded ReLU adds its jump when the input is within the error of the
 /// threshold. Softmax: a shift of at most E in its inputs changes outputs by a factor of at most
 /// `e^(2E)`, plus `(n + 16) u` relative rounding; log-softmax moves by at most `2E` plus rounding.
+/// Where a value may leave the f32 range the bound becomes infinite (no claim).
 /// The check allows twice the bound, for magnitudes taken from the reference rather than
 /// the plan.
 fn error_bound(model: &Model, input: &[f32]) -> (Vec<f64>, Vec<f64>) {
@@ -148,7 +152,11 @@ fn error_bound(model: &Model, input: &[f32]) -> (Vec<f64>, Vec<f64>) {
         for (x, e) in pre.iter_mut().zip(e.iter_mut()) {
             let y = reference::activation(act, *x);
             let mut b = slope(act, *x, *e) * *e + reference::activation_tolerance(act, *x, y);
-            if let Activation::Relu { threshold, max_value, .. } = act
+            if let Activation::Relu {
+                threshold,
+                max_value,
+                ..
+            } = act
                 && threshold != 0.0
                 && (*x - f64::from(threshold)).abs() <= *e
             {
@@ -161,7 +169,10 @@ fn error_bound(model: &Model, input: &[f32]) -> (Vec<f64>, Vec<f64>) {
     for (i, node) in nodes.iter().enumerate() {
         let (x, ex) = match node.inputs.first() {
             Some(&j) => (vals[j].clone(), errs[j].clone()),
-            None => (input.iter().map(|&v| f64::from(v)).collect(), vec![0.0; input.len()]),
+            None => (
+                input.iter().map(|&v| f64::from(v)).collect(),
+                vec![0.0; input.len()],
+            ),
         };
         let n = node.shape.last().copied().unwrap_or(1);
         let (v, e) = match &node.layer {
@@ -200,6 +211,18 @@ fn error_bound(model: &Model, input: &[f32]) -> (Vec<f64>, Vec<f64>) {
             }
             Layer::Dropout { .. } | Layer::Flatten => (x, ex),
         };
+        // Where the f32 computation may overflow, the bound says nothing.
+        let e = v
+            .iter()
+            .zip(e)
+            .map(|(v, e)| {
+                if e.is_finite() && v.abs() + e <= f64::from(f32::MAX) {
+                    e
+                } else {
+                    f64::INFINITY
+                }
+            })
+            .collect();
         vals[i] = v;
         errs[i] = e;
     }
@@ -212,7 +235,12 @@ fn error_bound(model: &Model, input: &[f32]) -> (Vec<f64>, Vec<f64>) {
 #[test]
 fn seed_model_fused_equals_separate() {
     let model = sinter::builtin::seed();
-    let spec = Spec { input: 784, layers: vec![], batch: 64, seed: 7 };
+    let spec = Spec {
+        input: 784,
+        layers: vec![],
+        batch: 64,
+        seed: 7,
+    };
     let x = spec.input(true);
     let fused = run(&model, &opts(true, 64), &x);
     let separate = run(&model, &opts(false, 64), &x);

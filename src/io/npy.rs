@@ -26,12 +26,18 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut cursor = Cursor::new(&bytes[..]);
+    from_bytes(&bytes, path)
+}
+
+/// Parses `.npy` bytes (see [`read_f32`]); `path` only labels errors.
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+    let mut cursor = Cursor::new(bytes);
     let header = npyz::NpyHeader::from_reader(&mut cursor)
         .map_err(|e| format_err(path, format!("not a .npy file: {e}")))?;
     let header_len = cursor.position() as usize;
     let file = npyz::NpyFile::with_header(header, &bytes[header_len..]);
     let descr = file.dtype().descr();
+    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
     if descr != "<f4" && !(cfg!(target_endian = "little") && descr == "=f4") {
         return Err(format_err(
             path,

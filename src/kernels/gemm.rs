@@ -214,9 +214,9 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
 pub(crate) unsafe fn row_ops<V: Simd, R8: Simd>(ops: &[EpOp], row: &mut [f32]) {
     for op in ops {
         match *op {
+            EpOp::Act(Activation::Softmax) => math::row_softmax::<R8>(row, false),
+            EpOp::Act(Activation::LogSoftmax) => math::row_softmax::<R8>(row, true),
             // SAFETY: ISA availability is the caller's contract.
-            EpOp::Act(Activation::Softmax) => unsafe { math::row_softmax::<R8>(row, false) },
-            EpOp::Act(Activation::LogSoftmax) => unsafe { math::row_softmax::<R8>(row, true) },
             EpOp::Act(act) => unsafe { math::apply_slice::<V>(act, row) },
             EpOp::Bias => unreachable!("bias is applied in the tile epilogue"),
         }
@@ -273,7 +273,9 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                 let cols = nr.min(n - jp * nr);
                 // SAFETY: in bounds by `g.check`: panel jp starts at jp*k*nr, block pc at pc*nr.
                 let bp = unsafe { b.add(jp * k * nr + pc * nr) };
-                let epi = last.then(|| (tile_ops, unsafe { bias.add(jp * nr) }));
+                // SAFETY: the bias is padded to whole panels, so panel jp's NR values exist.
+                let bias_p = unsafe { bias.add(jp * nr) };
+                let epi = last.then_some((tile_ops, bias_p));
                 let mut ir = 0;
                 while ir < mc {
                     let rows = MR.min(mc - ir);
@@ -283,7 +285,13 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                     unsafe {
                         let ap = a.add(row * g.lda + pc);
                         let cp = c.add(row * g.ldc + jp * nr);
-                        dispatch_rows!(rows, MR, V, NV, (kc, ap, g.lda, bp, cp, g.ldc, cols, pc > 0, epi));
+                        dispatch_rows!(
+                            rows,
+                            MR,
+                            V,
+                            NV,
+                            (kc, ap, g.lda, bp, cp, g.ldc, cols, pc > 0, epi)
+                        );
                     }
                     ir += rows;
                 }

@@ -138,13 +138,13 @@ fn one_plus_erf<V: Simd>(z: V) -> V {
     for k in [
         -0.822_152_23,
         1.488_515_9,
-        -1.135_203_98,
+        -1.135_204,
         0.278_868_07,
         -0.186_288_06,
         0.096_784_18,
         0.374_091_96,
-        1.000_023_68,
-        -1.265_512_23,
+        1.000_023_7,
+        -1.265_512_2,
     ] {
         q = q.mul(t).add(c(k));
     }
@@ -240,7 +240,7 @@ pub(crate) const ROW_LANES: usize = 8;
 
 /// Loads up to 8 values of `row` starting at `i`, padding with `pad`.
 #[inline(always)]
-unsafe fn load_row<V: Simd>(row: &[f32], i: usize, pad: f32) -> V {
+fn load_row<V: Simd>(row: &[f32], i: usize, pad: f32) -> V {
     if i + ROW_LANES <= row.len() {
         // SAFETY: 8 elements are in bounds.
         unsafe { V::load(row.as_ptr().add(i)) }
@@ -253,7 +253,7 @@ unsafe fn load_row<V: Simd>(row: &[f32], i: usize, pad: f32) -> V {
 }
 
 #[inline(always)]
-unsafe fn store_row<V: Simd>(v: V, row: &mut [f32], i: usize) {
+fn store_row<V: Simd>(v: V, row: &mut [f32], i: usize) {
     if i + ROW_LANES <= row.len() {
         // SAFETY: 8 elements are in bounds.
         unsafe { v.store(row.as_mut_ptr().add(i)) }
@@ -268,7 +268,7 @@ unsafe fn store_row<V: Simd>(v: V, row: &mut [f32], i: usize) {
 
 /// Sums the 8 lanes in a fixed tree: (0+4, 1+5, 2+6, 3+7), then pairs, then the last two.
 #[inline(always)]
-unsafe fn sum_lanes<V: Simd>(v: V) -> f32 {
+fn sum_lanes<V: Simd>(v: V) -> f32 {
     let mut l = [0.0f32; ROW_LANES];
     // SAFETY: `l` has 8 elements.
     unsafe { v.store(l.as_mut_ptr()) };
@@ -281,47 +281,51 @@ unsafe fn sum_lanes<V: Simd>(v: V) -> f32 {
 /// `j, j+8, j+16, ...` in order, then the fixed tree of [`sum_lanes`]: the same order whatever
 /// the tier's native vector width.
 ///
-/// # Safety
-/// `V` must be an 8-lane vector whose instruction set is available.
+/// `V` must be an 8-lane vector.
 #[inline(always)]
-pub(crate) unsafe fn row_softmax<V: Simd>(row: &mut [f32], log_space: bool) {
+pub(crate) fn row_softmax<V: Simd>(row: &mut [f32], log_space: bool) {
     debug_assert_eq!(V::LANES, ROW_LANES);
     if row.is_empty() {
         return;
     }
-    // SAFETY (all blocks below): loads and stores go through `load_row`/`store_row`, which
-    // stay inside `row` or a local buffer; the caller guarantees the ISA.
     let mut mx = V::splat(f32::NEG_INFINITY);
     let mut i = 0;
     while i < row.len() {
-        mx = mx.max_nn(unsafe { load_row::<V>(row, i, f32::NEG_INFINITY) });
+        mx = mx.max_nn(load_row::<V>(row, i, f32::NEG_INFINITY));
         i += ROW_LANES;
     }
     let mut lanes = [0.0f32; ROW_LANES];
     // SAFETY: `lanes` has 8 elements.
     unsafe { mx.store(lanes.as_mut_ptr()) };
-    let m = lanes.iter().copied().fold(f32::NEG_INFINITY, |a, b| if a < b { b } else { a });
+    let m = lanes
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, |a, b| if a < b { b } else { a });
     let m = V::splat(m);
     let mut sum = V::splat(0.0);
     i = 0;
     while i < row.len() {
-        let x = unsafe { load_row::<V>(row, i, f32::NEG_INFINITY) };
+        let x = load_row::<V>(row, i, f32::NEG_INFINITY);
         let e = exp(x.sub(m));
         let e = V::select(x.eq(V::splat(f32::NEG_INFINITY)), V::splat(0.0), e);
         sum = sum.add(e);
         if !log_space {
-            unsafe { store_row(e, row, i) };
+            store_row(e, row, i);
         }
         i += ROW_LANES;
     }
-    let s = V::splat(unsafe { sum_lanes(sum) });
+    let s = V::splat(sum_lanes(sum));
     let ls = log(s);
     i = 0;
     while i < row.len() {
-        let x = unsafe { load_row::<V>(row, i, 0.0) };
-        let y = if log_space { x.sub(m).sub(ls) } else { x.div(s) };
+        let x = load_row::<V>(row, i, 0.0);
+        let y = if log_space {
+            x.sub(m).sub(ls)
+        } else {
+            x.div(s)
+        };
         let y = canonical_nan(x, y);
-        unsafe { store_row(y, row, i) };
+        store_row(y, row, i);
         i += ROW_LANES;
     }
 }

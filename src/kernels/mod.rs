@@ -144,9 +144,13 @@ pub fn dense(isa: Isa, m: usize, a: &[f32], w: &PackedB, c: &mut [f32], ops: &[E
     };
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86::Avx512Token::new().expect("AVX-512F not available").gemm(&mut g),
+        Isa::Avx512 => x86::Avx512Token::new()
+            .expect("AVX-512F not available")
+            .gemm(&mut g),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::Avx2Token::new().expect("AVX2+FMA not available").gemm(&mut g),
+        Isa::Avx2 => x86::Avx2Token::new()
+            .expect("AVX2+FMA not available")
+            .gemm(&mut g),
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Avx512 | Isa::Avx2 => panic!("{isa} is not available on this architecture"),
         Isa::Generic => {
@@ -166,9 +170,13 @@ pub fn activation(isa: Isa, act: Activation, data: &mut [f32]) {
     }
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86::Avx512Token::new().expect("AVX-512F not available").activation(act, data),
+        Isa::Avx512 => x86::Avx512Token::new()
+            .expect("AVX-512F not available")
+            .activation(act, data),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::Avx2Token::new().expect("AVX2+FMA not available").activation(act, data),
+        Isa::Avx2 => x86::Avx2Token::new()
+            .expect("AVX2+FMA not available")
+            .activation(act, data),
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Avx512 | Isa::Avx2 => panic!("{isa} is not available on this architecture"),
         // SAFETY: portable lanes need no CPU feature.
@@ -178,12 +186,19 @@ pub fn activation(isa: Isa, act: Activation, data: &mut [f32]) {
 
 /// Applies epilogue ops (row-wise or elementwise, no bias) to each `n`-wide row of `data`.
 pub fn rows(isa: Isa, ops: &[EpOp], data: &mut [f32], n: usize) {
-    assert!(n > 0 && data.len() % n == 0, "data is whole rows of n");
+    assert!(
+        n > 0 && data.len().is_multiple_of(n),
+        "data is whole rows of n"
+    );
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86::Avx512Token::new().expect("AVX-512F not available").rows(ops, data, n),
+        Isa::Avx512 => x86::Avx512Token::new()
+            .expect("AVX-512F not available")
+            .rows(ops, data, n),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::Avx2Token::new().expect("AVX2+FMA not available").rows(ops, data, n),
+        Isa::Avx2 => x86::Avx2Token::new()
+            .expect("AVX2+FMA not available")
+            .rows(ops, data, n),
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Avx512 | Isa::Avx2 => panic!("{isa} is not available on this architecture"),
         Isa::Generic => {

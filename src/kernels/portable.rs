@@ -30,7 +30,9 @@ impl Simd for Portable {
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         // SAFETY: the caller guarantees 8 readable f32 at `p`.
-        Portable(f32x8::from(unsafe { p.cast::<[f32; 8]>().read_unaligned() }))
+        Portable(f32x8::from(unsafe {
+            p.cast::<[f32; 8]>().read_unaligned()
+        }))
     }
     #[inline(always)]
     unsafe fn store(self, p: *mut f32) {

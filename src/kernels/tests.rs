@@ -135,7 +135,9 @@ fn activations_match_f64_reference() {
     use crate::reference;
     let mut xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 0.01).collect();
     xs.extend((-300..=300).map(|i| (i as f32 * 0.3).exp() * if i % 2 == 0 { 1.0 } else { -1.0 }));
-    xs.extend([1e-30, -1e-30, 1e-40, -1e-40, 87.0, 88.7, -87.0, -103.0, 1e20, -1e20]);
+    xs.extend([
+        1e-30, -1e-30, 1e-40, -1e-40, 87.0, 88.7, -87.0, -103.0, 1e20, -1e20,
+    ]);
     for isa in Isa::available() {
         for act in Activation::ALL.into_iter().filter(|a| !a.is_row_wise()) {
             let mut y = xs.clone();
@@ -156,7 +158,10 @@ fn activations_match_f64_reference() {
                 if err / tol > worst.0 {
                     worst = (err / tol, x);
                 }
-                assert!(err <= tol, "{isa} {act}({x}) = {got}, want {want} (err {err:e}, tol {tol:e})");
+                assert!(
+                    err <= tol,
+                    "{isa} {act}({x}) = {got}, want {want} (err {err:e}, tol {tol:e})"
+                );
             }
             eprintln!("{isa} {act}: worst err/tol {:.3} at x={}", worst.0, worst.1);
         }
@@ -168,7 +173,10 @@ fn row_softmax_matches_f64_reference() {
     use crate::reference;
     for isa in Isa::available() {
         for n in [1usize, 7, 8, 9, 100] {
-            let x = rand_vec(n, n as u64).iter().map(|v| v * 20.0).collect::<Vec<_>>();
+            let x = rand_vec(n, n as u64)
+                .iter()
+                .map(|v| v * 20.0)
+                .collect::<Vec<_>>();
             for act in [Activation::Softmax, Activation::LogSoftmax] {
                 let mut y = x.clone();
                 rows(isa, &[EpOp::Act(act)], &mut y, n);
@@ -176,7 +184,10 @@ fn row_softmax_matches_f64_reference() {
                 reference::activation_row(act, &mut want);
                 for (g, w) in y.iter().zip(&want) {
                     let tol = 16.0 * f64::from(f32::EPSILON) * (w.abs() + 1.0);
-                    assert!((f64::from(*g) - w).abs() <= tol, "{isa} {act} n={n}: {g} vs {w}");
+                    assert!(
+                        (f64::from(*g) - w).abs() <= tol,
+                        "{isa} {act} n={n}: {g} vs {w}"
+                    );
                 }
             }
         }
@@ -187,9 +198,16 @@ fn row_softmax_matches_f64_reference() {
 fn nan_in_nan_out_canonical() {
     for isa in Isa::available() {
         for act in Activation::ALL.into_iter().filter(|a| !a.is_row_wise()) {
-            let mut y = [f32::from_bits(0x7fc0_1234), f32::from_bits(0xffc0_0000), -f32::NAN];
+            let mut y = [
+                f32::from_bits(0x7fc0_1234),
+                f32::from_bits(0xffc0_0000),
+                -f32::NAN,
+            ];
             activation(isa, act, &mut y);
-            assert!(y.iter().all(|v| v.to_bits() == f32::NAN.to_bits()), "{isa} {act}: {y:?}");
+            assert!(
+                y.iter().all(|v| v.to_bits() == f32::NAN.to_bits()),
+                "{isa} {act}: {y:?}"
+            );
         }
     }
 }

@@ -9,7 +9,9 @@ use crate::kernels::Activation;
 pub struct Input;
 
 impl Input {
-    /// A symbolic input of the given shape (without the batch axis).
+    /// A symbolic input of the given shape (without the batch axis). Like `keras.Input`, it
+    /// returns the tensor, not a layer.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(shape: impl Into<Vec<usize>>) -> Result<Tensor> {
         Input::named(shape, None)
     }

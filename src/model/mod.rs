@@ -150,12 +150,20 @@ impl Tensor {
         weights: Option<DenseWeights>,
     ) -> Result<Tensor> {
         let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
-        let label = name.clone().unwrap_or_else(|| layer.type_name().to_string());
+        let label = name
+            .clone()
+            .unwrap_or_else(|| layer.type_name().to_string());
         let shape = layer.output_shape(&shapes).map_err(|msg| Error::Shape {
             layer: label.clone(),
             msg,
         })?;
-        if let (Layer::Dense { units, use_bias, .. }, Some(w)) = (&layer, &weights) {
+        if let (
+            Layer::Dense {
+                units, use_bias, ..
+            },
+            Some(w),
+        ) = (&layer, &weights)
+        {
             check_dense_weights(&label, shapes[0], *units, *use_bias, w)?;
         }
         Ok(Tensor(Rc::new(TensorNode {
@@ -242,9 +250,9 @@ pub struct Node {
 impl Node {
     /// Number of weights.
     pub fn count_params(&self) -> usize {
-        self.weights.as_ref().map_or(0, |w| {
-            w.kernel.len() + w.bias.as_ref().map_or(0, Vec::len)
-        })
+        self.weights
+            .as_ref()
+            .map_or(0, |w| w.kernel.len() + w.bias.as_ref().map_or(0, Vec::len))
     }
 }
 
@@ -271,10 +279,7 @@ impl Model {
             }
         }
         found.sort_by_key(|t| t.0.id);
-        let inputs: Vec<&Tensor> = found
-            .iter()
-            .filter(|t| t.0.layer == Layer::Input)
-            .collect();
+        let inputs: Vec<&Tensor> = found.iter().filter(|t| t.0.layer == Layer::Input).collect();
         if inputs.len() != 1 || inputs[0].0.id != input.0.id {
             return Err(Error::Model(format!(
                 "the output does not depend on exactly the given input ({} input layers reached)",
@@ -327,7 +332,10 @@ impl Model {
                 if node.shape.is_empty() || node.shape.contains(&0) {
                     return Err(Error::Shape {
                         layer: node.name.clone(),
-                        msg: format!("input shape {:?} must be non-empty and positive", node.shape),
+                        msg: format!(
+                            "input shape {:?} must be non-empty and positive",
+                            node.shape
+                        ),
                     });
                 }
                 checked_elems(&node.shape).map_err(|msg| Error::Shape {
@@ -336,8 +344,11 @@ impl Model {
                 })?;
                 node.shape.clone()
             } else {
-                let shapes: Vec<&[usize]> =
-                    node.inputs.iter().map(|&j| nodes[j].shape.as_slice()).collect();
+                let shapes: Vec<&[usize]> = node
+                    .inputs
+                    .iter()
+                    .map(|&j| nodes[j].shape.as_slice())
+                    .collect();
                 node.layer
                     .output_shape(&shapes)
                     .map_err(|msg| Error::Shape {

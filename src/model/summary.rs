@@ -8,7 +8,7 @@ pub(crate) fn thousands(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -48,7 +48,11 @@ pub(super) fn render(m: &Model) -> String {
         })
         .collect();
     let w = [
-        rows.iter().map(|r| r[0].chars().count()).max().unwrap_or(0).max(31),
+        rows.iter()
+            .map(|r| r[0].chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(31),
         rows.iter().map(|r| r[1].len()).max().unwrap_or(0).max(22),
         13,
     ];

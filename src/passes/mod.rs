@@ -104,10 +104,8 @@ impl<'m> Graph<'m> {
             input: m.input(),
             output: m.output(),
         };
-        g.check().map_err(|msg| Error::Pass {
-            pass: "lower",
-            msg,
-        })?;
+        g.check()
+            .map_err(|msg| Error::Pass { pass: "lower", msg })?;
         Ok(g)
     }
 
@@ -140,8 +138,11 @@ impl<'m> Graph<'m> {
             if node.inputs.iter().any(|&j| j >= i) {
                 return Err(format!("{:?} is not in topological order", node.name));
             }
-            let ins: Vec<&[usize]> =
-                node.inputs.iter().map(|&j| self.nodes[j].shape.as_slice()).collect();
+            let ins: Vec<&[usize]> = node
+                .inputs
+                .iter()
+                .map(|&j| self.nodes[j].shape.as_slice())
+                .collect();
             let expect = match &node.op {
                 Op::Input => {
                     if !node.inputs.is_empty() || i != self.input {

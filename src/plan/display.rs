@@ -49,7 +49,11 @@ impl fmt::Display for Plan {
                         (format!("gemm {}x{}", w.k(), w.n()), epilogue(ops))
                     }
                     Kind::Activation { act, .. } => {
-                        let kind = if act.is_row_wise() { "row pass" } else { "elementwise" };
+                        let kind = if act.is_row_wise() {
+                            "row pass"
+                        } else {
+                            "elementwise"
+                        };
                         let inplace = if s.src == s.dst { ", in place" } else { "" };
                         (format!("{kind}{inplace}"), act.to_string())
                     }

@@ -143,7 +143,10 @@ impl Plan {
             )));
         }
         let g = passes::optimize(Graph::from_model(model)?, opts.fuse)?;
-        let passes = passes::pipeline(opts.fuse).iter().map(|p| p.name()).collect();
+        let passes = passes::pipeline(opts.fuse)
+            .iter()
+            .map(|p| p.name())
+            .collect();
         let elems = |shape: &[usize], name: &str| -> Result<usize> {
             checked_elems(shape)
                 .ok()
@@ -196,7 +199,8 @@ impl Plan {
                     let x = &g.nodes[node.inputs[0]].shape;
                     let k = *x.last().expect("checked rank");
                     let units = *node.shape.last().expect("checked rank");
-                    let w = PackedB::pack(&weights.kernel, weights.bias.as_deref(), k, units, isa.nr());
+                    let w =
+                        PackedB::pack(&weights.kernel, weights.bias.as_deref(), k, units, isa.nr());
                     let mut ops = Vec::new();
                     if weights.bias.is_some() {
                         ops.push(EpOp::Bias);
@@ -265,7 +269,9 @@ impl Plan {
                     .num_threads(opts.threads)
                     .thread_name(|i| format!("sinter-{i}"))
                     .build()
-                    .map_err(|e| Error::Options(format!("cannot start {} threads: {e}", opts.threads)))?,
+                    .map_err(|e| {
+                        Error::Options(format!("cannot start {} threads: {e}", opts.threads))
+                    })?,
             )
         } else {
             None
@@ -367,14 +373,7 @@ impl Plan {
     }
 
     /// Runs one step for `batch` samples. `src`/`dst` are resolved by the session.
-    pub(crate) fn exec_dense(
-        &self,
-        w: &PackedB,
-        ops: &[EpOp],
-        m: usize,
-        a: &[f32],
-        c: &mut [f32],
-    ) {
+    pub(crate) fn exec_dense(&self, w: &PackedB, ops: &[EpOp], m: usize, a: &[f32], c: &mut [f32]) {
         let (k, n) = (w.k(), w.n());
         let flops = 2 * m * k * n;
         match &self.pool {

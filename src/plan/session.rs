@@ -23,10 +23,7 @@ impl Session {
             ))
         })?;
         arena.resize(plan.arena_len, 0.0);
-        Ok(Session {
-            plan,
-            arena,
-        })
+        Ok(Session { plan, arena })
     }
 
     /// The plan this session runs.

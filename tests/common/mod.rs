@@ -9,7 +9,11 @@ use sinter::model::{ActivationLayer, Dense, Dropout, Input, Model};
 #[derive(Clone, Debug)]
 pub enum LayerSpec {
     /// Dense(units, ALL[act]) with or without bias.
-    Dense { units: usize, act: usize, bias: bool },
+    Dense {
+        units: usize,
+        act: usize,
+        bias: bool,
+    },
     /// A separate Activation(ALL[act]).
     Act(usize),
     /// Dropout (identity).
@@ -59,7 +63,7 @@ impl Spec {
         (0..self.batch * self.input)
             .map(|_| {
                 let r = rng.next_u64();
-                if specials && r % 6 == 0 {
+                if specials && r.is_multiple_of(6) {
                     const S: [f32; 10] = [
                         0.0,
                         -0.0,

@@ -48,7 +48,10 @@ pub(crate) fn run(
             plan.isa(),
             plan.threads()
         );
-        println!("{:>7} {:>12} {:>14} {:>9}", "batch", "median_us", "us/sample", "GFLOP/s");
+        println!(
+            "{:>7} {:>12} {:>14} {:>9}",
+            "batch", "median_us", "us/sample", "GFLOP/s"
+        );
     }
     for &batch in batches {
         if batch == 0 {
@@ -67,7 +70,10 @@ pub(crate) fn run(
                 plan.isa()
             );
         } else {
-            println!("{batch:>7} {us:>12.2} {:>14.3} {gflops:>9.2}", us / batch as f64);
+            println!(
+                "{batch:>7} {us:>12.2} {:>14.3} {gflops:>9.2}",
+                us / batch as f64
+            );
         }
     }
     Ok(())

@@ -30,8 +30,14 @@ pub(crate) fn run() -> Result<()> {
         .zip(&outputs[1])
         .all(|(a, b)| a.to_bits() == b.to_bits());
     println!("\nA batch of {batch} random inputs through each plan:");
-    println!("  fused:    median {:>8.2} us", times[0].as_secs_f64() * 1e6);
-    println!("  separate: median {:>8.2} us", times[1].as_secs_f64() * 1e6);
+    println!(
+        "  fused:    median {:>8.2} us",
+        times[0].as_secs_f64() * 1e6
+    );
+    println!(
+        "  separate: median {:>8.2} us",
+        times[1].as_secs_f64() * 1e6
+    );
     if same {
         println!(
             "  outputs: bit-identical ({} values compared with to_bits)",
@@ -39,6 +45,8 @@ pub(crate) fn run() -> Result<()> {
         );
         Ok(())
     } else {
-        Err(Error::Model("fused and separate outputs differ: this is a bug".into()))
+        Err(Error::Model(
+            "fused and separate outputs differ: this is a bug".into(),
+        ))
     }
 }

@@ -105,8 +105,9 @@ pub(crate) fn load_model(spec: &str) -> Result<Model> {
     }
     Err(Error::Format {
         path: path.into(),
-        msg: "model files are not supported yet; use builtin:seed, builtin:mnist-mlp or builtin:ffn"
-            .into(),
+        msg:
+            "model files are not supported yet; use builtin:seed, builtin:mnist-mlp or builtin:ffn"
+                .into(),
     })
 }
 
@@ -142,7 +143,10 @@ fn run_npy(model: &str, input: &Path, output: &Path, args: &PlanArgs) -> Result<
 }
 
 fn dims(s: &[usize]) -> String {
-    s.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+    s.iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn main() -> ExitCode {

@@ -8,7 +8,16 @@ use std::sync::Arc;
 
 fn inputs(n: usize) -> Vec<f32> {
     let mut r = SplitMix64::new(0x5eed);
-    const SPECIAL: [f32; 8] = [0.0, -0.0, 1e-40, 1e30, -1e30, f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
+    const SPECIAL: [f32; 8] = [
+        0.0,
+        -0.0,
+        1e-40,
+        1e30,
+        -1e30,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+    ];
     (0..n)
         .map(|i| {
             if i % 11 == 5 {
@@ -28,14 +37,20 @@ pub(crate) fn run(spec: &str, batch: usize) -> Result<()> {
     let per: usize = model.input_shape().iter().product();
     let x = inputs(batch * per);
     let outputs = |opts: CompileOptions| -> Result<Vec<f32>> {
-        let plan = Arc::new(model.compile(&CompileOptions { max_batch: batch, ..opts })?);
+        let plan = Arc::new(model.compile(&CompileOptions {
+            max_batch: batch,
+            ..opts
+        })?);
         plan.run(&x)
     };
     let base = outputs(CompileOptions::default())?;
     let out_per = base.len() / batch;
     let mut failures = 0;
     let mut check = |what: String, got: &[f32], want: &[f32]| {
-        let diff = got.iter().zip(want).position(|(a, b)| a.to_bits() != b.to_bits());
+        let diff = got
+            .iter()
+            .zip(want)
+            .position(|(a, b)| a.to_bits() != b.to_bits());
         match diff {
             None => println!("ok    {what}"),
             Some(i) => {
@@ -44,17 +59,29 @@ pub(crate) fn run(spec: &str, batch: usize) -> Result<()> {
             }
         }
     };
-    let separate = outputs(CompileOptions { fuse: false, ..Default::default() })?;
+    let separate = outputs(CompileOptions {
+        fuse: false,
+        ..Default::default()
+    })?;
     check("fused == separate".into(), &separate, &base);
     for threads in [2, 3] {
-        let got = outputs(CompileOptions { threads, ..Default::default() })?;
+        let got = outputs(CompileOptions {
+            threads,
+            ..Default::default()
+        })?;
         check(format!("threads {threads} == threads 1"), &got, &base);
     }
     for isa in Isa::available() {
-        let got = outputs(CompileOptions { isa: Some(isa), ..Default::default() })?;
+        let got = outputs(CompileOptions {
+            isa: Some(isa),
+            ..Default::default()
+        })?;
         check(format!("isa {isa} == default"), &got, &base);
     }
-    let plan = Arc::new(model.compile(&CompileOptions { max_batch: batch, ..Default::default() })?);
+    let plan = Arc::new(model.compile(&CompileOptions {
+        max_batch: batch,
+        ..Default::default()
+    })?);
     let mut s = plan.session()?;
     let mut rows_ok = true;
     for r in 0..batch {
@@ -70,8 +97,13 @@ pub(crate) fn run(spec: &str, batch: usize) -> Result<()> {
         &[1.0],
     );
     if failures > 0 {
-        return Err(Error::Model(format!("{failures} invariant check(s) failed")));
+        return Err(Error::Model(format!(
+            "{failures} invariant check(s) failed"
+        )));
     }
-    println!("all invariants hold on {batch} random samples ({} values each)", out_per);
+    println!(
+        "all invariants hold on {batch} random samples ({} values each)",
+        out_per
+    );
     Ok(())
 }

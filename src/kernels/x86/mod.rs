@@ -15,7 +15,8 @@ pub(crate) struct Avx2Token(());
 
 impl Avx2Token {
     pub(crate) fn new() -> Option<Self> {
-        (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then_some(Avx2Token(()))
+        (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+            .then_some(Avx2Token(()))
     }
     pub(crate) fn gemm(self, g: &mut GemmCall<'_>) {
         g.check(16);

@@ -1,0 +1,69 @@
+//! Dense kernel vs `matrixmultiply::sgemm` (which packs both operands on every call).
+//! GFLOP/s shown through `Throughput::Elements` = 2 m k n.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use sinter::Isa;
+use sinter::kernels::{self, EpOp, PackedB};
+use sinter::model::init::SplitMix64;
+use std::hint::black_box;
+
+fn rand(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = SplitMix64::new(seed);
+    (0..n).map(|_| r.next_signed()).collect()
+}
+
+fn gemm(c: &mut Criterion) {
+    let isa = Isa::from_env().ok().flatten().unwrap_or_else(Isa::detect);
+    let mut g = c.benchmark_group("gemm");
+    for (m, k, n) in [
+        (1, 784, 32),
+        (1, 1024, 1024),
+        (8, 1024, 1024),
+        (64, 1024, 1024),
+        (256, 1024, 1024),
+        (1024, 1024, 1024),
+        (8, 4096, 4096),
+        (32, 4096, 4096),
+    ] {
+        let a = rand(m * k, 1);
+        let w = rand(k * n, 2);
+        let mut out = vec![0.0f32; m * n];
+        let packed = PackedB::pack(&w, None, k, n, isa.nr());
+        let id = format!("{m}x{k}x{n}");
+        g.throughput(Throughput::Elements((2 * m * k * n) as u64));
+        g.bench_with_input(
+            BenchmarkId::new(format!("sinter-{isa}"), &id),
+            &(),
+            |b, _| {
+                b.iter(|| kernels::dense(isa, m, black_box(&a), &packed, &mut out, &[] as &[EpOp]))
+            },
+        );
+        g.bench_with_input(BenchmarkId::new("matrixmultiply", &id), &(), |b, _| {
+            b.iter(|| {
+                // SAFETY: pointers and strides describe the live m x k, k x n and m x n buffers.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        black_box(a.as_ptr()),
+                        k as isize,
+                        1,
+                        w.as_ptr(),
+                        n as isize,
+                        1,
+                        0.0,
+                        out.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    )
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, gemm);
+criterion_main!(benches);

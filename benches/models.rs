@@ -1,0 +1,32 @@
+//! The built-in models at batch 1, 8, 64, 256, one thread, fused plans.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use sinter::builtin;
+use sinter::model::init::SplitMix64;
+use sinter::plan::CompileOptions;
+use std::sync::Arc;
+
+fn models(c: &mut Criterion) {
+    let mut g = c.benchmark_group("models");
+    for name in builtin::NAMES {
+        let model = builtin::by_name(name).expect("built-in");
+        let plan = Arc::new(model.compile(&CompileOptions::default()).expect("compiles"));
+        let mut session = plan.session().expect("arena");
+        for batch in [1usize, 8, 64, 256] {
+            let mut r = SplitMix64::new(batch as u64);
+            let x: Vec<f32> = (0..batch * plan.input_len())
+                .map(|_| r.next_signed())
+                .collect();
+            g.throughput(Throughput::Elements(
+                (plan.flops_per_sample() * batch) as u64,
+            ));
+            g.bench_with_input(BenchmarkId::new(name, batch), &(), |b, _| {
+                b.iter(|| session.run(&x).expect("runs")[0])
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, models);
+criterion_main!(benches);

@@ -1,0 +1,10 @@
+//! Any bytes through the `.npy` reader: an error or a tensor whose size matches its shape.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok((shape, values)) = sinter::io::npy::from_bytes(data, "fuzz.npy".as_ref()) {
+        assert_eq!(shape.iter().product::<usize>(), values.len());
+    }
+});
