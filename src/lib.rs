@@ -1,4 +1,4 @@
-//! sinter: a SIMD CPU inference runtime for dense Keras-style networks.
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
 pub mod builtin;

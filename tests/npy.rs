@@ -52,8 +52,14 @@ fn bad_files_are_errors() {
             b.extend(1.0f32.to_le_bytes());
             b
         }),
-        ("huge declared shape", header("<f4", "(4000000000, 4000000000)")),
-        ("overflowing shape", header("<f4", "(18446744073709551615, 2)")),
+        (
+            "huge declared shape",
+            header("<f4", "(4000000000, 4000000000)"),
+        ),
+        (
+            "overflowing shape",
+            header("<f4", "(18446744073709551615, 2)"),
+        ),
         ("truncated header", header("<f4", "(4,)")[..20].to_vec()),
     ];
     for (what, bytes) in cases {
@@ -65,5 +71,8 @@ fn bad_files_are_errors() {
             other => panic!("{what}: expected a format error, got {other:?}"),
         }
     }
-    assert!(matches!(read_f32(Path::new("/nonexistent/x.npy")), Err(Error::Io { .. })));
+    assert!(matches!(
+        read_f32(Path::new("/nonexistent/x.npy")),
+        Err(Error::Io { .. })
+    ));
 }
