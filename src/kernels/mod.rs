@@ -16,6 +16,7 @@
 //! ```
 
 mod activation;
+mod cache;
 mod gemm;
 mod math;
 mod portable;
@@ -24,6 +25,7 @@ mod simd;
 mod x86;
 
 pub use activation::{Activation, SELU_ALPHA, SELU_SCALE, UnknownActivation};
+pub use cache::Caches;
 pub use gemm::{EpOp, KC, PackedB};
 
 use gemm::GemmCall;
@@ -212,3 +214,28 @@ pub fn rows(isa: Isa, ops: &[EpOp], data: &mut [f32], n: usize) {
 
 #[cfg(test)]
 mod tests;
+
+/// Runs `iters` rounds of 12 independent vector FMA chains on `isa`; returns the flops done
+/// (and a value to keep the loop alive). The peak the GEMM is measured against.
+pub fn fma_peak_probe(isa: Isa, iters: usize) -> (usize, f32) {
+    let (lanes, v) = match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => (
+            16,
+            x86::Avx512Token::new()
+                .expect("AVX-512F not available")
+                .fma_loop(iters),
+        ),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => (
+            8,
+            x86::Avx2Token::new()
+                .expect("AVX2+FMA not available")
+                .fma_loop(iters),
+        ),
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx512 | Isa::Avx2 => panic!("{isa} is not available on this architecture"),
+        Isa::Generic => (8, gemm::fma_loop::<Portable>(iters)),
+    };
+    (iters * 12 * lanes * 2, v)
+}

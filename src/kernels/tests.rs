@@ -64,7 +64,7 @@ macro_rules! tier_tests {
             fn gemm_matches_oracle_on_odd_shapes() {
                 let Some(isa) = tier() else { return };
                 for &m in &[1usize, 2, 5, 6, 7, 13, 49] {
-                    for &k in &[1usize, 7, 256, 257, 600] {
+                    for &k in &[1usize, 7, 256, 257, 600, 1025, 2100] {
                         for &n in &[1usize, 15, 16, 17, 33, 70] {
                             let a = rand_vec(m * k, (m * 1000 + k) as u64);
                             let w = rand_vec(k * n, (k * 7 + n) as u64);

@@ -31,6 +31,10 @@ impl Avx2Token {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { rows_avx2(ops, data, n) }
     }
+    pub(crate) fn fma_loop(self, iters: usize) -> f32 {
+        // SAFETY: the token proves AVX2+FMA.
+        unsafe { fma_avx2(iters) }
+    }
 }
 
 /// Proof that the CPU has AVX-512F (and AVX2+FMA, which every AVX-512 CPU has).
@@ -56,6 +60,10 @@ impl Avx512Token {
     pub(crate) fn rows(self, ops: &[EpOp], data: &mut [f32], n: usize) {
         // SAFETY: the token proves AVX-512F and AVX2.
         unsafe { rows_avx512(ops, data, n) }
+    }
+    pub(crate) fn fma_loop(self, iters: usize) -> f32 {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { fma_avx512(iters) }
     }
 }
 
@@ -97,4 +105,14 @@ unsafe fn rows_avx512(ops: &[EpOp], data: &mut [f32], n: usize) {
         // SAFETY: features enabled on this function.
         unsafe { gemm::row_ops::<Avx512, Avx2>(ops, row) }
     }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn fma_avx2(iters: usize) -> f32 {
+    gemm::fma_loop::<Avx2>(iters)
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn fma_avx512(iters: usize) -> f32 {
+    gemm::fma_loop::<Avx512>(iters)
 }

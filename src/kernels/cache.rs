@@ -1,0 +1,81 @@
+//! Cache sizes, detected once (Linux sysfs), falling back to 32 KiB L1d / 1 MiB L2 / 32 MiB L3.
+//! They set the M and N blocking only, which never changes the bits.
+
+use std::sync::OnceLock;
+
+/// Per-core data cache sizes in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caches {
+    /// L1 data cache.
+    pub l1d: usize,
+    /// L2 (per core).
+    pub l2: usize,
+    /// L3 (shared).
+    pub l3: usize,
+}
+
+impl Caches {
+    /// The fallback when detection fails: 32 KiB / 1 MiB / 32 MiB.
+    pub const FALLBACK: Caches = Caches {
+        l1d: 32 << 10,
+        l2: 1 << 20,
+        l3: 32 << 20,
+    };
+
+    /// This machine's caches, detected once.
+    pub fn get() -> Caches {
+        static C: OnceLock<Caches> = OnceLock::new();
+        *C.get_or_init(|| detect().unwrap_or(Caches::FALLBACK))
+    }
+}
+
+fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let (num, mult) = match s.strip_suffix('K') {
+        Some(n) => (n, 1 << 10),
+        None => match s.strip_suffix('M') {
+            Some(n) => (n, 1 << 20),
+            None => (s, 1),
+        },
+    };
+    num.parse::<usize>()
+        .ok()
+        .map(|n| n * mult)
+        .filter(|&n| n > 0)
+}
+
+fn detect() -> Option<Caches> {
+    let mut c = Caches::FALLBACK;
+    let mut found = false;
+    for i in 0..8 {
+        let dir = format!("/sys/devices/system/cpu/cpu0/cache/index{i}");
+        let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}")).ok();
+        let (Some(level), Some(kind), Some(size)) = (read("level"), read("type"), read("size"))
+        else {
+            continue;
+        };
+        let Some(size) = parse_size(&size) else {
+            continue;
+        };
+        match (level.trim(), kind.trim()) {
+            ("1", "Data") => c.l1d = size,
+            ("2", _) => c.l2 = size,
+            ("3", _) => c.l3 = size,
+            _ => continue,
+        }
+        found = true;
+    }
+    found.then_some(c)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(super::parse_size("32K\n"), Some(32 << 10));
+        assert_eq!(super::parse_size("32M"), Some(32 << 20));
+        assert_eq!(super::parse_size("x"), None);
+        let c = super::Caches::get();
+        assert!(c.l1d >= 4096 && c.l2 >= c.l1d);
+    }
+}
