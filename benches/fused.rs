@@ -14,7 +14,7 @@ fn fused(c: &mut Criterion) {
     let a: Vec<f32> = (0..m * k).map(|_| r.next_signed()).collect();
     let w: Vec<f32> = (0..k * n).map(|_| r.next_signed() * 0.2).collect();
     let bias: Vec<f32> = (0..n).map(|_| r.next_signed()).collect();
-    let packed = PackedB::pack(&w, Some(&bias), k, n, isa.nr());
+    let packed = PackedB::pack(isa, &w, Some(&bias), k, n);
     let mut out = vec![0.0f32; m * n];
     let mut g = c.benchmark_group("fused_vs_separate");
     g.throughput(Throughput::Elements((2 * m * k * n) as u64));

@@ -37,8 +37,19 @@ pub struct PackedB {
 }
 
 impl PackedB {
-    /// Packs a row-major `K x N` kernel (`kernel[k * n + j]`) for panels of width `nr`.
-    pub fn pack(kernel: &[f32], bias: Option<&[f32]>, k: usize, n: usize, nr: usize) -> Self {
+    /// Packs a row-major `K x N` kernel (`kernel[k * n + j]`) for `isa`'s microkernel, in the
+    /// panel width that tier uses for `n` columns ([`Isa::nr_for`](super::Isa::nr_for)).
+    ///
+    /// # Panics
+    /// If `kernel` is not `k * n` values or `bias` not `n`.
+    pub fn pack(
+        isa: super::Isa,
+        kernel: &[f32],
+        bias: Option<&[f32]>,
+        k: usize,
+        n: usize,
+    ) -> Self {
+        let nr = isa.nr_for(n);
         assert_eq!(kernel.len(), k * n, "kernel is K x N");
         let panels = n.div_ceil(nr);
         let mut data = vec![0.0f32; panels * k * nr];
@@ -51,6 +62,7 @@ impl PackedB {
         }
         let mut padded = vec![0.0f32; panels * nr];
         if let Some(b) = bias {
+            assert_eq!(b.len(), n, "bias has N values");
             padded[..n].copy_from_slice(b);
         }
         PackedB {
@@ -92,9 +104,8 @@ pub(crate) struct GemmCall<'a> {
 
 impl GemmCall<'_> {
     /// Checks every extent the unsafe driver relies on.
-    pub(crate) fn check(&self, nr: usize) {
+    pub(crate) fn check(&self) {
         let (m, k, n) = (self.m, self.b.k, self.b.n);
-        assert_eq!(self.b.nr, nr, "weights packed for another kernel");
         assert!(self.lda >= k && self.ldc >= n, "strides");
         if m > 0 {
             assert!(self.a.len() >= (m - 1) * self.lda + k, "A too short");
@@ -291,7 +302,7 @@ fn tile_rows(mc: usize, mr: usize, i: usize) -> usize {
 /// `ir` over MR tiles.
 ///
 /// # Safety
-/// `g.check(NV * V::LANES)` holds; `V` and `R8` (8 lanes) are available; `MR <= 6`.
+/// `g.check()` holds and `g.b.nr() == NV * V::LANES`; `V` and `R8` (8 lanes) are available; `MR <= 6`.
 #[inline(always)]
 pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>(
     g: &mut GemmCall<'_>,

@@ -7,7 +7,7 @@
 //! use sinter::kernels::{self, Activation, EpOp, Isa, PackedB};
 //! let isa = Isa::Generic;
 //! // y = relu(x · w + b) for one row, K = 2, N = 3.
-//! let w = PackedB::pack(&[1.0, 2.0, 3.0, -4.0, -5.0, -6.0], Some(&[0.5, 0.5, 0.5]), 2, 3, isa.nr());
+//! let w = PackedB::pack(isa, &[1.0, 2.0, 3.0, -4.0, -5.0, -6.0], Some(&[0.5, 0.5, 0.5]), 2, 3);
 //! let mut y = [0.0f32; 3];
 //! kernels::dense(isa, 1, &[1.0, 1.0], &w, &mut y, &[EpOp::Bias, EpOp::Act(Activation::RELU)]);
 //! assert_eq!(y, [0.0, 0.0, 0.0]);
@@ -36,9 +36,9 @@ use std::str::FromStr;
 /// An instruction-set tier. Every tier produces bit-identical results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {
-    /// AVX-512F, 6 x 32 tiles (x86-64).
+    /// AVX-512F, 6 x 64 tiles (6 x 16 and 6 x 32 for narrow layers) (x86-64).
     Avx512,
-    /// AVX2 + FMA, 6 x 16 tiles (x86-64).
+    /// AVX2 + FMA, 6 x 16 tiles (6 x 8 for narrow layers) (x86-64).
     Avx2,
     /// Portable `wide` lanes with `f32::mul_add`, 6 x 16 tiles (any CPU).
     Generic,
@@ -87,12 +87,24 @@ impl Isa {
         6
     }
 
-    /// Columns of the microkernel tile: the panel width weights are packed to.
-    pub fn nr(self) -> usize {
+    /// Panel widths (tile columns) this tier has microkernels for, narrowest first.
+    pub fn panel_widths(self) -> &'static [usize] {
         match self {
-            Isa::Avx512 => 32,
-            Isa::Avx2 | Isa::Generic => 16,
+            Isa::Avx512 => &[16, 32, 64],
+            Isa::Avx2 | Isa::Generic => &[8, 16],
         }
+    }
+
+    /// Widest tile: `MR x nr()` is the tile large layers run on.
+    pub fn nr(self) -> usize {
+        *self.panel_widths().last().expect("non-empty")
+    }
+
+    /// The panel width for a layer of `n` columns: the narrowest that covers `n`, else the
+    /// widest (small layers waste less padding, large ones get the biggest tile).
+    pub fn nr_for(self, n: usize) -> usize {
+        let w = self.panel_widths();
+        w.iter().copied().find(|&nr| nr >= n).unwrap_or(w[w.len() - 1])
     }
 
     /// Lowercase name, as `SINTER_ISA` spells it.
@@ -156,9 +168,14 @@ pub fn dense(isa: Isa, m: usize, a: &[f32], w: &PackedB, c: &mut [f32], ops: &[E
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Avx512 | Isa::Avx2 => panic!("{isa} is not available on this architecture"),
         Isa::Generic => {
-            g.check(16);
+            g.check();
             // SAFETY: portable lanes need no CPU feature; `check` proved the extents.
-            unsafe { gemm::driver::<Portable, Portable, 6, 2>(&mut g) }
+            match w.nr() {
+                8 => unsafe { gemm::driver::<Portable, Portable, 6, 1>(&mut g) },
+                // SAFETY: as above.
+                16 => unsafe { gemm::driver::<Portable, Portable, 6, 2>(&mut g) },
+                nr => panic!("weights packed {nr} wide, not for the generic tier"),
+            }
         }
     }
 }

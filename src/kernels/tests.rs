@@ -69,7 +69,7 @@ macro_rules! tier_tests {
                             let a = rand_vec(m * k, (m * 1000 + k) as u64);
                             let w = rand_vec(k * n, (k * 7 + n) as u64);
                             let bias = rand_vec(n, n as u64);
-                            let p = PackedB::pack(&w, Some(&bias), k, n, isa.nr());
+                            let p = PackedB::pack(isa, &w, Some(&bias), k, n);
                             let mut c = vec![0.0f32; m * n];
                             dense(isa, m, &a, &p, &mut c, &[EpOp::Bias]);
                             let want = oracle(m, k, n, &a, &w, &bias);
@@ -90,8 +90,8 @@ macro_rules! tier_tests {
                 let mut w = rand_vec(k * n, 4);
                 w.iter_mut().for_each(|x| *x *= 30.0);
                 let bias = rand_vec(n, 5);
-                let p = PackedB::pack(&w, Some(&bias), k, n, isa.nr());
-                let pg = PackedB::pack(&w, Some(&bias), k, n, Isa::Generic.nr());
+                let p = PackedB::pack(isa, &w, Some(&bias), k, n);
+                let pg = PackedB::pack(Isa::Generic, &w, Some(&bias), k, n);
                 for act in Activation::ALL {
                     let ops = [EpOp::Bias, EpOp::Act(act)];
                     let mut fused = vec![0.0f32; m * n];

@@ -30,11 +30,9 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "Plan ({}): isa {} ({}x{} tiles), threads {}, max batch {}",
+            "Plan ({}): isa {}, threads {}, max batch {}",
             if self.fused { "fused" } else { "separate" },
             self.isa,
-            self.isa.mr(),
-            self.isa.nr(),
             self.threads,
             self.max_batch
         )?;
@@ -46,7 +44,8 @@ impl fmt::Display for Plan {
             .map(|(i, s)| {
                 let (kernel, epi) = match &s.kind {
                     Kind::Dense { w, ops, .. } => {
-                        (format!("gemm {}x{}", w.k(), w.n()), epilogue(ops))
+                        let tile = format!("{}x{}", self.isa.mr(), w.nr());
+                        (format!("gemm {}x{} ({tile} tiles)", w.k(), w.n()), epilogue(ops))
                     }
                     Kind::Activation { act, .. } => {
                         let kind = if act.is_row_wise() {

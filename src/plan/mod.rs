@@ -133,6 +133,8 @@ impl Plan {
         if !isa.is_available() {
             return Err(Error::IsaUnavailable(isa));
         }
+        // Detect cache sizes now, so no session run ever does (it reads sysfs, allocating).
+        let _ = kernels::Caches::get();
         if opts.max_batch == 0 {
             return Err(Error::Options("max_batch must be at least 1".into()));
         }
@@ -200,7 +202,7 @@ impl Plan {
                     let k = *x.last().expect("checked rank");
                     let units = *node.shape.last().expect("checked rank");
                     let w =
-                        PackedB::pack(&weights.kernel, weights.bias.as_deref(), k, units, isa.nr());
+                        PackedB::pack(isa, &weights.kernel, weights.bias.as_deref(), k, units);
                     let mut ops = Vec::new();
                     if weights.bias.is_some() {
                         ops.push(EpOp::Bias);

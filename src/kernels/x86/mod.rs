@@ -19,9 +19,14 @@ impl Avx2Token {
             .then_some(Avx2Token(()))
     }
     pub(crate) fn gemm(self, g: &mut GemmCall<'_>) {
-        g.check(16);
-        // SAFETY: the token proves AVX2+FMA; `check` proves the extents.
-        unsafe { gemm_avx2(g) }
+        g.check();
+        // SAFETY: the token proves AVX2+FMA; `check` proves the extents; NV matches the packing.
+        match g.b.nr() {
+            8 => unsafe { gemm_avx2::<1>(g) },
+            // SAFETY: as above.
+            16 => unsafe { gemm_avx2::<2>(g) },
+            nr => panic!("weights packed {nr} wide, not for AVX2"),
+        }
     }
     pub(crate) fn activation(self, act: Activation, data: &mut [f32]) {
         // SAFETY: the token proves AVX2+FMA.
@@ -49,9 +54,16 @@ impl Avx512Token {
         .then_some(Avx512Token(()))
     }
     pub(crate) fn gemm(self, g: &mut GemmCall<'_>) {
-        g.check(32);
-        // SAFETY: the token proves AVX-512F; `check` proves the extents.
-        unsafe { gemm_avx512(g) }
+        g.check();
+        // SAFETY: the token proves AVX-512F; `check` proves the extents; NV matches the packing.
+        match g.b.nr() {
+            16 => unsafe { gemm_avx512::<1>(g) },
+            // SAFETY: as above.
+            32 => unsafe { gemm_avx512::<2>(g) },
+            // SAFETY: as above.
+            64 => unsafe { gemm_avx512::<4>(g) },
+            nr => panic!("weights packed {nr} wide, not for AVX-512"),
+        }
     }
     pub(crate) fn activation(self, act: Activation, data: &mut [f32]) {
         // SAFETY: the token proves AVX-512F.
@@ -68,9 +80,9 @@ impl Avx512Token {
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gemm_avx2(g: &mut GemmCall<'_>) {
-    // SAFETY: features enabled on this function; extents checked by the caller.
-    unsafe { gemm::driver::<Avx2, Avx2, 6, 2>(g) }
+unsafe fn gemm_avx2<const NV: usize>(g: &mut GemmCall<'_>) {
+    // SAFETY: features enabled on this function; extents and width checked by the caller.
+    unsafe { gemm::driver::<Avx2, Avx2, 6, NV>(g) }
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -88,9 +100,9 @@ unsafe fn rows_avx2(ops: &[EpOp], data: &mut [f32], n: usize) {
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn gemm_avx512(g: &mut GemmCall<'_>) {
-    // SAFETY: features enabled on this function; extents checked by the caller.
-    unsafe { gemm::driver::<Avx512, Avx2, 6, 2>(g) }
+unsafe fn gemm_avx512<const NV: usize>(g: &mut GemmCall<'_>) {
+    // SAFETY: features enabled on this function; extents and width checked by the caller.
+    unsafe { gemm::driver::<Avx512, Avx2, 6, NV>(g) }
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
