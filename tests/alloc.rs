@@ -37,6 +37,7 @@ fn session_run_allocates_nothing() {
             let opts = CompileOptions {
                 fuse,
                 max_batch: 64,
+                threads: 1,
                 ..CompileOptions::default()
             };
             let plan = Arc::new(model.compile(&opts).unwrap());

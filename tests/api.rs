@@ -260,3 +260,35 @@ fn activation_names_parse_as_keras_spells_them() {
     );
     assert!("relu7".parse::<Activation>().is_err());
 }
+
+#[test]
+fn thread_counts_give_the_same_bits_on_row_and_column_splits() {
+    for (model, batches) in [
+        (builtin::mnist_mlp(), vec![1usize, 8, 100, 130]),
+        (builtin::ffn(), vec![1, 7, 12]),
+    ] {
+        let max = *batches.iter().max().unwrap();
+        let x: Vec<f32> = (0..max * model.input_shape()[0])
+            .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
+            .collect();
+        let run = |threads: usize, batch: usize| {
+            let opts = CompileOptions {
+                threads,
+                max_batch: max,
+                ..Default::default()
+            };
+            let plan = Arc::new(model.compile(&opts).unwrap());
+            plan.run(&x[..batch * model.input_shape()[0]]).unwrap()
+        };
+        for &batch in &batches {
+            let want = common::bits(&run(1, batch));
+            for threads in 2..=4 {
+                assert_eq!(
+                    common::bits(&run(threads, batch)),
+                    want,
+                    "batch {batch}, {threads} threads"
+                );
+            }
+        }
+    }
+}

@@ -49,6 +49,8 @@ fn bench_json_prints_one_object_per_batch() {
         "--json",
         "--seconds",
         "0.05",
+        "--threads",
+        "1",
     ]);
     assert!(
         out.status.success(),

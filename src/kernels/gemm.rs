@@ -42,13 +42,7 @@ impl PackedB {
     ///
     /// # Panics
     /// If `kernel` is not `k * n` values or `bias` not `n`.
-    pub fn pack(
-        isa: super::Isa,
-        kernel: &[f32],
-        bias: Option<&[f32]>,
-        k: usize,
-        n: usize,
-    ) -> Self {
+    pub fn pack(isa: super::Isa, kernel: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
         let nr = isa.nr_for(n);
         assert_eq!(kernel.len(), k * n, "kernel is K x N");
         let panels = n.div_ceil(nr);
@@ -91,15 +85,19 @@ impl PackedB {
     }
 }
 
-/// One GEMM call: `C[m x n] = ops(A[m x k] · B)`, row strides `lda`, `ldc`.
+/// One GEMM call: `C[m x n] = ops(A[m x k] · B)` over the column panels `panels`, row strides
+/// `lda`, `ldc`. `C` is a raw pointer so that column parts can run on several threads; each
+/// call writes only its own panels' columns.
 pub(crate) struct GemmCall<'a> {
     pub m: usize,
     pub a: &'a [f32],
     pub lda: usize,
     pub b: &'a PackedB,
-    pub c: &'a mut [f32],
+    pub c: *mut f32,
+    pub c_len: usize,
     pub ldc: usize,
     pub ops: &'a [EpOp],
+    pub panels: std::ops::Range<usize>,
 }
 
 impl GemmCall<'_> {
@@ -109,8 +107,18 @@ impl GemmCall<'_> {
         assert!(self.lda >= k && self.ldc >= n, "strides");
         if m > 0 {
             assert!(self.a.len() >= (m - 1) * self.lda + k, "A too short");
-            assert!(self.c.len() >= (m - 1) * self.ldc + n, "C too short");
+            assert!(self.c_len >= (m - 1) * self.ldc + n, "C too short");
         }
+        let all = n.div_ceil(self.b.nr);
+        assert!(
+            self.panels.start <= self.panels.end && self.panels.end <= all,
+            "panels"
+        );
+        let (_, rest) = split_ops(self.ops);
+        assert!(
+            rest.is_empty() || self.panels == (0..all),
+            "row-wise epilogues need whole rows"
+        );
     }
 }
 
@@ -218,16 +226,14 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
 }
 
 /// Runs the row-wise part of an epilogue (from the first row-wise op on) over whole rows.
-///
-/// # Safety
-/// `V` is available; `R8` is an 8-lane vector whose instruction set is available.
+/// `R8` is an 8-lane vector.
 #[inline(always)]
-pub(crate) unsafe fn row_ops<V: Simd, R8: Simd>(ops: &[EpOp], row: &mut [f32]) {
+pub(crate) fn row_ops<V: Simd, R8: Simd>(ops: &[EpOp], row: &mut [f32]) {
     for op in ops {
         match *op {
             EpOp::Act(Activation::Softmax) => math::row_softmax::<R8>(row, false),
             EpOp::Act(Activation::LogSoftmax) => math::row_softmax::<R8>(row, true),
-            // SAFETY: ISA availability is the caller's contract.
+            // SAFETY: ISA availability is the Simd type's invariant.
             EpOp::Act(act) => unsafe { math::apply_slice::<V>(act, row) },
             EpOp::Bias => unreachable!("bias is applied in the tile epilogue"),
         }
@@ -313,12 +319,12 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
     let blk = Blocking::new(m, k, nr, MR);
     let (tile_ops, rest) = split_ops(g.ops);
     let a = g.a.as_ptr();
-    let c = g.c.as_mut_ptr();
+    let c = g.c;
     let b = g.b.data.as_ptr();
     let bias = g.b.bias.as_ptr();
-    let mut jc = 0;
-    while jc < panels {
-        let jc_end = (jc + blk.nc_panels).min(panels);
+    let mut jc = g.panels.start;
+    while jc < g.panels.end {
+        let jc_end = (jc + blk.nc_panels).min(g.panels.end);
         let last_jc = jc_end == panels;
         let mut pc = 0;
         loop {
@@ -359,9 +365,10 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                 // Every column of these rows is final: earlier column blocks are done.
                 if last && last_jc && !rest.is_empty() {
                     for r in ic..ic + mc {
-                        let row = &mut g.c[r * g.ldc..r * g.ldc + n];
-                        // SAFETY: ISA availability per this function's contract.
-                        unsafe { row_ops::<V, R8>(rest, row) };
+                        // SAFETY: row r of C has n values (g.check); this call owns all
+                        // columns when there are row-wise ops (g.check).
+                        let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * g.ldc), n) };
+                        row_ops::<V, R8>(rest, row);
                     }
                 }
                 ic += mc;

@@ -104,7 +104,10 @@ impl Isa {
     /// widest (small layers waste less padding, large ones get the biggest tile).
     pub fn nr_for(self, n: usize) -> usize {
         let w = self.panel_widths();
-        w.iter().copied().find(|&nr| nr >= n).unwrap_or(w[w.len() - 1])
+        w.iter()
+            .copied()
+            .find(|&nr| nr >= n)
+            .unwrap_or(w[w.len() - 1])
     }
 
     /// Lowercase name, as `SINTER_ISA` spells it.
@@ -147,36 +150,137 @@ impl FromStr for Isa {
 /// If slice lengths disagree with the shapes, `w` was packed for another tier, or `isa` is
 /// not available on this CPU. Plans check all of this when they are compiled.
 pub fn dense(isa: Isa, m: usize, a: &[f32], w: &PackedB, c: &mut [f32], ops: &[EpOp]) {
+    let panels = w.n().div_ceil(w.nr());
     let mut g = GemmCall {
         m,
         a,
         lda: w.k(),
         b: w,
+        c: c.as_mut_ptr(),
+        c_len: c.len(),
         ldc: w.n(),
-        c,
         ops,
+        panels: 0..panels,
     };
+    run(isa, &mut g);
+}
+
+fn run(isa: Isa, g: &mut GemmCall<'_>) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => x86::Avx512Token::new()
             .expect("AVX-512F not available")
-            .gemm(&mut g),
+            .gemm(g),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => x86::Avx2Token::new()
             .expect("AVX2+FMA not available")
-            .gemm(&mut g),
+            .gemm(g),
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Avx512 | Isa::Avx2 => panic!("{isa} is not available on this architecture"),
         Isa::Generic => {
             g.check();
             // SAFETY: portable lanes need no CPU feature; `check` proved the extents.
-            match w.nr() {
-                8 => unsafe { gemm::driver::<Portable, Portable, 6, 1>(&mut g) },
+            match g.b.nr() {
+                8 => unsafe { gemm::driver::<Portable, Portable, 6, 1>(g) },
                 // SAFETY: as above.
-                16 => unsafe { gemm::driver::<Portable, Portable, 6, 2>(&mut g) },
+                16 => unsafe { gemm::driver::<Portable, Portable, 6, 2>(g) },
                 nr => panic!("weights packed {nr} wide, not for the generic tier"),
             }
         }
+    }
+}
+
+/// A Dense call split into column parts (whole weight panels) that may run on different
+/// threads: `part(i)` computes columns of part `i` only. Splitting over N never changes the
+/// bits (each output is still one FMA chain). Not for row-wise epilogues (softmax), which need
+/// whole rows.
+pub struct ColumnParts<'a> {
+    isa: Isa,
+    m: usize,
+    a: &'a [f32],
+    w: &'a PackedB,
+    c: *mut f32,
+    c_len: usize,
+    ops: &'a [EpOp],
+    parts: usize,
+}
+
+// SAFETY: parts write disjoint column ranges of `c`, which `ColumnParts` borrows mutably for
+// its whole life; everything else is shared read-only.
+unsafe impl Send for ColumnParts<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for ColumnParts<'_> {}
+
+impl<'a> ColumnParts<'a> {
+    /// Splits `C = ops(A · B)` into up to `parts` column parts (fewer if there are fewer panels).
+    ///
+    /// # Panics
+    /// As [`dense`]; also if `ops` has a row-wise activation.
+    pub fn new(
+        isa: Isa,
+        m: usize,
+        a: &'a [f32],
+        w: &'a PackedB,
+        c: &'a mut [f32],
+        ops: &'a [EpOp],
+        parts: usize,
+    ) -> Self {
+        assert!(
+            gemm::split_ops(ops).1.is_empty(),
+            "row-wise epilogues cannot be split by columns"
+        );
+        let panels = w.n().div_ceil(w.nr());
+        let parts = parts.clamp(1, panels.max(1));
+        let g = GemmCall {
+            m,
+            a,
+            lda: w.k(),
+            b: w,
+            c: c.as_mut_ptr(),
+            c_len: c.len(),
+            ldc: w.n(),
+            ops,
+            panels: 0..panels,
+        };
+        g.check();
+        ColumnParts {
+            isa,
+            m,
+            a,
+            w,
+            c: g.c,
+            c_len: g.c_len,
+            ops,
+            parts,
+        }
+    }
+
+    /// Number of parts.
+    pub fn len(&self) -> usize {
+        self.parts
+    }
+
+    /// Always false: there is at least one part.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Computes part `i` (panels `i * P / parts .. (i + 1) * P / parts`).
+    pub fn part(&self, i: usize) {
+        assert!(i < self.parts, "part index");
+        let panels = self.w.n().div_ceil(self.w.nr());
+        let mut g = GemmCall {
+            m: self.m,
+            a: self.a,
+            lda: self.w.k(),
+            b: self.w,
+            c: self.c,
+            c_len: self.c_len,
+            ldc: self.w.n(),
+            ops: self.ops,
+            panels: i * panels / self.parts..(i + 1) * panels / self.parts,
+        };
+        run(self.isa, &mut g);
     }
 }
 
@@ -222,8 +326,7 @@ pub fn rows(isa: Isa, ops: &[EpOp], data: &mut [f32], n: usize) {
         Isa::Avx512 | Isa::Avx2 => panic!("{isa} is not available on this architecture"),
         Isa::Generic => {
             for row in data.chunks_exact_mut(n) {
-                // SAFETY: portable lanes need no CPU feature.
-                unsafe { gemm::row_ops::<Portable, Portable>(ops, row) }
+                gemm::row_ops::<Portable, Portable>(ops, row);
             }
         }
     }

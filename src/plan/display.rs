@@ -45,7 +45,10 @@ impl fmt::Display for Plan {
                 let (kernel, epi) = match &s.kind {
                     Kind::Dense { w, ops, .. } => {
                         let tile = format!("{}x{}", self.isa.mr(), w.nr());
-                        (format!("gemm {}x{} ({tile} tiles)", w.k(), w.n()), epilogue(ops))
+                        (
+                            format!("gemm {}x{} ({tile} tiles)", w.k(), w.n()),
+                            epilogue(ops),
+                        )
                     }
                     Kind::Activation { act, .. } => {
                         let kind = if act.is_row_wise() {

@@ -37,7 +37,8 @@ pub struct CompileOptions {
     pub max_batch: usize,
     /// Kernel tier; `None` uses `SINTER_ISA` if set, else the best the CPU has.
     pub isa: Option<Isa>,
-    /// Threads for large layers (1 runs everything on the caller's thread).
+    /// Threads for large layers (1 runs everything on the caller's thread). Defaults to the
+    /// available cores; the plan owns a pool of this many threads.
     pub threads: usize,
 }
 
@@ -47,7 +48,7 @@ impl Default for CompileOptions {
             fuse: true,
             max_batch: 256,
             isa: None,
-            threads: 1,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -201,8 +202,7 @@ impl Plan {
                     let x = &g.nodes[node.inputs[0]].shape;
                     let k = *x.last().expect("checked rank");
                     let units = *node.shape.last().expect("checked rank");
-                    let w =
-                        PackedB::pack(isa, &weights.kernel, weights.bias.as_deref(), k, units);
+                    let w = PackedB::pack(isa, &weights.kernel, weights.bias.as_deref(), k, units);
                     let mut ops = Vec::new();
                     if weights.bias.is_some() {
                         ops.push(EpOp::Bias);
@@ -374,28 +374,47 @@ impl Plan {
         Ok(s.run(input)?.to_vec())
     }
 
-    /// Runs one step for `batch` samples. `src`/`dst` are resolved by the session.
+    /// Runs one Dense step on `m` rows, splitting it over the plan's threads when it is big
+    /// enough: by rows when there are many, else by column panels (each thread then streams
+    /// only its share of the weights). Either split leaves every output's FMA chain intact.
     pub(crate) fn exec_dense(&self, w: &PackedB, ops: &[EpOp], m: usize, a: &[f32], c: &mut [f32]) {
         let (k, n) = (w.k(), w.n());
-        let flops = 2 * m * k * n;
-        match &self.pool {
-            Some(pool) if flops >= PARALLEL_FLOPS && m >= 2 * self.isa.mr() => {
-                let parts = self.threads.min(m / self.isa.mr()).max(1);
-                let rows = m.div_ceil(parts).div_ceil(self.isa.mr()) * self.isa.mr();
-                pool.install(|| {
-                    use rayon::prelude::*;
-                    c[..m * n]
-                        .par_chunks_mut(rows * n)
-                        .zip(a[..m * k].par_chunks(rows * k))
-                        .for_each(|(c, a)| {
-                            kernels::dense(self.isa, a.len() / k, a, w, c, ops);
-                        });
-                });
-            }
-            _ => kernels::dense(self.isa, m, &a[..m * k], w, &mut c[..m * n], ops),
+        let (a, c) = (&a[..m * k], &mut c[..m * n]);
+        let mr = self.isa.mr();
+        let Some(pool) = self
+            .pool
+            .as_ref()
+            .filter(|_| 2 * m * k * n >= PARALLEL_FLOPS)
+        else {
+            return kernels::dense(self.isa, m, a, w, c, ops);
+        };
+        let panels = n.div_ceil(w.nr());
+        let row_wise = ops
+            .iter()
+            .any(|op| matches!(op, EpOp::Act(act) if act.is_row_wise()));
+        if m < COLUMN_SPLIT_ROWS && panels >= 2 && !row_wise {
+            let parts = kernels::ColumnParts::new(self.isa, m, a, w, c, ops, self.threads);
+            pool.install(|| {
+                use rayon::prelude::*;
+                (0..parts.len()).into_par_iter().for_each(|i| parts.part(i));
+            });
+        } else if m >= 2 * mr {
+            let parts = self.threads.min(m / mr).max(1);
+            let rows = m.div_ceil(parts).div_ceil(mr) * mr;
+            pool.install(|| {
+                use rayon::prelude::*;
+                c.par_chunks_mut(rows * n)
+                    .zip(a.par_chunks(rows * k))
+                    .for_each(|(c, a)| kernels::dense(self.isa, a.len() / k, a, w, c, ops));
+            });
+        } else {
+            kernels::dense(self.isa, m, a, w, c, ops);
         }
     }
 }
+
+/// Below this many rows a threaded layer is split by columns, above it by rows.
+const COLUMN_SPLIT_ROWS: usize = 96;
 
 /// Below this many flops a layer stays on the calling thread (waking workers costs more).
 const PARALLEL_FLOPS: usize = 4_000_000;

@@ -25,9 +25,9 @@ struct PlanArgs {
     /// Run every activation as a separate pass instead of in the Dense epilogue.
     #[arg(long)]
     no_fuse: bool,
-    /// Threads for large layers.
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    /// Threads for large layers [default: the available cores].
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -115,7 +115,7 @@ pub(crate) fn compile(model: &Model, args: &PlanArgs, max_batch: usize) -> Resul
     let opts = CompileOptions {
         fuse: !args.no_fuse,
         max_batch,
-        threads: args.threads,
+        threads: args.threads.unwrap_or(CompileOptions::default().threads),
         ..CompileOptions::default()
     };
     Ok(Arc::new(model.compile(&opts)?))
