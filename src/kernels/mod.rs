@@ -179,8 +179,8 @@ fn run(isa: Isa, g: &mut GemmCall<'_>) {
         Isa::Avx512 | Isa::Avx2 => panic!("{isa} is not available on this architecture"),
         Isa::Generic => {
             g.check();
-            // SAFETY: portable lanes need no CPU feature; `check` proved the extents.
             match g.b.nr() {
+                // SAFETY: portable lanes need no CPU feature; `check` proved the extents.
                 8 => unsafe { gemm::driver::<Portable, Portable, 6, 1>(g) },
                 // SAFETY: as above.
                 16 => unsafe { gemm::driver::<Portable, Portable, 6, 2>(g) },

@@ -20,8 +20,8 @@ impl Avx2Token {
     }
     pub(crate) fn gemm(self, g: &mut GemmCall<'_>) {
         g.check();
-        // SAFETY: the token proves AVX2+FMA; `check` proves the extents; NV matches the packing.
         match g.b.nr() {
+            // SAFETY: the token proves AVX2+FMA; `check` proves the extents; NV matches the packing.
             8 => unsafe { gemm_avx2::<1>(g) },
             // SAFETY: as above.
             16 => unsafe { gemm_avx2::<2>(g) },
@@ -55,8 +55,8 @@ impl Avx512Token {
     }
     pub(crate) fn gemm(self, g: &mut GemmCall<'_>) {
         g.check();
-        // SAFETY: the token proves AVX-512F; `check` proves the extents; NV matches the packing.
         match g.b.nr() {
+            // SAFETY: the token proves AVX-512F; `check` proves the extents; NV matches the packing.
             16 => unsafe { gemm_avx512::<1>(g) },
             // SAFETY: as above.
             32 => unsafe { gemm_avx512::<2>(g) },
