@@ -292,3 +292,28 @@ fn thread_counts_give_the_same_bits_on_row_and_column_splits() {
         }
     }
 }
+
+#[test]
+fn row_split_for_row_wise_layers_gives_the_same_bits() {
+    let x = Input::new([300]).unwrap();
+    let y = Dense::new(300)
+        .activation(Activation::LogSoftmax)
+        .call(&x)
+        .unwrap();
+    let m = Model::new(&x, &y).unwrap();
+    let input: Vec<f32> = (0..70 * 300)
+        .map(|i| ((i * 13) % 29) as f32 / 7.0 - 2.0)
+        .collect();
+    let run = |threads: usize| {
+        let opts = CompileOptions {
+            threads,
+            max_batch: 70,
+            ..Default::default()
+        };
+        Arc::new(m.compile(&opts).unwrap()).run(&input).unwrap()
+    };
+    let want = common::bits(&run(1));
+    for threads in 2..=4 {
+        assert_eq!(common::bits(&run(threads)), want, "{threads} threads");
+    }
+}

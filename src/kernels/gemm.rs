@@ -258,6 +258,8 @@ macro_rules! dispatch_rows {
             4 if $mr >= 4 => tile::<$V, 4, $NV>($($arg),*),
             5 if $mr >= 5 => tile::<$V, 5, $NV>($($arg),*),
             6 if $mr >= 6 => tile::<$V, 6, $NV>($($arg),*),
+            7 if $mr >= 7 => tile::<$V, 7, $NV>($($arg),*),
+            8 if $mr >= 8 => tile::<$V, 8, $NV>($($arg),*),
             _ => unreachable!("tile rows above MR"),
         }
     };
@@ -308,7 +310,7 @@ fn tile_rows(mc: usize, mr: usize, i: usize) -> usize {
 /// `ir` over MR tiles.
 ///
 /// # Safety
-/// `g.check()` holds and `g.b.nr() == NV * V::LANES`; `V` and `R8` (8 lanes) are available; `MR <= 6`.
+/// `g.check()` holds and `g.b.nr() == NV * V::LANES`; `V` and `R8` (8 lanes) are available; `MR <= 8`.
 #[inline(always)]
 pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>(
     g: &mut GemmCall<'_>,

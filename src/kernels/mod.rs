@@ -36,7 +36,7 @@ use std::str::FromStr;
 /// An instruction-set tier. Every tier produces bit-identical results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {
-    /// AVX-512F, 6 x 64 tiles (6 x 16 and 6 x 32 for narrow layers) (x86-64).
+    /// AVX-512F, 6 x 64 tiles (8 x 16 and 8 x 32 for narrow layers) (x86-64).
     Avx512,
     /// AVX2 + FMA, 6 x 16 tiles (6 x 8 for narrow layers) (x86-64).
     Avx2,
@@ -82,9 +82,18 @@ impl Isa {
         }
     }
 
-    /// Rows of the microkernel tile.
+    /// Rows of the microkernel tile for panels `nr` wide: AVX-512 keeps 8 x 32 or 6 x 64
+    /// accumulators in its 32 registers; the 16-register tiers use 6 rows.
+    pub fn mr_for(self, nr: usize) -> usize {
+        match self {
+            Isa::Avx512 if nr <= 32 => 8,
+            _ => 6,
+        }
+    }
+
+    /// Rows of the widest tile.
     pub fn mr(self) -> usize {
-        6
+        self.mr_for(self.nr())
     }
 
     /// Panel widths (tile columns) this tier has microkernels for, narrowest first.

@@ -44,7 +44,7 @@ impl fmt::Display for Plan {
             .map(|(i, s)| {
                 let (kernel, epi) = match &s.kind {
                     Kind::Dense { w, ops, .. } => {
-                        let tile = format!("{}x{}", self.isa.mr(), w.nr());
+                        let tile = format!("{}x{}", self.isa.mr_for(w.nr()), w.nr());
                         (
                             format!("gemm {}x{} ({tile} tiles)", w.k(), w.n()),
                             epilogue(ops),

@@ -382,7 +382,7 @@ impl Plan {
     pub(crate) fn exec_dense(&self, w: &PackedB, ops: &[EpOp], m: usize, a: &[f32], c: &mut [f32]) {
         let (k, n) = (w.k(), w.n());
         let (a, c) = (&a[..m * k], &mut c[..m * n]);
-        let mr = self.isa.mr();
+        let mr = self.isa.mr_for(w.nr());
         let Some(pool) = self
             .pool
             .as_ref()

@@ -57,11 +57,11 @@ impl Avx512Token {
         g.check();
         match g.b.nr() {
             // SAFETY: the token proves AVX-512F; `check` proves the extents; NV matches the packing.
-            16 => unsafe { gemm_avx512::<1>(g) },
+            16 => unsafe { gemm_avx512::<1, 8>(g) },
             // SAFETY: as above.
-            32 => unsafe { gemm_avx512::<2>(g) },
+            32 => unsafe { gemm_avx512::<2, 8>(g) },
             // SAFETY: as above.
-            64 => unsafe { gemm_avx512::<4>(g) },
+            64 => unsafe { gemm_avx512::<4, 6>(g) },
             nr => panic!("weights packed {nr} wide, not for AVX-512"),
         }
     }
@@ -99,9 +99,9 @@ unsafe fn rows_avx2(ops: &[EpOp], data: &mut [f32], n: usize) {
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn gemm_avx512<const NV: usize>(g: &mut GemmCall<'_>) {
+unsafe fn gemm_avx512<const NV: usize, const MR: usize>(g: &mut GemmCall<'_>) {
     // SAFETY: features enabled on this function; extents and width checked by the caller.
-    unsafe { gemm::driver::<Avx512, Avx2, 6, NV>(g) }
+    unsafe { gemm::driver::<Avx512, Avx2, MR, NV>(g) }
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
