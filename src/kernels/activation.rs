@@ -113,6 +113,18 @@ impl Activation {
         matches!(self, Activation::Softmax | Activation::LogSoftmax)
     }
 
+    /// True for activations made of a few compares, selects, adds and multiplies (no exp, log
+    /// or division): cheap enough to run on a whole register tile at once.
+    pub fn is_cheap(self) -> bool {
+        matches!(
+            self,
+            Activation::Linear
+                | Activation::Relu { .. }
+                | Activation::Relu6
+                | Activation::LeakyRelu { .. }
+        )
+    }
+
     /// True for `linear`, which a plan drops entirely.
     pub fn is_identity(self) -> bool {
         matches!(self, Activation::Linear)

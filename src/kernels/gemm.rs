@@ -140,7 +140,7 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
     ldc: usize,
     cols: usize,
     accumulate: bool,
-    epilogue: Option<(&[EpOp], *const f32)>,
+    epilogue: Option<(&[EpOp], *const f32, &[EpOp])>,
 ) {
     let lanes = V::LANES;
     let nr = NV * lanes;
@@ -179,7 +179,7 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
             }
         }
     }
-    if let Some((ops, bias)) = epilogue {
+    if let Some((ops, bias, _)) = epilogue {
         for op in ops {
             match *op {
                 EpOp::Bias => {
@@ -223,6 +223,33 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
             }
         }
     }
+    // Heavy activations run on the tile just stored, still in L1, one vector at a time:
+    // applied to all R x NV accumulators at once they spill registers (measured: mish 5%
+    // slower fused than separate before this).
+    if let Some((_, _, l1_ops)) = epilogue {
+        for r in 0..R {
+            // SAFETY: row r of C holds `cols` values (caller contract) and nothing else
+            // references them during this call.
+            let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), cols) };
+            for op in l1_ops {
+                if let EpOp::Act(act) = *op {
+                    // SAFETY: the ISA is available (caller contract).
+                    unsafe { math::apply_slice::<V>(act, row) };
+                }
+            }
+        }
+    }
+}
+
+/// Splits the tile part of an epilogue into what runs on the registers (bias and cheap
+/// activations) and what runs on the stored tile in L1 (from the first activation that needs
+/// exp, log or division on).
+pub(crate) fn split_register_ops(ops: &[EpOp]) -> (&[EpOp], &[EpOp]) {
+    let at = ops
+        .iter()
+        .position(|op| matches!(op, EpOp::Act(a) if !a.is_cheap()))
+        .unwrap_or(ops.len());
+    ops.split_at(at)
 }
 
 /// Runs the row-wise part of an epilogue (from the first row-wise op on) over whole rows.
@@ -320,6 +347,7 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
     let panels = n.div_ceil(nr);
     let blk = Blocking::new(m, k, nr, MR);
     let (tile_ops, rest) = split_ops(g.ops);
+    let (reg_ops, l1_ops) = split_register_ops(tile_ops);
     let a = g.a.as_ptr();
     let c = g.c;
     let b = g.b.data.as_ptr();
@@ -341,7 +369,7 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                     let bp = unsafe { b.add(jp * k * nr + pc * nr) };
                     // SAFETY: the bias is padded to whole panels, so panel jp's NR values exist.
                     let bias_p = unsafe { bias.add(jp * nr) };
-                    let epi = last.then_some((tile_ops, bias_p));
+                    let epi = last.then_some((reg_ops, bias_p, l1_ops));
                     let mut ir = 0;
                     let mut t = 0;
                     while ir < mc {
