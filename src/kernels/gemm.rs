@@ -195,7 +195,7 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
                 EpOp::Act(act) => {
                     for row in acc.iter_mut() {
                         for x in row.iter_mut() {
-                            *x = math::apply_cheap(act, *x);
+                            *x = math::apply(act, *x);
                         }
                     }
                 }
@@ -233,7 +233,8 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
             let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), cols) };
             for op in l1_ops {
                 if let EpOp::Act(act) = *op {
-                    V::activation_slice(act, row);
+                    // SAFETY: the ISA is available (caller contract).
+                    unsafe { math::apply_slice::<V>(act, row) };
                 }
             }
         }

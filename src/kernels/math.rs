@@ -123,27 +123,6 @@ fn softplus<V: Simd>(x: V) -> V {
     pos.add(log1p_unit(exp(x.abs().neg())))
 }
 
-/// Keras `relu(x, negative_slope, max_value, threshold)`.
-#[inline(always)]
-fn relu<V: Simd>(x: V, negative_slope: f32, max_value: Option<f32>, threshold: f32) -> V {
-    let zero = V::splat(0.0);
-    let mut pos = V::select(x.gt(V::splat(threshold)), x, zero);
-    if let Some(m) = max_value {
-        pos = pos.max_nn(zero).min_nn(V::splat(m));
-    }
-    if negative_slope != 0.0 {
-        let neg = V::splat(threshold).sub(x).max_nn(zero);
-        pos.sub(V::splat(negative_slope).mul(neg))
-    } else {
-        pos
-    }
-}
-
-#[inline(always)]
-fn leaky_relu<V: Simd>(x: V, negative_slope: f32) -> V {
-    V::select(x.gt(V::splat(0.0)), x, x.mul(V::splat(negative_slope)))
-}
-
 #[inline(always)]
 fn relu6<V: Simd>(x: V) -> V {
     x.max_nn(V::splat(0.0)).min_nn(V::splat(6.0))
@@ -185,9 +164,22 @@ pub(crate) fn apply<V: Simd>(act: Activation, x: V) -> V {
             negative_slope,
             max_value,
             threshold,
-        } => relu(x, negative_slope, max_value, threshold),
+        } => {
+            let mut pos = V::select(x.gt(c(threshold)), x, zero);
+            if let Some(m) = max_value {
+                pos = pos.max_nn(zero).min_nn(c(m));
+            }
+            if negative_slope != 0.0 {
+                let neg = c(threshold).sub(x).max_nn(zero);
+                pos.sub(c(negative_slope).mul(neg))
+            } else {
+                pos
+            }
+        }
         Activation::Relu6 => relu6(x),
-        Activation::LeakyRelu { negative_slope } => leaky_relu(x, negative_slope),
+        Activation::LeakyRelu { negative_slope } => {
+            V::select(x.gt(zero), x, x.mul(c(negative_slope)))
+        }
         Activation::Elu { alpha } => V::select(x.gt(zero), x, c(alpha).mul(expm1(x))),
         Activation::Selu => {
             let e = V::select(x.gt(zero), x, c(SELU_ALPHA).mul(expm1(x)));
@@ -211,24 +203,6 @@ pub(crate) fn apply<V: Simd>(act: Activation, x: V) -> V {
         Activation::Softsign => x.div(x.abs().add(c(1.0))),
         Activation::Exponential => exp(x),
         Activation::Mish => x.mul(tanh(softplus(x))),
-    };
-    canonical_nan(x, y)
-}
-
-/// [`apply`] for the activations that run on register tiles ([`Activation::is_cheap`]);
-/// anything else passes through (the caller routes it to [`apply_slice`]). Kept apart so the
-/// register tiles do not inline every activation's code.
-#[inline(always)]
-pub(crate) fn apply_cheap<V: Simd>(act: Activation, x: V) -> V {
-    let y = match act {
-        Activation::Relu {
-            negative_slope,
-            max_value,
-            threshold,
-        } => relu(x, negative_slope, max_value, threshold),
-        Activation::Relu6 => relu6(x),
-        Activation::LeakyRelu { negative_slope } => leaky_relu(x, negative_slope),
-        _ => x,
     };
     canonical_nan(x, y)
 }

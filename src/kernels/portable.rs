@@ -97,10 +97,6 @@ impl Simd for Portable {
     fn pow2i(k: Self) -> Self {
         k.map(|k| f32::from_bits((((k as i32) + 127) as u32) << 23))
     }
-    fn activation_slice(act: crate::kernels::Activation, data: &mut [f32]) {
-        // SAFETY: portable lanes need no CPU feature.
-        unsafe { super::math::apply_slice::<Portable>(act, data) }
-    }
     #[inline(always)]
     fn split_exponent(self) -> (Self, Self) {
         let b = self.lanes().map(f32::to_bits);

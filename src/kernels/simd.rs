@@ -62,10 +62,6 @@ pub(crate) trait Simd: Copy {
     fn min_nn(self, o: Self) -> Self {
         Self::select(o.lt(self), o, self)
     }
-    /// Applies an elementwise activation to a slice, through this tier's own compiled entry
-    /// point (one copy per tier, instead of one inlined into every tile shape).
-    fn activation_slice(act: crate::kernels::Activation, data: &mut [f32]);
-
     /// `-self`: `-0 - x` is exact and flips the sign of zeros too.
     #[inline(always)]
     fn neg(self) -> Self {

@@ -96,11 +96,6 @@ impl Simd for Avx2 {
         ));
         Avx2(avx2!(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(i))))
     }
-    fn activation_slice(act: crate::kernels::Activation, data: &mut [f32]) {
-        // SAFETY: the ISA is available wherever a value of this type exists (module invariant),
-        // and this is only reached from code holding such values.
-        unsafe { super::act_avx2(act, data) }
-    }
     #[inline(always)]
     fn split_exponent(self) -> (Self, Self) {
         let b = avx2!(_mm256_castps_si256(self.0));

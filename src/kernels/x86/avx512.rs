@@ -97,11 +97,6 @@ impl Simd for Avx512 {
         ));
         Avx512(avx512!(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(i))))
     }
-    fn activation_slice(act: crate::kernels::Activation, data: &mut [f32]) {
-        // SAFETY: the ISA is available wherever a value of this type exists (module invariant),
-        // and this is only reached from code holding such values.
-        unsafe { super::act_avx512(act, data) }
-    }
     #[inline(always)]
     fn split_exponent(self) -> (Self, Self) {
         let b = avx512!(_mm512_castps_si512(self.0));

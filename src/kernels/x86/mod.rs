@@ -86,7 +86,7 @@ unsafe fn gemm_avx2<const NV: usize>(g: &mut GemmCall<'_>) {
 }
 
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn act_avx2(act: Activation, data: &mut [f32]) {
+unsafe fn act_avx2(act: Activation, data: &mut [f32]) {
     // SAFETY: features enabled on this function.
     unsafe { math::apply_slice::<Avx2>(act, data) }
 }
@@ -105,7 +105,7 @@ unsafe fn gemm_avx512<const NV: usize, const MR: usize>(g: &mut GemmCall<'_>) {
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
-pub(super) unsafe fn act_avx512(act: Activation, data: &mut [f32]) {
+unsafe fn act_avx512(act: Activation, data: &mut [f32]) {
     // SAFETY: features enabled on this function.
     unsafe { math::apply_slice::<Avx512>(act, data) }
 }
