@@ -1,3 +1,4 @@
-//! Files in and out. `.npy` tensors for `sinter run`; model formats come next.
+//! Files in and out: `.npy` tensors, Keras `.keras` / `.weights.h5` models, ONNX models.
 
+pub mod hdf5;
 pub mod npy;
