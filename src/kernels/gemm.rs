@@ -129,7 +129,7 @@ impl GemmCall<'_> {
 /// `a` readable at `r * lda + kk` for `r < R`, `kk < kc`; `b` readable for `kc * NR` values;
 /// `c` readable and writable at `r * ldc + j` for `r < R`, `j < cols`; `bias` (when `ops` is
 /// given) readable for NR values; `V`'s instruction set available.
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
     kc: usize,
@@ -254,7 +254,7 @@ pub(crate) fn split_register_ops(ops: &[EpOp]) -> (&[EpOp], &[EpOp]) {
 
 /// Runs the row-wise part of an epilogue (from the first row-wise op on) over whole rows.
 /// `R8` is an 8-lane vector.
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 pub(crate) fn row_ops<V: Simd, R8: Simd>(ops: &[EpOp], row: &mut [f32]) {
     for op in ops {
         match *op {
@@ -325,7 +325,7 @@ impl Blocking {
 
 /// Splits `mc` rows into tiles of at most `mr` rows, as even as possible (8 rows -> 4 + 4, not
 /// 6 + 2), so no tile is left with too few FMA chains to hide the latency.
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 fn tile_rows(mc: usize, mr: usize, i: usize) -> usize {
     let tiles = mc.div_ceil(mr);
     let base = mc / tiles;
@@ -338,7 +338,7 @@ fn tile_rows(mc: usize, mr: usize, i: usize) -> usize {
 ///
 /// # Safety
 /// `g.check()` holds and `g.b.nr() == NV * V::LANES`; `V` and `R8` (8 lanes) are available; `MR <= 8`.
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>(
     g: &mut GemmCall<'_>,
 ) {
@@ -413,7 +413,7 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
 }
 
 /// `iters` rounds of 12 independent FMA chains: the machine's FMA peak, for benches.
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 pub(crate) fn fma_loop<V: Simd>(iters: usize) -> f32 {
     let mut acc = [V::splat(0.0); 12];
     let a = V::splat(0.999_999);

@@ -17,13 +17,13 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 const EXP_HI: f32 = 89.0;
 const EXP_LO: f32 = -104.0;
 
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 fn round_int<V: Simd>(t: V) -> V {
     t.add(V::splat(ROUND_MAGIC)).sub(V::splat(ROUND_MAGIC))
 }
 
 /// `x = k ln2 + r`, |r| <= ln2 / 2, and `p = e^r - 1` (degree-7 Taylor, truncation < 1e-8).
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 fn exp_reduce<V: Simd>(x: V) -> (V, V) {
     let x = V::select(x.gt(V::splat(EXP_HI)), V::splat(EXP_HI), x);
     let x = V::select(x.lt(V::splat(EXP_LO)), V::splat(EXP_LO), x);
@@ -41,7 +41,7 @@ fn exp_reduce<V: Simd>(x: V) -> (V, V) {
 }
 
 /// `v * 2^k` for integral `k` in [-150, 128], rounding once.
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 fn scale_pow2<V: Simd>(v: V, k: V) -> V {
     let k1 = round_int(k.mul(V::splat(0.5)));
     let k2 = k.sub(k1);
@@ -49,14 +49,14 @@ fn scale_pow2<V: Simd>(v: V, k: V) -> V {
 }
 
 /// `e^x`.
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 pub(crate) fn exp<V: Simd>(x: V) -> V {
     let (k, p) = exp_reduce(x);
     scale_pow2(V::splat(1.0).add(p), k)
 }
 
 /// `e^x - 1`, accurate near 0.
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 pub(crate) fn expm1<V: Simd>(x: V) -> V {
     let (k, p) = exp_reduce(x);
     let one = V::splat(1.0);
@@ -68,7 +68,7 @@ pub(crate) fn expm1<V: Simd>(x: V) -> V {
 }
 
 /// Natural logarithm: exact exponent split, `log m = 2 atanh(f / (2 + f))` series.
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 pub(crate) fn log<V: Simd>(x: V) -> V {
     let c = |v: f32| V::splat(v);
     let tiny = x.lt(c(f32::MIN_POSITIVE));
@@ -94,7 +94,7 @@ pub(crate) fn log<V: Simd>(x: V) -> V {
 }
 
 /// `log(1 + u)` for `u` in [0, 1] (Goldberg's correction for the rounding of `1 + u`).
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 fn log1p_unit<V: Simd>(u: V) -> V {
     let w = V::splat(1.0).add(u);
     let d = w.sub(V::splat(1.0));
@@ -102,7 +102,7 @@ fn log1p_unit<V: Simd>(u: V) -> V {
     V::select(d.eq(V::splat(0.0)), u, y)
 }
 
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 pub(crate) fn tanh<V: Simd>(x: V) -> V {
     let e = expm1(x.abs().mul(V::splat(-2.0)));
     let t = e.neg().div(e.add(V::splat(2.0)));
@@ -110,26 +110,26 @@ pub(crate) fn tanh<V: Simd>(x: V) -> V {
 }
 
 /// `1 / (1 + e^-x)` for x >= 0 and `e^x / (1 + e^x)` below, so neither side overflows.
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 fn sigmoid<V: Simd>(x: V) -> V {
     let e = exp(x.abs().neg());
     let d = V::splat(1.0).add(e);
     V::select(x.lt(V::splat(0.0)), e.div(d), V::splat(1.0).div(d))
 }
 
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 fn softplus<V: Simd>(x: V) -> V {
     let pos = x.max_nn(V::splat(0.0));
     pos.add(log1p_unit(exp(x.abs().neg())))
 }
 
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 fn relu6<V: Simd>(x: V) -> V {
     x.max_nn(V::splat(0.0)).min_nn(V::splat(6.0))
 }
 
 /// `1 + erf(z)`, from erfc with relative error < 1.2e-7 (Chebyshev fit of `erfc`).
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 fn one_plus_erf<V: Simd>(z: V) -> V {
     let c = |v: f32| V::splat(v);
     let a = z.abs();
@@ -154,7 +154,7 @@ fn one_plus_erf<V: Simd>(z: V) -> V {
 
 /// Applies an elementwise activation. NaN in (or NaN produced) gives the canonical NaN.
 /// Row-wise activations are not elementwise; they pass through here unchanged.
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 pub(crate) fn apply<V: Simd>(act: Activation, x: V) -> V {
     let c = |v: f32| V::splat(v);
     let zero = c(0.0);
@@ -208,7 +208,7 @@ pub(crate) fn apply<V: Simd>(act: Activation, x: V) -> V {
 }
 
 /// `y`, or the canonical NaN where `x` or `y` is NaN.
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 pub(crate) fn canonical_nan<V: Simd>(x: V, y: V) -> V {
     V::select(V::or_mask(x.is_nan(), y.is_nan()), V::splat(f32::NAN), y)
 }
@@ -218,7 +218,7 @@ pub(crate) fn canonical_nan<V: Simd>(x: V, y: V) -> V {
 ///
 /// # Safety
 /// The caller guarantees `V`'s instruction set is available.
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 pub(crate) unsafe fn apply_slice<V: Simd>(act: Activation, data: &mut [f32]) {
     let mut chunks = data.chunks_exact_mut(V::LANES);
     for chunk in &mut chunks {
@@ -239,7 +239,7 @@ pub(crate) unsafe fn apply_slice<V: Simd>(act: Activation, data: &mut [f32]) {
 pub(crate) const ROW_LANES: usize = 8;
 
 /// Loads up to 8 values of `row` starting at `i`, padding with `pad`.
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 fn load_row<V: Simd>(row: &[f32], i: usize, pad: f32) -> V {
     if i + ROW_LANES <= row.len() {
         // SAFETY: 8 elements are in bounds.
@@ -252,7 +252,7 @@ fn load_row<V: Simd>(row: &[f32], i: usize, pad: f32) -> V {
     }
 }
 
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 fn store_row<V: Simd>(v: V, row: &mut [f32], i: usize) {
     if i + ROW_LANES <= row.len() {
         // SAFETY: 8 elements are in bounds.
@@ -267,7 +267,7 @@ fn store_row<V: Simd>(v: V, row: &mut [f32], i: usize) {
 }
 
 /// Sums the 8 lanes in a fixed tree: (0+4, 1+5, 2+6, 3+7), then pairs, then the last two.
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 fn sum_lanes<V: Simd>(v: V) -> f32 {
     let mut l = [0.0f32; ROW_LANES];
     // SAFETY: `l` has 8 elements.
@@ -282,7 +282,7 @@ fn sum_lanes<V: Simd>(v: V) -> f32 {
 /// the tier's native vector width.
 ///
 /// `V` must be an 8-lane vector.
-#[inline(always)]
+#[cfg_attr(sinter_inline, inline(always))]
 pub(crate) fn row_softmax<V: Simd>(row: &mut [f32], log_space: bool) {
     debug_assert_eq!(V::LANES, ROW_LANES);
     if row.is_empty() {

@@ -9,11 +9,11 @@ use wide::f32x8;
 pub(crate) struct Portable(f32x8);
 
 impl Portable {
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn lanes(self) -> [f32; 8] {
         self.0.to_array()
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn map(self, f: impl Fn(f32) -> f32) -> Self {
         Portable(f32x8::from(self.lanes().map(f)))
     }
@@ -23,81 +23,81 @@ impl Simd for Portable {
     const LANES: usize = 8;
     type Mask = f32x8;
 
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn splat(x: f32) -> Self {
         Portable(f32x8::splat(x))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     unsafe fn load(p: *const f32) -> Self {
         // SAFETY: the caller guarantees 8 readable f32 at `p`.
         Portable(f32x8::from(unsafe {
             p.cast::<[f32; 8]>().read_unaligned()
         }))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     unsafe fn store(self, p: *mut f32) {
         // SAFETY: the caller guarantees 8 writable f32 at `p`.
         unsafe { p.cast::<[f32; 8]>().write_unaligned(self.lanes()) }
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn add(self, o: Self) -> Self {
         Portable(self.0 + o.0)
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn sub(self, o: Self) -> Self {
         Portable(self.0 - o.0)
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn mul(self, o: Self) -> Self {
         Portable(self.0 * o.0)
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn div(self, o: Self) -> Self {
         Portable(self.0 / o.0)
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn fma(self, b: Self, c: Self) -> Self {
         let (a, b, c) = (self.lanes(), b.lanes(), c.lanes());
         Portable(f32x8::from(std::array::from_fn::<f32, 8, _>(|i| {
             a[i].mul_add(b[i], c[i])
         })))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn lt(self, o: Self) -> f32x8 {
         self.0.simd_lt(o.0)
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn eq(self, o: Self) -> f32x8 {
         self.0.simd_eq(o.0)
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn is_nan(self) -> f32x8 {
         self.0.is_nan()
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn or_mask(a: f32x8, b: f32x8) -> f32x8 {
         a | b
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn select(m: f32x8, t: Self, f: Self) -> Self {
         Portable(m.bitselect(t.0, f.0))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn abs(self) -> Self {
         self.map(f32::abs)
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn copysign(self, sign: Self) -> Self {
         let (a, s) = (self.lanes(), sign.lanes());
         Portable(f32x8::from(std::array::from_fn::<f32, 8, _>(|i| {
             a[i].copysign(s[i])
         })))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn pow2i(k: Self) -> Self {
         k.map(|k| f32::from_bits((((k as i32) + 127) as u32) << 23))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn split_exponent(self) -> (Self, Self) {
         let b = self.lanes().map(f32::to_bits);
         let m = b.map(|b| f32::from_bits((b & 0x007f_ffff) | 0x3f80_0000));

@@ -48,22 +48,22 @@ pub(crate) trait Simd: Copy {
     /// For positive normal `x`: `(m, e)` with `x = m * 2^e`, `m` in `[1, 2)`, `e` integral.
     fn split_exponent(self) -> (Self, Self);
 
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn gt(self, o: Self) -> Self::Mask {
         o.lt(self)
     }
     /// `max(self, o)` for non-NaN lanes (NaN handling is done once, by the caller).
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn max_nn(self, o: Self) -> Self {
         Self::select(self.lt(o), o, self)
     }
     /// `min(self, o)` for non-NaN lanes.
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn min_nn(self, o: Self) -> Self {
         Self::select(o.lt(self), o, self)
     }
     /// `-self`: `-0 - x` is exact and flips the sign of zeros too.
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn neg(self) -> Self {
         Self::splat(-0.0).sub(self)
     }

@@ -34,12 +34,12 @@ struct PlanArgs {
 enum Command {
     /// Keras-style summary: layer, type, output shape, params.
     Summary {
-        /// A model: builtin:seed, builtin:mnist-mlp or builtin:ffn.
+        /// A model file (.keras, .onnx, NAME.json + NAME.weights.h5) or builtin:seed|mnist-mlp|ffn.
         model: String,
     },
     /// The compiled plan: steps, kernels, epilogues, buffers, arena size.
     Plan {
-        /// A model: builtin:seed, builtin:mnist-mlp or builtin:ffn.
+        /// A model file (.keras, .onnx, NAME.json + NAME.weights.h5) or builtin:seed|mnist-mlp|ffn.
         model: String,
         #[command(flatten)]
         plan: PlanArgs,
@@ -49,7 +49,7 @@ enum Command {
     },
     /// Run a float32 .npy batch (batch axis first) through the model; write a float32 .npy.
     Run {
-        /// A model: builtin:seed, builtin:mnist-mlp or builtin:ffn.
+        /// A model file (.keras, .onnx, NAME.json + NAME.weights.h5) or builtin:seed|mnist-mlp|ffn.
         model: String,
         /// Input .npy: shape (batch, *input_shape).
         #[arg(long)]
@@ -62,7 +62,7 @@ enum Command {
     },
     /// Median latency per batch size.
     Bench {
-        /// A model: builtin:seed, builtin:mnist-mlp or builtin:ffn.
+        /// A model file (.keras, .onnx, NAME.json + NAME.weights.h5) or builtin:seed|mnist-mlp|ffn.
         model: String,
         /// Batch sizes, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1,8,64,256")]
@@ -78,7 +78,7 @@ enum Command {
     },
     /// Check the invariants on random inputs: fused == separate, threads, rows, ISA tiers.
     Verify {
-        /// A model: builtin:seed, builtin:mnist-mlp or builtin:ffn.
+        /// A model file (.keras, .onnx, NAME.json + NAME.weights.h5) or builtin:seed|mnist-mlp|ffn.
         model: String,
         /// Batch size of the random inputs.
         #[arg(long, default_value_t = 16)]
@@ -86,7 +86,7 @@ enum Command {
     },
 }
 
-/// Loads `builtin:NAME` (model files arrive with the .keras / ONNX loaders).
+/// Loads `builtin:NAME` or a model file (`.keras`, `.onnx`, `.json` / `.weights.h5`).
 pub(crate) fn load_model(spec: &str) -> Result<Model> {
     if let Some(name) = spec.strip_prefix("builtin:") {
         return builtin::by_name(name).ok_or_else(|| {
@@ -96,19 +96,7 @@ pub(crate) fn load_model(spec: &str) -> Result<Model> {
             ))
         });
     }
-    let path = Path::new(spec);
-    if !path.exists() {
-        return Err(Error::Io {
-            path: path.into(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-        });
-    }
-    Err(Error::Format {
-        path: path.into(),
-        msg:
-            "model files are not supported yet; use builtin:seed, builtin:mnist-mlp or builtin:ffn"
-                .into(),
-    })
+    sinter::io::load(Path::new(spec))
 }
 
 pub(crate) fn compile(model: &Model, args: &PlanArgs, max_batch: usize) -> Result<Arc<Plan>> {

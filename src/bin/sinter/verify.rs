@@ -43,7 +43,10 @@ pub(crate) fn run(spec: &str, batch: usize) -> Result<()> {
         })?);
         plan.run(&x)
     };
-    let base = outputs(CompileOptions::default())?;
+    let base = outputs(CompileOptions {
+        threads: 1,
+        ..Default::default()
+    })?;
     let out_per = base.len() / batch;
     let mut failures = 0;
     let mut check = |what: String, got: &[f32], want: &[f32]| {
@@ -61,6 +64,7 @@ pub(crate) fn run(spec: &str, batch: usize) -> Result<()> {
     };
     let separate = outputs(CompileOptions {
         fuse: false,
+        threads: 1,
         ..Default::default()
     })?;
     check("fused == separate".into(), &separate, &base);

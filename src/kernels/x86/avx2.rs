@@ -22,65 +22,65 @@ impl Simd for Avx2 {
     const LANES: usize = 8;
     type Mask = __m256;
 
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn splat(x: f32) -> Self {
         Avx2(avx2!(_mm256_set1_ps(x)))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     unsafe fn load(p: *const f32) -> Self {
         // SAFETY: the caller guarantees 8 readable f32 at `p`; AVX per module invariant.
         Avx2(unsafe { _mm256_loadu_ps(p) })
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     unsafe fn store(self, p: *mut f32) {
         // SAFETY: the caller guarantees 8 writable f32 at `p`; AVX per module invariant.
         unsafe { _mm256_storeu_ps(p, self.0) }
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn add(self, o: Self) -> Self {
         Avx2(avx2!(_mm256_add_ps(self.0, o.0)))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn sub(self, o: Self) -> Self {
         Avx2(avx2!(_mm256_sub_ps(self.0, o.0)))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn mul(self, o: Self) -> Self {
         Avx2(avx2!(_mm256_mul_ps(self.0, o.0)))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn div(self, o: Self) -> Self {
         Avx2(avx2!(_mm256_div_ps(self.0, o.0)))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn fma(self, b: Self, c: Self) -> Self {
         Avx2(avx2!(_mm256_fmadd_ps(self.0, b.0, c.0)))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn lt(self, o: Self) -> __m256 {
         avx2!(_mm256_cmp_ps::<_CMP_LT_OQ>(self.0, o.0))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn eq(self, o: Self) -> __m256 {
         avx2!(_mm256_cmp_ps::<_CMP_EQ_OQ>(self.0, o.0))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn is_nan(self) -> __m256 {
         avx2!(_mm256_cmp_ps::<_CMP_UNORD_Q>(self.0, self.0))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn or_mask(a: __m256, b: __m256) -> __m256 {
         avx2!(_mm256_or_ps(a, b))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn select(m: __m256, t: Self, f: Self) -> Self {
         Avx2(avx2!(_mm256_blendv_ps(f.0, t.0, m)))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn abs(self) -> Self {
         Avx2(avx2!(_mm256_andnot_ps(_mm256_set1_ps(-0.0), self.0)))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn copysign(self, sign: Self) -> Self {
         let s = avx2!(_mm256_set1_ps(-0.0));
         Avx2(avx2!(_mm256_or_ps(
@@ -88,7 +88,7 @@ impl Simd for Avx2 {
             _mm256_and_ps(s, sign.0)
         )))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn pow2i(k: Self) -> Self {
         let i = avx2!(_mm256_add_epi32(
             _mm256_cvttps_epi32(k.0),
@@ -96,7 +96,7 @@ impl Simd for Avx2 {
         ));
         Avx2(avx2!(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(i))))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn split_exponent(self) -> (Self, Self) {
         let b = avx2!(_mm256_castps_si256(self.0));
         let m = avx2!(_mm256_or_si256(

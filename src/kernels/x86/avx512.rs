@@ -22,65 +22,65 @@ impl Simd for Avx512 {
     const LANES: usize = 16;
     type Mask = __mmask16;
 
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn splat(x: f32) -> Self {
         Avx512(avx512!(_mm512_set1_ps(x)))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     unsafe fn load(p: *const f32) -> Self {
         // SAFETY: the caller guarantees 16 readable f32 at `p`; AVX-512 per module invariant.
         Avx512(unsafe { _mm512_loadu_ps(p) })
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     unsafe fn store(self, p: *mut f32) {
         // SAFETY: the caller guarantees 16 writable f32 at `p`; AVX-512 per module invariant.
         unsafe { _mm512_storeu_ps(p, self.0) }
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn add(self, o: Self) -> Self {
         Avx512(avx512!(_mm512_add_ps(self.0, o.0)))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn sub(self, o: Self) -> Self {
         Avx512(avx512!(_mm512_sub_ps(self.0, o.0)))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn mul(self, o: Self) -> Self {
         Avx512(avx512!(_mm512_mul_ps(self.0, o.0)))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn div(self, o: Self) -> Self {
         Avx512(avx512!(_mm512_div_ps(self.0, o.0)))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn fma(self, b: Self, c: Self) -> Self {
         Avx512(avx512!(_mm512_fmadd_ps(self.0, b.0, c.0)))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn lt(self, o: Self) -> __mmask16 {
         avx512!(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(self.0, o.0))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn eq(self, o: Self) -> __mmask16 {
         avx512!(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(self.0, o.0))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn is_nan(self) -> __mmask16 {
         avx512!(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(self.0, self.0))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn or_mask(a: __mmask16, b: __mmask16) -> __mmask16 {
         a | b
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn select(m: __mmask16, t: Self, f: Self) -> Self {
         Avx512(avx512!(_mm512_mask_blend_ps(m, f.0, t.0)))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn abs(self) -> Self {
         Avx512(avx512!(_mm512_abs_ps(self.0)))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn copysign(self, sign: Self) -> Self {
         let s = avx512!(_mm512_set1_epi32(i32::MIN));
         let (a, b) = avx512!((_mm512_castps_si512(self.0), _mm512_castps_si512(sign.0)));
@@ -89,7 +89,7 @@ impl Simd for Avx512 {
             _mm512_and_si512(s, b)
         ))))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn pow2i(k: Self) -> Self {
         let i = avx512!(_mm512_add_epi32(
             _mm512_cvttps_epi32(k.0),
@@ -97,7 +97,7 @@ impl Simd for Avx512 {
         ));
         Avx512(avx512!(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(i))))
     }
-    #[inline(always)]
+    #[cfg_attr(sinter_inline, inline(always))]
     fn split_exponent(self) -> (Self, Self) {
         let b = avx512!(_mm512_castps_si512(self.0));
         let m = avx512!(_mm512_or_si512(

@@ -1,0 +1,678 @@
+//! Keras 3 models: `.keras` archives (a zip of `config.json`, `metadata.json` and
+//! `model.weights.h5`) and `model.to_json()` configs with a `.weights.h5` file beside them.
+//!
+//! A layer class maps to a sinter [`Layer`] in one arm of `layer_spec`. Weights are
+//! found as Keras writes them: `layers/<group>/vars/0` (kernel, `[in, out]`) and `vars/1`
+//! (bias), where the group is named from the layer's class (`dense`, `dense_1`, ...) and its
+//! `vars` group carries the layer's own name as an attribute.
+//!
+//! ```no_run
+//! let model = sinter::io::keras::load("seed.keras")?;
+//! assert_eq!(model.input_shape(), &[784]);
+//! # Ok::<(), sinter::Error>(())
+//! ```
+
+use super::hdf5;
+use crate::error::{Error, Result};
+use crate::kernels::Activation;
+use crate::model::{DenseWeights, Layer, Model, Node};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Largest `config.json` accepted from an archive (bytes, after decompression).
+pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
+/// Largest `model.weights.h5` accepted from an archive (bytes, after decompression).
+pub const MAX_WEIGHTS_BYTES: u64 = 8 << 30;
+
+/// Loads a `.keras` archive.
+pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+    let path = path.as_ref();
+    let bytes = read(path)?;
+    from_archive(&bytes, path)
+}
+
+/// Loads a `.keras` archive held in memory (`path` names it in errors).
+pub fn from_archive(bytes: &[u8], path: &Path) -> Result<Model> {
+    let fail = |msg: String| Error::Format {
+        path: path.into(),
+        msg,
+    };
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| fail(format!("not a .keras archive (zip: {e})")))?;
+    let mut entry = |name: &str, limit: u64| -> Result<Vec<u8>> {
+        let mut f = zip
+            .by_name(name)
+            .map_err(|e| fail(format!("archive member {name}: {e}")))?;
+        if f.size() > limit {
+            return Err(fail(format!(
+                "archive member {name} declares {} bytes, more than the {limit}-byte limit",
+                f.size()
+            )));
+        }
+        // The declared size may lie: never read past the limit.
+        let mut buf = Vec::with_capacity(f.size().min(1 << 20) as usize);
+        (&mut f)
+            .take(limit + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| fail(format!("archive member {name}: {e}")))?;
+        if buf.len() as u64 > limit {
+            return Err(fail(format!(
+                "archive member {name} inflates past the {limit}-byte limit"
+            )));
+        }
+        Ok(buf)
+    };
+    let config = entry("config.json", MAX_CONFIG_BYTES)?;
+    let weights = entry("model.weights.h5", MAX_WEIGHTS_BYTES)?;
+    build(&config, &weights, path)
+}
+
+/// Loads a `model.to_json()` config and its weights file, given either of them: `NAME.json`
+/// pairs with `NAME.weights.h5` (or `model.weights.h5`) in the same folder, and back.
+pub fn load_split(path: impl AsRef<Path>) -> Result<Model> {
+    let path = path.as_ref();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let (config, weights): (PathBuf, PathBuf) = if let Some(stem) = name.strip_suffix(".json") {
+        let own = dir.join(format!("{stem}.weights.h5"));
+        let weights = if own.exists() {
+            own
+        } else {
+            dir.join("model.weights.h5")
+        };
+        (path.into(), weights)
+    } else if let Some(stem) = name.strip_suffix(".weights.h5") {
+        (dir.join(format!("{stem}.json")), path.into())
+    } else {
+        return Err(Error::Format {
+            path: path.into(),
+            msg: "expected NAME.json or NAME.weights.h5".into(),
+        });
+    };
+    let config_bytes = read(&config)?;
+    let weight_bytes = read(&weights)?;
+    build(&config_bytes, &weight_bytes, &config).map_err(|e| match e {
+        // Name the weights file when it is the one at fault.
+        Error::Format { msg, .. } if msg.starts_with("weights:") => Error::Format {
+            path: weights.clone(),
+            msg: msg["weights:".len()..].trim_start().to_string(),
+        },
+        e => e,
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })
+}
+
+/// A layer as the config describes it, before weights.
+struct Spec {
+    name: String,
+    class: String,
+    layer: Layer,
+    /// Input shape for an `InputLayer`.
+    shape: Vec<usize>,
+    /// Names of the layers it reads.
+    inbound: Vec<String>,
+}
+
+/// Builds the model from config JSON and weights HDF5 bytes.
+fn build(config: &[u8], weights: &[u8], path: &Path) -> Result<Model> {
+    let fail = |msg: String| Error::Format {
+        path: path.into(),
+        msg,
+    };
+    let root: Value = serde_json::from_slice(config)
+        .map_err(|e| fail(format!("config is not valid JSON: {e}")))?;
+    let class = str_field(&root, "class_name").map_err(|m| fail(format!("config: {m}")))?;
+    let cfg = root
+        .get("config")
+        .ok_or_else(|| fail("config: no \"config\" object".into()))?;
+    let model_name = cfg.get("name").and_then(Value::as_str).unwrap_or("model");
+    let (specs, output) = match class {
+        "Sequential" => sequential(cfg),
+        "Functional" | "Model" => functional(cfg),
+        other => Err(format!(
+            "model class {other:?} is not supported (expected Functional or Sequential)"
+        )),
+    }
+    .map_err(|m| fail(format!("config: {m}")))?;
+    let order = topo_order(&specs, &output).map_err(|m| fail(format!("config: {m}")))?;
+
+    let h5 = hdf5::File::parse(weights).map_err(|m| fail(format!("weights: {m}")))?;
+    let groups = weight_groups(&h5, &specs, class == "Sequential")
+        .map_err(|m| fail(format!("weights: {m}")))?;
+    let index: HashMap<&str, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| (specs[s].name.as_str(), i))
+        .collect();
+    let mut nodes = Vec::with_capacity(order.len());
+    for &s in &order {
+        let spec = &specs[s];
+        let inputs = spec.inbound.iter().map(|n| index[n.as_str()]).collect();
+        let weights = match (&spec.layer, groups.get(spec.name.as_str())) {
+            (Layer::Dense { use_bias, .. }, Some(group)) => Some(
+                dense_weights(&h5, group, *use_bias)
+                    .map_err(|m| fail(format!("weights: layer {:?} ({group}): {m}", spec.name)))?,
+            ),
+            (Layer::Dense { .. }, None) => {
+                return Err(fail(format!(
+                    "weights: no weights for Dense layer {:?}",
+                    spec.name
+                )));
+            }
+            (_, Some(group)) => {
+                let vars = h5.members(&format!("{group}/vars")).unwrap_or_default();
+                if !vars.is_empty() {
+                    return Err(fail(format!(
+                        "weights: layer {:?} ({}) has {} variables; sinter expects none",
+                        spec.name,
+                        spec.class,
+                        vars.len()
+                    )));
+                }
+                None
+            }
+            (_, None) => None,
+        };
+        nodes.push(Node {
+            name: spec.name.clone(),
+            layer: spec.layer.clone(),
+            inputs,
+            shape: spec.shape.clone(),
+            weights,
+        });
+    }
+    let input = nodes
+        .iter()
+        .position(|n| n.layer == Layer::Input)
+        .ok_or_else(|| fail("config: the model has no InputLayer".into()))?;
+    let out = index[output.as_str()];
+    Model::from_nodes(model_name, nodes, input, out).map_err(|e| fail(e.to_string()))
+}
+
+fn str_field<'v>(v: &'v Value, key: &str) -> std::result::Result<&'v str, String> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("missing string field {key:?}"))
+}
+
+/// `[null, d1, ..]` as the non-batch shape.
+fn batch_shape(v: &Value) -> std::result::Result<Vec<usize>, String> {
+    let dims = v.as_array().ok_or("shape is not a list")?;
+    if dims.len() < 2 || dims.len() > 33 {
+        return Err(format!(
+            "shape of rank {}: expected [batch, d1, ..]",
+            dims.len()
+        ));
+    }
+    dims[1..]
+        .iter()
+        .map(|d| {
+            d.as_u64()
+                .filter(|&d| d > 0)
+                .and_then(|d| usize::try_from(d).ok())
+                .ok_or_else(|| {
+                    format!("shape {v}: every non-batch axis needs a fixed positive size")
+                })
+        })
+        .collect()
+}
+
+/// A Sequential config: a chain, led by an `InputLayer` or a `build_input_shape`.
+fn sequential(cfg: &Value) -> std::result::Result<(Vec<Spec>, String), String> {
+    let layers = cfg
+        .get("layers")
+        .and_then(Value::as_array)
+        .ok_or("Sequential config has no \"layers\" list")?;
+    let mut specs: Vec<Spec> = Vec::with_capacity(layers.len() + 1);
+    for (i, l) in layers.iter().enumerate() {
+        let mut spec = layer_spec(l).map_err(|m| format!("layer {i}: {m}"))?;
+        if spec.layer == Layer::Input && i != 0 {
+            return Err(format!(
+                "layer {i} ({:?}) is an InputLayer inside the chain",
+                spec.name
+            ));
+        }
+        if i == 0 && spec.layer != Layer::Input {
+            let shape = cfg
+                .get("build_input_shape")
+                .ok_or("Sequential config has neither an InputLayer nor a build_input_shape")?;
+            specs.push(Spec {
+                name: "input_layer".into(),
+                class: "InputLayer".into(),
+                layer: Layer::Input,
+                shape: batch_shape(shape)?,
+                inbound: vec![],
+            });
+        }
+        if let Some(prev) = specs.last() {
+            spec.inbound = vec![prev.name.clone()];
+        }
+        specs.push(spec);
+    }
+    let out = specs
+        .last()
+        .filter(|s| s.layer != Layer::Input)
+        .ok_or("Sequential model has no layers")?
+        .name
+        .clone();
+    Ok((specs, out))
+}
+
+/// A Functional config: layers with `inbound_nodes`, one input, one output.
+fn functional(cfg: &Value) -> std::result::Result<(Vec<Spec>, String), String> {
+    let layers = cfg
+        .get("layers")
+        .and_then(Value::as_array)
+        .ok_or("Functional config has no \"layers\" list")?;
+    let mut specs = Vec::with_capacity(layers.len());
+    for (i, l) in layers.iter().enumerate() {
+        let mut spec = layer_spec(l).map_err(|m| format!("layer {i}: {m}"))?;
+        if let Some(name) = l.get("name").and_then(Value::as_str) {
+            spec.name = name.to_string();
+        }
+        let nodes = match l.get("inbound_nodes") {
+            None | Some(Value::Null) => vec![],
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => {
+                return Err(format!(
+                    "layer {:?}: inbound_nodes is not a list",
+                    spec.name
+                ));
+            }
+        };
+        if nodes.len() > 1 {
+            return Err(format!(
+                "layer {:?} is called {} times (shared layers are not supported)",
+                spec.name,
+                nodes.len()
+            ));
+        }
+        if let Some(node) = nodes.first() {
+            let mut found = Vec::new();
+            collect_history(node, &mut found, 0)?;
+            spec.inbound = found;
+        }
+        specs.push(spec);
+    }
+    let input = endpoint(cfg, "input_layers")?;
+    let output = endpoint(cfg, "output_layers")?;
+    let Some(first) = specs.iter().find(|s| s.name == input) else {
+        return Err(format!("input layer {input:?} is not among the layers"));
+    };
+    if first.layer != Layer::Input {
+        return Err(format!("input layer {input:?} is not an InputLayer"));
+    }
+    Ok((specs, output))
+}
+
+/// Layer names in `keras_history` entries of an inbound node, in argument order.
+fn collect_history(
+    v: &Value,
+    out: &mut Vec<String>,
+    depth: usize,
+) -> std::result::Result<(), String> {
+    if depth > 16 {
+        return Err("inbound node nested too deeply".into());
+    }
+    match v {
+        Value::Object(o) => {
+            if let Some(h) = o
+                .get("config")
+                .and_then(|c| c.get("keras_history"))
+                .and_then(Value::as_array)
+            {
+                let name = h
+                    .first()
+                    .and_then(Value::as_str)
+                    .ok_or("keras_history without a layer name")?;
+                out.push(name.to_string());
+                return Ok(());
+            }
+            // Only positional args carry inputs; kwargs hold flags like `training`.
+            if let Some(args) = o.get("args") {
+                collect_history(args, out, depth + 1)?;
+            }
+            Ok(())
+        }
+        Value::Array(a) => a
+            .iter()
+            .try_for_each(|x| collect_history(x, out, depth + 1)),
+        _ => Ok(()),
+    }
+}
+
+/// `["name", 0, 0]` or `[["name", 0, 0]]`: exactly one endpoint.
+fn endpoint(cfg: &Value, key: &str) -> std::result::Result<String, String> {
+    let v = cfg.get(key).ok_or_else(|| format!("no {key:?}"))?;
+    let one = match v.as_array().map(Vec::as_slice) {
+        Some([Value::String(s), ..]) => return Ok(s.clone()),
+        Some([inner]) => inner,
+        Some(list) => {
+            return Err(format!(
+                "{key} lists {} tensors; sinter models have exactly one",
+                list.len()
+            ));
+        }
+        None => return Err(format!("{key} is not a list")),
+    };
+    match one
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+    {
+        Some(s) => Ok(s.to_string()),
+        None => Err(format!("{key} is not [name, node, tensor]")),
+    }
+}
+
+/// One layer's config to a [`Layer`]: the single place a Keras class is mapped.
+fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
+    let class = str_field(l, "class_name")?;
+    let c = l.get("config").ok_or("no \"config\"")?;
+    let name = c
+        .get("name")
+        .and_then(Value::as_str)
+        .or_else(|| l.get("name").and_then(Value::as_str))
+        .unwrap_or_default()
+        .to_string();
+    let ctx = |m: String| format!("{class} {name:?}: {m}");
+    let f = |key: &str, default: f32| -> std::result::Result<f32, String> {
+        match c.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .map(|x| x as f32)
+                .ok_or_else(|| ctx(format!("{key} is not a number"))),
+        }
+    };
+    let mut shape = vec![];
+    let layer = match class {
+        "InputLayer" => {
+            let s = c
+                .get("batch_shape")
+                .or_else(|| c.get("batch_input_shape"))
+                .ok_or_else(|| ctx("no batch_shape".into()))?;
+            shape = batch_shape(s).map_err(ctx)?;
+            Layer::Input
+        }
+        "Dense" => Layer::Dense {
+            units: c
+                .get("units")
+                .and_then(Value::as_u64)
+                .and_then(|u| usize::try_from(u).ok())
+                .filter(|&u| u > 0)
+                .ok_or_else(|| ctx("units is not a positive integer".into()))?,
+            activation: activation(c.get("activation")).map_err(ctx)?,
+            use_bias: c.get("use_bias").and_then(Value::as_bool).unwrap_or(true),
+        },
+        "Activation" => Layer::Activation(activation(c.get("activation")).map_err(ctx)?),
+        "Dropout" => Layer::Dropout {
+            rate: f("rate", 0.0)?,
+        },
+        "Flatten" => {
+            if c.get("data_format").and_then(Value::as_str) == Some("channels_first") {
+                return Err(ctx("data_format channels_first is not supported".into()));
+            }
+            Layer::Flatten
+        }
+        "ReLU" => {
+            let max_value = match c.get("max_value") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(
+                    v.as_f64()
+                        .ok_or_else(|| ctx("max_value is not a number".into()))?
+                        as f32,
+                ),
+            };
+            Layer::Activation(Activation::Relu {
+                negative_slope: f("negative_slope", 0.0)?,
+                max_value,
+                threshold: f("threshold", 0.0)?,
+            })
+        }
+        "LeakyReLU" => Layer::Activation(Activation::LeakyRelu {
+            negative_slope: f("negative_slope", f("alpha", 0.3)?)?,
+        }),
+        "ELU" => Layer::Activation(Activation::Elu {
+            alpha: f("alpha", 1.0)?,
+        }),
+        "Softmax" => {
+            match c.get("axis") {
+                None | Some(Value::Null) => {}
+                Some(a) if a.as_i64() == Some(-1) => {}
+                Some(a) => return Err(ctx(format!("axis {a}: only the last axis is supported"))),
+            }
+            Layer::Activation(Activation::Softmax)
+        }
+        "Functional" | "Sequential" | "Model" => {
+            return Err(ctx("nested models are not supported".into()));
+        }
+        other => return Err(format!("layer {name:?}: class {other} is not supported")),
+    };
+    Ok(Spec {
+        name,
+        class: class.to_string(),
+        layer,
+        shape,
+        inbound: vec![],
+    })
+}
+
+/// An activation as Keras serialises it: a name, or `{"class_name": .., "config": name}`.
+fn activation(v: Option<&Value>) -> std::result::Result<Activation, String> {
+    let name = match v {
+        None | Some(Value::Null) => return Ok(Activation::Linear),
+        Some(Value::String(s)) => s.as_str(),
+        Some(Value::Object(o)) => o
+            .get("config")
+            .and_then(Value::as_str)
+            .or_else(|| o.get("registered_name").and_then(Value::as_str))
+            .or_else(|| o.get("class_name").and_then(Value::as_str))
+            .ok_or("activation object without a name")?,
+        Some(other) => return Err(format!("activation {other} is not a name")),
+    };
+    name.parse()
+        .map_err(|e: crate::kernels::UnknownActivation| e.to_string())
+}
+
+/// Layer name -> its weights group (`layers/dense_1`): by the `name` attribute Keras puts on each
+/// `vars` group, or else by Keras's own naming (class in snake case, numbered in layer order).
+fn weight_groups<'s>(
+    h5: &hdf5::File<'_>,
+    specs: &'s [Spec],
+    sequential: bool,
+) -> std::result::Result<HashMap<&'s str, String>, String> {
+    let members = h5.members("layers").unwrap_or_default();
+    let mut by_attr: HashMap<String, String> = HashMap::new();
+    for m in &members {
+        let group = format!("layers/{m}");
+        if let Ok(Some(name)) = h5.attr_string(&format!("{group}/vars"), "name") {
+            by_attr.insert(name, group);
+        }
+    }
+    let mut counters: HashMap<String, usize> = HashMap::new();
+    let mut groups = HashMap::new();
+    for s in specs {
+        if sequential && s.layer == Layer::Input {
+            continue;
+        }
+        let base = snake_case(&s.class);
+        let c = counters.entry(base.clone()).or_insert(0);
+        let by_order = if *c == 0 { base } else { format!("{base}_{c}") };
+        *c += 1;
+        let group = match by_attr.remove(&s.name) {
+            Some(g) => g,
+            None if members.contains(&by_order) => format!("layers/{by_order}"),
+            None => continue,
+        };
+        groups.insert(s.name.as_str(), group);
+    }
+    Ok(groups)
+}
+
+/// Keras's `to_snake_case` for class names: `LeakyReLU` -> `leaky_re_lu`.
+fn snake_case(class: &str) -> String {
+    let c: Vec<char> = class
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    // (.)([A-Z][a-z]+) -> \1_\2
+    let mut a = String::new();
+    for (i, &ch) in c.iter().enumerate() {
+        if i > 0 && ch.is_ascii_uppercase() && c.get(i + 1).is_some_and(|n| n.is_ascii_lowercase())
+        {
+            a.push('_');
+        }
+        a.push(ch);
+    }
+    // ([a-z])([A-Z]) -> \1_\2
+    let a: Vec<char> = a.chars().collect();
+    let mut b = String::new();
+    for (i, &ch) in a.iter().enumerate() {
+        if i > 0 && ch.is_ascii_uppercase() && a[i - 1].is_ascii_lowercase() {
+            b.push('_');
+        }
+        b.push(ch);
+    }
+    b.to_lowercase()
+}
+
+/// `vars/0` (kernel `[in, units]`) and `vars/1` (bias `[units]`).
+fn dense_weights(
+    h5: &hdf5::File<'_>,
+    group: &str,
+    use_bias: bool,
+) -> std::result::Result<DenseWeights, String> {
+    let vars = h5.members(&format!("{group}/vars"))?;
+    let expected = if use_bias { 2 } else { 1 };
+    if vars.len() != expected {
+        return Err(format!(
+            "{} variables ({}), expected {expected} (kernel{})",
+            vars.len(),
+            vars.join(", "),
+            if use_bias { ", bias" } else { "" }
+        ));
+    }
+    let get = |i: usize| -> std::result::Result<hdf5::Dataset, String> {
+        h5.dataset(&format!("{group}/vars/{i}"))?
+            .ok_or_else(|| format!("vars/{i} is missing"))
+    };
+    let kernel = get(0)?;
+    if kernel.shape.len() != 2 {
+        return Err(format!(
+            "kernel has shape {:?}, expected [in, units]",
+            kernel.shape
+        ));
+    }
+    let units = kernel.shape[1];
+    let bias = if use_bias {
+        let b = get(1)?;
+        if b.shape != [units] {
+            return Err(format!(
+                "bias has shape {:?}, expected [{units}] to match the kernel {:?}",
+                b.shape, kernel.shape
+            ));
+        }
+        Some(b.data)
+    } else {
+        None
+    };
+    Ok(DenseWeights {
+        kernel: kernel.data,
+        bias,
+    })
+}
+
+/// Spec indices in an order where every layer comes after its inputs (Kahn's algorithm); only
+/// layers the output depends on. Errors on unknown names, duplicates and cycles.
+fn topo_order(specs: &[Spec], output: &str) -> std::result::Result<Vec<usize>, String> {
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in specs.iter().enumerate() {
+        if by_name.insert(s.name.as_str(), i).is_some() {
+            return Err(format!("two layers are named {:?}", s.name));
+        }
+    }
+    for s in specs {
+        if let Some(missing) = s.inbound.iter().find(|n| !by_name.contains_key(n.as_str())) {
+            return Err(format!(
+                "layer {:?} reads unknown layer {missing:?}",
+                s.name
+            ));
+        }
+        if s.layer != Layer::Input && s.inbound.len() != 1 {
+            return Err(format!(
+                "layer {:?} has {} inputs, expected 1",
+                s.name,
+                s.inbound.len()
+            ));
+        }
+    }
+    let out = *by_name
+        .get(output)
+        .ok_or_else(|| format!("output layer {output:?} is not among the layers"))?;
+    // Depth-first from the output with an explicit stack; 0 = new, 1 = on the path, 2 = done.
+    let mut state = vec![0u8; specs.len()];
+    let mut order = Vec::new();
+    let mut stack = vec![(out, 0usize)];
+    while let Some((i, next)) = stack.pop() {
+        if next == 0 {
+            if state[i] == 2 {
+                continue;
+            }
+            state[i] = 1;
+        }
+        match specs[i].inbound.get(next) {
+            Some(name) => {
+                let j = by_name[name.as_str()];
+                stack.push((i, next + 1));
+                match state[j] {
+                    1 => {
+                        return Err(format!(
+                            "cycle: layer {:?} depends on itself through {:?}",
+                            specs[j].name, specs[i].name
+                        ));
+                    }
+                    0 => stack.push((j, 0)),
+                    _ => {}
+                }
+            }
+            None => {
+                state[i] = 2;
+                order.push(i);
+            }
+        }
+    }
+    Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snake_case_matches_keras() {
+        for (class, snake) in [
+            ("Dense", "dense"),
+            ("InputLayer", "input_layer"),
+            ("LeakyReLU", "leaky_re_lu"),
+            ("ReLU", "re_lu"),
+            ("ELU", "elu"),
+            ("Softmax", "softmax"),
+            ("Conv1D", "conv1d"),
+            ("GlobalAveragePooling1D", "global_average_pooling1d"),
+        ] {
+            assert_eq!(snake_case(class), snake, "{class}");
+        }
+    }
+}

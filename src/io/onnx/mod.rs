@@ -1,0 +1,884 @@
+//! ONNX models: the dense subset (Gemm, MatMul + Add, activations, Flatten, Reshape, Dropout,
+//! Identity) of opsets 13 to 21, weights inline or in external data files.
+//!
+//! `MatMul` followed by an `Add` of a constant becomes one Dense layer with a bias; `Gemm`
+//! becomes a Dense layer with `alpha` folded into the kernel and `beta` into the bias (exact when
+//! they are powers of two, as exporters write them). Anything else is an error that names the
+//! node, the op and the opset.
+//!
+//! ```no_run
+//! let model = sinter::io::onnx::load("model.onnx")?;
+//! println!("{}", model.summary());
+//! # Ok::<(), sinter::Error>(())
+//! ```
+
+pub mod proto;
+
+use crate::error::{Error, Result};
+use crate::kernels::Activation;
+use crate::kernels::{SELU_ALPHA, SELU_SCALE};
+use crate::model::{DenseWeights, Layer, Model, Node, checked_elems};
+use proto::{AttributeProto, NodeProto, TensorProto, dtype};
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+
+/// Opsets of the default domain this loader implements.
+pub const OPSETS: std::ops::RangeInclusive<i64> = 13..=21;
+
+/// Reads and converts an ONNX file; external data is resolved next to it.
+pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    from_bytes(&bytes, path, Some(dir))
+}
+
+/// Converts an ONNX model held in memory. `path` only names the model in errors; external data
+/// is read relative to `dir` (and refused when `dir` is `None`).
+pub fn from_bytes(bytes: &[u8], path: &Path, dir: Option<&Path>) -> Result<Model> {
+    let fail = |msg: String| Error::Format {
+        path: path.into(),
+        msg,
+    };
+    let model =
+        proto::decode(bytes).map_err(|e| fail(format!("not an ONNX model (protobuf: {e})")))?;
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .ok_or_else(|| fail("no opset_import for the default ONNX domain".into()))?;
+    if !OPSETS.contains(&opset) {
+        return Err(fail(format!(
+            "opset {opset} is not supported (sinter reads opsets {} to {})",
+            OPSETS.start(),
+            OPSETS.end()
+        )));
+    }
+    let graph = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| fail("the model has no graph".into()))?;
+    let mut cx = Converter {
+        path,
+        dir,
+        opset,
+        values: HashMap::new(),
+        nodes: Vec::new(),
+        uses: HashMap::new(),
+        names: HashMap::new(),
+    };
+    for node in &graph.node {
+        for name in node.input.iter().filter(|n| !n.is_empty()) {
+            *cx.uses.entry(name.as_str()).or_insert(0) += 1;
+        }
+        if !node.name.is_empty() {
+            *cx.names.entry(node.name.as_str()).or_insert(0) += 1;
+        }
+    }
+    for out in &graph.output {
+        *cx.uses.entry(out.name.as_str()).or_insert(0) += 1;
+    }
+    for t in &graph.initializer {
+        let c = cx.constant(t, &format!("initializer {:?}", t.name))?;
+        cx.values.insert(t.name.clone(), Value::Const(c));
+    }
+    let inputs: Vec<_> = graph
+        .input
+        .iter()
+        .filter(|i| !cx.values.contains_key(&i.name))
+        .collect();
+    let [input] = inputs.as_slice() else {
+        return Err(fail(format!(
+            "the graph has {} non-constant inputs; sinter models have exactly one",
+            inputs.len()
+        )));
+    };
+    let shape = input_shape(input).map_err(|m| fail(format!("input {:?}: {m}", input.name)))?;
+    cx.push(&input.name, Layer::Input, vec![], shape, None);
+    for node in &graph.node {
+        cx.node(node)?;
+    }
+    let [output] = graph.output.as_slice() else {
+        return Err(fail(format!(
+            "the graph has {} outputs; sinter models have exactly one",
+            graph.output.len()
+        )));
+    };
+    let out = match cx.values.get(&output.name) {
+        Some(Value::Node(i)) => *i,
+        Some(Value::Const(_)) => {
+            return Err(fail(format!("output {:?} is a constant", output.name)));
+        }
+        None => {
+            return Err(fail(format!(
+                "output {:?} is not produced by any node",
+                output.name
+            )));
+        }
+    };
+    let name = if graph.name.is_empty() {
+        "onnx"
+    } else {
+        &graph.name
+    };
+    Model::from_nodes(name, cx.nodes, 0, out).map_err(|e| fail(e.to_string()))
+}
+
+/// The non-batch shape of the graph input: `[batch, d1, ..]` with known positive `d`s.
+fn input_shape(input: &proto::ValueInfoProto) -> std::result::Result<Vec<usize>, String> {
+    let tt = input
+        .r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .ok_or("not a tensor")?;
+    if tt.elem_type != dtype::FLOAT {
+        return Err(format!(
+            "element type {} is not float32",
+            dtype_name(tt.elem_type)
+        ));
+    }
+    let dims = &tt.shape.as_ref().ok_or("shape is unknown")?.dim;
+    if dims.len() < 2 {
+        return Err(format!(
+            "rank {} input: sinter needs [batch, features..]",
+            dims.len()
+        ));
+    }
+    dims[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, d)| match d.dim_value {
+            Some(v) if v > 0 => {
+                usize::try_from(v).map_err(|_| format!("axis {} is too large", i + 1))
+            }
+            _ => Err(format!(
+                "axis {} has no fixed size (only the batch axis may be symbolic)",
+                i + 1
+            )),
+        })
+        .collect()
+}
+
+fn dtype_name(t: i32) -> String {
+    match t {
+        dtype::FLOAT => "float32".into(),
+        dtype::INT32 => "int32".into(),
+        dtype::INT64 => "int64".into(),
+        dtype::FLOAT16 => "float16".into(),
+        dtype::DOUBLE => "float64".into(),
+        t => format!("#{t}"),
+    }
+}
+
+/// A constant tensor, converted to f32 (weights) or i64 (shapes).
+#[derive(Clone, Debug)]
+struct Const {
+    dims: Vec<usize>,
+    f32: Vec<f32>,
+    i64: Vec<i64>,
+}
+
+#[derive(Clone, Debug)]
+enum Value {
+    /// Output of our node `i`.
+    Node(usize),
+    Const(Const),
+}
+
+struct Converter<'a> {
+    path: &'a Path,
+    dir: Option<&'a Path>,
+    opset: i64,
+    values: HashMap<String, Value>,
+    nodes: Vec<Node>,
+    /// How many node inputs and graph outputs read each tensor.
+    uses: HashMap<&'a str, usize>,
+    /// How many ONNX nodes carry each name (only unique names are kept).
+    names: HashMap<&'a str, usize>,
+}
+
+impl Converter<'_> {
+    fn fail(&self, msg: String) -> Error {
+        Error::Format {
+            path: self.path.into(),
+            msg,
+        }
+    }
+
+    fn node_fail(&self, node: &NodeProto, msg: impl std::fmt::Display) -> Error {
+        self.fail(format!(
+            "node {:?} ({}, opset {}): {msg}",
+            node.name, node.op_type, self.opset
+        ))
+    }
+
+    fn push(
+        &mut self,
+        output: &str,
+        layer: Layer,
+        inputs: Vec<usize>,
+        shape: Vec<usize>,
+        weights: Option<DenseWeights>,
+    ) {
+        self.nodes.push(Node {
+            name: String::new(),
+            layer,
+            inputs,
+            shape,
+            weights,
+        });
+        self.values
+            .insert(output.to_string(), Value::Node(self.nodes.len() - 1));
+    }
+
+    /// Names the last pushed node after `node` when its name is unique.
+    fn name_last(&mut self, node: &NodeProto) {
+        if self.names.get(node.name.as_str()) == Some(&1)
+            && let Some(last) = self.nodes.last_mut()
+        {
+            last.name = node.name.clone();
+        }
+    }
+
+    fn node(&mut self, node: &NodeProto) -> Result<()> {
+        if !(node.domain.is_empty() || node.domain == "ai.onnx") {
+            return Err(self.node_fail(
+                node,
+                format!("operator domain {:?} is not supported", node.domain),
+            ));
+        }
+        let act = |a: Activation| Some(a);
+        let activation = match node.op_type.as_str() {
+            "Relu" => act(Activation::RELU),
+            "LeakyRelu" => act(Activation::LeakyRelu {
+                negative_slope: self.attr_f(node, "alpha")?.unwrap_or(0.01),
+            }),
+            "Elu" => act(Activation::Elu {
+                alpha: self.attr_f(node, "alpha")?.unwrap_or(1.0),
+            }),
+            "Selu" => {
+                let alpha = self.attr_f(node, "alpha")?.unwrap_or(SELU_ALPHA);
+                let gamma = self.attr_f(node, "gamma")?.unwrap_or(SELU_SCALE);
+                if alpha != SELU_ALPHA || gamma != SELU_SCALE {
+                    return Err(self.node_fail(
+                        node,
+                        format!("Selu with alpha={alpha}, gamma={gamma}: only the standard constants ({SELU_ALPHA}, {SELU_SCALE}) are supported"),
+                    ));
+                }
+                act(Activation::Selu)
+            }
+            "Sigmoid" => act(Activation::Sigmoid),
+            "HardSigmoid" => {
+                let alpha = self.attr_f(node, "alpha")?.unwrap_or(0.2);
+                let beta = self.attr_f(node, "beta")?.unwrap_or(0.5);
+                if (alpha - 1.0 / 6.0).abs() > 1e-7 || beta != 0.5 {
+                    return Err(self.node_fail(
+                        node,
+                        format!("HardSigmoid with alpha={alpha}, beta={beta}: only alpha=1/6, beta=0.5 (Keras 3 and PyTorch's hard sigmoid) is supported"),
+                    ));
+                }
+                act(Activation::HardSigmoid)
+            }
+            "HardSwish" => act(Activation::HardSilu),
+            "Tanh" => act(Activation::Tanh),
+            "Softplus" => act(Activation::Softplus),
+            "Softsign" => act(Activation::Softsign),
+            "Exp" => act(Activation::Exponential),
+            "Mish" => act(Activation::Mish),
+            "Gelu" => {
+                let approximate = match self.attr_s(node, "approximate")?.as_deref() {
+                    None | Some("none") => false,
+                    Some("tanh") => true,
+                    Some(other) => {
+                        return Err(self.node_fail(node, format!("approximate={other:?}")));
+                    }
+                };
+                act(Activation::Gelu { approximate })
+            }
+            "Softmax" | "LogSoftmax" => {
+                let x = self.input_node(node, 0)?;
+                let rank = self.nodes[x].shape.len() as i64 + 1;
+                let axis = self.attr_i(node, "axis")?.unwrap_or(-1);
+                if axis != -1 && axis != rank - 1 {
+                    return Err(self.node_fail(
+                        node,
+                        format!(
+                            "axis {axis} of a rank-{rank} tensor: only the last axis is supported"
+                        ),
+                    ));
+                }
+                act(if node.op_type == "Softmax" {
+                    Activation::Softmax
+                } else {
+                    Activation::LogSoftmax
+                })
+            }
+            _ => None,
+        };
+        if let Some(a) = activation {
+            let x = self.input_node(node, 0)?;
+            let shape = self.nodes[x].shape.clone();
+            self.push(
+                self.output(node)?,
+                Layer::Activation(a),
+                vec![x],
+                shape,
+                None,
+            );
+            self.name_last(node);
+            return Ok(());
+        }
+        match node.op_type.as_str() {
+            "Gemm" => self.gemm(node),
+            "MatMul" => self.matmul(node),
+            "Add" => self.add(node),
+            "Identity" => {
+                let x = self.input_node(node, 0)?;
+                self.alias(node, x)
+            }
+            "Dropout" => self.dropout(node),
+            "Flatten" => {
+                let x = self.input_node(node, 0)?;
+                let axis = self.attr_i(node, "axis")?.unwrap_or(1);
+                if axis != 1 {
+                    return Err(self.node_fail(
+                        node,
+                        format!("axis {axis}: only axis 1 (keep the batch axis) is supported"),
+                    ));
+                }
+                let shape =
+                    vec![checked_elems(&self.nodes[x].shape).map_err(|m| self.node_fail(node, m))?];
+                self.push(self.output(node)?, Layer::Flatten, vec![x], shape, None);
+                self.name_last(node);
+                Ok(())
+            }
+            "Reshape" => self.reshape(node),
+            "Constant" => {
+                let t = node
+                    .attribute
+                    .iter()
+                    .find(|a| a.name == "value")
+                    .and_then(|a| a.t.as_ref())
+                    .ok_or_else(|| {
+                        self.node_fail(node, "only the tensor `value` form is supported")
+                    })?;
+                let c = self.constant(t, &format!("node {:?}", node.name))?;
+                self.values
+                    .insert(self.output(node)?.to_string(), Value::Const(c));
+                Ok(())
+            }
+            op => Err(self.node_fail(node, format!("operator {op} is not supported"))),
+        }
+    }
+
+    fn output<'n>(&self, node: &'n NodeProto) -> Result<&'n str> {
+        match node.output.first() {
+            Some(o) if !o.is_empty() => Ok(o),
+            _ => Err(self.node_fail(node, "has no output")),
+        }
+    }
+
+    fn alias(&mut self, node: &NodeProto, x: usize) -> Result<()> {
+        let out = self.output(node)?.to_string();
+        self.values.insert(out, Value::Node(x));
+        Ok(())
+    }
+
+    fn value(&self, node: &NodeProto, i: usize) -> Result<&Value> {
+        let name = node
+            .input
+            .get(i)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| self.node_fail(node, format!("missing input {i}")))?;
+        self.values.get(name).ok_or_else(|| {
+            self.node_fail(
+                node,
+                format!("input {name:?} is not defined before this node (cycle or bad order)"),
+            )
+        })
+    }
+
+    /// Input `i`, which must be computed (not a constant).
+    fn input_node(&self, node: &NodeProto, i: usize) -> Result<usize> {
+        match self.value(node, i)? {
+            Value::Node(x) => Ok(*x),
+            Value::Const(_) => Err(self.node_fail(
+                node,
+                format!("input {i} is a constant; sinter needs it computed from the graph input"),
+            )),
+        }
+    }
+
+    /// Input `i`, which must be a constant (an initializer or a `Constant` node).
+    fn input_const(&self, node: &NodeProto, i: usize) -> Result<&Const> {
+        match self.value(node, i)? {
+            Value::Const(c) => Ok(c),
+            Value::Node(_) => Err(self.node_fail(
+                node,
+                format!("input {i} must be a constant (an initializer)"),
+            )),
+        }
+    }
+
+    fn attr<'n>(node: &'n NodeProto, name: &str) -> Option<&'n AttributeProto> {
+        node.attribute.iter().find(|a| a.name == name)
+    }
+    fn attr_f(&self, node: &NodeProto, name: &str) -> Result<Option<f32>> {
+        Ok(Self::attr(node, name).map(|a| a.f))
+    }
+    fn attr_i(&self, node: &NodeProto, name: &str) -> Result<Option<i64>> {
+        Ok(Self::attr(node, name).map(|a| a.i))
+    }
+    fn attr_s(&self, node: &NodeProto, name: &str) -> Result<Option<String>> {
+        Self::attr(node, name)
+            .map(|a| {
+                String::from_utf8(a.s.clone())
+                    .map_err(|_| self.node_fail(node, format!("attribute {name} is not UTF-8")))
+            })
+            .transpose()
+    }
+
+    /// `Y = alpha * A' B' + beta * C` as a Dense layer (`A` must not be transposed: it is the
+    /// batch-first activation).
+    fn gemm(&mut self, node: &NodeProto) -> Result<()> {
+        let x = self.input_node(node, 0)?;
+        if self.attr_i(node, "transA")?.unwrap_or(0) != 0 {
+            return Err(self.node_fail(
+                node,
+                "transA=1 would transpose the batch axis; only transA=0 is supported",
+            ));
+        }
+        let trans_b = self.attr_i(node, "transB")?.unwrap_or(0) != 0;
+        let alpha = self.attr_f(node, "alpha")?.unwrap_or(1.0);
+        let beta = self.attr_f(node, "beta")?.unwrap_or(1.0);
+        let b = self.input_const(node, 1)?;
+        let (k, n, mut kernel) = match (b.dims.as_slice(), trans_b) {
+            ([k, n], false) => (*k, *n, b.f32.clone()),
+            ([n, k], true) => (*k, *n, transpose(&b.f32, *n, *k)),
+            (d, _) => return Err(self.node_fail(node, format!("B has shape {d:?}, expected 2-D"))),
+        };
+        if alpha != 1.0 {
+            kernel.iter_mut().for_each(|w| *w *= alpha);
+        }
+        let bias = match node.input.get(2).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(_) => {
+                let c = self.input_const(node, 2)?;
+                let mut bias = broadcast_bias(c, n).ok_or_else(|| {
+                    self.node_fail(
+                        node,
+                        format!(
+                            "C has shape {:?}; expected [{n}], [1, {n}] or a scalar",
+                            c.dims
+                        ),
+                    )
+                })?;
+                if beta != 1.0 {
+                    bias.iter_mut().for_each(|v| *v *= beta);
+                }
+                Some(bias)
+            }
+        };
+        self.dense(node, x, k, n, kernel, bias)
+    }
+
+    /// `MatMul(x, W)`: a Dense layer without bias; a following `Add` may give it one.
+    fn matmul(&mut self, node: &NodeProto) -> Result<()> {
+        let x = self.input_node(node, 0)?;
+        let b = self.input_const(node, 1)?;
+        let [k, n] = b.dims[..] else {
+            return Err(self.node_fail(
+                node,
+                format!("B has shape {:?}, expected 2-D [in, out]", b.dims),
+            ));
+        };
+        let kernel = b.f32.clone();
+        self.dense(node, x, k, n, kernel, None)
+    }
+
+    fn dense(
+        &mut self,
+        node: &NodeProto,
+        x: usize,
+        k: usize,
+        units: usize,
+        kernel: Vec<f32>,
+        bias: Option<Vec<f32>>,
+    ) -> Result<()> {
+        let mut shape = self.nodes[x].shape.clone();
+        if shape.last() != Some(&k) {
+            return Err(self.node_fail(
+                node,
+                format!(
+                    "input has shape [batch, {}], weights expect {k} features",
+                    join(&shape)
+                ),
+            ));
+        }
+        if units == 0 {
+            return Err(self.node_fail(node, "weights have 0 output columns"));
+        }
+        if let Some(last) = shape.last_mut() {
+            *last = units;
+        }
+        let layer = Layer::Dense {
+            units,
+            activation: Activation::Linear,
+            use_bias: bias.is_some(),
+        };
+        let weights = DenseWeights { kernel, bias };
+        self.push(self.output(node)?, layer, vec![x], shape, Some(weights));
+        self.name_last(node);
+        Ok(())
+    }
+
+    /// `Add(MatMul(..), b)`: the MatMul's bias. Only that form is supported.
+    fn add(&mut self, node: &NodeProto) -> Result<()> {
+        let (x, c) = match (self.value(node, 0)?, self.value(node, 1)?) {
+            (Value::Node(x), Value::Const(c)) | (Value::Const(c), Value::Node(x)) => {
+                (*x, c.clone())
+            }
+            _ => {
+                return Err(
+                    self.node_fail(node, "only Add(MatMul(x, W), constant bias) is supported")
+                );
+            }
+        };
+        let producer = node
+            .input
+            .iter()
+            .find(|n| matches!(self.values.get(*n), Some(Value::Node(_))))
+            .map(String::as_str)
+            .unwrap_or_default();
+        let single_use = self.uses.get(producer) == Some(&1);
+        let target = &self.nodes[x];
+        let Layer::Dense {
+            units,
+            use_bias: false,
+            ..
+        } = target.layer
+        else {
+            return Err(self.node_fail(node, "only Add(MatMul(x, W), constant bias) is supported"));
+        };
+        if !single_use {
+            return Err(self.node_fail(
+                node,
+                "the MatMul output is also used elsewhere; cannot fold the Add into it",
+            ));
+        }
+        let bias = broadcast_bias(&c, units).ok_or_else(|| {
+            self.node_fail(
+                node,
+                format!(
+                    "bias has shape {:?}; expected [{units}] or [1, {units}]",
+                    c.dims
+                ),
+            )
+        })?;
+        let target = &mut self.nodes[x];
+        target.layer = Layer::Dense {
+            units,
+            activation: Activation::Linear,
+            use_bias: true,
+        };
+        if let Some(w) = target.weights.as_mut() {
+            w.bias = Some(bias);
+        }
+        self.alias(node, x)
+    }
+
+    fn dropout(&mut self, node: &NodeProto) -> Result<()> {
+        let x = self.input_node(node, 0)?;
+        if node.output.get(1).is_some_and(|m| !m.is_empty()) {
+            return Err(self.node_fail(node, "the mask output is not supported"));
+        }
+        if node.input.get(2).is_some_and(|t| !t.is_empty()) {
+            let t = self.input_const(node, 2)?;
+            if t.i64.iter().any(|&v| v != 0) || t.f32.iter().any(|&v| v != 0.0) {
+                return Err(self.node_fail(node, "training_mode=true is not supported"));
+            }
+        }
+        let rate = match node.input.get(1).filter(|s| !s.is_empty()) {
+            Some(_) => {
+                let r = self.input_const(node, 1)?;
+                r.f32.first().copied().unwrap_or(0.5)
+            }
+            None => 0.5,
+        };
+        if !(0.0..1.0).contains(&rate) {
+            return Err(self.node_fail(node, format!("ratio {rate} is not in [0, 1)")));
+        }
+        let shape = self.nodes[x].shape.clone();
+        self.push(
+            self.output(node)?,
+            Layer::Dropout { rate },
+            vec![x],
+            shape,
+            None,
+        );
+        self.name_last(node);
+        Ok(())
+    }
+
+    /// A batch-first Reshape: to the same shape (a no-op) or to `[batch, n]` (a Flatten).
+    fn reshape(&mut self, node: &NodeProto) -> Result<()> {
+        let x = self.input_node(node, 0)?;
+        let target = self.input_const(node, 1)?.i64.clone();
+        let from = self.nodes[x].shape.clone();
+        let elems = checked_elems(&from).map_err(|m| self.node_fail(node, m))?;
+        let allowzero = self.attr_i(node, "allowzero")?.unwrap_or(0) != 0;
+        let shape = batch_reshape(&target, &from, elems, allowzero)
+            .map_err(|m| self.node_fail(node, format!("shape {target:?}: {m}")))?;
+        if shape == from {
+            return self.alias(node, x);
+        }
+        if shape.len() == 1 {
+            self.push(self.output(node)?, Layer::Flatten, vec![x], shape, None);
+            self.name_last(node);
+            return Ok(());
+        }
+        Err(self.node_fail(
+            node,
+            format!(
+                "reshape of [batch, {}] to [batch, {}] is not supported (only flattening)",
+                join(&from),
+                join(&shape)
+            ),
+        ))
+    }
+
+    /// Converts an initializer or `Constant` value, reading external data if needed.
+    fn constant(&self, t: &TensorProto, what: &str) -> Result<Const> {
+        let dims = t
+            .dims
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| format!("negative dimension {d}")))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|m| self.fail(format!("{what}: {m}")))?;
+        let n = checked_elems(&dims).map_err(|m| self.fail(format!("{what}: {m}")))?;
+        let external;
+        let raw: &[u8] = if t.data_location == 1 {
+            external = self.external(t, what)?;
+            &external
+        } else {
+            &t.raw_data
+        };
+        let bad = |have: usize, unit: &str| {
+            self.fail(format!(
+                "{what}: shape {dims:?} needs {n} values, the data holds {have} {unit}"
+            ))
+        };
+        let mut c = Const {
+            dims: dims.clone(),
+            f32: vec![],
+            i64: vec![],
+        };
+        let size = match t.data_type {
+            dtype::FLOAT | dtype::INT32 => 4,
+            dtype::INT64 | dtype::DOUBLE => 8,
+            dtype::FLOAT16 => 2,
+            other => {
+                return Err(self.fail(format!(
+                    "{what}: element type {} is not supported",
+                    dtype_name(other)
+                )));
+            }
+        };
+        if !raw.is_empty() || t.data_location == 1 {
+            if raw.len() != n.saturating_mul(size) {
+                return Err(bad(raw.len(), "bytes"));
+            }
+            match t.data_type {
+                dtype::FLOAT => c.f32 = le_chunks::<4>(raw).map(f32::from_le_bytes).collect(),
+                dtype::DOUBLE => {
+                    c.f32 = le_chunks::<8>(raw)
+                        .map(|b| f64::from_le_bytes(b) as f32)
+                        .collect()
+                }
+                dtype::FLOAT16 => {
+                    c.f32 = le_chunks::<2>(raw)
+                        .map(|b| super::f16_to_f32(u16::from_le_bytes(b)))
+                        .collect()
+                }
+                dtype::INT32 => {
+                    c.i64 = le_chunks::<4>(raw)
+                        .map(|b| i32::from_le_bytes(b).into())
+                        .collect()
+                }
+                _ => c.i64 = le_chunks::<8>(raw).map(i64::from_le_bytes).collect(),
+            }
+        } else {
+            let have = match t.data_type {
+                dtype::FLOAT => {
+                    c.f32 = t.float_data.clone();
+                    t.float_data.len()
+                }
+                dtype::DOUBLE => {
+                    c.f32 = t.double_data.iter().map(|&v| v as f32).collect();
+                    t.double_data.len()
+                }
+                dtype::FLOAT16 => {
+                    c.f32 = t
+                        .int32_data
+                        .iter()
+                        .map(|&v| super::f16_to_f32(v as u16))
+                        .collect();
+                    t.int32_data.len()
+                }
+                dtype::INT32 => {
+                    c.i64 = t.int32_data.iter().map(|&v| v.into()).collect();
+                    t.int32_data.len()
+                }
+                _ => {
+                    c.i64 = t.int64_data.clone();
+                    t.int64_data.len()
+                }
+            };
+            if have != n {
+                return Err(bad(have, "values"));
+            }
+        }
+        Ok(c)
+    }
+
+    /// Reads an external-data tensor: a file named by a relative path without `..`, next to
+    /// the model, checked against its declared offset and length before reading.
+    fn external(&self, t: &TensorProto, what: &str) -> Result<Vec<u8>> {
+        let fail = |m: String| self.fail(format!("{what}: external data {m}"));
+        let key = |k: &str| {
+            t.external_data
+                .iter()
+                .find(|e| e.key == k)
+                .map(|e| e.value.as_str())
+        };
+        let location = key("location").ok_or_else(|| fail("has no location".into()))?;
+        let rel = Path::new(location);
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(fail(format!(
+                "location {location:?} must be a plain relative path next to the model"
+            )));
+        }
+        let dir = self
+            .dir
+            .ok_or_else(|| fail("is not available for a model read from memory".into()))?;
+        let file: PathBuf = dir.join(rel);
+        let num = |k: &str| -> Result<Option<u64>> {
+            key(k)
+                .map(|v| {
+                    v.parse::<u64>()
+                        .map_err(|_| fail(format!("{k} {v:?} is not a number")))
+                })
+                .transpose()
+        };
+        let offset = num("offset")?.unwrap_or(0);
+        let len = std::fs::metadata(&file)
+            .map_err(|source| Error::Io {
+                path: file.clone(),
+                source,
+            })?
+            .len();
+        let length = match num("length")? {
+            Some(l) => l,
+            None => len.saturating_sub(offset),
+        };
+        if offset.checked_add(length).is_none_or(|end| end > len) {
+            return Err(fail(format!(
+                "{}: bytes {offset}..{} lie beyond its end ({len} bytes)",
+                file.display(),
+                offset.saturating_add(length)
+            )));
+        }
+        use std::io::{Read, Seek, SeekFrom};
+        let io = |source| Error::Io {
+            path: file.clone(),
+            source,
+        };
+        let mut f = std::fs::File::open(&file).map_err(io)?;
+        f.seek(SeekFrom::Start(offset)).map_err(io)?;
+        let mut buf = Vec::new();
+        f.take(length).read_to_end(&mut buf).map_err(io)?;
+        if buf.len() as u64 != length {
+            return Err(fail(format!("{}: short read", file.display())));
+        }
+        Ok(buf)
+    }
+}
+
+fn le_chunks<const N: usize>(raw: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
+    raw.chunks_exact(N)
+        .map(|c| <[u8; N]>::try_from(c).unwrap_or([0; N]))
+}
+
+fn transpose(b: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; b.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = b[r * cols + c];
+        }
+    }
+    t
+}
+
+/// A bias of `n` values from a constant of shape `[n]`, `[1, n]`, `[1]` or `[]`.
+fn broadcast_bias(c: &Const, n: usize) -> Option<Vec<f32>> {
+    let lead_ones = c.dims.iter().rev().skip(1).all(|&d| d == 1);
+    match c.dims.last() {
+        Some(&d) if d == n && lead_ones => Some(c.f32.clone()),
+        None | Some(1) if c.f32.len() == 1 && lead_ones => Some(vec![c.f32[0]; n]),
+        _ => None,
+    }
+}
+
+/// The non-batch shape of `Reshape(x, target)` for `x` of non-batch shape `from`: the first
+/// entry must keep the batch axis (`0`, or `-1` with every other entry known).
+fn batch_reshape(
+    target: &[i64],
+    from: &[usize],
+    elems: usize,
+    allowzero: bool,
+) -> std::result::Result<Vec<usize>, String> {
+    let Some((&first, rest)) = target.split_first() else {
+        return Err("empty target shape".into());
+    };
+    if !(first == 0 && !allowzero || first == -1) {
+        return Err("the first entry must be 0 or -1 (keep the batch axis)".into());
+    }
+    let mut shape = Vec::with_capacity(rest.len());
+    let mut infer = None;
+    for (i, &d) in rest.iter().enumerate() {
+        match d {
+            -1 if first == -1 => return Err("two -1 entries".into()),
+            -1 if infer.is_some() => return Err("two -1 entries".into()),
+            -1 => {
+                infer = Some(i);
+                shape.push(1);
+            }
+            0 if !allowzero => shape.push(*from.get(i).ok_or("0 entry beyond the input rank")?),
+            d if d > 0 => shape.push(usize::try_from(d).map_err(|_| "entry too large")?),
+            d => return Err(format!("invalid entry {d}")),
+        }
+    }
+    let known = checked_elems(&shape)?;
+    if let Some(i) = infer {
+        if known == 0 || !elems.is_multiple_of(known) {
+            return Err(format!("cannot infer -1 from {elems} values per sample"));
+        }
+        shape[i] = elems / known;
+    } else if known != elems {
+        return Err(format!(
+            "needs {known} values per sample, the input has {elems}"
+        ));
+    }
+    Ok(shape)
+}
+
+fn join(s: &[usize]) -> String {
+    s.iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
