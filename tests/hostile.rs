@@ -1,0 +1,453 @@
+//! Bad model files are typed errors with context, never panics or huge allocations: wrong
+//! magic, truncation, corruption, sizes that disagree with the data, config/weights shape
+//! mismatches, unknown layers and ops, cycles, zip bombs, escaping external-data paths.
+
+use prost::Message;
+use sinter::Error;
+use sinter::io::onnx::proto::*;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sinter-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// The error's message, asserting it is a `Format` error about `path`.
+fn format_error(r: sinter::Result<sinter::model::Model>, path: &Path) -> String {
+    match r {
+        Err(Error::Format { path: p, msg }) => {
+            assert_eq!(p, path, "error names the wrong file: {msg}");
+            msg
+        }
+        Err(e) => panic!("expected a Format error, got {e:?}"),
+        Ok(_) => panic!("a bad file loaded"),
+    }
+}
+
+fn onnx_bytes(bytes: &[u8]) -> sinter::Result<sinter::model::Model> {
+    sinter::io::onnx::from_bytes(bytes, Path::new("m.onnx"), None)
+}
+
+fn keras_bytes(bytes: &[u8]) -> sinter::Result<sinter::model::Model> {
+    sinter::io::keras::from_archive(bytes, Path::new("m.keras"))
+}
+
+// ---------------------------------------------------------------- ONNX built in memory
+
+fn tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
+    TensorProto {
+        dims: dims.to_vec(),
+        data_type: dtype::FLOAT,
+        name: name.into(),
+        raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+    NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        name: format!("{op}_{output}"),
+        op_type: op.into(),
+        ..Default::default()
+    }
+}
+
+fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TensorTypeProto {
+                elem_type: dtype::FLOAT,
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|d| Dimension {
+                            dim_value: *d,
+                            dim_param: d.is_none().then(|| "N".into()),
+                        })
+                        .collect(),
+                }),
+            }),
+        }),
+    }
+}
+
+/// `x[N,4] -> MatMul(W[4,3]) -> Add(b) -> Relu -> y`, opset 13.
+fn small_graph() -> ModelProto {
+    ModelProto {
+        ir_version: 8,
+        producer_name: "test".into(),
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(GraphProto {
+            name: "g".into(),
+            node: vec![
+                node("MatMul", &["x", "W"], "m"),
+                node("Add", &["m", "b"], "a"),
+                node("Relu", &["a"], "y"),
+            ],
+            initializer: vec![
+                tensor("W", &[4, 3], &[0.5; 12]),
+                tensor("b", &[3], &[0.1, 0.2, 0.3]),
+            ],
+            input: vec![value_info("x", &[None, Some(4)])],
+            output: vec![value_info("y", &[None, Some(3)])],
+        }),
+    }
+}
+
+#[test]
+fn onnx_small_graph_loads_and_runs() {
+    let model = onnx_bytes(&small_graph().encode_to_vec()).unwrap();
+    let plan = std::sync::Arc::new(model.compile(&Default::default()).unwrap());
+    let y = plan.run(&[1.0, 1.0, 1.0, -1.0]).unwrap();
+    assert_eq!(y, [1.1, 1.2, 1.3]);
+}
+
+#[test]
+fn onnx_garbage_is_an_error() {
+    for bytes in [
+        &b"PK\x03\x04 not a protobuf"[..],
+        &[0xff; 64],
+        b"\x0a\xff\xff\xff\xff\x0f",
+    ] {
+        let msg = format_error(onnx_bytes(bytes), Path::new("m.onnx"));
+        assert!(msg.contains("not an ONNX model"), "{msg}");
+    }
+    // Valid protobuf, but no graph / no opset.
+    let msg = format_error(onnx_bytes(&[]), Path::new("m.onnx"));
+    assert!(msg.contains("opset"), "{msg}");
+}
+
+#[test]
+fn onnx_every_truncation_is_an_error() {
+    let bytes = small_graph().encode_to_vec();
+    for len in 0..bytes.len() {
+        assert!(
+            onnx_bytes(&bytes[..len]).is_err(),
+            "prefix of {len} bytes loaded"
+        );
+    }
+}
+
+#[test]
+fn onnx_corruption_never_panics() {
+    let bytes = small_graph().encode_to_vec();
+    for i in 0..bytes.len() {
+        for flip in [0xff, 0x80, 0x01] {
+            let mut b = bytes.clone();
+            b[i] ^= flip;
+            let _ = onnx_bytes(&b);
+        }
+    }
+}
+
+#[test]
+fn onnx_data_size_mismatch_names_the_initializer() {
+    let mut m = small_graph();
+    let g = m.graph.as_mut().unwrap();
+    g.initializer[0].dims = vec![4, 30];
+    let msg = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
+    assert!(msg.contains("\"W\"") && msg.contains("120 values"), "{msg}");
+}
+
+#[test]
+fn onnx_huge_declared_dims_are_refused_before_allocating() {
+    for dims in [vec![1 << 40, 1 << 40], vec![1 << 62, 4], vec![-3, 4]] {
+        let mut m = small_graph();
+        m.graph.as_mut().unwrap().initializer[0].dims = dims.clone();
+        let msg = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
+        assert!(msg.contains("\"W\""), "{dims:?}: {msg}");
+    }
+    let mut m = small_graph();
+    m.graph.as_mut().unwrap().input[0] = value_info("x", &[None, Some(1 << 60)]);
+    assert!(onnx_bytes(&m.encode_to_vec()).is_err());
+}
+
+#[test]
+fn onnx_unsupported_op_names_op_node_and_opset() {
+    let mut m = small_graph();
+    m.graph.as_mut().unwrap().node[2] = node("Conv", &["a"], "y");
+    let msg = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
+    for want in ["Conv", "\"Conv_y\"", "opset 13"] {
+        assert!(msg.contains(want), "missing {want}: {msg}");
+    }
+}
+
+#[test]
+fn onnx_unsupported_opset_and_domain() {
+    let mut m = small_graph();
+    m.opset_import[0].version = 9;
+    let msg = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
+    assert!(msg.contains("opset 9"), "{msg}");
+    let mut m = small_graph();
+    m.graph.as_mut().unwrap().node[2].domain = "com.microsoft".into();
+    let msg = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
+    assert!(msg.contains("com.microsoft"), "{msg}");
+}
+
+#[test]
+fn onnx_cycles_and_dangling_inputs() {
+    // `m` reads `y`, which is produced later: a cycle in a file that must be topologically sorted.
+    let mut m = small_graph();
+    m.graph.as_mut().unwrap().node[0] = node("MatMul", &["y", "W"], "m");
+    let msg = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
+    assert!(
+        msg.contains("\"y\"") && msg.contains("before this node"),
+        "{msg}"
+    );
+    let mut m = small_graph();
+    m.graph.as_mut().unwrap().output[0].name = "nowhere".into();
+    let msg = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
+    assert!(msg.contains("nowhere"), "{msg}");
+}
+
+#[test]
+fn onnx_weights_that_do_not_fit_the_input() {
+    let mut m = small_graph();
+    m.graph.as_mut().unwrap().input[0] = value_info("x", &[None, Some(5)]);
+    let msg = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
+    assert!(msg.contains("expect 4 features"), "{msg}");
+}
+
+#[test]
+fn onnx_external_data_is_confined_and_checked() {
+    let dir = tmp("ext");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("w.bin"), [0u8; 40]).unwrap();
+    let external = |location: &str, offset: &str, length: &str| {
+        let mut m = small_graph();
+        let w = &mut m.graph.as_mut().unwrap().initializer[0];
+        w.raw_data.clear();
+        w.data_location = 1;
+        w.external_data = [
+            ("location", location),
+            ("offset", offset),
+            ("length", length),
+        ]
+        .iter()
+        .map(|(k, v)| StringStringEntryProto {
+            key: k.to_string(),
+            value: v.to_string(),
+        })
+        .collect();
+        let path = dir.join("m.onnx");
+        std::fs::write(&path, m.encode_to_vec()).unwrap();
+        (sinter::io::onnx::load(&path), path)
+    };
+    let (ok, _) = external("w.bin", "0", "48");
+    assert!(ok.is_err(), "48 bytes from a 40-byte file");
+    let (r, path) = external("w.bin", "0", "40");
+    let msg = format_error(r, &path);
+    assert!(
+        msg.contains("12 values") || msg.contains("40 bytes"),
+        "{msg}"
+    );
+    let (r, path) = external("../w.bin", "0", "48");
+    assert!(format_error(r, &path).contains("plain relative path"));
+    let (r, path) = external("/etc/passwd", "0", "48");
+    assert!(format_error(r, &path).contains("plain relative path"));
+    let (r, path) = external("w.bin", "18446744073709551615", "48");
+    assert!(format_error(r, &path).contains("beyond its end"));
+    std::fs::write(dir.join("w.bin"), [0u8; 48]).unwrap();
+    let (r, _) = external("w.bin", "0", "48");
+    assert!(r.is_ok(), "{:?}", r.err());
+}
+
+// ---------------------------------------------------------------- .keras archives
+
+fn zip_with(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, data) in members {
+        w.start_file(*name, opts).unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// The members of the committed seed archive.
+fn seed_members() -> (String, Vec<u8>) {
+    let bytes = std::fs::read(fixture("seed.keras")).unwrap();
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut read = |n: &str| {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut z.by_name(n).unwrap(), &mut v).unwrap();
+        v
+    };
+    (
+        String::from_utf8(read("config.json")).unwrap(),
+        read("model.weights.h5"),
+    )
+}
+
+#[test]
+fn keras_seed_archive_loads() {
+    let m = sinter::io::load(fixture("seed.keras")).unwrap();
+    assert_eq!(m.input_shape(), &[784]);
+    assert_eq!(m.output_shape(), &[8]);
+    assert_eq!(m.count_params(), 25_384);
+}
+
+#[test]
+fn keras_wrong_magic_and_missing_members() {
+    let msg = format_error(
+        keras_bytes(b"\x89HDF\r\n\x1a\n not a zip"),
+        Path::new("m.keras"),
+    );
+    assert!(msg.contains("not a .keras archive"), "{msg}");
+    let (config, _) = seed_members();
+    let msg = format_error(
+        keras_bytes(&zip_with(&[("config.json", config.as_bytes())])),
+        Path::new("m.keras"),
+    );
+    assert!(msg.contains("model.weights.h5"), "{msg}");
+    let (_, weights) = seed_members();
+    let msg = format_error(
+        keras_bytes(&zip_with(&[
+            ("config.json", b"{\"class_name\": "),
+            ("model.weights.h5", &weights),
+        ])),
+        Path::new("m.keras"),
+    );
+    assert!(msg.contains("JSON"), "{msg}");
+}
+
+#[test]
+fn keras_truncations_and_corruptions_never_panic() {
+    let bytes = std::fs::read(fixture("seed.keras")).unwrap();
+    let step = (bytes.len() / 400).max(1);
+    for len in (0..bytes.len()).step_by(step) {
+        assert!(
+            keras_bytes(&bytes[..len]).is_err(),
+            "prefix of {len} bytes loaded"
+        );
+    }
+    // Corrupt the weights file inside a valid archive (the zip's CRC would catch raw flips).
+    let (config, weights) = seed_members();
+    let step = (weights.len() / 300).max(1);
+    for i in (0..weights.len().min(4096)).chain((4096..weights.len()).step_by(step)) {
+        let mut w = weights.clone();
+        w[i] ^= 0xff;
+        let _ = keras_bytes(&zip_with(&[
+            ("config.json", config.as_bytes()),
+            ("model.weights.h5", &w),
+        ]));
+    }
+    for len in (0..weights.len()).step_by(step) {
+        let r = keras_bytes(&zip_with(&[
+            ("config.json", config.as_bytes()),
+            ("model.weights.h5", &weights[..len]),
+        ]));
+        assert!(r.is_err(), "weights truncated to {len} bytes loaded");
+    }
+}
+
+fn with_config(edit: impl Fn(&str) -> String) -> sinter::Result<sinter::model::Model> {
+    let (config, weights) = seed_members();
+    let edited = edit(&config);
+    assert_ne!(edited, config, "the edit did not apply");
+    keras_bytes(&zip_with(&[
+        ("config.json", edited.as_bytes()),
+        ("model.weights.h5", &weights),
+    ]))
+}
+
+#[test]
+fn keras_config_weights_shape_mismatch() {
+    let msg = format_error(
+        with_config(|c| c.replacen("\"units\": 32", "\"units\": 16", 1)),
+        Path::new("m.keras"),
+    );
+    assert!(msg.contains("dense") && msg.contains("kernel"), "{msg}");
+    let msg = format_error(
+        with_config(|c| c.replacen("[null, 784]", "[null, 785]", 1)),
+        Path::new("m.keras"),
+    );
+    assert!(msg.contains("kernel"), "{msg}");
+}
+
+#[test]
+fn keras_unknown_layer_and_activation() {
+    let msg = format_error(
+        with_config(|c| {
+            c.replacen(
+                "\"class_name\": \"Activation\"",
+                "\"class_name\": \"Conv3DTranspose\"",
+                1,
+            )
+        }),
+        Path::new("m.keras"),
+    );
+    assert!(msg.contains("Conv3DTranspose"), "{msg}");
+    let msg = format_error(
+        with_config(|c| c.replacen("\"activation\": \"tanh\"", "\"activation\": \"tanhh\"", 1)),
+        Path::new("m.keras"),
+    );
+    assert!(msg.contains("tanhh"), "{msg}");
+}
+
+#[test]
+fn keras_cycle_is_an_error() {
+    // The first Dense reads the second one, which reads the Activation, which reads the first.
+    let msg = format_error(
+        with_config(|c| {
+            c.replacen(
+                "\"keras_history\": [\"input_layer\", 0, 0]",
+                "\"keras_history\": [\"dense_1\", 0, 0]",
+                1,
+            )
+        }),
+        Path::new("m.keras"),
+    );
+    assert!(msg.contains("cycle"), "{msg}");
+}
+
+#[test]
+fn keras_zip_bomb_is_refused() {
+    // 80 MiB of spaces deflates to ~80 KiB; the config limit is 64 MiB.
+    let (_, weights) = seed_members();
+    let bomb = vec![b' '; 80 << 20];
+    let bytes = zip_with(&[("config.json", &bomb), ("model.weights.h5", &weights)]);
+    assert!(bytes.len() < 1 << 20);
+    let msg = format_error(keras_bytes(&bytes), Path::new("m.keras"));
+    assert!(msg.contains("limit"), "{msg}");
+}
+
+#[test]
+fn keras_deep_json_is_an_error_not_a_stack_overflow() {
+    let (_, weights) = seed_members();
+    let deep = "[".repeat(100_000);
+    let msg = format_error(
+        keras_bytes(&zip_with(&[
+            ("config.json", deep.as_bytes()),
+            ("model.weights.h5", &weights),
+        ])),
+        Path::new("m.keras"),
+    );
+    assert!(msg.contains("JSON"), "{msg}");
+}
+
+#[test]
+fn unknown_extension_and_missing_file() {
+    let p = tmp("model.txt");
+    std::fs::write(&p, "hello").unwrap();
+    assert!(format_error(sinter::io::load(&p), &p).contains("unknown model format"));
+    assert!(matches!(
+        sinter::io::load(tmp("absent.onnx")),
+        Err(Error::Io { .. })
+    ));
+}
