@@ -1,0 +1,193 @@
+//! Golden tests: every model in `tests/fixtures/manifest.json` (made by
+//! `scripts/make_fixtures.py` with Keras and ONNX Runtime) loads in sinter and reproduces the
+//! peer's output on the committed inputs.
+//!
+//! # Tolerances
+//!
+//! sinter, Keras (TensorFlow/oneDNN) and ONNX Runtime (MLAS) all compute in f32 but sum the
+//! dot products in different orders and use different activation approximations, so outputs
+//! agree to rounding, not bits. A dot product of `K` terms carries a rounding error of at most
+//! `γ_K Σ|x_k w_k|` (Higham), in practice about `sqrt(K) u Σ|x_k w_k|` with `u = 2^-24`. For
+//! these fixtures (`K <= 784`, inputs ~ N(0, 4), weights ~ N(0, 1/K)) that is ~1e-6 absolute on
+//! pre-activations of size ~1-10. The activation then scales the difference by its slope (at
+//! most ~1.1 for every activation here except `exponential`, `selu` ~1.76 and `elu`) and adds
+//! its own error (sinter: <= 2 ulp; the peers: a few ulp). Hence per activation:
+//!
+//! | activations | atol | rtol | why |
+//! |---|---|---|---|
+//! | linear, relu family, hard_sigmoid, hard_silu | 1e-5 | 1e-5 | slope <= 1.5, exact activation |
+//! | sigmoid, tanh, softsign, softmax | 1e-5 | 1e-5 | bounded, slope <= 1 |
+//! | elu, selu, gelu, silu, mish, softplus, log_softmax | 2e-5 | 2e-5 | slope <= 1.76, few-ulp exp/log/erf |
+//! | exponential | 1e-5 | 5e-5 | relative: `exp` turns an absolute input error into a relative one |
+//!
+//! A case uses the loosest row among its activations, and a test fails on `|sinter - peer| >
+//! atol + rtol |peer|` anywhere. Separately, sinter's error against the manifest's f64
+//! reference may not exceed 4x the peer's own error against it (plus 1e-6): sinter must be as
+//! accurate as the runtime the model came from.
+
+use serde_json::Value;
+use sinter::plan::CompileOptions;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn manifest() -> Vec<Value> {
+    let text = std::fs::read_to_string(dir().join("manifest.json")).expect("manifest.json");
+    let v: Value = serde_json::from_str(&text).expect("manifest is JSON");
+    v["cases"].as_array().expect("cases").clone()
+}
+
+/// `(atol, rtol)` for one activation, per the table in the module doc.
+fn tolerance(activation: &str) -> (f32, f32) {
+    match activation {
+        "linear" | "relu" | "relu6" | "leaky_relu" | "hard_sigmoid" | "hard_silu"
+        | "hard_swish" | "hard_sigmoid_onnx_default" | "sigmoid" | "tanh" | "softsign" | "softmax" => (1e-5, 1e-5),
+        "elu" | "selu" | "gelu" | "gelu_tanh" | "silu" | "swish" | "mish"
+        | "softplus" | "log_softmax" => (2e-5, 2e-5),
+        "exponential" => (1e-5, 5e-5),
+        other => panic!("no tolerance stated for activation {other:?}"),
+    }
+}
+
+fn case_tolerance(case: &Value) -> (f32, f32) {
+    case["activations"]
+        .as_array()
+        .map(|a| a.iter().map(|s| tolerance(s.as_str().unwrap())).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .fold((1e-5, 1e-5), |(a, r), (a2, r2)| (a.max(a2), r.max(r2)))
+}
+
+fn npy(name: &str) -> (Vec<usize>, Vec<f32>) {
+    sinter::io::npy::read_f32(&dir().join(name)).expect(name)
+}
+
+/// The float64 reference, rounded to f32 (exact to half an ulp, far below every tolerance).
+fn npy_f64(name: &str) -> Vec<f32> {
+    let bytes = std::fs::read(dir().join(name)).expect(name);
+    let file = npyz::NpyFile::new(&bytes[..]).expect(name);
+    file.into_vec::<f64>()
+        .expect(name)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect()
+}
+
+fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+struct Outcome {
+    name: String,
+    vs_peer: f32,
+    vs_f64: f32,
+    peer_vs_f64: f32,
+}
+
+fn check(case: &Value) -> Result<Outcome, String> {
+    let name = case["name"].as_str().unwrap().to_string();
+    let model_file = dir().join(case["model"].as_str().unwrap());
+    let model = sinter::io::load(&model_file).map_err(|e| format!("{name}: load: {e}"))?;
+    let (shape, x) = npy(case["input"].as_str().unwrap());
+    let (_, want) = npy(case["expected"].as_str().unwrap());
+    if shape[1..] != *model.input_shape() {
+        return Err(format!(
+            "{name}: input {:?} vs model {:?}",
+            shape,
+            model.input_shape()
+        ));
+    }
+    let mut outs = vec![];
+    for fuse in [true, false] {
+        let plan = Arc::new(
+            model
+                .compile(&CompileOptions {
+                    fuse,
+                    max_batch: shape[0],
+                    ..Default::default()
+                })
+                .map_err(|e| format!("{name}: compile: {e}"))?,
+        );
+        outs.push(plan.run(&x).map_err(|e| format!("{name}: run: {e}"))?);
+    }
+    let got = &outs[0];
+    if got.len() != want.len() {
+        return Err(format!("{name}: {} outputs, expected {}", got.len(), want.len()));
+    }
+    if outs[0].iter().zip(&outs[1]).any(|(a, b)| a.to_bits() != b.to_bits()) {
+        return Err(format!("{name}: fused and separate plans differ"));
+    }
+    let (atol, rtol) = case_tolerance(case);
+    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        if !((g - w).abs() <= atol + rtol * w.abs()) {
+            return Err(format!(
+                "{name}: output {i}: sinter {g} vs peer {w} (|diff| {} > {atol} + {rtol}*|peer|)",
+                (g - w).abs()
+            ));
+        }
+    }
+    let exact = npy_f64(case["f64"].as_str().unwrap());
+    let vs_f64 = max_abs(got, &exact);
+    let peer_vs_f64 = max_abs(&want, &exact);
+    if vs_f64 > 4.0 * peer_vs_f64 + 1e-6 {
+        return Err(format!(
+            "{name}: sinter is {vs_f64:e} from the f64 reference, the peer {peer_vs_f64:e}"
+        ));
+    }
+    Ok(Outcome {
+        name,
+        vs_peer: max_abs(got, &want),
+        vs_f64,
+        peer_vs_f64,
+    })
+}
+
+fn run_all(format: &str) {
+    let cases: Vec<Value> = manifest()
+        .into_iter()
+        .filter(|c| c["format"].as_str().unwrap().starts_with(format) && c.get("error").is_none())
+        .collect();
+    assert!(!cases.is_empty(), "no {format} cases in the manifest");
+    let mut failures = vec![];
+    for case in &cases {
+        match check(case) {
+            Ok(o) => println!(
+                "{:28} max|sinter-peer| {:.2e}  max|sinter-f64| {:.2e}  max|peer-f64| {:.2e}",
+                o.name, o.vs_peer, o.vs_f64, o.peer_vs_f64
+            ),
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn keras_models_match_keras() {
+    run_all("keras");
+}
+
+#[test]
+fn onnx_models_match_onnx_runtime() {
+    run_all("onnx");
+}
+
+/// Cases the manifest marks with `"error"` must be refused with a message containing it.
+#[test]
+fn unsupported_models_are_refused_with_context() {
+    for case in manifest().iter().filter(|c| c.get("error").is_some()) {
+        let file = dir().join(case["model"].as_str().unwrap());
+        let err = sinter::io::load(&file).err().map(|e| e.to_string());
+        let want = case["error"].as_str().unwrap();
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains(want)),
+            "{}: expected an error containing {want:?}, got {err:?}",
+            case["name"]
+        );
+    }
+}
