@@ -70,6 +70,9 @@ pub fn activation(act: Activation, x: f64) -> f64 {
         }
         Activation::Sigmoid => sigmoid(x),
         Activation::HardSigmoid => relu6(x + 3.0) / 6.0,
+        Activation::HardSigmoidAffine { alpha, beta } => {
+            (f64::from(alpha) * x + f64::from(beta)).clamp(0.0, 1.0)
+        }
         Activation::Silu => x * sigmoid(x),
         Activation::HardSilu => x * relu6(x + 3.0) / 6.0,
         Activation::Tanh => x.tanh(),
@@ -161,6 +164,10 @@ pub fn activation_tolerance(act: Activation, x: f64, y: f64) -> f64 {
     let abs = match act {
         Activation::Gelu { .. } | Activation::Silu | Activation::Mish | Activation::HardSilu => {
             4.0 * ulp * x.abs().min(1e30)
+        }
+        // `alpha x + beta` cancels near the lower knee: an ulp of the terms, not of the sum.
+        Activation::HardSigmoidAffine { alpha, beta } => {
+            4.0 * ulp * (f64::from(alpha) * x).abs().min(1e30) + 4.0 * ulp * f64::from(beta).abs()
         }
         _ => 0.0,
     };

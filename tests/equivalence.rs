@@ -113,6 +113,7 @@ fn slope(act: Activation, x: f64, e: f64) -> f64 {
         Activation::Gelu { .. } | Activation::Silu | Activation::Mish => 1.2,
         Activation::Sigmoid => 0.25,
         Activation::HardSigmoid => 1.0 / 6.0,
+        Activation::HardSigmoidAffine { alpha, .. } => f64::from(alpha).abs(),
         Activation::HardSilu => 1.5,
         Activation::Exponential => (x + e).exp(),
         Activation::Softmax | Activation::LogSoftmax => unreachable!("row-wise"),

@@ -43,10 +43,20 @@ fn manifest() -> Vec<Value> {
 /// `(atol, rtol)` for one activation, per the table in the module doc.
 fn tolerance(activation: &str) -> (f32, f32) {
     match activation {
-        "linear" | "relu" | "relu6" | "leaky_relu" | "hard_sigmoid" | "hard_silu"
-        | "hard_swish" | "hard_sigmoid_onnx_default" | "sigmoid" | "tanh" | "softsign" | "softmax" => (1e-5, 1e-5),
-        "elu" | "selu" | "gelu" | "gelu_tanh" | "silu" | "swish" | "mish"
-        | "softplus" | "log_softmax" => (2e-5, 2e-5),
+        "linear"
+        | "relu"
+        | "relu6"
+        | "leaky_relu"
+        | "hard_sigmoid"
+        | "hard_silu"
+        | "hard_swish"
+        | "hard_sigmoid_onnx_default"
+        | "sigmoid"
+        | "tanh"
+        | "softsign"
+        | "softmax" => (1e-5, 1e-5),
+        "elu" | "selu" | "gelu" | "gelu_tanh" | "silu" | "swish" | "mish" | "softplus"
+        | "log_softmax" => (2e-5, 2e-5),
         "exponential" => (1e-5, 5e-5),
         other => panic!("no tolerance stated for activation {other:?}"),
     }
@@ -55,7 +65,11 @@ fn tolerance(activation: &str) -> (f32, f32) {
 fn case_tolerance(case: &Value) -> (f32, f32) {
     case["activations"]
         .as_array()
-        .map(|a| a.iter().map(|s| tolerance(s.as_str().unwrap())).collect::<Vec<_>>())
+        .map(|a| {
+            a.iter()
+                .map(|s| tolerance(s.as_str().unwrap()))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default()
         .into_iter()
         .fold((1e-5, 1e-5), |(a, r), (a2, r2)| (a.max(a2), r.max(r2)))
@@ -118,9 +132,17 @@ fn check(case: &Value) -> Result<Outcome, String> {
     }
     let got = &outs[0];
     if got.len() != want.len() {
-        return Err(format!("{name}: {} outputs, expected {}", got.len(), want.len()));
+        return Err(format!(
+            "{name}: {} outputs, expected {}",
+            got.len(),
+            want.len()
+        ));
     }
-    if outs[0].iter().zip(&outs[1]).any(|(a, b)| a.to_bits() != b.to_bits()) {
+    if outs[0]
+        .iter()
+        .zip(&outs[1])
+        .any(|(a, b)| a.to_bits() != b.to_bits())
+    {
         return Err(format!("{name}: fused and separate plans differ"));
     }
     let (atol, rtol) = case_tolerance(case);

@@ -45,6 +45,13 @@ pub enum Activation {
     Sigmoid,
     /// `relu6(x + 3) / 6`.
     HardSigmoid,
+    /// ONNX `HardSigmoid`: `max(0, min(1, alpha x + beta))` (ONNX defaults 0.2, 0.5).
+    HardSigmoidAffine {
+        /// Slope.
+        alpha: f32,
+        /// Offset.
+        beta: f32,
+    },
     /// `x * sigmoid(x)` (Keras also calls it `swish`).
     Silu,
     /// `x * hard_sigmoid(x)` (Keras also calls it `hard_swish`).
@@ -78,8 +85,9 @@ impl Activation {
         threshold: 0.0,
     };
 
-    /// Every activation with its Keras defaults, in Keras's order; used by tests and `verify`.
-    pub const ALL: [Activation; 20] = [
+    /// Every activation with its Keras defaults, in Keras's order (plus ONNX's affine hard
+    /// sigmoid); used by tests and `verify`.
+    pub const ALL: [Activation; 21] = [
         Activation::Linear,
         Activation::RELU,
         Activation::Relu {
@@ -97,6 +105,10 @@ impl Activation {
         Activation::Gelu { approximate: true },
         Activation::Sigmoid,
         Activation::HardSigmoid,
+        Activation::HardSigmoidAffine {
+            alpha: 0.2,
+            beta: 0.5,
+        },
         Activation::Silu,
         Activation::HardSilu,
         Activation::Tanh,
@@ -122,6 +134,7 @@ impl Activation {
                 | Activation::Relu { .. }
                 | Activation::Relu6
                 | Activation::LeakyRelu { .. }
+                | Activation::HardSigmoidAffine { .. }
         )
     }
 
@@ -141,7 +154,7 @@ impl Activation {
             Activation::Selu => "selu",
             Activation::Gelu { .. } => "gelu",
             Activation::Sigmoid => "sigmoid",
-            Activation::HardSigmoid => "hard_sigmoid",
+            Activation::HardSigmoid | Activation::HardSigmoidAffine { .. } => "hard_sigmoid",
             Activation::Silu => "silu",
             Activation::HardSilu => "hard_silu",
             Activation::Tanh => "tanh",
@@ -174,6 +187,9 @@ impl fmt::Display for Activation {
             }
             Activation::Elu { alpha } if alpha != 1.0 => write!(f, "elu(alpha={alpha})"),
             Activation::Gelu { approximate: true } => f.write_str("gelu(approximate=True)"),
+            Activation::HardSigmoidAffine { alpha, beta } => {
+                write!(f, "hard_sigmoid(alpha={alpha}, beta={beta})")
+            }
             a => f.write_str(a.keras_name()),
         }
     }

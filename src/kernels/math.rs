@@ -196,6 +196,11 @@ pub(crate) fn apply<V: Simd>(act: Activation, x: V) -> V {
         }
         Activation::Sigmoid => sigmoid(x),
         Activation::HardSigmoid => relu6(x.add(c(3.0))).div(c(6.0)),
+        Activation::HardSigmoidAffine { alpha, beta } => x
+            .mul(c(alpha))
+            .add(c(beta))
+            .max_nn(V::splat(0.0))
+            .min_nn(V::splat(1.0)),
         Activation::Silu => x.mul(sigmoid(x)),
         Activation::HardSilu => x.mul(relu6(x.add(c(3.0))).div(c(6.0))),
         Activation::Tanh => tanh(x),

@@ -275,13 +275,10 @@ impl Converter<'_> {
             "HardSigmoid" => {
                 let alpha = self.attr_f(node, "alpha")?.unwrap_or(0.2);
                 let beta = self.attr_f(node, "beta")?.unwrap_or(0.5);
-                if (alpha - 1.0 / 6.0).abs() > 1e-7 || beta != 0.5 {
-                    return Err(self.node_fail(
-                        node,
-                        format!("HardSigmoid with alpha={alpha}, beta={beta}: only alpha=1/6, beta=0.5 (Keras 3 and PyTorch's hard sigmoid) is supported"),
-                    ));
+                if !(alpha.is_finite() && beta.is_finite()) {
+                    return Err(self.node_fail(node, format!("alpha={alpha}, beta={beta}")));
                 }
-                act(Activation::HardSigmoid)
+                act(Activation::HardSigmoidAffine { alpha, beta })
             }
             "HardSwish" => act(Activation::HardSilu),
             "Tanh" => act(Activation::Tanh),
