@@ -161,3 +161,130 @@ fn verify_passes_on_builtins_and_plan_prints() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("separate activation passes"));
 }
+
+fn fixture(name: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    p.to_str().unwrap().to_string()
+}
+
+/// Model files of every golden case, each once.
+fn fixture_models() -> Vec<String> {
+    let text = std::fs::read_to_string(fixture("manifest.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut models: Vec<String> = v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["model"].as_str().unwrap().to_string())
+        .collect();
+    models.dedup();
+    models
+}
+
+#[test]
+fn verify_passes_on_every_fixture() {
+    for model in fixture_models() {
+        let out = sinter(&["verify", &fixture(&model), "--batch", "5"]);
+        assert!(
+            out.status.success(),
+            "{model}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn run_on_keras_and_onnx_files_matches_the_peers() {
+    for (model, expected) in [
+        ("seed.keras", "seed.keras.out.npy"),
+        ("seed.json", "seed.keras.out.npy"),
+        ("seed.onnx", "seed.onnx.out.npy"),
+        ("seed_ext.onnx", "seed_ext.onnx.out.npy"),
+    ] {
+        let y = tmp(&format!("{model}.out.npy"));
+        let out = sinter(&[
+            "run",
+            &fixture(model),
+            "--input",
+            &fixture("seed.input.npy"),
+            "--output",
+            y.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{model}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (shape, got) = sinter::io::npy::read_f32(&y).unwrap();
+        let (want_shape, want) =
+            sinter::io::npy::read_f32(std::path::Path::new(&fixture(expected))).unwrap();
+        assert_eq!(shape, want_shape);
+        // Softmax outputs; the tolerance is tests/golden.rs's for tanh/relu/softmax.
+        let diff = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(diff <= 1e-5, "{model}: max |diff| {diff}");
+    }
+}
+
+#[test]
+fn summary_plan_and_bench_json_on_model_files() {
+    let out = sinter(&["summary", &fixture("layers.keras")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("sequential") && s.contains("leaky_re_lu"), "{s}");
+    let out = sinter(&["plan", &fixture("onnx_ops.onnx")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sinter(&[
+        "bench",
+        &fixture("seed.onnx"),
+        "--json",
+        "--batch",
+        "1,4",
+        "--seconds",
+        "0.05",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0]["median_us"].as_f64().unwrap() > 0.0);
+    assert!(lines[0]["model"].as_str().unwrap().ends_with("seed.onnx"));
+}
+
+#[test]
+fn bad_model_files_exit_1_with_the_file_named() {
+    let bad = tmp("bad.onnx");
+    std::fs::write(&bad, b"\xff\xff\xff\xff").unwrap();
+    let out = sinter(&["summary", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.onnx") && err.contains("not an ONNX model"),
+        "{err}"
+    );
+    let out = sinter(&[
+        "verify",
+        &fixture("onnx_hardsigmoid_default.onnx").replace(".onnx", ".missing.onnx"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+}

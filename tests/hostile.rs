@@ -336,23 +336,24 @@ fn keras_truncations_and_corruptions_never_panic() {
             "prefix of {len} bytes loaded"
         );
     }
-    // Corrupt the weights file inside a valid archive (the zip's CRC would catch raw flips).
+    // Corrupt the weights file itself (inside an archive the zip's CRC would catch raw flips):
+    // every byte of the first 4 KiB (superblock, object headers, B-trees, heaps), then a spread.
     let (config, weights) = seed_members();
-    let step = (weights.len() / 300).max(1);
+    let parts =
+        |w: &[u8]| sinter::io::keras::from_parts(config.as_bytes(), w, Path::new("m.keras"));
+    let step = (weights.len() / 500).max(1);
     for i in (0..weights.len().min(4096)).chain((4096..weights.len()).step_by(step)) {
-        let mut w = weights.clone();
-        w[i] ^= 0xff;
-        let _ = keras_bytes(&zip_with(&[
-            ("config.json", config.as_bytes()),
-            ("model.weights.h5", &w),
-        ]));
+        for flip in [0xff, 0x01] {
+            let mut w = weights.clone();
+            w[i] ^= flip;
+            let _ = parts(&w);
+        }
     }
     for len in (0..weights.len()).step_by(step) {
-        let r = keras_bytes(&zip_with(&[
-            ("config.json", config.as_bytes()),
-            ("model.weights.h5", &weights[..len]),
-        ]));
-        assert!(r.is_err(), "weights truncated to {len} bytes loaded");
+        assert!(
+            parts(&weights[..len]).is_err(),
+            "weights truncated to {len} bytes loaded"
+        );
     }
 }
 

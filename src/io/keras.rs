@@ -66,7 +66,7 @@ pub fn from_archive(bytes: &[u8], path: &Path) -> Result<Model> {
     };
     let config = entry("config.json", MAX_CONFIG_BYTES)?;
     let weights = entry("model.weights.h5", MAX_WEIGHTS_BYTES)?;
-    build(&config, &weights, path)
+    from_parts(&config, &weights, path)
 }
 
 /// Loads a `model.to_json()` config and its weights file, given either of them: `NAME.json`
@@ -96,7 +96,7 @@ pub fn load_split(path: impl AsRef<Path>) -> Result<Model> {
     };
     let config_bytes = read(&config)?;
     let weight_bytes = read(&weights)?;
-    build(&config_bytes, &weight_bytes, &config).map_err(|e| match e {
+    from_parts(&config_bytes, &weight_bytes, &config).map_err(|e| match e {
         // Name the weights file when it is the one at fault.
         Error::Format { msg, .. } if msg.starts_with("weights:") => Error::Format {
             path: weights.clone(),
@@ -124,8 +124,9 @@ struct Spec {
     inbound: Vec<String>,
 }
 
-/// Builds the model from config JSON and weights HDF5 bytes.
-fn build(config: &[u8], weights: &[u8], path: &Path) -> Result<Model> {
+/// Builds a model from a config (`config.json` / `model.to_json()`) and the HDF5 weights file,
+/// both in memory; `path` names the model in errors.
+pub fn from_parts(config: &[u8], weights: &[u8], path: &Path) -> Result<Model> {
     let fail = |msg: String| Error::Format {
         path: path.into(),
         msg,
