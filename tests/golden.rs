@@ -147,7 +147,8 @@ fn check(case: &Value) -> Result<Outcome, String> {
     }
     let (atol, rtol) = case_tolerance(case);
     for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-        if !((g - w).abs() <= atol + rtol * w.abs()) {
+        let within = (g - w).abs() <= atol + rtol * w.abs();
+        if !within {
             return Err(format!(
                 "{name}: output {i}: sinter {g} vs peer {w} (|diff| {} > {atol} + {rtol}*|peer|)",
                 (g - w).abs()
