@@ -1,11 +1,13 @@
-//! Built-in models with deterministic weights: `seed`, `mnist-mlp`, `ffn`.
+//! Built-in models with deterministic weights: `seed`, `mnist-mlp`, `ffn`, `conv1d`.
 
 use crate::kernels::Activation;
 use crate::model::init::{SplitMix64, glorot_uniform};
-use crate::model::{ActivationLayer, Dense, Input, Model, Tensor};
+use crate::model::{
+    ActivationLayer, Concatenate, Conv1D, Dense, Flatten, Input, Model, Padding, Tensor,
+};
 
 /// Names accepted by [`by_name`] (and as `builtin:NAME` on the command line).
-pub const NAMES: [&str; 3] = ["seed", "mnist-mlp", "ffn"];
+pub const NAMES: [&str; 4] = ["seed", "mnist-mlp", "ffn", "conv1d"];
 
 fn dense(x: &Tensor, units: usize, act: Activation, seed: u64) -> Tensor {
     let k = *x.shape().last().expect("rank >= 1");
@@ -54,12 +56,39 @@ pub fn ffn() -> Model {
     model(&x, &y)
 }
 
+/// `Input(128 steps, 16 channels)` -> three `Conv1D(32, k, padding="same")` branches (k = 3, 5,
+/// 7) -> `Concatenate` -> `Activation(relu)` -> `Flatten` -> `Dense(8, softmax)`.
+pub fn conv1d() -> Model {
+    let x = Input::new([128, 16]).expect("built-in input shape is valid");
+    let branches: Vec<Tensor> = [3usize, 5, 7]
+        .iter()
+        .map(|&k| {
+            let mut rng = SplitMix64::new(k as u64 ^ 0xc0);
+            let bias = (0..32).map(|_| rng.next_signed() * 0.1).collect();
+            Conv1D::new(32, k)
+                .padding(Padding::Same)
+                .weights(glorot_uniform(k * 16, 32, 30 + k as u64), Some(bias))
+                .call(&x)
+                .expect("built-in layer shapes are consistent")
+        })
+        .collect();
+    let refs: Vec<&Tensor> = branches.iter().collect();
+    let c = Concatenate::new(-1).call(&refs).expect("same steps");
+    let h = ActivationLayer::new(Activation::RELU)
+        .call(&c)
+        .expect("same shape");
+    let f = Flatten::new().call(&h).expect("flatten");
+    let y = dense(&f, 8, Activation::Softmax, 31);
+    model(&x, &y)
+}
+
 /// A built-in by name (`"seed"`, `"mnist-mlp"`, `"ffn"`).
 pub fn by_name(name: &str) -> Option<Model> {
     match name {
         "seed" => Some(seed()),
         "mnist-mlp" | "mnist_mlp" => Some(mnist_mlp()),
         "ffn" => Some(ffn()),
+        "conv1d" => Some(conv1d()),
         _ => None,
     }
 }

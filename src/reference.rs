@@ -107,8 +107,10 @@ pub fn run(model: &Model, input: &[f32]) -> Result<Vec<f64>> {
     let per: usize = model.input_shape().iter().product();
     let batch = input.len() / per.max(1);
     let mut values: Vec<Vec<f64>> = vec![Vec::new(); nodes.len()];
+    let len = |shape: &[usize]| shape.iter().product::<usize>();
     for (i, node) in nodes.iter().enumerate() {
         let x = node.inputs.first().map(|&j| values[j].clone());
+        let in_shape: &[usize] = node.inputs.first().map_or(&[], |&j| &nodes[j].shape);
         values[i] = match (&node.layer, x) {
             (Layer::Input, _) => input.iter().map(|&v| f64::from(v)).collect(),
             (
@@ -118,29 +120,83 @@ pub fn run(model: &Model, input: &[f32]) -> Result<Vec<f64>> {
                 Some(x),
             ) => {
                 let w = node.weights.as_ref().expect("dense has weights");
-                let n = *node.shape.last().expect("rank");
-                let k = w.kernel.len() / n;
-                let mut y = Vec::with_capacity(x.len() / k * n);
-                for row in x.chunks_exact(k) {
-                    let mut out: Vec<f64> = (0..n)
-                        .map(|j| {
-                            let s: f64 = (0..k)
-                                .map(|kk| row[kk] * f64::from(w.kernel[kk * n + j]))
-                                .sum();
-                            s + w.bias.as_ref().map_or(0.0, |b| f64::from(b[j]))
-                        })
-                        .collect();
-                    activation_row(*act, &mut out);
-                    y.extend(out);
+                dense(&x, w, *node.shape.last().expect("rank"), *act)
+            }
+            (
+                Layer::Conv1D {
+                    activation: act, ..
+                },
+                Some(x),
+            ) => {
+                // im2col in f64, then the same Dense.
+                let win = node
+                    .layer
+                    .window(in_shape)
+                    .ok()
+                    .flatten()
+                    .expect("conv has a window");
+                let ch = in_shape[1];
+                let mut cols = Vec::with_capacity(batch * win.out * win.size * ch);
+                for xs in x.chunks_exact(len(in_shape)) {
+                    for o in 0..win.out {
+                        for t in 0..win.size {
+                            match win.source(o, t) {
+                                Some(s) => cols.extend_from_slice(&xs[s * ch..][..ch]),
+                                None => cols.extend(std::iter::repeat_n(0.0, ch)),
+                            }
+                        }
+                    }
                 }
-                y
+                let w = node.weights.as_ref().expect("conv has weights");
+                dense(&cols, w, *node.shape.last().expect("rank"), *act)
             }
             (Layer::Activation(act), Some(mut x)) => {
                 let n = *node.shape.last().expect("rank");
                 x.chunks_exact_mut(n).for_each(|r| activation_row(*act, r));
                 x
             }
-            (Layer::Dropout { .. } | Layer::Flatten, Some(x)) => x,
+            (Layer::Dropout { .. } | Layer::Flatten | Layer::Reshape { .. }, Some(x)) => x,
+            (Layer::MaxPooling1D { .. } | Layer::AveragePooling1D { .. }, Some(x)) => {
+                let win = node.layer.window(in_shape).ok().flatten().expect("window");
+                let max = matches!(node.layer, Layer::MaxPooling1D { .. });
+                pool(
+                    &x,
+                    in_shape,
+                    |o| (0..win.size).filter_map(move |t| win.source(o, t)),
+                    win.out,
+                    max,
+                )
+            }
+            (Layer::GlobalMaxPooling1D | Layer::GlobalAveragePooling1D, Some(x)) => {
+                let steps = in_shape[0];
+                let max = node.layer == Layer::GlobalMaxPooling1D;
+                pool(&x, in_shape, |_| 0..steps, 1, max)
+            }
+            (Layer::Add, Some(mut x)) => {
+                for &j in &node.inputs[1..] {
+                    x.iter_mut().zip(&values[j]).for_each(|(a, b)| *a += b);
+                }
+                x
+            }
+            (Layer::Concatenate { axis }, Some(_)) => {
+                let a = crate::model::concat_axis(*axis, node.shape.len()).expect("checked axis");
+                let outer: usize = node.shape[..a].iter().product();
+                let widths: Vec<usize> = node
+                    .inputs
+                    .iter()
+                    .map(|&j| nodes[j].shape[a..].iter().product())
+                    .collect();
+                let mut y = Vec::with_capacity(batch * len(&node.shape));
+                for b in 0..batch {
+                    for o in 0..outer {
+                        for (&j, &w) in node.inputs.iter().zip(&widths) {
+                            let start = b * outer * w + o * w;
+                            y.extend_from_slice(&values[j][start..start + w]);
+                        }
+                    }
+                }
+                y
+            }
             (_, None) => unreachable!("non-input layers have an input"),
         };
     }
@@ -150,6 +206,52 @@ pub fn run(model: &Model, input: &[f32]) -> Result<Vec<f64>> {
         batch * model.output_shape().iter().product::<usize>()
     );
     Ok(out)
+}
+
+/// `act(x · kernel + bias)` over rows of `x` (f64 sums).
+fn dense(x: &[f64], w: &crate::model::DenseWeights, n: usize, act: Activation) -> Vec<f64> {
+    let k = w.kernel.len() / n;
+    let mut y = Vec::with_capacity(x.len() / k * n);
+    for row in x.chunks_exact(k) {
+        let mut out: Vec<f64> = (0..n)
+            .map(|j| {
+                let s: f64 = (0..k)
+                    .map(|kk| row[kk] * f64::from(w.kernel[kk * n + j]))
+                    .sum();
+                s + w.bias.as_ref().map_or(0.0, |b| f64::from(b[j]))
+            })
+            .collect();
+        activation_row(act, &mut out);
+        y.extend(out);
+    }
+    y
+}
+
+/// Max or mean over the taps `taps(o)` for each of `out` output steps, per channel.
+fn pool<I: Iterator<Item = usize>>(
+    x: &[f64],
+    in_shape: &[usize],
+    taps: impl Fn(usize) -> I,
+    out: usize,
+    max: bool,
+) -> Vec<f64> {
+    let (steps, ch) = (in_shape[0], in_shape[1]);
+    let mut y = Vec::with_capacity(x.len() / steps * out);
+    for xs in x.chunks_exact(steps * ch) {
+        for o in 0..out {
+            for c in 0..ch {
+                let vals: Vec<f64> = taps(o).map(|s| xs[s * ch + c]).collect();
+                y.push(if max {
+                    vals.iter().copied().fold(f64::NEG_INFINITY, |m, v| {
+                        if v > m || v.is_nan() { v } else { m }
+                    })
+                } else {
+                    vals.iter().sum::<f64>() / vals.len() as f64
+                });
+            }
+        }
+    }
+    y
 }
 
 /// How far sinter's f32 activation may be from [`activation`] at input `x` with exact result `y`.

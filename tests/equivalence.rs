@@ -213,6 +213,7 @@ fn error_bound(model: &Model, input: &[f32]) -> (Vec<f64>, Vec<f64>) {
                 (v, e)
             }
             Layer::Dropout { .. } | Layer::Flatten => (x, ex),
+            other => unreachable!("the f64 bound covers Dense chains, not {other:?}"),
         };
         // Where the f32 computation may overflow, the bound says nothing.
         let e = v

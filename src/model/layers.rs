@@ -1,6 +1,6 @@
 //! Layer constructors, Keras-shaped: configure, then `call` on a symbolic tensor.
 
-use super::{DenseWeights, Layer, Tensor};
+use super::{DenseWeights, Layer, Padding, Tensor};
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
 
@@ -176,3 +176,192 @@ impl Flatten {
         Tensor::new(Layer::Flatten, self.name.clone(), vec![x.clone()], None)
     }
 }
+
+/// Any layer applied to one or more symbolic tensors, with optional weights: the generic form
+/// behind the typed constructors (and what loaders and tests use for layers built from data).
+pub fn apply(
+    layer: Layer,
+    name: Option<&str>,
+    inputs: &[&Tensor],
+    weights: Option<DenseWeights>,
+) -> Result<Tensor> {
+    Tensor::new(
+        layer,
+        name.map(str::to_string),
+        inputs.iter().map(|&t| t.clone()).collect(),
+        weights,
+    )
+}
+
+/// `keras.layers.Conv1D(filters, kernel_size, strides, padding, dilation_rate, activation,
+/// use_bias)` over `[steps, channels]`.
+#[derive(Clone, Debug)]
+pub struct Conv1D {
+    layer: Layer,
+    name: Option<String>,
+    weights: Option<DenseWeights>,
+}
+
+impl Conv1D {
+    /// `filters` outputs per step, `kernel_size` taps; stride 1, valid padding, no dilation,
+    /// linear activation, with a bias (Keras defaults).
+    pub fn new(filters: usize, kernel_size: usize) -> Self {
+        Conv1D {
+            layer: Layer::Conv1D {
+                filters,
+                kernel_size,
+                strides: 1,
+                padding: Padding::Valid,
+                dilation_rate: 1,
+                activation: Activation::Linear,
+                use_bias: true,
+            },
+            name: None,
+            weights: None,
+        }
+    }
+    fn set(
+        mut self,
+        f: impl FnOnce(&mut usize, &mut Padding, &mut usize, &mut Activation, &mut bool),
+    ) -> Self {
+        if let Layer::Conv1D {
+            strides,
+            padding,
+            dilation_rate,
+            activation,
+            use_bias,
+            ..
+        } = &mut self.layer
+        {
+            f(strides, padding, dilation_rate, activation, use_bias);
+        }
+        self
+    }
+    /// Step between windows.
+    pub fn strides(self, s: usize) -> Self {
+        self.set(|st, _, _, _, _| *st = s)
+    }
+    /// `Padding::Valid`, `Same` or `Causal`.
+    pub fn padding(self, p: Padding) -> Self {
+        self.set(|_, pd, _, _, _| *pd = p)
+    }
+    /// Spacing between taps.
+    pub fn dilation_rate(self, d: usize) -> Self {
+        self.set(|_, _, dl, _, _| *dl = d)
+    }
+    /// Activation after the bias.
+    pub fn activation(self, a: Activation) -> Self {
+        self.set(|_, _, _, ac, _| *ac = a)
+    }
+    /// Whether there is a bias.
+    pub fn use_bias(self, b: bool) -> Self {
+        self.set(|_, _, _, _, ub| *ub = b)
+    }
+    /// Names the layer.
+    pub fn name(mut self, n: &str) -> Self {
+        self.name = Some(n.into());
+        self
+    }
+    /// Weights as Keras stores them: kernel `[kernel_size, in_channels, filters]` row-major,
+    /// bias `[filters]`.
+    pub fn weights(mut self, kernel: Vec<f32>, bias: Option<Vec<f32>>) -> Self {
+        self.weights = Some(DenseWeights { kernel, bias });
+        self
+    }
+    /// Applies the layer to a symbolic `[steps, channels]` tensor.
+    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
+        apply(
+            self.layer.clone(),
+            self.name.as_deref(),
+            &[x],
+            self.weights.clone(),
+        )
+    }
+}
+
+/// A weightless layer with a Keras-style constructor and `call`.
+macro_rules! simple_layer {
+    ($(#[$doc:meta])* $name:ident ( $($arg:ident : $ty:ty),* ) => $layer:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug)]
+        pub struct $name {
+            layer: Layer,
+            name: Option<String>,
+        }
+        impl $name {
+            /// The layer, configured as Keras would be with these arguments.
+            #[allow(clippy::new_without_default)]
+            pub fn new($($arg: $ty),*) -> Self {
+                $name { layer: $layer, name: None }
+            }
+            /// Names the layer.
+            pub fn name(mut self, n: &str) -> Self {
+                self.name = Some(n.into());
+                self
+            }
+        }
+    };
+}
+
+simple_layer!(
+    /// `keras.layers.Concatenate(axis)` (batch is axis 0; `-1` the last).
+    Concatenate(axis: isize) => Layer::Concatenate { axis }
+);
+simple_layer!(
+    /// `keras.layers.Add()`.
+    Add() => Layer::Add
+);
+simple_layer!(
+    /// `keras.layers.MaxPooling1D(pool_size, strides, padding)`.
+    MaxPooling1D(pool_size: usize, strides: usize, padding: Padding) =>
+        Layer::MaxPooling1D { pool_size, strides, padding }
+);
+simple_layer!(
+    /// `keras.layers.AveragePooling1D(pool_size, strides, padding)`.
+    AveragePooling1D(pool_size: usize, strides: usize, padding: Padding) =>
+        Layer::AveragePooling1D { pool_size, strides, padding }
+);
+simple_layer!(
+    /// `keras.layers.GlobalMaxPooling1D()`.
+    GlobalMaxPooling1D() => Layer::GlobalMaxPooling1D
+);
+simple_layer!(
+    /// `keras.layers.GlobalAveragePooling1D()`.
+    GlobalAveragePooling1D() => Layer::GlobalAveragePooling1D
+);
+simple_layer!(
+    /// `keras.layers.Reshape(target_shape)`; one entry may be `-1`.
+    Reshape(target_shape: Vec<isize>) => Layer::Reshape { target_shape }
+);
+
+impl Concatenate {
+    /// Joins the tensors.
+    pub fn call(&self, xs: &[&Tensor]) -> Result<Tensor> {
+        apply(self.layer.clone(), self.name.as_deref(), xs, None)
+    }
+}
+
+impl Add {
+    /// Sums the tensors.
+    pub fn call(&self, xs: &[&Tensor]) -> Result<Tensor> {
+        apply(self.layer.clone(), self.name.as_deref(), xs, None)
+    }
+}
+
+macro_rules! unary_call {
+    ($($name:ident),*) => {$(
+        impl $name {
+            /// Applies the layer to a symbolic tensor.
+            pub fn call(&self, x: &Tensor) -> Result<Tensor> {
+                apply(self.layer.clone(), self.name.as_deref(), &[x], None)
+            }
+        }
+    )*};
+}
+unary_call!(
+    MaxPooling1D,
+    AveragePooling1D,
+    GlobalMaxPooling1D,
+    GlobalAveragePooling1D,
+    Reshape
+);

@@ -20,7 +20,10 @@ pub mod init;
 mod layers;
 mod summary;
 
-pub use layers::{ActivationLayer, Dense, Dropout, Flatten, Input};
+pub use layers::{
+    ActivationLayer, Add, AveragePooling1D, Concatenate, Conv1D, Dense, Dropout, Flatten,
+    GlobalAveragePooling1D, GlobalMaxPooling1D, Input, MaxPooling1D, Reshape, apply,
+};
 
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
@@ -50,6 +53,163 @@ pub enum Layer {
     },
     /// Collapses all non-batch axes into one.
     Flatten,
+    /// 1-D convolution over `[steps, channels]` (channels_last), Keras `Conv1D`. The kernel is
+    /// stored as Keras does, `[kernel_size, in_channels, filters]`, i.e. a
+    /// `(kernel_size * in_channels) x filters` matrix.
+    Conv1D {
+        /// Output channels.
+        filters: usize,
+        /// Taps per window.
+        kernel_size: usize,
+        /// Step between windows.
+        strides: usize,
+        /// Border handling.
+        padding: Padding,
+        /// Spacing between taps.
+        dilation_rate: usize,
+        /// Activation applied after the bias.
+        activation: Activation,
+        /// Whether the layer has a bias vector.
+        use_bias: bool,
+    },
+    /// Joins its inputs along `axis` (Keras numbering: the batch is axis 0, `-1` the last).
+    Concatenate {
+        /// Axis, counting the batch axis as 0; negative counts from the end.
+        axis: isize,
+    },
+    /// Elementwise sum of two or more inputs of one shape.
+    Add,
+    /// Largest value per window over `[steps, channels]`.
+    MaxPooling1D {
+        /// Window length.
+        pool_size: usize,
+        /// Step between windows.
+        strides: usize,
+        /// `Valid` or `Same`.
+        padding: Padding,
+    },
+    /// Mean per window over `[steps, channels]`; with `Same` padding only real steps count.
+    AveragePooling1D {
+        /// Window length.
+        pool_size: usize,
+        /// Step between windows.
+        strides: usize,
+        /// `Valid` or `Same`.
+        padding: Padding,
+    },
+    /// Largest value over all steps: `[steps, channels] -> [channels]`.
+    GlobalMaxPooling1D,
+    /// Mean over all steps: `[steps, channels] -> [channels]`.
+    GlobalAveragePooling1D,
+    /// A new shape with the same number of values; one entry may be `-1`.
+    Reshape {
+        /// Target shape without the batch axis.
+        target_shape: Vec<isize>,
+    },
+}
+
+/// How a window treats the borders (Keras `padding`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Padding {
+    /// No padding: only full windows.
+    Valid,
+    /// Zero padding split around the input so that `out = ceil(steps / strides)`.
+    Same,
+    /// Zero padding on the left only (`dilation * (kernel - 1)` steps): no window sees the future.
+    Causal,
+}
+
+impl std::str::FromStr for Padding {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "valid" => Ok(Padding::Valid),
+            "same" => Ok(Padding::Same),
+            "causal" => Ok(Padding::Causal),
+            other => Err(format!(
+                "padding {other:?} (expected valid, same or causal)"
+            )),
+        }
+    }
+}
+
+/// Geometry of a 1-D sliding window: which input steps feed output step `o`
+/// (`o * stride - pad_left + t * dilation` for tap `t`; outside `0..len` is padding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Input steps.
+    pub len: usize,
+    /// Taps per window.
+    pub size: usize,
+    /// Step between windows.
+    pub stride: usize,
+    /// Spacing between taps.
+    pub dilation: usize,
+    /// Padding steps before the input.
+    pub pad_left: usize,
+    /// Output steps.
+    pub out: usize,
+}
+
+impl Window {
+    /// Keras's output length and padding for a window over `len` steps.
+    pub fn new(
+        len: usize,
+        size: usize,
+        stride: usize,
+        dilation: usize,
+        padding: Padding,
+    ) -> Result<Window, String> {
+        if size == 0 || stride == 0 || dilation == 0 {
+            return Err(format!(
+                "kernel/pool size {size}, strides {stride} and dilation {dilation} must be positive"
+            ));
+        }
+        let span = (size - 1)
+            .checked_mul(dilation)
+            .and_then(|s| s.checked_add(1))
+            .ok_or("window span overflows")?;
+        let (out, pad_left) = match padding {
+            Padding::Valid => {
+                if len < span {
+                    return Err(format!(
+                        "a window spanning {span} steps does not fit in {len} steps (padding valid)"
+                    ));
+                }
+                ((len - span) / stride + 1, 0)
+            }
+            Padding::Same => {
+                let out = len.div_ceil(stride);
+                let total = ((out - 1) * stride + span).saturating_sub(len);
+                (out, total / 2)
+            }
+            Padding::Causal => (len.div_ceil(stride), span - 1),
+        };
+        Ok(Window {
+            len,
+            size,
+            stride,
+            dilation,
+            pad_left,
+            out,
+        })
+    }
+
+    /// The input step of tap `t` of output step `o`, or `None` where it falls in the padding.
+    pub fn source(&self, o: usize, t: usize) -> Option<usize> {
+        (o * self.stride + t * self.dilation)
+            .checked_sub(self.pad_left)
+            .filter(|&i| i < self.len)
+    }
+}
+
+fn steps_channels(s: &[usize], what: &str) -> Result<(usize, usize), String> {
+    match *s {
+        [steps, ch] => Ok((steps, ch)),
+        _ => Err(format!(
+            "{what} needs an input of shape [steps, channels], got {s:?}"
+        )),
+    }
 }
 
 impl Layer {
@@ -61,6 +221,14 @@ impl Layer {
             Layer::Activation(_) => "Activation",
             Layer::Dropout { .. } => "Dropout",
             Layer::Flatten => "Flatten",
+            Layer::Conv1D { .. } => "Conv1D",
+            Layer::Concatenate { .. } => "Concatenate",
+            Layer::Add => "Add",
+            Layer::MaxPooling1D { .. } => "MaxPooling1D",
+            Layer::AveragePooling1D { .. } => "AveragePooling1D",
+            Layer::GlobalMaxPooling1D => "GlobalMaxPooling1D",
+            Layer::GlobalAveragePooling1D => "GlobalAveragePooling1D",
+            Layer::Reshape { .. } => "Reshape",
         }
     }
 
@@ -72,6 +240,67 @@ impl Layer {
             Layer::Activation(_) => "activation",
             Layer::Dropout { .. } => "dropout",
             Layer::Flatten => "flatten",
+            Layer::Conv1D { .. } => "conv1d",
+            Layer::Concatenate { .. } => "concatenate",
+            Layer::Add => "add",
+            Layer::MaxPooling1D { .. } => "max_pooling1d",
+            Layer::AveragePooling1D { .. } => "average_pooling1d",
+            Layer::GlobalMaxPooling1D => "global_max_pooling1d",
+            Layer::GlobalAveragePooling1D => "global_average_pooling1d",
+            Layer::Reshape { .. } => "reshape",
+        }
+    }
+
+    /// For layers with weights: `(K, units, use_bias)` of the `K x units` kernel matrix the
+    /// layer multiplies by, given its input shape.
+    pub fn weight_dims(&self, input: &[usize]) -> Option<(usize, usize, bool)> {
+        let last = *input.last().unwrap_or(&0);
+        match *self {
+            Layer::Dense {
+                units, use_bias, ..
+            } => Some((last, units, use_bias)),
+            Layer::Conv1D {
+                filters,
+                kernel_size,
+                use_bias,
+                ..
+            } => Some((kernel_size.saturating_mul(last), filters, use_bias)),
+            _ => None,
+        }
+    }
+
+    /// The window of a Conv1D or pooling layer over an input of `[steps, channels]`.
+    pub fn window(&self, input: &[usize]) -> Result<Option<Window>, String> {
+        let (steps, _) = match self {
+            Layer::Conv1D { .. } | Layer::MaxPooling1D { .. } | Layer::AveragePooling1D { .. } => {
+                steps_channels(input, self.type_name())?
+            }
+            _ => return Ok(None),
+        };
+        match *self {
+            Layer::Conv1D {
+                kernel_size,
+                strides,
+                padding,
+                dilation_rate,
+                ..
+            } => Window::new(steps, kernel_size, strides, dilation_rate, padding).map(Some),
+            Layer::MaxPooling1D {
+                pool_size,
+                strides,
+                padding,
+            }
+            | Layer::AveragePooling1D {
+                pool_size,
+                strides,
+                padding,
+            } => {
+                if padding == Padding::Causal {
+                    return Err("pooling padding must be valid or same".into());
+                }
+                Window::new(steps, pool_size, strides, 1, padding).map(Some)
+            }
+            _ => Ok(None),
         }
     }
 
@@ -107,8 +336,117 @@ impl Layer {
                 let s = one(inputs)?;
                 Ok(vec![checked_elems(&s)?])
             }
+            Layer::Conv1D { filters, .. } => {
+                let s = one(inputs)?;
+                if filters == 0 {
+                    return Err("Conv1D filters must be positive".into());
+                }
+                let w = self.window(&s)?.ok_or("no window")?;
+                Ok(vec![w.out, filters])
+            }
+            Layer::MaxPooling1D { .. } | Layer::AveragePooling1D { .. } => {
+                let s = one(inputs)?;
+                let (_, ch) = steps_channels(&s, self.type_name())?;
+                let w = self.window(&s)?.ok_or("no window")?;
+                Ok(vec![w.out, ch])
+            }
+            Layer::GlobalMaxPooling1D | Layer::GlobalAveragePooling1D => {
+                let s = one(inputs)?;
+                let (_, ch) = steps_channels(&s, self.type_name())?;
+                Ok(vec![ch])
+            }
+            Layer::Add => {
+                let [first, rest @ ..] = inputs else {
+                    return Err("Add needs at least 2 inputs".into());
+                };
+                if rest.is_empty() {
+                    return Err("Add needs at least 2 inputs".into());
+                }
+                if let Some(other) = rest.iter().find(|s| *s != first) {
+                    return Err(format!(
+                        "Add inputs differ in shape: {first:?} vs {other:?}"
+                    ));
+                }
+                Ok(first.to_vec())
+            }
+            Layer::Concatenate { axis } => {
+                let [first, rest @ ..] = inputs else {
+                    return Err("Concatenate needs at least 1 input".into());
+                };
+                let a = concat_axis(axis, first.len())?;
+                let mut out = first.to_vec();
+                for s in rest {
+                    let same_rest = s.len() == first.len()
+                        && s.iter()
+                            .zip(first.iter())
+                            .enumerate()
+                            .all(|(i, (x, y))| i == a || x == y);
+                    if !same_rest {
+                        return Err(format!(
+                            "Concatenate on axis {axis}: shapes {first:?} and {s:?} differ off that axis"
+                        ));
+                    }
+                    out[a] = out[a].checked_add(s[a]).ok_or("size overflows")?;
+                }
+                Ok(out)
+            }
+            Layer::Reshape { ref target_shape } => {
+                let s = one(inputs)?;
+                reshape(&s, target_shape)
+            }
         }
     }
+}
+
+/// A Keras concatenation axis (batch = 0, negative from the end) as an index into the
+/// per-sample shape of rank `rank`.
+pub fn concat_axis(axis: isize, rank: usize) -> Result<usize, String> {
+    let r = rank as isize;
+    let a = if axis < 0 { r + axis } else { axis - 1 };
+    if (0..r).contains(&a) {
+        Ok(a as usize)
+    } else {
+        Err(format!(
+            "axis {axis} is not a non-batch axis of a rank-{} tensor",
+            rank + 1
+        ))
+    }
+}
+
+/// `Reshape(target)` of a per-sample shape: same number of values, one `-1` inferred.
+pub fn reshape(from: &[usize], target: &[isize]) -> Result<Vec<usize>, String> {
+    let elems = checked_elems(from)?;
+    if target.is_empty() || target.iter().filter(|&&d| d == -1).count() > 1 {
+        return Err(format!(
+            "target shape {target:?}: non-empty, at most one -1"
+        ));
+    }
+    let mut out = Vec::with_capacity(target.len());
+    let mut known = 1usize;
+    for &d in target {
+        match d {
+            -1 => out.push(0),
+            d if d > 0 => {
+                let d = d as usize;
+                known = known.checked_mul(d).ok_or("target shape overflows")?;
+                out.push(d);
+            }
+            d => return Err(format!("target shape {target:?}: invalid entry {d}")),
+        }
+    }
+    if let Some(i) = target.iter().position(|&d| d == -1) {
+        if known == 0 || !elems.is_multiple_of(known) {
+            return Err(format!(
+                "cannot reshape {from:?} ({elems} values) to {target:?}"
+            ));
+        }
+        out[i] = elems / known;
+    } else if known != elems {
+        return Err(format!(
+            "cannot reshape {from:?} ({elems} values) to {target:?}"
+        ));
+    }
+    Ok(out)
 }
 
 /// Number of elements of a shape, or an error on overflow.
@@ -157,14 +495,15 @@ impl Tensor {
             layer: label.clone(),
             msg,
         })?;
-        if let (
-            Layer::Dense {
-                units, use_bias, ..
-            },
-            Some(w),
-        ) = (&layer, &weights)
-        {
-            check_dense_weights(&label, shapes[0], *units, *use_bias, w)?;
+        match (
+            layer.weight_dims(shapes.first().copied().unwrap_or(&[])),
+            &weights,
+        ) {
+            (Some(dims), Some(w)) => check_dense_weights(&label, dims, w)?,
+            (None, Some(_)) => {
+                return Err(Error::Model(format!("layer {label:?} has no weights")));
+            }
+            _ => {}
         }
         Ok(Tensor(Rc::new(TensorNode {
             id: next_id(),
@@ -191,12 +530,9 @@ fn next_id() -> u64 {
 
 fn check_dense_weights(
     layer: &str,
-    in_shape: &[usize],
-    units: usize,
-    use_bias: bool,
+    (k, units, use_bias): (usize, usize, bool),
     w: &DenseWeights,
 ) -> Result<()> {
-    let k = *in_shape.last().unwrap_or(&0);
     let expected = k.checked_mul(units).ok_or_else(|| Error::Shape {
         layer: layer.into(),
         msg: "kernel size overflows".into(),
@@ -359,14 +695,11 @@ impl Model {
             let in_shape = node.inputs.first().map(|&j| nodes[j].shape.clone());
             let node = &mut nodes[i];
             node.shape = shape;
-            if let Layer::Dense {
-                units, use_bias, ..
-            } = node.layer
+            if let Some(dims @ (k, units, use_bias)) =
+                node.layer.weight_dims(&in_shape.unwrap_or_default())
             {
-                let in_shape = in_shape.unwrap_or_default();
-                let k = *in_shape.last().unwrap_or(&0);
                 match &node.weights {
-                    Some(w) => check_dense_weights(&node.name, &in_shape, units, use_bias, w)?,
+                    Some(w) => check_dense_weights(&node.name, dims, w)?,
                     None => {
                         node.weights = Some(DenseWeights {
                             kernel: init::glorot_uniform(k, units, 0x5eed ^ i as u64),
@@ -426,7 +759,8 @@ impl Model {
         self.nodes.iter().map(Node::count_params).sum()
     }
 
-    /// Replaces a Dense layer's weights (`kernel` is `K x units` row-major, as Keras stores it).
+    /// Replaces a Dense or Conv1D layer's weights (`kernel` row-major as Keras stores it:
+    /// `[K, units]` or `[kernel_size, in_channels, filters]`).
     pub fn set_weights(
         &mut self,
         name: &str,
@@ -444,17 +778,14 @@ impl Model {
             .map(|&j| self.nodes[j].shape.clone())
             .unwrap_or_default();
         let node = &mut self.nodes[i];
-        let Layer::Dense {
-            units, use_bias, ..
-        } = node.layer
-        else {
+        let Some(dims) = node.layer.weight_dims(&in_shape) else {
             return Err(Error::Model(format!(
                 "layer {name:?} ({}) has no weights",
                 node.layer.type_name()
             )));
         };
         let w = DenseWeights { kernel, bias };
-        check_dense_weights(name, &in_shape, units, use_bias, &w)?;
+        check_dense_weights(name, dims, &w)?;
         node.weights = Some(w);
         Ok(())
     }

@@ -8,17 +8,19 @@ mod drop_dropout;
 mod drop_linear;
 mod fuse_activations;
 mod prune;
+mod push_through_concat;
 mod split_activations;
 
 pub use drop_dropout::DropDropout;
 pub use drop_linear::DropLinear;
 pub use fuse_activations::FuseActivations;
 pub use prune::Prune;
+pub use push_through_concat::PushActivationThroughConcat;
 pub use split_activations::SplitActivations;
 
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
-use crate::model::{DenseWeights, Layer, Model};
+use crate::model::{DenseWeights, Layer, Model, Window, concat_axis};
 
 /// An op of the lowered graph.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +40,27 @@ pub enum Op<'m> {
     Dropout,
     /// A reshape to one axis: a view, no data moves.
     Flatten,
+    /// Any other reshape: also a view.
+    Reshape,
+    /// Unrolls the windows of `[len, ch]` into `[out, size * ch]` rows (zeros for padding), so
+    /// that a convolution is a Dense over them: im2col.
+    Im2col(Window),
+    /// Max or mean over each window of `[len, ch]`; `global` drops the length-1 step axis.
+    Pool {
+        /// Max (true) or mean (false; padding excluded from the count).
+        max: bool,
+        /// The window.
+        window: Window,
+        /// Output `[ch]` instead of `[1, ch]`.
+        global: bool,
+    },
+    /// Joins the inputs along a per-sample axis.
+    Concat {
+        /// Per-sample axis (0 = first non-batch axis).
+        axis: usize,
+    },
+    /// Elementwise sum of the inputs, in input order.
+    Add,
 }
 
 /// A node of the lowered graph.
@@ -73,36 +96,90 @@ pub trait Pass {
 }
 
 impl<'m> Graph<'m> {
-    /// Lowers a model: one node per layer, Dense activations into the Dense's epilogue.
+    /// Lowers a model: one node per layer (a Conv1D becomes im2col + Dense), activations into
+    /// the Dense's epilogue.
     pub fn from_model(m: &'m Model) -> Result<Graph<'m>> {
-        let nodes = m
-            .nodes()
-            .iter()
-            .map(|n| {
-                let op = match &n.layer {
-                    Layer::Input => Op::Input,
-                    Layer::Dense { activation, .. } => Op::Dense {
-                        weights: n.weights.as_ref().ok_or_else(|| {
-                            Error::Model(format!("layer {:?} has no weights", n.name))
-                        })?,
-                        acts: vec![*activation],
-                    },
-                    Layer::Activation(a) => Op::Activation(*a),
-                    Layer::Dropout { .. } => Op::Dropout,
-                    Layer::Flatten => Op::Flatten,
-                };
-                Ok(GNode {
-                    name: n.name.clone(),
-                    op,
-                    inputs: n.inputs.clone(),
-                    shape: n.shape.clone(),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut nodes: Vec<GNode<'m>> = Vec::with_capacity(m.nodes().len());
+        let mut map = vec![0usize; m.nodes().len()];
+        for (i, n) in m.nodes().iter().enumerate() {
+            let inputs: Vec<usize> = n.inputs.iter().map(|&j| map[j]).collect();
+            let in_shape: &[usize] = n
+                .inputs
+                .first()
+                .map_or(&[], |&j| m.nodes()[j].shape.as_slice());
+            let bad = |msg: String| Error::Pass { pass: "lower", msg };
+            let window = n.layer.window(in_shape).map_err(bad)?;
+            let weights = || {
+                n.weights
+                    .as_ref()
+                    .ok_or_else(|| Error::Model(format!("layer {:?} has no weights", n.name)))
+            };
+            let op = match &n.layer {
+                Layer::Input => Op::Input,
+                Layer::Dense { activation, .. } => Op::Dense {
+                    weights: weights()?,
+                    acts: vec![*activation],
+                },
+                Layer::Conv1D { activation, .. } => {
+                    let w = window.ok_or_else(|| bad("Conv1D without a window".into()))?;
+                    let mut inputs = inputs.clone();
+                    // A 1-tap, stride-1 convolution is a Dense over the steps: no im2col.
+                    if !(w.size == 1 && w.stride == 1 && w.pad_left == 0) {
+                        nodes.push(GNode {
+                            name: format!("{}.im2col", n.name),
+                            op: Op::Im2col(w),
+                            inputs,
+                            shape: vec![w.out, w.size * in_shape.get(1).copied().unwrap_or(0)],
+                        });
+                        inputs = vec![nodes.len() - 1];
+                    }
+                    nodes.push(GNode {
+                        name: n.name.clone(),
+                        op: Op::Dense {
+                            weights: weights()?,
+                            acts: vec![*activation],
+                        },
+                        inputs,
+                        shape: n.shape.clone(),
+                    });
+                    map[i] = nodes.len() - 1;
+                    continue;
+                }
+                Layer::Activation(a) => Op::Activation(*a),
+                Layer::Dropout { .. } => Op::Dropout,
+                Layer::Flatten => Op::Flatten,
+                Layer::Reshape { .. } => Op::Reshape,
+                Layer::MaxPooling1D { .. } | Layer::AveragePooling1D { .. } => Op::Pool {
+                    max: matches!(n.layer, Layer::MaxPooling1D { .. }),
+                    window: window.ok_or_else(|| bad("pooling without a window".into()))?,
+                    global: false,
+                },
+                Layer::GlobalMaxPooling1D | Layer::GlobalAveragePooling1D => {
+                    let len = in_shape.first().copied().unwrap_or(0);
+                    Op::Pool {
+                        max: n.layer == Layer::GlobalMaxPooling1D,
+                        window: Window::new(len, len, 1, 1, crate::model::Padding::Valid)
+                            .map_err(bad)?,
+                        global: true,
+                    }
+                }
+                Layer::Concatenate { axis } => Op::Concat {
+                    axis: concat_axis(*axis, in_shape.len()).map_err(bad)?,
+                },
+                Layer::Add => Op::Add,
+            };
+            nodes.push(GNode {
+                name: n.name.clone(),
+                op,
+                inputs,
+                shape: n.shape.clone(),
+            });
+            map[i] = nodes.len() - 1;
+        }
         let g = Graph {
             nodes,
-            input: m.input(),
-            output: m.output(),
+            input: map[m.input()],
+            output: map[m.output()],
         };
         g.check()
             .map_err(|msg| Error::Pass { pass: "lower", msg })?;
@@ -173,6 +250,41 @@ impl<'m> Graph<'m> {
                     [x] => vec![x.iter().product()],
                     _ => return Err(format!("{:?}: takes one input", node.name)),
                 },
+                Op::Reshape => match ins.as_slice() {
+                    [x] if x.iter().product::<usize>() == node.shape.iter().product::<usize>() => {
+                        node.shape.clone()
+                    }
+                    _ => return Err(format!("{:?}: reshape changes the size", node.name)),
+                },
+                Op::Im2col(w) => match ins.as_slice() {
+                    [[len, ch]] if *len == w.len => vec![w.out, w.size * ch],
+                    _ => return Err(format!("{:?}: im2col needs [{}, ch]", node.name, w.len)),
+                },
+                Op::Pool { window, global, .. } => match ins.as_slice() {
+                    [[len, ch]] if *len == window.len && *global => vec![*ch],
+                    [[len, ch]] if *len == window.len => vec![window.out, *ch],
+                    _ => {
+                        return Err(format!(
+                            "{:?}: pooling needs [{}, ch]",
+                            node.name, window.len
+                        ));
+                    }
+                },
+                Op::Concat { axis } => {
+                    let Some(first) = ins.first() else {
+                        return Err(format!("{:?}: concat without inputs", node.name));
+                    };
+                    let mut s = first.to_vec();
+                    if *axis >= s.len() {
+                        return Err(format!("{:?}: axis out of range", node.name));
+                    }
+                    s[*axis] = ins.iter().map(|x| x.get(*axis).copied().unwrap_or(0)).sum();
+                    s
+                }
+                Op::Add => match ins.as_slice() {
+                    [x, rest @ ..] if !rest.is_empty() && rest.iter().all(|r| r == x) => x.to_vec(),
+                    _ => return Err(format!("{:?}: add needs 2+ inputs of one shape", node.name)),
+                },
             };
             if expect != node.shape {
                 return Err(format!(
@@ -190,6 +302,7 @@ impl<'m> Graph<'m> {
 pub fn pipeline(fuse: bool) -> Vec<Box<dyn Pass>> {
     let mut passes: Vec<Box<dyn Pass>> = vec![Box::new(DropDropout), Box::new(DropLinear)];
     if fuse {
+        passes.push(Box::new(PushActivationThroughConcat));
         passes.push(Box::new(FuseActivations));
     } else {
         passes.push(Box::new(SplitActivations));

@@ -60,13 +60,37 @@ impl fmt::Display for Plan {
                         (format!("{kind}{inplace}"), act.to_string())
                     }
                     Kind::Copy => ("copy".into(), "-".into()),
+                    Kind::Im2col { w, .. } => (
+                        format!(
+                            "im2col k{} s{} d{} pad {}",
+                            w.size, w.stride, w.dilation, w.pad_left
+                        ),
+                        "-".into(),
+                    ),
+                    Kind::Pool { max, w, .. } => (
+                        format!(
+                            "{} pool {} s{}",
+                            if *max { "max" } else { "avg" },
+                            w.size,
+                            w.stride
+                        ),
+                        "-".into(),
+                    ),
+                    Kind::Concat { inner, .. } => {
+                        (format!("concat copy ({} inputs)", inner.len()), "-".into())
+                    }
+                    Kind::Add => (format!("add ({} inputs)", s.rest.len() + 1), "-".into()),
                 };
+                let mut srcs = loc(s.src, s.in_len);
+                for &(l, n) in &s.rest {
+                    srcs = format!("{srcs}, {}", loc(l, n));
+                }
                 [
                     i.to_string(),
                     s.name.clone(),
                     kernel,
                     epi,
-                    format!("{} -> {}", loc(s.src, s.in_len), loc(s.dst, s.out_len)),
+                    format!("{srcs} -> {}", loc(s.dst, s.out_len)),
                 ]
             })
             .collect();

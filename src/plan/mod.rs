@@ -24,7 +24,7 @@ pub use session::Session;
 
 use crate::error::{Error, Result};
 use crate::kernels::{self, Activation, EpOp, Isa, PackedB};
-use crate::model::{Model, checked_elems};
+use crate::model::{Model, Window, checked_elems};
 use crate::passes::{self, Graph, Op};
 use arena::Arena;
 
@@ -76,6 +76,25 @@ pub(crate) enum Kind {
         width: usize,
     },
     Copy,
+    /// Windows of `[len, ch]` unrolled into `[out, size * ch]` rows.
+    Im2col {
+        w: Window,
+        ch: usize,
+    },
+    /// Max or mean per window.
+    Pool {
+        max: bool,
+        w: Window,
+        ch: usize,
+    },
+    /// Per sample, `outer` blocks; block `o` is input 0's `o`-th `inner[0]` values, then
+    /// input 1's `o`-th `inner[1]` values, ...
+    Concat {
+        outer: usize,
+        inner: Vec<usize>,
+    },
+    /// Sum of the inputs, in order.
+    Add,
 }
 
 /// One scheduled step.
@@ -88,6 +107,8 @@ pub struct Step {
     /// Values per sample read and written.
     pub(crate) in_len: usize,
     pub(crate) out_len: usize,
+    /// Further inputs (Concat, Add) and their values per sample.
+    pub(crate) rest: Vec<(Loc, usize)>,
 }
 
 impl Step {
@@ -166,7 +187,7 @@ impl Plan {
         let mut bufs: Vec<usize> = Vec::new(); // buffer -> producing node
         for (i, node) in g.nodes.iter().enumerate() {
             buf_of[i] = match node.op {
-                Op::Flatten | Op::Dropout => buf_of[node.inputs[0]],
+                Op::Flatten | Op::Dropout | Op::Reshape => buf_of[node.inputs[0]],
                 _ => {
                     bufs.push(i);
                     bufs.len() - 1
@@ -217,7 +238,32 @@ impl Plan {
                     let in_place = loc[sb] != Loc::Input && last_use[sb] == i && size[sb] == len;
                     (Kind::Activation { act: *act, width }, in_place)
                 }
-                Op::Flatten | Op::Dropout => unreachable!("views have no buffer"),
+                Op::Im2col(w) => {
+                    let ch = g.nodes[node.inputs[0]].shape[1];
+                    (Kind::Im2col { w: *w, ch }, false)
+                }
+                Op::Pool { max, window, .. } => {
+                    let ch = g.nodes[node.inputs[0]].shape[1];
+                    (
+                        Kind::Pool {
+                            max: *max,
+                            w: *window,
+                            ch,
+                        },
+                        false,
+                    )
+                }
+                Op::Concat { axis } => {
+                    let outer = node.shape[..*axis].iter().product();
+                    let inner = node
+                        .inputs
+                        .iter()
+                        .map(|&j| g.nodes[j].shape[*axis..].iter().product())
+                        .collect();
+                    (Kind::Concat { outer, inner }, false)
+                }
+                Op::Add => (Kind::Add, false),
+                Op::Flatten | Op::Dropout | Op::Reshape => unreachable!("views have no buffer"),
             };
             let sb = src_buf.expect("steps have an input");
             if in_place {
@@ -229,6 +275,10 @@ impl Plan {
                 loc[b] = Loc::Arena(off);
                 size[b] = len;
             }
+            let mut rest = Vec::new();
+            for &j in node.inputs.iter().skip(1) {
+                rest.push((loc[buf_of[j]], elems(&g.nodes[j].shape, &node.name)?));
+            }
             steps.push(Step {
                 name: node.name.clone(),
                 kind,
@@ -236,6 +286,7 @@ impl Plan {
                 dst: loc[b],
                 in_len: elems(&g.nodes[node.inputs[0]].shape, &node.name)?,
                 out_len,
+                rest,
             });
             // Free every buffer whose last reader was this node.
             for (bb, &lu) in last_use.iter().enumerate() {
@@ -258,6 +309,7 @@ impl Plan {
                 dst: Loc::Arena(off),
                 in_len,
                 out_len,
+                rest: vec![],
             });
             output = Loc::Arena(off);
         }

@@ -3,6 +3,7 @@
 use super::{Kind, Loc, Plan};
 use crate::error::{Error, Result};
 use crate::kernels;
+use crate::model::Window;
 use std::sync::Arc;
 
 /// Run state for one [`Plan`]: owns the arena. One per thread; cheap to keep around.
@@ -80,12 +81,96 @@ impl Session {
                     let (a, c) = views(&mut self.arena, input, step.src, step.dst, il, ol);
                     c.copy_from_slice(a);
                 }
+                Kind::Im2col { w, ch } => {
+                    let (a, c) = views(&mut self.arena, input, step.src, step.dst, il, ol);
+                    for (x, y) in a
+                        .chunks_exact(step.in_len)
+                        .zip(c.chunks_exact_mut(step.out_len))
+                    {
+                        im2col(w, *ch, x, y);
+                    }
+                }
+                Kind::Pool { max, w, ch } => {
+                    let (a, c) = views(&mut self.arena, input, step.src, step.dst, il, ol);
+                    for (x, y) in a
+                        .chunks_exact(step.in_len)
+                        .zip(c.chunks_exact_mut(step.out_len))
+                    {
+                        pool(*max, w, *ch, x, y);
+                    }
+                }
+                Kind::Concat { outer, inner } => {
+                    let total: usize = inner.iter().sum();
+                    let mut offset = 0;
+                    let srcs =
+                        std::iter::once((step.src, step.in_len)).chain(step.rest.iter().copied());
+                    for ((src, len), &width) in srcs.zip(inner) {
+                        let (a, c) = views(&mut self.arena, input, src, step.dst, batch * len, ol);
+                        for (x, y) in a.chunks_exact(len).zip(c.chunks_exact_mut(step.out_len)) {
+                            for o in 0..*outer {
+                                y[o * total + offset..][..width]
+                                    .copy_from_slice(&x[o * width..][..width]);
+                            }
+                        }
+                        offset += width;
+                    }
+                }
+                Kind::Add => {
+                    let (a, c) = views(&mut self.arena, input, step.src, step.dst, il, ol);
+                    c.copy_from_slice(a);
+                    for &(src, len) in &step.rest {
+                        let (a, c) = views(&mut self.arena, input, src, step.dst, batch * len, ol);
+                        c.iter_mut().zip(a).for_each(|(y, x)| *y += x);
+                    }
+                }
             }
         }
         let Loc::Arena(o) = plan.output else {
             unreachable!("the plan copies an input-aliased output into the arena")
         };
         Ok(&self.arena[o..o + batch * plan.out_len])
+    }
+}
+
+/// One sample's windows, `[len, ch]` to `[out, size * ch]`; padding taps are zeros.
+fn im2col(w: &Window, ch: usize, x: &[f32], y: &mut [f32]) {
+    for (o, row) in y.chunks_exact_mut(w.size * ch).enumerate() {
+        for (t, tap) in row.chunks_exact_mut(ch).enumerate() {
+            match w.source(o, t) {
+                Some(i) => tap.copy_from_slice(&x[i * ch..][..ch]),
+                None => tap.fill(0.0),
+            }
+        }
+    }
+}
+
+/// One sample's pooling, `[len, ch]` to `[out, ch]`: taps in order; padding is skipped (max
+/// ignores it, mean divides by the real taps only, as Keras does). NaN wins a max.
+fn pool(max: bool, w: &Window, ch: usize, x: &[f32], y: &mut [f32]) {
+    for (o, out) in y.chunks_exact_mut(ch).enumerate() {
+        let mut taps = (0..w.size).filter_map(|t| w.source(o, t));
+        let Some(first) = taps.next() else {
+            out.fill(if max { f32::NEG_INFINITY } else { f32::NAN });
+            continue;
+        };
+        out.copy_from_slice(&x[first * ch..][..ch]);
+        let mut n = 1u32;
+        for i in taps {
+            n += 1;
+            for (acc, &v) in out.iter_mut().zip(&x[i * ch..][..ch]) {
+                *acc = if !max {
+                    *acc + v
+                } else if v > *acc || v.is_nan() {
+                    v
+                } else {
+                    *acc
+                };
+            }
+        }
+        if !max {
+            let n = n as f32;
+            out.iter_mut().for_each(|v| *v /= n);
+        }
     }
 }
 
