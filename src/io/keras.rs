@@ -1,4 +1,4 @@
-//! Keras 3 models: `.keras` archives (a zip of `config.json`, `metadata.json` and
+//! Keras 3 models (Dense and 1-D CNN layers): `.keras` archives (a zip of `config.json`, `metadata.json` and
 //! `model.weights.h5`) and `model.to_json()` configs with a `.weights.h5` file beside them.
 //!
 //! A layer class maps to a sinter [`Layer`] in one arm of `layer_spec`. Weights are
@@ -161,14 +161,14 @@ pub fn from_parts(config: &[u8], weights: &[u8], path: &Path) -> Result<Model> {
         let spec = &specs[s];
         let inputs = spec.inbound.iter().map(|n| index[n.as_str()]).collect();
         let weights = match (&spec.layer, groups.get(spec.name.as_str())) {
-            (Layer::Dense { use_bias, .. }, Some(group)) => Some(
+            (Layer::Dense { use_bias, .. } | Layer::Conv1D { use_bias, .. }, Some(group)) => Some(
                 dense_weights(&h5, group, *use_bias)
                     .map_err(|m| fail(format!("weights: layer {:?} ({group}): {m}", spec.name)))?,
             ),
-            (Layer::Dense { .. }, None) => {
+            (Layer::Dense { .. } | Layer::Conv1D { .. }, None) => {
                 return Err(fail(format!(
-                    "weights: no weights for Dense layer {:?}",
-                    spec.name
+                    "weights: no weights for {} layer {:?}",
+                    spec.class, spec.name
                 )));
             }
             (_, Some(group)) => {
@@ -456,6 +456,75 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
             }
             Layer::Activation(Activation::Softmax)
         }
+        "Conv1D" => {
+            channels_last(c).map_err(ctx)?;
+            if c.get("groups")
+                .and_then(Value::as_u64)
+                .is_some_and(|g| g != 1)
+            {
+                return Err(ctx("grouped convolutions are not supported".into()));
+            }
+            Layer::Conv1D {
+                filters: positive(c, "filters").map_err(ctx)?,
+                kernel_size: positive(c, "kernel_size").map_err(ctx)?,
+                strides: positive_or(c, "strides", 1).map_err(ctx)?,
+                padding: padding(c).map_err(ctx)?,
+                dilation_rate: positive_or(c, "dilation_rate", 1).map_err(ctx)?,
+                activation: activation(c.get("activation")).map_err(ctx)?,
+                use_bias: c.get("use_bias").and_then(Value::as_bool).unwrap_or(true),
+            }
+        }
+        "MaxPooling1D" | "AveragePooling1D" => {
+            channels_last(c).map_err(ctx)?;
+            let pool_size = positive_or(c, "pool_size", 2).map_err(ctx)?;
+            let strides = positive_or(c, "strides", pool_size).map_err(ctx)?;
+            let padding = padding(c).map_err(ctx)?;
+            if class == "MaxPooling1D" {
+                Layer::MaxPooling1D {
+                    pool_size,
+                    strides,
+                    padding,
+                }
+            } else {
+                Layer::AveragePooling1D {
+                    pool_size,
+                    strides,
+                    padding,
+                }
+            }
+        }
+        "GlobalMaxPooling1D" | "GlobalAveragePooling1D" => {
+            channels_last(c).map_err(ctx)?;
+            if c.get("keepdims").and_then(Value::as_bool) == Some(true) {
+                return Err(ctx("keepdims=True is not supported".into()));
+            }
+            if class == "GlobalMaxPooling1D" {
+                Layer::GlobalMaxPooling1D
+            } else {
+                Layer::GlobalAveragePooling1D
+            }
+        }
+        "Concatenate" => Layer::Concatenate {
+            axis: match c.get("axis") {
+                None | Some(Value::Null) => -1,
+                Some(a) => a
+                    .as_i64()
+                    .and_then(|a| isize::try_from(a).ok())
+                    .ok_or_else(|| ctx("axis is not an integer".into()))?,
+            },
+        },
+        "Add" => Layer::Add,
+        "Reshape" => Layer::Reshape {
+            target_shape: c
+                .get("target_shape")
+                .and_then(Value::as_array)
+                .filter(|a| a.len() <= 32)
+                .ok_or_else(|| ctx("target_shape is not a list".into()))?
+                .iter()
+                .map(|d| d.as_i64().and_then(|d| isize::try_from(d).ok()))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| ctx("target_shape has a non-integer entry".into()))?,
+        },
         "Functional" | "Sequential" | "Model" => {
             return Err(ctx("nested models are not supported".into()));
         }
@@ -468,6 +537,44 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
         shape,
         inbound: vec![],
     })
+}
+
+/// A positive integer option that Keras may write as `3` or `[3]`.
+fn positive(c: &Value, key: &str) -> std::result::Result<usize, String> {
+    match positive_or(c, key, 0)? {
+        0 => Err(format!("{key} is missing")),
+        v => Ok(v),
+    }
+}
+
+/// Like [`positive`], with a default for a missing or null option.
+fn positive_or(c: &Value, key: &str, default: usize) -> std::result::Result<usize, String> {
+    let v = match c.get(key) {
+        None | Some(Value::Null) => return Ok(default),
+        Some(Value::Array(a)) => match a.as_slice() {
+            [v] => v,
+            _ => return Err(format!("{key} {a:?}: expected one value (1-D)")),
+        },
+        Some(v) => v,
+    };
+    v.as_u64()
+        .and_then(|v| usize::try_from(v).ok())
+        .filter(|&v| v > 0 && v <= 1 << 24)
+        .ok_or_else(|| format!("{key} {v} is not a positive integer"))
+}
+
+fn padding(c: &Value) -> std::result::Result<crate::model::Padding, String> {
+    c.get("padding")
+        .and_then(Value::as_str)
+        .unwrap_or("valid")
+        .parse()
+}
+
+fn channels_last(c: &Value) -> std::result::Result<(), String> {
+    match c.get("data_format").and_then(Value::as_str) {
+        Some("channels_first") => Err("data_format channels_first is not supported".into()),
+        _ => Ok(()),
+    }
 }
 
 /// An activation as Keras serialises it: a name, or `{"class_name": .., "config": name}`.
@@ -570,13 +677,14 @@ fn dense_weights(
             .ok_or_else(|| format!("vars/{i} is missing"))
     };
     let kernel = get(0)?;
-    if kernel.shape.len() != 2 {
-        return Err(format!(
-            "kernel has shape {:?}, expected [in, units]",
-            kernel.shape
-        ));
-    }
-    let units = kernel.shape[1];
+    let units = match kernel.shape.as_slice() {
+        [_, units] | [_, _, units] => *units,
+        s => {
+            return Err(format!(
+                "kernel has shape {s:?}, expected [in, units] or [kernel_size, in, filters]"
+            ));
+        }
+    };
     let bias = if use_bias {
         let b = get(1)?;
         if b.shape != [units] {
@@ -611,7 +719,8 @@ fn topo_order(specs: &[Spec], output: &str) -> std::result::Result<Vec<usize>, S
                 s.name
             ));
         }
-        if s.layer != Layer::Input && s.inbound.len() != 1 {
+        let multi = matches!(s.layer, Layer::Add | Layer::Concatenate { .. });
+        if s.layer != Layer::Input && !(s.inbound.len() == 1 || multi && !s.inbound.is_empty()) {
             return Err(format!(
                 "layer {:?} has {} inputs, expected 1",
                 s.name,
