@@ -269,10 +269,17 @@ struct Walk {
     seen: HashSet<u64>,
     out: Vec<(String, Target)>,
     name_bytes: usize,
+    /// B-tree child pointers followed so far; overlapping nodes could otherwise make the walk
+    /// quadratic in the file size.
+    children: usize,
 }
 
 impl Walk {
     fn push(&mut self, name: String, target: Target) -> Res<()> {
+        // HDF5 forbids these, and a path could never name such a member.
+        if name.is_empty() || name.contains('/') {
+            return Err(format!("invalid link name {name:?}"));
+        }
         self.name_bytes = self.name_bytes.saturating_add(name.len());
         if self.out.len() >= MAX_MEMBERS || self.name_bytes > MAX_NAME_BYTES {
             return Err(format!(
@@ -611,6 +618,7 @@ impl<'a> File<'a> {
                 seen: HashSet::new(),
                 out: Vec::new(),
                 name_bytes: 0,
+                children: 0,
             };
             self.group_btree(btree, &heap, &mut walk, 0, None)?;
             return Ok(Some(walk.out));
@@ -631,6 +639,7 @@ impl<'a> File<'a> {
             seen: HashSet::new(),
             out: Vec::new(),
             name_bytes: 0,
+            children: 0,
         };
         for m in msgs.iter().filter(|m| m.kind == MSG_LINK) {
             let (name, target) = self.link(m)?;
@@ -713,6 +722,12 @@ impl<'a> File<'a> {
         let entries = c.u16()?;
         self.addr(&mut c)?; // left sibling
         self.addr(&mut c)?; // right sibling
+        walk.children = walk.children.saturating_add(usize::from(entries));
+        if walk.children > MAX_MEMBERS {
+            return Err(c.err(format_args!(
+                "more than {MAX_MEMBERS} B-tree entries in one group"
+            )));
+        }
         let mut children = Vec::new();
         for _ in 0..entries {
             self.length(&mut c)?; // key: heap offset of the largest name in the child
@@ -1451,22 +1466,27 @@ mod tests {
         assert_eq!(values(&f, "layers/dense/vars/1").0, [3]);
     }
 
-    /// Reads everything reachable, ignoring errors; only panics and hangs fail.
-    fn walk(f: &File<'_>, path: &str, depth: usize) {
+    /// Reads everything reachable, ignoring errors; only panics and hangs fail. `budget` caps
+    /// the calls: a corrupt hard link back to an ancestor makes the tree infinite.
+    fn walk(f: &File<'_>, path: &str, depth: usize, budget: &mut usize) {
+        if *budget == 0 {
+            return;
+        }
+        *budget -= 1;
         let _ = f.dataset(path);
         let _ = f.attr_string(path, "name");
         if depth < 6
             && let Ok(members) = f.members(path)
         {
             for m in members.iter().take(64) {
-                walk(f, &format!("{path}/{m}"), depth + 1);
+                walk(f, &format!("{path}/{m}"), depth + 1, budget);
             }
         }
     }
 
     fn parse_and_walk(bytes: &[u8]) {
         if let Ok(f) = File::parse(bytes) {
-            walk(&f, "", 0);
+            walk(&f, "", 0, &mut 400);
         }
     }
 
@@ -1587,5 +1607,45 @@ mod tests {
                 cont - 8
             )
         );
+    }
+
+    /// Random multi-byte corruptions of every fixture; run with `--ignored` for a longer soak.
+    #[test]
+    #[ignore]
+    fn soak_random_corruptions() {
+        let rounds: usize = std::env::var("HDF5_SOAK_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for name in [
+            "basic.h5",
+            "many.h5",
+            "latest.h5",
+            "chunked.h5",
+            "keras_tiny.weights.h5",
+        ] {
+            let bytes = fixture(name);
+            for _ in 0..rounds {
+                let mut bad = bytes.clone();
+                for _ in 0..1 + next() % 8 {
+                    let i = (next() % bad.len() as u64) as usize;
+                    bad[i] = match next() % 4 {
+                        0 => 0,
+                        1 => 0xff,
+                        _ => next() as u8,
+                    };
+                }
+                parse_and_walk(&bad);
+                let cut = (next() % bad.len() as u64) as usize;
+                parse_and_walk(&bad[..cut]);
+            }
+        }
     }
 }
