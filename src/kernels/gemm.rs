@@ -104,7 +104,7 @@ impl GemmCall<'_> {
     /// Checks every extent the unsafe driver relies on.
     pub(crate) fn check(&self) {
         let (m, k, n) = (self.m, self.b.k, self.b.n);
-        assert!(self.lda >= k && self.ldc >= n, "strides");
+        assert!(self.ldc >= n && (self.lda > 0 || m <= 1), "strides");
         if m > 0 {
             assert!(self.a.len() >= (m - 1) * self.lda + k, "A too short");
             assert!(self.c_len >= (m - 1) * self.ldc + n, "C too short");

@@ -159,19 +159,51 @@ impl FromStr for Isa {
 /// If slice lengths disagree with the shapes, `w` was packed for another tier, or `isa` is
 /// not available on this CPU. Plans check all of this when they are compiled.
 pub fn dense(isa: Isa, m: usize, a: &[f32], w: &PackedB, c: &mut [f32], ops: &[EpOp]) {
-    let panels = w.n().div_ceil(w.nr());
-    let mut g = GemmCall {
-        m,
-        a,
-        lda: w.k(),
-        b: w,
-        c: c.as_mut_ptr(),
-        c_len: c.len(),
-        ldc: w.n(),
-        ops,
-        panels: 0..panels,
-    };
-    run(isa, &mut g);
+    dense_strided(isa, m, Strided::new(a, w.k(), c, w.n()), w, ops);
+}
+
+/// `A` and `C` with row strides: row `r` of `A` starts at `a[r * lda]`, row `r` of `C` at
+/// `c[r * ldc]`. `lda` may be smaller than K: rows then overlap, which is how a stride-1
+/// convolution reads its windows straight from the (padded) input, an implicit im2col. `ldc`
+/// larger than N writes into a wider buffer, e.g. this layer's slice of a concatenation.
+pub struct Strided<'a, 'c> {
+    a: &'a [f32],
+    lda: usize,
+    c: &'c mut [f32],
+    ldc: usize,
+}
+
+impl<'a, 'c> Strided<'a, 'c> {
+    /// Operands with their row strides.
+    pub fn new(a: &'a [f32], lda: usize, c: &'c mut [f32], ldc: usize) -> Self {
+        Strided { a, lda, c, ldc }
+    }
+}
+
+impl<'a> GemmCall<'a> {
+    /// A call over all column panels; `check` validates it before any unsafe code runs.
+    fn new(m: usize, s: Strided<'a, '_>, w: &'a PackedB, ops: &'a [EpOp]) -> Self {
+        GemmCall {
+            m,
+            a: s.a,
+            lda: s.lda,
+            b: w,
+            c: s.c.as_mut_ptr(),
+            c_len: s.c.len(),
+            ldc: s.ldc,
+            ops,
+            panels: 0..w.n().div_ceil(w.nr()),
+        }
+    }
+}
+
+/// [`dense`] with row strides (see [`Strided`]): `A` rows may overlap (`lda < K`), `C` rows
+/// may be spaced wider than N. Same bits as [`dense`] on the same values.
+///
+/// # Panics
+/// As [`dense`]; also if `lda == 0` with `m > 1`, or `ldc < N`.
+pub fn dense_strided(isa: Isa, m: usize, s: Strided<'_, '_>, w: &PackedB, ops: &[EpOp]) {
+    run(isa, &mut GemmCall::new(m, s, w, ops));
 }
 
 fn run(isa: Isa, g: &mut GemmCall<'_>) {
@@ -205,12 +237,7 @@ fn run(isa: Isa, g: &mut GemmCall<'_>) {
 /// whole rows.
 pub struct ColumnParts<'a> {
     isa: Isa,
-    m: usize,
-    a: &'a [f32],
-    w: &'a PackedB,
-    c: *mut f32,
-    c_len: usize,
-    ops: &'a [EpOp],
+    call: GemmCall<'a>,
     parts: usize,
 }
 
@@ -228,9 +255,8 @@ impl<'a> ColumnParts<'a> {
     pub fn new(
         isa: Isa,
         m: usize,
-        a: &'a [f32],
+        s: Strided<'a, 'a>,
         w: &'a PackedB,
-        c: &'a mut [f32],
         ops: &'a [EpOp],
         parts: usize,
     ) -> Self {
@@ -238,30 +264,10 @@ impl<'a> ColumnParts<'a> {
             gemm::split_ops(ops).1.is_empty(),
             "row-wise epilogues cannot be split by columns"
         );
-        let panels = w.n().div_ceil(w.nr());
-        let parts = parts.clamp(1, panels.max(1));
-        let g = GemmCall {
-            m,
-            a,
-            lda: w.k(),
-            b: w,
-            c: c.as_mut_ptr(),
-            c_len: c.len(),
-            ldc: w.n(),
-            ops,
-            panels: 0..panels,
-        };
-        g.check();
-        ColumnParts {
-            isa,
-            m,
-            a,
-            w,
-            c: g.c,
-            c_len: g.c_len,
-            ops,
-            parts,
-        }
+        let call = GemmCall::new(m, s, w, ops);
+        call.check();
+        let parts = parts.clamp(1, call.panels.end.max(1));
+        ColumnParts { isa, call, parts }
     }
 
     /// Number of parts.
@@ -277,17 +283,10 @@ impl<'a> ColumnParts<'a> {
     /// Computes part `i` (panels `i * P / parts .. (i + 1) * P / parts`).
     pub fn part(&self, i: usize) {
         assert!(i < self.parts, "part index");
-        let panels = self.w.n().div_ceil(self.w.nr());
+        let panels = self.call.panels.end;
         let mut g = GemmCall {
-            m: self.m,
-            a: self.a,
-            lda: self.w.k(),
-            b: self.w,
-            c: self.c,
-            c_len: self.c_len,
-            ldc: self.w.n(),
-            ops: self.ops,
             panels: i * panels / self.parts..(i + 1) * panels / self.parts,
+            ..self.call
         };
         run(self.isa, &mut g);
     }

@@ -33,6 +33,17 @@ pub enum Op<'m> {
         weights: &'m DenseWeights,
         /// Activations applied after the bias, in order.
         acts: Vec<Activation>,
+        /// A stride-`s` convolution read straight from `[steps, ch]`: GEMM row `o` is the
+        /// `K = size * ch` values from step `o * s` on (an implicit im2col; the input is
+        /// already padded). `None` for a plain Dense over the last axis.
+        conv: Option<ConvRows>,
+    },
+    /// Zero steps before and after `[steps, ch]`: a convolution's padding.
+    Pad {
+        /// Steps added before.
+        left: usize,
+        /// Steps added after.
+        right: usize,
     },
     /// A separate activation pass.
     Activation(Activation),
@@ -61,6 +72,15 @@ pub enum Op<'m> {
     },
     /// Elementwise sum of the inputs, in input order.
     Add,
+}
+
+/// Geometry of an implicit-im2col convolution (see [`Op::Dense`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvRows {
+    /// Taps per window.
+    pub size: usize,
+    /// Steps between windows.
+    pub stride: usize,
 }
 
 /// A node of the lowered graph.
@@ -119,17 +139,43 @@ impl<'m> Graph<'m> {
                 Layer::Dense { activation, .. } => Op::Dense {
                     weights: weights()?,
                     acts: vec![*activation],
+                    conv: None,
                 },
                 Layer::Conv1D { activation, .. } => {
                     let w = window.ok_or_else(|| bad("Conv1D without a window".into()))?;
+                    let ch = in_shape.get(1).copied().unwrap_or(0);
                     let mut inputs = inputs.clone();
-                    // A 1-tap, stride-1 convolution is a Dense over the steps: no im2col.
-                    if !(w.size == 1 && w.stride == 1 && w.pad_left == 0) {
+                    let mut conv = None;
+                    if w.dilation == 1 {
+                        // Windows are contiguous: pad once, then read them in place.
+                        // Steps the windows cover, in padded coordinates.
+                        let span = (w.out - 1) * w.stride + w.size;
+                        let padded = (w.pad_left + w.len).max(span);
+                        let right = padded - (w.pad_left + w.len);
+                        if w.pad_left > 0 || right > 0 {
+                            nodes.push(GNode {
+                                name: format!("{}.pad", n.name),
+                                op: Op::Pad {
+                                    left: w.pad_left,
+                                    right,
+                                },
+                                inputs,
+                                shape: vec![padded, ch],
+                            });
+                            inputs = vec![nodes.len() - 1];
+                        }
+                        if !(w.size == 1 && w.stride == 1) {
+                            conv = Some(ConvRows {
+                                size: w.size,
+                                stride: w.stride,
+                            });
+                        }
+                    } else {
                         nodes.push(GNode {
                             name: format!("{}.im2col", n.name),
                             op: Op::Im2col(w),
                             inputs,
-                            shape: vec![w.out, w.size * in_shape.get(1).copied().unwrap_or(0)],
+                            shape: vec![w.out, w.size * ch],
                         });
                         inputs = vec![nodes.len() - 1];
                     }
@@ -138,6 +184,7 @@ impl<'m> Graph<'m> {
                         op: Op::Dense {
                             weights: weights()?,
                             acts: vec![*activation],
+                            conv,
                         },
                         inputs,
                         shape: n.shape.clone(),
@@ -227,21 +274,35 @@ impl<'m> Graph<'m> {
                     }
                     continue;
                 }
-                Op::Dense { weights, .. } => {
+                Op::Dense { weights, conv, .. } => {
                     let [x] = ins.as_slice() else {
                         return Err(format!("{:?}: Dense takes one input", node.name));
                     };
-                    let k = *x.last().unwrap_or(&0);
                     let units = node.shape.last().copied().unwrap_or(0);
+                    let (k, s) = match (conv, x) {
+                        (None, _) => {
+                            let mut s = x.to_vec();
+                            if let Some(l) = s.last_mut() {
+                                *l = units;
+                            }
+                            (*x.last().unwrap_or(&0), s)
+                        }
+                        (Some(c), [steps, ch]) if *steps >= c.size && c.stride > 0 => {
+                            (c.size * ch, vec![(steps - c.size) / c.stride + 1, units])
+                        }
+                        (Some(_), _) => {
+                            return Err(format!("{:?}: convolution input {x:?}", node.name));
+                        }
+                    };
                     if weights.kernel.len() != k * units {
                         return Err(format!("{:?}: kernel is not {k} x {units}", node.name));
                     }
-                    let mut s = x.to_vec();
-                    if let Some(l) = s.last_mut() {
-                        *l = units;
-                    }
                     s
                 }
+                Op::Pad { left, right } => match ins.as_slice() {
+                    [[steps, ch]] => vec![steps + left + right, *ch],
+                    _ => return Err(format!("{:?}: pad needs [steps, ch]", node.name)),
+                },
                 Op::Activation(_) | Op::Dropout => match ins.as_slice() {
                     [x] => x.to_vec(),
                     _ => return Err(format!("{:?}: takes one input", node.name)),

@@ -43,13 +43,25 @@ impl fmt::Display for Plan {
             .enumerate()
             .map(|(i, s)| {
                 let (kernel, epi) = match &s.kind {
-                    Kind::Dense { w, ops, .. } => {
+                    Kind::Dense {
+                        w,
+                        ops,
+                        conv,
+                        col,
+                        ldc,
+                        ..
+                    } => {
                         let tile = format!("{}x{}", self.isa.mr_for(w.nr()), w.nr());
-                        (
-                            format!("gemm {}x{} ({tile} tiles)", w.k(), w.n()),
-                            epilogue(ops),
-                        )
+                        let mut kernel = format!("gemm {}x{} ({tile} tiles)", w.k(), w.n());
+                        if conv.is_some() {
+                            kernel = format!("conv {kernel}, implicit im2col");
+                        }
+                        if *ldc != w.n() {
+                            kernel = format!("{kernel} -> concat cols {col}..{}", col + w.n());
+                        }
+                        (kernel, epilogue(ops))
                     }
+                    Kind::Pad { left, right, .. } => (format!("pad {left}+{right}"), "-".into()),
                     Kind::Activation { act, .. } => {
                         let kind = if act.is_row_wise() {
                             "row pass"

@@ -23,7 +23,7 @@ mod session;
 pub use session::Session;
 
 use crate::error::{Error, Result};
-use crate::kernels::{self, Activation, EpOp, Isa, PackedB};
+use crate::kernels::{self, Activation, EpOp, Isa, PackedB, Strided};
 use crate::model::{Model, Window, checked_elems};
 use crate::passes::{self, Graph, Op};
 use arena::Arena;
@@ -69,6 +69,19 @@ pub(crate) enum Kind {
         ops: Vec<EpOp>,
         /// GEMM rows per sample (1 unless the input has extra axes).
         rows: usize,
+        /// `Some(lda)`: an implicit-im2col convolution, one GEMM per sample whose rows start
+        /// `lda` values apart in the (padded) input.
+        conv: Option<usize>,
+        /// Row stride of the destination: N, or the width of the concat this layer writes into.
+        ldc: usize,
+        /// First destination column (this layer's offset in that concat).
+        col: usize,
+    },
+    /// Zero steps around each sample's `[steps, ch]`.
+    Pad {
+        left: usize,
+        right: usize,
+        ch: usize,
     },
     Activation {
         act: Activation,
@@ -181,17 +194,55 @@ impl Plan {
                 })
         };
 
-        // Buffers: one per value that a step writes; Flatten aliases its input's buffer.
+        // Concat elision: a last-axis concat whose inputs are GEMMs read by nothing else gets
+        // no step; each GEMM writes its columns of the concat buffer (row stride = its width).
         let n = g.nodes.len();
-        let mut buf_of = vec![usize::MAX; n];
-        let mut bufs: Vec<usize> = Vec::new(); // buffer -> producing node
+        let mut into: Vec<Option<(usize, usize)>> = vec![None; n];
+        let mut elided = vec![false; n];
         for (i, node) in g.nodes.iter().enumerate() {
-            buf_of[i] = match node.op {
-                Op::Flatten | Op::Dropout | Op::Reshape => buf_of[node.inputs[0]],
-                _ => {
-                    bufs.push(i);
-                    bufs.len() - 1
+            let Op::Concat { axis } = node.op else {
+                continue;
+            };
+            let mut distinct = node.inputs.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let ok = axis + 1 == node.shape.len()
+                && distinct.len() == node.inputs.len()
+                && node
+                    .inputs
+                    .iter()
+                    .all(|&p| matches!(g.nodes[p].op, Op::Dense { .. }) && g.consumers(p) == 1);
+            if ok {
+                let mut col = 0;
+                for &p in &node.inputs {
+                    into[p] = Some((i, col));
+                    col += g.nodes[p].shape[axis];
                 }
+                elided[i] = true;
+            }
+        }
+        let is_view = |i: usize| {
+            elided[i] || matches!(g.nodes[i].op, Op::Flatten | Op::Dropout | Op::Reshape)
+        };
+
+        // Buffers: one per value a step writes; views share their input's, concat producers
+        // share the concat's.
+        let mut buf_of = vec![usize::MAX; n];
+        let mut bufs: Vec<usize> = Vec::new(); // buffer -> node whose shape sizes it
+        for (i, node) in g.nodes.iter().enumerate() {
+            buf_of[i] = if let Some((c, _)) = into[i] {
+                if buf_of[c] == usize::MAX {
+                    bufs.push(c);
+                    buf_of[c] = bufs.len() - 1;
+                }
+                buf_of[c]
+            } else if elided[i] {
+                buf_of[i]
+            } else if is_view(i) {
+                buf_of[node.inputs[0]]
+            } else {
+                bufs.push(i);
+                bufs.len() - 1
             };
         }
         let mut last_use = vec![0usize; bufs.len()];
@@ -203,39 +254,72 @@ impl Plan {
         last_use[buf_of[g.output]] = usize::MAX;
 
         let mut arena = Arena::default();
-        let mut loc = vec![Loc::Input; bufs.len()];
+        let mut loc: Vec<Option<Loc>> = vec![None; bufs.len()];
         let mut size = vec![0usize; bufs.len()];
         let mut steps = Vec::new();
         for (i, node) in g.nodes.iter().enumerate() {
-            let b = buf_of[i];
-            if bufs[b] != i {
-                continue; // a view
+            if is_view(i) {
+                continue;
             }
-            let out_len = elems(&node.shape, &node.name)?;
+            let b = buf_of[i];
+            let out_len = elems(&g.nodes[bufs[b]].shape, &node.name)?;
             let len = out_len * opts.max_batch;
             let src_buf = node.inputs.first().map(|&j| buf_of[j]);
             let (kind, in_place) = match &node.op {
                 Op::Input => {
-                    loc[b] = Loc::Input;
+                    loc[b] = Some(Loc::Input);
                     continue;
                 }
-                Op::Dense { weights, acts } => {
+                Op::Dense {
+                    weights,
+                    acts,
+                    conv,
+                } => {
                     let x = &g.nodes[node.inputs[0]].shape;
-                    let k = *x.last().expect("checked rank");
                     let units = *node.shape.last().expect("checked rank");
+                    let (k, lda) = match conv {
+                        Some(c) => (c.size * x[1], Some(c.stride * x[1])),
+                        None => (*x.last().expect("checked rank"), None),
+                    };
                     let w = PackedB::pack(isa, &weights.kernel, weights.bias.as_deref(), k, units);
                     let mut ops = Vec::new();
                     if weights.bias.is_some() {
                         ops.push(EpOp::Bias);
                     }
                     ops.extend(acts.iter().map(|&a| EpOp::Act(a)));
-                    let rows = out_len / units;
-                    (Kind::Dense { w, ops, rows }, false)
+                    let rows = checked_elems(&node.shape).unwrap_or(0) / units;
+                    let (ldc, col) = match into[i] {
+                        Some((c, col)) => (*g.nodes[c].shape.last().expect("rank"), col),
+                        None => (units, 0),
+                    };
+                    (
+                        Kind::Dense {
+                            w,
+                            ops,
+                            rows,
+                            conv: lda,
+                            ldc,
+                            col,
+                        },
+                        false,
+                    )
+                }
+                Op::Pad { left, right } => {
+                    let ch = node.shape[1];
+                    (
+                        Kind::Pad {
+                            left: *left,
+                            right: *right,
+                            ch,
+                        },
+                        false,
+                    )
                 }
                 Op::Activation(act) => {
                     let width = *node.shape.last().expect("checked rank");
                     let sb = src_buf.expect("activation has an input");
-                    let in_place = loc[sb] != Loc::Input && last_use[sb] == i && size[sb] == len;
+                    let in_place =
+                        loc[sb] != Some(Loc::Input) && last_use[sb] == i && size[sb] == len;
                     (Kind::Activation { act: *act, width }, in_place)
                 }
                 Op::Im2col(w) => {
@@ -263,27 +347,29 @@ impl Plan {
                     (Kind::Concat { outer, inner }, false)
                 }
                 Op::Add => (Kind::Add, false),
-                Op::Flatten | Op::Dropout | Op::Reshape => unreachable!("views have no buffer"),
+                Op::Flatten | Op::Dropout | Op::Reshape => unreachable!("views have no step"),
             };
             let sb = src_buf.expect("steps have an input");
+            let src_loc = loc[sb].expect("inputs are written before they are read");
             if in_place {
-                loc[b] = loc[sb];
+                loc[b] = Some(src_loc);
                 size[b] = len;
                 last_use[sb] = usize::MAX; // the block now belongs to b
-            } else {
+            } else if loc[b].is_none() {
                 let off = arena.alloc(len);
-                loc[b] = Loc::Arena(off);
+                loc[b] = Some(Loc::Arena(off));
                 size[b] = len;
             }
             let mut rest = Vec::new();
             for &j in node.inputs.iter().skip(1) {
-                rest.push((loc[buf_of[j]], elems(&g.nodes[j].shape, &node.name)?));
+                let l = loc[buf_of[j]].expect("inputs are written before they are read");
+                rest.push((l, elems(&g.nodes[j].shape, &node.name)?));
             }
             steps.push(Step {
                 name: node.name.clone(),
                 kind,
-                src: loc[sb],
-                dst: loc[b],
+                src: src_loc,
+                dst: loc[b].expect("just set"),
                 in_len: elems(&g.nodes[node.inputs[0]].shape, &node.name)?,
                 out_len,
                 rest,
@@ -291,7 +377,7 @@ impl Plan {
             // Free every buffer whose last reader was this node.
             for (bb, &lu) in last_use.iter().enumerate() {
                 if lu == i
-                    && let Loc::Arena(off) = loc[bb]
+                    && let Some(Loc::Arena(off)) = loc[bb]
                 {
                     arena.release(off, size[bb]);
                 }
@@ -299,7 +385,7 @@ impl Plan {
         }
         let in_len = elems(model.input_shape(), "input")?;
         let out_len = elems(&g.nodes[g.output].shape, "output")?;
-        let mut output = loc[buf_of[g.output]];
+        let mut output = loc[buf_of[g.output]].expect("the output is written");
         if output == Loc::Input {
             let off = arena.alloc(out_len * opts.max_batch);
             steps.push(Step {
@@ -426,28 +512,48 @@ impl Plan {
         Ok(s.run(input)?.to_vec())
     }
 
-    /// Runs one Dense step on `m` rows, splitting it over the plan's threads when it is big
-    /// enough: by column panels (each thread streams only its share of the weights; measured
-    /// 1.89x on 2 threads for mnist-mlp at batch 256 against 1.74x for a row split), or by
-    /// rows when a row-wise epilogue needs whole rows. Either split leaves every output's FMA
-    /// chain intact.
-    pub(crate) fn exec_dense(&self, w: &PackedB, ops: &[EpOp], m: usize, a: &[f32], c: &mut [f32]) {
+    /// Runs one Dense step on `m` rows (`A` rows `lda` apart, `C` rows `ldc` apart), splitting
+    /// it over the plan's threads when it is big enough: by column panels (each thread streams
+    /// only its share of the weights; measured 1.89x on 2 threads for mnist-mlp at batch 256
+    /// against 1.74x for a row split), or by rows when a row-wise epilogue needs whole rows.
+    /// Either split leaves every output's FMA chain intact.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn exec_dense(
+        &self,
+        w: &PackedB,
+        ops: &[EpOp],
+        m: usize,
+        a: &[f32],
+        lda: usize,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
         let (k, n) = (w.k(), w.n());
-        let (a, c) = (&a[..m * k], &mut c[..m * n]);
+        if m == 0 {
+            return;
+        }
+        let (a, c) = (&a[..(m - 1) * lda + k], &mut c[..(m - 1) * ldc + n]);
         let mr = self.isa.mr_for(w.nr());
         let Some(pool) = self
             .pool
             .as_ref()
             .filter(|_| 2 * m * k * n >= PARALLEL_FLOPS)
         else {
-            return kernels::dense(self.isa, m, a, w, c, ops);
+            return kernels::dense_strided(self.isa, m, Strided::new(a, lda, c, ldc), w, ops);
         };
         let panels = n.div_ceil(w.nr());
         let row_wise = ops
             .iter()
             .any(|op| matches!(op, EpOp::Act(act) if act.is_row_wise()));
         if panels >= 2 && !row_wise {
-            let parts = kernels::ColumnParts::new(self.isa, m, a, w, c, ops, self.threads);
+            let parts = kernels::ColumnParts::new(
+                self.isa,
+                m,
+                Strided::new(a, lda, c, ldc),
+                w,
+                ops,
+                self.threads,
+            );
             pool.install(|| {
                 use rayon::prelude::*;
                 (0..parts.len()).into_par_iter().for_each(|i| parts.part(i));
@@ -457,12 +563,50 @@ impl Plan {
             let rows = m.div_ceil(parts).div_ceil(mr) * mr;
             pool.install(|| {
                 use rayon::prelude::*;
-                c.par_chunks_mut(rows * n)
-                    .zip(a.par_chunks(rows * k))
-                    .for_each(|(c, a)| kernels::dense(self.isa, a.len() / k, a, w, c, ops));
+                c.par_chunks_mut(rows * ldc).enumerate().for_each(|(i, c)| {
+                    let r = rows.min(m - i * rows);
+                    let s = Strided::new(&a[i * rows * lda..], lda, c, ldc);
+                    kernels::dense_strided(self.isa, r, s, w, ops);
+                });
             });
         } else {
-            kernels::dense(self.isa, m, a, w, c, ops);
+            kernels::dense_strided(self.isa, m, Strided::new(a, lda, c, ldc), w, ops);
+        }
+    }
+
+    /// A convolution step: per sample, `rows` GEMM rows read `lda` apart from that sample's
+    /// `in_len` (padded) input values; samples go to different threads when the step is big.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn exec_conv(
+        &self,
+        w: &PackedB,
+        ops: &[EpOp],
+        (rows, lda): (usize, usize),
+        (a, in_len): (&[f32], usize),
+        (c, out_len): (&mut [f32], usize),
+        (ldc, col): (usize, usize),
+    ) {
+        let sample = |a: &[f32], c: &mut [f32]| {
+            let s = Strided::new(a, lda, &mut c[col..], ldc);
+            kernels::dense_strided(self.isa, rows, s, w, ops);
+        };
+        let batch = a.len() / in_len.max(1);
+        let flops = 2 * batch * rows * w.k() * w.n();
+        match self
+            .pool
+            .as_ref()
+            .filter(|_| batch >= 2 && flops >= PARALLEL_FLOPS)
+        {
+            Some(pool) => pool.install(|| {
+                use rayon::prelude::*;
+                a.par_chunks(in_len)
+                    .zip(c.par_chunks_mut(out_len))
+                    .for_each(|(a, c)| sample(a, c));
+            }),
+            None => a
+                .chunks(in_len)
+                .zip(c.chunks_mut(out_len))
+                .for_each(|(a, c)| sample(a, c)),
         }
     }
 }

@@ -56,9 +56,41 @@ impl Session {
         for step in &plan.steps {
             let (il, ol) = (batch * step.in_len, batch * step.out_len);
             match &step.kind {
-                Kind::Dense { w, ops, rows } => {
+                Kind::Dense {
+                    w,
+                    ops,
+                    rows,
+                    conv,
+                    ldc,
+                    col,
+                } => {
                     let (a, c) = views(&mut self.arena, input, step.src, step.dst, il, ol);
-                    plan.exec_dense(w, ops, batch * rows, a, c);
+                    match conv {
+                        None => {
+                            plan.exec_dense(w, ops, batch * rows, a, w.k(), &mut c[*col..], *ldc)
+                        }
+                        Some(lda) => plan.exec_conv(
+                            w,
+                            ops,
+                            (*rows, *lda),
+                            (a, step.in_len),
+                            (c, step.out_len),
+                            (*ldc, *col),
+                        ),
+                    }
+                }
+                Kind::Pad { left, right, ch } => {
+                    let (a, c) = views(&mut self.arena, input, step.src, step.dst, il, ol);
+                    for (x, y) in a
+                        .chunks_exact(step.in_len)
+                        .zip(c.chunks_exact_mut(step.out_len))
+                    {
+                        let (head, rest) = y.split_at_mut(left * ch);
+                        let (body, tail) = rest.split_at_mut(x.len());
+                        head.fill(0.0);
+                        body.copy_from_slice(x);
+                        tail[..right * ch].fill(0.0);
+                    }
                 }
                 Kind::Activation { act, width } => {
                     let data = if step.src == step.dst {
