@@ -169,16 +169,16 @@ fn fixture(name: &str) -> String {
     p.to_str().unwrap().to_string()
 }
 
-/// Model files of every golden case, each once.
+/// Model files of every golden case (dense and conv manifests), each once.
 fn fixture_models() -> Vec<String> {
-    let text = std::fs::read_to_string(fixture("manifest.json")).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let mut models: Vec<String> = v["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["model"].as_str().unwrap().to_string())
-        .collect();
+    let mut models = vec![];
+    for sub in ["", "conv/"] {
+        let text = std::fs::read_to_string(fixture(&format!("{sub}manifest.json"))).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for c in v["cases"].as_array().unwrap() {
+            models.push(format!("{sub}{}", c["model"].as_str().unwrap()));
+        }
+    }
     models.dedup();
     models
 }

@@ -1,5 +1,11 @@
-//! ONNX models: the dense subset (Gemm, MatMul + Add, activations, Flatten, Reshape, Dropout,
-//! Identity) of opsets 13 to 21, weights inline or in external data files.
+//! ONNX models: the dense and 1-D CNN subset (Gemm, MatMul + Add, activations, Flatten,
+//! Reshape, Dropout, Identity; Conv, MaxPool, AveragePool, global pooling, Concat, Add, and the
+//! Transposes between channels-last and channels-first around them) of opsets 13 to 21,
+//! weights inline or in external data files.
+//!
+//! sinter keeps 1-D feature maps channels-last (`[steps, channels]`, as Keras). ONNX convolutions
+//! are channels-first, so exporters of Keras models wrap them in `Transpose(0, 2, 1)`: the
+//! loader turns those into a change of how later ops read the axes, not a copy.
 //!
 //! `MatMul` followed by an `Add` of a constant becomes one Dense layer with a bias; `Gemm`
 //! becomes a Dense layer with `alpha` folded into the kernel and `beta` into the bias (exact when
@@ -17,7 +23,7 @@ pub mod proto;
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
 use crate::kernels::{SELU_ALPHA, SELU_SCALE};
-use crate::model::{DenseWeights, Layer, Model, Node, checked_elems};
+use crate::model::{DenseWeights, Layer, Model, Node, Padding, checked_elems};
 use proto::{AttributeProto, NodeProto, TensorProto, dtype};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -68,6 +74,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path, dir: Option<&Path>) -> Result<Model
         opset,
         values: HashMap::new(),
         nodes: Vec::new(),
+        layouts: HashMap::new(),
         uses: HashMap::new(),
         names: HashMap::new(),
     };
@@ -189,8 +196,21 @@ enum Value {
     Const(Const),
 }
 
+/// How an ONNX tensor's axes map onto sinter's channels-last buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// Same axes.
+    Native,
+    /// ONNX sees `[N, C, W]` where sinter holds `[W, C]` (after a `Transpose(0, 2, 1)`).
+    Ncw,
+    /// ONNX sees `[N, C, 1]` (a global pooling's output) where sinter holds `[C]`.
+    Nc1,
+}
+
 struct Converter<'a> {
     path: &'a Path,
+    /// Tensor names whose layout is not [`Layout::Native`].
+    layouts: HashMap<String, Layout>,
     dir: Option<&'a Path>,
     opset: i64,
     values: HashMap<String, Value>,
@@ -318,6 +338,13 @@ impl Converter<'_> {
         };
         if let Some(a) = activation {
             let x = self.input_node(node, 0)?;
+            let layout = self.layout(node, 0);
+            if a.is_row_wise() && layout != Layout::Native {
+                return Err(self.node_fail(
+                    node,
+                    "softmax over a channels-first tensor: transpose it to channels-last first",
+                ));
+            }
             let shape = self.nodes[x].shape.clone();
             self.push(
                 self.output(node)?,
@@ -327,9 +354,15 @@ impl Converter<'_> {
                 None,
             );
             self.name_last(node);
+            self.set_layout(node, layout)?;
             return Ok(());
         }
         match node.op_type.as_str() {
+            "Transpose" => self.transpose(node),
+            "Conv" => self.conv(node),
+            "MaxPool" | "AveragePool" => self.pool(node),
+            "GlobalMaxPool" | "GlobalAveragePool" => self.global_pool(node),
+            "Concat" => self.concat(node),
             "Gemm" => self.gemm(node),
             "MatMul" => self.matmul(node),
             "Add" => self.add(node),
@@ -340,6 +373,7 @@ impl Converter<'_> {
             "Dropout" => self.dropout(node),
             "Flatten" => {
                 let x = self.input_node(node, 0)?;
+                self.values_in_order(node, x)?;
                 let axis = self.attr_i(node, "axis")?.unwrap_or(1);
                 if axis != 1 {
                     return Err(self.node_fail(
@@ -382,7 +416,8 @@ impl Converter<'_> {
     fn alias(&mut self, node: &NodeProto, x: usize) -> Result<()> {
         let out = self.output(node)?.to_string();
         self.values.insert(out, Value::Node(x));
-        Ok(())
+        let layout = self.layout(node, 0);
+        self.set_layout(node, layout)
     }
 
     fn value(&self, node: &NodeProto, i: usize) -> Result<&Value> {
@@ -533,8 +568,22 @@ impl Converter<'_> {
         Ok(())
     }
 
-    /// `Add(MatMul(..), b)`: the MatMul's bias. Only that form is supported.
+    /// `Add(MatMul(..), b)` (the MatMul's bias) or `Add(x, y)` of two computed tensors.
     fn add(&mut self, node: &NodeProto) -> Result<()> {
+        if let (Value::Node(a), Value::Node(b)) = (self.value(node, 0)?, self.value(node, 1)?) {
+            let (a, b) = (*a, *b);
+            let layout = self.layout(node, 0);
+            if layout != self.layout(node, 1) || self.nodes[a].shape != self.nodes[b].shape {
+                return Err(self.node_fail(
+                    node,
+                    "Add of tensors of different shapes (broadcasting is not supported)",
+                ));
+            }
+            let shape = self.nodes[a].shape.clone();
+            self.push(self.output(node)?, Layer::Add, vec![a, b], shape, None);
+            self.name_last(node);
+            return self.set_layout(node, layout);
+        }
         let (x, c) = match (self.value(node, 0)?, self.value(node, 1)?) {
             (Value::Node(x), Value::Const(c)) | (Value::Const(c), Value::Node(x)) => {
                 (*x, c.clone())
@@ -588,6 +637,314 @@ impl Converter<'_> {
         self.alias(node, x)
     }
 
+    /// Flatten and Reshape see values in ONNX's order: fine for channels-last, and for a
+    /// channels-first tensor only when one of its two axes has length 1.
+    fn values_in_order(&self, node: &NodeProto, x: usize) -> Result<()> {
+        let shape = &self.nodes[x].shape;
+        match self.layout(node, 0) {
+            Layout::Ncw if shape.iter().all(|&d| d > 1) => Err(self.node_fail(
+                node,
+                "flattening a channels-first [N, C, W] tensor: transpose it back to channels-last first",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The layout of input `i` of `node`.
+    fn layout(&self, node: &NodeProto, i: usize) -> Layout {
+        node.input
+            .get(i)
+            .and_then(|n| self.layouts.get(n))
+            .copied()
+            .unwrap_or(Layout::Native)
+    }
+
+    fn set_layout(&mut self, node: &NodeProto, layout: Layout) -> Result<()> {
+        let out = self.output(node)?.to_string();
+        if layout == Layout::Native {
+            self.layouts.remove(&out);
+        } else {
+            self.layouts.insert(out, layout);
+        }
+        Ok(())
+    }
+
+    /// `Transpose(0, 2, 1)` between channels-last and channels-first: no data moves, only
+    /// the way later ops read their axes.
+    fn transpose(&mut self, node: &NodeProto) -> Result<()> {
+        let x = self.input_node(node, 0)?;
+        let perm = Self::attr(node, "perm")
+            .map(|a| a.ints.clone())
+            .unwrap_or_default();
+        let layout = self.layout(node, 0);
+        let rank = self.nodes[x].shape.len() + 1;
+        let next = match (layout, perm.as_slice(), rank) {
+            (Layout::Native, [0, 2, 1], 3) => Layout::Ncw,
+            (Layout::Ncw, [0, 2, 1], 3) => Layout::Native,
+            (Layout::Nc1, [0, 2, 1], _) => {
+                // [N, C, 1] -> [N, 1, C]: a [1, C] view of the same values.
+                let c = self.nodes[x].shape[0];
+                self.push(
+                    self.output(node)?,
+                    Layer::Reshape {
+                        target_shape: vec![1, c as isize],
+                    },
+                    vec![x],
+                    vec![1, c],
+                    None,
+                );
+                return self.set_layout(node, Layout::Native);
+            }
+            _ => {
+                return Err(self.node_fail(
+                    node,
+                    format!(
+                        "perm {perm:?} on a rank-{rank} tensor: only [0, 2, 1] (channels-last <-> channels-first) is supported"
+                    ),
+                ));
+            }
+        };
+        self.alias(node, x)?;
+        self.set_layout(node, next)
+    }
+
+    /// 1-D window attributes of Conv/MaxPool/AveragePool as a Keras padding.
+    fn window_padding(
+        &self,
+        node: &NodeProto,
+        steps: usize,
+        size: usize,
+        stride: usize,
+        dilation: usize,
+    ) -> Result<Padding> {
+        let auto = self
+            .attr_s(node, "auto_pad")?
+            .unwrap_or_else(|| "NOTSET".into());
+        let pads = Self::attr(node, "pads")
+            .map(|a| a.ints.clone())
+            .unwrap_or_default();
+        let (l, r) = match (auto.as_str(), pads.as_slice()) {
+            ("VALID", _) | ("NOTSET", []) => return Ok(Padding::Valid),
+            ("SAME_UPPER", _) => return Ok(Padding::Same),
+            ("NOTSET", [l, r]) if *l >= 0 && *r >= 0 => (*l as usize, *r as usize),
+            _ => {
+                return Err(self.node_fail(
+                    node,
+                    format!("auto_pad {auto} with pads {pads:?} is not supported"),
+                ));
+            }
+        };
+        let span = (size - 1) * dilation + 1;
+        if l == 0 && r == 0 {
+            return Ok(Padding::Valid);
+        }
+        if l == span - 1 && r == 0 {
+            return Ok(Padding::Causal);
+        }
+        let out = steps.div_ceil(stride);
+        let total = ((out - 1) * stride + span).saturating_sub(steps);
+        if l == total / 2 && r == total - total / 2 {
+            return Ok(Padding::Same);
+        }
+        Err(self.node_fail(
+            node,
+            format!("pads [{l}, {r}] are neither valid, same (Keras) nor causal padding"),
+        ))
+    }
+
+    /// A positive 1-D attribute (`kernel_shape`, `strides`, `dilations`) or its default.
+    fn attr_1d(&self, node: &NodeProto, name: &str, default: usize) -> Result<usize> {
+        match Self::attr(node, name).map(|a| a.ints.as_slice()) {
+            None => Ok(default),
+            Some([v]) if *v > 0 && *v <= 1 << 24 => Ok(*v as usize),
+            Some(v) => Err(self.node_fail(
+                node,
+                format!("{name} {v:?}: expected one positive value (1-D)"),
+            )),
+        }
+    }
+
+    /// The channels-first input of a 1-D window op, as `(node, steps, channels)`.
+    fn ncw_input(&self, node: &NodeProto) -> Result<(usize, usize, usize)> {
+        let x = self.input_node(node, 0)?;
+        match (self.layout(node, 0), self.nodes[x].shape.as_slice()) {
+            (Layout::Ncw, [steps, ch]) => Ok((x, *steps, *ch)),
+            _ => Err(self.node_fail(
+                node,
+                "the input must be channels-first [N, C, W], i.e. a Transpose(0, 2, 1) of a channels-last tensor",
+            )),
+        }
+    }
+
+    /// `Conv` (1-D, group 1) on a channels-first view: a Conv1D on the channels-last buffer.
+    fn conv(&mut self, node: &NodeProto) -> Result<()> {
+        let (x, steps, ch) = self.ncw_input(node)?;
+        if self.attr_i(node, "group")?.unwrap_or(1) != 1 {
+            return Err(self.node_fail(node, "grouped convolutions are not supported"));
+        }
+        let w = self.input_const(node, 1)?.clone();
+        let [filters, cin, k] = w.dims[..] else {
+            return Err(self.node_fail(
+                node,
+                format!("W has shape {:?}, expected [M, C, k]", w.dims),
+            ));
+        };
+        if cin != ch || filters == 0 || k == 0 {
+            return Err(self.node_fail(
+                node,
+                format!("W has shape {:?} for {ch} input channels", w.dims),
+            ));
+        }
+        let size = self.attr_1d(node, "kernel_shape", k)?;
+        let stride = self.attr_1d(node, "strides", 1)?;
+        let dilation = self.attr_1d(node, "dilations", 1)?;
+        if size != k {
+            return Err(self.node_fail(node, format!("kernel_shape {size} but W has {k} taps")));
+        }
+        let padding = self.window_padding(node, steps, k, stride, dilation)?;
+        // ONNX [M, C, k] -> Keras [k, C, M].
+        let mut kernel = vec![0.0; w.f32.len()];
+        for o in 0..filters {
+            for c in 0..ch {
+                for t in 0..k {
+                    kernel[(t * ch + c) * filters + o] = w.f32[(o * ch + c) * k + t];
+                }
+            }
+        }
+        let bias = match node.input.get(2).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(_) => {
+                let b = self.input_const(node, 2)?;
+                Some(broadcast_bias(b, filters).ok_or_else(|| {
+                    self.node_fail(
+                        node,
+                        format!("B has shape {:?}, expected [{filters}]", b.dims),
+                    )
+                })?)
+            }
+        };
+        let layer = Layer::Conv1D {
+            filters,
+            kernel_size: k,
+            strides: stride,
+            padding,
+            dilation_rate: dilation,
+            activation: Activation::Linear,
+            use_bias: bias.is_some(),
+        };
+        let shape = layer
+            .output_shape(&[&[steps, ch]])
+            .map_err(|m| self.node_fail(node, m))?;
+        let weights = DenseWeights { kernel, bias };
+        self.push(self.output(node)?, layer, vec![x], shape, Some(weights));
+        self.name_last(node);
+        self.set_layout(node, Layout::Ncw)
+    }
+
+    /// `MaxPool` / `AveragePool` (1-D) on a channels-first view.
+    fn pool(&mut self, node: &NodeProto) -> Result<()> {
+        let (x, steps, ch) = self.ncw_input(node)?;
+        let size = self.attr_1d(node, "kernel_shape", 0)?;
+        if size == 0 {
+            return Err(self.node_fail(node, "kernel_shape is required"));
+        }
+        let stride = self.attr_1d(node, "strides", 1)?;
+        if self.attr_1d(node, "dilations", 1)? != 1
+            || self.attr_i(node, "ceil_mode")?.unwrap_or(0) != 0
+        {
+            return Err(self.node_fail(node, "dilations and ceil_mode are not supported"));
+        }
+        let padding = self.window_padding(node, steps, size, stride, 1)?;
+        if padding == Padding::Causal {
+            return Err(self.node_fail(node, "left-only padding is not supported for pooling"));
+        }
+        let max = node.op_type == "MaxPool";
+        if !max
+            && padding != Padding::Valid
+            && self.attr_i(node, "count_include_pad")?.unwrap_or(0) != 0
+        {
+            return Err(self.node_fail(
+                node,
+                "count_include_pad=1 is not supported (Keras excludes padding)",
+            ));
+        }
+        let layer = if max {
+            Layer::MaxPooling1D {
+                pool_size: size,
+                strides: stride,
+                padding,
+            }
+        } else {
+            Layer::AveragePooling1D {
+                pool_size: size,
+                strides: stride,
+                padding,
+            }
+        };
+        let shape = layer
+            .output_shape(&[&[steps, ch]])
+            .map_err(|m| self.node_fail(node, m))?;
+        self.push(self.output(node)?, layer, vec![x], shape, None);
+        self.name_last(node);
+        self.set_layout(node, Layout::Ncw)
+    }
+
+    /// `GlobalMaxPool` / `GlobalAveragePool` on a channels-first view: `[N, C, 1]`.
+    fn global_pool(&mut self, node: &NodeProto) -> Result<()> {
+        let (x, _, ch) = self.ncw_input(node)?;
+        let layer = if node.op_type == "GlobalMaxPool" {
+            Layer::GlobalMaxPooling1D
+        } else {
+            Layer::GlobalAveragePooling1D
+        };
+        self.push(self.output(node)?, layer, vec![x], vec![ch], None);
+        self.name_last(node);
+        self.set_layout(node, Layout::Nc1)
+    }
+
+    /// `Concat` of computed tensors of one layout, on any non-batch axis.
+    fn concat(&mut self, node: &NodeProto) -> Result<()> {
+        let inputs = (0..node.input.len())
+            .map(|i| self.input_node(node, i))
+            .collect::<Result<Vec<_>>>()?;
+        let layout = self.layout(node, 0);
+        if (1..inputs.len()).any(|i| self.layout(node, i) != layout) {
+            return Err(self.node_fail(node, "inputs have different layouts"));
+        }
+        let first = inputs
+            .first()
+            .ok_or_else(|| self.node_fail(node, "no inputs"))?;
+        let onnx_rank = match layout {
+            Layout::Nc1 => 3,
+            _ => self.nodes[*first].shape.len() as i64 + 1,
+        };
+        let mut axis = self
+            .attr_i(node, "axis")?
+            .ok_or_else(|| self.node_fail(node, "axis is required"))?;
+        if axis < 0 {
+            axis += onnx_rank;
+        }
+        // Keras axis numbering on sinter's buffer (batch = 0).
+        let keras_axis = match (layout, axis) {
+            (Layout::Native, a) if a >= 1 && a < onnx_rank => a as isize,
+            (Layout::Ncw, 1) => 2,
+            (Layout::Ncw, 2) => 1,
+            (Layout::Nc1, 1) => 1,
+            _ => return Err(self.node_fail(node, format!("axis {axis} is not a non-batch axis"))),
+        };
+        let layer = Layer::Concatenate { axis: keras_axis };
+        let shapes: Vec<&[usize]> = inputs
+            .iter()
+            .map(|&i| self.nodes[i].shape.as_slice())
+            .collect();
+        let shape = layer
+            .output_shape(&shapes)
+            .map_err(|m| self.node_fail(node, m))?;
+        self.push(self.output(node)?, layer, inputs, shape, None);
+        self.name_last(node);
+        self.set_layout(node, layout)
+    }
+
     fn dropout(&mut self, node: &NodeProto) -> Result<()> {
         let x = self.input_node(node, 0)?;
         if node.output.get(1).is_some_and(|m| !m.is_empty()) {
@@ -624,6 +981,7 @@ impl Converter<'_> {
     /// A batch-first Reshape: to the same shape (a no-op) or to `[batch, n]` (a Flatten).
     fn reshape(&mut self, node: &NodeProto) -> Result<()> {
         let x = self.input_node(node, 0)?;
+        self.values_in_order(node, x)?;
         let target = self.input_const(node, 1)?.i64.clone();
         let from = self.nodes[x].shape.clone();
         let elems = checked_elems(&from).map_err(|m| self.node_fail(node, m))?;
