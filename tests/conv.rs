@@ -253,3 +253,24 @@ fn bad_conv_configs_are_shape_errors() {
     assert!(Reshape::new(vec![5, -1]).call(&x).is_err());
     assert!(Reshape::new(vec![-1, -1]).call(&x).is_err());
 }
+
+/// A batch larger than the plan's chunk runs in chunks and gives the bits of each row alone.
+#[test]
+fn chunked_batches_equal_rows_alone() {
+    let model = builtin::conv1d();
+    let plan = Arc::new(model.compile(&CompileOptions::default()).unwrap());
+    assert!(
+        plan.chunk() < plan.max_batch(),
+        "conv1d is chunked ({})",
+        plan.chunk()
+    );
+    let batch = 2 * plan.chunk() + 3;
+    let mut rng = SplitMix64::new(7);
+    let x: Vec<f32> = (0..batch * 128 * 16).map(|_| rng.next_signed()).collect();
+    let all = plan.run(&x).unwrap();
+    let mut s = plan.session().unwrap();
+    for r in 0..batch {
+        let alone = s.run(&x[r * 2048..(r + 1) * 2048]).unwrap();
+        assert!(same_bits(alone, &all[r * 8..(r + 1) * 8]), "row {r}");
+    }
+}

@@ -140,6 +140,14 @@ impl fmt::Display for Plan {
             self.arena_bytes(),
             self.activation_steps(),
             self.weight_bytes()
-        )
+        )?;
+        if self.chunk < self.max_batch {
+            write!(
+                f,
+                "\nbatches run {} samples at a time (activations stay in L2)",
+                self.chunk
+            )?;
+        }
+        Ok(())
     }
 }

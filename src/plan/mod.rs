@@ -147,6 +147,10 @@ pub struct Plan {
     pub(crate) output: Loc,
     /// Arena size in f32 units.
     pub(crate) arena_len: usize,
+    /// Samples run through all steps at a time (see [`Plan::chunk`]).
+    pub(crate) chunk: usize,
+    /// Where chunked runs gather their outputs (`max_batch x out_len`, after every buffer).
+    pub(crate) results: Option<usize>,
     pub(crate) passes: Vec<&'static str>,
 }
 
@@ -399,8 +403,29 @@ impl Plan {
             });
             output = Loc::Arena(off);
         }
-        arena
-            .len()
+        // Batch chunking: when the weights fit in L2 but a whole batch of activations does not
+        // (convolutions: 48 KiB of activations per sample against 0.8 MiB of weights), run the
+        // steps over chunks of samples that keep each chunk's activations in L2. Samples are
+        // independent, so the bits do not change; large-weight models run whole batches.
+        let weights: usize = steps
+            .iter()
+            .map(|s| match &s.kind {
+                Kind::Dense { w, .. } => w.bytes(),
+                _ => 0,
+            })
+            .sum();
+        let per_sample = (arena.len() * 4).div_ceil(opts.max_batch).max(1);
+        let l2 = kernels::Caches::get().l2;
+        let chunk = if weights <= l2 {
+            (l2 / per_sample)
+                .clamp(8, opts.max_batch.max(8))
+                .min(opts.max_batch)
+        } else {
+            opts.max_batch
+        };
+        let results = (chunk < opts.max_batch).then(|| arena.len());
+        let arena_len = arena.len() + results.map_or(0, |_| out_len * opts.max_batch);
+        arena_len
             .checked_mul(4)
             .ok_or_else(|| Error::Options("arena size overflows".into()))?;
         let pool = if opts.threads > 1 {
@@ -428,7 +453,9 @@ impl Plan {
             in_len,
             out_len,
             output,
-            arena_len: arena.len(),
+            arena_len,
+            chunk,
+            results,
             passes,
         })
     }
@@ -468,6 +495,11 @@ impl Plan {
     /// Values per output sample.
     pub fn output_len(&self) -> usize {
         self.out_len
+    }
+    /// Samples a session runs through all steps at a time: `max_batch`, or fewer when the
+    /// weights fit in L2 and a whole batch of activations would not.
+    pub fn chunk(&self) -> usize {
+        self.chunk
     }
     /// Arena bytes a session holds.
     pub fn arena_bytes(&self) -> usize {

@@ -35,7 +35,7 @@ impl Session {
     /// Runs a batch: `input` is `batch x input_len` values, batch first. Returns the outputs,
     /// `batch x output_len`, borrowed from the arena until the next run. Allocates nothing.
     pub fn run(&mut self, input: &[f32]) -> Result<&[f32]> {
-        let plan = &*self.plan;
+        let plan = Arc::clone(&self.plan);
         let per = plan.in_len;
         if input.is_empty() {
             return Err(Error::EmptyBatch);
@@ -53,6 +53,29 @@ impl Session {
                 max: plan.max_batch,
             });
         }
+        let Some(results) = plan.results.filter(|_| batch > plan.chunk) else {
+            self.run_steps(input, batch);
+            let Loc::Arena(o) = plan.output else {
+                unreachable!("the plan copies an input-aliased output into the arena")
+            };
+            return Ok(&self.arena[o..o + batch * plan.out_len]);
+        };
+        let Loc::Arena(o) = plan.output else {
+            unreachable!("the plan copies an input-aliased output into the arena")
+        };
+        let out = plan.out_len;
+        for (i, x) in input.chunks(plan.chunk * per).enumerate() {
+            let b = x.len() / per;
+            self.run_steps(x, b);
+            let dst = results + i * plan.chunk * out;
+            self.arena.copy_within(o..o + b * out, dst);
+        }
+        Ok(&self.arena[results..results + batch * out])
+    }
+
+    /// Runs every step on `batch` samples (at most the plan's chunk).
+    fn run_steps(&mut self, input: &[f32], batch: usize) {
+        let plan = &*self.plan;
         for step in &plan.steps {
             let (il, ol) = (batch * step.in_len, batch * step.out_len);
             match &step.kind {
@@ -157,10 +180,6 @@ impl Session {
                 }
             }
         }
-        let Loc::Arena(o) = plan.output else {
-            unreachable!("the plan copies an input-aliased output into the arena")
-        };
-        Ok(&self.arena[o..o + batch * plan.out_len])
     }
 }
 
