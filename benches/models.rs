@@ -10,7 +10,11 @@ fn models(c: &mut Criterion) {
     let mut g = c.benchmark_group("models");
     for name in builtin::NAMES {
         let model = builtin::by_name(name).expect("built-in");
-        let plan = Arc::new(model.compile(&CompileOptions::default()).expect("compiles"));
+        let opts = CompileOptions {
+            threads: 1,
+            ..Default::default()
+        };
+        let plan = Arc::new(model.compile(&opts).expect("compiles"));
         let mut session = plan.session().expect("arena");
         for batch in [1usize, 8, 64, 256] {
             let mut r = SplitMix64::new(batch as u64);
