@@ -452,3 +452,50 @@ fn unknown_extension_and_missing_file() {
         Err(Error::Io { .. })
     ));
 }
+
+/// The conv fixture's archive with its config edited.
+fn conv_with_config(edit: impl Fn(&str) -> String) -> sinter::Result<sinter::model::Model> {
+    let bytes = std::fs::read(fixture("conv/conv1d_builtin.keras")).unwrap();
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut read = |n: &str| {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut z.by_name(n).unwrap(), &mut v).unwrap();
+        v
+    };
+    let config = String::from_utf8(read("config.json")).unwrap();
+    let weights = read("model.weights.h5");
+    let edited = edit(&config);
+    assert_ne!(edited, config, "the edit did not apply");
+    sinter::io::keras::from_parts(edited.as_bytes(), &weights, Path::new("m.keras"))
+}
+
+#[test]
+fn keras_bad_conv_configs_are_errors() {
+    for (from, to, want) in [
+        (
+            "\"kernel_size\": [3]",
+            "\"kernel_size\": [0]",
+            "kernel_size",
+        ),
+        ("\"kernel_size\": [3]", "\"kernel_size\": [4]", "kernel"),
+        ("\"kernel_size\": [3]", "\"kernel_size\": [3, 3]", "1-D"),
+        (
+            "\"padding\": \"same\"",
+            "\"padding\": \"reflect\"",
+            "reflect",
+        ),
+        (
+            "\"data_format\": \"channels_last\"",
+            "\"data_format\": \"channels_first\"",
+            "channels_first",
+        ),
+        ("\"strides\": [1]", "\"strides\": [1e30]", "strides"),
+        ("\"axis\": -1", "\"axis\": 0", "axis"),
+    ] {
+        let msg = format_error(
+            conv_with_config(|c| c.replacen(from, to, 1)),
+            Path::new("m.keras"),
+        );
+        assert!(msg.contains(want), "{to}: {msg}");
+    }
+}
