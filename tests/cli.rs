@@ -288,3 +288,19 @@ fn bad_model_files_exit_1_with_the_file_named() {
     ]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sinter"))
+        .args(["plan", "builtin:conv1d"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // like `sinter plan M | head -0`
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.code() == Some(0), "{:?}", out.status);
+}

@@ -6,6 +6,7 @@
 
 mod drop_dropout;
 mod drop_linear;
+mod elide_concat;
 mod fuse_activations;
 mod prune;
 mod push_through_concat;
@@ -13,6 +14,7 @@ mod split_activations;
 
 pub use drop_dropout::DropDropout;
 pub use drop_linear::DropLinear;
+pub use elide_concat::ElideConcat;
 pub use fuse_activations::FuseActivations;
 pub use prune::Prune;
 pub use push_through_concat::PushActivationThroughConcat;
@@ -69,6 +71,8 @@ pub enum Op<'m> {
     Concat {
         /// Per-sample axis (0 = first non-batch axis).
         axis: usize,
+        /// Set by [`ElideConcat`]: the producers write straight into this buffer; no copy.
+        elided: bool,
     },
     /// Elementwise sum of the inputs, in input order.
     Add,
@@ -212,6 +216,7 @@ impl<'m> Graph<'m> {
                 }
                 Layer::Concatenate { axis } => Op::Concat {
                     axis: concat_axis(*axis, in_shape.len()).map_err(bad)?,
+                    elided: false,
                 },
                 Layer::Add => Op::Add,
             };
@@ -331,7 +336,13 @@ impl<'m> Graph<'m> {
                         ));
                     }
                 },
-                Op::Concat { axis } => {
+                Op::Concat { axis, elided } => {
+                    if *elided && !elide_concat::elidable(self, i) {
+                        return Err(format!(
+                            "{:?}: marked elided, but its inputs are not GEMMs read only by it",
+                            node.name
+                        ));
+                    }
                     let Some(first) = ins.first() else {
                         return Err(format!("{:?}: concat without inputs", node.name));
                     };
@@ -369,6 +380,7 @@ pub fn pipeline(fuse: bool) -> Vec<Box<dyn Pass>> {
         passes.push(Box::new(SplitActivations));
     }
     passes.push(Box::new(Prune));
+    passes.push(Box::new(ElideConcat));
     passes
 }
 

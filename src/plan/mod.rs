@@ -198,25 +198,13 @@ impl Plan {
                 })
         };
 
-        // Concat elision: a last-axis concat whose inputs are GEMMs read by nothing else gets
-        // no step; each GEMM writes its columns of the concat buffer (row stride = its width).
+        // Concats marked by `elide_concat` get no step; each producer GEMM writes its columns of
+        // the concat buffer (row stride = the concat's width).
         let n = g.nodes.len();
         let mut into: Vec<Option<(usize, usize)>> = vec![None; n];
         let mut elided = vec![false; n];
         for (i, node) in g.nodes.iter().enumerate() {
-            let Op::Concat { axis } = node.op else {
-                continue;
-            };
-            let mut distinct = node.inputs.clone();
-            distinct.sort_unstable();
-            distinct.dedup();
-            let ok = axis + 1 == node.shape.len()
-                && distinct.len() == node.inputs.len()
-                && node
-                    .inputs
-                    .iter()
-                    .all(|&p| matches!(g.nodes[p].op, Op::Dense { .. }) && g.consumers(p) == 1);
-            if ok {
+            if let Op::Concat { axis, elided: true } = node.op {
                 let mut col = 0;
                 for &p in &node.inputs {
                     into[p] = Some((i, col));
@@ -341,7 +329,7 @@ impl Plan {
                         false,
                     )
                 }
-                Op::Concat { axis } => {
+                Op::Concat { axis, .. } => {
                     let outer = node.shape[..*axis].iter().product();
                     let inner = node
                         .inputs

@@ -42,15 +42,18 @@ pub(crate) fn run(
     let plan = compile(&model, args, max)?;
     let mut session = plan.session()?;
     if !json {
-        println!(
+        say!(
             "{model_spec}: {} plan, isa {}, threads {}",
             if plan.is_fused() { "fused" } else { "separate" },
             plan.isa(),
             plan.threads()
         );
-        println!(
+        say!(
             "{:>7} {:>12} {:>14} {:>9}",
-            "batch", "median_us", "us/sample", "GFLOP/s"
+            "batch",
+            "median_us",
+            "us/sample",
+            "GFLOP/s"
         );
     }
     for &batch in batches {
@@ -62,7 +65,7 @@ pub(crate) fn run(
         let us = t.as_secs_f64() * 1e6;
         let gflops = (plan.flops_per_sample() * batch) as f64 / t.as_secs_f64() / 1e9;
         if json {
-            println!(
+            say!(
                 "{{\"model\":\"{}\",\"batch\":{batch},\"threads\":{},\"fused\":{},\"median_us\":{us:.3},\"isa\":\"{}\",\"gflops\":{gflops:.2}}}",
                 model_spec.replace('"', "\\\""),
                 plan.threads(),
@@ -70,7 +73,7 @@ pub(crate) fn run(
                 plan.isa()
             );
         } else {
-            println!(
+            say!(
                 "{batch:>7} {us:>12.2} {:>14.3} {gflops:>9.2}",
                 us / batch as f64
             );

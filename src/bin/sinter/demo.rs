@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 pub(crate) fn run() -> Result<()> {
     let model = builtin::seed();
-    println!("The seed model, built in code with deterministic weights:");
-    println!("  Input(784) -> Dense(32, tanh) -> Activation(relu) -> Dense(8, softmax)\n");
-    print!("{}", model.summary());
+    say!("The seed model, built in code with deterministic weights:");
+    say!("  Input(784) -> Dense(32, tanh) -> Activation(relu) -> Dense(8, softmax)\n");
+    say_raw!("{}", model.summary());
     let batch = 64;
     let mut outputs = Vec::new();
     let mut times = Vec::new();
@@ -20,7 +20,7 @@ pub(crate) fn run() -> Result<()> {
             max_batch: batch,
             ..CompileOptions::default()
         })?);
-        println!("\n{plan}");
+        say!("\n{plan}");
         let mut session = plan.session()?;
         outputs.push(session.run(&x)?.to_vec());
         times.push(median(&mut session, &x, 0.5)?);
@@ -29,17 +29,17 @@ pub(crate) fn run() -> Result<()> {
         .iter()
         .zip(&outputs[1])
         .all(|(a, b)| a.to_bits() == b.to_bits());
-    println!("\nA batch of {batch} random inputs through each plan:");
-    println!(
+    say!("\nA batch of {batch} random inputs through each plan:");
+    say!(
         "  fused:    median {:>8.2} us",
         times[0].as_secs_f64() * 1e6
     );
-    println!(
+    say!(
         "  separate: median {:>8.2} us",
         times[1].as_secs_f64() * 1e6
     );
     if same {
-        println!(
+        say!(
             "  outputs: bit-identical ({} values compared with to_bits)",
             outputs[0].len()
         );

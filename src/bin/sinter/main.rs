@@ -1,5 +1,26 @@
 //! The `sinter` command line. See `sinter --help`.
 
+/// `println!` that ends the program quietly when stdout is closed (`sinter plan M | head`)
+/// instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
+/// `print!` with the same behaviour as [`say!`].
+macro_rules! say_raw {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if write!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 mod bench;
 mod demo;
 mod verify;
@@ -141,10 +162,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => demo::run(),
-        Some(Command::Summary { model }) => load_model(&model).map(|m| print!("{}", m.summary())),
+        Some(Command::Summary { model }) => load_model(&model).map(|m| say_raw!("{}", m.summary())),
         Some(Command::Plan { model, plan, batch }) => load_model(&model)
             .and_then(|m| compile(&m, &plan, batch))
-            .map(|p| println!("{p}")),
+            .map(|p| say!("{p}")),
         Some(Command::Run {
             model,
             input,

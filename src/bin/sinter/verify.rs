@@ -55,10 +55,10 @@ pub(crate) fn run(spec: &str, batch: usize) -> Result<()> {
             .zip(want)
             .position(|(a, b)| a.to_bits() != b.to_bits());
         match diff {
-            None => println!("ok    {what}"),
+            None => say!("ok    {what}"),
             Some(i) => {
                 failures += 1;
-                println!("FAIL  {what}: element {i}: {} vs {}", got[i], want[i]);
+                say!("FAIL  {what}: element {i}: {} vs {}", got[i], want[i]);
             }
         }
     };
@@ -105,7 +105,7 @@ pub(crate) fn run(spec: &str, batch: usize) -> Result<()> {
             "{failures} invariant check(s) failed"
         )));
     }
-    println!(
+    say!(
         "all invariants hold on {batch} random samples ({} values each)",
         out_per
     );

@@ -978,7 +978,7 @@ impl Converter<'_> {
         Ok(())
     }
 
-    /// A batch-first Reshape: to the same shape (a no-op) or to `[batch, n]` (a Flatten).
+    /// A batch-first Reshape: a view (Flatten for `[batch, n]`, else a Reshape layer).
     fn reshape(&mut self, node: &NodeProto) -> Result<()> {
         let x = self.input_node(node, 0)?;
         self.values_in_order(node, x)?;
@@ -991,19 +991,16 @@ impl Converter<'_> {
         if shape == from {
             return self.alias(node, x);
         }
-        if shape.len() == 1 {
-            self.push(self.output(node)?, Layer::Flatten, vec![x], shape, None);
-            self.name_last(node);
-            return Ok(());
-        }
-        Err(self.node_fail(
-            node,
-            format!(
-                "reshape of [batch, {}] to [batch, {}] is not supported (only flattening)",
-                join(&from),
-                join(&shape)
-            ),
-        ))
+        let layer = if shape.len() == 1 {
+            Layer::Flatten
+        } else {
+            Layer::Reshape {
+                target_shape: shape.iter().map(|&d| d as isize).collect(),
+            }
+        };
+        self.push(self.output(node)?, layer, vec![x], shape, None);
+        self.name_last(node);
+        Ok(())
     }
 
     /// Converts an initializer or `Constant` value, reading external data if needed.
