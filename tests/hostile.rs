@@ -499,3 +499,54 @@ fn keras_bad_conv_configs_are_errors() {
         assert!(msg.contains(want), "{to}: {msg}");
     }
 }
+
+fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// `x[N, 8, 3] -> Transpose(0,2,1) -> Conv(W[4, 3, 3], pads 1,1) -> Transpose -> Flatten -> y`.
+fn conv_graph() -> ModelProto {
+    let mut m = small_graph();
+    let g = m.graph.as_mut().unwrap();
+    let mut t1 = node("Transpose", &["x"], "xt");
+    t1.attribute = vec![attr_ints("perm", &[0, 2, 1])];
+    let mut conv = node("Conv", &["xt", "W"], "c");
+    conv.attribute = vec![attr_ints("pads", &[1, 1]), attr_ints("kernel_shape", &[3])];
+    let mut t2 = node("Transpose", &["c"], "ct");
+    t2.attribute = vec![attr_ints("perm", &[0, 2, 1])];
+    g.node = vec![t1, conv, t2, node("Flatten", &["ct"], "y")];
+    g.initializer = vec![tensor("W", &[4, 3, 3], &[0.25; 36])];
+    g.input = vec![value_info("x", &[None, Some(8), Some(3)])];
+    g.output = vec![value_info("y", &[None, Some(32)])];
+    m
+}
+
+#[test]
+fn onnx_conv_layouts_are_checked() {
+    let m = onnx_bytes(&conv_graph().encode_to_vec()).unwrap();
+    assert_eq!(m.output_shape(), &[32]);
+    // Conv straight on the channels-last input: ONNX would read it as [N, C=8, W=3].
+    let mut bad = conv_graph();
+    bad.graph.as_mut().unwrap().node[1].input[0] = "x".into();
+    let msg = format_error(onnx_bytes(&bad.encode_to_vec()), Path::new("m.onnx"));
+    assert!(msg.contains("channels-first"), "{msg}");
+    // Flatten of the channels-first tensor would see values in another order.
+    let mut bad = conv_graph();
+    bad.graph.as_mut().unwrap().node[3].input[0] = "c".into();
+    let msg = format_error(onnx_bytes(&bad.encode_to_vec()), Path::new("m.onnx"));
+    assert!(msg.contains("transpose it back"), "{msg}");
+    // Other permutations, grouped convs and unsupported pads are refused by name.
+    let mut bad = conv_graph();
+    bad.graph.as_mut().unwrap().node[0].attribute = vec![attr_ints("perm", &[1, 0, 2])];
+    assert!(format_error(onnx_bytes(&bad.encode_to_vec()), Path::new("m.onnx")).contains("perm"));
+    let mut bad = conv_graph();
+    bad.graph.as_mut().unwrap().node[1].attribute[0] = attr_ints("pads", &[0, 2]);
+    assert!(format_error(onnx_bytes(&bad.encode_to_vec()), Path::new("m.onnx")).contains("pads"));
+    let mut bad = conv_graph();
+    bad.graph.as_mut().unwrap().initializer[0].dims = vec![4, 2, 3];
+    assert!(onnx_bytes(&bad.encode_to_vec()).is_err());
+}
