@@ -550,3 +550,55 @@ fn onnx_conv_layouts_are_checked() {
     bad.graph.as_mut().unwrap().initializer[0].dims = vec![4, 2, 3];
     assert!(onnx_bytes(&bad.encode_to_vec()).is_err());
 }
+
+#[test]
+fn load_options_limits_are_errors() {
+    use sinter::io::LoadOptions;
+    let seed = fixture("seed.keras");
+    let tight = |f: fn(&mut LoadOptions)| {
+        let mut o = LoadOptions::default();
+        f(&mut o);
+        o
+    };
+    let msg = |r: sinter::Result<sinter::model::Model>| match r {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("loaded over a limit"),
+    };
+    // Weight bytes: the archive, the ONNX file, external data.
+    let m = msg(sinter::io::load_with(
+        &seed,
+        &tight(|o| o.max_weight_bytes = 50_000),
+    ));
+    assert!(m.contains("limit"), "{m}");
+    let m = msg(sinter::io::load_with(
+        fixture("seed.onnx"),
+        &tight(|o| o.max_weight_bytes = 50_000),
+    ));
+    assert!(m.contains("limit"), "{m}");
+    let m = msg(sinter::io::load_with(
+        fixture("seed_ext.onnx"),
+        &tight(|o| o.max_weight_bytes = 50_000),
+    ));
+    assert!(m.contains("limit"), "{m}");
+    // Tensor elements: the 784 x 32 kernel, the input.
+    for path in [fixture("seed.onnx"), seed.clone()] {
+        let m = msg(sinter::io::load_with(
+            &path,
+            &tight(|o| o.max_tensor_elems = 700),
+        ));
+        assert!(m.contains("elements"), "{m}");
+    }
+    // Layers and nodes.
+    for path in [fixture("seed.onnx"), seed.clone()] {
+        let m = msg(sinter::io::load_with(&path, &tight(|o| o.max_layers = 2)));
+        assert!(m.contains("limit of 2"), "{m}");
+    }
+    // JSON nesting.
+    let m = msg(sinter::io::load_with(
+        &seed,
+        &tight(|o| o.max_json_depth = 3),
+    ));
+    assert!(m.contains("levels deep"), "{m}");
+    // Defaults load every fixture.
+    assert!(sinter::io::load_with(&seed, &LoadOptions::default()).is_ok());
+}

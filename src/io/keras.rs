@@ -12,7 +12,7 @@
 //! # Ok::<(), sinter::Error>(())
 //! ```
 
-use super::hdf5;
+use super::{LoadOptions, hdf5};
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
 use crate::model::{DenseWeights, Layer, Model, Node};
@@ -23,18 +23,28 @@ use std::path::{Path, PathBuf};
 
 /// Largest `config.json` accepted from an archive (bytes, after decompression).
 pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
-/// Largest `model.weights.h5` accepted from an archive (bytes, after decompression).
-pub const MAX_WEIGHTS_BYTES: u64 = 8 << 30;
 
 /// Loads a `.keras` archive.
 pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// [`load`] with explicit limits.
+pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
     let path = path.as_ref();
-    let bytes = read(path)?;
-    from_archive(&bytes, path)
+    // The archive holds the weights plus a config of at most MAX_CONFIG_BYTES.
+    let limit = opts.max_weight_bytes.saturating_add(MAX_CONFIG_BYTES);
+    let bytes = super::read_limited(path, limit, "archive")?;
+    from_archive_with(&bytes, path, opts)
 }
 
 /// Loads a `.keras` archive held in memory (`path` names it in errors).
 pub fn from_archive(bytes: &[u8], path: &Path) -> Result<Model> {
+    from_archive_with(bytes, path, &LoadOptions::default())
+}
+
+/// [`from_archive`] with explicit limits; members are checked while they inflate.
+pub fn from_archive_with(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Result<Model> {
     let fail = |msg: String| Error::Format {
         path: path.into(),
         msg,
@@ -65,13 +75,18 @@ pub fn from_archive(bytes: &[u8], path: &Path) -> Result<Model> {
         Ok(buf)
     };
     let config = entry("config.json", MAX_CONFIG_BYTES)?;
-    let weights = entry("model.weights.h5", MAX_WEIGHTS_BYTES)?;
-    from_parts(&config, &weights, path)
+    let weights = entry("model.weights.h5", opts.max_weight_bytes)?;
+    from_parts_with(&config, &weights, path, opts)
 }
 
 /// Loads a `model.to_json()` config and its weights file, given either of them: `NAME.json`
 /// pairs with `NAME.weights.h5` (or `model.weights.h5`) in the same folder, and back.
 pub fn load_split(path: impl AsRef<Path>) -> Result<Model> {
+    load_split_with(path, &LoadOptions::default())
+}
+
+/// [`load_split`] with explicit limits.
+pub fn load_split_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
     let path = path.as_ref();
     let name = path
         .file_name()
@@ -94,22 +109,15 @@ pub fn load_split(path: impl AsRef<Path>) -> Result<Model> {
             msg: "expected NAME.json or NAME.weights.h5".into(),
         });
     };
-    let config_bytes = read(&config)?;
-    let weight_bytes = read(&weights)?;
-    from_parts(&config_bytes, &weight_bytes, &config).map_err(|e| match e {
+    let config_bytes = super::read_limited(&config, MAX_CONFIG_BYTES, "config")?;
+    let weight_bytes = super::read_limited(&weights, opts.max_weight_bytes, "weights")?;
+    from_parts_with(&config_bytes, &weight_bytes, &config, opts).map_err(|e| match e {
         // Name the weights file when it is the one at fault.
         Error::Format { msg, .. } if msg.starts_with("weights:") => Error::Format {
             path: weights.clone(),
             msg: msg["weights:".len()..].trim_start().to_string(),
         },
         e => e,
-    })
-}
-
-fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Io {
-        path: path.into(),
-        source,
     })
 }
 
@@ -127,12 +135,37 @@ struct Spec {
 /// Builds a model from a config (`config.json` / `model.to_json()`) and the HDF5 weights file,
 /// both in memory; `path` names the model in errors.
 pub fn from_parts(config: &[u8], weights: &[u8], path: &Path) -> Result<Model> {
+    from_parts_with(config, weights, path, &LoadOptions::default())
+}
+
+/// [`from_parts`] with explicit limits.
+pub fn from_parts_with(
+    config: &[u8],
+    weights: &[u8],
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<Model> {
     let fail = |msg: String| Error::Format {
         path: path.into(),
         msg,
     };
+    if weights.len() as u64 > opts.max_weight_bytes {
+        return Err(fail(format!(
+            "weights: {} bytes is over the limit of {} bytes",
+            weights.len(),
+            opts.max_weight_bytes
+        )));
+    }
+    // serde_json itself stops at 128 levels, so parsing cannot overflow the stack.
     let root: Value = serde_json::from_slice(config)
         .map_err(|e| fail(format!("config is not valid JSON: {e}")))?;
+    let depth = json_depth(&root);
+    if depth > opts.max_json_depth {
+        return Err(fail(format!(
+            "config nests {depth} levels deep, over the limit of {}",
+            opts.max_json_depth
+        )));
+    }
     let class = str_field(&root, "class_name").map_err(|m| fail(format!("config: {m}")))?;
     let cfg = root
         .get("config")
@@ -146,6 +179,17 @@ pub fn from_parts(config: &[u8], weights: &[u8], path: &Path) -> Result<Model> {
         )),
     }
     .map_err(|m| fail(format!("config: {m}")))?;
+    if specs.len() > opts.max_layers {
+        return Err(fail(format!(
+            "config: {} layers, over the limit of {}",
+            specs.len(),
+            opts.max_layers
+        )));
+    }
+    for s in specs.iter().filter(|s| s.layer == Layer::Input) {
+        opts.check_elems(&s.shape)
+            .map_err(|m| fail(format!("config: input {:?}: {m}", s.name)))?;
+    }
     let order = topo_order(&specs, &output).map_err(|m| fail(format!("config: {m}")))?;
 
     let h5 = hdf5::File::parse(weights).map_err(|m| fail(format!("weights: {m}")))?;
@@ -199,6 +243,21 @@ pub fn from_parts(config: &[u8], weights: &[u8], path: &Path) -> Result<Model> {
         .ok_or_else(|| fail("config: the model has no InputLayer".into()))?;
     let out = index[output.as_str()];
     Model::from_nodes(model_name, nodes, input, out).map_err(|e| fail(e.to_string()))
+}
+
+/// Nesting depth of a JSON value (a scalar is 0), without recursion.
+fn json_depth(v: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|x| (x, d + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|x| (x, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn str_field<'v>(v: &'v Value, key: &str) -> std::result::Result<&'v str, String> {

@@ -1,6 +1,7 @@
 //! Files in and out: `.npy` tensors, Keras `.keras` / `.weights.h5` models, ONNX models.
 //!
-//! [`load`] picks the loader from the file name:
+//! [`load`] picks the loader from the file name; [`load_with`] takes [`LoadOptions`] (limits
+//! on weight bytes, tensor sizes, layers and JSON nesting, all checked before allocating):
 //!
 //! ```no_run
 //! let model = sinter::io::load("model.keras")?; // or model.onnx, model.json + model.weights.h5
@@ -17,10 +18,71 @@ use crate::error::{Error, Result};
 use crate::model::Model;
 use std::path::Path;
 
-/// Loads a model file: `.keras` (Keras 3 archive), `.json` (a `model.to_json()` config, with
-/// its weights in `NAME.weights.h5` or `model.weights.h5` beside it), `.weights.h5` (with the
-/// config in `NAME.json` beside it) or `.onnx`.
+/// Limits a loader enforces before it allocates: a file that exceeds one is an
+/// [`Error::Format`] naming the limit, never an out-of-memory abort or a stack overflow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Bytes of weights: the (decompressed) `.weights.h5`, or an ONNX file plus its external
+    /// data. Default 4 GiB.
+    pub max_weight_bytes: u64,
+    /// Elements of any one tensor: a weight, or the model's input per sample. Default 2^28.
+    pub max_tensor_elems: usize,
+    /// Layers of a Keras config or nodes of an ONNX graph. Default 10,000.
+    pub max_layers: usize,
+    /// Nesting depth of a Keras JSON config. Default 64 (Keras writes about 10).
+    pub max_json_depth: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            max_weight_bytes: 4 << 30,
+            max_tensor_elems: 1 << 28,
+            max_layers: 10_000,
+            max_json_depth: 64,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Errors unless a tensor of `shape` is within `max_tensor_elems`.
+    pub(crate) fn check_elems(&self, shape: &[usize]) -> std::result::Result<(), String> {
+        let n = crate::model::checked_elems(shape)?;
+        if n > self.max_tensor_elems {
+            return Err(format!(
+                "a tensor of shape {shape:?} has {n} elements, over the limit of {}",
+                self.max_tensor_elems
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a whole file after checking its size against `limit` (before allocating).
+pub(crate) fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
+    let io = |source| Error::Io {
+        path: path.into(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > limit {
+        return Err(Error::Format {
+            path: path.into(),
+            msg: format!("{len} bytes is over the {what} limit of {limit} bytes"),
+        });
+    }
+    std::fs::read(path).map_err(io)
+}
+
+/// Loads a model file with the default [`LoadOptions`]: `.keras` (Keras 3 archive), `.json` (a
+/// `model.to_json()` config, with its weights in `NAME.weights.h5` or `model.weights.h5`
+/// beside it), `.weights.h5` (with the config in `NAME.json` beside it) or `.onnx`.
 pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// [`load`] with explicit limits.
+pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
     let path = path.as_ref();
     let name = path
         .file_name()
@@ -28,11 +90,11 @@ pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         .unwrap_or_default()
         .to_ascii_lowercase();
     if name.ends_with(".keras") {
-        keras::load(path)
+        keras::load_with(path, opts)
     } else if name.ends_with(".onnx") {
-        onnx::load(path)
+        onnx::load_with(path, opts)
     } else if name.ends_with(".json") || name.ends_with(".weights.h5") {
-        keras::load_split(path)
+        keras::load_split_with(path, opts)
     } else {
         Err(Error::Format {
             path: path.into(),

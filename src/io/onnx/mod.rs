@@ -20,6 +20,7 @@
 
 pub mod proto;
 
+use super::LoadOptions;
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
 use crate::kernels::{SELU_ALPHA, SELU_SCALE};
@@ -33,22 +34,41 @@ pub const OPSETS: std::ops::RangeInclusive<i64> = 13..=21;
 
 /// Reads and converts an ONNX file; external data is resolved next to it.
 pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// [`load`] with explicit limits.
+pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.into(),
-        source,
-    })?;
+    let bytes = super::read_limited(path, opts.max_weight_bytes, "weights")?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    from_bytes(&bytes, path, Some(dir))
+    from_bytes_with(&bytes, path, Some(dir), opts)
 }
 
 /// Converts an ONNX model held in memory. `path` only names the model in errors; external data
 /// is read relative to `dir` (and refused when `dir` is `None`).
 pub fn from_bytes(bytes: &[u8], path: &Path, dir: Option<&Path>) -> Result<Model> {
+    from_bytes_with(bytes, path, dir, &LoadOptions::default())
+}
+
+/// [`from_bytes`] with explicit limits.
+pub fn from_bytes_with(
+    bytes: &[u8],
+    path: &Path,
+    dir: Option<&Path>,
+    opts: &LoadOptions,
+) -> Result<Model> {
     let fail = |msg: String| Error::Format {
         path: path.into(),
         msg,
     };
+    if bytes.len() as u64 > opts.max_weight_bytes {
+        return Err(fail(format!(
+            "{} bytes is over the weights limit of {} bytes",
+            bytes.len(),
+            opts.max_weight_bytes
+        )));
+    }
     let model =
         proto::decode(bytes).map_err(|e| fail(format!("not an ONNX model (protobuf: {e})")))?;
     let opset = model
@@ -68,8 +88,17 @@ pub fn from_bytes(bytes: &[u8], path: &Path, dir: Option<&Path>) -> Result<Model
         .graph
         .as_ref()
         .ok_or_else(|| fail("the model has no graph".into()))?;
+    if graph.node.len() > opts.max_layers {
+        return Err(fail(format!(
+            "{} nodes, over the limit of {}",
+            graph.node.len(),
+            opts.max_layers
+        )));
+    }
     let mut cx = Converter {
         path,
+        opts,
+        external_bytes: std::cell::Cell::new(0),
         dir,
         opset,
         values: HashMap::new(),
@@ -104,7 +133,9 @@ pub fn from_bytes(bytes: &[u8], path: &Path, dir: Option<&Path>) -> Result<Model
             inputs.len()
         )));
     };
-    let shape = input_shape(input).map_err(|m| fail(format!("input {:?}: {m}", input.name)))?;
+    let shape = input_shape(input)
+        .and_then(|s| opts.check_elems(&s).map(|()| s))
+        .map_err(|m| fail(format!("input {:?}: {m}", input.name)))?;
     cx.push(&input.name, Layer::Input, vec![], shape, None);
     for node in &graph.node {
         cx.node(node)?;
@@ -209,6 +240,9 @@ enum Layout {
 
 struct Converter<'a> {
     path: &'a Path,
+    opts: &'a LoadOptions,
+    /// External data read so far (counts against `max_weight_bytes`).
+    external_bytes: std::cell::Cell<u64>,
     /// Tensor names whose layout is not [`Layout::Native`].
     layouts: HashMap<String, Layout>,
     dir: Option<&'a Path>,
@@ -1011,6 +1045,9 @@ impl Converter<'_> {
             .map(|&d| usize::try_from(d).map_err(|_| format!("negative dimension {d}")))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|m| self.fail(format!("{what}: {m}")))?;
+        self.opts
+            .check_elems(&dims)
+            .map_err(|m| self.fail(format!("{what}: {m}")))?;
         let n = checked_elems(&dims).map_err(|m| self.fail(format!("{what}: {m}")))?;
         let external;
         let raw: &[u8] = if t.data_location == 1 {
@@ -1144,6 +1181,14 @@ impl Converter<'_> {
                 offset.saturating_add(length)
             )));
         }
+        let total = self.external_bytes.get().saturating_add(length);
+        if total > self.opts.max_weight_bytes {
+            return Err(fail(format!(
+                "brings the weights to {total} bytes, over the limit of {} bytes",
+                self.opts.max_weight_bytes
+            )));
+        }
+        self.external_bytes.set(total);
         use std::io::{Read, Seek, SeekFrom};
         let io = |source| Error::Io {
             path: file.clone(),

@@ -1,0 +1,84 @@
+//! One `Arc<Plan>` shared by many threads, each with its own `Session`: every output equals a
+//! single-threaded run, bit for bit. Plans with their own worker pool (threads > 1) are also
+//! driven from many callers at once: no deadlock, same bits.
+
+use sinter::builtin;
+use sinter::model::init::SplitMix64;
+use sinter::plan::{CompileOptions, Plan};
+use std::sync::Arc;
+
+fn inputs(plan: &Plan, batch: usize, count: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut r = SplitMix64::new(seed);
+    (0..count)
+        .map(|_| {
+            (0..batch * plan.input_len())
+                .map(|_| r.next_signed() * 2.0)
+                .collect()
+        })
+        .collect()
+}
+
+/// `callers` threads each run every input `rounds` times through their own session and compare
+/// with the expected outputs computed up front on this thread.
+fn hammer(plan: Arc<Plan>, batch: usize, callers: usize, rounds: usize) {
+    let xs = Arc::new(inputs(&plan, batch, 8, plan.output_len() as u64));
+    let expected: Arc<Vec<Vec<u32>>> = Arc::new(
+        xs.iter()
+            .map(|x| plan.run(x).unwrap().iter().map(|v| v.to_bits()).collect())
+            .collect(),
+    );
+    let handles: Vec<_> = (0..callers)
+        .map(|t| {
+            let (plan, xs, expected) = (plan.clone(), xs.clone(), expected.clone());
+            std::thread::spawn(move || {
+                let mut s = plan.session().unwrap();
+                for round in 0..rounds {
+                    let i = (round * 7 + t) % xs.len();
+                    let y = s.run(&xs[i]).unwrap();
+                    assert!(
+                        y.iter()
+                            .map(|v| v.to_bits())
+                            .eq(expected[i].iter().copied()),
+                        "caller {t}, round {round}: output differs"
+                    );
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("a caller panicked");
+    }
+}
+
+#[test]
+fn eight_callers_share_one_plan() {
+    for name in ["seed", "conv1d"] {
+        let plan = Arc::new(
+            builtin::by_name(name)
+                .unwrap()
+                .compile(&CompileOptions {
+                    threads: 1,
+                    max_batch: 4,
+                    ..Default::default()
+                })
+                .unwrap(),
+        );
+        hammer(plan, 3, 8, 1000);
+    }
+}
+
+#[test]
+fn callers_and_the_plans_own_pool_do_not_deadlock() {
+    // Batch 64 of mnist-mlp is above the parallel threshold: every run uses the plan's pool
+    // from 8 caller threads at once.
+    let plan = Arc::new(
+        builtin::mnist_mlp()
+            .compile(&CompileOptions {
+                threads: 3,
+                max_batch: 64,
+                ..Default::default()
+            })
+            .unwrap(),
+    );
+    hammer(plan, 64, 8, 25);
+}
