@@ -7,6 +7,12 @@ use crate::model::Window;
 use std::sync::Arc;
 
 /// Run state for one [`Plan`]: owns the arena. One per thread; cheap to keep around.
+///
+/// A session holds the `Arc` of the plan it was made from and can only run that plan: using
+/// it with another plan is not expressible. Any number of sessions may run one plan at once
+/// (`tests/concurrency.rs`). Inputs are not validated beyond their length: NaN and infinities
+/// propagate through the arithmetic (every activation maps a NaN to the canonical quiet NaN),
+/// never a panic.
 #[derive(Debug)]
 pub struct Session {
     plan: Arc<Plan>,
