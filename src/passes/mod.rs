@@ -10,6 +10,7 @@ mod elide_concat;
 mod fuse_activations;
 mod prune;
 mod push_through_concat;
+mod share_padding;
 mod split_activations;
 
 pub use drop_dropout::DropDropout;
@@ -18,6 +19,7 @@ pub use elide_concat::ElideConcat;
 pub use fuse_activations::FuseActivations;
 pub use prune::Prune;
 pub use push_through_concat::PushActivationThroughConcat;
+pub use share_padding::SharePadding;
 pub use split_activations::SplitActivations;
 
 use crate::error::{Error, Result};
@@ -85,6 +87,8 @@ pub struct ConvRows {
     pub size: usize,
     /// Steps between windows.
     pub stride: usize,
+    /// Steps of the (shared, wider) padded input skipped before the first window.
+    pub offset: usize,
 }
 
 /// A node of the lowered graph.
@@ -172,6 +176,7 @@ impl<'m> Graph<'m> {
                             conv = Some(ConvRows {
                                 size: w.size,
                                 stride: w.stride,
+                                offset: 0,
                             });
                         }
                     } else {
@@ -292,8 +297,13 @@ impl<'m> Graph<'m> {
                             }
                             (*x.last().unwrap_or(&0), s)
                         }
-                        (Some(c), [steps, ch]) if *steps >= c.size && c.stride > 0 => {
-                            (c.size * ch, vec![(steps - c.size) / c.stride + 1, units])
+                        (Some(c), [steps, ch])
+                            if c.stride > 0
+                                && node.shape.first().is_some_and(|&out| {
+                                    out > 0 && c.offset + (out - 1) * c.stride + c.size <= *steps
+                                }) =>
+                        {
+                            (c.size * ch, vec![node.shape[0], units])
                         }
                         (Some(_), _) => {
                             return Err(format!("{:?}: convolution input {x:?}", node.name));
@@ -380,6 +390,7 @@ pub fn pipeline(fuse: bool) -> Vec<Box<dyn Pass>> {
         passes.push(Box::new(SplitActivations));
     }
     passes.push(Box::new(Prune));
+    passes.push(Box::new(SharePadding));
     passes.push(Box::new(ElideConcat));
     passes
 }

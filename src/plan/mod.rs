@@ -69,9 +69,9 @@ pub(crate) enum Kind {
         ops: Vec<EpOp>,
         /// GEMM rows per sample (1 unless the input has extra axes).
         rows: usize,
-        /// `Some(lda)`: an implicit-im2col convolution, one GEMM per sample whose rows start
-        /// `lda` values apart in the (padded) input.
-        conv: Option<usize>,
+        /// `Some((lda, a_off))`: an implicit-im2col convolution, one GEMM per sample whose rows
+        /// start `lda` values apart in the (padded) input, the first at `a_off`.
+        conv: Option<(usize, usize)>,
         /// Row stride of the destination: N, or the width of the concat this layer writes into.
         ldc: usize,
         /// First destination column (this layer's offset in that concat).
@@ -270,7 +270,7 @@ impl Plan {
                     let x = &g.nodes[node.inputs[0]].shape;
                     let units = *node.shape.last().expect("checked rank");
                     let (k, lda) = match conv {
-                        Some(c) => (c.size * x[1], Some(c.stride * x[1])),
+                        Some(c) => (c.size * x[1], Some((c.stride * x[1], c.offset * x[1]))),
                         None => (*x.last().expect("checked rank"), None),
                     };
                     let w = PackedB::pack(isa, &weights.kernel, weights.bias.as_deref(), k, units);
@@ -601,13 +601,13 @@ impl Plan {
         &self,
         w: &PackedB,
         ops: &[EpOp],
-        (rows, lda): (usize, usize),
+        (rows, lda, a_off): (usize, usize, usize),
         (a, in_len): (&[f32], usize),
         (c, out_len): (&mut [f32], usize),
         (ldc, col): (usize, usize),
     ) {
         let sample = |a: &[f32], c: &mut [f32]| {
-            let s = Strided::new(a, lda, &mut c[col..], ldc);
+            let s = Strided::new(&a[a_off..], lda, &mut c[col..], ldc);
             kernels::dense_strided(self.isa, rows, s, w, ops);
         };
         let batch = a.len() / in_len.max(1);

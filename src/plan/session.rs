@@ -98,10 +98,10 @@ impl Session {
                         None => {
                             plan.exec_dense(w, ops, batch * rows, a, w.k(), &mut c[*col..], *ldc)
                         }
-                        Some(lda) => plan.exec_conv(
+                        Some((lda, a_off)) => plan.exec_conv(
                             w,
                             ops,
-                            (*rows, *lda),
+                            (*rows, *lda, *a_off),
                             (a, step.in_len),
                             (c, step.out_len),
                             (*ldc, *col),
