@@ -16,6 +16,17 @@ fn header(descr: &str, shape: &str) -> Vec<u8> {
     out
 }
 
+/// `b` with the first `from` replaced by `to` (same length, so the header length holds).
+fn swap(mut b: Vec<u8>, from: &str, to: &str) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let at = b
+        .windows(from.len())
+        .position(|w| w == from.as_bytes())
+        .unwrap();
+    b[at..at + to.len()].copy_from_slice(to.as_bytes());
+    b
+}
+
 #[test]
 fn round_trip() {
     let p = std::env::temp_dir().join(format!("sinter-npy-{}.npy", std::process::id()));
@@ -24,6 +35,25 @@ fn round_trip() {
     let (shape, back) = read_f32(&p).unwrap();
     assert_eq!(shape, [3, 4]);
     assert_eq!(back, data);
+}
+
+#[test]
+fn scalar_and_spacing_variants_parse() {
+    let mut b = header("<f4", "()");
+    b.extend(2.5f32.to_le_bytes());
+    assert_eq!(
+        from_bytes(&b, Path::new("s.npy")).unwrap(),
+        (vec![], vec![2.5])
+    );
+    let text = b"{\"shape\":(1 , 1,) ,\"fortran_order\":False,\"descr\":\"<f4\"}  \n";
+    let mut b = b"\x93NUMPY\x02\x00".to_vec();
+    b.extend((text.len() as u32).to_le_bytes());
+    b.extend(text);
+    b.extend((-1.0f32).to_le_bytes());
+    assert_eq!(
+        from_bytes(&b, Path::new("s.npy")).unwrap(),
+        (vec![1, 1], vec![-1.0])
+    );
 }
 
 #[test]
@@ -61,6 +91,27 @@ fn bad_files_are_errors() {
             header("<f4", "(18446744073709551615, 2)"),
         ),
         ("truncated header", header("<f4", "(4,)")[..20].to_vec()),
+        ("trailing bytes", {
+            let mut b = header("<f4", "(1,)");
+            b.extend([0; 6]);
+            b
+        }),
+        ("unknown version", {
+            let mut b = header("<f4", "(0,)");
+            b[6] = 4;
+            b
+        }),
+        (
+            "Fortran order",
+            swap(header("<f4", "(0,)"), "False", "True "),
+        ),
+        ("structured dtype", header("[('a', '<f4')]", "(0,)")),
+        ("negative dimension", header("<f4", "(-1,)")),
+        ("unterminated tuple", header("<f4", "(1, 2")),
+        (
+            "missing shape",
+            swap(header("<f4", "(0,)"), "'shape'", "'shapf'"),
+        ),
     ];
     for (what, bytes) in cases {
         match from_bytes(&bytes, p) {
@@ -75,4 +126,27 @@ fn bad_files_are_errors() {
         read_f32(Path::new("/nonexistent/x.npy")),
         Err(Error::Io { .. })
     ));
+}
+
+/// Found by the `npy` fuzz target: a version-3 preamble declaring a 3.28 GB header in a
+/// 90-byte file made the `.npy` reader allocate the header before reading it (libFuzzer
+/// out-of-memory). The declared length is now checked against the file first.
+#[test]
+fn declared_header_longer_than_file_is_refused_before_allocation() {
+    let mut fuzz_case = b"\x93NUMPY\x03\x00\x76\x00".to_vec();
+    fuzz_case.extend([0xc3; 66]);
+    fuzz_case.extend(b"{MPr'");
+    let mut v1 = header("<f4", "(1,)");
+    v1[8..10].copy_from_slice(&u16::MAX.to_le_bytes());
+    let mut v2 = b"\x93NUMPY\x02\x00".to_vec();
+    v2.extend(u32::MAX.to_le_bytes());
+    v2.extend(b"{'descr': '<f4'");
+    for (what, bytes) in [("fuzz case", fuzz_case), ("v1", v1), ("v2", v2)] {
+        match from_bytes(&bytes, Path::new("h.npy")) {
+            Err(Error::Format { msg, .. }) => {
+                assert!(msg.contains("header declares"), "{what}: {msg}")
+            }
+            other => panic!("{what}: expected a format error, got {other:?}"),
+        }
+    }
 }

@@ -9,7 +9,6 @@
 
 use crate::error::{Error, Result};
 use npyz::WriterBuilder;
-use std::io::Cursor;
 use std::path::Path;
 
 fn format_err(path: &Path, msg: impl Into<String>) -> Error {
@@ -30,43 +29,174 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
 }
 
 /// Parses `.npy` bytes (see [`read_f32`]); `path` only labels errors.
+///
+/// The preamble and header are parsed here rather than by `npyz`: fuzzing found its reader
+/// allocating whatever header length a file declares (4 GiB from a 90-byte file) and
+/// multiplying the declared dimensions unchecked. Nothing here allocates more than the file.
 pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
-    let mut cursor = Cursor::new(bytes);
-    let header = npyz::NpyHeader::from_reader(&mut cursor)
-        .map_err(|e| format_err(path, format!("not a .npy file: {e}")))?;
-    let header_len = cursor.position() as usize;
-    let file = npyz::NpyFile::with_header(header, &bytes[header_len..]);
-    let descr = file.dtype().descr();
-    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
-    if descr != "<f4" && !(cfg!(target_endian = "little") && descr == "=f4") {
-        return Err(format_err(
-            path,
-            format!("dtype {descr:?}, expected float32 ('<f4')"),
-        ));
+    let err = |msg: String| format_err(path, msg);
+    let (version, rest) = match bytes {
+        [0x93, b'N', b'U', b'M', b'P', b'Y', major, _minor, rest @ ..] => (*major, rest),
+        _ => return Err(err("not a .npy file (no \\x93NUMPY magic)".into())),
+    };
+    let (len, rest) = match (version, rest) {
+        (1, [l0, l1, rest @ ..]) => (usize::from(u16::from_le_bytes([*l0, *l1])), rest),
+        (2 | 3, [l0, l1, l2, l3, rest @ ..]) => {
+            let len = u32::from_le_bytes([*l0, *l1, *l2, *l3]);
+            (usize::try_from(len).unwrap_or(usize::MAX), rest)
+        }
+        (1..=3, _) => return Err(err("truncated preamble".into())),
+        (v, _) => return Err(err(format!("format version {v}, expected 1, 2 or 3"))),
+    };
+    if len > rest.len() {
+        return Err(err(format!(
+            "header declares {len} bytes, the file holds {} after the preamble",
+            rest.len()
+        )));
     }
-    if file.order() != npyz::Order::C {
-        return Err(format_err(path, "Fortran-order array, expected C order"));
+    let (text, data) = rest.split_at(len);
+    let text = std::str::from_utf8(text).map_err(|_| err("header is not text".into()))?;
+    let header = Header::parse(text).map_err(|e| err(format!("header {text:?}: {e}")))?;
+    if header.descr != "<f4" && !(cfg!(target_endian = "little") && header.descr == "=f4") {
+        return Err(err(format!(
+            "dtype {:?}, expected float32 ('<f4')",
+            header.descr
+        )));
     }
-    let shape: Vec<usize> = file
-        .shape()
-        .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| format_err(path, "dimension too large")))
-        .collect::<Result<_>>()?;
+    if header.fortran_order {
+        return Err(err("Fortran-order array, expected C order".into()));
+    }
+    let shape = header.shape;
     let count = shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| format_err(path, format!("shape {shape:?} overflows")))?;
-    let available = bytes.len().saturating_sub(header_len) / 4;
-    if count != available {
-        return Err(format_err(
-            path,
-            format!("shape {shape:?} declares {count} values, the file holds {available}"),
-        ));
+        .filter(|c| c.checked_mul(4).is_some())
+        .ok_or_else(|| err(format!("shape {shape:?} overflows")))?;
+    if count * 4 != data.len() {
+        return Err(err(format!(
+            "shape {shape:?} declares {count} values ({} bytes), the file holds {} bytes of data",
+            count * 4,
+            data.len()
+        )));
     }
-    let data = file
-        .into_vec::<f32>()
-        .map_err(|e| format_err(path, format!("bad data: {e}")))?;
-    Ok((shape, data))
+    let values = data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok((shape, values))
+}
+
+/// The header dictionary NumPy writes: `{'descr': '<f4', 'fortran_order': False,
+/// 'shape': (3, 4), }`, padded with spaces and a newline.
+struct Header {
+    descr: String,
+    fortran_order: bool,
+    shape: Vec<usize>,
+}
+
+impl Header {
+    fn parse(text: &str) -> std::result::Result<Header, String> {
+        let mut p = Parser {
+            s: text.as_bytes(),
+            i: 0,
+        };
+        let (mut descr, mut fortran_order, mut shape) = (None, None, None);
+        p.expect(b'{')?;
+        while !p.eat(b'}') {
+            let key = p.string()?;
+            p.expect(b':')?;
+            match key.as_str() {
+                "descr" => descr = Some(p.string()?),
+                "fortran_order" => fortran_order = Some(p.boolean()?),
+                "shape" => shape = Some(p.tuple()?),
+                other => return Err(format!("unknown key {other:?}")),
+            }
+            if !p.eat(b',') {
+                p.expect(b'}')?;
+                break;
+            }
+        }
+        if !p.s[p.i..].iter().all(u8::is_ascii_whitespace) {
+            return Err("text after the dictionary".into());
+        }
+        Ok(Header {
+            descr: descr.ok_or("no 'descr'")?,
+            fortran_order: fortran_order.ok_or("no 'fortran_order'")?,
+            shape: shape.ok_or("no 'shape'")?,
+        })
+    }
+}
+
+/// A cursor over the header's Python literal; every method skips leading whitespace.
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&mut self) -> Option<u8> {
+        while self.s.get(self.i).is_some_and(u8::is_ascii_whitespace) {
+            self.i += 1;
+        }
+        self.s.get(self.i).copied()
+    }
+    fn eat(&mut self, c: u8) -> bool {
+        let hit = self.peek() == Some(c);
+        self.i += usize::from(hit);
+        hit
+    }
+    fn expect(&mut self, c: u8) -> std::result::Result<(), String> {
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(format!("expected '{}' at byte {}", c as char, self.i))
+        }
+    }
+    fn string(&mut self) -> std::result::Result<String, String> {
+        let quote = match self.peek() {
+            Some(q @ (b'\'' | b'"')) => q,
+            _ => return Err(format!("expected a string at byte {}", self.i)),
+        };
+        let start = self.i + 1;
+        let len = self.s[start..]
+            .iter()
+            .position(|&c| c == quote)
+            .ok_or("unterminated string")?;
+        self.i = start + len + 1;
+        Ok(String::from_utf8_lossy(&self.s[start..start + len]).into_owned())
+    }
+    fn boolean(&mut self) -> std::result::Result<bool, String> {
+        self.peek();
+        for (word, value) in [(&b"True"[..], true), (b"False", false)] {
+            if self.s[self.i..].starts_with(word) {
+                self.i += word.len();
+                return Ok(value);
+            }
+        }
+        Err(format!("expected True or False at byte {}", self.i))
+    }
+    fn tuple(&mut self) -> std::result::Result<Vec<usize>, String> {
+        self.expect(b'(')?;
+        let mut dims = Vec::new();
+        while !self.eat(b')') {
+            self.peek();
+            let digits = self.s[self.i..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            let text = std::str::from_utf8(&self.s[self.i..self.i + digits]).unwrap_or("");
+            let dim = text
+                .parse::<usize>()
+                .map_err(|_| format!("expected a dimension at byte {}", self.i))?;
+            self.i += digits;
+            dims.push(dim);
+            if !self.eat(b',') {
+                self.expect(b')')?;
+                break;
+            }
+        }
+        Ok(dims)
+    }
 }
 
 /// Writes a float32 C-order array.

@@ -106,8 +106,17 @@ impl GemmCall<'_> {
         let (m, k, n) = (self.m, self.b.k, self.b.n);
         assert!(self.ldc >= n && (self.lda > 0 || m <= 1), "strides");
         if m > 0 {
-            assert!(self.a.len() >= (m - 1) * self.lda + k, "A too short");
-            assert!(self.c_len >= (m - 1) * self.ldc + n, "C too short");
+            // Checked: a wrapped product would pass the length test and let the driver read
+            // out of bounds.
+            let end = |ld: usize, w: usize| (m - 1).checked_mul(ld).and_then(|x| x.checked_add(w));
+            assert!(
+                end(self.lda, k).is_some_and(|e| self.a.len() >= e),
+                "A too short"
+            );
+            assert!(
+                end(self.ldc, n).is_some_and(|e| self.c_len >= e),
+                "C too short"
+            );
         }
         let all = n.div_ceil(self.b.nr);
         assert!(

@@ -211,3 +211,102 @@ fn nan_in_nan_out_canonical() {
         }
     }
 }
+
+/// A strided oracle: row `r` of A at `a[r * lda..]`, of C at `c[r * ldc..]`.
+fn oracle_strided(m: usize, k: usize, n: usize, a: &[f32], lda: usize, w: &[f32]) -> Vec<f32> {
+    let rows: Vec<f32> = (0..m)
+        .flat_map(|r| a[r * lda..r * lda + k].iter().copied())
+        .collect();
+    oracle(m, k, n, &rows, w, &vec![0.0; n])
+}
+
+/// Operands that end exactly where their allocation ends, at an odd float offset (never
+/// 16- or 64-byte aligned), with row strides wider, equal and (for A) narrower than K. Any
+/// read or write past an operand is a heap overflow: under AddressSanitizer
+/// (`scripts/asan-kernels.sh`) it aborts the test; without it the C sentinels catch writes.
+/// M, N and K of 1, every MR and NR remainder, K across KC, column parts.
+#[test]
+fn exact_unaligned_strided_operands() {
+    const SENTINEL: f32 = -7.25;
+    for isa in Isa::available() {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (1, 1, 17),
+            (7, 1, 1),
+            (1, 33, 1),
+            (5, 3, 9),
+            (13, 17, 33),
+            (6, 64, 64),
+            (7, 65, 65),
+            (9, KC + 3, 20),
+            (2, 2 * KC + 1, 3),
+        ] {
+            let w = rand_vec(k * n, (k * 31 + n) as u64);
+            let p = PackedB::pack(isa, &w, None, k, n);
+            let mut ldas = vec![k, k + 3];
+            if k > 1 {
+                ldas.push(1); // overlapping rows, as an implicit im2col reads them
+            }
+            for &lda in &ldas {
+                for ldc in [n, n + 5] {
+                    for parts in [0, 1, 3] {
+                        let a_len = (m - 1) * lda + k;
+                        let c_len = (m - 1) * ldc + n;
+                        let a_buf = rand_vec(1 + a_len, (m + lda) as u64);
+                        let a = &a_buf[1..];
+                        let mut c_buf = vec![SENTINEL; 3 + c_len];
+                        let c = &mut c_buf[3..];
+                        let ops = [EpOp::Act(Activation::RELU)];
+                        if parts == 0 {
+                            dense_strided(isa, m, Strided::new(a, lda, c, ldc), &p, &ops);
+                        } else {
+                            let cp = ColumnParts::new(
+                                isa,
+                                m,
+                                Strided::new(a, lda, c, ldc),
+                                &p,
+                                &ops,
+                                parts,
+                            );
+                            (0..cp.len()).rev().for_each(|i| cp.part(i));
+                        }
+                        let want = oracle_strided(m, k, n, a, lda, &w);
+                        let what =
+                            format!("{isa} m={m} k={k} n={n} lda={lda} ldc={ldc} parts={parts}");
+                        for r in 0..m {
+                            let got = &c_buf[3 + r * ldc..3 + r * ldc + n];
+                            let want: Vec<f32> = want[r * n..(r + 1) * n]
+                                .iter()
+                                .map(|x| x.max(0.0))
+                                .collect();
+                            assert_eq!(bits(got), bits(&want), "{what} row {r}");
+                            if r + 1 < m {
+                                let gap = &c_buf[3 + r * ldc + n..3 + (r + 1) * ldc];
+                                assert!(
+                                    gap.iter().all(|&x| x == SENTINEL),
+                                    "{what}: wrote between rows"
+                                );
+                            }
+                        }
+                        assert!(
+                            c_buf[..3].iter().all(|&x| x == SENTINEL),
+                            "{what}: wrote before C"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "A too short")]
+fn extent_check_does_not_wrap() {
+    // (m - 1) * lda wraps to a small number in release builds if computed unchecked.
+    let p = PackedB::pack(Isa::Generic, &[1.0; 4], None, 2, 2);
+    let a = [1.0f32; 4];
+    let mut c = [0.0f32; 4];
+    let m = 3;
+    let lda = usize::MAX / 2 + 1;
+    dense_strided(Isa::Generic, m, Strided::new(&a, lda, &mut c, 2), &p, &[]);
+}
