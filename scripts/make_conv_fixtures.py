@@ -60,7 +60,7 @@ import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import helper  # noqa: E402
 
 # Pure helpers shared with the dense fixtures (maths, seeds, .keras comparison, h5 dump).
 from make_fixtures import (  # noqa: E402
@@ -70,6 +70,9 @@ from make_fixtures import (  # noqa: E402
     h5_tree,
     keras_predict,
     maxabs,
+    onnx_model,
+    ort_run,
+    save_onnx,
     seed_of,
     sigmoid,
     softmax,
@@ -223,34 +226,6 @@ def dense64(h, w, b):
 
 
 # ------------------------------------------------------------------------ ONNX helpers
-def onnx_model(name, nodes, inits, in_dims, out_feat, doc):
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *in_dims])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", out_feat])
-    inits = [numpy_helper.from_array(np.ascontiguousarray(v), k) for k, v in inits.items()]
-    g = helper.make_graph(nodes, name, [x], [y], initializer=inits, doc_string=doc)
-    opsets = [helper.make_opsetid("", OPSET)]
-    m = helper.make_model(
-        g,
-        opset_imports=opsets,
-        ir_version=helper.find_min_ir_version_for(opsets),
-        producer_name="sinter/scripts/make_conv_fixtures.py",
-    )
-    onnx.checker.check_model(m, full_check=True)
-    return m
-
-
-def save_onnx(m, fname):
-    path = OUT / fname
-    onnx.save_model(m, str(path))
-    onnx.checker.check_model(str(path), full_check=True)
-    return path
-
-
-def ort_run(path, x):
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return np.asarray(sess.run(["y"], {"x": x})[0], dtype=np.float32)
-
-
 def onnx_conv_w(w):
     """Keras Conv1D kernel [k, cin, cout] -> ONNX Conv weight [cout, cin, k]."""
     return np.ascontiguousarray(np.transpose(w, (2, 1, 0)))
@@ -263,8 +238,9 @@ def same_onnx_pads(length, k, stride=1, dilation=1):
 
 def keras_onnx_pair(name, y, y64, onnx_name, nodes, inits, in_dims, out_feat, x, acts, doc,
                     onnx_ops, note):
-    m = onnx_model(onnx_name, nodes, inits, in_dims, out_feat, doc)
-    p = save_onnx(m, f"{onnx_name}.onnx")
+    m = onnx_model(onnx_name, nodes, inits, in_dims, out_feat, OPSET, doc,
+                   producer="sinter/scripts/make_conv_fixtures.py")
+    p = save_onnx(m, f"{onnx_name}.onnx", out=OUT)
     yo = ort_run(p, x)
     np.save(OUT / f"{onnx_name}.onnx.out.npy", yo)
     record(f"{name}-onnx", f"{onnx_name}.onnx", "onnx", f"{name}.input.npy",

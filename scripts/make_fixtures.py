@@ -242,7 +242,8 @@ def dense64(h, w, b):
 
 
 # ------------------------------------------------------------------------ ONNX helpers
-def onnx_model(name, nodes, inits, in_feat, out_feat, opset, doc):
+def onnx_model(name, nodes, inits, in_feat, out_feat, opset, doc,
+               producer="sinter/scripts/make_fixtures.py"):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *in_feat])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", out_feat])
     inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()]
@@ -252,7 +253,7 @@ def onnx_model(name, nodes, inits, in_feat, out_feat, opset, doc):
         g,
         opset_imports=opsets,
         ir_version=helper.find_min_ir_version_for(opsets),
-        producer_name="sinter/scripts/make_fixtures.py",
+        producer_name=producer,
     )
     onnx.checker.check_model(m, full_check=True)
     return m
@@ -263,10 +264,10 @@ def ort_run(path, x):
     return np.asarray(sess.run(["y"], {"x": x})[0], dtype=np.float32)
 
 
-def save_onnx(m, fname, **kw):
-    path = OUT / fname
+def save_onnx(m, fname, out=None, **kw):
+    path = (out or OUT) / fname
     if "location" in kw:
-        (OUT / kw["location"]).unlink(missing_ok=True)  # onnx appends to an existing file
+        ((out or OUT) / kw["location"]).unlink(missing_ok=True)  # onnx appends to an existing file
     if kw:
         onnx.save_model(m, str(path), **kw)
     else:

@@ -15,7 +15,7 @@ fn dense(x: &Tensor, units: usize, act: Activation, seed: u64) -> Tensor {
     let bias = (0..units).map(|_| rng.next_signed() * 0.1).collect();
     Dense::new(units)
         .activation(act)
-        .weights(glorot_uniform(k, units, seed), Some(bias))
+        .weights(glorot_uniform(k, units, seed).collect(), Some(bias))
         .call(x)
         .expect("built-in layer shapes are consistent")
 }
@@ -67,7 +67,10 @@ pub fn conv1d() -> Model {
             let bias = (0..32).map(|_| rng.next_signed() * 0.1).collect();
             Conv1D::new(32, k)
                 .padding(Padding::Same)
-                .weights(glorot_uniform(k * 16, 32, 30 + k as u64), Some(bias))
+                .weights(
+                    glorot_uniform(k * 16, 32, 30 + k as u64).collect(),
+                    Some(bias),
+                )
                 .call(&x)
                 .expect("built-in layer shapes are consistent")
         })

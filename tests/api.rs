@@ -317,3 +317,63 @@ fn row_split_for_row_wise_layers_gives_the_same_bits() {
         assert_eq!(common::bits(&run(threads)), want, "{threads} threads");
     }
 }
+
+/// Builds and compiles `x -> y` if it can; whatever compiles must run to finite outputs.
+fn errs_or_runs(x: &sinter::model::Tensor, y: sinter::Result<sinter::model::Tensor>, what: &str) {
+    let Ok(m) = y.and_then(|y| Model::new(x, &y)) else {
+        return;
+    };
+    let opts = CompileOptions {
+        max_batch: 2,
+        threads: 1,
+        ..CompileOptions::default()
+    };
+    if let Ok(plan) = m.compile(&opts) {
+        let out = Arc::new(plan).run(&[1.0; 30]).unwrap();
+        assert!(out.iter().all(|v| v.is_finite()), "{what}: {out:?}");
+    }
+}
+
+/// Windows whose size, stride or dilation would overflow the shape arithmetic (padding,
+/// spans, im2col widths, weight counts) are errors at build or compile time, never a panic, an
+/// abort on a huge allocation, or a wrapped size. One window with a huge stride is valid.
+#[test]
+fn huge_windows_are_errors_not_panics() {
+    use sinter::model::{AveragePooling1D, Conv1D, MaxPooling1D, Padding};
+    let huge = [usize::MAX, usize::MAX / 2 + 1, 1 << 40, 1 << 33];
+    for padding in [Padding::Valid, Padding::Same, Padding::Causal] {
+        for &(size, stride, dilation) in &[
+            (huge[0], 1, 1),
+            (huge[1], 1, 1),
+            (2, 1, huge[0]),
+            (2, 1, huge[1]),
+            (huge[2], 1, huge[3]),
+            (3, huge[0], 1),
+            (huge[3], huge[3], 1),
+            (1, huge[0], 1),
+        ] {
+            let what = format!("{padding:?} size {size} stride {stride} dilation {dilation}");
+            let x = Input::new([5, 3]).unwrap();
+            let conv = Conv1D::new(2, size)
+                .strides(stride)
+                .dilation_rate(dilation)
+                .padding(padding);
+            errs_or_runs(&x, conv.call(&x), &format!("conv {what}"));
+            if padding != Padding::Causal && dilation == 1 {
+                let max = MaxPooling1D::new(size, stride, padding);
+                errs_or_runs(&x, max.call(&x), &format!("max pool {what}"));
+                let avg = AveragePooling1D::new(size, stride, padding);
+                errs_or_runs(&x, avg.call(&x), &format!("average pool {what}"));
+            }
+        }
+    }
+    let x = Input::new([4]).unwrap();
+    for units in [1 << 40, usize::MAX] {
+        let y = Dense::new(units).call(&x).unwrap();
+        let m = Model::new(&x, &y);
+        assert!(
+            matches!(m, Err(Error::Shape { .. })),
+            "Dense({units}): {m:?}"
+        );
+    }
+}

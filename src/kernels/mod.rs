@@ -14,6 +14,29 @@
 //! kernels::dense(isa, 1, &[1.0, 0.0], &w, &mut y, &[EpOp::Bias, EpOp::Act(Activation::RELU)]);
 //! assert_eq!(y, [1.5, 2.5, 3.5]);
 //! ```
+//!
+//! # Unsafe code
+//!
+//! All of sinter's `unsafe` is in this module, every block with a `// SAFETY:` line
+//! (`clippy::undocumented_unsafe_blocks` is denied crate-wide). It is of four kinds:
+//!
+//! - **CPU features.** `#[target_feature]` entry points (`x86/mod.rs`) are called only through
+//!   `Avx2Token` / `Avx512Token`, which exist only after `is_x86_feature_detected!` said yes.
+//! - **Lane loads and stores** (`Simd::load` / `store`, unaligned): callers pass whole chunks
+//!   (`chunks_exact`), a stack buffer for the tail, or tile pointers below.
+//! - **The GEMM driver** (`gemm.rs`): pointer arithmetic over A, packed B, bias and C.
+//!   `GemmCall::check` runs before every driver call and asserts, with overflow-checked
+//!   arithmetic, that A holds `(m - 1) * lda + K` values, C `(m - 1) * ldc + N`, the panel
+//!   range is inside the packing, and row-wise epilogues own whole rows. Partial tiles go
+//!   through a tile-sized buffer; packed B and bias are padded to whole panels.
+//! - **`ColumnParts: Send + Sync`**: parts write disjoint column panels of a C it borrows
+//!   mutably for its whole life.
+//!
+//! The checks are tested where an overrun would show: `kernels::tests` runs every tier against
+//! the scalar oracle on M, N, K of 1, every MR/NR remainder, K across KC, and operands that
+//! end exactly at their allocation at odd (unaligned) offsets with wide, equal and
+//! overlapping row strides; `scripts/asan-kernels.sh` runs those tests under
+//! AddressSanitizer, and the `gemm` fuzz target does the same on random shapes.
 
 mod activation;
 mod cache;

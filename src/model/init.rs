@@ -24,10 +24,9 @@ impl SplitMix64 {
 }
 
 /// Glorot-uniform `fan_in x fan_out` kernel: `U(-l, l)`, `l = sqrt(6 / (fan_in + fan_out))`.
-pub fn glorot_uniform(fan_in: usize, fan_out: usize, seed: u64) -> Vec<f32> {
-    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+/// The caller sizes the destination (`fan_in * fan_out` values).
+pub fn glorot_uniform(fan_in: usize, fan_out: usize, seed: u64) -> impl Iterator<Item = f32> {
+    let limit = (6.0 / (fan_in as f64 + fan_out as f64)).sqrt() as f32;
     let mut rng = SplitMix64::new(seed);
-    (0..fan_in * fan_out)
-        .map(|_| rng.next_signed() * limit)
-        .collect()
+    (0..fan_in.saturating_mul(fan_out)).map(move |_| rng.next_signed() * limit)
 }

@@ -197,7 +197,13 @@ pub fn apply(
 /// use_bias)` over `[steps, channels]`.
 #[derive(Clone, Debug)]
 pub struct Conv1D {
-    layer: Layer,
+    filters: usize,
+    kernel_size: usize,
+    strides: usize,
+    padding: Padding,
+    dilation_rate: usize,
+    activation: Activation,
+    use_bias: bool,
     name: Option<String>,
     weights: Option<DenseWeights>,
 }
@@ -207,55 +213,41 @@ impl Conv1D {
     /// linear activation, with a bias (Keras defaults).
     pub fn new(filters: usize, kernel_size: usize) -> Self {
         Conv1D {
-            layer: Layer::Conv1D {
-                filters,
-                kernel_size,
-                strides: 1,
-                padding: Padding::Valid,
-                dilation_rate: 1,
-                activation: Activation::Linear,
-                use_bias: true,
-            },
+            filters,
+            kernel_size,
+            strides: 1,
+            padding: Padding::Valid,
+            dilation_rate: 1,
+            activation: Activation::Linear,
+            use_bias: true,
             name: None,
             weights: None,
         }
     }
-    fn set(
-        mut self,
-        f: impl FnOnce(&mut usize, &mut Padding, &mut usize, &mut Activation, &mut bool),
-    ) -> Self {
-        if let Layer::Conv1D {
-            strides,
-            padding,
-            dilation_rate,
-            activation,
-            use_bias,
-            ..
-        } = &mut self.layer
-        {
-            f(strides, padding, dilation_rate, activation, use_bias);
-        }
+    /// Step between windows.
+    pub fn strides(mut self, s: usize) -> Self {
+        self.strides = s;
         self
     }
-    /// Step between windows.
-    pub fn strides(self, s: usize) -> Self {
-        self.set(|st, _, _, _, _| *st = s)
-    }
     /// `Padding::Valid`, `Same` or `Causal`.
-    pub fn padding(self, p: Padding) -> Self {
-        self.set(|_, pd, _, _, _| *pd = p)
+    pub fn padding(mut self, p: Padding) -> Self {
+        self.padding = p;
+        self
     }
     /// Spacing between taps.
-    pub fn dilation_rate(self, d: usize) -> Self {
-        self.set(|_, _, dl, _, _| *dl = d)
+    pub fn dilation_rate(mut self, d: usize) -> Self {
+        self.dilation_rate = d;
+        self
     }
     /// Activation after the bias.
-    pub fn activation(self, a: Activation) -> Self {
-        self.set(|_, _, _, ac, _| *ac = a)
+    pub fn activation(mut self, a: Activation) -> Self {
+        self.activation = a;
+        self
     }
     /// Whether there is a bias.
-    pub fn use_bias(self, b: bool) -> Self {
-        self.set(|_, _, _, _, ub| *ub = b)
+    pub fn use_bias(mut self, b: bool) -> Self {
+        self.use_bias = b;
+        self
     }
     /// Names the layer.
     pub fn name(mut self, n: &str) -> Self {
@@ -270,12 +262,16 @@ impl Conv1D {
     }
     /// Applies the layer to a symbolic `[steps, channels]` tensor.
     pub fn call(&self, x: &Tensor) -> Result<Tensor> {
-        apply(
-            self.layer.clone(),
-            self.name.as_deref(),
-            &[x],
-            self.weights.clone(),
-        )
+        let layer = Layer::Conv1D {
+            filters: self.filters,
+            kernel_size: self.kernel_size,
+            strides: self.strides,
+            padding: self.padding,
+            dilation_rate: self.dilation_rate,
+            activation: self.activation,
+            use_bias: self.use_bias,
+        };
+        apply(layer, self.name.as_deref(), &[x], self.weights.clone())
     }
 }
 

@@ -180,11 +180,21 @@ impl Window {
             }
             Padding::Same => {
                 let out = len.div_ceil(stride);
-                let total = ((out - 1) * stride + span).saturating_sub(len);
+                let total = (out.max(1) - 1)
+                    .checked_mul(stride)
+                    .and_then(|x| x.checked_add(span))
+                    .ok_or("window extent overflows")?
+                    .saturating_sub(len);
                 (out, total / 2)
             }
             Padding::Causal => (len.div_ceil(stride), span - 1),
         };
+        // Every later size (the padded input, the last window's end) is at most this.
+        (out.max(1) - 1)
+            .checked_mul(stride)
+            .and_then(|x| x.checked_add(span))
+            .and_then(|x| x.max(len).checked_add(pad_left))
+            .ok_or("window extent overflows")?;
         Ok(Window {
             len,
             size,
@@ -200,6 +210,22 @@ impl Window {
         (o * self.stride + t * self.dilation)
             .checked_sub(self.pad_left)
             .filter(|&i| i < self.len)
+    }
+
+    /// The input steps of output step `o` that are not padding, in tap order: what
+    /// `(0..size).filter_map(|t| source(o, t))` gives, in time proportional to the real taps
+    /// (a pool may be far wider than its input).
+    pub fn sources(&self, o: usize) -> impl Iterator<Item = usize> + use<> {
+        let start = o * self.stride; // padded coordinate of tap 0
+        let d = self.dilation;
+        // First tap at or after the left padding, one past the last before the right end.
+        let first = self.pad_left.saturating_sub(start).div_ceil(d);
+        let end = (self.pad_left + self.len)
+            .checked_sub(start)
+            .map_or(0, |room| room.div_ceil(d))
+            .min(self.size);
+        let pad_left = self.pad_left;
+        (first..end.max(first)).map(move |t| start + t * d - pad_left)
     }
 }
 
@@ -528,6 +554,32 @@ fn next_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Glorot-uniform kernel and zero bias for a layer built without weights. The size is
+/// checked and reserved fallibly: `Dense(1 << 40)` is an error, not an abort.
+fn init_weights(
+    layer: &str,
+    (k, units, use_bias): (usize, usize, bool),
+    seed: u64,
+) -> Result<DenseWeights> {
+    let err = |msg: String| Error::Shape {
+        layer: layer.into(),
+        msg,
+    };
+    let count = k
+        .checked_mul(units)
+        .filter(|n| n.checked_mul(4).is_some())
+        .ok_or_else(|| err(format!("a {k} x {units} kernel overflows")))?;
+    let mut kernel = Vec::new();
+    kernel
+        .try_reserve_exact(count)
+        .map_err(|_| err(format!("cannot allocate a {k} x {units} kernel")))?;
+    kernel.extend(init::glorot_uniform(k, units, 0x5eed ^ seed));
+    Ok(DenseWeights {
+        kernel,
+        bias: use_bias.then(|| vec![0.0; units]),
+    })
+}
+
 fn check_dense_weights(
     layer: &str,
     (k, units, use_bias): (usize, usize, bool),
@@ -695,17 +747,10 @@ impl Model {
             let in_shape = node.inputs.first().map(|&j| nodes[j].shape.clone());
             let node = &mut nodes[i];
             node.shape = shape;
-            if let Some(dims @ (k, units, use_bias)) =
-                node.layer.weight_dims(&in_shape.unwrap_or_default())
-            {
+            if let Some(dims) = node.layer.weight_dims(&in_shape.unwrap_or_default()) {
                 match &node.weights {
                     Some(w) => check_dense_weights(&node.name, dims, w)?,
-                    None => {
-                        node.weights = Some(DenseWeights {
-                            kernel: init::glorot_uniform(k, units, 0x5eed ^ i as u64),
-                            bias: use_bias.then(|| vec![0.0; units]),
-                        })
-                    }
+                    None => node.weights = Some(init_weights(&node.name, dims, i as u64)?),
                 }
             } else if node.weights.is_some() {
                 return Err(Error::Model(format!(
@@ -822,4 +867,32 @@ fn assign_names(nodes: &mut [Node]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_sources_are_the_non_padding_taps() {
+        for len in 1..9 {
+            for size in 1..7 {
+                for stride in 1..4 {
+                    for dilation in 1..4 {
+                        for padding in [Padding::Valid, Padding::Same, Padding::Causal] {
+                            let Ok(w) = Window::new(len, size, stride, dilation, padding) else {
+                                continue;
+                            };
+                            for o in 0..w.out {
+                                let want: Vec<usize> =
+                                    (0..size).filter_map(|t| w.source(o, t)).collect();
+                                let got: Vec<usize> = w.sources(o).collect();
+                                assert_eq!(got, want, "{w:?} o={o}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -175,7 +175,8 @@ impl<'m> Graph<'m> {
                         if !(w.size == 1 && w.stride == 1) {
                             conv = Some(ConvRows {
                                 size: w.size,
-                                stride: w.stride,
+                                // One window: the stride is never applied (and may be huge).
+                                stride: if w.out == 1 { 1 } else { w.stride },
                                 offset: 0,
                             });
                         }

@@ -163,26 +163,7 @@ impl Model {
 
 impl Plan {
     fn new(model: &Model, opts: &CompileOptions) -> Result<Plan> {
-        let isa = match opts.isa {
-            Some(i) => i,
-            None => Isa::from_env()
-                .map_err(|e| Error::Options(e.to_string()))?
-                .unwrap_or_else(Isa::detect),
-        };
-        if !isa.is_available() {
-            return Err(Error::IsaUnavailable(isa));
-        }
-        // Detect cache sizes now, so no session run ever does (it reads sysfs, allocating).
-        let _ = kernels::Caches::get();
-        if opts.max_batch == 0 {
-            return Err(Error::Options("max_batch must be at least 1".into()));
-        }
-        if opts.threads == 0 || opts.threads > 1024 {
-            return Err(Error::Options(format!(
-                "threads must be in 1..=1024, got {}",
-                opts.threads
-            )));
-        }
+        let isa = check_options(opts)?;
         let g = passes::optimize(Graph::from_model(model)?, opts.fuse)?;
         let passes = passes::pipeline(opts.fuse)
             .iter()
@@ -198,151 +179,35 @@ impl Plan {
                 })
         };
 
-        // Concats marked by `elide_concat` get no step; each producer GEMM writes its columns of
-        // the concat buffer (row stride = the concat's width).
-        let n = g.nodes.len();
-        let mut into: Vec<Option<(usize, usize)>> = vec![None; n];
-        let mut elided = vec![false; n];
-        for (i, node) in g.nodes.iter().enumerate() {
-            if let Op::Concat { axis, elided: true } = node.op {
-                let mut col = 0;
-                for &p in &node.inputs {
-                    into[p] = Some((i, col));
-                    col += g.nodes[p].shape[axis];
-                }
-                elided[i] = true;
-            }
-        }
-        let is_view = |i: usize| {
-            elided[i] || matches!(g.nodes[i].op, Op::Flatten | Op::Dropout | Op::Reshape)
-        };
-
-        // Buffers: one per value a step writes; views share their input's, concat producers
-        // share the concat's.
-        let mut buf_of = vec![usize::MAX; n];
-        let mut bufs: Vec<usize> = Vec::new(); // buffer -> node whose shape sizes it
-        for (i, node) in g.nodes.iter().enumerate() {
-            buf_of[i] = if let Some((c, _)) = into[i] {
-                if buf_of[c] == usize::MAX {
-                    bufs.push(c);
-                    buf_of[c] = bufs.len() - 1;
-                }
-                buf_of[c]
-            } else if elided[i] {
-                buf_of[i]
-            } else if is_view(i) {
-                buf_of[node.inputs[0]]
-            } else {
-                bufs.push(i);
-                bufs.len() - 1
-            };
-        }
-        let mut last_use = vec![0usize; bufs.len()];
-        for (i, node) in g.nodes.iter().enumerate() {
-            for &j in &node.inputs {
-                last_use[buf_of[j]] = i;
-            }
-        }
-        last_use[buf_of[g.output]] = usize::MAX;
-
+        let Buffers {
+            into,
+            view,
+            buf_of,
+            sized_by,
+            mut last_use,
+        } = Buffers::assign(&g);
         let mut arena = Arena::default();
-        let mut loc: Vec<Option<Loc>> = vec![None; bufs.len()];
-        let mut size = vec![0usize; bufs.len()];
+        let mut loc: Vec<Option<Loc>> = vec![None; sized_by.len()];
+        let mut size = vec![0usize; sized_by.len()];
         let mut steps = Vec::new();
         for (i, node) in g.nodes.iter().enumerate() {
-            if is_view(i) {
+            if view[i] {
                 continue;
             }
             let b = buf_of[i];
-            let out_len = elems(&g.nodes[bufs[b]].shape, &node.name)?;
+            let out_len = elems(&g.nodes[sized_by[b]].shape, &node.name)?;
             let len = out_len * opts.max_batch;
-            let src_buf = node.inputs.first().map(|&j| buf_of[j]);
-            let (kind, in_place) = match &node.op {
-                Op::Input => {
-                    loc[b] = Some(Loc::Input);
-                    continue;
-                }
-                Op::Dense {
-                    weights,
-                    acts,
-                    conv,
-                } => {
-                    let x = &g.nodes[node.inputs[0]].shape;
-                    let units = *node.shape.last().expect("checked rank");
-                    let (k, lda) = match conv {
-                        Some(c) => (c.size * x[1], Some((c.stride * x[1], c.offset * x[1]))),
-                        None => (*x.last().expect("checked rank"), None),
-                    };
-                    let w = PackedB::pack(isa, &weights.kernel, weights.bias.as_deref(), k, units);
-                    let mut ops = Vec::new();
-                    if weights.bias.is_some() {
-                        ops.push(EpOp::Bias);
-                    }
-                    ops.extend(acts.iter().map(|&a| EpOp::Act(a)));
-                    let rows = checked_elems(&node.shape).unwrap_or(0) / units;
-                    let (ldc, col) = match into[i] {
-                        Some((c, col)) => (*g.nodes[c].shape.last().expect("rank"), col),
-                        None => (units, 0),
-                    };
-                    (
-                        Kind::Dense {
-                            w,
-                            ops,
-                            rows,
-                            conv: lda,
-                            ldc,
-                            col,
-                        },
-                        false,
-                    )
-                }
-                Op::Pad { left, right } => {
-                    let ch = node.shape[1];
-                    (
-                        Kind::Pad {
-                            left: *left,
-                            right: *right,
-                            ch,
-                        },
-                        false,
-                    )
-                }
-                Op::Activation(act) => {
-                    let width = *node.shape.last().expect("checked rank");
-                    let sb = src_buf.expect("activation has an input");
-                    let in_place =
-                        loc[sb] != Some(Loc::Input) && last_use[sb] == i && size[sb] == len;
-                    (Kind::Activation { act: *act, width }, in_place)
-                }
-                Op::Im2col(w) => {
-                    let ch = g.nodes[node.inputs[0]].shape[1];
-                    (Kind::Im2col { w: *w, ch }, false)
-                }
-                Op::Pool { max, window, .. } => {
-                    let ch = g.nodes[node.inputs[0]].shape[1];
-                    (
-                        Kind::Pool {
-                            max: *max,
-                            w: *window,
-                            ch,
-                        },
-                        false,
-                    )
-                }
-                Op::Concat { axis, .. } => {
-                    let outer = node.shape[..*axis].iter().product();
-                    let inner = node
-                        .inputs
-                        .iter()
-                        .map(|&j| g.nodes[j].shape[*axis..].iter().product())
-                        .collect();
-                    (Kind::Concat { outer, inner }, false)
-                }
-                Op::Add => (Kind::Add, false),
-                Op::Flatten | Op::Dropout | Op::Reshape => unreachable!("views have no step"),
-            };
-            let sb = src_buf.expect("steps have an input");
+            if matches!(node.op, Op::Input) {
+                loc[b] = Some(Loc::Input);
+                continue;
+            }
+            let sb = buf_of[node.inputs[0]];
             let src_loc = loc[sb].expect("inputs are written before they are read");
+            // An activation overwrites its input when nothing reads that afterwards.
+            let in_place = matches!(node.op, Op::Activation(_))
+                && src_loc != Loc::Input
+                && last_use[sb] == i
+                && size[sb] == len;
             if in_place {
                 loc[b] = Some(src_loc);
                 size[b] = len;
@@ -359,7 +224,7 @@ impl Plan {
             }
             steps.push(Step {
                 name: node.name.clone(),
-                kind,
+                kind: step_kind(&g, i, isa, into[i]),
                 src: src_loc,
                 dst: loc[b].expect("just set"),
                 in_len: elems(&g.nodes[node.inputs[0]].shape, &node.name)?,
@@ -391,51 +256,19 @@ impl Plan {
             });
             output = Loc::Arena(off);
         }
-        // Batch chunking: when the weights fit in L2 but a whole batch of activations does not
-        // (convolutions: 48 KiB of activations per sample against 0.8 MiB of weights), run the
-        // steps over chunks of samples that keep each chunk's activations in L2. Samples are
-        // independent, so the bits do not change; large-weight models run whole batches.
-        let weights: usize = steps
-            .iter()
-            .map(|s| match &s.kind {
-                Kind::Dense { w, .. } => w.bytes(),
-                _ => 0,
-            })
-            .sum();
-        let per_sample = (arena.len() * 4).div_ceil(opts.max_batch).max(1);
-        let l2 = kernels::Caches::get().l2;
-        let chunk = if weights <= l2 {
-            (l2 / per_sample)
-                .clamp(8, opts.max_batch.max(8))
-                .min(opts.max_batch)
-        } else {
-            opts.max_batch
-        };
+        let chunk = chunk_size(&steps, arena.len(), opts.max_batch);
         let results = (chunk < opts.max_batch).then(|| arena.len());
         let arena_len = arena.len() + results.map_or(0, |_| out_len * opts.max_batch);
         arena_len
             .checked_mul(4)
             .ok_or_else(|| Error::Options("arena size overflows".into()))?;
-        let pool = if opts.threads > 1 {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(opts.threads)
-                    .thread_name(|i| format!("sinter-{i}"))
-                    .build()
-                    .map_err(|e| {
-                        Error::Options(format!("cannot start {} threads: {e}", opts.threads))
-                    })?,
-            )
-        } else {
-            None
-        };
         Ok(Plan {
             steps,
             isa,
             fused: opts.fuse,
             max_batch: opts.max_batch,
             threads: opts.threads,
-            pool,
+            pool: thread_pool(opts.threads)?,
             input_shape: model.input_shape().to_vec(),
             output_shape: g.nodes[g.output].shape.clone(),
             in_len,
@@ -633,3 +466,197 @@ impl Plan {
 
 /// Below this many flops a layer stays on the calling thread (waking workers costs more).
 const PARALLEL_FLOPS: usize = 4_000_000;
+
+/// Validates the options; returns the kernel tier to compile for.
+fn check_options(opts: &CompileOptions) -> Result<Isa> {
+    let isa = match opts.isa {
+        Some(i) => i,
+        None => Isa::from_env()
+            .map_err(|e| Error::Options(e.to_string()))?
+            .unwrap_or_else(Isa::detect),
+    };
+    if !isa.is_available() {
+        return Err(Error::IsaUnavailable(isa));
+    }
+    // Detect cache sizes now, so no session run ever does (it reads sysfs, allocating).
+    let _ = kernels::Caches::get();
+    if opts.max_batch == 0 {
+        return Err(Error::Options("max_batch must be at least 1".into()));
+    }
+    if opts.threads == 0 || opts.threads > 1024 {
+        return Err(Error::Options(format!(
+            "threads must be in 1..=1024, got {}",
+            opts.threads
+        )));
+    }
+    Ok(isa)
+}
+
+/// Which buffer holds each node's value, before any arena offset is chosen.
+struct Buffers {
+    /// For a producer of an elided concat: (the concat node, its first column there).
+    into: Vec<Option<(usize, usize)>>,
+    /// Nodes with no step of their own: Flatten, Dropout, Reshape, elided concats.
+    view: Vec<bool>,
+    /// Node -> buffer. Views share their input's buffer, concat producers the concat's.
+    buf_of: Vec<usize>,
+    /// Buffer -> the node whose shape sizes it.
+    sized_by: Vec<usize>,
+    /// Buffer -> the last node that reads it (`usize::MAX`: the output, never freed).
+    last_use: Vec<usize>,
+}
+
+impl Buffers {
+    fn assign(g: &Graph) -> Buffers {
+        // Concats marked by `elide_concat` get no step; each producer GEMM writes its columns
+        // of the concat buffer (row stride = the concat's width).
+        let n = g.nodes.len();
+        let mut into = vec![None; n];
+        let mut elided = vec![false; n];
+        for (i, node) in g.nodes.iter().enumerate() {
+            if let Op::Concat { axis, elided: true } = node.op {
+                let mut col = 0;
+                for &p in &node.inputs {
+                    into[p] = Some((i, col));
+                    col += g.nodes[p].shape[axis];
+                }
+                elided[i] = true;
+            }
+        }
+        let view: Vec<bool> = (0..n)
+            .map(|i| elided[i] || matches!(g.nodes[i].op, Op::Flatten | Op::Dropout | Op::Reshape))
+            .collect();
+        let mut buf_of = vec![usize::MAX; n];
+        let mut sized_by: Vec<usize> = Vec::new();
+        for (i, node) in g.nodes.iter().enumerate() {
+            buf_of[i] = if let Some((c, _)) = into[i] {
+                if buf_of[c] == usize::MAX {
+                    sized_by.push(c);
+                    buf_of[c] = sized_by.len() - 1;
+                }
+                buf_of[c]
+            } else if elided[i] {
+                buf_of[i]
+            } else if view[i] {
+                buf_of[node.inputs[0]]
+            } else {
+                sized_by.push(i);
+                sized_by.len() - 1
+            };
+        }
+        let mut last_use = vec![0usize; sized_by.len()];
+        for (i, node) in g.nodes.iter().enumerate() {
+            for &j in &node.inputs {
+                last_use[buf_of[j]] = i;
+            }
+        }
+        last_use[buf_of[g.output]] = usize::MAX;
+        Buffers {
+            into,
+            view,
+            buf_of,
+            sized_by,
+            last_use,
+        }
+    }
+}
+
+/// What step `i` computes, weights packed for `isa`. `into`: the elided concat it writes
+/// into, with its first column there.
+fn step_kind(g: &Graph, i: usize, isa: Isa, into: Option<(usize, usize)>) -> Kind {
+    let node = &g.nodes[i];
+    let x = &g.nodes[node.inputs[0]].shape;
+    match &node.op {
+        Op::Dense {
+            weights,
+            acts,
+            conv,
+        } => {
+            let units = *node.shape.last().expect("checked rank");
+            let (k, lda) = match conv {
+                Some(c) => (c.size * x[1], Some((c.stride * x[1], c.offset * x[1]))),
+                None => (*x.last().expect("checked rank"), None),
+            };
+            let w = PackedB::pack(isa, &weights.kernel, weights.bias.as_deref(), k, units);
+            let mut ops = Vec::new();
+            if weights.bias.is_some() {
+                ops.push(EpOp::Bias);
+            }
+            ops.extend(acts.iter().map(|&a| EpOp::Act(a)));
+            let rows = checked_elems(&node.shape).unwrap_or(0) / units;
+            let (ldc, col) = match into {
+                Some((c, col)) => (*g.nodes[c].shape.last().expect("rank"), col),
+                None => (units, 0),
+            };
+            Kind::Dense {
+                w,
+                ops,
+                rows,
+                conv: lda,
+                ldc,
+                col,
+            }
+        }
+        Op::Pad { left, right } => Kind::Pad {
+            left: *left,
+            right: *right,
+            ch: node.shape[1],
+        },
+        Op::Activation(act) => Kind::Activation {
+            act: *act,
+            width: *node.shape.last().expect("checked rank"),
+        },
+        Op::Im2col(w) => Kind::Im2col { w: *w, ch: x[1] },
+        Op::Pool { max, window, .. } => Kind::Pool {
+            max: *max,
+            w: *window,
+            ch: x[1],
+        },
+        Op::Concat { axis, .. } => Kind::Concat {
+            outer: node.shape[..*axis].iter().product(),
+            inner: node
+                .inputs
+                .iter()
+                .map(|&j| g.nodes[j].shape[*axis..].iter().product())
+                .collect(),
+        },
+        Op::Add => Kind::Add,
+        Op::Input | Op::Flatten | Op::Dropout | Op::Reshape => {
+            unreachable!("inputs and views have no step")
+        }
+    }
+}
+
+/// Samples run through all steps at a time. When the weights fit in L2 but a whole batch of
+/// activations does not (convolutions: 48 KiB of activations per sample against 0.8 MiB of
+/// weights), chunks of samples keep each chunk's activations in L2. Samples are independent,
+/// so the bits do not change; large-weight models run whole batches.
+fn chunk_size(steps: &[Step], arena_len: usize, max_batch: usize) -> usize {
+    let weights: usize = steps
+        .iter()
+        .map(|s| match &s.kind {
+            Kind::Dense { w, .. } => w.bytes(),
+            _ => 0,
+        })
+        .sum();
+    let per_sample = (arena_len * 4).div_ceil(max_batch).max(1);
+    let l2 = kernels::Caches::get().l2;
+    if weights <= l2 {
+        (l2 / per_sample).clamp(8, max_batch.max(8)).min(max_batch)
+    } else {
+        max_batch
+    }
+}
+
+/// The plan's own pool for `threads > 1`.
+fn thread_pool(threads: usize) -> Result<Option<rayon::ThreadPool>> {
+    if threads == 1 {
+        return Ok(None);
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("sinter-{i}"))
+        .build()
+        .map(Some)
+        .map_err(|e| Error::Options(format!("cannot start {threads} threads: {e}")))
+}

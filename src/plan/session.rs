@@ -41,7 +41,7 @@ impl Session {
     /// Runs a batch: `input` is `batch x input_len` values, batch first. Returns the outputs,
     /// `batch x output_len`, borrowed from the arena until the next run. Allocates nothing.
     pub fn run(&mut self, input: &[f32]) -> Result<&[f32]> {
-        let plan = Arc::clone(&self.plan);
+        let Session { plan, arena } = self;
         let per = plan.in_len;
         if input.is_empty() {
             return Err(Error::EmptyBatch);
@@ -60,11 +60,11 @@ impl Session {
             });
         }
         let Some(results) = plan.results.filter(|_| batch > plan.chunk) else {
-            self.run_steps(input, batch);
+            run_steps(plan, arena, input, batch);
             let Loc::Arena(o) = plan.output else {
                 unreachable!("the plan copies an input-aliased output into the arena")
             };
-            return Ok(&self.arena[o..o + batch * plan.out_len]);
+            return Ok(&arena[o..o + batch * plan.out_len]);
         };
         let Loc::Arena(o) = plan.output else {
             unreachable!("the plan copies an input-aliased output into the arena")
@@ -72,117 +72,114 @@ impl Session {
         let out = plan.out_len;
         for (i, x) in input.chunks(plan.chunk * per).enumerate() {
             let b = x.len() / per;
-            self.run_steps(x, b);
+            run_steps(plan, arena, x, b);
             let dst = results + i * plan.chunk * out;
-            self.arena.copy_within(o..o + b * out, dst);
+            arena.copy_within(o..o + b * out, dst);
         }
-        Ok(&self.arena[results..results + batch * out])
+        Ok(&arena[results..results + batch * out])
     }
+}
 
-    /// Runs every step on `batch` samples (at most the plan's chunk).
-    fn run_steps(&mut self, input: &[f32], batch: usize) {
-        let plan = &*self.plan;
-        for step in &plan.steps {
-            let (il, ol) = (batch * step.in_len, batch * step.out_len);
-            match &step.kind {
-                Kind::Dense {
-                    w,
-                    ops,
-                    rows,
-                    conv,
-                    ldc,
-                    col,
-                } => {
-                    let (a, c) = views(&mut self.arena, input, step.src, step.dst, il, ol);
-                    match conv {
-                        None => {
-                            plan.exec_dense(w, ops, batch * rows, a, w.k(), &mut c[*col..], *ldc)
-                        }
-                        Some((lda, a_off)) => plan.exec_conv(
-                            w,
-                            ops,
-                            (*rows, *lda, *a_off),
-                            (a, step.in_len),
-                            (c, step.out_len),
-                            (*ldc, *col),
-                        ),
-                    }
+/// Runs every step of `plan` on `batch` samples (at most the plan's chunk).
+fn run_steps(plan: &Plan, arena: &mut [f32], input: &[f32], batch: usize) {
+    for step in &plan.steps {
+        let (il, ol) = (batch * step.in_len, batch * step.out_len);
+        match &step.kind {
+            Kind::Dense {
+                w,
+                ops,
+                rows,
+                conv,
+                ldc,
+                col,
+            } => {
+                let (a, c) = views(arena, input, step.src, step.dst, il, ol);
+                match conv {
+                    None => plan.exec_dense(w, ops, batch * rows, a, w.k(), &mut c[*col..], *ldc),
+                    Some((lda, a_off)) => plan.exec_conv(
+                        w,
+                        ops,
+                        (*rows, *lda, *a_off),
+                        (a, step.in_len),
+                        (c, step.out_len),
+                        (*ldc, *col),
+                    ),
                 }
-                Kind::Pad { left, right, ch } => {
-                    let (a, c) = views(&mut self.arena, input, step.src, step.dst, il, ol);
-                    for (x, y) in a
-                        .chunks_exact(step.in_len)
-                        .zip(c.chunks_exact_mut(step.out_len))
-                    {
-                        let (head, rest) = y.split_at_mut(left * ch);
-                        let (body, tail) = rest.split_at_mut(x.len());
-                        head.fill(0.0);
-                        body.copy_from_slice(x);
-                        tail[..right * ch].fill(0.0);
-                    }
+            }
+            Kind::Pad { left, right, ch } => {
+                let (a, c) = views(arena, input, step.src, step.dst, il, ol);
+                for (x, y) in a
+                    .chunks_exact(step.in_len)
+                    .zip(c.chunks_exact_mut(step.out_len))
+                {
+                    let (head, rest) = y.split_at_mut(left * ch);
+                    let (body, tail) = rest.split_at_mut(x.len());
+                    head.fill(0.0);
+                    body.copy_from_slice(x);
+                    tail[..right * ch].fill(0.0);
                 }
-                Kind::Activation { act, width } => {
-                    let data = if step.src == step.dst {
-                        let Loc::Arena(o) = step.dst else {
-                            unreachable!("in-place steps write the arena")
-                        };
-                        &mut self.arena[o..o + ol]
-                    } else {
-                        let (a, c) = views(&mut self.arena, input, step.src, step.dst, il, ol);
-                        c.copy_from_slice(a);
-                        c
+            }
+            Kind::Activation { act, width } => {
+                let data = if step.src == step.dst {
+                    let Loc::Arena(o) = step.dst else {
+                        unreachable!("in-place steps write the arena")
                     };
-                    if act.is_row_wise() {
-                        kernels::rows(plan.isa, &[kernels::EpOp::Act(*act)], data, *width);
-                    } else {
-                        kernels::activation(plan.isa, *act, data);
-                    }
-                }
-                Kind::Copy => {
-                    let (a, c) = views(&mut self.arena, input, step.src, step.dst, il, ol);
+                    &mut arena[o..o + ol]
+                } else {
+                    let (a, c) = views(arena, input, step.src, step.dst, il, ol);
                     c.copy_from_slice(a);
+                    c
+                };
+                if act.is_row_wise() {
+                    kernels::rows(plan.isa, &[kernels::EpOp::Act(*act)], data, *width);
+                } else {
+                    kernels::activation(plan.isa, *act, data);
                 }
-                Kind::Im2col { w, ch } => {
-                    let (a, c) = views(&mut self.arena, input, step.src, step.dst, il, ol);
-                    for (x, y) in a
-                        .chunks_exact(step.in_len)
-                        .zip(c.chunks_exact_mut(step.out_len))
-                    {
-                        im2col(w, *ch, x, y);
-                    }
+            }
+            Kind::Copy => {
+                let (a, c) = views(arena, input, step.src, step.dst, il, ol);
+                c.copy_from_slice(a);
+            }
+            Kind::Im2col { w, ch } => {
+                let (a, c) = views(arena, input, step.src, step.dst, il, ol);
+                for (x, y) in a
+                    .chunks_exact(step.in_len)
+                    .zip(c.chunks_exact_mut(step.out_len))
+                {
+                    im2col(w, *ch, x, y);
                 }
-                Kind::Pool { max, w, ch } => {
-                    let (a, c) = views(&mut self.arena, input, step.src, step.dst, il, ol);
-                    for (x, y) in a
-                        .chunks_exact(step.in_len)
-                        .zip(c.chunks_exact_mut(step.out_len))
-                    {
-                        pool(*max, w, *ch, x, y);
-                    }
+            }
+            Kind::Pool { max, w, ch } => {
+                let (a, c) = views(arena, input, step.src, step.dst, il, ol);
+                for (x, y) in a
+                    .chunks_exact(step.in_len)
+                    .zip(c.chunks_exact_mut(step.out_len))
+                {
+                    pool(*max, w, *ch, x, y);
                 }
-                Kind::Concat { outer, inner } => {
-                    let total: usize = inner.iter().sum();
-                    let mut offset = 0;
-                    let srcs =
-                        std::iter::once((step.src, step.in_len)).chain(step.rest.iter().copied());
-                    for ((src, len), &width) in srcs.zip(inner) {
-                        let (a, c) = views(&mut self.arena, input, src, step.dst, batch * len, ol);
-                        for (x, y) in a.chunks_exact(len).zip(c.chunks_exact_mut(step.out_len)) {
-                            for o in 0..*outer {
-                                y[o * total + offset..][..width]
-                                    .copy_from_slice(&x[o * width..][..width]);
-                            }
+            }
+            Kind::Concat { outer, inner } => {
+                let total: usize = inner.iter().sum();
+                let mut offset = 0;
+                let srcs =
+                    std::iter::once((step.src, step.in_len)).chain(step.rest.iter().copied());
+                for ((src, len), &width) in srcs.zip(inner) {
+                    let (a, c) = views(arena, input, src, step.dst, batch * len, ol);
+                    for (x, y) in a.chunks_exact(len).zip(c.chunks_exact_mut(step.out_len)) {
+                        for o in 0..*outer {
+                            y[o * total + offset..][..width]
+                                .copy_from_slice(&x[o * width..][..width]);
                         }
-                        offset += width;
                     }
+                    offset += width;
                 }
-                Kind::Add => {
-                    let (a, c) = views(&mut self.arena, input, step.src, step.dst, il, ol);
-                    c.copy_from_slice(a);
-                    for &(src, len) in &step.rest {
-                        let (a, c) = views(&mut self.arena, input, src, step.dst, batch * len, ol);
-                        c.iter_mut().zip(a).for_each(|(y, x)| *y += x);
-                    }
+            }
+            Kind::Add => {
+                let (a, c) = views(arena, input, step.src, step.dst, il, ol);
+                c.copy_from_slice(a);
+                for &(src, len) in &step.rest {
+                    let (a, c) = views(arena, input, src, step.dst, batch * len, ol);
+                    c.iter_mut().zip(a).for_each(|(y, x)| *y += x);
                 }
             }
         }
@@ -205,7 +202,7 @@ fn im2col(w: &Window, ch: usize, x: &[f32], y: &mut [f32]) {
 /// ignores it, mean divides by the real taps only, as Keras does). NaN wins a max.
 fn pool(max: bool, w: &Window, ch: usize, x: &[f32], y: &mut [f32]) {
     for (o, out) in y.chunks_exact_mut(ch).enumerate() {
-        let mut taps = (0..w.size).filter_map(|t| w.source(o, t));
+        let mut taps = w.sources(o);
         let Some(first) = taps.next() else {
             out.fill(if max { f32::NEG_INFINITY } else { f32::NAN });
             continue;
