@@ -56,8 +56,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 from onnx import helper  # noqa: E402
@@ -65,17 +63,20 @@ from onnx import helper  # noqa: E402
 # Pure helpers shared with the dense fixtures (maths, seeds, .keras comparison, h5 dump).
 from make_fixtures import (  # noqa: E402
     KERAS_ACT,
-    _keras_zip_key,
     fresh,
     h5_tree,
+    dense64,
     keras_predict,
     maxabs,
     onnx_model,
     ort_run,
+    save_keras,
     save_onnx,
+    save_outputs,
     seed_of,
     sigmoid,
     softmax,
+    tool_versions,
 )
 
 tf.get_logger().setLevel("ERROR")
@@ -120,15 +121,6 @@ def randomize(model, name):
     return out
 
 
-def save_keras(model, fname):
-    """model.save(), but keep an existing file if only the volatile parts would change."""
-    path = OUT / fname
-    tmp = OUT / f".tmp-{fname}"
-    model.save(tmp)
-    if path.exists() and _keras_zip_key(path) == _keras_zip_key(tmp):
-        tmp.unlink()
-    else:
-        tmp.replace(path)
 
 
 def check_roundtrip(fname, x, y):
@@ -137,11 +129,6 @@ def check_roundtrip(fname, x, y):
     assert maxabs(y2, y) == 0.0, f"Keras round trip of {fname} differs"
 
 
-def save_outputs(name, y_keras=None, y64=None):
-    if y_keras is not None:
-        np.save(OUT / f"{name}.keras.out.npy", np.ascontiguousarray(y_keras, np.float32))
-    if y64 is not None:
-        np.save(OUT / f"{name}.f64.out.npy", np.ascontiguousarray(y64, np.float64))
 
 
 def record(name, model_file, fmt, input_name, expected, f64_name, y_peer, activations,
@@ -164,6 +151,16 @@ def record(name, model_file, fmt, input_name, expected, f64_name, y_peer, activa
     entry["input_shape"] = list(x.shape)
     entry["output_shape"] = list(y_peer.shape)
     CASES.append(entry)
+
+
+def keras_case(name, model, x, y, y64, acts, note):
+    """Saves a Keras case's outputs and .keras file, checks that it reloads to the same y,
+    and records it in the manifest."""
+    save_outputs(name, y, y64, out=OUT)
+    save_keras(model, f"{name}.keras", out=OUT)
+    check_roundtrip(f"{name}.keras", x, y)
+    record(name, f"{name}.keras", "keras", f"{name}.input.npy", f"{name}.keras.out.npy",
+           f"{name}.f64.out.npy", y, acts, note=note)
 
 
 # ------------------------------------------------------------ float64 reference maths
@@ -218,11 +215,6 @@ def pool1d64(x, pool, strides, padding, mode):
     return np.stack(cols, axis=1)
 
 
-def dense64(h, w, b):
-    y = np.asarray(h, np.float64) @ w.astype(np.float64)
-    if b is not None:
-        y = y + b.astype(np.float64)
-    return y
 
 
 # ------------------------------------------------------------------------ ONNX helpers
@@ -265,15 +257,11 @@ def case_conv1d_builtin():
     h64 = np.concatenate([conv1d64(x, *ws[c.name], padding="same") for c in convs], axis=-1)
     h64 = np.maximum(h64, 0.0).reshape(BATCH, -1)
     y64 = softmax(dense64(h64, *ws[dense.name]))
-    save_outputs(name, y, y64)
-    save_keras(model, f"{name}.keras")
-    check_roundtrip(f"{name}.keras", x, y)
     acts = ["relu", "softmax"]
-    record(name, f"{name}.keras", "keras", f"{name}.input.npy", f"{name}.keras.out.npy",
-           f"{name}.f64.out.npy", y, acts,
-           note="benchmark model: Conv1D(32, k, padding='same') for k = 3, 5, 7 (no "
-                "activation) -> Concatenate(axis=-1) -> Activation(relu) -> Flatten -> "
-                "Dense(8, softmax); the Dense has fan_in 128 * 96 = 12288")
+    keras_case(name, model, x, y, y64, acts,
+               note="benchmark model: Conv1D(32, k, padding='same') for k = 3, 5, 7 (no "
+                    "activation) -> Concatenate(axis=-1) -> Activation(relu) -> Flatten -> "
+                    "Dense(8, softmax); the Dense has fan_in 128 * 96 = 12288")
 
     nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1])]
     inits = {}
@@ -318,14 +306,10 @@ def case_conv_valid_strided():
     h = np.tanh(conv1d64(x, *ws[c1.name], strides=2, padding="valid"))
     h = KERAS_ACT["gelu"](conv1d64(h, *ws[c2.name], padding="causal", dilation=2))
     y64 = dense64(h.mean(axis=1), *ws[dense.name])
-    save_outputs(name, y, y64)
-    save_keras(model, f"{name}.keras")
-    check_roundtrip(f"{name}.keras", x, y)
-    record(name, f"{name}.keras", "keras", f"{name}.input.npy", f"{name}.keras.out.npy",
-           f"{name}.f64.out.npy", y, ["tanh", "gelu"],
-           note="Conv1D(8, 4, strides=2, valid, tanh): 40 -> 19 steps; Conv1D(5, 3, "
-                "dilation_rate=2, causal, gelu (exact erf)): left pad 4, 19 -> 19; "
-                "GlobalAveragePooling1D; Dense(3) linear")
+    keras_case(name, model, x, y, y64, ["tanh", "gelu"],
+               note="Conv1D(8, 4, strides=2, valid, tanh): 40 -> 19 steps; Conv1D(5, 3, "
+                    "dilation_rate=2, causal, gelu (exact erf)): left pad 4, 19 -> 19; "
+                    "GlobalAveragePooling1D; Dense(3) linear")
 
 
 # -------------------------------------------------------------------------- conv_pool
@@ -347,16 +331,12 @@ def case_conv_pool():
     h = conv1d64(h, *ws[c2.name], padding="same")
     h = pool1d64(h, 3, 2, "same", "avg")  # 16 -> 8, pads [0, 1], last window has 2 cells
     y64 = sigmoid(dense64(h.reshape(BATCH, -1), *ws[dense.name]))
-    save_outputs(name, y, y64)
-    save_keras(model, f"{name}.keras")
-    check_roundtrip(f"{name}.keras", x, y)
     acts = ["relu", "sigmoid"]
-    record(name, f"{name}.keras", "keras", f"{name}.input.npy", f"{name}.keras.out.npy",
-           f"{name}.f64.out.npy", y, acts,
-           note="Conv1D(12, 3, same, relu, use_bias=False): 33 steps; MaxPooling1D(2) valid: "
-                "33 -> 16; Conv1D(12, 3, same) linear; AveragePooling1D(3, strides=2, same): "
-                "16 -> 8 with pad_left 0, pad_right 1, the last window averages 2 valid cells "
-                "(padding not counted); Flatten 96 -> Dense(4, sigmoid)")
+    keras_case(name, model, x, y, y64, acts,
+               note="Conv1D(12, 3, same, relu, use_bias=False): 33 steps; MaxPooling1D(2) valid: "
+                    "33 -> 16; Conv1D(12, 3, same) linear; AveragePooling1D(3, strides=2, same): "
+                    "16 -> 8 with pad_left 0, pad_right 1, the last window averages 2 valid cells "
+                    "(padding not counted); Flatten 96 -> Dense(4, sigmoid)")
 
     w1, _ = ws[c1.name]
     w2, b2 = ws[c2.name]
@@ -408,14 +388,10 @@ def case_conv_add_concat():
     s64 = a + b + x.astype(np.float64)
     c64 = np.concatenate([s64, x.astype(np.float64)], axis=1)  # (16, 40, 8)
     y64 = softmax(dense64(c64.max(axis=1), *ws[dense.name]))
-    save_outputs(name, y, y64)
-    save_keras(model, f"{name}.keras")
-    check_roundtrip(f"{name}.keras", x, y)
-    record(name, f"{name}.keras", "keras", f"{name}.input.npy", f"{name}.keras.out.npy",
-           f"{name}.f64.out.npy", y, ["silu", "softmax"],
-           note="a = Conv1D(8, 3, same, silu)(x), b = Conv1D(8, 1)(x) (valid, k=1); "
-                "Add()([a, b, x]) (3 inputs); Concatenate(axis=1)([sum, x]) along TIME: "
-                "20 + 20 = 40 steps; GlobalMaxPooling1D; Dense(6, softmax)")
+    keras_case(name, model, x, y, y64, ["silu", "softmax"],
+               note="a = Conv1D(8, 3, same, silu)(x), b = Conv1D(8, 1)(x) (valid, k=1); "
+                    "Add()([a, b, x]) (3 inputs); Concatenate(axis=1)([sum, x]) along TIME: "
+                    "20 + 20 = 40 steps; GlobalMaxPooling1D; Dense(6, softmax)")
 
 
 # ----------------------------------------------------------------------- reshape_conv
@@ -434,14 +410,10 @@ def case_reshape_conv():
     h = KERAS_ACT["elu"](conv1d64(x.reshape(BATCH, 12, 4), *ws[conv.name]))  # 12 -> 10
     h = pool1d64(h, 2, 1, "same", "max")  # 10 -> 10, pads [0, 1]
     y64 = dense64(h.reshape(BATCH, -1), *ws[dense.name])
-    save_outputs(name, y, y64)
-    save_keras(model, f"{name}.keras")
-    check_roundtrip(f"{name}.keras", x, y)
-    record(name, f"{name}.keras", "keras", f"{name}.input.npy", f"{name}.keras.out.npy",
-           f"{name}.f64.out.npy", y, ["elu"],
-           note="Reshape((12, 4)) (row-major) -> Conv1D(6, 3, valid, elu): 12 -> 10 -> "
-                "MaxPooling1D(2, strides=1, same): 10 -> 10, pad right 1 (last window is one "
-                "cell) -> Reshape((-1,)) to 60 -> Dense(5) linear")
+    keras_case(name, model, x, y, y64, ["elu"],
+               note="Reshape((12, 4)) (row-major) -> Conv1D(6, 3, valid, elu): 12 -> 10 -> "
+                    "MaxPooling1D(2, strides=1, same): 10 -> 10, pad right 1 (last window is one "
+                    "cell) -> Reshape((-1,)) to 60 -> Dense(5) linear")
 
 
 # ------------------------------------------------------------------------ reporting
@@ -475,15 +447,7 @@ def main():
     case_conv_add_concat()
     case_reshape_conv()
 
-    versions = {
-        "keras": keras.__version__,
-        "tensorflow": tf.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": ort.__version__,
-        "numpy": np.__version__,
-        "h5py": h5py.__version__,
-        "python": sys.version.split()[0],
-    }
+    versions = tool_versions()
     manifest = {
         "generated_by": "scripts/make_conv_fixtures.py",
         "versions": versions,

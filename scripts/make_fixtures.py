@@ -130,11 +130,13 @@ def _keras_zip_key(path):
         return [z.namelist(), out]
 
 
-def save_keras(model, fname):
-    """model.save(), but keep an existing file if only the volatile parts would change, so a
-    rerun does not rewrite every .keras in git. Files are always genuine model.save() output."""
-    path = OUT / fname
-    tmp = OUT / f".tmp-{fname}"
+def save_keras(model, fname, out=None):
+    """model.save() into `out` (default OUT), but keep an existing file if only the volatile
+    parts would change, so a rerun does not rewrite every .keras in git. Files are always
+    genuine model.save() output."""
+    out = out or OUT
+    path = out / fname
+    tmp = out / f".tmp-{fname}"
     model.save(tmp)
     if path.exists() and _keras_zip_key(path) == _keras_zip_key(tmp):
         tmp.unlink()
@@ -235,7 +237,7 @@ def relu_layer(z, max_value, negative_slope, threshold):
 
 
 def dense64(h, w, b):
-    y = h @ w.astype(np.float64)
+    y = np.asarray(h, np.float64) @ w.astype(np.float64)
     if b is not None:
         y = y + b.astype(np.float64)
     return y
@@ -301,11 +303,25 @@ def record(name, model_file, fmt, input_name, expected, f64_name, y_peer, y64, a
     return err
 
 
-def save_outputs(name, y_keras=None, y64=None):
+def save_outputs(name, y_keras=None, y64=None, out=None):
+    out = out or OUT
     if y_keras is not None:
-        np.save(OUT / f"{name}.keras.out.npy", np.ascontiguousarray(y_keras, np.float32))
+        np.save(out / f"{name}.keras.out.npy", np.ascontiguousarray(y_keras, np.float32))
     if y64 is not None:
-        np.save(OUT / f"{name}.f64.out.npy", np.ascontiguousarray(y64, np.float64))
+        np.save(out / f"{name}.f64.out.npy", np.ascontiguousarray(y64, np.float64))
+
+
+def tool_versions():
+    """The versions a manifest records."""
+    return {
+        "keras": keras.__version__,
+        "tensorflow": tf.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": ort.__version__,
+        "numpy": np.__version__,
+        "h5py": h5py.__version__,
+        "python": sys.version.split()[0],
+    }
 
 
 # ------------------------------------------------------------------------------- seed
@@ -736,15 +752,7 @@ def main():
     case_mlp()
     case_onnx_ops()
 
-    versions = {
-        "keras": keras.__version__,
-        "tensorflow": tf.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": ort.__version__,
-        "numpy": np.__version__,
-        "h5py": h5py.__version__,
-        "python": sys.version.split()[0],
-    }
+    versions = tool_versions()
     manifest = {
         "generated_by": "scripts/make_fixtures.py",
         "versions": versions,

@@ -3,6 +3,7 @@
 //! driven from many callers at once: no deadlock, same bits.
 
 use sinter::builtin;
+use sinter::model::Model;
 use sinter::model::init::SplitMix64;
 use sinter::plan::{CompileOptions, Plan};
 use std::sync::Arc;
@@ -16,6 +17,15 @@ fn inputs(plan: &Plan, batch: usize, count: usize, seed: u64) -> Vec<Vec<f32>> {
                 .collect()
         })
         .collect()
+}
+
+fn compile(model: &Model, threads: usize, max_batch: usize) -> Arc<Plan> {
+    let opts = CompileOptions {
+        threads,
+        max_batch,
+        ..Default::default()
+    };
+    Arc::new(model.compile(&opts).unwrap())
 }
 
 /// `callers` threads each run every input `rounds` times through their own session and compare
@@ -53,17 +63,7 @@ fn hammer(plan: Arc<Plan>, batch: usize, callers: usize, rounds: usize) {
 #[test]
 fn eight_callers_share_one_plan() {
     for name in ["seed", "conv1d"] {
-        let plan = Arc::new(
-            builtin::by_name(name)
-                .unwrap()
-                .compile(&CompileOptions {
-                    threads: 1,
-                    max_batch: 4,
-                    ..Default::default()
-                })
-                .unwrap(),
-        );
-        hammer(plan, 3, 8, 1000);
+        hammer(compile(&builtin::by_name(name).unwrap(), 1, 4), 3, 8, 1000);
     }
 }
 
@@ -71,14 +71,5 @@ fn eight_callers_share_one_plan() {
 fn callers_and_the_plans_own_pool_do_not_deadlock() {
     // Batch 64 of mnist-mlp is above the parallel threshold: every run uses the plan's pool
     // from 8 caller threads at once.
-    let plan = Arc::new(
-        builtin::mnist_mlp()
-            .compile(&CompileOptions {
-                threads: 3,
-                max_batch: 64,
-                ..Default::default()
-            })
-            .unwrap(),
-    );
-    hammer(plan, 64, 8, 25);
+    hammer(compile(&builtin::mnist_mlp(), 3, 64), 64, 8, 25);
 }
