@@ -14,7 +14,7 @@ fn fused(c: &mut Criterion) {
     let a: Vec<f32> = (0..m * k).map(|_| r.next_signed()).collect();
     let w: Vec<f32> = (0..k * n).map(|_| r.next_signed() * 0.2).collect();
     let bias: Vec<f32> = (0..n).map(|_| r.next_signed()).collect();
-    let packed = PackedB::pack(isa, &w, Some(&bias), k, n);
+    let packed = PackedB::pack(isa, &w, Some(&bias), k, n).expect("packs");
     let mut out = vec![0.0f32; m * n];
     let mut g = c.benchmark_group("fused_vs_separate");
     g.throughput(Throughput::Elements((2 * m * k * n) as u64));
@@ -36,7 +36,7 @@ fn fused(c: &mut Criterion) {
             b.iter(|| {
                 kernels::dense(isa, m, black_box(&a), &packed, &mut out, &[EpOp::Bias]);
                 if act.is_row_wise() {
-                    kernels::rows(isa, &[EpOp::Act(act)], &mut out, n);
+                    kernels::rows(isa, act, &mut out, n);
                 } else {
                     kernels::activation(isa, act, &mut out);
                 }
@@ -55,7 +55,7 @@ fn fused_dram(c: &mut Criterion) {
     let a: Vec<f32> = (0..m * k).map(|_| r.next_signed()).collect();
     let w: Vec<f32> = (0..k * n).map(|_| r.next_signed() * 0.2).collect();
     let bias: Vec<f32> = (0..n).map(|_| r.next_signed()).collect();
-    let packed = PackedB::pack(isa, &w, Some(&bias), k, n);
+    let packed = PackedB::pack(isa, &w, Some(&bias), k, n).expect("packs");
     let mut out = vec![0.0f32; m * n];
     let mut g = c.benchmark_group("fused_vs_separate_dram");
     g.sample_size(20);

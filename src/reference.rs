@@ -156,6 +156,29 @@ pub fn run(model: &Model, input: &[f32]) -> Result<Vec<f64>> {
                 x
             }
             (Layer::Dropout { .. } | Layer::Flatten | Layer::Reshape { .. }, Some(x)) => x,
+            (Layer::Permute { dims }, Some(x)) => {
+                let perm = crate::model::permutation(dims, in_shape.len()).expect("checked dims");
+                // Source strides of each output axis, then every output index in order.
+                let strides: Vec<usize> = perm
+                    .iter()
+                    .map(|&a| in_shape[a + 1..].iter().product())
+                    .collect();
+                let mut y = Vec::with_capacity(x.len());
+                for xs in x.chunks_exact(len(in_shape)) {
+                    let mut idx = vec![0usize; perm.len()];
+                    for _ in 0..xs.len() {
+                        y.push(xs[idx.iter().zip(&strides).map(|(i, s)| i * s).sum::<usize>()]);
+                        for d in (0..idx.len()).rev() {
+                            idx[d] += 1;
+                            if idx[d] < node.shape[d] {
+                                break;
+                            }
+                            idx[d] = 0;
+                        }
+                    }
+                }
+                y
+            }
             (Layer::MaxPooling1D { .. } | Layer::AveragePooling1D { .. }, Some(x)) => {
                 let win = node.layer.window(in_shape).ok().flatten().expect("window");
                 let max = matches!(node.layer, Layer::MaxPooling1D { .. });

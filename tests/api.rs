@@ -377,3 +377,89 @@ fn huge_windows_are_errors_not_panics() {
         );
     }
 }
+
+#[test]
+fn permute_moves_values_like_keras() {
+    use sinter::model::Permute;
+    // [2, 3, 4] -> Permute(3, 1, 2) -> [4, 2, 3]: y[i][j][k] = x[j][k][i].
+    let x = Input::new([2, 3, 4]).unwrap();
+    let y = Permute::new(vec![3, 1, 2]).call(&x).unwrap();
+    assert_eq!(y.shape(), [4, 2, 3]);
+    let m = Model::new(&x, &y).unwrap();
+    let input: Vec<f32> = (0..2 * 24).map(|v| v as f32).collect();
+    let plan = Arc::new(m.compile(&CompileOptions::default()).unwrap());
+    let got = plan.run(&input).unwrap();
+    for b in 0..2 {
+        for i in 0..4 {
+            for j in 0..2 {
+                for k in 0..3 {
+                    let want = input[b * 24 + j * 12 + k * 4 + i];
+                    assert_eq!(
+                        got[b * 24 + i * 6 + j * 3 + k],
+                        want,
+                        "[{b}][{i}][{j}][{k}]"
+                    );
+                }
+            }
+        }
+    }
+    let reference = sinter::reference::run(&m, &input).unwrap();
+    assert!(got.iter().zip(&reference).all(|(g, r)| f64::from(*g) == *r));
+    // Steps <-> channels, then a Dense over the steps, fused and separate.
+    let x = Input::new([5, 3]).unwrap();
+    let h = Permute::new(vec![2, 1]).call(&x).unwrap();
+    let y = Dense::new(2).activation(Activation::Tanh).call(&h).unwrap();
+    let m = Model::new(&x, &y).unwrap();
+    assert!(m.summary().contains("Permute"), "{}", m.summary());
+    let input: Vec<f32> = (0..3 * 15).map(|i| (i as f32 * 0.37).sin()).collect();
+    let want = sinter::reference::run(&m, &input).unwrap();
+    let mut outs = vec![];
+    for fuse in [true, false] {
+        let opts = CompileOptions {
+            fuse,
+            ..CompileOptions::default()
+        };
+        let got = Arc::new(m.compile(&opts).unwrap()).run(&input).unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((f64::from(*g) - w).abs() < 1e-5, "{g} vs {w}");
+        }
+        outs.push(common::bits(&got));
+    }
+    assert_eq!(outs[0], outs[1], "fused == separate");
+}
+
+#[test]
+fn permute_of_length_one_axes_is_a_view() {
+    use sinter::model::Permute;
+    let x = Input::new([1, 6]).unwrap();
+    let y = Permute::new(vec![2, 1]).call(&x).unwrap();
+    let m = Model::new(&x, &y).unwrap();
+    let plan = m.compile(&CompileOptions::default()).unwrap();
+    // No transpose step: the values do not move (only a copy out of the caller's input).
+    assert!(
+        plan.steps().iter().all(|s| s.name() == "copy"),
+        "{:?}",
+        plan.steps().iter().map(|s| s.name()).collect::<Vec<_>>()
+    );
+    let input: Vec<f32> = (0..6).map(|v| v as f32).collect();
+    assert_eq!(Arc::new(plan).run(&input).unwrap(), input);
+}
+
+#[test]
+fn permute_dims_must_be_a_permutation() {
+    use sinter::model::Permute;
+    let x = Input::new([3, 4]).unwrap();
+    for dims in [
+        vec![1, 1],
+        vec![2],
+        vec![0, 1],
+        vec![3, 1],
+        vec![1, 2, 3],
+        vec![],
+    ] {
+        match Permute::new(dims.clone()).call(&x) {
+            Err(e) => assert!(e.to_string().contains("Permute"), "{dims:?}: {e}"),
+            Ok(t) => panic!("{dims:?} accepted, shape {:?}", t.shape()),
+        }
+    }
+}

@@ -584,6 +584,17 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| ctx("target_shape has a non-integer entry".into()))?,
         },
+        "Permute" => Layer::Permute {
+            dims: c
+                .get("dims")
+                .and_then(Value::as_array)
+                .filter(|a| a.len() <= 32)
+                .ok_or_else(|| ctx("dims is not a list".into()))?
+                .iter()
+                .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| ctx("dims has an entry that is not a positive integer".into()))?,
+        },
         "Functional" | "Sequential" | "Model" => {
             return Err(ctx("nested models are not supported".into()));
         }

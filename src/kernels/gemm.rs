@@ -16,7 +16,9 @@ use super::simd::Simd;
 /// Measured best on Zen 4 among 128-4096: long blocks keep each weight panel streaming.
 pub const KC: usize = 1024;
 
-/// One epilogue step, applied to the output tile in order.
+/// One epilogue step. A call's ops are applied in the order given, every order allowed: cheap
+/// ones on the registers, the rest on the stored tile while it is in L1, row-wise activations
+/// (and everything after them) once a row is complete.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum EpOp {
     /// Add the layer's bias, per column.
@@ -36,36 +38,94 @@ pub struct PackedB {
     bias: Vec<f32>,
 }
 
+/// Why a kernel could not be packed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PackError {
+    /// The kernel or bias does not have the values its shape says.
+    #[error("{what} has {got} values, expected {want}")]
+    Length {
+        /// `"kernel"` or `"bias"`.
+        what: &'static str,
+        /// Values given.
+        got: usize,
+        /// Values the shape implies.
+        want: usize,
+    },
+    /// The packed size does not fit in memory (`K x N` padded to whole panels).
+    #[error("a {k} x {n} kernel does not fit in memory when packed")]
+    TooLarge {
+        /// Rows.
+        k: usize,
+        /// Columns.
+        n: usize,
+    },
+}
+
 impl PackedB {
     /// Packs a row-major `K x N` kernel (`kernel[k * n + j]`) for `isa`'s microkernel, in the
     /// panel width that tier uses for `n` columns ([`Isa::nr_for`](super::Isa::nr_for)).
-    ///
-    /// # Panics
-    /// If `kernel` is not `k * n` values or `bias` not `n`.
-    pub fn pack(isa: super::Isa, kernel: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
+    /// An error if `kernel` is not `K x N` values, `bias` not `N`, or the packing would not fit
+    /// in memory (every size is computed with overflow checks).
+    pub fn pack(
+        isa: super::Isa,
+        kernel: &[f32],
+        bias: Option<&[f32]>,
+        k: usize,
+        n: usize,
+    ) -> Result<Self, PackError> {
         let nr = isa.nr_for(n);
-        assert_eq!(kernel.len(), k * n, "kernel is K x N");
+        let too_large = PackError::TooLarge { k, n };
+        let want = k.checked_mul(n).ok_or(too_large.clone())?;
+        if kernel.len() != want {
+            return Err(PackError::Length {
+                what: "kernel",
+                got: kernel.len(),
+                want,
+            });
+        }
+        if let Some(b) = bias.filter(|b| b.len() != n) {
+            return Err(PackError::Length {
+                what: "bias",
+                got: b.len(),
+                want: n,
+            });
+        }
         let panels = n.div_ceil(nr);
-        let mut data = vec![0.0f32; panels * k * nr];
-        for (p, panel) in data.chunks_exact_mut(k * nr).enumerate() {
-            let j0 = p * nr;
-            let w = nr.min(n - j0);
-            for (kk, dst) in panel.chunks_exact_mut(nr).enumerate() {
-                dst[..w].copy_from_slice(&kernel[kk * n + j0..kk * n + j0 + w]);
+        let panel_len = k.checked_mul(nr).ok_or(too_large.clone())?;
+        let len = panels
+            .checked_mul(panel_len)
+            .filter(|l| l.checked_mul(4).is_some())
+            .ok_or(too_large.clone())?;
+        let zeros = |len: usize| {
+            let mut v = Vec::new();
+            v.try_reserve_exact(len).map(|()| {
+                v.resize(len, 0.0f32);
+                v
+            })
+        };
+        let mut data = zeros(len).map_err(|_| too_large.clone())?;
+        if panel_len > 0 {
+            for (p, panel) in data.chunks_exact_mut(panel_len).enumerate() {
+                let j0 = p * nr;
+                let w = nr.min(n - j0);
+                for (kk, dst) in panel.chunks_exact_mut(nr).enumerate() {
+                    dst[..w].copy_from_slice(&kernel[kk * n + j0..kk * n + j0 + w]);
+                }
             }
         }
-        let mut padded = vec![0.0f32; panels * nr];
+        // panels * nr <= n + nr: cannot overflow once `len` did not (or k == 0, checked here).
+        let mut padded =
+            zeros(panels.checked_mul(nr).ok_or(too_large.clone())?).map_err(|_| too_large)?;
         if let Some(b) = bias {
-            assert_eq!(b.len(), n, "bias has N values");
             padded[..n].copy_from_slice(b);
         }
-        PackedB {
+        Ok(PackedB {
             k,
             n,
             nr,
             data,
             bias: padded,
-        }
+        })
     }
     /// Rows of the unpacked kernel (the layer's input width).
     pub fn k(&self) -> usize {
@@ -119,6 +179,13 @@ impl GemmCall<'_> {
             );
         }
         let all = n.div_ceil(self.b.nr);
+        // The packing holds every panel the driver indexes (`PackedB::pack` built it so; this
+        // keeps the driver's pointer arithmetic honest whatever changes there).
+        let packed = all.checked_mul(k).and_then(|x| x.checked_mul(self.b.nr));
+        assert!(
+            packed == Some(self.b.data.len()) && all * self.b.nr == self.b.bias.len(),
+            "packed B"
+        );
         assert!(
             self.panels.start <= self.panels.end && self.panels.end <= all,
             "panels"
@@ -235,18 +302,31 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
     // Heavy activations run on the tile just stored, still in L1, one vector at a time:
     // applied to all R x NV accumulators at once they spill registers (measured: mish 5%
     // slower fused than separate before this).
-    if let Some((_, _, l1_ops)) = epilogue {
+    if let Some((_, bias, l1_ops)) = epilogue
+        && !l1_ops.is_empty()
+    {
+        // SAFETY: the bias panel holds NR >= cols values (caller contract).
+        let bias = unsafe { std::slice::from_raw_parts(bias, cols) };
         for r in 0..R {
             // SAFETY: row r of C holds `cols` values (caller contract) and nothing else
             // references them during this call.
             let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), cols) };
             for op in l1_ops {
-                if let EpOp::Act(act) = *op {
+                match *op {
+                    EpOp::Bias => add_bias(row, bias),
                     // SAFETY: the ISA is available (caller contract).
-                    unsafe { math::apply_slice::<V>(act, row) };
+                    EpOp::Act(act) => unsafe { math::apply_slice::<V>(act, row) },
                 }
             }
         }
+    }
+}
+
+/// `row += bias`, NaN canonical: the same bits as the register epilogue's vector add.
+fn add_bias(row: &mut [f32], bias: &[f32]) {
+    for (x, &b) in row.iter_mut().zip(bias) {
+        let y = *x + b;
+        *x = if y.is_nan() { f32::NAN } else { y };
     }
 }
 
@@ -261,17 +341,18 @@ pub(crate) fn split_register_ops(ops: &[EpOp]) -> (&[EpOp], &[EpOp]) {
     ops.split_at(at)
 }
 
-/// Runs the row-wise part of an epilogue (from the first row-wise op on) over whole rows.
-/// `R8` is an 8-lane vector.
+/// Runs the row-wise part of an epilogue (from the first row-wise op on) over one whole row;
+/// `bias` is the row's bias (a `Bias` op after a row-wise one adds it here). `R8` is an
+/// 8-lane vector.
 #[cfg_attr(sinter_inline, inline(always))]
-pub(crate) fn row_ops<V: Simd, R8: Simd>(ops: &[EpOp], row: &mut [f32]) {
+pub(crate) fn row_ops<V: Simd, R8: Simd>(ops: &[EpOp], bias: &[f32], row: &mut [f32]) {
     for op in ops {
         match *op {
             EpOp::Act(Activation::Softmax) => math::row_softmax::<R8>(row, false),
             EpOp::Act(Activation::LogSoftmax) => math::row_softmax::<R8>(row, true),
             // SAFETY: ISA availability is the Simd type's invariant.
             EpOp::Act(act) => unsafe { math::apply_slice::<V>(act, row) },
-            EpOp::Bias => unreachable!("bias is applied in the tile epilogue"),
+            EpOp::Bias => add_bias(row, bias),
         }
     }
 }
@@ -403,11 +484,13 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                 }
                 // Every column of these rows is final: earlier column blocks are done.
                 if last && last_jc && !rest.is_empty() {
+                    // SAFETY: the bias is padded to whole panels: it holds n values.
+                    let bias = unsafe { std::slice::from_raw_parts(bias, n) };
                     for r in ic..ic + mc {
                         // SAFETY: row r of C has n values (g.check); this call owns all
                         // columns when there are row-wise ops (g.check).
                         let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * g.ldc), n) };
-                        row_ops::<V, R8>(rest, row);
+                        row_ops::<V, R8>(rest, bias, row);
                     }
                 }
                 ic += mc;
@@ -440,4 +523,19 @@ pub(crate) fn fma_loop<V: Simd>(iters: usize) -> f32 {
         sum += out[0];
     }
     sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{Isa, Strided, dense_strided};
+
+    #[test]
+    #[should_panic(expected = "packed B")]
+    fn driver_check_compares_the_packed_length() {
+        let mut w = PackedB::pack(Isa::Generic, &[1.0; 64], None, 4, 16).expect("packs");
+        w.data.truncate(16); // one K row of the panel instead of four
+        let (a, mut c) = ([1.0f32; 4], [0.0f32; 16]);
+        dense_strided(Isa::Generic, 1, Strided::new(&a, 4, &mut c, 16), &w, &[]);
+    }
 }

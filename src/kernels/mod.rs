@@ -7,12 +7,13 @@
 //! use sinter::kernels::{self, Activation, EpOp, Isa, PackedB};
 //! let isa = Isa::Generic;
 //! // y = relu(x · w + b) for one row, K = 2, N = 3.
-//! let w = PackedB::pack(isa, &[1.0, 2.0, 3.0, -4.0, -5.0, -6.0], Some(&[0.5, 0.5, 0.5]), 2, 3);
+//! let w = PackedB::pack(isa, &[1.0, 2.0, 3.0, -4.0, -5.0, -6.0], Some(&[0.5, 0.5, 0.5]), 2, 3)?;
 //! let mut y = [0.0f32; 3];
 //! kernels::dense(isa, 1, &[1.0, 1.0], &w, &mut y, &[EpOp::Bias, EpOp::Act(Activation::RELU)]);
 //! assert_eq!(y, [0.0, 0.0, 0.0]);
 //! kernels::dense(isa, 1, &[1.0, 0.0], &w, &mut y, &[EpOp::Bias, EpOp::Act(Activation::RELU)]);
 //! assert_eq!(y, [1.5, 2.5, 3.5]);
+//! # Ok::<(), sinter::kernels::PackError>(())
 //! ```
 //!
 //! # Unsafe code
@@ -29,8 +30,10 @@
 //!   arithmetic, that A holds `(m - 1) * lda + K` values, C `(m - 1) * ldc + N`, the panel
 //!   range is inside the packing, and row-wise epilogues own whole rows. Partial tiles go
 //!   through a tile-sized buffer; packed B and bias are padded to whole panels.
-//! - **`ColumnParts: Send + Sync`**: parts write disjoint column panels of a C it borrows
-//!   mutably for its whole life.
+//! - **`ColumnParts: Send`**: a part writes only its own column panels of a C borrowed
+//!   mutably for its whole life; parts are split and run by value, so no panel is covered
+//!   twice. `PackedB` sizes are computed with overflow checks, and `check` compares the
+//!   packed data's length with the panels it indexes.
 //!
 //! The checks are tested where an overrun would show: `kernels::tests` runs every tier against
 //! the scalar oracle on M, N, K of 1, every MR/NR remainder, K across KC, and operands that
@@ -49,7 +52,7 @@ mod x86;
 
 pub use activation::{Activation, SELU_ALPHA, SELU_SCALE, UnknownActivation};
 pub use cache::Caches;
-pub use gemm::{EpOp, KC, PackedB};
+pub use gemm::{EpOp, KC, PackError, PackedB};
 
 use gemm::GemmCall;
 use portable::Portable;
@@ -254,73 +257,107 @@ fn run(isa: Isa, g: &mut GemmCall<'_>) {
     }
 }
 
-/// A Dense call split into column parts (whole weight panels) that may run on different
-/// threads: `part(i)` computes columns of part `i` only. Splitting over N never changes the
-/// bits (each output is still one FMA chain). Not for row-wise epilogues (softmax), which need
-/// whole rows.
+/// A Dense call over a range of its column panels, to be split and run on several threads.
+/// Splitting over N never changes the bits (each output is still one FMA chain).
+///
+/// Sound by construction: [`split_at`](Self::split_at) and [`run`](Self::run) consume the
+/// value, so every panel belongs to exactly one `ColumnParts` and is computed at most once;
+/// two threads can never write (or, with K > KC, read back) the same columns. It is `Send`
+/// (a part may move to another thread) but not `Sync` or `Clone`. Not for row-wise epilogues
+/// (softmax), which need whole rows.
+///
+/// ```
+/// use sinter::kernels::{ColumnParts, EpOp, Isa, PackedB, Strided};
+/// let isa = Isa::Generic;
+/// let (k, n) = (3, 40);
+/// let w = PackedB::pack(isa, &vec![0.5; k * n], None, k, n).unwrap();
+/// let (a, mut c) = (vec![1.0f32; 2 * k], vec![0.0f32; 2 * n]);
+/// let parts = ColumnParts::new(isa, 2, Strided::new(&a, k, &mut c, n), &w, &[]);
+/// let (left, right) = parts.split_at(1);
+/// std::thread::scope(|s| {
+///     s.spawn(move || left.run());
+///     right.run();
+/// });
+/// assert!(c.iter().all(|&y| y == 1.5));
+/// ```
+///
+/// Sharing one part between threads does not compile (it is not `Sync`, and `run` takes it by
+/// value), so the same columns can never be written twice at once:
+///
+/// ```compile_fail,E0277
+/// use sinter::kernels::{ColumnParts, Isa, PackedB, Strided};
+/// let isa = Isa::Generic;
+/// let w = PackedB::pack(isa, &[1.0; 16], None, 1, 16).unwrap();
+/// let (a, mut c) = ([1.0f32], [0.0f32; 16]);
+/// let part = ColumnParts::new(isa, 1, Strided::new(&a, 1, &mut c, 16), &w, &[]);
+/// let part = &part;
+/// std::thread::scope(|s| {
+///     s.spawn(move || part.panels());
+/// });
+/// ```
 pub struct ColumnParts<'a> {
     isa: Isa,
     call: GemmCall<'a>,
-    parts: usize,
 }
 
-// SAFETY: parts write disjoint column ranges of `c`, which `ColumnParts` borrows mutably for
-// its whole life; everything else is shared read-only.
+// SAFETY: a `ColumnParts` writes only the columns of its own panels, which no other value
+// covers (values are made only by `new`, which borrows `c` mutably for `'a`, and by
+// `split_at`, which consumes its input and hands out disjoint halves); A, B and the ops are
+// shared read-only. It is deliberately not `Sync`: running needs ownership.
 unsafe impl Send for ColumnParts<'_> {}
-// SAFETY: as above.
-unsafe impl Sync for ColumnParts<'_> {}
 
 impl<'a> ColumnParts<'a> {
-    /// Splits `C = ops(A · B)` into up to `parts` column parts (fewer if there are fewer panels).
+    /// `C = ops(A · B)` over all of B's column panels.
     ///
     /// # Panics
     /// As [`dense`]; also if `ops` has a row-wise activation.
-    pub fn new(
-        isa: Isa,
-        m: usize,
-        s: Strided<'a, 'a>,
-        w: &'a PackedB,
-        ops: &'a [EpOp],
-        parts: usize,
-    ) -> Self {
+    pub fn new(isa: Isa, m: usize, s: Strided<'a, 'a>, w: &'a PackedB, ops: &'a [EpOp]) -> Self {
         assert!(
             gemm::split_ops(ops).1.is_empty(),
             "row-wise epilogues cannot be split by columns"
         );
         let call = GemmCall::new(m, s, w, ops);
         call.check();
-        let parts = parts.clamp(1, call.panels.end.max(1));
-        ColumnParts { isa, call, parts }
+        ColumnParts { isa, call }
     }
 
-    /// Number of parts.
-    pub fn len(&self) -> usize {
-        self.parts
+    /// Column panels this part covers.
+    pub fn panels(&self) -> usize {
+        self.call.panels.len()
     }
 
-    /// Always false: there is at least one part.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// Computes part `i` (panels `i * P / parts .. (i + 1) * P / parts`).
-    pub fn part(&self, i: usize) {
-        assert!(i < self.parts, "part index");
-        let panels = self.call.panels.end;
-        let mut g = GemmCall {
-            panels: i * panels / self.parts..(i + 1) * panels / self.parts,
-            ..self.call
+    /// Splits into the first `at` panels (at most all of them) and the rest.
+    pub fn split_at(self, at: usize) -> (Self, Self) {
+        let mid = self.call.panels.start + at.min(self.panels());
+        let (isa, call) = (self.isa, self.call);
+        let left = GemmCall {
+            panels: call.panels.start..mid,
+            ..call
         };
-        run(self.isa, &mut g);
+        let right = GemmCall {
+            panels: mid..call.panels.end,
+            ..call
+        };
+        (
+            ColumnParts { isa, call: left },
+            ColumnParts { isa, call: right },
+        )
+    }
+
+    /// Computes this part's columns.
+    pub fn run(mut self) {
+        if !self.call.panels.is_empty() {
+            run(self.isa, &mut self.call);
+        }
     }
 }
 
 /// Applies an elementwise activation in place (the separate pass of an unfused plan).
-/// Row-wise activations go through [`rows`].
+/// A row-wise activation (softmax) treats all of `data` as one row; see [`rows`].
 pub fn activation(isa: Isa, act: Activation, data: &mut [f32]) {
     if act.is_row_wise() {
         let n = data.len().max(1);
-        return rows(isa, &[EpOp::Act(act)], data, n);
+        return rows(isa, act, data, n);
     }
     match isa {
         #[cfg(target_arch = "x86_64")]
@@ -338,8 +375,13 @@ pub fn activation(isa: Isa, act: Activation, data: &mut [f32]) {
     }
 }
 
-/// Applies epilogue ops (row-wise or elementwise, no bias) to each `n`-wide row of `data`.
-pub fn rows(isa: Isa, ops: &[EpOp], data: &mut [f32], n: usize) {
+/// Applies an activation to each `n`-wide row of `data`: softmax and log-softmax per row,
+/// elementwise ones to every value. The same bits as the fused row epilogue.
+///
+/// # Panics
+/// If `n` is 0 or `data` is not whole rows.
+pub fn rows(isa: Isa, act: Activation, data: &mut [f32], n: usize) {
+    let ops = &[EpOp::Act(act)];
     assert!(
         n > 0 && data.len().is_multiple_of(n),
         "data is whole rows of n"
@@ -357,7 +399,7 @@ pub fn rows(isa: Isa, ops: &[EpOp], data: &mut [f32], n: usize) {
         Isa::Avx512 | Isa::Avx2 => panic!("{isa} is not available on this architecture"),
         Isa::Generic => {
             for row in data.chunks_exact_mut(n) {
-                gemm::row_ops::<Portable, Portable>(ops, row);
+                gemm::row_ops::<Portable, Portable>(ops, &[], row);
             }
         }
     }

@@ -69,7 +69,7 @@ macro_rules! tier_tests {
                             let a = rand_vec(m * k, (m * 1000 + k) as u64);
                             let w = rand_vec(k * n, (k * 7 + n) as u64);
                             let bias = rand_vec(n, n as u64);
-                            let p = PackedB::pack(isa, &w, Some(&bias), k, n);
+                            let p = PackedB::pack(isa, &w, Some(&bias), k, n).expect("packs");
                             let mut c = vec![0.0f32; m * n];
                             dense(isa, m, &a, &p, &mut c, &[EpOp::Bias]);
                             let want = oracle(m, k, n, &a, &w, &bias);
@@ -90,8 +90,8 @@ macro_rules! tier_tests {
                 let mut w = rand_vec(k * n, 4);
                 w.iter_mut().for_each(|x| *x *= 30.0);
                 let bias = rand_vec(n, 5);
-                let p = PackedB::pack(isa, &w, Some(&bias), k, n);
-                let pg = PackedB::pack(Isa::Generic, &w, Some(&bias), k, n);
+                let p = PackedB::pack(isa, &w, Some(&bias), k, n).expect("packs");
+                let pg = PackedB::pack(Isa::Generic, &w, Some(&bias), k, n).expect("packs");
                 for act in Activation::ALL {
                     let ops = [EpOp::Bias, EpOp::Act(act)];
                     let mut fused = vec![0.0f32; m * n];
@@ -99,7 +99,7 @@ macro_rules! tier_tests {
                     let mut sep = vec![0.0f32; m * n];
                     dense(isa, m, &a, &p, &mut sep, &[EpOp::Bias]);
                     if act.is_row_wise() {
-                        rows(isa, &[EpOp::Act(act)], &mut sep, n);
+                        rows(isa, act, &mut sep, n);
                     } else {
                         activation(isa, act, &mut sep);
                     }
@@ -107,6 +107,46 @@ macro_rules! tier_tests {
                     let mut generic = vec![0.0f32; m * n];
                     dense(Isa::Generic, m, &a, &pg, &mut generic, &ops);
                     assert_eq!(bits(&fused), bits(&generic), "{isa} vs generic, {act}");
+                }
+            }
+
+            #[test]
+            fn epilogue_ops_apply_in_the_order_given() {
+                // Once `[Act(Tanh), Bias]` dropped the bias (both went to the L1 list, which
+                // only ran activations) and `[Act(Softmax), Bias]` hit `unreachable!`.
+                let Some(isa) = tier() else { return };
+                use Activation as A;
+                let orders: Vec<Vec<EpOp>> = vec![
+                    vec![EpOp::Act(A::Tanh), EpOp::Bias],
+                    vec![EpOp::Act(A::RELU), EpOp::Bias],
+                    vec![EpOp::Bias, EpOp::Act(A::Sigmoid), EpOp::Bias],
+                    vec![EpOp::Act(A::Mish), EpOp::Bias, EpOp::Act(A::Tanh)],
+                    vec![EpOp::Act(A::Softmax), EpOp::Bias],
+                    vec![EpOp::Bias, EpOp::Act(A::LogSoftmax), EpOp::Bias, EpOp::Act(A::Tanh)],
+                    vec![EpOp::Act(A::Gelu { approximate: false }), EpOp::Act(A::Softmax), EpOp::Bias],
+                    vec![EpOp::Bias, EpOp::Bias],
+                ];
+                for &(m, k, n) in &[(1usize, 5usize, 3usize), (7, 9, 37), (13, 1030, 70)] {
+                    let a = rand_vec(m * k, 11);
+                    let w = rand_vec(k * n, 12);
+                    let bias = rand_vec(n, 13);
+                    let p = PackedB::pack(isa, &w, Some(&bias), k, n).expect("packs");
+                    let zero = vec![0.0f32; n];
+                    for ops in &orders {
+                        // Oracle: the plain K-sum, then each op as its own pass.
+                        let mut want = oracle(m, k, n, &a, &w, &zero);
+                        for op in ops {
+                            match *op {
+                                EpOp::Bias => want.chunks_exact_mut(n).for_each(|r| {
+                                    r.iter_mut().zip(&bias).for_each(|(x, b)| *x += b)
+                                }),
+                                EpOp::Act(act) => rows(Isa::Generic, act, &mut want, n),
+                            }
+                        }
+                        let mut got = vec![0.0f32; m * n];
+                        dense(isa, m, &a, &p, &mut got, ops);
+                        assert_eq!(bits(&got), bits(&want), "{isa} {m}x{k}x{n} {ops:?}");
+                    }
                 }
             }
 
@@ -179,7 +219,7 @@ fn row_softmax_matches_f64_reference() {
                 .collect::<Vec<_>>();
             for act in [Activation::Softmax, Activation::LogSoftmax] {
                 let mut y = x.clone();
-                rows(isa, &[EpOp::Act(act)], &mut y, n);
+                rows(isa, act, &mut y, n);
                 let mut want: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
                 reference::activation_row(act, &mut want);
                 for (g, w) in y.iter().zip(&want) {
@@ -242,7 +282,7 @@ fn exact_unaligned_strided_operands() {
             (2, 2 * KC + 1, 3),
         ] {
             let w = rand_vec(k * n, (k * 31 + n) as u64);
-            let p = PackedB::pack(isa, &w, None, k, n);
+            let p = PackedB::pack(isa, &w, None, k, n).expect("packs");
             let mut ldas = vec![k, k + 3];
             if k > 1 {
                 ldas.push(1); // overlapping rows, as an implicit im2col reads them
@@ -260,15 +300,18 @@ fn exact_unaligned_strided_operands() {
                         if parts == 0 {
                             dense_strided(isa, m, Strided::new(a, lda, c, ldc), &p, &ops);
                         } else {
-                            let cp = ColumnParts::new(
-                                isa,
-                                m,
-                                Strided::new(a, lda, c, ldc),
-                                &p,
-                                &ops,
-                                parts,
-                            );
-                            (0..cp.len()).rev().for_each(|i| cp.part(i));
+                            // Split into `parts` ranges, run last first.
+                            let mut rest =
+                                ColumnParts::new(isa, m, Strided::new(a, lda, c, ldc), &p, &ops);
+                            let mut split = Vec::new();
+                            for i in (1..parts).rev() {
+                                let at = rest.panels() * i / (i + 1);
+                                let (l, r) = rest.split_at(at);
+                                split.push(r);
+                                rest = l;
+                            }
+                            split.push(rest);
+                            split.into_iter().for_each(ColumnParts::run);
                         }
                         let want = oracle_strided(m, k, n, a, lda, &w);
                         let what =
@@ -303,10 +346,68 @@ fn exact_unaligned_strided_operands() {
 #[should_panic(expected = "A too short")]
 fn extent_check_does_not_wrap() {
     // (m - 1) * lda wraps to a small number in release builds if computed unchecked.
-    let p = PackedB::pack(Isa::Generic, &[1.0; 4], None, 2, 2);
+    let p = PackedB::pack(Isa::Generic, &[1.0; 4], None, 2, 2).expect("packs");
     let a = [1.0f32; 4];
     let mut c = [0.0f32; 4];
     let m = 3;
     let lda = usize::MAX / 2 + 1;
     dense_strided(Isa::Generic, m, Strided::new(&a, lda, &mut c, 2), &p, &[]);
+}
+
+#[test]
+fn pack_sizes_are_checked_not_wrapped() {
+    // 2^62 x 4 wraps to 0 values in release builds if multiplied unchecked, and the packing
+    // (panels x K x NR) to 0 floats: an empty "packed" kernel the driver would read past.
+    for isa in Isa::ALL {
+        assert_eq!(
+            PackedB::pack(isa, &[], None, 1 << 62, 4).map(|p| p.bytes()),
+            Err(PackError::TooLarge { k: 1 << 62, n: 4 }),
+            "{isa}"
+        );
+    }
+    let short = PackedB::pack(Isa::Generic, &[1.0; 5], None, 2, 3);
+    assert!(matches!(
+        short,
+        Err(PackError::Length {
+            what: "kernel",
+            got: 5,
+            want: 6
+        })
+    ));
+    let bias = PackedB::pack(Isa::Generic, &[1.0; 6], Some(&[0.0; 2]), 2, 3);
+    assert!(matches!(
+        bias,
+        Err(PackError::Length {
+            what: "bias",
+            got: 2,
+            want: 3
+        })
+    ));
+    // K = 0 is a valid (all-bias) layer.
+    let empty = PackedB::pack(Isa::Generic, &[], Some(&[1.0, 2.0]), 0, 2).expect("packs");
+    let mut c = [0.0f32; 2];
+    dense(Isa::Generic, 1, &[], &empty, &mut c, &[EpOp::Bias]);
+    assert_eq!(c, [1.0, 2.0]);
+}
+
+#[test]
+fn column_parts_split_cover_every_panel_once() {
+    let isa = Isa::Generic;
+    let (m, k, n) = (3, 4, 16 * 5 + 3);
+    let a = rand_vec(m * k, 1);
+    let w = rand_vec(k * n, 2);
+    let p = PackedB::pack(isa, &w, None, k, n).expect("packs");
+    let want = oracle(m, k, n, &a, &w, &vec![0.0; n]);
+    for at in 0..=7 {
+        let mut c = vec![f32::NAN; m * n];
+        let parts = ColumnParts::new(isa, m, Strided::new(&a, k, &mut c, n), &p, &[]);
+        assert_eq!(parts.panels(), 6);
+        let (l, r) = parts.split_at(at);
+        assert_eq!(l.panels() + r.panels(), 6);
+        std::thread::scope(|s| {
+            s.spawn(move || l.run());
+            s.spawn(move || r.run());
+        });
+        assert_eq!(bits(&c), bits(&want), "split at {at}");
+    }
 }

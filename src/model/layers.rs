@@ -329,6 +329,11 @@ simple_layer!(
     /// `keras.layers.Reshape(target_shape)`; one entry may be `-1`.
     Reshape(target_shape: Vec<isize>) => Layer::Reshape { target_shape }
 );
+simple_layer!(
+    /// `keras.layers.Permute(dims)`: output axis `i` is input axis `dims[i]`, numbered from 1
+    /// (`Permute(vec![2, 1])` swaps steps and channels).
+    Permute(dims: Vec<usize>) => Layer::Permute { dims }
+);
 
 impl Concatenate {
     /// Joins the tensors.
@@ -359,5 +364,6 @@ unary_call!(
     AveragePooling1D,
     GlobalMaxPooling1D,
     GlobalAveragePooling1D,
-    Reshape
+    Reshape,
+    Permute
 );

@@ -22,7 +22,7 @@ mod summary;
 
 pub use layers::{
     ActivationLayer, Add, AveragePooling1D, Concatenate, Conv1D, Dense, Dropout, Flatten,
-    GlobalAveragePooling1D, GlobalMaxPooling1D, Input, MaxPooling1D, Reshape, apply,
+    GlobalAveragePooling1D, GlobalMaxPooling1D, Input, MaxPooling1D, Permute, Reshape, apply,
 };
 
 use crate::error::{Error, Result};
@@ -105,6 +105,12 @@ pub enum Layer {
     Reshape {
         /// Target shape without the batch axis.
         target_shape: Vec<isize>,
+    },
+    /// Reorders the non-batch axes, Keras `Permute(dims)`: output axis `i` is input axis
+    /// `dims[i]` (numbered from 1, as Keras does; the batch axis stays first).
+    Permute {
+        /// A permutation of `1..=rank`.
+        dims: Vec<usize>,
     },
 }
 
@@ -255,6 +261,7 @@ impl Layer {
             Layer::GlobalMaxPooling1D => "GlobalMaxPooling1D",
             Layer::GlobalAveragePooling1D => "GlobalAveragePooling1D",
             Layer::Reshape { .. } => "Reshape",
+            Layer::Permute { .. } => "Permute",
         }
     }
 
@@ -274,6 +281,7 @@ impl Layer {
             Layer::GlobalMaxPooling1D => "global_max_pooling1d",
             Layer::GlobalAveragePooling1D => "global_average_pooling1d",
             Layer::Reshape { .. } => "reshape",
+            Layer::Permute { .. } => "permute",
         }
     }
 
@@ -420,6 +428,11 @@ impl Layer {
                 let s = one(inputs)?;
                 reshape(&s, target_shape)
             }
+            Layer::Permute { ref dims } => {
+                let s = one(inputs)?;
+                let perm = permutation(dims, s.len())?;
+                Ok(perm.iter().map(|&a| s[a]).collect())
+            }
         }
     }
 }
@@ -437,6 +450,27 @@ pub fn concat_axis(axis: isize, rank: usize) -> Result<usize, String> {
             rank + 1
         ))
     }
+}
+
+/// Keras `Permute` dims (numbered from 1) as a 0-based permutation of a rank-`rank` shape.
+pub fn permutation(dims: &[usize], rank: usize) -> Result<Vec<usize>, String> {
+    let mut seen = vec![false; rank];
+    let mut perm = Vec::with_capacity(rank);
+    for &d in dims {
+        match d.checked_sub(1) {
+            Some(a) if a < rank && !seen[a] => {
+                seen[a] = true;
+                perm.push(a);
+            }
+            _ => break,
+        }
+    }
+    if perm.len() != rank || dims.len() != rank {
+        return Err(format!(
+            "Permute dims {dims:?} are not a permutation of 1..={rank} (the input has {rank} non-batch axes)"
+        ));
+    }
+    Ok(perm)
 }
 
 /// `Reshape(target)` of a per-sample shape: same number of values, one `-1` inferred.

@@ -24,7 +24,7 @@ pub use split_activations::SplitActivations;
 
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
-use crate::model::{DenseWeights, Layer, Model, Window, concat_axis};
+use crate::model::{DenseWeights, Layer, Model, Window, concat_axis, permutation};
 
 /// An op of the lowered graph.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,6 +78,9 @@ pub enum Op<'m> {
     },
     /// Elementwise sum of the inputs, in input order.
     Add,
+    /// Output axis `i` is input axis `perm[i]` (per sample, 0-based): a transpose that moves
+    /// data. Permutes that move only axes of length 1 are lowered to [`Op::Reshape`] instead.
+    Permute(Vec<usize>),
 }
 
 /// Geometry of an implicit-im2col convolution (see [`Op::Dense`]).
@@ -206,6 +209,17 @@ impl<'m> Graph<'m> {
                 Layer::Dropout { .. } => Op::Dropout,
                 Layer::Flatten => Op::Flatten,
                 Layer::Reshape { .. } => Op::Reshape,
+                Layer::Permute { dims } => {
+                    let perm = permutation(dims, in_shape.len()).map_err(bad)?;
+                    // Axes longer than 1 keep their order: the values do not move.
+                    let moved: Vec<usize> =
+                        perm.iter().copied().filter(|&a| in_shape[a] > 1).collect();
+                    if moved.is_sorted() {
+                        Op::Reshape
+                    } else {
+                        Op::Permute(perm)
+                    }
+                }
                 Layer::MaxPooling1D { .. } | Layer::AveragePooling1D { .. } => Op::Pool {
                     max: matches!(n.layer, Layer::MaxPooling1D { .. }),
                     window: window.ok_or_else(|| bad("pooling without a window".into()))?,
@@ -367,6 +381,17 @@ impl<'m> Graph<'m> {
                 Op::Add => match ins.as_slice() {
                     [x, rest @ ..] if !rest.is_empty() && rest.iter().all(|r| r == x) => x.to_vec(),
                     _ => return Err(format!("{:?}: add needs 2+ inputs of one shape", node.name)),
+                },
+                Op::Permute(perm) => match ins.as_slice() {
+                    [x] if permutation(
+                        &perm.iter().map(|a| a + 1).collect::<Vec<_>>(),
+                        x.len(),
+                    )
+                    .is_ok() =>
+                    {
+                        perm.iter().map(|&a| x[a]).collect()
+                    }
+                    _ => return Err(format!("{:?}: permute {perm:?} of {ins:?}", node.name)),
                 },
             };
             if expect != node.shape {

@@ -92,6 +92,13 @@ impl fmt::Display for Plan {
                         (format!("concat copy ({} inputs)", inner.len()), "-".into())
                     }
                     Kind::Add => (format!("add ({} inputs)", s.rest.len() + 1), "-".into()),
+                    Kind::Permute { shape, perm } => (
+                        format!(
+                            "permute {shape:?} -> {:?}",
+                            perm.iter().map(|&a| shape[a]).collect::<Vec<_>>()
+                        ),
+                        "-".into(),
+                    ),
                 };
                 let mut srcs = loc(s.src, s.in_len);
                 for &(l, n) in &s.rest {

@@ -108,6 +108,11 @@ pub(crate) enum Kind {
     },
     /// Sum of the inputs, in order.
     Add,
+    /// Per sample, output axis `i` is input axis `perm[i]` of `[shape]`.
+    Permute {
+        shape: Vec<usize>,
+        perm: Vec<usize>,
+    },
 }
 
 /// One scheduled step.
@@ -224,7 +229,7 @@ impl Plan {
             }
             steps.push(Step {
                 name: node.name.clone(),
-                kind: step_kind(&g, i, isa, into[i]),
+                kind: step_kind(&g, i, isa, into[i])?,
                 src: src_loc,
                 dst: loc[b].expect("just set"),
                 in_len: elems(&g.nodes[node.inputs[0]].shape, &node.name)?,
@@ -399,18 +404,9 @@ impl Plan {
             .iter()
             .any(|op| matches!(op, EpOp::Act(act) if act.is_row_wise()));
         if panels >= 2 && !row_wise {
-            let parts = kernels::ColumnParts::new(
-                self.isa,
-                m,
-                Strided::new(a, lda, c, ldc),
-                w,
-                ops,
-                self.threads,
-            );
-            pool.install(|| {
-                use rayon::prelude::*;
-                (0..parts.len()).into_par_iter().for_each(|i| parts.part(i));
-            });
+            let parts =
+                kernels::ColumnParts::new(self.isa, m, Strided::new(a, lda, c, ldc), w, ops);
+            pool.install(|| run_parts(parts, self.threads));
         } else if m >= 2 * mr {
             let parts = self.threads.min(m / mr).max(1);
             let rows = m.div_ceil(parts).div_ceil(mr) * mr;
@@ -462,6 +458,18 @@ impl Plan {
                 .for_each(|(a, c)| sample(a, c)),
         }
     }
+}
+
+/// Runs `parts` split into `ways` nearly equal column ranges (part `i` of `ways` gets panels
+/// `i * P / ways ..`), halving with `rayon::join`: no allocation, each range run once.
+fn run_parts(parts: kernels::ColumnParts<'_>, ways: usize) {
+    if ways <= 1 || parts.panels() < 2 {
+        return parts.run();
+    }
+    let half = ways / 2;
+    let at = parts.panels() * half / ways;
+    let (left, right) = parts.split_at(at);
+    rayon::join(|| run_parts(left, half), || run_parts(right, ways - half));
 }
 
 /// Below this many flops a layer stays on the calling thread (waking workers costs more).
@@ -563,10 +571,10 @@ impl Buffers {
 
 /// What step `i` computes, weights packed for `isa`. `into`: the elided concat it writes
 /// into, with its first column there.
-fn step_kind(g: &Graph, i: usize, isa: Isa, into: Option<(usize, usize)>) -> Kind {
+fn step_kind(g: &Graph, i: usize, isa: Isa, into: Option<(usize, usize)>) -> Result<Kind> {
     let node = &g.nodes[i];
     let x = &g.nodes[node.inputs[0]].shape;
-    match &node.op {
+    Ok(match &node.op {
         Op::Dense {
             weights,
             acts,
@@ -577,7 +585,11 @@ fn step_kind(g: &Graph, i: usize, isa: Isa, into: Option<(usize, usize)>) -> Kin
                 Some(c) => (c.size * x[1], Some((c.stride * x[1], c.offset * x[1]))),
                 None => (*x.last().expect("checked rank"), None),
             };
-            let w = PackedB::pack(isa, &weights.kernel, weights.bias.as_deref(), k, units);
+            let w = PackedB::pack(isa, &weights.kernel, weights.bias.as_deref(), k, units)
+                .map_err(|e| Error::Shape {
+                    layer: node.name.clone(),
+                    msg: e.to_string(),
+                })?;
             let mut ops = Vec::new();
             if weights.bias.is_some() {
                 ops.push(EpOp::Bias);
@@ -621,10 +633,14 @@ fn step_kind(g: &Graph, i: usize, isa: Isa, into: Option<(usize, usize)>) -> Kin
                 .collect(),
         },
         Op::Add => Kind::Add,
+        Op::Permute(perm) => Kind::Permute {
+            shape: x.clone(),
+            perm: perm.clone(),
+        },
         Op::Input | Op::Flatten | Op::Dropout | Op::Reshape => {
             unreachable!("inputs and views have no step")
         }
-    }
+    })
 }
 
 /// Samples run through all steps at a time. When the weights fit in L2 but a whole batch of

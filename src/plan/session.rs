@@ -131,7 +131,7 @@ fn run_steps(plan: &Plan, arena: &mut [f32], input: &[f32], batch: usize) {
                     c
                 };
                 if act.is_row_wise() {
-                    kernels::rows(plan.isa, &[kernels::EpOp::Act(*act)], data, *width);
+                    kernels::rows(plan.isa, *act, data, *width);
                 } else {
                     kernels::activation(plan.isa, *act, data);
                 }
@@ -182,7 +182,39 @@ fn run_steps(plan: &Plan, arena: &mut [f32], input: &[f32], batch: usize) {
                     c.iter_mut().zip(a).for_each(|(y, x)| *y += x);
                 }
             }
+            Kind::Permute { shape, perm } => {
+                let (a, c) = views(arena, input, step.src, step.dst, il, ol);
+                for (x, y) in a
+                    .chunks_exact(step.in_len)
+                    .zip(c.chunks_exact_mut(step.out_len))
+                {
+                    permute(shape, perm, x, y);
+                }
+            }
         }
+    }
+}
+
+/// One sample's transpose: `y` (axes in `perm` order) from `x` (of shape `shape`). Walks `y`
+/// in order, reading `x` with the permuted strides; no allocation.
+fn permute(shape: &[usize], perm: &[usize], x: &[f32], y: &mut [f32]) {
+    /// Copies the block of `y` for output axes `depth..`, whose first source value is `x[at]`.
+    fn walk(shape: &[usize], perm: &[usize], depth: usize, x: &[f32], at: usize, y: &mut [f32]) {
+        let axis = perm[depth];
+        let stride: usize = shape[axis + 1..].iter().product();
+        if depth + 1 == perm.len() {
+            for (j, v) in y.iter_mut().enumerate() {
+                *v = x[at + j * stride];
+            }
+            return;
+        }
+        let block = y.len() / shape[axis].max(1);
+        for (j, part) in y.chunks_exact_mut(block.max(1)).enumerate() {
+            walk(shape, perm, depth + 1, x, at + j * stride, part);
+        }
+    }
+    if !y.is_empty() {
+        walk(shape, perm, 0, x, 0, y);
     }
 }
 

@@ -1,11 +1,14 @@
 //! ONNX models: the dense and 1-D CNN subset (Gemm, MatMul + Add, activations, Flatten,
-//! Reshape, Dropout, Identity; Conv, MaxPool, AveragePool, global pooling, Concat, Add, and the
-//! Transposes between channels-last and channels-first around them) of opsets 13 to 21,
+//! Reshape, Dropout, Identity; Conv, MaxPool, AveragePool, global pooling, Concat, Add, and
+//! batch-first Transposes) of opsets 13 to 21,
 //! weights inline or in external data files.
 //!
 //! sinter keeps 1-D feature maps channels-last (`[steps, channels]`, as Keras). ONNX convolutions
 //! are channels-first, so exporters of Keras models wrap them in `Transpose(0, 2, 1)`: the
-//! loader turns those into a change of how later ops read the axes, not a copy.
+//! loader turns those into a change of how later ops read the axes, not a copy. Such a layout
+//! never leaks: where values are read in ONNX's order (a graph output, Flatten, Reshape, MatMul,
+//! Gemm, Softmax, mixed-layout Concat/Add) it is written out first (`Converter::materialise`).
+//! Any other batch-first `Transpose` is a `Permute`.
 //!
 //! `MatMul` followed by an `Add` of a constant becomes one Dense layer with a bias; `Gemm`
 //! becomes a Dense layer with `alpha` folded into the kernel and `beta` into the bias (exact when
@@ -104,6 +107,7 @@ pub fn from_bytes_with(
         values: HashMap::new(),
         nodes: Vec::new(),
         layouts: HashMap::new(),
+        materialised: HashMap::new(),
         uses: HashMap::new(),
         names: HashMap::new(),
     };
@@ -147,7 +151,12 @@ pub fn from_bytes_with(
         )));
     };
     let out = match cx.values.get(&output.name) {
-        Some(Value::Node(i)) => *i,
+        // The graph declares its output in ONNX's axis order: a tracked layout is written out.
+        Some(Value::Node(i)) => {
+            let i = *i;
+            cx.materialise(&output.name, i)
+                .map_err(|m| fail(format!("output {:?}: {m}", output.name)))?
+        }
         Some(Value::Const(_)) => {
             return Err(fail(format!("output {:?} is a constant", output.name)));
         }
@@ -245,6 +254,9 @@ struct Converter<'a> {
     external_bytes: std::cell::Cell<u64>,
     /// Tensor names whose layout is not [`Layout::Native`].
     layouts: HashMap<String, Layout>,
+    /// Tensor name -> the node holding its values in ONNX's axis order (see
+    /// [`Converter::materialise`]).
+    materialised: HashMap<String, usize>,
     dir: Option<&'a Path>,
     opset: i64,
     values: HashMap<String, Value>,
@@ -371,14 +383,13 @@ impl Converter<'_> {
             _ => None,
         };
         if let Some(a) = activation {
-            let x = self.input_node(node, 0)?;
-            let layout = self.layout(node, 0);
-            if a.is_row_wise() && layout != Layout::Native {
-                return Err(self.node_fail(
-                    node,
-                    "softmax over a channels-first tensor: transpose it to channels-last first",
-                ));
-            }
+            // Elementwise activations keep a tracked layout; a row-wise one reduces over ONNX's
+            // last axis, so it reads the values in ONNX's order.
+            let (x, layout) = if a.is_row_wise() {
+                (self.native_input(node, 0)?, Layout::Native)
+            } else {
+                (self.input_node(node, 0)?, self.layout(node, 0))
+            };
             let shape = self.nodes[x].shape.clone();
             self.push(
                 self.output(node)?,
@@ -406,8 +417,7 @@ impl Converter<'_> {
             }
             "Dropout" => self.dropout(node),
             "Flatten" => {
-                let x = self.input_node(node, 0)?;
-                self.values_in_order(node, x)?;
+                let x = self.native_input(node, 0)?;
                 let axis = self.attr_i(node, "axis")?.unwrap_or(1);
                 if axis != 1 {
                     return Err(self.node_fail(
@@ -511,7 +521,7 @@ impl Converter<'_> {
     /// `Y = alpha * A' B' + beta * C` as a Dense layer (`A` must not be transposed: it is the
     /// batch-first activation).
     fn gemm(&mut self, node: &NodeProto) -> Result<()> {
-        let x = self.input_node(node, 0)?;
+        let x = self.native_input(node, 0)?;
         if self.attr_i(node, "transA")?.unwrap_or(0) != 0 {
             return Err(self.node_fail(
                 node,
@@ -554,7 +564,7 @@ impl Converter<'_> {
 
     /// `MatMul(x, W)`: a Dense layer without bias; a following `Add` may give it one.
     fn matmul(&mut self, node: &NodeProto) -> Result<()> {
-        let x = self.input_node(node, 0)?;
+        let x = self.native_input(node, 0)?;
         let b = self.input_const(node, 1)?;
         let [k, n] = b.dims[..] else {
             return Err(self.node_fail(
@@ -605,9 +615,14 @@ impl Converter<'_> {
     /// `Add(MatMul(..), b)` (the MatMul's bias) or `Add(x, y)` of two computed tensors.
     fn add(&mut self, node: &NodeProto) -> Result<()> {
         if let (Value::Node(a), Value::Node(b)) = (self.value(node, 0)?, self.value(node, 1)?) {
-            let (a, b) = (*a, *b);
-            let layout = self.layout(node, 0);
-            if layout != self.layout(node, 1) || self.nodes[a].shape != self.nodes[b].shape {
+            let (mut a, mut b) = (*a, *b);
+            let mut layout = self.layout(node, 0);
+            if layout != self.layout(node, 1) {
+                // Mixed layouts: add in ONNX's order.
+                (a, b) = (self.native_input(node, 0)?, self.native_input(node, 1)?);
+                layout = Layout::Native;
+            }
+            if self.nodes[a].shape != self.nodes[b].shape {
                 return Err(self.node_fail(
                     node,
                     "Add of tensors of different shapes (broadcasting is not supported)",
@@ -671,17 +686,47 @@ impl Converter<'_> {
         self.alias(node, x)
     }
 
-    /// Flatten and Reshape see values in ONNX's order: fine for channels-last, and for a
-    /// channels-first tensor only when one of its two axes has length 1.
-    fn values_in_order(&self, node: &NodeProto, x: usize) -> Result<()> {
-        let shape = &self.nodes[x].shape;
-        match self.layout(node, 0) {
-            Layout::Ncw if shape.iter().all(|&d| d > 1) => Err(self.node_fail(
-                node,
-                "flattening a channels-first [N, C, W] tensor: transpose it back to channels-last first",
-            )),
-            _ => Ok(()),
+    /// Input `i` of `node` with its values in ONNX's axis order (see [`Self::materialise`]).
+    fn native_input(&mut self, node: &NodeProto, i: usize) -> Result<usize> {
+        let x = self.input_node(node, i)?;
+        let name = node.input[i].clone();
+        self.materialise(&name, x)
+            .map_err(|m| self.node_fail(node, format!("input {i}: {m}")))
+    }
+
+    /// The node holding tensor `name` (computed by node `x`) in ONNX's axis order. A tracked
+    /// layout is only a way of reading sinter's channels-last buffer; wherever values are read
+    /// in order (Flatten, Reshape, MatMul, softmax, a graph output) it is written out: a
+    /// `Permute` for `[N, C, W]` (a real transpose), a `Reshape` for `[N, C, 1]` (a view).
+    /// Made once per tensor, however many nodes read it.
+    fn materialise(&mut self, name: &str, x: usize) -> std::result::Result<usize, String> {
+        let layout = self.layouts.get(name).copied().unwrap_or(Layout::Native);
+        if layout == Layout::Native {
+            return Ok(x);
         }
+        if let Some(&m) = self.materialised.get(name) {
+            return Ok(m);
+        }
+        let (layer, shape) = match (layout, self.nodes[x].shape.as_slice()) {
+            (Layout::Ncw, &[w, c]) => (Layer::Permute { dims: vec![2, 1] }, vec![c, w]),
+            (Layout::Nc1, &[c]) => (
+                Layer::Reshape {
+                    target_shape: vec![c as isize, 1],
+                },
+                vec![c, 1],
+            ),
+            (l, s) => return Err(format!("internal: layout {l:?} on a tensor of shape {s:?}")),
+        };
+        self.nodes.push(Node {
+            name: String::new(),
+            layer,
+            inputs: vec![x],
+            shape,
+            weights: None,
+        });
+        let m = self.nodes.len() - 1;
+        self.materialised.insert(name.to_string(), m);
+        Ok(m)
     }
 
     /// The layout of input `i` of `node`.
@@ -729,17 +774,36 @@ impl Converter<'_> {
                 );
                 return self.set_layout(node, Layout::Native);
             }
-            _ => {
-                return Err(self.node_fail(
-                    node,
-                    format!(
-                        "perm {perm:?} on a rank-{rank} tensor: only [0, 2, 1] (channels-last <-> channels-first) is supported"
-                    ),
-                ));
-            }
+            _ => return self.permute(node, &perm, rank),
         };
         self.alias(node, x)?;
         self.set_layout(node, next)
+    }
+
+    /// Any other `Transpose` that keeps the batch axis first: a `Permute` of the values in
+    /// ONNX's order.
+    fn permute(&mut self, node: &NodeProto, perm: &[i64], rank: usize) -> Result<()> {
+        let dims = match perm.split_first() {
+            Some((0, rest)) if perm.len() == rank => rest
+                .iter()
+                .map(|&d| usize::try_from(d).ok())
+                .collect::<Option<Vec<_>>>(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            self.node_fail(
+                node,
+                format!("perm {perm:?} on a rank-{rank} tensor: the batch axis must stay first"),
+            )
+        })?;
+        let x = self.native_input(node, 0)?;
+        let layer = Layer::Permute { dims };
+        let shape = layer
+            .output_shape(&[&self.nodes[x].shape])
+            .map_err(|m| self.node_fail(node, m))?;
+        self.push(self.output(node)?, layer, vec![x], shape, None);
+        self.name_last(node);
+        self.set_layout(node, Layout::Native)
     }
 
     /// 1-D window attributes of Conv/MaxPool/AveragePool as a Keras padding.
@@ -938,12 +1002,16 @@ impl Converter<'_> {
 
     /// `Concat` of computed tensors of one layout, on any non-batch axis.
     fn concat(&mut self, node: &NodeProto) -> Result<()> {
-        let inputs = (0..node.input.len())
+        let mut inputs = (0..node.input.len())
             .map(|i| self.input_node(node, i))
             .collect::<Result<Vec<_>>>()?;
-        let layout = self.layout(node, 0);
+        let mut layout = self.layout(node, 0);
         if (1..inputs.len()).any(|i| self.layout(node, i) != layout) {
-            return Err(self.node_fail(node, "inputs have different layouts"));
+            // Mixed layouts: join in ONNX's order.
+            inputs = (0..node.input.len())
+                .map(|i| self.native_input(node, i))
+                .collect::<Result<Vec<_>>>()?;
+            layout = Layout::Native;
         }
         let first = inputs
             .first()
@@ -1009,13 +1077,14 @@ impl Converter<'_> {
             None,
         );
         self.name_last(node);
-        Ok(())
+        // Identity at inference: the layout passes through.
+        let layout = self.layout(node, 0);
+        self.set_layout(node, layout)
     }
 
     /// A batch-first Reshape: a view (Flatten for `[batch, n]`, else a Reshape layer).
     fn reshape(&mut self, node: &NodeProto) -> Result<()> {
-        let x = self.input_node(node, 0)?;
-        self.values_in_order(node, x)?;
+        let x = self.native_input(node, 0)?;
         let target = self.input_const(node, 1)?.i64.clone();
         let from = self.nodes[x].shape.clone();
         let elems = checked_elems(&from).map_err(|m| self.node_fail(node, m))?;
@@ -1023,7 +1092,11 @@ impl Converter<'_> {
         let shape = batch_reshape(&target, &from, elems, allowzero)
             .map_err(|m| self.node_fail(node, format!("shape {target:?}: {m}")))?;
         if shape == from {
-            return self.alias(node, x);
+            // Same shape in ONNX's order: `x` is already materialised, so the result is
+            // native whatever the input's layout was.
+            self.values
+                .insert(self.output(node)?.to_string(), Value::Node(x));
+            return self.set_layout(node, Layout::Native);
         }
         let layer = if shape.len() == 1 {
             Layer::Flatten

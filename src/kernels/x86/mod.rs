@@ -94,7 +94,7 @@ unsafe fn act_avx2(act: Activation, data: &mut [f32]) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn rows_avx2(ops: &[EpOp], data: &mut [f32], n: usize) {
     for row in data.chunks_exact_mut(n) {
-        gemm::row_ops::<Avx2, Avx2>(ops, row);
+        gemm::row_ops::<Avx2, Avx2>(ops, &[], row);
     }
 }
 
@@ -113,7 +113,7 @@ unsafe fn act_avx512(act: Activation, data: &mut [f32]) {
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn rows_avx512(ops: &[EpOp], data: &mut [f32], n: usize) {
     for row in data.chunks_exact_mut(n) {
-        gemm::row_ops::<Avx512, Avx2>(ops, row);
+        gemm::row_ops::<Avx512, Avx2>(ops, &[], row);
     }
 }
 
