@@ -1,20 +1,27 @@
 //! The blocked GEMM driver, written once over [`Simd`]: `C = epilogue(A · B)` with B prepacked.
 //!
 //! Loop nest (BLIS order): `jc` over NC column blocks, `pc` over KC blocks of K, `ic` over MC
-//! blocks of rows, `jp` over NR-wide packed panels, `ir` over MR-row tiles. Each output element's K-sum is one
-//! FMA chain in k order: a KC block after the first continues from the stored partial sum
-//! (loaded into the accumulators), so the blocking never changes the bits. The epilogue runs on
-//! the accumulators of the last KC block, before the store; row-wise ops run once a row block's
-//! last panel is stored.
+//! blocks of rows, `jp` over NR-wide packed panels, `ir` over MR-row tiles. Each output element's
+//! K-sum has one order, fixed by [`KB`] alone: FMA chains over blocks of KB values, each from
+//! zero, added to the running sum in k order (kept in C between blocks), so tile shape, KC, MC,
+//! NC and the loop order never change the bits. The epilogue runs on the accumulators of the
+//! last block, before the store; row-wise ops run once a row block's last panel is stored.
 
 use super::activation::Activation;
 use super::math;
 use super::simd::Simd;
 
-/// K block. The bits never depend on it (a block continues the stored sum), but it is a
-/// constant all the same, so nothing about the summation order depends on the machine.
+/// The summation block: each output's K-sum is `s_0 + s_1 + ...` added in k order, `s_i` the
+/// FMA chain from zero over `k` in `[i * KB, (i + 1) * KB)`. Part of the definition of every
+/// result, the same on every machine, tier and tuning (it is not a cache parameter): the
+/// error of one long chain grows with K, blocks keep it near the peers' (`tests/golden.rs`).
+pub const KB: usize = 128;
+
+/// Cache block of K: how much of K one pass over a tile covers (a multiple of [`KB`], so a
+/// pass ends on a summation block; the bits never depend on it).
 /// Measured best on Zen 4 among 128-4096: long blocks keep each weight panel streaming.
 pub const KC: usize = 1024;
+const _: () = assert!(KC.is_multiple_of(KB));
 
 /// One epilogue step. A call's ops are applied in the order given, every order allowed: cheap
 /// ones on the registers, the rest on the stored tile while it is in L1, row-wise activations
@@ -198,13 +205,23 @@ impl GemmCall<'_> {
     }
 }
 
-/// An `R x (NV * LANES)` tile: `kc` FMA steps, then (on the last K block) the epilogue, then the
-/// store of the first `cols` columns.
+/// The epilogue of one tile: register ops, the bias panel (NR values), then the L1 ops.
+type TileEpilogue<'e> = (RegOps<'e>, *const f32, &'e [EpOp]);
+
+/// The register stage of an epilogue: bias and cheap activations only. Made only by
+/// [`split_register_ops`], which cuts the list before the first activation that is not cheap.
+#[derive(Clone, Copy)]
+pub(crate) struct RegOps<'e>(&'e [EpOp]);
+
+/// A full `R x NR` tile (`NR = NV * LANES`) over `kc` values of K: the K-sum in blocks of
+/// [`KB`], each an FMA chain from zero added to the running sum in C (`first`: this call starts
+/// the sum). On the call that ends K (`epilogue` given), the last block's total stays in the
+/// registers: register ops, NaN made canonical, store, then the L1 ops on the stored rows.
 ///
 /// # Safety
 /// `a` readable at `r * lda + kk` for `r < R`, `kk < kc`; `b` readable for `kc * NR` values;
-/// `c` readable and writable at `r * ldc + j` for `r < R`, `j < cols`; `bias` (when `ops` is
-/// given) readable for NR values; `V`'s instruction set available.
+/// `c` readable and writable at `r * ldc + j` for `r < R`, `j < NR`; the bias (when an
+/// epilogue is given) readable for NR values; `V`'s instruction set available.
 #[cfg_attr(sinter_inline, inline(always))]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
@@ -214,111 +231,146 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
     b: *const f32,
     c: *mut f32,
     ldc: usize,
-    cols: usize,
-    accumulate: bool,
-    epilogue: Option<(&[EpOp], *const f32, &[EpOp])>,
+    mut first: bool,
+    epilogue: Option<TileEpilogue<'_>>,
 ) {
     let lanes = V::LANES;
     let nr = NV * lanes;
-    let full = cols == nr;
-    let mut acc = [[V::splat(0.0); NV]; R];
-    let mut buf = [0.0f32; 64];
-    debug_assert!(nr <= buf.len());
-    if accumulate {
-        for (r, row) in acc.iter_mut().enumerate() {
-            // SAFETY: row r of C holds `cols` values; partial tiles go through `buf`.
+    let mut k0 = 0;
+    loop {
+        let kn = KB.min(kc - k0);
+        let mut acc = [[V::splat(0.0); NV]; R];
+        for kk in k0..k0 + kn {
+            // SAFETY: `b` holds kc rows of NR; `a` rows hold kc values (caller contract).
             unsafe {
-                let src = c.add(r * ldc);
-                if full {
-                    for (v, x) in row.iter_mut().enumerate() {
-                        *x = V::load(src.add(v * lanes));
-                    }
-                } else {
-                    std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), cols);
-                    for (v, x) in row.iter_mut().enumerate() {
-                        *x = V::load(buf.as_ptr().add(v * lanes));
+                let bp = b.add(kk * nr);
+                let bv: [V; NV] = std::array::from_fn(|v| V::load(bp.add(v * lanes)));
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = V::splat(*a.add(r * lda + kk));
+                    for (x, bv) in row.iter_mut().zip(bv) {
+                        *x = av.fma(bv, *x);
                     }
                 }
             }
         }
-    }
-    for kk in 0..kc {
-        // SAFETY: `b` holds kc rows of NR; `a` rows hold kc values (caller contract).
-        unsafe {
-            let bp = b.add(kk * nr);
-            let bv: [V; NV] = std::array::from_fn(|v| V::load(bp.add(v * lanes)));
+        if !first {
             for (r, row) in acc.iter_mut().enumerate() {
-                let av = V::splat(*a.add(r * lda + kk));
-                for (x, bv) in row.iter_mut().zip(bv) {
-                    *x = av.fma(bv, *x);
+                for (v, x) in row.iter_mut().enumerate() {
+                    // SAFETY: row r of C holds NR values (caller contract).
+                    *x = unsafe { V::load(c.add(r * ldc + v * lanes)) }.add(*x);
                 }
             }
+        }
+        k0 += kn;
+        let done = k0 >= kc;
+        if done && let Some((ops, bias, _)) = epilogue {
+            register_epilogue::<V, R, NV>(&mut acc, ops, bias);
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (v, x) in row.iter().enumerate() {
+                // SAFETY: as for the load above.
+                unsafe { x.store(c.add(r * ldc + v * lanes)) };
+            }
+        }
+        first = false;
+        if done {
+            break;
         }
     }
-    if let Some((ops, bias, _)) = epilogue {
-        for op in ops {
-            match *op {
-                EpOp::Bias => {
-                    // SAFETY: the bias panel holds NR values (caller contract).
-                    let bv: [V; NV] =
-                        std::array::from_fn(|v| unsafe { V::load(bias.add(v * lanes)) });
-                    for row in acc.iter_mut() {
-                        for (x, bv) in row.iter_mut().zip(bv) {
-                            *x = x.add(bv);
-                        }
-                    }
-                }
-                EpOp::Act(act) => {
-                    for row in acc.iter_mut() {
-                        for x in row.iter_mut() {
-                            *x = math::apply(act, *x);
-                        }
-                    }
-                }
-            }
-        }
-        for row in acc.iter_mut() {
-            for x in row.iter_mut() {
-                *x = math::canonical_nan(*x, *x);
-            }
-        }
-    }
-    for (r, row) in acc.iter().enumerate() {
-        // SAFETY: as for the load above.
-        unsafe {
-            let dst = c.add(r * ldc);
-            if full {
-                for (v, x) in row.iter().enumerate() {
-                    x.store(dst.add(v * lanes));
-                }
-            } else {
-                for (v, x) in row.iter().enumerate() {
-                    x.store(buf.as_mut_ptr().add(v * lanes));
-                }
-                std::ptr::copy_nonoverlapping(buf.as_ptr(), dst, cols);
-            }
-        }
-    }
-    // Heavy activations run on the tile just stored, still in L1, one vector at a time:
-    // applied to all R x NV accumulators at once they spill registers (measured: mish 5%
-    // slower fused than separate before this).
+    // Heavy activations run on the tile just stored, still in L1, one vector at a time and out
+    // of line: applied to all R x NV accumulators at once they spill registers, and inlined
+    // into every tile shape they multiply the build time.
     if let Some((_, bias, l1_ops)) = epilogue
         && !l1_ops.is_empty()
     {
-        // SAFETY: the bias panel holds NR >= cols values (caller contract).
-        let bias = unsafe { std::slice::from_raw_parts(bias, cols) };
+        // SAFETY: the bias panel holds NR values (caller contract).
+        let bias = unsafe { std::slice::from_raw_parts(bias, nr) };
         for r in 0..R {
-            // SAFETY: row r of C holds `cols` values (caller contract) and nothing else
+            // SAFETY: row r of C holds NR values (caller contract) and nothing else
             // references them during this call.
-            let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), cols) };
+            let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), nr) };
             for op in l1_ops {
                 match *op {
                     EpOp::Bias => add_bias(row, bias),
                     // SAFETY: the ISA is available (caller contract).
-                    EpOp::Act(act) => unsafe { math::apply_slice::<V>(act, row) },
+                    EpOp::Act(act) => unsafe { V::act_slice(act, row) },
                 }
             }
         }
+    }
+}
+
+/// Bias and cheap activations on the accumulators, in order; then every NaN made canonical.
+#[cfg_attr(sinter_inline, inline(always))]
+fn register_epilogue<V: Simd, const R: usize, const NV: usize>(
+    acc: &mut [[V; NV]; R],
+    ops: RegOps<'_>,
+    bias: *const f32,
+) {
+    for op in ops.0 {
+        match *op {
+            EpOp::Bias => {
+                // SAFETY: the bias panel holds NR values (caller contract of `tile`).
+                let bv: [V; NV] =
+                    std::array::from_fn(|v| unsafe { V::load(bias.add(v * V::LANES)) });
+                for row in acc.iter_mut() {
+                    for (x, bv) in row.iter_mut().zip(bv) {
+                        *x = x.add(bv);
+                    }
+                }
+            }
+            EpOp::Act(act) => {
+                for row in acc.iter_mut() {
+                    for x in row.iter_mut() {
+                        // `RegOps` holds only cheap activations: `None` is unreachable.
+                        *x = math::apply_cheap(act, *x).unwrap_or(*x);
+                    }
+                }
+            }
+        }
+    }
+    for row in acc.iter_mut() {
+        for x in row.iter_mut() {
+            *x = math::canonical_nan(*x, *x);
+        }
+    }
+}
+
+/// A tile of `cols < NR` columns (the last panel of a layer whose width is not a multiple of
+/// NR): the full tile runs on a stack copy, whose padding columns see zero weights and bias,
+/// and only the real columns go back to C.
+///
+/// # Safety
+/// As [`tile`], except that `c` is readable and writable only for `j < cols`.
+#[cfg_attr(sinter_inline, inline(always))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn edge_tile<V: Simd, const R: usize, const NV: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    first: bool,
+    epilogue: Option<TileEpilogue<'_>>,
+) {
+    let nr = NV * V::LANES;
+    let mut buf = [0.0f32; 8 * 64];
+    debug_assert!(R * nr <= buf.len() && cols <= nr);
+    if !first {
+        for r in 0..R {
+            // SAFETY: row r of C holds `cols` values (caller contract); `buf` row r holds NR.
+            unsafe {
+                std::ptr::copy_nonoverlapping(c.add(r * ldc), buf.as_mut_ptr().add(r * nr), cols)
+            };
+        }
+    }
+    // SAFETY: `buf` holds R rows of NR values; the rest is the caller's contract.
+    unsafe { tile::<V, R, NV>(kc, a, lda, b, buf.as_mut_ptr(), nr, first, epilogue) };
+    for r in 0..R {
+        // SAFETY: as above.
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr().add(r * nr), c.add(r * ldc), cols) };
     }
 }
 
@@ -333,12 +385,13 @@ fn add_bias(row: &mut [f32], bias: &[f32]) {
 /// Splits the tile part of an epilogue into what runs on the registers (bias and cheap
 /// activations) and what runs on the stored tile in L1 (from the first activation that needs
 /// exp, log or division on).
-pub(crate) fn split_register_ops(ops: &[EpOp]) -> (&[EpOp], &[EpOp]) {
+pub(crate) fn split_register_ops(ops: &[EpOp]) -> (RegOps<'_>, &[EpOp]) {
     let at = ops
         .iter()
         .position(|op| matches!(op, EpOp::Act(a) if !a.is_cheap()))
         .unwrap_or(ops.len());
-    ops.split_at(at)
+    let (reg, l1) = ops.split_at(at);
+    (RegOps(reg), l1)
 }
 
 /// Runs the row-wise part of an epilogue (from the first row-wise op on) over one whole row;
@@ -351,7 +404,7 @@ pub(crate) fn row_ops<V: Simd, R8: Simd>(ops: &[EpOp], bias: &[f32], row: &mut [
             EpOp::Act(Activation::Softmax) => math::row_softmax::<R8>(row, false),
             EpOp::Act(Activation::LogSoftmax) => math::row_softmax::<R8>(row, true),
             // SAFETY: ISA availability is the Simd type's invariant.
-            EpOp::Act(act) => unsafe { math::apply_slice::<V>(act, row) },
+            EpOp::Act(act) => unsafe { V::act_slice(act, row) },
             EpOp::Bias => add_bias(row, bias),
         }
     }
@@ -367,16 +420,16 @@ pub(crate) fn split_ops(ops: &[EpOp]) -> (&[EpOp], &[EpOp]) {
 }
 
 macro_rules! dispatch_rows {
-    ($rows:expr, $mr:expr, $V:ty, $NV:expr, ($($arg:expr),*)) => {
+    ($rows:expr, $mr:expr, $f:ident::<$V:ident, $NV:ident>($($arg:expr),*)) => {
         match $rows {
-            1 => tile::<$V, 1, $NV>($($arg),*),
-            2 if $mr >= 2 => tile::<$V, 2, $NV>($($arg),*),
-            3 if $mr >= 3 => tile::<$V, 3, $NV>($($arg),*),
-            4 if $mr >= 4 => tile::<$V, 4, $NV>($($arg),*),
-            5 if $mr >= 5 => tile::<$V, 5, $NV>($($arg),*),
-            6 if $mr >= 6 => tile::<$V, 6, $NV>($($arg),*),
-            7 if $mr >= 7 => tile::<$V, 7, $NV>($($arg),*),
-            8 if $mr >= 8 => tile::<$V, 8, $NV>($($arg),*),
+            1 => $f::<$V, 1, $NV>($($arg),*),
+            2 if $mr >= 2 => $f::<$V, 2, $NV>($($arg),*),
+            3 if $mr >= 3 => $f::<$V, 3, $NV>($($arg),*),
+            4 if $mr >= 4 => $f::<$V, 4, $NV>($($arg),*),
+            5 if $mr >= 5 => $f::<$V, 5, $NV>($($arg),*),
+            6 if $mr >= 6 => $f::<$V, 6, $NV>($($arg),*),
+            7 if $mr >= 7 => $f::<$V, 7, $NV>($($arg),*),
+            8 if $mr >= 8 => $f::<$V, 8, $NV>($($arg),*),
             _ => unreachable!("tile rows above MR"),
         }
     };
@@ -470,13 +523,22 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                         unsafe {
                             let ap = a.add(row * g.lda + pc);
                             let cp = c.add(row * g.ldc + jp * nr);
-                            dispatch_rows!(
-                                rows,
-                                MR,
-                                V,
-                                NV,
-                                (kc, ap, g.lda, bp, cp, g.ldc, cols, pc > 0, epi)
-                            );
+                            let first = pc == 0;
+                            if cols == nr {
+                                dispatch_rows!(
+                                    rows,
+                                    MR,
+                                    tile::<V, NV>(kc, ap, g.lda, bp, cp, g.ldc, first, epi)
+                                );
+                            } else {
+                                dispatch_rows!(
+                                    rows,
+                                    MR,
+                                    edge_tile::<V, NV>(
+                                        kc, ap, g.lda, bp, cp, g.ldc, cols, first, epi
+                                    )
+                                );
+                            }
                         }
                         ir += rows;
                         t += 1;
@@ -490,7 +552,8 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                         // SAFETY: row r of C has n values (g.check); this call owns all
                         // columns when there are row-wise ops (g.check).
                         let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * g.ldc), n) };
-                        row_ops::<V, R8>(rest, bias, row);
+                        // SAFETY: the ISA is available (caller contract).
+                        unsafe { V::row_stage(rest, bias, row) };
                     }
                 }
                 ic += mc;
@@ -528,7 +591,24 @@ pub(crate) fn fma_loop<V: Simd>(iters: usize) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::portable::Portable;
     use crate::kernels::{Isa, Strided, dense_strided};
+
+    #[test]
+    fn register_ops_are_exactly_the_cheap_activations() {
+        for act in Activation::ALL {
+            let x = Portable::splat(0.5);
+            assert_eq!(math::apply_cheap(act, x).is_some(), act.is_cheap(), "{act}");
+            let ops = [EpOp::Bias, EpOp::Act(act), EpOp::Act(Activation::RELU)];
+            let (reg, l1) = split_register_ops(&ops);
+            let cheap = |op: &EpOp| match op {
+                EpOp::Bias => true,
+                EpOp::Act(a) => a.is_cheap(),
+            };
+            assert!(reg.0.iter().all(cheap), "{act}");
+            assert_eq!(reg.0.len() + l1.len(), 3);
+        }
+    }
 
     #[test]
     #[should_panic(expected = "packed B")]

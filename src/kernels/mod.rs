@@ -52,7 +52,7 @@ mod x86;
 
 pub use activation::{Activation, SELU_ALPHA, SELU_SCALE, UnknownActivation};
 pub use cache::Caches;
-pub use gemm::{EpOp, KC, PackError, PackedB};
+pub use gemm::{EpOp, KB, KC, PackError, PackedB};
 
 use gemm::GemmCall;
 use portable::Portable;

@@ -1,6 +1,8 @@
 //! The portable tier: `wide::f32x8` lanes (SSE2 on a default x86-64 build, NEON on aarch64) and
 //! `f32::mul_add` for the single-rounding FMA.
 
+use super::activation::Activation;
+use super::gemm::EpOp;
 use super::simd::Simd;
 use wide::f32x8;
 
@@ -22,6 +24,16 @@ impl Portable {
 impl Simd for Portable {
     const LANES: usize = 8;
     type Mask = f32x8;
+
+    #[inline(never)]
+    unsafe fn act_slice(act: Activation, data: &mut [f32]) {
+        // SAFETY: portable lanes need no CPU feature.
+        unsafe { super::math::apply_slice::<Portable>(act, data) }
+    }
+    #[inline(never)]
+    unsafe fn row_stage(ops: &[EpOp], bias: &[f32], row: &mut [f32]) {
+        super::gemm::row_ops::<Portable, Portable>(ops, bias, row)
+    }
 
     #[cfg_attr(sinter_inline, inline(always))]
     fn splat(x: f32) -> Self {

@@ -5,6 +5,9 @@
 //! a single-rounding FMA, comparisons, selects, exact bit manipulation), so any code written over
 //! `Simd` computes the same bits on every tier.
 
+use super::activation::Activation;
+use super::gemm::EpOp;
+
 /// A vector of `LANES` f32 values.
 ///
 /// Arithmetic is safe to call: values of an ISA-specific implementation only exist inside
@@ -38,6 +41,19 @@ pub(crate) trait Simd: Copy {
     fn or_mask(a: Self::Mask, b: Self::Mask) -> Self::Mask;
     /// `m ? t : f` per lane.
     fn select(m: Self::Mask, t: Self, f: Self) -> Self;
+
+    /// Applies `act` to `data`, out of line: compiled once per tier (inside its
+    /// `#[target_feature]` entry), an inlining barrier so that the activation math is not copied
+    /// into every tile shape.
+    ///
+    /// # Safety
+    /// This tier's instruction set is available.
+    unsafe fn act_slice(act: Activation, data: &mut [f32]);
+    /// The row stage of an epilogue over one whole row (`gemm::row_ops`), out of line.
+    ///
+    /// # Safety
+    /// This tier's instruction set is available.
+    unsafe fn row_stage(ops: &[EpOp], bias: &[f32], row: &mut [f32]);
 
     /// Clears the sign bit.
     fn abs(self) -> Self;

@@ -1,4 +1,4 @@
-//! Every tier against the scalar oracle (one `f32::mul_add` chain per output, in k order),
+//! Every tier against the scalar oracle (`f32::mul_add` chains over blocks of `KB`, added in k order),
 //! over odd shapes (MR/NR remainders, K across KC blocks) and every epilogue op.
 
 use super::*;
@@ -9,16 +9,21 @@ fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
     (0..n).map(|_| r.next_signed()).collect()
 }
 
-/// The definition of a Dense output: `acc = 0; acc = a*b + acc` in k order; `+ bias`.
+/// The definition of a Dense output: per block of [`KB`] values of K, `s = 0; s = a*b + s` in
+/// k order; the block sums added in order (`s_0 + s_1 + ...`); `+ bias`.
 fn oracle(m: usize, k: usize, n: usize, a: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
     let mut c = vec![0.0f32; m * n];
     for i in 0..m {
         for j in 0..n {
-            let mut acc = 0.0f32;
-            for kk in 0..k {
-                acc = a[i * k + kk].mul_add(w[kk * n + j], acc);
+            let mut total = None;
+            for k0 in (0..k.max(1)).step_by(KB) {
+                let mut acc = 0.0f32;
+                for kk in k0..(k0 + KB).min(k) {
+                    acc = a[i * k + kk].mul_add(w[kk * n + j], acc);
+                }
+                total = Some(total.map_or(acc, |t: f32| t + acc));
             }
-            c[i * n + j] = acc + bias[j];
+            c[i * n + j] = total.unwrap_or(0.0) + bias[j];
         }
     }
     c

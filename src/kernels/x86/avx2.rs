@@ -4,6 +4,8 @@
 //! `#[target_feature(enable = "avx2,fma")]`, which are only entered after the CPU was detected to
 //! have AVX2 and FMA (see [`super::Avx2Token`]). That is what makes each intrinsic call below sound.
 
+use crate::kernels::activation::Activation;
+use crate::kernels::gemm::EpOp;
 use crate::kernels::simd::Simd;
 use std::arch::x86_64::*;
 
@@ -21,6 +23,15 @@ macro_rules! avx2 {
 impl Simd for Avx2 {
     const LANES: usize = 8;
     type Mask = __m256;
+
+    unsafe fn act_slice(act: Activation, data: &mut [f32]) {
+        // SAFETY: the caller guarantees the ISA (as the trait requires).
+        unsafe { super::act_avx2(act, data) }
+    }
+    unsafe fn row_stage(ops: &[EpOp], bias: &[f32], row: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { super::row_avx2(ops, bias, row) }
+    }
 
     #[cfg_attr(sinter_inline, inline(always))]
     fn splat(x: f32) -> Self {

@@ -4,6 +4,8 @@
 //! `#[target_feature(enable = "avx512f,avx2,fma")]`, which are only entered after the CPU was detected to
 //! have AVX-512F (see [`super::Avx512Token`]). That is what makes each intrinsic call below sound.
 
+use crate::kernels::activation::Activation;
+use crate::kernels::gemm::EpOp;
 use crate::kernels::simd::Simd;
 use std::arch::x86_64::*;
 
@@ -21,6 +23,15 @@ macro_rules! avx512 {
 impl Simd for Avx512 {
     const LANES: usize = 16;
     type Mask = __mmask16;
+
+    unsafe fn act_slice(act: Activation, data: &mut [f32]) {
+        // SAFETY: the caller guarantees the ISA (as the trait requires).
+        unsafe { super::act_avx512(act, data) }
+    }
+    unsafe fn row_stage(ops: &[EpOp], bias: &[f32], row: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { super::row_avx512(ops, bias, row) }
+    }
 
     #[cfg_attr(sinter_inline, inline(always))]
     fn splat(x: f32) -> Self {

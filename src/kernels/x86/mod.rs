@@ -85,8 +85,10 @@ unsafe fn gemm_avx2<const NV: usize>(g: &mut GemmCall<'_>) {
     unsafe { gemm::driver::<Avx2, Avx2, 6, NV>(g) }
 }
 
+/// Out of line (see `Simd::act_slice`): the activation math is compiled once per tier.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn act_avx2(act: Activation, data: &mut [f32]) {
+#[inline(never)]
+pub(super) unsafe fn act_avx2(act: Activation, data: &mut [f32]) {
     // SAFETY: features enabled on this function.
     unsafe { math::apply_slice::<Avx2>(act, data) }
 }
@@ -94,8 +96,16 @@ unsafe fn act_avx2(act: Activation, data: &mut [f32]) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn rows_avx2(ops: &[EpOp], data: &mut [f32], n: usize) {
     for row in data.chunks_exact_mut(n) {
-        gemm::row_ops::<Avx2, Avx2>(ops, &[], row);
+        // SAFETY: features enabled on this function.
+        unsafe { row_avx2(ops, &[], row) };
     }
+}
+
+/// Out of line (see `Simd::row_stage`).
+#[target_feature(enable = "avx2,fma")]
+#[inline(never)]
+pub(super) unsafe fn row_avx2(ops: &[EpOp], bias: &[f32], row: &mut [f32]) {
+    gemm::row_ops::<Avx2, Avx2>(ops, bias, row);
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
@@ -104,8 +114,10 @@ unsafe fn gemm_avx512<const NV: usize, const MR: usize>(g: &mut GemmCall<'_>) {
     unsafe { gemm::driver::<Avx512, Avx2, MR, NV>(g) }
 }
 
+/// Out of line (see `Simd::act_slice`): the activation math is compiled once per tier.
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn act_avx512(act: Activation, data: &mut [f32]) {
+#[inline(never)]
+pub(super) unsafe fn act_avx512(act: Activation, data: &mut [f32]) {
     // SAFETY: features enabled on this function.
     unsafe { math::apply_slice::<Avx512>(act, data) }
 }
@@ -113,8 +125,16 @@ unsafe fn act_avx512(act: Activation, data: &mut [f32]) {
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn rows_avx512(ops: &[EpOp], data: &mut [f32], n: usize) {
     for row in data.chunks_exact_mut(n) {
-        gemm::row_ops::<Avx512, Avx2>(ops, &[], row);
+        // SAFETY: features enabled on this function.
+        unsafe { row_avx512(ops, &[], row) };
     }
+}
+
+/// Out of line (see `Simd::row_stage`).
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline(never)]
+pub(super) unsafe fn row_avx512(ops: &[EpOp], bias: &[f32], row: &mut [f32]) {
+    gemm::row_ops::<Avx512, Avx2>(ops, bias, row);
 }
 
 #[target_feature(enable = "avx2,fma")]
