@@ -30,6 +30,37 @@ pub(crate) fn median(session: &mut Session, x: &[f32], seconds: f64) -> Result<D
     Ok(times[times.len() / 2])
 }
 
+/// The tier's single-thread FMA peak in GFLOP/s: the best of 5 runs of 12 independent FMA
+/// chains (the figure GEMM throughput is a fraction of).
+pub(crate) fn peak_gflops(isa: sinter::Isa) -> f64 {
+    let iters = 200_000;
+    (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            let (flops, v) = sinter::kernels::fma_peak_probe(isa, std::hint::black_box(iters));
+            std::hint::black_box(v);
+            flops as f64 / t.elapsed().as_secs_f64() / 1e9
+        })
+        .fold(0.0, f64::max)
+}
+
+/// The CPU's model name and x86 family/model (`/proc/cpuinfo`; virtual machines often show
+/// only a vendor name), for quoting figures with the machine behind them.
+pub(crate) fn cpu_model() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |key: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|v| v.trim().to_string())
+    };
+    let name = field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    match (field("cpu family"), field("model")) {
+        (Some(f), Some(m)) => format!("{name} (family {f} model {m})"),
+        _ => name,
+    }
+}
+
 pub(crate) fn run(
     model_spec: &str,
     batches: &[usize],
@@ -41,19 +72,22 @@ pub(crate) fn run(
     let max = batches.iter().copied().max().unwrap_or(1).max(1);
     let plan = compile(&model, args, max)?;
     let mut session = plan.session()?;
+    let peak = peak_gflops(plan.isa());
+    let cpu = cpu_model();
     if !json {
         say!(
-            "{model_spec}: {} plan, isa {}, threads {}",
+            "{model_spec}: {} plan, isa {}, threads {}, on {cpu} (FMA peak {peak:.1} GFLOP/s per thread)",
             if plan.is_fused() { "fused" } else { "separate" },
             plan.isa(),
             plan.threads()
         );
         say!(
-            "{:>7} {:>12} {:>14} {:>9}",
+            "{:>7} {:>12} {:>14} {:>9} {:>7}",
             "batch",
             "median_us",
             "us/sample",
-            "GFLOP/s"
+            "GFLOP/s",
+            "%peak"
         );
     }
     for &batch in batches {
@@ -64,18 +98,22 @@ pub(crate) fn run(
         let t = median(&mut session, &x, seconds)?;
         let us = t.as_secs_f64() * 1e6;
         let gflops = (plan.flops_per_sample() * batch) as f64 / t.as_secs_f64() / 1e9;
+        let fraction = gflops / (peak * plan.threads() as f64);
         if json {
             say!(
-                "{{\"model\":\"{}\",\"batch\":{batch},\"threads\":{},\"fused\":{},\"median_us\":{us:.3},\"isa\":\"{}\",\"gflops\":{gflops:.2}}}",
-                model_spec.replace('"', "\\\""),
+                "{{\"model\":{},\"batch\":{batch},\"threads\":{},\"fused\":{},\"median_us\":{us:.3},\"isa\":\"{}\",\"gflops\":{gflops:.2},\"peak_gflops\":{:.2},\"peak_fraction\":{fraction:.3},\"cpu\":{}}}",
+                serde_json::Value::from(model_spec),
                 plan.threads(),
                 plan.is_fused(),
-                plan.isa()
+                plan.isa(),
+                peak * plan.threads() as f64,
+                serde_json::Value::from(cpu.as_str()),
             );
         } else {
             say!(
-                "{batch:>7} {us:>12.2} {:>14.3} {gflops:>9.2}",
-                us / batch as f64
+                "{batch:>7} {us:>12.2} {:>14.3} {gflops:>9.2} {:>6.1}%",
+                us / batch as f64,
+                100.0 * fraction
             );
         }
     }
