@@ -43,6 +43,7 @@
 
 mod activation;
 mod cache;
+mod dispatch;
 mod gemm;
 mod math;
 mod portable;
@@ -52,10 +53,11 @@ mod x86;
 
 pub use activation::{Activation, SELU_ALPHA, SELU_SCALE, UnknownActivation};
 pub use cache::Caches;
+pub use dispatch::TileShape;
 pub use gemm::{EpOp, KB, KC, PackError, PackedB};
 
+use dispatch::with_tier;
 use gemm::GemmCall;
-use portable::Portable;
 use std::fmt;
 use std::str::FromStr;
 
@@ -66,7 +68,7 @@ pub enum Isa {
     Avx512,
     /// AVX2 + FMA, 6 x 16 tiles (6 x 8 for narrow layers) (x86-64).
     Avx2,
-    /// Portable `wide` lanes with `f32::mul_add`, 6 x 16 tiles (any CPU).
+    /// Portable `wide` lanes with `f32::mul_add`, 6 x 16 tiles (6 x 8) (any CPU).
     Generic,
 }
 
@@ -108,41 +110,31 @@ impl Isa {
         }
     }
 
-    /// Rows of the microkernel tile for panels `nr` wide: AVX-512 keeps 8 x 32 or 6 x 64
-    /// accumulators in its 32 registers; the 16-register tiers use 6 rows.
+    /// The tier's tile shapes, narrowest panel first (stated once, with its kernels).
+    pub fn tiles(self) -> &'static [TileShape] {
+        dispatch::tiles_of(self)
+    }
+
+    /// Rows of the tile for panels `nr` wide (the widest tile's rows for an unknown width).
     pub fn mr_for(self, nr: usize) -> usize {
-        match self {
-            Isa::Avx512 if nr <= 32 => 8,
-            _ => 6,
-        }
-    }
-
-    /// Rows of the widest tile.
-    pub fn mr(self) -> usize {
-        self.mr_for(self.nr())
-    }
-
-    /// Panel widths (tile columns) this tier has microkernels for, narrowest first.
-    pub fn panel_widths(self) -> &'static [usize] {
-        match self {
-            Isa::Avx512 => &[16, 32, 64],
-            Isa::Avx2 | Isa::Generic => &[8, 16],
-        }
+        let t = self.tiles();
+        t.iter().find(|s| s.nr == nr).unwrap_or(&t[t.len() - 1]).mr
     }
 
     /// Widest tile: `MR x nr()` is the tile large layers run on.
     pub fn nr(self) -> usize {
-        *self.panel_widths().last().expect("non-empty")
+        let t = self.tiles();
+        t[t.len() - 1].nr
     }
 
     /// The panel width for a layer of `n` columns: the narrowest that covers `n`, else the
     /// widest (small layers waste less padding, large ones get the biggest tile).
     pub fn nr_for(self, n: usize) -> usize {
-        let w = self.panel_widths();
-        w.iter()
-            .copied()
+        self.tiles()
+            .iter()
+            .map(|s| s.nr)
             .find(|&nr| nr >= n)
-            .unwrap_or(w[w.len() - 1])
+            .unwrap_or_else(|| self.nr())
     }
 
     /// Lowercase name, as `SINTER_ISA` spells it.
@@ -233,28 +225,8 @@ pub fn dense_strided(isa: Isa, m: usize, s: Strided<'_, '_>, w: &PackedB, ops: &
 }
 
 fn run(isa: Isa, g: &mut GemmCall<'_>) {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86::Avx512Token::new()
-            .expect("AVX-512F not available")
-            .gemm(g),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::Avx2Token::new()
-            .expect("AVX2+FMA not available")
-            .gemm(g),
-        #[cfg(not(target_arch = "x86_64"))]
-        Isa::Avx512 | Isa::Avx2 => panic!("{isa} is not available on this architecture"),
-        Isa::Generic => {
-            g.check();
-            match g.b.nr() {
-                // SAFETY: portable lanes need no CPU feature; `check` proved the extents.
-                8 => unsafe { gemm::driver::<Portable, Portable, 6, 1>(g) },
-                // SAFETY: as above.
-                16 => unsafe { gemm::driver::<Portable, Portable, 6, 2>(g) },
-                nr => panic!("weights packed {nr} wide, not for the generic tier"),
-            }
-        }
-    }
+    g.check();
+    with_tier!(isa, |t| t.gemm(g))
 }
 
 /// A Dense call over a range of its column panels, to be split and run on several threads.
@@ -359,20 +331,7 @@ pub fn activation(isa: Isa, act: Activation, data: &mut [f32]) {
         let n = data.len().max(1);
         return rows(isa, act, data, n);
     }
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86::Avx512Token::new()
-            .expect("AVX-512F not available")
-            .activation(act, data),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::Avx2Token::new()
-            .expect("AVX2+FMA not available")
-            .activation(act, data),
-        #[cfg(not(target_arch = "x86_64"))]
-        Isa::Avx512 | Isa::Avx2 => panic!("{isa} is not available on this architecture"),
-        // SAFETY: portable lanes need no CPU feature.
-        Isa::Generic => unsafe { math::apply_slice::<Portable>(act, data) },
-    }
+    with_tier!(isa, |t| t.activation(act, data))
 }
 
 /// Applies an activation to each `n`-wide row of `data`: softmax and log-softmax per row,
@@ -386,23 +345,7 @@ pub fn rows(isa: Isa, act: Activation, data: &mut [f32], n: usize) {
         n > 0 && data.len().is_multiple_of(n),
         "data is whole rows of n"
     );
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86::Avx512Token::new()
-            .expect("AVX-512F not available")
-            .rows(ops, data, n),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::Avx2Token::new()
-            .expect("AVX2+FMA not available")
-            .rows(ops, data, n),
-        #[cfg(not(target_arch = "x86_64"))]
-        Isa::Avx512 | Isa::Avx2 => panic!("{isa} is not available on this architecture"),
-        Isa::Generic => {
-            for row in data.chunks_exact_mut(n) {
-                gemm::row_ops::<Portable, Portable>(ops, &[], row);
-            }
-        }
-    }
+    with_tier!(isa, |t| t.rows(ops, data, n))
 }
 
 #[cfg(test)]
@@ -411,24 +354,12 @@ mod tests;
 /// Runs `iters` rounds of 12 independent vector FMA chains on `isa`; returns the flops done
 /// (and a value to keep the loop alive). The peak the GEMM is measured against.
 pub fn fma_peak_probe(isa: Isa, iters: usize) -> (usize, f32) {
-    let (lanes, v) = match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => (
-            16,
-            x86::Avx512Token::new()
-                .expect("AVX-512F not available")
-                .fma_loop(iters),
-        ),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => (
-            8,
-            x86::Avx2Token::new()
-                .expect("AVX2+FMA not available")
-                .fma_loop(iters),
-        ),
-        #[cfg(not(target_arch = "x86_64"))]
-        Isa::Avx512 | Isa::Avx2 => panic!("{isa} is not available on this architecture"),
-        Isa::Generic => (8, gemm::fma_loop::<Portable>(iters)),
+    let lanes = match isa {
+        Isa::Avx512 => 16,
+        Isa::Avx2 | Isa::Generic => 8,
     };
-    (iters * 12 * lanes * 2, v)
+    (
+        iters * 12 * lanes * 2,
+        with_tier!(isa, |t| t.fma_loop(iters)),
+    )
 }

@@ -117,3 +117,32 @@ impl Simd for Portable {
         (Portable(f32x8::from(m)), Portable(f32x8::from(e)))
     }
 }
+
+/// The portable tier's token: always available.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PortableTier;
+
+/// Driver entry for the portable tier (the same shape as the `#[target_feature]` entries).
+///
+/// # Safety
+/// `g.check()` holds and `g.b.nr() == NV * 8`.
+unsafe fn gemm_portable<const NV: usize, const MR: usize>(g: &mut super::gemm::GemmCall<'_>) {
+    // SAFETY: portable lanes need no CPU feature; the rest is the caller's contract.
+    unsafe { super::gemm::driver::<Portable, Portable, MR, NV>(g) }
+}
+
+impl super::dispatch::Tier for PortableTier {
+    super::dispatch::tiles!(8, gemm_portable, [(1, 6), (2, 6)]);
+    fn activation(self, act: Activation, data: &mut [f32]) {
+        // SAFETY: portable lanes need no CPU feature.
+        unsafe { super::math::apply_slice::<Portable>(act, data) }
+    }
+    fn rows(self, ops: &[EpOp], data: &mut [f32], n: usize) {
+        for row in data.chunks_exact_mut(n) {
+            super::gemm::row_ops::<Portable, Portable>(ops, &[], row);
+        }
+    }
+    fn fma_loop(self, iters: usize) -> f32 {
+        super::gemm::fma_loop::<Portable>(iters)
+    }
+}

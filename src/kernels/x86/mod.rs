@@ -4,6 +4,7 @@ pub(crate) mod avx2;
 pub(crate) mod avx512;
 
 use super::activation::Activation;
+use super::dispatch::{Tier, tiles};
 use super::gemm::{self, EpOp, GemmCall};
 use super::math;
 use avx2::Avx2;
@@ -18,25 +19,20 @@ impl Avx2Token {
         (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
             .then_some(Avx2Token(()))
     }
-    pub(crate) fn gemm(self, g: &mut GemmCall<'_>) {
-        g.check();
-        match g.b.nr() {
-            // SAFETY: the token proves AVX2+FMA; `check` proves the extents; NV matches the packing.
-            8 => unsafe { gemm_avx2::<1>(g) },
-            // SAFETY: as above.
-            16 => unsafe { gemm_avx2::<2>(g) },
-            nr => panic!("weights packed {nr} wide, not for AVX2"),
-        }
-    }
-    pub(crate) fn activation(self, act: Activation, data: &mut [f32]) {
+}
+
+impl Tier for Avx2Token {
+    // 16 ymm registers: 6 x 16 (12 accumulators), 6 x 8 for narrow layers.
+    tiles!(8, gemm_avx2, [(1, 6), (2, 6)]);
+    fn activation(self, act: Activation, data: &mut [f32]) {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { act_avx2(act, data) }
     }
-    pub(crate) fn rows(self, ops: &[EpOp], data: &mut [f32], n: usize) {
+    fn rows(self, ops: &[EpOp], data: &mut [f32], n: usize) {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { rows_avx2(ops, data, n) }
     }
-    pub(crate) fn fma_loop(self, iters: usize) -> f32 {
+    fn fma_loop(self, iters: usize) -> f32 {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { fma_avx2(iters) }
     }
@@ -53,36 +49,29 @@ impl Avx512Token {
             && is_x86_feature_detected!("fma"))
         .then_some(Avx512Token(()))
     }
-    pub(crate) fn gemm(self, g: &mut GemmCall<'_>) {
-        g.check();
-        match g.b.nr() {
-            // SAFETY: the token proves AVX-512F; `check` proves the extents; NV matches the packing.
-            16 => unsafe { gemm_avx512::<1, 8>(g) },
-            // SAFETY: as above.
-            32 => unsafe { gemm_avx512::<2, 8>(g) },
-            // SAFETY: as above.
-            64 => unsafe { gemm_avx512::<4, 6>(g) },
-            nr => panic!("weights packed {nr} wide, not for AVX-512"),
-        }
-    }
-    pub(crate) fn activation(self, act: Activation, data: &mut [f32]) {
+}
+
+impl Tier for Avx512Token {
+    // 32 zmm registers: 8 x 16, 8 x 32 (16 accumulators), 6 x 64 (24).
+    tiles!(16, gemm_avx512, [(1, 8), (2, 8), (4, 6)]);
+    fn activation(self, act: Activation, data: &mut [f32]) {
         // SAFETY: the token proves AVX-512F.
         unsafe { act_avx512(act, data) }
     }
-    pub(crate) fn rows(self, ops: &[EpOp], data: &mut [f32], n: usize) {
+    fn rows(self, ops: &[EpOp], data: &mut [f32], n: usize) {
         // SAFETY: the token proves AVX-512F and AVX2.
         unsafe { rows_avx512(ops, data, n) }
     }
-    pub(crate) fn fma_loop(self, iters: usize) -> f32 {
+    fn fma_loop(self, iters: usize) -> f32 {
         // SAFETY: the token proves AVX-512F.
         unsafe { fma_avx512(iters) }
     }
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gemm_avx2<const NV: usize>(g: &mut GemmCall<'_>) {
+unsafe fn gemm_avx2<const NV: usize, const MR: usize>(g: &mut GemmCall<'_>) {
     // SAFETY: features enabled on this function; extents and width checked by the caller.
-    unsafe { gemm::driver::<Avx2, Avx2, 6, NV>(g) }
+    unsafe { gemm::driver::<Avx2, Avx2, MR, NV>(g) }
 }
 
 /// Out of line (see `Simd::act_slice`): the activation math is compiled once per tier.
