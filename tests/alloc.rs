@@ -30,8 +30,16 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The counter is process-wide: tests that count run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn session_run_allocates_nothing() {
+    let _serial = serial();
     for model in [sinter::builtin::seed(), sinter::builtin::mnist_mlp()] {
         for fuse in [true, false] {
             let opts = CompileOptions {
@@ -58,5 +66,61 @@ fn session_run_allocates_nothing() {
                 after - before
             );
         }
+    }
+}
+
+/// Allocations made by `runs` runs of each batch in `batches` on a warm session.
+fn allocations(plan: &Arc<sinter::plan::Plan>, batches: &[usize], runs: usize) -> usize {
+    let mut session = plan.session().unwrap();
+    let per = plan.input_len();
+    let max = batches.iter().copied().max().unwrap_or(1);
+    let x: Vec<f32> = (0..max * per).map(|i| (i as f32 * 0.01).sin()).collect();
+    for &b in batches {
+        session.run(&x[..b * per]).unwrap(); // warm: thread pools, lazily built queues
+    }
+    let before = ALLOCS.load(Ordering::SeqCst);
+    let mut checksum = 0.0f32;
+    for _ in 0..runs {
+        for &b in batches {
+            checksum += session.run(&x[..b * per]).unwrap()[0];
+        }
+    }
+    assert!(checksum.is_finite());
+    ALLOCS.load(Ordering::SeqCst) - before
+}
+
+#[test]
+fn conv_and_chunked_runs_allocate_nothing() {
+    let _serial = serial();
+    let model = sinter::builtin::conv1d();
+    for fuse in [true, false] {
+        let opts = CompileOptions {
+            fuse,
+            max_batch: 40,
+            threads: 1,
+            ..CompileOptions::default()
+        };
+        let plan = Arc::new(model.compile(&opts).unwrap());
+        // The conv model's weights fit in L2: batches above the chunk run in chunks.
+        assert!(plan.chunk() < 40, "chunk {}", plan.chunk());
+        let n = allocations(&plan, &[1, plan.chunk(), plan.chunk() + 1, 40], 3);
+        assert_eq!(n, 0, "fuse={fuse}: {n} allocations");
+    }
+}
+
+#[test]
+fn multi_threaded_runs_allocate_nothing() {
+    let _serial = serial();
+    // mnist-mlp at batch 64 splits its layers by column panels over 2 threads; softmax
+    // (row-wise) splits its layer by rows; conv1d splits by samples.
+    for model in [sinter::builtin::mnist_mlp(), sinter::builtin::conv1d()] {
+        let opts = CompileOptions {
+            max_batch: 64,
+            threads: 2,
+            ..CompileOptions::default()
+        };
+        let plan = Arc::new(model.compile(&opts).unwrap());
+        let n = allocations(&plan, &[64, 7], 50);
+        assert_eq!(n, 0, "{}: {n} allocations in 100 runs", model.name());
     }
 }

@@ -19,7 +19,7 @@
 //! # Unsafe code
 //!
 //! All of sinter's `unsafe` is in this module, every block with a `// SAFETY:` line
-//! (`clippy::undocumented_unsafe_blocks` is denied crate-wide). It is of four kinds:
+//! (`clippy::undocumented_unsafe_blocks` is denied crate-wide). It is of five kinds:
 //!
 //! - **CPU features.** `#[target_feature]` entry points (`x86/mod.rs`) are called only through
 //!   `Avx2Token` / `Avx512Token`, which exist only after `is_x86_feature_detected!` said yes.
@@ -30,6 +30,9 @@
 //!   arithmetic, that A holds `(m - 1) * lda + K` values, C `(m - 1) * ldc + N`, the panel
 //!   range is inside the packing, and row-wise epilogues own whole rows. Partial tiles go
 //!   through a tile-sized buffer; packed B and bias are padded to whole panels.
+//! - **`Workers`** (`workers.rs`): a call's task lives on the caller's stack and is reached
+//!   by the worker threads through a type-erased pointer; the caller returns (or unwinds) only
+//!   after every worker has left the task.
 //! - **`ColumnParts: Send`**: a part writes only its own column panels of a C borrowed
 //!   mutably for its whole life; parts are split and run by value, so no panel is covered
 //!   twice. `PackedB` sizes are computed with overflow checks, and `check` compares the
@@ -48,8 +51,11 @@ mod gemm;
 mod math;
 mod portable;
 mod simd;
+mod workers;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+
+pub(crate) use workers::Workers;
 
 pub use activation::{Activation, SELU_ALPHA, SELU_SCALE, UnknownActivation};
 pub use cache::Caches;
@@ -314,6 +320,23 @@ impl<'a> ColumnParts<'a> {
             ColumnParts { isa, call: left },
             ColumnParts { isa, call: right },
         )
+    }
+
+    /// Splits into `ways` parts of nearly equal panel counts (fewer if there are fewer panels),
+    /// handed out in column order.
+    pub fn split_even(self, ways: usize) -> impl Iterator<Item = ColumnParts<'a>> + Send {
+        let ways = ways.clamp(1, self.panels().max(1));
+        let mut rest = Some(self);
+        (0..ways).rev().map_while(move |left| {
+            let part = rest.take()?;
+            if left == 0 {
+                return Some(part);
+            }
+            let at = part.panels() / (left + 1);
+            let (first, more) = part.split_at(at);
+            rest = Some(more);
+            Some(first)
+        })
     }
 
     /// Computes this part's columns.

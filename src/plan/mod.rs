@@ -144,7 +144,7 @@ pub struct Plan {
     pub(crate) fused: bool,
     pub(crate) max_batch: usize,
     pub(crate) threads: usize,
-    pub(crate) pool: Option<rayon::ThreadPool>,
+    pub(crate) pool: Option<kernels::Workers>,
     pub(crate) input_shape: Vec<usize>,
     pub(crate) output_shape: Vec<usize>,
     pub(crate) in_len: usize,
@@ -406,17 +406,14 @@ impl Plan {
         if panels >= 2 && !row_wise {
             let parts =
                 kernels::ColumnParts::new(self.isa, m, Strided::new(a, lda, c, ldc), w, ops);
-            pool.install(|| run_parts(parts, self.threads));
+            pool.for_each(parts.split_even(pool.threads()), kernels::ColumnParts::run);
         } else if m >= 2 * mr {
-            let parts = self.threads.min(m / mr).max(1);
+            let parts = pool.threads().min(m / mr).max(1);
             let rows = m.div_ceil(parts).div_ceil(mr) * mr;
-            pool.install(|| {
-                use rayon::prelude::*;
-                c.par_chunks_mut(rows * ldc).enumerate().for_each(|(i, c)| {
-                    let r = rows.min(m - i * rows);
-                    let s = Strided::new(&a[i * rows * lda..], lda, c, ldc);
-                    kernels::dense_strided(self.isa, r, s, w, ops);
-                });
+            pool.for_each(c.chunks_mut(rows * ldc).enumerate(), |(i, c)| {
+                let r = rows.min(m - i * rows);
+                let s = Strided::new(&a[i * rows * lda..], lda, c, ldc);
+                kernels::dense_strided(self.isa, r, s, w, ops);
             });
         } else {
             kernels::dense_strided(self.isa, m, Strided::new(a, lda, c, ldc), w, ops);
@@ -446,11 +443,8 @@ impl Plan {
             .as_ref()
             .filter(|_| batch >= 2 && flops >= PARALLEL_FLOPS)
         {
-            Some(pool) => pool.install(|| {
-                use rayon::prelude::*;
-                a.par_chunks(in_len)
-                    .zip(c.par_chunks_mut(out_len))
-                    .for_each(|(a, c)| sample(a, c));
+            Some(pool) => pool.for_each(a.chunks(in_len).zip(c.chunks_mut(out_len)), |(a, c)| {
+                sample(a, c)
             }),
             None => a
                 .chunks(in_len)
@@ -458,18 +452,6 @@ impl Plan {
                 .for_each(|(a, c)| sample(a, c)),
         }
     }
-}
-
-/// Runs `parts` split into `ways` nearly equal column ranges (part `i` of `ways` gets panels
-/// `i * P / ways ..`), halving with `rayon::join`: no allocation, each range run once.
-fn run_parts(parts: kernels::ColumnParts<'_>, ways: usize) {
-    if ways <= 1 || parts.panels() < 2 {
-        return parts.run();
-    }
-    let half = ways / 2;
-    let at = parts.panels() * half / ways;
-    let (left, right) = parts.split_at(at);
-    rayon::join(|| run_parts(left, half), || run_parts(right, ways - half));
 }
 
 /// Below this many flops a layer stays on the calling thread (waking workers costs more).
@@ -664,15 +646,12 @@ fn chunk_size(steps: &[Step], arena_len: usize, max_batch: usize) -> usize {
     }
 }
 
-/// The plan's own pool for `threads > 1`.
-fn thread_pool(threads: usize) -> Result<Option<rayon::ThreadPool>> {
+/// The plan's own workers for `threads > 1` (the caller is one of the threads).
+fn thread_pool(threads: usize) -> Result<Option<kernels::Workers>> {
     if threads == 1 {
         return Ok(None);
     }
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("sinter-{i}"))
-        .build()
+    kernels::Workers::new(threads)
         .map(Some)
         .map_err(|e| Error::Options(format!("cannot start {threads} threads: {e}")))
 }
