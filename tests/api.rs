@@ -463,3 +463,31 @@ fn permute_dims_must_be_a_permutation() {
         }
     }
 }
+
+#[test]
+fn a_tuned_plan_gives_the_same_bits() {
+    for model in [builtin::seed(), builtin::conv1d()] {
+        let input = common::Spec {
+            input: model.input_shape().iter().product(),
+            layers: vec![],
+            batch: 19,
+            seed: 5,
+        }
+        .input(true);
+        let mut outs = vec![];
+        for tune in [false, true] {
+            let opts = CompileOptions {
+                tune,
+                max_batch: 32,
+                threads: 1,
+                ..CompileOptions::default()
+            };
+            let plan = Arc::new(model.compile(&opts).unwrap());
+            if tune {
+                assert!(plan.to_string().contains("tuned"), "{plan}");
+            }
+            outs.push(common::bits(&plan.run(&input).unwrap()));
+        }
+        assert_eq!(outs[0], outs[1], "{}", model.name());
+    }
+}

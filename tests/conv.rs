@@ -181,7 +181,7 @@ proptest! {
     fn conv_graphs_keep_every_invariant(net in net(), specials in any::<bool>()) {
         let model = net.model();
         let x = net.input(specials);
-        let opts = |fuse, threads, isa| CompileOptions { fuse, threads, isa, max_batch: net.batch };
+        let opts = |fuse, threads, isa| CompileOptions { fuse, threads, isa, max_batch: net.batch, tune: false };
         let base = run(&model, &x, opts(true, 1, None));
         prop_assert!(same_bits(&base, &run(&model, &x, opts(false, 1, None))), "fused != separate");
         for t in [2, 3] {

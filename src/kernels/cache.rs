@@ -22,11 +22,40 @@ impl Caches {
         l3: 32 << 20,
     };
 
-    /// This machine's caches, detected once.
+    /// This machine's caches, detected once (with the core type the blocking depends on).
     pub fn get() -> Caches {
         static C: OnceLock<Caches> = OnceLock::new();
-        *C.get_or_init(|| detect().unwrap_or(Caches::FALLBACK))
+        *C.get_or_init(|| {
+            two_fma512_ports();
+            detect().unwrap_or(Caches::FALLBACK)
+        })
     }
+}
+
+/// Whether this is an Intel server core with two 512-bit FMA ports (Skylake-SP to Granite
+/// Rapids: family 6, models 85, 106, 108, 143, 173, 207), where AVX-512 doubles the FMA peak and
+/// the weight panel should stay in L1. Detected once, from CPUID.
+pub(crate) fn two_fma512_ports() -> bool {
+    static C: OnceLock<bool> = OnceLock::new();
+    *C.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::__cpuid;
+            // CPUID exists on every x86-64 CPU.
+            let vendor = __cpuid(0);
+            let intel =
+                (vendor.ebx, vendor.edx, vendor.ecx) == (0x756e_6547, 0x4965_6e69, 0x6c65_746e);
+            let sig = __cpuid(1).eax;
+            let family = (sig >> 8) & 0xf;
+            let model = ((sig >> 4) & 0xf) | ((sig >> 12) & 0xf0);
+            intel
+                && family == 6
+                && matches!(model, 85 | 106 | 108 | 143 | 173 | 207)
+                && std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
 }
 
 fn parse_size(s: &str) -> Option<usize> {

@@ -43,6 +43,8 @@ pub struct PackedB {
     nr: usize,
     data: Vec<f32>,
     bias: Vec<f32>,
+    /// Blocking chosen for these weights (tuned), else the machine's default per call.
+    blocking: Option<Blocking>,
 }
 
 /// Why a kernel could not be packed.
@@ -80,7 +82,24 @@ impl PackedB {
         k: usize,
         n: usize,
     ) -> Result<Self, PackError> {
-        let nr = isa.nr_for(n);
+        Self::pack_nr(isa, kernel, bias, k, n, isa.nr_for(n))
+    }
+
+    /// [`pack`](Self::pack) in panels `nr` wide: one of `isa`'s tile widths
+    /// ([`Isa::tiles`](super::Isa::tiles)), else the default width for `n`.
+    pub fn pack_nr(
+        isa: super::Isa,
+        kernel: &[f32],
+        bias: Option<&[f32]>,
+        k: usize,
+        n: usize,
+        nr: usize,
+    ) -> Result<Self, PackError> {
+        let nr = if isa.tiles().iter().any(|t| t.nr == nr) {
+            nr
+        } else {
+            isa.nr_for(n)
+        };
         let too_large = PackError::TooLarge { k, n };
         let want = k.checked_mul(n).ok_or(too_large.clone())?;
         if kernel.len() != want {
@@ -132,6 +151,7 @@ impl PackedB {
             nr,
             data,
             bias: padded,
+            blocking: None,
         })
     }
     /// Rows of the unpacked kernel (the layer's input width).
@@ -145,6 +165,15 @@ impl PackedB {
     /// Panel width this was packed for.
     pub fn nr(&self) -> usize {
         self.nr
+    }
+    /// The blocking calls on these weights use for more than a few rows (`None`: the
+    /// machine's default, [`Blocking::heuristic`]).
+    pub fn blocking(&self) -> Option<Blocking> {
+        self.blocking
+    }
+    /// Sets that blocking (made [`valid`](Blocking::valid)). The bits never depend on it.
+    pub fn set_blocking(&mut self, b: Option<Blocking>) {
+        self.blocking = b.map(Blocking::valid);
     }
     /// Bytes held by the packed weights and bias.
     pub fn bytes(&self) -> usize {
@@ -435,33 +464,53 @@ macro_rules! dispatch_rows {
     };
 }
 
-/// Cache blocking of one call. None of it changes the bits: a KC block continues the stored
-/// sum exactly, and blocks over M and N only reorder independent outputs.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Blocking {
+/// Cache blocking of one GEMM. None of it changes the bits (each output's K-sum order is
+/// fixed by [`KB`]; blocks over M and N only reorder independent outputs), so it can be chosen
+/// per machine and per layer, or measured ([`tune`](super::tune)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocking {
+    /// K values per pass over a tile: a multiple of [`KB`].
     pub kc: usize,
+    /// Rows per row block (MC).
     pub mc: usize,
     /// Panels per column block (NC / NR).
     pub nc_panels: usize,
 }
 
 impl Blocking {
+    /// The default for this machine, an `m x k` call on panels `nr` wide, tiles `mr` rows:
     /// MC: the input rows of a row block take about 1.5 x L1d (`MC x KC`, read in place).
     /// NC: a column block of weights (`KC x NC`) takes about 2 x L2 and streams from L3.
-    /// Measured on Zen 4 (L1d 32 KiB, L2 1 MiB): MC = 12, NC = 512 beat the textbook
-    /// "A block in L2" sizes by 3-8% on 256..1024 x 1024 x 1024.
-    pub(crate) fn new(m: usize, k: usize, nr: usize, mr: usize) -> Blocking {
+    /// KC: [`KC`] (measured best on Zen 4 among 128-4096: long blocks keep each weight panel
+    /// streaming); on Intel server cores with two 512-bit FMA ports, the weight panel is kept
+    /// in L1 instead (`KC x NR` in 3/4 of L1d, as BLIS's skx kernels do; not measured here:
+    /// `CompileOptions::tune` checks it on the machine). A few rows (`m <= 2 mr`): the input
+    /// rows sit in L1 whatever K is, so each weight panel streams once, front to back.
+    pub fn heuristic(m: usize, k: usize, nr: usize, mr: usize) -> Blocking {
         let caches = super::cache::Caches::get();
-        let kc = KC;
+        let kc = if super::cache::two_fma512_ports() {
+            (caches.l1d * 3 / 4 / (nr * 4)) / KB * KB
+        } else {
+            KC
+        }
+        .clamp(KB, KC);
         let mc = (caches.l1d * 3 / 2 / (kc * 4)).clamp(mr, 16 * mr) / mr * mr;
         let nc = (2 * caches.l2 / (kc * 4)).clamp(4 * nr, 64 * nr);
-        // A few rows: the input rows sit in L1 whatever K is, so stream each weight panel
-        // once, front to back, instead of revisiting it per K block.
         let kc = if m <= 2 * mr { k.max(1) } else { kc };
         Blocking {
             kc,
             mc,
             nc_panels: (nc / nr).max(1),
+        }
+    }
+
+    /// The blocking with every field in range: KC a positive multiple of [`KB`], MC and the
+    /// column block at least 1.
+    pub fn valid(self) -> Blocking {
+        Blocking {
+            kc: self.kc.div_ceil(KB).max(1) * KB,
+            mc: self.mc.max(1),
+            nc_panels: self.nc_panels.max(1),
         }
     }
 }
@@ -488,7 +537,11 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
     let nr = NV * V::LANES;
     let (m, k, n) = (g.m, g.b.k, g.b.n);
     let panels = n.div_ceil(nr);
-    let blk = Blocking::new(m, k, nr, MR);
+    // A tuned blocking is for the plan's full batches; a few rows keep the streaming default.
+    let blk = match g.b.blocking {
+        Some(b) if m > 2 * MR => b,
+        _ => Blocking::heuristic(m, k, nr, MR),
+    };
     let (tile_ops, rest) = split_ops(g.ops);
     let (reg_ops, l1_ops) = split_register_ops(tile_ops);
     let a = g.a.as_ptr();

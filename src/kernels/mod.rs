@@ -51,6 +51,7 @@ mod gemm;
 mod math;
 mod portable;
 mod simd;
+pub mod tune;
 mod workers;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -60,7 +61,7 @@ pub(crate) use workers::Workers;
 pub use activation::{Activation, SELU_ALPHA, SELU_SCALE, UnknownActivation};
 pub use cache::Caches;
 pub use dispatch::TileShape;
-pub use gemm::{EpOp, KB, KC, PackError, PackedB};
+pub use gemm::{Blocking, EpOp, KB, KC, PackError, PackedB};
 
 use dispatch::with_tier;
 use gemm::GemmCall;

@@ -416,3 +416,56 @@ fn column_parts_split_cover_every_panel_once() {
         assert_eq!(bits(&c), bits(&want), "split at {at}");
     }
 }
+
+#[test]
+fn every_tuning_candidate_gives_the_same_bits() {
+    // Panel widths x KC x MC x NC, the whole grid `tune` searches (and more), on every tier:
+    // each output's K-sum order is fixed by KB, so all of them are the oracle's bits.
+    for isa in Isa::available() {
+        for &(m, k, n) in &[(40usize, 300usize, 70usize), (25, 1100, 130), (13, 129, 9)] {
+            let a = rand_vec(m * k, 21);
+            let w = rand_vec(k * n, 22);
+            let bias = rand_vec(n, 23);
+            let want = oracle(m, k, n, &a, &w, &bias);
+            let ops = [EpOp::Bias, EpOp::Act(Activation::Tanh)];
+            let mut want_act = want.clone();
+            activation(Isa::Generic, Activation::Tanh, &mut want_act);
+            let mut count = 0;
+            for t in isa.tiles() {
+                let mut p = PackedB::pack_nr(isa, &w, Some(&bias), k, n, t.nr).expect("packs");
+                assert_eq!(p.nr(), t.nr);
+                let (kcs, mcs, ncs) = tune::candidates(k, n, t.nr, t.mr);
+                for &kc in &kcs {
+                    for &mc in mcs.iter().chain(&[1, 5]) {
+                        for &nc in ncs.iter().chain(&[1]) {
+                            p.set_blocking(Some(Blocking {
+                                kc,
+                                mc,
+                                nc_panels: nc,
+                            }));
+                            let mut c = vec![0.0f32; m * n];
+                            dense(isa, m, &a, &p, &mut c, &ops);
+                            let what =
+                                format!("{isa} {m}x{k}x{n} nr {} kc {kc} mc {mc} nc {nc}", t.nr);
+                            assert_eq!(bits(&c), bits(&want_act), "{what}");
+                            count += 1;
+                        }
+                    }
+                }
+            }
+            assert!(count >= 20, "{isa}: only {count} candidates");
+        }
+        // And `tune` itself returns weights that compute the same bits.
+        let (m, k, n) = (64, 260, 100);
+        let (a, w) = (rand_vec(m * k, 31), rand_vec(k * n, 32));
+        let t = tune::tune(isa, &w, None, k, n, m, &[]).expect("tunes");
+        let mut c = vec![0.0f32; m * n];
+        dense(isa, m, &a, &t.packed, &mut c, &[]);
+        assert_eq!(
+            bits(&c),
+            bits(&oracle(m, k, n, &a, &w, &vec![0.0; n])),
+            "{isa} tuned"
+        );
+        assert!(t.candidates >= isa.tiles().len());
+    }
+}

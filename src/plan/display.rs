@@ -49,10 +49,23 @@ impl fmt::Display for Plan {
                         conv,
                         col,
                         ldc,
+                        tuned,
                         ..
                     } => {
-                        let tile = format!("{}x{}", self.isa.mr_for(w.nr()), w.nr());
-                        let mut kernel = format!("gemm {}x{} ({tile} tiles)", w.k(), w.n());
+                        let mut tile = format!("{}x{} tiles", self.isa.mr_for(w.nr()), w.nr());
+                        match (tuned, w.blocking()) {
+                            (true, Some(b)) => {
+                                tile = format!(
+                                    "{tile}, tuned: kc {} mc {} nc {}",
+                                    b.kc,
+                                    b.mc,
+                                    b.nc_panels * w.nr()
+                                )
+                            }
+                            (true, None) => tile = format!("{tile}, tuned: default blocking"),
+                            (false, _) => {}
+                        }
+                        let mut kernel = format!("gemm {}x{} ({tile})", w.k(), w.n());
                         if conv.is_some() {
                             kernel = format!("conv {kernel}, implicit im2col");
                         }

@@ -40,6 +40,10 @@ pub struct CompileOptions {
     /// Threads for large layers (1 runs everything on the caller's thread). Defaults to the
     /// available cores; the plan owns a pool of this many threads.
     pub threads: usize,
+    /// Time candidate panel widths and blockings of every GEMM on this machine while
+    /// compiling, and keep the fastest (tens to hundreds of milliseconds per layer). Never
+    /// changes a bit of any result.
+    pub tune: bool,
 }
 
 impl Default for CompileOptions {
@@ -49,6 +53,7 @@ impl Default for CompileOptions {
             max_batch: 256,
             isa: None,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            tune: false,
         }
     }
 }
@@ -76,6 +81,8 @@ pub(crate) enum Kind {
         ldc: usize,
         /// First destination column (this layer's offset in that concat).
         col: usize,
+        /// Panel width and blocking were measured ([`CompileOptions::tune`]).
+        tuned: bool,
     },
     /// Zero steps around each sample's `[steps, ch]`.
     Pad {
@@ -229,7 +236,7 @@ impl Plan {
             }
             steps.push(Step {
                 name: node.name.clone(),
-                kind: step_kind(&g, i, isa, into[i])?,
+                kind: step_kind(&g, i, isa, into[i], opts.tune.then_some(opts.max_batch))?,
                 src: src_loc,
                 dst: loc[b].expect("just set"),
                 in_len: elems(&g.nodes[node.inputs[0]].shape, &node.name)?,
@@ -553,7 +560,13 @@ impl Buffers {
 
 /// What step `i` computes, weights packed for `isa`. `into`: the elided concat it writes
 /// into, with its first column there.
-fn step_kind(g: &Graph, i: usize, isa: Isa, into: Option<(usize, usize)>) -> Result<Kind> {
+fn step_kind(
+    g: &Graph,
+    i: usize,
+    isa: Isa,
+    into: Option<(usize, usize)>,
+    tune_batch: Option<usize>,
+) -> Result<Kind> {
     let node = &g.nodes[i];
     let x = &g.nodes[node.inputs[0]].shape;
     Ok(match &node.op {
@@ -567,17 +580,35 @@ fn step_kind(g: &Graph, i: usize, isa: Isa, into: Option<(usize, usize)>) -> Res
                 Some(c) => (c.size * x[1], Some((c.stride * x[1], c.offset * x[1]))),
                 None => (*x.last().expect("checked rank"), None),
             };
-            let w = PackedB::pack(isa, &weights.kernel, weights.bias.as_deref(), k, units)
-                .map_err(|e| Error::Shape {
-                    layer: node.name.clone(),
-                    msg: e.to_string(),
-                })?;
             let mut ops = Vec::new();
             if weights.bias.is_some() {
                 ops.push(EpOp::Bias);
             }
             ops.extend(acts.iter().map(|&a| EpOp::Act(a)));
             let rows = checked_elems(&node.shape).unwrap_or(0) / units;
+            let shape_err = |e: kernels::PackError| Error::Shape {
+                layer: node.name.clone(),
+                msg: e.to_string(),
+            };
+            let bias = weights.bias.as_deref();
+            let (w, tuned) = match tune_batch {
+                // A convolution runs one GEMM per sample; a Dense one over the whole batch
+                // (timed at up to 256 rows).
+                Some(batch) => {
+                    let m = if conv.is_some() {
+                        rows
+                    } else {
+                        (rows * batch).min(256)
+                    };
+                    let t = kernels::tune::tune(isa, &weights.kernel, bias, k, units, m, &ops)
+                        .map_err(shape_err)?;
+                    (t.packed, true)
+                }
+                None => (
+                    PackedB::pack(isa, &weights.kernel, bias, k, units).map_err(shape_err)?,
+                    false,
+                ),
+            };
             let (ldc, col) = match into {
                 Some((c, col)) => (*g.nodes[c].shape.last().expect("rank"), col),
                 None => (units, 0),
@@ -589,6 +620,7 @@ fn step_kind(g: &Graph, i: usize, isa: Isa, into: Option<(usize, usize)>) -> Res
                 conv: lda,
                 ldc,
                 col,
+                tuned,
             }
         }
         Op::Pad { left, right } => Kind::Pad {

@@ -92,6 +92,7 @@ fn run_steps(plan: &Plan, arena: &mut [f32], input: &[f32], batch: usize) {
                 conv,
                 ldc,
                 col,
+                ..
             } => {
                 let (a, c) = views(arena, input, step.src, step.dst, il, ol);
                 match conv {

@@ -49,6 +49,10 @@ struct PlanArgs {
     /// Threads for large layers [default: the available cores].
     #[arg(long)]
     threads: Option<usize>,
+    /// Time candidate tile widths and blockings per layer while compiling; keep the fastest
+    /// (the results' bits never change).
+    #[arg(long)]
+    tune: bool,
 }
 
 #[derive(Subcommand)]
@@ -125,6 +129,7 @@ pub(crate) fn compile(model: &Model, args: &PlanArgs, max_batch: usize) -> Resul
         fuse: !args.no_fuse,
         max_batch,
         threads: args.threads.unwrap_or(CompileOptions::default().threads),
+        tune: args.tune,
         ..CompileOptions::default()
     };
     Ok(Arc::new(model.compile(&opts)?))
