@@ -1,13 +1,16 @@
 //! Arena offsets by liveness: first-fit over freed blocks, blocks coalesced when freed.
 
-/// Hands out offsets (in f32 units, 16-aligned) into one arena.
+/// Hands out offsets (in f32 units, multiples of 16) into one arena.
 #[derive(Debug, Default)]
 pub(crate) struct Arena {
     free: Vec<(usize, usize)>,
     end: usize,
 }
 
-/// Alignment of every block, in f32 units (64 bytes).
+/// Block offsets are multiples of this many f32 (64 bytes) from the arena's start. The arena is
+/// a `Vec<f32>`, whose start the allocator aligns to 16 bytes only, so blocks are not
+/// cache-line aligned in memory; the kernels use unaligned loads and stores throughout (on
+/// AVX-512 a load that crosses a line costs more, but never a fault or a different bit).
 const ALIGN: usize = 16;
 
 impl Arena {
