@@ -314,16 +314,21 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
     {
         // SAFETY: the bias panel holds NR values (caller contract).
         let bias = unsafe { std::slice::from_raw_parts(bias, nr) };
-        for r in 0..R {
-            // SAFETY: row r of C holds NR values (caller contract) and nothing else
-            // references them during this call.
-            let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), nr) };
-            for op in l1_ops {
-                match *op {
-                    EpOp::Bias => add_bias(row, bias),
-                    // SAFETY: the ISA is available (caller contract).
-                    EpOp::Act(act) => unsafe { V::act_slice(act, row) },
+        for op in l1_ops {
+            match *op {
+                EpOp::Bias => {
+                    for r in 0..R {
+                        // SAFETY: row r of C holds NR values (caller contract) and nothing
+                        // else references them during this call.
+                        add_bias(
+                            unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), nr) },
+                            bias,
+                        );
+                    }
                 }
+                // SAFETY: the ISA is available and C holds R rows of NR values (caller
+                // contract); one call per tile.
+                EpOp::Act(act) => unsafe { V::act_rows(act, c, ldc, R, nr) },
             }
         }
     }

@@ -264,6 +264,25 @@ pub(crate) unsafe fn apply_slice<V: Simd>(act: Activation, data: &mut [f32]) {
     }
 }
 
+/// [`apply_slice`] over `rows` rows of `cols` values, `ld` apart.
+///
+/// # Safety
+/// `V`'s instruction set is available; `c` is readable and writable at `r * ld + j` for
+/// `r < rows`, `j < cols`, and nothing else references those values during the call.
+#[cfg_attr(sinter_inline, inline(always))]
+pub(crate) unsafe fn apply_rows<V: Simd>(
+    act: Activation,
+    c: *mut f32,
+    ld: usize,
+    rows: usize,
+    cols: usize,
+) {
+    for r in 0..rows {
+        // SAFETY: the caller's contract.
+        unsafe { apply_slice::<V>(act, std::slice::from_raw_parts_mut(c.add(r * ld), cols)) };
+    }
+}
+
 /// Width of the canonical reduction order used by row-wise activations, on every tier.
 pub(crate) const ROW_LANES: usize = 8;
 

@@ -31,6 +31,11 @@ impl Simd for Portable {
         unsafe { super::math::apply_slice::<Portable>(act, data) }
     }
     #[inline(never)]
+    unsafe fn act_rows(act: Activation, c: *mut f32, ld: usize, rows: usize, cols: usize) {
+        // SAFETY: the caller's contract; portable lanes need no CPU feature.
+        unsafe { super::math::apply_rows::<Portable>(act, c, ld, rows, cols) }
+    }
+    #[inline(never)]
     unsafe fn row_stage(ops: &[EpOp], bias: &[f32], row: &mut [f32]) {
         super::gemm::row_ops::<Portable, Portable>(ops, bias, row)
     }

@@ -49,6 +49,13 @@ pub(crate) trait Simd: Copy {
     /// # Safety
     /// This tier's instruction set is available.
     unsafe fn act_slice(act: Activation, data: &mut [f32]);
+    /// [`act_slice`](Self::act_slice) over `rows` rows of `cols` values, `ld` apart, from `c`:
+    /// one out-of-line call per tile instead of one per row.
+    ///
+    /// # Safety
+    /// This tier's instruction set is available; `c` is readable and writable at
+    /// `r * ld + j` for `r < rows`, `j < cols`, and nothing else references those values.
+    unsafe fn act_rows(act: Activation, c: *mut f32, ld: usize, rows: usize, cols: usize);
     /// The row stage of an epilogue over one whole row (`gemm::row_ops`), out of line.
     ///
     /// # Safety

@@ -28,6 +28,10 @@ impl Simd for Avx2 {
         // SAFETY: the caller guarantees the ISA (as the trait requires).
         unsafe { super::act_avx2(act, data) }
     }
+    unsafe fn act_rows(act: Activation, c: *mut f32, ld: usize, rows: usize, cols: usize) {
+        // SAFETY: the caller's contract (ISA and extents).
+        unsafe { super::act_rows_avx2(act, c, ld, rows, cols) }
+    }
     unsafe fn row_stage(ops: &[EpOp], bias: &[f32], row: &mut [f32]) {
         // SAFETY: as above.
         unsafe { super::row_avx2(ops, bias, row) }

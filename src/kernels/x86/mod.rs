@@ -135,3 +135,37 @@ fn fma_avx2(iters: usize) -> f32 {
 fn fma_avx512(iters: usize) -> f32 {
     gemm::fma_loop::<Avx512>(iters)
 }
+
+/// Out of line (see `Simd::act_rows`).
+///
+/// # Safety
+/// As `Simd::act_rows`.
+#[target_feature(enable = "avx2,fma")]
+#[inline(never)]
+pub(super) unsafe fn act_rows_avx2(
+    act: Activation,
+    c: *mut f32,
+    ld: usize,
+    rows: usize,
+    cols: usize,
+) {
+    // SAFETY: features enabled on this function; extents are the caller's contract.
+    unsafe { math::apply_rows::<Avx2>(act, c, ld, rows, cols) }
+}
+
+/// Out of line (see `Simd::act_rows`).
+///
+/// # Safety
+/// As `Simd::act_rows`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline(never)]
+pub(super) unsafe fn act_rows_avx512(
+    act: Activation,
+    c: *mut f32,
+    ld: usize,
+    rows: usize,
+    cols: usize,
+) {
+    // SAFETY: features enabled on this function; extents are the caller's contract.
+    unsafe { math::apply_rows::<Avx512>(act, c, ld, rows, cols) }
+}
