@@ -268,7 +268,8 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
     let mut k0 = 0;
     loop {
         let kn = KB.min(kc - k0);
-        let mut acc = [[V::splat(0.0); NV]; R];
+        // SAFETY: the ISA is available (caller contract).
+        let mut acc = [[unsafe { V::splat(0.0) }; NV]; R];
         for kk in k0..k0 + kn {
             // SAFETY: `b` holds kc rows of NR; `a` rows hold kc values (caller contract).
             unsafe {
@@ -431,12 +432,17 @@ pub(crate) fn split_register_ops(ops: &[EpOp]) -> (RegOps<'_>, &[EpOp]) {
 /// Runs the row-wise part of an epilogue (from the first row-wise op on) over one whole row;
 /// `bias` is the row's bias (a `Bias` op after a row-wise one adds it here). `R8` is an
 /// 8-lane vector.
+///
+/// # Safety
+/// `V`'s and `R8`'s instruction sets are available.
 #[cfg_attr(sinter_inline, inline(always))]
-pub(crate) fn row_ops<V: Simd, R8: Simd>(ops: &[EpOp], bias: &[f32], row: &mut [f32]) {
+pub(crate) unsafe fn row_ops<V: Simd, R8: Simd>(ops: &[EpOp], bias: &[f32], row: &mut [f32]) {
     for op in ops {
         match *op {
-            EpOp::Act(Activation::Softmax) => math::row_softmax::<R8>(row, false),
-            EpOp::Act(Activation::LogSoftmax) => math::row_softmax::<R8>(row, true),
+            // SAFETY: the caller's contract.
+            EpOp::Act(Activation::Softmax) => unsafe { math::row_softmax::<R8>(row, false) },
+            // SAFETY: the caller's contract.
+            EpOp::Act(Activation::LogSoftmax) => unsafe { math::row_softmax::<R8>(row, true) },
             // SAFETY: ISA availability is the Simd type's invariant.
             EpOp::Act(act) => unsafe { V::act_slice(act, row) },
             EpOp::Bias => add_bias(row, bias),
@@ -626,11 +632,15 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
 }
 
 /// `iters` rounds of 12 independent FMA chains: the machine's FMA peak, for benches.
+///
+/// # Safety
+/// `V`'s instruction set is available.
 #[cfg_attr(sinter_inline, inline(always))]
-pub(crate) fn fma_loop<V: Simd>(iters: usize) -> f32 {
-    let mut acc = [V::splat(0.0); 12];
-    let a = V::splat(0.999_999);
-    let b = V::splat(1e-3);
+pub(crate) unsafe fn fma_loop<V: Simd>(iters: usize) -> f32 {
+    // SAFETY: the caller's contract.
+    let a = unsafe { V::splat(0.999_999) };
+    let mut acc = [a.dup(0.0); 12];
+    let b = a.dup(1e-3);
     for _ in 0..iters {
         for x in acc.iter_mut() {
             *x = a.fma(*x, b);
@@ -655,7 +665,8 @@ mod tests {
     #[test]
     fn register_ops_are_exactly_the_cheap_activations() {
         for act in Activation::ALL {
-            let x = Portable::splat(0.5);
+            // SAFETY: portable lanes need no CPU feature.
+            let x = unsafe { Portable::splat(0.5) };
             assert_eq!(math::apply_cheap(act, x).is_some(), act.is_cheap(), "{act}");
             let ops = [EpOp::Bias, EpOp::Act(act), EpOp::Act(Activation::RELU)];
             let (reg, l1) = split_register_ops(&ops);

@@ -19,17 +19,17 @@ const EXP_LO: f32 = -104.0;
 
 #[cfg_attr(sinter_inline, inline(always))]
 fn round_int<V: Simd>(t: V) -> V {
-    t.add(V::splat(ROUND_MAGIC)).sub(V::splat(ROUND_MAGIC))
+    t.add(t.dup(ROUND_MAGIC)).sub(t.dup(ROUND_MAGIC))
 }
 
 /// `x = k ln2 + r`, |r| <= ln2 / 2, and `p = e^r - 1` (degree-7 Taylor, truncation < 1e-8).
 #[cfg_attr(sinter_inline, inline(always))]
 fn exp_reduce<V: Simd>(x: V) -> (V, V) {
-    let x = V::select(x.gt(V::splat(EXP_HI)), V::splat(EXP_HI), x);
-    let x = V::select(x.lt(V::splat(EXP_LO)), V::splat(EXP_LO), x);
-    let k = round_int(x.mul(V::splat(LOG2E)));
-    let r = x.sub(k.mul(V::splat(LN2_HI))).sub(k.mul(V::splat(LN2_LO)));
-    let c = |v: f32| V::splat(v);
+    let x = V::select(x.gt(x.dup(EXP_HI)), x.dup(EXP_HI), x);
+    let x = V::select(x.lt(x.dup(EXP_LO)), x.dup(EXP_LO), x);
+    let k = round_int(x.mul(x.dup(LOG2E)));
+    let r = x.sub(k.mul(x.dup(LN2_HI))).sub(k.mul(x.dup(LN2_LO)));
+    let c = |v: f32| x.dup(v);
     let q = c(1.0 / 5040.0);
     let q = q.mul(r).add(c(1.0 / 720.0));
     let q = q.mul(r).add(c(1.0 / 120.0));
@@ -43,7 +43,7 @@ fn exp_reduce<V: Simd>(x: V) -> (V, V) {
 /// `v * 2^k` for integral `k` in [-150, 128], rounding once.
 #[cfg_attr(sinter_inline, inline(always))]
 fn scale_pow2<V: Simd>(v: V, k: V) -> V {
-    let k1 = round_int(k.mul(V::splat(0.5)));
+    let k1 = round_int(k.mul(v.dup(0.5)));
     let k2 = k.sub(k1);
     v.mul(V::pow2i(k1)).mul(V::pow2i(k2))
 }
@@ -52,25 +52,25 @@ fn scale_pow2<V: Simd>(v: V, k: V) -> V {
 #[cfg_attr(sinter_inline, inline(always))]
 pub(crate) fn exp<V: Simd>(x: V) -> V {
     let (k, p) = exp_reduce(x);
-    scale_pow2(V::splat(1.0).add(p), k)
+    scale_pow2(x.dup(1.0).add(p), k)
 }
 
 /// `e^x - 1`, accurate near 0.
 #[cfg_attr(sinter_inline, inline(always))]
 pub(crate) fn expm1<V: Simd>(x: V) -> V {
     let (k, p) = exp_reduce(x);
-    let one = V::splat(1.0);
+    let one = x.dup(1.0);
     let s = scale_pow2(one, k);
     let mid = s.mul(p).add(s.sub(one));
     let high = scale_pow2(one.add(p), k).sub(one);
-    let y = V::select(k.gt(V::splat(24.0)), high, mid);
-    V::select(k.eq(V::splat(0.0)), p, y)
+    let y = V::select(k.gt(x.dup(24.0)), high, mid);
+    V::select(k.eq(x.dup(0.0)), p, y)
 }
 
 /// Natural logarithm: exact exponent split, `log m = 2 atanh(f / (2 + f))` series.
 #[cfg_attr(sinter_inline, inline(always))]
 pub(crate) fn log<V: Simd>(x: V) -> V {
-    let c = |v: f32| V::splat(v);
+    let c = |v: f32| x.dup(v);
     let tiny = x.lt(c(f32::MIN_POSITIVE));
     let xs = V::select(tiny, x.mul(c(8_388_608.0)), x);
     let (m, e) = xs.split_exponent();
@@ -96,16 +96,16 @@ pub(crate) fn log<V: Simd>(x: V) -> V {
 /// `log(1 + u)` for `u` in [0, 1] (Goldberg's correction for the rounding of `1 + u`).
 #[cfg_attr(sinter_inline, inline(always))]
 fn log1p_unit<V: Simd>(u: V) -> V {
-    let w = V::splat(1.0).add(u);
-    let d = w.sub(V::splat(1.0));
+    let w = u.dup(1.0).add(u);
+    let d = w.sub(u.dup(1.0));
     let y = log(w).mul(u.div(d));
-    V::select(d.eq(V::splat(0.0)), u, y)
+    V::select(d.eq(u.dup(0.0)), u, y)
 }
 
 #[cfg_attr(sinter_inline, inline(always))]
 pub(crate) fn tanh<V: Simd>(x: V) -> V {
-    let e = expm1(x.abs().mul(V::splat(-2.0)));
-    let t = e.neg().div(e.add(V::splat(2.0)));
+    let e = expm1(x.abs().mul(x.dup(-2.0)));
+    let t = e.neg().div(e.add(x.dup(2.0)));
     t.copysign(x)
 }
 
@@ -113,25 +113,25 @@ pub(crate) fn tanh<V: Simd>(x: V) -> V {
 #[cfg_attr(sinter_inline, inline(always))]
 fn sigmoid<V: Simd>(x: V) -> V {
     let e = exp(x.abs().neg());
-    let d = V::splat(1.0).add(e);
-    V::select(x.lt(V::splat(0.0)), e.div(d), V::splat(1.0).div(d))
+    let d = x.dup(1.0).add(e);
+    V::select(x.lt(x.dup(0.0)), e.div(d), x.dup(1.0).div(d))
 }
 
 #[cfg_attr(sinter_inline, inline(always))]
 fn softplus<V: Simd>(x: V) -> V {
-    let pos = x.max_nn(V::splat(0.0));
+    let pos = x.max_nn(x.dup(0.0));
     pos.add(log1p_unit(exp(x.abs().neg())))
 }
 
 #[cfg_attr(sinter_inline, inline(always))]
 fn relu6<V: Simd>(x: V) -> V {
-    x.max_nn(V::splat(0.0)).min_nn(V::splat(6.0))
+    x.max_nn(x.dup(0.0)).min_nn(x.dup(6.0))
 }
 
 /// `1 + erf(z)`, from erfc with relative error < 1.2e-7 (Chebyshev fit of `erfc`).
 #[cfg_attr(sinter_inline, inline(always))]
 fn one_plus_erf<V: Simd>(z: V) -> V {
-    let c = |v: f32| V::splat(v);
+    let c = |v: f32| z.dup(v);
     let a = z.abs();
     let t = c(1.0).div(c(1.0).add(c(0.5).mul(a)));
     let mut q = c(0.170_872_77);
@@ -156,7 +156,7 @@ fn one_plus_erf<V: Simd>(z: V) -> V {
 /// small enough to inline into every register tile; `None` for the rest.
 #[cfg_attr(sinter_inline, inline(always))]
 fn cheap<V: Simd>(act: Activation, x: V) -> Option<V> {
-    let c = |v: f32| V::splat(v);
+    let c = |v: f32| x.dup(v);
     let zero = c(0.0);
     Some(match act {
         Activation::Linear => x,
@@ -183,8 +183,8 @@ fn cheap<V: Simd>(act: Activation, x: V) -> Option<V> {
         Activation::HardSigmoidAffine { alpha, beta } => x
             .mul(c(alpha))
             .add(c(beta))
-            .max_nn(V::splat(0.0))
-            .min_nn(V::splat(1.0)),
+            .max_nn(x.dup(0.0))
+            .min_nn(x.dup(1.0)),
         _ => return None,
     })
 }
@@ -196,7 +196,7 @@ pub(crate) fn apply<V: Simd>(act: Activation, x: V) -> V {
     if let Some(y) = cheap(act, x) {
         return canonical_nan(x, y);
     }
-    let c = |v: f32| V::splat(v);
+    let c = |v: f32| x.dup(v);
     let zero = c(0.0);
     let y = match act {
         Activation::Elu { alpha } => V::select(x.gt(zero), x, c(alpha).mul(expm1(x))),
@@ -239,7 +239,7 @@ pub(crate) fn apply_cheap<V: Simd>(act: Activation, x: V) -> Option<V> {
 /// `y`, or the canonical NaN where `x` or `y` is NaN.
 #[cfg_attr(sinter_inline, inline(always))]
 pub(crate) fn canonical_nan<V: Simd>(x: V, y: V) -> V {
-    V::select(V::or_mask(x.is_nan(), y.is_nan()), V::splat(f32::NAN), y)
+    V::select(V::or_mask(x.is_nan(), y.is_nan()), x.dup(f32::NAN), y)
 }
 
 /// Applies `act` to `data` in place, one vector at a time; the tail is padded to a full vector
@@ -287,15 +287,18 @@ pub(crate) unsafe fn apply_rows<V: Simd>(
 pub(crate) const ROW_LANES: usize = 8;
 
 /// Loads up to 8 values of `row` starting at `i`, padding with `pad`.
+///
+/// # Safety
+/// `V`'s instruction set is available.
 #[cfg_attr(sinter_inline, inline(always))]
-fn load_row<V: Simd>(row: &[f32], i: usize, pad: f32) -> V {
+unsafe fn load_row<V: Simd>(row: &[f32], i: usize, pad: f32) -> V {
     if i + ROW_LANES <= row.len() {
-        // SAFETY: 8 elements are in bounds.
+        // SAFETY: 8 elements are in bounds; the ISA is the caller's contract.
         unsafe { V::load(row.as_ptr().add(i)) }
     } else {
         let mut buf = [pad; ROW_LANES];
         buf[..row.len() - i].copy_from_slice(&row[i..]);
-        // SAFETY: `buf` has 8 elements.
+        // SAFETY: `buf` has 8 elements; the ISA is the caller's contract.
         unsafe { V::load(buf.as_ptr()) }
     }
 }
@@ -330,16 +333,21 @@ fn sum_lanes<V: Simd>(v: V) -> f32 {
 /// the tier's native vector width.
 ///
 /// `V` must be an 8-lane vector.
+///
+/// # Safety
+/// `V`'s instruction set is available.
 #[cfg_attr(sinter_inline, inline(always))]
-pub(crate) fn row_softmax<V: Simd>(row: &mut [f32], log_space: bool) {
+pub(crate) unsafe fn row_softmax<V: Simd>(row: &mut [f32], log_space: bool) {
     debug_assert_eq!(V::LANES, ROW_LANES);
     if row.is_empty() {
         return;
     }
-    let mut mx = V::splat(f32::NEG_INFINITY);
-    let mut i = 0;
+    // SAFETY: the ISA is the caller's contract.
+    let load = |i: usize, pad: f32| unsafe { load_row::<V>(row, i, pad) };
+    let mut mx = load(0, f32::NEG_INFINITY);
+    let mut i = ROW_LANES;
     while i < row.len() {
-        mx = mx.max_nn(load_row::<V>(row, i, f32::NEG_INFINITY));
+        mx = mx.max_nn(load(i, f32::NEG_INFINITY));
         i += ROW_LANES;
     }
     let mut lanes = [0.0f32; ROW_LANES];
@@ -349,24 +357,26 @@ pub(crate) fn row_softmax<V: Simd>(row: &mut [f32], log_space: bool) {
         .iter()
         .copied()
         .fold(f32::NEG_INFINITY, |a, b| if a < b { b } else { a });
-    let m = V::splat(m);
-    let mut sum = V::splat(0.0);
+    let m = mx.dup(m);
+    let mut sum = mx.dup(0.0);
     i = 0;
     while i < row.len() {
-        let x = load_row::<V>(row, i, f32::NEG_INFINITY);
+        // SAFETY: the ISA is the caller's contract.
+        let x = unsafe { load_row::<V>(row, i, f32::NEG_INFINITY) };
         let e = exp(x.sub(m));
-        let e = V::select(x.eq(V::splat(f32::NEG_INFINITY)), V::splat(0.0), e);
+        let e = V::select(x.eq(x.dup(f32::NEG_INFINITY)), x.dup(0.0), e);
         sum = sum.add(e);
         if !log_space {
             store_row(e, row, i);
         }
         i += ROW_LANES;
     }
-    let s = V::splat(sum_lanes(sum));
+    let s = sum.dup(sum_lanes(sum));
     let ls = log(s);
     i = 0;
     while i < row.len() {
-        let x = load_row::<V>(row, i, 0.0);
+        // SAFETY: the ISA is the caller's contract.
+        let x = unsafe { load_row::<V>(row, i, 0.0) };
         let y = if log_space {
             x.sub(m).sub(ls)
         } else {

@@ -37,11 +37,12 @@ impl Simd for Portable {
     }
     #[inline(never)]
     unsafe fn row_stage(ops: &[EpOp], bias: &[f32], row: &mut [f32]) {
-        super::gemm::row_ops::<Portable, Portable>(ops, bias, row)
+        // SAFETY: portable lanes need no CPU feature.
+        unsafe { super::gemm::row_ops::<Portable, Portable>(ops, bias, row) }
     }
 
     #[cfg_attr(sinter_inline, inline(always))]
-    fn splat(x: f32) -> Self {
+    unsafe fn splat(x: f32) -> Self {
         Portable(f32x8::splat(x))
     }
     #[cfg_attr(sinter_inline, inline(always))]
@@ -144,10 +145,12 @@ impl super::dispatch::Tier for PortableTier {
     }
     fn rows(self, ops: &[EpOp], data: &mut [f32], n: usize) {
         for row in data.chunks_exact_mut(n) {
-            super::gemm::row_ops::<Portable, Portable>(ops, &[], row);
+            // SAFETY: portable lanes need no CPU feature.
+            unsafe { super::gemm::row_ops::<Portable, Portable>(ops, &[], row) };
         }
     }
     fn fma_loop(self, iters: usize) -> f32 {
-        super::gemm::fma_loop::<Portable>(iters)
+        // SAFETY: portable lanes need no CPU feature.
+        unsafe { super::gemm::fma_loop::<Portable>(iters) }
     }
 }

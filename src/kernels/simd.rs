@@ -10,16 +10,28 @@ use super::gemm::EpOp;
 
 /// A vector of `LANES` f32 values.
 ///
-/// Arithmetic is safe to call: values of an ISA-specific implementation only exist inside
-/// functions compiled for (and entered after detecting) that ISA. Loads and stores take raw
-/// pointers and are `unsafe`.
+/// Arithmetic is safe to call: a value can only be made by the `unsafe` [`splat`](Self::splat)
+/// and [`load`](Self::load), whose callers promise the instruction set is available, so a
+/// value is the proof (the capability) that every later operation on it may run. Generic code
+/// that makes values from nothing is itself `unsafe` with that precondition.
 pub(crate) trait Simd: Copy {
     /// Number of f32 lanes.
     const LANES: usize;
     /// Lane mask produced by comparisons.
     type Mask: Copy;
 
-    fn splat(x: f32) -> Self;
+    /// All lanes `x`: the only way, with [`load`](Self::load), to make a value from nothing.
+    ///
+    /// # Safety
+    /// This tier's instruction set is available. (Every other operation is safe: a value of
+    /// an ISA-specific type exists only where its instruction set is available.)
+    unsafe fn splat(x: f32) -> Self;
+    /// All lanes `x`, of the tier of `self`: safe, since `self` proves the instruction set.
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn dup(self, x: f32) -> Self {
+        // SAFETY: a value of this tier exists, so its instruction set is available.
+        unsafe { Self::splat(x) }
+    }
     /// # Safety
     /// `p` must be valid for reading `LANES` f32 values (no alignment requirement).
     unsafe fn load(p: *const f32) -> Self;
@@ -88,6 +100,6 @@ pub(crate) trait Simd: Copy {
     /// `-self`: `-0 - x` is exact and flips the sign of zeros too.
     #[cfg_attr(sinter_inline, inline(always))]
     fn neg(self) -> Self {
-        Self::splat(-0.0).sub(self)
+        self.dup(-0.0).sub(self)
     }
 }

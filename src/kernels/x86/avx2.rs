@@ -1,8 +1,9 @@
 //! AVX2 + FMA lanes (`__m256`).
 //!
-//! Invariant of this module: an [`Avx2`] value is only created inside functions compiled with
-//! `#[target_feature(enable = "avx2,fma")]`, which are only entered after the CPU was detected to
-//! have AVX2 and FMA (see [`super::Avx2Token`]). That is what makes each intrinsic call below sound.
+//! Invariant of this module: an [`Avx2`] value is only made by the `unsafe` `Simd::splat` and
+//! `Simd::load`, whose callers guarantee the CPU has the instruction set (they run inside
+//! `#[target_feature(enable = "avx2,fma")]` functions entered through the capability token). A value is therefore
+//! the proof that each intrinsic call below is sound.
 
 use crate::kernels::activation::Activation;
 use crate::kernels::gemm::EpOp;
@@ -38,8 +39,9 @@ impl Simd for Avx2 {
     }
 
     #[cfg_attr(sinter_inline, inline(always))]
-    fn splat(x: f32) -> Self {
-        Avx2(avx2!(_mm256_set1_ps(x)))
+    unsafe fn splat(x: f32) -> Self {
+        // SAFETY: the caller guarantees AVX2 (the trait's contract).
+        Avx2(unsafe { _mm256_set1_ps(x) })
     }
     #[cfg_attr(sinter_inline, inline(always))]
     unsafe fn load(p: *const f32) -> Self {

@@ -1,8 +1,9 @@
 //! AVX-512F lanes (`__m512`).
 //!
-//! Invariant of this module: an [`Avx512`] value is only created inside functions compiled with
-//! `#[target_feature(enable = "avx512f,avx2,fma")]`, which are only entered after the CPU was detected to
-//! have AVX-512F (see [`super::Avx512Token`]). That is what makes each intrinsic call below sound.
+//! Invariant of this module: an [`Avx512`] value is only made by the `unsafe` `Simd::splat` and
+//! `Simd::load`, whose callers guarantee the CPU has the instruction set (they run inside
+//! `#[target_feature(enable = "avx512f,avx2,fma")]` functions entered through the capability token). A value is therefore
+//! the proof that each intrinsic call below is sound.
 
 use crate::kernels::activation::Activation;
 use crate::kernels::gemm::EpOp;
@@ -38,8 +39,9 @@ impl Simd for Avx512 {
     }
 
     #[cfg_attr(sinter_inline, inline(always))]
-    fn splat(x: f32) -> Self {
-        Avx512(avx512!(_mm512_set1_ps(x)))
+    unsafe fn splat(x: f32) -> Self {
+        // SAFETY: the caller guarantees AVX-512F (the trait's contract).
+        Avx512(unsafe { _mm512_set1_ps(x) })
     }
     #[cfg_attr(sinter_inline, inline(always))]
     unsafe fn load(p: *const f32) -> Self {

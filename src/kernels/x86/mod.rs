@@ -94,7 +94,8 @@ unsafe fn rows_avx2(ops: &[EpOp], data: &mut [f32], n: usize) {
 #[target_feature(enable = "avx2,fma")]
 #[inline(never)]
 pub(super) unsafe fn row_avx2(ops: &[EpOp], bias: &[f32], row: &mut [f32]) {
-    gemm::row_ops::<Avx2, Avx2>(ops, bias, row);
+    // SAFETY: features enabled on this function.
+    unsafe { gemm::row_ops::<Avx2, Avx2>(ops, bias, row) };
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
@@ -123,17 +124,20 @@ unsafe fn rows_avx512(ops: &[EpOp], data: &mut [f32], n: usize) {
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline(never)]
 pub(super) unsafe fn row_avx512(ops: &[EpOp], bias: &[f32], row: &mut [f32]) {
-    gemm::row_ops::<Avx512, Avx2>(ops, bias, row);
+    // SAFETY: features enabled on this function.
+    unsafe { gemm::row_ops::<Avx512, Avx2>(ops, bias, row) };
 }
 
 #[target_feature(enable = "avx2,fma")]
 fn fma_avx2(iters: usize) -> f32 {
-    gemm::fma_loop::<Avx2>(iters)
+    // SAFETY: features enabled on this function.
+    unsafe { gemm::fma_loop::<Avx2>(iters) }
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
 fn fma_avx512(iters: usize) -> f32 {
-    gemm::fma_loop::<Avx512>(iters)
+    // SAFETY: features enabled on this function.
+    unsafe { gemm::fma_loop::<Avx512>(iters) }
 }
 
 /// Out of line (see `Simd::act_rows`).
