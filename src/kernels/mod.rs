@@ -49,6 +49,7 @@ mod cache;
 mod dispatch;
 mod gemm;
 mod math;
+pub mod ops;
 mod portable;
 mod simd;
 pub mod tune;

@@ -2,8 +2,7 @@
 
 use super::{Kind, Loc, Plan};
 use crate::error::{Error, Result};
-use crate::kernels;
-use crate::model::Window;
+use crate::kernels::{self, ops};
 use std::sync::Arc;
 
 /// Run state for one [`Plan`]: owns the arena. One per thread; cheap to keep around.
@@ -113,11 +112,7 @@ fn run_steps(plan: &Plan, arena: &mut [f32], input: &[f32], batch: usize) {
                     .chunks_exact(step.in_len)
                     .zip(c.chunks_exact_mut(step.out_len))
                 {
-                    let (head, rest) = y.split_at_mut(left * ch);
-                    let (body, tail) = rest.split_at_mut(x.len());
-                    head.fill(0.0);
-                    body.copy_from_slice(x);
-                    tail[..right * ch].fill(0.0);
+                    ops::pad(left * ch, right * ch, x, y);
                 }
             }
             Kind::Activation { act, width } => {
@@ -147,7 +142,7 @@ fn run_steps(plan: &Plan, arena: &mut [f32], input: &[f32], batch: usize) {
                     .chunks_exact(step.in_len)
                     .zip(c.chunks_exact_mut(step.out_len))
                 {
-                    im2col(w, *ch, x, y);
+                    ops::im2col(w.size, *ch, |o, t| w.source(o, t), x, y);
                 }
             }
             Kind::Pool { max, w, ch } => {
@@ -156,7 +151,7 @@ fn run_steps(plan: &Plan, arena: &mut [f32], input: &[f32], batch: usize) {
                     .chunks_exact(step.in_len)
                     .zip(c.chunks_exact_mut(step.out_len))
                 {
-                    pool(*max, w, *ch, x, y);
+                    ops::pool(*max, *ch, |o| w.sources(o), x, y);
                 }
             }
             Kind::Concat { outer, inner } => {
@@ -167,10 +162,7 @@ fn run_steps(plan: &Plan, arena: &mut [f32], input: &[f32], batch: usize) {
                 for ((src, len), &width) in srcs.zip(inner) {
                     let (a, c) = views(arena, input, src, step.dst, batch * len, ol);
                     for (x, y) in a.chunks_exact(len).zip(c.chunks_exact_mut(step.out_len)) {
-                        for o in 0..*outer {
-                            y[o * total + offset..][..width]
-                                .copy_from_slice(&x[o * width..][..width]);
-                        }
+                        ops::concat_part(*outer, width, total, offset, x, y);
                     }
                     offset += width;
                 }
@@ -180,7 +172,7 @@ fn run_steps(plan: &Plan, arena: &mut [f32], input: &[f32], batch: usize) {
                 c.copy_from_slice(a);
                 for &(src, len) in &step.rest {
                     let (a, c) = views(arena, input, src, step.dst, batch * len, ol);
-                    c.iter_mut().zip(a).for_each(|(y, x)| *y += x);
+                    ops::add(a, c);
                 }
             }
             Kind::Permute { shape, perm } => {
@@ -189,74 +181,9 @@ fn run_steps(plan: &Plan, arena: &mut [f32], input: &[f32], batch: usize) {
                     .chunks_exact(step.in_len)
                     .zip(c.chunks_exact_mut(step.out_len))
                 {
-                    permute(shape, perm, x, y);
+                    ops::permute(shape, perm, x, y);
                 }
             }
-        }
-    }
-}
-
-/// One sample's transpose: `y` (axes in `perm` order) from `x` (of shape `shape`). Walks `y`
-/// in order, reading `x` with the permuted strides; no allocation.
-fn permute(shape: &[usize], perm: &[usize], x: &[f32], y: &mut [f32]) {
-    /// Copies the block of `y` for output axes `depth..`, whose first source value is `x[at]`.
-    fn walk(shape: &[usize], perm: &[usize], depth: usize, x: &[f32], at: usize, y: &mut [f32]) {
-        let axis = perm[depth];
-        let stride: usize = shape[axis + 1..].iter().product();
-        if depth + 1 == perm.len() {
-            for (j, v) in y.iter_mut().enumerate() {
-                *v = x[at + j * stride];
-            }
-            return;
-        }
-        let block = y.len() / shape[axis].max(1);
-        for (j, part) in y.chunks_exact_mut(block.max(1)).enumerate() {
-            walk(shape, perm, depth + 1, x, at + j * stride, part);
-        }
-    }
-    if !y.is_empty() {
-        walk(shape, perm, 0, x, 0, y);
-    }
-}
-
-/// One sample's windows, `[len, ch]` to `[out, size * ch]`; padding taps are zeros.
-fn im2col(w: &Window, ch: usize, x: &[f32], y: &mut [f32]) {
-    for (o, row) in y.chunks_exact_mut(w.size * ch).enumerate() {
-        for (t, tap) in row.chunks_exact_mut(ch).enumerate() {
-            match w.source(o, t) {
-                Some(i) => tap.copy_from_slice(&x[i * ch..][..ch]),
-                None => tap.fill(0.0),
-            }
-        }
-    }
-}
-
-/// One sample's pooling, `[len, ch]` to `[out, ch]`: taps in order; padding is skipped (max
-/// ignores it, mean divides by the real taps only, as Keras does). NaN wins a max.
-fn pool(max: bool, w: &Window, ch: usize, x: &[f32], y: &mut [f32]) {
-    for (o, out) in y.chunks_exact_mut(ch).enumerate() {
-        let mut taps = w.sources(o);
-        let Some(first) = taps.next() else {
-            out.fill(if max { f32::NEG_INFINITY } else { f32::NAN });
-            continue;
-        };
-        out.copy_from_slice(&x[first * ch..][..ch]);
-        let mut n = 1u32;
-        for i in taps {
-            n += 1;
-            for (acc, &v) in out.iter_mut().zip(&x[i * ch..][..ch]) {
-                *acc = if !max {
-                    *acc + v
-                } else if v > *acc || v.is_nan() {
-                    v
-                } else {
-                    *acc
-                };
-            }
-        }
-        if !max {
-            let n = n as f32;
-            out.iter_mut().for_each(|v| *v /= n);
         }
     }
 }

@@ -1,0 +1,113 @@
+//! The data-movement ops of a plan, one sample at a time: padding, im2col, pooling, the copy
+//! of a concatenation's part, elementwise sums, transposes. Plain safe loops; none of them
+//! rounds more than once per value, so every tier and thread count gives the same bits.
+//! Window geometry (which input step a tap reads) comes from the caller as a function, so
+//! kernels stay ignorant of Keras's padding rules.
+
+/// `y = [0; left] ++ x ++ [0; right]` (values, for one sample).
+pub fn pad(left: usize, right: usize, x: &[f32], y: &mut [f32]) {
+    let (head, rest) = y.split_at_mut(left);
+    let (body, tail) = rest.split_at_mut(x.len());
+    head.fill(0.0);
+    body.copy_from_slice(x);
+    tail[..right].fill(0.0);
+}
+
+/// Windows of `x` (`[len, ch]`) unrolled into the rows of `y` (`[out, size * ch]`): tap `t`
+/// of window `o` is step `source(o, t)` of `x`, or zeros (padding) for `None`.
+pub fn im2col(
+    size: usize,
+    ch: usize,
+    source: impl Fn(usize, usize) -> Option<usize>,
+    x: &[f32],
+    y: &mut [f32],
+) {
+    for (o, row) in y.chunks_exact_mut(size * ch).enumerate() {
+        for (t, tap) in row.chunks_exact_mut(ch).enumerate() {
+            match source(o, t) {
+                Some(i) => tap.copy_from_slice(&x[i * ch..][..ch]),
+                None => tap.fill(0.0),
+            }
+        }
+    }
+}
+
+/// Max or mean per window, `[len, ch]` to `[out, ch]`: window `o` reads the steps
+/// `sources(o)` in order (padding is not among them: max ignores it, mean divides by the real
+/// taps only, as Keras does). NaN wins a max; a window without taps gives -inf (max) or NaN.
+pub fn pool<I: Iterator<Item = usize>>(
+    max: bool,
+    ch: usize,
+    sources: impl Fn(usize) -> I,
+    x: &[f32],
+    y: &mut [f32],
+) {
+    for (o, out) in y.chunks_exact_mut(ch).enumerate() {
+        let mut taps = sources(o);
+        let Some(first) = taps.next() else {
+            out.fill(if max { f32::NEG_INFINITY } else { f32::NAN });
+            continue;
+        };
+        out.copy_from_slice(&x[first * ch..][..ch]);
+        let mut n = 1u32;
+        for i in taps {
+            n += 1;
+            for (acc, &v) in out.iter_mut().zip(&x[i * ch..][..ch]) {
+                *acc = if !max {
+                    *acc + v
+                } else if v > *acc || v.is_nan() {
+                    v
+                } else {
+                    *acc
+                };
+            }
+        }
+        if !max {
+            let n = n as f32;
+            out.iter_mut().for_each(|v| *v /= n);
+        }
+    }
+}
+
+/// One input's part of a concatenation: `outer` blocks of `width` values from `x` go to
+/// columns `offset..offset + width` of `y`'s `total`-wide blocks.
+pub fn concat_part(
+    outer: usize,
+    width: usize,
+    total: usize,
+    offset: usize,
+    x: &[f32],
+    y: &mut [f32],
+) {
+    for o in 0..outer {
+        y[o * total + offset..][..width].copy_from_slice(&x[o * width..][..width]);
+    }
+}
+
+/// `y += x`, elementwise.
+pub fn add(x: &[f32], y: &mut [f32]) {
+    y.iter_mut().zip(x).for_each(|(y, x)| *y += x);
+}
+
+/// One sample's transpose: `y` (axes in `perm` order) from `x` (of shape `shape`). Walks `y`
+/// in order, reading `x` with the permuted strides; no allocation.
+pub fn permute(shape: &[usize], perm: &[usize], x: &[f32], y: &mut [f32]) {
+    /// Copies the block of `y` for output axes `depth..`, whose first source value is `x[at]`.
+    fn walk(shape: &[usize], perm: &[usize], depth: usize, x: &[f32], at: usize, y: &mut [f32]) {
+        let axis = perm[depth];
+        let stride: usize = shape[axis + 1..].iter().product();
+        if depth + 1 == perm.len() {
+            for (j, v) in y.iter_mut().enumerate() {
+                *v = x[at + j * stride];
+            }
+            return;
+        }
+        let block = y.len() / shape[axis].max(1);
+        for (j, part) in y.chunks_exact_mut(block.max(1)).enumerate() {
+            walk(shape, perm, depth + 1, x, at + j * stride, part);
+        }
+    }
+    if !y.is_empty() {
+        walk(shape, perm, 0, x, 0, y);
+    }
+}
