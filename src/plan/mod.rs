@@ -174,6 +174,7 @@ impl Model {
 }
 
 impl Plan {
+    /// Lower (passes) -> assign buffers -> schedule (steps, arena offsets, packed weights).
     fn new(model: &Model, opts: &CompileOptions) -> Result<Plan> {
         let isa = check_options(opts)?;
         let g = passes::optimize(Graph::from_model(model)?, opts.fuse)?;
@@ -181,93 +182,14 @@ impl Plan {
             .iter()
             .map(|p| p.name())
             .collect();
-        let elems = |shape: &[usize], name: &str| -> Result<usize> {
-            checked_elems(shape)
-                .ok()
-                .and_then(|e| e.checked_mul(opts.max_batch).map(|_| e))
-                .ok_or_else(|| Error::Shape {
-                    layer: name.into(),
-                    msg: format!("{shape:?} x max_batch {} overflows", opts.max_batch),
-                })
-        };
-
-        let Buffers {
-            into,
-            view,
-            buf_of,
-            sized_by,
-            mut last_use,
-        } = Buffers::assign(&g);
-        let mut arena = Arena::default();
-        let mut loc: Vec<Option<Loc>> = vec![None; sized_by.len()];
-        let mut size = vec![0usize; sized_by.len()];
-        let mut steps = Vec::new();
-        for (i, node) in g.nodes.iter().enumerate() {
-            if view[i] {
-                continue;
-            }
-            let b = buf_of[i];
-            let out_len = elems(&g.nodes[sized_by[b]].shape, &node.name)?;
-            let len = out_len * opts.max_batch;
-            if matches!(node.op, Op::Input) {
-                loc[b] = Some(Loc::Input);
-                continue;
-            }
-            let sb = buf_of[node.inputs[0]];
-            let src_loc = loc[sb].expect("inputs are written before they are read");
-            // An activation overwrites its input when nothing reads that afterwards.
-            let in_place = matches!(node.op, Op::Activation(_))
-                && src_loc != Loc::Input
-                && last_use[sb] == i
-                && size[sb] == len;
-            if in_place {
-                loc[b] = Some(src_loc);
-                size[b] = len;
-                last_use[sb] = usize::MAX; // the block now belongs to b
-            } else if loc[b].is_none() {
-                let off = arena.alloc(len);
-                loc[b] = Some(Loc::Arena(off));
-                size[b] = len;
-            }
-            let mut rest = Vec::new();
-            for &j in node.inputs.iter().skip(1) {
-                let l = loc[buf_of[j]].expect("inputs are written before they are read");
-                rest.push((l, elems(&g.nodes[j].shape, &node.name)?));
-            }
-            steps.push(Step {
-                name: node.name.clone(),
-                kind: step_kind(&g, i, isa, into[i], opts.tune.then_some(opts.max_batch))?,
-                src: src_loc,
-                dst: loc[b].expect("just set"),
-                in_len: elems(&g.nodes[node.inputs[0]].shape, &node.name)?,
-                out_len,
-                rest,
-            });
-            // Free every buffer whose last reader was this node.
-            for (bb, &lu) in last_use.iter().enumerate() {
-                if lu == i
-                    && let Some(Loc::Arena(off)) = loc[bb]
-                {
-                    arena.release(off, size[bb]);
-                }
-            }
-        }
-        let in_len = elems(model.input_shape(), "input")?;
-        let out_len = elems(&g.nodes[g.output].shape, "output")?;
-        let mut output = loc[buf_of[g.output]].expect("the output is written");
-        if output == Loc::Input {
-            let off = arena.alloc(out_len * opts.max_batch);
-            steps.push(Step {
-                name: "copy".into(),
-                kind: Kind::Copy,
-                src: Loc::Input,
-                dst: Loc::Arena(off),
-                in_len,
-                out_len,
-                rest: vec![],
-            });
-            output = Loc::Arena(off);
-        }
+        let buffers = Buffers::assign(&g);
+        let Schedule {
+            steps,
+            arena,
+            output,
+        } = schedule(&g, buffers, opts, isa, model.input_shape())?;
+        let in_len = elems(model.input_shape(), "input", opts.max_batch)?;
+        let out_len = elems(&g.nodes[g.output].shape, "output", opts.max_batch)?;
         let chunk = chunk_size(&steps, arena.len(), opts.max_batch);
         let results = (chunk < opts.max_batch).then(|| arena.len());
         let arena_len = arena.len() + results.map_or(0, |_| out_len * opts.max_batch);
@@ -459,6 +381,118 @@ impl Plan {
                 .for_each(|(a, c)| sample(a, c)),
         }
     }
+}
+
+/// The steps in node order, with arena offsets by liveness (an activation overwrites its
+/// input when nothing reads that afterwards) and weights packed for `isa`.
+struct Schedule {
+    steps: Vec<Step>,
+    arena: Arena,
+    /// Where the output ends up (always the arena: an input-aliased output is copied).
+    output: Loc,
+}
+
+/// Values per sample of `shape`, checked to fit `max_batch` samples.
+fn elems(shape: &[usize], name: &str, max_batch: usize) -> Result<usize> {
+    checked_elems(shape)
+        .ok()
+        .and_then(|e| e.checked_mul(max_batch).map(|_| e))
+        .ok_or_else(|| Error::Shape {
+            layer: name.into(),
+            msg: format!("{shape:?} x max_batch {max_batch} overflows"),
+        })
+}
+
+fn schedule(
+    g: &Graph,
+    buffers: Buffers,
+    opts: &CompileOptions,
+    isa: Isa,
+    input_shape: &[usize],
+) -> Result<Schedule> {
+    let elems = |shape: &[usize], name: &str| elems(shape, name, opts.max_batch);
+    let Buffers {
+        into,
+        view,
+        buf_of,
+        sized_by,
+        mut last_use,
+    } = buffers;
+    let mut arena = Arena::default();
+    let mut loc: Vec<Option<Loc>> = vec![None; sized_by.len()];
+    let mut size = vec![0usize; sized_by.len()];
+    let mut steps = Vec::new();
+    for (i, node) in g.nodes.iter().enumerate() {
+        if view[i] {
+            continue;
+        }
+        let b = buf_of[i];
+        let out_len = elems(&g.nodes[sized_by[b]].shape, &node.name)?;
+        let len = out_len * opts.max_batch;
+        if matches!(node.op, Op::Input) {
+            loc[b] = Some(Loc::Input);
+            continue;
+        }
+        let sb = buf_of[node.inputs[0]];
+        let src_loc = loc[sb].expect("inputs are written before they are read");
+        // An activation overwrites its input when nothing reads that afterwards.
+        let in_place = matches!(node.op, Op::Activation(_))
+            && src_loc != Loc::Input
+            && last_use[sb] == i
+            && size[sb] == len;
+        if in_place {
+            loc[b] = Some(src_loc);
+            size[b] = len;
+            last_use[sb] = usize::MAX; // the block now belongs to b
+        } else if loc[b].is_none() {
+            let off = arena.alloc(len);
+            loc[b] = Some(Loc::Arena(off));
+            size[b] = len;
+        }
+        let mut rest = Vec::new();
+        for &j in node.inputs.iter().skip(1) {
+            let l = loc[buf_of[j]].expect("inputs are written before they are read");
+            rest.push((l, elems(&g.nodes[j].shape, &node.name)?));
+        }
+        steps.push(Step {
+            name: node.name.clone(),
+            kind: step_kind(g, i, isa, into[i], opts.tune.then_some(opts.max_batch))?,
+            src: src_loc,
+            dst: loc[b].expect("just set"),
+            in_len: elems(&g.nodes[node.inputs[0]].shape, &node.name)?,
+            out_len,
+            rest,
+        });
+        // Free every buffer whose last reader was this node.
+        for (bb, &lu) in last_use.iter().enumerate() {
+            if lu == i
+                && let Some(Loc::Arena(off)) = loc[bb]
+            {
+                arena.release(off, size[bb]);
+            }
+        }
+    }
+    let in_len = elems(input_shape, "input")?;
+    let out_len = elems(&g.nodes[g.output].shape, "output")?;
+    let mut output = loc[buf_of[g.output]].expect("the output is written");
+    if output == Loc::Input {
+        let off = arena.alloc(out_len * opts.max_batch);
+        steps.push(Step {
+            name: "copy".into(),
+            kind: Kind::Copy,
+            src: Loc::Input,
+            dst: Loc::Arena(off),
+            in_len,
+            out_len,
+            rest: vec![],
+        });
+        output = Loc::Arena(off);
+    }
+    Ok(Schedule {
+        steps,
+        arena,
+        output,
+    })
 }
 
 /// Below this many flops a layer stays on the calling thread (waking workers costs more).
