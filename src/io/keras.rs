@@ -574,26 +574,16 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
         },
         "Add" => Layer::Add,
         "Reshape" => Layer::Reshape {
-            target_shape: c
-                .get("target_shape")
-                .and_then(Value::as_array)
-                .filter(|a| a.len() <= 32)
-                .ok_or_else(|| ctx("target_shape is not a list".into()))?
-                .iter()
-                .map(|d| d.as_i64().and_then(|d| isize::try_from(d).ok()))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| ctx("target_shape has a non-integer entry".into()))?,
+            target_shape: int_list(c, "target_shape", |d| {
+                d.as_i64().and_then(|d| isize::try_from(d).ok())
+            })
+            .map_err(ctx)?,
         },
         "Permute" => Layer::Permute {
-            dims: c
-                .get("dims")
-                .and_then(Value::as_array)
-                .filter(|a| a.len() <= 32)
-                .ok_or_else(|| ctx("dims is not a list".into()))?
-                .iter()
-                .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| ctx("dims has an entry that is not a positive integer".into()))?,
+            dims: int_list(c, "dims", |d| {
+                d.as_u64().and_then(|d| usize::try_from(d).ok())
+            })
+            .map_err(ctx)?,
         },
         "Functional" | "Sequential" | "Model" => {
             return Err(ctx("nested models are not supported".into()));
@@ -610,6 +600,22 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
 }
 
 /// A positive integer option that Keras may write as `3` or `[3]`.
+/// A list of at most 32 integers (a shape or an axis order), each converted by `int`.
+fn int_list<T>(
+    c: &Value,
+    key: &str,
+    int: impl Fn(&Value) -> Option<T>,
+) -> std::result::Result<Vec<T>, String> {
+    c.get(key)
+        .and_then(Value::as_array)
+        .filter(|a| a.len() <= 32)
+        .ok_or_else(|| format!("{key} is not a list of at most 32 entries"))?
+        .iter()
+        .map(int)
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| format!("{key} has an entry that is not a valid integer"))
+}
+
 fn positive(c: &Value, key: &str) -> std::result::Result<usize, String> {
     match positive_or(c, key, 0)? {
         0 => Err(format!("{key} is missing")),
