@@ -515,11 +515,11 @@ impl Blocking {
         }
     }
 
-    /// The blocking with every field in range: KC a positive multiple of [`KB`], MC and the
-    /// column block at least 1.
+    /// The blocking with every field in range: KC a positive multiple of [`KB`] (at most
+    /// 2^24, so rounding up cannot overflow), MC and the column block at least 1.
     pub fn valid(self) -> Blocking {
         Blocking {
-            kc: self.kc.div_ceil(KB).max(1) * KB,
+            kc: self.kc.clamp(1, 1 << 24).div_ceil(KB) * KB,
             mc: self.mc.max(1),
             nc_panels: self.nc_panels.max(1),
         }

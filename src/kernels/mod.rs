@@ -49,10 +49,10 @@ mod cache;
 mod dispatch;
 mod gemm;
 mod math;
-pub mod ops;
+pub(crate) mod ops;
 mod portable;
 mod simd;
-pub mod tune;
+pub(crate) mod tune;
 mod workers;
 #[cfg(target_arch = "x86_64")]
 mod x86;

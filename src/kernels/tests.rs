@@ -466,6 +466,6 @@ fn every_tuning_candidate_gives_the_same_bits() {
             bits(&oracle(m, k, n, &a, &w, &vec![0.0; n])),
             "{isa} tuned"
         );
-        assert!(t.candidates >= isa.tiles().len());
+        assert!(t.report.candidates >= isa.tiles().len());
     }
 }

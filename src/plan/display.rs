@@ -53,17 +53,19 @@ impl fmt::Display for Plan {
                         ..
                     } => {
                         let mut tile = format!("{}x{} tiles", self.isa.mr_for(w.nr()), w.nr());
-                        match (tuned, w.blocking()) {
-                            (true, Some(b)) => {
-                                tile = format!(
-                                    "{tile}, tuned: kc {} mc {} nc {}",
-                                    b.kc,
-                                    b.mc,
-                                    b.nc_panels * w.nr()
-                                )
-                            }
-                            (true, None) => tile = format!("{tile}, tuned: default blocking"),
-                            (false, _) => {}
+                        if let Some(t) = tuned {
+                            let blocking = match w.blocking() {
+                                Some(b) => {
+                                    format!("kc {} mc {} nc {}", b.kc, b.mc, b.nc_panels * w.nr())
+                                }
+                                None => "default blocking".into(),
+                            };
+                            tile = format!(
+                                "{tile}, tuned: {blocking}, {:.1} us vs {:.1} default, {} candidates",
+                                t.best.as_secs_f64() * 1e6,
+                                t.default.as_secs_f64() * 1e6,
+                                t.candidates
+                            );
                         }
                         let mut kernel = format!("gemm {}x{} ({tile})", w.k(), w.n());
                         if conv.is_some() {

@@ -82,7 +82,7 @@ pub(crate) enum Kind {
         /// First destination column (this layer's offset in that concat).
         col: usize,
         /// Panel width and blocking were measured ([`CompileOptions::tune`]).
-        tuned: bool,
+        tuned: Option<kernels::tune::TuneReport>,
     },
     /// Zero steps around each sample's `[steps, ch]`.
     Pad {
@@ -636,11 +636,11 @@ fn step_kind(
                     };
                     let t = kernels::tune::tune(isa, &weights.kernel, bias, k, units, m, &ops)
                         .map_err(shape_err)?;
-                    (t.packed, true)
+                    (t.packed, Some(t.report))
                 }
                 None => (
                     PackedB::pack(isa, &weights.kernel, bias, k, units).map_err(shape_err)?,
-                    false,
+                    None,
                 ),
             };
             let (ldc, col) = match into {
