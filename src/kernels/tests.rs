@@ -469,3 +469,26 @@ fn every_tuning_candidate_gives_the_same_bits() {
         assert!(t.report.candidates >= isa.tiles().len());
     }
 }
+
+#[test]
+fn out_of_range_blockings_are_made_valid() {
+    // usize::MAX rounded up to a multiple of KB used to wrap to 0 (a pass of no K: no progress).
+    let (m, k, n) = (40, 300, 20);
+    let (a, w) = (rand_vec(m * k, 41), rand_vec(k * n, 42));
+    let want = oracle(m, k, n, &a, &w, &vec![0.0; n]);
+    for isa in Isa::available() {
+        let mut p = PackedB::pack(isa, &w, None, k, n).expect("packs");
+        for (kc, mc, nc) in [(usize::MAX, usize::MAX, usize::MAX), (0, 0, 0), (1, 1, 1)] {
+            p.set_blocking(Some(Blocking {
+                kc,
+                mc,
+                nc_panels: nc,
+            }));
+            let b = p.blocking().expect("set");
+            assert!(b.kc >= KB && b.kc.is_multiple_of(KB) && b.mc >= 1 && b.nc_panels >= 1);
+            let mut c = vec![0.0f32; m * n];
+            dense(isa, m, &a, &p, &mut c, &[]);
+            assert_eq!(bits(&c), bits(&want), "{isa} {kc} {mc} {nc}");
+        }
+    }
+}
