@@ -30,16 +30,16 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// The counter is process-wide: tests that count run one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+/// The counter is process-wide, and the test harness allocates whenever it starts another
+/// test's thread: so this file has one test, which runs the cases one after another.
+#[test]
+fn runs_allocate_nothing() {
+    session_run_allocates_nothing();
+    conv_and_chunked_runs_allocate_nothing();
+    multi_threaded_runs_allocate_nothing();
 }
 
-#[test]
 fn session_run_allocates_nothing() {
-    let _serial = serial();
     for model in [sinter::builtin::seed(), sinter::builtin::mnist_mlp()] {
         for fuse in [true, false] {
             let opts = CompileOptions {
@@ -89,9 +89,7 @@ fn allocations(plan: &Arc<sinter::plan::Plan>, batches: &[usize], runs: usize) -
     ALLOCS.load(Ordering::SeqCst) - before
 }
 
-#[test]
 fn conv_and_chunked_runs_allocate_nothing() {
-    let _serial = serial();
     let model = sinter::builtin::conv1d();
     for fuse in [true, false] {
         let opts = CompileOptions {
@@ -108,9 +106,7 @@ fn conv_and_chunked_runs_allocate_nothing() {
     }
 }
 
-#[test]
 fn multi_threaded_runs_allocate_nothing() {
-    let _serial = serial();
     // mnist-mlp at batch 64 splits its layers by column panels over 2 threads; softmax
     // (row-wise) splits its layer by rows; conv1d splits by samples.
     for model in [sinter::builtin::mnist_mlp(), sinter::builtin::conv1d()] {
