@@ -51,6 +51,14 @@ pub enum Error {
         /// The plan's maximum.
         max: usize,
     },
+    /// A model input given with the wrong type, batch, or values (token ids out of range).
+    #[error("input {input:?}: {msg}")]
+    Input {
+        /// The input's name (or the names of all inputs, for a wrong count).
+        input: String,
+        /// What was wrong.
+        msg: String,
+    },
     /// An empty batch.
     #[error("empty input: a batch needs at least one sample")]
     EmptyBatch,

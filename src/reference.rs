@@ -2,9 +2,10 @@
 //!
 //! Straight loops, Keras's formulas in f64, no blocking, no SIMD. Slow on purpose.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernels::{Activation, SELU_ALPHA, SELU_SCALE};
-use crate::model::{Layer, Model};
+use crate::model::{Layer, Merge, Model};
+use crate::plan::Values;
 
 fn relu6(x: f64) -> f64 {
     x.clamp(0.0, 6.0)
@@ -101,18 +102,116 @@ pub fn activation_row(act: Activation, row: &mut [f64]) {
     }
 }
 
-/// Runs `model` on `batch` samples in f64.
+/// Runs a one-input `model` on a batch in f64; returns its first output.
 pub fn run(model: &Model, input: &[f32]) -> Result<Vec<f64>> {
+    let mut out = run_all(model, &[Values::F32(input)])?;
+    Ok(out.swap_remove(0))
+}
+
+/// Runs `model` on a batch in f64: one [`Values`] per input; returns every output.
+pub fn run_all(model: &Model, inputs: &[Values<'_>]) -> Result<Vec<Vec<f64>>> {
     let nodes = model.nodes();
-    let per: usize = model.input_shape().iter().product();
-    let batch = input.len() / per.max(1);
+    if inputs.len() != model.inputs().len() {
+        return Err(Error::Model(format!(
+            "{} inputs for a model of {}",
+            inputs.len(),
+            model.inputs().len()
+        )));
+    }
+    let first = &nodes[model.input()].shape;
+    let batch = inputs[0].len() / first.iter().product::<usize>().max(1);
     let mut values: Vec<Vec<f64>> = vec![Vec::new(); nodes.len()];
     let len = |shape: &[usize]| shape.iter().product::<usize>();
     for (i, node) in nodes.iter().enumerate() {
         let x = node.inputs.first().map(|&j| values[j].clone());
         let in_shape: &[usize] = node.inputs.first().map_or(&[], |&j| &nodes[j].shape);
         values[i] = match (&node.layer, x) {
-            (Layer::Input, _) => input.iter().map(|&v| f64::from(v)).collect(),
+            (Layer::Input, _) => {
+                let k = model.inputs().iter().position(|&j| j == i).expect("an input");
+                match inputs[k] {
+                    Values::F32(v) => v.iter().map(|&v| f64::from(v)).collect(),
+                    Values::I32(v) => v.iter().map(|&v| f64::from(v)).collect(),
+                    Values::I64(v) => v.iter().map(|&v| v as f64).collect(),
+                }
+            }
+            (Layer::Embedding { input_dim, output_dim }, Some(ids)) => {
+                let table = &node.weights.as_ref().expect("embedding has a table").kernel;
+                let mut y = Vec::with_capacity(ids.len() * output_dim);
+                for &id in &ids {
+                    if id.fract() != 0.0 || id < 0.0 || id >= *input_dim as f64 {
+                        return Err(Error::Model(format!(
+                            "layer {:?}: id {id} is not in 0..{input_dim}",
+                            node.name
+                        )));
+                    }
+                    let row = &table[id as usize * output_dim..][..*output_dim];
+                    y.extend(row.iter().map(|&v| f64::from(v)));
+                }
+                y
+            }
+            (Layer::BatchNormalization(n), Some(mut x)) => {
+                let ch = n.mean.len();
+                for row in x.chunks_exact_mut(ch) {
+                    for (c, v) in row.iter_mut().enumerate() {
+                        let inv = 1.0 / (f64::from(n.variance[c]) + f64::from(n.epsilon)).sqrt();
+                        let g = n.gamma.as_ref().map_or(1.0, |g| f64::from(g[c]));
+                        let b = n.beta.as_ref().map_or(0.0, |b| f64::from(b[c]));
+                        *v = (*v - f64::from(n.mean[c])) * inv * g + b;
+                    }
+                }
+                x
+            }
+            (Layer::LayerNormalization(n), Some(mut x)) => {
+                let ch = *node.shape.last().expect("rank");
+                for row in x.chunks_exact_mut(ch) {
+                    let m = if n.rms {
+                        0.0
+                    } else {
+                        row.iter().sum::<f64>() / ch as f64
+                    };
+                    let var = row.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / ch as f64;
+                    let inv = 1.0 / (var + f64::from(n.epsilon)).sqrt();
+                    for (c, v) in row.iter_mut().enumerate() {
+                        let g = n.gamma.as_ref().map_or(1.0, |g| f64::from(g[c]));
+                        let b = n.beta.as_ref().map_or(0.0, |b| f64::from(b[c]));
+                        *v = (*v - m) * inv * g + b;
+                    }
+                }
+                x
+            }
+            (Layer::Normalization { mean, variance }, Some(mut x)) => {
+                for row in x.chunks_exact_mut(mean.len()) {
+                    for (c, v) in row.iter_mut().enumerate() {
+                        let sd = f64::from(variance[c]).sqrt().max(1e-7);
+                        *v = (*v - f64::from(mean[c])) / sd;
+                    }
+                }
+                x
+            }
+            (Layer::Rescaling { scale, offset }, Some(mut x)) => {
+                x.iter_mut()
+                    .for_each(|v| *v = *v * f64::from(*scale) + f64::from(*offset));
+                x
+            }
+            (Layer::Merge(m), Some(mut x)) => {
+                for &j in &node.inputs[1..] {
+                    for (a, &b) in x.iter_mut().zip(&values[j]) {
+                        *a = match m {
+                            Merge::Add | Merge::Average => *a + b,
+                            Merge::Subtract => *a - b,
+                            Merge::Multiply => *a * b,
+                            _ if a.is_nan() || b.is_nan() => f64::NAN,
+                            Merge::Maximum => a.max(b),
+                            Merge::Minimum => a.min(b),
+                        };
+                    }
+                }
+                if *m == Merge::Average {
+                    let n = node.inputs.len() as f64;
+                    x.iter_mut().for_each(|v| *v /= n);
+                }
+                x
+            }
             (
                 Layer::Dense {
                     activation: act, ..
@@ -155,7 +254,10 @@ pub fn run(model: &Model, input: &[f32]) -> Result<Vec<f64>> {
                 x.chunks_exact_mut(n).for_each(|r| activation_row(*act, r));
                 x
             }
-            (Layer::Dropout { .. } | Layer::Flatten | Layer::Reshape { .. }, Some(x)) => x,
+            (
+                Layer::Dropout { .. } | Layer::Identity | Layer::Flatten | Layer::Reshape { .. },
+                Some(x),
+            ) => x,
             (Layer::Permute { dims }, Some(x)) => {
                 let perm = crate::model::permutation(dims, in_shape.len()).expect("checked dims");
                 // Source strides of each output axis, then every output index in order.
@@ -195,12 +297,6 @@ pub fn run(model: &Model, input: &[f32]) -> Result<Vec<f64>> {
                 let max = node.layer == Layer::GlobalMaxPooling1D;
                 pool(&x, in_shape, |_| 0..steps, 1, max)
             }
-            (Layer::Add, Some(mut x)) => {
-                for &j in &node.inputs[1..] {
-                    x.iter_mut().zip(&values[j]).for_each(|(a, b)| *a += b);
-                }
-                x
-            }
             (Layer::Concatenate { axis }, Some(_)) => {
                 let a = crate::model::concat_axis(*axis, node.shape.len()).expect("checked axis");
                 let outer: usize = node.shape[..a].iter().product();
@@ -223,12 +319,14 @@ pub fn run(model: &Model, input: &[f32]) -> Result<Vec<f64>> {
             (_, None) => unreachable!("non-input layers have an input"),
         };
     }
-    let out = std::mem::take(&mut values[model.output()]);
-    debug_assert_eq!(
-        out.len(),
-        batch * model.output_shape().iter().product::<usize>()
-    );
-    Ok(out)
+    Ok(model
+        .outputs()
+        .iter()
+        .map(|&o| {
+            debug_assert_eq!(values[o].len(), batch * len(&nodes[o].shape));
+            values[o].clone()
+        })
+        .collect())
 }
 
 /// `act(x · kernel + bias)` over rows of `x` (f64 sums).

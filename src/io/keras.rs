@@ -15,7 +15,7 @@
 use super::{LoadOptions, hdf5};
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
-use crate::model::{DenseWeights, Layer, Model, Node};
+use crate::model::{ChannelNorm, DType, DenseWeights, Layer, Merge, Model, Node, RowNorm};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Read;
@@ -130,6 +130,19 @@ struct Spec {
     shape: Vec<usize>,
     /// Names of the layers it reads.
     inbound: Vec<String>,
+    /// Element type (of an `InputLayer`).
+    dtype: DType,
+    /// Config details checked once shapes are known or weights are read.
+    extra: Extra,
+}
+
+/// What a layer's config says beyond its [`Layer`].
+#[derive(Clone, Debug, Default)]
+struct Extra {
+    /// Normalization axis as written (Keras numbering, batch = 0; -1 = last).
+    axis: Option<i64>,
+    /// Embedding `mask_zero=True`.
+    mask_zero: bool,
 }
 
 /// Builds a model from a config (`config.json` / `model.to_json()`) and the HDF5 weights file,
@@ -171,7 +184,7 @@ pub fn from_parts_with(
         .get("config")
         .ok_or_else(|| fail("config: no \"config\" object".into()))?;
     let model_name = cfg.get("name").and_then(Value::as_str).unwrap_or("model");
-    let (specs, output) = match class {
+    let (specs, inputs, outputs) = match class {
         "Sequential" => sequential(cfg),
         "Functional" | "Model" => functional(cfg),
         other => Err(format!(
@@ -190,7 +203,9 @@ pub fn from_parts_with(
         opts.check_elems(&s.shape)
             .map_err(|m| fail(format!("config: input {:?}: {m}", s.name)))?;
     }
-    let order = topo_order(&specs, &output).map_err(|m| fail(format!("config: {m}")))?;
+    let order =
+        topo_order(&specs, &inputs, &outputs).map_err(|m| fail(format!("config: {m}")))?;
+    check_masks(&specs, &order).map_err(|m| fail(format!("config: {m}")))?;
 
     let h5 = hdf5::File::parse(weights).map_err(|m| fail(format!("weights: {m}")))?;
     let groups = weight_groups(&h5, &specs, class == "Sequential")
@@ -204,12 +219,37 @@ pub fn from_parts_with(
     for &s in &order {
         let spec = &specs[s];
         let inputs = spec.inbound.iter().map(|n| index[n.as_str()]).collect();
-        let weights = match (&spec.layer, groups.get(spec.name.as_str())) {
+        let group = groups.get(spec.name.as_str());
+        let wfail = |m: String| {
+            fail(format!(
+                "weights: layer {:?} ({}): {m}",
+                spec.name,
+                group.map_or("no group", |g| g.as_str())
+            ))
+        };
+        let mut layer = spec.layer.clone();
+        let weights = match (&spec.layer, group) {
+            (Layer::Embedding { .. }, Some(group)) => {
+                let v = variables(&h5, group, &["embeddings"]).map_err(wfail)?;
+                Some(DenseWeights {
+                    kernel: v.into_iter().next().map(|d| d.data).unwrap_or_default(),
+                    bias: None,
+                })
+            }
+            (
+                Layer::BatchNormalization(_)
+                | Layer::LayerNormalization(_)
+                | Layer::Normalization { .. },
+                g,
+            ) => {
+                layer = norm_weights(&h5, g.map(String::as_str), &spec.layer).map_err(wfail)?;
+                None
+            }
             (Layer::Dense { use_bias, .. } | Layer::Conv1D { use_bias, .. }, Some(group)) => Some(
                 dense_weights(&h5, group, *use_bias)
                     .map_err(|m| fail(format!("weights: layer {:?} ({group}): {m}", spec.name)))?,
             ),
-            (Layer::Dense { .. } | Layer::Conv1D { .. }, None) => {
+            (Layer::Dense { .. } | Layer::Conv1D { .. } | Layer::Embedding { .. }, None) => {
                 return Err(fail(format!(
                     "weights: no weights for {} layer {:?}",
                     spec.class, spec.name
@@ -229,20 +269,155 @@ pub fn from_parts_with(
             }
             (_, None) => None,
         };
-        nodes.push(Node {
-            name: spec.name.clone(),
-            layer: spec.layer.clone(),
-            inputs,
-            shape: spec.shape.clone(),
-            weights,
-        });
+        let mut node = Node::new(spec.name.clone(), layer, inputs, spec.shape.clone(), weights);
+        node.dtype = spec.dtype;
+        nodes.push(node);
     }
-    let input = nodes
-        .iter()
-        .position(|n| n.layer == Layer::Input)
-        .ok_or_else(|| fail("config: the model has no InputLayer".into()))?;
-    let out = index[output.as_str()];
-    Model::from_nodes(model_name, nodes, input, out).map_err(|e| fail(e.to_string()))
+    let ins: Vec<usize> = inputs.iter().map(|n| index[n.as_str()]).collect();
+    let outs: Vec<usize> = outputs.iter().map(|n| index[n.as_str()]).collect();
+    let model =
+        Model::from_nodes(model_name, nodes, &ins, &outs).map_err(|e| fail(e.to_string()))?;
+    // A normalization axis given as a number must be the last one.
+    for &s in &order {
+        let spec = &specs[s];
+        if let Some(axis) = spec.extra.axis.filter(|&a| a != -1) {
+            let node = model
+                .layer(&spec.name)
+                .ok_or_else(|| fail(format!("config: layer {:?} vanished", spec.name)))?;
+            if axis != node.shape.len() as i64 {
+                return Err(fail(format!(
+                    "config: {} {:?}: axis {axis} of a rank-{} tensor: only the last axis (-1) is supported",
+                    spec.class,
+                    spec.name,
+                    node.shape.len() + 1
+                )));
+            }
+        }
+    }
+    Ok(model)
+}
+
+/// Refuses an Embedding's `mask_zero=True` whose mask reaches a layer that would use it
+/// (global pooling, softmax): sinter does not carry masks, and would answer differently.
+fn check_masks(specs: &[Spec], order: &[usize]) -> std::result::Result<(), String> {
+    let mut masked: Vec<&str> = Vec::new();
+    for &i in order {
+        let s = &specs[i];
+        let reads_mask = s.inbound.iter().any(|n| masked.contains(&n.as_str()));
+        if s.extra.mask_zero || reads_mask {
+            let uses = matches!(
+                s.layer,
+                Layer::GlobalAveragePooling1D
+                    | Layer::GlobalMaxPooling1D
+                    | Layer::Activation(Activation::Softmax | Activation::LogSoftmax)
+            ) || matches!(s.layer, Layer::Dense { activation: Activation::Softmax, .. });
+            if reads_mask && uses {
+                return Err(format!(
+                    "{} {:?} uses the mask of an Embedding with mask_zero=True; masking is not supported (save the model with mask_zero=False, or drop the padding ids)",
+                    s.class, s.name
+                ));
+            }
+            masked.push(s.name.as_str());
+        }
+    }
+    Ok(())
+}
+
+/// The variables of a layer's group (`vars/0`, `vars/1`, ...), checked to be the `names`
+/// Keras writes, in order.
+fn variables(
+    h5: &hdf5::File<'_>,
+    group: &str,
+    names: &[&str],
+) -> std::result::Result<Vec<hdf5::Dataset>, String> {
+    let vars = h5.members(&format!("{group}/vars")).unwrap_or_default();
+    if vars.len() != names.len() {
+        return Err(format!(
+            "{} variables, expected {} ({})",
+            vars.len(),
+            names.len(),
+            names.join(", ")
+        ));
+    }
+    (0..names.len())
+        .map(|i| {
+            h5.dataset(&format!("{group}/vars/{i}"))?
+                .ok_or_else(|| format!("vars/{i} ({}) is missing", names[i]))
+        })
+        .collect()
+}
+
+/// A normalization layer with its statistics read from the weights (the layer from the
+/// config holds only its options). Shapes are checked against the layer's input later.
+fn norm_weights(
+    h5: &hdf5::File<'_>,
+    group: Option<&str>,
+    layer: &Layer,
+) -> std::result::Result<Layer, String> {
+    let group = group.ok_or("no weights group for a normalization layer")?;
+    let flat = |d: &hdf5::Dataset, what: &str| -> std::result::Result<Vec<f32>, String> {
+        // One value per channel; Normalization stores them broadcastable ([1, ch]).
+        if d.shape.iter().filter(|&&x| x != 1).count() > 1 {
+            return Err(format!("{what} has shape {:?}, expected [channels]", d.shape));
+        }
+        Ok(d.data.clone())
+    };
+    Ok(match layer {
+        Layer::BatchNormalization(n) => {
+            let mut names = Vec::new();
+            if n.gamma.is_some() {
+                names.push("gamma");
+            }
+            if n.beta.is_some() {
+                names.push("beta");
+            }
+            names.extend(["moving_mean", "moving_variance"]);
+            let v = variables(h5, group, &names)?;
+            let mut it = v.iter().zip(&names);
+            let mut next = || {
+                let (d, name) = it.next().expect("as many as names");
+                flat(d, name)
+            };
+            let gamma = n.gamma.is_some().then(&mut next).transpose()?;
+            let beta = n.beta.is_some().then(&mut next).transpose()?;
+            Layer::BatchNormalization(ChannelNorm {
+                epsilon: n.epsilon,
+                gamma,
+                beta,
+                mean: next()?,
+                variance: next()?,
+            })
+        }
+        Layer::LayerNormalization(n) => {
+            let mut names = Vec::new();
+            if n.gamma.is_some() {
+                names.push(if n.rms { "scale" } else { "gamma" });
+            }
+            if n.beta.is_some() {
+                names.push("beta");
+            }
+            let v = variables(h5, group, &names)?;
+            let mut it = v.iter().zip(&names);
+            let mut next = || {
+                let (d, name) = it.next().expect("as many as names");
+                flat(d, name)
+            };
+            Layer::LayerNormalization(RowNorm {
+                epsilon: n.epsilon,
+                gamma: n.gamma.is_some().then(&mut next).transpose()?,
+                beta: n.beta.is_some().then(&mut next).transpose()?,
+                rms: n.rms,
+            })
+        }
+        Layer::Normalization { .. } => {
+            let v = variables(h5, group, &["mean", "variance", "count"])?;
+            Layer::Normalization {
+                mean: flat(&v[0], "mean")?,
+                variance: flat(&v[1], "variance")?,
+            }
+        }
+        other => return Err(format!("{} has no statistics", other.type_name())),
+    })
 }
 
 /// Nesting depth of a JSON value (a scalar is 0), without recursion.
@@ -289,7 +464,7 @@ fn batch_shape(v: &Value) -> std::result::Result<Vec<usize>, String> {
 }
 
 /// A Sequential config: a chain, led by an `InputLayer` or a `build_input_shape`.
-fn sequential(cfg: &Value) -> std::result::Result<(Vec<Spec>, String), String> {
+fn sequential(cfg: &Value) -> std::result::Result<(Vec<Spec>, Vec<String>, Vec<String>), String> {
     let layers = cfg
         .get("layers")
         .and_then(Value::as_array)
@@ -313,6 +488,8 @@ fn sequential(cfg: &Value) -> std::result::Result<(Vec<Spec>, String), String> {
                 layer: Layer::Input,
                 shape: batch_shape(shape)?,
                 inbound: vec![],
+                dtype: DType::F32,
+                extra: Extra::default(),
             });
         }
         if let Some(prev) = specs.last() {
@@ -326,11 +503,12 @@ fn sequential(cfg: &Value) -> std::result::Result<(Vec<Spec>, String), String> {
         .ok_or("Sequential model has no layers")?
         .name
         .clone();
-    Ok((specs, out))
+    let input = specs[0].name.clone();
+    Ok((specs, vec![input], vec![out]))
 }
 
-/// A Functional config: layers with `inbound_nodes`, one input, one output.
-fn functional(cfg: &Value) -> std::result::Result<(Vec<Spec>, String), String> {
+/// A Functional config: layers with `inbound_nodes`; its inputs and outputs, in order.
+fn functional(cfg: &Value) -> std::result::Result<(Vec<Spec>, Vec<String>, Vec<String>), String> {
     let layers = cfg
         .get("layers")
         .and_then(Value::as_array)
@@ -365,15 +543,17 @@ fn functional(cfg: &Value) -> std::result::Result<(Vec<Spec>, String), String> {
         }
         specs.push(spec);
     }
-    let input = endpoint(cfg, "input_layers")?;
-    let output = endpoint(cfg, "output_layers")?;
-    let Some(first) = specs.iter().find(|s| s.name == input) else {
-        return Err(format!("input layer {input:?} is not among the layers"));
-    };
-    if first.layer != Layer::Input {
-        return Err(format!("input layer {input:?} is not an InputLayer"));
+    let inputs = endpoints(cfg, "input_layers")?;
+    let outputs = endpoints(cfg, "output_layers")?;
+    for input in &inputs {
+        let Some(first) = specs.iter().find(|s| &s.name == input) else {
+            return Err(format!("input layer {input:?} is not among the layers"));
+        };
+        if first.layer != Layer::Input {
+            return Err(format!("input layer {input:?} is not an InputLayer"));
+        }
     }
-    Ok((specs, output))
+    Ok((specs, inputs, outputs))
 }
 
 /// Layer names in `keras_history` entries of an inbound node, in argument order.
@@ -412,28 +592,37 @@ fn collect_history(
     }
 }
 
-/// `["name", 0, 0]` or `[["name", 0, 0]]`: exactly one endpoint.
-fn endpoint(cfg: &Value, key: &str) -> std::result::Result<String, String> {
+/// `["name", 0, 0]` (one endpoint) or `[["a", 0, 0], ["b", 0, 0]]` (a list): layer names.
+fn endpoints(cfg: &Value, key: &str) -> std::result::Result<Vec<String>, String> {
     let v = cfg.get(key).ok_or_else(|| format!("no {key:?}"))?;
-    let one = match v.as_array().map(Vec::as_slice) {
-        Some([Value::String(s), ..]) => return Ok(s.clone()),
-        Some([inner]) => inner,
-        Some(list) => {
+    let list = match v {
+        Value::Array(a) if matches!(a.first(), Some(Value::String(_))) => {
+            std::slice::from_ref(v)
+        }
+        Value::Array(a) if !a.is_empty() && a.len() <= 4096 => a.as_slice(),
+        Value::Object(_) => {
             return Err(format!(
-                "{key} lists {} tensors; sinter models have exactly one",
-                list.len()
+                "{key} is a dict (a model with named dict outputs); only lists are supported"
             ));
         }
-        None => return Err(format!("{key} is not a list")),
+        _ => return Err(format!("{key} is not a non-empty list")),
     };
-    match one
-        .as_array()
-        .and_then(|a| a.first())
-        .and_then(Value::as_str)
-    {
-        Some(s) => Ok(s.to_string()),
-        None => Err(format!("{key} is not [name, node, tensor]")),
-    }
+    list.iter()
+        .map(|one| {
+            let a = one.as_array().filter(|a| a.len() <= 3);
+            match a.map(Vec::as_slice) {
+                Some([Value::String(s), rest @ ..]) => {
+                    if rest.iter().any(|x| x.as_u64().is_some_and(|n| n != 0)) {
+                        return Err(format!(
+                            "{key}: {one} names a second call of layer {s:?} (shared layers are not supported)"
+                        ));
+                    }
+                    Ok(s.clone())
+                }
+                _ => Err(format!("{key}: {one} is not [name, node, tensor]")),
+            }
+        })
+        .collect()
 }
 
 /// One layer's config to a [`Layer`]: the single place a Keras class is mapped.
@@ -457,6 +646,26 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
         }
     };
     let mut shape = vec![];
+    let mut dtype = DType::F32;
+    let mut extra = Extra::default();
+    let b = |key: &str, default: bool| -> std::result::Result<bool, String> {
+        match c.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Bool(v)) => Ok(*v),
+            Some(v) => Err(ctx(format!("{key} {v} is not true or false"))),
+        }
+    };
+    // A normalization's axis: -1, a number, or a one-entry list.
+    let axis = |default: i64| -> std::result::Result<i64, String> {
+        match c.get("axis") {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Array(a)) if a.len() == 1 && a[0].is_i64() => Ok(a[0].as_i64().unwrap_or(-1)),
+            Some(v) if v.is_i64() => Ok(v.as_i64().unwrap_or(-1)),
+            Some(v) => Err(ctx(format!(
+                "axis {v}: only a single axis (the last) is supported"
+            ))),
+        }
+    };
     let layer = match class {
         "InputLayer" => {
             let s = c
@@ -464,6 +673,31 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
                 .or_else(|| c.get("batch_input_shape"))
                 .ok_or_else(|| ctx("no batch_shape".into()))?;
             shape = batch_shape(s).map_err(ctx)?;
+            dtype = match c.get("dtype") {
+                None | Some(Value::Null) => DType::F32,
+                Some(Value::String(t)) => match t.as_str() {
+                    "float32" => DType::F32,
+                    "int32" => DType::I32,
+                    "int64" => DType::I64,
+                    other => {
+                        return Err(ctx(format!(
+                            "dtype {other:?}: inputs are float32, int32 or int64"
+                        )));
+                    }
+                },
+                // A dtype policy object: the input is float.
+                Some(Value::Object(o)) => match o
+                    .get("config")
+                    .and_then(|c| c.get("name"))
+                    .and_then(Value::as_str)
+                {
+                    Some("float32") | None => DType::F32,
+                    Some(other) => {
+                        return Err(ctx(format!("dtype policy {other:?} is not supported")));
+                    }
+                },
+                Some(other) => return Err(ctx(format!("dtype {other} is not a name"))),
+            };
             Layer::Input
         }
         "Dense" => Layer::Dense {
@@ -572,7 +806,66 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
                     .ok_or_else(|| ctx("axis is not an integer".into()))?,
             },
         },
-        "Add" => Layer::Add,
+        "Add" => Layer::Merge(Merge::Add),
+        "Subtract" => Layer::Merge(Merge::Subtract),
+        "Multiply" => Layer::Merge(Merge::Multiply),
+        "Average" => Layer::Merge(Merge::Average),
+        "Maximum" => Layer::Merge(Merge::Maximum),
+        "Minimum" => Layer::Merge(Merge::Minimum),
+        "Identity" => Layer::Identity,
+        "Rescaling" => Layer::Rescaling {
+            scale: f("scale", 1.0)?,
+            offset: f("offset", 0.0)?,
+        },
+        "Embedding" => {
+            extra.mask_zero = b("mask_zero", false)?;
+            Layer::Embedding {
+                input_dim: positive(c, "input_dim").map_err(ctx)?,
+                output_dim: positive(c, "output_dim").map_err(ctx)?,
+            }
+        }
+        // Statistics come from the weights file (`norm_weights`); here only the options.
+        "BatchNormalization" => {
+            extra.axis = Some(axis(-1)?);
+            Layer::BatchNormalization(ChannelNorm {
+                epsilon: f("epsilon", 1e-3)?,
+                gamma: b("scale", true)?.then(Vec::new),
+                beta: b("center", true)?.then(Vec::new),
+                mean: Vec::new(),
+                variance: Vec::new(),
+            })
+        }
+        "LayerNormalization" => {
+            extra.axis = Some(axis(-1)?);
+            if b("rms_scaling", false)? {
+                return Err(ctx("rms_scaling=True is not supported".into()));
+            }
+            Layer::LayerNormalization(RowNorm {
+                epsilon: f("epsilon", 1e-3)?,
+                gamma: b("scale", true)?.then(Vec::new),
+                beta: b("center", true)?.then(Vec::new),
+                rms: false,
+            })
+        }
+        "RMSNormalization" => {
+            extra.axis = Some(axis(-1)?);
+            Layer::LayerNormalization(RowNorm {
+                epsilon: f("epsilon", 1e-6)?,
+                gamma: Some(Vec::new()),
+                beta: None,
+                rms: true,
+            })
+        }
+        "Normalization" => {
+            extra.axis = Some(axis(-1)?);
+            if b("invert", false)? {
+                return Err(ctx("invert=True is not supported".into()));
+            }
+            Layer::Normalization {
+                mean: Vec::new(),
+                variance: Vec::new(),
+            }
+        }
         "Reshape" => Layer::Reshape {
             target_shape: int_list(c, "target_shape", |d| {
                 d.as_i64().and_then(|d| isize::try_from(d).ok())
@@ -596,6 +889,8 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
         layer,
         shape,
         inbound: vec![],
+        dtype,
+        extra,
     })
 }
 
@@ -779,9 +1074,14 @@ fn dense_weights(
     })
 }
 
-/// Spec indices in an order where every layer comes after its inputs (Kahn's algorithm); only
-/// layers the output depends on. Errors on unknown names, duplicates and cycles.
-fn topo_order(specs: &[Spec], output: &str) -> std::result::Result<Vec<usize>, String> {
+/// Spec indices in an order where every layer comes after its inputs: the given inputs first,
+/// then (depth-first) only the layers the outputs depend on. Errors on unknown names,
+/// duplicates and cycles.
+fn topo_order(
+    specs: &[Spec],
+    inputs: &[String],
+    outputs: &[String],
+) -> std::result::Result<Vec<usize>, String> {
     let mut by_name: HashMap<&str, usize> = HashMap::new();
     for (i, s) in specs.iter().enumerate() {
         if by_name.insert(s.name.as_str(), i).is_some() {
@@ -795,7 +1095,7 @@ fn topo_order(specs: &[Spec], output: &str) -> std::result::Result<Vec<usize>, S
                 s.name
             ));
         }
-        let multi = matches!(s.layer, Layer::Add | Layer::Concatenate { .. });
+        let multi = matches!(s.layer, Layer::Merge(_) | Layer::Concatenate { .. });
         if s.layer != Layer::Input && !(s.inbound.len() == 1 || multi && !s.inbound.is_empty()) {
             return Err(format!(
                 "layer {:?} has {} inputs, expected 1",
@@ -804,13 +1104,26 @@ fn topo_order(specs: &[Spec], output: &str) -> std::result::Result<Vec<usize>, S
             ));
         }
     }
-    let out = *by_name
-        .get(output)
-        .ok_or_else(|| format!("output layer {output:?} is not among the layers"))?;
-    // Depth-first from the output with an explicit stack; 0 = new, 1 = on the path, 2 = done.
+    // Depth-first from each output with an explicit stack; 0 = new, 1 = on the path, 2 = done.
     let mut state = vec![0u8; specs.len()];
     let mut order = Vec::new();
-    let mut stack = vec![(out, 0usize)];
+    for name in inputs {
+        let i = *by_name
+            .get(name.as_str())
+            .ok_or_else(|| format!("input layer {name:?} is not among the layers"))?;
+        if state[i] == 2 {
+            return Err(format!("input layer {name:?} is listed twice"));
+        }
+        state[i] = 2;
+        order.push(i);
+    }
+    let mut stack = Vec::new();
+    for name in outputs.iter().rev() {
+        let out = *by_name
+            .get(name.as_str())
+            .ok_or_else(|| format!("output layer {name:?} is not among the layers"))?;
+        stack.push((out, 0usize));
+    }
     while let Some((i, next)) = stack.pop() {
         if next == 0 {
             if state[i] == 2 {

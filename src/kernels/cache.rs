@@ -38,7 +38,8 @@ impl Caches {
 pub(crate) fn two_fma512_ports() -> bool {
     static C: OnceLock<bool> = OnceLock::new();
     *C.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
+        // Miri cannot run CPUID; it runs the portable tier only.
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
         {
             use std::arch::x86_64::__cpuid;
             // CPUID exists on every x86-64 CPU.
@@ -53,7 +54,7 @@ pub(crate) fn two_fma512_ports() -> bool {
                 && matches!(model, 85 | 106 | 108 | 143 | 173 | 207)
                 && std::arch::is_x86_feature_detected!("avx512f")
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(any(not(target_arch = "x86_64"), miri))]
         false
     })
 }

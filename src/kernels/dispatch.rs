@@ -8,6 +8,7 @@
 use super::Isa;
 use super::activation::Activation;
 use super::gemm::{EpOp, GemmCall};
+use super::math::RowNorm;
 
 /// A microkernel tile: `mr` rows by `nr` columns (an NR-wide weight panel).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +29,10 @@ pub(crate) trait Tier: Copy {
     fn activation(self, act: Activation, data: &mut [f32]);
     /// Row ops over each `n`-wide row of `data` (no bias).
     fn rows(self, ops: &[EpOp], data: &mut [f32], n: usize);
+    /// `x * scale + shift` per channel over rows of `scale.len()`.
+    fn affine(self, data: &mut [f32], scale: &[f32], shift: &[f32]);
+    /// Layer / RMS normalization of each `n`-wide row of `data`.
+    fn norm_rows(self, norm: &RowNorm, data: &mut [f32], n: usize);
     /// 12 independent FMA chains, `iters` rounds (the peak probe).
     fn fma_loop(self, iters: usize) -> f32;
 }

@@ -387,3 +387,108 @@ pub(crate) unsafe fn row_softmax<V: Simd>(row: &mut [f32], log_space: bool) {
         i += ROW_LANES;
     }
 }
+
+/// `x * scale[c] + shift[c]` (one rounding) over rows of `scale.len()` channels, in place;
+/// every NaN canonical.
+///
+/// # Safety
+/// `V`'s instruction set is available.
+#[cfg_attr(sinter_inline, inline(always))]
+pub(crate) unsafe fn affine_slice<V: Simd>(data: &mut [f32], scale: &[f32], shift: &[f32]) {
+    let ch = scale.len();
+    if ch == 0 {
+        return;
+    }
+    for row in data.chunks_exact_mut(ch) {
+        let mut j = 0;
+        while j + V::LANES <= ch {
+            // SAFETY: LANES values from j are in bounds of the row, scale and shift.
+            unsafe {
+                let x = V::load(row.as_ptr().add(j));
+                let y = x.fma(V::load(scale.as_ptr().add(j)), V::load(shift.as_ptr().add(j)));
+                canonical_nan(x, y).store(row.as_mut_ptr().add(j));
+            }
+            j += V::LANES;
+        }
+        for ((x, &s), &t) in row[j..].iter_mut().zip(&scale[j..]).zip(&shift[j..]) {
+            let y = x.mul_add(s, t);
+            *x = if y.is_nan() || x.is_nan() { f32::NAN } else { y };
+        }
+    }
+}
+
+/// Layer normalization's parameters as the kernels take them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowNorm {
+    /// Added to the variance (mean square with `rms`).
+    pub epsilon: f32,
+    /// Root-mean-square normalization (no mean subtracted, no beta).
+    pub rms: bool,
+    /// Per-column scale.
+    pub gamma: Option<Vec<f32>>,
+    /// Per-column offset.
+    pub beta: Option<Vec<f32>>,
+}
+
+/// Sum of `f(x)` over a row in the canonical order: lane `j` accumulates elements
+/// `j, j+8, ...` (the tail padded with `pad`, chosen so that `f(pad) = 0`), then the fixed
+/// tree of [`sum_lanes`].
+///
+/// # Safety
+/// `V` is an 8-lane vector whose instruction set is available.
+#[cfg_attr(sinter_inline, inline(always))]
+unsafe fn row_sum<V: Simd>(row: &[f32], pad: f32, f: impl Fn(V) -> V) -> f32 {
+    // SAFETY: the ISA is the caller's contract.
+    let mut acc = unsafe { V::splat(0.0) };
+    let mut i = 0;
+    while i < row.len() {
+        // SAFETY: the ISA is the caller's contract.
+        acc = acc.add(f(unsafe { load_row::<V>(row, i, pad) }));
+        i += ROW_LANES;
+    }
+    sum_lanes(acc)
+}
+
+/// Layer (or RMS) normalization of one row, in place: mean and variance (biased, two
+/// passes) summed in the canonical 8-lane order, `inv = 1 / sqrt(var + eps)`, then
+/// `(x - mean) * (inv * gamma) + beta` with one rounding for the last step. The same bits on
+/// every tier.
+///
+/// # Safety
+/// `V` is an 8-lane vector whose instruction set is available.
+#[cfg_attr(sinter_inline, inline(always))]
+pub(crate) unsafe fn row_norm<V: Simd>(row: &mut [f32], norm: &RowNorm) {
+    debug_assert_eq!(V::LANES, ROW_LANES);
+    if row.is_empty() {
+        return;
+    }
+    let n = row.len() as f32;
+    let (mean, var) = if norm.rms {
+        // SAFETY: the caller's contract.
+        (0.0, unsafe { row_sum::<V>(row, 0.0, |x| x.mul(x)) } / n)
+    } else {
+        // SAFETY: the caller's contract.
+        let mean = unsafe { row_sum::<V>(row, 0.0, |x| x) } / n;
+        // Padding with the mean contributes (mean - mean)^2 = 0.
+        // SAFETY: the caller's contract.
+        let var = unsafe {
+            row_sum::<V>(row, mean, |x| {
+                let d = x.sub(x.dup(mean));
+                d.mul(d)
+            })
+        } / n;
+        (mean, var)
+    };
+    let inv = 1.0 / (var + norm.epsilon).sqrt();
+    let gamma = norm.gamma.as_deref();
+    let beta = norm.beta.as_deref();
+    for (j, x) in row.iter_mut().enumerate() {
+        let g = gamma.map_or(inv, |g| inv * g[j]);
+        let d = *x - mean;
+        let y = match beta {
+            Some(b) => d.mul_add(g, b[j]),
+            None => d * g,
+        };
+        *x = if y.is_nan() { f32::NAN } else { y };
+    }
+}

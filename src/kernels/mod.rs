@@ -63,6 +63,7 @@ pub use activation::{Activation, SELU_ALPHA, SELU_SCALE, UnknownActivation};
 pub use cache::Caches;
 pub use dispatch::TileShape;
 pub use gemm::{Blocking, EpOp, KB, KC, PackError, PackedB};
+pub use math::RowNorm;
 
 use dispatch::with_tier;
 use gemm::GemmCall;
@@ -375,6 +376,38 @@ pub fn rows(isa: Isa, act: Activation, data: &mut [f32], n: usize) {
 
 #[cfg(test)]
 mod tests;
+
+/// `x * scale[c] + shift[c]` with one rounding, over rows of `scale.len()` channels of
+/// `data` (batch normalization, `Normalization`, `Rescaling`). Every tier gives the same bits.
+///
+/// # Panics
+/// If `shift` and `scale` differ in length or `data` is not whole rows.
+pub fn affine(isa: Isa, data: &mut [f32], scale: &[f32], shift: &[f32]) {
+    assert!(
+        scale.len() == shift.len() && (scale.is_empty() || data.len().is_multiple_of(scale.len())),
+        "affine: {} values in rows of {} ({} shifts)",
+        data.len(),
+        scale.len(),
+        shift.len()
+    );
+    with_tier!(isa, |t| t.affine(data, scale, shift))
+}
+
+/// Layer (or RMS) normalization of each `n`-wide row of `data`, in the canonical order (the
+/// same bits on every tier, for every row position and batch).
+///
+/// # Panics
+/// If `data` is not whole rows, or `gamma` / `beta` are not `n` long.
+pub fn norm_rows(isa: Isa, norm: &RowNorm, data: &mut [f32], n: usize) {
+    assert!(
+        n > 0
+            && data.len().is_multiple_of(n)
+            && norm.gamma.as_ref().is_none_or(|g| g.len() == n)
+            && norm.beta.as_ref().is_none_or(|b| b.len() == n),
+        "norm_rows: rows of {n}"
+    );
+    with_tier!(isa, |t| t.norm_rows(norm, data, n))
+}
 
 /// Runs `iters` rounds of 12 independent vector FMA chains on `isa`; returns the flops done
 /// (and a value to keep the loop alive). The peak the GEMM is measured against.

@@ -84,9 +84,53 @@ pub fn concat_part(
     }
 }
 
-/// `y += x`, elementwise.
-pub fn add(x: &[f32], y: &mut [f32]) {
-    y.iter_mut().zip(x).for_each(|(y, x)| *y += x);
+/// How [`merge`] combines `y` with the next input `x`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Combine {
+    /// `y + x`
+    Add,
+    /// `y - x`
+    Sub,
+    /// `y * x`
+    Mul,
+    /// The larger; NaN if either is NaN.
+    Max,
+    /// The smaller; NaN if either is NaN.
+    Min,
+}
+
+/// `y = y (op) x`, elementwise; every NaN canonical (IEEE gives one result for each op, and a
+/// NaN in either operand makes a NaN for max and min too, as NumPy's maximum does).
+pub fn merge(op: Combine, x: &[f32], y: &mut [f32]) {
+    let f = |a: f32, b: f32| match op {
+        Combine::Add => a + b,
+        Combine::Sub => a - b,
+        Combine::Mul => a * b,
+        Combine::Max if a.is_nan() || b.is_nan() => f32::NAN,
+        Combine::Max => a.max(b),
+        Combine::Min if a.is_nan() || b.is_nan() => f32::NAN,
+        Combine::Min => a.min(b),
+    };
+    for (y, &x) in y.iter_mut().zip(x) {
+        let v = f(*y, x);
+        *y = if v.is_nan() { f32::NAN } else { v };
+    }
+}
+
+/// `y /= n` (an average's last step).
+pub fn div(n: f32, y: &mut [f32]) {
+    for v in y {
+        let q = *v / n;
+        *v = if q.is_nan() { f32::NAN } else { q };
+    }
+}
+
+/// Rows of `table` (`dim` values each) for each id, in order: `y[i*dim..]` = row `ids[i]`.
+/// The ids were checked to be in range before the run.
+pub fn gather(table: &[f32], dim: usize, ids: impl Iterator<Item = usize>, y: &mut [f32]) {
+    for (row, id) in y.chunks_exact_mut(dim).zip(ids) {
+        row.copy_from_slice(&table[id * dim..][..dim]);
+    }
 }
 
 /// One sample's transpose: `y` (axes in `perm` order) from `x` (of shape `shape`). Walks `y`

@@ -149,6 +149,16 @@ impl super::dispatch::Tier for PortableTier {
             unsafe { super::gemm::row_ops::<Portable, Portable>(ops, &[], row) };
         }
     }
+    fn affine(self, data: &mut [f32], scale: &[f32], shift: &[f32]) {
+        // SAFETY: portable lanes need no CPU feature.
+        unsafe { super::math::affine_slice::<Portable>(data, scale, shift) }
+    }
+    fn norm_rows(self, norm: &super::math::RowNorm, data: &mut [f32], n: usize) {
+        for row in data.chunks_exact_mut(n) {
+            // SAFETY: portable lanes need no CPU feature; Portable has 8 lanes.
+            unsafe { super::math::row_norm::<Portable>(row, norm) };
+        }
+    }
     fn fma_loop(self, iters: usize) -> f32 {
         // SAFETY: portable lanes need no CPU feature.
         unsafe { super::gemm::fma_loop::<Portable>(iters) }

@@ -1,6 +1,6 @@
 //! Layer constructors, Keras-shaped: configure, then `call` on a symbolic tensor.
 
-use super::{DenseWeights, Layer, Padding, Tensor};
+use super::{ChannelNorm, DType, DenseWeights, Layer, Merge, Padding, RowNorm, Tensor};
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
 
@@ -18,6 +18,12 @@ impl Input {
 
     /// A named symbolic input.
     pub fn named(shape: impl Into<Vec<usize>>, name: Option<&str>) -> Result<Tensor> {
+        Input::typed(shape, DType::F32, name)
+    }
+
+    /// A symbolic input of a given element type (`keras.Input(shape, dtype="int32")` for
+    /// token ids that feed an [`Embedding`]).
+    pub fn typed(shape: impl Into<Vec<usize>>, dtype: DType, name: Option<&str>) -> Result<Tensor> {
         let shape = shape.into();
         if shape.is_empty() || shape.contains(&0) {
             return Err(Error::Shape {
@@ -36,6 +42,7 @@ impl Input {
             inputs: vec![],
             shape,
             weights: None,
+            dtype,
         })))
     }
 }
@@ -305,7 +312,35 @@ simple_layer!(
 );
 simple_layer!(
     /// `keras.layers.Add()`.
-    Add() => Layer::Add
+    Add() => Layer::Merge(Merge::Add)
+);
+simple_layer!(
+    /// `keras.layers.Subtract()`: `a - b`.
+    Subtract() => Layer::Merge(Merge::Subtract)
+);
+simple_layer!(
+    /// `keras.layers.Multiply()`.
+    Multiply() => Layer::Merge(Merge::Multiply)
+);
+simple_layer!(
+    /// `keras.layers.Average()`.
+    Average() => Layer::Merge(Merge::Average)
+);
+simple_layer!(
+    /// `keras.layers.Maximum()`.
+    Maximum() => Layer::Merge(Merge::Maximum)
+);
+simple_layer!(
+    /// `keras.layers.Minimum()`.
+    Minimum() => Layer::Merge(Merge::Minimum)
+);
+simple_layer!(
+    /// `keras.layers.Rescaling(scale, offset)`: `x * scale + offset`.
+    Rescaling(scale: f32, offset: f32) => Layer::Rescaling { scale, offset }
+);
+simple_layer!(
+    /// `keras.layers.Identity()`.
+    Identity() => Layer::Identity
 );
 simple_layer!(
     /// `keras.layers.MaxPooling1D(pool_size, strides, padding)`.
@@ -342,12 +377,17 @@ impl Concatenate {
     }
 }
 
-impl Add {
-    /// Sums the tensors.
-    pub fn call(&self, xs: &[&Tensor]) -> Result<Tensor> {
-        apply(self.layer.clone(), self.name.as_deref(), xs, None)
-    }
+macro_rules! merge_call {
+    ($($name:ident),*) => {$(
+        impl $name {
+            /// Merges the tensors, left to right.
+            pub fn call(&self, xs: &[&Tensor]) -> Result<Tensor> {
+                apply(self.layer.clone(), self.name.as_deref(), xs, None)
+            }
+        }
+    )*};
 }
+merge_call!(Add, Subtract, Multiply, Average, Maximum, Minimum);
 
 macro_rules! unary_call {
     ($($name:ident),*) => {$(
@@ -365,5 +405,249 @@ unary_call!(
     GlobalMaxPooling1D,
     GlobalAveragePooling1D,
     Reshape,
-    Permute
+    Permute,
+    Rescaling,
+    Identity
 );
+
+/// The last axis of `x`, the channels a normalization layer works on.
+fn channels(x: &Tensor, layer: &str) -> Result<usize> {
+    x.shape().last().copied().ok_or_else(|| Error::Shape {
+        layer: layer.into(),
+        msg: "needs an input of rank >= 1 (besides the batch)".into(),
+    })
+}
+
+/// `keras.layers.Embedding(input_dim, output_dim)`: integer ids to rows of a table.
+#[derive(Clone, Debug)]
+pub struct Embedding {
+    input_dim: usize,
+    output_dim: usize,
+    name: Option<String>,
+    table: Option<Vec<f32>>,
+}
+
+impl Embedding {
+    /// A table of `input_dim` rows (the vocabulary) of `output_dim` values.
+    pub fn new(input_dim: usize, output_dim: usize) -> Self {
+        Embedding {
+            input_dim,
+            output_dim,
+            name: None,
+            table: None,
+        }
+    }
+    /// Names the layer.
+    pub fn name(mut self, n: &str) -> Self {
+        self.name = Some(n.into());
+        self
+    }
+    /// The table, `input_dim x output_dim` row-major (Keras's `embeddings`).
+    pub fn weights(mut self, table: Vec<f32>) -> Self {
+        self.table = Some(table);
+        self
+    }
+    /// Looks up the ids of `x` (an integer input).
+    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
+        let layer = Layer::Embedding {
+            input_dim: self.input_dim,
+            output_dim: self.output_dim,
+        };
+        let w = self.table.clone().map(|kernel| DenseWeights { kernel, bias: None });
+        apply(layer, self.name.as_deref(), &[x], w)
+    }
+}
+
+/// `keras.layers.BatchNormalization(epsilon, center, scale)` at inference, over the last axis.
+/// Without [`weights`](Self::weights) it holds Keras's initial values (gamma 1, beta 0, mean 0,
+/// variance 1).
+#[derive(Clone, Debug)]
+pub struct BatchNormalization {
+    epsilon: f32,
+    center: bool,
+    scale: bool,
+    name: Option<String>,
+    stats: Option<[Vec<f32>; 4]>,
+}
+
+impl BatchNormalization {
+    /// Keras defaults: `epsilon = 1e-3`, center and scale.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        BatchNormalization {
+            epsilon: 1e-3,
+            center: true,
+            scale: true,
+            name: None,
+            stats: None,
+        }
+    }
+    /// Added to the variance.
+    pub fn epsilon(mut self, e: f32) -> Self {
+        self.epsilon = e;
+        self
+    }
+    /// Whether there is a `beta`.
+    pub fn center(mut self, c: bool) -> Self {
+        self.center = c;
+        self
+    }
+    /// Whether there is a `gamma`.
+    pub fn scale(mut self, s: bool) -> Self {
+        self.scale = s;
+        self
+    }
+    /// Names the layer.
+    pub fn name(mut self, n: &str) -> Self {
+        self.name = Some(n.into());
+        self
+    }
+    /// `gamma`, `beta`, `moving_mean`, `moving_variance`, one value per channel each (a
+    /// `gamma` or `beta` the layer does not have is ignored).
+    pub fn weights(
+        mut self,
+        gamma: Vec<f32>,
+        beta: Vec<f32>,
+        mean: Vec<f32>,
+        variance: Vec<f32>,
+    ) -> Self {
+        self.stats = Some([gamma, beta, mean, variance]);
+        self
+    }
+    /// Applies the layer to a symbolic tensor.
+    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
+        let ch = channels(x, self.name.as_deref().unwrap_or("BatchNormalization"))?;
+        let [gamma, beta, mean, variance] = self.stats.clone().unwrap_or_else(|| {
+            [vec![1.0; ch], vec![0.0; ch], vec![0.0; ch], vec![1.0; ch]]
+        });
+        let n = ChannelNorm {
+            epsilon: self.epsilon,
+            gamma: self.scale.then_some(gamma),
+            beta: self.center.then_some(beta),
+            mean,
+            variance,
+        };
+        apply(
+            Layer::BatchNormalization(n),
+            self.name.as_deref(),
+            &[x],
+            None,
+        )
+    }
+}
+
+/// `keras.layers.LayerNormalization(epsilon, center, scale)` over the last axis, or
+/// `keras.layers.RMSNormalization(epsilon)` ([`rms`](Self::rms)). Without
+/// [`weights`](Self::weights): gamma 1, beta 0.
+#[derive(Clone, Debug)]
+pub struct LayerNormalization {
+    epsilon: f32,
+    center: bool,
+    scale: bool,
+    rms: bool,
+    name: Option<String>,
+    params: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+impl LayerNormalization {
+    /// Keras defaults: `epsilon = 1e-3`, center and scale.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        LayerNormalization {
+            epsilon: 1e-3,
+            center: true,
+            scale: true,
+            rms: false,
+            name: None,
+            params: None,
+        }
+    }
+    /// `keras.layers.RMSNormalization`: `x / sqrt(mean(x²) + epsilon) * scale` (Keras
+    /// default epsilon `1e-6`; no offset).
+    pub fn rms() -> Self {
+        LayerNormalization {
+            epsilon: 1e-6,
+            center: false,
+            rms: true,
+            ..LayerNormalization::new()
+        }
+    }
+    /// Added to the variance.
+    pub fn epsilon(mut self, e: f32) -> Self {
+        self.epsilon = e;
+        self
+    }
+    /// Whether there is a `beta` (never with [`rms`](Self::rms)).
+    pub fn center(mut self, c: bool) -> Self {
+        self.center = c && !self.rms;
+        self
+    }
+    /// Whether there is a `gamma`.
+    pub fn scale(mut self, s: bool) -> Self {
+        self.scale = s;
+        self
+    }
+    /// Names the layer.
+    pub fn name(mut self, n: &str) -> Self {
+        self.name = Some(n.into());
+        self
+    }
+    /// `gamma` and `beta`, one value per channel (one the layer does not have is ignored).
+    pub fn weights(mut self, gamma: Vec<f32>, beta: Vec<f32>) -> Self {
+        self.params = Some((gamma, beta));
+        self
+    }
+    /// Applies the layer to a symbolic tensor.
+    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
+        let ch = channels(x, self.name.as_deref().unwrap_or("LayerNormalization"))?;
+        let (gamma, beta) = self
+            .params
+            .clone()
+            .unwrap_or_else(|| (vec![1.0; ch], vec![0.0; ch]));
+        let n = RowNorm {
+            epsilon: self.epsilon,
+            gamma: self.scale.then_some(gamma),
+            beta: self.center.then_some(beta),
+            rms: self.rms,
+        };
+        apply(
+            Layer::LayerNormalization(n),
+            self.name.as_deref(),
+            &[x],
+            None,
+        )
+    }
+}
+
+/// `keras.layers.Normalization(mean, variance)` over the last axis (statistics given, as
+/// after `adapt`).
+#[derive(Clone, Debug)]
+pub struct Normalization {
+    mean: Vec<f32>,
+    variance: Vec<f32>,
+    name: Option<String>,
+}
+
+impl Normalization {
+    /// Per-channel mean and variance.
+    pub fn new(mean: Vec<f32>, variance: Vec<f32>) -> Self {
+        Normalization {
+            mean,
+            variance,
+            name: None,
+        }
+    }
+    /// Names the layer.
+    pub fn name(mut self, n: &str) -> Self {
+        self.name = Some(n.into());
+        self
+    }
+    /// Applies the layer to a symbolic tensor.
+    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
+        let layer = Layer::Normalization {
+            mean: self.mean.clone(),
+            variance: self.variance.clone(),
+        };
+        apply(layer, self.name.as_deref(), &[x], None)
+    }
+}

@@ -21,8 +21,10 @@ mod layers;
 mod summary;
 
 pub use layers::{
-    ActivationLayer, Add, AveragePooling1D, Concatenate, Conv1D, Dense, Dropout, Flatten,
-    GlobalAveragePooling1D, GlobalMaxPooling1D, Input, MaxPooling1D, Permute, Reshape, apply,
+    ActivationLayer, Add, Average, AveragePooling1D, BatchNormalization, Concatenate, Conv1D,
+    Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalMaxPooling1D, Identity,
+    Input, LayerNormalization, MaxPooling1D, Maximum, Minimum, Multiply, Normalization, Permute,
+    Rescaling, Reshape, Subtract, apply,
 };
 
 use crate::error::{Error, Result};
@@ -77,8 +79,6 @@ pub enum Layer {
         /// Axis, counting the batch axis as 0; negative counts from the end.
         axis: isize,
     },
-    /// Elementwise sum of two or more inputs of one shape.
-    Add,
     /// Largest value per window over `[steps, channels]`.
     MaxPooling1D {
         /// Window length.
@@ -112,6 +112,225 @@ pub enum Layer {
         /// A permutation of `1..=rank`.
         dims: Vec<usize>,
     },
+    /// Rows of a `input_dim x output_dim` table (the node's kernel) looked up by integer ids:
+    /// `[..] -> [.., output_dim]`. An id outside `0..input_dim` is an error when run.
+    Embedding {
+        /// Vocabulary size (rows of the table).
+        input_dim: usize,
+        /// Width of a row.
+        output_dim: usize,
+    },
+    /// Inference batch normalization over the last axis:
+    /// `(x - moving_mean) / sqrt(moving_variance + epsilon) * gamma + beta`.
+    BatchNormalization(ChannelNorm),
+    /// Normalization of each position over its last axis, with a learned `gamma` and `beta`
+    /// per channel: `(x - mean) / sqrt(var + epsilon) * gamma + beta`, or with `rms`
+    /// (Keras `RMSNormalization`) `x / sqrt(mean(x²) + epsilon) * gamma`.
+    LayerNormalization(RowNorm),
+    /// Keras's preprocessing `Normalization` with adapted statistics over the last axis:
+    /// `(x - mean) / max(sqrt(variance), 1e-7)`.
+    Normalization {
+        /// Per-channel mean.
+        mean: Vec<f32>,
+        /// Per-channel variance.
+        variance: Vec<f32>,
+    },
+    /// `x * scale + offset`.
+    Rescaling {
+        /// Multiplier.
+        scale: f32,
+        /// Added after the multiplication.
+        offset: f32,
+    },
+    /// Passes its input through.
+    Identity,
+    /// An elementwise merge of two or more inputs of one shape (Keras `Add`, `Subtract`,
+    /// `Multiply`, `Average`, `Maximum`, `Minimum`).
+    Merge(Merge),
+}
+
+/// How a [`Layer::Merge`] combines its inputs, left to right.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Merge {
+    /// `a + b + ...`
+    Add,
+    /// `a - b` (exactly two inputs).
+    Subtract,
+    /// `a * b * ...`
+    Multiply,
+    /// `(a + b + ...) / n`
+    Average,
+    /// Largest per element (NaN if any input is NaN).
+    Maximum,
+    /// Smallest per element (NaN if any input is NaN).
+    Minimum,
+}
+
+impl Merge {
+    /// The Keras class name.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Merge::Add => "Add",
+            Merge::Subtract => "Subtract",
+            Merge::Multiply => "Multiply",
+            Merge::Average => "Average",
+            Merge::Maximum => "Maximum",
+            Merge::Minimum => "Minimum",
+        }
+    }
+}
+
+/// Batch normalization's inference parameters, one value per channel of the last axis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelNorm {
+    /// Added to the variance.
+    pub epsilon: f32,
+    /// Scale (`None`: Keras `scale=False`, i.e. 1).
+    pub gamma: Option<Vec<f32>>,
+    /// Offset (`None`: Keras `center=False`, i.e. 0).
+    pub beta: Option<Vec<f32>>,
+    /// Moving mean.
+    pub mean: Vec<f32>,
+    /// Moving variance (non-negative).
+    pub variance: Vec<f32>,
+}
+
+impl ChannelNorm {
+    /// The per-channel `(scale, shift)` with `y = x * scale + shift`, computed in f64 and
+    /// rounded once: `scale = gamma / sqrt(var + eps)`, `shift = beta - mean * scale`.
+    pub fn affine(&self) -> (Vec<f32>, Vec<f32>) {
+        let n = self.mean.len();
+        (0..n)
+            .map(|c| {
+                let g = self.gamma.as_ref().map_or(1.0, |g| f64::from(g[c]));
+                let b = self.beta.as_ref().map_or(0.0, |b| f64::from(b[c]));
+                let s = g / (f64::from(self.variance[c]) + f64::from(self.epsilon)).sqrt();
+                (s as f32, (b - f64::from(self.mean[c]) * s) as f32)
+            })
+            .unzip()
+    }
+
+    fn check(&self, ch: usize) -> Result<(), String> {
+        let vecs = [
+            ("gamma", self.gamma.as_deref()),
+            ("beta", self.beta.as_deref()),
+            ("moving_mean", Some(&self.mean[..])),
+            ("moving_variance", Some(&self.variance[..])),
+        ];
+        check_channel_vecs(&vecs, ch)?;
+        check_epsilon(self.epsilon)?;
+        if let Some(i) = self.variance.iter().position(|&v| v < 0.0) {
+            return Err(format!(
+                "moving_variance[{i}] is {} (a variance cannot be negative)",
+                self.variance[i]
+            ));
+        }
+        Ok(())
+    }
+
+    fn count(&self) -> usize {
+        self.mean.len() * 2
+            + self.gamma.as_ref().map_or(0, Vec::len)
+            + self.beta.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// Layer normalization's parameters, one value per channel of the last axis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowNorm {
+    /// Added to the variance (or mean square).
+    pub epsilon: f32,
+    /// Scale (`None`: 1).
+    pub gamma: Option<Vec<f32>>,
+    /// Offset (`None`: 0; always `None` with `rms`).
+    pub beta: Option<Vec<f32>>,
+    /// Root-mean-square normalization: no mean is subtracted.
+    pub rms: bool,
+}
+
+impl RowNorm {
+    fn check(&self, ch: usize) -> Result<(), String> {
+        check_channel_vecs(
+            &[("gamma", self.gamma.as_deref()), ("beta", self.beta.as_deref())],
+            ch,
+        )?;
+        if self.rms && self.beta.is_some() {
+            return Err("an RMS normalization has no beta".into());
+        }
+        check_epsilon(self.epsilon)
+    }
+
+    fn count(&self) -> usize {
+        self.gamma.as_ref().map_or(0, Vec::len) + self.beta.as_ref().map_or(0, Vec::len)
+    }
+}
+
+fn check_epsilon(eps: f32) -> Result<(), String> {
+    if eps.is_finite() && eps >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!("epsilon {eps} must be finite and non-negative"))
+    }
+}
+
+/// Each present vector has `ch` finite values.
+fn check_channel_vecs(vecs: &[(&str, Option<&[f32]>)], ch: usize) -> Result<(), String> {
+    for &(what, v) in vecs {
+        let Some(v) = v else { continue };
+        if v.len() != ch {
+            return Err(format!(
+                "{what} has {} values, expected {ch} (one per channel of the last axis)",
+                v.len()
+            ));
+        }
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(format!("{what}[{i}] is {} (weights must be finite)", v[i]));
+        }
+    }
+    Ok(())
+}
+
+/// Element type of a model input or output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// 32-bit float.
+    #[default]
+    F32,
+    /// 32-bit signed integer (token ids).
+    I32,
+    /// 64-bit signed integer (token ids, labels).
+    I64,
+}
+
+impl DType {
+    /// The NumPy / Keras name (`float32`, `int32`, `int64`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "float32",
+            DType::I32 => "int32",
+            DType::I64 => "int64",
+        }
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "float32" => Ok(DType::F32),
+            "int32" => Ok(DType::I32),
+            "int64" => Ok(DType::I64),
+            other => Err(format!(
+                "dtype {other:?} (expected float32, int32 or int64)"
+            )),
+        }
+    }
 }
 
 /// How a window treats the borders (Keras `padding`).
@@ -255,13 +474,20 @@ impl Layer {
             Layer::Flatten => "Flatten",
             Layer::Conv1D { .. } => "Conv1D",
             Layer::Concatenate { .. } => "Concatenate",
-            Layer::Add => "Add",
             Layer::MaxPooling1D { .. } => "MaxPooling1D",
             Layer::AveragePooling1D { .. } => "AveragePooling1D",
             Layer::GlobalMaxPooling1D => "GlobalMaxPooling1D",
             Layer::GlobalAveragePooling1D => "GlobalAveragePooling1D",
             Layer::Reshape { .. } => "Reshape",
             Layer::Permute { .. } => "Permute",
+            Layer::Embedding { .. } => "Embedding",
+            Layer::BatchNormalization(_) => "BatchNormalization",
+            Layer::LayerNormalization(n) if n.rms => "RMSNormalization",
+            Layer::LayerNormalization(_) => "LayerNormalization",
+            Layer::Normalization { .. } => "Normalization",
+            Layer::Rescaling { .. } => "Rescaling",
+            Layer::Identity => "Identity",
+            Layer::Merge(m) => m.type_name(),
         }
     }
 
@@ -275,13 +501,37 @@ impl Layer {
             Layer::Flatten => "flatten",
             Layer::Conv1D { .. } => "conv1d",
             Layer::Concatenate { .. } => "concatenate",
-            Layer::Add => "add",
             Layer::MaxPooling1D { .. } => "max_pooling1d",
             Layer::AveragePooling1D { .. } => "average_pooling1d",
             Layer::GlobalMaxPooling1D => "global_max_pooling1d",
             Layer::GlobalAveragePooling1D => "global_average_pooling1d",
             Layer::Reshape { .. } => "reshape",
             Layer::Permute { .. } => "permute",
+            Layer::Embedding { .. } => "embedding",
+            Layer::BatchNormalization(_) => "batch_normalization",
+            Layer::LayerNormalization(n) if n.rms => "rms_normalization",
+            Layer::LayerNormalization(_) => "layer_normalization",
+            Layer::Normalization { .. } => "normalization",
+            Layer::Rescaling { .. } => "rescaling",
+            Layer::Identity => "identity",
+            Layer::Merge(Merge::Add) => "add",
+            Layer::Merge(Merge::Subtract) => "subtract",
+            Layer::Merge(Merge::Multiply) => "multiply",
+            Layer::Merge(Merge::Average) => "average",
+            Layer::Merge(Merge::Maximum) => "maximum",
+            Layer::Merge(Merge::Minimum) => "minimum",
+        }
+    }
+
+    /// Parameters the layer holds in its configuration (normalization statistics), as
+    /// Keras counts them; kernels and biases are on the node.
+    pub fn param_count(&self) -> usize {
+        match self {
+            Layer::BatchNormalization(n) => n.count(),
+            Layer::LayerNormalization(n) => n.count(),
+            // Keras also counts the adapted sample count.
+            Layer::Normalization { mean, variance } => mean.len() + variance.len() + 1,
+            _ => 0,
         }
     }
 
@@ -299,6 +549,10 @@ impl Layer {
                 use_bias,
                 ..
             } => Some((kernel_size.saturating_mul(last), filters, use_bias)),
+            Layer::Embedding {
+                input_dim,
+                output_dim,
+            } => Some((input_dim, output_dim, false)),
             _ => None,
         }
     }
@@ -359,7 +613,64 @@ impl Layer {
                 *s.last_mut().expect("rank checked") = units;
                 Ok(s)
             }
-            Layer::Activation(_) => one(inputs),
+            Layer::Activation(_) | Layer::Identity | Layer::Rescaling { .. } => one(inputs),
+            Layer::Embedding {
+                input_dim,
+                output_dim,
+            } => {
+                let mut s = one(inputs)?;
+                if input_dim == 0 || output_dim == 0 {
+                    return Err("Embedding input_dim and output_dim must be positive".into());
+                }
+                s.push(output_dim);
+                checked_elems(&s)?;
+                Ok(s)
+            }
+            Layer::BatchNormalization(ref n) => {
+                let s = one(inputs)?;
+                n.check(last_axis(&s)?)?;
+                Ok(s)
+            }
+            Layer::LayerNormalization(ref n) => {
+                let s = one(inputs)?;
+                n.check(last_axis(&s)?)?;
+                Ok(s)
+            }
+            Layer::Normalization {
+                ref mean,
+                ref variance,
+            } => {
+                let s = one(inputs)?;
+                let ch = last_axis(&s)?;
+                check_channel_vecs(
+                    &[("mean", Some(&mean[..])), ("variance", Some(&variance[..]))],
+                    ch,
+                )?;
+                if let Some(i) = variance.iter().position(|&v| v < 0.0) {
+                    return Err(format!("variance[{i}] is {} (cannot be negative)", variance[i]));
+                }
+                Ok(s)
+            }
+            Layer::Merge(m) => {
+                let [first, rest @ ..] = inputs else {
+                    return Err(format!("{} needs at least 2 inputs", m.type_name()));
+                };
+                if rest.is_empty() || (m == Merge::Subtract && rest.len() != 1) {
+                    return Err(format!(
+                        "{} needs {} inputs, got {}",
+                        m.type_name(),
+                        if m == Merge::Subtract { "exactly 2" } else { "at least 2" },
+                        inputs.len()
+                    ));
+                }
+                if let Some(other) = rest.iter().find(|s| *s != first) {
+                    return Err(format!(
+                        "{} inputs differ in shape: {first:?} vs {other:?}",
+                        m.type_name()
+                    ));
+                }
+                Ok(first.to_vec())
+            }
             Layer::Dropout { rate } => {
                 if !(0.0..1.0).contains(&rate) {
                     return Err(format!("Dropout rate must be in [0, 1), got {rate}"));
@@ -388,20 +699,6 @@ impl Layer {
                 let s = one(inputs)?;
                 let (_, ch) = steps_channels(&s, self.type_name())?;
                 Ok(vec![ch])
-            }
-            Layer::Add => {
-                let [first, rest @ ..] = inputs else {
-                    return Err("Add needs at least 2 inputs".into());
-                };
-                if rest.is_empty() {
-                    return Err("Add needs at least 2 inputs".into());
-                }
-                if let Some(other) = rest.iter().find(|s| *s != first) {
-                    return Err(format!(
-                        "Add inputs differ in shape: {first:?} vs {other:?}"
-                    ));
-                }
-                Ok(first.to_vec())
             }
             Layer::Concatenate { axis } => {
                 let [first, rest @ ..] = inputs else {
@@ -435,6 +732,13 @@ impl Layer {
             }
         }
     }
+}
+
+/// The length of the last axis (the channels a normalization works on).
+fn last_axis(s: &[usize]) -> Result<usize, String> {
+    s.last()
+        .copied()
+        .ok_or_else(|| "needs an input of rank >= 1 (besides the batch)".to_string())
 }
 
 /// A Keras concatenation axis (batch = 0, negative from the end) as an index into the
@@ -538,6 +842,7 @@ struct TensorNode {
     inputs: Vec<Tensor>,
     shape: Vec<usize>,
     weights: Option<DenseWeights>,
+    dtype: DType,
 }
 
 impl Tensor {
@@ -551,6 +856,8 @@ impl Tensor {
         let label = name
             .clone()
             .unwrap_or_else(|| layer.type_name().to_string());
+        let dtypes: Vec<DType> = inputs.iter().map(|t| t.0.dtype).collect();
+        check_dtypes(&label, &layer, &dtypes)?;
         let shape = layer.output_shape(&shapes).map_err(|msg| Error::Shape {
             layer: label.clone(),
             msg,
@@ -572,12 +879,78 @@ impl Tensor {
             inputs,
             shape,
             weights,
+            dtype: DType::F32,
         })))
     }
 
     /// Shape without the batch axis.
     pub fn shape(&self) -> &[usize] {
         &self.0.shape
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.0.dtype
+    }
+}
+
+/// Integer values (token ids) are read only by an Embedding.
+fn check_dtypes(label: &str, layer: &Layer, dtypes: &[DType]) -> Result<()> {
+    if matches!(layer, Layer::Embedding { .. }) {
+        return Ok(());
+    }
+    match dtypes.iter().find(|&&d| d != DType::F32) {
+        Some(d) => Err(Error::Shape {
+            layer: label.into(),
+            msg: format!(
+                "{} cannot read {d} values: only an Embedding reads integer ids",
+                layer.type_name()
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// One or several symbolic tensors: what [`Model::new`] takes as inputs and outputs
+/// (`&x`, `&[&a, &b]`, `[&a, &b]`, `&[a, b]`, `vec![a, b]`).
+pub trait Tensors {
+    /// The tensors, in order.
+    fn tensors(&self) -> Vec<Tensor>;
+}
+
+impl Tensors for Tensor {
+    fn tensors(&self) -> Vec<Tensor> {
+        vec![self.clone()]
+    }
+}
+impl Tensors for &Tensor {
+    fn tensors(&self) -> Vec<Tensor> {
+        vec![(*self).clone()]
+    }
+}
+impl Tensors for [&Tensor] {
+    fn tensors(&self) -> Vec<Tensor> {
+        self.iter().map(|&t| t.clone()).collect()
+    }
+}
+impl Tensors for [Tensor] {
+    fn tensors(&self) -> Vec<Tensor> {
+        self.to_vec()
+    }
+}
+impl<const N: usize> Tensors for [&Tensor; N] {
+    fn tensors(&self) -> Vec<Tensor> {
+        self.iter().map(|&t| t.clone()).collect()
+    }
+}
+impl Tensors for Vec<Tensor> {
+    fn tensors(&self) -> Vec<Tensor> {
+        self.clone()
+    }
+}
+impl<T: Tensors + ?Sized> Tensors for &&T {
+    fn tensors(&self) -> Vec<Tensor> {
+        (**self).tensors()
     }
 }
 
@@ -665,34 +1038,62 @@ pub struct Node {
     pub inputs: Vec<usize>,
     /// Output shape without the batch axis.
     pub shape: Vec<usize>,
-    /// Weights, for Dense layers.
+    /// Weights: the kernel and bias of Dense and Conv1D layers, an Embedding's table.
     pub weights: Option<DenseWeights>,
+    /// Element type of the node's values: integer only for inputs of token ids.
+    pub dtype: DType,
 }
 
 impl Node {
-    /// Number of weights.
+    /// A node with `f32` values.
+    pub fn new(
+        name: impl Into<String>,
+        layer: Layer,
+        inputs: Vec<usize>,
+        shape: Vec<usize>,
+        weights: Option<DenseWeights>,
+    ) -> Node {
+        Node {
+            name: name.into(),
+            layer,
+            inputs,
+            shape,
+            weights,
+            dtype: DType::F32,
+        }
+    }
+
+    /// Number of weights (Keras's count, normalization statistics included).
     pub fn count_params(&self) -> usize {
         self.weights
             .as_ref()
             .map_or(0, |w| w.kernel.len() + w.bias.as_ref().map_or(0, Vec::len))
+            + self.layer.param_count()
     }
 }
 
-/// A model: nodes in topological order, one input, one output.
+/// A model: nodes in topological order, its inputs and outputs in Keras order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
     name: String,
     nodes: Vec<Node>,
-    input: usize,
-    output: usize,
+    inputs: Vec<usize>,
+    outputs: Vec<usize>,
+    /// Name of each output (the producing layer's, or the file's output name).
+    output_names: Vec<String>,
 }
 
 impl Model {
-    /// The model from `input` to `output`, as Keras's `Model(inputs, outputs)`.
+    /// The model from `inputs` to `outputs`, as Keras's `Model(inputs, outputs)`: one tensor
+    /// (`&x`) or a list (`&[&a, &b]`) each, kept in the order given.
     /// Layers without weights get Glorot-uniform kernels (seeded by position) and zero biases.
-    pub fn new(input: &Tensor, output: &Tensor) -> Result<Model> {
+    pub fn new(inputs: impl Tensors, outputs: impl Tensors) -> Result<Model> {
+        let (inputs, outputs) = (inputs.tensors(), outputs.tensors());
+        if outputs.is_empty() {
+            return Err(Error::Model("a model needs at least one output".into()));
+        }
         let mut seen = HashSet::new();
-        let mut stack = vec![output.clone()];
+        let mut stack = outputs.clone();
         let mut found = Vec::new();
         while let Some(t) = stack.pop() {
             if seen.insert(t.0.id) {
@@ -700,12 +1101,32 @@ impl Model {
                 found.push(t);
             }
         }
+        // Given inputs the outputs do not read are still inputs of the model (Keras keeps them).
+        for t in &inputs {
+            if seen.insert(t.0.id) {
+                found.push(t.clone());
+            }
+        }
         found.sort_by_key(|t| t.0.id);
-        let inputs: Vec<&Tensor> = found.iter().filter(|t| t.0.layer == Layer::Input).collect();
-        if inputs.len() != 1 || inputs[0].0.id != input.0.id {
+        let given: HashSet<u64> = inputs.iter().map(|t| t.0.id).collect();
+        if let Some(t) = inputs.iter().find(|t| t.0.layer != Layer::Input) {
             return Err(Error::Model(format!(
-                "the output does not depend on exactly the given input ({} input layers reached)",
-                inputs.len()
+                "{:?} is given as an input but is the output of a {} layer",
+                t.0.name.as_deref().unwrap_or(""),
+                t.0.layer.type_name()
+            )));
+        }
+        if given.len() != inputs.len() {
+            return Err(Error::Model("the same input is given twice".into()));
+        }
+        if let Some(t) = found
+            .iter()
+            .find(|t| t.0.layer == Layer::Input && !given.contains(&t.0.id))
+        {
+            return Err(Error::Model(format!(
+                "the outputs depend on an input that is not given ({:?}, shape {:?})",
+                t.0.name.as_deref().unwrap_or("unnamed"),
+                t.0.shape
             )));
         }
         let index: HashMap<u64, usize> =
@@ -718,9 +1139,12 @@ impl Model {
                 inputs: t.0.inputs.iter().map(|i| index[&i.0.id]).collect(),
                 shape: t.0.shape.clone(),
                 weights: t.0.weights.clone(),
+                dtype: t.0.dtype,
             })
             .collect();
-        Model::from_nodes("functional", nodes, 0, found.len() - 1)
+        let ins: Vec<usize> = inputs.iter().map(|t| index[&t.0.id]).collect();
+        let outs: Vec<usize> = outputs.iter().map(|t| index[&t.0.id]).collect();
+        Model::from_nodes("functional", nodes, &ins, &outs)
     }
 
     /// Builds a model from nodes in topological order (what file loaders produce). Empty names
@@ -729,11 +1153,17 @@ impl Model {
     pub fn from_nodes(
         name: &str,
         mut nodes: Vec<Node>,
-        input: usize,
-        output: usize,
+        inputs: &[usize],
+        outputs: &[usize],
     ) -> Result<Model> {
-        if input >= nodes.len() || output >= nodes.len() {
+        if inputs.is_empty() || outputs.is_empty() {
+            return Err(Error::Model("a model needs at least one input and one output".into()));
+        }
+        if inputs.iter().chain(outputs).any(|&i| i >= nodes.len()) {
             return Err(Error::Model("input or output index out of range".into()));
+        }
+        if inputs.iter().collect::<HashSet<_>>().len() != inputs.len() {
+            return Err(Error::Model("the same input is given twice".into()));
         }
         assign_names(&mut nodes)?;
         for i in 0..nodes.len() {
@@ -745,9 +1175,15 @@ impl Model {
                 )));
             }
             let shape = if node.layer == Layer::Input {
-                if i != input {
+                if !inputs.contains(&i) {
                     return Err(Error::Model(format!(
-                        "layer {:?} is a second input; sinter models have one input",
+                        "layer {:?} is an InputLayer that is not one of the model's inputs",
+                        node.name
+                    )));
+                }
+                if !node.inputs.is_empty() {
+                    return Err(Error::Model(format!(
+                        "input {:?} reads other layers",
                         node.name
                     )));
                 }
@@ -779,7 +1215,14 @@ impl Model {
                     })?
             };
             let in_shape = node.inputs.first().map(|&j| nodes[j].shape.clone());
+            if node.layer != Layer::Input {
+                let dtypes: Vec<DType> = node.inputs.iter().map(|&j| nodes[j].dtype).collect();
+                check_dtypes(&node.name, &node.layer, &dtypes)?;
+            }
             let node = &mut nodes[i];
+            if node.layer != Layer::Input {
+                node.dtype = DType::F32;
+            }
             node.shape = shape;
             if let Some(dims) = node.layer.weight_dims(&in_shape.unwrap_or_default()) {
                 match &node.weights {
@@ -794,15 +1237,90 @@ impl Model {
                 )));
             }
         }
-        if nodes[input].layer != Layer::Input {
-            return Err(Error::Model("the input node is not an InputLayer".into()));
+        if let Some(&i) = inputs.iter().find(|&&i| nodes[i].layer != Layer::Input) {
+            return Err(Error::Model(format!(
+                "input {:?} is not an InputLayer",
+                nodes[i].name
+            )));
         }
+        let output_names = outputs.iter().map(|&o| nodes[o].name.clone()).collect();
         Ok(Model {
             name: name.to_string(),
             nodes,
-            input,
-            output,
+            inputs: inputs.to_vec(),
+            outputs: outputs.to_vec(),
+            output_names,
         })
+    }
+
+    /// Renames the outputs (ONNX names its graph outputs apart from the nodes making them).
+    pub fn set_output_names(&mut self, names: Vec<String>) -> Result<()> {
+        if names.len() != self.outputs.len() {
+            return Err(Error::Model(format!(
+                "{} output names for {} outputs",
+                names.len(),
+                self.outputs.len()
+            )));
+        }
+        if names.iter().collect::<HashSet<_>>().len() != names.len() {
+            return Err(Error::Model(format!("two outputs share a name: {names:?}")));
+        }
+        self.output_names = names;
+        Ok(())
+    }
+
+    /// The model restricted to the named outputs (in the order named), with every layer only
+    /// an unrequested output needs removed. The inputs stay as they are.
+    pub fn select_outputs(&self, names: &[&str]) -> Result<Model> {
+        let mut outs = Vec::with_capacity(names.len());
+        let mut out_names = Vec::with_capacity(names.len());
+        for &n in names {
+            let k = self.output_index(n).ok_or_else(|| {
+                Error::Model(format!(
+                    "no output named {n:?} (outputs: {})",
+                    self.output_names.join(", ")
+                ))
+            })?;
+            outs.push(self.outputs[k]);
+            out_names.push(self.output_names[k].clone());
+        }
+        let mut live = vec![false; self.nodes.len()];
+        for &o in &outs {
+            live[o] = true;
+        }
+        for &i in &self.inputs {
+            live[i] = true;
+        }
+        for i in (0..self.nodes.len()).rev() {
+            if live[i] {
+                for &j in &self.nodes[i].inputs {
+                    live[j] = true;
+                }
+            }
+        }
+        let mut map = vec![usize::MAX; self.nodes.len()];
+        let mut nodes = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate().filter(|&(i, _)| live[i]) {
+            map[i] = nodes.len();
+            let mut n = n.clone();
+            n.inputs.iter_mut().for_each(|j| *j = map[*j]);
+            nodes.push(n);
+        }
+        let ins: Vec<usize> = self.inputs.iter().map(|&i| map[i]).collect();
+        let outs: Vec<usize> = outs.iter().map(|&o| map[o]).collect();
+        let mut m = Model::from_nodes(&self.name, nodes, &ins, &outs)?;
+        m.output_names = out_names;
+        Ok(m)
+    }
+
+    /// Position of the output named `name`.
+    pub fn output_index(&self, name: &str) -> Option<usize> {
+        self.output_names.iter().position(|n| n == name)
+    }
+
+    /// Position of the input named `name`.
+    pub fn input_index(&self, name: &str) -> Option<usize> {
+        self.inputs.iter().position(|&i| self.nodes[i].name == name)
     }
 
     /// The model's name (`"functional"` unless a loader says otherwise).
@@ -813,21 +1331,40 @@ impl Model {
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
     }
-    /// Index of the input node.
+    /// Indices of the input nodes, in the model's input order.
+    pub fn inputs(&self) -> &[usize] {
+        &self.inputs
+    }
+    /// Indices of the output nodes, in the model's output order.
+    pub fn outputs(&self) -> &[usize] {
+        &self.outputs
+    }
+    /// Names of the inputs (their InputLayers' names), in order.
+    pub fn input_names(&self) -> Vec<&str> {
+        self.inputs
+            .iter()
+            .map(|&i| self.nodes[i].name.as_str())
+            .collect()
+    }
+    /// Names of the outputs, in order.
+    pub fn output_names(&self) -> &[String] {
+        &self.output_names
+    }
+    /// Index of the first input node (the input of a one-input model).
     pub fn input(&self) -> usize {
-        self.input
+        self.inputs[0]
     }
-    /// Index of the output node.
+    /// Index of the first output node (the output of a one-output model).
     pub fn output(&self) -> usize {
-        self.output
+        self.outputs[0]
     }
-    /// Input shape without the batch axis.
+    /// Shape of the first input, without the batch axis.
     pub fn input_shape(&self) -> &[usize] {
-        &self.nodes[self.input].shape
+        &self.nodes[self.inputs[0]].shape
     }
-    /// Output shape without the batch axis.
+    /// Shape of the first output, without the batch axis.
     pub fn output_shape(&self) -> &[usize] {
-        &self.nodes[self.output].shape
+        &self.nodes[self.outputs[0]].shape
     }
     /// The node named `name`.
     pub fn layer(&self, name: &str) -> Option<&Node> {

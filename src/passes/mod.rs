@@ -7,6 +7,7 @@
 mod drop_dropout;
 mod drop_linear;
 mod elide_concat;
+mod fold_affine;
 mod fuse_activations;
 mod prune;
 mod push_through_concat;
@@ -16,6 +17,7 @@ mod split_activations;
 pub use drop_dropout::DropDropout;
 pub use drop_linear::DropLinear;
 pub use elide_concat::ElideConcat;
+pub use fold_affine::FoldAffine;
 pub use fuse_activations::FuseActivations;
 pub use prune::Prune;
 pub use push_through_concat::PushActivationThroughConcat;
@@ -24,7 +26,8 @@ pub use split_activations::SplitActivations;
 
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
-use crate::model::{DenseWeights, Layer, Model, Window, concat_axis, permutation};
+use crate::model::{DType, DenseWeights, Layer, Merge, Model, RowNorm, Window, concat_axis, permutation};
+use std::borrow::Cow;
 
 /// An op of the lowered graph.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,8 +36,8 @@ pub enum Op<'m> {
     Input,
     /// `acts(x · kernel + bias)`: the activations run in the kernel's epilogue, in order.
     Dense {
-        /// The layer's weights.
-        weights: &'m DenseWeights,
+        /// The layer's weights (owned once a pass rewrote them, e.g. folded a batch norm).
+        weights: Cow<'m, DenseWeights>,
         /// Activations applied after the bias, in order.
         acts: Vec<Activation>,
         /// A stride-`s` convolution read straight from `[steps, ch]`: GEMM row `o` is the
@@ -76,8 +79,25 @@ pub enum Op<'m> {
         /// Set by [`ElideConcat`]: the producers write straight into this buffer; no copy.
         elided: bool,
     },
-    /// Elementwise sum of the inputs, in input order.
-    Add,
+    /// Elementwise merge of the inputs, left to right.
+    Merge(Merge),
+    /// `x * scale + shift` per channel of the last axis, one rounding (batch normalization,
+    /// `Normalization`, `Rescaling`).
+    Affine {
+        /// Per-channel multiplier.
+        scale: Vec<f32>,
+        /// Per-channel offset.
+        shift: Vec<f32>,
+    },
+    /// Layer (or RMS) normalization of each last-axis row.
+    Norm(&'m RowNorm),
+    /// Rows of `table` (`vocab x dim`) picked by the integer ids of a graph input.
+    Gather {
+        /// The table, row-major.
+        table: &'m [f32],
+        /// Row width.
+        dim: usize,
+    },
     /// Output axis `i` is input axis `perm[i]` (per sample, 0-based): a transpose that moves
     /// data. Permutes that move only axes of length 1 are lowered to [`Op::Reshape`] instead.
     Permute(Vec<usize>),
@@ -112,10 +132,20 @@ pub struct GNode<'m> {
 pub struct Graph<'m> {
     /// Nodes in topological order.
     pub nodes: Vec<GNode<'m>>,
-    /// Index of the input node.
-    pub input: usize,
-    /// Index of the output node.
-    pub output: usize,
+    /// The input nodes, in the model's order.
+    pub inputs: Vec<usize>,
+    /// The output nodes, in the model's order.
+    pub outputs: Vec<usize>,
+    /// Element type of each input.
+    pub input_types: Vec<DType>,
+}
+
+impl Graph<'_> {
+    /// Maps input and output indices through `map` (old node -> new node).
+    pub fn remap_io(&mut self, map: &[usize]) {
+        self.inputs.iter_mut().for_each(|i| *i = map[*i]);
+        self.outputs.iter_mut().for_each(|o| *o = map[*o]);
+    }
 }
 
 /// A named graph rewrite.
@@ -148,7 +178,7 @@ impl<'m> Graph<'m> {
             let op = match &n.layer {
                 Layer::Input => Op::Input,
                 Layer::Dense { activation, .. } => Op::Dense {
-                    weights: weights()?,
+                    weights: Cow::Borrowed(weights()?),
                     acts: vec![*activation],
                     conv: None,
                 },
@@ -195,7 +225,7 @@ impl<'m> Graph<'m> {
                     nodes.push(GNode {
                         name: n.name.clone(),
                         op: Op::Dense {
-                            weights: weights()?,
+                            weights: Cow::Borrowed(weights()?),
                             acts: vec![*activation],
                             conv,
                         },
@@ -206,7 +236,45 @@ impl<'m> Graph<'m> {
                     continue;
                 }
                 Layer::Activation(a) => Op::Activation(*a),
-                Layer::Dropout { .. } => Op::Dropout,
+                Layer::Dropout { .. } | Layer::Identity => Op::Dropout,
+                Layer::Embedding { output_dim, .. } => {
+                    let src = n.inputs.first().map(|&j| &m.nodes()[j]);
+                    if !src.is_some_and(|s| s.layer == Layer::Input) {
+                        return Err(Error::Shape {
+                            layer: n.name.clone(),
+                            msg: "an Embedding must read a model input (its ids)".into(),
+                        });
+                    }
+                    Op::Gather {
+                        table: &weights()?.kernel,
+                        dim: *output_dim,
+                    }
+                }
+                Layer::BatchNormalization(bn) => {
+                    let (scale, shift) = bn.affine();
+                    Op::Affine { scale, shift }
+                }
+                Layer::Normalization { mean, variance } => {
+                    // Keras: (x - mean) / max(sqrt(variance), 1e-7), folded into one affine.
+                    let (scale, shift) = mean
+                        .iter()
+                        .zip(variance)
+                        .map(|(&mu, &var)| {
+                            let s = 1.0 / f64::from(var).sqrt().max(1e-7);
+                            (s as f32, (-f64::from(mu) * s) as f32)
+                        })
+                        .unzip();
+                    Op::Affine { scale, shift }
+                }
+                Layer::Rescaling { scale, offset } => {
+                    let ch = n.shape.last().copied().unwrap_or(0);
+                    Op::Affine {
+                        scale: vec![*scale; ch],
+                        shift: vec![*offset; ch],
+                    }
+                }
+                Layer::LayerNormalization(norm) => Op::Norm(norm),
+                Layer::Merge(k) => Op::Merge(*k),
                 Layer::Flatten => Op::Flatten,
                 Layer::Reshape { .. } => Op::Reshape,
                 Layer::Permute { dims } => {
@@ -238,7 +306,6 @@ impl<'m> Graph<'m> {
                     axis: concat_axis(*axis, in_shape.len()).map_err(bad)?,
                     elided: false,
                 },
-                Layer::Add => Op::Add,
             };
             nodes.push(GNode {
                 name: n.name.clone(),
@@ -250,17 +317,24 @@ impl<'m> Graph<'m> {
         }
         let g = Graph {
             nodes,
-            input: map[m.input()],
-            output: map[m.output()],
+            inputs: m.inputs().iter().map(|&i| map[i]).collect(),
+            outputs: m.outputs().iter().map(|&o| map[o]).collect(),
+            input_types: m.inputs().iter().map(|&i| m.nodes()[i].dtype).collect(),
         };
         g.check()
             .map_err(|msg| Error::Pass { pass: "lower", msg })?;
         Ok(g)
     }
 
-    /// Number of nodes reading node `i` (the output counts as one reader).
+    /// Number of nodes reading node `i` (each output it is counts as one reader).
     pub fn consumers(&self, i: usize) -> usize {
-        self.nodes.iter().filter(|n| n.inputs.contains(&i)).count() + usize::from(self.output == i)
+        self.nodes.iter().filter(|n| n.inputs.contains(&i)).count()
+            + self.outputs.iter().filter(|&&o| o == i).count()
+    }
+
+    /// Whether node `i` is one of the outputs.
+    pub fn is_output(&self, i: usize) -> bool {
+        self.outputs.contains(&i)
     }
 
     /// Makes every reader of `from` (and the output) read `to` instead.
@@ -272,16 +346,21 @@ impl<'m> Graph<'m> {
                 }
             }
         }
-        if self.output == from {
-            self.output = to;
+        for o in &mut self.outputs {
+            if *o == from {
+                *o = to;
+            }
         }
     }
 
     /// Checks order, arity and shapes.
     pub fn check(&self) -> std::result::Result<(), String> {
         let n = self.nodes.len();
-        if self.input >= n || self.output >= n {
-            return Err("input or output out of range".into());
+        if self.inputs.iter().chain(&self.outputs).any(|&i| i >= n)
+            || self.outputs.is_empty()
+            || self.inputs.len() != self.input_types.len()
+        {
+            return Err("inputs or outputs out of range".into());
         }
         for (i, node) in self.nodes.iter().enumerate() {
             if node.inputs.iter().any(|&j| j >= i) {
@@ -294,7 +373,7 @@ impl<'m> Graph<'m> {
                 .collect();
             let expect = match &node.op {
                 Op::Input => {
-                    if !node.inputs.is_empty() || i != self.input {
+                    if !node.inputs.is_empty() || !self.inputs.contains(&i) {
                         return Err(format!("{:?}: stray input node", node.name));
                     }
                     continue;
@@ -332,6 +411,32 @@ impl<'m> Graph<'m> {
                 Op::Pad { left, right } => match ins.as_slice() {
                     [[steps, ch]] => vec![steps + left + right, *ch],
                     _ => return Err(format!("{:?}: pad needs [steps, ch]", node.name)),
+                },
+                Op::Affine { scale, shift } => match ins.as_slice() {
+                    [x] if x.last() == Some(&scale.len()) && shift.len() == scale.len() => {
+                        x.to_vec()
+                    }
+                    _ => return Err(format!("{:?}: affine width", node.name)),
+                },
+                Op::Norm(norm) => match ins.as_slice() {
+                    [x] if norm.gamma.as_ref().is_none_or(|g| x.last() == Some(&g.len()))
+                        && norm.beta.as_ref().is_none_or(|b| x.last() == Some(&b.len())) =>
+                    {
+                        x.to_vec()
+                    }
+                    _ => return Err(format!("{:?}: normalization width", node.name)),
+                },
+                Op::Gather { table, dim } => match node.inputs.as_slice() {
+                    [j] if self.inputs.contains(j)
+                        && *dim > 0
+                        && table.len().is_multiple_of(*dim)
+                        && !table.is_empty() =>
+                    {
+                        let mut s = self.nodes[*j].shape.clone();
+                        s.push(*dim);
+                        s
+                    }
+                    _ => return Err(format!("{:?}: gather reads a graph input", node.name)),
                 },
                 Op::Activation(_) | Op::Dropout => match ins.as_slice() {
                     [x] => x.to_vec(),
@@ -378,9 +483,11 @@ impl<'m> Graph<'m> {
                     s[*axis] = ins.iter().map(|x| x.get(*axis).copied().unwrap_or(0)).sum();
                     s
                 }
-                Op::Add => match ins.as_slice() {
+                Op::Merge(_) => match ins.as_slice() {
                     [x, rest @ ..] if !rest.is_empty() && rest.iter().all(|r| r == x) => x.to_vec(),
-                    _ => return Err(format!("{:?}: add needs 2+ inputs of one shape", node.name)),
+                    _ => {
+                        return Err(format!("{:?}: merge needs 2+ inputs of one shape", node.name));
+                    }
                 },
                 Op::Permute(perm) => match ins.as_slice() {
                     [x] if permutation(
@@ -408,7 +515,11 @@ impl<'m> Graph<'m> {
 /// The pass pipeline: with `fuse`, activations move into Dense epilogues; without, every
 /// activation becomes a separate step.
 pub fn pipeline(fuse: bool) -> Vec<Box<dyn Pass>> {
-    let mut passes: Vec<Box<dyn Pass>> = vec![Box::new(DropDropout), Box::new(DropLinear)];
+    let mut passes: Vec<Box<dyn Pass>> = vec![
+        Box::new(DropDropout),
+        Box::new(DropLinear),
+        Box::new(FoldAffine),
+    ];
     if fuse {
         passes.push(Box::new(PushActivationThroughConcat));
         passes.push(Box::new(FuseActivations));

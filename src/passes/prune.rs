@@ -11,8 +11,9 @@ impl Pass for Prune {
     }
     fn run<'m>(&self, g: Graph<'m>) -> Graph<'m> {
         let mut live = vec![false; g.nodes.len()];
-        live[g.output] = true;
-        live[g.input] = true;
+        for &i in g.inputs.iter().chain(&g.outputs) {
+            live[i] = true;
+        }
         for i in (0..g.nodes.len()).rev() {
             if live[i] {
                 for &j in &g.nodes[i].inputs {
@@ -29,10 +30,13 @@ impl Pass for Prune {
                 nodes.push(node);
             }
         }
-        Graph {
+        let mut out = Graph {
             nodes,
-            input: map[g.input],
-            output: map[g.output],
-        }
+            inputs: g.inputs,
+            outputs: g.outputs,
+            input_types: g.input_types,
+        };
+        out.remap_io(&map);
+        out
     }
 }

@@ -20,7 +20,7 @@ impl SharePadding {
                     .filter(|&c| g.nodes[c].inputs.contains(&p))
                     .collect();
                 match readers.as_slice() {
-                    [c] if g.output != p
+                    [c] if !g.is_output(p)
                         && matches!(g.nodes[*c].op, Op::Dense { conv: Some(_), .. }) =>
                     {
                         Some((p, *c))

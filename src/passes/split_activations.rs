@@ -33,10 +33,13 @@ impl Pass for SplitActivations {
             }
             map[i] = nodes.len() - 1;
         }
-        Graph {
+        let mut out = Graph {
             nodes,
-            input: map[g.input],
-            output: map[g.output],
-        }
+            inputs: g.inputs,
+            outputs: g.outputs,
+            input_types: g.input_types,
+        };
+        out.remap_io(&map);
+        out
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 
 fn loc(l: Loc, len: usize) -> String {
     match l {
-        Loc::Input => format!("input[{len}]"),
+        Loc::Input(k) => format!("input{k}[{len}]"),
         Loc::Arena(o) => format!("arena@{}[{len}]", o * 4),
     }
 }
@@ -106,7 +106,23 @@ impl fmt::Display for Plan {
                     Kind::Concat { inner, .. } => {
                         (format!("concat copy ({} inputs)", inner.len()), "-".into())
                     }
-                    Kind::Add => (format!("add ({} inputs)", s.rest.len() + 1), "-".into()),
+                    Kind::Merge(m) => (
+                        format!("{} ({} inputs)", m.type_name(), s.rest.len() + 1),
+                        "-".into(),
+                    ),
+                    Kind::Affine { scale, .. } => {
+                        let inplace = if s.src == s.dst { ", in place" } else { "" };
+                        (format!("scale+shift x{}{inplace}", scale.len()), "-".into())
+                    }
+                    Kind::Norm { norm, width } => {
+                        let inplace = if s.src == s.dst { ", in place" } else { "" };
+                        let what = if norm.rms { "rms norm" } else { "layer norm" };
+                        (format!("{what} row pass x{width}{inplace}"), "-".into())
+                    }
+                    Kind::Gather { table, dim } => (
+                        format!("gather {} x {dim} table", table.len() / dim),
+                        "-".into(),
+                    ),
                     Kind::Permute { shape, perm } => (
                         format!(
                             "permute {shape:?} -> {:?}",

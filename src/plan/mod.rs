@@ -20,11 +20,11 @@ mod arena;
 mod display;
 mod session;
 
-pub use session::Session;
+pub use session::{Outputs, Session, Values};
 
 use crate::error::{Error, Result};
 use crate::kernels::{self, Activation, EpOp, Isa, PackedB, Strided};
-use crate::model::{Model, Window, checked_elems};
+use crate::model::{DType, Merge, Model, Window, checked_elems};
 use crate::passes::{self, Graph, Op};
 use arena::Arena;
 
@@ -61,8 +61,8 @@ impl Default for CompileOptions {
 /// Where a step reads or writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Loc {
-    /// The caller's input slice.
-    Input,
+    /// The caller's input `k`.
+    Input(usize),
     /// The session arena, at this offset (f32 units).
     Arena(usize),
 }
@@ -113,8 +113,23 @@ pub(crate) enum Kind {
         outer: usize,
         inner: Vec<usize>,
     },
-    /// Sum of the inputs, in order.
-    Add,
+    /// The inputs merged elementwise, left to right.
+    Merge(Merge),
+    /// `x * scale + shift` per channel of `scale.len()` (one rounding).
+    Affine {
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+    },
+    /// Layer / RMS normalization of each `width` row.
+    Norm {
+        norm: kernels::RowNorm,
+        width: usize,
+    },
+    /// Rows of `table` (`dim` wide) picked by the ids of the step's input.
+    Gather {
+        table: Vec<f32>,
+        dim: usize,
+    },
     /// Per sample, output axis `i` is input axis `perm[i]` of `[shape]`.
     Permute {
         shape: Vec<usize>,
@@ -143,6 +158,19 @@ impl Step {
     }
 }
 
+/// A model input or output as a plan sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    /// The input layer's or output's name.
+    pub name: String,
+    /// Shape without the batch axis.
+    pub shape: Vec<usize>,
+    /// Element type.
+    pub dtype: DType,
+    /// Values per sample.
+    pub len: usize,
+}
+
 /// A compiled model: steps, buffer offsets, packed weights. Immutable; share it with `Arc`.
 #[derive(Debug)]
 pub struct Plan {
@@ -152,17 +180,19 @@ pub struct Plan {
     pub(crate) max_batch: usize,
     pub(crate) threads: usize,
     pub(crate) pool: Option<kernels::Workers>,
-    pub(crate) input_shape: Vec<usize>,
-    pub(crate) output_shape: Vec<usize>,
-    pub(crate) in_len: usize,
-    pub(crate) out_len: usize,
-    pub(crate) output: Loc,
+    pub(crate) inputs: Vec<TensorInfo>,
+    pub(crate) outputs: Vec<TensorInfo>,
+    /// Per input: the vocabulary size of the Embeddings reading it (the smallest), whose ids
+    /// are checked before a run.
+    pub(crate) id_limits: Vec<Option<usize>>,
+    /// Where each output ends up (always the arena: an input-aliased output is copied).
+    pub(crate) output_locs: Vec<usize>,
     /// Arena size in f32 units.
     pub(crate) arena_len: usize,
     /// Samples run through all steps at a time (see [`Plan::chunk`]).
     pub(crate) chunk: usize,
-    /// Where chunked runs gather their outputs (`max_batch x out_len`, after every buffer).
-    pub(crate) results: Option<usize>,
+    /// Where chunked runs gather each output (`max_batch x len`, after every buffer).
+    pub(crate) results: Option<Vec<usize>>,
     pub(crate) passes: Vec<&'static str>,
 }
 
@@ -186,13 +216,54 @@ impl Plan {
         let Schedule {
             steps,
             arena,
-            output,
-        } = schedule(&g, buffers, opts, isa, model.input_shape())?;
-        let in_len = elems(model.input_shape(), "input", opts.max_batch)?;
-        let out_len = elems(&g.nodes[g.output].shape, "output", opts.max_batch)?;
+            outputs: output_locs,
+        } = schedule(&g, buffers, opts, isa)?;
+        let info = |name: &str, node: usize, dtype: DType| -> Result<TensorInfo> {
+            let shape = g.nodes[node].shape.clone();
+            Ok(TensorInfo {
+                name: name.to_string(),
+                len: elems(&shape, name, opts.max_batch)?,
+                shape,
+                dtype,
+            })
+        };
+        let names = model.input_names();
+        let inputs = g
+            .inputs
+            .iter()
+            .zip(&g.input_types)
+            .zip(&names)
+            .map(|((&i, &t), n)| info(n, i, t))
+            .collect::<Result<Vec<_>>>()?;
+        let outputs = g
+            .outputs
+            .iter()
+            .zip(model.output_names())
+            .map(|(&o, n)| info(n, o, DType::F32))
+            .collect::<Result<Vec<_>>>()?;
+        let mut id_limits = vec![None; inputs.len()];
+        for s in &steps {
+            if let (Kind::Gather { table, dim }, Loc::Input(k)) = (&s.kind, s.src) {
+                let vocab = table.len() / dim;
+                id_limits[k] = Some(id_limits[k].map_or(vocab, |v: usize| v.min(vocab)));
+            }
+        }
         let chunk = chunk_size(&steps, arena.len(), opts.max_batch);
-        let results = (chunk < opts.max_batch).then(|| arena.len());
-        let arena_len = arena.len() + results.map_or(0, |_| out_len * opts.max_batch);
+        let mut arena_len = arena.len();
+        let results = if chunk < opts.max_batch {
+            let mut offs = Vec::with_capacity(outputs.len());
+            for o in &outputs {
+                offs.push(arena_len);
+                arena_len = o
+                    .len
+                    .checked_mul(opts.max_batch)
+                    .and_then(|l| l.checked_add(arena_len))
+                    .ok_or_else(|| Error::Options("arena size overflows".into()))?;
+            }
+            Some(offs)
+        } else {
+            None
+        };
         arena_len
             .checked_mul(4)
             .ok_or_else(|| Error::Options("arena size overflows".into()))?;
@@ -203,11 +274,10 @@ impl Plan {
             max_batch: opts.max_batch,
             threads: opts.threads,
             pool: thread_pool(opts.threads)?,
-            input_shape: model.input_shape().to_vec(),
-            output_shape: g.nodes[g.output].shape.clone(),
-            in_len,
-            out_len,
-            output,
+            inputs,
+            outputs,
+            id_limits,
+            output_locs,
             arena_len,
             chunk,
             results,
@@ -235,21 +305,33 @@ impl Plan {
     pub fn threads(&self) -> usize {
         self.threads
     }
-    /// Input shape without the batch axis.
+    /// The model's inputs, in order.
+    pub fn inputs(&self) -> &[TensorInfo] {
+        &self.inputs
+    }
+    /// The outputs the plan computes, in order.
+    pub fn outputs(&self) -> &[TensorInfo] {
+        &self.outputs
+    }
+    /// Shape of the first input, without the batch axis.
     pub fn input_shape(&self) -> &[usize] {
-        &self.input_shape
+        &self.inputs[0].shape
     }
-    /// Output shape without the batch axis.
+    /// Shape of the first output, without the batch axis.
     pub fn output_shape(&self) -> &[usize] {
-        &self.output_shape
+        &self.outputs[0].shape
     }
-    /// Values per input sample.
+    /// Values per sample of the first input.
     pub fn input_len(&self) -> usize {
-        self.in_len
+        self.inputs[0].len
     }
-    /// Values per output sample.
+    /// Values per sample of the first output.
     pub fn output_len(&self) -> usize {
-        self.out_len
+        self.outputs[0].len
+    }
+    /// The vocabulary of the Embeddings reading input `k` (ids must be below it).
+    pub fn id_limit(&self, k: usize) -> Option<usize> {
+        self.id_limits.get(k).copied().flatten()
     }
     /// Samples a session runs through all steps at a time: `max_batch`, or fewer when the
     /// weights fit in L2 and a whole batch of activations would not.
@@ -297,6 +379,13 @@ impl Plan {
     pub fn run(self: &std::sync::Arc<Self>, input: &[f32]) -> Result<Vec<f32>> {
         let mut s = self.session()?;
         Ok(s.run(input)?.to_vec())
+    }
+
+    /// [`run`](Self::run) for any number of inputs; returns every output. Allocates.
+    pub fn run_all(self: &std::sync::Arc<Self>, inputs: &[Values<'_>]) -> Result<Vec<Vec<f32>>> {
+        let mut s = self.session()?;
+        let out = s.run_all(inputs)?;
+        Ok(out.iter().map(<[f32]>::to_vec).collect())
     }
 
     /// Runs one Dense step on `m` rows (`A` rows `lda` apart, `C` rows `ldc` apart), splitting
@@ -388,8 +477,8 @@ impl Plan {
 struct Schedule {
     steps: Vec<Step>,
     arena: Arena,
-    /// Where the output ends up (always the arena: an input-aliased output is copied).
-    output: Loc,
+    /// Arena offset of each output (an input-aliased output is copied into the arena).
+    outputs: Vec<usize>,
 }
 
 /// Values per sample of `shape`, checked to fit `max_batch` samples.
@@ -403,13 +492,7 @@ fn elems(shape: &[usize], name: &str, max_batch: usize) -> Result<usize> {
         })
 }
 
-fn schedule(
-    g: &Graph,
-    buffers: Buffers,
-    opts: &CompileOptions,
-    isa: Isa,
-    input_shape: &[usize],
-) -> Result<Schedule> {
+fn schedule(g: &Graph, buffers: Buffers, opts: &CompileOptions, isa: Isa) -> Result<Schedule> {
     let elems = |shape: &[usize], name: &str| elems(shape, name, opts.max_batch);
     let Buffers {
         into,
@@ -430,14 +513,15 @@ fn schedule(
         let out_len = elems(&g.nodes[sized_by[b]].shape, &node.name)?;
         let len = out_len * opts.max_batch;
         if matches!(node.op, Op::Input) {
-            loc[b] = Some(Loc::Input);
+            let k = g.inputs.iter().position(|&j| j == i).expect("checked graph");
+            loc[b] = Some(Loc::Input(k));
             continue;
         }
         let sb = buf_of[node.inputs[0]];
         let src_loc = loc[sb].expect("inputs are written before they are read");
-        // An activation overwrites its input when nothing reads that afterwards.
-        let in_place = matches!(node.op, Op::Activation(_))
-            && src_loc != Loc::Input
+        // An elementwise or row step overwrites its input when nothing reads that afterwards.
+        let in_place = matches!(node.op, Op::Activation(_) | Op::Affine { .. } | Op::Norm(_))
+            && matches!(src_loc, Loc::Arena(_))
             && last_use[sb] == i
             && size[sb] == len;
         if in_place {
@@ -472,26 +556,30 @@ fn schedule(
             }
         }
     }
-    let in_len = elems(input_shape, "input")?;
-    let out_len = elems(&g.nodes[g.output].shape, "output")?;
-    let mut output = loc[buf_of[g.output]].expect("the output is written");
-    if output == Loc::Input {
-        let off = arena.alloc(out_len * opts.max_batch);
-        steps.push(Step {
-            name: "copy".into(),
-            kind: Kind::Copy,
-            src: Loc::Input,
-            dst: Loc::Arena(off),
-            in_len,
-            out_len,
-            rest: vec![],
-        });
-        output = Loc::Arena(off);
+    let mut outputs = Vec::with_capacity(g.outputs.len());
+    for &o in &g.outputs {
+        let len = elems(&g.nodes[o].shape, &g.nodes[o].name)?;
+        match loc[buf_of[o]].expect("the output is written") {
+            Loc::Arena(off) => outputs.push(off),
+            src @ Loc::Input(_) => {
+                let off = arena.alloc(len * opts.max_batch);
+                steps.push(Step {
+                    name: "copy".into(),
+                    kind: Kind::Copy,
+                    src,
+                    dst: Loc::Arena(off),
+                    in_len: len,
+                    out_len: len,
+                    rest: vec![],
+                });
+                outputs.push(off);
+            }
+        }
     }
     Ok(Schedule {
         steps,
         arena,
-        output,
+        outputs,
     })
 }
 
@@ -581,7 +669,9 @@ impl Buffers {
                 last_use[buf_of[j]] = i;
             }
         }
-        last_use[buf_of[g.output]] = usize::MAX;
+        for &o in &g.outputs {
+            last_use[buf_of[o]] = usize::MAX;
+        }
         Buffers {
             into,
             view,
@@ -634,7 +724,7 @@ fn step_kind(
                     } else {
                         (rows * batch).min(256)
                     };
-                    let t = kernels::tune::tune(isa, &weights.kernel, bias, k, units, m, &ops)
+                            let t = kernels::tune::tune(isa, &weights.kernel, bias, k, units, m, &ops)
                         .map_err(shape_err)?;
                     (t.packed, Some(t.report))
                 }
@@ -680,7 +770,24 @@ fn step_kind(
                 .map(|&j| g.nodes[j].shape[*axis..].iter().product())
                 .collect(),
         },
-        Op::Add => Kind::Add,
+        Op::Merge(m) => Kind::Merge(*m),
+        Op::Affine { scale, shift } => Kind::Affine {
+            scale: scale.clone(),
+            shift: shift.clone(),
+        },
+        Op::Norm(n) => Kind::Norm {
+            norm: kernels::RowNorm {
+                epsilon: n.epsilon,
+                rms: n.rms,
+                gamma: n.gamma.clone(),
+                beta: n.beta.clone(),
+            },
+            width: *node.shape.last().expect("checked rank"),
+        },
+        Op::Gather { table, dim } => Kind::Gather {
+            table: table.to_vec(),
+            dim: *dim,
+        },
         Op::Permute(perm) => Kind::Permute {
             shape: x.clone(),
             perm: perm.clone(),

@@ -3,15 +3,146 @@
 use super::{Kind, Loc, Plan};
 use crate::error::{Error, Result};
 use crate::kernels::{self, ops};
+use crate::model::{DType, Merge};
 use std::sync::Arc;
+
+/// One model input for [`Session::run_all`]: `batch x len` values, batch first.
+#[derive(Clone, Copy, Debug)]
+pub enum Values<'a> {
+    /// 32-bit floats (for an integer input: every value must be a whole number).
+    F32(&'a [f32]),
+    /// 32-bit integers (token ids).
+    I32(&'a [i32]),
+    /// 64-bit integers (token ids).
+    I64(&'a [i64]),
+}
+
+impl Values<'_> {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Values::F32(v) => v.len(),
+            Values::I32(v) => v.len(),
+            Values::I64(v) => v.len(),
+        }
+    }
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        match self {
+            Values::F32(_) => DType::F32,
+            Values::I32(_) => DType::I32,
+            Values::I64(_) => DType::I64,
+        }
+    }
+    /// Value `i` as an id below `limit`, if it is one.
+    fn id(&self, i: usize, limit: usize) -> Option<usize> {
+        let id = match *self {
+            Values::F32(v) => {
+                let x = v[i];
+                // Keras casts a float id; only an exact whole number means one id.
+                (x.fract() == 0.0 && x >= 0.0 && x < limit as f32).then_some(x as usize)?
+            }
+            Values::I32(v) => usize::try_from(v[i]).ok()?,
+            Values::I64(v) => usize::try_from(v[i]).ok()?,
+        };
+        (id < limit).then_some(id)
+    }
+    /// The value behind a failed [`id`](Self::id), for the error message.
+    fn show(&self, i: usize) -> String {
+        match *self {
+            Values::F32(v) => v[i].to_string(),
+            Values::I32(v) => v[i].to_string(),
+            Values::I64(v) => v[i].to_string(),
+        }
+    }
+}
+
+impl<'a> From<&'a [f32]> for Values<'a> {
+    fn from(v: &'a [f32]) -> Self {
+        Values::F32(v)
+    }
+}
+impl<'a> From<&'a [i32]> for Values<'a> {
+    fn from(v: &'a [i32]) -> Self {
+        Values::I32(v)
+    }
+}
+impl<'a> From<&'a [i64]> for Values<'a> {
+    fn from(v: &'a [i64]) -> Self {
+        Values::I64(v)
+    }
+}
+impl<'a> From<&'a Vec<f32>> for Values<'a> {
+    fn from(v: &'a Vec<f32>) -> Self {
+        Values::F32(v)
+    }
+}
+impl<'a> From<&'a Vec<i32>> for Values<'a> {
+    fn from(v: &'a Vec<i32>) -> Self {
+        Values::I32(v)
+    }
+}
+impl<'a> From<&'a Vec<i64>> for Values<'a> {
+    fn from(v: &'a Vec<i64>) -> Self {
+        Values::I64(v)
+    }
+}
+
+/// The outputs of one run, borrowed from the session's arena until the next run.
+#[derive(Debug)]
+pub struct Outputs<'s> {
+    plan: &'s Plan,
+    arena: &'s [f32],
+    batch: usize,
+}
+
+impl<'s> Outputs<'s> {
+    /// Number of outputs.
+    pub fn len(&self) -> usize {
+        self.plan.outputs.len()
+    }
+    /// Whether there are none (never: a plan has at least one output).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Samples in the batch.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+    /// Output `k`: `batch x len` values, batch first.
+    ///
+    /// # Panics
+    /// If `k` is not below [`len`](Self::len).
+    pub fn get(&self, k: usize) -> &'s [f32] {
+        let len = self.batch * self.plan.outputs[k].len;
+        let at = match &self.plan.results {
+            Some(r) if self.batch > self.plan.chunk => r[k],
+            _ => self.plan.output_locs[k],
+        };
+        &self.arena[at..at + len]
+    }
+    /// The output named `name`.
+    pub fn by_name(&self, name: &str) -> Option<&'s [f32]> {
+        let k = self.plan.outputs.iter().position(|o| o.name == name)?;
+        Some(self.get(k))
+    }
+    /// Every output, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'s [f32]> + '_ {
+        (0..self.len()).map(|k| self.get(k))
+    }
+}
 
 /// Run state for one [`Plan`]: owns the arena. One per thread; cheap to keep around.
 ///
 /// A session holds the `Arc` of the plan it was made from and can only run that plan: using
 /// it with another plan is not expressible. Any number of sessions may run one plan at once
-/// (`tests/concurrency.rs`). Inputs are not validated beyond their length: NaN and infinities
-/// propagate through the arithmetic (every activation maps a NaN to the canonical quiet NaN),
-/// never a panic.
+/// (`tests/concurrency.rs`). Inputs are checked for count, type, length and (for token ids)
+/// range; float values are not validated beyond that: NaN and infinities propagate through
+/// the arithmetic (every activation maps a NaN to the canonical quiet NaN), never a panic.
 #[derive(Debug)]
 pub struct Session {
     plan: Arc<Plan>,
@@ -37,50 +168,123 @@ impl Session {
         &self.plan
     }
 
-    /// Runs a batch: `input` is `batch x input_len` values, batch first. Returns the outputs,
-    /// `batch x output_len`, borrowed from the arena until the next run. Allocates nothing.
+    /// Runs a batch of a one-input, one-output model: `input` is `batch x input_len` values,
+    /// batch first. Returns the outputs, `batch x output_len`, borrowed from the arena until
+    /// the next run. Allocates nothing. Models with several inputs or outputs, or integer
+    /// inputs, use [`run_all`](Self::run_all).
     pub fn run(&mut self, input: &[f32]) -> Result<&[f32]> {
+        let (ins, outs) = (self.plan.inputs.len(), self.plan.outputs.len());
+        if ins != 1 || outs != 1 {
+            return Err(Error::Options(format!(
+                "the model has {ins} inputs and {outs} outputs: use Session::run_all"
+            )));
+        }
+        let out = self.run_all(&[Values::F32(input)])?;
+        Ok(out.get(0))
+    }
+
+    /// Runs a batch: one [`Values`] per model input, in the model's order, each
+    /// `batch x len` values. Returns every output. Allocates nothing.
+    pub fn run_all(&mut self, inputs: &[Values<'_>]) -> Result<Outputs<'_>> {
+        let batch = check_inputs(&self.plan, inputs)?;
         let Session { plan, arena } = self;
-        let per = plan.in_len;
-        if input.is_empty() {
-            return Err(Error::EmptyBatch);
+        match &plan.results {
+            Some(results) if batch > plan.chunk => {
+                let mut first = 0;
+                while first < batch {
+                    let b = plan.chunk.min(batch - first);
+                    run_steps(plan, arena, inputs, first, b);
+                    for (k, o) in plan.outputs.iter().enumerate() {
+                        let src = plan.output_locs[k];
+                        arena.copy_within(src..src + b * o.len, results[k] + first * o.len);
+                    }
+                    first += b;
+                }
+            }
+            _ => run_steps(plan, arena, inputs, 0, batch),
         }
-        if !input.len().is_multiple_of(per) {
-            return Err(Error::InputLength {
-                per_sample: per,
-                got: input.len(),
-            });
-        }
-        let batch = input.len() / per;
-        if batch > plan.max_batch {
-            return Err(Error::BatchTooLarge {
-                batch,
-                max: plan.max_batch,
-            });
-        }
-        let Some(results) = plan.results.filter(|_| batch > plan.chunk) else {
-            run_steps(plan, arena, input, batch);
-            let Loc::Arena(o) = plan.output else {
-                unreachable!("the plan copies an input-aliased output into the arena")
-            };
-            return Ok(&arena[o..o + batch * plan.out_len]);
-        };
-        let Loc::Arena(o) = plan.output else {
-            unreachable!("the plan copies an input-aliased output into the arena")
-        };
-        let out = plan.out_len;
-        for (i, x) in input.chunks(plan.chunk * per).enumerate() {
-            let b = x.len() / per;
-            run_steps(plan, arena, x, b);
-            let dst = results + i * plan.chunk * out;
-            arena.copy_within(o..o + b * out, dst);
-        }
-        Ok(&arena[results..results + batch * out])
+        Ok(Outputs {
+            plan,
+            arena,
+            batch,
+        })
     }
 }
 
-/// Runs every step of `plan` on `batch` samples (at most the plan's chunk).
-fn run_steps(plan: &Plan, arena: &mut [f32], input: &[f32], batch: usize) {
+/// Checks count, types, lengths and ids of a run's inputs; returns the batch.
+fn check_inputs(plan: &Plan, inputs: &[Values<'_>]) -> Result<usize> {
+    if inputs.len() != plan.inputs.len() {
+        let names: Vec<&str> = plan.inputs.iter().map(|i| i.name.as_str()).collect();
+        return Err(Error::Input {
+            input: names.join(", "),
+            msg: format!(
+                "{} inputs given, the model takes {} ({})",
+                inputs.len(),
+                plan.inputs.len(),
+                names.join(", ")
+            ),
+        });
+    }
+    let mut batch = None;
+    for (k, (v, info)) in inputs.iter().zip(&plan.inputs).enumerate() {
+        let bad = |msg: String| Error::Input {
+            input: info.name.clone(),
+            msg,
+        };
+        if info.dtype == DType::F32 && v.dtype() != DType::F32 {
+            return Err(bad(format!("{} values given for a float32 input", v.dtype())));
+        }
+        if v.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        if !v.len().is_multiple_of(info.len) {
+            return Err(Error::InputLength {
+                per_sample: info.len,
+                got: v.len(),
+            });
+        }
+        let b = v.len() / info.len;
+        if *batch.get_or_insert(b) != b {
+            return Err(bad(format!(
+                "{b} samples, but the first input has {}",
+                batch.unwrap_or(0)
+            )));
+        }
+        if let Some(limit) = plan.id_limits[k]
+            && let Some(i) = (0..v.len()).find(|&i| v.id(i, limit).is_none())
+        {
+            let layer = plan
+                .steps
+                .iter()
+                .find(|s| s.src == Loc::Input(k) && matches!(s.kind, Kind::Gather { .. }))
+                .map_or("embedding", |s| s.name.as_str());
+            return Err(bad(format!(
+                "value {} (sample {}, position {}) is not a token id of layer {layer:?} (ids are whole numbers in 0..{limit})",
+                v.show(i),
+                i / info.len,
+                i % info.len
+            )));
+        }
+    }
+    let batch = batch.unwrap_or(0);
+    if batch > plan.max_batch {
+        return Err(Error::BatchTooLarge {
+            batch,
+            max: plan.max_batch,
+        });
+    }
+    Ok(batch)
+}
+
+/// Runs every step of `plan` on samples `first..first + batch` of the inputs (at most the
+/// plan's chunk of them).
+fn run_steps(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], first: usize, batch: usize) {
+    let input = Inputs {
+        all: inputs,
+        plan,
+        first,
+        batch,
+    };
     for step in &plan.steps {
         let (il, ol) = (batch * step.in_len, batch * step.out_len);
         match &step.kind {
@@ -116,16 +320,7 @@ fn run_steps(plan: &Plan, arena: &mut [f32], input: &[f32], batch: usize) {
                 }
             }
             Kind::Activation { act, width } => {
-                let data = if step.src == step.dst {
-                    let Loc::Arena(o) = step.dst else {
-                        unreachable!("in-place steps write the arena")
-                    };
-                    &mut arena[o..o + ol]
-                } else {
-                    let (a, c) = views(arena, input, step.src, step.dst, il, ol);
-                    c.copy_from_slice(a);
-                    c
-                };
+                let data = in_place_or_copy(arena, input, step, il, ol);
                 if act.is_row_wise() {
                     kernels::rows(plan.isa, *act, data, *width);
                 } else {
@@ -167,13 +362,45 @@ fn run_steps(plan: &Plan, arena: &mut [f32], input: &[f32], batch: usize) {
                     offset += width;
                 }
             }
-            Kind::Add => {
+            Kind::Merge(m) => {
                 let (a, c) = views(arena, input, step.src, step.dst, il, ol);
                 c.copy_from_slice(a);
+                let op = match m {
+                    Merge::Add | Merge::Average => ops::Combine::Add,
+                    Merge::Subtract => ops::Combine::Sub,
+                    Merge::Multiply => ops::Combine::Mul,
+                    Merge::Maximum => ops::Combine::Max,
+                    Merge::Minimum => ops::Combine::Min,
+                };
                 for &(src, len) in &step.rest {
                     let (a, c) = views(arena, input, src, step.dst, batch * len, ol);
-                    ops::add(a, c);
+                    ops::merge(op, a, c);
                 }
+                if *m == Merge::Average {
+                    let (_, c) = views(arena, input, step.src, step.dst, 0, ol);
+                    ops::div((step.rest.len() + 1) as f32, c);
+                }
+            }
+            Kind::Affine { scale, shift } => {
+                let data = in_place_or_copy(arena, input, step, il, ol);
+                kernels::affine(plan.isa, data, scale, shift);
+            }
+            Kind::Norm { norm, width } => {
+                let data = in_place_or_copy(arena, input, step, il, ol);
+                kernels::norm_rows(plan.isa, norm, data, *width);
+            }
+            Kind::Gather { table, dim } => {
+                let Loc::Input(k) = step.src else {
+                    unreachable!("a gather reads a model input")
+                };
+                let Loc::Arena(d) = step.dst else {
+                    unreachable!("steps write the arena")
+                };
+                let ids = input.all[k];
+                let limit = table.len() / dim;
+                let start = first * step.in_len;
+                let ids = (start..start + il).map(|i| ids.id(i, limit).unwrap_or(0));
+                ops::gather(table, *dim, ids, &mut arena[d..d + ol]);
             }
             Kind::Permute { shape, perm } => {
                 let (a, c) = views(arena, input, step.src, step.dst, il, ol);
@@ -188,10 +415,50 @@ fn run_steps(plan: &Plan, arena: &mut [f32], input: &[f32], batch: usize) {
     }
 }
 
+/// The inputs of one run, seen as the chunk of samples being run.
+#[derive(Clone, Copy)]
+struct Inputs<'a> {
+    all: &'a [Values<'a>],
+    plan: &'a Plan,
+    first: usize,
+    batch: usize,
+}
+
+impl<'a> Inputs<'a> {
+    /// Float input `k`'s values of this chunk (integer inputs are read only by gathers).
+    fn f32(&self, k: usize) -> &'a [f32] {
+        let Values::F32(v) = self.all[k] else {
+            unreachable!("integer inputs are read only by gathers")
+        };
+        let len = self.plan.inputs[k].len;
+        &v[self.first * len..(self.first + self.batch) * len]
+    }
+}
+
+/// The step's values to work on in place: its own buffer, or its input copied there first.
+fn in_place_or_copy<'a>(
+    arena: &'a mut [f32],
+    input: Inputs<'a>,
+    step: &super::Step,
+    il: usize,
+    ol: usize,
+) -> &'a mut [f32] {
+    if step.src == step.dst {
+        let Loc::Arena(o) = step.dst else {
+            unreachable!("in-place steps write the arena")
+        };
+        &mut arena[o..o + ol]
+    } else {
+        let (a, c) = views(arena, input, step.src, step.dst, il, ol);
+        c.copy_from_slice(a);
+        c
+    }
+}
+
 /// Source and destination of a step: disjoint by construction of the arena offsets.
 fn views<'a>(
     arena: &'a mut [f32],
-    input: &'a [f32],
+    input: Inputs<'a>,
     src: Loc,
     dst: Loc,
     src_len: usize,
@@ -201,7 +468,7 @@ fn views<'a>(
         unreachable!("steps write the arena")
     };
     match src {
-        Loc::Input => (&input[..src_len], &mut arena[d..d + dst_len]),
+        Loc::Input(k) => (&input.f32(k)[..src_len], &mut arena[d..d + dst_len]),
         Loc::Arena(s) if s < d => {
             let (lo, hi) = arena.split_at_mut(d);
             (&lo[s..s + src_len], &mut hi[..dst_len])

@@ -27,7 +27,7 @@ use super::LoadOptions;
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
 use crate::kernels::{SELU_ALPHA, SELU_SCALE};
-use crate::model::{DenseWeights, Layer, Model, Node, Padding, checked_elems};
+use crate::model::{DenseWeights, Layer, Merge, Model, Node, Padding, checked_elems};
 use proto::{AttributeProto, NodeProto, TensorProto, dtype};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -172,7 +172,7 @@ pub fn from_bytes_with(
     } else {
         &graph.name
     };
-    Model::from_nodes(name, cx.nodes, 0, out).map_err(|e| fail(e.to_string()))
+    Model::from_nodes(name, cx.nodes, &[0], &[out]).map_err(|e| fail(e.to_string()))
 }
 
 /// The non-batch shape of the graph input: `[batch, d1, ..]` with known positive `d`s.
@@ -290,13 +290,8 @@ impl Converter<'_> {
         shape: Vec<usize>,
         weights: Option<DenseWeights>,
     ) {
-        self.nodes.push(Node {
-            name: String::new(),
-            layer,
-            inputs,
-            shape,
-            weights,
-        });
+        self.nodes
+            .push(Node::new(String::new(), layer, inputs, shape, weights));
         self.values
             .insert(output.to_string(), Value::Node(self.nodes.len() - 1));
     }
@@ -629,7 +624,7 @@ impl Converter<'_> {
                 ));
             }
             let shape = self.nodes[a].shape.clone();
-            self.push(self.output(node)?, Layer::Add, vec![a, b], shape, None);
+            self.push(self.output(node)?, Layer::Merge(Merge::Add), vec![a, b], shape, None);
             self.name_last(node);
             return self.set_layout(node, layout);
         }
@@ -717,13 +712,8 @@ impl Converter<'_> {
             ),
             (l, s) => return Err(format!("internal: layout {l:?} on a tensor of shape {s:?}")),
         };
-        self.nodes.push(Node {
-            name: String::new(),
-            layer,
-            inputs: vec![x],
-            shape,
-            weights: None,
-        });
+        self.nodes
+            .push(Node::new(String::new(), layer, vec![x], shape, None));
         let m = self.nodes.len() - 1;
         self.materialised.insert(name.to_string(), m);
         Ok(m)

@@ -6,7 +6,7 @@ pub(crate) mod avx512;
 use super::activation::Activation;
 use super::dispatch::{Tier, tiles};
 use super::gemm::{self, EpOp, GemmCall};
-use super::math;
+use super::math::{self, RowNorm};
 use avx2::Avx2;
 use avx512::Avx512;
 
@@ -31,6 +31,14 @@ impl Tier for Avx2Token {
     fn rows(self, ops: &[EpOp], data: &mut [f32], n: usize) {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { rows_avx2(ops, data, n) }
+    }
+    fn affine(self, data: &mut [f32], scale: &[f32], shift: &[f32]) {
+        // SAFETY: the token proves AVX2+FMA.
+        unsafe { affine_avx2(data, scale, shift) }
+    }
+    fn norm_rows(self, norm: &RowNorm, data: &mut [f32], n: usize) {
+        // SAFETY: the token proves AVX2+FMA.
+        unsafe { norm_avx2(norm, data, n) }
     }
     fn fma_loop(self, iters: usize) -> f32 {
         // SAFETY: the token proves AVX2+FMA.
@@ -61,6 +69,14 @@ impl Tier for Avx512Token {
     fn rows(self, ops: &[EpOp], data: &mut [f32], n: usize) {
         // SAFETY: the token proves AVX-512F and AVX2.
         unsafe { rows_avx512(ops, data, n) }
+    }
+    fn affine(self, data: &mut [f32], scale: &[f32], shift: &[f32]) {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { affine_avx512(data, scale, shift) }
+    }
+    fn norm_rows(self, norm: &RowNorm, data: &mut [f32], n: usize) {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { norm_avx512(norm, data, n) }
     }
     fn fma_loop(self, iters: usize) -> f32 {
         // SAFETY: the token proves AVX-512F.
@@ -172,4 +188,33 @@ pub(super) unsafe fn act_rows_avx512(
 ) {
     // SAFETY: features enabled on this function; extents are the caller's contract.
     unsafe { math::apply_rows::<Avx512>(act, c, ld, rows, cols) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn affine_avx2(data: &mut [f32], scale: &[f32], shift: &[f32]) {
+    // SAFETY: features enabled on this function.
+    unsafe { math::affine_slice::<Avx2>(data, scale, shift) }
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn affine_avx512(data: &mut [f32], scale: &[f32], shift: &[f32]) {
+    // SAFETY: features enabled on this function.
+    unsafe { math::affine_slice::<Avx512>(data, scale, shift) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn norm_avx2(norm: &RowNorm, data: &mut [f32], n: usize) {
+    for row in data.chunks_exact_mut(n) {
+        // SAFETY: features enabled on this function; Avx2 has 8 lanes.
+        unsafe { math::row_norm::<Avx2>(row, norm) };
+    }
+}
+
+/// The row reduction runs on 8 lanes (the canonical order) on every tier.
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn norm_avx512(norm: &RowNorm, data: &mut [f32], n: usize) {
+    for row in data.chunks_exact_mut(n) {
+        // SAFETY: features enabled on this function; Avx2 has 8 lanes.
+        unsafe { math::row_norm::<Avx2>(row, norm) };
+    }
 }
