@@ -179,7 +179,7 @@ pub fn run_all(model: &Model, inputs: &[Values<'_>]) -> Result<Vec<Vec<f64>>> {
                 }
                 x
             }
-            (Layer::Normalization { mean, variance }, Some(mut x)) => {
+            (Layer::Normalization { mean, variance, .. }, Some(mut x)) => {
                 for row in x.chunks_exact_mut(mean.len()) {
                     for (c, v) in row.iter_mut().enumerate() {
                         let sd = f64::from(variance[c]).sqrt().max(1e-7);

@@ -139,8 +139,6 @@ struct Spec {
 /// What a layer's config says beyond its [`Layer`].
 #[derive(Clone, Debug, Default)]
 struct Extra {
-    /// Normalization axis as written (Keras numbering, batch = 0; -1 = last).
-    axis: Option<i64>,
     /// Embedding `mask_zero=True`.
     mask_zero: bool,
 }
@@ -275,26 +273,7 @@ pub fn from_parts_with(
     }
     let ins: Vec<usize> = inputs.iter().map(|n| index[n.as_str()]).collect();
     let outs: Vec<usize> = outputs.iter().map(|n| index[n.as_str()]).collect();
-    let model =
-        Model::from_nodes(model_name, nodes, &ins, &outs).map_err(|e| fail(e.to_string()))?;
-    // A normalization axis given as a number must be the last one.
-    for &s in &order {
-        let spec = &specs[s];
-        if let Some(axis) = spec.extra.axis.filter(|&a| a != -1) {
-            let node = model
-                .layer(&spec.name)
-                .ok_or_else(|| fail(format!("config: layer {:?} vanished", spec.name)))?;
-            if axis != node.shape.len() as i64 {
-                return Err(fail(format!(
-                    "config: {} {:?}: axis {axis} of a rank-{} tensor: only the last axis (-1) is supported",
-                    spec.class,
-                    spec.name,
-                    node.shape.len() + 1
-                )));
-            }
-        }
-    }
-    Ok(model)
+    Model::from_nodes(model_name, nodes, &ins, &outs).map_err(|e| fail(e.to_string()))
 }
 
 /// Refuses an Embedding's `mask_zero=True` whose mask reaches a layer that would use it
@@ -381,6 +360,7 @@ fn norm_weights(
             let gamma = n.gamma.is_some().then(&mut next).transpose()?;
             let beta = n.beta.is_some().then(&mut next).transpose()?;
             Layer::BatchNormalization(ChannelNorm {
+                axis: n.axis,
                 epsilon: n.epsilon,
                 gamma,
                 beta,
@@ -403,15 +383,17 @@ fn norm_weights(
                 flat(d, name)
             };
             Layer::LayerNormalization(RowNorm {
+                axis: n.axis,
                 epsilon: n.epsilon,
                 gamma: n.gamma.is_some().then(&mut next).transpose()?,
                 beta: n.beta.is_some().then(&mut next).transpose()?,
                 rms: n.rms,
             })
         }
-        Layer::Normalization { .. } => {
+        Layer::Normalization { axis, .. } => {
             let v = variables(h5, group, &["mean", "variance", "count"])?;
             Layer::Normalization {
+                axis: *axis,
                 mean: flat(&v[0], "mean")?,
                 variance: flat(&v[1], "variance")?,
             }
@@ -656,11 +638,14 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
         }
     };
     // A normalization's axis: -1, a number, or a one-entry list.
-    let axis = |default: i64| -> std::result::Result<i64, String> {
+    let axis = |default: isize| -> std::result::Result<isize, String> {
+        let one = |v: &Value| v.as_i64().and_then(|a| isize::try_from(a).ok());
         match c.get("axis") {
             None | Some(Value::Null) => Ok(default),
-            Some(Value::Array(a)) if a.len() == 1 && a[0].is_i64() => Ok(a[0].as_i64().unwrap_or(-1)),
-            Some(v) if v.is_i64() => Ok(v.as_i64().unwrap_or(-1)),
+            Some(Value::Array(a)) if a.len() == 1 && one(&a[0]).is_some() => {
+                Ok(one(&a[0]).unwrap_or(-1))
+            }
+            Some(v) if one(v).is_some() => Ok(one(v).unwrap_or(-1)),
             Some(v) => Err(ctx(format!(
                 "axis {v}: only a single axis (the last) is supported"
             ))),
@@ -826,8 +811,8 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
         }
         // Statistics come from the weights file (`norm_weights`); here only the options.
         "BatchNormalization" => {
-            extra.axis = Some(axis(-1)?);
             Layer::BatchNormalization(ChannelNorm {
+                axis: axis(-1)?,
                 epsilon: f("epsilon", 1e-3)?,
                 gamma: b("scale", true)?.then(Vec::new),
                 beta: b("center", true)?.then(Vec::new),
@@ -836,11 +821,13 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
             })
         }
         "LayerNormalization" => {
-            extra.axis = Some(axis(-1)?);
             if b("rms_scaling", false)? {
-                return Err(ctx("rms_scaling=True is not supported".into()));
+                return Err(ctx(
+                    "rms_scaling=True (deprecated) is not supported: use RMSNormalization".into(),
+                ));
             }
             Layer::LayerNormalization(RowNorm {
+                axis: axis(-1)?,
                 epsilon: f("epsilon", 1e-3)?,
                 gamma: b("scale", true)?.then(Vec::new),
                 beta: b("center", true)?.then(Vec::new),
@@ -848,8 +835,8 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
             })
         }
         "RMSNormalization" => {
-            extra.axis = Some(axis(-1)?);
             Layer::LayerNormalization(RowNorm {
+                axis: axis(-1)?,
                 epsilon: f("epsilon", 1e-6)?,
                 gamma: Some(Vec::new()),
                 beta: None,
@@ -857,11 +844,11 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
             })
         }
         "Normalization" => {
-            extra.axis = Some(axis(-1)?);
             if b("invert", false)? {
                 return Err(ctx("invert=True is not supported".into()));
             }
             Layer::Normalization {
+                axis: axis(-1)?,
                 mean: Vec::new(),
                 variance: Vec::new(),
             }

@@ -1,4 +1,5 @@
-//! float32 `.npy` tensors (C order), as NumPy writes them.
+//! `.npy` tensors (C order) as NumPy writes them: float32 in and out, and int32 / int64 in (token
+//! ids; a float64 file is refused with its dtype named).
 //!
 //! ```no_run
 //! # fn main() -> sinter::Result<()> {
@@ -28,12 +29,60 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     from_bytes(&bytes, path)
 }
 
+/// A `.npy` array of one of the element types sinter reads.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Array {
+    /// float32.
+    F32(Vec<f32>),
+    /// int32.
+    I32(Vec<i32>),
+    /// int64.
+    I64(Vec<i64>),
+}
+
+impl Array {
+    /// The values as a plan input.
+    pub fn values(&self) -> crate::plan::Values<'_> {
+        match self {
+            Array::F32(v) => crate::plan::Values::F32(v),
+            Array::I32(v) => crate::plan::Values::I32(v),
+            Array::I64(v) => crate::plan::Values::I64(v),
+        }
+    }
+}
+
+/// Reads a float32, int32 or int64 C-order array: `(shape, values)`.
+pub fn read(path: &Path) -> Result<(Vec<usize>, Array)> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    from_bytes_any(&bytes, path)
+}
+
 /// Parses `.npy` bytes (see [`read_f32`]); `path` only labels errors.
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+    match from_bytes_any(bytes, path)? {
+        (shape, Array::F32(v)) => Ok((shape, v)),
+        (_, other) => Err(format_err(
+            path,
+            format!(
+                "dtype {}, expected float32 ('<f4')",
+                match other {
+                    Array::I32(_) => "int32 ('<i4')",
+                    _ => "int64 ('<i8')",
+                }
+            ),
+        )),
+    }
+}
+
+/// Parses `.npy` bytes of any type [`read`] takes; `path` only labels errors.
 ///
 /// The preamble and header are parsed here rather than by `npyz`: fuzzing found its reader
 /// allocating whatever header length a file declares (4 GiB from a 90-byte file) and
 /// multiplying the declared dimensions unchecked. Nothing here allocates more than the file.
-pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+pub fn from_bytes_any(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Array)> {
     let err = |msg: String| format_err(path, msg);
     let (version, rest) = match bytes {
         [0x93, b'N', b'U', b'M', b'P', b'Y', major, _minor, rest @ ..] => (*major, rest),
@@ -57,12 +106,21 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     let (text, data) = rest.split_at(len);
     let text = std::str::from_utf8(text).map_err(|_| err("header is not text".into()))?;
     let header = Header::parse(text).map_err(|e| err(format!("header {text:?}: {e}")))?;
-    if header.descr != "<f4" && !(cfg!(target_endian = "little") && header.descr == "=f4") {
-        return Err(err(format!(
-            "dtype {:?}, expected float32 ('<f4')",
-            header.descr
-        )));
-    }
+    let native = cfg!(target_endian = "little");
+    let kind = match header.descr.as_str() {
+        "<f4" => 'f',
+        "=f4" if native => 'f',
+        "<i4" => 'i',
+        "=i4" if native => 'i',
+        "<i8" => 'l',
+        "=i8" if native => 'l',
+        other => {
+            return Err(err(format!(
+                "dtype {other:?}, expected float32 ('<f4'), int32 ('<i4') or int64 ('<i8')"
+            )));
+        }
+    };
+    let size = if kind == 'l' { 8 } else { 4 };
     if header.fortran_order {
         return Err(err("Fortran-order array, expected C order".into()));
     }
@@ -70,19 +128,25 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     let count = shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .filter(|c| c.checked_mul(4).is_some())
+        .filter(|c| c.checked_mul(size).is_some())
         .ok_or_else(|| err(format!("shape {shape:?} overflows")))?;
-    if count * 4 != data.len() {
+    if count * size != data.len() {
         return Err(err(format!(
             "shape {shape:?} declares {count} values ({} bytes), the file holds {} bytes of data",
-            count * 4,
+            count * size,
             data.len()
         )));
     }
-    let values = data
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let four = |b: &[u8]| [b[0], b[1], b[2], b[3]];
+    let values = match kind {
+        'f' => Array::F32(data.chunks_exact(4).map(|b| f32::from_le_bytes(four(b))).collect()),
+        'i' => Array::I32(data.chunks_exact(4).map(|b| i32::from_le_bytes(four(b))).collect()),
+        _ => Array::I64(
+            data.chunks_exact(8)
+                .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                .collect(),
+        ),
+    };
     Ok((shape, values))
 }
 

@@ -521,6 +521,7 @@ impl BatchNormalization {
             [vec![1.0; ch], vec![0.0; ch], vec![0.0; ch], vec![1.0; ch]]
         });
         let n = ChannelNorm {
+            axis: -1,
             epsilon: self.epsilon,
             gamma: self.scale.then_some(gamma),
             beta: self.center.then_some(beta),
@@ -605,6 +606,7 @@ impl LayerNormalization {
             .clone()
             .unwrap_or_else(|| (vec![1.0; ch], vec![0.0; ch]));
         let n = RowNorm {
+            axis: -1,
             epsilon: self.epsilon,
             gamma: self.scale.then_some(gamma),
             beta: self.center.then_some(beta),
@@ -645,6 +647,7 @@ impl Normalization {
     /// Applies the layer to a symbolic tensor.
     pub fn call(&self, x: &Tensor) -> Result<Tensor> {
         let layer = Layer::Normalization {
+            axis: -1,
             mean: self.mean.clone(),
             variance: self.variance.clone(),
         };

@@ -130,6 +130,8 @@ pub enum Layer {
     /// Keras's preprocessing `Normalization` with adapted statistics over the last axis:
     /// `(x - mean) / max(sqrt(variance), 1e-7)`.
     Normalization {
+        /// The axis of the statistics (Keras numbering, `-1` = last); only the last axis.
+        axis: isize,
         /// Per-channel mean.
         mean: Vec<f32>,
         /// Per-channel variance.
@@ -183,6 +185,9 @@ impl Merge {
 /// Batch normalization's inference parameters, one value per channel of the last axis.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChannelNorm {
+    /// The normalized axis as Keras numbers it (batch = 0, `-1` = last); only the last axis
+    /// is supported.
+    pub axis: isize,
     /// Added to the variance.
     pub epsilon: f32,
     /// Scale (`None`: Keras `scale=False`, i.e. 1).
@@ -210,7 +215,8 @@ impl ChannelNorm {
             .unzip()
     }
 
-    fn check(&self, ch: usize) -> Result<(), String> {
+    fn check(&self, shape: &[usize]) -> Result<(), String> {
+        let ch = last_axis(shape, self.axis)?;
         let vecs = [
             ("gamma", self.gamma.as_deref()),
             ("beta", self.beta.as_deref()),
@@ -238,6 +244,9 @@ impl ChannelNorm {
 /// Layer normalization's parameters, one value per channel of the last axis.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RowNorm {
+    /// The normalized axis as Keras numbers it (batch = 0, `-1` = last); only the last axis
+    /// is supported.
+    pub axis: isize,
     /// Added to the variance (or mean square).
     pub epsilon: f32,
     /// Scale (`None`: 1).
@@ -249,7 +258,8 @@ pub struct RowNorm {
 }
 
 impl RowNorm {
-    fn check(&self, ch: usize) -> Result<(), String> {
+    fn check(&self, shape: &[usize]) -> Result<(), String> {
+        let ch = last_axis(shape, self.axis)?;
         check_channel_vecs(
             &[("gamma", self.gamma.as_deref()), ("beta", self.beta.as_deref())],
             ch,
@@ -530,7 +540,7 @@ impl Layer {
             Layer::BatchNormalization(n) => n.count(),
             Layer::LayerNormalization(n) => n.count(),
             // Keras also counts the adapted sample count.
-            Layer::Normalization { mean, variance } => mean.len() + variance.len() + 1,
+            Layer::Normalization { mean, variance, .. } => mean.len() + variance.len() + 1,
             _ => 0,
         }
     }
@@ -628,20 +638,21 @@ impl Layer {
             }
             Layer::BatchNormalization(ref n) => {
                 let s = one(inputs)?;
-                n.check(last_axis(&s)?)?;
+                n.check(&s)?;
                 Ok(s)
             }
             Layer::LayerNormalization(ref n) => {
                 let s = one(inputs)?;
-                n.check(last_axis(&s)?)?;
+                n.check(&s)?;
                 Ok(s)
             }
             Layer::Normalization {
+                axis,
                 ref mean,
                 ref variance,
             } => {
                 let s = one(inputs)?;
-                let ch = last_axis(&s)?;
+                let ch = last_axis(&s, axis)?;
                 check_channel_vecs(
                     &[("mean", Some(&mean[..])), ("variance", Some(&variance[..]))],
                     ch,
@@ -734,11 +745,20 @@ impl Layer {
     }
 }
 
-/// The length of the last axis (the channels a normalization works on).
-fn last_axis(s: &[usize]) -> Result<usize, String> {
-    s.last()
+/// The length of the last axis (the channels a normalization works on), checking that `axis`
+/// (Keras numbering: batch = 0, negative from the end) names it.
+fn last_axis(s: &[usize], axis: isize) -> Result<usize, String> {
+    let ch = s
+        .last()
         .copied()
-        .ok_or_else(|| "needs an input of rank >= 1 (besides the batch)".to_string())
+        .ok_or_else(|| "needs an input of rank >= 1 (besides the batch)".to_string())?;
+    if axis != -1 && axis != s.len() as isize {
+        return Err(format!(
+            "axis {axis} of a rank-{} tensor: only the last axis (-1) is supported",
+            s.len() + 1
+        ));
+    }
+    Ok(ch)
 }
 
 /// A Keras concatenation axis (batch = 0, negative from the end) as an index into the

@@ -254,7 +254,7 @@ impl<'m> Graph<'m> {
                     let (scale, shift) = bn.affine();
                     Op::Affine { scale, shift }
                 }
-                Layer::Normalization { mean, variance } => {
+                Layer::Normalization { mean, variance, .. } => {
                     // Keras: (x - mean) / max(sqrt(variance), 1e-7), folded into one affine.
                     let (scale, shift) = mean
                         .iter()
