@@ -529,11 +529,12 @@ fn conv_graph() -> ModelProto {
 fn onnx_conv_layouts_are_checked() {
     let m = onnx_bytes(&conv_graph().encode_to_vec()).unwrap();
     assert_eq!(m.output_shape(), &[32]);
-    // Conv straight on the channels-last input: ONNX would read it as [N, C=8, W=3].
+    // Conv straight on the input: ONNX reads it as channels-first [N, C=8, W=3], which the
+    // 3-channel kernel does not fit.
     let mut bad = conv_graph();
     bad.graph.as_mut().unwrap().node[1].input[0] = "x".into();
     let msg = format_error(onnx_bytes(&bad.encode_to_vec()), Path::new("m.onnx"));
-    assert!(msg.contains("channels-first"), "{msg}");
+    assert!(msg.contains("for 8 input channels"), "{msg}");
     // Flatten of the channels-first tensor reads values in ONNX's (channel-major) order: the
     // loader writes the layout out with a Permute first (values: tests/onnx_layout.rs).
     let mut cm = conv_graph();

@@ -27,7 +27,9 @@ use super::LoadOptions;
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
 use crate::kernels::{SELU_ALPHA, SELU_SCALE};
-use crate::model::{DenseWeights, Layer, Merge, Model, Node, Padding, checked_elems};
+use crate::model::{
+    ChannelNorm, DType, DenseWeights, Layer, Merge, Model, Node, Padding, RowNorm, checked_elems,
+};
 use proto::{AttributeProto, NodeProto, TensorProto, dtype};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -122,6 +124,10 @@ pub fn from_bytes_with(
     for out in &graph.output {
         *cx.uses.entry(out.name.as_str()).or_insert(0) += 1;
     }
+    // A node is never named after a graph input (inputs keep their own names).
+    for i in &graph.input {
+        cx.names.insert(i.name.as_str(), 2);
+    }
     for t in &graph.initializer {
         let c = cx.constant(t, &format!("initializer {:?}", t.name))?;
         cx.values.insert(t.name.clone(), Value::Const(c));
@@ -131,63 +137,80 @@ pub fn from_bytes_with(
         .iter()
         .filter(|i| !cx.values.contains_key(&i.name))
         .collect();
-    let [input] = inputs.as_slice() else {
-        return Err(fail(format!(
-            "the graph has {} non-constant inputs; sinter models have exactly one",
-            inputs.len()
-        )));
-    };
-    let shape = input_shape(input)
-        .and_then(|s| opts.check_elems(&s).map(|()| s))
-        .map_err(|m| fail(format!("input {:?}: {m}", input.name)))?;
-    cx.push(&input.name, Layer::Input, vec![], shape, None);
+    if inputs.is_empty() {
+        return Err(fail("the graph has no non-constant input".into()));
+    }
+    for input in &inputs {
+        let (shape, dtype) = input_shape(input)
+            .and_then(|(s, t)| opts.check_elems(&s).map(|()| (s, t)))
+            .map_err(|m| fail(format!("input {:?}: {m}", input.name)))?;
+        cx.push(&input.name, Layer::Input, vec![], shape, None);
+        if let Some(n) = cx.nodes.last_mut() {
+            n.name = input.name.clone();
+            n.dtype = dtype;
+        }
+    }
     for node in &graph.node {
         cx.node(node)?;
     }
-    let [output] = graph.output.as_slice() else {
-        return Err(fail(format!(
-            "the graph has {} outputs; sinter models have exactly one",
-            graph.output.len()
-        )));
-    };
-    let out = match cx.values.get(&output.name) {
-        // The graph declares its output in ONNX's axis order: a tracked layout is written out.
-        Some(Value::Node(i)) => {
-            let i = *i;
-            cx.materialise(&output.name, i)
-                .map_err(|m| fail(format!("output {:?}: {m}", output.name)))?
-        }
-        Some(Value::Const(_)) => {
-            return Err(fail(format!("output {:?} is a constant", output.name)));
-        }
-        None => {
-            return Err(fail(format!(
-                "output {:?} is not produced by any node",
-                output.name
-            )));
-        }
-    };
+    if graph.output.is_empty() {
+        return Err(fail("the graph has no outputs".into()));
+    }
+    let mut outs = Vec::with_capacity(graph.output.len());
+    for output in &graph.output {
+        let out = match cx.values.get(&output.name) {
+            // The graph declares its outputs in ONNX's axis order: a tracked layout is written
+            // out.
+            Some(Value::Node(i)) => {
+                let i = *i;
+                cx.materialise(&output.name, i)
+                    .map_err(|m| fail(format!("output {:?}: {m}", output.name)))?
+            }
+            Some(Value::Const(_)) => {
+                return Err(fail(format!("output {:?} is a constant", output.name)));
+            }
+            None => {
+                return Err(fail(format!(
+                    "output {:?} is not produced by any node",
+                    output.name
+                )));
+            }
+        };
+        outs.push(out);
+    }
     let name = if graph.name.is_empty() {
         "onnx"
     } else {
         &graph.name
     };
-    Model::from_nodes(name, cx.nodes, &[0], &[out]).map_err(|e| fail(e.to_string()))
+    let ins: Vec<usize> = (0..inputs.len()).collect();
+    let mut model =
+        Model::from_nodes(name, cx.nodes, &ins, &outs).map_err(|e| fail(e.to_string()))?;
+    model
+        .set_output_names(graph.output.iter().map(|o| o.name.clone()).collect())
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(model)
 }
 
-/// The non-batch shape of the graph input: `[batch, d1, ..]` with known positive `d`s.
-fn input_shape(input: &proto::ValueInfoProto) -> std::result::Result<Vec<usize>, String> {
+/// The non-batch shape of a graph input (`[batch, d1, ..]` with known positive `d`s) and its
+/// element type.
+fn input_shape(input: &proto::ValueInfoProto) -> std::result::Result<(Vec<usize>, DType), String> {
     let tt = input
         .r#type
         .as_ref()
         .and_then(|t| t.tensor_type.as_ref())
         .ok_or("not a tensor")?;
-    if tt.elem_type != dtype::FLOAT {
-        return Err(format!(
-            "element type {} is not float32",
-            dtype_name(tt.elem_type)
-        ));
-    }
+    let ty = match tt.elem_type {
+        dtype::FLOAT => DType::F32,
+        dtype::INT32 => DType::I32,
+        dtype::INT64 => DType::I64,
+        t => {
+            return Err(format!(
+                "element type {} is not float32, int32 or int64",
+                dtype_name(t)
+            ));
+        }
+    };
     let dims = &tt.shape.as_ref().ok_or("shape is unknown")?.dim;
     if dims.len() < 2 {
         return Err(format!(
@@ -195,7 +218,7 @@ fn input_shape(input: &proto::ValueInfoProto) -> std::result::Result<Vec<usize>,
             dims.len()
         ));
     }
-    dims[1..]
+    let shape = dims[1..]
         .iter()
         .enumerate()
         .map(|(i, d)| match d.dim_value {
@@ -207,7 +230,8 @@ fn input_shape(input: &proto::ValueInfoProto) -> std::result::Result<Vec<usize>,
                 i + 1
             )),
         })
-        .collect()
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok((shape, ty))
 }
 
 fn dtype_name(t: i32) -> String {
@@ -406,6 +430,11 @@ impl Converter<'_> {
             "Gemm" => self.gemm(node),
             "MatMul" => self.matmul(node),
             "Add" => self.add(node),
+            "Sub" | "Mul" => self.binary(node),
+            "Sum" | "Mean" | "Max" | "Min" => self.variadic(node),
+            "BatchNormalization" => self.batch_norm(node),
+            "LayerNormalization" => self.layer_norm(node),
+            "Gather" => self.gather(node),
             "Identity" => {
                 let x = self.input_node(node, 0)?;
                 self.alias(node, x)
@@ -853,15 +882,219 @@ impl Converter<'_> {
     }
 
     /// The channels-first input of a 1-D window op, as `(node, steps, channels)`.
-    fn ncw_input(&self, node: &NodeProto) -> Result<(usize, usize, usize)> {
+    /// Input 0 of a channels-first op as sinter's channels-last buffer: a tracked `Ncw` tensor
+    /// as it is, a plain `[N, C, W]` one (a graph input, PyTorch style) transposed once (shared
+    /// by every reader).
+    fn ncw_input(&mut self, node: &NodeProto) -> Result<(usize, usize, usize)> {
         let x = self.input_node(node, 0)?;
-        match (self.layout(node, 0), self.nodes[x].shape.as_slice()) {
+        match (self.layout(node, 0), self.nodes[x].shape.clone().as_slice()) {
             (Layout::Ncw, [steps, ch]) => Ok((x, *steps, *ch)),
+            (Layout::Native, &[ch, steps]) => {
+                let name = node.input[0].clone();
+                let key = format!("{name}\u{0}nwc");
+                if let Some(&t) = self.materialised.get(&key) {
+                    return Ok((t, steps, ch));
+                }
+                self.nodes.push(Node::new(
+                    String::new(),
+                    Layer::Permute { dims: vec![2, 1] },
+                    vec![x],
+                    vec![steps, ch],
+                    None,
+                ));
+                let t = self.nodes.len() - 1;
+                self.materialised.insert(key, t);
+                Ok((t, steps, ch))
+            }
             _ => Err(self.node_fail(
                 node,
-                "the input must be channels-first [N, C, W], i.e. a Transpose(0, 2, 1) of a channels-last tensor",
+                "the input must be channels-first [N, C, W]",
             )),
         }
+    }
+
+    /// `Sub` / `Mul` of two computed tensors of one shape.
+    fn binary(&mut self, node: &NodeProto) -> Result<()> {
+        let m = if node.op_type == "Sub" {
+            Merge::Subtract
+        } else {
+            Merge::Multiply
+        };
+        self.merge(node, m, 2)
+    }
+
+    /// `Sum`, `Mean`, `Max`, `Min` of one or more computed tensors of one shape.
+    fn variadic(&mut self, node: &NodeProto) -> Result<()> {
+        let m = match node.op_type.as_str() {
+            "Sum" => Merge::Add,
+            "Mean" => Merge::Average,
+            "Max" => Merge::Maximum,
+            _ => Merge::Minimum,
+        };
+        let n = node.input.len();
+        if n == 1 {
+            let x = self.input_node(node, 0)?;
+            return self.alias(node, x);
+        }
+        self.merge(node, m, n)
+    }
+
+    /// An elementwise merge of `n` computed inputs of one shape (no broadcasting), in one
+    /// layout (inputs of mixed layouts are read in ONNX's order).
+    fn merge(&mut self, node: &NodeProto, m: Merge, n: usize) -> Result<()> {
+        if node.input.len() != n {
+            return Err(self.node_fail(node, format!("expected {n} inputs")));
+        }
+        let mut xs = Vec::with_capacity(n);
+        for i in 0..n {
+            if let Value::Const(_) = self.value(node, i)? {
+                return Err(self.node_fail(
+                    node,
+                    "an elementwise op with a constant operand is not supported",
+                ));
+            }
+            xs.push(self.input_node(node, i)?);
+        }
+        let mut layout = self.layout(node, 0);
+        if (1..n).any(|i| self.layout(node, i) != layout) {
+            for (i, x) in xs.iter_mut().enumerate() {
+                *x = self.native_input(node, i)?;
+            }
+            layout = Layout::Native;
+        }
+        let shape = self.nodes[xs[0]].shape.clone();
+        if xs.iter().any(|&x| self.nodes[x].shape != shape) {
+            return Err(self.node_fail(
+                node,
+                "inputs of different shapes (broadcasting is not supported)",
+            ));
+        }
+        self.push(self.output(node)?, Layer::Merge(m), xs, shape, None);
+        self.name_last(node);
+        self.set_layout(node, layout)
+    }
+
+    /// Per-channel constant input `i` (`[C]`, or `[C, 1]`-like).
+    fn channel_const(&self, node: &NodeProto, i: usize, ch: usize, what: &str) -> Result<Vec<f32>> {
+        let c = self.input_const(node, i)?;
+        if c.f32.len() != ch || c.dims.iter().filter(|&&d| d != 1).count() > 1 {
+            return Err(self.node_fail(
+                node,
+                format!("{what} has shape {:?}, expected [{ch}]", c.dims),
+            ));
+        }
+        Ok(c.f32.clone())
+    }
+
+    /// `BatchNormalization` at inference, over the channel axis: the last axis of sinter's
+    /// buffer for `[N, C]` and for a channels-first `[N, C, W]` held channels-last.
+    fn batch_norm(&mut self, node: &NodeProto) -> Result<()> {
+        if self.attr_i(node, "training_mode")?.unwrap_or(0) != 0 {
+            return Err(self.node_fail(node, "training_mode=1 is not supported (inference only)"));
+        }
+        if node.output.iter().skip(1).any(|o| !o.is_empty()) {
+            return Err(self.node_fail(node, "running mean/var outputs are training-only"));
+        }
+        let x0 = self.input_node(node, 0)?;
+        let (x, ch, layout) = match (self.layout(node, 0), self.nodes[x0].shape.clone().as_slice()) {
+            (_, &[c]) => (x0, c, self.layout(node, 0)),
+            (Layout::Ncw, &[_, c]) => (x0, c, Layout::Ncw),
+            (Layout::Native, &[_, _]) => {
+                let (t, _, c) = self.ncw_input(node)?;
+                (t, c, Layout::Ncw)
+            }
+            (_, s) => {
+                return Err(self.node_fail(
+                    node,
+                    format!("input of shape {s:?}: expected [N, C] or [N, C, W]"),
+                ));
+            }
+        };
+        let n = ChannelNorm {
+            axis: -1,
+            epsilon: self.attr_f(node, "epsilon")?.unwrap_or(1e-5),
+            gamma: Some(self.channel_const(node, 1, ch, "scale")?),
+            beta: Some(self.channel_const(node, 2, ch, "B")?),
+            mean: self.channel_const(node, 3, ch, "input_mean")?,
+            variance: self.channel_const(node, 4, ch, "input_var")?,
+        };
+        let layer = Layer::BatchNormalization(n);
+        let shape = self.nodes[x].shape.clone();
+        layer
+            .output_shape(&[&shape])
+            .map_err(|m| self.node_fail(node, m))?;
+        self.push(self.output(node)?, layer, vec![x], shape, None);
+        self.name_last(node);
+        self.set_layout(node, layout)
+    }
+
+    /// `LayerNormalization` over the last axis (opset 17), read in ONNX's order.
+    fn layer_norm(&mut self, node: &NodeProto) -> Result<()> {
+        let x = self.native_input(node, 0)?;
+        let shape = self.nodes[x].shape.clone();
+        let rank = shape.len() as i64 + 1;
+        let axis = self.attr_i(node, "axis")?.unwrap_or(-1);
+        if axis != -1 && axis != rank - 1 {
+            return Err(self.node_fail(
+                node,
+                format!("axis {axis} of a rank-{rank} tensor: only the last axis is supported"),
+            ));
+        }
+        if node.output.iter().skip(1).any(|o| !o.is_empty() && self.uses.contains_key(o.as_str())) {
+            return Err(self.node_fail(node, "the Mean / InvStdDev outputs are not supported"));
+        }
+        let ch = *shape.last().unwrap_or(&0);
+        let gamma = Some(self.channel_const(node, 1, ch, "Scale")?);
+        let beta = match node.input.get(2).filter(|n| !n.is_empty()) {
+            Some(_) => Some(self.channel_const(node, 2, ch, "B")?),
+            None => None,
+        };
+        let layer = Layer::LayerNormalization(RowNorm {
+            axis: -1,
+            epsilon: self.attr_f(node, "epsilon")?.unwrap_or(1e-5),
+            gamma,
+            beta,
+            rms: false,
+        });
+        layer
+            .output_shape(&[&shape])
+            .map_err(|m| self.node_fail(node, m))?;
+        self.push(self.output(node)?, layer, vec![x], shape, None);
+        self.name_last(node);
+        Ok(())
+    }
+
+    /// `Gather(table, ids, axis=0)` with a constant `[V, D]` table and integer graph-input ids:
+    /// an Embedding.
+    fn gather(&mut self, node: &NodeProto) -> Result<()> {
+        if self.attr_i(node, "axis")?.unwrap_or(0) != 0 {
+            return Err(self.node_fail(node, "only axis 0 (rows of a constant table) is supported"));
+        }
+        let table = self.input_const(node, 0)?.clone();
+        let ids = self.input_node(node, 1)?;
+        let [vocab, dim] = table.dims[..] else {
+            return Err(self.node_fail(
+                node,
+                format!("data has shape {:?}, expected a [V, D] table", table.dims),
+            ));
+        };
+        if self.nodes[ids].layer != Layer::Input || self.nodes[ids].dtype == DType::F32 {
+            return Err(self.node_fail(node, "indices must be an integer graph input"));
+        }
+        let layer = Layer::Embedding {
+            input_dim: vocab,
+            output_dim: dim,
+        };
+        let shape = layer
+            .output_shape(&[&self.nodes[ids].shape.clone()])
+            .map_err(|m| self.node_fail(node, m))?;
+        let weights = DenseWeights {
+            kernel: table.f32,
+            bias: None,
+        };
+        self.push(self.output(node)?, layer, vec![ids], shape, Some(weights));
+        self.name_last(node);
+        Ok(())
     }
 
     /// `Conv` (1-D, group 1) on a channels-first view: a Conv1D on the channels-last buffer.
