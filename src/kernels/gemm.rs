@@ -8,6 +8,7 @@
 //! last block, before the store; row-wise ops run once a row block's last panel is stored.
 
 use super::activation::Activation;
+use super::math::RowNorm;
 use super::math;
 use super::simd::Simd;
 
@@ -32,6 +33,41 @@ pub enum EpOp {
     Bias,
     /// Apply an activation (row-wise ones run as a row epilogue).
     Act(Activation),
+    /// `x * scale + shift` per column, one rounding (an inference batch normalization that
+    /// could not be folded): the constants set by [`PackedB::set_scale_shift`].
+    ScaleShift,
+    /// Layer (or RMS) normalization of each whole row, a row epilogue: the parameters set by
+    /// [`PackedB::set_row_norm`].
+    Norm,
+}
+
+impl EpOp {
+    /// Runs once a row is complete (softmax, log-softmax, normalization).
+    pub fn is_row_wise(self) -> bool {
+        match self {
+            EpOp::Act(a) => a.is_row_wise(),
+            EpOp::Norm => true,
+            EpOp::Bias | EpOp::ScaleShift => false,
+        }
+    }
+    /// Runs on the accumulator registers (a few exact vector operations).
+    fn is_cheap(self) -> bool {
+        match self {
+            EpOp::Act(a) => a.is_cheap(),
+            EpOp::Bias | EpOp::ScaleShift => true,
+            EpOp::Norm => false,
+        }
+    }
+}
+
+/// The per-column and per-row constants of a GEMM's epilogue, by reference: what a row stage
+/// reads (each `n` values, or empty when the epilogue has no such op).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RowConsts<'a> {
+    pub bias: &'a [f32],
+    pub scale: &'a [f32],
+    pub shift: &'a [f32],
+    pub norm: Option<&'a RowNorm>,
 }
 
 /// A Dense layer's `K x N` kernel packed into NR-wide column panels (`k`-major inside a panel,
@@ -43,6 +79,11 @@ pub struct PackedB {
     nr: usize,
     data: Vec<f32>,
     bias: Vec<f32>,
+    /// [`EpOp::ScaleShift`]'s constants, padded to whole panels like the bias (empty: none).
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    /// [`EpOp::Norm`]'s parameters.
+    norm: Option<RowNorm>,
     /// Blocking chosen for these weights (tuned), else the machine's default per call.
     blocking: Option<Blocking>,
 }
@@ -151,8 +192,59 @@ impl PackedB {
             nr,
             data,
             bias: padded,
+            scale: Vec::new(),
+            shift: Vec::new(),
+            norm: None,
             blocking: None,
         })
+    }
+
+    /// Sets the per-column `scale` and `shift` of [`EpOp::ScaleShift`] (`n` values each).
+    pub fn set_scale_shift(&mut self, scale: &[f32], shift: &[f32]) -> Result<(), PackError> {
+        for (what, v) in [("scale", scale), ("shift", shift)] {
+            if v.len() != self.n {
+                return Err(PackError::Length {
+                    what,
+                    got: v.len(),
+                    want: self.n,
+                });
+            }
+        }
+        let padded = |v: &[f32]| {
+            let mut p = vec![0.0; self.bias.len()];
+            p[..self.n].copy_from_slice(v);
+            p
+        };
+        self.scale = padded(scale);
+        self.shift = padded(shift);
+        Ok(())
+    }
+
+    /// Sets the row normalization of [`EpOp::Norm`] (gamma and beta `n` values, if present).
+    pub fn set_row_norm(&mut self, norm: RowNorm) -> Result<(), PackError> {
+        for (what, v) in [("gamma", &norm.gamma), ("beta", &norm.beta)] {
+            if let Some(v) = v.as_ref().filter(|v| v.len() != self.n) {
+                return Err(PackError::Length {
+                    what,
+                    got: v.len(),
+                    want: self.n,
+                });
+            }
+        }
+        self.norm = Some(norm);
+        Ok(())
+    }
+
+    /// The same epilogue constants as `other` (for a repacking of one layer).
+    pub(crate) fn copy_consts(&mut self, other: &PackedB) {
+        let pad = |v: &[f32], len: usize| {
+            let mut p = v.to_vec();
+            p.resize(if v.is_empty() { 0 } else { len }, 0.0);
+            p
+        };
+        self.scale = pad(&other.scale[..other.scale.len().min(self.n)], self.bias.len());
+        self.shift = pad(&other.shift[..other.shift.len().min(self.n)], self.bias.len());
+        self.norm = other.norm.clone();
     }
     /// Rows of the unpacked kernel (the layer's input width).
     pub fn k(&self) -> usize {
@@ -177,7 +269,18 @@ impl PackedB {
     }
     /// Bytes held by the packed weights and bias.
     pub fn bytes(&self) -> usize {
-        (self.data.len() + self.bias.len()) * 4
+        (self.data.len() + self.bias.len() + self.scale.len() + self.shift.len()) * 4
+    }
+
+    /// The row constants for rows of all `n` columns.
+    fn row_consts(&self) -> RowConsts<'_> {
+        let n = self.n;
+        RowConsts {
+            bias: &self.bias[..n],
+            scale: self.scale.get(..n).unwrap_or(&[]),
+            shift: self.shift.get(..n).unwrap_or(&[]),
+            norm: self.norm.as_ref(),
+        }
     }
 }
 
@@ -231,11 +334,34 @@ impl GemmCall<'_> {
             rest.is_empty() || self.panels == (0..all),
             "row-wise epilogues need whole rows"
         );
+        // The constants an op reads exist (padded to whole panels).
+        if self.ops.contains(&EpOp::ScaleShift) {
+            assert!(
+                self.b.scale.len() == self.b.bias.len() && self.b.shift.len() == self.b.bias.len(),
+                "ScaleShift without scale and shift"
+            );
+        }
+        if self.ops.contains(&EpOp::Norm) {
+            assert!(self.b.norm.is_some(), "Norm without parameters");
+        }
     }
 }
 
-/// The epilogue of one tile: register ops, the bias panel (NR values), then the L1 ops.
-type TileEpilogue<'e> = (RegOps<'e>, *const f32, &'e [EpOp]);
+/// The epilogue of one tile: register ops, the panel's constants, then the L1 ops.
+#[derive(Clone, Copy)]
+struct TileEpilogue<'e> {
+    reg: RegOps<'e>,
+    c: PanelConsts,
+    l1: &'e [EpOp],
+}
+
+/// Per-column constants of one panel (NR values each, valid where an op reads them).
+#[derive(Clone, Copy)]
+struct PanelConsts {
+    bias: *const f32,
+    scale: *const f32,
+    shift: *const f32,
+}
 
 /// The register stage of an epilogue: bias and cheap activations only. Made only by
 /// [`split_register_ops`], which cuts the list before the first activation that is not cheap.
@@ -293,8 +419,8 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
         }
         k0 += kn;
         let done = k0 >= kc;
-        if done && let Some((ops, bias, _)) = epilogue {
-            register_epilogue::<V, R, NV>(&mut acc, ops, bias);
+        if done && let Some(e) = epilogue {
+            register_epilogue::<V, R, NV>(&mut acc, e.reg, e.c);
         }
         for (r, row) in acc.iter().enumerate() {
             for (v, x) in row.iter().enumerate() {
@@ -310,26 +436,35 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
     // Heavy activations run on the tile just stored, still in L1, one vector at a time and out
     // of line: applied to all R x NV accumulators at once they spill registers, and inlined
     // into every tile shape they multiply the build time.
-    if let Some((_, bias, l1_ops)) = epilogue
-        && !l1_ops.is_empty()
+    if let Some(e) = epilogue
+        && !e.l1.is_empty()
     {
-        // SAFETY: the bias panel holds NR values (caller contract).
-        let bias = unsafe { std::slice::from_raw_parts(bias, nr) };
-        for op in l1_ops {
+        let row = |r: usize| {
+            // SAFETY: row r of C holds NR values (caller contract) and nothing else
+            // references them during this call.
+            unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), nr) }
+        };
+        for op in e.l1 {
             match *op {
                 EpOp::Bias => {
-                    for r in 0..R {
-                        // SAFETY: row r of C holds NR values (caller contract) and nothing
-                        // else references them during this call.
-                        add_bias(
-                            unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), nr) },
-                            bias,
-                        );
-                    }
+                    // SAFETY: the bias panel holds NR values (caller contract).
+                    let bias = unsafe { std::slice::from_raw_parts(e.c.bias, nr) };
+                    (0..R).for_each(|r| add_bias(row(r), bias));
+                }
+                EpOp::ScaleShift => {
+                    // SAFETY: `GemmCall::check` made sure the panel's scale and shift exist.
+                    let (s, t) = unsafe {
+                        (
+                            std::slice::from_raw_parts(e.c.scale, nr),
+                            std::slice::from_raw_parts(e.c.shift, nr),
+                        )
+                    };
+                    (0..R).for_each(|r| scale_shift(row(r), s, t));
                 }
                 // SAFETY: the ISA is available and C holds R rows of NR values (caller
                 // contract); one call per tile.
                 EpOp::Act(act) => unsafe { V::act_rows(act, c, ldc, R, nr) },
+                EpOp::Norm => unreachable!("row-wise ops run in the row stage"),
             }
         }
     }
@@ -340,20 +475,35 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
 fn register_epilogue<V: Simd, const R: usize, const NV: usize>(
     acc: &mut [[V; NV]; R],
     ops: RegOps<'_>,
-    bias: *const f32,
+    c: PanelConsts,
 ) {
     for op in ops.0 {
         match *op {
             EpOp::Bias => {
                 // SAFETY: the bias panel holds NR values (caller contract of `tile`).
                 let bv: [V; NV] =
-                    std::array::from_fn(|v| unsafe { V::load(bias.add(v * V::LANES)) });
+                    std::array::from_fn(|v| unsafe { V::load(c.bias.add(v * V::LANES)) });
                 for row in acc.iter_mut() {
                     for (x, bv) in row.iter_mut().zip(bv) {
                         *x = x.add(bv);
                     }
                 }
             }
+            EpOp::ScaleShift => {
+                // SAFETY: `GemmCall::check` made sure the panel's NR scales and shifts exist.
+                let (sv, tv): ([V; NV], [V; NV]) = unsafe {
+                    (
+                        std::array::from_fn(|v| V::load(c.scale.add(v * V::LANES))),
+                        std::array::from_fn(|v| V::load(c.shift.add(v * V::LANES))),
+                    )
+                };
+                for row in acc.iter_mut() {
+                    for ((x, s), t) in row.iter_mut().zip(sv).zip(tv) {
+                        *x = x.fma(s, t);
+                    }
+                }
+            }
+            EpOp::Norm => unreachable!("row-wise ops never run on the registers"),
             EpOp::Act(act) => {
                 for row in acc.iter_mut() {
                     for x in row.iter_mut() {
@@ -417,26 +567,35 @@ fn add_bias(row: &mut [f32], bias: &[f32]) {
     }
 }
 
+/// `row = row * scale + shift` with one rounding, NaN canonical: the same bits as the register
+/// epilogue's FMA.
+fn scale_shift(row: &mut [f32], scale: &[f32], shift: &[f32]) {
+    for ((x, &s), &t) in row.iter_mut().zip(scale).zip(shift) {
+        let y = x.mul_add(s, t);
+        *x = if y.is_nan() { f32::NAN } else { y };
+    }
+}
+
 /// Splits the tile part of an epilogue into what runs on the registers (bias and cheap
 /// activations) and what runs on the stored tile in L1 (from the first activation that needs
 /// exp, log or division on).
 pub(crate) fn split_register_ops(ops: &[EpOp]) -> (RegOps<'_>, &[EpOp]) {
     let at = ops
         .iter()
-        .position(|op| matches!(op, EpOp::Act(a) if !a.is_cheap()))
+        .position(|op| !op.is_cheap())
         .unwrap_or(ops.len());
     let (reg, l1) = ops.split_at(at);
     (RegOps(reg), l1)
 }
 
 /// Runs the row-wise part of an epilogue (from the first row-wise op on) over one whole row;
-/// `bias` is the row's bias (a `Bias` op after a row-wise one adds it here). `R8` is an
-/// 8-lane vector.
+/// `c` holds the row's constants (a `Bias` op after a row-wise one adds the bias here). `R8`
+/// is an 8-lane vector.
 ///
 /// # Safety
 /// `V`'s and `R8`'s instruction sets are available.
 #[cfg_attr(sinter_inline, inline(always))]
-pub(crate) unsafe fn row_ops<V: Simd, R8: Simd>(ops: &[EpOp], bias: &[f32], row: &mut [f32]) {
+pub(crate) unsafe fn row_ops<V: Simd, R8: Simd>(ops: &[EpOp], c: &RowConsts<'_>, row: &mut [f32]) {
     for op in ops {
         match *op {
             // SAFETY: the caller's contract.
@@ -445,7 +604,14 @@ pub(crate) unsafe fn row_ops<V: Simd, R8: Simd>(ops: &[EpOp], bias: &[f32], row:
             EpOp::Act(Activation::LogSoftmax) => unsafe { math::row_softmax::<R8>(row, true) },
             // SAFETY: ISA availability is the Simd type's invariant.
             EpOp::Act(act) => unsafe { V::act_slice(act, row) },
-            EpOp::Bias => add_bias(row, bias),
+            EpOp::Bias => add_bias(row, c.bias),
+            EpOp::ScaleShift => scale_shift(row, c.scale, c.shift),
+            EpOp::Norm => {
+                if let Some(norm) = c.norm {
+                    // SAFETY: the caller's contract.
+                    unsafe { math::row_norm::<R8>(row, norm) }
+                }
+            }
         }
     }
 }
@@ -454,7 +620,7 @@ pub(crate) unsafe fn row_ops<V: Simd, R8: Simd>(ops: &[EpOp], bias: &[f32], row:
 pub(crate) fn split_ops(ops: &[EpOp]) -> (&[EpOp], &[EpOp]) {
     let at = ops
         .iter()
-        .position(|op| matches!(op, EpOp::Act(a) if a.is_row_wise()))
+        .position(|op| op.is_row_wise())
         .unwrap_or(ops.len());
     ops.split_at(at)
 }
@@ -559,6 +725,9 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
     let c = g.c;
     let b = g.b.data.as_ptr();
     let bias = g.b.bias.as_ptr();
+    // Absent constants are never read (`g.check`); the bias stands in as a valid pointer.
+    let scale = if g.b.scale.is_empty() { bias } else { g.b.scale.as_ptr() };
+    let shift = if g.b.shift.is_empty() { bias } else { g.b.shift.as_ptr() };
     let mut jc = g.panels.start;
     while jc < g.panels.end {
         let jc_end = (jc + blk.nc_panels).min(g.panels.end);
@@ -574,9 +743,20 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                     let cols = nr.min(n - jp * nr);
                     // SAFETY: in bounds by `g.check`: panel jp starts at jp*k*nr, block pc at pc*nr.
                     let bp = unsafe { b.add(jp * k * nr + pc * nr) };
-                    // SAFETY: the bias is padded to whole panels, so panel jp's NR values exist.
-                    let bias_p = unsafe { bias.add(jp * nr) };
-                    let epi = last.then_some((reg_ops, bias_p, l1_ops));
+                    // SAFETY: the bias (and scale and shift, when present) are padded to whole
+                    // panels, so panel jp's NR values exist.
+                    let consts = unsafe {
+                        PanelConsts {
+                            bias: bias.add(jp * nr),
+                            scale: scale.add(jp * nr),
+                            shift: shift.add(jp * nr),
+                        }
+                    };
+                    let epi = last.then_some(TileEpilogue {
+                        reg: reg_ops,
+                        c: consts,
+                        l1: l1_ops,
+                    });
                     let mut ir = 0;
                     let mut t = 0;
                     while ir < mc {
@@ -610,14 +790,13 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                 }
                 // Every column of these rows is final: earlier column blocks are done.
                 if last && last_jc && !rest.is_empty() {
-                    // SAFETY: the bias is padded to whole panels: it holds n values.
-                    let bias = unsafe { std::slice::from_raw_parts(bias, n) };
+                    let consts = g.b.row_consts();
                     for r in ic..ic + mc {
                         // SAFETY: row r of C has n values (g.check); this call owns all
                         // columns when there are row-wise ops (g.check).
                         let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * g.ldc), n) };
                         // SAFETY: the ISA is available (caller contract).
-                        unsafe { V::row_stage(rest, bias, row) };
+                        unsafe { V::row_stage(rest, &consts, row) };
                     }
                 }
                 ic += mc;
@@ -671,8 +850,9 @@ mod tests {
             let ops = [EpOp::Bias, EpOp::Act(act), EpOp::Act(Activation::RELU)];
             let (reg, l1) = split_register_ops(&ops);
             let cheap = |op: &EpOp| match op {
-                EpOp::Bias => true,
+                EpOp::Bias | EpOp::ScaleShift => true,
                 EpOp::Act(a) => a.is_cheap(),
+                EpOp::Norm => false,
             };
             assert!(reg.0.iter().all(cheap), "{act}");
             assert_eq!(reg.0.len() + l1.len(), 3);

@@ -36,9 +36,9 @@ impl Simd for Portable {
         unsafe { super::math::apply_rows::<Portable>(act, c, ld, rows, cols) }
     }
     #[inline(never)]
-    unsafe fn row_stage(ops: &[EpOp], bias: &[f32], row: &mut [f32]) {
+    unsafe fn row_stage(ops: &[EpOp], c: &super::gemm::RowConsts<'_>, row: &mut [f32]) {
         // SAFETY: portable lanes need no CPU feature.
-        unsafe { super::gemm::row_ops::<Portable, Portable>(ops, bias, row) }
+        unsafe { super::gemm::row_ops::<Portable, Portable>(ops, c, row) }
     }
 
     #[cfg_attr(sinter_inline, inline(always))]
@@ -146,7 +146,9 @@ impl super::dispatch::Tier for PortableTier {
     fn rows(self, ops: &[EpOp], data: &mut [f32], n: usize) {
         for row in data.chunks_exact_mut(n) {
             // SAFETY: portable lanes need no CPU feature.
-            unsafe { super::gemm::row_ops::<Portable, Portable>(ops, &[], row) };
+            let c = super::gemm::RowConsts::default();
+            // SAFETY: portable lanes need no CPU feature.
+            unsafe { super::gemm::row_ops::<Portable, Portable>(ops, &c, row) };
         }
     }
     fn affine(self, data: &mut [f32], scale: &[f32], shift: &[f32]) {

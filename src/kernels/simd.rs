@@ -72,7 +72,7 @@ pub(crate) trait Simd: Copy {
     ///
     /// # Safety
     /// This tier's instruction set is available.
-    unsafe fn row_stage(ops: &[EpOp], bias: &[f32], row: &mut [f32]);
+    unsafe fn row_stage(ops: &[EpOp], c: &super::gemm::RowConsts<'_>, row: &mut [f32]);
 
     /// Clears the sign bit.
     fn abs(self) -> Self;

@@ -130,12 +130,29 @@ macro_rules! tier_tests {
                     vec![EpOp::Bias, EpOp::Act(A::LogSoftmax), EpOp::Bias, EpOp::Act(A::Tanh)],
                     vec![EpOp::Act(A::Gelu { approximate: false }), EpOp::Act(A::Softmax), EpOp::Bias],
                     vec![EpOp::Bias, EpOp::Bias],
+                    // Scale+shift on the registers, after a heavy activation (L1 stage) and
+                    // after a row op (row stage); normalization as a row op anywhere.
+                    vec![EpOp::Bias, EpOp::Act(A::RELU), EpOp::ScaleShift],
+                    vec![EpOp::Bias, EpOp::Act(A::Tanh), EpOp::ScaleShift, EpOp::Act(A::RELU)],
+                    vec![EpOp::Bias, EpOp::Norm],
+                    vec![EpOp::Bias, EpOp::Act(A::Gelu { approximate: false }), EpOp::Norm],
+                    vec![EpOp::Bias, EpOp::Norm, EpOp::ScaleShift, EpOp::Act(A::Tanh)],
+                    vec![EpOp::ScaleShift, EpOp::Norm, EpOp::Bias, EpOp::Act(A::Softmax)],
                 ];
                 for &(m, k, n) in &[(1usize, 5usize, 3usize), (7, 9, 37), (13, 1030, 70)] {
                     let a = rand_vec(m * k, 11);
                     let w = rand_vec(k * n, 12);
                     let bias = rand_vec(n, 13);
-                    let p = PackedB::pack(isa, &w, Some(&bias), k, n).expect("packs");
+                    let mut p = PackedB::pack(isa, &w, Some(&bias), k, n).expect("packs");
+                    let (scale, shift) = (rand_vec(n, 14), rand_vec(n, 15));
+                    p.set_scale_shift(&scale, &shift).expect("n values");
+                    let norm = RowNorm {
+                        epsilon: 1e-3,
+                        rms: false,
+                        gamma: Some(rand_vec(n, 16)),
+                        beta: Some(rand_vec(n, 17)),
+                    };
+                    p.set_row_norm(norm.clone()).expect("n values");
                     let zero = vec![0.0f32; n];
                     for ops in &orders {
                         // Oracle: the plain K-sum, then each op as its own pass.
@@ -146,6 +163,12 @@ macro_rules! tier_tests {
                                     r.iter_mut().zip(&bias).for_each(|(x, b)| *x += b)
                                 }),
                                 EpOp::Act(act) => rows(Isa::Generic, act, &mut want, n),
+                                EpOp::ScaleShift => {
+                                    crate::kernels::affine(Isa::Generic, &mut want, &scale, &shift)
+                                }
+                                EpOp::Norm => {
+                                    crate::kernels::norm_rows(Isa::Generic, &norm, &mut want, n)
+                                }
                             }
                         }
                         let mut got = vec![0.0f32; m * n];
@@ -458,7 +481,8 @@ fn every_tuning_candidate_gives_the_same_bits() {
         // And `tune` itself returns weights that compute the same bits.
         let (m, k, n) = (64, 260, 100);
         let (a, w) = (rand_vec(m * k, 31), rand_vec(k * n, 32));
-        let t = tune::tune(isa, &w, None, k, n, m, &[]).expect("tunes");
+        let base = PackedB::pack(isa, &w, None, k, n).expect("packs");
+        let t = tune::tune(isa, &w, None, &base, m, &[]).expect("tunes");
         let mut c = vec![0.0f32; m * n];
         dense(isa, m, &a, &t.packed, &mut c, &[]);
         assert_eq!(

@@ -71,17 +71,18 @@ fn time(isa: Isa, m: usize, a: &[f32], w: &PackedB, c: &mut [f32], ops: &[EpOp])
 }
 
 /// Times panel widths and blockings of `C = ops(A · W)` for `m` rows on `isa` (A random) and
-/// returns the weights packed the fastest way. Runs on the calling thread; takes tens to
-/// hundreds of milliseconds per layer.
+/// returns the weights packed the fastest way. `default` is the layer packed the default way,
+/// with its epilogue constants, which every candidate copies. Runs on the calling thread;
+/// takes tens to hundreds of milliseconds per layer.
 pub fn tune(
     isa: Isa,
     kernel: &[f32],
     bias: Option<&[f32]>,
-    k: usize,
-    n: usize,
+    default_packing: &PackedB,
     m: usize,
     ops: &[EpOp],
 ) -> Result<Tuned, PackError> {
+    let (k, n) = (default_packing.k(), default_packing.n());
     let m = m.max(1);
     let too_large = PackError::TooLarge { k, n };
     let (a_len, c_len) = match (m.checked_mul(k), m.checked_mul(n)) {
@@ -101,10 +102,11 @@ pub fn tune(
     let mut best: Option<(Duration, PackedB)> = None;
     let mut default = Duration::MAX;
     for t in isa.tiles() {
-        let w = PackedB::pack_nr(isa, kernel, bias, k, n, t.nr)?;
+        let mut w = PackedB::pack_nr(isa, kernel, bias, k, n, t.nr)?;
         if w.nr() != t.nr {
             continue;
         }
+        w.copy_consts(default_packing);
         let d = time(isa, m, &a, &w, &mut c, &ops);
         count += 1;
         if t.nr == isa.nr_for(n) {
@@ -146,8 +148,7 @@ pub fn tune(
     }
     // The first timing runs on a colder machine (pages, caches, clocks): time the default
     // again now, so the report compares like with like.
-    let d = PackedB::pack(isa, kernel, bias, k, n)?;
-    default = default.min(time(isa, m, &a, &d, &mut c, &ops));
+    default = default.min(time(isa, m, &a, default_packing, &mut c, &ops));
     Ok(Tuned {
         packed: w,
         report: TuneReport {

@@ -1,20 +1,28 @@
-//! An Activation whose producer is a Dense read by nothing else joins that Dense's epilogue:
-//! `Dense(32, tanh) -> Activation(relu)` runs as one kernel with epilogue `bias, tanh, relu`.
+//! An Activation, a per-channel affine (an unfolded batch normalization) or a layer
+//! normalization whose producer is a Dense read by nothing else joins that Dense's epilogue:
+//! `Dense(32, tanh) -> Activation(relu)` runs as one kernel with epilogue `bias, tanh, relu`,
+//! `Dense(64, relu) -> BatchNormalization` as `bias, relu, scale+shift` on the registers, and
+//! `Dense(64) -> LayerNormalization` with the normalization as a row epilogue while the row is
+//! still in L1. A Dense holds at most one affine and one normalization (their constants live
+//! with its packed weights).
 
-use super::{Graph, Op, Pass, Prune};
+use super::{Epi, Graph, Op, Pass, Prune};
 
-/// Folds activations into the producing Dense's epilogue.
+/// Folds activations and normalizations into the producing Dense's epilogue.
 pub struct FuseActivations;
 
 impl FuseActivations {
     fn candidate(g: &Graph<'_>) -> Option<(usize, usize)> {
         (0..g.nodes.len()).find_map(|i| {
-            let Op::Activation(_) = g.nodes[i].op else {
+            let step = g.nodes[i].op.as_epilogue()?;
+            let src = g.nodes[i].inputs[0];
+            let Op::Dense { acts, .. } = &g.nodes[src].op else {
                 return None;
             };
-            let src = g.nodes[i].inputs[0];
-            (matches!(g.nodes[src].op, Op::Dense { .. }) && g.consumers(src) == 1)
-                .then_some((i, src))
+            let taken = |f: fn(&Epi<'_>) -> bool| f(&step) && acts.iter().any(f);
+            let fits = !taken(|e| matches!(e, Epi::Affine { .. }))
+                && !taken(|e| matches!(e, Epi::Norm(_)));
+            (fits && g.consumers(src) == 1).then_some((i, src))
         })
     }
 }
@@ -26,13 +34,11 @@ impl Pass for FuseActivations {
     fn run<'m>(&self, mut g: Graph<'m>) -> Graph<'m> {
         g = Prune.run(g);
         while let Some((i, src)) = Self::candidate(&g) {
-            let Op::Activation(act) = g.nodes[i].op else {
-                unreachable!("candidate is an activation")
-            };
+            let step = g.nodes[i].op.as_epilogue().expect("candidate fuses");
             let name = g.nodes[i].name.clone();
             let dense = &mut g.nodes[src];
             if let Op::Dense { acts, .. } = &mut dense.op {
-                acts.push(act);
+                acts.push(step);
             }
             dense.name = format!("{}+{}", dense.name, name);
             g.rewire(i, src);

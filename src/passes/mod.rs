@@ -34,12 +34,13 @@ use std::borrow::Cow;
 pub enum Op<'m> {
     /// The model input.
     Input,
-    /// `acts(x · kernel + bias)`: the activations run in the kernel's epilogue, in order.
+    /// `acts(x · kernel + bias)`: the epilogue runs in the kernel, in order.
     Dense {
         /// The layer's weights (owned once a pass rewrote them, e.g. folded a batch norm).
         weights: Cow<'m, DenseWeights>,
-        /// Activations applied after the bias, in order.
-        acts: Vec<Activation>,
+        /// What runs after the bias, in order: activations, at most one per-channel affine
+        /// and at most one row normalization.
+        acts: Vec<Epi<'m>>,
         /// A stride-`s` convolution read straight from `[steps, ch]`: GEMM row `o` is the
         /// `K = size * ch` values from step `o * s` on (an implicit im2col; the input is
         /// already padded). `None` for a plain Dense over the last axis.
@@ -101,6 +102,58 @@ pub enum Op<'m> {
     /// Output axis `i` is input axis `perm[i]` (per sample, 0-based): a transpose that moves
     /// data. Permutes that move only axes of length 1 are lowered to [`Op::Reshape`] instead.
     Permute(Vec<usize>),
+}
+
+/// One step of a Dense's epilogue (see [`Op::Dense`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Epi<'m> {
+    /// An activation.
+    Act(Activation),
+    /// `x * scale + shift` per column.
+    Affine {
+        /// Per-column multiplier.
+        scale: Vec<f32>,
+        /// Per-column offset.
+        shift: Vec<f32>,
+    },
+    /// Layer normalization of each whole row.
+    Norm(&'m RowNorm),
+}
+
+impl Epi<'_> {
+    /// A short name for fused layer names and printouts.
+    pub fn label(&self) -> String {
+        match self {
+            Epi::Act(a) => a.keras_name().to_string(),
+            Epi::Affine { .. } => "scale_shift".into(),
+            Epi::Norm(_) => "norm".into(),
+        }
+    }
+}
+
+impl<'m> From<Epi<'m>> for Op<'m> {
+    fn from(e: Epi<'m>) -> Op<'m> {
+        match e {
+            Epi::Act(a) => Op::Activation(a),
+            Epi::Affine { scale, shift } => Op::Affine { scale, shift },
+            Epi::Norm(n) => Op::Norm(n),
+        }
+    }
+}
+
+impl<'m> Op<'m> {
+    /// This op as an epilogue step, if it can run in a GEMM's epilogue.
+    pub fn as_epilogue(&self) -> Option<Epi<'m>> {
+        match self {
+            Op::Activation(a) => Some(Epi::Act(*a)),
+            Op::Affine { scale, shift } => Some(Epi::Affine {
+                scale: scale.clone(),
+                shift: shift.clone(),
+            }),
+            Op::Norm(n) => Some(Epi::Norm(n)),
+            _ => None,
+        }
+    }
 }
 
 /// Geometry of an implicit-im2col convolution (see [`Op::Dense`]).
@@ -179,7 +232,7 @@ impl<'m> Graph<'m> {
                 Layer::Input => Op::Input,
                 Layer::Dense { activation, .. } => Op::Dense {
                     weights: Cow::Borrowed(weights()?),
-                    acts: vec![*activation],
+                    acts: vec![Epi::Act(*activation)],
                     conv: None,
                 },
                 Layer::Conv1D { activation, .. } => {
@@ -226,7 +279,7 @@ impl<'m> Graph<'m> {
                         name: n.name.clone(),
                         op: Op::Dense {
                             weights: Cow::Borrowed(weights()?),
-                            acts: vec![*activation],
+                            acts: vec![Epi::Act(*activation)],
                             conv,
                         },
                         inputs,

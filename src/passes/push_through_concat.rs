@@ -40,7 +40,7 @@ impl Pass for PushActivationThroughConcat {
             for p in g.nodes[c].inputs.clone() {
                 let producer = &mut g.nodes[p];
                 if let Op::Dense { acts, .. } = &mut producer.op {
-                    acts.push(act);
+                    acts.push(super::Epi::Act(act));
                 }
                 producer.name = format!("{}+{name}", producer.name);
             }

@@ -25,8 +25,8 @@ impl Pass for SplitActivations {
             for act in acts {
                 let prev = nodes.len() - 1;
                 nodes.push(GNode {
-                    name: format!("{name}.{}", act.keras_name()),
-                    op: Op::Activation(act),
+                    name: format!("{name}.{}", act.label()),
+                    op: act.into(),
                     inputs: vec![prev],
                     shape: shape.clone(),
                 });

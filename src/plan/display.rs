@@ -19,6 +19,8 @@ fn epilogue(ops: &[EpOp]) -> String {
         .iter()
         .map(|op| match op {
             EpOp::Bias => "bias".to_string(),
+            EpOp::ScaleShift => "scale+shift".to_string(),
+            EpOp::Norm => "layer norm (row)".to_string(),
             EpOp::Act(a) if a.is_row_wise() => format!("{a} (row)"),
             EpOp::Act(a) => a.to_string(),
         })

@@ -25,7 +25,7 @@ pub use session::{Outputs, Session, Values};
 use crate::error::{Error, Result};
 use crate::kernels::{self, Activation, EpOp, Isa, PackedB, Strided};
 use crate::model::{DType, Merge, Model, Window, checked_elems};
-use crate::passes::{self, Graph, Op};
+use crate::passes::{self, Epi, Graph, Op};
 use arena::Arena;
 
 /// How to compile a model.
@@ -418,9 +418,7 @@ impl Plan {
             return kernels::dense_strided(self.isa, m, Strided::new(a, lda, c, ldc), w, ops);
         };
         let panels = n.div_ceil(w.nr());
-        let row_wise = ops
-            .iter()
-            .any(|op| matches!(op, EpOp::Act(act) if act.is_row_wise()));
+        let row_wise = ops.iter().any(|op| op.is_row_wise());
         if panels >= 2 && !row_wise {
             let parts =
                 kernels::ColumnParts::new(self.isa, m, Strided::new(a, lda, c, ldc), w, ops);
@@ -708,13 +706,35 @@ fn step_kind(
             if weights.bias.is_some() {
                 ops.push(EpOp::Bias);
             }
-            ops.extend(acts.iter().map(|&a| EpOp::Act(a)));
+            ops.extend(acts.iter().map(|e| match e {
+                Epi::Act(a) => EpOp::Act(*a),
+                Epi::Affine { .. } => EpOp::ScaleShift,
+                Epi::Norm(_) => EpOp::Norm,
+            }));
             let rows = checked_elems(&node.shape).unwrap_or(0) / units;
             let shape_err = |e: kernels::PackError| Error::Shape {
                 layer: node.name.clone(),
                 msg: e.to_string(),
             };
             let bias = weights.bias.as_deref();
+            let mut packed =
+                PackedB::pack(isa, &weights.kernel, bias, k, units).map_err(shape_err)?;
+            for e in acts {
+                match e {
+                    Epi::Act(_) => {}
+                    Epi::Affine { scale, shift } => {
+                        packed.set_scale_shift(scale, shift).map_err(shape_err)?;
+                    }
+                    Epi::Norm(n) => packed
+                        .set_row_norm(kernels::RowNorm {
+                            epsilon: n.epsilon,
+                            rms: n.rms,
+                            gamma: n.gamma.clone(),
+                            beta: n.beta.clone(),
+                        })
+                        .map_err(shape_err)?,
+                }
+            }
             let (w, tuned) = match tune_batch {
                 // A convolution runs one GEMM per sample; a Dense one over the whole batch
                 // (timed at up to 256 rows).
@@ -724,14 +744,11 @@ fn step_kind(
                     } else {
                         (rows * batch).min(256)
                     };
-                            let t = kernels::tune::tune(isa, &weights.kernel, bias, k, units, m, &ops)
+                            let t = kernels::tune::tune(isa, &weights.kernel, bias, &packed, m, &ops)
                         .map_err(shape_err)?;
                     (t.packed, Some(t.report))
                 }
-                None => (
-                    PackedB::pack(isa, &weights.kernel, bias, k, units).map_err(shape_err)?,
-                    None,
-                ),
+                None => (packed, None),
             };
             let (ldc, col) = match into {
                 Some((c, col)) => (*g.nodes[c].shape.last().expect("rank"), col),

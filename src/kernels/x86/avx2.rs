@@ -33,9 +33,9 @@ impl Simd for Avx2 {
         // SAFETY: the caller's contract (ISA and extents).
         unsafe { super::act_rows_avx2(act, c, ld, rows, cols) }
     }
-    unsafe fn row_stage(ops: &[EpOp], bias: &[f32], row: &mut [f32]) {
+    unsafe fn row_stage(ops: &[EpOp], c: &super::RowConsts<'_>, row: &mut [f32]) {
         // SAFETY: as above.
-        unsafe { super::row_avx2(ops, bias, row) }
+        unsafe { super::row_avx2(ops, c, row) }
     }
 
     #[cfg_attr(sinter_inline, inline(always))]

@@ -5,7 +5,7 @@ pub(crate) mod avx512;
 
 use super::activation::Activation;
 use super::dispatch::{Tier, tiles};
-use super::gemm::{self, EpOp, GemmCall};
+use super::gemm::{self, EpOp, GemmCall, RowConsts};
 use super::math::{self, RowNorm};
 use avx2::Avx2;
 use avx512::Avx512;
@@ -102,16 +102,16 @@ pub(super) unsafe fn act_avx2(act: Activation, data: &mut [f32]) {
 unsafe fn rows_avx2(ops: &[EpOp], data: &mut [f32], n: usize) {
     for row in data.chunks_exact_mut(n) {
         // SAFETY: features enabled on this function.
-        unsafe { row_avx2(ops, &[], row) };
+        unsafe { row_avx2(ops, &RowConsts::default(), row) };
     }
 }
 
 /// Out of line (see `Simd::row_stage`).
 #[target_feature(enable = "avx2,fma")]
 #[inline(never)]
-pub(super) unsafe fn row_avx2(ops: &[EpOp], bias: &[f32], row: &mut [f32]) {
+pub(super) unsafe fn row_avx2(ops: &[EpOp], c: &RowConsts<'_>, row: &mut [f32]) {
     // SAFETY: features enabled on this function.
-    unsafe { gemm::row_ops::<Avx2, Avx2>(ops, bias, row) };
+    unsafe { gemm::row_ops::<Avx2, Avx2>(ops, c, row) };
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
@@ -132,16 +132,16 @@ pub(super) unsafe fn act_avx512(act: Activation, data: &mut [f32]) {
 unsafe fn rows_avx512(ops: &[EpOp], data: &mut [f32], n: usize) {
     for row in data.chunks_exact_mut(n) {
         // SAFETY: features enabled on this function.
-        unsafe { row_avx512(ops, &[], row) };
+        unsafe { row_avx512(ops, &RowConsts::default(), row) };
     }
 }
 
 /// Out of line (see `Simd::row_stage`).
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline(never)]
-pub(super) unsafe fn row_avx512(ops: &[EpOp], bias: &[f32], row: &mut [f32]) {
+pub(super) unsafe fn row_avx512(ops: &[EpOp], c: &RowConsts<'_>, row: &mut [f32]) {
     // SAFETY: features enabled on this function.
-    unsafe { gemm::row_ops::<Avx512, Avx2>(ops, bias, row) };
+    unsafe { gemm::row_ops::<Avx512, Avx2>(ops, c, row) };
 }
 
 #[target_feature(enable = "avx2,fma")]
