@@ -35,69 +35,121 @@ fn shape(s: &[usize]) -> String {
     format!("({})", dims.join(", "))
 }
 
+/// Whether the graph branches (several inputs or outputs, a layer read twice, a merge): then
+/// Keras 3 adds a "Connected to" column.
+fn branches(m: &Model) -> bool {
+    let mut readers = vec![0usize; m.nodes().len()];
+    for n in m.nodes() {
+        for &j in &n.inputs {
+            readers[j] += 1;
+        }
+    }
+    m.inputs().len() > 1
+        || m.outputs().len() > 1
+        || readers.iter().any(|&r| r > 1)
+        || m.nodes().iter().any(|n| n.inputs.len() > 1)
+}
+
+/// Non-trainable weights as Keras counts them: batch-normalization moving statistics and the
+/// adapted statistics of `Normalization`.
+fn non_trainable(m: &Model) -> usize {
+    m.nodes()
+        .iter()
+        .map(|n| match &n.layer {
+            super::Layer::BatchNormalization(b) => b.mean.len() + b.variance.len(),
+            super::Layer::Normalization { .. } => n.layer.param_count(),
+            _ => 0,
+        })
+        .sum()
+}
+
 pub(super) fn render(m: &Model) -> String {
-    let rows: Vec<[String; 3]> = m
+    let connected = branches(m);
+    let rows: Vec<[Vec<String>; 4]> = m
         .nodes()
         .iter()
         .map(|n| {
+            let mut links: Vec<String> = n
+                .inputs
+                .iter()
+                .map(|&j| format!("{}[0][0]", m.nodes()[j].name))
+                .collect();
+            let last = links.len().saturating_sub(1);
+            for l in links.iter_mut().take(last) {
+                l.push(',');
+            }
+            if links.is_empty() {
+                links.push("-".into());
+            }
             [
-                format!("{} ({})", n.name, n.layer.type_name()),
-                shape(&n.shape),
-                thousands(n.count_params()),
+                vec![format!("{} ({})", n.name, n.layer.type_name())],
+                vec![shape(&n.shape)],
+                vec![thousands(n.count_params())],
+                links,
             ]
         })
         .collect();
-    let w = [
+    let width = |c: usize, min: usize| {
         rows.iter()
-            .map(|r| r[0].chars().count())
+            .flat_map(|r| r[c].iter().map(|s| s.chars().count()))
             .max()
             .unwrap_or(0)
-            .max(31),
-        rows.iter().map(|r| r[1].len()).max().unwrap_or(0).max(22),
-        13,
-    ];
+            .max(min)
+    };
+    let w = [width(0, 31), width(1, 22), 13, width(3, 21)];
+    let cols = if connected { 4 } else { 3 };
     let line = |l: &str, f: &str, mid: &str, r: &str| {
-        format!(
-            "{l}{}{mid}{}{mid}{}{r}\n",
-            f.repeat(w[0] + 2),
-            f.repeat(w[1] + 2),
-            f.repeat(w[2] + 2)
-        )
+        let parts: Vec<String> = w[..cols].iter().map(|&x| f.repeat(x + 2)).collect();
+        format!("{l}{}{r}\n", parts.join(mid))
+    };
+    let cells = |v: [&str; 4], bar: &str| {
+        let mut out = String::from(bar);
+        for c in 0..cols {
+            let cell = if c == 2 {
+                format!(" {:>x$} ", v[c], x = w[c])
+            } else {
+                format!(" {:<x$} ", v[c], x = w[c])
+            };
+            out += &cell;
+            out += bar;
+        }
+        out + "\n"
     };
     let mut out = String::new();
     let _ = writeln!(out, "Model: \"{}\"", m.name());
     out += &line("┏", "━", "┳", "┓");
-    let _ = writeln!(
-        out,
-        "┃ {:<a$} ┃ {:<b$} ┃ {:>c$} ┃",
-        "Layer (type)",
-        "Output Shape",
-        "Param #",
-        a = w[0],
-        b = w[1],
-        c = w[2]
-    );
+    out += &cells(["Layer (type)", "Output Shape", "Param #", "Connected to"], "┃");
     out += &line("┡", "━", "╇", "┩");
     for (i, r) in rows.iter().enumerate() {
         if i > 0 {
             out += &line("├", "─", "┼", "┤");
         }
-        let _ = writeln!(
-            out,
-            "│ {:<a$} │ {:<b$} │ {:>c$} │",
-            r[0],
-            r[1],
-            r[2],
-            a = w[0],
-            b = w[1],
-            c = w[2]
-        );
+        let height = if connected { r[3].len() } else { 1 };
+        for h in 0..height {
+            let get = |c: usize| r[c].get(h).map_or("", String::as_str);
+            out += &cells([get(0), get(1), get(2), get(3)], "│");
+        }
     }
     out += &line("└", "─", "┴", "┘");
     let total = m.count_params();
-    let size = human_bytes(total * 4);
-    let _ = writeln!(out, " Total params: {} ({size})", thousands(total));
-    let _ = writeln!(out, " Trainable params: {} ({size})", thousands(total));
-    let _ = writeln!(out, " Non-trainable params: 0 ({})", human_bytes(0));
+    let fixed = non_trainable(m);
+    let _ = writeln!(
+        out,
+        " Total params: {} ({})",
+        thousands(total),
+        human_bytes(total * 4)
+    );
+    let _ = writeln!(
+        out,
+        " Trainable params: {} ({})",
+        thousands(total - fixed),
+        human_bytes((total - fixed) * 4)
+    );
+    let _ = writeln!(
+        out,
+        " Non-trainable params: {} ({})",
+        thousands(fixed),
+        human_bytes(fixed * 4)
+    );
     out
 }

@@ -2,28 +2,21 @@
 
 use crate::{PlanArgs, compile, load_model};
 use sinter::Result;
-use sinter::model::init::SplitMix64;
-use sinter::plan::Session;
+use sinter::plan::{Session, Values};
 use std::time::{Duration, Instant};
 
-/// Deterministic inputs in [-1, 1).
-pub(crate) fn random_input(n: usize, seed: u64) -> Vec<f32> {
-    let mut r = SplitMix64::new(seed);
-    (0..n).map(|_| r.next_signed()).collect()
-}
-
-/// Median wall time of `session.run(x)` over about `seconds` (at least 11 samples).
-pub(crate) fn median(session: &mut Session, x: &[f32], seconds: f64) -> Result<Duration> {
+/// Median wall time of `session.run_all(x)` over about `seconds` (at least 11 samples).
+pub(crate) fn median(session: &mut Session, x: &[Values<'_>], seconds: f64) -> Result<Duration> {
     let warm = Instant::now();
     while warm.elapsed() < Duration::from_secs_f64((seconds / 10.0).min(0.2)) {
-        session.run(x)?;
+        session.run_all(x)?;
     }
     let budget = Duration::from_secs_f64(seconds);
     let start = Instant::now();
     let mut times = Vec::with_capacity(4096);
     while times.len() < 11 || (start.elapsed() < budget && times.len() < 1_000_000) {
         let t = Instant::now();
-        session.run(x)?;
+        session.run_all(x)?;
         times.push(t.elapsed());
     }
     times.sort_unstable();
@@ -94,8 +87,8 @@ pub(crate) fn run(
         if batch == 0 {
             return Err(sinter::Error::EmptyBatch);
         }
-        let x = random_input(batch * plan.input_len(), batch as u64);
-        let t = median(&mut session, &x, seconds)?;
+        let x = crate::inputs::random(&plan, batch, batch as u64, 1.0, false);
+        let t = median(&mut session, &crate::inputs::views(&x), seconds)?;
         let us = t.as_secs_f64() * 1e6;
         let gflops = (plan.flops_per_sample() * batch) as f64 / t.as_secs_f64() / 1e9;
         let fraction = gflops / (peak * plan.threads() as f64);

@@ -1,6 +1,8 @@
 //! `sinter` with no arguments: the seed model, both plans, bits compared, latency.
 
-use crate::bench::{median, random_input};
+use crate::bench::median;
+use sinter::model::init::SplitMix64;
+use sinter::plan::Values;
 use sinter::plan::CompileOptions;
 use sinter::{Error, Result, builtin};
 use std::sync::Arc;
@@ -13,7 +15,8 @@ pub(crate) fn run() -> Result<()> {
     let batch = 64;
     let mut outputs = Vec::new();
     let mut times = Vec::new();
-    let x = random_input(batch * 784, 42);
+    let mut r = SplitMix64::new(42);
+    let x: Vec<f32> = (0..batch * 784).map(|_| r.next_signed()).collect();
     for fuse in [true, false] {
         let plan = Arc::new(model.compile(&CompileOptions {
             fuse,
@@ -23,7 +26,7 @@ pub(crate) fn run() -> Result<()> {
         say!("\n{plan}");
         let mut session = plan.session()?;
         outputs.push(session.run(&x)?.to_vec());
-        times.push(median(&mut session, &x, 0.5)?);
+        times.push(median(&mut session, &[Values::F32(&x)], 0.5)?);
     }
     let same = outputs[0]
         .iter()

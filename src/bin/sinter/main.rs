@@ -23,13 +23,14 @@ macro_rules! say_raw {
 
 mod bench;
 mod demo;
+mod inputs;
 mod verify;
 
 use clap::{Parser, Subcommand};
 use sinter::model::Model;
 use sinter::plan::{CompileOptions, Plan};
 use sinter::{Error, Result, builtin};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -72,16 +73,19 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         batch: usize,
     },
-    /// Run a float32 .npy batch (batch axis first) through the model; write a float32 .npy.
+    /// Run .npy batches (batch axis first) through the model; write float32 .npy outputs.
     Run {
         /// A model file (.keras, .onnx, NAME.json + NAME.weights.h5) or builtin:seed|mnist-mlp|ffn.
         model: String,
-        /// Input .npy: shape (batch, *input_shape).
-        #[arg(long)]
-        input: PathBuf,
-        /// Output .npy: shape (batch, *output_shape).
-        #[arg(long)]
-        output: PathBuf,
+        /// Input .npy, shape (batch, *input_shape): float32, or int32/int64 token ids (a
+        /// float32 file of whole numbers works too). Repeat in the model's input order, or
+        /// bind by name as NAME=PATH.
+        #[arg(long, required = true)]
+        input: Vec<String>,
+        /// Output .npy, shape (batch, *output_shape). Repeat in the model's output order, or
+        /// NAME=PATH; only the outputs named are computed.
+        #[arg(long, required = true)]
+        output: Vec<String>,
         #[command(flatten)]
         plan: PlanArgs,
     },
@@ -135,25 +139,51 @@ pub(crate) fn compile(model: &Model, args: &PlanArgs, max_batch: usize) -> Resul
     Ok(Arc::new(model.compile(&opts)?))
 }
 
-fn run_npy(model: &str, input: &Path, output: &Path, args: &PlanArgs) -> Result<()> {
+fn run_npy(model: &str, inputs: &[String], outputs: &[String], args: &PlanArgs) -> Result<()> {
     let model = load_model(model)?;
-    let (shape, data) = sinter::io::npy::read_f32(input)?;
-    let want = model.input_shape();
-    let per: usize = want.iter().product();
-    let batch = shape.first().copied().unwrap_or(0);
-    let rest: usize = shape.iter().skip(1).product();
-    if shape.len() < 2 || rest != per || batch == 0 {
-        return Err(Error::Format {
-            path: input.into(),
-            msg: format!("shape {shape:?}, expected (batch, {})", dims(want)),
-        });
+    let out_bind = inputs::bind(outputs, model.output_names(), "--output", false)?;
+    let wanted: Vec<&str> = out_bind
+        .iter()
+        .map(|(k, _)| model.output_names()[*k].as_str())
+        .collect();
+    let model = model.select_outputs(&wanted)?;
+    let in_names: Vec<String> = model.input_names().iter().map(|s| s.to_string()).collect();
+    let in_bind = inputs::bind(inputs, &in_names, "--input", true)?;
+    let mut arrays = vec![None; in_names.len()];
+    let mut batch = None;
+    for (k, path) in in_bind {
+        let (shape, data) = sinter::io::npy::read(&path)?;
+        let want = &model.nodes()[model.inputs()[k]].shape;
+        let b = shape.first().copied().unwrap_or(0);
+        if shape.len() < 2 || shape[1..] != want[..] || b == 0 {
+            return Err(Error::Format {
+                path,
+                msg: format!(
+                    "shape {shape:?}, expected (batch, {}) for input {:?}",
+                    dims(want),
+                    in_names[k]
+                ),
+            });
+        }
+        if *batch.get_or_insert(b) != b {
+            return Err(Error::Format {
+                path,
+                msg: format!("batch {b}, but another input has {}", batch.unwrap_or(0)),
+            });
+        }
+        arrays[k] = Some(data);
     }
+    let arrays: Vec<sinter::io::npy::Array> = arrays.into_iter().flatten().collect();
+    let batch = batch.unwrap_or(1);
     let plan = compile(&model, args, batch)?;
     let mut session = plan.session()?;
-    let y = session.run(&data)?;
-    let mut out_shape = vec![batch];
-    out_shape.extend_from_slice(plan.output_shape());
-    sinter::io::npy::write_f32(output, &out_shape, y)
+    let ys = session.run_all(&inputs::views(&arrays))?;
+    for (k, (_, path)) in out_bind.iter().enumerate() {
+        let mut out_shape = vec![batch];
+        out_shape.extend_from_slice(&plan.outputs()[k].shape);
+        sinter::io::npy::write_f32(path, &out_shape, ys.get(k))?;
+    }
+    Ok(())
 }
 
 fn dims(s: &[usize]) -> String {

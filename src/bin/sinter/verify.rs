@@ -1,53 +1,35 @@
 //! `sinter verify`: the invariants, checked on random inputs with hostile values mixed in.
 
-use crate::load_model;
-use sinter::model::init::SplitMix64;
+use crate::{inputs, load_model};
 use sinter::plan::CompileOptions;
 use sinter::{Error, Isa, Result};
 use std::sync::Arc;
-
-fn inputs(n: usize) -> Vec<f32> {
-    let mut r = SplitMix64::new(0x5eed);
-    const SPECIAL: [f32; 8] = [
-        0.0,
-        -0.0,
-        1e-40,
-        1e30,
-        -1e30,
-        f32::INFINITY,
-        f32::NEG_INFINITY,
-        f32::NAN,
-    ];
-    (0..n)
-        .map(|i| {
-            if i % 11 == 5 {
-                SPECIAL[(r.next_u64() % 8) as usize]
-            } else {
-                r.next_signed() * 3.0
-            }
-        })
-        .collect()
-}
 
 pub(crate) fn run(spec: &str, batch: usize) -> Result<()> {
     if batch == 0 {
         return Err(Error::EmptyBatch);
     }
     let model = load_model(spec)?;
-    let per: usize = model.input_shape().iter().product();
-    let x = inputs(batch * per);
+    let plan = Arc::new(model.compile(&CompileOptions {
+        max_batch: batch,
+        ..Default::default()
+    })?);
+    let arrays = inputs::random(&plan, batch, 0x5eed, 3.0, true);
+    let x = inputs::views(&arrays);
+    let lens: Vec<usize> = plan.inputs().iter().map(|i| i.len).collect();
     let outputs = |opts: CompileOptions| -> Result<Vec<f32>> {
         let plan = Arc::new(model.compile(&CompileOptions {
             max_batch: batch,
             ..opts
         })?);
-        plan.run(&x)
+        Ok(plan.run_all(&x)?.concat())
     };
     let base = outputs(CompileOptions {
         threads: 1,
         ..Default::default()
     })?;
-    let out_per = base.len() / batch;
+    let out_lens: Vec<usize> = plan.outputs().iter().map(|o| o.len).collect();
+    let out_per: usize = out_lens.iter().sum();
     let mut failures = 0;
     let mut check = |what: String, got: &[f32], want: &[f32]| {
         let diff = got
@@ -82,18 +64,18 @@ pub(crate) fn run(spec: &str, batch: usize) -> Result<()> {
         })?;
         check(format!("isa {isa} == default"), &got, &base);
     }
-    let plan = Arc::new(model.compile(&CompileOptions {
-        max_batch: batch,
-        ..Default::default()
-    })?);
     let mut s = plan.session()?;
+    let full = s.run_all(&x)?.iter().map(<[f32]>::to_vec).collect::<Vec<_>>();
     let mut rows_ok = true;
     for r in 0..batch {
-        let alone = s.run(&x[r * per..(r + 1) * per])?;
-        rows_ok &= alone
-            .iter()
-            .zip(&base[r * out_per..(r + 1) * out_per])
-            .all(|(a, b)| a.to_bits() == b.to_bits());
+        let alone = s.run_all(&inputs::row(&arrays, &lens, r))?;
+        for (k, &l) in out_lens.iter().enumerate() {
+            rows_ok &= alone
+                .get(k)
+                .iter()
+                .zip(&full[k][r * l..(r + 1) * l])
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+        }
     }
     check(
         format!("each of {batch} rows alone == in the batch"),

@@ -1,0 +1,120 @@
+//! Inputs for `bench` and `verify`, and `--input` / `--output` binding for `run`.
+
+use sinter::io::npy::Array;
+use sinter::model::DType;
+use sinter::model::init::SplitMix64;
+use sinter::plan::{Plan, Values};
+use sinter::{Error, Result};
+use std::path::PathBuf;
+
+/// Values with a few hostile ones mixed in (±0, a subnormal, ±1e30, ±inf, NaN).
+const SPECIAL: [f32; 8] = [
+    0.0,
+    -0.0,
+    1e-40,
+    1e30,
+    -1e30,
+    f32::INFINITY,
+    f32::NEG_INFINITY,
+    f32::NAN,
+];
+
+/// Deterministic inputs for every model input: floats in [-scale, scale) (with `hostile`,
+/// about one in eleven a special value), token ids uniform within the vocabulary of the
+/// Embeddings that read them.
+pub(crate) fn random(plan: &Plan, batch: usize, seed: u64, scale: f32, hostile: bool) -> Vec<Array> {
+    let mut r = SplitMix64::new(seed);
+    plan.inputs()
+        .iter()
+        .enumerate()
+        .map(|(k, info)| {
+            let n = batch * info.len;
+            let vocab = plan.id_limit(k).unwrap_or(1).max(1) as u64;
+            match info.dtype {
+                DType::F32 => Array::F32(
+                    (0..n)
+                        .map(|i| {
+                            if hostile && i % 11 == 5 {
+                                SPECIAL[(r.next_u64() % 8) as usize]
+                            } else {
+                                r.next_signed() * scale
+                            }
+                        })
+                        .collect(),
+                ),
+                DType::I32 => Array::I32((0..n).map(|_| (r.next_u64() % vocab) as i32).collect()),
+                DType::I64 => Array::I64((0..n).map(|_| (r.next_u64() % vocab) as i64).collect()),
+            }
+        })
+        .collect()
+}
+
+/// Borrowed views of `arrays` for a run.
+pub(crate) fn views(arrays: &[Array]) -> Vec<Values<'_>> {
+    arrays.iter().map(Array::values).collect()
+}
+
+/// Samples `r` of every input (each `len` values per sample).
+pub(crate) fn row<'a>(arrays: &'a [Array], lens: &[usize], r: usize) -> Vec<Values<'a>> {
+    arrays
+        .iter()
+        .zip(lens)
+        .map(|(a, &l)| match a {
+            Array::F32(v) => Values::F32(&v[r * l..(r + 1) * l]),
+            Array::I32(v) => Values::I32(&v[r * l..(r + 1) * l]),
+            Array::I64(v) => Values::I64(&v[r * l..(r + 1) * l]),
+        })
+        .collect()
+}
+
+/// `--input`/`--output` arguments bound to names: `NAME=PATH` where NAME is one of `names`
+/// binds by name, anything else is a path taken in order for the names not bound yet.
+/// Returns `(name index, path)` in the order given. With `all`, every name must be bound.
+pub(crate) fn bind(
+    args: &[String],
+    names: &[String],
+    what: &str,
+    all: bool,
+) -> Result<Vec<(usize, PathBuf)>> {
+    let usage = |msg: String| Error::Options(format!("{what}: {msg}"));
+    let mut bound: Vec<Option<PathBuf>> = vec![None; names.len()];
+    let mut order = Vec::new();
+    let mut positional = Vec::new();
+    for a in args {
+        match a.split_once('=') {
+            Some((name, path)) if names.iter().any(|n| n == name) => {
+                let k = names.iter().position(|n| n == name).expect("found");
+                if bound[k].replace(PathBuf::from(path)).is_some() {
+                    return Err(usage(format!("{name:?} is given twice")));
+                }
+                order.push(k);
+            }
+            _ => positional.push(PathBuf::from(a)),
+        }
+    }
+    let mut free = (0..names.len()).filter(|&k| bound[k].is_none()).collect::<Vec<_>>();
+    free.reverse();
+    for p in positional {
+        let k = free.pop().ok_or_else(|| {
+            usage(format!(
+                "{} given, the model has {} ({})",
+                args.len(),
+                names.len(),
+                names.join(", ")
+            ))
+        })?;
+        bound[k] = Some(p);
+        order.push(k);
+    }
+    if all && let Some(k) = bound.iter().position(Option::is_none) {
+        return Err(usage(format!(
+            "no file for {:?} (the model's are, in order: {})",
+            names[k],
+            names.join(", ")
+        )));
+    }
+    Ok(order
+        .into_iter()
+        .map(|k| (k, bound[k].clone().expect("bound")))
+        .collect())
+}
