@@ -5,7 +5,8 @@
 //! - `batchnorm_unfolded`: `Dense(1024, relu) -> BatchNormalization` (the affine runs on the
 //!   accumulator registers when fused) fused against separate;
 //! - `layernorm`: `Dense(1024) -> LayerNormalization -> Dense(10)`, the normalization as a row
-//!   epilogue (fused) against a separate row pass.
+//!   epilogue (fused) against a separate row pass; `layernorm_k64` the same after a 64-wide
+//!   input, where the GEMM is cheap and the normalization's extra trip over the output shows.
 //!
 //! `cargo bench --bench norm`
 
@@ -16,7 +17,6 @@ use sinter::plan::CompileOptions;
 use sinter::{Activation, Isa};
 use std::sync::Arc;
 
-const K: usize = 512;
 const N: usize = 1024;
 
 fn vecs(r: &mut SplitMix64, n: usize, scale: f32, offset: f32) -> Vec<f32> {
@@ -34,10 +34,10 @@ fn bn(r: &mut SplitMix64) -> BatchNormalization {
 
 /// `which`: 0 = Dense -> BN -> relu, 1 = Dense(relu) (no BN), 2 = Dense(relu) -> BN,
 /// 3 = Dense -> LayerNorm; each then Dense(10).
-fn model(which: usize) -> Model {
+fn model(which: usize, k: usize) -> Model {
     let mut r = SplitMix64::new(7);
-    let x = Input::new([K]).unwrap();
-    let w1 = vecs(&mut r, K * N, 0.05, 0.0);
+    let x = Input::new([k]).unwrap();
+    let w1 = vecs(&mut r, k * N, 0.05, 0.0);
     let b1 = Some(vecs(&mut r, N, 0.1, 0.0));
     let d = |act| Dense::new(N).activation(act).weights(w1.clone(), b1.clone());
     let h = match which {
@@ -67,22 +67,32 @@ fn model(which: usize) -> Model {
 
 fn norm(c: &mut Criterion) {
     let isa = Isa::from_env().ok().flatten().unwrap_or_else(Isa::detect);
-    let cases: [(&str, [(&str, usize, bool); 2]); 3] = [
-        ("batchnorm", [("with_bn", 0, true), ("without_bn", 1, true)]),
+    let cases: [(&str, usize, [(&str, usize, bool); 2]); 4] = [
+        (
+            "batchnorm",
+            512,
+            [("with_bn", 0, true), ("without_bn", 1, true)],
+        ),
         (
             "batchnorm_unfolded",
+            512,
             [("fused", 2, true), ("separate", 2, false)],
         ),
-        ("layernorm", [("fused", 3, true), ("separate", 3, false)]),
+        ("layernorm", 512, [("fused", 3, true), ("separate", 3, false)]),
+        (
+            "layernorm_k64",
+            64,
+            [("fused", 3, true), ("separate", 3, false)],
+        ),
     ];
-    for (group, variants) in cases {
+    for (group, k, variants) in cases {
         let mut g = c.benchmark_group(group);
         for batch in [1usize, 64, 256] {
-            g.throughput(Throughput::Elements((2 * batch * K * N) as u64));
-            let x = vec![0.25f32; batch * K];
+            g.throughput(Throughput::Elements((2 * batch * k * N) as u64));
+            let x = vec![0.25f32; batch * k];
             for (name, which, fuse) in variants {
                 let plan = Arc::new(
-                    model(which)
+                    model(which, k)
                         .compile(&CompileOptions {
                             fuse,
                             isa: Some(isa),

@@ -430,23 +430,62 @@ pub struct RowNorm {
     pub beta: Option<Vec<f32>>,
 }
 
-/// Sum of `f(x)` over a row in the canonical order: lane `j` accumulates elements
-/// `j, j+8, ...` (the tail padded with `pad`, chosen so that `f(pad) = 0`), then the fixed
-/// tree of [`sum_lanes`].
+/// One term of [`row_sum`]: `x`, `x²` or `(x - centre)²`. A function, not a closure: a closure
+/// would not inherit the caller's target features, and its vector ops would become calls.
+#[cfg_attr(sinter_inline, inline(always))]
+fn sum_term<V: Simd>(x: V, centre: Option<f32>, square: bool) -> V {
+    let d = match centre {
+        Some(m) => x.sub(x.dup(m)),
+        None => x,
+    };
+    if square { d.mul(d) } else { d }
+}
+
+/// `(x - mean) * (inv * gamma) + beta` (or without gamma / beta), NaN canonical.
+#[cfg_attr(sinter_inline, inline(always))]
+fn norm_term<V: Simd>(x: V, mean: V, inv: V, gamma: Option<V>, beta: Option<V>) -> V {
+    let scale = gamma.map_or(inv, |g| inv.mul(g));
+    let d = x.sub(mean);
+    let y = match beta {
+        Some(b) => d.fma(scale, b),
+        None => d.mul(scale),
+    };
+    canonical_nan(y, y)
+}
+
+/// Sum of [`sum_term`]s over a row in the canonical order: 8-value chunk `c` (elements
+/// `8c..8c+8`, the last padded with `pad`, chosen so that its term is 0) goes to accumulator `c % 4`, lane
+/// by lane; then `(a0 + a1) + (a2 + a3)` lane-wise and the fixed tree of [`sum_lanes`]. Four
+/// independent chains keep the adds pipelined; the order depends only on element positions,
+/// not on the tier's vector width.
 ///
 /// # Safety
 /// `V` is an 8-lane vector whose instruction set is available.
 #[cfg_attr(sinter_inline, inline(always))]
-unsafe fn row_sum<V: Simd>(row: &[f32], pad: f32, f: impl Fn(V) -> V) -> f32 {
+unsafe fn row_sum<V: Simd>(row: &[f32], pad: f32, centre: Option<f32>, square: bool) -> f32 {
     // SAFETY: the ISA is the caller's contract.
-    let mut acc = unsafe { V::splat(0.0) };
+    let zero = unsafe { V::splat(0.0) };
+    let mut acc = [zero; 4];
+    let n = row.len();
+    let body = n - n % (4 * ROW_LANES);
     let mut i = 0;
-    while i < row.len() {
-        // SAFETY: the ISA is the caller's contract.
-        acc = acc.add(f(unsafe { load_row::<V>(row, i, pad) }));
-        i += ROW_LANES;
+    while i < body {
+        for (a, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: 32 values from i < body are in bounds; the ISA is the caller's contract.
+            let x = unsafe { V::load(row.as_ptr().add(i + a * ROW_LANES)) };
+            *acc = acc.add(sum_term(x, centre, square));
+        }
+        i += 4 * ROW_LANES;
     }
-    sum_lanes(acc)
+    let mut c = 0;
+    while i < n {
+        // SAFETY: the ISA is the caller's contract; `load_row` pads past the end.
+        let x = unsafe { load_row::<V>(row, i, pad) };
+        acc[c] = acc[c].add(sum_term(x, centre, square));
+        i += ROW_LANES;
+        c += 1;
+    }
+    sum_lanes(acc[0].add(acc[1]).add(acc[2].add(acc[3])))
 }
 
 /// Layer (or RMS) normalization of one row, in place: mean and variance (biased, two
@@ -465,30 +504,44 @@ pub(crate) unsafe fn row_norm<V: Simd>(row: &mut [f32], norm: &RowNorm) {
     let n = row.len() as f32;
     let (mean, var) = if norm.rms {
         // SAFETY: the caller's contract.
-        (0.0, unsafe { row_sum::<V>(row, 0.0, |x| x.mul(x)) } / n)
+        (0.0, unsafe { row_sum::<V>(row, 0.0, None, true) } / n)
     } else {
         // SAFETY: the caller's contract.
-        let mean = unsafe { row_sum::<V>(row, 0.0, |x| x) } / n;
+        let mean = unsafe { row_sum::<V>(row, 0.0, None, false) } / n;
         // Padding with the mean contributes (mean - mean)^2 = 0.
         // SAFETY: the caller's contract.
-        let var = unsafe {
-            row_sum::<V>(row, mean, |x| {
-                let d = x.sub(x.dup(mean));
-                d.mul(d)
-            })
-        } / n;
+        let var = unsafe { row_sum::<V>(row, mean, Some(mean), true) } / n;
         (mean, var)
     };
     let inv = 1.0 / (var + norm.epsilon).sqrt();
-    let gamma = norm.gamma.as_deref();
-    let beta = norm.beta.as_deref();
-    for (j, x) in row.iter_mut().enumerate() {
-        let g = gamma.map_or(inv, |g| inv * g[j]);
-        let d = *x - mean;
-        let y = match beta {
-            Some(b) => d.mul_add(g, b[j]),
-            None => d * g,
+    // `(x - mean) * (inv * gamma) + beta`, 8 lanes at a time (elementwise: the same bits at
+    // any width); the tail through padded buffers.
+    // SAFETY: the ISA is the caller's contract.
+    let (vm, vinv) = unsafe { (V::splat(mean), V::splat(inv)) };
+    let n = row.len();
+    let body = n - n % ROW_LANES;
+    let (gamma, beta) = (norm.gamma.as_deref(), norm.beta.as_deref());
+    let mut i = 0;
+    while i < body {
+        // SAFETY: 8 values from i < body are in bounds of the row, gamma and beta (each n
+        // long, `kernels::norm_rows` / `PackedB::set_row_norm`); the ISA is the caller's.
+        unsafe {
+            let x = V::load(row.as_ptr().add(i));
+            let g = gamma.map(|g| V::load(g.as_ptr().add(i)));
+            let b = beta.map(|b| V::load(b.as_ptr().add(i)));
+            norm_term(x, vm, vinv, g, b).store(row.as_mut_ptr().add(i));
+        }
+        i += ROW_LANES;
+    }
+    if body < n {
+        // SAFETY: the ISA is the caller's contract; `load_row` pads past the end.
+        let (x, g, b) = unsafe {
+            (
+                load_row::<V>(row, body, 0.0),
+                gamma.map(|g| load_row::<V>(g, body, 0.0)),
+                beta.map(|b| load_row::<V>(b, body, 0.0)),
+            )
         };
-        *x = if y.is_nan() { f32::NAN } else { y };
+        store_row(norm_term(x, vm, vinv, g, b), row, body);
     }
 }
