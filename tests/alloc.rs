@@ -37,6 +37,61 @@ fn runs_allocate_nothing() {
     session_run_allocates_nothing();
     conv_and_chunked_runs_allocate_nothing();
     multi_threaded_runs_allocate_nothing();
+    graph_runs_allocate_nothing();
+}
+
+/// Several inputs (token ids through an Embedding), several outputs, fused layer norms and
+/// scale+shift epilogues: `run_all` allocates nothing either, chunked or not, 1 or 2 threads.
+fn graph_runs_allocate_nothing() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/graphs");
+    for name in ["two_inputs", "two_outputs", "layernorm", "bn_unfoldable", "text_cnn"] {
+        let model = sinter::io::load(dir.join(format!("{name}.keras"))).unwrap();
+        for threads in [1, 2] {
+            let opts = CompileOptions {
+                max_batch: 40,
+                threads,
+                ..CompileOptions::default()
+            };
+            let plan = Arc::new(model.compile(&opts).unwrap());
+            let inputs: Vec<sinter::io::npy::Array> = plan
+                .inputs()
+                .iter()
+                .map(|i| match i.dtype {
+                    sinter::model::DType::F32 => sinter::io::npy::Array::F32(vec![0.5; 40 * i.len]),
+                    _ => sinter::io::npy::Array::I32(vec![1; 40 * i.len]),
+                })
+                .collect();
+            let mut session = plan.session().unwrap();
+            let lens: Vec<usize> = plan.inputs().iter().map(|i| i.len).collect();
+            let view = |b: usize| -> Vec<sinter::plan::Values<'_>> {
+                inputs
+                    .iter()
+                    .zip(&lens)
+                    .map(|(a, &l)| match a {
+                        sinter::io::npy::Array::F32(v) => sinter::plan::Values::F32(&v[..b * l]),
+                        sinter::io::npy::Array::I32(v) => sinter::plan::Values::I32(&v[..b * l]),
+                        sinter::io::npy::Array::I64(v) => sinter::plan::Values::I64(&v[..b * l]),
+                    })
+                    .collect()
+            };
+            let batches = [1, 7, 40];
+            let views: Vec<Vec<sinter::plan::Values<'_>>> = batches.iter().map(|&b| view(b)).collect();
+            for v in &views {
+                session.run_all(v).unwrap(); // warm
+            }
+            let before = ALLOCS.load(Ordering::SeqCst);
+            let mut checksum = 0.0;
+            for _ in 0..5 {
+                for v in &views {
+                    let out = session.run_all(v).unwrap();
+                    checksum += out.get(out.len() - 1)[0];
+                }
+            }
+            let n = ALLOCS.load(Ordering::SeqCst) - before;
+            assert!(checksum.is_finite());
+            assert_eq!(n, 0, "{name} threads={threads}: {n} allocations");
+        }
+    }
 }
 
 fn session_run_allocates_nothing() {

@@ -39,6 +39,9 @@ struct State {
     active: usize,
     panicked: bool,
     shutdown: bool,
+    /// Workers that have started (`Workers::new` waits for all of them, so that no thread's
+    /// start-up, which allocates, happens during a later run).
+    started: usize,
 }
 
 #[derive(Default)]
@@ -135,6 +138,12 @@ impl Workers {
                 }
             }
         }
+        {
+            let mut st = shared.lock();
+            while st.started < handles.len() {
+                st = shared.done.wait(st).unwrap_or_else(PoisonError::into_inner);
+            }
+        }
         Ok(Workers {
             shared,
             handles,
@@ -196,6 +205,8 @@ impl Workers {
 }
 
 fn worker(shared: &Shared) {
+    shared.lock().started += 1;
+    shared.done.notify_all();
     let mut seen = 0;
     loop {
         let idle = Instant::now();
