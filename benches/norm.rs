@@ -39,7 +39,11 @@ fn model(which: usize, k: usize) -> Model {
     let x = Input::new([k]).unwrap();
     let w1 = vecs(&mut r, k * N, 0.05, 0.0);
     let b1 = Some(vecs(&mut r, N, 0.1, 0.0));
-    let d = |act| Dense::new(N).activation(act).weights(w1.clone(), b1.clone());
+    let d = |act| {
+        Dense::new(N)
+            .activation(act)
+            .weights(w1.clone(), b1.clone())
+    };
     let h = match which {
         0 => {
             let h = d(Activation::Linear).call(&x).unwrap();
@@ -67,7 +71,9 @@ fn model(which: usize, k: usize) -> Model {
 
 fn norm(c: &mut Criterion) {
     let isa = Isa::from_env().ok().flatten().unwrap_or_else(Isa::detect);
-    let cases: [(&str, usize, [(&str, usize, bool); 2]); 4] = [
+    // (group, input width, [(variant, model, fused); 2])
+    type Variant = (&'static str, usize, bool);
+    let cases: [(&str, usize, [Variant; 2]); 4] = [
         (
             "batchnorm",
             512,
@@ -78,7 +84,11 @@ fn norm(c: &mut Criterion) {
             512,
             [("fused", 2, true), ("separate", 2, false)],
         ),
-        ("layernorm", 512, [("fused", 3, true), ("separate", 3, false)]),
+        (
+            "layernorm",
+            512,
+            [("fused", 3, true), ("separate", 3, false)],
+        ),
         (
             "layernorm_k64",
             64,

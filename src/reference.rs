@@ -127,14 +127,24 @@ pub fn run_all(model: &Model, inputs: &[Values<'_>]) -> Result<Vec<Vec<f64>>> {
         let in_shape: &[usize] = node.inputs.first().map_or(&[], |&j| &nodes[j].shape);
         values[i] = match (&node.layer, x) {
             (Layer::Input, _) => {
-                let k = model.inputs().iter().position(|&j| j == i).expect("an input");
+                let k = model
+                    .inputs()
+                    .iter()
+                    .position(|&j| j == i)
+                    .expect("an input");
                 match inputs[k] {
                     Values::F32(v) => v.iter().map(|&v| f64::from(v)).collect(),
                     Values::I32(v) => v.iter().map(|&v| f64::from(v)).collect(),
                     Values::I64(v) => v.iter().map(|&v| v as f64).collect(),
                 }
             }
-            (Layer::Embedding { input_dim, output_dim }, Some(ids)) => {
+            (
+                Layer::Embedding {
+                    input_dim,
+                    output_dim,
+                },
+                Some(ids),
+            ) => {
                 let table = &node.weights.as_ref().expect("embedding has a table").kernel;
                 let mut y = Vec::with_capacity(ids.len() * output_dim);
                 for &id in &ids {

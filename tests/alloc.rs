@@ -44,7 +44,13 @@ fn runs_allocate_nothing() {
 /// scale+shift epilogues: `run_all` allocates nothing either, chunked or not, 1 or 2 threads.
 fn graph_runs_allocate_nothing() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/graphs");
-    for name in ["two_inputs", "two_outputs", "layernorm", "bn_unfoldable", "text_cnn"] {
+    for name in [
+        "two_inputs",
+        "two_outputs",
+        "layernorm",
+        "bn_unfoldable",
+        "text_cnn",
+    ] {
         let model = sinter::io::load(dir.join(format!("{name}.keras"))).unwrap();
         for threads in [1, 2] {
             let opts = CompileOptions {
@@ -75,7 +81,8 @@ fn graph_runs_allocate_nothing() {
                     .collect()
             };
             let batches = [1, 7, 40];
-            let views: Vec<Vec<sinter::plan::Values<'_>>> = batches.iter().map(|&b| view(b)).collect();
+            let views: Vec<Vec<sinter::plan::Values<'_>>> =
+                batches.iter().map(|&b| view(b)).collect();
             for v in &views {
                 session.run_all(v).unwrap(); // warm
             }

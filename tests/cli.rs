@@ -304,3 +304,118 @@ fn closed_stdout_is_not_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(out.status.code() == Some(0), "{:?}", out.status);
 }
+
+fn graphs(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/graphs")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn npy_f32(p: &std::path::Path) -> Vec<f32> {
+    sinter::io::npy::read_f32(p).unwrap().1
+}
+
+/// `--input` / `--output` repeat in model order or bind `NAME=PATH`; int32 ids go in as they
+/// are; naming some outputs computes only those; a bad id is exit 1 naming the id.
+#[test]
+fn run_binds_several_inputs_and_outputs() {
+    // two_inputs: [numeric f32, tokens int32]; bound by name in the other order.
+    let y = tmp("two_inputs.npy");
+    let out = sinter(&[
+        "run",
+        &graphs("two_inputs.keras"),
+        "--input",
+        &format!("tokens={}", graphs("two_inputs.in1.npy")),
+        "--input",
+        &graphs("two_inputs.in0.npy"),
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = npy_f32(&PathBuf::from(graphs("two_inputs.out0.npy")));
+    let got = npy_f32(&y);
+    assert_eq!(got.len(), want.len());
+    assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 2e-5));
+    // onnx_multi: outputs sum, diff, prod, ext; ask for ext and sum only, in that order.
+    let (ext, sum) = (tmp("ext.npy"), tmp("sum.npy"));
+    let out = sinter(&[
+        "run",
+        &graphs("onnx_multi.onnx"),
+        "--input",
+        &graphs("onnx_multi.in0.npy"),
+        "--input",
+        &graphs("onnx_multi.in1.npy"),
+        "--output",
+        &format!("ext={}", ext.display()),
+        "--output",
+        &format!("sum={}", sum.display()),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (file, k) in [(&ext, 3), (&sum, 0)] {
+        let want = npy_f32(&PathBuf::from(graphs(&format!("onnx_multi.out{k}.npy"))));
+        let got = npy_f32(file);
+        assert!(
+            got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 2e-5),
+            "output {k}"
+        );
+    }
+    // Too few inputs, an unknown output name, an id out of range: exit 1 with the reason.
+    let out = sinter(&[
+        "run",
+        &graphs("onnx_multi.onnx"),
+        "--input",
+        &graphs("onnx_multi.in0.npy"),
+        "--output",
+        "x.npy",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no file for \"B\""));
+    let out = sinter(&[
+        "run",
+        &graphs("text_cnn.keras"),
+        "--input",
+        &graphs("hostile_embedding_range.in0.npy"),
+        "--output",
+        tmp("bad.npy").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("value 50 (sample 2, position 5)"), "{err}");
+}
+
+/// `verify` and `bench` draw token ids within the vocabulary for integer inputs.
+#[test]
+fn verify_and_bench_take_integer_inputs() {
+    let out = sinter(&["verify", &graphs("text_cnn.keras"), "--batch", "5"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all invariants hold"));
+    let out = sinter(&[
+        "bench",
+        &graphs("two_inputs.keras"),
+        "--batch",
+        "1,3",
+        "--seconds",
+        "0.02",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+}

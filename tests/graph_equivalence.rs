@@ -118,8 +118,13 @@ impl Net {
                 Block::Residual { merge, norm } => {
                     let w = h.shape()[0];
                     let a = dense(&mut r, &h, w, Activation::Tanh);
-                    let m = apply(sinter::model::Layer::Merge(MERGES[merge]), None, &[&h, &a], None)
-                        .unwrap();
+                    let m = apply(
+                        sinter::model::Layer::Merge(MERGES[merge]),
+                        None,
+                        &[&h, &a],
+                        None,
+                    )
+                    .unwrap();
                     if norm {
                         layer_norm(&mut r, &m, false)
                     } else {
@@ -292,7 +297,10 @@ fn bad_inputs_are_errors_that_name_the_input() {
         t: 3,
         vocab: 5,
         dim: 2,
-        blocks: vec![Block::DenseNorm { units: 6, rms: false }],
+        blocks: vec![Block::DenseNorm {
+            units: 6,
+            rms: false,
+        }],
         batch: 2,
         seed: 1,
     };
@@ -302,18 +310,42 @@ fn bad_inputs_are_errors_that_name_the_input() {
     let err = |v: &[Values]| plan.run_all(v).unwrap_err().to_string();
     assert!(err(&[Values::F32(&x)]).contains("1 inputs given, the model takes 2"));
     assert!(err(&[Values::F32(&x), Values::I32(&ids), Values::F32(&x)]).contains("3 inputs"));
-    assert!(err(&[Values::I32(&ids), Values::I32(&ids)]).contains("int32 values given for a float32 input"));
-    assert!(err(&[Values::F32(&x), Values::I32(&ids[..3])]).contains("1 samples, but the first input has 2"));
+    assert!(
+        err(&[Values::I32(&ids), Values::I32(&ids)])
+            .contains("int32 values given for a float32 input")
+    );
+    assert!(
+        err(&[Values::F32(&x), Values::I32(&ids[..3])])
+            .contains("1 samples, but the first input has 2")
+    );
     let bad = [0, 1, 5, 0, 0, 0];
     let e = err(&[Values::F32(&x), Values::I32(&bad)]);
-    assert!(e.contains("\"ids\"") && e.contains("value 5 (sample 0, position 2)"), "{e}");
+    assert!(
+        e.contains("\"ids\"") && e.contains("value 5 (sample 0, position 2)"),
+        "{e}"
+    );
     let neg = [0i64, -1, 0, 0, 0, 0];
     assert!(err(&[Values::F32(&x), Values::I64(&neg)]).contains("value -1"));
     // Whole-number floats are ids (Keras casts them); fractions are not.
-    let ok = plan.run_all(&[Values::F32(&x), Values::F32(&[0.0, 1.0, 4.0, 2.0, 3.0, 0.0])]);
+    let ok = plan.run_all(&[
+        Values::F32(&x),
+        Values::F32(&[0.0, 1.0, 4.0, 2.0, 3.0, 0.0]),
+    ]);
     assert!(ok.is_ok());
-    assert!(err(&[Values::F32(&x), Values::F32(&[0.5, 1.0, 4.0, 2.0, 3.0, 0.0])]).contains("value 0.5"));
-    assert!(err(&[Values::F32(&x), Values::F32(&[f32::NAN, 1.0, 4.0, 2.0, 3.0, 0.0])]).contains("NaN"));
+    assert!(
+        err(&[
+            Values::F32(&x),
+            Values::F32(&[0.5, 1.0, 4.0, 2.0, 3.0, 0.0])
+        ])
+        .contains("value 0.5")
+    );
+    assert!(
+        err(&[
+            Values::F32(&x),
+            Values::F32(&[f32::NAN, 1.0, 4.0, 2.0, 3.0, 0.0])
+        ])
+        .contains("NaN")
+    );
     // A one-input call on a two-input model says what to use instead.
     let mut s = plan.session().unwrap();
     assert!(s.run(&x).unwrap_err().to_string().contains("run_all"));
@@ -343,5 +375,8 @@ fn bad_normalization_weights_are_refused() {
     let ids = Input::typed([2], DType::I64, None).unwrap();
     let d = Dense::new(2).call(&ids);
     assert!(e(d).contains("only an Embedding reads integer ids"));
-    assert!(e(Embedding::new(4, 2).weights(vec![0.0; 7]).call(&ids)).contains("kernel has 7 values, expected 8"));
+    assert!(
+        e(Embedding::new(4, 2).weights(vec![0.0; 7]).call(&ids))
+            .contains("kernel has 7 values, expected 8")
+    );
 }

@@ -73,7 +73,10 @@ fn check(case: &Value) -> Result<String, String> {
         ));
     }
     let outputs = case["outputs"].as_array().unwrap();
-    let out_names: Vec<&str> = outputs.iter().map(|o| o["name"].as_str().unwrap()).collect();
+    let out_names: Vec<&str> = outputs
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
     if model.output_names() != out_names {
         return Err(format!(
             "{name}: outputs {:?}, expected {out_names:?}",

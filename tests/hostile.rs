@@ -604,3 +604,36 @@ fn load_options_limits_are_errors() {
     // Defaults load every fixture.
     assert!(sinter::io::load_with(&seed, &LoadOptions::default()).is_ok());
 }
+
+/// Requesting some outputs converts only what they need: an unsupported op on another
+/// output's branch does not stop the load; asking for it names the op; an unknown output name
+/// lists the real ones.
+#[test]
+fn onnx_requested_outputs_prune_the_graph_before_conversion() {
+    let mut m = small_graph();
+    let g = m.graph.as_mut().unwrap();
+    g.node.push(node("Relu", &["a"], "y1"));
+    g.node.push(node("Erf", &["a"], "y2"));
+    g.output = vec![
+        value_info("y1", &[None, Some(2)]),
+        value_info("y2", &[None, Some(2)]),
+    ];
+    let bytes = m.encode_to_vec();
+    let with = |outputs: Option<Vec<&str>>| {
+        let opts = sinter::io::LoadOptions {
+            outputs: outputs.map(|o| o.into_iter().map(String::from).collect()),
+            ..Default::default()
+        };
+        sinter::io::onnx::from_bytes_with(&bytes, Path::new("m.onnx"), None, &opts)
+    };
+    let err = format_error(with(None), Path::new("m.onnx"));
+    assert!(err.contains("Erf"), "{err}");
+    let model = with(Some(vec!["y1"])).expect("only y1's branch is converted");
+    assert_eq!(model.output_names(), ["y1"]);
+    assert!(!model.summary().contains("Erf"));
+    let err = format_error(with(Some(vec!["y3"])), Path::new("m.onnx"));
+    assert!(
+        err.contains("no output named \"y3\" (outputs: y1, y2)"),
+        "{err}"
+    );
+}

@@ -136,6 +136,9 @@ struct Spec {
     extra: Extra,
 }
 
+/// A parsed config: the layers, then the input and output layer names in the model's order.
+type Parsed = (Vec<Spec>, Vec<String>, Vec<String>);
+
 /// What a layer's config says beyond its [`Layer`].
 #[derive(Clone, Debug, Default)]
 struct Extra {
@@ -201,8 +204,8 @@ pub fn from_parts_with(
         opts.check_elems(&s.shape)
             .map_err(|m| fail(format!("config: input {:?}: {m}", s.name)))?;
     }
-    let order =
-        topo_order(&specs, &inputs, &outputs).map_err(|m| fail(format!("config: {m}")))?;
+    let outputs = opts.pick_outputs(&outputs).map_err(fail)?;
+    let order = topo_order(&specs, &inputs, &outputs).map_err(|m| fail(format!("config: {m}")))?;
     check_masks(&specs, &order).map_err(|m| fail(format!("config: {m}")))?;
 
     let h5 = hdf5::File::parse(weights).map_err(|m| fail(format!("weights: {m}")))?;
@@ -267,7 +270,13 @@ pub fn from_parts_with(
             }
             (_, None) => None,
         };
-        let mut node = Node::new(spec.name.clone(), layer, inputs, spec.shape.clone(), weights);
+        let mut node = Node::new(
+            spec.name.clone(),
+            layer,
+            inputs,
+            spec.shape.clone(),
+            weights,
+        );
         node.dtype = spec.dtype;
         nodes.push(node);
     }
@@ -289,7 +298,13 @@ fn check_masks(specs: &[Spec], order: &[usize]) -> std::result::Result<(), Strin
                 Layer::GlobalAveragePooling1D
                     | Layer::GlobalMaxPooling1D
                     | Layer::Activation(Activation::Softmax | Activation::LogSoftmax)
-            ) || matches!(s.layer, Layer::Dense { activation: Activation::Softmax, .. });
+            ) || matches!(
+                s.layer,
+                Layer::Dense {
+                    activation: Activation::Softmax,
+                    ..
+                }
+            );
             if reads_mask && uses {
                 return Err(format!(
                     "{} {:?} uses the mask of an Embedding with mask_zero=True; masking is not supported (save the model with mask_zero=False, or drop the padding ids)",
@@ -337,7 +352,10 @@ fn norm_weights(
     let flat = |d: &hdf5::Dataset, what: &str| -> std::result::Result<Vec<f32>, String> {
         // One value per channel; Normalization stores them broadcastable ([1, ch]).
         if d.shape.iter().filter(|&&x| x != 1).count() > 1 {
-            return Err(format!("{what} has shape {:?}, expected [channels]", d.shape));
+            return Err(format!(
+                "{what} has shape {:?}, expected [channels]",
+                d.shape
+            ));
         }
         Ok(d.data.clone())
     };
@@ -446,7 +464,7 @@ fn batch_shape(v: &Value) -> std::result::Result<Vec<usize>, String> {
 }
 
 /// A Sequential config: a chain, led by an `InputLayer` or a `build_input_shape`.
-fn sequential(cfg: &Value) -> std::result::Result<(Vec<Spec>, Vec<String>, Vec<String>), String> {
+fn sequential(cfg: &Value) -> std::result::Result<Parsed, String> {
     let layers = cfg
         .get("layers")
         .and_then(Value::as_array)
@@ -490,7 +508,7 @@ fn sequential(cfg: &Value) -> std::result::Result<(Vec<Spec>, Vec<String>, Vec<S
 }
 
 /// A Functional config: layers with `inbound_nodes`; its inputs and outputs, in order.
-fn functional(cfg: &Value) -> std::result::Result<(Vec<Spec>, Vec<String>, Vec<String>), String> {
+fn functional(cfg: &Value) -> std::result::Result<Parsed, String> {
     let layers = cfg
         .get("layers")
         .and_then(Value::as_array)
@@ -578,9 +596,7 @@ fn collect_history(
 fn endpoints(cfg: &Value, key: &str) -> std::result::Result<Vec<String>, String> {
     let v = cfg.get(key).ok_or_else(|| format!("no {key:?}"))?;
     let list = match v {
-        Value::Array(a) if matches!(a.first(), Some(Value::String(_))) => {
-            std::slice::from_ref(v)
-        }
+        Value::Array(a) if matches!(a.first(), Some(Value::String(_))) => std::slice::from_ref(v),
         Value::Array(a) if !a.is_empty() && a.len() <= 4096 => a.as_slice(),
         Value::Object(_) => {
             return Err(format!(
@@ -810,16 +826,14 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
             }
         }
         // Statistics come from the weights file (`norm_weights`); here only the options.
-        "BatchNormalization" => {
-            Layer::BatchNormalization(ChannelNorm {
-                axis: axis(-1)?,
-                epsilon: f("epsilon", 1e-3)?,
-                gamma: b("scale", true)?.then(Vec::new),
-                beta: b("center", true)?.then(Vec::new),
-                mean: Vec::new(),
-                variance: Vec::new(),
-            })
-        }
+        "BatchNormalization" => Layer::BatchNormalization(ChannelNorm {
+            axis: axis(-1)?,
+            epsilon: f("epsilon", 1e-3)?,
+            gamma: b("scale", true)?.then(Vec::new),
+            beta: b("center", true)?.then(Vec::new),
+            mean: Vec::new(),
+            variance: Vec::new(),
+        }),
         "LayerNormalization" => {
             if b("rms_scaling", false)? {
                 return Err(ctx(
@@ -834,15 +848,13 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
                 rms: false,
             })
         }
-        "RMSNormalization" => {
-            Layer::LayerNormalization(RowNorm {
-                axis: axis(-1)?,
-                epsilon: f("epsilon", 1e-6)?,
-                gamma: Some(Vec::new()),
-                beta: None,
-                rms: true,
-            })
-        }
+        "RMSNormalization" => Layer::LayerNormalization(RowNorm {
+            axis: axis(-1)?,
+            epsilon: f("epsilon", 1e-6)?,
+            gamma: Some(Vec::new()),
+            beta: None,
+            rms: true,
+        }),
         "Normalization" => {
             if b("invert", false)? {
                 return Err(ctx("invert=True is not supported".into()));

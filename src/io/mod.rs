@@ -31,6 +31,10 @@ pub struct LoadOptions {
     pub max_layers: usize,
     /// Nesting depth of a Keras JSON config. Default 64 (Keras writes about 10).
     pub max_json_depth: usize,
+    /// Only these outputs, by name and in this order (`None`: all, in the file's order).
+    /// Layers or nodes that only other outputs need are neither converted nor loaded, so an
+    /// unsupported op on an unrequested branch does not stop the load.
+    pub outputs: Option<Vec<String>>,
 }
 
 impl Default for LoadOptions {
@@ -40,11 +44,34 @@ impl Default for LoadOptions {
             max_tensor_elems: 1 << 28,
             max_layers: 10_000,
             max_json_depth: 64,
+            outputs: None,
         }
     }
 }
 
 impl LoadOptions {
+    /// `outputs`, checked against the file's output names: the requested ones in order.
+    pub(crate) fn pick_outputs(&self, all: &[String]) -> std::result::Result<Vec<String>, String> {
+        let Some(want) = &self.outputs else {
+            return Ok(all.to_vec());
+        };
+        if want.is_empty() {
+            return Err("no outputs requested".into());
+        }
+        want.iter()
+            .map(|w| {
+                if all.contains(w) {
+                    Ok(w.clone())
+                } else {
+                    Err(format!(
+                        "no output named {w:?} (outputs: {})",
+                        all.join(", ")
+                    ))
+                }
+            })
+            .collect()
+    }
+
     /// Errors unless a tensor of `shape` is within `max_tensor_elems`.
     pub(crate) fn check_elems(&self, shape: &[usize]) -> std::result::Result<(), String> {
         let n = crate::model::checked_elems(shape)?;

@@ -139,8 +139,16 @@ pub fn from_bytes_any(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Array)> 
     }
     let four = |b: &[u8]| [b[0], b[1], b[2], b[3]];
     let values = match kind {
-        'f' => Array::F32(data.chunks_exact(4).map(|b| f32::from_le_bytes(four(b))).collect()),
-        'i' => Array::I32(data.chunks_exact(4).map(|b| i32::from_le_bytes(four(b))).collect()),
+        'f' => Array::F32(
+            data.chunks_exact(4)
+                .map(|b| f32::from_le_bytes(four(b)))
+                .collect(),
+        ),
+        'i' => Array::I32(
+            data.chunks_exact(4)
+                .map(|b| i32::from_le_bytes(four(b)))
+                .collect(),
+        ),
         _ => Array::I64(
             data.chunks_exact(8)
                 .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))

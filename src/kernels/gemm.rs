@@ -8,8 +8,8 @@
 //! last block, before the store; row-wise ops run once a row block's last panel is stored.
 
 use super::activation::Activation;
-use super::math::RowNorm;
 use super::math;
+use super::math::RowNorm;
 use super::simd::Simd;
 
 /// The summation block: each output's K-sum is `s_0 + s_1 + ...` added in k order, `s_i` the
@@ -242,8 +242,14 @@ impl PackedB {
             p.resize(if v.is_empty() { 0 } else { len }, 0.0);
             p
         };
-        self.scale = pad(&other.scale[..other.scale.len().min(self.n)], self.bias.len());
-        self.shift = pad(&other.shift[..other.shift.len().min(self.n)], self.bias.len());
+        self.scale = pad(
+            &other.scale[..other.scale.len().min(self.n)],
+            self.bias.len(),
+        );
+        self.shift = pad(
+            &other.shift[..other.shift.len().min(self.n)],
+            self.bias.len(),
+        );
         self.norm = other.norm.clone();
     }
     /// Rows of the unpacked kernel (the layer's input width).
@@ -726,8 +732,16 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
     let b = g.b.data.as_ptr();
     let bias = g.b.bias.as_ptr();
     // Absent constants are never read (`g.check`); the bias stands in as a valid pointer.
-    let scale = if g.b.scale.is_empty() { bias } else { g.b.scale.as_ptr() };
-    let shift = if g.b.shift.is_empty() { bias } else { g.b.shift.as_ptr() };
+    let scale = if g.b.scale.is_empty() {
+        bias
+    } else {
+        g.b.scale.as_ptr()
+    };
+    let shift = if g.b.shift.is_empty() {
+        bias
+    } else {
+        g.b.shift.as_ptr()
+    };
     let mut jc = g.panels.start;
     while jc < g.panels.end {
         let jc_end = (jc + blk.nc_panels).min(g.panels.end);

@@ -405,14 +405,21 @@ pub(crate) unsafe fn affine_slice<V: Simd>(data: &mut [f32], scale: &[f32], shif
             // SAFETY: LANES values from j are in bounds of the row, scale and shift.
             unsafe {
                 let x = V::load(row.as_ptr().add(j));
-                let y = x.fma(V::load(scale.as_ptr().add(j)), V::load(shift.as_ptr().add(j)));
+                let y = x.fma(
+                    V::load(scale.as_ptr().add(j)),
+                    V::load(shift.as_ptr().add(j)),
+                );
                 canonical_nan(x, y).store(row.as_mut_ptr().add(j));
             }
             j += V::LANES;
         }
         for ((x, &s), &t) in row[j..].iter_mut().zip(&scale[j..]).zip(&shift[j..]) {
             let y = x.mul_add(s, t);
-            *x = if y.is_nan() || x.is_nan() { f32::NAN } else { y };
+            *x = if y.is_nan() || x.is_nan() {
+                f32::NAN
+            } else {
+                y
+            };
         }
     }
 }

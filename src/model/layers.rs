@@ -453,7 +453,10 @@ impl Embedding {
             input_dim: self.input_dim,
             output_dim: self.output_dim,
         };
-        let w = self.table.clone().map(|kernel| DenseWeights { kernel, bias: None });
+        let w = self
+            .table
+            .clone()
+            .map(|kernel| DenseWeights { kernel, bias: None });
         apply(layer, self.name.as_deref(), &[x], w)
     }
 }
@@ -517,9 +520,10 @@ impl BatchNormalization {
     /// Applies the layer to a symbolic tensor.
     pub fn call(&self, x: &Tensor) -> Result<Tensor> {
         let ch = channels(x, self.name.as_deref().unwrap_or("BatchNormalization"))?;
-        let [gamma, beta, mean, variance] = self.stats.clone().unwrap_or_else(|| {
-            [vec![1.0; ch], vec![0.0; ch], vec![0.0; ch], vec![1.0; ch]]
-        });
+        let [gamma, beta, mean, variance] = self
+            .stats
+            .clone()
+            .unwrap_or_else(|| [vec![1.0; ch], vec![0.0; ch], vec![0.0; ch], vec![1.0; ch]]);
         let n = ChannelNorm {
             axis: -1,
             epsilon: self.epsilon,

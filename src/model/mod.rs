@@ -261,7 +261,10 @@ impl RowNorm {
     fn check(&self, shape: &[usize]) -> Result<(), String> {
         let ch = last_axis(shape, self.axis)?;
         check_channel_vecs(
-            &[("gamma", self.gamma.as_deref()), ("beta", self.beta.as_deref())],
+            &[
+                ("gamma", self.gamma.as_deref()),
+                ("beta", self.beta.as_deref()),
+            ],
             ch,
         )?;
         if self.rms && self.beta.is_some() {
@@ -658,7 +661,10 @@ impl Layer {
                     ch,
                 )?;
                 if let Some(i) = variance.iter().position(|&v| v < 0.0) {
-                    return Err(format!("variance[{i}] is {} (cannot be negative)", variance[i]));
+                    return Err(format!(
+                        "variance[{i}] is {} (cannot be negative)",
+                        variance[i]
+                    ));
                 }
                 Ok(s)
             }
@@ -670,7 +676,11 @@ impl Layer {
                     return Err(format!(
                         "{} needs {} inputs, got {}",
                         m.type_name(),
-                        if m == Merge::Subtract { "exactly 2" } else { "at least 2" },
+                        if m == Merge::Subtract {
+                            "exactly 2"
+                        } else {
+                            "at least 2"
+                        },
                         inputs.len()
                     ));
                 }
@@ -1177,7 +1187,9 @@ impl Model {
         outputs: &[usize],
     ) -> Result<Model> {
         if inputs.is_empty() || outputs.is_empty() {
-            return Err(Error::Model("a model needs at least one input and one output".into()));
+            return Err(Error::Model(
+                "a model needs at least one input and one output".into(),
+            ));
         }
         if inputs.iter().chain(outputs).any(|&i| i >= nodes.len()) {
             return Err(Error::Model("input or output index out of range".into()));

@@ -118,7 +118,10 @@ pub(super) fn render(m: &Model) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Model: \"{}\"", m.name());
     out += &line("┏", "━", "┳", "┓");
-    out += &cells(["Layer (type)", "Output Shape", "Param #", "Connected to"], "┃");
+    out += &cells(
+        ["Layer (type)", "Output Shape", "Param #", "Connected to"],
+        "┃",
+    );
     out += &line("┡", "━", "╇", "┩");
     for (i, r) in rows.iter().enumerate() {
         if i > 0 {

@@ -26,7 +26,9 @@ pub use split_activations::SplitActivations;
 
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
-use crate::model::{DType, DenseWeights, Layer, Merge, Model, RowNorm, Window, concat_axis, permutation};
+use crate::model::{
+    DType, DenseWeights, Layer, Merge, Model, RowNorm, Window, concat_axis, permutation,
+};
 use std::borrow::Cow;
 
 /// An op of the lowered graph.
@@ -472,8 +474,14 @@ impl<'m> Graph<'m> {
                     _ => return Err(format!("{:?}: affine width", node.name)),
                 },
                 Op::Norm(norm) => match ins.as_slice() {
-                    [x] if norm.gamma.as_ref().is_none_or(|g| x.last() == Some(&g.len()))
-                        && norm.beta.as_ref().is_none_or(|b| x.last() == Some(&b.len())) =>
+                    [x] if norm
+                        .gamma
+                        .as_ref()
+                        .is_none_or(|g| x.last() == Some(&g.len()))
+                        && norm
+                            .beta
+                            .as_ref()
+                            .is_none_or(|b| x.last() == Some(&b.len())) =>
                     {
                         x.to_vec()
                     }
@@ -539,7 +547,10 @@ impl<'m> Graph<'m> {
                 Op::Merge(_) => match ins.as_slice() {
                     [x, rest @ ..] if !rest.is_empty() && rest.iter().all(|r| r == x) => x.to_vec(),
                     _ => {
-                        return Err(format!("{:?}: merge needs 2+ inputs of one shape", node.name));
+                        return Err(format!(
+                            "{:?}: merge needs 2+ inputs of one shape",
+                            node.name
+                        ));
                     }
                 },
                 Op::Permute(perm) => match ins.as_slice() {

@@ -70,7 +70,7 @@ pub(crate) enum Loc {
 #[derive(Debug)]
 pub(crate) enum Kind {
     Dense {
-        w: PackedB,
+        w: Box<PackedB>,
         ops: Vec<EpOp>,
         /// GEMM rows per sample (1 unless the input has extra axes).
         rows: usize,
@@ -511,7 +511,11 @@ fn schedule(g: &Graph, buffers: Buffers, opts: &CompileOptions, isa: Isa) -> Res
         let out_len = elems(&g.nodes[sized_by[b]].shape, &node.name)?;
         let len = out_len * opts.max_batch;
         if matches!(node.op, Op::Input) {
-            let k = g.inputs.iter().position(|&j| j == i).expect("checked graph");
+            let k = g
+                .inputs
+                .iter()
+                .position(|&j| j == i)
+                .expect("checked graph");
             loc[b] = Some(Loc::Input(k));
             continue;
         }
@@ -744,7 +748,7 @@ fn step_kind(
                     } else {
                         (rows * batch).min(256)
                     };
-                            let t = kernels::tune::tune(isa, &weights.kernel, bias, &packed, m, &ops)
+                    let t = kernels::tune::tune(isa, &weights.kernel, bias, &packed, m, &ops)
                         .map_err(shape_err)?;
                     (t.packed, Some(t.report))
                 }
@@ -755,7 +759,7 @@ fn step_kind(
                 None => (units, 0),
             };
             Kind::Dense {
-                w,
+                w: Box::new(w),
                 ops,
                 rows,
                 conv: lda,

@@ -203,11 +203,7 @@ impl Session {
             }
             _ => run_steps(plan, arena, inputs, 0, batch),
         }
-        Ok(Outputs {
-            plan,
-            arena,
-            batch,
-        })
+        Ok(Outputs { plan, arena, batch })
     }
 }
 
@@ -232,7 +228,10 @@ fn check_inputs(plan: &Plan, inputs: &[Values<'_>]) -> Result<usize> {
             msg,
         };
         if info.dtype == DType::F32 && v.dtype() != DType::F32 {
-            return Err(bad(format!("{} values given for a float32 input", v.dtype())));
+            return Err(bad(format!(
+                "{} values given for a float32 input",
+                v.dtype()
+            )));
         }
         if v.is_empty() {
             return Err(Error::EmptyBatch);

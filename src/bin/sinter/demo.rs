@@ -2,8 +2,8 @@
 
 use crate::bench::median;
 use sinter::model::init::SplitMix64;
-use sinter::plan::Values;
 use sinter::plan::CompileOptions;
+use sinter::plan::Values;
 use sinter::{Error, Result, builtin};
 use std::sync::Arc;
 

@@ -22,7 +22,13 @@ const SPECIAL: [f32; 8] = [
 /// Deterministic inputs for every model input: floats in [-scale, scale) (with `hostile`,
 /// about one in eleven a special value), token ids uniform within the vocabulary of the
 /// Embeddings that read them.
-pub(crate) fn random(plan: &Plan, batch: usize, seed: u64, scale: f32, hostile: bool) -> Vec<Array> {
+pub(crate) fn random(
+    plan: &Plan,
+    batch: usize,
+    seed: u64,
+    scale: f32,
+    hostile: bool,
+) -> Vec<Array> {
     let mut r = SplitMix64::new(seed);
     plan.inputs()
         .iter()
@@ -92,7 +98,9 @@ pub(crate) fn bind(
             _ => positional.push(PathBuf::from(a)),
         }
     }
-    let mut free = (0..names.len()).filter(|&k| bound[k].is_none()).collect::<Vec<_>>();
+    let mut free = (0..names.len())
+        .filter(|&k| bound[k].is_none())
+        .collect::<Vec<_>>();
     free.reverse();
     for p in positional {
         let k = free.pop().ok_or_else(|| {

@@ -117,15 +117,27 @@ enum Command {
 
 /// Loads `builtin:NAME` or a model file (`.keras`, `.onnx`, `.json` / `.weights.h5`).
 pub(crate) fn load_model(spec: &str) -> Result<Model> {
+    load_model_with(spec, &sinter::io::LoadOptions::default())
+}
+
+/// [`load_model`] with load options (a file's requested outputs: the rest is not converted).
+fn load_model_with(spec: &str, opts: &sinter::io::LoadOptions) -> Result<Model> {
     if let Some(name) = spec.strip_prefix("builtin:") {
-        return builtin::by_name(name).ok_or_else(|| {
+        let model = builtin::by_name(name).ok_or_else(|| {
             Error::Model(format!(
                 "unknown built-in {name:?} (expected one of: {})",
                 builtin::NAMES.join(", ")
             ))
-        });
+        })?;
+        return match &opts.outputs {
+            Some(names) => {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                model.select_outputs(&names)
+            }
+            None => Ok(model),
+        };
     }
-    sinter::io::load(Path::new(spec))
+    sinter::io::load_with(Path::new(spec), opts)
 }
 
 pub(crate) fn compile(model: &Model, args: &PlanArgs, max_batch: usize) -> Result<Arc<Plan>> {
@@ -140,7 +152,21 @@ pub(crate) fn compile(model: &Model, args: &PlanArgs, max_batch: usize) -> Resul
 }
 
 fn run_npy(model: &str, inputs: &[String], outputs: &[String], args: &PlanArgs) -> Result<()> {
-    let model = load_model(model)?;
+    // Every output named (`NAME=PATH`): only those are loaded, the rest of the graph is not
+    // even converted. Otherwise outputs bind in order.
+    let named: Option<Vec<String>> = outputs
+        .iter()
+        .map(|a| {
+            a.split_once('=')
+                .filter(|(n, _)| !n.is_empty() && !n.contains(['/', '\\']))
+                .map(|(n, _)| n.to_string())
+        })
+        .collect();
+    let opts = sinter::io::LoadOptions {
+        outputs: named,
+        ..Default::default()
+    };
+    let model = load_model_with(model, &opts)?;
     let out_bind = inputs::bind(outputs, model.output_names(), "--output", false)?;
     let wanted: Vec<&str> = out_bind
         .iter()

@@ -65,7 +65,11 @@ pub(crate) fn run(spec: &str, batch: usize) -> Result<()> {
         check(format!("isa {isa} == default"), &got, &base);
     }
     let mut s = plan.session()?;
-    let full = s.run_all(&x)?.iter().map(<[f32]>::to_vec).collect::<Vec<_>>();
+    let full = s
+        .run_all(&x)?
+        .iter()
+        .map(<[f32]>::to_vec)
+        .collect::<Vec<_>>();
     let mut rows_ok = true;
     for r in 0..batch {
         let alone = s.run_all(&inputs::row(&arrays, &lens, r))?;

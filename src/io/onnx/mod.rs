@@ -150,14 +150,22 @@ pub fn from_bytes_with(
             n.dtype = dtype;
         }
     }
-    for node in &graph.node {
-        cx.node(node)?;
-    }
     if graph.output.is_empty() {
         return Err(fail("the graph has no outputs".into()));
     }
-    let mut outs = Vec::with_capacity(graph.output.len());
-    for output in &graph.output {
+    let all: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+    let wanted = opts.pick_outputs(&all).map_err(fail)?;
+    let outputs: Vec<&proto::ValueInfoProto> = wanted
+        .iter()
+        .filter_map(|w| graph.output.iter().find(|o| &o.name == w))
+        .collect();
+    // Only the nodes the requested outputs depend on are converted.
+    let needed = needed_nodes(&graph.node, &wanted);
+    for (node, _) in graph.node.iter().zip(&needed).filter(|(_, n)| **n) {
+        cx.node(node)?;
+    }
+    let mut outs = Vec::with_capacity(outputs.len());
+    for output in outputs.iter().copied() {
         let out = match cx.values.get(&output.name) {
             // The graph declares its outputs in ONNX's axis order: a tracked layout is written
             // out.
@@ -187,9 +195,23 @@ pub fn from_bytes_with(
     let mut model =
         Model::from_nodes(name, cx.nodes, &ins, &outs).map_err(|e| fail(e.to_string()))?;
     model
-        .set_output_names(graph.output.iter().map(|o| o.name.clone()).collect())
+        .set_output_names(wanted)
         .map_err(|e| fail(e.to_string()))?;
     Ok(model)
+}
+
+/// Which nodes the tensors `wanted` depend on (a walk back from them; nodes are in
+/// topological order, as ONNX requires).
+fn needed_nodes(nodes: &[NodeProto], wanted: &[String]) -> Vec<bool> {
+    let mut live: std::collections::HashSet<&str> = wanted.iter().map(String::as_str).collect();
+    let mut needed = vec![false; nodes.len()];
+    for (i, n) in nodes.iter().enumerate().rev() {
+        if n.output.iter().any(|o| live.contains(o.as_str())) {
+            needed[i] = true;
+            live.extend(n.input.iter().map(String::as_str));
+        }
+    }
+    needed
 }
 
 /// The non-batch shape of a graph input (`[batch, d1, ..]` with known positive `d`s) and its
@@ -653,7 +675,13 @@ impl Converter<'_> {
                 ));
             }
             let shape = self.nodes[a].shape.clone();
-            self.push(self.output(node)?, Layer::Merge(Merge::Add), vec![a, b], shape, None);
+            self.push(
+                self.output(node)?,
+                Layer::Merge(Merge::Add),
+                vec![a, b],
+                shape,
+                None,
+            );
             self.name_last(node);
             return self.set_layout(node, layout);
         }
@@ -906,10 +934,7 @@ impl Converter<'_> {
                 self.materialised.insert(key, t);
                 Ok((t, steps, ch))
             }
-            _ => Err(self.node_fail(
-                node,
-                "the input must be channels-first [N, C, W]",
-            )),
+            _ => Err(self.node_fail(node, "the input must be channels-first [N, C, W]")),
         }
     }
 
@@ -996,7 +1021,10 @@ impl Converter<'_> {
             return Err(self.node_fail(node, "running mean/var outputs are training-only"));
         }
         let x0 = self.input_node(node, 0)?;
-        let (x, ch, layout) = match (self.layout(node, 0), self.nodes[x0].shape.clone().as_slice()) {
+        let (x, ch, layout) = match (
+            self.layout(node, 0),
+            self.nodes[x0].shape.clone().as_slice(),
+        ) {
             (_, &[c]) => (x0, c, self.layout(node, 0)),
             (Layout::Ncw, &[_, c]) => (x0, c, Layout::Ncw),
             (Layout::Native, &[_, _]) => {
@@ -1040,7 +1068,12 @@ impl Converter<'_> {
                 format!("axis {axis} of a rank-{rank} tensor: only the last axis is supported"),
             ));
         }
-        if node.output.iter().skip(1).any(|o| !o.is_empty() && self.uses.contains_key(o.as_str())) {
+        if node
+            .output
+            .iter()
+            .skip(1)
+            .any(|o| !o.is_empty() && self.uses.contains_key(o.as_str()))
+        {
             return Err(self.node_fail(node, "the Mean / InvStdDev outputs are not supported"));
         }
         let ch = *shape.last().unwrap_or(&0);
