@@ -203,6 +203,20 @@ pub fn run_all(model: &Model, inputs: &[Values<'_>]) -> Result<Vec<Vec<f64>>> {
                     .for_each(|v| *v = *v * f64::from(*scale) + f64::from(*offset));
                 x
             }
+            (Layer::ArgMax { .. }, Some(x)) => {
+                let w = *in_shape.last().expect("rank");
+                x.chunks_exact(w)
+                    .map(|row| {
+                        let mut best = 0;
+                        for (j, &v) in row.iter().enumerate() {
+                            if !row[best].is_nan() && (v > row[best] || v.is_nan()) {
+                                best = j;
+                            }
+                        }
+                        best as f64
+                    })
+                    .collect()
+            }
             (Layer::Merge(m), Some(mut x)) => {
                 for &j in &node.inputs[1..] {
                     for (a, &b) in x.iter_mut().zip(&values[j]) {

@@ -637,3 +637,60 @@ fn onnx_requested_outputs_prune_the_graph_before_conversion() {
         "{err}"
     );
 }
+
+/// scikit-learn's shape of output: an int64 `label` (ArgMax of the probabilities) before the
+/// `probabilities`. Labels come out as exact whole numbers, typed int64.
+#[test]
+fn onnx_argmax_gives_int64_labels() {
+    let mut m = small_graph();
+    let g = m.graph.as_mut().unwrap();
+    g.initializer[0] = tensor(
+        "W",
+        &[4, 3],
+        &[
+            0.5, -0.2, 0.1, 0.3, 0.9, -0.4, -0.6, 0.2, 0.8, 0.1, 0.0, 0.3,
+        ],
+    );
+    g.node[2] = node("Softmax", &["a"], "probabilities");
+    let mut am = node("ArgMax", &["probabilities"], "label");
+    am.attribute = vec![
+        AttributeProto {
+            name: "axis".into(),
+            i: 1,
+            ..Default::default()
+        },
+        AttributeProto {
+            name: "keepdims".into(),
+            i: 0,
+            ..Default::default()
+        },
+    ];
+    g.node.push(am);
+    g.output = vec![
+        value_info("label", &[None]),
+        value_info("probabilities", &[None, Some(3)]),
+    ];
+    let model = onnx_bytes(&m.encode_to_vec()).unwrap();
+    assert_eq!(model.output_names(), ["label", "probabilities"]);
+    let plan = std::sync::Arc::new(model.compile(&Default::default()).unwrap());
+    assert_eq!(plan.outputs()[0].dtype, sinter::model::DType::I64);
+    assert_eq!(plan.outputs()[0].shape, [1]);
+    let x = [1.0, 2.0, -1.0, 0.5, -3.0, 0.0, 2.0, 1.0, 0.0, 0.0, 0.0, 0.0];
+    let mut s = plan.session().unwrap();
+    let out = s.run_all(&[sinter::plan::Values::F32(&x)]).unwrap();
+    let labels: Vec<i64> = out.ints(0).collect();
+    let probs = out.get(1);
+    for (r, &l) in labels.iter().enumerate() {
+        let row = &probs[r * 3..r * 3 + 3];
+        let want = (0..3).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+        assert_eq!(l, want as i64, "row {r}: {row:?}");
+    }
+    // The last axis only; ArgMax over the batch is refused by name.
+    let mut bad = m.clone();
+    bad.graph.as_mut().unwrap().node[3].attribute[0].i = 0;
+    let msg = format_error(onnx_bytes(&bad.encode_to_vec()), Path::new("m.onnx"));
+    assert!(
+        msg.contains("ArgMax") && msg.contains("only the last axis"),
+        "{msg}"
+    );
+}

@@ -125,6 +125,21 @@ pub fn div(n: f32, y: &mut [f32]) {
     }
 }
 
+/// `y[r]` = the index of the largest value of row `r` of `x` (rows `width` long), as an f32
+/// (exact: `width <= 2^24`): the first on ties, the first NaN if there is one (NumPy's rule).
+pub fn argmax(width: usize, x: &[f32], y: &mut [f32]) {
+    for (row, out) in x.chunks_exact(width).zip(y.iter_mut()) {
+        let mut best = 0;
+        for (j, &v) in row.iter().enumerate().skip(1) {
+            let b = row[best];
+            if !b.is_nan() && (v > b || v.is_nan()) {
+                best = j;
+            }
+        }
+        *out = best as f32;
+    }
+}
+
 /// Rows of `table` (`dim` values each) for each id, in order: `y[i*dim..]` = row `ids[i]`.
 /// The ids were checked to be in range before the run.
 pub fn gather(table: &[f32], dim: usize, ids: impl Iterator<Item = usize>, y: &mut [f32]) {

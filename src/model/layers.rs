@@ -343,6 +343,10 @@ simple_layer!(
     Identity() => Layer::Identity
 );
 simple_layer!(
+    /// ONNX `ArgMax` over the last axis: int64 labels, for a model output.
+    ArgMax(keepdims: bool) => Layer::ArgMax { keepdims }
+);
+simple_layer!(
     /// `keras.layers.MaxPooling1D(pool_size, strides, padding)`.
     MaxPooling1D(pool_size: usize, strides: usize, padding: Padding) =>
         Layer::MaxPooling1D { pool_size, strides, padding }
@@ -407,7 +411,8 @@ unary_call!(
     Reshape,
     Permute,
     Rescaling,
-    Identity
+    Identity,
+    ArgMax
 );
 
 /// The last axis of `x`, the channels a normalization layer works on.

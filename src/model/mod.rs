@@ -21,10 +21,10 @@ mod layers;
 mod summary;
 
 pub use layers::{
-    ActivationLayer, Add, Average, AveragePooling1D, BatchNormalization, Concatenate, Conv1D,
-    Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalMaxPooling1D, Identity,
-    Input, LayerNormalization, MaxPooling1D, Maximum, Minimum, Multiply, Normalization, Permute,
-    Rescaling, Reshape, Subtract, apply,
+    ActivationLayer, Add, ArgMax, Average, AveragePooling1D, BatchNormalization, Concatenate,
+    Conv1D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalMaxPooling1D,
+    Identity, Input, LayerNormalization, MaxPooling1D, Maximum, Minimum, Multiply, Normalization,
+    Permute, Rescaling, Reshape, Subtract, apply,
 };
 
 use crate::error::{Error, Result};
@@ -146,6 +146,13 @@ pub enum Layer {
     },
     /// Passes its input through.
     Identity,
+    /// The position of the largest value along the last axis (the first one on ties; a NaN
+    /// counts as largest, as NumPy's `argmax`): int64 class labels, ONNX `ArgMax`. Its values
+    /// are model outputs only.
+    ArgMax {
+        /// Keep the last axis with length 1 (ONNX `keepdims=1`), else drop it.
+        keepdims: bool,
+    },
     /// An elementwise merge of two or more inputs of one shape (Keras `Add`, `Subtract`,
     /// `Multiply`, `Average`, `Maximum`, `Minimum`).
     Merge(Merge),
@@ -500,6 +507,7 @@ impl Layer {
             Layer::Normalization { .. } => "Normalization",
             Layer::Rescaling { .. } => "Rescaling",
             Layer::Identity => "Identity",
+            Layer::ArgMax { .. } => "ArgMax",
             Layer::Merge(m) => m.type_name(),
         }
     }
@@ -527,12 +535,22 @@ impl Layer {
             Layer::Normalization { .. } => "normalization",
             Layer::Rescaling { .. } => "rescaling",
             Layer::Identity => "identity",
+            Layer::ArgMax { .. } => "argmax",
             Layer::Merge(Merge::Add) => "add",
             Layer::Merge(Merge::Subtract) => "subtract",
             Layer::Merge(Merge::Multiply) => "multiply",
             Layer::Merge(Merge::Average) => "average",
             Layer::Merge(Merge::Maximum) => "maximum",
             Layer::Merge(Merge::Minimum) => "minimum",
+        }
+    }
+
+    /// Element type of the layer's output: int64 for ArgMax, float32 for every other layer
+    /// (an input's type is its node's).
+    pub fn output_dtype(&self) -> DType {
+        match self {
+            Layer::ArgMax { .. } => DType::I64,
+            _ => DType::F32,
         }
     }
 
@@ -627,6 +645,18 @@ impl Layer {
                 Ok(s)
             }
             Layer::Activation(_) | Layer::Identity | Layer::Rescaling { .. } => one(inputs),
+            Layer::ArgMax { keepdims } => {
+                let mut s = one(inputs)?;
+                let c = last_axis(&s, -1)?;
+                if c >= 1 << 24 {
+                    return Err(format!("ArgMax over {c} values: at most 2^24 (16,777,216)"));
+                }
+                s.pop();
+                if keepdims || s.is_empty() {
+                    s.push(1);
+                }
+                Ok(s)
+            }
             Layer::Embedding {
                 input_dim,
                 output_dim,
@@ -902,14 +932,15 @@ impl Tensor {
             }
             _ => {}
         }
+        let dtype = layer.output_dtype();
         Ok(Tensor(Rc::new(TensorNode {
             id: next_id(),
             layer,
             name,
             inputs,
             shape,
+            dtype,
             weights,
-            dtype: DType::F32,
         })))
     }
 
@@ -1253,7 +1284,7 @@ impl Model {
             }
             let node = &mut nodes[i];
             if node.layer != Layer::Input {
-                node.dtype = DType::F32;
+                node.dtype = node.layer.output_dtype();
             }
             node.shape = shape;
             if let Some(dims) = node.layer.weight_dims(&in_shape.unwrap_or_default()) {

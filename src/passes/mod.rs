@@ -94,6 +94,8 @@ pub enum Op<'m> {
     },
     /// Layer (or RMS) normalization of each last-axis row.
     Norm(&'m RowNorm),
+    /// The index of each last-axis row's largest value (an integer-valued output).
+    ArgMax,
     /// Rows of `table` (`vocab x dim`) picked by the integer ids of a graph input.
     Gather {
         /// The table, row-major.
@@ -330,6 +332,7 @@ impl<'m> Graph<'m> {
                 }
                 Layer::LayerNormalization(norm) => Op::Norm(norm),
                 Layer::Merge(k) => Op::Merge(*k),
+                Layer::ArgMax { .. } => Op::ArgMax,
                 Layer::Flatten => Op::Flatten,
                 Layer::Reshape { .. } => Op::Reshape,
                 Layer::Permute { dims } => {
@@ -498,6 +501,15 @@ impl<'m> Graph<'m> {
                         s
                     }
                     _ => return Err(format!("{:?}: gather reads a graph input", node.name)),
+                },
+                Op::ArgMax => match ins.as_slice() {
+                    [x] if !x.is_empty()
+                        && node.shape.iter().product::<usize>()
+                            == x[..x.len() - 1].iter().product::<usize>() =>
+                    {
+                        node.shape.clone()
+                    }
+                    _ => return Err(format!("{:?}: argmax of {ins:?}", node.name)),
                 },
                 Op::Activation(_) | Op::Dropout => match ins.as_slice() {
                     [x] => x.to_vec(),

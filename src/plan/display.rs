@@ -121,6 +121,7 @@ impl fmt::Display for Plan {
                         let what = if norm.rms { "rms norm" } else { "layer norm" };
                         (format!("{what} row pass x{width}{inplace}"), "-".into())
                     }
+                    Kind::ArgMax { width } => (format!("argmax of {width}"), "-".into()),
                     Kind::Gather { table, dim } => (
                         format!("gather {} x {dim} table", table.len() / dim),
                         "-".into(),

@@ -125,6 +125,10 @@ pub(crate) enum Kind {
         norm: kernels::RowNorm,
         width: usize,
     },
+    /// Index of the largest of each `width` values (as an exact f32).
+    ArgMax {
+        width: usize,
+    },
     /// Rows of `table` (`dim` wide) picked by the ids of the step's input.
     Gather {
         table: Vec<f32>,
@@ -239,7 +243,8 @@ impl Plan {
             .outputs
             .iter()
             .zip(model.output_names())
-            .map(|(&o, n)| info(n, o, DType::F32))
+            .zip(model.outputs())
+            .map(|((&o, n), &m)| info(n, o, model.nodes()[m].dtype))
             .collect::<Result<Vec<_>>>()?;
         let mut id_limits = vec![None; inputs.len()];
         for s in &steps {
@@ -804,6 +809,9 @@ fn step_kind(
                 beta: n.beta.clone(),
             },
             width: *node.shape.last().expect("checked rank"),
+        },
+        Op::ArgMax => Kind::ArgMax {
+            width: *x.last().expect("checked rank"),
         },
         Op::Gather { table, dim } => Kind::Gather {
             table: table.to_vec(),

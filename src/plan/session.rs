@@ -125,6 +125,21 @@ impl<'s> Outputs<'s> {
         };
         &self.arena[at..at + len]
     }
+    /// Output `k` as integers: for an int64 output (ArgMax's labels), whose values are exact
+    /// whole numbers held as f32.
+    ///
+    /// # Panics
+    /// If `k` is not below [`len`](Self::len).
+    pub fn ints(&self, k: usize) -> impl Iterator<Item = i64> + 's {
+        self.get(k).iter().map(|&v| v as i64)
+    }
+    /// The element type of output `k`.
+    ///
+    /// # Panics
+    /// If `k` is not below [`len`](Self::len).
+    pub fn dtype(&self, k: usize) -> DType {
+        self.plan.outputs[k].dtype
+    }
     /// The output named `name`.
     pub fn by_name(&self, name: &str) -> Option<&'s [f32]> {
         let k = self.plan.outputs.iter().position(|o| o.name == name)?;
@@ -387,6 +402,10 @@ fn run_steps(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], first: usize
             Kind::Norm { norm, width } => {
                 let data = in_place_or_copy(arena, input, step, il, ol);
                 kernels::norm_rows(plan.isa, norm, data, *width);
+            }
+            Kind::ArgMax { width } => {
+                let (a, c) = views(arena, input, step.src, step.dst, il, ol);
+                ops::argmax(*width, a, c);
             }
             Kind::Gather { table, dim } => {
                 let Loc::Input(k) = step.src else {

@@ -73,7 +73,8 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         batch: usize,
     },
-    /// Run .npy batches (batch axis first) through the model; write float32 .npy outputs.
+    /// Run .npy batches (batch axis first) through the model; write .npy outputs (float32,
+    /// int64 for labels).
     Run {
         /// A model file (.keras, .onnx, NAME.json + NAME.weights.h5) or builtin:seed|mnist-mlp|ffn.
         model: String,
@@ -207,7 +208,11 @@ fn run_npy(model: &str, inputs: &[String], outputs: &[String], args: &PlanArgs) 
     for (k, (_, path)) in out_bind.iter().enumerate() {
         let mut out_shape = vec![batch];
         out_shape.extend_from_slice(&plan.outputs()[k].shape);
-        sinter::io::npy::write_f32(path, &out_shape, ys.get(k))?;
+        if ys.dtype(k) == sinter::model::DType::F32 {
+            sinter::io::npy::write_f32(path, &out_shape, ys.get(k))?;
+        } else {
+            sinter::io::npy::write_i64(path, &out_shape, ys.ints(k))?;
+        }
     }
     Ok(())
 }

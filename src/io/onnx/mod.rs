@@ -457,6 +457,7 @@ impl Converter<'_> {
             "BatchNormalization" => self.batch_norm(node),
             "LayerNormalization" => self.layer_norm(node),
             "Gather" => self.gather(node),
+            "ArgMax" => self.argmax(node),
             "Identity" => {
                 let x = self.input_node(node, 0)?;
                 self.alias(node, x)
@@ -1093,6 +1094,35 @@ impl Converter<'_> {
             .output_shape(&[&shape])
             .map_err(|m| self.node_fail(node, m))?;
         self.push(self.output(node)?, layer, vec![x], shape, None);
+        self.name_last(node);
+        Ok(())
+    }
+
+    /// `ArgMax` over the last axis: int64 labels (a graph output).
+    fn argmax(&mut self, node: &NodeProto) -> Result<()> {
+        let x = self.native_input(node, 0)?;
+        let shape = self.nodes[x].shape.clone();
+        let rank = shape.len() as i64 + 1;
+        let axis = self.attr_i(node, "axis")?.unwrap_or(0);
+        if axis != -1 && axis != rank - 1 {
+            return Err(self.node_fail(
+                node,
+                format!("axis {axis} of a rank-{rank} tensor: only the last axis is supported"),
+            ));
+        }
+        if self.attr_i(node, "select_last_index")?.unwrap_or(0) != 0 {
+            return Err(self.node_fail(node, "select_last_index=1 is not supported"));
+        }
+        let layer = Layer::ArgMax {
+            keepdims: self.attr_i(node, "keepdims")?.unwrap_or(1) != 0,
+        };
+        let out = layer
+            .output_shape(&[&shape])
+            .map_err(|m| self.node_fail(node, m))?;
+        self.push(self.output(node)?, layer, vec![x], out, None);
+        if let Some(n) = self.nodes.last_mut() {
+            n.dtype = DType::I64;
+        }
         self.name_last(node);
         Ok(())
     }
