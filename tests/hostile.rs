@@ -694,3 +694,16 @@ fn onnx_argmax_gives_int64_labels() {
         "{msg}"
     );
 }
+
+/// Fuzzing found `Max` with no inputs indexing an empty list: now an error naming the node.
+#[test]
+fn onnx_variadic_ops_without_inputs_are_errors() {
+    for op in ["Max", "Min", "Sum", "Mean", "Sub", "Mul"] {
+        let mut m = small_graph();
+        let g = m.graph.as_mut().unwrap();
+        g.node.push(node(op, &[], "z"));
+        g.output = vec![value_info("z", &[None, Some(3)])];
+        let msg = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
+        assert!(msg.contains(op) && msg.contains("inputs"), "{op}: {msg}");
+    }
+}

@@ -958,6 +958,9 @@ impl Converter<'_> {
             _ => Merge::Minimum,
         };
         let n = node.input.len();
+        if n == 0 {
+            return Err(self.node_fail(node, "no inputs"));
+        }
         if n == 1 {
             let x = self.input_node(node, 0)?;
             return self.alias(node, x);
@@ -968,8 +971,11 @@ impl Converter<'_> {
     /// An elementwise merge of `n` computed inputs of one shape (no broadcasting), in one
     /// layout (inputs of mixed layouts are read in ONNX's order).
     fn merge(&mut self, node: &NodeProto, m: Merge, n: usize) -> Result<()> {
-        if node.input.len() != n {
-            return Err(self.node_fail(node, format!("expected {n} inputs")));
+        if node.input.len() != n || n == 0 {
+            return Err(self.node_fail(
+                node,
+                format!("{} inputs, expected {}", node.input.len(), n.max(1)),
+            ));
         }
         let mut xs = Vec::with_capacity(n);
         for i in 0..n {
