@@ -614,8 +614,8 @@ pub(crate) unsafe fn row_ops<V: Simd, R8: Simd>(ops: &[EpOp], c: &RowConsts<'_>,
             EpOp::ScaleShift => scale_shift(row, c.scale, c.shift),
             EpOp::Norm => {
                 if let Some(norm) = c.norm {
-                    // SAFETY: the caller's contract.
-                    unsafe { math::row_norm::<R8>(row, norm) }
+                    // SAFETY: ISA availability is the Simd type's invariant.
+                    unsafe { V::norm_row(norm, row) }
                 }
             }
         }
@@ -722,17 +722,11 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
     let panels = n.div_ceil(nr);
     // A tuned blocking is for the plan's full batches; a few rows keep the streaming default.
     let (tile_ops, rest) = split_ops(g.ops);
-    let mut blk = match g.b.blocking {
+    let blk = match g.b.blocking {
         Some(b) if m > 2 * MR => b,
         _ => Blocking::heuristic(m, k, nr, MR),
     };
-    // A row epilogue (softmax, normalization) runs once a row's last column is done: with
-    // every column in one block and row blocks of one tile, that is right after the row's
-    // tiles, while the row is still in L1 (its panels' worth of B is re-read from L2 instead).
-    if !rest.is_empty() && g.b.blocking.is_none() && MR * n * 4 <= super::cache::Caches::get().l1d {
-        blk.nc_panels = panels.max(1);
-        blk.mc = MR;
-    }
+
     let (reg_ops, l1_ops) = split_register_ops(tile_ops);
     let a = g.a.as_ptr();
     let c = g.c;

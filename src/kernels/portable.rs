@@ -36,6 +36,11 @@ impl Simd for Portable {
         unsafe { super::math::apply_rows::<Portable>(act, c, ld, rows, cols) }
     }
     #[inline(never)]
+    unsafe fn norm_row(norm: &super::math::RowNorm, row: &mut [f32]) {
+        // SAFETY: portable lanes need no CPU feature; Portable has 8 lanes.
+        unsafe { super::math::row_norm::<Portable>(row, norm) }
+    }
+    #[inline(never)]
     unsafe fn row_stage(ops: &[EpOp], c: &super::gemm::RowConsts<'_>, row: &mut [f32]) {
         // SAFETY: portable lanes need no CPU feature.
         unsafe { super::gemm::row_ops::<Portable, Portable>(ops, c, row) }
@@ -157,8 +162,8 @@ impl super::dispatch::Tier for PortableTier {
     }
     fn norm_rows(self, norm: &super::math::RowNorm, data: &mut [f32], n: usize) {
         for row in data.chunks_exact_mut(n) {
-            // SAFETY: portable lanes need no CPU feature; Portable has 8 lanes.
-            unsafe { super::math::row_norm::<Portable>(row, norm) };
+            // SAFETY: portable lanes need no CPU feature.
+            unsafe { Portable::norm_row(norm, row) };
         }
     }
     fn fma_loop(self, iters: usize) -> f32 {

@@ -68,6 +68,12 @@ pub(crate) trait Simd: Copy {
     /// This tier's instruction set is available; `c` is readable and writable at
     /// `r * ld + j` for `r < rows`, `j < cols`, and nothing else references those values.
     unsafe fn act_rows(act: Activation, c: *mut f32, ld: usize, rows: usize, cols: usize);
+    /// Layer normalization of one row (`math::row_norm` on 8 lanes), out of line: the same
+    /// code the separate pass runs.
+    ///
+    /// # Safety
+    /// This tier's instruction set is available.
+    unsafe fn norm_row(norm: &super::math::RowNorm, row: &mut [f32]);
     /// The row stage of an epilogue over one whole row (`gemm::row_ops`), out of line.
     ///
     /// # Safety

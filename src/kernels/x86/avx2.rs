@@ -33,6 +33,10 @@ impl Simd for Avx2 {
         // SAFETY: the caller's contract (ISA and extents).
         unsafe { super::act_rows_avx2(act, c, ld, rows, cols) }
     }
+    unsafe fn norm_row(norm: &super::super::math::RowNorm, row: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { super::norm_row_avx2(norm, row) }
+    }
     unsafe fn row_stage(ops: &[EpOp], c: &super::RowConsts<'_>, row: &mut [f32]) {
         // SAFETY: as above.
         unsafe { super::row_avx2(ops, c, row) }

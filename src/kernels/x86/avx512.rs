@@ -33,6 +33,10 @@ impl Simd for Avx512 {
         // SAFETY: the caller's contract (ISA and extents).
         unsafe { super::act_rows_avx512(act, c, ld, rows, cols) }
     }
+    unsafe fn norm_row(norm: &super::super::math::RowNorm, row: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { super::norm_row_avx512(norm, row) }
+    }
     unsafe fn row_stage(ops: &[EpOp], c: &super::RowConsts<'_>, row: &mut [f32]) {
         // SAFETY: as above.
         unsafe { super::row_avx512(ops, c, row) }

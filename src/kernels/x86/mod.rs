@@ -202,19 +202,37 @@ fn affine_avx512(data: &mut [f32], scale: &[f32], shift: &[f32]) {
     unsafe { math::affine_slice::<Avx512>(data, scale, shift) }
 }
 
-#[target_feature(enable = "avx2,fma")]
-fn norm_avx2(norm: &RowNorm, data: &mut [f32], n: usize) {
+/// # Safety
+/// The CPU has AVX2+FMA.
+unsafe fn norm_avx2(norm: &RowNorm, data: &mut [f32], n: usize) {
     for row in data.chunks_exact_mut(n) {
-        // SAFETY: features enabled on this function; Avx2 has 8 lanes.
-        unsafe { math::row_norm::<Avx2>(row, norm) };
+        // SAFETY: the caller's contract.
+        unsafe { norm_row_avx2(norm, row) };
     }
+}
+
+/// # Safety
+/// The CPU has AVX-512.
+unsafe fn norm_avx512(norm: &RowNorm, data: &mut [f32], n: usize) {
+    for row in data.chunks_exact_mut(n) {
+        // SAFETY: the caller's contract.
+        unsafe { norm_row_avx512(norm, row) };
+    }
+}
+
+/// One row's layer normalization, out of line: the separate pass and the fused row stage run
+/// this same code.
+#[target_feature(enable = "avx2,fma")]
+#[inline(never)]
+pub(super) unsafe fn norm_row_avx2(norm: &RowNorm, row: &mut [f32]) {
+    // SAFETY: features enabled on this function; Avx2 has 8 lanes.
+    unsafe { math::row_norm::<Avx2>(row, norm) };
 }
 
 /// The row reduction runs on 8 lanes (the canonical order) on every tier.
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn norm_avx512(norm: &RowNorm, data: &mut [f32], n: usize) {
-    for row in data.chunks_exact_mut(n) {
-        // SAFETY: features enabled on this function; Avx2 has 8 lanes.
-        unsafe { math::row_norm::<Avx2>(row, norm) };
-    }
+#[inline(never)]
+pub(super) unsafe fn norm_row_avx512(norm: &RowNorm, row: &mut [f32]) {
+    // SAFETY: features enabled on this function; Avx2 has 8 lanes.
+    unsafe { math::row_norm::<Avx2>(row, norm) };
 }
