@@ -172,11 +172,14 @@ fn fixture(name: &str) -> String {
 /// Model files of every golden case (dense and conv manifests), each once.
 fn fixture_models() -> Vec<String> {
     let mut models = vec![];
-    for sub in ["", "conv/"] {
+    for sub in ["", "conv/", "graphs/"] {
         let text = std::fs::read_to_string(fixture(&format!("{sub}manifest.json"))).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         for c in v["cases"].as_array().unwrap() {
-            models.push(format!("{sub}{}", c["model"].as_str().unwrap()));
+            // The one graph fixture refused on purpose (rms_scaling) has its own test.
+            if c["name"] != "layernorm_rms" {
+                models.push(format!("{sub}{}", c["model"].as_str().unwrap()));
+            }
         }
     }
     models.dedup();

@@ -273,36 +273,31 @@ impl Parser<'_> {
 
 /// Writes an int64 C-order array (labels).
 pub fn write_i64(path: &Path, shape: &[usize], data: impl IntoIterator<Item = i64>) -> Result<()> {
+    write(path, shape, data)
+}
+
+/// Writes a float32 C-order array.
+pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
+    write(path, shape, data.iter().copied())
+}
+
+fn write<T: npyz::AutoSerialize>(
+    path: &Path,
+    shape: &[usize],
+    data: impl IntoIterator<Item = T>,
+) -> Result<()> {
     let io_err = |source| Error::Io {
         path: path.to_path_buf(),
         source,
     };
     let file = std::fs::File::create(path).map_err(io_err)?;
     let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    let mut w = npyz::WriteOptions::<i64>::new()
+    let mut w = npyz::WriteOptions::<T>::new()
         .default_dtype()
         .shape(&shape)
         .writer(std::io::BufWriter::new(file))
         .begin_nd()
         .map_err(io_err)?;
     w.extend(data).map_err(io_err)?;
-    w.finish().map_err(io_err)
-}
-
-/// Writes a float32 C-order array.
-pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
-    let io_err = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::create(path).map_err(io_err)?;
-    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    let mut w = npyz::WriteOptions::<f32>::new()
-        .default_dtype()
-        .shape(&shape)
-        .writer(std::io::BufWriter::new(file))
-        .begin_nd()
-        .map_err(io_err)?;
-    w.extend(data.iter().copied()).map_err(io_err)?;
     w.finish().map_err(io_err)
 }
