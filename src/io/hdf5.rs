@@ -962,6 +962,21 @@ impl<'a> File<'a> {
     /// variable-length (global heap) strings are read; Err if the object does not exist or the
     /// attribute is not a single string.
     pub fn attr_string(&self, path: &str, name: &str) -> Result<Option<String>, String> {
+        match self.attr_strings(path, name)? {
+            None => Ok(None),
+            Some(mut v) if v.len() == 1 => Ok(v.pop()),
+            Some(v) => Err(format!(
+                "attribute {name} of {}: {} elements, expected a single string",
+                show(path),
+                v.len()
+            )),
+        }
+    }
+
+    /// A string attribute holding any number of strings (a scalar, or a 1-D array as h5py
+    /// writes Keras 2's `layer_names` and `weight_names`), fixed- or variable-length; Ok(None)
+    /// if there is no attribute of that name.
+    pub fn attr_strings(&self, path: &str, name: &str) -> Result<Option<Vec<String>>, String> {
         let ctx = |e: String| format!("attribute {name} of {}: {e}", show(path));
         let addr = self
             .resolve(path)
@@ -990,44 +1005,66 @@ impl<'a> File<'a> {
         Ok(None)
     }
 
-    fn attr_value(&self, attr: &Attr<'a>) -> Res<String> {
+    /// Every string of a string attribute. The element count is checked against the bytes
+    /// the attribute holds before anything is allocated for it.
+    fn attr_value(&self, attr: &Attr<'a>) -> Res<Vec<String>> {
         let count = match self.dataspace(attr.space, attr.at)? {
             Space::Null => 0,
             Space::Dims(dims) => element_count(&dims)?,
         };
-        if count != 1 {
-            return Err(format!("{count} elements, expected a single string"));
-        }
+        let count = usize::try_from(count).map_err(|_| format!("{count} elements"))?;
         match datatype(attr.dtype, attr.at)? {
             Dtype::FixedStr { size, pad } => {
-                let raw = attr
-                    .data
-                    .get(..size)
-                    .ok_or_else(|| format!("value truncated (need {size} bytes)"))?;
-                let raw = match pad {
-                    // Null-terminated or null-padded: up to the first NUL.
-                    0 | 1 => raw.split(|&b| b == 0).next().unwrap_or(&[]),
-                    _ => {
-                        let end = raw.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
-                        raw.get(..end).unwrap_or(&[])
-                    }
+                let need = count
+                    .checked_mul(size)
+                    .filter(|&n| n <= attr.data.len())
+                    .ok_or_else(|| format!("{count} strings of {size} bytes: value truncated"))?;
+                let strings = if size == 0 {
+                    vec![String::new(); count]
+                } else {
+                    attr.data[..need]
+                        .chunks_exact(size)
+                        .map(|raw| {
+                            let raw = match pad {
+                                // Null-terminated or null-padded: up to the first NUL.
+                                0 | 1 => raw.split(|&b| b == 0).next().unwrap_or(&[]),
+                                _ => {
+                                    let end =
+                                        raw.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
+                                    raw.get(..end).unwrap_or(&[])
+                                }
+                            };
+                            String::from_utf8_lossy(raw).into_owned()
+                        })
+                        .collect()
                 };
-                Ok(String::from_utf8_lossy(raw).into_owned())
+                Ok(strings)
             }
             Dtype::VlenStr => {
+                let each = 8 + usize::from(self.offset_size);
+                count
+                    .checked_mul(each)
+                    .filter(|&n| n <= attr.data.len())
+                    .ok_or_else(|| format!("{count} string references: value truncated"))?;
                 let mut c = Cur::new(attr.data, "attribute value", attr.at);
-                let len = u64::from(c.u32()?);
-                let collection = self.addr(&mut c)?;
-                let index = c.u32()?;
-                let object = self.global_object(collection, index)?;
-                let raw = usize::try_from(len)
-                    .ok()
-                    .and_then(|n| object.get(..n))
-                    .ok_or_else(|| {
-                        format!("string of {len} bytes in a heap object of {}", object.len())
-                    })?;
-                Ok(String::from_utf8_lossy(raw).into_owned())
+                let mut out = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let len = u64::from(c.u32()?);
+                    let collection = self.addr(&mut c)?;
+                    let index = c.u32()?;
+                    let object = self.global_object(collection, index)?;
+                    let raw = usize::try_from(len)
+                        .ok()
+                        .and_then(|n| object.get(..n))
+                        .ok_or_else(|| {
+                            format!("string of {len} bytes in a heap object of {}", object.len())
+                        })?;
+                    out.push(String::from_utf8_lossy(raw).into_owned());
+                }
+                Ok(out)
             }
+            // h5py writes an empty list (a layer without weights) as an empty float array.
+            Dtype::Num(_) if count == 0 => Ok(Vec::new()),
             Dtype::Num(_) => Err("numeric, not a string".into()),
             Dtype::Other(what) => Err(format!("datatype {what}, not a string")),
         }

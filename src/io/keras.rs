@@ -170,6 +170,57 @@ pub fn from_parts_with(
             opts.max_weight_bytes
         )));
     }
+    let h5 = hdf5::File::parse(weights).map_err(|m| fail(format!("weights: {m}")))?;
+    build(config, &h5, path, opts)
+}
+
+/// Loads a whole-model HDF5 file, as `model.save("m.h5")` writes it in Keras 2 (`tf_keras`)
+/// and Keras 3's legacy writer: the JSON `model_config` attribute, the weights under
+/// `model_weights` in the order its `layer_names` / `weight_names` attributes give.
+pub fn load_h5(path: impl AsRef<Path>) -> Result<Model> {
+    load_h5_with(path, &LoadOptions::default())
+}
+
+/// [`load_h5`] with explicit limits.
+pub fn load_h5_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
+    let path = path.as_ref();
+    let bytes = super::read_limited(path, opts.max_weight_bytes, "weights")?;
+    from_h5_with(&bytes, path, opts)
+}
+
+/// [`load_h5`] of a file held in memory; `path` only names it in errors.
+pub fn from_h5_with(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Result<Model> {
+    let fail = |msg: String| Error::Format {
+        path: path.into(),
+        msg,
+    };
+    let h5 =
+        hdf5::File::parse(bytes).map_err(|m| fail(format!("not a readable HDF5 file: {m}")))?;
+    let config = h5
+        .attr_string("", "model_config")
+        .map_err(fail)?
+        .ok_or_else(|| {
+            fail(if h5.attr_strings("", "layer_names").ok().flatten().is_some() {
+                "a weights-only HDF5 file (save_weights): load it with its model.to_json() config (NAME.json beside NAME.weights.h5)".into()
+            } else {
+                "no model_config attribute: not a Keras whole-model HDF5 file".into()
+            })
+        })?;
+    if config.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(fail(format!(
+            "model_config is {} bytes, over the {MAX_CONFIG_BYTES}-byte limit",
+            config.len()
+        )));
+    }
+    build(config.as_bytes(), &h5, path, opts)
+}
+
+/// A model from its JSON config and an HDF5 file holding its weights (Keras 3 or legacy layout).
+fn build(config: &[u8], h5: &hdf5::File<'_>, path: &Path, opts: &LoadOptions) -> Result<Model> {
+    let fail = |msg: String| Error::Format {
+        path: path.into(),
+        msg,
+    };
     // serde_json itself stops at 128 levels, so parsing cannot overflow the stack.
     let root: Value = serde_json::from_slice(config)
         .map_err(|e| fail(format!("config is not valid JSON: {e}")))?;
@@ -208,8 +259,7 @@ pub fn from_parts_with(
     let order = topo_order(&specs, &inputs, &outputs).map_err(|m| fail(format!("config: {m}")))?;
     check_masks(&specs, &order).map_err(|m| fail(format!("config: {m}")))?;
 
-    let h5 = hdf5::File::parse(weights).map_err(|m| fail(format!("weights: {m}")))?;
-    let groups = weight_groups(&h5, &specs, class == "Sequential")
+    let source = WeightSource::detect(h5, &specs, class == "Sequential")
         .map_err(|m| fail(format!("weights: {m}")))?;
     let index: HashMap<&str, usize> = order
         .iter()
@@ -220,18 +270,18 @@ pub fn from_parts_with(
     for &s in &order {
         let spec = &specs[s];
         let inputs = spec.inbound.iter().map(|n| index[n.as_str()]).collect();
-        let group = groups.get(spec.name.as_str());
         let wfail = |m: String| {
             fail(format!(
                 "weights: layer {:?} ({}): {m}",
                 spec.name,
-                group.map_or("no group", |g| g.as_str())
+                source.place(&spec.name)
             ))
         };
+        let vars = source.vars(h5, &spec.name).map_err(wfail)?;
         let mut layer = spec.layer.clone();
-        let weights = match (&spec.layer, group) {
-            (Layer::Embedding { .. }, Some(group)) => {
-                let v = variables(&h5, group, &["embeddings"]).map_err(wfail)?;
+        let weights = match (&spec.layer, vars) {
+            (Layer::Embedding { .. }, Some(v)) => {
+                let v = variables(v, &["embeddings"]).map_err(wfail)?;
                 Some(DenseWeights {
                     kernel: v.into_iter().next().map(|d| d.data).unwrap_or_default(),
                     bias: None,
@@ -241,34 +291,30 @@ pub fn from_parts_with(
                 Layer::BatchNormalization(_)
                 | Layer::LayerNormalization(_)
                 | Layer::Normalization { .. },
-                g,
+                v,
             ) => {
-                layer = norm_weights(&h5, g.map(String::as_str), &spec.layer).map_err(wfail)?;
+                let v = v.ok_or_else(|| wfail("no weights for a normalization layer".into()))?;
+                layer = norm_weights(v, &spec.layer).map_err(wfail)?;
                 None
             }
-            (Layer::Dense { use_bias, .. } | Layer::Conv1D { use_bias, .. }, Some(group)) => Some(
-                dense_weights(&h5, group, *use_bias)
-                    .map_err(|m| fail(format!("weights: layer {:?} ({group}): {m}", spec.name)))?,
-            ),
+            (Layer::Dense { use_bias, .. } | Layer::Conv1D { use_bias, .. }, Some(v)) => {
+                Some(dense_weights(v, *use_bias).map_err(wfail)?)
+            }
             (Layer::Dense { .. } | Layer::Conv1D { .. } | Layer::Embedding { .. }, None) => {
                 return Err(fail(format!(
                     "weights: no weights for {} layer {:?}",
                     spec.class, spec.name
                 )));
             }
-            (_, Some(group)) => {
-                let vars = h5.members(&format!("{group}/vars")).unwrap_or_default();
-                if !vars.is_empty() {
-                    return Err(fail(format!(
-                        "weights: layer {:?} ({}) has {} variables; sinter expects none",
-                        spec.name,
-                        spec.class,
-                        vars.len()
-                    )));
-                }
-                None
+            (_, Some(v)) if !v.is_empty() => {
+                return Err(fail(format!(
+                    "weights: layer {:?} ({}) has {} variables; sinter expects none",
+                    spec.name,
+                    spec.class,
+                    v.len()
+                )));
             }
-            (_, None) => None,
+            (_, _) => None,
         };
         let mut node = Node::new(
             spec.name.clone(),
@@ -317,14 +363,102 @@ fn check_masks(specs: &[Spec], order: &[usize]) -> std::result::Result<(), Strin
     Ok(())
 }
 
-/// The variables of a layer's group (`vars/0`, `vars/1`, ...), checked to be the `names`
-/// Keras writes, in order.
+/// Where a weights file keeps each layer's variables.
+enum WeightSource<'s> {
+    /// Keras 3 (`model.weights.h5`): `layers/<group>/vars/0, 1, ...`, the group found per layer.
+    Keras3(HashMap<&'s str, String>),
+    /// Keras 2 / legacy HDF5: `<root>/<layer>/<weight name>` in the order of the layer group's
+    /// `weight_names` attribute, layers listed by `<root>`'s `layer_names` (`root` is
+    /// `model_weights` in a whole-model file, the file's root in a `save_weights` file).
+    Legacy { root: String, layers: Vec<String> },
+}
+
+impl<'s> WeightSource<'s> {
+    /// The layout of `h5`: legacy when the root (or `model_weights`) has `layer_names`.
+    fn detect(
+        h5: &hdf5::File<'_>,
+        specs: &'s [Spec],
+        sequential: bool,
+    ) -> std::result::Result<WeightSource<'s>, String> {
+        for root in ["model_weights", ""] {
+            let exists =
+                root.is_empty() || h5.members("").unwrap_or_default().iter().any(|m| m == root);
+            if !exists {
+                continue;
+            }
+            if let Some(layers) = h5.attr_strings(root, "layer_names")? {
+                return Ok(WeightSource::Legacy {
+                    root: root.to_string(),
+                    layers,
+                });
+            }
+            if root == "model_weights" {
+                return Err("model_weights has no layer_names attribute (a legacy HDF5 file needs it to find each layer's weights)".into());
+            }
+        }
+        weight_groups(h5, specs, sequential).map(WeightSource::Keras3)
+    }
+
+    /// Where layer `name`'s weights are, for messages.
+    fn place(&self, name: &str) -> String {
+        match self {
+            WeightSource::Keras3(g) => g.get(name).cloned().unwrap_or_else(|| "no group".into()),
+            WeightSource::Legacy { root, .. } if root.is_empty() => format!("/{name}"),
+            WeightSource::Legacy { root, .. } => format!("{root}/{name}"),
+        }
+    }
+
+    /// Layer `name`'s variables in the layer's order; None if the file has none for it.
+    fn vars(
+        &self,
+        h5: &hdf5::File<'_>,
+        name: &str,
+    ) -> std::result::Result<Option<Vec<hdf5::Dataset>>, String> {
+        match self {
+            WeightSource::Keras3(groups) => {
+                let Some(group) = groups.get(name) else {
+                    return Ok(None);
+                };
+                let count = h5
+                    .members(&format!("{group}/vars"))
+                    .unwrap_or_default()
+                    .len();
+                (0..count)
+                    .map(|i| {
+                        h5.dataset(&format!("{group}/vars/{i}"))?
+                            .ok_or_else(|| format!("vars/{i} is missing"))
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map(Some)
+            }
+            WeightSource::Legacy { root, layers } => {
+                if !layers.iter().any(|l| l == name) {
+                    return Ok(None);
+                }
+                let group = if root.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{root}/{name}")
+                };
+                let names = h5.attr_strings(&group, "weight_names")?.unwrap_or_default();
+                names
+                    .iter()
+                    .map(|w| {
+                        h5.dataset(&format!("{group}/{w}"))?
+                            .ok_or_else(|| format!("weight {w:?} is missing"))
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map(Some)
+            }
+        }
+    }
+}
+
+/// A layer's variables, checked to be as many as the `names` Keras writes for it.
 fn variables(
-    h5: &hdf5::File<'_>,
-    group: &str,
+    vars: Vec<hdf5::Dataset>,
     names: &[&str],
 ) -> std::result::Result<Vec<hdf5::Dataset>, String> {
-    let vars = h5.members(&format!("{group}/vars")).unwrap_or_default();
     if vars.len() != names.len() {
         return Err(format!(
             "{} variables, expected {} ({})",
@@ -333,22 +467,12 @@ fn variables(
             names.join(", ")
         ));
     }
-    (0..names.len())
-        .map(|i| {
-            h5.dataset(&format!("{group}/vars/{i}"))?
-                .ok_or_else(|| format!("vars/{i} ({}) is missing", names[i]))
-        })
-        .collect()
+    Ok(vars)
 }
 
 /// A normalization layer with its statistics read from the weights (the layer from the
 /// config holds only its options). Shapes are checked against the layer's input later.
-fn norm_weights(
-    h5: &hdf5::File<'_>,
-    group: Option<&str>,
-    layer: &Layer,
-) -> std::result::Result<Layer, String> {
-    let group = group.ok_or("no weights group for a normalization layer")?;
+fn norm_weights(vars: Vec<hdf5::Dataset>, layer: &Layer) -> std::result::Result<Layer, String> {
     let flat = |d: &hdf5::Dataset, what: &str| -> std::result::Result<Vec<f32>, String> {
         // One value per channel; Normalization stores them broadcastable ([1, ch]).
         if d.shape.iter().filter(|&&x| x != 1).count() > 1 {
@@ -369,7 +493,7 @@ fn norm_weights(
                 names.push("beta");
             }
             names.extend(["moving_mean", "moving_variance"]);
-            let v = variables(h5, group, &names)?;
+            let v = variables(vars, &names)?;
             let mut it = v.iter().zip(&names);
             let mut next = || {
                 let (d, name) = it.next().expect("as many as names");
@@ -394,7 +518,7 @@ fn norm_weights(
             if n.beta.is_some() {
                 names.push("beta");
             }
-            let v = variables(h5, group, &names)?;
+            let v = variables(vars, &names)?;
             let mut it = v.iter().zip(&names);
             let mut next = || {
                 let (d, name) = it.next().expect("as many as names");
@@ -409,7 +533,7 @@ fn norm_weights(
             })
         }
         Layer::Normalization { axis, .. } => {
-            let v = variables(h5, group, &["mean", "variance", "count"])?;
+            let v = variables(vars, &["mean", "variance", "count"])?;
             Layer::Normalization {
                 axis: *axis,
                 mean: flat(&v[0], "mean")?,
@@ -479,8 +603,11 @@ fn sequential(cfg: &Value) -> std::result::Result<Parsed, String> {
             ));
         }
         if i == 0 && spec.layer != Layer::Input {
+            // Keras 3 writes `build_input_shape`; Keras 2 puts `batch_input_shape` on the first
+            // layer.
             let shape = cfg
                 .get("build_input_shape")
+                .or_else(|| l.get("config").and_then(|c| c.get("batch_input_shape")))
                 .ok_or("Sequential config has neither an InputLayer nor a build_input_shape")?;
             specs.push(Spec {
                 name: "input_layer".into(),
@@ -583,6 +710,18 @@ fn collect_history(
             if let Some(args) = o.get("args") {
                 collect_history(args, out, depth + 1)?;
             }
+            Ok(())
+        }
+        // Keras 2: a node is a list of `[layer_name, node_index, tensor_index, kwargs]`.
+        Value::Array(a)
+            if matches!(a.first(), Some(Value::String(_))) && (3..=4).contains(&a.len()) =>
+        {
+            if a.get(1).and_then(Value::as_u64).is_some_and(|n| n != 0) {
+                return Err(format!(
+                    "inbound {v} names a second call of a layer (shared layers are not supported)"
+                ));
+            }
+            out.push(a[0].as_str().unwrap_or_default().to_string());
             Ok(())
         }
         Value::Array(a) => a
@@ -1026,27 +1165,25 @@ fn snake_case(class: &str) -> String {
     b.to_lowercase()
 }
 
-/// `vars/0` (kernel `[in, units]`) and `vars/1` (bias `[units]`).
+/// The kernel (`[in, units]` or `[kernel_size, in, filters]`) and the bias (`[units]`).
 fn dense_weights(
-    h5: &hdf5::File<'_>,
-    group: &str,
+    vars: Vec<hdf5::Dataset>,
     use_bias: bool,
 ) -> std::result::Result<DenseWeights, String> {
-    let vars = h5.members(&format!("{group}/vars"))?;
     let expected = if use_bias { 2 } else { 1 };
     if vars.len() != expected {
         return Err(format!(
-            "{} variables ({}), expected {expected} (kernel{})",
+            "{} variables, expected {expected} (kernel{})",
             vars.len(),
-            vars.join(", "),
             if use_bias { ", bias" } else { "" }
         ));
     }
-    let get = |i: usize| -> std::result::Result<hdf5::Dataset, String> {
-        h5.dataset(&format!("{group}/vars/{i}"))?
-            .ok_or_else(|| format!("vars/{i} is missing"))
+    let mut vars = vars.into_iter();
+    let mut get = || {
+        vars.next()
+            .ok_or_else(|| "a variable is missing".to_string())
     };
-    let kernel = get(0)?;
+    let kernel = get()?;
     let units = match kernel.shape.as_slice() {
         [_, units] | [_, _, units] => *units,
         s => {
@@ -1056,7 +1193,7 @@ fn dense_weights(
         }
     };
     let bias = if use_bias {
-        let b = get(1)?;
+        let b = get()?;
         if b.shape != [units] {
             return Err(format!(
                 "bias has shape {:?}, expected [{units}] to match the kernel {:?}",

@@ -101,7 +101,8 @@ pub(crate) fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8
     std::fs::read(path).map_err(io)
 }
 
-/// Loads a model file with the default [`LoadOptions`]: `.keras` (Keras 3 archive), `.json` (a
+/// Loads a model file with the default [`LoadOptions`]: `.keras` (Keras 3 archive), `.h5` /
+/// `.hdf5` (a whole-model HDF5 file of Keras 2 or Keras 3's legacy writer), `.json` (a
 /// `model.to_json()` config, with its weights in `NAME.weights.h5` or `model.weights.h5`
 /// beside it), `.weights.h5` (with the config in `NAME.json` beside it) or `.onnx`.
 pub fn load(path: impl AsRef<Path>) -> Result<Model> {
@@ -122,10 +123,19 @@ pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
         onnx::load_with(path, opts)
     } else if name.ends_with(".json") || name.ends_with(".weights.h5") {
         keras::load_split_with(path, opts)
+    } else if name.ends_with(".h5") || name.ends_with(".hdf5") {
+        keras::load_h5_with(path, opts)
+    } else if path.is_dir() && path.join("saved_model.pb").exists() {
+        Err(Error::Format {
+            path: path.into(),
+            msg: "a TensorFlow SavedModel directory: export the model to .keras or ONNX (tf2onnx)"
+                .into(),
+        })
     } else {
         Err(Error::Format {
             path: path.into(),
-            msg: "unknown model format: expected a .keras, .onnx, .json or .weights.h5 file".into(),
+            msg: "unknown model format: expected a .keras, .onnx, .h5, .json or .weights.h5 file"
+                .into(),
         })
     }
 }
