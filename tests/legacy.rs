@@ -32,10 +32,21 @@ fn legacy_keras_files_match_their_producers() {
         formats.insert(case["format"].as_str().unwrap().to_string());
         let run = || -> Result<f32, String> {
             let model = sinter::io::load(&file).map_err(|e| format!("load: {e}"))?;
-            let (shape, x) = sinter::io::npy::read_f32(&dir().join(case["input"].as_str().unwrap()))
-                .map_err(|e| e.to_string())?;
-            let (_, want) = sinter::io::npy::read_f32(&dir().join(case["expected"].as_str().unwrap()))
-                .map_err(|e| e.to_string())?;
+            let producer = case["producer"].as_str().unwrap_or_default();
+            let version = if producer.contains("keras 3") || case["format"] == "k3.h5" {
+                "Keras 3."
+            } else {
+                "Keras 2."
+            };
+            if !model.origin().starts_with(version) {
+                return Err(format!("origin {:?}, expected {version}..", model.origin()));
+            }
+            let (shape, x) =
+                sinter::io::npy::read_f32(&dir().join(case["input"].as_str().unwrap()))
+                    .map_err(|e| e.to_string())?;
+            let (_, want) =
+                sinter::io::npy::read_f32(&dir().join(case["expected"].as_str().unwrap()))
+                    .map_err(|e| e.to_string())?;
             let plan = Arc::new(
                 model
                     .compile(&CompileOptions {
@@ -58,7 +69,10 @@ fn legacy_keras_files_match_their_producers() {
             Ok(worst)
         };
         match run() {
-            Ok(w) => println!("{name:28} {:12} max|sinter-producer| {w:.1e}", case["format"].as_str().unwrap()),
+            Ok(w) => println!(
+                "{name:28} {:12} max|sinter-producer| {w:.1e}",
+                case["format"].as_str().unwrap()
+            ),
             Err(e) => failures.push(format!("{name} ({}): {e}", file.display())),
         }
     }
@@ -76,10 +90,37 @@ fn hostile_legacy_files_are_refused_with_context() {
         ("hostile_no_layer_names.h5", "no layer_names attribute"),
     ] {
         let path = dir().join(file);
-        let e = sinter::io::load(&path).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e.contains(words) && e.contains(file), "{file}: {e:?} should contain {words:?}");
+        let e = sinter::io::load(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains(words) && e.contains(file),
+            "{file}: {e:?} should contain {words:?}"
+        );
     }
     // A weights-only file loaded on its own says what it needs.
-    let e = sinter::io::keras::load_h5(dir().join("seed.tfk.weights.h5")).unwrap_err().to_string();
+    let e = sinter::io::keras::load_h5(dir().join("seed.tfk.weights.h5"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("weights-only"), "{e}");
+}
+
+/// A whole-model file cut anywhere (its attributes, heaps and datasets then point past the end)
+/// is an error, never a panic or an allocation of what the file declares; a cut that only
+/// drops unused trailing bytes gives the very same model.
+#[test]
+fn truncated_legacy_files_are_errors() {
+    let bytes = std::fs::read(dir().join("seed.tfk.h5")).unwrap();
+    let opts = sinter::io::LoadOptions::default();
+    let whole = sinter::io::keras::from_h5_with(&bytes, Path::new("whole.h5"), &opts).unwrap();
+    let (mut cut, mut errors) = (0, 0);
+    while cut < bytes.len() {
+        match sinter::io::keras::from_h5_with(&bytes[..cut], Path::new("cut.h5"), &opts) {
+            Err(_) => errors += 1,
+            Ok(m) => assert_eq!(m, whole, "a file cut at {cut} of {} bytes", bytes.len()),
+        }
+        cut += 997;
+    }
+    assert!(errors + 1 >= bytes.len() / 997, "{errors} errors");
 }

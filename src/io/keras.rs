@@ -76,7 +76,20 @@ pub fn from_archive_with(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Resul
     };
     let config = entry("config.json", MAX_CONFIG_BYTES)?;
     let weights = entry("model.weights.h5", opts.max_weight_bytes)?;
-    from_parts_with(&config, &weights, path, opts)
+    let version = entry("metadata.json", 1 << 20)
+        .ok()
+        .and_then(|m| serde_json::from_slice::<Value>(&m).ok())
+        .and_then(|m| {
+            m.get("keras_version")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+    let mut model = from_parts_with(&config, &weights, path, opts)?;
+    model.set_origin(match version {
+        Some(v) => format!("Keras {v}, .keras archive"),
+        None => ".keras archive".into(),
+    });
+    Ok(model)
 }
 
 /// Loads a `model.to_json()` config and its weights file, given either of them: `NAME.json`
@@ -111,14 +124,27 @@ pub fn load_split_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Mod
     };
     let config_bytes = super::read_limited(&config, MAX_CONFIG_BYTES, "config")?;
     let weight_bytes = super::read_limited(&weights, opts.max_weight_bytes, "weights")?;
-    from_parts_with(&config_bytes, &weight_bytes, &config, opts).map_err(|e| match e {
-        // Name the weights file when it is the one at fault.
-        Error::Format { msg, .. } if msg.starts_with("weights:") => Error::Format {
-            path: weights.clone(),
-            msg: msg["weights:".len()..].trim_start().to_string(),
-        },
-        e => e,
-    })
+    let mut model =
+        from_parts_with(&config_bytes, &weight_bytes, &config, opts).map_err(|e| match e {
+            // Name the weights file when it is the one at fault.
+            Error::Format { msg, .. } if msg.starts_with("weights:") => Error::Format {
+                path: weights.clone(),
+                msg: msg["weights:".len()..].trim_start().to_string(),
+            },
+            e => e,
+        })?;
+    let version = serde_json::from_slice::<Value>(&config_bytes)
+        .ok()
+        .and_then(|c| {
+            c.get("keras_version")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+    model.set_origin(match version {
+        Some(v) => format!("Keras {v}, JSON config + HDF5 weights"),
+        None => "JSON config + HDF5 weights".into(),
+    });
+    Ok(model)
 }
 
 /// A layer as the config describes it, before weights.
@@ -212,7 +238,14 @@ pub fn from_h5_with(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Result<Mod
             config.len()
         )));
     }
-    build(config.as_bytes(), &h5, path, opts)
+    let mut model = build(config.as_bytes(), &h5, path, opts)?;
+    let attr = |n: &str| h5.attr_string("", n).ok().flatten();
+    model.set_origin(match (attr("keras_version"), attr("backend")) {
+        (Some(v), Some(b)) => format!("Keras {v} ({b}), whole-model HDF5"),
+        (Some(v), None) => format!("Keras {v}, whole-model HDF5"),
+        _ => "whole-model HDF5".into(),
+    });
+    Ok(model)
 }
 
 /// A model from its JSON config and an HDF5 file holding its weights (Keras 3 or legacy layout).
@@ -363,6 +396,26 @@ fn check_masks(specs: &[Spec], order: &[usize]) -> std::result::Result<(), Strin
     Ok(())
 }
 
+/// A Keras 2 name-list attribute (`layer_names`, `weight_names`): one attribute, or, when the
+/// list is over 64 KB, the chunks `NAME0`, `NAME1`, ... that Keras 2 writes instead.
+fn names_attr(
+    h5: &hdf5::File<'_>,
+    path: &str,
+    name: &str,
+) -> std::result::Result<Option<Vec<String>>, String> {
+    if let Some(v) = h5.attr_strings(path, name)? {
+        return Ok(Some(v));
+    }
+    let mut all: Option<Vec<String>> = None;
+    for i in 0..4096 {
+        match h5.attr_strings(path, &format!("{name}{i}"))? {
+            Some(chunk) => all.get_or_insert_with(Vec::new).extend(chunk),
+            None => break,
+        }
+    }
+    Ok(all)
+}
+
 /// Where a weights file keeps each layer's variables.
 enum WeightSource<'s> {
     /// Keras 3 (`model.weights.h5`): `layers/<group>/vars/0, 1, ...`, the group found per layer.
@@ -386,7 +439,7 @@ impl<'s> WeightSource<'s> {
             if !exists {
                 continue;
             }
-            if let Some(layers) = h5.attr_strings(root, "layer_names")? {
+            if let Some(layers) = names_attr(h5, root, "layer_names")? {
                 return Ok(WeightSource::Legacy {
                     root: root.to_string(),
                     layers,
@@ -440,7 +493,7 @@ impl<'s> WeightSource<'s> {
                 } else {
                     format!("{root}/{name}")
                 };
-                let names = h5.attr_strings(&group, "weight_names")?.unwrap_or_default();
+                let names = names_attr(h5, &group, "weight_names")?.unwrap_or_default();
                 names
                     .iter()
                     .map(|w| {

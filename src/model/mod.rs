@@ -1142,6 +1142,8 @@ pub struct Model {
     outputs: Vec<usize>,
     /// Name of each output (the producing layer's, or the file's output name).
     output_names: Vec<String>,
+    /// Where the model came from (set by the loaders: format and producer version).
+    origin: String,
 }
 
 impl Model {
@@ -1313,7 +1315,19 @@ impl Model {
             inputs: inputs.to_vec(),
             outputs: outputs.to_vec(),
             output_names,
+            origin: "built in code".into(),
         })
+    }
+
+    /// Where the model came from: "built in code", or the file format and the producer's
+    /// version as the file records it (e.g. "Keras 2.21.0 (tensorflow), whole-model HDF5").
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Sets [`origin`](Self::origin) (loaders do).
+    pub fn set_origin(&mut self, origin: impl Into<String>) {
+        self.origin = origin.into();
     }
 
     /// Renames the outputs (ONNX names its graph outputs apart from the nodes making them).
@@ -1373,6 +1387,7 @@ impl Model {
         let outs: Vec<usize> = outs.iter().map(|&o| map[o]).collect();
         let mut m = Model::from_nodes(&self.name, nodes, &ins, &outs)?;
         m.output_names = out_names;
+        m.origin = self.origin.clone();
         Ok(m)
     }
 

@@ -228,7 +228,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => demo::run(),
-        Some(Command::Summary { model }) => load_model(&model).map(|m| say_raw!("{}", m.summary())),
+        Some(Command::Summary { model }) => load_model(&model).map(|m| {
+            say_raw!("{}", m.summary());
+            say!(" Source: {}", m.origin());
+        }),
         Some(Command::Plan { model, plan, batch }) => load_model(&model)
             .and_then(|m| compile(&m, &plan, batch))
             .map(|p| say!("{p}")),

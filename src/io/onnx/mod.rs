@@ -74,8 +74,9 @@ pub fn from_bytes_with(
             opts.max_weight_bytes
         )));
     }
-    let model =
+    let proto_model =
         proto::decode(bytes).map_err(|e| fail(format!("not an ONNX model (protobuf: {e})")))?;
+    let model = &proto_model;
     let opset = model
         .opset_import
         .iter()
@@ -197,6 +198,10 @@ pub fn from_bytes_with(
     model
         .set_output_names(wanted)
         .map_err(|e| fail(e.to_string()))?;
+    model.set_origin(match proto_model.producer_name.trim() {
+        "" => format!("ONNX opset {opset}"),
+        by => format!("ONNX opset {opset}, written by {by}"),
+    });
     Ok(model)
 }
 
