@@ -120,6 +120,15 @@ pub fn run_all(model: &Model, inputs: &[Values<'_>]) -> Result<Vec<Vec<f64>>> {
     }
     let first = &nodes[model.input()].shape;
     let batch = inputs[0].len() / first.iter().product::<usize>().max(1);
+    for (k, (v, &i)) in inputs.iter().zip(model.inputs()).enumerate() {
+        let per: usize = nodes[i].shape.iter().product();
+        if batch == 0 || v.len() != batch * per {
+            return Err(Error::Model(format!(
+                "input {k} has {} values, expected {batch} samples of {per}",
+                v.len()
+            )));
+        }
+    }
     let mut values: Vec<Vec<f64>> = vec![Vec::new(); nodes.len()];
     let len = |shape: &[usize]| shape.iter().product::<usize>();
     for (i, node) in nodes.iter().enumerate() {

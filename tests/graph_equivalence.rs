@@ -351,6 +351,23 @@ fn bad_inputs_are_errors_that_name_the_input() {
     assert!(s.run(&x).unwrap_err().to_string().contains("run_all"));
 }
 
+/// An integer input cannot be an output (nothing computes it): a compile error, not a panic.
+#[test]
+fn an_integer_input_as_output_is_refused() {
+    let ids = Input::typed([3], DType::I32, Some("ids")).unwrap();
+    let x = Input::new([2]).unwrap();
+    let y = Dense::new(2).call(&x).unwrap();
+    let model = Model::new([&x, &ids], [&y, &ids]).unwrap();
+    let e = model
+        .compile(&CompileOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"ids\" is an integer input"), "{e}");
+    // The f64 reference checks lengths too.
+    let e = reference::run_all(&model, &[Values::F32(&[1.0; 3]), Values::I32(&[0; 3])]);
+    assert!(e.is_err());
+}
+
 /// Bad normalization weights are refused when the model is built, naming the layer.
 #[test]
 fn bad_normalization_weights_are_refused() {

@@ -216,6 +216,15 @@ impl Plan {
             .iter()
             .map(|p| p.name())
             .collect();
+        if let Some(&o) = g.outputs.iter().find(|&&o| {
+            matches!(g.nodes[o].op, Op::Input)
+                && g.input_types[g.inputs.iter().position(|&i| i == o).unwrap_or(0)] != DType::F32
+        }) {
+            return Err(Error::Model(format!(
+                "output {:?} is an integer input itself; sinter's outputs are computed values",
+                g.nodes[o].name
+            )));
+        }
         let buffers = Buffers::assign(&g);
         let Schedule {
             steps,
