@@ -649,7 +649,7 @@ macro_rules! dispatch_rows {
 
 /// Cache blocking of one GEMM. None of it changes the bits (each output's K-sum order is
 /// fixed by [`KB`]; blocks over M and N only reorder independent outputs), so it can be chosen
-/// per machine and per layer, or measured ([`tune`](super::tune)).
+/// per machine and per layer, or measured (`CompileOptions::tune`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Blocking {
     /// K values per pass over a tile: a multiple of [`KB`].
