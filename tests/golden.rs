@@ -28,6 +28,8 @@
 //! whose error grows more slowly. At K = 12288 (`conv1d_builtin`'s Dense) that measures 3.2e-6
 //! for sinter against 1.8e-7 for Keras; for every K <= 784 case sinter is within 2x of the peer.
 
+mod common;
+
 use serde_json::Value;
 use sinter::plan::CompileOptions;
 use std::path::{Path, PathBuf};
@@ -96,15 +98,8 @@ fn npy(name: &str) -> (Vec<usize>, Vec<f32>) {
     sinter::io::npy::read_f32(&dir().join(name)).expect(name)
 }
 
-/// The float64 reference, rounded to f32 (exact to half an ulp, far below every tolerance).
 fn npy_f64(name: &str) -> Vec<f32> {
-    let bytes = std::fs::read(dir().join(name)).expect(name);
-    let file = npyz::NpyFile::new(&bytes[..]).expect(name);
-    file.into_vec::<f64>()
-        .expect(name)
-        .into_iter()
-        .map(|v| v as f32)
-        .collect()
+    common::read_f64_as_f32(&dir().join(name))
 }
 
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {

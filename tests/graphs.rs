@@ -13,6 +13,8 @@
 //! sinter may be at most 4x as far as the producer plus 4e-6 (the same rule as the other
 //! golden tests).
 
+mod common;
+
 use serde_json::Value;
 use sinter::io::npy::{self, Array};
 use sinter::plan::{CompileOptions, Values};
@@ -29,13 +31,7 @@ fn manifest() -> Value {
 }
 
 fn f64_npy(name: &str) -> Vec<f32> {
-    let bytes = std::fs::read(dir().join(name)).expect(name);
-    let file = npyz::NpyFile::new(&bytes[..]).expect(name);
-    file.into_vec::<f64>()
-        .expect(name)
-        .into_iter()
-        .map(|v| v as f32)
-        .collect()
+    common::read_f64_as_f32(&dir().join(name))
 }
 
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {

@@ -158,19 +158,12 @@ struct Spec {
     inbound: Vec<String>,
     /// Element type (of an `InputLayer`).
     dtype: DType,
-    /// Config details checked once shapes are known or weights are read.
-    extra: Extra,
+    /// An Embedding with `mask_zero=True` (checked against the layers that read it).
+    mask_zero: bool,
 }
 
 /// A parsed config: the layers, then the input and output layer names in the model's order.
 type Parsed = (Vec<Spec>, Vec<String>, Vec<String>);
-
-/// What a layer's config says beyond its [`Layer`].
-#[derive(Clone, Debug, Default)]
-struct Extra {
-    /// Embedding `mask_zero=True`.
-    mask_zero: bool,
-}
 
 /// Builds a model from a config (`config.json` / `model.to_json()`) and the HDF5 weights file,
 /// both in memory; `path` names the model in errors.
@@ -371,7 +364,7 @@ fn check_masks(specs: &[Spec], order: &[usize]) -> std::result::Result<(), Strin
     for &i in order {
         let s = &specs[i];
         let reads_mask = s.inbound.iter().any(|n| masked.contains(&n.as_str()));
-        if s.extra.mask_zero || reads_mask {
+        if s.mask_zero || reads_mask {
             let uses = matches!(
                 s.layer,
                 Layer::GlobalAveragePooling1D
@@ -669,7 +662,7 @@ fn sequential(cfg: &Value) -> std::result::Result<Parsed, String> {
                 shape: batch_shape(shape)?,
                 inbound: vec![],
                 dtype: DType::F32,
-                extra: Extra::default(),
+                mask_zero: false,
             });
         }
         if let Some(prev) = specs.last() {
@@ -837,7 +830,7 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
     };
     let mut shape = vec![];
     let mut dtype = DType::F32;
-    let mut extra = Extra::default();
+    let mut mask_zero = false;
     let b = |key: &str, default: bool| -> std::result::Result<bool, String> {
         match c.get(key) {
             None | Some(Value::Null) => Ok(default),
@@ -1011,7 +1004,7 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
             offset: f("offset", 0.0)?,
         },
         "Embedding" => {
-            extra.mask_zero = b("mask_zero", false)?;
+            mask_zero = b("mask_zero", false)?;
             Layer::Embedding {
                 input_dim: positive(c, "input_dim").map_err(ctx)?,
                 output_dim: positive(c, "output_dim").map_err(ctx)?,
@@ -1081,7 +1074,7 @@ fn layer_spec(l: &Value) -> std::result::Result<Spec, String> {
         shape,
         inbound: vec![],
         dtype,
-        extra,
+        mask_zero,
     })
 }
 

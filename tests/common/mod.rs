@@ -136,3 +136,15 @@ pub mod strategy {
             })
     }
 }
+
+/// A float64 `.npy` (the fixtures' NumPy reference) rounded to f32: exact to half an ulp, far
+/// below every golden tolerance.
+pub fn read_f64_as_f32(path: &std::path::Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = npyz::NpyFile::new(&bytes[..]).expect("a .npy file");
+    file.into_vec::<f64>()
+        .expect("float64 values")
+        .into_iter()
+        .map(|v| v as f32)
+        .collect()
+}

@@ -111,6 +111,7 @@ pub fn from_bytes_with(
         nodes: Vec::new(),
         layouts: HashMap::new(),
         materialised: HashMap::new(),
+        channels_last: HashMap::new(),
         uses: HashMap::new(),
         names: HashMap::new(),
     };
@@ -308,6 +309,9 @@ struct Converter<'a> {
     /// Tensor name -> the node holding its values in ONNX's axis order (see
     /// [`Converter::materialise`]).
     materialised: HashMap<String, usize>,
+    /// Tensor name -> the node holding a plain `[N, C, W]` tensor transposed channels-last
+    /// (see [`Converter::ncw_input`]), shared by every channels-first reader.
+    channels_last: HashMap<String, usize>,
     dir: Option<&'a Path>,
     opset: i64,
     values: HashMap<String, Value>,
@@ -925,8 +929,7 @@ impl Converter<'_> {
             (Layout::Ncw, [steps, ch]) => Ok((x, *steps, *ch)),
             (Layout::Native, &[ch, steps]) => {
                 let name = node.input[0].clone();
-                let key = format!("{name}\u{0}nwc");
-                if let Some(&t) = self.materialised.get(&key) {
+                if let Some(&t) = self.channels_last.get(&name) {
                     return Ok((t, steps, ch));
                 }
                 self.nodes.push(Node::new(
@@ -937,7 +940,7 @@ impl Converter<'_> {
                     None,
                 ));
                 let t = self.nodes.len() - 1;
-                self.materialised.insert(key, t);
+                self.channels_last.insert(name, t);
                 Ok((t, steps, ch))
             }
             _ => Err(self.node_fail(node, "the input must be channels-first [N, C, W]")),
