@@ -14,6 +14,10 @@ Files land in tests/fixtures/hdf5/ (each well under 20 KB):
                     multi-level group B-tree over many SNOD nodes.
 - latest.h5         the same kind of content written with libver='latest' (superblock 2/3,
                     object header v2); the reader may refuse it with a clear error.
+- dense.h5          libver='latest' with dense storage: a group with 200 links (fractal heap
+                    with an indirect root block, name index a v2 B-tree with internal nodes)
+                    and a group with 24 attributes (dense attribute storage: vlen, fixed-length
+                    and array string attributes, a numeric one).
 - keras_tiny.weights.h5 + keras_tiny.json
                     a real Keras 3 `save_weights` file of a tiny Sequential model, with the
                     expected value of every dataset (path -> shape, values).
@@ -120,6 +124,23 @@ def write_latest(path):
         g.create_dataset("x", data=arange((2, 3), np.float32))
 
 
+def write_dense(path):
+    with h5py.File(path, "w", libver="latest") as f:
+        g = f.create_group("wide")
+        targets = [g.create_dataset("m%03d" % i, data=np.array([i], dtype=np.float32))
+                   for i in range(0, 200, 50)]
+        for i in range(200):
+            if i % 50:
+                g["m%03d" % i] = targets[i // 50]
+        a = f.create_group("attrs")
+        for i in range(20):
+            a.attrs["s%02d" % i] = "value %d" % i
+        a.attrs["fixed"] = np.bytes_("fixed-len")
+        a.attrs["list"] = np.array([b"a", b"bc"])
+        a.attrs["vlist"] = np.array(["x", "yz"], dtype=h5py.string_dtype())
+        a.attrs["number"] = np.float32(1.5)
+
+
 def visit_tree(path):
     lines = []
 
@@ -182,6 +203,7 @@ def main():
     write_chunked(os.path.join(OUT, "chunked.h5"))
     write_many(os.path.join(OUT, "many.h5"))
     write_latest(os.path.join(OUT, "latest.h5"))
+    write_dense(os.path.join(OUT, "dense.h5"))
     kpath = os.path.join(OUT, "keras_tiny.weights.h5")
     write_keras(kpath, os.path.join(OUT, "keras_tiny.json"))
     for name in sorted(os.listdir(OUT)):

@@ -17,6 +17,9 @@ What it makes (all in tests/fixtures/legacy/; nothing else is touched):
                          writer, chosen by the plain ".h5" suffix) and renamed; tf_keras's own
                          load_weights() would pick the new-layout reader for this file name, so
                          to reload it in Python copy it to a name ending in plain ".h5" first.
+  NAME.tfk.latest.h5     (deep only) tf_keras model.save(h5py.File("...", "w", libver="latest")):
+                         the same whole-model layout with object header v2 and, past eight
+                         layers, model_weights/ in dense link storage
   NAME.k3.h5             Keras 3 keras.saving.save_model(model, "NAME.k3.h5") (legacy HDF5
                          writer) of a Keras 3 twin holding the same weights
   NAME.in0.npy           float32 input, batch of 8, 2 * N(0, 1), seeded by crc32("input:NAME:0")
@@ -34,13 +37,18 @@ Models: seed (784 -> Dense 32 tanh -> Activation relu -> Dense 8 softmax) as Fun
 input_shape=(784,) (`seed_seq_shape`, batch_input_shape in the tf_keras config); acts (Dense
 chain relu, elu, selu, gelu, sigmoid, softmax); conv (Conv1D same/relu, MaxPooling1D,
 Conv1D valid, GlobalAveragePooling1D, Dense); bn (Dense, BatchNormalization, relu, Dense
-softmax) as Functional (`bn`) and Sequential (`bn_seq`).
+softmax) as Functional (`bn`) and Sequential (`bn_seq`); deep (10 Dense(12) cycling tanh,
+relu, sigmoid, elu, linear, then Dense(3) softmax), also saved as tfk.latest.h5; norms
+(Normalization with set mean/variance/count, Dense relu, LayerNormalization, Dense); embed
+(Sequential: Embedding(20, 8) over 6 ids given as whole floats in [0, 20), LayerNormalization,
+GlobalAveragePooling1D, Dense softmax).
 
 Weights are not Keras's default init; every variable is set with set_weights from a NumPy
 generator seeded by crc32("weights:MODEL"), in model.layers order and each layer's weights
 order: Dense / Conv1D kernels N(0, 1/sqrt(fan_in)) (fan_in = k * cin for Conv1D), biases
 N(0, 0.1), BatchNormalization gamma U(0.5, 1.5), beta N(0, 0.2), moving_mean N(0, 0.5),
-moving_variance U(0.3, 2.0). MODEL is the architecture: seed_seq and seed_seq_shape use the
+moving_variance U(0.3, 2.0), embeddings N(0, 0.5), Normalization mean N(0, 0.5), variance
+U(0.5, 2.0), count 100. MODEL is the architecture: seed_seq and seed_seq_shape use the
 generator of seed, bn_seq that of bn, so the variants hold the same weights (their inputs
 differ: each NAME has its own). The Keras 3 twin gets the very same float32 arrays.
 
@@ -129,7 +137,13 @@ MODELS = {
     "conv": ("conv", (24, 6), "functional"),
     "bn": ("bn", (32,), "functional"),
     "bn_seq": ("bn", (32,), "sequential, Input first"),
+    "deep": ("deep", (12,), "functional, 11 Dense layers"),
+    "norms": ("norms", (10,), "functional"),
+    "embed": ("embed", (6,), "sequential, Input first"),
 }
+# Models also saved through h5py.File(..., libver="latest") (format tfk.latest.h5): more than
+# eight layers, so model_weights/ is a group in dense link storage (fractal heap + v2 B-tree).
+LATEST = {"deep"}
 
 
 def build(lib, name):
@@ -168,6 +182,21 @@ def build(lib, name):
         h = L.BatchNormalization()(h)
         h = L.Activation("relu")(h)
         return lib.Model(i, L.Dense(10, activation="softmax")(h))
+    if name == "deep":
+        i = lib.Input((12,))
+        h = i
+        for k in range(10):
+            h = L.Dense(12, activation=("tanh", "relu", "sigmoid", "elu", "linear")[k % 5])(h)
+        return lib.Model(i, L.Dense(3, activation="softmax")(h))
+    if name == "norms":
+        i = lib.Input((10,))
+        h = L.Normalization()(i)
+        h = L.Dense(16, activation="relu")(h)
+        h = L.LayerNormalization()(h)
+        return lib.Model(i, L.Dense(4)(h))
+    if name == "embed":
+        return lib.Sequential([lib.Input((6,)), L.Embedding(20, 8), L.LayerNormalization(),
+                               L.GlobalAveragePooling1D(), L.Dense(3, activation="softmax")])
     if name == "bn_seq":
         return lib.Sequential([lib.Input((32,)), L.Dense(64), L.BatchNormalization(),
                                L.Activation("relu"), L.Dense(10, activation="softmax")])
@@ -194,6 +223,14 @@ def draw(rng, layer, v):
         return rng.standard_normal(shape) * 0.5
     if n == "moving_variance":
         return rng.uniform(0.3, 2.0, shape)
+    if n == "embeddings":
+        return rng.standard_normal(shape) * 0.5
+    if n == "mean":
+        return rng.standard_normal(shape) * 0.5
+    if n == "variance":
+        return rng.uniform(0.5, 2.0, shape)
+    if n == "count":
+        return np.full(shape, 100)
     raise ValueError(f"no distribution for {type(layer).__name__}.{n}")
 
 
@@ -219,12 +256,17 @@ def copy_weights(model, params):
         want = [tuple(int(d) for d in v.shape) for v in layer.weights]
         assert want == [v.shape for v in vals], (layer.name, want)
         layer.set_weights(vals)
+        if isinstance(layer, keras.layers.Normalization):
+            layer.finalize_state()  # Keras 3 computes mean/variance from the adapt state here
 
 
 def make_input(name, shape):
     rng = np.random.default_rng(seed_of(f"input:{name}:0"))
-    x = np.ascontiguousarray((rng.standard_normal((BATCH, *shape)) * INPUT_SCALE)
-                             .astype(np.float32))
+    if name == "embed":  # token ids as whole floats, as Keras casts them
+        x = np.ascontiguousarray(rng.integers(0, 20, (BATCH, *shape)).astype(np.float32))
+    else:
+        x = np.ascontiguousarray((rng.standard_normal((BATCH, *shape)) * INPUT_SCALE)
+                                 .astype(np.float32))
     np.save(OUT / f"{name}.in0.npy", x)
     return x
 
@@ -331,6 +373,15 @@ def case(name):
     record(name, "tfk.json", f"{name}.tfk.json",
            f"tf_keras {tv} model.to_json + model.save_weights (legacy HDF5 layout)", y, arch,
            kind, **extra)
+
+    if name in LATEST:
+        with h5py.File(OUT / f"{name}.tfk.latest.h5", "w", libver="latest") as f:
+            m.save(f)
+        got = predict(tf_keras.models.load_model(OUT / f"{name}.tfk.latest.h5"), x)
+        assert maxabs(got, y) == 0.0, (name, "tfk.latest.h5 reload", maxabs(got, y))
+        record(name, "tfk.latest.h5", f"{name}.tfk.latest.h5",
+               f"tf_keras {tv} model.save into h5py.File(libver='latest')", y, arch, kind,
+               **extra)
 
     # ---- Keras 3 twin, same weights, legacy HDF5 writer
     k = build(keras, name)

@@ -1,8 +1,9 @@
 //! Every Keras file a user has: whole-model HDF5 from tf_keras (Keras 2) and from Keras 3's
 //! legacy writer, tf_keras's own `.keras` archives, and tf_keras `to_json()` + legacy
 //! `save_weights` files, for the seed model (Functional, Sequential with an InputLayer,
-//! Sequential with `batch_input_shape`), an activation stack, a Conv1D model and
-//! Dense + BatchNormalization models. Fixtures: `scripts/make_legacy_fixtures.py`
+//! Sequential with `batch_input_shape`), an activation stack, a Conv1D model,
+//! Dense + BatchNormalization models and an 11-layer model also saved through h5py's
+//! `libver="latest"` (dense link storage). Fixtures: `scripts/make_legacy_fixtures.py`
 //! (tf_keras 2.21, Keras 3.15.1); each producer's own `predict` is the reference, within the
 //! golden tests' `atol = rtol = 2e-5`. Hostile files are refused with the problem named.
 
@@ -77,7 +78,7 @@ fn legacy_keras_files_match_their_producers() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    for f in ["tfk.h5", "k3.h5", "tfk.json", "tfk.keras"] {
+    for f in ["tfk.h5", "k3.h5", "tfk.json", "tfk.keras", "tfk.latest.h5"] {
         assert!(formats.contains(f), "no {f} case");
     }
 }
