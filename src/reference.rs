@@ -207,6 +207,18 @@ pub fn run_all(model: &Model, inputs: &[Values<'_>]) -> Result<Vec<Vec<f64>>> {
                 }
                 x
             }
+            (Layer::Affine { scale, shift }, Some(mut x)) => {
+                for row in x.chunks_exact_mut(scale.len()) {
+                    for ((v, &s), &t) in row.iter_mut().zip(scale).zip(shift) {
+                        *v = *v * f64::from(s) + f64::from(t);
+                    }
+                }
+                x
+            }
+            (Layer::Unary(u), Some(mut x)) => {
+                x.iter_mut().for_each(|v| *v = u.apply_f64(*v));
+                x
+            }
             (Layer::Rescaling { scale, offset }, Some(mut x)) => {
                 x.iter_mut()
                     .for_each(|v| *v = *v * f64::from(*scale) + f64::from(*offset));

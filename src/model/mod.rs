@@ -156,6 +156,110 @@ pub enum Layer {
     /// An elementwise merge of two or more inputs of one shape (Keras `Add`, `Subtract`,
     /// `Multiply`, `Average`, `Maximum`, `Minimum`).
     Merge(Merge),
+    /// `x * scale[c] + shift[c]` per channel `c` of the last axis, one rounding: an ONNX `Add`,
+    /// `Sub` or `Mul` of a constant broadcast along the last axis. It fuses into a producing
+    /// Dense's epilogue (or folds into its weights) like a batch normalization.
+    Affine {
+        /// Per-channel multiplier (one per channel of the last axis).
+        scale: Vec<f32>,
+        /// Per-channel offset, added after the multiplication.
+        shift: Vec<f32>,
+    },
+    /// An elementwise function of one input (ONNX `Sqrt`, `Neg`, `Abs`, `Erf`, `Clip`, and
+    /// `Pow` / `Div` by a constant).
+    Unary(Unary),
+}
+
+/// The elementwise function of a [`Layer::Unary`]. Each is one scalar function in every tier
+/// and batch (`libm` where the standard library has none), so its bits never depend on the
+/// machine.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unary {
+    /// `sqrt(x)` (NaN below zero).
+    Sqrt,
+    /// `-x`.
+    Neg,
+    /// `|x|`.
+    Abs,
+    /// The error function.
+    Erf,
+    /// `x` to a constant power (`x * x` for 2, `powf` otherwise).
+    Pow(f32),
+    /// `x / d` for a constant `d` (a true division, not a multiplication by `1 / d`).
+    Div(f32),
+    /// `min(max(x, min), max)`; NaN stays NaN.
+    Clip {
+        /// Lower bound.
+        min: f32,
+        /// Upper bound.
+        max: f32,
+    },
+}
+
+impl Unary {
+    /// The function at `x`.
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Unary::Sqrt => x.sqrt(),
+            Unary::Neg => -x,
+            Unary::Abs => x.abs(),
+            Unary::Erf => libm::erff(x),
+            Unary::Pow(2.0) => x * x,
+            Unary::Pow(1.0) => x,
+            Unary::Pow(p) => libm::powf(x, p),
+            Unary::Div(d) => x / d,
+            Unary::Clip { min, max } => {
+                if x.is_nan() {
+                    x
+                } else {
+                    x.max(min).min(max)
+                }
+            }
+        }
+    }
+
+    /// The same function in f64 (the reference's).
+    pub fn apply_f64(self, x: f64) -> f64 {
+        match self {
+            Unary::Sqrt => x.sqrt(),
+            Unary::Neg => -x,
+            Unary::Abs => x.abs(),
+            Unary::Erf => libm::erf(x),
+            Unary::Pow(p) => x.powf(f64::from(p)),
+            Unary::Div(d) => x / f64::from(d),
+            Unary::Clip { min, max } => {
+                if x.is_nan() {
+                    x
+                } else {
+                    x.max(f64::from(min)).min(f64::from(max))
+                }
+            }
+        }
+    }
+
+    /// The ONNX operator's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unary::Sqrt => "Sqrt",
+            Unary::Neg => "Neg",
+            Unary::Abs => "Abs",
+            Unary::Erf => "Erf",
+            Unary::Pow(_) => "Pow",
+            Unary::Div(_) => "Div",
+            Unary::Clip { .. } => "Clip",
+        }
+    }
+}
+
+impl std::fmt::Display for Unary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unary::Pow(p) => write!(f, "pow({p})"),
+            Unary::Div(d) => write!(f, "div({d})"),
+            Unary::Clip { min, max } => write!(f, "clip({min}, {max})"),
+            u => f.write_str(&u.name().to_lowercase()),
+        }
+    }
 }
 
 /// How a [`Layer::Merge`] combines its inputs, left to right.
@@ -509,6 +613,8 @@ impl Layer {
             Layer::Identity => "Identity",
             Layer::ArgMax { .. } => "ArgMax",
             Layer::Merge(m) => m.type_name(),
+            Layer::Affine { .. } => "Affine",
+            Layer::Unary(u) => u.name(),
         }
     }
 
@@ -542,6 +648,8 @@ impl Layer {
             Layer::Merge(Merge::Average) => "average",
             Layer::Merge(Merge::Maximum) => "maximum",
             Layer::Merge(Merge::Minimum) => "minimum",
+            Layer::Affine { .. } => "affine",
+            Layer::Unary(_) => "unary",
         }
     }
 
@@ -644,7 +752,27 @@ impl Layer {
                 *s.last_mut().expect("rank checked") = units;
                 Ok(s)
             }
-            Layer::Activation(_) | Layer::Identity | Layer::Rescaling { .. } => one(inputs),
+            Layer::Activation(_) | Layer::Identity | Layer::Rescaling { .. } | Layer::Unary(_) => {
+                one(inputs)
+            }
+            Layer::Affine {
+                ref scale,
+                ref shift,
+            } => {
+                let s = one(inputs)?;
+                if s.last() != Some(&scale.len()) || shift.len() != scale.len() {
+                    return Err(format!(
+                        "Affine of {} scales and {} shifts on shape {s:?}: one of each per \
+                         channel of the last axis",
+                        scale.len(),
+                        shift.len()
+                    ));
+                }
+                if scale.iter().chain(shift.iter()).any(|v| !v.is_finite()) {
+                    return Err("Affine constants must be finite".into());
+                }
+                Ok(s)
+            }
             Layer::ArgMax { keepdims } => {
                 let mut s = one(inputs)?;
                 let c = last_axis(&s, -1)?;
@@ -652,7 +780,7 @@ impl Layer {
                     return Err(format!("ArgMax over {c} values: at most 2^24 (16,777,216)"));
                 }
                 s.pop();
-                if keepdims || s.is_empty() {
+                if keepdims {
                     s.push(1);
                 }
                 Ok(s)

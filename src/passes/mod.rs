@@ -27,7 +27,7 @@ pub use split_activations::SplitActivations;
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
 use crate::model::{
-    DType, DenseWeights, Layer, Merge, Model, RowNorm, Window, concat_axis, permutation,
+    DType, DenseWeights, Layer, Merge, Model, RowNorm, Unary, Window, concat_axis, permutation,
 };
 use std::borrow::Cow;
 
@@ -94,6 +94,8 @@ pub enum Op<'m> {
     },
     /// Layer (or RMS) normalization of each last-axis row.
     Norm(&'m RowNorm),
+    /// An elementwise function, one scalar at a time.
+    Unary(Unary),
     /// The index of each last-axis row's largest value (an integer-valued output).
     ArgMax,
     /// Rows of `table` (`vocab x dim`) picked by the integer ids of a graph input.
@@ -330,6 +332,11 @@ impl<'m> Graph<'m> {
                         shift: vec![*offset; ch],
                     }
                 }
+                Layer::Affine { scale, shift } => Op::Affine {
+                    scale: scale.clone(),
+                    shift: shift.clone(),
+                },
+                Layer::Unary(u) => Op::Unary(*u),
                 Layer::LayerNormalization(norm) => Op::Norm(norm),
                 Layer::Merge(k) => Op::Merge(*k),
                 Layer::ArgMax { .. } => Op::ArgMax,
@@ -511,7 +518,7 @@ impl<'m> Graph<'m> {
                     }
                     _ => return Err(format!("{:?}: argmax of {ins:?}", node.name)),
                 },
-                Op::Activation(_) | Op::Dropout => match ins.as_slice() {
+                Op::Activation(_) | Op::Dropout | Op::Unary(_) => match ins.as_slice() {
                     [x] => x.to_vec(),
                     _ => return Err(format!("{:?}: takes one input", node.name)),
                 },

@@ -122,6 +122,10 @@ impl fmt::Display for Plan {
                         (format!("{what} row pass x{width}{inplace}"), "-".into())
                     }
                     Kind::ArgMax { width } => (format!("argmax of {width}"), "-".into()),
+                    Kind::Unary(u) => {
+                        let inplace = if s.src == s.dst { ", in place" } else { "" };
+                        (format!("{u} pass{inplace}"), "-".into())
+                    }
                     Kind::Gather { table, dim } => (
                         format!("gather {} x {dim} table", table.len() / dim),
                         "-".into(),

@@ -24,7 +24,7 @@ pub use session::{Outputs, Session, Values};
 
 use crate::error::{Error, Result};
 use crate::kernels::{self, Activation, EpOp, Isa, PackedB, Strided};
-use crate::model::{DType, Merge, Model, Window, checked_elems};
+use crate::model::{DType, Merge, Model, Unary, Window, checked_elems};
 use crate::passes::{self, Epi, Graph, Op};
 use arena::Arena;
 
@@ -120,6 +120,8 @@ pub(crate) enum Kind {
         scale: Vec<f32>,
         shift: Vec<f32>,
     },
+    /// An elementwise function of every value.
+    Unary(Unary),
     /// Layer / RMS normalization of each `width` row.
     Norm {
         norm: kernels::RowNorm,
@@ -536,8 +538,10 @@ fn schedule(g: &Graph, buffers: Buffers, opts: &CompileOptions, isa: Isa) -> Res
         let sb = buf_of[node.inputs[0]];
         let src_loc = loc[sb].expect("inputs are written before they are read");
         // An elementwise or row step overwrites its input when nothing reads that afterwards.
-        let in_place = matches!(node.op, Op::Activation(_) | Op::Affine { .. } | Op::Norm(_))
-            && matches!(src_loc, Loc::Arena(_))
+        let in_place = matches!(
+            node.op,
+            Op::Activation(_) | Op::Affine { .. } | Op::Norm(_) | Op::Unary(_)
+        ) && matches!(src_loc, Loc::Arena(_))
             && last_use[sb] == i
             && size[sb] == len;
         if in_place {
@@ -810,6 +814,7 @@ fn step_kind(
             scale: scale.clone(),
             shift: shift.clone(),
         },
+        Op::Unary(u) => Kind::Unary(*u),
         Op::Norm(n) => Kind::Norm {
             norm: kernels::RowNorm {
                 epsilon: n.epsilon,

@@ -399,6 +399,10 @@ fn run_steps(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], first: usize
                 let data = in_place_or_copy(arena, input, step, il, ol);
                 kernels::affine(plan.isa, data, scale, shift);
             }
+            Kind::Unary(u) => {
+                let data = in_place_or_copy(arena, input, step, il, ol);
+                data.iter_mut().for_each(|v| *v = u.apply(*v));
+            }
             Kind::Norm { norm, width } => {
                 let data = in_place_or_copy(arena, input, step, il, ol);
                 kernels::norm_rows(plan.isa, norm, data, *width);

@@ -1,6 +1,6 @@
 //! ONNX models: the dense and 1-D CNN subset (Gemm, MatMul + Add, activations, Flatten,
 //! Reshape, Dropout, Identity; Conv, MaxPool, AveragePool, global pooling, Concat, Add, and
-//! batch-first Transposes) of opsets 13 to 21,
+//! batch-first Transposes) of opsets 13 to 28,
 //! weights inline or in external data files.
 //!
 //! sinter keeps 1-D feature maps channels-last (`[steps, channels]`, as Keras). ONNX convolutions
@@ -28,14 +28,25 @@ use crate::error::{Error, Result};
 use crate::kernels::Activation;
 use crate::kernels::{SELU_ALPHA, SELU_SCALE};
 use crate::model::{
-    ChannelNorm, DType, DenseWeights, Layer, Merge, Model, Node, Padding, RowNorm, checked_elems,
+    ChannelNorm, DType, DenseWeights, Layer, Merge, Model, Node, Padding, RowNorm, Unary,
+    checked_elems,
 };
 use proto::{AttributeProto, NodeProto, TensorProto, dtype};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
-/// Opsets of the default domain this loader implements.
-pub const OPSETS: std::ops::RangeInclusive<i64> = 13..=21;
+/// Opsets of the default domain this loader implements: 13 (where Softmax, Squeeze,
+/// Unsqueeze, Clip and friends took their current form) to 28, the newest of onnx 1.23.2.
+///
+/// Between 13 and 28 the ops read here changed only by widening their type lists (bfloat16,
+/// float8, int4, float4: opsets 19, 21, 22, 23, 24, 25, and `Cast` 28), except for attributes
+/// that each op's reader checks: `Reshape` gained `allowzero` (14), `BatchNormalization`
+/// `training_mode` (14), `AveragePool` `dilations` (19), `Cast` `saturate` and `round_mode`
+/// (19, 28: float8/float4 targets only, which sinter refuses anyway). Ops added in this range
+/// (`HardSwish` 14, `LayerNormalization` 17, `Mish` 18, `Gelu` 20) are read from the opset
+/// that introduced them. A model of a newer opset is refused at its first node: sinter cannot
+/// know what changed.
+pub const OPSETS: std::ops::RangeInclusive<i64> = 13..=28;
 
 /// Reads and converts an ONNX file; external data is resolved next to it.
 pub fn load(path: impl AsRef<Path>) -> Result<Model> {
@@ -83,17 +94,29 @@ pub fn from_bytes_with(
         .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
         .map(|o| o.version)
         .ok_or_else(|| fail("no opset_import for the default ONNX domain".into()))?;
-    if !OPSETS.contains(&opset) {
-        return Err(fail(format!(
-            "opset {opset} is not supported (sinter reads opsets {} to {})",
-            OPSETS.start(),
-            OPSETS.end()
-        )));
-    }
     let graph = model
         .graph
         .as_ref()
         .ok_or_else(|| fail("the model has no graph".into()))?;
+    if opset > *OPSETS.end() {
+        let first = graph.node.first();
+        let (name, op) = first.map_or(("", ""), |n| (n.name.as_str(), n.op_type.as_str()));
+        return Err(fail(format!(
+            "node {name:?} ({op}): the model's opset {opset} is newer than sinter knows ({}); \
+             export with opset {} or older",
+            OPSETS.end(),
+            OPSETS.end()
+        )));
+    }
+    if opset < *OPSETS.start() {
+        return Err(fail(format!(
+            "opset {opset} is not supported (sinter reads opsets {} to {}); convert the model \
+             with onnx.version_converter.convert_version(model, {})",
+            OPSETS.start(),
+            OPSETS.end(),
+            OPSETS.start()
+        )));
+    }
     if graph.node.len() > opts.max_layers {
         return Err(fail(format!(
             "{} nodes, over the limit of {}",
@@ -177,7 +200,11 @@ pub fn from_bytes_with(
                     .map_err(|m| fail(format!("output {:?}: {m}", output.name)))?
             }
             Some(Value::Const(_)) => {
-                return Err(fail(format!("output {:?} is a constant", output.name)));
+                return Err(fail(format!(
+                    "output {:?} is a constant (computed at load time, e.g. a Shape): sinter \
+                     serves outputs computed from the inputs",
+                    output.name
+                )));
             }
             None => {
                 return Err(fail(format!(
@@ -288,6 +315,10 @@ enum Value {
     Const(Const),
 }
 
+/// The batch size in a shape computed at load time (`Shape` of a computed tensor): known only
+/// when the model runs.
+const BATCH: i64 = i64::MIN + 1;
+
 /// How an ONNX tensor's axes map onto sinter's channels-last buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Layout {
@@ -297,6 +328,16 @@ enum Layout {
     Ncw,
     /// ONNX sees `[N, C, 1]` (a global pooling's output) where sinter holds `[C]`.
     Nc1,
+    /// ONNX sees `[N, C * W]`, a channel-major flatten of `[N, C, W]` (PyTorch's `Flatten`
+    /// after a `Conv1d`), where sinter holds the step-major flatten of its `[W, C]` buffer: no
+    /// data moves; a Gemm/MatMul reading it takes its weight rows in sinter's order instead
+    /// ([`Converter::flat_rows`]), decided at load time.
+    FlatNcw {
+        /// `W`.
+        steps: usize,
+        /// `C`.
+        ch: usize,
+    },
 }
 
 struct Converter<'a> {
@@ -366,6 +407,11 @@ impl Converter<'_> {
                 node,
                 format!("operator domain {:?} is not supported", node.domain),
             ));
+        }
+        if let Some(c) = self.fold(node)? {
+            self.values
+                .insert(self.output(node)?.to_string(), Value::Const(c));
+            return Ok(());
         }
         let act = |a: Activation| Some(a);
         let activation = match node.op_type.as_str() {
@@ -461,7 +507,15 @@ impl Converter<'_> {
             "Gemm" => self.gemm(node),
             "MatMul" => self.matmul(node),
             "Add" => self.add(node),
-            "Sub" | "Mul" => self.binary(node),
+            "Sub" | "Mul" | "Div" => self.binary(node),
+            "Sqrt" => self.unary(node, Unary::Sqrt),
+            "Neg" => self.unary(node, Unary::Neg),
+            "Abs" => self.unary(node, Unary::Abs),
+            "Erf" => self.unary(node, Unary::Erf),
+            "Pow" => self.pow(node),
+            "Clip" => self.clip(node),
+            "Cast" => self.cast(node),
+            "Squeeze" | "Unsqueeze" => self.squeeze(node),
             "Sum" | "Mean" | "Max" | "Min" => self.variadic(node),
             "BatchNormalization" => self.batch_norm(node),
             "LayerNormalization" => self.layer_norm(node),
@@ -473,7 +527,6 @@ impl Converter<'_> {
             }
             "Dropout" => self.dropout(node),
             "Flatten" => {
-                let x = self.native_input(node, 0)?;
                 let axis = self.attr_i(node, "axis")?.unwrap_or(1);
                 if axis != 1 {
                     return Err(self.node_fail(
@@ -481,29 +534,333 @@ impl Converter<'_> {
                         format!("axis {axis}: only axis 1 (keep the batch axis) is supported"),
                     ));
                 }
-                let shape =
-                    vec![checked_elems(&self.nodes[x].shape).map_err(|m| self.node_fail(node, m))?];
-                self.push(self.output(node)?, Layer::Flatten, vec![x], shape, None);
-                self.name_last(node);
-                Ok(())
+                self.flatten(node)
             }
             "Reshape" => self.reshape(node),
             "Constant" => {
-                let t = node
-                    .attribute
-                    .iter()
-                    .find(|a| a.name == "value")
-                    .and_then(|a| a.t.as_ref())
-                    .ok_or_else(|| {
-                        self.node_fail(node, "only the tensor `value` form is supported")
-                    })?;
-                let c = self.constant(t, &format!("node {:?}", node.name))?;
+                let c = self.constant_node(node)?;
                 self.values
                     .insert(self.output(node)?.to_string(), Value::Const(c));
                 Ok(())
             }
             op => Err(self.node_fail(node, format!("operator {op} is not supported"))),
         }
+    }
+
+    /// The value of a `Constant` node: a tensor, or one of the scalar and list forms.
+    fn constant_node(&self, node: &NodeProto) -> Result<Const> {
+        let [a] = node.attribute.as_slice() else {
+            return Err(self.node_fail(node, "needs exactly one value attribute"));
+        };
+        let c = |dims: Vec<usize>, f32: Vec<f32>, i64: Vec<i64>| Const { dims, f32, i64 };
+        Ok(match a.name.as_str() {
+            "value" => {
+                let t =
+                    a.t.as_ref()
+                        .ok_or_else(|| self.node_fail(node, "value holds no tensor"))?;
+                self.constant(t, &format!("node {:?}", node.name))?
+            }
+            "value_float" => c(vec![], vec![a.f], vec![]),
+            "value_floats" => c(vec![a.floats.len()], a.floats.clone(), vec![]),
+            "value_int" => c(vec![], vec![], vec![a.i]),
+            "value_ints" => c(vec![a.ints.len()], vec![], a.ints.clone()),
+            other => {
+                return Err(self.node_fail(node, format!("the {other} form is not supported")));
+            }
+        })
+    }
+
+    /// Evaluates at load time a node all of whose inputs are constants, or a `Shape`: the shape
+    /// arithmetic exporters write (`Shape -> Gather -> Unsqueeze -> Concat -> Reshape`, casts of
+    /// constants). The batch size is not known until a run, so `Shape` gives [`BATCH`] for
+    /// it; a `Reshape` may keep it as its first entry, any arithmetic on it is refused.
+    /// `Ok(None)`: not a foldable node.
+    fn fold(&self, node: &NodeProto) -> Result<Option<Const>> {
+        let op = node.op_type.as_str();
+        if op == "Shape" {
+            let dims: Vec<i64> = match self.value(node, 0)? {
+                Value::Const(c) => c.dims.iter().map(|&d| d as i64).collect(),
+                Value::Node(x) => {
+                    let shape = &self.nodes[*x].shape;
+                    let onnx: Vec<usize> = match self.layout(node, 0) {
+                        Layout::Native => shape.clone(),
+                        Layout::Ncw => vec![shape[1], shape[0]],
+                        Layout::Nc1 => vec![shape[0], 1],
+                        Layout::FlatNcw { .. } => shape.clone(),
+                    };
+                    std::iter::once(BATCH)
+                        .chain(onnx.iter().map(|&d| d as i64))
+                        .collect()
+                }
+            };
+            let rank = dims.len() as i64;
+            let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
+            let start = clamp(self.attr_i(node, "start")?.unwrap_or(0));
+            let end = clamp(self.attr_i(node, "end")?.unwrap_or(rank));
+            let v = dims.get(start..end.max(start)).unwrap_or(&[]).to_vec();
+            return Ok(Some(Const {
+                dims: vec![v.len()],
+                f32: vec![],
+                i64: v,
+            }));
+        }
+        let foldable = matches!(
+            op,
+            "Gather"
+                | "Unsqueeze"
+                | "Squeeze"
+                | "Concat"
+                | "Cast"
+                | "Identity"
+                | "Mul"
+                | "Add"
+                | "Sub"
+                | "Div"
+                | "Slice"
+                | "ConstantOfShape"
+                | "Reshape"
+        );
+        let ins: Vec<&str> = node.input.iter().map(String::as_str).collect();
+        if !foldable
+            || ins.is_empty()
+            || !ins
+                .iter()
+                .all(|n| n.is_empty() || matches!(self.values.get(*n), Some(Value::Const(_))))
+        {
+            return Ok(None);
+        }
+        let get = |i: usize| self.input_const(node, i);
+        let fail = |m: &str| Err(self.node_fail(node, format!("on constants: {m}")));
+        let ints_only = |c: &Const| c.f32.is_empty();
+        let batch_free = |c: &Const| !c.i64.contains(&BATCH);
+        let out = match op {
+            "Identity" => get(0)?.clone(),
+            "Cast" => {
+                let c = get(0)?;
+                let to = self.attr_i(node, "to")?.unwrap_or(0) as i32;
+                match to {
+                    dtype::FLOAT | dtype::DOUBLE | dtype::FLOAT16 if batch_free(c) => Const {
+                        dims: c.dims.clone(),
+                        f32: if ints_only(c) {
+                            c.i64.iter().map(|&v| v as f32).collect()
+                        } else {
+                            c.f32.clone()
+                        },
+                        i64: vec![],
+                    },
+                    dtype::INT64 | dtype::INT32 => Const {
+                        dims: c.dims.clone(),
+                        f32: vec![],
+                        i64: if ints_only(c) {
+                            c.i64.clone()
+                        } else {
+                            // Truncation toward zero, as ONNX casts; out-of-range values are
+                            // undefined in ONNX and refused here.
+                            let mut v = Vec::with_capacity(c.f32.len());
+                            for &f in &c.f32 {
+                                if !(f.is_finite() && f.abs() < 9.2e18) {
+                                    return fail(&format!("cast of {f} to an integer"));
+                                }
+                                v.push(f.trunc() as i64);
+                            }
+                            v
+                        },
+                    },
+                    _ => return fail(&format!("cast to {}", dtype_name(to))),
+                }
+            }
+            "Unsqueeze" | "Squeeze" | "Reshape" => {
+                let c = get(0)?;
+                let n = c.f32.len().max(c.i64.len());
+                let dims: Vec<usize> = if op == "Reshape" {
+                    let t = &get(1)?.i64;
+                    if t.iter().any(|&d| d < 0 || d == BATCH) || t.contains(&0) {
+                        return Ok(None);
+                    }
+                    t.iter().map(|&d| d as usize).collect()
+                } else {
+                    let axes = match ins.get(1).filter(|n| !n.is_empty()) {
+                        Some(_) => get(1)?.i64.clone(),
+                        None => return Ok(None),
+                    };
+                    let rank = c.dims.len() as i64
+                        + if op == "Squeeze" {
+                            0
+                        } else {
+                            axes.len() as i64
+                        };
+                    let mut axes: Vec<i64> = axes
+                        .iter()
+                        .map(|&a| if a < 0 { a + rank } else { a })
+                        .collect();
+                    axes.sort_unstable();
+                    if axes.iter().any(|&a| a < 0 || a >= rank)
+                        || axes.windows(2).any(|w| w[0] == w[1])
+                    {
+                        return fail(&format!("axes {axes:?}"));
+                    }
+                    if op == "Squeeze" {
+                        let mut d = Vec::new();
+                        for (k, &v) in c.dims.iter().enumerate() {
+                            if axes.contains(&(k as i64)) {
+                                if v != 1 {
+                                    return fail(&format!("squeeze of axis {k} of length {v}"));
+                                }
+                            } else {
+                                d.push(v);
+                            }
+                        }
+                        d
+                    } else {
+                        let mut src = c.dims.iter();
+                        (0..rank)
+                            .map(|a| {
+                                if axes.contains(&a) {
+                                    1
+                                } else {
+                                    src.next().copied().unwrap_or(1)
+                                }
+                            })
+                            .collect()
+                    }
+                };
+                if dims.iter().product::<usize>() != n {
+                    return fail(&format!("shape {dims:?} for {n} values"));
+                }
+                Const {
+                    dims,
+                    f32: c.f32.clone(),
+                    i64: c.i64.clone(),
+                }
+            }
+            "Gather" => {
+                let (data, idx) = (get(0)?, get(1)?);
+                let axis = self.attr_i(node, "axis")?.unwrap_or(0);
+                if data.dims.len() != 1 || !(axis == 0 || axis == -1) || !ints_only(idx) {
+                    return Ok(None);
+                }
+                let n = data.dims[0] as i64;
+                let mut f = Vec::new();
+                let mut i = Vec::new();
+                for &k in &idx.i64 {
+                    let k = if k < 0 { k + n } else { k };
+                    if !(0..n).contains(&k) {
+                        return fail(&format!("index {k} of {n} values"));
+                    }
+                    if ints_only(data) {
+                        i.push(data.i64[k as usize]);
+                    } else {
+                        f.push(data.f32[k as usize]);
+                    }
+                }
+                Const {
+                    dims: idx.dims.clone(),
+                    f32: f,
+                    i64: i,
+                }
+            }
+            "Concat" => {
+                let parts: Vec<&Const> = (0..ins.len()).map(get).collect::<Result<_>>()?;
+                if parts.iter().any(|c| c.dims.len() != 1 || !ints_only(c)) {
+                    return Ok(None);
+                }
+                let v: Vec<i64> = parts.iter().flat_map(|c| c.i64.iter().copied()).collect();
+                Const {
+                    dims: vec![v.len()],
+                    f32: vec![],
+                    i64: v,
+                }
+            }
+            "Slice" => {
+                let data = get(0)?;
+                let scalar = |i: usize, default: i64| -> Result<i64> {
+                    match ins.get(i).filter(|n| !n.is_empty()) {
+                        None => Ok(default),
+                        Some(_) => match get(i)?.i64.as_slice() {
+                            [v] => Ok(*v),
+                            _ => Err(self.node_fail(node, "only 1-D slices of constants fold")),
+                        },
+                    }
+                };
+                if data.dims.len() != 1 || !ints_only(data) {
+                    return Ok(None);
+                }
+                let n = data.dims[0] as i64;
+                let (start, end, step) = (scalar(1, 0)?, scalar(2, n)?, scalar(4, 1)?);
+                if scalar(3, 0)? != 0 || step != 1 {
+                    return fail("only axis 0 with step 1");
+                }
+                let clamp = |v: i64| (if v < 0 { v + n } else { v }).clamp(0, n) as usize;
+                let v = data.i64[clamp(start)..clamp(end).max(clamp(start))].to_vec();
+                Const {
+                    dims: vec![v.len()],
+                    f32: vec![],
+                    i64: v,
+                }
+            }
+            "ConstantOfShape" => {
+                let shape = &get(0)?.i64;
+                if shape.iter().any(|&d| d < 0 || d == BATCH) {
+                    return fail("the shape holds the batch size or a negative entry");
+                }
+                let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+                self.opts
+                    .check_elems(&dims)
+                    .map_err(|m| self.node_fail(node, m))?;
+                let n = checked_elems(&dims).map_err(|m| self.node_fail(node, m))?;
+                let value = match Self::attr(node, "value").and_then(|a| a.t.as_ref()) {
+                    Some(t) => self.constant(t, &format!("node {:?}", node.name))?,
+                    None => Const {
+                        dims: vec![1],
+                        f32: vec![0.0],
+                        i64: vec![],
+                    },
+                };
+                Const {
+                    dims,
+                    f32: value.f32.first().map_or(vec![], |&v| vec![v; n]),
+                    i64: value.i64.first().map_or(vec![], |&v| vec![v; n]),
+                }
+            }
+            _ => {
+                // Integer arithmetic on shapes (scalar or same-length operands).
+                let (a, b) = (get(0)?, get(1)?);
+                if !ints_only(a) || !ints_only(b) {
+                    return Ok(None);
+                }
+                if !batch_free(a) || !batch_free(b) {
+                    return fail("arithmetic on the batch size, which is not known until a run");
+                }
+                let (long, short) = if a.i64.len() >= b.i64.len() {
+                    (a, b)
+                } else {
+                    (b, a)
+                };
+                if short.i64.len() != 1 && short.i64.len() != long.i64.len() {
+                    return fail("operands of different lengths");
+                }
+                let pick = |v: &Const, k: usize| v.i64[if v.i64.len() == 1 { 0 } else { k }];
+                let mut v = Vec::with_capacity(long.i64.len());
+                for k in 0..long.i64.len() {
+                    let (x, y) = (pick(a, k), pick(b, k));
+                    let r = match op {
+                        "Mul" => x.checked_mul(y),
+                        "Add" => x.checked_add(y),
+                        "Sub" => x.checked_sub(y),
+                        _ => (y != 0).then(|| x.div_euclid(y)),
+                    };
+                    v.push(r.ok_or_else(|| {
+                        self.node_fail(node, "integer overflow or division by zero")
+                    })?);
+                }
+                Const {
+                    dims: long.dims.clone(),
+                    f32: vec![],
+                    i64: v,
+                }
+            }
+        };
+        Ok(Some(out))
     }
 
     fn output<'n>(&self, node: &'n NodeProto) -> Result<&'n str> {
@@ -576,8 +933,42 @@ impl Converter<'_> {
 
     /// `Y = alpha * A' B' + beta * C` as a Dense layer (`A` must not be transposed: it is the
     /// batch-first activation).
+    /// A flatten to `[N, features]` (ONNX `Flatten`, or a `Reshape` to one axis). A tracked
+    /// channels-first `[N, C, W]` tensor is flattened as sinter holds it (step-major) and
+    /// tracked as [`Layout::FlatNcw`]; everything else is flattened in ONNX's order.
+    fn flatten(&mut self, node: &NodeProto) -> Result<()> {
+        let (x, layout) = match (self.layout(node, 0), self.input_node(node, 0)?) {
+            (Layout::Ncw, x) => match self.nodes[x].shape[..] {
+                [steps, ch] => (x, Layout::FlatNcw { steps, ch }),
+                _ => (self.native_input(node, 0)?, Layout::Native),
+            },
+            _ => (self.native_input(node, 0)?, Layout::Native),
+        };
+        let shape = vec![checked_elems(&self.nodes[x].shape).map_err(|m| self.node_fail(node, m))?];
+        if shape == self.nodes[x].shape {
+            self.values
+                .insert(self.output(node)?.to_string(), Value::Node(x));
+        } else {
+            self.push(self.output(node)?, Layer::Flatten, vec![x], shape, None);
+            self.name_last(node);
+        }
+        self.set_layout(node, layout)
+    }
+
+    /// Input 0 of a Gemm/MatMul and the order of its weight rows: for a [`Layout::FlatNcw`]
+    /// input, `rows[s]` is the ONNX row (`c * W + w`) that sinter's feature `s = w * C + c`
+    /// multiplies; `None` when the orders agree.
+    fn flat_rows(&mut self, node: &NodeProto) -> Result<(usize, Option<Vec<usize>>)> {
+        if let Layout::FlatNcw { steps, ch } = self.layout(node, 0) {
+            let x = self.input_node(node, 0)?;
+            let rows = (0..steps * ch).map(|s| (s % ch) * steps + s / ch).collect();
+            return Ok((x, Some(rows)));
+        }
+        Ok((self.native_input(node, 0)?, None))
+    }
+
     fn gemm(&mut self, node: &NodeProto) -> Result<()> {
-        let x = self.native_input(node, 0)?;
+        let (x, rows) = self.flat_rows(node)?;
         if self.attr_i(node, "transA")?.unwrap_or(0) != 0 {
             return Err(self.node_fail(
                 node,
@@ -596,6 +987,7 @@ impl Converter<'_> {
         if alpha != 1.0 {
             kernel.iter_mut().for_each(|w| *w *= alpha);
         }
+        let kernel = permute_rows(kernel, n, rows.as_deref());
         let bias = match node.input.get(2).filter(|s| !s.is_empty()) {
             None => None,
             Some(_) => {
@@ -620,7 +1012,7 @@ impl Converter<'_> {
 
     /// `MatMul(x, W)`: a Dense layer without bias; a following `Add` may give it one.
     fn matmul(&mut self, node: &NodeProto) -> Result<()> {
-        let x = self.native_input(node, 0)?;
+        let (x, rows) = self.flat_rows(node)?;
         let b = self.input_const(node, 1)?;
         let [k, n] = b.dims[..] else {
             return Err(self.node_fail(
@@ -628,7 +1020,7 @@ impl Converter<'_> {
                 format!("B has shape {:?}, expected 2-D [in, out]", b.dims),
             ));
         };
-        let kernel = b.f32.clone();
+        let kernel = permute_rows(b.f32.clone(), n, rows.as_deref());
         self.dense(node, x, k, n, kernel, None)
     }
 
@@ -719,13 +1111,11 @@ impl Converter<'_> {
             ..
         } = target.layer
         else {
-            return Err(self.node_fail(node, "only Add(MatMul(x, W), constant bias) is supported"));
+            return self.const_affine(node);
         };
-        if !single_use {
-            return Err(self.node_fail(
-                node,
-                "the MatMul output is also used elsewhere; cannot fold the Add into it",
-            ));
+        if !single_use || broadcast_bias(&c, units).is_none() {
+            // Not the MatMul's own bias: a per-channel shift after it.
+            return self.const_affine(node);
         }
         let bias = broadcast_bias(&c, units).ok_or_else(|| {
             self.node_fail(
@@ -768,6 +1158,26 @@ impl Converter<'_> {
         }
         if let Some(&m) = self.materialised.get(name) {
             return Ok(m);
+        }
+        if let Layout::FlatNcw { steps, ch } = layout {
+            // [W * C] -> [W, C] -> [C, W] -> [C * W]: views around one real transpose.
+            let mut at = x;
+            for (layer, shape) in [
+                (
+                    Layer::Reshape {
+                        target_shape: vec![steps as isize, ch as isize],
+                    },
+                    vec![steps, ch],
+                ),
+                (Layer::Permute { dims: vec![2, 1] }, vec![ch, steps]),
+                (Layer::Flatten, vec![ch * steps]),
+            ] {
+                self.nodes
+                    .push(Node::new(String::new(), layer, vec![at], shape, None));
+                at = self.nodes.len() - 1;
+            }
+            self.materialised.insert(name.to_string(), at);
+            return Ok(at);
         }
         let (layer, shape) = match (layout, self.nodes[x].shape.as_slice()) {
             (Layout::Ncw, &[w, c]) => (Layer::Permute { dims: vec![2, 1] }, vec![c, w]),
@@ -947,14 +1357,295 @@ impl Converter<'_> {
         }
     }
 
-    /// `Sub` / `Mul` of two computed tensors of one shape.
+    /// `Sub` / `Mul` / `Div` of two computed tensors of one shape, or of a computed tensor and
+    /// a constant (see [`Self::const_affine`]).
     fn binary(&mut self, node: &NodeProto) -> Result<()> {
-        let m = if node.op_type == "Sub" {
-            Merge::Subtract
-        } else {
-            Merge::Multiply
+        let consts = (0..2)
+            .filter(|&i| matches!(self.value(node, i), Ok(Value::Const(_))))
+            .count();
+        if consts > 0 {
+            return self.const_affine(node);
+        }
+        let m = match node.op_type.as_str() {
+            "Sub" => Merge::Subtract,
+            "Mul" => Merge::Multiply,
+            _ => {
+                return Err(self.node_fail(
+                    node,
+                    "Div of two computed tensors is not supported (only by a constant)",
+                ));
+            }
         };
         self.merge(node, m, 2)
+    }
+
+    /// `Add`, `Sub`, `Mul` or `Div` of a computed tensor and a constant that is a scalar or
+    /// one value per channel of the tensor's last axis (as sinter holds it: a channels-first
+    /// `[C, 1]` constant on a tracked `[N, C, W]` tensor is per channel too). Add, Sub and Mul
+    /// become one [`Layer::Affine`] (`x * s + t`, exact: one of `s`, `t` is the identity);
+    /// Div by a scalar is a true division ([`Unary::Div`]), by a vector only when every
+    /// divisor is a power of two (its reciprocal is exact).
+    fn const_affine(&mut self, node: &NodeProto) -> Result<()> {
+        let (x_at, c) = match (self.value(node, 0)?, self.value(node, 1)?) {
+            (Value::Node(_), Value::Const(c)) => (0, c.clone()),
+            (Value::Const(c), Value::Node(_)) => (1, c.clone()),
+            _ => return Err(self.node_fail(node, "needs one computed input and one constant")),
+        };
+        if c.f32.is_empty() {
+            return Err(self.node_fail(node, "the constant is not a float tensor"));
+        }
+        let (mut x, mut layout) = (self.input_node(node, x_at)?, self.layout(node, x_at));
+        if matches!(layout, Layout::FlatNcw { .. }) && c.f32.len() > 1 {
+            // Per-feature constants are in ONNX's (channel-major) order.
+            x = self.native_input(node, x_at)?;
+            layout = Layout::Native;
+        }
+        let shape = self.nodes[x].shape.clone();
+        let ch = shape.last().copied().unwrap_or(1);
+        // ONNX's view of the tensor, batch axis included.
+        let mut onnx_shape = vec![1];
+        match layout {
+            Layout::Native => onnx_shape.extend(&shape),
+            Layout::Ncw => onnx_shape.extend([shape[1], shape[0]]),
+            Layout::Nc1 => onnx_shape.extend([shape[0], 1]),
+            Layout::FlatNcw { .. } => onnx_shape.extend(&shape),
+        }
+        // The constant's one non-1 axis (right-aligned) must be the channel axis.
+        let rank = onnx_shape.len();
+        let channel_axis = match layout {
+            Layout::Native | Layout::FlatNcw { .. } => rank - 1,
+            Layout::Ncw | Layout::Nc1 => 1,
+        };
+        let fits = c.dims.len() <= rank
+            && c.dims.iter().rev().enumerate().all(|(k, &d)| {
+                let axis = rank - 1 - k;
+                d == 1 || (d == onnx_shape[axis] && axis == channel_axis && axis > 0)
+            });
+        if !fits {
+            return Err(self.node_fail(
+                node,
+                format!(
+                    "a constant of shape {:?} broadcast against [N, {}]: only a scalar or one \
+                     value per channel is supported",
+                    c.dims,
+                    join(&onnx_shape[1..])
+                ),
+            ));
+        }
+        let values: Vec<f32> = if c.f32.len() == 1 {
+            vec![c.f32[0]; ch]
+        } else {
+            c.f32.clone()
+        };
+        if values.len() != ch || values.iter().any(|v| !v.is_finite()) {
+            return Err(self.node_fail(node, "the constant must be finite, one value per channel"));
+        }
+        let ones = vec![1.0; ch];
+        let zeros = vec![0.0; ch];
+        let neg: Vec<f32> = values.iter().map(|v| -v).collect();
+        let layer = match (node.op_type.as_str(), x_at) {
+            ("Add", _) => Layer::Affine {
+                scale: ones,
+                shift: values,
+            },
+            ("Sub", 0) => Layer::Affine {
+                scale: ones,
+                shift: neg,
+            },
+            ("Sub", _) => Layer::Affine {
+                scale: vec![-1.0; ch],
+                shift: values,
+            },
+            ("Mul", _) => Layer::Affine {
+                scale: values,
+                shift: zeros,
+            },
+            ("Div", 0) if c.f32.len() == 1 => Layer::Unary(Unary::Div(c.f32[0])),
+            ("Div", 0) => {
+                let exact = values.iter().all(|&d| {
+                    let r = 1.0 / d;
+                    r.is_normal() && d.is_normal() && (d.to_bits() & 0x007f_ffff) == 0
+                });
+                if !exact {
+                    return Err(self.node_fail(
+                        node,
+                        "Div by a per-channel constant is supported only for powers of two",
+                    ));
+                }
+                Layer::Affine {
+                    scale: values.iter().map(|&d| 1.0 / d).collect(),
+                    shift: zeros,
+                }
+            }
+            _ => {
+                return Err(self.node_fail(node, "a constant divided by a tensor is not supported"));
+            }
+        };
+        self.push(self.output(node)?, layer, vec![x], shape, None);
+        self.name_last(node);
+        self.set_layout(node, layout)
+    }
+
+    /// An elementwise function: keeps the input's layout.
+    fn unary(&mut self, node: &NodeProto, u: Unary) -> Result<()> {
+        let x = self.input_node(node, 0)?;
+        let layout = self.layout(node, 0);
+        let shape = self.nodes[x].shape.clone();
+        self.push(self.output(node)?, Layer::Unary(u), vec![x], shape, None);
+        self.name_last(node);
+        self.set_layout(node, layout)
+    }
+
+    /// The scalar float constant of input `i`, if the input is given.
+    fn scalar_input(&self, node: &NodeProto, i: usize) -> Result<Option<f32>> {
+        if node.input.get(i).is_none_or(|n| n.is_empty()) {
+            return Ok(None);
+        }
+        let c = self.input_const(node, i)?;
+        match c.f32.as_slice() {
+            [v] => Ok(Some(*v)),
+            _ => Err(self.node_fail(node, format!("input {i} must be a scalar float constant"))),
+        }
+    }
+
+    /// `Pow(x, p)` with a constant scalar exponent.
+    fn pow(&mut self, node: &NodeProto) -> Result<()> {
+        match self.scalar_input(node, 1) {
+            Ok(Some(p)) if p.is_finite() => self.unary(node, Unary::Pow(p)),
+            _ => Err(self.node_fail(node, "only a constant scalar exponent is supported")),
+        }
+    }
+
+    /// `Clip(x, min, max)` (opset 13: bounds as optional constant inputs). `Clip(0, m)` is a
+    /// ReLU with a ceiling, which fuses into a producing GEMM.
+    fn clip(&mut self, node: &NodeProto) -> Result<()> {
+        let min = self.scalar_input(node, 1)?.unwrap_or(f32::NEG_INFINITY);
+        let max = self.scalar_input(node, 2)?.unwrap_or(f32::INFINITY);
+        if min.is_nan() || max.is_nan() || min > max {
+            return Err(self.node_fail(node, format!("bounds [{min}, {max}]")));
+        }
+        if min == 0.0 && max > 0.0 {
+            let a = match max {
+                6.0 => Activation::Relu6,
+                m if m.is_infinite() => Activation::RELU,
+                m => Activation::Relu {
+                    negative_slope: 0.0,
+                    max_value: Some(m),
+                    threshold: 0.0,
+                },
+            };
+            let x = self.input_node(node, 0)?;
+            let layout = self.layout(node, 0);
+            let shape = self.nodes[x].shape.clone();
+            self.push(
+                self.output(node)?,
+                Layer::Activation(a),
+                vec![x],
+                shape,
+                None,
+            );
+            self.name_last(node);
+            return self.set_layout(node, layout);
+        }
+        self.unary(node, Unary::Clip { min, max })
+    }
+
+    /// `Cast`: float to float is the identity; an integer tensor (ids) cast to another integer
+    /// type keeps its values (ids are checked against the table when they are used). Anything
+    /// else (float to integer, to bool or string) is refused.
+    fn cast(&mut self, node: &NodeProto) -> Result<()> {
+        let to = self.attr_i(node, "to")?.unwrap_or(0) as i32;
+        let x = self.input_node(node, 0)?;
+        let from = self.nodes[x].dtype;
+        let ok = match from {
+            DType::F32 => to == dtype::FLOAT,
+            DType::I32 | DType::I64 => to == dtype::INT32 || to == dtype::INT64,
+        };
+        if !ok {
+            return Err(self.node_fail(
+                node,
+                format!(
+                    "a cast from {from:?} to {} is not supported",
+                    dtype_name(to)
+                ),
+            ));
+        }
+        self.alias(node, x)
+    }
+
+    /// `Squeeze` / `Unsqueeze` of non-batch axes of length 1: a view of the values in ONNX's
+    /// order. The axes are a constant input (opset 13 and later).
+    fn squeeze(&mut self, node: &NodeProto) -> Result<()> {
+        let x = self.native_input(node, 0)?;
+        let from = self.nodes[x].shape.clone();
+        let squeeze = node.op_type == "Squeeze";
+        let axes: Vec<i64> = match node.input.get(1).filter(|n| !n.is_empty()) {
+            Some(_) => self.input_const(node, 1)?.i64.clone(),
+            None if squeeze => (1..=from.len() as i64)
+                .filter(|&a| from[a as usize - 1] == 1)
+                .collect(),
+            None => return Err(self.node_fail(node, "Unsqueeze needs its axes input")),
+        };
+        let out_rank = if squeeze {
+            from.len() + 1
+        } else {
+            from.len() + 1 + axes.len()
+        } as i64;
+        let mut norm: Vec<usize> = Vec::with_capacity(axes.len());
+        for &a in &axes {
+            let a = if a < 0 { a + out_rank } else { a };
+            if a <= 0 || a >= out_rank {
+                return Err(self.node_fail(
+                    node,
+                    format!("axes {axes:?}: only non-batch axes can be squeezed or unsqueezed"),
+                ));
+            }
+            if norm.contains(&(a as usize)) {
+                return Err(self.node_fail(node, format!("axes {axes:?} repeat an axis")));
+            }
+            norm.push(a as usize);
+        }
+        let shape: Vec<usize> = if squeeze {
+            let mut s = Vec::new();
+            for (k, &d) in from.iter().enumerate() {
+                if norm.contains(&(k + 1)) {
+                    if d != 1 {
+                        return Err(
+                            self.node_fail(node, format!("axis {} has length {d}, not 1", k + 1))
+                        );
+                    }
+                } else {
+                    s.push(d);
+                }
+            }
+            s
+        } else {
+            let mut src = from.iter();
+            (1..out_rank as usize)
+                .map(|a| {
+                    if norm.contains(&a) {
+                        1
+                    } else {
+                        src.next().copied().unwrap_or(1)
+                    }
+                })
+                .collect()
+        };
+        if shape == from {
+            self.values
+                .insert(self.output(node)?.to_string(), Value::Node(x));
+            return self.set_layout(node, Layout::Native);
+        }
+        let layer = if shape.len() == 1 {
+            Layer::Flatten
+        } else {
+            Layer::Reshape {
+                target_shape: shape.iter().map(|&d| d as isize).collect(),
+            }
+        };
+        self.push(self.output(node)?, layer, vec![x], shape, None);
+        self.name_last(node);
+        self.set_layout(node, Layout::Native)
     }
 
     /// `Sum`, `Mean`, `Max`, `Min` of one or more computed tensors of one shape.
@@ -1306,8 +1997,10 @@ impl Converter<'_> {
             .map(|i| self.input_node(node, i))
             .collect::<Result<Vec<_>>>()?;
         let mut layout = self.layout(node, 0);
-        if (1..inputs.len()).any(|i| self.layout(node, i) != layout) {
-            // Mixed layouts: join in ONNX's order.
+        let flat =
+            (0..inputs.len()).any(|i| matches!(self.layout(node, i), Layout::FlatNcw { .. }));
+        if flat || (1..inputs.len()).any(|i| self.layout(node, i) != layout) {
+            // Mixed layouts (or channel-major flattens): join in ONNX's order.
             inputs = (0..node.input.len())
                 .map(|i| self.native_input(node, i))
                 .collect::<Result<Vec<_>>>()?;
@@ -1384,8 +2077,21 @@ impl Converter<'_> {
 
     /// A batch-first Reshape: a view (Flatten for `[batch, n]`, else a Reshape layer).
     fn reshape(&mut self, node: &NodeProto) -> Result<()> {
+        let mut target = self.input_const(node, 1)?.i64.clone();
+        if self.layout(node, 0) == Layout::Ncw
+            && target.len() == 2
+            && matches!(target[0], 0 | BATCH)
+            && target[1] == -1
+        {
+            return self.flatten(node); // `x.view(x.size(0), -1)` after a Conv1d
+        }
         let x = self.native_input(node, 0)?;
-        let target = self.input_const(node, 1)?.i64.clone();
+        if target.first() == Some(&BATCH) {
+            target[0] = 0; // the batch size from `Shape`: keep the batch axis
+        }
+        if target.contains(&BATCH) {
+            return Err(self.node_fail(node, "the batch size appears in a non-batch axis"));
+        }
         let from = self.nodes[x].shape.clone();
         let elems = checked_elems(&from).map_err(|m| self.node_fail(node, m))?;
         let allowzero = self.attr_i(node, "allowzero")?.unwrap_or(0) != 0;
@@ -1594,6 +2300,19 @@ fn transpose(b: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 /// A bias of `n` values from a constant of shape `[n]`, `[1, n]`, `[1]` or `[]`.
+/// The rows of a row-major `[k, n]` matrix reordered: row `s` of the result is row `rows[s]`
+/// (unchanged without `rows`, or when a row index is out of range: the caller's shape check
+/// then reports the mismatch).
+fn permute_rows(kernel: Vec<f32>, n: usize, rows: Option<&[usize]>) -> Vec<f32> {
+    match rows {
+        Some(rows) if n > 0 && rows.len() * n == kernel.len() => rows
+            .iter()
+            .flat_map(|&r| kernel[r * n..(r + 1) * n].iter().copied())
+            .collect(),
+        _ => kernel,
+    }
+}
+
 fn broadcast_bias(c: &Const, n: usize) -> Option<Vec<f32>> {
     let lead_ones = c.dims.iter().rev().skip(1).all(|&d| d == 1);
     match c.dims.last() {

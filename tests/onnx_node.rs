@@ -1,0 +1,167 @@
+//! ONNX conformance: the backend node tests of onnx 1.23 (`onnx.backend.test.case.node`) for
+//! every op sinter claims, materialised by `scripts/make_onnx_node_fixtures.py` into
+//! `tests/fixtures/onnx_node/`. Each case must either reproduce the expected outputs (shape,
+//! dtype and values within the case's own `rtol`/`atol`, or 1e-5 where the test allows less)
+//! or be refused with an error that names the op: a wrong answer, or a refusal that does not say
+//! what is missing, fails. The cases in the manifest's `must_pass` list must pass.
+
+use serde_json::Value;
+use sinter::io::npy::{self, Array};
+use sinter::model::DType;
+use sinter::plan::{CompileOptions, Values};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx_node")
+}
+
+enum Outcome {
+    Pass,
+    Refused(String),
+}
+
+fn read(name: &str) -> Result<(Vec<usize>, Array), String> {
+    npy::read(&dir().join(name)).map_err(|e| format!("{name}: {e}"))
+}
+
+fn run_case(case: &Value) -> Result<Outcome, String> {
+    let name = case["name"].as_str().unwrap();
+    let refused = |stage: &str, e: String| Ok(Outcome::Refused(format!("{stage}: {e}")));
+    let model = match sinter::io::load(dir().join(format!("{name}.onnx"))) {
+        Ok(m) => m,
+        Err(e) => return refused("load", e.to_string()),
+    };
+    let inputs: Vec<(Vec<usize>, Array)> = (0..case["inputs"].as_u64().unwrap())
+        .map(|i| read(&format!("{name}.in{i}.npy")))
+        .collect::<Result<_, _>>()?;
+    if inputs.len() != model.inputs().len() {
+        // Constant inputs the test feeds (initializer-less weights) are not graph inputs here.
+        return refused(
+            "inputs",
+            format!(
+                "the model takes {} inputs, the test feeds {}",
+                model.inputs().len(),
+                inputs.len()
+            ),
+        );
+    }
+    let batch = inputs.first().and_then(|(s, _)| s.first()).copied();
+    let Some(batch) = batch.filter(|&b| b > 0) else {
+        return refused("inputs", "a scalar or empty first input".into());
+    };
+    let plan: Arc<sinter::plan::Plan> = match model.compile(&CompileOptions {
+        max_batch: batch,
+        ..Default::default()
+    }) {
+        Ok(p) => Arc::new(p),
+        Err(e) => return refused("compile", e.to_string()),
+    };
+    let values: Vec<Values> = inputs.iter().map(|(_, a)| a.values()).collect();
+    let mut session = plan.session().map_err(|e| e.to_string())?;
+    let got = match session.run_all(&values) {
+        Ok(g) => g,
+        Err(e) => return refused("run", e.to_string()),
+    };
+    let rtol = case["rtol"].as_f64().unwrap_or(1e-3).max(1e-5);
+    let atol = case["atol"].as_f64().unwrap_or(1e-7).max(1e-5);
+    let n_out = case["outputs"].as_u64().unwrap() as usize;
+    if got.len() != n_out {
+        return Err(format!("{} outputs, expected {n_out}", got.len()));
+    }
+    for k in 0..n_out {
+        let (shape, want) = read(&format!("{name}.out{k}.npy"))?;
+        let info = &plan.outputs()[k];
+        let mut got_shape = vec![got.batch()];
+        got_shape.extend(&info.shape);
+        if got_shape != shape {
+            return Err(format!(
+                "output {k}: shape {got_shape:?}, expected {shape:?}"
+            ));
+        }
+        let expect_int = !matches!(want, Array::F32(_));
+        if expect_int != (got.dtype(k) != DType::F32) {
+            return Err(format!(
+                "output {k}: dtype {:?}, expected {want:?}",
+                got.dtype(k)
+            ));
+        }
+        match &want {
+            Array::F32(w) => {
+                for (i, (&g, &w)) in got.get(k).iter().zip(w).enumerate() {
+                    let ok = (g - w).abs() as f64 <= atol + rtol * w.abs() as f64
+                        || (g.is_nan() && w.is_nan())
+                        || g == w;
+                    if !ok {
+                        return Err(format!("output {k} value {i}: {g} vs {w}"));
+                    }
+                }
+            }
+            Array::I32(w) => {
+                let w: Vec<i64> = w.iter().map(|&v| i64::from(v)).collect();
+                let g: Vec<i64> = got.ints(k).collect();
+                if g != w {
+                    return Err(format!("output {k}: {g:?} vs {w:?}"));
+                }
+            }
+            Array::I64(w) => {
+                let g: Vec<i64> = got.ints(k).collect();
+                if &g != w {
+                    return Err(format!("output {k}: {g:?} vs {w:?}"));
+                }
+            }
+        }
+    }
+    Ok(Outcome::Pass)
+}
+
+#[test]
+fn onnx_node_tests_pass_or_are_refused_by_name() {
+    let text = std::fs::read_to_string(dir().join("manifest.json")).expect("manifest.json");
+    let manifest: Value = serde_json::from_str(&text).expect("manifest is JSON");
+    let must: Vec<&str> = manifest["must_pass"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let (mut wrong, mut passed, mut refused) = (vec![], vec![], vec![]);
+    for case in manifest["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let ops: Vec<&str> = case["ops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        match run_case(case) {
+            Ok(Outcome::Pass) => passed.push(name),
+            Ok(Outcome::Refused(e)) => {
+                // The refusal names an op of the graph, an attribute of it, or the input form.
+                // (or, for the whole graph, its opset or its lack of inputs).
+                let named = ops.iter().any(|op| e.contains(op))
+                    || e.contains("inputs:")
+                    || e.contains("input \"")
+                    || e.contains("opset")
+                    || e.contains("no non-constant input")
+                    || e.contains("is a constant");
+                if !named {
+                    wrong.push(format!("{name}: refusal does not name the op: {e}"));
+                }
+                if must.contains(&name) {
+                    wrong.push(format!("{name}: must pass, refused: {e}"));
+                }
+                refused.push(format!("{name}: {e}"));
+            }
+            Err(e) => wrong.push(format!("{name}: WRONG ANSWER: {e}")),
+        }
+    }
+    println!("{} passed, {} refused", passed.len(), refused.len());
+    if std::env::var_os("ONNX_NODE_LIST").is_some() {
+        println!("PASSED {}", serde_json::to_string(&passed).unwrap());
+        for r in &refused {
+            println!("REFUSED {r}");
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
