@@ -13,6 +13,27 @@ pub fn pad(left: usize, right: usize, x: &[f32], y: &mut [f32]) {
     tail[..right].fill(0.0);
 }
 
+/// [`pad`] of the transpose of `x`: `x` is `[ch, steps]`, the body of `y` `[steps, ch]`.
+/// Goes by blocks of 8 steps so that each read stays within a few cache lines per channel.
+pub fn pad_transposed(ch: usize, left: usize, right: usize, x: &[f32], y: &mut [f32]) {
+    let (head, rest) = y.split_at_mut(left);
+    let (body, tail) = rest.split_at_mut(x.len());
+    head.fill(0.0);
+    tail[..right].fill(0.0);
+    if ch == 0 {
+        return;
+    }
+    let steps = x.len() / ch;
+    for t0 in (0..steps).step_by(8) {
+        let t1 = (t0 + 8).min(steps);
+        for (c, row) in x.chunks_exact(steps).enumerate() {
+            for (t, &v) in row[t0..t1].iter().enumerate() {
+                body[(t0 + t) * ch + c] = v;
+            }
+        }
+    }
+}
+
 /// Windows of `x` (`[len, ch]`) unrolled into the rows of `y` (`[out, size * ch]`): tap `t`
 /// of window `o` is step `source(o, t)` of `x`, or zeros (padding) for `None`.
 pub fn im2col(

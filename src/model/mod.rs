@@ -662,6 +662,15 @@ impl Layer {
         }
     }
 
+    /// [`Self::output_dtype`] given the first input's type: a view (`Reshape`, `Flatten`) of
+    /// int64 labels stays int64.
+    pub fn output_dtype_of(&self, input: Option<DType>) -> DType {
+        match (self, input) {
+            (Layer::Reshape { .. } | Layer::Flatten, Some(DType::I64)) => DType::I64,
+            _ => self.output_dtype(),
+        }
+    }
+
     /// Parameters the layer holds in its configuration (normalization statistics), as
     /// Keras counts them; kernels and biases are on the node.
     pub fn param_count(&self) -> usize {
@@ -965,13 +974,17 @@ pub fn permutation(dims: &[usize], rank: usize) -> Result<Vec<usize>, String> {
     Ok(perm)
 }
 
-/// `Reshape(target)` of a per-sample shape: same number of values, one `-1` inferred.
+/// `Reshape(target)` of a per-sample shape: same number of values, one `-1` inferred. An
+/// empty target is one value per sample (ONNX's `[N]`).
 pub fn reshape(from: &[usize], target: &[isize]) -> Result<Vec<usize>, String> {
     let elems = checked_elems(from)?;
-    if target.is_empty() || target.iter().filter(|&&d| d == -1).count() > 1 {
+    if target.is_empty() && elems != 1 {
         return Err(format!(
-            "target shape {target:?}: non-empty, at most one -1"
+            "cannot reshape {from:?} ({elems} values) to one value per sample"
         ));
+    }
+    if target.iter().filter(|&&d| d == -1).count() > 1 {
+        return Err(format!("target shape {target:?}: at most one -1"));
     }
     let mut out = Vec::with_capacity(target.len());
     let mut known = 1usize;
@@ -1060,7 +1073,7 @@ impl Tensor {
             }
             _ => {}
         }
-        let dtype = layer.output_dtype();
+        let dtype = layer.output_dtype_of(inputs.first().map(|t| t.0.dtype));
         Ok(Tensor(Rc::new(TensorNode {
             id: next_id(),
             layer,
@@ -1083,9 +1096,12 @@ impl Tensor {
     }
 }
 
-/// Integer values (token ids) are read only by an Embedding.
+/// Integer values are read only by an Embedding (token ids) and by views of integer labels
+/// (a `Reshape`/`Flatten` of an ArgMax, as skl2onnx writes a classifier's label).
 fn check_dtypes(label: &str, layer: &Layer, dtypes: &[DType]) -> Result<()> {
-    if matches!(layer, Layer::Embedding { .. }) {
+    if matches!(layer, Layer::Embedding { .. })
+        || matches!(layer, Layer::Reshape { .. } | Layer::Flatten) && dtypes == [DType::I64]
+    {
         return Ok(());
     }
     match dtypes.iter().find(|&&d| d != DType::F32) {
@@ -1412,9 +1428,10 @@ impl Model {
                 let dtypes: Vec<DType> = node.inputs.iter().map(|&j| nodes[j].dtype).collect();
                 check_dtypes(&node.name, &node.layer, &dtypes)?;
             }
+            let first = node.inputs.first().map(|&j| nodes[j].dtype);
             let node = &mut nodes[i];
             if node.layer != Layer::Input {
-                node.dtype = node.layer.output_dtype();
+                node.dtype = node.layer.output_dtype_of(first);
             }
             node.shape = shape;
             if let Some(dims) = node.layer.weight_dims(&in_shape.unwrap_or_default()) {

@@ -13,6 +13,7 @@ mod prune;
 mod push_through_concat;
 mod share_padding;
 mod split_activations;
+mod transpose_into_pad;
 
 pub use drop_dropout::DropDropout;
 pub use drop_linear::DropLinear;
@@ -23,6 +24,7 @@ pub use prune::Prune;
 pub use push_through_concat::PushActivationThroughConcat;
 pub use share_padding::SharePadding;
 pub use split_activations::SplitActivations;
+pub use transpose_into_pad::TransposeIntoPad;
 
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
@@ -54,6 +56,9 @@ pub enum Op<'m> {
         left: usize,
         /// Steps added after.
         right: usize,
+        /// The input is `[ch, steps]` (channels-first), transposed while padding
+        /// ([`TransposeIntoPad`]).
+        transposed: bool,
     },
     /// A separate activation pass.
     Activation(Activation),
@@ -258,6 +263,7 @@ impl<'m> Graph<'m> {
                                 op: Op::Pad {
                                     left: w.pad_left,
                                     right,
+                                    transposed: false,
                                 },
                                 inputs,
                                 shape: vec![padded, ch],
@@ -473,8 +479,13 @@ impl<'m> Graph<'m> {
                     }
                     s
                 }
-                Op::Pad { left, right } => match ins.as_slice() {
-                    [[steps, ch]] => vec![steps + left + right, *ch],
+                Op::Pad {
+                    left,
+                    right,
+                    transposed,
+                } => match ins.as_slice() {
+                    [[ch, steps]] if *transposed => vec![steps + left + right, *ch],
+                    [[steps, ch]] if !*transposed => vec![steps + left + right, *ch],
                     _ => return Err(format!("{:?}: pad needs [steps, ch]", node.name)),
                 },
                 Op::Affine { scale, shift } => match ins.as_slice() {
@@ -611,6 +622,7 @@ pub fn pipeline(fuse: bool) -> Vec<Box<dyn Pass>> {
     }
     passes.push(Box::new(Prune));
     passes.push(Box::new(SharePadding));
+    passes.push(Box::new(TransposeIntoPad));
     passes.push(Box::new(ElideConcat));
     passes
 }

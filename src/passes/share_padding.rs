@@ -46,7 +46,7 @@ impl Pass for SharePadding {
             let sides: Vec<(usize, usize, usize, usize)> = pads
                 .iter()
                 .map(|&(p, c)| match g.nodes[p].op {
-                    Op::Pad { left, right } => (p, c, left, right),
+                    Op::Pad { left, right, .. } => (p, c, left, right),
                     _ => unreachable!("pads_of returns pads"),
                 })
                 .collect();
@@ -67,7 +67,11 @@ impl Pass for SharePadding {
             let steps = g.nodes[x].shape[0];
             let name = format!("{}.pad", g.nodes[x].name);
             let kept = &mut g.nodes[keep];
-            kept.op = Op::Pad { left, right };
+            kept.op = Op::Pad {
+                left,
+                right,
+                transposed: false,
+            };
             kept.shape[0] = steps + left + right;
             kept.name = name;
         }

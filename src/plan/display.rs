@@ -78,7 +78,15 @@ impl fmt::Display for Plan {
                         }
                         (kernel, epilogue(ops))
                     }
-                    Kind::Pad { left, right, .. } => (format!("pad {left}+{right}"), "-".into()),
+                    Kind::Pad {
+                        left,
+                        right,
+                        transposed,
+                        ..
+                    } => {
+                        let t = if *transposed { " from channels-first" } else { "" };
+                        (format!("pad {left}+{right}{t}"), "-".into())
+                    }
                     Kind::Activation { act, .. } => {
                         let kind = if act.is_row_wise() {
                             "row pass"

@@ -84,11 +84,13 @@ pub(crate) enum Kind {
         /// Panel width and blocking were measured ([`CompileOptions::tune`]).
         tuned: Option<kernels::tune::TuneReport>,
     },
-    /// Zero steps around each sample's `[steps, ch]`.
+    /// Zero steps around each sample's `[steps, ch]` (read as `[ch, steps]` and transposed
+    /// when `transposed`).
     Pad {
         left: usize,
         right: usize,
         ch: usize,
+        transposed: bool,
     },
     Activation {
         act: Activation,
@@ -786,10 +788,15 @@ fn step_kind(
                 tuned,
             }
         }
-        Op::Pad { left, right } => Kind::Pad {
+        Op::Pad {
+            left,
+            right,
+            transposed,
+        } => Kind::Pad {
             left: *left,
             right: *right,
             ch: node.shape[1],
+            transposed: *transposed,
         },
         Op::Activation(act) => Kind::Activation {
             act: *act,

@@ -324,13 +324,22 @@ fn run_steps(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], first: usize
                     ),
                 }
             }
-            Kind::Pad { left, right, ch } => {
+            Kind::Pad {
+                left,
+                right,
+                ch,
+                transposed,
+            } => {
                 let (a, c) = views(arena, input, step.src, step.dst, il, ol);
                 for (x, y) in a
                     .chunks_exact(step.in_len)
                     .zip(c.chunks_exact_mut(step.out_len))
                 {
-                    ops::pad(left * ch, right * ch, x, y);
+                    if *transposed {
+                        ops::pad_transposed(*ch, left * ch, right * ch, x, y);
+                    } else {
+                        ops::pad(left * ch, right * ch, x, y);
+                    }
                 }
             }
             Kind::Activation { act, width } => {

@@ -21,6 +21,7 @@
 //! # Ok::<(), sinter::Error>(())
 //! ```
 
+mod patterns;
 pub mod proto;
 
 use super::LoadOptions;
@@ -135,27 +136,49 @@ pub fn from_bytes_with(
         layouts: HashMap::new(),
         materialised: HashMap::new(),
         channels_last: HashMap::new(),
+        static_batch: None,
         uses: HashMap::new(),
         names: HashMap::new(),
     };
-    for node in &graph.node {
-        for name in node.input.iter().filter(|n| !n.is_empty()) {
-            *cx.uses.entry(name.as_str()).or_insert(0) += 1;
-        }
-        if !node.name.is_empty() {
-            *cx.names.entry(node.name.as_str()).or_insert(0) += 1;
-        }
-    }
-    for out in &graph.output {
-        *cx.uses.entry(out.name.as_str()).or_insert(0) += 1;
-    }
-    // A node is never named after a graph input (inputs keep their own names).
-    for i in &graph.input {
-        cx.names.insert(i.name.as_str(), 2);
-    }
     for t in &graph.initializer {
         let c = cx.constant(t, &format!("initializer {:?}", t.name))?;
         cx.values.insert(t.name.clone(), Value::Const(c));
+    }
+    // Activation and normalization subgraphs become one op each (`patterns`).
+    let (graph_nodes, patterns) = {
+        let mut consts: HashMap<&str, Const> = HashMap::new();
+        for n in graph.node.iter().filter(|n| n.op_type == "Constant") {
+            if let (Some(o), Ok(c)) = (n.output.first(), cx.constant_node(n)) {
+                consts.insert(o, c);
+            }
+        }
+        let get = |name: &str| match cx.values.get(name) {
+            Some(Value::Const(c)) => Some(c),
+            _ => consts.get(name),
+        };
+        let scalar = |name: &str| get(name).and_then(|c| (c.f32.len() == 1).then(|| c.f32[0]));
+        let ints = |name: &str| {
+            get(name)
+                .filter(|c| c.f32.is_empty())
+                .map(|c| c.i64.clone())
+        };
+        let outs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+        patterns::rewrite(&graph.node, &outs, &scalar, &ints)
+    };
+    for node in &graph_nodes {
+        for name in node.input.iter().filter(|n| !n.is_empty()) {
+            *cx.uses.entry(name.clone()).or_insert(0) += 1;
+        }
+        if !node.name.is_empty() {
+            *cx.names.entry(node.name.clone()).or_insert(0) += 1;
+        }
+    }
+    for out in &graph.output {
+        *cx.uses.entry(out.name.clone()).or_insert(0) += 1;
+    }
+    // A node is never named after a graph input (inputs keep their own names).
+    for i in &graph.input {
+        cx.names.insert(i.name.clone(), 2);
     }
     let inputs: Vec<_> = graph
         .input
@@ -165,6 +188,17 @@ pub fn from_bytes_with(
     if inputs.is_empty() {
         return Err(fail("the graph has no non-constant input".into()));
     }
+    cx.static_batch = inputs
+        .iter()
+        .map(|i| {
+            let tt = i.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
+            let dim = tt
+                .and_then(|t| t.shape.as_ref())
+                .and_then(|s| s.dim.first());
+            dim.and_then(|d| d.dim_value).filter(|&v| v > 1)
+        })
+        .reduce(|a, b| if a == b { a } else { None })
+        .flatten();
     for input in &inputs {
         let (shape, dtype) = input_shape(input)
             .and_then(|(s, t)| opts.check_elems(&s).map(|()| (s, t)))
@@ -185,8 +219,8 @@ pub fn from_bytes_with(
         .filter_map(|w| graph.output.iter().find(|o| &o.name == w))
         .collect();
     // Only the nodes the requested outputs depend on are converted.
-    let needed = needed_nodes(&graph.node, &wanted);
-    for (node, _) in graph.node.iter().zip(&needed).filter(|(_, n)| **n) {
+    let needed = needed_nodes(&graph_nodes, &wanted);
+    for (node, _) in graph_nodes.iter().zip(&needed).filter(|(_, n)| **n) {
         cx.node(node)?;
     }
     let mut outs = Vec::with_capacity(outputs.len());
@@ -226,10 +260,15 @@ pub fn from_bytes_with(
     model
         .set_output_names(wanted)
         .map_err(|e| fail(e.to_string()))?;
-    model.set_origin(match proto_model.producer_name.trim() {
+    let mut origin = match proto_model.producer_name.trim() {
         "" => format!("ONNX opset {opset}"),
         by => format!("ONNX opset {opset}, written by {by}"),
-    });
+    };
+    if !patterns.is_empty() {
+        let seen: Vec<String> = patterns.iter().map(|(p, n)| format!("{p} x{n}")).collect();
+        origin.push_str(&format!("; patterns: {}", seen.join(", ")));
+    }
+    model.set_origin(origin);
     Ok(model)
 }
 
@@ -338,6 +377,28 @@ enum Layout {
         /// `C`.
         ch: usize,
     },
+    /// ONNX sees `[N, C, W]` with a length-1 axis inserted at this ONNX axis (1, 2 or 3:
+    /// `[N, 1, C, W]`, `[N, C, 1, W]`, `[N, C, W, 1]`) where sinter holds `[W, C]`: how
+    /// TensorFlow writes a Conv1D or pooling as a 2-D op of height 1
+    /// (`Unsqueeze -> Transpose(0, 3, 1, 2) -> Conv [1, k] -> Squeeze`). A 2-D window op
+    /// whose other axis is this unit axis runs as the 1-D op.
+    NcwUnit(usize),
+}
+
+impl Layout {
+    /// ONNX's dims (batch excluded) of a tensor sinter holds with `shape`.
+    fn onnx_dims(self, shape: &[usize]) -> Vec<usize> {
+        match (self, shape) {
+            (Layout::Ncw, &[w, c]) => vec![c, w],
+            (Layout::Nc1, &[c]) => vec![c, 1],
+            (Layout::NcwUnit(at), &[w, c]) => {
+                let mut d = vec![c, w];
+                d.insert((at - 1).min(2), 1);
+                d
+            }
+            _ => shape.to_vec(),
+        }
+    }
 }
 
 struct Converter<'a> {
@@ -350,6 +411,9 @@ struct Converter<'a> {
     /// Tensor name -> the node holding its values in ONNX's axis order (see
     /// [`Converter::materialise`]).
     materialised: HashMap<String, usize>,
+    /// The batch size of the graph inputs when the exporter fixed it (a traced PyTorch model):
+    /// a `Reshape` whose first entry is this size keeps the batch axis.
+    static_batch: Option<i64>,
     /// Tensor name -> the node holding a plain `[N, C, W]` tensor transposed channels-last
     /// (see [`Converter::ncw_input`]), shared by every channels-first reader.
     channels_last: HashMap<String, usize>,
@@ -358,9 +422,9 @@ struct Converter<'a> {
     values: HashMap<String, Value>,
     nodes: Vec<Node>,
     /// How many node inputs and graph outputs read each tensor.
-    uses: HashMap<&'a str, usize>,
+    uses: HashMap<String, usize>,
     /// How many ONNX nodes carry each name (only unique names are kept).
-    names: HashMap<&'a str, usize>,
+    names: HashMap<String, usize>,
 }
 
 impl Converter<'_> {
@@ -386,8 +450,18 @@ impl Converter<'_> {
         shape: Vec<usize>,
         weights: Option<DenseWeights>,
     ) {
-        self.nodes
-            .push(Node::new(String::new(), layer, inputs, shape, weights));
+        // A view of an integer tensor (an ArgMax's labels reshaped) keeps its type.
+        let view = matches!(
+            layer,
+            Layer::Reshape { .. } | Layer::Flatten | Layer::Permute { .. } | Layer::Identity
+        );
+        let dtype = match inputs.first() {
+            Some(&i) if view => self.nodes[i].dtype,
+            _ => layer.output_dtype(),
+        };
+        let mut n = Node::new(String::new(), layer, inputs, shape, weights);
+        n.dtype = dtype;
+        self.nodes.push(n);
         self.values
             .insert(output.to_string(), Value::Node(self.nodes.len() - 1));
     }
@@ -402,10 +476,16 @@ impl Converter<'_> {
     }
 
     fn node(&mut self, node: &NodeProto) -> Result<()> {
+        if node.domain == "ai.onnx.ml" && node.op_type == "ArrayFeatureExtractor" {
+            return self.array_feature_extractor(node);
+        }
         if !(node.domain.is_empty() || node.domain == "ai.onnx") {
             return Err(self.node_fail(
                 node,
-                format!("operator domain {:?} is not supported", node.domain),
+                format!(
+                    "operator {} of domain {:?} is not supported",
+                    node.op_type, node.domain
+                ),
             ));
         }
         if let Some(c) = self.fold(node)? {
@@ -443,6 +523,10 @@ impl Converter<'_> {
                 act(Activation::HardSigmoidAffine { alpha, beta })
             }
             "HardSwish" => act(Activation::HardSilu),
+            "Swish" => match self.attr_f(node, "alpha")?.unwrap_or(1.0) {
+                1.0 => act(Activation::Silu),
+                a => return Err(self.node_fail(node, format!("alpha={a}: only 1 (SiLU)"))),
+            },
             "Tanh" => act(Activation::Tanh),
             "Softplus" => act(Activation::Softplus),
             "Softsign" => act(Activation::Softsign),
@@ -500,8 +584,19 @@ impl Converter<'_> {
         }
         match node.op_type.as_str() {
             "Transpose" => self.transpose(node),
-            "Conv" => self.conv(node),
-            "MaxPool" | "AveragePool" => self.pool(node),
+            "Conv" | "MaxPool" | "AveragePool" => match self.unit_window(node)? {
+                Some(one) => {
+                    if node.op_type == "Conv" {
+                        self.conv(&one)?;
+                    } else {
+                        self.pool(&one)?;
+                    }
+                    let at = self.layout(node, 0);
+                    self.set_layout(node, at)
+                }
+                None if node.op_type == "Conv" => self.conv(node),
+                None => self.pool(node),
+            },
             "GlobalMaxPool" | "GlobalAveragePool" => self.global_pool(node),
             "Concat" => self.concat(node),
             "Gemm" => self.gemm(node),
@@ -515,6 +610,7 @@ impl Converter<'_> {
             "Pow" => self.pow(node),
             "Clip" => self.clip(node),
             "Cast" => self.cast(node),
+            "ReduceMean" | "ReduceMax" => self.reduce(node),
             "Squeeze" | "Unsqueeze" => self.squeeze(node),
             "Sum" | "Mean" | "Max" | "Min" => self.variadic(node),
             "BatchNormalization" => self.batch_norm(node),
@@ -581,13 +677,7 @@ impl Converter<'_> {
             let dims: Vec<i64> = match self.value(node, 0)? {
                 Value::Const(c) => c.dims.iter().map(|&d| d as i64).collect(),
                 Value::Node(x) => {
-                    let shape = &self.nodes[*x].shape;
-                    let onnx: Vec<usize> = match self.layout(node, 0) {
-                        Layout::Native => shape.clone(),
-                        Layout::Ncw => vec![shape[1], shape[0]],
-                        Layout::Nc1 => vec![shape[0], 1],
-                        Layout::FlatNcw { .. } => shape.clone(),
-                    };
+                    let onnx = self.layout(node, 0).onnx_dims(&self.nodes[*x].shape);
                     std::iter::once(BATCH)
                         .chain(onnx.iter().map(|&d| d as i64))
                         .collect()
@@ -674,10 +764,30 @@ impl Converter<'_> {
                 let n = c.f32.len().max(c.i64.len());
                 let dims: Vec<usize> = if op == "Reshape" {
                     let t = &get(1)?.i64;
-                    if t.iter().any(|&d| d < 0 || d == BATCH) || t.contains(&0) {
-                        return Ok(None);
+                    if t.iter().any(|&d| d < -1 || d == BATCH)
+                        || t.iter().filter(|&&d| d == -1).count() > 1
+                    {
+                        return fail(&format!("shape {t:?}"));
                     }
-                    t.iter().map(|&d| d as usize).collect()
+                    let mut d: Vec<usize> = Vec::with_capacity(t.len());
+                    for (k, &v) in t.iter().enumerate() {
+                        d.push(match v {
+                            0 => *c
+                                .dims
+                                .get(k)
+                                .ok_or_else(|| self.node_fail(node, "0 entry beyond the rank"))?,
+                            -1 => 1,
+                            v => v as usize,
+                        });
+                    }
+                    if let Some(k) = t.iter().position(|&v| v == -1) {
+                        let known: usize = d.iter().product();
+                        if known == 0 || n % known != 0 {
+                            return fail(&format!("shape {t:?} for {n} values"));
+                        }
+                        d[k] = n / known;
+                    }
+                    d
                 } else {
                     let axes = match ins.get(1).filter(|n| !n.is_empty()) {
                         Some(_) => get(1)?.i64.clone(),
@@ -1159,6 +1269,30 @@ impl Converter<'_> {
         if let Some(&m) = self.materialised.get(name) {
             return Ok(m);
         }
+        if let (Layout::NcwUnit(_), &[w, c]) = (layout, self.nodes[x].shape.as_slice()) {
+            // [W, C] -> [C, W] (a real transpose) -> ONNX's dims with the unit axis (a view).
+            let dims = layout.onnx_dims(&[w, c]);
+            self.nodes.push(Node::new(
+                String::new(),
+                Layer::Permute { dims: vec![2, 1] },
+                vec![x],
+                vec![c, w],
+                None,
+            ));
+            let t = self.nodes.len() - 1;
+            self.nodes.push(Node::new(
+                String::new(),
+                Layer::Reshape {
+                    target_shape: dims.iter().map(|&d| d as isize).collect(),
+                },
+                vec![t],
+                dims,
+                None,
+            ));
+            let m = self.nodes.len() - 1;
+            self.materialised.insert(name.to_string(), m);
+            return Ok(m);
+        }
         if let Layout::FlatNcw { steps, ch } = layout {
             // [W * C] -> [W, C] -> [C, W] -> [C * W]: views around one real transpose.
             let mut at = x;
@@ -1224,8 +1358,23 @@ impl Converter<'_> {
             .unwrap_or_default();
         let layout = self.layout(node, 0);
         let rank = self.nodes[x].shape.len() + 1;
+        let unit_first = self.nodes[x].shape.first() == Some(&1);
         let next = match (layout, perm.as_slice(), rank) {
             (Layout::Native, [0, 2, 1], 3) => Layout::Ncw,
+            // [N, 1, W, C] -> [N, C, 1, W]: TensorFlow's Conv1D as a 2-D Conv.
+            (Layout::Native, [0, 3, 1, 2], 4) if unit_first => {
+                let (w, c) = (self.nodes[x].shape[1], self.nodes[x].shape[2]);
+                self.push(
+                    self.output(node)?,
+                    Layer::Reshape {
+                        target_shape: vec![w as isize, c as isize],
+                    },
+                    vec![x],
+                    vec![w, c],
+                    None,
+                );
+                return self.set_layout(node, Layout::NcwUnit(2));
+            }
             (Layout::Ncw, [0, 2, 1], 3) => Layout::Native,
             (Layout::Nc1, [0, 2, 1], _) => {
                 // [N, C, 1] -> [N, 1, C]: a [1, C] view of the same values.
@@ -1395,7 +1544,7 @@ impl Converter<'_> {
             return Err(self.node_fail(node, "the constant is not a float tensor"));
         }
         let (mut x, mut layout) = (self.input_node(node, x_at)?, self.layout(node, x_at));
-        if matches!(layout, Layout::FlatNcw { .. }) && c.f32.len() > 1 {
+        if matches!(layout, Layout::FlatNcw { .. } | Layout::NcwUnit(_)) && c.f32.len() > 1 {
             // Per-feature constants are in ONNX's (channel-major) order.
             x = self.native_input(node, x_at)?;
             layout = Layout::Native;
@@ -1408,12 +1557,12 @@ impl Converter<'_> {
             Layout::Native => onnx_shape.extend(&shape),
             Layout::Ncw => onnx_shape.extend([shape[1], shape[0]]),
             Layout::Nc1 => onnx_shape.extend([shape[0], 1]),
-            Layout::FlatNcw { .. } => onnx_shape.extend(&shape),
+            Layout::FlatNcw { .. } | Layout::NcwUnit(_) => onnx_shape.extend(&shape),
         }
         // The constant's one non-1 axis (right-aligned) must be the channel axis.
         let rank = onnx_shape.len();
         let channel_axis = match layout {
-            Layout::Native | Layout::FlatNcw { .. } => rank - 1,
+            Layout::Native | Layout::FlatNcw { .. } | Layout::NcwUnit(_) => rank - 1,
             Layout::Ncw | Layout::Nc1 => 1,
         };
         let fits = c.dims.len() <= rank
@@ -1573,9 +1722,180 @@ impl Converter<'_> {
         self.alias(node, x)
     }
 
+    /// `ai.onnx.ml` `ArrayFeatureExtractor(classes, labels)` as skl2onnx writes a classifier's
+    /// label: the class of each ArgMax index. Classes `0..n` are the indices themselves (no
+    /// step); other class labels are refused by name.
+    fn array_feature_extractor(&mut self, node: &NodeProto) -> Result<()> {
+        let classes = self.input_const(node, 0)?;
+        let x = self.input_node(node, 1)?;
+        if self.nodes[x].dtype == DType::F32 {
+            return Err(self.node_fail(node, "the indices must be integers (an ArgMax)"));
+        }
+        let identity = classes.f32.is_empty()
+            && classes.dims.len() <= 1
+            && classes.i64.iter().enumerate().all(|(k, &c)| c == k as i64);
+        if !identity {
+            return Err(self.node_fail(
+                node,
+                format!(
+                    "class labels other than 0..n are not supported (the model's: {:?}); \
+                     serve the ArgMax or the probabilities instead",
+                    &classes.i64[..classes.i64.len().min(8)]
+                ),
+            ));
+        }
+        self.alias(node, x)
+    }
+
+    /// `ReduceMean` / `ReduceMax` over the steps of a 1-D feature map: a global pooling. The
+    /// reduced axes must be every non-batch axis but the channels (`[N, W.., C]` reduced over
+    /// the `W` axes, PyTorch's `x.mean(dim=1)`), or the steps (and any unit axis) of a tracked
+    /// channels-first tensor (`[N, C, W]` over axis 2, `[N, C, 1, W]` over axes 2 and 3).
+    fn reduce(&mut self, node: &NodeProto) -> Result<()> {
+        let max = node.op_type == "ReduceMax";
+        let axes: Vec<i64> = match node.input.get(1).filter(|n| !n.is_empty()) {
+            Some(_) => self.input_const(node, 1)?.i64.clone(),
+            None => Self::attr(node, "axes")
+                .map(|a| a.ints.clone())
+                .unwrap_or_default(),
+        };
+        let keep = self.attr_i(node, "keepdims")?.unwrap_or(1) != 0;
+        let x = self.input_node(node, 0)?;
+        let layout = self.layout(node, 0);
+        let shape = self.nodes[x].shape.clone();
+        let dims = layout.onnx_dims(&shape);
+        let rank = dims.len() as i64 + 1;
+        let mut axes: Vec<usize> = axes
+            .iter()
+            .map(|&a| if a < 0 { a + rank } else { a })
+            .filter(|a| (0..rank).contains(a))
+            .map(|a| a as usize)
+            .collect();
+        axes.sort_unstable();
+        axes.dedup();
+        let unsupported = || {
+            self.node_fail(
+                node,
+                format!(
+                    "axes {axes:?} of [N, {}]: only the steps of a 1-D feature map (a global \
+                     pooling) are supported",
+                    join(&dims)
+                ),
+            )
+        };
+        if axes.is_empty() || axes.contains(&0) {
+            return Err(unsupported());
+        }
+        // (node holding [steps, ch], channels, ONNX's keepdims shape)
+        let (src, ch) = match (layout, shape.as_slice()) {
+            (Layout::Ncw, &[w, c]) if axes == [2] => ((x, w), c),
+            (Layout::NcwUnit(at), &[w, c]) => {
+                let w_axis = if at == 3 { 2 } else { 3 };
+                let ok = axes == [w_axis] || axes == [w_axis.min(at), w_axis.max(at)];
+                if !ok {
+                    return Err(unsupported());
+                }
+                ((x, w), c)
+            }
+            (Layout::Native, s) if s.len() >= 2 && axes == (1..s.len()).collect::<Vec<_>>() => {
+                let c = s[s.len() - 1];
+                let steps: usize = s[..s.len() - 1].iter().product();
+                let x = if s.len() == 2 {
+                    x
+                } else {
+                    let x = self.native_input(node, 0)?;
+                    self.nodes.push(Node::new(
+                        String::new(),
+                        Layer::Reshape {
+                            target_shape: vec![steps as isize, c as isize],
+                        },
+                        vec![x],
+                        vec![steps, c],
+                        None,
+                    ));
+                    self.nodes.len() - 1
+                };
+                ((x, steps), c)
+            }
+            _ => return Err(unsupported()),
+        };
+        let layer = if max {
+            Layer::GlobalMaxPooling1D
+        } else {
+            Layer::GlobalAveragePooling1D
+        };
+        if !keep {
+            self.push(self.output(node)?, layer, vec![src.0], vec![ch], None);
+            self.name_last(node);
+            return self.set_layout(node, Layout::Native);
+        }
+        let kept: Vec<usize> = (1..rank as usize)
+            .map(|a| if axes.contains(&a) { 1 } else { dims[a - 1] })
+            .collect();
+        if layout == Layout::Ncw {
+            self.push(self.output(node)?, layer, vec![src.0], vec![ch], None);
+            self.name_last(node);
+            return self.set_layout(node, Layout::Nc1);
+        }
+        self.nodes
+            .push(Node::new(String::new(), layer, vec![src.0], vec![ch], None));
+        let pooled = self.nodes.len() - 1;
+        self.push(
+            self.output(node)?,
+            Layer::Reshape {
+                target_shape: kept.iter().map(|&d| d as isize).collect(),
+            },
+            vec![pooled],
+            kept,
+            None,
+        );
+        self.name_last(node);
+        self.set_layout(node, Layout::Native)
+    }
+
+    /// The layout after a `Squeeze`/`Unsqueeze` that only moves the unit axis of a tracked
+    /// channels-first tensor (`[N, C, W]` <-> `[N, C, 1, W]` and friends), if that is all it
+    /// does: no node, a new way of reading the same buffer.
+    fn unit_relabel(&self, node: &NodeProto) -> Result<Option<Layout>> {
+        let layout = self.layout(node, 0);
+        let x = self.input_node(node, 0)?;
+        let (Layout::Ncw | Layout::NcwUnit(_), &[w, c]) = (layout, self.nodes[x].shape.as_slice())
+        else {
+            return Ok(None);
+        };
+        if w == 1 || c == 1 {
+            return Ok(None); // ambiguous unit axes: take the general path
+        }
+        let Some(axes) = node.input.get(1).filter(|n| !n.is_empty()) else {
+            return Ok(None);
+        };
+        let axes = match self.values.get(axes) {
+            Some(Value::Const(a)) => a.i64.clone(),
+            _ => return Ok(None),
+        };
+        let [a] = axes[..] else { return Ok(None) };
+        Ok(match (node.op_type.as_str(), layout) {
+            ("Unsqueeze", Layout::Ncw) => {
+                let a = if a < 0 { a + 4 } else { a };
+                (1..=3).contains(&a).then_some(Layout::NcwUnit(a as usize))
+            }
+            ("Squeeze", Layout::NcwUnit(at)) => {
+                let a = if a < 0 { a + 4 } else { a };
+                (a == at as i64).then_some(Layout::Ncw)
+            }
+            _ => None,
+        })
+    }
+
     /// `Squeeze` / `Unsqueeze` of non-batch axes of length 1: a view of the values in ONNX's
     /// order. The axes are a constant input (opset 13 and later).
     fn squeeze(&mut self, node: &NodeProto) -> Result<()> {
+        if let Some(layout) = self.unit_relabel(node)? {
+            let x = self.input_node(node, 0)?;
+            self.values
+                .insert(self.output(node)?.to_string(), Value::Node(x));
+            return self.set_layout(node, layout);
+        }
         let x = self.native_input(node, 0)?;
         let from = self.nodes[x].shape.clone();
         let squeeze = node.op_type == "Squeeze";
@@ -1783,7 +2103,11 @@ impl Converter<'_> {
             return Err(self.node_fail(node, "the Mean / InvStdDev outputs are not supported"));
         }
         let ch = *shape.last().unwrap_or(&0);
-        let gamma = Some(self.channel_const(node, 1, ch, "Scale")?);
+        // No scale: the `layer_norm_tf2onnx` pattern's normalization (its gamma follows).
+        let gamma = match node.input.get(1).filter(|n| !n.is_empty()) {
+            Some(_) => Some(self.channel_const(node, 1, ch, "Scale")?),
+            None => None,
+        };
         let beta = match node.input.get(2).filter(|n| !n.is_empty()) {
             Some(_) => Some(self.channel_const(node, 2, ch, "B")?),
             None => None,
@@ -1997,8 +2321,12 @@ impl Converter<'_> {
             .map(|i| self.input_node(node, i))
             .collect::<Result<Vec<_>>>()?;
         let mut layout = self.layout(node, 0);
-        let flat =
-            (0..inputs.len()).any(|i| matches!(self.layout(node, i), Layout::FlatNcw { .. }));
+        let flat = (0..inputs.len()).any(|i| {
+            matches!(
+                self.layout(node, i),
+                Layout::FlatNcw { .. } | Layout::NcwUnit(_)
+            )
+        });
         if flat || (1..inputs.len()).any(|i| self.layout(node, i) != layout) {
             // Mixed layouts (or channel-major flattens): join in ONNX's order.
             inputs = (0..node.input.len())
@@ -2075,21 +2403,119 @@ impl Converter<'_> {
         self.set_layout(node, layout)
     }
 
+    /// The layout after a `Reshape` of a tracked channels-first tensor that only adds, drops
+    /// or moves its unit axis (tf2onnx's `[N, 1, C, W] -> [N, C, W, 1]` before a pooling).
+    fn reshape_relabel(&self, node: &NodeProto, target: &[i64]) -> Result<Option<Layout>> {
+        let layout = self.layout(node, 0);
+        let x = self.input_node(node, 0)?;
+        let (Layout::Ncw | Layout::NcwUnit(_), &[w, c]) = (layout, self.nodes[x].shape.as_slice())
+        else {
+            return Ok(None);
+        };
+        let Some((&first, rest)) = target.split_first() else {
+            return Ok(None);
+        };
+        if w == 1 || c == 1 || !matches!(first, 0 | -1 | BATCH) || rest.iter().any(|&d| d <= 0) {
+            return Ok(None);
+        }
+        let non_unit: Vec<i64> = rest.iter().copied().filter(|&d| d != 1).collect();
+        if non_unit != [c as i64, w as i64] {
+            return Ok(None);
+        }
+        Ok(match rest.iter().position(|&d| d == 1) {
+            None if rest.len() == 2 => Some(Layout::Ncw),
+            Some(u) if rest.len() == 3 => Some(Layout::NcwUnit(u + 1)),
+            _ => None,
+        })
+    }
+
+    /// For a 2-D `Conv`/`MaxPool`/`AveragePool` on a [`Layout::NcwUnit`] tensor whose window
+    /// is 1 along the unit axis: the same node as a 1-D op on a channels-first alias of its
+    /// input (kernel, strides, dilations and pads of the real axis; a conv's `[M, C, 1, k]`
+    /// weights as `[M, C, k]`), for the 1-D readers. `None` for any other node.
+    fn unit_window(&mut self, node: &NodeProto) -> Result<Option<NodeProto>> {
+        let Layout::NcwUnit(at @ (2 | 3)) = self.layout(node, 0) else {
+            return Ok(None);
+        };
+        // Spatial axes of [N, C, a, b]: the unit one and the real one (index into 2-D lists).
+        let (unit, real) = if at == 2 { (0, 1) } else { (1, 0) };
+        let mut one = node.clone();
+        for a in &mut one.attribute {
+            let v = a.ints.clone();
+            match (a.name.as_str(), v.len()) {
+                ("kernel_shape" | "strides" | "dilations", 2) if v[unit] == 1 => {
+                    a.ints = vec![v[real]];
+                }
+                ("pads", 4) if v[unit] == 0 && v[unit + 2] == 0 => {
+                    a.ints = vec![v[real], v[real + 2]];
+                }
+                ("kernel_shape" | "strides" | "dilations" | "pads", _) => {
+                    return Err(self.node_fail(
+                        node,
+                        format!(
+                            "{} {v:?} on a [N, C, {}] tensor: only a 1-D window is supported",
+                            a.name,
+                            if at == 2 { "1, W" } else { "W, 1" }
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let x = self.input_node(node, 0)?;
+        let alias = format!("{}\u{0}ncw", node.input[0]);
+        self.values.insert(alias.clone(), Value::Node(x));
+        self.layouts.insert(alias.clone(), Layout::Ncw);
+        one.input[0] = alias;
+        if node.op_type == "Conv" {
+            let w = self.input_const(node, 1)?;
+            let k = match w.dims[..] {
+                [m, c, a, b] if [a, b][unit] == 1 => [m, c, [a, b][real]],
+                _ => {
+                    return Err(self.node_fail(
+                        node,
+                        format!("W has shape {:?}, expected a window of height 1", w.dims),
+                    ));
+                }
+            };
+            let w = Const {
+                dims: k.to_vec(),
+                f32: w.f32.clone(),
+                i64: vec![],
+            };
+            let name = format!("{}\u{0}1d", node.input[1]);
+            self.values.insert(name.clone(), Value::Const(w));
+            one.input[1] = name;
+        }
+        Ok(Some(one))
+    }
+
     /// A batch-first Reshape: a view (Flatten for `[batch, n]`, else a Reshape layer).
     fn reshape(&mut self, node: &NodeProto) -> Result<()> {
         let mut target = self.input_const(node, 1)?.i64.clone();
+        if target
+            .first()
+            .is_some_and(|&b| Some(b) == self.static_batch)
+        {
+            target[0] = BATCH; // the batch size the exporter traced with: keep the batch axis
+        }
+        if let Some(layout) = self.reshape_relabel(node, &target)? {
+            let x = self.input_node(node, 0)?;
+            self.values
+                .insert(self.output(node)?.to_string(), Value::Node(x));
+            return self.set_layout(node, layout);
+        }
+        let x = self.input_node(node, 0)?;
+        let features = self.nodes[x].shape.iter().product::<usize>() as i64;
         if self.layout(node, 0) == Layout::Ncw
             && target.len() == 2
             && matches!(target[0], 0 | BATCH)
-            && target[1] == -1
+            && (target[1] == -1 || target[1] == features)
         {
             return self.flatten(node); // `x.view(x.size(0), -1)` after a Conv1d
         }
         let x = self.native_input(node, 0)?;
-        if target.first() == Some(&BATCH) {
-            target[0] = 0; // the batch size from `Shape`: keep the batch axis
-        }
-        if target.contains(&BATCH) {
+        if target[1..].contains(&BATCH) {
             return Err(self.node_fail(node, "the batch size appears in a non-batch axis"));
         }
         let from = self.nodes[x].shape.clone();
@@ -2333,7 +2759,8 @@ fn batch_reshape(
     let Some((&first, rest)) = target.split_first() else {
         return Err("empty target shape".into());
     };
-    if !(first == 0 && !allowzero || first == -1) {
+    // BATCH: the batch size itself (from `Shape`, or the size a traced model was exported with).
+    if !(first == 0 && !allowzero || first == -1 || first == BATCH) {
         return Err("the first entry must be 0 or -1 (keep the batch axis)".into());
     }
     let mut shape = Vec::with_capacity(rest.len());
