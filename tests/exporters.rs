@@ -152,7 +152,10 @@ fn exporter_files_match_their_frameworks() {
 #[test]
 fn exporter_patterns_are_recognised() {
     for (case, want) in [
-        ("torch_mlp.ts16", "patterns: gelu_erf x1, silu x1, layer_norm x1"),
+        (
+            "torch_mlp.ts16",
+            "patterns: gelu_erf x1, silu x1, layer_norm x1",
+        ),
         ("torch_mlp.ts17", "patterns: gelu_erf x1, silu x1"),
         ("torch_mlp_tanh.ts17", "patterns: gelu_tanh x1"),
         ("torch_mlp.dynamo", "patterns: silu x1"),

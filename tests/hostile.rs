@@ -541,12 +541,12 @@ fn onnx_conv_layouts_are_checked() {
     cm.graph.as_mut().unwrap().node[3].input[0] = "c".into();
     let m = onnx_bytes(&cm.encode_to_vec()).unwrap();
     assert!(m.summary().contains("Permute"), "{}", m.summary());
-    // Other permutations, grouped convs and unsupported pads are refused by name.
+    // Other permutations, grouped convs and unsupported (negative) pads are refused by name.
     let mut bad = conv_graph();
     bad.graph.as_mut().unwrap().node[0].attribute = vec![attr_ints("perm", &[1, 0, 2])];
     assert!(format_error(onnx_bytes(&bad.encode_to_vec()), Path::new("m.onnx")).contains("perm"));
     let mut bad = conv_graph();
-    bad.graph.as_mut().unwrap().node[1].attribute[0] = attr_ints("pads", &[0, 2]);
+    bad.graph.as_mut().unwrap().node[1].attribute[0] = attr_ints("pads", &[-1, 2]);
     assert!(format_error(onnx_bytes(&bad.encode_to_vec()), Path::new("m.onnx")).contains("pads"));
     let mut bad = conv_graph();
     bad.graph.as_mut().unwrap().initializer[0].dims = vec![4, 2, 3];
@@ -706,5 +706,181 @@ fn onnx_variadic_ops_without_inputs_are_errors() {
         g.output = vec![value_info("z", &[None, Some(3)])];
         let msg = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
         assert!(msg.contains(op) && msg.contains("inputs"), "{op}: {msg}");
+    }
+}
+
+fn int64_tensor(name: &str, dims: &[i64], data: &[i64]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 7,
+        int64_data: data.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn attr_int(name: &str, i: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        i,
+        ..Default::default()
+    }
+}
+
+/// `x[N, 4] -> MatMul -> (node under test on "m") -> y` with extra initializers.
+fn graph_after_matmul(extra: Vec<NodeProto>, inits: Vec<TensorProto>) -> ModelProto {
+    let mut m = small_graph();
+    let g = m.graph.as_mut().unwrap();
+    g.node.truncate(1);
+    g.node.extend(extra);
+    g.initializer.extend(inits);
+    g.output = vec![value_info("y", &[None, None])];
+    m
+}
+
+/// The elementwise, shape and classifier ops refuse what they cannot do, naming the op and
+/// what is wrong; none loads into a wrong answer.
+#[test]
+fn onnx_new_ops_refuse_by_name() {
+    let cases: Vec<(ModelProto, &str)> = vec![
+        // A constant broadcast along a non-channel axis.
+        (
+            graph_after_matmul(
+                vec![node("Add", &["m", "c"], "y")],
+                vec![tensor("c", &[2, 3], &[1.0; 6])],
+            ),
+            "broadcast against [N, 3]",
+        ),
+        // Division of two computed tensors.
+        (
+            graph_after_matmul(vec![node("Div", &["m", "m"], "y")], vec![]),
+            "Div of two computed tensors",
+        ),
+        // A constant divided by a tensor.
+        (
+            graph_after_matmul(
+                vec![node("Div", &["c", "m"], "y")],
+                vec![tensor("c", &[], &[2.0])],
+            ),
+            "a constant divided by a tensor",
+        ),
+        // Pow with a computed exponent.
+        (
+            graph_after_matmul(vec![node("Pow", &["m", "m"], "y")], vec![]),
+            "constant scalar exponent",
+        ),
+        // ArgMax over the batch axis.
+        (
+            graph_after_matmul(
+                vec![{
+                    let mut n = node("ArgMax", &["m"], "y");
+                    n.attribute = vec![attr_int("axis", 0)];
+                    n
+                }],
+                vec![],
+            ),
+            "axis 0",
+        ),
+        // Float to integer casts of computed values.
+        (
+            graph_after_matmul(
+                vec![{
+                    let mut n = node("Cast", &["m"], "y");
+                    n.attribute = vec![attr_int("to", 7)];
+                    n
+                }],
+                vec![],
+            ),
+            "a cast from F32 to int64",
+        ),
+        // Squeeze of an axis that is not 1 long.
+        (
+            graph_after_matmul(
+                vec![node("Squeeze", &["m", "ax"], "y")],
+                vec![int64_tensor("ax", &[1], &[1])],
+            ),
+            "axis 1 has length 3",
+        ),
+        // A shape chain that multiplies the batch size: not known at load time.
+        (
+            graph_after_matmul(
+                vec![
+                    node("Shape", &["m"], "s"),
+                    node("Mul", &["s", "two"], "s2"),
+                    node("Reshape", &["m", "s2"], "y"),
+                ],
+                vec![int64_tensor("two", &[], &[2])],
+            ),
+            "arithmetic on the batch size",
+        ),
+        // Class labels other than 0..n.
+        (
+            graph_after_matmul(
+                vec![
+                    {
+                        let mut n = node("ArgMax", &["m"], "i");
+                        n.attribute = vec![attr_int("axis", 1)];
+                        n
+                    },
+                    {
+                        let mut n = node("ArrayFeatureExtractor", &["classes", "i"], "y");
+                        n.domain = "ai.onnx.ml".into();
+                        n
+                    },
+                ],
+                vec![int64_tensor("classes", &[3], &[5, 7, 9])],
+            ),
+            "class labels other than 0..n",
+        ),
+        // Another ai.onnx.ml op.
+        (
+            graph_after_matmul(
+                vec![{
+                    let mut n = node("Normalizer", &["m"], "y");
+                    n.domain = "ai.onnx.ml".into();
+                    n
+                }],
+                vec![],
+            ),
+            "operator Normalizer of domain \"ai.onnx.ml\"",
+        ),
+    ];
+    for (k, (m, words)) in cases.into_iter().enumerate() {
+        let e = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
+        assert!(e.contains(words), "case {k}: {e:?} should contain {words:?}");
+    }
+}
+
+/// Near misses of the activation patterns are not rewritten: `x / 1.5` before `Erf` is not
+/// GELU, and runs op by op with its own answer.
+#[test]
+fn onnx_pattern_near_miss_runs_op_by_op() {
+    let gelu_like = |divisor: f32| {
+        graph_after_matmul(
+            vec![
+                node("Div", &["m", "d"], "q"),
+                node("Erf", &["q"], "e"),
+                node("Add", &["e", "one"], "a"),
+                node("Mul", &["m", "a"], "p"),
+                node("Mul", &["p", "half"], "y"),
+            ],
+            vec![
+                tensor("d", &[], &[divisor]),
+                tensor("one", &[], &[1.0]),
+                tensor("half", &[], &[0.5]),
+            ],
+        )
+    };
+    let x = [0.3f32, -1.2, 0.7, 2.0];
+    let m = 0.5 * x.iter().sum::<f32>(); // every column of the MatMul (W = 0.5)
+    for (divisor, pattern) in [(std::f32::consts::SQRT_2, true), (1.5, false)] {
+        let model = onnx_bytes(&gelu_like(divisor).encode_to_vec()).unwrap();
+        assert_eq!(model.origin().contains("gelu_erf"), pattern, "{}", model.origin());
+        let plan = std::sync::Arc::new(model.compile(&Default::default()).unwrap());
+        let y = plan.run(&x).unwrap();
+        let want = 0.5 * m * (1.0 + libm::erff(m / divisor));
+        for v in y {
+            assert!((v - want).abs() < 1e-6, "divisor {divisor}: {v} vs {want}");
+        }
     }
 }

@@ -165,3 +165,68 @@ fn onnx_node_tests_pass_or_are_refused_by_name() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// 1-D window attributes the node tests cover only in 2-D (`tests/fixtures/onnx_attrs/`,
+/// `scripts/make_onnx_attr_fixtures.py`, against ONNX Runtime): asymmetric and explicit pads,
+/// SAME_UPPER / SAME_LOWER with strides, dilated convolutions, `ceil_mode`, and
+/// `count_include_pad=0`; what sinter does not do (`count_include_pad=1` with padding,
+/// dilated pooling) is refused naming the attribute.
+#[test]
+fn one_d_window_attributes_match_onnx_runtime() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx_attrs");
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json");
+    let manifest: Value = serde_json::from_str(&text).expect("manifest is JSON");
+    let mut failures = vec![];
+    for case in manifest["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let must = case["must_pass"].as_bool().unwrap();
+        let loaded = sinter::io::load(dir.join(format!("{name}.onnx")));
+        let model = match (loaded, must) {
+            (Ok(m), true) => m,
+            (Err(e), false) => {
+                let e = e.to_string();
+                let attrs = case["attrs"].as_object().unwrap();
+                if !attrs.keys().any(|k| e.contains(k.as_str())) {
+                    failures.push(format!("{name}: refusal names no attribute: {e}"));
+                }
+                continue;
+            }
+            (Ok(_), false) => {
+                failures.push(format!("{name}: loaded, but sinter cannot do it"));
+                continue;
+            }
+            (Err(e), true) => {
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let (shape, x) = npy::read_f32(&dir.join(format!("{name}.in0.npy"))).unwrap();
+        let (want_shape, want) = npy::read_f32(&dir.join(format!("{name}.out0.npy"))).unwrap();
+        let plan = Arc::new(
+            model
+                .compile(&CompileOptions {
+                    max_batch: shape[0],
+                    ..Default::default()
+                })
+                .unwrap(),
+        );
+        let mut got_shape = vec![shape[0]];
+        got_shape.extend(plan.output_shape());
+        if got_shape != want_shape {
+            failures.push(format!(
+                "{name}: shape {got_shape:?}, expected {want_shape:?}"
+            ));
+            continue;
+        }
+        let got = plan.run(&x).unwrap();
+        if let Some((i, (g, w))) = got
+            .iter()
+            .zip(&want)
+            .enumerate()
+            .find(|(_, (g, w))| (*g - *w).abs() > 1e-5 + 1e-5 * w.abs())
+        {
+            failures.push(format!("{name}: value {i}: {g} vs ONNX Runtime {w}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -466,6 +466,14 @@ pub enum Padding {
     Same,
     /// Zero padding on the left only (`dilation * (kernel - 1)` steps): no window sees the future.
     Causal,
+    /// Explicit padding steps on each side (ONNX `pads`): `out = (steps + left + right - span)
+    /// / stride + 1`. For pooling, padded taps are skipped (max) or not counted (mean).
+    Explicit {
+        /// Steps before the input.
+        left: usize,
+        /// Steps after the input.
+        right: usize,
+    },
 }
 
 impl std::str::FromStr for Padding {
@@ -537,6 +545,19 @@ impl Window {
                 (out, total / 2)
             }
             Padding::Causal => (len.div_ceil(stride), span - 1),
+            Padding::Explicit { left, right } => {
+                let padded = len
+                    .checked_add(left)
+                    .and_then(|x| x.checked_add(right))
+                    .ok_or("window extent overflows")?;
+                if padded < span {
+                    return Err(format!(
+                        "a window spanning {span} steps does not fit in {len} steps padded \
+                         {left}+{right}"
+                    ));
+                }
+                ((padded - span) / stride + 1, left)
+            }
         };
         // Every later size (the padded input, the last window's end) is at most this.
         (out.max(1) - 1)

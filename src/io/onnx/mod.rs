@@ -543,22 +543,44 @@ impl Converter<'_> {
                 act(Activation::Gelu { approximate })
             }
             "Softmax" | "LogSoftmax" => {
-                let x = self.input_node(node, 0)?;
-                let rank = self.nodes[x].shape.len() as i64 + 1;
-                let axis = self.attr_i(node, "axis")?.unwrap_or(-1);
-                if axis != -1 && axis != rank - 1 {
-                    return Err(self.node_fail(
-                        node,
-                        format!(
-                            "axis {axis} of a rank-{rank} tensor: only the last axis is supported"
-                        ),
-                    ));
-                }
-                act(if node.op_type == "Softmax" {
+                let a = if node.op_type == "Softmax" {
                     Activation::Softmax
                 } else {
                     Activation::LogSoftmax
-                })
+                };
+                let x = self.input_node(node, 0)?;
+                let layout = self.layout(node, 0);
+                let rank = layout.onnx_dims(&self.nodes[x].shape).len() as i64 + 1;
+                let mut axis = self.attr_i(node, "axis")?.unwrap_or(-1);
+                if axis < 0 {
+                    axis += rank;
+                }
+                if axis <= 0 || axis >= rank {
+                    return Err(self.node_fail(
+                        node,
+                        format!(
+                            "axis {axis} of a rank-{rank} tensor: only a non-batch axis is \
+                             supported"
+                        ),
+                    ));
+                }
+                if layout == Layout::Ncw && axis == 1 {
+                    // The channels: sinter's last axis. No transpose.
+                    let shape = self.nodes[x].shape.clone();
+                    self.push(
+                        self.output(node)?,
+                        Layer::Activation(a),
+                        vec![x],
+                        shape,
+                        None,
+                    );
+                    self.name_last(node);
+                    return self.set_layout(node, Layout::Ncw);
+                }
+                if axis != rank - 1 {
+                    return self.softmax_inner_axis(node, a, axis as usize);
+                }
+                act(a)
             }
             _ => None,
         };
@@ -1430,6 +1452,7 @@ impl Converter<'_> {
         size: usize,
         stride: usize,
         dilation: usize,
+        ceil: bool,
     ) -> Result<Padding> {
         let auto = self
             .attr_s(node, "auto_pad")?
@@ -1437,10 +1460,18 @@ impl Converter<'_> {
         let pads = Self::attr(node, "pads")
             .map(|a| a.ints.clone())
             .unwrap_or_default();
-        let (l, r) = match (auto.as_str(), pads.as_slice()) {
-            ("VALID", _) | ("NOTSET", []) => return Ok(Padding::Valid),
-            ("SAME_UPPER", _) => return Ok(Padding::Same),
-            ("NOTSET", [l, r]) if *l >= 0 && *r >= 0 => (*l as usize, *r as usize),
+        let span = (size - 1) * dilation + 1;
+        let same_total = (steps.div_ceil(stride).max(1) - 1) * stride + span;
+        let same_total = same_total.saturating_sub(steps);
+        let (l, mut r) = match (auto.as_str(), pads.as_slice()) {
+            ("VALID", _) => (0, 0),
+            ("NOTSET", []) => (0, 0),
+            // SAME_UPPER puts the odd step after the input, as Keras's "same" does.
+            ("SAME_UPPER", _) => (same_total / 2, same_total - same_total / 2),
+            ("SAME_LOWER", _) => (same_total - same_total / 2, same_total / 2),
+            ("NOTSET", [l, r]) if (0..=1 << 24).contains(l) && (0..=1 << 24).contains(r) => {
+                (*l as usize, *r as usize)
+            }
             _ => {
                 return Err(self.node_fail(
                     node,
@@ -1448,22 +1479,21 @@ impl Converter<'_> {
                 ));
             }
         };
-        let span = (size - 1) * dilation + 1;
-        if l == 0 && r == 0 {
-            return Ok(Padding::Valid);
+        if ceil && steps + l + r >= span {
+            // ceil_mode: one more window where the floor drops a partial one, if it starts
+            // inside the input or the left padding (ONNX's rule); it is padded on the right.
+            let floor = (steps + l + r - span) / stride + 1;
+            let ceiled = (steps + l + r - span).div_ceil(stride) + 1;
+            if ceiled > floor && (ceiled - 1) * stride < steps + l {
+                r = (ceiled - 1) * stride + span - steps - l;
+            }
         }
-        if l == span - 1 && r == 0 {
-            return Ok(Padding::Causal);
-        }
-        let out = steps.div_ceil(stride);
-        let total = ((out - 1) * stride + span).saturating_sub(steps);
-        if l == total / 2 && r == total - total / 2 {
-            return Ok(Padding::Same);
-        }
-        Err(self.node_fail(
-            node,
-            format!("pads [{l}, {r}] are neither valid, same (Keras) nor causal padding"),
-        ))
+        Ok(match (l, r) {
+            (0, 0) => Padding::Valid,
+            (l, 0) if l == span - 1 => Padding::Causal,
+            (l, r) if l == same_total / 2 && r == same_total - same_total / 2 => Padding::Same,
+            (left, right) => Padding::Explicit { left, right },
+        })
     }
 
     /// A positive 1-D attribute (`kernel_shape`, `strides`, `dilations`) or its default.
@@ -1745,6 +1775,37 @@ impl Converter<'_> {
             ));
         }
         self.alias(node, x)
+    }
+
+    /// Softmax over a non-last, non-batch axis: the axis swapped with the last one (a real
+    /// transpose), the row-wise softmax, and the transpose back.
+    fn softmax_inner_axis(&mut self, node: &NodeProto, a: Activation, axis: usize) -> Result<()> {
+        let x = self.native_input(node, 0)?;
+        let shape = self.nodes[x].shape.clone();
+        let rank = shape.len();
+        // Keras Permute numbering (1-based, batch excluded): swap `axis` and the last.
+        let mut dims: Vec<usize> = (1..=rank).collect();
+        dims.swap(axis - 1, rank - 1);
+        let mut swapped = shape.clone();
+        swapped.swap(axis - 1, rank - 1);
+        let mut at = x;
+        for (layer, s) in [
+            (Layer::Permute { dims: dims.clone() }, swapped.clone()),
+            (Layer::Activation(a), swapped),
+        ] {
+            self.nodes
+                .push(Node::new(String::new(), layer, vec![at], s, None));
+            at = self.nodes.len() - 1;
+        }
+        self.push(
+            self.output(node)?,
+            Layer::Permute { dims },
+            vec![at],
+            shape,
+            None,
+        );
+        self.name_last(node);
+        self.set_layout(node, Layout::Native)
     }
 
     /// `ReduceMean` / `ReduceMax` over the steps of a 1-D feature map: a global pooling. The
@@ -2214,7 +2275,7 @@ impl Converter<'_> {
         if size != k {
             return Err(self.node_fail(node, format!("kernel_shape {size} but W has {k} taps")));
         }
-        let padding = self.window_padding(node, steps, k, stride, dilation)?;
+        let padding = self.window_padding(node, steps, k, stride, dilation, false)?;
         // ONNX [M, C, k] -> Keras [k, C, M].
         let mut kernel = vec![0.0; w.f32.len()];
         for o in 0..filters {
@@ -2262,14 +2323,25 @@ impl Converter<'_> {
             return Err(self.node_fail(node, "kernel_shape is required"));
         }
         let stride = self.attr_1d(node, "strides", 1)?;
-        if self.attr_1d(node, "dilations", 1)? != 1
-            || self.attr_i(node, "ceil_mode")?.unwrap_or(0) != 0
-        {
-            return Err(self.node_fail(node, "dilations and ceil_mode are not supported"));
+        if self.attr_1d(node, "dilations", 1)? != 1 {
+            return Err(self.node_fail(node, "dilations are not supported for pooling"));
         }
-        let padding = self.window_padding(node, steps, size, stride, 1)?;
+        let ceil = self.attr_i(node, "ceil_mode")?.unwrap_or(0) != 0;
+        let mut padding = self.window_padding(node, steps, size, stride, 1, ceil)?;
         if padding == Padding::Causal {
-            return Err(self.node_fail(node, "left-only padding is not supported for pooling"));
+            // Left-only padding as explicit steps (skipped / not counted, as any padding).
+            padding = Padding::Explicit {
+                left: size - 1,
+                right: 0,
+            };
+        }
+        if let Padding::Explicit { left, right } = padding
+            && (left >= size || right >= size)
+        {
+            return Err(self.node_fail(
+                node,
+                format!("pads [{left}, {right}]: a window of {size} would see only padding"),
+            ));
         }
         let max = node.op_type == "MaxPool";
         if !max
