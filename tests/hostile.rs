@@ -847,7 +847,10 @@ fn onnx_new_ops_refuse_by_name() {
     ];
     for (k, (m, words)) in cases.into_iter().enumerate() {
         let e = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
-        assert!(e.contains(words), "case {k}: {e:?} should contain {words:?}");
+        assert!(
+            e.contains(words),
+            "case {k}: {e:?} should contain {words:?}"
+        );
     }
 }
 
@@ -875,7 +878,12 @@ fn onnx_pattern_near_miss_runs_op_by_op() {
     let m = 0.5 * x.iter().sum::<f32>(); // every column of the MatMul (W = 0.5)
     for (divisor, pattern) in [(std::f32::consts::SQRT_2, true), (1.5, false)] {
         let model = onnx_bytes(&gelu_like(divisor).encode_to_vec()).unwrap();
-        assert_eq!(model.origin().contains("gelu_erf"), pattern, "{}", model.origin());
+        assert_eq!(
+            model.origin().contains("gelu_erf"),
+            pattern,
+            "{}",
+            model.origin()
+        );
         let plan = std::sync::Arc::new(model.compile(&Default::default()).unwrap());
         let y = plan.run(&x).unwrap();
         let want = 0.5 * m * (1.0 + libm::erff(m / divisor));
@@ -883,4 +891,15 @@ fn onnx_pattern_near_miss_runs_op_by_op() {
             assert!((v - want).abs() < 1e-6, "divisor {divisor}: {v} vs {want}");
         }
     }
+}
+
+/// Found by fuzzing: a `Reshape` to an empty target shape indexed past its end.
+#[test]
+fn onnx_reshape_to_an_empty_shape_is_an_error() {
+    let m = graph_after_matmul(
+        vec![node("Reshape", &["m", "s"], "y")],
+        vec![int64_tensor("s", &[0], &[])],
+    );
+    let e = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
+    assert!(e.contains("empty target shape"), "{e}");
 }

@@ -1584,10 +1584,8 @@ impl Converter<'_> {
         // ONNX's view of the tensor, batch axis included.
         let mut onnx_shape = vec![1];
         match layout {
-            Layout::Native => onnx_shape.extend(&shape),
-            Layout::Ncw => onnx_shape.extend([shape[1], shape[0]]),
-            Layout::Nc1 => onnx_shape.extend([shape[0], 1]),
             Layout::FlatNcw { .. } | Layout::NcwUnit(_) => onnx_shape.extend(&shape),
+            l => onnx_shape.extend(l.onnx_dims(&shape)),
         }
         // The constant's one non-1 axis (right-aligned) must be the channel axis.
         let rank = onnx_shape.len();
@@ -2587,7 +2585,7 @@ impl Converter<'_> {
             return self.flatten(node); // `x.view(x.size(0), -1)` after a Conv1d
         }
         let x = self.native_input(node, 0)?;
-        if target[1..].contains(&BATCH) {
+        if target.iter().skip(1).any(|&d| d == BATCH) {
             return Err(self.node_fail(node, "the batch size appears in a non-batch axis"));
         }
         let from = self.nodes[x].shape.clone();
