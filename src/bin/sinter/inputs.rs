@@ -35,8 +35,14 @@ pub(crate) fn random(
         .enumerate()
         .map(|(k, info)| {
             let n = batch * info.len;
-            let vocab = plan.id_limit(k).unwrap_or(1).max(1) as u64;
+            let ids = plan.id_limit(k);
+            let vocab = ids.unwrap_or(1).max(1) as u64;
             match info.dtype {
+                // Float ids (a Keras Input of the default dtype feeding an Embedding): whole
+                // numbers within the vocabulary, as a caller would send them.
+                DType::F32 if ids.is_some() => {
+                    Array::F32((0..n).map(|_| (r.next_u64() % vocab) as f32).collect())
+                }
                 DType::F32 => Array::F32(
                     (0..n)
                         .map(|i| {
