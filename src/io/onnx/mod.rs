@@ -2010,7 +2010,13 @@ impl Converter<'_> {
                 })
                 .collect()
         };
-        if shape == from {
+        self.view(node, x, shape)
+    }
+
+    /// The output of `node` as `x` (held in ONNX's order) seen with `shape`: `x` itself when
+    /// the shape is the same, else a Flatten (one axis) or Reshape, a view either way.
+    fn view(&mut self, node: &NodeProto, x: usize, shape: Vec<usize>) -> Result<()> {
+        if shape == self.nodes[x].shape {
             self.values
                 .insert(self.output(node)?.to_string(), Value::Node(x));
             return self.set_layout(node, Layout::Native);
@@ -2593,23 +2599,9 @@ impl Converter<'_> {
         let allowzero = self.attr_i(node, "allowzero")?.unwrap_or(0) != 0;
         let shape = batch_reshape(&target, &from, elems, allowzero)
             .map_err(|m| self.node_fail(node, format!("shape {target:?}: {m}")))?;
-        if shape == from {
-            // Same shape in ONNX's order: `x` is already materialised, so the result is
-            // native whatever the input's layout was.
-            self.values
-                .insert(self.output(node)?.to_string(), Value::Node(x));
-            return self.set_layout(node, Layout::Native);
-        }
-        let layer = if shape.len() == 1 {
-            Layer::Flatten
-        } else {
-            Layer::Reshape {
-                target_shape: shape.iter().map(|&d| d as isize).collect(),
-            }
-        };
-        self.push(self.output(node)?, layer, vec![x], shape, None);
-        self.name_last(node);
-        Ok(())
+        // `x` is in ONNX's order (materialised), so the result is native whatever the
+        // input's layout was.
+        self.view(node, x, shape)
     }
 
     /// Converts an initializer or `Constant` value, reading external data if needed.

@@ -263,6 +263,23 @@ fn half_x_times(
     }
 }
 
+/// GELU's `0.5 x (1 + f)` after the node `f` (the Erf or Tanh): the last node and the ones
+/// between (the `+ 1` and the products).
+fn gelu_tail(g: &Graph<'_>, f: usize, x: &str, scalar: Scalar<'_>) -> Option<(usize, Vec<usize>)> {
+    let a = g.reader(g.out(f))?;
+    let (t, one) = with_scalar(&g.nodes[a], scalar)?;
+    if !is(g, a, "Add") || t != g.out(f) || !near(Some(one), 1.0) {
+        return None;
+    }
+    let m = g.reader(g.out(a))?;
+    if !is(g, m, "Mul") {
+        return None;
+    }
+    let (last, mut extra) = half_x_times(g, m, g.out(a), x, scalar)?;
+    extra.push(a);
+    Some((last, extra))
+}
+
 /// Anchor: `Erf`.
 fn gelu_erf(g: &mut Graph<'_>, i: usize, scalar: Scalar<'_>, _: Ints<'_>) -> bool {
     if !is(g, i, "Erf") {
@@ -286,26 +303,10 @@ fn gelu_erf(g: &mut Graph<'_>, i: usize, scalar: Scalar<'_>, _: Ints<'_>) -> boo
     if !scaled {
         return false;
     }
-    let Some(a) = g.reader(g.out(i)) else {
+    let Some((last, mut extra)) = gelu_tail(g, i, &x, scalar) else {
         return false;
     };
-    let Some((e, one)) = with_scalar(&g.nodes[a], scalar) else {
-        return false;
-    };
-    if !is(g, a, "Add") || e != g.out(i) || !near(Some(one), 1.0) {
-        return false;
-    }
-    let Some(m) = g.reader(g.out(a)) else {
-        return false;
-    };
-    if !is(g, m, "Mul") {
-        return false;
-    }
-    let inner = g.out(a).to_string();
-    let Some((last, mut extra)) = half_x_times(g, m, &inner, &x, scalar) else {
-        return false;
-    };
-    extra.extend([d, i, a]);
+    extra.extend([d, i]);
     extra.retain(|&k| k != last);
     g.rewrite(last, &extra, "Gelu", vec![x], vec![]);
     true
@@ -348,27 +349,10 @@ fn gelu_tanh(g: &mut Graph<'_>, i: usize, scalar: Scalar<'_>, _: Ints<'_>) -> bo
     let Some((x, m2, cube_nodes)) = found else {
         return false;
     };
-    // 0.5 * x * (1 + Tanh(..))
-    let Some(a) = g.reader(g.out(i)) else {
+    let Some((last, mut extra)) = gelu_tail(g, i, &x, scalar) else {
         return false;
     };
-    let Some((t, one)) = with_scalar(&g.nodes[a], scalar) else {
-        return false;
-    };
-    if !is(g, a, "Add") || t != g.out(i) || !near(Some(one), 1.0) {
-        return false;
-    }
-    let Some(m) = g.reader(g.out(a)) else {
-        return false;
-    };
-    if !is(g, m, "Mul") {
-        return false;
-    }
-    let inner = g.out(a).to_string();
-    let Some((last, mut extra)) = half_x_times(g, m, &inner, &x, scalar) else {
-        return false;
-    };
-    extra.extend([m3, s, m2, i, a]);
+    extra.extend([m3, s, m2, i]);
     extra.extend(cube_nodes);
     extra.retain(|&k| k != last);
     let attrs = vec![string_attr("approximate", "tanh")];
