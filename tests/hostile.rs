@@ -903,3 +903,30 @@ fn onnx_reshape_to_an_empty_shape_is_an_error() {
     let e = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
     assert!(e.contains("empty target shape"), "{e}");
 }
+
+/// Found by fuzzing: the pattern matcher indexed the inputs a node should have; nodes with
+/// fewer (a `Div`, `Sub`, `Mul` or `Sqrt` short of an input) are errors, not panics.
+#[test]
+fn onnx_pattern_nodes_short_of_inputs_are_errors() {
+    for op in [
+        "Div",
+        "Sub",
+        "Mul",
+        "Sqrt",
+        "Erf",
+        "Tanh",
+        "BatchNormalization",
+    ] {
+        let m = graph_after_matmul(
+            vec![
+                node("ReduceMean", &["m"], "r"),
+                node("Sub", &["m"], "d"),
+                node(op, &[], "q"),
+                node("Div", &["d"], "y"),
+            ],
+            vec![],
+        );
+        let e = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
+        assert!(e.contains("node"), "{op}: {e}");
+    }
+}

@@ -39,6 +39,9 @@ struct Graph<'n> {
 
 impl Graph<'_> {
     fn producer(&self, name: &str) -> Option<usize> {
+        if name.is_empty() {
+            return None;
+        }
         self.nodes
             .iter()
             .enumerate()
@@ -100,6 +103,11 @@ impl Graph<'_> {
             self.removed[g] = true;
         }
     }
+}
+
+/// Input `k` of `n`, or `""` when the node has fewer (a malformed file).
+fn arg(n: &NodeProto, k: usize) -> &str {
+    n.input.get(k).map_or("", String::as_str)
 }
 
 fn near(v: Option<f32>, want: f64) -> bool {
@@ -203,11 +211,11 @@ fn silu(g: &mut Graph<'_>, i: usize, _: Scalar<'_>, _: Ints<'_>) -> bool {
         return false;
     }
     for k in 0..g.nodes[i].input.len().min(2) {
-        let s_name = &g.nodes[i].input[k];
+        let s_name = arg(&g.nodes[i], k);
         let Some(s) = g.sole(s_name, "Sigmoid") else {
             continue;
         };
-        let x = g.nodes[s].input[0].clone();
+        let x = arg(&g.nodes[s], 0).to_string();
         if other(&g.nodes[i], s_name) == Some(x.as_str()) {
             let attrs = vec![float_attr("alpha", 1.0)];
             g.rewrite(i, &[s], "Swish", vec![x], attrs);
@@ -223,7 +231,7 @@ fn hard_swish(g: &mut Graph<'_>, i: usize, _: Scalar<'_>, _: Ints<'_>) -> bool {
         return false;
     }
     for k in 0..g.nodes[i].input.len().min(2) {
-        let h_name = &g.nodes[i].input[k];
+        let h_name = arg(&g.nodes[i], k);
         let Some(h) = g.sole(h_name, "HardSigmoid") else {
             continue;
         };
@@ -231,7 +239,7 @@ fn hard_swish(g: &mut Graph<'_>, i: usize, _: Scalar<'_>, _: Ints<'_>) -> bool {
         if !near(attr_f(n, "alpha"), 1.0 / 6.0) || !near(attr_f(n, "beta"), 0.5) {
             continue;
         }
-        let x = n.input[0].clone();
+        let x = arg(n, 0).to_string();
         if other(&g.nodes[i], h_name) == Some(x.as_str()) {
             g.rewrite(i, &[h], "HardSwish", vec![x], vec![]);
             return true;
@@ -285,7 +293,7 @@ fn gelu_erf(g: &mut Graph<'_>, i: usize, scalar: Scalar<'_>, _: Ints<'_>) -> boo
     if !is(g, i, "Erf") {
         return false;
     }
-    let Some(d) = g.producer(&g.nodes[i].input[0]) else {
+    let Some(d) = g.producer(arg(&g.nodes[i], 0)) else {
         return false;
     };
     if g.uses(g.out(d)) != 1 {
@@ -296,7 +304,7 @@ fn gelu_erf(g: &mut Graph<'_>, i: usize, scalar: Scalar<'_>, _: Ints<'_>) -> boo
     };
     let x = x.to_string();
     let scaled = match g.nodes[d].op_type.as_str() {
-        "Div" => g.nodes[d].input[0] == x && near(Some(c), std::f64::consts::SQRT_2),
+        "Div" => arg(&g.nodes[d], 0) == x && near(Some(c), std::f64::consts::SQRT_2),
         "Mul" => near(Some(c), std::f64::consts::FRAC_1_SQRT_2),
         _ => false,
     };
@@ -318,7 +326,7 @@ fn gelu_tanh(g: &mut Graph<'_>, i: usize, scalar: Scalar<'_>, _: Ints<'_>) -> bo
         return false;
     }
     // Tanh(k * (x + 0.044715 * x^3))
-    let Some(m3) = g.sole(&g.nodes[i].input[0], "Mul") else {
+    let Some(m3) = g.sole(arg(&g.nodes[i], 0), "Mul") else {
         return false;
     };
     let Some((s_name, k)) = with_scalar(&g.nodes[m3], scalar) else {
@@ -331,7 +339,10 @@ fn gelu_tanh(g: &mut Graph<'_>, i: usize, scalar: Scalar<'_>, _: Ints<'_>) -> bo
         return false;
     };
     // One input of the Add is x, the other 0.044715 * cube(x).
-    let (sa, sb) = (g.nodes[s].input[0].clone(), g.nodes[s].input[1].clone());
+    let (sa, sb) = (
+        arg(&g.nodes[s], 0).to_string(),
+        arg(&g.nodes[s], 1).to_string(),
+    );
     let mut found = None;
     for (x, t) in [(&sa, &sb), (&sb, &sa)] {
         let Some(m2) = g.sole(t, "Mul") else { continue };
@@ -406,14 +417,20 @@ fn layer_norm(g: &mut Graph<'_>, i: usize, scalar: Scalar<'_>, ints: Ints<'_>) -
     if !is(g, i, "Div") {
         return false;
     }
-    let (d_name, q_name) = (g.nodes[i].input[0].clone(), g.nodes[i].input[1].clone());
+    let (d_name, q_name) = (
+        arg(&g.nodes[i], 0).to_string(),
+        arg(&g.nodes[i], 1).to_string(),
+    );
     let Some(sub) = g.producer(&d_name) else {
         return false;
     };
     if g.nodes[sub].op_type != "Sub" {
         return false;
     }
-    let (x, mean) = (g.nodes[sub].input[0].clone(), g.nodes[sub].input[1].clone());
+    let (x, mean) = (
+        arg(&g.nodes[sub], 0).to_string(),
+        arg(&g.nodes[sub], 1).to_string(),
+    );
     let Some(r1) = mean_last(g, &mean, &x, ints) else {
         return false;
     };
@@ -423,7 +440,7 @@ fn layer_norm(g: &mut Graph<'_>, i: usize, scalar: Scalar<'_>, ints: Ints<'_>) -
     let Some(sq) = g.sole(&q_name, "Sqrt") else {
         return false;
     };
-    let Some(add) = g.sole(&g.nodes[sq].input[0], "Add") else {
+    let Some(add) = g.sole(arg(&g.nodes[sq], 0), "Add") else {
         return false;
     };
     let Some((var, eps)) = with_scalar(&g.nodes[add], scalar) else {
@@ -436,7 +453,7 @@ fn layer_norm(g: &mut Graph<'_>, i: usize, scalar: Scalar<'_>, ints: Ints<'_>) -
     let Some(r2) = g.sole(&var, "ReduceMean") else {
         return false;
     };
-    let sq_in = g.nodes[r2].input[0].clone();
+    let sq_in = arg(&g.nodes[r2], 0).to_string();
     if mean_last(g, &var, &sq_in, ints).is_none() {
         return false;
     }
@@ -447,8 +464,8 @@ fn layer_norm(g: &mut Graph<'_>, i: usize, scalar: Scalar<'_>, ints: Ints<'_>) -
     let squared = g.uses(&sq_in) == 1
         && match g.nodes[p].op_type.as_str() {
             "Pow" => {
-                g.nodes[p].input[0] == d_name
-                    && near(scalar(&g.nodes[p].input[1]), 2.0)
+                arg(&g.nodes[p], 0) == d_name
+                    && near(scalar(arg(&g.nodes[p], 1)), 2.0)
                     && g.uses(&d_name) == 2
             }
             "Mul" => g.nodes[p].input.iter().all(|n| *n == d_name) && g.uses(&d_name) == 3,
@@ -489,16 +506,16 @@ fn layer_norm_tf2onnx(g: &mut Graph<'_>, i: usize, scalar: Scalar<'_>, ints: Int
     if g.nodes[r].op_type != "Reshape" {
         return false;
     }
-    let x = g.nodes[r].input[0].clone();
+    let x = arg(&g.nodes[r], 0).to_string();
     let shape = g.nodes[r].input.get(1).and_then(|s| ints(s));
     if !matches!(shape.as_deref(), Some([1, -1, c, 1]) if *c > 0) {
         return false;
     }
     // Scale and bias: ones and zeros expanded.
     let expanded = |name: &str, v: f64| {
-        g.producer(name).is_some_and(|e| {
-            g.nodes[e].op_type == "Expand" && near(scalar(&g.nodes[e].input[0]), v)
-        }) || near(scalar(name), v)
+        g.producer(name)
+            .is_some_and(|e| g.nodes[e].op_type == "Expand" && near(scalar(arg(&g.nodes[e], 0)), v))
+            || near(scalar(name), v)
     };
     if !expanded(&ins[1], 1.0) || !expanded(&ins[2], 0.0) {
         return false;
@@ -508,7 +525,7 @@ fn layer_norm_tf2onnx(g: &mut Graph<'_>, i: usize, scalar: Scalar<'_>, ints: Int
     let from_mean = |name: &str| -> Option<usize> {
         let s = g.producer(name)?;
         let m = if g.nodes[s].op_type == "Squeeze" {
-            g.producer(&g.nodes[s].input[0])?
+            g.producer(arg(&g.nodes[s], 0))?
         } else {
             s
         };
@@ -519,7 +536,7 @@ fn layer_norm_tf2onnx(g: &mut Graph<'_>, i: usize, scalar: Scalar<'_>, ints: Int
             .find(|a| a.name == "axes")
             .map(|a| a.ints.clone());
         (n.op_type == "ReduceMean"
-            && n.input[0] == ins[0]
+            && arg(n, 0) == ins[0]
             && axes.as_deref() == Some(&[0, 2, 3][..]))
         .then_some(m)
     };
@@ -529,12 +546,12 @@ fn layer_norm_tf2onnx(g: &mut Graph<'_>, i: usize, scalar: Scalar<'_>, ints: Int
     let var_ok = g.producer(&ins[4]).is_some_and(|d| {
         let n = &g.nodes[d];
         n.op_type == "Div"
-            && g.producer(&n.input[0]).is_some_and(|s| {
+            && g.producer(arg(n, 0)).is_some_and(|s| {
                 let ss = &g.nodes[s];
                 ss.op_type == "ReduceSumSquare"
-                    && g.producer(&ss.input[0]).is_some_and(|sub| {
+                    && g.producer(arg(ss, 0)).is_some_and(|sub| {
                         let sb = &g.nodes[sub];
-                        sb.op_type == "Sub" && sb.input[0] == ins[0] && sb.input[1] == g.out(mean)
+                        sb.op_type == "Sub" && arg(sb, 0) == ins[0] && arg(sb, 1) == g.out(mean)
                     })
             })
     });
