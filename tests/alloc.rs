@@ -38,6 +38,36 @@ fn runs_allocate_nothing() {
     conv_and_chunked_runs_allocate_nothing();
     multi_threaded_runs_allocate_nothing();
     graph_runs_allocate_nothing();
+    plan_run_into_allocates_nothing();
+}
+
+/// `Plan::run_into` (no session: the plan's arena pool) allocates nothing once warm.
+fn plan_run_into_allocates_nothing() {
+    for model in [sinter::builtin::mnist_mlp(), sinter::builtin::conv1d()] {
+        let opts = CompileOptions {
+            max_batch: 16,
+            threads: 1,
+            ..CompileOptions::default()
+        };
+        let plan = model.compile(&opts).unwrap();
+        let x: Vec<f32> = (0..16 * plan.input_len())
+            .map(|i| (i as f32).cos())
+            .collect();
+        let mut y = vec![0.0f32; 16 * plan.output_len()];
+        for b in [1, 16] {
+            let mut out = [&mut y[..b * plan.output_len()]];
+            let values = [sinter::plan::Values::F32(&x[..b * plan.input_len()])];
+            plan.run_into(&values, &mut out).unwrap(); // warm: the pool's first arena
+        }
+        let before = ALLOCS.load(Ordering::SeqCst);
+        for b in [1, 7, 16, 3] {
+            let mut out = [&mut y[..b * plan.output_len()]];
+            let values = [sinter::plan::Values::F32(&x[..b * plan.input_len()])];
+            assert_eq!(plan.run_into(&values, &mut out).unwrap(), b);
+        }
+        let n = ALLOCS.load(Ordering::SeqCst) - before;
+        assert_eq!(n, 0, "{}: {n} allocations", model.name());
+    }
 }
 
 /// Several inputs (token ids through an Embedding), several outputs, fused layer norms and

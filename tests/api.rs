@@ -126,6 +126,12 @@ fn session_errors_instead_of_panics() {
         Err(Error::BatchTooLarge { batch: 5, max: 4 })
     ));
     assert_eq!(s.run(&vec![0.0; 4 * 784]).unwrap().len(), 32);
+    // A session is sized for max_batch; the plan itself runs larger batches in chunks.
+    assert_eq!(plan.run(&vec![0.0; 5 * 784]).unwrap().len(), 40);
+    assert!(matches!(
+        plan.run(&[0.0; 783]),
+        Err(Error::InputLength { .. })
+    ));
 }
 
 #[test]

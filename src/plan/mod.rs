@@ -202,7 +202,14 @@ pub struct Plan {
     /// Where chunked runs gather each output (`max_batch x len`, after every buffer).
     pub(crate) results: Option<Vec<usize>>,
     pub(crate) passes: Vec<&'static str>,
+    /// Arenas of finished [`Plan::run`]s, kept for the next callers (at most
+    /// [`POOLED_ARENAS`]).
+    pub(crate) idle: std::sync::Mutex<Vec<Vec<f32>>>,
 }
+
+/// Arenas a plan keeps for [`Plan::run`] callers: enough for this many concurrent calls
+/// without allocating; a call beyond them allocates its own arena and frees it after.
+pub const POOLED_ARENAS: usize = 8;
 
 impl Model {
     /// Compiles the model into a static plan.
@@ -300,6 +307,7 @@ impl Plan {
             chunk,
             results,
             passes,
+            idle: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -393,17 +401,146 @@ impl Plan {
         Session::new(self.clone())
     }
 
-    /// Runs one batch with a temporary session; allocates. Services should keep a [`Session`].
-    pub fn run(self: &std::sync::Arc<Self>, input: &[f32]) -> Result<Vec<f32>> {
-        let mut s = self.session()?;
-        Ok(s.run(input)?.to_vec())
+    /// Runs a batch of a one-input, one-output model (`batch x input_len` values, batch
+    /// first) and returns its outputs, `batch x output_len`. Callable from any number of
+    /// threads at once: each call borrows an arena from the plan's pool (see
+    /// [`POOLED_ARENAS`]). A batch above `max_batch` runs in chunks of `max_batch` samples,
+    /// with the same bits as running each sample alone. Allocates the returned vector; see
+    /// [`run_into`](Self::run_into) for a call that allocates nothing.
+    pub fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
+        let (ins, outs) = (self.inputs.len(), self.outputs.len());
+        if ins != 1 || outs != 1 {
+            return Err(Error::Options(format!(
+                "the model has {ins} inputs and {outs} outputs: use Plan::run_all"
+            )));
+        }
+        Ok(self
+            .run_all(&[Values::F32(input)])?
+            .pop()
+            .unwrap_or_default())
     }
 
-    /// [`run`](Self::run) for any number of inputs; returns every output. Allocates.
-    pub fn run_all(self: &std::sync::Arc<Self>, inputs: &[Values<'_>]) -> Result<Vec<Vec<f32>>> {
-        let mut s = self.session()?;
-        let out = s.run_all(inputs)?;
-        Ok(out.iter().map(<[f32]>::to_vec).collect())
+    /// [`run`](Self::run) for any number of inputs, one [`Values`] each in the model's order;
+    /// returns every output (`batch x len` each). Allocates the returned vectors.
+    pub fn run_all(&self, inputs: &[Values<'_>]) -> Result<Vec<Vec<f32>>> {
+        let batch = self.batch_of(inputs)?;
+        let mut out: Vec<Vec<f32>> = self
+            .outputs
+            .iter()
+            .map(|o| vec![0.0; batch * o.len])
+            .collect();
+        let mut views: Vec<&mut [f32]> = out.iter_mut().map(Vec::as_mut_slice).collect();
+        self.run_into(inputs, &mut views)?;
+        Ok(out)
+    }
+
+    /// Runs `inputs` and writes output `k` into `outputs[k]`, which must hold exactly
+    /// `batch x len` values. Returns the batch. Allocates nothing once the plan's arena pool is
+    /// warm (after the first call per concurrent caller) and the batch is at most
+    /// `max_batch`; a larger batch runs in chunks (and allocates the list of their inputs).
+    pub fn run_into(&self, inputs: &[Values<'_>], outputs: &mut [&mut [f32]]) -> Result<usize> {
+        let batch = self.batch_of(inputs)?;
+        if outputs.len() != self.outputs.len() {
+            return Err(Error::Options(format!(
+                "{} output buffers given, the model has {} outputs",
+                outputs.len(),
+                self.outputs.len()
+            )));
+        }
+        for (buf, o) in outputs.iter().zip(&self.outputs) {
+            if buf.len() != batch * o.len {
+                return Err(Error::Options(format!(
+                    "output {:?}: a buffer of {} values, {batch} samples need {}",
+                    o.name,
+                    buf.len(),
+                    batch * o.len
+                )));
+            }
+        }
+        let pooled = self.idle.lock().ok().and_then(|mut p| p.pop());
+        let mut arena = match pooled {
+            Some(a) => a,
+            None => session::new_arena(self)?,
+        };
+        let mut result = Ok(batch);
+        let mut first = 0;
+        while first < batch {
+            let n = self.max_batch.min(batch - first);
+            let sliced: Vec<Values<'_>>;
+            let chunk = if n == batch {
+                inputs
+            } else {
+                // Only a batch above max_batch gets here (and allocates this list).
+                sliced = inputs
+                    .iter()
+                    .zip(&self.inputs)
+                    .map(|(v, info)| v.samples(first, n, info.len))
+                    .collect();
+                &sliced
+            };
+            match session::execute(self, &mut arena, chunk) {
+                Ok(_) => {
+                    let got = session::outputs(self, &arena, n);
+                    for (k, (buf, o)) in outputs.iter_mut().zip(&self.outputs).enumerate() {
+                        buf[first * o.len..(first + n) * o.len].copy_from_slice(got.get(k));
+                    }
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+            first += n;
+        }
+        if let Ok(mut p) = self.idle.lock()
+            && p.len() < POOLED_ARENAS
+        {
+            p.push(arena);
+        }
+        result
+    }
+
+    /// The batch of a run's inputs (count and lengths checked again per chunk).
+    fn batch_of(&self, inputs: &[Values<'_>]) -> Result<usize> {
+        match (inputs.first(), self.inputs.first()) {
+            (Some(v), Some(info)) if info.len > 0 && inputs.len() == self.inputs.len() => {
+                if v.is_empty() {
+                    return Err(Error::EmptyBatch);
+                }
+                if !v.len().is_multiple_of(info.len) {
+                    return Err(Error::InputLength {
+                        per_sample: info.len,
+                        got: v.len(),
+                    });
+                }
+                let batch = v.len() / info.len;
+                for (v, info) in inputs.iter().zip(&self.inputs) {
+                    if v.len() != batch * info.len {
+                        return Err(Error::Input {
+                            input: info.name.clone(),
+                            msg: format!(
+                                "{} values, {batch} samples of {} expected",
+                                v.len(),
+                                info.len
+                            ),
+                        });
+                    }
+                }
+                Ok(batch)
+            }
+            _ => {
+                let names: Vec<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
+                Err(Error::Input {
+                    input: names.join(", "),
+                    msg: format!(
+                        "{} inputs given, the model takes {} ({})",
+                        inputs.len(),
+                        self.inputs.len(),
+                        names.join(", ")
+                    ),
+                })
+            }
+        }
     }
 
     /// Runs one Dense step on `m` rows (`A` rows `lda` apart, `C` rows `ldc` apart), splitting

@@ -17,7 +17,17 @@ pub enum Values<'a> {
     I64(&'a [i64]),
 }
 
-impl Values<'_> {
+impl<'a> Values<'a> {
+    /// Samples `first..first + count` of an input of `len` values per sample.
+    pub(crate) fn samples(&self, first: usize, count: usize, len: usize) -> Values<'a> {
+        let r = first * len..(first + count) * len;
+        match *self {
+            Values::F32(v) => Values::F32(&v[r]),
+            Values::I32(v) => Values::I32(&v[r]),
+            Values::I64(v) => Values::I64(&v[r]),
+        }
+    }
+
     /// Number of values.
     pub fn len(&self) -> usize {
         match self {
@@ -164,17 +174,23 @@ pub struct Session {
     arena: Vec<f32>,
 }
 
+/// A zeroed arena for `plan`, or an error if the memory is not there.
+pub(crate) fn new_arena(plan: &Plan) -> Result<Vec<f32>> {
+    let mut arena = Vec::new();
+    arena.try_reserve_exact(plan.arena_len).map_err(|_| {
+        Error::Options(format!(
+            "cannot allocate a {} byte arena (lower max_batch)",
+            plan.arena_bytes()
+        ))
+    })?;
+    arena.resize(plan.arena_len, 0.0);
+    Ok(arena)
+}
+
 impl Session {
     /// A session for `plan`, with its arena allocated up front.
     pub fn new(plan: Arc<Plan>) -> Result<Session> {
-        let mut arena = Vec::new();
-        arena.try_reserve_exact(plan.arena_len).map_err(|_| {
-            Error::Options(format!(
-                "cannot allocate a {} byte arena (lower max_batch)",
-                plan.arena_bytes()
-            ))
-        })?;
-        arena.resize(plan.arena_len, 0.0);
+        let arena = new_arena(&plan)?;
         Ok(Session { plan, arena })
     }
 
@@ -201,8 +217,17 @@ impl Session {
     /// Runs a batch: one [`Values`] per model input, in the model's order, each
     /// `batch x len` values. Returns every output. Allocates nothing.
     pub fn run_all(&mut self, inputs: &[Values<'_>]) -> Result<Outputs<'_>> {
-        let batch = check_inputs(&self.plan, inputs)?;
         let Session { plan, arena } = self;
+        let batch = execute(plan, arena, inputs)?;
+        Ok(Outputs { plan, arena, batch })
+    }
+}
+
+/// Checks `inputs` and runs them on `arena` (at most `max_batch` samples); returns the batch.
+/// The outputs are then where [`Outputs::get`] finds them.
+pub(crate) fn execute(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>]) -> Result<usize> {
+    let batch = check_inputs(plan, inputs)?;
+    {
         match &plan.results {
             Some(results) if batch > plan.chunk => {
                 let mut first = 0;
@@ -218,8 +243,13 @@ impl Session {
             }
             _ => run_steps(plan, arena, inputs, 0, batch),
         }
-        Ok(Outputs { plan, arena, batch })
     }
+    Ok(batch)
+}
+
+/// Outputs of a run of `batch` samples on `arena` (see [`execute`]).
+pub(crate) fn outputs<'s>(plan: &'s Plan, arena: &'s [f32], batch: usize) -> Outputs<'s> {
+    Outputs { plan, arena, batch }
 }
 
 /// Checks count, types, lengths and ids of a run's inputs; returns the batch.
