@@ -10,10 +10,7 @@ fn models(c: &mut Criterion) {
     let mut g = c.benchmark_group("models");
     for name in builtin::NAMES {
         let model = builtin::by_name(name).expect("built-in");
-        let opts = CompileOptions {
-            threads: 1,
-            ..Default::default()
-        };
+        let opts = CompileOptions::new().threads(1);
         let plan = Arc::new(model.compile(&opts).expect("compiles"));
         let mut session = plan.session().expect("arena");
         for batch in [1usize, 8, 64, 256] {

@@ -103,13 +103,13 @@ fn norm(c: &mut Criterion) {
             for (name, which, fuse) in variants {
                 let plan = Arc::new(
                     model(which, k)
-                        .compile(&CompileOptions {
-                            fuse,
-                            isa: Some(isa),
-                            threads: 1,
-                            max_batch: batch,
-                            ..Default::default()
-                        })
+                        .compile(
+                            &CompileOptions::new()
+                                .fuse(fuse)
+                                .isa(Some(isa))
+                                .threads(1)
+                                .max_batch(batch),
+                        )
                         .unwrap(),
                 );
                 let mut s = plan.session().unwrap();

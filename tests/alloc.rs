@@ -44,11 +44,7 @@ fn runs_allocate_nothing() {
 /// `Plan::run_into` (no session: the plan's arena pool) allocates nothing once warm.
 fn plan_run_into_allocates_nothing() {
     for model in [sinter::builtin::mnist_mlp(), sinter::builtin::conv1d()] {
-        let opts = CompileOptions {
-            max_batch: 16,
-            threads: 1,
-            ..CompileOptions::default()
-        };
+        let opts = CompileOptions::new().max_batch(16).threads(1);
         let plan = model.compile(&opts).unwrap();
         let x: Vec<f32> = (0..16 * plan.input_len())
             .map(|i| (i as f32).cos())
@@ -83,11 +79,7 @@ fn graph_runs_allocate_nothing() {
     ] {
         let model = sinter::io::load(dir.join(format!("{name}.keras"))).unwrap();
         for threads in [1, 2] {
-            let opts = CompileOptions {
-                max_batch: 40,
-                threads,
-                ..CompileOptions::default()
-            };
+            let opts = CompileOptions::new().max_batch(40).threads(threads);
             let plan = Arc::new(model.compile(&opts).unwrap());
             let inputs: Vec<sinter::io::npy::Array> = plan
                 .inputs()
@@ -134,12 +126,7 @@ fn graph_runs_allocate_nothing() {
 fn session_run_allocates_nothing() {
     for model in [sinter::builtin::seed(), sinter::builtin::mnist_mlp()] {
         for fuse in [true, false] {
-            let opts = CompileOptions {
-                fuse,
-                max_batch: 64,
-                threads: 1,
-                ..CompileOptions::default()
-            };
+            let opts = CompileOptions::new().fuse(fuse).max_batch(64).threads(1);
             let plan = Arc::new(model.compile(&opts).unwrap());
             let mut session = plan.session().unwrap();
             let x = vec![0.25f32; 64 * 784];
@@ -184,12 +171,7 @@ fn allocations(plan: &Arc<sinter::plan::Plan>, batches: &[usize], runs: usize) -
 fn conv_and_chunked_runs_allocate_nothing() {
     let model = sinter::builtin::conv1d();
     for fuse in [true, false] {
-        let opts = CompileOptions {
-            fuse,
-            max_batch: 40,
-            threads: 1,
-            ..CompileOptions::default()
-        };
+        let opts = CompileOptions::new().fuse(fuse).max_batch(40).threads(1);
         let plan = Arc::new(model.compile(&opts).unwrap());
         // The conv model's weights fit in L2: batches above the chunk run in chunks.
         assert!(plan.chunk() < 40, "chunk {}", plan.chunk());
@@ -202,11 +184,7 @@ fn multi_threaded_runs_allocate_nothing() {
     // mnist-mlp at batch 64 splits its layers by column panels over 2 threads; softmax
     // (row-wise) splits its layer by rows; conv1d splits by samples.
     for model in [sinter::builtin::mnist_mlp(), sinter::builtin::conv1d()] {
-        let opts = CompileOptions {
-            max_batch: 64,
-            threads: 2,
-            ..CompileOptions::default()
-        };
+        let opts = CompileOptions::new().max_batch(64).threads(2);
         let plan = Arc::new(model.compile(&opts).unwrap());
         let n = allocations(&plan, &[64, 7], 50);
         assert_eq!(n, 0, "{}: {n} allocations in 100 runs", model.name());

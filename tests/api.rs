@@ -106,10 +106,7 @@ fn output_not_reached_from_input_is_an_error() {
 fn session_errors_instead_of_panics() {
     let plan = Arc::new(
         builtin::seed()
-            .compile(&CompileOptions {
-                max_batch: 4,
-                ..Default::default()
-            })
+            .compile(&CompileOptions::new().max_batch(4))
             .unwrap(),
     );
     let mut s = plan.session().unwrap();
@@ -138,31 +135,19 @@ fn session_errors_instead_of_panics() {
 fn bad_options_are_errors() {
     let m = builtin::seed();
     assert!(matches!(
-        m.compile(&CompileOptions {
-            max_batch: 0,
-            ..Default::default()
-        }),
+        m.compile(&CompileOptions::new().max_batch(0)),
         Err(Error::Options(_))
     ));
     assert!(matches!(
-        m.compile(&CompileOptions {
-            threads: 0,
-            ..Default::default()
-        }),
+        m.compile(&CompileOptions::new().threads(0)),
         Err(Error::Options(_))
     ));
     assert!(
-        m.compile(&CompileOptions {
-            max_batch: usize::MAX / 2,
-            ..Default::default()
-        })
-        .is_err()
+        m.compile(&CompileOptions::new().max_batch(usize::MAX / 2))
+            .is_err()
     );
     for isa in Isa::ALL {
-        let r = m.compile(&CompileOptions {
-            isa: Some(isa),
-            ..Default::default()
-        });
+        let r = m.compile(&CompileOptions::new().isa(Some(isa)));
         assert_eq!(r.is_ok(), isa.is_available(), "{isa}");
     }
     assert!("avx9000".parse::<Isa>().is_err());
@@ -206,12 +191,7 @@ fn plan_is_send_sync_and_shared_across_threads() {
 fn fused_plan_has_no_activation_steps_for_the_seed() {
     let m = builtin::seed();
     let fused = m.compile(&CompileOptions::default()).unwrap();
-    let separate = m
-        .compile(&CompileOptions {
-            fuse: false,
-            ..Default::default()
-        })
-        .unwrap();
+    let separate = m.compile(&CompileOptions::new().fuse(false)).unwrap();
     assert_eq!(fused.steps().len(), 2);
     assert_eq!(fused.activation_steps(), 0);
     assert_eq!(separate.activation_steps(), 3);
@@ -278,11 +258,7 @@ fn thread_counts_give_the_same_bits_on_row_and_column_splits() {
             .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
             .collect();
         let run = |threads: usize, batch: usize| {
-            let opts = CompileOptions {
-                threads,
-                max_batch: max,
-                ..Default::default()
-            };
+            let opts = CompileOptions::new().threads(threads).max_batch(max);
             let plan = Arc::new(model.compile(&opts).unwrap());
             plan.run(&x[..batch * model.input_shape()[0]]).unwrap()
         };
@@ -311,11 +287,7 @@ fn row_split_for_row_wise_layers_gives_the_same_bits() {
         .map(|i| ((i * 13) % 29) as f32 / 7.0 - 2.0)
         .collect();
     let run = |threads: usize| {
-        let opts = CompileOptions {
-            threads,
-            max_batch: 70,
-            ..Default::default()
-        };
+        let opts = CompileOptions::new().threads(threads).max_batch(70);
         Arc::new(m.compile(&opts).unwrap()).run(&input).unwrap()
     };
     let want = common::bits(&run(1));
@@ -329,11 +301,7 @@ fn errs_or_runs(x: &sinter::model::Tensor, y: sinter::Result<sinter::model::Tens
     let Ok(m) = y.and_then(|y| Model::new(x, &y)) else {
         return;
     };
-    let opts = CompileOptions {
-        max_batch: 2,
-        threads: 1,
-        ..CompileOptions::default()
-    };
+    let opts = CompileOptions::new().max_batch(2).threads(1);
     if let Ok(plan) = m.compile(&opts) {
         let out = Arc::new(plan).run(&[1.0; 30]).unwrap();
         assert!(out.iter().all(|v| v.is_finite()), "{what}: {out:?}");
@@ -421,10 +389,7 @@ fn permute_moves_values_like_keras() {
     let want = sinter::reference::run(&m, &input).unwrap();
     let mut outs = vec![];
     for fuse in [true, false] {
-        let opts = CompileOptions {
-            fuse,
-            ..CompileOptions::default()
-        };
+        let opts = CompileOptions::new().fuse(fuse);
         let got = Arc::new(m.compile(&opts).unwrap()).run(&input).unwrap();
         for (g, w) in got.iter().zip(&want) {
             assert!((f64::from(*g) - w).abs() < 1e-5, "{g} vs {w}");
@@ -482,12 +447,7 @@ fn a_tuned_plan_gives_the_same_bits() {
         .input(true);
         let mut outs = vec![];
         for tune in [false, true] {
-            let opts = CompileOptions {
-                tune,
-                max_batch: 32,
-                threads: 1,
-                ..CompileOptions::default()
-            };
+            let opts = CompileOptions::new().tune(tune).max_batch(32).threads(1);
             let plan = Arc::new(model.compile(&opts).unwrap());
             if tune {
                 assert!(plan.to_string().contains("tuned"), "{plan}");

@@ -20,11 +20,7 @@ fn inputs(plan: &Plan, batch: usize, count: usize, seed: u64) -> Vec<Vec<f32>> {
 }
 
 fn compile(model: &Model, threads: usize, max_batch: usize) -> Arc<Plan> {
-    let opts = CompileOptions {
-        threads,
-        max_batch,
-        ..Default::default()
-    };
+    let opts = CompileOptions::new().threads(threads).max_batch(max_batch);
     Arc::new(model.compile(&opts).unwrap())
 }
 
@@ -123,7 +119,7 @@ fn plan_run_chunks_batches_above_max_batch() {
         }
         // Wrong output buffers are errors.
         let values = [sinter::plan::Values::F32(&x)];
-        let mut short = vec![0.0; 3];
+        let mut short = [0.0; 3];
         assert!(plan.run_into(&values, &mut [&mut short[..]]).is_err());
         assert!(plan.run_into(&values, &mut []).is_err());
     }

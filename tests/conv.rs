@@ -181,7 +181,7 @@ proptest! {
     fn conv_graphs_keep_every_invariant(net in net(), specials in any::<bool>()) {
         let model = net.model();
         let x = net.input(specials);
-        let opts = |fuse, threads, isa| CompileOptions { fuse, threads, isa, max_batch: net.batch, tune: false };
+        let opts = |fuse, threads, isa| CompileOptions::new().fuse(fuse).threads(threads).isa(isa).max_batch(net.batch);
         let base = run(&model, &x, opts(true, 1, None));
         prop_assert!(same_bits(&base, &run(&model, &x, opts(false, 1, None))), "fused != separate");
         for t in [2, 3] {
@@ -209,7 +209,7 @@ proptest! {
         net.head_act = 0;
         let model = net.model();
         let x = net.input(false);
-        let got = run(&model, &x, CompileOptions { max_batch: net.batch, ..Default::default() });
+        let got = run(&model, &x, CompileOptions::new().max_batch(net.batch));
         let want = sinter::reference::run(&model, &x).unwrap();
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             let tol = 1e-4 * (1.0 + w.abs());
@@ -224,12 +224,7 @@ fn builtin_conv1d_fuses_the_relu_after_the_concat() {
     let fused = model.compile(&CompileOptions::default()).unwrap();
     assert_eq!(fused.activation_steps(), 0, "{fused}");
     assert!(fused.to_string().contains("push_activation_through_concat"));
-    let separate = model
-        .compile(&CompileOptions {
-            fuse: false,
-            ..Default::default()
-        })
-        .unwrap();
+    let separate = model.compile(&CompileOptions::new().fuse(false)).unwrap();
     assert_eq!(separate.activation_steps(), 2);
 }
 

@@ -19,12 +19,7 @@ fn run(model: &Model, opts: &CompileOptions, x: &[f32]) -> Vec<f32> {
 }
 
 fn opts(fuse: bool, batch: usize) -> CompileOptions {
-    CompileOptions {
-        fuse,
-        max_batch: batch,
-        threads: 1,
-        ..CompileOptions::default()
-    }
+    CompileOptions::new().fuse(fuse).max_batch(batch).threads(1)
 }
 
 proptest! {
@@ -45,10 +40,10 @@ proptest! {
     fn every_tier_gives_the_same_bits(spec in strategy::spec()) {
         let model = spec.model();
         let x = spec.input(true);
-        let want = run(&model, &CompileOptions { isa: Some(Isa::Generic), ..opts(true, spec.batch) }, &x);
+        let want = run(&model, &opts(true, spec.batch).isa(Some(Isa::Generic)), &x);
         for isa in Isa::available() {
             for fuse in [true, false] {
-                let got = run(&model, &CompileOptions { isa: Some(isa), ..opts(fuse, spec.batch) }, &x);
+                let got = run(&model, &opts(fuse, spec.batch).isa(Some(isa)), &x);
                 prop_assert_eq!(first_diff(&got, &want), None, "{} fuse={}", isa, fuse);
             }
         }
@@ -68,7 +63,7 @@ proptest! {
         let out = model.output_shape().iter().product::<usize>();
         let want = run(&model, &opts(true, spec.batch), &x);
         for threads in [2, 3, 4] {
-            let got = run(&model, &CompileOptions { threads, ..opts(true, spec.batch) }, &x);
+            let got = run(&model, &opts(true, spec.batch).threads(threads), &x);
             prop_assert_eq!(first_diff(&got, &want), None, "threads={}", threads);
         }
         let plan = Arc::new(model.compile(&opts(true, spec.batch)).unwrap());

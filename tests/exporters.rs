@@ -37,14 +37,8 @@ fn served(case: &Value) -> Vec<&Value> {
 fn check(case: &Value) -> Result<String, String> {
     let name = case["name"].as_str().unwrap();
     let outs = served(case);
-    let opts = sinter::io::LoadOptions {
-        outputs: Some(
-            outs.iter()
-                .map(|o| o["name"].as_str().unwrap().to_string())
-                .collect(),
-        ),
-        ..Default::default()
-    };
+    let opts =
+        sinter::io::LoadOptions::new().outputs(outs.iter().map(|o| o["name"].as_str().unwrap()));
     let path = dir().join(case["model"].as_str().unwrap());
     let model = sinter::io::load_with(&path, &opts).map_err(|e| format!("load: {e}"))?;
     let arrays: Vec<(Vec<usize>, Array)> = case["inputs"]
@@ -61,12 +55,12 @@ fn check(case: &Value) -> Result<String, String> {
     for (fuse, threads) in [(true, 1), (false, 1), (true, 2)] {
         let plan = Arc::new(
             model
-                .compile(&CompileOptions {
-                    fuse,
-                    threads,
-                    max_batch: batch,
-                    ..Default::default()
-                })
+                .compile(
+                    &CompileOptions::new()
+                        .fuse(fuse)
+                        .threads(threads)
+                        .max_batch(batch),
+                )
                 .map_err(|e| format!("compile: {e}"))?,
         );
         runs.push(plan.run_all(&values).map_err(|e| format!("run: {e}"))?);

@@ -133,11 +133,7 @@ fn check(case: &Value) -> Result<Outcome, String> {
     for fuse in [true, false] {
         let plan = Arc::new(
             model
-                .compile(&CompileOptions {
-                    fuse,
-                    max_batch: shape[0],
-                    ..Default::default()
-                })
+                .compile(&CompileOptions::new().fuse(fuse).max_batch(shape[0]))
                 .map_err(|e| format!("{name}: compile: {e}"))?,
         );
         outs.push(plan.run(&x).map_err(|e| format!("{name}: run: {e}"))?);

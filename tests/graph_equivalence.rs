@@ -228,12 +228,7 @@ fn bits(v: &[Vec<f32>]) -> Vec<u32> {
 }
 
 fn opts(fuse: bool, batch: usize) -> CompileOptions {
-    CompileOptions {
-        fuse,
-        max_batch: batch,
-        threads: 1,
-        ..CompileOptions::default()
-    }
+    CompileOptions::new().fuse(fuse).max_batch(batch).threads(1)
 }
 
 proptest! {
@@ -247,11 +242,11 @@ proptest! {
         let separate = bits(&run(&model, opts(false, net.batch), &x, &ids));
         prop_assert!(want == separate, "fused vs separate");
         for isa in Isa::available() {
-            let got = bits(&run(&model, CompileOptions { isa: Some(isa), ..opts(true, net.batch) }, &x, &ids));
+            let got = bits(&run(&model, opts(true, net.batch).isa(Some(isa)), &x, &ids));
             prop_assert!(got == want, "isa {}", isa);
         }
         for threads in [2, 4] {
-            let got = bits(&run(&model, CompileOptions { threads, ..opts(true, net.batch) }, &x, &ids));
+            let got = bits(&run(&model, opts(true, net.batch).threads(threads), &x, &ids));
             prop_assert!(got == want, "threads {}", threads);
         }
         let full = run(&model, opts(true, net.batch), &x, &ids);

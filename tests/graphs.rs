@@ -83,12 +83,12 @@ fn check(case: &Value) -> Result<String, String> {
     for (fuse, threads) in [(true, 1), (false, 1), (true, 2)] {
         let plan = Arc::new(
             model
-                .compile(&CompileOptions {
-                    fuse,
-                    threads,
-                    max_batch: 8,
-                    ..Default::default()
-                })
+                .compile(
+                    &CompileOptions::new()
+                        .fuse(fuse)
+                        .threads(threads)
+                        .max_batch(8),
+                )
                 .map_err(|e| format!("{name}: compile: {e}"))?,
         );
         runs.push(

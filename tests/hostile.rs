@@ -620,10 +620,8 @@ fn onnx_requested_outputs_prune_the_graph_before_conversion() {
     ];
     let bytes = m.encode_to_vec();
     let with = |outputs: Option<Vec<&str>>| {
-        let opts = sinter::io::LoadOptions {
-            outputs: outputs.map(|o| o.into_iter().map(String::from).collect()),
-            ..Default::default()
-        };
+        let mut opts = sinter::io::LoadOptions::new();
+        opts.outputs = outputs.map(|o| o.into_iter().map(String::from).collect());
         sinter::io::onnx::from_bytes_with(&bytes, Path::new("m.onnx"), None, &opts)
     };
     let err = format_error(with(None), Path::new("m.onnx"));
@@ -929,4 +927,17 @@ fn onnx_pattern_nodes_short_of_inputs_are_errors() {
         let e = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
         assert!(e.contains("node"), "{op}: {e}");
     }
+}
+
+/// Found by fuzzing: a `Conv` whose weights are an integer tensor indexed an empty float
+/// list; it is an error.
+#[test]
+fn onnx_conv_with_integer_weights_is_an_error() {
+    let mut m = conv_graph();
+    let g = m.graph.as_mut().unwrap();
+    let dims = g.initializer[0].dims.clone();
+    let n: i64 = dims.iter().product();
+    g.initializer[0] = int64_tensor("W", &dims, &vec![1; n as usize]);
+    let e = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
+    assert!(e.contains("W must be a float tensor"), "{e}");
 }

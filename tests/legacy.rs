@@ -50,10 +50,7 @@ fn legacy_keras_files_match_their_producers() {
                     .map_err(|e| e.to_string())?;
             let plan = Arc::new(
                 model
-                    .compile(&CompileOptions {
-                        max_batch: shape[0],
-                        ..Default::default()
-                    })
+                    .compile(&CompileOptions::new().max_batch(shape[0]))
                     .map_err(|e| format!("compile: {e}"))?,
             );
             let got = plan.run(&x).map_err(|e| format!("run: {e}"))?;

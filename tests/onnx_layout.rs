@@ -85,12 +85,7 @@ fn outputs_match_onnx_runtime_in_shape_and_values() {
         let (shape, want) = npy(case["expected"].as_str().expect("expected"));
         assert_eq!(shape, want_shape, "{name}: manifest and .npy agree");
         for fuse in [true, false] {
-            let opts = CompileOptions {
-                fuse,
-                max_batch: 4,
-                threads: 1,
-                ..CompileOptions::default()
-            };
+            let opts = CompileOptions::new().fuse(fuse).max_batch(4).threads(1);
             let plan = Arc::new(model.compile(&opts).expect("compiles"));
             assert_eq!(plan.output_shape(), &want_shape[1..], "{name}: plan shape");
             let got = plan.run(&x).expect("runs");

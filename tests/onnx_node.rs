@@ -50,10 +50,8 @@ fn run_case(case: &Value) -> Result<Outcome, String> {
     let Some(batch) = batch.filter(|&b| b > 0) else {
         return refused("inputs", "a scalar or empty first input".into());
     };
-    let plan: Arc<sinter::plan::Plan> = match model.compile(&CompileOptions {
-        max_batch: batch,
-        ..Default::default()
-    }) {
+    let plan: Arc<sinter::plan::Plan> = match model.compile(&CompileOptions::new().max_batch(batch))
+    {
         Ok(p) => Arc::new(p),
         Err(e) => return refused("compile", e.to_string()),
     };
@@ -204,10 +202,7 @@ fn one_d_window_attributes_match_onnx_runtime() {
         let (want_shape, want) = npy::read_f32(&dir.join(format!("{name}.out0.npy"))).unwrap();
         let plan = Arc::new(
             model
-                .compile(&CompileOptions {
-                    max_batch: shape[0],
-                    ..Default::default()
-                })
+                .compile(&CompileOptions::new().max_batch(shape[0]))
                 .unwrap(),
         );
         let mut got_shape = vec![shape[0]];

@@ -7,7 +7,7 @@ use std::sync::Arc;
 /// values per sample, runs one sample of zeros (id 0 for integer inputs) through it. Errors
 /// are fine; panics are findings.
 pub fn compile_and_run(model: &sinter::model::Model) {
-    let opts = sinter::plan::CompileOptions { fuse: true, threads: 1, max_batch: 2, isa: None, tune: false };
+    let opts = sinter::plan::CompileOptions::new().threads(1).max_batch(2);
     let Ok(plan) = model.compile(&opts) else { return };
     let n: usize = plan.inputs().iter().map(|i| i.len).sum();
     if n <= 1 << 16 {

@@ -107,7 +107,7 @@ fuzz_target!(|spec: Spec| {
     let Ok(model) = build(&spec) else { return };
     let batch = 1 + spec.batch as usize % 4;
     let compile = |fuse| {
-        let opts = CompileOptions { fuse, threads: 1, max_batch: batch, isa: None, tune: false };
+        let opts = CompileOptions::new().fuse(fuse).threads(1).max_batch(batch);
         model.compile(&opts).map(Arc::new)
     };
     let (Ok(fused), Ok(separate)) = (compile(true), compile(false)) else { return };

@@ -20,7 +20,10 @@ use std::path::Path;
 
 /// Limits a loader enforces before it allocates: a file that exceeds one is an
 /// [`Error::Format`] naming the limit, never an out-of-memory abort or a stack overflow.
+/// Build it with the methods (`LoadOptions::new().outputs(["label"])`): the struct is
+/// `#[non_exhaustive]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LoadOptions {
     /// Bytes of weights: the (decompressed) `.weights.h5`, or an ONNX file plus its external
     /// data. Default 4 GiB.
@@ -50,6 +53,37 @@ impl Default for LoadOptions {
 }
 
 impl LoadOptions {
+    /// The defaults (4 GiB of weights, 2^28 elements per tensor, 10,000 layers, JSON depth
+    /// 64, every output).
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// See [`LoadOptions::max_weight_bytes`](#structfield.max_weight_bytes).
+    pub fn max_weight_bytes(mut self, bytes: u64) -> Self {
+        self.max_weight_bytes = bytes;
+        self
+    }
+    /// See [`LoadOptions::max_tensor_elems`](#structfield.max_tensor_elems).
+    pub fn max_tensor_elems(mut self, elems: usize) -> Self {
+        self.max_tensor_elems = elems;
+        self
+    }
+    /// See [`LoadOptions::max_layers`](#structfield.max_layers).
+    pub fn max_layers(mut self, layers: usize) -> Self {
+        self.max_layers = layers;
+        self
+    }
+    /// See [`LoadOptions::max_json_depth`](#structfield.max_json_depth).
+    pub fn max_json_depth(mut self, depth: usize) -> Self {
+        self.max_json_depth = depth;
+        self
+    }
+    /// Only these outputs, by name and in this order (see the field).
+    pub fn outputs<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.outputs = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// `outputs`, checked against the file's output names: the requested ones in order.
     pub(crate) fn pick_outputs(&self, all: &[String]) -> std::result::Result<Vec<String>, String> {
         let Some(want) = &self.outputs else {

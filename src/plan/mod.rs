@@ -28,8 +28,10 @@ use crate::model::{DType, Merge, Model, Unary, Window, checked_elems};
 use crate::passes::{self, Epi, Graph, Op};
 use arena::Arena;
 
-/// How to compile a model.
+/// How to compile a model: `CompileOptions::new().max_batch(64).threads(1)`. New options
+/// may be added (the struct is `#[non_exhaustive]`), so build it with the methods below.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct CompileOptions {
     /// Fold activations into the Dense epilogues (`true`) or run each as a separate step.
     pub fuse: bool,
@@ -44,6 +46,38 @@ pub struct CompileOptions {
     /// compiling, and keep the fastest (tens to hundreds of milliseconds per layer). Never
     /// changes a bit of any result.
     pub tune: bool,
+}
+
+impl CompileOptions {
+    /// The defaults: fused, `max_batch` 256, the best ISA, one thread per available core.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// See [`CompileOptions::fuse`](#structfield.fuse).
+    pub fn fuse(mut self, fuse: bool) -> Self {
+        self.fuse = fuse;
+        self
+    }
+    /// See [`CompileOptions::max_batch`](#structfield.max_batch).
+    pub fn max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = max_batch;
+        self
+    }
+    /// See [`CompileOptions::isa`](#structfield.isa).
+    pub fn isa(mut self, isa: impl Into<Option<Isa>>) -> Self {
+        self.isa = isa.into();
+        self
+    }
+    /// See [`CompileOptions::threads`](#structfield.threads).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+    /// See [`CompileOptions::tune`](#structfield.tune).
+    pub fn tune(mut self, tune: bool) -> Self {
+        self.tune = tune;
+        self
+    }
 }
 
 impl Default for CompileOptions {
@@ -500,47 +534,9 @@ impl Plan {
         result
     }
 
-    /// The batch of a run's inputs (count and lengths checked again per chunk).
+    /// The batch of a run's inputs, every input checked (count, type, length, ids).
     fn batch_of(&self, inputs: &[Values<'_>]) -> Result<usize> {
-        match (inputs.first(), self.inputs.first()) {
-            (Some(v), Some(info)) if info.len > 0 && inputs.len() == self.inputs.len() => {
-                if v.is_empty() {
-                    return Err(Error::EmptyBatch);
-                }
-                if !v.len().is_multiple_of(info.len) {
-                    return Err(Error::InputLength {
-                        per_sample: info.len,
-                        got: v.len(),
-                    });
-                }
-                let batch = v.len() / info.len;
-                for (v, info) in inputs.iter().zip(&self.inputs) {
-                    if v.len() != batch * info.len {
-                        return Err(Error::Input {
-                            input: info.name.clone(),
-                            msg: format!(
-                                "{} values, {batch} samples of {} expected",
-                                v.len(),
-                                info.len
-                            ),
-                        });
-                    }
-                }
-                Ok(batch)
-            }
-            _ => {
-                let names: Vec<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
-                Err(Error::Input {
-                    input: names.join(", "),
-                    msg: format!(
-                        "{} inputs given, the model takes {} ({})",
-                        inputs.len(),
-                        self.inputs.len(),
-                        names.join(", ")
-                    ),
-                })
-            }
-        }
+        session::check_values(self, inputs)
     }
 
     /// Runs one Dense step on `m` rows (`A` rows `lda` apart, `C` rows `ldc` apart), splitting

@@ -252,8 +252,21 @@ pub(crate) fn outputs<'s>(plan: &'s Plan, arena: &'s [f32], batch: usize) -> Out
     Outputs { plan, arena, batch }
 }
 
-/// Checks count, types, lengths and ids of a run's inputs; returns the batch.
+/// Checks count, types, lengths and ids of a run's inputs and that the batch fits the arena;
+/// returns the batch.
 fn check_inputs(plan: &Plan, inputs: &[Values<'_>]) -> Result<usize> {
+    let batch = check_values(plan, inputs)?;
+    if batch > plan.max_batch {
+        return Err(Error::BatchTooLarge {
+            batch,
+            max: plan.max_batch,
+        });
+    }
+    Ok(batch)
+}
+
+/// Checks count, types, lengths and ids of a run's inputs; returns the batch (any size).
+pub(crate) fn check_values(plan: &Plan, inputs: &[Values<'_>]) -> Result<usize> {
     if inputs.len() != plan.inputs.len() {
         let names: Vec<&str> = plan.inputs.iter().map(|i| i.name.as_str()).collect();
         return Err(Error::Input {
@@ -310,14 +323,7 @@ fn check_inputs(plan: &Plan, inputs: &[Values<'_>]) -> Result<usize> {
             )));
         }
     }
-    let batch = batch.unwrap_or(0);
-    if batch > plan.max_batch {
-        return Err(Error::BatchTooLarge {
-            batch,
-            max: plan.max_batch,
-        });
-    }
-    Ok(batch)
+    Ok(batch.unwrap_or(0))
 }
 
 /// Runs every step of `plan` on samples `first..first + batch` of the inputs (at most the

@@ -18,11 +18,7 @@ pub(crate) fn run() -> Result<()> {
     let mut r = SplitMix64::new(42);
     let x: Vec<f32> = (0..batch * 784).map(|_| r.next_signed()).collect();
     for fuse in [true, false] {
-        let plan = Arc::new(model.compile(&CompileOptions {
-            fuse,
-            max_batch: batch,
-            ..CompileOptions::default()
-        })?);
+        let plan = Arc::new(model.compile(&CompileOptions::new().fuse(fuse).max_batch(batch))?);
         say!("\n{plan}");
         let mut session = plan.session()?;
         outputs.push(session.run(&x)?.to_vec());

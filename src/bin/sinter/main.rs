@@ -142,13 +142,11 @@ fn load_model_with(spec: &str, opts: &sinter::io::LoadOptions) -> Result<Model> 
 }
 
 pub(crate) fn compile(model: &Model, args: &PlanArgs, max_batch: usize) -> Result<Arc<Plan>> {
-    let opts = CompileOptions {
-        fuse: !args.no_fuse,
-        max_batch,
-        threads: args.threads.unwrap_or(CompileOptions::default().threads),
-        tune: args.tune,
-        ..CompileOptions::default()
-    };
+    let opts = CompileOptions::new()
+        .fuse(!args.no_fuse)
+        .max_batch(max_batch)
+        .threads(args.threads.unwrap_or(CompileOptions::default().threads))
+        .tune(args.tune);
     Ok(Arc::new(model.compile(&opts)?))
 }
 
@@ -163,10 +161,8 @@ fn run_npy(model: &str, inputs: &[String], outputs: &[String], args: &PlanArgs) 
                 .map(|(n, _)| n.to_string())
         })
         .collect();
-    let opts = sinter::io::LoadOptions {
-        outputs: named,
-        ..Default::default()
-    };
+    let mut opts = sinter::io::LoadOptions::new();
+    opts.outputs = named;
     let model = load_model_with(model, &opts)?;
     let out_bind = inputs::bind(outputs, model.output_names(), "--output", false)?;
     let wanted: Vec<&str> = out_bind

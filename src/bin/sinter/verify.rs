@@ -10,24 +10,15 @@ pub(crate) fn run(spec: &str, batch: usize) -> Result<()> {
         return Err(Error::EmptyBatch);
     }
     let model = load_model(spec)?;
-    let plan = Arc::new(model.compile(&CompileOptions {
-        max_batch: batch,
-        ..Default::default()
-    })?);
+    let plan = Arc::new(model.compile(&CompileOptions::new().max_batch(batch))?);
     let arrays = inputs::random(&plan, batch, 0x5eed, 3.0, true);
     let x = inputs::views(&arrays);
     let lens: Vec<usize> = plan.inputs().iter().map(|i| i.len).collect();
     let outputs = |opts: CompileOptions| -> Result<Vec<f32>> {
-        let plan = Arc::new(model.compile(&CompileOptions {
-            max_batch: batch,
-            ..opts
-        })?);
+        let plan = Arc::new(model.compile(&opts.max_batch(batch))?);
         Ok(plan.run_all(&x)?.concat())
     };
-    let base = outputs(CompileOptions {
-        threads: 1,
-        ..Default::default()
-    })?;
+    let base = outputs(CompileOptions::new().threads(1))?;
     let out_lens: Vec<usize> = plan.outputs().iter().map(|o| o.len).collect();
     let out_per: usize = out_lens.iter().sum();
     let mut failures = 0;
@@ -44,24 +35,14 @@ pub(crate) fn run(spec: &str, batch: usize) -> Result<()> {
             }
         }
     };
-    let separate = outputs(CompileOptions {
-        fuse: false,
-        threads: 1,
-        ..Default::default()
-    })?;
+    let separate = outputs(CompileOptions::new().fuse(false).threads(1))?;
     check("fused == separate".into(), &separate, &base);
     for threads in [2, 3] {
-        let got = outputs(CompileOptions {
-            threads,
-            ..Default::default()
-        })?;
+        let got = outputs(CompileOptions::new().threads(threads))?;
         check(format!("threads {threads} == threads 1"), &got, &base);
     }
     for isa in Isa::available() {
-        let got = outputs(CompileOptions {
-            isa: Some(isa),
-            ..Default::default()
-        })?;
+        let got = outputs(CompileOptions::new().isa(Some(isa)))?;
         check(format!("isa {isa} == default"), &got, &base);
     }
     let mut s = plan.session()?;

@@ -2280,6 +2280,9 @@ impl Converter<'_> {
             return Err(self.node_fail(node, format!("kernel_shape {size} but W has {k} taps")));
         }
         let padding = self.window_padding(node, steps, k, stride, dilation, false)?;
+        if w.f32.len() != filters * ch * k {
+            return Err(self.node_fail(node, "W must be a float tensor"));
+        }
         // ONNX [M, C, k] -> Keras [k, C, M].
         let mut kernel = vec![0.0; w.f32.len()];
         for o in 0..filters {
