@@ -65,6 +65,9 @@ pub enum Error {
     /// The requested ISA tier cannot run on this CPU.
     #[error("ISA tier {0} is not available on this CPU")]
     IsaUnavailable(Isa),
+    /// A batcher's queue is full (or it is shutting down): retry later.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
     /// A compile option out of range.
     #[error("invalid option: {0}")]
     Options(String),

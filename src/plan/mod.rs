@@ -17,9 +17,11 @@
 //! ```
 
 mod arena;
+mod batcher;
 mod display;
 mod session;
 
+pub use batcher::{Batcher, BatcherOptions, BatcherStats, Response};
 pub use session::{Outputs, Session, Values};
 
 use crate::error::{Error, Result};
