@@ -276,6 +276,7 @@ fn run(isa: Isa, g: &mut GemmCall<'_>) {
 ///     s.spawn(move || part.panels());
 /// });
 /// ```
+#[doc(hidden)]
 pub struct ColumnParts<'a> {
     isa: Isa,
     call: GemmCall<'a>,
