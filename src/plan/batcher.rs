@@ -32,7 +32,9 @@ pub struct BatcherOptions {
     pub max_batch: usize,
     /// How long the oldest waiting request may wait for others to join its batch.
     pub max_delay: Duration,
-    /// Rows that may wait at once; a request beyond is refused with [`Error::Overloaded`].
+    /// Rows that may wait at once; a request beyond is refused with [`Error::Overloaded`]
+    /// (a request larger than this is accepted only into an empty queue, so memory stays
+    /// bounded by one request or this many rows).
     pub queue_rows: usize,
 }
 
