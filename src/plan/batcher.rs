@@ -101,7 +101,12 @@ struct Shared {
     runs: AtomicU64,
     requests: AtomicU64,
     rows: AtomicU64,
+    sizes: [AtomicU64; BATCH_BUCKETS.len() + 1],
 }
+
+/// Upper bounds (rows) of the batch-size histogram in [`BatcherStats::batch_sizes`]; the last
+/// count is for larger batches.
+pub const BATCH_BUCKETS: [usize; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
 
 /// What a [`Batcher`] has done so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -113,6 +118,9 @@ pub struct BatcherStats {
     pub requests: u64,
     /// Rows run.
     pub rows: u64,
+    /// Plan runs by rows: entry `i` counts batches of at most `BATCH_BUCKETS[i]` rows (and
+    /// more than the previous bound); the last entry counts larger ones.
+    pub batch_sizes: [u64; BATCH_BUCKETS.len() + 1],
 }
 
 /// A dynamic batcher over one plan; cheap to clone (all clones feed one queue). Dropping
@@ -169,6 +177,7 @@ impl Batcher {
             runs: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             rows: AtomicU64::new(0),
+            sizes: Default::default(),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
@@ -197,6 +206,7 @@ impl Batcher {
             runs: s.runs.load(Ordering::Relaxed),
             requests: s.requests.load(Ordering::Relaxed),
             rows: s.rows.load(Ordering::Relaxed),
+            batch_sizes: std::array::from_fn(|i| s.sizes[i].load(Ordering::Relaxed)),
         }
     }
 
@@ -334,6 +344,11 @@ fn batch_loop(s: &Shared) {
         s.requests.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let rows: usize = batch.iter().map(|r| r.rows).sum();
         s.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        let bucket = BATCH_BUCKETS
+            .iter()
+            .position(|&b| rows <= b)
+            .unwrap_or(BATCH_BUCKETS.len());
+        s.sizes[bucket].fetch_add(1, Ordering::Relaxed);
         run_batch(&s.plan, batch);
     }
 }

@@ -21,7 +21,7 @@ mod batcher;
 mod display;
 mod session;
 
-pub use batcher::{Batcher, BatcherOptions, BatcherStats, Response};
+pub use batcher::{BATCH_BUCKETS, Batcher, BatcherOptions, BatcherStats, Response};
 pub use session::{Outputs, Session, Values};
 
 use crate::error::{Error, Result};

@@ -24,6 +24,8 @@ macro_rules! say_raw {
 mod bench;
 mod demo;
 mod inputs;
+#[cfg(feature = "serve")]
+mod serve;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -113,6 +115,29 @@ enum Command {
         /// Batch size of the random inputs.
         #[arg(long, default_value_t = 16)]
         batch: usize,
+    },
+    /// Serve models over HTTP: KServe v2 REST (Open Inference Protocol) and TF Serving predict,
+    /// with dynamic batching that never changes an answer. Stops on SIGTERM / Ctrl-C.
+    #[cfg(feature = "serve")]
+    Serve {
+        /// Models: files or builtin:NAME, each served under its file stem, or NAME=MODEL.
+        #[arg(required = true)]
+        models: Vec<String>,
+        /// Address to listen on (loopback by default).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port (0: any free port, printed at start).
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// Rows per batched run.
+        #[arg(long, default_value_t = 64)]
+        max_batch: usize,
+        /// Microseconds the oldest request waits for others to join its batch.
+        #[arg(long, default_value_t = 500)]
+        max_delay_us: u64,
+        /// Largest request body, bytes (larger ones get 413).
+        #[arg(long, default_value_t = 64 << 20)]
+        max_body_bytes: usize,
     },
 }
 
@@ -245,6 +270,20 @@ fn main() -> ExitCode {
             seconds,
         }) => bench::run(&model, &batch, &plan, json, seconds),
         Some(Command::Verify { model, batch }) => verify::run(&model, batch),
+        #[cfg(feature = "serve")]
+        Some(Command::Serve {
+            models,
+            host,
+            port,
+            max_batch,
+            max_delay_us,
+            max_body_bytes,
+        }) => serve::run(
+            &models,
+            &host,
+            port,
+            (max_batch, max_delay_us, max_body_bytes),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,677 @@
+//! `sinter serve`: models over HTTP/1.1, speaking the Open Inference Protocol (KServe v2 REST,
+//! what `tritonclient[http]` sends) and TensorFlow Serving's REST predict. Every model has a
+//! [`Batcher`]: concurrent requests share plan runs, and each answer is bit-identical to
+//! running that request alone.
+//!
+//! Limits: request bodies up to `--max-body-bytes` (64 MiB), [`MAX_CONNECTIONS`] connections at once
+//! (more wait in the kernel's accept queue), a request's headers within [`HEADER_TIMEOUT`] and
+//! its body within [`BODY_TIMEOUT`] (else 408). Bad requests get a 4xx with `{"error": "..."}`; the server keeps serving.
+//! SIGTERM or Ctrl-C stops accepting and lets in-flight requests finish.
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{Value, json};
+use sinter::io::npy::Array;
+use sinter::{Batcher, BatcherOptions, CompileOptions, DType, Error, Result};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Connections served at once.
+pub(crate) const MAX_CONNECTIONS: usize = 1024;
+/// Time a client has to send a request's headers.
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to send a request's body.
+pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Latency histogram bucket bounds, seconds.
+const LATENCY: [f64; 10] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+];
+
+struct Served {
+    name: String,
+    batcher: Batcher,
+}
+
+#[derive(Default)]
+struct Metrics {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    latency: [AtomicU64; LATENCY.len() + 1],
+    latency_sum_us: AtomicU64,
+}
+
+struct State {
+    models: BTreeMap<String, Served>,
+    metrics: Metrics,
+    max_body: usize,
+}
+
+/// A model argument: `NAME=MODEL`, or MODEL named by its file stem (`builtin:x` is `x`).
+fn name_of(spec: &str) -> (String, String) {
+    if let Some((name, model)) = spec.split_once('=')
+        && !name.is_empty()
+        && !name.contains('/')
+    {
+        return (name.to_string(), model.to_string());
+    }
+    let stem = spec.strip_prefix("builtin:").unwrap_or_else(|| {
+        std::path::Path::new(spec)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or(spec)
+    });
+    let stem = stem.strip_suffix(".weights").unwrap_or(stem);
+    (stem.to_string(), spec.to_string())
+}
+
+/// Loads the models and serves them until SIGTERM / Ctrl-C.
+/// `limits`: rows per batch, microseconds of batching delay, body bytes.
+pub(crate) fn run(
+    specs: &[String],
+    host: &str,
+    port: u16,
+    limits: (usize, u64, usize),
+) -> Result<()> {
+    let (max_batch, max_delay_us, max_body) = limits;
+    let mut models = BTreeMap::new();
+    for spec in specs {
+        let (name, model_spec) = name_of(spec);
+        let model = crate::load_model(&model_spec)?;
+        let plan = Arc::new(model.compile(&CompileOptions::new().max_batch(max_batch))?);
+        let opts = BatcherOptions::new()
+            .max_batch(max_batch)
+            .max_delay(Duration::from_micros(max_delay_us))
+            .queue_rows(max_batch.saturating_mul(64));
+        let batcher = Batcher::new(plan, opts)?;
+        if models.contains_key(&name) {
+            return Err(Error::Options(format!("two models are named {name:?}")));
+        }
+        models.insert(name.clone(), Served { name, batcher });
+    }
+    let state = Arc::new(State {
+        models,
+        metrics: Metrics::default(),
+        max_body,
+    });
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .map_err(|e| Error::Options(format!("address {host}:{port}: {e}")))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Options(format!("cannot start the server runtime: {e}")))?;
+    rt.block_on(serve(state, addr))
+}
+
+async fn serve(state: Arc<State>, addr: SocketAddr) -> Result<()> {
+    let io_err = |e: std::io::Error| Error::Options(format!("{addr}: {e}"));
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(io_err)?;
+    let local = listener.local_addr().map_err(io_err)?;
+    let names: Vec<&str> = state.models.keys().map(String::as_str).collect();
+    // The line scripts and tests wait for (it carries the port when 0 was asked for).
+    println!(
+        "sinter serve: listening on http://{local} (models: {})",
+        names.join(", ")
+    );
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(_) => continue, // e.g. too many open files: try again
+            },
+            () = &mut shutdown => break,
+        };
+        let state = state.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    println!("sinter serve: shutting down, finishing in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(30)) => {}
+    }
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, body: &Value) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, msg: impl std::fmt::Display) -> Reply {
+    reply(status, &json!({ "error": msg.to_string() }))
+}
+
+async fn handle(state: &State, req: Request<Incoming>) -> Reply {
+    let start = Instant::now();
+    let m = &state.metrics;
+    m.requests.fetch_add(1, Ordering::Relaxed);
+    let r = route(state, req).await;
+    if !r.status().is_success() {
+        m.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let bucket = LATENCY
+        .iter()
+        .position(|&b| secs <= b)
+        .unwrap_or(LATENCY.len());
+    m.latency[bucket].fetch_add(1, Ordering::Relaxed);
+    m.latency_sum_us
+        .fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+    r
+}
+
+async fn route(state: &State, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_string();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+    let model = |name: &str| state.models.get(name);
+    match (&method, parts.as_slice()) {
+        (&Method::GET, ["v2", "health", "live" | "ready"]) => reply(StatusCode::OK, &json!({})),
+        (&Method::GET, ["v2"]) => reply(
+            StatusCode::OK,
+            &json!({"name": "sinter", "version": env!("CARGO_PKG_VERSION"), "extensions": []}),
+        ),
+        (&Method::GET, ["metrics"]) => {
+            let mut r = Response::new(Full::new(Bytes::from(metrics_text(state))));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        (&Method::GET, ["v2", "models", name]) => match model(name) {
+            Some(s) => reply(StatusCode::OK, &metadata(s)),
+            None => not_found(name),
+        },
+        (&Method::GET, ["v2", "models", name, "ready"]) => match model(name) {
+            Some(_) => reply(StatusCode::OK, &json!({"name": name, "ready": true})),
+            None => not_found(name),
+        },
+        (&Method::POST, ["v2", "models", name, "infer"]) => match model(name) {
+            Some(s) => match body_json(req, state.max_body).await {
+                Ok(body) => kserve_infer(s, &body).await,
+                Err(r) => r,
+            },
+            None => not_found(name),
+        },
+        (&Method::POST, ["v1", "models", name_predict]) => {
+            match name_predict.strip_suffix(":predict").and_then(model) {
+                Some(s) => match body_json(req, state.max_body).await {
+                    Ok(body) => tf_predict(s, &body).await,
+                    Err(r) => r,
+                },
+                None => not_found(name_predict.trim_end_matches(":predict")),
+            }
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            format!("no route for {method} {path}"),
+        ),
+    }
+}
+
+fn not_found(name: &str) -> Reply {
+    error(StatusCode::NOT_FOUND, format!("no model named {name:?}"))
+}
+
+/// The request body as JSON, at most `max` bytes.
+async fn body_json(req: Request<Incoming>, max: usize) -> std::result::Result<Value, Reply> {
+    let body = Limited::new(req.into_body(), max);
+    let collected = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
+        Ok(c) => c,
+        Err(_) => {
+            return Err(error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+    };
+    let bytes = match collected {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let too_big = e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            return Err(if too_big {
+                error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is over {max} bytes"),
+                )
+            } else {
+                error(StatusCode::BAD_REQUEST, format!("reading the body: {e}"))
+            });
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))
+}
+
+fn kserve_type(d: DType) -> &'static str {
+    match d {
+        DType::F32 => "FP32",
+        DType::I32 => "INT32",
+        DType::I64 => "INT64",
+    }
+}
+
+fn metadata(s: &Served) -> Value {
+    let plan = s.batcher.plan();
+    let tensors = |ts: &[sinter::plan::TensorInfo]| -> Vec<Value> {
+        ts.iter()
+            .map(|t| {
+                let mut shape = vec![-1i64];
+                shape.extend(t.shape.iter().map(|&d| d as i64));
+                json!({"name": t.name, "datatype": kserve_type(t.dtype), "shape": shape})
+            })
+            .collect()
+    };
+    json!({
+        "name": s.name,
+        "versions": ["1"],
+        "platform": "sinter",
+        "inputs": tensors(plan.inputs()),
+        "outputs": tensors(plan.outputs()),
+    })
+}
+
+/// A JSON array (nested to any depth) flattened into `out`; `Err` names the first value that
+/// is not a number of the type.
+fn flatten(
+    v: &Value,
+    int: bool,
+    out: &mut Vec<f64>,
+    depth: usize,
+) -> std::result::Result<(), String> {
+    if depth > 32 {
+        return Err("data nested deeper than 32 levels".into());
+    }
+    match v {
+        Value::Array(items) => {
+            for i in items {
+                flatten(i, int, out, depth + 1)?;
+            }
+            Ok(())
+        }
+        Value::Number(n) => {
+            let x = if int {
+                n.as_i64().map(|i| i as f64)
+            } else {
+                n.as_f64()
+            };
+            out.push(x.ok_or_else(|| {
+                format!("{n} is not a {}", if int { "integer" } else { "number" })
+            })?);
+            Ok(())
+        }
+        other => Err(format!("{other} is not a number")),
+    }
+}
+
+/// One input's values from a KServe/TF tensor: `(rows, array)`.
+fn tensor_values(
+    info: &sinter::plan::TensorInfo,
+    datatype: Option<&str>,
+    shape: Option<&[Value]>,
+    data: &Value,
+) -> std::result::Result<(usize, Array), String> {
+    let int = match (datatype, info.dtype) {
+        (Some("FP32") | None, DType::F32) => false,
+        (Some("INT32" | "INT64") | None, DType::I32 | DType::I64) => true,
+        (Some("FP32"), _) => false, // whole-number floats as ids, as Keras casts them
+        (Some(t), d) => {
+            return Err(format!("datatype {t} for an input of {}", kserve_type(d)));
+        }
+    };
+    let mut flat = Vec::new();
+    flatten(data, int, &mut flat, 0)?;
+    if flat.is_empty() || flat.len() % info.len != 0 {
+        return Err(format!(
+            "{} values: not a whole number of samples of {} ({:?} per sample)",
+            flat.len(),
+            info.len,
+            info.shape
+        ));
+    }
+    let rows = flat.len() / info.len;
+    if let Some(shape) = shape {
+        let dims: Option<Vec<usize>> = shape
+            .iter()
+            .map(|d| d.as_u64().map(|d| d as usize))
+            .collect();
+        let mut want = vec![rows];
+        want.extend(&info.shape);
+        if dims.as_deref() != Some(&want[..]) {
+            return Err(format!(
+                "shape {shape:?}, the data and the model give {want:?}"
+            ));
+        }
+    }
+    let array = match (int, info.dtype) {
+        (false, _) => Array::F32(flat.iter().map(|&v| v as f32).collect()),
+        (true, DType::I32) => Array::I32(
+            flat.iter()
+                .map(|&v| i32::try_from(v as i64).map_err(|_| format!("{v} is not an int32")))
+                .collect::<std::result::Result<_, _>>()?,
+        ),
+        (true, _) => Array::I64(flat.iter().map(|&v| v as i64).collect()),
+    };
+    Ok((rows, array))
+}
+
+/// The status for a run's error: the caller's fault (4xx) or the server's (503 when busy).
+fn run_error(e: &Error) -> Reply {
+    match e {
+        Error::Overloaded(_) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        _ => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+fn output_json(info: &sinter::plan::TensorInfo, rows: usize, values: &[f32]) -> Value {
+    let mut shape = vec![rows];
+    shape.extend(&info.shape);
+    let data: Value = match info.dtype {
+        DType::F32 => json!(values),
+        _ => json!(values.iter().map(|&v| v as i64).collect::<Vec<_>>()),
+    };
+    json!({"name": info.name, "datatype": kserve_type(info.dtype), "shape": shape, "data": data})
+}
+
+async fn kserve_infer(s: &Served, body: &Value) -> Reply {
+    let plan = s.batcher.plan();
+    let Some(inputs) = body.get("inputs").and_then(Value::as_array) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the body needs an \"inputs\" array",
+        );
+    };
+    let mut arrays = Vec::with_capacity(plan.inputs().len());
+    let mut rows = None;
+    for info in plan.inputs() {
+        let t = inputs
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some(&info.name))
+            .or_else(|| (plan.inputs().len() == 1 && inputs.len() == 1).then(|| &inputs[0]));
+        let Some(t) = t else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("input {:?} is missing", info.name),
+            );
+        };
+        let datatype = t.get("datatype").and_then(Value::as_str);
+        let shape = t.get("shape").and_then(Value::as_array).map(Vec::as_slice);
+        let data = t.get("data").unwrap_or(&Value::Null);
+        match tensor_values(info, datatype, shape, data) {
+            Ok((r, a)) => {
+                if *rows.get_or_insert(r) != r {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "input {:?}: {r} rows, the first input has {}",
+                            info.name,
+                            rows.unwrap_or(0)
+                        ),
+                    );
+                }
+                arrays.push(a);
+            }
+            Err(m) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("input {:?}: {m}", info.name),
+                );
+            }
+        }
+    }
+    let rows = rows.unwrap_or(0);
+    match s.batcher.run_async(arrays).await {
+        Ok(outs) => {
+            let wanted: Option<Vec<&str>> =
+                body.get("outputs").and_then(Value::as_array).map(|o| {
+                    o.iter()
+                        .filter_map(|t| t.get("name").and_then(Value::as_str))
+                        .collect()
+                });
+            let outputs: Vec<Value> = plan
+                .outputs()
+                .iter()
+                .zip(&outs)
+                .filter(|(info, _)| {
+                    wanted
+                        .as_ref()
+                        .is_none_or(|w| w.contains(&info.name.as_str()))
+                })
+                .map(|(info, v)| output_json(info, rows, v))
+                .collect();
+            let id = body.get("id").cloned().unwrap_or(Value::Null);
+            let mut r = json!({"model_name": s.name, "model_version": "1", "outputs": outputs});
+            if !id.is_null() {
+                r["id"] = id;
+            }
+            reply(StatusCode::OK, &r)
+        }
+        Err(e) => run_error(&e),
+    }
+}
+
+/// TensorFlow Serving's REST predict: `{"instances": [...]}` (one entry per sample; an object
+/// per sample for several inputs) or `{"inputs": ...}` (columnar).
+async fn tf_predict(s: &Served, body: &Value) -> Reply {
+    let plan = s.batcher.plan();
+    let infos = plan.inputs();
+    let mut arrays = Vec::with_capacity(infos.len());
+    let mut rows = None;
+    let columns: Vec<Value> = if let Some(inst) = body.get("instances").and_then(Value::as_array) {
+        if infos.len() == 1 {
+            vec![Value::Array(inst.clone())]
+        } else {
+            infos
+                .iter()
+                .map(|info| {
+                    Value::Array(
+                        inst.iter()
+                            .map(|i| i.get(&info.name).cloned().unwrap_or(Value::Null))
+                            .collect(),
+                    )
+                })
+                .collect()
+        }
+    } else if let Some(inputs) = body.get("inputs") {
+        match inputs {
+            Value::Object(o) => infos
+                .iter()
+                .map(|i| o.get(&i.name).cloned().unwrap_or(Value::Null))
+                .collect(),
+            v if infos.len() == 1 => vec![v.clone()],
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "\"inputs\" must be an object keyed by input name",
+                );
+            }
+        }
+    } else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the body needs \"instances\" or \"inputs\"",
+        );
+    };
+    for (info, col) in infos.iter().zip(&columns) {
+        match tensor_values(info, None, None, col) {
+            Ok((r, a)) => {
+                if *rows.get_or_insert(r) != r {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "input {:?}: {r} rows, the first input has {}",
+                            info.name,
+                            rows.unwrap_or(0)
+                        ),
+                    );
+                }
+                arrays.push(a);
+            }
+            Err(m) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("input {:?}: {m}", info.name),
+                );
+            }
+        }
+    }
+    let rows = rows.unwrap_or(0);
+    match s.batcher.run_async(arrays).await {
+        Ok(outs) => {
+            let outputs = plan.outputs();
+            let sample = |k: usize, r: usize| -> Value {
+                let info = &outputs[k];
+                let v = &outs[k][r * info.len..(r + 1) * info.len];
+                match info.dtype {
+                    DType::F32 => json!(v),
+                    _ => json!(v.iter().map(|&x| x as i64).collect::<Vec<_>>()),
+                }
+            };
+            let predictions: Vec<Value> = (0..rows)
+                .map(|r| {
+                    if outputs.len() == 1 {
+                        sample(0, r)
+                    } else {
+                        let m: serde_json::Map<String, Value> = (0..outputs.len())
+                            .map(|k| (outputs[k].name.clone(), sample(k, r)))
+                            .collect();
+                        Value::Object(m)
+                    }
+                })
+                .collect();
+            reply(StatusCode::OK, &json!({ "predictions": predictions }))
+        }
+        Err(e) => run_error(&e),
+    }
+}
+
+fn metrics_text(state: &State) -> String {
+    use std::fmt::Write;
+    let m = &state.metrics;
+    let mut t = String::new();
+    let _ = writeln!(t, "# TYPE sinter_requests_total counter");
+    let _ = writeln!(
+        t,
+        "sinter_requests_total {}",
+        m.requests.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(t, "# TYPE sinter_request_errors_total counter");
+    let _ = writeln!(
+        t,
+        "sinter_request_errors_total {}",
+        m.errors.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(t, "# TYPE sinter_request_duration_seconds histogram");
+    let mut cum = 0;
+    for (k, bound) in LATENCY.iter().enumerate() {
+        cum += m.latency[k].load(Ordering::Relaxed);
+        let _ = writeln!(
+            t,
+            "sinter_request_duration_seconds_bucket{{le=\"{bound}\"}} {cum}"
+        );
+    }
+    cum += m.latency[LATENCY.len()].load(Ordering::Relaxed);
+    let _ = writeln!(
+        t,
+        "sinter_request_duration_seconds_bucket{{le=\"+Inf\"}} {cum}"
+    );
+    let _ = writeln!(
+        t,
+        "sinter_request_duration_seconds_sum {}",
+        m.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(t, "sinter_request_duration_seconds_count {cum}");
+    let _ = writeln!(t, "# TYPE sinter_batch_size histogram");
+    for s in state.models.values() {
+        let st = s.batcher.stats();
+        let mut cum = 0;
+        for (k, bound) in sinter::plan::BATCH_BUCKETS.iter().enumerate() {
+            cum += st.batch_sizes[k];
+            let _ = writeln!(
+                t,
+                "sinter_batch_size_bucket{{model=\"{}\",le=\"{bound}\"}} {cum}",
+                s.name
+            );
+        }
+        cum += st.batch_sizes[sinter::plan::BATCH_BUCKETS.len()];
+        let _ = writeln!(
+            t,
+            "sinter_batch_size_bucket{{model=\"{}\",le=\"+Inf\"}} {cum}",
+            s.name
+        );
+        let _ = writeln!(
+            t,
+            "sinter_batch_size_sum{{model=\"{}\"}} {}",
+            s.name, st.rows
+        );
+        let _ = writeln!(
+            t,
+            "sinter_batch_size_count{{model=\"{}\"}} {}",
+            s.name, st.runs
+        );
+    }
+    t
+}

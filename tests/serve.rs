@@ -1,0 +1,232 @@
+//! `sinter serve` end to end over loopback: KServe v2 REST and TF Serving predict answers are
+//! bit-identical to `Plan::run` of the same rows alone, from many concurrent clients; bad
+//! requests get a 4xx with a JSON error and the server keeps serving; SIGTERM finishes in-flight
+//! requests and exits 0.
+#![cfg(feature = "serve")]
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sinter"))
+            .arg("serve")
+            .args(args)
+            .args(["--port", "0", "--max-body-bytes", "200000"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        Server { child, port }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request; returns (status, body).
+fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // The server may answer (413) and close before the whole body is sent.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    let status = text[9..12].parse().unwrap();
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    (status, raw[at..].to_vec())
+}
+
+fn json_of(body: &[u8]) -> Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+}
+
+fn input(rows: usize, seed: usize) -> Vec<f32> {
+    (0..rows * 784)
+        .map(|i| (((i * 31 + seed * 7919) % 997) as f32 / 997.0) - 0.5)
+        .collect()
+}
+
+fn bits_of(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x.as_f64().unwrap() as f32).to_bits())
+        .collect()
+}
+
+#[test]
+fn kserve_and_tf_serving_answers_are_bit_exact() {
+    let server = Server::start(&["builtin:mnist-mlp", "s=builtin:seed", "--max-batch", "16"]);
+    let plan = sinter::builtin::mnist_mlp()
+        .compile(&sinter::CompileOptions::new())
+        .unwrap();
+    assert_eq!(http(server.port, "GET", "/v2/health/live", b"").0, 200);
+    assert_eq!(http(server.port, "GET", "/v2/models/s/ready", b"").0, 200);
+    let (status, meta) = http(server.port, "GET", "/v2/models/mnist-mlp", b"");
+    assert_eq!(status, 200);
+    let meta = json_of(&meta);
+    assert_eq!(meta["inputs"][0]["shape"], json!([-1, 784]));
+    let name = meta["inputs"][0]["name"].as_str().unwrap().to_string();
+
+    // Many concurrent clients, each request checked against a run alone.
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (port, name) = (server.port, name.clone());
+            std::thread::spawn(move || {
+                let plan = sinter::builtin::mnist_mlp()
+                    .compile(&sinter::CompileOptions::new())
+                    .unwrap();
+                for i in 0..12 {
+                    let rows = 1 + (t + i) % 3;
+                    let x = input(rows, t * 100 + i);
+                    let req = json!({"inputs": [{"name": name, "shape": [rows, 784], "datatype": "FP32", "data": x}]});
+                    let (status, body) = http(port, "POST", "/v2/models/mnist-mlp/infer", req.to_string().as_bytes());
+                    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+                    let out = json_of(&body);
+                    assert_eq!(out["outputs"][0]["shape"], json!([rows, 10]));
+                    let want: Vec<u32> = plan.run(&x).unwrap().iter().map(|v| v.to_bits()).collect();
+                    assert_eq!(bits_of(&out["outputs"][0]["data"]), want, "client {t} request {i}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+
+    // TF Serving's predict, row format.
+    let x = input(2, 5);
+    let rows: Vec<Vec<f32>> = x.chunks(784).map(<[f32]>::to_vec).collect();
+    let (status, body) = http(
+        server.port,
+        "POST",
+        "/v1/models/mnist-mlp:predict",
+        json!({ "instances": rows }).to_string().as_bytes(),
+    );
+    assert_eq!(status, 200);
+    let preds = json_of(&body);
+    let want = plan.run(&x).unwrap();
+    for (r, p) in preds["predictions"].as_array().unwrap().iter().enumerate() {
+        let w: Vec<u32> = want[r * 10..(r + 1) * 10]
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        assert_eq!(bits_of(p), w);
+    }
+
+    // Metrics count what happened.
+    let (status, metrics) = http(server.port, "GET", "/metrics", b"");
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(metrics.contains("sinter_requests_total"), "{metrics}");
+    assert!(
+        metrics.contains("sinter_batch_size_bucket{model=\"mnist-mlp\""),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn bad_requests_get_4xx_and_the_server_keeps_serving() {
+    let server = Server::start(&["builtin:seed"]);
+    let p = server.port;
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        ("POST", "/v2/models/seed/infer", b"{not json".to_vec(), 400, "malformed JSON"),
+        ("POST", "/v2/models/seed/infer", b"{}".to_vec(), 400, "inputs"),
+        (
+            "POST",
+            "/v2/models/seed/infer",
+            json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}).to_string().into_bytes(),
+            400,
+            "not a whole number of samples",
+        ),
+        (
+            "POST",
+            "/v2/models/seed/infer",
+            json!({"inputs": [{"name": "x", "datatype": "BYTES", "data": ["a"]}]}).to_string().into_bytes(),
+            400,
+            "datatype BYTES",
+        ),
+        (
+            "POST",
+            "/v2/models/seed/infer",
+            json!({"inputs": [{"name": "x", "shape": [2, 784], "datatype": "FP32", "data": vec![0.5; 784]}]}).to_string().into_bytes(),
+            400,
+            "shape",
+        ),
+        ("POST", "/v2/models/nope/infer", b"{}".to_vec(), 404, "no model named"),
+        ("GET", "/v2/nothing", vec![], 404, "no route"),
+        ("POST", "/v2/models/seed/infer", vec![b' '; 300_000], 413, "over 200000 bytes"),
+    ];
+    for (method, path, body, want, words) in cases {
+        let (status, got) = http(p, method, path, &body);
+        let text = String::from_utf8_lossy(&got);
+        assert_eq!(status, want, "{path}: {text}");
+        assert!(
+            json_of(&got)["error"].as_str().unwrap().contains(words),
+            "{path}: {text}"
+        );
+    }
+    // A client that sends half a request and stalls does not stop others.
+    let mut slow = TcpStream::connect(("127.0.0.1", p)).unwrap();
+    slow.write_all(b"POST /v2/models/seed/infer HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    let x = input(1, 1);
+    let req = json!({"inputs": [{"name": "x", "shape": [1, 784], "datatype": "FP32", "data": x}]});
+    let (status, _) = http(
+        p,
+        "POST",
+        "/v2/models/seed/infer",
+        req.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200);
+    drop(slow);
+}
+
+#[test]
+fn sigterm_finishes_and_exits_cleanly() {
+    let mut server = Server::start(&["builtin:seed"]);
+    assert_eq!(http(server.port, "GET", "/v2/health/ready", b"").0, 200);
+    let pid = server.child.id().to_string();
+    let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(ok.success());
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = status.expect("the server did not stop within 5 s of SIGTERM");
+    assert!(status.success(), "{status}");
+}
