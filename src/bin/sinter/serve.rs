@@ -418,6 +418,24 @@ fn tensor_values(
     Ok((rows, array))
 }
 
+/// Appends one input's values, checking its rows against the first input's; the message of
+/// a 400 otherwise.
+fn add_input(
+    arrays: &mut Vec<Array>,
+    rows: &mut Option<usize>,
+    info: &sinter::plan::TensorInfo,
+    values: std::result::Result<(usize, Array), String>,
+) -> std::result::Result<(), String> {
+    let bad = |m: String| format!("input {:?}: {m}", info.name);
+    let (r, a) = values.map_err(bad)?;
+    let first = *rows.get_or_insert(r);
+    if first != r {
+        return Err(bad(format!("{r} rows, the first input has {first}")));
+    }
+    arrays.push(a);
+    Ok(())
+}
+
 /// The status for a run's error: the caller's fault (4xx) or the server's (503 when busy).
 fn run_error(e: &Error) -> Reply {
     match e {
@@ -460,26 +478,13 @@ async fn kserve_infer(s: &Served, body: &Value) -> Reply {
         let datatype = t.get("datatype").and_then(Value::as_str);
         let shape = t.get("shape").and_then(Value::as_array).map(Vec::as_slice);
         let data = t.get("data").unwrap_or(&Value::Null);
-        match tensor_values(info, datatype, shape, data) {
-            Ok((r, a)) => {
-                if *rows.get_or_insert(r) != r {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!(
-                            "input {:?}: {r} rows, the first input has {}",
-                            info.name,
-                            rows.unwrap_or(0)
-                        ),
-                    );
-                }
-                arrays.push(a);
-            }
-            Err(m) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("input {:?}: {m}", info.name),
-                );
-            }
+        if let Err(m) = add_input(
+            &mut arrays,
+            &mut rows,
+            info,
+            tensor_values(info, datatype, shape, data),
+        ) {
+            return error(StatusCode::BAD_REQUEST, m);
         }
     }
     let rows = rows.unwrap_or(0);
@@ -556,26 +561,13 @@ async fn tf_predict(s: &Served, body: &Value) -> Reply {
         );
     };
     for (info, col) in infos.iter().zip(&columns) {
-        match tensor_values(info, None, None, col) {
-            Ok((r, a)) => {
-                if *rows.get_or_insert(r) != r {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!(
-                            "input {:?}: {r} rows, the first input has {}",
-                            info.name,
-                            rows.unwrap_or(0)
-                        ),
-                    );
-                }
-                arrays.push(a);
-            }
-            Err(m) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("input {:?}: {m}", info.name),
-                );
-            }
+        if let Err(m) = add_input(
+            &mut arrays,
+            &mut rows,
+            info,
+            tensor_values(info, None, None, col),
+        ) {
+            return error(StatusCode::BAD_REQUEST, m);
         }
     }
     let rows = rows.unwrap_or(0);
