@@ -29,6 +29,7 @@ use crate::kernels::{self, Activation, EpOp, Isa, PackedB, Strided};
 use crate::model::{DType, Merge, Model, Unary, Window, checked_elems};
 use crate::passes::{self, Epi, Graph, Op};
 use arena::Arena;
+use std::sync::Arc;
 
 /// How to compile a model: `CompileOptions::new().max_batch(64).threads(1)`. New options
 /// may be added (the struct is `#[non_exhaustive]`), so build it with the methods below.
@@ -42,7 +43,8 @@ pub struct CompileOptions {
     /// Kernel tier; `None` uses `SINTER_ISA` if set, else the best the CPU has.
     pub isa: Option<Isa>,
     /// Threads for large layers (1 runs everything on the caller's thread). Defaults to the
-    /// available cores; the plan owns a pool of this many threads.
+    /// available cores ([`default_threads`]), and then every plan of the process shares one
+    /// worker pool; any other count gives the plan a pool of its own.
     pub threads: usize,
     /// Time candidate panel widths and blockings of every GEMM on this machine while
     /// compiling, and keep the fastest (tens to hundreds of milliseconds per layer). Never
@@ -88,7 +90,7 @@ impl Default for CompileOptions {
             fuse: true,
             max_batch: 256,
             isa: None,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: default_threads(),
             tune: false,
         }
     }
@@ -223,7 +225,7 @@ pub struct Plan {
     pub(crate) fused: bool,
     pub(crate) max_batch: usize,
     pub(crate) threads: usize,
-    pub(crate) pool: Option<kernels::Workers>,
+    pub(crate) pool: Option<Arc<kernels::Workers>>,
     pub(crate) inputs: Vec<TensorInfo>,
     pub(crate) outputs: Vec<TensorInfo>,
     /// Per input: the vocabulary size of the Embeddings reading it (the smallest), whose ids
@@ -1005,11 +1007,32 @@ fn chunk_size(steps: &[Step], arena_len: usize, max_batch: usize) -> usize {
 }
 
 /// The plan's own workers for `threads > 1` (the caller is one of the threads).
-fn thread_pool(threads: usize) -> Result<Option<kernels::Workers>> {
+///
+/// With the default thread count (the available cores) every plan of the process shares one
+/// pool, started by the first such plan: ten models do not start ten pools. The pool runs one
+/// layer at a time; a call that finds it busy runs on its own thread (same bits either way).
+/// Another thread count gives the plan a pool of its own.
+fn thread_pool(threads: usize) -> Result<Option<Arc<kernels::Workers>>> {
+    static SHARED: std::sync::OnceLock<Arc<kernels::Workers>> = std::sync::OnceLock::new();
     if threads == 1 {
         return Ok(None);
     }
-    kernels::Workers::new(threads)
-        .map(Some)
-        .map_err(|e| Error::Options(format!("cannot start {threads} threads: {e}")))
+    let start = || {
+        kernels::Workers::new(threads)
+            .map(Arc::new)
+            .map_err(|e| Error::Options(format!("cannot start {threads} threads: {e}")))
+    };
+    if threads != default_threads() {
+        return start().map(Some);
+    }
+    if let Some(p) = SHARED.get() {
+        return Ok(Some(p.clone()));
+    }
+    let pool = start()?;
+    Ok(Some(SHARED.get_or_init(|| pool).clone()))
+}
+
+/// The default thread count: the available cores.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
