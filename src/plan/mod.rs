@@ -500,7 +500,7 @@ impl Plan {
             Some(a) => a,
             None => session::new_arena(self)?,
         };
-        let mut result = Ok(batch);
+        // Inputs were checked once, above; each chunk runs without checking them again.
         let mut first = 0;
         while first < batch {
             let n = self.max_batch.min(batch - first);
@@ -516,17 +516,10 @@ impl Plan {
                     .collect();
                 &sliced
             };
-            match session::execute(self, &mut arena, chunk) {
-                Ok(_) => {
-                    let got = session::outputs(self, &arena, n);
-                    for (k, (buf, o)) in outputs.iter_mut().zip(&self.outputs).enumerate() {
-                        buf[first * o.len..(first + n) * o.len].copy_from_slice(got.get(k));
-                    }
-                }
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
+            session::run_checked(self, &mut arena, chunk, n);
+            let got = session::outputs(self, &arena, n);
+            for (k, (buf, o)) in outputs.iter_mut().zip(&self.outputs).enumerate() {
+                buf[first * o.len..(first + n) * o.len].copy_from_slice(got.get(k));
             }
             first += n;
         }
@@ -535,7 +528,7 @@ impl Plan {
         {
             p.push(arena);
         }
-        result
+        Ok(batch)
     }
 
     /// The batch of a run's inputs, every input checked (count, type, length, ids).

@@ -227,24 +227,27 @@ impl Session {
 /// The outputs are then where [`Outputs::get`] finds them.
 pub(crate) fn execute(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>]) -> Result<usize> {
     let batch = check_inputs(plan, inputs)?;
-    {
-        match &plan.results {
-            Some(results) if batch > plan.chunk => {
-                let mut first = 0;
-                while first < batch {
-                    let b = plan.chunk.min(batch - first);
-                    run_steps(plan, arena, inputs, first, b);
-                    for (k, o) in plan.outputs.iter().enumerate() {
-                        let src = plan.output_locs[k];
-                        arena.copy_within(src..src + b * o.len, results[k] + first * o.len);
-                    }
-                    first += b;
-                }
-            }
-            _ => run_steps(plan, arena, inputs, 0, batch),
-        }
-    }
+    run_checked(plan, arena, inputs, batch);
     Ok(batch)
+}
+
+/// Runs `batch` samples of inputs already checked ([`check_values`]; `batch <= max_batch`).
+pub(crate) fn run_checked(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], batch: usize) {
+    match &plan.results {
+        Some(results) if batch > plan.chunk => {
+            let mut first = 0;
+            while first < batch {
+                let b = plan.chunk.min(batch - first);
+                run_steps(plan, arena, inputs, first, b);
+                for (k, o) in plan.outputs.iter().enumerate() {
+                    let src = plan.output_locs[k];
+                    arena.copy_within(src..src + b * o.len, results[k] + first * o.len);
+                }
+                first += b;
+            }
+        }
+        _ => run_steps(plan, arena, inputs, 0, batch),
+    }
 }
 
 /// Outputs of a run of `batch` samples on `arena` (see [`execute`]).

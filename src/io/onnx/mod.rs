@@ -566,16 +566,7 @@ impl Converter<'_> {
                 }
                 if layout == Layout::Ncw && axis == 1 {
                     // The channels: sinter's last axis. No transpose.
-                    let shape = self.nodes[x].shape.clone();
-                    self.push(
-                        self.output(node)?,
-                        Layer::Activation(a),
-                        vec![x],
-                        shape,
-                        None,
-                    );
-                    self.name_last(node);
-                    return self.set_layout(node, Layout::Ncw);
+                    return self.same_shape(node, Layer::Activation(a), x, Layout::Ncw);
                 }
                 if axis != rank - 1 {
                     return self.softmax_inner_axis(node, a, axis as usize);
@@ -592,17 +583,7 @@ impl Converter<'_> {
             } else {
                 (self.input_node(node, 0)?, self.layout(node, 0))
             };
-            let shape = self.nodes[x].shape.clone();
-            self.push(
-                self.output(node)?,
-                Layer::Activation(a),
-                vec![x],
-                shape,
-                None,
-            );
-            self.name_last(node);
-            self.set_layout(node, layout)?;
-            return Ok(());
+            return self.same_shape(node, Layer::Activation(a), x, layout);
         }
         match node.op_type.as_str() {
             "Transpose" => self.transpose(node),
@@ -1658,17 +1639,26 @@ impl Converter<'_> {
                 return Err(self.node_fail(node, "a constant divided by a tensor is not supported"));
             }
         };
-        self.push(self.output(node)?, layer, vec![x], shape, None);
-        self.name_last(node);
-        self.set_layout(node, layout)
+        self.same_shape(node, layer, x, layout)
     }
 
     /// An elementwise function: keeps the input's layout.
     fn unary(&mut self, node: &NodeProto, u: Unary) -> Result<()> {
         let x = self.input_node(node, 0)?;
         let layout = self.layout(node, 0);
+        self.same_shape(node, Layer::Unary(u), x, layout)
+    }
+
+    /// `layer` of node `x` with `x`'s shape, read with `layout`, as `node`'s output.
+    fn same_shape(
+        &mut self,
+        node: &NodeProto,
+        layer: Layer,
+        x: usize,
+        layout: Layout,
+    ) -> Result<()> {
         let shape = self.nodes[x].shape.clone();
-        self.push(self.output(node)?, Layer::Unary(u), vec![x], shape, None);
+        self.push(self.output(node)?, layer, vec![x], shape, None);
         self.name_last(node);
         self.set_layout(node, layout)
     }
@@ -1713,16 +1703,7 @@ impl Converter<'_> {
             };
             let x = self.input_node(node, 0)?;
             let layout = self.layout(node, 0);
-            let shape = self.nodes[x].shape.clone();
-            self.push(
-                self.output(node)?,
-                Layer::Activation(a),
-                vec![x],
-                shape,
-                None,
-            );
-            self.name_last(node);
-            return self.set_layout(node, layout);
+            return self.same_shape(node, Layer::Activation(a), x, layout);
         }
         self.unary(node, Unary::Clip { min, max })
     }

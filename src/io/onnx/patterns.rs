@@ -155,6 +155,16 @@ fn string_attr(name: &str, s: &str) -> AttributeProto {
     }
 }
 
+/// A last-axis `LayerNormalization`'s attributes.
+fn layer_norm_attrs(epsilon: f32) -> Vec<AttributeProto> {
+    let axis = AttributeProto {
+        name: "axis".into(),
+        i: -1,
+        ..Default::default()
+    };
+    vec![float_attr("epsilon", epsilon), axis]
+}
+
 /// Rewrites every pattern in `nodes`; returns the rewritten list and how often each pattern
 /// matched (for the model's origin line).
 pub(super) fn rewrite(
@@ -474,14 +484,7 @@ fn layer_norm(g: &mut Graph<'_>, i: usize, scalar: Scalar<'_>, ints: Ints<'_>) -
     if !squared {
         return false;
     }
-    let attrs = vec![
-        float_attr("epsilon", eps),
-        AttributeProto {
-            name: "axis".into(),
-            i: -1,
-            ..Default::default()
-        },
-    ];
+    let attrs = layer_norm_attrs(eps);
     g.rewrite(
         i,
         &[sub, r1, sq, add, r2, p],
@@ -566,14 +569,7 @@ fn layer_norm_tf2onnx(g: &mut Graph<'_>, i: usize, scalar: Scalar<'_>, ints: Int
         return false;
     }
     let eps = attr_f(&g.nodes[i], "epsilon").unwrap_or(1e-5);
-    let attrs = vec![
-        float_attr("epsilon", eps),
-        AttributeProto {
-            name: "axis".into(),
-            i: -1,
-            ..Default::default()
-        },
-    ];
+    let attrs = layer_norm_attrs(eps);
     // The statistics' nodes become dead and are pruned with everything else unused.
     g.rewrite(
         back,
