@@ -18,4 +18,6 @@ pub use error::{Error, Result};
 pub use io::{LoadOptions, load, load_with};
 pub use kernels::{Activation, Isa};
 pub use model::{DType, Input, Layer, Model};
-pub use plan::{Batcher, BatcherOptions, CompileOptions, Outputs, Plan, Session, Values};
+pub use plan::{
+    Batcher, BatcherOptions, CompileOptions, Outputs, Plan, Session, Values, WorkerPool,
+};

@@ -20,9 +20,12 @@ mod arena;
 mod batcher;
 mod display;
 mod session;
+mod threads;
 
 pub use batcher::{BATCH_BUCKETS, Batcher, BatcherOptions, BatcherStats, Response};
 pub use session::{Outputs, Session, Values};
+use threads::Pool;
+pub use threads::{WorkerPool, default_threads};
 
 use crate::error::{Error, Result};
 use crate::kernels::{self, Activation, EpOp, Isa, PackedB, Strided};
@@ -50,6 +53,10 @@ pub struct CompileOptions {
     /// compiling, and keep the fastest (tens to hundreds of milliseconds per layer). Never
     /// changes a bit of any result.
     pub tune: bool,
+    /// Run large layers on this pool of the caller's (for example a `rayon::ThreadPool`, with
+    /// the `rayon` feature) instead of sinter's own workers. Its thread count replaces
+    /// [`threads`](#structfield.threads).
+    pub pool: Option<Arc<dyn WorkerPool>>,
 }
 
 impl CompileOptions {
@@ -82,6 +89,11 @@ impl CompileOptions {
         self.tune = tune;
         self
     }
+    /// See [`CompileOptions::pool`](#structfield.pool).
+    pub fn pool(mut self, pool: Arc<dyn WorkerPool>) -> Self {
+        self.pool = Some(pool);
+        self
+    }
 }
 
 impl Default for CompileOptions {
@@ -92,6 +104,7 @@ impl Default for CompileOptions {
             isa: None,
             threads: default_threads(),
             tune: false,
+            pool: None,
         }
     }
 }
@@ -225,7 +238,7 @@ pub struct Plan {
     pub(crate) fused: bool,
     pub(crate) max_batch: usize,
     pub(crate) threads: usize,
-    pub(crate) pool: Option<Arc<kernels::Workers>>,
+    pub(crate) pool: Option<Pool>,
     pub(crate) inputs: Vec<TensorInfo>,
     pub(crate) outputs: Vec<TensorInfo>,
     /// Per input: the vocabulary size of the Embeddings reading it (the smallest), whose ids
@@ -335,8 +348,11 @@ impl Plan {
             isa,
             fused: opts.fuse,
             max_batch: opts.max_batch,
-            threads: opts.threads,
-            pool: thread_pool(opts.threads)?,
+            threads: opts
+                .pool
+                .as_ref()
+                .map_or(opts.threads, |p| p.threads().max(1)),
+            pool: threads::pool_for(opts.threads, opts.pool.as_ref())?,
             inputs,
             outputs,
             id_limits,
@@ -997,35 +1013,4 @@ fn chunk_size(steps: &[Step], arena_len: usize, max_batch: usize) -> usize {
     } else {
         max_batch
     }
-}
-
-/// The plan's own workers for `threads > 1` (the caller is one of the threads).
-///
-/// With the default thread count (the available cores) every plan of the process shares one
-/// pool, started by the first such plan: ten models do not start ten pools. The pool runs one
-/// layer at a time; a call that finds it busy runs on its own thread (same bits either way).
-/// Another thread count gives the plan a pool of its own.
-fn thread_pool(threads: usize) -> Result<Option<Arc<kernels::Workers>>> {
-    static SHARED: std::sync::OnceLock<Arc<kernels::Workers>> = std::sync::OnceLock::new();
-    if threads == 1 {
-        return Ok(None);
-    }
-    let start = || {
-        kernels::Workers::new(threads)
-            .map(Arc::new)
-            .map_err(|e| Error::Options(format!("cannot start {threads} threads: {e}")))
-    };
-    if threads != default_threads() {
-        return start().map(Some);
-    }
-    if let Some(p) = SHARED.get() {
-        return Ok(Some(p.clone()));
-    }
-    let pool = start()?;
-    Ok(Some(SHARED.get_or_init(|| pool).clone()))
-}
-
-/// The default thread count: the available cores.
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
