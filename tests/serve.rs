@@ -47,11 +47,24 @@ impl Drop for Server {
 
 /// One HTTP/1.1 request; returns (status, body).
 fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let (status, _, body) = http_with(port, method, path, "", body);
+    (status, body)
+}
+
+/// One HTTP/1.1 request with extra header lines (each ending in `\r\n`); returns (status,
+/// response headers, body).
+fn http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .unwrap();
@@ -62,7 +75,21 @@ fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
     let text = String::from_utf8_lossy(&raw);
     let status = text[9..12].parse().unwrap();
     let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    (status, raw[at..].to_vec())
+    let head = String::from_utf8_lossy(&raw[..at]).to_ascii_lowercase();
+    (status, head, raw[at..].to_vec())
+}
+
+/// A request in KServe's binary tensor extension, as `tritonclient` sends it by default: the
+/// JSON header, then the tensors' bytes. Returns the extra header line and the body.
+fn binary_request(header: &Value, tensors: &[&[u8]]) -> (String, Vec<u8>) {
+    let mut body = header.to_string().into_bytes();
+    let line = format!("Inference-Header-Content-Length: {}\r\n", body.len());
+    tensors.iter().for_each(|t| body.extend(*t));
+    (line, body)
+}
+
+fn le_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 fn json_of(body: &[u8]) -> Value {
@@ -153,6 +180,107 @@ fn kserve_and_tf_serving_answers_are_bit_exact() {
         metrics.contains("sinter_batch_size_bucket{model=\"mnist-mlp\""),
         "{metrics}"
     );
+}
+
+#[test]
+fn binary_tensors_as_tritonclient_sends_them() {
+    let server = Server::start(&["m=builtin:mnist-mlp", "--max-batch", "8"]);
+    let plan = sinter::builtin::mnist_mlp()
+        .compile(&sinter::CompileOptions::new())
+        .unwrap();
+    let name = plan.inputs()[0].name.clone();
+    let x = input(3, 11);
+    let want: Vec<u32> = plan.run(&x).unwrap().iter().map(|v| v.to_bits()).collect();
+    let tensor = |params: Value| json!({"name": name, "shape": [3, 784], "datatype": "FP32", "parameters": params});
+    // Binary in, binary out (no outputs listed: `binary_data_output`), on the versioned path.
+    let header = json!({
+        "inputs": [tensor(json!({"binary_data_size": 3 * 784 * 4}))],
+        "parameters": {"binary_data_output": true},
+    });
+    let (line, body) = binary_request(&header, &[&le_bytes(&x)]);
+    let (status, head, resp) = http_with(
+        server.port,
+        "POST",
+        "/v2/models/m/versions/1/infer",
+        &line,
+        &body,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&resp));
+    let n: usize = head
+        .split("inference-header-content-length:")
+        .nth(1)
+        .and_then(|v| v.lines().next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no header length in {head}"));
+    let meta = json_of(&resp[..n]);
+    let out = &meta["outputs"][0];
+    assert_eq!(out["shape"], json!([3, 10]));
+    assert_eq!(out["parameters"]["binary_data_size"], json!(3 * 10 * 4));
+    assert!(out.get("data").is_none());
+    let got: Vec<u32> = resp[n..]
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(got, want);
+    // Binary in, the listed output inline.
+    let out_name = plan.outputs()[0].name.clone();
+    let header = json!({
+        "inputs": [tensor(json!({"binary_data_size": 3 * 784 * 4}))],
+        "outputs": [{"name": out_name, "parameters": {"binary_data": false}}],
+    });
+    let (line, body) = binary_request(&header, &[&le_bytes(&x)]);
+    let (status, head, resp) = http_with(server.port, "POST", "/v2/models/m/infer", &line, &body);
+    assert_eq!(status, 200);
+    assert!(!head.contains("inference-header-content-length"), "{head}");
+    assert_eq!(bits_of(&json_of(&resp)["outputs"][0]["data"]), want);
+
+    // Bad binary requests: 400 naming what is wrong.
+    let sized = |size: usize| json!({"inputs": [tensor(json!({"binary_data_size": size}))]});
+    let four = le_bytes(&x[..1]);
+    let cases: Vec<(String, Vec<u8>, &str)> = vec![
+        (
+            "Inference-Header-Content-Length: 99999\r\n".into(),
+            b"{}".to_vec(),
+            "must be a number of bytes",
+        ),
+        (
+            "Inference-Header-Content-Length: ten\r\n".into(),
+            b"{}".to_vec(),
+            "must be a number of bytes",
+        ),
+        {
+            let (l, b) = binary_request(&sized(8), &[&four]);
+            (l, b, "4 bytes of binary data are left")
+        },
+        {
+            let (l, b) = binary_request(&sized(4), &[&four, &four]);
+            (l, b, "bytes of binary data that no input declares")
+        },
+        {
+            let (l, b) = binary_request(&sized(3), &[&four[..3]]);
+            (l, b, "not a whole number of FP32 values")
+        },
+        {
+            let h = json!({"inputs": [{"name": name, "parameters": {"binary_data_size": 4}}]});
+            let (l, b) = binary_request(&h, &[&four]);
+            (l, b, "needs a \"datatype\"")
+        },
+        {
+            let h = json!({"inputs": [tensor(json!({"binary_data_size": 3 * 784 * 4}))],
+                           "outputs": [{"name": "nope"}]});
+            let (l, b) = binary_request(&h, &[&le_bytes(&x)]);
+            (l, b, "no output named \"nope\"")
+        },
+    ];
+    for (line, body, words) in cases {
+        let (status, _, got) = http_with(server.port, "POST", "/v2/models/m/infer", &line, &body);
+        let text = String::from_utf8_lossy(&got);
+        assert_eq!(status, 400, "{words}: {text}");
+        assert!(
+            json_of(&got)["error"].as_str().unwrap().contains(words),
+            "{words}: {text}"
+        );
+    }
 }
 
 #[test]

@@ -226,7 +226,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Reply {
         (&Method::GET, ["v2", "health", "live" | "ready"]) => reply(StatusCode::OK, &json!({})),
         (&Method::GET, ["v2"]) => reply(
             StatusCode::OK,
-            &json!({"name": "sinter", "version": env!("CARGO_PKG_VERSION"), "extensions": []}),
+            &json!({"name": "sinter", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data"]}),
         ),
         (&Method::GET, ["metrics"]) => {
             let mut r = Response::new(Full::new(Bytes::from(metrics_text(state))));
@@ -236,19 +236,33 @@ async fn route(state: &State, req: Request<Incoming>) -> Reply {
             );
             r
         }
-        (&Method::GET, ["v2", "models", name]) => match model(name) {
-            Some(s) => reply(StatusCode::OK, &metadata(s)),
-            None => not_found(name),
-        },
-        (&Method::GET, ["v2", "models", name, "ready"]) => match model(name) {
+        (&Method::GET, ["v2", "models", name] | ["v2", "models", name, "versions", "1"]) => {
+            match model(name) {
+                Some(s) => reply(StatusCode::OK, &metadata(s)),
+                None => not_found(name),
+            }
+        }
+        (
+            &Method::GET,
+            ["v2", "models", name, "ready"] | ["v2", "models", name, "versions", "1", "ready"],
+        ) => match model(name) {
             Some(_) => reply(StatusCode::OK, &json!({"name": name, "ready": true})),
             None => not_found(name),
         },
-        (&Method::POST, ["v2", "models", name, "infer"]) => match model(name) {
-            Some(s) => match body_json(req, state.max_body).await {
-                Ok(body) => kserve_infer(s, &body).await,
-                Err(r) => r,
-            },
+        (
+            &Method::POST,
+            ["v2", "models", name, "infer"] | ["v2", "models", name, "versions", "1", "infer"],
+        ) => match model(name) {
+            Some(s) => {
+                let header = req
+                    .headers()
+                    .get(HEADER_LENGTH)
+                    .map(|v| v.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()));
+                match body_bytes(req, state.max_body).await {
+                    Ok(body) => kserve_infer(s, &body, header).await,
+                    Err(r) => r,
+                }
+            }
             None => not_found(name),
         },
         (&Method::POST, ["v1", "models", name_predict]) => {
@@ -271,8 +285,8 @@ fn not_found(name: &str) -> Reply {
     error(StatusCode::NOT_FOUND, format!("no model named {name:?}"))
 }
 
-/// The request body as JSON, at most `max` bytes.
-async fn body_json(req: Request<Incoming>, max: usize) -> std::result::Result<Value, Reply> {
+/// The request body, at most `max` bytes.
+async fn body_bytes(req: Request<Incoming>, max: usize) -> std::result::Result<Bytes, Reply> {
     let body = Limited::new(req.into_body(), max);
     let collected = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
         Ok(c) => c,
@@ -286,25 +300,37 @@ async fn body_json(req: Request<Incoming>, max: usize) -> std::result::Result<Va
             ));
         }
     };
-    let bytes = match collected {
-        Ok(b) => b.to_bytes(),
+    match collected {
+        Ok(b) => Ok(b.to_bytes()),
         Err(e) => {
             let too_big = e
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some();
-            return Err(if too_big {
+            Err(if too_big {
                 error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("the body is over {max} bytes"),
                 )
             } else {
                 error(StatusCode::BAD_REQUEST, format!("reading the body: {e}"))
-            });
+            })
         }
-    };
-    serde_json::from_slice(&bytes)
+    }
+}
+
+fn parse_json(bytes: &[u8]) -> std::result::Result<Value, Reply> {
+    serde_json::from_slice(bytes)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))
 }
+
+/// The request body as JSON, at most `max` bytes.
+async fn body_json(req: Request<Incoming>, max: usize) -> std::result::Result<Value, Reply> {
+    parse_json(&body_bytes(req, max).await?)
+}
+
+/// The header of KServe's binary tensor extension: the body's first `n` bytes are the JSON
+/// request, the rest the tensors' raw bytes.
+const HEADER_LENGTH: &str = "inference-header-content-length";
 
 fn kserve_type(d: DType) -> &'static str {
     match d {
@@ -334,37 +360,67 @@ fn metadata(s: &Served) -> Value {
     })
 }
 
+/// A tensor's values before they meet the model's type: floats, or integers.
+enum Flat {
+    F32(Vec<f32>),
+    Int(Vec<i64>),
+}
+
+impl Flat {
+    fn len(&self) -> usize {
+        match self {
+            Flat::F32(v) => v.len(),
+            Flat::Int(v) => v.len(),
+        }
+    }
+}
+
 /// A JSON array (nested to any depth) flattened into `out`; `Err` names the first value that
 /// is not a number of the type.
-fn flatten(
-    v: &Value,
-    int: bool,
-    out: &mut Vec<f64>,
-    depth: usize,
-) -> std::result::Result<(), String> {
+fn flatten(v: &Value, out: &mut Flat, depth: usize) -> std::result::Result<(), String> {
     if depth > 32 {
         return Err("data nested deeper than 32 levels".into());
     }
-    match v {
-        Value::Array(items) => {
+    match (v, out) {
+        (Value::Array(items), out) => {
             for i in items {
-                flatten(i, int, out, depth + 1)?;
+                flatten(i, out, depth + 1)?;
             }
             Ok(())
         }
-        Value::Number(n) => {
-            let x = if int {
-                n.as_i64().map(|i| i as f64)
-            } else {
-                n.as_f64()
-            };
-            out.push(x.ok_or_else(|| {
-                format!("{n} is not a {}", if int { "integer" } else { "number" })
-            })?);
+        (Value::Number(n), Flat::F32(out)) => {
+            out.push(n.as_f64().ok_or_else(|| format!("{n} is not a number"))? as f32);
             Ok(())
         }
-        other => Err(format!("{other} is not a number")),
+        (Value::Number(n), Flat::Int(out)) => {
+            out.push(n.as_i64().ok_or_else(|| format!("{n} is not an integer"))?);
+            Ok(())
+        }
+        (other, _) => Err(format!("{other} is not a number")),
     }
+}
+
+/// A tensor's data: JSON, or its raw little-endian bytes (KServe's binary tensor extension).
+#[derive(Clone, Copy)]
+enum Data<'a> {
+    Json(&'a Value),
+    Binary(&'a [u8]),
+}
+
+/// Raw little-endian bytes as `N`-byte elements.
+fn elements<const N: usize>(
+    bytes: &[u8],
+    datatype: &str,
+) -> std::result::Result<impl Iterator<Item = [u8; N]>, String> {
+    if bytes.len() % N != 0 {
+        return Err(format!(
+            "{} bytes of binary data: not a whole number of {datatype} values",
+            bytes.len()
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(N)
+        .map(|c| <[u8; N]>::try_from(c).unwrap_or([0; N])))
 }
 
 /// One input's values from a KServe/TF tensor: `(rows, array)`.
@@ -372,7 +428,7 @@ fn tensor_values(
     info: &sinter::plan::TensorInfo,
     datatype: Option<&str>,
     shape: Option<&[Value]>,
-    data: &Value,
+    data: Data<'_>,
 ) -> std::result::Result<(usize, Array), String> {
     let int = match (datatype, info.dtype) {
         (Some("FP32") | None, DType::F32) => false,
@@ -382,9 +438,30 @@ fn tensor_values(
             return Err(format!("datatype {t} for an input of {}", kserve_type(d)));
         }
     };
-    let mut flat = Vec::new();
-    flatten(data, int, &mut flat, 0)?;
-    if flat.is_empty() || flat.len() % info.len != 0 {
+    let flat = match data {
+        Data::Json(v) => {
+            let mut flat = if int {
+                Flat::Int(Vec::new())
+            } else {
+                Flat::F32(Vec::new())
+            };
+            flatten(v, &mut flat, 0)?;
+            flat
+        }
+        Data::Binary(b) => match datatype {
+            Some("FP32") => Flat::F32(elements::<4>(b, "FP32")?.map(f32::from_le_bytes).collect()),
+            Some("INT32") => Flat::Int(
+                elements::<4>(b, "INT32")?
+                    .map(|e| i64::from(i32::from_le_bytes(e)))
+                    .collect(),
+            ),
+            Some("INT64") => {
+                Flat::Int(elements::<8>(b, "INT64")?.map(i64::from_le_bytes).collect())
+            }
+            _ => return Err("binary data needs a \"datatype\"".into()),
+        },
+    };
+    if flat.len() == 0 || flat.len() % info.len != 0 {
         return Err(format!(
             "{} values: not a whole number of samples of {} ({:?} per sample)",
             flat.len(),
@@ -406,14 +483,14 @@ fn tensor_values(
             ));
         }
     }
-    let array = match (int, info.dtype) {
-        (false, _) => Array::F32(flat.iter().map(|&v| v as f32).collect()),
-        (true, DType::I32) => Array::I32(
-            flat.iter()
-                .map(|&v| i32::try_from(v as i64).map_err(|_| format!("{v} is not an int32")))
+    let array = match (flat, info.dtype) {
+        (Flat::F32(v), _) => Array::F32(v),
+        (Flat::Int(v), DType::I32) => Array::I32(
+            v.iter()
+                .map(|&v| i32::try_from(v).map_err(|_| format!("{v} is not an int32")))
                 .collect::<std::result::Result<_, _>>()?,
         ),
-        (true, _) => Array::I64(flat.iter().map(|&v| v as i64).collect()),
+        (Flat::Int(v), _) => Array::I64(v),
     };
     Ok((rows, array))
 }
@@ -444,78 +521,182 @@ fn run_error(e: &Error) -> Reply {
     }
 }
 
-fn output_json(info: &sinter::plan::TensorInfo, rows: usize, values: &[f32]) -> Value {
+/// One output tensor: its JSON entry, with the data inline, or with `binary_data_size` and
+/// the raw little-endian bytes appended to `binary`.
+fn output_json(
+    info: &sinter::plan::TensorInfo,
+    rows: usize,
+    values: &[f32],
+    binary: Option<&mut Vec<u8>>,
+) -> Value {
     let mut shape = vec![rows];
     shape.extend(&info.shape);
-    let data: Value = match info.dtype {
-        DType::F32 => json!(values),
-        _ => json!(values.iter().map(|&v| v as i64).collect::<Vec<_>>()),
-    };
-    json!({"name": info.name, "datatype": kserve_type(info.dtype), "shape": shape, "data": data})
+    let mut t = json!({"name": info.name, "datatype": kserve_type(info.dtype), "shape": shape});
+    match binary {
+        Some(out) => {
+            let start = out.len();
+            match info.dtype {
+                DType::F32 => values.iter().for_each(|v| out.extend(v.to_le_bytes())),
+                DType::I32 => values
+                    .iter()
+                    .for_each(|&v| out.extend((v as i32).to_le_bytes())),
+                DType::I64 => values
+                    .iter()
+                    .for_each(|&v| out.extend((v as i64).to_le_bytes())),
+            }
+            t["parameters"] = json!({"binary_data_size": out.len() - start});
+        }
+        None => {
+            t["data"] = match info.dtype {
+                DType::F32 => json!(values),
+                _ => json!(values.iter().map(|&v| v as i64).collect::<Vec<_>>()),
+            };
+        }
+    }
+    t
 }
 
-async fn kserve_infer(s: &Served, body: &Value) -> Reply {
+/// `parameters.<key>` of a request or tensor, when it is a boolean.
+fn flag(v: &Value, key: &str) -> Option<bool> {
+    v.get("parameters")?.get(key)?.as_bool()
+}
+
+/// Splits the binary section among the inputs that declare `binary_data_size`, in the order
+/// the request lists them.
+fn binary_inputs<'a>(
+    inputs: &[Value],
+    mut binary: &'a [u8],
+) -> std::result::Result<Vec<Option<&'a [u8]>>, String> {
+    let mut parts = Vec::with_capacity(inputs.len());
+    for t in inputs {
+        let size = t.get("parameters").and_then(|p| p.get("binary_data_size"));
+        let Some(size) = size else {
+            parts.push(None);
+            continue;
+        };
+        let name = t.get("name").and_then(Value::as_str).unwrap_or("?");
+        let size = size
+            .as_u64()
+            .and_then(|s| usize::try_from(s).ok())
+            .ok_or_else(|| format!("input {name:?}: binary_data_size {size} is not a size"))?;
+        if size > binary.len() {
+            return Err(format!(
+                "input {name:?}: binary_data_size {size}, but {} bytes of binary data are left",
+                binary.len()
+            ));
+        }
+        let (part, rest) = binary.split_at(size);
+        parts.push(Some(part));
+        binary = rest;
+    }
+    if !binary.is_empty() {
+        return Err(format!(
+            "{} bytes of binary data that no input declares",
+            binary.len()
+        ));
+    }
+    Ok(parts)
+}
+
+/// A KServe v2 infer. `header`: the `Inference-Header-Content-Length` header, if sent
+/// (`Some(None)` when it is not a number).
+async fn kserve_infer(s: &Served, body: &[u8], header: Option<Option<usize>>) -> Reply {
+    let bad = |m: String| error(StatusCode::BAD_REQUEST, m);
+    let (json_part, binary) = match header {
+        None => (body, &[][..]),
+        Some(Some(n)) if n <= body.len() => body.split_at(n),
+        Some(_) => {
+            return bad(format!(
+                "{HEADER_LENGTH} must be a number of bytes up to the body's {}",
+                body.len()
+            ));
+        }
+    };
+    let body = match parse_json(json_part) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let plan = s.batcher.plan();
     let Some(inputs) = body.get("inputs").and_then(Value::as_array) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the body needs an \"inputs\" array",
-        );
+        return bad("the body needs an \"inputs\" array".into());
+    };
+    let parts = match binary_inputs(inputs, binary) {
+        Ok(p) => p,
+        Err(m) => return bad(m),
     };
     let mut arrays = Vec::with_capacity(plan.inputs().len());
     let mut rows = None;
     for info in plan.inputs() {
-        let t = inputs
+        let k = inputs
             .iter()
-            .find(|t| t.get("name").and_then(Value::as_str) == Some(&info.name))
-            .or_else(|| (plan.inputs().len() == 1 && inputs.len() == 1).then(|| &inputs[0]));
-        let Some(t) = t else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("input {:?} is missing", info.name),
-            );
+            .position(|t| t.get("name").and_then(Value::as_str) == Some(&info.name))
+            .or_else(|| (plan.inputs().len() == 1 && inputs.len() == 1).then_some(0));
+        let Some(k) = k else {
+            return bad(format!("input {:?} is missing", info.name));
         };
+        let t = &inputs[k];
         let datatype = t.get("datatype").and_then(Value::as_str);
         let shape = t.get("shape").and_then(Value::as_array).map(Vec::as_slice);
-        let data = t.get("data").unwrap_or(&Value::Null);
-        if let Err(m) = add_input(
-            &mut arrays,
-            &mut rows,
-            info,
-            tensor_values(info, datatype, shape, data),
-        ) {
-            return error(StatusCode::BAD_REQUEST, m);
+        let data = match parts[k] {
+            Some(b) => Data::Binary(b),
+            None => Data::Json(t.get("data").unwrap_or(&Value::Null)),
+        };
+        let values = tensor_values(info, datatype, shape, data);
+        if let Err(m) = add_input(&mut arrays, &mut rows, info, values) {
+            return bad(m);
         }
+    }
+    // Which outputs, each inline or binary: a listed output's own `binary_data`, else the
+    // request's `binary_data_output`.
+    let all_binary = flag(&body, "binary_data_output").unwrap_or(false);
+    let mut wanted = Vec::new();
+    match body.get("outputs").and_then(Value::as_array) {
+        Some(listed) => {
+            for t in listed {
+                let name = t.get("name").and_then(Value::as_str).unwrap_or("");
+                let Some(k) = plan.outputs().iter().position(|o| o.name == name) else {
+                    return bad(format!("the model has no output named {name:?}"));
+                };
+                wanted.push((k, flag(t, "binary_data").unwrap_or(all_binary)));
+            }
+        }
+        None => wanted.extend((0..plan.outputs().len()).map(|k| (k, all_binary))),
     }
     let rows = rows.unwrap_or(0);
-    match s.batcher.run_async(arrays).await {
-        Ok(outs) => {
-            let wanted: Option<Vec<&str>> =
-                body.get("outputs").and_then(Value::as_array).map(|o| {
-                    o.iter()
-                        .filter_map(|t| t.get("name").and_then(Value::as_str))
-                        .collect()
-                });
-            let outputs: Vec<Value> = plan
-                .outputs()
-                .iter()
-                .zip(&outs)
-                .filter(|(info, _)| {
-                    wanted
-                        .as_ref()
-                        .is_none_or(|w| w.contains(&info.name.as_str()))
-                })
-                .map(|(info, v)| output_json(info, rows, v))
-                .collect();
-            let id = body.get("id").cloned().unwrap_or(Value::Null);
-            let mut r = json!({"model_name": s.name, "model_version": "1", "outputs": outputs});
-            if !id.is_null() {
-                r["id"] = id;
-            }
-            reply(StatusCode::OK, &r)
-        }
-        Err(e) => run_error(&e),
+    let outs = match s.batcher.run_async(arrays).await {
+        Ok(outs) => outs,
+        Err(e) => return run_error(&e),
+    };
+    let mut binary = Vec::new();
+    let outputs: Vec<Value> = wanted
+        .iter()
+        .map(|&(k, bin)| {
+            output_json(
+                &plan.outputs()[k],
+                rows,
+                &outs[k],
+                bin.then_some(&mut binary),
+            )
+        })
+        .collect();
+    let mut r = json!({"model_name": s.name, "model_version": "1", "outputs": outputs});
+    if let Some(id) = body.get("id").filter(|id| !id.is_null()) {
+        r["id"] = id.clone();
     }
+    if binary.is_empty() && !wanted.iter().any(|w| w.1) {
+        return reply(StatusCode::OK, &r);
+    }
+    let mut out = r.to_string().into_bytes();
+    let header_len = out.len();
+    out.extend(binary);
+    let mut resp = Response::new(Full::new(Bytes::from(out)));
+    let headers = resp.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(HEADER_LENGTH, hyper::header::HeaderValue::from(header_len));
+    resp
 }
 
 /// TensorFlow Serving's REST predict: `{"instances": [...]}` (one entry per sample; an object
@@ -565,7 +746,7 @@ async fn tf_predict(s: &Served, body: &Value) -> Reply {
             &mut arrays,
             &mut rows,
             info,
-            tensor_values(info, None, None, col),
+            tensor_values(info, None, None, Data::Json(col)),
         ) {
             return error(StatusCode::BAD_REQUEST, m);
         }
