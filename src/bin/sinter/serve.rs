@@ -318,14 +318,14 @@ async fn body_bytes(req: Request<Incoming>, max: usize) -> std::result::Result<B
     }
 }
 
-fn parse_json(bytes: &[u8]) -> std::result::Result<Value, Reply> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))
+/// The message of a 400 if `bytes` is not JSON.
+fn parse_json(bytes: &[u8]) -> std::result::Result<Value, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("malformed JSON: {e}"))
 }
 
 /// The request body as JSON, at most `max` bytes.
 async fn body_json(req: Request<Incoming>, max: usize) -> std::result::Result<Value, Reply> {
-    parse_json(&body_bytes(req, max).await?)
+    parse_json(&body_bytes(req, max).await?).map_err(|m| error(StatusCode::BAD_REQUEST, m))
 }
 
 /// The header of KServe's binary tensor extension: the body's first `n` bytes are the JSON
@@ -412,7 +412,7 @@ fn elements<const N: usize>(
     bytes: &[u8],
     datatype: &str,
 ) -> std::result::Result<impl Iterator<Item = [u8; N]>, String> {
-    if bytes.len() % N != 0 {
+    if !bytes.len().is_multiple_of(N) {
         return Err(format!(
             "{} bytes of binary data: not a whole number of {datatype} values",
             bytes.len()
@@ -614,7 +614,7 @@ async fn kserve_infer(s: &Served, body: &[u8], header: Option<Option<usize>>) ->
     };
     let body = match parse_json(json_part) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(m) => return bad(m),
     };
     let plan = s.batcher.plan();
     let Some(inputs) = body.get("inputs").and_then(Value::as_array) else {
