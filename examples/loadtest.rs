@@ -1,12 +1,14 @@
 //! Load test for `sinter serve` (or any KServe v2 REST server) on loopback: `CLIENTS` threads,
 //! each with a keep-alive connection, send one-sample `infer` requests for `SECONDS` and check
-//! every answer bit for bit against `builtin:mnist-mlp` run alone in this process (pass
-//! `--no-check` for a server of another runtime). Prints throughput, p50/p99 latency, errors.
-//! Bounded in time and count; it stops by itself.
+//! every answer bit for bit against the built-in model (`--builtin NAME`, default mnist-mlp)
+//! run alone in this process (pass `--no-check` for a server of another runtime). `--binary` sends and asks for raw tensors
+//! (KServe's binary tensor extension, what `tritonclient` does by default) instead of JSON
+//! numbers. Prints throughput, p50/p99 latency, errors. Bounded in time and count; it stops by
+//! itself.
 //!
 //! ```sh
 //! cargo run --release -- serve builtin:mnist-mlp --port 8000 &
-//! cargo run --release --example loadtest -- 8000 64 10
+//! cargo run --release --example loadtest -- 8000 64 10 [--binary]
 //! ```
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -20,27 +22,32 @@ fn main() {
     let clients: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(64);
     let seconds: f64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10.0);
     let check = !args.iter().any(|a| a == "--no-check");
-    let model = args
-        .iter()
-        .position(|a| a == "--model")
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| "mnist-mlp".into());
-    let input_name = args
-        .iter()
-        .position(|a| a == "--input-name")
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| "input_layer".into());
+    let binary = args.iter().any(|a| a == "--binary");
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let builtin = flag("--builtin").unwrap_or_else(|| "mnist-mlp".into());
+    let Some(reference) = sinter::builtin::by_name(&builtin) else {
+        eprintln!("no built-in model named {builtin:?}");
+        std::process::exit(2);
+    };
     let plan = Arc::new(
-        sinter::builtin::mnist_mlp()
+        reference
             .compile(&sinter::CompileOptions::new().threads(1))
             .unwrap(),
     );
+    // The server's names: the built-in's by default (`sinter serve builtin:NAME`).
+    let model = flag("--model").unwrap_or(builtin);
+    let input_name = flag("--input-name").unwrap_or_else(|| plan.inputs()[0].name.clone());
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let start = Instant::now();
     let handles: Vec<_> = (0..clients)
         .map(|c| {
             let (plan, model, input_name) = (plan.clone(), model.clone(), input_name.clone());
-            std::thread::spawn(move || client(port, c, deadline, check, &plan, &model, &input_name))
+            let how = How { check, binary };
+            std::thread::spawn(move || client(port, c, deadline, how, &plan, &model, &input_name))
         })
         .collect();
     let mut lat = Vec::new();
@@ -58,7 +65,8 @@ fn main() {
             .map_or(0.0, |d: &Duration| d.as_secs_f64() * 1e3)
     };
     println!(
-        "{clients} clients, {wall:.1} s: {} requests, {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {errors} errors, {mismatches} answers not bit-identical{}",
+        "{clients} clients, {wall:.1} s, {} tensors: {} requests, {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {errors} errors, {mismatches} answers not bit-identical{}",
+        if binary { "binary" } else { "JSON" },
         lat.len(),
         lat.len() as f64 / wall,
         pct(0.50),
@@ -67,12 +75,18 @@ fn main() {
     );
 }
 
+#[derive(Clone, Copy)]
+struct How {
+    check: bool,
+    binary: bool,
+}
+
 /// One client: requests on one keep-alive connection until the deadline.
 fn client(
     port: u16,
     c: usize,
     deadline: Instant,
-    check: bool,
+    How { check, binary }: How,
     plan: &sinter::Plan,
     model: &str,
     input_name: &str,
@@ -88,32 +102,56 @@ fn client(
     let mut i = 0usize;
     while Instant::now() < deadline && i < 1_000_000 {
         i += 1;
-        let x: Vec<f32> = (0..784)
+        let len = plan.input_len();
+        let x: Vec<f32> = (0..len)
             .map(|j| (((j * 31 + c * 7919 + i * 13) % 997) as f32 / 997.0) - 0.5)
             .collect();
-        let body = format!(
-            "{{\"inputs\":[{{\"name\":\"{input_name}\",\"shape\":[1,784],\"datatype\":\"FP32\",\"data\":{}}}]}}",
-            serde_json::to_string(&x).unwrap()
-        );
+        let (body, header_len) = if binary {
+            let header = format!(
+                "{{\"inputs\":[{{\"name\":\"{input_name}\",\"shape\":[1,{len}],\"datatype\":\"FP32\",\"parameters\":{{\"binary_data_size\":{}}}}}],\"parameters\":{{\"binary_data_output\":true}}}}",
+                len * 4
+            );
+            let mut body = header.clone().into_bytes();
+            body.extend(x.iter().flat_map(|v| v.to_le_bytes()));
+            (body, Some(header.len()))
+        } else {
+            let body = format!(
+                "{{\"inputs\":[{{\"name\":\"{input_name}\",\"shape\":[1,{len}],\"datatype\":\"FP32\",\"data\":{}}}]}}",
+                serde_json::to_string(&x).unwrap()
+            );
+            (body.into_bytes(), None)
+        };
         let t = Instant::now();
         let Some(s) = stream.as_mut() else {
             errors += 1;
             stream = connect();
             continue;
         };
-        match request(s, port, model, &body) {
-            Some((200, resp)) => {
+        match request(s, port, model, &body, header_len) {
+            Some((200, resp, resp_header)) => {
                 lat.push(t.elapsed());
                 if check {
-                    let v: serde_json::Value = serde_json::from_slice(&resp).unwrap_or_default();
-                    let got: Vec<u32> = v["outputs"][0]["data"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .map(|x| (x.as_f64().unwrap_or(f64::NAN) as f32).to_bits())
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let got: Vec<u32> = match resp_header {
+                        // The JSON header, then the output's raw bytes.
+                        Some(n) => resp
+                            .get(n..)
+                            .unwrap_or_default()
+                            .chunks_exact(4)
+                            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .collect(),
+                        None => {
+                            let v: serde_json::Value =
+                                serde_json::from_slice(&resp).unwrap_or_default();
+                            v["outputs"][0]["data"]
+                                .as_array()
+                                .map(|a| {
+                                    a.iter()
+                                        .map(|x| (x.as_f64().unwrap_or(f64::NAN) as f32).to_bits())
+                                        .collect()
+                                })
+                                .unwrap_or_default()
+                        }
+                    };
                     let want: Vec<u32> =
                         plan.run(&x).unwrap().iter().map(|v| v.to_bits()).collect();
                     mismatches += usize::from(got != want);
@@ -128,31 +166,45 @@ fn client(
     (lat, errors, mismatches)
 }
 
-/// One request on a keep-alive connection: (status, body).
-fn request(s: &mut TcpStream, port: u16, model: &str, body: &str) -> Option<(u16, Vec<u8>)> {
+/// One request on a keep-alive connection: (status, body, the response's
+/// `Inference-Header-Content-Length`). `header_len`: this request's.
+fn request(
+    s: &mut TcpStream,
+    port: u16,
+    model: &str,
+    body: &[u8],
+    header_len: Option<usize>,
+) -> Option<(u16, Vec<u8>, Option<usize>)> {
+    let extra = header_len.map_or(String::new(), |n| {
+        format!("Inference-Header-Content-Length: {n}\r\n")
+    });
     write!(
         s,
-        "POST /v2/models/{model}/infer HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /v2/models/{model}/infer HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     )
     .ok()?;
+    s.write_all(body).ok()?;
     let mut r = BufReader::new(s);
     let mut line = String::new();
     r.read_line(&mut line).ok()?;
     let status: u16 = line.get(9..12)?.parse().ok()?;
-    let mut len = 0usize;
+    let (mut len, mut resp_header) = (0usize, None);
     loop {
         line.clear();
         r.read_line(&mut line).ok()?;
-        let l = line.trim_end();
+        let l = line.trim_end().to_ascii_lowercase();
         if l.is_empty() {
             break;
         }
-        if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+        if let Some(v) = l.strip_prefix("content-length:") {
             len = v.trim().parse().ok()?;
+        }
+        if let Some(v) = l.strip_prefix("inference-header-content-length:") {
+            resp_header = v.trim().parse().ok();
         }
     }
     let mut buf = vec![0; len];
     r.read_exact(&mut buf).ok()?;
-    Some((status, buf))
+    Some((status, buf, resp_header))
 }

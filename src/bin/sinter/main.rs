@@ -138,6 +138,9 @@ enum Command {
         /// Largest request body, bytes (larger ones get 413).
         #[arg(long, default_value_t = 64 << 20)]
         max_body_bytes: usize,
+        /// Threads per batched run (default: the available cores, one pool for all models).
+        #[arg(long)]
+        threads: Option<usize>,
     },
 }
 
@@ -278,11 +281,17 @@ fn main() -> ExitCode {
             max_batch,
             max_delay_us,
             max_body_bytes,
+            threads,
         }) => serve::run(
             &models,
             &host,
             port,
-            (max_batch, max_delay_us, max_body_bytes),
+            serve::Limits {
+                max_batch,
+                max_delay_us,
+                max_body: max_body_bytes,
+                threads: threads.unwrap_or_else(sinter::plan::default_threads),
+            },
         ),
     };
     match result {

@@ -70,20 +70,32 @@ fn name_of(spec: &str) -> (String, String) {
     (stem.to_string(), spec.to_string())
 }
 
+/// How every model is served.
+pub(crate) struct Limits {
+    /// Rows per batched run.
+    pub(crate) max_batch: usize,
+    /// Microseconds the oldest request waits for others.
+    pub(crate) max_delay_us: u64,
+    /// Largest request body, bytes.
+    pub(crate) max_body: usize,
+    /// Threads per batched run.
+    pub(crate) threads: usize,
+}
+
 /// Loads the models and serves them until SIGTERM / Ctrl-C.
-/// `limits`: rows per batch, microseconds of batching delay, body bytes.
-pub(crate) fn run(
-    specs: &[String],
-    host: &str,
-    port: u16,
-    limits: (usize, u64, usize),
-) -> Result<()> {
-    let (max_batch, max_delay_us, max_body) = limits;
+pub(crate) fn run(specs: &[String], host: &str, port: u16, limits: Limits) -> Result<()> {
+    let Limits {
+        max_batch,
+        max_delay_us,
+        max_body,
+        threads,
+    } = limits;
     let mut models = BTreeMap::new();
     for spec in specs {
         let (name, model_spec) = name_of(spec);
         let model = crate::load_model(&model_spec)?;
-        let plan = Arc::new(model.compile(&CompileOptions::new().max_batch(max_batch))?);
+        let opts = CompileOptions::new().max_batch(max_batch).threads(threads);
+        let plan = Arc::new(model.compile(&opts)?);
         let opts = BatcherOptions::new()
             .max_batch(max_batch)
             .max_delay(Duration::from_micros(max_delay_us))
