@@ -175,12 +175,14 @@ fn request(
     body: &[u8],
     header_len: Option<usize>,
 ) -> Option<(u16, Vec<u8>, Option<usize>)> {
-    let extra = header_len.map_or(String::new(), |n| {
-        format!("Inference-Header-Content-Length: {n}\r\n")
+    let extra = header_len.map_or("Content-Type: application/json\r\n".into(), |n| {
+        format!(
+            "Content-Type: application/octet-stream\r\nInference-Header-Content-Length: {n}\r\n"
+        )
     });
     write!(
         s,
-        "POST /v2/models/{model}/infer HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
+        "POST /v2/models/{model}/infer HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     )
     .ok()?;
@@ -189,7 +191,7 @@ fn request(
     let mut line = String::new();
     r.read_line(&mut line).ok()?;
     let status: u16 = line.get(9..12)?.parse().ok()?;
-    let (mut len, mut resp_header) = (0usize, None);
+    let (mut len, mut resp_header, mut chunked) = (0usize, None, false);
     loop {
         line.clear();
         r.read_line(&mut line).ok()?;
@@ -203,8 +205,27 @@ fn request(
         if let Some(v) = l.strip_prefix("inference-header-content-length:") {
             resp_header = v.trim().parse().ok();
         }
+        chunked |= l.starts_with("transfer-encoding:") && l.contains("chunked");
     }
-    let mut buf = vec![0; len];
-    r.read_exact(&mut buf).ok()?;
+    if !chunked {
+        let mut buf = vec![0; len];
+        r.read_exact(&mut buf).ok()?;
+        return Some((status, buf, resp_header));
+    }
+    // Chunked (as uvicorn answers): hex size lines, each chunk, a 0-size chunk last.
+    let mut buf = Vec::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).ok()?;
+        let size = usize::from_str_radix(line.trim_end().split(';').next()?, 16).ok()?;
+        let start = buf.len();
+        buf.resize(start + size, 0);
+        r.read_exact(&mut buf[start..]).ok()?;
+        line.clear();
+        r.read_line(&mut line).ok()?;
+        if size == 0 {
+            break;
+        }
+    }
     Some((status, buf, resp_header))
 }
