@@ -358,3 +358,81 @@ fn sigterm_finishes_and_exits_cleanly() {
     let status = status.expect("the server did not stop within 5 s of SIGTERM");
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn mutated_requests_get_an_answer_and_never_crash_the_server() {
+    let mut server = Server::start(&["builtin:seed"]);
+    let p = server.port;
+    let x = input(2, 3);
+    let plan = sinter::builtin::seed()
+        .compile(&sinter::CompileOptions::new())
+        .unwrap();
+    let out = plan.outputs()[0].name.clone();
+    let json_req =
+        json!({"inputs": [{"name": "x", "shape": [2, 784], "datatype": "FP32", "data": x}],
+                          "outputs": [{"name": out}]})
+        .to_string()
+        .into_bytes();
+    let header = json!({
+        "inputs": [{"name": "x", "shape": [2, 784], "datatype": "FP32",
+                    "parameters": {"binary_data_size": 2 * 784 * 4}}],
+        "parameters": {"binary_data_output": true},
+    });
+    let (line, bin_req) = binary_request(&header, &[&le_bytes(&x)]);
+    let mut rng = sinter::model::init::SplitMix64::new(16);
+    let mut pick = |n: usize| (rng.next_u64() % n.max(1) as u64) as usize;
+    for round in 0..300 {
+        let binary = round % 2 == 1;
+        let mut body = if binary {
+            bin_req.clone()
+        } else {
+            json_req.clone()
+        };
+        let mut extra = if binary { line.clone() } else { String::new() };
+        match pick(5) {
+            0 => body.truncate(pick(body.len())),
+            1 => {
+                for _ in 0..1 + pick(8) {
+                    let at = pick(body.len());
+                    body[at] = pick(256) as u8;
+                }
+            }
+            2 => {
+                // Insert a copy of one stretch of the body into another place.
+                let (a, b) = (pick(body.len()), pick(body.len()));
+                let piece: Vec<u8> = body[a.min(b)..a.max(b)].iter().take(64).copied().collect();
+                let at = pick(body.len());
+                body.splice(at..at, piece);
+            }
+            3 => {
+                extra = format!(
+                    "Inference-Header-Content-Length: {}\r\n",
+                    pick(body.len() + 8)
+                )
+            }
+            _ => {
+                // Mutate only the JSON header of a binary request: the sizes no longer add up.
+                let n = header.to_string().len().min(body.len());
+                let at = pick(n);
+                body[at] = b"0123456789{}[],:\"x"[pick(18)];
+                extra = line.clone();
+            }
+        }
+        let (status, _, got) = http_with(p, "POST", "/v2/models/seed/infer", &extra, &body);
+        assert!(
+            status == 200 || (400..500).contains(&status),
+            "round {round}: status {status}: {}",
+            String::from_utf8_lossy(&got)
+        );
+        if status != 200 {
+            let text = String::from_utf8_lossy(&got);
+            assert!(json_of(&got)["error"].is_string(), "round {round}: {text}");
+        }
+    }
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server exited"
+    );
+    let (status, _) = http(p, "POST", "/v2/models/seed/infer", &json_req);
+    assert_eq!(status, 200);
+}
