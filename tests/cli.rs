@@ -177,7 +177,7 @@ fn fixture_models() -> Vec<String> {
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         for c in v["cases"].as_array().unwrap() {
             // The graph fixture refused on purpose (rms_scaling) and skl2onnx's ZipMap model
-            // (served only with `--output output_label`) have their own tests.
+            // (verified with `--output output_label`) have their own tests.
             let skip = ["layernorm_rms", "skl_mlp_classifier_zipmap"];
             if !skip.contains(&c["name"].as_str().unwrap_or_default()) {
                 models.push(format!("{sub}{}", c["model"].as_str().unwrap()));
@@ -186,6 +186,23 @@ fn fixture_models() -> Vec<String> {
     }
     models.dedup();
     models
+}
+
+/// `verify --output` checks only the named outputs: skl2onnx's ZipMap model, refused whole,
+/// verifies on its label.
+#[test]
+fn verify_checks_the_named_outputs() {
+    let model = fixture("exporters/skl_mlp_classifier_zipmap.onnx");
+    let whole = sinter(&["verify", &model]);
+    assert_eq!(whole.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&whole.stderr).contains("ZipMap"));
+    let label = sinter(&["verify", &model, "--output", "output_label", "--batch", "5"]);
+    let text = String::from_utf8_lossy(&label.stdout);
+    assert!(label.status.success(), "{text}");
+    assert!(text.contains("all invariants hold"), "{text}");
+    let nope = sinter(&["verify", "builtin:seed", "--output", "nope"]);
+    assert_eq!(nope.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&nope.stderr).contains("no output named \"nope\""));
 }
 
 #[test]

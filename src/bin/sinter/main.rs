@@ -115,6 +115,9 @@ enum Command {
         /// Batch size of the random inputs.
         #[arg(long, default_value_t = 16)]
         batch: usize,
+        /// Check only these outputs (repeat; the rest of the graph is not even converted).
+        #[arg(long = "output", value_name = "NAME")]
+        outputs: Vec<String>,
     },
     /// Serve models over HTTP: KServe v2 REST (Open Inference Protocol) and TF Serving predict,
     /// with dynamic batching that never changes an answer. Stops on SIGTERM / Ctrl-C.
@@ -150,7 +153,7 @@ pub(crate) fn load_model(spec: &str) -> Result<Model> {
 }
 
 /// [`load_model`] with load options (a file's requested outputs: the rest is not converted).
-fn load_model_with(spec: &str, opts: &sinter::io::LoadOptions) -> Result<Model> {
+pub(crate) fn load_model_with(spec: &str, opts: &sinter::io::LoadOptions) -> Result<Model> {
     if let Some(name) = spec.strip_prefix("builtin:") {
         let model = builtin::by_name(name).ok_or_else(|| {
             Error::Model(format!(
@@ -272,7 +275,11 @@ fn main() -> ExitCode {
             json,
             seconds,
         }) => bench::run(&model, &batch, &plan, json, seconds),
-        Some(Command::Verify { model, batch }) => verify::run(&model, batch),
+        Some(Command::Verify {
+            model,
+            batch,
+            outputs,
+        }) => verify::run(&model, batch, &outputs),
         #[cfg(feature = "serve")]
         Some(Command::Serve {
             models,

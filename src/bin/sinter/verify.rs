@@ -1,15 +1,20 @@
 //! `sinter verify`: the invariants, checked on random inputs with hostile values mixed in.
 
-use crate::{inputs, load_model};
+use crate::{inputs, load_model_with};
 use sinter::plan::CompileOptions;
 use sinter::{Error, Isa, Result};
 use std::sync::Arc;
 
-pub(crate) fn run(spec: &str, batch: usize) -> Result<()> {
+/// `outputs`: the outputs to check (all if empty).
+pub(crate) fn run(spec: &str, batch: usize, outputs: &[String]) -> Result<()> {
     if batch == 0 {
         return Err(Error::EmptyBatch);
     }
-    let model = load_model(spec)?;
+    let mut opts = sinter::LoadOptions::new();
+    if !outputs.is_empty() {
+        opts = opts.outputs(outputs);
+    }
+    let model = load_model_with(spec, &opts)?;
     let plan = Arc::new(model.compile(&CompileOptions::new().max_batch(batch))?);
     let arrays = inputs::random(&plan, batch, 0x5eed, 3.0, true);
     let x = inputs::views(&arrays);
