@@ -120,12 +120,13 @@ fn runs_from_inside_the_pool_and_from_many_threads() {
     });
 }
 
-/// A pool that never runs the work it is given: the caller does all of it.
-struct Idle;
+/// A pool that never runs the work it is given (the caller does all of it), claiming some
+/// number of threads.
+struct Idle(usize);
 
 impl WorkerPool for Idle {
     fn threads(&self) -> usize {
-        4
+        self.0
     }
     fn run_on(&self, _: usize, _: &(dyn Fn() + Sync)) {}
 }
@@ -144,6 +145,8 @@ impl WorkerPool for Serial {
 
 #[test]
 fn a_pool_that_does_less_only_costs_time() {
-    same_bits_as_one_thread(Arc::new(Idle));
+    for claimed in [0, 4, usize::MAX] {
+        same_bits_as_one_thread(Arc::new(Idle(claimed)));
+    }
     same_bits_as_one_thread(Arc::new(Serial));
 }
