@@ -5,18 +5,24 @@
 //! the calling thread and the workers, pulled one at a time under a lock: no queue, no boxed
 //! jobs. (rayon's `install` pushes each call onto a global injector queue, which allocates a
 //! block every 63 calls: measured 5 allocations per 100 two-thread runs of mnist-mlp.) The
-//! task lives on the caller's stack; the caller returns, or unwinds, only after every worker
-//! has finished with it.
+//! task lives on the caller's stack; once the caller's items are done it withdraws the task
+//! and returns, or unwinds, only after every worker that took the task has finished with it. A
+//! worker that is asleep or descheduled (a busy service's threads want the cores too) is not
+//! waited for: the caller runs the items it would have taken.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use std::thread::JoinHandle;
+
 /// How long an idle worker spins before it sleeps: a model's layers come microseconds apart,
 /// and waking a sleeping thread costs 5-50 us (and may land it on the waker's core).
 const SPIN: Duration = Duration::from_micros(200);
-use std::thread::JoinHandle;
+/// The first part of [`SPIN`], spent without yielding the core; after it, the worker yields
+/// between checks, so that a service's own threads get the core when they want it.
+const SPIN_HARD: Duration = Duration::from_micros(20);
 
 /// A type-erased pointer to the current call's [`Task`].
 #[derive(Clone, Copy)]
@@ -35,7 +41,9 @@ struct State {
     task: Option<TaskRef>,
     /// Incremented for every call; a worker runs each generation's task once.
     generation: u64,
-    /// Workers still inside the current generation's task.
+    /// Workers inside the current generation's task: a worker counts itself in when it takes
+    /// the task, under the lock. The caller, once its items are done, withdraws the task and
+    /// waits only for these: a worker still asleep or descheduled is not waited for.
     active: usize,
     panicked: bool,
     shutdown: bool,
@@ -103,16 +111,17 @@ impl<I: Iterator, F: Fn(I::Item)> Task<'_, I, F> {
     }
 }
 
-/// Waits, also while unwinding, until no worker is inside the current task any more.
+/// Withdraws the current task, so that no worker takes it any more, and waits, also while
+/// unwinding, until no worker that took it is still inside it.
 struct WaitForWorkers<'a>(&'a Shared);
 
 impl Drop for WaitForWorkers<'_> {
     fn drop(&mut self) {
         let mut st = self.0.lock();
+        st.task = None;
         while st.active > 0 {
             st = self.0.done.wait(st).unwrap_or_else(PoisonError::into_inner);
         }
-        st.task = None;
     }
 }
 
@@ -186,7 +195,6 @@ impl Workers {
                 run: Task::<I, F>::run,
             });
             st.generation += 1;
-            st.active = self.handles.len();
             st.panicked = false;
             self.shared
                 .published
@@ -210,8 +218,17 @@ fn worker(shared: &Shared) {
     let mut seen = 0;
     loop {
         let idle = Instant::now();
-        while shared.published.load(Ordering::Acquire) == seen && idle.elapsed() < SPIN {
-            std::hint::spin_loop();
+        while shared.published.load(Ordering::Acquire) == seen {
+            let t = idle.elapsed();
+            if t >= SPIN {
+                break;
+            }
+            if t < SPIN_HARD {
+                std::hint::spin_loop();
+            } else {
+                // Spinning on: give the core to any other thread that wants it.
+                std::thread::yield_now();
+            }
         }
         let task = {
             let mut st = shared.lock();
@@ -222,12 +239,15 @@ fn worker(shared: &Shared) {
                 return;
             }
             seen = st.generation;
+            // Counted in under the same lock that read the task: the caller cannot withdraw
+            // it and return between the two.
+            st.active += usize::from(st.task.is_some());
             st.task
         };
-        // SAFETY: the task of this generation stays alive until `active` drops to 0, which
-        // needs this worker's decrement below (`WaitForWorkers`).
-        let ok = task
-            .is_none_or(|t| catch_unwind(AssertUnwindSafe(|| unsafe { (t.run)(t.data) })).is_ok());
+        let Some(t) = task else { continue };
+        // SAFETY: the task stays alive until `active` drops to 0 (`WaitForWorkers`), which
+        // needs this worker's decrement below.
+        let ok = catch_unwind(AssertUnwindSafe(|| unsafe { (t.run)(t.data) })).is_ok();
         let mut st = shared.lock();
         st.panicked |= !ok;
         st.active -= 1;
