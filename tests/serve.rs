@@ -170,6 +170,21 @@ fn kserve_and_tf_serving_answers_are_bit_exact() {
             .collect();
         assert_eq!(bits_of(p), w);
     }
+    // The same rows as one object per sample, and columnar: the same answer.
+    let objects: Vec<Value> = rows.iter().map(|r| json!({ name.as_str(): r })).collect();
+    for req in [
+        json!({ "instances": objects }),
+        json!({ "inputs": { name.as_str(): rows } }),
+    ] {
+        let (status, again) = http(
+            server.port,
+            "POST",
+            "/v1/models/mnist-mlp:predict",
+            req.to_string().as_bytes(),
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&again));
+        assert_eq!(json_of(&again), preds, "{req}");
+    }
 
     // Metrics count what happened.
     let (status, metrics) = http(server.port, "GET", "/metrics", b"");

@@ -280,7 +280,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Reply {
         (&Method::POST, ["v1", "models", name_predict]) => {
             match name_predict.strip_suffix(":predict").and_then(model) {
                 Some(s) => match body_json(req, state.max_body).await {
-                    Ok(body) => tf_predict(s, &body).await,
+                    Ok(body) => tf_predict(s, body).await,
                     Err(r) => r,
                 },
                 None => not_found(name_predict.trim_end_matches(":predict")),
@@ -713,46 +713,52 @@ async fn kserve_infer(s: &Served, body: &[u8], header: Option<Option<usize>>) ->
 
 /// TensorFlow Serving's REST predict: `{"instances": [...]}` (one entry per sample; an object
 /// per sample for several inputs) or `{"inputs": ...}` (columnar).
-async fn tf_predict(s: &Served, body: &Value) -> Reply {
+async fn tf_predict(s: &Served, mut body: Value) -> Reply {
     let plan = s.batcher.plan();
     let infos = plan.inputs();
     let mut arrays = Vec::with_capacity(infos.len());
     let mut rows = None;
-    let columns: Vec<Value> = if let Some(inst) = body.get("instances").and_then(Value::as_array) {
-        if infos.len() == 1 {
-            vec![Value::Array(inst.clone())]
-        } else {
-            infos
-                .iter()
-                .map(|info| {
-                    Value::Array(
-                        inst.iter()
-                            .map(|i| i.get(&info.name).cloned().unwrap_or(Value::Null))
-                            .collect(),
-                    )
-                })
-                .collect()
-        }
-    } else if let Some(inputs) = body.get("inputs") {
-        match inputs {
-            Value::Object(o) => infos
-                .iter()
-                .map(|i| o.get(&i.name).cloned().unwrap_or(Value::Null))
-                .collect(),
-            v if infos.len() == 1 => vec![v.clone()],
-            _ => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "\"inputs\" must be an object keyed by input name",
-                );
-            }
-        }
-    } else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the body needs \"instances\" or \"inputs\"",
-        );
+    // Each input's values, taken out of the body (not copied).
+    let by_name = |o: &mut serde_json::Map<String, Value>, name: &str| {
+        o.get_mut(name).map_or(Value::Null, Value::take)
     };
+    let columns: Vec<Value> =
+        if let Some(inst) = body.get_mut("instances").and_then(Value::as_array_mut) {
+            if infos.len() == 1 && !inst.first().is_some_and(Value::is_object) {
+                vec![Value::Array(std::mem::take(inst))]
+            } else {
+                // One object per sample, keyed by input name.
+                infos
+                    .iter()
+                    .map(|info| {
+                        Value::Array(
+                            inst.iter_mut()
+                                .map(|i| match i {
+                                    Value::Object(o) => by_name(o, &info.name),
+                                    _ => Value::Null,
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect()
+            }
+        } else if let Some(inputs) = body.get_mut("inputs") {
+            match inputs {
+                Value::Object(o) => infos.iter().map(|i| by_name(o, &i.name)).collect(),
+                v if infos.len() == 1 => vec![v.take()],
+                _ => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "\"inputs\" must be an object keyed by input name",
+                    );
+                }
+            }
+        } else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the body needs \"instances\" or \"inputs\"",
+            );
+        };
     for (info, col) in infos.iter().zip(&columns) {
         if let Err(m) = add_input(
             &mut arrays,
