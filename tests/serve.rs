@@ -451,3 +451,60 @@ fn mutated_requests_get_an_answer_and_never_crash_the_server() {
     let (status, _) = http(p, "POST", "/v2/models/seed/infer", &json_req);
     assert_eq!(status, 200);
 }
+
+/// Token ids for an Embedding: INT64 JSON, INT32 binary and whole-number FP32 JSON all give
+/// the bits of `Plan::run_all`; a fraction for an integer input is a 400.
+#[test]
+fn integer_inputs_as_json_and_binary() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/graphs/text_cnn.keras"
+    );
+    let server = Server::start(&[&format!("t={path}")]);
+    let plan = sinter::load(std::path::Path::new(path))
+        .unwrap()
+        .compile(&sinter::CompileOptions::new())
+        .unwrap();
+    let info = &plan.inputs()[0];
+    let (name, dtype) = (info.name.clone(), info.dtype);
+    assert_ne!(dtype, sinter::DType::F32);
+    let ids: Vec<i64> = (0..2 * 20).map(|i| (i * 7 % 50) as i64).collect();
+    let array = match dtype {
+        sinter::DType::I32 => sinter::io::npy::Array::I32(ids.iter().map(|&i| i as i32).collect()),
+        _ => sinter::io::npy::Array::I64(ids.clone()),
+    };
+    let want: Vec<u32> = plan.run_all(&[array.values()]).unwrap()[0]
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
+    let tensor = |datatype: &str, data: Value| json!({"inputs": [{"name": name, "shape": [2, 20], "datatype": datatype, "data": data}]});
+    let floats: Vec<f64> = ids.iter().map(|&i| i as f64).collect();
+    for req in [tensor("INT64", json!(ids)), tensor("FP32", json!(floats))] {
+        let (status, got) = http(
+            server.port,
+            "POST",
+            "/v2/models/t/infer",
+            req.to_string().as_bytes(),
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
+        assert_eq!(bits_of(&json_of(&got)["outputs"][0]["data"]), want, "{req}");
+    }
+    let header = json!({"inputs": [{"name": name, "shape": [2, 20], "datatype": "INT32",
+                                    "parameters": {"binary_data_size": 40 * 4}}]});
+    let raw: Vec<u8> = ids.iter().flat_map(|&i| (i as i32).to_le_bytes()).collect();
+    let (line, body) = binary_request(&header, &[&raw]);
+    let (status, _, got) = http_with(server.port, "POST", "/v2/models/t/infer", &line, &body);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
+    assert_eq!(bits_of(&json_of(&got)["outputs"][0]["data"]), want);
+    let mut fraction: Vec<Value> = ids.iter().map(|&i| json!(i)).collect();
+    fraction[3] = json!(2.5);
+    let (status, got) = http(
+        server.port,
+        "POST",
+        "/v2/models/t/infer",
+        tensor("INT64", json!(fraction)).to_string().as_bytes(),
+    );
+    assert_eq!(status, 400);
+    let msg = json_of(&got)["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("2.5 is not an integer"), "{msg}");
+}
