@@ -577,7 +577,7 @@ fn add_bias(row: &mut [f32], bias: &[f32]) {
 /// epilogue's FMA.
 fn scale_shift(row: &mut [f32], scale: &[f32], shift: &[f32]) {
     for ((x, &s), &t) in row.iter_mut().zip(scale).zip(shift) {
-        let y = x.mul_add(s, t);
+        let y = super::fused::fused(*x, s, t);
         *x = if y.is_nan() { f32::NAN } else { y };
     }
 }

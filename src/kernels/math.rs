@@ -414,7 +414,7 @@ pub(crate) unsafe fn affine_slice<V: Simd>(data: &mut [f32], scale: &[f32], shif
             j += V::LANES;
         }
         for ((x, &s), &t) in row[j..].iter_mut().zip(&scale[j..]).zip(&shift[j..]) {
-            let y = x.mul_add(s, t);
+            let y = super::fused::fused(*x, s, t);
             *x = if y.is_nan() || x.is_nan() {
                 f32::NAN
             } else {

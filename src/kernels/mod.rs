@@ -47,6 +47,7 @@
 mod activation;
 mod cache;
 mod dispatch;
+mod fused;
 mod gemm;
 mod math;
 pub(crate) mod ops;

@@ -1,5 +1,6 @@
 //! The portable tier: `wide::f32x8` lanes (SSE2 on a default x86-64 build, NEON on aarch64) and
-//! `f32::mul_add` for the single-rounding FMA.
+//! `fused::fused` for the single-rounding FMA (an exact f64 emulation where the target has no
+//! FMA instruction).
 
 use super::activation::Activation;
 use super::gemm::EpOp;
@@ -82,7 +83,7 @@ impl Simd for Portable {
     fn fma(self, b: Self, c: Self) -> Self {
         let (a, b, c) = (self.lanes(), b.lanes(), c.lanes());
         Portable(f32x8::from(std::array::from_fn::<f32, 8, _>(|i| {
-            a[i].mul_add(b[i], c[i])
+            super::fused::fused(a[i], b[i], c[i])
         })))
     }
     #[cfg_attr(sinter_inline, inline(always))]
