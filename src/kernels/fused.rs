@@ -11,34 +11,24 @@
 //! rounding to odd", IEEE TC 2008), so the bits equal a hardware FMA's. Other targets (aarch64,
 //! or x86 built with `fma`) have the instruction and use `mul_add`.
 
+/// Whether this build has no FMA instruction to call (`mul_add` would call libm).
+const EMULATE: bool = cfg!(all(
+    any(target_arch = "x86", target_arch = "x86_64"),
+    not(target_feature = "fma")
+));
+
 /// `a * b + c`, rounded once.
 #[cfg_attr(sinter_inline, inline(always))]
 pub(crate) fn fused(a: f32, b: f32, c: f32) -> f32 {
-    #[cfg(all(
-        any(target_arch = "x86", target_arch = "x86_64"),
-        not(target_feature = "fma")
-    ))]
-    {
+    if EMULATE {
         emulated(a, b, c)
-    }
-    #[cfg(not(all(
-        any(target_arch = "x86", target_arch = "x86_64"),
-        not(target_feature = "fma")
-    )))]
-    {
+    } else {
         a.mul_add(b, c)
     }
 }
 
 /// The emulation itself (see the module docs); tested on every target.
 #[cfg_attr(sinter_inline, inline(always))]
-#[cfg_attr(
-    not(all(
-        any(target_arch = "x86", target_arch = "x86_64"),
-        not(target_feature = "fma")
-    )),
-    allow(dead_code)
-)]
 pub(crate) fn emulated(a: f32, b: f32, c: f32) -> f32 {
     let p = f64::from(a) * f64::from(b); // exact
     let c = f64::from(c);

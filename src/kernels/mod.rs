@@ -58,7 +58,7 @@ mod workers;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub(crate) use workers::Workers;
+pub(crate) use workers::{Task, Workers};
 
 pub use activation::{Activation, SELU_ALPHA, SELU_SCALE, UnknownActivation};
 pub use cache::Caches;

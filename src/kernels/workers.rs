@@ -83,13 +83,21 @@ impl std::fmt::Debug for Workers {
 }
 
 /// One call: the items, pulled under the lock, and what to do with each.
-struct Task<'f, I, F> {
+pub(crate) struct Task<'f, I, F> {
     items: Mutex<I>,
     f: &'f F,
 }
 
-impl<I: Iterator, F: Fn(I::Item)> Task<'_, I, F> {
-    fn drain(&self) {
+impl<'f, I: Iterator, F: Fn(I::Item)> Task<'f, I, F> {
+    pub(crate) fn new(items: I, f: &'f F) -> Self {
+        Task {
+            items: Mutex::new(items),
+            f,
+        }
+    }
+
+    /// Runs items until none is left (any number of threads at once).
+    pub(crate) fn drain(&self) {
         loop {
             let item = self
                 .items
@@ -184,10 +192,7 @@ impl Workers {
         if self.handles.is_empty() {
             return items.for_each(f);
         }
-        let task = Task {
-            items: Mutex::new(items),
-            f: &f,
-        };
+        let task = Task::new(items, &f);
         {
             let mut st = self.shared.lock();
             st.task = Some(TaskRef {

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::kernels;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 /// A thread pool of the caller's that a plan runs its large layers on, instead of starting
 /// threads of its own: `CompileOptions::new().pool(Arc::new(rayon_pool))`.
@@ -72,19 +72,10 @@ impl Pool {
         match self {
             Pool::Own(w) => w.for_each(items, f),
             Pool::Caller(p) => {
-                let items = Mutex::new(items);
-                let drain = || {
-                    loop {
-                        let item = items.lock().unwrap_or_else(PoisonError::into_inner).next();
-                        match item {
-                            Some(item) => f(item),
-                            None => return,
-                        }
-                    }
-                };
-                p.run_on(self.threads(), &drain);
+                let task = kernels::Task::new(items, &f);
+                p.run_on(self.threads(), &|| task.drain());
                 // Whatever the pool's calls did not take.
-                drain();
+                task.drain();
             }
         }
     }
