@@ -452,7 +452,10 @@ fn a_tuned_plan_gives_the_same_bits() {
             if tune {
                 assert!(plan.to_string().contains("tuned"), "{plan}");
             }
-            outs.push(common::bits(&plan.run(&input).unwrap()));
+            let out = plan.run(&input).unwrap();
+            let finite = out.iter().filter(|v| v.is_finite()).count();
+            assert!(finite >= out.len() / 2, "only {finite} finite outputs");
+            outs.push(common::bits(&out));
         }
         assert_eq!(outs[0], outs[1], "{}", model.name());
     }

@@ -208,10 +208,12 @@ pub(crate) fn apply<V: Simd>(act: Activation, x: V) -> V {
             let z = x.mul(c(std::f32::consts::FRAC_1_SQRT_2));
             c(0.5).mul(x).mul(one_plus_erf(z))
         }
+        // `0.5 x (1 + tanh(z))` as `x sigmoid(2z)`: the same function, without the sum that
+        // cancels to 0 in the negative tail.
         Activation::Gelu { approximate: true } => {
             let cube = x.mul(x).mul(x);
-            let inner = c(0.797_884_6).mul(x.add(c(0.044_715).mul(cube)));
-            c(0.5).mul(x).mul(c(1.0).add(tanh(inner)))
+            let inner = c(2.0 * 0.797_884_6).mul(x.add(c(0.044_715).mul(cube)));
+            x.mul(sigmoid(inner))
         }
         Activation::Sigmoid => sigmoid(x),
         Activation::HardSigmoid => relu6(x.add(c(3.0))).div(c(6.0)),

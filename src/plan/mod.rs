@@ -33,6 +33,7 @@ use crate::model::{DType, Merge, Model, Unary, Window, checked_elems};
 use crate::passes::{self, Epi, Graph, Op};
 use arena::Arena;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// How to compile a model: `CompileOptions::new().max_batch(64).threads(1)`. New options
 /// may be added (the struct is `#[non_exhaustive]`), so build it with the methods below.
@@ -57,6 +58,10 @@ pub struct CompileOptions {
     /// the `rayon` feature) instead of sinter's own workers. Its thread count replaces
     /// [`threads`](#structfield.threads).
     pub pool: Option<Arc<dyn WorkerPool>>,
+    /// Layers below this many flops per run stay on the calling thread (waking workers costs
+    /// more). Tests lower it so that small models really split.
+    #[doc(hidden)]
+    pub parallel_flops: usize,
 }
 
 impl CompileOptions {
@@ -94,6 +99,13 @@ impl CompileOptions {
         self.pool = Some(pool);
         self
     }
+    /// Splits every layer of at least `flops` flops over the threads (the default is
+    /// [`PARALLEL_FLOPS`]); for tests that must see small models split.
+    #[doc(hidden)]
+    pub fn parallel_flops(mut self, flops: usize) -> Self {
+        self.parallel_flops = flops;
+        self
+    }
 }
 
 impl Default for CompileOptions {
@@ -105,6 +117,7 @@ impl Default for CompileOptions {
             threads: default_threads(),
             tune: false,
             pool: None,
+            parallel_flops: PARALLEL_FLOPS,
         }
     }
 }
@@ -256,6 +269,10 @@ pub struct Plan {
     /// Arenas of finished [`Plan::run`]s, kept for the next callers (at most
     /// [`POOLED_ARENAS`]).
     pub(crate) idle: std::sync::Mutex<Vec<Vec<f32>>>,
+    /// See [`CompileOptions::parallel_flops`].
+    pub(crate) parallel_flops: usize,
+    /// Steps run split into two or more parts, over the plan's life.
+    pub(crate) split_steps: AtomicUsize,
 }
 
 /// Arenas a plan keeps for [`Plan::run`] callers: enough for this many concurrent calls
@@ -362,7 +379,16 @@ impl Plan {
             results,
             passes,
             idle: std::sync::Mutex::new(Vec::new()),
+            parallel_flops: opts.parallel_flops,
+            split_steps: AtomicUsize::new(0),
         })
+    }
+
+    /// How many step runs were split into two or more parts so far (for tests that must
+    /// see a plan's threads at work).
+    #[doc(hidden)]
+    pub fn split_steps(&self) -> usize {
+        self.split_steps.load(Ordering::Relaxed)
     }
 
     /// The scheduled steps.
@@ -577,7 +603,7 @@ impl Plan {
         let Some(pool) = self
             .pool
             .as_ref()
-            .filter(|_| 2 * m * k * n >= PARALLEL_FLOPS)
+            .filter(|p| p.threads() >= 2 && 2 * m * k * n >= self.parallel_flops)
         else {
             return kernels::dense_strided(self.isa, m, Strided::new(a, lda, c, ldc), w, ops);
         };
@@ -586,10 +612,12 @@ impl Plan {
         if panels >= 2 && !row_wise {
             let parts =
                 kernels::ColumnParts::new(self.isa, m, Strided::new(a, lda, c, ldc), w, ops);
+            self.split_steps.fetch_add(1, Ordering::Relaxed);
             pool.for_each(parts.split_even(pool.threads()), kernels::ColumnParts::run);
         } else if m >= 2 * mr {
             let parts = pool.threads().min(m / mr).max(1);
             let rows = m.div_ceil(parts).div_ceil(mr) * mr;
+            self.split_steps.fetch_add(1, Ordering::Relaxed);
             pool.for_each(c.chunks_mut(rows * ldc).enumerate(), |(i, c)| {
                 let r = rows.min(m - i * rows);
                 let s = Strided::new(&a[i * rows * lda..], lda, c, ldc);
@@ -621,11 +649,14 @@ impl Plan {
         match self
             .pool
             .as_ref()
-            .filter(|_| batch >= 2 && flops >= PARALLEL_FLOPS)
+            .filter(|p| p.threads() >= 2 && batch >= 2 && flops >= self.parallel_flops)
         {
-            Some(pool) => pool.for_each(a.chunks(in_len).zip(c.chunks_mut(out_len)), |(a, c)| {
-                sample(a, c)
-            }),
+            Some(pool) => {
+                self.split_steps.fetch_add(1, Ordering::Relaxed);
+                pool.for_each(a.chunks(in_len).zip(c.chunks_mut(out_len)), |(a, c)| {
+                    sample(a, c)
+                })
+            }
             None => a
                 .chunks(in_len)
                 .zip(c.chunks_mut(out_len))
@@ -751,8 +782,9 @@ fn schedule(g: &Graph, buffers: Buffers, opts: &CompileOptions, isa: Isa) -> Res
     })
 }
 
-/// Below this many flops a layer stays on the calling thread (waking workers costs more).
-const PARALLEL_FLOPS: usize = 4_000_000;
+/// Below this many flops a layer stays on the calling thread by default (waking workers
+/// costs more): [`CompileOptions::parallel_flops`].
+pub const PARALLEL_FLOPS: usize = 4_000_000;
 
 /// Validates the options; returns the kernel tier to compile for.
 fn check_options(opts: &CompileOptions) -> Result<Isa> {

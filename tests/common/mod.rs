@@ -3,7 +3,7 @@
 
 use sinter::Activation;
 use sinter::model::init::SplitMix64;
-use sinter::model::{ActivationLayer, Dense, Dropout, Input, Model};
+use sinter::model::{ActivationLayer, Dense, Dropout, Input, Model, Tensor};
 
 /// One layer of a random model.
 #[derive(Clone, Debug)]
@@ -31,7 +31,20 @@ pub struct Spec {
 
 impl Spec {
     pub fn model(&self) -> Model {
+        let (x, layers) = self.tensors();
+        Model::new(&x, layers.last().unwrap_or(&x)).unwrap()
+    }
+
+    /// The model cut after each of its layers: `prefixes()[i]` outputs layer `i`.
+    pub fn prefixes(&self) -> Vec<Model> {
+        let (x, layers) = self.tensors();
+        layers.iter().map(|h| Model::new(&x, h).unwrap()).collect()
+    }
+
+    /// The input and every layer's output.
+    fn tensors(&self) -> (Tensor, Vec<Tensor>) {
         let x = Input::new([self.input]).unwrap();
+        let mut out = Vec::new();
         let mut h = x.clone();
         let mut rng = SplitMix64::new(self.seed);
         for l in &self.layers {
@@ -52,37 +65,60 @@ impl Spec {
                 LayerSpec::Act(a) => ActivationLayer::new(Activation::ALL[a]).call(&h).unwrap(),
                 LayerSpec::Dropout => Dropout::new(0.5).call(&h).unwrap(),
             };
+            out.push(h.clone());
         }
-        Model::new(&x, &h).unwrap()
+        (x, out)
     }
 
-    /// `batch x input` values; with `specials`, about one in six is ±0, a subnormal, ±1e30,
-    /// ±inf or NaN.
+    /// `batch x input` values. Without `specials`, finite values in (-3, 3). With `specials`,
+    /// each row is one of: finite (about half of them); finite with ±0, subnormals and 1e-45
+    /// scattered in; tiny (|x| < 1e-38, some exact zeros: the dot products land on ±0 and
+    /// subnormals, which reach the epilogue when there is no bias); one ±inf at a random
+    /// position (±inf per output, by the sign of each weight); huge values (±1e30 to ±3e38:
+    /// sums overflow in some outputs and not in others); one NaN at a random position.
     pub fn input(&self, specials: bool) -> Vec<f32> {
-        let mut rng = SplitMix64::new(self.seed ^ 0x1234_5678);
-        (0..self.batch * self.input)
-            .map(|_| {
-                let r = rng.next_u64();
-                if specials && r.is_multiple_of(6) {
-                    const S: [f32; 10] = [
-                        0.0,
-                        -0.0,
-                        1e-40,
-                        -3e-39,
-                        1e30,
-                        -1e30,
-                        f32::INFINITY,
-                        f32::NEG_INFINITY,
-                        f32::NAN,
-                        1e-45,
-                    ];
-                    S[(r / 6 % S.len() as u64) as usize]
-                } else {
-                    rng.next_signed() * 3.0
-                }
-            })
-            .collect()
+        input_rows(self.seed, self.batch, self.input, specials)
     }
+}
+
+/// See [`Spec::input`]: `rows x width` values from `seed`, hostile values placed per row and
+/// per position when `specials`.
+pub fn input_rows(seed: u64, rows: usize, width: usize, specials: bool) -> Vec<f32> {
+    let mut rng = SplitMix64::new(seed ^ 0x1234_5678);
+    let mut x = Vec::with_capacity(rows * width);
+    for _ in 0..rows {
+        let kind = if specials { rng.next_u64() % 12 } else { 0 };
+        let at = (rng.next_u64() % width as u64) as usize;
+        for i in 0..width {
+            let r = rng.next_u64();
+            let v = rng.next_signed();
+            x.push(match kind {
+                // finite rows (0..=5)
+                6 if r % 4 == 0 => {
+                    const S: [f32; 6] = [0.0, -0.0, 1e-40, -3e-39, 1e-45, -1e-45];
+                    S[(r / 4 % S.len() as u64) as usize]
+                }
+                7 if r % 5 == 0 => 0.0,
+                7 => v * 1e-38,
+                8 if i == at => {
+                    if r % 2 == 0 {
+                        f32::INFINITY
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                }
+                9 => v * if r % 2 == 0 { 1e30 } else { 3e38 },
+                10 if i == at => f32::NAN,
+                _ => v * 3.0,
+            });
+        }
+    }
+    x
+}
+
+/// Checks that a bitwise comparison compares something: not every value is NaN.
+pub fn some_not_nan(v: &[f32]) -> bool {
+    v.iter().any(|x| !x.is_nan())
 }
 
 pub fn bits(v: &[f32]) -> Vec<u32> {
@@ -101,13 +137,14 @@ pub fn first_diff(a: &[f32], b: &[f32]) -> Option<(usize, f32, f32)> {
 pub mod strategy {
     use super::{LayerSpec, Spec};
     use proptest::prelude::*;
+    use sinter::Activation;
 
     fn layer() -> impl Strategy<Value = Vec<LayerSpec>> {
         (
             1usize..=300,
-            0usize..20,
+            0..Activation::ALL.len(),
             any::<bool>(),
-            prop_oneof![6 => Just(None), 3 => (0usize..20).prop_map(Some), 1 => Just(Some(99))],
+            prop_oneof![6 => Just(None), 3 => (0..Activation::ALL.len()).prop_map(Some), 1 => Just(Some(99))],
         )
             .prop_map(|(units, act, bias, extra)| {
                 let mut v = vec![LayerSpec::Dense { units, act, bias }];
