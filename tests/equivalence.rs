@@ -7,11 +7,12 @@
 
 mod common;
 
+use common::bound::{self, Bounded};
 use common::{Spec, first_diff, some_not_nan, strategy};
 use proptest::prelude::*;
+use sinter::Isa;
 use sinter::model::{Layer, Model, Node};
 use sinter::plan::CompileOptions;
-use sinter::{Activation, Isa, reference};
 use std::sync::Arc;
 
 fn run(model: &Model, opts: &CompileOptions, x: &[f32]) -> Vec<f32> {
@@ -102,45 +103,11 @@ proptest! {
     }
 }
 
-/// Largest |f'| of an activation on an interval of half-width `e` around `x`.
-fn slope(act: Activation, x: f64, e: f64) -> f64 {
-    match act {
-        Activation::Linear
-        | Activation::Relu6
-        | Activation::Tanh
-        | Activation::Softplus
-        | Activation::Softsign => 1.0,
-        Activation::Relu { negative_slope, .. } | Activation::LeakyRelu { negative_slope } => {
-            f64::from(negative_slope).abs().max(1.0)
-        }
-        Activation::Elu { alpha } => f64::from(alpha).abs().max(1.0),
-        Activation::Selu => f64::from(sinter::kernels::SELU_SCALE * sinter::kernels::SELU_ALPHA),
-        Activation::Gelu { .. } | Activation::Silu | Activation::Mish => 1.2,
-        Activation::Sigmoid => 0.25,
-        Activation::HardSigmoid => 1.0 / 6.0,
-        Activation::HardSigmoidAffine { alpha, .. } => f64::from(alpha).abs(),
-        Activation::HardSilu => 1.5,
-        Activation::Exponential => (x + e).exp(),
-        Activation::Softmax | Activation::LogSoftmax => unreachable!("row-wise"),
-    }
-}
-
 /// Checks one layer's f32 output `got` against an f64 evaluation of `node` on the f32 values
-/// `x` it read; returns how many outputs were checked (rows with a non-finite input, and
-/// outputs beyond the f32 range, are not).
-///
-/// Dense: the pre-activation's error is at most `gamma_n (sum_k |x_k w_kj| + |b_j|)` (Higham's
-/// bound, `gamma_n = n u / (1 - n u)`, `u = 2^-24`), where `n` is the longest chain of roundings
-/// a product goes through in sinter's fixed order: an FMA chain over a block of at most 128,
-/// the block sums added one after another, then the bias. The activation multiplies that by its
-/// largest slope nearby and adds its own error, in ulps of the true value
-/// (`reference::activation_tolerance`); a thresholded ReLU adds its jump when the input is
-/// within the error of the threshold. Softmax: a shift of at most E in its inputs scales
-/// outputs by at most `e^(2E)`; log-softmax moves by at most `2E`; plus the row's own rounding
-/// (`reference::row_tolerance`).
+/// `x` it read (`common::bound`: Higham's bound for sinter's summation, the activation's own
+/// error in ulps of the true value); returns how many outputs were checked (not rows with a
+/// non-finite input, nor values beyond the f32 range).
 fn check_layer(node: &Node, x: &[f32], got: &[f32]) -> Result<usize, String> {
-    let u = f64::from(f32::EPSILON) / 2.0;
-    let gamma = |n: usize| n as f64 * u / (1.0 - n as f64 * u);
     let n = node.shape.last().copied().unwrap_or(1);
     let k = x.len() / (got.len() / n);
     let (act, weights) = match &node.layer {
@@ -159,86 +126,24 @@ fn check_layer(node: &Node, x: &[f32], got: &[f32]) -> Result<usize, String> {
         if row.iter().any(|v| !v.is_finite()) {
             continue;
         }
-        let row: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
-        let (mut pre, mut pe) = (row.clone(), vec![0.0; n]);
-        if let Some(w) = weights {
-            pre = vec![0.0; n];
-            let chain = k.min(128) + k.div_ceil(128);
-            for j in 0..n {
-                let (mut s, mut mag) = (0.0, 0.0);
-                for (kk, &xv) in row.iter().enumerate() {
-                    let wk = f64::from(w.kernel[kk * n + j]);
-                    s += xv * wk;
-                    mag += (xv * wk).abs();
-                }
-                let b = w.bias.as_ref().map_or(0.0, |b| f64::from(b[j]));
-                pre[j] = s + b;
-                pe[j] = gamma(chain) * (mag + b.abs());
-            }
-        }
-        let (want, tol) = activation_bound(act, &pre, &pe);
-        for (j, ((&g, &w), &t)) in out.iter().zip(&want).zip(&tol).enumerate() {
-            if !w.is_finite()
-                || w.abs() > f64::from(f32::MAX) / 2.0
-                || pre[j].abs() + pe[j] > f64::from(f32::MAX)
-            {
-                continue;
-            }
-            let err = (f64::from(g) - w).abs();
-            if !(err <= t) {
-                return Err(format!(
-                    "{} row {r} output {j}: got {g}, f64 {w}, err {err:e} > bound {t:e} (pre-activation {}, {act})",
-                    node.name, pre[j]
-                ));
-            }
-            checked += 1;
-        }
+        let row: Vec<Bounded> = row.iter().map(|&v| Bounded::exact(v)).collect();
+        let pre: Vec<Bounded> = match weights {
+            Some(w) => (0..n)
+                .map(|j| {
+                    let terms = row.iter().enumerate();
+                    let b = w.bias.as_ref().map_or(0.0, |b| f64::from(b[j]));
+                    bound::dot(
+                        terms.map(|(kk, &x)| (x, f64::from(w.kernel[kk * n + j]))),
+                        b,
+                    )
+                })
+                .collect(),
+            None => row,
+        };
+        let want = bound::activation_row(act, &pre);
+        checked += bound::check(&format!("{} ({act}) row {r}", node.name), out, &want)?;
     }
     Ok(checked)
-}
-
-/// The f64 activation of `pre` and, per element, the bound on the f32 result given
-/// pre-activation errors `pe` (see [`check_layer`]).
-fn activation_bound(act: Activation, pre: &[f64], pe: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    let mut y = pre.to_vec();
-    if act.is_row_wise() {
-        reference::activation_row(act, &mut y);
-        let e = pe.iter().copied().fold(0.0, f64::max);
-        let own = reference::row_tolerance(act, pre, &y);
-        let tol = y
-            .iter()
-            .zip(own)
-            .map(|(y, own)| {
-                own + if act == Activation::Softmax {
-                    y * ((2.0 * e).exp() - 1.0)
-                } else {
-                    2.0 * e
-                }
-            })
-            .collect();
-        return (y, tol);
-    }
-    let tol = pre
-        .iter()
-        .zip(pe)
-        .zip(y.iter_mut())
-        .map(|((&x, &e), y)| {
-            *y = reference::activation(act, x);
-            let mut b = slope(act, x, e) * e + reference::activation_tolerance(act, x, *y);
-            if let Activation::Relu {
-                threshold,
-                max_value,
-                ..
-            } = act
-                && threshold != 0.0
-                && (x - f64::from(threshold)).abs() <= e
-            {
-                b += f64::from(threshold).abs() + max_value.map_or(0.0, |m| f64::from(m).abs());
-            }
-            b
-        })
-        .collect();
-    (y, tol)
 }
 
 /// Regression guard for the demo's claim.

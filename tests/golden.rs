@@ -102,13 +102,6 @@ fn npy_f64(name: &str) -> Vec<f32> {
     common::read_f64_as_f32(&dir().join(name))
 }
 
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 struct Outcome {
     name: String,
     vs_peer: f32,
@@ -154,26 +147,15 @@ fn check(case: &Value) -> Result<Outcome, String> {
         return Err(format!("{name}: fused and separate plans differ"));
     }
     let (atol, rtol) = case_tolerance(case);
-    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-        let within = (g - w).abs() <= atol + rtol * w.abs();
-        if !within {
-            return Err(format!(
-                "{name}: output {i}: sinter {g} vs peer {w} (|diff| {} > {atol} + {rtol}*|peer|)",
-                (g - w).abs()
-            ));
-        }
-    }
+    let width = got.len() / shape[0];
+    let vs_peer =
+        common::golden_diff(got, &want, width, atol, rtol).map_err(|e| format!("{name}: {e}"))?;
     let exact = npy_f64(case["f64"].as_str().unwrap());
-    let vs_f64 = max_abs(got, &exact);
-    let peer_vs_f64 = max_abs(&want, &exact);
-    if vs_f64 > 4.0 * peer_vs_f64 + 4e-6 {
-        return Err(format!(
-            "{name}: sinter is {vs_f64:e} from the f64 reference, the peer {peer_vs_f64:e}"
-        ));
-    }
+    let (vs_f64, peer_vs_f64) =
+        common::f64_diff(got, &want, &exact, width).map_err(|e| format!("{name}: {e}"))?;
     Ok(Outcome {
         name,
-        vs_peer: max_abs(got, &want),
+        vs_peer,
         vs_f64,
         peer_vs_f64,
     })

@@ -12,12 +12,16 @@
 //!
 //! `PROPTEST_CASES=N` raises the number of cases.
 
+mod common;
+
+use common::bound::{self, Bounded};
 use proptest::prelude::*;
 use sinter::model::init::SplitMix64;
 use sinter::model::{
     ActivationLayer, BatchNormalization, Concatenate, DType, Dense, Embedding, Flatten, Input,
     LayerNormalization, Merge, Model, Normalization, Rescaling, Tensor, apply,
 };
+use sinter::model::{Layer, RowNorm};
 use sinter::plan::{CompileOptions, Values};
 use sinter::{Activation, Isa, reference};
 use std::sync::Arc;
@@ -152,29 +156,11 @@ impl Net {
         Model::new([&x, &ids], [&head, &probs]).unwrap()
     }
 
-    /// `(x, ids)`: floats (with `specials`, about one in seven ±0, a subnormal, ±1e30, ±inf or
-    /// NaN) and ids within the vocabulary.
+    /// `(x, ids)`: floats (with `specials`, hostile values placed per row and per position:
+    /// `common::input_rows`) and ids within the vocabulary.
     fn inputs(&self, specials: bool) -> (Vec<f32>, Vec<i32>) {
-        const S: [f32; 8] = [
-            0.0,
-            -0.0,
-            1e-40,
-            1e30,
-            -1e30,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::NAN,
-        ];
+        let x = common::input_rows(self.seed, self.batch, self.d, specials);
         let mut r = SplitMix64::new(self.seed ^ 0xabcd);
-        let x = (0..self.batch * self.d)
-            .map(|i| {
-                if specials && i % 7 == 3 {
-                    S[(r.next_u64() % 8) as usize]
-                } else {
-                    r.next_signed() * 2.0
-                }
-            })
-            .collect();
         let ids = (0..self.batch * self.t)
             .map(|_| (r.next_u64() % self.vocab as u64) as i32)
             .collect();
@@ -239,14 +225,19 @@ proptest! {
         let model = net.model();
         let (x, ids) = net.inputs(specials);
         let want = bits(&run(&model, opts(true, net.batch), &x, &ids));
+        prop_assume!(want.iter().any(|&b| !f32::from_bits(b).is_nan()), "every output NaN");
         let separate = bits(&run(&model, opts(false, net.batch), &x, &ids));
         prop_assert!(want == separate, "fused vs separate");
         for isa in Isa::available() {
             let got = bits(&run(&model, opts(true, net.batch).isa(Some(isa)), &x, &ids));
             prop_assert!(got == want, "isa {}", isa);
         }
+        // Every step split wherever its shape allows; a graph with nothing to split tells
+        // nothing about threads (rejected: a plan that never splits rejects every case).
         for threads in [2, 4] {
-            let got = bits(&run(&model, opts(true, net.batch).threads(threads), &x, &ids));
+            let plan = Arc::new(model.compile(&opts(true, net.batch).threads(threads).parallel_flops(0)).unwrap());
+            let got = bits(&plan.run_all(&[Values::F32(&x), Values::I32(&ids)]).unwrap());
+            prop_assume!(plan.split_steps() > 0, "nothing split");
             prop_assert!(got == want, "threads {}", threads);
         }
         let full = run(&model, opts(true, net.batch), &x, &ids);
@@ -264,24 +255,204 @@ proptest! {
         }
     }
 
+    /// Finite inputs: every output within a rigorous rounding bound of an f64 evaluation of the
+    /// graph (`bounded`), carried node by node from the roundings sinter performs.
     #[test]
     fn graphs_match_the_f64_reference(net in net()) {
         let model = net.model();
         let (x, ids) = net.inputs(false);
         let got = run(&model, opts(true, net.batch), &x, &ids);
-        let want = reference::run_all(&model, &[Values::F32(&x), Values::I32(&ids)]).unwrap();
-        for (g, w) in got.iter().zip(&want) {
-            for (i, (&a, &b)) in g.iter().zip(w).enumerate() {
-                if !b.is_finite() {
-                    continue;
-                }
-                // Normalizations divide by a row's spread (at least sqrt(eps)), multiplies
-                // square magnitudes: a loose relative bound, far above f32 rounding.
-                let tol = 2e-3 * (1.0 + b.abs());
-                prop_assert!(((a as f64) - b).abs() <= tol, "value {}: {} vs f64 {}", i, a, b);
-            }
+        let want = bounded(&model, &x, &ids);
+        let mut checked = 0;
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            checked += bound::check(&format!("output {k}"), g, w).map_err(TestCaseError::fail)?;
         }
+        prop_assert!(checked > 0, "nothing was checked");
     }
+}
+
+/// The graph's outputs in f64, each value with a bound on the f32 plan's distance from it.
+/// Per node: Dense as `bound::dot` then the activation; BatchNormalization, Rescaling and
+/// Normalization as `x * scale + shift` (sinter may fold the scale into the Dense before);
+/// merges with their roundings; Layer/RMS normalization with the error of its mean, variance
+/// and square root carried through; copies (Embedding, Flatten, Concatenate) exact.
+fn bounded(model: &Model, x: &[f32], ids: &[i32]) -> Vec<Vec<Bounded>> {
+    let nodes = model.nodes();
+    let mut vals: Vec<Vec<Bounded>> = vec![vec![]; nodes.len()];
+    let width = |i: usize| *nodes[i].shape.last().unwrap();
+    for (i, node) in nodes.iter().enumerate() {
+        let input = |k: usize| &vals[node.inputs[k]];
+        let rows = |k: usize| input(k).chunks(width(node.inputs[k]));
+        vals[i] = match &node.layer {
+            Layer::Input => match model.inputs().iter().position(|&j| j == i) {
+                Some(0) => x.iter().map(|&v| Bounded::exact(v)).collect(),
+                _ => ids.iter().map(|&v| Bounded::exact(v as f32)).collect(),
+            },
+            Layer::Embedding { output_dim, .. } => {
+                let table = &node.weights.as_ref().unwrap().kernel;
+                let ids = input(0).iter().map(|id| id.v as usize);
+                ids.flat_map(|id| &table[id * output_dim..][..*output_dim])
+                    .map(|&v| Bounded::exact(v))
+                    .collect()
+            }
+            Layer::Flatten => input(0).clone(),
+            Layer::Concatenate { .. } => {
+                let parts: Vec<Vec<&[Bounded]>> =
+                    (0..node.inputs.len()).map(|k| rows(k).collect()).collect();
+                (0..parts[0].len())
+                    .flat_map(|r| parts.iter().flat_map(move |p| p[r].iter().copied()))
+                    .collect()
+            }
+            Layer::Dense { activation, .. } => {
+                let w = node.weights.as_ref().unwrap();
+                let n = width(i);
+                rows(0)
+                    .flat_map(|row| {
+                        let pre: Vec<Bounded> = (0..n)
+                            .map(|j| {
+                                let b = w.bias.as_ref().map_or(0.0, |b| f64::from(b[j]));
+                                let terms = row.iter().enumerate();
+                                bound::dot(
+                                    terms.map(|(k, &x)| (x, f64::from(w.kernel[k * n + j]))),
+                                    b,
+                                )
+                            })
+                            .collect();
+                        bound::activation_row(*activation, &pre)
+                    })
+                    .collect()
+            }
+            Layer::Activation(act) => rows(0)
+                .flat_map(|r| bound::activation_row(*act, r))
+                .collect(),
+            Layer::BatchNormalization(bn) => {
+                let (scale, shift) = bn.affine();
+                per_channel(input(0), &scale, &shift)
+            }
+            Layer::Normalization { mean, variance, .. } => {
+                let scale: Vec<f32> = variance
+                    .iter()
+                    .map(|&v| (1.0 / f64::from(v).sqrt().max(1e-7)) as f32)
+                    .collect();
+                let shift: Vec<f32> = mean.iter().zip(&scale).map(|(&m, &s)| -m * s).collect();
+                // The rounding of the f32 scale and shift themselves: 2 more roundings.
+                per_channel(input(0), &scale, &shift)
+            }
+            Layer::Rescaling { scale, offset } => input(0)
+                .iter()
+                .map(|&x| bound::affine(x, f64::from(*scale), f64::from(*offset), 4))
+                .collect(),
+            Layer::LayerNormalization(norm) => rows(0).flat_map(|r| row_norm(norm, r)).collect(),
+            Layer::Merge(m) => {
+                let (a, b) = (input(0), input(1));
+                a.iter().zip(b).map(|(&a, &b)| merge(*m, a, b)).collect()
+            }
+            other => unreachable!("the test graphs have no {other:?}"),
+        };
+    }
+    model
+        .outputs()
+        .iter()
+        .map(|&o| std::mem::take(&mut vals[o]))
+        .collect()
+}
+
+/// `x * scale[c] + shift[c]` per channel.
+fn per_channel(x: &[Bounded], scale: &[f32], shift: &[f32]) -> Vec<Bounded> {
+    x.chunks(scale.len())
+        .flat_map(|row| {
+            row.iter()
+                .zip(scale.iter().zip(shift))
+                .map(|(&x, (&s, &t))| bound::affine(x, f64::from(s), f64::from(t), 4))
+        })
+        .collect()
+}
+
+/// Two-input merges. A sum or difference rounds once (relative to its operands); a product
+/// carries each operand's error times the other; max and min are exact.
+fn merge(m: Merge, a: Bounded, b: Bounded) -> Bounded {
+    let (ma, mb) = (a.v.abs() + a.e, b.v.abs() + b.e);
+    match m {
+        Merge::Add => Bounded::rounded(a.v + b.v, a.e + b.e, ma + mb, 1),
+        Merge::Subtract => Bounded::rounded(a.v - b.v, a.e + b.e, ma + mb, 1),
+        Merge::Average => {
+            Bounded::rounded((a.v + b.v) / 2.0, (a.e + b.e) / 2.0, (ma + mb) / 2.0, 2)
+        }
+        Merge::Multiply => Bounded::rounded(a.v * b.v, a.e * mb + b.e * ma, ma * mb, 1),
+        Merge::Maximum => Bounded {
+            v: a.v.max(b.v),
+            e: a.e.max(b.e),
+            mag: a.v.max(b.v).abs(),
+        },
+        Merge::Minimum => Bounded {
+            v: a.v.min(b.v),
+            e: a.e.max(b.e),
+            mag: a.v.min(b.v).abs(),
+        },
+    }
+}
+
+/// Layer (or RMS) normalization of one row: `y = (x - mean) / sqrt(var + eps) * gamma + beta`.
+/// The mean's error is the inputs' largest plus an n-term sum's rounding; each `d = x - mean`
+/// adds that and one rounding; the variance, a sum of squares, carries `2|d| e_d` per term plus
+/// its own rounding; `1 / sqrt(var + eps)` turns the variance's relative error into half of it
+/// plus a few roundings; the result carries `e_d` and the scale's relative error.
+fn row_norm(norm: &RowNorm, row: &[Bounded]) -> Vec<Bounded> {
+    let n = row.len();
+    let nf = n as f64;
+    let e_in = row.iter().map(|x| x.e).fold(0.0, f64::max);
+    let (mean, e_mean) = if norm.rms {
+        (0.0, 0.0)
+    } else {
+        let mag = row.iter().map(|x| x.v.abs() + x.e).sum::<f64>() / nf;
+        (
+            row.iter().map(|x| x.v).sum::<f64>() / nf,
+            e_in + bound::gamma(n + 2) * mag,
+        )
+    };
+    let d: Vec<(f64, f64)> = row
+        .iter()
+        .map(|x| {
+            let d = x.v - mean;
+            (d, x.e + e_mean + bound::U * (d.abs() + x.e + e_mean))
+        })
+        .collect();
+    let var = d.iter().map(|(d, _)| d * d).sum::<f64>() / nf;
+    let var_mag = d
+        .iter()
+        .map(|(d, e)| (d.abs() + e) * (d.abs() + e))
+        .sum::<f64>()
+        / nf;
+    let e_var = d
+        .iter()
+        .map(|(d, e)| 2.0 * d.abs() * e + e * e)
+        .sum::<f64>()
+        / nf
+        + bound::gamma(n + 3) * var_mag;
+    let eps = f64::from(norm.epsilon);
+    let rel_var = e_var / (var + eps);
+    let inv = 1.0 / (var + eps).sqrt();
+    // 1/sqrt(v (1 + r)) = inv (1 + r)^(-1/2): within r of inv for r <= 1/2; plus 4 roundings.
+    let rel_inv = if rel_var <= 0.5 {
+        rel_var + bound::gamma(4)
+    } else {
+        f64::INFINITY
+    };
+    d.iter()
+        .enumerate()
+        .map(|(c, &(d, e_d))| {
+            let g = norm.gamma.as_ref().map_or(1.0, |g| f64::from(g[c]));
+            let b = norm.beta.as_ref().map_or(0.0, |b| f64::from(b[c]));
+            let y = d * inv * g;
+            let e = g.abs() * inv * (e_d + (d.abs() + e_d) * rel_inv);
+            Bounded::rounded(
+                y + b,
+                e,
+                (d.abs() + e_d) * inv * (1.0 + rel_inv) * g.abs() + b.abs(),
+                3,
+            )
+        })
+        .collect()
 }
 
 /// Missing, extra and mistyped inputs, and token ids out of range, are errors naming the input.

@@ -7,6 +7,8 @@
 //! (tf_keras 2.21, Keras 3.15.1); each producer's own `predict` is the reference, within the
 //! golden tests' `atol = rtol = 2e-5`. Hostile files are refused with the problem named.
 
+mod common;
+
 use serde_json::Value;
 use sinter::plan::CompileOptions;
 use std::path::{Path, PathBuf};
@@ -54,17 +56,7 @@ fn legacy_keras_files_match_their_producers() {
                     .map_err(|e| format!("compile: {e}"))?,
             );
             let got = plan.run(&x).map_err(|e| format!("run: {e}"))?;
-            if got.len() != want.len() {
-                return Err(format!("{} values, expected {}", got.len(), want.len()));
-            }
-            let mut worst = 0.0f32;
-            for (&g, &w) in got.iter().zip(&want) {
-                if (g - w).abs() > 2e-5 + 2e-5 * w.abs() {
-                    return Err(format!("{g} vs {w}"));
-                }
-                worst = worst.max((g - w).abs());
-            }
-            Ok(worst)
+            common::golden_diff(&got, &want, got.len() / shape[0], 2e-5, 2e-5)
         };
         match run() {
             Ok(w) => println!(

@@ -1,6 +1,8 @@
 //! Random models and inputs shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod bound;
+
 use sinter::Activation;
 use sinter::model::init::SplitMix64;
 use sinter::model::{ActivationLayer, Dense, Dropout, Input, Model, Tensor};
@@ -183,5 +185,136 @@ pub fn read_f64_as_f32(path: &std::path::Path) -> Vec<f32> {
         .expect("float64 values")
         .into_iter()
         .map(|v| v as f32)
+        .collect()
+}
+
+/// The golden tests' comparison of sinter's `got` with a framework's `want`, both f32 rows of
+/// `width`: every value within `atol + rtol |want|` (NaN where the framework has NaN). Rows of
+/// probabilities (softmax outputs: every value in [0, 1], each row summing to 1) are compared
+/// relatively instead, however small a value is: a logit error of E moves a probability by a
+/// factor of at most `e^(2E)`, so `|got - want| <= (2 atol + rtol) |want|`, with 1e-37 of slack
+/// for frameworks that flush subnormals. Returns the largest difference.
+pub fn golden_diff(
+    got: &[f32],
+    want: &[f32],
+    width: usize,
+    atol: f32,
+    rtol: f32,
+) -> Result<f32, String> {
+    if got.len() != want.len() {
+        return Err(format!("{} values, expected {}", got.len(), want.len()));
+    }
+    let mut worst = 0.0f32;
+    for (r, (g_row, w_row)) in got.chunks(width).zip(want.chunks(width)).enumerate() {
+        let probabilities = probability_row(w_row);
+        for (j, (&g, &w)) in g_row.iter().zip(w_row).enumerate() {
+            let d = (g - w).abs();
+            let ok = if probabilities {
+                d <= 1e-37 + (2.0 * atol + rtol) * w.abs()
+            } else {
+                d <= atol + rtol * w.abs()
+            };
+            if !ok || g.is_nan() != w.is_nan() {
+                let what = if probabilities { "probability " } else { "" };
+                return Err(format!(
+                    "row {r}, {what}value {j}: sinter {g} vs framework {w} (|diff| {d:e})"
+                ));
+            }
+            worst = worst.max(d);
+        }
+    }
+    Ok(worst)
+}
+
+/// The golden tests' rule against a float64 reference `exact`: sinter's largest error may be at
+/// most 4x the framework's plus 4e-6, errors measured relative to `|exact|` in probability rows
+/// (see [`golden_diff`]) and absolute elsewhere. Returns (sinter's, the framework's) errors.
+pub fn f64_diff(
+    got: &[f32],
+    want: &[f32],
+    exact: &[f32],
+    width: usize,
+) -> Result<(f32, f32), String> {
+    let err = |v: &[f32]| {
+        let mut worst = 0.0f32;
+        for (v_row, x_row) in v.chunks(width).zip(exact.chunks(width)) {
+            let probabilities = probability_row(x_row);
+            for (&v, &x) in v_row.iter().zip(x_row) {
+                let d = (v - x).abs();
+                // Relative where the value is a normal f32 (frameworks may flush subnormals).
+                let relative = probabilities && x.abs() >= f32::MIN_POSITIVE;
+                worst = worst.max(if relative { d / x.abs() } else { d });
+            }
+        }
+        worst
+    };
+    let (ours, theirs) = (err(got), err(want));
+    if ours > 4.0 * theirs + 4e-6 {
+        return Err(format!(
+            "sinter is {ours:e} from the float64 reference, the framework {theirs:e}"
+        ));
+    }
+    Ok((ours, theirs))
+}
+
+/// A row of softmax outputs: every value in [0, 1] and the row summing to 1.
+fn probability_row(row: &[f32]) -> bool {
+    row.iter().all(|v| (0.0..=1.0).contains(v))
+        && (row.iter().map(|&v| f64::from(v)).sum::<f64>() - 1.0).abs() < 1e-4
+}
+
+/// Runs `model` on 2 threads with every step split (`parallel_flops(0)`), on `inputs` (of
+/// `batch` samples) repeated until there are at least 32 samples, so that every GEMM has rows
+/// enough to split. Checks that the plan did split and that every copy gives the first copy's
+/// bits; returns the first copy's outputs.
+pub fn split_run(
+    model: &Model,
+    inputs: &[sinter::plan::Values<'_>],
+    batch: usize,
+) -> Result<Vec<Vec<f32>>, String> {
+    use sinter::plan::{CompileOptions, Values};
+    let copies = 32usize.div_ceil(batch.max(1));
+    fn tile<T: Copy>(v: &[T], n: usize) -> Vec<T> {
+        v.iter().copied().cycle().take(v.len() * n).collect()
+    }
+    let (f, i, l): (Vec<_>, Vec<_>, Vec<_>) = inputs
+        .iter()
+        .map(|v| match v {
+            Values::F32(v) => (tile(v, copies), vec![], vec![]),
+            Values::I32(v) => (vec![], tile(v, copies), vec![]),
+            Values::I64(v) => (vec![], vec![], tile(v, copies)),
+        })
+        .fold((vec![], vec![], vec![]), |mut acc, (f, i, l)| {
+            acc.0.push(f);
+            acc.1.push(i);
+            acc.2.push(l);
+            acc
+        });
+    let tiled: Vec<Values> = inputs
+        .iter()
+        .enumerate()
+        .map(|(k, v)| match v {
+            Values::F32(_) => Values::F32(&f[k]),
+            Values::I32(_) => Values::I32(&i[k]),
+            Values::I64(_) => Values::I64(&l[k]),
+        })
+        .collect();
+    let opts = CompileOptions::new()
+        .threads(2)
+        .parallel_flops(0)
+        .max_batch(batch * copies);
+    let plan = std::sync::Arc::new(model.compile(&opts).map_err(|e| format!("compile: {e}"))?);
+    let outs = plan.run_all(&tiled).map_err(|e| format!("run: {e}"))?;
+    if plan.split_steps() == 0 {
+        return Err("the 2-thread plan split no step".into());
+    }
+    outs.into_iter()
+        .map(|o| {
+            let per = o.len() / copies;
+            match o.chunks(per).position(|c| bits(c) != bits(&o[..per])) {
+                Some(c) => Err(format!("copy {c} of the batch differs from the first")),
+                None => Ok(o[..per].to_vec()),
+            }
+        })
         .collect()
 }
