@@ -1,18 +1,28 @@
 //! `sinter serve` end to end over loopback: KServe v2 REST and TF Serving predict answers are
 //! bit-identical to `Plan::run` of the same rows alone, from many concurrent clients; bad
-//! requests get a 4xx with a JSON error and the server keeps serving; SIGTERM finishes in-flight
-//! requests and exits 0.
+//! requests get a 4xx with a JSON error and the server keeps serving; a full batch queue
+//! answers 503 with `Retry-After`; a stalled client's headers or body time out; connections
+//! past `--max-connections` wait until one closes; SIGTERM refuses new connections, finishes
+//! a request whose body is still arriving and exits 0.
+//!
+//! Timing (the machine may be loaded): every wait for something to happen has a bound far above
+//! what it needs but below the defaults a broken flag would fall back to; the one check that
+//! something does not happen (the third connection's answer, for 1 s) can only pass wrongly on
+//! a slow machine, never fail; lower bounds (a timeout fires no earlier than set) are exact.
 #![cfg(feature = "serve")]
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
 struct Server {
     child: Child,
     port: u16,
+    /// The server's stdout, line by line.
+    lines: Receiver<String>,
 }
 
 impl Server {
@@ -24,17 +34,41 @@ impl Server {
             .stdout(Stdio::piped())
             .spawn()
             .expect("starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server printed no listening line");
         let port = line
             .split("127.0.0.1:")
             .nth(1)
             .and_then(|s| s.split(' ').next())
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("no port in {line:?}"));
-        Server { child, port }
+        Server { child, port, lines }
+    }
+
+    /// Waits up to `bound` for the server to exit.
+    fn exit_status(&mut self, bound: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                start.elapsed() < bound,
+                "the server did not exit within {bound:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -77,6 +111,70 @@ fn http_with(
     let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let head = String::from_utf8_lossy(&raw[..at]).to_ascii_lowercase();
     (status, head, raw[at..].to_vec())
+}
+
+fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s
+}
+
+/// Reads one response (its headers, then `Content-Length` bytes of body) without waiting for
+/// the connection to close; returns (status, lowercase headers, body).
+fn read_one(s: &mut TcpStream) -> (u16, String, Vec<u8>) {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    let mut more = |raw: &mut Vec<u8>| {
+        let n = s.read(&mut buf).unwrap_or_else(|e| {
+            panic!("no response ({e}) after {:?}", String::from_utf8_lossy(raw))
+        });
+        assert!(
+            n > 0,
+            "the connection closed after {:?}",
+            String::from_utf8_lossy(raw)
+        );
+        raw.extend(&buf[..n]);
+    };
+    let at = loop {
+        if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        more(&mut raw);
+    };
+    let head = String::from_utf8_lossy(&raw[..at]).to_ascii_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    while raw.len() < at + len {
+        more(&mut raw);
+    }
+    (status, head, raw[at..at + len].to_vec())
+}
+
+/// The request line and headers of a KServe infer with a JSON body of `len` bytes.
+fn infer_head(model: &str, len: usize) -> String {
+    format!(
+        "POST /v2/models/{model}/infer HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+    )
+}
+
+/// A KServe JSON request for `builtin:seed`.
+fn seed_request(x: &[f32]) -> Vec<u8> {
+    json!({"inputs": [{"name": "x", "shape": [x.len() / 784, 784], "datatype": "FP32", "data": x}]})
+        .to_string()
+        .into_bytes()
+}
+
+/// Checks a 200 answer of `builtin:seed` against `Plan::run` of the same rows alone.
+fn assert_seed_answer(status: u16, body: &[u8], x: &[f32]) {
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(body));
+    let plan = sinter::builtin::seed()
+        .compile(&sinter::CompileOptions::new())
+        .unwrap();
+    let want: Vec<u32> = plan.run(x).unwrap().iter().map(|v| v.to_bits()).collect();
+    assert_eq!(bits_of(&json_of(body)["outputs"][0]["data"]), want);
 }
 
 /// A request in KServe's binary tensor extension, as `tritonclient` sends it by default: the
@@ -355,22 +453,220 @@ fn bad_requests_get_4xx_and_the_server_keeps_serving() {
     drop(slow);
 }
 
+/// A full queue: 503 with a JSON error and `Retry-After`, every other answer a correct 200,
+/// and the server serves on.
 #[test]
-fn sigterm_finishes_and_exits_cleanly() {
+fn a_full_queue_answers_503_and_the_server_keeps_serving() {
+    // 4 rows may wait; a batch runs when 8 rows wait or the oldest has waited 2 s. So the
+    // first 4 single-row requests fill the queue for 2 s, and any arriving meanwhile is refused
+    // (machine speed does not matter, only that 16 requests arrive within 2 s).
+    let server = Server::start(&[
+        "builtin:seed",
+        "--max-batch",
+        "8",
+        "--queue-rows",
+        "4",
+        "--max-delay-us",
+        "2000000",
+    ]);
+    let p = server.port;
+    let clients: Vec<_> = (0..16)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let x = input(1, 40 + t);
+                let (status, head, body) =
+                    http_with(p, "POST", "/v2/models/seed/infer", "", &seed_request(&x));
+                (x, status, head, body)
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for c in clients {
+        let (x, status, head, body) = c.join().unwrap();
+        if status == 503 {
+            refused += 1;
+            let msg = json_of(&body)["error"].as_str().unwrap().to_string();
+            assert!(msg.contains("rows are queued"), "{msg}");
+            assert!(head.contains("\r\nretry-after: 1\r\n"), "{head}");
+        } else {
+            assert_seed_answer(status, &body, &x);
+        }
+    }
+    assert!(
+        refused > 0,
+        "16 requests against a queue of 4 rows: none refused"
+    );
+    assert!(refused < 16, "every request refused");
+    // Every client has its answer, so the queue is empty: a request of a whole batch is
+    // accepted and runs at once.
+    let x = input(8, 3);
+    let (status, body) = http(p, "POST", "/v2/models/seed/infer", &seed_request(&x));
+    assert_seed_answer(status, &body, &x);
+}
+
+/// A client that stalls in its headers is disconnected, one that stalls in its body gets 408,
+/// both after the configured timeouts (far below the defaults, 10 s and 30 s).
+#[test]
+fn stalled_headers_and_bodies_time_out() {
+    let server = Server::start(&[
+        "builtin:seed",
+        "--header-timeout-ms",
+        "300",
+        "--body-timeout-ms",
+        "300",
+    ]);
+    let p = server.port;
+    let bound = Duration::from_secs(8);
+    let timeout = Duration::from_millis(300);
+
+    // Half the headers, then nothing: the connection is closed (hyper may first answer 408).
+    let start = Instant::now();
+    let mut s = connect(p);
+    s.set_read_timeout(Some(bound)).unwrap();
+    s.write_all(b"POST /v2/models/seed/infer HTTP/1.1\r\nHost: localhost\r\nContent-Le")
+        .unwrap();
+    let mut raw = Vec::new();
+    match s.read_to_end(&mut raw) {
+        Ok(_) => assert!(
+            raw.is_empty() || raw.starts_with(b"HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&raw)
+        ),
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("not disconnected within {bound:?} of stalling in the headers: {e}"),
+    }
+    assert!(
+        start.elapsed() >= timeout,
+        "closed before the header timeout"
+    );
+
+    // The headers and part of the body, then nothing: 408 with a JSON error.
+    let x = input(1, 2);
+    let body = seed_request(&x);
+    let start = Instant::now();
+    let mut s = connect(p);
+    s.set_read_timeout(Some(bound)).unwrap();
+    s.write_all(infer_head("seed", body.len()).as_bytes())
+        .unwrap();
+    s.write_all(&body[..body.len() / 2]).unwrap();
+    let (status, _, got) = read_one(&mut s);
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(status, 408, "{text}");
+    let msg = json_of(&got)["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("did not arrive within 300 ms"), "{msg}");
+    assert!(start.elapsed() >= timeout, "408 before the body timeout");
+
+    // The server serves on.
+    let (status, got) = http(p, "POST", "/v2/models/seed/infer", &body);
+    assert_seed_answer(status, &got, &x);
+}
+
+/// With `--max-connections 2`, two open idle connections hold both slots: a third
+/// connection's request is not served until one of them closes, then it is.
+#[test]
+fn connections_past_the_cap_wait_until_one_closes() {
+    // Idle keep-alive connections are closed after the header timeout: make it long.
+    let server = Server::start(&[
+        "builtin:seed",
+        "--max-connections",
+        "2",
+        "--header-timeout-ms",
+        "120000",
+    ]);
+    let p = server.port;
+    let live = b"GET /v2/health/live HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    // Each answers one request (so it is being served) and stays open, idle.
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = connect(p);
+            s.write_all(live).unwrap();
+            assert_eq!(read_one(&mut s).0, 200);
+            s
+        })
+        .collect();
+    // The kernel completes the third connection's handshake, but the server does not accept it.
+    let mut third = connect(p);
+    third.write_all(live).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    match third.read(&mut [0u8; 64]) {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        other => panic!("a third connection was served while two were open: {other:?}"),
+    }
+    // The two held connections are still served.
+    for s in &mut held {
+        s.write_all(live).unwrap();
+        assert_eq!(read_one(s).0, 200);
+    }
+    // One closes: the third is accepted and answered.
+    drop(held.pop());
+    third
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (status, _, body) = read_one(&mut third);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+}
+
+/// `sinter_requests_total` of `/metrics` (this request included).
+fn requests_total(port: u16) -> u64 {
+    let (status, text) = http(port, "GET", "/metrics", b"");
+    assert_eq!(status, 200);
+    String::from_utf8(text)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("sinter_requests_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("sinter_requests_total")
+}
+
+/// SIGTERM while a request's body is still arriving: new connections are refused at once, the
+/// request gets its correct answer once the rest of its body arrives, then the server exits 0.
+#[test]
+fn sigterm_refuses_new_connections_finishes_the_request_in_flight_and_exits_0() {
     let mut server = Server::start(&["builtin:seed"]);
-    assert_eq!(http(server.port, "GET", "/v2/health/ready", b"").0, 200);
+    let p = server.port;
+    let x = input(2, 7);
+    let body = seed_request(&x);
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut in_flight = connect(p);
+    in_flight
+        .write_all(infer_head("seed", body.len()).as_bytes())
+        .unwrap();
+    in_flight.write_all(first).unwrap();
+    // Wait until the server is in the request's handler (its headers read, its body not
+    // complete): every handled request counts, this test's /metrics requests included.
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        if requests_total(p) > polls {
+            break;
+        }
+        assert!(polls < 500, "the server never started on the request");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let pid = server.child.id().to_string();
     let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(ok.success());
-    let mut status = None;
-    for _ in 0..100 {
-        if let Some(s) = server.child.try_wait().unwrap() {
-            status = Some(s);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let line = server
+        .lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("no shutdown line after SIGTERM");
+    assert!(line.contains("shutting down"), "{line}");
+    // It stopped accepting: a new connection is refused, not left waiting.
+    match TcpStream::connect(("127.0.0.1", p)) {
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+        other => panic!("a connection after SIGTERM: {other:?}"),
     }
-    let status = status.expect("the server did not stop within 5 s of SIGTERM");
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server exited with a request in flight"
+    );
+    // The rest of the body: the request is answered in full.
+    in_flight.write_all(rest).unwrap();
+    let (status, _, got) = read_one(&mut in_flight);
+    assert_seed_answer(status, &got, &x);
+    let status = server.exit_status(Duration::from_secs(30));
     assert!(status.success(), "{status}");
 }
 

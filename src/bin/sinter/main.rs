@@ -144,6 +144,21 @@ enum Command {
         /// Threads per batched run (default: the available cores, one pool for all models).
         #[arg(long)]
         threads: Option<usize>,
+        /// Rows that may wait in each model's queue; a request beyond gets 503 with
+        /// Retry-After [default: 64 x --max-batch].
+        #[arg(long)]
+        queue_rows: Option<usize>,
+        /// Connections served at once; more wait in the kernel's accept queue until one closes.
+        #[arg(long, default_value_t = serve::MAX_CONNECTIONS)]
+        max_connections: usize,
+        /// Milliseconds a client has to send a request's headers (also how long a keep-alive
+        /// connection may sit idle); then the connection is closed.
+        #[arg(long, default_value_t = serve::HEADER_TIMEOUT.as_millis() as u64)]
+        header_timeout_ms: u64,
+        /// Milliseconds a client has to send a request's body once its headers are in (else
+        /// 408).
+        #[arg(long, default_value_t = serve::BODY_TIMEOUT.as_millis() as u64)]
+        body_timeout_ms: u64,
     },
 }
 
@@ -289,6 +304,10 @@ fn main() -> ExitCode {
             max_delay_us,
             max_body_bytes,
             threads,
+            queue_rows,
+            max_connections,
+            header_timeout_ms,
+            body_timeout_ms,
         }) => serve::run(
             &models,
             &host,
@@ -298,6 +317,10 @@ fn main() -> ExitCode {
                 max_delay_us,
                 max_body: max_body_bytes,
                 threads: threads.unwrap_or_else(sinter::plan::default_threads),
+                queue_rows,
+                max_connections,
+                header_timeout: std::time::Duration::from_millis(header_timeout_ms),
+                body_timeout: std::time::Duration::from_millis(body_timeout_ms),
             },
         ),
     };

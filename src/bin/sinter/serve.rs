@@ -3,10 +3,14 @@
 //! [`Batcher`]: concurrent requests share plan runs, and each answer is bit-identical to
 //! running that request alone.
 //!
-//! Limits: request bodies up to `--max-body-bytes` (64 MiB), [`MAX_CONNECTIONS`] connections at once
-//! (more wait in the kernel's accept queue), a request's headers within [`HEADER_TIMEOUT`] and
-//! its body within [`BODY_TIMEOUT`] (else 408). Bad requests get a 4xx with `{"error": "..."}`; the server keeps serving.
-//! SIGTERM or Ctrl-C stops accepting and lets in-flight requests finish.
+//! Limits (each a flag of `sinter serve`): request bodies up to `--max-body-bytes` (64 MiB),
+//! `--max-connections` ([`MAX_CONNECTIONS`]) connections at once (more wait in the kernel's
+//! accept queue), a request's headers within `--header-timeout-ms` ([`HEADER_TIMEOUT`]; also
+//! how long a keep-alive connection may sit idle) and its body within `--body-timeout-ms`
+//! ([`BODY_TIMEOUT`], else 408), `--queue-rows` rows waiting per model (64 x `--max-batch`;
+//! beyond, 503 with `Retry-After`). Bad requests get a 4xx with `{"error": "..."}`; the server
+//! keeps serving. SIGTERM or Ctrl-C closes the listening socket (new connections are refused)
+//! and lets in-flight requests finish.
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -16,17 +20,22 @@ use serde_json::{Value, json};
 use sinter::io::npy::Array;
 use sinter::{Batcher, BatcherOptions, CompileOptions, DType, Error, Result};
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Connections served at once.
+/// Connections served at once (`--max-connections`).
 pub(crate) const MAX_CONNECTIONS: usize = 1024;
-/// Time a client has to send a request's headers.
+/// Time a client has to send a request's headers (`--header-timeout-ms`).
 pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time a client has to send a request's body.
+/// Time a client has to send a request's body (`--body-timeout-ms`).
 pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Rows that may wait in a model's queue, per row of `--max-batch` (`--queue-rows`).
+const QUEUE_ROWS_PER_BATCH_ROW: usize = 64;
+/// Seconds a client refused with 503 (a full queue) is asked to wait before retrying.
+const RETRY_AFTER_SECS: u32 = 1;
 
 /// Latency histogram bucket bounds, seconds.
 const LATENCY: [f64; 10] = [
@@ -50,6 +59,7 @@ struct State {
     models: BTreeMap<String, Served>,
     metrics: Metrics,
     max_body: usize,
+    body_timeout: Duration,
 }
 
 /// A model argument: `NAME=MODEL`, or MODEL named by its file stem (`builtin:x` is `x`).
@@ -80,16 +90,56 @@ pub(crate) struct Limits {
     pub(crate) max_body: usize,
     /// Threads per batched run.
     pub(crate) threads: usize,
+    /// Rows that may wait in each model's queue (`None`: 64 x `max_batch`).
+    pub(crate) queue_rows: Option<usize>,
+    /// Connections served at once.
+    pub(crate) max_connections: usize,
+    /// Time a client has to send a request's headers.
+    pub(crate) header_timeout: Duration,
+    /// Time a client has to send a request's body.
+    pub(crate) body_timeout: Duration,
+}
+
+impl Limits {
+    /// `Ok` when every limit is in range, else the error naming the flag that is not.
+    fn check(&self) -> Result<()> {
+        let at_least_one = |flag: &str, ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::Options(format!("{flag} must be at least 1")))
+            }
+        };
+        at_least_one("--max-batch", self.max_batch > 0)?;
+        at_least_one("--queue-rows", self.queue_rows != Some(0))?;
+        at_least_one("--header-timeout-ms", !self.header_timeout.is_zero())?;
+        at_least_one("--body-timeout-ms", !self.body_timeout.is_zero())?;
+        at_least_one("--max-connections", self.max_connections > 0)?;
+        let most = tokio::sync::Semaphore::MAX_PERMITS;
+        if self.max_connections > most {
+            return Err(Error::Options(format!(
+                "--max-connections must be at most {most}"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Loads the models and serves them until SIGTERM / Ctrl-C.
 pub(crate) fn run(specs: &[String], host: &str, port: u16, limits: Limits) -> Result<()> {
+    limits.check()?;
     let Limits {
         max_batch,
         max_delay_us,
         max_body,
         threads,
+        queue_rows,
+        max_connections,
+        header_timeout,
+        body_timeout,
     } = limits;
+    let queue_rows =
+        queue_rows.unwrap_or_else(|| max_batch.saturating_mul(QUEUE_ROWS_PER_BATCH_ROW));
     let mut models = BTreeMap::new();
     for spec in specs {
         let (name, model_spec) = name_of(spec);
@@ -99,7 +149,7 @@ pub(crate) fn run(specs: &[String], host: &str, port: u16, limits: Limits) -> Re
         let opts = BatcherOptions::new()
             .max_batch(max_batch)
             .max_delay(Duration::from_micros(max_delay_us))
-            .queue_rows(max_batch.saturating_mul(64));
+            .queue_rows(queue_rows);
         let batcher = Batcher::new(plan, opts)?;
         if models.contains_key(&name) {
             return Err(Error::Options(format!("two models are named {name:?}")));
@@ -110,6 +160,7 @@ pub(crate) fn run(specs: &[String], host: &str, port: u16, limits: Limits) -> Re
         models,
         metrics: Metrics::default(),
         max_body,
+        body_timeout,
     });
     let addr: SocketAddr = format!("{host}:{port}")
         .parse()
@@ -118,21 +169,35 @@ pub(crate) fn run(specs: &[String], host: &str, port: u16, limits: Limits) -> Re
         .enable_all()
         .build()
         .map_err(|e| Error::Options(format!("cannot start the server runtime: {e}")))?;
-    rt.block_on(serve(state, addr))
+    rt.block_on(serve(state, addr, max_connections, header_timeout))
 }
 
-async fn serve(state: Arc<State>, addr: SocketAddr) -> Result<()> {
+/// A line on stdout; a closed stdout (`sinter serve | head -1`) is not an error of the server.
+fn say(line: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
+    let _ = out.flush();
+}
+
+async fn serve(
+    state: Arc<State>,
+    addr: SocketAddr,
+    max_connections: usize,
+    header_timeout: Duration,
+) -> Result<()> {
     let io_err = |e: std::io::Error| Error::Options(format!("{addr}: {e}"));
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(io_err)?;
     let local = listener.local_addr().map_err(io_err)?;
     let names: Vec<&str> = state.models.keys().map(String::as_str).collect();
     // The line scripts and tests wait for (it carries the port when 0 was asked for).
-    println!(
+    say(format_args!(
         "sinter serve: listening on http://{local} (models: {})",
         names.join(", ")
-    );
+    ));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    // A slot is taken before each accept: past `max_connections`, new connections wait in the
+    // kernel's accept queue until a served one closes.
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         let permit = tokio::select! {
@@ -156,7 +221,7 @@ async fn serve(state: Arc<State>, addr: SocketAddr) -> Result<()> {
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
+            .header_read_timeout(header_timeout)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
@@ -164,7 +229,12 @@ async fn serve(state: Arc<State>, addr: SocketAddr) -> Result<()> {
             drop(permit);
         });
     }
-    println!("sinter serve: shutting down, finishing in-flight requests");
+    // Closing the listening socket refuses new connections (and those still in its accept
+    // queue) at once, instead of leaving them waiting until the process exits.
+    drop(listener);
+    say(format_args!(
+        "sinter serve: shutting down, finishing in-flight requests"
+    ));
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(Duration::from_secs(30)) => {}
@@ -270,7 +340,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Reply {
                     .headers()
                     .get(HEADER_LENGTH)
                     .map(|v| v.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()));
-                match body_bytes(req, state.max_body).await {
+                match body_bytes(req, state).await {
                     Ok(body) => kserve_infer(s, &body, header).await,
                     Err(r) => r,
                 }
@@ -279,7 +349,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Reply {
         },
         (&Method::POST, ["v1", "models", name_predict]) => {
             match name_predict.strip_suffix(":predict").and_then(model) {
-                Some(s) => match body_json(req, state.max_body).await {
+                Some(s) => match body_json(req, state).await {
                     Ok(body) => tf_predict(s, body).await,
                     Err(r) => r,
                 },
@@ -297,17 +367,27 @@ fn not_found(name: &str) -> Reply {
     error(StatusCode::NOT_FOUND, format!("no model named {name:?}"))
 }
 
-/// The request body, at most `max` bytes.
-async fn body_bytes(req: Request<Incoming>, max: usize) -> std::result::Result<Bytes, Reply> {
+/// `d` as whole seconds when it is, else milliseconds.
+fn duration_text(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+/// The request body, at most `--max-body-bytes`, within `--body-timeout-ms`.
+async fn body_bytes(req: Request<Incoming>, state: &State) -> std::result::Result<Bytes, Reply> {
+    let max = state.max_body;
     let body = Limited::new(req.into_body(), max);
-    let collected = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
+    let collected = match tokio::time::timeout(state.body_timeout, body.collect()).await {
         Ok(c) => c,
         Err(_) => {
             return Err(error(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
-                    "the body did not arrive within {} s",
-                    BODY_TIMEOUT.as_secs()
+                    "the body did not arrive within {}",
+                    duration_text(state.body_timeout)
                 ),
             ));
         }
@@ -335,9 +415,9 @@ fn parse_json(bytes: &[u8]) -> std::result::Result<Value, String> {
     serde_json::from_slice(bytes).map_err(|e| format!("malformed JSON: {e}"))
 }
 
-/// The request body as JSON, at most `max` bytes.
-async fn body_json(req: Request<Incoming>, max: usize) -> std::result::Result<Value, Reply> {
-    parse_json(&body_bytes(req, max).await?).map_err(|m| error(StatusCode::BAD_REQUEST, m))
+/// The request body as JSON (see [`body_bytes`]).
+async fn body_json(req: Request<Incoming>, state: &State) -> std::result::Result<Value, Reply> {
+    parse_json(&body_bytes(req, state).await?).map_err(|m| error(StatusCode::BAD_REQUEST, m))
 }
 
 /// The header of KServe's binary tensor extension: the body's first `n` bytes are the JSON
@@ -525,10 +605,18 @@ fn add_input(
     Ok(())
 }
 
-/// The status for a run's error: the caller's fault (4xx) or the server's (503 when busy).
+/// The status for a run's error: the caller's fault (4xx) or the server's (503 when busy,
+/// with `Retry-After`).
 fn run_error(e: &Error) -> Reply {
     match e {
-        Error::Overloaded(_) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Error::Overloaded(_) => {
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e);
+            r.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from(RETRY_AFTER_SECS),
+            );
+            r
+        }
         _ => error(StatusCode::BAD_REQUEST, e),
     }
 }
