@@ -79,7 +79,11 @@ fn graph_runs_allocate_nothing() {
     ] {
         let model = sinter::io::load(dir.join(format!("{name}.keras"))).unwrap();
         for threads in [1, 2] {
-            let opts = CompileOptions::new().max_batch(40).threads(threads);
+            // Every step splits on 2 threads, so the split path is the one measured.
+            let opts = CompileOptions::new()
+                .max_batch(40)
+                .threads(threads)
+                .parallel_flops(0);
             let plan = Arc::new(model.compile(&opts).unwrap());
             let inputs: Vec<sinter::io::npy::Array> = plan
                 .inputs()
@@ -119,6 +123,11 @@ fn graph_runs_allocate_nothing() {
             let n = ALLOCS.load(Ordering::SeqCst) - before;
             assert!(checksum.is_finite());
             assert_eq!(n, 0, "{name} threads={threads}: {n} allocations");
+            assert_eq!(
+                plan.split_steps() > 0,
+                threads > 1,
+                "{name}: threads={threads}"
+            );
         }
     }
 }
@@ -188,5 +197,6 @@ fn multi_threaded_runs_allocate_nothing() {
         let plan = Arc::new(model.compile(&opts).unwrap());
         let n = allocations(&plan, &[64, 7], 50);
         assert_eq!(n, 0, "{}: {n} allocations in 100 runs", model.name());
+        assert!(plan.split_steps() > 0, "{}: nothing split", model.name());
     }
 }

@@ -257,10 +257,17 @@ fn thread_counts_give_the_same_bits_on_row_and_column_splits() {
         let x: Vec<f32> = (0..max * model.input_shape()[0])
             .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
             .collect();
+        // Every layer splits (`parallel_flops(0)`): by column panels, or by rows where the
+        // softmax needs whole rows.
         let run = |threads: usize, batch: usize| {
-            let opts = CompileOptions::new().threads(threads).max_batch(max);
+            let opts = CompileOptions::new()
+                .threads(threads)
+                .max_batch(max)
+                .parallel_flops(0);
             let plan = Arc::new(model.compile(&opts).unwrap());
-            plan.run(&x[..batch * model.input_shape()[0]]).unwrap()
+            let out = plan.run(&x[..batch * model.input_shape()[0]]).unwrap();
+            assert_eq!(plan.split_steps() > 0, threads > 1, "{threads} threads");
+            out
         };
         for &batch in &batches {
             let want = common::bits(&run(1, batch));
@@ -288,7 +295,10 @@ fn row_split_for_row_wise_layers_gives_the_same_bits() {
         .collect();
     let run = |threads: usize| {
         let opts = CompileOptions::new().threads(threads).max_batch(70);
-        Arc::new(m.compile(&opts).unwrap()).run(&input).unwrap()
+        let plan = Arc::new(m.compile(&opts).unwrap());
+        let out = plan.run(&input).unwrap();
+        assert_eq!(plan.split_steps() > 0, threads > 1, "{threads} threads");
+        out
     };
     let want = common::bits(&run(1));
     for threads in 2..=4 {

@@ -104,18 +104,10 @@ impl Net {
         Model::new(&x, &y).unwrap()
     }
 
+    /// Finite values in (-3, 3); with `specials`, hostile values placed per sample and per
+    /// position (`common::input_rows`).
     fn input(&self, specials: bool) -> Vec<f32> {
-        let mut rng = SplitMix64::new(self.seed ^ 0x1234);
-        let special = [0.0, -0.0, 1e-40, 1e30, -1e30, f32::INFINITY, f32::NAN];
-        (0..self.batch * self.steps * self.ch)
-            .map(|i| {
-                if specials && i % 13 == 7 {
-                    special[(rng.next_u64() % 7) as usize]
-                } else {
-                    rng.next_signed() * 2.0
-                }
-            })
-            .collect()
+        common::input_rows(self.seed, self.batch, self.steps * self.ch, specials)
     }
 }
 
