@@ -208,17 +208,26 @@ fn onnx_models_match_onnx_runtime() {
     run_all("onnx");
 }
 
-/// Cases the manifest marks with `"error"` must be refused with a message containing it.
+/// Cases of the manifests marked with `"error"` (from `scripts/make_error_fixtures.py`).
+const ERROR_CASES: usize = 4;
+
+/// Cases the manifest marks with `"error"` must be refused with a message containing it (the
+/// layer or node, and its class or operator) and naming the file.
 #[test]
 fn unsupported_models_are_refused_with_context() {
+    let mut ran = 0;
     for case in manifest().iter().filter(|c| c.get("error").is_some()) {
         let file = dir().join(case["model"].as_str().unwrap());
         let err = sinter::io::load(&file).err().map(|e| e.to_string());
         let want = case["error"].as_str().unwrap();
+        let file_name = file.file_name().unwrap().to_str().unwrap();
         assert!(
-            err.as_deref().is_some_and(|e| e.contains(want)),
-            "{}: expected an error containing {want:?}, got {err:?}",
+            err.as_deref()
+                .is_some_and(|e| e.contains(want) && e.contains(file_name)),
+            "{}: expected an error naming {file_name} and containing {want:?}, got {err:?}",
             case["name"]
         );
+        ran += 1;
     }
+    assert_eq!(ran, ERROR_CASES, "error cases run");
 }
