@@ -206,9 +206,14 @@ fn verify_checks_the_named_outputs() {
     assert!(String::from_utf8_lossy(&nope.stderr).contains("no output named \"nope\""));
 }
 
+/// Model files `fixture_models` lists.
+const FIXTURE_MODELS: usize = 123;
+
 #[test]
 fn verify_passes_on_every_fixture() {
-    for model in fixture_models() {
+    let models = fixture_models();
+    assert_eq!(models.len(), FIXTURE_MODELS, "model files in the manifests");
+    for model in models {
         let out = sinter(&["verify", &fixture(&model), "--batch", "5"]);
         assert!(
             out.status.success(),

@@ -179,12 +179,13 @@ fn check(case: &Value) -> Result<Outcome, String> {
     })
 }
 
-fn run_all(format: &str) {
+/// Runs every case whose format starts with `format`, which must be `expected` cases.
+fn run_all(format: &str, expected: usize) {
     let cases: Vec<Value> = manifest()
         .into_iter()
         .filter(|c| c["format"].as_str().unwrap().starts_with(format) && c.get("error").is_none())
         .collect();
-    assert!(!cases.is_empty(), "no {format} cases in the manifest");
+    assert_eq!(cases.len(), expected, "{format} cases in the manifests");
     let mut failures = vec![];
     for case in &cases {
         match check(case) {
@@ -198,14 +199,19 @@ fn run_all(format: &str) {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// `keras` and `keras-json` cases of the dense and conv manifests.
+const KERAS_CASES: usize = 28;
+/// `onnx` cases of the dense and conv manifests.
+const ONNX_CASES: usize = 10;
+
 #[test]
 fn keras_models_match_keras() {
-    run_all("keras");
+    run_all("keras", KERAS_CASES);
 }
 
 #[test]
 fn onnx_models_match_onnx_runtime() {
-    run_all("onnx");
+    run_all("onnx", ONNX_CASES);
 }
 
 /// Cases of the manifests marked with `"error"` (from `scripts/make_error_fixtures.py`).
