@@ -12,6 +12,9 @@ What it makes (all at the top level of tests/fixtures/; tests/fixtures/hdf5/ is 
   NAME.onnx.out.npy          ONNX Runtime output (default CPU provider), float32
   NAME.f64.out.npy           float64 NumPy reference computed here from the float32 weights
   manifest.json              list of cases, versions, measured max |peer - f64| per case
+  unsupported_*              models sinter must refuse (manifest cases with an "error" key),
+                             made by scripts/make_error_fixtures.py (called from here; it also
+                             runs alone, without TensorFlow)
 
 Weights are not Keras's default init: every Dense kernel is N(0, 1/sqrt(fan_in)) and every
 bias N(0, 0.1), drawn from a NumPy generator seeded per model name. Inputs are
@@ -751,6 +754,11 @@ def main():
     case_flatten()
     case_mlp()
     case_onnx_ops()
+    # Models sinter must refuse (cases with an "error" key); no TensorFlow needed there.
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from make_error_fixtures import error_cases  # noqa: E402
+
+    CASES.extend(error_cases())
 
     versions = tool_versions()
     manifest = {
@@ -776,6 +784,9 @@ def main():
     print(f"{'case':<28} {'format':<10} {'out shape':<10} {'max_abs_peer_vs_f64':>20} "
           f"{'vs keras':>10}")
     for c in CASES:
+        if "error" in c:
+            print(f"{c['name']:<28} {c['format']:<10} refused: {c['error']}")
+            continue
         vk = c.get("max_abs_vs_keras")
         print(f"{c['name']:<28} {c['format']:<10} {str(tuple(c['output_shape'])):<10} "
               f"{c['max_abs_peer_vs_f64']:>20.3e} {'' if vk is None else f'{vk:.1e}':>10}")

@@ -120,11 +120,14 @@ fn check(case: &Value) -> Result<String, String> {
     Ok(format!("{name:32} max|sinter - framework| {worst:.1e}"))
 }
 
+/// Cases of exporters/manifest.json.
+const EXPORTER_CASES: usize = 22;
+
 #[test]
 fn exporter_files_match_their_frameworks() {
     let mut failures = vec![];
     let cases = cases();
-    assert!(cases.len() >= 20, "{} cases", cases.len());
+    assert_eq!(cases.len(), EXPORTER_CASES, "cases in the manifest");
     for case in &cases {
         match check(case) {
             Ok(line) => println!("{line}"),

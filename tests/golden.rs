@@ -161,12 +161,13 @@ fn check(case: &Value) -> Result<Outcome, String> {
     })
 }
 
-fn run_all(format: &str) {
+/// Runs every case whose format starts with `format`, which must be `expected` cases.
+fn run_all(format: &str, expected: usize) {
     let cases: Vec<Value> = manifest()
         .into_iter()
         .filter(|c| c["format"].as_str().unwrap().starts_with(format) && c.get("error").is_none())
         .collect();
-    assert!(!cases.is_empty(), "no {format} cases in the manifest");
+    assert_eq!(cases.len(), expected, "{format} cases in the manifests");
     let mut failures = vec![];
     for case in &cases {
         match check(case) {
@@ -180,27 +181,41 @@ fn run_all(format: &str) {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// `keras` and `keras-json` cases of the dense and conv manifests.
+const KERAS_CASES: usize = 28;
+/// `onnx` cases of the dense and conv manifests.
+const ONNX_CASES: usize = 10;
+
 #[test]
 fn keras_models_match_keras() {
-    run_all("keras");
+    run_all("keras", KERAS_CASES);
 }
 
 #[test]
 fn onnx_models_match_onnx_runtime() {
-    run_all("onnx");
+    run_all("onnx", ONNX_CASES);
 }
 
-/// Cases the manifest marks with `"error"` must be refused with a message containing it.
+/// Cases of the manifests marked with `"error"` (from `scripts/make_error_fixtures.py`).
+const ERROR_CASES: usize = 4;
+
+/// Cases the manifest marks with `"error"` must be refused with a message containing it (the
+/// layer or node, and its class or operator) and naming the file.
 #[test]
 fn unsupported_models_are_refused_with_context() {
+    let mut ran = 0;
     for case in manifest().iter().filter(|c| c.get("error").is_some()) {
         let file = dir().join(case["model"].as_str().unwrap());
         let err = sinter::io::load(&file).err().map(|e| e.to_string());
         let want = case["error"].as_str().unwrap();
+        let file_name = file.file_name().unwrap().to_str().unwrap();
         assert!(
-            err.as_deref().is_some_and(|e| e.contains(want)),
-            "{}: expected an error containing {want:?}, got {err:?}",
+            err.as_deref()
+                .is_some_and(|e| e.contains(want) && e.contains(file_name)),
+            "{}: expected an error naming {file_name} and containing {want:?}, got {err:?}",
             case["name"]
         );
+        ran += 1;
     }
+    assert_eq!(ran, ERROR_CASES, "error cases run");
 }

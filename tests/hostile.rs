@@ -428,6 +428,121 @@ fn keras_zip_bomb_is_refused() {
     assert!(msg.contains("limit"), "{msg}");
 }
 
+/// The largest single allocation or reallocation this thread has asked for since [`reset`]:
+/// tests running on other threads do not count.
+mod largest_alloc {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        // Const-initialized and without a destructor: reading it never allocates.
+        static LARGEST: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn note(size: usize) {
+        let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+    }
+
+    pub fn reset() {
+        LARGEST.with(|l| l.set(0));
+    }
+
+    pub fn get() -> usize {
+        LARGEST.with(Cell::get)
+    }
+
+    pub struct Tracking;
+
+    // SAFETY: forwards every call to the system allocator unchanged; only records sizes.
+    unsafe impl GlobalAlloc for Tracking {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            // SAFETY: same contract as ours.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            // SAFETY: same contract as ours.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: same contract as ours.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+            note(new);
+            // SAFETY: same contract as ours.
+            unsafe { System.realloc(ptr, layout, new) }
+        }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: largest_alloc::Tracking = largest_alloc::Tracking;
+
+/// Offset of the one zip header with signature `sig` whose file name (at `name_at` in the
+/// header) is `name`.
+fn zip_header(bytes: &[u8], sig: &[u8; 4], name_at: usize, name: &[u8]) -> usize {
+    let hits: Vec<usize> = (0..bytes.len().saturating_sub(name_at + name.len()))
+        .filter(|&i| &bytes[i..i + 4] == sig && &bytes[i + name_at..][..name.len()] == name)
+        .collect();
+    assert_eq!(hits.len(), 1, "{name:?} headers with signature {sig:?}");
+    hits[0]
+}
+
+/// Sets the 32-bit little-endian field at `at`, checking it held `was`.
+fn patch_u32(bytes: &mut [u8], at: usize, was: u32, now: u32) {
+    let field = &mut bytes[at..at + 4];
+    assert_eq!(u32::from_le_bytes(field.try_into().unwrap()), was);
+    field.copy_from_slice(&now.to_le_bytes());
+}
+
+/// A member that understates its size: `model.weights.h5` declares 1 KiB in its local header
+/// and in its central directory entry, while its deflate stream inflates to 64 MiB (of zeros,
+/// ~64 KiB compressed). The declared size passes the declared-size check, and the CRC is left
+/// as the zip writer computed it for the whole 64 MiB, so a reader without a limit would
+/// inflate everything and find the checksum right: only the limits applied while inflating can
+/// stop it. With `max_weight_bytes` at 1 MiB there are two: the zip crate's reader (9.x)
+/// errors past the declared size, and sinter reads at most the limit plus one byte. The load
+/// must be a typed error naming the member, and no allocation may approach the inflated size.
+#[test]
+fn keras_member_inflating_past_its_declared_size_is_refused() {
+    const REAL: usize = 64 << 20;
+    const DECLARED: u32 = 1 << 10;
+    const LIMIT: u64 = 1 << 20;
+    let (config, _) = seed_members();
+    let name = b"model.weights.h5";
+    let mut bytes = zip_with(&[
+        ("config.json", config.as_bytes()),
+        ("model.weights.h5", &vec![0u8; REAL]),
+    ]);
+    assert!(bytes.len() < 1 << 20, "{} bytes", bytes.len());
+    // Uncompressed size: at 22 in the local file header (name at 30), at 24 in the central
+    // directory entry (name at 46).
+    let local = zip_header(&bytes, b"PK\x03\x04", 30, name);
+    let central = zip_header(&bytes, b"PK\x01\x02", 46, name);
+    patch_u32(&mut bytes, local + 22, REAL as u32, DECLARED);
+    patch_u32(&mut bytes, central + 24, REAL as u32, DECLARED);
+    {
+        let mut z = zip::ZipArchive::new(std::io::Cursor::new(&bytes)).unwrap();
+        assert_eq!(
+            z.by_name("model.weights.h5").unwrap().size(),
+            u64::from(DECLARED)
+        );
+    }
+
+    let opts = sinter::io::LoadOptions::new().max_weight_bytes(LIMIT);
+    largest_alloc::reset();
+    let r = sinter::io::keras::from_archive_with(&bytes, Path::new("m.keras"), &opts);
+    let largest = largest_alloc::get();
+    let msg = format_error(r, Path::new("m.keras"));
+    assert!(msg.contains("archive member model.weights.h5"), "{msg}");
+    assert!(
+        largest <= 4 * LIMIT as usize,
+        "an allocation of {largest} bytes for a member limited to {LIMIT} ({msg})"
+    );
+}
+
 #[test]
 fn keras_deep_json_is_an_error_not_a_stack_overflow() {
     let (_, weights) = seed_members();

@@ -23,10 +23,14 @@ fn manifest() -> Value {
     serde_json::from_str(&text).expect("manifest is JSON")
 }
 
+/// Cases of legacy/manifest.json.
+const LEGACY_CASES: usize = 41;
+
 #[test]
 fn legacy_keras_files_match_their_producers() {
     let m = manifest();
     let cases = m["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), LEGACY_CASES, "cases in the manifest");
     let mut formats = std::collections::BTreeSet::new();
     let mut failures = vec![];
     for case in cases {

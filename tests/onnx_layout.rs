@@ -26,12 +26,16 @@ fn npy(name: &str) -> (Vec<usize>, Vec<f32>) {
     sinter::io::npy::read_f32(&dir().join(name)).expect(name)
 }
 
+/// Cases of layout/manifest.json.
+const LAYOUT_CASES: usize = 25;
+
 #[test]
 fn every_tracked_layout_reaches_an_output_in_the_fixtures() {
     let layouts: Vec<String> = cases()
         .iter()
         .map(|c| c["layout"].as_str().expect("layout").to_string())
         .collect();
+    assert_eq!(layouts.len(), LAYOUT_CASES, "cases in the manifest");
     for want in [
         "channels-first [N, C, W]",
         "global pooling [N, C, 1]",
@@ -44,7 +48,9 @@ fn every_tracked_layout_reaches_an_output_in_the_fixtures() {
 #[test]
 fn outputs_match_onnx_runtime_in_shape_and_values() {
     let mut failures = vec![];
-    for case in cases() {
+    let cases = cases();
+    assert_eq!(cases.len(), LAYOUT_CASES, "cases in the manifest");
+    for case in cases {
         let name = case["name"].as_str().expect("name");
         let want_shape: Vec<usize> = case["output_shape"]
             .as_array()

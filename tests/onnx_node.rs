@@ -113,6 +113,11 @@ fn run_case(case: &Value) -> Result<Outcome, String> {
     Ok(Outcome::Pass)
 }
 
+/// Cases of onnx_node/manifest.json.
+const NODE_CASES: usize = 287;
+/// Names in its `must_pass` list.
+const MUST_PASS: usize = 60;
+
 #[test]
 fn onnx_node_tests_pass_or_are_refused_by_name() {
     let text = std::fs::read_to_string(dir().join("manifest.json")).expect("manifest.json");
@@ -123,8 +128,11 @@ fn onnx_node_tests_pass_or_are_refused_by_name() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
+    assert_eq!(must.len(), MUST_PASS, "must_pass names in the manifest");
     let (mut wrong, mut passed, mut refused) = (vec![], vec![], vec![]);
+    let mut ran = 0;
     for case in manifest["cases"].as_array().unwrap() {
+        ran += 1;
         let name = case["name"].as_str().unwrap();
         let ops: Vec<&str> = case["ops"]
             .as_array()
@@ -155,6 +163,7 @@ fn onnx_node_tests_pass_or_are_refused_by_name() {
         }
     }
     println!("{} passed, {} refused", passed.len(), refused.len());
+    assert_eq!(ran, NODE_CASES, "cases run");
     if std::env::var_os("ONNX_NODE_LIST").is_some() {
         println!("PASSED {}", serde_json::to_string(&passed).unwrap());
         for r in &refused {
@@ -163,6 +172,9 @@ fn onnx_node_tests_pass_or_are_refused_by_name() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// Cases of onnx_attrs/manifest.json.
+const ATTR_CASES: usize = 12;
 
 /// 1-D window attributes the node tests cover only in 2-D (`tests/fixtures/onnx_attrs/`,
 /// `scripts/make_onnx_attr_fixtures.py`, against ONNX Runtime): asymmetric and explicit pads,
@@ -175,7 +187,9 @@ fn one_d_window_attributes_match_onnx_runtime() {
     let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json");
     let manifest: Value = serde_json::from_str(&text).expect("manifest is JSON");
     let mut failures = vec![];
+    let mut ran = 0;
     for case in manifest["cases"].as_array().unwrap() {
+        ran += 1;
         let name = case["name"].as_str().unwrap();
         let must = case["must_pass"].as_bool().unwrap();
         let loaded = sinter::io::load(dir.join(format!("{name}.onnx")));
@@ -223,5 +237,6 @@ fn one_d_window_attributes_match_onnx_runtime() {
             failures.push(format!("{name}: value {i}: {g} vs ONNX Runtime {w}"));
         }
     }
+    assert_eq!(ran, ATTR_CASES, "cases run");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -61,7 +61,9 @@ pub fn from_archive_with(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Resul
                 f.size()
             )));
         }
-        // The declared size may lie: never read past the limit.
+        // The declared size may lie: never read past the limit. (The zip crate's reader
+        // also errors once a member inflates past its declared size; this bound does not rely
+        // on it. tests/hostile.rs `keras_member_inflating_past_its_declared_size_is_refused`.)
         let mut buf = Vec::with_capacity(f.size().min(1 << 20) as usize);
         (&mut f)
             .take(limit + 1)
