@@ -168,9 +168,7 @@ fn same_bits(a: &[f32], b: &[f32]) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(
-        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000)
-    ))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(1000)))]
 
     #[test]
     fn conv_graphs_keep_every_invariant(net in net(), specials in any::<bool>()) {

@@ -25,7 +25,7 @@ fn opts(fuse: bool, batch: usize) -> CompileOptions {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(256)))]
 
     /// Invariant 1: fused and separate plans give identical bits, specials included.
     #[test]
@@ -55,7 +55,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(64)))]
 
     /// Invariant 2 (batch, threads): a row alone == that row inside the batch; 2-4 threads
     /// agree with one, every layer split (by rows or by column panels) wherever its shape allows.

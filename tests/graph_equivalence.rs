@@ -218,7 +218,7 @@ fn opts(fuse: bool, batch: usize) -> CompileOptions {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(48)))]
 
     #[test]
     fn graphs_keep_every_invariant(net in net(), specials in any::<bool>()) {

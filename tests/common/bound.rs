@@ -171,7 +171,7 @@ pub fn check(what: &str, got: &[f32], want: &[Bounded]) -> Result<usize, String>
             continue;
         }
         let err = (f64::from(g) - w.v).abs();
-        if !(err <= w.e) {
+        if err.is_nan() || err > w.e {
             return Err(format!(
                 "{what}, value {i}: got {g}, f64 {}, err {err:e} > bound {:e}",
                 w.v, w.e

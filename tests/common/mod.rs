@@ -96,20 +96,20 @@ pub fn input_rows(seed: u64, rows: usize, width: usize, specials: bool) -> Vec<f
             let v = rng.next_signed();
             x.push(match kind {
                 // finite rows (0..=5)
-                6 if r % 4 == 0 => {
+                6 if r.is_multiple_of(4) => {
                     const S: [f32; 6] = [0.0, -0.0, 1e-40, -3e-39, 1e-45, -1e-45];
                     S[(r / 4 % S.len() as u64) as usize]
                 }
-                7 if r % 5 == 0 => 0.0,
+                7 if r.is_multiple_of(5) => 0.0,
                 7 => v * 1e-38,
                 8 if i == at => {
-                    if r % 2 == 0 {
+                    if r.is_multiple_of(2) {
                         f32::INFINITY
                     } else {
                         f32::NEG_INFINITY
                     }
                 }
-                9 => v * if r % 2 == 0 { 1e30 } else { 3e38 },
+                9 => v * if r.is_multiple_of(2) { 1e30 } else { 3e38 },
                 10 if i == at => f32::NAN,
                 _ => v * 3.0,
             });
@@ -317,4 +317,13 @@ pub fn split_run(
             }
         })
         .collect()
+}
+
+/// A property's number of cases: `PROPTEST_CASES` if set, else `default` (a config that names
+/// its own count ignores the variable otherwise).
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
