@@ -67,7 +67,9 @@ fn eight_callers_share_one_plan() {
 fn callers_and_the_plans_own_pool_do_not_deadlock() {
     // Batch 64 of mnist-mlp is above the parallel threshold: every run uses the plan's pool
     // from 8 caller threads at once.
-    hammer(compile(&builtin::mnist_mlp(), 3, 64), 64, 8, 25);
+    let plan = compile(&builtin::mnist_mlp(), 3, 64);
+    hammer(plan.clone(), 64, 8, 25);
+    assert!(plan.split_steps() > 0, "nothing split");
 }
 
 /// Many threads call `Plan::run` on one shared plan (no sessions: the plan's arena pool, more

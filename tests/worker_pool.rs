@@ -35,6 +35,9 @@ fn same_bits_as_one_thread(pool: Arc<dyn WorkerPool>) {
                 "batch {batch}"
             );
         }
+        if pooled.threads() > 1 {
+            assert!(pooled.split_steps() > 0, "{}: nothing split", model.name());
+        }
     }
 }
 
