@@ -150,3 +150,36 @@ fn declared_header_longer_than_file_is_refused_before_allocation() {
         }
     }
 }
+
+/// What sinter writes, NumPy's format as another reader (npyz) reads it: dtype, shape, values,
+/// and the data aligned to 64 bytes as NumPy writes it.
+#[test]
+fn written_files_read_back_elsewhere() {
+    let dir = std::env::temp_dir().join(format!("sinter-npy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for shape in [vec![], vec![5], vec![2, 3], vec![1, 2, 2]] {
+        let n = shape.iter().product::<usize>();
+        let f: Vec<f32> = (0..n).map(|i| i as f32 * -0.75 + 1e-40).collect();
+        let path = dir.join("f.npy");
+        write_f32(&path, &shape, &f).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let data_at = 10 + usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
+        assert_eq!(data_at % 64, 0, "{shape:?}: data at {data_at}");
+        let file = npyz::NpyFile::new(&bytes[..]).unwrap();
+        let want: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+        assert_eq!(file.shape(), &want[..]);
+        let back: Vec<f32> = file.into_vec().unwrap();
+        assert_eq!(
+            back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            f.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        assert_eq!(read_f32(&path).unwrap(), (shape.clone(), f));
+
+        let l: Vec<i64> = (0..n as i64).map(|i| i * -3_000_000_000).collect();
+        sinter::io::npy::write_i64(&path, &shape, l.iter().copied()).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let back: Vec<i64> = npyz::NpyFile::new(&bytes[..]).unwrap().into_vec().unwrap();
+        assert_eq!(back, l);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -9,7 +9,6 @@
 //! ```
 
 use crate::error::{Error, Result};
-use npyz::WriterBuilder;
 use std::path::Path;
 
 fn format_err(path: &Path, msg: impl Into<String>) -> Error {
@@ -79,7 +78,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
 
 /// Parses `.npy` bytes of any type [`read`] takes; `path` only labels errors.
 ///
-/// The preamble and header are parsed here rather than by `npyz`: fuzzing found its reader
+/// The preamble and header are parsed here rather than by the `npyz` crate: fuzzing found its reader
 /// allocating whatever header length a file declares (4 GiB from a 90-byte file) and
 /// multiplying the declared dimensions unchecked. Nothing here allocates more than the file.
 pub fn from_bytes_any(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Array)> {
@@ -273,31 +272,50 @@ impl Parser<'_> {
 
 /// Writes an int64 C-order array (labels).
 pub fn write_i64(path: &Path, shape: &[usize], data: impl IntoIterator<Item = i64>) -> Result<()> {
-    write(path, shape, data)
+    write(path, shape, "<i8", data.into_iter().map(i64::to_le_bytes))
 }
 
 /// Writes a float32 C-order array.
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
-    write(path, shape, data.iter().copied())
+    write(path, shape, "<f4", data.iter().map(|v| v.to_le_bytes()))
 }
 
-fn write<T: npyz::AutoSerialize>(
+/// Writes a `.npy` version 1.0 file: the header (the dict NumPy writes, padded with spaces so
+/// the data starts at a multiple of 64 bytes), then the values little-endian.
+fn write<const N: usize>(
     path: &Path,
     shape: &[usize],
-    data: impl IntoIterator<Item = T>,
+    descr: &str,
+    data: impl IntoIterator<Item = [u8; N]>,
 ) -> Result<()> {
+    use std::io::Write;
     let io_err = |source| Error::Io {
         path: path.to_path_buf(),
         source,
     };
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let tuple = match dims.as_slice() {
+        [one] => format!("({one},)"),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple}, }}");
+    // 10 bytes of magic, version and length, then the header ending in a newline.
+    let pad = (64 - (10 + header.len() + 1) % 64) % 64;
+    header.extend(std::iter::repeat_n(' ', pad));
+    header.push('\n');
+    let len = u16::try_from(header.len()).map_err(|_| {
+        format_err(
+            path,
+            format!("a shape of {} dimensions is too long", shape.len()),
+        )
+    })?;
     let file = std::fs::File::create(path).map_err(io_err)?;
-    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    let mut w = npyz::WriteOptions::<T>::new()
-        .default_dtype()
-        .shape(&shape)
-        .writer(std::io::BufWriter::new(file))
-        .begin_nd()
-        .map_err(io_err)?;
-    w.extend(data).map_err(io_err)?;
-    w.finish().map_err(io_err)
+    let mut w = std::io::BufWriter::new(file);
+    w.write_all(b"\x93NUMPY\x01\x00").map_err(io_err)?;
+    w.write_all(&len.to_le_bytes()).map_err(io_err)?;
+    w.write_all(header.as_bytes()).map_err(io_err)?;
+    for v in data {
+        w.write_all(&v).map_err(io_err)?;
+    }
+    w.flush().map_err(io_err)
 }
