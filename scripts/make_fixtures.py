@@ -505,6 +505,40 @@ def case_layers():
                 "Dense(use_bias=False), Activation(softmax)")
 
 
+# ------------------------------------------------------------------ noise / regularization
+def case_noise():
+    """Layers that act only in training (GaussianNoise, GaussianDropout, AlphaDropout,
+    SpatialDropout1D, ActivityRegularization): at inference each passes its input through."""
+    fresh()
+    L = keras.layers
+    model = keras.Sequential([
+        keras.Input((20,)),
+        L.Dense(16),
+        L.GaussianNoise(0.3),
+        L.Activation("relu"),
+        L.GaussianDropout(0.2),
+        L.Reshape((4, 4)),
+        L.SpatialDropout1D(0.25),
+        L.Flatten(),
+        L.Dense(12, activation="tanh"),
+        L.AlphaDropout(0.1),
+        L.ActivityRegularization(l1=0.01, l2=0.001),
+        L.Dense(4, activation="softmax"),
+    ])
+    ws = randomize_dense(model, "noise")
+    x = make_input("noise", (20,))
+    y = keras_predict(model, x)
+    h = np.maximum(dense64(x.astype(np.float64), *ws[0]), 0.0)
+    h = np.tanh(dense64(h, *ws[1]))
+    h = softmax(dense64(h, *ws[2]))
+    save_outputs("noise", y, h)
+    save_keras(model, "noise.keras")
+    record("noise", "noise.keras", "keras", "noise.input.npy", "noise.keras.out.npy",
+           "noise.f64.out.npy", y, h, ["relu", "tanh", "softmax"],
+           note="GaussianNoise(0.3), GaussianDropout(0.2), SpatialDropout1D(0.25), "
+                "AlphaDropout(0.1), ActivityRegularization: identities at inference")
+
+
 # -------------------------------------------------------------------------- flatten
 def case_flatten():
     fresh()
@@ -751,6 +785,7 @@ def main():
     for act in ACT_NAMES:
         case_act(act)
     case_layers()
+    case_noise()
     case_flatten()
     case_mlp()
     case_onnx_ops()

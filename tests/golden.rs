@@ -184,7 +184,7 @@ fn run_all(format: &str, expected: usize) {
 }
 
 /// `keras` and `keras-json` cases of the dense and conv manifests.
-const KERAS_CASES: usize = 28;
+const KERAS_CASES: usize = 29;
 /// `onnx` cases of the dense and conv manifests.
 const ONNX_CASES: usize = 10;
 

@@ -1,0 +1,435 @@
+//! Keras layer classes: one table line per class name, each pointing at the function that reads
+//! that class's config into a [`Layer`]. Adding a class is one function (or a closure) and one
+//! line in [`CLASSES`]; the config readers every class shares live on [`Config`].
+
+use super::{Spec, batch_shape, str_field};
+use crate::kernels::Activation;
+use crate::model::{ChannelNorm, DType, Layer, Merge, Padding, RowNorm};
+use serde_json::Value;
+
+type Res<T> = std::result::Result<T, String>;
+
+/// Reads one class's config. The [`Spec`] arrives with its name and class set; a class may also
+/// set its input shape and dtype (`InputLayer`) or `mask_zero` (`Embedding`).
+type ClassFn = fn(&Config<'_>, &mut Spec) -> Res<Layer>;
+
+/// Every Keras class sinter reads, by its `class_name`.
+const CLASSES: &[(&str, ClassFn)] = &[
+    ("InputLayer", input_layer),
+    ("Dense", dense),
+    ("Activation", |c, _| {
+        Ok(Layer::Activation(c.activation("activation")?))
+    }),
+    ("ReLU", relu),
+    ("LeakyReLU", |c, _| {
+        let negative_slope = c.f32_or("negative_slope", c.f32_or("alpha", 0.3)?)?;
+        Ok(Layer::Activation(Activation::LeakyRelu { negative_slope }))
+    }),
+    ("ELU", |c, _| {
+        let alpha = c.f32_or("alpha", 1.0)?;
+        Ok(Layer::Activation(Activation::Elu { alpha }))
+    }),
+    ("Softmax", softmax),
+    ("Dropout", |c, _| {
+        Ok(Layer::Dropout {
+            rate: c.f32_or("rate", 0.0)?,
+        })
+    }),
+    // Noise and regularization layers act only in training: at inference they pass x through.
+    ("GaussianNoise", |_, _| Ok(Layer::Identity)),
+    ("GaussianDropout", |_, _| Ok(Layer::Identity)),
+    ("AlphaDropout", |_, _| Ok(Layer::Identity)),
+    ("SpatialDropout1D", |_, _| Ok(Layer::Identity)),
+    ("ActivityRegularization", |_, _| Ok(Layer::Identity)),
+    ("Identity", |_, _| Ok(Layer::Identity)),
+    ("Flatten", |c, _| {
+        c.channels_last()?;
+        Ok(Layer::Flatten)
+    }),
+    ("Reshape", |c, _| {
+        let target_shape = c.int_list("target_shape", |d| {
+            d.as_i64().and_then(|d| isize::try_from(d).ok())
+        })?;
+        Ok(Layer::Reshape { target_shape })
+    }),
+    ("Permute", |c, _| {
+        let dims = c.int_list("dims", |d| d.as_u64().and_then(|d| usize::try_from(d).ok()))?;
+        Ok(Layer::Permute { dims })
+    }),
+    ("Conv1D", conv1d),
+    ("MaxPooling1D", |c, _| pooling(c, true)),
+    ("AveragePooling1D", |c, _| pooling(c, false)),
+    ("GlobalMaxPooling1D", |c, _| global_pooling(c, true)),
+    ("GlobalAveragePooling1D", |c, _| global_pooling(c, false)),
+    ("Concatenate", |c, _| {
+        let axis = match c.get("axis") {
+            None => -1,
+            Some(a) => a
+                .as_i64()
+                .and_then(|a| isize::try_from(a).ok())
+                .ok_or_else(|| c.err("axis is not an integer"))?,
+        };
+        Ok(Layer::Concatenate { axis })
+    }),
+    ("Add", |_, _| Ok(Layer::Merge(Merge::Add))),
+    ("Subtract", |_, _| Ok(Layer::Merge(Merge::Subtract))),
+    ("Multiply", |_, _| Ok(Layer::Merge(Merge::Multiply))),
+    ("Average", |_, _| Ok(Layer::Merge(Merge::Average))),
+    ("Maximum", |_, _| Ok(Layer::Merge(Merge::Maximum))),
+    ("Minimum", |_, _| Ok(Layer::Merge(Merge::Minimum))),
+    ("Rescaling", |c, _| {
+        let (scale, offset) = (c.f32_or("scale", 1.0)?, c.f32_or("offset", 0.0)?);
+        Ok(Layer::Rescaling { scale, offset })
+    }),
+    ("Embedding", |c, spec| {
+        spec.mask_zero = c.bool_or("mask_zero", false)?;
+        let input_dim = c.positive("input_dim")?;
+        let output_dim = c.positive("output_dim")?;
+        Ok(Layer::Embedding {
+            input_dim,
+            output_dim,
+        })
+    }),
+    // Statistics come from the weights file (`norm_weights`); here only the options.
+    ("BatchNormalization", |c, _| {
+        Ok(Layer::BatchNormalization(ChannelNorm {
+            axis: c.axis()?,
+            epsilon: c.f32_or("epsilon", 1e-3)?,
+            gamma: c.bool_or("scale", true)?.then(Vec::new),
+            beta: c.bool_or("center", true)?.then(Vec::new),
+            mean: Vec::new(),
+            variance: Vec::new(),
+        }))
+    }),
+    ("LayerNormalization", layer_normalization),
+    ("RMSNormalization", |c, _| {
+        Ok(Layer::LayerNormalization(RowNorm {
+            axis: c.axis()?,
+            epsilon: c.f32_or("epsilon", 1e-6)?,
+            gamma: Some(Vec::new()),
+            beta: None,
+            rms: true,
+        }))
+    }),
+    ("Normalization", |c, _| {
+        if c.bool_or("invert", false)? {
+            return Err(c.err("invert=True is not supported"));
+        }
+        Ok(Layer::Normalization {
+            axis: c.axis()?,
+            mean: Vec::new(),
+            variance: Vec::new(),
+        })
+    }),
+    ("Functional", nested),
+    ("Sequential", nested),
+    ("Model", nested),
+];
+
+/// One layer of a config: `{"class_name": .., "config": {..}}`.
+pub(super) fn layer_spec(l: &Value) -> Res<Spec> {
+    let class = str_field(l, "class_name")?;
+    let config = l.get("config").ok_or("no \"config\"")?;
+    let name = config
+        .get("name")
+        .and_then(Value::as_str)
+        .or_else(|| l.get("name").and_then(Value::as_str))
+        .unwrap_or_default();
+    let Some(&(_, read)) = CLASSES.iter().find(|(c, _)| *c == class) else {
+        let known: Vec<&str> = CLASSES.iter().map(|(c, _)| *c).collect();
+        return Err(format!(
+            "layer {name:?}: class {class} is not supported (sinter reads {})",
+            known.join(", ")
+        ));
+    };
+    let mut spec = Spec {
+        name: name.to_string(),
+        class: class.to_string(),
+        layer: Layer::Identity,
+        shape: vec![],
+        inbound: vec![],
+        dtype: DType::F32,
+        mask_zero: false,
+    };
+    spec.layer = read(
+        &Config {
+            c: config,
+            class,
+            name,
+        },
+        &mut spec,
+    )?;
+    Ok(spec)
+}
+
+/// A layer's `config` object, with the readers the classes share; every error names the class
+/// and the layer.
+pub(super) struct Config<'a> {
+    c: &'a Value,
+    class: &'a str,
+    name: &'a str,
+}
+
+impl Config<'_> {
+    /// `msg` about this layer.
+    fn err(&self, msg: impl std::fmt::Display) -> String {
+        format!("{} {:?}: {msg}", self.class, self.name)
+    }
+
+    /// The option `key`, `None` when missing or null.
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.c.get(key).filter(|v| !v.is_null())
+    }
+
+    fn f32_or(&self, key: &str, default: f32) -> Res<f32> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .map(|x| x as f32)
+                .ok_or_else(|| self.err(format!("{key} is not a number"))),
+        }
+    }
+
+    fn bool_or(&self, key: &str, default: bool) -> Res<bool> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(Value::Bool(v)) => Ok(*v),
+            Some(v) => Err(self.err(format!("{key} {v} is not true or false"))),
+        }
+    }
+
+    /// A normalization's axis: -1, a number, or a one-entry list.
+    fn axis(&self) -> Res<isize> {
+        let one = |v: &Value| v.as_i64().and_then(|a| isize::try_from(a).ok());
+        match self.get("axis") {
+            None => Ok(-1),
+            Some(Value::Array(a)) if a.len() == 1 && one(&a[0]).is_some() => {
+                Ok(one(&a[0]).unwrap_or(-1))
+            }
+            Some(v) if one(v).is_some() => Ok(one(v).unwrap_or(-1)),
+            Some(v) => Err(self.err(format!(
+                "axis {v}: only a single axis (the last) is supported"
+            ))),
+        }
+    }
+
+    /// A positive integer option that Keras may write as `3` or `[3]`.
+    fn positive(&self, key: &str) -> Res<usize> {
+        match self.positive_or(key, 0)? {
+            0 => Err(self.err(format!("{key} is missing"))),
+            v => Ok(v),
+        }
+    }
+
+    /// Like [`Config::positive`], with a default for a missing or null option.
+    fn positive_or(&self, key: &str, default: usize) -> Res<usize> {
+        let v = match self.get(key) {
+            None => return Ok(default),
+            Some(Value::Array(a)) => match a.as_slice() {
+                [v] => v,
+                _ => return Err(self.err(format!("{key} {a:?}: expected one value (1-D)"))),
+            },
+            Some(v) => v,
+        };
+        v.as_u64()
+            .and_then(|v| usize::try_from(v).ok())
+            .filter(|&v| v > 0 && v <= 1 << 24)
+            .ok_or_else(|| self.err(format!("{key} {v} is not a positive integer")))
+    }
+
+    /// A list of at most 32 integers (a shape or an axis order), each converted by `int`.
+    fn int_list<T>(&self, key: &str, int: impl Fn(&Value) -> Option<T>) -> Res<Vec<T>> {
+        self.get(key)
+            .and_then(Value::as_array)
+            .filter(|a| a.len() <= 32)
+            .ok_or_else(|| self.err(format!("{key} is not a list of at most 32 entries")))?
+            .iter()
+            .map(int)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| self.err(format!("{key} has an entry that is not a valid integer")))
+    }
+
+    fn padding(&self) -> Res<Padding> {
+        self.get("padding")
+            .and_then(Value::as_str)
+            .unwrap_or("valid")
+            .parse()
+            .map_err(|e| self.err(e))
+    }
+
+    fn channels_last(&self) -> Res<()> {
+        match self.get("data_format").and_then(Value::as_str) {
+            Some("channels_first") => Err(self.err("data_format channels_first is not supported")),
+            _ => Ok(()),
+        }
+    }
+
+    /// An activation as Keras serialises it: a name, or `{"class_name": .., "config": name}`.
+    fn activation(&self, key: &str) -> Res<Activation> {
+        let name = match self.get(key) {
+            None => return Ok(Activation::Linear),
+            Some(Value::String(s)) => s.as_str(),
+            Some(Value::Object(o)) => o
+                .get("config")
+                .and_then(Value::as_str)
+                .or_else(|| o.get("registered_name").and_then(Value::as_str))
+                .or_else(|| o.get("class_name").and_then(Value::as_str))
+                .ok_or_else(|| self.err("activation object without a name"))?,
+            Some(other) => return Err(self.err(format!("activation {other} is not a name"))),
+        };
+        name.parse()
+            .map_err(|e: crate::kernels::UnknownActivation| self.err(e))
+    }
+}
+
+fn input_layer(c: &Config<'_>, spec: &mut Spec) -> Res<Layer> {
+    let s = c
+        .get("batch_shape")
+        .or_else(|| c.get("batch_input_shape"))
+        .ok_or_else(|| c.err("no batch_shape"))?;
+    spec.shape = batch_shape(s).map_err(|e| c.err(e))?;
+    spec.dtype = match c.get("dtype") {
+        None => DType::F32,
+        Some(Value::String(t)) => match t.as_str() {
+            "float32" => DType::F32,
+            "int32" => DType::I32,
+            "int64" => DType::I64,
+            other => {
+                return Err(c.err(format!(
+                    "dtype {other:?}: inputs are float32, int32 or int64"
+                )));
+            }
+        },
+        // A dtype policy object: the input is float.
+        Some(Value::Object(o)) => match o
+            .get("config")
+            .and_then(|c| c.get("name"))
+            .and_then(Value::as_str)
+        {
+            Some("float32") | None => DType::F32,
+            Some(other) => return Err(c.err(format!("dtype policy {other:?} is not supported"))),
+        },
+        Some(other) => return Err(c.err(format!("dtype {other} is not a name"))),
+    };
+    Ok(Layer::Input)
+}
+
+fn dense(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
+    Ok(Layer::Dense {
+        units: c
+            .get("units")
+            .and_then(Value::as_u64)
+            .and_then(|u| usize::try_from(u).ok())
+            .filter(|&u| u > 0)
+            .ok_or_else(|| c.err("units is not a positive integer"))?,
+        activation: c.activation("activation")?,
+        use_bias: c.get("use_bias").and_then(Value::as_bool).unwrap_or(true),
+    })
+}
+
+fn relu(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
+    let max_value = match c.get("max_value") {
+        None => None,
+        Some(v) => Some(
+            v.as_f64()
+                .ok_or_else(|| c.err("max_value is not a number"))? as f32,
+        ),
+    };
+    Ok(Layer::Activation(Activation::Relu {
+        negative_slope: c.f32_or("negative_slope", 0.0)?,
+        max_value,
+        threshold: c.f32_or("threshold", 0.0)?,
+    }))
+}
+
+fn softmax(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
+    match c.get("axis") {
+        None => {}
+        Some(a) if a.as_i64() == Some(-1) => {}
+        Some(a) => return Err(c.err(format!("axis {a}: only the last axis is supported"))),
+    }
+    Ok(Layer::Activation(Activation::Softmax))
+}
+
+fn conv1d(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
+    c.channels_last()?;
+    if c.get("groups")
+        .and_then(Value::as_u64)
+        .is_some_and(|g| g != 1)
+    {
+        return Err(c.err("grouped convolutions are not supported"));
+    }
+    Ok(Layer::Conv1D {
+        filters: c.positive("filters")?,
+        kernel_size: c.positive("kernel_size")?,
+        strides: c.positive_or("strides", 1)?,
+        padding: c.padding()?,
+        dilation_rate: c.positive_or("dilation_rate", 1)?,
+        activation: c.activation("activation")?,
+        use_bias: c.get("use_bias").and_then(Value::as_bool).unwrap_or(true),
+    })
+}
+
+fn pooling(c: &Config<'_>, max: bool) -> Res<Layer> {
+    c.channels_last()?;
+    let pool_size = c.positive_or("pool_size", 2)?;
+    let strides = c.positive_or("strides", pool_size)?;
+    let padding = c.padding()?;
+    Ok(if max {
+        Layer::MaxPooling1D {
+            pool_size,
+            strides,
+            padding,
+        }
+    } else {
+        Layer::AveragePooling1D {
+            pool_size,
+            strides,
+            padding,
+        }
+    })
+}
+
+fn global_pooling(c: &Config<'_>, max: bool) -> Res<Layer> {
+    c.channels_last()?;
+    if c.get("keepdims").and_then(Value::as_bool) == Some(true) {
+        return Err(c.err("keepdims=True is not supported"));
+    }
+    Ok(if max {
+        Layer::GlobalMaxPooling1D
+    } else {
+        Layer::GlobalAveragePooling1D
+    })
+}
+
+fn layer_normalization(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
+    if c.bool_or("rms_scaling", false)? {
+        return Err(c.err("rms_scaling=True (deprecated) is not supported: use RMSNormalization"));
+    }
+    Ok(Layer::LayerNormalization(RowNorm {
+        axis: c.axis()?,
+        epsilon: c.f32_or("epsilon", 1e-3)?,
+        gamma: c.bool_or("scale", true)?.then(Vec::new),
+        beta: c.bool_or("center", true)?.then(Vec::new),
+        rms: false,
+    }))
+}
+
+fn nested(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
+    Err(c.err("nested models are not supported"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CLASSES;
+
+    #[test]
+    fn every_class_has_one_line() {
+        let mut names: Vec<&str> = CLASSES.iter().map(|(c, _)| *c).collect();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(names.len(), n, "a class listed twice");
+    }
+}
