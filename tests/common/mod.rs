@@ -272,33 +272,16 @@ pub fn split_run(
     inputs: &[sinter::plan::Values<'_>],
     batch: usize,
 ) -> Result<Vec<Vec<f32>>, String> {
+    use sinter::io::npy::Array;
     use sinter::plan::{CompileOptions, Values};
     let copies = 32usize.div_ceil(batch.max(1));
-    fn tile<T: Copy>(v: &[T], n: usize) -> Vec<T> {
-        v.iter().copied().cycle().take(v.len() * n).collect()
-    }
-    let (f, i, l): (Vec<_>, Vec<_>, Vec<_>) = inputs
-        .iter()
-        .map(|v| match v {
-            Values::F32(v) => (tile(v, copies), vec![], vec![]),
-            Values::I32(v) => (vec![], tile(v, copies), vec![]),
-            Values::I64(v) => (vec![], vec![], tile(v, copies)),
-        })
-        .fold((vec![], vec![], vec![]), |mut acc, (f, i, l)| {
-            acc.0.push(f);
-            acc.1.push(i);
-            acc.2.push(l);
-            acc
-        });
-    let tiled: Vec<Values> = inputs
-        .iter()
-        .enumerate()
-        .map(|(k, v)| match v {
-            Values::F32(_) => Values::F32(&f[k]),
-            Values::I32(_) => Values::I32(&i[k]),
-            Values::I64(_) => Values::I64(&l[k]),
-        })
-        .collect();
+    let tile = |v: &Values| match v {
+        Values::F32(v) => Array::F32(v.repeat(copies)),
+        Values::I32(v) => Array::I32(v.repeat(copies)),
+        Values::I64(v) => Array::I64(v.repeat(copies)),
+    };
+    let owned: Vec<Array> = inputs.iter().map(tile).collect();
+    let tiled: Vec<Values> = owned.iter().map(Array::values).collect();
     let opts = CompileOptions::new()
         .threads(2)
         .parallel_flops(0)
