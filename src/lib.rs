@@ -14,7 +14,7 @@ pub mod plan;
 #[doc(hidden)]
 pub mod reference;
 
-pub use error::{Error, Result};
+pub use error::{Error, LoadError, LoadErrorKind, Result, Site};
 pub use io::{LoadOptions, load, load_with};
 pub use kernels::{Activation, Isa};
 pub use model::{DType, Input, Layer, Model};

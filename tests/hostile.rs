@@ -20,14 +20,15 @@ fn tmp(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// The error's message, asserting it is a `Format` error about `path`.
+/// The error's message, asserting it is a load error about `path`.
 fn format_error(r: sinter::Result<sinter::model::Model>, path: &Path) -> String {
     match r {
-        Err(Error::Format { path: p, msg }) => {
-            assert_eq!(p, path, "error names the wrong file: {msg}");
+        Err(Error::Load(e)) => {
+            let msg = e.to_string();
+            assert_eq!(e.file, path, "error names the wrong file: {msg}");
             msg
         }
-        Err(e) => panic!("expected a Format error, got {e:?}"),
+        Err(e) => panic!("expected a load error, got {e:?}"),
         Ok(_) => panic!("a bad file loaded"),
     }
 }

@@ -15,7 +15,7 @@
 mod classes;
 
 use super::{LoadOptions, hdf5};
-use crate::error::{Error, Result};
+use crate::error::{Error, LoadError, LoadErrorKind, Result};
 use crate::kernels::Activation;
 use crate::model::{ChannelNorm, DType, DenseWeights, Layer, Model, Node, RowNorm};
 use classes::layer_spec;
@@ -48,10 +48,7 @@ pub fn from_archive(bytes: &[u8], path: &Path) -> Result<Model> {
 
 /// [`from_archive`] with explicit limits; members are checked while they inflate.
 pub fn from_archive_with(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Result<Model> {
-    let fail = |msg: String| Error::Format {
-        path: path.into(),
-        msg,
-    };
+    let fail = |msg: String| Error::from(LoadError::new(path, LoadErrorKind::Invalid(msg)));
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| fail(format!("not a .keras archive (zip: {e})")))?;
     let mut entry = |name: &str, limit: u64| -> Result<Vec<u8>> {
@@ -122,20 +119,26 @@ pub fn load_split_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Mod
     } else if let Some(stem) = name.strip_suffix(".weights.h5") {
         (dir.join(format!("{stem}.json")), path.into())
     } else {
-        return Err(Error::Format {
-            path: path.into(),
-            msg: "expected NAME.json or NAME.weights.h5".into(),
-        });
+        return Err(LoadError::new(
+            path,
+            LoadErrorKind::Unsupported("expected NAME.json or NAME.weights.h5".into()),
+        )
+        .into());
     };
     let config_bytes = super::read_limited(&config, MAX_CONFIG_BYTES, "config")?;
     let weight_bytes = super::read_limited(&weights, opts.max_weight_bytes, "weights")?;
     let mut model =
         from_parts_with(&config_bytes, &weight_bytes, &config, opts).map_err(|e| match e {
             // Name the weights file when it is the one at fault.
-            Error::Format { msg, .. } if msg.starts_with("weights:") => Error::Format {
-                path: weights.clone(),
-                msg: msg["weights:".len()..].trim_start().to_string(),
-            },
+            Error::Load(mut e) => {
+                if let LoadErrorKind::Invalid(msg) = &mut e.kind
+                    && let Some(rest) = msg.strip_prefix("weights:")
+                {
+                    *msg = rest.trim_start().to_string();
+                    e.file = weights.clone();
+                }
+                Error::Load(e)
+            }
             e => e,
         })?;
     let version = serde_json::from_slice::<Value>(&config_bytes)
@@ -183,10 +186,7 @@ pub fn from_parts_with(
     path: &Path,
     opts: &LoadOptions,
 ) -> Result<Model> {
-    let fail = |msg: String| Error::Format {
-        path: path.into(),
-        msg,
-    };
+    let fail = |msg: String| Error::from(LoadError::new(path, LoadErrorKind::Invalid(msg)));
     if weights.len() as u64 > opts.max_weight_bytes {
         return Err(fail(format!(
             "weights: {} bytes is over the limit of {} bytes",
@@ -214,10 +214,7 @@ pub fn load_h5_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model>
 
 /// [`load_h5`] of a file held in memory; `path` only names it in errors.
 pub fn from_h5_with(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Result<Model> {
-    let fail = |msg: String| Error::Format {
-        path: path.into(),
-        msg,
-    };
+    let fail = |msg: String| Error::from(LoadError::new(path, LoadErrorKind::Invalid(msg)));
     let h5 =
         hdf5::File::parse(bytes).map_err(|m| fail(format!("not a readable HDF5 file: {m}")))?;
     let config = h5
@@ -248,10 +245,7 @@ pub fn from_h5_with(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Result<Mod
 
 /// A model from its JSON config and an HDF5 file holding its weights (Keras 3 or legacy layout).
 fn build(config: &[u8], h5: &hdf5::File<'_>, path: &Path, opts: &LoadOptions) -> Result<Model> {
-    let fail = |msg: String| Error::Format {
-        path: path.into(),
-        msg,
-    };
+    let fail = |msg: String| Error::from(LoadError::new(path, LoadErrorKind::Invalid(msg)));
     // serde_json itself stops at 128 levels, so parsing cannot overflow the stack.
     let root: Value = serde_json::from_slice(config)
         .map_err(|e| fail(format!("config is not valid JSON: {e}")))?;

@@ -14,7 +14,7 @@ pub mod keras;
 pub mod npy;
 pub mod onnx;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, LoadError, LoadErrorKind, Result};
 use crate::model::Model;
 use std::path::Path;
 
@@ -127,10 +127,13 @@ pub(crate) fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8
     };
     let len = std::fs::metadata(path).map_err(io)?.len();
     if len > limit {
-        return Err(Error::Format {
-            path: path.into(),
-            msg: format!("{len} bytes is over the {what} limit of {limit} bytes"),
-        });
+        return Err(LoadError::new(
+            path,
+            LoadErrorKind::Limit(format!(
+                "{len} bytes is over the {what} limit of {limit} bytes"
+            )),
+        )
+        .into());
     }
     std::fs::read(path).map_err(io)
 }
@@ -160,17 +163,23 @@ pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
     } else if name.ends_with(".h5") || name.ends_with(".hdf5") {
         keras::load_h5_with(path, opts)
     } else if path.is_dir() && path.join("saved_model.pb").exists() {
-        Err(Error::Format {
-            path: path.into(),
-            msg: "a TensorFlow SavedModel directory: export the model to .keras or ONNX (tf2onnx)"
-                .into(),
-        })
+        Err(LoadError::new(
+            path,
+            LoadErrorKind::Unsupported(
+                "a TensorFlow SavedModel directory: export the model to .keras or ONNX (tf2onnx)"
+                    .into(),
+            ),
+        )
+        .into())
     } else {
-        Err(Error::Format {
-            path: path.into(),
-            msg: "unknown model format: expected a .keras, .onnx, .h5, .json or .weights.h5 file"
-                .into(),
-        })
+        Err(LoadError::new(
+            path,
+            LoadErrorKind::Unsupported(
+                "unknown model format: expected a .keras, .onnx, .h5, .json or .weights.h5 file"
+                    .into(),
+            ),
+        )
+        .into())
     }
 }
 

@@ -25,7 +25,7 @@ mod patterns;
 pub mod proto;
 
 use super::LoadOptions;
-use crate::error::{Error, Result};
+use crate::error::{Error, LoadError, LoadErrorKind, Result, Site};
 use crate::kernels::Activation;
 use crate::kernels::{SELU_ALPHA, SELU_SCALE};
 use crate::model::{
@@ -75,10 +75,7 @@ pub fn from_bytes_with(
     dir: Option<&Path>,
     opts: &LoadOptions,
 ) -> Result<Model> {
-    let fail = |msg: String| Error::Format {
-        path: path.into(),
-        msg,
-    };
+    let fail = |msg: String| Error::from(LoadError::new(path, LoadErrorKind::Invalid(msg)));
     if bytes.len() as u64 > opts.max_weight_bytes {
         return Err(fail(format!(
             "{} bytes is over the weights limit of {} bytes",
@@ -429,17 +426,17 @@ struct Converter<'a> {
 
 impl Converter<'_> {
     fn fail(&self, msg: String) -> Error {
-        Error::Format {
-            path: self.path.into(),
-            msg,
-        }
+        LoadError::new(self.path, LoadErrorKind::Invalid(msg)).into()
     }
 
     fn node_fail(&self, node: &NodeProto, msg: impl std::fmt::Display) -> Error {
-        self.fail(format!(
-            "node {:?} ({}, opset {}): {msg}",
-            node.name, node.op_type, self.opset
-        ))
+        LoadError::new(self.path, LoadErrorKind::Invalid(msg.to_string()))
+            .at(Site {
+                name: node.name.clone(),
+                op: node.op_type.clone(),
+                opset: Some(self.opset),
+            })
+            .into()
     }
 
     fn push(
