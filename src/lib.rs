@@ -6,11 +6,10 @@ pub mod error;
 pub mod io;
 pub mod kernels;
 pub mod model;
-// The graph rewrites and the f64 oracle are public for the test suite and the benchmarks,
-// not API: they change whenever the plan does.
-#[doc(hidden)]
-pub mod passes;
+mod ops;
+mod passes;
 pub mod plan;
+// The f64 oracle is public for the test suite, not API: it changes whenever the plan does.
 #[doc(hidden)]
 pub mod reference;
 

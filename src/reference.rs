@@ -4,7 +4,8 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::{Activation, SELU_ALPHA, SELU_SCALE};
-use crate::model::{Layer, Merge, Model};
+use crate::model::Model;
+use crate::ops::Reference;
 use crate::plan::Values;
 
 fn relu6(x: f64) -> f64 {
@@ -132,240 +133,26 @@ pub fn run_all(model: &Model, inputs: &[Values<'_>]) -> Result<Vec<Vec<f64>>> {
         }
     }
     let mut values: Vec<Vec<f64>> = vec![Vec::new(); nodes.len()];
-    let len = |shape: &[usize]| shape.iter().product::<usize>();
     for (i, node) in nodes.iter().enumerate() {
-        let x = node.inputs.first().map(|&j| values[j].clone());
-        let in_shape: &[usize] = node.inputs.first().map_or(&[], |&j| &nodes[j].shape);
-        values[i] = match (&node.layer, x) {
-            (Layer::Input, _) => {
-                let k = model
-                    .inputs()
-                    .iter()
-                    .position(|&j| j == i)
-                    .expect("an input");
-                match inputs[k] {
-                    Values::F32(v) => v.iter().map(|&v| f64::from(v)).collect(),
-                    Values::I32(v) => v.iter().map(|&v| f64::from(v)).collect(),
-                    Values::I64(v) => v.iter().map(|&v| v as f64).collect(),
-                }
-            }
-            (
-                Layer::Embedding {
-                    input_dim,
-                    output_dim,
-                },
-                Some(ids),
-            ) => {
-                let table = &node.weights.as_ref().expect("embedding has a table").kernel;
-                let mut y = Vec::with_capacity(ids.len() * output_dim);
-                for &id in &ids {
-                    if id.fract() != 0.0 || id < 0.0 || id >= *input_dim as f64 {
-                        return Err(Error::Model(format!(
-                            "layer {:?}: id {id} is not in 0..{input_dim}",
-                            node.name
-                        )));
-                    }
-                    let row = &table[id as usize * output_dim..][..*output_dim];
-                    y.extend(row.iter().map(|&v| f64::from(v)));
-                }
-                y
-            }
-            (Layer::BatchNormalization(n), Some(mut x)) => {
-                let ch = n.mean.len();
-                for row in x.chunks_exact_mut(ch) {
-                    for (c, v) in row.iter_mut().enumerate() {
-                        let inv = 1.0 / (f64::from(n.variance[c]) + f64::from(n.epsilon)).sqrt();
-                        let g = n.gamma.as_ref().map_or(1.0, |g| f64::from(g[c]));
-                        let b = n.beta.as_ref().map_or(0.0, |b| f64::from(b[c]));
-                        *v = (*v - f64::from(n.mean[c])) * inv * g + b;
-                    }
-                }
-                x
-            }
-            (Layer::LayerNormalization(n), Some(mut x)) => {
-                let ch = *node.shape.last().expect("rank");
-                for row in x.chunks_exact_mut(ch) {
-                    let m = if n.rms {
-                        0.0
-                    } else {
-                        row.iter().sum::<f64>() / ch as f64
-                    };
-                    let var = row.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / ch as f64;
-                    let inv = 1.0 / (var + f64::from(n.epsilon)).sqrt();
-                    for (c, v) in row.iter_mut().enumerate() {
-                        let g = n.gamma.as_ref().map_or(1.0, |g| f64::from(g[c]));
-                        let b = n.beta.as_ref().map_or(0.0, |b| f64::from(b[c]));
-                        *v = (*v - m) * inv * g + b;
-                    }
-                }
-                x
-            }
-            (Layer::Normalization { mean, variance, .. }, Some(mut x)) => {
-                for row in x.chunks_exact_mut(mean.len()) {
-                    for (c, v) in row.iter_mut().enumerate() {
-                        let sd = f64::from(variance[c]).sqrt().max(1e-7);
-                        *v = (*v - f64::from(mean[c])) / sd;
-                    }
-                }
-                x
-            }
-            (Layer::Affine { scale, shift }, Some(mut x)) => {
-                for row in x.chunks_exact_mut(scale.len()) {
-                    for ((v, &s), &t) in row.iter_mut().zip(scale).zip(shift) {
-                        *v = *v * f64::from(s) + f64::from(t);
-                    }
-                }
-                x
-            }
-            (Layer::Unary(u), Some(mut x)) => {
-                x.iter_mut().for_each(|v| *v = u.apply_f64(*v));
-                x
-            }
-            (Layer::Rescaling { scale, offset }, Some(mut x)) => {
-                x.iter_mut()
-                    .for_each(|v| *v = *v * f64::from(*scale) + f64::from(*offset));
-                x
-            }
-            (Layer::ArgMax { .. }, Some(x)) => {
-                let w = *in_shape.last().expect("rank");
-                x.chunks_exact(w)
-                    .map(|row| {
-                        let mut best = 0;
-                        for (j, &v) in row.iter().enumerate() {
-                            if !row[best].is_nan() && (v > row[best] || v.is_nan()) {
-                                best = j;
-                            }
-                        }
-                        best as f64
-                    })
-                    .collect()
-            }
-            (Layer::Merge(m), Some(mut x)) => {
-                for &j in &node.inputs[1..] {
-                    for (a, &b) in x.iter_mut().zip(&values[j]) {
-                        *a = match m {
-                            Merge::Add | Merge::Average => *a + b,
-                            Merge::Subtract => *a - b,
-                            Merge::Multiply => *a * b,
-                            _ if a.is_nan() || b.is_nan() => f64::NAN,
-                            Merge::Maximum => a.max(b),
-                            Merge::Minimum => a.min(b),
-                        };
-                    }
-                }
-                if *m == Merge::Average {
-                    let n = node.inputs.len() as f64;
-                    x.iter_mut().for_each(|v| *v /= n);
-                }
-                x
-            }
-            (
-                Layer::Dense {
-                    activation: act, ..
-                },
-                Some(x),
-            ) => {
-                let w = node.weights.as_ref().expect("dense has weights");
-                dense(&x, w, *node.shape.last().expect("rank"), *act)
-            }
-            (
-                Layer::Conv1D {
-                    activation: act, ..
-                },
-                Some(x),
-            ) => {
-                // im2col in f64, then the same Dense.
-                let win = node
-                    .layer
-                    .window(in_shape)
-                    .ok()
-                    .flatten()
-                    .expect("conv has a window");
-                let ch = in_shape[1];
-                let mut cols = Vec::with_capacity(batch * win.out * win.size * ch);
-                for xs in x.chunks_exact(len(in_shape)) {
-                    for o in 0..win.out {
-                        for t in 0..win.size {
-                            match win.source(o, t) {
-                                Some(s) => cols.extend_from_slice(&xs[s * ch..][..ch]),
-                                None => cols.extend(std::iter::repeat_n(0.0, ch)),
-                            }
-                        }
-                    }
-                }
-                let w = node.weights.as_ref().expect("conv has weights");
-                dense(&cols, w, *node.shape.last().expect("rank"), *act)
-            }
-            (Layer::Activation(act), Some(mut x)) => {
-                let n = *node.shape.last().expect("rank");
-                x.chunks_exact_mut(n).for_each(|r| activation_row(*act, r));
-                x
-            }
-            (
-                Layer::Dropout { .. } | Layer::Identity | Layer::Flatten | Layer::Reshape { .. },
-                Some(x),
-            ) => x,
-            (Layer::Permute { dims }, Some(x)) => {
-                let perm = crate::model::permutation(dims, in_shape.len()).expect("checked dims");
-                // Source strides of each output axis, then every output index in order.
-                let strides: Vec<usize> = perm
-                    .iter()
-                    .map(|&a| in_shape[a + 1..].iter().product())
-                    .collect();
-                let mut y = Vec::with_capacity(x.len());
-                for xs in x.chunks_exact(len(in_shape)) {
-                    let mut idx = vec![0usize; perm.len()];
-                    for _ in 0..xs.len() {
-                        y.push(xs[idx.iter().zip(&strides).map(|(i, s)| i * s).sum::<usize>()]);
-                        for d in (0..idx.len()).rev() {
-                            idx[d] += 1;
-                            if idx[d] < node.shape[d] {
-                                break;
-                            }
-                            idx[d] = 0;
-                        }
-                    }
-                }
-                y
-            }
-            (Layer::MaxPooling1D { .. } | Layer::AveragePooling1D { .. }, Some(x)) => {
-                let win = node.layer.window(in_shape).ok().flatten().expect("window");
-                let max = matches!(node.layer, Layer::MaxPooling1D { .. });
-                pool(
-                    &x,
-                    in_shape,
-                    |o| (0..win.size).filter_map(move |t| win.source(o, t)),
-                    win.out,
-                    max,
-                )
-            }
-            (Layer::GlobalMaxPooling1D | Layer::GlobalAveragePooling1D, Some(x)) => {
-                let steps = in_shape[0];
-                let max = node.layer == Layer::GlobalMaxPooling1D;
-                pool(&x, in_shape, |_| 0..steps, 1, max)
-            }
-            (Layer::Concatenate { axis }, Some(_)) => {
-                let a = crate::model::concat_axis(*axis, node.shape.len()).expect("checked axis");
-                let outer: usize = node.shape[..a].iter().product();
-                let widths: Vec<usize> = node
+        values[i] = match model.inputs().iter().position(|&j| j == i) {
+            Some(k) => match inputs[k] {
+                Values::F32(v) => v.iter().map(|&v| f64::from(v)).collect(),
+                Values::I32(v) => v.iter().map(|&v| f64::from(v)).collect(),
+                Values::I64(v) => v.iter().map(|&v| v as f64).collect(),
+            },
+            None => node.layer.op().reference(&Reference {
+                node,
+                inputs: node.inputs.iter().map(|&j| values[j].as_slice()).collect(),
+                shapes: node
                     .inputs
                     .iter()
-                    .map(|&j| nodes[j].shape[a..].iter().product())
-                    .collect();
-                let mut y = Vec::with_capacity(batch * len(&node.shape));
-                for b in 0..batch {
-                    for o in 0..outer {
-                        for (&j, &w) in node.inputs.iter().zip(&widths) {
-                            let start = b * outer * w + o * w;
-                            y.extend_from_slice(&values[j][start..start + w]);
-                        }
-                    }
-                }
-                y
-            }
-            (_, None) => unreachable!("non-input layers have an input"),
+                    .map(|&j| nodes[j].shape.as_slice())
+                    .collect(),
+                batch,
+            })?,
         };
     }
+    let len = |shape: &[usize]| shape.iter().product::<usize>();
     Ok(model
         .outputs()
         .iter()
@@ -374,52 +161,6 @@ pub fn run_all(model: &Model, inputs: &[Values<'_>]) -> Result<Vec<Vec<f64>>> {
             values[o].clone()
         })
         .collect())
-}
-
-/// `act(x · kernel + bias)` over rows of `x` (f64 sums).
-fn dense(x: &[f64], w: &crate::model::DenseWeights, n: usize, act: Activation) -> Vec<f64> {
-    let k = w.kernel.len() / n;
-    let mut y = Vec::with_capacity(x.len() / k * n);
-    for row in x.chunks_exact(k) {
-        let mut out: Vec<f64> = (0..n)
-            .map(|j| {
-                let s: f64 = (0..k)
-                    .map(|kk| row[kk] * f64::from(w.kernel[kk * n + j]))
-                    .sum();
-                s + w.bias.as_ref().map_or(0.0, |b| f64::from(b[j]))
-            })
-            .collect();
-        activation_row(act, &mut out);
-        y.extend(out);
-    }
-    y
-}
-
-/// Max or mean over the taps `taps(o)` for each of `out` output steps, per channel.
-fn pool<I: Iterator<Item = usize>>(
-    x: &[f64],
-    in_shape: &[usize],
-    taps: impl Fn(usize) -> I,
-    out: usize,
-    max: bool,
-) -> Vec<f64> {
-    let (steps, ch) = (in_shape[0], in_shape[1]);
-    let mut y = Vec::with_capacity(x.len() / steps * out);
-    for xs in x.chunks_exact(steps * ch) {
-        for o in 0..out {
-            for c in 0..ch {
-                let vals: Vec<f64> = taps(o).map(|s| xs[s * ch + c]).collect();
-                y.push(if max {
-                    vals.iter().copied().fold(f64::NEG_INFINITY, |m, v| {
-                        if v > m || v.is_nan() { v } else { m }
-                    })
-                } else {
-                    vals.iter().sum::<f64>() / vals.len() as f64
-                });
-            }
-        }
-    }
-    y
 }
 
 /// How far sinter's f32 activation may be from [`activation`] at input `x` with exact result `y`:

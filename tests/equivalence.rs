@@ -11,6 +11,7 @@ use common::bound::{self, Bounded};
 use common::{Spec, first_diff, some_not_nan, strategy};
 use proptest::prelude::*;
 use sinter::Isa;
+use sinter::model::{DenseConfig, DropoutConfig};
 use sinter::model::{Layer, Model, Node};
 use sinter::plan::CompileOptions;
 use std::sync::Arc;
@@ -111,9 +112,9 @@ fn check_layer(node: &Node, x: &[f32], got: &[f32]) -> Result<usize, String> {
     let n = node.shape.last().copied().unwrap_or(1);
     let k = x.len() / (got.len() / n);
     let (act, weights) = match &node.layer {
-        Layer::Dense { activation, .. } => (*activation, node.weights.as_ref()),
+        Layer::Dense(DenseConfig { activation, .. }) => (*activation, node.weights.as_ref()),
         Layer::Activation(act) => (*act, None),
-        Layer::Dropout { .. } => {
+        Layer::Dropout(DropoutConfig { .. }) => {
             return match first_diff(got, x) {
                 None => Ok(0),
                 Some(d) => Err(format!("{}: dropout changed {d:?}", node.name)),

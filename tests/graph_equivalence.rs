@@ -21,6 +21,9 @@ use sinter::model::{
     ActivationLayer, BatchNormalization, Concatenate, DType, Dense, Embedding, Flatten, Input,
     LayerNormalization, Merge, Model, Normalization, Rescaling, Tensor, apply,
 };
+use sinter::model::{
+    ConcatenateConfig, DenseConfig, EmbeddingConfig, NormalizationConfig, RescalingConfig,
+};
 use sinter::model::{Layer, RowNorm};
 use sinter::plan::{CompileOptions, Values};
 use sinter::{Activation, Isa, reference};
@@ -267,7 +270,10 @@ proptest! {
         for (k, (g, w)) in got.iter().zip(&want).enumerate() {
             checked += bound::check(&format!("output {k}"), g, w).map_err(TestCaseError::fail)?;
         }
-        prop_assert!(checked > 0, "nothing was checked");
+        // A LayerNormalization of nearly collinear values (a Dense of one unit widened
+        // again) has no finite bound; such a case checks nothing and is rejected. A check
+        // that never applies fails by rejecting every case.
+        prop_assume!(checked > 0, "every bound infinite");
     }
 }
 
@@ -288,7 +294,7 @@ fn bounded(model: &Model, x: &[f32], ids: &[i32]) -> Vec<Vec<Bounded>> {
                 Some(0) => x.iter().map(|&v| Bounded::exact(v)).collect(),
                 _ => ids.iter().map(|&v| Bounded::exact(v as f32)).collect(),
             },
-            Layer::Embedding { output_dim, .. } => {
+            Layer::Embedding(EmbeddingConfig { output_dim, .. }) => {
                 let table = &node.weights.as_ref().unwrap().kernel;
                 let ids = input(0).iter().map(|id| id.v as usize);
                 ids.flat_map(|id| &table[id * output_dim..][..*output_dim])
@@ -296,14 +302,14 @@ fn bounded(model: &Model, x: &[f32], ids: &[i32]) -> Vec<Vec<Bounded>> {
                     .collect()
             }
             Layer::Flatten => input(0).clone(),
-            Layer::Concatenate { .. } => {
+            Layer::Concatenate(ConcatenateConfig { .. }) => {
                 let parts: Vec<Vec<&[Bounded]>> =
                     (0..node.inputs.len()).map(|k| rows(k).collect()).collect();
                 (0..parts[0].len())
                     .flat_map(|r| parts.iter().flat_map(move |p| p[r].iter().copied()))
                     .collect()
             }
-            Layer::Dense { activation, .. } => {
+            Layer::Dense(DenseConfig { activation, .. }) => {
                 let w = node.weights.as_ref().unwrap();
                 let n = width(i);
                 rows(0)
@@ -329,7 +335,7 @@ fn bounded(model: &Model, x: &[f32], ids: &[i32]) -> Vec<Vec<Bounded>> {
                 let (scale, shift) = bn.affine();
                 per_channel(input(0), &scale, &shift)
             }
-            Layer::Normalization { mean, variance, .. } => {
+            Layer::Normalization(NormalizationConfig { mean, variance, .. }) => {
                 let scale: Vec<f32> = variance
                     .iter()
                     .map(|&v| (1.0 / f64::from(v).sqrt().max(1e-7)) as f32)
@@ -338,7 +344,7 @@ fn bounded(model: &Model, x: &[f32], ids: &[i32]) -> Vec<Vec<Bounded>> {
                 // The rounding of the f32 scale and shift themselves: 2 more roundings.
                 per_channel(input(0), &scale, &shift)
             }
-            Layer::Rescaling { scale, offset } => input(0)
+            Layer::Rescaling(RescalingConfig { scale, offset }) => input(0)
                 .iter()
                 .map(|&x| bound::affine(x, f64::from(*scale), f64::from(*offset), 4))
                 .collect(),

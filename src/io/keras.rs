@@ -18,6 +18,9 @@ use super::{LoadOptions, hdf5};
 use crate::error::{Error, LoadError, LoadErrorKind, Result};
 use crate::kernels::Activation;
 use crate::model::{ChannelNorm, DType, DenseWeights, Layer, Model, Node, RowNorm};
+use crate::model::{
+    ConcatenateConfig, Conv1DConfig, DenseConfig, EmbeddingConfig, NormalizationConfig,
+};
 use classes::layer_spec;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -305,7 +308,7 @@ fn build(config: &[u8], h5: &hdf5::File<'_>, path: &Path, opts: &LoadOptions) ->
         let vars = source.vars(h5, &spec.name).map_err(wfail)?;
         let mut layer = spec.layer.clone();
         let weights = match (&spec.layer, vars) {
-            (Layer::Embedding { .. }, Some(v)) => {
+            (Layer::Embedding(EmbeddingConfig { .. }), Some(v)) => {
                 let v = variables(v, &["embeddings"]).map_err(wfail)?;
                 Some(DenseWeights {
                     kernel: v.into_iter().next().map(|d| d.data).unwrap_or_default(),
@@ -315,17 +318,24 @@ fn build(config: &[u8], h5: &hdf5::File<'_>, path: &Path, opts: &LoadOptions) ->
             (
                 Layer::BatchNormalization(_)
                 | Layer::LayerNormalization(_)
-                | Layer::Normalization { .. },
+                | Layer::Normalization(NormalizationConfig { .. }),
                 v,
             ) => {
                 let v = v.ok_or_else(|| wfail("no weights for a normalization layer".into()))?;
                 layer = norm_weights(v, &spec.layer).map_err(wfail)?;
                 None
             }
-            (Layer::Dense { use_bias, .. } | Layer::Conv1D { use_bias, .. }, Some(v)) => {
-                Some(dense_weights(v, *use_bias).map_err(wfail)?)
-            }
-            (Layer::Dense { .. } | Layer::Conv1D { .. } | Layer::Embedding { .. }, None) => {
+            (
+                Layer::Dense(DenseConfig { use_bias, .. })
+                | Layer::Conv1D(Conv1DConfig { use_bias, .. }),
+                Some(v),
+            ) => Some(dense_weights(v, *use_bias).map_err(wfail)?),
+            (
+                Layer::Dense(DenseConfig { .. })
+                | Layer::Conv1D(Conv1DConfig { .. })
+                | Layer::Embedding(EmbeddingConfig { .. }),
+                None,
+            ) => {
                 return Err(fail(format!(
                     "weights: no weights for {} layer {:?}",
                     spec.class, spec.name
@@ -371,10 +381,10 @@ fn check_masks(specs: &[Spec], order: &[usize]) -> std::result::Result<(), Strin
                     | Layer::Activation(Activation::Softmax | Activation::LogSoftmax)
             ) || matches!(
                 s.layer,
-                Layer::Dense {
+                Layer::Dense(DenseConfig {
                     activation: Activation::Softmax,
                     ..
-                }
+                })
             );
             if reads_mask && uses {
                 return Err(format!(
@@ -577,13 +587,13 @@ fn norm_weights(vars: Vec<hdf5::Dataset>, layer: &Layer) -> std::result::Result<
                 rms: n.rms,
             })
         }
-        Layer::Normalization { axis, .. } => {
+        Layer::Normalization(NormalizationConfig { axis, .. }) => {
             let v = variables(vars, &["mean", "variance", "count"])?;
-            Layer::Normalization {
+            Layer::Normalization(NormalizationConfig {
                 axis: *axis,
                 mean: flat(&v[0], "mean")?,
                 variance: flat(&v[1], "variance")?,
-            }
+            })
         }
         other => return Err(format!("{} has no statistics", other.type_name())),
     })
@@ -935,7 +945,10 @@ fn topo_order(
                 s.name
             ));
         }
-        let multi = matches!(s.layer, Layer::Merge(_) | Layer::Concatenate { .. });
+        let multi = matches!(
+            s.layer,
+            Layer::Merge(_) | Layer::Concatenate(ConcatenateConfig { .. })
+        );
         if s.layer != Layer::Input && !(s.inbound.len() == 1 || multi && !s.inbound.is_empty()) {
             return Err(format!(
                 "layer {:?} has {} inputs, expected 1",

@@ -1,6 +1,6 @@
 //! Elementwise layer payloads: one-input functions and many-input merges.
 
-/// The elementwise function of a [`Layer::Unary`]. Each is one scalar function in every tier
+/// The elementwise function of a [`Primitive::Unary`](super::Primitive::Unary). Each is one scalar function in every tier
 /// and batch (`libm` where the standard library has none), so its bits never depend on the
 /// machine.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -92,7 +92,7 @@ impl std::fmt::Display for Unary {
     }
 }
 
-/// How a [`Layer::Merge`] combines its inputs, left to right.
+/// How a [`Layer::Merge`](super::Layer::Merge) combines its inputs, left to right.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Merge {
     /// `a + b + ...`

@@ -1,5 +1,10 @@
 //! Layer constructors, Keras-shaped: configure, then `call` on a symbolic tensor.
 
+use super::{
+    ArgMaxConfig, AveragePooling1DConfig, ConcatenateConfig, Conv1DConfig, DenseConfig,
+    DropoutConfig, EmbeddingConfig, MaxPooling1DConfig, NormalizationConfig, PermuteConfig,
+    RescalingConfig, ReshapeConfig,
+};
 use super::{ChannelNorm, DType, DenseWeights, Layer, Merge, Padding, RowNorm, Tensor};
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
@@ -91,11 +96,11 @@ impl Dense {
     /// Applies the layer to a symbolic tensor.
     pub fn call(&self, x: &Tensor) -> Result<Tensor> {
         Tensor::new(
-            Layer::Dense {
+            Layer::Dense(DenseConfig {
                 units: self.units,
                 activation: self.activation,
                 use_bias: self.use_bias,
-            },
+            }),
             self.name.clone(),
             vec![x.clone()],
             self.weights.clone(),
@@ -154,7 +159,7 @@ impl Dropout {
     /// Applies the layer to a symbolic tensor.
     pub fn call(&self, x: &Tensor) -> Result<Tensor> {
         Tensor::new(
-            Layer::Dropout { rate: self.rate },
+            Layer::Dropout(DropoutConfig { rate: self.rate }),
             self.name.clone(),
             vec![x.clone()],
             None,
@@ -269,7 +274,7 @@ impl Conv1D {
     }
     /// Applies the layer to a symbolic `[steps, channels]` tensor.
     pub fn call(&self, x: &Tensor) -> Result<Tensor> {
-        let layer = Layer::Conv1D {
+        let layer = Layer::Conv1D(Conv1DConfig {
             filters: self.filters,
             kernel_size: self.kernel_size,
             strides: self.strides,
@@ -277,7 +282,7 @@ impl Conv1D {
             dilation_rate: self.dilation_rate,
             activation: self.activation,
             use_bias: self.use_bias,
-        };
+        });
         apply(layer, self.name.as_deref(), &[x], self.weights.clone())
     }
 }
@@ -308,7 +313,7 @@ macro_rules! simple_layer {
 
 simple_layer!(
     /// `keras.layers.Concatenate(axis)` (batch is axis 0; `-1` the last).
-    Concatenate(axis: isize) => Layer::Concatenate { axis }
+    Concatenate(axis: isize) => Layer::Concatenate(ConcatenateConfig { axis })
 );
 simple_layer!(
     /// `keras.layers.Add()`.
@@ -336,7 +341,7 @@ simple_layer!(
 );
 simple_layer!(
     /// `keras.layers.Rescaling(scale, offset)`: `x * scale + offset`.
-    Rescaling(scale: f32, offset: f32) => Layer::Rescaling { scale, offset }
+    Rescaling(scale: f32, offset: f32) => Layer::Rescaling(RescalingConfig { scale, offset })
 );
 simple_layer!(
     /// `keras.layers.Identity()`.
@@ -344,17 +349,17 @@ simple_layer!(
 );
 simple_layer!(
     /// ONNX `ArgMax` over the last axis: int64 labels, for a model output.
-    ArgMax(keepdims: bool) => Layer::ArgMax { keepdims }
+    ArgMax(keepdims: bool) => Layer::ArgMax(ArgMaxConfig { keepdims })
 );
 simple_layer!(
     /// `keras.layers.MaxPooling1D(pool_size, strides, padding)`.
     MaxPooling1D(pool_size: usize, strides: usize, padding: Padding) =>
-        Layer::MaxPooling1D { pool_size, strides, padding }
+        Layer::MaxPooling1D(MaxPooling1DConfig { pool_size, strides, padding })
 );
 simple_layer!(
     /// `keras.layers.AveragePooling1D(pool_size, strides, padding)`.
     AveragePooling1D(pool_size: usize, strides: usize, padding: Padding) =>
-        Layer::AveragePooling1D { pool_size, strides, padding }
+        Layer::AveragePooling1D(AveragePooling1DConfig { pool_size, strides, padding })
 );
 simple_layer!(
     /// `keras.layers.GlobalMaxPooling1D()`.
@@ -366,12 +371,12 @@ simple_layer!(
 );
 simple_layer!(
     /// `keras.layers.Reshape(target_shape)`; one entry may be `-1`.
-    Reshape(target_shape: Vec<isize>) => Layer::Reshape { target_shape }
+    Reshape(target_shape: Vec<isize>) => Layer::Reshape(ReshapeConfig { target_shape })
 );
 simple_layer!(
     /// `keras.layers.Permute(dims)`: output axis `i` is input axis `dims[i]`, numbered from 1
     /// (`Permute(vec![2, 1])` swaps steps and channels).
-    Permute(dims: Vec<usize>) => Layer::Permute { dims }
+    Permute(dims: Vec<usize>) => Layer::Permute(PermuteConfig { dims })
 );
 
 impl Concatenate {
@@ -454,10 +459,10 @@ impl Embedding {
     }
     /// Looks up the ids of `x` (an integer input).
     pub fn call(&self, x: &Tensor) -> Result<Tensor> {
-        let layer = Layer::Embedding {
+        let layer = Layer::Embedding(EmbeddingConfig {
             input_dim: self.input_dim,
             output_dim: self.output_dim,
-        };
+        });
         let w = self
             .table
             .clone()
@@ -655,11 +660,11 @@ impl Normalization {
     }
     /// Applies the layer to a symbolic tensor.
     pub fn call(&self, x: &Tensor) -> Result<Tensor> {
-        let layer = Layer::Normalization {
+        let layer = Layer::Normalization(NormalizationConfig {
             axis: -1,
             mean: self.mean.clone(),
             variance: self.variance.clone(),
-        };
+        });
         apply(layer, self.name.as_deref(), &[x], None)
     }
 }

@@ -38,11 +38,24 @@ use crate::kernels::Activation;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
+pub use crate::ops::{
+    argmax::ArgMaxConfig,
+    concat::ConcatenateConfig,
+    conv1d::Conv1DConfig,
+    dense::DenseConfig,
+    embedding::EmbeddingConfig,
+    identity::DropoutConfig,
+    norm::NormalizationConfig,
+    permute::PermuteConfig,
+    pool::{AveragePooling1DConfig, MaxPooling1DConfig, Pooling1D},
+    reshape::ReshapeConfig,
+    scale::{AffineConfig, RescalingConfig},
+};
 pub use elementwise::{Merge, Unary};
 pub use graph::{Model, Node};
-pub use layer::Layer;
-use layer::last_axis;
-use norm::check_channel_vecs;
+pub(crate) use layer::last_axis;
+pub use layer::{Layer, Primitive};
+pub(crate) use norm::check_channel_vecs;
 pub use norm::{ChannelNorm, RowNorm};
 pub use shape::{DType, Padding, Window, checked_elems, concat_axis, permutation, reshape};
 pub use tensor::{DenseWeights, Tensor, Tensors};

@@ -35,7 +35,7 @@ impl ChannelNorm {
             .unzip()
     }
 
-    pub(super) fn check(&self, shape: &[usize]) -> Result<(), String> {
+    pub(crate) fn check(&self, shape: &[usize]) -> Result<(), String> {
         let ch = last_axis(shape, self.axis)?;
         let vecs = [
             ("gamma", self.gamma.as_deref()),
@@ -54,7 +54,7 @@ impl ChannelNorm {
         Ok(())
     }
 
-    pub(super) fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.mean.len() * 2
             + self.gamma.as_ref().map_or(0, Vec::len)
             + self.beta.as_ref().map_or(0, Vec::len)
@@ -78,7 +78,7 @@ pub struct RowNorm {
 }
 
 impl RowNorm {
-    pub(super) fn check(&self, shape: &[usize]) -> Result<(), String> {
+    pub(crate) fn check(&self, shape: &[usize]) -> Result<(), String> {
         let ch = last_axis(shape, self.axis)?;
         check_channel_vecs(
             &[
@@ -93,7 +93,7 @@ impl RowNorm {
         check_epsilon(self.epsilon)
     }
 
-    pub(super) fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.gamma.as_ref().map_or(0, Vec::len) + self.beta.as_ref().map_or(0, Vec::len)
     }
 }
@@ -107,7 +107,7 @@ pub(super) fn check_epsilon(eps: f32) -> Result<(), String> {
 }
 
 /// Each present vector has `ch` finite values.
-pub(super) fn check_channel_vecs(vecs: &[(&str, Option<&[f32]>)], ch: usize) -> Result<(), String> {
+pub(crate) fn check_channel_vecs(vecs: &[(&str, Option<&[f32]>)], ch: usize) -> Result<(), String> {
     for &(what, v) in vecs {
         let Some(v) = v else { continue };
         if v.len() != ch {

@@ -55,11 +55,7 @@ fn branches(m: &Model) -> bool {
 fn non_trainable(m: &Model) -> usize {
     m.nodes()
         .iter()
-        .map(|n| match &n.layer {
-            super::Layer::BatchNormalization(b) => b.mean.len() + b.variance.len(),
-            super::Layer::Normalization { .. } => n.layer.param_count(),
-            _ => 0,
-        })
+        .map(|n| n.layer.op().non_trainable_count())
         .sum()
 }
 

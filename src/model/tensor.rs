@@ -79,9 +79,7 @@ impl Tensor {
 /// Integer values are read only by an Embedding (token ids) and by views of integer labels
 /// (a `Reshape`/`Flatten` of an ArgMax, as skl2onnx writes a classifier's label).
 pub(super) fn check_dtypes(label: &str, layer: &Layer, dtypes: &[DType]) -> Result<()> {
-    if matches!(layer, Layer::Embedding { .. })
-        || matches!(layer, Layer::Reshape { .. } | Layer::Flatten) && dtypes == [DType::I64]
-    {
+    if layer.op().reads(dtypes) {
         return Ok(());
     }
     match dtypes.iter().find(|&&d| d != DType::F32) {

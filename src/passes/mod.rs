@@ -28,9 +28,9 @@ pub use transpose_into_pad::TransposeIntoPad;
 
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
-use crate::model::{
-    DType, DenseWeights, Layer, Merge, Model, RowNorm, Unary, Window, concat_axis, permutation,
-};
+use crate::model::{DType, DenseWeights, Model, RowNorm, permutation};
+use crate::ops::Lowering;
+use crate::plan::StepRef;
 use std::borrow::Cow;
 
 /// An op of the lowered graph.
@@ -68,18 +68,6 @@ pub enum Op<'m> {
     Flatten,
     /// Any other reshape: also a view.
     Reshape,
-    /// Unrolls the windows of `[len, ch]` into `[out, size * ch]` rows (zeros for padding), so
-    /// that a convolution is a Dense over them: im2col.
-    Im2col(Window),
-    /// Max or mean over each window of `[len, ch]`; `global` drops the length-1 step axis.
-    Pool {
-        /// Max (true) or mean (false; padding excluded from the count).
-        max: bool,
-        /// The window.
-        window: Window,
-        /// Output `[ch]` instead of `[1, ch]`.
-        global: bool,
-    },
     /// Joins the inputs along a per-sample axis.
     Concat {
         /// Per-sample axis (0 = first non-batch axis).
@@ -87,8 +75,6 @@ pub enum Op<'m> {
         /// Set by [`ElideConcat`]: the producers write straight into this buffer; no copy.
         elided: bool,
     },
-    /// Elementwise merge of the inputs, left to right.
-    Merge(Merge),
     /// `x * scale + shift` per channel of the last axis, one rounding (batch normalization,
     /// `Normalization`, `Rescaling`).
     Affine {
@@ -99,10 +85,6 @@ pub enum Op<'m> {
     },
     /// Layer (or RMS) normalization of each last-axis row.
     Norm(&'m RowNorm),
-    /// An elementwise function, one scalar at a time.
-    Unary(Unary),
-    /// The index of each last-axis row's largest value (an integer-valued output).
-    ArgMax,
     /// Rows of `table` (`vocab x dim`) picked by the integer ids of a graph input.
     Gather {
         /// The table, row-major.
@@ -113,6 +95,9 @@ pub enum Op<'m> {
     /// Output axis `i` is input axis `perm[i]` (per sample, 0-based): a transpose that moves
     /// data. Permutes that move only axes of length 1 are lowered to [`Op::Reshape`] instead.
     Permute(Vec<usize>),
+    /// A step no pass looks inside (pooling, merges, elementwise functions, im2col): defined
+    /// beside its layer in `ops/`.
+    Step(StepRef),
 }
 
 /// One step of a Dense's epilogue (see [`Op::Dense`]).
@@ -221,163 +206,19 @@ pub trait Pass {
 }
 
 impl<'m> Graph<'m> {
-    /// Lowers a model: one node per layer (a Conv1D becomes im2col + Dense), activations into
-    /// the Dense's epilogue.
+    /// Lowers a model: each layer's op (`ops/`) gives its node (a Conv1D also its padding).
     pub fn from_model(m: &'m Model) -> Result<Graph<'m>> {
         let mut nodes: Vec<GNode<'m>> = Vec::with_capacity(m.nodes().len());
         let mut map = vec![0usize; m.nodes().len()];
         for (i, n) in m.nodes().iter().enumerate() {
-            let inputs: Vec<usize> = n.inputs.iter().map(|&j| map[j]).collect();
-            let in_shape: &[usize] = n
-                .inputs
-                .first()
-                .map_or(&[], |&j| m.nodes()[j].shape.as_slice());
-            let bad = |msg: String| Error::Pass { pass: "lower", msg };
-            let window = n.layer.window(in_shape).map_err(bad)?;
-            let weights = || {
-                n.weights
-                    .as_ref()
-                    .ok_or_else(|| Error::Model(format!("layer {:?} has no weights", n.name)))
+            let mut cx = Lowering {
+                model: m,
+                node: n,
+                nodes: &mut nodes,
+                inputs: n.inputs.iter().map(|&j| map[j]).collect(),
             };
-            let op = match &n.layer {
-                Layer::Input => Op::Input,
-                Layer::Dense { activation, .. } => Op::Dense {
-                    weights: Cow::Borrowed(weights()?),
-                    acts: vec![Epi::Act(*activation)],
-                    conv: None,
-                },
-                Layer::Conv1D { activation, .. } => {
-                    let w = window.ok_or_else(|| bad("Conv1D without a window".into()))?;
-                    let ch = in_shape.get(1).copied().unwrap_or(0);
-                    let mut inputs = inputs.clone();
-                    let mut conv = None;
-                    if w.dilation == 1 {
-                        // Windows are contiguous: pad once, then read them in place.
-                        // Steps the windows cover, in padded coordinates.
-                        let span = (w.out - 1) * w.stride + w.size;
-                        let padded = (w.pad_left + w.len).max(span);
-                        let right = padded - (w.pad_left + w.len);
-                        if w.pad_left > 0 || right > 0 {
-                            nodes.push(GNode {
-                                name: format!("{}.pad", n.name),
-                                op: Op::Pad {
-                                    left: w.pad_left,
-                                    right,
-                                    transposed: false,
-                                },
-                                inputs,
-                                shape: vec![padded, ch],
-                            });
-                            inputs = vec![nodes.len() - 1];
-                        }
-                        if !(w.size == 1 && w.stride == 1) {
-                            conv = Some(ConvRows {
-                                size: w.size,
-                                // One window: the stride is never applied (and may be huge).
-                                stride: if w.out == 1 { 1 } else { w.stride },
-                                offset: 0,
-                            });
-                        }
-                    } else {
-                        nodes.push(GNode {
-                            name: format!("{}.im2col", n.name),
-                            op: Op::Im2col(w),
-                            inputs,
-                            shape: vec![w.out, w.size * ch],
-                        });
-                        inputs = vec![nodes.len() - 1];
-                    }
-                    nodes.push(GNode {
-                        name: n.name.clone(),
-                        op: Op::Dense {
-                            weights: Cow::Borrowed(weights()?),
-                            acts: vec![Epi::Act(*activation)],
-                            conv,
-                        },
-                        inputs,
-                        shape: n.shape.clone(),
-                    });
-                    map[i] = nodes.len() - 1;
-                    continue;
-                }
-                Layer::Activation(a) => Op::Activation(*a),
-                Layer::Dropout { .. } | Layer::Identity => Op::Dropout,
-                Layer::Embedding { output_dim, .. } => {
-                    let src = n.inputs.first().map(|&j| &m.nodes()[j]);
-                    if !src.is_some_and(|s| s.layer == Layer::Input) {
-                        return Err(Error::Shape {
-                            layer: n.name.clone(),
-                            msg: "an Embedding must read a model input (its ids)".into(),
-                        });
-                    }
-                    Op::Gather {
-                        table: &weights()?.kernel,
-                        dim: *output_dim,
-                    }
-                }
-                Layer::BatchNormalization(bn) => {
-                    let (scale, shift) = bn.affine();
-                    Op::Affine { scale, shift }
-                }
-                Layer::Normalization { mean, variance, .. } => {
-                    // Keras: (x - mean) / max(sqrt(variance), 1e-7), folded into one affine.
-                    let (scale, shift) = mean
-                        .iter()
-                        .zip(variance)
-                        .map(|(&mu, &var)| {
-                            let s = 1.0 / f64::from(var).sqrt().max(1e-7);
-                            (s as f32, (-f64::from(mu) * s) as f32)
-                        })
-                        .unzip();
-                    Op::Affine { scale, shift }
-                }
-                Layer::Rescaling { scale, offset } => {
-                    let ch = n.shape.last().copied().unwrap_or(0);
-                    Op::Affine {
-                        scale: vec![*scale; ch],
-                        shift: vec![*offset; ch],
-                    }
-                }
-                Layer::Affine { scale, shift } => Op::Affine {
-                    scale: scale.clone(),
-                    shift: shift.clone(),
-                },
-                Layer::Unary(u) => Op::Unary(*u),
-                Layer::LayerNormalization(norm) => Op::Norm(norm),
-                Layer::Merge(k) => Op::Merge(*k),
-                Layer::ArgMax { .. } => Op::ArgMax,
-                Layer::Flatten => Op::Flatten,
-                Layer::Reshape { .. } => Op::Reshape,
-                Layer::Permute { dims } => {
-                    let perm = permutation(dims, in_shape.len()).map_err(bad)?;
-                    // Axes longer than 1 keep their order: the values do not move.
-                    let moved: Vec<usize> =
-                        perm.iter().copied().filter(|&a| in_shape[a] > 1).collect();
-                    if moved.is_sorted() {
-                        Op::Reshape
-                    } else {
-                        Op::Permute(perm)
-                    }
-                }
-                Layer::MaxPooling1D { .. } | Layer::AveragePooling1D { .. } => Op::Pool {
-                    max: matches!(n.layer, Layer::MaxPooling1D { .. }),
-                    window: window.ok_or_else(|| bad("pooling without a window".into()))?,
-                    global: false,
-                },
-                Layer::GlobalMaxPooling1D | Layer::GlobalAveragePooling1D => {
-                    let len = in_shape.first().copied().unwrap_or(0);
-                    Op::Pool {
-                        max: n.layer == Layer::GlobalMaxPooling1D,
-                        window: Window::new(len, len, 1, 1, crate::model::Padding::Valid)
-                            .map_err(bad)?,
-                        global: true,
-                    }
-                }
-                Layer::Concatenate { axis } => Op::Concat {
-                    axis: concat_axis(*axis, in_shape.len()).map_err(bad)?,
-                    elided: false,
-                },
-            };
+            let op = n.layer.op().lower(&mut cx)?;
+            let inputs = cx.inputs;
             nodes.push(GNode {
                 name: n.name.clone(),
                 op,
@@ -520,16 +361,11 @@ impl<'m> Graph<'m> {
                     }
                     _ => return Err(format!("{:?}: gather reads a graph input", node.name)),
                 },
-                Op::ArgMax => match ins.as_slice() {
-                    [x] if !x.is_empty()
-                        && node.shape.iter().product::<usize>()
-                            == x[..x.len() - 1].iter().product::<usize>() =>
-                    {
-                        node.shape.clone()
-                    }
-                    _ => return Err(format!("{:?}: argmax of {ins:?}", node.name)),
-                },
-                Op::Activation(_) | Op::Dropout | Op::Unary(_) => match ins.as_slice() {
+                Op::Step(step) => step
+                    .0
+                    .output_shape(&ins)
+                    .map_err(|e| format!("{:?}: {e}", node.name))?,
+                Op::Activation(_) | Op::Dropout => match ins.as_slice() {
                     [x] => x.to_vec(),
                     _ => return Err(format!("{:?}: takes one input", node.name)),
                 },
@@ -542,20 +378,6 @@ impl<'m> Graph<'m> {
                         node.shape.clone()
                     }
                     _ => return Err(format!("{:?}: reshape changes the size", node.name)),
-                },
-                Op::Im2col(w) => match ins.as_slice() {
-                    [[len, ch]] if *len == w.len => vec![w.out, w.size * ch],
-                    _ => return Err(format!("{:?}: im2col needs [{}, ch]", node.name, w.len)),
-                },
-                Op::Pool { window, global, .. } => match ins.as_slice() {
-                    [[len, ch]] if *len == window.len && *global => vec![*ch],
-                    [[len, ch]] if *len == window.len => vec![window.out, *ch],
-                    _ => {
-                        return Err(format!(
-                            "{:?}: pooling needs [{}, ch]",
-                            node.name, window.len
-                        ));
-                    }
                 },
                 Op::Concat { axis, elided } => {
                     if *elided && !elide_concat::elidable(self, i) {
@@ -574,15 +396,6 @@ impl<'m> Graph<'m> {
                     s[*axis] = ins.iter().map(|x| x.get(*axis).copied().unwrap_or(0)).sum();
                     s
                 }
-                Op::Merge(_) => match ins.as_slice() {
-                    [x, rest @ ..] if !rest.is_empty() && rest.iter().all(|r| r == x) => x.to_vec(),
-                    _ => {
-                        return Err(format!(
-                            "{:?}: merge needs 2+ inputs of one shape",
-                            node.name
-                        ));
-                    }
-                },
                 Op::Permute(perm) => match ins.as_slice() {
                     [x] if permutation(
                         &perm.iter().map(|a| a + 1).collect::<Vec<_>>(),

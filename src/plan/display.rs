@@ -97,29 +97,9 @@ impl fmt::Display for Plan {
                         (format!("{kind}{inplace}"), act.to_string())
                     }
                     Kind::Copy => ("copy".into(), "-".into()),
-                    Kind::Im2col { w, .. } => (
-                        format!(
-                            "im2col k{} s{} d{} pad {}",
-                            w.size, w.stride, w.dilation, w.pad_left
-                        ),
-                        "-".into(),
-                    ),
-                    Kind::Pool { max, w, .. } => (
-                        format!(
-                            "{} pool {} s{}",
-                            if *max { "max" } else { "avg" },
-                            w.size,
-                            w.stride
-                        ),
-                        "-".into(),
-                    ),
                     Kind::Concat { inner, .. } => {
                         (format!("concat copy ({} inputs)", inner.len()), "-".into())
                     }
-                    Kind::Merge(m) => (
-                        format!("{} ({} inputs)", m.type_name(), s.rest.len() + 1),
-                        "-".into(),
-                    ),
                     Kind::Affine { scale, .. } => {
                         let inplace = if s.src == s.dst { ", in place" } else { "" };
                         (format!("scale+shift x{}{inplace}", scale.len()), "-".into())
@@ -128,11 +108,6 @@ impl fmt::Display for Plan {
                         let inplace = if s.src == s.dst { ", in place" } else { "" };
                         let what = if norm.rms { "rms norm" } else { "layer norm" };
                         (format!("{what} row pass x{width}{inplace}"), "-".into())
-                    }
-                    Kind::ArgMax { width } => (format!("argmax of {width}"), "-".into()),
-                    Kind::Unary(u) => {
-                        let inplace = if s.src == s.dst { ", in place" } else { "" };
-                        (format!("{u} pass{inplace}"), "-".into())
                     }
                     Kind::Gather { table, dim } => (
                         format!("gather {} x {dim} table", table.len() / dim),
@@ -145,6 +120,16 @@ impl fmt::Display for Plan {
                         ),
                         "-".into(),
                     ),
+                    Kind::Op(op) => {
+                        let mut kernel = op.0.describe();
+                        if !s.rest.is_empty() {
+                            kernel = format!("{kernel} ({} inputs)", s.rest.len() + 1);
+                        }
+                        if op.0.in_place() && s.src == s.dst {
+                            kernel.push_str(", in place");
+                        }
+                        (kernel, "-".into())
+                    }
                 };
                 let mut srcs = loc(s.src, s.in_len);
                 for &(l, n) in &s.rest {

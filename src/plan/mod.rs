@@ -20,16 +20,18 @@ mod arena;
 mod batcher;
 mod display;
 mod session;
+mod step;
 mod threads;
 
 pub use batcher::{BATCH_BUCKETS, Batcher, BatcherOptions, BatcherStats, Response};
 pub use session::{Outputs, Session, Values};
+pub(crate) use step::{StepIo, StepOp, StepRef};
 use threads::Pool;
 pub use threads::{WorkerPool, default_threads};
 
 use crate::error::{Error, Result};
 use crate::kernels::{self, Activation, EpOp, Isa, PackedB, Strided};
-use crate::model::{DType, Merge, Model, Unary, Window, checked_elems};
+use crate::model::{DType, Model, checked_elems};
 use crate::passes::{self, Epi, Graph, Op};
 use arena::Arena;
 use std::sync::Arc;
@@ -162,39 +164,20 @@ pub(crate) enum Kind {
         width: usize,
     },
     Copy,
-    /// Windows of `[len, ch]` unrolled into `[out, size * ch]` rows.
-    Im2col {
-        w: Window,
-        ch: usize,
-    },
-    /// Max or mean per window.
-    Pool {
-        max: bool,
-        w: Window,
-        ch: usize,
-    },
     /// Per sample, `outer` blocks; block `o` is input 0's `o`-th `inner[0]` values, then
     /// input 1's `o`-th `inner[1]` values, ...
     Concat {
         outer: usize,
         inner: Vec<usize>,
     },
-    /// The inputs merged elementwise, left to right.
-    Merge(Merge),
     /// `x * scale + shift` per channel of `scale.len()` (one rounding).
     Affine {
         scale: Vec<f32>,
         shift: Vec<f32>,
     },
-    /// An elementwise function of every value.
-    Unary(Unary),
     /// Layer / RMS normalization of each `width` row.
     Norm {
         norm: kernels::RowNorm,
-        width: usize,
-    },
-    /// Index of the largest of each `width` values (as an exact f32).
-    ArgMax {
         width: usize,
     },
     /// Rows of `table` (`dim` wide) picked by the ids of the step's input.
@@ -207,6 +190,8 @@ pub(crate) enum Kind {
         shape: Vec<usize>,
         perm: Vec<usize>,
     },
+    /// A step defined beside its layer (`ops/`).
+    Op(StepRef),
 }
 
 /// One scheduled step.
@@ -717,12 +702,13 @@ fn schedule(g: &Graph, buffers: Buffers, opts: &CompileOptions, isa: Isa) -> Res
         let sb = buf_of[node.inputs[0]];
         let src_loc = loc[sb].expect("inputs are written before they are read");
         // An elementwise or row step overwrites its input when nothing reads that afterwards.
-        let in_place = matches!(
-            node.op,
-            Op::Activation(_) | Op::Affine { .. } | Op::Norm(_) | Op::Unary(_)
-        ) && matches!(src_loc, Loc::Arena(_))
-            && last_use[sb] == i
-            && size[sb] == len;
+        let elementwise = match &node.op {
+            Op::Activation(_) | Op::Affine { .. } | Op::Norm(_) => true,
+            Op::Step(s) => s.0.in_place(),
+            _ => false,
+        };
+        let in_place =
+            elementwise && matches!(src_loc, Loc::Arena(_)) && last_use[sb] == i && size[sb] == len;
         if in_place {
             loc[b] = Some(src_loc);
             size[b] = len;
@@ -980,12 +966,6 @@ fn step_kind(
             act: *act,
             width: *node.shape.last().expect("checked rank"),
         },
-        Op::Im2col(w) => Kind::Im2col { w: *w, ch: x[1] },
-        Op::Pool { max, window, .. } => Kind::Pool {
-            max: *max,
-            w: *window,
-            ch: x[1],
-        },
         Op::Concat { axis, .. } => Kind::Concat {
             outer: node.shape[..*axis].iter().product(),
             inner: node
@@ -994,12 +974,10 @@ fn step_kind(
                 .map(|&j| g.nodes[j].shape[*axis..].iter().product())
                 .collect(),
         },
-        Op::Merge(m) => Kind::Merge(*m),
         Op::Affine { scale, shift } => Kind::Affine {
             scale: scale.clone(),
             shift: shift.clone(),
         },
-        Op::Unary(u) => Kind::Unary(*u),
         Op::Norm(n) => Kind::Norm {
             norm: kernels::RowNorm {
                 epsilon: n.epsilon,
@@ -1009,9 +987,7 @@ fn step_kind(
             },
             width: *node.shape.last().expect("checked rank"),
         },
-        Op::ArgMax => Kind::ArgMax {
-            width: *x.last().expect("checked rank"),
-        },
+        Op::Step(s) => Kind::Op(s.clone()),
         Op::Gather { table, dim } => Kind::Gather {
             table: table.to_vec(),
             dim: *dim,

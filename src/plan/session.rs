@@ -1,9 +1,10 @@
 //! The mutable half of a plan: the arena.
 
+use super::step::{StepInputs, StepIo};
 use super::{Kind, Loc, Plan};
 use crate::error::{Error, Result};
 use crate::kernels::{self, ops};
-use crate::model::{DType, Merge};
+use crate::model::DType;
 use std::sync::Arc;
 
 /// One model input for [`Session::run_all`]: `batch x len` values, batch first.
@@ -393,24 +394,6 @@ fn run_steps(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], first: usize
                 let (a, c) = views(arena, input, step.src, step.dst, il, ol);
                 c.copy_from_slice(a);
             }
-            Kind::Im2col { w, ch } => {
-                let (a, c) = views(arena, input, step.src, step.dst, il, ol);
-                for (x, y) in a
-                    .chunks_exact(step.in_len)
-                    .zip(c.chunks_exact_mut(step.out_len))
-                {
-                    ops::im2col(w.size, *ch, |o, t| w.source(o, t), x, y);
-                }
-            }
-            Kind::Pool { max, w, ch } => {
-                let (a, c) = views(arena, input, step.src, step.dst, il, ol);
-                for (x, y) in a
-                    .chunks_exact(step.in_len)
-                    .zip(c.chunks_exact_mut(step.out_len))
-                {
-                    ops::pool(*max, *ch, |o| w.sources(o), x, y);
-                }
-            }
             Kind::Concat { outer, inner } => {
                 let total: usize = inner.iter().sum();
                 let mut offset = 0;
@@ -424,40 +407,13 @@ fn run_steps(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], first: usize
                     offset += width;
                 }
             }
-            Kind::Merge(m) => {
-                let (a, c) = views(arena, input, step.src, step.dst, il, ol);
-                c.copy_from_slice(a);
-                let op = match m {
-                    Merge::Add | Merge::Average => ops::Combine::Add,
-                    Merge::Subtract => ops::Combine::Sub,
-                    Merge::Multiply => ops::Combine::Mul,
-                    Merge::Maximum => ops::Combine::Max,
-                    Merge::Minimum => ops::Combine::Min,
-                };
-                for &(src, len) in &step.rest {
-                    let (a, c) = views(arena, input, src, step.dst, batch * len, ol);
-                    ops::merge(op, a, c);
-                }
-                if *m == Merge::Average {
-                    let (_, c) = views(arena, input, step.src, step.dst, 0, ol);
-                    ops::div((step.rest.len() + 1) as f32, c);
-                }
-            }
             Kind::Affine { scale, shift } => {
                 let data = in_place_or_copy(arena, input, step, il, ol);
                 kernels::affine(plan.isa, data, scale, shift);
             }
-            Kind::Unary(u) => {
-                let data = in_place_or_copy(arena, input, step, il, ol);
-                data.iter_mut().for_each(|v| *v = u.apply(*v));
-            }
             Kind::Norm { norm, width } => {
                 let data = in_place_or_copy(arena, input, step, il, ol);
                 kernels::norm_rows(plan.isa, norm, data, *width);
-            }
-            Kind::ArgMax { width } => {
-                let (a, c) = views(arena, input, step.src, step.dst, il, ol);
-                ops::argmax(*width, a, c);
             }
             Kind::Gather { table, dim } => {
                 let Loc::Input(k) = step.src else {
@@ -481,13 +437,50 @@ fn run_steps(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], first: usize
                     ops::permute(shape, perm, x, y);
                 }
             }
+            Kind::Op(op) => {
+                let io = step_io(arena, input, step, batch);
+                let (ins, out) = (io.ins, io.out);
+                if op.0.in_place() && step.src != step.dst {
+                    out.copy_from_slice(ins.get(0));
+                }
+                let io = StepIo { ins, out };
+                op.0.run(plan.isa, io);
+            }
         }
+    }
+}
+
+/// The buffers of a step defined in `ops/`: its inputs and its output, split apart in the
+/// arena (they never overlap: the output is the step's own block).
+fn step_io<'a>(
+    arena: &'a mut [f32],
+    model: Inputs<'a>,
+    step: &'a super::Step,
+    batch: usize,
+) -> StepIo<'a> {
+    let Loc::Arena(d) = step.dst else {
+        unreachable!("steps write the arena")
+    };
+    let ol = batch * step.out_len;
+    let (lo, rest) = arena.split_at_mut(d);
+    let (out, hi) = rest.split_at_mut(ol);
+    StepIo {
+        ins: StepInputs {
+            arena_lo: lo,
+            arena_hi: hi,
+            hi_start: d + ol,
+            model,
+            first: (step.src, step.in_len),
+            rest: &step.rest,
+            batch,
+        },
+        out,
     }
 }
 
 /// The inputs of one run, seen as the chunk of samples being run.
 #[derive(Clone, Copy)]
-struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     all: &'a [Values<'a>],
     plan: &'a Plan,
     first: usize,
@@ -496,7 +489,7 @@ struct Inputs<'a> {
 
 impl<'a> Inputs<'a> {
     /// Float input `k`'s values of this chunk (integer inputs are read only by gathers).
-    fn f32(&self, k: usize) -> &'a [f32] {
+    pub(super) fn f32(&self, k: usize) -> &'a [f32] {
         let Values::F32(v) = self.all[k] else {
             unreachable!("integer inputs are read only by gathers")
         };

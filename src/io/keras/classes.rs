@@ -4,6 +4,11 @@
 
 use super::{Spec, batch_shape, str_field};
 use crate::kernels::Activation;
+use crate::model::{
+    AveragePooling1DConfig, ConcatenateConfig, Conv1DConfig, DenseConfig, DropoutConfig,
+    EmbeddingConfig, MaxPooling1DConfig, NormalizationConfig, PermuteConfig, RescalingConfig,
+    ReshapeConfig,
+};
 use crate::model::{ChannelNorm, DType, Layer, Merge, Padding, RowNorm};
 use serde_json::Value;
 
@@ -31,9 +36,9 @@ const CLASSES: &[(&str, ClassFn)] = &[
     }),
     ("Softmax", softmax),
     ("Dropout", |c, _| {
-        Ok(Layer::Dropout {
+        Ok(Layer::Dropout(DropoutConfig {
             rate: c.f32_or("rate", 0.0)?,
-        })
+        }))
     }),
     // Noise and regularization layers act only in training: at inference they pass x through.
     ("GaussianNoise", |_, _| Ok(Layer::Identity)),
@@ -50,11 +55,11 @@ const CLASSES: &[(&str, ClassFn)] = &[
         let target_shape = c.int_list("target_shape", |d| {
             d.as_i64().and_then(|d| isize::try_from(d).ok())
         })?;
-        Ok(Layer::Reshape { target_shape })
+        Ok(Layer::Reshape(ReshapeConfig { target_shape }))
     }),
     ("Permute", |c, _| {
         let dims = c.int_list("dims", |d| d.as_u64().and_then(|d| usize::try_from(d).ok()))?;
-        Ok(Layer::Permute { dims })
+        Ok(Layer::Permute(PermuteConfig { dims }))
     }),
     ("Conv1D", conv1d),
     ("MaxPooling1D", |c, _| pooling(c, true)),
@@ -69,7 +74,7 @@ const CLASSES: &[(&str, ClassFn)] = &[
                 .and_then(|a| isize::try_from(a).ok())
                 .ok_or_else(|| c.err("axis is not an integer"))?,
         };
-        Ok(Layer::Concatenate { axis })
+        Ok(Layer::Concatenate(ConcatenateConfig { axis }))
     }),
     ("Add", |_, _| Ok(Layer::Merge(Merge::Add))),
     ("Subtract", |_, _| Ok(Layer::Merge(Merge::Subtract))),
@@ -79,16 +84,16 @@ const CLASSES: &[(&str, ClassFn)] = &[
     ("Minimum", |_, _| Ok(Layer::Merge(Merge::Minimum))),
     ("Rescaling", |c, _| {
         let (scale, offset) = (c.f32_or("scale", 1.0)?, c.f32_or("offset", 0.0)?);
-        Ok(Layer::Rescaling { scale, offset })
+        Ok(Layer::Rescaling(RescalingConfig { scale, offset }))
     }),
     ("Embedding", |c, spec| {
         spec.mask_zero = c.bool_or("mask_zero", false)?;
         let input_dim = c.positive("input_dim")?;
         let output_dim = c.positive("output_dim")?;
-        Ok(Layer::Embedding {
+        Ok(Layer::Embedding(EmbeddingConfig {
             input_dim,
             output_dim,
-        })
+        }))
     }),
     // Statistics come from the weights file (`norm_weights`); here only the options.
     ("BatchNormalization", |c, _| {
@@ -115,11 +120,11 @@ const CLASSES: &[(&str, ClassFn)] = &[
         if c.bool_or("invert", false)? {
             return Err(c.err("invert=True is not supported"));
         }
-        Ok(Layer::Normalization {
+        Ok(Layer::Normalization(NormalizationConfig {
             axis: c.axis()?,
             mean: Vec::new(),
             variance: Vec::new(),
-        })
+        }))
     }),
     ("Functional", nested),
     ("Sequential", nested),
@@ -316,7 +321,7 @@ fn input_layer(c: &Config<'_>, spec: &mut Spec) -> Res<Layer> {
 }
 
 fn dense(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
-    Ok(Layer::Dense {
+    Ok(Layer::Dense(DenseConfig {
         units: c
             .get("units")
             .and_then(Value::as_u64)
@@ -325,7 +330,7 @@ fn dense(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
             .ok_or_else(|| c.err("units is not a positive integer"))?,
         activation: c.activation("activation")?,
         use_bias: c.get("use_bias").and_then(Value::as_bool).unwrap_or(true),
-    })
+    }))
 }
 
 fn relu(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
@@ -360,7 +365,7 @@ fn conv1d(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
     {
         return Err(c.err("grouped convolutions are not supported"));
     }
-    Ok(Layer::Conv1D {
+    Ok(Layer::Conv1D(Conv1DConfig {
         filters: c.positive("filters")?,
         kernel_size: c.positive("kernel_size")?,
         strides: c.positive_or("strides", 1)?,
@@ -368,7 +373,7 @@ fn conv1d(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
         dilation_rate: c.positive_or("dilation_rate", 1)?,
         activation: c.activation("activation")?,
         use_bias: c.get("use_bias").and_then(Value::as_bool).unwrap_or(true),
-    })
+    }))
 }
 
 fn pooling(c: &Config<'_>, max: bool) -> Res<Layer> {
@@ -377,17 +382,17 @@ fn pooling(c: &Config<'_>, max: bool) -> Res<Layer> {
     let strides = c.positive_or("strides", pool_size)?;
     let padding = c.padding()?;
     Ok(if max {
-        Layer::MaxPooling1D {
+        Layer::MaxPooling1D(MaxPooling1DConfig {
             pool_size,
             strides,
             padding,
-        }
+        })
     } else {
-        Layer::AveragePooling1D {
+        Layer::AveragePooling1D(AveragePooling1DConfig {
             pool_size,
             strides,
             padding,
-        }
+        })
     })
 }
 

@@ -29,6 +29,11 @@ use crate::error::{Error, LoadError, LoadErrorKind, Result, Site};
 use crate::kernels::Activation;
 use crate::kernels::{SELU_ALPHA, SELU_SCALE};
 use crate::model::{
+    AffineConfig, ArgMaxConfig, AveragePooling1DConfig, ConcatenateConfig, Conv1DConfig,
+    DenseConfig, DropoutConfig, EmbeddingConfig, MaxPooling1DConfig, PermuteConfig, Primitive,
+    ReshapeConfig,
+};
+use crate::model::{
     ChannelNorm, DType, DenseWeights, Layer, Merge, Model, Node, Padding, RowNorm, Unary,
     checked_elems,
 };
@@ -450,7 +455,10 @@ impl Converter<'_> {
         // A view of an integer tensor (an ArgMax's labels reshaped) keeps its type.
         let view = matches!(
             layer,
-            Layer::Reshape { .. } | Layer::Flatten | Layer::Permute { .. } | Layer::Identity
+            Layer::Reshape(ReshapeConfig { .. })
+                | Layer::Flatten
+                | Layer::Permute(PermuteConfig { .. })
+                | Layer::Identity
         );
         let dtype = match inputs.first() {
             Some(&i) if view => self.nodes[i].dtype,
@@ -1159,11 +1167,11 @@ impl Converter<'_> {
         if let Some(last) = shape.last_mut() {
             *last = units;
         }
-        let layer = Layer::Dense {
+        let layer = Layer::Dense(DenseConfig {
             units,
             activation: Activation::Linear,
             use_bias: bias.is_some(),
-        };
+        });
         let weights = DenseWeights { kernel, bias };
         self.push(self.output(node)?, layer, vec![x], shape, Some(weights));
         self.name_last(node);
@@ -1215,11 +1223,11 @@ impl Converter<'_> {
             .unwrap_or_default();
         let single_use = self.uses.get(producer) == Some(&1);
         let target = &self.nodes[x];
-        let Layer::Dense {
+        let Layer::Dense(DenseConfig {
             units,
             use_bias: false,
             ..
-        } = target.layer
+        }) = target.layer
         else {
             return self.const_affine(node);
         };
@@ -1237,11 +1245,11 @@ impl Converter<'_> {
             )
         })?;
         let target = &mut self.nodes[x];
-        target.layer = Layer::Dense {
+        target.layer = Layer::Dense(DenseConfig {
             units,
             activation: Activation::Linear,
             use_bias: true,
-        };
+        });
         if let Some(w) = target.weights.as_mut() {
             w.bias = Some(bias);
         }
@@ -1274,7 +1282,7 @@ impl Converter<'_> {
             let dims = layout.onnx_dims(&[w, c]);
             self.nodes.push(Node::new(
                 String::new(),
-                Layer::Permute { dims: vec![2, 1] },
+                Layer::Permute(PermuteConfig { dims: vec![2, 1] }),
                 vec![x],
                 vec![c, w],
                 None,
@@ -1282,9 +1290,9 @@ impl Converter<'_> {
             let t = self.nodes.len() - 1;
             self.nodes.push(Node::new(
                 String::new(),
-                Layer::Reshape {
+                Layer::Reshape(ReshapeConfig {
                     target_shape: dims.iter().map(|&d| d as isize).collect(),
-                },
+                }),
                 vec![t],
                 dims,
                 None,
@@ -1298,12 +1306,15 @@ impl Converter<'_> {
             let mut at = x;
             for (layer, shape) in [
                 (
-                    Layer::Reshape {
+                    Layer::Reshape(ReshapeConfig {
                         target_shape: vec![steps as isize, ch as isize],
-                    },
+                    }),
                     vec![steps, ch],
                 ),
-                (Layer::Permute { dims: vec![2, 1] }, vec![ch, steps]),
+                (
+                    Layer::Permute(PermuteConfig { dims: vec![2, 1] }),
+                    vec![ch, steps],
+                ),
                 (Layer::Flatten, vec![ch * steps]),
             ] {
                 self.nodes
@@ -1314,11 +1325,14 @@ impl Converter<'_> {
             return Ok(at);
         }
         let (layer, shape) = match (layout, self.nodes[x].shape.as_slice()) {
-            (Layout::Ncw, &[w, c]) => (Layer::Permute { dims: vec![2, 1] }, vec![c, w]),
+            (Layout::Ncw, &[w, c]) => (
+                Layer::Permute(PermuteConfig { dims: vec![2, 1] }),
+                vec![c, w],
+            ),
             (Layout::Nc1, &[c]) => (
-                Layer::Reshape {
+                Layer::Reshape(ReshapeConfig {
                     target_shape: vec![c as isize, 1],
-                },
+                }),
                 vec![c, 1],
             ),
             (l, s) => return Err(format!("internal: layout {l:?} on a tensor of shape {s:?}")),
@@ -1366,9 +1380,9 @@ impl Converter<'_> {
                 let (w, c) = (self.nodes[x].shape[1], self.nodes[x].shape[2]);
                 self.push(
                     self.output(node)?,
-                    Layer::Reshape {
+                    Layer::Reshape(ReshapeConfig {
                         target_shape: vec![w as isize, c as isize],
-                    },
+                    }),
                     vec![x],
                     vec![w, c],
                     None,
@@ -1381,9 +1395,9 @@ impl Converter<'_> {
                 let c = self.nodes[x].shape[0];
                 self.push(
                     self.output(node)?,
-                    Layer::Reshape {
+                    Layer::Reshape(ReshapeConfig {
                         target_shape: vec![1, c as isize],
-                    },
+                    }),
                     vec![x],
                     vec![1, c],
                     None,
@@ -1413,7 +1427,7 @@ impl Converter<'_> {
             )
         })?;
         let x = self.native_input(node, 0)?;
-        let layer = Layer::Permute { dims };
+        let layer = Layer::Permute(PermuteConfig { dims });
         let shape = layer
             .output_shape(&[&self.nodes[x].shape])
             .map_err(|m| self.node_fail(node, m))?;
@@ -1501,7 +1515,7 @@ impl Converter<'_> {
                 }
                 self.nodes.push(Node::new(
                     String::new(),
-                    Layer::Permute { dims: vec![2, 1] },
+                    Layer::Permute(PermuteConfig { dims: vec![2, 1] }),
                     vec![x],
                     vec![steps, ch],
                     None,
@@ -1599,23 +1613,25 @@ impl Converter<'_> {
         let zeros = vec![0.0; ch];
         let neg: Vec<f32> = values.iter().map(|v| -v).collect();
         let layer = match (node.op_type.as_str(), x_at) {
-            ("Add", _) => Layer::Affine {
+            ("Add", _) => Layer::Primitive(Primitive::Affine(AffineConfig {
                 scale: ones,
                 shift: values,
-            },
-            ("Sub", 0) => Layer::Affine {
+            })),
+            ("Sub", 0) => Layer::Primitive(Primitive::Affine(AffineConfig {
                 scale: ones,
                 shift: neg,
-            },
-            ("Sub", _) => Layer::Affine {
+            })),
+            ("Sub", _) => Layer::Primitive(Primitive::Affine(AffineConfig {
                 scale: vec![-1.0; ch],
                 shift: values,
-            },
-            ("Mul", _) => Layer::Affine {
+            })),
+            ("Mul", _) => Layer::Primitive(Primitive::Affine(AffineConfig {
                 scale: values,
                 shift: zeros,
-            },
-            ("Div", 0) if c.f32.len() == 1 => Layer::Unary(Unary::Div(c.f32[0])),
+            })),
+            ("Div", 0) if c.f32.len() == 1 => {
+                Layer::Primitive(Primitive::Unary(Unary::Div(c.f32[0])))
+            }
             ("Div", 0) => {
                 let exact = values.iter().all(|&d| {
                     let r = 1.0 / d;
@@ -1627,10 +1643,10 @@ impl Converter<'_> {
                         "Div by a per-channel constant is supported only for powers of two",
                     ));
                 }
-                Layer::Affine {
+                Layer::Primitive(Primitive::Affine(AffineConfig {
                     scale: values.iter().map(|&d| 1.0 / d).collect(),
                     shift: zeros,
-                }
+                }))
             }
             _ => {
                 return Err(self.node_fail(node, "a constant divided by a tensor is not supported"));
@@ -1643,7 +1659,7 @@ impl Converter<'_> {
     fn unary(&mut self, node: &NodeProto, u: Unary) -> Result<()> {
         let x = self.input_node(node, 0)?;
         let layout = self.layout(node, 0);
-        self.same_shape(node, Layer::Unary(u), x, layout)
+        self.same_shape(node, Layer::Primitive(Primitive::Unary(u)), x, layout)
     }
 
     /// `layer` of node `x` with `x`'s shape, read with `layout`, as `node`'s output.
@@ -1766,7 +1782,10 @@ impl Converter<'_> {
         swapped.swap(axis - 1, rank - 1);
         let mut at = x;
         for (layer, s) in [
-            (Layer::Permute { dims: dims.clone() }, swapped.clone()),
+            (
+                Layer::Permute(PermuteConfig { dims: dims.clone() }),
+                swapped.clone(),
+            ),
             (Layer::Activation(a), swapped),
         ] {
             self.nodes
@@ -1775,7 +1794,7 @@ impl Converter<'_> {
         }
         self.push(
             self.output(node)?,
-            Layer::Permute { dims },
+            Layer::Permute(PermuteConfig { dims }),
             vec![at],
             shape,
             None,
@@ -1843,9 +1862,9 @@ impl Converter<'_> {
                     let x = self.native_input(node, 0)?;
                     self.nodes.push(Node::new(
                         String::new(),
-                        Layer::Reshape {
+                        Layer::Reshape(ReshapeConfig {
                             target_shape: vec![steps as isize, c as isize],
-                        },
+                        }),
                         vec![x],
                         vec![steps, c],
                         None,
@@ -1879,9 +1898,9 @@ impl Converter<'_> {
         let pooled = self.nodes.len() - 1;
         self.push(
             self.output(node)?,
-            Layer::Reshape {
+            Layer::Reshape(ReshapeConfig {
                 target_shape: kept.iter().map(|&d| d as isize).collect(),
-            },
+            }),
             vec![pooled],
             kept,
             None,
@@ -2002,9 +2021,9 @@ impl Converter<'_> {
         let layer = if shape.len() == 1 {
             Layer::Flatten
         } else {
-            Layer::Reshape {
+            Layer::Reshape(ReshapeConfig {
                 target_shape: shape.iter().map(|&d| d as isize).collect(),
-            }
+            })
         };
         self.push(self.output(node)?, layer, vec![x], shape, None);
         self.name_last(node);
@@ -2185,9 +2204,9 @@ impl Converter<'_> {
         if self.attr_i(node, "select_last_index")?.unwrap_or(0) != 0 {
             return Err(self.node_fail(node, "select_last_index=1 is not supported"));
         }
-        let layer = Layer::ArgMax {
+        let layer = Layer::ArgMax(ArgMaxConfig {
             keepdims: self.attr_i(node, "keepdims")?.unwrap_or(1) != 0,
-        };
+        });
         let out = layer
             .output_shape(&[&shape])
             .map_err(|m| self.node_fail(node, m))?;
@@ -2216,10 +2235,10 @@ impl Converter<'_> {
         if self.nodes[ids].layer != Layer::Input || self.nodes[ids].dtype == DType::F32 {
             return Err(self.node_fail(node, "indices must be an integer graph input"));
         }
-        let layer = Layer::Embedding {
+        let layer = Layer::Embedding(EmbeddingConfig {
             input_dim: vocab,
             output_dim: dim,
-        };
+        });
         let shape = layer
             .output_shape(&[&self.nodes[ids].shape.clone()])
             .map_err(|m| self.node_fail(node, m))?;
@@ -2282,7 +2301,7 @@ impl Converter<'_> {
                 })?)
             }
         };
-        let layer = Layer::Conv1D {
+        let layer = Layer::Conv1D(Conv1DConfig {
             filters,
             kernel_size: k,
             strides: stride,
@@ -2290,7 +2309,7 @@ impl Converter<'_> {
             dilation_rate: dilation,
             activation: Activation::Linear,
             use_bias: bias.is_some(),
-        };
+        });
         let shape = layer
             .output_shape(&[&[steps, ch]])
             .map_err(|m| self.node_fail(node, m))?;
@@ -2339,17 +2358,17 @@ impl Converter<'_> {
             ));
         }
         let layer = if max {
-            Layer::MaxPooling1D {
+            Layer::MaxPooling1D(MaxPooling1DConfig {
                 pool_size: size,
                 strides: stride,
                 padding,
-            }
+            })
         } else {
-            Layer::AveragePooling1D {
+            Layer::AveragePooling1D(AveragePooling1DConfig {
                 pool_size: size,
                 strides: stride,
                 padding,
-            }
+            })
         };
         let shape = layer
             .output_shape(&[&[steps, ch]])
@@ -2412,7 +2431,7 @@ impl Converter<'_> {
             (Layout::Nc1, 1) => 1,
             _ => return Err(self.node_fail(node, format!("axis {axis} is not a non-batch axis"))),
         };
-        let layer = Layer::Concatenate { axis: keras_axis };
+        let layer = Layer::Concatenate(ConcatenateConfig { axis: keras_axis });
         let shapes: Vec<&[usize]> = inputs
             .iter()
             .map(|&i| self.nodes[i].shape.as_slice())
@@ -2449,7 +2468,7 @@ impl Converter<'_> {
         let shape = self.nodes[x].shape.clone();
         self.push(
             self.output(node)?,
-            Layer::Dropout { rate },
+            Layer::Dropout(DropoutConfig { rate }),
             vec![x],
             shape,
             None,

@@ -1,0 +1,95 @@
+//! Steps the optimizer does not look inside: a [`StepOp`] reads its inputs and writes its
+//! output for a whole chunk of samples. Each is defined beside its layer (`ops/`), so adding
+//! one touches neither `passes` nor `plan`.
+
+use super::Loc;
+use super::session::Inputs;
+use crate::kernels::Isa;
+use std::fmt;
+use std::sync::Arc;
+
+/// A batch-aware step of a plan.
+pub(crate) trait StepOp: Send + Sync + fmt::Debug {
+    /// What the step does, for plan printouts (`max pool 3 s2`).
+    fn describe(&self) -> String;
+    /// Output shape (without the batch axis) given the input shapes: the graph check.
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String>;
+    /// Elementwise on its one input: the plan may give it its input's buffer. `run` then
+    /// finds the input's values in [`StepIo::output`] and reads no input.
+    fn in_place(&self) -> bool {
+        false
+    }
+    /// Runs over the chunk's samples.
+    fn run(&self, isa: Isa, io: StepIo<'_>);
+}
+
+/// A [`StepOp`] in the optimizer's graph: compared by identity.
+#[derive(Clone, Debug)]
+pub(crate) struct StepRef(pub Arc<dyn StepOp>);
+
+impl StepRef {
+    /// Wraps an op.
+    pub fn new(op: impl StepOp + 'static) -> StepRef {
+        StepRef(Arc::new(op))
+    }
+}
+
+impl PartialEq for StepRef {
+    fn eq(&self, other: &StepRef) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(&self.0), Arc::as_ptr(&other.0))
+    }
+}
+
+/// The buffers of one run of a step: its inputs (read-only) and its output, disjoint.
+pub(crate) struct StepIo<'a> {
+    pub(super) ins: StepInputs<'a>,
+    pub(super) out: &'a mut [f32],
+}
+
+impl<'a> StepIo<'a> {
+    /// The inputs and the output at once.
+    pub fn parts(self) -> (StepInputs<'a>, &'a mut [f32]) {
+        (self.ins, self.out)
+    }
+    /// The output: `batch` samples.
+    pub fn output(self) -> &'a mut [f32] {
+        self.out
+    }
+}
+
+/// The inputs of a step run, each `batch` samples.
+#[derive(Clone, Copy)]
+pub(crate) struct StepInputs<'a> {
+    pub(super) arena_lo: &'a [f32],
+    pub(super) arena_hi: &'a [f32],
+    /// Arena offset where `arena_hi` starts.
+    pub(super) hi_start: usize,
+    pub(super) model: Inputs<'a>,
+    pub(super) first: (Loc, usize),
+    pub(super) rest: &'a [(Loc, usize)],
+    pub(super) batch: usize,
+}
+
+impl<'a> StepInputs<'a> {
+    /// Samples in this chunk.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+    /// Number of inputs.
+    pub fn count(&self) -> usize {
+        1 + self.rest.len()
+    }
+    fn loc(&self, i: usize) -> (Loc, usize) {
+        if i == 0 { self.first } else { self.rest[i - 1] }
+    }
+    /// Input `i`'s values: `batch` samples.
+    pub fn get(&self, i: usize) -> &'a [f32] {
+        let (loc, len) = self.loc(i);
+        let n = self.batch * len;
+        match loc {
+            Loc::Input(k) => &self.model.f32(k)[..n],
+            Loc::Arena(o) if o >= self.hi_start => &self.arena_hi[o - self.hi_start..][..n],
+            Loc::Arena(o) => &self.arena_lo[o..o + n],
+        }
+    }
+}
