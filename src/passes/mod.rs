@@ -4,6 +4,7 @@
 //! applied after the bias), Dropout and Flatten are still explicit. After every pass the graph is
 //! checked; an error names the pass that broke it.
 
+mod check;
 mod drop_dropout;
 mod drop_linear;
 mod elide_concat;
@@ -28,7 +29,7 @@ pub use transpose_into_pad::TransposeIntoPad;
 
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
-use crate::model::{DType, DenseWeights, Model, RowNorm, permutation};
+use crate::model::{DType, DenseWeights, Model, RowNorm};
 use crate::ops::Lowering;
 use crate::plan::StepRef;
 use std::borrow::Cow;
@@ -263,159 +264,6 @@ impl<'m> Graph<'m> {
                 *o = to;
             }
         }
-    }
-
-    /// Checks order, arity and shapes.
-    pub fn check(&self) -> std::result::Result<(), String> {
-        let n = self.nodes.len();
-        if self.inputs.iter().chain(&self.outputs).any(|&i| i >= n)
-            || self.outputs.is_empty()
-            || self.inputs.len() != self.input_types.len()
-        {
-            return Err("inputs or outputs out of range".into());
-        }
-        for (i, node) in self.nodes.iter().enumerate() {
-            if node.inputs.iter().any(|&j| j >= i) {
-                return Err(format!("{:?} is not in topological order", node.name));
-            }
-            let ins: Vec<&[usize]> = node
-                .inputs
-                .iter()
-                .map(|&j| self.nodes[j].shape.as_slice())
-                .collect();
-            let expect = match &node.op {
-                Op::Input => {
-                    if !node.inputs.is_empty() || !self.inputs.contains(&i) {
-                        return Err(format!("{:?}: stray input node", node.name));
-                    }
-                    continue;
-                }
-                Op::Dense { weights, conv, .. } => {
-                    let [x] = ins.as_slice() else {
-                        return Err(format!("{:?}: Dense takes one input", node.name));
-                    };
-                    let units = node.shape.last().copied().unwrap_or(0);
-                    let (k, s) = match (conv, x) {
-                        (None, _) => {
-                            let mut s = x.to_vec();
-                            if let Some(l) = s.last_mut() {
-                                *l = units;
-                            }
-                            (*x.last().unwrap_or(&0), s)
-                        }
-                        (Some(c), [steps, ch])
-                            if c.stride > 0
-                                && node.shape.first().is_some_and(|&out| {
-                                    out > 0 && c.offset + (out - 1) * c.stride + c.size <= *steps
-                                }) =>
-                        {
-                            (c.size * ch, vec![node.shape[0], units])
-                        }
-                        (Some(_), _) => {
-                            return Err(format!("{:?}: convolution input {x:?}", node.name));
-                        }
-                    };
-                    if weights.kernel.len() != k * units {
-                        return Err(format!("{:?}: kernel is not {k} x {units}", node.name));
-                    }
-                    s
-                }
-                Op::Pad {
-                    left,
-                    right,
-                    transposed,
-                } => match ins.as_slice() {
-                    [[ch, steps]] if *transposed => vec![steps + left + right, *ch],
-                    [[steps, ch]] if !*transposed => vec![steps + left + right, *ch],
-                    _ => return Err(format!("{:?}: pad needs [steps, ch]", node.name)),
-                },
-                Op::Affine { scale, shift } => match ins.as_slice() {
-                    [x] if x.last() == Some(&scale.len()) && shift.len() == scale.len() => {
-                        x.to_vec()
-                    }
-                    _ => return Err(format!("{:?}: affine width", node.name)),
-                },
-                Op::Norm(norm) => match ins.as_slice() {
-                    [x] if norm
-                        .gamma
-                        .as_ref()
-                        .is_none_or(|g| x.last() == Some(&g.len()))
-                        && norm
-                            .beta
-                            .as_ref()
-                            .is_none_or(|b| x.last() == Some(&b.len())) =>
-                    {
-                        x.to_vec()
-                    }
-                    _ => return Err(format!("{:?}: normalization width", node.name)),
-                },
-                Op::Gather { table, dim } => match node.inputs.as_slice() {
-                    [j] if self.inputs.contains(j)
-                        && *dim > 0
-                        && table.len().is_multiple_of(*dim)
-                        && !table.is_empty() =>
-                    {
-                        let mut s = self.nodes[*j].shape.clone();
-                        s.push(*dim);
-                        s
-                    }
-                    _ => return Err(format!("{:?}: gather reads a graph input", node.name)),
-                },
-                Op::Step(step) => step
-                    .0
-                    .output_shape(&ins)
-                    .map_err(|e| format!("{:?}: {e}", node.name))?,
-                Op::Activation(_) | Op::Dropout => match ins.as_slice() {
-                    [x] => x.to_vec(),
-                    _ => return Err(format!("{:?}: takes one input", node.name)),
-                },
-                Op::Flatten => match ins.as_slice() {
-                    [x] => vec![x.iter().product()],
-                    _ => return Err(format!("{:?}: takes one input", node.name)),
-                },
-                Op::Reshape => match ins.as_slice() {
-                    [x] if x.iter().product::<usize>() == node.shape.iter().product::<usize>() => {
-                        node.shape.clone()
-                    }
-                    _ => return Err(format!("{:?}: reshape changes the size", node.name)),
-                },
-                Op::Concat { axis, elided } => {
-                    if *elided && !elide_concat::elidable(self, i) {
-                        return Err(format!(
-                            "{:?}: marked elided, but its inputs are not GEMMs read only by it",
-                            node.name
-                        ));
-                    }
-                    let Some(first) = ins.first() else {
-                        return Err(format!("{:?}: concat without inputs", node.name));
-                    };
-                    let mut s = first.to_vec();
-                    if *axis >= s.len() {
-                        return Err(format!("{:?}: axis out of range", node.name));
-                    }
-                    s[*axis] = ins.iter().map(|x| x.get(*axis).copied().unwrap_or(0)).sum();
-                    s
-                }
-                Op::Permute(perm) => match ins.as_slice() {
-                    [x] if permutation(
-                        &perm.iter().map(|a| a + 1).collect::<Vec<_>>(),
-                        x.len(),
-                    )
-                    .is_ok() =>
-                    {
-                        perm.iter().map(|&a| x[a]).collect()
-                    }
-                    _ => return Err(format!("{:?}: permute {perm:?} of {ins:?}", node.name)),
-                },
-            };
-            if expect != node.shape {
-                return Err(format!(
-                    "{:?}: shape {:?}, inputs imply {:?}",
-                    node.name, node.shape, expect
-                ));
-            }
-        }
-        Ok(())
     }
 }
 

@@ -1,6 +1,6 @@
 //! `Display` for [`Plan`]: steps, kernels, epilogues, buffer offsets, arena bytes.
 
-use super::{Kind, Loc, Plan};
+use super::{Kind, Loc, Plan, Step};
 use crate::kernels::EpOp;
 use std::fmt;
 
@@ -44,93 +44,7 @@ impl fmt::Display for Plan {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let (kernel, epi) = match &s.kind {
-                    Kind::Dense {
-                        w,
-                        ops,
-                        conv,
-                        col,
-                        ldc,
-                        tuned,
-                        ..
-                    } => {
-                        let mut tile = format!("{}x{} tiles", self.isa.mr_for(w.nr()), w.nr());
-                        if let Some(t) = tuned {
-                            let blocking = match w.blocking() {
-                                Some(b) => {
-                                    format!("kc {} mc {} nc {}", b.kc, b.mc, b.nc_panels * w.nr())
-                                }
-                                None => "default blocking".into(),
-                            };
-                            tile = format!(
-                                "{tile}, tuned: {blocking}, {:.1} us vs {:.1} default, {} candidates",
-                                t.best.as_secs_f64() * 1e6,
-                                t.default.as_secs_f64() * 1e6,
-                                t.candidates
-                            );
-                        }
-                        let mut kernel = format!("gemm {}x{} ({tile})", w.k(), w.n());
-                        if conv.is_some() {
-                            kernel = format!("conv {kernel}, implicit im2col");
-                        }
-                        if *ldc != w.n() {
-                            kernel = format!("{kernel} -> concat cols {col}..{}", col + w.n());
-                        }
-                        (kernel, epilogue(ops))
-                    }
-                    Kind::Pad {
-                        left,
-                        right,
-                        transposed,
-                        ..
-                    } => {
-                        let t = if *transposed { " from channels-first" } else { "" };
-                        (format!("pad {left}+{right}{t}"), "-".into())
-                    }
-                    Kind::Activation { act, .. } => {
-                        let kind = if act.is_row_wise() {
-                            "row pass"
-                        } else {
-                            "elementwise"
-                        };
-                        let inplace = if s.src == s.dst { ", in place" } else { "" };
-                        (format!("{kind}{inplace}"), act.to_string())
-                    }
-                    Kind::Copy => ("copy".into(), "-".into()),
-                    Kind::Concat { inner, .. } => {
-                        (format!("concat copy ({} inputs)", inner.len()), "-".into())
-                    }
-                    Kind::Affine { scale, .. } => {
-                        let inplace = if s.src == s.dst { ", in place" } else { "" };
-                        (format!("scale+shift x{}{inplace}", scale.len()), "-".into())
-                    }
-                    Kind::Norm { norm, width } => {
-                        let inplace = if s.src == s.dst { ", in place" } else { "" };
-                        let what = if norm.rms { "rms norm" } else { "layer norm" };
-                        (format!("{what} row pass x{width}{inplace}"), "-".into())
-                    }
-                    Kind::Gather { table, dim } => (
-                        format!("gather {} x {dim} table", table.len() / dim),
-                        "-".into(),
-                    ),
-                    Kind::Permute { shape, perm } => (
-                        format!(
-                            "permute {shape:?} -> {:?}",
-                            perm.iter().map(|&a| shape[a]).collect::<Vec<_>>()
-                        ),
-                        "-".into(),
-                    ),
-                    Kind::Op(op) => {
-                        let mut kernel = op.0.describe();
-                        if !s.rest.is_empty() {
-                            kernel = format!("{kernel} ({} inputs)", s.rest.len() + 1);
-                        }
-                        if op.0.in_place() && s.src == s.dst {
-                            kernel.push_str(", in place");
-                        }
-                        (kernel, "-".into())
-                    }
-                };
+                let (kernel, epi) = self.describe(s);
                 let mut srcs = loc(s.src, s.in_len);
                 for &(l, n) in &s.rest {
                     srcs = format!("{srcs}, {}", loc(l, n));
@@ -187,5 +101,102 @@ impl fmt::Display for Plan {
             )?;
         }
         Ok(())
+    }
+}
+
+impl Plan {
+    /// The kernel and epilogue columns of step `s`.
+    fn describe(&self, s: &Step) -> (String, String) {
+        match &s.kind {
+            Kind::Dense {
+                w,
+                ops,
+                conv,
+                col,
+                ldc,
+                tuned,
+                ..
+            } => {
+                let mut tile = format!("{}x{} tiles", self.isa.mr_for(w.nr()), w.nr());
+                if let Some(t) = tuned {
+                    let blocking = match w.blocking() {
+                        Some(b) => {
+                            format!("kc {} mc {} nc {}", b.kc, b.mc, b.nc_panels * w.nr())
+                        }
+                        None => "default blocking".into(),
+                    };
+                    tile = format!(
+                        "{tile}, tuned: {blocking}, {:.1} us vs {:.1} default, {} candidates",
+                        t.best.as_secs_f64() * 1e6,
+                        t.default.as_secs_f64() * 1e6,
+                        t.candidates
+                    );
+                }
+                let mut kernel = format!("gemm {}x{} ({tile})", w.k(), w.n());
+                if conv.is_some() {
+                    kernel = format!("conv {kernel}, implicit im2col");
+                }
+                if *ldc != w.n() {
+                    kernel = format!("{kernel} -> concat cols {col}..{}", col + w.n());
+                }
+                (kernel, epilogue(ops))
+            }
+            Kind::Pad {
+                left,
+                right,
+                transposed,
+                ..
+            } => {
+                let t = if *transposed {
+                    " from channels-first"
+                } else {
+                    ""
+                };
+                (format!("pad {left}+{right}{t}"), "-".into())
+            }
+            Kind::Activation { act, .. } => {
+                let kind = if act.is_row_wise() {
+                    "row pass"
+                } else {
+                    "elementwise"
+                };
+                let inplace = if s.src == s.dst { ", in place" } else { "" };
+                (format!("{kind}{inplace}"), act.to_string())
+            }
+            Kind::Copy => ("copy".into(), "-".into()),
+            Kind::Concat { inner, .. } => {
+                (format!("concat copy ({} inputs)", inner.len()), "-".into())
+            }
+            Kind::Affine { scale, .. } => {
+                let inplace = if s.src == s.dst { ", in place" } else { "" };
+                (format!("scale+shift x{}{inplace}", scale.len()), "-".into())
+            }
+            Kind::Norm { norm, width } => {
+                let inplace = if s.src == s.dst { ", in place" } else { "" };
+                let what = if norm.rms { "rms norm" } else { "layer norm" };
+                (format!("{what} row pass x{width}{inplace}"), "-".into())
+            }
+            Kind::Gather { table, dim } => (
+                format!("gather {} x {dim} table", table.len() / dim),
+                "-".into(),
+            ),
+            Kind::Permute { shape, perm } => (
+                format!(
+                    "permute {shape:?} -> {:?}",
+                    perm.iter().map(|&a| shape[a]).collect::<Vec<_>>()
+                ),
+                "-".into(),
+            ),
+            Kind::Op(op) => {
+                let mut kernel = op.0.describe();
+                if !s.rest.is_empty() {
+                    kernel = format!("{kernel} ({} inputs)", s.rest.len() + 1);
+                }
+                if op.0.in_place() && s.src == s.dst {
+                    kernel.push_str(", in place");
+                }
+                (kernel, "-".into())
+            }
+        }
     }
 }
