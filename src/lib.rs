@@ -9,9 +9,14 @@ pub mod model;
 mod ops;
 mod passes;
 pub mod plan;
-// The f64 oracle is public for the test suite, not API: it changes whenever the plan does.
+// The f64 oracle is public only to the test suite (feature `internals`, which the crate's
+// own dev-dependency turns on), not API: it changes whenever the plan does.
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod reference;
+#[cfg(not(feature = "internals"))]
+#[allow(dead_code)]
+mod reference;
 
 pub use error::{Error, LoadError, LoadErrorKind, Result, Site};
 pub use io::{LoadOptions, load, load_with};

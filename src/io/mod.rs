@@ -9,7 +9,12 @@
 //! # Ok::<(), sinter::Error>(())
 //! ```
 
+// sinter's own HDF5 reader, public only to the fuzz targets (feature `internals`).
+#[cfg(feature = "internals")]
+#[doc(hidden)]
 pub mod hdf5;
+#[cfg(not(feature = "internals"))]
+mod hdf5;
 pub mod keras;
 pub mod npy;
 pub mod onnx;

@@ -54,6 +54,7 @@ impl LayerOp for DenseConfig {
 }
 
 /// `act(x · kernel + bias)` over rows of `x`, sums in f64: the reference of every GEMM layer.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub(crate) fn dense(x: &[f64], w: &DenseWeights, n: usize, act: Activation) -> Vec<f64> {
     let k = w.kernel.len() / n;
     let mut y = Vec::with_capacity(x.len() / k * n);

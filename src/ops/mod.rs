@@ -59,7 +59,9 @@ pub(crate) trait LayerOp: std::fmt::Debug {
     /// The node as ops of the optimizer's graph: the returned op computes the node's value;
     /// ops before it (a convolution's padding) go through [`Lowering::push`].
     fn lower<'m>(&'m self, cx: &mut Lowering<'m, '_>) -> Result<Op<'m>>;
-    /// The layer in float64 over a batch, straight from its definition.
+    /// The layer in float64 over a batch, straight from its definition (the test oracle,
+    /// `reference::run_all`).
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>>;
 }
 
@@ -116,6 +118,7 @@ impl<'m> Lowering<'m, '_> {
 
 /// What [`LayerOp::reference`] sees: the node, its inputs' values (each `batch` samples) and
 /// shapes.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub(crate) struct Reference<'a> {
     /// The node.
     pub node: &'a Node,
@@ -127,6 +130,7 @@ pub(crate) struct Reference<'a> {
     pub batch: usize,
 }
 
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 impl<'a> Reference<'a> {
     /// The first input's values, copied to work on.
     pub fn x(&self) -> Vec<f64> {
