@@ -21,7 +21,6 @@ mod graph;
 pub mod init;
 mod layer;
 mod layers;
-mod norm;
 mod shape;
 mod summary;
 mod tensor;
@@ -45,18 +44,17 @@ pub use crate::ops::{
     dense::DenseConfig,
     embedding::EmbeddingConfig,
     identity::DropoutConfig,
-    norm::NormalizationConfig,
+    merge::Merge,
+    norm::{ChannelNorm, NormalizationConfig, RowNorm},
     permute::PermuteConfig,
     pool::{AveragePooling1DConfig, MaxPooling1DConfig, Pooling1D},
     reshape::ReshapeConfig,
     scale::{AffineConfig, RescalingConfig},
 };
-pub use elementwise::{Merge, Unary};
+pub use elementwise::Unary;
 pub use graph::{Model, Node};
 pub(crate) use layer::last_axis;
 pub use layer::{Layer, Primitive};
-pub(crate) use norm::check_channel_vecs;
-pub use norm::{ChannelNorm, RowNorm};
 pub use shape::{DType, Padding, Window, checked_elems, concat_axis, permutation, reshape};
 pub use tensor::{DenseWeights, Tensor, Tensors};
 use tensor::{TensorNode, check_dense_weights, check_dtypes, init_weights, next_id};

@@ -4,9 +4,39 @@
 use super::{LayerOp, Lowering, Reference};
 use crate::error::Result;
 use crate::kernels::{Isa, ops};
-use crate::model::Merge;
 use crate::passes::Op;
 use crate::plan::{StepIo, StepOp, StepRef};
+
+/// How a [`Layer::Merge`](super::Layer::Merge) combines its inputs, left to right.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Merge {
+    /// `a + b + ...`
+    Add,
+    /// `a - b` (exactly two inputs).
+    Subtract,
+    /// `a * b * ...`
+    Multiply,
+    /// `(a + b + ...) / n`
+    Average,
+    /// Largest per element (NaN if any input is NaN).
+    Maximum,
+    /// Smallest per element (NaN if any input is NaN).
+    Minimum,
+}
+
+impl Merge {
+    /// The Keras class name.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Merge::Add => "Add",
+            Merge::Subtract => "Subtract",
+            Merge::Multiply => "Multiply",
+            Merge::Average => "Average",
+            Merge::Maximum => "Maximum",
+            Merge::Minimum => "Minimum",
+        }
+    }
+}
 
 impl LayerOp for Merge {
     fn class_name(&self) -> &'static str {

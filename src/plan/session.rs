@@ -371,15 +371,12 @@ fn run_steps(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], first: usize
                 transposed,
             } => {
                 let (a, c) = views(arena, input, step.src, step.dst, il, ol);
-                for (x, y) in a
-                    .chunks_exact(step.in_len)
-                    .zip(c.chunks_exact_mut(step.out_len))
-                {
-                    if *transposed {
-                        ops::pad_transposed(*ch, left * ch, right * ch, x, y);
-                    } else {
-                        ops::pad(left * ch, right * ch, x, y);
-                    }
+                if *transposed {
+                    ops::per_sample(batch, a, c, |x, y| {
+                        ops::pad_transposed(*ch, left * ch, right * ch, x, y)
+                    });
+                } else {
+                    ops::per_sample(batch, a, c, |x, y| ops::pad(left * ch, right * ch, x, y));
                 }
             }
             Kind::Activation { act, width } => {
@@ -400,10 +397,9 @@ fn run_steps(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], first: usize
                 let srcs =
                     std::iter::once((step.src, step.in_len)).chain(step.rest.iter().copied());
                 for ((src, len), &width) in srcs.zip(inner) {
+                    // Each sample is `outer` blocks: the chunk is `batch * outer` of them.
                     let (a, c) = views(arena, input, src, step.dst, batch * len, ol);
-                    for (x, y) in a.chunks_exact(len).zip(c.chunks_exact_mut(step.out_len)) {
-                        ops::concat_part(*outer, width, total, offset, x, y);
-                    }
+                    ops::concat_part(batch * outer, width, total, offset, a, c);
                     offset += width;
                 }
             }
@@ -430,12 +426,7 @@ fn run_steps(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], first: usize
             }
             Kind::Permute { shape, perm } => {
                 let (a, c) = views(arena, input, step.src, step.dst, il, ol);
-                for (x, y) in a
-                    .chunks_exact(step.in_len)
-                    .zip(c.chunks_exact_mut(step.out_len))
-                {
-                    ops::permute(shape, perm, x, y);
-                }
+                ops::per_sample(batch, a, c, |x, y| ops::permute(shape, perm, x, y));
             }
             Kind::Op(op) => {
                 let io = step_io(arena, input, step, batch);
