@@ -199,7 +199,9 @@ impl std::fmt::Display for LoadError {
                 opset: Some(v),
             }) => write!(f, "node {name:?} ({op}, opset {v}): ")?,
             Some(Site {
-                name, op, opset: None
+                name,
+                op,
+                opset: None,
             }) => write!(f, "layer {name:?} ({op}): ")?,
             None => {}
         }
