@@ -11,7 +11,7 @@ use common::bound::{self, Bounded};
 use common::{Spec, first_diff, some_not_nan, strategy};
 use proptest::prelude::*;
 use sinter::Isa;
-use sinter::model::{DenseConfig, DropoutConfig};
+use sinter::model::DenseConfig;
 use sinter::model::{Layer, Model, Node};
 use sinter::plan::CompileOptions;
 use std::sync::Arc;
@@ -114,7 +114,7 @@ fn check_layer(node: &Node, x: &[f32], got: &[f32]) -> Result<usize, String> {
     let (act, weights) = match &node.layer {
         Layer::Dense(DenseConfig { activation, .. }) => (*activation, node.weights.as_ref()),
         Layer::Activation(act) => (*act, None),
-        Layer::Dropout(DropoutConfig { .. }) => {
+        Layer::Dropout(_) => {
             return match first_diff(got, x) {
                 None => Ok(0),
                 Some(d) => Err(format!("{}: dropout changed {d:?}", node.name)),

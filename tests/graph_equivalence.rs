@@ -21,9 +21,7 @@ use sinter::model::{
     ActivationLayer, BatchNormalization, Concatenate, DType, Dense, Embedding, Flatten, Input,
     LayerNormalization, Merge, Model, Normalization, Rescaling, Tensor, apply,
 };
-use sinter::model::{
-    ConcatenateConfig, DenseConfig, EmbeddingConfig, NormalizationConfig, RescalingConfig,
-};
+use sinter::model::{DenseConfig, EmbeddingConfig, NormalizationConfig, RescalingConfig};
 use sinter::model::{Layer, RowNorm};
 use sinter::plan::{CompileOptions, Values};
 use sinter::{Activation, Isa, reference};
@@ -302,7 +300,7 @@ fn bounded(model: &Model, x: &[f32], ids: &[i32]) -> Vec<Vec<Bounded>> {
                     .collect()
             }
             Layer::Flatten => input(0).clone(),
-            Layer::Concatenate(ConcatenateConfig { .. }) => {
+            Layer::Concatenate(_) => {
                 let parts: Vec<Vec<&[Bounded]>> =
                     (0..node.inputs.len()).map(|k| rows(k).collect()).collect();
                 (0..parts[0].len())

@@ -18,8 +18,9 @@
 //!
 //! # Unsafe code
 //!
-//! All of sinter's `unsafe` is in this module, every block with a `// SAFETY:` line
-//! (`clippy::undocumented_unsafe_blocks` is denied crate-wide). It is of five kinds:
+//! All of sinter's `unsafe` is in this module, but for the worker pool's type-erased task
+//! pointer (`plan/threads/workers.rs`); every block has a `// SAFETY:` line
+//! (`clippy::undocumented_unsafe_blocks` is denied crate-wide). Here it is of four kinds:
 //!
 //! - **CPU features.** `#[target_feature]` entry points (`x86/mod.rs`) are called only through
 //!   `Avx2Token` / `Avx512Token`, which exist only after `is_x86_feature_detected!` said yes.
@@ -30,9 +31,6 @@
 //!   arithmetic, that A holds `(m - 1) * lda + K` values, C `(m - 1) * ldc + N`, the panel
 //!   range is inside the packing, and row-wise epilogues own whole rows. Partial tiles go
 //!   through a tile-sized buffer; packed B and bias are padded to whole panels.
-//! - **`Workers`** (`workers.rs`): a call's task lives on the caller's stack and is reached
-//!   by the worker threads through a type-erased pointer; the caller returns (or unwinds) only
-//!   after every worker has left the task.
 //! - **`ColumnParts: Send`**: a part writes only its own column panels of a C borrowed
 //!   mutably for its whole life; parts are split and run by value, so no panel is covered
 //!   twice. `PackedB` sizes are computed with overflow checks, and `check` compares the
@@ -54,11 +52,8 @@ pub(crate) mod ops;
 mod portable;
 mod simd;
 pub(crate) mod tune;
-mod workers;
 #[cfg(target_arch = "x86_64")]
 mod x86;
-
-pub(crate) use workers::{Task, Workers};
 
 pub use activation::{Activation, SELU_ALPHA, SELU_SCALE, UnknownActivation};
 pub use cache::Caches;

@@ -1,9 +1,11 @@
 //! Where a plan's large layers run when it has more than one thread: sinter's own workers
 //! (one process-wide pool for the default thread count) or a pool the caller hands in.
 
+mod workers;
+
 use crate::error::{Error, Result};
-use crate::kernels;
 use std::sync::Arc;
+use workers::{Task, Workers};
 
 /// A thread pool of the caller's that a plan runs its large layers on, instead of starting
 /// threads of its own: `CompileOptions::new().pool(Arc::new(rayon_pool))`.
@@ -48,7 +50,7 @@ impl WorkerPool for rayon::ThreadPool {
 /// A plan's threads beyond the caller's.
 #[derive(Clone, Debug)]
 pub(crate) enum Pool {
-    Own(Arc<kernels::Workers>),
+    Own(Arc<Workers>),
     Caller(Arc<dyn WorkerPool>),
 }
 
@@ -72,7 +74,7 @@ impl Pool {
         match self {
             Pool::Own(w) => w.for_each(items, f),
             Pool::Caller(p) => {
-                let task = kernels::Task::new(items, &f);
+                let task = Task::new(items, &f);
                 p.run_on(self.threads(), &|| task.drain());
                 // Whatever the pool's calls did not take.
                 task.drain();
@@ -92,7 +94,7 @@ pub(crate) fn pool_for(
     threads: usize,
     caller: Option<&Arc<dyn WorkerPool>>,
 ) -> Result<Option<Pool>> {
-    static SHARED: std::sync::OnceLock<Arc<kernels::Workers>> = std::sync::OnceLock::new();
+    static SHARED: std::sync::OnceLock<Arc<Workers>> = std::sync::OnceLock::new();
     if let Some(p) = caller {
         return Ok((p.threads() > 1).then(|| Pool::Caller(p.clone())));
     }
@@ -100,7 +102,7 @@ pub(crate) fn pool_for(
         return Ok(None);
     }
     let start = || {
-        kernels::Workers::new(threads)
+        Workers::new(threads)
             .map(Arc::new)
             .map_err(|e| Error::Options(format!("cannot start {threads} threads: {e}")))
     };

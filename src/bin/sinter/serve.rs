@@ -11,14 +11,20 @@
 //! beyond, 503 with `Retry-After`). Bad requests get a 4xx with `{"error": "..."}`; the server
 //! keeps serving. SIGTERM or Ctrl-C closes the listening socket (new connections are refused)
 //! and lets in-flight requests finish.
+//!
+//! This file routes requests and holds connections; decoding a request into the model's input
+//! arrays and encoding its outputs (KServe v2 JSON and binary tensors, TF Serving predict) is
+//! `codec.rs`.
 
+mod codec;
+
+use codec::{Encoded, HEADER_LENGTH};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
-use sinter::io::npy::Array;
-use sinter::{Batcher, BatcherOptions, CompileOptions, DType, Error, Result};
+use sinter::{Batcher, BatcherOptions, CompileOptions, Error, Result};
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -320,7 +326,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Reply {
         }
         (&Method::GET, ["v2", "models", name] | ["v2", "models", name, "versions", "1"]) => {
             match model(name) {
-                Some(s) => reply(StatusCode::OK, &metadata(s)),
+                Some(s) => reply(StatusCode::OK, &codec::metadata(&s.name, s.batcher.plan())),
                 None => not_found(name),
             }
         }
@@ -410,199 +416,9 @@ async fn body_bytes(req: Request<Incoming>, state: &State) -> std::result::Resul
     }
 }
 
-/// The message of a 400 if `bytes` is not JSON.
-fn parse_json(bytes: &[u8]) -> std::result::Result<Value, String> {
-    serde_json::from_slice(bytes).map_err(|e| format!("malformed JSON: {e}"))
-}
-
 /// The request body as JSON (see [`body_bytes`]).
 async fn body_json(req: Request<Incoming>, state: &State) -> std::result::Result<Value, Reply> {
-    parse_json(&body_bytes(req, state).await?).map_err(|m| error(StatusCode::BAD_REQUEST, m))
-}
-
-/// The header of KServe's binary tensor extension: the body's first `n` bytes are the JSON
-/// request, the rest the tensors' raw bytes.
-const HEADER_LENGTH: &str = "inference-header-content-length";
-
-fn kserve_type(d: DType) -> &'static str {
-    match d {
-        DType::F32 => "FP32",
-        DType::I32 => "INT32",
-        DType::I64 => "INT64",
-    }
-}
-
-fn metadata(s: &Served) -> Value {
-    let plan = s.batcher.plan();
-    let tensors = |ts: &[sinter::plan::TensorInfo]| -> Vec<Value> {
-        ts.iter()
-            .map(|t| {
-                let mut shape = vec![-1i64];
-                shape.extend(t.shape.iter().map(|&d| d as i64));
-                json!({"name": t.name, "datatype": kserve_type(t.dtype), "shape": shape})
-            })
-            .collect()
-    };
-    json!({
-        "name": s.name,
-        "versions": ["1"],
-        "platform": "sinter",
-        "inputs": tensors(plan.inputs()),
-        "outputs": tensors(plan.outputs()),
-    })
-}
-
-/// A tensor's values before they meet the model's type: floats, or integers.
-enum Flat {
-    F32(Vec<f32>),
-    Int(Vec<i64>),
-}
-
-impl Flat {
-    fn len(&self) -> usize {
-        match self {
-            Flat::F32(v) => v.len(),
-            Flat::Int(v) => v.len(),
-        }
-    }
-}
-
-/// A JSON array (nested to any depth) flattened into `out`; `Err` names the first value that
-/// is not a number of the type.
-fn flatten(v: &Value, out: &mut Flat, depth: usize) -> std::result::Result<(), String> {
-    if depth > 32 {
-        return Err("data nested deeper than 32 levels".into());
-    }
-    match (v, out) {
-        (Value::Array(items), out) => {
-            for i in items {
-                flatten(i, out, depth + 1)?;
-            }
-            Ok(())
-        }
-        (Value::Number(n), Flat::F32(out)) => {
-            out.push(n.as_f64().ok_or_else(|| format!("{n} is not a number"))? as f32);
-            Ok(())
-        }
-        (Value::Number(n), Flat::Int(out)) => {
-            out.push(n.as_i64().ok_or_else(|| format!("{n} is not an integer"))?);
-            Ok(())
-        }
-        (other, _) => Err(format!("{other} is not a number")),
-    }
-}
-
-/// A tensor's data: JSON, or its raw little-endian bytes (KServe's binary tensor extension).
-#[derive(Clone, Copy)]
-enum Data<'a> {
-    Json(&'a Value),
-    Binary(&'a [u8]),
-}
-
-/// Raw little-endian bytes as `N`-byte elements.
-fn elements<const N: usize>(
-    bytes: &[u8],
-    datatype: &str,
-) -> std::result::Result<impl Iterator<Item = [u8; N]>, String> {
-    if !bytes.len().is_multiple_of(N) {
-        return Err(format!(
-            "{} bytes of binary data: not a whole number of {datatype} values",
-            bytes.len()
-        ));
-    }
-    Ok(bytes
-        .chunks_exact(N)
-        .map(|c| <[u8; N]>::try_from(c).unwrap_or([0; N])))
-}
-
-/// One input's values from a KServe/TF tensor: `(rows, array)`.
-fn tensor_values(
-    info: &sinter::plan::TensorInfo,
-    datatype: Option<&str>,
-    shape: Option<&[Value]>,
-    data: Data<'_>,
-) -> std::result::Result<(usize, Array), String> {
-    let int = match (datatype, info.dtype) {
-        (Some("FP32") | None, DType::F32) => false,
-        (Some("INT32" | "INT64") | None, DType::I32 | DType::I64) => true,
-        (Some("FP32"), _) => false, // whole-number floats as ids, as Keras casts them
-        (Some(t), d) => {
-            return Err(format!("datatype {t} for an input of {}", kserve_type(d)));
-        }
-    };
-    let flat = match data {
-        Data::Json(v) => {
-            let mut flat = if int {
-                Flat::Int(Vec::new())
-            } else {
-                Flat::F32(Vec::new())
-            };
-            flatten(v, &mut flat, 0)?;
-            flat
-        }
-        Data::Binary(b) => match datatype {
-            Some("FP32") => Flat::F32(elements::<4>(b, "FP32")?.map(f32::from_le_bytes).collect()),
-            Some("INT32") => Flat::Int(
-                elements::<4>(b, "INT32")?
-                    .map(|e| i64::from(i32::from_le_bytes(e)))
-                    .collect(),
-            ),
-            Some("INT64") => {
-                Flat::Int(elements::<8>(b, "INT64")?.map(i64::from_le_bytes).collect())
-            }
-            _ => return Err("binary data needs a \"datatype\"".into()),
-        },
-    };
-    if flat.len() == 0 || flat.len() % info.len != 0 {
-        return Err(format!(
-            "{} values: not a whole number of samples of {} ({:?} per sample)",
-            flat.len(),
-            info.len,
-            info.shape
-        ));
-    }
-    let rows = flat.len() / info.len;
-    if let Some(shape) = shape {
-        let dims: Option<Vec<usize>> = shape
-            .iter()
-            .map(|d| d.as_u64().map(|d| d as usize))
-            .collect();
-        let mut want = vec![rows];
-        want.extend(&info.shape);
-        if dims.as_deref() != Some(&want[..]) {
-            return Err(format!(
-                "shape {shape:?}, the data and the model give {want:?}"
-            ));
-        }
-    }
-    let array = match (flat, info.dtype) {
-        (Flat::F32(v), _) => Array::F32(v),
-        (Flat::Int(v), DType::I32) => Array::I32(
-            v.iter()
-                .map(|&v| i32::try_from(v).map_err(|_| format!("{v} is not an int32")))
-                .collect::<std::result::Result<_, _>>()?,
-        ),
-        (Flat::Int(v), _) => Array::I64(v),
-    };
-    Ok((rows, array))
-}
-
-/// Appends one input's values, checking its rows against the first input's; the message of
-/// a 400 otherwise.
-fn add_input(
-    arrays: &mut Vec<Array>,
-    rows: &mut Option<usize>,
-    info: &sinter::plan::TensorInfo,
-    values: std::result::Result<(usize, Array), String>,
-) -> std::result::Result<(), String> {
-    let bad = |m: String| format!("input {:?}: {m}", info.name);
-    let (r, a) = values.map_err(bad)?;
-    let first = *rows.get_or_insert(r);
-    if first != r {
-        return Err(bad(format!("{r} rows, the first input has {first}")));
-    }
-    arrays.push(a);
-    Ok(())
+    codec::parse_json(&body_bytes(req, state).await?).map_err(|m| error(StatusCode::BAD_REQUEST, m))
 }
 
 /// The status for a run's error: the caller's fault (4xx) or the server's (503 when busy,
@@ -621,268 +437,42 @@ fn run_error(e: &Error) -> Reply {
     }
 }
 
-/// One output tensor: its JSON entry, with the data inline, or with `binary_data_size` and
-/// the raw little-endian bytes appended to `binary`.
-fn output_json(
-    info: &sinter::plan::TensorInfo,
-    rows: usize,
-    values: &[f32],
-    binary: Option<&mut Vec<u8>>,
-) -> Value {
-    let mut shape = vec![rows];
-    shape.extend(&info.shape);
-    let mut t = json!({"name": info.name, "datatype": kserve_type(info.dtype), "shape": shape});
-    match binary {
-        Some(out) => {
-            let start = out.len();
-            match info.dtype {
-                DType::F32 => values.iter().for_each(|v| out.extend(v.to_le_bytes())),
-                DType::I32 => values
-                    .iter()
-                    .for_each(|&v| out.extend((v as i32).to_le_bytes())),
-                DType::I64 => values
-                    .iter()
-                    .for_each(|&v| out.extend((v as i64).to_le_bytes())),
-            }
-            t["parameters"] = json!({"binary_data_size": out.len() - start});
-        }
-        None => {
-            t["data"] = match info.dtype {
-                DType::F32 => json!(values),
-                _ => json!(values.iter().map(|&v| v as i64).collect::<Vec<_>>()),
-            };
-        }
-    }
-    t
-}
-
-/// `parameters.<key>` of a request or tensor, when it is a boolean.
-fn flag(v: &Value, key: &str) -> Option<bool> {
-    v.get("parameters")?.get(key)?.as_bool()
-}
-
-/// Splits the binary section among the inputs that declare `binary_data_size`, in the order
-/// the request lists them.
-fn binary_inputs<'a>(
-    inputs: &[Value],
-    mut binary: &'a [u8],
-) -> std::result::Result<Vec<Option<&'a [u8]>>, String> {
-    let mut parts = Vec::with_capacity(inputs.len());
-    for t in inputs {
-        let size = t.get("parameters").and_then(|p| p.get("binary_data_size"));
-        let Some(size) = size else {
-            parts.push(None);
-            continue;
-        };
-        let name = t.get("name").and_then(Value::as_str).unwrap_or("?");
-        let size = size
-            .as_u64()
-            .and_then(|s| usize::try_from(s).ok())
-            .ok_or_else(|| format!("input {name:?}: binary_data_size {size} is not a size"))?;
-        if size > binary.len() {
-            return Err(format!(
-                "input {name:?}: binary_data_size {size}, but {} bytes of binary data are left",
-                binary.len()
-            ));
-        }
-        let (part, rest) = binary.split_at(size);
-        parts.push(Some(part));
-        binary = rest;
-    }
-    if !binary.is_empty() {
-        return Err(format!(
-            "{} bytes of binary data that no input declares",
-            binary.len()
-        ));
-    }
-    Ok(parts)
-}
-
 /// A KServe v2 infer. `header`: the `Inference-Header-Content-Length` header, if sent
 /// (`Some(None)` when it is not a number).
 async fn kserve_infer(s: &Served, body: &[u8], header: Option<Option<usize>>) -> Reply {
-    let bad = |m: String| error(StatusCode::BAD_REQUEST, m);
-    let (json_part, binary) = match header {
-        None => (body, &[][..]),
-        Some(Some(n)) if n <= body.len() => body.split_at(n),
-        Some(_) => {
-            return bad(format!(
-                "{HEADER_LENGTH} must be a number of bytes up to the body's {}",
-                body.len()
-            ));
-        }
-    };
-    let body = match parse_json(json_part) {
-        Ok(b) => b,
-        Err(m) => return bad(m),
-    };
     let plan = s.batcher.plan();
-    let Some(inputs) = body.get("inputs").and_then(Value::as_array) else {
-        return bad("the body needs an \"inputs\" array".into());
+    let mut req = match codec::kserve_request(plan, body, header) {
+        Ok(r) => r,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
-    let parts = match binary_inputs(inputs, binary) {
-        Ok(p) => p,
-        Err(m) => return bad(m),
-    };
-    let mut arrays = Vec::with_capacity(plan.inputs().len());
-    let mut rows = None;
-    for info in plan.inputs() {
-        let k = inputs
-            .iter()
-            .position(|t| t.get("name").and_then(Value::as_str) == Some(&info.name))
-            .or_else(|| (plan.inputs().len() == 1 && inputs.len() == 1).then_some(0));
-        let Some(k) = k else {
-            return bad(format!("input {:?} is missing", info.name));
-        };
-        let t = &inputs[k];
-        let datatype = t.get("datatype").and_then(Value::as_str);
-        let shape = t.get("shape").and_then(Value::as_array).map(Vec::as_slice);
-        let data = match parts[k] {
-            Some(b) => Data::Binary(b),
-            None => Data::Json(t.get("data").unwrap_or(&Value::Null)),
-        };
-        let values = tensor_values(info, datatype, shape, data);
-        if let Err(m) = add_input(&mut arrays, &mut rows, info, values) {
-            return bad(m);
-        }
-    }
-    // Which outputs, each inline or binary: a listed output's own `binary_data`, else the
-    // request's `binary_data_output`.
-    let all_binary = flag(&body, "binary_data_output").unwrap_or(false);
-    let mut wanted = Vec::new();
-    match body.get("outputs").and_then(Value::as_array) {
-        Some(listed) => {
-            for t in listed {
-                let name = t.get("name").and_then(Value::as_str).unwrap_or("");
-                let Some(k) = plan.outputs().iter().position(|o| o.name == name) else {
-                    return bad(format!("the model has no output named {name:?}"));
-                };
-                wanted.push((k, flag(t, "binary_data").unwrap_or(all_binary)));
-            }
-        }
-        None => wanted.extend((0..plan.outputs().len()).map(|k| (k, all_binary))),
-    }
-    let rows = rows.unwrap_or(0);
-    let outs = match s.batcher.run_async(arrays).await {
+    let outs = match s.batcher.run_async(std::mem::take(&mut req.arrays)).await {
         Ok(outs) => outs,
         Err(e) => return run_error(&e),
     };
-    let mut binary = Vec::new();
-    let outputs: Vec<Value> = wanted
-        .iter()
-        .map(|&(k, bin)| {
-            output_json(
-                &plan.outputs()[k],
-                rows,
-                &outs[k],
-                bin.then_some(&mut binary),
-            )
-        })
-        .collect();
-    let mut r = json!({"model_name": s.name, "model_version": "1", "outputs": outputs});
-    if let Some(id) = body.get("id").filter(|id| !id.is_null()) {
-        r["id"] = id.clone();
+    match codec::kserve_response(plan, &s.name, &req, &outs) {
+        Encoded::Json(r) => reply(StatusCode::OK, &r),
+        Encoded::Binary { bytes, header_len } => {
+            let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+            let headers = resp.headers_mut();
+            headers.insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/octet-stream"),
+            );
+            headers.insert(HEADER_LENGTH, hyper::header::HeaderValue::from(header_len));
+            resp
+        }
     }
-    if binary.is_empty() && !wanted.iter().any(|w| w.1) {
-        return reply(StatusCode::OK, &r);
-    }
-    let mut out = r.to_string().into_bytes();
-    let header_len = out.len();
-    out.extend(binary);
-    let mut resp = Response::new(Full::new(Bytes::from(out)));
-    let headers = resp.headers_mut();
-    headers.insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/octet-stream"),
-    );
-    headers.insert(HEADER_LENGTH, hyper::header::HeaderValue::from(header_len));
-    resp
 }
 
-/// TensorFlow Serving's REST predict: `{"instances": [...]}` (one entry per sample; an object
-/// per sample for several inputs) or `{"inputs": ...}` (columnar).
-async fn tf_predict(s: &Served, mut body: Value) -> Reply {
+/// TensorFlow Serving's REST predict (see [`codec::tf_request`]).
+async fn tf_predict(s: &Served, body: Value) -> Reply {
     let plan = s.batcher.plan();
-    let infos = plan.inputs();
-    let mut arrays = Vec::with_capacity(infos.len());
-    let mut rows = None;
-    // Each input's values, taken out of the body (not copied).
-    let by_name = |o: &mut serde_json::Map<String, Value>, name: &str| {
-        o.get_mut(name).map_or(Value::Null, Value::take)
+    let (arrays, rows) = match codec::tf_request(plan, body) {
+        Ok(r) => r,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
-    let columns: Vec<Value> =
-        if let Some(inst) = body.get_mut("instances").and_then(Value::as_array_mut) {
-            if infos.len() == 1 && !inst.first().is_some_and(Value::is_object) {
-                vec![Value::Array(std::mem::take(inst))]
-            } else {
-                // One object per sample, keyed by input name.
-                infos
-                    .iter()
-                    .map(|info| {
-                        Value::Array(
-                            inst.iter_mut()
-                                .map(|i| match i {
-                                    Value::Object(o) => by_name(o, &info.name),
-                                    _ => Value::Null,
-                                })
-                                .collect(),
-                        )
-                    })
-                    .collect()
-            }
-        } else if let Some(inputs) = body.get_mut("inputs") {
-            match inputs {
-                Value::Object(o) => infos.iter().map(|i| by_name(o, &i.name)).collect(),
-                v if infos.len() == 1 => vec![v.take()],
-                _ => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "\"inputs\" must be an object keyed by input name",
-                    );
-                }
-            }
-        } else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "the body needs \"instances\" or \"inputs\"",
-            );
-        };
-    for (info, col) in infos.iter().zip(&columns) {
-        if let Err(m) = add_input(
-            &mut arrays,
-            &mut rows,
-            info,
-            tensor_values(info, None, None, Data::Json(col)),
-        ) {
-            return error(StatusCode::BAD_REQUEST, m);
-        }
-    }
-    let rows = rows.unwrap_or(0);
     match s.batcher.run_async(arrays).await {
-        Ok(outs) => {
-            let outputs = plan.outputs();
-            let sample = |k: usize, r: usize| -> Value {
-                let info = &outputs[k];
-                let v = &outs[k][r * info.len..(r + 1) * info.len];
-                match info.dtype {
-                    DType::F32 => json!(v),
-                    _ => json!(v.iter().map(|&x| x as i64).collect::<Vec<_>>()),
-                }
-            };
-            let predictions: Vec<Value> = (0..rows)
-                .map(|r| {
-                    if outputs.len() == 1 {
-                        sample(0, r)
-                    } else {
-                        let m: serde_json::Map<String, Value> = (0..outputs.len())
-                            .map(|k| (outputs[k].name.clone(), sample(k, r)))
-                            .collect();
-                        Value::Object(m)
-                    }
-                })
-                .collect();
-            reply(StatusCode::OK, &json!({ "predictions": predictions }))
-        }
+        Ok(outs) => reply(StatusCode::OK, &codec::tf_response(plan, rows, &outs)),
         Err(e) => run_error(&e),
     }
 }

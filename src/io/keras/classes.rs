@@ -2,7 +2,8 @@
 //! that class's config into a [`Layer`]. Adding a class is one function (or a closure) and one
 //! line in [`CLASSES`]; the config readers every class shares live on [`Config`].
 
-use super::{Spec, batch_shape, str_field};
+use super::config::{Spec, batch_shape, str_field};
+use super::{Fault, Res};
 use crate::kernels::Activation;
 use crate::model::{
     AveragePooling1DConfig, ConcatenateConfig, Conv1DConfig, DenseConfig, DropoutConfig,
@@ -11,8 +12,6 @@ use crate::model::{
 };
 use crate::model::{ChannelNorm, DType, Layer, Merge, Padding, RowNorm};
 use serde_json::Value;
-
-type Res<T> = std::result::Result<T, String>;
 
 /// Reads one class's config. The [`Spec`] arrives with its name and class set; a class may also
 /// set its input shape and dtype (`InputLayer`) or `mask_zero` (`Embedding`).
@@ -72,7 +71,7 @@ const CLASSES: &[(&str, ClassFn)] = &[
             Some(a) => a
                 .as_i64()
                 .and_then(|a| isize::try_from(a).ok())
-                .ok_or_else(|| c.err("axis is not an integer"))?,
+                .ok_or_else(|| c.invalid("axis is not an integer"))?,
         };
         Ok(Layer::Concatenate(ConcatenateConfig { axis }))
     }),
@@ -118,7 +117,7 @@ const CLASSES: &[(&str, ClassFn)] = &[
     }),
     ("Normalization", |c, _| {
         if c.bool_or("invert", false)? {
-            return Err(c.err("invert=True is not supported"));
+            return Err(c.unsupported("invert=True is not supported"));
         }
         Ok(Layer::Normalization(NormalizationConfig {
             axis: c.axis()?,
@@ -131,21 +130,26 @@ const CLASSES: &[(&str, ClassFn)] = &[
     ("Model", nested),
 ];
 
-/// One layer of a config: `{"class_name": .., "config": {..}}`.
-pub(super) fn layer_spec(l: &Value) -> Res<Spec> {
-    let class = str_field(l, "class_name")?;
-    let config = l.get("config").ok_or("no \"config\"")?;
+/// Layer `i` of a config: `{"class_name": .., "config": {..}}`.
+pub(super) fn layer_spec(l: &Value, i: usize) -> Res<Spec> {
+    let class =
+        str_field(l, "class_name").map_err(|m| Fault::invalid(format!("layer {i}: {m}")))?;
+    let config = l.get("config");
     let name = config
-        .get("name")
+        .and_then(|c| c.get("name"))
         .and_then(Value::as_str)
         .or_else(|| l.get("name").and_then(Value::as_str))
         .unwrap_or_default();
+    let config = config.ok_or_else(|| Fault::invalid("no \"config\"").at(name, class))?;
     let Some(&(_, read)) = CLASSES.iter().find(|(c, _)| *c == class) else {
         let known: Vec<&str> = CLASSES.iter().map(|(c, _)| *c).collect();
-        return Err(format!(
+        // The layer's name leads the detail too: the fixtures' manifests look for
+        // `layer "lstm": class LSTM is not supported`.
+        return Err(Fault::unsupported(format!(
             "layer {name:?}: class {class} is not supported (sinter reads {})",
             known.join(", ")
-        ));
+        ))
+        .at(name, class));
     };
     let mut spec = Spec {
         name: name.to_string(),
@@ -167,8 +171,8 @@ pub(super) fn layer_spec(l: &Value) -> Res<Spec> {
     Ok(spec)
 }
 
-/// A layer's `config` object, with the readers the classes share; every error names the class
-/// and the layer.
+/// A layer's `config` object, with the readers the classes share; every fault is located at
+/// the layer (its name and class).
 pub(super) struct Config<'a> {
     c: &'a Value,
     class: &'a str,
@@ -176,9 +180,14 @@ pub(super) struct Config<'a> {
 }
 
 impl Config<'_> {
-    /// `msg` about this layer.
-    fn err(&self, msg: impl std::fmt::Display) -> String {
-        format!("{} {:?}: {msg}", self.class, self.name)
+    /// A value Keras itself would not write here (missing, of the wrong type, out of range).
+    fn invalid(&self, msg: impl std::fmt::Display) -> Fault {
+        Fault::invalid(msg.to_string()).at(self.name, self.class)
+    }
+
+    /// A value Keras accepts but sinter does not run.
+    fn unsupported(&self, msg: impl std::fmt::Display) -> Fault {
+        Fault::unsupported(msg.to_string()).at(self.name, self.class)
     }
 
     /// The option `key`, `None` when missing or null.
@@ -192,7 +201,7 @@ impl Config<'_> {
             Some(v) => v
                 .as_f64()
                 .map(|x| x as f32)
-                .ok_or_else(|| self.err(format!("{key} is not a number"))),
+                .ok_or_else(|| self.invalid(format!("{key} is not a number"))),
         }
     }
 
@@ -200,7 +209,7 @@ impl Config<'_> {
         match self.get(key) {
             None => Ok(default),
             Some(Value::Bool(v)) => Ok(*v),
-            Some(v) => Err(self.err(format!("{key} {v} is not true or false"))),
+            Some(v) => Err(self.invalid(format!("{key} {v} is not true or false"))),
         }
     }
 
@@ -213,7 +222,7 @@ impl Config<'_> {
                 Ok(one(&a[0]).unwrap_or(-1))
             }
             Some(v) if one(v).is_some() => Ok(one(v).unwrap_or(-1)),
-            Some(v) => Err(self.err(format!(
+            Some(v) => Err(self.unsupported(format!(
                 "axis {v}: only a single axis (the last) is supported"
             ))),
         }
@@ -222,7 +231,7 @@ impl Config<'_> {
     /// A positive integer option that Keras may write as `3` or `[3]`.
     fn positive(&self, key: &str) -> Res<usize> {
         match self.positive_or(key, 0)? {
-            0 => Err(self.err(format!("{key} is missing"))),
+            0 => Err(self.invalid(format!("{key} is missing"))),
             v => Ok(v),
         }
     }
@@ -233,14 +242,14 @@ impl Config<'_> {
             None => return Ok(default),
             Some(Value::Array(a)) => match a.as_slice() {
                 [v] => v,
-                _ => return Err(self.err(format!("{key} {a:?}: expected one value (1-D)"))),
+                _ => return Err(self.invalid(format!("{key} {a:?}: expected one value (1-D)"))),
             },
             Some(v) => v,
         };
         v.as_u64()
             .and_then(|v| usize::try_from(v).ok())
             .filter(|&v| v > 0 && v <= 1 << 24)
-            .ok_or_else(|| self.err(format!("{key} {v} is not a positive integer")))
+            .ok_or_else(|| self.invalid(format!("{key} {v} is not a positive integer")))
     }
 
     /// A list of at most 32 integers (a shape or an axis order), each converted by `int`.
@@ -248,11 +257,11 @@ impl Config<'_> {
         self.get(key)
             .and_then(Value::as_array)
             .filter(|a| a.len() <= 32)
-            .ok_or_else(|| self.err(format!("{key} is not a list of at most 32 entries")))?
+            .ok_or_else(|| self.invalid(format!("{key} is not a list of at most 32 entries")))?
             .iter()
             .map(int)
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| self.err(format!("{key} has an entry that is not a valid integer")))
+            .ok_or_else(|| self.invalid(format!("{key} has an entry that is not a valid integer")))
     }
 
     fn padding(&self) -> Res<Padding> {
@@ -260,12 +269,14 @@ impl Config<'_> {
             .and_then(Value::as_str)
             .unwrap_or("valid")
             .parse()
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.invalid(e))
     }
 
     fn channels_last(&self) -> Res<()> {
         match self.get("data_format").and_then(Value::as_str) {
-            Some("channels_first") => Err(self.err("data_format channels_first is not supported")),
+            Some("channels_first") => {
+                Err(self.unsupported("data_format channels_first is not supported"))
+            }
             _ => Ok(()),
         }
     }
@@ -280,11 +291,11 @@ impl Config<'_> {
                 .and_then(Value::as_str)
                 .or_else(|| o.get("registered_name").and_then(Value::as_str))
                 .or_else(|| o.get("class_name").and_then(Value::as_str))
-                .ok_or_else(|| self.err("activation object without a name"))?,
-            Some(other) => return Err(self.err(format!("activation {other} is not a name"))),
+                .ok_or_else(|| self.invalid("activation object without a name"))?,
+            Some(other) => return Err(self.invalid(format!("activation {other} is not a name"))),
         };
         name.parse()
-            .map_err(|e: crate::kernels::UnknownActivation| self.err(e))
+            .map_err(|e: crate::kernels::UnknownActivation| self.unsupported(e))
     }
 }
 
@@ -292,8 +303,8 @@ fn input_layer(c: &Config<'_>, spec: &mut Spec) -> Res<Layer> {
     let s = c
         .get("batch_shape")
         .or_else(|| c.get("batch_input_shape"))
-        .ok_or_else(|| c.err("no batch_shape"))?;
-    spec.shape = batch_shape(s).map_err(|e| c.err(e))?;
+        .ok_or_else(|| c.invalid("no batch_shape"))?;
+    spec.shape = batch_shape(s).map_err(|e| c.invalid(e))?;
     spec.dtype = match c.get("dtype") {
         None => DType::F32,
         Some(Value::String(t)) => match t.as_str() {
@@ -301,7 +312,7 @@ fn input_layer(c: &Config<'_>, spec: &mut Spec) -> Res<Layer> {
             "int32" => DType::I32,
             "int64" => DType::I64,
             other => {
-                return Err(c.err(format!(
+                return Err(c.unsupported(format!(
                     "dtype {other:?}: inputs are float32, int32 or int64"
                 )));
             }
@@ -313,9 +324,11 @@ fn input_layer(c: &Config<'_>, spec: &mut Spec) -> Res<Layer> {
             .and_then(Value::as_str)
         {
             Some("float32") | None => DType::F32,
-            Some(other) => return Err(c.err(format!("dtype policy {other:?} is not supported"))),
+            Some(other) => {
+                return Err(c.unsupported(format!("dtype policy {other:?} is not supported")));
+            }
         },
-        Some(other) => return Err(c.err(format!("dtype {other} is not a name"))),
+        Some(other) => return Err(c.invalid(format!("dtype {other} is not a name"))),
     };
     Ok(Layer::Input)
 }
@@ -327,7 +340,7 @@ fn dense(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
             .and_then(Value::as_u64)
             .and_then(|u| usize::try_from(u).ok())
             .filter(|&u| u > 0)
-            .ok_or_else(|| c.err("units is not a positive integer"))?,
+            .ok_or_else(|| c.invalid("units is not a positive integer"))?,
         activation: c.activation("activation")?,
         use_bias: c.get("use_bias").and_then(Value::as_bool).unwrap_or(true),
     }))
@@ -338,7 +351,7 @@ fn relu(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
         None => None,
         Some(v) => Some(
             v.as_f64()
-                .ok_or_else(|| c.err("max_value is not a number"))? as f32,
+                .ok_or_else(|| c.invalid("max_value is not a number"))? as f32,
         ),
     };
     Ok(Layer::Activation(Activation::Relu {
@@ -352,7 +365,7 @@ fn softmax(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
     match c.get("axis") {
         None => {}
         Some(a) if a.as_i64() == Some(-1) => {}
-        Some(a) => return Err(c.err(format!("axis {a}: only the last axis is supported"))),
+        Some(a) => return Err(c.unsupported(format!("axis {a}: only the last axis is supported"))),
     }
     Ok(Layer::Activation(Activation::Softmax))
 }
@@ -363,7 +376,7 @@ fn conv1d(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
         .and_then(Value::as_u64)
         .is_some_and(|g| g != 1)
     {
-        return Err(c.err("grouped convolutions are not supported"));
+        return Err(c.unsupported("grouped convolutions are not supported"));
     }
     Ok(Layer::Conv1D(Conv1DConfig {
         filters: c.positive("filters")?,
@@ -399,7 +412,7 @@ fn pooling(c: &Config<'_>, max: bool) -> Res<Layer> {
 fn global_pooling(c: &Config<'_>, max: bool) -> Res<Layer> {
     c.channels_last()?;
     if c.get("keepdims").and_then(Value::as_bool) == Some(true) {
-        return Err(c.err("keepdims=True is not supported"));
+        return Err(c.unsupported("keepdims=True is not supported"));
     }
     Ok(if max {
         Layer::GlobalMaxPooling1D
@@ -410,7 +423,9 @@ fn global_pooling(c: &Config<'_>, max: bool) -> Res<Layer> {
 
 fn layer_normalization(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
     if c.bool_or("rms_scaling", false)? {
-        return Err(c.err("rms_scaling=True (deprecated) is not supported: use RMSNormalization"));
+        return Err(
+            c.unsupported("rms_scaling=True (deprecated) is not supported: use RMSNormalization")
+        );
     }
     Ok(Layer::LayerNormalization(RowNorm {
         axis: c.axis()?,
@@ -422,7 +437,7 @@ fn layer_normalization(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
 }
 
 fn nested(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
-    Err(c.err("nested models are not supported"))
+    Err(c.unsupported("nested models are not supported"))
 }
 
 #[cfg(test)]

@@ -455,10 +455,7 @@ impl Converter<'_> {
         // A view of an integer tensor (an ArgMax's labels reshaped) keeps its type.
         let view = matches!(
             layer,
-            Layer::Reshape(ReshapeConfig { .. })
-                | Layer::Flatten
-                | Layer::Permute(PermuteConfig { .. })
-                | Layer::Identity
+            Layer::Reshape(_) | Layer::Flatten | Layer::Permute(_) | Layer::Identity
         );
         let dtype = match inputs.first() {
             Some(&i) if view => self.nodes[i].dtype,

@@ -9,6 +9,12 @@
 //! and returns, or unwinds, only after every worker that took the task has finished with it. A
 //! worker that is asleep or descheduled (a busy service's threads want the cores too) is not
 //! waited for: the caller runs the items it would have taken.
+//!
+//! # Unsafe code
+//!
+//! The one `unsafe` outside `kernels/`: a call's task lives on the caller's stack and is
+//! reached by the worker threads through a type-erased pointer (`TaskRef`); the caller
+//! returns (or unwinds) only after every worker has left the task (`WaitForWorkers`).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};

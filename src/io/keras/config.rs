@@ -1,0 +1,442 @@
+//! The JSON config walked into layers: a Sequential chain or a Functional graph, in Keras 3's
+//! dialect (`inbound_nodes` of `{"args": [{"config": {"keras_history": [..]}}]}`) or Keras 2's
+//! (`[[["name", 0, 0, {}]]]`), then put in an order where each layer follows its inputs.
+//! Each layer's own options are read by its class's line in `classes.rs`.
+
+use super::classes::layer_spec;
+use super::{Fault, LoadOptions, Res};
+use crate::kernels::Activation;
+use crate::model::DenseConfig;
+use crate::model::{DType, Layer};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// A layer as the config describes it, before weights.
+pub(super) struct Spec {
+    pub(super) name: String,
+    pub(super) class: String,
+    pub(super) layer: Layer,
+    /// Input shape for an `InputLayer`.
+    pub(super) shape: Vec<usize>,
+    /// Names of the layers it reads.
+    pub(super) inbound: Vec<String>,
+    /// Element type (of an `InputLayer`).
+    pub(super) dtype: DType,
+    /// An Embedding with `mask_zero=True` (checked against the layers that read it).
+    pub(super) mask_zero: bool,
+}
+
+impl Spec {
+    /// A fault of this layer.
+    fn fault(&self, f: Fault) -> Fault {
+        f.at(&self.name, &self.class)
+    }
+}
+
+/// A config, read and checked.
+pub(super) struct Parsed {
+    /// The model's name (`"model"` if the config has none).
+    pub(super) model_name: String,
+    pub(super) specs: Vec<Spec>,
+    /// Input and output layer names, in the model's order (the outputs as requested).
+    pub(super) inputs: Vec<String>,
+    pub(super) outputs: Vec<String>,
+    /// Spec indices, each after its inputs: only the layers the outputs need.
+    pub(super) order: Vec<usize>,
+    /// A Sequential model (its Keras 3 weight groups skip the input layer).
+    pub(super) sequential: bool,
+}
+
+/// Reads a config (`config.json`, `model.to_json()` or the `model_config` attribute) within the
+/// limits of `opts`.
+pub(super) fn parse(config: &[u8], opts: &LoadOptions) -> Res<Parsed> {
+    // serde_json itself stops at 128 levels, so parsing cannot overflow the stack.
+    let root: Value = serde_json::from_slice(config)
+        .map_err(|e| Fault::malformed(format!("config is not valid JSON: {e}")))?;
+    let depth = json_depth(&root);
+    if depth > opts.max_json_depth {
+        return Err(Fault::limit(format!(
+            "config nests {depth} levels deep, over the limit of {}",
+            opts.max_json_depth
+        )));
+    }
+    // A fault not in one layer says it is in the config.
+    let in_config = |f: Fault| {
+        if f.site.is_some() {
+            f
+        } else {
+            f.within("config")
+        }
+    };
+    let class = str_field(&root, "class_name").map_err(|m| in_config(Fault::invalid(m)))?;
+    let cfg = root
+        .get("config")
+        .ok_or_else(|| in_config(Fault::invalid("no \"config\" object")))?;
+    let model_name = cfg.get("name").and_then(Value::as_str).unwrap_or("model");
+    let (specs, inputs, outputs) = match class {
+        "Sequential" => sequential(cfg),
+        "Functional" | "Model" => functional(cfg),
+        other => Err(Fault::unsupported(format!(
+            "model class {other:?} is not supported (expected Functional or Sequential)"
+        ))),
+    }
+    .map_err(in_config)?;
+    if specs.len() > opts.max_layers {
+        return Err(in_config(Fault::limit(format!(
+            "{} layers, over the limit of {}",
+            specs.len(),
+            opts.max_layers
+        ))));
+    }
+    for s in specs.iter().filter(|s| s.layer == Layer::Input) {
+        opts.check_elems(&s.shape)
+            .map_err(|m| s.fault(Fault::limit(m)))?;
+    }
+    let outputs = opts.pick_outputs(&outputs).map_err(Fault::invalid)?;
+    let order = topo_order(&specs, &inputs, &outputs).map_err(in_config)?;
+    check_masks(&specs, &order)?;
+    Ok(Parsed {
+        model_name: model_name.to_string(),
+        specs,
+        inputs,
+        outputs,
+        order,
+        sequential: class == "Sequential",
+    })
+}
+
+/// Nesting depth of a JSON value (a scalar is 0), without recursion.
+fn json_depth(v: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|x| (x, d + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|x| (x, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// The string `v[key]`, or the message that it is missing.
+pub(super) fn str_field<'v>(v: &'v Value, key: &str) -> Result<&'v str, String> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("missing string field {key:?}"))
+}
+
+/// `[null, d1, ..]` as the non-batch shape.
+pub(super) fn batch_shape(v: &Value) -> Result<Vec<usize>, String> {
+    let dims = v.as_array().ok_or("shape is not a list")?;
+    if dims.len() < 2 || dims.len() > 33 {
+        return Err(format!(
+            "shape of rank {}: expected [batch, d1, ..]",
+            dims.len()
+        ));
+    }
+    dims[1..]
+        .iter()
+        .map(|d| {
+            d.as_u64()
+                .filter(|&d| d > 0)
+                .and_then(|d| usize::try_from(d).ok())
+                .ok_or_else(|| {
+                    format!("shape {v}: every non-batch axis needs a fixed positive size")
+                })
+        })
+        .collect()
+}
+
+/// The layers, then the input and output layer names in the model's order.
+type Graph = (Vec<Spec>, Vec<String>, Vec<String>);
+
+/// A Sequential config: a chain, led by an `InputLayer` or a `build_input_shape`.
+fn sequential(cfg: &Value) -> Res<Graph> {
+    let layers = cfg
+        .get("layers")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Fault::invalid("Sequential config has no \"layers\" list"))?;
+    let mut specs: Vec<Spec> = Vec::with_capacity(layers.len() + 1);
+    for (i, l) in layers.iter().enumerate() {
+        let mut spec = layer_spec(l, i)?;
+        if spec.layer == Layer::Input && i != 0 {
+            return Err(spec.fault(Fault::invalid(format!(
+                "an InputLayer inside the chain (layer {i})"
+            ))));
+        }
+        if i == 0 && spec.layer != Layer::Input {
+            // Keras 3 writes `build_input_shape`; Keras 2 puts `batch_input_shape` on the first
+            // layer.
+            let shape = cfg
+                .get("build_input_shape")
+                .or_else(|| l.get("config").and_then(|c| c.get("batch_input_shape")))
+                .ok_or_else(|| {
+                    Fault::invalid(
+                        "Sequential config has neither an InputLayer nor a build_input_shape",
+                    )
+                })?;
+            specs.push(Spec {
+                name: "input_layer".into(),
+                class: "InputLayer".into(),
+                layer: Layer::Input,
+                shape: batch_shape(shape).map_err(Fault::invalid)?,
+                inbound: vec![],
+                dtype: DType::F32,
+                mask_zero: false,
+            });
+        }
+        if let Some(prev) = specs.last() {
+            spec.inbound = vec![prev.name.clone()];
+        }
+        specs.push(spec);
+    }
+    let out = specs
+        .last()
+        .filter(|s| s.layer != Layer::Input)
+        .ok_or_else(|| Fault::invalid("Sequential model has no layers"))?
+        .name
+        .clone();
+    let input = specs[0].name.clone();
+    Ok((specs, vec![input], vec![out]))
+}
+
+/// A Functional config: layers with `inbound_nodes`; its inputs and outputs, in order.
+fn functional(cfg: &Value) -> Res<Graph> {
+    let layers = cfg
+        .get("layers")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Fault::invalid("Functional config has no \"layers\" list"))?;
+    let mut specs = Vec::with_capacity(layers.len());
+    for (i, l) in layers.iter().enumerate() {
+        let mut spec = layer_spec(l, i)?;
+        if let Some(name) = l.get("name").and_then(Value::as_str) {
+            spec.name = name.to_string();
+        }
+        let nodes = match l.get("inbound_nodes") {
+            None | Some(Value::Null) => vec![],
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => return Err(spec.fault(Fault::invalid("inbound_nodes is not a list"))),
+        };
+        if nodes.len() > 1 {
+            return Err(spec.fault(Fault::unsupported(format!(
+                "called {} times (shared layers are not supported)",
+                nodes.len()
+            ))));
+        }
+        if let Some(node) = nodes.first() {
+            let mut found = Vec::new();
+            collect_history(node, &mut found, 0).map_err(|f| spec.fault(f))?;
+            spec.inbound = found;
+        }
+        specs.push(spec);
+    }
+    let inputs = endpoints(cfg, "input_layers")?;
+    let outputs = endpoints(cfg, "output_layers")?;
+    for input in &inputs {
+        let Some(first) = specs.iter().find(|s| &s.name == input) else {
+            return Err(Fault::invalid(format!(
+                "input layer {input:?} is not among the layers"
+            )));
+        };
+        if first.layer != Layer::Input {
+            return Err(Fault::invalid(format!(
+                "input layer {input:?} is not an InputLayer"
+            )));
+        }
+    }
+    Ok((specs, inputs, outputs))
+}
+
+/// Layer names in `keras_history` entries of an inbound node, in argument order.
+fn collect_history(v: &Value, out: &mut Vec<String>, depth: usize) -> Res<()> {
+    if depth > 16 {
+        return Err(Fault::invalid("inbound node nested too deeply"));
+    }
+    match v {
+        Value::Object(o) => {
+            if let Some(h) = o
+                .get("config")
+                .and_then(|c| c.get("keras_history"))
+                .and_then(Value::as_array)
+            {
+                let name = h
+                    .first()
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| Fault::invalid("keras_history without a layer name"))?;
+                out.push(name.to_string());
+                return Ok(());
+            }
+            // Only positional args carry inputs; kwargs hold flags like `training`.
+            if let Some(args) = o.get("args") {
+                collect_history(args, out, depth + 1)?;
+            }
+            Ok(())
+        }
+        // Keras 2: a node is a list of `[layer_name, node_index, tensor_index, kwargs]`.
+        Value::Array(a)
+            if matches!(a.first(), Some(Value::String(_))) && (3..=4).contains(&a.len()) =>
+        {
+            if a.get(1).and_then(Value::as_u64).is_some_and(|n| n != 0) {
+                return Err(Fault::unsupported(format!(
+                    "inbound {v} names a second call of a layer (shared layers are not supported)"
+                )));
+            }
+            out.push(a[0].as_str().unwrap_or_default().to_string());
+            Ok(())
+        }
+        Value::Array(a) => a
+            .iter()
+            .try_for_each(|x| collect_history(x, out, depth + 1)),
+        _ => Ok(()),
+    }
+}
+
+/// `["name", 0, 0]` (one endpoint) or `[["a", 0, 0], ["b", 0, 0]]` (a list): layer names.
+fn endpoints(cfg: &Value, key: &str) -> Res<Vec<String>> {
+    let v = cfg
+        .get(key)
+        .ok_or_else(|| Fault::invalid(format!("no {key:?}")))?;
+    let list = match v {
+        Value::Array(a) if matches!(a.first(), Some(Value::String(_))) => std::slice::from_ref(v),
+        Value::Array(a) if !a.is_empty() && a.len() <= 4096 => a.as_slice(),
+        Value::Object(_) => {
+            return Err(Fault::unsupported(format!(
+                "{key} is a dict (a model with named dict outputs); only lists are supported"
+            )));
+        }
+        _ => return Err(Fault::invalid(format!("{key} is not a non-empty list"))),
+    };
+    list.iter()
+        .map(|one| {
+            let a = one.as_array().filter(|a| a.len() <= 3);
+            match a.map(Vec::as_slice) {
+                Some([Value::String(s), rest @ ..]) => {
+                    if rest.iter().any(|x| x.as_u64().is_some_and(|n| n != 0)) {
+                        return Err(Fault::unsupported(format!(
+                            "{key}: {one} names a second call of layer {s:?} (shared layers are not supported)"
+                        )));
+                    }
+                    Ok(s.clone())
+                }
+                _ => Err(Fault::invalid(format!(
+                    "{key}: {one} is not [name, node, tensor]"
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// Spec indices in an order where every layer comes after its inputs: the given inputs first,
+/// then (depth-first) only the layers the outputs depend on. Errors on unknown names,
+/// duplicates and cycles.
+fn topo_order(specs: &[Spec], inputs: &[String], outputs: &[String]) -> Res<Vec<usize>> {
+    let by_name = check_links(specs)?;
+    // Depth-first from each output with an explicit stack; 0 = new, 1 = on the path, 2 = done.
+    let mut state = vec![0u8; specs.len()];
+    let mut order = Vec::new();
+    for name in inputs {
+        let i = *by_name.get(name.as_str()).ok_or_else(|| {
+            Fault::invalid(format!("input layer {name:?} is not among the layers"))
+        })?;
+        if state[i] == 2 {
+            return Err(Fault::invalid(format!(
+                "input layer {name:?} is listed twice"
+            )));
+        }
+        state[i] = 2;
+        order.push(i);
+    }
+    let mut stack = Vec::new();
+    for name in outputs.iter().rev() {
+        let out = *by_name.get(name.as_str()).ok_or_else(|| {
+            Fault::invalid(format!("output layer {name:?} is not among the layers"))
+        })?;
+        stack.push((out, 0usize));
+    }
+    while let Some((i, next)) = stack.pop() {
+        if next == 0 {
+            if state[i] == 2 {
+                continue;
+            }
+            state[i] = 1;
+        }
+        match specs[i].inbound.get(next) {
+            Some(name) => {
+                let j = by_name[name.as_str()];
+                stack.push((i, next + 1));
+                match state[j] {
+                    1 => {
+                        return Err(specs[j].fault(Fault::invalid(format!(
+                            "cycle: it depends on itself through {:?}",
+                            specs[i].name
+                        ))));
+                    }
+                    0 => stack.push((j, 0)),
+                    _ => {}
+                }
+            }
+            None => {
+                state[i] = 2;
+                order.push(i);
+            }
+        }
+    }
+    Ok(order)
+}
+
+/// Layer name -> spec index, once every name is checked to be unique, every inbound name a
+/// layer's, and every layer to read as many inputs as it takes.
+fn check_links(specs: &[Spec]) -> Res<HashMap<&str, usize>> {
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in specs.iter().enumerate() {
+        if by_name.insert(s.name.as_str(), i).is_some() {
+            return Err(Fault::invalid(format!("two layers are named {:?}", s.name)));
+        }
+    }
+    for s in specs {
+        if let Some(missing) = s.inbound.iter().find(|n| !by_name.contains_key(n.as_str())) {
+            return Err(s.fault(Fault::invalid(format!("reads unknown layer {missing:?}"))));
+        }
+        let multi = matches!(s.layer, Layer::Merge(_) | Layer::Concatenate(_));
+        if s.layer != Layer::Input && !(s.inbound.len() == 1 || multi && !s.inbound.is_empty()) {
+            return Err(s.fault(Fault::invalid(format!(
+                "has {} inputs, expected 1",
+                s.inbound.len()
+            ))));
+        }
+    }
+    Ok(by_name)
+}
+
+/// Refuses a layer that reads an Embedding's `mask_zero` mask and would use it in Keras
+/// (global pooling, softmax): sinter does not carry masks, and would answer differently.
+fn check_masks(specs: &[Spec], order: &[usize]) -> Res<()> {
+    let mut masked: Vec<&str> = Vec::new();
+    for &i in order {
+        let s = &specs[i];
+        let reads_mask = s.inbound.iter().any(|n| masked.contains(&n.as_str()));
+        if s.mask_zero || reads_mask {
+            let uses = matches!(
+                s.layer,
+                Layer::GlobalAveragePooling1D
+                    | Layer::GlobalMaxPooling1D
+                    | Layer::Activation(Activation::Softmax | Activation::LogSoftmax)
+            ) || matches!(
+                s.layer,
+                Layer::Dense(DenseConfig {
+                    activation: Activation::Softmax,
+                    ..
+                })
+            );
+            if reads_mask && uses {
+                return Err(s.fault(Fault::unsupported(
+                    "uses the mask of an Embedding with mask_zero=True; masking is not supported (save the model with mask_zero=False, or drop the padding ids)",
+                )));
+            }
+            masked.push(s.name.as_str());
+        }
+    }
+    Ok(())
+}

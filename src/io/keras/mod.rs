@@ -1,0 +1,332 @@
+//! Keras models: `.keras` archives (a zip of `config.json`, `metadata.json` and
+//! `model.weights.h5`), `model.to_json()` configs with a `.weights.h5` file beside them, and
+//! whole-model HDF5 files (`model.save("m.h5")` of Keras 2 and Keras 3's legacy writer).
+//!
+//! Each job has its file: `archive.rs` reads the zip's members under limits, `config.rs` walks
+//! the JSON config (Functional or Sequential, Keras 2 and 3 dialects) into layers in
+//! topological order, `classes.rs` is the one table from a layer class to a sinter [`Layer`]
+//! (adding a class is one line there), and `weights.rs` finds each layer's weights in the HDF5
+//! file: Keras 3's `layers/<group>/vars/0, 1, ...` (the group named from the layer's class,
+//! `dense`, `dense_1`, ..., its `vars` group carrying the layer's own name as an attribute) or
+//! the legacy `<layer>/<weight name>` in the order of `weight_names`.
+//!
+//! A bad file is an [`Error::Load`]: the file at fault (the weights file when the weights are),
+//! the layer (name and class) when the fault is in one, and the kind of fault.
+//!
+//! ```no_run
+//! let model = sinter::io::keras::load("seed.keras")?;
+//! assert_eq!(model.input_shape(), &[784]);
+//! # Ok::<(), sinter::Error>(())
+//! ```
+//!
+//! [`Layer`]: crate::model::Layer
+
+mod archive;
+mod classes;
+mod config;
+mod weights;
+
+use super::{LoadOptions, hdf5};
+use crate::error::{Error, LoadError, LoadErrorKind, Result, Site};
+use crate::model::{Model, Node};
+use archive::Archive;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use weights::WeightSource;
+
+/// Largest `config.json` accepted from an archive (bytes, after decompression).
+pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
+
+/// Loads a `.keras` archive.
+pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// [`load`] with explicit limits.
+pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
+    let path = path.as_ref();
+    // The archive holds the weights plus a config of at most MAX_CONFIG_BYTES.
+    let limit = opts.max_weight_bytes.saturating_add(MAX_CONFIG_BYTES);
+    let bytes = super::read_limited(path, limit, "archive")?;
+    from_archive_with(&bytes, path, opts)
+}
+
+/// Loads a `.keras` archive held in memory (`path` names it in errors).
+pub fn from_archive(bytes: &[u8], path: &Path) -> Result<Model> {
+    from_archive_with(bytes, path, &LoadOptions::default())
+}
+
+/// [`from_archive`] with explicit limits; members are checked while they inflate.
+pub fn from_archive_with(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Result<Model> {
+    let fail = |f: Fault| f.in_file(path);
+    let mut zip = Archive::open(bytes).map_err(fail)?;
+    let config = zip.member("config.json", MAX_CONFIG_BYTES).map_err(fail)?;
+    let weights = zip
+        .member("model.weights.h5", opts.max_weight_bytes)
+        .map_err(fail)?;
+    let version = zip.keras_version();
+    let mut model = from_parts_with(&config, &weights, path, opts)?;
+    model.set_origin(match version {
+        Some(v) => format!("Keras {v}, .keras archive"),
+        None => ".keras archive".into(),
+    });
+    Ok(model)
+}
+
+/// Loads a `model.to_json()` config and its weights file, given either of them: `NAME.json`
+/// pairs with `NAME.weights.h5` (or `model.weights.h5`) in the same folder, and back.
+pub fn load_split(path: impl AsRef<Path>) -> Result<Model> {
+    load_split_with(path, &LoadOptions::default())
+}
+
+/// [`load_split`] with explicit limits.
+pub fn load_split_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
+    let path = path.as_ref();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let (config, weights): (PathBuf, PathBuf) = if let Some(stem) = name.strip_suffix(".json") {
+        let own = dir.join(format!("{stem}.weights.h5"));
+        let weights = if own.exists() {
+            own
+        } else {
+            dir.join("model.weights.h5")
+        };
+        (path.into(), weights)
+    } else if let Some(stem) = name.strip_suffix(".weights.h5") {
+        (dir.join(format!("{stem}.json")), path.into())
+    } else {
+        return Err(Fault::unsupported("expected NAME.json or NAME.weights.h5").in_file(path));
+    };
+    let config_bytes = super::read_limited(&config, MAX_CONFIG_BYTES, "config")?;
+    let weight_bytes = super::read_limited(&weights, opts.max_weight_bytes, "weights")?;
+    let files = Files {
+        config: &config,
+        weights: &weights,
+    };
+    let mut model = parts(&config_bytes, &weight_bytes, files, opts)?;
+    let version = serde_json::from_slice::<serde_json::Value>(&config_bytes)
+        .ok()
+        .and_then(|c| {
+            c.get("keras_version")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        });
+    model.set_origin(match version {
+        Some(v) => format!("Keras {v}, JSON config + HDF5 weights"),
+        None => "JSON config + HDF5 weights".into(),
+    });
+    Ok(model)
+}
+
+/// Builds a model from a config (`config.json` / `model.to_json()`) and the HDF5 weights file,
+/// both in memory; `path` names the model in errors.
+pub fn from_parts(config: &[u8], weights: &[u8], path: &Path) -> Result<Model> {
+    from_parts_with(config, weights, path, &LoadOptions::default())
+}
+
+/// [`from_parts`] with explicit limits.
+pub fn from_parts_with(
+    config: &[u8],
+    weights: &[u8],
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<Model> {
+    parts(config, weights, Files::one(path), opts)
+}
+
+/// Loads a whole-model HDF5 file, as `model.save("m.h5")` writes it in Keras 2 (`tf_keras`)
+/// and Keras 3's legacy writer: the JSON `model_config` attribute, the weights under
+/// `model_weights` in the order its `layer_names` / `weight_names` attributes give.
+pub fn load_h5(path: impl AsRef<Path>) -> Result<Model> {
+    load_h5_with(path, &LoadOptions::default())
+}
+
+/// [`load_h5`] with explicit limits.
+pub fn load_h5_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
+    let path = path.as_ref();
+    let bytes = super::read_limited(path, opts.max_weight_bytes, "weights")?;
+    from_h5_with(&bytes, path, opts)
+}
+
+/// [`load_h5`] of a file held in memory; `path` only names it in errors.
+pub fn from_h5_with(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Result<Model> {
+    let fail = |f: Fault| f.in_file(path);
+    let h5 = hdf5::File::parse(bytes)
+        .map_err(|m| fail(Fault::malformed(format!("not a readable HDF5 file: {m}"))))?;
+    let config = h5
+        .attr_string("", "model_config")
+        .map_err(|m| fail(Fault::malformed(m)))?
+        .ok_or_else(|| {
+            fail(Fault::invalid(if h5.attr_strings("", "layer_names").ok().flatten().is_some() {
+                "a weights-only HDF5 file (save_weights): load it with its model.to_json() config (NAME.json beside NAME.weights.h5)"
+            } else {
+                "no model_config attribute: not a Keras whole-model HDF5 file"
+            }))
+        })?;
+    if config.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(fail(Fault::limit(format!(
+            "model_config is {} bytes, over the {MAX_CONFIG_BYTES}-byte limit",
+            config.len()
+        ))));
+    }
+    let mut model = build(config.as_bytes(), &h5, Files::one(path), opts)?;
+    let attr = |n: &str| h5.attr_string("", n).ok().flatten();
+    model.set_origin(match (attr("keras_version"), attr("backend")) {
+        (Some(v), Some(b)) => format!("Keras {v} ({b}), whole-model HDF5"),
+        (Some(v), None) => format!("Keras {v}, whole-model HDF5"),
+        _ => "whole-model HDF5".into(),
+    });
+    Ok(model)
+}
+
+/// A fault found in a config or a weights file, before the file it is reported against is
+/// chosen: the layer at fault, if any, and the kind with its detail.
+struct Fault {
+    site: Option<Site>,
+    kind: LoadErrorKind,
+}
+
+/// `Result` of the readers below the entry points.
+type Res<T> = std::result::Result<T, Fault>;
+
+impl Fault {
+    fn malformed(msg: impl Into<String>) -> Fault {
+        Fault::new(LoadErrorKind::Malformed(msg.into()))
+    }
+
+    fn unsupported(msg: impl Into<String>) -> Fault {
+        Fault::new(LoadErrorKind::Unsupported(msg.into()))
+    }
+
+    fn invalid(msg: impl Into<String>) -> Fault {
+        Fault::new(LoadErrorKind::Invalid(msg.into()))
+    }
+
+    fn limit(msg: impl Into<String>) -> Fault {
+        Fault::new(LoadErrorKind::Limit(msg.into()))
+    }
+
+    fn new(kind: LoadErrorKind) -> Fault {
+        Fault { site: None, kind }
+    }
+
+    /// The same fault, in layer `name` of class `class` (a layer already named is kept).
+    fn at(mut self, name: &str, class: &str) -> Fault {
+        self.site.get_or_insert_with(|| Site {
+            name: name.to_string(),
+            op: class.to_string(),
+            opset: None,
+        });
+        self
+    }
+
+    /// The same fault, its detail led by `what` (the part of the file it is in).
+    fn within(mut self, what: impl std::fmt::Display) -> Fault {
+        match &mut self.kind {
+            LoadErrorKind::Malformed(m)
+            | LoadErrorKind::Unsupported(m)
+            | LoadErrorKind::Invalid(m)
+            | LoadErrorKind::Limit(m) => *m = format!("{what}: {m}"),
+            // A built model's error is reported as it is.
+            LoadErrorKind::Model(_) => {}
+        }
+        self
+    }
+
+    /// The fault as an error about `file`.
+    fn in_file(self, file: &Path) -> Error {
+        LoadError {
+            file: file.into(),
+            site: self.site,
+            kind: self.kind,
+        }
+        .into()
+    }
+}
+
+/// The files a model is read from: the config and the weights, one file for an archive or a
+/// whole-model HDF5, two for a `model.to_json()` config and its `.weights.h5`.
+#[derive(Clone, Copy)]
+struct Files<'p> {
+    config: &'p Path,
+    weights: &'p Path,
+}
+
+impl<'p> Files<'p> {
+    fn one(path: &'p Path) -> Self {
+        Files {
+            config: path,
+            weights: path,
+        }
+    }
+
+    /// A fault of the config (or of the model it describes), against the config's file.
+    fn config(&self, f: Fault) -> Error {
+        f.in_file(self.config)
+    }
+
+    /// A fault of the weights, against the weights file; when that is also the config's, the
+    /// detail says it is in the weights.
+    fn weights(&self, f: Fault) -> Error {
+        if self.weights == self.config {
+            f.within("weights").in_file(self.weights)
+        } else {
+            f.in_file(self.weights)
+        }
+    }
+}
+
+/// A model from a config and a weights file in memory, within the limits.
+fn parts(config: &[u8], weights: &[u8], files: Files<'_>, opts: &LoadOptions) -> Result<Model> {
+    if weights.len() as u64 > opts.max_weight_bytes {
+        return Err(files.weights(Fault::limit(format!(
+            "{} bytes is over the limit of {} bytes",
+            weights.len(),
+            opts.max_weight_bytes
+        ))));
+    }
+    let h5 = hdf5::File::parse(weights).map_err(|m| files.weights(Fault::malformed(m)))?;
+    build(config, &h5, files, opts)
+}
+
+/// A model from its JSON config and an HDF5 file holding its weights (Keras 3 or legacy layout).
+fn build(
+    config: &[u8],
+    h5: &hdf5::File<'_>,
+    files: Files<'_>,
+    opts: &LoadOptions,
+) -> Result<Model> {
+    let parsed = config::parse(config, opts).map_err(|f| files.config(f))?;
+    let specs = &parsed.specs;
+    let source =
+        WeightSource::detect(h5, specs, parsed.sequential).map_err(|f| files.weights(f))?;
+    // Every name is a layer's: `config::parse` checked the inbound and endpoint names.
+    let index: HashMap<&str, usize> = parsed
+        .order
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| (specs[s].name.as_str(), i))
+        .collect();
+    let mut nodes = Vec::with_capacity(parsed.order.len());
+    for &s in &parsed.order {
+        let spec = &specs[s];
+        let (layer, weights) = source.layer(h5, spec).map_err(|f| files.weights(f))?;
+        let inputs = spec.inbound.iter().map(|n| index[n.as_str()]).collect();
+        let mut node = Node::new(
+            spec.name.clone(),
+            layer,
+            inputs,
+            spec.shape.clone(),
+            weights,
+        );
+        node.dtype = spec.dtype;
+        nodes.push(node);
+    }
+    let ins: Vec<usize> = parsed.inputs.iter().map(|n| index[n.as_str()]).collect();
+    let outs: Vec<usize> = parsed.outputs.iter().map(|n| index[n.as_str()]).collect();
+    Model::from_nodes(&parsed.model_name, nodes, &ins, &outs)
+        .map_err(|e| files.config(Fault::new(LoadErrorKind::Model(Box::new(e)))))
+}
