@@ -143,10 +143,8 @@ pub(super) fn layer_spec(l: &Value, i: usize) -> Res<Spec> {
     let config = config.ok_or_else(|| Fault::invalid("no \"config\"").at(name, class))?;
     let Some(&(_, read)) = CLASSES.iter().find(|(c, _)| *c == class) else {
         let known: Vec<&str> = CLASSES.iter().map(|(c, _)| *c).collect();
-        // The layer's name leads the detail too: the fixtures' manifests look for
-        // `layer "lstm": class LSTM is not supported`.
         return Err(Fault::unsupported(format!(
-            "layer {name:?}: class {class} is not supported (sinter reads {})",
+            "class {class} is not supported (sinter reads {})",
             known.join(", ")
         ))
         .at(name, class));
