@@ -393,6 +393,7 @@ fn merge(m: Merge, a: Bounded, b: Bounded) -> Bounded {
             e: a.e.max(b.e),
             mag: a.v.min(b.v).abs(),
         },
+        other => panic!("no bound for a {other:?} merge yet"),
     }
 }
 

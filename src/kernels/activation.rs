@@ -9,6 +9,7 @@ use std::str::FromStr;
 /// the payload that came in, so results are bit-identical across ISA tiers.
 /// `Softmax` and `LogSoftmax` act on the last axis (one row at a time).
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Activation {
     /// `x`.
     Linear,

@@ -45,6 +45,7 @@ impl std::str::FromStr for DType {
 
 /// How a window treats the borders (Keras `padding`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Padding {
     /// No padding: only full windows.
     Valid,

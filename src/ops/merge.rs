@@ -7,8 +7,9 @@ use crate::kernels::{Isa, ops};
 use crate::passes::Op;
 use crate::plan::{StepIo, StepOp, StepRef};
 
-/// How a [`Layer::Merge`](super::Layer::Merge) combines its inputs, left to right.
+/// How a [`Layer::Merge`](crate::model::Layer::Merge) combines its inputs, left to right.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Merge {
     /// `a + b + ...`
     Add,
