@@ -4,12 +4,10 @@
 
 use super::LoadOptions;
 use super::layout::Layout;
-use super::ops;
 use super::proto::{AttributeProto, NodeProto, dtype};
+use super::{fold, ops};
 use crate::error::{Error, LoadError, LoadErrorKind, Result, Site};
-use crate::kernels::Activation;
-use crate::kernels::{SELU_ALPHA, SELU_SCALE};
-use crate::model::{DenseWeights, Layer, Node, Unary};
+use crate::model::{DenseWeights, Layer, Node};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -21,10 +19,12 @@ pub(super) struct Const {
     pub(super) i64: Vec<i64>,
 }
 
+/// What an ONNX tensor name stands for.
 #[derive(Clone, Debug)]
 pub(super) enum Value {
     /// Output of our node `i`.
     Node(usize),
+    /// A value known at load time (an initializer, a `Constant`, a folded node).
     Const(Const),
 }
 
@@ -32,6 +32,7 @@ pub(super) enum Value {
 /// when the model runs.
 pub(super) const BATCH: i64 = i64::MIN + 1;
 
+/// One graph's conversion: the tensors seen so far, the nodes made, their layouts.
 pub(super) struct Converter<'a> {
     pub(super) path: &'a Path,
     pub(super) opts: &'a LoadOptions,
@@ -58,6 +59,33 @@ pub(super) struct Converter<'a> {
     pub(super) names: HashMap<String, usize>,
 }
 
+impl<'a> Converter<'a> {
+    /// A converter for a model in `path` (external data next to it in `dir`) importing the
+    /// default-domain `opset`.
+    pub(super) fn new(
+        path: &'a Path,
+        opts: &'a LoadOptions,
+        dir: Option<&'a Path>,
+        opset: i64,
+    ) -> Converter<'a> {
+        Converter {
+            path,
+            opts,
+            external_bytes: std::cell::Cell::new(0),
+            dir,
+            opset,
+            values: HashMap::new(),
+            nodes: Vec::new(),
+            layouts: HashMap::new(),
+            materialised: HashMap::new(),
+            channels_last: HashMap::new(),
+            static_batch: None,
+            uses: HashMap::new(),
+            names: HashMap::new(),
+        }
+    }
+}
+
 impl Converter<'_> {
     pub(super) fn fail(&self, msg: String) -> Error {
         LoadError::new(self.path, LoadErrorKind::Invalid(msg)).into()
@@ -73,6 +101,8 @@ impl Converter<'_> {
             .into()
     }
 
+    /// Appends a node computing `layer` of `inputs` with non-batch `shape`, as tensor
+    /// `output`.
     pub(super) fn push(
         &mut self,
         output: &str,
@@ -106,174 +136,46 @@ impl Converter<'_> {
         }
     }
 
+    /// Converts one node: evaluated at load time if it can be ([`fold`]), else by its op's
+    /// line in [`ops::OPS`] (or [`ops::ML_OPS`]).
     pub(super) fn node(&mut self, node: &NodeProto) -> Result<()> {
-        if node.domain == "ai.onnx.ml" && node.op_type == "ArrayFeatureExtractor" {
-            return ops::array_feature_extractor(self, node);
-        }
-        if !(node.domain.is_empty() || node.domain == "ai.onnx") {
-            return Err(self.node_fail(
-                node,
-                format!(
-                    "operator {} of domain {:?} is not supported",
-                    node.op_type, node.domain
-                ),
-            ));
-        }
-        if let Some(c) = self.fold(node)? {
+        let (table, domain) = match node.domain.as_str() {
+            "" | "ai.onnx" => (ops::OPS, None),
+            "ai.onnx.ml" => (ops::ML_OPS, Some("ai.onnx.ml")),
+            d => {
+                return Err(self.node_fail(
+                    node,
+                    format!("operator {} of domain {d:?} is not supported", node.op_type),
+                ));
+            }
+        };
+        if domain.is_none()
+            && let Some(c) = fold::fold(self, node)?
+        {
             self.values
                 .insert(self.output(node)?.to_string(), Value::Const(c));
             return Ok(());
         }
-        let act = |a: Activation| Some(a);
-        let activation = match node.op_type.as_str() {
-            "Relu" => act(Activation::RELU),
-            "LeakyRelu" => act(Activation::LeakyRelu {
-                negative_slope: self.attr_f(node, "alpha")?.unwrap_or(0.01),
-            }),
-            "Elu" => act(Activation::Elu {
-                alpha: self.attr_f(node, "alpha")?.unwrap_or(1.0),
-            }),
-            "Selu" => {
-                let alpha = self.attr_f(node, "alpha")?.unwrap_or(SELU_ALPHA);
-                let gamma = self.attr_f(node, "gamma")?.unwrap_or(SELU_SCALE);
-                if alpha != SELU_ALPHA || gamma != SELU_SCALE {
-                    return Err(self.node_fail(
-                        node,
-                        format!("Selu with alpha={alpha}, gamma={gamma}: only the standard constants ({SELU_ALPHA}, {SELU_SCALE}) are supported"),
-                    ));
-                }
-                act(Activation::Selu)
-            }
-            "Sigmoid" => act(Activation::Sigmoid),
-            "HardSigmoid" => {
-                let alpha = self.attr_f(node, "alpha")?.unwrap_or(0.2);
-                let beta = self.attr_f(node, "beta")?.unwrap_or(0.5);
-                if !(alpha.is_finite() && beta.is_finite()) {
-                    return Err(self.node_fail(node, format!("alpha={alpha}, beta={beta}")));
-                }
-                act(Activation::HardSigmoidAffine { alpha, beta })
-            }
-            "HardSwish" => act(Activation::HardSilu),
-            "Swish" => match self.attr_f(node, "alpha")?.unwrap_or(1.0) {
-                1.0 => act(Activation::Silu),
-                a => return Err(self.node_fail(node, format!("alpha={a}: only 1 (SiLU)"))),
-            },
-            "Tanh" => act(Activation::Tanh),
-            "Softplus" => act(Activation::Softplus),
-            "Softsign" => act(Activation::Softsign),
-            "Exp" => act(Activation::Exponential),
-            "Mish" => act(Activation::Mish),
-            "Gelu" => {
-                let approximate = match self.attr_s(node, "approximate")?.as_deref() {
-                    None | Some("none") => false,
-                    Some("tanh") => true,
-                    Some(other) => {
-                        return Err(self.node_fail(node, format!("approximate={other:?}")));
-                    }
+        match ops::find(table, &node.op_type) {
+            Some(convert) => convert(self, node),
+            None => {
+                let op = &node.op_type;
+                let what = match domain {
+                    None => format!("operator {op} is not supported"),
+                    Some(d) => format!("operator {op} of domain {d:?} is not supported"),
                 };
-                act(Activation::Gelu { approximate })
+                let mut known = ops::names(table);
+                if domain.is_none() {
+                    let mut folded: Vec<&str> = fold::FOLDS
+                        .iter()
+                        .map(|(op, _, _)| *op)
+                        .filter(|op| ops::find(table, op).is_none())
+                        .collect();
+                    folded.sort_unstable();
+                    known.push_str(&format!("; evaluated at load time: {}", folded.join(", ")));
+                }
+                Err(self.node_fail(node, format!("{what} (sinter reads {known})")))
             }
-            "Softmax" | "LogSoftmax" => {
-                let a = if node.op_type == "Softmax" {
-                    Activation::Softmax
-                } else {
-                    Activation::LogSoftmax
-                };
-                let x = self.input_node(node, 0)?;
-                let layout = self.layout(node, 0);
-                let rank = layout.onnx_dims(&self.nodes[x].shape).len() as i64 + 1;
-                let mut axis = self.attr_i(node, "axis")?.unwrap_or(-1);
-                if axis < 0 {
-                    axis += rank;
-                }
-                if axis <= 0 || axis >= rank {
-                    return Err(self.node_fail(
-                        node,
-                        format!(
-                            "axis {axis} of a rank-{rank} tensor: only a non-batch axis is \
-                             supported"
-                        ),
-                    ));
-                }
-                if layout == Layout::Ncw && axis == 1 {
-                    // The channels: sinter's last axis. No transpose.
-                    return self.same_shape(node, Layer::Activation(a), x, Layout::Ncw);
-                }
-                if axis != rank - 1 {
-                    return ops::softmax_inner_axis(self, node, a, axis as usize);
-                }
-                act(a)
-            }
-            _ => None,
-        };
-        if let Some(a) = activation {
-            // Elementwise activations keep a tracked layout; a row-wise one reduces over ONNX's
-            // last axis, so it reads the values in ONNX's order.
-            let (x, layout) = if a.is_row_wise() {
-                (self.native_input(node, 0)?, Layout::Native)
-            } else {
-                (self.input_node(node, 0)?, self.layout(node, 0))
-            };
-            return self.same_shape(node, Layer::Activation(a), x, layout);
-        }
-        match node.op_type.as_str() {
-            "Transpose" => ops::transpose(self, node),
-            "Conv" | "MaxPool" | "AveragePool" => match ops::unit_window(self, node)? {
-                Some(one) => {
-                    if node.op_type == "Conv" {
-                        ops::conv(self, &one)?;
-                    } else {
-                        ops::pool(self, &one)?;
-                    }
-                    let at = self.layout(node, 0);
-                    self.set_layout(node, at)
-                }
-                None if node.op_type == "Conv" => ops::conv(self, node),
-                None => ops::pool(self, node),
-            },
-            "GlobalMaxPool" | "GlobalAveragePool" => ops::global_pool(self, node),
-            "Concat" => ops::concat(self, node),
-            "Gemm" => ops::gemm(self, node),
-            "MatMul" => ops::matmul(self, node),
-            "Add" => ops::add(self, node),
-            "Sub" | "Mul" | "Div" => ops::binary(self, node),
-            "Sqrt" => ops::unary(self, node, Unary::Sqrt),
-            "Neg" => ops::unary(self, node, Unary::Neg),
-            "Abs" => ops::unary(self, node, Unary::Abs),
-            "Erf" => ops::unary(self, node, Unary::Erf),
-            "Pow" => ops::pow(self, node),
-            "Clip" => ops::clip(self, node),
-            "Cast" => ops::cast(self, node),
-            "ReduceMean" | "ReduceMax" => ops::reduce(self, node),
-            "Squeeze" | "Unsqueeze" => ops::squeeze(self, node),
-            "Sum" | "Mean" | "Max" | "Min" => ops::variadic(self, node),
-            "BatchNormalization" => ops::batch_norm(self, node),
-            "LayerNormalization" => ops::layer_norm(self, node),
-            "Gather" => ops::gather(self, node),
-            "ArgMax" => ops::argmax(self, node),
-            "Identity" => {
-                let x = self.input_node(node, 0)?;
-                self.alias(node, x)
-            }
-            "Dropout" => ops::dropout(self, node),
-            "Flatten" => {
-                let axis = self.attr_i(node, "axis")?.unwrap_or(1);
-                if axis != 1 {
-                    return Err(self.node_fail(
-                        node,
-                        format!("axis {axis}: only axis 1 (keep the batch axis) is supported"),
-                    ));
-                }
-                ops::flatten(self, node)
-            }
-            "Reshape" => ops::reshape(self, node),
-            "Constant" => {
-                let c = self.constant_node(node)?;
-                self.values
-                    .insert(self.output(node)?.to_string(), Value::Const(c));
-                Ok(())
-            }
-            op => Err(self.node_fail(node, format!("operator {op} is not supported"))),
         }
     }
 

@@ -76,188 +76,52 @@ pub fn from_bytes_with(
     dir: Option<&Path>,
     opts: &LoadOptions,
 ) -> Result<Model> {
-    let fail = |msg: String| Error::from(LoadError::new(path, LoadErrorKind::Invalid(msg)));
+    let fail = |kind: LoadErrorKind| Error::from(LoadError::new(path, kind));
     if bytes.len() as u64 > opts.max_weight_bytes {
-        return Err(fail(format!(
+        return Err(fail(LoadErrorKind::Invalid(format!(
             "{} bytes is over the weights limit of {} bytes",
             bytes.len(),
             opts.max_weight_bytes
-        )));
+        ))));
     }
-    let proto_model =
-        proto::decode(bytes).map_err(|e| fail(format!("not an ONNX model (protobuf: {e})")))?;
-    let model = &proto_model;
-    let opset = model
-        .opset_import
-        .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map(|o| o.version)
-        .ok_or_else(|| fail("no opset_import for the default ONNX domain".into()))?;
-    let graph = model
-        .graph
-        .as_ref()
-        .ok_or_else(|| fail("the model has no graph".into()))?;
-    if opset > *OPSETS.end() {
-        let first = graph.node.first();
-        let (name, op) = first.map_or(("", ""), |n| (n.name.as_str(), n.op_type.as_str()));
-        return Err(fail(format!(
-            "node {name:?} ({op}): the model's opset {opset} is newer than sinter knows ({}); \
-             export with opset {} or older",
-            OPSETS.end(),
-            OPSETS.end()
-        )));
-    }
-    if opset < *OPSETS.start() {
-        return Err(fail(format!(
-            "opset {opset} is not supported (sinter reads opsets {} to {}); convert the model \
-             with onnx.version_converter.convert_version(model, {})",
-            OPSETS.start(),
-            OPSETS.end(),
-            OPSETS.start()
-        )));
-    }
-    if graph.node.len() > opts.max_layers {
-        return Err(fail(format!(
-            "{} nodes, over the limit of {}",
-            graph.node.len(),
-            opts.max_layers
-        )));
-    }
-    let mut cx = Converter {
-        path,
-        opts,
-        external_bytes: std::cell::Cell::new(0),
-        dir,
-        opset,
-        values: HashMap::new(),
-        nodes: Vec::new(),
-        layouts: HashMap::new(),
-        materialised: HashMap::new(),
-        channels_last: HashMap::new(),
-        static_batch: None,
-        uses: HashMap::new(),
-        names: HashMap::new(),
-    };
+    let proto_model = proto::decode(bytes).map_err(|e| {
+        fail(LoadErrorKind::Invalid(format!(
+            "not an ONNX model (protobuf: {e})"
+        )))
+    })?;
+    let (opset, graph) = opset_and_graph(&proto_model, opts).map_err(fail)?;
+    let mut cx = Converter::new(path, opts, dir, opset);
     for t in &graph.initializer {
         let c = cx.constant(t, &format!("initializer {:?}", t.name))?;
         cx.values.insert(t.name.clone(), Value::Const(c));
     }
-    // Activation and normalization subgraphs become one op each (`patterns`).
-    let (graph_nodes, patterns) = {
-        let mut consts: HashMap<&str, Const> = HashMap::new();
-        for n in graph.node.iter().filter(|n| n.op_type == "Constant") {
-            if let (Some(o), Ok(c)) = (n.output.first(), cx.constant_node(n)) {
-                consts.insert(o, c);
-            }
-        }
-        let get = |name: &str| match cx.values.get(name) {
-            Some(Value::Const(c)) => Some(c),
-            _ => consts.get(name),
-        };
-        let scalar = |name: &str| get(name).and_then(|c| (c.f32.len() == 1).then(|| c.f32[0]));
-        let ints = |name: &str| {
-            get(name)
-                .filter(|c| c.f32.is_empty())
-                .map(|c| c.i64.clone())
-        };
-        let outs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
-        patterns::rewrite(&graph.node, &outs, &scalar, &ints)
-    };
-    for node in &graph_nodes {
-        for name in node.input.iter().filter(|n| !n.is_empty()) {
-            *cx.uses.entry(name.clone()).or_insert(0) += 1;
-        }
-        if !node.name.is_empty() {
-            *cx.names.entry(node.name.clone()).or_insert(0) += 1;
-        }
-    }
-    for out in &graph.output {
-        *cx.uses.entry(out.name.clone()).or_insert(0) += 1;
-    }
-    // A node is never named after a graph input (inputs keep their own names).
-    for i in &graph.input {
-        cx.names.insert(i.name.clone(), 2);
-    }
-    let inputs: Vec<_> = graph
-        .input
-        .iter()
-        .filter(|i| !cx.values.contains_key(&i.name))
-        .collect();
-    if inputs.is_empty() {
-        return Err(fail("the graph has no non-constant input".into()));
-    }
-    cx.static_batch = inputs
-        .iter()
-        .map(|i| {
-            let tt = i.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
-            let dim = tt
-                .and_then(|t| t.shape.as_ref())
-                .and_then(|s| s.dim.first());
-            dim.and_then(|d| d.dim_value).filter(|&v| v > 1)
-        })
-        .reduce(|a, b| if a == b { a } else { None })
-        .flatten();
-    for input in &inputs {
-        let (shape, dtype) = input_shape(input)
-            .and_then(|(s, t)| opts.check_elems(&s).map(|()| (s, t)))
-            .map_err(|m| fail(format!("input {:?}: {m}", input.name)))?;
-        cx.push(&input.name, Layer::Input, vec![], shape, None);
-        if let Some(n) = cx.nodes.last_mut() {
-            n.name = input.name.clone();
-            n.dtype = dtype;
-        }
-    }
+    let (graph_nodes, patterns) = rewrite_patterns(&cx, graph);
+    cx.count_uses(&graph_nodes, graph);
+    let inputs = cx.graph_inputs(graph).map_err(fail)?;
     if graph.output.is_empty() {
-        return Err(fail("the graph has no outputs".into()));
+        return Err(fail(LoadErrorKind::Invalid(
+            "the graph has no outputs".into(),
+        )));
     }
     let all: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
-    let wanted = opts.pick_outputs(&all).map_err(fail)?;
-    let outputs: Vec<&proto::ValueInfoProto> = wanted
-        .iter()
-        .filter_map(|w| graph.output.iter().find(|o| &o.name == w))
-        .collect();
+    let wanted = opts
+        .pick_outputs(&all)
+        .map_err(|m| fail(LoadErrorKind::Invalid(m)))?;
     // Only the nodes the requested outputs depend on are converted.
     let needed = needed_nodes(&graph_nodes, &wanted);
     for (node, _) in graph_nodes.iter().zip(&needed).filter(|(_, n)| **n) {
         cx.node(node)?;
     }
-    let mut outs = Vec::with_capacity(outputs.len());
-    for output in outputs.iter().copied() {
-        let out = match cx.values.get(&output.name) {
-            // The graph declares its outputs in ONNX's axis order: a tracked layout is written
-            // out.
-            Some(Value::Node(i)) => {
-                let i = *i;
-                cx.materialise(&output.name, i)
-                    .map_err(|m| fail(format!("output {:?}: {m}", output.name)))?
-            }
-            Some(Value::Const(_)) => {
-                return Err(fail(format!(
-                    "output {:?} is a constant (computed at load time, e.g. a Shape): sinter \
-                     serves outputs computed from the inputs",
-                    output.name
-                )));
-            }
-            None => {
-                return Err(fail(format!(
-                    "output {:?} is not produced by any node",
-                    output.name
-                )));
-            }
-        };
-        outs.push(out);
-    }
+    let outs = cx.graph_outputs(&wanted).map_err(fail)?;
     let name = if graph.name.is_empty() {
         "onnx"
     } else {
         &graph.name
     };
-    let ins: Vec<usize> = (0..inputs.len()).collect();
-    let mut model =
-        Model::from_nodes(name, cx.nodes, &ins, &outs).map_err(|e| fail(e.to_string()))?;
-    model
-        .set_output_names(wanted)
-        .map_err(|e| fail(e.to_string()))?;
+    let ins: Vec<usize> = (0..inputs).collect();
+    let model_err = |e: Error| fail(LoadErrorKind::Invalid(e.to_string()));
+    let mut model = Model::from_nodes(name, cx.nodes, &ins, &outs).map_err(model_err)?;
+    model.set_output_names(wanted).map_err(model_err)?;
     let mut origin = match proto_model.producer_name.trim() {
         "" => format!("ONNX opset {opset}"),
         by => format!("ONNX opset {opset}, written by {by}"),
@@ -268,6 +132,170 @@ pub fn from_bytes_with(
     }
     model.set_origin(origin);
     Ok(model)
+}
+
+/// The model's default-domain opset, checked against [`OPSETS`], and its graph, checked
+/// against the node limit.
+fn opset_and_graph<'m>(
+    model: &'m proto::ModelProto,
+    opts: &LoadOptions,
+) -> std::result::Result<(i64, &'m proto::GraphProto), LoadErrorKind> {
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .ok_or_else(|| {
+            LoadErrorKind::Invalid("no opset_import for the default ONNX domain".into())
+        })?;
+    let graph = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| LoadErrorKind::Invalid("the model has no graph".into()))?;
+    if opset > *OPSETS.end() {
+        let first = graph.node.first();
+        let (name, op) = first.map_or(("", ""), |n| (n.name.as_str(), n.op_type.as_str()));
+        return Err(LoadErrorKind::Invalid(format!(
+            "node {name:?} ({op}): the model's opset {opset} is newer than sinter knows ({}); \
+             export with opset {} or older",
+            OPSETS.end(),
+            OPSETS.end()
+        )));
+    }
+    if opset < *OPSETS.start() {
+        return Err(LoadErrorKind::Invalid(format!(
+            "opset {opset} is not supported (sinter reads opsets {} to {}); convert the model \
+             with onnx.version_converter.convert_version(model, {})",
+            OPSETS.start(),
+            OPSETS.end(),
+            OPSETS.start()
+        )));
+    }
+    if graph.node.len() > opts.max_layers {
+        return Err(LoadErrorKind::Invalid(format!(
+            "{} nodes, over the limit of {}",
+            graph.node.len(),
+            opts.max_layers
+        )));
+    }
+    Ok((opset, graph))
+}
+
+/// The graph's nodes with activation and normalization subgraphs rewritten as one op each
+/// ([`patterns`]), and the patterns found.
+fn rewrite_patterns(
+    cx: &Converter<'_>,
+    graph: &proto::GraphProto,
+) -> (Vec<NodeProto>, Vec<(&'static str, usize)>) {
+    let mut consts: HashMap<&str, Const> = HashMap::new();
+    for n in graph.node.iter().filter(|n| n.op_type == "Constant") {
+        if let (Some(o), Ok(c)) = (n.output.first(), cx.constant_node(n)) {
+            consts.insert(o, c);
+        }
+    }
+    let get = |name: &str| match cx.values.get(name) {
+        Some(Value::Const(c)) => Some(c),
+        _ => consts.get(name),
+    };
+    let scalar = |name: &str| get(name).and_then(|c| (c.f32.len() == 1).then(|| c.f32[0]));
+    let ints = |name: &str| {
+        get(name)
+            .filter(|c| c.f32.is_empty())
+            .map(|c| c.i64.clone())
+    };
+    let outs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+    patterns::rewrite(&graph.node, &outs, &scalar, &ints)
+}
+
+impl Converter<'_> {
+    /// Counts the readers of every tensor and the nodes of every name.
+    fn count_uses(&mut self, nodes: &[NodeProto], graph: &proto::GraphProto) {
+        for node in nodes {
+            for name in node.input.iter().filter(|n| !n.is_empty()) {
+                *self.uses.entry(name.clone()).or_insert(0) += 1;
+            }
+            if !node.name.is_empty() {
+                *self.names.entry(node.name.clone()).or_insert(0) += 1;
+            }
+        }
+        for out in &graph.output {
+            *self.uses.entry(out.name.clone()).or_insert(0) += 1;
+        }
+        // A node is never named after a graph input (inputs keep their own names).
+        for i in &graph.input {
+            self.names.insert(i.name.clone(), 2);
+        }
+    }
+
+    /// Pushes an `Input` node per graph input that is not an initializer; their number.
+    fn graph_inputs(
+        &mut self,
+        graph: &proto::GraphProto,
+    ) -> std::result::Result<usize, LoadErrorKind> {
+        let inputs: Vec<_> = graph
+            .input
+            .iter()
+            .filter(|i| !self.values.contains_key(&i.name))
+            .collect();
+        if inputs.is_empty() {
+            return Err(LoadErrorKind::Invalid(
+                "the graph has no non-constant input".into(),
+            ));
+        }
+        self.static_batch = inputs
+            .iter()
+            .map(|i| {
+                let tt = i.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
+                let dim = tt
+                    .and_then(|t| t.shape.as_ref())
+                    .and_then(|s| s.dim.first());
+                dim.and_then(|d| d.dim_value).filter(|&v| v > 1)
+            })
+            .reduce(|a, b| if a == b { a } else { None })
+            .flatten();
+        for input in &inputs {
+            let (shape, dtype) = input_shape(input)
+                .and_then(|(s, t)| self.opts.check_elems(&s).map(|()| (s, t)))
+                .map_err(|m| LoadErrorKind::Invalid(format!("input {:?}: {m}", input.name)))?;
+            self.push(&input.name, Layer::Input, vec![], shape, None);
+            if let Some(n) = self.nodes.last_mut() {
+                n.name = input.name.clone();
+                n.dtype = dtype;
+            }
+        }
+        Ok(inputs.len())
+    }
+
+    /// The nodes of the graph outputs `wanted`, in ONNX's axis order (the graph declares its
+    /// outputs so: a tracked layout is written out).
+    fn graph_outputs(
+        &mut self,
+        wanted: &[String],
+    ) -> std::result::Result<Vec<usize>, LoadErrorKind> {
+        let mut outs = Vec::with_capacity(wanted.len());
+        for name in wanted {
+            let out = match self.values.get(name) {
+                Some(Value::Node(i)) => {
+                    let i = *i;
+                    self.materialise(name, i)
+                        .map_err(|m| LoadErrorKind::Invalid(format!("output {name:?}: {m}")))?
+                }
+                Some(Value::Const(_)) => {
+                    return Err(LoadErrorKind::Invalid(format!(
+                        "output {name:?} is a constant (computed at load time, e.g. a Shape): \
+                         sinter serves outputs computed from the inputs"
+                    )));
+                }
+                None => {
+                    return Err(LoadErrorKind::Invalid(format!(
+                        "output {name:?} is not produced by any node"
+                    )));
+                }
+            };
+            outs.push(out);
+        }
+        Ok(outs)
+    }
 }
 
 /// Which nodes the tensors `wanted` depend on (a walk back from them; nodes are in

@@ -9,7 +9,7 @@ use crate::kernels::Activation;
 use crate::model::{Layer, Merge, Unary};
 
 /// `Add(MatMul(..), b)` (the MatMul's bias) or `Add(x, y)` of two computed tensors.
-pub(in crate::io::onnx) fn add(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+pub(super) fn add(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     if let (Value::Node(a), Value::Node(b)) = (cx.value(node, 0)?, cx.value(node, 1)?) {
         let (mut a, mut b) = (*a, *b);
         let mut layout = cx.layout(node, 0);
@@ -84,7 +84,7 @@ pub(in crate::io::onnx) fn add(cx: &mut Converter<'_>, node: &NodeProto) -> Resu
 
 /// `Sub` / `Mul` / `Div` of two computed tensors of one shape, or of a computed tensor and
 /// a constant (see [`Self::const_affine`]).
-pub(in crate::io::onnx) fn binary(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+pub(super) fn binary(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let consts = (0..2)
         .filter(|&i| matches!(cx.value(node, i), Ok(Value::Const(_))))
         .count();
@@ -110,7 +110,7 @@ pub(in crate::io::onnx) fn binary(cx: &mut Converter<'_>, node: &NodeProto) -> R
 /// become one [`Layer::Affine`] (`x * s + t`, exact: one of `s`, `t` is the identity);
 /// Div by a scalar is a true division ([`Unary::Div`]), by a vector only when every
 /// divisor is a power of two (its reciprocal is exact).
-pub(in crate::io::onnx) fn const_affine(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+fn const_affine(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let (x_at, c) = match (cx.value(node, 0)?, cx.value(node, 1)?) {
         (Value::Node(_), Value::Const(c)) => (0, c.clone()),
         (Value::Const(c), Value::Node(_)) => (1, c.clone()),
@@ -207,14 +207,8 @@ pub(in crate::io::onnx) fn const_affine(cx: &mut Converter<'_>, node: &NodeProto
     cx.same_shape(node, layer, x, layout)
 }
 
-/// `Sum`, `Mean`, `Max`, `Min` of one or more computed tensors of one shape.
-pub(in crate::io::onnx) fn variadic(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
-    let m = match node.op_type.as_str() {
-        "Sum" => Merge::Add,
-        "Mean" => Merge::Average,
-        "Max" => Merge::Maximum,
-        _ => Merge::Minimum,
-    };
+/// `Sum`, `Mean`, `Max`, `Min` (`m`) of one or more computed tensors of one shape.
+pub(super) fn variadic(cx: &mut Converter<'_>, node: &NodeProto, m: Merge) -> Result<()> {
     let n = node.input.len();
     if n == 0 {
         return Err(cx.node_fail(node, "no inputs"));
@@ -228,12 +222,7 @@ pub(in crate::io::onnx) fn variadic(cx: &mut Converter<'_>, node: &NodeProto) ->
 
 /// An elementwise merge of `n` computed inputs of one shape (no broadcasting), in one
 /// layout (inputs of mixed layouts are read in ONNX's order).
-pub(in crate::io::onnx) fn merge(
-    cx: &mut Converter<'_>,
-    node: &NodeProto,
-    m: Merge,
-    n: usize,
-) -> Result<()> {
+fn merge(cx: &mut Converter<'_>, node: &NodeProto, m: Merge, n: usize) -> Result<()> {
     if node.input.len() != n || n == 0 {
         return Err(cx.node_fail(
             node,

@@ -1,5 +1,6 @@
 //! `Conv` (1-D, and 2-D of height 1) and the window attributes it shares with pooling.
 
+use super::OpFn;
 use super::gemm::broadcast_bias;
 use crate::error::Result;
 use crate::io::onnx::convert::{Const, Converter, Value};
@@ -8,8 +9,21 @@ use crate::io::onnx::proto::NodeProto;
 use crate::kernels::Activation;
 use crate::model::{DenseWeights, Layer, Padding};
 
+/// `Conv`, `MaxPool` or `AveragePool`, converted by `op`: a 2-D window of height 1 on a
+/// [`Layout::NcwUnit`] tensor runs as the 1-D op (see [`unit_window`]).
+pub(super) fn window(cx: &mut Converter<'_>, node: &NodeProto, op: OpFn) -> Result<()> {
+    match unit_window(cx, node)? {
+        Some(one) => {
+            op(cx, &one)?;
+            let at = cx.layout(node, 0);
+            cx.set_layout(node, at)
+        }
+        None => op(cx, node),
+    }
+}
+
 /// `Conv` (1-D, group 1) on a channels-first view: a Conv1D on the channels-last buffer.
-pub(in crate::io::onnx) fn conv(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+pub(super) fn conv(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let (x, steps, ch) = cx.ncw_input(node)?;
     if cx.attr_i(node, "group")?.unwrap_or(1) != 1 {
         return Err(cx.node_fail(node, "grouped convolutions are not supported"));
@@ -77,7 +91,7 @@ pub(in crate::io::onnx) fn conv(cx: &mut Converter<'_>, node: &NodeProto) -> Res
 }
 
 /// 1-D window attributes of Conv/MaxPool/AveragePool as a Keras padding.
-pub(in crate::io::onnx) fn window_padding(
+pub(super) fn window_padding(
     cx: &Converter<'_>,
     node: &NodeProto,
     steps: usize,
@@ -129,7 +143,7 @@ pub(in crate::io::onnx) fn window_padding(
 }
 
 /// A positive 1-D attribute (`kernel_shape`, `strides`, `dilations`) or its default.
-pub(in crate::io::onnx) fn attr_1d(
+pub(super) fn attr_1d(
     cx: &Converter<'_>,
     node: &NodeProto,
     name: &str,
@@ -149,10 +163,7 @@ pub(in crate::io::onnx) fn attr_1d(
 /// is 1 along the unit axis: the same node as a 1-D op on a channels-first alias of its
 /// input (kernel, strides, dilations and pads of the real axis; a conv's `[M, C, 1, k]`
 /// weights as `[M, C, k]`), for the 1-D readers. `None` for any other node.
-pub(in crate::io::onnx) fn unit_window(
-    cx: &mut Converter<'_>,
-    node: &NodeProto,
-) -> Result<Option<NodeProto>> {
+fn unit_window(cx: &mut Converter<'_>, node: &NodeProto) -> Result<Option<NodeProto>> {
     let Layout::NcwUnit(at @ (2 | 3)) = cx.layout(node, 0) else {
         return Ok(None);
     };

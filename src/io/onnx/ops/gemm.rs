@@ -8,7 +8,7 @@ use crate::model::{DenseWeights, Layer};
 
 /// `Y = alpha * A' B' + beta * C` as a Dense layer (`A` must not be transposed: it is the
 /// batch-first activation).
-pub(in crate::io::onnx) fn gemm(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+pub(super) fn gemm(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let (x, rows) = cx.flat_rows(node)?;
     if cx.attr_i(node, "transA")?.unwrap_or(0) != 0 {
         return Err(cx.node_fail(
@@ -52,7 +52,7 @@ pub(in crate::io::onnx) fn gemm(cx: &mut Converter<'_>, node: &NodeProto) -> Res
 }
 
 /// `MatMul(x, W)`: a Dense layer without bias; a following `Add` may give it one.
-pub(in crate::io::onnx) fn matmul(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+pub(super) fn matmul(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let (x, rows) = cx.flat_rows(node)?;
     let b = cx.input_const(node, 1)?;
     let [k, n] = b.dims[..] else {
@@ -65,7 +65,7 @@ pub(in crate::io::onnx) fn matmul(cx: &mut Converter<'_>, node: &NodeProto) -> R
     dense(cx, node, x, k, n, kernel, None)
 }
 
-pub(in crate::io::onnx) fn dense(
+fn dense(
     cx: &mut Converter<'_>,
     node: &NodeProto,
     x: usize,
@@ -115,11 +115,7 @@ fn transposed(b: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// The rows of a row-major `[k, n]` matrix reordered: row `s` of the result is row `rows[s]`
 /// (unchanged without `rows`, or when a row index is out of range: the caller's shape check
 /// then reports the mismatch).
-pub(in crate::io::onnx) fn permute_rows(
-    kernel: Vec<f32>,
-    n: usize,
-    rows: Option<&[usize]>,
-) -> Vec<f32> {
+fn permute_rows(kernel: Vec<f32>, n: usize, rows: Option<&[usize]>) -> Vec<f32> {
     match rows {
         Some(rows) if n > 0 && rows.len() * n == kernel.len() => rows
             .iter()
@@ -130,7 +126,7 @@ pub(in crate::io::onnx) fn permute_rows(
 }
 
 /// A bias of `n` values from a constant of shape `[n]`, `[1, n]`, `[1]` or `[]`.
-pub(in crate::io::onnx) fn broadcast_bias(c: &Const, n: usize) -> Option<Vec<f32>> {
+pub(super) fn broadcast_bias(c: &Const, n: usize) -> Option<Vec<f32>> {
     let lead_ones = c.dims.iter().rev().skip(1).all(|&d| d == 1);
     match c.dims.last() {
         Some(&d) if d == n && lead_ones => Some(c.f32.clone()),

@@ -8,7 +8,7 @@ use crate::model::{ChannelNorm, Layer, RowNorm};
 
 /// `BatchNormalization` at inference, over the channel axis: the last axis of sinter's
 /// buffer for `[N, C]` and for a channels-first `[N, C, W]` held channels-last.
-pub(in crate::io::onnx) fn batch_norm(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+pub(super) fn batch_norm(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     if cx.attr_i(node, "training_mode")?.unwrap_or(0) != 0 {
         return Err(cx.node_fail(node, "training_mode=1 is not supported (inference only)"));
     }
@@ -49,7 +49,7 @@ pub(in crate::io::onnx) fn batch_norm(cx: &mut Converter<'_>, node: &NodeProto) 
 }
 
 /// `LayerNormalization` over the last axis (opset 17), read in ONNX's order.
-pub(in crate::io::onnx) fn layer_norm(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+pub(super) fn layer_norm(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let x = cx.native_input(node, 0)?;
     let shape = cx.nodes[x].shape.clone();
     let rank = shape.len() as i64 + 1;

@@ -8,7 +8,7 @@ use crate::io::onnx::proto::NodeProto;
 use crate::model::{Layer, Padding};
 
 /// `MaxPool` / `AveragePool` (1-D) on a channels-first view.
-pub(in crate::io::onnx) fn pool(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+pub(super) fn pool(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let (x, steps, ch) = cx.ncw_input(node)?;
     let size = attr_1d(cx, node, "kernel_shape", 0)?;
     if size == 0 {
@@ -65,7 +65,7 @@ pub(in crate::io::onnx) fn pool(cx: &mut Converter<'_>, node: &NodeProto) -> Res
 }
 
 /// `GlobalMaxPool` / `GlobalAveragePool` on a channels-first view: `[N, C, 1]`.
-pub(in crate::io::onnx) fn global_pool(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+pub(super) fn global_pool(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let (x, _, ch) = cx.ncw_input(node)?;
     let layer = if node.op_type == "GlobalMaxPool" {
         Layer::GlobalMaxPooling1D

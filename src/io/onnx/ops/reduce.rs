@@ -10,7 +10,7 @@ use crate::model::{DType, Layer, Node};
 /// reduced axes must be every non-batch axis but the channels (`[N, W.., C]` reduced over
 /// the `W` axes, PyTorch's `x.mean(dim=1)`), or the steps (and any unit axis) of a tracked
 /// channels-first tensor (`[N, C, W]` over axis 2, `[N, C, 1, W]` over axes 2 and 3).
-pub(in crate::io::onnx) fn reduce(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+pub(super) fn reduce(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let max = node.op_type == "ReduceMax";
     let axes: Vec<i64> = match node.input.get(1).filter(|n| !n.is_empty()) {
         Some(_) => cx.input_const(node, 1)?.i64.clone(),
@@ -113,7 +113,7 @@ pub(in crate::io::onnx) fn reduce(cx: &mut Converter<'_>, node: &NodeProto) -> R
 }
 
 /// `ArgMax` over the last axis: int64 labels (a graph output).
-pub(in crate::io::onnx) fn argmax(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+pub(super) fn argmax(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let x = cx.native_input(node, 0)?;
     let shape = cx.nodes[x].shape.clone();
     let rank = shape.len() as i64 + 1;

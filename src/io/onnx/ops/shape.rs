@@ -8,7 +8,7 @@ use crate::model::{DType, DenseWeights, Layer, checked_elems};
 
 /// `Transpose(0, 2, 1)` between channels-last and channels-first: no data moves, only
 /// the way later ops read their axes.
-pub(in crate::io::onnx) fn transpose(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+pub(super) fn transpose(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let x = cx.input_node(node, 0)?;
     let perm = Converter::attr(node, "perm")
         .map(|a| a.ints.clone())
@@ -55,12 +55,7 @@ pub(in crate::io::onnx) fn transpose(cx: &mut Converter<'_>, node: &NodeProto) -
 
 /// Any other `Transpose` that keeps the batch axis first: a `Permute` of the values in
 /// ONNX's order.
-pub(in crate::io::onnx) fn permute(
-    cx: &mut Converter<'_>,
-    node: &NodeProto,
-    perm: &[i64],
-    rank: usize,
-) -> Result<()> {
+fn permute(cx: &mut Converter<'_>, node: &NodeProto, perm: &[i64], rank: usize) -> Result<()> {
     let dims = match perm.split_first() {
         Some((0, rest)) if perm.len() == rank => rest
             .iter()
@@ -84,10 +79,22 @@ pub(in crate::io::onnx) fn permute(
     cx.set_layout(node, Layout::Native)
 }
 
+/// `Flatten` at axis 1 (keep the batch axis).
+pub(super) fn flatten(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    let axis = cx.attr_i(node, "axis")?.unwrap_or(1);
+    if axis != 1 {
+        return Err(cx.node_fail(
+            node,
+            format!("axis {axis}: only axis 1 (keep the batch axis) is supported"),
+        ));
+    }
+    to_features(cx, node)
+}
+
 /// A flatten to `[N, features]` (ONNX `Flatten`, or a `Reshape` to one axis). A tracked
 /// channels-first `[N, C, W]` tensor is flattened as sinter holds it (step-major) and
 /// tracked as [`Layout::FlatNcw`]; everything else is flattened in ONNX's order.
-pub(in crate::io::onnx) fn flatten(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+fn to_features(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let (x, layout) = match (cx.layout(node, 0), cx.input_node(node, 0)?) {
         (Layout::Ncw, x) => match cx.nodes[x].shape[..] {
             [steps, ch] => (x, Layout::FlatNcw { steps, ch }),
@@ -107,7 +114,7 @@ pub(in crate::io::onnx) fn flatten(cx: &mut Converter<'_>, node: &NodeProto) -> 
 }
 
 /// A batch-first Reshape: a view (Flatten for `[batch, n]`, else a Reshape layer).
-pub(in crate::io::onnx) fn reshape(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+pub(super) fn reshape(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let mut target = cx.input_const(node, 1)?.i64.clone();
     if target.first().is_some_and(|&b| Some(b) == cx.static_batch) {
         target[0] = BATCH; // the batch size the exporter traced with: keep the batch axis
@@ -125,7 +132,7 @@ pub(in crate::io::onnx) fn reshape(cx: &mut Converter<'_>, node: &NodeProto) -> 
         && matches!(target[0], 0 | BATCH)
         && (target[1] == -1 || target[1] == features)
     {
-        return flatten(cx, node); // `x.view(x.size(0), -1)` after a Conv1d
+        return to_features(cx, node); // `x.view(x.size(0), -1)` after a Conv1d
     }
     let x = cx.native_input(node, 0)?;
     if target.iter().skip(1).any(|&d| d == BATCH) {
@@ -143,7 +150,7 @@ pub(in crate::io::onnx) fn reshape(cx: &mut Converter<'_>, node: &NodeProto) -> 
 
 /// The non-batch shape of `Reshape(x, target)` for `x` of non-batch shape `from`: the first
 /// entry must keep the batch axis (`0`, or `-1` with every other entry known).
-pub(in crate::io::onnx) fn batch_reshape(
+fn batch_reshape(
     target: &[i64],
     from: &[usize],
     elems: usize,
@@ -187,7 +194,7 @@ pub(in crate::io::onnx) fn batch_reshape(
 
 /// `Squeeze` / `Unsqueeze` of non-batch axes of length 1: a view of the values in ONNX's
 /// order. The axes are a constant input (opset 13 and later).
-pub(in crate::io::onnx) fn squeeze(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+pub(super) fn squeeze(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     if let Some(layout) = cx.unit_relabel(node)? {
         let x = cx.input_node(node, 0)?;
         cx.values
@@ -251,7 +258,7 @@ pub(in crate::io::onnx) fn squeeze(cx: &mut Converter<'_>, node: &NodeProto) -> 
 }
 
 /// `Concat` of computed tensors of one layout, on any non-batch axis.
-pub(in crate::io::onnx) fn concat(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+pub(super) fn concat(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let mut inputs = (0..node.input.len())
         .map(|i| cx.input_node(node, i))
         .collect::<Result<Vec<_>>>()?;
@@ -305,7 +312,7 @@ pub(in crate::io::onnx) fn concat(cx: &mut Converter<'_>, node: &NodeProto) -> R
 
 /// `Gather(table, ids, axis=0)` with a constant `[V, D]` table and integer graph-input ids:
 /// an Embedding.
-pub(in crate::io::onnx) fn gather(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+pub(super) fn gather(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     if cx.attr_i(node, "axis")?.unwrap_or(0) != 0 {
         return Err(cx.node_fail(node, "only axis 0 (rows of a constant table) is supported"));
     }
@@ -336,7 +343,7 @@ pub(in crate::io::onnx) fn gather(cx: &mut Converter<'_>, node: &NodeProto) -> R
     Ok(())
 }
 
-pub(in crate::io::onnx) fn dropout(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+pub(super) fn dropout(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let x = cx.input_node(node, 0)?;
     if node.output.get(1).is_some_and(|m| !m.is_empty()) {
         return Err(cx.node_fail(node, "the mask output is not supported"));
@@ -374,10 +381,7 @@ pub(in crate::io::onnx) fn dropout(cx: &mut Converter<'_>, node: &NodeProto) -> 
 /// `ai.onnx.ml` `ArrayFeatureExtractor(classes, labels)` as skl2onnx writes a classifier's
 /// label: the class of each ArgMax index. Classes `0..n` are the indices themselves (no
 /// step); other class labels are refused by name.
-pub(in crate::io::onnx) fn array_feature_extractor(
-    cx: &mut Converter<'_>,
-    node: &NodeProto,
-) -> Result<()> {
+pub(super) fn array_feature_extractor(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let classes = cx.input_const(node, 0)?;
     let x = cx.input_node(node, 1)?;
     if cx.nodes[x].dtype == DType::F32 {
@@ -397,4 +401,18 @@ pub(in crate::io::onnx) fn array_feature_extractor(
         ));
     }
     cx.alias(node, x)
+}
+
+/// `Identity` of a computed tensor: the same node, under another name.
+pub(super) fn identity(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    let x = cx.input_node(node, 0)?;
+    cx.alias(node, x)
+}
+
+/// `Constant`: a value known at load time (no node).
+pub(super) fn constant(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    let c = cx.constant_node(node)?;
+    cx.values
+        .insert(cx.output(node)?.to_string(), Value::Const(c));
+    Ok(())
 }
