@@ -11,6 +11,17 @@ use crate::model::{DenseWeights, Layer, Node};
 use std::collections::HashMap;
 use std::path::Path;
 
+/// `kind` with `prefix` before its detail.
+pub(super) fn prefixed(prefix: &str, kind: LoadErrorKind) -> LoadErrorKind {
+    match kind {
+        LoadErrorKind::Malformed(m) => LoadErrorKind::Malformed(format!("{prefix}{m}")),
+        LoadErrorKind::Unsupported(m) => LoadErrorKind::Unsupported(format!("{prefix}{m}")),
+        LoadErrorKind::Invalid(m) => LoadErrorKind::Invalid(format!("{prefix}{m}")),
+        LoadErrorKind::Limit(m) => LoadErrorKind::Limit(format!("{prefix}{m}")),
+        model => model,
+    }
+}
+
 /// A constant tensor, converted to f32 (weights) or i64 (shapes).
 #[derive(Clone, Debug)]
 pub(super) struct Const {
@@ -87,18 +98,38 @@ impl<'a> Converter<'a> {
 }
 
 impl Converter<'_> {
-    pub(super) fn fail(&self, msg: String) -> Error {
-        LoadError::new(self.path, LoadErrorKind::Invalid(msg)).into()
+    /// A fault of the file, not of one node.
+    pub(super) fn file_error(&self, kind: LoadErrorKind) -> Error {
+        LoadError::new(self.path, kind).into()
     }
 
-    pub(super) fn node_fail(&self, node: &NodeProto, msg: impl std::fmt::Display) -> Error {
-        LoadError::new(self.path, LoadErrorKind::Invalid(msg.to_string()))
+    /// A fault of `node`, located at it (its name, op and the model's opset).
+    pub(super) fn node_error(&self, node: &NodeProto, kind: LoadErrorKind) -> Error {
+        LoadError::new(self.path, kind)
             .at(Site {
                 name: node.name.clone(),
                 op: node.op_type.clone(),
                 opset: Some(self.opset),
             })
             .into()
+    }
+
+    /// `node` breaks ONNX's rules or disagrees with itself: a missing or ill-typed attribute
+    /// or input, a dangling input, sizes that do not fit ([`LoadErrorKind::Invalid`]).
+    pub(super) fn invalid(&self, node: &NodeProto, msg: impl std::fmt::Display) -> Error {
+        self.node_error(node, LoadErrorKind::Invalid(msg.to_string()))
+    }
+
+    /// `node` is valid ONNX that sinter does not run: its op, an attribute value, an element
+    /// type, a constant where sinter needs a computed input or the reverse
+    /// ([`LoadErrorKind::Unsupported`]).
+    pub(super) fn unsupported(&self, node: &NodeProto, msg: impl std::fmt::Display) -> Error {
+        self.node_error(node, LoadErrorKind::Unsupported(msg.to_string()))
+    }
+
+    /// `node` is over a size limit ([`LoadErrorKind::Limit`]).
+    pub(super) fn limit(&self, node: &NodeProto, msg: impl std::fmt::Display) -> Error {
+        self.node_error(node, LoadErrorKind::Limit(msg.to_string()))
     }
 
     /// Appends a node computing `layer` of `inputs` with non-batch `shape`, as tensor
@@ -143,7 +174,7 @@ impl Converter<'_> {
             "" | "ai.onnx" => (ops::OPS, None),
             "ai.onnx.ml" => (ops::ML_OPS, Some("ai.onnx.ml")),
             d => {
-                return Err(self.node_fail(
+                return Err(self.unsupported(
                     node,
                     format!("operator {} of domain {d:?} is not supported", node.op_type),
                 ));
@@ -174,7 +205,7 @@ impl Converter<'_> {
                     folded.sort_unstable();
                     known.push_str(&format!("; evaluated at load time: {}", folded.join(", ")));
                 }
-                Err(self.node_fail(node, format!("{what} (sinter reads {known})")))
+                Err(self.unsupported(node, format!("{what} (sinter reads {known})")))
             }
         }
     }
@@ -182,7 +213,7 @@ impl Converter<'_> {
     pub(super) fn output<'n>(&self, node: &'n NodeProto) -> Result<&'n str> {
         match node.output.first() {
             Some(o) if !o.is_empty() => Ok(o),
-            _ => Err(self.node_fail(node, "has no output")),
+            _ => Err(self.invalid(node, "has no output")),
         }
     }
 
@@ -198,9 +229,9 @@ impl Converter<'_> {
             .input
             .get(i)
             .filter(|n| !n.is_empty())
-            .ok_or_else(|| self.node_fail(node, format!("missing input {i}")))?;
+            .ok_or_else(|| self.invalid(node, format!("missing input {i}")))?;
         self.values.get(name).ok_or_else(|| {
-            self.node_fail(
+            self.invalid(
                 node,
                 format!("input {name:?} is not defined before this node (cycle or bad order)"),
             )
@@ -211,7 +242,7 @@ impl Converter<'_> {
     pub(super) fn input_node(&self, node: &NodeProto, i: usize) -> Result<usize> {
         match self.value(node, i)? {
             Value::Node(x) => Ok(*x),
-            Value::Const(_) => Err(self.node_fail(
+            Value::Const(_) => Err(self.unsupported(
                 node,
                 format!("input {i} is a constant; sinter needs it computed from the graph input"),
             )),
@@ -222,7 +253,7 @@ impl Converter<'_> {
     pub(super) fn input_const(&self, node: &NodeProto, i: usize) -> Result<&Const> {
         match self.value(node, i)? {
             Value::Const(c) => Ok(c),
-            Value::Node(_) => Err(self.node_fail(
+            Value::Node(_) => Err(self.unsupported(
                 node,
                 format!("input {i} must be a constant (an initializer)"),
             )),
@@ -245,7 +276,7 @@ impl Converter<'_> {
         Self::attr(node, name)
             .map(|a| {
                 String::from_utf8(a.s.clone())
-                    .map_err(|_| self.node_fail(node, format!("attribute {name} is not UTF-8")))
+                    .map_err(|_| self.invalid(node, format!("attribute {name} is not UTF-8")))
             })
             .transpose()
     }
@@ -272,7 +303,15 @@ impl Converter<'_> {
         let c = self.input_const(node, i)?;
         match c.f32.as_slice() {
             [v] => Ok(Some(*v)),
-            _ => Err(self.node_fail(node, format!("input {i} must be a scalar float constant"))),
+            _ => {
+                let m = format!("input {i} must be a scalar float constant");
+                // One integer: a scalar of a type sinter does not compute in.
+                Err(if c.i64.len() == 1 {
+                    self.unsupported(node, m)
+                } else {
+                    self.invalid(node, m)
+                })
+            }
         }
     }
 
@@ -306,7 +345,7 @@ impl Converter<'_> {
     ) -> Result<Vec<f32>> {
         let c = self.input_const(node, i)?;
         if c.f32.len() != ch || c.dims.iter().filter(|&&d| d != 1).count() > 1 {
-            return Err(self.node_fail(
+            return Err(self.invalid(
                 node,
                 format!("{what} has shape {:?}, expected [{ch}]", c.dims),
             ));

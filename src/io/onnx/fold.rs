@@ -52,9 +52,15 @@ pub(super) fn fold(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>
     eval(cx, node)
 }
 
-/// An error about folding `node`.
-fn fail(cx: &Converter<'_>, node: &NodeProto, m: &str) -> Error {
-    cx.node_fail(node, format!("on constants: {m}"))
+/// `node`'s constants break its rules (see [`Converter::invalid`]).
+fn invalid(cx: &Converter<'_>, node: &NodeProto, m: &str) -> Error {
+    cx.invalid(node, format!("on constants: {m}"))
+}
+
+/// `node` asks for a computation sinter does not do at load time (the batch size is not known
+/// until a run).
+fn unsupported(cx: &Converter<'_>, node: &NodeProto, m: &str) -> Error {
+    cx.unsupported(node, format!("on constants: {m}"))
 }
 
 fn ints_only(c: &Const) -> bool {
@@ -122,14 +128,20 @@ fn cast(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
                 let mut v = Vec::with_capacity(c.f32.len());
                 for &f in &c.f32 {
                     if !(f.is_finite() && f.abs() < 9.2e18) {
-                        return Err(fail(cx, node, &format!("cast of {f} to an integer")));
+                        return Err(invalid(cx, node, &format!("cast of {f} to an integer")));
                     }
                     v.push(f.trunc() as i64);
                 }
                 v
             },
         },
-        _ => return Err(fail(cx, node, &format!("cast to {}", dtype_name(to)))),
+        _ => {
+            return Err(unsupported(
+                cx,
+                node,
+                &format!("cast to {}", dtype_name(to)),
+            ));
+        }
     }))
 }
 
@@ -137,7 +149,7 @@ fn cast(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
 fn view(cx: &Converter<'_>, node: &NodeProto, c: &Const, dims: Vec<usize>) -> Result<Const> {
     let n = c.f32.len().max(c.i64.len());
     if dims.iter().product::<usize>() != n {
-        return Err(fail(cx, node, &format!("shape {dims:?} for {n} values")));
+        return Err(invalid(cx, node, &format!("shape {dims:?} for {n} values")));
     }
     Ok(Const {
         dims,
@@ -151,7 +163,12 @@ fn reshape(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
     let n = c.f32.len().max(c.i64.len());
     let t = &cx.input_const(node, 1)?.i64;
     if t.iter().any(|&d| d < -1 || d == BATCH) || t.iter().filter(|&&d| d == -1).count() > 1 {
-        return Err(fail(cx, node, &format!("shape {t:?}")));
+        let m = format!("shape {t:?}");
+        return Err(if t.contains(&BATCH) {
+            unsupported(cx, node, &m)
+        } else {
+            invalid(cx, node, &m)
+        });
     }
     let mut d: Vec<usize> = Vec::with_capacity(t.len());
     for (k, &v) in t.iter().enumerate() {
@@ -159,7 +176,7 @@ fn reshape(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
             0 => *c
                 .dims
                 .get(k)
-                .ok_or_else(|| cx.node_fail(node, "0 entry beyond the rank"))?,
+                .ok_or_else(|| cx.invalid(node, "0 entry beyond the rank"))?,
             -1 => 1,
             v => v as usize,
         });
@@ -167,7 +184,7 @@ fn reshape(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
     if let Some(k) = t.iter().position(|&v| v == -1) {
         let known: usize = d.iter().product();
         if known == 0 || n % known != 0 {
-            return Err(fail(cx, node, &format!("shape {t:?} for {n} values")));
+            return Err(invalid(cx, node, &format!("shape {t:?} for {n} values")));
         }
         d[k] = n / known;
     }
@@ -189,7 +206,7 @@ fn squeeze(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
         .collect();
     axes.sort_unstable();
     if axes.iter().any(|&a| a < 0 || a >= rank) || axes.windows(2).any(|w| w[0] == w[1]) {
-        return Err(fail(cx, node, &format!("axes {axes:?}")));
+        return Err(invalid(cx, node, &format!("axes {axes:?}")));
     }
     let dims = if squeeze {
         let mut d = Vec::new();
@@ -197,7 +214,7 @@ fn squeeze(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
             if axes.contains(&(k as i64)) {
                 if v != 1 {
                     let m = format!("squeeze of axis {k} of length {v}");
-                    return Err(fail(cx, node, &m));
+                    return Err(invalid(cx, node, &m));
                 }
             } else {
                 d.push(v);
@@ -232,7 +249,7 @@ fn gather(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
     for &k in &idx.i64 {
         let k = if k < 0 { k + n } else { k };
         if !(0..n).contains(&k) {
-            return Err(fail(cx, node, &format!("index {k} of {n} values")));
+            return Err(invalid(cx, node, &format!("index {k} of {n} values")));
         }
         if ints_only(data) {
             i.push(data.i64[k as usize]);
@@ -269,7 +286,7 @@ fn slice(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
         }
         match cx.input_const(node, i)?.i64.as_slice() {
             [v] => Ok(*v),
-            _ => Err(cx.node_fail(node, "only 1-D slices of constants fold")),
+            _ => Err(cx.unsupported(node, "only 1-D slices of constants fold")),
         }
     };
     if data.dims.len() != 1 || !ints_only(data) {
@@ -278,7 +295,7 @@ fn slice(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
     let n = data.dims[0] as i64;
     let (start, end, step) = (scalar(1, 0)?, scalar(2, n)?, scalar(4, 1)?);
     if scalar(3, 0)? != 0 || step != 1 {
-        return Err(fail(cx, node, "only axis 0 with step 1"));
+        return Err(unsupported(cx, node, "only axis 0 with step 1"));
     }
     let clamp = |v: i64| (if v < 0 { v + n } else { v }).clamp(0, n) as usize;
     Ok(Some(ints(
@@ -290,13 +307,15 @@ fn constant_of_shape(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Cons
     let shape = &cx.input_const(node, 0)?.i64;
     if shape.iter().any(|&d| d < 0 || d == BATCH) {
         let m = "the shape holds the batch size or a negative entry";
-        return Err(fail(cx, node, m));
+        return Err(if shape.contains(&BATCH) {
+            unsupported(cx, node, m)
+        } else {
+            invalid(cx, node, m)
+        });
     }
     let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-    cx.opts
-        .check_elems(&dims)
-        .map_err(|m| cx.node_fail(node, m))?;
-    let n = checked_elems(&dims).map_err(|m| cx.node_fail(node, m))?;
+    cx.opts.check_elems(&dims).map_err(|m| cx.limit(node, m))?;
+    let n = checked_elems(&dims).map_err(|m| cx.limit(node, m))?;
     let value = match Converter::attr(node, "value").and_then(|a| a.t.as_ref()) {
         Some(t) => cx.constant(t, &format!("node {:?}", node.name))?,
         None => Const {
@@ -320,7 +339,7 @@ fn arithmetic(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
     }
     if !batch_free(a) || !batch_free(b) {
         let m = "arithmetic on the batch size, which is not known until a run";
-        return Err(fail(cx, node, m));
+        return Err(unsupported(cx, node, m));
     }
     let (long, short) = if a.i64.len() >= b.i64.len() {
         (a, b)
@@ -328,7 +347,7 @@ fn arithmetic(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
         (b, a)
     };
     if short.i64.len() != 1 && short.i64.len() != long.i64.len() {
-        return Err(fail(cx, node, "operands of different lengths"));
+        return Err(invalid(cx, node, "operands of different lengths"));
     }
     let pick = |v: &Const, k: usize| v.i64[if v.i64.len() == 1 { 0 } else { k }];
     let mut v = Vec::with_capacity(long.i64.len());
@@ -340,7 +359,7 @@ fn arithmetic(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
             "Sub" => x.checked_sub(y),
             _ => (y != 0).then(|| x.div_euclid(y)),
         };
-        v.push(r.ok_or_else(|| cx.node_fail(node, "integer overflow or division by zero"))?);
+        v.push(r.ok_or_else(|| cx.invalid(node, "integer overflow or division by zero"))?);
     }
     Ok(Some(Const {
         dims: long.dims.clone(),

@@ -55,7 +55,7 @@ impl Converter<'_> {
         let x = self.input_node(node, i)?;
         let name = node.input[i].clone();
         self.materialise(&name, x)
-            .map_err(|m| self.node_fail(node, format!("input {i}: {m}")))
+            .map_err(|m| self.invalid(node, format!("input {i}: {m}")))
     }
 
     /// The node holding tensor `name` (computed by node `x`) in ONNX's axis order. A tracked
@@ -178,7 +178,15 @@ impl Converter<'_> {
                 self.channels_last.insert(name, t);
                 Ok((t, steps, ch))
             }
-            _ => Err(self.node_fail(node, "the input must be channels-first [N, C, W]")),
+            (layout, shape) => {
+                let m = "the input must be channels-first [N, C, W]";
+                // Fewer axes break the op's rules; more are a 2-D (or 3-D) window.
+                Err(if layout.onnx_dims(shape).len() < 2 {
+                    self.invalid(node, m)
+                } else {
+                    self.unsupported(node, m)
+                })
+            }
         }
     }
 

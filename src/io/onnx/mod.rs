@@ -32,7 +32,7 @@ mod tensor;
 use super::LoadOptions;
 use crate::error::{Error, LoadError, LoadErrorKind, Result};
 use crate::model::{DType, Layer, Model};
-use convert::{Const, Converter, Value, dtype_name};
+use convert::{Const, Converter, Value, dtype_name, prefixed};
 use proto::{NodeProto, dtype};
 use std::collections::HashMap;
 use std::path::Path;
@@ -78,14 +78,14 @@ pub fn from_bytes_with(
 ) -> Result<Model> {
     let fail = |kind: LoadErrorKind| Error::from(LoadError::new(path, kind));
     if bytes.len() as u64 > opts.max_weight_bytes {
-        return Err(fail(LoadErrorKind::Invalid(format!(
+        return Err(fail(LoadErrorKind::Limit(format!(
             "{} bytes is over the weights limit of {} bytes",
             bytes.len(),
             opts.max_weight_bytes
         ))));
     }
     let proto_model = proto::decode(bytes).map_err(|e| {
-        fail(LoadErrorKind::Invalid(format!(
+        fail(LoadErrorKind::Malformed(format!(
             "not an ONNX model (protobuf: {e})"
         )))
     })?;
@@ -119,7 +119,7 @@ pub fn from_bytes_with(
         &graph.name
     };
     let ins: Vec<usize> = (0..inputs).collect();
-    let model_err = |e: Error| fail(LoadErrorKind::Invalid(e.to_string()));
+    let model_err = |e: Error| fail(LoadErrorKind::Model(Box::new(e)));
     let mut model = Model::from_nodes(name, cx.nodes, &ins, &outs).map_err(model_err)?;
     model.set_output_names(wanted).map_err(model_err)?;
     let mut origin = match proto_model.producer_name.trim() {
@@ -155,7 +155,7 @@ fn opset_and_graph<'m>(
     if opset > *OPSETS.end() {
         let first = graph.node.first();
         let (name, op) = first.map_or(("", ""), |n| (n.name.as_str(), n.op_type.as_str()));
-        return Err(LoadErrorKind::Invalid(format!(
+        return Err(LoadErrorKind::Unsupported(format!(
             "node {name:?} ({op}): the model's opset {opset} is newer than sinter knows ({}); \
              export with opset {} or older",
             OPSETS.end(),
@@ -163,7 +163,7 @@ fn opset_and_graph<'m>(
         )));
     }
     if opset < *OPSETS.start() {
-        return Err(LoadErrorKind::Invalid(format!(
+        return Err(LoadErrorKind::Unsupported(format!(
             "opset {opset} is not supported (sinter reads opsets {} to {}); convert the model \
              with onnx.version_converter.convert_version(model, {})",
             OPSETS.start(),
@@ -172,7 +172,7 @@ fn opset_and_graph<'m>(
         )));
     }
     if graph.node.len() > opts.max_layers {
-        return Err(LoadErrorKind::Invalid(format!(
+        return Err(LoadErrorKind::Limit(format!(
             "{} nodes, over the limit of {}",
             graph.node.len(),
             opts.max_layers
@@ -238,7 +238,7 @@ impl Converter<'_> {
             .filter(|i| !self.values.contains_key(&i.name))
             .collect();
         if inputs.is_empty() {
-            return Err(LoadErrorKind::Invalid(
+            return Err(LoadErrorKind::Unsupported(
                 "the graph has no non-constant input".into(),
             ));
         }
@@ -255,8 +255,11 @@ impl Converter<'_> {
             .flatten();
         for input in &inputs {
             let (shape, dtype) = input_shape(input)
-                .and_then(|(s, t)| self.opts.check_elems(&s).map(|()| (s, t)))
-                .map_err(|m| LoadErrorKind::Invalid(format!("input {:?}: {m}", input.name)))?;
+                .and_then(|(s, t)| {
+                    let limit = self.opts.check_elems(&s).map_err(LoadErrorKind::Limit);
+                    limit.map(|()| (s, t))
+                })
+                .map_err(|k| prefixed(&format!("input {:?}: ", input.name), k))?;
             self.push(&input.name, Layer::Input, vec![], shape, None);
             if let Some(n) = self.nodes.last_mut() {
                 n.name = input.name.clone();
@@ -281,7 +284,7 @@ impl Converter<'_> {
                         .map_err(|m| LoadErrorKind::Invalid(format!("output {name:?}: {m}")))?
                 }
                 Some(Value::Const(_)) => {
-                    return Err(LoadErrorKind::Invalid(format!(
+                    return Err(LoadErrorKind::Unsupported(format!(
                         "output {name:?} is a constant (computed at load time, e.g. a Shape): \
                          sinter serves outputs computed from the inputs"
                     )));
@@ -314,41 +317,47 @@ fn needed_nodes(nodes: &[NodeProto], wanted: &[String]) -> Vec<bool> {
 
 /// The non-batch shape of a graph input (`[batch, d1, ..]` with known positive `d`s) and its
 /// element type.
-fn input_shape(input: &proto::ValueInfoProto) -> std::result::Result<(Vec<usize>, DType), String> {
+fn input_shape(
+    input: &proto::ValueInfoProto,
+) -> std::result::Result<(Vec<usize>, DType), LoadErrorKind> {
+    let unsupported = |m: String| LoadErrorKind::Unsupported(m);
     let tt = input
         .r#type
         .as_ref()
         .and_then(|t| t.tensor_type.as_ref())
-        .ok_or("not a tensor")?;
+        .ok_or_else(|| unsupported("not a tensor".into()))?;
     let ty = match tt.elem_type {
         dtype::FLOAT => DType::F32,
         dtype::INT32 => DType::I32,
         dtype::INT64 => DType::I64,
         t => {
-            return Err(format!(
+            return Err(unsupported(format!(
                 "element type {} is not float32, int32 or int64",
                 dtype_name(t)
-            ));
+            )));
         }
     };
-    let dims = &tt.shape.as_ref().ok_or("shape is unknown")?.dim;
+    let dims = &tt
+        .shape
+        .as_ref()
+        .ok_or_else(|| unsupported("shape is unknown".into()))?
+        .dim;
     if dims.len() < 2 {
-        return Err(format!(
+        return Err(unsupported(format!(
             "rank {} input: sinter needs [batch, features..]",
             dims.len()
-        ));
+        )));
     }
     let shape = dims[1..]
         .iter()
         .enumerate()
         .map(|(i, d)| match d.dim_value {
-            Some(v) if v > 0 => {
-                usize::try_from(v).map_err(|_| format!("axis {} is too large", i + 1))
-            }
-            _ => Err(format!(
+            Some(v) if v > 0 => usize::try_from(v)
+                .map_err(|_| LoadErrorKind::Limit(format!("axis {} is too large", i + 1))),
+            _ => Err(unsupported(format!(
                 "axis {} has no fixed size (only the batch axis may be symbolic)",
                 i + 1
-            )),
+            ))),
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok((shape, ty))

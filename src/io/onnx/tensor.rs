@@ -2,7 +2,7 @@
 
 use super::convert::{Const, Converter, dtype_name};
 use super::proto::{NodeProto, TensorProto, dtype};
-use crate::error::{Error, Result};
+use crate::error::{Error, LoadErrorKind, Result};
 use crate::model::checked_elems;
 use std::path::{Component, Path, PathBuf};
 
@@ -10,14 +10,14 @@ impl Converter<'_> {
     /// The value of a `Constant` node: a tensor, or one of the scalar and list forms.
     pub(super) fn constant_node(&self, node: &NodeProto) -> Result<Const> {
         let [a] = node.attribute.as_slice() else {
-            return Err(self.node_fail(node, "needs exactly one value attribute"));
+            return Err(self.invalid(node, "needs exactly one value attribute"));
         };
         let c = |dims: Vec<usize>, f32: Vec<f32>, i64: Vec<i64>| Const { dims, f32, i64 };
         Ok(match a.name.as_str() {
             "value" => {
                 let t =
                     a.t.as_ref()
-                        .ok_or_else(|| self.node_fail(node, "value holds no tensor"))?;
+                        .ok_or_else(|| self.invalid(node, "value holds no tensor"))?;
                 self.constant(t, &format!("node {:?}", node.name))?
             }
             "value_float" => c(vec![], vec![a.f], vec![]),
@@ -25,23 +25,25 @@ impl Converter<'_> {
             "value_int" => c(vec![], vec![], vec![a.i]),
             "value_ints" => c(vec![a.ints.len()], vec![], a.ints.clone()),
             other => {
-                return Err(self.node_fail(node, format!("the {other} form is not supported")));
+                return Err(self.unsupported(node, format!("the {other} form is not supported")));
             }
         })
     }
 
     /// Converts an initializer or `Constant` value, reading external data if needed.
     pub(super) fn constant(&self, t: &TensorProto, what: &str) -> Result<Const> {
+        let invalid = |m: String| self.file_error(LoadErrorKind::Invalid(m));
+        let limit = |m: String| self.file_error(LoadErrorKind::Limit(m));
         let dims = t
             .dims
             .iter()
             .map(|&d| usize::try_from(d).map_err(|_| format!("negative dimension {d}")))
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|m| self.fail(format!("{what}: {m}")))?;
+            .map_err(|m| invalid(format!("{what}: {m}")))?;
         self.opts
             .check_elems(&dims)
-            .map_err(|m| self.fail(format!("{what}: {m}")))?;
-        let n = checked_elems(&dims).map_err(|m| self.fail(format!("{what}: {m}")))?;
+            .map_err(|m| limit(format!("{what}: {m}")))?;
+        let n = checked_elems(&dims).map_err(|m| limit(format!("{what}: {m}")))?;
         let external;
         let raw: &[u8] = if t.data_location == 1 {
             external = self.external(t, what)?;
@@ -50,7 +52,7 @@ impl Converter<'_> {
             &t.raw_data
         };
         let bad = |have: usize, unit: &str| {
-            self.fail(format!(
+            invalid(format!(
                 "{what}: shape {dims:?} needs {n} values, the data holds {have} {unit}"
             ))
         };
@@ -64,10 +66,10 @@ impl Converter<'_> {
             dtype::INT64 | dtype::DOUBLE => 8,
             dtype::FLOAT16 => 2,
             other => {
-                return Err(self.fail(format!(
+                return Err(self.file_error(LoadErrorKind::Unsupported(format!(
                     "{what}: element type {} is not supported",
                     dtype_name(other)
-                )));
+                ))));
             }
         };
         if !raw.is_empty() || t.data_location == 1 {
@@ -130,7 +132,8 @@ impl Converter<'_> {
     /// Reads an external-data tensor: a file named by a relative path without `..`, next to
     /// the model, checked against its declared offset and length before reading.
     pub(super) fn external(&self, t: &TensorProto, what: &str) -> Result<Vec<u8>> {
-        let fail = |m: String| self.fail(format!("{what}: external data {m}"));
+        let invalid = |m: String| self.file_error(LoadErrorKind::Invalid(m));
+        let fail = |m: String| invalid(format!("{what}: external data {m}"));
         let key = |k: &str| {
             t.external_data
                 .iter()
@@ -144,9 +147,11 @@ impl Converter<'_> {
                 "location {location:?} must be a plain relative path next to the model"
             )));
         }
-        let dir = self
-            .dir
-            .ok_or_else(|| fail("is not available for a model read from memory".into()))?;
+        let dir = self.dir.ok_or_else(|| {
+            self.file_error(LoadErrorKind::Unsupported(format!(
+                "{what}: external data is not available for a model read from memory"
+            )))
+        })?;
         let file: PathBuf = dir.join(rel);
         let num = |k: &str| -> Result<Option<u64>> {
             key(k)
@@ -176,10 +181,11 @@ impl Converter<'_> {
         }
         let total = self.external_bytes.get().saturating_add(length);
         if total > self.opts.max_weight_bytes {
-            return Err(fail(format!(
-                "brings the weights to {total} bytes, over the limit of {} bytes",
+            return Err(self.file_error(LoadErrorKind::Limit(format!(
+                "{what}: external data brings the weights to {total} bytes, over the limit of {} \
+                 bytes",
                 self.opts.max_weight_bytes
-            )));
+            ))));
         }
         self.external_bytes.set(total);
         use std::io::{Read, Seek, SeekFrom};

@@ -19,7 +19,7 @@ pub(super) fn add(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
             layout = Layout::Native;
         }
         if cx.nodes[a].shape != cx.nodes[b].shape {
-            return Err(cx.node_fail(
+            return Err(cx.unsupported(
                 node,
                 "Add of tensors of different shapes (broadcasting is not supported)",
             ));
@@ -38,7 +38,7 @@ pub(super) fn add(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let (x, c) = match (cx.value(node, 0)?, cx.value(node, 1)?) {
         (Value::Node(x), Value::Const(c)) | (Value::Const(c), Value::Node(x)) => (*x, c.clone()),
         _ => {
-            return Err(cx.node_fail(node, "only Add(MatMul(x, W), constant bias) is supported"));
+            return Err(cx.unsupported(node, "only Add(MatMul(x, W), constant bias) is supported"));
         }
     };
     let producer = node
@@ -62,7 +62,7 @@ pub(super) fn add(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         return const_affine(cx, node);
     }
     let bias = broadcast_bias(&c, units).ok_or_else(|| {
-        cx.node_fail(
+        cx.invalid(
             node,
             format!(
                 "bias has shape {:?}; expected [{units}] or [1, {units}]",
@@ -95,7 +95,7 @@ pub(super) fn binary(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         "Sub" => Merge::Subtract,
         "Mul" => Merge::Multiply,
         _ => {
-            return Err(cx.node_fail(
+            return Err(cx.unsupported(
                 node,
                 "Div of two computed tensors is not supported (only by a constant)",
             ));
@@ -114,10 +114,10 @@ fn const_affine(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let (x_at, c) = match (cx.value(node, 0)?, cx.value(node, 1)?) {
         (Value::Node(_), Value::Const(c)) => (0, c.clone()),
         (Value::Const(c), Value::Node(_)) => (1, c.clone()),
-        _ => return Err(cx.node_fail(node, "needs one computed input and one constant")),
+        _ => return Err(cx.unsupported(node, "needs one computed input and one constant")),
     };
     if c.f32.is_empty() {
-        return Err(cx.node_fail(node, "the constant is not a float tensor"));
+        return Err(cx.unsupported(node, "the constant is not a float tensor"));
     }
     let (mut x, mut layout) = (cx.input_node(node, x_at)?, cx.layout(node, x_at));
     if matches!(layout, Layout::FlatNcw { .. } | Layout::NcwUnit(_)) && c.f32.len() > 1 {
@@ -145,7 +145,7 @@ fn const_affine(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
             d == 1 || (d == onnx_shape[axis] && axis == channel_axis && axis > 0)
         });
     if !fits {
-        return Err(cx.node_fail(
+        return Err(cx.unsupported(
             node,
             format!(
                 "a constant of shape {:?} broadcast against [N, {}]: only a scalar or one \
@@ -161,7 +161,7 @@ fn const_affine(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         c.f32.clone()
     };
     if values.len() != ch || values.iter().any(|v| !v.is_finite()) {
-        return Err(cx.node_fail(node, "the constant must be finite, one value per channel"));
+        return Err(cx.unsupported(node, "the constant must be finite, one value per channel"));
     }
     let ones = vec![1.0; ch];
     let zeros = vec![0.0; ch];
@@ -190,7 +190,7 @@ fn const_affine(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
                 r.is_normal() && d.is_normal() && (d.to_bits() & 0x007f_ffff) == 0
             });
             if !exact {
-                return Err(cx.node_fail(
+                return Err(cx.unsupported(
                     node,
                     "Div by a per-channel constant is supported only for powers of two",
                 ));
@@ -201,7 +201,7 @@ fn const_affine(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
             }
         }
         _ => {
-            return Err(cx.node_fail(node, "a constant divided by a tensor is not supported"));
+            return Err(cx.unsupported(node, "a constant divided by a tensor is not supported"));
         }
     };
     cx.same_shape(node, layer, x, layout)
@@ -211,7 +211,7 @@ fn const_affine(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
 pub(super) fn variadic(cx: &mut Converter<'_>, node: &NodeProto, m: Merge) -> Result<()> {
     let n = node.input.len();
     if n == 0 {
-        return Err(cx.node_fail(node, "no inputs"));
+        return Err(cx.invalid(node, "no inputs"));
     }
     if n == 1 {
         let x = cx.input_node(node, 0)?;
@@ -224,7 +224,7 @@ pub(super) fn variadic(cx: &mut Converter<'_>, node: &NodeProto, m: Merge) -> Re
 /// layout (inputs of mixed layouts are read in ONNX's order).
 fn merge(cx: &mut Converter<'_>, node: &NodeProto, m: Merge, n: usize) -> Result<()> {
     if node.input.len() != n || n == 0 {
-        return Err(cx.node_fail(
+        return Err(cx.invalid(
             node,
             format!("{} inputs, expected {}", node.input.len(), n.max(1)),
         ));
@@ -232,7 +232,7 @@ fn merge(cx: &mut Converter<'_>, node: &NodeProto, m: Merge, n: usize) -> Result
     let mut xs = Vec::with_capacity(n);
     for i in 0..n {
         if let Value::Const(_) = cx.value(node, i)? {
-            return Err(cx.node_fail(
+            return Err(cx.unsupported(
                 node,
                 "an elementwise op with a constant operand is not supported",
             ));
@@ -248,7 +248,7 @@ fn merge(cx: &mut Converter<'_>, node: &NodeProto, m: Merge, n: usize) -> Result
     }
     let shape = cx.nodes[xs[0]].shape.clone();
     if xs.iter().any(|&x| cx.nodes[x].shape != shape) {
-        return Err(cx.node_fail(
+        return Err(cx.unsupported(
             node,
             "inputs of different shapes (broadcasting is not supported)",
         ));

@@ -26,17 +26,17 @@ pub(super) fn window(cx: &mut Converter<'_>, node: &NodeProto, op: OpFn) -> Resu
 pub(super) fn conv(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let (x, steps, ch) = cx.ncw_input(node)?;
     if cx.attr_i(node, "group")?.unwrap_or(1) != 1 {
-        return Err(cx.node_fail(node, "grouped convolutions are not supported"));
+        return Err(cx.unsupported(node, "grouped convolutions are not supported"));
     }
     let w = cx.input_const(node, 1)?.clone();
     let [filters, cin, k] = w.dims[..] else {
-        return Err(cx.node_fail(
+        return Err(cx.invalid(
             node,
             format!("W has shape {:?}, expected [M, C, k]", w.dims),
         ));
     };
     if cin != ch || filters == 0 || k == 0 {
-        return Err(cx.node_fail(
+        return Err(cx.invalid(
             node,
             format!("W has shape {:?} for {ch} input channels", w.dims),
         ));
@@ -45,11 +45,11 @@ pub(super) fn conv(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let stride = attr_1d(cx, node, "strides", 1)?;
     let dilation = attr_1d(cx, node, "dilations", 1)?;
     if size != k {
-        return Err(cx.node_fail(node, format!("kernel_shape {size} but W has {k} taps")));
+        return Err(cx.invalid(node, format!("kernel_shape {size} but W has {k} taps")));
     }
     let padding = window_padding(cx, node, steps, k, stride, dilation, false)?;
     if w.f32.len() != filters * ch * k {
-        return Err(cx.node_fail(node, "W must be a float tensor"));
+        return Err(cx.invalid(node, "W must be a float tensor"));
     }
     // ONNX [M, C, k] -> Keras [k, C, M].
     let mut kernel = vec![0.0; w.f32.len()];
@@ -65,7 +65,7 @@ pub(super) fn conv(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         Some(_) => {
             let b = cx.input_const(node, 2)?;
             Some(broadcast_bias(b, filters).ok_or_else(|| {
-                cx.node_fail(
+                cx.invalid(
                     node,
                     format!("B has shape {:?}, expected [{filters}]", b.dims),
                 )
@@ -83,7 +83,7 @@ pub(super) fn conv(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     };
     let shape = layer
         .output_shape(&[&[steps, ch]])
-        .map_err(|m| cx.node_fail(node, m))?;
+        .map_err(|m| cx.invalid(node, m))?;
     let weights = DenseWeights { kernel, bias };
     cx.push(cx.output(node)?, layer, vec![x], shape, Some(weights));
     cx.name_last(node);
@@ -119,7 +119,7 @@ pub(super) fn window_padding(
             (*l as usize, *r as usize)
         }
         _ => {
-            return Err(cx.node_fail(
+            return Err(cx.invalid(
                 node,
                 format!("auto_pad {auto} with pads {pads:?} is not supported"),
             ));
@@ -152,7 +152,7 @@ pub(super) fn attr_1d(
     match Converter::attr(node, name).map(|a| a.ints.as_slice()) {
         None => Ok(default),
         Some([v]) if *v > 0 && *v <= 1 << 24 => Ok(*v as usize),
-        Some(v) => Err(cx.node_fail(
+        Some(v) => Err(cx.invalid(
             node,
             format!("{name} {v:?}: expected one positive value (1-D)"),
         )),
@@ -180,7 +180,7 @@ fn unit_window(cx: &mut Converter<'_>, node: &NodeProto) -> Result<Option<NodePr
                 a.ints = vec![v[real], v[real + 2]];
             }
             ("kernel_shape" | "strides" | "dilations" | "pads", _) => {
-                return Err(cx.node_fail(
+                return Err(cx.unsupported(
                     node,
                     format!(
                         "{} {v:?} on a [N, C, {}] tensor: only a 1-D window is supported",
@@ -202,7 +202,7 @@ fn unit_window(cx: &mut Converter<'_>, node: &NodeProto) -> Result<Option<NodePr
         let k = match w.dims[..] {
             [m, c, a, b] if [a, b][unit] == 1 => [m, c, [a, b][real]],
             _ => {
-                return Err(cx.node_fail(
+                return Err(cx.unsupported(
                     node,
                     format!("W has shape {:?}, expected a window of height 1", w.dims),
                 ));

@@ -25,7 +25,7 @@ pub(super) fn selu(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let alpha = cx.attr_f(node, "alpha")?.unwrap_or(SELU_ALPHA);
     let gamma = cx.attr_f(node, "gamma")?.unwrap_or(SELU_SCALE);
     if alpha != SELU_ALPHA || gamma != SELU_SCALE {
-        return Err(cx.node_fail(
+        return Err(cx.unsupported(
             node,
             format!(
                 "Selu with alpha={alpha}, gamma={gamma}: only the standard constants \
@@ -41,7 +41,7 @@ pub(super) fn hard_sigmoid(cx: &mut Converter<'_>, node: &NodeProto) -> Result<(
     let alpha = cx.attr_f(node, "alpha")?.unwrap_or(0.2);
     let beta = cx.attr_f(node, "beta")?.unwrap_or(0.5);
     if !(alpha.is_finite() && beta.is_finite()) {
-        return Err(cx.node_fail(node, format!("alpha={alpha}, beta={beta}")));
+        return Err(cx.invalid(node, format!("alpha={alpha}, beta={beta}")));
     }
     activation(cx, node, Activation::HardSigmoidAffine { alpha, beta })
 }
@@ -50,7 +50,7 @@ pub(super) fn hard_sigmoid(cx: &mut Converter<'_>, node: &NodeProto) -> Result<(
 pub(super) fn swish(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     match cx.attr_f(node, "alpha")?.unwrap_or(1.0) {
         1.0 => activation(cx, node, Activation::Silu),
-        a => Err(cx.node_fail(node, format!("alpha={a}: only 1 (SiLU)"))),
+        a => Err(cx.unsupported(node, format!("alpha={a}: only 1 (SiLU)"))),
     }
 }
 
@@ -59,7 +59,7 @@ pub(super) fn gelu(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let approximate = match cx.attr_s(node, "approximate")?.as_deref() {
         None | Some("none") => false,
         Some("tanh") => true,
-        Some(other) => return Err(cx.node_fail(node, format!("approximate={other:?}"))),
+        Some(other) => return Err(cx.invalid(node, format!("approximate={other:?}"))),
     };
     activation(cx, node, Activation::Gelu { approximate })
 }
@@ -75,10 +75,13 @@ pub(super) fn softmax(cx: &mut Converter<'_>, node: &NodeProto, a: Activation) -
         axis += rank;
     }
     if axis <= 0 || axis >= rank {
-        return Err(cx.node_fail(
-            node,
-            format!("axis {axis} of a rank-{rank} tensor: only a non-batch axis is supported"),
-        ));
+        let m = format!("axis {axis} of a rank-{rank} tensor: only a non-batch axis is supported");
+        // The batch axis is valid ONNX; an axis out of range is not.
+        return Err(if axis == 0 {
+            cx.unsupported(node, m)
+        } else {
+            cx.invalid(node, m)
+        });
     }
     if layout == Layout::Ncw && axis == 1 {
         // The channels: sinter's last axis. No transpose.
@@ -101,7 +104,7 @@ pub(super) fn unary(cx: &mut Converter<'_>, node: &NodeProto, u: Unary) -> Resul
 pub(super) fn pow(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     match cx.scalar_input(node, 1) {
         Ok(Some(p)) if p.is_finite() => unary(cx, node, Unary::Pow(p)),
-        _ => Err(cx.node_fail(node, "only a constant scalar exponent is supported")),
+        _ => Err(cx.unsupported(node, "only a constant scalar exponent is supported")),
     }
 }
 
@@ -111,7 +114,7 @@ pub(super) fn clip(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let min = cx.scalar_input(node, 1)?.unwrap_or(f32::NEG_INFINITY);
     let max = cx.scalar_input(node, 2)?.unwrap_or(f32::INFINITY);
     if min.is_nan() || max.is_nan() || min > max {
-        return Err(cx.node_fail(node, format!("bounds [{min}, {max}]")));
+        return Err(cx.unsupported(node, format!("bounds [{min}, {max}]")));
     }
     if min == 0.0 && max > 0.0 {
         let a = match max {
@@ -142,7 +145,7 @@ pub(super) fn cast(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         DType::I32 | DType::I64 => to == dtype::INT32 || to == dtype::INT64,
     };
     if !ok {
-        return Err(cx.node_fail(
+        return Err(cx.unsupported(
             node,
             format!(
                 "a cast from {from:?} to {} is not supported",

@@ -11,7 +11,7 @@ use crate::model::{DenseWeights, Layer};
 pub(super) fn gemm(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let (x, rows) = cx.flat_rows(node)?;
     if cx.attr_i(node, "transA")?.unwrap_or(0) != 0 {
-        return Err(cx.node_fail(
+        return Err(cx.unsupported(
             node,
             "transA=1 would transpose the batch axis; only transA=0 is supported",
         ));
@@ -23,7 +23,7 @@ pub(super) fn gemm(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let (k, n, mut kernel) = match (b.dims.as_slice(), trans_b) {
         ([k, n], false) => (*k, *n, b.f32.clone()),
         ([n, k], true) => (*k, *n, transposed(&b.f32, *n, *k)),
-        (d, _) => return Err(cx.node_fail(node, format!("B has shape {d:?}, expected 2-D"))),
+        (d, _) => return Err(cx.invalid(node, format!("B has shape {d:?}, expected 2-D"))),
     };
     if alpha != 1.0 {
         kernel.iter_mut().for_each(|w| *w *= alpha);
@@ -34,7 +34,7 @@ pub(super) fn gemm(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         Some(_) => {
             let c = cx.input_const(node, 2)?;
             let mut bias = broadcast_bias(c, n).ok_or_else(|| {
-                cx.node_fail(
+                cx.invalid(
                     node,
                     format!(
                         "C has shape {:?}; expected [{n}], [1, {n}] or a scalar",
@@ -56,7 +56,7 @@ pub(super) fn matmul(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let (x, rows) = cx.flat_rows(node)?;
     let b = cx.input_const(node, 1)?;
     let [k, n] = b.dims[..] else {
-        return Err(cx.node_fail(
+        return Err(cx.unsupported(
             node,
             format!("B has shape {:?}, expected 2-D [in, out]", b.dims),
         ));
@@ -76,7 +76,7 @@ fn dense(
 ) -> Result<()> {
     let mut shape = cx.nodes[x].shape.clone();
     if shape.last() != Some(&k) {
-        return Err(cx.node_fail(
+        return Err(cx.invalid(
             node,
             format!(
                 "input has shape [batch, {}], weights expect {k} features",
@@ -85,7 +85,7 @@ fn dense(
         ));
     }
     if units == 0 {
-        return Err(cx.node_fail(node, "weights have 0 output columns"));
+        return Err(cx.unsupported(node, "weights have 0 output columns"));
     }
     if let Some(last) = shape.last_mut() {
         *last = units;

@@ -10,10 +10,10 @@ use crate::model::{ChannelNorm, Layer, RowNorm};
 /// buffer for `[N, C]` and for a channels-first `[N, C, W]` held channels-last.
 pub(super) fn batch_norm(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     if cx.attr_i(node, "training_mode")?.unwrap_or(0) != 0 {
-        return Err(cx.node_fail(node, "training_mode=1 is not supported (inference only)"));
+        return Err(cx.unsupported(node, "training_mode=1 is not supported (inference only)"));
     }
     if node.output.iter().skip(1).any(|o| !o.is_empty()) {
-        return Err(cx.node_fail(node, "running mean/var outputs are training-only"));
+        return Err(cx.unsupported(node, "running mean/var outputs are training-only"));
     }
     let x0 = cx.input_node(node, 0)?;
     let (x, ch, layout) = match (cx.layout(node, 0), cx.nodes[x0].shape.clone().as_slice()) {
@@ -24,7 +24,7 @@ pub(super) fn batch_norm(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()>
             (t, c, Layout::Ncw)
         }
         (_, s) => {
-            return Err(cx.node_fail(
+            return Err(cx.unsupported(
                 node,
                 format!("input of shape {s:?}: expected [N, C] or [N, C, W]"),
             ));
@@ -42,7 +42,7 @@ pub(super) fn batch_norm(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()>
     let shape = cx.nodes[x].shape.clone();
     layer
         .output_shape(&[&shape])
-        .map_err(|m| cx.node_fail(node, m))?;
+        .map_err(|m| cx.invalid(node, m))?;
     cx.push(cx.output(node)?, layer, vec![x], shape, None);
     cx.name_last(node);
     cx.set_layout(node, layout)
@@ -55,7 +55,7 @@ pub(super) fn layer_norm(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()>
     let rank = shape.len() as i64 + 1;
     let axis = cx.attr_i(node, "axis")?.unwrap_or(-1);
     if axis != -1 && axis != rank - 1 {
-        return Err(cx.node_fail(
+        return Err(cx.unsupported(
             node,
             format!("axis {axis} of a rank-{rank} tensor: only the last axis is supported"),
         ));
@@ -66,7 +66,7 @@ pub(super) fn layer_norm(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()>
         .skip(1)
         .any(|o| !o.is_empty() && cx.uses.contains_key(o.as_str()))
     {
-        return Err(cx.node_fail(node, "the Mean / InvStdDev outputs are not supported"));
+        return Err(cx.unsupported(node, "the Mean / InvStdDev outputs are not supported"));
     }
     let ch = *shape.last().unwrap_or(&0);
     // No scale: the `layer_norm_tf2onnx` pattern's normalization (its gamma follows).
@@ -87,7 +87,7 @@ pub(super) fn layer_norm(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()>
     });
     layer
         .output_shape(&[&shape])
-        .map_err(|m| cx.node_fail(node, m))?;
+        .map_err(|m| cx.invalid(node, m))?;
     cx.push(cx.output(node)?, layer, vec![x], shape, None);
     cx.name_last(node);
     Ok(())

@@ -12,11 +12,11 @@ pub(super) fn pool(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let (x, steps, ch) = cx.ncw_input(node)?;
     let size = attr_1d(cx, node, "kernel_shape", 0)?;
     if size == 0 {
-        return Err(cx.node_fail(node, "kernel_shape is required"));
+        return Err(cx.invalid(node, "kernel_shape is required"));
     }
     let stride = attr_1d(cx, node, "strides", 1)?;
     if attr_1d(cx, node, "dilations", 1)? != 1 {
-        return Err(cx.node_fail(node, "dilations are not supported for pooling"));
+        return Err(cx.unsupported(node, "dilations are not supported for pooling"));
     }
     let ceil = cx.attr_i(node, "ceil_mode")?.unwrap_or(0) != 0;
     let mut padding = window_padding(cx, node, steps, size, stride, 1, ceil)?;
@@ -30,7 +30,7 @@ pub(super) fn pool(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     if let Padding::Explicit { left, right } = padding
         && (left >= size || right >= size)
     {
-        return Err(cx.node_fail(
+        return Err(cx.invalid(
             node,
             format!("pads [{left}, {right}]: a window of {size} would see only padding"),
         ));
@@ -38,7 +38,7 @@ pub(super) fn pool(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let max = node.op_type == "MaxPool";
     if !max && padding != Padding::Valid && cx.attr_i(node, "count_include_pad")?.unwrap_or(0) != 0
     {
-        return Err(cx.node_fail(
+        return Err(cx.unsupported(
             node,
             "count_include_pad=1 is not supported (Keras excludes padding)",
         ));
@@ -58,7 +58,7 @@ pub(super) fn pool(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     };
     let shape = layer
         .output_shape(&[&[steps, ch]])
-        .map_err(|m| cx.node_fail(node, m))?;
+        .map_err(|m| cx.invalid(node, m))?;
     cx.push(cx.output(node)?, layer, vec![x], shape, None);
     cx.name_last(node);
     cx.set_layout(node, Layout::Ncw)

@@ -33,7 +33,7 @@ pub(super) fn reduce(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     axes.sort_unstable();
     axes.dedup();
     let unsupported = || {
-        cx.node_fail(
+        cx.unsupported(
             node,
             format!(
                 "axes {axes:?} of [N, {}]: only the steps of a 1-D feature map (a global \
@@ -119,20 +119,20 @@ pub(super) fn argmax(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let rank = shape.len() as i64 + 1;
     let axis = cx.attr_i(node, "axis")?.unwrap_or(0);
     if axis != -1 && axis != rank - 1 {
-        return Err(cx.node_fail(
+        return Err(cx.unsupported(
             node,
             format!("axis {axis} of a rank-{rank} tensor: only the last axis is supported"),
         ));
     }
     if cx.attr_i(node, "select_last_index")?.unwrap_or(0) != 0 {
-        return Err(cx.node_fail(node, "select_last_index=1 is not supported"));
+        return Err(cx.unsupported(node, "select_last_index=1 is not supported"));
     }
     let layer = Layer::ArgMax {
         keepdims: cx.attr_i(node, "keepdims")?.unwrap_or(1) != 0,
     };
     let out = layer
         .output_shape(&[&shape])
-        .map_err(|m| cx.node_fail(node, m))?;
+        .map_err(|m| cx.invalid(node, m))?;
     cx.push(cx.output(node)?, layer, vec![x], out, None);
     if let Some(n) = cx.nodes.last_mut() {
         n.dtype = DType::I64;

@@ -1,7 +1,7 @@
 //! Ops that move or view values: `Transpose`, `Flatten`, `Reshape`, `Squeeze`, `Unsqueeze`, `Concat`, `Gather` (an embedding), `Identity`, `Dropout`, `ArrayFeatureExtractor`.
 
-use crate::error::Result;
-use crate::io::onnx::convert::{BATCH, Converter, Value};
+use crate::error::{LoadErrorKind, Result};
+use crate::io::onnx::convert::{BATCH, Converter, Value, prefixed};
 use crate::io::onnx::layout::Layout;
 use crate::io::onnx::proto::NodeProto;
 use crate::model::{DType, DenseWeights, Layer, checked_elems};
@@ -64,16 +64,22 @@ fn permute(cx: &mut Converter<'_>, node: &NodeProto, perm: &[i64], rank: usize) 
         _ => None,
     }
     .ok_or_else(|| {
-        cx.node_fail(
-            node,
-            format!("perm {perm:?} on a rank-{rank} tensor: the batch axis must stay first"),
-        )
+        let m = format!("perm {perm:?} on a rank-{rank} tensor: the batch axis must stay first");
+        let mut sorted = perm.to_vec();
+        sorted.sort_unstable();
+        // A permutation that moves the batch axis is valid ONNX (no `perm` reverses the axes);
+        // anything else is not one.
+        if perm.is_empty() || sorted.iter().copied().eq(0..rank as i64) {
+            cx.unsupported(node, m)
+        } else {
+            cx.invalid(node, m)
+        }
     })?;
     let x = cx.native_input(node, 0)?;
     let layer = Layer::Permute { dims };
     let shape = layer
         .output_shape(&[&cx.nodes[x].shape])
-        .map_err(|m| cx.node_fail(node, m))?;
+        .map_err(|m| cx.invalid(node, m))?;
     cx.push(cx.output(node)?, layer, vec![x], shape, None);
     cx.name_last(node);
     cx.set_layout(node, Layout::Native)
@@ -83,7 +89,7 @@ fn permute(cx: &mut Converter<'_>, node: &NodeProto, perm: &[i64], rank: usize) 
 pub(super) fn flatten(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let axis = cx.attr_i(node, "axis")?.unwrap_or(1);
     if axis != 1 {
-        return Err(cx.node_fail(
+        return Err(cx.unsupported(
             node,
             format!("axis {axis}: only axis 1 (keep the batch axis) is supported"),
         ));
@@ -102,7 +108,7 @@ fn to_features(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         },
         _ => (cx.native_input(node, 0)?, Layout::Native),
     };
-    let shape = vec![checked_elems(&cx.nodes[x].shape).map_err(|m| cx.node_fail(node, m))?];
+    let shape = vec![checked_elems(&cx.nodes[x].shape).map_err(|m| cx.limit(node, m))?];
     if shape == cx.nodes[x].shape {
         cx.values
             .insert(cx.output(node)?.to_string(), Value::Node(x));
@@ -136,13 +142,13 @@ pub(super) fn reshape(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     }
     let x = cx.native_input(node, 0)?;
     if target.iter().skip(1).any(|&d| d == BATCH) {
-        return Err(cx.node_fail(node, "the batch size appears in a non-batch axis"));
+        return Err(cx.unsupported(node, "the batch size appears in a non-batch axis"));
     }
     let from = cx.nodes[x].shape.clone();
-    let elems = checked_elems(&from).map_err(|m| cx.node_fail(node, m))?;
+    let elems = checked_elems(&from).map_err(|m| cx.limit(node, m))?;
     let allowzero = cx.attr_i(node, "allowzero")?.unwrap_or(0) != 0;
     let shape = batch_reshape(&target, &from, elems, allowzero)
-        .map_err(|m| cx.node_fail(node, format!("shape {target:?}: {m}")))?;
+        .map_err(|k| cx.node_error(node, prefixed(&format!("shape {target:?}: "), k)))?;
     // `x` is in ONNX's order (materialised), so the result is native whatever the
     // input's layout was.
     cx.view(node, x, shape)
@@ -155,39 +161,50 @@ fn batch_reshape(
     from: &[usize],
     elems: usize,
     allowzero: bool,
-) -> std::result::Result<Vec<usize>, String> {
+) -> std::result::Result<Vec<usize>, LoadErrorKind> {
+    let invalid = |m: &str| LoadErrorKind::Invalid(m.into());
     let Some((&first, rest)) = target.split_first() else {
-        return Err("empty target shape".into());
+        return Err(invalid("empty target shape"));
     };
     // BATCH: the batch size itself (from `Shape`, or the size a traced model was exported with).
     if !(first == 0 && !allowzero || first == -1 || first == BATCH) {
-        return Err("the first entry must be 0 or -1 (keep the batch axis)".into());
+        return Err(LoadErrorKind::Unsupported(
+            "the first entry must be 0 or -1 (keep the batch axis)".into(),
+        ));
     }
     let mut shape = Vec::with_capacity(rest.len());
     let mut infer = None;
     for (i, &d) in rest.iter().enumerate() {
         match d {
-            -1 if first == -1 => return Err("two -1 entries".into()),
-            -1 if infer.is_some() => return Err("two -1 entries".into()),
+            -1 if first == -1 => return Err(invalid("two -1 entries")),
+            -1 if infer.is_some() => return Err(invalid("two -1 entries")),
             -1 => {
                 infer = Some(i);
                 shape.push(1);
             }
-            0 if !allowzero => shape.push(*from.get(i).ok_or("0 entry beyond the input rank")?),
-            d if d > 0 => shape.push(usize::try_from(d).map_err(|_| "entry too large")?),
-            d => return Err(format!("invalid entry {d}")),
+            0 if !allowzero => shape.push(
+                *from
+                    .get(i)
+                    .ok_or_else(|| invalid("0 entry beyond the input rank"))?,
+            ),
+            d if d > 0 => shape.push(
+                usize::try_from(d).map_err(|_| LoadErrorKind::Limit("entry too large".into()))?,
+            ),
+            // A 0 with `allowzero`: an empty tensor.
+            0 => return Err(LoadErrorKind::Unsupported("invalid entry 0".into())),
+            d => return Err(invalid(&format!("invalid entry {d}"))),
         }
     }
-    let known = checked_elems(&shape)?;
+    let known = checked_elems(&shape).map_err(LoadErrorKind::Limit)?;
     if let Some(i) = infer {
         if known == 0 || !elems.is_multiple_of(known) {
-            return Err(format!("cannot infer -1 from {elems} values per sample"));
+            let m = format!("cannot infer -1 from {elems} values per sample");
+            return Err(invalid(&m));
         }
         shape[i] = elems / known;
     } else if known != elems {
-        return Err(format!(
-            "needs {known} values per sample, the input has {elems}"
-        ));
+        let m = format!("needs {known} values per sample, the input has {elems}");
+        return Err(invalid(&m));
     }
     Ok(shape)
 }
@@ -209,7 +226,7 @@ pub(super) fn squeeze(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         None if squeeze => (1..=from.len() as i64)
             .filter(|&a| from[a as usize - 1] == 1)
             .collect(),
-        None => return Err(cx.node_fail(node, "Unsqueeze needs its axes input")),
+        None => return Err(cx.invalid(node, "Unsqueeze needs its axes input")),
     };
     let out_rank = if squeeze {
         from.len() + 1
@@ -220,13 +237,16 @@ pub(super) fn squeeze(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     for &a in &axes {
         let a = if a < 0 { a + out_rank } else { a };
         if a <= 0 || a >= out_rank {
-            return Err(cx.node_fail(
-                node,
-                format!("axes {axes:?}: only non-batch axes can be squeezed or unsqueezed"),
-            ));
+            let m = format!("axes {axes:?}: only non-batch axes can be squeezed or unsqueezed");
+            // The batch axis is valid ONNX; an axis out of range is not.
+            return Err(if a == 0 {
+                cx.unsupported(node, m)
+            } else {
+                cx.invalid(node, m)
+            });
         }
         if norm.contains(&(a as usize)) {
-            return Err(cx.node_fail(node, format!("axes {axes:?} repeat an axis")));
+            return Err(cx.invalid(node, format!("axes {axes:?} repeat an axis")));
         }
         norm.push(a as usize);
     }
@@ -235,7 +255,7 @@ pub(super) fn squeeze(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         for (k, &d) in from.iter().enumerate() {
             if norm.contains(&(k + 1)) {
                 if d != 1 {
-                    return Err(cx.node_fail(node, format!("axis {} has length {d}, not 1", k + 1)));
+                    return Err(cx.invalid(node, format!("axis {} has length {d}, not 1", k + 1)));
                 }
             } else {
                 s.push(d);
@@ -278,14 +298,14 @@ pub(super) fn concat(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     }
     let first = inputs
         .first()
-        .ok_or_else(|| cx.node_fail(node, "no inputs"))?;
+        .ok_or_else(|| cx.invalid(node, "no inputs"))?;
     let onnx_rank = match layout {
         Layout::Nc1 => 3,
         _ => cx.nodes[*first].shape.len() as i64 + 1,
     };
     let mut axis = cx
         .attr_i(node, "axis")?
-        .ok_or_else(|| cx.node_fail(node, "axis is required"))?;
+        .ok_or_else(|| cx.invalid(node, "axis is required"))?;
     if axis < 0 {
         axis += onnx_rank;
     }
@@ -295,7 +315,16 @@ pub(super) fn concat(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         (Layout::Ncw, 1) => 2,
         (Layout::Ncw, 2) => 1,
         (Layout::Nc1, 1) => 1,
-        _ => return Err(cx.node_fail(node, format!("axis {axis} is not a non-batch axis"))),
+        _ => {
+            let m = format!("axis {axis} is not a non-batch axis");
+            // An axis of the tensor (the batch axis, or one the layout does not allow) is
+            // valid ONNX; one out of range is not.
+            return Err(if (0..onnx_rank).contains(&axis) {
+                cx.unsupported(node, m)
+            } else {
+                cx.invalid(node, m)
+            });
+        }
     };
     let layer = Layer::Concatenate { axis: keras_axis };
     let shapes: Vec<&[usize]> = inputs
@@ -304,7 +333,7 @@ pub(super) fn concat(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         .collect();
     let shape = layer
         .output_shape(&shapes)
-        .map_err(|m| cx.node_fail(node, m))?;
+        .map_err(|m| cx.invalid(node, m))?;
     cx.push(cx.output(node)?, layer, inputs, shape, None);
     cx.name_last(node);
     cx.set_layout(node, layout)
@@ -314,18 +343,18 @@ pub(super) fn concat(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
 /// an Embedding.
 pub(super) fn gather(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     if cx.attr_i(node, "axis")?.unwrap_or(0) != 0 {
-        return Err(cx.node_fail(node, "only axis 0 (rows of a constant table) is supported"));
+        return Err(cx.unsupported(node, "only axis 0 (rows of a constant table) is supported"));
     }
     let table = cx.input_const(node, 0)?.clone();
     let ids = cx.input_node(node, 1)?;
     let [vocab, dim] = table.dims[..] else {
-        return Err(cx.node_fail(
+        return Err(cx.unsupported(
             node,
             format!("data has shape {:?}, expected a [V, D] table", table.dims),
         ));
     };
     if cx.nodes[ids].layer != Layer::Input || cx.nodes[ids].dtype == DType::F32 {
-        return Err(cx.node_fail(node, "indices must be an integer graph input"));
+        return Err(cx.unsupported(node, "indices must be an integer graph input"));
     }
     let layer = Layer::Embedding {
         input_dim: vocab,
@@ -333,7 +362,7 @@ pub(super) fn gather(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     };
     let shape = layer
         .output_shape(&[&cx.nodes[ids].shape.clone()])
-        .map_err(|m| cx.node_fail(node, m))?;
+        .map_err(|m| cx.invalid(node, m))?;
     let weights = DenseWeights {
         kernel: table.f32,
         bias: None,
@@ -346,12 +375,12 @@ pub(super) fn gather(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
 pub(super) fn dropout(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let x = cx.input_node(node, 0)?;
     if node.output.get(1).is_some_and(|m| !m.is_empty()) {
-        return Err(cx.node_fail(node, "the mask output is not supported"));
+        return Err(cx.unsupported(node, "the mask output is not supported"));
     }
     if node.input.get(2).is_some_and(|t| !t.is_empty()) {
         let t = cx.input_const(node, 2)?;
         if t.i64.iter().any(|&v| v != 0) || t.f32.iter().any(|&v| v != 0.0) {
-            return Err(cx.node_fail(node, "training_mode=true is not supported"));
+            return Err(cx.unsupported(node, "training_mode=true is not supported"));
         }
     }
     let rate = match node.input.get(1).filter(|s| !s.is_empty()) {
@@ -362,7 +391,7 @@ pub(super) fn dropout(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         None => 0.5,
     };
     if !(0.0..1.0).contains(&rate) {
-        return Err(cx.node_fail(node, format!("ratio {rate} is not in [0, 1)")));
+        return Err(cx.invalid(node, format!("ratio {rate} is not in [0, 1)")));
     }
     let shape = cx.nodes[x].shape.clone();
     cx.push(
@@ -385,13 +414,13 @@ pub(super) fn array_feature_extractor(cx: &mut Converter<'_>, node: &NodeProto) 
     let classes = cx.input_const(node, 0)?;
     let x = cx.input_node(node, 1)?;
     if cx.nodes[x].dtype == DType::F32 {
-        return Err(cx.node_fail(node, "the indices must be integers (an ArgMax)"));
+        return Err(cx.invalid(node, "the indices must be integers (an ArgMax)"));
     }
     let identity = classes.f32.is_empty()
         && classes.dims.len() <= 1
         && classes.i64.iter().enumerate().all(|(k, &c)| c == k as i64);
     if !identity {
-        return Err(cx.node_fail(
+        return Err(cx.unsupported(
             node,
             format!(
                 "class labels other than 0..n are not supported (the model's: {:?}); \
