@@ -194,6 +194,14 @@ pub enum Unary {
         /// Upper bound.
         max: f32,
     },
+    /// `1 / x` (a true division).
+    Reciprocal,
+    /// `⌊x⌋`.
+    Floor,
+    /// `⌈x⌉`.
+    Ceil,
+    /// `x` rounded to the nearest integer, halves to even (as ONNX and numpy).
+    Round,
 }
 
 impl Unary {
@@ -215,6 +223,10 @@ impl Unary {
                     x.max(min).min(max)
                 }
             }
+            Unary::Reciprocal => 1.0 / x,
+            Unary::Floor => x.floor(),
+            Unary::Ceil => x.ceil(),
+            Unary::Round => x.round_ties_even(),
         }
     }
 
@@ -234,6 +246,10 @@ impl Unary {
                     x.max(f64::from(min)).min(f64::from(max))
                 }
             }
+            Unary::Reciprocal => 1.0 / x,
+            Unary::Floor => x.floor(),
+            Unary::Ceil => x.ceil(),
+            Unary::Round => x.round_ties_even(),
         }
     }
 
@@ -247,6 +263,10 @@ impl Unary {
             Unary::Pow(_) => "Pow",
             Unary::Div(_) => "Div",
             Unary::Clip { .. } => "Clip",
+            Unary::Reciprocal => "Reciprocal",
+            Unary::Floor => "Floor",
+            Unary::Ceil => "Ceil",
+            Unary::Round => "Round",
         }
     }
 }
