@@ -1,7 +1,9 @@
-//! ONNX models: the dense and 1-D CNN subset (Gemm, MatMul + Add, activations, Flatten,
-//! Reshape, Dropout, Identity; Conv, MaxPool, AveragePool, global pooling, Concat, Add, and
-//! batch-first Transposes) of opsets 13 to 28,
-//! weights inline or in external data files.
+//! ONNX models: the dense and 1-D CNN subset (Gemm, MatMul + Add, activations, elementwise
+//! functions and arithmetic, Flatten, Reshape, Dropout, Identity; Conv, MaxPool, AveragePool,
+//! global pooling, Concat, normalizations, and batch-first Transposes) of opsets 13 to 28,
+//! weights inline or in external data files. The op types read are the lines of the table in
+//! `ops/mod.rs` (one converter per op, grouped by family in `ops/`); shape arithmetic on
+//! constants is evaluated at load time (`fold.rs`).
 //!
 //! sinter keeps 1-D feature maps channels-last (`[steps, channels]`, as Keras). ONNX convolutions
 //! are channels-first, so exporters of Keras models wrap them in `Transpose(0, 2, 1)`: the
@@ -12,8 +14,9 @@
 //!
 //! `MatMul` followed by an `Add` of a constant becomes one Dense layer with a bias; `Gemm`
 //! becomes a Dense layer with `alpha` folded into the kernel and `beta` into the bias (exact when
-//! they are powers of two, as exporters write them). Anything else is an error that names the
-//! node, the op and the opset.
+//! they are powers of two, as exporters write them). Anything else is a [`crate::LoadError`]
+//! that names the node, the op and the opset, and says whether sinter does not run it
+//! (`Unsupported`) or the file breaks ONNX's rules (`Invalid`, `Malformed`).
 //!
 //! ```no_run
 //! let model = sinter::io::onnx::load("model.onnx")?;

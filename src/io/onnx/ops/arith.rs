@@ -1,4 +1,5 @@
-//! Arithmetic with broadcasting of constants: `Add`, `Sub`, `Mul`, `Div`, and the variadic `Sum`, `Mean`, `Max`, `Min`.
+//! Arithmetic: `Add`, `Sub`, `Mul`, `Div` of two computed tensors or of one and a constant
+//! (broadcast per channel), and the variadic `Sum`, `Mean`, `Max`, `Min`.
 
 use super::gemm::broadcast_bias;
 use crate::error::Result;

@@ -1,4 +1,6 @@
-//! Ops that move or view values: `Transpose`, `Flatten`, `Reshape`, `Squeeze`, `Unsqueeze`, `Concat`, `Gather` (an embedding), `Identity`, `Dropout`, `ArrayFeatureExtractor`.
+//! Ops that move, view or name values: `Transpose`, `Flatten`, `Reshape`, `Squeeze`,
+//! `Unsqueeze`, `Concat`, `Gather` (an embedding), `Identity`, `Dropout`, `Constant`, and
+//! `ai.onnx.ml`'s `ArrayFeatureExtractor`.
 
 use crate::error::{LoadErrorKind, Result};
 use crate::io::onnx::convert::{BATCH, Converter, Value, prefixed};
