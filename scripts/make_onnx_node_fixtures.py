@@ -23,7 +23,7 @@ from onnx.backend.test.case import node as node_cases
 warnings.filterwarnings("ignore")
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "onnx_node"
 
-# The ops sinter's ONNX loader claims (src/io/onnx/mod.rs).
+# The ops sinter's ONNX loader claims (the OPS table of src/io/onnx/ops/mod.rs).
 OPS = {
     "Relu", "LeakyRelu", "Elu", "Selu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh",
     "Softplus", "Softsign", "Exp", "Mish", "Gelu", "Softmax", "LogSoftmax", "Transpose",
@@ -31,6 +31,7 @@ OPS = {
     "MatMul", "Add", "Sub", "Mul", "Div", "Sum", "Mean", "Max", "Min", "BatchNormalization",
     "LayerNormalization", "Gather", "ArgMax", "Identity", "Dropout", "Flatten", "Reshape",
     "Constant", "Cast", "Squeeze", "Unsqueeze", "Sqrt", "Pow", "Neg", "Abs", "Clip", "Erf",
+    "Reciprocal", "Floor", "Ceil", "Round",
     # shape arithmetic folded at load time
     "Shape", "Slice", "ConstantOfShape",
 }

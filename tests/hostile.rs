@@ -42,6 +42,12 @@ fn load_error(r: &sinter::Result<sinter::model::Model>) -> &LoadError {
     }
 }
 
+/// The load error's kind and site (node or layer), asserting it is a load error.
+fn kind_and_site(r: &sinter::Result<sinter::model::Model>) -> (&LoadErrorKind, Option<&Site>) {
+    let e = load_error(r);
+    (&e.kind, e.site.as_ref())
+}
+
 /// A Keras layer as a load error's site.
 fn layer(name: &str, class: &str) -> Option<Site> {
     Some(Site {
@@ -49,6 +55,23 @@ fn layer(name: &str, class: &str) -> Option<Site> {
         op: class.into(),
         opset: None,
     })
+}
+
+/// The name of a [`LoadErrorKind`] variant, for asserting on it.
+fn kind(r: &sinter::Result<sinter::model::Model>) -> &'static str {
+    match kind_and_site(r).0 {
+        LoadErrorKind::Malformed(_) => "Malformed",
+        LoadErrorKind::Unsupported(_) => "Unsupported",
+        LoadErrorKind::Invalid(_) => "Invalid",
+        LoadErrorKind::Limit(_) => "Limit",
+        LoadErrorKind::Model(_) => "Model",
+        _ => "other",
+    }
+}
+
+/// The ONNX op type of the node an error is located at.
+fn site_op(r: &sinter::Result<sinter::model::Model>) -> Option<String> {
+    kind_and_site(r).1.map(|s| s.op.clone())
 }
 
 fn onnx_bytes(bytes: &[u8]) -> sinter::Result<sinter::model::Model> {
@@ -142,10 +165,12 @@ fn onnx_garbage_is_an_error() {
         &[0xff; 64],
         b"\x0a\xff\xff\xff\xff\x0f",
     ] {
+        assert_eq!(kind(&onnx_bytes(bytes)), "Malformed");
         let msg = format_error(onnx_bytes(bytes), Path::new("m.onnx"));
         assert!(msg.contains("not an ONNX model"), "{msg}");
     }
     // Valid protobuf, but no graph / no opset.
+    assert_eq!(kind(&onnx_bytes(&[])), "Invalid");
     let msg = format_error(onnx_bytes(&[]), Path::new("m.onnx"));
     assert!(msg.contains("opset"), "{msg}");
 }
@@ -178,6 +203,8 @@ fn onnx_data_size_mismatch_names_the_initializer() {
     let mut m = small_graph();
     let g = m.graph.as_mut().unwrap();
     g.initializer[0].dims = vec![4, 30];
+    let r = onnx_bytes(&m.encode_to_vec());
+    assert_eq!((kind(&r), site_op(&r)), ("Invalid", None));
     let msg = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
     assert!(msg.contains("\"W\"") && msg.contains("120 values"), "{msg}");
 }
@@ -187,12 +214,15 @@ fn onnx_huge_declared_dims_are_refused_before_allocating() {
     for dims in [vec![1 << 40, 1 << 40], vec![1 << 62, 4], vec![-3, 4]] {
         let mut m = small_graph();
         m.graph.as_mut().unwrap().initializer[0].dims = dims.clone();
+        let want = if dims[0] < 0 { "Invalid" } else { "Limit" };
+        assert_eq!(kind(&onnx_bytes(&m.encode_to_vec())), want, "{dims:?}");
         let msg = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
         assert!(msg.contains("\"W\""), "{dims:?}: {msg}");
     }
     let mut m = small_graph();
     m.graph.as_mut().unwrap().input[0] = value_info("x", &[None, Some(1 << 60)]);
     assert!(onnx_bytes(&m.encode_to_vec()).is_err());
+    assert_eq!(kind(&onnx_bytes(&m.encode_to_vec())), "Limit");
 }
 
 #[test]
@@ -203,6 +233,15 @@ fn onnx_unsupported_op_names_op_node_and_opset() {
     for want in ["Conv", "\"Conv_y\"", "opset 13"] {
         assert!(msg.contains(want), "missing {want}: {msg}");
     }
+    // A Conv of a [N, 3] tensor breaks ONNX's rules (it needs [N, C, W..]).
+    let r = onnx_bytes(&m.encode_to_vec());
+    let site = Site {
+        name: "Conv_y".into(),
+        op: "Conv".into(),
+        opset: Some(13),
+    };
+    assert_eq!(kind(&r), "Invalid");
+    assert_eq!(kind_and_site(&r).1, Some(&site));
 }
 
 #[test]
@@ -211,10 +250,20 @@ fn onnx_unsupported_opset_and_domain() {
     m.opset_import[0].version = 9;
     let msg = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
     assert!(msg.contains("opset 9"), "{msg}");
+    let r = onnx_bytes(&m.encode_to_vec());
+    assert_eq!((kind(&r), site_op(&r)), ("Unsupported", None));
+    m.opset_import[0].version = 29;
+    let r = onnx_bytes(&m.encode_to_vec());
+    assert_eq!((kind(&r), site_op(&r)), ("Unsupported", None));
     let mut m = small_graph();
     m.graph.as_mut().unwrap().node[2].domain = "com.microsoft".into();
     let msg = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
     assert!(msg.contains("com.microsoft"), "{msg}");
+    let r = onnx_bytes(&m.encode_to_vec());
+    assert_eq!(
+        (kind(&r), site_op(&r)),
+        ("Unsupported", Some("Relu".into()))
+    );
 }
 
 #[test]
@@ -227,10 +276,14 @@ fn onnx_cycles_and_dangling_inputs() {
         msg.contains("\"y\"") && msg.contains("before this node"),
         "{msg}"
     );
+    let r = onnx_bytes(&m.encode_to_vec());
+    assert_eq!((kind(&r), site_op(&r)), ("Invalid", Some("MatMul".into())));
     let mut m = small_graph();
     m.graph.as_mut().unwrap().output[0].name = "nowhere".into();
     let msg = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
     assert!(msg.contains("nowhere"), "{msg}");
+    let r = onnx_bytes(&m.encode_to_vec());
+    assert_eq!((kind(&r), site_op(&r)), ("Invalid", None));
 }
 
 #[test]
@@ -239,6 +292,8 @@ fn onnx_weights_that_do_not_fit_the_input() {
     m.graph.as_mut().unwrap().input[0] = value_info("x", &[None, Some(5)]);
     let msg = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
     assert!(msg.contains("expect 4 features"), "{msg}");
+    let r = onnx_bytes(&m.encode_to_vec());
+    assert_eq!((kind(&r), site_op(&r)), ("Invalid", Some("MatMul".into())));
 }
 
 #[test]
@@ -275,11 +330,25 @@ fn onnx_external_data_is_confined_and_checked() {
         "{msg}"
     );
     let (r, path) = external("../w.bin", "0", "48");
+    assert_eq!(kind(&r), "Invalid");
     assert!(format_error(r, &path).contains("plain relative path"));
     let (r, path) = external("/etc/passwd", "0", "48");
     assert!(format_error(r, &path).contains("plain relative path"));
     let (r, path) = external("w.bin", "18446744073709551615", "48");
+    assert_eq!(kind(&r), "Invalid");
     assert!(format_error(r, &path).contains("beyond its end"));
+    // Read from memory, a model has no directory to take external data from.
+    let mut m = small_graph();
+    let w = &mut m.graph.as_mut().unwrap().initializer[0];
+    w.raw_data.clear();
+    w.data_location = 1;
+    w.external_data = vec![StringStringEntryProto {
+        key: "location".into(),
+        value: "w.bin".into(),
+    }];
+    let r = onnx_bytes(&m.encode_to_vec());
+    assert_eq!(kind(&r), "Unsupported");
+    assert!(format_error(r, Path::new("m.onnx")).contains("read from memory"));
     std::fs::write(dir.join("w.bin"), [0u8; 48]).unwrap();
     let (r, _) = external("w.bin", "0", "48");
     assert!(r.is_ok(), "{:?}", r.err());
@@ -807,6 +876,18 @@ fn load_options_limits_are_errors() {
         &tight(|o| o.max_weight_bytes = 50_000),
     ));
     assert!(m.contains("limit"), "{m}");
+    for o in [
+        tight(|o| o.max_weight_bytes = 50_000),
+        tight(|o| o.max_tensor_elems = 700),
+        tight(|o| o.max_layers = 2),
+    ] {
+        for f in ["seed.onnx", "seed_ext.onnx"] {
+            assert_eq!(kind(&sinter::io::load_with(fixture(f), &o)), "Limit", "{f}");
+        }
+        let bytes = std::fs::read(fixture("seed.onnx")).unwrap();
+        let r = sinter::io::onnx::from_bytes_with(&bytes, Path::new("m.onnx"), None, &o);
+        assert_eq!(kind(&r), "Limit");
+    }
     // Tensor elements: the 784 x 32 kernel, the input.
     for path in [fixture("seed.onnx"), seed.clone()] {
         let m = msg(sinter::io::load_with(
@@ -851,9 +932,17 @@ fn onnx_requested_outputs_prune_the_graph_before_conversion() {
     };
     let err = format_error(with(None), Path::new("m.onnx"));
     assert!(err.contains("Einsum"), "{err}");
+    // An unknown op is Unsupported, at its node, and the message lists the ops sinter reads.
+    assert_eq!(kind(&with(None)), "Unsupported");
+    assert_eq!(site_op(&with(None)).as_deref(), Some("Einsum"));
+    assert!(
+        err.contains("(sinter reads Abs, Add,") && err.contains("Relu"),
+        "{err}"
+    );
     let model = with(Some(vec!["y1"])).expect("only y1's branch is converted");
     assert_eq!(model.output_names(), ["y1"]);
     assert!(!model.summary().contains("Einsum"));
+    assert_eq!(kind(&with(Some(vec!["y3"]))), "Invalid");
     let err = format_error(with(Some(vec!["y3"])), Path::new("m.onnx"));
     assert!(
         err.contains("no output named \"y3\" (outputs: y1, y2)"),
@@ -917,6 +1006,11 @@ fn onnx_argmax_gives_int64_labels() {
         msg.contains("ArgMax") && msg.contains("only the last axis"),
         "{msg}"
     );
+    let r = onnx_bytes(&bad.encode_to_vec());
+    assert_eq!(
+        (kind(&r), site_op(&r)),
+        ("Unsupported", Some("ArgMax".into()))
+    );
 }
 
 /// Fuzzing found `Max` with no inputs indexing an empty list: now an error naming the node.
@@ -929,6 +1023,12 @@ fn onnx_variadic_ops_without_inputs_are_errors() {
         g.output = vec![value_info("z", &[None, Some(3)])];
         let msg = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
         assert!(msg.contains(op) && msg.contains("inputs"), "{op}: {msg}");
+        let r = onnx_bytes(&m.encode_to_vec());
+        assert_eq!(
+            (kind(&r), site_op(&r)),
+            ("Invalid", Some(op.into())),
+            "{op}"
+        );
     }
 }
 
@@ -1068,12 +1168,27 @@ fn onnx_new_ops_refuse_by_name() {
             "operator Normalizer of domain \"ai.onnx.ml\"",
         ),
     ];
-    for (k, (m, words)) in cases.into_iter().enumerate() {
+    // Each is valid ONNX sinter does not run, but for the Squeeze of a long axis.
+    let kinds = [
+        "Unsupported",
+        "Unsupported",
+        "Unsupported",
+        "Unsupported",
+        "Unsupported",
+        "Unsupported",
+        "Invalid",
+        "Unsupported",
+        "Unsupported",
+        "Unsupported",
+    ];
+    assert_eq!(cases.len(), kinds.len());
+    for (k, ((m, words), want)) in cases.into_iter().zip(kinds).enumerate() {
         let e = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
         assert!(
             e.contains(words),
             "case {k}: {e:?} should contain {words:?}"
         );
+        assert_eq!(kind(&onnx_bytes(&m.encode_to_vec())), want, "case {k}: {e}");
     }
 }
 
@@ -1125,6 +1240,8 @@ fn onnx_reshape_to_an_empty_shape_is_an_error() {
     );
     let e = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
     assert!(e.contains("empty target shape"), "{e}");
+    let r = onnx_bytes(&m.encode_to_vec());
+    assert_eq!((kind(&r), site_op(&r)), ("Invalid", Some("Reshape".into())));
 }
 
 /// Found by fuzzing: the pattern matcher indexed the inputs a node should have; nodes with
@@ -1165,4 +1282,24 @@ fn onnx_conv_with_integer_weights_is_an_error() {
     g.initializer[0] = int64_tensor("W", &dims, &vec![1; n as usize]);
     let e = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
     assert!(e.contains("W must be a float tensor"), "{e}");
+    let r = onnx_bytes(&m.encode_to_vec());
+    assert_eq!((kind(&r), site_op(&r)), ("Invalid", Some("Conv".into())));
+}
+
+/// A model the loader converts but [`sinter::model::Model`] refuses carries the model's typed
+/// error: two graph inputs of one name make two layers of one name.
+#[test]
+fn onnx_model_errors_keep_their_type() {
+    let mut m = small_graph();
+    let g = m.graph.as_mut().unwrap();
+    g.input.push(value_info("x", &[None, Some(4)]));
+    let r = onnx_bytes(&m.encode_to_vec());
+    match kind_and_site(&r).0 {
+        LoadErrorKind::Model(e) => {
+            assert!(matches!(**e, Error::Model(_)), "{e:?}");
+        }
+        k => panic!("expected LoadErrorKind::Model, got {k:?}"),
+    }
+    let msg = format_error(r, Path::new("m.onnx"));
+    assert!(msg.contains("two layers are named \"x\""), "{msg}");
 }

@@ -93,8 +93,8 @@ pub enum Primitive {
     /// `x * scale[c] + shift[c]` per channel of the last axis, one rounding: an ONNX `Add`,
     /// `Sub` or `Mul` of a constant broadcast along the last axis.
     Affine(AffineConfig),
-    /// An elementwise function of one input (ONNX `Sqrt`, `Neg`, `Abs`, `Erf`, `Clip`, and
-    /// `Pow` / `Div` by a constant).
+    /// An elementwise function of one input (ONNX `Sqrt`, `Neg`, `Abs`, `Erf`, `Clip`,
+    /// `Reciprocal`, `Floor`, `Ceil`, `Round`, and `Pow` / `Div` by a constant).
     Unary(Unary),
 }
 

@@ -16,7 +16,6 @@
 //! # Ok(()) }
 //! ```
 
-mod elementwise;
 mod graph;
 pub mod init;
 mod layer;
@@ -50,8 +49,8 @@ pub use crate::ops::{
     pool::{AveragePooling1DConfig, MaxPooling1DConfig, Pooling1D},
     reshape::ReshapeConfig,
     scale::{AffineConfig, RescalingConfig},
+    unary::Unary,
 };
-pub use elementwise::Unary;
 pub use graph::{Model, Node};
 pub(crate) use layer::last_axis;
 pub use layer::{Layer, Primitive};

@@ -1,0 +1,369 @@
+//! Constant folding at load time: the shape arithmetic exporters write
+//! (`Shape -> Gather -> Unsqueeze -> Concat -> Reshape`, casts of constants), evaluated once.
+//! One line per op in [`FOLDS`]. The batch size is not known until a run, so `Shape` gives
+//! [`BATCH`] for it; a `Reshape` may keep it as its first entry, any arithmetic on it is refused.
+
+use super::convert::{BATCH, Const, Converter, Value, dtype_name};
+use super::proto::{NodeProto, dtype};
+use crate::error::{Error, Result};
+use crate::model::checked_elems;
+
+/// Evaluates one node at load time; `Ok(None)`: not this node (it is left to its converter).
+type FoldFn = fn(&Converter<'_>, &NodeProto) -> Result<Option<Const>>;
+
+/// What a foldable node's inputs must be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Inputs {
+    /// Anything: `Shape` reads only the shape of a computed tensor.
+    Any,
+    /// Every given input a constant (an initializer or a folded node).
+    Constant,
+}
+
+/// Every op evaluated at load time, by `op_type`.
+pub(super) const FOLDS: &[(&str, Inputs, FoldFn)] = &[
+    ("Shape", Inputs::Any, shape),
+    ("Identity", Inputs::Constant, |cx, n| {
+        Ok(Some(cx.input_const(n, 0)?.clone()))
+    }),
+    ("Cast", Inputs::Constant, cast),
+    ("Reshape", Inputs::Constant, reshape),
+    ("Squeeze", Inputs::Constant, squeeze),
+    ("Unsqueeze", Inputs::Constant, squeeze),
+    ("Gather", Inputs::Constant, gather),
+    ("Concat", Inputs::Constant, concat),
+    ("Slice", Inputs::Constant, slice),
+    ("ConstantOfShape", Inputs::Constant, constant_of_shape),
+    ("Add", Inputs::Constant, arithmetic),
+    ("Sub", Inputs::Constant, arithmetic),
+    ("Mul", Inputs::Constant, arithmetic),
+    ("Div", Inputs::Constant, arithmetic),
+];
+
+/// The value of `node` computed at load time, if its op is in [`FOLDS`] and its inputs allow.
+pub(super) fn fold(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
+    let Some(&(_, inputs, eval)) = FOLDS.iter().find(|(op, _, _)| *op == node.op_type) else {
+        return Ok(None);
+    };
+    let constant = |n: &String| n.is_empty() || matches!(cx.values.get(n), Some(Value::Const(_)));
+    if inputs == Inputs::Constant && (node.input.is_empty() || !node.input.iter().all(constant)) {
+        return Ok(None);
+    }
+    eval(cx, node)
+}
+
+/// `node`'s constants break its rules (see [`Converter::invalid`]).
+fn invalid(cx: &Converter<'_>, node: &NodeProto, m: &str) -> Error {
+    cx.invalid(node, format!("on constants: {m}"))
+}
+
+/// `node` asks for a computation sinter does not do at load time (the batch size is not known
+/// until a run).
+fn unsupported(cx: &Converter<'_>, node: &NodeProto, m: &str) -> Error {
+    cx.unsupported(node, format!("on constants: {m}"))
+}
+
+fn ints_only(c: &Const) -> bool {
+    c.f32.is_empty()
+}
+
+fn batch_free(c: &Const) -> bool {
+    !c.i64.contains(&BATCH)
+}
+
+/// A 1-D integer constant.
+fn ints(v: Vec<i64>) -> Const {
+    Const {
+        dims: vec![v.len()],
+        f32: vec![],
+        i64: v,
+    }
+}
+
+/// Whether input `i` is given (optional inputs may be absent or named `""`).
+fn given(node: &NodeProto, i: usize) -> bool {
+    node.input.get(i).is_some_and(|n| !n.is_empty())
+}
+
+/// `Shape(x)`, optionally `[start, end)`: [`BATCH`] for a computed tensor's batch axis.
+fn shape(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
+    let dims: Vec<i64> = match cx.value(node, 0)? {
+        Value::Const(c) => c.dims.iter().map(|&d| d as i64).collect(),
+        Value::Node(x) => {
+            let onnx = cx.layout(node, 0).onnx_dims(&cx.nodes[*x].shape);
+            std::iter::once(BATCH)
+                .chain(onnx.iter().map(|&d| d as i64))
+                .collect()
+        }
+    };
+    let rank = dims.len() as i64;
+    let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
+    let start = clamp(cx.attr_i(node, "start")?.unwrap_or(0));
+    let end = clamp(cx.attr_i(node, "end")?.unwrap_or(rank));
+    let v = dims.get(start..end.max(start)).unwrap_or(&[]).to_vec();
+    Ok(Some(ints(v)))
+}
+
+fn cast(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
+    let c = cx.input_const(node, 0)?;
+    let to = cx.attr_i(node, "to")?.unwrap_or(0) as i32;
+    Ok(Some(match to {
+        dtype::FLOAT | dtype::DOUBLE | dtype::FLOAT16 if batch_free(c) => Const {
+            dims: c.dims.clone(),
+            f32: if ints_only(c) {
+                c.i64.iter().map(|&v| v as f32).collect()
+            } else {
+                c.f32.clone()
+            },
+            i64: vec![],
+        },
+        dtype::INT64 | dtype::INT32 => Const {
+            dims: c.dims.clone(),
+            f32: vec![],
+            i64: if ints_only(c) {
+                c.i64.clone()
+            } else {
+                // Truncation toward zero, as ONNX casts; out-of-range values are undefined in
+                // ONNX and refused here.
+                let mut v = Vec::with_capacity(c.f32.len());
+                for &f in &c.f32 {
+                    if !(f.is_finite() && f.abs() < 9.2e18) {
+                        return Err(invalid(cx, node, &format!("cast of {f} to an integer")));
+                    }
+                    v.push(f.trunc() as i64);
+                }
+                v
+            },
+        },
+        _ => {
+            return Err(unsupported(
+                cx,
+                node,
+                &format!("cast to {}", dtype_name(to)),
+            ));
+        }
+    }))
+}
+
+/// `c`'s values seen with `dims`, which must hold as many.
+fn view(cx: &Converter<'_>, node: &NodeProto, c: &Const, dims: Vec<usize>) -> Result<Const> {
+    let n = c.f32.len().max(c.i64.len());
+    if dims.iter().product::<usize>() != n {
+        return Err(invalid(cx, node, &format!("shape {dims:?} for {n} values")));
+    }
+    Ok(Const {
+        dims,
+        f32: c.f32.clone(),
+        i64: c.i64.clone(),
+    })
+}
+
+fn reshape(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
+    let c = cx.input_const(node, 0)?;
+    let n = c.f32.len().max(c.i64.len());
+    let t = &cx.input_const(node, 1)?.i64;
+    if t.iter().any(|&d| d < -1 || d == BATCH) || t.iter().filter(|&&d| d == -1).count() > 1 {
+        let m = format!("shape {t:?}");
+        return Err(if t.contains(&BATCH) {
+            unsupported(cx, node, &m)
+        } else {
+            invalid(cx, node, &m)
+        });
+    }
+    let mut d: Vec<usize> = Vec::with_capacity(t.len());
+    for (k, &v) in t.iter().enumerate() {
+        d.push(match v {
+            0 => *c
+                .dims
+                .get(k)
+                .ok_or_else(|| cx.invalid(node, "0 entry beyond the rank"))?,
+            -1 => 1,
+            v => v as usize,
+        });
+    }
+    if let Some(k) = t.iter().position(|&v| v == -1) {
+        let known: usize = d.iter().product();
+        if known == 0 || n % known != 0 {
+            return Err(invalid(cx, node, &format!("shape {t:?} for {n} values")));
+        }
+        d[k] = n / known;
+    }
+    view(cx, node, c, d).map(Some)
+}
+
+/// `Squeeze` / `Unsqueeze` with constant axes (opset 13: an input).
+fn squeeze(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
+    let c = cx.input_const(node, 0)?;
+    if !given(node, 1) {
+        return Ok(None);
+    }
+    let axes = cx.input_const(node, 1)?.i64.clone();
+    let squeeze = node.op_type == "Squeeze";
+    let rank = c.dims.len() as i64 + if squeeze { 0 } else { axes.len() as i64 };
+    let mut axes: Vec<i64> = axes
+        .iter()
+        .map(|&a| if a < 0 { a + rank } else { a })
+        .collect();
+    axes.sort_unstable();
+    if axes.iter().any(|&a| a < 0 || a >= rank) || axes.windows(2).any(|w| w[0] == w[1]) {
+        return Err(invalid(cx, node, &format!("axes {axes:?}")));
+    }
+    let dims = if squeeze {
+        let mut d = Vec::new();
+        for (k, &v) in c.dims.iter().enumerate() {
+            if axes.contains(&(k as i64)) {
+                if v != 1 {
+                    let m = format!("squeeze of axis {k} of length {v}");
+                    return Err(invalid(cx, node, &m));
+                }
+            } else {
+                d.push(v);
+            }
+        }
+        d
+    } else {
+        let mut src = c.dims.iter();
+        (0..rank)
+            .map(|a| {
+                if axes.contains(&a) {
+                    1
+                } else {
+                    src.next().copied().unwrap_or(1)
+                }
+            })
+            .collect()
+    };
+    view(cx, node, c, dims).map(Some)
+}
+
+/// `Gather` along axis 0 of a 1-D constant (a shape's entries).
+fn gather(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
+    let (data, idx) = (cx.input_const(node, 0)?, cx.input_const(node, 1)?);
+    let axis = cx.attr_i(node, "axis")?.unwrap_or(0);
+    if data.dims.len() != 1 || !(axis == 0 || axis == -1) || !ints_only(idx) {
+        return Ok(None);
+    }
+    let n = data.dims[0] as i64;
+    let mut f = Vec::new();
+    let mut i = Vec::new();
+    for &k in &idx.i64 {
+        let k = if k < 0 { k + n } else { k };
+        if !(0..n).contains(&k) {
+            return Err(invalid(cx, node, &format!("index {k} of {n} values")));
+        }
+        if ints_only(data) {
+            i.push(data.i64[k as usize]);
+        } else {
+            f.push(data.f32[k as usize]);
+        }
+    }
+    Ok(Some(Const {
+        dims: idx.dims.clone(),
+        f32: f,
+        i64: i,
+    }))
+}
+
+/// `Concat` of 1-D integer constants.
+fn concat(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
+    let parts: Vec<&Const> = (0..node.input.len())
+        .map(|i| cx.input_const(node, i))
+        .collect::<Result<_>>()?;
+    if parts.iter().any(|c| c.dims.len() != 1 || !ints_only(c)) {
+        return Ok(None);
+    }
+    Ok(Some(ints(
+        parts.iter().flat_map(|c| c.i64.iter().copied()).collect(),
+    )))
+}
+
+/// `Slice` of a 1-D integer constant along axis 0 with step 1.
+fn slice(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
+    let data = cx.input_const(node, 0)?;
+    let scalar = |i: usize, default: i64| -> Result<i64> {
+        if !given(node, i) {
+            return Ok(default);
+        }
+        match cx.input_const(node, i)?.i64.as_slice() {
+            [v] => Ok(*v),
+            _ => Err(cx.unsupported(node, "only 1-D slices of constants fold")),
+        }
+    };
+    if data.dims.len() != 1 || !ints_only(data) {
+        return Ok(None);
+    }
+    let n = data.dims[0] as i64;
+    let (start, end, step) = (scalar(1, 0)?, scalar(2, n)?, scalar(4, 1)?);
+    if scalar(3, 0)? != 0 || step != 1 {
+        return Err(unsupported(cx, node, "only axis 0 with step 1"));
+    }
+    let clamp = |v: i64| (if v < 0 { v + n } else { v }).clamp(0, n) as usize;
+    Ok(Some(ints(
+        data.i64[clamp(start)..clamp(end).max(clamp(start))].to_vec(),
+    )))
+}
+
+fn constant_of_shape(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
+    let shape = &cx.input_const(node, 0)?.i64;
+    if shape.iter().any(|&d| d < 0 || d == BATCH) {
+        let m = "the shape holds the batch size or a negative entry";
+        return Err(if shape.contains(&BATCH) {
+            unsupported(cx, node, m)
+        } else {
+            invalid(cx, node, m)
+        });
+    }
+    let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+    cx.opts.check_elems(&dims).map_err(|m| cx.limit(node, m))?;
+    let n = checked_elems(&dims).map_err(|m| cx.limit(node, m))?;
+    let value = match Converter::attr(node, "value").and_then(|a| a.t.as_ref()) {
+        Some(t) => cx.constant(t, &format!("node {:?}", node.name))?,
+        None => Const {
+            dims: vec![1],
+            f32: vec![0.0],
+            i64: vec![],
+        },
+    };
+    Ok(Some(Const {
+        dims,
+        f32: value.f32.first().map_or(vec![], |&v| vec![v; n]),
+        i64: value.i64.first().map_or(vec![], |&v| vec![v; n]),
+    }))
+}
+
+/// Integer arithmetic on shapes (scalar or same-length operands).
+fn arithmetic(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
+    let (a, b) = (cx.input_const(node, 0)?, cx.input_const(node, 1)?);
+    if !ints_only(a) || !ints_only(b) {
+        return Ok(None);
+    }
+    if !batch_free(a) || !batch_free(b) {
+        let m = "arithmetic on the batch size, which is not known until a run";
+        return Err(unsupported(cx, node, m));
+    }
+    let (long, short) = if a.i64.len() >= b.i64.len() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    if short.i64.len() != 1 && short.i64.len() != long.i64.len() {
+        return Err(invalid(cx, node, "operands of different lengths"));
+    }
+    let pick = |v: &Const, k: usize| v.i64[if v.i64.len() == 1 { 0 } else { k }];
+    let mut v = Vec::with_capacity(long.i64.len());
+    for k in 0..long.i64.len() {
+        let (x, y) = (pick(a, k), pick(b, k));
+        let r = match node.op_type.as_str() {
+            "Mul" => x.checked_mul(y),
+            "Add" => x.checked_add(y),
+            "Sub" => x.checked_sub(y),
+            _ => (y != 0).then(|| x.div_euclid(y)),
+        };
+        v.push(r.ok_or_else(|| cx.invalid(node, "integer overflow or division by zero"))?);
+    }
+    Ok(Some(Const {
+        dims: long.dims.clone(),
+        f32: vec![],
+        i64: v,
+    }))
+}

@@ -1,0 +1,275 @@
+//! Channels-first layouts tracked instead of copied: how an ONNX tensor's axes map onto
+//! sinter's channels-last buffer, and where a layout is written out.
+
+use super::convert::{BATCH, Converter, Value};
+use super::proto::NodeProto;
+use crate::error::Result;
+use crate::model::{Layer, Node};
+use crate::model::{PermuteConfig, ReshapeConfig};
+
+/// How an ONNX tensor's axes map onto sinter's channels-last buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Layout {
+    /// Same axes.
+    Native,
+    /// ONNX sees `[N, C, W]` where sinter holds `[W, C]` (after a `Transpose(0, 2, 1)`).
+    Ncw,
+    /// ONNX sees `[N, C, 1]` (a global pooling's output) where sinter holds `[C]`.
+    Nc1,
+    /// ONNX sees `[N, C * W]`, a channel-major flatten of `[N, C, W]` (PyTorch's `Flatten`
+    /// after a `Conv1d`), where sinter holds the step-major flatten of its `[W, C]` buffer: no
+    /// data moves; a Gemm/MatMul reading it takes its weight rows in sinter's order instead
+    /// ([`Converter::flat_rows`]), decided at load time.
+    FlatNcw {
+        /// `W`.
+        steps: usize,
+        /// `C`.
+        ch: usize,
+    },
+    /// ONNX sees `[N, C, W]` with a length-1 axis inserted at this ONNX axis (1, 2 or 3:
+    /// `[N, 1, C, W]`, `[N, C, 1, W]`, `[N, C, W, 1]`) where sinter holds `[W, C]`: how
+    /// TensorFlow writes a Conv1D or pooling as a 2-D op of height 1
+    /// (`Unsqueeze -> Transpose(0, 3, 1, 2) -> Conv [1, k] -> Squeeze`). A 2-D window op
+    /// whose other axis is this unit axis runs as the 1-D op.
+    NcwUnit(usize),
+}
+
+impl Layout {
+    /// ONNX's dims (batch excluded) of a tensor sinter holds with `shape`.
+    pub(super) fn onnx_dims(self, shape: &[usize]) -> Vec<usize> {
+        match (self, shape) {
+            (Layout::Ncw, &[w, c]) => vec![c, w],
+            (Layout::Nc1, &[c]) => vec![c, 1],
+            (Layout::NcwUnit(at), &[w, c]) => {
+                let mut d = vec![c, w];
+                d.insert((at - 1).min(2), 1);
+                d
+            }
+            _ => shape.to_vec(),
+        }
+    }
+}
+
+impl Converter<'_> {
+    /// Input `i` of `node` with its values in ONNX's axis order (see [`Self::materialise`]).
+    pub(super) fn native_input(&mut self, node: &NodeProto, i: usize) -> Result<usize> {
+        let x = self.input_node(node, i)?;
+        let name = node.input[i].clone();
+        self.materialise(&name, x)
+            .map_err(|m| self.invalid(node, format!("input {i}: {m}")))
+    }
+
+    /// The node holding tensor `name` (computed by node `x`) in ONNX's axis order. A tracked
+    /// layout is only a way of reading sinter's channels-last buffer; wherever values are read
+    /// in order (Flatten, Reshape, MatMul, softmax, a graph output) it is written out: a
+    /// `Permute` for `[N, C, W]` (a real transpose), a `Reshape` for `[N, C, 1]` (a view).
+    /// Made once per tensor, however many nodes read it.
+    pub(super) fn materialise(
+        &mut self,
+        name: &str,
+        x: usize,
+    ) -> std::result::Result<usize, String> {
+        let layout = self.layouts.get(name).copied().unwrap_or(Layout::Native);
+        if layout == Layout::Native {
+            return Ok(x);
+        }
+        if let Some(&m) = self.materialised.get(name) {
+            return Ok(m);
+        }
+        if let (Layout::NcwUnit(_), &[w, c]) = (layout, self.nodes[x].shape.as_slice()) {
+            // [W, C] -> [C, W] (a real transpose) -> ONNX's dims with the unit axis (a view).
+            let dims = layout.onnx_dims(&[w, c]);
+            self.nodes.push(Node::new(
+                String::new(),
+                Layer::Permute(PermuteConfig { dims: vec![2, 1] }),
+                vec![x],
+                vec![c, w],
+                None,
+            ));
+            let t = self.nodes.len() - 1;
+            self.nodes.push(Node::new(
+                String::new(),
+                Layer::Reshape(ReshapeConfig {
+                    target_shape: dims.iter().map(|&d| d as isize).collect(),
+                }),
+                vec![t],
+                dims,
+                None,
+            ));
+            let m = self.nodes.len() - 1;
+            self.materialised.insert(name.to_string(), m);
+            return Ok(m);
+        }
+        if let Layout::FlatNcw { steps, ch } = layout {
+            // [W * C] -> [W, C] -> [C, W] -> [C * W]: views around one real transpose.
+            let mut at = x;
+            for (layer, shape) in [
+                (
+                    Layer::Reshape(ReshapeConfig {
+                        target_shape: vec![steps as isize, ch as isize],
+                    }),
+                    vec![steps, ch],
+                ),
+                (
+                    Layer::Permute(PermuteConfig { dims: vec![2, 1] }),
+                    vec![ch, steps],
+                ),
+                (Layer::Flatten, vec![ch * steps]),
+            ] {
+                self.nodes
+                    .push(Node::new(String::new(), layer, vec![at], shape, None));
+                at = self.nodes.len() - 1;
+            }
+            self.materialised.insert(name.to_string(), at);
+            return Ok(at);
+        }
+        let (layer, shape) = match (layout, self.nodes[x].shape.as_slice()) {
+            (Layout::Ncw, &[w, c]) => (
+                Layer::Permute(PermuteConfig { dims: vec![2, 1] }),
+                vec![c, w],
+            ),
+            (Layout::Nc1, &[c]) => (
+                Layer::Reshape(ReshapeConfig {
+                    target_shape: vec![c as isize, 1],
+                }),
+                vec![c, 1],
+            ),
+            (l, s) => return Err(format!("internal: layout {l:?} on a tensor of shape {s:?}")),
+        };
+        self.nodes
+            .push(Node::new(String::new(), layer, vec![x], shape, None));
+        let m = self.nodes.len() - 1;
+        self.materialised.insert(name.to_string(), m);
+        Ok(m)
+    }
+
+    /// The layout of input `i` of `node`.
+    pub(super) fn layout(&self, node: &NodeProto, i: usize) -> Layout {
+        node.input
+            .get(i)
+            .and_then(|n| self.layouts.get(n))
+            .copied()
+            .unwrap_or(Layout::Native)
+    }
+
+    pub(super) fn set_layout(&mut self, node: &NodeProto, layout: Layout) -> Result<()> {
+        let out = self.output(node)?.to_string();
+        if layout == Layout::Native {
+            self.layouts.remove(&out);
+        } else {
+            self.layouts.insert(out, layout);
+        }
+        Ok(())
+    }
+
+    /// Input 0 of a channels-first op as sinter's channels-last buffer, as `(node, steps,
+    /// channels)`: a tracked `Ncw` tensor as it is, a plain `[N, C, W]` one (a graph input,
+    /// PyTorch style) transposed once (shared by every reader).
+    pub(super) fn ncw_input(&mut self, node: &NodeProto) -> Result<(usize, usize, usize)> {
+        let x = self.input_node(node, 0)?;
+        match (self.layout(node, 0), self.nodes[x].shape.clone().as_slice()) {
+            (Layout::Ncw, [steps, ch]) => Ok((x, *steps, *ch)),
+            (Layout::Native, &[ch, steps]) => {
+                let name = node.input[0].clone();
+                if let Some(&t) = self.channels_last.get(&name) {
+                    return Ok((t, steps, ch));
+                }
+                self.nodes.push(Node::new(
+                    String::new(),
+                    Layer::Permute(PermuteConfig { dims: vec![2, 1] }),
+                    vec![x],
+                    vec![steps, ch],
+                    None,
+                ));
+                let t = self.nodes.len() - 1;
+                self.channels_last.insert(name, t);
+                Ok((t, steps, ch))
+            }
+            (layout, shape) => {
+                let m = "the input must be channels-first [N, C, W]";
+                // Fewer axes break the op's rules; more are a 2-D (or 3-D) window.
+                Err(if layout.onnx_dims(shape).len() < 2 {
+                    self.invalid(node, m)
+                } else {
+                    self.unsupported(node, m)
+                })
+            }
+        }
+    }
+
+    /// Input 0 of a Gemm/MatMul and the order of its weight rows: for a [`Layout::FlatNcw`]
+    /// input, `rows[s]` is the ONNX row (`c * W + w`) that sinter's feature `s = w * C + c`
+    /// multiplies; `None` when the orders agree.
+    pub(super) fn flat_rows(&mut self, node: &NodeProto) -> Result<(usize, Option<Vec<usize>>)> {
+        if let Layout::FlatNcw { steps, ch } = self.layout(node, 0) {
+            let x = self.input_node(node, 0)?;
+            let rows = (0..steps * ch).map(|s| (s % ch) * steps + s / ch).collect();
+            return Ok((x, Some(rows)));
+        }
+        Ok((self.native_input(node, 0)?, None))
+    }
+
+    /// The layout after a `Squeeze`/`Unsqueeze` that only moves the unit axis of a tracked
+    /// channels-first tensor (`[N, C, W]` <-> `[N, C, 1, W]` and friends), if that is all it
+    /// does: no node, a new way of reading the same buffer.
+    pub(super) fn unit_relabel(&self, node: &NodeProto) -> Result<Option<Layout>> {
+        let layout = self.layout(node, 0);
+        let x = self.input_node(node, 0)?;
+        let (Layout::Ncw | Layout::NcwUnit(_), &[w, c]) = (layout, self.nodes[x].shape.as_slice())
+        else {
+            return Ok(None);
+        };
+        if w == 1 || c == 1 {
+            return Ok(None); // ambiguous unit axes: take the general path
+        }
+        let Some(axes) = node.input.get(1).filter(|n| !n.is_empty()) else {
+            return Ok(None);
+        };
+        let axes = match self.values.get(axes) {
+            Some(Value::Const(a)) => a.i64.clone(),
+            _ => return Ok(None),
+        };
+        let [a] = axes[..] else { return Ok(None) };
+        Ok(match (node.op_type.as_str(), layout) {
+            ("Unsqueeze", Layout::Ncw) => {
+                let a = if a < 0 { a + 4 } else { a };
+                (1..=3).contains(&a).then_some(Layout::NcwUnit(a as usize))
+            }
+            ("Squeeze", Layout::NcwUnit(at)) => {
+                let a = if a < 0 { a + 4 } else { a };
+                (a == at as i64).then_some(Layout::Ncw)
+            }
+            _ => None,
+        })
+    }
+
+    /// The layout after a `Reshape` of a tracked channels-first tensor that only adds, drops
+    /// or moves its unit axis (tf2onnx's `[N, 1, C, W] -> [N, C, W, 1]` before a pooling).
+    pub(super) fn reshape_relabel(
+        &self,
+        node: &NodeProto,
+        target: &[i64],
+    ) -> Result<Option<Layout>> {
+        let layout = self.layout(node, 0);
+        let x = self.input_node(node, 0)?;
+        let (Layout::Ncw | Layout::NcwUnit(_), &[w, c]) = (layout, self.nodes[x].shape.as_slice())
+        else {
+            return Ok(None);
+        };
+        let Some((&first, rest)) = target.split_first() else {
+            return Ok(None);
+        };
+        if w == 1 || c == 1 || !matches!(first, 0 | -1 | BATCH) || rest.iter().any(|&d| d <= 0) {
+            return Ok(None);
+        }
+        let non_unit: Vec<i64> = rest.iter().copied().filter(|&d| d != 1).collect();
+        if non_unit != [c as i64, w as i64] {
+            return Ok(None);
+        }
+        Ok(match rest.iter().position(|&d| d == 1) {
+            None if rest.len() == 2 => Some(Layout::Ncw),
+            Some(u) if rest.len() == 3 => Some(Layout::NcwUnit(u + 1)),
+            _ => None,
+        })
+    }
+}

@@ -1,0 +1,222 @@
+//! `Conv` (1-D, and 2-D of height 1) and the window attributes it shares with pooling.
+
+use super::OpFn;
+use super::gemm::broadcast_bias;
+use crate::error::Result;
+use crate::io::onnx::convert::{Const, Converter, Value};
+use crate::io::onnx::layout::Layout;
+use crate::io::onnx::proto::NodeProto;
+use crate::kernels::Activation;
+use crate::model::Conv1DConfig;
+use crate::model::{DenseWeights, Layer, Padding};
+
+/// `Conv`, `MaxPool` or `AveragePool`, converted by `op`: a 2-D window of height 1 on a
+/// [`Layout::NcwUnit`] tensor runs as the 1-D op (see [`unit_window`]).
+pub(super) fn window(cx: &mut Converter<'_>, node: &NodeProto, op: OpFn) -> Result<()> {
+    match unit_window(cx, node)? {
+        Some(one) => {
+            op(cx, &one)?;
+            let at = cx.layout(node, 0);
+            cx.set_layout(node, at)
+        }
+        None => op(cx, node),
+    }
+}
+
+/// `Conv` (1-D, group 1) on a channels-first view: a Conv1D on the channels-last buffer.
+pub(super) fn conv(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    let (x, steps, ch) = cx.ncw_input(node)?;
+    if cx.attr_i(node, "group")?.unwrap_or(1) != 1 {
+        return Err(cx.unsupported(node, "grouped convolutions are not supported"));
+    }
+    let w = cx.input_const(node, 1)?.clone();
+    let [filters, cin, k] = w.dims[..] else {
+        return Err(cx.invalid(
+            node,
+            format!("W has shape {:?}, expected [M, C, k]", w.dims),
+        ));
+    };
+    if cin != ch || filters == 0 || k == 0 {
+        return Err(cx.invalid(
+            node,
+            format!("W has shape {:?} for {ch} input channels", w.dims),
+        ));
+    }
+    let size = attr_1d(cx, node, "kernel_shape", k)?;
+    let stride = attr_1d(cx, node, "strides", 1)?;
+    let dilation = attr_1d(cx, node, "dilations", 1)?;
+    if size != k {
+        return Err(cx.invalid(node, format!("kernel_shape {size} but W has {k} taps")));
+    }
+    let padding = window_padding(cx, node, steps, k, stride, dilation, false)?;
+    if w.f32.len() != filters * ch * k {
+        return Err(cx.invalid(node, "W must be a float tensor"));
+    }
+    // ONNX [M, C, k] -> Keras [k, C, M].
+    let mut kernel = vec![0.0; w.f32.len()];
+    for o in 0..filters {
+        for c in 0..ch {
+            for t in 0..k {
+                kernel[(t * ch + c) * filters + o] = w.f32[(o * ch + c) * k + t];
+            }
+        }
+    }
+    let bias = match node.input.get(2).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(_) => {
+            let b = cx.input_const(node, 2)?;
+            Some(broadcast_bias(b, filters).ok_or_else(|| {
+                cx.invalid(
+                    node,
+                    format!("B has shape {:?}, expected [{filters}]", b.dims),
+                )
+            })?)
+        }
+    };
+    let layer = Layer::Conv1D(Conv1DConfig {
+        filters,
+        kernel_size: k,
+        strides: stride,
+        padding,
+        dilation_rate: dilation,
+        activation: Activation::Linear,
+        use_bias: bias.is_some(),
+    });
+    let shape = layer
+        .output_shape(&[&[steps, ch]])
+        .map_err(|m| cx.invalid(node, m))?;
+    let weights = DenseWeights { kernel, bias };
+    cx.push(cx.output(node)?, layer, vec![x], shape, Some(weights));
+    cx.name_last(node);
+    cx.set_layout(node, Layout::Ncw)
+}
+
+/// 1-D window attributes of Conv/MaxPool/AveragePool as a Keras padding.
+pub(super) fn window_padding(
+    cx: &Converter<'_>,
+    node: &NodeProto,
+    steps: usize,
+    size: usize,
+    stride: usize,
+    dilation: usize,
+    ceil: bool,
+) -> Result<Padding> {
+    let auto = cx
+        .attr_s(node, "auto_pad")?
+        .unwrap_or_else(|| "NOTSET".into());
+    let pads = Converter::attr(node, "pads")
+        .map(|a| a.ints.clone())
+        .unwrap_or_default();
+    let span = (size - 1) * dilation + 1;
+    let same_total = (steps.div_ceil(stride).max(1) - 1) * stride + span;
+    let same_total = same_total.saturating_sub(steps);
+    let (l, mut r) = match (auto.as_str(), pads.as_slice()) {
+        ("VALID", _) => (0, 0),
+        ("NOTSET", []) => (0, 0),
+        // SAME_UPPER puts the odd step after the input, as Keras's "same" does.
+        ("SAME_UPPER", _) => (same_total / 2, same_total - same_total / 2),
+        ("SAME_LOWER", _) => (same_total - same_total / 2, same_total / 2),
+        ("NOTSET", [l, r]) if (0..=1 << 24).contains(l) && (0..=1 << 24).contains(r) => {
+            (*l as usize, *r as usize)
+        }
+        _ => {
+            return Err(cx.invalid(
+                node,
+                format!("auto_pad {auto} with pads {pads:?} is not supported"),
+            ));
+        }
+    };
+    if ceil && steps + l + r >= span {
+        // ceil_mode: one more window where the floor drops a partial one, if it starts
+        // inside the input or the left padding (ONNX's rule); it is padded on the right.
+        let floor = (steps + l + r - span) / stride + 1;
+        let ceiled = (steps + l + r - span).div_ceil(stride) + 1;
+        if ceiled > floor && (ceiled - 1) * stride < steps + l {
+            r = (ceiled - 1) * stride + span - steps - l;
+        }
+    }
+    Ok(match (l, r) {
+        (0, 0) => Padding::Valid,
+        (l, 0) if l == span - 1 => Padding::Causal,
+        (l, r) if l == same_total / 2 && r == same_total - same_total / 2 => Padding::Same,
+        (left, right) => Padding::Explicit { left, right },
+    })
+}
+
+/// A positive 1-D attribute (`kernel_shape`, `strides`, `dilations`) or its default.
+pub(super) fn attr_1d(
+    cx: &Converter<'_>,
+    node: &NodeProto,
+    name: &str,
+    default: usize,
+) -> Result<usize> {
+    match Converter::attr(node, name).map(|a| a.ints.as_slice()) {
+        None => Ok(default),
+        Some([v]) if *v > 0 && *v <= 1 << 24 => Ok(*v as usize),
+        Some(v) => Err(cx.invalid(
+            node,
+            format!("{name} {v:?}: expected one positive value (1-D)"),
+        )),
+    }
+}
+
+/// For a 2-D `Conv`/`MaxPool`/`AveragePool` on a [`Layout::NcwUnit`] tensor whose window
+/// is 1 along the unit axis: the same node as a 1-D op on a channels-first alias of its
+/// input (kernel, strides, dilations and pads of the real axis; a conv's `[M, C, 1, k]`
+/// weights as `[M, C, k]`), for the 1-D readers. `None` for any other node.
+fn unit_window(cx: &mut Converter<'_>, node: &NodeProto) -> Result<Option<NodeProto>> {
+    let Layout::NcwUnit(at @ (2 | 3)) = cx.layout(node, 0) else {
+        return Ok(None);
+    };
+    // Spatial axes of [N, C, a, b]: the unit one and the real one (index into 2-D lists).
+    let (unit, real) = if at == 2 { (0, 1) } else { (1, 0) };
+    let mut one = node.clone();
+    for a in &mut one.attribute {
+        let v = a.ints.clone();
+        match (a.name.as_str(), v.len()) {
+            ("kernel_shape" | "strides" | "dilations", 2) if v[unit] == 1 => {
+                a.ints = vec![v[real]];
+            }
+            ("pads", 4) if v[unit] == 0 && v[unit + 2] == 0 => {
+                a.ints = vec![v[real], v[real + 2]];
+            }
+            ("kernel_shape" | "strides" | "dilations" | "pads", _) => {
+                return Err(cx.unsupported(
+                    node,
+                    format!(
+                        "{} {v:?} on a [N, C, {}] tensor: only a 1-D window is supported",
+                        a.name,
+                        if at == 2 { "1, W" } else { "W, 1" }
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let x = cx.input_node(node, 0)?;
+    let alias = format!("{}\u{0}ncw", node.input[0]);
+    cx.values.insert(alias.clone(), Value::Node(x));
+    cx.layouts.insert(alias.clone(), Layout::Ncw);
+    one.input[0] = alias;
+    if node.op_type == "Conv" {
+        let w = cx.input_const(node, 1)?;
+        let k = match w.dims[..] {
+            [m, c, a, b] if [a, b][unit] == 1 => [m, c, [a, b][real]],
+            _ => {
+                return Err(cx.unsupported(
+                    node,
+                    format!("W has shape {:?}, expected a window of height 1", w.dims),
+                ));
+            }
+        };
+        let w = Const {
+            dims: k.to_vec(),
+            f32: w.f32.clone(),
+            i64: vec![],
+        };
+        let name = format!("{}\u{0}1d", node.input[1]);
+        cx.values.insert(name.clone(), Value::Const(w));
+        one.input[1] = name;
+    }
+    Ok(Some(one))
+}

@@ -1,0 +1,452 @@
+//! Ops that move, view or name values: `Transpose`, `Flatten`, `Reshape`, `Squeeze`,
+//! `Unsqueeze`, `Concat`, `Gather` (an embedding), `Identity`, `Dropout`, `Constant`, and
+//! `ai.onnx.ml`'s `ArrayFeatureExtractor`.
+
+use crate::error::{LoadErrorKind, Result};
+use crate::io::onnx::convert::{BATCH, Converter, Value, prefixed};
+use crate::io::onnx::layout::Layout;
+use crate::io::onnx::proto::NodeProto;
+use crate::model::{
+    ConcatenateConfig, DropoutConfig, EmbeddingConfig, PermuteConfig, ReshapeConfig,
+};
+use crate::model::{DType, DenseWeights, Layer, checked_elems};
+
+/// `Transpose(0, 2, 1)` between channels-last and channels-first: no data moves, only
+/// the way later ops read their axes.
+pub(super) fn transpose(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    let x = cx.input_node(node, 0)?;
+    let perm = Converter::attr(node, "perm")
+        .map(|a| a.ints.clone())
+        .unwrap_or_default();
+    let layout = cx.layout(node, 0);
+    let rank = cx.nodes[x].shape.len() + 1;
+    let unit_first = cx.nodes[x].shape.first() == Some(&1);
+    let next = match (layout, perm.as_slice(), rank) {
+        (Layout::Native, [0, 2, 1], 3) => Layout::Ncw,
+        // [N, 1, W, C] -> [N, C, 1, W]: TensorFlow's Conv1D as a 2-D Conv.
+        (Layout::Native, [0, 3, 1, 2], 4) if unit_first => {
+            let (w, c) = (cx.nodes[x].shape[1], cx.nodes[x].shape[2]);
+            cx.push(
+                cx.output(node)?,
+                Layer::Reshape(ReshapeConfig {
+                    target_shape: vec![w as isize, c as isize],
+                }),
+                vec![x],
+                vec![w, c],
+                None,
+            );
+            return cx.set_layout(node, Layout::NcwUnit(2));
+        }
+        (Layout::Ncw, [0, 2, 1], 3) => Layout::Native,
+        (Layout::Nc1, [0, 2, 1], _) => {
+            // [N, C, 1] -> [N, 1, C]: a [1, C] view of the same values.
+            let c = cx.nodes[x].shape[0];
+            cx.push(
+                cx.output(node)?,
+                Layer::Reshape(ReshapeConfig {
+                    target_shape: vec![1, c as isize],
+                }),
+                vec![x],
+                vec![1, c],
+                None,
+            );
+            return cx.set_layout(node, Layout::Native);
+        }
+        _ => return permute(cx, node, &perm, rank),
+    };
+    cx.alias(node, x)?;
+    cx.set_layout(node, next)
+}
+
+/// Any other `Transpose` that keeps the batch axis first: a `Permute` of the values in
+/// ONNX's order.
+fn permute(cx: &mut Converter<'_>, node: &NodeProto, perm: &[i64], rank: usize) -> Result<()> {
+    let dims = match perm.split_first() {
+        Some((0, rest)) if perm.len() == rank => rest
+            .iter()
+            .map(|&d| usize::try_from(d).ok())
+            .collect::<Option<Vec<_>>>(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        let m = format!("perm {perm:?} on a rank-{rank} tensor: the batch axis must stay first");
+        let mut sorted = perm.to_vec();
+        sorted.sort_unstable();
+        // A permutation that moves the batch axis is valid ONNX (no `perm` reverses the axes);
+        // anything else is not one.
+        if perm.is_empty() || sorted.iter().copied().eq(0..rank as i64) {
+            cx.unsupported(node, m)
+        } else {
+            cx.invalid(node, m)
+        }
+    })?;
+    let x = cx.native_input(node, 0)?;
+    let layer = Layer::Permute(PermuteConfig { dims });
+    let shape = layer
+        .output_shape(&[&cx.nodes[x].shape])
+        .map_err(|m| cx.invalid(node, m))?;
+    cx.push(cx.output(node)?, layer, vec![x], shape, None);
+    cx.name_last(node);
+    cx.set_layout(node, Layout::Native)
+}
+
+/// `Flatten` at axis 1 (keep the batch axis).
+pub(super) fn flatten(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    let axis = cx.attr_i(node, "axis")?.unwrap_or(1);
+    if axis != 1 {
+        return Err(cx.unsupported(
+            node,
+            format!("axis {axis}: only axis 1 (keep the batch axis) is supported"),
+        ));
+    }
+    to_features(cx, node)
+}
+
+/// A flatten to `[N, features]` (ONNX `Flatten`, or a `Reshape` to one axis). A tracked
+/// channels-first `[N, C, W]` tensor is flattened as sinter holds it (step-major) and
+/// tracked as [`Layout::FlatNcw`]; everything else is flattened in ONNX's order.
+fn to_features(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    let (x, layout) = match (cx.layout(node, 0), cx.input_node(node, 0)?) {
+        (Layout::Ncw, x) => match cx.nodes[x].shape[..] {
+            [steps, ch] => (x, Layout::FlatNcw { steps, ch }),
+            _ => (cx.native_input(node, 0)?, Layout::Native),
+        },
+        _ => (cx.native_input(node, 0)?, Layout::Native),
+    };
+    let shape = vec![checked_elems(&cx.nodes[x].shape).map_err(|m| cx.limit(node, m))?];
+    if shape == cx.nodes[x].shape {
+        cx.values
+            .insert(cx.output(node)?.to_string(), Value::Node(x));
+    } else {
+        cx.push(cx.output(node)?, Layer::Flatten, vec![x], shape, None);
+        cx.name_last(node);
+    }
+    cx.set_layout(node, layout)
+}
+
+/// A batch-first Reshape: a view (Flatten for `[batch, n]`, else a Reshape layer).
+pub(super) fn reshape(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    let mut target = cx.input_const(node, 1)?.i64.clone();
+    if target.first().is_some_and(|&b| Some(b) == cx.static_batch) {
+        target[0] = BATCH; // the batch size the exporter traced with: keep the batch axis
+    }
+    if let Some(layout) = cx.reshape_relabel(node, &target)? {
+        let x = cx.input_node(node, 0)?;
+        cx.values
+            .insert(cx.output(node)?.to_string(), Value::Node(x));
+        return cx.set_layout(node, layout);
+    }
+    let x = cx.input_node(node, 0)?;
+    let features = cx.nodes[x].shape.iter().product::<usize>() as i64;
+    if cx.layout(node, 0) == Layout::Ncw
+        && target.len() == 2
+        && matches!(target[0], 0 | BATCH)
+        && (target[1] == -1 || target[1] == features)
+    {
+        return to_features(cx, node); // `x.view(x.size(0), -1)` after a Conv1d
+    }
+    let x = cx.native_input(node, 0)?;
+    if target.iter().skip(1).any(|&d| d == BATCH) {
+        return Err(cx.unsupported(node, "the batch size appears in a non-batch axis"));
+    }
+    let from = cx.nodes[x].shape.clone();
+    let elems = checked_elems(&from).map_err(|m| cx.limit(node, m))?;
+    let allowzero = cx.attr_i(node, "allowzero")?.unwrap_or(0) != 0;
+    let shape = batch_reshape(&target, &from, elems, allowzero)
+        .map_err(|k| cx.node_error(node, prefixed(&format!("shape {target:?}: "), k)))?;
+    // `x` is in ONNX's order (materialised), so the result is native whatever the
+    // input's layout was.
+    cx.view(node, x, shape)
+}
+
+/// The non-batch shape of `Reshape(x, target)` for `x` of non-batch shape `from`: the first
+/// entry must keep the batch axis (`0`, or `-1` with every other entry known).
+fn batch_reshape(
+    target: &[i64],
+    from: &[usize],
+    elems: usize,
+    allowzero: bool,
+) -> std::result::Result<Vec<usize>, LoadErrorKind> {
+    let invalid = |m: &str| LoadErrorKind::Invalid(m.into());
+    let Some((&first, rest)) = target.split_first() else {
+        return Err(invalid("empty target shape"));
+    };
+    // BATCH: the batch size itself (from `Shape`, or the size a traced model was exported with).
+    if !(first == 0 && !allowzero || first == -1 || first == BATCH) {
+        return Err(LoadErrorKind::Unsupported(
+            "the first entry must be 0 or -1 (keep the batch axis)".into(),
+        ));
+    }
+    let mut shape = Vec::with_capacity(rest.len());
+    let mut infer = None;
+    for (i, &d) in rest.iter().enumerate() {
+        match d {
+            -1 if first == -1 => return Err(invalid("two -1 entries")),
+            -1 if infer.is_some() => return Err(invalid("two -1 entries")),
+            -1 => {
+                infer = Some(i);
+                shape.push(1);
+            }
+            0 if !allowzero => shape.push(
+                *from
+                    .get(i)
+                    .ok_or_else(|| invalid("0 entry beyond the input rank"))?,
+            ),
+            d if d > 0 => shape.push(
+                usize::try_from(d).map_err(|_| LoadErrorKind::Limit("entry too large".into()))?,
+            ),
+            // A 0 with `allowzero`: an empty tensor.
+            0 => return Err(LoadErrorKind::Unsupported("invalid entry 0".into())),
+            d => return Err(invalid(&format!("invalid entry {d}"))),
+        }
+    }
+    let known = checked_elems(&shape).map_err(LoadErrorKind::Limit)?;
+    if let Some(i) = infer {
+        if known == 0 || !elems.is_multiple_of(known) {
+            let m = format!("cannot infer -1 from {elems} values per sample");
+            return Err(invalid(&m));
+        }
+        shape[i] = elems / known;
+    } else if known != elems {
+        let m = format!("needs {known} values per sample, the input has {elems}");
+        return Err(invalid(&m));
+    }
+    Ok(shape)
+}
+
+/// `Squeeze` / `Unsqueeze` of non-batch axes of length 1: a view of the values in ONNX's
+/// order. The axes are a constant input (opset 13 and later).
+pub(super) fn squeeze(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    if let Some(layout) = cx.unit_relabel(node)? {
+        let x = cx.input_node(node, 0)?;
+        cx.values
+            .insert(cx.output(node)?.to_string(), Value::Node(x));
+        return cx.set_layout(node, layout);
+    }
+    let x = cx.native_input(node, 0)?;
+    let from = cx.nodes[x].shape.clone();
+    let squeeze = node.op_type == "Squeeze";
+    let axes: Vec<i64> = match node.input.get(1).filter(|n| !n.is_empty()) {
+        Some(_) => cx.input_const(node, 1)?.i64.clone(),
+        None if squeeze => (1..=from.len() as i64)
+            .filter(|&a| from[a as usize - 1] == 1)
+            .collect(),
+        None => return Err(cx.invalid(node, "Unsqueeze needs its axes input")),
+    };
+    let out_rank = if squeeze {
+        from.len() + 1
+    } else {
+        from.len() + 1 + axes.len()
+    } as i64;
+    let mut norm: Vec<usize> = Vec::with_capacity(axes.len());
+    for &a in &axes {
+        let a = if a < 0 { a + out_rank } else { a };
+        if a <= 0 || a >= out_rank {
+            let m = format!("axes {axes:?}: only non-batch axes can be squeezed or unsqueezed");
+            // The batch axis is valid ONNX; an axis out of range is not.
+            return Err(if a == 0 {
+                cx.unsupported(node, m)
+            } else {
+                cx.invalid(node, m)
+            });
+        }
+        if norm.contains(&(a as usize)) {
+            return Err(cx.invalid(node, format!("axes {axes:?} repeat an axis")));
+        }
+        norm.push(a as usize);
+    }
+    let shape: Vec<usize> = if squeeze {
+        let mut s = Vec::new();
+        for (k, &d) in from.iter().enumerate() {
+            if norm.contains(&(k + 1)) {
+                if d != 1 {
+                    return Err(cx.invalid(node, format!("axis {} has length {d}, not 1", k + 1)));
+                }
+            } else {
+                s.push(d);
+            }
+        }
+        s
+    } else {
+        let mut src = from.iter();
+        (1..out_rank as usize)
+            .map(|a| {
+                if norm.contains(&a) {
+                    1
+                } else {
+                    src.next().copied().unwrap_or(1)
+                }
+            })
+            .collect()
+    };
+    cx.view(node, x, shape)
+}
+
+/// `Concat` of computed tensors of one layout, on any non-batch axis.
+pub(super) fn concat(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    let mut inputs = (0..node.input.len())
+        .map(|i| cx.input_node(node, i))
+        .collect::<Result<Vec<_>>>()?;
+    let mut layout = cx.layout(node, 0);
+    let flat = (0..inputs.len()).any(|i| {
+        matches!(
+            cx.layout(node, i),
+            Layout::FlatNcw { .. } | Layout::NcwUnit(_)
+        )
+    });
+    if flat || (1..inputs.len()).any(|i| cx.layout(node, i) != layout) {
+        // Mixed layouts (or channel-major flattens): join in ONNX's order.
+        inputs = (0..node.input.len())
+            .map(|i| cx.native_input(node, i))
+            .collect::<Result<Vec<_>>>()?;
+        layout = Layout::Native;
+    }
+    let first = inputs
+        .first()
+        .ok_or_else(|| cx.invalid(node, "no inputs"))?;
+    let onnx_rank = match layout {
+        Layout::Nc1 => 3,
+        _ => cx.nodes[*first].shape.len() as i64 + 1,
+    };
+    let mut axis = cx
+        .attr_i(node, "axis")?
+        .ok_or_else(|| cx.invalid(node, "axis is required"))?;
+    if axis < 0 {
+        axis += onnx_rank;
+    }
+    // Keras axis numbering on sinter's buffer (batch = 0).
+    let keras_axis = match (layout, axis) {
+        (Layout::Native, a) if a >= 1 && a < onnx_rank => a as isize,
+        (Layout::Ncw, 1) => 2,
+        (Layout::Ncw, 2) => 1,
+        (Layout::Nc1, 1) => 1,
+        _ => {
+            let m = format!("axis {axis} is not a non-batch axis");
+            // An axis of the tensor (the batch axis, or one the layout does not allow) is
+            // valid ONNX; one out of range is not.
+            return Err(if (0..onnx_rank).contains(&axis) {
+                cx.unsupported(node, m)
+            } else {
+                cx.invalid(node, m)
+            });
+        }
+    };
+    let layer = Layer::Concatenate(ConcatenateConfig { axis: keras_axis });
+    let shapes: Vec<&[usize]> = inputs
+        .iter()
+        .map(|&i| cx.nodes[i].shape.as_slice())
+        .collect();
+    let shape = layer
+        .output_shape(&shapes)
+        .map_err(|m| cx.invalid(node, m))?;
+    cx.push(cx.output(node)?, layer, inputs, shape, None);
+    cx.name_last(node);
+    cx.set_layout(node, layout)
+}
+
+/// `Gather(table, ids, axis=0)` with a constant `[V, D]` table and integer graph-input ids:
+/// an Embedding.
+pub(super) fn gather(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    if cx.attr_i(node, "axis")?.unwrap_or(0) != 0 {
+        return Err(cx.unsupported(node, "only axis 0 (rows of a constant table) is supported"));
+    }
+    let table = cx.input_const(node, 0)?.clone();
+    let ids = cx.input_node(node, 1)?;
+    let [vocab, dim] = table.dims[..] else {
+        return Err(cx.unsupported(
+            node,
+            format!("data has shape {:?}, expected a [V, D] table", table.dims),
+        ));
+    };
+    if cx.nodes[ids].layer != Layer::Input || cx.nodes[ids].dtype == DType::F32 {
+        return Err(cx.unsupported(node, "indices must be an integer graph input"));
+    }
+    let layer = Layer::Embedding(EmbeddingConfig {
+        input_dim: vocab,
+        output_dim: dim,
+    });
+    let shape = layer
+        .output_shape(&[&cx.nodes[ids].shape.clone()])
+        .map_err(|m| cx.invalid(node, m))?;
+    let weights = DenseWeights {
+        kernel: table.f32,
+        bias: None,
+    };
+    cx.push(cx.output(node)?, layer, vec![ids], shape, Some(weights));
+    cx.name_last(node);
+    Ok(())
+}
+
+pub(super) fn dropout(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    let x = cx.input_node(node, 0)?;
+    if node.output.get(1).is_some_and(|m| !m.is_empty()) {
+        return Err(cx.unsupported(node, "the mask output is not supported"));
+    }
+    if node.input.get(2).is_some_and(|t| !t.is_empty()) {
+        let t = cx.input_const(node, 2)?;
+        if t.i64.iter().any(|&v| v != 0) || t.f32.iter().any(|&v| v != 0.0) {
+            return Err(cx.unsupported(node, "training_mode=true is not supported"));
+        }
+    }
+    let rate = match node.input.get(1).filter(|s| !s.is_empty()) {
+        Some(_) => {
+            let r = cx.input_const(node, 1)?;
+            r.f32.first().copied().unwrap_or(0.5)
+        }
+        None => 0.5,
+    };
+    if !(0.0..1.0).contains(&rate) {
+        return Err(cx.invalid(node, format!("ratio {rate} is not in [0, 1)")));
+    }
+    let shape = cx.nodes[x].shape.clone();
+    cx.push(
+        cx.output(node)?,
+        Layer::Dropout(DropoutConfig { rate }),
+        vec![x],
+        shape,
+        None,
+    );
+    cx.name_last(node);
+    // Identity at inference: the layout passes through.
+    let layout = cx.layout(node, 0);
+    cx.set_layout(node, layout)
+}
+
+/// `ai.onnx.ml` `ArrayFeatureExtractor(classes, labels)` as skl2onnx writes a classifier's
+/// label: the class of each ArgMax index. Classes `0..n` are the indices themselves (no
+/// step); other class labels are refused by name.
+pub(super) fn array_feature_extractor(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    let classes = cx.input_const(node, 0)?;
+    let x = cx.input_node(node, 1)?;
+    if cx.nodes[x].dtype == DType::F32 {
+        return Err(cx.invalid(node, "the indices must be integers (an ArgMax)"));
+    }
+    let identity = classes.f32.is_empty()
+        && classes.dims.len() <= 1
+        && classes.i64.iter().enumerate().all(|(k, &c)| c == k as i64);
+    if !identity {
+        return Err(cx.unsupported(
+            node,
+            format!(
+                "class labels other than 0..n are not supported (the model's: {:?}); \
+                 serve the ArgMax or the probabilities instead",
+                &classes.i64[..classes.i64.len().min(8)]
+            ),
+        ));
+    }
+    cx.alias(node, x)
+}
+
+/// `Identity` of a computed tensor: the same node, under another name.
+pub(super) fn identity(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    let x = cx.input_node(node, 0)?;
+    cx.alias(node, x)
+}
+
+/// `Constant`: a value known at load time (no node).
+pub(super) fn constant(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    let c = cx.constant_node(node)?;
+    cx.values
+        .insert(cx.output(node)?.to_string(), Value::Const(c));
+    Ok(())
+}
