@@ -29,7 +29,13 @@ mod fold;
 mod layout;
 mod ops;
 mod patterns;
+// The protobuf messages are public only to the test suite (feature `internals`), which builds
+// hostile models in memory.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
 pub mod proto;
+#[cfg(not(feature = "internals"))]
+mod proto;
 mod tensor;
 
 use super::LoadOptions;
