@@ -1,0 +1,198 @@
+//! The schedule: which buffer holds each node's value (liveness in one arena, views and
+//! elided concats sharing their producers' buffers) and the steps in order.
+
+use super::*;
+
+/// The steps in node order, with arena offsets by liveness (an activation overwrites its
+/// input when nothing reads that afterwards) and weights packed for `isa`.
+pub(super) struct Schedule {
+    pub(super) steps: Vec<Step>,
+    pub(super) arena: Arena,
+    /// Arena offset of each output (an input-aliased output is copied into the arena).
+    pub(super) outputs: Vec<usize>,
+}
+
+/// Values per sample of `shape`, checked to fit `max_batch` samples.
+pub(super) fn elems(shape: &[usize], name: &str, max_batch: usize) -> Result<usize> {
+    checked_elems(shape)
+        .ok()
+        .and_then(|e| e.checked_mul(max_batch).map(|_| e))
+        .ok_or_else(|| Error::Shape {
+            layer: name.into(),
+            msg: format!("{shape:?} x max_batch {max_batch} overflows"),
+        })
+}
+
+pub(super) fn schedule(
+    g: &Graph,
+    buffers: Buffers,
+    opts: &CompileOptions,
+    isa: Isa,
+) -> Result<Schedule> {
+    let elems = |shape: &[usize], name: &str| elems(shape, name, opts.max_batch);
+    let Buffers {
+        into,
+        view,
+        buf_of,
+        sized_by,
+        mut last_use,
+    } = buffers;
+    let mut arena = Arena::default();
+    let mut loc: Vec<Option<Loc>> = vec![None; sized_by.len()];
+    let mut size = vec![0usize; sized_by.len()];
+    let mut steps = Vec::new();
+    for (i, node) in g.nodes.iter().enumerate() {
+        if view[i] {
+            continue;
+        }
+        let b = buf_of[i];
+        let out_len = elems(&g.nodes[sized_by[b]].shape, &node.name)?;
+        let len = out_len * opts.max_batch;
+        if matches!(node.op, Op::Input) {
+            let k = g
+                .inputs
+                .iter()
+                .position(|&j| j == i)
+                .expect("checked graph");
+            loc[b] = Some(Loc::Input(k));
+            continue;
+        }
+        let sb = buf_of[node.inputs[0]];
+        let src_loc = loc[sb].expect("inputs are written before they are read");
+        // An elementwise or row step overwrites its input when nothing reads that afterwards.
+        let elementwise = match &node.op {
+            Op::Activation(_) | Op::Affine { .. } | Op::Norm(_) => true,
+            Op::Step(s) => s.0.in_place(),
+            _ => false,
+        };
+        let in_place =
+            elementwise && matches!(src_loc, Loc::Arena(_)) && last_use[sb] == i && size[sb] == len;
+        if in_place {
+            loc[b] = Some(src_loc);
+            size[b] = len;
+            last_use[sb] = usize::MAX; // the block now belongs to b
+        } else if loc[b].is_none() {
+            let off = arena.alloc(len);
+            loc[b] = Some(Loc::Arena(off));
+            size[b] = len;
+        }
+        let mut rest = Vec::new();
+        for &j in node.inputs.iter().skip(1) {
+            let l = loc[buf_of[j]].expect("inputs are written before they are read");
+            rest.push((l, elems(&g.nodes[j].shape, &node.name)?));
+        }
+        steps.push(Step {
+            name: node.name.clone(),
+            kind: step_kind(g, i, isa, into[i], opts.tune.then_some(opts.max_batch))?,
+            src: src_loc,
+            dst: loc[b].expect("just set"),
+            in_len: elems(&g.nodes[node.inputs[0]].shape, &node.name)?,
+            out_len,
+            rest,
+        });
+        // Free every buffer whose last reader was this node.
+        for (bb, &lu) in last_use.iter().enumerate() {
+            if lu == i
+                && let Some(Loc::Arena(off)) = loc[bb]
+            {
+                arena.release(off, size[bb]);
+            }
+        }
+    }
+    let mut outputs = Vec::with_capacity(g.outputs.len());
+    for &o in &g.outputs {
+        let len = elems(&g.nodes[o].shape, &g.nodes[o].name)?;
+        match loc[buf_of[o]].expect("the output is written") {
+            Loc::Arena(off) => outputs.push(off),
+            src @ Loc::Input(_) => {
+                let off = arena.alloc(len * opts.max_batch);
+                steps.push(Step {
+                    name: "copy".into(),
+                    kind: Kind::Copy,
+                    src,
+                    dst: Loc::Arena(off),
+                    in_len: len,
+                    out_len: len,
+                    rest: vec![],
+                });
+                outputs.push(off);
+            }
+        }
+    }
+    Ok(Schedule {
+        steps,
+        arena,
+        outputs,
+    })
+}
+
+/// Which buffer holds each node's value, before any arena offset is chosen.
+pub(super) struct Buffers {
+    /// For a producer of an elided concat: (the concat node, its first column there).
+    pub(super) into: Vec<Option<(usize, usize)>>,
+    /// Nodes with no step of their own: Flatten, Dropout, Reshape, elided concats.
+    pub(super) view: Vec<bool>,
+    /// Node -> buffer. Views share their input's buffer, concat producers the concat's.
+    pub(super) buf_of: Vec<usize>,
+    /// Buffer -> the node whose shape sizes it.
+    pub(super) sized_by: Vec<usize>,
+    /// Buffer -> the last node that reads it (`usize::MAX`: the output, never freed).
+    pub(super) last_use: Vec<usize>,
+}
+
+impl Buffers {
+    pub(super) fn assign(g: &Graph) -> Buffers {
+        // Concats marked by `elide_concat` get no step; each producer GEMM writes its columns
+        // of the concat buffer (row stride = the concat's width).
+        let n = g.nodes.len();
+        let mut into = vec![None; n];
+        let mut elided = vec![false; n];
+        for (i, node) in g.nodes.iter().enumerate() {
+            if let Op::Concat { axis, elided: true } = node.op {
+                let mut col = 0;
+                for &p in &node.inputs {
+                    into[p] = Some((i, col));
+                    col += g.nodes[p].shape[axis];
+                }
+                elided[i] = true;
+            }
+        }
+        let view: Vec<bool> = (0..n)
+            .map(|i| elided[i] || matches!(g.nodes[i].op, Op::Flatten | Op::Dropout | Op::Reshape))
+            .collect();
+        let mut buf_of = vec![usize::MAX; n];
+        let mut sized_by: Vec<usize> = Vec::new();
+        for (i, node) in g.nodes.iter().enumerate() {
+            buf_of[i] = if let Some((c, _)) = into[i] {
+                if buf_of[c] == usize::MAX {
+                    sized_by.push(c);
+                    buf_of[c] = sized_by.len() - 1;
+                }
+                buf_of[c]
+            } else if elided[i] {
+                buf_of[i]
+            } else if view[i] {
+                buf_of[node.inputs[0]]
+            } else {
+                sized_by.push(i);
+                sized_by.len() - 1
+            };
+        }
+        let mut last_use = vec![0usize; sized_by.len()];
+        for (i, node) in g.nodes.iter().enumerate() {
+            for &j in &node.inputs {
+                last_use[buf_of[j]] = i;
+            }
+        }
+        for &o in &g.outputs {
+            last_use[buf_of[o]] = usize::MAX;
+        }
+        Buffers {
+            into,
+            view,
+            buf_of,
+            sized_by,
+            last_use,
+        }
+    }
+}
