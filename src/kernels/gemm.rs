@@ -51,7 +51,7 @@ impl GemmCall<'_> {
         assert!(self.ldc >= n && (self.a.lda > 0 || m <= 1), "strides");
         // What one row reads from its start: K, or the furthest segment's end.
         let Some(row_extent) = self.a.row_extent(k) else {
-            panic!("A's segments do not add up to K = {k}");
+            panic!("A's segments do not add up to K = {k} (or end past usize::MAX)");
         };
         if m > 0 {
             // Checked: a wrapped product would pass the length test and let the driver read

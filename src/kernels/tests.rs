@@ -621,6 +621,40 @@ fn extent_check_does_not_wrap() {
 }
 
 #[test]
+#[should_panic(expected = "AddC operand too short")]
+fn add_c_extent_is_checked() {
+    // Rows 0..3 of a 3 x 4 operand, but the GEMM reads rows 1..4 of it.
+    let p = PackedB::pack(Isa::Generic, &[1.0; 8], 2, 4).expect("packs");
+    let (a, add) = ([1.0f32; 6], [0.0f32; 12]);
+    let ops = [EpOp::add_c(&add, 4)];
+    let g = Gemm::new(Isa::Generic, 3, ARows::new(&a, 2), p.view(), &ops);
+    g.operand_rows_from(1).run(&mut [0.0; 12], 4);
+}
+
+#[test]
+#[should_panic(expected = "segments do not add up")]
+fn segments_must_add_up_to_k() {
+    let p = PackedB::pack(Isa::Generic, &[1.0; 8], 4, 2).expect("packs");
+    let segs = [Segment { offset: 0, len: 3 }];
+    let a = ARows::segmented(&[1.0; 8], 4, &segs);
+    Gemm::new(Isa::Generic, 1, a, p.view(), &[]).run(&mut [0.0; 2], 2);
+}
+
+#[test]
+#[should_panic(expected = "bias has 1 values, expected 2")]
+fn epilogue_operands_are_checked() {
+    let p = PackedB::pack(Isa::Generic, &[1.0; 8], 4, 2).expect("packs");
+    dense(
+        Isa::Generic,
+        1,
+        &[1.0; 4],
+        &p,
+        &mut [0.0; 2],
+        &[EpOp::bias(&[1.0])],
+    );
+}
+
+#[test]
 fn pack_sizes_are_checked_not_wrapped() {
     // 2^62 x 4 wraps to 0 values in release builds if multiplied unchecked, and the packing
     // (panels x K x NR) to 0 floats: an empty "packed" kernel the driver would read past.
