@@ -115,7 +115,8 @@ struct APass {
 /// registers: register ops, NaN made canonical, store, then the L1 ops on the stored rows.
 ///
 /// # Safety
-/// The segments from `a.seg` on add up to at least `a.pc + kc - a.seg_k` values; for `r < R`
+/// `a.seg` indexes a segment, and the segments from it on add up to at least
+/// `a.pc + kc - a.seg_k` values; for `r < R`
 /// every value a segment addresses, `a.row[r * lda + offset + i]` for `i < len`, is readable;
 /// `b` readable for `kc * NR` values; `c` readable and writable at `r * ldc + j` for `r < R`,
 /// `j < NR`; the epilogue as [`register_epilogue`] and [`l1_epilogue`] require; `V`'s
@@ -142,35 +143,44 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
         // One FMA chain over K values k0..end, read a segment's run at a time: the segments
         // address, they never cut the chain.
         let end = k0 + kn;
-        let mut kk = k0;
-        while kk < end {
-            // SAFETY: K value `pc + kk` lies in segment `seg` or a later one (caller
-            // contract), so the cursor never passes the last segment.
-            let s = unsafe { *a.segs.add(seg) };
-            let g = a.pc + kk;
-            if g >= seg_k + s.len {
-                seg_k += s.len;
+        // SAFETY: K value `pc + k0` (when the block is not empty) lies in segment `seg` or a
+        // later one (caller contract), so the cursor never passes the last segment.
+        unsafe {
+            while kn > 0 && a.pc + k0 >= seg_k + (*a.segs.add(seg)).len {
+                seg_k += (*a.segs.add(seg)).len;
                 seg += 1;
-                continue;
             }
-            let stop = end.min(seg_k + s.len - a.pc);
-            // SAFETY: K values g..g + (stop - kk) are this segment's values from `g - seg_k`
+        }
+        // SAFETY: `seg` is still a segment (above; the cursor starts on one).
+        let s = unsafe { *a.segs.add(seg) };
+        if a.pc + end <= seg_k + s.len {
+            // The whole block is one run (always, for a plain A).
+            // SAFETY: K values pc+k0..pc+end are this segment's values from `pc + k0 - seg_k`
             // on, inside every row's extent; `b` holds kc rows of NR (caller contract).
             unsafe {
-                let ap = a.row.add(s.offset + (g - seg_k));
-                let bp = b.add(kk * nr);
-                for j in 0..stop - kk {
-                    let bj = bp.add(j * nr);
-                    let bv: [V; NV] = std::array::from_fn(|v| V::load(bj.add(v * lanes)));
-                    for (r, row) in acc.iter_mut().enumerate() {
-                        let av = V::splat(*ap.add(r * a.lda + j));
-                        for (x, bv) in row.iter_mut().zip(bv) {
-                            *x = av.fma(bv, *x);
-                        }
-                    }
-                }
+                let ap = a.row.add(s.offset + (a.pc + k0 - seg_k));
+                fma_run::<V, R, NV>(&mut acc, ap, a.lda, b.add(k0 * nr), kn);
             }
-            kk = stop;
+        } else {
+            let mut kk = k0;
+            while kk < end {
+                // SAFETY: as above, for K value `pc + kk`.
+                let s = unsafe { *a.segs.add(seg) };
+                let g = a.pc + kk;
+                if g >= seg_k + s.len {
+                    seg_k += s.len;
+                    seg += 1;
+                    continue;
+                }
+                let stop = end.min(seg_k + s.len - a.pc);
+                // SAFETY: K values g..g + (stop - kk) are this segment's values from
+                // `g - seg_k` on, inside every row's extent; `b` holds kc rows of NR.
+                unsafe {
+                    let ap = a.row.add(s.offset + (g - seg_k));
+                    fma_run::<V, R, NV>(&mut acc, ap, a.lda, b.add(kk * nr), stop - kk);
+                }
+                kk = stop;
+            }
         }
         if !first {
             for (r, row) in acc.iter_mut().enumerate() {
@@ -205,6 +215,35 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
     {
         // SAFETY: the caller's contract: C holds R rows of NR values.
         unsafe { l1_epilogue::<V>(c, ldc, R, nr, e) };
+    }
+}
+
+/// `acc[r] += A[r][j] * B[j]` for `j < len`, in j order: row `r`'s values at `ap[r * lda + j]`,
+/// B's rows NR apart from `bp`.
+///
+/// # Safety
+/// Those values are readable; `V`'s instruction set is available.
+#[cfg_attr(sinter_inline, inline(always))]
+unsafe fn fma_run<V: Simd, const R: usize, const NV: usize>(
+    acc: &mut [[V; NV]; R],
+    ap: *const f32,
+    lda: usize,
+    bp: *const f32,
+    len: usize,
+) {
+    let lanes = V::LANES;
+    for j in 0..len {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let bj = bp.add(j * NV * lanes);
+            let bv: [V; NV] = std::array::from_fn(|v| V::load(bj.add(v * lanes)));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = V::splat(*ap.add(r * lda + j));
+                for (x, bv) in row.iter_mut().zip(bv) {
+                    *x = av.fma(bv, *x);
+                }
+            }
+        }
     }
 }
 
