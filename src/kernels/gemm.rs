@@ -107,6 +107,9 @@ struct APass {
     seg: usize,
     seg_k: usize,
     pc: usize,
+    /// The whole pass lies in segment `seg` (always, for a plain A): row 0's value of K
+    /// value `pc + kk` is `row[run + kk]`, no segment walk needed.
+    run: Option<usize>,
 }
 
 /// A full `R x NR` tile (`NR = NV * LANES`) over `kc` values of K: the K-sum in blocks of
@@ -143,43 +146,52 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
         // One FMA chain over K values k0..end, read a segment's run at a time: the segments
         // address, they never cut the chain.
         let end = k0 + kn;
-        // SAFETY: K value `pc + k0` (when the block is not empty) lies in segment `seg` or a
-        // later one (caller contract), so the cursor never passes the last segment.
-        unsafe {
-            while kn > 0 && a.pc + k0 >= seg_k + (*a.segs.add(seg)).len {
-                seg_k += (*a.segs.add(seg)).len;
-                seg += 1;
-            }
-        }
-        // SAFETY: `seg` is still a segment (above; the cursor starts on one).
-        let s = unsafe { *a.segs.add(seg) };
-        if a.pc + end <= seg_k + s.len {
-            // The whole block is one run (always, for a plain A).
-            // SAFETY: K values pc+k0..pc+end are this segment's values from `pc + k0 - seg_k`
-            // on, inside every row's extent; `b` holds kc rows of NR (caller contract).
+        if let Some(run) = a.run {
+            // SAFETY: K values pc+k0..pc+end are the segment's, from `row[run + k0]` on,
+            // inside every row's extent; `b` holds kc rows of NR (caller contract).
             unsafe {
-                let ap = a.row.add(s.offset + (a.pc + k0 - seg_k));
+                let ap = a.row.add(run + k0);
                 fma_run::<V, R, NV>(&mut acc, ap, a.lda, b.add(k0 * nr), kn);
             }
         } else {
-            let mut kk = k0;
-            while kk < end {
-                // SAFETY: as above, for K value `pc + kk`.
-                let s = unsafe { *a.segs.add(seg) };
-                let g = a.pc + kk;
-                if g >= seg_k + s.len {
-                    seg_k += s.len;
+            // SAFETY: K value `pc + k0` (when the block is not empty) lies in segment `seg` or a
+            // later one (caller contract), so the cursor never passes the last segment.
+            unsafe {
+                while kn > 0 && a.pc + k0 >= seg_k + (*a.segs.add(seg)).len {
+                    seg_k += (*a.segs.add(seg)).len;
                     seg += 1;
-                    continue;
                 }
-                let stop = end.min(seg_k + s.len - a.pc);
-                // SAFETY: K values g..g + (stop - kk) are this segment's values from
-                // `g - seg_k` on, inside every row's extent; `b` holds kc rows of NR.
+            }
+            // SAFETY: `seg` is still a segment (above; the cursor starts on one).
+            let s = unsafe { *a.segs.add(seg) };
+            if a.pc + end <= seg_k + s.len {
+                // The whole block is one run (always, for a plain A).
+                // SAFETY: K values pc+k0..pc+end are this segment's values from `pc + k0 - seg_k`
+                // on, inside every row's extent; `b` holds kc rows of NR (caller contract).
                 unsafe {
-                    let ap = a.row.add(s.offset + (g - seg_k));
-                    fma_run::<V, R, NV>(&mut acc, ap, a.lda, b.add(kk * nr), stop - kk);
+                    let ap = a.row.add(s.offset + (a.pc + k0 - seg_k));
+                    fma_run::<V, R, NV>(&mut acc, ap, a.lda, b.add(k0 * nr), kn);
                 }
-                kk = stop;
+            } else {
+                let mut kk = k0;
+                while kk < end {
+                    // SAFETY: as above, for K value `pc + kk`.
+                    let s = unsafe { *a.segs.add(seg) };
+                    let g = a.pc + kk;
+                    if g >= seg_k + s.len {
+                        seg_k += s.len;
+                        seg += 1;
+                        continue;
+                    }
+                    let stop = end.min(seg_k + s.len - a.pc);
+                    // SAFETY: K values g..g + (stop - kk) are this segment's values from
+                    // `g - seg_k` on, inside every row's extent; `b` holds kc rows of NR.
+                    unsafe {
+                        let ap = a.row.add(s.offset + (g - seg_k));
+                        fma_run::<V, R, NV>(&mut acc, ap, a.lda, b.add(kk * nr), stop - kk);
+                    }
+                    kk = stop;
+                }
             }
         }
         if !first {
@@ -405,6 +417,8 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                 seg_k += segs[seg].len;
                 seg += 1;
             }
+            // The pass in one segment (every pass of a plain A): read it as one run.
+            let run = (pc + kc <= seg_k + segs[seg].len).then(|| segs[seg].offset + pc - seg_k);
             let mut ic = 0;
             while ic < m {
                 let mc = blk.mc.min(m - ic);
@@ -437,6 +451,7 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                                 seg,
                                 seg_k,
                                 pc,
+                                run,
                             };
                             let cp = c.add(row * g.ldc + jp * nr);
                             let first = pc == 0;
