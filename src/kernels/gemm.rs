@@ -137,63 +137,26 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
 ) {
     let lanes = V::LANES;
     let nr = NV * lanes;
-    let (mut seg, mut seg_k) = (a.seg, a.seg_k);
+    let mut cursor = (a.seg, a.seg_k);
+    // A block that straddles segments is staged here (R rows of KB values): a few copies per
+    // KB x NR multiply-adds, and one FMA loop for every block.
+    let mut stage = [std::mem::MaybeUninit::<f32>::uninit(); 8 * KB];
     let mut k0 = 0;
     loop {
         let kn = KB.min(kc - k0);
+        // Row 0's values of this block's K values, and the row stride.
+        let (ap, lda) = match a.run {
+            // SAFETY: K values pc+k0.. are the segment's, from `row[run + k0]` on (caller
+            // contract).
+            Some(run) => (unsafe { a.row.add(run + k0) }, a.lda),
+            // SAFETY: the caller's contract; `stage` holds R <= 8 rows of KB values.
+            None => unsafe { block_rows(&a, &mut cursor, k0, kn, R, &mut stage) },
+        };
         // SAFETY: the ISA is available (caller contract).
         let mut acc = [[unsafe { V::splat(0.0) }; NV]; R];
-        // One FMA chain over K values k0..end, read a segment's run at a time: the segments
-        // address, they never cut the chain.
-        let end = k0 + kn;
-        if let Some(run) = a.run {
-            // SAFETY: K values pc+k0..pc+end are the segment's, from `row[run + k0]` on,
-            // inside every row's extent; `b` holds kc rows of NR (caller contract).
-            unsafe {
-                let ap = a.row.add(run + k0);
-                fma_run::<V, R, NV>(&mut acc, ap, a.lda, b.add(k0 * nr), kn);
-            }
-        } else {
-            // SAFETY: K value `pc + k0` (when the block is not empty) lies in segment `seg` or a
-            // later one (caller contract), so the cursor never passes the last segment.
-            unsafe {
-                while kn > 0 && a.pc + k0 >= seg_k + (*a.segs.add(seg)).len {
-                    seg_k += (*a.segs.add(seg)).len;
-                    seg += 1;
-                }
-            }
-            // SAFETY: `seg` is still a segment (above; the cursor starts on one).
-            let s = unsafe { *a.segs.add(seg) };
-            if a.pc + end <= seg_k + s.len {
-                // The whole block is one run (always, for a plain A).
-                // SAFETY: K values pc+k0..pc+end are this segment's values from `pc + k0 - seg_k`
-                // on, inside every row's extent; `b` holds kc rows of NR (caller contract).
-                unsafe {
-                    let ap = a.row.add(s.offset + (a.pc + k0 - seg_k));
-                    fma_run::<V, R, NV>(&mut acc, ap, a.lda, b.add(k0 * nr), kn);
-                }
-            } else {
-                let mut kk = k0;
-                while kk < end {
-                    // SAFETY: as above, for K value `pc + kk`.
-                    let s = unsafe { *a.segs.add(seg) };
-                    let g = a.pc + kk;
-                    if g >= seg_k + s.len {
-                        seg_k += s.len;
-                        seg += 1;
-                        continue;
-                    }
-                    let stop = end.min(seg_k + s.len - a.pc);
-                    // SAFETY: K values g..g + (stop - kk) are this segment's values from
-                    // `g - seg_k` on, inside every row's extent; `b` holds kc rows of NR.
-                    unsafe {
-                        let ap = a.row.add(s.offset + (g - seg_k));
-                        fma_run::<V, R, NV>(&mut acc, ap, a.lda, b.add(kk * nr), stop - kk);
-                    }
-                    kk = stop;
-                }
-            }
-        }
+        // SAFETY: `ap` holds the block's kn values of each of the R rows, `lda` apart; `b`
+        // holds kc rows of NR (caller contract).
+        unsafe { fma_run::<V, R, NV>(&mut acc, ap, lda, b.add(k0 * nr), kn) };
         if !first {
             for (r, row) in acc.iter_mut().enumerate() {
                 for (v, x) in row.iter_mut().enumerate() {
@@ -228,6 +191,60 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
         // SAFETY: the caller's contract: C holds R rows of NR values.
         unsafe { l1_epilogue::<V>(c, ldc, R, nr, e) };
     }
+}
+
+/// Where K values `pc + k0..pc + k0 + kn` of the tile's `rows` rows are: `(p, ld)`, row `r`'s
+/// values at `p[r * ld + j]`. Straight from A when they are one segment's, else copied in k
+/// order into `stage` (rows KB apart). Moves `cursor` (segment, its first K value) to the
+/// segment holding K value `pc + k0`. Out of line: only segmented A gets here.
+///
+/// # Safety
+/// As [`tile`] for K values up to `pc + k0 + kn`, the cursor a segment at or before the one
+/// holding `pc + k0`; `rows <= 8`, `kn <= KB`.
+#[inline(never)]
+unsafe fn block_rows(
+    a: &APass,
+    cursor: &mut (usize, usize),
+    k0: usize,
+    kn: usize,
+    rows: usize,
+    stage: &mut [std::mem::MaybeUninit<f32>; 8 * KB],
+) -> (*const f32, usize) {
+    let (seg, seg_k) = cursor;
+    let seg_at = |i: usize| {
+        // SAFETY: the cursor never passes the segment holding a K value below the pass's end
+        // (caller contract), and is only read at such values.
+        unsafe { *a.segs.add(i) }
+    };
+    let mut kk = k0;
+    let end = k0 + kn;
+    while kk < end {
+        let s = seg_at(*seg);
+        let g = a.pc + kk;
+        if g >= *seg_k + s.len {
+            *seg_k += s.len;
+            *seg += 1;
+            continue;
+        }
+        let stop = end.min(*seg_k + s.len - a.pc);
+        // SAFETY: K values g..g + (stop - kk) of each row are this segment's values from
+        // `g - seg_k` on, inside the row's extent (caller contract).
+        let from = unsafe { a.row.add(s.offset + (g - *seg_k)) };
+        if kk == k0 && stop == end {
+            // The whole block is one run: read it in place.
+            return (from, a.lda);
+        }
+        for r in 0..rows {
+            for j in 0..stop - kk {
+                // SAFETY: as above.
+                let x = unsafe { *from.add(r * a.lda + j) };
+                stage[r * KB + kk - k0 + j].write(x);
+            }
+        }
+        kk = stop;
+    }
+    // Every value the FMA loop reads (rows `< rows`, `kn` values each) was written above.
+    (stage.as_ptr().cast::<f32>(), KB)
 }
 
 /// `acc[r] += A[r][j] * B[j]` for `j < len`, in j order: row `r`'s values at `ap[r * lda + j]`,
