@@ -14,7 +14,7 @@ fn fused(c: &mut Criterion) {
     let a: Vec<f32> = (0..m * k).map(|_| r.next_signed()).collect();
     let w: Vec<f32> = (0..k * n).map(|_| r.next_signed() * 0.2).collect();
     let bias: Vec<f32> = (0..n).map(|_| r.next_signed()).collect();
-    let packed = PackedB::pack(isa, &w, Some(&bias), k, n).expect("packs");
+    let packed = PackedB::pack(isa, &w, k, n).expect("packs");
     let mut out = vec![0.0f32; m * n];
     let mut g = c.benchmark_group("fused_vs_separate");
     g.throughput(Throughput::Elements((2 * m * k * n) as u64));
@@ -28,13 +28,20 @@ fn fused(c: &mut Criterion) {
                     black_box(&a),
                     &packed,
                     &mut out,
-                    &[EpOp::Bias, EpOp::Act(act)],
+                    &[EpOp::bias(&bias), EpOp::Act(act)],
                 )
             })
         });
         g.bench_with_input(BenchmarkId::new("separate", &name), &(), |b, _| {
             b.iter(|| {
-                kernels::dense(isa, m, black_box(&a), &packed, &mut out, &[EpOp::Bias]);
+                kernels::dense(
+                    isa,
+                    m,
+                    black_box(&a),
+                    &packed,
+                    &mut out,
+                    &[EpOp::bias(&bias)],
+                );
                 if act.is_row_wise() {
                     kernels::rows(isa, act, &mut out, n);
                 } else {
@@ -55,7 +62,7 @@ fn fused_dram(c: &mut Criterion) {
     let a: Vec<f32> = (0..m * k).map(|_| r.next_signed()).collect();
     let w: Vec<f32> = (0..k * n).map(|_| r.next_signed() * 0.2).collect();
     let bias: Vec<f32> = (0..n).map(|_| r.next_signed()).collect();
-    let packed = PackedB::pack(isa, &w, Some(&bias), k, n).expect("packs");
+    let packed = PackedB::pack(isa, &w, k, n).expect("packs");
     let mut out = vec![0.0f32; m * n];
     let mut g = c.benchmark_group("fused_vs_separate_dram");
     g.sample_size(20);
@@ -74,13 +81,20 @@ fn fused_dram(c: &mut Criterion) {
                     black_box(&a),
                     &packed,
                     &mut out,
-                    &[EpOp::Bias, EpOp::Act(act)],
+                    &[EpOp::bias(&bias), EpOp::Act(act)],
                 )
             })
         });
         g.bench_with_input(BenchmarkId::new("separate", &name), &(), |b, _| {
             b.iter(|| {
-                kernels::dense(isa, m, black_box(&a), &packed, &mut out, &[EpOp::Bias]);
+                kernels::dense(
+                    isa,
+                    m,
+                    black_box(&a),
+                    &packed,
+                    &mut out,
+                    &[EpOp::bias(&bias)],
+                );
                 kernels::activation(isa, act, &mut out);
             })
         });

@@ -28,7 +28,7 @@ fn gemm(c: &mut Criterion) {
         let a = rand(m * k, 1);
         let w = rand(k * n, 2);
         let mut out = vec![0.0f32; m * n];
-        let packed = PackedB::pack(isa, &w, None, k, n).expect("packs");
+        let packed = PackedB::pack(isa, &w, k, n).expect("packs");
         let id = format!("{m}x{k}x{n}");
         g.throughput(Throughput::Elements((2 * m * k * n) as u64));
         g.bench_with_input(

@@ -24,9 +24,9 @@ fuzz_target!(|p: (u8, u8, u16, u8, u8, u8, u64)| {
     let a: Vec<f32> = (0..(m - 1) * lda + k).map(|_| next()).collect();
     let w: Vec<f32> = (0..k * n).map(|_| next()).collect();
     let bias: Vec<f32> = (0..n).map(|_| next()).collect();
-    let ops = [EpOp::Bias, EpOp::Act(act)];
+    let ops = [EpOp::bias(&bias), EpOp::Act(act)];
     let run = |isa: Isa| {
-        let packed = PackedB::pack(isa, &w, Some(&bias), k, n).expect("packs");
+        let packed = PackedB::pack(isa, &w, k, n).expect("packs");
         let mut c = vec![0.0f32; (m - 1) * ldc + n];
         kernels::dense_strided(isa, m, Strided::new(&a, lda, &mut c, ldc), &packed, &ops);
         c

@@ -7,7 +7,8 @@
 
 use super::Isa;
 use super::activation::Activation;
-use super::gemm::{EpOp, GemmCall};
+use super::epilogue::EpOp;
+use super::gemm::GemmCall;
 use super::math::RowNorm;
 
 /// A microkernel tile: `mr` rows by `nr` columns (an NR-wide weight panel).
@@ -28,7 +29,7 @@ pub(crate) trait Tier: Copy {
     /// An elementwise activation over `data`.
     fn activation(self, act: Activation, data: &mut [f32]);
     /// Row ops over each `n`-wide row of `data` (no bias).
-    fn rows(self, ops: &[EpOp], data: &mut [f32], n: usize);
+    fn rows(self, ops: &[EpOp<'_>], data: &mut [f32], n: usize);
     /// `x * scale + shift` per channel over rows of `scale.len()`.
     fn affine(self, data: &mut [f32], scale: &[f32], shift: &[f32]);
     /// Layer / RMS normalization of each `n`-wide row of `data`.

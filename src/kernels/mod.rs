@@ -7,14 +7,21 @@
 //! use sinter::kernels::{self, Activation, EpOp, Isa, PackedB};
 //! let isa = Isa::Generic;
 //! // y = relu(x · w + b) for one row, K = 2, N = 3.
-//! let w = PackedB::pack(isa, &[1.0, 2.0, 3.0, -4.0, -5.0, -6.0], Some(&[0.5, 0.5, 0.5]), 2, 3)?;
+//! let w = PackedB::pack(isa, &[1.0, 2.0, 3.0, -4.0, -5.0, -6.0], 2, 3)?;
+//! let b = [0.5, 0.5, 0.5];
+//! let ops = [EpOp::bias(&b), EpOp::Act(Activation::RELU)];
 //! let mut y = [0.0f32; 3];
-//! kernels::dense(isa, 1, &[1.0, 1.0], &w, &mut y, &[EpOp::Bias, EpOp::Act(Activation::RELU)]);
+//! kernels::dense(isa, 1, &[1.0, 1.0], &w, &mut y, &ops);
 //! assert_eq!(y, [0.0, 0.0, 0.0]);
-//! kernels::dense(isa, 1, &[1.0, 0.0], &w, &mut y, &[EpOp::Bias, EpOp::Act(Activation::RELU)]);
+//! kernels::dense(isa, 1, &[1.0, 0.0], &w, &mut y, &ops);
 //! assert_eq!(y, [1.5, 2.5, 3.5]);
 //! # Ok::<(), sinter::kernels::PackError>(())
 //! ```
+//!
+//! The general call is a [`Gemm`]: A as [`ARows`] (strided, or K-segmented for a 2-D
+//! convolution's windows), B as a [`PackedBRef`] (weights packed at compile time, or an
+//! activation packed at run time by [`pack_b`]), and an epilogue whose ops carry their operands
+//! ([`EpOp`], including [`EpOp::AddC`], a matrix added elementwise).
 //!
 //! # Unsafe code
 //!
@@ -26,14 +33,17 @@
 //!   `Avx2Token` / `Avx512Token`, which exist only after `is_x86_feature_detected!` said yes.
 //! - **Lane loads and stores** (`Simd::load` / `store`, unaligned): callers pass whole chunks
 //!   (`chunks_exact`), a stack buffer for the tail, or tile pointers below.
-//! - **The GEMM driver** (`gemm.rs`): pointer arithmetic over A, packed B, bias and C.
-//!   `GemmCall::check` runs before every driver call and asserts, with overflow-checked
-//!   arithmetic, that A holds `(m - 1) * lda + K` values, C `(m - 1) * ldc + N`, the panel
-//!   range is inside the packing, and row-wise epilogues own whole rows. Partial tiles go
-//!   through a tile-sized buffer; packed B and bias are padded to whole panels.
+//! - **The GEMM driver** (`gemm.rs`, `epilogue.rs`): pointer arithmetic over A, packed B, the
+//!   epilogue operands and C. `GemmCall::check` runs before every driver call and asserts, with
+//!   overflow-checked arithmetic, that A holds `(m - 1) * lda + E` values (`E`: K, or the
+//!   furthest end of a row's K segments, which must add up to K), C `(m - 1) * ldc + N`, the
+//!   packing every panel, the epilogue operands N values per column operand and every row an
+//!   `AddC` reads, and that row-wise epilogues own whole rows. Partial tiles go through a
+//!   tile-sized buffer and run their epilogue there on the real columns only; packed B is
+//!   padded to whole panels.
 //! - **`ColumnParts: Send`**: a part writes only its own column panels of a C borrowed
 //!   mutably for its whole life; parts are split and run by value, so no panel is covered
-//!   twice. `PackedB` sizes are computed with overflow checks, and `check` compares the
+//!   twice. Packing sizes are computed with overflow checks, and `check` compares the
 //!   packed data's length with the panels it indexes.
 //!
 //! The checks are tested where an overrun would show: `kernels::tests` runs every tier against
@@ -45,10 +55,13 @@
 mod activation;
 mod cache;
 mod dispatch;
+mod epilogue;
 mod fused;
 mod gemm;
 mod math;
+mod operands;
 pub(crate) mod ops;
+mod pack;
 mod portable;
 mod simd;
 pub(crate) mod tune;
@@ -58,8 +71,11 @@ mod x86;
 pub use activation::{Activation, SELU_ALPHA, SELU_SCALE, UnknownActivation};
 pub use cache::Caches;
 pub use dispatch::TileShape;
-pub use gemm::{Blocking, EpOp, KB, KC, PackError, PackedB};
+pub use epilogue::EpOp;
+pub use gemm::{Blocking, KB, KC};
 pub use math::RowNorm;
+pub use operands::{ARows, MatRef, Segment};
+pub use pack::{BSource, PackError, PackedB, PackedBRef, pack_b, pack_b_len};
 
 use dispatch::with_tier;
 use gemm::GemmCall;
@@ -179,9 +195,10 @@ impl FromStr for Isa {
 /// `B` packed for `isa`. Runs on the calling thread.
 ///
 /// # Panics
-/// If slice lengths disagree with the shapes, `w` was packed for another tier, or `isa` is
-/// not available on this CPU. Plans check all of this when they are compiled.
-pub fn dense(isa: Isa, m: usize, a: &[f32], w: &PackedB, c: &mut [f32], ops: &[EpOp]) {
+/// If slice lengths disagree with the shapes, an epilogue operand is too short, `w` was
+/// packed for another tier, or `isa` is not available on this CPU. Plans check all of this
+/// when they are compiled.
+pub fn dense(isa: Isa, m: usize, a: &[f32], w: &PackedB, c: &mut [f32], ops: &[EpOp<'_>]) {
     dense_strided(isa, m, Strided::new(a, w.k(), c, w.n()), w, ops);
 }
 
@@ -203,30 +220,145 @@ impl<'a, 'c> Strided<'a, 'c> {
     }
 }
 
-impl<'a> GemmCall<'a> {
-    /// A call over all column panels; `check` validates it before any unsafe code runs.
-    fn new(m: usize, s: Strided<'a, '_>, w: &'a PackedB, ops: &'a [EpOp]) -> Self {
-        GemmCall {
-            m,
-            a: s.a,
-            lda: s.lda,
-            b: w,
-            c: s.c.as_mut_ptr(),
-            c_len: s.c.len(),
-            ldc: s.ldc,
-            ops,
-            panels: 0..w.n().div_ceil(w.nr()),
-        }
-    }
-}
-
 /// [`dense`] with row strides (see [`Strided`]): `A` rows may overlap (`lda < K`), `C` rows
 /// may be spaced wider than N. Same bits as [`dense`] on the same values.
 ///
 /// # Panics
 /// As [`dense`]; also if `lda == 0` with `m > 1`, or `ldc < N`.
-pub fn dense_strided(isa: Isa, m: usize, s: Strided<'_, '_>, w: &PackedB, ops: &[EpOp]) {
-    run(isa, &mut GemmCall::new(m, s, w, ops));
+pub fn dense_strided(isa: Isa, m: usize, s: Strided<'_, '_>, w: &PackedB, ops: &[EpOp<'_>]) {
+    Gemm::new(isa, m, ARows::new(s.a, s.lda), w.view(), ops).run(s.c, s.ldc);
+}
+
+/// One GEMM, `C = ops(A · B)`, described but for C: `m` rows of A ([`ARows`]: strided or
+/// K-segmented), B packed ([`PackedBRef`]: at compile time or into scratch at run time), the
+/// epilogue ops with their operands. `Copy`: run it whole ([`run`](Self::run)), by row ranges
+/// ([`rows`](Self::rows)) or by column panels ([`columns`](Self::columns)) on several threads;
+/// every split gives the same bits, since each output's K-sum is one fixed chain whatever
+/// covers it.
+///
+/// ```
+/// use sinter::kernels::{ARows, EpOp, Gemm, Isa, PackedB, Segment};
+/// let isa = Isa::Generic;
+/// // Two rows whose K = 4 values come from two runs of 2, 3 apart: rows [0, 1, 3, 4] and
+/// // [2, 3, 5, 6] of the input (row stride 2), plus a residual added elementwise.
+/// let x: Vec<f32> = (0..7).map(|v| v as f32).collect();
+/// let segs = [Segment { offset: 0, len: 2 }, Segment { offset: 3, len: 2 }];
+/// let w = PackedB::pack(isa, &[1.0, 1.0, 1.0, 1.0], 4, 1)?;
+/// let residual = [100.0, 200.0];
+/// let ops = [EpOp::add_c(&residual, 1)];
+/// let mut y = [0.0f32; 2];
+/// Gemm::new(isa, 2, ARows::segmented(&x, 2, &segs), w.view(), &ops).run(&mut y, 1);
+/// assert_eq!(y, [108.0, 216.0]);
+/// # Ok::<(), sinter::kernels::PackError>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Gemm<'a> {
+    isa: Isa,
+    m: usize,
+    a: ARows<'a>,
+    b: PackedBRef<'a>,
+    ops: &'a [EpOp<'a>],
+    row0: usize,
+}
+
+impl<'a> Gemm<'a> {
+    /// `C = ops(A · B)` over `m` rows on `isa`. Nothing is checked until it runs.
+    pub fn new(isa: Isa, m: usize, a: ARows<'a>, b: PackedBRef<'a>, ops: &'a [EpOp<'a>]) -> Self {
+        Gemm {
+            isa,
+            m,
+            a,
+            b,
+            ops,
+            row0: 0,
+        }
+    }
+
+    /// Rows (M).
+    pub fn m(&self) -> usize {
+        self.m
+    }
+    /// B, packed.
+    pub fn b(&self) -> PackedBRef<'a> {
+        self.b
+    }
+    /// The epilogue.
+    pub fn ops(&self) -> &'a [EpOp<'a>] {
+        self.ops
+    }
+    /// Multiply-add flops (2 per multiply-add).
+    pub fn flops(&self) -> usize {
+        2 * self.m * self.b.k * self.b.n
+    }
+
+    /// The GEMM of rows `r` of this one: the rows of A from `r.start` on, and the same rows of
+    /// the epilogue's matrix operands. Its C is the caller's rows `r` of this one's C.
+    ///
+    /// # Panics
+    /// If `r` is not a range of `0..m`.
+    pub fn rows(self, r: std::ops::Range<usize>) -> Self {
+        assert!(
+            r.start <= r.end && r.end <= self.m,
+            "rows {r:?} of {}",
+            self.m
+        );
+        Gemm {
+            m: r.end - r.start,
+            a: self.a.skip_rows(r.start),
+            row0: self.row0.checked_add(r.start).expect("row overflow"),
+            ..self
+        }
+    }
+
+    /// The same GEMM reading its epilogue's matrix operands ([`EpOp::AddC`]) from row `row`
+    /// on: row `r` adds operand row `row + r` (a convolution's sample `s` of `rows` rows
+    /// reads from `s * rows`).
+    pub fn operand_rows_from(self, row: usize) -> Self {
+        Gemm { row0: row, ..self }
+    }
+
+    /// Runs on the calling thread, writing row `r` of C at `c[r * ldc..]`.
+    ///
+    /// # Panics
+    /// If an operand is too short for the shapes (A, C, a per-column operand, a matrix
+    /// operand's rows), K segments do not add up to K, `ldc < N`, `lda == 0` with `m > 1`,
+    /// B was packed for another tier, or the tier is not available on this CPU.
+    pub fn run(&self, c: &mut [f32], ldc: usize) {
+        run(self.isa, &mut self.call(c, ldc));
+    }
+
+    /// All of B's column panels as one [`ColumnParts`], to be split over threads.
+    ///
+    /// # Panics
+    /// As [`run`](Self::run); also if the epilogue has a row-wise op.
+    pub fn columns(self, c: &'a mut [f32], ldc: usize) -> ColumnParts<'a> {
+        assert!(
+            epilogue::split_ops(self.ops).1.is_empty(),
+            "row-wise epilogues cannot be split by columns"
+        );
+        let call = self.call(c, ldc);
+        call.check();
+        ColumnParts {
+            isa: self.isa,
+            call,
+        }
+    }
+
+    /// The driver's call over every column panel; `check` validates it before any unsafe
+    /// code runs.
+    fn call(&self, c: &mut [f32], ldc: usize) -> GemmCall<'a> {
+        GemmCall {
+            m: self.m,
+            a: self.a,
+            b: self.b,
+            c: c.as_mut_ptr(),
+            c_len: c.len(),
+            ldc,
+            ops: self.ops,
+            row0: self.row0,
+            panels: 0..self.b.n.div_ceil(self.b.nr),
+        }
+    }
 }
 
 fn run(isa: Isa, g: &mut GemmCall<'_>) {
@@ -247,7 +379,7 @@ fn run(isa: Isa, g: &mut GemmCall<'_>) {
 /// use sinter::kernels::{ColumnParts, EpOp, Isa, PackedB, Strided};
 /// let isa = Isa::Generic;
 /// let (k, n) = (3, 40);
-/// let w = PackedB::pack(isa, &vec![0.5; k * n], None, k, n).unwrap();
+/// let w = PackedB::pack(isa, &vec![0.5; k * n], k, n).unwrap();
 /// let (a, mut c) = (vec![1.0f32; 2 * k], vec![0.0f32; 2 * n]);
 /// let parts = ColumnParts::new(isa, 2, Strided::new(&a, k, &mut c, n), &w, &[]);
 /// let (left, right) = parts.split_at(1);
@@ -264,7 +396,7 @@ fn run(isa: Isa, g: &mut GemmCall<'_>) {
 /// ```compile_fail,E0277
 /// use sinter::kernels::{ColumnParts, Isa, PackedB, Strided};
 /// let isa = Isa::Generic;
-/// let w = PackedB::pack(isa, &[1.0; 16], None, 1, 16).unwrap();
+/// let w = PackedB::pack(isa, &[1.0; 16], 1, 16).unwrap();
 /// let (a, mut c) = ([1.0f32], [0.0f32; 16]);
 /// let part = ColumnParts::new(isa, 1, Strided::new(&a, 1, &mut c, 16), &w, &[]);
 /// let part = &part;
@@ -279,9 +411,9 @@ pub struct ColumnParts<'a> {
 }
 
 // SAFETY: a `ColumnParts` writes only the columns of its own panels, which no other value
-// covers (values are made only by `new`, which borrows `c` mutably for `'a`, and by
+// covers (values are made only by `Gemm::columns`, which borrows `c` mutably for `'a`, and by
 // `split_at`, which consumes its input and hands out disjoint halves); A, B and the ops are
-// shared read-only. It is deliberately not `Sync`: running needs ownership.
+// shared read-only (`EpOp` is `Sync`). It is deliberately not `Sync`: running needs ownership.
 unsafe impl Send for ColumnParts<'_> {}
 
 impl<'a> ColumnParts<'a> {
@@ -289,14 +421,14 @@ impl<'a> ColumnParts<'a> {
     ///
     /// # Panics
     /// As [`dense`]; also if `ops` has a row-wise activation.
-    pub fn new(isa: Isa, m: usize, s: Strided<'a, 'a>, w: &'a PackedB, ops: &'a [EpOp]) -> Self {
-        assert!(
-            gemm::split_ops(ops).1.is_empty(),
-            "row-wise epilogues cannot be split by columns"
-        );
-        let call = GemmCall::new(m, s, w, ops);
-        call.check();
-        ColumnParts { isa, call }
+    pub fn new(
+        isa: Isa,
+        m: usize,
+        s: Strided<'a, 'a>,
+        w: &'a PackedB,
+        ops: &'a [EpOp<'a>],
+    ) -> Self {
+        Gemm::new(isa, m, ARows::new(s.a, s.lda), w.view(), ops).columns(s.c, s.ldc)
     }
 
     /// Column panels this part covers.
@@ -310,7 +442,7 @@ impl<'a> ColumnParts<'a> {
         let (isa, call) = (self.isa, self.call);
         let left = GemmCall {
             panels: call.panels.start..mid,
-            ..call
+            ..call.clone()
         };
         let right = GemmCall {
             panels: mid..call.panels.end,

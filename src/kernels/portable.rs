@@ -3,7 +3,7 @@
 //! FMA instruction).
 
 use super::activation::Activation;
-use super::gemm::EpOp;
+use super::epilogue::EpOp;
 use super::simd::Simd;
 use wide::f32x8;
 
@@ -42,9 +42,9 @@ impl Simd for Portable {
         unsafe { super::math::row_norm::<Portable>(row, norm) }
     }
     #[inline(never)]
-    unsafe fn row_stage(ops: &[EpOp], c: &super::gemm::RowConsts<'_>, row: &mut [f32]) {
+    unsafe fn row_stage(ops: &[EpOp<'_>], r: usize, row: &mut [f32]) {
         // SAFETY: portable lanes need no CPU feature.
-        unsafe { super::gemm::row_ops::<Portable, Portable>(ops, c, row) }
+        unsafe { super::epilogue::row_ops::<Portable, Portable>(ops, r, row) }
     }
 
     #[cfg_attr(sinter_inline, inline(always))]
@@ -149,12 +149,10 @@ impl super::dispatch::Tier for PortableTier {
         // SAFETY: portable lanes need no CPU feature.
         unsafe { super::math::apply_slice::<Portable>(act, data) }
     }
-    fn rows(self, ops: &[EpOp], data: &mut [f32], n: usize) {
-        for row in data.chunks_exact_mut(n) {
+    fn rows(self, ops: &[EpOp<'_>], data: &mut [f32], n: usize) {
+        for (r, row) in data.chunks_exact_mut(n).enumerate() {
             // SAFETY: portable lanes need no CPU feature.
-            let c = super::gemm::RowConsts::default();
-            // SAFETY: portable lanes need no CPU feature.
-            unsafe { super::gemm::row_ops::<Portable, Portable>(ops, &c, row) };
+            unsafe { super::epilogue::row_ops::<Portable, Portable>(ops, r, row) };
         }
     }
     fn affine(self, data: &mut [f32], scale: &[f32], shift: &[f32]) {

@@ -6,7 +6,7 @@
 //! `Simd` computes the same bits on every tier.
 
 use super::activation::Activation;
-use super::gemm::EpOp;
+use super::epilogue::EpOp;
 
 /// A vector of `LANES` f32 values.
 ///
@@ -74,11 +74,12 @@ pub(crate) trait Simd: Copy {
     /// # Safety
     /// This tier's instruction set is available.
     unsafe fn norm_row(norm: &super::math::RowNorm, row: &mut [f32]);
-    /// The row stage of an epilogue over one whole row (`gemm::row_ops`), out of line.
+    /// The row stage of an epilogue over one whole row, row `r` of the call's matrix operands
+    /// (`epilogue::row_ops`), out of line.
     ///
     /// # Safety
     /// This tier's instruction set is available.
-    unsafe fn row_stage(ops: &[EpOp], c: &super::gemm::RowConsts<'_>, row: &mut [f32]);
+    unsafe fn row_stage(ops: &[EpOp<'_>], r: usize, row: &mut [f32]);
 
     /// Clears the sign bit.
     fn abs(self) -> Self;

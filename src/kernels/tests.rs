@@ -50,6 +50,80 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+/// An epilogue op without its operand, for tables of op orders.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Bias,
+    Act(Activation),
+    ScaleShift,
+    Norm,
+    AddC,
+}
+
+/// One set of epilogue operands for `m x n` outputs: an AddC matrix with rows `n + 3` apart.
+struct Operands {
+    n: usize,
+    bias: Vec<f32>,
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    norm: RowNorm,
+    add: Vec<f32>,
+    ld: usize,
+}
+
+impl Operands {
+    fn new(m: usize, n: usize) -> Self {
+        let ld = n + 3;
+        Operands {
+            n,
+            bias: rand_vec(n, 13),
+            scale: rand_vec(n, 14),
+            shift: rand_vec(n, 15),
+            norm: RowNorm {
+                epsilon: 1e-3,
+                rms: false,
+                gamma: Some(rand_vec(n, 16)),
+                beta: Some(rand_vec(n, 17)),
+            },
+            add: rand_vec((m.max(1) - 1) * ld + n, 18),
+            ld,
+        }
+    }
+
+    fn ops(&self, ops: &[Op]) -> Vec<EpOp<'_>> {
+        ops.iter()
+            .map(|op| match *op {
+                Op::Bias => EpOp::bias(&self.bias),
+                Op::Act(a) => EpOp::Act(a),
+                Op::ScaleShift => EpOp::scale_shift(&self.scale, &self.shift),
+                Op::Norm => EpOp::norm(&self.norm),
+                Op::AddC => EpOp::add_c(&self.add, self.ld),
+            })
+            .collect()
+    }
+
+    /// The plain K-sums `sums`, then each op as its own pass.
+    fn oracle(&self, sums: &[f32], ops: &[Op]) -> Vec<f32> {
+        let n = self.n;
+        let mut want = sums.to_vec();
+        for op in ops {
+            match *op {
+                Op::Bias => want
+                    .chunks_exact_mut(n)
+                    .for_each(|r| r.iter_mut().zip(&self.bias).for_each(|(x, b)| *x += b)),
+                Op::Act(act) => rows(Isa::Generic, act, &mut want, n),
+                Op::ScaleShift => affine(Isa::Generic, &mut want, &self.scale, &self.shift),
+                Op::Norm => norm_rows(Isa::Generic, &self.norm, &mut want, n),
+                Op::AddC => want.chunks_exact_mut(n).enumerate().for_each(|(i, r)| {
+                    let add = &self.add[i * self.ld..i * self.ld + n];
+                    r.iter_mut().zip(add).for_each(|(x, b)| *x += b)
+                }),
+            }
+        }
+        want
+    }
+}
+
 macro_rules! tier_tests {
     ($($modname:ident => $isa:expr),*) => {$(
         mod $modname {
@@ -74,9 +148,9 @@ macro_rules! tier_tests {
                             let a = rand_vec(m * k, (m * 1000 + k) as u64);
                             let w = rand_vec(k * n, (k * 7 + n) as u64);
                             let bias = rand_vec(n, n as u64);
-                            let p = PackedB::pack(isa, &w, Some(&bias), k, n).expect("packs");
+                            let p = PackedB::pack(isa, &w, k, n).expect("packs");
                             let mut c = vec![0.0f32; m * n];
-                            dense(isa, m, &a, &p, &mut c, &[EpOp::Bias]);
+                            dense(isa, m, &a, &p, &mut c, &[EpOp::bias(&bias)]);
                             let want = oracle(m, k, n, &a, &w, &bias);
                             assert_eq!(bits(&c), bits(&want), "{isa} m={m} k={k} n={n}");
                         }
@@ -95,14 +169,14 @@ macro_rules! tier_tests {
                 let mut w = rand_vec(k * n, 4);
                 w.iter_mut().for_each(|x| *x *= 30.0);
                 let bias = rand_vec(n, 5);
-                let p = PackedB::pack(isa, &w, Some(&bias), k, n).expect("packs");
-                let pg = PackedB::pack(Isa::Generic, &w, Some(&bias), k, n).expect("packs");
+                let p = PackedB::pack(isa, &w, k, n).expect("packs");
+                let pg = PackedB::pack(Isa::Generic, &w, k, n).expect("packs");
                 for act in Activation::ALL {
-                    let ops = [EpOp::Bias, EpOp::Act(act)];
+                    let ops = [EpOp::bias(&bias), EpOp::Act(act)];
                     let mut fused = vec![0.0f32; m * n];
                     dense(isa, m, &a, &p, &mut fused, &ops);
                     let mut sep = vec![0.0f32; m * n];
-                    dense(isa, m, &a, &p, &mut sep, &[EpOp::Bias]);
+                    dense(isa, m, &a, &p, &mut sep, &[EpOp::bias(&bias)]);
                     if act.is_row_wise() {
                         rows(isa, act, &mut sep, n);
                     } else {
@@ -121,60 +195,211 @@ macro_rules! tier_tests {
                 // only ran activations) and `[Act(Softmax), Bias]` hit `unreachable!`.
                 let Some(isa) = tier() else { return };
                 use Activation as A;
-                let orders: Vec<Vec<EpOp>> = vec![
-                    vec![EpOp::Act(A::Tanh), EpOp::Bias],
-                    vec![EpOp::Act(A::RELU), EpOp::Bias],
-                    vec![EpOp::Bias, EpOp::Act(A::Sigmoid), EpOp::Bias],
-                    vec![EpOp::Act(A::Mish), EpOp::Bias, EpOp::Act(A::Tanh)],
-                    vec![EpOp::Act(A::Softmax), EpOp::Bias],
-                    vec![EpOp::Bias, EpOp::Act(A::LogSoftmax), EpOp::Bias, EpOp::Act(A::Tanh)],
-                    vec![EpOp::Act(A::Gelu { approximate: false }), EpOp::Act(A::Softmax), EpOp::Bias],
-                    vec![EpOp::Bias, EpOp::Bias],
+                use Op::*;
+                let orders: Vec<Vec<Op>> = vec![
+                    vec![Act(A::Tanh), Bias],
+                    vec![Act(A::RELU), Bias],
+                    vec![Bias, Act(A::Sigmoid), Bias],
+                    vec![Act(A::Mish), Bias, Act(A::Tanh)],
+                    vec![Act(A::Softmax), Bias],
+                    vec![Bias, Act(A::LogSoftmax), Bias, Act(A::Tanh)],
+                    vec![Act(A::Gelu { approximate: false }), Act(A::Softmax), Bias],
+                    vec![Bias, Bias],
                     // Scale+shift on the registers, after a heavy activation (L1 stage) and
                     // after a row op (row stage); normalization as a row op anywhere.
-                    vec![EpOp::Bias, EpOp::Act(A::RELU), EpOp::ScaleShift],
-                    vec![EpOp::Bias, EpOp::Act(A::Tanh), EpOp::ScaleShift, EpOp::Act(A::RELU)],
-                    vec![EpOp::Bias, EpOp::Norm],
-                    vec![EpOp::Bias, EpOp::Act(A::Gelu { approximate: false }), EpOp::Norm],
-                    vec![EpOp::Bias, EpOp::Norm, EpOp::ScaleShift, EpOp::Act(A::Tanh)],
-                    vec![EpOp::ScaleShift, EpOp::Norm, EpOp::Bias, EpOp::Act(A::Softmax)],
+                    vec![Bias, Act(A::RELU), ScaleShift],
+                    vec![Bias, Act(A::Tanh), ScaleShift, Act(A::RELU)],
+                    vec![Bias, Norm],
+                    vec![Bias, Act(A::Gelu { approximate: false }), Norm],
+                    vec![Bias, Norm, ScaleShift, Act(A::Tanh)],
+                    vec![ScaleShift, Norm, Bias, Act(A::Softmax)],
+                    // A matrix added on the registers, in L1 and in the row stage.
+                    vec![Bias, AddC, Act(A::Sigmoid)],
+                    vec![AddC],
+                    vec![Act(A::RELU), AddC, Bias, AddC],
+                    vec![Bias, Act(A::Tanh), AddC, Act(A::RELU)],
+                    vec![Act(A::Softmax), AddC, ScaleShift],
+                    vec![AddC, Norm, AddC],
                 ];
                 for &(m, k, n) in &[(1usize, 5usize, 3usize), (7, 9, 37), (13, 1030, 70)] {
                     let a = rand_vec(m * k, 11);
                     let w = rand_vec(k * n, 12);
-                    let bias = rand_vec(n, 13);
-                    let mut p = PackedB::pack(isa, &w, Some(&bias), k, n).expect("packs");
-                    let (scale, shift) = (rand_vec(n, 14), rand_vec(n, 15));
-                    p.set_scale_shift(&scale, &shift).expect("n values");
-                    let norm = RowNorm {
-                        epsilon: 1e-3,
-                        rms: false,
-                        gamma: Some(rand_vec(n, 16)),
-                        beta: Some(rand_vec(n, 17)),
-                    };
-                    p.set_row_norm(norm.clone()).expect("n values");
-                    let zero = vec![0.0f32; n];
+                    let p = PackedB::pack(isa, &w, k, n).expect("packs");
+                    let operands = Operands::new(m, n);
                     for ops in &orders {
-                        // Oracle: the plain K-sum, then each op as its own pass.
-                        let mut want = oracle(m, k, n, &a, &w, &zero);
-                        for op in ops {
-                            match *op {
-                                EpOp::Bias => want.chunks_exact_mut(n).for_each(|r| {
-                                    r.iter_mut().zip(&bias).for_each(|(x, b)| *x += b)
-                                }),
-                                EpOp::Act(act) => rows(Isa::Generic, act, &mut want, n),
-                                EpOp::ScaleShift => {
-                                    crate::kernels::affine(Isa::Generic, &mut want, &scale, &shift)
-                                }
-                                EpOp::Norm => {
-                                    crate::kernels::norm_rows(Isa::Generic, &norm, &mut want, n)
-                                }
-                            }
-                        }
+                        let want = operands.oracle(&oracle(m, k, n, &a, &w, &vec![0.0; n]), ops);
                         let mut got = vec![0.0f32; m * n];
-                        dense(isa, m, &a, &p, &mut got, ops);
+                        dense(isa, m, &a, &p, &mut got, &operands.ops(ops));
                         assert_eq!(bits(&got), bits(&want), "{isa} {m}x{k}x{n} {ops:?}");
                     }
+                }
+            }
+
+            #[test]
+            fn add_c_matches_oracle_on_odd_shapes_and_splits() {
+                // MR/NR remainders, K across KC, AddC rows spaced wider than N; the whole
+                // call, column parts and row ranges, each row reading its own operand row.
+                let Some(isa) = tier() else { return };
+                use Activation as A;
+                use Op::*;
+                let orders: Vec<Vec<Op>> = vec![
+                    vec![Bias, AddC, Act(A::Sigmoid)],
+                    vec![AddC, Act(A::RELU)],
+                    vec![Act(A::Tanh), AddC],
+                ];
+                for &m in &[1usize, 5, 7, 13] {
+                    for &k in &[1usize, 130, 1030] {
+                        for &n in &[1usize, 15, 17, 33, 70] {
+                            let a = rand_vec(m * k, (m * 31 + k) as u64);
+                            let w = rand_vec(k * n, (k * 7 + n) as u64);
+                            let p = PackedB::pack(isa, &w, k, n).expect("packs");
+                            let operands = Operands::new(m, n);
+                            let sums = oracle(m, k, n, &a, &w, &vec![0.0; n]);
+                            for ops in &orders {
+                                let want = operands.oracle(&sums, ops);
+                                let what = format!("{isa} {m}x{k}x{n} {ops:?}");
+                                let ops = operands.ops(ops);
+                                let g = Gemm::new(isa, m, ARows::new(&a, k), p.view(), &ops);
+                                let mut got = vec![0.0f32; m * n];
+                                g.run(&mut got, n);
+                                assert_eq!(bits(&got), bits(&want), "{what}");
+                                let mut parts = vec![f32::NAN; m * n];
+                                let (l, r) = g.columns(&mut parts, n).split_at(1);
+                                r.run();
+                                l.run();
+                                assert_eq!(bits(&parts), bits(&want), "{what} columns");
+                                let mut rows = vec![f32::NAN; m * n];
+                                let mid = m / 2;
+                                let (top, bottom) = rows.split_at_mut(mid * n);
+                                g.rows(mid..m).run(bottom, n);
+                                g.rows(0..mid).run(top, n);
+                                assert_eq!(bits(&rows), bits(&want), "{what} rows");
+                            }
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn segmented_a_gives_the_bits_of_im2col() {
+                // 2-D windows (`kh` runs of `kw * ch`, a row of the image apart), run lengths
+                // that are neither multiples of KB nor of any vector width, K across KB and
+                // KC blocks; plus runs out of order, empty runs and cache blockings whose K
+                // passes start inside a run.
+                let Some(isa) = tier() else { return };
+                for &(ch, kw, kh, width, m, n) in &[
+                    (1usize, 1usize, 1usize, 4usize, 1usize, 1usize),
+                    (7, 3, 5, 12, 7, 17),
+                    (13, 5, 7, 20, 13, 33),
+                    (37, 3, 11, 9, 6, 70),
+                    (3, 2, 3, 40, 29, 9),
+                ] {
+                    let row = width * ch;
+                    let mut segs: Vec<Segment> = (0..kh)
+                        .map(|i| Segment { offset: i * row, len: kw * ch })
+                        .collect();
+                    let k = kh * kw * ch;
+                    let ops_bias = rand_vec(n, 3);
+                    let ops = [EpOp::bias(&ops_bias), EpOp::Act(Activation::Tanh)];
+                    let w = rand_vec(k * n, (k + n) as u64);
+                    for variant in 0..3 {
+                        if variant == 1 {
+                            segs.reverse(); // rows read bottom-up: addressing only
+                        }
+                        if variant == 2 {
+                            segs.insert(1, Segment { offset: usize::MAX, len: 0 });
+                            segs.push(Segment { offset: 0, len: 0 });
+                        }
+                        // Rows `ch` apart (stride 1 along the image row), the last window
+                        // ending exactly at the end of the input.
+                        let extent = segs
+                            .iter()
+                            .filter(|s| s.len > 0)
+                            .map(|s| s.offset + s.len)
+                            .max()
+                            .unwrap_or(0);
+                        let x = rand_vec((m - 1) * ch + extent, (m + k) as u64);
+                        let im2col: Vec<f32> = (0..m)
+                            .flat_map(|r| {
+                                let segs = &segs;
+                                let x = &x;
+                                segs.iter().filter(|s| s.len > 0).flat_map(move |s| {
+                                    x[r * ch + s.offset..][..s.len].iter().copied()
+                                })
+                            })
+                            .collect();
+                        assert_eq!(im2col.len(), m * k);
+                        let mut p = PackedB::pack(isa, &w, k, n).expect("packs");
+                        let mr = isa.mr_for(p.nr());
+                        let mut want = vec![0.0f32; m * n];
+                        dense(isa, m, &im2col, &p, &mut want, &ops);
+                        let blockings = [
+                            None,
+                            Some(Blocking { kc: KB, mc: 1, nc_panels: 1 }),
+                            Some(Blocking { kc: 3 * KB, mc: 2 * mr, nc_panels: 2 }),
+                        ];
+                        for b in blockings {
+                            p.set_blocking(b);
+                            let a = ARows::segmented(&x, ch, &segs);
+                            let mut got = vec![0.0f32; m * n];
+                            Gemm::new(isa, m, a, p.view(), &ops).run(&mut got, n);
+                            let what = format!("{isa} ch {ch} kw {kw} kh {kh} m {m} n {n} variant {variant} {b:?}");
+                            assert_eq!(bits(&got), bits(&want), "{what}");
+                        }
+                        // And the copied GEMM is the oracle's.
+                        let mut want_act = oracle(m, k, n, &im2col, &w, &ops_bias);
+                        activation(Isa::Generic, Activation::Tanh, &mut want_act);
+                        assert_eq!(bits(&want), bits(&want_act), "{isa} im2col vs oracle");
+                    }
+                }
+            }
+
+            #[test]
+            fn b_packed_at_run_time_gives_the_prepacked_bits() {
+                let Some(isa) = tier() else { return };
+                for &(m, k, n) in &[(1usize, 1usize, 1usize), (7, 9, 37), (13, 300, 70), (6, 1030, 16)] {
+                    let a = rand_vec(m * k, 51);
+                    let w = rand_vec(k * n, 52);
+                    let bias = rand_vec(n, 53);
+                    let ops = [EpOp::bias(&bias), EpOp::Act(Activation::Silu)];
+                    let p = PackedB::pack(isa, &w, k, n).expect("packs");
+                    let mut want = vec![0.0f32; m * n];
+                    dense(isa, m, &a, &p, &mut want, &ops);
+                    let len = pack_b_len(isa, k, n).expect("fits");
+                    // Row-major with a wider stride, and transposed (the keys of attention).
+                    let ld = n + 5;
+                    let mut rm = vec![f32::NAN; (k - 1) * ld + n];
+                    let ldt = k + 3;
+                    let mut tr = vec![f32::NAN; (n - 1) * ldt + k];
+                    for kk in 0..k {
+                        for j in 0..n {
+                            rm[kk * ld + j] = w[kk * n + j];
+                            tr[j * ldt + kk] = w[kk * n + j];
+                        }
+                    }
+                    for src in [
+                        BSource::RowMajor { data: &rm, ld },
+                        BSource::Transposed { data: &tr, ld: ldt },
+                    ] {
+                        // Scratch full of garbage, longer than needed.
+                        let mut scratch = vec![f32::NAN; len + 7];
+                        let b = pack_b(isa, src, k, n, &mut scratch).expect("packs");
+                        assert_eq!((b.k(), b.n(), b.nr()), (k, n, p.nr()));
+                        let mut got = vec![0.0f32; m * n];
+                        Gemm::new(isa, m, ARows::new(&a, k), b, &ops).run(&mut got, n);
+                        assert_eq!(bits(&got), bits(&want), "{isa} {m}x{k}x{n} {src:?}");
+                    }
+                    let mut short = vec![0.0f32; len - 1];
+                    let src = BSource::RowMajor { data: &rm, ld };
+                    assert_eq!(
+                        pack_b(isa, src, k, n, &mut short).map(|b| b.n()),
+                        Err(PackError::Length { what: "scratch", got: len - 1, want: len })
+                    );
+                    let src = BSource::Transposed { data: &tr[1..], ld: ldt };
+                    assert!(matches!(
+                        pack_b(isa, src, k, n, &mut vec![0.0; len]),
+                        Err(PackError::Length { what: "B", .. })
+                    ));
                 }
             }
 
@@ -323,7 +548,7 @@ fn exact_unaligned_strided_operands() {
             (2, 2 * KC + 1, 3),
         ] {
             let w = rand_vec(k * n, (k * 31 + n) as u64);
-            let p = PackedB::pack(isa, &w, None, k, n).expect("packs");
+            let p = PackedB::pack(isa, &w, k, n).expect("packs");
             let mut ldas = vec![k, k + 3];
             if k > 1 {
                 ldas.push(1); // overlapping rows, as an implicit im2col reads them
@@ -387,7 +612,7 @@ fn exact_unaligned_strided_operands() {
 #[should_panic(expected = "A too short")]
 fn extent_check_does_not_wrap() {
     // (m - 1) * lda wraps to a small number in release builds if computed unchecked.
-    let p = PackedB::pack(Isa::Generic, &[1.0; 4], None, 2, 2).expect("packs");
+    let p = PackedB::pack(Isa::Generic, &[1.0; 4], 2, 2).expect("packs");
     let a = [1.0f32; 4];
     let mut c = [0.0f32; 4];
     let m = 3;
@@ -396,17 +621,51 @@ fn extent_check_does_not_wrap() {
 }
 
 #[test]
+#[should_panic(expected = "AddC operand too short")]
+fn add_c_extent_is_checked() {
+    // Rows 0..3 of a 3 x 4 operand, but the GEMM reads rows 1..4 of it.
+    let p = PackedB::pack(Isa::Generic, &[1.0; 8], 2, 4).expect("packs");
+    let (a, add) = ([1.0f32; 6], [0.0f32; 12]);
+    let ops = [EpOp::add_c(&add, 4)];
+    let g = Gemm::new(Isa::Generic, 3, ARows::new(&a, 2), p.view(), &ops);
+    g.operand_rows_from(1).run(&mut [0.0; 12], 4);
+}
+
+#[test]
+#[should_panic(expected = "segments do not add up")]
+fn segments_must_add_up_to_k() {
+    let p = PackedB::pack(Isa::Generic, &[1.0; 8], 4, 2).expect("packs");
+    let segs = [Segment { offset: 0, len: 3 }];
+    let a = ARows::segmented(&[1.0; 8], 4, &segs);
+    Gemm::new(Isa::Generic, 1, a, p.view(), &[]).run(&mut [0.0; 2], 2);
+}
+
+#[test]
+#[should_panic(expected = "bias has 1 values, expected 2")]
+fn epilogue_operands_are_checked() {
+    let p = PackedB::pack(Isa::Generic, &[1.0; 8], 4, 2).expect("packs");
+    dense(
+        Isa::Generic,
+        1,
+        &[1.0; 4],
+        &p,
+        &mut [0.0; 2],
+        &[EpOp::bias(&[1.0])],
+    );
+}
+
+#[test]
 fn pack_sizes_are_checked_not_wrapped() {
     // 2^62 x 4 wraps to 0 values in release builds if multiplied unchecked, and the packing
     // (panels x K x NR) to 0 floats: an empty "packed" kernel the driver would read past.
     for isa in Isa::ALL {
         assert_eq!(
-            PackedB::pack(isa, &[], None, 1 << 62, 4).map(|p| p.bytes()),
+            PackedB::pack(isa, &[], 1 << 62, 4).map(|p| p.bytes()),
             Err(PackError::TooLarge { k: 1 << 62, n: 4 }),
             "{isa}"
         );
     }
-    let short = PackedB::pack(Isa::Generic, &[1.0; 5], None, 2, 3);
+    let short = PackedB::pack(Isa::Generic, &[1.0; 5], 2, 3);
     assert!(matches!(
         short,
         Err(PackError::Length {
@@ -415,7 +674,8 @@ fn pack_sizes_are_checked_not_wrapped() {
             want: 6
         })
     ));
-    let bias = PackedB::pack(Isa::Generic, &[1.0; 6], Some(&[0.0; 2]), 2, 3);
+    // The bias travels with its op, which checks it against the GEMM's width.
+    let bias = EpOp::bias(&[0.0; 2]).check(3);
     assert!(matches!(
         bias,
         Err(PackError::Length {
@@ -425,9 +685,16 @@ fn pack_sizes_are_checked_not_wrapped() {
         })
     ));
     // K = 0 is a valid (all-bias) layer.
-    let empty = PackedB::pack(Isa::Generic, &[], Some(&[1.0, 2.0]), 0, 2).expect("packs");
+    let empty = PackedB::pack(Isa::Generic, &[], 0, 2).expect("packs");
     let mut c = [0.0f32; 2];
-    dense(Isa::Generic, 1, &[], &empty, &mut c, &[EpOp::Bias]);
+    dense(
+        Isa::Generic,
+        1,
+        &[],
+        &empty,
+        &mut c,
+        &[EpOp::bias(&[1.0, 2.0])],
+    );
     assert_eq!(c, [1.0, 2.0]);
 }
 
@@ -437,7 +704,7 @@ fn column_parts_split_cover_every_panel_once() {
     let (m, k, n) = (3, 4, 16 * 5 + 3);
     let a = rand_vec(m * k, 1);
     let w = rand_vec(k * n, 2);
-    let p = PackedB::pack(isa, &w, None, k, n).expect("packs");
+    let p = PackedB::pack(isa, &w, k, n).expect("packs");
     let want = oracle(m, k, n, &a, &w, &vec![0.0; n]);
     for at in 0..=7 {
         let mut c = vec![f32::NAN; m * n];
@@ -463,12 +730,12 @@ fn every_tuning_candidate_gives_the_same_bits() {
             let w = rand_vec(k * n, 22);
             let bias = rand_vec(n, 23);
             let want = oracle(m, k, n, &a, &w, &bias);
-            let ops = [EpOp::Bias, EpOp::Act(Activation::Tanh)];
+            let ops = [EpOp::bias(&bias), EpOp::Act(Activation::Tanh)];
             let mut want_act = want.clone();
             activation(Isa::Generic, Activation::Tanh, &mut want_act);
             let mut count = 0;
             for t in isa.tiles() {
-                let mut p = PackedB::pack_nr(isa, &w, Some(&bias), k, n, t.nr).expect("packs");
+                let mut p = PackedB::pack_nr(isa, &w, k, n, t.nr).expect("packs");
                 assert_eq!(p.nr(), t.nr);
                 let (kcs, mcs, ncs) = tune::candidates(k, n, t.nr, t.mr);
                 for &kc in &kcs {
@@ -494,8 +761,8 @@ fn every_tuning_candidate_gives_the_same_bits() {
         // And `tune` itself returns weights that compute the same bits.
         let (m, k, n) = (64, 260, 100);
         let (a, w) = (rand_vec(m * k, 31), rand_vec(k * n, 32));
-        let base = PackedB::pack(isa, &w, None, k, n).expect("packs");
-        let t = tune::tune(isa, &w, None, &base, m, &[]).expect("tunes");
+        let base = PackedB::pack(isa, &w, k, n).expect("packs");
+        let t = tune::tune(isa, &w, &base, m, &[]).expect("tunes");
         let mut c = vec![0.0f32; m * n];
         dense(isa, m, &a, &t.packed, &mut c, &[]);
         assert_eq!(
@@ -514,7 +781,7 @@ fn out_of_range_blockings_are_made_valid() {
     let (a, w) = (rand_vec(m * k, 41), rand_vec(k * n, 42));
     let want = oracle(m, k, n, &a, &w, &vec![0.0; n]);
     for isa in Isa::available() {
-        let mut p = PackedB::pack(isa, &w, None, k, n).expect("packs");
+        let mut p = PackedB::pack(isa, &w, k, n).expect("packs");
         for (kc, mc, nc) in [(usize::MAX, usize::MAX, usize::MAX), (0, 0, 0), (1, 1, 1)] {
             p.set_blocking(Some(Blocking {
                 kc,
@@ -526,6 +793,125 @@ fn out_of_range_blockings_are_made_valid() {
             let mut c = vec![0.0f32; m * n];
             dense(isa, m, &a, &p, &mut c, &[]);
             assert_eq!(bits(&c), bits(&want), "{isa} {kc} {mc} {nc}");
+        }
+    }
+}
+
+/// Random shapes, K segments and epilogues, on every available tier: a K-segmented A gives
+/// the bits of the same GEMM over its rows copied out (im2col), whatever the blocking; B
+/// packed at run time gives the prepacked bits; and every epilogue (`AddC` in any position)
+/// gives the oracle's bits, each op applied as its own pass.
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    struct Case {
+        m: usize,
+        n: usize,
+        /// Segment lengths and the gap before each (in the row), in k order.
+        runs: Vec<(usize, usize)>,
+        /// Read the runs from the row in reverse order (addressing only).
+        reversed: bool,
+        lda: usize,
+        ops: Vec<Op>,
+        kc: Option<usize>,
+        seed: u64,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            Just(Op::Bias),
+            Just(Op::ScaleShift),
+            Just(Op::Norm),
+            Just(Op::AddC),
+            proptest::sample::select(Activation::ALL.to_vec()).prop_map(Op::Act),
+        ]
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        (
+            1usize..20,
+            1usize..80,
+            proptest::collection::vec((0usize..300, 0usize..9), 1..6),
+            any::<bool>(),
+            1usize..50,
+            proptest::collection::vec(op(), 0..5),
+            proptest::option::of(1usize..4),
+            any::<u64>(),
+        )
+            .prop_map(|(m, n, runs, reversed, lda, ops, kc, seed)| Case {
+                m,
+                n,
+                runs,
+                reversed,
+                lda,
+                ops,
+                kc: kc.map(|b| b * KB),
+                seed,
+            })
+    }
+
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(96)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+        #[test]
+        fn segments_addc_and_runtime_b_keep_the_bits(c in case()) {
+            let Case { m, n, lda, .. } = c;
+            // Runs laid out one after another in the row, each after its gap.
+            let mut at = 0;
+            let mut segs: Vec<Segment> = c
+                .runs
+                .iter()
+                .map(|&(len, gap)| {
+                    let s = Segment { offset: at + gap, len };
+                    at += gap + len;
+                    s
+                })
+                .collect();
+            if c.reversed {
+                segs.reverse();
+            }
+            let k: usize = segs.iter().map(|s| s.len).sum();
+            // `dense` reads A rows K apart, and refuses a row stride of 0 for several rows.
+            prop_assume!(k > 0 || m == 1);
+            let x = rand_vec((m - 1) * lda + at, c.seed);
+            let im2col: Vec<f32> = (0..m)
+                .flat_map(|r| {
+                    let (segs, x) = (&segs, &x);
+                    segs.iter().flat_map(move |s| x[r * lda + s.offset..][..s.len].iter().copied())
+                })
+                .collect();
+            let w = rand_vec(k * n, c.seed ^ 1);
+            let operands = Operands::new(m, n);
+            let ops = operands.ops(&c.ops);
+            let want = operands.oracle(&oracle(m, k, n, &im2col, &w, &vec![0.0; n]), &c.ops);
+            let what = format!("{m}x{k}x{n} lda {lda} {segs:?} {:?} kc {:?}", c.ops, c.kc);
+            for isa in Isa::available() {
+                let mut p = PackedB::pack(isa, &w, k, n).expect("packs");
+                let mr = isa.mr_for(p.nr());
+                let mut copied = vec![0.0f32; m * n];
+                dense(isa, m, &im2col, &p, &mut copied, &ops);
+                prop_assert_eq!(bits(&copied), bits(&want), "{} copied vs oracle: {}", isa, what);
+                p.set_blocking(c.kc.map(|kc| Blocking { kc, mc: mr, nc_panels: 1 }));
+                let a = ARows::segmented(&x, lda, &segs);
+                let mut got = vec![0.0f32; m * n];
+                Gemm::new(isa, m, a, p.view(), &ops).run(&mut got, n);
+                prop_assert_eq!(bits(&got), bits(&want), "{} segmented: {}", isa, what);
+                let mut scratch = vec![f32::NAN; pack_b_len(isa, k, n).expect("fits")];
+                let src = BSource::RowMajor { data: &w, ld: n };
+                let b = pack_b(isa, src, k, n, &mut scratch).expect("packs");
+                let mut run_time = vec![0.0f32; m * n];
+                Gemm::new(isa, m, a, b, &ops).run(&mut run_time, n);
+                prop_assert_eq!(bits(&run_time), bits(&want), "{} run-time B: {}", isa, what);
+            }
         }
     }
 }

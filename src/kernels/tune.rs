@@ -3,7 +3,9 @@
 //! choice (each output's K-sum order is fixed by [`KB`]); `kernels::tests` checks every
 //! candidate against the oracle.
 
-use super::gemm::{Blocking, EpOp, KB, KC, PackError, PackedB};
+use super::epilogue::EpOp;
+use super::gemm::{Blocking, KB, KC};
+use super::pack::{PackError, PackedB};
 use super::{Isa, dense};
 use std::time::{Duration, Instant};
 
@@ -56,7 +58,7 @@ pub fn candidates(
 }
 
 /// Median-free minimum of `reps` timed calls (at least 3, more for short calls, about 20 ms).
-fn time(isa: Isa, m: usize, a: &[f32], w: &PackedB, c: &mut [f32], ops: &[EpOp]) -> Duration {
+fn time(isa: Isa, m: usize, a: &[f32], w: &PackedB, c: &mut [f32], ops: &[EpOp<'_>]) -> Duration {
     dense(isa, m, a, w, c, ops); // warm caches and pages
     let budget = Instant::now();
     let mut best = Duration::MAX;
@@ -71,16 +73,15 @@ fn time(isa: Isa, m: usize, a: &[f32], w: &PackedB, c: &mut [f32], ops: &[EpOp])
 }
 
 /// Times panel widths and blockings of `C = ops(A · W)` for `m` rows on `isa` (A random) and
-/// returns the weights packed the fastest way. `default` is the layer packed the default way,
-/// with its epilogue constants, which every candidate copies. Runs on the calling thread;
+/// returns the weights packed the fastest way. `default_packing` is the layer packed the
+/// default way; `ops` the layer's epilogue, operands included. Runs on the calling thread;
 /// takes tens to hundreds of milliseconds per layer.
 pub fn tune(
     isa: Isa,
     kernel: &[f32],
-    bias: Option<&[f32]>,
     default_packing: &PackedB,
     m: usize,
-    ops: &[EpOp],
+    ops: &[EpOp<'_>],
 ) -> Result<Tuned, PackError> {
     let (k, n) = (default_packing.k(), default_packing.n());
     let m = m.max(1);
@@ -97,17 +98,15 @@ pub fn tune(
         })
         .collect();
     let mut c = vec![0.0f32; c_len];
-    let ops: Vec<EpOp> = ops.to_vec();
     let mut count = 0;
     let mut best: Option<(Duration, PackedB)> = None;
     let mut default = Duration::MAX;
     for t in isa.tiles() {
-        let mut w = PackedB::pack_nr(isa, kernel, bias, k, n, t.nr)?;
+        let w = PackedB::pack_nr(isa, kernel, k, n, t.nr)?;
         if w.nr() != t.nr {
             continue;
         }
-        w.copy_consts(default_packing);
-        let d = time(isa, m, &a, &w, &mut c, &ops);
+        let d = time(isa, m, &a, &w, &mut c, ops);
         count += 1;
         if t.nr == isa.nr_for(n) {
             default = d;
@@ -135,7 +134,7 @@ pub fn tune(
                     continue;
                 }
                 w.set_blocking(Some(cand));
-                let d = time(isa, m, &a, &w, &mut c, &ops);
+                let d = time(isa, m, &a, &w, &mut c, ops);
                 count += 1;
                 // Keep a change only when clearly faster (2%): timings are noisy.
                 if d.as_secs_f64() < best_t.as_secs_f64() * 0.98 {
@@ -148,7 +147,7 @@ pub fn tune(
     }
     // The first timing runs on a colder machine (pages, caches, clocks): time the default
     // again now, so the report compares like with like.
-    default = default.min(time(isa, m, &a, default_packing, &mut c, &ops));
+    default = default.min(time(isa, m, &a, default_packing, &mut c, ops));
     Ok(Tuned {
         packed: w,
         report: TuneReport {

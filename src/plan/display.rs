@@ -11,16 +11,17 @@ fn loc(l: Loc, len: usize) -> String {
     }
 }
 
-fn epilogue(ops: &[EpOp]) -> String {
+fn epilogue(ops: &[EpOp<'_>]) -> String {
     if ops.is_empty() {
         return "store".into();
     }
     let parts: Vec<String> = ops
         .iter()
         .map(|op| match op {
-            EpOp::Bias => "bias".to_string(),
-            EpOp::ScaleShift => "scale+shift".to_string(),
-            EpOp::Norm => "layer norm (row)".to_string(),
+            EpOp::Bias(_) => "bias".to_string(),
+            EpOp::ScaleShift { .. } => "scale+shift".to_string(),
+            EpOp::Norm(_) => "layer norm (row)".to_string(),
+            EpOp::AddC(_) => "add C".to_string(),
             EpOp::Act(a) if a.is_row_wise() => format!("{a} (row)"),
             EpOp::Act(a) => a.to_string(),
         })

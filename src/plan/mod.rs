@@ -19,6 +19,7 @@
 mod arena;
 mod batcher;
 mod display;
+mod gemm;
 mod options;
 mod schedule;
 mod session;
@@ -35,7 +36,7 @@ use threads::Pool;
 pub use threads::{WorkerPool, default_threads};
 
 use crate::error::{Error, Result};
-use crate::kernels::{self, Activation, EpOp, Isa, PackedB, Strided};
+use crate::kernels::{self, Activation, EpOp, Isa, PackedB};
 use crate::model::{DType, Model, checked_elems};
 use crate::passes::{self, Epi, Graph, Op};
 use arena::Arena;
@@ -55,12 +56,13 @@ pub(crate) enum Loc {
 pub(crate) enum Kind {
     Dense {
         w: Box<PackedB>,
-        ops: Vec<EpOp>,
+        /// The epilogue, owning its operands (bias, scale and shift, normalization).
+        ops: Vec<EpOp<'static>>,
         /// GEMM rows per sample (1 unless the input has extra axes).
         rows: usize,
-        /// `Some((lda, a_off))`: an implicit-im2col convolution, one GEMM per sample whose rows
-        /// start `lda` values apart in the (padded) input, the first at `a_off`.
-        conv: Option<(usize, usize)>,
+        /// An implicit-im2col convolution: one GEMM per sample, reading its windows from the
+        /// (padded) input.
+        conv: Option<gemm::Window>,
         /// Row stride of the destination: N, or the width of the concat this layer writes into.
         ldc: usize,
         /// First destination column (this layer's offset in that concat).
@@ -480,92 +482,6 @@ impl Plan {
     fn batch_of(&self, inputs: &[Values<'_>]) -> Result<usize> {
         session::check_values(self, inputs)
     }
-
-    /// Runs one Dense step on `m` rows (`A` rows `lda` apart, `C` rows `ldc` apart), splitting
-    /// it over the plan's threads when it is big enough: by column panels (each thread streams
-    /// only its share of the weights; measured 1.89x on 2 threads for mnist-mlp at batch 256
-    /// against 1.74x for a row split), or by rows when a row-wise epilogue needs whole rows.
-    /// Either split leaves every output's FMA chain intact.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn exec_dense(
-        &self,
-        w: &PackedB,
-        ops: &[EpOp],
-        m: usize,
-        a: &[f32],
-        lda: usize,
-        c: &mut [f32],
-        ldc: usize,
-    ) {
-        let (k, n) = (w.k(), w.n());
-        if m == 0 {
-            return;
-        }
-        let (a, c) = (&a[..(m - 1) * lda + k], &mut c[..(m - 1) * ldc + n]);
-        let mr = self.isa.mr_for(w.nr());
-        let Some(pool) = self
-            .pool
-            .as_ref()
-            .filter(|p| p.threads() >= 2 && 2 * m * k * n >= self.parallel_flops)
-        else {
-            return kernels::dense_strided(self.isa, m, Strided::new(a, lda, c, ldc), w, ops);
-        };
-        let panels = n.div_ceil(w.nr());
-        let row_wise = ops.iter().any(|op| op.is_row_wise());
-        if panels >= 2 && !row_wise {
-            let parts =
-                kernels::ColumnParts::new(self.isa, m, Strided::new(a, lda, c, ldc), w, ops);
-            self.split_steps.fetch_add(1, Ordering::Relaxed);
-            pool.for_each(parts.split_even(pool.threads()), kernels::ColumnParts::run);
-        } else if m >= 2 * mr {
-            let parts = pool.threads().min(m / mr).max(1);
-            let rows = m.div_ceil(parts).div_ceil(mr) * mr;
-            self.split_steps.fetch_add(1, Ordering::Relaxed);
-            pool.for_each(c.chunks_mut(rows * ldc).enumerate(), |(i, c)| {
-                let r = rows.min(m - i * rows);
-                let s = Strided::new(&a[i * rows * lda..], lda, c, ldc);
-                kernels::dense_strided(self.isa, r, s, w, ops);
-            });
-        } else {
-            kernels::dense_strided(self.isa, m, Strided::new(a, lda, c, ldc), w, ops);
-        }
-    }
-
-    /// A convolution step: per sample, `rows` GEMM rows read `lda` apart from that sample's
-    /// `in_len` (padded) input values; samples go to different threads when the step is big.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn exec_conv(
-        &self,
-        w: &PackedB,
-        ops: &[EpOp],
-        (rows, lda, a_off): (usize, usize, usize),
-        (a, in_len): (&[f32], usize),
-        (c, out_len): (&mut [f32], usize),
-        (ldc, col): (usize, usize),
-    ) {
-        let sample = |a: &[f32], c: &mut [f32]| {
-            let s = Strided::new(&a[a_off..], lda, &mut c[col..], ldc);
-            kernels::dense_strided(self.isa, rows, s, w, ops);
-        };
-        let batch = a.len() / in_len.max(1);
-        let flops = 2 * batch * rows * w.k() * w.n();
-        match self
-            .pool
-            .as_ref()
-            .filter(|p| p.threads() >= 2 && batch >= 2 && flops >= self.parallel_flops)
-        {
-            Some(pool) => {
-                self.split_steps.fetch_add(1, Ordering::Relaxed);
-                pool.for_each(a.chunks(in_len).zip(c.chunks_mut(out_len)), |(a, c)| {
-                    sample(a, c)
-                })
-            }
-            None => a
-                .chunks(in_len)
-                .zip(c.chunks_mut(out_len))
-                .for_each(|(a, c)| sample(a, c)),
-        }
-    }
 }
 
 /// What step `i` computes, weights packed for `isa`. `into`: the elided concat it writes
@@ -586,42 +502,43 @@ fn step_kind(
             conv,
         } => {
             let units = *node.shape.last().expect("checked rank");
-            let (k, lda) = match conv {
-                Some(c) => (c.size * x[1], Some((c.stride * x[1], c.offset * x[1]))),
+            let (k, window) = match conv {
+                Some(c) => (
+                    c.size * x[1],
+                    Some(gemm::Window {
+                        lda: c.stride * x[1],
+                        offset: c.offset * x[1],
+                        segments: None,
+                    }),
+                ),
                 None => (*x.last().expect("checked rank"), None),
             };
-            let mut ops = Vec::new();
-            if weights.bias.is_some() {
-                ops.push(EpOp::Bias);
+            // The epilogue owns its operands; each is checked against the layer's width.
+            let mut ops: Vec<EpOp<'static>> = Vec::new();
+            if let Some(b) = &weights.bias {
+                ops.push(EpOp::Bias(b.clone().into()));
             }
             ops.extend(acts.iter().map(|e| match e {
                 Epi::Act(a) => EpOp::Act(*a),
-                Epi::Affine { .. } => EpOp::ScaleShift,
-                Epi::Norm(_) => EpOp::Norm,
+                Epi::Affine { scale, shift } => EpOp::ScaleShift {
+                    scale: scale.clone().into(),
+                    shift: shift.clone().into(),
+                },
+                Epi::Norm(n) => EpOp::Norm(std::borrow::Cow::Owned(kernels::RowNorm {
+                    epsilon: n.epsilon,
+                    rms: n.rms,
+                    gamma: n.gamma.clone(),
+                    beta: n.beta.clone(),
+                })),
             }));
             let rows = checked_elems(&node.shape).unwrap_or(0) / units;
             let shape_err = |e: kernels::PackError| Error::Shape {
                 layer: node.name.clone(),
                 msg: e.to_string(),
             };
-            let bias = weights.bias.as_deref();
-            let mut packed =
-                PackedB::pack(isa, &weights.kernel, bias, k, units).map_err(shape_err)?;
-            for e in acts {
-                match e {
-                    Epi::Act(_) => {}
-                    Epi::Affine { scale, shift } => {
-                        packed.set_scale_shift(scale, shift).map_err(shape_err)?;
-                    }
-                    Epi::Norm(n) => packed
-                        .set_row_norm(kernels::RowNorm {
-                            epsilon: n.epsilon,
-                            rms: n.rms,
-                            gamma: n.gamma.clone(),
-                            beta: n.beta.clone(),
-                        })
-                        .map_err(shape_err)?,
-                }
+            let packed = PackedB::pack(isa, &weights.kernel, k, units).map_err(shape_err)?;
+            for op in &ops {
+                op.check(units).map_err(shape_err)?;
             }
             let (w, tuned) = match tune_batch {
                 // A convolution runs one GEMM per sample; a Dense one over the whole batch
@@ -632,7 +549,7 @@ fn step_kind(
                     } else {
                         (rows * batch).min(256)
                     };
-                    let t = kernels::tune::tune(isa, &weights.kernel, bias, &packed, m, &ops)
+                    let t = kernels::tune::tune(isa, &weights.kernel, &packed, m, &ops)
                         .map_err(shape_err)?;
                     (t.packed, Some(t.report))
                 }
@@ -646,7 +563,7 @@ fn step_kind(
                 w: Box::new(w),
                 ops,
                 rows,
-                conv: lda,
+                conv: window,
                 ldc,
                 col,
                 tuned,

@@ -352,17 +352,15 @@ fn run_steps(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], first: usize
                 ..
             } => {
                 let (a, c) = views(arena, input, step.src, step.dst, il, ol);
-                match conv {
-                    None => plan.exec_dense(w, ops, batch * rows, a, w.k(), &mut c[*col..], *ldc),
-                    Some((lda, a_off)) => plan.exec_conv(
-                        w,
-                        ops,
-                        (*rows, *lda, *a_off),
-                        (a, step.in_len),
-                        (c, step.out_len),
-                        (*ldc, *col),
-                    ),
-                }
+                let g = super::gemm::StepGemm {
+                    w: w.view(),
+                    ops,
+                    rows: *rows,
+                    window: conv.as_ref(),
+                    ldc: *ldc,
+                    col: *col,
+                };
+                plan.exec_gemm(&g, batch, (a, step.in_len), (c, step.out_len));
             }
             Kind::Pad {
                 left,

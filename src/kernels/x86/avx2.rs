@@ -6,7 +6,7 @@
 //! the proof that each intrinsic call below is sound.
 
 use crate::kernels::activation::Activation;
-use crate::kernels::gemm::EpOp;
+use crate::kernels::epilogue::EpOp;
 use crate::kernels::simd::Simd;
 use std::arch::x86_64::*;
 
@@ -37,9 +37,9 @@ impl Simd for Avx2 {
         // SAFETY: as above.
         unsafe { super::norm_row_avx2(norm, row) }
     }
-    unsafe fn row_stage(ops: &[EpOp], c: &super::RowConsts<'_>, row: &mut [f32]) {
+    unsafe fn row_stage(ops: &[EpOp<'_>], r: usize, row: &mut [f32]) {
         // SAFETY: as above.
-        unsafe { super::row_avx2(ops, c, row) }
+        unsafe { super::row_avx2(ops, r, row) }
     }
 
     #[cfg_attr(sinter_inline, inline(always))]

@@ -5,7 +5,8 @@ pub(crate) mod avx512;
 
 use super::activation::Activation;
 use super::dispatch::{Tier, tiles};
-use super::gemm::{self, EpOp, GemmCall, RowConsts};
+use super::epilogue::{self, EpOp};
+use super::gemm::{self, GemmCall};
 use super::math::{self, RowNorm};
 use avx2::Avx2;
 use avx512::Avx512;
@@ -28,7 +29,7 @@ impl Tier for Avx2Token {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { act_avx2(act, data) }
     }
-    fn rows(self, ops: &[EpOp], data: &mut [f32], n: usize) {
+    fn rows(self, ops: &[EpOp<'_>], data: &mut [f32], n: usize) {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { rows_avx2(ops, data, n) }
     }
@@ -66,7 +67,7 @@ impl Tier for Avx512Token {
         // SAFETY: the token proves AVX-512F.
         unsafe { act_avx512(act, data) }
     }
-    fn rows(self, ops: &[EpOp], data: &mut [f32], n: usize) {
+    fn rows(self, ops: &[EpOp<'_>], data: &mut [f32], n: usize) {
         // SAFETY: the token proves AVX-512F and AVX2.
         unsafe { rows_avx512(ops, data, n) }
     }
@@ -99,19 +100,19 @@ pub(super) unsafe fn act_avx2(act: Activation, data: &mut [f32]) {
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn rows_avx2(ops: &[EpOp], data: &mut [f32], n: usize) {
-    for row in data.chunks_exact_mut(n) {
+unsafe fn rows_avx2(ops: &[EpOp<'_>], data: &mut [f32], n: usize) {
+    for (r, row) in data.chunks_exact_mut(n).enumerate() {
         // SAFETY: features enabled on this function.
-        unsafe { row_avx2(ops, &RowConsts::default(), row) };
+        unsafe { row_avx2(ops, r, row) };
     }
 }
 
 /// Out of line (see `Simd::row_stage`).
 #[target_feature(enable = "avx2,fma")]
 #[inline(never)]
-pub(super) unsafe fn row_avx2(ops: &[EpOp], c: &RowConsts<'_>, row: &mut [f32]) {
+pub(super) unsafe fn row_avx2(ops: &[EpOp<'_>], r: usize, row: &mut [f32]) {
     // SAFETY: features enabled on this function.
-    unsafe { gemm::row_ops::<Avx2, Avx2>(ops, c, row) };
+    unsafe { epilogue::row_ops::<Avx2, Avx2>(ops, r, row) };
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
@@ -129,19 +130,19 @@ pub(super) unsafe fn act_avx512(act: Activation, data: &mut [f32]) {
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn rows_avx512(ops: &[EpOp], data: &mut [f32], n: usize) {
-    for row in data.chunks_exact_mut(n) {
+unsafe fn rows_avx512(ops: &[EpOp<'_>], data: &mut [f32], n: usize) {
+    for (r, row) in data.chunks_exact_mut(n).enumerate() {
         // SAFETY: features enabled on this function.
-        unsafe { row_avx512(ops, &RowConsts::default(), row) };
+        unsafe { row_avx512(ops, r, row) };
     }
 }
 
 /// Out of line (see `Simd::row_stage`).
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline(never)]
-pub(super) unsafe fn row_avx512(ops: &[EpOp], c: &RowConsts<'_>, row: &mut [f32]) {
+pub(super) unsafe fn row_avx512(ops: &[EpOp<'_>], r: usize, row: &mut [f32]) {
     // SAFETY: features enabled on this function.
-    unsafe { gemm::row_ops::<Avx512, Avx2>(ops, c, row) };
+    unsafe { epilogue::row_ops::<Avx512, Avx2>(ops, r, row) };
 }
 
 #[target_feature(enable = "avx2,fma")]

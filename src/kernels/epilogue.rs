@@ -1,0 +1,358 @@
+//! The epilogue of a GEMM, as data: a list of [`EpOp`]s applied in order to `A · B`, each
+//! carrying its operand (tract's `FusedKerSpec::PerColAdd(ptr)`): nothing is read from a side
+//! channel on another object. Written once over [`Simd`]; three stages run it:
+//!
+//! - **registers**: per-column and matrix adds, scale and shift, cheap activations, on the
+//!   accumulators of a full tile before the store;
+//! - **L1**: from the first heavy activation on (and the whole tile list on a layer's last,
+//!   partial panel), on the tile just stored;
+//! - **rows**: from the first row-wise op on (softmax, normalization), once a row is complete.
+//!
+//! An op gives the same bits in every stage (the register add is the scalar add, the register
+//! FMA is [`fused`](super::fused::fused)), so where it runs never changes the result.
+
+use super::activation::Activation;
+use super::math::{self, RowNorm};
+use super::operands::MatRef;
+use super::pack::PackError;
+use super::simd::Simd;
+use std::borrow::Cow;
+
+/// One epilogue step, with its operand. A call's ops are applied in the order given, every
+/// order allowed. Per-column operands hold N values; a GEMM checks every operand before it
+/// runs ([`EpOp::check`]).
+///
+/// Operands are borrowed ([`EpOp::bias`] and friends) or owned (`EpOp<'static>`, what a
+/// compiled plan stores with its weights).
+#[derive(Clone, Debug, PartialEq)]
+pub enum EpOp<'a> {
+    /// Add a per-column vector (the layer's bias).
+    Bias(Cow<'a, [f32]>),
+    /// Apply an activation (row-wise ones run as a row epilogue).
+    Act(Activation),
+    /// `x * scale + shift` per column, one rounding (an inference batch normalization that
+    /// could not be folded).
+    ScaleShift {
+        /// Per-column multiplier.
+        scale: Cow<'a, [f32]>,
+        /// Per-column offset.
+        shift: Cow<'a, [f32]>,
+    },
+    /// Layer (or RMS) normalization of each whole row, a row epilogue (gamma and beta, if
+    /// present, N values each).
+    Norm(Cow<'a, RowNorm>),
+    /// Add an `M x N` matrix elementwise (a residual, a recurrent step's input projection, an
+    /// attention mask), given at run time with its own row stride.
+    AddC(MatRef<'a>),
+}
+
+impl<'a> EpOp<'a> {
+    /// [`EpOp::Bias`] borrowing `bias`.
+    pub fn bias(bias: &'a [f32]) -> Self {
+        EpOp::Bias(Cow::Borrowed(bias))
+    }
+    /// [`EpOp::ScaleShift`] borrowing `scale` and `shift`.
+    pub fn scale_shift(scale: &'a [f32], shift: &'a [f32]) -> Self {
+        EpOp::ScaleShift {
+            scale: Cow::Borrowed(scale),
+            shift: Cow::Borrowed(shift),
+        }
+    }
+    /// [`EpOp::Norm`] borrowing `norm`.
+    pub fn norm(norm: &'a RowNorm) -> Self {
+        EpOp::Norm(Cow::Borrowed(norm))
+    }
+    /// [`EpOp::AddC`] of the matrix whose row `r` is `data[r * ld..]`.
+    pub fn add_c(data: &'a [f32], ld: usize) -> Self {
+        EpOp::AddC(MatRef::new(data, ld))
+    }
+
+    /// Runs once a row is complete (softmax, log-softmax, normalization).
+    pub fn is_row_wise(&self) -> bool {
+        match self {
+            EpOp::Act(a) => a.is_row_wise(),
+            EpOp::Norm(_) => true,
+            EpOp::Bias(_) | EpOp::ScaleShift { .. } | EpOp::AddC(_) => false,
+        }
+    }
+
+    /// Runs on the accumulator registers (a few exact vector operations).
+    pub(crate) fn is_cheap(&self) -> bool {
+        match self {
+            EpOp::Act(a) => a.is_cheap(),
+            EpOp::Bias(_) | EpOp::ScaleShift { .. } | EpOp::AddC(_) => true,
+            EpOp::Norm(_) => false,
+        }
+    }
+
+    /// Checks the per-column operands against a GEMM of `n` columns: bias, scale, shift,
+    /// gamma and beta hold `n` values each. ([`EpOp::AddC`]'s extent depends on the rows too;
+    /// the GEMM checks it.)
+    pub fn check(&self, n: usize) -> Result<(), PackError> {
+        let exact = |what, v: &[f32]| {
+            if v.len() != n {
+                Err(PackError::Length {
+                    what,
+                    got: v.len(),
+                    want: n,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            EpOp::Bias(b) => exact("bias", b),
+            EpOp::ScaleShift { scale, shift } => {
+                exact("scale", scale)?;
+                exact("shift", shift)
+            }
+            EpOp::Norm(norm) => {
+                for (what, v) in [("gamma", &norm.gamma), ("beta", &norm.beta)] {
+                    if let Some(v) = v.as_ref().filter(|v| v.len() != n) {
+                        return Err(PackError::Length {
+                            what,
+                            got: v.len(),
+                            want: n,
+                        });
+                    }
+                }
+                Ok(())
+            }
+            EpOp::Act(_) | EpOp::AddC(_) => Ok(()),
+        }
+    }
+}
+
+/// Splits an epilogue into the part done on register tiles and the row-wise rest.
+pub(crate) fn split_ops<'o, 'a>(ops: &'o [EpOp<'a>]) -> (&'o [EpOp<'a>], &'o [EpOp<'a>]) {
+    let at = ops
+        .iter()
+        .position(|op| op.is_row_wise())
+        .unwrap_or(ops.len());
+    ops.split_at(at)
+}
+
+/// The register stage of an epilogue: adds, scale and shift, cheap activations only. Made only
+/// by [`split_register_ops`], which cuts the list before the first op that is not cheap.
+#[derive(Clone, Copy)]
+pub(crate) struct RegOps<'e>(&'e [EpOp<'e>]);
+
+impl RegOps<'_> {
+    /// No register ops (a partial tile runs its whole epilogue in L1).
+    pub(crate) const NONE: RegOps<'static> = RegOps(&[]);
+}
+
+/// Splits the tile part of an epilogue into what runs on the registers (adds and cheap
+/// activations) and what runs on the stored tile in L1 (from the first activation that needs
+/// exp, log or division on).
+pub(crate) fn split_register_ops<'e>(ops: &'e [EpOp<'e>]) -> (RegOps<'e>, &'e [EpOp<'e>]) {
+    let at = ops
+        .iter()
+        .position(|op| !op.is_cheap())
+        .unwrap_or(ops.len());
+    let (reg, l1) = ops.split_at(at);
+    (RegOps(reg), l1)
+}
+
+/// The epilogue of one tile and where the tile is: its operands are read at these rows and
+/// columns (not where C is stored: a partial tile is stored in a stack buffer).
+#[derive(Clone, Copy)]
+pub(crate) struct TileEpilogue<'e> {
+    /// Ops on the accumulators (empty for a partial tile).
+    pub reg: RegOps<'e>,
+    /// Ops on the stored tile.
+    pub l1: &'e [EpOp<'e>],
+    /// The tile's first row, in the rows of the matrix operands.
+    pub row: usize,
+    /// The tile's first column (its panel's).
+    pub col: usize,
+    /// Real columns: NR, fewer only on a layer's last panel (whose ops all run in L1).
+    pub cols: usize,
+}
+
+/// The register ops on the accumulators of a full `R x NR` tile (`NR = NV * LANES`), in order;
+/// then every NaN made canonical.
+///
+/// # Safety
+/// The tile is full (`e.col + NR <= N`) and the ops passed `GemmCall::check` for a call whose
+/// rows include `e.row..e.row + R`: every operand value read here exists.
+#[cfg_attr(sinter_inline, inline(always))]
+pub(crate) unsafe fn register_epilogue<V: Simd, const R: usize, const NV: usize>(
+    acc: &mut [[V; NV]; R],
+    e: &TileEpilogue<'_>,
+) {
+    let lanes = V::LANES;
+    for op in e.reg.0 {
+        match op {
+            EpOp::Bias(b) => {
+                // SAFETY: `b` holds N values (check) and `col + NR <= N`.
+                let bv: [V; NV] =
+                    std::array::from_fn(|v| unsafe { V::load(b.as_ptr().add(e.col + v * lanes)) });
+                for row in acc.iter_mut() {
+                    for (x, bv) in row.iter_mut().zip(bv) {
+                        *x = x.add(bv);
+                    }
+                }
+            }
+            EpOp::ScaleShift { scale, shift } => {
+                // SAFETY: as for the bias.
+                let (sv, tv): ([V; NV], [V; NV]) = unsafe {
+                    (
+                        std::array::from_fn(|v| V::load(scale.as_ptr().add(e.col + v * lanes))),
+                        std::array::from_fn(|v| V::load(shift.as_ptr().add(e.col + v * lanes))),
+                    )
+                };
+                for row in acc.iter_mut() {
+                    for ((x, s), t) in row.iter_mut().zip(sv).zip(tv) {
+                        *x = x.fma(s, t);
+                    }
+                }
+            }
+            EpOp::AddC(m) => {
+                for (r, row) in acc.iter_mut().enumerate() {
+                    // SAFETY: row `e.row + r` is one of the call's rows, whose N values the
+                    // operand holds (check), and `col + NR <= N`.
+                    let p = unsafe { m.data.as_ptr().add((e.row + r) * m.ld + e.col) };
+                    for (v, x) in row.iter_mut().enumerate() {
+                        // SAFETY: as above.
+                        *x = x.add(unsafe { V::load(p.add(v * lanes)) });
+                    }
+                }
+            }
+            EpOp::Norm(_) => unreachable!("row-wise ops never run on the registers"),
+            EpOp::Act(act) => {
+                for row in acc.iter_mut() {
+                    for x in row.iter_mut() {
+                        // `RegOps` holds only cheap activations: `None` is unreachable.
+                        *x = math::apply_cheap(*act, *x).unwrap_or(*x);
+                    }
+                }
+            }
+        }
+    }
+    for row in acc.iter_mut() {
+        for x in row.iter_mut() {
+            *x = math::canonical_nan(*x, *x);
+        }
+    }
+}
+
+/// The L1 ops on a stored tile of `rows` rows, `nr` values `ldc` apart from `c`: per-column
+/// ops on its real columns, activations on whole rows of the tile.
+///
+/// # Safety
+/// `V`'s instruction set is available; `c` is readable and writable at `r * ldc + j` for
+/// `r < rows`, `j < nr`, and nothing else references those values; `e.cols <= nr`; the ops
+/// passed `GemmCall::check` for a call whose rows include `e.row..e.row + rows` and whose
+/// columns include `e.col..e.col + e.cols`.
+#[cfg_attr(sinter_inline, inline(always))]
+pub(crate) unsafe fn l1_epilogue<V: Simd>(
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    nr: usize,
+    e: &TileEpilogue<'_>,
+) {
+    let row = |r: usize| {
+        // SAFETY: row r of the tile holds `nr >= cols` values (caller contract) and nothing
+        // else references them during this call.
+        unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), e.cols) }
+    };
+    let cols = e.col..e.col + e.cols;
+    for op in e.l1 {
+        match op {
+            EpOp::Bias(b) => (0..rows).for_each(|r| add_bias(row(r), &b[cols.clone()])),
+            EpOp::ScaleShift { scale, shift } => {
+                let (s, t) = (&scale[cols.clone()], &shift[cols.clone()]);
+                (0..rows).for_each(|r| scale_shift(row(r), s, t));
+            }
+            EpOp::AddC(m) => {
+                (0..rows).for_each(|r| add_bias(row(r), m.row(e.row + r, e.col, e.cols)));
+            }
+            // SAFETY: the ISA is available and C holds `rows` rows of `nr` values (caller
+            // contract); one call per tile.
+            EpOp::Act(act) => unsafe { V::act_rows(*act, c, ldc, rows, nr) },
+            EpOp::Norm(_) => unreachable!("row-wise ops run in the row stage"),
+        }
+    }
+}
+
+/// Runs the row-wise part of an epilogue (from the first row-wise op on) over one whole row,
+/// row `r` of the call's matrix operands. `R8` is an 8-lane vector.
+///
+/// # Safety
+/// `V`'s and `R8`'s instruction sets are available.
+#[cfg_attr(sinter_inline, inline(always))]
+pub(crate) unsafe fn row_ops<V: Simd, R8: Simd>(ops: &[EpOp<'_>], r: usize, row: &mut [f32]) {
+    let n = row.len();
+    for op in ops {
+        match op {
+            // SAFETY: the caller's contract.
+            EpOp::Act(Activation::Softmax) => unsafe { math::row_softmax::<R8>(row, false) },
+            // SAFETY: the caller's contract.
+            EpOp::Act(Activation::LogSoftmax) => unsafe { math::row_softmax::<R8>(row, true) },
+            // SAFETY: ISA availability is the Simd type's invariant.
+            EpOp::Act(act) => unsafe { V::act_slice(*act, row) },
+            EpOp::Bias(b) => add_bias(row, b),
+            EpOp::ScaleShift { scale, shift } => scale_shift(row, scale, shift),
+            EpOp::AddC(m) => add_bias(row, m.row(r, 0, n)),
+            EpOp::Norm(norm) => {
+                assert!(
+                    norm.gamma.as_ref().is_none_or(|g| g.len() == n)
+                        && norm.beta.as_ref().is_none_or(|b| b.len() == n),
+                    "norm parameters for rows of {n}"
+                );
+                // SAFETY: ISA availability is the Simd type's invariant; gamma and beta are
+                // `n` long (asserted).
+                unsafe { V::norm_row(norm, row) }
+            }
+        }
+    }
+}
+
+/// `row += v` elementwise (a bias or a row of a matrix operand), NaN canonical: the same bits
+/// as the register epilogue's vector add.
+fn add_bias(row: &mut [f32], v: &[f32]) {
+    for (x, &b) in row.iter_mut().zip(v) {
+        let y = *x + b;
+        *x = if y.is_nan() { f32::NAN } else { y };
+    }
+}
+
+/// `row = row * scale + shift` with one rounding, NaN canonical: the same bits as the register
+/// epilogue's FMA.
+fn scale_shift(row: &mut [f32], scale: &[f32], shift: &[f32]) {
+    for ((x, &s), &t) in row.iter_mut().zip(scale).zip(shift) {
+        let y = super::fused::fused(*x, s, t);
+        *x = if y.is_nan() { f32::NAN } else { y };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::portable::Portable;
+
+    #[test]
+    fn register_ops_are_exactly_the_cheap_activations() {
+        let bias = [0.0f32; 4];
+        for act in Activation::ALL {
+            // SAFETY: portable lanes need no CPU feature.
+            let x = unsafe { Portable::splat(0.5) };
+            assert_eq!(math::apply_cheap(act, x).is_some(), act.is_cheap(), "{act}");
+            let ops = [
+                EpOp::bias(&bias),
+                EpOp::Act(act),
+                EpOp::Act(Activation::RELU),
+            ];
+            let (reg, l1) = split_register_ops(&ops);
+            let cheap = |op: &EpOp<'_>| match op {
+                EpOp::Bias(_) | EpOp::ScaleShift { .. } | EpOp::AddC(_) => true,
+                EpOp::Act(a) => a.is_cheap(),
+                EpOp::Norm(_) => false,
+            };
+            assert!(reg.0.iter().all(cheap), "{act}");
+            assert_eq!(reg.0.len() + l1.len(), 3);
+        }
+    }
+}
