@@ -500,75 +500,13 @@ fn step_kind(
             weights,
             acts,
             conv,
-        } => {
-            let units = *node.shape.last().expect("checked rank");
-            let (k, window) = match conv {
-                Some(c) => (
-                    c.size * x[1],
-                    Some(gemm::Window {
-                        lda: c.stride * x[1],
-                        offset: c.offset * x[1],
-                        segments: None,
-                    }),
-                ),
-                None => (*x.last().expect("checked rank"), None),
-            };
-            // The epilogue owns its operands; each is checked against the layer's width.
-            let mut ops: Vec<EpOp<'static>> = Vec::new();
-            if let Some(b) = &weights.bias {
-                ops.push(EpOp::Bias(b.clone().into()));
-            }
-            ops.extend(acts.iter().map(|e| match e {
-                Epi::Act(a) => EpOp::Act(*a),
-                Epi::Affine { scale, shift } => EpOp::ScaleShift {
-                    scale: scale.clone().into(),
-                    shift: shift.clone().into(),
-                },
-                Epi::Norm(n) => EpOp::Norm(std::borrow::Cow::Owned(kernels::RowNorm {
-                    epsilon: n.epsilon,
-                    rms: n.rms,
-                    gamma: n.gamma.clone(),
-                    beta: n.beta.clone(),
-                })),
-            }));
-            let rows = checked_elems(&node.shape).unwrap_or(0) / units;
-            let shape_err = |e: kernels::PackError| Error::Shape {
-                layer: node.name.clone(),
-                msg: e.to_string(),
-            };
-            let packed = PackedB::pack(isa, &weights.kernel, k, units).map_err(shape_err)?;
-            for op in &ops {
-                op.check(units).map_err(shape_err)?;
-            }
-            let (w, tuned) = match tune_batch {
-                // A convolution runs one GEMM per sample; a Dense one over the whole batch
-                // (timed at up to 256 rows).
-                Some(batch) => {
-                    let m = if conv.is_some() {
-                        rows
-                    } else {
-                        (rows * batch).min(256)
-                    };
-                    let t = kernels::tune::tune(isa, &weights.kernel, &packed, m, &ops)
-                        .map_err(shape_err)?;
-                    (t.packed, Some(t.report))
-                }
-                None => (packed, None),
-            };
-            let (ldc, col) = match into {
-                Some((c, col)) => (*g.nodes[c].shape.last().expect("rank"), col),
-                None => (units, 0),
-            };
-            Kind::Dense {
-                w: Box::new(w),
-                ops,
-                rows,
-                conv: window,
-                ldc,
-                col,
-                tuned,
-            }
-        }
+        } => dense_kind(
+            g,
+            i,
+            isa,
+            (into, tune_batch),
+            (weights, acts, conv.as_ref()),
+        )?,
         Op::Pad {
             left,
             right,
@@ -616,6 +554,90 @@ fn step_kind(
         Op::Input | Op::Flatten | Op::Dropout | Op::Reshape => {
             unreachable!("inputs and views have no step")
         }
+    })
+}
+
+/// A Dense or convolution step: its epilogue (each op owning its operand, checked against
+/// the layer's width) and its weights packed (and timed, with `tune_batch`) for `isa`.
+fn dense_kind(
+    g: &Graph,
+    i: usize,
+    isa: Isa,
+    (into, tune_batch): (Option<(usize, usize)>, Option<usize>),
+    (weights, acts, conv): (
+        &crate::model::DenseWeights,
+        &[Epi<'_>],
+        Option<&passes::ConvRows>,
+    ),
+) -> Result<Kind> {
+    let node = &g.nodes[i];
+    let x = &g.nodes[node.inputs[0]].shape;
+    let units = *node.shape.last().expect("checked rank");
+    let (k, window) = match conv {
+        Some(c) => (
+            c.size * x[1],
+            Some(gemm::Window {
+                lda: c.stride * x[1],
+                offset: c.offset * x[1],
+                segments: None,
+            }),
+        ),
+        None => (*x.last().expect("checked rank"), None),
+    };
+    // The epilogue owns its operands; each is checked against the layer's width.
+    let mut ops: Vec<EpOp<'static>> = Vec::new();
+    if let Some(b) = &weights.bias {
+        ops.push(EpOp::Bias(b.clone().into()));
+    }
+    ops.extend(acts.iter().map(|e| match e {
+        Epi::Act(a) => EpOp::Act(*a),
+        Epi::Affine { scale, shift } => EpOp::ScaleShift {
+            scale: scale.clone().into(),
+            shift: shift.clone().into(),
+        },
+        Epi::Norm(n) => EpOp::Norm(std::borrow::Cow::Owned(kernels::RowNorm {
+            epsilon: n.epsilon,
+            rms: n.rms,
+            gamma: n.gamma.clone(),
+            beta: n.beta.clone(),
+        })),
+    }));
+    let rows = checked_elems(&node.shape).unwrap_or(0) / units;
+    let shape_err = |e: kernels::PackError| Error::Shape {
+        layer: node.name.clone(),
+        msg: e.to_string(),
+    };
+    let packed = PackedB::pack(isa, &weights.kernel, k, units).map_err(shape_err)?;
+    for op in &ops {
+        op.check(units).map_err(shape_err)?;
+    }
+    let (w, tuned) = match tune_batch {
+        // A convolution runs one GEMM per sample; a Dense one over the whole batch
+        // (timed at up to 256 rows).
+        Some(batch) => {
+            let m = if conv.is_some() {
+                rows
+            } else {
+                (rows * batch).min(256)
+            };
+            let t =
+                kernels::tune::tune(isa, &weights.kernel, &packed, m, &ops).map_err(shape_err)?;
+            (t.packed, Some(t.report))
+        }
+        None => (packed, None),
+    };
+    let (ldc, col) = match into {
+        Some((c, col)) => (*g.nodes[c].shape.last().expect("rank"), col),
+        None => (units, 0),
+    };
+    Ok(Kind::Dense {
+        w: Box::new(w),
+        ops,
+        rows,
+        conv: window,
+        ldc,
+        col,
+        tuned,
     })
 }
 
