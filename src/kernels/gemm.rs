@@ -434,8 +434,13 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                 seg_k += segs[seg].len;
                 seg += 1;
             }
-            // The pass in one segment (every pass of a plain A): read it as one run.
-            let run = (pc + kc <= seg_k + segs[seg].len).then(|| segs[seg].offset + pc - seg_k);
+            // The pass in one segment (every pass of a plain A): read it as one run. (An
+            // empty pass reads nothing: its run starts at the row, whatever its segments.)
+            let run = if kc == 0 {
+                Some(0)
+            } else {
+                (pc + kc <= seg_k + segs[seg].len).then(|| segs[seg].offset + pc - seg_k)
+            };
             let mut ic = 0;
             while ic < m {
                 let mc = blk.mc.min(m - ic);
