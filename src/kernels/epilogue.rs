@@ -220,11 +220,11 @@ pub(crate) unsafe fn register_epilogue<V: Simd, const R: usize, const NV: usize>
                 }
             }
             EpOp::Norm(_) => unreachable!("row-wise ops never run on the registers"),
-            EpOp::Act(act) => {
+            &EpOp::Act(act) => {
                 for row in acc.iter_mut() {
                     for x in row.iter_mut() {
                         // `RegOps` holds only cheap activations: `None` is unreachable.
-                        *x = math::apply_cheap(*act, *x).unwrap_or(*x);
+                        *x = math::apply_cheap(act, *x).unwrap_or(*x);
                     }
                 }
             }

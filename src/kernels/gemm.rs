@@ -434,8 +434,13 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                 seg_k += segs[seg].len;
                 seg += 1;
             }
-            // The pass in one segment (every pass of a plain A): read it as one run.
-            let run = (pc + kc <= seg_k + segs[seg].len).then(|| segs[seg].offset + pc - seg_k);
+            // The pass in one segment (every pass of a plain A): read it as one run. (An
+            // empty pass reads nothing: its run starts at the row, whatever its segments.)
+            let run = if kc == 0 {
+                Some(0)
+            } else {
+                (pc + kc <= seg_k + segs[seg].len).then(|| segs[seg].offset + pc - seg_k)
+            };
             let mut ic = 0;
             while ic < m {
                 let mc = blk.mc.min(m - ic);
@@ -443,15 +448,20 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                     let cols = nr.min(n - jp * nr);
                     // SAFETY: in bounds by `g.check`: panel jp starts at jp*k*nr, block pc at pc*nr.
                     let bp = unsafe { b.add(jp * k * nr + pc * nr) };
+                    // A partial panel runs its whole tile epilogue in L1.
+                    let (reg, l1) = if cols == nr {
+                        (reg_ops, l1_ops)
+                    } else {
+                        (RegOps::NONE, tile_ops)
+                    };
                     let mut ir = 0;
                     let mut t = 0;
                     while ir < mc {
                         let rows = tile_rows(mc, MR, t);
                         let row = ic + ir;
                         let epi = last.then_some(TileEpilogue {
-                            // A partial panel runs its whole tile epilogue in L1.
-                            reg: if cols == nr { reg_ops } else { RegOps::NONE },
-                            l1: if cols == nr { l1_ops } else { tile_ops },
+                            reg,
+                            l1,
                             row: g.row0 + row,
                             col: jp * nr,
                             cols,

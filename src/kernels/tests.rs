@@ -632,6 +632,22 @@ fn add_c_extent_is_checked() {
 }
 
 #[test]
+fn empty_k_reads_no_segment() {
+    // K = 0: nothing is read, whatever an empty segment's offset; the bias alone remains.
+    let segs = [Segment {
+        offset: usize::MAX,
+        len: 0,
+    }];
+    for isa in Isa::available() {
+        let p = PackedB::pack(isa, &[], 0, 2).expect("packs");
+        let mut c = [0.0f32; 2];
+        let ops = [EpOp::bias(&[1.0, 2.0])];
+        Gemm::new(isa, 1, ARows::segmented(&[], 1, &segs), p.view(), &ops).run(&mut c, 2);
+        assert_eq!(c, [1.0, 2.0], "{isa}");
+    }
+}
+
+#[test]
 #[should_panic(expected = "segments do not add up")]
 fn segments_must_add_up_to_k() {
     let p = PackedB::pack(Isa::Generic, &[1.0; 8], 4, 2).expect("packs");
