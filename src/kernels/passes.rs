@@ -1,0 +1,62 @@
+//! Passes over activations outside the GEMM: the separate activation pass, per-row
+//! activations, channel affine and row normalization. Each gives the bits of the
+//! corresponding fused epilogue.
+
+use super::dispatch::with_tier;
+use super::{Activation, EpOp, Isa, RowNorm};
+
+/// Applies an elementwise activation in place (the separate pass of an unfused plan).
+/// A row-wise activation (softmax) treats all of `data` as one row.
+pub fn activation(isa: Isa, act: Activation, data: &mut [f32]) {
+    if act.is_row_wise() {
+        let n = data.len().max(1);
+        return rows(isa, act, data, n);
+    }
+    with_tier!(isa, |t| t.activation(act, data))
+}
+
+/// Applies an activation to each `n`-wide row of `data`: softmax and log-softmax per row,
+/// elementwise ones to every value. The same bits as the fused row epilogue.
+///
+/// # Panics
+/// If `n` is 0 or `data` is not whole rows.
+pub fn rows(isa: Isa, act: Activation, data: &mut [f32], n: usize) {
+    let ops = &[EpOp::Act(act)];
+    assert!(
+        n > 0 && data.len().is_multiple_of(n),
+        "data is whole rows of n"
+    );
+    with_tier!(isa, |t| t.rows(ops, data, n))
+}
+
+/// `x * scale[c] + shift[c]` with one rounding, over rows of `scale.len()` channels of
+/// `data` (batch normalization, `Normalization`, `Rescaling`). Every tier gives the same bits.
+///
+/// # Panics
+/// If `shift` and `scale` differ in length or `data` is not whole rows.
+pub fn affine(isa: Isa, data: &mut [f32], scale: &[f32], shift: &[f32]) {
+    assert!(
+        scale.len() == shift.len() && (scale.is_empty() || data.len().is_multiple_of(scale.len())),
+        "affine: {} values in rows of {} ({} shifts)",
+        data.len(),
+        scale.len(),
+        shift.len()
+    );
+    with_tier!(isa, |t| t.affine(data, scale, shift))
+}
+
+/// Layer (or RMS) normalization of each `n`-wide row of `data`, in the canonical order (the
+/// same bits on every tier, for every row position and batch).
+///
+/// # Panics
+/// If `data` is not whole rows, or `gamma` / `beta` are not `n` long.
+pub fn norm_rows(isa: Isa, norm: &RowNorm, data: &mut [f32], n: usize) {
+    assert!(
+        n > 0
+            && data.len().is_multiple_of(n)
+            && norm.gamma.as_ref().is_none_or(|g| g.len() == n)
+            && norm.beta.as_ref().is_none_or(|b| b.len() == n),
+        "norm_rows: rows of {n}"
+    );
+    with_tier!(isa, |t| t.norm_rows(norm, data, n))
+}
