@@ -408,6 +408,13 @@ fn bad_requests_get_4xx_and_the_server_keeps_serving() {
             "/v2/models/seed/infer",
             json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}).to_string().into_bytes(),
             400,
+            "the model takes [rows, 784]",
+        ),
+        (
+            "POST",
+            "/v2/models/seed/infer",
+            json!({"inputs": [{"name": "x", "datatype": "FP32", "data": [1, 2, 3]}]}).to_string().into_bytes(),
+            400,
             "not a whole number of samples",
         ),
         (

@@ -159,6 +159,10 @@ enum Command {
         /// 408).
         #[arg(long, default_value_t = serve::BODY_TIMEOUT.as_millis() as u64)]
         body_timeout_ms: u64,
+        /// Bytes all requests in flight may hold at once (bodies, decoded tensors, answers);
+        /// past it a request gets 503 with Retry-After [default: a quarter of the memory].
+        #[arg(long)]
+        max_inflight_bytes: Option<usize>,
     },
 }
 
@@ -308,6 +312,7 @@ fn main() -> ExitCode {
             max_connections,
             header_timeout_ms,
             body_timeout_ms,
+            max_inflight_bytes,
         }) => serve::run(
             &models,
             &host,
@@ -321,6 +326,7 @@ fn main() -> ExitCode {
                 max_connections,
                 header_timeout: std::time::Duration::from_millis(header_timeout_ms),
                 body_timeout: std::time::Duration::from_millis(body_timeout_ms),
+                max_inflight: max_inflight_bytes.unwrap_or_else(serve::default_inflight),
             },
         ),
     };

@@ -12,15 +12,27 @@
 //! keeps serving. SIGTERM or Ctrl-C closes the listening socket (new connections are refused)
 //! and lets in-flight requests finish.
 //!
+//! Memory: every byte a request holds (its body, its decoded tensors, its answer until
+//! written) is charged to one budget, `--max-inflight-bytes`; past it a request gets 503 with
+//! `Retry-After` at once. Decoding and encoding run on a pool of one thread per core
+//! ([`on_cpu`]), never on the threads that accept connections and answer `/v2/health/*`,
+//! metadata and `/metrics`, so probes answer while large bodies are decoded. Worst case with
+//! the defaults: the budget (a quarter of the machine's memory), plus the models and their
+//! arenas, plus hyper's buffers for the connections (`--max-connections` x a few KiB).
+//!
 //! This file routes requests and holds connections; decoding a request into the model's input
 //! arrays and encoding its outputs (KServe v2 JSON and binary tensors, TF Serving predict) is
-//! `codec.rs`.
+//! `codec.rs` and `decode.rs`, the budget `budget.rs`, bodies in and out `body.rs`.
 
+mod body;
+mod budget;
 mod codec;
+mod decode;
 
-use codec::{Encoded, HEADER_LENGTH};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
+use body::{Answer, ReadFault};
+use budget::{Budget, Held};
+use codec::{Encoded, Fault, HEADER_LENGTH};
+use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
@@ -43,6 +55,11 @@ const QUEUE_ROWS_PER_BATCH_ROW: usize = 64;
 /// Seconds a client refused with 503 (a full queue) is asked to wait before retrying.
 const RETRY_AFTER_SECS: u32 = 1;
 
+/// The default `--max-inflight-bytes`: a quarter of the machine's memory.
+pub(crate) fn default_inflight() -> usize {
+    budget::default_limit()
+}
+
 /// Latency histogram bucket bounds, seconds.
 const LATENCY: [f64; 10] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
@@ -53,12 +70,51 @@ struct Served {
     batcher: Batcher,
 }
 
+/// A histogram of durations over [`LATENCY`]'s buckets.
+#[derive(Default)]
+struct Histogram {
+    counts: [AtomicU64; LATENCY.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let bucket = LATENCY
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(LATENCY.len());
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(
+            d.as_micros().try_into().unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Prometheus text lines of the histogram `name`.
+    fn write(&self, t: &mut String, name: &str) {
+        use std::fmt::Write;
+        let _ = writeln!(t, "# TYPE {name} histogram");
+        let mut cum = 0;
+        for (k, bound) in LATENCY.iter().enumerate() {
+            cum += self.counts[k].load(Ordering::Relaxed);
+            let _ = writeln!(t, "{name}_bucket{{le=\"{bound}\"}} {cum}");
+        }
+        cum += self.counts[LATENCY.len()].load(Ordering::Relaxed);
+        let _ = writeln!(t, "{name}_bucket{{le=\"+Inf\"}} {cum}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(t, "{name}_sum {sum}");
+        let _ = writeln!(t, "{name}_count {cum}");
+    }
+}
+
 #[derive(Default)]
 struct Metrics {
     requests: AtomicU64,
     errors: AtomicU64,
-    latency: [AtomicU64; LATENCY.len() + 1],
-    latency_sum_us: AtomicU64,
+    latency: Histogram,
+    /// Time to decode a request body into the model's arrays.
+    decode: Histogram,
 }
 
 struct State {
@@ -66,6 +122,9 @@ struct State {
     metrics: Metrics,
     max_body: usize,
     body_timeout: Duration,
+    budget: Budget,
+    /// Permits for CPU work off the connection threads: one per core.
+    cpu: Arc<tokio::sync::Semaphore>,
 }
 
 /// A model argument: `NAME=MODEL`, or MODEL named by its file stem (`builtin:x` is `x`).
@@ -104,6 +163,8 @@ pub(crate) struct Limits {
     pub(crate) header_timeout: Duration,
     /// Time a client has to send a request's body.
     pub(crate) body_timeout: Duration,
+    /// Bytes all requests in flight may hold at once.
+    pub(crate) max_inflight: usize,
 }
 
 impl Limits {
@@ -121,6 +182,7 @@ impl Limits {
         at_least_one("--header-timeout-ms", !self.header_timeout.is_zero())?;
         at_least_one("--body-timeout-ms", !self.body_timeout.is_zero())?;
         at_least_one("--max-connections", self.max_connections > 0)?;
+        at_least_one("--max-inflight-bytes", self.max_inflight > 0)?;
         let most = tokio::sync::Semaphore::MAX_PERMITS;
         if self.max_connections > most {
             return Err(Error::Options(format!(
@@ -143,6 +205,7 @@ pub(crate) fn run(specs: &[String], host: &str, port: u16, limits: Limits) -> Re
         max_connections,
         header_timeout,
         body_timeout,
+        max_inflight,
     } = limits;
     let queue_rows =
         queue_rows.unwrap_or_else(|| max_batch.saturating_mul(QUEUE_ROWS_PER_BATCH_ROW));
@@ -167,6 +230,10 @@ pub(crate) fn run(specs: &[String], host: &str, port: u16, limits: Limits) -> Re
         metrics: Metrics::default(),
         max_body,
         body_timeout,
+        budget: Budget::new(max_inflight),
+        cpu: Arc::new(tokio::sync::Semaphore::new(
+            sinter::plan::default_threads().max(1),
+        )),
     });
     let addr: SocketAddr = format!("{host}:{port}")
         .parse()
@@ -270,16 +337,41 @@ async fn shutdown_signal() {
     }
 }
 
-type Reply = Response<Full<Bytes>>;
+type Reply = Response<Answer>;
 
 fn reply(status: StatusCode, body: &Value) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    json_reply(status, Answer::new(body.to_string()))
+}
+
+fn json_reply(status: StatusCode, body: Answer) -> Reply {
+    let mut r = Response::new(body);
     *r.status_mut() = status;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
     );
     r
+}
+
+/// 503 with `Retry-After`: the server is busy (a full queue, the memory budget).
+fn busy(msg: impl std::fmt::Display) -> Reply {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, msg);
+    r.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from(RETRY_AFTER_SECS),
+    );
+    r
+}
+
+/// Runs `f` on the CPU pool: one thread per core, waited for without holding a connection
+/// thread (backpressure: requests past the pool wait for a permit, and every one of them
+/// already holds its bytes in the budget). `None` if `f` panicked.
+async fn on_cpu<T: Send + 'static>(
+    state: &State,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let _permit = state.cpu.acquire().await.ok()?;
+    tokio::task::spawn_blocking(f).await.ok()
 }
 
 fn error(status: StatusCode, msg: impl std::fmt::Display) -> Reply {
@@ -294,14 +386,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Reply {
     if !r.status().is_success() {
         m.errors.fetch_add(1, Ordering::Relaxed);
     }
-    let secs = start.elapsed().as_secs_f64();
-    let bucket = LATENCY
-        .iter()
-        .position(|&b| secs <= b)
-        .unwrap_or(LATENCY.len());
-    m.latency[bucket].fetch_add(1, Ordering::Relaxed);
-    m.latency_sum_us
-        .fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+    m.latency.observe(start.elapsed());
     r
 }
 
@@ -317,7 +402,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Reply {
             &json!({"name": "sinter", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data"]}),
         ),
         (&Method::GET, ["metrics"]) => {
-            let mut r = Response::new(Full::new(Bytes::from(metrics_text(state))));
+            let mut r = Response::new(Answer::new(metrics_text(state)));
             r.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
                 hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -346,8 +431,9 @@ async fn route(state: &State, req: Request<Incoming>) -> Reply {
                     .headers()
                     .get(HEADER_LENGTH)
                     .map(|v| v.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()));
-                match body_bytes(req, state).await {
-                    Ok(body) => kserve_infer(s, &body, header).await,
+                let mut held = state.budget.hold();
+                match body_bytes(req, state, &mut held).await {
+                    Ok(body) => kserve_infer(state, s, body, header, held).await,
                     Err(r) => r,
                 }
             }
@@ -355,10 +441,13 @@ async fn route(state: &State, req: Request<Incoming>) -> Reply {
         },
         (&Method::POST, ["v1", "models", name_predict]) => {
             match name_predict.strip_suffix(":predict").and_then(model) {
-                Some(s) => match body_json(req, state).await {
-                    Ok(body) => tf_predict(s, body).await,
-                    Err(r) => r,
-                },
+                Some(s) => {
+                    let mut held = state.budget.hold();
+                    match body_bytes(req, state, &mut held).await {
+                        Ok(body) => tf_predict(state, s, body, held).await,
+                        Err(r) => r,
+                    }
+                }
                 None => not_found(name_predict.trim_end_matches(":predict")),
             }
         }
@@ -382,77 +471,107 @@ fn duration_text(d: Duration) -> String {
     }
 }
 
-/// The request body, at most `--max-body-bytes`, within `--body-timeout-ms`.
-async fn body_bytes(req: Request<Incoming>, state: &State) -> std::result::Result<Bytes, Reply> {
-    let max = state.max_body;
-    let body = Limited::new(req.into_body(), max);
-    let collected = match tokio::time::timeout(state.body_timeout, body.collect()).await {
-        Ok(c) => c,
-        Err(_) => {
-            return Err(error(
+/// The request body, at most `--max-body-bytes`, within `--body-timeout-ms`, charged to
+/// `held`.
+async fn body_bytes(
+    req: Request<Incoming>,
+    state: &State,
+    held: &mut Held,
+) -> std::result::Result<Vec<u8>, Reply> {
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok());
+    let body = req.into_body();
+    body::read(body, declared, state.max_body, state.body_timeout, held)
+        .await
+        .map_err(|f| match f {
+            ReadFault::TooLarge(max) => error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is over {max} bytes"),
+            ),
+            ReadFault::Timeout(t) => error(
                 StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the body did not arrive within {}",
-                    duration_text(state.body_timeout)
-                ),
-            ));
-        }
-    };
-    match collected {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) => {
-            let too_big = e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some();
-            Err(if too_big {
-                error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the body is over {max} bytes"),
-                )
-            } else {
+                format!("the body did not arrive within {}", duration_text(t)),
+            ),
+            ReadFault::Broken(e) => {
                 error(StatusCode::BAD_REQUEST, format!("reading the body: {e}"))
-            })
-        }
+            }
+            ReadFault::Busy(e) => busy(e),
+        })
+}
+
+/// The answer to a decoding fault.
+fn fault(f: Fault) -> Reply {
+    match f {
+        Fault::Bad(m) => error(StatusCode::BAD_REQUEST, m),
+        Fault::Busy(m) => busy(m),
     }
 }
 
-/// The request body as JSON (see [`body_bytes`]).
-async fn body_json(req: Request<Incoming>, state: &State) -> std::result::Result<Value, Reply> {
-    codec::parse_json(&body_bytes(req, state).await?).map_err(|m| error(StatusCode::BAD_REQUEST, m))
+/// 500: CPU work panicked (a bug; the server serves on).
+fn internal() -> Reply {
+    error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
 }
 
 /// The status for a run's error: the caller's fault (4xx) or the server's (503 when busy,
 /// with `Retry-After`).
 fn run_error(e: &Error) -> Reply {
     match e {
-        Error::Overloaded(_) => {
-            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e);
-            r.headers_mut().insert(
-                hyper::header::RETRY_AFTER,
-                hyper::header::HeaderValue::from(RETRY_AFTER_SECS),
-            );
-            r
-        }
+        Error::Overloaded(_) => busy(e),
         _ => error(StatusCode::BAD_REQUEST, e),
     }
 }
 
 /// A KServe v2 infer. `header`: the `Inference-Header-Content-Length` header, if sent
-/// (`Some(None)` when it is not a number).
-async fn kserve_infer(s: &Served, body: &[u8], header: Option<Option<usize>>) -> Reply {
-    let plan = s.batcher.plan();
-    let mut req = match codec::kserve_request(plan, body, header) {
+/// (`Some(None)` when it is not a number). `held` holds the body's bytes.
+async fn kserve_infer(
+    state: &State,
+    s: &Served,
+    body: Vec<u8>,
+    header: Option<Option<usize>>,
+    mut held: Held,
+) -> Reply {
+    let plan = s.batcher.plan().clone();
+    let decoded = on_cpu(state, move || {
+        let start = Instant::now();
+        let r = codec::kserve_request(&plan, &body, header, &mut held);
+        // The body is decoded: its bytes go back to the budget.
+        held.shrink_to(held.bytes().saturating_sub(body.len()));
+        (r, held, start.elapsed())
+    })
+    .await;
+    let Some((decoded, mut held, took)) = decoded else {
+        return internal();
+    };
+    state.metrics.decode.observe(took);
+    let mut req = match decoded {
         Ok(r) => r,
-        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+        Err(f) => return fault(f),
     };
     let outs = match s.batcher.run_async(std::mem::take(&mut req.arrays)).await {
         Ok(outs) => outs,
         Err(e) => return run_error(&e),
     };
-    match codec::kserve_response(plan, &s.name, &req, &outs) {
-        Encoded::Json(r) => reply(StatusCode::OK, &r),
+    // The answer's bytes: the run's outputs as text, about 12 bytes a value at most.
+    let estimate = outs.iter().map(|o| o.len() * 16).sum::<usize>() + 1024;
+    if let Err(e) = held.grow(estimate) {
+        return busy(e);
+    }
+    let plan = s.batcher.plan().clone();
+    let name = s.name.clone();
+    let encoded = on_cpu(state, move || {
+        codec::kserve_response(&plan, &name, &req, &outs)
+    })
+    .await;
+    let Some(encoded) = encoded else {
+        return internal();
+    };
+    held.shrink_to(encoded.len());
+    match encoded {
+        Encoded::Json(bytes) => json_reply(StatusCode::OK, Answer::held(bytes, held)),
         Encoded::Binary { bytes, header_len } => {
-            let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+            let mut resp = Response::new(Answer::held(bytes, held));
             let headers = resp.headers_mut();
             headers.insert(
                 hyper::header::CONTENT_TYPE,
@@ -465,16 +584,37 @@ async fn kserve_infer(s: &Served, body: &[u8], header: Option<Option<usize>>) ->
 }
 
 /// TensorFlow Serving's REST predict (see [`codec::tf_request`]).
-async fn tf_predict(s: &Served, body: Value) -> Reply {
-    let plan = s.batcher.plan();
-    let (arrays, rows) = match codec::tf_request(plan, body) {
-        Ok(r) => r,
-        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+async fn tf_predict(state: &State, s: &Served, body: Vec<u8>, mut held: Held) -> Reply {
+    let plan = s.batcher.plan().clone();
+    let decoded = on_cpu(state, move || {
+        let start = Instant::now();
+        let r = codec::tf_request(&plan, &body, &mut held);
+        held.shrink_to(held.bytes().saturating_sub(body.len()));
+        (r, held, start.elapsed())
+    })
+    .await;
+    let Some((decoded, mut held, took)) = decoded else {
+        return internal();
     };
-    match s.batcher.run_async(arrays).await {
-        Ok(outs) => reply(StatusCode::OK, &codec::tf_response(plan, rows, &outs)),
-        Err(e) => run_error(&e),
+    state.metrics.decode.observe(took);
+    let (arrays, rows) = match decoded {
+        Ok(r) => r,
+        Err(f) => return fault(f),
+    };
+    let outs = match s.batcher.run_async(arrays).await {
+        Ok(outs) => outs,
+        Err(e) => return run_error(&e),
+    };
+    let estimate = outs.iter().map(|o| o.len() * 16).sum::<usize>() + 1024;
+    if let Err(e) = held.grow(estimate) {
+        return busy(e);
     }
+    let plan = s.batcher.plan().clone();
+    let Some(bytes) = on_cpu(state, move || codec::tf_response(&plan, rows, &outs)).await else {
+        return internal();
+    };
+    held.shrink_to(bytes.len());
+    json_reply(StatusCode::OK, Answer::held(bytes, held))
 }
 
 fn metrics_text(state: &State) -> String {
@@ -493,26 +633,22 @@ fn metrics_text(state: &State) -> String {
         "sinter_request_errors_total {}",
         m.errors.load(Ordering::Relaxed)
     );
-    let _ = writeln!(t, "# TYPE sinter_request_duration_seconds histogram");
-    let mut cum = 0;
-    for (k, bound) in LATENCY.iter().enumerate() {
-        cum += m.latency[k].load(Ordering::Relaxed);
-        let _ = writeln!(
-            t,
-            "sinter_request_duration_seconds_bucket{{le=\"{bound}\"}} {cum}"
-        );
+    m.latency.write(&mut t, "sinter_request_duration_seconds");
+    m.decode.write(&mut t, "sinter_decode_seconds");
+    let b = &state.budget;
+    for (name, kind, v) in [
+        ("sinter_inflight_bytes", "gauge", b.used() as u64),
+        ("sinter_inflight_bytes_peak", "gauge", b.peak() as u64),
+        ("sinter_inflight_bytes_limit", "gauge", b.limit() as u64),
+        (
+            "sinter_requests_refused_memory_total",
+            "counter",
+            b.refused(),
+        ),
+    ] {
+        let _ = writeln!(t, "# TYPE {name} {kind}");
+        let _ = writeln!(t, "{name} {v}");
     }
-    cum += m.latency[LATENCY.len()].load(Ordering::Relaxed);
-    let _ = writeln!(
-        t,
-        "sinter_request_duration_seconds_bucket{{le=\"+Inf\"}} {cum}"
-    );
-    let _ = writeln!(
-        t,
-        "sinter_request_duration_seconds_sum {}",
-        m.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
-    );
-    let _ = writeln!(t, "sinter_request_duration_seconds_count {cum}");
     let _ = writeln!(t, "# TYPE sinter_batch_size histogram");
     for s in state.models.values() {
         let st = s.batcher.stats();
