@@ -30,7 +30,12 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sinter"))
             .arg("serve")
             .args(args)
-            .args(["--port", "0", "--max-body-bytes", "200000"])
+            .args(["--port", "0"])
+            .args(if args.contains(&"--max-body-bytes") {
+                &[][..]
+            } else {
+                &["--max-body-bytes", "200000"][..]
+            })
             .stdout(Stdio::piped())
             .spawn()
             .expect("starts");
@@ -810,4 +815,146 @@ fn integer_inputs_as_json_and_binary() {
     assert_eq!(status, 400);
     let msg = json_of(&got)["error"].as_str().unwrap().to_string();
     assert!(msg.contains("2.5 is not an integer"), "{msg}");
+}
+
+/// A value of `/metrics`.
+fn metric(port: u16, name: &str) -> u64 {
+    let (status, text) = http(port, "GET", "/metrics", b"");
+    assert_eq!(status, 200);
+    let text = String::from_utf8(text).unwrap();
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// The server's peak resident memory (`VmHWM`), bytes; `None` off Linux.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Hostile bodies against a small memory budget: six clients send 7.8 MB JSON bodies at once
+/// (valid shapes and shapes the model refuses), one trickles a body, while a normal client
+/// and a liveness probe run. The budget refuses what does not fit with 503 and
+/// `Retry-After`, every normal request is answered bit-exactly, every probe answers, the
+/// budget is whole again afterwards, and the server's peak memory stays near the budget
+/// (a JSON tree of one such body alone would be about 80 MB).
+#[test]
+fn hostile_bodies_stay_within_the_budget_and_probes_answer() {
+    const BUDGET: u64 = 20_000_000;
+    let server = Server::start(&[
+        "builtin:seed",
+        "--max-body-bytes",
+        "8000000",
+        "--max-inflight-bytes",
+        "20000000",
+        "--body-timeout-ms",
+        "2000",
+    ]);
+    let p = server.port;
+    let rows = 2500;
+    let body_of = |shape: [usize; 2]| {
+        let mut b = format!(
+            "{{\"inputs\":[{{\"name\":\"x\",\"shape\":[{},{}],\"datatype\":\"FP32\",\"data\":[",
+            shape[0], shape[1]
+        );
+        b.push_str(&vec!["0.5"; rows * 784].join(","));
+        b.push_str("]}]}");
+        b.into_bytes()
+    };
+    let valid = std::sync::Arc::new(body_of([rows, 784]));
+    let refused = std::sync::Arc::new(body_of([rows * 784 / 3, 3]));
+    assert!(valid.len() < 8_000_000);
+    let start = std::sync::Arc::new(std::sync::Barrier::new(6));
+    let hostile: Vec<_> = (0..6)
+        .map(|k| {
+            let body = if k % 2 == 0 { valid.clone() } else { refused.clone() };
+            let start = start.clone();
+            std::thread::spawn(move || {
+                let mut s = connect(p);
+                // Headers first: the budget is charged from Content-Length before the body.
+                s.write_all(infer_head("seed", body.len()).as_bytes()).unwrap();
+                start.wait();
+                let _ = s.write_all(&body); // a refused body may be cut off
+                let (status, head, got) = read_one(&mut s);
+                (k, status, head, got)
+            })
+        })
+        .collect();
+    // A body that trickles: it times out (408) and gives its bytes back.
+    let slow = std::thread::spawn(move || {
+        let mut s = connect(p);
+        s.write_all(infer_head("seed", 1_000_000).as_bytes()).unwrap();
+        for _ in 0..10 {
+            if s.write_all(b"[").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        read_one(&mut s).0
+    });
+    let probe = std::thread::spawn(move || {
+        let mut answers = 0;
+        for _ in 0..40 {
+            let (status, _) = http(p, "GET", "/v2/health/live", b"");
+            assert_eq!(status, 200);
+            answers += 1;
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        answers
+    });
+    for seed in 0..20 {
+        let x = input(1, seed);
+        let (status, got) = http(p, "POST", "/v2/models/seed/infer", &seed_request(&x));
+        assert_seed_answer(status, &got, &x);
+    }
+    let mut statuses = Vec::new();
+    for h in hostile {
+        let (k, status, head, got) = h.join().unwrap();
+        let text = String::from_utf8_lossy(&got);
+        match status {
+            200 => assert_eq!(k % 2, 0, "a refused shape was answered: {text}"),
+            400 => {
+                assert_eq!(k % 2, 1, "{text}");
+                assert!(text.contains("the model takes [rows, 784]"), "{text}");
+            }
+            503 => {
+                assert!(head.contains("\r\nretry-after: 1\r\n"), "{head}");
+                assert!(text.contains("memory budget"), "{text}");
+            }
+            _ => panic!("status {status}: {text}"),
+        }
+        statuses.push(status);
+    }
+    eprintln!("hostile statuses {statuses:?}");
+    assert!(statuses.contains(&503), "six 7.8 MB bodies fit a 20 MB budget: {statuses:?}");
+    assert_eq!(slow.join().unwrap(), 408);
+    assert_eq!(probe.join().unwrap(), 40);
+    assert!(metric(p, "sinter_requests_refused_memory_total") > 0);
+    assert!(metric(p, "sinter_inflight_bytes_peak") <= BUDGET);
+    // Answers are written before their bytes go back: wait for the last ones.
+    let t = Instant::now();
+    while metric(p, "sinter_inflight_bytes") != 0 {
+        assert!(t.elapsed() < Duration::from_secs(20), "the budget was not given back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Some(rss) = peak_rss(server.child.id()) {
+        assert!(
+            rss < BUDGET + 80_000_000,
+            "peak RSS {} MB with a {} MB budget",
+            rss / 1_000_000,
+            BUDGET / 1_000_000
+        );
+        eprintln!("peak RSS {} MB", rss / 1_000_000);
+    }
 }
