@@ -6,9 +6,14 @@
 //! numbers. Prints throughput, p50/p99 latency, errors. Bounded in time and count; it stops by
 //! itself.
 //!
+//! `--hostile N` adds N clients that send maximal JSON bodies (`--hostile-mb`, default 62:
+//! about 15.5M numbers, in a shape the model refuses) over and over, and a liveness probe
+//! (`GET /v2/health/live` every 50 ms) whose answers' median and slowest are printed: how the
+//! server keeps serving and answering probes under a memory attack.
+//!
 //! ```sh
 //! cargo run --release -- serve builtin:mnist-mlp --port 8000 &
-//! cargo run --release --example loadtest -- 8000 64 10 [--binary]
+//! cargo run --release --example loadtest -- 8000 64 10 [--binary] [--hostile 24]
 //! ```
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -43,6 +48,48 @@ fn main() {
     let input_name = flag("--input-name").unwrap_or_else(|| plan.inputs()[0].name.clone());
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let start = Instant::now();
+    let hostile: usize = flag("--hostile").and_then(|n| n.parse().ok()).unwrap_or(0);
+    let hostile_mb: usize = flag("--hostile-mb")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(62);
+    let attack = (hostile > 0).then(|| {
+        let body = Arc::new(refused_body(hostile_mb << 20, &input_name));
+        let attackers: Vec<_> = (0..hostile)
+            .map(|_| {
+                let (body, model) = (body.clone(), model.clone());
+                std::thread::spawn(move || {
+                    let mut statuses = std::collections::BTreeMap::new();
+                    while Instant::now() < deadline {
+                        let status = TcpStream::connect(("127.0.0.1", port))
+                            .ok()
+                            .and_then(|mut s| request(&mut s, port, &model, &body, None))
+                            .map_or(0, |r| r.0);
+                        *statuses.entry(status).or_insert(0usize) += 1;
+                    }
+                    statuses
+                })
+            })
+            .collect();
+        let probe = std::thread::spawn(move || {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let ok = TcpStream::connect(("127.0.0.1", port))
+                    .ok()
+                    .and_then(|mut s| {
+                        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+                        write!(s, "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+                        let mut buf = [0u8; 12];
+                        s.read_exact(&mut buf).ok()?;
+                        (&buf[9..12] == b"200").then_some(())
+                    });
+                lat.push(ok.map(|()| t.elapsed()));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            lat
+        });
+        (attackers, probe)
+    });
     let handles: Vec<_> = (0..clients)
         .map(|c| {
             let (plan, model, input_name) = (plan.clone(), model.clone(), input_name.clone());
@@ -65,14 +112,50 @@ fn main() {
             .map_or(0.0, |d: &Duration| d.as_secs_f64() * 1e3)
     };
     println!(
-        "{clients} clients, {wall:.1} s, {} tensors: {} requests, {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {errors} errors, {mismatches} answers not bit-identical{}",
+        "{clients} clients, {wall:.1} s, {} tensors: {} requests, {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, slowest {:.2} ms, {errors} errors, {mismatches} answers not bit-identical{}",
         if binary { "binary" } else { "JSON" },
         lat.len(),
         lat.len() as f64 / wall,
         pct(0.50),
         pct(0.99),
+        pct(1.0),
         if check { "" } else { " (not checked)" }
     );
+    if let Some((attackers, probe)) = attack {
+        let mut statuses = std::collections::BTreeMap::new();
+        for a in attackers {
+            for (s, n) in a.join().expect("attacker thread") {
+                *statuses.entry(s).or_insert(0) += n;
+            }
+        }
+        let probes = probe.join().expect("probe thread");
+        let failed = probes.iter().filter(|p| p.is_none()).count();
+        let mut ok: Vec<Duration> = probes.into_iter().flatten().collect();
+        ok.sort_unstable();
+        let ms = |d: Option<&Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e3);
+        println!(
+            "{hostile} hostile clients ({hostile_mb} MB bodies), answers by status (0: no answer): {statuses:?}; liveness: {} probes, median {:.2} ms, slowest {:.2} ms, {failed} unanswered",
+            ok.len(),
+            ms(ok.get(ok.len() / 2)),
+            ms(ok.last())
+        );
+    }
+}
+
+/// A KServe JSON body of about `bytes` bytes whose data is numbers in a shape no model with
+/// more than 3 values per sample takes.
+fn refused_body(bytes: usize, input_name: &str) -> Vec<u8> {
+    let n = bytes / 4 / 3 * 3;
+    let mut b = format!(
+        "{{\"inputs\":[{{\"name\":\"{input_name}\",\"shape\":[{},3],\"datatype\":\"FP32\",\"data\":[",
+        n / 3
+    )
+    .into_bytes();
+    for i in 0..n {
+        b.extend_from_slice(if i + 1 == n { b"0.5" } else { b"0.5," });
+    }
+    b.extend_from_slice(b"]}]}");
+    b
 }
 
 #[derive(Clone, Copy)]

@@ -878,12 +878,17 @@ fn hostile_bodies_stay_within_the_budget_and_probes_answer() {
     let start = std::sync::Arc::new(std::sync::Barrier::new(6));
     let hostile: Vec<_> = (0..6)
         .map(|k| {
-            let body = if k % 2 == 0 { valid.clone() } else { refused.clone() };
+            let body = if k % 2 == 0 {
+                valid.clone()
+            } else {
+                refused.clone()
+            };
             let start = start.clone();
             std::thread::spawn(move || {
                 let mut s = connect(p);
                 // Headers first: the budget is charged from Content-Length before the body.
-                s.write_all(infer_head("seed", body.len()).as_bytes()).unwrap();
+                s.write_all(infer_head("seed", body.len()).as_bytes())
+                    .unwrap();
                 start.wait();
                 let _ = s.write_all(&body); // a refused body may be cut off
                 let (status, head, got) = read_one(&mut s);
@@ -894,7 +899,8 @@ fn hostile_bodies_stay_within_the_budget_and_probes_answer() {
     // A body that trickles: it times out (408) and gives its bytes back.
     let slow = std::thread::spawn(move || {
         let mut s = connect(p);
-        s.write_all(infer_head("seed", 1_000_000).as_bytes()).unwrap();
+        s.write_all(infer_head("seed", 1_000_000).as_bytes())
+            .unwrap();
         for _ in 0..10 {
             if s.write_all(b"[").is_err() {
                 break;
@@ -937,7 +943,10 @@ fn hostile_bodies_stay_within_the_budget_and_probes_answer() {
         statuses.push(status);
     }
     eprintln!("hostile statuses {statuses:?}");
-    assert!(statuses.contains(&503), "six 7.8 MB bodies fit a 20 MB budget: {statuses:?}");
+    assert!(
+        statuses.contains(&503),
+        "six 7.8 MB bodies fit a 20 MB budget: {statuses:?}"
+    );
     assert_eq!(slow.join().unwrap(), 408);
     assert_eq!(probe.join().unwrap(), 40);
     assert!(metric(p, "sinter_requests_refused_memory_total") > 0);
@@ -945,7 +954,10 @@ fn hostile_bodies_stay_within_the_budget_and_probes_answer() {
     // Answers are written before their bytes go back: wait for the last ones.
     let t = Instant::now();
     while metric(p, "sinter_inflight_bytes") != 0 {
-        assert!(t.elapsed() < Duration::from_secs(20), "the budget was not given back");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the budget was not given back"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     if let Some(rss) = peak_rss(server.child.id()) {

@@ -363,13 +363,22 @@ fn busy(msg: impl std::fmt::Display) -> Reply {
     r
 }
 
-/// Runs `f` on the CPU pool: one thread per core, waited for without holding a connection
-/// thread (backpressure: requests past the pool wait for a permit, and every one of them
-/// already holds its bytes in the budget). `None` if `f` panicked.
+/// Bytes of a body or an answer below which decoding or encoding it runs where the request
+/// is (tens of microseconds at most: a hand-off to the pool would cost more than it saves).
+const INLINE_BYTES: usize = 64 << 10;
+
+/// Runs `f` on the CPU pool when it handles `bytes` of at least [`INLINE_BYTES`]: one thread
+/// per core, waited for without holding a connection thread (backpressure: requests past the
+/// pool wait for a permit, and every one of them already holds its bytes in the budget).
+/// `None` if `f` panicked.
 async fn on_cpu<T: Send + 'static>(
     state: &State,
+    bytes: usize,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
+    if bytes < INLINE_BYTES {
+        return Some(f());
+    }
     let _permit = state.cpu.acquire().await.ok()?;
     tokio::task::spawn_blocking(f).await.ok()
 }
@@ -533,7 +542,7 @@ async fn kserve_infer(
     mut held: Held,
 ) -> Reply {
     let plan = s.batcher.plan().clone();
-    let decoded = on_cpu(state, move || {
+    let decoded = on_cpu(state, body.len(), move || {
         let start = Instant::now();
         let r = codec::kserve_request(&plan, &body, header, &mut held);
         // The body is decoded: its bytes go back to the budget.
@@ -560,7 +569,7 @@ async fn kserve_infer(
     }
     let plan = s.batcher.plan().clone();
     let name = s.name.clone();
-    let encoded = on_cpu(state, move || {
+    let encoded = on_cpu(state, estimate, move || {
         codec::kserve_response(&plan, &name, &req, &outs)
     })
     .await;
@@ -586,7 +595,7 @@ async fn kserve_infer(
 /// TensorFlow Serving's REST predict (see [`codec::tf_request`]).
 async fn tf_predict(state: &State, s: &Served, body: Vec<u8>, mut held: Held) -> Reply {
     let plan = s.batcher.plan().clone();
-    let decoded = on_cpu(state, move || {
+    let decoded = on_cpu(state, body.len(), move || {
         let start = Instant::now();
         let r = codec::tf_request(&plan, &body, &mut held);
         held.shrink_to(held.bytes().saturating_sub(body.len()));
@@ -610,7 +619,11 @@ async fn tf_predict(state: &State, s: &Served, body: Vec<u8>, mut held: Held) ->
         return busy(e);
     }
     let plan = s.batcher.plan().clone();
-    let Some(bytes) = on_cpu(state, move || codec::tf_response(&plan, rows, &outs)).await else {
+    let Some(bytes) = on_cpu(state, estimate, move || {
+        codec::tf_response(&plan, rows, &outs)
+    })
+    .await
+    else {
         return internal();
     };
     held.shrink_to(bytes.len());
