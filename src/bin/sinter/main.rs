@@ -163,6 +163,9 @@ enum Command {
         /// past it a request gets 503 with Retry-After [default: a quarter of the memory].
         #[arg(long)]
         max_inflight_bytes: Option<usize>,
+        /// Also serve KServe v2 / Triton gRPC (GRPCInferenceService) on this port.
+        #[arg(long)]
+        grpc_port: Option<u16>,
     },
 }
 
@@ -313,10 +316,11 @@ fn main() -> ExitCode {
             header_timeout_ms,
             body_timeout_ms,
             max_inflight_bytes,
+            grpc_port,
         }) => serve::run(
             &models,
             &host,
-            port,
+            (port, grpc_port),
             serve::Limits {
                 max_batch,
                 max_delay_us,

@@ -28,13 +28,14 @@ mod body;
 mod budget;
 mod codec;
 mod decode;
+mod grpc;
 
 use body::{Answer, ReadFault};
 use budget::{Budget, Held};
 use codec::{Encoded, Fault, HEADER_LENGTH};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use sinter::{Batcher, BatcherOptions, CompileOptions, Error, Result};
 use std::collections::BTreeMap;
@@ -193,8 +194,14 @@ impl Limits {
     }
 }
 
-/// Loads the models and serves them until SIGTERM / Ctrl-C.
-pub(crate) fn run(specs: &[String], host: &str, port: u16, limits: Limits) -> Result<()> {
+/// Loads the models and serves them until SIGTERM / Ctrl-C: REST on `ports.0`, gRPC on
+/// `ports.1` if given.
+pub(crate) fn run(
+    specs: &[String],
+    host: &str,
+    ports: (u16, Option<u16>),
+    limits: Limits,
+) -> Result<()> {
     limits.check()?;
     let Limits {
         max_batch,
@@ -235,14 +242,17 @@ pub(crate) fn run(specs: &[String], host: &str, port: u16, limits: Limits) -> Re
             sinter::plan::default_threads().max(1),
         )),
     });
-    let addr: SocketAddr = format!("{host}:{port}")
-        .parse()
-        .map_err(|e| Error::Options(format!("address {host}:{port}: {e}")))?;
+    let addr = |port: u16| -> Result<SocketAddr> {
+        format!("{host}:{port}")
+            .parse()
+            .map_err(|e| Error::Options(format!("address {host}:{port}: {e}")))
+    };
+    let addrs = (addr(ports.0)?, ports.1.map(addr).transpose()?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Options(format!("cannot start the server runtime: {e}")))?;
-    rt.block_on(serve(state, addr, max_connections, header_timeout))
+    rt.block_on(serve(state, addrs, max_connections, header_timeout))
 }
 
 /// A line on stdout; a closed stdout (`sinter serve | head -1`) is not an error of the server.
@@ -252,21 +262,45 @@ fn say(line: std::fmt::Arguments<'_>) {
     let _ = out.flush();
 }
 
-async fn serve(
-    state: Arc<State>,
-    addr: SocketAddr,
-    max_connections: usize,
-    header_timeout: Duration,
-) -> Result<()> {
+/// A listening socket and the address it got (the port, when 0 was asked for).
+async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr)> {
     let io_err = |e: std::io::Error| Error::Options(format!("{addr}: {e}"));
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(io_err)?;
     let local = listener.local_addr().map_err(io_err)?;
+    Ok((listener, local))
+}
+
+/// The next connection of `listener`, or never when there is none (no `--grpc-port`).
+async fn accept(
+    listener: Option<&tokio::net::TcpListener>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    match listener {
+        Some(l) => l.accept().await.map(|(s, _)| s),
+        None => std::future::pending().await,
+    }
+}
+
+async fn serve(
+    state: Arc<State>,
+    (addr, grpc_addr): (SocketAddr, Option<SocketAddr>),
+    max_connections: usize,
+    header_timeout: Duration,
+) -> Result<()> {
+    let (listener, local) = bind(addr).await?;
+    let grpc = match grpc_addr {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
     let names: Vec<&str> = state.models.keys().map(String::as_str).collect();
     // The line scripts and tests wait for (it carries the port when 0 was asked for).
     say(format_args!(
         "sinter serve: listening on http://{local} (models: {})",
         names.join(", ")
     ));
+    if let Some((_, local)) = &grpc {
+        say(format_args!("sinter serve: gRPC on {local}"));
+    }
+    let grpc = grpc.map(|(l, _)| l);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // A slot is taken before each accept: past `max_connections`, new connections wait in the
     // kernel's accept queue until a served one closes.
@@ -280,31 +314,53 @@ async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let (stream, _) = tokio::select! {
+        // e.g. too many open files: try again.
+        let (stream, is_grpc) = tokio::select! {
             r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(_) => continue, // e.g. too many open files: try again
+                Ok((s, _)) => (s, false),
+                Err(_) => continue,
+            },
+            r = accept(grpc.as_ref()) => match r {
+                Ok(s) => (s, true),
+                Err(_) => continue,
             },
             () = &mut shutdown => break,
         };
         let state = state.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
-        });
+        let io = TokioIo::new(stream);
+        if is_grpc {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(grpc::handle(&state, req).await) }
+            });
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .serve_connection(io, service);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                let _ = conn.await;
+                drop(permit);
+            });
+        } else {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(io, service);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                let _ = conn.await;
+                drop(permit);
+            });
+        }
     }
-    // Closing the listening socket refuses new connections (and those still in its accept
-    // queue) at once, instead of leaving them waiting until the process exits.
+    // Closing the listening sockets refuses new connections (and those still in their accept
+    // queues) at once, instead of leaving them waiting until the process exits.
     drop(listener);
+    drop(grpc);
     say(format_args!(
         "sinter serve: shutting down, finishing in-flight requests"
     ));

@@ -86,6 +86,12 @@ impl Answer {
             ..Answer::new(data)
         }
     }
+
+    /// Ends with `trailers` after the data.
+    pub(crate) fn with_trailers(mut self, trailers: HeaderMap) -> Self {
+        self.trailers = Some(trailers);
+        self
+    }
 }
 
 impl Body for Answer {

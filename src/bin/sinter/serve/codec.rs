@@ -62,7 +62,7 @@ pub(super) fn metadata(name: &str, plan: &Plan) -> Value {
 
 /// Appends one input's values, checking its count against the model and the declared
 /// shape, and its rows against the first input's.
-fn add_input(
+pub(super) fn add_input(
     arrays: &mut Vec<Array>,
     rows: &mut Option<usize>,
     info: &TensorInfo,
@@ -96,7 +96,11 @@ fn add_input(
 }
 
 /// Raw little-endian bytes as values of `datatype`, charged to the budget.
-fn binary_values(bytes: &[u8], datatype: Option<&str>, held: &mut Held) -> Result<Flat, Fault> {
+pub(super) fn binary_values(
+    bytes: &[u8],
+    datatype: Option<&str>,
+    held: &mut Held,
+) -> Result<Flat, Fault> {
     fn elements<const N: usize>(
         bytes: &[u8],
         datatype: &str,
@@ -321,7 +325,7 @@ fn values_json(out: &mut Vec<u8>, dtype: DType, values: &[f32]) {
 }
 
 /// `values` as the output's raw little-endian bytes.
-fn values_binary(out: &mut Vec<u8>, dtype: DType, values: &[f32]) {
+pub(super) fn values_binary(out: &mut Vec<u8>, dtype: DType, values: &[f32]) {
     match dtype {
         DType::F32 => values.iter().for_each(|v| out.extend(v.to_le_bytes())),
         DType::I32 => values
@@ -334,7 +338,7 @@ fn values_binary(out: &mut Vec<u8>, dtype: DType, values: &[f32]) {
 }
 
 /// Bytes per value of an output's raw data.
-fn binary_width(dtype: DType) -> usize {
+pub(super) fn binary_width(dtype: DType) -> usize {
     match dtype {
         DType::F32 | DType::I32 => 4,
         DType::I64 => 8,

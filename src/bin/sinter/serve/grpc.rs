@@ -1,0 +1,437 @@
+//! gRPC on `--grpc-port`: KServe v2's `inference.GRPCInferenceService` (ServerLive,
+//! ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer), what
+//! `tritonclient.grpc` calls. HTTP/2 without TLS (prior knowledge, as gRPC's insecure channels
+//! connect), unary calls only, one length-prefixed protobuf message each way, the status in
+//! the trailers. Requests share the REST endpoint's batchers, memory budget and CPU pool, so
+//! an answer is bit-identical to the request run alone whichever protocol carried it.
+//!
+//! Tensors come as `raw_input_contents` (little-endian bytes, what `tritonclient` sends) or
+//! as typed `contents`; outputs are answered in `raw_output_contents`.
+
+mod proto;
+
+use super::body::{self, Answer, ReadFault};
+use super::budget::Held;
+use super::codec::{self, Fault};
+use super::decode::Flat;
+use super::{Reply, Served, State, on_cpu};
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::{Request, Response};
+use prost::bytes::Bytes;
+use proto::*;
+use sinter::Error;
+use sinter::io::npy::Array;
+use std::time::Instant;
+
+/// The service's path prefix.
+const SERVICE: &str = "/inference.GRPCInferenceService/";
+
+/// gRPC status codes this server answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Code {
+    InvalidArgument = 3,
+    DeadlineExceeded = 4,
+    NotFound = 5,
+    ResourceExhausted = 8,
+    Unimplemented = 12,
+    Internal = 13,
+    Unavailable = 14,
+}
+
+/// A call's failure: its status code and message.
+pub(super) struct Status {
+    code: Code,
+    message: String,
+}
+
+impl Status {
+    fn new(code: Code, message: impl std::fmt::Display) -> Self {
+        Status {
+            code,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<Fault> for Status {
+    fn from(f: Fault) -> Self {
+        match f {
+            Fault::Bad(m) => Status::new(Code::InvalidArgument, m),
+            Fault::Busy(m) => Status::new(Code::Unavailable, m),
+        }
+    }
+}
+
+/// A message as gRPC frames it: a compression flag (0), its length (big-endian u32), itself.
+fn frame(msg: &impl prost::Message) -> Vec<u8> {
+    let len = msg.encoded_len();
+    let mut out = Vec::with_capacity(5 + len);
+    out.push(0);
+    out.extend((len as u32).to_be_bytes());
+    // Encoding into a vector with room for the whole message cannot fail.
+    let _ = msg.encode(&mut out);
+    out
+}
+
+/// The one message of a request body.
+fn unframe(body: &Bytes) -> Result<Bytes, Status> {
+    let bad = |m: &str| Status::new(Code::InvalidArgument, m);
+    if body.len() < 5 {
+        return Err(bad(
+            "the body is not a gRPC message (shorter than its 5-byte prefix)",
+        ));
+    }
+    if body[0] != 0 {
+        return Err(Status::new(
+            Code::Unimplemented,
+            "compressed messages are not supported (send grpc-encoding identity)",
+        ));
+    }
+    let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    if body.len() - 5 != len {
+        return Err(bad(&format!(
+            "the message prefix says {len} bytes, the body has {} (one message per call)",
+            body.len() - 5
+        )));
+    }
+    Ok(body.slice(5..))
+}
+
+fn decode<M: prost::Message + Default>(msg: Bytes) -> Result<M, Status> {
+    M::decode(msg)
+        .map_err(|e| Status::new(Code::InvalidArgument, format!("malformed message: {e}")))
+}
+
+/// `grpc-message`'s percent-encoding: bytes outside printable ASCII, and `%`.
+fn percent_encoded(m: &str) -> String {
+    let mut out = String::with_capacity(m.len());
+    for b in m.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The response of a call: the message and `grpc-status: 0`, or no message and the failure.
+fn respond(result: Result<(Vec<u8>, Option<Held>), Status>) -> Reply {
+    let mut trailers = HeaderMap::new();
+    let (data, held) = match result {
+        Ok((data, held)) => {
+            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            (data, held)
+        }
+        Err(s) => {
+            trailers.insert("grpc-status", HeaderValue::from(s.code as u32));
+            if let Ok(v) = HeaderValue::from_str(&percent_encoded(&s.message)) {
+                trailers.insert("grpc-message", v);
+            }
+            (Vec::new(), None)
+        }
+    };
+    let answer = match held {
+        Some(h) => Answer::held(data, h),
+        None => Answer::new(data),
+    };
+    let mut r = Response::new(answer.with_trailers(trailers));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    r
+}
+
+/// One gRPC call.
+pub(super) async fn handle(state: &State, req: Request<hyper::body::Incoming>) -> Reply {
+    respond(call(state, req).await)
+}
+
+async fn call(
+    state: &State,
+    req: Request<hyper::body::Incoming>,
+) -> Result<(Vec<u8>, Option<Held>), Status> {
+    let path = req.uri().path().to_string();
+    let Some(method) = path.strip_prefix(SERVICE) else {
+        return Err(Status::new(
+            Code::Unimplemented,
+            format!("no service at {path}"),
+        ));
+    };
+    let grpc = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/grpc"));
+    if req.method() != hyper::Method::POST || !grpc {
+        return Err(Status::new(
+            Code::InvalidArgument,
+            "a gRPC call is a POST of application/grpc",
+        ));
+    }
+    let mut held = state.budget.hold();
+    let max = state.max_body.saturating_add(5);
+    let body = body::read(req.into_body(), None, max, state.body_timeout, &mut held)
+        .await
+        .map_err(|f| match f {
+            ReadFault::TooLarge(max) => Status::new(
+                Code::ResourceExhausted,
+                format!("the message is over {max} bytes (--max-body-bytes)"),
+            ),
+            ReadFault::Timeout(t) => Status::new(
+                Code::DeadlineExceeded,
+                format!("the message did not arrive within {} ms", t.as_millis()),
+            ),
+            ReadFault::Broken(e) => Status::new(Code::InvalidArgument, e),
+            ReadFault::Busy(e) => Status::new(Code::Unavailable, e),
+        })?;
+    let msg = unframe(&Bytes::from(body))?;
+    let model = |name: &str| {
+        state
+            .models
+            .get(name)
+            .ok_or_else(|| Status::new(Code::NotFound, format!("no model named {name:?}")))
+    };
+    let reply = |m: &dyn Fn() -> Vec<u8>| Ok((m(), None));
+    match method {
+        "ServerLive" => reply(&|| frame(&ServerLiveResponse { live: true })),
+        "ServerReady" => reply(&|| frame(&ServerReadyResponse { ready: true })),
+        "ServerMetadata" => reply(&|| {
+            frame(&ServerMetadataResponse {
+                name: "sinter".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                extensions: Vec::new(),
+            })
+        }),
+        "ModelReady" => {
+            let r: ModelRef = decode(msg)?;
+            let ready = state.models.contains_key(&r.name) && matches!(&*r.version, "" | "1");
+            reply(&|| frame(&ModelReadyResponse { ready }))
+        }
+        "ModelMetadata" => {
+            let r: ModelRef = decode(msg)?;
+            let s = model(&r.name)?;
+            reply(&|| frame(&metadata(s)))
+        }
+        "ModelInfer" => infer(state, msg, held).await.map(|(m, h)| (m, Some(h))),
+        other => Err(Status::new(
+            Code::Unimplemented,
+            format!("GRPCInferenceService/{other} is not served"),
+        )),
+    }
+}
+
+fn metadata(s: &Served) -> ModelMetadataResponse {
+    let tensors = |ts: &[sinter::plan::TensorInfo]| {
+        ts.iter()
+            .map(|t| TensorMetadata {
+                name: t.name.clone(),
+                datatype: codec::kserve_type(t.dtype).into(),
+                shape: std::iter::once(-1)
+                    .chain(t.shape.iter().map(|&d| d as i64))
+                    .collect(),
+            })
+            .collect()
+    };
+    let plan = s.batcher.plan();
+    ModelMetadataResponse {
+        name: s.name.clone(),
+        versions: vec!["1".into()],
+        platform: "sinter".into(),
+        inputs: tensors(plan.inputs()),
+        outputs: tensors(plan.outputs()),
+    }
+}
+
+/// A decoded `ModelInfer`: the model's arrays and how to answer.
+struct Call {
+    arrays: Vec<Array>,
+    rows: usize,
+    /// Indices into the plan's outputs.
+    wanted: Vec<usize>,
+    model: String,
+    id: String,
+}
+
+async fn infer(state: &State, msg: Bytes, mut held: Held) -> Result<(Vec<u8>, Held), Status> {
+    let len = msg.len();
+    // The decoded message (typed contents are copies) counts as much as the message.
+    held.grow(len)
+        .map_err(|e| Status::new(Code::Unavailable, e))?;
+    let models = &state.models;
+    let req: ModelInferRequest = decode(msg)?;
+    let s = models.get(&req.model_name).ok_or_else(|| {
+        Status::new(
+            Code::NotFound,
+            format!("no model named {:?}", req.model_name),
+        )
+    })?;
+    if !matches!(&*req.model_version, "" | "1") {
+        return Err(Status::new(
+            Code::NotFound,
+            format!("model {:?} has version 1 only", req.model_name),
+        ));
+    }
+    let plan = s.batcher.plan().clone();
+    let name = s.name.clone();
+    let decoded = on_cpu(state, len, move || {
+        let start = Instant::now();
+        let r = arrays(&plan, req, name, &mut held);
+        (r, held, start.elapsed())
+    })
+    .await;
+    let (call, mut held, took) =
+        decoded.ok_or_else(|| Status::new(Code::Internal, "internal error"))?;
+    state.metrics.decode.observe(took);
+    let mut call = call?;
+    // The message is decoded into arrays: its bytes go back.
+    held.shrink_to(held.bytes().saturating_sub(2 * len));
+    let outs = s
+        .batcher
+        .run_async(std::mem::take(&mut call.arrays))
+        .await
+        .map_err(|e| match e {
+            Error::Overloaded(m) => Status::new(Code::Unavailable, m),
+            e => Status::new(Code::InvalidArgument, e),
+        })?;
+    let estimate = outs.iter().map(|o| o.len() * 8).sum::<usize>() + 256;
+    held.grow(estimate)
+        .map_err(|e| Status::new(Code::Unavailable, e))?;
+    let plan = s.batcher.plan().clone();
+    let bytes = on_cpu(state, estimate, move || answer(&plan, &call, &outs))
+        .await
+        .ok_or_else(|| Status::new(Code::Internal, "internal error"))?;
+    held.shrink_to(bytes.len());
+    Ok((bytes, held))
+}
+
+/// The model's input arrays from a request, checked as the REST endpoint checks them.
+fn arrays(
+    plan: &sinter::Plan,
+    mut req: ModelInferRequest,
+    model: String,
+    held: &mut Held,
+) -> Result<Call, Status> {
+    let raw = std::mem::take(&mut req.raw_input_contents);
+    if !raw.is_empty() && raw.len() != req.inputs.len() {
+        return Err(Status::new(
+            Code::InvalidArgument,
+            format!(
+                "{} raw_input_contents for {} inputs",
+                raw.len(),
+                req.inputs.len()
+            ),
+        ));
+    }
+    let mut arrays = Vec::with_capacity(plan.inputs().len());
+    let mut rows = None;
+    for info in plan.inputs() {
+        let k = req
+            .inputs
+            .iter()
+            .position(|t| t.name == info.name)
+            .or_else(|| (plan.inputs().len() == 1 && req.inputs.len() == 1).then_some(0))
+            .ok_or_else(|| {
+                Status::new(
+                    Code::InvalidArgument,
+                    format!("input {:?} is missing", info.name),
+                )
+            })?;
+        let t = &mut req.inputs[k];
+        let bad =
+            |m: String| Status::new(Code::InvalidArgument, format!("input {:?}: {m}", info.name));
+        let shape: Vec<u64> = t
+            .shape
+            .iter()
+            .map(|&d| u64::try_from(d).map_err(|_| bad(format!("shape {:?}", t.shape))))
+            .collect::<Result<_, _>>()?;
+        let datatype = Some(t.datatype.as_str()).filter(|d| !d.is_empty());
+        Flat::for_input(info, datatype).map_err(bad)?;
+        let sample_ok = shape.len() == info.shape.len() + 1
+            && shape[1..]
+                .iter()
+                .zip(&info.shape)
+                .all(|(&d, &m)| d == m as u64);
+        if !sample_ok {
+            return Err(bad(format!(
+                "shape {:?}: the model takes [rows, {}]",
+                t.shape,
+                info.shape
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let flat = match raw.get(k) {
+            Some(bytes) => codec::binary_values(bytes, datatype, held).map_err(|f| match f {
+                Fault::Bad(m) => bad(m),
+                busy => Status::from(busy),
+            })?,
+            None => contents(t.contents.take().unwrap_or_default(), datatype).map_err(bad)?,
+        };
+        codec::add_input(&mut arrays, &mut rows, info, Some(&shape), flat)
+            .map_err(|m| Status::new(Code::InvalidArgument, m))?;
+    }
+    let wanted = if req.outputs.is_empty() {
+        (0..plan.outputs().len()).collect()
+    } else {
+        req.outputs
+            .iter()
+            .map(|o| {
+                plan.outputs()
+                    .iter()
+                    .position(|i| i.name == o.name)
+                    .ok_or_else(|| {
+                        Status::new(
+                            Code::InvalidArgument,
+                            format!("the model has no output named {:?}", o.name),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    Ok(Call {
+        arrays,
+        rows: rows.unwrap_or(0),
+        wanted,
+        model,
+        id: req.id,
+    })
+}
+
+/// Typed `contents` as the values of `datatype`.
+fn contents(c: InferTensorContents, datatype: Option<&str>) -> Result<Flat, String> {
+    match datatype {
+        Some("FP32") => Ok(Flat::F32(c.fp32_contents)),
+        Some("INT32") => Ok(Flat::Int(
+            c.int_contents.into_iter().map(i64::from).collect(),
+        )),
+        Some("INT64") => Ok(Flat::Int(c.int64_contents)),
+        _ => Err("contents need a \"datatype\" of FP32, INT32 or INT64".into()),
+    }
+}
+
+/// The framed `ModelInferResponse`: outputs in `raw_output_contents`.
+fn answer(plan: &sinter::Plan, call: &Call, outs: &[Vec<f32>]) -> Vec<u8> {
+    let mut r = ModelInferResponse {
+        model_name: call.model.clone(),
+        model_version: "1".into(),
+        id: call.id.clone(),
+        ..Default::default()
+    };
+    for &k in &call.wanted {
+        let info = &plan.outputs()[k];
+        let mut raw = Vec::with_capacity(outs[k].len() * codec::binary_width(info.dtype));
+        codec::values_binary(&mut raw, info.dtype, &outs[k]);
+        r.outputs.push(InferOutputTensor {
+            name: info.name.clone(),
+            datatype: codec::kserve_type(info.dtype).into(),
+            shape: std::iter::once(call.rows as i64)
+                .chain(info.shape.iter().map(|&d| d as i64))
+                .collect(),
+            ..Default::default()
+        });
+        r.raw_output_contents.push(raw);
+    }
+    frame(&r)
+}
