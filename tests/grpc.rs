@@ -11,7 +11,6 @@ mod proto;
 #[path = "common/server.rs"]
 mod server;
 
-use prost::Message as _;
 use prost::bytes::Bytes;
 use proto::*;
 use server::Server;
@@ -181,7 +180,17 @@ fn rt() -> tokio::runtime::Runtime {
 
 #[test]
 fn grpc_answers_are_bit_exact_and_batched() {
-    let (_server, port) = start();
+    let (server, port) = start();
+    // One process serves both protocols.
+    let mut rest = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    std::io::Write::write_all(
+        &mut rest,
+        b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    std::io::Read::read_exact(&mut rest, &mut head).unwrap();
+    assert_eq!(&head[9..12], b"200");
     rt().block_on(async {
         let c = Client::connect(port).await;
         let live: ServerLiveResponse = c.call("ServerLive", &ModelRef::default()).await.unwrap();
