@@ -11,10 +11,19 @@
 //! (`GET /v2/health/live` every 50 ms) whose answers' median and slowest are printed: how the
 //! server keeps serving and answering probes under a memory attack.
 //!
+//! `--grpc` sends the same requests as KServe v2 gRPC `ModelInfer` calls (raw tensor bytes
+//! both ways, what `tritonclient.grpc` does) to a `--grpc-port`, one HTTP/2 connection per
+//! client.
+//!
 //! ```sh
-//! cargo run --release -- serve builtin:mnist-mlp --port 8000 &
+//! cargo run --release -- serve builtin:mnist-mlp --port 8000 --grpc-port 8001 &
 //! cargo run --release --example loadtest -- 8000 64 10 [--binary] [--hostile 24]
+//! cargo run --release --example loadtest -- 8001 64 10 --grpc
 //! ```
+
+#[allow(dead_code)] // the server's messages; the client uses some
+#[path = "../src/bin/sinter/serve/grpc/proto.rs"]
+mod proto;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -28,6 +37,7 @@ fn main() {
     let seconds: f64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10.0);
     let check = !args.iter().any(|a| a == "--no-check");
     let binary = args.iter().any(|a| a == "--binary");
+    let grpc = args.iter().any(|a| a == "--grpc");
     let flag = |name: &str| {
         args.iter()
             .position(|a| a == name)
@@ -93,7 +103,11 @@ fn main() {
     let handles: Vec<_> = (0..clients)
         .map(|c| {
             let (plan, model, input_name) = (plan.clone(), model.clone(), input_name.clone());
-            let how = How { check, binary };
+            let how = How {
+                check,
+                binary,
+                grpc,
+            };
             std::thread::spawn(move || client(port, c, deadline, how, &plan, &model, &input_name))
         })
         .collect();
@@ -113,7 +127,13 @@ fn main() {
     };
     println!(
         "{clients} clients, {wall:.1} s, {} tensors: {} requests, {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, slowest {:.2} ms, {errors} errors, {mismatches} answers not bit-identical{}",
-        if binary { "binary" } else { "JSON" },
+        if grpc {
+            "gRPC raw"
+        } else if binary {
+            "binary"
+        } else {
+            "JSON"
+        },
         lat.len(),
         lat.len() as f64 / wall,
         pct(0.50),
@@ -162,6 +182,7 @@ fn refused_body(bytes: usize, input_name: &str) -> Vec<u8> {
 struct How {
     check: bool,
     binary: bool,
+    grpc: bool,
 }
 
 /// One client: requests on one keep-alive connection until the deadline.
@@ -169,11 +190,18 @@ fn client(
     port: u16,
     c: usize,
     deadline: Instant,
-    How { check, binary }: How,
+    How {
+        check,
+        binary,
+        grpc,
+    }: How,
     plan: &sinter::Plan,
     model: &str,
     input_name: &str,
 ) -> (Vec<Duration>, usize, usize) {
+    if grpc {
+        return grpc_client(port, c, deadline, check, plan, model, input_name);
+    }
     let (mut lat, mut errors, mut mismatches) = (Vec::new(), 0, 0);
     let connect = || {
         let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -311,4 +339,108 @@ fn request(
         }
     }
     Some((status, buf, resp_header))
+}
+
+/// One gRPC client: `ModelInfer` calls on one HTTP/2 connection until the deadline.
+fn grpc_client(
+    port: u16,
+    c: usize,
+    deadline: Instant,
+    check: bool,
+    plan: &sinter::Plan,
+    model: &str,
+    input_name: &str,
+) -> (Vec<Duration>, usize, usize) {
+    use prost::Message as _;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let (mut lat, mut errors, mut mismatches) = (Vec::new(), 0, 0);
+        let Ok(tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+            return (lat, 1, 0);
+        };
+        let _ = tcp.set_nodelay(true);
+        let Ok((send, conn)) = h2::client::handshake(tcp).await else {
+            return (lat, 1, 0);
+        };
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut i = 0usize;
+        while Instant::now() < deadline && i < 1_000_000 {
+            i += 1;
+            let len = plan.input_len();
+            let x: Vec<f32> = (0..len)
+                .map(|j| (((j * 31 + c * 7919 + i * 13) % 997) as f32 / 997.0) - 0.5)
+                .collect();
+            let req = proto::ModelInferRequest {
+                model_name: model.into(),
+                inputs: vec![proto::InferInputTensor {
+                    name: input_name.into(),
+                    datatype: "FP32".into(),
+                    shape: vec![1, len as i64],
+                    ..Default::default()
+                }],
+                raw_input_contents: vec![
+                    x.iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect::<Vec<u8>>()
+                        .into(),
+                ],
+                ..Default::default()
+            };
+            let msg = req.encode_to_vec();
+            let mut body = vec![0];
+            body.extend((msg.len() as u32).to_be_bytes());
+            body.extend(msg);
+            let t = Instant::now();
+            match grpc_call(&send, body).await {
+                Some(resp) => {
+                    lat.push(t.elapsed());
+                    if check {
+                        let r = resp
+                            .get(5..)
+                            .and_then(|m| proto::ModelInferResponse::decode(m).ok());
+                        let got: Vec<u32> = r
+                            .and_then(|r| r.raw_output_contents.into_iter().next())
+                            .unwrap_or_default()
+                            .chunks_exact(4)
+                            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .collect();
+                        let want: Vec<u32> =
+                            plan.run(&x).unwrap().iter().map(|v| v.to_bits()).collect();
+                        mismatches += usize::from(got != want);
+                    }
+                }
+                None => errors += 1,
+            }
+        }
+        (lat, errors, mismatches)
+    })
+}
+
+/// One `ModelInfer` call: the response body when the status is OK.
+async fn grpc_call(
+    send: &h2::client::SendRequest<prost::bytes::Bytes>,
+    body: Vec<u8>,
+) -> Option<Vec<u8>> {
+    let mut send = send.clone().ready().await.ok()?;
+    let req = http::Request::post("http://127.0.0.1/inference.GRPCInferenceService/ModelInfer")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .ok()?;
+    let (resp, mut stream) = send.send_request(req, false).ok()?;
+    stream.send_data(body.into(), true).ok()?;
+    let mut recv = resp.await.ok()?.into_body();
+    let mut out = Vec::new();
+    while let Some(chunk) = recv.data().await {
+        let chunk = chunk.ok()?;
+        let _ = recv.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    let trailers = recv.trailers().await.ok()??;
+    (trailers.get("grpc-status")?.as_bytes() == b"0").then_some(out)
 }
