@@ -588,6 +588,55 @@ fn run_error(e: &Error) -> Reply {
     }
 }
 
+/// What a request has once its model ran: the decoded request, the outputs, its share of the
+/// budget (the body's bytes given back, the answer's estimated bytes taken), and that estimate.
+struct Ran<R> {
+    req: R,
+    outs: Vec<Vec<f32>>,
+    held: Held,
+    estimate: usize,
+}
+
+/// Decodes `body` with `decode` (on the CPU pool when large; timed into the decode
+/// histogram), gives the body's bytes back to the budget, runs the model on the arrays
+/// `arrays` takes out of the request, and takes the answer's estimated bytes.
+async fn decode_and_run<R: Send + 'static>(
+    state: &State,
+    s: &Served,
+    body: Vec<u8>,
+    mut held: Held,
+    decode: impl FnOnce(&sinter::Plan, &[u8], &mut Held) -> std::result::Result<R, Fault>
+    + Send
+    + 'static,
+    arrays: impl FnOnce(&mut R) -> Vec<sinter::io::npy::Array>,
+) -> std::result::Result<Ran<R>, Reply> {
+    let plan = s.batcher.plan().clone();
+    let decoded = on_cpu(state, body.len(), move || {
+        let start = Instant::now();
+        let r = decode(&plan, &body, &mut held);
+        held.shrink_to(held.bytes().saturating_sub(body.len()));
+        (r, held, start.elapsed())
+    })
+    .await;
+    let (decoded, mut held, took) = decoded.ok_or_else(internal)?;
+    state.metrics.decode.observe(took);
+    let mut req = decoded.map_err(fault)?;
+    let outs = s
+        .batcher
+        .run_async(arrays(&mut req))
+        .await
+        .map_err(|e| run_error(&e))?;
+    // The answer's bytes: the outputs as text, at most about 16 bytes a value.
+    let estimate = outs.iter().map(|o| o.len() * 16).sum::<usize>() + 1024;
+    held.grow(estimate).map_err(busy)?;
+    Ok(Ran {
+        req,
+        outs,
+        held,
+        estimate,
+    })
+}
+
 /// A KServe v2 infer. `header`: the `Inference-Header-Content-Length` header, if sent
 /// (`Some(None)` when it is not a number). `held` holds the body's bytes.
 async fn kserve_infer(
@@ -595,34 +644,22 @@ async fn kserve_infer(
     s: &Served,
     body: Vec<u8>,
     header: Option<Option<usize>>,
-    mut held: Held,
+    held: Held,
 ) -> Reply {
-    let plan = s.batcher.plan().clone();
-    let decoded = on_cpu(state, body.len(), move || {
-        let start = Instant::now();
-        let r = codec::kserve_request(&plan, &body, header, &mut held);
-        // The body is decoded: its bytes go back to the budget.
-        held.shrink_to(held.bytes().saturating_sub(body.len()));
-        (r, held, start.elapsed())
-    })
-    .await;
-    let Some((decoded, mut held, took)) = decoded else {
-        return internal();
+    let decode = move |plan: &sinter::Plan, body: &[u8], held: &mut Held| {
+        codec::kserve_request(plan, body, header, held)
     };
-    state.metrics.decode.observe(took);
-    let mut req = match decoded {
+    let take = |r: &mut codec::KserveRequest| std::mem::take(&mut r.arrays);
+    let ran = match decode_and_run(state, s, body, held, decode, take).await {
         Ok(r) => r,
-        Err(f) => return fault(f),
+        Err(reply) => return reply,
     };
-    let outs = match s.batcher.run_async(std::mem::take(&mut req.arrays)).await {
-        Ok(outs) => outs,
-        Err(e) => return run_error(&e),
-    };
-    // The answer's bytes: the run's outputs as text, about 12 bytes a value at most.
-    let estimate = outs.iter().map(|o| o.len() * 16).sum::<usize>() + 1024;
-    if let Err(e) = held.grow(estimate) {
-        return busy(e);
-    }
+    let Ran {
+        req,
+        outs,
+        mut held,
+        estimate,
+    } = ran;
     let plan = s.batcher.plan().clone();
     let name = s.name.clone();
     let encoded = on_cpu(state, estimate, move || {
@@ -649,31 +686,18 @@ async fn kserve_infer(
 }
 
 /// TensorFlow Serving's REST predict (see [`codec::tf_request`]).
-async fn tf_predict(state: &State, s: &Served, body: Vec<u8>, mut held: Held) -> Reply {
-    let plan = s.batcher.plan().clone();
-    let decoded = on_cpu(state, body.len(), move || {
-        let start = Instant::now();
-        let r = codec::tf_request(&plan, &body, &mut held);
-        held.shrink_to(held.bytes().saturating_sub(body.len()));
-        (r, held, start.elapsed())
-    })
-    .await;
-    let Some((decoded, mut held, took)) = decoded else {
-        return internal();
-    };
-    state.metrics.decode.observe(took);
-    let (arrays, rows) = match decoded {
+async fn tf_predict(state: &State, s: &Served, body: Vec<u8>, held: Held) -> Reply {
+    let take = |r: &mut (Vec<sinter::io::npy::Array>, usize)| std::mem::take(&mut r.0);
+    let ran = match decode_and_run(state, s, body, held, codec::tf_request, take).await {
         Ok(r) => r,
-        Err(f) => return fault(f),
+        Err(reply) => return reply,
     };
-    let outs = match s.batcher.run_async(arrays).await {
-        Ok(outs) => outs,
-        Err(e) => return run_error(&e),
-    };
-    let estimate = outs.iter().map(|o| o.len() * 16).sum::<usize>() + 1024;
-    if let Err(e) = held.grow(estimate) {
-        return busy(e);
-    }
+    let Ran {
+        req: (_, rows),
+        outs,
+        mut held,
+        estimate,
+    } = ran;
     let plan = s.batcher.plan().clone();
     let Some(bytes) = on_cpu(state, estimate, move || {
         codec::tf_response(&plan, rows, &outs)

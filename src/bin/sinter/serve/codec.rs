@@ -225,14 +225,8 @@ pub(super) fn kserve_request(
     let mut arrays = Vec::with_capacity(plan.inputs().len());
     let mut rows = None;
     for info in plan.inputs() {
-        let k = req
-            .inputs
-            .iter()
-            .position(|t| t.name.as_deref() == Some(&info.name))
-            .or_else(|| (plan.inputs().len() == 1 && req.inputs.len() == 1).then_some(0));
-        let Some(k) = k else {
-            return Err(Fault::Bad(format!("input {:?} is missing", info.name)));
-        };
+        let names = req.inputs.iter().map(|t| t.name.as_deref());
+        let k = tensor_for(plan, info, names)?;
         let flat = tensor_values(plan, info, &mut req.inputs[k], parts[k], held)?;
         let shape = req.inputs[k].shape.as_deref();
         add_input(&mut arrays, &mut rows, info, shape, flat)?;
@@ -264,6 +258,21 @@ pub(super) fn kserve_request(
             .map(|r| r.get().to_string())
             .filter(|id| id != "null"),
     })
+}
+
+/// The request tensor (of those named `names`, in order) that feeds the model input `info`:
+/// the one of its name, else the only one when the model has one input; the message of a 400
+/// otherwise.
+pub(super) fn tensor_for<'n>(
+    plan: &Plan,
+    info: &TensorInfo,
+    mut names: impl ExactSizeIterator<Item = Option<&'n str>>,
+) -> Result<usize, String> {
+    let count = names.len();
+    names
+        .position(|n| n == Some(&info.name))
+        .or_else(|| (plan.inputs().len() == 1 && count == 1).then_some(0))
+        .ok_or_else(|| format!("input {:?} is missing", info.name))
 }
 
 /// One tensor's values for the model input `info`, decoding what was kept for later.

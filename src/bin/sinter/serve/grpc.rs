@@ -325,17 +325,9 @@ fn arrays(
     let mut arrays = Vec::with_capacity(plan.inputs().len());
     let mut rows = None;
     for info in plan.inputs() {
-        let k = req
-            .inputs
-            .iter()
-            .position(|t| t.name == info.name)
-            .or_else(|| (plan.inputs().len() == 1 && req.inputs.len() == 1).then_some(0))
-            .ok_or_else(|| {
-                Status::new(
-                    Code::InvalidArgument,
-                    format!("input {:?} is missing", info.name),
-                )
-            })?;
+        let names = req.inputs.iter().map(|t| Some(t.name.as_str()));
+        let k = codec::tensor_for(plan, info, names)
+            .map_err(|m| Status::new(Code::InvalidArgument, m))?;
         let t = &mut req.inputs[k];
         let bad =
             |m: String| Status::new(Code::InvalidArgument, format!("input {:?}: {m}", info.name));
