@@ -7,7 +7,8 @@
 //! itself.
 //!
 //! `--hostile N` adds N clients that send maximal JSON bodies (`--hostile-mb`, default 62:
-//! about 15.5M numbers, in a shape the model refuses) over and over, and a liveness probe
+//! about 15.5M numbers, in a shape the model refuses, or with `--hostile-valid` in its own)
+//! over and over, and a liveness probe
 //! (`GET /v2/health/live` every 50 ms) whose answers' median and slowest are printed: how the
 //! server keeps serving and answering probes under a memory attack.
 //!
@@ -63,7 +64,14 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(62);
     let attack = (hostile > 0).then(|| {
-        let body = Arc::new(refused_body(hostile_mb << 20, &input_name));
+        // `--hostile-valid`: bodies in the model's own shape, which must be received and
+        // decoded whole.
+        let width = if args.iter().any(|a| a == "--hostile-valid") {
+            plan.input_len()
+        } else {
+            3
+        };
+        let body = Arc::new(hostile_body(hostile_mb << 20, &input_name, width));
         let attackers: Vec<_> = (0..hostile)
             .map(|_| {
                 let (body, model) = (body.clone(), model.clone());
@@ -162,13 +170,13 @@ fn main() {
     }
 }
 
-/// A KServe JSON body of about `bytes` bytes whose data is numbers in a shape no model with
-/// more than 3 values per sample takes.
-fn refused_body(bytes: usize, input_name: &str) -> Vec<u8> {
-    let n = bytes / 4 / 3 * 3;
+/// A KServe JSON body of about `bytes` bytes: numbers in rows of `width` (3: a shape no model
+/// with more values per sample takes).
+fn hostile_body(bytes: usize, input_name: &str, width: usize) -> Vec<u8> {
+    let n = bytes / 4 / width * width;
     let mut b = format!(
-        "{{\"inputs\":[{{\"name\":\"{input_name}\",\"shape\":[{},3],\"datatype\":\"FP32\",\"data\":[",
-        n / 3
+        "{{\"inputs\":[{{\"name\":\"{input_name}\",\"shape\":[{},{width}],\"datatype\":\"FP32\",\"data\":[",
+        n / width
     )
     .into_bytes();
     for i in 0..n {
@@ -297,7 +305,9 @@ fn request(
         body.len()
     )
     .ok()?;
-    s.write_all(body).ok()?;
+    // A server may answer before the whole body is sent (a refused header) and stop reading:
+    // its answer is still there to read.
+    let _ = s.write_all(body);
     let mut r = BufReader::new(s);
     let mut line = String::new();
     r.read_line(&mut line).ok()?;

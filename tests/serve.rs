@@ -802,7 +802,7 @@ fn hostile_bodies_stay_within_the_budget_and_probes_answer() {
     let rows = 2500;
     let body_of = |shape: [usize; 2]| {
         let mut b = format!(
-            "{{\"inputs\":[{{\"name\":\"x\",\"shape\":[{},{}],\"datatype\":\"FP32\",\"data\":[",
+            "{{\"inputs\":[{{\"name\":\"input_layer\",\"shape\":[{},{}],\"datatype\":\"FP32\",\"data\":[",
             shape[0], shape[1]
         );
         b.push_str(&vec!["0.5"; rows * 784].join(","));
@@ -906,4 +906,27 @@ fn hostile_bodies_stay_within_the_budget_and_probes_answer() {
         );
         eprintln!("peak RSS {} MB", rss / 1_000_000);
     }
+}
+
+/// A JSON body whose declared shape the model refuses is answered 400 from its first bytes:
+/// the client sends 100 KB of a 7.8 MB body and stops, and gets the 400 (not the 408 the
+/// unsent rest would earn).
+#[test]
+fn a_refused_shape_is_answered_before_the_body_is_in() {
+    let server = Server::start(&["builtin:seed", "--max-body-bytes", "8000000"]);
+    // Named as the model names its input: a tensor that names none of them waits for the
+    // whole body (it may not be the one used).
+    let head = "{\"inputs\":[{\"name\":\"input_layer\",\"shape\":[650000,3],\"datatype\":\"FP32\",\"data\":[";
+    let mut first = head.as_bytes().to_vec();
+    while first.len() < 100_000 {
+        first.extend_from_slice(b"0.5,");
+    }
+    let mut s = connect(server.port);
+    s.write_all(infer_head("seed", 7_800_000).as_bytes())
+        .unwrap();
+    s.write_all(&first).unwrap();
+    let (status, _, got) = read_one(&mut s);
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("the model takes [rows, 784]"), "{text}");
 }

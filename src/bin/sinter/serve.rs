@@ -497,7 +497,15 @@ async fn route(state: &State, req: Request<Incoming>) -> Reply {
                     .get(HEADER_LENGTH)
                     .map(|v| v.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()));
                 let mut held = state.budget.hold();
-                match body_bytes(req, state, &mut held).await {
+                let plan = s.batcher.plan();
+                let declared = content_length(&req);
+                // A JSON body whose declared shape the model refuses is refused from its
+                // first bytes (its binary-extension form is checked whole).
+                let early = |prefix: &[u8]| {
+                    let len = declared.filter(|_| header.is_none())?;
+                    codec::kserve_early(plan, prefix, len, &state.budget)
+                };
+                match body_bytes(req, state, &mut held, early).await {
                     Ok(body) => kserve_infer(state, s, body, header, held).await,
                     Err(r) => r,
                 }
@@ -508,7 +516,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Reply {
             match name_predict.strip_suffix(":predict").and_then(model) {
                 Some(s) => {
                     let mut held = state.budget.hold();
-                    match body_bytes(req, state, &mut held).await {
+                    match body_bytes(req, state, &mut held, |_| None).await {
                         Ok(body) => tf_predict(state, s, body, held).await,
                         Err(r) => r,
                     }
@@ -537,33 +545,44 @@ fn duration_text(d: Duration) -> String {
 }
 
 /// The request body, at most `--max-body-bytes`, within `--body-timeout-ms`, charged to
-/// `held`.
+/// `held`; `early` may refuse it from its first bytes (see [`body::read`]).
 async fn body_bytes(
     req: Request<Incoming>,
     state: &State,
     held: &mut Held,
+    early: impl FnMut(&[u8]) -> Option<String>,
 ) -> std::result::Result<Vec<u8>, Reply> {
-    let declared = req
-        .headers()
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok());
+    let declared = content_length(&req);
     let body = req.into_body();
-    body::read(body, declared, state.max_body, state.body_timeout, held)
-        .await
-        .map_err(|f| match f {
-            ReadFault::TooLarge(max) => error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is over {max} bytes"),
-            ),
-            ReadFault::Timeout(t) => error(
-                StatusCode::REQUEST_TIMEOUT,
-                format!("the body did not arrive within {}", duration_text(t)),
-            ),
-            ReadFault::Broken(e) => {
-                error(StatusCode::BAD_REQUEST, format!("reading the body: {e}"))
-            }
-            ReadFault::Busy(e) => busy(e),
-        })
+    body::read(
+        body,
+        declared,
+        state.max_body,
+        state.body_timeout,
+        held,
+        early,
+    )
+    .await
+    .map_err(|f| match f {
+        ReadFault::TooLarge(max) => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over {max} bytes"),
+        ),
+        ReadFault::Timeout(t) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {}", duration_text(t)),
+        ),
+        ReadFault::Broken(e) => error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
+        ReadFault::Busy(e) => busy(e),
+        ReadFault::Refused(m) => error(StatusCode::BAD_REQUEST, m),
+    })
+}
+
+/// A request's `Content-Length`, when it sends one.
+fn content_length(req: &Request<Incoming>) -> Option<usize> {
+    req.headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok())
 }
 
 /// The answer to a decoding fault.

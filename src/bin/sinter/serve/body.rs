@@ -20,15 +20,23 @@ pub(super) enum ReadFault {
     Broken(String),
     /// The budget is spent (503).
     Busy(OverBudget),
+    /// What has arrived already shows the request is wrong (400, the rest unread).
+    Refused(String),
 }
 
-/// Reads a whole body of at most `max` bytes within `timeout`, charging it to `held`.
+/// Bytes of a body read before its first part is shown to the early check.
+const EARLY_BYTES: usize = 16 << 10;
+
+/// Reads a whole body of at most `max` bytes within `timeout`, charging it to `held`. Once
+/// the first [`EARLY_BYTES`] of a longer body are in, `early` sees them: a fault it finds there
+/// stops the read (a 62 MB body whose header the model refuses is not received at all).
 pub(super) async fn read(
     mut body: Incoming,
     declared: Option<usize>,
     max: usize,
     timeout: Duration,
     held: &mut Held,
+    mut early: impl FnMut(&[u8]) -> Option<String>,
 ) -> Result<Vec<u8>, ReadFault> {
     if let Some(n) = declared {
         if n > max {
@@ -51,7 +59,16 @@ pub(super) async fn read(
             if len > held.bytes() {
                 held.grow(len - held.bytes()).map_err(ReadFault::Busy)?;
             }
+            let before = buf.len();
             buf.extend_from_slice(&data);
+            let whole = declared == Some(buf.len());
+            if before < EARLY_BYTES
+                && buf.len() >= EARLY_BYTES
+                && !whole
+                && let Some(m) = early(&buf)
+            {
+                return Err(ReadFault::Refused(m));
+            }
         }
         Ok(())
     };

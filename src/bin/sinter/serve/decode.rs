@@ -102,7 +102,7 @@ pub(super) struct Room<'b> {
 }
 
 impl<'b> Room<'b> {
-    /// For a body of `len` bytes, charging `held`.
+    /// For a JSON part of `len` bytes, charging `held`.
     pub(super) fn new(held: &'b mut Held, len: usize) -> Self {
         Room {
             held,
@@ -531,6 +531,35 @@ pub(super) fn kserve<'de>(
         .and_then(|b| d.end().map(|()| b))
         .map_err(json_fault)?;
     Ok(body)
+}
+
+/// The fault of a KServe JSON body that `prefix` already shows (a declared shape or datatype
+/// the model refuses, malformed JSON, a bad value), when the rest of the body, up to `len`
+/// bytes in all, cannot change it; `None` when the prefix is fine so far. What the prefix
+/// decodes is charged to `held` and dropped.
+pub(super) fn kserve_prefix(
+    plan: &Plan,
+    prefix: &[u8],
+    len: usize,
+    held: &mut Held,
+) -> Option<String> {
+    // Cut after the last comma, so the prefix never ends inside a number (a cut inside a
+    // string reads as the end of the input, as it should).
+    let cut = prefix.iter().rposition(|&b| b == b',')?;
+    let prefix = &prefix[..=cut];
+    let mut room = Room::new(held, len);
+    let mut d = serde_json::Deserializer::from_slice(prefix);
+    let r = (KserveSeed {
+        plan,
+        room: &mut room,
+    })
+    .deserialize(&mut d);
+    match r {
+        // The body ends later, or the budget (the full decode decides).
+        Err(e) if e.is_eof() || room.over_budget => None,
+        Err(e) => Some(json_fault(e)),
+        Ok(_) => None,
+    }
 }
 
 struct KserveSeed<'p, 'r, 'b> {

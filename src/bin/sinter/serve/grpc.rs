@@ -170,20 +170,28 @@ async fn call(
     }
     let mut held = state.budget.hold();
     let max = state.max_body.saturating_add(5);
-    let body = body::read(req.into_body(), None, max, state.body_timeout, &mut held)
-        .await
-        .map_err(|f| match f {
-            ReadFault::TooLarge(max) => Status::new(
-                Code::ResourceExhausted,
-                format!("the message is over {max} bytes (--max-body-bytes)"),
-            ),
-            ReadFault::Timeout(t) => Status::new(
-                Code::DeadlineExceeded,
-                format!("the message did not arrive within {} ms", t.as_millis()),
-            ),
-            ReadFault::Broken(e) => Status::new(Code::InvalidArgument, e),
-            ReadFault::Busy(e) => Status::new(Code::Unavailable, e),
-        })?;
+    let body = body::read(
+        req.into_body(),
+        None,
+        max,
+        state.body_timeout,
+        &mut held,
+        |_| None,
+    )
+    .await
+    .map_err(|f| match f {
+        ReadFault::TooLarge(max) => Status::new(
+            Code::ResourceExhausted,
+            format!("the message is over {max} bytes (--max-body-bytes)"),
+        ),
+        ReadFault::Timeout(t) => Status::new(
+            Code::DeadlineExceeded,
+            format!("the message did not arrive within {} ms", t.as_millis()),
+        ),
+        ReadFault::Broken(e) => Status::new(Code::InvalidArgument, e),
+        ReadFault::Busy(e) => Status::new(Code::Unavailable, e),
+        ReadFault::Refused(m) => Status::new(Code::InvalidArgument, m),
+    })?;
     let msg = unframe(&Bytes::from(body))?;
     let model = |name: &str| {
         state
