@@ -266,7 +266,10 @@ async fn infer(state: &State, msg: Bytes, mut held: Held) -> Result<(Vec<u8>, He
     held.grow(len)
         .map_err(|e| Status::new(Code::Unavailable, e))?;
     let models = &state.models;
-    let req: ModelInferRequest = decode(msg)?;
+    // A large message's typed contents are a copy loop: off the connection threads too.
+    let req: ModelInferRequest = on_cpu(state, len, move || decode(msg))
+        .await
+        .ok_or_else(|| Status::new(Code::Internal, "internal error"))??;
     let s = models.get(&req.model_name).ok_or_else(|| {
         Status::new(
             Code::NotFound,
