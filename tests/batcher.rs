@@ -125,10 +125,13 @@ fn async_callers_never_block_and_get_their_rows() {
 #[test]
 fn a_full_queue_refuses_and_loses_nothing() {
     let plan = plan("mnist-mlp");
+    // 8 rows may wait and no batch runs until the oldest has waited 2 s (a full batch, 16 rows,
+    // never fits the queue): the first 4 two-row requests fill it, and the rest, submitted
+    // well within 2 s however loaded the machine, are refused.
     let opts = BatcherOptions::new()
-        .max_batch(4)
+        .max_batch(16)
         .queue_rows(8)
-        .max_delay(Duration::from_millis(50));
+        .max_delay(Duration::from_secs(2));
     let batcher = Batcher::new(plan.clone(), opts).unwrap();
     let x = request(&plan, 2, 7);
     let alone = plan.run_all(&[sinter::Values::F32(&x)]).unwrap();
