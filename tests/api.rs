@@ -18,6 +18,24 @@ fn seed_summary_has_keras_figures() {
     assert_eq!(builtin::seed().count_params(), 25_384);
 }
 
+/// Layers that act only in training keep their Keras class in the summary (and run as the
+/// identity: `tests/golden.rs` checks `noise.keras`'s outputs).
+#[test]
+fn training_only_layers_keep_their_keras_class() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/noise.keras");
+    let s = sinter::load(&path).unwrap().summary();
+    for class in [
+        "gaussian_noise (GaussianNoise)",
+        "gaussian_dropout (GaussianDropout)",
+        "(SpatialDropout1D)",
+        "(AlphaDropout)",
+        "(ActivityRegularization)",
+    ] {
+        assert!(s.contains(class), "{class} missing from\n{s}");
+    }
+    assert!(!s.contains("(Identity)"), "{s}");
+}
+
 #[test]
 fn layers_are_auto_named_like_keras() {
     let x = Input::new([4]).unwrap();

@@ -51,6 +51,9 @@ layers! {
         Activation(Activation),
         /// Identity at inference.
         Dropout(DropoutConfig),
+        /// A layer that acts only in training (Keras `GaussianNoise`, `AlphaDropout`, ...):
+        /// identity at inference.
+        TrainingOnly(TrainingOnly),
         /// 1-D convolution over `[steps, channels]` (channels_last), Keras `Conv1D`.
         Conv1D(Conv1DConfig),
         /// Joins its inputs along an axis (Keras numbering: the batch is axis 0, `-1` the last).

@@ -42,7 +42,7 @@ pub use crate::ops::{
     conv1d::Conv1DConfig,
     dense::DenseConfig,
     embedding::EmbeddingConfig,
-    identity::DropoutConfig,
+    identity::{DropoutConfig, TrainingOnly},
     merge::Merge,
     norm::{ChannelNorm, NormalizationConfig, RowNorm},
     permute::PermuteConfig,

@@ -1,5 +1,5 @@
-//! Layers that pass their input through at inference: `Dropout` (and the noise layers Keras
-//! maps onto it) and `Identity`.
+//! Layers that pass their input through at inference: `Dropout`, the noise and
+//! regularization layers that act only in training, and `Identity`.
 
 use super::{LayerOp, Lowering, Reference, one};
 use crate::error::Result;
@@ -43,6 +43,80 @@ impl LayerOp for IdentityOp {
     }
     fn base_name(&self) -> &'static str {
         "identity"
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        one(inputs)
+    }
+    fn lower<'m>(&'m self, _: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
+        Ok(Op::Dropout)
+    }
+    fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
+        Ok(cx.x())
+    }
+}
+
+/// A Keras layer that acts only in training (noise, dropout variants, regularization): the
+/// identity at inference, kept as its own class so `summary` shows it as Keras does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TrainingOnly {
+    /// `GaussianNoise(stddev)`.
+    GaussianNoise,
+    /// `GaussianDropout(rate)`.
+    GaussianDropout,
+    /// `AlphaDropout(rate)`.
+    AlphaDropout,
+    /// `SpatialDropout1D(rate)`.
+    SpatialDropout1D,
+    /// `ActivityRegularization(l1, l2)`.
+    ActivityRegularization,
+}
+
+impl TrainingOnly {
+    /// Every kind with its Keras class and the base of its auto-generated names.
+    const NAMES: [(TrainingOnly, &'static str, &'static str); 5] = [
+        (
+            TrainingOnly::GaussianNoise,
+            "GaussianNoise",
+            "gaussian_noise",
+        ),
+        (
+            TrainingOnly::GaussianDropout,
+            "GaussianDropout",
+            "gaussian_dropout",
+        ),
+        (TrainingOnly::AlphaDropout, "AlphaDropout", "alpha_dropout"),
+        (
+            TrainingOnly::SpatialDropout1D,
+            "SpatialDropout1D",
+            "spatial_dropout1d",
+        ),
+        (
+            TrainingOnly::ActivityRegularization,
+            "ActivityRegularization",
+            "activity_regularization",
+        ),
+    ];
+
+    /// The kind of Keras class `class`, if it is one.
+    pub fn from_class(class: &str) -> Option<TrainingOnly> {
+        Self::NAMES.iter().find(|n| n.1 == class).map(|n| n.0)
+    }
+
+    fn names(self) -> (&'static str, &'static str) {
+        Self::NAMES
+            .iter()
+            .find(|n| n.0 == self)
+            .map_or(("Identity", "identity"), |n| (n.1, n.2))
+    }
+}
+
+impl LayerOp for TrainingOnly {
+    fn class_name(&self) -> &'static str {
+        self.names().0
+    }
+    fn base_name(&self) -> &'static str {
+        self.names().1
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
         one(inputs)

@@ -10,7 +10,7 @@ use crate::model::{
     EmbeddingConfig, MaxPooling1DConfig, NormalizationConfig, PermuteConfig, RescalingConfig,
     ReshapeConfig,
 };
-use crate::model::{ChannelNorm, DType, Layer, Merge, Padding, RowNorm};
+use crate::model::{ChannelNorm, DType, Layer, Merge, Padding, RowNorm, TrainingOnly};
 use serde_json::Value;
 
 /// Reads one class's config. The [`Spec`] arrives with its name and class set; a class may also
@@ -40,11 +40,11 @@ const CLASSES: &[(&str, ClassFn)] = &[
         }))
     }),
     // Noise and regularization layers act only in training: at inference they pass x through.
-    ("GaussianNoise", |_, _| Ok(Layer::Identity)),
-    ("GaussianDropout", |_, _| Ok(Layer::Identity)),
-    ("AlphaDropout", |_, _| Ok(Layer::Identity)),
-    ("SpatialDropout1D", |_, _| Ok(Layer::Identity)),
-    ("ActivityRegularization", |_, _| Ok(Layer::Identity)),
+    ("GaussianNoise", training_only),
+    ("GaussianDropout", training_only),
+    ("AlphaDropout", training_only),
+    ("SpatialDropout1D", training_only),
+    ("ActivityRegularization", training_only),
     ("Identity", |_, _| Ok(Layer::Identity)),
     ("Flatten", |c, _| {
         c.channels_last()?;
@@ -357,6 +357,13 @@ fn relu(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
         max_value,
         threshold: c.f32_or("threshold", 0.0)?,
     }))
+}
+
+/// A layer that acts only in training: the identity, under its own class.
+fn training_only(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
+    TrainingOnly::from_class(c.class)
+        .map(Layer::TrainingOnly)
+        .ok_or_else(|| c.invalid("not a training-only layer"))
 }
 
 fn softmax(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
