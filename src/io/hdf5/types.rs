@@ -39,22 +39,6 @@ pub(super) fn element_count(dims: &[u64]) -> Res<u64> {
         .ok_or_else(|| format!("dataspace {dims:?} has too many elements"))
 }
 
-/// IEEE 754 binary16 -> binary32, exact (subnormals, infinities and NaN payloads included).
-pub(super) fn f16_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h >> 15) << 31;
-    let exp = u32::from((h >> 10) & 0x1f);
-    let man = u32::from(h & 0x3ff);
-    match exp {
-        0 => {
-            // Subnormal or zero: man * 2^-24, exact in f32.
-            let v = man as f32 * (1.0 / 16_777_216.0);
-            if sign != 0 { -v } else { v }
-        }
-        31 => f32::from_bits(sign | 0x7f80_0000 | (man << 13)),
-        _ => f32::from_bits(sign | ((exp + 112) << 23) | (man << 13)),
-    }
-}
-
 impl Num {
     pub(super) fn convert(&self, b: &[u8]) -> f32 {
         let v = if self.big_endian {
@@ -65,7 +49,7 @@ impl Num {
                 .fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
         };
         match (self.kind, self.size) {
-            (NumKind::Float, 2) => f16_to_f32(v as u16),
+            (NumKind::Float, 2) => crate::io::f16_to_f32(v as u16),
             (NumKind::Float, 4) => f32::from_bits(v as u32),
             (NumKind::Float, _) => f64::from_bits(v) as f32,
             (NumKind::Int { signed: false }, _) => v as f32,
