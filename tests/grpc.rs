@@ -23,7 +23,13 @@ const NOT_FOUND: u32 = 5;
 const UNIMPLEMENTED: u32 = 12;
 
 fn start() -> (Server, u16) {
-    let server = Server::start(&["builtin:seed", "--grpc-port", "0", "--max-delay-us", "2000"]);
+    start_with(&[])
+}
+
+fn start_with(extra: &[&str]) -> (Server, u16) {
+    let mut args = vec!["builtin:seed", "--grpc-port", "0", "--max-delay-us", "2000"];
+    args.extend(extra);
+    let server = Server::start(&args);
     let line = server
         .lines
         .recv_timeout(Duration::from_secs(30))
@@ -329,5 +335,27 @@ fn bad_grpc_calls_get_the_right_status_and_the_server_serves_on() {
         assert_eq!(answered.iter().sum::<usize>(), 300);
         let r: ModelInferResponse = c.call("ModelInfer", &good).await.unwrap();
         assert_eq!(output_bits(&r), want_bits(&x));
+    });
+}
+
+/// A connection with no call in flight for `--header-timeout-ms` is closed (as an idle
+/// HTTP/1.1 keep-alive connection is), so idle clients cannot hold every connection slot.
+#[test]
+fn an_idle_grpc_connection_is_closed() {
+    let (_server, port) = start_with(&["--header-timeout-ms", "300"]);
+    rt().block_on(async {
+        let c = Client::connect(port).await;
+        let live: ServerLiveResponse = c.call("ServerLive", &ModelRef::default()).await.unwrap();
+        assert!(live.live);
+        // Far above the timeout, below anything a broken flag would fall back to (10 s).
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        assert!(
+            c.send.clone().ready().await.is_err(),
+            "the idle connection is still open"
+        );
+        // A new connection is served.
+        let c = Client::connect(port).await;
+        let live: ServerLiveResponse = c.call("ServerLive", &ModelRef::default()).await.unwrap();
+        assert!(live.live);
     });
 }

@@ -329,16 +329,27 @@ async fn serve(
         let state = state.clone();
         let io = TokioIo::new(stream);
         if is_grpc {
+            // An HTTP/2 connection with no call in flight for `--header-timeout-ms` is closed,
+            // as an idle HTTP/1.1 keep-alive connection is: idle clients cannot hold every
+            // connection slot.
+            let activity = Arc::new(grpc::Activity::new());
+            let calls = activity.clone();
             let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(grpc::handle(&state, req).await) }
+                let (state, calls) = (state.clone(), calls.clone());
+                async move {
+                    let _call = calls.begin();
+                    Ok::<_, std::convert::Infallible>(grpc::handle(&state, req).await)
+                }
             });
             let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .serve_connection(io, service);
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
-                let _ = conn.await;
+                tokio::select! {
+                    _ = conn => {}
+                    () = activity.idle_for(header_timeout) => {}
+                }
                 drop(permit);
             });
         } else {

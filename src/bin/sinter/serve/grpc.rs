@@ -21,7 +21,53 @@ use prost::bytes::Bytes;
 use proto::*;
 use sinter::Error;
 use sinter::io::npy::Array;
-use std::time::Instant;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Calls in flight on one connection, and when the last one ended.
+pub(super) struct Activity {
+    in_flight: AtomicUsize,
+    last: Mutex<Instant>,
+}
+
+/// One call in flight; its end is the connection's latest activity.
+pub(super) struct CallGuard<'a>(&'a Activity);
+
+impl Activity {
+    pub(super) fn new() -> Self {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            last: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// A call starts.
+    pub(super) fn begin(&self) -> CallGuard<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        CallGuard(self)
+    }
+
+    /// Returns once no call has been in flight for `idle`.
+    pub(super) async fn idle_for(&self, idle: Duration) {
+        loop {
+            let since = self.last.lock().map_or(Duration::ZERO, |l| l.elapsed());
+            if self.in_flight.load(Ordering::Relaxed) == 0 && since >= idle {
+                return;
+            }
+            tokio::time::sleep(idle.saturating_sub(since).max(idle / 4)).await;
+        }
+    }
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut l) = self.0.last.lock() {
+            *l = Instant::now();
+        }
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// The service's path prefix.
 const SERVICE: &str = "/inference.GRPCInferenceService/";
