@@ -950,3 +950,177 @@ impl<'r, 'b, 'c> Sample<'_, 'r, 'b, 'c> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The streaming decoder against the tree it replaced: for random KServe bodies (key
+    //! orders, nesting, number spellings, wrong shapes and types, damaged bytes) it gives the
+    //! values a `serde_json::Value` tree gives, or an error where the tree's decode fails;
+    //! it never panics.
+    use super::super::budget::Budget;
+    use super::super::codec::{self, Fault};
+    use proptest::prelude::*;
+    use serde_json::Value;
+    use sinter::Plan;
+    use sinter::io::npy::Array;
+    use sinter::model::{Dense, Input, Model};
+
+    /// `input_layer` of 3 floats -> Dense(2).
+    fn plan() -> Plan {
+        let x = Input::new([3]).unwrap();
+        let y = Dense::new(2).call(&x).unwrap();
+        let m = Model::new(&x, &y).unwrap();
+        m.compile(&sinter::CompileOptions::new()).unwrap()
+    }
+
+    /// What the tree says: the flat f32 values, or `None` when its decode would refuse.
+    fn by_tree(body: &str) -> Option<Vec<f32>> {
+        let v: Value = serde_json::from_str(body).ok()?;
+        let t = v.get("inputs")?.as_array()?.first()?;
+        if t.get("datatype").is_some_and(|d| d != "FP32") {
+            return None;
+        }
+        fn flatten(v: &Value, out: &mut Vec<f32>, depth: usize) -> Option<()> {
+            match v {
+                Value::Array(items) if depth < 32 => {
+                    items.iter().try_for_each(|i| flatten(i, out, depth + 1))
+                }
+                Value::Number(n) => {
+                    out.push(n.as_f64()? as f32);
+                    Some(())
+                }
+                _ => None,
+            }
+        }
+        let mut out = Vec::new();
+        flatten(t.get("data")?, &mut out, 0)?;
+        if out.is_empty() || out.len() % 3 != 0 {
+            return None;
+        }
+        if let Some(shape) = t.get("shape") {
+            let dims: Vec<u64> = shape
+                .as_array()?
+                .iter()
+                .map(Value::as_u64)
+                .collect::<Option<_>>()?;
+            if dims != [out.len() as u64 / 3, 3] {
+                return None;
+            }
+        }
+        Some(out)
+    }
+
+    fn by_stream(plan: &Plan, body: &str) -> Result<Vec<f32>, String> {
+        let budget = Budget::new(1 << 30);
+        let mut held = budget.hold();
+        match codec::kserve_request(plan, body.as_bytes(), None, &mut held) {
+            Ok(r) => match &r.arrays[..] {
+                [Array::F32(v)] => Ok(v.clone()),
+                other => Err(format!("arrays {}", other.len())),
+            },
+            Err(Fault::Bad(m) | Fault::Busy(m)) => Err(m),
+        }
+    }
+
+    /// A number as a client might spell it.
+    fn spelled(v: f32, style: u8) -> String {
+        match style % 4 {
+            0 => format!("{v}"),
+            1 => format!("{v:e}"),
+            2 => format!("{}", v.round() as i64),
+            _ => format!("{:.3}", v),
+        }
+    }
+
+    /// A KServe body: the values nested by row or flat, the tensor's keys in `order`, with or
+    /// without a (possibly wrong) shape and datatype.
+    fn body(
+        values: &[f32],
+        style: u8,
+        nested: bool,
+        order: &[usize],
+        shape: Option<[u64; 2]>,
+        dtype: Option<&str>,
+    ) -> String {
+        let nums: Vec<String> = values.iter().map(|&v| spelled(v, style)).collect();
+        let data = if nested {
+            let rows: Vec<String> = nums
+                .chunks(3)
+                .map(|r| format!("[{}]", r.join(",")))
+                .collect();
+            format!("[{}]", rows.join(","))
+        } else {
+            format!("[{}]", nums.join(","))
+        };
+        let mut fields = vec![
+            Some("\"name\":\"input_layer\"".to_string()),
+            shape.map(|s| format!("\"shape\":[{},{}]", s[0], s[1])),
+            dtype.map(|d| format!("\"datatype\":\"{d}\"")),
+            Some(format!("\"data\":{data}")),
+        ];
+        let mut parts = Vec::new();
+        for &k in order {
+            if let Some(f) = fields[k % 4].take() {
+                parts.push(f);
+            }
+        }
+        parts.extend(fields.into_iter().flatten());
+        format!("{{\"id\":\"r\",\"inputs\":[{{{}}}]}}", parts.join(","))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn the_stream_decodes_what_the_tree_decodes(
+            rows in 1usize..5,
+            extra in 0usize..3,
+            seed in prop::collection::vec(-1e4f32..1e4, 15),
+            style in 0u8..4,
+            nested: bool,
+            order in prop::collection::vec(0usize..4, 4),
+            shape_kind in 0u8..4,
+            dtype_kind in 0u8..4,
+            cut in prop::option::of(0usize..400),
+            flip in prop::option::of((0usize..400, any::<u8>())),
+        ) {
+            let plan = plan();
+            let n = rows * 3 + if extra == 2 { 1 } else { 0 };
+            let values: Vec<f32> = seed.iter().cycle().take(n).copied().collect();
+            let shape = match shape_kind {
+                0 => None,
+                1 => Some([rows as u64, 3]),
+                2 => Some([rows as u64 + 1, 3]),
+                _ => Some([rows as u64, 4]),
+            };
+            let dtype = match dtype_kind {
+                0 => None,
+                1 | 2 => Some("FP32"),
+                _ => Some("BYTES"),
+            };
+            let mut text = body(&values, style, nested, &order, shape, dtype);
+            if let Some(c) = cut {
+                text.truncate(c.min(text.len()));
+            }
+            if let Some((at, b)) = flip {
+                let mut bytes = text.into_bytes();
+                if !bytes.is_empty() {
+                    let at = at % bytes.len();
+                    bytes[at] = b;
+                }
+                text = String::from_utf8_lossy(&bytes).into_owned();
+            }
+            let tree = by_tree(&text);
+            let stream = by_stream(&plan, &text);
+            match (&tree, &stream) {
+                (Some(want), Ok(got)) => {
+                    let w: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+                    let g: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+                    prop_assert_eq!(w, g, "{}", text);
+                }
+                (None, Err(_)) => {}
+                _ => prop_assert!(false, "tree {:?}, stream {:?} for {}", tree, stream, text),
+            }
+        }
+    }
+}
