@@ -189,7 +189,7 @@ fn rank_one_rounding_cases_run_as_one_sample() {
         "test_round",
     ] {
         let bytes = std::fs::read(dir().join(format!("{name}.onnx"))).unwrap();
-        let mut m = proto::decode(&bytes).unwrap();
+        let mut m = proto::decode(bytes.into()).unwrap();
         let g = m.graph.as_mut().unwrap();
         for v in g.input.iter_mut().chain(g.output.iter_mut()) {
             let t = v

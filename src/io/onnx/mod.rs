@@ -42,6 +42,7 @@ use super::LoadOptions;
 use crate::error::{Error, LoadError, LoadErrorKind, Result};
 use crate::model::{DType, Layer, Model};
 use convert::{Const, Converter, Value, dtype_name, prefixed};
+use prost::bytes::Bytes;
 use proto::{NodeProto, dtype};
 use std::collections::HashMap;
 use std::path::Path;
@@ -69,7 +70,7 @@ pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
     let path = path.as_ref();
     let bytes = super::read_limited(path, opts.max_weight_bytes, "weights")?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    from_bytes_with(&bytes, path, Some(dir), opts)
+    convert(Bytes::from(bytes), path, Some(dir), opts)
 }
 
 /// Converts an ONNX model held in memory. `path` only names the model in errors; external data
@@ -85,6 +86,13 @@ pub fn from_bytes_with(
     dir: Option<&Path>,
     opts: &LoadOptions,
 ) -> Result<Model> {
+    convert(Bytes::copy_from_slice(bytes), path, dir, opts)
+}
+
+/// Converts a model from the file's bytes. Memory: the initializers' data are slices of
+/// `bytes` (no copy); node attributes' tensors get copies of their own, so the buffer is
+/// freed once the last initializer is converted, before the nodes are.
+fn convert(bytes: Bytes, path: &Path, dir: Option<&Path>, opts: &LoadOptions) -> Result<Model> {
     let fail = |kind: LoadErrorKind| Error::from(LoadError::new(path, kind));
     if bytes.len() as u64 > opts.max_weight_bytes {
         return Err(fail(LoadErrorKind::Limit(format!(
@@ -93,16 +101,28 @@ pub fn from_bytes_with(
             opts.max_weight_bytes
         ))));
     }
-    let proto_model = proto::decode(bytes).map_err(|e| {
+    let mut proto_model = proto::decode(bytes).map_err(|e| {
         fail(LoadErrorKind::Malformed(format!(
             "not an ONNX model (protobuf: {e})"
         )))
     })?;
+    let initializers = match proto_model.graph.as_mut() {
+        Some(g) => {
+            for a in g.node.iter_mut().flat_map(|n| n.attribute.iter_mut()) {
+                if let Some(t) = a.t.as_mut() {
+                    t.raw_data = Bytes::copy_from_slice(&t.raw_data);
+                }
+            }
+            std::mem::take(&mut g.initializer)
+        }
+        None => Vec::new(),
+    };
     let (opset, graph) = opset_and_graph(&proto_model, opts).map_err(fail)?;
     let mut cx = Converter::new(path, opts, dir, opset);
-    for t in &graph.initializer {
-        let c = cx.constant(t, &format!("initializer {:?}", t.name))?;
-        cx.values.insert(t.name.clone(), Value::Const(c));
+    // Each initializer's bytes go as soon as it is converted.
+    for t in initializers {
+        let c = cx.constant(&t, &format!("initializer {:?}", t.name))?;
+        cx.values.insert(t.name, Value::Const(c));
     }
     let (graph_nodes, patterns) = rewrite_patterns(&cx, graph);
     cx.count_uses(&graph_nodes, graph);

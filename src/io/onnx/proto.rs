@@ -121,9 +121,10 @@ pub struct TensorProto {
     /// Tensor name.
     #[prost(string, tag = "8")]
     pub name: String,
-    /// Little-endian packed values.
-    #[prost(bytes = "vec", tag = "9")]
-    pub raw_data: Vec<u8>,
+    /// Little-endian packed values: a slice of the file's buffer when decoded from one
+    /// ([`decode`]), not a copy.
+    #[prost(bytes = "bytes", tag = "9")]
+    pub raw_data: prost::bytes::Bytes,
     /// DOUBLE values.
     #[prost(double, repeated, tag = "10")]
     pub double_data: Vec<f64>,
@@ -210,6 +211,7 @@ pub mod dtype {
 }
 
 /// Decodes a model; prost bounds nesting depth and checks every length against the buffer.
-pub fn decode(bytes: &[u8]) -> Result<ModelProto, prost::DecodeError> {
+/// Tensors' `raw_data` are slices of `bytes`, not copies.
+pub fn decode(bytes: prost::bytes::Bytes) -> Result<ModelProto, prost::DecodeError> {
     ModelProto::decode(bytes)
 }
