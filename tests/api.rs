@@ -488,3 +488,26 @@ fn a_tuned_plan_gives_the_same_bits() {
         assert_eq!(outs[0], outs[1], "{}", model.name());
     }
 }
+
+/// `into_outputs` (consuming, what `sinter run` uses so weights are not held twice) gives the
+/// model `select_outputs` gives: the named outputs in order, the layers only others need gone.
+#[test]
+fn into_outputs_is_select_outputs_without_a_copy() {
+    let x = Input::new([4]).unwrap();
+    let h = Dense::new(3).name("shared").call(&x).unwrap();
+    let a = Dense::new(2).name("a").call(&h).unwrap();
+    let b = Dense::new(5).name("b").call(&h).unwrap();
+    let m = Model::new(&x, [&a, &b]).unwrap();
+    let picked = m.select_outputs(&["b"]).unwrap();
+    let moved = m.clone().into_outputs(&["b"]).unwrap();
+    assert_eq!(moved.output_names(), ["b"]);
+    assert!(moved.layer("a").is_none() && moved.layer("shared").is_some());
+    assert_eq!(moved.summary(), picked.summary());
+    let plan = |m: &Model| m.compile(&CompileOptions::new()).unwrap();
+    let x = [0.5f32, -1.0, 2.0, 0.25];
+    assert_eq!(
+        plan(&moved).run(&x).unwrap(),
+        plan(&picked).run(&x).unwrap()
+    );
+    assert!(m.into_outputs(&["nope"]).is_err());
+}

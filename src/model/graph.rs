@@ -264,6 +264,12 @@ impl Model {
     /// The model restricted to the named outputs (in the order named), with every layer only
     /// an unrequested output needs removed. The inputs stay as they are.
     pub fn select_outputs(&self, names: &[&str]) -> Result<Model> {
+        self.clone().into_outputs(names)
+    }
+
+    /// [`select_outputs`](Self::select_outputs) consuming the model: its layers and weights
+    /// move into the result instead of being copied.
+    pub fn into_outputs(self, names: &[&str]) -> Result<Model> {
         let mut outs = Vec::with_capacity(names.len());
         let mut out_names = Vec::with_capacity(names.len());
         for &n in names {
@@ -292,9 +298,11 @@ impl Model {
         }
         let mut map = vec![usize::MAX; self.nodes.len()];
         let mut nodes = Vec::new();
-        for (i, n) in self.nodes.iter().enumerate().filter(|&(i, _)| live[i]) {
+        for (i, mut n) in self.nodes.into_iter().enumerate() {
+            if !live[i] {
+                continue;
+            }
             map[i] = nodes.len();
-            let mut n = n.clone();
             n.inputs.iter_mut().for_each(|j| *j = map[*j]);
             nodes.push(n);
         }
@@ -302,7 +310,7 @@ impl Model {
         let outs: Vec<usize> = outs.iter().map(|&o| map[o]).collect();
         let mut m = Model::from_nodes(&self.name, nodes, &ins, &outs)?;
         m.output_names = out_names;
-        m.origin = self.origin.clone();
+        m.origin = self.origin;
         Ok(m)
     }
 

@@ -186,7 +186,7 @@ pub(crate) fn load_model_with(spec: &str, opts: &sinter::io::LoadOptions) -> Res
         return match &opts.outputs {
             Some(names) => {
                 let names: Vec<&str> = names.iter().map(String::as_str).collect();
-                model.select_outputs(&names)
+                model.into_outputs(&names)
             }
             None => Ok(model),
         };
@@ -218,11 +218,13 @@ fn run_npy(model: &str, inputs: &[String], outputs: &[String], args: &PlanArgs) 
     opts.outputs = named;
     let model = load_model_with(model, &opts)?;
     let out_bind = inputs::bind(outputs, model.output_names(), "--output", false)?;
-    let wanted: Vec<&str> = out_bind
+    let wanted: Vec<String> = out_bind
         .iter()
-        .map(|(k, _)| model.output_names()[*k].as_str())
+        .map(|(k, _)| model.output_names()[*k].clone())
         .collect();
-    let model = model.select_outputs(&wanted)?;
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    // Consumed, not copied: the weights are not held twice.
+    let model = model.into_outputs(&wanted)?;
     let in_names: Vec<String> = model.input_names().iter().map(|s| s.to_string()).collect();
     let in_bind = inputs::bind(inputs, &in_names, "--input", true)?;
     let mut arrays = vec![None; in_names.len()];

@@ -261,6 +261,25 @@ impl Converter<'_> {
         }
     }
 
+    /// Input `i`'s dims and float values, which must be a constant: moved out when this node
+    /// is the constant's only use (a weight matrix is not copied on its way into a layer),
+    /// else copied.
+    pub(super) fn take_const_f32(
+        &mut self,
+        node: &NodeProto,
+        i: usize,
+    ) -> Result<(Vec<usize>, Vec<f32>)> {
+        let c = self.input_const(node, i)?;
+        let dims = c.dims.clone();
+        let name = &node.input[i];
+        if self.uses.get(name) == Some(&1)
+            && let Some(Value::Const(c)) = self.values.get_mut(name)
+        {
+            return Ok((dims, std::mem::take(&mut c.f32)));
+        }
+        Ok((dims, self.input_const(node, i)?.f32.clone()))
+    }
+
     pub(super) fn attr<'n>(node: &'n NodeProto, name: &str) -> Option<&'n AttributeProto> {
         node.attribute.iter().find(|a| a.name == name)
     }

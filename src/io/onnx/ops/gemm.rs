@@ -20,10 +20,10 @@ pub(super) fn gemm(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let trans_b = cx.attr_i(node, "transB")?.unwrap_or(0) != 0;
     let alpha = cx.attr_f(node, "alpha")?.unwrap_or(1.0);
     let beta = cx.attr_f(node, "beta")?.unwrap_or(1.0);
-    let b = cx.input_const(node, 1)?;
-    let (k, n, mut kernel) = match (b.dims.as_slice(), trans_b) {
-        ([k, n], false) => (*k, *n, b.f32.clone()),
-        ([n, k], true) => (*k, *n, transposed(&b.f32, *n, *k)),
+    let (dims, b) = cx.take_const_f32(node, 1)?;
+    let (k, n, mut kernel) = match (dims.as_slice(), trans_b) {
+        ([k, n], false) => (*k, *n, b),
+        ([n, k], true) => (*k, *n, transposed(&b, *n, *k)),
         (d, _) => return Err(cx.invalid(node, format!("B has shape {d:?}, expected 2-D"))),
     };
     if alpha != 1.0 {
@@ -55,14 +55,15 @@ pub(super) fn gemm(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
 /// `MatMul(x, W)`: a Dense layer without bias; a following `Add` may give it one.
 pub(super) fn matmul(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let (x, rows) = cx.flat_rows(node)?;
-    let b = cx.input_const(node, 1)?;
-    let [k, n] = b.dims[..] else {
+    let dims = &cx.input_const(node, 1)?.dims;
+    let [k, n] = dims[..] else {
         return Err(cx.unsupported(
             node,
-            format!("B has shape {:?}, expected 2-D [in, out]", b.dims),
+            format!("B has shape {dims:?}, expected 2-D [in, out]"),
         ));
     };
-    let kernel = permute_rows(b.f32.clone(), n, rows.as_deref());
+    let (_, b) = cx.take_const_f32(node, 1)?;
+    let kernel = permute_rows(b, n, rows.as_deref());
     dense(cx, node, x, k, n, kernel, None)
 }
 
