@@ -222,9 +222,7 @@ fn client(
     while Instant::now() < deadline && i < 1_000_000 {
         i += 1;
         let len = plan.input_len();
-        let x: Vec<f32> = (0..len)
-            .map(|j| (((j * 31 + c * 7919 + i * 13) % 997) as f32 / 997.0) - 0.5)
-            .collect();
+        let x = sample(len, c, i);
         let (body, header_len) = if binary {
             let header = format!(
                 "{{\"inputs\":[{{\"name\":\"{input_name}\",\"shape\":[1,{len}],\"datatype\":\"FP32\",\"parameters\":{{\"binary_data_size\":{}}}}}],\"parameters\":{{\"binary_data_output\":true}}}}",
@@ -351,6 +349,13 @@ fn request(
     Some((status, buf, resp_header))
 }
 
+/// Client `c`'s request `i`: `len` values in [-0.5, 0.5).
+fn sample(len: usize, c: usize, i: usize) -> Vec<f32> {
+    (0..len)
+        .map(|j| (((j * 31 + c * 7919 + i * 13) % 997) as f32 / 997.0) - 0.5)
+        .collect()
+}
+
 /// One gRPC client: `ModelInfer` calls on one HTTP/2 connection until the deadline.
 fn grpc_client(
     port: u16,
@@ -382,9 +387,7 @@ fn grpc_client(
         while Instant::now() < deadline && i < 1_000_000 {
             i += 1;
             let len = plan.input_len();
-            let x: Vec<f32> = (0..len)
-                .map(|j| (((j * 31 + c * 7919 + i * 13) % 997) as f32 / 997.0) - 0.5)
-                .collect();
+            let x = sample(len, c, i);
             let req = proto::ModelInferRequest {
                 model_name: model.into(),
                 inputs: vec![proto::InferInputTensor {
