@@ -36,6 +36,7 @@ mod patterns;
 pub mod proto;
 #[cfg(not(feature = "internals"))]
 mod proto;
+mod stream;
 mod tensor;
 
 use super::LoadOptions;
@@ -68,9 +69,15 @@ pub fn load(path: impl AsRef<Path>) -> Result<Model> {
 /// [`load`] with explicit limits.
 pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
     let path = path.as_ref();
-    let bytes = super::read_limited(path, opts.max_weight_bytes, "weights")?;
+    let io = |source| Error::Io {
+        path: path.into(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
     let dir = path.parent().unwrap_or(Path::new("."));
-    convert(Bytes::from(bytes), path, Some(dir), opts)
+    let reader = std::io::BufReader::with_capacity(1 << 16, file);
+    convert(reader, len, path, Some(dir), opts)
 }
 
 /// Converts an ONNX model held in memory. `path` only names the model in errors; external data
@@ -86,44 +93,45 @@ pub fn from_bytes_with(
     dir: Option<&Path>,
     opts: &LoadOptions,
 ) -> Result<Model> {
-    convert(Bytes::copy_from_slice(bytes), path, dir, opts)
+    convert(bytes, bytes.len() as u64, path, dir, opts)
 }
 
-/// Converts a model from the file's bytes. Memory: the initializers' data are slices of
-/// `bytes` (no copy); node attributes' tensors get copies of their own, so the buffer is
-/// freed once the last initializer is converted, before the nodes are.
-fn convert(bytes: Bytes, path: &Path, dir: Option<&Path>, opts: &LoadOptions) -> Result<Model> {
+/// Converts a model of `len` bytes read from `r`. Memory: the file is never held whole;
+/// each initializer is read, converted and freed in turn (`stream.rs`), and only the rest of
+/// the model, small, is decoded at once.
+fn convert(
+    r: impl std::io::Read,
+    len: u64,
+    path: &Path,
+    dir: Option<&Path>,
+    opts: &LoadOptions,
+) -> Result<Model> {
     let fail = |kind: LoadErrorKind| Error::from(LoadError::new(path, kind));
-    if bytes.len() as u64 > opts.max_weight_bytes {
+    if len > opts.max_weight_bytes {
         return Err(fail(LoadErrorKind::Limit(format!(
-            "{} bytes is over the weights limit of {} bytes",
-            bytes.len(),
+            "{len} bytes is over the weights limit of {} bytes",
             opts.max_weight_bytes
         ))));
     }
-    let mut proto_model = proto::decode(bytes).map_err(|e| {
+    // The opset is known once the whole file is read; reading constants does not need it.
+    let mut cx = Converter::new(path, opts, dir, 0);
+    let rest = stream::split(r, len, |t| {
+        let c = cx.constant(&t, &format!("initializer {:?}", t.name))?;
+        cx.values.insert(t.name, Value::Const(c));
+        Ok(())
+    });
+    let rest = match rest {
+        Ok(rest) => rest,
+        Err(stream::Stop::Wire(kind)) => return Err(fail(kind)),
+        Err(stream::Stop::Each(e)) => return Err(e),
+    };
+    let proto_model = proto::decode(Bytes::from(rest)).map_err(|e| {
         fail(LoadErrorKind::Malformed(format!(
             "not an ONNX model (protobuf: {e})"
         )))
     })?;
-    let initializers = match proto_model.graph.as_mut() {
-        Some(g) => {
-            for a in g.node.iter_mut().flat_map(|n| n.attribute.iter_mut()) {
-                if let Some(t) = a.t.as_mut() {
-                    t.raw_data = Bytes::copy_from_slice(&t.raw_data);
-                }
-            }
-            std::mem::take(&mut g.initializer)
-        }
-        None => Vec::new(),
-    };
     let (opset, graph) = opset_and_graph(&proto_model, opts).map_err(fail)?;
-    let mut cx = Converter::new(path, opts, dir, opset);
-    // Each initializer's bytes go as soon as it is converted.
-    for t in initializers {
-        let c = cx.constant(&t, &format!("initializer {:?}", t.name))?;
-        cx.values.insert(t.name, Value::Const(c));
-    }
+    cx.opset = opset;
     let (graph_nodes, patterns) = rewrite_patterns(&cx, graph);
     cx.count_uses(&graph_nodes, graph);
     let inputs = cx.graph_inputs(graph).map_err(fail)?;
