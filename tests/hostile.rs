@@ -186,6 +186,16 @@ fn onnx_every_truncation_is_an_error() {
     }
 }
 
+/// A GELU-shaped chain whose last node has no output (found by the `onnx` fuzz target: the
+/// pattern rewrite indexed its missing output) is an error, not a panic.
+#[test]
+fn onnx_pattern_ending_in_a_node_without_output_is_an_error() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/onnx_pattern_without_output.onnx");
+    let bytes = std::fs::read(path).unwrap();
+    assert!(onnx_bytes(&bytes).is_err());
+}
+
 #[test]
 fn onnx_corruption_never_panics() {
     let bytes = small_graph().encode_to_vec();

@@ -91,9 +91,14 @@ impl Graph<'_> {
         attrs: Vec<AttributeProto>,
     ) {
         let old = &self.nodes[last];
+        // A node without an output cannot end a pattern: left as it is, it is refused when
+        // converted (found by the `onnx` fuzz target).
+        let Some(output) = old.output.first() else {
+            return;
+        };
         self.replaced[last] = Some(NodeProto {
             input: inputs,
-            output: vec![old.output[0].clone()],
+            output: vec![output.clone()],
             name: old.name.clone(),
             op_type: op.into(),
             attribute: attrs,
