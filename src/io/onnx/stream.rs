@@ -22,6 +22,10 @@ const FIXED32: u64 = 5;
 
 type Res<T> = std::result::Result<T, LoadErrorKind>;
 
+/// What [`fields`] does with the field it takes: reads its payload of `n` bytes and gives
+/// what to write in its place, if anything.
+type Taken<'t, R> = dyn FnMut(&mut Wire<R>, u64) -> std::result::Result<Option<Vec<u8>>, Stop> + 't;
+
 /// Why reading stopped: the bytes are not a model, or the handler refused an initializer.
 pub(super) enum Stop {
     Wire(LoadErrorKind),
@@ -127,41 +131,29 @@ pub(super) fn split(
     mut each: impl FnMut(TensorProto) -> crate::Result<()>,
 ) -> std::result::Result<Vec<u8>, Stop> {
     let mut w = Wire { r, left: len };
-    let mut rest = Vec::new();
-    loop {
-        let mut tag_bytes = Vec::new();
-        let Some(tag) = w.varint(&mut tag_bytes)? else {
-            return Ok(rest);
-        };
-        let (field, wt) = (tag >> 3, tag & 7);
-        if field != MODEL_GRAPH || wt != LEN {
-            rest.extend(tag_bytes);
-            w.payload(wt, &mut rest)?;
-            continue;
-        }
-        let n = w
-            .varint(&mut Vec::new())?
-            .ok_or_else(|| malformed("a length cut short"))?;
-        if n > w.left {
-            return Err(malformed(format!("a graph of {n} bytes with {} left", w.left)).into());
-        }
+    fields(&mut w, MODEL_GRAPH, &mut |w, n| {
+        // The graph's fields, but its initializers.
         let after = w.left - n;
         w.left = n;
-        let graph = graph_fields(&mut w, &mut each)?;
+        let graph = fields(w, GRAPH_INITIALIZER, &mut |w, n| {
+            let mut t = Vec::new();
+            w.bytes(n, &mut t)?;
+            let t = TensorProto::decode(Bytes::from(t)).map_err(malformed)?;
+            each(t).map_err(Stop::Each)?;
+            Ok(None)
+        })?;
         w.left = after;
-        rest.extend(tag_bytes);
-        let mut len = Vec::new();
-        prost::encoding::encode_varint(graph.len() as u64, &mut len);
-        rest.extend(len);
-        rest.extend(graph);
-    }
+        Ok(Some(graph))
+    })
 }
 
-/// The fields of one `GraphProto` (`w.left` is its length) but its initializers, which go to
-/// `each`.
-fn graph_fields<R: Read>(
+/// The fields of a message (`w.left` is its length), copied, but the length-delimited field
+/// number `take`: its payload of `n` bytes is for `taken`, which reads it and gives what to
+/// write in its place, if anything.
+fn fields<R: Read>(
     w: &mut Wire<R>,
-    each: &mut impl FnMut(TensorProto) -> crate::Result<()>,
+    take: u64,
+    taken: &mut Taken<'_, R>,
 ) -> std::result::Result<Vec<u8>, Stop> {
     let mut rest = Vec::new();
     loop {
@@ -170,7 +162,7 @@ fn graph_fields<R: Read>(
             return Ok(rest);
         };
         let (field, wt) = (tag >> 3, tag & 7);
-        if field != GRAPH_INITIALIZER || wt != LEN {
+        if field != take || wt != LEN {
             rest.extend(tag_bytes);
             w.payload(wt, &mut rest)?;
             continue;
@@ -178,10 +170,14 @@ fn graph_fields<R: Read>(
         let n = w
             .varint(&mut Vec::new())?
             .ok_or_else(|| malformed("a length cut short"))?;
-        let mut t = Vec::new();
-        w.bytes(n, &mut t)?;
-        let t = TensorProto::decode(Bytes::from(t)).map_err(malformed)?;
-        each(t).map_err(Stop::Each)?;
+        if n > w.left {
+            return Err(malformed(format!("a field of {n} bytes with {} left", w.left)).into());
+        }
+        if let Some(bytes) = taken(w, n)? {
+            rest.extend(tag_bytes);
+            prost::encoding::encode_varint(bytes.len() as u64, &mut rest);
+            rest.extend(bytes);
+        }
     }
 }
 
