@@ -770,17 +770,39 @@ struct Columns<'p, 'r, 'b, 'c> {
     per_sample: bool,
 }
 
-impl Columns<'_, '_, '_, '_> {
-    fn the_one_input<E: de::Error>(&self) -> Result<(), E> {
-        if self.cols.len() == 1 {
-            Ok(())
-        } else {
-            Err(E::custom(format!(
-                "the model has {} inputs: give an object keyed by input name",
-                self.cols.len()
-            )))
-        }
+impl<'r, 'b, 'c> Columns<'_, 'r, 'b, 'c> {
+    /// The values of the model's one input; several inputs need an object.
+    fn one<E: de::Error>(self) -> Result<Numbers<'c, 'r, 'b>, E> {
+        the_one(
+            self.cols,
+            self.room,
+            0,
+            "give an object keyed by input name",
+        )
     }
+}
+
+/// The values of the model's one input, read at nesting `depth`; `Err` with `several` when
+/// the model has several inputs.
+fn the_one<'c, 'r, 'b, E: de::Error>(
+    cols: &'c mut [Flat],
+    room: &'r mut Room<'b>,
+    depth: usize,
+    several: &str,
+) -> Result<Numbers<'c, 'r, 'b>, E> {
+    if cols.len() != 1 {
+        return Err(E::custom(format!(
+            "the model has {} inputs: {several}",
+            cols.len()
+        )));
+    }
+    let cap = room.max_values;
+    Ok(Numbers {
+        out: &mut cols[0],
+        room,
+        cap,
+        depth,
+    })
 }
 
 impl<'de> DeserializeSeed<'de> for Columns<'_, '_, '_, '_> {
@@ -800,20 +822,12 @@ impl<'de> Visitor<'de> for Columns<'_, '_, '_, '_> {
         if self.per_sample {
             return Err(de::Error::custom("\"instances\" must be an array"));
         }
-        self.keyed(&mut map)
+        keyed(self.plan, self.room, self.cols, &mut map)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         if !self.per_sample {
-            self.the_one_input()?;
-            let mut n = Numbers {
-                out: &mut self.cols[0],
-                room: self.room,
-                cap: usize::MAX,
-                depth: 0,
-            };
-            n.cap = n.room.max_values;
-            return n.visit_seq(seq);
+            return self.one()?.visit_seq(seq);
         }
         // One entry per sample: an object keyed by input name, or the one input's values.
         loop {
@@ -829,46 +843,15 @@ impl<'de> Visitor<'de> for Columns<'_, '_, '_, '_> {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.the_one_input()?;
-        let cap = self.room.max_values;
-        Numbers {
-            out: &mut self.cols[0],
-            room: self.room,
-            cap,
-            depth: 0,
-        }
-        .visit_f64(v)
+        self.one()?.visit_f64(v)
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.the_one_input()?;
-        let cap = self.room.max_values;
-        Numbers {
-            out: &mut self.cols[0],
-            room: self.room,
-            cap,
-            depth: 0,
-        }
-        .visit_u64(v)
+        self.one()?.visit_u64(v)
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.the_one_input()?;
-        let cap = self.room.max_values;
-        Numbers {
-            out: &mut self.cols[0],
-            room: self.room,
-            cap,
-            depth: 0,
-        }
-        .visit_i64(v)
-    }
-}
-
-impl Columns<'_, '_, '_, '_> {
-    /// An object keyed by input name: each value into its input's column.
-    fn keyed<'de, A: MapAccess<'de>>(self, map: &mut A) -> Result<(), A::Error> {
-        keyed(self.plan, self.room, self.cols, map)
+        self.one()?.visit_i64(v)
     }
 }
 
@@ -935,19 +918,8 @@ impl<'de> Visitor<'de> for Sample<'_, '_, '_, '_> {
 impl<'r, 'b, 'c> Sample<'_, 'r, 'b, 'c> {
     /// The values of the model's one input; several inputs need an object per sample.
     fn one<E: de::Error>(self) -> Result<Numbers<'c, 'r, 'b>, E> {
-        if self.cols.len() != 1 {
-            return Err(E::custom(format!(
-                "the model has {} inputs: each instance must be an object keyed by input name",
-                self.cols.len()
-            )));
-        }
-        let cap = self.room.max_values;
-        Ok(Numbers {
-            out: &mut self.cols[0],
-            room: self.room,
-            cap,
-            depth: 1,
-        })
+        let several = "each instance must be an object keyed by input name";
+        the_one(self.cols, self.room, 1, several)
     }
 }
 
