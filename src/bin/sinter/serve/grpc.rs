@@ -239,39 +239,40 @@ async fn call(
         ReadFault::Refused(m) => Status::new(Code::InvalidArgument, m),
     })?;
     let msg = unframe(&Bytes::from(body))?;
-    let model = |name: &str| {
-        state
-            .models
-            .get(name)
-            .ok_or_else(|| Status::new(Code::NotFound, format!("no model named {name:?}")))
-    };
-    let reply = |m: &dyn Fn() -> Vec<u8>| Ok((m(), None));
-    match method {
-        "ServerLive" => reply(&|| frame(&ServerLiveResponse { live: true })),
-        "ServerReady" => reply(&|| frame(&ServerReadyResponse { ready: true })),
-        "ServerMetadata" => reply(&|| {
-            frame(&ServerMetadataResponse {
-                name: "sinter".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                extensions: Vec::new(),
-            })
+    let reply = match method {
+        "ServerLive" => frame(&ServerLiveResponse { live: true }),
+        "ServerReady" => frame(&ServerReadyResponse { ready: true }),
+        "ServerMetadata" => frame(&ServerMetadataResponse {
+            name: "sinter".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            extensions: Vec::new(),
         }),
         "ModelReady" => {
             let r: ModelRef = decode(msg)?;
-            let ready = state.models.contains_key(&r.name) && matches!(&*r.version, "" | "1");
-            reply(&|| frame(&ModelReadyResponse { ready }))
+            let ready = state.models.contains_key(&r.name) && served_version(&r.version);
+            frame(&ModelReadyResponse { ready })
         }
         "ModelMetadata" => {
             let r: ModelRef = decode(msg)?;
-            let s = model(&r.name)?;
-            reply(&|| frame(&metadata(s)))
+            let s = state.models.get(&r.name).ok_or_else(|| {
+                Status::new(Code::NotFound, format!("no model named {:?}", r.name))
+            })?;
+            frame(&metadata(s))
         }
-        "ModelInfer" => infer(state, msg, held).await.map(|(m, h)| (m, Some(h))),
-        other => Err(Status::new(
-            Code::Unimplemented,
-            format!("GRPCInferenceService/{other} is not served"),
-        )),
-    }
+        "ModelInfer" => return infer(state, msg, held).await.map(|(m, h)| (m, Some(h))),
+        other => {
+            return Err(Status::new(
+                Code::Unimplemented,
+                format!("GRPCInferenceService/{other} is not served"),
+            ));
+        }
+    };
+    Ok((reply, None))
+}
+
+/// Every model is served as version 1 (or no version named).
+fn served_version(v: &str) -> bool {
+    matches!(v, "" | "1")
 }
 
 fn metadata(s: &Served) -> ModelMetadataResponse {
@@ -322,7 +323,7 @@ async fn infer(state: &State, msg: Bytes, mut held: Held) -> Result<(Vec<u8>, He
             format!("no model named {:?}", req.model_name),
         )
     })?;
-    if !matches!(&*req.model_version, "" | "1") {
+    if !served_version(&req.model_version) {
         return Err(Status::new(
             Code::NotFound,
             format!("model {:?} has version 1 only", req.model_name),
