@@ -514,7 +514,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Reply {
                 // first bytes (its binary-extension form is checked whole).
                 let early = |prefix: &[u8]| {
                     let len = declared.filter(|_| header.is_none())?;
-                    codec::kserve_early(plan, prefix, len, &state.budget)
+                    decode::kserve_prefix(plan, prefix, len, &mut state.budget.hold())
                 };
                 match body_bytes(req, state, &mut held, early).await {
                     Ok(body) => kserve_infer(state, s, body, header, held).await,

@@ -141,18 +141,6 @@ pub(super) fn binary_values(
     })
 }
 
-/// The 400 message of a KServe JSON body of `len` bytes that its first bytes `prefix`
-/// already show (see [`decode::kserve_prefix`]); what the check decodes is charged to
-/// `budget` while it runs.
-pub(super) fn kserve_early(
-    plan: &Plan,
-    prefix: &[u8],
-    len: usize,
-    budget: &super::budget::Budget,
-) -> Option<String> {
-    decode::kserve_prefix(plan, prefix, len, &mut budget.hold())
-}
-
 /// A KServe v2 infer request, decoded: the model's inputs, and how to answer.
 pub(super) struct KserveRequest {
     /// One array per model input, in the model's order.
