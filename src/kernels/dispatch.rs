@@ -7,6 +7,7 @@
 
 use super::Isa;
 use super::activation::Activation;
+use super::attention::Attend;
 use super::epilogue::EpOp;
 use super::gemm::GemmCall;
 use super::math::RowNorm;
@@ -36,6 +37,8 @@ pub(crate) trait Tier: Copy {
     fn norm_rows(self, norm: &RowNorm, data: &mut [f32], n: usize);
     /// 12 independent FMA chains, `iters` rounds (the peak probe).
     fn fma_loop(self, iters: usize) -> f32;
+    /// One sample's attention. `a.fits(out, scratch)` must hold.
+    fn attend(self, a: &Attend<'_>, out: &mut [f32], scratch: &mut [f32]);
 }
 
 /// Declares a tier's tile shapes once: `TILES` and the `gemm` that instantiates the driver

@@ -57,6 +57,8 @@
 //! AddressSanitizer, and the `gemm` fuzz target does the same on random shapes.
 
 mod activation;
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
+mod attention;
 mod cache;
 #[cfg_attr(not(feature = "internals"), allow(dead_code))]
 mod call;
@@ -95,13 +97,14 @@ pub(crate) use internal::*;
 
 #[cfg_attr(not(feature = "internals"), allow(unused_imports))]
 mod internal {
+    pub use super::attention::{Attend, KeyMask};
     pub use super::call::{ColumnParts, Gemm, Strided, dense, dense_strided};
     pub use super::epilogue::EpOp;
     pub use super::gemm::{Blocking, KB, KC};
     pub use super::math::RowNorm;
     pub use super::operands::{ARows, MatRef, Segment};
     pub use super::pack::{BSource, PackError, PackedB, PackedBRef, pack_b, pack_b_len};
-    pub use super::passes::{affine, norm_rows, rows};
+    pub use super::passes::{affine, attention, norm_rows, rows};
 }
 
 use dispatch::with_tier;

@@ -2,6 +2,7 @@
 //! activations, channel affine and row normalization. Each gives the bits of the
 //! corresponding fused epilogue.
 
+use super::attention::Attend;
 use super::dispatch::with_tier;
 use super::{Activation, EpOp, Isa, RowNorm};
 
@@ -59,4 +60,18 @@ pub fn norm_rows(isa: Isa, norm: &RowNorm, data: &mut [f32], n: usize) {
         "norm_rows: rows of {n}"
     );
     with_tier!(isa, |t| t.norm_rows(norm, data, n))
+}
+
+/// One sample's scaled dot-product attention (see [`Attend`]) into `out`, using `scratch`
+/// (at least [`Attend::scratch_len`] values). The same bits on every tier, and for a
+/// sequence alone or padded beside longer ones under a mask.
+///
+/// # Panics
+/// If the operands do not hold what `a` says (`Attend::fits`).
+pub fn attention(isa: Isa, a: &Attend<'_>, out: &mut [f32], scratch: &mut [f32]) {
+    assert!(
+        a.fits(out, scratch),
+        "attention operands do not fit their shape"
+    );
+    with_tier!(isa, |t| t.attend(a, out, scratch))
 }

@@ -169,4 +169,8 @@ impl super::dispatch::Tier for PortableTier {
         // SAFETY: portable lanes need no CPU feature.
         unsafe { super::gemm::fma_loop::<Portable>(iters) }
     }
+    fn attend(self, a: &super::attention::Attend<'_>, out: &mut [f32], scratch: &mut [f32]) {
+        // SAFETY: portable lanes need no CPU feature; the caller checked `a.fits`.
+        unsafe { super::attention::attend::<Portable, Portable>(a, out, scratch) }
+    }
 }

@@ -4,6 +4,7 @@ pub(crate) mod avx2;
 pub(crate) mod avx512;
 
 use super::activation::Activation;
+use super::attention::{self, Attend};
 use super::dispatch::{Tier, tiles};
 use super::epilogue::{self, EpOp};
 use super::gemm::{self, GemmCall};
@@ -45,6 +46,10 @@ impl Tier for Avx2Token {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { fma_avx2(iters) }
     }
+    fn attend(self, a: &Attend<'_>, out: &mut [f32], scratch: &mut [f32]) {
+        // SAFETY: the token proves AVX2+FMA; the caller checked `a.fits`.
+        unsafe { attend_avx2(a, out, scratch) }
+    }
 }
 
 /// Proof that the CPU has AVX-512F (and AVX2+FMA, which every AVX-512 CPU has).
@@ -82,6 +87,10 @@ impl Tier for Avx512Token {
     fn fma_loop(self, iters: usize) -> f32 {
         // SAFETY: the token proves AVX-512F.
         unsafe { fma_avx512(iters) }
+    }
+    fn attend(self, a: &Attend<'_>, out: &mut [f32], scratch: &mut [f32]) {
+        // SAFETY: the token proves AVX-512F; the caller checked `a.fits`.
+        unsafe { attend_avx512(a, out, scratch) }
     }
 }
 
@@ -236,4 +245,17 @@ pub(super) unsafe fn norm_row_avx2(norm: &RowNorm, row: &mut [f32]) {
 pub(super) unsafe fn norm_row_avx512(norm: &RowNorm, row: &mut [f32]) {
     // SAFETY: features enabled on this function; Avx2 has 8 lanes.
     unsafe { math::row_norm::<Avx2>(row, norm) };
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_avx2(a: &Attend<'_>, out: &mut [f32], scratch: &mut [f32]) {
+    // SAFETY: features enabled on this function; `a.fits` is the caller's contract.
+    unsafe { attention::attend::<Avx2, Avx2>(a, out, scratch) }
+}
+
+/// The softmax runs on 8 lanes (the canonical order) on every tier.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn attend_avx512(a: &Attend<'_>, out: &mut [f32], scratch: &mut [f32]) {
+    // SAFETY: features enabled on this function; `a.fits` is the caller's contract.
+    unsafe { attention::attend::<Avx512, Avx2>(a, out, scratch) }
 }
