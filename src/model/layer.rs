@@ -81,6 +81,9 @@ layers! {
         /// The position of the largest value along the last axis: int64 class labels, ONNX
         /// `ArgMax`. Its values are model outputs only.
         ArgMax(ArgMaxConfig),
+        /// Scaled dot-product attention over heads: queries, keys, values and an optional
+        /// mask in, `softmax(q · kᵀ · scale) · v` per head out.
+        Attention(AttentionConfig),
         /// An elementwise merge of two or more inputs of one shape (Keras `Add`, `Subtract`,
         /// `Multiply`, `Average`, `Maximum`, `Minimum`).
         Merge(Merge),

@@ -1,9 +1,9 @@
 //! Layer constructors, Keras-shaped: configure, then `call` on a symbolic tensor.
 
 use super::{
-    ArgMaxConfig, AveragePooling1DConfig, ConcatenateConfig, Conv1DConfig, DenseConfig,
-    DropoutConfig, EmbeddingConfig, MaxPooling1DConfig, NormalizationConfig, PermuteConfig,
-    RescalingConfig, ReshapeConfig,
+    ArgMaxConfig, AttentionConfig, AveragePooling1DConfig, ConcatenateConfig, Conv1DConfig,
+    DenseConfig, DropoutConfig, EmbeddingConfig, MaxPooling1DConfig, NormalizationConfig,
+    PermuteConfig, RescalingConfig, ReshapeConfig,
 };
 use super::{ChannelNorm, DType, DenseWeights, Layer, Merge, Padding, RowNorm, Tensor};
 use crate::error::{Error, Result};
@@ -666,5 +666,71 @@ impl Normalization {
             variance: self.variance.clone(),
         });
         apply(layer, self.name.as_deref(), &[x], None)
+    }
+}
+
+/// Multi-head scaled dot-product attention: the core of `keras.layers.MultiHeadAttention`
+/// (whose query, key, value and output projections are [`Dense`] layers around it) and of
+/// PyTorch's `scaled_dot_product_attention`.
+///
+/// Queries `[S, heads * dk]`, keys `[T, heads * dk]` and values `[T, heads * dv]` give
+/// `[S, heads * dv]`; each head's scores are `q · kᵀ · scale` (`1 / sqrt(dk)` unless set),
+/// softmaxed over the keys a query sees. A mask keeps a key where it is above one half:
+/// `[T]` or `[1, T]` per key, or `[S, T]` per query and key. A query that sees no key gets
+/// zeros (as Keras gives). Masked keys are skipped, not multiplied by zero: a sequence gives
+/// the same bits alone or padded, with a mask, beside longer ones.
+#[derive(Clone, Debug)]
+pub struct Attention {
+    config: AttentionConfig,
+    name: Option<String>,
+}
+
+impl Attention {
+    /// Attention over `heads` heads.
+    pub fn new(heads: usize) -> Self {
+        Attention {
+            config: AttentionConfig {
+                heads,
+                scale: None,
+                causal: false,
+            },
+            name: None,
+        }
+    }
+    /// Query `i` sees only keys `j <= i` (Keras's `use_causal_mask`).
+    pub fn causal(mut self, causal: bool) -> Self {
+        self.config.causal = causal;
+        self
+    }
+    /// Multiplies the dot products by `scale` instead of `1 / sqrt(dk)`.
+    pub fn scale(mut self, scale: f32) -> Self {
+        self.config.scale = Some(scale);
+        self
+    }
+    /// Names the layer.
+    pub fn name(mut self, n: &str) -> Self {
+        self.name = Some(n.into());
+        self
+    }
+    /// Attention of `query` over `key` and `value`.
+    pub fn call(&self, query: &Tensor, key: &Tensor, value: &Tensor) -> Result<Tensor> {
+        let layer = Layer::Attention(self.config);
+        apply(layer, self.name.as_deref(), &[query, key, value], None)
+    }
+    /// Attention with a mask (see the type's documentation for its shapes).
+    pub fn call_masked(
+        &self,
+        query: &Tensor,
+        key: &Tensor,
+        value: &Tensor,
+        mask: &Tensor,
+    ) -> Result<Tensor> {
+        let layer = Layer::Attention(self.config);
+        apply(
+            layer,
+            self.name.as_deref(),
+            &[query, key, value, mask],
+            None,
+        )
     }
 }

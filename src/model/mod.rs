@@ -25,10 +25,10 @@ mod summary;
 mod tensor;
 
 pub use layers::{
-    ActivationLayer, Add, ArgMax, Average, AveragePooling1D, BatchNormalization, Concatenate,
-    Conv1D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalMaxPooling1D,
-    Identity, Input, LayerNormalization, MaxPooling1D, Maximum, Minimum, Multiply, Normalization,
-    Permute, Rescaling, Reshape, Subtract, apply,
+    ActivationLayer, Add, ArgMax, Attention, Average, AveragePooling1D, BatchNormalization,
+    Concatenate, Conv1D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D,
+    GlobalMaxPooling1D, Identity, Input, LayerNormalization, MaxPooling1D, Maximum, Minimum,
+    Multiply, Normalization, Permute, Rescaling, Reshape, Subtract, apply,
 };
 
 use crate::error::{Error, Result};
@@ -38,6 +38,7 @@ use std::rc::Rc;
 
 pub use crate::ops::{
     argmax::ArgMaxConfig,
+    attention::AttentionConfig,
     concat::ConcatenateConfig,
     conv1d::Conv1DConfig,
     dense::DenseConfig,

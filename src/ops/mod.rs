@@ -10,6 +10,7 @@
 
 pub(crate) mod activation;
 pub(crate) mod argmax;
+pub(crate) mod attention;
 pub(crate) mod concat;
 pub(crate) mod conv1d;
 pub(crate) mod dense;

@@ -196,6 +196,10 @@ impl Plan {
                 if op.0.in_place() && s.src == s.dst {
                     kernel.push_str(", in place");
                 }
+                if s.scratch.1 > 0 {
+                    let kib = (s.scratch.1 * 4).div_ceil(1024);
+                    kernel.push_str(&format!(", scratch {kib} KiB"));
+                }
                 (kernel, "-".into())
             }
         }

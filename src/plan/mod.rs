@@ -126,6 +126,8 @@ pub struct Step {
     pub(crate) out_len: usize,
     /// Further inputs (Concat, Add) and their values per sample.
     pub(crate) rest: Vec<(Loc, usize)>,
+    /// Arena offset and length of the step's working values (length 0: none).
+    pub(crate) scratch: (usize, usize),
 }
 
 impl Step {

@@ -76,6 +76,10 @@ pub(super) fn schedule(
             loc[b] = Some(Loc::Arena(off));
             size[b] = len;
         }
+        let scratch = match &node.op {
+            Op::Step(s) if s.0.scratch() > 0 => (arena.alloc(s.0.scratch()), s.0.scratch()),
+            _ => (0, 0),
+        };
         let mut rest = Vec::new();
         for &j in node.inputs.iter().skip(1) {
             let l = loc[buf_of[j]].expect("inputs are written before they are read");
@@ -89,7 +93,11 @@ pub(super) fn schedule(
             in_len: elems(&g.nodes[node.inputs[0]].shape, &node.name)?,
             out_len,
             rest,
+            scratch,
         });
+        if scratch.1 > 0 {
+            arena.release(scratch.0, scratch.1);
+        }
         // Free every buffer whose last reader was this node.
         for (bb, &lu) in last_use.iter().enumerate() {
             if lu == i
@@ -114,6 +122,7 @@ pub(super) fn schedule(
                     in_len: len,
                     out_len: len,
                     rest: vec![],
+                    scratch: (0, 0),
                 });
                 outputs.push(off);
             }

@@ -432,15 +432,19 @@ fn run_steps(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], first: usize
                 if op.0.in_place() && step.src != step.dst {
                     out.copy_from_slice(ins.get(0));
                 }
-                let io = StepIo { ins, out };
+                let io = StepIo {
+                    ins,
+                    out,
+                    scratch: io.scratch,
+                };
                 op.0.run(plan.isa, io);
             }
         }
     }
 }
 
-/// The buffers of a step defined in `ops/`: its inputs and its output, split apart in the
-/// arena (they never overlap: the output is the step's own block).
+/// The buffers of a step defined in `ops/`: its inputs, its output and its scratch, split
+/// apart in the arena (they never overlap: output and scratch are the step's own blocks).
 fn step_io<'a>(
     arena: &'a mut [f32],
     model: Inputs<'a>,
@@ -451,19 +455,30 @@ fn step_io<'a>(
         unreachable!("steps write the arena")
     };
     let ol = batch * step.out_len;
-    let (lo, rest) = arena.split_at_mut(d);
-    let (out, hi) = rest.split_at_mut(ol);
+    let (so, sl) = step.scratch;
+    // Cut the arena at the two owned blocks, in address order.
+    let (first, second) = if sl == 0 || d < so {
+        ((d, ol), (so, sl))
+    } else {
+        ((so, sl), (d, ol))
+    };
+    let (lo, rest) = arena.split_at_mut(first.0);
+    let (a, rest) = rest.split_at_mut(first.1);
+    let (mid, rest) = rest.split_at_mut(second.0.max(first.0 + first.1) - first.0 - first.1);
+    let (b, hi) = rest.split_at_mut(second.1);
+    let mid_start = first.0 + first.1;
+    let hi_start = mid_start + mid.len() + b.len();
+    let (out, scratch) = if sl == 0 || d < so { (a, b) } else { (b, a) };
     StepIo {
         ins: StepInputs {
-            arena_lo: lo,
-            arena_hi: hi,
-            hi_start: d + ol,
+            arena: [(0, lo), (mid_start, mid), (hi_start, hi)],
             model,
             first: (step.src, step.in_len),
             rest: &step.rest,
             batch,
         },
         out,
+        scratch,
     }
 }
 

@@ -19,6 +19,11 @@ pub(crate) trait StepOp: Send + Sync + fmt::Debug {
     fn in_place(&self) -> bool {
         false
     }
+    /// Working values the step needs while it runs (not per sample): the plan gives it that
+    /// much of the arena, [`StepIo::scratch`].
+    fn scratch(&self) -> usize {
+        0
+    }
     /// Runs over the chunk's samples.
     fn run(&self, isa: Isa, io: StepIo<'_>);
 }
@@ -44,9 +49,14 @@ impl PartialEq for StepRef {
 pub(crate) struct StepIo<'a> {
     pub(super) ins: StepInputs<'a>,
     pub(super) out: &'a mut [f32],
+    pub(super) scratch: &'a mut [f32],
 }
 
 impl<'a> StepIo<'a> {
+    /// The inputs, the output and the scratch ([`StepOp::scratch`] values) at once.
+    pub fn scratch(self) -> (StepInputs<'a>, &'a mut [f32], &'a mut [f32]) {
+        (self.ins, self.out, self.scratch)
+    }
     /// The inputs and the output at once.
     pub fn parts(self) -> (StepInputs<'a>, &'a mut [f32]) {
         (self.ins, self.out)
@@ -60,10 +70,9 @@ impl<'a> StepIo<'a> {
 /// The inputs of a step run, each `batch` samples.
 #[derive(Clone, Copy)]
 pub(crate) struct StepInputs<'a> {
-    pub(super) arena_lo: &'a [f32],
-    pub(super) arena_hi: &'a [f32],
-    /// Arena offset where `arena_hi` starts.
-    pub(super) hi_start: usize,
+    /// The arena but for the step's output and scratch: up to three parts, each with the
+    /// arena offset it starts at.
+    pub(super) arena: [(usize, &'a [f32]); 3],
     pub(super) model: Inputs<'a>,
     pub(super) first: (Loc, usize),
     pub(super) rest: &'a [(Loc, usize)],
@@ -88,8 +97,16 @@ impl<'a> StepInputs<'a> {
         let n = self.batch * len;
         match loc {
             Loc::Input(k) => &self.model.f32(k)[..n],
-            Loc::Arena(o) if o >= self.hi_start => &self.arena_hi[o - self.hi_start..][..n],
-            Loc::Arena(o) => &self.arena_lo[o..o + n],
+            Loc::Arena(o) => {
+                let (start, part) = self
+                    .arena
+                    .iter()
+                    .rev()
+                    .find(|(start, _)| *start <= o)
+                    .copied()
+                    .unwrap_or((0, &[]));
+                &part[o - start..][..n]
+            }
         }
     }
 }

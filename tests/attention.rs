@@ -1,0 +1,169 @@
+//! Attention on random encoder blocks: `x [S, D]` and a key mask `[S]` in; query, key and value
+//! Dense projections, multi-head attention (causal or not), an output Dense, a residual add
+//! and a LayerNormalization. Checked, bit for bit: fused == separate, every tier, 1 and 2
+//! threads, a sample alone == in the batch, and — the promise no peer makes — a sequence
+//! alone == the same sequence padded to a longer length with masked garbage after it. And
+//! agreement with the float64 reference.
+//!
+//! `PROPTEST_CASES=N` raises the number of cases.
+
+use proptest::prelude::*;
+use sinter::model::init::SplitMix64;
+use sinter::model::{Add, Attention, Dense, Input, LayerNormalization, Model, Tensor};
+use sinter::plan::{CompileOptions, Values};
+use sinter::{Isa, reference};
+use std::sync::Arc;
+
+#[derive(Clone, Debug)]
+struct Net {
+    /// Length of each sample's sequence (the rest of the model's `s` is padding).
+    lens: Vec<usize>,
+    s: usize,
+    d: usize,
+    heads: usize,
+    dk: usize,
+    dv: usize,
+    causal: bool,
+    seed: u64,
+}
+
+fn vecs(r: &mut SplitMix64, n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|_| r.next_signed() * scale).collect()
+}
+
+fn dense(r: &mut SplitMix64, x: &Tensor, units: usize) -> Tensor {
+    let k = *x.shape().last().unwrap();
+    let s = (3.0 / k as f32).sqrt();
+    Dense::new(units)
+        .weights(vecs(r, k * units, s), Some(vecs(r, units, 0.3)))
+        .call(x)
+        .unwrap()
+}
+
+impl Net {
+    /// The block for sequences of `s` steps (the weights do not depend on `s`).
+    fn model(&self, s: usize) -> Model {
+        let mut r = SplitMix64::new(self.seed);
+        let x = Input::new([s, self.d]).unwrap();
+        let mask = Input::named([s], Some("mask")).unwrap();
+        let (hk, hv) = (self.heads * self.dk, self.heads * self.dv);
+        let q = dense(&mut r, &x, hk);
+        let k = dense(&mut r, &x, hk);
+        let v = dense(&mut r, &x, hv);
+        let a = Attention::new(self.heads)
+            .causal(self.causal)
+            .call_masked(&q, &k, &v, &mask)
+            .unwrap();
+        let o = dense(&mut r, &a, self.d);
+        let y = Add::new().call(&[&x, &o]).unwrap();
+        let g = vecs(&mut r, self.d, 0.5).iter().map(|v| v + 1.0).collect();
+        let y = LayerNormalization::new()
+            .weights(g, vecs(&mut r, self.d, 0.2))
+            .call(&y)
+            .unwrap();
+        Model::new([&x, &mask], &y).unwrap()
+    }
+
+    /// Inputs for sequences padded to `s` steps: the padding holds garbage and is masked.
+    fn inputs(&self, s: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut r = SplitMix64::new(self.seed ^ 0xda7a);
+        let (mut x, mut mask) = (Vec::new(), Vec::new());
+        for &len in &self.lens {
+            let real = vecs(&mut r, len * self.d, 2.0);
+            x.extend(&real);
+            x.extend((0..(s - len) * self.d).map(|i| [1e30, -7.0, 3.0][i % 3]));
+            mask.extend((0..s).map(|i| if i < len { 1.0 } else { 0.0 }));
+        }
+        (x, mask)
+    }
+}
+
+fn net() -> impl Strategy<Value = Net> {
+    (
+        1usize..4,
+        1usize..9,
+        1usize..4,
+        1usize..20,
+        1usize..20,
+        1usize..40,
+    )
+        .prop_flat_map(|(batch, s, heads, dk, dv, d)| {
+            (
+                proptest::collection::vec(1..=s, batch),
+                Just((s, heads, dk, dv, d)),
+                any::<bool>(),
+                any::<u64>(),
+            )
+        })
+        .prop_map(|(lens, (s, heads, dk, dv, d), causal, seed)| Net {
+            lens,
+            s,
+            d,
+            heads,
+            dk,
+            dv,
+            causal,
+            seed,
+        })
+}
+
+fn run(model: &Model, opts: CompileOptions, x: &[f32], mask: &[f32]) -> Vec<u32> {
+    let plan = Arc::new(model.compile(&opts).expect("compiles"));
+    let out = plan.run_all(&[Values::F32(x), Values::F32(mask)]).unwrap();
+    out[0].iter().map(|v| v.to_bits()).collect()
+}
+
+fn opts(fuse: bool, batch: usize) -> CompileOptions {
+    CompileOptions::new().fuse(fuse).max_batch(batch).threads(1)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn attention_blocks_keep_every_invariant(net in net()) {
+        let (s, d, n) = (net.s, net.d, net.lens.len());
+        let model = net.model(s);
+        let (x, mask) = net.inputs(s);
+        let want = run(&model, opts(true, n), &x, &mask);
+        prop_assert!(want == run(&model, opts(false, n), &x, &mask), "fused != separate");
+        for isa in Isa::available() {
+            prop_assert!(want == run(&model, opts(true, n).isa(Some(isa)), &x, &mask), "isa {}", isa);
+        }
+        let two = opts(true, n).threads(2).parallel_flops(0);
+        prop_assert!(want == run(&model, two, &x, &mask), "2 threads");
+        let per = s * d;
+        for (b, &len) in net.lens.iter().enumerate() {
+            let xb = &x[b * per..(b + 1) * per];
+            let mb = &mask[b * s..(b + 1) * s];
+            prop_assert!(
+                want[b * per..(b + 1) * per] == run(&model, opts(true, 1), xb, mb)[..],
+                "sample {} alone", b
+            );
+            // The sequence alone, at its own length, without padding: its real steps are the
+            // same bits as in the padded batch.
+            let short = net.model(len);
+            let alone = run(&short, opts(true, 1), &xb[..len * d], &vec![1.0; len]);
+            prop_assert!(
+                want[b * per..b * per + len * d] == alone[..],
+                "sample {} of length {} padded to {} differs from it alone", b, len, s
+            );
+        }
+    }
+
+    #[test]
+    fn attention_blocks_match_the_f64_reference(net in net()) {
+        let model = net.model(net.s);
+        let (x, mask) = net.inputs(net.s);
+        // Finite padding for the reference (garbage in masked steps still flows through the
+        // per-step layers).
+        let x: Vec<f32> = x.iter().map(|&v| v.clamp(-10.0, 10.0)).collect();
+        let got = run(&model, opts(true, net.lens.len()), &x, &mask);
+        let want = reference::run_all(&model, &[Values::F32(&x), Values::F32(&mask)]).unwrap();
+        for (i, (&g, &r)) in got.iter().zip(&want[0]).enumerate() {
+            let g = f64::from(f32::from_bits(g));
+            // A layer-normalized output: values of order one, a few thousand ulps at most.
+            prop_assert!((g - r).abs() <= 2e-4 * (1.0 + r.abs()), "value {}: {} vs {}", i, g, r);
+        }
+    }
+}
