@@ -248,28 +248,24 @@ unsafe fn scores<V: Simd, const R: usize, const NJ: usize>(
     let dk = q[0].len();
     assert!(j + NJ * V::LANES <= tp && kt.len() >= dk * tp && rows.len() >= (R - 1) * tp + tp);
     let mut acc = [[zero; NJ]; R];
-    for d in 0..dk {
+    for (d, ktd) in kt.chunks_exact(tp).take(dk).enumerate() {
         let mut kv = [zero; NJ];
         for (u, k) in kv.iter_mut().enumerate() {
             // SAFETY: within row d of `kt` (asserted above).
-            *k = unsafe { V::load(kt.as_ptr().add(d * tp + j + u * V::LANES)) };
+            *k = unsafe { V::load(ktd.as_ptr().add(j + u * V::LANES)) };
         }
-        for r in 0..R {
-            let qs = zero.dup(q[r][d]);
-            for u in 0..NJ {
-                acc[r][u] = qs.fma(kv[u], acc[r][u]);
+        for (acc_r, q_r) in acc.iter_mut().zip(&q) {
+            let qs = zero.dup(q_r[d]);
+            for (a, k) in acc_r.iter_mut().zip(&kv) {
+                *a = qs.fma(*k, *a);
             }
         }
     }
     let s = zero.dup(scale);
-    for r in 0..R {
-        for u in 0..NJ {
-            // SAFETY: within row r of `rows` (asserted above).
-            unsafe {
-                acc[r][u]
-                    .mul(s)
-                    .store(rows.as_mut_ptr().add(r * tp + j + u * V::LANES))
-            };
+    for (acc_r, row) in acc.iter().zip(rows.chunks_exact_mut(tp)) {
+        for (u, a) in acc_r.iter().enumerate() {
+            // SAFETY: within the row (asserted above).
+            unsafe { a.mul(s).store(row.as_mut_ptr().add(j + u * V::LANES)) };
         }
     }
 }
