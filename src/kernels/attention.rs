@@ -33,6 +33,16 @@ pub enum KeyMask<'a> {
     Pairs(&'a [f32]),
 }
 
+/// What a query that sees no key gets (frameworks differ).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NoKeys {
+    /// Zeros (Keras 3's masked softmax with dropout; a query that attends to nothing).
+    Zeros,
+    /// The mean of every key's value, masked or not: the softmax of equal scores, as a mask
+    /// added as a large negative number gives (Keras's `dot_product_attention`, Hugging Face).
+    Uniform,
+}
+
 /// Kept where the mask value is above one half (a NaN is not).
 fn kept(m: f32) -> bool {
     m > 0.5
@@ -73,6 +83,8 @@ pub struct Attend<'a> {
     pub causal: bool,
     /// Which keys each query sees.
     pub mask: KeyMask<'a>,
+    /// What a query that sees no key gets.
+    pub no_keys: NoKeys,
 }
 
 impl Attend<'_> {
@@ -109,8 +121,8 @@ impl Attend<'_> {
 }
 
 /// Attention of one sample into `out` (`queries` rows of `heads * dv` at stride `ldo`). A
-/// query that sees no key gets zeros (Keras's masked softmax zeroes such a row). `R8` is an
-/// 8-lane vector (the softmax's canonical order).
+/// query that sees no key gets what `a.no_keys` says. `R8` is an 8-lane vector (the
+/// softmax's canonical order).
 ///
 /// # Safety
 /// `V`'s and `R8`'s instruction sets are available, and `a.fits(out, scratch)`.
@@ -215,7 +227,17 @@ pub(crate) unsafe fn attend<V: Simd, R8: Simd>(
                 }
                 let o = &mut out[i * a.ldo + h * a.dv..][..a.dv];
                 if !any {
-                    o.fill(0.0);
+                    match a.no_keys {
+                        NoKeys::Uniform if a.keys > 0 => {
+                            // Every key weighs 1 / keys, summed in key order (the row's
+                            // scratch is as long as the keys).
+                            let row = &mut rows[r * tp..][..a.keys];
+                            row.fill(1.0 / a.keys as f32);
+                            let value = |n: usize| &a.v[n * a.ldv + h * a.dv..][..a.dv];
+                            weighted_sum(zero, row, &|_| false, &value, o);
+                        }
+                        _ => o.fill(0.0),
+                    }
                     continue;
                 }
                 // SAFETY: the ISA is the caller's contract; R8 has 8 lanes.
@@ -411,6 +433,7 @@ mod tests {
                     Some((false, m)) => KeyMask::Keys(m),
                     Some((true, m)) => KeyMask::Pairs(m),
                 },
+                no_keys: NoKeys::Zeros,
             }
         }
 
@@ -540,5 +563,27 @@ mod tests {
         case.causal = false;
         case.mask = Some((false, vec![0.0; case.t]));
         assert!(case.run(Isa::detect()).iter().all(|&x| x.to_bits() == 0));
+        // Uniform: every key weighs 1 / keys, the same for every query.
+        let a = Attend {
+            no_keys: NoKeys::Uniform,
+            ..case.attend()
+        };
+        let mut out = vec![f32::NAN; case.s * case.heads * case.dv];
+        let mut scratch = vec![f32::NAN; Attend::scratch_len(case.t, case.dk)];
+        attention(Isa::detect(), &a, &mut out, &mut scratch);
+        let hv = case.heads * case.dv;
+        for c in 0..hv {
+            let (h, c0) = (c / case.dv, c % case.dv);
+            let mean: f64 = (0..case.t)
+                .map(|j| f64::from(case.v[j * hv + h * case.dv + c0]))
+                .sum::<f64>()
+                / case.t as f64;
+            for i in 0..case.s {
+                assert!(
+                    (f64::from(out[i * hv + c]) - mean).abs() < 1e-5,
+                    "column {c}"
+                );
+            }
+        }
     }
 }

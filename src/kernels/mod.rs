@@ -82,6 +82,7 @@ pub(crate) mod tune;
 mod x86;
 
 pub use activation::{Activation, SELU_ALPHA, SELU_SCALE, UnknownActivation};
+pub use attention::NoKeys;
 pub use cache::Caches;
 pub use dispatch::TileShape;
 pub use passes::activation;

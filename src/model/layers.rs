@@ -7,7 +7,7 @@ use super::{
 };
 use super::{ChannelNorm, DType, DenseWeights, Layer, Merge, Padding, RowNorm, Tensor};
 use crate::error::{Error, Result};
-use crate::kernels::Activation;
+use crate::kernels::{Activation, NoKeys};
 
 /// `keras.Input(shape)`: the model's input.
 #[derive(Debug)]
@@ -677,7 +677,8 @@ impl Normalization {
 /// `[S, heads * dv]`; each head's scores are `q · kᵀ · scale` (`1 / sqrt(dk)` unless set),
 /// softmaxed over the keys a query sees. A mask keeps a key where it is above one half:
 /// `[T]` or `[1, T]` per key, or `[S, T]` per query and key. A query that sees no key gets
-/// zeros (as Keras gives). Masked keys are skipped, not multiplied by zero: a sequence gives
+/// the mean of all values, as a softmax of equal scores (Keras, Hugging Face) gives; or zeros,
+/// with [`Attention::no_keys`]. Masked keys are skipped, not multiplied by zero: a sequence gives
 /// the same bits alone or padded, with a mask, beside longer ones.
 #[derive(Clone, Debug)]
 pub struct Attention {
@@ -693,6 +694,7 @@ impl Attention {
                 heads,
                 scale: None,
                 causal: false,
+                no_keys: NoKeys::Uniform,
             },
             name: None,
         }
@@ -700,6 +702,11 @@ impl Attention {
     /// Query `i` sees only keys `j <= i` (Keras's `use_causal_mask`).
     pub fn causal(mut self, causal: bool) -> Self {
         self.config.causal = causal;
+        self
+    }
+    /// What a query that sees no key gets (the mean of all values unless set).
+    pub fn no_keys(mut self, no_keys: NoKeys) -> Self {
+        self.config.no_keys = no_keys;
         self
     }
     /// Multiplies the dot products by `scale` instead of `1 / sqrt(dk)`.

@@ -36,6 +36,7 @@ use crate::kernels::Activation;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
+pub use crate::kernels::NoKeys;
 pub use crate::ops::{
     argmax::ArgMaxConfig,
     attention::AttentionConfig,

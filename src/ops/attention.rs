@@ -5,7 +5,7 @@
 
 use super::{LayerOp, Lowering, Reference};
 use crate::error::Result;
-use crate::kernels::{self, Attend, Isa, KeyMask};
+use crate::kernels::{self, Attend, Isa, KeyMask, NoKeys};
 use crate::model::checked_elems;
 use crate::passes::Op;
 use crate::plan::{StepIo, StepOp, StepRef};
@@ -13,7 +13,7 @@ use crate::plan::{StepIo, StepOp, StepRef};
 /// An attention layer's configuration. Inputs: queries `[S, heads * dk]`, keys
 /// `[T, heads * dk]`, values `[T, heads * dv]`, and optionally a mask that keeps a key where it
 /// is above one half: `[T]` or `[1, T]` (per key) or `[S, T]` (per query and key). Output:
-/// `[S, heads * dv]`. A query that sees no key gets zeros, as Keras's masked softmax gives.
+/// `[S, heads * dv]`. A query that sees no key gets what `no_keys` says.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionConfig {
     /// Heads the last axes split into.
@@ -22,6 +22,8 @@ pub struct AttentionConfig {
     pub scale: Option<f32>,
     /// Query `i` sees only keys `j <= i`.
     pub causal: bool,
+    /// What a query that sees no key gets.
+    pub no_keys: NoKeys,
 }
 
 /// The shapes an attention reads, checked.
@@ -114,6 +116,7 @@ impl LayerOp for AttentionConfig {
             heads: self.heads,
             scale: self.scale_for(dims.dk),
             causal: self.causal,
+            no_keys: self.no_keys,
             dims,
         })))
     }
@@ -138,7 +141,10 @@ impl LayerOp for AttentionConfig {
             let mut y = vec![0.0; d.s * hv];
             for head in 0..h {
                 for i in 0..d.s {
-                    let keys: Vec<usize> = (0..d.t).filter(|&j| keep(i, j)).collect();
+                    let mut keys: Vec<usize> = (0..d.t).filter(|&j| keep(i, j)).collect();
+                    if keys.is_empty() && self.no_keys == NoKeys::Uniform {
+                        keys = (0..d.t).collect();
+                    }
                     let score = |j: usize| {
                         let dot: f64 = (0..d.dk)
                             .map(|c| q[i * hk + head * d.dk + c] * k[j * hk + head * d.dk + c])
@@ -170,6 +176,7 @@ struct AttentionStep {
     heads: usize,
     scale: f32,
     causal: bool,
+    no_keys: NoKeys,
     dims: Dims,
 }
 
@@ -197,6 +204,7 @@ impl StepOp for AttentionStep {
             heads: self.heads,
             scale: Some(self.scale),
             causal: self.causal,
+            no_keys: self.no_keys,
         }
         .dims(inputs)?;
         Ok(vec![d.s, self.heads * d.dv])
@@ -230,6 +238,7 @@ impl StepOp for AttentionStep {
                 scale: self.scale,
                 causal: self.causal,
                 mask,
+                no_keys: self.no_keys,
             };
             kernels::attention(isa, &a, &mut out[b * d.s * hv..][..d.s * hv], scratch);
         }

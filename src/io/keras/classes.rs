@@ -125,6 +125,7 @@ const CLASSES: &[(&str, ClassFn)] = &[
             variance: Vec::new(),
         }))
     }),
+    ("MultiHeadAttention", super::mha::class),
     ("Functional", nested),
     ("Sequential", nested),
     ("Model", nested),
@@ -157,6 +158,7 @@ pub(super) fn layer_spec(l: &Value, i: usize) -> Res<Spec> {
         inbound: vec![],
         dtype: DType::F32,
         mask_zero: false,
+        mha: None,
     };
     spec.layer = read(
         &Config {
@@ -179,21 +181,21 @@ pub(super) struct Config<'a> {
 
 impl Config<'_> {
     /// A value Keras itself would not write here (missing, of the wrong type, out of range).
-    fn invalid(&self, msg: impl std::fmt::Display) -> Fault {
+    pub(super) fn invalid(&self, msg: impl std::fmt::Display) -> Fault {
         Fault::invalid(msg.to_string()).at(self.name, self.class)
     }
 
     /// A value Keras accepts but sinter does not run.
-    fn unsupported(&self, msg: impl std::fmt::Display) -> Fault {
+    pub(super) fn unsupported(&self, msg: impl std::fmt::Display) -> Fault {
         Fault::unsupported(msg.to_string()).at(self.name, self.class)
     }
 
     /// The option `key`, `None` when missing or null.
-    fn get(&self, key: &str) -> Option<&Value> {
+    pub(super) fn get(&self, key: &str) -> Option<&Value> {
         self.c.get(key).filter(|v| !v.is_null())
     }
 
-    fn f32_or(&self, key: &str, default: f32) -> Res<f32> {
+    pub(super) fn f32_or(&self, key: &str, default: f32) -> Res<f32> {
         match self.get(key) {
             None => Ok(default),
             Some(v) => v
@@ -203,7 +205,7 @@ impl Config<'_> {
         }
     }
 
-    fn bool_or(&self, key: &str, default: bool) -> Res<bool> {
+    pub(super) fn bool_or(&self, key: &str, default: bool) -> Res<bool> {
         match self.get(key) {
             None => Ok(default),
             Some(Value::Bool(v)) => Ok(*v),
@@ -227,7 +229,7 @@ impl Config<'_> {
     }
 
     /// A positive integer option that Keras may write as `3` or `[3]`.
-    fn positive(&self, key: &str) -> Res<usize> {
+    pub(super) fn positive(&self, key: &str) -> Res<usize> {
         match self.positive_or(key, 0)? {
             0 => Err(self.invalid(format!("{key} is missing"))),
             v => Ok(v),

@@ -24,6 +24,8 @@ pub(super) struct Spec {
     pub(super) dtype: DType,
     /// An Embedding with `mask_zero=True` (checked against the layers that read it).
     pub(super) mask_zero: bool,
+    /// A `MultiHeadAttention`, which becomes several nodes.
+    pub(super) mha: Option<Box<super::mha::Mha>>,
 }
 
 impl Spec {
@@ -185,6 +187,7 @@ fn sequential(cfg: &Value) -> Res<Graph> {
                 inbound: vec![],
                 dtype: DType::F32,
                 mask_zero: false,
+                mha: None,
             });
         }
         if let Some(prev) = specs.last() {
@@ -229,6 +232,7 @@ fn functional(cfg: &Value) -> Res<Graph> {
             let mut found = Vec::new();
             collect_history(node, &mut found, 0).map_err(|f| spec.fault(f))?;
             spec.inbound = found;
+            super::mha::call(&mut spec, node).map_err(|f| spec.fault(f))?;
         }
         specs.push(spec);
     }
@@ -399,7 +403,10 @@ fn check_links(specs: &[Spec]) -> Res<HashMap<&str, usize>> {
         if let Some(missing) = s.inbound.iter().find(|n| !by_name.contains_key(n.as_str())) {
             return Err(s.fault(Fault::invalid(format!("reads unknown layer {missing:?}"))));
         }
-        let multi = matches!(s.layer, Layer::Merge(_) | Layer::Concatenate(_));
+        let multi = matches!(
+            s.layer,
+            Layer::Merge(_) | Layer::Concatenate(_) | Layer::Attention(_)
+        );
         if s.layer != Layer::Input && !(s.inbound.len() == 1 || multi && !s.inbound.is_empty()) {
             return Err(s.fault(Fault::invalid(format!(
                 "has {} inputs, expected 1",
@@ -422,6 +429,7 @@ fn check_masks(specs: &[Spec], order: &[usize]) -> Res<()> {
                 s.layer,
                 Layer::GlobalAveragePooling1D
                     | Layer::GlobalMaxPooling1D
+                    | Layer::Attention(_)
                     | Layer::Activation(Activation::Softmax | Activation::LogSoftmax)
             ) || matches!(
                 s.layer,

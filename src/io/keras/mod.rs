@@ -24,6 +24,7 @@
 mod archive;
 mod classes;
 mod config;
+mod mha;
 mod weights;
 
 use super::{LoadOptions, hdf5};
@@ -303,27 +304,34 @@ fn build(
     let specs = &parsed.specs;
     let source =
         WeightSource::detect(h5, specs, parsed.sequential).map_err(|f| files.weights(f))?;
-    // Every name is a layer's: `config::parse` checked the inbound and endpoint names.
-    let index: HashMap<&str, usize> = parsed
-        .order
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| (specs[s].name.as_str(), i))
-        .collect();
+    // Every name is a layer's (`config::parse` checked the inbound and endpoint names), and
+    // each layer follows its inputs: `index` has them, at the node that holds the layer's value.
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(parsed.order.len());
     let mut nodes = Vec::with_capacity(parsed.order.len());
     for &s in &parsed.order {
         let spec = &specs[s];
-        let (layer, weights) = source.layer(h5, spec).map_err(|f| files.weights(f))?;
-        let inputs = spec.inbound.iter().map(|n| index[n.as_str()]).collect();
-        let mut node = Node::new(
-            spec.name.clone(),
-            layer,
-            inputs,
-            spec.shape.clone(),
-            weights,
-        );
-        node.dtype = spec.dtype;
-        nodes.push(node);
+        let inputs: Vec<usize> = spec.inbound.iter().map(|n| index[n.as_str()]).collect();
+        if let Some(m) = &spec.mha {
+            let here = |f: Fault| f.at(&spec.name, &spec.class);
+            let vars = source
+                .sub_vars(h5, spec, &mha::PROJECTIONS)
+                .map_err(|f| files.weights(here(f)))?;
+            let made = mha::nodes(spec, m, &inputs, nodes.len(), vars)
+                .map_err(|f| files.weights(here(f)))?;
+            nodes.extend(made);
+        } else {
+            let (layer, weights) = source.layer(h5, spec).map_err(|f| files.weights(f))?;
+            let mut node = Node::new(
+                spec.name.clone(),
+                layer,
+                inputs,
+                spec.shape.clone(),
+                weights,
+            );
+            node.dtype = spec.dtype;
+            nodes.push(node);
+        }
+        index.insert(spec.name.as_str(), nodes.len() - 1);
     }
     let ins: Vec<usize> = parsed.inputs.iter().map(|n| index[n.as_str()]).collect();
     let outs: Vec<usize> = parsed.outputs.iter().map(|n| index[n.as_str()]).collect();

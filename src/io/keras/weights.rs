@@ -95,6 +95,44 @@ impl<'s> WeightSource<'s> {
         Ok((layer, weights))
     }
 
+    /// The variables of a layer made of sub-layers (`MultiHeadAttention`): Keras 3 keeps
+    /// each in `<group>/<sub>/vars`, the legacy layout all of them, in the same order, in the
+    /// layer's `weight_names`.
+    pub(super) fn sub_vars(
+        &self,
+        h5: &hdf5::File<'_>,
+        spec: &Spec,
+        subs: &[&str],
+    ) -> Res<Vec<hdf5::Dataset>> {
+        let here = |f: Fault| f.within(self.place(&spec.name));
+        match self {
+            WeightSource::Keras3(groups) => {
+                let group = groups
+                    .get(spec.name.as_str())
+                    .ok_or_else(|| Fault::invalid("no weights found"))?;
+                let mut all = Vec::new();
+                for sub in subs {
+                    let vars = format!("{group}/{sub}/vars");
+                    let count = h5.members(&vars).unwrap_or_default().len();
+                    for i in 0..count {
+                        let d = h5
+                            .dataset(&format!("{vars}/{i}"))
+                            .map_err(|m| here(Fault::malformed(m)))?
+                            .ok_or_else(|| {
+                                here(Fault::invalid(format!("{sub}/vars/{i} is missing")))
+                            })?;
+                        all.push(d);
+                    }
+                }
+                Ok(all)
+            }
+            WeightSource::Legacy { .. } => self
+                .vars(h5, &spec.name)
+                .map_err(here)?
+                .ok_or_else(|| Fault::invalid("no weights found")),
+        }
+    }
+
     /// Where layer `name`'s weights are, for messages.
     fn place(&self, name: &str) -> String {
         match self {
