@@ -43,6 +43,11 @@ pub struct LoadOptions {
     /// Layers or nodes that only other outputs need are neither converted nor loaded, so an
     /// unsupported op on an unrequested branch does not stop the load.
     pub outputs: Option<Vec<String>>,
+    /// Sizes of symbolic input axes other than the batch, by name (an ONNX `dim_param` such
+    /// as `sequence`): the model is loaded for these sizes.
+    pub dims: Vec<(String, usize)>,
+    /// The size of every other symbolic input axis but the batch (a sequence length).
+    pub seq: Option<usize>,
 }
 
 impl Default for LoadOptions {
@@ -53,6 +58,8 @@ impl Default for LoadOptions {
             max_layers: 10_000,
             max_json_depth: 64,
             outputs: None,
+            dims: Vec::new(),
+            seq: None,
         }
     }
 }
@@ -82,6 +89,27 @@ impl LoadOptions {
     pub fn max_json_depth(mut self, depth: usize) -> Self {
         self.max_json_depth = depth;
         self
+    }
+    /// Loads with the symbolic input axis `name` of size `size` (see the field). A size of 0
+    /// is refused when the model is loaded.
+    pub fn dim(mut self, name: &str, size: usize) -> Self {
+        self.dims.retain(|(n, _)| n != name);
+        self.dims.push((name.to_string(), size));
+        self
+    }
+    /// Loads every symbolic input axis but the batch, and those not named by
+    /// [`LoadOptions::dim`], with size `len` (see the field).
+    pub fn seq(mut self, len: usize) -> Self {
+        self.seq = Some(len);
+        self
+    }
+    /// The size a symbolic input axis `name` is loaded with, if one is given.
+    pub fn dim_size(&self, name: &str) -> Option<usize> {
+        self.dims
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|&(_, v)| v)
+            .or(self.seq)
     }
     /// Only these outputs, by name and in this order (see the field).
     pub fn outputs<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {

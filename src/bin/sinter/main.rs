@@ -42,7 +42,31 @@ use std::sync::Arc;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Size of every symbolic input axis but the batch (an ONNX model's sequence length).
+    #[arg(long, global = true, value_name = "N")]
+    seq: Option<usize>,
+    /// Size of the symbolic input axis NAME (repeat): `--dim sequence=128`.
+    #[arg(long, global = true, value_name = "NAME=N", value_parser = parse_dim)]
+    dim: Vec<(String, usize)>,
 }
+
+/// `NAME=N` of `--dim`.
+fn parse_dim(s: &str) -> std::result::Result<(String, usize), String> {
+    let (name, n) = s
+        .split_once('=')
+        .filter(|(n, _)| !n.is_empty())
+        .ok_or_else(|| format!("{s:?} is not NAME=N"))?;
+    let n = n
+        .parse::<usize>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{n:?} is not a positive size"))?;
+    Ok((name.to_string(), n))
+}
+
+/// The symbolic axis sizes given on the command line, for every model loaded.
+static DIMS: std::sync::OnceLock<(Option<usize>, Vec<(String, usize)>)> =
+    std::sync::OnceLock::new();
 
 #[derive(clap::Args, Clone)]
 struct PlanArgs {
@@ -176,6 +200,14 @@ pub(crate) fn load_model(spec: &str) -> Result<Model> {
 
 /// [`load_model`] with load options (a file's requested outputs: the rest is not converted).
 pub(crate) fn load_model_with(spec: &str, opts: &sinter::io::LoadOptions) -> Result<Model> {
+    let mut opts = opts.clone();
+    if let Some((seq, dims)) = DIMS.get() {
+        opts.seq = opts.seq.or(*seq);
+        for (name, n) in dims {
+            opts = opts.dim(name, *n);
+        }
+    }
+    let opts = &opts;
     if let Some(name) = spec.strip_prefix("builtin:") {
         let model = builtin::by_name(name).ok_or_else(|| {
             Error::Model(format!(
@@ -277,6 +309,7 @@ fn dims(s: &[usize]) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = DIMS.set((cli.seq, cli.dim.clone()));
     let result = match cli.command {
         None => demo::run(),
         Some(Command::Summary { model }) => load_model(&model).map(|m| {

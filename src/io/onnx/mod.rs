@@ -291,7 +291,7 @@ impl Converter<'_> {
             .reduce(|a, b| if a == b { a } else { None })
             .flatten();
         for input in &inputs {
-            let (shape, dtype) = input_shape(input)
+            let (shape, dtype) = input_shape(input, self.opts)
                 .and_then(|(s, t)| {
                     let limit = self.opts.check_elems(&s).map_err(LoadErrorKind::Limit);
                     limit.map(|()| (s, t))
@@ -356,6 +356,7 @@ fn needed_nodes(nodes: &[NodeProto], wanted: &[String]) -> Vec<bool> {
 /// element type.
 fn input_shape(
     input: &proto::ValueInfoProto,
+    opts: &crate::io::LoadOptions,
 ) -> std::result::Result<(Vec<usize>, DType), LoadErrorKind> {
     let unsupported = |m: String| LoadErrorKind::Unsupported(m);
     let tt = input
@@ -388,9 +389,20 @@ fn input_shape(
     let shape = dims[1..]
         .iter()
         .enumerate()
-        .map(|(i, d)| match d.dim_value {
-            Some(v) if v > 0 => usize::try_from(v)
+        .map(|(i, d)| match (d.dim_value, &d.dim_param) {
+            (Some(v), _) if v > 0 => usize::try_from(v)
                 .map_err(|_| LoadErrorKind::Limit(format!("axis {} is too large", i + 1))),
+            (_, Some(name)) if opts.dim_size(name).is_some() => match opts.dim_size(name) {
+                Some(v) if v > 0 => Ok(v),
+                _ => Err(LoadErrorKind::Invalid(format!(
+                    "axis {} ({name:?}) is given size 0",
+                    i + 1
+                ))),
+            },
+            (_, Some(name)) => Err(unsupported(format!(
+                "axis {} is the symbolic {name:?}: give its size (LoadOptions::dim, --dim {name}=N or --seq N)",
+                i + 1
+            ))),
             _ => Err(unsupported(format!(
                 "axis {} has no fixed size (only the batch axis may be symbolic)",
                 i + 1
