@@ -9,7 +9,7 @@
 
 use proptest::prelude::*;
 use sinter::model::init::SplitMix64;
-use sinter::model::{Add, Attention, Dense, Input, LayerNormalization, Model, Tensor};
+use sinter::model::{Add, Attention, DType, Dense, Input, LayerNormalization, Model, Tensor};
 use sinter::plan::{CompileOptions, Values};
 use sinter::{Isa, reference};
 use std::sync::Arc;
@@ -43,9 +43,14 @@ fn dense(r: &mut SplitMix64, x: &Tensor, units: usize) -> Tensor {
 impl Net {
     /// The block for sequences of `s` steps (the weights do not depend on `s`).
     fn model(&self, s: usize) -> Model {
+        self.model_with_mask(s, DType::F32)
+    }
+
+    /// The block with a mask input of `dtype`.
+    fn model_with_mask(&self, s: usize, dtype: DType) -> Model {
         let mut r = SplitMix64::new(self.seed);
         let x = Input::new([s, self.d]).unwrap();
-        let mask = Input::named([s], Some("mask")).unwrap();
+        let mask = Input::typed([s], dtype, Some("mask")).unwrap();
         let (hk, hv) = (self.heads * self.dk, self.heads * self.dv);
         let q = dense(&mut r, &x, hk);
         let k = dense(&mut r, &x, hk);
@@ -149,6 +154,18 @@ proptest! {
                 "sample {} of length {} padded to {} differs from it alone", b, len, s
             );
         }
+    }
+
+    #[test]
+    fn an_int64_mask_gives_the_bits_of_a_float_one(net in net()) {
+        let (x, mask) = net.inputs(net.s);
+        let n = net.lens.len();
+        let want = run(&net.model(net.s), opts(true, n), &x, &mask);
+        let ints: Vec<i64> = mask.iter().map(|&m| m as i64).collect();
+        let model = net.model_with_mask(net.s, DType::I64);
+        let plan = Arc::new(model.compile(&opts(true, n)).unwrap());
+        let got = plan.run_all(&[Values::F32(&x), Values::I64(&ints)]).unwrap();
+        prop_assert!(got[0].iter().map(|v| v.to_bits()).collect::<Vec<_>>() == want);
     }
 
     #[test]

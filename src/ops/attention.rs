@@ -6,7 +6,7 @@
 use super::{LayerOp, Lowering, Reference};
 use crate::error::Result;
 use crate::kernels::{self, Attend, Isa, KeyMask, NoKeys};
-use crate::model::checked_elems;
+use crate::model::{DType, checked_elems};
 use crate::passes::Op;
 use crate::plan::{StepIo, StepOp, StepRef};
 
@@ -102,6 +102,10 @@ impl LayerOp for AttentionConfig {
             .checked_mul(4)
             .ok_or("attention scratch overflows")?;
         Ok(shape)
+    }
+    fn reads(&self, dtypes: &[DType]) -> bool {
+        // A mask may be integers (Hugging Face's int64 `attention_mask`).
+        dtypes.iter().take(3).all(|&d| d == DType::F32)
     }
     fn lower<'m>(&'m self, cx: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
         let m = cx.model;
@@ -210,17 +214,31 @@ impl StepOp for AttentionStep {
         Ok(vec![d.s, self.heads * d.dv])
     }
     fn scratch(&self) -> usize {
-        Attend::scratch_len(self.dims.t, self.dims.dk)
+        let d = &self.dims;
+        let mask = match d.pairs {
+            None => 0,
+            Some(false) => d.t,
+            Some(true) => d.s * d.t,
+        };
+        Attend::scratch_len(d.t, d.dk) + mask
     }
     fn run(&self, isa: Isa, io: StepIo<'_>) {
         let (ins, out, scratch) = io.scratch();
         let d = self.dims;
         let (hk, hv) = (self.heads * d.dk, self.heads * d.dv);
+        // The sample's mask, as floats, after the kernel's scratch.
+        let (scratch, mask) = scratch.split_at_mut(Attend::scratch_len(d.t, d.dk));
         for b in 0..ins.batch() {
             let mask = match d.pairs {
                 None => KeyMask::All,
-                Some(false) => KeyMask::Keys(&ins.get(3)[b * d.t..][..d.t]),
-                Some(true) => KeyMask::Pairs(&ins.get(3)[b * d.s * d.t..][..d.s * d.t]),
+                Some(pairs) => {
+                    ins.copy_f32(3, b * mask.len(), mask);
+                    if pairs {
+                        KeyMask::Pairs(mask)
+                    } else {
+                        KeyMask::Keys(mask)
+                    }
+                }
             };
             let a = Attend {
                 q: &ins.get(0)[b * d.s * hk..][..d.s * hk],

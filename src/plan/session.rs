@@ -492,7 +492,20 @@ pub(crate) struct Inputs<'a> {
 }
 
 impl<'a> Inputs<'a> {
-    /// Float input `k`'s values of this chunk (integer inputs are read only by gathers).
+    /// Values `from..from + dst.len()` of input `k`'s chunk into `dst`, integers converted
+    /// (a mask given as int64, as Hugging Face's `attention_mask` is).
+    pub(super) fn copy_f32(&self, k: usize, from: usize, dst: &mut [f32]) {
+        let start = self.first * self.plan.inputs[k].len + from;
+        let r = start..start + dst.len();
+        match self.all[k] {
+            Values::F32(v) => dst.copy_from_slice(&v[r]),
+            Values::I32(v) => dst.iter_mut().zip(&v[r]).for_each(|(d, &x)| *d = x as f32),
+            Values::I64(v) => dst.iter_mut().zip(&v[r]).for_each(|(d, &x)| *d = x as f32),
+        }
+    }
+
+    /// Float input `k`'s values of this chunk (integer inputs are read only by gathers, and
+    /// through [`Inputs::copy_f32`]).
     pub(super) fn f32(&self, k: usize) -> &'a [f32] {
         let Values::F32(v) = self.all[k] else {
             unreachable!("integer inputs are read only by gathers")

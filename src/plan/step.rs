@@ -91,6 +91,14 @@ impl<'a> StepInputs<'a> {
     fn loc(&self, i: usize) -> (Loc, usize) {
         if i == 0 { self.first } else { self.rest[i - 1] }
     }
+    /// Values `from..from + dst.len()` of input `i` into `dst`, as floats: a model input of
+    /// integers is converted (read it this way when [`StepOp`]'s layer reads integers).
+    pub fn copy_f32(&self, i: usize, from: usize, dst: &mut [f32]) {
+        match self.loc(i).0 {
+            Loc::Input(k) => self.model.copy_f32(k, from, dst),
+            Loc::Arena(_) => dst.copy_from_slice(&self.get(i)[from..from + dst.len()]),
+        }
+    }
     /// Input `i`'s values: `batch` samples.
     pub fn get(&self, i: usize) -> &'a [f32] {
         let (loc, len) = self.loc(i);
