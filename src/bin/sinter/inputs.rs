@@ -21,7 +21,8 @@ const SPECIAL: [f32; 8] = [
 
 /// Deterministic inputs for every model input: floats in [-scale, scale) (with `hostile`,
 /// about one in eleven a special value), token ids uniform within the vocabulary of the
-/// Embeddings that read them.
+/// Embeddings that read them, and integers no Embedding reads (an attention mask) as padding
+/// masks: along the last axis, ones for a random length of at least one, then zeros.
 pub(crate) fn random(
     plan: &Plan,
     batch: usize,
@@ -54,6 +55,19 @@ pub(crate) fn random(
                         })
                         .collect(),
                 ),
+                DType::I32 | DType::I64 if ids.is_none() => {
+                    let t = info.shape.last().copied().unwrap_or(1).max(1);
+                    let mut mask = Vec::with_capacity(n);
+                    while mask.len() < n {
+                        let len = 1 + (r.next_u64() % t as u64) as usize;
+                        mask.extend((0..t).map(|j| i64::from(j < len)));
+                    }
+                    mask.truncate(n);
+                    match info.dtype {
+                        DType::I32 => Array::I32(mask.iter().map(|&m| m as i32).collect()),
+                        _ => Array::I64(mask),
+                    }
+                }
                 DType::I32 => Array::I32((0..n).map(|_| (r.next_u64() % vocab) as i32).collect()),
                 DType::I64 => Array::I64((0..n).map(|_| (r.next_u64() % vocab) as i64).collect()),
             }
