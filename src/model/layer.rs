@@ -99,6 +99,12 @@ pub enum Primitive {
     /// `x * scale[c] + shift[c]` per channel of the last axis, one rounding: an ONNX `Add`,
     /// `Sub` or `Mul` of a constant broadcast along the last axis.
     Affine(AffineConfig),
+    /// `x + c` with `c` a constant of the sample's shape (an ONNX `Add` of a folded
+    /// constant, such as position embeddings).
+    AddConst(AddConstConfig),
+    /// Positions picked along one axis by constant indices (ONNX `Gather` of an activation,
+    /// `Slice`).
+    Take(TakeConfig),
     /// An elementwise function of one input (ONNX `Sqrt`, `Neg`, `Abs`, `Erf`, `Clip`,
     /// `Reciprocal`, `Floor`, `Ceil`, `Round`, and `Pow` / `Div` by a constant).
     Unary(Unary),
@@ -108,6 +114,8 @@ impl Primitive {
     fn op(&self) -> &dyn LayerOp {
         match self {
             Primitive::Affine(a) => a,
+            Primitive::AddConst(a) => a,
+            Primitive::Take(t) => t,
             Primitive::Unary(u) => u,
         }
     }

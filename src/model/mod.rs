@@ -50,7 +50,8 @@ pub use crate::ops::{
     permute::PermuteConfig,
     pool::{AveragePooling1DConfig, MaxPooling1DConfig, Pooling1D},
     reshape::ReshapeConfig,
-    scale::{AffineConfig, RescalingConfig},
+    scale::{AddConstConfig, AffineConfig, RescalingConfig},
+    take::TakeConfig,
     unary::Unary,
 };
 pub use graph::{Model, Node};

@@ -23,6 +23,7 @@ pub(crate) mod permute;
 pub(crate) mod pool;
 pub(crate) mod reshape;
 pub(crate) mod scale;
+pub(crate) mod take;
 pub(crate) mod unary;
 
 use crate::error::{Error, Result};

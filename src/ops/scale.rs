@@ -4,7 +4,9 @@
 
 use super::{LayerOp, Lowering, Reference, one};
 use crate::error::Result;
+use crate::kernels::{Isa, ops};
 use crate::passes::Op;
+use crate::plan::{StepIo, StepOp, StepRef};
 
 /// Keras `Rescaling(scale, offset)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -86,5 +88,64 @@ impl LayerOp for AffineConfig {
             }
         }
         Ok(x)
+    }
+}
+
+/// `x + values` with `values` a constant of the input's own shape (per sample): position
+/// embeddings an exporter folded into a constant, added to the token embeddings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AddConstConfig {
+    /// One value per element of a sample.
+    pub values: Vec<f32>,
+}
+
+impl LayerOp for AddConstConfig {
+    fn class_name(&self) -> &'static str {
+        "AddConstant"
+    }
+    fn base_name(&self) -> &'static str {
+        "add_constant"
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        let s = one(inputs)?;
+        if s.iter().product::<usize>() != self.values.len() {
+            return Err(format!(
+                "a constant of {} values added to a sample of shape {s:?}",
+                self.values.len()
+            ));
+        }
+        Ok(s)
+    }
+    fn lower<'m>(&'m self, _: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
+        Ok(Op::Step(StepRef::new(AddConstStep(self.values.clone()))))
+    }
+    fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
+        let mut x = cx.x();
+        let n = self.values.len().max(1);
+        for (i, v) in x.iter_mut().enumerate() {
+            *v += f64::from(self.values[i % n]);
+        }
+        Ok(x)
+    }
+}
+
+/// Adds the constant to each sample, in place.
+#[derive(Debug)]
+struct AddConstStep(Vec<f32>);
+
+impl StepOp for AddConstStep {
+    fn describe(&self) -> String {
+        format!("add a constant of {} values", self.0.len())
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        one(inputs)
+    }
+    fn in_place(&self) -> bool {
+        true
+    }
+    fn run(&self, _: Isa, io: StepIo<'_>) {
+        for sample in io.output().chunks_exact_mut(self.0.len().max(1)) {
+            ops::merge(ops::Combine::Add, &self.0, sample);
+        }
     }
 }

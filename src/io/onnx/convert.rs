@@ -174,6 +174,9 @@ impl Converter<'_> {
         let (table, domain) = match node.domain.as_str() {
             "" | "ai.onnx" => (ops::OPS, None),
             "ai.onnx.ml" => (ops::ML_OPS, Some("ai.onnx.ml")),
+            super::attention::DOMAIN if node.op_type == "Attention" => {
+                return super::attention::convert(self, node);
+            }
             d => {
                 return Err(self.unsupported(
                     node,

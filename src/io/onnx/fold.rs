@@ -240,10 +240,15 @@ fn squeeze(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
 fn gather(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
     let (data, idx) = (cx.input_const(node, 0)?, cx.input_const(node, 1)?);
     let axis = cx.attr_i(node, "axis")?.unwrap_or(0);
-    if data.dims.len() != 1 || !(axis == 0 || axis == -1) || !ints_only(idx) {
+    if data.dims.is_empty() || axis != 0 && axis != -(data.dims.len() as i64) || !ints_only(idx) {
         return Ok(None);
     }
+    // Rows of `data` along axis 0 (an embedding table's rows, or a shape's entries).
     let n = data.dims[0] as i64;
+    let row: usize = data.dims[1..].iter().product();
+    let mut dims = idx.dims.clone();
+    dims.extend(&data.dims[1..]);
+    cx.opts.check_elems(&dims).map_err(|m| cx.limit(node, m))?;
     let mut f = Vec::new();
     let mut i = Vec::new();
     for &k in &idx.i64 {
@@ -251,14 +256,15 @@ fn gather(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
         if !(0..n).contains(&k) {
             return Err(invalid(cx, node, &format!("index {k} of {n} values")));
         }
+        let r = k as usize * row..(k as usize + 1) * row;
         if ints_only(data) {
-            i.push(data.i64[k as usize]);
+            i.extend_from_slice(&data.i64[r]);
         } else {
-            f.push(data.f32[k as usize]);
+            f.extend_from_slice(&data.f32[r]);
         }
     }
     Ok(Some(Const {
-        dims: idx.dims.clone(),
+        dims,
         f32: f,
         i64: i,
     }))
@@ -280,27 +286,83 @@ fn concat(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
 /// `Slice` of a 1-D integer constant along axis 0 with step 1.
 fn slice(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
     let data = cx.input_const(node, 0)?;
-    let scalar = |i: usize, default: i64| -> Result<i64> {
+    let list = |i: usize| -> Result<Option<Vec<i64>>> {
         if !given(node, i) {
-            return Ok(default);
+            return Ok(None);
         }
-        match cx.input_const(node, i)?.i64.as_slice() {
-            [v] => Ok(*v),
-            _ => Err(cx.unsupported(node, "only 1-D slices of constants fold")),
+        let c = cx.input_const(node, i)?;
+        if !ints_only(c) || c.dims.len() > 1 {
+            return Err(invalid(
+                cx,
+                node,
+                "starts, ends, axes and steps are 1-D integers",
+            ));
         }
+        Ok(Some(c.i64.clone()))
     };
-    if data.dims.len() != 1 || !ints_only(data) {
+    let r = data.dims.len();
+    let starts = list(1)?.unwrap_or_default();
+    let ends = list(2)?.unwrap_or_default();
+    let axes = list(3)?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+    let steps = list(4)?.unwrap_or_else(|| vec![1; starts.len()]);
+    if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+        return Err(invalid(
+            cx,
+            node,
+            "starts, ends, axes and steps differ in length",
+        ));
+    }
+    if data.i64.contains(&BATCH) {
         return Ok(None);
     }
-    let n = data.dims[0] as i64;
-    let (start, end, step) = (scalar(1, 0)?, scalar(2, n)?, scalar(4, 1)?);
-    if scalar(3, 0)? != 0 || step != 1 {
-        return Err(unsupported(cx, node, "only axis 0 with step 1"));
+    // Per axis: the kept indices.
+    let mut keep: Vec<Vec<usize>> = data.dims.iter().map(|&d| (0..d).collect()).collect();
+    for (k, &a) in axes.iter().enumerate() {
+        let a = if a < 0 { a + r as i64 } else { a };
+        let Some(a) = usize::try_from(a).ok().filter(|&a| a < r) else {
+            return Err(invalid(cx, node, "an axis is out of range"));
+        };
+        if steps[k] != 1 {
+            return Err(unsupported(cx, node, "only steps of 1"));
+        }
+        let n = data.dims[a] as i64;
+        let clamp = |v: i64| (if v < 0 { v + n } else { v }).clamp(0, n) as usize;
+        let (s0, e0) = (clamp(starts[k]), clamp(ends[k]));
+        keep[a] = (s0..e0.max(s0)).collect();
     }
-    let clamp = |v: i64| (if v < 0 { v + n } else { v }).clamp(0, n) as usize;
-    Ok(Some(ints(
-        data.i64[clamp(start)..clamp(end).max(clamp(start))].to_vec(),
-    )))
+    let dims: Vec<usize> = keep.iter().map(Vec::len).collect();
+    let total: usize = dims.iter().product();
+    let mut stride = vec![1usize; r];
+    for i in (0..r.saturating_sub(1)).rev() {
+        stride[i] = stride[i + 1] * data.dims[i + 1];
+    }
+    let mut idx = vec![0usize; r];
+    let mut src = Vec::with_capacity(total);
+    for _ in 0..total {
+        src.push((0..r).map(|i| keep[i][idx[i]] * stride[i]).sum::<usize>());
+        for i in (0..r).rev() {
+            idx[i] += 1;
+            if idx[i] < dims[i] {
+                break;
+            }
+            idx[i] = 0;
+        }
+    }
+    let pick = |v: &[f32]| src.iter().map(|&j| v[j]).collect::<Vec<_>>();
+    let pick_i = |v: &[i64]| src.iter().map(|&j| v[j]).collect::<Vec<_>>();
+    Ok(Some(Const {
+        dims,
+        f32: if ints_only(data) {
+            vec![]
+        } else {
+            pick(&data.f32)
+        },
+        i64: if ints_only(data) {
+            pick_i(&data.i64)
+        } else {
+            vec![]
+        },
+    }))
 }
 
 fn constant_of_shape(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {

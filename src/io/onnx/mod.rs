@@ -24,11 +24,13 @@
 //! # Ok::<(), sinter::Error>(())
 //! ```
 
+mod attention;
 mod convert;
 mod fold;
 mod layout;
 mod ops;
 mod patterns;
+mod probe;
 // The protobuf messages are public only to the test suite (feature `internals`), which builds
 // hostile models in memory.
 #[cfg(feature = "internals")]
@@ -241,7 +243,20 @@ fn rewrite_patterns(
             .map(|c| c.i64.clone())
     };
     let outs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
-    patterns::rewrite(&graph.node, &outs, &scalar, &ints)
+    let (nodes, mut counts) = patterns::rewrite(&graph.node, &outs, &scalar, &ints);
+    let decode = |t: &proto::TensorProto| cx.constant(t, "a mask constant").ok();
+    let dim = |name: &str| cx.opts.dim_size(name);
+    let context = attention::Context {
+        consts: &get,
+        decode: &decode,
+        graph,
+        dim: &dim,
+    };
+    let (nodes, n) = attention::rewrite(nodes, &outs, &context);
+    if n > 0 {
+        counts.push(("attention", n));
+    }
+    (nodes, counts)
 }
 
 impl Converter<'_> {

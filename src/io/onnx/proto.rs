@@ -208,6 +208,8 @@ pub mod dtype {
     pub const FLOAT16: i32 = 10;
     /// float64.
     pub const DOUBLE: i32 = 11;
+    /// bool (one byte each; `int32_data` when not raw).
+    pub const BOOL: i32 = 9;
 }
 
 /// Decodes a model; prost bounds nesting depth and checks every length against the buffer.

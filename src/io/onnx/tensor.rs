@@ -65,6 +65,7 @@ impl Converter<'_> {
             dtype::FLOAT | dtype::INT32 => 4,
             dtype::INT64 | dtype::DOUBLE => 8,
             dtype::FLOAT16 => 2,
+            dtype::BOOL => 1,
             other => {
                 return Err(self.file_error(LoadErrorKind::Unsupported(format!(
                     "{what}: element type {} is not supported",
@@ -88,6 +89,7 @@ impl Converter<'_> {
                         .map(|b| crate::io::f16_to_f32(u16::from_le_bytes(b)))
                         .collect()
                 }
+                dtype::BOOL => c.i64 = raw.iter().map(|&b| i64::from(b != 0)).collect(),
                 dtype::INT32 => {
                     c.i64 = le_chunks::<4>(raw)
                         .map(|b| i32::from_le_bytes(b).into())
@@ -115,6 +117,10 @@ impl Converter<'_> {
                 }
                 dtype::INT32 => {
                     c.i64 = t.int32_data.iter().map(|&v| v.into()).collect();
+                    t.int32_data.len()
+                }
+                dtype::BOOL => {
+                    c.i64 = t.int32_data.iter().map(|&v| i64::from(v != 0)).collect();
                     t.int32_data.len()
                 }
                 _ => {

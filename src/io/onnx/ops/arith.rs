@@ -7,7 +7,7 @@ use crate::io::onnx::convert::{Converter, Value, join};
 use crate::io::onnx::layout::Layout;
 use crate::io::onnx::proto::NodeProto;
 use crate::kernels::Activation;
-use crate::model::{AffineConfig, DenseConfig, Primitive};
+use crate::model::{AddConstConfig, AffineConfig, DenseConfig, Primitive};
 use crate::model::{Layer, Merge, Unary};
 
 /// `Add(MatMul(..), b)` (the MatMul's bias) or `Add(x, y)` of two computed tensors.
@@ -146,6 +146,24 @@ fn const_affine(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
             let axis = rank - 1 - k;
             d == 1 || (d == onnx_shape[axis] && axis == channel_axis && axis > 0)
         });
+    // A constant of the sample's own shape (after a leading batch axis of 1).
+    let whole = {
+        let mut d: &[usize] = &c.dims;
+        while d.len() > shape.len() && d.first() == Some(&1) {
+            d = &d[1..];
+        }
+        d == shape.as_slice() && layout == Layout::Native && c.f32.len() > ch
+    };
+    if whole && matches!((node.op_type.as_str(), x_at), ("Add", _) | ("Sub", 0)) {
+        let values = match node.op_type.as_str() {
+            "Sub" => c.f32.iter().map(|v| -v).collect(),
+            _ => c.f32.clone(),
+        };
+        let layer = Layer::Primitive(Primitive::AddConst(AddConstConfig { values }));
+        cx.push(cx.output(node)?, layer, vec![x], shape, None);
+        cx.name_last(node);
+        return Ok(());
+    }
     if !fits {
         return Err(cx.unsupported(
             node,

@@ -9,7 +9,7 @@ use crate::io::onnx::proto::NodeProto;
 use crate::model::{
     ConcatenateConfig, DropoutConfig, EmbeddingConfig, PermuteConfig, ReshapeConfig,
 };
-use crate::model::{DType, DenseWeights, Layer, checked_elems};
+use crate::model::{DType, DenseWeights, Layer, Primitive, TakeConfig, checked_elems};
 
 /// `Transpose(0, 2, 1)` between channels-last and channels-first: no data moves, only
 /// the way later ops read their axes.
@@ -347,7 +347,11 @@ pub(super) fn concat(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
 /// `Gather(table, ids, axis=0)` with a constant `[V, D]` table and integer graph-input ids:
 /// an Embedding.
 pub(super) fn gather(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
-    if cx.attr_i(node, "axis")?.unwrap_or(0) != 0 {
+    let axis = cx.attr_i(node, "axis")?.unwrap_or(0);
+    if let (Value::Node(x), Value::Const(_)) = (cx.value(node, 0)?, cx.value(node, 1)?) {
+        return take(cx, node, *x, axis);
+    }
+    if axis != 0 {
         return Err(cx.unsupported(node, "only axis 0 (rows of a constant table) is supported"));
     }
     let table = cx.input_const(node, 0)?.clone();
@@ -448,5 +452,47 @@ pub(super) fn constant(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let c = cx.constant_node(node)?;
     cx.values
         .insert(cx.output(node)?.to_string(), Value::Const(c));
+    Ok(())
+}
+
+/// `Gather` of a computed tensor by constant indices along a non-batch axis.
+fn take(cx: &mut Converter<'_>, node: &NodeProto, x: usize, axis: i64) -> Result<()> {
+    if cx.layout(node, 0) != Layout::Native {
+        return Err(cx.unsupported(node, "a gather of a channels-first tensor"));
+    }
+    let shape = cx.nodes[x].shape.clone();
+    let rank = shape.len() as i64 + 1;
+    let a = if axis < 0 { axis + rank } else { axis };
+    if a < 1 || a >= rank {
+        return Err(cx.unsupported(
+            node,
+            format!("axis {axis}: only a non-batch axis of a computed tensor"),
+        ));
+    }
+    let a = (a - 1) as usize;
+    let idx = cx.input_const(node, 1)?.clone();
+    if !idx.f32.is_empty() || idx.dims.len() > 1 {
+        return Err(cx.unsupported(node, "indices must be a scalar or a 1-D integer constant"));
+    }
+    let len = shape[a] as i64;
+    let indices = idx
+        .i64
+        .iter()
+        .map(|&i| {
+            let i = if i < 0 { i + len } else { i };
+            usize::try_from(i).ok().filter(|&i| (i as i64) < len)
+        })
+        .collect::<Option<Vec<usize>>>()
+        .ok_or_else(|| cx.invalid(node, format!("an index is outside 0..{len}")))?;
+    let layer = Layer::Primitive(Primitive::Take(TakeConfig {
+        axis: a,
+        indices,
+        squeeze: idx.dims.is_empty(),
+    }));
+    let out = layer
+        .output_shape(&[&shape])
+        .map_err(|m| cx.invalid(node, m))?;
+    cx.push(cx.output(node)?, layer, vec![x], out, None);
+    cx.name_last(node);
     Ok(())
 }

@@ -1,0 +1,618 @@
+//! Attention as exporters spell it out, found and rewritten as one `Attention` node (domain
+//! `sinter`) before conversion: the PyTorch exporters' multi-head attention
+//!
+//! ```text
+//! q = Transpose(Reshape(q_proj, [B, S, H, dh]), [0,2,1,3])   (optionally times a scale)
+//! k = Transpose(Reshape(k_proj, ..), [0,2,3,1])               (or [0,2,1,3] then [0,1,3,2])
+//! p = Softmax(MatMul(q, k) [* or / scale] [+ mask])           (optionally Where(IsNaN(p), 0, p))
+//! y = Reshape(Transpose(MatMul(p, v), [0,2,1,3]), [B, S, H*dh])
+//! ```
+//!
+//! becomes `Attention(q_proj, k_proj, v_proj[, mask source])`. The mask added to the scores
+//! (an additive float mask, or `Where(keep, 0, -inf)`) is whatever arithmetic the exporter
+//! wrote on the model's `attention_mask` input; what it means is established by evaluating it
+//! ([`probe`](super::probe)) for probe masks: it must equal "key `j` is kept where the input's
+//! `[b, j]` is non-zero" (and, for a causal mask, `j <= i`) on every probe, or the pattern is
+//! not rewritten and the graph runs (or is refused) op by op.
+
+use super::convert::{Const, Converter};
+use super::probe::{Probe, T};
+use super::proto::{AttributeProto, GraphProto, NodeProto, TensorProto};
+use crate::error::Result;
+use crate::kernels::NoKeys;
+use crate::model::{AttentionConfig, Layer};
+use std::collections::HashMap;
+
+/// The domain of the rewritten node.
+pub(super) const DOMAIN: &str = "sinter";
+
+/// What the rewrite needs from the loader.
+pub(super) struct Context<'a> {
+    /// A constant by tensor name (initializers, `Constant` nodes).
+    pub consts: &'a dyn Fn(&str) -> Option<&'a Const>,
+    /// Decodes a small tensor attribute.
+    pub decode: &'a dyn Fn(&TensorProto) -> Option<Const>,
+    /// The graph (its inputs' shapes and types).
+    pub graph: &'a GraphProto,
+    /// Size of a symbolic input axis.
+    pub dim: &'a dyn Fn(&str) -> Option<usize>,
+}
+
+/// One attention found.
+struct Found {
+    /// The nodes it replaces; the last one's output is the attention's.
+    gone: Vec<usize>,
+    last: usize,
+    q: String,
+    k: String,
+    v: String,
+    head_size: i64,
+    scale: f32,
+    /// The mask tensor added to the scores: (name, a boolean keep-mask rather than additive).
+    mask: Option<(String, bool)>,
+    /// The softmax's NaN rows (no key kept) are zeroed in the graph.
+    nan_guard: bool,
+}
+
+/// Readers and producers of the graph's tensors.
+struct Index<'n> {
+    nodes: &'n [NodeProto],
+    producer: HashMap<&'n str, usize>,
+    uses: HashMap<&'n str, usize>,
+}
+
+impl<'n> Index<'n> {
+    fn new(nodes: &'n [NodeProto], outputs: &'n [String]) -> Self {
+        let mut producer = HashMap::new();
+        let mut uses = HashMap::new();
+        for (i, n) in nodes.iter().enumerate() {
+            for o in &n.output {
+                producer.insert(o.as_str(), i);
+            }
+            for x in &n.input {
+                *uses.entry(x.as_str()).or_insert(0) += 1;
+            }
+        }
+        for o in outputs {
+            *uses.entry(o.as_str()).or_insert(0) += 1;
+        }
+        Index {
+            nodes,
+            producer,
+            uses,
+        }
+    }
+
+    /// The producer of `name` if it is an `op` of the default domain.
+    fn made_by(&self, name: &str, op: &str) -> Option<usize> {
+        let &i = self.producer.get(name)?;
+        let n = &self.nodes[i];
+        (n.op_type == op && n.domain.is_empty()).then_some(i)
+    }
+
+    /// As [`made_by`](Self::made_by), and `name` has no other reader but `Shape` nodes (the
+    /// shape arithmetic of reshapes the rewrite removes).
+    fn sole(&self, name: &str, op: &str) -> Option<usize> {
+        self.made_by(name, op).filter(|_| self.used_once(name))
+    }
+
+    /// `name` is read once, besides by `Shape` nodes, and is not a graph output.
+    fn used_once(&self, name: &str) -> bool {
+        let shapes = self
+            .readers(name)
+            .iter()
+            .filter(|&&r| self.nodes[r].op_type == "Shape")
+            .count();
+        self.uses.get(name).copied().unwrap_or(0) == shapes + 1
+            && self.readers(name).len() == shapes + 1
+    }
+
+    /// The readers of `name`.
+    fn readers(&self, name: &str) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].input.iter().any(|x| x == name))
+            .collect()
+    }
+
+    fn out(&self, i: usize) -> &'n str {
+        self.nodes[i].output.first().map_or("", String::as_str)
+    }
+}
+
+fn arg(n: &NodeProto, k: usize) -> &str {
+    n.input.get(k).map_or("", String::as_str)
+}
+
+fn perm(n: &NodeProto) -> Vec<i64> {
+    n.attribute
+        .iter()
+        .find(|a| a.name == "perm")
+        .map(|a| a.ints.clone())
+        .unwrap_or_default()
+}
+
+/// `x` through an optional `Mul` by a scalar (its factor multiplied into `scale`).
+fn scaled<'n>(
+    g: &Index<'n>,
+    x: &'n str,
+    scale: &mut f64,
+    cx: &Context<'_>,
+    gone: &mut Vec<usize>,
+) -> &'n str {
+    if let Some(i) = g.sole(x, "Mul") {
+        let n = &g.nodes[i];
+        for (a, b) in [(0, 1), (1, 0)] {
+            if let Some(c) = scalar(cx, arg(n, b)) {
+                *scale *= f64::from(c);
+                gone.push(i);
+                return &g.nodes[i].input[a];
+            }
+        }
+    }
+    x
+}
+
+fn scalar(cx: &Context<'_>, name: &str) -> Option<f32> {
+    let c = (cx.consts)(name)?;
+    match (c.f32.as_slice(), c.i64.as_slice()) {
+        ([v], _) => Some(*v),
+        ([], [v]) => Some(*v as f32),
+        _ => None,
+    }
+}
+
+/// The 3-D projection under `Transpose(Reshape(src, [.., .., H, dh]), perm)`; its `dh`.
+fn heads_of<'n>(
+    g: &Index<'n>,
+    x: &'n str,
+    want: &[i64],
+    cx: &Context<'_>,
+    gone: &mut Vec<usize>,
+) -> Option<(&'n str, i64)> {
+    let t = g.sole(x, "Transpose")?;
+    if perm(&g.nodes[t]) != want {
+        return None;
+    }
+    let r = g.sole(arg(&g.nodes[t], 0), "Reshape")?;
+    let shape = ints_of(g.nodes, cx, arg(&g.nodes[r], 1))?;
+    let dh = match shape.as_slice() {
+        [_, _, _, dh] if *dh > 0 => *dh,
+        _ => return None,
+    };
+    gone.extend([t, r]);
+    Some((&g.nodes[r].input[0], dh))
+}
+
+/// The attention whose softmax is node `sm`, if the nodes around it are the pattern.
+fn find(g: &Index<'_>, sm: usize, cx: &Context<'_>) -> Option<Found> {
+    let n = &g.nodes[sm];
+    if n.op_type != "Softmax" || !n.domain.is_empty() {
+        return None;
+    }
+    let axis = n
+        .attribute
+        .iter()
+        .find(|a| a.name == "axis")
+        .map_or(-1, |a| a.i);
+    if axis != -1 && axis != 3 {
+        return None;
+    }
+    let mut gone = vec![sm];
+    let mut scale = 1.0f64;
+    // Scores [+ mask].
+    let mut x = arg(n, 0);
+    let mut mask = None;
+    if let Some(a) = g.sole(x, "Add") {
+        let add = &g.nodes[a];
+        let (s, m) = [(0, 1), (1, 0)].into_iter().find_map(|(s, m)| {
+            let s = arg(add, s);
+            let chain = g
+                .made_by(s, "MatMul")
+                .or_else(|| g.made_by(s, "Div"))
+                .or_else(|| g.made_by(s, "Mul"));
+            chain.map(|_| (s, arg(add, m)))
+        })?;
+        gone.push(a);
+        // Where(keep, 0, -large): the boolean keep-mask itself.
+        mask = Some(match g.sole(m, "Where") {
+            Some(w)
+                if scalar(cx, arg(&g.nodes[w], 1)) == Some(0.0)
+                    && scalar(cx, arg(&g.nodes[w], 2)).is_some_and(|v| v <= -1e30) =>
+            {
+                gone.push(w);
+                (arg(&g.nodes[w], 0).to_string(), true)
+            }
+            _ => (m.to_string(), false),
+        });
+        x = s;
+    }
+    loop {
+        if let Some(d) = g.sole(x, "Div") {
+            let c = scalar(cx, arg(&g.nodes[d], 1))?;
+            scale /= f64::from(c);
+            gone.push(d);
+            x = arg(&g.nodes[d], 0);
+        } else if let Some(m) = g.sole(x, "Mul") {
+            let mn = &g.nodes[m];
+            let (y, c) = match (scalar(cx, arg(mn, 0)), scalar(cx, arg(mn, 1))) {
+                (None, Some(c)) => (arg(mn, 0), c),
+                (Some(c), None) => (arg(mn, 1), c),
+                _ => return None,
+            };
+            scale *= f64::from(c);
+            gone.push(m);
+            x = y;
+        } else {
+            break;
+        }
+    }
+    let mm = g.sole(x, "MatMul")?;
+    gone.push(mm);
+    let a = scaled(g, arg(&g.nodes[mm], 0), &mut scale, cx, &mut gone);
+    let b = scaled(g, arg(&g.nodes[mm], 1), &mut scale, cx, &mut gone);
+    let (q, dh) = heads_of(g, a, &[0, 2, 1, 3], cx, &mut gone)?;
+    let (k, dk) = match heads_of(g, b, &[0, 2, 3, 1], cx, &mut gone) {
+        Some(k) => k,
+        None => {
+            let t = g.sole(b, "Transpose")?;
+            if perm(&g.nodes[t]) != [0, 1, 3, 2] {
+                return None;
+            }
+            gone.push(t);
+            heads_of(g, arg(&g.nodes[t], 0), &[0, 2, 1, 3], cx, &mut gone)?
+        }
+    };
+    // Softmax [-> Where(IsNaN(p), 0, p)] -> MatMul(p, v).
+    let mut p = g.out(sm);
+    let mut nan_guard = false;
+    let readers = g.readers(p);
+    if readers.len() == 2 && g.uses.get(p) == Some(&2) {
+        let isnan = *readers.iter().find(|&&r| g.nodes[r].op_type == "IsNaN")?;
+        let w = *readers.iter().find(|&&r| g.nodes[r].op_type == "Where")?;
+        let wn = &g.nodes[w];
+        if arg(wn, 0) != g.out(isnan) || scalar(cx, arg(wn, 1)) != Some(0.0) || arg(wn, 2) != p {
+            return None;
+        }
+        if g.uses.get(g.out(isnan)) != Some(&1) {
+            return None;
+        }
+        gone.extend([isnan, w]);
+        nan_guard = true;
+        p = g.out(w);
+    } else if g.uses.get(p) != Some(&1) {
+        return None;
+    }
+    let pv = *g.readers(p).first()?;
+    let pvn = &g.nodes[pv];
+    if pvn.op_type != "MatMul" || arg(pvn, 0) != p || !g.used_once(g.out(pv)) {
+        return None;
+    }
+    gone.push(pv);
+    let (v, dv) = heads_of(g, arg(pvn, 1), &[0, 2, 1, 3], cx, &mut gone)?;
+    // [Reshape to the same 4-D] -> Transpose [0,2,1,3] -> Reshape to 3-D.
+    let mut y = g.out(pv);
+    let not_shape = |y: &str| {
+        g.readers(y)
+            .into_iter()
+            .find(|&r| g.nodes[r].op_type != "Shape")
+    };
+    let mut next = not_shape(y)?;
+    if g.nodes[next].op_type == "Reshape" && g.used_once(g.out(next)) {
+        gone.push(next);
+        y = g.out(next);
+        next = not_shape(y)?;
+    }
+    let t = next;
+    if g.nodes[t].op_type != "Transpose"
+        || perm(&g.nodes[t]) != [0, 2, 1, 3]
+        || !g.used_once(g.out(t))
+    {
+        return None;
+    }
+    gone.push(t);
+    let last = not_shape(g.out(t))?;
+    let ln = &g.nodes[last];
+    if ln.op_type != "Reshape" || arg(ln, 0) != g.out(t) {
+        return None;
+    }
+    if ints_of(g.nodes, cx, arg(ln, 1))?.len() != 3 {
+        return None;
+    }
+    if dh != dk {
+        return None;
+    }
+    let _ = dv;
+    Some(Found {
+        gone,
+        last,
+        q: q.to_string(),
+        k: k.to_string(),
+        v: v.to_string(),
+        head_size: dh,
+        scale: scale as f32,
+        mask,
+        nan_guard,
+    })
+}
+
+/// The graph inputs as the probes see them: batch 2, symbolic axes at their given sizes;
+/// `data` for the one named `with` (else shapes only).
+fn probe_inputs(cx: &Context<'_>, with: Option<(&str, &[f64])>) -> Vec<(String, T)> {
+    cx.graph
+        .input
+        .iter()
+        .filter(|i| (cx.consts)(&i.name).is_none())
+        .filter_map(|i| {
+            let tt = i.r#type.as_ref()?.tensor_type.as_ref()?;
+            let dims = tt.shape.as_ref()?.dim.iter().enumerate().map(|(k, d)| {
+                match (d.dim_value, &d.dim_param) {
+                    _ if k == 0 => Some(PROBE_BATCH),
+                    (Some(v), _) if v > 0 => usize::try_from(v).ok(),
+                    (_, Some(p)) => (cx.dim)(p),
+                    _ => None,
+                }
+            });
+            let dims = dims.collect::<Option<Vec<_>>>()?;
+            let int = !matches!(tt.elem_type, 1 | 10 | 11);
+            let data = with.filter(|(n, _)| *n == i.name).map(|(_, d)| d.to_vec());
+            Some((i.name.clone(), T { dims, data, int }))
+        })
+        .collect()
+}
+
+/// The batch size of the probes.
+const PROBE_BATCH: usize = 2;
+
+/// An integer tensor the graph computes from shapes alone (a reshape's target shape).
+fn ints_of(nodes: &[NodeProto], cx: &Context<'_>, name: &str) -> Option<Vec<i64>> {
+    if let Some(c) = (cx.consts)(name) {
+        return c.f32.is_empty().then(|| c.i64.clone());
+    }
+    let mut p = Probe::new(
+        nodes,
+        cx.consts,
+        cx.decode,
+        probe_inputs(cx, None).into_iter().collect(),
+    );
+    let t = p.eval(name)?;
+    t.data
+        .filter(|_| t.int)
+        .map(|d| d.iter().map(|&v| v as i64).collect())
+}
+
+/// What the mask means, proven on probes: the graph input it is computed from and whether it
+/// is causal besides.
+fn mask_meaning(
+    nodes: &[NodeProto],
+    cx: &Context<'_>,
+    mask: &str,
+    boolean: bool,
+) -> Option<(String, bool)> {
+    const BATCH: usize = PROBE_BATCH;
+    let inputs: Vec<(String, Vec<usize>, i32)> = probe_inputs(cx, None)
+        .into_iter()
+        .map(|(n, t)| (n, t.dims, if t.int { 7 } else { 1 }))
+        .collect();
+    let float = |t: i32| matches!(t, 1 | 10 | 11);
+    for (cand, dims, _) in inputs.iter().filter(|(_, d, t)| !float(*t) && d.len() == 2) {
+        let t_len = dims[1];
+        // The mask computed for each probe: all kept; a kept prefix; random holes; a row
+        // that keeps only its last key.
+        let mut probes = Vec::new();
+        for probe in 0..4u64 {
+            let mut m = vec![0.0; BATCH * t_len];
+            let mut r = crate::model::init::SplitMix64::new(probe + 17);
+            for b in 0..BATCH {
+                let len = 1 + (r.next_u64() as usize % t_len);
+                for j in 0..t_len {
+                    m[b * t_len + j] = f64::from(u8::from(match probe {
+                        0 => true,
+                        1 => j < len,
+                        2 => j == 0 || r.next_u64() % 3 != 0,
+                        _ => b == 0 || j + 1 == t_len,
+                    }));
+                }
+            }
+            let values = inputs
+                .iter()
+                .map(|(name, d, t)| {
+                    let data = (name == cand).then(|| m.clone());
+                    (
+                        name.clone(),
+                        T {
+                            dims: d.clone(),
+                            data,
+                            int: !float(*t),
+                        },
+                    )
+                })
+                .collect();
+            let mut p = Probe::new(nodes, cx.consts, cx.decode, values);
+            match p.eval(mask) {
+                Some(T {
+                    dims,
+                    data: Some(data),
+                    ..
+                }) => probes.push((m, dims, data)),
+                _ => break,
+            }
+        }
+        if probes.len() < 4 {
+            continue;
+        }
+        // Each probe's mask must read [B, 1|H, 1|S, T] (or a lower rank broadcast to it).
+        let keeps = |c: bool| {
+            probes.iter().all(|(m, rd, data)| {
+                if rd.len() > 4 || rd.last() != Some(&t_len) {
+                    return false;
+                }
+                let mut d4 = vec![1; 4 - rd.len()];
+                d4.extend(rd);
+                let (nb, nh, ns) = (d4[0], d4[1], d4[2]);
+                if nb != BATCH && nb != 1 {
+                    return false;
+                }
+                let s_len = if ns == 1 { t_len } else { ns };
+                (0..BATCH).all(|b| {
+                    (0..nh).all(|h| {
+                        (0..s_len).all(|i| {
+                            (0..t_len).all(|j| {
+                                let bb = if nb == 1 { 0 } else { b };
+                                let ii = if ns == 1 { 0 } else { i };
+                                let v = data[((bb * nh + h) * ns + ii) * t_len + j];
+                                let keep = match (boolean, v) {
+                                    (true, v) => v != 0.0,
+                                    (false, 0.0) => true,
+                                    (false, v) if v <= -1e30 => false,
+                                    _ => return false,
+                                };
+                                keep == (m[b * t_len + j] != 0.0 && (!c || j <= i))
+                            })
+                        })
+                    })
+                })
+            })
+        };
+        for c in [false, true] {
+            if keeps(c) {
+                return Some((cand.clone(), c));
+            }
+        }
+    }
+    None
+}
+
+/// Rewrites every attention in `nodes` whose mask (if any) is proven; returns the nodes and
+/// how many were rewritten.
+pub(super) fn rewrite(
+    nodes: Vec<NodeProto>,
+    outputs: &[String],
+    cx: &Context<'_>,
+) -> (Vec<NodeProto>, usize) {
+    let mut found = Vec::new();
+    {
+        let g = Index::new(&nodes, outputs);
+        let mut taken = vec![false; nodes.len()];
+        for i in 0..nodes.len() {
+            let Some(f) = find(&g, i, cx) else { continue };
+            if f.gone.iter().chain([&f.last]).any(|&j| taken[j]) {
+                continue;
+            }
+            let mask = match &f.mask {
+                None => None,
+                Some((m, boolean)) => match mask_meaning(&nodes, cx, m, *boolean) {
+                    Some(meaning) => Some(meaning),
+                    None => continue,
+                },
+            };
+            // A query that sees no key: NaN in the softmax unless the graph zeroes it; an
+            // additive mask of a finite large negative gives equal scores, so the mean.
+            let no_keys = match (&f.mask, f.nan_guard) {
+                (_, true) => "zeros",
+                (Some((_, false)), false) => "uniform",
+                (None, false) => "zeros",
+                (Some((_, true)), false) => continue,
+            };
+            for &j in f.gone.iter().chain([&f.last]) {
+                taken[j] = true;
+            }
+            found.push((f, mask, no_keys));
+        }
+    }
+    let n = found.len();
+    let mut nodes = nodes;
+    let mut remove = vec![false; nodes.len()];
+    for (f, mask, no_keys) in found {
+        let old = &nodes[f.last];
+        let mut inputs = vec![f.q, f.k, f.v];
+        let mut attrs = vec![
+            int_attr("head_size", f.head_size),
+            AttributeProto {
+                name: "scale".into(),
+                f: f.scale,
+                ..Default::default()
+            },
+            AttributeProto {
+                name: "no_keys".into(),
+                s: no_keys.as_bytes().to_vec(),
+                ..Default::default()
+            },
+        ];
+        if let Some((source, causal)) = mask {
+            inputs.push(source);
+            attrs.push(int_attr("causal", i64::from(causal)));
+        }
+        nodes[f.last] = NodeProto {
+            input: inputs,
+            output: old.output.clone(),
+            name: old.name.clone(),
+            op_type: "Attention".into(),
+            attribute: attrs,
+            domain: DOMAIN.into(),
+        };
+        for j in f.gone {
+            remove[j] = true;
+        }
+    }
+    let nodes = nodes
+        .into_iter()
+        .zip(remove)
+        .filter(|(_, r)| !r)
+        .map(|(n, _)| n)
+        .collect();
+    (nodes, n)
+}
+
+fn int_attr(name: &str, i: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        i,
+        ..Default::default()
+    }
+}
+
+/// Converts a rewritten `sinter` `Attention`: the projections `[S, heads * dh]`, the mask
+/// source (a model input `[T]`, kept where non-zero).
+pub(super) fn convert(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    let q = cx.input_node(node, 0)?;
+    let k = cx.input_node(node, 1)?;
+    let v = cx.input_node(node, 2)?;
+    let dh = cx.attr_i(node, "head_size")?.unwrap_or(0);
+    let width = cx.nodes[q].shape.last().copied().unwrap_or(0);
+    let dh = usize::try_from(dh)
+        .ok()
+        .filter(|&d| d > 0 && width % d == 0)
+        .ok_or_else(|| {
+            cx.invalid(
+                node,
+                format!("head size {dh} does not divide the query width {width}"),
+            )
+        })?;
+    let scale = cx.attr_f(node, "scale")?;
+    let no_keys = match cx.attr_s(node, "no_keys")?.as_deref() {
+        Some("uniform") => NoKeys::Uniform,
+        _ => NoKeys::Zeros,
+    };
+    let causal = cx.attr_i(node, "causal")?.unwrap_or(0) != 0;
+    let mut inputs = vec![q, k, v];
+    if node.input.len() > 3 {
+        let m = cx.input_node(node, 3)?;
+        if cx.nodes[m].layer != Layer::Input {
+            return Err(cx.unsupported(node, "the attention mask must be a model input"));
+        }
+        inputs.push(m);
+    }
+    let layer = Layer::Attention(AttentionConfig {
+        heads: width / dh,
+        scale,
+        causal,
+        no_keys,
+    });
+    let shape = cx.nodes[q].shape.clone();
+    let shape = vec![
+        shape.first().copied().unwrap_or(1),
+        cx.nodes[v].shape.last().copied().unwrap_or(0),
+    ];
+    cx.push(cx.output(node)?, layer, inputs, shape, None);
+    Ok(())
+}

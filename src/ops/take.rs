@@ -1,0 +1,123 @@
+//! Positions picked along one axis: ONNX `Gather` of an activation by constant indices (BERT's
+//! pooler reads the first token) and `Slice` of an activation.
+
+use super::{LayerOp, Lowering, Reference, one};
+use crate::error::Result;
+use crate::kernels::Isa;
+use crate::passes::Op;
+use crate::plan::{StepIo, StepOp, StepRef};
+
+/// Picks `indices` along `axis` (of the sample's axes, the batch excluded); with `squeeze`
+/// (a scalar index) the axis is dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TakeConfig {
+    /// The axis, numbered from 0 after the batch.
+    pub axis: usize,
+    /// Positions along it, in output order.
+    pub indices: Vec<usize>,
+    /// Drop the axis (one index).
+    pub squeeze: bool,
+}
+
+impl TakeConfig {
+    /// `(outer, len, inner)` of the input around the axis.
+    fn split(&self, s: &[usize]) -> Result<(usize, usize, usize), String> {
+        let len = *s
+            .get(self.axis)
+            .ok_or_else(|| format!("axis {} of a sample of shape {s:?}", self.axis))?;
+        if let Some(&i) = self.indices.iter().find(|&&i| i >= len) {
+            return Err(format!("index {i} along an axis of {len}"));
+        }
+        if self.squeeze && self.indices.len() != 1 || self.indices.is_empty() {
+            return Err("a squeezed take picks exactly one index, others at least one".into());
+        }
+        let outer = s[..self.axis].iter().product();
+        let inner = s[self.axis + 1..].iter().product();
+        Ok((outer, len, inner))
+    }
+}
+
+impl LayerOp for TakeConfig {
+    fn class_name(&self) -> &'static str {
+        "Take"
+    }
+    fn base_name(&self) -> &'static str {
+        "take"
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        let mut s = one(inputs)?;
+        self.split(&s)?;
+        if self.squeeze {
+            s.remove(self.axis);
+        } else {
+            s[self.axis] = self.indices.len();
+        }
+        Ok(s)
+    }
+    fn lower<'m>(&'m self, cx: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
+        let (outer, len, inner) = self.split(cx.in_shape()).map_err(|e| cx.fail(e))?;
+        Ok(Op::Step(StepRef::new(TakeStep {
+            outer,
+            len,
+            inner,
+            indices: self.indices.clone(),
+        })))
+    }
+    fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
+        let (outer, len, inner) = self.split(cx.in_shape()).map_err(crate::Error::Model)?;
+        let x = cx.inputs[0];
+        let mut y = Vec::new();
+        for sample in x.chunks_exact(outer * len * inner) {
+            for o in 0..outer {
+                for &i in &self.indices {
+                    y.extend_from_slice(&sample[(o * len + i) * inner..][..inner]);
+                }
+            }
+        }
+        Ok(y)
+    }
+}
+
+/// Copies the picked rows of each sample.
+#[derive(Debug)]
+struct TakeStep {
+    outer: usize,
+    len: usize,
+    inner: usize,
+    indices: Vec<usize>,
+}
+
+impl StepOp for TakeStep {
+    fn describe(&self) -> String {
+        format!(
+            "take {} of {} rows of {}",
+            self.indices.len(),
+            self.len,
+            self.inner
+        )
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        let s = one(inputs)?;
+        let n: usize = s.iter().product();
+        if n != self.outer * self.len * self.inner {
+            return Err(format!("take of {n} values per sample"));
+        }
+        Ok(vec![self.outer * self.indices.len() * self.inner])
+    }
+    fn run(&self, _: Isa, io: StepIo<'_>) {
+        let (ins, out) = io.parts();
+        let x = ins.get(0);
+        let per_in = self.outer * self.len * self.inner;
+        let per_out = self.outer * self.indices.len() * self.inner;
+        for (xs, ys) in x.chunks_exact(per_in).zip(out.chunks_exact_mut(per_out)) {
+            let mut rows = ys.chunks_exact_mut(self.inner);
+            for o in 0..self.outer {
+                for &i in &self.indices {
+                    if let Some(row) = rows.next() {
+                        row.copy_from_slice(&xs[(o * self.len + i) * self.inner..][..self.inner]);
+                    }
+                }
+            }
+        }
+    }
+}
