@@ -254,12 +254,28 @@ fn find(g: &Index<'_>, sm: usize, cx: &Context<'_>) -> Option<Found> {
     let (k, dk) = match heads_of(g, b, &[0, 2, 3, 1], cx, &mut gone) {
         Some(k) => k,
         None => {
-            let t = g.sole(b, "Transpose")?;
-            if perm(&g.nodes[t]) != [0, 1, 3, 2] {
-                return None;
-            }
-            gone.push(t);
-            heads_of(g, arg(&g.nodes[t], 0), &[0, 2, 1, 3], cx, &mut gone)?
+            // Transpose [0,1,3,2] of the [B, H, S, dh] keys, or (the dynamo exporter) the
+            // same through 3-D: Reshape [B*H, S, dh], Transpose [0,2,1], Reshape back.
+            let t = g.sole(b, "Transpose");
+            let under = match t {
+                Some(t) if perm(&g.nodes[t]) == [0, 1, 3, 2] => {
+                    gone.push(t);
+                    arg(&g.nodes[t], 0)
+                }
+                _ => {
+                    let r4 = g.sole(b, "Reshape")?;
+                    let t3 = g.sole(arg(&g.nodes[r4], 0), "Transpose")?;
+                    let r3 = g.sole(arg(&g.nodes[t3], 0), "Reshape")?;
+                    if perm(&g.nodes[t3]) != [0, 2, 1]
+                        || ints_of(g.nodes, cx, arg(&g.nodes[r4], 1))?.len() != 4
+                    {
+                        return None;
+                    }
+                    gone.extend([r4, t3, r3]);
+                    arg(&g.nodes[r3], 0)
+                }
+            };
+            heads_of(g, under, &[0, 2, 1, 3], cx, &mut gone)?
         }
     };
     // Softmax [-> Where(IsNaN(p), 0, p)] -> MatMul(p, v).

@@ -295,6 +295,37 @@ fn op(
             }
             Some(T::val(dims, out, t.int))
         }
+        "GatherND" => {
+            let (t, i) = (x(0)?, x(1)?);
+            if attr_i(n, "batch_dims", 0) != 0 {
+                return None;
+            }
+            let k = *i.dims.last()?;
+            if k == 0 || k > t.dims.len() {
+                return None;
+            }
+            let mut dims = i.dims[..i.dims.len() - 1].to_vec();
+            dims.extend(&t.dims[k..]);
+            let (Some(d), Some(idx)) = (&t.data, ints_of(i)) else {
+                return None;
+            };
+            let inner: usize = t.dims[k..].iter().product();
+            let st = strides(&t.dims[..k]);
+            let mut out = Vec::new();
+            for tuple in idx.chunks_exact(k) {
+                let mut base = 0;
+                for (a, &v) in tuple.iter().enumerate() {
+                    let len = t.dims[a] as i64;
+                    let v = if v < 0 { v + len } else { v };
+                    if !(0..len).contains(&v) {
+                        return None;
+                    }
+                    base += v as usize * st[a];
+                }
+                out.extend_from_slice(&d[base * inner..(base + 1) * inner]);
+            }
+            Some(T::val(dims, out, t.int))
+        }
         "Unsqueeze" | "Squeeze" => {
             let t = x(0)?;
             let axes: Vec<i64> = match x(1) {
