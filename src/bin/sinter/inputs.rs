@@ -22,7 +22,8 @@ const SPECIAL: [f32; 8] = [
 /// Deterministic inputs for every model input: floats in [-scale, scale) (with `hostile`,
 /// about one in eleven a special value), token ids uniform within the vocabulary of the
 /// Embeddings that read them, and integers no Embedding reads (an attention mask) as padding
-/// masks: along the last axis, ones for a random length of at least one, then zeros.
+/// masks: along the last axis, ones for a random length of at least one, then zeros (with
+/// `hostile`; else all ones, every position real, as a benchmark needs).
 pub(crate) fn random(
     plan: &Plan,
     batch: usize,
@@ -59,7 +60,10 @@ pub(crate) fn random(
                     let t = info.shape.last().copied().unwrap_or(1).max(1);
                     let mut mask = Vec::with_capacity(n);
                     while mask.len() < n {
-                        let len = 1 + (r.next_u64() % t as u64) as usize;
+                        let len = match hostile {
+                            true => 1 + (r.next_u64() % t as u64) as usize,
+                            false => t,
+                        };
                         mask.extend((0..t).map(|j| i64::from(j < len)));
                     }
                     mask.truncate(n);

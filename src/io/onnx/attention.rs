@@ -370,7 +370,13 @@ fn probe_inputs(cx: &Context<'_>, with: Option<(&str, &[f64])>) -> Vec<(String, 
             });
             let dims = dims.collect::<Option<Vec<_>>>()?;
             let int = !matches!(tt.elem_type, 1 | 10 | 11);
-            let data = with.filter(|(n, _)| *n == i.name).map(|(_, d)| d.to_vec());
+            // Integer inputs hold ones (valid ids, a mask that keeps everything) unless
+            // probed: shapes downstream may go through their values (a mask's Gather).
+            let n: usize = dims.iter().product();
+            let data = match with {
+                Some((name, d)) if name == i.name => Some(d.to_vec()),
+                _ => int.then(|| vec![1.0; n]),
+            };
             Some((i.name.clone(), T { dims, data, int }))
         })
         .collect()
@@ -429,20 +435,7 @@ fn mask_meaning(
                     }));
                 }
             }
-            let values = inputs
-                .iter()
-                .map(|(name, d, t)| {
-                    let data = (name == cand).then(|| m.clone());
-                    (
-                        name.clone(),
-                        T {
-                            dims: d.clone(),
-                            data,
-                            int: !float(*t),
-                        },
-                    )
-                })
-                .collect();
+            let values = probe_inputs(cx, Some((cand, &m))).into_iter().collect();
             let mut p = Probe::new(nodes, cx.consts, cx.decode, values);
             match p.eval(mask) {
                 Some(T {
