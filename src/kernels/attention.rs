@@ -207,6 +207,9 @@ pub(crate) unsafe fn attend<V: Simd, R8: Simd>(
                 }
                 j += if rb == ROWS && wide { 2 } else { 1 } * V::LANES;
             }
+            // Softmax each row; rows whose keys are the shared list's prefix (no per-pair
+            // mask) then take their weighted sums together.
+            let mut joint = [false; ROWS];
             for (r, &c) in seen.iter().enumerate().take(rb) {
                 let i = i0 + r;
                 let row = &mut rows[r * tp..][..c];
@@ -234,7 +237,15 @@ pub(crate) unsafe fn attend<V: Simd, R8: Simd>(
                             let row = &mut rows[r * tp..][..a.keys];
                             row.fill(1.0 / a.keys as f32);
                             let value = |n: usize| &a.v[n * a.ldv + h * a.dv..][..a.dv];
-                            weighted_sum(zero, row, &|_| false, &value, o);
+                            weighted_sum::<V, 1>(
+                                zero,
+                                [row],
+                                0..a.keys,
+                                &|_| false,
+                                &value,
+                                [o],
+                                true,
+                            );
                         }
                         _ => o.fill(0.0),
                     }
@@ -242,9 +253,51 @@ pub(crate) unsafe fn attend<V: Simd, R8: Simd>(
                 }
                 // SAFETY: the ISA is the caller's contract; R8 has 8 lanes.
                 unsafe { math::row_softmax::<R8>(row, false) };
-                let skip = |n: usize| pairs.is_some_and(|pm| !kept(pm[list[n] as usize]));
-                let value = |n: usize| &a.v[list[n] as usize * a.ldv + h * a.dv..][..a.dv];
-                weighted_sum(zero, row, &skip, &value, o);
+                if pairs.is_some() {
+                    let skip = |n: usize| pairs.is_some_and(|pm| !kept(pm[list[n] as usize]));
+                    let value = |n: usize| &a.v[list[n] as usize * a.ldv + h * a.dv..][..a.dv];
+                    weighted_sum::<V, 1>(zero, [row], 0..c, &skip, &value, [o], true);
+                } else {
+                    joint[r] = true;
+                }
+            }
+            let value = |n: usize| &a.v[list[n] as usize * a.ldv + h * a.dv..][..a.dv];
+            let no_skip = |_: usize| false;
+            let shared = seen.iter().take(rb).copied().min().unwrap_or(0);
+            let together = rb == ROWS && joint.iter().all(|&j| j) && shared > 0;
+            let mut outs = out[i0 * a.ldo..]
+                .chunks_mut(a.ldo)
+                .map(|o| &mut o[h * a.dv..][..a.dv]);
+            let mut orow: [&mut [f32]; ROWS] =
+                std::array::from_fn(|_| outs.next().unwrap_or_default());
+            if together {
+                // The shared prefix of keys for the four rows at once, then each row's rest.
+                let p: [&[f32]; ROWS] = std::array::from_fn(|r| &rows[r * tp..][..seen[r]]);
+                let [o0, o1, o2, o3] = &mut orow;
+                weighted_sum::<V, ROWS>(
+                    zero,
+                    p,
+                    0..shared,
+                    &no_skip,
+                    &value,
+                    [o0, o1, o2, o3],
+                    true,
+                );
+            }
+            for r in 0..rb {
+                if joint[r] {
+                    let (from, init) = if together { (shared, false) } else { (0, true) };
+                    let p = &rows[r * tp..][..seen[r]];
+                    weighted_sum::<V, 1>(
+                        zero,
+                        [p],
+                        from..seen[r],
+                        &no_skip,
+                        &value,
+                        [&mut *orow[r]],
+                        init,
+                    );
+                }
             }
             i0 += rb;
         }
@@ -292,73 +345,101 @@ unsafe fn scores<V: Simd, const R: usize, const NJ: usize>(
     }
 }
 
-/// `o = Σ p[n] · value(n)` over the keys not skipped, one FMA chain per column in key order.
+/// `o[r] (+)= Σ p[r][n] · value(n)` for `n` in `keys` not skipped, for `R` rows at once: one
+/// FMA chain per output value in key order, continued from `o` unless `init` (a chain carried
+/// through memory keeps its bits).
 #[cfg_attr(sinter_inline, inline(always))]
-fn weighted_sum<'v, V: Simd>(
+fn weighted_sum<'v, V: Simd, const R: usize>(
     zero: V,
-    p: &[f32],
+    p: [&[f32]; R],
+    keys: std::ops::Range<usize>,
     skip: &dyn Fn(usize) -> bool,
     value: &dyn Fn(usize) -> &'v [f32],
-    o: &mut [f32],
+    mut o: [&mut [f32]; R],
+    init: bool,
 ) {
-    let dv = o.len();
+    let dv = o[0].len();
     let mut c = 0;
-    while c + 4 * V::LANES <= dv {
-        columns::<V, 4>(zero, p, skip, value, c, &mut o[c..]);
-        c += 4 * V::LANES;
+    while c + 2 * V::LANES <= dv {
+        columns::<V, R, 2>(zero, &p, keys.clone(), skip, value, c, &mut o, init);
+        c += 2 * V::LANES;
     }
     while c + V::LANES <= dv {
-        columns::<V, 1>(zero, p, skip, value, c, &mut o[c..]);
+        columns::<V, R, 1>(zero, &p, keys.clone(), skip, value, c, &mut o, init);
         c += V::LANES;
     }
     if c < dv {
-        // The last columns, through a vector-wide buffer.
+        // The last columns, through vector-wide buffers.
         let w = dv - c;
-        let mut acc = [0.0f32; PAD];
-        let mut buf = [0.0f32; PAD];
-        let mut sum = zero;
-        for (n, &pn) in p.iter().enumerate() {
-            if skip(n) {
-                continue;
+        for (pr, or) in p.iter().zip(o.iter_mut()) {
+            let mut buf = [0.0f32; PAD];
+            if !init {
+                buf[..w].copy_from_slice(&or[c..]);
             }
-            buf[..w].copy_from_slice(&value(n)[c..]);
             // SAFETY: `buf` has PAD >= LANES values.
-            let x = unsafe { V::load(buf.as_ptr()) };
-            sum = zero.dup(pn).fma(x, sum);
+            let mut sum = unsafe { V::load(buf.as_ptr()) };
+            for n in keys.clone() {
+                if skip(n) {
+                    continue;
+                }
+                buf[..w].copy_from_slice(&value(n)[c..]);
+                // SAFETY: as above.
+                let x = unsafe { V::load(buf.as_ptr()) };
+                sum = zero.dup(pr[n]).fma(x, sum);
+            }
+            // SAFETY: as above.
+            unsafe { sum.store(buf.as_mut_ptr()) };
+            or[c..].copy_from_slice(&buf[..w]);
         }
-        // SAFETY: `acc` has PAD >= LANES values.
-        unsafe { sum.store(acc.as_mut_ptr()) };
-        o[c..].copy_from_slice(&acc[..w]);
     }
 }
 
-/// `NV` vectors of output columns from `c`.
+/// `NV` vectors of output columns from `c`, for `R` rows.
+#[allow(clippy::too_many_arguments)]
 #[cfg_attr(sinter_inline, inline(always))]
-fn columns<'v, V: Simd, const NV: usize>(
+fn columns<'v, V: Simd, const R: usize, const NV: usize>(
     zero: V,
-    p: &[f32],
+    p: &[&[f32]; R],
+    keys: std::ops::Range<usize>,
     skip: &dyn Fn(usize) -> bool,
     value: &dyn Fn(usize) -> &'v [f32],
     c: usize,
-    o: &mut [f32],
+    o: &mut [&mut [f32]; R],
+    init: bool,
 ) {
-    let mut acc = [zero; NV];
-    for (n, &pn) in p.iter().enumerate() {
+    let mut acc = [[zero; NV]; R];
+    if !init {
+        for (a, or) in acc.iter_mut().zip(o.iter()) {
+            let or = &or[c..c + NV * V::LANES];
+            for (u, v) in a.iter_mut().enumerate() {
+                // SAFETY: `or` holds NV vectors (sliced above).
+                *v = unsafe { V::load(or.as_ptr().add(u * V::LANES)) };
+            }
+        }
+    }
+    for n in keys {
         if skip(n) {
             continue;
         }
         let x = &value(n)[c..c + NV * V::LANES];
-        let ps = zero.dup(pn);
-        for (u, a) in acc.iter_mut().enumerate() {
+        let mut xv = [zero; NV];
+        for (u, v) in xv.iter_mut().enumerate() {
             // SAFETY: `x` holds NV vectors (sliced above).
-            let xv = unsafe { V::load(x.as_ptr().add(u * V::LANES)) };
-            *a = ps.fma(xv, *a);
+            *v = unsafe { V::load(x.as_ptr().add(u * V::LANES)) };
+        }
+        for (a, pr) in acc.iter_mut().zip(p.iter()) {
+            let ps = zero.dup(pr[n]);
+            for (av, xv) in a.iter_mut().zip(&xv) {
+                *av = ps.fma(*xv, *av);
+            }
         }
     }
-    let o = &mut o[..NV * V::LANES];
-    for (u, a) in acc.iter().enumerate() {
-        // SAFETY: `o` holds NV vectors (sliced above).
-        unsafe { a.store(o.as_mut_ptr().add(u * V::LANES)) };
+    for (a, or) in acc.iter().zip(o.iter_mut()) {
+        let or = &mut or[c..c + NV * V::LANES];
+        for (u, v) in a.iter().enumerate() {
+            // SAFETY: `or` holds NV vectors (sliced above).
+            unsafe { v.store(or.as_mut_ptr().add(u * V::LANES)) };
+        }
     }
 }
 
