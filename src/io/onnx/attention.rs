@@ -430,7 +430,7 @@ fn mask_meaning(
                     m[b * t_len + j] = f64::from(u8::from(match probe {
                         0 => true,
                         1 => j < len,
-                        2 => j == 0 || r.next_u64() % 3 != 0,
+                        2 => j == 0 || !r.next_u64().is_multiple_of(3),
                         _ => b == 0 || j + 1 == t_len,
                     }));
                 }

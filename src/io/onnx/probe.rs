@@ -376,7 +376,7 @@ fn op(
             }
             let known: usize = dims.iter().product();
             if let Some(i) = infer {
-                if known == 0 || total % known != 0 {
+                if known == 0 || !total.is_multiple_of(known) {
                     return None;
                 }
                 dims[i] = total / known;
