@@ -64,9 +64,11 @@ fn parse_dim(s: &str) -> std::result::Result<(String, usize), String> {
     Ok((name.to_string(), n))
 }
 
+/// `--seq` and the `--dim`s.
+type AxisSizes = (Option<usize>, Vec<(String, usize)>);
+
 /// The symbolic axis sizes given on the command line, for every model loaded.
-static DIMS: std::sync::OnceLock<(Option<usize>, Vec<(String, usize)>)> =
-    std::sync::OnceLock::new();
+static DIMS: std::sync::OnceLock<AxisSizes> = std::sync::OnceLock::new();
 
 #[derive(clap::Args, Clone)]
 struct PlanArgs {
