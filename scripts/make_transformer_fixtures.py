@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Fixtures for sinter's transformer encoders (tests/transformers.rs), written by the real
+tools with random weights from small configs (no model hub is reachable):
+
+  python3 scripts/make_transformer_fixtures.py torch   # needs torch, transformers, onnx
+  python3 scripts/make_transformer_fixtures.py keras   # needs tensorflow-cpu (Keras 3)
+
+(TensorFlow and torch abort in one process: run the two parts separately.) Everything goes to
+tests/fixtures/transformers/: CASE.onnx / CASE.keras / CASE.h5, CASE.in<i>.npy (batch 3 of
+sequence 8, the later samples padded: a mask that keeps a prefix), CASE.out<k>.npy (the
+framework's own outputs, not onnxruntime's) and manifest.json ({"cases": [{"name", "model",
+"seq", "inputs": [{"name", "file"}], "outputs": [{"name", "file"}], "lens": [real length of
+each sample]}]}), merged with the cases of the other part.
+
+Torch cases (each exported by the TorchScript exporter, opset 17, and the dynamo exporter,
+opset 18; dynamic batch and sequence axes):
+  bert        transformers BertModel (vocab 50, hidden 16, 2 layers, 2 heads, intermediate 32,
+              max positions 16): input_ids, attention_mask, token_type_ids (int64) ->
+              last_hidden_state, pooler_output
+Keras cases:
+  mha_causal  Input((8, 16)) and a mask Input((1, 8)): MultiHeadAttention(2 heads, key_dim 4,
+              value_dim 6, use_causal_mask) over x, x with the mask; LayerNormalization(x + a);
+              Dense(16, relu). As .keras and .h5.
+  mha_padding Input((8, 16)), mask Input((1, 8)): MultiHeadAttention(2, 4)(x, x, mask) -> Dense(4);
+              one sample's mask is all zeros (Keras then averages every value).
+"""
+import json
+import os
+import sys
+import zlib
+
+import numpy as np
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures",
+                   "transformers")
+BATCH, SEQ = 3, 8
+LENS = [8, 5, 2]
+
+
+def rng(tag):
+    return np.random.default_rng(zlib.crc32(tag.encode()))
+
+
+def save(case, k, kind, a):
+    f = f"{case}.{kind}{k}.npy"
+    np.save(os.path.join(OUT, f), a)
+    return f
+
+
+def merge_manifest(cases):
+    path = os.path.join(OUT, "manifest.json")
+    old = json.load(open(path))["cases"] if os.path.exists(path) else []
+    names = {c["name"] for c in cases}
+    keep = [c for c in old if c["name"] not in names]
+    json.dump({"cases": sorted(keep + cases, key=lambda c: c["name"])}, open(path, "w"),
+              indent=1)
+
+
+def torch_part():
+    import torch
+    import transformers
+
+    torch.manual_seed(zlib.crc32(b"weights:bert"))
+    cfg = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=32,
+                                  max_position_embeddings=16)
+    bert = transformers.BertModel(cfg).eval()
+    # Non-zero biases and LayerNorm parameters, so that every weight matters.
+    with torch.no_grad():
+        for n, p in bert.named_parameters():
+            if n.endswith("bias"):
+                p.normal_(0, 0.1)
+            elif "LayerNorm.weight" in n:
+                p.uniform_(0.5, 1.5)
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, ids, mask, tt):
+            o = self.m(input_ids=ids, attention_mask=mask, token_type_ids=tt)
+            return o.last_hidden_state, o.pooler_output
+
+    model = Wrap(bert).eval()
+    r = rng("input:bert")
+    ids = r.integers(0, 50, (BATCH, SEQ)).astype(np.int64)
+    mask = np.array([[1 if j < n else 0 for j in range(SEQ)] for n in LENS], np.int64)
+    tt = (r.integers(0, 2, (BATCH, SEQ)) * mask).astype(np.int64)
+    with torch.no_grad():
+        outs = model(*(torch.from_numpy(a) for a in (ids, mask, tt)))
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    cases = []
+    for tag, dynamo in [("ts", False), ("dynamo", True)]:
+        case = f"bert.{tag}"
+        path = os.path.join(OUT, case + ".onnx")
+        args = tuple(torch.from_numpy(a) for a in (ids, mask, tt))
+        if dynamo:
+            d = {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence", max=16)}
+            torch.onnx.export(model, args, path, input_names=names,
+                              output_names=["last_hidden_state", "pooler_output"],
+                              dynamic_shapes=(d,) * 3, opset_version=18, dynamo=True,
+                              external_data=False)
+        else:
+            torch.onnx.export(model, args, path, input_names=names,
+                              output_names=["last_hidden_state", "pooler_output"],
+                              dynamic_axes={k: {0: "batch", 1: "sequence"} for k in names},
+                              opset_version=17, dynamo=False)
+        cases.append({
+            "name": case, "model": case + ".onnx", "seq": SEQ, "lens": LENS,
+            "inputs": [{"name": n, "file": save(case, i, "in", a)}
+                       for i, (n, a) in enumerate(zip(names, (ids, mask, tt)))],
+            "outputs": [{"name": n, "file": save(case, k, "out", o.numpy())}
+                        for k, (n, o) in enumerate(zip(["last_hidden_state", "pooler_output"],
+                                                       outs))],
+        })
+    merge_manifest(cases)
+
+
+def keras_part():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    cases = []
+
+    def build(name):
+        x = keras.Input((SEQ, 16), name="x")
+        m = keras.Input((1, SEQ), name="mask")
+        if name == "mha_causal":
+            a = keras.layers.MultiHeadAttention(2, 4, value_dim=6)(
+                x, x, attention_mask=m, use_causal_mask=True)
+            y = keras.layers.LayerNormalization()(keras.layers.Add()([x, a]))
+            y = keras.layers.Dense(16, activation="relu")(y)
+        else:
+            a = keras.layers.MultiHeadAttention(2, 4)(x, x, attention_mask=m)
+            y = keras.layers.Dense(4)(a)
+        return keras.Model([x, m], y, name=name)
+
+    for name in ["mha_causal", "mha_padding"]:
+        model = build(name)
+        r = rng("weights:" + name)
+        model.set_weights([(r.normal(0, 0.5, w.shape)).astype(np.float32)
+                           for w in model.get_weights()])
+        r = rng("input:" + name)
+        x = r.normal(0, 1, (BATCH, SEQ, 16)).astype(np.float32)
+        lens = [8, 5, 0] if name == "mha_padding" else LENS
+        m = np.array([[[1.0 if j < n else 0.0 for j in range(SEQ)]] for n in lens], np.float32)
+        y = model.predict([x, m], verbose=0)
+        for ext in ["keras", "h5"]:
+            case = f"{name}.{ext}"
+            model.save(os.path.join(OUT, case))
+            cases.append({
+                "name": case, "model": case, "seq": SEQ, "lens": lens,
+                "inputs": [{"name": "x", "file": save(case, 0, "in", x)},
+                           {"name": "mask", "file": save(case, 1, "in", m)}],
+                "outputs": [{"name": "y", "file": save(case, 0, "out", y)}],
+            })
+    merge_manifest(cases)
+
+
+if __name__ == "__main__":
+    os.makedirs(OUT, exist_ok=True)
+    {"torch": torch_part, "keras": keras_part}[sys.argv[1]]()

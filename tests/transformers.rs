@@ -1,0 +1,150 @@
+//! Transformer encoders as the real tools write them (`tests/fixtures/transformers/`, made by
+//! `scripts/make_transformer_fixtures.py`): a Hugging Face `BertModel` through both PyTorch
+//! exporters, Keras `MultiHeadAttention` with a causal and a padding mask, as `.keras` and
+//! `.h5`. Each case loads (the ONNX ones at sequence length 8), reproduces the framework's
+//! own outputs within 2e-5 x max(1, |ref|), and gives identical bits fused and separate, on
+//! every tier and on two threads. And each padded sample of the batch gives, at its real
+//! positions, the bits of the same sequence run alone at its own length (ONNX cases, whose
+//! sequence axis is symbolic).
+
+mod common;
+
+use serde_json::Value;
+use sinter::Isa;
+use sinter::io::LoadOptions;
+use sinter::io::npy::{self, Array};
+use sinter::model::Model;
+use sinter::plan::{CompileOptions, Values};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/transformers")
+}
+
+fn cases() -> Vec<Value> {
+    let text = std::fs::read_to_string(dir().join("manifest.json")).expect("manifest.json");
+    let v: Value = serde_json::from_str(&text).expect("manifest is JSON");
+    v["cases"].as_array().expect("cases").clone()
+}
+
+fn load(case: &Value, seq: usize) -> Model {
+    let path = dir().join(case["model"].as_str().unwrap());
+    sinter::io::load_with(&path, &LoadOptions::new().seq(seq))
+        .unwrap_or_else(|e| panic!("{}: {e}", case["name"]))
+}
+
+fn run(model: &Model, opts: CompileOptions, inputs: &[Values<'_>]) -> Vec<Vec<f32>> {
+    let plan = Arc::new(model.compile(&opts).expect("compiles"));
+    plan.run_all(inputs).expect("runs")
+}
+
+fn bits(v: &[Vec<f32>]) -> Vec<Vec<u32>> {
+    v.iter()
+        .map(|o| o.iter().map(|x| x.to_bits()).collect())
+        .collect()
+}
+
+/// Sample `b` of an input of `seq` positions (times `per` values each), cut to `len`.
+fn cut(a: &Array, b: usize, seq: usize, per: usize, len: usize) -> Array {
+    let r = b * seq * per..(b * seq + len) * per;
+    match a {
+        Array::F32(v) => Array::F32(v[r].to_vec()),
+        Array::I32(v) => Array::I32(v[r].to_vec()),
+        Array::I64(v) => Array::I64(v[r].to_vec()),
+    }
+}
+
+#[test]
+fn encoders_match_their_frameworks_and_keep_every_invariant() {
+    let cases = cases();
+    assert_eq!(
+        cases.len(),
+        6,
+        "bert x 2 exporters, 2 Keras models x 2 formats"
+    );
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let seq = case["seq"].as_u64().unwrap() as usize;
+        let model = load(case, seq);
+        let arrays: Vec<Array> = case["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                npy::read(&dir().join(i["file"].as_str().unwrap()))
+                    .unwrap()
+                    .1
+            })
+            .collect();
+        let values: Vec<Values> = arrays.iter().map(Array::values).collect();
+        let lens: Vec<usize> = case["lens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_u64().unwrap() as usize)
+            .collect();
+        let batch = lens.len();
+        let opts = || CompileOptions::new().threads(1).max_batch(batch);
+        let got = run(&model, opts(), &values);
+        let want = bits(&got);
+        assert_eq!(
+            bits(&run(&model, opts().fuse(false), &values)),
+            want,
+            "{name}: fused != separate"
+        );
+        for isa in Isa::available() {
+            let g = run(&model, opts().isa(Some(isa)), &values);
+            assert_eq!(bits(&g), want, "{name}: {isa} differs");
+        }
+        let split = common::split_run(&model, &values, batch).unwrap();
+        assert_eq!(bits(&split), want, "{name}: 2 threads differ");
+        // The framework's outputs.
+        for (k, o) in case["outputs"].as_array().unwrap().iter().enumerate() {
+            let (_, reference) = npy::read(&dir().join(o["file"].as_str().unwrap())).unwrap();
+            let Array::F32(reference) = reference else {
+                panic!("{name}: float outputs")
+            };
+            assert_eq!(reference.len(), got[k].len(), "{name} output {k}");
+            for (i, (&g, &r)) in got[k].iter().zip(&reference).enumerate() {
+                let tol = 2e-5 * r.abs().max(1.0);
+                assert!(
+                    (g - r).abs() <= tol,
+                    "{name} output {k} value {i}: {g} vs {r}"
+                );
+            }
+        }
+        // Alone at its own length == padded in the batch (a symbolic sequence axis only).
+        if !name.starts_with("bert") {
+            continue;
+        }
+        let per_out: Vec<usize> = got.iter().map(|o| o.len() / batch).collect();
+        for (b, &len) in lens.iter().enumerate().filter(|&(_, &l)| l < seq && l > 0) {
+            let short = load(case, len);
+            let alone: Vec<Array> = arrays.iter().map(|a| cut(a, b, seq, 1, len)).collect();
+            let vals: Vec<Values> = alone.iter().map(Array::values).collect();
+            let out = run(&short, CompileOptions::new().threads(1).max_batch(1), &vals);
+            // last_hidden_state: the real positions; pooler_output: all of it.
+            let rows = [len * per_out[0] / seq, per_out[1]];
+            for k in 0..2 {
+                let padded = &got[k][b * per_out[k]..][..rows[k]];
+                let same = out[k][..rows[k]]
+                    .iter()
+                    .zip(padded)
+                    .all(|(a, p)| a.to_bits() == p.to_bits());
+                assert!(
+                    same,
+                    "{name}: sample {b} of length {len} alone != padded, output {k}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_symbolic_sequence_axis_needs_a_size() {
+    let case = &cases()[0];
+    let path = dir().join(case["model"].as_str().unwrap());
+    let err = sinter::io::load(&path).unwrap_err().to_string();
+    assert!(err.contains("--seq") || err.contains("symbolic"), "{err}");
+}
