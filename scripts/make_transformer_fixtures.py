@@ -17,6 +17,8 @@ opset 18; dynamic batch and sequence axes):
   bert        transformers BertModel (vocab 50, hidden 16, 2 layers, 2 heads, intermediate 32,
               max positions 16): input_ids, attention_mask, token_type_ids (int64) ->
               last_hidden_state, pooler_output
+  distilbert  transformers DistilBertForSequenceClassification (vocab 50, dim 16, 2 layers,
+              2 heads, hidden 32, 3 labels): input_ids, attention_mask -> logits
 Keras cases:
   mha_causal  Input((8, 16)) and a mask Input((1, 8)): MultiHeadAttention(2 heads, key_dim 4,
               value_dim 6, use_causal_mask) over x, x with the mask; LayerNormalization(x + a);
@@ -114,7 +116,56 @@ def torch_part():
                         for k, (n, o) in enumerate(zip(["last_hidden_state", "pooler_output"],
                                                        outs))],
         })
+    cases += distilbert_cases(torch, transformers)
     merge_manifest(cases)
+
+
+def distilbert_cases(torch, transformers):
+    torch.manual_seed(zlib.crc32(b"weights:distilbert"))
+    cfg = transformers.DistilBertConfig(vocab_size=50, dim=16, n_layers=2, n_heads=2,
+                                        hidden_dim=32, max_position_embeddings=16, num_labels=3)
+    net = transformers.DistilBertForSequenceClassification(cfg).eval()
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            if n.endswith("bias"):
+                p.normal_(0, 0.1)
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, ids, mask):
+            return self.m(input_ids=ids, attention_mask=mask).logits
+
+    model = Wrap(net).eval()
+    r = rng("input:distilbert")
+    ids = r.integers(0, 50, (BATCH, SEQ)).astype(np.int64)
+    mask = np.array([[1 if j < n else 0 for j in range(SEQ)] for n in LENS], np.int64)
+    args = tuple(torch.from_numpy(a) for a in (ids, mask))
+    with torch.no_grad():
+        logits = model(*args).numpy()
+    names = ["input_ids", "attention_mask"]
+    cases = []
+    for tag, dynamo in [("ts", False), ("dynamo", True)]:
+        case = f"distilbert.{tag}"
+        path = os.path.join(OUT, case + ".onnx")
+        if dynamo:
+            d = {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence", max=16)}
+            torch.onnx.export(model, args, path, input_names=names, output_names=["logits"],
+                              dynamic_shapes=(d, d), opset_version=18, dynamo=True,
+                              external_data=False)
+        else:
+            torch.onnx.export(model, args, path, input_names=names, output_names=["logits"],
+                              dynamic_axes={k: {0: "batch", 1: "sequence"} for k in names},
+                              opset_version=17, dynamo=False)
+        cases.append({
+            "name": case, "model": case + ".onnx", "seq": SEQ, "lens": LENS,
+            "inputs": [{"name": n, "file": save(case, i, "in", a)}
+                       for i, (n, a) in enumerate(zip(names, (ids, mask)))],
+            "outputs": [{"name": "logits", "file": save(case, 0, "out", logits)}],
+        })
+    return cases
 
 
 def keras_part():

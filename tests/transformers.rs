@@ -1,6 +1,6 @@
 //! Transformer encoders as the real tools write them (`tests/fixtures/transformers/`, made by
-//! `scripts/make_transformer_fixtures.py`): a Hugging Face `BertModel` through both PyTorch
-//! exporters, Keras `MultiHeadAttention` with a causal and a padding mask, as `.keras` and
+//! `scripts/make_transformer_fixtures.py`): a Hugging Face `BertModel` and a
+//! `DistilBertForSequenceClassification` through both PyTorch exporters, Keras `MultiHeadAttention` with a causal and a padding mask, as `.keras` and
 //! `.h5`. Each case loads (the ONNX ones at sequence length 8), reproduces the framework's
 //! own outputs within 2e-5 x max(1, |ref|), and gives identical bits fused and separate, on
 //! every tier and on two threads. And each padded sample of the batch gives, at its real
@@ -60,8 +60,8 @@ fn encoders_match_their_frameworks_and_keep_every_invariant() {
     let cases = cases();
     assert_eq!(
         cases.len(),
-        6,
-        "bert x 2 exporters, 2 Keras models x 2 formats"
+        8,
+        "2 HF models x 2 exporters, 2 Keras models x 2 formats"
     );
     for case in &cases {
         let name = case["name"].as_str().unwrap();
@@ -115,7 +115,7 @@ fn encoders_match_their_frameworks_and_keep_every_invariant() {
             }
         }
         // Alone at its own length == padded in the batch (a symbolic sequence axis only).
-        if !name.starts_with("bert") {
+        if !name.starts_with("bert") && !name.starts_with("distilbert") {
             continue;
         }
         let per_out: Vec<usize> = got.iter().map(|o| o.len() / batch).collect();
@@ -124,9 +124,17 @@ fn encoders_match_their_frameworks_and_keep_every_invariant() {
             let alone: Vec<Array> = arrays.iter().map(|a| cut(a, b, seq, 1, len)).collect();
             let vals: Vec<Values> = alone.iter().map(Array::values).collect();
             let out = run(&short, CompileOptions::new().threads(1).max_batch(1), &vals);
-            // last_hidden_state: the real positions; pooler_output: all of it.
-            let rows = [len * per_out[0] / seq, per_out[1]];
-            for k in 0..2 {
+            // Per-position outputs: the real positions; pooled ones (BERT's pooler, the
+            // classifier's logits): all of it.
+            let rows: Vec<usize> = per_out
+                .iter()
+                .zip(model.outputs())
+                .map(|(&p, &o)| match model.nodes()[o].shape.first() {
+                    Some(&s) if s == seq => len * p / seq,
+                    _ => p,
+                })
+                .collect();
+            for k in 0..rows.len() {
                 let padded = &got[k][b * per_out[k]..][..rows[k]];
                 let same = out[k][..rows[k]]
                     .iter()
