@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::kernels::{self, Attend, Isa, KeyMask, NoKeys};
 use crate::model::{DType, checked_elems};
 use crate::passes::Op;
-use crate::plan::{StepIo, StepOp, StepRef};
+use crate::plan::{StepInputs, StepIo, StepOp, StepRef};
 
 /// An attention layer's configuration. Inputs: queries `[S, heads * dk]`, keys
 /// `[T, heads * dk]`, values `[T, heads * dv]`, and optionally a mask that keeps a key where it
@@ -223,12 +223,49 @@ impl StepOp for AttentionStep {
         Attend::scratch_len(d.t, d.dk) + mask
     }
     fn run(&self, isa: Isa, io: StepIo<'_>) {
+        let d = self.dims;
+        let flops = 2 * io.batch() * self.heads * d.s * d.t * (d.dk + d.dv);
+        let pool = io.pool(flops);
         let (ins, out, scratch) = io.scratch();
+        let hv = self.heads * d.dv;
+        let one = self.scratch();
+        // Samples split evenly over the threads, each with its own scratch.
+        let batch = ins.batch();
+        let parts = (scratch.len() / one.max(1)).min(batch).max(1);
+        let per = batch.div_ceil(parts);
+        let items = out
+            .chunks_mut(per * d.s * hv)
+            .zip(scratch.chunks_mut(one))
+            .enumerate()
+            .map(|(p, (o, s))| (p * per, o, s));
+        StepIo::for_each(pool, items, |(first, o, s)| {
+            self.samples(isa, &ins, first, o, s)
+        });
+    }
+}
+
+impl AttentionStep {
+    /// The samples from `first` whose outputs are `out`, in `scratch`.
+    fn samples(
+        &self,
+        isa: Isa,
+        ins: &StepInputs<'_>,
+        first: usize,
+        out: &mut [f32],
+        scratch: &mut [f32],
+    ) {
         let d = self.dims;
         let (hk, hv) = (self.heads * d.dk, self.heads * d.dv);
         // The sample's mask, as floats, after the kernel's scratch.
         let (scratch, mask) = scratch.split_at_mut(Attend::scratch_len(d.t, d.dk));
-        for b in 0..ins.batch() {
+        let mask_len = match d.pairs {
+            None => 0,
+            Some(false) => d.t,
+            Some(true) => d.s * d.t,
+        };
+        let mask = &mut mask[..mask_len];
+        for (k, o) in out.chunks_mut(d.s * hv).enumerate() {
+            let b = first + k;
             let mask = match d.pairs {
                 None => KeyMask::All,
                 Some(pairs) => {
@@ -258,7 +295,7 @@ impl StepOp for AttentionStep {
                 mask,
                 no_keys: self.no_keys,
             };
-            kernels::attention(isa, &a, &mut out[b * d.s * hv..][..d.s * hv], scratch);
+            kernels::attention(isa, &a, o, scratch);
         }
     }
 }

@@ -76,8 +76,15 @@ pub(super) fn schedule(
             loc[b] = Some(Loc::Arena(off));
             size[b] = len;
         }
+        // Working values for each thread of the step.
         let scratch = match &node.op {
-            Op::Step(s) if s.0.scratch() > 0 => (arena.alloc(s.0.scratch()), s.0.scratch()),
+            Op::Step(s) if s.0.scratch() > 0 => {
+                let len =
+                    s.0.scratch()
+                        .checked_mul(opts.threads.max(1))
+                        .ok_or_else(|| Error::Options("step scratch overflows".into()))?;
+                (arena.alloc(len), len)
+            }
             _ => (0, 0),
         };
         let mut rest = Vec::new();

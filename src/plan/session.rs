@@ -436,6 +436,8 @@ fn run_steps(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], first: usize
                     ins,
                     out,
                     scratch: io.scratch,
+                    pool: plan.pool.as_ref(),
+                    min_flops: plan.parallel_flops,
                 };
                 op.0.run(plan.isa, io);
             }
@@ -479,6 +481,8 @@ fn step_io<'a>(
         },
         out,
         scratch,
+        pool: None,
+        min_flops: usize::MAX,
     }
 }
 

@@ -19,8 +19,8 @@ pub(crate) trait StepOp: Send + Sync + fmt::Debug {
     fn in_place(&self) -> bool {
         false
     }
-    /// Working values the step needs while it runs (not per sample): the plan gives it that
-    /// much of the arena, [`StepIo::scratch`].
+    /// Working values the step needs while it runs, per thread (not per sample): the plan
+    /// gives it that much of the arena for each of its threads, [`StepIo::scratch`].
     fn scratch(&self) -> usize {
         0
     }
@@ -50,12 +50,38 @@ pub(crate) struct StepIo<'a> {
     pub(super) ins: StepInputs<'a>,
     pub(super) out: &'a mut [f32],
     pub(super) scratch: &'a mut [f32],
+    pub(super) pool: Option<&'a super::threads::Pool>,
+    /// Work below this many flops runs on one thread.
+    pub(super) min_flops: usize,
 }
 
 impl<'a> StepIo<'a> {
-    /// The inputs, the output and the scratch ([`StepOp::scratch`] values) at once.
+    /// The inputs, the output and the scratch ([`StepOp::scratch`] values for each of
+    /// the plan's threads) at once.
     pub fn scratch(self) -> (StepInputs<'a>, &'a mut [f32], &'a mut [f32]) {
         (self.ins, self.out, self.scratch)
+    }
+    /// Calls `f` on every item, on the plan's threads (the caller's among them); the same as
+    /// a loop on one thread without a pool.
+    pub fn for_each<I, F>(pool: Option<&super::threads::Pool>, items: I, f: F)
+    where
+        I: Iterator + Send,
+        I::Item: Send,
+        F: Fn(I::Item) + Sync,
+    {
+        match pool.filter(|p| p.threads() >= 2) {
+            Some(p) => p.for_each(items, f),
+            None => items.for_each(f),
+        }
+    }
+    /// Samples in this chunk.
+    pub fn batch(&self) -> usize {
+        self.ins.batch()
+    }
+    /// The plan's pool, if it has threads and `flops` of work is worth splitting
+    /// ([`CompileOptions::parallel_flops`](super::CompileOptions::parallel_flops)).
+    pub fn pool(&self, flops: usize) -> Option<&'a super::threads::Pool> {
+        self.pool.filter(|_| flops >= self.min_flops)
     }
     /// The inputs and the output at once.
     pub fn parts(self) -> (StepInputs<'a>, &'a mut [f32]) {
