@@ -312,9 +312,6 @@ fn slice(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
             "starts, ends, axes and steps differ in length",
         ));
     }
-    if data.i64.contains(&BATCH) {
-        return Ok(None);
-    }
     // Per axis: the kept indices.
     let mut keep: Vec<Vec<usize>> = data.dims.iter().map(|&d| (0..d).collect()).collect();
     for (k, &a) in axes.iter().enumerate() {
