@@ -215,12 +215,9 @@ impl StepOp for AttentionStep {
     }
     fn scratch(&self) -> usize {
         let d = &self.dims;
-        let mask = match d.pairs {
-            None => 0,
-            Some(false) => d.t,
-            Some(true) => d.s * d.t,
-        };
-        Attend::scratch_len(d.t, d.dk) + mask
+        // The kernel's scratch, the sample's mask as floats and, when the heads of one sample
+        // are split over threads, a group's output.
+        Attend::scratch_len(d.t, d.dk) + self.mask_len() + d.s * self.heads * d.dv
     }
     fn run(&self, isa: Isa, io: StepIo<'_>) {
         let d = self.dims;
@@ -229,73 +226,110 @@ impl StepOp for AttentionStep {
         let (ins, out, scratch) = io.scratch();
         let hv = self.heads * d.dv;
         let one = self.scratch();
-        // Samples split evenly over the threads, each with its own scratch.
         let batch = ins.batch();
-        let parts = (scratch.len() / one.max(1)).min(batch).max(1);
-        let per = batch.div_ceil(parts);
-        let items = out
-            .chunks_mut(per * d.s * hv)
-            .zip(scratch.chunks_mut(one))
-            .enumerate()
-            .map(|(p, (o, s))| (p * per, o, s));
-        StepIo::for_each(pool, items, |(first, o, s)| {
-            self.samples(isa, &ins, first, o, s)
-        });
+        let threads = if pool.is_some() {
+            scratch.len() / one.max(1)
+        } else {
+            1
+        };
+        if batch >= threads || self.heads == 1 {
+            // Samples split evenly over the threads, each with its own scratch.
+            let parts = threads.min(batch).max(1);
+            let per = batch.div_ceil(parts);
+            let items = out
+                .chunks_mut(per * d.s * hv)
+                .zip(scratch.chunks_mut(one))
+                .enumerate()
+                .map(|(p, (o, s))| (p * per, o, s));
+            StepIo::for_each(pool, items, |(first, o, s)| {
+                for (k, o) in o.chunks_mut(d.s * hv).enumerate() {
+                    self.heads_of(isa, &ins, first + k, 0..self.heads, o, s);
+                }
+            });
+            return;
+        }
+        // Fewer samples than threads: each sample's heads in groups, one per thread, each
+        // written to its scratch, then into place.
+        let groups = threads.min(self.heads);
+        let per = self.heads.div_ceil(groups);
+        for (b, o) in out.chunks_mut(d.s * hv).enumerate() {
+            let items = scratch
+                .chunks_mut(one)
+                .take(groups)
+                .enumerate()
+                .map(|(g, s)| (g * per..((g + 1) * per).min(self.heads), s));
+            StepIo::for_each(pool, items, |(heads, s)| {
+                let w = heads.len() * d.dv;
+                let (work, y) = s.split_at_mut(one - d.s * hv);
+                self.heads_of(isa, &ins, b, heads, &mut y[..d.s * w], work);
+            });
+            for (g, s) in scratch.chunks(one).take(groups).enumerate() {
+                let heads = g * per..((g + 1) * per).min(self.heads);
+                let w = heads.len() * d.dv;
+                let y = &s[one - d.s * hv..][..d.s * w];
+                for (row, part) in o.chunks_mut(hv).zip(y.chunks(w)) {
+                    row[heads.start * d.dv..][..w].copy_from_slice(part);
+                }
+            }
+        }
     }
 }
 
 impl AttentionStep {
-    /// The samples from `first` whose outputs are `out`, in `scratch`.
-    fn samples(
+    /// Values of the mask one sample reads.
+    fn mask_len(&self) -> usize {
+        let d = &self.dims;
+        match d.pairs {
+            None => 0,
+            Some(false) => d.t,
+            Some(true) => d.s * d.t,
+        }
+    }
+
+    /// Heads `heads` of sample `b` into `out` (its rows `heads.len() * dv` wide), in
+    /// `scratch`.
+    fn heads_of(
         &self,
         isa: Isa,
         ins: &StepInputs<'_>,
-        first: usize,
+        b: usize,
+        heads: std::ops::Range<usize>,
         out: &mut [f32],
         scratch: &mut [f32],
     ) {
         let d = self.dims;
         let (hk, hv) = (self.heads * d.dk, self.heads * d.dv);
-        // The sample's mask, as floats, after the kernel's scratch.
-        let (scratch, mask) = scratch.split_at_mut(Attend::scratch_len(d.t, d.dk));
-        let mask_len = match d.pairs {
-            None => 0,
-            Some(false) => d.t,
-            Some(true) => d.s * d.t,
-        };
-        let mask = &mut mask[..mask_len];
-        for (k, o) in out.chunks_mut(d.s * hv).enumerate() {
-            let b = first + k;
-            let mask = match d.pairs {
-                None => KeyMask::All,
-                Some(pairs) => {
-                    ins.copy_f32(3, b * mask.len(), mask);
-                    if pairs {
-                        KeyMask::Pairs(mask)
-                    } else {
-                        KeyMask::Keys(mask)
-                    }
+        let (scratch, rest) = scratch.split_at_mut(Attend::scratch_len(d.t, d.dk));
+        let mask = &mut rest[..self.mask_len()];
+        let mask = match d.pairs {
+            None => KeyMask::All,
+            Some(pairs) => {
+                ins.copy_f32(3, b * mask.len(), mask);
+                if pairs {
+                    KeyMask::Pairs(mask)
+                } else {
+                    KeyMask::Keys(mask)
                 }
-            };
-            let a = Attend {
-                q: &ins.get(0)[b * d.s * hk..][..d.s * hk],
-                k: &ins.get(1)[b * d.t * hk..][..d.t * hk],
-                v: &ins.get(2)[b * d.t * hv..][..d.t * hv],
-                ldq: hk,
-                ldk: hk,
-                ldv: hv,
-                ldo: hv,
-                queries: d.s,
-                keys: d.t,
-                heads: self.heads,
-                dk: d.dk,
-                dv: d.dv,
-                scale: self.scale,
-                causal: self.causal,
-                mask,
-                no_keys: self.no_keys,
-            };
-            kernels::attention(isa, &a, o, scratch);
-        }
+            }
+        };
+        let a = Attend {
+            q: &ins.get(0)[b * d.s * hk + heads.start * d.dk..(b + 1) * d.s * hk],
+            k: &ins.get(1)[b * d.t * hk + heads.start * d.dk..(b + 1) * d.t * hk],
+            v: &ins.get(2)[b * d.t * hv + heads.start * d.dv..(b + 1) * d.t * hv],
+            ldq: hk,
+            ldk: hk,
+            ldv: hv,
+            ldo: heads.len() * d.dv,
+            queries: d.s,
+            keys: d.t,
+            heads: heads.len(),
+            dk: d.dk,
+            dv: d.dv,
+            scale: self.scale,
+            causal: self.causal,
+            mask,
+            no_keys: self.no_keys,
+        };
+        kernels::attention(isa, &a, out, scratch);
     }
 }
