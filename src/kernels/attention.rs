@@ -188,16 +188,6 @@ pub(crate) unsafe fn attend<V: Simd, R8: Simd>(
                             a.scale,
                             rows,
                         );
-                    } else if rb == ROWS {
-                        scores::<V, ROWS, 1>(
-                            zero,
-                            [0, 1, 2, 3].map(qrow),
-                            kt,
-                            tp,
-                            j,
-                            a.scale,
-                            rows,
-                        );
                     } else {
                         for r in 0..rb {
                             let row = &mut rows[r * tp..];
