@@ -197,18 +197,15 @@ pub(crate) unsafe fn attend<V: Simd, R8: Simd>(
                 }
                 j += if rb == ROWS && wide { 2 } else { 1 } * V::LANES;
             }
-            // Softmax each row; rows whose keys are the shared list's prefix (no per-pair
-            // mask) then take their weighted sums together.
-            let mut joint = [false; ROWS];
+            // Softmax each row, then the weighted sums: rows whose keys are the shared
+            // list's prefix (no per-pair mask) together, then each row alone for the rest.
+            let mut kind = [Row::Done; ROWS];
             for (r, &c) in seen.iter().enumerate().take(rb) {
                 let i = i0 + r;
                 let row = &mut rows[r * tp..][..c];
-                let pairs = match a.mask {
-                    KeyMask::Pairs(m) => Some(&m[i * a.keys..(i + 1) * a.keys]),
-                    _ => None,
-                };
                 let mut any = c > 0;
-                if let Some(pm) = pairs {
+                if let KeyMask::Pairs(m) = a.mask {
+                    let pm = &m[i * a.keys..(i + 1) * a.keys];
                     any = false;
                     for (s, &j) in row.iter_mut().zip(list) {
                         if kept(pm[j as usize]) {
@@ -218,80 +215,78 @@ pub(crate) unsafe fn attend<V: Simd, R8: Simd>(
                         }
                     }
                 }
-                let o = &mut out[i * a.ldo + h * a.dv..][..a.dv];
-                if !any {
-                    match a.no_keys {
-                        NoKeys::Uniform if a.keys > 0 => {
-                            // Every key weighs 1 / keys, summed in key order (the row's
-                            // scratch is as long as the keys).
-                            let row = &mut rows[r * tp..][..a.keys];
-                            row.fill(1.0 / a.keys as f32);
-                            let value = |n: usize| &a.v[n * a.ldv + h * a.dv..][..a.dv];
-                            weighted_sum::<V, 1>(
-                                zero,
-                                [row],
-                                0..a.keys,
-                                &|_| false,
-                                &value,
-                                [o],
-                                true,
-                            );
+                kind[r] = match (any, a.no_keys) {
+                    (true, _) => {
+                        // SAFETY: the ISA is the caller's contract; R8 has 8 lanes.
+                        unsafe { math::row_softmax::<R8>(row, false) };
+                        if matches!(a.mask, KeyMask::Pairs(_)) {
+                            Row::Pairs
+                        } else {
+                            Row::Joint
                         }
-                        _ => o.fill(0.0),
                     }
-                    continue;
-                }
-                // SAFETY: the ISA is the caller's contract; R8 has 8 lanes.
-                unsafe { math::row_softmax::<R8>(row, false) };
-                if pairs.is_some() {
-                    let skip = |n: usize| pairs.is_some_and(|pm| !kept(pm[list[n] as usize]));
-                    let value = |n: usize| &a.v[list[n] as usize * a.ldv + h * a.dv..][..a.dv];
-                    weighted_sum::<V, 1>(zero, [row], 0..c, &skip, &value, [o], true);
-                } else {
-                    joint[r] = true;
-                }
+                    (false, NoKeys::Uniform) if a.keys > 0 => {
+                        // Every key weighs 1 / keys (the row's scratch is as long as the keys).
+                        rows[r * tp..][..a.keys].fill(1.0 / a.keys as f32);
+                        Row::Uniform
+                    }
+                    (false, _) => {
+                        out[i * a.ldo + h * a.dv..][..a.dv].fill(0.0);
+                        Row::Done
+                    }
+                };
             }
-            let value = |n: usize| &a.v[list[n] as usize * a.ldv + h * a.dv..][..a.dv];
+            let listed = |n: usize| &a.v[list[n] as usize * a.ldv + h * a.dv..][..a.dv];
             let no_skip = |_: usize| false;
             let shared = seen.iter().take(rb).copied().min().unwrap_or(0);
-            let together = rb == ROWS && joint.iter().all(|&j| j) && shared > 0;
+            let together = rb == ROWS && kind.iter().all(|&k| k == Row::Joint) && shared > 0;
             let mut outs = out[i0 * a.ldo..]
                 .chunks_mut(a.ldo)
                 .map(|o| &mut o[h * a.dv..][..a.dv]);
             let mut orow: [&mut [f32]; ROWS] =
                 std::array::from_fn(|_| outs.next().unwrap_or_default());
             if together {
-                // The shared prefix of keys for the four rows at once, then each row's rest.
+                // The shared prefix of keys for the four rows at once.
                 let p: [&[f32]; ROWS] = std::array::from_fn(|r| &rows[r * tp..][..seen[r]]);
-                let [o0, o1, o2, o3] = &mut orow;
-                weighted_sum::<V, ROWS>(
-                    zero,
-                    p,
-                    0..shared,
-                    &no_skip,
-                    &value,
-                    [o0, o1, o2, o3],
-                    true,
-                );
+                let o = orow.each_mut().map(|o| &mut **o);
+                weighted_sum::<V, ROWS>(zero, p, 0..shared, &no_skip, &listed, o, true);
             }
             for r in 0..rb {
-                if joint[r] {
-                    let (from, init) = if together { (shared, false) } else { (0, true) };
-                    let p = &rows[r * tp..][..seen[r]];
-                    weighted_sum::<V, 1>(
-                        zero,
-                        [p],
-                        from..seen[r],
-                        &no_skip,
-                        &value,
-                        [&mut *orow[r]],
-                        init,
-                    );
-                }
+                let i = i0 + r;
+                let uniform = kind[r] == Row::Uniform;
+                let value = |n: usize| {
+                    let j = if uniform { n } else { list[n] as usize };
+                    &a.v[j * a.ldv + h * a.dv..][..a.dv]
+                };
+                let skip = |n: usize| match a.mask {
+                    KeyMask::Pairs(m) if !uniform => !kept(m[i * a.keys + list[n] as usize]),
+                    _ => false,
+                };
+                let (keys, init) = match kind[r] {
+                    Row::Done => continue,
+                    Row::Uniform => (0..a.keys, true),
+                    Row::Joint if together => (shared..seen[r], false),
+                    Row::Pairs | Row::Joint => (0..seen[r], true),
+                };
+                let p = &rows[r * tp..][..keys.end];
+                weighted_sum::<V, 1>(zero, [p], keys, &skip, &value, [&mut *orow[r]], init);
             }
             i0 += rb;
         }
     }
+}
+
+/// How a query row's weighted sum is taken.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Row {
+    /// Nothing left to do (zeros written, or fewer rows).
+    Done,
+    /// Every key weighs the same.
+    Uniform,
+    /// Its own keys under a per-pair mask.
+    Pairs,
+    /// A prefix of the shared key list.
+    Joint,
 }
 
 /// Scores of `R` queries against `NJ` vectors of kept keys from column `j`: one FMA chain
