@@ -196,7 +196,10 @@ fn elementwise(ins: &[&T], int: bool, f: impl Fn(&[f64]) -> f64) -> Option<T> {
     let Some(datas) = datas else {
         return Some(T::shape(dims));
     };
-    let n: usize = dims.iter().product();
+    let n: usize = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
+    if n > MAX_ELEMS {
+        return None;
+    }
     let st = strides(&dims);
     let mut idx = vec![0; dims.len()];
     let mut vals = vec![0.0; ins.len()];
@@ -374,14 +377,15 @@ fn op(
                     _ => return None,
                 }
             }
-            let known: usize = dims.iter().product();
+            let known = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
             if let Some(i) = infer {
                 if known == 0 || !total.is_multiple_of(known) {
                     return None;
                 }
                 dims[i] = total / known;
             }
-            (dims.iter().product::<usize>() == total).then(|| T { dims, ..t.clone() })
+            (dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) == Some(total))
+                .then(|| T { dims, ..t.clone() })
         }
         "Flatten" => {
             let t = x(0)?;
@@ -458,7 +462,11 @@ fn op(
                 .into_iter()
                 .map(|d| usize::try_from(d).ok())
                 .collect::<Option<_>>()?;
-            let s = T::val(shape.clone(), vec![0.0; shape.iter().product()], true);
+            let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
+            if n > MAX_ELEMS {
+                return None;
+            }
+            let s = T::val(shape.clone(), vec![0.0; n], true);
             elementwise(&[t, &s], t.int, |v| v[0])
         }
         "Where" => {
@@ -478,7 +486,12 @@ fn op(
                     .collect::<Option<_>>()?,
                 None => (0..r).rev().collect(),
             };
-            if perm.len() != r {
+            let mut seen = vec![false; r];
+            if perm.len() != r
+                || !perm
+                    .iter()
+                    .all(|&p| p < r && !std::mem::replace(&mut seen[p], true))
+            {
                 return None;
             }
             let dims: Vec<usize> = perm
