@@ -156,3 +156,45 @@ fn a_symbolic_sequence_axis_needs_a_size() {
     let err = sinter::io::load(&path).unwrap_err().to_string();
     assert!(err.contains("--seq") || err.contains("symbolic"), "{err}");
 }
+
+#[test]
+fn bad_encoder_inputs_are_errors_not_panics() {
+    let case = cases()
+        .into_iter()
+        .find(|c| c["name"] == "bert.ts")
+        .expect("bert.ts");
+    let model = load(&case, 8);
+    let plan = Arc::new(
+        model
+            .compile(&CompileOptions::new().threads(1).max_batch(2))
+            .unwrap(),
+    );
+    let ids = vec![1i64; 16];
+    let tt = vec![0i64; 16];
+    // A mask of another length than the ids.
+    let short = vec![1i64; 14];
+    let err = plan
+        .run_all(&[Values::I64(&ids), Values::I64(&short), Values::I64(&tt)])
+        .unwrap_err()
+        .to_string();
+    assert!(!err.is_empty());
+    // An id outside the vocabulary (50).
+    let mut bad = ids.clone();
+    bad[3] = 50;
+    let mask = vec![1i64; 16];
+    let err = plan
+        .run_all(&[Values::I64(&bad), Values::I64(&mask), Values::I64(&tt)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("50") && err.contains("word_embeddings"),
+        "{err}"
+    );
+    // A mask that keeps no key: what the exporter's graph gives (Hugging Face's SDPA path
+    // zeroes such a row), finite either way.
+    let none = vec![0i64; 16];
+    let out = plan
+        .run_all(&[Values::I64(&ids), Values::I64(&none), Values::I64(&tt)])
+        .unwrap();
+    assert!(out.iter().flatten().all(|v| v.is_finite()));
+}
