@@ -116,7 +116,8 @@ impl<'n, 'c> Probe<'n, 'c> {
                 });
             }
             let t = op(node, &ins, self.decode)?;
-            if t.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))? > MAX_ELEMS {
+            // Values are bounded; a shape alone may be of any size.
+            if t.data.is_some() && t.data.as_ref().map_or(0, Vec::len) > MAX_ELEMS {
                 return None;
             }
             t
@@ -650,5 +651,61 @@ fn op(
             Some(T::val(dims, out, t.int))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+        NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.to_string()],
+            name: output.to_string(),
+            op_type: op.to_string(),
+            attribute: vec![],
+            domain: String::new(),
+        }
+    }
+
+    #[test]
+    fn shapes_of_large_activations_are_followed_without_their_values() {
+        // Scores of 12 heads over 512 positions: 6.3M values, never materialised.
+        let nodes = vec![
+            node("MatMul", &["q", "k"], "scores"),
+            node("Shape", &["scores"], "shape"),
+        ];
+        let consts = |_: &str| None;
+        let decode = |_: &TensorProto| None;
+        let inputs = [
+            ("q".to_string(), T::shape(vec![2, 12, 512, 32])),
+            ("k".to_string(), T::shape(vec![2, 12, 32, 512])),
+        ];
+        let mut p = Probe::new(&nodes, &consts, &decode, inputs.into_iter().collect());
+        let shape = p.eval("shape").expect("evaluates");
+        assert_eq!(shape.data, Some(vec![2.0, 12.0, 512.0, 512.0]));
+    }
+
+    #[test]
+    fn values_over_the_budget_and_bad_permutations_stop_the_probe() {
+        let mut t = node("Transpose", &["x"], "y");
+        t.attribute = vec![super::super::proto::AttributeProto {
+            name: "perm".into(),
+            ints: vec![0, 0],
+            ..Default::default()
+        }];
+        let nodes = vec![t, node("Expand", &["x", "big"], "z")];
+        let big = Const {
+            dims: vec![2],
+            f32: vec![],
+            i64: vec![1 << 20, 1 << 20],
+        };
+        let consts = |n: &str| (n == "big").then_some(&big);
+        let decode = |_: &TensorProto| None;
+        let x = T::val(vec![2, 3], vec![0.0; 6], false);
+        let mut p = Probe::new(&nodes, &consts, &decode, [("x".to_string(), x)].into());
+        assert!(p.eval("y").is_none());
+        assert!(p.eval("z").is_none());
     }
 }
