@@ -172,7 +172,14 @@ fn fixture(name: &str) -> String {
 /// Model files of every golden case (dense and conv manifests), each once.
 fn fixture_models() -> Vec<String> {
     let mut models = vec![];
-    for sub in ["", "conv/", "graphs/", "exporters/", "legacy/"] {
+    for sub in [
+        "",
+        "conv/",
+        "graphs/",
+        "exporters/",
+        "legacy/",
+        "transformers/",
+    ] {
         let text = std::fs::read_to_string(fixture(&format!("{sub}manifest.json"))).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         for c in v["cases"].as_array().unwrap() {
@@ -207,14 +214,15 @@ fn verify_checks_the_named_outputs() {
 }
 
 /// Model files `fixture_models` lists.
-const FIXTURE_MODELS: usize = 124;
+const FIXTURE_MODELS: usize = 132;
 
 #[test]
 fn verify_passes_on_every_fixture() {
     let models = fixture_models();
     assert_eq!(models.len(), FIXTURE_MODELS, "model files in the manifests");
     for model in models {
-        let out = sinter(&["verify", &fixture(&model), "--batch", "5"]);
+        // `--seq` sizes the symbolic sequence axis of the encoders; others have none.
+        let out = sinter(&["verify", &fixture(&model), "--batch", "5", "--seq", "8"]);
         assert!(
             out.status.success(),
             "{model}:\n{}{}",
