@@ -102,8 +102,7 @@ pub enum Primitive {
     /// `x + c` with `c` a constant of the sample's shape (an ONNX `Add` of a folded
     /// constant, such as position embeddings).
     AddConst(AddConstConfig),
-    /// Positions picked along one axis by constant indices (ONNX `Gather` of an activation,
-    /// `Slice`).
+    /// Positions picked along one axis by constant indices (ONNX `Gather` of an activation).
     Take(TakeConfig),
     /// An elementwise function of one input (ONNX `Sqrt`, `Neg`, `Abs`, `Erf`, `Clip`,
     /// `Reciprocal`, `Floor`, `Ceil`, `Round`, and `Pow` / `Div` by a constant).

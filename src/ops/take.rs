@@ -1,5 +1,5 @@
 //! Positions picked along one axis: ONNX `Gather` of an activation by constant indices (BERT's
-//! pooler reads the first token) and `Slice` of an activation.
+//! pooler reads the first token).
 
 use super::{LayerOp, Lowering, Reference, one};
 use crate::error::Result;
