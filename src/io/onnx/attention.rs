@@ -48,10 +48,13 @@ struct Found {
     v: String,
     head_size: i64,
     scale: f32,
-    /// The mask tensor added to the scores: (name, a boolean keep-mask rather than additive).
-    mask: Option<(String, bool)>,
+    /// The mask tensor added to the scores: (name, a boolean keep-mask rather than additive;
+    /// `None`: either, as its values say).
+    mask: Option<(String, Option<bool>)>,
     /// The softmax's NaN rows (no key kept) are zeroed in the graph.
     nan_guard: bool,
+    /// Causal besides the mask (ONNX `Attention`'s `is_causal`).
+    causal: bool,
 }
 
 /// Readers and producers of the graph's tensors.
@@ -220,9 +223,9 @@ fn find(g: &Index<'_>, sm: usize, cx: &Context<'_>) -> Option<Found> {
                     && scalar(cx, arg(&g.nodes[w], 2)).is_some_and(|v| v <= -1e30) =>
             {
                 gone.push(w);
-                (arg(&g.nodes[w], 0).to_string(), true)
+                (arg(&g.nodes[w], 0).to_string(), Some(true))
             }
-            _ => (m.to_string(), false),
+            _ => (m.to_string(), Some(false)),
         });
         x = s;
     }
@@ -305,35 +308,7 @@ fn find(g: &Index<'_>, sm: usize, cx: &Context<'_>) -> Option<Found> {
     }
     gone.push(pv);
     let (v, dv) = heads_of(g, arg(pvn, 1), &[0, 2, 1, 3], cx, &mut gone)?;
-    // [Reshape to the same 4-D] -> Transpose [0,2,1,3] -> Reshape to 3-D.
-    let mut y = g.out(pv);
-    let not_shape = |y: &str| {
-        g.readers(y)
-            .into_iter()
-            .find(|&r| g.nodes[r].op_type != "Shape")
-    };
-    let mut next = not_shape(y)?;
-    if g.nodes[next].op_type == "Reshape" && g.used_once(g.out(next)) {
-        gone.push(next);
-        y = g.out(next);
-        next = not_shape(y)?;
-    }
-    let t = next;
-    if g.nodes[t].op_type != "Transpose"
-        || perm(&g.nodes[t]) != [0, 2, 1, 3]
-        || !g.used_once(g.out(t))
-    {
-        return None;
-    }
-    gone.push(t);
-    let last = not_shape(g.out(t))?;
-    let ln = &g.nodes[last];
-    if ln.op_type != "Reshape" || arg(ln, 0) != g.out(t) {
-        return None;
-    }
-    if ints_of(g.nodes, cx, arg(ln, 1))?.len() != 3 {
-        return None;
-    }
+    let last = merge_heads(g, g.out(pv), cx, &mut gone)?;
     if dh != dk {
         return None;
     }
@@ -348,6 +323,89 @@ fn find(g: &Index<'_>, sm: usize, cx: &Context<'_>) -> Option<Found> {
         scale: scale as f32,
         mask,
         nan_guard,
+        causal: false,
+    })
+}
+
+/// `[Reshape to the same 4-D] -> Transpose [0,2,1,3] -> Reshape to 3-D` after the heads'
+/// outputs `y`: the last node, whose output is the attention's.
+fn merge_heads(g: &Index<'_>, y: &str, cx: &Context<'_>, gone: &mut Vec<usize>) -> Option<usize> {
+    let not_shape = |y: &str| {
+        g.readers(y)
+            .into_iter()
+            .find(|&r| g.nodes[r].op_type != "Shape")
+    };
+    let mut y = y;
+    let mut next = not_shape(y)?;
+    if g.nodes[next].op_type == "Reshape" && g.used_once(g.out(next)) {
+        gone.push(next);
+        y = g.out(next);
+        next = not_shape(y)?;
+    }
+    let t = next;
+    let tn = &g.nodes[t];
+    if tn.op_type != "Transpose"
+        || arg(tn, 0) != y
+        || perm(tn) != [0, 2, 1, 3]
+        || !g.used_once(g.out(t))
+    {
+        return None;
+    }
+    gone.push(t);
+    let last = not_shape(g.out(t))?;
+    let ln = &g.nodes[last];
+    if ln.op_type != "Reshape" || arg(ln, 0) != g.out(t) {
+        return None;
+    }
+    (ints_of(g.nodes, cx, arg(ln, 1))?.len() == 3).then_some(last)
+}
+
+/// ONNX's own `Attention` (opset 23, as the dynamo exporter writes `scaled_dot_product_attention`)
+/// on 4-D heads: `Transpose(Reshape(proj))` in, `Reshape(Transpose(out))` after.
+fn find_op(g: &Index<'_>, at: usize, cx: &Context<'_>) -> Option<Found> {
+    let n = &g.nodes[at];
+    if n.op_type != "Attention" || !n.domain.is_empty() || n.output.len() != 1 {
+        return None;
+    }
+    let attr = |k: &str| n.attribute.iter().find(|a| a.name == k);
+    let int = |k: &str| attr(k).map_or(0, |a| a.i);
+    if int("qk_matmul_output_mode") != 0
+        || attr("softcap").is_some_and(|a| a.f != 0.0)
+        || attr("q_num_heads").is_some()
+        || !(3..=4).contains(&n.input.len())
+        || n.input.iter().skip(4).any(|i| !i.is_empty())
+    {
+        return None;
+    }
+    let mut gone = Vec::new();
+    let (q, dh) = heads_of(g, arg(n, 0), &[0, 2, 1, 3], cx, &mut gone)?;
+    let (k, dk) = heads_of(g, arg(n, 1), &[0, 2, 1, 3], cx, &mut gone)?;
+    let (v, _) = heads_of(g, arg(n, 2), &[0, 2, 1, 3], cx, &mut gone)?;
+    if dh != dk || !g.used_once(g.out(at)) {
+        return None;
+    }
+    let scale = match attr("scale") {
+        Some(a) => a.f,
+        None => 1.0 / (dh as f32).sqrt(),
+    };
+    let mask = Some(arg(n, 3))
+        .filter(|m| !m.is_empty())
+        .map(|m| (m.to_string(), None));
+    let last = merge_heads(g, g.out(at), cx, &mut gone)?;
+    gone.push(at);
+    Some(Found {
+        gone,
+        last,
+        q: q.to_string(),
+        k: k.to_string(),
+        v: v.to_string(),
+        head_size: dh,
+        scale,
+        mask,
+        // PyTorch's scaled_dot_product_attention, which the op stands for, gives a query
+        // whose keys are all masked zeros.
+        nan_guard: true,
+        causal: int("is_causal") != 0,
     })
 }
 
@@ -503,24 +561,33 @@ pub(super) fn rewrite(
         let g = Index::new(&nodes, outputs);
         let mut taken = vec![false; nodes.len()];
         for i in 0..nodes.len() {
-            let Some(f) = find(&g, i, cx) else { continue };
+            let Some(f) = find(&g, i, cx).or_else(|| find_op(&g, i, cx)) else {
+                continue;
+            };
             if f.gone.iter().chain([&f.last]).any(|&j| taken[j]) {
                 continue;
             }
             let mask = match &f.mask {
                 None => None,
-                Some((m, boolean)) => match mask_meaning(&nodes, cx, m, *boolean) {
-                    Some(meaning) => Some(meaning),
-                    None => continue,
-                },
+                Some((m, boolean)) => {
+                    let meaning = |b: bool| mask_meaning(&nodes, cx, m, b);
+                    let found = match boolean {
+                        Some(b) => meaning(*b),
+                        None => meaning(true).or_else(|| meaning(false)),
+                    };
+                    match found {
+                        Some(meaning) => Some(meaning),
+                        None => continue,
+                    }
+                }
             };
             // A query that sees no key: NaN in the softmax unless the graph zeroes it; an
             // additive mask of a finite large negative gives equal scores, so the mean.
             let no_keys = match (&f.mask, f.nan_guard) {
                 (_, true) => "zeros",
-                (Some((_, false)), false) => "uniform",
+                (Some((_, Some(false))), false) => "uniform",
                 (None, false) => "zeros",
-                (Some((_, true)), false) => continue,
+                (Some(_), false) => continue,
             };
             for &j in f.gone.iter().chain([&f.last]) {
                 taken[j] = true;
@@ -547,10 +614,12 @@ pub(super) fn rewrite(
                 ..Default::default()
             },
         ];
-        if let Some((source, causal)) = mask {
+        let mut causal = f.causal;
+        if let Some((source, masked_causal)) = mask {
             inputs.push(source);
-            attrs.push(int_attr("causal", i64::from(causal)));
+            causal |= masked_causal;
         }
+        attrs.push(int_attr("causal", i64::from(causal)));
         nodes[f.last] = NodeProto {
             input: inputs,
             output: old.output.clone(),
