@@ -307,12 +307,11 @@ fn find(g: &Index<'_>, sm: usize, cx: &Context<'_>) -> Option<Found> {
         return None;
     }
     gone.push(pv);
-    let (v, dv) = heads_of(g, arg(pvn, 1), &[0, 2, 1, 3], cx, &mut gone)?;
+    let (v, _) = heads_of(g, arg(pvn, 1), &[0, 2, 1, 3], cx, &mut gone)?;
     let last = merge_heads(g, g.out(pv), cx, &mut gone)?;
     if dh != dk {
         return None;
     }
-    let _ = dv;
     Some(Found {
         gone,
         last,
