@@ -157,6 +157,35 @@ proptest! {
     }
 
     #[test]
+    fn one_plan_runs_every_sequence_length(net in net(), threads in 1usize..3) {
+        let (s, d, n) = (net.s, net.d, net.lens.len());
+        let mut model = net.model(s);
+        model.set_seq_input(0).unwrap();
+        model.set_seq_input(1).unwrap();
+        let o = opts(true, n).threads(threads).parallel_flops(0);
+        let plan = Arc::new(model.compile(&o).unwrap());
+        prop_assert_eq!(plan.seq_range(), Some(1..=s));
+        let mut session = plan.session().unwrap();
+        let (x, _) = net.inputs(s);
+        for &len in &net.lens {
+            // Every sample cut to `len` steps, in one batch of that length.
+            let xs: Vec<f32> = x.chunks(s * d).flat_map(|c| c[..len * d].to_vec()).collect();
+            let ones = vec![1.0; n * len];
+            let got: Vec<u32> = session
+                .run_seq(len, &[Values::F32(&xs), Values::F32(&ones)])
+                .unwrap()
+                .get(0)
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            prop_assert_eq!(got.len(), n * len * d);
+            // The model built for that length, compiled for it alone.
+            let fixed = run(&net.model(len), opts(true, n), &xs, &ones);
+            prop_assert!(got == fixed, "length {} of {}: the variable plan differs", len, s);
+        }
+    }
+
+    #[test]
     fn an_int64_mask_gives_the_bits_of_a_float_one(net in net()) {
         let (x, mask) = net.inputs(net.s);
         let n = net.lens.len();

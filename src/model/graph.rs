@@ -58,6 +58,9 @@ pub struct Model {
     output_names: Vec<String>,
     /// Where the model came from (set by the loaders: format and producer version).
     origin: String,
+    /// Per input: whether its first axis is a sequence whose length varies per run, up to
+    /// the size in its shape.
+    seq: Vec<bool>,
 }
 
 impl Model {
@@ -231,6 +234,7 @@ impl Model {
             outputs: outputs.to_vec(),
             output_names,
             origin: "built in code".into(),
+            seq: vec![false; inputs.len()],
         })
     }
 
@@ -311,7 +315,28 @@ impl Model {
         let mut m = Model::from_nodes(&self.name, nodes, &ins, &outs)?;
         m.output_names = out_names;
         m.origin = self.origin;
+        m.seq = self.seq;
         Ok(m)
+    }
+
+    /// Declares the first axis of input `k` a sequence whose length varies per run, from 1 up
+    /// to the size the input's shape gives it (the longest a plan is sized for). A plan then
+    /// serves every length in one arena, if each layer on the way allows it
+    /// ([`Plan::seq_range`](crate::plan::Plan::seq_range)).
+    pub fn set_seq_input(&mut self, k: usize) -> Result<()> {
+        let flag = self.seq.get_mut(k).ok_or_else(|| {
+            Error::Model(format!(
+                "input {k} of a model with {} inputs",
+                self.inputs.len()
+            ))
+        })?;
+        *flag = true;
+        Ok(())
+    }
+
+    /// Per input: whether its first axis is a variable sequence ([`Model::set_seq_input`]).
+    pub fn seq_inputs(&self) -> &[bool] {
+        &self.seq
     }
 
     /// Position of the output named `name`.

@@ -42,6 +42,7 @@ impl LayerOp for ArgMaxConfig {
         Ok(Op::Step(StepRef::new(ArgMax {
             width,
             keepdims: self.keepdims,
+            over_first: cx.in_shape().len() == 1,
         })))
     }
     fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
@@ -66,6 +67,8 @@ impl LayerOp for ArgMaxConfig {
 struct ArgMax {
     width: usize,
     keepdims: bool,
+    /// The rows are the sample's first (and only) axis.
+    over_first: bool,
 }
 
 impl StepOp for ArgMax {
@@ -82,6 +85,13 @@ impl StepOp for ArgMax {
                 Ok(s)
             }
             _ => Err(format!("argmax of {} values, given {inputs:?}", self.width)),
+        }
+    }
+    fn seq(&self, ins: &[bool]) -> Result<bool, String> {
+        // Rows of the last axis: a sequence of rows keeps its axis unless it is that axis.
+        match ins[0] && self.over_first {
+            true => Err("argmax over the sequence axis".into()),
+            false => Ok(ins[0]),
         }
     }
     fn run(&self, _: Isa, io: StepIo<'_>) {

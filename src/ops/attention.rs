@@ -219,13 +219,35 @@ impl StepOp for AttentionStep {
         // are split over threads, a group's output.
         Attend::scratch_len(d.t, d.dk) + self.mask_len() + d.s * self.heads * d.dv
     }
+    fn seq(&self, ins: &[bool]) -> Result<bool, String> {
+        let keys = ins[1];
+        if ins[2] != keys || ins.get(3).is_some_and(|&m| m != keys) {
+            return Err("keys, values and mask of which only some follow the sequence".into());
+        }
+        if keys && self.dims.pairs == Some(true) {
+            return Err("a query-key mask needs a fixed sequence length".into());
+        }
+        if self.causal && ins[0] != keys {
+            return Err("causal attention of a fixed and a variable sequence".into());
+        }
+        Ok(ins[0])
+    }
     fn run(&self, isa: Isa, io: StepIo<'_>) {
-        let d = self.dims;
+        let max = self.dims;
+        // The run's queries and keys (fewer than the plan's when they follow the sequence).
+        let (hk, hv) = (self.heads * max.dk, self.heads * max.dv);
+        let d = Dims {
+            s: io.input_len(0) / hk.max(1),
+            t: io.input_len(1) / hk.max(1),
+            ..max
+        };
         let flops = 2 * io.batch() * self.heads * d.s * d.t * (d.dk + d.dv);
         let pool = io.pool(flops);
         let (ins, out, scratch) = io.scratch();
-        let hv = self.heads * d.dv;
         let one = self.scratch();
+        if d.s == 0 || hv == 0 {
+            return;
+        }
         let batch = ins.batch();
         let threads = if pool.is_some() {
             scratch.len() / one.max(1)
@@ -243,7 +265,7 @@ impl StepOp for AttentionStep {
                 .map(|(p, (o, s))| (p * per, o, s));
             StepIo::for_each(pool, items, |(first, o, s)| {
                 for (k, o) in o.chunks_mut(d.s * hv).enumerate() {
-                    self.heads_of(isa, &ins, first + k, 0..self.heads, o, s);
+                    self.heads_of(isa, (&ins, d), first + k, 0..self.heads, o, s);
                 }
             });
             return;
@@ -260,13 +282,13 @@ impl StepOp for AttentionStep {
                 .map(|(g, s)| (g * per..((g + 1) * per).min(self.heads), s));
             StepIo::for_each(pool, items, |(heads, s)| {
                 let w = heads.len() * d.dv;
-                let (work, y) = s.split_at_mut(one - d.s * hv);
-                self.heads_of(isa, &ins, b, heads, &mut y[..d.s * w], work);
+                let (work, y) = s.split_at_mut(one - max.s * hv);
+                self.heads_of(isa, (&ins, d), b, heads, &mut y[..d.s * w], work);
             });
             for (g, s) in scratch.chunks(one).take(groups).enumerate() {
                 let heads = g * per..((g + 1) * per).min(self.heads);
                 let w = heads.len() * d.dv;
-                let y = &s[one - d.s * hv..][..d.s * w];
+                let y = &s[one - max.s * hv..][..d.s * w];
                 for (row, part) in o.chunks_mut(hv).zip(y.chunks(w)) {
                     row[heads.start * d.dv..][..w].copy_from_slice(part);
                 }
@@ -276,9 +298,13 @@ impl StepOp for AttentionStep {
 }
 
 impl AttentionStep {
-    /// Values of the mask one sample reads.
+    /// Values of the mask one sample reads (at the plan's longest sequence).
     fn mask_len(&self) -> usize {
-        let d = &self.dims;
+        Self::mask_of(&self.dims)
+    }
+
+    /// Values of the mask one sample of `d` reads.
+    fn mask_of(d: &Dims) -> usize {
         match d.pairs {
             None => 0,
             Some(false) => d.t,
@@ -291,16 +317,15 @@ impl AttentionStep {
     fn heads_of(
         &self,
         isa: Isa,
-        ins: &StepInputs<'_>,
+        (ins, d): (&StepInputs<'_>, Dims),
         b: usize,
         heads: std::ops::Range<usize>,
         out: &mut [f32],
         scratch: &mut [f32],
     ) {
-        let d = self.dims;
         let (hk, hv) = (self.heads * d.dk, self.heads * d.dv);
-        let (scratch, rest) = scratch.split_at_mut(Attend::scratch_len(d.t, d.dk));
-        let mask = &mut rest[..self.mask_len()];
+        let (scratch, rest) = scratch.split_at_mut(Attend::scratch_len(self.dims.t, d.dk));
+        let mask = &mut rest[..Self::mask_of(&d)];
         let mask = match d.pairs {
             None => KeyMask::All,
             Some(pairs) => {

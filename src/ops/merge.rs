@@ -117,6 +117,16 @@ impl StepOp for MergeStep {
             _ => Err("merge needs 2+ inputs of one shape".into()),
         }
     }
+    fn seq(&self, ins: &[bool]) -> Result<bool, String> {
+        // Inputs of one shape: all follow the sequence, or none.
+        match ins.iter().all(|&s| s) == ins.iter().any(|&s| s) {
+            true => Ok(ins[0]),
+            false => Err(format!(
+                "{} of a variable sequence and a fixed one",
+                self.describe()
+            )),
+        }
+    }
     fn run(&self, _: Isa, io: StepIo<'_>) {
         let (ins, out) = io.parts();
         out.copy_from_slice(ins.get(0));

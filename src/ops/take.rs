@@ -57,6 +57,7 @@ impl LayerOp for TakeConfig {
     fn lower<'m>(&'m self, cx: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
         let (outer, len, inner) = self.split(cx.in_shape()).map_err(|e| cx.fail(e))?;
         Ok(Op::Step(StepRef::new(TakeStep {
+            axis: self.axis,
             outer,
             len,
             inner,
@@ -81,6 +82,8 @@ impl LayerOp for TakeConfig {
 /// Copies the picked rows of each sample.
 #[derive(Debug)]
 struct TakeStep {
+    /// The axis picked along (0: a variable sequence's, when the input has one).
+    axis: usize,
     outer: usize,
     len: usize,
     inner: usize,
@@ -104,17 +107,36 @@ impl StepOp for TakeStep {
         }
         Ok(vec![self.outer * self.indices.len() * self.inner])
     }
+    fn seq(&self, ins: &[bool]) -> Result<bool, String> {
+        // Picked along the sequence: fixed positions out; along another axis: every
+        // position alike.
+        Ok(ins[0] && self.axis > 0)
+    }
+    fn min_seq(&self) -> usize {
+        match self.axis {
+            0 => self.indices.iter().max().map_or(1, |&i| i + 1),
+            _ => 1,
+        }
+    }
     fn run(&self, _: Isa, io: StepIo<'_>) {
         let (ins, out) = io.parts();
         let x = ins.get(0);
-        let per_in = self.outer * self.len * self.inner;
-        let per_out = self.outer * self.indices.len() * self.inner;
+        // A variable sequence is the picked axis or the outer one: its length from the run's.
+        let per_in = ins.len(0);
+        let (outer, len) = match self.axis {
+            0 => (1, per_in / (self.outer * self.inner).max(1)),
+            _ => (per_in / (self.len * self.inner).max(1), self.len),
+        };
+        if x.is_empty() || self.inner == 0 {
+            return;
+        }
+        let per_out = outer * self.indices.len() * self.inner;
         for (xs, ys) in x.chunks_exact(per_in).zip(out.chunks_exact_mut(per_out)) {
             let mut rows = ys.chunks_exact_mut(self.inner);
-            for o in 0..self.outer {
+            for o in 0..outer {
                 for &i in &self.indices {
                     if let Some(row) = rows.next() {
-                        row.copy_from_slice(&xs[(o * self.len + i) * self.inner..][..self.inner]);
+                        row.copy_from_slice(&xs[(o * len + i) * self.inner..][..self.inner]);
                     }
                 }
             }

@@ -154,6 +154,9 @@ impl StepOp for UnaryStep {
     fn in_place(&self) -> bool {
         true
     }
+    fn seq(&self, ins: &[bool]) -> Result<bool, String> {
+        Ok(ins[0])
+    }
     fn run(&self, _: Isa, io: StepIo<'_>) {
         let u = self.0;
         io.output().iter_mut().for_each(|v| *v = u.apply(*v));

@@ -188,6 +188,8 @@ pub struct Graph<'m> {
     pub outputs: Vec<usize>,
     /// Element type of each input.
     pub input_types: Vec<DType>,
+    /// Whether each input's first axis is a variable sequence.
+    pub input_seq: Vec<bool>,
 }
 
 impl Graph<'_> {
@@ -233,6 +235,7 @@ impl<'m> Graph<'m> {
             inputs: m.inputs().iter().map(|&i| map[i]).collect(),
             outputs: m.outputs().iter().map(|&o| map[o]).collect(),
             input_types: m.inputs().iter().map(|&i| m.nodes()[i].dtype).collect(),
+            input_seq: m.seq_inputs().to_vec(),
         };
         g.check()
             .map_err(|msg| Error::Pass { pass: "lower", msg })?;

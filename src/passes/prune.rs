@@ -35,6 +35,7 @@ impl Pass for Prune {
             inputs: g.inputs,
             outputs: g.outputs,
             input_types: g.input_types,
+            input_seq: g.input_seq,
         };
         out.remap_io(&map);
         out

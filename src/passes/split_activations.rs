@@ -38,6 +38,7 @@ impl Pass for SplitActivations {
             inputs: g.inputs,
             outputs: g.outputs,
             input_types: g.input_types,
+            input_seq: g.input_seq,
         };
         out.remap_io(&map);
         out

@@ -244,7 +244,7 @@ impl Batcher {
     fn submit(&self, inputs: Vec<Array>) -> Result<Reply> {
         let plan = &self.shared.plan;
         let values: Vec<Values<'_>> = inputs.iter().map(Array::values).collect();
-        let rows = super::session::check_values(plan, &values)?;
+        let rows = super::session::check_values(plan, &values, plan.longest_seq())?;
         let reply: Reply = Arc::default();
         let mut q = lock(&self.shared.queue);
         if q.closed {

@@ -46,16 +46,16 @@ impl fmt::Display for Plan {
             .enumerate()
             .map(|(i, s)| {
                 let (kernel, epi) = self.describe(s);
-                let mut srcs = loc(s.src, s.in_len);
+                let mut srcs = loc(s.src, s.in_len.max);
                 for &(l, n) in &s.rest {
-                    srcs = format!("{srcs}, {}", loc(l, n));
+                    srcs = format!("{srcs}, {}", loc(l, n.max));
                 }
                 [
                     i.to_string(),
                     s.name.clone(),
                     kernel,
                     epi,
-                    format!("{srcs} -> {}", loc(s.dst, s.out_len)),
+                    format!("{srcs} -> {}", loc(s.dst, s.out_len.max)),
                 ]
             })
             .collect();

@@ -22,6 +22,7 @@ mod display;
 mod gemm;
 mod options;
 mod schedule;
+mod seq;
 mod session;
 mod step;
 mod threads;
@@ -31,7 +32,7 @@ use options::check_options;
 pub use options::{CompileOptions, PARALLEL_FLOPS};
 use schedule::{Buffers, Schedule, elems, schedule};
 pub use session::{Outputs, Session, Values};
-pub(crate) use step::{StepInputs, StepIo, StepOp, StepRef};
+pub(crate) use step::{Len, StepInputs, StepIo, StepOp, StepRef};
 use threads::Pool;
 pub use threads::{WorkerPool, default_threads};
 
@@ -122,10 +123,10 @@ pub struct Step {
     pub(crate) src: Loc,
     pub(crate) dst: Loc,
     /// Values per sample read and written.
-    pub(crate) in_len: usize,
-    pub(crate) out_len: usize,
+    pub(crate) in_len: Len,
+    pub(crate) out_len: Len,
     /// Further inputs (Concat, Add) and their values per sample.
-    pub(crate) rest: Vec<(Loc, usize)>,
+    pub(crate) rest: Vec<(Loc, Len)>,
     /// Arena offset and length of the step's working values (length 0: none).
     pub(crate) scratch: (usize, usize),
 }
@@ -146,8 +147,21 @@ pub struct TensorInfo {
     pub shape: Vec<usize>,
     /// Element type.
     pub dtype: DType,
-    /// Values per sample.
+    /// Values per sample (at the longest sequence, when `seq`).
     pub len: usize,
+    /// The first axis of `shape` is the plan's variable sequence ([`Plan::seq_range`]): a
+    /// run of `n` positions has `len / shape[0] * n` values per sample.
+    pub seq: bool,
+}
+
+impl TensorInfo {
+    /// Values per sample in a run of `seq` positions.
+    pub fn len_at(&self, seq: usize) -> usize {
+        match self.seq {
+            true => self.len / self.shape[0].max(1) * seq,
+            false => self.len,
+        }
+    }
 }
 
 /// A compiled model: steps, buffer offsets, packed weights. Immutable; share it with `Arc`.
@@ -168,6 +182,10 @@ pub struct Plan {
     pub(crate) output_locs: Vec<usize>,
     /// Arena size in f32 units.
     pub(crate) arena_len: usize,
+    /// The variable sequence (`None`: every run has the model's own shapes).
+    pub(crate) seq: Option<std::ops::RangeInclusive<usize>>,
+    /// Why an input's variable sequence is fixed in this plan (a layer needs it).
+    pub(crate) seq_fixed: Option<String>,
     /// Samples run through all steps at a time (see [`Plan::chunk`]).
     pub(crate) chunk: usize,
     /// Where chunked runs gather each output (`max_batch x len`, after every buffer).
@@ -211,12 +229,16 @@ impl Plan {
                 g.nodes[o].name
             )));
         }
+        let (seq, seq_fixed) = match seq::analyse(&g) {
+            Ok(s) => (s, None),
+            Err(why) => (None, Some(why)),
+        };
         let buffers = Buffers::assign(&g);
         let Schedule {
             steps,
             arena,
             outputs: output_locs,
-        } = schedule(&g, buffers, opts, isa)?;
+        } = schedule(&g, buffers, opts, isa, seq.as_ref())?;
         let info = |name: &str, node: usize, dtype: DType| -> Result<TensorInfo> {
             let shape = g.nodes[node].shape.clone();
             Ok(TensorInfo {
@@ -224,6 +246,7 @@ impl Plan {
                 len: elems(&shape, name, opts.max_batch)?,
                 shape,
                 dtype,
+                seq: seq.as_ref().is_some_and(|s| s.nodes[node]),
             })
         };
         let names = model.input_names();
@@ -282,6 +305,8 @@ impl Plan {
             id_limits,
             output_locs,
             arena_len,
+            seq: seq.map(|s| s.min..=s.max),
+            seq_fixed,
             chunk,
             results,
             passes,
@@ -298,6 +323,16 @@ impl Plan {
         self.split_steps.load(Ordering::Relaxed)
     }
 
+    /// The sequence lengths a run may have, when an input's first axis is a variable
+    /// sequence ([`Model::set_seq_input`]) and every layer allows it; `None`: runs have the
+    /// model's own shapes. Run a length with [`Session::run_seq`].
+    pub fn seq_range(&self) -> Option<std::ops::RangeInclusive<usize>> {
+        self.seq.clone()
+    }
+    /// Why a variable sequence of the model is fixed in this plan (the layer needing it).
+    pub fn seq_fixed_by(&self) -> Option<&str> {
+        self.seq_fixed.as_deref()
+    }
     /// The scheduled steps.
     pub fn steps(&self) -> &[Step] {
         &self.steps
@@ -426,7 +461,18 @@ impl Plan {
     /// warm (after the first call per concurrent caller) and the batch is at most
     /// `max_batch`; a larger batch runs in chunks (and allocates the list of their inputs).
     pub fn run_into(&self, inputs: &[Values<'_>], outputs: &mut [&mut [f32]]) -> Result<usize> {
-        let batch = self.batch_of(inputs)?;
+        self.run_seq_into(self.longest_seq(), inputs, outputs)
+    }
+
+    /// [`run_into`](Self::run_into) at a sequence of `seq` positions (see
+    /// [`Session::run_seq`]).
+    pub fn run_seq_into(
+        &self,
+        seq: usize,
+        inputs: &[Values<'_>],
+        outputs: &mut [&mut [f32]],
+    ) -> Result<usize> {
+        let batch = session::check_values(self, inputs, seq)?;
         if outputs.len() != self.outputs.len() {
             return Err(Error::Options(format!(
                 "{} output buffers given, the model has {} outputs",
@@ -435,12 +481,12 @@ impl Plan {
             )));
         }
         for (buf, o) in outputs.iter().zip(&self.outputs) {
-            if buf.len() != batch * o.len {
+            if buf.len() != batch * o.len_at(seq) {
                 return Err(Error::Options(format!(
                     "output {:?}: a buffer of {} values, {batch} samples need {}",
                     o.name,
                     buf.len(),
-                    batch * o.len
+                    batch * o.len_at(seq)
                 )));
             }
         }
@@ -461,14 +507,15 @@ impl Plan {
                 sliced = inputs
                     .iter()
                     .zip(&self.inputs)
-                    .map(|(v, info)| v.samples(first, n, info.len))
+                    .map(|(v, info)| v.samples(first, n, info.len_at(seq)))
                     .collect();
                 &sliced
             };
-            session::run_checked(self, &mut arena, chunk, n);
-            let got = session::outputs(self, &arena, n);
+            session::run_checked(self, &mut arena, chunk, n, seq);
+            let got = session::outputs(self, &arena, n, seq);
             for (k, (buf, o)) in outputs.iter_mut().zip(&self.outputs).enumerate() {
-                buf[first * o.len..(first + n) * o.len].copy_from_slice(got.get(k));
+                let len = o.len_at(seq);
+                buf[first * len..(first + n) * len].copy_from_slice(got.get(k));
             }
             first += n;
         }
@@ -480,9 +527,34 @@ impl Plan {
         Ok(batch)
     }
 
-    /// The batch of a run's inputs, every input checked (count, type, length, ids).
+    /// The batch of a run's inputs at the longest sequence, every input checked (count,
+    /// type, length, ids).
     fn batch_of(&self, inputs: &[Values<'_>]) -> Result<usize> {
-        session::check_values(self, inputs)
+        session::check_values(self, inputs, self.longest_seq())
+    }
+
+    /// The longest sequence a run may have (1 without a variable sequence: the value is then
+    /// not read).
+    pub(crate) fn longest_seq(&self) -> usize {
+        self.seq.as_ref().map_or(1, |r| *r.end())
+    }
+
+    /// Whether a run may have `seq` positions.
+    pub(crate) fn check_seq(&self, seq: usize) -> Result<()> {
+        match &self.seq {
+            Some(r) if !r.contains(&seq) => Err(Error::Options(format!(
+                "a sequence of {seq} positions: this plan runs {} to {}",
+                r.start(),
+                r.end()
+            ))),
+            None if seq != 1 => Err(Error::Options(format!(
+                "a sequence of {seq} positions: the plan has no variable sequence{}",
+                self.seq_fixed
+                    .as_ref()
+                    .map_or(String::new(), |why| format!(" ({why})"))
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -28,8 +28,17 @@ pub(super) fn schedule(
     buffers: Buffers,
     opts: &CompileOptions,
     isa: Isa,
+    seq: Option<&seq::SeqAxis>,
 ) -> Result<Schedule> {
     let elems = |shape: &[usize], name: &str| elems(shape, name, opts.max_batch);
+    // Values per sample of node `j`'s value, following the sequence where it does.
+    let len_of = |j: usize| -> Result<Len> {
+        let n = elems(&g.nodes[j].shape, &g.nodes[j].name)?;
+        Ok(match seq {
+            Some(s) => Len::new(n, s.nodes[j], s.max),
+            None => Len::fixed(n),
+        })
+    };
     let Buffers {
         into,
         view,
@@ -90,15 +99,15 @@ pub(super) fn schedule(
         let mut rest = Vec::new();
         for &j in node.inputs.iter().skip(1) {
             let l = loc[buf_of[j]].expect("inputs are written before they are read");
-            rest.push((l, elems(&g.nodes[j].shape, &node.name)?));
+            rest.push((l, len_of(j)?));
         }
         steps.push(Step {
             name: node.name.clone(),
             kind: step_kind(g, i, isa, into[i], opts.tune.then_some(opts.max_batch))?,
             src: src_loc,
             dst: loc[b].expect("just set"),
-            in_len: elems(&g.nodes[node.inputs[0]].shape, &node.name)?,
-            out_len,
+            in_len: len_of(node.inputs[0])?,
+            out_len: len_of(sized_by[b])?,
             rest,
             scratch,
         });
@@ -116,11 +125,11 @@ pub(super) fn schedule(
     }
     let mut outputs = Vec::with_capacity(g.outputs.len());
     for &o in &g.outputs {
-        let len = elems(&g.nodes[o].shape, &g.nodes[o].name)?;
+        let len = len_of(o)?;
         match loc[buf_of[o]].expect("the output is written") {
             Loc::Arena(off) => outputs.push(off),
             src @ Loc::Input(_) => {
-                let off = arena.alloc(len * opts.max_batch);
+                let off = arena.alloc(len.max * opts.max_batch);
                 steps.push(Step {
                     name: "copy".into(),
                     kind: Kind::Copy,

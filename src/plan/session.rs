@@ -109,6 +109,7 @@ pub struct Outputs<'s> {
     plan: &'s Plan,
     arena: &'s [f32],
     batch: usize,
+    seq: usize,
 }
 
 impl<'s> Outputs<'s> {
@@ -124,12 +125,16 @@ impl<'s> Outputs<'s> {
     pub fn batch(&self) -> usize {
         self.batch
     }
-    /// Output `k`: `batch x len` values, batch first.
+    /// The run's sequence length (the longest, when the plan has no variable sequence).
+    pub fn seq(&self) -> usize {
+        self.seq
+    }
+    /// Output `k`: `batch x len` values, batch first (`len` at the run's sequence length).
     ///
     /// # Panics
     /// If `k` is not below [`len`](Self::len).
     pub fn get(&self, k: usize) -> &'s [f32] {
-        let len = self.batch * self.plan.outputs[k].len;
+        let len = self.batch * self.plan.outputs[k].len_at(self.seq);
         let at = match &self.plan.results {
             Some(r) if self.batch > self.plan.chunk => r[k],
             _ => self.plan.output_locs[k],
@@ -216,50 +221,85 @@ impl Session {
     }
 
     /// Runs a batch: one [`Values`] per model input, in the model's order, each
-    /// `batch x len` values. Returns every output. Allocates nothing.
+    /// `batch x len` values. Returns every output. Allocates nothing. A plan with a variable
+    /// sequence runs its longest here; see [`run_seq`](Self::run_seq) for the others.
     pub fn run_all(&mut self, inputs: &[Values<'_>]) -> Result<Outputs<'_>> {
+        let seq = self.plan.longest_seq();
+        self.run_seq(seq, inputs)
+    }
+
+    /// [`run_all`](Self::run_all) at a sequence of `seq` positions, within the plan's
+    /// [`seq_range`](Plan::seq_range): every input and output whose first axis is the
+    /// sequence has `len_at(seq)` values per sample ([`TensorInfo::len_at`]).
+    pub fn run_seq(&mut self, seq: usize, inputs: &[Values<'_>]) -> Result<Outputs<'_>> {
         let Session { plan, arena } = self;
-        let batch = execute(plan, arena, inputs)?;
-        Ok(Outputs { plan, arena, batch })
+        let batch = execute(plan, arena, inputs, seq)?;
+        Ok(Outputs {
+            plan,
+            arena,
+            batch,
+            seq,
+        })
     }
 }
 
-/// Checks `inputs` and runs them on `arena` (at most `max_batch` samples); returns the batch.
-/// The outputs are then where [`Outputs::get`] finds them.
-pub(crate) fn execute(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>]) -> Result<usize> {
-    let batch = check_inputs(plan, inputs)?;
-    run_checked(plan, arena, inputs, batch);
+/// Checks `inputs` and runs them on `arena` (at most `max_batch` samples, `seq` positions);
+/// returns the batch. The outputs are then where [`Outputs::get`] finds them.
+pub(crate) fn execute(
+    plan: &Plan,
+    arena: &mut [f32],
+    inputs: &[Values<'_>],
+    seq: usize,
+) -> Result<usize> {
+    let batch = check_inputs(plan, inputs, seq)?;
+    run_checked(plan, arena, inputs, batch, seq);
     Ok(batch)
 }
 
 /// Runs `batch` samples of inputs already checked ([`check_values`]; `batch <= max_batch`).
-pub(crate) fn run_checked(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], batch: usize) {
+pub(crate) fn run_checked(
+    plan: &Plan,
+    arena: &mut [f32],
+    inputs: &[Values<'_>],
+    batch: usize,
+    seq: usize,
+) {
     match &plan.results {
         Some(results) if batch > plan.chunk => {
             let mut first = 0;
             while first < batch {
                 let b = plan.chunk.min(batch - first);
-                run_steps(plan, arena, inputs, first, b);
+                run_steps(plan, arena, inputs, (first, b), seq);
                 for (k, o) in plan.outputs.iter().enumerate() {
-                    let src = plan.output_locs[k];
-                    arena.copy_within(src..src + b * o.len, results[k] + first * o.len);
+                    let (src, len) = (plan.output_locs[k], o.len_at(seq));
+                    arena.copy_within(src..src + b * len, results[k] + first * len);
                 }
                 first += b;
             }
         }
-        _ => run_steps(plan, arena, inputs, 0, batch),
+        _ => run_steps(plan, arena, inputs, (0, batch), seq),
     }
 }
 
-/// Outputs of a run of `batch` samples on `arena` (see [`execute`]).
-pub(crate) fn outputs<'s>(plan: &'s Plan, arena: &'s [f32], batch: usize) -> Outputs<'s> {
-    Outputs { plan, arena, batch }
+/// Outputs of a run of `batch` samples of `seq` positions on `arena` (see [`execute`]).
+pub(crate) fn outputs<'s>(
+    plan: &'s Plan,
+    arena: &'s [f32],
+    batch: usize,
+    seq: usize,
+) -> Outputs<'s> {
+    Outputs {
+        plan,
+        arena,
+        batch,
+        seq,
+    }
 }
 
 /// Checks count, types, lengths and ids of a run's inputs and that the batch fits the arena;
 /// returns the batch.
-fn check_inputs(plan: &Plan, inputs: &[Values<'_>]) -> Result<usize> {
-    let batch = check_values(plan, inputs)?;
+fn check_inputs(plan: &Plan, inputs: &[Values<'_>], seq: usize) -> Result<usize> {
+    let batch = check_values(plan, inputs, seq)?;
     if batch > plan.max_batch {
         return Err(Error::BatchTooLarge {
             batch,
@@ -269,8 +309,10 @@ fn check_inputs(plan: &Plan, inputs: &[Values<'_>]) -> Result<usize> {
     Ok(batch)
 }
 
-/// Checks count, types, lengths and ids of a run's inputs; returns the batch (any size).
-pub(crate) fn check_values(plan: &Plan, inputs: &[Values<'_>]) -> Result<usize> {
+/// Checks count, types, lengths and ids of a run's inputs at `seq` positions; returns the
+/// batch (any size).
+pub(crate) fn check_values(plan: &Plan, inputs: &[Values<'_>], seq: usize) -> Result<usize> {
+    plan.check_seq(seq)?;
     if inputs.len() != plan.inputs.len() {
         let names: Vec<&str> = plan.inputs.iter().map(|i| i.name.as_str()).collect();
         return Err(Error::Input {
@@ -298,13 +340,14 @@ pub(crate) fn check_values(plan: &Plan, inputs: &[Values<'_>]) -> Result<usize> 
         if v.is_empty() {
             return Err(Error::EmptyBatch);
         }
-        if !v.len().is_multiple_of(info.len) {
+        let len = info.len_at(seq);
+        if !v.len().is_multiple_of(len) {
             return Err(Error::InputLength {
-                per_sample: info.len,
+                per_sample: len,
                 got: v.len(),
             });
         }
-        let b = v.len() / info.len;
+        let b = v.len() / len;
         if *batch.get_or_insert(b) != b {
             return Err(bad(format!(
                 "{b} samples, but the first input has {}",
@@ -322,8 +365,8 @@ pub(crate) fn check_values(plan: &Plan, inputs: &[Values<'_>]) -> Result<usize> 
             return Err(bad(format!(
                 "value {} (sample {}, position {}) is not a token id of layer {layer:?} (ids are whole numbers in 0..{limit})",
                 v.show(i),
-                i / info.len,
-                i % info.len
+                i / len,
+                i % len
             )));
         }
     }
@@ -331,16 +374,24 @@ pub(crate) fn check_values(plan: &Plan, inputs: &[Values<'_>]) -> Result<usize> 
 }
 
 /// Runs every step of `plan` on samples `first..first + batch` of the inputs (at most the
-/// plan's chunk of them).
-fn run_steps(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], first: usize, batch: usize) {
+/// plan's chunk of them), at `seq` positions.
+fn run_steps(
+    plan: &Plan,
+    arena: &mut [f32],
+    inputs: &[Values<'_>],
+    (first, batch): (usize, usize),
+    seq: usize,
+) {
     let input = Inputs {
         all: inputs,
         plan,
         first,
         batch,
+        seq,
     };
     for step in &plan.steps {
-        let (il, ol) = (batch * step.in_len, batch * step.out_len);
+        let (in_len, out_len) = (step.in_len.at(seq), step.out_len.at(seq));
+        let (il, ol) = (batch * in_len, batch * out_len);
         match &step.kind {
             Kind::Dense {
                 w,
@@ -355,12 +406,17 @@ fn run_steps(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], first: usize
                 let g = super::gemm::StepGemm {
                     w: w.view(),
                     ops,
-                    rows: *rows,
+                    // A sequence's rows: as many as its positions.
+                    rows: if step.out_len.is_seq() {
+                        out_len / ldc
+                    } else {
+                        *rows
+                    },
                     window: conv.as_ref(),
                     ldc: *ldc,
                     col: *col,
                 };
-                plan.exec_gemm(&g, batch, (a, step.in_len), (c, step.out_len));
+                plan.exec_gemm(&g, batch, (a, in_len), (c, out_len));
             }
             Kind::Pad {
                 left,
@@ -391,12 +447,17 @@ fn run_steps(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], first: usize
             }
             Kind::Concat { outer, inner } => {
                 let total: usize = inner.iter().sum();
+                let outer = if step.out_len.is_seq() {
+                    out_len / total
+                } else {
+                    *outer
+                };
                 let mut offset = 0;
                 let srcs =
                     std::iter::once((step.src, step.in_len)).chain(step.rest.iter().copied());
                 for ((src, len), &width) in srcs.zip(inner) {
                     // Each sample is `outer` blocks: the chunk is `batch * outer` of them.
-                    let (a, c) = views(arena, input, src, step.dst, batch * len, ol);
+                    let (a, c) = views(arena, input, src, step.dst, batch * len.at(seq), ol);
                     ops::concat_part(batch * outer, width, total, offset, a, c);
                     offset += width;
                 }
@@ -418,7 +479,7 @@ fn run_steps(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], first: usize
                 };
                 let ids = input.all[k];
                 let limit = table.len() / dim;
-                let start = first * step.in_len;
+                let start = first * in_len;
                 let ids = (start..start + il).map(|i| ids.id(i, limit).unwrap_or(0));
                 ops::gather(table, *dim, ids, &mut arena[d..d + ol]);
             }
@@ -427,7 +488,7 @@ fn run_steps(plan: &Plan, arena: &mut [f32], inputs: &[Values<'_>], first: usize
                 ops::per_sample(batch, a, c, |x, y| ops::permute(shape, perm, x, y));
             }
             Kind::Op(op) => {
-                let io = step_io(arena, input, step, batch);
+                let io = step_io(arena, input, step, (batch, seq));
                 let (ins, out) = (io.ins, io.out);
                 if op.0.in_place() && step.src != step.dst {
                     out.copy_from_slice(ins.get(0));
@@ -451,12 +512,12 @@ fn step_io<'a>(
     arena: &'a mut [f32],
     model: Inputs<'a>,
     step: &'a super::Step,
-    batch: usize,
+    (batch, seq): (usize, usize),
 ) -> StepIo<'a> {
     let Loc::Arena(d) = step.dst else {
         unreachable!("steps write the arena")
     };
-    let ol = batch * step.out_len;
+    let ol = batch * step.out_len.at(seq);
     let (so, sl) = step.scratch;
     // Cut the arena at the two owned blocks, in address order.
     let (first, second) = if sl == 0 || d < so {
@@ -478,6 +539,7 @@ fn step_io<'a>(
             first: (step.src, step.in_len),
             rest: &step.rest,
             batch,
+            seq,
         },
         out,
         scratch,
@@ -493,13 +555,14 @@ pub(crate) struct Inputs<'a> {
     plan: &'a Plan,
     first: usize,
     batch: usize,
+    seq: usize,
 }
 
 impl<'a> Inputs<'a> {
     /// Values `from..from + dst.len()` of input `k`'s chunk into `dst`, integers converted
     /// (a mask given as int64, as Hugging Face's `attention_mask` is).
     pub(super) fn copy_f32(&self, k: usize, from: usize, dst: &mut [f32]) {
-        let start = self.first * self.plan.inputs[k].len + from;
+        let start = self.first * self.plan.inputs[k].len_at(self.seq) + from;
         let r = start..start + dst.len();
         match self.all[k] {
             Values::F32(v) => dst.copy_from_slice(&v[r]),
@@ -514,7 +577,7 @@ impl<'a> Inputs<'a> {
         let Values::F32(v) = self.all[k] else {
             unreachable!("integer inputs are read only by gathers")
         };
-        let len = self.plan.inputs[k].len;
+        let len = self.plan.inputs[k].len_at(self.seq);
         &v[self.first * len..(self.first + self.batch) * len]
     }
 }

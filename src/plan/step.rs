@@ -24,8 +24,61 @@ pub(crate) trait StepOp: Send + Sync + fmt::Debug {
     fn scratch(&self) -> usize {
         0
     }
+    /// With a variable sequence length ([`Plan::seq`](super::Plan::seq)): given which inputs
+    /// have the sequence as their first axis, whether the output has, or why the step needs a
+    /// fixed length. A step that says yes finds the run's lengths in [`StepIo::input_len`].
+    fn seq(&self, ins: &[bool]) -> Result<bool, String> {
+        if ins.iter().any(|&s| s) {
+            Err(format!("{} needs a fixed sequence length", self.describe()))
+        } else {
+            Ok(false)
+        }
+    }
+    /// The shortest sequence the step can run (a take of position 5 needs 6).
+    fn min_seq(&self) -> usize {
+        1
+    }
     /// Runs over the chunk's samples.
     fn run(&self, isa: Isa, io: StepIo<'_>);
+}
+
+/// Values per sample of a step's input or output: fixed, or a number per sequence position
+/// when the tensor's first axis is the run's sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Len {
+    /// At the plan's longest sequence.
+    pub max: usize,
+    /// Values per position; 0 when the length does not follow the sequence.
+    per_pos: usize,
+}
+
+impl Len {
+    /// A length that does not follow the sequence.
+    pub fn fixed(max: usize) -> Len {
+        Len { max, per_pos: 0 }
+    }
+    /// `max` values at `max_seq` positions, or a fixed length when `seq` is false.
+    pub fn new(max: usize, seq: bool, max_seq: usize) -> Len {
+        match seq {
+            true => Len {
+                max,
+                per_pos: max / max_seq.max(1),
+            },
+            false => Len::fixed(max),
+        }
+    }
+    /// Values per sample at a run of `seq` positions.
+    pub fn at(self, seq: usize) -> usize {
+        if self.per_pos == 0 {
+            self.max
+        } else {
+            self.per_pos * seq
+        }
+    }
+    /// Whether the length follows the sequence.
+    pub fn is_seq(self) -> bool {
+        self.per_pos != 0
+    }
 }
 
 /// A [`StepOp`] in the optimizer's graph: compared by identity.
@@ -78,6 +131,11 @@ impl<'a> StepIo<'a> {
     pub fn batch(&self) -> usize {
         self.ins.batch()
     }
+    /// Values per sample of input `i` in this run (fewer than at the plan's longest
+    /// sequence when the input follows a shorter one).
+    pub fn input_len(&self, i: usize) -> usize {
+        self.ins.len(i)
+    }
     /// The plan's pool, if it has threads and `flops` of work is worth splitting
     /// ([`CompileOptions::parallel_flops`](super::CompileOptions::parallel_flops)).
     pub fn pool(&self, flops: usize) -> Option<&'a super::threads::Pool> {
@@ -100,9 +158,11 @@ pub(crate) struct StepInputs<'a> {
     /// arena offset it starts at.
     pub(super) arena: [(usize, &'a [f32]); 3],
     pub(super) model: Inputs<'a>,
-    pub(super) first: (Loc, usize),
-    pub(super) rest: &'a [(Loc, usize)],
+    pub(super) first: (Loc, Len),
+    pub(super) rest: &'a [(Loc, Len)],
     pub(super) batch: usize,
+    /// The run's sequence length.
+    pub(super) seq: usize,
 }
 
 impl<'a> StepInputs<'a> {
@@ -115,7 +175,12 @@ impl<'a> StepInputs<'a> {
         1 + self.rest.len()
     }
     fn loc(&self, i: usize) -> (Loc, usize) {
-        if i == 0 { self.first } else { self.rest[i - 1] }
+        let (loc, len) = if i == 0 { self.first } else { self.rest[i - 1] };
+        (loc, len.at(self.seq))
+    }
+    /// Values per sample of input `i` in this run.
+    pub fn len(&self, i: usize) -> usize {
+        self.loc(i).1
     }
     /// Values `from..from + dst.len()` of input `i` into `dst`, as floats: a model input of
     /// integers is converted (read it this way when [`StepOp`]'s layer reads integers).
