@@ -119,11 +119,21 @@ fn encoders_match_their_frameworks_and_keep_every_invariant() {
             continue;
         }
         let per_out: Vec<usize> = got.iter().map(|o| o.len() / batch).collect();
+        // One plan for every length up to `seq`: the exporter's position constants are
+        // proven to be prefixes of the longest.
+        let variable = Arc::new(model.compile(&opts().threads(2)).unwrap());
+        assert_eq!(variable.seq_range(), Some(1..=seq), "{name}");
+        let mut session = variable.session().unwrap();
         for (b, &len) in lens.iter().enumerate().filter(|&(_, &l)| l < seq && l > 0) {
             let short = load(case, len);
             let alone: Vec<Array> = arrays.iter().map(|a| cut(a, b, seq, 1, len)).collect();
             let vals: Vec<Values> = alone.iter().map(Array::values).collect();
             let out = run(&short, CompileOptions::new().threads(1).max_batch(1), &vals);
+            let var = session.run_seq(len, &vals).unwrap();
+            for (k, o) in out.iter().enumerate() {
+                let v: Vec<u32> = var.get(k).iter().map(|x| x.to_bits()).collect();
+                assert_eq!(bits(&[o.clone()])[0], v, "{name}: length {len} in the plan for {seq}");
+            }
             // Per-position outputs: the real positions; pooled ones (BERT's pooler, the
             // classifier's logits): all of it.
             let rows: Vec<usize> = per_out
@@ -178,6 +188,14 @@ fn bad_encoder_inputs_are_errors_not_panics() {
         .unwrap_err()
         .to_string();
     assert!(!err.is_empty());
+    // A sequence longer than the plan's.
+    let mut session = plan.session().unwrap();
+    let long = vec![1i64; 18];
+    let err = session
+        .run_seq(9, &[Values::I64(&long), Values::I64(&long), Values::I64(&long)])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1 to 8"), "{err}");
     // An id outside the vocabulary (50).
     let mut bad = ids.clone();
     bad[3] = 50;

@@ -92,7 +92,8 @@ impl LayerOp for AffineConfig {
 }
 
 /// `x + values` with `values` a constant of the input's own shape (per sample): position
-/// embeddings an exporter folded into a constant, added to the token embeddings.
+/// embeddings an exporter folded into a constant, added to the token embeddings. When the
+/// input's first axis is a variable sequence, a shorter one adds the first rows.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AddConstConfig {
     /// One value per element of a sample.
@@ -143,9 +144,16 @@ impl StepOp for AddConstStep {
     fn in_place(&self) -> bool {
         true
     }
+    fn seq(&self, ins: &[bool]) -> Result<bool, String> {
+        // A sequence shorter than the plan's longest adds the constant's first rows (the
+        // loaders prove that this is what the model means: position embeddings).
+        Ok(ins[0])
+    }
     fn run(&self, _: Isa, io: StepIo<'_>) {
-        for sample in io.output().chunks_exact_mut(self.0.len().max(1)) {
-            ops::merge(ops::Combine::Add, &self.0, sample);
+        let len = io.input_len(0).min(self.0.len());
+        let values = &self.0[..len];
+        for sample in io.output().chunks_exact_mut(len.max(1)) {
+            ops::merge(ops::Combine::Add, values, sample);
         }
     }
 }

@@ -40,6 +40,17 @@ impl fmt::Display for Plan {
             self.max_batch
         )?;
         writeln!(f, "passes: {}", self.passes.join(", "))?;
+        match (&self.seq, &self.seq_fixed) {
+            (Some(r), _) => writeln!(
+                f,
+                "sequence: {} to {} positions per run (buffers sized for {})",
+                r.start(),
+                r.end(),
+                r.end()
+            )?,
+            (None, Some(why)) => writeln!(f, "sequence: fixed ({why})")?,
+            (None, None) => {}
+        }
         let rows: Vec<[String; 5]> = self
             .steps
             .iter()

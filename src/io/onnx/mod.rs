@@ -31,6 +31,7 @@ mod layout;
 mod ops;
 mod patterns;
 mod probe;
+mod seq;
 // The protobuf messages are public only to the test suite (feature `internals`), which builds
 // hostile models in memory.
 #[cfg(feature = "internals")]
@@ -158,9 +159,20 @@ fn convert(
         &graph.name
     };
     let ins: Vec<usize> = (0..inputs).collect();
+    // A sequence axis that may vary per run, if every constant a layer keeps allows it.
+    let variable = seq::variable_inputs(&cx, graph, &graph_nodes, &needed);
     let model_err = |e: Error| fail(LoadErrorKind::Model(Box::new(e)));
     let mut model = Model::from_nodes(name, cx.nodes, &ins, &outs).map_err(model_err)?;
     model.set_output_names(wanted).map_err(model_err)?;
+    let fixed_by = match variable {
+        Ok(ks) => {
+            for k in ks {
+                model.set_seq_input(k).map_err(model_err)?;
+            }
+            None
+        }
+        Err(why) => Some(why),
+    };
     let mut origin = match proto_model.producer_name.trim() {
         "" => format!("ONNX opset {opset}"),
         by => format!("ONNX opset {opset}, written by {by}"),
@@ -168,6 +180,9 @@ fn convert(
     if !patterns.is_empty() {
         let seen: Vec<String> = patterns.iter().map(|(p, n)| format!("{p} x{n}")).collect();
         origin.push_str(&format!("; patterns: {}", seen.join(", ")));
+    }
+    if let Some(why) = fixed_by {
+        origin.push_str(&format!("; sequence length fixed: {why}"));
     }
     model.set_origin(origin);
     Ok(model)

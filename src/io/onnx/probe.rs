@@ -31,7 +31,7 @@ impl T {
             int,
         }
     }
-    fn shape(dims: Vec<usize>) -> T {
+    pub(super) fn shape(dims: Vec<usize>) -> T {
         T {
             dims,
             data: None,
@@ -55,6 +55,8 @@ pub(super) struct Probe<'n, 'c> {
     memo: HashMap<String, T>,
     /// Nodes left to evaluate.
     steps: usize,
+    /// Constants over this many values are followed by shape only (weights).
+    weights: usize,
 }
 
 impl<'n, 'c> Probe<'n, 'c> {
@@ -78,10 +80,18 @@ impl<'n, 'c> Probe<'n, 'c> {
             inputs,
             memo: HashMap::new(),
             steps: 4096,
+            weights: 1 << 16,
         }
     }
 
     /// The value of tensor `name`, if the evaluator can compute it.
+    /// Follows constants of up to `n` values by value (a position embedding's table), larger
+    /// ones by shape (default: 2^16).
+    pub(super) fn weights_up_to(mut self, n: usize) -> Self {
+        self.weights = n.min(MAX_ELEMS);
+        self
+    }
+
     pub(super) fn eval(&mut self, name: &str) -> Option<T> {
         if let Some(t) = self.memo.get(name) {
             return Some(t.clone());
@@ -91,7 +101,7 @@ impl<'n, 'c> Probe<'n, 'c> {
         } else if let Some(c) = (self.consts)(name) {
             let int = c.f32.is_empty();
             // Weights are followed by shape only.
-            if c.f32.len().max(c.i64.len()) > 1 << 16 {
+            if c.f32.len().max(c.i64.len()) > self.weights {
                 return Some(T::shape(c.dims.clone()));
             }
             let data = if int {
