@@ -235,6 +235,83 @@ fn onnx_huge_declared_dims_are_refused_before_allocating() {
     assert_eq!(kind(&onnx_bytes(&m.encode_to_vec())), "Limit");
 }
 
+/// `y = x + table[positions]` over `x [N, S, 4]` with `S` symbolic: the positions are
+/// `position_ids[:, start:end]` of a `[1, 6]` constant, `start` and `end` computed from
+/// `S` by `bounds` (nodes reading `s`, `Shape(x)[1]` as `[1]`, writing `start` and `end`).
+fn positions_graph(bounds: Vec<NodeProto>) -> ModelProto {
+    let mut m = small_graph();
+    let g = m.graph.as_mut().unwrap();
+    let ints = |name: &str, v: &[i64]| TensorProto {
+        dims: vec![v.len() as i64],
+        data_type: dtype::INT64,
+        name: name.into(),
+        raw_data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ..Default::default()
+    };
+    let mut ids = ints("position_ids", &[0, 1, 2, 3, 4, 5]);
+    ids.dims = vec![1, 6];
+    let table: Vec<f32> = (0..24).map(|i| i as f32).collect();
+    g.initializer = vec![
+        ids,
+        tensor("table", &[6, 4], &table),
+        ints("zero", &[0]),
+        ints("one", &[1]),
+        ints("two", &[2]),
+        ints("six", &[6]),
+    ];
+    let mut shape = node("Shape", &["x"], "shape");
+    shape.name = "shape".into();
+    g.node = vec![shape, node("Slice", &["shape", "one", "two"], "s")];
+    g.node.extend(bounds);
+    g.node.extend([
+        node("Slice", &["position_ids", "start", "end", "one"], "pos"),
+        node("Gather", &["table", "pos"], "emb"),
+        node("Add", &["x", "emb"], "y"),
+    ]);
+    let seq = |name: &str| {
+        let mut v = value_info(name, &[None, None, Some(4)]);
+        let t = v.r#type.as_mut().unwrap().tensor_type.as_mut().unwrap();
+        t.shape.as_mut().unwrap().dim[1].dim_param = Some("S".into());
+        v
+    };
+    g.input = vec![seq("x")];
+    g.output = vec![seq("y")];
+    m
+}
+
+#[test]
+fn onnx_a_constant_that_follows_the_sequence_otherwise_fixes_its_length() {
+    let load = |m: ModelProto| {
+        let opts = sinter::io::LoadOptions::new().seq(5);
+        let model =
+            sinter::io::onnx::from_bytes_with(&m.encode_to_vec(), Path::new("m.onnx"), None, &opts)
+                .unwrap();
+        let plan = std::sync::Arc::new(model.compile(&Default::default()).unwrap());
+        (model, plan)
+    };
+    // position_ids[:, 0:S]: the first S rows at any length.
+    let (model, plan) = load(positions_graph(vec![
+        node("Identity", &["zero"], "start"),
+        node("Identity", &["s"], "end"),
+    ]));
+    assert_eq!(model.seq_inputs(), [true]);
+    assert_eq!(plan.seq_range(), Some(1..=5));
+    let mut session = plan.session().unwrap();
+    let x = [0.5f32; 8];
+    let y = session.run_seq(2, &[(&x[..]).into()]).unwrap().get(0).to_vec();
+    assert_eq!(y, [0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5]);
+    // position_ids[:, 6-S:6]: the last S rows, not a prefix; the length stays 5.
+    let (model, plan) = load(positions_graph(vec![
+        node("Sub", &["six", "s"], "start"),
+        node("Identity", &["six"], "end"),
+    ]));
+    assert_eq!(model.seq_inputs(), [false]);
+    assert!(model.origin().contains("depends on the sequence length"), "{}", model.origin());
+    assert_eq!(plan.seq_range(), None);
+    let err = plan.session().unwrap().run_seq(2, &[(&x[..]).into()]).unwrap_err();
+    assert!(err.to_string().contains("no variable sequence"), "{err}");
+}
+
 #[test]
 fn onnx_unsupported_op_names_op_node_and_opset() {
     let mut m = small_graph();
