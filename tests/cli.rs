@@ -1,7 +1,7 @@
 //! The `sinter` binary: demo, bench --json, run with .npy files, verify, exit codes.
 
 use sinter::plan::CompileOptions;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
@@ -454,4 +454,64 @@ fn verify_and_bench_take_integer_inputs() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+}
+
+#[test]
+fn run_takes_any_sequence_length_up_to_the_longest() {
+    let model = fixture("transformers/bert.ts.onnx");
+    let dir = tmp("seq_run");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, v: &[i64]| {
+        let p = dir.join(name);
+        sinter::io::npy::write_i64(&p, &[1, v.len()], v.iter().copied()).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let ids = write("ids.npy", &[2, 7, 9, 4, 3]);
+    let mask = write("mask.npy", &[1; 5]);
+    let types = write("types.npy", &[0; 5]);
+    let out = |tag: &str| {
+        dir.join(format!("{tag}.npy"))
+            .to_string_lossy()
+            .into_owned()
+    };
+    // Loaded at the inputs' own length (5), and at 8 with the same inputs.
+    for (tag, extra) in [("own", vec![]), ("long", vec!["--seq", "8"])] {
+        let mut args = extra.clone();
+        args.extend([
+            "run", &model, "--input", &ids, "--input", &mask, "--input", &types,
+        ]);
+        let (o0, o1) = (out(&format!("{tag}0")), out(&format!("{tag}1")));
+        args.extend(["--output", &o0, "--output", &o1]);
+        let r = sinter(&args);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    }
+    let (shape, _) = sinter::io::npy::read(Path::new(&out("long0"))).unwrap();
+    assert_eq!(shape, [1, 5, 16]);
+    for k in 0..2 {
+        let a = npy_f32(Path::new(&out(&format!("own{k}"))));
+        let b = npy_f32(Path::new(&out(&format!("long{k}"))));
+        assert_eq!(
+            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+    }
+    // Longer than the plan's longest: an error, exit 1.
+    let r = sinter(&[
+        "--seq",
+        "4",
+        "run",
+        &model,
+        "--input",
+        &ids,
+        "--input",
+        &mask,
+        "--input",
+        &types,
+        "--output",
+        &out("x0"),
+        "--output",
+        &out("x1"),
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("1..=4"));
 }

@@ -298,7 +298,11 @@ fn onnx_a_constant_that_follows_the_sequence_otherwise_fixes_its_length() {
     assert_eq!(plan.seq_range(), Some(1..=5));
     let mut session = plan.session().unwrap();
     let x = [0.5f32; 8];
-    let y = session.run_seq(2, &[(&x[..]).into()]).unwrap().get(0).to_vec();
+    let y = session
+        .run_seq(2, &[(&x[..]).into()])
+        .unwrap()
+        .get(0)
+        .to_vec();
     assert_eq!(y, [0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5]);
     // position_ids[:, 6-S:6]: the last S rows, not a prefix; the length stays 5.
     let (model, plan) = load(positions_graph(vec![
@@ -306,9 +310,17 @@ fn onnx_a_constant_that_follows_the_sequence_otherwise_fixes_its_length() {
         node("Identity", &["six"], "end"),
     ]));
     assert_eq!(model.seq_inputs(), [false]);
-    assert!(model.origin().contains("depends on the sequence length"), "{}", model.origin());
+    assert!(
+        model.origin().contains("depends on the sequence length"),
+        "{}",
+        model.origin()
+    );
     assert_eq!(plan.seq_range(), None);
-    let err = plan.session().unwrap().run_seq(2, &[(&x[..]).into()]).unwrap_err();
+    let err = plan
+        .session()
+        .unwrap()
+        .run_seq(2, &[(&x[..]).into()])
+        .unwrap_err();
     assert!(err.to_string().contains("no variable sequence"), "{err}");
 }
 

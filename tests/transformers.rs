@@ -132,7 +132,11 @@ fn encoders_match_their_frameworks_and_keep_every_invariant() {
             let var = session.run_seq(len, &vals).unwrap();
             for (k, o) in out.iter().enumerate() {
                 let v: Vec<u32> = var.get(k).iter().map(|x| x.to_bits()).collect();
-                assert_eq!(bits(&[o.clone()])[0], v, "{name}: length {len} in the plan for {seq}");
+                assert_eq!(
+                    bits(&[o.clone()])[0],
+                    v,
+                    "{name}: length {len} in the plan for {seq}"
+                );
             }
             // Per-position outputs: the real positions; pooled ones (BERT's pooler, the
             // classifier's logits): all of it.
@@ -192,7 +196,10 @@ fn bad_encoder_inputs_are_errors_not_panics() {
     let mut session = plan.session().unwrap();
     let long = vec![1i64; 18];
     let err = session
-        .run_seq(9, &[Values::I64(&long), Values::I64(&long), Values::I64(&long)])
+        .run_seq(
+            9,
+            &[Values::I64(&long), Values::I64(&long), Values::I64(&long)],
+        )
         .unwrap_err()
         .to_string();
     assert!(err.contains("1 to 8"), "{err}");

@@ -250,6 +250,22 @@ fn run_npy(model: &str, inputs: &[String], outputs: &[String], args: &PlanArgs) 
         .collect();
     let mut opts = sinter::io::LoadOptions::new();
     opts.outputs = named;
+    // Without --seq, a symbolic sequence axis is loaded at the longest the inputs hold.
+    if DIMS
+        .get()
+        .is_none_or(|(seq, dims)| seq.is_none() && dims.is_empty())
+    {
+        let mut longest = None;
+        for arg in inputs {
+            let path = arg.split_once('=').map_or(arg.as_str(), |(_, p)| p);
+            if let Ok((shape, _)) = sinter::io::npy::read(Path::new(path))
+                && let Some(&s) = shape.get(1).filter(|_| shape.len() >= 2)
+            {
+                longest = longest.max(Some(s));
+            }
+        }
+        opts.seq = longest;
+    }
     let model = load_model_with(model, &opts)?;
     let out_bind = inputs::bind(outputs, model.output_names(), "--output", false)?;
     let wanted: Vec<String> = out_bind
@@ -263,16 +279,28 @@ fn run_npy(model: &str, inputs: &[String], outputs: &[String], args: &PlanArgs) 
     let in_bind = inputs::bind(inputs, &in_names, "--input", true)?;
     let mut arrays = vec![None; in_names.len()];
     let mut batch = None;
+    // The run's sequence length: what the inputs with a variable sequence hold.
+    let (mut seq, mut loaded) = (None, 0);
     for (k, path) in in_bind {
         let (shape, data) = sinter::io::npy::read(&path)?;
         let want = &model.nodes()[model.inputs()[k]].shape;
         let b = shape.first().copied().unwrap_or(0);
-        if shape.len() < 2 || shape[1..] != want[..] || b == 0 {
+        let variable = model.seq_inputs()[k];
+        let fits = shape.len() == want.len() + 1
+            && match variable {
+                true => shape[1] >= 1 && shape[1] <= want[0] && shape[2..] == want[1..],
+                false => shape[1..] == want[..],
+            };
+        if !fits || b == 0 {
+            let what = match variable {
+                true => format!("(batch, 1..={}, {})", want[0], dims(&want[1..])),
+                false => format!("(batch, {})", dims(want)),
+            };
             return Err(Error::Format {
                 path,
                 msg: format!(
-                    "shape {shape:?}, expected (batch, {}) for input {:?}",
-                    dims(want),
+                    "shape {shape:?}, expected {} for input {:?}",
+                    what.replace(", )", ")"),
                     in_names[k]
                 ),
             });
@@ -283,16 +311,41 @@ fn run_npy(model: &str, inputs: &[String], outputs: &[String], args: &PlanArgs) 
                 msg: format!("batch {b}, but another input has {}", batch.unwrap_or(0)),
             });
         }
+        if variable {
+            loaded = want[0];
+        }
+        if variable && *seq.get_or_insert(shape[1]) != shape[1] {
+            return Err(Error::Format {
+                path,
+                msg: format!(
+                    "a sequence of {}, but another input has {}",
+                    shape[1],
+                    seq.unwrap_or(0)
+                ),
+            });
+        }
         arrays[k] = Some(data);
     }
     let arrays: Vec<sinter::io::npy::Array> = arrays.into_iter().flatten().collect();
     let batch = batch.unwrap_or(1);
     let plan = compile(&model, args, batch)?;
     let mut session = plan.session()?;
-    let ys = session.run_all(&inputs::views(&arrays))?;
+    let ys = match (seq, plan.seq_range()) {
+        (Some(s), Some(_)) => session.run_seq(s, &inputs::views(&arrays))?,
+        (Some(s), None) if s != loaded => {
+            return Err(Error::Options(format!(
+                "a sequence of {s}: the model runs only its own length ({})",
+                plan.seq_fixed_by().unwrap_or("a layer needs it")
+            )));
+        }
+        _ => session.run_all(&inputs::views(&arrays))?,
+    };
     for (k, (_, path)) in out_bind.iter().enumerate() {
         let mut out_shape = vec![batch];
         out_shape.extend_from_slice(&plan.outputs()[k].shape);
+        if plan.outputs()[k].seq {
+            out_shape[1] = ys.seq();
+        }
         if ys.dtype(k) == sinter::model::DType::F32 {
             sinter::io::npy::write_f32(path, &out_shape, ys.get(k))?;
         } else {

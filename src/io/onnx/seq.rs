@@ -79,8 +79,8 @@ pub(super) fn variable_inputs(
             continue;
         }
         for i in &n.input {
-            let computed =
-                matches!(cx.values.get(i), Some(Value::Const(_))) && producers.contains_key(i.as_str());
+            let computed = matches!(cx.values.get(i), Some(Value::Const(_)))
+                && producers.contains_key(i.as_str());
             if computed && reaches_input(i, &producers, &input_names) {
                 kept.push((i, matches!(n.op_type.as_str(), "Add" | "Sub")));
             }
@@ -91,11 +91,7 @@ pub(super) fn variable_inputs(
     }
     let consts = |name: &str| match cx.values.get(name) {
         // Initializers and `Constant` nodes: the same at any length.
-        Some(Value::Const(c))
-            if producers
-                .get(name)
-                .is_none_or(|p| p.op_type == "Constant") =>
-        {
+        Some(Value::Const(c)) if producers.get(name).is_none_or(|p| p.op_type == "Constant") => {
             Some(c)
         }
         _ => None,
@@ -128,7 +124,9 @@ pub(super) fn variable_inputs(
     for len in [max - 1, 1, max / 2].into_iter().filter(|&l| l >= 1) {
         for ((name, add), (at_max, at_len)) in kept.iter().zip(full.iter().zip(probe(len))) {
             let (Some(a), Some(b)) = (at_max, at_len) else {
-                return Err(format!("constant {name:?} is computed from the inputs' shapes"));
+                return Err(format!(
+                    "constant {name:?} is computed from the inputs' shapes"
+                ));
             };
             if !(same(a, &b) || *add && prefix(a, &b, (max, len))) {
                 return Err(format!(
@@ -186,7 +184,5 @@ fn prefix(a: &T, b: &T, (max, len): (usize, usize)) -> bool {
     };
     let outer: usize = a.dims[..axis].iter().product();
     let inner: usize = a.dims[axis + 1..].iter().product();
-    (0..outer).all(|o| {
-        x[o * max * inner..][..len * inner] == y[o * len * inner..][..len * inner]
-    })
+    (0..outer).all(|o| x[o * max * inner..][..len * inner] == y[o * len * inner..][..len * inner])
 }
