@@ -133,7 +133,7 @@ fn encoders_match_their_frameworks_and_keep_every_invariant() {
             for (k, o) in out.iter().enumerate() {
                 let v: Vec<u32> = var.get(k).iter().map(|x| x.to_bits()).collect();
                 assert_eq!(
-                    bits(&[o.clone()])[0],
+                    bits(std::slice::from_ref(o))[0],
                     v,
                     "{name}: length {len} in the plan for {seq}"
                 );
