@@ -66,6 +66,68 @@ fn batched_responses_equal_runs_alone() {
     }
 }
 
+/// A BERT encoder (the Hugging Face fixture) loaded for up to 8 tokens: requests of every
+/// length from 1 to 8, with padding masks, share runs padded to the longest, and each answer
+/// is the bits of the request alone at its own length.
+#[test]
+fn sequences_of_different_lengths_share_runs_and_keep_their_bits() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/transformers/bert.ts.onnx");
+    let model = sinter::io::load_with(&path, &sinter::io::LoadOptions::new().seq(8)).unwrap();
+    let plan = Arc::new(
+        model
+            .compile(&CompileOptions::new().max_batch(16).threads(1))
+            .unwrap(),
+    );
+    assert!(
+        plan.pads(),
+        "BERT's attention masks its keys by the attention_mask input"
+    );
+    let opts = BatcherOptions::new()
+        .max_batch(16)
+        .max_delay(Duration::from_millis(5));
+    let batcher = Batcher::new(plan.clone(), opts).unwrap();
+    let handles: Vec<_> = (0..8u64)
+        .map(|t| {
+            let (b, plan) = (batcher.clone(), plan.clone());
+            std::thread::spawn(move || {
+                let mut r = SplitMix64::new(t);
+                for i in 0..12u64 {
+                    let rows = 1 + (r.next_u64() % 2) as usize;
+                    let len = 1 + (r.next_u64() % 8) as usize;
+                    let ids: Vec<i64> = (0..rows * len)
+                        .map(|_| (r.next_u64() % 50) as i64)
+                        .collect();
+                    // Some requests mask their own last tokens.
+                    let keep = 1 + (r.next_u64() as usize % len);
+                    let mask: Vec<i64> =
+                        (0..rows * len).map(|j| i64::from(j % len < keep)).collect();
+                    let types: Vec<i64> = (0..rows * len).map(|j| (j % 2) as i64).collect();
+                    let inputs = vec![Array::I64(ids), Array::I64(mask), Array::I64(types)];
+                    let got = b.run_seq(len, inputs.clone()).unwrap();
+                    let values: Vec<sinter::Values> = inputs.iter().map(Array::values).collect();
+                    let alone = plan.run_seq(len, &values).unwrap();
+                    assert_eq!(got[0].len(), rows * len * 16);
+                    assert_eq!(
+                        bits(&got),
+                        bits(&alone),
+                        "thread {t} request {i} of length {len}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(batcher.stats().requests, 8 * 12);
+    // A length the plan does not run is refused when queued.
+    let err = batcher
+        .run_seq(9, vec![Array::I64(vec![1; 9]); 3])
+        .unwrap_err();
+    assert!(err.to_string().contains("1 to 8"), "{err}");
+}
+
 /// A waker that counts wake-ups.
 struct Count(std::sync::atomic::AtomicUsize);
 impl Wake for Count {

@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::kernels::{self, Attend, Isa, KeyMask, NoKeys};
 use crate::model::{DType, checked_elems};
 use crate::passes::Op;
-use crate::plan::{StepInputs, StepIo, StepOp, StepRef};
+use crate::plan::{Padding, StepInputs, StepIo, StepOp, StepRef};
 
 /// An attention layer's configuration. Inputs: queries `[S, heads * dk]`, keys
 /// `[T, heads * dk]`, values `[T, heads * dv]`, and optionally a mask that keeps a key where it
@@ -231,6 +231,16 @@ impl StepOp for AttentionStep {
             return Err("causal attention of a fixed and a variable sequence".into());
         }
         Ok(ins[0])
+    }
+    fn padding(&self) -> Padding {
+        match (self.causal, self.dims.pairs, self.no_keys) {
+            // A query sees no later key (and always one key, itself, without a mask).
+            (true, None, _) | (true, Some(false), NoKeys::Zeros) => Padding::Exact,
+            // Padded keys are masked; a query left without keys gets zeros either way (a
+            // uniform average would count the padding).
+            (_, Some(false), NoKeys::Zeros) => Padding::MaskedBy(3),
+            _ => Padding::Changes,
+        }
     }
     fn run(&self, isa: Isa, io: StepIo<'_>) {
         let max = self.dims;

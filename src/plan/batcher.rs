@@ -82,6 +82,8 @@ type Reply = Arc<(Mutex<Slot>, Condvar)>;
 struct Request {
     inputs: Vec<Array>,
     rows: usize,
+    /// Its sequence length (the plan's longest without a variable sequence).
+    seq: usize,
     arrived: Instant,
     reply: Reply,
 }
@@ -214,7 +216,15 @@ impl Batcher {
     /// its outputs, `rows x len` per output: bit-identical to `plan.run_all` of this request
     /// alone. Blocks the calling thread; async code uses [`run_async`](Self::run_async).
     pub fn run(&self, inputs: Vec<Array>) -> Result<Vec<Vec<f32>>> {
-        let reply = self.submit(inputs)?;
+        self.run_seq(self.shared.plan.longest_seq(), inputs)
+    }
+
+    /// [`run`](Self::run) for a sequence of `seq` positions (see [`Session::run_seq`]
+    /// (super::Session::run_seq)). Requests of other lengths share its run when the plan
+    /// [`pads`](Plan::pads), each padded to the longest; the answer is still bit-identical
+    /// to the request alone at its own length.
+    pub fn run_seq(&self, seq: usize, inputs: Vec<Array>) -> Result<Vec<Vec<f32>>> {
+        let reply = self.submit(inputs, seq)?;
         let (slot, cv) = &*reply;
         let mut s = lock(slot);
         loop {
@@ -228,7 +238,12 @@ impl Batcher {
     /// [`run`](Self::run) as a future: polling never blocks, so it suits any async runtime.
     /// The request is queued at once (a full queue is an error right away).
     pub fn run_async(&self, inputs: Vec<Array>) -> Response {
-        match self.submit(inputs) {
+        self.run_seq_async(self.shared.plan.longest_seq(), inputs)
+    }
+
+    /// [`run_seq`](Self::run_seq) as a future (see [`run_async`](Self::run_async)).
+    pub fn run_seq_async(&self, seq: usize, inputs: Vec<Array>) -> Response {
+        match self.submit(inputs, seq) {
             Ok(reply) => Response {
                 reply: Some(reply),
                 error: None,
@@ -241,10 +256,10 @@ impl Batcher {
     }
 
     /// Checks and queues a request; refused when the queue is full or closed.
-    fn submit(&self, inputs: Vec<Array>) -> Result<Reply> {
+    fn submit(&self, inputs: Vec<Array>, seq: usize) -> Result<Reply> {
         let plan = &self.shared.plan;
         let values: Vec<Values<'_>> = inputs.iter().map(Array::values).collect();
-        let rows = super::session::check_values(plan, &values, plan.longest_seq())?;
+        let rows = super::session::check_values(plan, &values, seq)?;
         let reply: Reply = Arc::default();
         let mut q = lock(&self.shared.queue);
         if q.closed {
@@ -260,6 +275,7 @@ impl Batcher {
         q.waiting.push_back(Request {
             inputs,
             rows,
+            seq,
             arrived: Instant::now(),
             reply: reply.clone(),
         });
@@ -321,17 +337,20 @@ fn batch_loop(s: &Shared) {
                     .0;
             }
             // Take whole requests up to max_batch rows (at least one), in arrival order, while
-            // their inputs have the types of the first (float ids join float ids only).
+            // their inputs have the types of the first (float ids join float ids only) and
+            // their sequences its length, unless the plan pads them.
             let mut taken: Vec<Request> = Vec::new();
             let mut rows = 0;
             while let Some(r) = q.waiting.front() {
-                let same_types = taken.first().is_none_or(|t| {
-                    t.inputs
+                let joins = taken.first().is_none_or(|t| {
+                    let types = t
+                        .inputs
                         .iter()
                         .zip(&r.inputs)
-                        .all(|(a, b)| a.values().dtype() == b.values().dtype())
+                        .all(|(a, b)| a.values().dtype() == b.values().dtype());
+                    types && (t.seq == r.seq || s.plan.pads())
                 });
-                if !taken.is_empty() && (rows + r.rows > s.opts.max_batch || !same_types) {
+                if !taken.is_empty() && (rows + r.rows > s.opts.max_batch || !joins) {
                     break;
                 }
                 rows += r.rows;
@@ -353,17 +372,28 @@ fn batch_loop(s: &Shared) {
     }
 }
 
-/// One plan run over the requests' rows, concatenated; each gets its rows of every output.
+/// One plan run over the requests' rows, concatenated (sequences padded to the longest);
+/// each gets its rows of every output (its own positions of each).
 fn run_batch(plan: &Plan, batch: Vec<Request>) {
     let result = if batch.len() == 1 {
         let values: Vec<Values<'_>> = batch[0].inputs.iter().map(Array::values).collect();
-        plan.run_all(&values).map(|o| vec![o])
+        plan.run_seq(batch[0].seq, &values).map(|o| vec![o])
     } else {
-        let joined: Vec<Array> = (0..plan.inputs.len())
-            .map(|k| concat(batch.iter().map(|r| &r.inputs[k])))
+        let seq = batch.iter().map(|r| r.seq).max().unwrap_or(1);
+        let joined: Vec<Array> = plan
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(k, info)| {
+                let parts = batch.iter().map(|r| {
+                    let (have, want) = (info.len_at(r.seq), info.len_at(seq));
+                    (&r.inputs[k], have, want)
+                });
+                concat(parts)
+            })
             .collect();
         let values: Vec<Values<'_>> = joined.iter().map(Array::values).collect();
-        plan.run_all(&values).map(|outs| {
+        plan.run_seq(seq, &values).map(|outs| {
             let mut first = 0;
             batch
                 .iter()
@@ -371,7 +401,15 @@ fn run_batch(plan: &Plan, batch: Vec<Request>) {
                     let mine = outs
                         .iter()
                         .zip(&plan.outputs)
-                        .map(|(o, info)| o[first * info.len..(first + r.rows) * info.len].to_vec())
+                        .map(|(o, info)| {
+                            // Each sample's own positions of the padded run.
+                            let (run, own) = (info.len_at(seq), info.len_at(r.seq));
+                            o[first * run..(first + r.rows) * run]
+                                .chunks(run.max(1))
+                                .flat_map(|s| &s[..own])
+                                .copied()
+                                .collect()
+                        })
                         .collect();
                     first += r.rows;
                     mine
@@ -402,39 +440,35 @@ fn run_batch(plan: &Plan, batch: Vec<Request>) {
     }
 }
 
-/// The requests' arrays of one input joined along the batch (all of one type: checked).
-fn concat<'a>(parts: impl Iterator<Item = &'a Array>) -> Array {
-    let parts: Vec<&Array> = parts.collect();
-    match parts.first() {
-        Some(Array::I32(_)) => Array::I32(
-            parts
-                .iter()
-                .flat_map(|a| match a {
-                    Array::I32(v) => v.as_slice(),
-                    _ => &[],
-                })
-                .copied()
-                .collect(),
-        ),
-        Some(Array::I64(_)) => Array::I64(
-            parts
-                .iter()
-                .flat_map(|a| match a {
-                    Array::I64(v) => v.as_slice(),
-                    _ => &[],
-                })
-                .copied()
-                .collect(),
-        ),
-        _ => Array::F32(
-            parts
-                .iter()
-                .flat_map(|a| match a {
-                    Array::F32(v) => v.as_slice(),
-                    _ => &[],
-                })
-                .copied()
-                .collect(),
-        ),
+/// The requests' arrays of one input joined along the batch (all of one type: checked),
+/// each of `have` values per sample padded with zeros to `want`.
+fn concat<'a>(parts: impl Iterator<Item = (&'a Array, usize, usize)>) -> Array {
+    let parts: Vec<(&Array, usize, usize)> = parts.collect();
+    fn join<'a, T: Copy + Default + 'a>(
+        parts: &[(&'a Array, usize, usize)],
+        values: impl Fn(&'a Array) -> &'a [T],
+    ) -> Vec<T> {
+        let mut out = Vec::new();
+        for &(a, have, want) in parts {
+            for sample in values(a).chunks(have.max(1)) {
+                out.extend_from_slice(sample);
+                out.resize(out.len() + want.saturating_sub(have), T::default());
+            }
+        }
+        out
+    }
+    match parts.first().map(|p| p.0) {
+        Some(Array::I32(_)) => Array::I32(join(&parts, |a| match a {
+            Array::I32(v) => v,
+            _ => &[],
+        })),
+        Some(Array::I64(_)) => Array::I64(join(&parts, |a| match a {
+            Array::I64(v) => v,
+            _ => &[],
+        })),
+        _ => Array::F32(join(&parts, |a| match a {
+            Array::F32(v) => v,
+            _ => &[],
+        })),
     }
 }

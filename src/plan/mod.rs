@@ -32,7 +32,7 @@ use options::check_options;
 pub use options::{CompileOptions, PARALLEL_FLOPS};
 use schedule::{Buffers, Schedule, elems, schedule};
 pub use session::{Outputs, Session, Values};
-pub(crate) use step::{Len, StepInputs, StepIo, StepOp, StepRef};
+pub(crate) use step::{Len, Padding, StepInputs, StepIo, StepOp, StepRef};
 use threads::Pool;
 pub use threads::{WorkerPool, default_threads};
 
@@ -186,6 +186,8 @@ pub struct Plan {
     pub(crate) seq: Option<std::ops::RangeInclusive<usize>>,
     /// Why an input's variable sequence is fixed in this plan (a layer needs it).
     pub(crate) seq_fixed: Option<String>,
+    /// Sequences of different lengths may share a run, padded (see [`Plan::pads`]).
+    pub(crate) pads: bool,
     /// Samples run through all steps at a time (see [`Plan::chunk`]).
     pub(crate) chunk: usize,
     /// Where chunked runs gather each output (`max_batch x len`, after every buffer).
@@ -305,6 +307,7 @@ impl Plan {
             id_limits,
             output_locs,
             arena_len,
+            pads: seq.as_ref().is_some_and(|s| s.pads),
             seq: seq.map(|s| s.min..=s.max),
             seq_fixed,
             chunk,
@@ -328,6 +331,14 @@ impl Plan {
     /// model's own shapes. Run a length with [`Session::run_seq`].
     pub fn seq_range(&self) -> Option<std::ops::RangeInclusive<usize>> {
         self.seq.clone()
+    }
+    /// Whether sequences of different lengths may share one run, each padded to the longest
+    /// with zeros in every input that follows the sequence (token ids, masks, features):
+    /// true when every layer that lets a position see later ones does so only through keys
+    /// masked by a model input (an attention mask). A padded sequence's real positions then
+    /// have the bits they have alone; [`Batcher`] joins such requests.
+    pub fn pads(&self) -> bool {
+        self.pads
     }
     /// Why a variable sequence of the model is fixed in this plan (the layer needing it).
     pub fn seq_fixed_by(&self) -> Option<&str> {
@@ -445,14 +456,20 @@ impl Plan {
     /// [`run`](Self::run) for any number of inputs, one [`Values`] each in the model's order;
     /// returns every output (`batch x len` each). Allocates the returned vectors.
     pub fn run_all(&self, inputs: &[Values<'_>]) -> Result<Vec<Vec<f32>>> {
-        let batch = self.batch_of(inputs)?;
+        self.run_seq(self.longest_seq(), inputs)
+    }
+
+    /// [`run_all`](Self::run_all) at a sequence of `seq` positions (see
+    /// [`Session::run_seq`]).
+    pub fn run_seq(&self, seq: usize, inputs: &[Values<'_>]) -> Result<Vec<Vec<f32>>> {
+        let batch = session::check_values(self, inputs, seq)?;
         let mut out: Vec<Vec<f32>> = self
             .outputs
             .iter()
-            .map(|o| vec![0.0; batch * o.len])
+            .map(|o| vec![0.0; batch * o.len_at(seq)])
             .collect();
         let mut views: Vec<&mut [f32]> = out.iter_mut().map(Vec::as_mut_slice).collect();
-        self.run_into(inputs, &mut views)?;
+        self.run_seq_into(seq, inputs, &mut views)?;
         Ok(out)
     }
 
@@ -525,12 +542,6 @@ impl Plan {
             p.push(arena);
         }
         Ok(batch)
-    }
-
-    /// The batch of a run's inputs at the longest sequence, every input checked (count,
-    /// type, length, ids).
-    fn batch_of(&self, inputs: &[Values<'_>]) -> Result<usize> {
-        session::check_values(self, inputs, self.longest_seq())
     }
 
     /// The longest sequence a run may have (1 without a variable sequence: the value is then

@@ -8,7 +8,7 @@
 //! (Dense, activations, normalizations, embeddings, elementwise merges) need nothing else;
 //! a step that relates positions (attention, a take) says so through [`StepOp::seq`].
 
-use super::Op;
+use super::{Op, Padding};
 use crate::passes::Graph;
 
 /// The variable sequence of a plan.
@@ -20,6 +20,9 @@ pub(crate) struct SeqAxis {
     pub max: usize,
     /// The shortest a run may have.
     pub min: usize,
+    /// Padding a sequence at its end leaves its real positions' bits alone
+    /// ([`Plan::pads`](super::Plan::pads)).
+    pub pads: bool,
 }
 
 /// The plan's variable sequence, `Ok(None)` when no input has one, or why a step needs a
@@ -31,6 +34,7 @@ pub(crate) fn analyse(g: &Graph) -> Result<Option<SeqAxis>, String> {
     let mut seq = vec![false; g.nodes.len()];
     let mut max = None;
     let mut min = 1;
+    let mut pads = true;
     for (k, &i) in g.inputs.iter().enumerate() {
         if !g.input_seq.get(k).copied().unwrap_or(false) {
             continue;
@@ -78,6 +82,14 @@ pub(crate) fn analyse(g: &Graph) -> Result<Option<SeqAxis>, String> {
         seq[i] = out.map_err(|e| format!("layer {:?}: {e}", node.name))?;
         if let Op::Step(s) = &node.op {
             min = min.max(s.0.min_seq());
+            pads &= match s.0.padding() {
+                Padding::Exact => true,
+                Padding::MaskedBy(k) => node
+                    .inputs
+                    .get(k)
+                    .is_some_and(|&j| matches!(g.nodes[j].op, Op::Input) && seq[j]),
+                Padding::Changes => false,
+            };
         }
     }
     let max = max.unwrap_or(1);
@@ -90,5 +102,6 @@ pub(crate) fn analyse(g: &Graph) -> Result<Option<SeqAxis>, String> {
         nodes: seq,
         max,
         min,
+        pads,
     }))
 }

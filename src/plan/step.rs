@@ -38,8 +38,27 @@ pub(crate) trait StepOp: Send + Sync + fmt::Debug {
     fn min_seq(&self) -> usize {
         1
     }
+    /// Whether a sequence padded at its end (zeros in every input that follows the
+    /// sequence) gives its real positions the bits they have alone. Asked only of steps
+    /// that take a variable sequence.
+    fn padding(&self) -> Padding {
+        Padding::Exact
+    }
     /// Runs over the chunk's samples.
     fn run(&self, isa: Isa, io: StepIo<'_>);
+}
+
+/// How padding a sequence at its end reaches a step's real positions ([`StepOp::padding`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Padding {
+    /// Not at all: each position on its own, or only earlier positions seen (causal),
+    /// or fixed positions picked that every run has.
+    Exact,
+    /// Only through keys that input `i` masks: exact when `i` is a model input (its zeros
+    /// mask the padding).
+    MaskedBy(usize),
+    /// Padded positions change the others.
+    Changes,
 }
 
 /// Values per sample of a step's input or output: fixed, or a number per sequence position
