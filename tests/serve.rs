@@ -754,6 +754,79 @@ fn integer_inputs_as_json_and_binary() {
     assert!(msg.contains("2.5 is not an integer"), "{msg}");
 }
 
+/// A BERT encoder served for up to 8 tokens: concurrent requests of every length (KServe
+/// shapes `[rows, len]`) share batches, padded, and each answer is the bits of that request
+/// run alone at its own length, with its own length in the output shape.
+#[test]
+fn sequences_of_any_length_share_batches_and_keep_their_bits() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/transformers/bert.ts.onnx"
+    );
+    let server = Server::start(&[
+        &format!("bert={path}"),
+        "--seq",
+        "8",
+        "--max-delay-us",
+        "3000",
+    ]);
+    let model = sinter::io::load_with(
+        std::path::Path::new(path),
+        &sinter::io::LoadOptions::new().seq(8),
+    )
+    .unwrap();
+    let plan = std::sync::Arc::new(model.compile(&sinter::CompileOptions::new()).unwrap());
+    let (status, meta) = http(server.port, "GET", "/v2/models/bert", b"");
+    assert_eq!(status, 200);
+    assert_eq!(json_of(&meta)["inputs"][0]["shape"], json!([-1, -1]));
+    let clients: Vec<_> = (0..8usize)
+        .map(|c| {
+            let (port, plan) = (server.port, plan.clone());
+            std::thread::spawn(move || {
+                for i in 0..6usize {
+                    let len = 1 + (c * 5 + i * 3) % 8;
+                    let ids: Vec<i64> = (0..len).map(|j| ((c + 3 * j + i) % 50) as i64).collect();
+                    let mask: Vec<i64> = (0..len).map(|j| i64::from(j + (c % 3) < len || j == 0)).collect();
+                    let types = vec![0i64; len];
+                    let tensor = |name: &str, v: &[i64]| json!({"name": name, "shape": [1, len], "datatype": "INT64", "data": v});
+                    let req = json!({"inputs": [tensor("input_ids", &ids), tensor("attention_mask", &mask), tensor("token_type_ids", &types)]});
+                    let (status, got) = http(port, "POST", "/v2/models/bert/infer", req.to_string().as_bytes());
+                    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
+                    let got = json_of(&got);
+                    let arrays = [ids.clone(), mask.clone(), types.clone()].map(sinter::io::npy::Array::I64);
+                    let values: Vec<sinter::Values> = arrays.iter().map(|a| a.values()).collect();
+                    let alone = plan.run_seq(len, &values).unwrap();
+                    for (k, want) in alone.iter().enumerate() {
+                        let out = &got["outputs"][k];
+                        let want: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+                        assert_eq!(bits_of(&out["data"]), want, "client {c} request {i} length {len} output {k}");
+                        if k == 0 {
+                            assert_eq!(out["shape"], json!([1, len, 16]));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    // Longer than the plan's longest: a 400 naming the input.
+    let req = json!({"inputs": [{"name": "input_ids", "shape": [1, 9], "datatype": "INT64", "data": vec![1; 9]}]});
+    let (status, got) = http(
+        server.port,
+        "POST",
+        "/v2/models/bert/infer",
+        req.to_string().as_bytes(),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        String::from_utf8_lossy(&got).contains("1..=8"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
 /// A value of `/metrics`.
 fn metric(port: u16, name: &str) -> u64 {
     let (status, text) = http(port, "GET", "/metrics", b"");

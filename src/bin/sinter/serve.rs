@@ -638,7 +638,7 @@ async fn decode_and_run<R: Send + 'static>(
     decode: impl FnOnce(&sinter::Plan, &[u8], &mut Held) -> std::result::Result<R, Fault>
     + Send
     + 'static,
-    arrays: impl FnOnce(&mut R) -> Vec<sinter::io::npy::Array>,
+    arrays: impl FnOnce(&mut R) -> (Vec<sinter::io::npy::Array>, usize),
 ) -> std::result::Result<Ran<R>, Reply> {
     let plan = s.batcher.plan().clone();
     let decoded = on_cpu(state, body.len(), move || {
@@ -651,9 +651,10 @@ async fn decode_and_run<R: Send + 'static>(
     let (decoded, mut held, took) = decoded.ok_or_else(internal)?;
     state.metrics.decode.observe(took);
     let mut req = decoded.map_err(fault)?;
+    let (inputs, seq) = arrays(&mut req);
     let outs = s
         .batcher
-        .run_async(arrays(&mut req))
+        .run_seq_async(seq, inputs)
         .await
         .map_err(|e| run_error(&e))?;
     // The answer's bytes: the outputs as text, at most about 16 bytes a value.
@@ -679,7 +680,7 @@ async fn kserve_infer(
     let decode = move |plan: &sinter::Plan, body: &[u8], held: &mut Held| {
         codec::kserve_request(plan, body, header, held)
     };
-    let take = |r: &mut codec::KserveRequest| std::mem::take(&mut r.arrays);
+    let take = |r: &mut codec::KserveRequest| (std::mem::take(&mut r.arrays), r.seq);
     let ran = match decode_and_run(state, s, body, held, decode, take).await {
         Ok(r) => r,
         Err(reply) => return reply,
@@ -717,7 +718,10 @@ async fn kserve_infer(
 
 /// TensorFlow Serving's REST predict (see [`codec::tf_request`]).
 async fn tf_predict(state: &State, s: &Served, body: Vec<u8>, held: Held) -> Reply {
-    let take = |r: &mut (Vec<sinter::io::npy::Array>, usize)| std::mem::take(&mut r.0);
+    // TF Serving's rows carry no shape: the plan's longest sequence.
+    let longest = s.batcher.plan().seq_range().map_or(1, |r| *r.end());
+    let take =
+        move |r: &mut (Vec<sinter::io::npy::Array>, usize)| (std::mem::take(&mut r.0), longest);
     let ran = match decode_and_run(state, s, body, held, codec::tf_request, take).await {
         Ok(r) => r,
         Err(reply) => return reply,

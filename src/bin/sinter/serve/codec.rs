@@ -40,13 +40,24 @@ pub(super) fn kserve_type(d: DType) -> &'static str {
     }
 }
 
-/// A model's KServe v2 metadata: its inputs and outputs with `-1` for the batch axis.
+/// A tensor's shape as KServe v2 metadata gives it: `-1` for the batch axis and a variable
+/// sequence.
+pub(super) fn metadata_shape(t: &TensorInfo) -> Vec<i64> {
+    let mut shape = vec![-1i64];
+    shape.extend(t.shape.iter().map(|&d| d as i64));
+    if t.seq {
+        shape[1] = -1;
+    }
+    shape
+}
+
+/// A model's KServe v2 metadata: its inputs and outputs with `-1` for the batch axis (and a
+/// variable sequence).
 pub(super) fn metadata(name: &str, plan: &Plan) -> Value {
     let tensors = |ts: &[TensorInfo]| -> Vec<Value> {
         ts.iter()
             .map(|t| {
-                let mut shape = vec![-1i64];
-                shape.extend(t.shape.iter().map(|&d| d as i64));
+                let shape = metadata_shape(t);
                 json!({"name": t.name, "datatype": kserve_type(t.dtype), "shape": shape})
             })
             .collect()
@@ -60,34 +71,85 @@ pub(super) fn metadata(name: &str, plan: &Plan) -> Value {
     })
 }
 
+/// The sequence length a declared `shape` (`[rows, sample..]`) gives the input `info`:
+/// `None` without a variable sequence, whose sample must then be the model's exactly; or
+/// why the shape does not fit.
+pub(super) fn sample_fits(info: &TensorInfo, shape: &[u64]) -> Result<Option<usize>, String> {
+    let fits = shape.len() == info.shape.len() + 1
+        && shape[1..]
+            .iter()
+            .zip(&info.shape)
+            .enumerate()
+            .all(|(i, (&d, &m))| d == m as u64 || (i == 0 && info.seq && d >= 1 && d <= m as u64));
+    if !fits {
+        let mut dims: Vec<String> = info.shape.iter().map(usize::to_string).collect();
+        if info.seq {
+            dims[0] = format!("1..={}", info.shape[0]);
+        }
+        return Err(format!(
+            "shape {shape:?}: the model takes [rows, {}]",
+            dims.join(", ")
+        ));
+    }
+    Ok(info.seq.then(|| shape[1] as usize))
+}
+
+/// The samples and the sequence length of a request's inputs, as they are added.
+#[derive(Default)]
+pub(super) struct Rows {
+    pub(super) rows: Option<usize>,
+    pub(super) seq: Option<usize>,
+}
+
+impl Rows {
+    /// The run's sequence length: the inputs' (the plan's longest when they give none or
+    /// the plan has no variable sequence).
+    pub(super) fn seq(&self, plan: &Plan) -> usize {
+        self.seq
+            .or_else(|| plan.seq_range().map(|r| *r.end()))
+            .unwrap_or(1)
+    }
+}
+
 /// Appends one input's values, checking its count against the model and the declared
-/// shape, and its rows against the first input's.
+/// shape, and its rows and sequence length against the other inputs'.
 pub(super) fn add_input(
     arrays: &mut Vec<Array>,
-    rows: &mut Option<usize>,
+    rows: &mut Rows,
     info: &TensorInfo,
     shape: Option<&[u64]>,
     flat: Flat,
 ) -> Result<(), String> {
     let bad = |m: String| format!("input {:?}: {m}", info.name);
-    if flat.len() == 0 || !flat.len().is_multiple_of(info.len) {
+    let seq = match shape {
+        Some(s) => sample_fits(info, s).map_err(bad)?,
+        None => None,
+    };
+    if let Some(s) = seq
+        && *rows.seq.get_or_insert(s) != s
+    {
         return Err(bad(format!(
-            "{} values: not a whole number of samples of {} ({:?} per sample)",
+            "a sequence of {s}, another input has {}",
+            rows.seq.unwrap_or(0)
+        )));
+    }
+    let len = info.len_at(seq.unwrap_or(info.shape.first().copied().unwrap_or(1)));
+    if flat.len() == 0 || !flat.len().is_multiple_of(len.max(1)) {
+        return Err(bad(format!(
+            "{} values: not a whole number of samples of {len} ({:?} per sample)",
             flat.len(),
-            info.len,
             info.shape
         )));
     }
-    let r = flat.len() / info.len;
+    let r = flat.len() / len.max(1);
     if let Some(shape) = shape
         && shape.first().is_none_or(|&d| d != r as u64)
     {
         return Err(bad(format!(
-            "shape {shape:?}, but the data holds {r} samples of {:?}",
-            info.shape
+            "shape {shape:?}, but the data holds {r} samples of {len} values"
         )));
     }
-    let first = *rows.get_or_insert(r);
+    let first = *rows.rows.get_or_insert(r);
     if first != r {
         return Err(bad(format!("{r} rows, the first input has {first}")));
     }
@@ -147,6 +209,8 @@ pub(super) struct KserveRequest {
     pub(super) arrays: Vec<Array>,
     /// Samples in each array.
     rows: usize,
+    /// The sequence length of the inputs that have one.
+    pub(super) seq: usize,
     /// The outputs to answer with (index into the plan's outputs), each binary or inline.
     wanted: Vec<(usize, bool)>,
     /// The request's `id`, as its JSON text, echoed.
@@ -223,7 +287,7 @@ pub(super) fn kserve_request(
         )));
     }
     let mut arrays = Vec::with_capacity(plan.inputs().len());
-    let mut rows = None;
+    let mut rows = Rows::default();
     for info in plan.inputs() {
         let names = req.inputs.iter().map(|t| t.name.as_deref());
         let k = tensor_for(plan, info, names)?;
@@ -251,7 +315,8 @@ pub(super) fn kserve_request(
     }
     Ok(KserveRequest {
         arrays,
-        rows: rows.unwrap_or(0),
+        seq: rows.seq(plan),
+        rows: rows.rows.unwrap_or(0),
         wanted,
         id: req
             .id
@@ -384,7 +449,8 @@ pub(super) fn kserve_response(
             kserve_type(info.dtype),
             req.rows
         );
-        for d in &info.shape {
+        for (i, d) in info.shape.iter().enumerate() {
+            let d = if i == 0 && info.seq { req.seq } else { *d };
             let _ = write!(json, ",{d}");
         }
         json.push(b']');
@@ -425,11 +491,12 @@ pub(super) fn tf_request(
         Err(m) => return Err(Fault::Bad(m)),
     };
     let mut arrays = Vec::with_capacity(cols.len());
-    let mut rows = None;
+    // Without shapes, samples are read at the plan's longest sequence.
+    let mut rows = Rows::default();
     for (info, col) in plan.inputs().iter().zip(cols) {
         add_input(&mut arrays, &mut rows, info, None, col)?;
     }
-    Ok((arrays, rows.unwrap_or(0)))
+    Ok((arrays, rows.rows.unwrap_or(0)))
 }
 
 /// Encodes a predict's outputs: `{"predictions": [...]}`, one entry per sample (an object

@@ -339,26 +339,12 @@ fn checked<'p>(
     let Some(shape) = shape else {
         return Ok(Some((info, None)));
     };
-    let bad = || {
-        format!(
-            "shape {shape:?}: the model takes [rows, {}]",
-            info.shape
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
-    let (&rows, sample) = shape.split_first().ok_or_else(bad)?;
-    if sample.len() != info.shape.len()
-        || sample.iter().zip(&info.shape).any(|(&d, &m)| d != m as u64)
-    {
-        return Err(bad());
-    }
-    let values = usize::try_from(rows)
+    let seq = super::codec::sample_fits(info, shape)?;
+    let len = info.len_at(seq.unwrap_or(1));
+    let values = usize::try_from(shape[0])
         .ok()
-        .and_then(|r| r.checked_mul(info.len))
-        .ok_or_else(bad)?;
+        .and_then(|r| r.checked_mul(len))
+        .ok_or_else(|| format!("shape {shape:?}: too many values"))?;
     Ok(Some((info, Some(values))))
 }
 

@@ -281,9 +281,7 @@ fn metadata(s: &Served) -> ModelMetadataResponse {
             .map(|t| TensorMetadata {
                 name: t.name.clone(),
                 datatype: codec::kserve_type(t.dtype).into(),
-                shape: std::iter::once(-1)
-                    .chain(t.shape.iter().map(|&d| d as i64))
-                    .collect(),
+                shape: codec::metadata_shape(t),
             })
             .collect()
     };
@@ -301,6 +299,8 @@ fn metadata(s: &Served) -> ModelMetadataResponse {
 struct Call {
     arrays: Vec<Array>,
     rows: usize,
+    /// The inputs' sequence length.
+    seq: usize,
     /// Indices into the plan's outputs.
     wanted: Vec<usize>,
     model: String,
@@ -345,7 +345,7 @@ async fn infer(state: &State, msg: Bytes, mut held: Held) -> Result<(Vec<u8>, He
     held.shrink_to(held.bytes().saturating_sub(2 * len));
     let outs = s
         .batcher
-        .run_async(std::mem::take(&mut call.arrays))
+        .run_seq_async(call.seq, std::mem::take(&mut call.arrays))
         .await
         .map_err(|e| match e {
             Error::Overloaded(m) => Status::new(Code::Unavailable, m),
@@ -381,7 +381,7 @@ fn arrays(
         ));
     }
     let mut arrays = Vec::with_capacity(plan.inputs().len());
-    let mut rows = None;
+    let mut rows = codec::Rows::default();
     for info in plan.inputs() {
         let names = req.inputs.iter().map(|t| Some(t.name.as_str()));
         let k = codec::tensor_for(plan, info, names)
@@ -396,22 +396,7 @@ fn arrays(
             .collect::<Result<_, _>>()?;
         let datatype = Some(t.datatype.as_str()).filter(|d| !d.is_empty());
         Flat::for_input(info, datatype).map_err(bad)?;
-        let sample_ok = shape.len() == info.shape.len() + 1
-            && shape[1..]
-                .iter()
-                .zip(&info.shape)
-                .all(|(&d, &m)| d == m as u64);
-        if !sample_ok {
-            return Err(bad(format!(
-                "shape {:?}: the model takes [rows, {}]",
-                t.shape,
-                info.shape
-                    .iter()
-                    .map(usize::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
+        codec::sample_fits(info, &shape).map_err(bad)?;
         let flat = match raw.get(k) {
             Some(bytes) => codec::binary_values(bytes, datatype, held).map_err(|f| match f {
                 Fault::Bad(m) => bad(m),
@@ -442,7 +427,8 @@ fn arrays(
     };
     Ok(Call {
         arrays,
-        rows: rows.unwrap_or(0),
+        seq: rows.seq(plan),
+        rows: rows.rows.unwrap_or(0),
         wanted,
         model,
         id: req.id,
@@ -477,7 +463,12 @@ fn answer(plan: &sinter::Plan, call: &Call, outs: &[Vec<f32>]) -> Vec<u8> {
             name: info.name.clone(),
             datatype: codec::kserve_type(info.dtype).into(),
             shape: std::iter::once(call.rows as i64)
-                .chain(info.shape.iter().map(|&d| d as i64))
+                .chain(
+                    info.shape
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &d)| (if i == 0 && info.seq { call.seq } else { d }) as i64),
+                )
                 .collect(),
             ..Default::default()
         });
