@@ -16,6 +16,11 @@
 //! both ways, what `tritonclient.grpc` does) to a `--grpc-port`, one HTTP/2 connection per
 //! client.
 //!
+//! `--encoder FILE --seq N` checks a transformer encoder instead (an ONNX file with integer
+//! inputs: token ids, an attention mask, token types): each request has its own length,
+//! drawn from 1 to N, with a random padding mask, and its answer must be the bits of that
+//! request run alone at its own length — whatever other lengths shared its batch.
+//!
 //! ```sh
 //! cargo run --release -- serve builtin:mnist-mlp --port 8000 --grpc-port 8001 &
 //! cargo run --release --example loadtest -- 8000 64 10 [--binary] [--hostile 24]
@@ -45,8 +50,17 @@ fn main() {
             .and_then(|i| args.get(i + 1).cloned())
     };
     let builtin = flag("--builtin").unwrap_or_else(|| "mnist-mlp".into());
-    let Some(reference) = sinter::builtin::by_name(&builtin) else {
-        eprintln!("no built-in model named {builtin:?}");
+    let encoder = flag("--encoder");
+    let longest: usize = flag("--seq").and_then(|n| n.parse().ok()).unwrap_or(128);
+    let reference = match &encoder {
+        Some(path) => {
+            let opts = sinter::io::LoadOptions::new().seq(longest);
+            sinter::io::load_with(std::path::Path::new(path), &opts).ok()
+        }
+        None => sinter::builtin::by_name(&builtin),
+    };
+    let Some(reference) = reference else {
+        eprintln!("no model {:?}", encoder.unwrap_or(builtin));
         std::process::exit(2);
     };
     let plan = Arc::new(
@@ -54,8 +68,13 @@ fn main() {
             .compile(&sinter::CompileOptions::new().threads(1))
             .unwrap(),
     );
-    // The server's names: the built-in's by default (`sinter serve builtin:NAME`).
-    let model = flag("--model").unwrap_or(builtin);
+    // The server's names: the built-in's (or the file's stem) by default.
+    let stem = encoder.as_deref().map(|p| {
+        let name = std::path::Path::new(p).file_name().unwrap_or_default();
+        let name = name.to_string_lossy();
+        name.split('.').next().unwrap_or_default().to_string()
+    });
+    let model = flag("--model").or(stem).unwrap_or(builtin);
     let input_name = flag("--input-name").unwrap_or_else(|| plan.inputs()[0].name.clone());
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let start = Instant::now();
@@ -115,6 +134,7 @@ fn main() {
                 check,
                 binary,
                 grpc,
+                encoder: encoder.is_some(),
             };
             std::thread::spawn(move || client(port, c, deadline, how, &plan, &model, &input_name))
         })
@@ -191,6 +211,7 @@ struct How {
     check: bool,
     binary: bool,
     grpc: bool,
+    encoder: bool,
 }
 
 /// One client: requests on one keep-alive connection until the deadline.
@@ -202,6 +223,7 @@ fn client(
         check,
         binary,
         grpc,
+        encoder,
     }: How,
     plan: &sinter::Plan,
     model: &str,
@@ -209,6 +231,9 @@ fn client(
 ) -> (Vec<Duration>, usize, usize) {
     if grpc {
         return grpc_client(port, c, deadline, check, plan, model, input_name);
+    }
+    if encoder {
+        return encoder_client(port, c, deadline, (plan, check), model);
     }
     let (mut lat, mut errors, mut mismatches) = (Vec::new(), 0, 0);
     let connect = || {
@@ -354,6 +379,83 @@ fn sample(len: usize, c: usize, i: usize) -> Vec<f32> {
     (0..len)
         .map(|j| (((j * 31 + c * 7919 + i * 13) % 997) as f32 / 997.0) - 0.5)
         .collect()
+}
+
+/// One encoder client: requests of random lengths on one keep-alive connection until the
+/// deadline, each answer checked against the request alone at its own length.
+fn encoder_client(
+    port: u16,
+    c: usize,
+    deadline: Instant,
+    (plan, check): (&sinter::Plan, bool),
+    model: &str,
+) -> (Vec<Duration>, usize, usize) {
+    let (mut lat, mut errors, mut mismatches) = (Vec::new(), 0, 0);
+    let longest = plan.seq_range().map_or(1, |r| *r.end());
+    let mut rng = sinter::model::init::SplitMix64::new(c as u64 + 1);
+    let connect = || {
+        let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_nodelay(true).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+        Some(s)
+    };
+    let mut stream = connect();
+    let mut i = 0usize;
+    while Instant::now() < deadline && i < 1_000_000 {
+        i += 1;
+        let len = 1 + (rng.next_u64() as usize % longest);
+        let keep = 1 + (rng.next_u64() as usize % len);
+        // Token ids below each input's vocabulary; a mask keeping the first `keep`.
+        let inputs: Vec<Vec<i64>> = (0..plan.inputs().len())
+            .map(|k| match plan.id_limit(k) {
+                Some(v) => (0..len).map(|_| (rng.next_u64() % v as u64) as i64).collect(),
+                None => (0..len).map(|j| i64::from(j < keep)).collect(),
+            })
+            .collect();
+        let tensors: Vec<serde_json::Value> = plan
+            .inputs()
+            .iter()
+            .zip(&inputs)
+            .map(|(info, v)| {
+                serde_json::json!({"name": info.name, "shape": [1, len], "datatype": "INT64", "data": v})
+            })
+            .collect();
+        let body = serde_json::json!({ "inputs": tensors }).to_string();
+        let t = Instant::now();
+        let Some(s) = stream.as_mut() else {
+            errors += 1;
+            stream = connect();
+            continue;
+        };
+        match request(s, port, model, body.as_bytes(), None) {
+            Some((200, _, _)) if !check => lat.push(t.elapsed()),
+            Some((200, resp, _)) => {
+                lat.push(t.elapsed());
+                let v: serde_json::Value = serde_json::from_slice(&resp).unwrap_or_default();
+                let arrays: Vec<sinter::io::npy::Array> = inputs
+                    .into_iter()
+                    .map(sinter::io::npy::Array::I64)
+                    .collect();
+                let values: Vec<sinter::Values> = arrays.iter().map(|a| a.values()).collect();
+                let alone = plan.run_seq(len, &values).unwrap_or_default();
+                let same = alone.iter().enumerate().all(|(k, want)| {
+                    let got = v["outputs"][k]["data"].as_array();
+                    got.is_some_and(|g| {
+                        g.len() == want.len()
+                            && g.iter().zip(want).all(|(x, w)| {
+                                (x.as_f64().unwrap_or(f64::NAN) as f32).to_bits() == w.to_bits()
+                            })
+                    })
+                });
+                mismatches += usize::from(!same);
+            }
+            _ => {
+                errors += 1;
+                stream = connect();
+            }
+        }
+    }
+    (lat, errors, mismatches)
 }
 
 /// One gRPC client: `ModelInfer` calls on one HTTP/2 connection until the deadline.
