@@ -427,7 +427,16 @@ fn encoder_client(
             stream = connect();
             continue;
         };
-        match request(s, port, model, body.as_bytes(), None) {
+        // The server closes a keep-alive connection idle past its header timeout (while this
+        // client checked the last answer): send once more on a new one.
+        let mut answer = request(s, port, model, body.as_bytes(), None);
+        if answer.is_none() {
+            stream = connect();
+            answer = stream
+                .as_mut()
+                .and_then(|s| request(s, port, model, body.as_bytes(), None));
+        }
+        match answer {
             Some((200, _, _)) if !check => lat.push(t.elapsed()),
             Some((200, resp, _)) => {
                 lat.push(t.elapsed());
