@@ -408,7 +408,9 @@ fn encoder_client(
         // Token ids below each input's vocabulary; a mask keeping the first `keep`.
         let inputs: Vec<Vec<i64>> = (0..plan.inputs().len())
             .map(|k| match plan.id_limit(k) {
-                Some(v) => (0..len).map(|_| (rng.next_u64() % v as u64) as i64).collect(),
+                Some(v) => (0..len)
+                    .map(|_| (rng.next_u64() % v as u64) as i64)
+                    .collect(),
                 None => (0..len).map(|j| i64::from(j < keep)).collect(),
             })
             .collect();

@@ -97,6 +97,13 @@ fn encoders_match_their_frameworks_and_keep_every_invariant() {
             let g = run(&model, opts().isa(Some(isa)), &values);
             assert_eq!(bits(&g), want, "{name}: {isa} differs");
         }
+        // Compiled consuming the model (weights freed as packed): the same plan.
+        let owned = model.clone().into_plan(&opts()).unwrap();
+        assert_eq!(
+            bits(&owned.run_all(&values).unwrap()),
+            want,
+            "{name}: into_plan"
+        );
         let split = common::split_run(&model, &values, batch).unwrap();
         assert_eq!(bits(&split), want, "{name}: 2 threads differ");
         // The framework's outputs.

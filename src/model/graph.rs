@@ -334,6 +334,12 @@ impl Model {
         Ok(())
     }
 
+    /// Every node's weights, moved out (the nodes keep none): for a compile that consumes
+    /// the model and frees each layer's weights once they are packed.
+    pub(crate) fn take_weights(&mut self) -> Vec<Option<DenseWeights>> {
+        self.nodes.iter_mut().map(|n| n.weights.take()).collect()
+    }
+
     /// Per input: whether its first axis is a variable sequence ([`Model::set_seq_input`]).
     pub fn seq_inputs(&self) -> &[bool] {
         &self.seq

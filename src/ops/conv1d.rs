@@ -9,7 +9,6 @@ use crate::kernels::{Activation, Isa, ops};
 use crate::model::{Padding, Window};
 use crate::passes::{ConvRows, Epi, Op};
 use crate::plan::{StepIo, StepOp, StepRef};
-use std::borrow::Cow;
 
 /// A Conv1D layer's configuration. The kernel is stored as Keras does,
 /// `[kernel_size, in_channels, filters]`, i.e. a `(kernel_size * in_channels) x filters`
@@ -110,7 +109,7 @@ impl LayerOp for Conv1DConfig {
             cx.push("im2col", step, vec![w.out, w.size * ch]);
         }
         Ok(Op::Dense {
-            weights: Cow::Borrowed(cx.weights()?),
+            weights: cx.graph_weights()?,
             acts: vec![Epi::Act(self.activation)],
             conv,
         })

@@ -7,7 +7,6 @@ use crate::kernels::Activation;
 use crate::model::DenseWeights;
 use crate::passes::{Epi, Op};
 use crate::reference::activation_row;
-use std::borrow::Cow;
 
 /// A Dense layer's configuration (its kernel and bias are the node's weights).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -43,7 +42,7 @@ impl LayerOp for DenseConfig {
     }
     fn lower<'m>(&'m self, cx: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
         Ok(Op::Dense {
-            weights: Cow::Borrowed(cx.weights()?),
+            weights: cx.graph_weights()?,
             acts: vec![Epi::Act(self.activation)],
             conv: None,
         })

@@ -46,8 +46,12 @@ impl LayerOp for EmbeddingConfig {
                 msg: "an Embedding must read a model input (its ids)".into(),
             });
         }
+        let table = match cx.graph_weights()? {
+            std::borrow::Cow::Owned(w) => std::borrow::Cow::Owned(w.kernel),
+            std::borrow::Cow::Borrowed(w) => std::borrow::Cow::Borrowed(&w.kernel[..]),
+        };
         Ok(Op::Gather {
-            table: &cx.weights()?.kernel,
+            table,
             dim: self.output_dim,
         })
     }

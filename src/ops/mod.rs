@@ -29,6 +29,7 @@ pub(crate) mod unary;
 use crate::error::{Error, Result};
 use crate::model::{DType, DenseWeights, Model, Node};
 use crate::passes::{GNode, Op};
+use std::borrow::Cow;
 
 /// What every layer kind provides. Defaults fit a weightless float layer.
 pub(crate) trait LayerOp: std::fmt::Debug {
@@ -77,6 +78,9 @@ pub(crate) struct Lowering<'m, 'g> {
     pub nodes: &'g mut Vec<GNode<'m>>,
     /// The graph nodes the node's value reads (updated by [`Lowering::push`]).
     pub inputs: Vec<usize>,
+    /// The node's weights when the graph takes them from a consumed model
+    /// ([`Model::into_plan`](crate::model::Model::into_plan)), else `None`.
+    pub owned: Option<DenseWeights>,
 }
 
 impl<'m> Lowering<'m, '_> {
@@ -87,6 +91,14 @@ impl<'m> Lowering<'m, '_> {
             .inputs
             .first()
             .map_or(&[], |&j| m.nodes()[j].shape.as_slice())
+    }
+
+    /// The node's weights for the graph: moved out of a consumed model, else borrowed.
+    pub fn graph_weights(&mut self) -> Result<Cow<'m, DenseWeights>> {
+        match self.owned.take() {
+            Some(w) => Ok(Cow::Owned(w)),
+            None => self.weights().map(Cow::Borrowed),
+        }
     }
 
     /// The node's weights (an error names the layer if it has none).

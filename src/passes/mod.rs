@@ -89,7 +89,7 @@ pub enum Op<'m> {
     /// Rows of `table` (`vocab x dim`) picked by the integer ids of a graph input.
     Gather {
         /// The table, row-major.
-        table: &'m [f32],
+        table: Cow<'m, [f32]>,
         /// Row width.
         dim: usize,
     },
@@ -210,7 +210,10 @@ pub trait Pass {
 
 impl<'m> Graph<'m> {
     /// Lowers a model: each layer's op (`ops/`) gives its node (a Conv1D also its padding).
-    pub fn from_model(m: &'m Model) -> Result<Graph<'m>> {
+    /// The weights are borrowed from the model, or taken from `owned` (per model node, as
+    /// [`Model::take_weights`] gives them) where it has them: the graph then owns them, and
+    /// a plan frees each once it is packed.
+    pub(crate) fn lower(m: &'m Model, mut owned: Vec<Option<DenseWeights>>) -> Result<Graph<'m>> {
         let mut nodes: Vec<GNode<'m>> = Vec::with_capacity(m.nodes().len());
         let mut map = vec![0usize; m.nodes().len()];
         for (i, n) in m.nodes().iter().enumerate() {
@@ -219,6 +222,7 @@ impl<'m> Graph<'m> {
                 node: n,
                 nodes: &mut nodes,
                 inputs: n.inputs.iter().map(|&j| map[j]).collect(),
+                owned: owned.get_mut(i).and_then(Option::take),
             };
             let op = n.layer.op().lower(&mut cx)?;
             let inputs = cx.inputs;

@@ -209,15 +209,28 @@ pub const POOLED_ARENAS: usize = 8;
 impl Model {
     /// Compiles the model into a static plan.
     pub fn compile(&self, opts: &CompileOptions) -> Result<Plan> {
-        Plan::new(self, opts)
+        Plan::new(self, Vec::new(), opts)
+    }
+
+    /// [`compile`](Self::compile) consuming the model: each layer's weights are freed as soon
+    /// as they are packed, so the weights are never held twice (a model loaded from a file,
+    /// compiled once). The same plan as `compile`.
+    pub fn into_plan(mut self, opts: &CompileOptions) -> Result<Plan> {
+        let weights = self.take_weights();
+        Plan::new(&self, weights, opts)
     }
 }
 
 impl Plan {
     /// Lower (passes) -> assign buffers -> schedule (steps, arena offsets, packed weights).
-    fn new(model: &Model, opts: &CompileOptions) -> Result<Plan> {
+    /// `owned`: the model's weights, taken out of it (else borrowed, and kept).
+    fn new(
+        model: &Model,
+        owned: Vec<Option<crate::model::DenseWeights>>,
+        opts: &CompileOptions,
+    ) -> Result<Plan> {
         let isa = check_options(opts)?;
-        let g = passes::optimize(Graph::from_model(model)?, opts.fuse)?;
+        let mut g = passes::optimize(Graph::lower(model, owned)?, opts.fuse)?;
         let passes = passes::pipeline(opts.fuse)
             .iter()
             .map(|p| p.name())
@@ -240,7 +253,7 @@ impl Plan {
             steps,
             arena,
             outputs: output_locs,
-        } = schedule(&g, buffers, opts, isa, seq.as_ref())?;
+        } = schedule(&mut g, buffers, opts, isa, seq.as_ref())?;
         let info = |name: &str, node: usize, dtype: DType| -> Result<TensorInfo> {
             let shape = g.nodes[node].shape.clone();
             Ok(TensorInfo {
@@ -570,8 +583,37 @@ impl Plan {
 }
 
 /// What step `i` computes, weights packed for `isa`. `into`: the elided concat it writes
-/// into, with its first column there.
+/// into, with its first column there. Weights the graph owns (a consumed model's) move into
+/// the step or are freed once packed.
 fn step_kind(
+    g: &mut Graph,
+    i: usize,
+    isa: Isa,
+    into: Option<(usize, usize)>,
+    tune_batch: Option<usize>,
+) -> Result<Kind> {
+    if let Op::Gather { table, dim } = &mut g.nodes[i].op {
+        return Ok(Kind::Gather {
+            table: std::mem::take(table).into_owned(),
+            dim: *dim,
+        });
+    }
+    let kind = kind_of(g, i, isa, into, tune_batch)?;
+    if let Op::Dense {
+        weights: w @ std::borrow::Cow::Owned(_),
+        ..
+    } = &mut g.nodes[i].op
+    {
+        *w = std::borrow::Cow::Owned(crate::model::DenseWeights {
+            kernel: Vec::new(),
+            bias: None,
+        });
+    }
+    Ok(kind)
+}
+
+/// [`step_kind`] from the graph as it is.
+fn kind_of(
     g: &Graph,
     i: usize,
     isa: Isa,
@@ -628,10 +670,7 @@ fn step_kind(
             width: *node.shape.last().expect("checked rank"),
         },
         Op::Step(s) => Kind::Op(s.clone()),
-        Op::Gather { table, dim } => Kind::Gather {
-            table: table.to_vec(),
-            dim: *dim,
-        },
+        Op::Gather { .. } => unreachable!("gathers take their table in step_kind"),
         Op::Permute(perm) => Kind::Permute {
             shape: x.clone(),
             perm: perm.clone(),

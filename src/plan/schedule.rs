@@ -24,7 +24,7 @@ pub(super) fn elems(shape: &[usize], name: &str, max_batch: usize) -> Result<usi
 }
 
 pub(super) fn schedule(
-    g: &Graph,
+    g: &mut Graph,
     buffers: Buffers,
     opts: &CompileOptions,
     isa: Isa,
@@ -32,7 +32,7 @@ pub(super) fn schedule(
 ) -> Result<Schedule> {
     let elems = |shape: &[usize], name: &str| elems(shape, name, opts.max_batch);
     // Values per sample of node `j`'s value, following the sequence where it does.
-    let len_of = |j: usize| -> Result<Len> {
+    let len_of = |g: &Graph, j: usize| -> Result<Len> {
         let n = elems(&g.nodes[j].shape, &g.nodes[j].name)?;
         Ok(match seq {
             Some(s) => Len::new(n, s.nodes[j], s.max),
@@ -50,14 +50,26 @@ pub(super) fn schedule(
     let mut loc: Vec<Option<Loc>> = vec![None; sized_by.len()];
     let mut size = vec![0usize; sized_by.len()];
     let mut steps = Vec::new();
-    for (i, node) in g.nodes.iter().enumerate() {
+    for i in 0..g.nodes.len() {
         if view[i] {
             continue;
         }
+        // The step's kernel and weights, packed (the graph's own copy of them freed).
+        let kind = match g.nodes[i].op {
+            Op::Input => None,
+            _ => Some(step_kind(
+                g,
+                i,
+                isa,
+                into[i],
+                opts.tune.then_some(opts.max_batch),
+            )?),
+        };
+        let node = &g.nodes[i];
         let b = buf_of[i];
         let out_len = elems(&g.nodes[sized_by[b]].shape, &node.name)?;
         let len = out_len * opts.max_batch;
-        if matches!(node.op, Op::Input) {
+        let Some(kind) = kind else {
             let k = g
                 .inputs
                 .iter()
@@ -65,7 +77,7 @@ pub(super) fn schedule(
                 .expect("checked graph");
             loc[b] = Some(Loc::Input(k));
             continue;
-        }
+        };
         let sb = buf_of[node.inputs[0]];
         let src_loc = loc[sb].expect("inputs are written before they are read");
         // An elementwise or row step overwrites its input when nothing reads that afterwards.
@@ -99,15 +111,15 @@ pub(super) fn schedule(
         let mut rest = Vec::new();
         for &j in node.inputs.iter().skip(1) {
             let l = loc[buf_of[j]].expect("inputs are written before they are read");
-            rest.push((l, len_of(j)?));
+            rest.push((l, len_of(g, j)?));
         }
         steps.push(Step {
             name: node.name.clone(),
-            kind: step_kind(g, i, isa, into[i], opts.tune.then_some(opts.max_batch))?,
+            kind,
             src: src_loc,
             dst: loc[b].expect("just set"),
-            in_len: len_of(node.inputs[0])?,
-            out_len: len_of(sized_by[b])?,
+            in_len: len_of(g, node.inputs[0])?,
+            out_len: len_of(g, sized_by[b])?,
             rest,
             scratch,
         });
@@ -125,7 +137,7 @@ pub(super) fn schedule(
     }
     let mut outputs = Vec::with_capacity(g.outputs.len());
     for &o in &g.outputs {
-        let len = len_of(o)?;
+        let len = len_of(g, o)?;
         match loc[buf_of[o]].expect("the output is written") {
             Loc::Arena(off) => outputs.push(off),
             src @ Loc::Input(_) => {

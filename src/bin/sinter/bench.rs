@@ -63,7 +63,7 @@ pub(crate) fn run(
 ) -> Result<()> {
     let model = load_model(model_spec)?;
     let max = batches.iter().copied().max().unwrap_or(1).max(1);
-    let plan = compile(&model, args, max)?;
+    let plan = compile(model, args, max)?;
     let mut session = plan.session()?;
     let peak = peak_gflops(plan.isa());
     let cpu = cpu_model();

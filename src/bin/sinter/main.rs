@@ -228,13 +228,14 @@ pub(crate) fn load_model_with(spec: &str, opts: &sinter::io::LoadOptions) -> Res
     sinter::io::load_with(Path::new(spec), opts)
 }
 
-pub(crate) fn compile(model: &Model, args: &PlanArgs, max_batch: usize) -> Result<Arc<Plan>> {
+/// Compiles `model`, consumed: its weights are freed as they are packed.
+pub(crate) fn compile(model: Model, args: &PlanArgs, max_batch: usize) -> Result<Arc<Plan>> {
     let opts = CompileOptions::new()
         .fuse(!args.no_fuse)
         .max_batch(max_batch)
         .threads(args.threads.unwrap_or(CompileOptions::default().threads))
         .tune(args.tune);
-    Ok(Arc::new(model.compile(&opts)?))
+    Ok(Arc::new(model.into_plan(&opts)?))
 }
 
 fn run_npy(model: &str, inputs: &[String], outputs: &[String], args: &PlanArgs) -> Result<()> {
@@ -328,7 +329,7 @@ fn run_npy(model: &str, inputs: &[String], outputs: &[String], args: &PlanArgs) 
     }
     let arrays: Vec<sinter::io::npy::Array> = arrays.into_iter().flatten().collect();
     let batch = batch.unwrap_or(1);
-    let plan = compile(&model, args, batch)?;
+    let plan = compile(model, args, batch)?;
     let mut session = plan.session()?;
     let ys = match (seq, plan.seq_range()) {
         (Some(s), Some(_)) => session.run_seq(s, &inputs::views(&arrays))?,
@@ -372,7 +373,7 @@ fn main() -> ExitCode {
             say!(" Source: {}", m.origin());
         }),
         Some(Command::Plan { model, plan, batch }) => load_model(&model)
-            .and_then(|m| compile(&m, &plan, batch))
+            .and_then(|m| compile(m, &plan, batch))
             .map(|p| say!("{p}")),
         Some(Command::Run {
             model,

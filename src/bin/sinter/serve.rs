@@ -221,7 +221,7 @@ pub(crate) fn run(
         let (name, model_spec) = name_of(spec);
         let model = crate::load_model(&model_spec)?;
         let opts = CompileOptions::new().max_batch(max_batch).threads(threads);
-        let plan = Arc::new(model.compile(&opts)?);
+        let plan = Arc::new(model.into_plan(&opts)?);
         let opts = BatcherOptions::new()
             .max_batch(max_batch)
             .max_delay(Duration::from_micros(max_delay_us))

@@ -100,8 +100,10 @@ impl<'n, 'c> Probe<'n, 'c> {
             t.clone()
         } else if let Some(c) = (self.consts)(name) {
             let int = c.f32.is_empty();
-            // Weights are followed by shape only.
-            if c.f32.len().max(c.i64.len()) > self.weights {
+            // Weights are followed by shape only, as is a constant whose values a layer took
+            // (its dims remain).
+            let n = c.f32.len().max(c.i64.len());
+            if n > self.weights || n != c.dims.iter().product::<usize>() {
                 return Some(T::shape(c.dims.clone()));
             }
             let data = if int {
@@ -717,5 +719,25 @@ mod tests {
         let mut p = Probe::new(&nodes, &consts, &decode, [("x".to_string(), x)].into());
         assert!(p.eval("y").is_none());
         assert!(p.eval("z").is_none());
+    }
+
+    #[test]
+    fn a_table_whose_values_a_layer_took_is_followed_by_shape() {
+        // The Embedding took the table's values; its dims remain.
+        let table = Const {
+            dims: vec![50, 4],
+            f32: vec![],
+            i64: vec![],
+        };
+        let nodes = vec![
+            node("Gather", &["table", "ids"], "emb"),
+            node("Shape", &["emb"], "shape"),
+        ];
+        let consts = |n: &str| (n == "table").then_some(&table);
+        let decode = |_: &TensorProto| None;
+        let ids = T::val(vec![2, 3], vec![7.0; 6], true);
+        let mut p = Probe::new(&nodes, &consts, &decode, [("ids".to_string(), ids)].into());
+        let shape = p.eval("shape").expect("the shape is known");
+        assert_eq!(shape.data, Some(vec![2.0, 3.0, 4.0]));
     }
 }

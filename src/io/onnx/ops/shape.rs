@@ -354,17 +354,19 @@ pub(super) fn gather(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     if axis != 0 {
         return Err(cx.unsupported(node, "only axis 0 (rows of a constant table) is supported"));
     }
-    let table = cx.input_const(node, 0)?.clone();
+    let dims = cx.input_const(node, 0)?.dims.clone();
     let ids = cx.input_node(node, 1)?;
-    let [vocab, dim] = table.dims[..] else {
+    let [vocab, dim] = dims[..] else {
         return Err(cx.unsupported(
             node,
-            format!("data has shape {:?}, expected a [V, D] table", table.dims),
+            format!("data has shape {dims:?}, expected a [V, D] table"),
         ));
     };
     if cx.nodes[ids].layer != Layer::Input || cx.nodes[ids].dtype == DType::F32 {
         return Err(cx.unsupported(node, "indices must be an integer graph input"));
     }
+    // The table moves into the layer when nothing else reads it.
+    let (_, table) = cx.take_const_f32(node, 0)?;
     let layer = Layer::Embedding(EmbeddingConfig {
         input_dim: vocab,
         output_dim: dim,
@@ -373,7 +375,7 @@ pub(super) fn gather(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         .output_shape(&[&cx.nodes[ids].shape.clone()])
         .map_err(|m| cx.invalid(node, m))?;
     let weights = DenseWeights {
-        kernel: table.f32,
+        kernel: table,
         bias: None,
     };
     cx.push(cx.output(node)?, layer, vec![ids], shape, Some(weights));
