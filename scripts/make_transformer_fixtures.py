@@ -26,6 +26,11 @@ Keras cases:
               Dense(16, relu). As .keras and .h5.
   mha_padding Input((8, 16)), mask Input((1, 8)): MultiHeadAttention(2, 4)(x, x, mask) -> Dense(4);
               one sample's mask is all zeros (Keras then averages every value).
+  mha_variable Input((None, 16)): MultiHeadAttention(2, 4, use_causal_mask) over x, x;
+              LayerNormalization(x + a); Dense(8). Run at 8 positions and, as "short", its
+              first 5 positions alone (sinter loads it once, for 8, and runs both).
+
+`keras NAME..` writes only the named Keras cases.
 """
 import json
 import os
@@ -169,11 +174,13 @@ def distilbert_cases(torch, transformers):
     return cases
 
 
-def keras_part():
+def keras_part(only=()):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
     cases = []
+    if not only or "mha_variable" in only:
+        cases += keras_variable(keras)
 
     def build(name):
         x = keras.Input((SEQ, 16), name="x")
@@ -188,7 +195,7 @@ def keras_part():
             y = keras.layers.Dense(4)(a)
         return keras.Model([x, m], y, name=name)
 
-    for name in ["mha_causal", "mha_padding"]:
+    for name in [n for n in ["mha_causal", "mha_padding"] if not only or n in only]:
         model = build(name)
         r = rng("weights:" + name)
         model.set_weights([(r.normal(0, 0.5, w.shape)).astype(np.float32)
@@ -210,6 +217,38 @@ def keras_part():
     merge_manifest(cases)
 
 
+def keras_variable(keras):
+    name = "mha_variable"
+    x = keras.Input((None, 16), name="x")
+    a = keras.layers.MultiHeadAttention(2, 4)(x, x, use_causal_mask=True)
+    y = keras.layers.LayerNormalization()(keras.layers.Add()([x, a]))
+    y = keras.layers.Dense(8)(y)
+    model = keras.Model(x, y, name=name)
+    r = rng("weights:" + name)
+    model.set_weights([(r.normal(0, 0.5, w.shape)).astype(np.float32)
+                       for w in model.get_weights()])
+    x = rng("input:" + name).normal(0, 1, (BATCH, SEQ, 16)).astype(np.float32)
+    y = model.predict(x, verbose=0)
+    short = np.ascontiguousarray(x[:, :5])
+    y_short = model.predict(short, verbose=0)
+    cases = []
+    for ext in ["keras", "h5"]:
+        case = f"{name}.{ext}"
+        model.save(os.path.join(OUT, case))
+        cases.append({
+            "name": case, "model": case, "seq": SEQ, "lens": [SEQ] * BATCH,
+            "inputs": [{"name": "x", "file": save(case, 0, "in", x)}],
+            "outputs": [{"name": "y", "file": save(case, 0, "out", y)}],
+            "short": {"seq": 5,
+                      "inputs": [{"name": "x", "file": save(case, 0, "short_in", short)}],
+                      "outputs": [{"name": "y", "file": save(case, 0, "short_out", y_short)}]},
+        })
+    return cases
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
-    {"torch": torch_part, "keras": keras_part}[sys.argv[1]]()
+    if sys.argv[1] == "keras":
+        keras_part(sys.argv[2:])
+    else:
+        torch_part()

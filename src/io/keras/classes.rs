@@ -159,6 +159,7 @@ pub(super) fn layer_spec(l: &Value, i: usize) -> Res<Spec> {
         dtype: DType::F32,
         mask_zero: false,
         mha: None,
+        seq: false,
     };
     spec.layer = read(
         &Config {
@@ -304,7 +305,7 @@ fn input_layer(c: &Config<'_>, spec: &mut Spec) -> Res<Layer> {
         .get("batch_shape")
         .or_else(|| c.get("batch_input_shape"))
         .ok_or_else(|| c.invalid("no batch_shape"))?;
-    spec.shape = batch_shape(s).map_err(|e| c.invalid(e))?;
+    (spec.shape, spec.seq) = batch_shape(s).map_err(|e| c.invalid(e))?;
     spec.dtype = match c.get("dtype") {
         None => DType::F32,
         Some(Value::String(t)) => match t.as_str() {

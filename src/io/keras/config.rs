@@ -26,6 +26,9 @@ pub(super) struct Spec {
     pub(super) mask_zero: bool,
     /// A `MultiHeadAttention`, which becomes several nodes.
     pub(super) mha: Option<Box<super::mha::Mha>>,
+    /// An `InputLayer` whose first axis is `None`: a sequence of any length, loaded at
+    /// [`LoadOptions::seq`] (the longest a plan runs).
+    pub(super) seq: bool,
 }
 
 impl Spec {
@@ -75,7 +78,7 @@ pub(super) fn parse(config: &[u8], opts: &LoadOptions) -> Res<Parsed> {
         .get("config")
         .ok_or_else(|| in_config(Fault::invalid("no \"config\" object")))?;
     let model_name = cfg.get("name").and_then(Value::as_str).unwrap_or("model");
-    let (specs, inputs, outputs) = match class {
+    let (mut specs, inputs, outputs) = match class {
         "Sequential" => sequential(cfg),
         "Functional" | "Model" => functional(cfg),
         other => Err(Fault::unsupported(format!(
@@ -90,7 +93,19 @@ pub(super) fn parse(config: &[u8], opts: &LoadOptions) -> Res<Parsed> {
             opts.max_layers
         ))));
     }
-    for s in specs.iter().filter(|s| s.layer == Layer::Input) {
+    for s in specs.iter_mut().filter(|s| s.layer == Layer::Input) {
+        if s.seq {
+            // A sequence of any length: loaded at the longest a plan will run.
+            s.shape[0] = match opts.seq {
+                Some(n) if n > 0 => n,
+                _ => {
+                    return Err(s.fault(Fault::unsupported(
+                        "the first axis is None (a sequence of any length): give the longest \
+                         (LoadOptions::seq, --seq N)",
+                    )));
+                }
+            };
+        }
         opts.check_elems(&s.shape)
             .map_err(|m| s.fault(Fault::limit(m)))?;
     }
@@ -129,8 +144,9 @@ pub(super) fn str_field<'v>(v: &'v Value, key: &str) -> Result<&'v str, String> 
         .ok_or_else(|| format!("missing string field {key:?}"))
 }
 
-/// `[null, d1, ..]` as the non-batch shape.
-pub(super) fn batch_shape(v: &Value) -> Result<Vec<usize>, String> {
+/// `[null, d1, ..]` as the non-batch shape; a `null` first axis (a sequence of any length)
+/// is given as 0 and `true`.
+pub(super) fn batch_shape(v: &Value) -> Result<(Vec<usize>, bool), String> {
     let dims = v.as_array().ok_or("shape is not a list")?;
     if dims.len() < 2 || dims.len() > 33 {
         return Err(format!(
@@ -138,17 +154,24 @@ pub(super) fn batch_shape(v: &Value) -> Result<Vec<usize>, String> {
             dims.len()
         ));
     }
-    dims[1..]
+    let variable = dims[1].is_null();
+    let shape = dims[1..]
         .iter()
-        .map(|d| {
-            d.as_u64()
+        .enumerate()
+        .map(|(i, d)| match d.as_u64() {
+            None if i == 0 && d.is_null() => Ok(0),
+            d => d
                 .filter(|&d| d > 0)
                 .and_then(|d| usize::try_from(d).ok())
                 .ok_or_else(|| {
-                    format!("shape {v}: every non-batch axis needs a fixed positive size")
-                })
+                    format!(
+                        "shape {v}: only the first axis after the batch may be None (a \
+                         sequence); the others need a fixed positive size"
+                    )
+                }),
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((shape, variable))
 }
 
 /// The layers, then the input and output layer names in the model's order.
@@ -183,12 +206,15 @@ fn sequential(cfg: &Value) -> Res<Graph> {
                 name: "input_layer".into(),
                 class: "InputLayer".into(),
                 layer: Layer::Input,
-                shape: batch_shape(shape).map_err(Fault::invalid)?,
+                shape: vec![],
                 inbound: vec![],
                 dtype: DType::F32,
                 mask_zero: false,
                 mha: None,
+                seq: false,
             });
+            let spec = specs.last_mut().expect("just pushed");
+            (spec.shape, spec.seq) = batch_shape(shape).map_err(Fault::invalid)?;
         }
         if let Some(prev) = specs.last() {
             spec.inbound = vec![prev.name.clone()];

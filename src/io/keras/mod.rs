@@ -335,6 +335,12 @@ fn build(
     }
     let ins: Vec<usize> = parsed.inputs.iter().map(|n| index[n.as_str()]).collect();
     let outs: Vec<usize> = parsed.outputs.iter().map(|n| index[n.as_str()]).collect();
-    Model::from_nodes(&parsed.model_name, nodes, &ins, &outs)
-        .map_err(|e| files.config(Fault::new(LoadErrorKind::Model(Box::new(e)))))
+    let model_err = |e| files.config(Fault::new(LoadErrorKind::Model(Box::new(e))));
+    let mut model = Model::from_nodes(&parsed.model_name, nodes, &ins, &outs).map_err(model_err)?;
+    for (k, name) in parsed.inputs.iter().enumerate() {
+        if specs.iter().any(|s| s.name == *name && s.seq) {
+            model.set_seq_input(k).map_err(model_err)?;
+        }
+    }
+    Ok(model)
 }
