@@ -97,6 +97,66 @@ pub(crate) fn row<'a>(arrays: &'a [Array], lens: &[usize], r: usize) -> Vec<Valu
         .collect()
 }
 
+/// Samples `first..first + count` of every input, those with a variable sequence cut to their
+/// first `len` positions (`arrays` hold the plan's longest).
+pub(crate) fn cut(
+    plan: &Plan,
+    arrays: &[Array],
+    (first, count): (usize, usize),
+    len: usize,
+) -> Vec<Array> {
+    fn take<T: Copy>(
+        v: &[T],
+        (first, count): (usize, usize),
+        (per, keep): (usize, usize),
+    ) -> Vec<T> {
+        v[first * per..(first + count) * per]
+            .chunks(per.max(1))
+            .flat_map(|s| &s[..keep])
+            .copied()
+            .collect()
+    }
+    plan.inputs()
+        .iter()
+        .zip(arrays)
+        .map(|(info, a)| {
+            let lens = (info.len, info.len_at(len));
+            match a {
+                Array::F32(v) => Array::F32(take(v, (first, count), lens)),
+                Array::I32(v) => Array::I32(take(v, (first, count), lens)),
+                Array::I64(v) => Array::I64(take(v, (first, count), lens)),
+            }
+        })
+        .collect()
+}
+
+/// How many leading positions of sample `r` its padding masks keep (the inputs with a
+/// variable sequence that no Embedding reads): past the last non-zero; `None` without a mask.
+pub(crate) fn kept(plan: &Plan, arrays: &[Array], r: usize) -> Option<usize> {
+    plan.inputs()
+        .iter()
+        .zip(arrays)
+        .enumerate()
+        .filter(|(k, (info, _))| {
+            info.seq && info.dtype != DType::F32 && plan.id_limit(*k).is_none()
+        })
+        .map(|(_, (info, a))| {
+            let sample = match a {
+                Array::I32(v) => v[r * info.len..(r + 1) * info.len]
+                    .iter()
+                    .map(|&x| x != 0)
+                    .collect(),
+                Array::I64(v) => v[r * info.len..(r + 1) * info.len]
+                    .iter()
+                    .map(|&x| x != 0)
+                    .collect(),
+                Array::F32(_) => Vec::new(),
+            };
+            sample.iter().rposition(|&k: &bool| k).map_or(1, |p| p + 1)
+        })
+        .max()
+}
+
 /// `--input`/`--output` arguments bound to names: `NAME=PATH` where NAME is one of `names`
 /// binds by name, anything else is a path taken in order for the names not bound yet.
 /// Returns `(name index, path)` in the order given. With `all`, every name must be bound.

@@ -72,6 +72,47 @@ pub(crate) fn run(spec: &str, batch: usize, outputs: &[String]) -> Result<()> {
         &[f32::from(u8::from(rows_ok))],
         &[1.0],
     );
+    if let Some(range) = plan.seq_range() {
+        let max = *range.end();
+        // A shorter sequence in the plan for the longest == the model loaded for it.
+        let len = (max / 2).max(*range.start());
+        let short = inputs::cut(&plan, &arrays, (0, batch), len);
+        let got = plan.run_seq(len, &inputs::views(&short))?.concat();
+        let fixed = load_model_with(spec, &opts.clone().seq(len))?;
+        let fixed = Arc::new(fixed.compile(&CompileOptions::new().max_batch(batch))?);
+        let want = fixed.run_all(&inputs::views(&short))?.concat();
+        check(
+            format!("a sequence of {len} in the plan for {max} == loaded for {len}"),
+            &got,
+            &want,
+        );
+        if plan.pads() {
+            // Each sample alone at its own length (what its mask keeps) == its real positions
+            // in the batch padded to the longest.
+            let mut same = true;
+            for r in 0..batch {
+                let own = inputs::kept(&plan, &arrays, r).unwrap_or(1 + (r * 5 + 3) % max);
+                let alone = plan.run_seq(
+                    own,
+                    &inputs::views(&inputs::cut(&plan, &arrays, (r, 1), own)),
+                )?;
+                for (k, (o, info)) in alone.iter().zip(plan.outputs()).enumerate() {
+                    let l = out_lens[k];
+                    let padded = full[k][r * l..(r + 1) * l].iter();
+                    same &= o
+                        .iter()
+                        .zip(padded)
+                        .all(|(a, b)| a.to_bits() == b.to_bits())
+                        && o.len() == info.len_at(own);
+                }
+            }
+            check(
+                format!("each of {batch} sequences alone at its own length == padded to {max}"),
+                &[f32::from(u8::from(same))],
+                &[1.0],
+            );
+        }
+    }
     if failures > 0 {
         return Err(Error::Model(format!(
             "{failures} invariant check(s) failed"
