@@ -217,8 +217,9 @@ pub(crate) unsafe fn attend<V: Simd, R8: Simd>(
                 }
                 kind[r] = match (any, a.no_keys) {
                     (true, _) => {
-                        // SAFETY: the ISA is the caller's contract; R8 has 8 lanes.
-                        unsafe { math::row_softmax::<R8>(row, false) };
+                        // SAFETY: the ISA is the caller's contract; R8 has 8 lanes, V at
+                        // most 16.
+                        unsafe { math::row_softmax_wide::<V, R8>(row) };
                         if matches!(a.mask, KeyMask::Pairs(_)) {
                             Row::Pairs
                         } else {

@@ -345,23 +345,9 @@ pub(crate) unsafe fn row_softmax<V: Simd>(row: &mut [f32], log_space: bool) {
         return;
     }
     // SAFETY: the ISA is the caller's contract.
-    let load = |i: usize, pad: f32| unsafe { load_row::<V>(row, i, pad) };
-    let mut mx = load(0, f32::NEG_INFINITY);
-    let mut i = ROW_LANES;
-    while i < row.len() {
-        mx = mx.max_nn(load(i, f32::NEG_INFINITY));
-        i += ROW_LANES;
-    }
-    let mut lanes = [0.0f32; ROW_LANES];
-    // SAFETY: `lanes` has 8 elements.
-    unsafe { mx.store(lanes.as_mut_ptr()) };
-    let m = lanes
-        .iter()
-        .copied()
-        .fold(f32::NEG_INFINITY, |a, b| if a < b { b } else { a });
-    let m = mx.dup(m);
-    let mut sum = mx.dup(0.0);
-    i = 0;
+    let m = unsafe { row_max::<V>(row) };
+    let mut sum = m.dup(0.0);
+    let mut i = 0;
     while i < row.len() {
         // SAFETY: the ISA is the caller's contract.
         let x = unsafe { load_row::<V>(row, i, f32::NEG_INFINITY) };
@@ -387,6 +373,112 @@ pub(crate) unsafe fn row_softmax<V: Simd>(row: &mut [f32], log_space: bool) {
         let y = canonical_nan(x, y);
         store_row(y, row, i);
         i += ROW_LANES;
+    }
+}
+
+/// The largest value of a non-empty row in the canonical order of [`row_softmax`], in every
+/// lane.
+///
+/// # Safety
+/// `V`'s instruction set is available; `V` has 8 lanes.
+#[cfg_attr(sinter_inline, inline(always))]
+unsafe fn row_max<V: Simd>(row: &[f32]) -> V {
+    // SAFETY: the ISA is the caller's contract.
+    let load = |i: usize, pad: f32| unsafe { load_row::<V>(row, i, pad) };
+    let mut mx = load(0, f32::NEG_INFINITY);
+    let mut i = ROW_LANES;
+    while i < row.len() {
+        mx = mx.max_nn(load(i, f32::NEG_INFINITY));
+        i += ROW_LANES;
+    }
+    let mut lanes = [0.0f32; ROW_LANES];
+    // SAFETY: `lanes` has 8 elements.
+    unsafe { mx.store(lanes.as_mut_ptr()) };
+    let m = lanes
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, |a, b| if a < b { b } else { a });
+    mx.dup(m)
+}
+
+/// [`row_softmax`] (not in log space) with its elementwise passes `W` lanes wide: the same
+/// bits, the exponentials at the tier's full width. The maximum and the sum keep the
+/// canonical 8-lane order (`R8`); only the exponentials and the divisions, one value at a
+/// time whatever the width, are `W`-wide.
+///
+/// # Safety
+/// `W`'s and `R8`'s instruction sets are available; `R8` has 8 lanes, `W` at most 16.
+#[cfg_attr(sinter_inline, inline(always))]
+pub(crate) unsafe fn row_softmax_wide<W: Simd, R8: Simd>(row: &mut [f32]) {
+    debug_assert!(R8::LANES == ROW_LANES && W::LANES <= 16);
+    if row.is_empty() {
+        return;
+    }
+    // SAFETY: the ISA is the caller's contract.
+    let mv = unsafe { row_max::<R8>(row) };
+    let mut lanes = [0.0f32; ROW_LANES];
+    // SAFETY: `lanes` has 8 elements.
+    unsafe { mv.store(lanes.as_mut_ptr()) };
+    let m = lanes[0];
+    let n = row.len();
+    let mut buf = [0.0f32; 16];
+    // The exponentials, W at a time (the tail through `buf`, padded with -inf: 0).
+    let mut i = 0;
+    while i < n {
+        let whole = i + W::LANES <= n;
+        let x = if whole {
+            // SAFETY: LANES values from `i` are in bounds; the ISA is the caller's contract.
+            unsafe { W::load(row.as_ptr().add(i)) }
+        } else {
+            buf.fill(f32::NEG_INFINITY);
+            buf[..n - i].copy_from_slice(&row[i..]);
+            // SAFETY: `buf` holds 16 >= LANES values.
+            unsafe { W::load(buf.as_ptr()) }
+        };
+        let e = exp(x.sub(x.dup(m)));
+        let e = W::select(x.eq(x.dup(f32::NEG_INFINITY)), x.dup(0.0), e);
+        if whole {
+            // SAFETY: as the load.
+            unsafe { e.store(row.as_mut_ptr().add(i)) };
+        } else {
+            // SAFETY: as the load.
+            unsafe { e.store(buf.as_mut_ptr()) };
+            row[i..].copy_from_slice(&buf[..n - i]);
+        }
+        i += W::LANES;
+    }
+    // Their sum in the canonical 8-lane order.
+    let mut sum = mv.dup(0.0);
+    i = 0;
+    while i < n {
+        // SAFETY: the ISA is the caller's contract.
+        sum = sum.add(unsafe { load_row::<R8>(row, i, 0.0) });
+        i += ROW_LANES;
+    }
+    let s = sum_lanes(sum);
+    // The divisions, W at a time.
+    i = 0;
+    while i < n {
+        let whole = i + W::LANES <= n;
+        let x = if whole {
+            // SAFETY: LANES values from `i` are in bounds; the ISA is the caller's contract.
+            unsafe { W::load(row.as_ptr().add(i)) }
+        } else {
+            buf.fill(0.0);
+            buf[..n - i].copy_from_slice(&row[i..]);
+            // SAFETY: `buf` holds 16 >= LANES values.
+            unsafe { W::load(buf.as_ptr()) }
+        };
+        let y = canonical_nan(x, x.div(x.dup(s)));
+        if whole {
+            // SAFETY: as the load.
+            unsafe { y.store(row.as_mut_ptr().add(i)) };
+        } else {
+            // SAFETY: as the load.
+            unsafe { y.store(buf.as_mut_ptr()) };
+            row[i..].copy_from_slice(&buf[..n - i]);
+        }
+        i += W::LANES;
     }
 }
 
