@@ -30,6 +30,10 @@ Keras cases:
               LayerNormalization(x + a); Dense(8). Run at 8 positions and, as "short", its
               first 5 positions alone (sinter loads it once, for 8, and runs both).
 
+  text_avg    Input((None,), int32) token ids: Embedding(50, 8, mask_zero=True) ->
+              Dense(8, relu) -> GlobalAveragePooling1D (over the non-zero ids: Keras's mask) ->
+              Dense(3); padded with zeros, one id 0 inside a sequence; also run "short" (5).
+
 `keras NAME..` writes only the named Keras cases.
 """
 import json
@@ -181,6 +185,8 @@ def keras_part(only=()):
     cases = []
     if not only or "mha_variable" in only:
         cases += keras_variable(keras)
+    if not only or "text_avg" in only:
+        cases += keras_text_avg(keras)
 
     def build(name):
         x = keras.Input((SEQ, 16), name="x")
@@ -241,6 +247,39 @@ def keras_variable(keras):
             "outputs": [{"name": "y", "file": save(case, 0, "out", y)}],
             "short": {"seq": 5,
                       "inputs": [{"name": "x", "file": save(case, 0, "short_in", short)}],
+                      "outputs": [{"name": "y", "file": save(case, 0, "short_out", y_short)}]},
+        })
+    return cases
+
+
+def keras_text_avg(keras):
+    name = "text_avg"
+    ids = keras.Input((None,), dtype="int32", name="ids")
+    e = keras.layers.Embedding(50, 8, mask_zero=True)(ids)
+    h = keras.layers.Dense(8, activation="relu")(e)
+    p = keras.layers.GlobalAveragePooling1D()(h)
+    y = keras.layers.Dense(3)(p)
+    model = keras.Model(ids, y, name=name)
+    r = rng("weights:" + name)
+    model.set_weights([(r.normal(0, 0.5, w.shape)).astype(np.float32)
+                       for w in model.get_weights()])
+    r = rng("input:" + name)
+    x = np.array([[r.integers(1, 50) if j < n else 0 for j in range(SEQ)] for n in LENS],
+                 np.int32)
+    x[0, 3] = 0  # a masked step inside a sequence
+    y = model.predict(x, verbose=0)
+    short = np.ascontiguousarray(x[:, :5])
+    y_short = model.predict(short, verbose=0)
+    cases = []
+    for ext in ["keras", "h5"]:
+        case = f"{name}.{ext}"
+        model.save(os.path.join(OUT, case))
+        cases.append({
+            "name": case, "model": case, "seq": SEQ, "lens": LENS,
+            "inputs": [{"name": "ids", "file": save(case, 0, "in", x)}],
+            "outputs": [{"name": "y", "file": save(case, 0, "out", y)}],
+            "short": {"seq": 5,
+                      "inputs": [{"name": "ids", "file": save(case, 0, "short_in", short)}],
                       "outputs": [{"name": "y", "file": save(case, 0, "short_out", y_short)}]},
         })
     return cases

@@ -60,8 +60,8 @@ fn encoders_match_their_frameworks_and_keep_every_invariant() {
     let cases = cases();
     assert_eq!(
         cases.len(),
-        11,
-        "2 HF models x 2 exporters (BERT also at opset 23), 3 Keras models x 2 formats"
+        13,
+        "2 HF models x 2 exporters (BERT also at opset 23), 4 Keras models x 2 formats"
     );
     for case in &cases {
         let name = case["name"].as_str().unwrap();

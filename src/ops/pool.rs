@@ -5,7 +5,7 @@ use super::conv1d::steps_channels;
 use super::{LayerOp, Lowering, Reference, one};
 use crate::error::{Error, Result};
 use crate::kernels::{Isa, ops};
-use crate::model::{Padding, Window};
+use crate::model::{DType, Padding, Window};
 use crate::passes::Op;
 use crate::plan::{StepIo, StepOp, StepRef};
 
@@ -65,6 +65,7 @@ impl<const MAX: bool> LayerOp for Pooling1D<MAX> {
             window,
             ch: in_shape[1],
             global: false,
+            masked: false,
         })))
     }
     fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
@@ -99,9 +100,27 @@ impl<const MAX: bool> LayerOp for GlobalPooling1D<MAX> {
         }
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
-        let s = one(inputs)?;
-        let (_, ch) = steps_channels(&s, self.class_name())?;
+        // A second input: token ids whose zeros mask the steps (Keras's `mask_zero`).
+        let (x, ids) = match inputs {
+            [x] => (x.to_vec(), None),
+            [x, ids] if !MAX => (x.to_vec(), Some(*ids)),
+            _ => {
+                return Err(format!(
+                    "{} takes one input (and, averaging, the ids whose zeros mask it)",
+                    self.class_name()
+                ));
+            }
+        };
+        let (steps, ch) = steps_channels(&x, self.class_name())?;
+        if let Some(ids) = ids
+            && ids != [steps]
+        {
+            return Err(format!("a mask of shape {ids:?} for {steps} steps"));
+        }
         Ok(vec![ch])
+    }
+    fn reads(&self, dtypes: &[DType]) -> bool {
+        dtypes.first() == Some(&DType::F32)
     }
     fn lower<'m>(&'m self, cx: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
         let in_shape = cx.in_shape();
@@ -112,11 +131,27 @@ impl<const MAX: bool> LayerOp for GlobalPooling1D<MAX> {
             window,
             ch: in_shape.get(1).copied().unwrap_or(0),
             global: true,
+            masked: cx.node.inputs.len() == 2,
         })))
     }
     fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
-        let steps = cx.in_shape()[0];
-        Ok(pool(cx.inputs[0], cx.in_shape(), |_| 0..steps, 1, MAX))
+        let (steps, ch) = (cx.in_shape()[0], cx.in_shape()[1]);
+        let Some(ids) = cx.inputs.get(1) else {
+            return Ok(pool(cx.inputs[0], cx.in_shape(), |_| 0..steps, 1, MAX));
+        };
+        // The mean of the kept steps (0 / 0 when none is).
+        let mut y = Vec::with_capacity(cx.batch * ch);
+        for (xs, ids) in cx.inputs[0]
+            .chunks_exact(steps * ch)
+            .zip(ids.chunks_exact(steps))
+        {
+            let kept: Vec<usize> = (0..steps).filter(|&s| ids[s] != 0.0).collect();
+            for c in 0..ch {
+                let sum: f64 = kept.iter().map(|&s| xs[s * ch + c]).sum();
+                y.push(sum / kept.len() as f64);
+            }
+        }
+        Ok(y)
     }
 }
 
@@ -127,16 +162,25 @@ struct Pool {
     window: Window,
     ch: usize,
     global: bool,
+    /// A second input, token ids: only the steps whose id is not 0 are averaged.
+    masked: bool,
 }
 
 impl StepOp for Pool {
     fn describe(&self) -> String {
         let w = &self.window;
         let kind = if self.max { "max" } else { "avg" };
-        format!("{kind} pool {} s{}", w.size, w.stride)
+        match (self.global, self.masked) {
+            (true, true) => format!("{kind} of the steps whose id is not 0"),
+            (true, false) => format!("{kind} of every step"),
+            _ => format!("{kind} pool {} s{}", w.size, w.stride),
+        }
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
         match inputs {
+            [[len, ch], [ids]] if self.masked && *len == self.window.len && ids == len => {
+                Ok(vec![*ch])
+            }
             [[len, ch]] if *len == self.window.len && *ch == self.ch && self.global => {
                 Ok(vec![*ch])
             }
@@ -146,9 +190,45 @@ impl StepOp for Pool {
             _ => Err(format!("pooling needs [{}, {}]", self.window.len, self.ch)),
         }
     }
+    fn seq(&self, ins: &[bool]) -> Result<bool, String> {
+        match (self.global, ins) {
+            // Over every step of a sequence, of any length.
+            (true, [x]) | (true, [x, _]) if !self.masked || ins[1] == *x => Ok(false),
+            (_, ins) if !ins.iter().any(|&s| s) => Ok(false),
+            _ => Err(format!("{} needs a fixed sequence length", self.describe())),
+        }
+    }
+    fn scratch(&self) -> usize {
+        // One sample's mask, as floats.
+        if self.masked { self.window.len } else { 0 }
+    }
+    fn padding(&self) -> crate::plan::Padding {
+        match self.masked {
+            // Padded steps have id 0: skipped.
+            true => crate::plan::Padding::MaskedBy(1),
+            false => crate::plan::Padding::Changes,
+        }
+    }
     fn run(&self, _: Isa, io: StepIo<'_>) {
         let w = self.window;
-        let (ins, out) = io.parts();
+        let steps = io.input_len(0) / self.ch.max(1);
+        let (ins, out, scratch) = io.scratch();
+        if self.masked {
+            let ch = self.ch;
+            for (b, y) in out.chunks_exact_mut(ch).enumerate() {
+                let ids = &mut scratch[..steps];
+                ins.copy_f32(1, b * steps, ids);
+                let x = &ins.get(0)[b * steps * ch..(b + 1) * steps * ch];
+                ops::pool(false, ch, |_| (0..steps).filter(|&s| ids[s] != 0.0), x, y);
+            }
+            return;
+        }
+        if self.global {
+            ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
+                ops::pool(self.max, self.ch, |_| 0..steps, x, y)
+            });
+            return;
+        }
         ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
             ops::pool(self.max, self.ch, |o| w.sources(o), x, y)
         });

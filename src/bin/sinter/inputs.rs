@@ -130,6 +130,41 @@ pub(crate) fn cut(
         .collect()
 }
 
+/// One-sample requests joined into a batch, each input that follows the sequence padded with
+/// zeros to `len` positions (what a batcher does).
+pub(crate) fn pad(plan: &Plan, requests: &[Vec<Array>], len: usize) -> Vec<Array> {
+    fn join<T: Copy + Default>(parts: impl Iterator<Item = Vec<T>>, want: usize) -> Vec<T> {
+        let mut out = Vec::new();
+        for mut p in parts {
+            p.resize(want, T::default());
+            out.extend(p);
+        }
+        out
+    }
+    plan.inputs()
+        .iter()
+        .enumerate()
+        .map(|(k, info)| {
+            let want = info.len_at(len);
+            let parts = requests.iter().map(move |r| r[k].clone());
+            match requests.first().map(|r| &r[k]) {
+                Some(Array::I32(_)) => Array::I32(join(
+                    parts.map(|a| if let Array::I32(v) = a { v } else { Vec::new() }),
+                    want,
+                )),
+                Some(Array::I64(_)) => Array::I64(join(
+                    parts.map(|a| if let Array::I64(v) = a { v } else { Vec::new() }),
+                    want,
+                )),
+                _ => Array::F32(join(
+                    parts.map(|a| if let Array::F32(v) = a { v } else { Vec::new() }),
+                    want,
+                )),
+            }
+        })
+        .collect()
+}
+
 /// How many leading positions of sample `r` its padding masks keep (the inputs with a
 /// variable sequence that no Embedding reads): past the last non-zero; `None` without a mask.
 pub(crate) fn kept(plan: &Plan, arrays: &[Array], r: usize) -> Option<usize> {

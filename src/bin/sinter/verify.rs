@@ -87,23 +87,25 @@ pub(crate) fn run(spec: &str, batch: usize, outputs: &[String]) -> Result<()> {
             &want,
         );
         if plan.pads() {
-            // Each sample alone at its own length (what its mask keeps) == its real positions
-            // in the batch padded to the longest.
+            // Each sample alone at its own length (what its mask keeps, else a length of its
+            // own) == its real positions in a batch of them padded with zeros to the longest,
+            // as the batcher joins requests.
+            let own: Vec<usize> = (0..batch)
+                .map(|r| inputs::kept(&plan, &arrays, r).unwrap_or(1 + (r * 5 + 3) % max))
+                .collect();
+            let alone: Vec<Vec<sinter::io::npy::Array>> = (0..batch)
+                .map(|r| inputs::cut(&plan, &arrays, (r, 1), own[r]))
+                .collect();
+            let padded = inputs::pad(&plan, &alone, max);
+            let together = plan.run_seq(max, &inputs::views(&padded))?;
             let mut same = true;
             for r in 0..batch {
-                let own = inputs::kept(&plan, &arrays, r).unwrap_or(1 + (r * 5 + 3) % max);
-                let alone = plan.run_seq(
-                    own,
-                    &inputs::views(&inputs::cut(&plan, &arrays, (r, 1), own)),
-                )?;
-                for (k, (o, info)) in alone.iter().zip(plan.outputs()).enumerate() {
-                    let l = out_lens[k];
-                    let padded = full[k][r * l..(r + 1) * l].iter();
-                    same &= o
-                        .iter()
-                        .zip(padded)
-                        .all(|(a, b)| a.to_bits() == b.to_bits())
-                        && o.len() == info.len_at(own);
+                let one = plan.run_seq(own[r], &inputs::views(&alone[r]))?;
+                for (k, (o, info)) in one.iter().zip(plan.outputs()).enumerate() {
+                    let l = info.len_at(max);
+                    let mine = together[k][r * l..(r + 1) * l].iter();
+                    same &= o.iter().zip(mine).all(|(a, b)| a.to_bits() == b.to_bits())
+                        && o.len() == info.len_at(own[r]);
                 }
             }
             check(

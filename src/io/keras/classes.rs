@@ -85,6 +85,9 @@ const CLASSES: &[(&str, ClassFn)] = &[
         let (scale, offset) = (c.f32_or("scale", 1.0)?, c.f32_or("offset", 0.0)?);
         Ok(Layer::Rescaling(RescalingConfig { scale, offset }))
     }),
+    // `ids != 0`, as Keras 3 writes an Embedding's `mask_zero` mask out: read only as the
+    // `mask` of a layer (`config::check_masks`).
+    ("NotEqual", |_, _| Ok(Layer::Identity)),
     ("Embedding", |c, spec| {
         spec.mask_zero = c.bool_or("mask_zero", false)?;
         let input_dim = c.positive("input_dim")?;
@@ -158,6 +161,8 @@ pub(super) fn layer_spec(l: &Value, i: usize) -> Res<Spec> {
         inbound: vec![],
         dtype: DType::F32,
         mask_zero: false,
+        mask_ids: None,
+        mask_arg: None,
         mha: None,
         seq: false,
     };

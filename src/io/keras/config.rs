@@ -24,6 +24,12 @@ pub(super) struct Spec {
     pub(super) dtype: DType,
     /// An Embedding with `mask_zero=True` (checked against the layers that read it).
     pub(super) mask_zero: bool,
+    /// The token ids whose zeros mask this layer's input (set by [`check_masks`] for a
+    /// `GlobalAveragePooling1D` reading an Embedding's `mask_zero` mask): an extra input.
+    pub(super) mask_ids: Option<String>,
+    /// The layer named by the call's `mask` argument (Keras 3 writes the mask out: a
+    /// `NotEqual(ids, 0)`).
+    pub(super) mask_arg: Option<String>,
     /// A `MultiHeadAttention`, which becomes several nodes.
     pub(super) mha: Option<Box<super::mha::Mha>>,
     /// An `InputLayer` whose first axis is `None`: a sequence of any length, loaded at
@@ -111,7 +117,7 @@ pub(super) fn parse(config: &[u8], opts: &LoadOptions) -> Res<Parsed> {
     }
     let outputs = opts.pick_outputs(&outputs).map_err(Fault::invalid)?;
     let order = topo_order(&specs, &inputs, &outputs).map_err(in_config)?;
-    check_masks(&specs, &order)?;
+    check_masks(&mut specs, &order)?;
     Ok(Parsed {
         model_name: model_name.to_string(),
         specs,
@@ -210,6 +216,8 @@ fn sequential(cfg: &Value) -> Res<Graph> {
                 inbound: vec![],
                 dtype: DType::F32,
                 mask_zero: false,
+                mask_ids: None,
+                mask_arg: None,
                 mha: None,
                 seq: false,
             });
@@ -259,6 +267,14 @@ fn functional(cfg: &Value) -> Res<Graph> {
             collect_history(node, &mut found, 0).map_err(|f| spec.fault(f))?;
             spec.inbound = found;
             super::mha::call(&mut spec, node).map_err(|f| spec.fault(f))?;
+            if spec.mha.is_none() {
+                spec.mask_arg = mask_arg(node);
+            }
+            if spec.class == "NotEqual" && !not_zero(node) {
+                return Err(spec.fault(Fault::unsupported(
+                    "NotEqual is read only as an Embedding's mask, x != 0",
+                )));
+            }
         }
         specs.push(spec);
     }
@@ -277,6 +293,19 @@ fn functional(cfg: &Value) -> Res<Graph> {
         }
     }
     Ok((specs, inputs, outputs))
+}
+
+/// The layer a Keras 3 call's `mask` argument names.
+fn mask_arg(node: &Value) -> Option<String> {
+    let m = node.get("kwargs")?.get("mask")?;
+    let h = m.get("config")?.get("keras_history")?;
+    h.get(0)?.as_str().map(str::to_string)
+}
+
+/// A `NotEqual` call of a tensor and the number 0.
+fn not_zero(node: &Value) -> bool {
+    let args = node.get("args").and_then(Value::as_array);
+    matches!(args.map(Vec::as_slice), Some([_, zero]) if zero.as_f64() == Some(0.0))
 }
 
 /// Layer names in `keras_history` entries of an inbound node, in argument order.
@@ -445,32 +474,81 @@ fn check_links(specs: &[Spec]) -> Res<HashMap<&str, usize>> {
 
 /// Refuses a layer that reads an Embedding's `mask_zero` mask and would use it in Keras
 /// (global pooling, softmax): sinter does not carry masks, and would answer differently.
-fn check_masks(specs: &[Spec], order: &[usize]) -> Res<()> {
-    let mut masked: Vec<&str> = Vec::new();
+fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
+    // A mask written out (Keras 3): `NotEqual(ids, 0)` named by a layer's `mask` argument.
     for &i in order {
         let s = &specs[i];
-        let reads_mask = s.inbound.iter().any(|n| masked.contains(&n.as_str()));
-        if s.mask_zero || reads_mask {
-            let uses = matches!(
-                s.layer,
-                Layer::GlobalAveragePooling1D
-                    | Layer::GlobalMaxPooling1D
-                    | Layer::Attention(_)
-                    | Layer::Activation(Activation::Softmax | Activation::LogSoftmax)
-            ) || matches!(
-                s.layer,
+        if s.class == "NotEqual" {
+            return Err(s.fault(Fault::unsupported(
+                "NotEqual is read only as the mask argument of a layer",
+            )));
+        }
+        let Some(arg) = &s.mask_arg else { continue };
+        let ids = specs
+            .iter()
+            .find(|m| &m.name == arg && m.class == "NotEqual")
+            .and_then(|m| m.inbound.first().cloned());
+        match (&s.layer, ids) {
+            (Layer::GlobalAveragePooling1D, Some(ids)) => specs[i].mask_ids = Some(ids),
+            _ => {
+                return Err(s.fault(Fault::unsupported(format!(
+                    "a mask argument ({arg:?}) is read only by GlobalAveragePooling1D, from an \
+                     Embedding's mask_zero mask (ids != 0)"
+                ))));
+            }
+        }
+    }
+    // Layer name -> the token ids whose zeros mask its output (`None`: masks of several
+    // Embeddings met), as Keras 2 and older Keras 3 files leave the mask implicit.
+    let mut masked: HashMap<String, Option<String>> = HashMap::new();
+    for &i in order {
+        let s = &specs[i];
+        if s.mask_ids.is_some() {
+            continue;
+        }
+        let mut from: Vec<&Option<String>> =
+            s.inbound.iter().filter_map(|n| masked.get(n)).collect();
+        from.dedup();
+        let own = s.mask_zero.then(|| s.inbound.first().cloned()).flatten();
+        if own.is_none() && from.is_empty() {
+            continue;
+        }
+        let source = match (&own, from.as_slice()) {
+            (Some(ids), _) => Some(ids.clone()),
+            (None, [one]) => (*one).clone(),
+            _ => None,
+        };
+        if !from.is_empty() {
+            match &s.layer {
+                // Keras averages over the kept steps: the ids become an input of the pooling.
+                Layer::GlobalAveragePooling1D => {
+                    let ids = source.clone().ok_or_else(|| {
+                        s.fault(Fault::unsupported(
+                            "averages under the masks of several Embeddings with mask_zero=True",
+                        ))
+                    })?;
+                    specs[i].mask_ids = Some(ids);
+                    continue;
+                }
+                // Keras 3's GlobalMaxPooling1D takes no mask: the maximum of every step.
+                Layer::GlobalMaxPooling1D => continue,
+                Layer::Attention(_)
+                | Layer::Activation(Activation::Softmax | Activation::LogSoftmax) => {
+                    return Err(s.fault(Fault::unsupported(MASK_REFUSED)));
+                }
                 Layer::Dense(DenseConfig {
                     activation: Activation::Softmax,
                     ..
-                })
-            );
-            if reads_mask && uses {
-                return Err(s.fault(Fault::unsupported(
-                    "uses the mask of an Embedding with mask_zero=True; masking is not supported (save the model with mask_zero=False, or drop the padding ids)",
-                )));
+                }) => return Err(s.fault(Fault::unsupported(MASK_REFUSED))),
+                _ => {}
             }
-            masked.push(s.name.as_str());
         }
+        masked.insert(s.name.clone(), source);
     }
     Ok(())
 }
+
+/// Why a layer that uses an Embedding's mask otherwise is refused.
+const MASK_REFUSED: &str = "uses the mask of an Embedding with mask_zero=True; masking is \
+     supported into GlobalAveragePooling1D only (save the model with mask_zero=False, or drop \
+     the padding ids)";

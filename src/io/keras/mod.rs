@@ -310,7 +310,11 @@ fn build(
     let mut nodes = Vec::with_capacity(parsed.order.len());
     for &s in &parsed.order {
         let spec = &specs[s];
-        let inputs: Vec<usize> = spec.inbound.iter().map(|n| index[n.as_str()]).collect();
+        let mut inputs: Vec<usize> = spec.inbound.iter().map(|n| index[n.as_str()]).collect();
+        // A pooling under an Embedding's mask reads the token ids too.
+        if let Some(ids) = &spec.mask_ids {
+            inputs.push(index[ids.as_str()]);
+        }
         if let Some(m) = &spec.mha {
             let here = |f: Fault| f.at(&spec.name, &spec.class);
             let vars = source
