@@ -766,7 +766,7 @@ def hostile_files():
     hostile("hostile_mask_zero.keras",
             "Embedding(mask_zero=True): Keras propagates the mask, so GlobalAveragePooling1D "
             "averages only the non-zero ids' steps; a loader that ignores masks would give a "
-            "different answer, so sinter must refuse mask_zero=True")
+            "different answer, so sinter must not ignore it (it reads the mask: tests/graphs.rs)")
 
     fresh()
     inp = keras.Input((32,))
