@@ -201,7 +201,7 @@ fn an_embedding_mask_reaches_the_average_pooling() {
     let bias = head.bias.as_ref().unwrap();
     // Two samples of 10 ids: leading zeros (masked) in the first, none in the second.
     let ids: Vec<i32> = (0..20)
-        .map(|i| if i < 3 { 0 } else { (i * 7 % 19 + 1) as i32 })
+        .map(|i| if i < 3 { 0 } else { i * 7 % 19 + 1 })
         .collect();
     let plan = Arc::new(model.compile(&CompileOptions::default()).unwrap());
     let got = plan.run_all(&[sinter::Values::I32(&ids)]).unwrap();
