@@ -177,6 +177,19 @@ impl Converter<'_> {
             super::attention::DOMAIN if node.op_type == "Attention" => {
                 return super::attention::convert(self, node);
             }
+            // ONNX Runtime's transformers optimizer writes its fused kernels here (Attention,
+            // SkipLayerNormalization, BiasGelu, FastGelu, EmbedLayerNormalization, ...).
+            "com.microsoft" => {
+                return Err(self.unsupported(
+                    node,
+                    format!(
+                        "operator {} of domain \"com.microsoft\" (ONNX Runtime's fused kernel, \
+                         written by its transformers optimizer) is not supported: load the \
+                         model as the exporter wrote it, before optimization",
+                        node.op_type
+                    ),
+                ));
+            }
             d => {
                 return Err(self.unsupported(
                     node,
