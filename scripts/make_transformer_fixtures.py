@@ -34,6 +34,9 @@ Keras cases:
               Dense(8, relu) -> GlobalAveragePooling1D (over the non-zero ids: Keras's mask) ->
               Dense(3); padded with zeros, one id 0 inside a sequence; also run "short" (5).
 
+  einsum      Input((None, 16)): EinsumDense("abc,cd->abd", (None, 12), bias_axes "d", relu) ->
+              EinsumDense("abc,cd->abd", (None, 4)), no bias; also run "short" (5).
+
 `keras NAME..` writes only the named Keras cases.
 """
 import json
@@ -187,6 +190,8 @@ def keras_part(only=()):
         cases += keras_variable(keras)
     if not only or "text_avg" in only:
         cases += keras_text_avg(keras)
+    if not only or "einsum" in only:
+        cases += keras_einsum(keras)
 
     def build(name):
         x = keras.Input((SEQ, 16), name="x")
@@ -223,50 +228,9 @@ def keras_part(only=()):
     merge_manifest(cases)
 
 
-def keras_variable(keras):
-    name = "mha_variable"
-    x = keras.Input((None, 16), name="x")
-    a = keras.layers.MultiHeadAttention(2, 4)(x, x, use_causal_mask=True)
-    y = keras.layers.LayerNormalization()(keras.layers.Add()([x, a]))
-    y = keras.layers.Dense(8)(y)
-    model = keras.Model(x, y, name=name)
-    r = rng("weights:" + name)
-    model.set_weights([(r.normal(0, 0.5, w.shape)).astype(np.float32)
-                       for w in model.get_weights()])
-    x = rng("input:" + name).normal(0, 1, (BATCH, SEQ, 16)).astype(np.float32)
-    y = model.predict(x, verbose=0)
-    short = np.ascontiguousarray(x[:, :5])
-    y_short = model.predict(short, verbose=0)
-    cases = []
-    for ext in ["keras", "h5"]:
-        case = f"{name}.{ext}"
-        model.save(os.path.join(OUT, case))
-        cases.append({
-            "name": case, "model": case, "seq": SEQ, "lens": [SEQ] * BATCH,
-            "inputs": [{"name": "x", "file": save(case, 0, "in", x)}],
-            "outputs": [{"name": "y", "file": save(case, 0, "out", y)}],
-            "short": {"seq": 5,
-                      "inputs": [{"name": "x", "file": save(case, 0, "short_in", short)}],
-                      "outputs": [{"name": "y", "file": save(case, 0, "short_out", y_short)}]},
-        })
-    return cases
-
-
-def keras_text_avg(keras):
-    name = "text_avg"
-    ids = keras.Input((None,), dtype="int32", name="ids")
-    e = keras.layers.Embedding(50, 8, mask_zero=True)(ids)
-    h = keras.layers.Dense(8, activation="relu")(e)
-    p = keras.layers.GlobalAveragePooling1D()(h)
-    y = keras.layers.Dense(3)(p)
-    model = keras.Model(ids, y, name=name)
-    r = rng("weights:" + name)
-    model.set_weights([(r.normal(0, 0.5, w.shape)).astype(np.float32)
-                       for w in model.get_weights()])
-    r = rng("input:" + name)
-    x = np.array([[r.integers(1, 50) if j < n else 0 for j in range(SEQ)] for n in LENS],
-                 np.int32)
-    x[0, 3] = 0  # a masked step inside a sequence
+def variable_case(name, model, x, inputs=("x",)):
+    """Saves `model` as .keras and .h5 with its outputs on `x` ([batch, 8, ..]) and, as
+    "short", on the first 5 positions of `x` alone."""
     y = model.predict(x, verbose=0)
     short = np.ascontiguousarray(x[:, :5])
     y_short = model.predict(short, verbose=0)
@@ -276,13 +240,57 @@ def keras_text_avg(keras):
         model.save(os.path.join(OUT, case))
         cases.append({
             "name": case, "model": case, "seq": SEQ, "lens": LENS,
-            "inputs": [{"name": "ids", "file": save(case, 0, "in", x)}],
+            "inputs": [{"name": inputs[0], "file": save(case, 0, "in", x)}],
             "outputs": [{"name": "y", "file": save(case, 0, "out", y)}],
             "short": {"seq": 5,
-                      "inputs": [{"name": "ids", "file": save(case, 0, "short_in", short)}],
+                      "inputs": [{"name": inputs[0], "file": save(case, 0, "short_in", short)}],
                       "outputs": [{"name": "y", "file": save(case, 0, "short_out", y_short)}]},
         })
     return cases
+
+
+def randomized(model, name):
+    r = rng("weights:" + name)
+    model.set_weights([(r.normal(0, 0.5, w.shape)).astype(np.float32)
+                       for w in model.get_weights()])
+    return model
+
+
+def keras_variable(keras):
+    name = "mha_variable"
+    x = keras.Input((None, 16), name="x")
+    a = keras.layers.MultiHeadAttention(2, 4)(x, x, use_causal_mask=True)
+    y = keras.layers.LayerNormalization()(keras.layers.Add()([x, a]))
+    y = keras.layers.Dense(8)(y)
+    model = randomized(keras.Model(x, y, name=name), name)
+    x = rng("input:" + name).normal(0, 1, (BATCH, SEQ, 16)).astype(np.float32)
+    return variable_case(name, model, x)
+
+
+def keras_text_avg(keras):
+    name = "text_avg"
+    ids = keras.Input((None,), dtype="int32", name="ids")
+    e = keras.layers.Embedding(50, 8, mask_zero=True)(ids)
+    h = keras.layers.Dense(8, activation="relu")(e)
+    p = keras.layers.GlobalAveragePooling1D()(h)
+    y = keras.layers.Dense(3)(p)
+    model = randomized(keras.Model(ids, y, name=name), name)
+    r = rng("input:" + name)
+    x = np.array([[r.integers(1, 50) if j < n else 0 for j in range(SEQ)] for n in LENS],
+                 np.int32)
+    x[0, 3] = 0  # a masked step inside a sequence
+    return variable_case(name, model, x, ("ids",))
+
+
+def keras_einsum(keras):
+    name = "einsum"
+    x = keras.Input((None, 16), name="x")
+    h = keras.layers.EinsumDense("abc,cd->abd", (None, 12), bias_axes="d",
+                                 activation="relu")(x)
+    y = keras.layers.EinsumDense("abc,cd->abd", (None, 4))(h)
+    model = randomized(keras.Model(x, y, name=name), name)
+    x = rng("input:" + name).normal(0, 1, (BATCH, SEQ, 16)).astype(np.float32)
+    return variable_case(name, model, x)
 
 
 if __name__ == "__main__":

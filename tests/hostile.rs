@@ -357,7 +357,10 @@ fn onnx_unsupported_opset_and_domain() {
     let mut m = small_graph();
     m.graph.as_mut().unwrap().node[2].domain = "com.microsoft".into();
     let msg = format_error(onnx_bytes(&m.encode_to_vec()), Path::new("m.onnx"));
-    assert!(msg.contains("com.microsoft") && msg.contains("before optimization"), "{msg}");
+    assert!(
+        msg.contains("com.microsoft") && msg.contains("before optimization"),
+        "{msg}"
+    );
     let r = onnx_bytes(&m.encode_to_vec());
     assert_eq!(
         (kind(&r), site_op(&r)),
@@ -594,6 +597,26 @@ fn keras_unknown_layer_and_activation() {
     assert_eq!(msg.matches("m.keras").count(), 1, "{msg}");
     assert!(
         msg.starts_with("m.keras: layer \"dense\" (Dense): unknown activation"),
+        "{msg}"
+    );
+}
+
+/// EinsumDense is read where it is a Dense layer over the last axis; another equation is
+/// refused with it named.
+#[test]
+fn keras_einsum_dense_outside_the_dense_form_is_refused() {
+    let r = with_config(|c| {
+        c.replacen(
+            "\"class_name\": \"Dense\", \"config\": {",
+            "\"class_name\": \"EinsumDense\", \"config\": {\"equation\": \"abc,cde->abde\", \"output_shape\": [2, 3], ",
+            1,
+        )
+    });
+    let e = load_error(&r);
+    assert!(matches!(e.kind, LoadErrorKind::Unsupported(_)), "{e}");
+    let msg = format_error(r, Path::new("m.keras"));
+    assert!(
+        msg.contains("abc,cde->abde") && msg.contains("EinsumDense"),
         "{msg}"
     );
 }

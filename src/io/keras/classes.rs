@@ -21,6 +21,7 @@ type ClassFn = fn(&Config<'_>, &mut Spec) -> Res<Layer>;
 const CLASSES: &[(&str, ClassFn)] = &[
     ("InputLayer", input_layer),
     ("Dense", dense),
+    ("EinsumDense", einsum_dense),
     ("Activation", |c, _| {
         Ok(Layer::Activation(c.activation("activation")?))
     }),
@@ -349,6 +350,66 @@ fn dense(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
             .ok_or_else(|| c.invalid("units is not a positive integer"))?,
         activation: c.activation("activation")?,
         use_bias: c.get("use_bias").and_then(Value::as_bool).unwrap_or(true),
+    }))
+}
+
+/// `EinsumDense` in the equations that are a Dense layer over the last axis (`...c,cd->...d`,
+/// such as `abc,cd->abd`), its bias over `d` or none.
+fn einsum_dense(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
+    let eq = c
+        .get("equation")
+        .and_then(Value::as_str)
+        .ok_or_else(|| c.invalid("no equation"))?;
+    let dense_form = || -> Option<char> {
+        let (ins, out) = eq.split_once("->")?;
+        let (x, w) = ins.split_once(',')?;
+        let (x, w, out): (Vec<char>, Vec<char>, Vec<char>) = (
+            x.chars().collect(),
+            w.chars().collect(),
+            out.chars().collect(),
+        );
+        let (&contracted, prefix) = x.split_last()?;
+        let [wc, units] = w[..] else { return None };
+        let distinct = !prefix.contains(&contracted) && !prefix.contains(&units);
+        let letters = x.iter().chain(&w).all(char::is_ascii_lowercase);
+        (wc == contracted
+            && units != contracted
+            && distinct
+            && letters
+            && !prefix.is_empty()
+            && out.split_last() == Some((&units, prefix)))
+        .then_some(units)
+    };
+    let Some(units_axis) = dense_form() else {
+        return Err(c.unsupported(format!(
+            "equation {eq:?}: EinsumDense is read in the form of a Dense layer over the last \
+             axis (\"...c,cd->...d\", e.g. \"abc,cd->abd\")"
+        )));
+    };
+    let use_bias = match c.get("bias_axes") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(b)) if b.chars().eq([units_axis]) => true,
+        Some(b) => {
+            return Err(c.unsupported(format!(
+                "bias_axes {b}: only the output axis {units_axis:?} (or none) is supported"
+            )));
+        }
+    };
+    if c.get("lora_rank").is_some_and(|r| !r.is_null()) {
+        return Err(c.unsupported("lora_rank is not supported"));
+    }
+    let units = match c.get("output_shape") {
+        Some(Value::Array(a)) => a.last().and_then(Value::as_u64),
+        Some(v) => v.as_u64(),
+        None => None,
+    }
+    .and_then(|u| usize::try_from(u).ok())
+    .filter(|&u| u > 0)
+    .ok_or_else(|| c.invalid("output_shape does not end in a positive size"))?;
+    Ok(Layer::Dense(DenseConfig {
+        units,
+        activation: c.activation("activation")?,
+        use_bias,
     }))
 }
 
