@@ -236,12 +236,7 @@ fn client(
         return encoder_client(port, c, deadline, (plan, check), model);
     }
     let (mut lat, mut errors, mut mismatches) = (Vec::new(), 0, 0);
-    let connect = || {
-        let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-        s.set_nodelay(true).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-        Some(s)
-    };
+    let connect = || keep_alive(port);
     let mut stream = connect();
     let mut i = 0usize;
     while Instant::now() < deadline && i < 1_000_000 {
@@ -306,6 +301,14 @@ fn client(
         }
     }
     (lat, errors, mismatches)
+}
+
+/// A keep-alive connection to the server on loopback (no Nagle delay, a 30 s read bound).
+fn keep_alive(port: u16) -> Option<TcpStream> {
+    let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_nodelay(true).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    Some(s)
 }
 
 /// One request on a keep-alive connection: (status, body, the response's
@@ -393,12 +396,7 @@ fn encoder_client(
     let (mut lat, mut errors, mut mismatches) = (Vec::new(), 0, 0);
     let longest = plan.seq_range().map_or(1, |r| *r.end());
     let mut rng = sinter::model::init::SplitMix64::new(c as u64 + 1);
-    let connect = || {
-        let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-        s.set_nodelay(true).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-        Some(s)
-    };
+    let connect = || keep_alive(port);
     let mut stream = connect();
     let mut i = 0usize;
     while Instant::now() < deadline && i < 1_000_000 {
