@@ -37,6 +37,10 @@ Keras cases:
   einsum      Input((None, 16)): EinsumDense("abc,cd->abd", (None, 12), bias_axes "d", relu) ->
               EinsumDense("abc,cd->abd", (None, 4)), no bias; also run "short" (5).
 
+  text_mha    Input((8,), int32) token ids: Embedding(50, 16, mask_zero=True) ->
+              MultiHeadAttention(2, 8) over it (Keras's query and value masks) -> Add ->
+              LayerNormalization -> GlobalAveragePooling1D (masked) -> Dense(3).
+
 `keras NAME..` writes only the named Keras cases.
 """
 import json
@@ -192,6 +196,8 @@ def keras_part(only=()):
         cases += keras_text_avg(keras)
     if not only or "einsum" in only:
         cases += keras_einsum(keras)
+    if not only or "text_mha" in only:
+        cases += keras_text_mha(keras)
 
     def build(name):
         x = keras.Input((SEQ, 16), name="x")
@@ -291,6 +297,32 @@ def keras_einsum(keras):
     model = randomized(keras.Model(x, y, name=name), name)
     x = rng("input:" + name).normal(0, 1, (BATCH, SEQ, 16)).astype(np.float32)
     return variable_case(name, model, x)
+
+
+def keras_text_mha(keras):
+    name = "text_mha"
+    ids = keras.Input((SEQ,), dtype="int32", name="ids")
+    e = keras.layers.Embedding(50, 16, mask_zero=True)(ids)
+    a = keras.layers.MultiHeadAttention(2, 8)(e, e)
+    h = keras.layers.LayerNormalization()(keras.layers.Add()([e, a]))
+    p = keras.layers.GlobalAveragePooling1D()(h)
+    y = keras.layers.Dense(3)(p)
+    model = randomized(keras.Model(ids, y, name=name), name)
+    r = rng("input:" + name)
+    x = np.array([[r.integers(1, 50) if j < n else 0 for j in range(SEQ)] for n in LENS],
+                 np.int32)
+    x[0, 3] = 0  # a masked token inside a sequence
+    y = model.predict(x, verbose=0)
+    cases = []
+    for ext in ["keras", "h5"]:
+        case = f"{name}.{ext}"
+        model.save(os.path.join(OUT, case))
+        cases.append({
+            "name": case, "model": case, "seq": SEQ, "lens": LENS,
+            "inputs": [{"name": "ids", "file": save(case, 0, "in", x)}],
+            "outputs": [{"name": "y", "file": save(case, 0, "out", y)}],
+        })
+    return cases
 
 
 if __name__ == "__main__":

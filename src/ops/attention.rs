@@ -12,8 +12,10 @@ use crate::plan::{Padding, StepInputs, StepIo, StepOp, StepRef};
 
 /// An attention layer's configuration. Inputs: queries `[S, heads * dk]`, keys
 /// `[T, heads * dk]`, values `[T, heads * dv]`, and optionally a mask that keeps a key where it
-/// is above one half: `[T]` or `[1, T]` (per key) or `[S, T]` (per query and key). Output:
-/// `[S, heads * dv]`. A query that sees no key gets what `no_keys` says.
+/// is above one half: `[T]` or `[1, T]` (per key) or `[S, T]` (per query and key), or two
+/// token masks `[S]` and `[T]` (Keras's query and value masks: query `i` sees key `j` where
+/// both are above one half). Output: `[S, heads * dv]`. A query that sees no key gets what
+/// `no_keys` says.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionConfig {
     /// Heads the last axes split into.
@@ -35,6 +37,8 @@ struct Dims {
     dv: usize,
     /// `None`: no mask; `Some(false)`: per key; `Some(true)`: per query and key.
     pairs: Option<bool>,
+    /// The query-key mask is made of a query mask `[S]` and a key mask `[T]` (inputs 3, 4).
+    tokens: bool,
 }
 
 impl AttentionConfig {
@@ -43,9 +47,15 @@ impl AttentionConfig {
         if h == 0 {
             return Err("attention needs at least one head".into());
         }
-        let (q, k, v, mask) = match inputs {
-            [q, k, v] => (q, k, v, None),
-            [q, k, v, m] => (q, k, v, Some(m)),
+        let (q, k, v, mask, tokens) = match inputs {
+            [q, k, v] => (q, k, v, None, false),
+            [q, k, v, m] => (q, k, v, Some(m), false),
+            [q, k, v, qm, km] if qm.len() == 1 && km[..] == [k.first().copied().unwrap_or(0)] => {
+                if qm[..] != [q.first().copied().unwrap_or(0)] {
+                    return Err(format!("a query mask {qm:?} for queries {q:?}"));
+                }
+                (q, k, v, None, true)
+            }
             _ => {
                 return Err(format!(
                     "attention takes query, key, value and an optional mask, got {} inputs",
@@ -78,7 +88,8 @@ impl AttentionConfig {
             t,
             dk: qw / h,
             dv: vw / h,
-            pairs,
+            pairs: if tokens { Some(true) } else { pairs },
+            tokens,
         })
     }
 
@@ -138,6 +149,9 @@ impl LayerOp for AttentionConfig {
                 (!self.causal || j <= i)
                     && match d.pairs {
                         None => true,
+                        _ if d.tokens => {
+                            cx.inputs[3][b * d.s + i] > 0.5 && cx.inputs[4][b * d.t + j] > 0.5
+                        }
                         Some(false) => cx.inputs[3][b * d.t + j] > 0.5,
                         Some(true) => cx.inputs[3][(b * d.s + i) * d.t + j] > 0.5,
                     }
@@ -189,6 +203,7 @@ impl StepOp for AttentionStep {
         let d = &self.dims;
         let mask = match d.pairs {
             None => "",
+            _ if d.tokens => ", query and key token masks",
             Some(false) => ", key mask",
             Some(true) => ", query-key mask",
         };
@@ -317,6 +332,8 @@ impl AttentionStep {
     fn mask_of(d: &Dims) -> usize {
         match d.pairs {
             None => 0,
+            // The pairs, made from the two token masks read beside them.
+            _ if d.tokens => d.s * d.t + d.s + d.t,
             Some(false) => d.t,
             Some(true) => d.s * d.t,
         }
@@ -338,6 +355,18 @@ impl AttentionStep {
         let mask = &mut rest[..Self::mask_of(&d)];
         let mask = match d.pairs {
             None => KeyMask::All,
+            _ if d.tokens => {
+                let (pairs, masks) = mask.split_at_mut(d.s * d.t);
+                let (qm, km) = masks.split_at_mut(d.s);
+                ins.copy_f32(3, b * d.s, qm);
+                ins.copy_f32(4, b * d.t, km);
+                for (row, &q) in pairs.chunks_exact_mut(d.t.max(1)).zip(qm.iter()) {
+                    for (p, &k) in row.iter_mut().zip(km.iter()) {
+                        *p = f32::from(u8::from(q > 0.5 && k > 0.5));
+                    }
+                }
+                KeyMask::Pairs(pairs)
+            }
             Some(pairs) => {
                 ins.copy_f32(3, b * mask.len(), mask);
                 if pairs {

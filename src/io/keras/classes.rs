@@ -89,6 +89,9 @@ const CLASSES: &[(&str, ClassFn)] = &[
     // `ids != 0`, as Keras 3 writes an Embedding's `mask_zero` mask out: read only as the
     // `mask` of a layer (`config::check_masks`).
     ("NotEqual", |_, _| Ok(Layer::Identity)),
+    // Masks a merge combines (Keras 3 writes them out): read only as a layer's mask.
+    ("LogicalOr", |_, _| Ok(Layer::Identity)),
+    ("LogicalAnd", |_, _| Ok(Layer::Identity)),
     ("Embedding", |c, spec| {
         spec.mask_zero = c.bool_or("mask_zero", false)?;
         let input_dim = c.positive("input_dim")?;

@@ -461,7 +461,7 @@ fn check_links(specs: &[Spec]) -> Res<HashMap<&str, usize>> {
         let multi = matches!(
             s.layer,
             Layer::Merge(_) | Layer::Concatenate(_) | Layer::Attention(_)
-        );
+        ) || MASK_CLASSES.contains(&s.class.as_str());
         if s.layer != Layer::Input && !(s.inbound.len() == 1 || multi && !s.inbound.is_empty()) {
             return Err(s.fault(Fault::invalid(format!(
                 "has {} inputs, expected 1",
@@ -478,16 +478,14 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
     // A mask written out (Keras 3): `NotEqual(ids, 0)` named by a layer's `mask` argument.
     for &i in order {
         let s = &specs[i];
-        if s.class == "NotEqual" {
-            return Err(s.fault(Fault::unsupported(
-                "NotEqual is read only as the mask argument of a layer",
-            )));
+        if MASK_CLASSES.contains(&s.class.as_str()) {
+            return Err(s.fault(Fault::unsupported(format!(
+                "{} is read only as the mask argument of a layer",
+                s.class
+            ))));
         }
         let Some(arg) = &s.mask_arg else { continue };
-        let ids = specs
-            .iter()
-            .find(|m| &m.name == arg && m.class == "NotEqual")
-            .and_then(|m| m.inbound.first().cloned());
+        let ids = mask_source(specs, arg, 0);
         match (&s.layer, ids) {
             (Layer::GlobalAveragePooling1D, Some(ids)) => specs[i].mask_ids = Some(ids),
             _ => {
@@ -519,6 +517,42 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
             _ => None,
         };
         if !from.is_empty() {
+            // MultiHeadAttention under the masks of its query and value (self-attention over
+            // masked tokens): query `i` sees key `j` where both ids are not 0, as Keras's
+            // `_compute_attention_mask` makes it; its output keeps the query's mask.
+            if let Some(m) = &s.mha {
+                let side = |k: usize| {
+                    s.inbound
+                        .get(k)
+                        .and_then(|n| masked.get(n))
+                        .cloned()
+                        .flatten()
+                };
+                let (q, v) = (side(0), side(1));
+                let key_ok = !m.has_key()
+                    || s.inbound
+                        .get(2)
+                        .and_then(|n| masked.get(n))
+                        .cloned()
+                        .flatten()
+                        == v;
+                match (q, v) {
+                    (Some(q), Some(v)) if !m.has_mask() && key_ok => {
+                        let source = Some(q.clone());
+                        if let Some(m) = specs[i].mha.as_deref_mut() {
+                            m.tokens = Some((q, v));
+                        }
+                        masked.insert(specs[i].name.clone(), source);
+                        continue;
+                    }
+                    _ => {
+                        return Err(s.fault(Fault::unsupported(
+                            "reads an Embedding's mask_zero mask: supported when both the query \
+                             and the value are masked and the call passes no attention_mask",
+                        )));
+                    }
+                }
+            }
             match &s.layer {
                 // Keras averages over the kept steps: the ids become an input of the pooling.
                 Layer::GlobalAveragePooling1D => {
@@ -546,6 +580,26 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
         masked.insert(s.name.clone(), source);
     }
     Ok(())
+}
+
+/// The classes Keras 3 writes a mask out with.
+const MASK_CLASSES: [&str; 3] = ["NotEqual", "LogicalOr", "LogicalAnd"];
+
+/// The token ids whose zeros the mask layer `name` is: `NotEqual(ids, 0)`, or the `LogicalOr`
+/// / `LogicalAnd` of two such masks of the same ids (a merge's mask); `None` for anything else.
+fn mask_source(specs: &[Spec], name: &str, depth: usize) -> Option<String> {
+    let m = specs.iter().find(|m| m.name == name)?;
+    match m.class.as_str() {
+        "NotEqual" => m.inbound.first().cloned(),
+        "LogicalOr" | "LogicalAnd" if depth < 16 => {
+            let mut sources = m.inbound.iter().map(|n| mask_source(specs, n, depth + 1));
+            let first = sources.next()??;
+            sources
+                .all(|s| s.as_deref() == Some(first.as_str()))
+                .then_some(first)
+        }
+        _ => None,
+    }
 }
 
 /// Why a layer that uses an Embedding's mask otherwise is refused.

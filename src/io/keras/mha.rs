@@ -30,6 +30,20 @@ pub(super) struct Mha {
     key: bool,
     /// The call passes an `attention_mask`.
     mask: bool,
+    /// The token ids whose zeros mask the query and the value (an Embedding's `mask_zero`
+    /// mask reaching the layer): the last two inputs of the layer's nodes.
+    pub(super) tokens: Option<(String, String)>,
+}
+
+impl Mha {
+    /// Whether the call passes its own `attention_mask`.
+    pub(super) fn has_mask(&self) -> bool {
+        self.mask
+    }
+    /// Whether the call passes a `key` apart from the value.
+    pub(super) fn has_key(&self) -> bool {
+        self.key
+    }
 }
 
 /// The class's table line: the options of `config`; the call is read later ([`call`]).
@@ -84,6 +98,7 @@ pub(super) fn class(c: &Config<'_>, spec: &mut Spec) -> Res<Layer> {
         },
         key: false,
         mask: false,
+        tokens: None,
     }));
     Ok(Layer::Attention(AttentionConfig {
         heads,
@@ -250,6 +265,10 @@ pub(super) fn nodes(
     });
     let mut att_in = vec![first, first + 1, first + 2];
     att_in.extend(mask);
+    // The query's and the value's token ids (Keras's query and value masks).
+    if m.tokens.is_some() {
+        att_in.extend(&inputs[inputs.len() - 2..]);
+    }
     Ok(vec![
         dense("query", hk, query, wq),
         dense("key", hk, key, wk),

@@ -311,9 +311,13 @@ fn build(
     for &s in &parsed.order {
         let spec = &specs[s];
         let mut inputs: Vec<usize> = spec.inbound.iter().map(|n| index[n.as_str()]).collect();
-        // A pooling under an Embedding's mask reads the token ids too.
+        // A pooling under an Embedding's mask reads the token ids too, and an attention the
+        // ids of its query and value.
         if let Some(ids) = &spec.mask_ids {
             inputs.push(index[ids.as_str()]);
+        }
+        if let Some((q, v)) = spec.mha.as_ref().and_then(|m| m.tokens.as_ref()) {
+            inputs.extend([index[q.as_str()], index[v.as_str()]]);
         }
         if let Some(m) = &spec.mha {
             let here = |f: Fault| f.at(&spec.name, &spec.class);
