@@ -353,6 +353,11 @@ fn op(
                 let r = dims.len() + axes.len();
                 let mut ax: Vec<usize> = axes.iter().map(|&a| axis(a, r)).collect::<Option<_>>()?;
                 ax.sort_unstable();
+                ax.dedup();
+                // An axis named twice is invalid (and would insert past the end).
+                if ax.len() != axes.len() {
+                    return None;
+                }
                 for a in ax {
                     dims.insert(a, 1);
                 }
@@ -364,6 +369,10 @@ fn op(
                     .map(|&a| axis(a, dims.len()))
                     .collect::<Option<_>>()?;
                 ax.sort_unstable();
+                ax.dedup();
+                if ax.len() != axes.len() {
+                    return None;
+                }
                 for a in ax.into_iter().rev() {
                     if dims[a] != 1 {
                         return None;
@@ -719,6 +728,25 @@ mod tests {
         let mut p = Probe::new(&nodes, &consts, &decode, [("x".to_string(), x)].into());
         assert!(p.eval("y").is_none());
         assert!(p.eval("z").is_none());
+    }
+
+    #[test]
+    fn an_axis_named_twice_stops_the_probe() {
+        // Found by the fuzzer: Unsqueeze of a scalar at axes [1, 1] inserted past the end.
+        let consts = |_: &str| None;
+        let decode = |_: &TensorProto| None;
+        for op in ["Unsqueeze", "Squeeze"] {
+            let mut n = node(op, &["x"], "y");
+            n.attribute = vec![super::super::proto::AttributeProto {
+                name: "axes".into(),
+                ints: vec![1, 1],
+                ..Default::default()
+            }];
+            let nodes = vec![n];
+            let x = T::val(vec![], vec![3.0], true);
+            let mut p = Probe::new(&nodes, &consts, &decode, [("x".to_string(), x)].into());
+            assert!(p.eval("y").is_none(), "{op}");
+        }
     }
 
     #[test]
