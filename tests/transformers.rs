@@ -156,6 +156,9 @@ fn encoders_match_their_frameworks_and_keep_every_invariant() {
                 bits(&fixed),
                 "{name}: the plan for {seq} at {len}"
             );
+            // As Keras prints it: the sequence axis is None.
+            let summary = model.summary();
+            assert!(summary.contains("(None, None"), "{name}:\n{summary}");
         }
         // Alone at its own length == padded in the batch (a symbolic sequence axis only).
         if !name.starts_with("bert") && !name.starts_with("distilbert") {

@@ -28,11 +28,55 @@ pub(crate) fn human_bytes(b: usize) -> String {
     format!("{v:.2} {}", units[u])
 }
 
-fn shape(s: &[usize]) -> String {
+/// `(None, d1, ..)`, with `None` for a first axis that is a variable sequence (`seq`).
+fn shape(s: &[usize], seq: bool) -> String {
     let dims: Vec<String> = std::iter::once("None".to_string())
-        .chain(s.iter().map(usize::to_string))
+        .chain(s.iter().enumerate().map(|(i, d)| match i == 0 && seq {
+            true => "None".to_string(),
+            false => d.to_string(),
+        }))
         .collect();
     format!("({})", dims.join(", "))
+}
+
+/// Per node: whether its first axis follows the model's variable sequence
+/// ([`Model::set_seq_input`]), found by inferring every shape again one position longer: the
+/// nodes whose first axis grows. All false when a layer cannot take that length.
+fn seq_axes(m: &Model) -> Vec<bool> {
+    let nodes = m.nodes();
+    let none = vec![false; nodes.len()];
+    if !m.seq_inputs().iter().any(|&s| s) {
+        return none;
+    }
+    let mut longer: Vec<Vec<usize>> = Vec::with_capacity(nodes.len());
+    for (i, n) in nodes.iter().enumerate() {
+        let s = match m.inputs().iter().position(|&k| k == i) {
+            Some(k) => {
+                let mut s = n.shape.clone();
+                if m.seq_inputs()[k] && !s.is_empty() {
+                    s[0] += 1;
+                }
+                s
+            }
+            None => {
+                let ins: Vec<&[usize]> = n.inputs.iter().map(|&j| longer[j].as_slice()).collect();
+                match n.layer.output_shape(&ins) {
+                    Ok(s) => s,
+                    Err(_) => return none,
+                }
+            }
+        };
+        longer.push(s);
+    }
+    nodes
+        .iter()
+        .zip(&longer)
+        .map(|(n, l)| {
+            n.shape
+                .first()
+                .is_some_and(|&d| l.first() == Some(&(d + 1)))
+        })
+        .collect()
 }
 
 /// Whether the graph branches (several inputs or outputs, a layer read twice, a merge): then
@@ -61,10 +105,12 @@ fn non_trainable(m: &Model) -> usize {
 
 pub(super) fn render(m: &Model) -> String {
     let connected = branches(m);
+    let seq = seq_axes(m);
     let rows: Vec<[Vec<String>; 4]> = m
         .nodes()
         .iter()
-        .map(|n| {
+        .zip(&seq)
+        .map(|(n, &seq)| {
             let mut links: Vec<String> = n
                 .inputs
                 .iter()
@@ -79,7 +125,7 @@ pub(super) fn render(m: &Model) -> String {
             }
             [
                 vec![format!("{} ({})", n.name, n.layer.type_name())],
-                vec![shape(&n.shape)],
+                vec![shape(&n.shape, seq)],
                 vec![thousands(n.count_params())],
                 links,
             ]
