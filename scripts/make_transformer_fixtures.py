@@ -234,25 +234,36 @@ def keras_part(only=()):
     merge_manifest(cases)
 
 
-def variable_case(name, model, x, inputs=("x",)):
-    """Saves `model` as .keras and .h5 with its outputs on `x` ([batch, 8, ..]) and, as
-    "short", on the first 5 positions of `x` alone."""
+def variable_case(name, model, x, inputs=("x",), short=True):
+    """Saves `model` as .keras and .h5 with its outputs on `x` ([batch, 8, ..]) and, with
+    `short`, on the first 5 positions of `x` alone."""
     y = model.predict(x, verbose=0)
-    short = np.ascontiguousarray(x[:, :5])
-    y_short = model.predict(short, verbose=0)
     cases = []
     for ext in ["keras", "h5"]:
         case = f"{name}.{ext}"
         model.save(os.path.join(OUT, case))
-        cases.append({
+        c = {
             "name": case, "model": case, "seq": SEQ, "lens": LENS,
             "inputs": [{"name": inputs[0], "file": save(case, 0, "in", x)}],
             "outputs": [{"name": "y", "file": save(case, 0, "out", y)}],
-            "short": {"seq": 5,
-                      "inputs": [{"name": inputs[0], "file": save(case, 0, "short_in", short)}],
-                      "outputs": [{"name": "y", "file": save(case, 0, "short_out", y_short)}]},
-        })
+        }
+        if short:
+            xs = np.ascontiguousarray(x[:, :5])
+            ys = model.predict(xs, verbose=0)
+            c["short"] = {"seq": 5,
+                          "inputs": [{"name": inputs[0], "file": save(case, 0, "short_in", xs)}],
+                          "outputs": [{"name": "y", "file": save(case, 0, "short_out", ys)}]}
+        cases.append(c)
     return cases
+
+
+def padded_ids(name):
+    """Token ids of LENS lengths padded with 0, and one 0 inside the first sequence."""
+    r = rng("input:" + name)
+    x = np.array([[r.integers(1, 50) if j < n else 0 for j in range(SEQ)] for n in LENS],
+                 np.int32)
+    x[0, 3] = 0
+    return x
 
 
 def randomized(model, name):
@@ -281,11 +292,7 @@ def keras_text_avg(keras):
     p = keras.layers.GlobalAveragePooling1D()(h)
     y = keras.layers.Dense(3)(p)
     model = randomized(keras.Model(ids, y, name=name), name)
-    r = rng("input:" + name)
-    x = np.array([[r.integers(1, 50) if j < n else 0 for j in range(SEQ)] for n in LENS],
-                 np.int32)
-    x[0, 3] = 0  # a masked step inside a sequence
-    return variable_case(name, model, x, ("ids",))
+    return variable_case(name, model, padded_ids(name), ("ids",))
 
 
 def keras_einsum(keras):
@@ -308,21 +315,7 @@ def keras_text_mha(keras):
     p = keras.layers.GlobalAveragePooling1D()(h)
     y = keras.layers.Dense(3)(p)
     model = randomized(keras.Model(ids, y, name=name), name)
-    r = rng("input:" + name)
-    x = np.array([[r.integers(1, 50) if j < n else 0 for j in range(SEQ)] for n in LENS],
-                 np.int32)
-    x[0, 3] = 0  # a masked token inside a sequence
-    y = model.predict(x, verbose=0)
-    cases = []
-    for ext in ["keras", "h5"]:
-        case = f"{name}.{ext}"
-        model.save(os.path.join(OUT, case))
-        cases.append({
-            "name": case, "model": case, "seq": SEQ, "lens": LENS,
-            "inputs": [{"name": "ids", "file": save(case, 0, "in", x)}],
-            "outputs": [{"name": "y", "file": save(case, 0, "out", y)}],
-        })
-    return cases
+    return variable_case(name, model, padded_ids(name), ("ids",), short=False)
 
 
 if __name__ == "__main__":
