@@ -152,11 +152,14 @@ pub(crate) unsafe fn attend<V: Simd, R8: Simd>(
     for h in 0..a.heads {
         // K of the kept keys, transposed: kt[d * tp + n] is key list[n]'s value d; the columns
         // past the last key are zero, so a whole vector of them can be read.
-        for d in 0..a.dk {
-            let row = &mut kt[d * tp..(d + 1) * tp];
-            for (n, &j) in list.iter().enumerate() {
-                row[n] = a.k[j as usize * a.ldk + h * a.dk + d];
+        // Key by key: each one's `dk` values are contiguous in `a.k`.
+        for (n, &j) in list.iter().enumerate() {
+            let key = &a.k[j as usize * a.ldk + h * a.dk..][..a.dk];
+            for (col, &v) in kt[n..].iter_mut().step_by(tp).zip(key) {
+                *col = v;
             }
+        }
+        for row in kt[..a.dk * tp].chunks_exact_mut(tp) {
             row[n_keys..].fill(0.0);
         }
         let mut i0 = 0;
