@@ -4,6 +4,7 @@ tools with random weights from small configs (no model hub is reachable):
 
   python3 scripts/make_transformer_fixtures.py torch   # needs torch, transformers, onnx
   python3 scripts/make_transformer_fixtures.py keras   # needs tensorflow-cpu (Keras 3)
+  python3 scripts/make_transformer_fixtures.py onnx    # needs onnx, onnxruntime
 
 (TensorFlow and torch abort in one process: run the two parts separately.) Everything goes to
 tests/fixtures/transformers/: CASE.onnx / CASE.keras / CASE.h5, CASE.in<i>.npy (batch 3 of
@@ -42,6 +43,11 @@ Keras cases:
               LayerNormalization -> GlobalAveragePooling1D (masked) -> Dense(3).
 
 `keras NAME..` writes only the named Keras cases.
+
+ONNX cases (built with onnx.helper, outputs by onnxruntime, which implements the op):
+  attention3d  opset 23: x [batch, sequence, 8] -> MatMul q, k, v -> Attention on 3-D inputs
+              (q_num_heads = kv_num_heads = 2, is_causal, scale 0.3) -> MatMul; also run
+              "short" (5 positions).
 """
 import json
 import os
@@ -318,9 +324,48 @@ def keras_text_mha(keras):
     return variable_case(name, model, padded_ids(name), ("ids",), short=False)
 
 
+def onnx_part():
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    name, width = "attention3d", 8
+    nodes = [helper.make_node("MatMul", ["x", w], [o]) for w, o in
+             [("wq", "q"), ("wk", "k"), ("wv", "v")]]
+    nodes += [helper.make_node("Attention", ["q", "k", "v"], ["a"], q_num_heads=2,
+                               kv_num_heads=2, is_causal=1, scale=0.3),
+              helper.make_node("MatMul", ["a", "wo"], ["y"])]
+    r = rng("weights:" + name)
+    inits = [helper.make_tensor(w, TensorProto.FLOAT, [width, width],
+                                r.normal(0, 0.5, (width, width)).astype(np.float32).ravel())
+             for w in ["wq", "wk", "wv", "wo"]]
+    io = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT,
+                                                 ["batch", "sequence", width])
+    g = helper.make_graph(nodes, name, [io("x")], [io("y")], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 23)])
+    model.ir_version = 10
+    onnx.checker.check_model(model)
+    case = name + ".onnx"
+    onnx.save(model, os.path.join(OUT, case))
+    run = ort.InferenceSession(model.SerializeToString()).run
+    x = rng("input:" + name).normal(0, 1, (BATCH, SEQ, width)).astype(np.float32)
+    short = np.ascontiguousarray(x[:, :5])
+    merge_manifest([{
+        "name": case, "model": case, "seq": SEQ, "lens": LENS,
+        "inputs": [{"name": "x", "file": save(case, 0, "in", x)}],
+        "outputs": [{"name": "y", "file": save(case, 0, "out", run(None, {"x": x})[0])}],
+        "short": {"seq": 5,
+                  "inputs": [{"name": "x", "file": save(case, 0, "short_in", short)}],
+                  "outputs": [{"name": "y", "file": save(case, 0, "short_out",
+                                                       run(None, {"x": short})[0])}]},
+    }])
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     if sys.argv[1] == "keras":
         keras_part(sys.argv[2:])
+    elif sys.argv[1] == "onnx":
+        onnx_part()
     else:
         torch_part()

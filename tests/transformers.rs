@@ -60,8 +60,9 @@ fn encoders_match_their_frameworks_and_keep_every_invariant() {
     let cases = cases();
     assert_eq!(
         cases.len(),
-        17,
-        "2 HF models x 2 exporters (BERT also at opset 23), 6 Keras models x 2 formats"
+        18,
+        "2 HF models x 2 exporters (BERT also at opset 23), 6 Keras models x 2 formats, \
+         the opset-23 Attention on 3-D inputs"
     );
     for case in &cases {
         let name = case["name"].as_str().unwrap();

@@ -46,8 +46,12 @@ struct Found {
     q: String,
     k: String,
     v: String,
+    /// Values per head (0: `heads` gives them).
     head_size: i64,
-    scale: f32,
+    /// Heads, when the queries are 3-D (`[N, S, heads * dk]`): the op's `q_num_heads`.
+    heads: i64,
+    /// `None`: `1 / sqrt(dk)`.
+    scale: Option<f32>,
     /// The mask tensor added to the scores: (name, a boolean keep-mask rather than additive;
     /// `None`: either, as its values say).
     mask: Option<(String, Option<bool>)>,
@@ -319,7 +323,8 @@ fn find(g: &Index<'_>, sm: usize, cx: &Context<'_>) -> Option<Found> {
         k: k.to_string(),
         v: v.to_string(),
         head_size: dh,
-        scale: scale as f32,
+        heads: 0,
+        scale: Some(scale as f32),
         mask,
         nan_guard,
         causal: false,
@@ -360,7 +365,8 @@ fn merge_heads(g: &Index<'_>, y: &str, cx: &Context<'_>, gone: &mut Vec<usize>) 
 }
 
 /// ONNX's own `Attention` (opset 23, as the dynamo exporter writes `scaled_dot_product_attention`)
-/// on 4-D heads: `Transpose(Reshape(proj))` in, `Reshape(Transpose(out))` after.
+/// on 4-D heads: `Transpose(Reshape(proj))` in, `Reshape(Transpose(out))` after; or on 3-D
+/// inputs `[N, S, heads * dk]` (`q_num_heads` = `kv_num_heads`), read as they are.
 fn find_op(g: &Index<'_>, at: usize, cx: &Context<'_>) -> Option<Found> {
     let n = &g.nodes[at];
     if n.op_type != "Attention" || !n.domain.is_empty() || n.output.len() != 1 {
@@ -370,11 +376,32 @@ fn find_op(g: &Index<'_>, at: usize, cx: &Context<'_>) -> Option<Found> {
     let int = |k: &str| attr(k).map_or(0, |a| a.i);
     if int("qk_matmul_output_mode") != 0
         || attr("softcap").is_some_and(|a| a.f != 0.0)
-        || attr("q_num_heads").is_some()
         || !(3..=4).contains(&n.input.len())
         || n.input.iter().skip(4).any(|i| !i.is_empty())
     {
         return None;
+    }
+    let mask = Some(arg(n, 3))
+        .filter(|m| !m.is_empty())
+        .map(|m| (m.to_string(), None));
+    if let Some(h) = attr("q_num_heads") {
+        // Grouped keys (fewer key heads than query heads) are not read.
+        if h.i <= 0 || attr("kv_num_heads").map(|a| a.i) != Some(h.i) {
+            return None;
+        }
+        return Some(Found {
+            gone: Vec::new(),
+            last: at,
+            q: arg(n, 0).to_string(),
+            k: arg(n, 1).to_string(),
+            v: arg(n, 2).to_string(),
+            head_size: 0,
+            heads: h.i,
+            scale: attr("scale").map(|a| a.f),
+            mask,
+            nan_guard: true,
+            causal: int("is_causal") != 0,
+        });
     }
     let mut gone = Vec::new();
     let (q, dh) = heads_of(g, arg(n, 0), &[0, 2, 1, 3], cx, &mut gone)?;
@@ -387,9 +414,6 @@ fn find_op(g: &Index<'_>, at: usize, cx: &Context<'_>) -> Option<Found> {
         Some(a) => a.f,
         None => 1.0 / (dh as f32).sqrt(),
     };
-    let mask = Some(arg(n, 3))
-        .filter(|m| !m.is_empty())
-        .map(|m| (m.to_string(), None));
     let last = merge_heads(g, g.out(at), cx, &mut gone)?;
     gone.push(at);
     Some(Found {
@@ -399,7 +423,8 @@ fn find_op(g: &Index<'_>, at: usize, cx: &Context<'_>) -> Option<Found> {
         k: k.to_string(),
         v: v.to_string(),
         head_size: dh,
-        scale,
+        heads: 0,
+        scale: Some(scale),
         mask,
         // PyTorch's scaled_dot_product_attention, which the op stands for, gives a query
         // whose keys are all masked zeros.
@@ -601,11 +626,9 @@ pub(super) fn rewrite(
         let old = &nodes[f.last];
         let mut inputs = vec![f.q, f.k, f.v];
         let mut attrs = vec![
-            int_attr("head_size", f.head_size),
-            AttributeProto {
-                name: "scale".into(),
-                f: f.scale,
-                ..Default::default()
+            match f.heads {
+                0 => int_attr("head_size", f.head_size),
+                h => int_attr("heads", h),
             },
             AttributeProto {
                 name: "no_keys".into(),
@@ -613,6 +636,11 @@ pub(super) fn rewrite(
                 ..Default::default()
             },
         ];
+        attrs.extend(f.scale.map(|f| AttributeProto {
+            name: "scale".into(),
+            f,
+            ..Default::default()
+        }));
         let mut causal = f.causal;
         if let Some((source, masked_causal)) = mask {
             inputs.push(source);
@@ -654,17 +682,23 @@ pub(super) fn convert(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let q = cx.input_node(node, 0)?;
     let k = cx.input_node(node, 1)?;
     let v = cx.input_node(node, 2)?;
-    let dh = cx.attr_i(node, "head_size")?.unwrap_or(0);
     let width = cx.nodes[q].shape.last().copied().unwrap_or(0);
-    let dh = usize::try_from(dh)
-        .ok()
-        .filter(|&d| d > 0 && width % d == 0)
-        .ok_or_else(|| {
-            cx.invalid(
-                node,
-                format!("head size {dh} does not divide the query width {width}"),
-            )
-        })?;
+    // The head size, or (3-D inputs) the number of heads.
+    let dh = match cx.attr_i(node, "heads")? {
+        Some(h) => usize::try_from(h)
+            .ok()
+            .filter(|&h| h > 0 && width % h == 0)
+            .map(|h| width / h),
+        None => cx
+            .attr_i(node, "head_size")?
+            .and_then(|d| usize::try_from(d).ok()),
+    };
+    let dh = dh.filter(|&d| d > 0 && width % d == 0).ok_or_else(|| {
+        cx.invalid(
+            node,
+            format!("heads or head size do not divide the query width {width}"),
+        )
+    })?;
     let scale = cx.attr_f(node, "scale")?;
     let no_keys = match cx.attr_s(node, "no_keys")?.as_deref() {
         Some("uniform") => NoKeys::Uniform,
