@@ -43,10 +43,15 @@ impl fmt::Display for Plan {
         match (&self.seq, &self.seq_fixed) {
             (Some(r), _) => writeln!(
                 f,
-                "sequence: {} to {} positions per run (buffers sized for {})",
+                "sequence: {} to {} positions per run (buffers sized for {}); {}",
                 r.start(),
                 r.end(),
-                r.end()
+                r.end(),
+                if self.pads {
+                    "different lengths share a run, padded"
+                } else {
+                    "only equal lengths share a run"
+                }
             )?,
             (None, Some(why)) => writeln!(f, "sequence: fixed ({why})")?,
             (None, None) => {}
