@@ -46,10 +46,8 @@ struct Found {
     q: String,
     k: String,
     v: String,
-    /// Values per head (0: `heads` gives them).
-    head_size: i64,
-    /// Heads, when the queries are 3-D (`[N, S, heads * dk]`): the op's `q_num_heads`.
-    heads: i64,
+    /// How the queries' width splits into heads.
+    split: Split,
     /// `None`: `1 / sqrt(dk)`.
     scale: Option<f32>,
     /// The mask tensor added to the scores: (name, a boolean keep-mask rather than additive;
@@ -59,6 +57,15 @@ struct Found {
     nan_guard: bool,
     /// Causal besides the mask (ONNX `Attention`'s `is_causal`).
     causal: bool,
+}
+
+/// How an attention's query width splits into heads.
+#[derive(Clone, Copy)]
+enum Split {
+    /// Values per head (the heads were reshaped out of the projections).
+    HeadSize(i64),
+    /// Heads (3-D queries `[N, S, heads * dk]`: the op's `q_num_heads`).
+    Heads(i64),
 }
 
 /// Readers and producers of the graph's tensors.
@@ -322,8 +329,7 @@ fn find(g: &Index<'_>, sm: usize, cx: &Context<'_>) -> Option<Found> {
         q: q.to_string(),
         k: k.to_string(),
         v: v.to_string(),
-        head_size: dh,
-        heads: 0,
+        split: Split::HeadSize(dh),
         scale: Some(scale as f32),
         mask,
         nan_guard,
@@ -384,47 +390,36 @@ fn find_op(g: &Index<'_>, at: usize, cx: &Context<'_>) -> Option<Found> {
     let mask = Some(arg(n, 3))
         .filter(|m| !m.is_empty())
         .map(|m| (m.to_string(), None));
-    if let Some(h) = attr("q_num_heads") {
-        // Grouped keys (fewer key heads than query heads) are not read.
-        if h.i <= 0 || attr("kv_num_heads").map(|a| a.i) != Some(h.i) {
-            return None;
-        }
-        return Some(Found {
-            gone: Vec::new(),
-            last: at,
-            q: arg(n, 0).to_string(),
-            k: arg(n, 1).to_string(),
-            v: arg(n, 2).to_string(),
-            head_size: 0,
-            heads: h.i,
-            scale: attr("scale").map(|a| a.f),
-            mask,
-            nan_guard: true,
-            causal: int("is_causal") != 0,
-        });
-    }
     let mut gone = Vec::new();
-    let (q, dh) = heads_of(g, arg(n, 0), &[0, 2, 1, 3], cx, &mut gone)?;
-    let (k, dk) = heads_of(g, arg(n, 1), &[0, 2, 1, 3], cx, &mut gone)?;
-    let (v, _) = heads_of(g, arg(n, 2), &[0, 2, 1, 3], cx, &mut gone)?;
-    if dh != dk || !g.used_once(g.out(at)) {
-        return None;
-    }
-    let scale = match attr("scale") {
-        Some(a) => a.f,
-        None => 1.0 / (dh as f32).sqrt(),
+    let ((q, k, v), split, last) = match attr("q_num_heads") {
+        // 3-D inputs, read as they are; grouped keys (fewer key heads) are not read.
+        Some(h) => {
+            if h.i <= 0 || attr("kv_num_heads").map(|a| a.i) != Some(h.i) {
+                return None;
+            }
+            ((arg(n, 0), arg(n, 1), arg(n, 2)), Split::Heads(h.i), at)
+        }
+        None => {
+            let (q, dh) = heads_of(g, arg(n, 0), &[0, 2, 1, 3], cx, &mut gone)?;
+            let (k, dk) = heads_of(g, arg(n, 1), &[0, 2, 1, 3], cx, &mut gone)?;
+            let (v, _) = heads_of(g, arg(n, 2), &[0, 2, 1, 3], cx, &mut gone)?;
+            if dh != dk || !g.used_once(g.out(at)) {
+                return None;
+            }
+            let last = merge_heads(g, g.out(at), cx, &mut gone)?;
+            gone.push(at);
+            ((q, k, v), Split::HeadSize(dh), last)
+        }
     };
-    let last = merge_heads(g, g.out(at), cx, &mut gone)?;
-    gone.push(at);
     Some(Found {
         gone,
         last,
         q: q.to_string(),
         k: k.to_string(),
         v: v.to_string(),
-        head_size: dh,
-        heads: 0,
-        scale: Some(scale),
+        split,
+        // Without one, 1 / sqrt(head size), as the layer's default.
+        scale: attr("scale").map(|a| a.f),
         mask,
         // PyTorch's scaled_dot_product_attention, which the op stands for, gives a query
         // whose keys are all masked zeros.
@@ -626,9 +621,9 @@ pub(super) fn rewrite(
         let old = &nodes[f.last];
         let mut inputs = vec![f.q, f.k, f.v];
         let mut attrs = vec![
-            match f.heads {
-                0 => int_attr("head_size", f.head_size),
-                h => int_attr("heads", h),
+            match f.split {
+                Split::HeadSize(d) => int_attr("head_size", d),
+                Split::Heads(h) => int_attr("heads", h),
             },
             AttributeProto {
                 name: "no_keys".into(),
