@@ -191,10 +191,10 @@ impl StepOp for Pool {
         }
     }
     fn seq(&self, ins: &[bool]) -> Result<bool, String> {
-        match (self.global, ins) {
-            // Over every step of a sequence, of any length.
-            (true, [x]) | (true, [x, _]) if !self.masked || ins[1] == *x => Ok(false),
-            (_, ins) if !ins.iter().any(|&s| s) => Ok(false),
+        match ins {
+            // Over every step of a sequence of any length (its ids mask, if any, with it).
+            [x, rest @ ..] if self.global && rest.iter().all(|m| m == x) => Ok(false),
+            _ if !ins.iter().any(|&s| s) => Ok(false),
             _ => Err(format!("{} needs a fixed sequence length", self.describe())),
         }
     }

@@ -158,7 +158,7 @@ impl TensorInfo {
     /// Values per sample in a run of `seq` positions.
     pub fn len_at(&self, seq: usize) -> usize {
         match self.seq {
-            true => self.len / self.shape[0].max(1) * seq,
+            true => self.len / self.shape.first().copied().unwrap_or(1).max(1) * seq,
             false => self.len,
         }
     }

@@ -50,11 +50,8 @@ pub(crate) fn analyse(g: &Graph) -> Result<Option<SeqAxis>, String> {
     }
     for (i, node) in g.nodes.iter().enumerate() {
         let ins: Vec<bool> = node.inputs.iter().map(|&j| seq[j]).collect();
+        // A node that reads no sequence has none (an input's flag is set above).
         if matches!(node.op, Op::Input) || !ins.iter().any(|&s| s) {
-            if let Op::Step(s) = &node.op {
-                s.0.seq(&ins)
-                    .map_err(|e| format!("layer {:?}: {e}", node.name))?;
-            }
             continue;
         }
         let rank = node.shape.len();
