@@ -183,3 +183,21 @@ fn written_files_read_back_elsewhere() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn arrays_join_padded_to_the_longest_or_not_at_all() {
+    use sinter::io::npy::Array;
+    let (a, b) = (Array::I64(vec![1, 2, 3, 4]), Array::I64(vec![5, 6, 7]));
+    // Two samples of 2 and one of 3, each padded to 3 values.
+    let joined = Array::join_padded(&[(&a, 2, 3), (&b, 3, 3)]).unwrap();
+    assert_eq!(joined, Array::I64(vec![1, 2, 0, 3, 4, 0, 5, 6, 7]));
+    let f = Array::F32(vec![1.0; 3]);
+    assert_eq!(
+        Array::join_padded(&[(&a, 2, 3), (&f, 3, 3)]),
+        None,
+        "two types"
+    );
+    assert_eq!(Array::join_padded(&[(&b, 3, 2)]), None, "want below have");
+    assert_eq!(Array::join_padded(&[(&b, 2, 2)]), None, "not whole samples");
+    assert_eq!(Array::join_padded(&[]), None);
+}

@@ -48,6 +48,52 @@ impl Array {
             Array::I64(v) => crate::plan::Values::I64(v),
         }
     }
+
+    /// Arrays joined along the batch, each `(array, have, want)` of samples of `have` values
+    /// padded with zeros to `want` (sequences padded to the longest, as a batcher joins
+    /// requests). `None` when the arrays differ in type, a length is not whole samples, or
+    /// `want < have`.
+    pub fn join_padded(parts: &[(&Array, usize, usize)]) -> Option<Array> {
+        fn join<T: Copy + Default>(parts: &[(&[T], usize, usize)]) -> Option<Vec<T>> {
+            let mut out = Vec::new();
+            for &(v, have, want) in parts {
+                if want < have
+                    || (have == 0 && !v.is_empty())
+                    || !v.len().is_multiple_of(have.max(1))
+                {
+                    return None;
+                }
+                for sample in v.chunks(have.max(1)) {
+                    out.extend_from_slice(sample);
+                    out.resize(out.len() + want - have, T::default());
+                }
+            }
+            Some(out)
+        }
+        fn typed<'a, T>(
+            parts: &[(&'a Array, usize, usize)],
+            values: fn(&'a Array) -> Option<&'a [T]>,
+        ) -> Option<Vec<(&'a [T], usize, usize)>> {
+            parts
+                .iter()
+                .map(|&(a, h, w)| Some((values(a)?, h, w)))
+                .collect()
+        }
+        Some(match parts.first()?.0 {
+            Array::F32(_) => Array::F32(join(&typed(parts, |a| match a {
+                Array::F32(v) => Some(v),
+                _ => None,
+            })?)?),
+            Array::I32(_) => Array::I32(join(&typed(parts, |a| match a {
+                Array::I32(v) => Some(v),
+                _ => None,
+            })?)?),
+            Array::I64(_) => Array::I64(join(&typed(parts, |a| match a {
+                Array::I64(v) => Some(v),
+                _ => None,
+            })?)?),
+        })
+    }
 }
 
 /// Reads a float32, int32 or int64 C-order array: `(shape, values)`.

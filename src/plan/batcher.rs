@@ -380,42 +380,49 @@ fn run_batch(plan: &Plan, batch: Vec<Request>) {
         plan.run_seq(batch[0].seq, &values).map(|o| vec![o])
     } else {
         let seq = batch.iter().map(|r| r.seq).max().unwrap_or(1);
-        let joined: Vec<Array> = plan
+        let joined: Result<Vec<Array>> = plan
             .inputs
             .iter()
             .enumerate()
             .map(|(k, info)| {
-                let parts = batch.iter().map(|r| {
-                    let (have, want) = (info.len_at(r.seq), info.len_at(seq));
-                    (&r.inputs[k], have, want)
-                });
-                concat(parts)
+                let parts: Vec<(&Array, usize, usize)> = batch
+                    .iter()
+                    .map(|r| (&r.inputs[k], info.len_at(r.seq), info.len_at(seq)))
+                    .collect();
+                // Types and lengths were checked when each request was queued.
+                Array::join_padded(&parts).ok_or_else(|| {
+                    Error::Options(format!("input {:?}: requests that do not join", info.name))
+                })
             })
             .collect();
-        let values: Vec<Values<'_>> = joined.iter().map(Array::values).collect();
-        plan.run_seq(seq, &values).map(|outs| {
-            let mut first = 0;
-            batch
-                .iter()
-                .map(|r| {
-                    let mine = outs
-                        .iter()
-                        .zip(&plan.outputs)
-                        .map(|(o, info)| {
-                            // Each sample's own positions of the padded run.
-                            let (run, own) = (info.len_at(seq), info.len_at(r.seq));
-                            o[first * run..(first + r.rows) * run]
-                                .chunks(run.max(1))
-                                .flat_map(|s| &s[..own])
-                                .copied()
-                                .collect()
-                        })
-                        .collect();
-                    first += r.rows;
-                    mine
-                })
-                .collect()
-        })
+        joined
+            .and_then(|joined| {
+                let values: Vec<Values<'_>> = joined.iter().map(Array::values).collect();
+                plan.run_seq(seq, &values)
+            })
+            .map(|outs| {
+                let mut first = 0;
+                batch
+                    .iter()
+                    .map(|r| {
+                        let mine = outs
+                            .iter()
+                            .zip(&plan.outputs)
+                            .map(|(o, info)| {
+                                // Each sample's own positions of the padded run.
+                                let (run, own) = (info.len_at(seq), info.len_at(r.seq));
+                                o[first * run..(first + r.rows) * run]
+                                    .chunks(run.max(1))
+                                    .flat_map(|s| &s[..own])
+                                    .copied()
+                                    .collect()
+                            })
+                            .collect();
+                        first += r.rows;
+                        mine
+                    })
+                    .collect()
+            })
     };
     let answers: Vec<Result<Vec<Vec<f32>>>> = match result {
         Ok(per) => per.into_iter().map(Ok).collect(),
@@ -437,38 +444,5 @@ fn run_batch(plan: &Plan, batch: Vec<Request>) {
             w.wake();
         }
         cv.notify_all();
-    }
-}
-
-/// The requests' arrays of one input joined along the batch (all of one type: checked),
-/// each of `have` values per sample padded with zeros to `want`.
-fn concat<'a>(parts: impl Iterator<Item = (&'a Array, usize, usize)>) -> Array {
-    let parts: Vec<(&Array, usize, usize)> = parts.collect();
-    fn join<'a, T: Copy + Default + 'a>(
-        parts: &[(&'a Array, usize, usize)],
-        values: impl Fn(&'a Array) -> &'a [T],
-    ) -> Vec<T> {
-        let mut out = Vec::new();
-        for &(a, have, want) in parts {
-            for sample in values(a).chunks(have.max(1)) {
-                out.extend_from_slice(sample);
-                out.resize(out.len() + want.saturating_sub(have), T::default());
-            }
-        }
-        out
-    }
-    match parts.first().map(|p| p.0) {
-        Some(Array::I32(_)) => Array::I32(join(&parts, |a| match a {
-            Array::I32(v) => v,
-            _ => &[],
-        })),
-        Some(Array::I64(_)) => Array::I64(join(&parts, |a| match a {
-            Array::I64(v) => v,
-            _ => &[],
-        })),
-        _ => Array::F32(join(&parts, |a| match a {
-            Array::F32(v) => v,
-            _ => &[],
-        })),
     }
 }

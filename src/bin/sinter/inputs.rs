@@ -132,35 +132,18 @@ pub(crate) fn cut(
 
 /// One-sample requests joined into a batch, each input that follows the sequence padded with
 /// zeros to `len` positions (what a batcher does).
-pub(crate) fn pad(plan: &Plan, requests: &[Vec<Array>], len: usize) -> Vec<Array> {
-    fn join<T: Copy + Default>(parts: impl Iterator<Item = Vec<T>>, want: usize) -> Vec<T> {
-        let mut out = Vec::new();
-        for mut p in parts {
-            p.resize(want, T::default());
-            out.extend(p);
-        }
-        out
-    }
+pub(crate) fn pad(plan: &Plan, requests: &[Vec<Array>], len: usize) -> Result<Vec<Array>> {
     plan.inputs()
         .iter()
         .enumerate()
         .map(|(k, info)| {
-            let want = info.len_at(len);
-            let parts = requests.iter().map(move |r| r[k].clone());
-            match requests.first().map(|r| &r[k]) {
-                Some(Array::I32(_)) => Array::I32(join(
-                    parts.map(|a| if let Array::I32(v) = a { v } else { Vec::new() }),
-                    want,
-                )),
-                Some(Array::I64(_)) => Array::I64(join(
-                    parts.map(|a| if let Array::I64(v) = a { v } else { Vec::new() }),
-                    want,
-                )),
-                _ => Array::F32(join(
-                    parts.map(|a| if let Array::F32(v) = a { v } else { Vec::new() }),
-                    want,
-                )),
-            }
+            let parts: Vec<(&Array, usize, usize)> = requests
+                .iter()
+                .map(|r| (&r[k], r[k].values().len(), info.len_at(len)))
+                .collect();
+            Array::join_padded(&parts).ok_or_else(|| {
+                Error::Options(format!("input {:?}: samples that do not join", info.name))
+            })
         })
         .collect()
 }

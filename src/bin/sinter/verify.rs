@@ -96,7 +96,7 @@ pub(crate) fn run(spec: &str, batch: usize, outputs: &[String]) -> Result<()> {
             let alone: Vec<Vec<sinter::io::npy::Array>> = (0..batch)
                 .map(|r| inputs::cut(&plan, &arrays, (r, 1), own[r]))
                 .collect();
-            let padded = inputs::pad(&plan, &alone, max);
+            let padded = inputs::pad(&plan, &alone, max)?;
             let together = plan.run_seq(max, &inputs::views(&padded))?;
             let mut same = true;
             for r in 0..batch {
