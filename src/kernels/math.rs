@@ -288,34 +288,38 @@ pub(crate) unsafe fn apply_rows<V: Simd>(
 /// Width of the canonical reduction order used by row-wise activations, on every tier.
 pub(crate) const ROW_LANES: usize = 8;
 
-/// Loads up to 8 values of `row` starting at `i`, padding with `pad`.
+/// Loads `V::LANES` values of `row` starting at `i`, padding past its end with `pad`.
 ///
 /// # Safety
 /// `V`'s instruction set is available.
 #[cfg_attr(sinter_inline, inline(always))]
 unsafe fn load_row<V: Simd>(row: &[f32], i: usize, pad: f32) -> V {
-    if i + ROW_LANES <= row.len() {
-        // SAFETY: 8 elements are in bounds; the ISA is the caller's contract.
+    assert!(V::LANES <= 16, "vectors of at most 16 lanes");
+    if i + V::LANES <= row.len() {
+        // SAFETY: LANES elements are in bounds; the ISA is the caller's contract.
         unsafe { V::load(row.as_ptr().add(i)) }
     } else {
-        let mut buf = [pad; ROW_LANES];
-        buf[..row.len() - i].copy_from_slice(&row[i..]);
-        // SAFETY: `buf` has 8 elements; the ISA is the caller's contract.
+        let mut buf = [pad; 16];
+        let n = row.len().saturating_sub(i);
+        buf[..n].copy_from_slice(&row[i..i + n]);
+        // SAFETY: `buf` has 16 >= LANES elements; the ISA is the caller's contract.
         unsafe { V::load(buf.as_ptr()) }
     }
 }
 
+/// Stores `v`'s lanes into `row` from `i`, those past its end dropped.
 #[cfg_attr(sinter_inline, inline(always))]
 fn store_row<V: Simd>(v: V, row: &mut [f32], i: usize) {
-    if i + ROW_LANES <= row.len() {
-        // SAFETY: 8 elements are in bounds.
+    assert!(V::LANES <= 16, "vectors of at most 16 lanes");
+    if i + V::LANES <= row.len() {
+        // SAFETY: LANES elements are in bounds.
         unsafe { v.store(row.as_mut_ptr().add(i)) }
     } else {
-        let mut buf = [0.0; ROW_LANES];
-        // SAFETY: `buf` has 8 elements.
+        let mut buf = [0.0; 16];
+        // SAFETY: `buf` has 16 >= LANES elements.
         unsafe { v.store(buf.as_mut_ptr()) };
-        let n = row.len() - i;
-        row[i..].copy_from_slice(&buf[..n]);
+        let n = row.len().saturating_sub(i);
+        row[i..i + n].copy_from_slice(&buf[..n]);
     }
 }
 
@@ -421,30 +425,17 @@ pub(crate) unsafe fn row_softmax_wide<W: Simd, R8: Simd>(row: &mut [f32]) {
     unsafe { mv.store(lanes.as_mut_ptr()) };
     let m = lanes[0];
     let n = row.len();
-    let mut buf = [0.0f32; 16];
-    // The exponentials, W at a time (the tail through `buf`, padded with -inf: 0).
+    // The exponentials, W at a time (the tail padded with -inf: 0).
     let mut i = 0;
     while i < n {
-        let whole = i + W::LANES <= n;
-        let x = if whole {
-            // SAFETY: LANES values from `i` are in bounds; the ISA is the caller's contract.
-            unsafe { W::load(row.as_ptr().add(i)) }
-        } else {
-            buf.fill(f32::NEG_INFINITY);
-            buf[..n - i].copy_from_slice(&row[i..]);
-            // SAFETY: `buf` holds 16 >= LANES values.
-            unsafe { W::load(buf.as_ptr()) }
-        };
+        // SAFETY: the ISA is the caller's contract.
+        let x = unsafe { load_row::<W>(row, i, f32::NEG_INFINITY) };
         let e = exp(x.sub(x.dup(m)));
-        let e = W::select(x.eq(x.dup(f32::NEG_INFINITY)), x.dup(0.0), e);
-        if whole {
-            // SAFETY: as the load.
-            unsafe { e.store(row.as_mut_ptr().add(i)) };
-        } else {
-            // SAFETY: as the load.
-            unsafe { e.store(buf.as_mut_ptr()) };
-            row[i..].copy_from_slice(&buf[..n - i]);
-        }
+        store_row(
+            W::select(x.eq(x.dup(f32::NEG_INFINITY)), x.dup(0.0), e),
+            row,
+            i,
+        );
         i += W::LANES;
     }
     // Their sum in the canonical 8-lane order.
@@ -459,25 +450,9 @@ pub(crate) unsafe fn row_softmax_wide<W: Simd, R8: Simd>(row: &mut [f32]) {
     // The divisions, W at a time.
     i = 0;
     while i < n {
-        let whole = i + W::LANES <= n;
-        let x = if whole {
-            // SAFETY: LANES values from `i` are in bounds; the ISA is the caller's contract.
-            unsafe { W::load(row.as_ptr().add(i)) }
-        } else {
-            buf.fill(0.0);
-            buf[..n - i].copy_from_slice(&row[i..]);
-            // SAFETY: `buf` holds 16 >= LANES values.
-            unsafe { W::load(buf.as_ptr()) }
-        };
-        let y = canonical_nan(x, x.div(x.dup(s)));
-        if whole {
-            // SAFETY: as the load.
-            unsafe { y.store(row.as_mut_ptr().add(i)) };
-        } else {
-            // SAFETY: as the load.
-            unsafe { y.store(buf.as_mut_ptr()) };
-            row[i..].copy_from_slice(&buf[..n - i]);
-        }
+        // SAFETY: the ISA is the caller's contract.
+        let x = unsafe { load_row::<W>(row, i, 0.0) };
+        store_row(canonical_nan(x, x.div(x.dup(s))), row, i);
         i += W::LANES;
     }
 }
