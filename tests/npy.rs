@@ -200,4 +200,9 @@ fn arrays_join_padded_to_the_longest_or_not_at_all() {
     assert_eq!(Array::join_padded(&[(&b, 3, 2)]), None, "want below have");
     assert_eq!(Array::join_padded(&[(&b, 2, 2)]), None, "not whole samples");
     assert_eq!(Array::join_padded(&[]), None);
+    assert_eq!(
+        Array::join_padded(&[(&b, 3, usize::MAX)]),
+        None,
+        "too large to hold"
+    );
 }

@@ -51,11 +51,11 @@ impl Array {
 
     /// Arrays joined along the batch, each `(array, have, want)` of samples of `have` values
     /// padded with zeros to `want` (sequences padded to the longest, as a batcher joins
-    /// requests). `None` when the arrays differ in type, a length is not whole samples, or
-    /// `want < have`.
+    /// requests). `None` when the arrays differ in type, a length is not whole samples,
+    /// `want < have`, or the result does not fit in memory (checked before allocating).
     pub fn join_padded(parts: &[(&Array, usize, usize)]) -> Option<Array> {
         fn join<T: Copy + Default>(parts: &[(&[T], usize, usize)]) -> Option<Vec<T>> {
-            let mut out = Vec::new();
+            let mut total = 0usize;
             for &(v, have, want) in parts {
                 if want < have
                     || (have == 0 && !v.is_empty())
@@ -63,6 +63,12 @@ impl Array {
                 {
                     return None;
                 }
+                total = total.checked_add((v.len() / have.max(1)).checked_mul(want)?)?;
+            }
+            // The size is checked before anything is allocated.
+            let mut out = Vec::new();
+            out.try_reserve_exact(total).ok()?;
+            for &(v, have, want) in parts {
                 for sample in v.chunks(have.max(1)) {
                     out.extend_from_slice(sample);
                     out.resize(out.len() + want - have, T::default());
