@@ -139,6 +139,7 @@ pub fn run_all(model: &Model, inputs: &[Values<'_>]) -> Result<Vec<Vec<f64>>> {
                 Values::F32(v) => v.iter().map(|&v| f64::from(v)).collect(),
                 Values::I32(v) => v.iter().map(|&v| f64::from(v)).collect(),
                 Values::I64(v) => v.iter().map(|&v| v as f64).collect(),
+                Values::Bool(v) => v.iter().map(|&v| f64::from(u8::from(v))).collect(),
             },
             None => node.layer.op().reference(&Reference {
                 node,

@@ -114,7 +114,9 @@ fn check(case: &Value) -> Result<String, String> {
                     return Err(format!("{oname}: labels {g:?}, expected {w:?}"));
                 }
             }
-            Array::I32(_) => return Err(format!("{oname}: int32 expected values")),
+            Array::I32(_) | Array::Bool(_) => {
+                return Err(format!("{oname}: int32 or bool expected values"));
+            }
         }
     }
     Ok(format!("{name:32} max|sinter - framework| {worst:.1e}"))

@@ -189,19 +189,19 @@ fn arrays_join_padded_to_the_longest_or_not_at_all() {
     use sinter::io::npy::Array;
     let (a, b) = (Array::I64(vec![1, 2, 3, 4]), Array::I64(vec![5, 6, 7]));
     // Two samples of 2 and one of 3, each padded to 3 values.
-    let joined = Array::join_padded(&[(&a, 2, 3), (&b, 3, 3)]).unwrap();
+    let joined = Array::join_padded(&[(&a, 2, 3), (&b, 3, 3)], false).unwrap();
     assert_eq!(joined, Array::I64(vec![1, 2, 0, 3, 4, 0, 5, 6, 7]));
     let f = Array::F32(vec![1.0; 3]);
     assert_eq!(
-        Array::join_padded(&[(&a, 2, 3), (&f, 3, 3)]),
+        Array::join_padded(&[(&a, 2, 3), (&f, 3, 3)], false),
         None,
         "two types"
     );
-    assert_eq!(Array::join_padded(&[(&b, 3, 2)]), None, "want below have");
-    assert_eq!(Array::join_padded(&[(&b, 2, 2)]), None, "not whole samples");
-    assert_eq!(Array::join_padded(&[]), None);
+    assert_eq!(Array::join_padded(&[(&b, 3, 2)], false), None, "want below have");
+    assert_eq!(Array::join_padded(&[(&b, 2, 2)], false), None, "not whole samples");
+    assert_eq!(Array::join_padded(&[], false), None);
     assert_eq!(
-        Array::join_padded(&[(&b, 3, usize::MAX)]),
+        Array::join_padded(&[(&b, 3, usize::MAX)], false),
         None,
         "too large to hold"
     );

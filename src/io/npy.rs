@@ -37,6 +37,8 @@ pub enum Array {
     I32(Vec<i32>),
     /// int64.
     I64(Vec<i64>),
+    /// bool (NumPy's `|b1`).
+    Bool(Vec<bool>),
 }
 
 impl Array {
@@ -46,15 +48,18 @@ impl Array {
             Array::F32(v) => crate::plan::Values::F32(v),
             Array::I32(v) => crate::plan::Values::I32(v),
             Array::I64(v) => crate::plan::Values::I64(v),
+            Array::Bool(v) => crate::plan::Values::Bool(v),
         }
     }
 
     /// Arrays joined along the batch, each `(array, have, want)` of samples of `have` values
-    /// padded with zeros to `want` (sequences padded to the longest, as a batcher joins
-    /// requests). `None` when the arrays differ in type, a length is not whole samples,
-    /// `want < have`, or the result does not fit in memory (checked before allocating).
-    pub fn join_padded(parts: &[(&Array, usize, usize)]) -> Option<Array> {
-        fn join<T: Copy + Default>(parts: &[(&[T], usize, usize)]) -> Option<Vec<T>> {
+    /// padded to `want` with zeros, or ones where `one` (sequences padded to the longest, as
+    /// a batcher joins requests; [`TensorInfo::pad_one`](crate::TensorInfo::pad_one) says
+    /// which). `None` when the
+    /// arrays differ in type, a length is not whole samples, `want < have`, or the result
+    /// does not fit in memory (checked before allocating).
+    pub fn join_padded(parts: &[(&Array, usize, usize)], one: bool) -> Option<Array> {
+        fn join<T: Copy>(parts: &[(&[T], usize, usize)], pad: T) -> Option<Vec<T>> {
             let mut total = 0usize;
             for &(v, have, want) in parts {
                 if want < have
@@ -71,7 +76,7 @@ impl Array {
             for &(v, have, want) in parts {
                 for sample in v.chunks(have.max(1)) {
                     out.extend_from_slice(sample);
-                    out.resize(out.len() + want - have, T::default());
+                    out.resize(out.len() + want - have, pad);
                 }
             }
             Some(out)
@@ -89,15 +94,19 @@ impl Array {
             Array::F32(_) => Array::F32(join(&typed(parts, |a| match a {
                 Array::F32(v) => Some(v),
                 _ => None,
-            })?)?),
+            })?, f32::from(u8::from(one)))?),
             Array::I32(_) => Array::I32(join(&typed(parts, |a| match a {
                 Array::I32(v) => Some(v),
                 _ => None,
-            })?)?),
+            })?, i32::from(one))?),
             Array::I64(_) => Array::I64(join(&typed(parts, |a| match a {
                 Array::I64(v) => Some(v),
                 _ => None,
-            })?)?),
+            })?, i64::from(one))?),
+            Array::Bool(_) => Array::Bool(join(&typed(parts, |a| match a {
+                Array::Bool(v) => Some(v),
+                _ => None,
+            })?, one)?),
         })
     }
 }
@@ -121,6 +130,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
                 "dtype {}, expected float32 ('<f4')",
                 match other {
                     Array::I32(_) => "int32 ('<i4')",
+                    Array::Bool(_) => "bool ('|b1')",
                     _ => "int64 ('<i8')",
                 }
             ),
@@ -165,13 +175,19 @@ pub fn from_bytes_any(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Array)> 
         "=i4" if native => 'i',
         "<i8" => 'l',
         "=i8" if native => 'l',
+        "|b1" | "<b1" | "=b1" => 'b',
         other => {
             return Err(err(format!(
-                "dtype {other:?}, expected float32 ('<f4'), int32 ('<i4') or int64 ('<i8')"
+                "dtype {other:?}, expected float32 ('<f4'), int32 ('<i4'), int64 ('<i8') or \
+                 bool ('|b1')"
             )));
         }
     };
-    let size = if kind == 'l' { 8 } else { 4 };
+    let size = match kind {
+        'l' => 8,
+        'b' => 1,
+        _ => 4,
+    };
     if header.fortran_order {
         return Err(err("Fortran-order array, expected C order".into()));
     }
@@ -200,6 +216,8 @@ pub fn from_bytes_any(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Array)> 
                 .map(|b| i32::from_le_bytes(four(b)))
                 .collect(),
         ),
+        // NumPy reads any non-zero byte as true.
+        'b' => Array::Bool(data.iter().map(|&b| b != 0).collect()),
         _ => Array::I64(
             data.chunks_exact(8)
                 .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
@@ -325,6 +343,11 @@ impl Parser<'_> {
 /// Writes an int64 C-order array (labels).
 pub fn write_i64(path: &Path, shape: &[usize], data: impl IntoIterator<Item = i64>) -> Result<()> {
     write(path, shape, "<i8", data.into_iter().map(i64::to_le_bytes))
+}
+
+/// Writes a bool C-order array (masks).
+pub fn write_bool(path: &Path, shape: &[usize], data: &[bool]) -> Result<()> {
+    write(path, shape, "|b1", data.iter().map(|&v| [u8::from(v)]))
 }
 
 /// Writes a float32 C-order array.

@@ -43,8 +43,8 @@ pub enum NoKeys {
     Uniform,
 }
 
-/// Kept where the mask value is above one half (a NaN is not).
-fn kept(m: f32) -> bool {
+/// Kept where the mask value is above one half (a NaN is not): the rule every mask follows.
+pub fn kept(m: f32) -> bool {
     m > 0.5
 }
 

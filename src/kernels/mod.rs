@@ -98,7 +98,7 @@ pub(crate) use internal::*;
 
 #[cfg_attr(not(feature = "internals"), allow(unused_imports))]
 mod internal {
-    pub use super::attention::{Attend, KeyMask};
+    pub use super::attention::{Attend, KeyMask, kept};
     pub use super::call::{ColumnParts, Gemm, Strided, dense, dense_strided};
     pub use super::epilogue::EpOp;
     pub use super::gemm::{Blocking, KB, KC};

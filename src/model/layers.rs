@@ -695,6 +695,7 @@ impl Attention {
                 scale: None,
                 causal: false,
                 no_keys: NoKeys::Uniform,
+                mask_pads: false,
             },
             name: None,
         }

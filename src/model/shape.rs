@@ -10,6 +10,8 @@ pub enum DType {
     I32,
     /// 64-bit signed integer (token ids, labels).
     I64,
+    /// Boolean (PyTorch's `key_padding_mask`: true marks padding).
+    Bool,
 }
 
 impl DType {
@@ -19,6 +21,7 @@ impl DType {
             DType::F32 => "float32",
             DType::I32 => "int32",
             DType::I64 => "int64",
+            DType::Bool => "bool",
         }
     }
 }
@@ -36,8 +39,9 @@ impl std::str::FromStr for DType {
             "float32" => Ok(DType::F32),
             "int32" => Ok(DType::I32),
             "int64" => Ok(DType::I64),
+            "bool" => Ok(DType::Bool),
             other => Err(format!(
-                "dtype {other:?} (expected float32, int32 or int64)"
+                "dtype {other:?} (expected float32, int32, int64 or bool)"
             )),
         }
     }

@@ -26,6 +26,9 @@ pub struct AttentionConfig {
     pub causal: bool,
     /// What a query that sees no key gets.
     pub no_keys: NoKeys,
+    /// The mask marks padding rather than keeping: a key is dropped where it is above one
+    /// half (PyTorch's `key_padding_mask`, where true means padding).
+    pub mask_pads: bool,
 }
 
 /// The shapes an attention reads, checked.
@@ -132,6 +135,7 @@ impl LayerOp for AttentionConfig {
             scale: self.scale_for(dims.dk),
             causal: self.causal,
             no_keys: self.no_keys,
+            mask_pads: self.mask_pads,
             dims,
         })))
     }
@@ -145,6 +149,7 @@ impl LayerOp for AttentionConfig {
             let q = &cx.inputs[0][b * d.s * hk..][..d.s * hk];
             let k = &cx.inputs[1][b * d.t * hk..][..d.t * hk];
             let v = &cx.inputs[2][b * d.t * hv..][..d.t * hv];
+            let on = |m: f64| (m > 0.5) != self.mask_pads;
             let keep = |i: usize, j: usize| {
                 (!self.causal || j <= i)
                     && match d.pairs {
@@ -152,8 +157,8 @@ impl LayerOp for AttentionConfig {
                         _ if d.tokens => {
                             cx.inputs[3][b * d.s + i] > 0.5 && cx.inputs[4][b * d.t + j] > 0.5
                         }
-                        Some(false) => cx.inputs[3][b * d.t + j] > 0.5,
-                        Some(true) => cx.inputs[3][(b * d.s + i) * d.t + j] > 0.5,
+                        Some(false) => on(cx.inputs[3][b * d.t + j]),
+                        Some(true) => on(cx.inputs[3][(b * d.s + i) * d.t + j]),
                     }
             };
             let mut y = vec![0.0; d.s * hv];
@@ -195,6 +200,7 @@ struct AttentionStep {
     scale: f32,
     causal: bool,
     no_keys: NoKeys,
+    mask_pads: bool,
     dims: Dims,
 }
 
@@ -224,6 +230,7 @@ impl StepOp for AttentionStep {
             scale: Some(self.scale),
             causal: self.causal,
             no_keys: self.no_keys,
+            mask_pads: self.mask_pads,
         }
         .dims(inputs)?;
         Ok(vec![d.s, self.heads * d.dv])
@@ -253,7 +260,10 @@ impl StepOp for AttentionStep {
             (true, None, _) | (true, Some(false), NoKeys::Zeros) => Padding::Exact,
             // Padded keys are masked; a query left without keys gets zeros either way (a
             // uniform average would count the padding).
-            (_, Some(false), NoKeys::Zeros) => Padding::MaskedBy(3),
+            (_, Some(false), NoKeys::Zeros) => Padding::MaskedBy {
+                input: 3,
+                one: self.mask_pads,
+            },
             _ => Padding::Changes,
         }
     }
@@ -369,6 +379,10 @@ impl AttentionStep {
             }
             Some(pairs) => {
                 ins.copy_f32(3, b * mask.len(), mask);
+                if self.mask_pads {
+                    mask.iter_mut()
+                        .for_each(|m| *m = f32::from(u8::from(!kernels::kept(*m))));
+                }
                 if pairs {
                     KeyMask::Pairs(mask)
                 } else {

@@ -390,7 +390,7 @@ fn run_batch(plan: &Plan, batch: Vec<Request>) {
                     .map(|r| (&r.inputs[k], info.len_at(r.seq), info.len_at(seq)))
                     .collect();
                 // Types and lengths were checked when each request was queued.
-                Array::join_padded(&parts).ok_or_else(|| {
+                Array::join_padded(&parts, info.pad_one).ok_or_else(|| {
                     Error::Options(format!("input {:?}: requests that do not join", info.name))
                 })
             })

@@ -152,6 +152,10 @@ pub struct TensorInfo {
     /// The first axis of `shape` is the plan's variable sequence ([`Plan::seq_range`]): a
     /// run of `n` positions has `len / shape[0] * n` values per sample.
     pub seq: bool,
+    /// The padded positions of a shorter sequence hold 1, not 0, when requests of different
+    /// lengths join one run ([`Plan::pads`]): a mask where true marks padding (PyTorch's
+    /// `key_padding_mask`).
+    pub pad_one: bool,
 }
 
 impl TensorInfo {
@@ -262,6 +266,12 @@ impl Plan {
                 shape,
                 dtype,
                 seq: seq.as_ref().is_some_and(|s| s.nodes[node]),
+                pad_one: seq.as_ref().is_some_and(|s| {
+                    g.inputs
+                        .iter()
+                        .position(|&i| i == node)
+                        .is_some_and(|k| s.pad_one[k])
+                }),
             })
         };
         let names = model.input_names();

@@ -23,6 +23,8 @@ pub(crate) struct SeqAxis {
     /// Padding a sequence at its end leaves its real positions' bits alone
     /// ([`Plan::pads`](super::Plan::pads)).
     pub pads: bool,
+    /// Per model input: its padded positions hold 1 (a mask that marks padding), not 0.
+    pub pad_one: Vec<bool>,
 }
 
 /// The plan's variable sequence, `Ok(None)` when no input has one, or why a step needs a
@@ -35,6 +37,7 @@ pub(crate) fn analyse(g: &Graph) -> Result<Option<SeqAxis>, String> {
     let mut max = None;
     let mut min = 1;
     let mut pads = true;
+    let mut pad: Vec<Option<bool>> = vec![None; g.inputs.len()];
     for (k, &i) in g.inputs.iter().enumerate() {
         if !g.input_seq.get(k).copied().unwrap_or(false) {
             continue;
@@ -81,10 +84,13 @@ pub(crate) fn analyse(g: &Graph) -> Result<Option<SeqAxis>, String> {
             min = min.max(s.0.min_seq());
             pads &= match s.0.padding() {
                 Padding::Exact => true,
-                Padding::MaskedBy(k) => node
+                // Every step a mask reaches must read its padding alike.
+                Padding::MaskedBy { input, one } => node
                     .inputs
-                    .get(k)
-                    .is_some_and(|&j| matches!(g.nodes[j].op, Op::Input) && seq[j]),
+                    .get(input)
+                    .filter(|&&j| matches!(g.nodes[j].op, Op::Input) && seq[j])
+                    .and_then(|&j| g.inputs.iter().position(|&i| i == j))
+                    .is_some_and(|k| *pad[k].get_or_insert(one) == one),
                 Padding::Changes => false,
             };
         }
@@ -100,5 +106,6 @@ pub(crate) fn analyse(g: &Graph) -> Result<Option<SeqAxis>, String> {
         max,
         min,
         pads,
+        pad_one: pad.into_iter().map(|p| p.unwrap_or(false)).collect(),
     }))
 }

@@ -16,6 +16,8 @@ pub enum Values<'a> {
     I32(&'a [i32]),
     /// 64-bit integers (token ids).
     I64(&'a [i64]),
+    /// Booleans (masks).
+    Bool(&'a [bool]),
 }
 
 impl<'a> Values<'a> {
@@ -26,6 +28,7 @@ impl<'a> Values<'a> {
             Values::F32(v) => Values::F32(&v[r]),
             Values::I32(v) => Values::I32(&v[r]),
             Values::I64(v) => Values::I64(&v[r]),
+            Values::Bool(v) => Values::Bool(&v[r]),
         }
     }
 
@@ -35,6 +38,7 @@ impl<'a> Values<'a> {
             Values::F32(v) => v.len(),
             Values::I32(v) => v.len(),
             Values::I64(v) => v.len(),
+            Values::Bool(v) => v.len(),
         }
     }
     /// Whether there are no values.
@@ -47,6 +51,7 @@ impl<'a> Values<'a> {
             Values::F32(_) => DType::F32,
             Values::I32(_) => DType::I32,
             Values::I64(_) => DType::I64,
+            Values::Bool(_) => DType::Bool,
         }
     }
     /// Value `i` as an id below `limit`, if it is one.
@@ -59,6 +64,7 @@ impl<'a> Values<'a> {
             }
             Values::I32(v) => usize::try_from(v[i]).ok()?,
             Values::I64(v) => usize::try_from(v[i]).ok()?,
+            Values::Bool(v) => usize::from(v[i]),
         };
         (id < limit).then_some(id)
     }
@@ -68,6 +74,7 @@ impl<'a> Values<'a> {
             Values::F32(v) => v[i].to_string(),
             Values::I32(v) => v[i].to_string(),
             Values::I64(v) => v[i].to_string(),
+            Values::Bool(v) => v[i].to_string(),
         }
     }
 }
@@ -87,6 +94,11 @@ impl<'a> From<&'a [i64]> for Values<'a> {
         Values::I64(v)
     }
 }
+impl<'a> From<&'a [bool]> for Values<'a> {
+    fn from(v: &'a [bool]) -> Self {
+        Values::Bool(v)
+    }
+}
 impl<'a> From<&'a Vec<f32>> for Values<'a> {
     fn from(v: &'a Vec<f32>) -> Self {
         Values::F32(v)
@@ -100,6 +112,11 @@ impl<'a> From<&'a Vec<i32>> for Values<'a> {
 impl<'a> From<&'a Vec<i64>> for Values<'a> {
     fn from(v: &'a Vec<i64>) -> Self {
         Values::I64(v)
+    }
+}
+impl<'a> From<&'a Vec<bool>> for Values<'a> {
+    fn from(v: &'a Vec<bool>) -> Self {
+        Values::Bool(v)
     }
 }
 
@@ -568,6 +585,10 @@ impl<'a> Inputs<'a> {
             Values::F32(v) => dst.copy_from_slice(&v[r]),
             Values::I32(v) => dst.iter_mut().zip(&v[r]).for_each(|(d, &x)| *d = x as f32),
             Values::I64(v) => dst.iter_mut().zip(&v[r]).for_each(|(d, &x)| *d = x as f32),
+            Values::Bool(v) => dst
+                .iter_mut()
+                .zip(&v[r])
+                .for_each(|(d, &x)| *d = f32::from(u8::from(x))),
         }
     }
 

@@ -54,9 +54,10 @@ pub(crate) enum Padding {
     /// Not at all: each position on its own, or only earlier positions seen (causal),
     /// or fixed positions picked that every run has.
     Exact,
-    /// Only through keys that input `i` masks: exact when `i` is a model input (its zeros
-    /// mask the padding).
-    MaskedBy(usize),
+    /// Only through keys that step input `input` masks: exact when it is a model input whose
+    /// padded positions hold 1 where `one` (a mask that marks padding), else 0 (one that
+    /// keeps).
+    MaskedBy { input: usize, one: bool },
     /// Padded positions change the others.
     Changes,
 }

@@ -279,6 +279,7 @@ pub fn split_run(
         Values::F32(v) => Array::F32(v.repeat(copies)),
         Values::I32(v) => Array::I32(v.repeat(copies)),
         Values::I64(v) => Array::I64(v.repeat(copies)),
+        Values::Bool(v) => Array::Bool(v.repeat(copies)),
     };
     let owned: Vec<Array> = inputs.iter().map(tile).collect();
     let tiled: Vec<Values> = owned.iter().map(Array::values).collect();

@@ -56,7 +56,10 @@ pub(crate) fn random(
                         })
                         .collect(),
                 ),
-                DType::I32 | DType::I64 if ids.is_none() => {
+                // A mask (a boolean input is one even if something gathers by it).
+                DType::I32 | DType::I64 | DType::Bool
+                    if ids.is_none() || info.dtype == DType::Bool =>
+                {
                     let t = info.shape.last().copied().unwrap_or(1).max(1);
                     let mut mask = Vec::with_capacity(n);
                     while mask.len() < n {
@@ -64,16 +67,20 @@ pub(crate) fn random(
                             true => 1 + (r.next_u64() % t as u64) as usize,
                             false => t,
                         };
-                        mask.extend((0..t).map(|j| i64::from(j < len)));
+                        // Kept positions are 1, padding 0, or the other way round for a
+                        // mask that marks padding.
+                        mask.extend((0..t).map(|j| i64::from((j < len) != info.pad_one)));
                     }
                     mask.truncate(n);
                     match info.dtype {
                         DType::I32 => Array::I32(mask.iter().map(|&m| m as i32).collect()),
+                        DType::Bool => Array::Bool(mask.iter().map(|&m| m != 0).collect()),
                         _ => Array::I64(mask),
                     }
                 }
                 DType::I32 => Array::I32((0..n).map(|_| (r.next_u64() % vocab) as i32).collect()),
                 DType::I64 => Array::I64((0..n).map(|_| (r.next_u64() % vocab) as i64).collect()),
+                DType::Bool => Array::Bool((0..n).map(|_| r.next_u64() % 2 == 1).collect()),
             }
         })
         .collect()
@@ -93,6 +100,7 @@ pub(crate) fn row<'a>(arrays: &'a [Array], lens: &[usize], r: usize) -> Vec<Valu
             Array::F32(v) => Values::F32(&v[r * l..(r + 1) * l]),
             Array::I32(v) => Values::I32(&v[r * l..(r + 1) * l]),
             Array::I64(v) => Values::I64(&v[r * l..(r + 1) * l]),
+            Array::Bool(v) => Values::Bool(&v[r * l..(r + 1) * l]),
         })
         .collect()
 }
@@ -125,6 +133,7 @@ pub(crate) fn cut(
                 Array::F32(v) => Array::F32(take(v, (first, count), lens)),
                 Array::I32(v) => Array::I32(take(v, (first, count), lens)),
                 Array::I64(v) => Array::I64(take(v, (first, count), lens)),
+                Array::Bool(v) => Array::Bool(take(v, (first, count), lens)),
             }
         })
         .collect()
@@ -141,7 +150,7 @@ pub(crate) fn pad(plan: &Plan, requests: &[Vec<Array>], len: usize) -> Result<Ve
                 .iter()
                 .map(|r| (&r[k], r[k].values().len(), info.len_at(len)))
                 .collect();
-            Array::join_padded(&parts).ok_or_else(|| {
+            Array::join_padded(&parts, info.pad_one).ok_or_else(|| {
                 Error::Options(format!("input {:?}: samples that do not join", info.name))
             })
         })
@@ -149,7 +158,8 @@ pub(crate) fn pad(plan: &Plan, requests: &[Vec<Array>], len: usize) -> Result<Ve
 }
 
 /// How many leading positions of sample `r` its padding masks keep (the inputs with a
-/// variable sequence that no Embedding reads): past the last non-zero; `None` without a mask.
+/// variable sequence that no Embedding reads): past the last kept position; `None` without a
+/// mask.
 pub(crate) fn kept(plan: &Plan, arrays: &[Array], r: usize) -> Option<usize> {
     plan.inputs()
         .iter()
@@ -168,9 +178,14 @@ pub(crate) fn kept(plan: &Plan, arrays: &[Array], r: usize) -> Option<usize> {
                     .iter()
                     .map(|&x| x != 0)
                     .collect(),
+                Array::Bool(v) => v[r * info.len..(r + 1) * info.len].to_vec(),
                 Array::F32(_) => Vec::new(),
             };
-            sample.iter().rposition(|&k: &bool| k).map_or(1, |p| p + 1)
+            // A mask that marks padding keeps its zeros.
+            sample
+                .iter()
+                .rposition(|&m: &bool| m != info.pad_one)
+                .map_or(1, |p| p + 1)
         })
         .max()
 }

@@ -105,6 +105,7 @@ pub(super) fn class(c: &Config<'_>, spec: &mut Spec) -> Res<Layer> {
         scale: None,
         causal: false,
         no_keys: NoKeys::Uniform,
+        mask_pads: false,
     }))
 }
 
@@ -262,6 +263,7 @@ pub(super) fn nodes(
         scale: None,
         causal: m.causal,
         no_keys: m.no_keys,
+        mask_pads: false,
     });
     let mut att_in = vec![first, first + 1, first + 2];
     att_in.extend(mask);

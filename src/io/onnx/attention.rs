@@ -713,6 +713,7 @@ pub(super) fn convert(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         scale,
         causal,
         no_keys,
+        mask_pads: false,
     });
     let shape = cx.nodes[q].shape.clone();
     let shape = vec![

@@ -398,9 +398,10 @@ fn input_shape(
         dtype::FLOAT => DType::F32,
         dtype::INT32 => DType::I32,
         dtype::INT64 => DType::I64,
+        dtype::BOOL => DType::Bool,
         t => {
             return Err(unsupported(format!(
-                "element type {} is not float32, int32 or int64",
+                "element type {} is not float32, int32, int64 or bool",
                 dtype_name(t)
             )));
         }

@@ -37,6 +37,7 @@ pub(super) fn kserve_type(d: DType) -> &'static str {
         DType::F32 => "FP32",
         DType::I32 => "INT32",
         DType::I64 => "INT64",
+        DType::Bool => "BOOL",
     }
 }
 
@@ -181,6 +182,7 @@ pub(super) fn binary_values(
         Some("FP32") => bytes.len(),
         Some("INT32") => bytes.len() * 2,
         Some("INT64") => bytes.len(),
+        Some("BOOL") => bytes.len() * 8,
         _ => return Err(Fault::Bad("binary data needs a \"datatype\"".into())),
     };
     held.grow(decoded).map_err(|e| Fault::Busy(e.to_string()))?;
@@ -195,6 +197,7 @@ pub(super) fn binary_values(
                 .map(|e| i64::from(i32::from_le_bytes(e)))
                 .collect(),
         ),
+        Some("BOOL") => Flat::Int(bytes.iter().map(|&b| i64::from(b != 0)).collect()),
         _ => Flat::Int(
             elements::<8>(bytes, "INT64")?
                 .map(i64::from_le_bytes)
@@ -385,6 +388,16 @@ fn json_into<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
 fn values_json(out: &mut Vec<u8>, dtype: DType, values: &[f32]) {
     match dtype {
         DType::F32 => json_into(out, values),
+        DType::Bool => {
+            out.push(b'[');
+            for (i, &v) in values.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(if v != 0.0 { b"true" } else { b"false" });
+            }
+            out.push(b']');
+        }
         DType::I32 | DType::I64 => {
             out.push(b'[');
             for (i, &v) in values.iter().enumerate() {
@@ -408,6 +421,7 @@ pub(super) fn values_binary(out: &mut Vec<u8>, dtype: DType, values: &[f32]) {
         DType::I64 => values
             .iter()
             .for_each(|&v| out.extend((v as i64).to_le_bytes())),
+        DType::Bool => values.iter().for_each(|&v| out.push(u8::from(v != 0.0))),
     }
 }
 
@@ -416,6 +430,7 @@ pub(super) fn binary_width(dtype: DType) -> usize {
     match dtype {
         DType::F32 | DType::I32 => 4,
         DType::I64 => 8,
+        DType::Bool => 1,
     }
 }
 

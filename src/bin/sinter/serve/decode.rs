@@ -35,6 +35,7 @@ impl Flat {
         let int = match (datatype, info.dtype) {
             (Some("FP32") | None, DType::F32) => false,
             (Some("INT32" | "INT64") | None, DType::I32 | DType::I64) => true,
+            (Some("BOOL") | None, DType::Bool) => true,
             (Some("FP32"), _) => false, // whole-number floats as ids, as Keras casts them
             (Some(t), d) => {
                 return Err(format!(
@@ -85,6 +86,14 @@ impl Flat {
             (Flat::Int(v), DType::I32) => Array::I32(
                 v.iter()
                     .map(|&v| i32::try_from(v).map_err(|_| format!("{v} is not an int32")))
+                    .collect::<Result<_, _>>()?,
+            ),
+            (Flat::Int(v), DType::Bool) => Array::Bool(
+                v.iter()
+                    .map(|&v| match v {
+                        0 | 1 => Ok(v == 1),
+                        _ => Err(format!("{v} is not a bool")),
+                    })
                     .collect::<Result<_, _>>()?,
             ),
             (Flat::Int(v), _) => Array::I64(v),
@@ -214,6 +223,10 @@ impl<'de> Visitor<'de> for Numbers<'_, '_, '_> {
 
     fn visit_f64<E: de::Error>(mut self, v: f64) -> Result<(), E> {
         self.push_f64(v, v)
+    }
+
+    fn visit_bool<E: de::Error>(mut self, v: bool) -> Result<(), E> {
+        self.push_int(Some(i64::from(v)), f64::from(u8::from(v)), u64::from(v))
     }
 
     fn visit_u64<E: de::Error>(mut self, v: u64) -> Result<(), E> {

@@ -443,7 +443,10 @@ fn contents(c: InferTensorContents, datatype: Option<&str>) -> Result<Flat, Stri
             c.int_contents.into_iter().map(i64::from).collect(),
         )),
         Some("INT64") => Ok(Flat::Int(c.int64_contents)),
-        _ => Err("contents need a \"datatype\" of FP32, INT32 or INT64".into()),
+        Some("BOOL") => Ok(Flat::Int(
+            c.bool_contents.into_iter().map(i64::from).collect(),
+        )),
+        _ => Err("contents need a \"datatype\" of FP32, INT32, INT64 or BOOL".into()),
     }
 }
 

@@ -144,6 +144,7 @@ pub(super) fn cast(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let ok = match from {
         DType::F32 => to == dtype::FLOAT,
         DType::I32 | DType::I64 => to == dtype::INT32 || to == dtype::INT64,
+        DType::Bool => to == dtype::BOOL,
     };
     if !ok {
         return Err(cx.unsupported(
