@@ -52,6 +52,7 @@ fn cut(a: &Array, b: usize, seq: usize, per: usize, len: usize) -> Array {
         Array::F32(v) => Array::F32(v[r].to_vec()),
         Array::I32(v) => Array::I32(v[r].to_vec()),
         Array::I64(v) => Array::I64(v[r].to_vec()),
+        Array::Bool(v) => Array::Bool(v[r].to_vec()),
     }
 }
 
