@@ -107,11 +107,7 @@ fn builtins() -> Vec<Case> {
 /// `name output hash` lines of `case`, checked to agree on every tier.
 fn lines(case: &Case) -> Vec<String> {
     let values: Vec<Values> = case.inputs.iter().map(Array::values).collect();
-    let len = match &case.inputs[0] {
-        Array::F32(v) => v.len(),
-        Array::I32(v) => v.len(),
-        Array::I64(v) => v.len(),
-    };
+    let len = case.inputs[0].values().len();
     let batch = len / case.model.input_shape().iter().product::<usize>().max(1);
     let mut first: Option<Vec<u64>> = None;
     for isa in Isa::available() {
