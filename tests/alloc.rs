@@ -103,6 +103,7 @@ fn graph_runs_allocate_nothing() {
                         sinter::io::npy::Array::F32(v) => sinter::plan::Values::F32(&v[..b * l]),
                         sinter::io::npy::Array::I32(v) => sinter::plan::Values::I32(&v[..b * l]),
                         sinter::io::npy::Array::I64(v) => sinter::plan::Values::I64(&v[..b * l]),
+                        sinter::io::npy::Array::Bool(v) => sinter::plan::Values::Bool(&v[..b * l]),
                     })
                     .collect()
             };
