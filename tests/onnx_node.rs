@@ -108,6 +108,13 @@ fn run_case(case: &Value) -> Result<Outcome, String> {
                     return Err(format!("output {k}: {g:?} vs {w:?}"));
                 }
             }
+            Array::Bool(w) => {
+                let w: Vec<i64> = w.iter().map(|&v| i64::from(v)).collect();
+                let g: Vec<i64> = got.ints(k).collect();
+                if g != w {
+                    return Err(format!("output {k}: {g:?} vs {w:?}"));
+                }
+            }
         }
     }
     Ok(Outcome::Pass)
