@@ -21,6 +21,10 @@ dynamic batch and sequence axes):
               last_hidden_state, pooler_output
   distilbert  transformers DistilBertForSequenceClassification (vocab 50, dim 16, 2 layers,
               2 heads, hidden 32, 3 labels): input_ids, attention_mask -> logits
+  te_post, te_pre  nn.TransformerEncoder(TransformerEncoderLayer(d_model 16, 2 heads,
+              feed-forward 32, batch_first, norm_first False / True), 2 layers): x [batch,
+              sequence, 16] and a bool padding_mask (True marks padding) -> y. The TorchScript
+              export holds the key length as a constant (it runs only at length 8).
 Keras cases:
   mha_causal  Input((8, 16)) and a mask Input((1, 8)): MultiHeadAttention(2 heads, key_dim 4,
               value_dim 6, use_causal_mask) over x, x with the mask; LayerNormalization(x + a);
@@ -140,7 +144,66 @@ def torch_part():
                                                        outs))],
         })
     cases += distilbert_cases(torch, transformers)
+    cases += encoder_cases(torch)
     merge_manifest(cases)
+
+
+def encoder_cases(torch):
+    """nn.TransformerEncoder, batch_first, post- and pre-norm, under a boolean
+    src_key_padding_mask (True marks padding)."""
+    cases = []
+    for norm in ["post", "pre"]:
+        torch.manual_seed(zlib.crc32(f"weights:te_{norm}".encode()))
+        layer = torch.nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32,
+                                                 batch_first=True, norm_first=norm == "pre")
+        net = torch.nn.TransformerEncoder(layer, num_layers=2,
+                                          enable_nested_tensor=False).eval()
+        # Every layer its own weights (the encoder starts from copies of one layer), non-zero
+        # biases and LayerNorm parameters.
+        with torch.no_grad():
+            for n, p in net.named_parameters():
+                if "norm" in n and n.endswith("weight"):
+                    p.uniform_(0.5, 1.5)
+                elif n.endswith("bias"):
+                    p.normal_(0, 0.1)
+                else:
+                    p.normal_(0, 0.3)
+
+        class Wrap(torch.nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, x, pad):
+                return self.m(x, src_key_padding_mask=pad)
+
+        model = Wrap(net).eval()
+        r = rng(f"input:te_{norm}")
+        x = r.standard_normal((BATCH, SEQ, 16)).astype(np.float32)
+        pad = np.array([[j >= n for j in range(SEQ)] for n in LENS])
+        args = (torch.from_numpy(x), torch.from_numpy(pad))
+        with torch.no_grad():
+            y = model(*args).numpy()
+        names = ["x", "padding_mask"]
+        for tag, dynamo in [("ts", False), ("dynamo", True)]:
+            case = f"te_{norm}.{tag}"
+            path = os.path.join(OUT, case + ".onnx")
+            if dynamo:
+                d = {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence", max=16)}
+                torch.onnx.export(model, args, path, input_names=names, output_names=["y"],
+                                  dynamic_shapes=(d, d), opset_version=18, dynamo=True,
+                                  external_data=False)
+            else:
+                torch.onnx.export(model, args, path, input_names=names, output_names=["y"],
+                                  dynamic_axes={k: {0: "batch", 1: "sequence"} for k in names},
+                                  opset_version=17, dynamo=False)
+            cases.append({
+                "name": case, "model": case + ".onnx", "seq": SEQ, "lens": LENS,
+                "inputs": [{"name": n, "file": save(case, i, "in", a)}
+                           for i, (n, a) in enumerate(zip(names, (x, pad)))],
+                "outputs": [{"name": "y", "file": save(case, 0, "out", y)}],
+            })
+    return cases
 
 
 def distilbert_cases(torch, transformers):

@@ -41,6 +41,10 @@ pub enum NoKeys {
     /// The mean of every key's value, masked or not: the softmax of equal scores, as a mask
     /// added as a large negative number gives (Keras's `dot_product_attention`, Hugging Face).
     Uniform,
+    /// NaN: the softmax of scores that are all minus infinity (PyTorch's
+    /// `scaled_dot_product_attention` under a mask of `-inf`, as `nn.TransformerEncoder` gives a
+    /// sequence that is all padding).
+    Nan,
 }
 
 /// Kept where the mask value is above one half (a NaN is not): the rule every mask follows.
@@ -233,6 +237,10 @@ pub(crate) unsafe fn attend<V: Simd, R8: Simd>(
                         // Every key weighs 1 / keys (the row's scratch is as long as the keys).
                         rows[r * tp..][..a.keys].fill(1.0 / a.keys as f32);
                         Row::Uniform
+                    }
+                    (false, NoKeys::Nan) => {
+                        out[i * a.ldo + h * a.dv..][..a.dv].fill(f32::NAN);
+                        Row::Done
                     }
                     (false, _) => {
                         out[i * a.ldo + h * a.dv..][..a.dv].fill(0.0);

@@ -168,6 +168,10 @@ impl LayerOp for AttentionConfig {
                     if keys.is_empty() && self.no_keys == NoKeys::Uniform {
                         keys = (0..d.t).collect();
                     }
+                    if keys.is_empty() && self.no_keys == NoKeys::Nan {
+                        y[i * hv + head * d.dv..][..d.dv].fill(f64::NAN);
+                        continue;
+                    }
                     let score = |j: usize| {
                         let dot: f64 = (0..d.dk)
                             .map(|c| q[i * hk + head * d.dk + c] * k[j * hk + head * d.dk + c])
@@ -257,10 +261,10 @@ impl StepOp for AttentionStep {
     fn padding(&self) -> Padding {
         match (self.causal, self.dims.pairs, self.no_keys) {
             // A query sees no later key (and always one key, itself, without a mask).
-            (true, None, _) | (true, Some(false), NoKeys::Zeros) => Padding::Exact,
+            (true, None, _) | (true, Some(false), NoKeys::Zeros | NoKeys::Nan) => Padding::Exact,
             // Padded keys are masked; a query left without keys gets zeros either way (a
             // uniform average would count the padding).
-            (_, Some(false), NoKeys::Zeros) => Padding::MaskedBy {
+            (_, Some(false), NoKeys::Zeros | NoKeys::Nan) => Padding::MaskedBy {
                 input: 3,
                 one: self.mask_pads,
             },

@@ -135,7 +135,7 @@ fn convert(
     })?;
     let (opset, graph) = opset_and_graph(&proto_model, opts).map_err(fail)?;
     cx.opset = opset;
-    let (graph_nodes, patterns) = rewrite_patterns(&cx, graph);
+    let (graph_nodes, patterns, fixed_length) = rewrite_patterns(&cx, graph);
     cx.count_uses(&graph_nodes, graph);
     let inputs = cx.graph_inputs(graph).map_err(fail)?;
     if graph.output.is_empty() {
@@ -160,7 +160,10 @@ fn convert(
     };
     let ins: Vec<usize> = (0..inputs).collect();
     // A sequence axis that may vary per run, if every constant a layer keeps allows it.
-    let variable = seq::variable_inputs(&cx, graph, &graph_nodes, &needed);
+    let variable = match fixed_length {
+        Some(why) => Err(why),
+        None => seq::variable_inputs(&cx, graph, &graph_nodes, &needed),
+    };
     let model_err = |e: Error| fail(LoadErrorKind::Model(Box::new(e)));
     let mut model = Model::from_nodes(name, cx.nodes, &ins, &outs).map_err(model_err)?;
     model.set_output_names(wanted).map_err(model_err)?;
@@ -236,11 +239,11 @@ fn opset_and_graph<'m>(
 }
 
 /// The graph's nodes with activation and normalization subgraphs rewritten as one op each
-/// ([`patterns`]), and the patterns found.
+/// ([`patterns`]), the patterns found and, if the graph runs only at its export length, why.
 fn rewrite_patterns(
     cx: &Converter<'_>,
     graph: &proto::GraphProto,
-) -> (Vec<NodeProto>, Vec<(&'static str, usize)>) {
+) -> (Vec<NodeProto>, Vec<(&'static str, usize)>, Option<String>) {
     let mut consts: HashMap<&str, Const> = HashMap::new();
     for n in graph.node.iter().filter(|n| n.op_type == "Constant") {
         if let (Some(o), Ok(c)) = (n.output.first(), cx.constant_node(n)) {
@@ -267,11 +270,11 @@ fn rewrite_patterns(
         graph,
         dim: &dim,
     };
-    let (nodes, n) = attention::rewrite(nodes, &outs, &context);
+    let (nodes, n, fixed) = attention::rewrite(nodes, &outs, &context);
     if n > 0 {
         counts.push(("attention", n));
     }
-    (nodes, counts)
+    (nodes, counts, fixed)
 }
 
 impl Converter<'_> {

@@ -562,6 +562,13 @@ fn op(
         }
         "Max" => bin(f64::max, None),
         "Min" => bin(f64::min, None),
+        // Integer `Mod` (fmod 0): the remainder takes the divisor's sign, as in Python.
+        "Mod" if attr_i(n, "fmod", 0) == 0 && x(0)?.int && x(1)?.int => {
+            if x(1)?.data.as_ref()?.contains(&0.0) {
+                return None;
+            }
+            bin(|a, c| a - c * (a / c).floor(), Some(true))
+        }
         "Trilu" => {
             let t = x(0)?;
             let k = match x(1) {
@@ -596,6 +603,9 @@ fn op(
             let t = x(0)?;
             match n.op_type.as_str() {
                 "Pow" => elementwise(&[t, x(1)?], false, |v| v[0].powf(v[1])),
+                // A scale computed from a shape (PyTorch's `1 / sqrt(sqrt(head size))`).
+                "Sqrt" => elementwise(&[t], false, |v| v[0].sqrt()),
+                "Reciprocal" => elementwise(&[t], false, |v| 1.0 / v[0]),
                 _ => Some(T::shape(t.dims.clone())),
             }
         }

@@ -23,6 +23,8 @@ use crate::kernels::NoKeys;
 use crate::model::{AttentionConfig, Layer};
 use std::collections::HashMap;
 
+mod probed;
+
 /// The domain of the rewritten node.
 pub(super) const DOMAIN: &str = "sinter";
 
@@ -57,6 +59,12 @@ struct Found {
     nan_guard: bool,
     /// Causal besides the mask (ONNX `Attention`'s `is_causal`).
     causal: bool,
+    /// Nodes that go before the attention (projections rebuilt on batch-first rows).
+    pre: Vec<NodeProto>,
+    /// Nodes that go after it, the last making `last`'s output (an output projection rebuilt
+    /// on the attention's rows); the attention's output is then named `output`.
+    post: Vec<NodeProto>,
+    output: Option<String>,
 }
 
 /// How an attention's query width splits into heads.
@@ -156,7 +164,7 @@ fn scaled<'n>(
     if let Some(i) = g.sole(x, "Mul") {
         let n = &g.nodes[i];
         for (a, b) in [(0, 1), (1, 0)] {
-            if let Some(c) = scalar(cx, arg(n, b)) {
+            if let Some(c) = scalar(cx, arg(n, b)).or_else(|| computed_scalar(g, cx, arg(n, b))) {
                 *scale *= f64::from(c);
                 gone.push(i);
                 return &g.nodes[i].input[a];
@@ -173,6 +181,39 @@ fn scalar(cx: &Context<'_>, name: &str) -> Option<f32> {
         ([], [v]) => Some(*v as f32),
         _ => None,
     }
+}
+
+/// A scalar the graph computes from shapes alone (PyTorch's `sqrt(1 / sqrt(head size))`), the
+/// same at a shorter sequence, if the graph computes it there at all (a graph that does not
+/// runs only at its export length: [`fixed_length`]).
+fn computed_scalar(g: &Index<'_>, cx: &Context<'_>, name: &str) -> Option<f32> {
+    let at = |shrink: usize| {
+        let inputs = probe_inputs_at(cx, None, shrink).into_iter().collect();
+        let t = Probe::new(g.nodes, cx.consts, cx.decode, inputs).eval(name)?;
+        match t.data.as_deref() {
+            Some(&[v]) => Some(v),
+            _ => None,
+        }
+    };
+    let v = at(0)?;
+    (at(1).is_none_or(|w| w == v) && v.is_finite()).then_some(v as f32)
+}
+
+/// Why the graph as written runs only at its export length, if it does: an output whose
+/// shape the probe follows at that length but not one position shorter (PyTorch's
+/// TorchScript exporter writes the key length of `nn.MultiheadAttention` as a constant).
+fn fixed_length(nodes: &[NodeProto], outputs: &[String], cx: &Context<'_>) -> Option<String> {
+    let runs = |shrink: usize, name: &str| {
+        let inputs = probe_inputs_at(cx, None, shrink).into_iter().collect();
+        Probe::new(nodes, cx.consts, cx.decode, inputs)
+            .eval(name)
+            .is_some()
+    };
+    outputs.iter().find_map(|o| {
+        (runs(0, o) && !runs(1, o)).then(|| {
+            format!("the graph computes {o:?} only at its export length (it holds a shape as a constant)")
+        })
+    })
 }
 
 /// The 3-D projection under `Transpose(Reshape(src, [.., .., H, dh]), perm)`; its `dh`.
@@ -264,6 +305,74 @@ fn find(g: &Index<'_>, sm: usize, cx: &Context<'_>) -> Option<Found> {
     gone.push(mm);
     let a = scaled(g, arg(&g.nodes[mm], 0), &mut scale, cx, &mut gone);
     let b = scaled(g, arg(&g.nodes[mm], 1), &mut scale, cx, &mut gone);
+    // Softmax [-> Where(IsNaN(p), 0, p)] -> MatMul(p, v).
+    let mut p = g.out(sm);
+    let mut nan_guard = false;
+    let readers = g.readers(p);
+    if readers.len() == 2 && g.uses.get(p) == Some(&2) {
+        let isnan = *readers.iter().find(|&&r| g.nodes[r].op_type == "IsNaN")?;
+        let w = *readers.iter().find(|&&r| g.nodes[r].op_type == "Where")?;
+        let wn = &g.nodes[w];
+        if arg(wn, 0) != g.out(isnan) || scalar(cx, arg(wn, 1)) != Some(0.0) || arg(wn, 2) != p {
+            return None;
+        }
+        if g.uses.get(g.out(isnan)) != Some(&1) {
+            return None;
+        }
+        gone.extend([isnan, w]);
+        nan_guard = true;
+        p = g.out(w);
+    } else if g.uses.get(p) != Some(&1) {
+        return None;
+    }
+    let pv = *g.readers(p).first()?;
+    let pvn = &g.nodes[pv];
+    if pvn.op_type != "MatMul" || arg(pvn, 0) != p || !g.used_once(g.out(pv)) {
+        return None;
+    }
+    gone.push(pv);
+    let core = Core {
+        gone,
+        q: a,
+        kt: b,
+        pv,
+        scale: scale as f32,
+        mask,
+        nan_guard,
+        name: g.out(sm),
+    };
+    classic(g, cx, core.clone()).or_else(|| probed::find(g, cx, core))
+}
+
+/// What every spelling of an attention shares: the scores' operands (queries, keys
+/// transposed; scaled), the `MatMul` by the values, the scale, the mask.
+#[derive(Clone)]
+struct Core<'n> {
+    gone: Vec<usize>,
+    q: &'n str,
+    kt: &'n str,
+    /// The `MatMul(p, v)`.
+    pv: usize,
+    scale: f32,
+    mask: Option<(String, Option<bool>)>,
+    nan_guard: bool,
+    /// A name the nodes made for it start with.
+    name: &'n str,
+}
+
+/// The heads as Hugging Face models spell them: `Transpose(Reshape(projection))` into the
+/// scores and `Reshape(Transpose(heads))` after.
+fn classic(g: &Index<'_>, cx: &Context<'_>, core: Core<'_>) -> Option<Found> {
+    let Core {
+        mut gone,
+        q: a,
+        kt: b,
+        pv,
+        scale,
+        mask,
+        nan_guard,
+        ..
+    } = core;
     let (q, dh) = heads_of(g, a, &[0, 2, 1, 3], cx, &mut gone)?;
     let (k, dk) = match heads_of(g, b, &[0, 2, 3, 1], cx, &mut gone) {
         Some(k) => k,
@@ -292,33 +401,7 @@ fn find(g: &Index<'_>, sm: usize, cx: &Context<'_>) -> Option<Found> {
             heads_of(g, under, &[0, 2, 1, 3], cx, &mut gone)?
         }
     };
-    // Softmax [-> Where(IsNaN(p), 0, p)] -> MatMul(p, v).
-    let mut p = g.out(sm);
-    let mut nan_guard = false;
-    let readers = g.readers(p);
-    if readers.len() == 2 && g.uses.get(p) == Some(&2) {
-        let isnan = *readers.iter().find(|&&r| g.nodes[r].op_type == "IsNaN")?;
-        let w = *readers.iter().find(|&&r| g.nodes[r].op_type == "Where")?;
-        let wn = &g.nodes[w];
-        if arg(wn, 0) != g.out(isnan) || scalar(cx, arg(wn, 1)) != Some(0.0) || arg(wn, 2) != p {
-            return None;
-        }
-        if g.uses.get(g.out(isnan)) != Some(&1) {
-            return None;
-        }
-        gone.extend([isnan, w]);
-        nan_guard = true;
-        p = g.out(w);
-    } else if g.uses.get(p) != Some(&1) {
-        return None;
-    }
-    let pv = *g.readers(p).first()?;
-    let pvn = &g.nodes[pv];
-    if pvn.op_type != "MatMul" || arg(pvn, 0) != p || !g.used_once(g.out(pv)) {
-        return None;
-    }
-    gone.push(pv);
-    let (v, _) = heads_of(g, arg(pvn, 1), &[0, 2, 1, 3], cx, &mut gone)?;
+    let (v, _) = heads_of(g, arg(&g.nodes[pv], 1), &[0, 2, 1, 3], cx, &mut gone)?;
     let last = merge_heads(g, g.out(pv), cx, &mut gone)?;
     if dh != dk {
         return None;
@@ -330,10 +413,13 @@ fn find(g: &Index<'_>, sm: usize, cx: &Context<'_>) -> Option<Found> {
         k: k.to_string(),
         v: v.to_string(),
         split: Split::HeadSize(dh),
-        scale: Some(scale as f32),
+        scale: Some(scale),
         mask,
         nan_guard,
         causal: false,
+        pre: Vec::new(),
+        post: Vec::new(),
+        output: None,
     })
 }
 
@@ -425,12 +511,24 @@ fn find_op(g: &Index<'_>, at: usize, cx: &Context<'_>) -> Option<Found> {
         // whose keys are all masked zeros.
         nan_guard: true,
         causal: int("is_causal") != 0,
+        pre: Vec::new(),
+        post: Vec::new(),
+        output: None,
     })
 }
 
 /// The graph inputs as the probes see them: batch 2, symbolic axes at their given sizes;
 /// `data` for the one named `with` (else shapes only).
 fn probe_inputs(cx: &Context<'_>, with: Option<(&str, &[f64])>) -> Vec<(String, T)> {
+    probe_inputs_at(cx, with, 0)
+}
+
+/// As [`probe_inputs`], each symbolic axis but the batch `shrink` shorter (at least 1).
+fn probe_inputs_at(
+    cx: &Context<'_>,
+    with: Option<(&str, &[f64])>,
+    shrink: usize,
+) -> Vec<(String, T)> {
     cx.graph
         .input
         .iter()
@@ -441,7 +539,7 @@ fn probe_inputs(cx: &Context<'_>, with: Option<(&str, &[f64])>) -> Vec<(String, 
                 match (d.dim_value, &d.dim_param) {
                     _ if k == 0 => Some(PROBE_BATCH),
                     (Some(v), _) if v > 0 => usize::try_from(v).ok(),
-                    (_, Some(p)) => (cx.dim)(p),
+                    (_, Some(p)) => (cx.dim)(p).map(|d| d.saturating_sub(shrink).max(1)),
                     _ => None,
                 }
             });
@@ -479,14 +577,27 @@ fn ints_of(nodes: &[NodeProto], cx: &Context<'_>, name: &str) -> Option<Vec<i64>
         .map(|d| d.iter().map(|&v| v as i64).collect())
 }
 
-/// What the mask means, proven on probes: the graph input it is computed from and whether it
-/// is causal besides.
+/// What a mask added to the scores means, proven on probes.
+struct Meaning {
+    /// The graph input it is computed from.
+    input: String,
+    /// Causal besides.
+    causal: bool,
+    /// The input marks padding (a key is dropped where it is non-zero: PyTorch's
+    /// `key_padding_mask`) rather than keeping.
+    pads: bool,
+    /// The additive mask drops a key with minus infinity (a query without keys is NaN), not a
+    /// finite large negative number (one that averages every value).
+    infinite: bool,
+}
+
+/// What the mask means, proven on probes.
 fn mask_meaning(
     nodes: &[NodeProto],
     cx: &Context<'_>,
     mask: &str,
     boolean: bool,
-) -> Option<(String, bool)> {
+) -> Option<Meaning> {
     const BATCH: usize = PROBE_BATCH;
     let inputs: Vec<(String, Vec<usize>, i32)> = probe_inputs(cx, None)
         .into_iter()
@@ -527,7 +638,7 @@ fn mask_meaning(
             continue;
         }
         // Each probe's mask must read [B, 1|H, 1|S, T] (or a lower rank broadcast to it).
-        let keeps = |c: bool| {
+        let keeps = |c: bool, pads: bool| {
             probes.iter().all(|(m, rd, data)| {
                 if rd.len() > 4 || rd.last() != Some(&t_len) {
                     return false;
@@ -552,29 +663,40 @@ fn mask_meaning(
                                     (false, v) if v <= -1e30 => false,
                                     _ => return false,
                                 };
-                                keep == (m[b * t_len + j] != 0.0 && (!c || j <= i))
+                                keep == ((m[b * t_len + j] != 0.0) != pads && (!c || j <= i))
                             })
                         })
                     })
                 })
             })
         };
-        for c in [false, true] {
-            if keeps(c) {
-                return Some((cand.clone(), c));
+        for pads in [false, true] {
+            for causal in [false, true] {
+                if keeps(causal, pads) {
+                    let infinite = probes
+                        .iter()
+                        .any(|(_, _, d)| d.iter().any(|&v| v == f64::NEG_INFINITY));
+                    return Some(Meaning {
+                        input: cand.clone(),
+                        causal,
+                        pads,
+                        infinite,
+                    });
+                }
             }
         }
     }
     None
 }
 
-/// Rewrites every attention in `nodes` whose mask (if any) is proven; returns the nodes and
-/// how many were rewritten.
+/// Rewrites every attention in `nodes` whose mask (if any) is proven; returns the nodes, how
+/// many were rewritten and, when the rewrite dropped moves that hold the export's sequence
+/// length, why the length stays fixed.
 pub(super) fn rewrite(
     nodes: Vec<NodeProto>,
     outputs: &[String],
     cx: &Context<'_>,
-) -> (Vec<NodeProto>, usize) {
+) -> (Vec<NodeProto>, usize, Option<String>) {
     let mut found = Vec::new();
     {
         let g = Index::new(&nodes, outputs);
@@ -602,8 +724,10 @@ pub(super) fn rewrite(
             };
             // A query that sees no key: NaN in the softmax unless the graph zeroes it; an
             // additive mask of a finite large negative gives equal scores, so the mean.
+            let infinite = mask.as_ref().is_some_and(|m| m.infinite);
             let no_keys = match (&f.mask, f.nan_guard) {
                 (_, true) => "zeros",
+                (Some((_, Some(false))), false) if infinite => "nan",
                 (Some((_, Some(false))), false) => "uniform",
                 (None, false) => "zeros",
                 (Some(_), false) => continue,
@@ -615,8 +739,11 @@ pub(super) fn rewrite(
         }
     }
     let n = found.len();
-    let mut nodes = nodes;
+    let probed = found.iter().any(|(f, _, _)| !f.pre.is_empty() || !f.post.is_empty());
+    let fixed = probed.then(|| fixed_length(&nodes, outputs, cx)).flatten();
     let mut remove = vec![false; nodes.len()];
+    // What replaces each attention's last node.
+    let mut replace: HashMap<usize, Vec<NodeProto>> = HashMap::new();
     for (f, mask, no_keys) in found {
         let old = &nodes[f.last];
         let mut inputs = vec![f.q, f.k, f.v];
@@ -637,30 +764,36 @@ pub(super) fn rewrite(
             ..Default::default()
         }));
         let mut causal = f.causal;
-        if let Some((source, masked_causal)) = mask {
-            inputs.push(source);
-            causal |= masked_causal;
+        if let Some(m) = mask {
+            inputs.push(m.input);
+            causal |= m.causal;
+            attrs.push(int_attr("mask_pads", i64::from(m.pads)));
         }
         attrs.push(int_attr("causal", i64::from(causal)));
-        nodes[f.last] = NodeProto {
+        let attention = NodeProto {
             input: inputs,
-            output: old.output.clone(),
+            output: f.output.map_or_else(|| old.output.clone(), |o| vec![o]),
             name: old.name.clone(),
             op_type: "Attention".into(),
             attribute: attrs,
             domain: DOMAIN.into(),
         };
+        let mut with = f.pre;
+        with.push(attention);
+        with.extend(f.post);
+        replace.insert(f.last, with);
         for j in f.gone {
             remove[j] = true;
         }
     }
     let nodes = nodes
         .into_iter()
+        .enumerate()
         .zip(remove)
         .filter(|(_, r)| !r)
-        .map(|(n, _)| n)
+        .flat_map(|((i, n), _)| replace.remove(&i).unwrap_or_else(|| vec![n]))
         .collect();
-    (nodes, n)
+    (nodes, n, fixed)
 }
 
 fn int_attr(name: &str, i: i64) -> AttributeProto {
@@ -697,9 +830,11 @@ pub(super) fn convert(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let scale = cx.attr_f(node, "scale")?;
     let no_keys = match cx.attr_s(node, "no_keys")?.as_deref() {
         Some("uniform") => NoKeys::Uniform,
+        Some("nan") => NoKeys::Nan,
         _ => NoKeys::Zeros,
     };
     let causal = cx.attr_i(node, "causal")?.unwrap_or(0) != 0;
+    let mask_pads = cx.attr_i(node, "mask_pads")?.unwrap_or(0) != 0;
     let mut inputs = vec![q, k, v];
     if node.input.len() > 3 {
         let m = cx.input_node(node, 3)?;
@@ -713,7 +848,7 @@ pub(super) fn convert(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         scale,
         causal,
         no_keys,
-        mask_pads: false,
+        mask_pads,
     });
     let shape = cx.nodes[q].shape.clone();
     let shape = vec![
