@@ -24,6 +24,8 @@ struct Net {
     dk: usize,
     dv: usize,
     causal: bool,
+    /// The mask marks padding (PyTorch's sense) rather than keeping (Keras's).
+    pads: bool,
     seed: u64,
 }
 
@@ -57,6 +59,7 @@ impl Net {
         let v = dense(&mut r, &x, hv);
         let a = Attention::new(self.heads)
             .causal(self.causal)
+            .mask_pads(self.pads)
             .call_masked(&q, &k, &v, &mask)
             .unwrap();
         let o = dense(&mut r, &a, self.d);
@@ -69,6 +72,11 @@ impl Net {
         Model::new([&x, &mask], &y).unwrap()
     }
 
+    /// A mask that keeps `n` positions.
+    fn kept(&self, n: usize) -> Vec<f32> {
+        vec![if self.pads { 0.0 } else { 1.0 }; n]
+    }
+
     /// Inputs for sequences padded to `s` steps: the padding holds garbage and is masked.
     fn inputs(&self, s: usize) -> (Vec<f32>, Vec<f32>) {
         let mut r = SplitMix64::new(self.seed ^ 0xda7a);
@@ -77,7 +85,7 @@ impl Net {
             let real = vecs(&mut r, len * self.d, 2.0);
             x.extend(&real);
             x.extend((0..(s - len) * self.d).map(|i| [1e30, -7.0, 3.0][i % 3]));
-            mask.extend((0..s).map(|i| if i < len { 1.0 } else { 0.0 }));
+            mask.extend((0..s).map(|i| if (i < len) != self.pads { 1.0 } else { 0.0 }));
         }
         (x, mask)
     }
@@ -96,11 +104,11 @@ fn net() -> impl Strategy<Value = Net> {
             (
                 proptest::collection::vec(1..=s, batch),
                 Just((s, heads, dk, dv, d)),
-                any::<bool>(),
+                any::<(bool, bool)>(),
                 any::<u64>(),
             )
         })
-        .prop_map(|(lens, (s, heads, dk, dv, d), causal, seed)| Net {
+        .prop_map(|(lens, (s, heads, dk, dv, d), (causal, pads), seed)| Net {
             lens,
             s,
             d,
@@ -108,6 +116,7 @@ fn net() -> impl Strategy<Value = Net> {
             dk,
             dv,
             causal,
+            pads,
             seed,
         })
 }
@@ -148,7 +157,7 @@ proptest! {
             // The sequence alone, at its own length, without padding: its real steps are the
             // same bits as in the padded batch.
             let short = net.model(len);
-            let alone = run(&short, opts(true, 1), &xb[..len * d], &vec![1.0; len]);
+            let alone = run(&short, opts(true, 1), &xb[..len * d], &net.kept(len));
             prop_assert!(
                 want[b * per..b * per + len * d] == alone[..],
                 "sample {} of length {} padded to {} differs from it alone", b, len, s
@@ -170,7 +179,7 @@ proptest! {
         for &len in &net.lens {
             // Every sample cut to `len` steps, in one batch of that length.
             let xs: Vec<f32> = x.chunks(s * d).flat_map(|c| c[..len * d].to_vec()).collect();
-            let ones = vec![1.0; n * len];
+            let ones = net.kept(n * len);
             let got: Vec<u32> = session
                 .run_seq(len, &[Values::F32(&xs), Values::F32(&ones)])
                 .unwrap()

@@ -197,8 +197,16 @@ fn arrays_join_padded_to_the_longest_or_not_at_all() {
         None,
         "two types"
     );
-    assert_eq!(Array::join_padded(&[(&b, 3, 2)], false), None, "want below have");
-    assert_eq!(Array::join_padded(&[(&b, 2, 2)], false), None, "not whole samples");
+    assert_eq!(
+        Array::join_padded(&[(&b, 3, 2)], false),
+        None,
+        "want below have"
+    );
+    assert_eq!(
+        Array::join_padded(&[(&b, 2, 2)], false),
+        None,
+        "not whole samples"
+    );
     assert_eq!(Array::join_padded(&[], false), None);
     assert_eq!(
         Array::join_padded(&[(&b, 3, usize::MAX)], false),

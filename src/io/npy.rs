@@ -91,22 +91,34 @@ impl Array {
                 .collect()
         }
         Some(match parts.first()?.0 {
-            Array::F32(_) => Array::F32(join(&typed(parts, |a| match a {
-                Array::F32(v) => Some(v),
-                _ => None,
-            })?, f32::from(u8::from(one)))?),
-            Array::I32(_) => Array::I32(join(&typed(parts, |a| match a {
-                Array::I32(v) => Some(v),
-                _ => None,
-            })?, i32::from(one))?),
-            Array::I64(_) => Array::I64(join(&typed(parts, |a| match a {
-                Array::I64(v) => Some(v),
-                _ => None,
-            })?, i64::from(one))?),
-            Array::Bool(_) => Array::Bool(join(&typed(parts, |a| match a {
-                Array::Bool(v) => Some(v),
-                _ => None,
-            })?, one)?),
+            Array::F32(_) => Array::F32(join(
+                &typed(parts, |a| match a {
+                    Array::F32(v) => Some(v),
+                    _ => None,
+                })?,
+                f32::from(u8::from(one)),
+            )?),
+            Array::I32(_) => Array::I32(join(
+                &typed(parts, |a| match a {
+                    Array::I32(v) => Some(v),
+                    _ => None,
+                })?,
+                i32::from(one),
+            )?),
+            Array::I64(_) => Array::I64(join(
+                &typed(parts, |a| match a {
+                    Array::I64(v) => Some(v),
+                    _ => None,
+                })?,
+                i64::from(one),
+            )?),
+            Array::Bool(_) => Array::Bool(join(
+                &typed(parts, |a| match a {
+                    Array::Bool(v) => Some(v),
+                    _ => None,
+                })?,
+                one,
+            )?),
         })
     }
 }

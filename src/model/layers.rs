@@ -710,6 +710,12 @@ impl Attention {
         self.config.no_keys = no_keys;
         self
     }
+    /// The mask marks padding rather than keeping: a key is dropped where the mask is above
+    /// one half (PyTorch's `key_padding_mask`, where true means padding).
+    pub fn mask_pads(mut self, pads: bool) -> Self {
+        self.config.mask_pads = pads;
+        self
+    }
     /// Multiplies the dot products by `scale` instead of `1 / sqrt(dk)`.
     pub fn scale(mut self, scale: f32) -> Self {
         self.config.scale = Some(scale);

@@ -205,7 +205,10 @@ impl StepOp for Pool {
     fn padding(&self) -> crate::plan::Padding {
         match self.masked {
             // Padded steps have id 0: skipped.
-            true => crate::plan::Padding::MaskedBy { input: 1, one: false },
+            true => crate::plan::Padding::MaskedBy {
+                input: 1,
+                one: false,
+            },
             false => crate::plan::Padding::Changes,
         }
     }

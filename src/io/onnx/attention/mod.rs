@@ -739,7 +739,9 @@ pub(super) fn rewrite(
         }
     }
     let n = found.len();
-    let probed = found.iter().any(|(f, _, _)| !f.pre.is_empty() || !f.post.is_empty());
+    let probed = found
+        .iter()
+        .any(|(f, _, _)| !f.pre.is_empty() || !f.post.is_empty());
     let fixed = probed.then(|| fixed_length(&nodes, outputs, cx)).flatten();
     let mut remove = vec![false; nodes.len()];
     // What replaces each attention's last node.

@@ -72,7 +72,12 @@ pub(super) fn sink<'n>(g: &Index<'n>, y: &'n str, gone: &mut Vec<usize>) -> &'n 
 
 /// Tensor `to` evaluated with `from` holding each element's own flat index: for every element
 /// of `to` (its dims first), the element of `from` it holds.
-fn index_map(g: &Index<'_>, cx: &Context<'_>, from: &str, to: &str) -> Option<(Vec<usize>, Vec<usize>)> {
+fn index_map(
+    g: &Index<'_>,
+    cx: &Context<'_>,
+    from: &str,
+    to: &str,
+) -> Option<(Vec<usize>, Vec<usize>)> {
     let inputs: HashMap<String, T> = probe_inputs(cx, None).into_iter().collect();
     let dims = Probe::new(g.nodes, cx.consts, cx.decode, inputs.clone())
         .eval(from)?
@@ -273,7 +278,11 @@ pub(super) fn projection(
                 return None;
             }
             let bn = format!("{name}/bias");
-            pre.push(const_node(&bn, &[cols], b.f32[h.off..h.off + cols].to_vec()));
+            pre.push(const_node(
+                &bn,
+                &[cols],
+                b.f32[h.off..h.off + cols].to_vec(),
+            ));
             pre.push(node("MatMul", &[x, &wn], &mn));
             pre.push(node("Add", &[&mn, &bn], name));
         }
@@ -355,7 +364,11 @@ pub(super) fn merged(
         && let Some(a) = g.sole(z, "Add")
     {
         let an = &g.nodes[a];
-        let other = if arg(an, 0) == z { arg(an, 1) } else { arg(an, 0) };
+        let other = if arg(an, 0) == z {
+            arg(an, 1)
+        } else {
+            arg(an, 0)
+        };
         if constant(g, cx, other).is_some_and(|c| c.dims.iter().rev().skip(1).all(|&d| d == 1)) {
             ops.push(a);
             z = g.out(a);
