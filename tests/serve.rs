@@ -827,6 +827,82 @@ fn sequences_of_any_length_share_batches_and_keep_their_bits() {
     );
 }
 
+/// PyTorch's `nn.TransformerEncoder` served with its boolean padding mask (true marks
+/// padding): JSON `true`/`false` and binary BOOL bytes. Requests of different lengths join
+/// one batch padded with true (the mask's padding), and each answer keeps the bits of the
+/// request run alone.
+#[test]
+fn boolean_padding_masks_join_batches_and_keep_their_bits() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/transformers/te_pre.dynamo.onnx"
+    );
+    let server = Server::start(&[
+        &format!("te={path}"),
+        "--seq",
+        "8",
+        "--max-delay-us",
+        "3000",
+    ]);
+    let model = sinter::io::load_with(
+        std::path::Path::new(path),
+        &sinter::io::LoadOptions::new().seq(8),
+    )
+    .unwrap();
+    let plan = std::sync::Arc::new(model.compile(&sinter::CompileOptions::new()).unwrap());
+    assert!(plan.pads() && plan.inputs()[1].pad_one);
+    let (status, meta) = http(server.port, "GET", "/v2/models/te", b"");
+    assert_eq!(status, 200);
+    assert_eq!(json_of(&meta)["inputs"][1]["datatype"], "BOOL");
+    let clients: Vec<_> = (0..6usize)
+        .map(|c| {
+            let (port, plan) = (server.port, plan.clone());
+            std::thread::spawn(move || {
+                for i in 0..5usize {
+                    let len = 1 + (c * 3 + i * 5) % 8;
+                    let x: Vec<f32> = (0..len * 16).map(|j| ((c * 7 + i * 3 + j) % 13) as f32 * 0.25 - 1.5).collect();
+                    // The last position of some requests is padding inside the request.
+                    let pad: Vec<bool> = (0..len).map(|j| len > 1 && j + 1 == len && c % 2 == 1).collect();
+                    let xt = json!({"name": "x", "shape": [1, len, 16], "datatype": "FP32", "data": x});
+                    let (status, got) = if i % 2 == 0 {
+                        let pt = json!({"name": "padding_mask", "shape": [1, len], "datatype": "BOOL", "data": pad});
+                        let req = json!({"inputs": [xt, pt]});
+                        http(port, "POST", "/v2/models/te/infer", req.to_string().as_bytes())
+                    } else {
+                        let raw: Vec<u8> = pad.iter().map(|&p| u8::from(p)).collect();
+                        let header = json!({"inputs": [xt, {"name": "padding_mask", "shape": [1, len], "datatype": "BOOL", "parameters": {"binary_data_size": raw.len()}}]});
+                        let (head, body) = binary_request(&header, &[&raw]);
+                        let (status, _, body) = http_with(port, "POST", "/v2/models/te/infer", &head, &body);
+                        (status, body)
+                    };
+                    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
+                    let got = json_of(&got);
+                    let alone = plan
+                        .run_seq(len, &[sinter::Values::F32(&x), sinter::Values::Bool(&pad)])
+                        .unwrap();
+                    let want: Vec<u32> = alone[0].iter().map(|v| v.to_bits()).collect();
+                    assert_eq!(bits_of(&got["outputs"][0]["data"]), want, "client {c} request {i} length {len}");
+                    assert_eq!(got["outputs"][0]["shape"], json!([1, len, 16]));
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    // A BOOL value that is neither true nor false.
+    let req = json!({"inputs": [
+        {"name": "x", "shape": [1, 1, 16], "datatype": "FP32", "data": vec![0.5; 16]},
+        {"name": "padding_mask", "shape": [1, 1], "datatype": "BOOL", "data": [2]}]});
+    let (status, got) = http(
+        server.port,
+        "POST",
+        "/v2/models/te/infer",
+        req.to_string().as_bytes(),
+    );
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&got));
+}
+
 /// A value of `/metrics`.
 fn metric(port: u16, name: &str) -> u64 {
     let (status, text) = http(port, "GET", "/metrics", b"");
