@@ -149,7 +149,7 @@ pub(super) fn heads<'n>(
     if nb != PROBE_BATCH || width == 0 || rows != nb * s || h * d == 0 {
         return None;
     }
-    let off = idx[0] % width;
+    let off = idx.first()? % width;
     if off + h * d > width {
         return None;
     }
@@ -163,7 +163,8 @@ pub(super) fn heads<'n>(
                         } else {
                             ((b * h + hh) * s + ss) * d + dd
                         };
-                        idx[at] == row(seq_first, (b, ss), (nb, s)) * width + off + hh * d + dd
+                        idx.get(at).copied()
+                            == Some(row(seq_first, (b, ss), (nb, s)) * width + off + hh * d + dd)
                     })
                 })
             })
@@ -329,7 +330,7 @@ pub(super) fn merged(
             (0..s).all(|ss| {
                 (0..w).all(|c| {
                     let j = row(seq_first, (b, ss), (nb, s)) * w + c;
-                    yidx[j] == ((b * h + c / dv) * s + ss) * dv + c % dv
+                    yidx.get(j).copied() == Some(((b * h + c / dv) * s + ss) * dv + c % dv)
                 })
             })
         })
@@ -387,7 +388,9 @@ pub(super) fn merged(
     }
     let back = (0..nb).all(|b| {
         (0..s).all(|ss| {
-            (0..n).all(|c| zidx[(b * s + ss) * n + c] == row(true, (b, ss), (nb, s)) * n + c)
+            (0..n).all(|c| {
+                zidx.get((b * s + ss) * n + c).copied() == Some(row(true, (b, ss), (nb, s)) * n + c)
+            })
         })
     });
     if !back {
