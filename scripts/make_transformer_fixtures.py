@@ -25,6 +25,10 @@ dynamic batch and sequence axes):
               feed-forward 32, batch_first, norm_first False / True), 2 layers): x [batch,
               sequence, 16] and a bool padding_mask (True marks padding) -> y. The TorchScript
               export holds the key length as a constant (it runs only at length 8).
+  te_causal   the post-norm encoder called with generate_square_subsequent_mask and
+              is_causal=True (the mask is computed from shapes, with Trilu): x -> y.
+  mha         nn.MultiheadAttention(16, 2 heads, batch_first) called as attn(x, x, x)[0]
+              (need_weights left True: 3-D heads [batch x heads, sequence, 8]): x -> y.
 Keras cases:
   mha_causal  Input((8, 16)) and a mask Input((1, 8)): MultiHeadAttention(2 heads, key_dim 4,
               value_dim 6, use_causal_mask) over x, x with the mask; LayerNormalization(x + a);
@@ -149,15 +153,20 @@ def torch_part():
 
 
 def encoder_cases(torch):
-    """nn.TransformerEncoder, batch_first, post- and pre-norm, under a boolean
-    src_key_padding_mask (True marks padding)."""
+    """PyTorch's own attention: nn.TransformerEncoder (batch_first, post- and pre-norm under a
+    boolean src_key_padding_mask where True marks padding; causal, without one) and
+    nn.MultiheadAttention called directly (need_weights left at True)."""
     cases = []
-    for norm in ["post", "pre"]:
-        torch.manual_seed(zlib.crc32(f"weights:te_{norm}".encode()))
-        layer = torch.nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32,
-                                                 batch_first=True, norm_first=norm == "pre")
-        net = torch.nn.TransformerEncoder(layer, num_layers=2,
-                                          enable_nested_tensor=False).eval()
+    for name in ["te_post", "te_pre", "te_causal", "mha"]:
+        torch.manual_seed(zlib.crc32(f"weights:{name}".encode()))
+        if name == "mha":
+            net = torch.nn.MultiheadAttention(16, 2, batch_first=True)
+        else:
+            layer = torch.nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32,
+                                                     batch_first=True,
+                                                     norm_first=name == "te_pre")
+            net = torch.nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+        net = net.eval()
         # Every layer its own weights (the encoder starts from copies of one layer), non-zero
         # biases and LayerNorm parameters.
         with torch.no_grad():
@@ -174,25 +183,31 @@ def encoder_cases(torch):
                 super().__init__()
                 self.m = m
 
-            def forward(self, x, pad):
+            def forward(self, x, pad=None):
+                if name == "mha":
+                    return self.m(x, x, x)[0]
+                if name == "te_causal":
+                    causal = torch.nn.Transformer.generate_square_subsequent_mask(x.shape[1])
+                    return self.m(x, mask=causal, is_causal=True)
                 return self.m(x, src_key_padding_mask=pad)
 
         model = Wrap(net).eval()
-        r = rng(f"input:te_{norm}")
+        r = rng(f"input:{name}")
         x = r.standard_normal((BATCH, SEQ, 16)).astype(np.float32)
         pad = np.array([[j >= n for j in range(SEQ)] for n in LENS])
-        args = (torch.from_numpy(x), torch.from_numpy(pad))
+        arrays = (x, pad) if name in ("te_post", "te_pre") else (x,)
+        names = ["x", "padding_mask"][:len(arrays)]
+        args = tuple(torch.from_numpy(a) for a in arrays)
         with torch.no_grad():
             y = model(*args).numpy()
-        names = ["x", "padding_mask"]
         for tag, dynamo in [("ts", False), ("dynamo", True)]:
-            case = f"te_{norm}.{tag}"
+            case = f"{name}.{tag}"
             path = os.path.join(OUT, case + ".onnx")
             if dynamo:
                 d = {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence", max=16)}
                 torch.onnx.export(model, args, path, input_names=names, output_names=["y"],
-                                  dynamic_shapes=(d, d), opset_version=18, dynamo=True,
-                                  external_data=False)
+                                  dynamic_shapes=(d,) * len(args), opset_version=18,
+                                  dynamo=True, external_data=False)
             else:
                 torch.onnx.export(model, args, path, input_names=names, output_names=["y"],
                                   dynamic_axes={k: {0: "batch", 1: "sequence"} for k in names},
@@ -200,7 +215,7 @@ def encoder_cases(torch):
             cases.append({
                 "name": case, "model": case + ".onnx", "seq": SEQ, "lens": LENS,
                 "inputs": [{"name": n, "file": save(case, i, "in", a)}
-                           for i, (n, a) in enumerate(zip(names, (x, pad)))],
+                           for i, (n, a) in enumerate(zip(names, arrays))],
                 "outputs": [{"name": "y", "file": save(case, 0, "out", y)}],
             })
     return cases

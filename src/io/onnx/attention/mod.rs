@@ -579,8 +579,8 @@ fn ints_of(nodes: &[NodeProto], cx: &Context<'_>, name: &str) -> Option<Vec<i64>
 
 /// What a mask added to the scores means, proven on probes.
 struct Meaning {
-    /// The graph input it is computed from.
-    input: String,
+    /// The graph input it is computed from (`None`: from shapes alone, a causal mask).
+    input: Option<String>,
     /// Causal besides.
     causal: bool,
     /// The input marks padding (a key is dropped where it is non-zero: PyTorch's
@@ -677,7 +677,7 @@ fn mask_meaning(
                         .iter()
                         .any(|(_, _, d)| d.iter().any(|&v| v == f64::NEG_INFINITY));
                     return Some(Meaning {
-                        input: cand.clone(),
+                        input: Some(cand.clone()),
                         causal,
                         pads,
                         infinite,
@@ -686,7 +686,48 @@ fn mask_meaning(
             }
         }
     }
-    None
+    causal_from_shapes(nodes, cx, mask, boolean)
+}
+
+/// A mask computed from no input's values (every input followed by shape alone) that drops
+/// exactly the later keys: PyTorch's `is_causal`, written with `Trilu`.
+fn causal_from_shapes(
+    nodes: &[NodeProto],
+    cx: &Context<'_>,
+    mask: &str,
+    boolean: bool,
+) -> Option<Meaning> {
+    let inputs = probe_inputs(cx, None)
+        .into_iter()
+        .map(|(n, t)| (n, T::shape(t.dims)))
+        .collect();
+    let t = Probe::new(nodes, cx.consts, cx.decode, inputs).eval(mask)?;
+    let data = t.data?;
+    let &[.., s, k] = t.dims.as_slice() else {
+        return None;
+    };
+    if s != k || s == 0 || data.len() % (s * k) != 0 {
+        return None;
+    }
+    let causal = data.chunks_exact(s * k).all(|m| {
+        (0..s).all(|i| {
+            (0..k).all(|j| {
+                let keep = match (boolean, m[i * k + j]) {
+                    (true, v) => v != 0.0,
+                    (false, 0.0) => true,
+                    (false, v) if v <= -1e30 => false,
+                    _ => return false,
+                };
+                keep == (j <= i)
+            })
+        })
+    });
+    causal.then_some(Meaning {
+        input: None,
+        causal: true,
+        pads: false,
+        infinite: false,
+    })
 }
 
 /// Rewrites every attention in `nodes` whose mask (if any) is proven; returns the nodes, how
@@ -767,9 +808,11 @@ pub(super) fn rewrite(
         }));
         let mut causal = f.causal;
         if let Some(m) = mask {
-            inputs.push(m.input);
+            if let Some(input) = m.input {
+                inputs.push(input);
+                attrs.push(int_attr("mask_pads", i64::from(m.pads)));
+            }
             causal |= m.causal;
-            attrs.push(int_attr("mask_pads", i64::from(m.pads)));
         }
         attrs.push(int_attr("causal", i64::from(causal)));
         let attention = NodeProto {

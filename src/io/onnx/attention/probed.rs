@@ -140,9 +140,7 @@ pub(super) fn heads<'n>(
     )
     .eval(src)?
     .dims;
-    let &[nb, h, a, c] = dims.as_slice() else {
-        return None;
-    };
+    let [nb, h, a, c] = batch_heads(&dims)?;
     let (s, d) = if transposed { (c, a) } else { (a, c) };
     let width = *src_dims.last()?;
     let rows = src_dims.iter().product::<usize>() / width.max(1);
@@ -180,6 +178,16 @@ pub(super) fn heads<'n>(
             },
         ))
     })
+}
+
+/// Heads' dims as `[B, H, .., ..]`: 4-D, or 3-D with the heads folded into the batch
+/// (`[B x H, .., ..]`, as `nn.MultiheadAttention` computes them when it returns its weights).
+fn batch_heads(dims: &[usize]) -> Option<[usize; 4]> {
+    match *dims {
+        [nb, h, a, c] => Some([nb, h, a, c]),
+        [bh, a, c] if bh % PROBE_BATCH == 0 => Some([PROBE_BATCH, bh / PROBE_BATCH, a, c]),
+        _ => None,
+    }
 }
 
 /// A constant by name, through `Identity` nodes.
@@ -317,9 +325,7 @@ pub(super) fn merged(
     )
     .eval(y)?
     .dims;
-    let &[nb, h, s, dv] = y4.as_slice() else {
-        return None;
-    };
+    let [nb, h, s, dv] = batch_heads(&y4)?;
     let w = h * dv;
     if nb != PROBE_BATCH || w == 0 || yidx.len() != nb * s * w {
         return None;
