@@ -152,6 +152,11 @@ pub(super) fn heads<'n>(
         return None;
     }
     [false, true].into_iter().find_map(|seq_first| {
+        // A 3-D source, [B, S, width] or [S, B, width].
+        let rows = if seq_first { [s, nb] } else { [nb, s] };
+        if src_dims != [rows[0], rows[1], width] {
+            return None;
+        }
         let fits = (0..nb).all(|b| {
             (0..h).all(|hh| {
                 (0..s).all(|ss| {
