@@ -247,10 +247,15 @@ impl StepOp for AttentionStep {
     }
     fn seq(&self, ins: &[bool]) -> Result<bool, String> {
         let keys = ins[1];
-        if ins[2] != keys || ins.get(3).is_some_and(|&m| m != keys) {
+        // Token masks follow their queries and keys; any other mask, the keys.
+        let masks = match self.dims.tokens {
+            true => ins[3] == ins[0] && ins[4] == keys,
+            false => ins.get(3).is_none_or(|&m| m == keys),
+        };
+        if ins[2] != keys || !masks {
             return Err("keys, values and mask of which only some follow the sequence".into());
         }
-        if keys && self.dims.pairs == Some(true) {
+        if keys && self.dims.pairs == Some(true) && !self.dims.tokens {
             return Err("a query-key mask needs a fixed sequence length".into());
         }
         if self.causal && ins[0] != keys {
