@@ -754,28 +754,35 @@ fn integer_inputs_as_json_and_binary() {
     assert!(msg.contains("2.5 is not an integer"), "{msg}");
 }
 
-/// A BERT encoder served for up to 8 tokens: concurrent requests of every length (KServe
-/// shapes `[rows, len]`) share batches, padded, and each answer is the bits of that request
-/// run alone at its own length, with its own length in the output shape.
-#[test]
-fn sequences_of_any_length_share_batches_and_keep_their_bits() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/transformers/bert.ts.onnx"
+/// The encoder fixture `file` served as `name` for up to 8 positions, batching requests
+/// within 3 ms, and its plan for running requests alone.
+fn serve_encoder(name: &str, file: &str) -> (Server, std::sync::Arc<sinter::Plan>) {
+    let path = format!(
+        "{}/tests/fixtures/transformers/{file}",
+        env!("CARGO_MANIFEST_DIR")
     );
     let server = Server::start(&[
-        &format!("bert={path}"),
+        &format!("{name}={path}"),
         "--seq",
         "8",
         "--max-delay-us",
         "3000",
     ]);
     let model = sinter::io::load_with(
-        std::path::Path::new(path),
+        std::path::Path::new(&path),
         &sinter::io::LoadOptions::new().seq(8),
     )
     .unwrap();
     let plan = std::sync::Arc::new(model.compile(&sinter::CompileOptions::new()).unwrap());
+    (server, plan)
+}
+
+/// A BERT encoder served for up to 8 tokens: concurrent requests of every length (KServe
+/// shapes `[rows, len]`) share batches, padded, and each answer is the bits of that request
+/// run alone at its own length, with its own length in the output shape.
+#[test]
+fn sequences_of_any_length_share_batches_and_keep_their_bits() {
+    let (server, plan) = serve_encoder("bert", "bert.ts.onnx");
     let (status, meta) = http(server.port, "GET", "/v2/models/bert", b"");
     assert_eq!(status, 200);
     assert_eq!(json_of(&meta)["inputs"][0]["shape"], json!([-1, -1]));
@@ -833,23 +840,7 @@ fn sequences_of_any_length_share_batches_and_keep_their_bits() {
 /// request run alone.
 #[test]
 fn boolean_padding_masks_join_batches_and_keep_their_bits() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/transformers/te_pre.dynamo.onnx"
-    );
-    let server = Server::start(&[
-        &format!("te={path}"),
-        "--seq",
-        "8",
-        "--max-delay-us",
-        "3000",
-    ]);
-    let model = sinter::io::load_with(
-        std::path::Path::new(path),
-        &sinter::io::LoadOptions::new().seq(8),
-    )
-    .unwrap();
-    let plan = std::sync::Arc::new(model.compile(&sinter::CompileOptions::new()).unwrap());
+    let (server, plan) = serve_encoder("te", "te_pre.dynamo.onnx");
     assert!(plan.pads() && plan.inputs()[1].pad_one);
     let (status, meta) = http(server.port, "GET", "/v2/models/te", b"");
     assert_eq!(status, 200);

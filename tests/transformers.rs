@@ -337,7 +337,9 @@ fn a_sequence_that_is_all_padding_is_nan_as_in_pytorch() {
     }
     // The mask as int64 0 and 1 is the same mask; any other number is an error, not a guess.
     let ints: Vec<i64> = pad.iter().map(|&p| i64::from(p)).collect();
-    let same = plan.run_all(&[Values::F32(&x), Values::I64(&ints)]).unwrap();
+    let same = plan
+        .run_all(&[Values::F32(&x), Values::I64(&ints)])
+        .unwrap();
     assert_eq!(bits(&same), bits(&before));
     let mut two = ints.clone();
     two[3] = 2;

@@ -675,7 +675,7 @@ fn mask_meaning(
                 if keeps(causal, pads) {
                     let infinite = probes
                         .iter()
-                        .any(|(_, _, d)| d.iter().any(|&v| v == f64::NEG_INFINITY));
+                        .any(|(_, _, d)| d.contains(&f64::NEG_INFINITY));
                     return Some(Meaning {
                         input: Some(cand.clone()),
                         causal,

@@ -70,6 +70,16 @@ pub(super) fn sink<'n>(g: &Index<'n>, y: &'n str, gone: &mut Vec<usize>) -> &'n 
     y
 }
 
+/// The dims of tensor `name` at the probes' sizes.
+fn dims_of(g: &Index<'_>, cx: &Context<'_>, name: &str) -> Option<Vec<usize>> {
+    let inputs = probe_inputs(cx, None).into_iter().collect();
+    Some(
+        Probe::new(g.nodes, cx.consts, cx.decode, inputs)
+            .eval(name)?
+            .dims,
+    )
+}
+
 /// Tensor `to` evaluated with `from` holding each element's own flat index: for every element
 /// of `to` (its dims first), the element of `from` it holds.
 fn index_map(
@@ -78,15 +88,12 @@ fn index_map(
     from: &str,
     to: &str,
 ) -> Option<(Vec<usize>, Vec<usize>)> {
-    let inputs: HashMap<String, T> = probe_inputs(cx, None).into_iter().collect();
-    let dims = Probe::new(g.nodes, cx.consts, cx.decode, inputs.clone())
-        .eval(from)?
-        .dims;
+    let dims = dims_of(g, cx, from)?;
     let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
     if n > MAX_PROBE {
         return None;
     }
-    let mut inputs = inputs;
+    let mut inputs: HashMap<String, T> = probe_inputs(cx, None).into_iter().collect();
     inputs.insert(
         from.to_string(),
         T {
@@ -132,14 +139,7 @@ pub(super) fn heads<'n>(
 ) -> Option<(&'n str, Heads)> {
     let src = source(g, x);
     let (dims, idx) = index_map(g, cx, src, x)?;
-    let src_dims = Probe::new(
-        g.nodes,
-        cx.consts,
-        cx.decode,
-        probe_inputs(cx, None).into_iter().collect(),
-    )
-    .eval(src)?
-    .dims;
+    let src_dims = dims_of(g, cx, src)?;
     let [nb, h, a, c] = batch_heads(&dims)?;
     let (s, d) = if transposed { (c, a) } else { (a, c) };
     let width = *src_dims.last()?;
@@ -322,14 +322,7 @@ pub(super) fn merged(
         return None;
     }
     let (ydims, yidx) = index_map(g, cx, y, ym)?;
-    let y4 = Probe::new(
-        g.nodes,
-        cx.consts,
-        cx.decode,
-        probe_inputs(cx, None).into_iter().collect(),
-    )
-    .eval(y)?
-    .dims;
+    let y4 = dims_of(g, cx, y)?;
     let [nb, h, s, dv] = batch_heads(&y4)?;
     let w = h * dv;
     if nb != PROBE_BATCH || w == 0 || yidx.len() != nb * s * w {
