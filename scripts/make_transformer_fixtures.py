@@ -29,6 +29,9 @@ dynamic batch and sequence axes):
               is_causal=True (the mask is computed from shapes, with Trilu): x -> y.
   mha         nn.MultiheadAttention(16, 2 heads, batch_first) called as attn(x, x, x)[0]
               (need_weights left True: 3-D heads [batch x heads, sequence, 8]): x -> y.
+  bert_ids, electra, albert  BertModel, ElectraModel (embedding 8), AlbertModel (embedding 8),
+              small configs, called with input_ids and attention_mask only (token_type_ids
+              from the model's buffer) -> last_hidden_state.
 Keras cases:
   mha_causal  Input((8, 16)) and a mask Input((1, 8)): MultiHeadAttention(2 heads, key_dim 4,
               value_dim 6, use_causal_mask) over x, x with the mask; LayerNormalization(x + a);
@@ -150,7 +153,66 @@ def torch_part():
         })
     cases += distilbert_cases(torch, transformers)
     cases += encoder_cases(torch)
+    cases += ids_only_cases(torch, transformers)
     merge_manifest(cases)
+
+
+def ids_only_cases(torch, transformers):
+    """Models called with input_ids and attention_mask alone: their token_type_ids come from
+    a buffer expanded to the batch (Slice, Expand, GatherElements, Equal, Where)."""
+    small = dict(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=32, max_position_embeddings=16)
+    models = {
+        "bert_ids": (transformers.BertConfig, transformers.BertModel, small),
+        "electra": (transformers.ElectraConfig, transformers.ElectraModel,
+                    dict(small, embedding_size=8)),
+        "albert": (transformers.AlbertConfig, transformers.AlbertModel,
+                   dict(small, embedding_size=8)),
+    }
+    cases = []
+    for name, (config, cls, kw) in models.items():
+        torch.manual_seed(zlib.crc32(f"weights:{name}".encode()))
+        net = cls(config(**kw)).eval()
+        with torch.no_grad():
+            for n, p in net.named_parameters():
+                if n.endswith("bias"):
+                    p.normal_(0, 0.1)
+
+        class Wrap(torch.nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, ids, mask):
+                return self.m(input_ids=ids, attention_mask=mask).last_hidden_state
+
+        model = Wrap(net).eval()
+        r = rng(f"input:{name}")
+        ids = r.integers(0, 50, (BATCH, SEQ)).astype(np.int64)
+        mask = np.array([[1 if j < n else 0 for j in range(SEQ)] for n in LENS], np.int64)
+        args = tuple(torch.from_numpy(a) for a in (ids, mask))
+        with torch.no_grad():
+            y = model(*args).numpy()
+        names = ["input_ids", "attention_mask"]
+        for tag, dynamo in [("ts", False), ("dynamo", True)]:
+            case = f"{name}.{tag}"
+            path = os.path.join(OUT, case + ".onnx")
+            if dynamo:
+                d = {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence", max=16)}
+                torch.onnx.export(model, args, path, input_names=names, output_names=["y"],
+                                  dynamic_shapes=(d, d), opset_version=18, dynamo=True,
+                                  external_data=False)
+            else:
+                torch.onnx.export(model, args, path, input_names=names, output_names=["y"],
+                                  dynamic_axes={k: {0: "batch", 1: "sequence"} for k in names},
+                                  opset_version=17, dynamo=False)
+            cases.append({
+                "name": case, "model": case + ".onnx", "seq": SEQ, "lens": LENS,
+                "inputs": [{"name": n, "file": save(case, i, "in", a)}
+                           for i, (n, a) in enumerate(zip(names, (ids, mask)))],
+                "outputs": [{"name": "y", "file": save(case, 0, "out", y)}],
+            })
+    return cases
 
 
 def encoder_cases(torch):

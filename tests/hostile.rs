@@ -324,6 +324,70 @@ fn onnx_a_constant_that_follows_the_sequence_otherwise_fixes_its_length() {
     assert!(err.to_string().contains("no variable sequence"), "{err}");
 }
 
+/// Hugging Face's buffered `token_type_ids`, folded at load time: a `[1, 4]` buffer gathered
+/// by `GatherElements`, expanded to `[batch, 4]` (the batch size from `Shape`; the shape's
+/// `-1` entries replaced through `Equal`/`Where`, as the exporter writes `expand(b, -1)`), the
+/// embedding rows it picks added to the input.
+#[test]
+fn onnx_constants_expanded_to_the_batch_are_folded() {
+    let mut m = small_graph();
+    let g = m.graph.as_mut().unwrap();
+    let ints = |name: &str, dims: &[i64], v: &[i64]| TensorProto {
+        dims: dims.to_vec(),
+        data_type: dtype::INT64,
+        name: name.into(),
+        raw_data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ..Default::default()
+    };
+    let mut gather = node("GatherElements", &["buffer", "order"], "picked");
+    gather.attribute.push(AttributeProto {
+        name: "axis".into(),
+        i: 1,
+        ..Default::default()
+    });
+    let table: Vec<f32> = (0..12).map(|i| i as f32 * 10.0).collect();
+    g.initializer = vec![
+        ints("buffer", &[1, 4], &[2, 0, 1, 2]),
+        ints("order", &[1, 4], &[3, 2, 1, 0]),
+        ints("zero", &[1], &[0]),
+        ints("minus", &[2], &[-1, -1]),
+        ints("ones", &[2], &[1, 1]),
+        ints("rest", &[1], &[-1]),
+        tensor("table", &[3, 4], &table),
+    ];
+    let mut shape = node("Shape", &["x"], "shape");
+    shape.attribute.push(AttributeProto {
+        name: "end".into(),
+        i: 1,
+        ..Default::default()
+    });
+    g.node = vec![
+        gather,
+        shape,
+        node("Concat", &["shape", "rest"], "wanted"),
+        node("Equal", &["wanted", "minus"], "free"),
+        node("Where", &["free", "ones", "wanted"], "target"),
+        node("Expand", &["picked", "target"], "types"),
+        node("Gather", &["table", "types"], "rows"),
+        node("Add", &["x", "rows"], "y"),
+    ];
+    g.node[2].attribute.push(AttributeProto {
+        name: "axis".into(),
+        i: 0,
+        ..Default::default()
+    });
+    g.input = vec![value_info("x", &[None, Some(4), Some(4)])];
+    g.output = vec![value_info("y", &[None, Some(4), Some(4)])];
+    let model = onnx_bytes(&m.encode_to_vec()).unwrap();
+    let plan = std::sync::Arc::new(model.compile(&Default::default()).unwrap());
+    // picked = buffer[0, order] = [2, 1, 0, 2]: rows 2, 1, 0, 2 of the table, per sample.
+    let x = vec![0.5f32; 32];
+    let y = plan.run_all(&[(&x[..]).into()]).unwrap();
+    let row = |r: usize| (0..4).map(move |c| (r * 4 + c) as f32 * 10.0 + 0.5);
+    let one: Vec<f32> = [2, 1, 0, 2].into_iter().flat_map(row).collect();
+    assert_eq!(y[0], [one.clone(), one].concat());
+}
+
 #[test]
 fn onnx_unsupported_op_names_op_node_and_opset() {
     let mut m = small_graph();

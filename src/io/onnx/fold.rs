@@ -38,6 +38,10 @@ pub(super) const FOLDS: &[(&str, Inputs, FoldFn)] = &[
     ("Sub", Inputs::Constant, arithmetic),
     ("Mul", Inputs::Constant, arithmetic),
     ("Div", Inputs::Constant, arithmetic),
+    ("Equal", Inputs::Constant, equal),
+    ("Where", Inputs::Constant, select),
+    ("Expand", Inputs::Constant, expand),
+    ("GatherElements", Inputs::Constant, gather_elements),
 ];
 
 /// The value of `node` computed at load time, if its op is in [`FOLDS`] and its inputs allow.
@@ -424,5 +428,159 @@ fn arithmetic(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
         dims: long.dims.clone(),
         f32: vec![],
         i64: v,
+    }))
+}
+
+/// `Equal` of 1-D integer constants (scalar or same-length operands): 1 where equal, else 0.
+fn equal(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
+    let (a, b) = (cx.input_const(node, 0)?, cx.input_const(node, 1)?);
+    if !ints_only(a) || !ints_only(b) || a.dims.len() > 1 || b.dims.len() > 1 {
+        return Ok(None);
+    }
+    let n = a.i64.len().max(b.i64.len());
+    if ![1, n].contains(&a.i64.len()) || ![1, n].contains(&b.i64.len()) {
+        return Err(invalid(cx, node, "operands of different lengths"));
+    }
+    let pick = |v: &Const, k: usize| v.i64[if v.i64.len() == 1 { 0 } else { k }];
+    // The batch size compares equal only to itself (it is not known until a run).
+    Ok(Some(ints(
+        (0..n)
+            .map(|k| i64::from(pick(a, k) == pick(b, k)))
+            .collect(),
+    )))
+}
+
+/// `Where` of 1-D integer constants (scalar or same-length operands).
+fn select(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
+    let ops = [0, 1, 2].map(|i| cx.input_const(node, i));
+    let [c, a, b] = ops;
+    let (c, a, b) = (c?, a?, b?);
+    if [c, a, b].iter().any(|v| !ints_only(v) || v.dims.len() > 1) {
+        return Ok(None);
+    }
+    let n = [c, a, b].iter().map(|v| v.i64.len()).max().unwrap_or(0);
+    if [c, a, b].iter().any(|v| ![1, n].contains(&v.i64.len())) {
+        return Err(invalid(cx, node, "operands of different lengths"));
+    }
+    let pick = |v: &Const, k: usize| v.i64[if v.i64.len() == 1 { 0 } else { k }];
+    Ok(Some(ints(
+        (0..n)
+            .map(|k| {
+                if pick(c, k) != 0 {
+                    pick(a, k)
+                } else {
+                    pick(b, k)
+                }
+            })
+            .collect(),
+    )))
+}
+
+/// `Expand` of a constant to a shape. A first entry that is the batch size keeps the
+/// constant's first axis of 1: the same for every sample, broadcast where it meets the
+/// activations (Hugging Face's buffered `token_type_ids` expanded to the batch).
+fn expand(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
+    let (c, shape) = (cx.input_const(node, 0)?, cx.input_const(node, 1)?);
+    if !ints_only(shape) || shape.dims.len() != 1 {
+        return Ok(None);
+    }
+    let r = shape.i64.len().max(c.dims.len());
+    let mut from = vec![1usize; r - c.dims.len()];
+    from.extend(&c.dims);
+    let mut to = vec![1i64; r - shape.i64.len()];
+    to.extend(&shape.i64);
+    let mut dims = Vec::with_capacity(r);
+    for (k, (&f, &t)) in from.iter().zip(&to).enumerate() {
+        dims.push(match t {
+            BATCH if k == 0 && f == 1 => 1,
+            BATCH => return Err(unsupported(cx, node, "the batch size past the first axis")),
+            t if t < 0 => return Err(invalid(cx, node, "a negative size")),
+            t if f == 1 => t as usize,
+            t if t as usize == f || t == 1 => f,
+            _ => return Err(invalid(cx, node, "a shape that does not broadcast")),
+        });
+    }
+    cx.opts.check_elems(&dims).map_err(|m| cx.limit(node, m))?;
+    checked_elems(&dims).map_err(|m| cx.limit(node, m))?;
+    let total: usize = dims.iter().product();
+    // Source index of each output element: broadcast axes read index 0.
+    let src = |mut flat: usize| {
+        let mut at = 0;
+        let mut stride = 1;
+        for k in (0..r).rev() {
+            let i = flat % dims[k];
+            flat /= dims[k];
+            if from[k] != 1 {
+                at += i * stride;
+            }
+            stride *= from[k];
+        }
+        at
+    };
+    let f32 = if ints_only(c) {
+        vec![]
+    } else {
+        (0..total).map(|j| c.f32[src(j)]).collect()
+    };
+    let i64 = if ints_only(c) {
+        (0..total).map(|j| c.i64[src(j)]).collect()
+    } else {
+        vec![]
+    };
+    Ok(Some(Const { dims, f32, i64 }))
+}
+
+/// `GatherElements` of constants: `out[..i..] = data[..idx[..i..]..]` along `axis`.
+fn gather_elements(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
+    let (data, idx) = (cx.input_const(node, 0)?, cx.input_const(node, 1)?);
+    let r = data.dims.len();
+    let axis = cx.attr_i(node, "axis")?.unwrap_or(0);
+    let axis = if axis < 0 { axis + r as i64 } else { axis };
+    let Some(axis) = usize::try_from(axis).ok().filter(|&a| a < r) else {
+        return Err(invalid(cx, node, "the axis is out of range"));
+    };
+    if !ints_only(idx) || idx.dims.len() != r {
+        return Err(invalid(cx, node, "indices of the data's rank"));
+    }
+    if idx
+        .dims
+        .iter()
+        .zip(&data.dims)
+        .enumerate()
+        .any(|(k, (&i, &d))| k != axis && i > d)
+    {
+        return Err(invalid(cx, node, "indices larger than the data"));
+    }
+    let mut stride = vec![1usize; r];
+    for k in (0..r.saturating_sub(1)).rev() {
+        stride[k] = stride[k + 1] * data.dims[k + 1];
+    }
+    let n = data.dims[axis] as i64;
+    let mut src = Vec::with_capacity(idx.i64.len());
+    for (flat, &v) in idx.i64.iter().enumerate() {
+        let v = if v < 0 { v + n } else { v };
+        if !(0..n).contains(&v) {
+            return Err(invalid(cx, node, &format!("index {v} of {n} values")));
+        }
+        let (mut rest, mut at) = (flat, 0);
+        for k in (0..r).rev() {
+            let i = rest % idx.dims[k].max(1);
+            rest /= idx.dims[k].max(1);
+            at += if k == axis { v as usize } else { i } * stride[k];
+        }
+        src.push(at);
+    }
+    Ok(Some(Const {
+        dims: idx.dims.clone(),
+        f32: if ints_only(data) {
+            vec![]
+        } else {
+            src.iter().map(|&j| data.f32[j]).collect()
+        },
+        i64: if ints_only(data) {
+            src.iter().map(|&j| data.i64[j]).collect()
+        } else {
+            vec![]
+        },
     }))
 }

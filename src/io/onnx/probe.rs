@@ -311,6 +311,38 @@ fn op(
             }
             Some(T::val(dims, out, t.int))
         }
+        "GatherElements" => {
+            let (t, i) = (x(0)?, x(1)?);
+            let r = t.dims.len();
+            let ax = axis(attr_i(n, "axis", 0), r)?;
+            if i.dims.len() != r {
+                return None;
+            }
+            let (Some(d), Some(idx)) = (&t.data, ints_of(i)) else {
+                return (!t.int).then(|| T::shape(i.dims.clone()));
+            };
+            let st = strides(&t.dims);
+            let len = t.dims[ax] as i64;
+            let mut out = Vec::with_capacity(idx.len());
+            for (flat, &v) in idx.iter().enumerate() {
+                let v = if v < 0 { v + len } else { v };
+                if !(0..len).contains(&v) {
+                    return None;
+                }
+                let (mut rest, mut at) = (flat, 0);
+                for k in (0..r).rev() {
+                    let e = rest % i.dims[k].max(1);
+                    rest /= i.dims[k].max(1);
+                    let e = if k == ax { v as usize } else { e };
+                    if e >= t.dims[k] {
+                        return None;
+                    }
+                    at += e * st[k];
+                }
+                out.push(d[at]);
+            }
+            Some(T::val(i.dims.clone(), out, t.int))
+        }
         "GatherND" => {
             let (t, i) = (x(0)?, x(1)?);
             if attr_i(n, "batch_dims", 0) != 0 {
