@@ -381,7 +381,7 @@ fn onnx_constants_expanded_to_the_batch_are_folded() {
     let model = onnx_bytes(&m.encode_to_vec()).unwrap();
     let plan = std::sync::Arc::new(model.compile(&Default::default()).unwrap());
     // picked = buffer[0, order] = [2, 1, 0, 2]: rows 2, 1, 0, 2 of the table, per sample.
-    let x = vec![0.5f32; 32];
+    let x = [0.5f32; 32];
     let y = plan.run_all(&[(&x[..]).into()]).unwrap();
     let row = |r: usize| (0..4).map(move |c| (r * 4 + c) as f32 * 10.0 + 0.5);
     let one: Vec<f32> = [2, 1, 0, 2].into_iter().flat_map(row).collect();
