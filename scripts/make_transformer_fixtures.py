@@ -193,25 +193,34 @@ def ids_only_cases(torch, transformers):
         args = tuple(torch.from_numpy(a) for a in (ids, mask))
         with torch.no_grad():
             y = model(*args).numpy()
-        names = ["input_ids", "attention_mask"]
-        for tag, dynamo in [("ts", False), ("dynamo", True)]:
-            case = f"{name}.{tag}"
-            path = os.path.join(OUT, case + ".onnx")
-            if dynamo:
-                d = {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence", max=16)}
-                torch.onnx.export(model, args, path, input_names=names, output_names=["y"],
-                                  dynamic_shapes=(d, d), opset_version=18, dynamo=True,
-                                  external_data=False)
-            else:
-                torch.onnx.export(model, args, path, input_names=names, output_names=["y"],
-                                  dynamic_axes={k: {0: "batch", 1: "sequence"} for k in names},
-                                  opset_version=17, dynamo=False)
-            cases.append({
-                "name": case, "model": case + ".onnx", "seq": SEQ, "lens": LENS,
-                "inputs": [{"name": n, "file": save(case, i, "in", a)}
-                           for i, (n, a) in enumerate(zip(names, (ids, mask)))],
-                "outputs": [{"name": "y", "file": save(case, 0, "out", y)}],
-            })
+        cases += both_exporters(torch, name, model, ["input_ids", "attention_mask"],
+                                (ids, mask), y)
+    return cases
+
+
+def both_exporters(torch, name, model, names, arrays, y):
+    """`model` on `arrays` exported as NAME.ts (TorchScript, opset 17) and NAME.dynamo (opset
+    18), dynamic batch and sequence axes; the cases, with `y` as the output "y"."""
+    args = tuple(torch.from_numpy(a) for a in arrays)
+    cases = []
+    for tag, dynamo in [("ts", False), ("dynamo", True)]:
+        case = f"{name}.{tag}"
+        path = os.path.join(OUT, case + ".onnx")
+        if dynamo:
+            d = {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence", max=16)}
+            torch.onnx.export(model, args, path, input_names=names, output_names=["y"],
+                              dynamic_shapes=(d,) * len(args), opset_version=18, dynamo=True,
+                              external_data=False)
+        else:
+            torch.onnx.export(model, args, path, input_names=names, output_names=["y"],
+                              dynamic_axes={k: {0: "batch", 1: "sequence"} for k in names},
+                              opset_version=17, dynamo=False)
+        cases.append({
+            "name": case, "model": case + ".onnx", "seq": SEQ, "lens": LENS,
+            "inputs": [{"name": n, "file": save(case, i, "in", a)}
+                       for i, (n, a) in enumerate(zip(names, arrays))],
+            "outputs": [{"name": "y", "file": save(case, 0, "out", y)}],
+        })
     return cases
 
 
@@ -260,27 +269,9 @@ def encoder_cases(torch):
         pad = np.array([[j >= n for j in range(SEQ)] for n in LENS])
         arrays = (x, pad) if name in ("te_post", "te_pre") else (x,)
         names = ["x", "padding_mask"][:len(arrays)]
-        args = tuple(torch.from_numpy(a) for a in arrays)
         with torch.no_grad():
-            y = model(*args).numpy()
-        for tag, dynamo in [("ts", False), ("dynamo", True)]:
-            case = f"{name}.{tag}"
-            path = os.path.join(OUT, case + ".onnx")
-            if dynamo:
-                d = {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence", max=16)}
-                torch.onnx.export(model, args, path, input_names=names, output_names=["y"],
-                                  dynamic_shapes=(d,) * len(args), opset_version=18,
-                                  dynamo=True, external_data=False)
-            else:
-                torch.onnx.export(model, args, path, input_names=names, output_names=["y"],
-                                  dynamic_axes={k: {0: "batch", 1: "sequence"} for k in names},
-                                  opset_version=17, dynamo=False)
-            cases.append({
-                "name": case, "model": case + ".onnx", "seq": SEQ, "lens": LENS,
-                "inputs": [{"name": n, "file": save(case, i, "in", a)}
-                           for i, (n, a) in enumerate(zip(names, arrays))],
-                "outputs": [{"name": "y", "file": save(case, 0, "out", y)}],
-            })
+            y = model(*(torch.from_numpy(a) for a in arrays)).numpy()
+        cases += both_exporters(torch, name, model, names, arrays, y)
     return cases
 
 
