@@ -143,12 +143,13 @@ pub(super) fn heads<'n>(
     let [nb, h, a, c] = batch_heads(&dims)?;
     let (s, d) = if transposed { (c, a) } else { (a, c) };
     let width = *src_dims.last()?;
-    let rows = src_dims.iter().product::<usize>() / width.max(1);
-    if nb != PROBE_BATCH || width == 0 || rows != nb * s || h * d == 0 {
+    let rows = src_dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))? / width.max(1);
+    let hd = h.checked_mul(d)?;
+    if nb != PROBE_BATCH || width == 0 || Some(rows) != nb.checked_mul(s) || hd == 0 {
         return None;
     }
     let off = idx.first()? % width;
-    if off + h * d > width {
+    if off.checked_add(hd)? > width {
         return None;
     }
     [false, true].into_iter().find_map(|seq_first| {
