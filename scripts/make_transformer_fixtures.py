@@ -29,9 +29,10 @@ dynamic batch and sequence axes):
               is_causal=True (the mask is computed from shapes, with Trilu): x -> y.
   mha         nn.MultiheadAttention(16, 2 heads, batch_first) called as attn(x, x, x)[0]
               (need_weights left True: 3-D heads [batch x heads, sequence, 8]): x -> y.
-  bert_ids, electra, albert  BertModel, ElectraModel (embedding 8), AlbertModel (embedding 8),
-              small configs, called with input_ids and attention_mask only (token_type_ids
-              from the model's buffer) -> last_hidden_state.
+  bert_ids, electra, albert, roberta  BertModel, ElectraModel (embedding 8), AlbertModel
+              (embedding 8), RobertaModel (position ids computed from the ids), small
+              configs, called with input_ids and attention_mask only (token_type_ids from the
+              model's buffer) -> last_hidden_state; the first sequence holds the id 1.
 Keras cases:
   mha_causal  Input((8, 16)) and a mask Input((1, 8)): MultiHeadAttention(2 heads, key_dim 4,
               value_dim 6, use_causal_mask) over x, x with the mask; LayerNormalization(x + a);
@@ -168,6 +169,9 @@ def ids_only_cases(torch, transformers):
                     dict(small, embedding_size=8)),
         "albert": (transformers.AlbertConfig, transformers.AlbertModel,
                    dict(small, embedding_size=8)),
+        # Position ids computed from the ids (padding id 1): max positions 16 + 2.
+        "roberta": (transformers.RobertaConfig, transformers.RobertaModel,
+                    dict(small, max_position_embeddings=18)),
     }
     cases = []
     for name, (config, cls, kw) in models.items():
@@ -189,6 +193,8 @@ def ids_only_cases(torch, transformers):
         model = Wrap(net).eval()
         r = rng(f"input:{name}")
         ids = r.integers(0, 50, (BATCH, SEQ)).astype(np.int64)
+        # A padding id inside the first sequence (RoBERTa's position ids skip it).
+        ids[0, 3] = 1
         mask = np.array([[1 if j < n else 0 for j in range(SEQ)] for n in LENS], np.int64)
         args = tuple(torch.from_numpy(a) for a in (ids, mask))
         with torch.no_grad():

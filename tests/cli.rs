@@ -214,7 +214,7 @@ fn verify_checks_the_named_outputs() {
 }
 
 /// Model files `fixture_models` lists.
-const FIXTURE_MODELS: usize = 156;
+const FIXTURE_MODELS: usize = 158;
 
 #[test]
 fn verify_passes_on_every_fixture() {

@@ -63,8 +63,8 @@ fn encoders_match_their_frameworks_and_keep_every_invariant() {
     let cases = cases();
     assert_eq!(
         cases.len(),
-        32,
-        "2 HF models x 2 exporters (BERT also at opset 23), 3 HF models called without \
+        34,
+        "2 HF models x 2 exporters (BERT also at opset 23), 4 HF models called without \
          token_type_ids x 2 exporters, 3 nn.TransformerEncoders and an nn.MultiheadAttention \
          x 2 exporters, 6 Keras models x 2 formats, the opset-23 Attention on 3-D inputs"
     );
@@ -179,7 +179,7 @@ fn encoders_match_their_frameworks_and_keep_every_invariant() {
             continue;
         }
         // Alone at its own length == padded in the batch (a symbolic sequence axis only).
-        let hf = ["bert", "distilbert", "electra", "albert"];
+        let hf = ["bert", "distilbert", "electra", "albert", "roberta"];
         if !hf.iter().any(|p| name.starts_with(p)) && !torch_attention {
             continue;
         }

@@ -68,6 +68,9 @@ layers! {
         Permute(PermuteConfig),
         /// Rows of a `input_dim x output_dim` table (the node's kernel) looked up by integer ids.
         Embedding(EmbeddingConfig),
+        /// Rows of a table (the node's kernel) picked per position by a rule on a model
+        /// input's ids (RoBERTa's position ids).
+        PositionEmbedding(PositionEmbeddingConfig),
         /// Inference batch normalization over the last axis:
         /// `(x - moving_mean) / sqrt(moving_variance + epsilon) * gamma + beta`.
         BatchNormalization(ChannelNorm),

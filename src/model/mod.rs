@@ -43,7 +43,7 @@ pub use crate::ops::{
     concat::ConcatenateConfig,
     conv1d::Conv1DConfig,
     dense::DenseConfig,
-    embedding::EmbeddingConfig,
+    embedding::{EmbeddingConfig, PositionEmbeddingConfig, PositionRule},
     identity::{DropoutConfig, TrainingOnly},
     merge::Merge,
     norm::{ChannelNorm, NormalizationConfig, RowNorm},

@@ -73,3 +73,170 @@ impl LayerOp for EmbeddingConfig {
         Ok(y)
     }
 }
+
+/// Which row of a table each position of a sequence of ids takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PositionRule {
+    /// Row `pad + n` at the `n`-th id (from 1) that is not `pad`, row `pad` at a `pad` id:
+    /// RoBERTa's and XLM-R's position ids, computed from `input_ids`.
+    AfterPadding {
+        /// The padding id.
+        pad: usize,
+    },
+    /// Row `row` at every position (a buffered `token_type_ids` of one value).
+    Constant {
+        /// The row.
+        row: usize,
+    },
+}
+
+impl PositionRule {
+    /// The row of each position of `ids`, into `rows`.
+    pub(crate) fn rows(self, ids: impl Iterator<Item = f64>, rows: &mut Vec<usize>) {
+        rows.clear();
+        let mut n = 0;
+        for id in ids {
+            rows.push(match self {
+                PositionRule::Constant { row } => row,
+                PositionRule::AfterPadding { pad } if id == pad as f64 => pad,
+                PositionRule::AfterPadding { pad } => {
+                    n += 1;
+                    pad + n
+                }
+            });
+        }
+    }
+
+    /// The largest row a sequence of `len` positions can take.
+    fn max_row(self, len: usize) -> Option<usize> {
+        match self {
+            PositionRule::Constant { row } => Some(row),
+            PositionRule::AfterPadding { pad } => pad.checked_add(len),
+        }
+    }
+}
+
+/// Rows of a table (`rows x dim`, the node's kernel) picked per position by a rule on the ids
+/// of a model input `[S]`: `[S] -> [S, dim]`. A position's row depends only on the ids up to
+/// it, so padding a sequence at its end leaves the others alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PositionEmbeddingConfig {
+    /// Rows of the table.
+    pub rows: usize,
+    /// Width of a row.
+    pub dim: usize,
+    /// Which row each position takes.
+    pub rule: PositionRule,
+}
+
+impl PositionEmbeddingConfig {
+    fn check(&self, len: usize) -> Result<(), String> {
+        match self.rule.max_row(len) {
+            Some(r) if r < self.rows => Ok(()),
+            _ => Err(format!(
+                "{:?} over {len} positions reaches past the table's {} rows",
+                self.rule, self.rows
+            )),
+        }
+    }
+}
+
+impl LayerOp for PositionEmbeddingConfig {
+    fn class_name(&self) -> &'static str {
+        "PositionEmbedding"
+    }
+    fn base_name(&self) -> &'static str {
+        "position_embedding"
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        let s = one(inputs)?;
+        let [len] = s[..] else {
+            return Err(format!("position rows read ids [steps], got {s:?}"));
+        };
+        if self.dim == 0 {
+            return Err("position rows need a positive width".into());
+        }
+        self.check(len)?;
+        let shape = vec![len, self.dim];
+        checked_elems(&shape)?;
+        Ok(shape)
+    }
+    fn reads(&self, _: &[DType]) -> bool {
+        true
+    }
+    fn weight_dims(&self, _: &[usize]) -> Option<(usize, usize, bool)> {
+        Some((self.rows, self.dim, false))
+    }
+    fn lower<'m>(&'m self, cx: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
+        let len = cx.node.shape.first().copied().unwrap_or(0);
+        let table = cx.graph_weights()?.into_owned().kernel;
+        Ok(Op::Step(crate::plan::StepRef::new(PositionEmbeddingStep {
+            config: *self,
+            table,
+            len,
+        })))
+    }
+    fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
+        let table = &cx.weights()?.kernel;
+        let len = cx.in_shape().first().copied().unwrap_or(0).max(1);
+        let mut rows = Vec::new();
+        let mut y = Vec::with_capacity(cx.inputs[0].len() * self.dim);
+        for ids in cx.inputs[0].chunks(len) {
+            self.rule.rows(ids.iter().copied(), &mut rows);
+            for &r in &rows {
+                let row = table.get(r * self.dim..(r + 1) * self.dim).ok_or_else(|| {
+                    Error::Model(format!("layer {:?}: row {r} past the table", cx.node.name))
+                })?;
+                y.extend(row.iter().map(|&v| f64::from(v)));
+            }
+        }
+        Ok(y)
+    }
+}
+
+/// The rows of each sample, its ids read into the scratch.
+#[derive(Debug)]
+struct PositionEmbeddingStep {
+    config: PositionEmbeddingConfig,
+    table: Vec<f32>,
+    /// The longest sequence.
+    len: usize,
+}
+
+impl crate::plan::StepOp for PositionEmbeddingStep {
+    fn describe(&self) -> String {
+        let c = &self.config;
+        format!(
+            "position rows of a {} x {} table, {:?}",
+            c.rows, c.dim, c.rule
+        )
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        self.config.output_shape(inputs)
+    }
+    fn scratch(&self) -> usize {
+        self.len
+    }
+    fn seq(&self, ins: &[bool]) -> Result<bool, String> {
+        Ok(ins[0])
+    }
+    fn run(&self, _: crate::kernels::Isa, io: crate::plan::StepIo<'_>) {
+        let dim = self.config.dim;
+        let len = io.input_len(0);
+        let (ins, out, scratch) = io.scratch();
+        let ids = &mut scratch[..len];
+        let mut rows = Vec::with_capacity(len);
+        for (b, sample) in out.chunks_exact_mut((len * dim).max(1)).enumerate() {
+            ins.copy_f32(0, b * len, ids);
+            self.config
+                .rule
+                .rows(ids.iter().map(|&v| f64::from(v)), &mut rows);
+            for (o, &r) in sample.chunks_exact_mut(dim).zip(&rows) {
+                // Rows past the table were refused when the plan was made (`check`).
+                if let Some(row) = self.table.get(r * dim..(r + 1) * dim) {
+                    o.copy_from_slice(row);
+                }
+            }
+        }
+    }
+}

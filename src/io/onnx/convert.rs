@@ -177,6 +177,9 @@ impl Converter<'_> {
             super::attention::DOMAIN if node.op_type == "Attention" => {
                 return super::attention::convert(self, node);
             }
+            super::attention::DOMAIN if node.op_type == "PositionRows" => {
+                return super::positions::convert(self, node);
+            }
             // ONNX Runtime's transformers optimizer writes its fused kernels here (Attention,
             // SkipLayerNormalization, BiasGelu, FastGelu, EmbedLayerNormalization, ...).
             "com.microsoft" => {

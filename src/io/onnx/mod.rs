@@ -30,6 +30,7 @@ mod fold;
 mod layout;
 mod ops;
 mod patterns;
+mod positions;
 mod probe;
 mod seq;
 // The protobuf messages are public only to the test suite (feature `internals`), which builds
@@ -273,6 +274,11 @@ fn rewrite_patterns(
     let (nodes, n, fixed) = attention::rewrite(nodes, &outs, &context);
     if n > 0 {
         counts.push(("attention", n));
+    }
+    // After attention: its masks are probed through the embeddings' ops.
+    let (nodes, n) = positions::rewrite(nodes, graph, &context);
+    if n > 0 {
+        counts.push(("position ids", n));
     }
     (nodes, counts, fixed)
 }

@@ -601,6 +601,20 @@ fn op(
             }
             bin(|a, c| a - c * (a / c).floor(), Some(true))
         }
+        // Running sums along one axis (RoBERTa's position ids).
+        "CumSum" if attr_i(n, "exclusive", 0) == 0 && attr_i(n, "reverse", 0) == 0 => {
+            let t = x(0)?;
+            let d = t.data.as_ref()?;
+            let ax = axis(*ints_of(x(1)?)?.first()?, t.dims.len())?;
+            let st = strides(&t.dims);
+            let mut out = d.clone();
+            for (i, v) in d.iter().enumerate() {
+                if (i / st[ax]) % t.dims[ax] > 0 {
+                    out[i] = out[i - st[ax]] + v;
+                }
+            }
+            Some(T::val(t.dims.clone(), out, t.int))
+        }
         "Trilu" => {
             let t = x(0)?;
             let k = match x(1) {

@@ -519,7 +519,7 @@ fn find_op(g: &Index<'_>, at: usize, cx: &Context<'_>) -> Option<Found> {
 
 /// The graph inputs as the probes see them: batch 2, symbolic axes at their given sizes;
 /// `data` for the one named `with` (else shapes only).
-fn probe_inputs(cx: &Context<'_>, with: Option<(&str, &[f64])>) -> Vec<(String, T)> {
+pub(super) fn probe_inputs(cx: &Context<'_>, with: Option<(&str, &[f64])>) -> Vec<(String, T)> {
     probe_inputs_at(cx, with, 0)
 }
 
