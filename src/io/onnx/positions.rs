@@ -30,10 +30,11 @@ fn rule_of(nodes: &[NodeProto], cx: &Context<'_>, ids: &str, input: &str) -> Opt
         let v: Vec<f64> = (0..n).map(|_| (r.next_u64() % 4) as f64).collect();
         let inputs = probe_inputs(cx, Some((input, &v))).into_iter().collect();
         let t: T = Probe::new(nodes, cx.consts, cx.decode, inputs).eval(ids)?;
-        if t.dims != dims || !t.int {
+        let data = t.data?;
+        if t.dims != dims || !t.int || data.len() != n {
             return None;
         }
-        seen.push((v, t.data?));
+        seen.push((v, data));
     }
     let first = seen.first()?.1.first().copied()?;
     let whole = |x: f64| (x >= 0.0 && x.fract() == 0.0).then_some(x as usize);

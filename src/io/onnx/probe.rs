@@ -609,7 +609,7 @@ fn op(
             let st = strides(&t.dims);
             let mut out = d.clone();
             for (i, v) in d.iter().enumerate() {
-                if (i / st[ax]) % t.dims[ax] > 0 {
+                if !(i / st[ax]).is_multiple_of(t.dims[ax]) {
                     out[i] = out[i - st[ax]] + v;
                 }
             }
