@@ -91,20 +91,24 @@ pub enum PositionRule {
 }
 
 impl PositionRule {
+    /// The row of the next position, holding `id`; `seen` counts the ids before it that
+    /// are not padding (start it at 0 for each sequence).
+    fn next(self, id: f64, seen: &mut usize) -> usize {
+        match self {
+            PositionRule::Constant { row } => row,
+            PositionRule::AfterPadding { pad } if id == pad as f64 => pad,
+            PositionRule::AfterPadding { pad } => {
+                *seen += 1;
+                pad + *seen
+            }
+        }
+    }
+
     /// The row of each position of `ids`, into `rows`.
     pub(crate) fn rows(self, ids: impl Iterator<Item = f64>, rows: &mut Vec<usize>) {
+        let mut seen = 0;
         rows.clear();
-        let mut n = 0;
-        for id in ids {
-            rows.push(match self {
-                PositionRule::Constant { row } => row,
-                PositionRule::AfterPadding { pad } if id == pad as f64 => pad,
-                PositionRule::AfterPadding { pad } => {
-                    n += 1;
-                    pad + n
-                }
-            });
-        }
+        rows.extend(ids.map(|id| self.next(id, &mut seen)));
     }
 
     /// The largest row a sequence of `len` positions can take.
@@ -225,13 +229,11 @@ impl crate::plan::StepOp for PositionEmbeddingStep {
         let len = io.input_len(0);
         let (ins, out, scratch) = io.scratch();
         let ids = &mut scratch[..len];
-        let mut rows = Vec::with_capacity(len);
         for (b, sample) in out.chunks_exact_mut((len * dim).max(1)).enumerate() {
             ins.copy_f32(0, b * len, ids);
-            self.config
-                .rule
-                .rows(ids.iter().map(|&v| f64::from(v)), &mut rows);
-            for (o, &r) in sample.chunks_exact_mut(dim).zip(&rows) {
+            let mut seen = 0;
+            for (o, &id) in sample.chunks_exact_mut(dim).zip(ids.iter()) {
+                let r = self.config.rule.next(f64::from(id), &mut seen);
                 // Rows past the table were refused when the plan was made (`check`).
                 if let Some(row) = self.table.get(r * dim..(r + 1) * dim) {
                     o.copy_from_slice(row);

@@ -357,6 +357,7 @@ pub(crate) fn check_values(plan: &Plan, inputs: &[Values<'_>], seq: usize) -> Re
         // A boolean input given numbers: 0 and 1 only (a mask read any other way would be a
         // guess at what the number means).
         if info.dtype == DType::Bool
+            && v.dtype() != DType::Bool
             && let Some(i) = (0..v.len()).find(|&i| v.id(i, 2).is_none())
         {
             return Err(bad(format!(

@@ -75,6 +75,12 @@ fn batch_free(c: &Const) -> bool {
     !c.i64.contains(&BATCH)
 }
 
+/// Entry `k` of a 1-D integer operand broadcast from one entry (the caller checked the
+/// lengths).
+fn pick(v: &Const, k: usize) -> i64 {
+    v.i64[if v.i64.len() == 1 { 0 } else { k }]
+}
+
 /// A 1-D integer constant.
 fn ints(v: Vec<i64>) -> Const {
     Const {
@@ -412,7 +418,6 @@ fn arithmetic(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
     if short.i64.len() != 1 && short.i64.len() != long.i64.len() {
         return Err(invalid(cx, node, "operands of different lengths"));
     }
-    let pick = |v: &Const, k: usize| v.i64[if v.i64.len() == 1 { 0 } else { k }];
     let mut v = Vec::with_capacity(long.i64.len());
     for k in 0..long.i64.len() {
         let (x, y) = (pick(a, k), pick(b, k));
@@ -441,7 +446,6 @@ fn equal(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
     if ![1, n].contains(&a.i64.len()) || ![1, n].contains(&b.i64.len()) {
         return Err(invalid(cx, node, "operands of different lengths"));
     }
-    let pick = |v: &Const, k: usize| v.i64[if v.i64.len() == 1 { 0 } else { k }];
     // The batch size compares equal only to itself (it is not known until a run).
     Ok(Some(ints(
         (0..n)
@@ -462,7 +466,6 @@ fn select(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
     if [c, a, b].iter().any(|v| ![1, n].contains(&v.i64.len())) {
         return Err(invalid(cx, node, "operands of different lengths"));
     }
-    let pick = |v: &Const, k: usize| v.i64[if v.i64.len() == 1 { 0 } else { k }];
     Ok(Some(ints(
         (0..n)
             .map(|k| {

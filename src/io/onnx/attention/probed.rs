@@ -80,14 +80,18 @@ fn dims_of(g: &Index<'_>, cx: &Context<'_>, name: &str) -> Option<Vec<usize>> {
     )
 }
 
-/// Tensor `to` evaluated with `from` holding each element's own flat index: for every element
-/// of `to` (its dims first), the element of `from` it holds.
-fn index_map(
-    g: &Index<'_>,
-    cx: &Context<'_>,
-    from: &str,
-    to: &str,
-) -> Option<(Vec<usize>, Vec<usize>)> {
+/// The index map from `from` to `to`.
+struct Map {
+    /// `from`'s dims.
+    from: Vec<usize>,
+    /// `to`'s dims.
+    to: Vec<usize>,
+    /// For every element of `to`, the element of `from` it holds.
+    idx: Vec<usize>,
+}
+
+/// Tensor `to` evaluated with `from` holding each element's own flat index.
+fn index_map(g: &Index<'_>, cx: &Context<'_>, from: &str, to: &str) -> Option<Map> {
     let dims = dims_of(g, cx, from)?;
     let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
     if n > MAX_PROBE {
@@ -97,7 +101,7 @@ fn index_map(
     inputs.insert(
         from.to_string(),
         T {
-            dims,
+            dims: dims.clone(),
             data: Some((0..n).map(|i| i as f64).collect()),
             int: false,
         },
@@ -108,7 +112,11 @@ fn index_map(
         .iter()
         .map(|&v| (v >= 0.0 && v.fract() == 0.0 && v < n as f64).then_some(v as usize))
         .collect::<Option<Vec<_>>>()?;
-    Some((t.dims, idx))
+    Some(Map {
+        from: dims,
+        to: t.dims,
+        idx,
+    })
 }
 
 /// The rows of a `[B, S, ..]` tensor in batch-first order, or of `[S, B, ..]` in
@@ -138,8 +146,11 @@ pub(super) fn heads<'n>(
     transposed: bool,
 ) -> Option<(&'n str, Heads)> {
     let src = source(g, x);
-    let (dims, idx) = index_map(g, cx, src, x)?;
-    let src_dims = dims_of(g, cx, src)?;
+    let Map {
+        from: src_dims,
+        to: dims,
+        idx,
+    } = index_map(g, cx, src, x)?;
     let [nb, h, a, c] = batch_heads(&dims)?;
     let (s, d) = if transposed { (c, a) } else { (a, c) };
     let width = *src_dims.last()?;
@@ -322,8 +333,11 @@ pub(super) fn merged(
     if ym == y {
         return None;
     }
-    let (ydims, yidx) = index_map(g, cx, y, ym)?;
-    let y4 = dims_of(g, cx, y)?;
+    let Map {
+        from: y4,
+        to: ydims,
+        idx: yidx,
+    } = index_map(g, cx, y, ym)?;
     let [nb, h, s, dv] = batch_heads(&y4)?;
     let w = h * dv;
     if nb != PROBE_BATCH || w == 0 || yidx.len() != nb * s * w {
@@ -385,7 +399,11 @@ pub(super) fn merged(
     if zf == z {
         return None;
     }
-    let (zdims, zidx) = index_map(g, cx, z, zf)?;
+    let Map {
+        to: zdims,
+        idx: zidx,
+        ..
+    } = index_map(g, cx, z, zf)?;
     let n = *zdims.last()?;
     if n == 0 || zdims != [nb, s, n] {
         gone.truncate(before);
