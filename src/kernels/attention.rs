@@ -9,16 +9,21 @@
 //! would turn into NaN). A sequence therefore gives the same bits alone or padded in a batch
 //! beside longer ones, as long as the padding is masked.
 //!
-//! The scores live in a few rows of scratch (`ROWS` queries at a time, as long as the keys):
-//! no `[heads, S, T]` tensor is ever stored.
+//! The scores live in a few rows of scratch (a tile of queries at a time, as long as the keys):
+//! no `[heads, S, T]` tensor is ever stored. Per head, the kept keys' K is packed transposed
+//! and their V packed row by row, so both products run over contiguous, zero-padded operands
+//! in register tiles of `R` queries (the tier's choice: the tile changes no sum's order).
 
 use super::math;
 use super::simd::Simd;
+use std::ops::Range;
 
-/// Queries whose scores are computed together (each key chunk of K is loaded once for them).
-const ROWS: usize = 4;
+/// The most queries a tile holds (the widest tier's tile; the scratch holds this many score
+/// rows).
+pub(crate) const ROWS_MAX: usize = 8;
 
-/// Key columns of the scratch are padded to a multiple of this (the widest lane count).
+/// Key columns of the scratch, and a packed value row, are padded to a multiple of this (the
+/// widest lane count).
 const PAD: usize = 16;
 
 /// Which keys each query sees, besides the causal limit.
@@ -92,11 +97,15 @@ pub struct Attend<'a> {
 }
 
 impl Attend<'_> {
-    /// Scratch values [`attend`] needs: the kept keys' transposed K of one head, `ROWS` score
-    /// rows and the list of kept keys.
-    pub fn scratch_len(keys: usize, dk: usize) -> usize {
-        let tp = keys.div_ceil(PAD) * PAD;
-        (dk + ROWS + 1) * tp
+    /// Scratch values [`attend`] needs: one head's kept keys, K transposed and V packed, a
+    /// tile of score rows and the list of kept keys (saturating: a size that overflows is
+    /// never met).
+    pub fn scratch_len(keys: usize, dk: usize, dv: usize) -> usize {
+        let tp = keys.div_ceil(PAD).saturating_mul(PAD);
+        let dvp = dv.div_ceil(PAD).saturating_mul(PAD);
+        dk.saturating_add(ROWS_MAX + 1)
+            .saturating_add(dvp)
+            .saturating_mul(tp)
     }
 
     /// Whether the operands hold what the shape says (the kernel's precondition).
@@ -105,40 +114,53 @@ impl Attend<'_> {
             0 => Some(0),
             _ => (rows - 1).checked_mul(ld).and_then(|x| x.checked_add(w)),
         };
-        let (hk, hv) = (self.heads * self.dk, self.heads * self.dv);
+        let (Some(hk), Some(hv)) = (
+            self.heads.checked_mul(self.dk),
+            self.heads.checked_mul(self.dv),
+        ) else {
+            return false;
+        };
         let holds = |len: usize, rows: usize, ld: usize, w: usize| {
             span(rows, ld, w).is_some_and(|n| n <= len) && (rows <= 1 || ld >= w)
         };
         let mask = match self.mask {
             KeyMask::All => true,
             KeyMask::Keys(m) => m.len() >= self.keys,
-            KeyMask::Pairs(m) => m.len() >= self.queries * self.keys,
+            KeyMask::Pairs(m) => self
+                .queries
+                .checked_mul(self.keys)
+                .is_some_and(|n| m.len() >= n),
         };
         holds(self.q.len(), self.queries, self.ldq, hk)
             && holds(self.k.len(), self.keys, self.ldk, hk)
             && holds(self.v.len(), self.keys, self.ldv, hv)
             && holds(out.len(), self.queries, self.ldo, hv)
-            && scratch.len() >= Self::scratch_len(self.keys, self.dk)
+            && scratch.len() >= Self::scratch_len(self.keys, self.dk, self.dv)
             && self.keys < 1 << 24
             && mask
     }
 }
 
-/// Attention of one sample into `out` (`queries` rows of `heads * dv` at stride `ldo`). A
-/// query that sees no key gets what `a.no_keys` says. `R8` is an 8-lane vector (the
-/// softmax's canonical order).
+/// Attention of one sample into `out` (`queries` rows of `heads * dv` at stride `ldo`), in
+/// tiles of `R` queries. A query that sees no key gets what `a.no_keys` says. `R8` is an
+/// 8-lane vector (the softmax's canonical order).
 ///
 /// # Safety
-/// `V`'s and `R8`'s instruction sets are available, and `a.fits(out, scratch)`.
+/// `V`'s and `R8`'s instruction sets are available, `a.fits(out, scratch)` and
+/// `1 <= R <= ROWS_MAX`.
 #[cfg_attr(sinter_inline, inline(always))]
-pub(crate) unsafe fn attend<V: Simd, R8: Simd>(
+pub(crate) unsafe fn attend<V: Simd, R8: Simd, const R: usize>(
     a: &Attend<'_>,
     out: &mut [f32],
     scratch: &mut [f32],
 ) {
+    const { assert!(R >= 1 && R <= ROWS_MAX) };
     let tp = a.keys.div_ceil(PAD) * PAD;
+    let dvp = a.dv.div_ceil(PAD) * PAD;
     let (kt, rest) = scratch.split_at_mut(a.dk * tp);
-    let (rows, list) = rest.split_at_mut(ROWS * tp);
+    let (rows, rest) = rest.split_at_mut(ROWS_MAX * tp);
+    let (list, vh) = rest.split_at_mut(tp);
+    let vh = &mut vh[..tp * dvp];
     // The kept keys in order (exact as f32: fewer than 2^24).
     let mut n_keys = 0;
     for j in 0..a.keys {
@@ -154,22 +176,26 @@ pub(crate) unsafe fn attend<V: Simd, R8: Simd>(
     // SAFETY: the ISA is the caller's contract.
     let zero = unsafe { V::splat(0.0) };
     for h in 0..a.heads {
-        // K of the kept keys, transposed: kt[d * tp + n] is key list[n]'s value d; the columns
-        // past the last key are zero, so a whole vector of them can be read.
-        // Key by key: each one's `dk` values are contiguous in `a.k`.
+        // The kept keys of this head: K transposed (kt[d * tp + n] is key list[n]'s value d)
+        // and V row by row (vh[n * dvp + c]), both zero past the last key and value, so whole
+        // vectors of them can be read.
         for (n, &j) in list.iter().enumerate() {
-            let key = &a.k[j as usize * a.ldk + h * a.dk..][..a.dk];
-            for (col, &v) in kt[n..].iter_mut().step_by(tp).zip(key) {
-                *col = v;
+            let j = j as usize;
+            let key = &a.k[j * a.ldk + h * a.dk..][..a.dk];
+            for (col, &x) in kt[n..].iter_mut().step_by(tp).zip(key) {
+                *col = x;
             }
+            let row = &mut vh[n * dvp..][..dvp];
+            row[..a.dv].copy_from_slice(&a.v[j * a.ldv + h * a.dv..][..a.dv]);
+            row[a.dv..].fill(0.0);
         }
         for row in kt[..a.dk * tp].chunks_exact_mut(tp) {
             row[n_keys..].fill(0.0);
         }
         let mut i0 = 0;
         while i0 < a.queries {
-            let rb = ROWS.min(a.queries - i0);
-            let mut seen = [0usize; ROWS];
+            let rb = R.min(a.queries - i0);
+            let mut seen = [0usize; R];
             for (r, s) in seen.iter_mut().enumerate().take(rb) {
                 *s = if a.causal {
                     list.partition_point(|&j| j as usize <= i0 + r)
@@ -178,35 +204,37 @@ pub(crate) unsafe fn attend<V: Simd, R8: Simd>(
                 };
             }
             let most = seen.iter().copied().max().unwrap_or(0);
-            let qrow = |r: usize| &a.q[(i0 + r) * a.ldq + h * a.dk..][..a.dk];
+            let qrow = |r: usize| &a.q[(i0 + r.min(rb - 1)) * a.ldq + h * a.dk..][..a.dk];
             let mut j = 0;
             while j < most {
                 let wide = j + 2 * V::LANES <= tp;
-                // SAFETY: the ISA is the caller's contract; `kt` and `rows` have `tp` columns
-                // and `j` (+ one or two vectors) stays within them.
+                // SAFETY: the ISA is the caller's contract; `kt` has `dk` rows and `rows`
+                // `ROWS_MAX` rows of `tp` columns, and `j` (+ one or two vectors) stays
+                // within them.
                 unsafe {
-                    if rb == ROWS && wide {
-                        scores::<V, ROWS, 2>(
-                            zero,
-                            [0, 1, 2, 3].map(qrow),
-                            kt,
-                            tp,
-                            j,
-                            a.scale,
-                            rows,
-                        );
-                    } else {
-                        for r in 0..rb {
-                            let row = &mut rows[r * tp..];
-                            scores::<V, 1, 1>(zero, [qrow(r)], kt, tp, j, a.scale, row);
+                    match (rb == R, wide) {
+                        (true, true) => {
+                            let q = std::array::from_fn(qrow);
+                            scores::<V, R, 2>(zero, q, kt, tp, j, a.scale, rows);
+                        }
+                        (true, false) => {
+                            let q = std::array::from_fn(qrow);
+                            scores::<V, R, 1>(zero, q, kt, tp, j, a.scale, rows);
+                        }
+                        _ => {
+                            for r in 0..rb {
+                                let row = &mut rows[r * tp..];
+                                scores::<V, 1, 1>(zero, [qrow(r)], kt, tp, j, a.scale, row);
+                            }
                         }
                     }
                 }
-                j += if rb == ROWS && wide { 2 } else { 1 } * V::LANES;
+                j += if rb == R && wide { 2 } else { 1 } * V::LANES;
             }
             // Softmax each row, then the weighted sums: rows whose keys are the shared
             // list's prefix (no per-pair mask) together, then each row alone for the rest.
-            let mut kind = [Row::Done; ROWS];
+            let mut kind = [Row::Done; R];
+            let mut lens = [0; R];
             for (r, &c) in seen.iter().enumerate().take(rb) {
                 let i = i0 + r;
                 let row = &mut rows[r * tp..][..c];
@@ -224,9 +252,7 @@ pub(crate) unsafe fn attend<V: Simd, R8: Simd>(
                 }
                 kind[r] = match (any, a.no_keys) {
                     (true, _) => {
-                        // SAFETY: the ISA is the caller's contract; R8 has 8 lanes, V at
-                        // most 16.
-                        unsafe { math::row_softmax_wide::<V, R8>(row) };
+                        lens[r] = c;
                         if matches!(a.mask, KeyMask::Pairs(_)) {
                             Row::Pairs
                         } else {
@@ -248,40 +274,56 @@ pub(crate) unsafe fn attend<V: Simd, R8: Simd>(
                     }
                 };
             }
-            let listed = |n: usize| &a.v[list[n] as usize * a.ldv + h * a.dv..][..a.dv];
-            let no_skip = |_: usize| false;
+            // SAFETY: the ISA is the caller's contract; R8 has 8 lanes, V at most 16.
+            unsafe { math::rows_softmax_wide::<V, R8, R>(rows, tp, lens) };
             let shared = seen.iter().take(rb).copied().min().unwrap_or(0);
-            let together = rb == ROWS && kind.iter().all(|&k| k == Row::Joint) && shared > 0;
+            let together = rb == R && kind.iter().all(|&k| k == Row::Joint) && shared > 0;
             let mut outs = out[i0 * a.ldo..]
-                .chunks_mut(a.ldo)
+                .chunks_mut(a.ldo.max(1))
                 .map(|o| &mut o[h * a.dv..][..a.dv]);
-            let mut orow: [&mut [f32]; ROWS] =
+            let mut orow: [&mut [f32]; R] =
                 std::array::from_fn(|_| outs.next().unwrap_or_default());
             if together {
-                // The shared prefix of keys for the four rows at once.
-                let p: [&[f32]; ROWS] = std::array::from_fn(|r| &rows[r * tp..][..seen[r]]);
+                // The shared prefix of keys for the whole tile at once.
                 let o = orow.each_mut().map(|o| &mut **o);
-                weighted_sum::<V, ROWS>(zero, p, 0..shared, &no_skip, &listed, o, true);
+                weighted_sum::<V, R>(zero, rows, tp, vh, dvp, 0..shared, o, true);
             }
             for r in 0..rb {
                 let i = i0 + r;
-                let uniform = kind[r] == Row::Uniform;
-                let value = |n: usize| {
-                    let j = if uniform { n } else { list[n] as usize };
-                    &a.v[j * a.ldv + h * a.dv..][..a.dv]
-                };
-                let skip = |n: usize| match a.mask {
-                    KeyMask::Pairs(m) if !uniform => !kept(m[i * a.keys + list[n] as usize]),
-                    _ => false,
-                };
-                let (keys, init) = match kind[r] {
-                    Row::Done => continue,
-                    Row::Uniform => (0..a.keys, true),
-                    Row::Joint if together => (shared..seen[r], false),
-                    Row::Pairs | Row::Joint => (0..seen[r], true),
-                };
-                let p = &rows[r * tp..][..keys.end];
-                weighted_sum::<V, 1>(zero, [p], keys, &skip, &value, [&mut *orow[r]], init);
+                let row = &rows[r * tp..];
+                let o = [&mut *orow[r]];
+                match kind[r] {
+                    Row::Done => {}
+                    Row::Joint if together => {
+                        weighted_sum::<V, 1>(zero, row, tp, vh, dvp, shared..seen[r], o, false);
+                    }
+                    Row::Joint => {
+                        weighted_sum::<V, 1>(zero, row, tp, vh, dvp, 0..seen[r], o, true);
+                    }
+                    Row::Pairs => {
+                        // Each kept key's own chain link, in key order: the dropped ones are
+                        // skipped, never multiplied by zero.
+                        let m = match a.mask {
+                            KeyMask::Pairs(m) => &m[i * a.keys..(i + 1) * a.keys],
+                            _ => &[],
+                        };
+                        let mut init = true;
+                        let mut n = 0;
+                        while n < seen[r] {
+                            let start = n;
+                            while n < seen[r] && kept(m[list[n] as usize]) {
+                                n += 1;
+                            }
+                            if n > start {
+                                let o = [&mut *orow[r]];
+                                weighted_sum::<V, 1>(zero, row, tp, vh, dvp, start..n, o, init);
+                                init = false;
+                            }
+                            n += 1;
+                        }
+                    }
+                    Row::Uniform => uniform::<V>(zero, a, h, &row[..a.keys], &mut *orow[r]),
+                }
             }
             i0 += rb;
         }
@@ -291,7 +333,7 @@ pub(crate) unsafe fn attend<V: Simd, R8: Simd>(
 /// How a query row's weighted sum is taken.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Row {
-    /// Nothing left to do (zeros written, or fewer rows).
+    /// Nothing left to do (zeros or NaN written, or fewer rows).
     Done,
     /// Every key weighs the same.
     Uniform,
@@ -318,16 +360,23 @@ unsafe fn scores<V: Simd, const R: usize, const NJ: usize>(
     rows: &mut [f32],
 ) {
     let dk = q[0].len();
-    assert!(j + NJ * V::LANES <= tp && kt.len() >= dk * tp && rows.len() >= (R - 1) * tp + tp);
+    assert!(
+        j + NJ * V::LANES <= tp
+            && kt.len() >= dk * tp
+            && rows.len() >= R * tp
+            && q.iter().all(|q| q.len() == dk)
+    );
     let mut acc = [[zero; NJ]; R];
-    for (d, ktd) in kt.chunks_exact(tp).take(dk).enumerate() {
+    let ktp = kt.as_ptr();
+    for d in 0..dk {
         let mut kv = [zero; NJ];
         for (u, k) in kv.iter_mut().enumerate() {
             // SAFETY: within row d of `kt` (asserted above).
-            *k = unsafe { V::load(ktd.as_ptr().add(j + u * V::LANES)) };
+            *k = unsafe { V::load(ktp.add(d * tp + j + u * V::LANES)) };
         }
         for (acc_r, q_r) in acc.iter_mut().zip(&q) {
-            let qs = zero.dup(q_r[d]);
+            // SAFETY: d < dk = q_r.len() (asserted above).
+            let qs = zero.dup(unsafe { *q_r.get_unchecked(d) });
             for (a, k) in acc_r.iter_mut().zip(&kv) {
                 *a = qs.fma(*k, *a);
             }
@@ -342,64 +391,57 @@ unsafe fn scores<V: Simd, const R: usize, const NJ: usize>(
     }
 }
 
-/// `o[r] (+)= Σ p[r][n] · value(n)` for `n` in `keys` not skipped, for `R` rows at once: one
-/// FMA chain per output value in key order, continued from `o` unless `init` (a chain carried
-/// through memory keeps its bits).
+/// `o[r] (+)= Σ p[r][n] · vh[n]` over the packed keys `keys`, for `R` rows of probabilities
+/// `tp` apart in `p`: one FMA chain per output value in key order, continued from `o` unless
+/// `init` (a chain carried through memory keeps its bits).
+#[allow(clippy::too_many_arguments)]
 #[cfg_attr(sinter_inline, inline(always))]
-fn weighted_sum<'v, V: Simd, const R: usize>(
+fn weighted_sum<V: Simd, const R: usize>(
     zero: V,
-    p: [&[f32]; R],
-    keys: std::ops::Range<usize>,
-    skip: &dyn Fn(usize) -> bool,
-    value: &dyn Fn(usize) -> &'v [f32],
+    p: &[f32],
+    tp: usize,
+    vh: &[f32],
+    dvp: usize,
+    keys: Range<usize>,
     mut o: [&mut [f32]; R],
     init: bool,
 ) {
     let dv = o[0].len();
+    assert!(
+        keys.start <= keys.end
+            && keys.end <= tp
+            && p.len() >= (R - 1) * tp + keys.end
+            && vh.len() >= keys.end * dvp
+            && dv <= dvp
+            && dvp % V::LANES == 0
+            && o.iter().all(|o| o.len() == dv)
+    );
     let mut c = 0;
-    while c + 2 * V::LANES <= dv {
-        columns::<V, R, 2>(zero, &p, keys.clone(), skip, value, c, &mut o, init);
+    while c + 2 * V::LANES <= dvp {
+        // SAFETY: as asserted, with c + 2 vectors <= dvp.
+        unsafe { columns::<V, R, 2>(zero, p, tp, vh, dvp, keys.clone(), c, &mut o, init) };
         c += 2 * V::LANES;
     }
-    while c + V::LANES <= dv {
-        columns::<V, R, 1>(zero, &p, keys.clone(), skip, value, c, &mut o, init);
-        c += V::LANES;
-    }
-    if c < dv {
-        // The last columns, through vector-wide buffers.
-        let w = dv - c;
-        for (pr, or) in p.iter().zip(o.iter_mut()) {
-            let mut buf = [0.0f32; PAD];
-            if !init {
-                buf[..w].copy_from_slice(&or[c..]);
-            }
-            // SAFETY: `buf` has PAD >= LANES values.
-            let mut sum = unsafe { V::load(buf.as_ptr()) };
-            for n in keys.clone() {
-                if skip(n) {
-                    continue;
-                }
-                buf[..w].copy_from_slice(&value(n)[c..]);
-                // SAFETY: as above.
-                let x = unsafe { V::load(buf.as_ptr()) };
-                sum = zero.dup(pr[n]).fma(x, sum);
-            }
-            // SAFETY: as above.
-            unsafe { sum.store(buf.as_mut_ptr()) };
-            or[c..].copy_from_slice(&buf[..w]);
-        }
+    if c < dvp {
+        // SAFETY: as asserted, with c + 1 vector <= dvp (dvp is a multiple of the lanes).
+        unsafe { columns::<V, R, 1>(zero, p, tp, vh, dvp, keys, c, &mut o, init) };
     }
 }
 
-/// `NV` vectors of output columns from `c`, for `R` rows.
+/// `NV` vectors of output columns from `c`, for `R` rows; the columns past `o`'s width go
+/// through a buffer.
+///
+/// # Safety
+/// What [`weighted_sum`] asserts, and `c + NV * LANES <= dvp`.
 #[allow(clippy::too_many_arguments)]
 #[cfg_attr(sinter_inline, inline(always))]
-fn columns<'v, V: Simd, const R: usize, const NV: usize>(
+unsafe fn columns<V: Simd, const R: usize, const NV: usize>(
     zero: V,
-    p: &[&[f32]; R],
-    keys: std::ops::Range<usize>,
-    skip: &dyn Fn(usize) -> bool,
-    value: &dyn Fn(usize) -> &'v [f32],
+    p: &[f32],
+    tp: usize,
+    vh: &[f32],
+    dvp: usize,
+    keys: Range<usize>,
     c: usize,
     o: &mut [&mut [f32]; R],
     init: bool,
@@ -407,36 +449,76 @@ fn columns<'v, V: Simd, const R: usize, const NV: usize>(
     let mut acc = [[zero; NV]; R];
     if !init {
         for (a, or) in acc.iter_mut().zip(o.iter()) {
-            let or = &or[c..c + NV * V::LANES];
             for (u, v) in a.iter_mut().enumerate() {
-                // SAFETY: `or` holds NV vectors (sliced above).
-                *v = unsafe { V::load(or.as_ptr().add(u * V::LANES)) };
+                *v = load_part(zero, or, c + u * V::LANES);
             }
         }
     }
+    let (pp, vp) = (p.as_ptr(), vh.as_ptr());
     for n in keys {
-        if skip(n) {
-            continue;
-        }
-        let x = &value(n)[c..c + NV * V::LANES];
         let mut xv = [zero; NV];
         for (u, v) in xv.iter_mut().enumerate() {
-            // SAFETY: `x` holds NV vectors (sliced above).
-            *v = unsafe { V::load(x.as_ptr().add(u * V::LANES)) };
+            // SAFETY: n < keys.end and c + NV vectors <= dvp: within `vh` (caller).
+            *v = unsafe { V::load(vp.add(n * dvp + c + u * V::LANES)) };
         }
-        for (a, pr) in acc.iter_mut().zip(p.iter()) {
-            let ps = zero.dup(pr[n]);
+        for (r, a) in acc.iter_mut().enumerate() {
+            // SAFETY: r < R and n < keys.end: within `p` (caller).
+            let ps = zero.dup(unsafe { *pp.add(r * tp + n) });
             for (av, xv) in a.iter_mut().zip(&xv) {
                 *av = ps.fma(*xv, *av);
             }
         }
     }
     for (a, or) in acc.iter().zip(o.iter_mut()) {
-        let or = &mut or[c..c + NV * V::LANES];
         for (u, v) in a.iter().enumerate() {
-            // SAFETY: `or` holds NV vectors (sliced above).
-            unsafe { v.store(or.as_mut_ptr().add(u * V::LANES)) };
+            store_part(*v, or, c + u * V::LANES);
         }
+    }
+}
+
+/// The vector of `o` from `c`, zeros past its end.
+#[cfg_attr(sinter_inline, inline(always))]
+fn load_part<V: Simd>(_isa: V, o: &[f32], c: usize) -> V {
+    if c + V::LANES <= o.len() {
+        // SAFETY: LANES values from c are within `o`.
+        unsafe { V::load(o.as_ptr().add(c)) }
+    } else {
+        let mut buf = [0.0f32; PAD];
+        let w = o.len().saturating_sub(c);
+        buf[..w].copy_from_slice(&o[c.min(o.len())..]);
+        // SAFETY: `buf` has PAD >= LANES values.
+        unsafe { V::load(buf.as_ptr()) }
+    }
+}
+
+/// Stores the part of `x` that falls within `o` from `c`.
+#[cfg_attr(sinter_inline, inline(always))]
+fn store_part<V: Simd>(x: V, o: &mut [f32], c: usize) {
+    if c + V::LANES <= o.len() {
+        // SAFETY: LANES values from c are within `o`.
+        unsafe { x.store(o.as_mut_ptr().add(c)) }
+    } else {
+        let mut buf = [0.0f32; PAD];
+        // SAFETY: `buf` has PAD >= LANES values.
+        unsafe { x.store(buf.as_mut_ptr()) };
+        let (len, w) = (o.len(), o.len().saturating_sub(c));
+        o[c.min(len)..].copy_from_slice(&buf[..w]);
+    }
+}
+
+/// A query that sees no key under [`NoKeys::Uniform`]: `Σ p[j] · v[j]` over every key `j`,
+/// masked or not, one FMA chain per value in key order (read in place: the packed values hold
+/// the kept keys only).
+fn uniform<V: Simd>(zero: V, a: &Attend<'_>, h: usize, p: &[f32], o: &mut [f32]) {
+    let mut c = 0;
+    while c < a.dv {
+        let mut sum = zero;
+        for (j, &pj) in p.iter().enumerate() {
+            let x = load_part(zero, &a.v[j * a.ldv + h * a.dv..][..a.dv], c);
+            sum = zero.dup(pj).fma(x, sum);
+        }
+        store_part(sum, o, c);
+        c += V::LANES;
     }
 }
 
@@ -518,7 +600,7 @@ mod tests {
         fn run(&self, isa: Isa) -> Vec<f32> {
             let a = self.attend();
             let mut out = vec![f32::NAN; self.s * self.heads * self.dv];
-            let mut scratch = vec![f32::NAN; Attend::scratch_len(self.t, self.dk)];
+            let mut scratch = vec![f32::NAN; Attend::scratch_len(self.t, self.dk, self.dv)];
             attention(isa, &a, &mut out, &mut scratch);
             out
         }
@@ -647,7 +729,7 @@ mod tests {
             ..case.attend()
         };
         let mut out = vec![f32::NAN; case.s * case.heads * case.dv];
-        let mut scratch = vec![f32::NAN; Attend::scratch_len(case.t, case.dk)];
+        let mut scratch = vec![f32::NAN; Attend::scratch_len(case.t, case.dk, case.dv)];
         attention(Isa::detect(), &a, &mut out, &mut scratch);
         let hv = case.heads * case.dv;
         for c in 0..hv {

@@ -1,12 +1,14 @@
 //! Activation math written once over [`Simd`].
 //!
-//! Only operations with one IEEE-754 result are used (add, sub, mul, div, compare, select, exact
-//! bit manipulation; no FMA, no approximate reciprocal), so every tier returns the same bits.
+//! Only operations with one IEEE-754 result are used (add, sub, mul, div, a single-rounding
+//! FMA, compare, select, exact bit manipulation; no approximate reciprocal), so every tier
+//! returns the same bits (the portable tier's FMA is exact too: `fused`). Polynomials run in
+//! Horner form on FMAs: half the operations and half the latency of a multiply then an add.
 //! Accuracy (measured against f64 in the tests): a few ulp for exp, log, tanh, sigmoid; the erf
 //! used by exact GELU has a relative error below 1.2e-7 on erfc.
 
 use super::activation::{Activation, SELU_ALPHA, SELU_SCALE};
-use super::simd::Simd;
+use super::simd::{Quad, Simd};
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `1.5 * 2^23`: adding and subtracting it rounds to the nearest integer for |t| < 2^22.
@@ -28,15 +30,17 @@ fn exp_reduce<V: Simd>(x: V) -> (V, V) {
     let x = V::select(x.gt(x.dup(EXP_HI)), x.dup(EXP_HI), x);
     let x = V::select(x.lt(x.dup(EXP_LO)), x.dup(EXP_LO), x);
     let k = round_int(x.mul(x.dup(LOG2E)));
-    let r = x.sub(k.mul(x.dup(LN2_HI))).sub(k.mul(x.dup(LN2_LO)));
+    let nk = k.neg();
+    let r = nk.fma(x.dup(LN2_HI), x);
+    let r = nk.fma(x.dup(LN2_LO), r);
     let c = |v: f32| x.dup(v);
     let q = c(1.0 / 5040.0);
-    let q = q.mul(r).add(c(1.0 / 720.0));
-    let q = q.mul(r).add(c(1.0 / 120.0));
-    let q = q.mul(r).add(c(1.0 / 24.0));
-    let q = q.mul(r).add(c(1.0 / 6.0));
-    let q = q.mul(r).add(c(0.5));
-    let p = r.add(r.mul(r).mul(q));
+    let q = q.fma(r, c(1.0 / 720.0));
+    let q = q.fma(r, c(1.0 / 120.0));
+    let q = q.fma(r, c(1.0 / 24.0));
+    let q = q.fma(r, c(1.0 / 6.0));
+    let q = q.fma(r, c(0.5));
+    let p = r.mul(r).fma(q, r);
     (k, p)
 }
 
@@ -82,9 +86,9 @@ pub(crate) fn log<V: Simd>(x: V) -> V {
     let s = f.div(c(2.0).add(f));
     let z = s.mul(s);
     let q = c(1.0 / 9.0);
-    let q = q.mul(z).add(c(1.0 / 7.0));
-    let q = q.mul(z).add(c(1.0 / 5.0));
-    let q = q.mul(z).add(c(1.0 / 3.0));
+    let q = q.fma(z, c(1.0 / 7.0));
+    let q = q.fma(z, c(1.0 / 5.0));
+    let q = q.fma(z, c(1.0 / 3.0));
     let s2 = s.add(s);
     let lm = s2.add(s2.mul(z.mul(q)));
     let y = e.mul(c(LN2_HI)).add(lm.add(e.mul(c(LN2_LO))));
@@ -146,9 +150,9 @@ fn one_plus_erf<V: Simd>(z: V) -> V {
         1.000_023_7,
         -1.265_512_2,
     ] {
-        q = q.mul(t).add(c(k));
+        q = q.fma(t, c(k));
     }
-    let erfc = t.mul(exp(a.mul(a).neg().add(q)));
+    let erfc = t.mul(exp(a.neg().fma(a, q)));
     V::select(z.lt(c(0.0)), erfc, c(2.0).sub(erfc))
 }
 
@@ -251,6 +255,21 @@ pub(crate) fn canonical_nan<V: Simd>(x: V, y: V) -> V {
 /// The caller guarantees `V`'s instruction set is available.
 #[cfg_attr(sinter_inline, inline(always))]
 pub(crate) unsafe fn apply_slice<V: Simd>(act: Activation, data: &mut [f32]) {
+    let mut data = data;
+    if !act.is_cheap() {
+        // Four vectors at a time, side by side (`Quad`): the same bits, the long chains of
+        // the transcendental functions overlapped.
+        let mut quads = data.chunks_exact_mut(4 * V::LANES);
+        for chunk in &mut quads {
+            // SAFETY: `chunk` holds exactly 4 * LANES elements; the ISA is the caller's
+            // contract.
+            unsafe {
+                let x = Quad::<V>::load(chunk.as_ptr());
+                apply(act, x).store(chunk.as_mut_ptr());
+            }
+        }
+        data = quads.into_remainder();
+    }
     let mut chunks = data.chunks_exact_mut(V::LANES);
     for chunk in &mut chunks {
         // SAFETY: `chunk` holds exactly LANES elements.
@@ -405,54 +424,102 @@ unsafe fn row_max<V: Simd>(row: &[f32]) -> V {
     mx.dup(m)
 }
 
-/// [`row_softmax`] (not in log space) with its elementwise passes `W` lanes wide: the same
-/// bits, the exponentials at the tier's full width. The maximum and the sum keep the
-/// canonical 8-lane order (`R8`); only the exponentials and the divisions, one value at a
-/// time whatever the width, are `W`-wide.
+/// [`row_softmax`] (not in log space) of `R` rows at once, with its elementwise passes `W`
+/// lanes wide: each row's bits are [`row_softmax`]'s. Row `r` is the first `lens[r]` values
+/// from `r * ld` in `rows` (a row of length 0 is left alone). The maximum and the sum keep
+/// the canonical 8-lane order (`R8`) within each row; only the exponentials and the
+/// divisions, one value at a time whatever the width, are `W`-wide. The rows advance in
+/// lock-step, so their dependency chains (the maximum, the sum) overlap.
 ///
 /// # Safety
 /// `W`'s and `R8`'s instruction sets are available; `R8` has 8 lanes, `W` at most 16.
 #[cfg_attr(sinter_inline, inline(always))]
-pub(crate) unsafe fn row_softmax_wide<W: Simd, R8: Simd>(row: &mut [f32]) {
+pub(crate) unsafe fn rows_softmax_wide<W: Simd, R8: Simd, const R: usize>(
+    rows: &mut [f32],
+    ld: usize,
+    lens: [usize; R],
+) {
     debug_assert!(R8::LANES == ROW_LANES && W::LANES <= 16);
-    if row.is_empty() {
+    let Some(longest) = lens.iter().copied().max().filter(|&n| n > 0) else {
         return;
+    };
+    assert!(
+        lens.iter()
+            .enumerate()
+            .all(|(r, &n)| n == 0 || r * ld + n <= rows.len()),
+        "softmax rows out of bounds"
+    );
+    fn row(rows: &mut [f32], start: usize, len: usize) -> &mut [f32] {
+        &mut rows[start..][..len]
     }
     // SAFETY: the ISA is the caller's contract.
-    let mv = unsafe { row_max::<R8>(row) };
-    let mut lanes = [0.0f32; ROW_LANES];
-    // SAFETY: `lanes` has 8 elements.
-    unsafe { mv.store(lanes.as_mut_ptr()) };
-    let m = lanes[0];
-    let n = row.len();
-    // The exponentials, W at a time (the tail padded with -inf: 0).
-    let mut i = 0;
-    while i < n {
-        // SAFETY: the ISA is the caller's contract.
-        let x = unsafe { load_row::<W>(row, i, f32::NEG_INFINITY) };
-        let e = exp(x.sub(x.dup(m)));
-        store_row(
-            W::select(x.eq(x.dup(f32::NEG_INFINITY)), x.dup(0.0), e),
-            row,
-            i,
-        );
-        i += W::LANES;
+    let zero8 = unsafe { R8::splat(0.0) };
+    // The maxima: each row's lanes from its first vector on, then the fixed fold.
+    let mut mx = [zero8; R];
+    for (r, m) in mx.iter_mut().enumerate() {
+        if lens[r] > 0 {
+            // SAFETY: the ISA is the caller's contract.
+            *m = unsafe { load_row::<R8>(row(rows, r * ld, lens[r]), 0, f32::NEG_INFINITY) };
+        }
     }
-    // Their sum in the canonical 8-lane order.
-    let mut sum = mv.dup(0.0);
-    i = 0;
-    while i < n {
-        // SAFETY: the ISA is the caller's contract.
-        sum = sum.add(unsafe { load_row::<R8>(row, i, 0.0) });
+    let mut i = ROW_LANES;
+    while i < longest {
+        for (r, m) in mx.iter_mut().enumerate() {
+            if i < lens[r] {
+                // SAFETY: the ISA is the caller's contract.
+                *m = m.max_nn(unsafe { load_row::<R8>(row(rows, r * ld, lens[r]), i, f32::NEG_INFINITY) });
+            }
+        }
         i += ROW_LANES;
     }
-    let s = sum_lanes(sum);
+    let m = mx.map(|v| {
+        let mut lanes = [0.0f32; ROW_LANES];
+        // SAFETY: `lanes` has 8 elements.
+        unsafe { v.store(lanes.as_mut_ptr()) };
+        lanes
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, |a, b| if a < b { b } else { a })
+    });
+    // The exponentials, W at a time (the tail padded with -inf: 0).
+    i = 0;
+    while i < longest {
+        for r in 0..R {
+            if i < lens[r] {
+                let row = row(rows, r * ld, lens[r]);
+                // SAFETY: the ISA is the caller's contract.
+                let x = unsafe { load_row::<W>(row, i, f32::NEG_INFINITY) };
+                let e = exp(x.sub(x.dup(m[r])));
+                let e = W::select(x.eq(x.dup(f32::NEG_INFINITY)), x.dup(0.0), e);
+                store_row(e, row, i);
+            }
+        }
+        i += W::LANES;
+    }
+    // Their sums in the canonical 8-lane order.
+    let mut sum = [zero8; R];
+    i = 0;
+    while i < longest {
+        for (r, s) in sum.iter_mut().enumerate() {
+            if i < lens[r] {
+                // SAFETY: the ISA is the caller's contract.
+                *s = s.add(unsafe { load_row::<R8>(row(rows, r * ld, lens[r]), i, 0.0) });
+            }
+        }
+        i += ROW_LANES;
+    }
+    let s = sum.map(sum_lanes);
     // The divisions, W at a time.
     i = 0;
-    while i < n {
-        // SAFETY: the ISA is the caller's contract.
-        let x = unsafe { load_row::<W>(row, i, 0.0) };
-        store_row(canonical_nan(x, x.div(x.dup(s))), row, i);
+    while i < longest {
+        for r in 0..R {
+            if i < lens[r] {
+                let row = row(rows, r * ld, lens[r]);
+                // SAFETY: the ISA is the caller's contract.
+                let x = unsafe { load_row::<W>(row, i, 0.0) };
+                store_row(canonical_nan(x, x.div(x.dup(s[r]))), row, i);
+            }
+        }
         i += W::LANES;
     }
 }

@@ -171,6 +171,6 @@ impl super::dispatch::Tier for PortableTier {
     }
     fn attend(self, a: &super::attention::Attend<'_>, out: &mut [f32], scratch: &mut [f32]) {
         // SAFETY: portable lanes need no CPU feature; the caller checked `a.fits`.
-        unsafe { super::attention::attend::<Portable, Portable>(a, out, scratch) }
+        unsafe { super::attention::attend::<Portable, Portable, 4>(a, out, scratch) }
     }
 }

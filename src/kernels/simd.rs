@@ -110,3 +110,151 @@ pub(crate) trait Simd: Copy {
         self.dup(-0.0).sub(self)
     }
 }
+
+/// Four vectors of `V` as one: every operation is four independent instructions, side by
+/// side. Long dependency chains (an `exp` or `erf`, ~40 operations deep) then overlap four at
+/// a time within the core's scheduler, which one vector's chain alone leaves mostly idle.
+/// Each lane computes exactly what `V` computes, so the bits are the same.
+#[derive(Clone, Copy)]
+pub(crate) struct Quad<V>([V; 4]);
+
+impl<V: Simd> Quad<V> {
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn map(self, f: impl Fn(V) -> V) -> Self {
+        let [a, b, c, d] = self.0;
+        Quad([f(a), f(b), f(c), f(d)])
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn zip(self, o: Self, f: impl Fn(V, V) -> V) -> Self {
+        let ([a, b, c, d], [e, g, h, i]) = (self.0, o.0);
+        Quad([f(a, e), f(b, g), f(c, h), f(d, i)])
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn mask(self, o: Self, f: impl Fn(V, V) -> V::Mask) -> [V::Mask; 4] {
+        let ([a, b, c, d], [e, g, h, i]) = (self.0, o.0);
+        [f(a, e), f(b, g), f(c, h), f(d, i)]
+    }
+}
+
+impl<V: Simd> Simd for Quad<V> {
+    const LANES: usize = 4 * V::LANES;
+    type Mask = [V::Mask; 4];
+
+    #[cfg_attr(sinter_inline, inline(always))]
+    unsafe fn splat(x: f32) -> Self {
+        // SAFETY: the caller's contract.
+        let v = unsafe { V::splat(x) };
+        Quad([v; 4])
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: the caller's contract: LANES = 4 * V::LANES values are readable.
+        Quad(std::array::from_fn(|i| unsafe { V::load(p.add(i * V::LANES)) }))
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    unsafe fn store(self, p: *mut f32) {
+        for (i, v) in self.0.into_iter().enumerate() {
+            // SAFETY: the caller's contract: LANES = 4 * V::LANES values are writable.
+            unsafe { v.store(p.add(i * V::LANES)) };
+        }
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn add(self, o: Self) -> Self {
+        self.zip(o, V::add)
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn sub(self, o: Self) -> Self {
+        self.zip(o, V::sub)
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn mul(self, o: Self) -> Self {
+        self.zip(o, V::mul)
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn div(self, o: Self) -> Self {
+        self.zip(o, V::div)
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn fma(self, b: Self, c: Self) -> Self {
+        let ([a0, a1, a2, a3], [b0, b1, b2, b3], [c0, c1, c2, c3]) = (self.0, b.0, c.0);
+        Quad([a0.fma(b0, c0), a1.fma(b1, c1), a2.fma(b2, c2), a3.fma(b3, c3)])
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn lt(self, o: Self) -> Self::Mask {
+        self.mask(o, V::lt)
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn eq(self, o: Self) -> Self::Mask {
+        self.mask(o, V::eq)
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn is_nan(self) -> Self::Mask {
+        self.0.map(V::is_nan)
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn or_mask(a: Self::Mask, b: Self::Mask) -> Self::Mask {
+        let ([a0, a1, a2, a3], [b0, b1, b2, b3]) = (a, b);
+        [
+            V::or_mask(a0, b0),
+            V::or_mask(a1, b1),
+            V::or_mask(a2, b2),
+            V::or_mask(a3, b3),
+        ]
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn select(m: Self::Mask, t: Self, f: Self) -> Self {
+        let ([m0, m1, m2, m3], [t0, t1, t2, t3], [f0, f1, f2, f3]) = (m, t.0, f.0);
+        Quad([
+            V::select(m0, t0, f0),
+            V::select(m1, t1, f1),
+            V::select(m2, t2, f2),
+            V::select(m3, t3, f3),
+        ])
+    }
+    // The slice and row entry points are `V`'s own (they process memory, not one value).
+    unsafe fn act_slice(act: Activation, data: &mut [f32]) {
+        // SAFETY: the caller's contract.
+        unsafe { V::act_slice(act, data) }
+    }
+    unsafe fn act_rows(act: Activation, c: *mut f32, ld: usize, rows: usize, cols: usize) {
+        // SAFETY: the caller's contract.
+        unsafe { V::act_rows(act, c, ld, rows, cols) }
+    }
+    unsafe fn norm_row(norm: &super::math::RowNorm, row: &mut [f32]) {
+        // SAFETY: the caller's contract.
+        unsafe { V::norm_row(norm, row) }
+    }
+    unsafe fn row_stage(ops: &[EpOp<'_>], r: usize, row: &mut [f32]) {
+        // SAFETY: the caller's contract.
+        unsafe { V::row_stage(ops, r, row) }
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn abs(self) -> Self {
+        self.map(V::abs)
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn copysign(self, sign: Self) -> Self {
+        self.zip(sign, V::copysign)
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn pow2i(k: Self) -> Self {
+        k.map(V::pow2i)
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn split_exponent(self) -> (Self, Self) {
+        let [a, b, c, d] = self.0.map(V::split_exponent);
+        (Quad([a.0, b.0, c.0, d.0]), Quad([a.1, b.1, c.1, d.1]))
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn max_nn(self, o: Self) -> Self {
+        self.zip(o, V::max_nn)
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn min_nn(self, o: Self) -> Self {
+        self.zip(o, V::min_nn)
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn neg(self) -> Self {
+        self.map(V::neg)
+    }
+}

@@ -112,7 +112,7 @@ impl LayerOp for AttentionConfig {
         let d = self.dims(inputs)?;
         let shape = vec![d.s, self.heads * d.dv];
         checked_elems(&shape)?;
-        Attend::scratch_len(d.t, d.dk)
+        Attend::scratch_len(d.t, d.dk, d.dv)
             .checked_mul(4)
             .ok_or("attention scratch overflows")?;
         Ok(shape)
@@ -243,7 +243,7 @@ impl StepOp for AttentionStep {
         let d = &self.dims;
         // The kernel's scratch, the sample's mask as floats and, when the heads of one sample
         // are split over threads, a group's output.
-        Attend::scratch_len(d.t, d.dk) + self.mask_len() + d.s * self.heads * d.dv
+        Attend::scratch_len(d.t, d.dk, d.dv) + self.mask_len() + d.s * self.heads * d.dv
     }
     fn seq(&self, ins: &[bool]) -> Result<bool, String> {
         let keys = ins[1];
@@ -370,7 +370,7 @@ impl AttentionStep {
         scratch: &mut [f32],
     ) {
         let (hk, hv) = (self.heads * d.dk, self.heads * d.dv);
-        let (scratch, rest) = scratch.split_at_mut(Attend::scratch_len(self.dims.t, d.dk));
+        let (scratch, rest) = scratch.split_at_mut(Attend::scratch_len(self.dims.t, d.dk, d.dv));
         let mask = &mut rest[..Self::mask_of(&d)];
         let mask = match d.pairs {
             None => KeyMask::All,

@@ -250,12 +250,12 @@ pub(super) unsafe fn norm_row_avx512(norm: &RowNorm, row: &mut [f32]) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn attend_avx2(a: &Attend<'_>, out: &mut [f32], scratch: &mut [f32]) {
     // SAFETY: features enabled on this function; `a.fits` is the caller's contract.
-    unsafe { attention::attend::<Avx2, Avx2>(a, out, scratch) }
+    unsafe { attention::attend::<Avx2, Avx2, 4>(a, out, scratch) }
 }
 
 /// The softmax runs on 8 lanes (the canonical order) on every tier.
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn attend_avx512(a: &Attend<'_>, out: &mut [f32], scratch: &mut [f32]) {
     // SAFETY: features enabled on this function; `a.fits` is the caller's contract.
-    unsafe { attention::attend::<Avx512, Avx2>(a, out, scratch) }
+    unsafe { attention::attend::<Avx512, Avx2, 8>(a, out, scratch) }
 }
