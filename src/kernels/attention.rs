@@ -509,6 +509,7 @@ fn store_part<V: Simd>(x: V, o: &mut [f32], c: usize) {
 /// A query that sees no key under [`NoKeys::Uniform`]: `Σ p[j] · v[j]` over every key `j`,
 /// masked or not, one FMA chain per value in key order (read in place: the packed values hold
 /// the kept keys only).
+#[cfg_attr(sinter_inline, inline(always))]
 fn uniform<V: Simd>(zero: V, a: &Attend<'_>, h: usize, p: &[f32], o: &mut [f32]) {
     let mut c = 0;
     while c < a.dv {

@@ -472,15 +472,17 @@ pub(crate) unsafe fn rows_softmax_wide<W: Simd, R8: Simd, const R: usize>(
         }
         i += ROW_LANES;
     }
-    let m = mx.map(|v| {
+    // (Loops, not array `map`: that is not inlined into the tier's function.)
+    let mut m = [0.0f32; R];
+    for (m, v) in m.iter_mut().zip(&mx) {
         let mut lanes = [0.0f32; ROW_LANES];
         // SAFETY: `lanes` has 8 elements.
         unsafe { v.store(lanes.as_mut_ptr()) };
-        lanes
+        *m = lanes
             .iter()
             .copied()
-            .fold(f32::NEG_INFINITY, |a, b| if a < b { b } else { a })
-    });
+            .fold(f32::NEG_INFINITY, |a, b| if a < b { b } else { a });
+    }
     // The exponentials, four vectors of W side by side (`Quad`), then W at a time (the tail
     // padded with -inf: 0).
     #[cfg_attr(sinter_inline, inline(always))]
@@ -516,7 +518,10 @@ pub(crate) unsafe fn rows_softmax_wide<W: Simd, R8: Simd, const R: usize>(
         }
         i += ROW_LANES;
     }
-    let s = sum.map(sum_lanes);
+    let mut s = [0.0f32; R];
+    for (s, &v) in s.iter_mut().zip(&sum) {
+        *s = sum_lanes(v);
+    }
     // The divisions, W at a time.
     i = 0;
     while i < longest {

@@ -131,22 +131,61 @@ pub enum Combine {
     Min,
 }
 
+/// Expands `$body` once per [`Combine`], with `$f` a plain function: the choice is made
+/// outside the loop, so each loop is straight-line code the compiler vectorizes.
+macro_rules! per_combine {
+    ($op:expr, |$f:ident| $body:expr) => {{
+        fn nan_or(a: f32, b: f32, f: fn(f32, f32) -> f32) -> f32 {
+            if a.is_nan() || b.is_nan() {
+                f32::NAN
+            } else {
+                f(a, b)
+            }
+        }
+        match $op {
+            Combine::Add => {
+                let $f = |a: f32, b: f32| a + b;
+                $body
+            }
+            Combine::Sub => {
+                let $f = |a: f32, b: f32| a - b;
+                $body
+            }
+            Combine::Mul => {
+                let $f = |a: f32, b: f32| a * b;
+                $body
+            }
+            Combine::Max => {
+                let $f = |a: f32, b: f32| nan_or(a, b, f32::max);
+                $body
+            }
+            Combine::Min => {
+                let $f = |a: f32, b: f32| nan_or(a, b, f32::min);
+                $body
+            }
+        }
+    }};
+}
+
 /// `y = y (op) x`, elementwise; every NaN canonical (IEEE gives one result for each op, and a
 /// NaN in either operand makes a NaN for max and min too, as NumPy's maximum does).
 pub fn merge(op: Combine, x: &[f32], y: &mut [f32]) {
-    let f = |a: f32, b: f32| match op {
-        Combine::Add => a + b,
-        Combine::Sub => a - b,
-        Combine::Mul => a * b,
-        Combine::Max if a.is_nan() || b.is_nan() => f32::NAN,
-        Combine::Max => a.max(b),
-        Combine::Min if a.is_nan() || b.is_nan() => f32::NAN,
-        Combine::Min => a.min(b),
-    };
-    for (y, &x) in y.iter_mut().zip(x) {
-        let v = f(*y, x);
-        *y = if v.is_nan() { f32::NAN } else { v };
-    }
+    per_combine!(op, |f| for (y, &x) in y.iter_mut().zip(x) {
+        *y = canonical(f(*y, x));
+    })
+}
+
+/// `out = a (op) b`, elementwise: [`merge`] of `b` into a copy of `a`, in one pass.
+pub fn combine(op: Combine, a: &[f32], b: &[f32], out: &mut [f32]) {
+    per_combine!(op, |f| for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+        *o = canonical(f(a, b));
+    })
+}
+
+/// `v`, or the canonical NaN.
+#[inline(always)]
+fn canonical(v: f32) -> f32 {
+    if v.is_nan() { f32::NAN } else { v }
 }
 
 /// `y /= n` (an average's last step).

@@ -114,7 +114,9 @@ pub(crate) trait Simd: Copy {
 /// Four vectors of `V` as one: every operation is four independent instructions, side by
 /// side. Long dependency chains (an `exp` or `erf`, ~40 operations deep) then overlap four at
 /// a time within the core's scheduler, which one vector's chain alone leaves mostly idle.
-/// Each lane computes exactly what `V` computes, so the bits are the same.
+/// Each lane computes exactly what `V` computes, so the bits are the same. (No array `map`
+/// or `from_fn` here: those are not inlined into a tier's `#[target_feature]` function, and
+/// the intrinsics they call would run out of line.)
 #[derive(Clone, Copy)]
 pub(crate) struct Quad<V>([V; 4]);
 
@@ -149,13 +151,24 @@ impl<V: Simd> Simd for Quad<V> {
     #[cfg_attr(sinter_inline, inline(always))]
     unsafe fn load(p: *const f32) -> Self {
         // SAFETY: the caller's contract: LANES = 4 * V::LANES values are readable.
-        Quad(std::array::from_fn(|i| unsafe { V::load(p.add(i * V::LANES)) }))
+        unsafe {
+            Quad([
+                V::load(p),
+                V::load(p.add(V::LANES)),
+                V::load(p.add(2 * V::LANES)),
+                V::load(p.add(3 * V::LANES)),
+            ])
+        }
     }
     #[cfg_attr(sinter_inline, inline(always))]
     unsafe fn store(self, p: *mut f32) {
-        for (i, v) in self.0.into_iter().enumerate() {
-            // SAFETY: the caller's contract: LANES = 4 * V::LANES values are writable.
-            unsafe { v.store(p.add(i * V::LANES)) };
+        let [a, b, c, d] = self.0;
+        // SAFETY: the caller's contract: LANES = 4 * V::LANES values are writable.
+        unsafe {
+            a.store(p);
+            b.store(p.add(V::LANES));
+            c.store(p.add(2 * V::LANES));
+            d.store(p.add(3 * V::LANES));
         }
     }
     #[cfg_attr(sinter_inline, inline(always))]
@@ -189,7 +202,8 @@ impl<V: Simd> Simd for Quad<V> {
     }
     #[cfg_attr(sinter_inline, inline(always))]
     fn is_nan(self) -> Self::Mask {
-        self.0.map(V::is_nan)
+        let [a, b, c, d] = self.0;
+        [a.is_nan(), b.is_nan(), c.is_nan(), d.is_nan()]
     }
     #[cfg_attr(sinter_inline, inline(always))]
     fn or_mask(a: Self::Mask, b: Self::Mask) -> Self::Mask {
@@ -242,7 +256,13 @@ impl<V: Simd> Simd for Quad<V> {
     }
     #[cfg_attr(sinter_inline, inline(always))]
     fn split_exponent(self) -> (Self, Self) {
-        let [a, b, c, d] = self.0.map(V::split_exponent);
+        let [a, b, c, d] = self.0;
+        let (a, b, c, d) = (
+            a.split_exponent(),
+            b.split_exponent(),
+            c.split_exponent(),
+            d.split_exponent(),
+        );
         (Quad([a.0, b.0, c.0, d.0]), Quad([a.1, b.1, c.1, d.1]))
     }
     #[cfg_attr(sinter_inline, inline(always))]

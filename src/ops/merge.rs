@@ -129,7 +129,6 @@ impl StepOp for MergeStep {
     }
     fn run(&self, _: Isa, io: StepIo<'_>) {
         let (ins, out) = io.parts();
-        out.copy_from_slice(ins.get(0));
         let op = match self.0 {
             Merge::Add | Merge::Average => ops::Combine::Add,
             Merge::Subtract => ops::Combine::Sub,
@@ -137,7 +136,12 @@ impl StepOp for MergeStep {
             Merge::Maximum => ops::Combine::Max,
             Merge::Minimum => ops::Combine::Min,
         };
-        for i in 1..ins.count() {
+        match ins.count() {
+            0 => {}
+            1 => out.copy_from_slice(ins.get(0)),
+            _ => ops::combine(op, ins.get(0), ins.get(1), out),
+        }
+        for i in 2..ins.count() {
             ops::merge(op, ins.get(i), out);
         }
         if self.0 == Merge::Average {
