@@ -24,6 +24,10 @@ fn gemm(c: &mut Criterion) {
         (1024, 1024, 1024),
         (8, 4096, 4096),
         (32, 4096, 4096),
+        // An encoder's projections at sequence 128 (MiniLM: hidden 384, intermediate 1536).
+        (128, 384, 384),
+        (128, 384, 1536),
+        (128, 1536, 384),
     ] {
         let a = rand(m * k, 1);
         let w = rand(k * n, 2);

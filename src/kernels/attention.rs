@@ -182,8 +182,11 @@ pub(crate) unsafe fn attend<V: Simd, R8: Simd, const R: usize>(
         for (n, &j) in list.iter().enumerate() {
             let j = j as usize;
             let key = &a.k[j * a.ldk + h * a.dk..][..a.dk];
-            for (col, &x) in kt[n..].iter_mut().step_by(tp).zip(key) {
-                *col = x;
+            if let Some(last) = a.dk.checked_sub(1) {
+                let col = &mut kt[n..][..last * tp + 1];
+                for (d, &x) in key.iter().enumerate() {
+                    col[d * tp] = x;
+                }
             }
             let row = &mut vh[n * dvp..][..dvp];
             row[..a.dv].copy_from_slice(&a.v[j * a.ldv + h * a.dv..][..a.dv]);
@@ -670,6 +673,28 @@ mod tests {
                     (f64::from(g) - r).abs() <= tol,
                     "seed {seed} value {i}: {g} vs {r}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn heads_of_width_zero_are_defined() {
+        for (seed, dk, dv) in [(1, 0, 5), (2, 3, 0), (3, 0, 0), (4, 0, 17)] {
+            let mut case = Case::new(seed);
+            case.dk = dk;
+            case.dv = dv;
+            case.q.truncate(case.s * case.heads * dk);
+            case.k.truncate(case.t * case.heads * dk);
+            case.v.truncate(case.t * case.heads * dv);
+            let want = case.reference();
+            for isa in Isa::available() {
+                let got = case.run(isa);
+                assert_eq!(got.len(), want.len());
+                // (A scale of 1 / sqrt(0) makes NaN scores: NaN in both.)
+                for (&g, &r) in got.iter().zip(&want) {
+                    let same = (g.is_nan() && r.is_nan()) || (f64::from(g) - r).abs() <= 1e-5;
+                    assert!(same, "dk {dk} dv {dv}: {g} vs {r}");
+                }
             }
         }
     }

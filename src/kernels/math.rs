@@ -467,7 +467,9 @@ pub(crate) unsafe fn rows_softmax_wide<W: Simd, R8: Simd, const R: usize>(
         for (r, m) in mx.iter_mut().enumerate() {
             if i < lens[r] {
                 // SAFETY: the ISA is the caller's contract.
-                *m = m.max_nn(unsafe { load_row::<R8>(row(rows, r * ld, lens[r]), i, f32::NEG_INFINITY) });
+                *m = m.max_nn(unsafe {
+                    load_row::<R8>(row(rows, r * ld, lens[r]), i, f32::NEG_INFINITY)
+                });
             }
         }
         i += ROW_LANES;

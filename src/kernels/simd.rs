@@ -190,7 +190,12 @@ impl<V: Simd> Simd for Quad<V> {
     #[cfg_attr(sinter_inline, inline(always))]
     fn fma(self, b: Self, c: Self) -> Self {
         let ([a0, a1, a2, a3], [b0, b1, b2, b3], [c0, c1, c2, c3]) = (self.0, b.0, c.0);
-        Quad([a0.fma(b0, c0), a1.fma(b1, c1), a2.fma(b2, c2), a3.fma(b3, c3)])
+        Quad([
+            a0.fma(b0, c0),
+            a1.fma(b1, c1),
+            a2.fma(b2, c2),
+            a3.fma(b3, c3),
+        ])
     }
     #[cfg_attr(sinter_inline, inline(always))]
     fn lt(self, o: Self) -> Self::Mask {
