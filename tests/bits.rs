@@ -1,5 +1,6 @@
-//! The output bits of every fixture and built-in model, pinned: each output's bits hashed
-//! (FNV-1a over the f32 bit patterns), on every ISA tier this CPU has, must equal the line
+//! The output bits of every fixture (transformer encoders included, at the sequence length of
+//! their inputs) and built-in model, pinned: each output's bits hashed (FNV-1a over the f32
+//! bit patterns), on every ISA tier this CPU has, must equal the line
 //! committed in `tests/fixtures/bits.txt` (recorded on an AMD EPYC Zen 5, run on whatever CPU CI
 //! has: the bits do not depend on the machine). A refactor that moves any bit of any output
 //! fails here; a change meant to move bits (a more accurate activation, say) rewrites the file
@@ -71,6 +72,10 @@ fn manifest(sub: &str) -> Vec<Case> {
         if !outputs.is_empty() {
             opts = opts.outputs(outputs);
         }
+        // Encoders with a symbolic sequence axis load at the length their inputs have.
+        if let Some(seq) = c["seq"].as_u64() {
+            opts = opts.seq(seq as usize);
+        }
         let path = dir.join(c["model"].as_str().unwrap());
         // Files refused on purpose (graphs.rs's REFUSED) have no outputs; a file that stops
         // loading shows as lines gone.
@@ -136,7 +141,15 @@ fn lines(case: &Case) -> Vec<String> {
 #[test]
 fn every_output_keeps_its_bits() {
     let mut got = vec![];
-    for sub in ["", "conv/", "graphs/", "exporters/", "legacy/", "layout/"] {
+    for sub in [
+        "",
+        "conv/",
+        "graphs/",
+        "exporters/",
+        "legacy/",
+        "layout/",
+        "transformers/",
+    ] {
         for case in manifest(sub) {
             got.extend(lines(&case));
         }
@@ -170,5 +183,5 @@ fn every_output_keeps_its_bits() {
         gone.len(),
         gone.join("\n")
     );
-    assert_eq!(got.len(), 160, "outputs hashed");
+    assert_eq!(got.len(), 185, "outputs hashed");
 }

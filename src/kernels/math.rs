@@ -524,7 +524,8 @@ pub(crate) unsafe fn rows_softmax_wide<W: Simd, R8: Simd, const R: usize>(
     for (s, &v) in s.iter_mut().zip(&sum) {
         *s = sum_lanes(v);
     }
-    // The divisions, W at a time.
+    // Each row times the reciprocal of its sum (one division per row, not per value; the sum
+    // is at least 1, the maximum's own term), W at a time.
     i = 0;
     while i < longest {
         for r in 0..R {
@@ -532,7 +533,7 @@ pub(crate) unsafe fn rows_softmax_wide<W: Simd, R8: Simd, const R: usize>(
                 let row = row(rows, r * ld, lens[r]);
                 // SAFETY: the ISA is the caller's contract.
                 let x = unsafe { load_row::<W>(row, i, 0.0) };
-                store_row(canonical_nan(x, x.div(x.dup(s[r]))), row, i);
+                store_row(canonical_nan(x, x.mul(x.dup(1.0 / s[r]))), row, i);
             }
         }
         i += W::LANES;
