@@ -416,7 +416,7 @@ fn weighted_sum<V: Simd, const R: usize>(
             && p.len() >= (R - 1) * tp + keys.end
             && vh.len() >= keys.end * dvp
             && dv <= dvp
-            && dvp % V::LANES == 0
+            && dvp.is_multiple_of(V::LANES)
             && o.iter().all(|o| o.len() == dv)
     );
     let mut c = 0;
