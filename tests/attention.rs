@@ -222,3 +222,65 @@ proptest! {
         }
     }
 }
+
+/// Self-attention's three projections become one GEMM (`fuse_qkv`) with the bits of three;
+/// projections that one GEMM cannot replace stay apart: a cross-attention (keys and values
+/// from another input), a projection something else also reads, and projections that differ
+/// in having a bias.
+#[test]
+fn projections_fuse_into_one_gemm_only_where_it_computes_the_same() {
+    let mut r = SplitMix64::new(5);
+    let (s, d, heads) = (6, 12, 2);
+    let x = Input::new([s, d]).unwrap();
+    let y = Input::new([s, d]).unwrap();
+    let bare = |r: &mut SplitMix64, t: &Tensor| {
+        Dense::new(8)
+            .use_bias(false)
+            .weights(vecs(r, d * 8, 0.4), None)
+            .call(t)
+            .unwrap()
+    };
+    let attend = |q: &Tensor, k: &Tensor, v: &Tensor| Attention::new(heads).call(q, k, v).unwrap();
+    let (q, k, v) = (
+        dense(&mut r, &x, 8),
+        dense(&mut r, &x, 8),
+        dense(&mut r, &x, 6),
+    );
+    let own = attend(&q, &k, &v);
+    let (k2, v2) = (dense(&mut r, &y, 8), dense(&mut r, &y, 6));
+    let cross = attend(&q, &k2, &v2);
+    let (q3, k3, v3) = (
+        dense(&mut r, &x, 8),
+        dense(&mut r, &x, 8),
+        dense(&mut r, &x, 8),
+    );
+    let shared = attend(&q3, &k3, &v3);
+    let shared = Add::new().call(&[&shared, &q3]).unwrap();
+    let (q4, k4, v4) = (bare(&mut r, &x), dense(&mut r, &x, 8), bare(&mut r, &x));
+    let mixed = attend(&q4, &k4, &v4);
+    let mut rx = SplitMix64::new(9);
+    let data = vecs(&mut rx, 2 * s * d, 2.0);
+    let ins = [Values::F32(&data[..s * d]), Values::F32(&data[s * d..])];
+    for (name, out, fuses) in [
+        ("self", &own, true),
+        ("cross", &cross, false),
+        ("read elsewhere", &shared, false),
+        ("bias on some", &mixed, false),
+    ] {
+        let model = Model::new([&x, &y], out).unwrap();
+        let plan = |fuse: bool| model.compile(&opts(fuse, 1)).unwrap();
+        let fused = plan(true);
+        assert_eq!(
+            format!("{fused}").contains("q k v packed"),
+            fuses,
+            "{name}:\n{fused}"
+        );
+        let bits = |p: sinter::plan::Plan| -> Vec<u32> {
+            p.run_all(&ins).unwrap()[0]
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        assert_eq!(bits(fused), bits(plan(false)), "{name}: fused != separate");
+    }
+}

@@ -137,6 +137,7 @@ impl LayerOp for AttentionConfig {
             no_keys: self.no_keys,
             mask_pads: self.mask_pads,
             dims,
+            packed: false,
         })))
     }
     fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
@@ -198,7 +199,7 @@ impl LayerOp for AttentionConfig {
 }
 
 /// The attention of each sample of a chunk, one after the other, in the step's scratch.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct AttentionStep {
     heads: usize,
     scale: f32,
@@ -206,6 +207,9 @@ struct AttentionStep {
     no_keys: NoKeys,
     mask_pads: bool,
     dims: Dims,
+    /// Queries, keys and values are one input `[S, 2 * heads * dk + heads * dv]`, side by
+    /// side (one GEMM computed them: `passes::FuseQkv`); the masks follow it.
+    packed: bool,
 }
 
 impl StepOp for AttentionStep {
@@ -218,7 +222,7 @@ impl StepOp for AttentionStep {
             Some(true) => ", query-key mask",
         };
         format!(
-            "attention {} heads x (dk {}, dv {}), {} queries x {} keys{}{}",
+            "attention {} heads x (dk {}, dv {}), {} queries x {} keys{}{}{}",
             self.heads,
             d.dk,
             d.dv,
@@ -226,17 +230,42 @@ impl StepOp for AttentionStep {
             d.t,
             if self.causal { ", causal" } else { "" },
             mask,
+            if self.packed {
+                ", q k v packed (one GEMM)"
+            } else {
+                ""
+            },
         )
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
-        let d = AttentionConfig {
+        let config = AttentionConfig {
             heads: self.heads,
             scale: Some(self.scale),
             causal: self.causal,
             no_keys: self.no_keys,
             mask_pads: self.mask_pads,
-        }
-        .dims(inputs)?;
+        };
+        let d = match (self.packed, inputs) {
+            (false, _) => config.dims(inputs)?,
+            (true, [x, rest @ ..]) => {
+                let (hk, hv) = self.widths();
+                let &[s, w] = &x[..] else {
+                    return Err(format!(
+                        "packed queries, keys and values are [S, W], got {x:?}"
+                    ));
+                };
+                if w != 2 * hk + hv {
+                    return Err(format!(
+                        "packed queries, keys and values {x:?} are not {hk} + {hk} + {hv} wide"
+                    ));
+                }
+                let (q, v) = ([s, hk], [s, hv]);
+                let mut all: Vec<&[usize]> = vec![&q, &q, &v];
+                all.extend_from_slice(rest);
+                config.dims(&all)?
+            }
+            (true, []) => return Err("attention without inputs".into()),
+        };
         Ok(vec![d.s, self.heads * d.dv])
     }
     fn scratch(&self) -> usize {
@@ -246,6 +275,14 @@ impl StepOp for AttentionStep {
         Attend::scratch_len(d.t, d.dk, d.dv) + self.mask_len() + d.s * self.heads * d.dv
     }
     fn seq(&self, ins: &[bool]) -> Result<bool, String> {
+        let unpacked: Vec<bool>;
+        let ins = match self.packed {
+            true => {
+                unpacked = [&[ins[0]; 3][..], &ins[1..]].concat();
+                &unpacked[..]
+            }
+            false => ins,
+        };
         let keys = ins[1];
         // Token masks follow their queries and keys; any other mask, the keys.
         let masks = match self.dims.tokens {
@@ -270,20 +307,39 @@ impl StepOp for AttentionStep {
             // Padded keys are masked; a query left without keys gets zeros either way (a
             // uniform average would count the padding).
             (_, Some(false), NoKeys::Zeros | NoKeys::Nan) => Padding::MaskedBy {
-                input: 3,
+                input: self.mask_input(),
                 one: self.mask_pads,
             },
             _ => Padding::Changes,
         }
     }
+    fn with_packed_qkv(&self) -> Option<StepRef> {
+        // Self-attention only: one input's rows are the queries and the keys.
+        (!self.packed && self.dims.s == self.dims.t).then(|| {
+            StepRef::new(AttentionStep {
+                packed: true,
+                ..self.clone()
+            })
+        })
+    }
     fn run(&self, isa: Isa, io: StepIo<'_>) {
         let max = self.dims;
         // The run's queries and keys (fewer than the plan's when they follow the sequence).
-        let (hk, hv) = (self.heads * max.dk, self.heads * max.dv);
-        let d = Dims {
-            s: io.input_len(0) / hk.max(1),
-            t: io.input_len(1) / hk.max(1),
-            ..max
+        let (hk, hv) = self.widths();
+        let d = match self.packed {
+            true => {
+                let rows = io.input_len(0) / (2 * hk + hv).max(1);
+                Dims {
+                    s: rows,
+                    t: rows,
+                    ..max
+                }
+            }
+            false => Dims {
+                s: io.input_len(0) / hk.max(1),
+                t: io.input_len(1) / hk.max(1),
+                ..max
+            },
         };
         let flops = 2 * io.batch() * self.heads * d.s * d.t * (d.dk + d.dv);
         let pool = io.pool(flops);
@@ -342,6 +398,16 @@ impl StepOp for AttentionStep {
 }
 
 impl AttentionStep {
+    /// Widths of all heads' queries (and keys), and of all heads' values.
+    fn widths(&self) -> (usize, usize) {
+        (self.heads * self.dims.dk, self.heads * self.dims.dv)
+    }
+
+    /// The step input holding the (first) mask.
+    fn mask_input(&self) -> usize {
+        if self.packed { 1 } else { 3 }
+    }
+
     /// Values of the mask one sample reads (at the plan's longest sequence).
     fn mask_len(&self) -> usize {
         Self::mask_of(&self.dims)
@@ -370,6 +436,7 @@ impl AttentionStep {
         scratch: &mut [f32],
     ) {
         let (hk, hv) = (self.heads * d.dk, self.heads * d.dv);
+        let m0 = self.mask_input();
         let (scratch, rest) = scratch.split_at_mut(Attend::scratch_len(self.dims.t, d.dk, d.dv));
         let mask = &mut rest[..Self::mask_of(&d)];
         let mask = match d.pairs {
@@ -377,8 +444,8 @@ impl AttentionStep {
             _ if d.tokens => {
                 let (pairs, masks) = mask.split_at_mut(d.s * d.t);
                 let (qm, km) = masks.split_at_mut(d.s);
-                ins.copy_f32(3, b * d.s, qm);
-                ins.copy_f32(4, b * d.t, km);
+                ins.copy_f32(m0, b * d.s, qm);
+                ins.copy_f32(m0 + 1, b * d.t, km);
                 for (row, &q) in pairs.chunks_exact_mut(d.t.max(1)).zip(qm.iter()) {
                     for (p, &k) in row.iter_mut().zip(km.iter()) {
                         *p = f32::from(u8::from(q > 0.5 && k > 0.5));
@@ -387,7 +454,7 @@ impl AttentionStep {
                 KeyMask::Pairs(pairs)
             }
             Some(pairs) => {
-                ins.copy_f32(3, b * mask.len(), mask);
+                ins.copy_f32(m0, b * mask.len(), mask);
                 if self.mask_pads {
                     mask.iter_mut()
                         .for_each(|m| *m = f32::from(u8::from(!kernels::kept(*m))));
@@ -399,13 +466,38 @@ impl AttentionStep {
                 }
             }
         };
+        // Each operand from its sample's first row and this group's first head, at its row
+        // stride: three inputs, or three column blocks of one.
+        let ((q, k, v), (ldq, ldk, ldv)) = match self.packed {
+            true => {
+                let w = 2 * hk + hv;
+                let x = &ins.get(0)[b * d.s * w..(b + 1) * d.s * w];
+                let at = |col: usize| x.get(col..).unwrap_or_default();
+                (
+                    (
+                        at(heads.start * d.dk),
+                        at(hk + heads.start * d.dk),
+                        at(2 * hk + heads.start * d.dv),
+                    ),
+                    (w, w, w),
+                )
+            }
+            false => (
+                (
+                    &ins.get(0)[b * d.s * hk + heads.start * d.dk..(b + 1) * d.s * hk],
+                    &ins.get(1)[b * d.t * hk + heads.start * d.dk..(b + 1) * d.t * hk],
+                    &ins.get(2)[b * d.t * hv + heads.start * d.dv..(b + 1) * d.t * hv],
+                ),
+                (hk, hk, hv),
+            ),
+        };
         let a = Attend {
-            q: &ins.get(0)[b * d.s * hk + heads.start * d.dk..(b + 1) * d.s * hk],
-            k: &ins.get(1)[b * d.t * hk + heads.start * d.dk..(b + 1) * d.t * hk],
-            v: &ins.get(2)[b * d.t * hv + heads.start * d.dv..(b + 1) * d.t * hv],
-            ldq: hk,
-            ldk: hk,
-            ldv: hv,
+            q,
+            k,
+            v,
+            ldq,
+            ldk,
+            ldv,
             ldo: heads.len() * d.dv,
             queries: d.s,
             keys: d.t,

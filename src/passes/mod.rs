@@ -10,6 +10,7 @@ mod drop_linear;
 mod elide_concat;
 mod fold_affine;
 mod fuse_activations;
+mod fuse_qkv;
 mod prune;
 mod push_through_concat;
 mod share_padding;
@@ -21,6 +22,7 @@ pub use drop_linear::DropLinear;
 pub use elide_concat::ElideConcat;
 pub use fold_affine::FoldAffine;
 pub use fuse_activations::FuseActivations;
+pub use fuse_qkv::FuseQkv;
 pub use prune::Prune;
 pub use push_through_concat::PushActivationThroughConcat;
 pub use share_padding::SharePadding;
@@ -274,8 +276,8 @@ impl<'m> Graph<'m> {
     }
 }
 
-/// The pass pipeline: with `fuse`, activations move into Dense epilogues; without, every
-/// activation becomes a separate step.
+/// The pass pipeline: with `fuse`, activations move into Dense epilogues and an attention's
+/// projections into one Dense; without, every activation becomes a separate step.
 pub fn pipeline(fuse: bool) -> Vec<Box<dyn Pass>> {
     let mut passes: Vec<Box<dyn Pass>> = vec![
         Box::new(DropDropout),
@@ -283,6 +285,7 @@ pub fn pipeline(fuse: bool) -> Vec<Box<dyn Pass>> {
         Box::new(FoldAffine),
     ];
     if fuse {
+        passes.push(Box::new(FuseQkv));
         passes.push(Box::new(PushActivationThroughConcat));
         passes.push(Box::new(FuseActivations));
     } else {

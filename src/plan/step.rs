@@ -44,6 +44,12 @@ pub(crate) trait StepOp: Send + Sync + fmt::Debug {
     fn padding(&self) -> Padding {
         Padding::Exact
     }
+    /// This step reading its first three inputs (an attention's queries, keys and values) as
+    /// column blocks of one input, side by side in that order, its other inputs following:
+    /// what lets one GEMM compute all three (`passes::FuseQkv`). `None`: it cannot.
+    fn with_packed_qkv(&self) -> Option<StepRef> {
+        None
+    }
     /// Runs over the chunk's samples.
     fn run(&self, isa: Isa, io: StepIo<'_>);
 }
