@@ -215,20 +215,14 @@ pub(crate) unsafe fn attend<V: Simd, R8: Simd, const R: usize>(
                 // `ROWS_MAX` rows of `tp` columns, and `j` (+ one or two vectors) stays
                 // within them.
                 unsafe {
-                    match (rb == R, wide) {
-                        (true, true) => {
-                            let q = std::array::from_fn(qrow);
-                            scores::<V, R, 2>(zero, q, kt, tp, j, a.scale, rows);
-                        }
-                        (true, false) => {
-                            let q = std::array::from_fn(qrow);
-                            scores::<V, R, 1>(zero, q, kt, tp, j, a.scale, rows);
-                        }
-                        _ => {
-                            for r in 0..rb {
-                                let row = &mut rows[r * tp..];
-                                scores::<V, 1, 1>(zero, [qrow(r)], kt, tp, j, a.scale, row);
-                            }
+                    if rb == R && wide {
+                        let q = std::array::from_fn(qrow);
+                        scores::<V, R, 2>(zero, q, kt, tp, j, a.scale, rows);
+                    } else {
+                        // A short tile, or the last odd vector of keys: row by row.
+                        for r in 0..rb {
+                            let row = &mut rows[r * tp..];
+                            scores::<V, 1, 1>(zero, [qrow(r)], kt, tp, j, a.scale, row);
                         }
                     }
                 }

@@ -256,7 +256,7 @@ pub(crate) fn canonical_nan<V: Simd>(x: V, y: V) -> V {
 #[cfg_attr(sinter_inline, inline(always))]
 pub(crate) unsafe fn apply_slice<V: Simd>(act: Activation, data: &mut [f32]) {
     let mut data = data;
-    if !act.is_cheap() {
+    if V::SIDE_BY_SIDE && !act.is_cheap() {
         // Four vectors at a time, side by side (`Quad`): the same bits, the long chains of
         // the transcendental functions overlapped.
         let mut quads = data.chunks_exact_mut(4 * V::LANES);
@@ -493,13 +493,15 @@ pub(crate) unsafe fn rows_softmax_wide<W: Simd, R8: Simd, const R: usize>(
         V::select(x.eq(x.dup(f32::NEG_INFINITY)), x.dup(0.0), e)
     }
     for (r, &m) in m.iter().enumerate().filter(|&(r, _)| lens[r] > 0) {
-        let row = row(rows, r * ld, lens[r]);
-        let mut quads = row.chunks_exact_mut(4 * W::LANES);
-        for q in &mut quads {
-            // SAFETY: `q` holds 4 * LANES values; the ISA is the caller's contract.
-            unsafe { exp_from(Quad::<W>::load(q.as_ptr()), m).store(q.as_mut_ptr()) };
+        let mut rest = row(rows, r * ld, lens[r]);
+        if W::SIDE_BY_SIDE {
+            let mut quads = rest.chunks_exact_mut(4 * W::LANES);
+            for q in &mut quads {
+                // SAFETY: `q` holds 4 * LANES values; the ISA is the caller's contract.
+                unsafe { exp_from(Quad::<W>::load(q.as_ptr()), m).store(q.as_mut_ptr()) };
+            }
+            rest = quads.into_remainder();
         }
-        let rest = quads.into_remainder();
         i = 0;
         while i < rest.len() {
             // SAFETY: the ISA is the caller's contract.

@@ -24,12 +24,14 @@ impl Portable {
 
 impl Simd for Portable {
     const LANES: usize = 8;
+    const SIDE_BY_SIDE: bool = false;
     type Mask = f32x8;
 
     #[inline(never)]
     unsafe fn act_slice(act: Activation, data: &mut [f32]) {
-        // SAFETY: portable lanes need no CPU feature.
-        unsafe { super::math::apply_slice::<Portable>(act, data) }
+        // SAFETY: one row of `data.len()` values is `data` (the row entry holds the tier's
+        // only copy of the activation math).
+        unsafe { Self::act_rows(act, data.as_mut_ptr(), data.len(), 1, data.len()) }
     }
     #[inline(never)]
     unsafe fn act_rows(act: Activation, c: *mut f32, ld: usize, rows: usize, cols: usize) {
@@ -147,7 +149,7 @@ impl super::dispatch::Tier for PortableTier {
     super::dispatch::tiles!(8, gemm_portable, [(1, 6), (2, 6)]);
     fn activation(self, act: Activation, data: &mut [f32]) {
         // SAFETY: portable lanes need no CPU feature.
-        unsafe { super::math::apply_slice::<Portable>(act, data) }
+        unsafe { Portable::act_slice(act, data) }
     }
     fn rows(self, ops: &[EpOp<'_>], data: &mut [f32], n: usize) {
         for (r, row) in data.chunks_exact_mut(n).enumerate() {

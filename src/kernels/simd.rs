@@ -17,6 +17,10 @@ use super::epilogue::EpOp;
 pub(crate) trait Simd: Copy {
     /// Number of f32 lanes.
     const LANES: usize;
+    /// Whether long elementwise chains (the transcendental activations, softmax's `exp`) run
+    /// four vectors side by side ([`Quad`]): the SIMD tiers, where the core overlaps them.
+    /// The portable tier, a fallback, keeps its compile time instead.
+    const SIDE_BY_SIDE: bool = true;
     /// Lane mask produced by comparisons.
     type Mask: Copy;
 

@@ -104,8 +104,9 @@ unsafe fn gemm_avx2<const NV: usize, const MR: usize>(g: &mut GemmCall<'_>) {
 #[target_feature(enable = "avx2,fma")]
 #[inline(never)]
 pub(super) unsafe fn act_avx2(act: Activation, data: &mut [f32]) {
-    // SAFETY: features enabled on this function.
-    unsafe { math::apply_slice::<Avx2>(act, data) }
+    // SAFETY: features enabled on this function; one row of `data.len()` values is `data`.
+    // (The row entry holds the tier's only copy of the activation math.)
+    unsafe { act_rows_avx2(act, data.as_mut_ptr(), data.len(), 1, data.len()) }
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -134,8 +135,9 @@ unsafe fn gemm_avx512<const NV: usize, const MR: usize>(g: &mut GemmCall<'_>) {
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline(never)]
 pub(super) unsafe fn act_avx512(act: Activation, data: &mut [f32]) {
-    // SAFETY: features enabled on this function.
-    unsafe { math::apply_slice::<Avx512>(act, data) }
+    // SAFETY: features enabled on this function; one row of `data.len()` values is `data`.
+    // (The row entry holds the tier's only copy of the activation math.)
+    unsafe { act_rows_avx512(act, data.as_mut_ptr(), data.len(), 1, data.len()) }
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
