@@ -6,6 +6,8 @@
 //! fails here; a change meant to move bits (a more accurate activation, say) rewrites the file
 //! with `SINTER_BLESS=1 cargo test --release --test bits` and shows the moved lines in its diff.
 
+mod common;
+
 use serde_json::Value;
 use sinter::io::npy::{self, Array};
 use sinter::model::init::SplitMix64;
@@ -141,15 +143,7 @@ fn lines(case: &Case) -> Vec<String> {
 #[test]
 fn every_output_keeps_its_bits() {
     let mut got = vec![];
-    for sub in [
-        "",
-        "conv/",
-        "graphs/",
-        "exporters/",
-        "legacy/",
-        "layout/",
-        "transformers/",
-    ] {
+    for sub in common::MANIFESTS {
         for case in manifest(sub) {
             got.extend(lines(&case));
         }

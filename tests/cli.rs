@@ -1,5 +1,7 @@
 //! The `sinter` binary: demo, bench --json, run with .npy files, verify, exit codes.
 
+mod common;
+
 use sinter::plan::CompileOptions;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -169,17 +171,10 @@ fn fixture(name: &str) -> String {
     p.to_str().unwrap().to_string()
 }
 
-/// Model files of every golden case (dense and conv manifests), each once.
+/// Model files of every case of the fixture manifests, each once.
 fn fixture_models() -> Vec<String> {
     let mut models = vec![];
-    for sub in [
-        "",
-        "conv/",
-        "graphs/",
-        "exporters/",
-        "legacy/",
-        "transformers/",
-    ] {
+    for sub in common::MANIFESTS {
         let text = std::fs::read_to_string(fixture(&format!("{sub}manifest.json"))).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         for c in v["cases"].as_array().unwrap() {
@@ -214,7 +209,7 @@ fn verify_checks_the_named_outputs() {
 }
 
 /// Model files `fixture_models` lists.
-const FIXTURE_MODELS: usize = 158;
+const FIXTURE_MODELS: usize = 183;
 
 #[test]
 fn verify_passes_on_every_fixture() {

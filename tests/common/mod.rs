@@ -3,6 +3,17 @@
 
 pub mod bound;
 
+/// The fixture folders under `tests/fixtures/` with a `manifest.json` naming their cases.
+pub const MANIFESTS: [&str; 7] = [
+    "",
+    "conv/",
+    "graphs/",
+    "exporters/",
+    "legacy/",
+    "layout/",
+    "transformers/",
+];
+
 use sinter::Activation;
 use sinter::model::init::SplitMix64;
 use sinter::model::{ActivationLayer, Dense, Dropout, Input, Model, Tensor};
