@@ -34,6 +34,8 @@ OPS = {
     "Reciprocal", "Floor", "Ceil", "Round",
     # shape arithmetic folded at load time
     "Shape", "Slice", "ConstantOfShape",
+    # the opset-23 attention op (its masks and the encoders' mask arithmetic fold or probe)
+    "Attention",
 }
 KINDS = {np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.int64)}
 MAX_ELEMS = 4096
