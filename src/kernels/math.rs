@@ -424,12 +424,13 @@ unsafe fn row_max<V: Simd>(row: &[f32]) -> V {
     mx.dup(m)
 }
 
-/// [`row_softmax`] (not in log space) of `R` rows at once, with its elementwise passes `W`
-/// lanes wide: each row's bits are [`row_softmax`]'s. Row `r` is the first `lens[r]` values
-/// from `r * ld` in `rows` (a row of length 0 is left alone). The maximum and the sum keep
-/// the canonical 8-lane order (`R8`) within each row; only the exponentials and the
-/// divisions, one value at a time whatever the width, are `W`-wide. The rows advance in
-/// lock-step, so their dependency chains (the maximum, the sum) overlap.
+/// The softmax of `R` rows at once (attention's), with its elementwise passes `W` lanes wide.
+/// Row `r` is the first `lens[r]` values from `r * ld` in `rows` (a row of length 0 is left
+/// alone). The maximum, the exponentials and the sum are [`row_softmax`]'s, in its canonical
+/// 8-lane order (`R8`) within each row; the normalization multiplies by the reciprocal of the
+/// sum where [`row_softmax`] divides (at most an ulp apart). Only the elementwise steps, one
+/// value at a time whatever the width, are `W`-wide, so the bits do not depend on the tier.
+/// The rows advance in lock-step, so their dependency chains (the maximum, the sum) overlap.
 ///
 /// # Safety
 /// `W`'s and `R8`'s instruction sets are available; `R8` has 8 lanes, `W` at most 16.
