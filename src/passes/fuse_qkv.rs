@@ -23,13 +23,19 @@ impl FuseQkv {
             let &[q, k, v, ..] = &g.nodes[i].inputs[..] else {
                 return None;
             };
+            // A plain Dense over the last axis, `[K, N]` weights as its shapes say.
             let dense = |j: usize| match &g.nodes[j].op {
                 Op::Dense {
                     weights,
                     acts,
                     conv: None,
                 } if acts.is_empty() && g.consumers(j) == 1 && !g.is_output(j) => {
-                    Some((g.nodes[j].inputs[0], weights.bias.is_some()))
+                    let x = *g.nodes[j].inputs.first()?;
+                    let k = *g.nodes[x].shape.last()?;
+                    let n = *g.nodes[j].shape.last()?;
+                    let sized = weights.kernel.len() == k * n
+                        && weights.bias.as_ref().is_none_or(|b| b.len() == n);
+                    sized.then_some((x, weights.bias.is_some()))
                 }
                 _ => None,
             };
@@ -55,7 +61,10 @@ impl Pass for FuseQkv {
                     _ => unreachable!("candidate checked the projections"),
                 })
                 .collect();
-            let widths: Vec<usize> = parts.iter().map(|&j| g.nodes[j].shape[1]).collect();
+            let widths: Vec<usize> = parts
+                .iter()
+                .map(|&j| g.nodes[j].shape.last().copied().unwrap_or(0))
+                .collect();
             let total: usize = widths.iter().sum();
             let k = weights[0].kernel.len() / widths[0].max(1);
             let mut kernel = Vec::with_capacity(k * total);
