@@ -158,6 +158,25 @@ def torch_part():
     merge_manifest(cases)
 
 
+def hf_called(torch, net, field):
+    """`net` with biases drawn from N(0, 0.1), called with ids and a mask, returning its
+    output `field`."""
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            if n.endswith("bias"):
+                p.normal_(0, 0.1)
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, ids, mask):
+            return getattr(self.m(input_ids=ids, attention_mask=mask), field)
+
+    return Wrap(net).eval()
+
+
 def ids_only_cases(torch, transformers):
     """Models called with input_ids and attention_mask alone: their token_type_ids come from
     a buffer expanded to the batch (Slice, Expand, GatherElements, Equal, Where)."""
@@ -176,21 +195,7 @@ def ids_only_cases(torch, transformers):
     cases = []
     for name, (config, cls, kw) in models.items():
         torch.manual_seed(zlib.crc32(f"weights:{name}".encode()))
-        net = cls(config(**kw)).eval()
-        with torch.no_grad():
-            for n, p in net.named_parameters():
-                if n.endswith("bias"):
-                    p.normal_(0, 0.1)
-
-        class Wrap(torch.nn.Module):
-            def __init__(self, m):
-                super().__init__()
-                self.m = m
-
-            def forward(self, ids, mask):
-                return self.m(input_ids=ids, attention_mask=mask).last_hidden_state
-
-        model = Wrap(net).eval()
+        model = hf_called(torch, cls(config(**kw)).eval(), "last_hidden_state")
         r = rng(f"input:{name}")
         ids = r.integers(0, 50, (BATCH, SEQ)).astype(np.int64)
         # A padding id inside the first sequence (RoBERTa's position ids skip it).
@@ -286,20 +291,7 @@ def distilbert_cases(torch, transformers):
     cfg = transformers.DistilBertConfig(vocab_size=50, dim=16, n_layers=2, n_heads=2,
                                         hidden_dim=32, max_position_embeddings=16, num_labels=3)
     net = transformers.DistilBertForSequenceClassification(cfg).eval()
-    with torch.no_grad():
-        for n, p in net.named_parameters():
-            if n.endswith("bias"):
-                p.normal_(0, 0.1)
-
-    class Wrap(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, ids, mask):
-            return self.m(input_ids=ids, attention_mask=mask).logits
-
-    model = Wrap(net).eval()
+    model = hf_called(torch, net, "logits")
     r = rng("input:distilbert")
     ids = r.integers(0, 50, (BATCH, SEQ)).astype(np.int64)
     mask = np.array([[1 if j < n else 0 for j in range(SEQ)] for n in LENS], np.int64)
