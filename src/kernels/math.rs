@@ -414,14 +414,19 @@ unsafe fn row_max<V: Simd>(row: &[f32]) -> V {
         mx = mx.max_nn(load(i, f32::NEG_INFINITY));
         i += ROW_LANES;
     }
+    mx.dup(max_lanes(mx))
+}
+
+/// The largest of the 8 lanes, folded in lane order.
+#[cfg_attr(sinter_inline, inline(always))]
+fn max_lanes<V: Simd>(v: V) -> f32 {
     let mut lanes = [0.0f32; ROW_LANES];
     // SAFETY: `lanes` has 8 elements.
-    unsafe { mx.store(lanes.as_mut_ptr()) };
-    let m = lanes
+    unsafe { v.store(lanes.as_mut_ptr()) };
+    lanes
         .iter()
         .copied()
-        .fold(f32::NEG_INFINITY, |a, b| if a < b { b } else { a });
-    mx.dup(m)
+        .fold(f32::NEG_INFINITY, |a, b| if a < b { b } else { a })
 }
 
 /// The softmax of `R` rows at once (attention's), with its elementwise passes `W` lanes wide.
@@ -477,14 +482,8 @@ pub(crate) unsafe fn rows_softmax_wide<W: Simd, R8: Simd, const R: usize>(
     }
     // (Loops, not array `map`: that is not inlined into the tier's function.)
     let mut m = [0.0f32; R];
-    for (m, v) in m.iter_mut().zip(&mx) {
-        let mut lanes = [0.0f32; ROW_LANES];
-        // SAFETY: `lanes` has 8 elements.
-        unsafe { v.store(lanes.as_mut_ptr()) };
-        *m = lanes
-            .iter()
-            .copied()
-            .fold(f32::NEG_INFINITY, |a, b| if a < b { b } else { a });
+    for (m, &v) in m.iter_mut().zip(&mx) {
+        *m = max_lanes(v);
     }
     // The exponentials, four vectors of W side by side (`Quad`), then W at a time (the tail
     // padded with -inf: 0).
