@@ -69,5 +69,47 @@ fn gemm(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, gemm);
+/// The same shapes with weights that come from memory, as in an encoder at batch 1: each call
+/// uses the next of enough packed copies to overflow the last-level cache (64 MB of weights),
+/// so every weight panel is a cold stream, not an L2 hit.
+fn gemm_cold(c: &mut Criterion) {
+    let isa = Isa::from_env().ok().flatten().unwrap_or_else(Isa::detect);
+    let mut g = c.benchmark_group("gemm-cold");
+    for (m, k, n) in [
+        (128, 384, 384),
+        (128, 384, 1536),
+        (128, 1536, 384),
+        (1024, 384, 1536),
+    ] {
+        let a = rand(m * k, 1);
+        let copies = (64 << 20) / (4 * k * n);
+        let packed: Vec<PackedB> = (0..copies)
+            .map(|i| PackedB::pack(isa, &rand(k * n, 2 + i as u64), k, n).expect("packs"))
+            .collect();
+        let mut out = vec![0.0f32; m * n];
+        let id = format!("{m}x{k}x{n}");
+        g.throughput(Throughput::Elements((2 * m * k * n) as u64));
+        let mut next = 0;
+        g.bench_with_input(
+            BenchmarkId::new(format!("sinter-{isa}"), &id),
+            &(),
+            |b, _| {
+                b.iter(|| {
+                    next = (next + 1) % copies;
+                    kernels::dense(
+                        isa,
+                        m,
+                        black_box(&a),
+                        &packed[next],
+                        &mut out,
+                        &[] as &[EpOp],
+                    )
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, gemm, gemm_cold);
 criterion_main!(benches);

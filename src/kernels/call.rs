@@ -73,6 +73,7 @@ pub struct Gemm<'a> {
     b: PackedBRef<'a>,
     ops: &'a [EpOp<'a>],
     row0: usize,
+    then: &'a [f32],
 }
 
 impl<'a> Gemm<'a> {
@@ -85,7 +86,14 @@ impl<'a> Gemm<'a> {
             b,
             ops,
             row0: 0,
+            then: &[],
         }
+    }
+
+    /// The same GEMM, told what the caller reads next (the next layer's packed weights): a
+    /// hint, fetched into cache while the last column block computes. Changes no value.
+    pub fn then(self, next: &'a [f32]) -> Self {
+        Gemm { then: next, ..self }
     }
 
     /// Rows (M).
@@ -171,6 +179,7 @@ impl<'a> Gemm<'a> {
             ops: self.ops,
             row0: self.row0,
             panels: 0..self.b.n.div_ceil(self.b.nr),
+            then: self.then,
         }
     }
 }
@@ -252,14 +261,19 @@ impl<'a> ColumnParts<'a> {
 
     /// Splits into the first `at` panels (at most all of them) and the rest.
     pub fn split_at(self, at: usize) -> (Self, Self) {
-        let mid = self.call.panels.start + at.min(self.panels());
+        let (all, at) = (self.panels(), at.min(self.panels()));
+        let mid = self.call.panels.start + at;
         let (isa, call) = (self.isa, self.call);
+        // Each part fetches its share of what comes next.
+        let then = call.then.split_at(call.then.len() / all.max(1) * at);
         let left = GemmCall {
             panels: call.panels.start..mid,
+            then: then.0,
             ..call.clone()
         };
         let right = GemmCall {
             panels: mid..call.panels.end,
+            then: then.1,
             ..call
         };
         (

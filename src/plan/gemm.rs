@@ -32,9 +32,25 @@ pub(crate) struct StepGemm<'s> {
     pub ldc: usize,
     /// First column of C (the step's offset in that concat).
     pub col: usize,
+    /// The next GEMM step's packed weights (a cache hint: see [`Gemm::then`]).
+    pub then: &'s [f32],
 }
 
 impl Plan {
+    /// The packed weights of the first GEMM step after step `i` (empty if none): what step
+    /// `i`'s GEMM fetches into cache during its last column block. At batch 1 an encoder's
+    /// weights come from memory on every run; fetched a layer ahead, they arrive while the
+    /// previous layer computes.
+    pub(crate) fn weights_after(&self, i: usize) -> &[f32] {
+        self.steps[i + 1..]
+            .iter()
+            .find_map(|s| match &s.kind {
+                super::Kind::Dense { w, .. } => Some(w.view().data),
+                _ => None,
+            })
+            .unwrap_or(&[])
+    }
+
     /// Runs `g` on `batch` samples: `a` holds `in_len` values per sample, `c` `out_len`.
     ///
     /// Split over the plan's threads when the step's flops reach `parallel_flops`: a Dense
@@ -59,7 +75,7 @@ impl Plan {
             }
             let (a, c) = (&a[..(m - 1) * k + k], &mut c[g.col..]);
             let c = &mut c[..(m - 1) * g.ldc + n];
-            let gemm = Gemm::new(self.isa, m, ARows::new(a, k), g.w, g.ops);
+            let gemm = Gemm::new(self.isa, m, ARows::new(a, k), g.w, g.ops).then(g.then);
             let Some(pool) = threads.filter(|_| flops >= self.parallel_flops) else {
                 return gemm.run(c, g.ldc);
             };

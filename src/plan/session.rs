@@ -417,7 +417,7 @@ fn run_steps(
         batch,
         seq,
     };
-    for step in &plan.steps {
+    for (i, step) in plan.steps.iter().enumerate() {
         let (in_len, out_len) = (step.in_len.at(seq), step.out_len.at(seq));
         let (il, ol) = (batch * in_len, batch * out_len);
         match &step.kind {
@@ -443,6 +443,7 @@ fn run_steps(
                     window: conv.as_ref(),
                     ldc: *ldc,
                     col: *col,
+                    then: plan.weights_after(i),
                 };
                 plan.exec_gemm(&g, batch, (a, in_len), (c, out_len));
             }
