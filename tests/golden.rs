@@ -41,11 +41,13 @@ fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// Cases of `tests/fixtures/manifest.json` (dense models) and `tests/fixtures/conv/` (1-D
-/// CNNs, from `scripts/make_conv_fixtures.py`), file names made relative to `tests/fixtures`.
+/// Cases of `tests/fixtures/manifest.json` (dense models), `tests/fixtures/conv/` (1-D CNNs,
+/// from `scripts/make_conv_fixtures.py`) and `tests/fixtures/conv2d/` (2-D CNNs as `.keras`
+/// and `.h5`, from `scripts/make_conv2d_fixtures.py`), file names made relative to
+/// `tests/fixtures`.
 fn manifest() -> Vec<Value> {
     let mut cases = vec![];
-    for sub in ["", "conv/"] {
+    for sub in ["", "conv/", "conv2d/"] {
         let text =
             std::fs::read_to_string(dir().join(sub).join("manifest.json")).expect("manifest.json");
         let v: Value = serde_json::from_str(&text).expect("manifest is JSON");
@@ -183,8 +185,8 @@ fn run_all(format: &str, expected: usize) {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// `keras` and `keras-json` cases of the dense and conv manifests.
-const KERAS_CASES: usize = 29;
+/// `keras`, `keras-json` and `keras-h5` cases of the dense and conv manifests.
+const KERAS_CASES: usize = 33;
 /// `onnx` cases of the dense and conv manifests.
 const ONNX_CASES: usize = 10;
 

@@ -56,12 +56,23 @@ layers! {
         TrainingOnly(TrainingOnly),
         /// 1-D convolution over `[steps, channels]` (channels_last), Keras `Conv1D`.
         Conv1D(Conv1DConfig),
+        /// 2-D convolution over `[height, width, channels]` (channels_last), Keras `Conv2D`.
+        Conv2D(Conv2DConfig),
         /// Joins its inputs along an axis (Keras numbering: the batch is axis 0, `-1` the last).
         Concatenate(ConcatenateConfig),
         /// Largest value per window over `[steps, channels]`.
         MaxPooling1D(MaxPooling1DConfig),
         /// Mean per window over `[steps, channels]`; with `Same` padding only real steps count.
         AveragePooling1D(AveragePooling1DConfig),
+        /// Largest value per 2-D window of `[height, width, channels]`.
+        MaxPooling2D(MaxPooling2DConfig),
+        /// Mean per 2-D window (of the real positions, as Keras with `same` padding).
+        AveragePooling2D(AveragePooling2DConfig),
+        /// Largest value over all positions: `[h, w, channels] -> [channels]` (or
+        /// `[1, 1, channels]` with `keepdims`).
+        GlobalMaxPooling2D(GlobalPooling2D<true>),
+        /// Mean over all positions: `[h, w, channels] -> [channels]` (or `[1, 1, channels]`).
+        GlobalAveragePooling2D(GlobalPooling2D<false>),
         /// A new shape with the same number of values; one entry may be `-1`.
         Reshape(ReshapeConfig),
         /// Reorders the non-batch axes, Keras `Permute(dims)`.

@@ -42,13 +42,17 @@ pub use crate::ops::{
     attention::AttentionConfig,
     concat::ConcatenateConfig,
     conv1d::Conv1DConfig,
+    conv2d::Conv2DConfig,
     dense::DenseConfig,
     embedding::{EmbeddingConfig, PositionEmbeddingConfig, PositionRule},
     identity::{DropoutConfig, TrainingOnly},
     merge::Merge,
     norm::{ChannelNorm, NormalizationConfig, RowNorm},
     permute::PermuteConfig,
-    pool::{AveragePooling1DConfig, MaxPooling1DConfig, Pooling1D},
+    pool::{
+        AveragePooling1DConfig, AveragePooling2DConfig, GlobalPooling2D, MaxPooling1DConfig,
+        MaxPooling2DConfig, Pooling1D, Pooling2D,
+    },
     reshape::ReshapeConfig,
     scale::{AddConstConfig, AffineConfig, RescalingConfig},
     take::TakeConfig,
@@ -57,6 +61,8 @@ pub use crate::ops::{
 pub use graph::{Model, Node};
 pub(crate) use layer::last_axis;
 pub use layer::{Layer, Primitive};
-pub use shape::{DType, Padding, Window, checked_elems, concat_axis, permutation, reshape};
+pub use shape::{
+    DType, Padding, Window, Window2, checked_elems, concat_axis, permutation, reshape,
+};
 pub use tensor::{DenseWeights, Tensor, Tensors};
 use tensor::{TensorNode, check_dense_weights, check_dtypes, init_weights, next_id};

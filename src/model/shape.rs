@@ -190,6 +190,72 @@ impl Window {
     }
 }
 
+/// A 2-D sliding window over `[rows, cols]` positions stored row-major (position
+/// `r * cols + c`): one [`Window`] per axis. A 1-D window is a 2-D one with one column
+/// ([`Window2::one_d`]), so pooling and im2col have one implementation for both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window2 {
+    /// Along the rows (height).
+    pub rows: Window,
+    /// Along the columns (width).
+    pub cols: Window,
+}
+
+impl Window2 {
+    /// A 1-D window as a 2-D one over a single column.
+    pub fn one_d(rows: Window) -> Window2 {
+        Window2 {
+            rows,
+            cols: Window {
+                len: 1,
+                size: 1,
+                stride: 1,
+                dilation: 1,
+                pad_left: 0,
+                out: 1,
+            },
+        }
+    }
+
+    /// Output positions (`rows.out * cols.out`).
+    pub fn out(&self) -> usize {
+        self.rows.out * self.cols.out
+    }
+
+    /// Input positions.
+    pub fn len(&self) -> usize {
+        self.rows.len * self.cols.len
+    }
+
+    /// Whether the input has no position.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Taps per window (`rows.size * cols.size`).
+    pub fn taps(&self) -> usize {
+        self.rows.size * self.cols.size
+    }
+
+    /// The input position of tap `t` (row-major over the kernel) of output position `o`, or
+    /// `None` where it falls in the padding.
+    pub fn source(&self, o: usize, t: usize) -> Option<usize> {
+        let (oc, tc) = (self.cols.out.max(1), self.cols.size.max(1));
+        let r = self.rows.source(o / oc, t / tc)?;
+        let c = self.cols.source(o % oc, t % tc)?;
+        Some(r * self.cols.len + c)
+    }
+
+    /// The input positions of output position `o` that are not padding, in tap order.
+    pub fn sources(&self, o: usize) -> impl Iterator<Item = usize> + use<> {
+        let oc = self.cols.out.max(1);
+        let (cols, width) = (self.cols, self.cols.len);
+        self.rows
+            .sources(o / oc)
+            .flat_map(move |r| cols.sources(o % oc).map(move |c| r * width + c))
+    }
+}
+
 /// A Keras concatenation axis (batch = 0, negative from the end) as an index into the
 /// per-sample shape of rank `rank`.
 pub fn concat_axis(axis: isize, rank: usize) -> Result<usize, String> {

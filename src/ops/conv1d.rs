@@ -6,7 +6,7 @@ use super::dense::dense;
 use super::{LayerOp, Lowering, Reference, one};
 use crate::error::Result;
 use crate::kernels::{Activation, Isa, ops};
-use crate::model::{Padding, Window};
+use crate::model::{Padding, Window, Window2};
 use crate::passes::{ConvRows, Epi, Op};
 use crate::plan::{StepIo, StepOp, StepRef};
 
@@ -105,8 +105,9 @@ impl LayerOp for Conv1DConfig {
                 });
             }
         } else {
-            let step = Op::Step(StepRef::new(Im2col { w, ch }));
-            cx.push("im2col", step, vec![w.out, w.size * ch]);
+            let cols = Im2col::new(Window2::one_d(w), in_shape);
+            let shape = cols.out_shape.clone();
+            cx.push("im2col", Op::Step(StepRef::new(cols)), shape);
         }
         Ok(Op::Dense {
             weights: cx.graph_weights()?,
@@ -115,54 +116,85 @@ impl LayerOp for Conv1DConfig {
         })
     }
     fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
-        // im2col in f64, then the same Dense.
-        let in_shape = cx.in_shape();
-        let win = self.window(in_shape).map_err(crate::Error::Model)?;
-        let ch = in_shape[1];
-        let mut cols = Vec::with_capacity(cx.batch * win.out * win.size * ch);
-        for xs in cx.inputs[0].chunks_exact(win.len * ch) {
-            for o in 0..win.out {
-                for t in 0..win.size {
-                    match win.source(o, t) {
-                        Some(s) => cols.extend_from_slice(&xs[s * ch..][..ch]),
-                        None => cols.extend(std::iter::repeat_n(0.0, ch)),
-                    }
-                }
-            }
-        }
+        let win = self.window(cx.in_shape()).map_err(crate::Error::Model)?;
+        let cols = im2col64(cx.inputs[0], Window2::one_d(win), cx.in_shape()[1]);
         Ok(dense(&cols, cx.weights()?, cx.width(), self.activation))
     }
 }
 
-/// Windows of `[len, ch]` unrolled into `[out, size * ch]` rows (zeros for padding), so that
-/// a dilated convolution is a Dense over them.
+/// im2col in f64 (the references' convolutions): each sample's windows as rows of `taps *
+/// ch` values, zeros for padding.
+pub(crate) fn im2col64(x: &[f64], win: Window2, ch: usize) -> Vec<f64> {
+    let mut cols =
+        Vec::with_capacity(x.len() / (win.len() * ch).max(1) * win.out() * win.taps() * ch);
+    for xs in x.chunks_exact((win.len() * ch).max(1)) {
+        for o in 0..win.out() {
+            for t in 0..win.taps() {
+                match win.source(o, t) {
+                    Some(s) => cols.extend_from_slice(&xs[s * ch..][..ch]),
+                    None => cols.extend(std::iter::repeat_n(0.0, ch)),
+                }
+            }
+        }
+    }
+    cols
+}
+
+/// Windows of `[positions..., ch]` unrolled into rows of `taps * ch` values (zeros for
+/// padding), so that a convolution is a Dense over them: 1-D `[out, size * ch]`, 2-D
+/// `[out_h, out_w, kh * kw * ch]`.
 #[derive(Debug)]
-struct Im2col {
-    w: Window,
+pub(crate) struct Im2col {
+    w: Window2,
     ch: usize,
+    in_shape: Vec<usize>,
+    /// The unrolled rows' shape.
+    pub out_shape: Vec<usize>,
+}
+
+impl Im2col {
+    /// The windows `w` over an input of `in_shape` (channels last).
+    pub fn new(w: Window2, in_shape: &[usize]) -> Im2col {
+        let ch = in_shape.last().copied().unwrap_or(0);
+        let row = w.taps().saturating_mul(ch);
+        let out_shape = match in_shape.len() {
+            3 => vec![w.rows.out, w.cols.out, row],
+            _ => vec![w.rows.out, row],
+        };
+        Im2col {
+            w,
+            ch,
+            in_shape: in_shape.to_vec(),
+            out_shape,
+        }
+    }
 }
 
 impl StepOp for Im2col {
     fn describe(&self) -> String {
-        let w = &self.w;
+        let (r, c) = (&self.w.rows, &self.w.cols);
+        if self.in_shape.len() == 3 {
+            return format!(
+                "im2col k{}x{} s{}x{} d{}x{} pad {}x{}",
+                r.size, c.size, r.stride, c.stride, r.dilation, c.dilation, r.pad_left, c.pad_left
+            );
+        }
         format!(
             "im2col k{} s{} d{} pad {}",
-            w.size, w.stride, w.dilation, w.pad_left
+            r.size, r.stride, r.dilation, r.pad_left
         )
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
         match inputs {
-            [[len, ch]] if *len == self.w.len && *ch == self.ch => {
-                Ok(vec![self.w.out, self.w.size * ch])
-            }
-            _ => Err(format!("im2col needs [{}, {}]", self.w.len, self.ch)),
+            [x] if *x == self.in_shape => Ok(self.out_shape.clone()),
+            _ => Err(format!("im2col needs {:?}", self.in_shape)),
         }
     }
     fn run(&self, _: Isa, io: StepIo<'_>) {
         let w = self.w;
         let (ins, out) = io.parts();
         ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
-            ops::im2col(w.size, self.ch, |o, t| w.source(o, t), x, y)
+            ops::im2col(w.taps(), self.ch, |o, t| w.source(o, t), x, y)
         });
     }
 }

@@ -68,13 +68,15 @@ pub enum TrainingOnly {
     AlphaDropout,
     /// `SpatialDropout1D(rate)`.
     SpatialDropout1D,
+    /// `SpatialDropout2D(rate)`.
+    SpatialDropout2D,
     /// `ActivityRegularization(l1, l2)`.
     ActivityRegularization,
 }
 
 impl TrainingOnly {
     /// Every kind with its Keras class and the base of its auto-generated names.
-    const NAMES: [(TrainingOnly, &'static str, &'static str); 5] = [
+    const NAMES: [(TrainingOnly, &'static str, &'static str); 6] = [
         (
             TrainingOnly::GaussianNoise,
             "GaussianNoise",
@@ -90,6 +92,11 @@ impl TrainingOnly {
             TrainingOnly::SpatialDropout1D,
             "SpatialDropout1D",
             "spatial_dropout1d",
+        ),
+        (
+            TrainingOnly::SpatialDropout2D,
+            "SpatialDropout2D",
+            "spatial_dropout2d",
         ),
         (
             TrainingOnly::ActivityRegularization,

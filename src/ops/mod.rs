@@ -13,6 +13,7 @@ pub(crate) mod argmax;
 pub(crate) mod attention;
 pub(crate) mod concat;
 pub(crate) mod conv1d;
+pub(crate) mod conv2d;
 pub(crate) mod dense;
 pub(crate) mod embedding;
 pub(crate) mod identity;

@@ -1,11 +1,12 @@
-//! Pooling over steps: Keras `MaxPooling1D`, `AveragePooling1D` (windows) and
-//! `GlobalMaxPooling1D`, `GlobalAveragePooling1D` (all steps), as one batch-aware step.
+//! Pooling: Keras `MaxPooling1D`, `AveragePooling1D`, `MaxPooling2D`, `AveragePooling2D`
+//! (windows) and `GlobalMaxPooling1D/2D`, `GlobalAveragePooling1D/2D` (every position), as
+//! one batch-aware step over a [`Window2`] (a 1-D window is a 2-D one with one column).
 
 use super::conv1d::steps_channels;
 use super::{LayerOp, Lowering, Reference, one};
 use crate::error::{Error, Result};
 use crate::kernels::{Isa, ops};
-use crate::model::{DType, Padding, Window};
+use crate::model::{DType, Padding, Window, Window2};
 use crate::passes::Op;
 use crate::plan::{StepIo, StepOp, StepRef};
 
@@ -59,24 +60,12 @@ impl<const MAX: bool> LayerOp for Pooling1D<MAX> {
     }
     fn lower<'m>(&'m self, cx: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
         let in_shape = cx.in_shape();
-        let window = self.window(in_shape).map_err(|m| cx.fail(m))?;
-        Ok(Op::Step(StepRef::new(Pool {
-            max: MAX,
-            window,
-            ch: in_shape[1],
-            global: false,
-            masked: false,
-        })))
+        let window = Window2::one_d(self.window(in_shape).map_err(|m| cx.fail(m))?);
+        Ok(Op::Step(StepRef::new(Pool::windows(MAX, window, in_shape))))
     }
     fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
-        let win = self.window(cx.in_shape()).map_err(Error::Model)?;
-        Ok(pool(
-            cx.inputs[0],
-            cx.in_shape(),
-            |o| (0..win.size).filter_map(move |t| win.source(o, t)),
-            win.out,
-            MAX,
-        ))
+        let win = Window2::one_d(self.window(cx.in_shape()).map_err(Error::Model)?);
+        Ok(pool_windows(cx, win, MAX))
     }
 }
 
@@ -123,16 +112,10 @@ impl<const MAX: bool> LayerOp for GlobalPooling1D<MAX> {
         dtypes.first() == Some(&DType::F32)
     }
     fn lower<'m>(&'m self, cx: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
-        let in_shape = cx.in_shape();
-        let len = in_shape.first().copied().unwrap_or(0);
-        let window = Window::new(len, len, 1, 1, Padding::Valid).map_err(|m| cx.fail(m))?;
-        Ok(Op::Step(StepRef::new(Pool {
-            max: MAX,
-            window,
-            ch: in_shape.get(1).copied().unwrap_or(0),
-            global: true,
-            masked: cx.node.inputs.len() == 2,
-        })))
+        let mut pool =
+            Pool::global(MAX, cx.in_shape(), cx.node.shape.clone()).map_err(|m| cx.fail(m))?;
+        pool.masked = cx.node.inputs.len() == 2;
+        Ok(Op::Step(StepRef::new(pool)))
     }
     fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
         let (steps, ch) = (cx.in_shape()[0], cx.in_shape()[1]);
@@ -155,39 +138,191 @@ impl<const MAX: bool> LayerOp for GlobalPooling1D<MAX> {
     }
 }
 
-/// Max or mean per window of `[len, ch]`; `global` drops the length-1 step axis.
+/// `MaxPooling2D` (`MAX`) or `AveragePooling2D` over `[height, width, channels]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pooling2D<const MAX: bool> {
+    /// Window `(height, width)`.
+    pub pool_size: (usize, usize),
+    /// Steps between windows `(down, across)`.
+    pub strides: (usize, usize),
+    /// `Valid` or `Same`.
+    pub padding: Padding,
+}
+
+/// `MaxPooling2D`'s configuration.
+pub type MaxPooling2DConfig = Pooling2D<true>;
+/// `AveragePooling2D`'s configuration.
+pub type AveragePooling2DConfig = Pooling2D<false>;
+
+/// `(height, width, channels)` of a `[height, width, channels]` input.
+pub(crate) fn image(s: &[usize], what: &str) -> Result<(usize, usize, usize), String> {
+    match *s {
+        [h, w, ch] => Ok((h, w, ch)),
+        _ => Err(format!(
+            "{what} needs an input of shape [height, width, channels], got {s:?}"
+        )),
+    }
+}
+
+impl<const MAX: bool> Pooling2D<MAX> {
+    /// The windows over an input of `[height, width, channels]`.
+    pub fn window(&self, input: &[usize]) -> Result<Window2, String> {
+        let (h, w, _) = image(input, self.class_name())?;
+        if !matches!(self.padding, Padding::Valid | Padding::Same) {
+            return Err("pooling padding must be valid or same".into());
+        }
+        let (ph, pw) = self.pool_size;
+        let (sh, sw) = self.strides;
+        Ok(Window2 {
+            rows: Window::new(h, ph, sh, 1, self.padding)?,
+            cols: Window::new(w, pw, sw, 1, self.padding)?,
+        })
+    }
+}
+
+impl<const MAX: bool> LayerOp for Pooling2D<MAX> {
+    fn class_name(&self) -> &'static str {
+        if MAX {
+            "MaxPooling2D"
+        } else {
+            "AveragePooling2D"
+        }
+    }
+    fn base_name(&self) -> &'static str {
+        if MAX {
+            "max_pooling2d"
+        } else {
+            "average_pooling2d"
+        }
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        let s = one(inputs)?;
+        let w = self.window(&s)?;
+        Ok(vec![w.rows.out, w.cols.out, s[2]])
+    }
+    fn lower<'m>(&'m self, cx: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
+        let in_shape = cx.in_shape();
+        let window = self.window(in_shape).map_err(|m| cx.fail(m))?;
+        Ok(Op::Step(StepRef::new(Pool::windows(MAX, window, in_shape))))
+    }
+    fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
+        let win = self.window(cx.in_shape()).map_err(Error::Model)?;
+        Ok(pool_windows(cx, win, MAX))
+    }
+}
+
+/// `GlobalMaxPooling2D` (`MAX`) or `GlobalAveragePooling2D`: `[height, width, channels]` to
+/// `[channels]`, or `[1, 1, channels]` with `keepdims`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GlobalPooling2D<const MAX: bool> {
+    /// Keep the two spatial axes, of size 1.
+    pub keepdims: bool,
+}
+
+impl<const MAX: bool> LayerOp for GlobalPooling2D<MAX> {
+    fn class_name(&self) -> &'static str {
+        if MAX {
+            "GlobalMaxPooling2D"
+        } else {
+            "GlobalAveragePooling2D"
+        }
+    }
+    fn base_name(&self) -> &'static str {
+        if MAX {
+            "global_max_pooling2d"
+        } else {
+            "global_average_pooling2d"
+        }
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        let (_, _, ch) = image(&one(inputs)?, self.class_name())?;
+        Ok(if self.keepdims {
+            vec![1, 1, ch]
+        } else {
+            vec![ch]
+        })
+    }
+    fn lower<'m>(&'m self, cx: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
+        let pool =
+            Pool::global(MAX, cx.in_shape(), cx.node.shape.clone()).map_err(|m| cx.fail(m))?;
+        Ok(Op::Step(StepRef::new(pool)))
+    }
+    fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
+        let s = cx.in_shape();
+        let (len, ch) = (s[0] * s[1], s[2]);
+        Ok(pool(cx.inputs[0], &[len, ch], |_| 0..len, 1, MAX))
+    }
+}
+
+/// Max or mean per window of `[positions..., ch]` (1-D `[len, ch]`, 2-D `[h, w, ch]`).
 #[derive(Debug)]
 struct Pool {
     max: bool,
-    window: Window,
+    window: Window2,
     ch: usize,
+    /// The step's input shape and output shape (`[ch]` or `[1, 1, ch]` when global).
+    in_shape: Vec<usize>,
+    out_shape: Vec<usize>,
+    /// Over every position (a sequence's, whatever its length).
     global: bool,
     /// A second input, token ids: only the steps whose id is not 0 are averaged.
     masked: bool,
 }
 
+impl Pool {
+    /// Windows over an input of `in_shape` (channels last), positions row-major.
+    fn windows(max: bool, window: Window2, in_shape: &[usize]) -> Pool {
+        let ch = in_shape.last().copied().unwrap_or(0);
+        let out_shape = match in_shape.len() {
+            3 => vec![window.rows.out, window.cols.out, ch],
+            _ => vec![window.rows.out, ch],
+        };
+        Pool {
+            max,
+            window,
+            ch,
+            in_shape: in_shape.to_vec(),
+            out_shape,
+            global: false,
+            masked: false,
+        }
+    }
+
+    /// Over every position of `in_shape`, with output shape `out_shape`.
+    fn global(max: bool, in_shape: &[usize], out_shape: Vec<usize>) -> Result<Pool, String> {
+        let ch = in_shape.last().copied().unwrap_or(0);
+        let len = in_shape.iter().rev().skip(1).product::<usize>();
+        let window = Window::new(len, len.max(1), 1, 1, Padding::Valid)?;
+        Ok(Pool {
+            in_shape: in_shape.to_vec(),
+            out_shape,
+            global: true,
+            ..Pool::windows(max, Window2::one_d(window), &[len, ch])
+        })
+    }
+}
+
 impl StepOp for Pool {
     fn describe(&self) -> String {
-        let w = &self.window;
+        let (r, c) = (&self.window.rows, &self.window.cols);
         let kind = if self.max { "max" } else { "avg" };
         match (self.global, self.masked) {
             (true, true) => format!("{kind} of the steps whose id is not 0"),
             (true, false) => format!("{kind} of every step"),
-            _ => format!("{kind} pool {} s{}", w.size, w.stride),
+            _ if self.in_shape.len() == 3 => format!(
+                "{kind} pool {}x{} s{}x{}",
+                r.size, c.size, r.stride, c.stride
+            ),
+            _ => format!("{kind} pool {} s{}", r.size, r.stride),
         }
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
         match inputs {
-            [[len, ch], [ids]] if self.masked && *len == self.window.len && ids == len => {
+            [[len, ch], [ids]] if self.masked && *len == self.window.len() && ids == len => {
                 Ok(vec![*ch])
             }
-            [[len, ch]] if *len == self.window.len && *ch == self.ch && self.global => {
-                Ok(vec![*ch])
-            }
-            [[len, ch]] if *len == self.window.len && *ch == self.ch => {
-                Ok(vec![self.window.out, *ch])
-            }
-            _ => Err(format!("pooling needs [{}, {}]", self.window.len, self.ch)),
+            [x] if *x == self.in_shape => Ok(self.out_shape.clone()),
+            _ => Err(format!("pooling needs {:?}", self.in_shape)),
         }
     }
     fn seq(&self, ins: &[bool]) -> Result<bool, String> {
@@ -200,7 +335,7 @@ impl StepOp for Pool {
     }
     fn scratch(&self) -> usize {
         // One sample's mask, as floats.
-        if self.masked { self.window.len } else { 0 }
+        if self.masked { self.window.len() } else { 0 }
     }
     fn padding(&self) -> crate::plan::Padding {
         match self.masked {
@@ -236,6 +371,13 @@ impl StepOp for Pool {
             ops::pool(self.max, self.ch, |o| w.sources(o), x, y)
         });
     }
+}
+
+/// The f64 reference of windowed pooling: max or mean over each window's real taps.
+fn pool_windows(cx: &Reference<'_>, win: Window2, max: bool) -> Vec<f64> {
+    let ch = cx.in_shape().last().copied().unwrap_or(0);
+    let taps = move |o| (0..win.taps()).filter_map(move |t| win.source(o, t));
+    pool(cx.inputs[0], &[win.len(), ch], taps, win.out(), max)
 }
 
 /// Max or mean over the taps `taps(o)` for each of `out` output steps, per channel, in f64.

@@ -4,9 +4,10 @@
 pub mod bound;
 
 /// The fixture folders under `tests/fixtures/` with a `manifest.json` naming their cases.
-pub const MANIFESTS: [&str; 7] = [
+pub const MANIFESTS: [&str; 8] = [
     "",
     "conv/",
+    "conv2d/",
     "graphs/",
     "exporters/",
     "legacy/",

@@ -6,9 +6,9 @@ use super::config::{Spec, batch_shape, str_field};
 use super::{Fault, Res};
 use crate::kernels::Activation;
 use crate::model::{
-    AveragePooling1DConfig, ConcatenateConfig, Conv1DConfig, DenseConfig, DropoutConfig,
-    EmbeddingConfig, MaxPooling1DConfig, NormalizationConfig, PermuteConfig, RescalingConfig,
-    ReshapeConfig,
+    AveragePooling1DConfig, ConcatenateConfig, Conv1DConfig, Conv2DConfig, DenseConfig,
+    DropoutConfig, EmbeddingConfig, GlobalPooling2D, MaxPooling1DConfig, NormalizationConfig,
+    PermuteConfig, Pooling2D, RescalingConfig, ReshapeConfig,
 };
 use crate::model::{ChannelNorm, DType, Layer, Merge, Padding, RowNorm, TrainingOnly};
 use serde_json::Value;
@@ -45,6 +45,7 @@ const CLASSES: &[(&str, ClassFn)] = &[
     ("GaussianDropout", training_only),
     ("AlphaDropout", training_only),
     ("SpatialDropout1D", training_only),
+    ("SpatialDropout2D", training_only),
     ("ActivityRegularization", training_only),
     ("Identity", |_, _| Ok(Layer::Identity)),
     ("Flatten", |c, _| {
@@ -66,6 +67,23 @@ const CLASSES: &[(&str, ClassFn)] = &[
     ("AveragePooling1D", |c, _| pooling(c, false)),
     ("GlobalMaxPooling1D", |c, _| global_pooling(c, true)),
     ("GlobalAveragePooling1D", |c, _| global_pooling(c, false)),
+    ("Conv2D", conv2d),
+    ("MaxPooling2D", |c, _| {
+        Ok(Layer::MaxPooling2D(pooling2d(c)?))
+    }),
+    ("AveragePooling2D", |c, _| {
+        Ok(Layer::AveragePooling2D(pooling2d(c)?))
+    }),
+    ("GlobalMaxPooling2D", |c, _| {
+        c.channels_last()?;
+        let keepdims = c.bool_or("keepdims", false)?;
+        Ok(Layer::GlobalMaxPooling2D(GlobalPooling2D { keepdims }))
+    }),
+    ("GlobalAveragePooling2D", |c, _| {
+        c.channels_last()?;
+        let keepdims = c.bool_or("keepdims", false)?;
+        Ok(Layer::GlobalAveragePooling2D(GlobalPooling2D { keepdims }))
+    }),
     ("Concatenate", |c, _| {
         let axis = match c.get("axis") {
             None => -1,
@@ -260,6 +278,24 @@ impl Config<'_> {
             .and_then(|v| usize::try_from(v).ok())
             .filter(|&v| v > 0 && v <= 1 << 24)
             .ok_or_else(|| self.invalid(format!("{key} {v} is not a positive integer")))
+    }
+
+    /// A pair of positive integers that Keras may write as `3` or `[3, 3]`.
+    fn pair_or(&self, key: &str, default: (usize, usize)) -> Res<(usize, usize)> {
+        let one = |v: &Value| {
+            v.as_u64()
+                .and_then(|v| usize::try_from(v).ok())
+                .filter(|&v| v > 0 && v <= 1 << 24)
+        };
+        let bad = || self.invalid(format!("{key}: expected a positive integer or two"));
+        match self.get(key) {
+            None => Ok(default),
+            Some(Value::Array(a)) => match a.as_slice() {
+                [h, w] => Ok((one(h).ok_or_else(bad)?, one(w).ok_or_else(bad)?)),
+                _ => Err(bad()),
+            },
+            Some(v) => one(v).map(|v| (v, v)).ok_or_else(bad),
+        }
     }
 
     /// A list of at most 32 integers (a shape or an axis order), each converted by `int`.
@@ -464,6 +500,39 @@ fn conv1d(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
         activation: c.activation("activation")?,
         use_bias: c.get("use_bias").and_then(Value::as_bool).unwrap_or(true),
     }))
+}
+
+fn conv2d(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
+    c.channels_last()?;
+    if c.get("groups")
+        .and_then(Value::as_u64)
+        .is_some_and(|g| g != 1)
+    {
+        return Err(c.unsupported("grouped convolutions are not supported"));
+    }
+    let kernel_size = c.pair_or("kernel_size", (0, 0))?;
+    if kernel_size.0 == 0 {
+        return Err(c.invalid("kernel_size is missing"));
+    }
+    Ok(Layer::Conv2D(Conv2DConfig {
+        filters: c.positive("filters")?,
+        kernel_size,
+        strides: c.pair_or("strides", (1, 1))?,
+        padding: c.padding()?,
+        dilation_rate: c.pair_or("dilation_rate", (1, 1))?,
+        activation: c.activation("activation")?,
+        use_bias: c.get("use_bias").and_then(Value::as_bool).unwrap_or(true),
+    }))
+}
+
+fn pooling2d<const MAX: bool>(c: &Config<'_>) -> Res<Pooling2D<MAX>> {
+    c.channels_last()?;
+    let pool_size = c.pair_or("pool_size", (2, 2))?;
+    Ok(Pooling2D {
+        pool_size,
+        strides: c.pair_or("strides", pool_size)?,
+        padding: c.padding()?,
+    })
 }
 
 fn pooling(c: &Config<'_>, max: bool) -> Res<Layer> {

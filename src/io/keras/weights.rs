@@ -5,8 +5,8 @@
 
 use super::config::Spec;
 use super::{Fault, Res, hdf5};
+use crate::model::NormalizationConfig;
 use crate::model::{ChannelNorm, DenseWeights, Layer, RowNorm};
-use crate::model::{Conv1DConfig, DenseConfig, NormalizationConfig};
 use std::collections::HashMap;
 
 /// Where a weights file keeps each layer's variables.
@@ -76,12 +76,11 @@ impl<'s> WeightSource<'s> {
                 layer = norm_weights(v, &spec.layer).map_err(here)?;
                 None
             }
-            (
-                Layer::Dense(DenseConfig { use_bias, .. })
-                | Layer::Conv1D(Conv1DConfig { use_bias, .. }),
-                Some(v),
-            ) => Some(dense_weights(v, *use_bias).map_err(here)?),
-            (Layer::Dense(_) | Layer::Conv1D(_) | Layer::Embedding(_), None) => {
+            // A kernel (and a bias): Dense, Conv1D, Conv2D.
+            (l, Some(v)) if let Some((_, _, use_bias)) = l.weight_dims(&[]) => {
+                Some(dense_weights(v, use_bias).map_err(here)?)
+            }
+            (l, None) if l.weight_dims(&[]).is_some() => {
                 return Err(Fault::invalid("no weights found").at(&spec.name, &spec.class));
             }
             (_, Some(v)) if !v.is_empty() => {
@@ -280,10 +279,11 @@ fn dense_weights(vars: Vec<hdf5::Dataset>, use_bias: bool) -> Res<DenseWeights> 
     };
     let kernel = get()?;
     let units = match kernel.shape.as_slice() {
-        [_, units] | [_, _, units] => *units,
+        [_, units] | [_, _, units] | [_, _, _, units] => *units,
         s => {
             return Err(Fault::invalid(format!(
-                "kernel has shape {s:?}, expected [in, units] or [kernel_size, in, filters]"
+                "kernel has shape {s:?}, expected [in, units], [kernel_size, in, filters] or \
+                 [kernel_h, kernel_w, in, filters]"
             )));
         }
     };

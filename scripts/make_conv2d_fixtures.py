@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Golden-test fixtures for sinter's 2-D convolutional layers (issue 28, Keras part): Keras 3
+models saved as `.keras` and as legacy `.h5`, their inputs, Keras's outputs and a float64
+NumPy reference written out below. Same conventions as scripts/make_conv_fixtures.py (whose
+helpers it imports).
+
+What it makes (all in tests/fixtures/conv2d/; nothing else is touched):
+  NAME.keras / NAME.h5       Keras 3 `model.save()` in both formats
+  NAME.input.npy             float32 input, batch of 16, NHWC, 2 * N(0, 1)
+  NAME.keras.out.npy         Keras output: model.predict(x, verbose=0), float32
+  NAME.f64.out.npy           float64 NumPy reference from the float32 weights
+  manifest.json              the schema of tests/fixtures/conv/manifest.json
+
+Cases:
+  mnist_convnet   the keras.io "Simple MNIST convnet": Conv2D(32, 3, relu) -> MaxPooling2D(2)
+                  -> Conv2D(64, 3, relu) -> MaxPooling2D(2) -> Flatten -> Dropout(0.5) ->
+                  Dense(10, softmax), on 28x28x1
+  conv2d_mix      strides, padding same with odd totals, non-square kernels, dilation, a 1x1
+                  convolution, no bias, AveragePooling2D / MaxPooling2D with padding same,
+                  SpatialDropout2D, GlobalAveragePooling2D and GlobalMaxPooling2D(keepdims)
+
+Weights: every kernel N(0, 1/sqrt(fan_in)) (fan_in = kh * kw * cin), every bias N(0, 0.1),
+drawn in model.layers order from a generator seeded by crc32("weights:NAME").
+
+Keras semantics the f64 reference reproduces (channels_last): padding 'valid' / 'same' per
+axis (TF: out = ceil(L / s), total = max((out - 1) s + (k - 1) d + 1 - L, 0), before =
+total // 2); MaxPooling ignores padded cells, AveragePooling 'same' averages the real cells.
+
+Run from the repo root (deterministic; needs tensorflow-cpu):
+    python3 scripts/make_conv2d_fixtures.py
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+os.environ["KERAS_BACKEND"] = "tensorflow"
+
+import json  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import keras  # noqa: E402
+
+from make_fixtures import (  # noqa: E402
+    KERAS_ACT,
+    dense64,
+    fresh,
+    keras_predict,
+    maxabs,
+    save_keras,
+    seed_of,
+    softmax,
+    tool_versions,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "tests" / "fixtures" / "conv2d"
+BATCH = 16
+INPUT_SCALE = 2.0
+L = keras.layers
+CASES = []
+
+
+def make_input(name, shape):
+    rng = np.random.default_rng(seed_of("input:" + name))
+    x = (rng.standard_normal((BATCH, *shape)) * INPUT_SCALE).astype(np.float32)
+    np.save(OUT / f"{name}.input.npy", np.ascontiguousarray(x))
+    return x
+
+
+def randomize(model, name):
+    """Kernels N(0, 1/sqrt(fan_in)), biases N(0, 0.1); returns {layer name: (W, b|None)}."""
+    rng = np.random.default_rng(seed_of("weights:" + name))
+    out = {}
+    for layer in model.layers:
+        if not isinstance(layer, (L.Dense, L.Conv2D)):
+            continue
+        shape = tuple(layer.kernel.shape)
+        w = (rng.standard_normal(shape) / math.sqrt(int(np.prod(shape[:-1])))).astype(np.float32)
+        if layer.use_bias:
+            b = (rng.standard_normal(shape[-1]) * 0.1).astype(np.float32)
+            layer.set_weights([w, b])
+        else:
+            b = None
+            layer.set_weights([w])
+        out[layer.name] = (w, b)
+    return out
+
+
+# ------------------------------------------------------------------ float64 reference
+def axis_window(length, k, s, d, padding):
+    span = (k - 1) * d + 1
+    if padding == "valid":
+        return (length - span) // s + 1, 0
+    out = -(-length // s)
+    total = max((out - 1) * s + span - length, 0)
+    return out, total // 2
+
+
+def conv2d64(x, w, b, strides=(1, 1), padding="valid", dilation=(1, 1)):
+    """x [N, H, W, C] f64, w [kh, kw, C, F]: Keras Conv2D (channels_last)."""
+    n, h, wd, c = x.shape
+    kh, kw, _, f = w.shape
+    oh, ph = axis_window(h, kh, strides[0], dilation[0], padding)
+    ow, pw = axis_window(wd, kw, strides[1], dilation[1], padding)
+    y = np.zeros((n, oh, ow, f))
+    w64 = w.astype(np.float64)
+    for i in range(kh):
+        for j in range(kw):
+            for o in range(oh):
+                r = o * strides[0] + i * dilation[0] - ph
+                if not 0 <= r < h:
+                    continue
+                for q in range(ow):
+                    col = q * strides[1] + j * dilation[1] - pw
+                    if 0 <= col < wd:
+                        y[:, o, q, :] += x[:, r, col, :] @ w64[i, j]
+    if b is not None:
+        y += b.astype(np.float64)
+    return y
+
+
+def pool2d64(x, pool, strides, padding, mode):
+    n, h, wd, c = x.shape
+    oh, ph = axis_window(h, pool[0], strides[0], 1, padding)
+    ow, pw = axis_window(wd, pool[1], strides[1], 1, padding)
+    y = np.zeros((n, oh, ow, c))
+    for o in range(oh):
+        r0, r1 = max(o * strides[0] - ph, 0), min(o * strides[0] - ph + pool[0], h)
+        for q in range(ow):
+            c0, c1 = max(q * strides[1] - pw, 0), min(q * strides[1] - pw + pool[1], wd)
+            cell = x[:, r0:r1, c0:c1, :]
+            y[:, o, q, :] = cell.max(axis=(1, 2)) if mode == "max" else cell.mean(axis=(1, 2))
+    return y
+
+
+# ------------------------------------------------------------------------------ cases
+def save_case(name, model, x, y64, acts, note):
+    y = keras_predict(model, x)
+    np.save(OUT / f"{name}.keras.out.npy", np.ascontiguousarray(y, np.float32))
+    np.save(OUT / f"{name}.f64.out.npy", np.ascontiguousarray(y64, np.float64))
+    save_keras(model, f"{name}.keras", out=OUT)
+    h5 = OUT / f"{name}.h5"
+    model.save(h5)
+    y2 = keras_predict(keras.models.load_model(OUT / f"{name}.keras"), x)
+    assert maxabs(y2, y) == 0.0, f"Keras round trip of {name}.keras differs"
+    for fmt, file in [("keras", f"{name}.keras"), ("keras-h5", f"{name}.h5")]:
+        CASES.append({
+            "name": name if fmt == "keras" else f"{name}_h5",
+            "model": file,
+            "format": fmt,
+            "input": f"{name}.input.npy",
+            "expected": f"{name}.keras.out.npy",
+            "f64": f"{name}.f64.out.npy",
+            "activations": acts,
+            "max_abs_peer_vs_f64": maxabs(y, y64),
+            "note": note,
+            "input_scale": INPUT_SCALE,
+            "input_shape": list(x.shape),
+            "output_shape": list(y.shape),
+        })
+
+
+def case_mnist_convnet():
+    name = "mnist_convnet"
+    fresh()
+    model = keras.Sequential([
+        keras.Input(shape=(28, 28, 1)),
+        L.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+        L.MaxPooling2D(pool_size=(2, 2)),
+        L.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+        L.MaxPooling2D(pool_size=(2, 2)),
+        L.Flatten(),
+        L.Dropout(0.5),
+        L.Dense(10, activation="softmax"),
+    ])
+    ws = randomize(model, name)
+    x = make_input(name, (28, 28, 1))
+    (w1, b1), (w2, b2), (w3, b3) = (ws[lay.name] for lay in model.layers
+                                    if lay.name in ws)
+    h = np.maximum(conv2d64(x.astype(np.float64), w1, b1), 0)
+    h = pool2d64(h, (2, 2), (2, 2), "valid", "max")
+    h = np.maximum(conv2d64(h, w2, b2), 0)
+    h = pool2d64(h, (2, 2), (2, 2), "valid", "max")
+    y64 = softmax(dense64(h.reshape(BATCH, -1), w3, b3))
+    save_case(name, model, x, y64, ["relu", "softmax"],
+              "keras.io Simple MNIST convnet (random weights)")
+
+
+def case_conv2d_mix():
+    name = "conv2d_mix"
+    fresh()
+    inp = keras.Input(shape=(17, 13, 3))
+    a = L.Conv2D(8, (3, 5), strides=(2, 1), padding="same", activation="tanh")(inp)
+    a = L.SpatialDropout2D(0.3)(a)
+    a = L.Conv2D(6, 3, dilation_rate=(2, 1), padding="same", activation="relu")(a)
+    a = L.Conv2D(5, 1, use_bias=False)(a)
+    a = L.AveragePooling2D(3, strides=2, padding="same")(a)
+    p = L.MaxPooling2D((2, 3), strides=(1, 2), padding="same")(a)
+    g1 = L.GlobalAveragePooling2D()(p)
+    g2 = L.Flatten()(L.GlobalMaxPooling2D(keepdims=True)(
+        L.Conv2D(4, (2, 2), strides=2, activation="sigmoid")(a)))
+    out = L.Dense(3)(L.Concatenate()([g1, g2]))
+    model = keras.Model(inp, out)
+    ws = randomize(model, name)
+    x = make_input(name, (17, 13, 3))
+    convs = [lay for lay in model.layers if isinstance(lay, L.Conv2D)]
+    (wa, ba), (wb, bb), (wc, _), (wd, bd) = (ws[c.name] for c in convs)
+    h = np.tanh(conv2d64(x.astype(np.float64), wa, ba, (2, 1), "same"))
+    h = np.maximum(conv2d64(h, wb, bb, padding="same", dilation=(2, 1)), 0)
+    h = conv2d64(h, wc, None)
+    a64 = pool2d64(h, (3, 3), (2, 2), "same", "avg")
+    p64 = pool2d64(a64, (2, 3), (1, 2), "same", "max")
+    g1 = p64.mean(axis=(1, 2))
+    g2 = KERAS_ACT["sigmoid"](conv2d64(a64, wd, bd, (2, 2))).max(axis=(1, 2))
+    wo, bo = ws[model.layers[-1].name]
+    y64 = dense64(np.concatenate([g1, g2], axis=-1), wo, bo)
+    save_case(name, model, x, y64, ["tanh", "relu", "sigmoid"],
+              "Conv2D strides/same/dilation/1x1/no bias, Average/MaxPooling2D same, "
+              "SpatialDropout2D, GlobalAverage/GlobalMaxPooling2D(keepdims)")
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    case_mnist_convnet()
+    case_conv2d_mix()
+    manifest = {
+        "generated_by": "scripts/make_conv2d_fixtures.py",
+        "versions": tool_versions(),
+        "env": {"TF_ENABLE_ONEDNN_OPTS": "0", "KERAS_BACKEND": "tensorflow"},
+        "batch": BATCH,
+        "notes": [
+            "paths are relative to tests/fixtures/conv2d/",
+            "inputs float32 NHWC, 2 * N(0, 1); *.keras.out.npy float32 (Keras predict); "
+            "*.f64.out.npy float64 computed with NumPy from the float32 weights",
+            "kernels N(0, 1/sqrt(kh * kw * cin)), biases N(0, 0.1) (not Keras default init)",
+            "each model saved twice: .keras and legacy .h5 (format keras-h5)",
+        ],
+        "cases": CASES,
+    }
+    (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    for c in CASES:
+        print(f"{c['name']:<20} {c['format']:<9} {c['input_shape']} -> {c['output_shape']} "
+              f"max|keras-f64| {c['max_abs_peer_vs_f64']:.2e}")
+
+
+if __name__ == "__main__":
+    main()
