@@ -1,9 +1,10 @@
 //! Layer constructors, Keras-shaped: configure, then `call` on a symbolic tensor.
 
 use super::{
-    ArgMaxConfig, AttentionConfig, AveragePooling1DConfig, ConcatenateConfig, Conv1DConfig,
-    DenseConfig, DropoutConfig, EmbeddingConfig, MaxPooling1DConfig, NormalizationConfig,
-    PermuteConfig, RescalingConfig, ReshapeConfig,
+    ArgMaxConfig, AttentionConfig, AveragePooling1DConfig, AveragePooling2DConfig,
+    ConcatenateConfig, Conv1DConfig, Conv2DConfig, DenseConfig, DropoutConfig, EmbeddingConfig,
+    GlobalPooling2D, MaxPooling1DConfig, MaxPooling2DConfig, NormalizationConfig, PermuteConfig,
+    RescalingConfig, ReshapeConfig,
 };
 use super::{ChannelNorm, DType, DenseWeights, Layer, Merge, Padding, RowNorm, Tensor};
 use crate::error::{Error, Result};
@@ -287,6 +288,76 @@ impl Conv1D {
     }
 }
 
+/// `keras.layers.Conv2D(filters, kernel_size, strides, padding, dilation_rate, activation,
+/// use_bias)` over `[height, width, channels]`.
+#[derive(Clone, Debug)]
+pub struct Conv2D {
+    config: Conv2DConfig,
+    name: Option<String>,
+    weights: Option<DenseWeights>,
+}
+
+impl Conv2D {
+    /// `filters` output channels, a `(height, width)` window; stride 1, valid padding, no
+    /// dilation, linear activation, with a bias (Keras defaults).
+    pub fn new(filters: usize, kernel_size: (usize, usize)) -> Self {
+        Conv2D {
+            config: Conv2DConfig {
+                filters,
+                kernel_size,
+                strides: (1, 1),
+                padding: Padding::Valid,
+                dilation_rate: (1, 1),
+                activation: Activation::Linear,
+                use_bias: true,
+            },
+            name: None,
+            weights: None,
+        }
+    }
+    /// Steps between windows `(down, across)`.
+    pub fn strides(mut self, s: (usize, usize)) -> Self {
+        self.config.strides = s;
+        self
+    }
+    /// `Padding::Valid` or `Same`.
+    pub fn padding(mut self, p: Padding) -> Self {
+        self.config.padding = p;
+        self
+    }
+    /// Spacing between taps `(down, across)`.
+    pub fn dilation_rate(mut self, d: (usize, usize)) -> Self {
+        self.config.dilation_rate = d;
+        self
+    }
+    /// Activation after the bias.
+    pub fn activation(mut self, a: Activation) -> Self {
+        self.config.activation = a;
+        self
+    }
+    /// Whether there is a bias.
+    pub fn use_bias(mut self, b: bool) -> Self {
+        self.config.use_bias = b;
+        self
+    }
+    /// Names the layer.
+    pub fn name(mut self, n: &str) -> Self {
+        self.name = Some(n.into());
+        self
+    }
+    /// Weights as Keras stores them: kernel `[kernel_h, kernel_w, in_channels, filters]`
+    /// row-major, bias `[filters]`.
+    pub fn weights(mut self, kernel: Vec<f32>, bias: Option<Vec<f32>>) -> Self {
+        self.weights = Some(DenseWeights { kernel, bias });
+        self
+    }
+    /// Applies the layer to a symbolic `[height, width, channels]` tensor.
+    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
+        let layer = Layer::Conv2D(self.config);
+        apply(layer, self.name.as_deref(), &[x], self.weights.clone())
+    }
+}
+
 /// A weightless layer with a Keras-style constructor and `call`.
 macro_rules! simple_layer {
     ($(#[$doc:meta])* $name:ident ( $($arg:ident : $ty:ty),* ) => $layer:expr) => {
@@ -370,6 +441,26 @@ simple_layer!(
     GlobalAveragePooling1D() => Layer::GlobalAveragePooling1D
 );
 simple_layer!(
+    /// `keras.layers.MaxPooling2D(pool_size, strides, padding)`, sizes `(height, width)`.
+    MaxPooling2D(pool_size: (usize, usize), strides: (usize, usize), padding: Padding) =>
+        Layer::MaxPooling2D(MaxPooling2DConfig { pool_size, strides, padding })
+);
+simple_layer!(
+    /// `keras.layers.AveragePooling2D(pool_size, strides, padding)`, sizes `(height, width)`.
+    AveragePooling2D(pool_size: (usize, usize), strides: (usize, usize), padding: Padding) =>
+        Layer::AveragePooling2D(AveragePooling2DConfig { pool_size, strides, padding })
+);
+simple_layer!(
+    /// `keras.layers.GlobalMaxPooling2D(keepdims)`.
+    GlobalMaxPooling2D(keepdims: bool) =>
+        Layer::GlobalMaxPooling2D(GlobalPooling2D { keepdims })
+);
+simple_layer!(
+    /// `keras.layers.GlobalAveragePooling2D(keepdims)`.
+    GlobalAveragePooling2D(keepdims: bool) =>
+        Layer::GlobalAveragePooling2D(GlobalPooling2D { keepdims })
+);
+simple_layer!(
     /// `keras.layers.Reshape(target_shape)`; one entry may be `-1`.
     Reshape(target_shape: Vec<isize>) => Layer::Reshape(ReshapeConfig { target_shape })
 );
@@ -411,6 +502,10 @@ macro_rules! unary_call {
 unary_call!(
     MaxPooling1D,
     AveragePooling1D,
+    MaxPooling2D,
+    AveragePooling2D,
+    GlobalMaxPooling2D,
+    GlobalAveragePooling2D,
     GlobalMaxPooling1D,
     GlobalAveragePooling1D,
     Reshape,

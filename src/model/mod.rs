@@ -25,10 +25,11 @@ mod summary;
 mod tensor;
 
 pub use layers::{
-    ActivationLayer, Add, ArgMax, Attention, Average, AveragePooling1D, BatchNormalization,
-    Concatenate, Conv1D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D,
-    GlobalMaxPooling1D, Identity, Input, LayerNormalization, MaxPooling1D, Maximum, Minimum,
-    Multiply, Normalization, Permute, Rescaling, Reshape, Subtract, apply,
+    ActivationLayer, Add, ArgMax, Attention, Average, AveragePooling1D, AveragePooling2D,
+    BatchNormalization, Concatenate, Conv1D, Conv2D, Dense, Dropout, Embedding, Flatten,
+    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+    Identity, Input, LayerNormalization, MaxPooling1D, MaxPooling2D, Maximum, Minimum, Multiply,
+    Normalization, Permute, Rescaling, Reshape, Subtract, apply,
 };
 
 use crate::error::{Error, Result};

@@ -1,0 +1,438 @@
+//! Conv2D and 2-D pooling: random 2-D CNNs (kernel sizes, strides, dilation, padding, pools, a
+//! residual add, three heads) keep every invariant bit for bit (fused == separate, ISA tiers,
+//! 2/3 threads, a sample alone == in the batch) and agree with an f64 evaluation written here
+//! from Keras's definitions, independent of sinter's windows. Hostile configurations are shape
+//! errors, never panics.
+
+mod common;
+
+use common::bound::{Bounded, dot};
+use proptest::prelude::*;
+use sinter::Activation;
+use sinter::Isa;
+use sinter::model::init::SplitMix64;
+use sinter::model::*;
+use sinter::plan::CompileOptions;
+use std::sync::Arc;
+
+/// One Conv2D: kernel, strides, dilation, `same` padding, activation, bias.
+#[derive(Clone, Debug)]
+struct ConvSpec {
+    kernel: (usize, usize),
+    strides: (usize, usize),
+    dilation: (usize, usize),
+    same: bool,
+    act: usize,
+    bias: bool,
+}
+
+/// A pool: max (else mean), size, strides, `same` padding.
+type PoolSpec = (bool, (usize, usize), (usize, usize), bool);
+
+/// A random 2-D CNN: convolutions, then optionally a second branch added to the last one
+/// (same config, its own weights), a pool, and a head: Flatten, global max or global mean.
+#[derive(Clone, Debug)]
+struct Net {
+    h: usize,
+    w: usize,
+    ch: usize,
+    convs: Vec<(ConvSpec, usize)>,
+    residual: bool,
+    pool: Option<PoolSpec>,
+    head: usize,
+    units: usize,
+    batch: usize,
+    seed: u64,
+}
+
+fn weights(rng: &mut SplitMix64, k: usize, n: usize, bias: bool) -> (Vec<f32>, Option<Vec<f32>>) {
+    let s = (3.0 / k as f32).sqrt();
+    let w = (0..k * n).map(|_| rng.next_signed() * s).collect();
+    let b = bias.then(|| (0..n).map(|_| rng.next_signed() * 0.3).collect());
+    (w, b)
+}
+
+fn pad(same: bool) -> Padding {
+    if same { Padding::Same } else { Padding::Valid }
+}
+
+impl Net {
+    fn conv(
+        &self,
+        rng: &mut SplitMix64,
+        h: &Tensor,
+        c: &ConvSpec,
+        f: usize,
+    ) -> Result<Tensor, String> {
+        let cin = h.shape()[2];
+        let (w, b) = weights(rng, c.kernel.0 * c.kernel.1 * cin, f, c.bias);
+        Conv2D::new(f, c.kernel)
+            .strides(c.strides)
+            .dilation_rate(c.dilation)
+            .padding(pad(c.same))
+            .activation(Activation::ALL[c.act])
+            .use_bias(c.bias)
+            .weights(w, b)
+            .call(h)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The model, or the shape error of a window that does not fit.
+    fn model(&self) -> Result<Model, String> {
+        let mut rng = SplitMix64::new(self.seed);
+        let x = Input::new([self.h, self.w, self.ch]).unwrap();
+        let mut h = x.clone();
+        let last = self.convs.len() - 1;
+        for (i, (c, f)) in self.convs.iter().enumerate() {
+            let y = self.conv(&mut rng, &h, c, *f)?;
+            h = if i == last && self.residual {
+                let z = self.conv(&mut rng, &h, c, *f)?;
+                Add::new().call(&[&y, &z]).unwrap()
+            } else {
+                y
+            };
+        }
+        if let Some((max, size, strides, same)) = self.pool {
+            h = if max {
+                MaxPooling2D::new(size, strides, pad(same)).call(&h)
+            } else {
+                AveragePooling2D::new(size, strides, pad(same)).call(&h)
+            }
+            .map_err(|e| e.to_string())?;
+        }
+        h = match self.head {
+            0 => Flatten::new().call(&h).unwrap(),
+            1 => Flatten::new()
+                .call(&GlobalMaxPooling2D::new(true).call(&h).unwrap())
+                .unwrap(),
+            _ => GlobalAveragePooling2D::new(false).call(&h).unwrap(),
+        };
+        let (w, b) = weights(&mut rng, h.shape()[0], self.units, true);
+        let y = Dense::new(self.units).weights(w, b).call(&h).unwrap();
+        Ok(Model::new(&x, &y).unwrap())
+    }
+
+    fn input(&self, specials: bool) -> Vec<f32> {
+        common::input_rows(self.seed, self.batch, self.h * self.w * self.ch, specials)
+    }
+}
+
+fn elementwise() -> impl Strategy<Value = usize> {
+    (0..Activation::ALL.len()).prop_filter("elementwise", |&a| !Activation::ALL[a].is_row_wise())
+}
+
+fn conv_spec() -> impl Strategy<Value = ConvSpec> {
+    (
+        (1usize..4, 1usize..4),
+        (1usize..3, 1usize..3),
+        (1usize..3, 1usize..3),
+        any::<bool>(),
+        elementwise(),
+        any::<bool>(),
+    )
+        .prop_map(|(kernel, strides, dilation, same, act, bias)| ConvSpec {
+            kernel,
+            strides,
+            dilation,
+            same,
+            act,
+            bias,
+        })
+}
+
+fn net() -> impl Strategy<Value = Net> {
+    (
+        (3usize..12, 3usize..12, 1usize..5),
+        prop::collection::vec((conv_spec(), 1usize..9), 1..3),
+        any::<bool>(),
+        prop::option::of((
+            any::<bool>(),
+            (1usize..4, 1usize..4),
+            (1usize..3, 1usize..3),
+            any::<bool>(),
+        )),
+        (0usize..3, 1usize..6, 1usize..5, any::<u64>()),
+    )
+        .prop_map(|((h, w, ch), convs, residual, pool, rest)| Net {
+            h,
+            w,
+            ch,
+            convs,
+            residual,
+            pool,
+            head: rest.0,
+            units: rest.1,
+            batch: rest.2,
+            seed: rest.3,
+        })
+}
+
+fn run(model: &Model, x: &[f32], opts: CompileOptions) -> Vec<f32> {
+    let plan = Arc::new(model.compile(&opts).unwrap());
+    plan.run(x).unwrap()
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(common::cases(300)))]
+
+    #[test]
+    fn conv2d_nets_keep_every_invariant(net in net(), specials in any::<bool>()) {
+        let model = net.model();
+        prop_assume!(model.is_ok(), "a window that does not fit");
+        let model = model.unwrap();
+        let x = net.input(specials);
+        let opts = |fuse, threads, isa| {
+            CompileOptions::new().fuse(fuse).threads(threads).isa(isa).max_batch(net.batch)
+        };
+        let base = run(&model, &x, opts(true, 1, None));
+        prop_assume!(base.iter().any(|v| !v.is_nan()), "every output NaN: nothing to compare");
+        prop_assert!(same_bits(&base, &run(&model, &x, opts(false, 1, None))), "fused != separate");
+        for t in [2, 3] {
+            let got = run(&model, &x, opts(true, t, None).parallel_flops(0));
+            prop_assert!(same_bits(&base, &got), "threads {}", t);
+        }
+        for isa in Isa::available() {
+            prop_assert!(same_bits(&base, &run(&model, &x, opts(true, 1, Some(isa)))), "isa {}", isa);
+        }
+        let (per_in, per_out) = (x.len() / net.batch, base.len() / net.batch);
+        let plan = Arc::new(model.compile(&opts(true, 1, None)).unwrap());
+        let mut s = plan.session().unwrap();
+        for r in 0..net.batch {
+            let alone = s.run(&x[r * per_in..(r + 1) * per_in]).unwrap();
+            prop_assert!(same_bits(alone, &base[r * per_out..(r + 1) * per_out]), "sample {}", r);
+        }
+    }
+
+    /// Finite inputs, linear activations: within a rounding bound of the f64 evaluation; a
+    /// wrong window, padding side, stride, dilation or kernel layout is off by O(1).
+    #[test]
+    fn conv2d_nets_match_the_f64_reference(mut net in net()) {
+        net.convs.iter_mut().for_each(|(c, _)| c.act = 0);
+        let Ok(model) = net.model() else {
+            return Err(TestCaseError::reject("a window that does not fit"));
+        };
+        let x = net.input(false);
+        let got = run(&model, &x, CompileOptions::new().max_batch(net.batch));
+        let mut want = Vec::new();
+        for sample in x.chunks_exact(net.h * net.w * net.ch) {
+            want.extend(net.f64(sample));
+        }
+        prop_assert_eq!(got.len(), want.len(), "output length");
+        let checked = common::bound::check("conv2d net", &got, &want).map_err(TestCaseError::fail)?;
+        prop_assert_eq!(checked, got.len(), "every output is checked");
+    }
+}
+
+/// `[h, w, ch]` values of one sample.
+struct Image {
+    h: usize,
+    w: usize,
+    ch: usize,
+    v: Vec<Bounded>,
+}
+
+impl Image {
+    fn at(&self, r: usize, c: usize, k: usize) -> Bounded {
+        self.v[(r * self.w + c) * self.ch + k]
+    }
+}
+
+/// Keras's output length and padding before, along one axis.
+fn axis(len: usize, span: usize, stride: usize, same: bool) -> (usize, usize) {
+    if same {
+        let out = len.div_ceil(stride);
+        (out, ((out - 1) * stride + span).saturating_sub(len) / 2)
+    } else {
+        ((len - span) / stride + 1, 0)
+    }
+}
+
+/// Input index of tap `t` of output `o`, or `None` in the padding.
+fn tap(
+    o: usize,
+    t: usize,
+    stride: usize,
+    dilation: usize,
+    before: usize,
+    len: usize,
+) -> Option<usize> {
+    (o * stride + t * dilation)
+        .checked_sub(before)
+        .filter(|&i| i < len)
+}
+
+impl Net {
+    /// Conv2D as Keras defines it: kernel `[kh, kw, cin, filters]`, zeros outside the input.
+    fn conv64(x: &Image, c: &ConvSpec, w: &[f32], b: Option<&[f32]>, f: usize) -> Image {
+        let ((kh, kw), (sh, sw), (dh, dw)) = (c.kernel, c.strides, c.dilation);
+        let (oh, ph) = axis(x.h, (kh - 1) * dh + 1, sh, c.same);
+        let (ow, pw) = axis(x.w, (kw - 1) * dw + 1, sw, c.same);
+        let mut v = Vec::with_capacity(oh * ow * f);
+        for o in 0..oh {
+            for q in 0..ow {
+                for j in 0..f {
+                    let mut terms = Vec::new();
+                    for i in 0..kh {
+                        let Some(r) = tap(o, i, sh, dh, ph, x.h) else {
+                            continue;
+                        };
+                        for t in 0..kw {
+                            let Some(col) = tap(q, t, sw, dw, pw, x.w) else {
+                                continue;
+                            };
+                            for k in 0..x.ch {
+                                let wi = ((i * kw + t) * x.ch + k) * f + j;
+                                terms.push((x.at(r, col, k), f64::from(w[wi])));
+                            }
+                        }
+                    }
+                    v.push(dot(terms.into_iter(), b.map_or(0.0, |b| f64::from(b[j]))));
+                }
+            }
+        }
+        Image {
+            h: oh,
+            w: ow,
+            ch: f,
+            v,
+        }
+    }
+
+    /// The output for one sample in f64 (linear activations; weights drawn in `model`'s order).
+    fn f64(&self, sample: &[f32]) -> Vec<Bounded> {
+        let mut rng = SplitMix64::new(self.seed);
+        let mut h = Image {
+            h: self.h,
+            w: self.w,
+            ch: self.ch,
+            v: sample.iter().map(|&v| Bounded::exact(v)).collect(),
+        };
+        let last = self.convs.len() - 1;
+        for (i, (c, f)) in self.convs.iter().enumerate() {
+            let k = c.kernel.0 * c.kernel.1 * h.ch;
+            let (w, b) = weights(&mut rng, k, *f, c.bias);
+            let y = Self::conv64(&h, c, &w, b.as_deref(), *f);
+            h = if i == last && self.residual {
+                let (w, b) = weights(&mut rng, k, *f, c.bias);
+                let z = Self::conv64(&h, c, &w, b.as_deref(), *f);
+                let v = y
+                    .v
+                    .iter()
+                    .zip(&z.v)
+                    .map(|(a, b)| {
+                        Bounded::rounded(a.v + b.v, a.e + b.e, a.v.abs() + b.v.abs() + a.e + b.e, 1)
+                    })
+                    .collect();
+                Image { v, ..y }
+            } else {
+                y
+            };
+        }
+        if let Some((max, (ph, pw), (sh, sw), same)) = self.pool {
+            let (oh, bh) = axis(h.h, ph, sh, same);
+            let (ow, bw) = axis(h.w, pw, sw, same);
+            let mut v = Vec::with_capacity(oh * ow * h.ch);
+            for o in 0..oh {
+                for q in 0..ow {
+                    let cells: Vec<(usize, usize)> = (0..ph)
+                        .filter_map(|i| tap(o, i, sh, 1, bh, h.h))
+                        .flat_map(|r| {
+                            (0..pw).filter_map(move |t| tap(q, t, sw, 1, bw, h.w).map(|c| (r, c)))
+                        })
+                        .collect();
+                    for k in 0..h.ch {
+                        v.push(pool(max, cells.iter().map(|&(r, c)| h.at(r, c, k))));
+                    }
+                }
+            }
+            h = Image {
+                h: oh,
+                w: ow,
+                ch: h.ch,
+                v,
+            };
+        }
+        let flat: Vec<Bounded> = match self.head {
+            0 => h.v,
+            head => (0..h.ch)
+                .map(|k| pool(head == 1, (0..h.h * h.w).map(|p| h.v[p * h.ch + k])))
+                .collect(),
+        };
+        let (w, b) = weights(&mut rng, flat.len(), self.units, true);
+        let b = b.unwrap();
+        (0..self.units)
+            .map(|j| {
+                dot(
+                    flat.iter()
+                        .enumerate()
+                        .map(|(i, &x)| (x, f64::from(w[i * self.units + j]))),
+                    f64::from(b[j]),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Max (exact) or mean (a sum and a division) of a window.
+fn pool(max: bool, xs: impl Iterator<Item = Bounded>) -> Bounded {
+    let xs: Vec<Bounded> = xs.collect();
+    let n = xs.len();
+    if max {
+        let v = xs.iter().map(|x| x.v).fold(f64::NEG_INFINITY, f64::max);
+        let e = xs.iter().map(|x| x.e).fold(0.0, f64::max);
+        return Bounded { v, e, mag: v.abs() };
+    }
+    let v = xs.iter().map(|x| x.v).sum::<f64>() / n as f64;
+    let mag = xs.iter().map(|x| x.v.abs() + x.e).sum::<f64>() / n as f64;
+    let e = xs.iter().map(|x| x.e).sum::<f64>() / n as f64;
+    Bounded::rounded(v, e, mag, n + 2)
+}
+
+#[test]
+fn hostile_conv2d_configs_are_shape_errors() {
+    let x = Input::new([4, 5, 3]).unwrap();
+    // A valid window larger than the input, in either axis.
+    assert!(Conv2D::new(2, (5, 1)).call(&x).is_err());
+    assert!(
+        Conv2D::new(2, (1, 3))
+            .dilation_rate((1, 3))
+            .call(&x)
+            .is_err()
+    );
+    // Zero sizes.
+    assert!(Conv2D::new(0, (1, 1)).call(&x).is_err());
+    assert!(Conv2D::new(2, (0, 1)).call(&x).is_err());
+    assert!(Conv2D::new(2, (1, 1)).strides((0, 1)).call(&x).is_err());
+    assert!(
+        MaxPooling2D::new((5, 1), (1, 1), Padding::Valid)
+            .call(&x)
+            .is_err()
+    );
+    assert!(
+        AveragePooling2D::new((1, 1), (1, 0), Padding::Valid)
+            .call(&x)
+            .is_err()
+    );
+    // A rank that is not an image.
+    let seq = Input::new([4, 3]).unwrap();
+    assert!(Conv2D::new(2, (1, 1)).call(&seq).is_err());
+    assert!(GlobalAveragePooling2D::new(false).call(&seq).is_err());
+    // Causal padding is 1-D only.
+    assert!(
+        Conv2D::new(2, (1, 1))
+            .padding(Padding::Causal)
+            .call(&x)
+            .is_err()
+    );
+    // Same padding keeps ceil(len / stride) even with a kernel far larger than the input.
+    let y = Conv2D::new(2, (9, 9))
+        .padding(Padding::Same)
+        .strides((2, 3))
+        .call(&x)
+        .unwrap();
+    assert_eq!(y.shape(), &[2, 2, 2]);
+}
