@@ -45,22 +45,106 @@ pub fn pad_transposed(ch: usize, left: usize, right: usize, x: &[f32], y: &mut [
     }
 }
 
-/// Windows of `x` (`[len, ch]`) unrolled into the rows of `y` (`[out, size * ch]`): tap `t`
-/// of window `o` is step `source(o, t)` of `x`, or zeros (padding) for `None`.
-pub fn im2col(
-    size: usize,
-    ch: usize,
-    source: impl Fn(usize, usize) -> Option<usize>,
-    x: &[f32],
-    y: &mut [f32],
-) {
-    for (o, row) in y.chunks_exact_mut(size * ch).enumerate() {
-        for (t, tap) in row.chunks_exact_mut(ch).enumerate() {
-            match source(o, t) {
-                Some(i) => tap.copy_from_slice(&x[i * ch..][..ch]),
-                None => tap.fill(0.0),
+/// One axis of a sliding window, in numbers (the caller's padding rule already applied): tap
+/// `t` of output `o` reads input step `o * stride + t * dilation - pad`, or padding outside
+/// `0..len`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Axis {
+    /// Input steps.
+    pub len: usize,
+    /// Taps per window.
+    pub size: usize,
+    /// Steps between windows.
+    pub stride: usize,
+    /// Steps between taps.
+    pub dilation: usize,
+    /// Padding steps before the input.
+    pub pad: usize,
+    /// Outputs.
+    pub out: usize,
+}
+
+impl Axis {
+    fn source(&self, o: usize, t: usize) -> Option<usize> {
+        (o * self.stride + t * self.dilation)
+            .checked_sub(self.pad)
+            .filter(|&i| i < self.len)
+    }
+
+    /// The outputs whose taps are all inside the input and adjacent (`lo..hi`).
+    fn inside(&self) -> std::ops::Range<usize> {
+        if self.dilation != 1 && self.size > 1 {
+            return 0..0;
+        }
+        let lo = self.pad.div_ceil(self.stride.max(1));
+        let hi = (self.len + self.pad)
+            .checked_sub(self.size)
+            .map_or(0, |room| room / self.stride.max(1) + 1)
+            .min(self.out);
+        lo..hi.max(lo)
+    }
+}
+
+/// The windows of `x` (`[rows.len, cols.len, ch]`) unrolled into the rows of `y` (im2col:
+/// `[rows.out * cols.out, rows.size * cols.size * ch]`, zeros for padding). Goes by output
+/// row and kernel row, so the taps of a kernel row inside the input are one copy: a 3x3
+/// window over one channel is three copies of three values. A 1-D window is one column.
+pub fn im2col(rows: Axis, cols: Axis, ch: usize, x: &[f32], y: &mut [f32]) {
+    let run = cols.size * ch;
+    let window = rows.size * run;
+    if window == 0 || cols.out == 0 {
+        return;
+    }
+    let inside = cols.inside();
+    for (oh, out_row) in y.chunks_exact_mut(cols.out * window).enumerate() {
+        for i in 0..rows.size {
+            let dsts = out_row
+                .chunks_exact_mut(window)
+                .map(|w| &mut w[i * run..][..run]);
+            let Some(r) = rows.source(oh, i) else {
+                dsts.for_each(|d| d.fill(0.0));
+                continue;
+            };
+            let line = &x[r * cols.len * ch..][..cols.len * ch];
+            for (ow, dst) in dsts.enumerate() {
+                if inside.contains(&ow) {
+                    copy_short(dst, &line[(ow * cols.stride - cols.pad) * ch..][..run]);
+                    continue;
+                }
+                for (t, tap) in dst.chunks_exact_mut(ch).enumerate() {
+                    match cols.source(ow, t) {
+                        Some(c) => copy_short(tap, &line[c * ch..][..ch]),
+                        None => tap.fill(0.0),
+                    }
+                }
             }
         }
+    }
+}
+
+/// `dst.copy_from_slice(src)` without a library call for a few values (the call costs more
+/// than the copy): four at a time, then one at a time, unrolled by hand.
+#[inline]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    if dst.len() >= 32 {
+        dst.copy_from_slice(src);
+        return;
+    }
+    let mut d = dst.chunks_exact_mut(4);
+    let mut s = src.chunks_exact(4);
+    for (d, s) in (&mut d).zip(&mut s) {
+        let s: [f32; 4] = s.try_into().expect("4 values");
+        d.copy_from_slice(&s);
+    }
+    let (d, s) = (d.into_remainder(), s.remainder());
+    if let (Some(a), Some(b)) = (d.first_mut(), s.first()) {
+        *a = *b;
+    }
+    if let (Some(a), Some(b)) = (d.get_mut(1), s.get(1)) {
+        *a = *b;
+    }
+    if let (Some(a), Some(b)) = (d.get_mut(2), s.get(2)) {
+        *a = *b;
     }
 }
 
@@ -75,29 +159,74 @@ pub fn pool<I: Iterator<Item = usize>>(
     y: &mut [f32],
 ) {
     for (o, out) in y.chunks_exact_mut(ch).enumerate() {
-        let mut taps = sources(o);
-        let Some(first) = taps.next() else {
+        let mut taps = sources(o).map(|i| &x[i * ch..][..ch]);
+        match taps.next() {
+            None => out.fill(if max { f32::NEG_INFINITY } else { f32::NAN }),
+            Some(first) if max => fold::<true>(out, first, taps),
+            Some(first) => fold::<false>(out, first, taps),
+        }
+    }
+}
+
+/// [`pool`] over rectangles: window `o` reads rows `rect(o).0` by columns `rect(o).1` of
+/// `x` (`[rows, width, ch]`), row by row: a 2-D pool walks plain ranges (same order, same
+/// bits as [`pool`] over the same positions).
+pub fn pool_rect(
+    max: bool,
+    ch: usize,
+    width: usize,
+    rect: impl Fn(usize) -> (std::ops::Range<usize>, std::ops::Range<usize>),
+    x: &[f32],
+    y: &mut [f32],
+) {
+    for (o, out) in y.chunks_exact_mut(ch).enumerate() {
+        let (rows, cols) = rect(o);
+        if rows.is_empty() || cols.is_empty() {
             out.fill(if max { f32::NEG_INFINITY } else { f32::NAN });
             continue;
-        };
-        out.copy_from_slice(&x[first * ch..][..ch]);
-        let mut n = 1u32;
-        for i in taps {
-            n += 1;
-            for (acc, &v) in out.iter_mut().zip(&x[i * ch..][..ch]) {
-                *acc = if !max {
-                    *acc + v
-                } else if v > *acc || v.is_nan() {
-                    v
-                } else {
-                    *acc
-                };
-            }
         }
-        if !max {
-            let n = n as f32;
-            out.iter_mut().for_each(|v| *v /= n);
+        let taps = rows.flat_map(|r| {
+            let row = &x[(r * width + cols.start) * ch..][..cols.len() * ch];
+            row.chunks_exact(ch)
+        });
+        if max {
+            rect_fold::<true>(out, taps);
+        } else {
+            rect_fold::<false>(out, taps);
         }
+    }
+}
+
+/// [`fold`] of a non-empty sequence of taps.
+fn rect_fold<'a, const MAX: bool>(out: &mut [f32], mut taps: impl Iterator<Item = &'a [f32]>) {
+    if let Some(first) = taps.next() {
+        fold::<MAX>(out, first, taps);
+    }
+}
+
+/// `out` = the max (NaN wins) or the mean of `first` and `rest`, value by value, in order.
+fn fold<'a, const MAX: bool>(
+    out: &mut [f32],
+    first: &[f32],
+    rest: impl Iterator<Item = &'a [f32]>,
+) {
+    out.copy_from_slice(first);
+    let mut n = 1u32;
+    for tap in rest {
+        n += 1;
+        for (acc, &v) in out.iter_mut().zip(tap) {
+            *acc = if !MAX {
+                *acc + v
+            } else if v > *acc || v.is_nan() {
+                v
+            } else {
+                *acc
+            };
+        }
+    }
+    if !MAX {
+        let n = n as f32;
+        out.iter_mut().for_each(|v| *v /= n);
     }
 }
 

@@ -166,11 +166,36 @@ impl Window {
         })
     }
 
+    /// The geometry as the kernels' data-movement ops take it.
+    pub fn axis(&self) -> crate::kernels::ops::Axis {
+        crate::kernels::ops::Axis {
+            len: self.len,
+            size: self.size,
+            stride: self.stride,
+            dilation: self.dilation,
+            pad: self.pad_left,
+            out: self.out,
+        }
+    }
+
     /// The input step of tap `t` of output step `o`, or `None` where it falls in the padding.
     pub fn source(&self, o: usize, t: usize) -> Option<usize> {
         (o * self.stride + t * self.dilation)
             .checked_sub(self.pad_left)
             .filter(|&i| i < self.len)
+    }
+
+    /// The input steps of output step `o` that are not padding, as a range: [`sources`] of a
+    /// window without dilation.
+    ///
+    /// [`sources`]: Window::sources
+    pub fn span(&self, o: usize) -> std::ops::Range<usize> {
+        let start = o * self.stride;
+        let first = start.max(self.pad_left) - self.pad_left;
+        let end = (start + self.size)
+            .min(self.pad_left + self.len)
+            .saturating_sub(self.pad_left);
+        first..end.max(first)
     }
 
     /// The input steps of output step `o` that are not padding, in tap order: what

@@ -191,10 +191,10 @@ impl StepOp for Im2col {
         }
     }
     fn run(&self, _: Isa, io: StepIo<'_>) {
-        let w = self.w;
+        let (rows, cols) = (self.w.rows.axis(), self.w.cols.axis());
         let (ins, out) = io.parts();
         ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
-            ops::im2col(w.taps(), self.ch, |o, t| w.source(o, t), x, y)
+            ops::im2col(rows, cols, self.ch, x, y)
         });
     }
 }

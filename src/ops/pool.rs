@@ -367,8 +367,12 @@ impl StepOp for Pool {
             });
             return;
         }
+        // Pools have no dilation: each window is a rectangle of the input.
+        let (rows, cols) = (w.rows, w.cols);
+        let oc = cols.out.max(1);
+        let rect = |o: usize| (rows.span(o / oc), cols.span(o % oc));
         ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
-            ops::pool(self.max, self.ch, |o| w.sources(o), x, y)
+            ops::pool_rect(self.max, self.ch, cols.len, rect, x, y)
         });
     }
 }
