@@ -18,6 +18,10 @@ Cases:
   conv2d_mix      strides, padding same with odd totals, non-square kernels, dilation, a 1x1
                   convolution, no bias, AveragePooling2D / MaxPooling2D with padding same,
                   SpatialDropout2D, GlobalAveragePooling2D and GlobalMaxPooling2D(keepdims)
+  conv2d_blocks   a ResNet-style block (strided 3x3 convs, BatchNormalization with randomized
+                  statistics, a strided 1x1 projection, Add), ZeroPadding2D, ReLU(max_value=6),
+                  hard_swish, a squeeze-and-excitation scale (GlobalAveragePooling2D(keepdims)
+                  -> Dense -> Dense(hard_sigmoid) -> Multiply), UpSampling2D, Cropping2D
 
 Weights: every kernel N(0, 1/sqrt(fan_in)) (fan_in = kh * kw * cin), every bias N(0, 0.1),
 drawn in model.layers order from a generator seeded by crc32("weights:NAME").
@@ -225,10 +229,70 @@ def case_conv2d_mix():
               "SpatialDropout2D, GlobalAverage/GlobalMaxPooling2D(keepdims)")
 
 
+def case_conv2d_blocks():
+    name = "conv2d_blocks"
+    fresh()
+    inp = keras.Input(shape=(16, 16, 3))
+    convs = [L.Conv2D(8, 3, strides=2, use_bias=False), L.Conv2D(16, 1, strides=2),
+             L.Conv2D(16, 3, strides=2, padding="same"), L.Conv2D(16, 3, padding="same")]
+    norms = [L.BatchNormalization() for _ in range(4)]
+    dense = [L.Dense(4, activation="relu"), L.Dense(16, activation="hard_sigmoid"), L.Dense(3)]
+    x = L.ZeroPadding2D(1)(inp)
+    x = L.ReLU(max_value=6)(norms[0](convs[0](x)))
+    s = norms[1](convs[1](x))
+    y = L.Activation("relu")(norms[2](convs[2](x)))
+    y = norms[3](convs[3](y))
+    z = L.Activation("hard_swish")(L.Add()([s, y]))
+    g = L.GlobalAveragePooling2D(keepdims=True)(z)
+    g = dense[1](dense[0](g))
+    z = L.Multiply()([z, g])
+    z = L.Cropping2D(((1, 0), (0, 1)))(L.UpSampling2D(2)(z))
+    out = dense[2](L.GlobalMaxPooling2D()(z))
+    model = keras.Model(inp, out)
+    ws = randomize(model, name)
+    rng = np.random.default_rng(seed_of("bn:" + name))
+    bns = {}
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            c = layer.gamma.shape[0]
+            g_, b_, m_ = (rng.standard_normal(c) * 0.3 + 1.0, rng.standard_normal(c) * 0.2,
+                          rng.standard_normal(c) * 0.3)
+            v_ = rng.uniform(0.5, 1.5, c)
+            vals = [a.astype(np.float32) for a in (g_, b_, m_, v_)]
+            layer.set_weights(vals)
+            bns[layer.name] = (vals, layer.epsilon)
+    x_in = make_input(name, (16, 16, 3))
+
+    def bn(h, layer_name):
+        (g_, b_, m_, v_), eps = bns[layer_name]
+        g_, b_, m_, v_ = (a.astype(np.float64) for a in (g_, b_, m_, v_))
+        return (h - m_) / np.sqrt(v_ + np.float64(np.float32(eps))) * g_ + b_
+
+    relu6 = lambda h: np.clip(h, 0.0, 6.0)  # noqa: E731
+    convs, norms, dense = ([lay.name for lay in group] for group in (convs, norms, dense))
+    h = np.pad(x_in.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    h = relu6(bn(conv2d64(h, ws[convs[0]][0], None, (2, 2)), norms[0]))
+    s64 = bn(conv2d64(h, *ws[convs[1]], (2, 2)), norms[1])
+    y64 = np.maximum(bn(conv2d64(h, *ws[convs[2]], (2, 2), "same"), norms[2]), 0)
+    y64 = bn(conv2d64(y64, *ws[convs[3]], padding="same"), norms[3])
+    z64 = s64 + y64
+    z64 = KERAS_ACT["hard_silu"](z64)
+    g64 = z64.mean(axis=(1, 2), keepdims=True)
+    g64 = np.maximum(dense64(g64, *ws[dense[0]]), 0)
+    g64 = KERAS_ACT["hard_sigmoid"](dense64(g64, *ws[dense[1]]))
+    z64 = z64 * g64
+    z64 = np.repeat(np.repeat(z64, 2, axis=1), 2, axis=2)[:, 1:, :-1, :]
+    y = dense64(z64.max(axis=(1, 2)), *ws[dense[2]])
+    save_case(name, model, x_in, y, ["relu", "relu6", "hard_silu", "hard_sigmoid"],
+              "ResNet-style block with BatchNormalization and a 1x1 projection, ZeroPadding2D, "
+              "ReLU6, hard_swish, squeeze-and-excitation Multiply, UpSampling2D, Cropping2D")
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     case_mnist_convnet()
     case_conv2d_mix()
+    case_conv2d_blocks()
     manifest = {
         "generated_by": "scripts/make_conv2d_fixtures.py",
         "versions": tool_versions(),

@@ -38,6 +38,9 @@ struct Net {
     ch: usize,
     convs: Vec<(ConvSpec, usize)>,
     residual: bool,
+    /// Scale by the channel means (`GlobalAveragePooling2D(keepdims) -> Multiply`, a
+    /// squeeze-and-excitation block without its Dense layers): a broadcast merge.
+    scale: bool,
     pool: Option<PoolSpec>,
     head: usize,
     units: usize,
@@ -92,6 +95,10 @@ impl Net {
                 y
             };
         }
+        if self.scale {
+            let g = GlobalAveragePooling2D::new(true).call(&h).unwrap();
+            h = Multiply::new().call(&[&h, &g]).unwrap();
+        }
         if let Some((max, size, strides, same)) = self.pool {
             h = if max {
                 MaxPooling2D::new(size, strides, pad(same)).call(&h)
@@ -144,7 +151,7 @@ fn net() -> impl Strategy<Value = Net> {
     (
         (3usize..12, 3usize..12, 1usize..5),
         prop::collection::vec((conv_spec(), 1usize..9), 1..3),
-        any::<bool>(),
+        (any::<bool>(), any::<bool>()),
         prop::option::of((
             any::<bool>(),
             (1usize..4, 1usize..4),
@@ -153,12 +160,13 @@ fn net() -> impl Strategy<Value = Net> {
         )),
         (0usize..3, 1usize..6, 1usize..5, any::<u64>()),
     )
-        .prop_map(|((h, w, ch), convs, residual, pool, rest)| Net {
+        .prop_map(|((h, w, ch), convs, (residual, scale), pool, rest)| Net {
             h,
             w,
             ch,
             convs,
             residual,
+            scale,
             pool,
             head: rest.0,
             units: rest.1,
@@ -332,6 +340,21 @@ impl Net {
                 y
             };
         }
+        if self.scale {
+            let means: Vec<Bounded> = (0..h.ch)
+                .map(|k| pool(false, (0..h.h * h.w).map(|p| h.v[p * h.ch + k])))
+                .collect();
+            let v =
+                h.v.iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        let b = means[i % h.ch];
+                        let e = a.e * (b.v.abs() + b.e) + b.e * a.v.abs();
+                        Bounded::rounded(a.v * b.v, e, (a.v * b.v).abs() + e, 1)
+                    })
+                    .collect();
+            h = Image { v, ..h };
+        }
         if let Some((max, (ph, pw), (sh, sw), same)) = self.pool {
             let (oh, bh) = axis(h.h, ph, sh, same);
             let (ow, bw) = axis(h.w, pw, sw, same);
@@ -421,6 +444,12 @@ fn hostile_conv2d_configs_are_shape_errors() {
     let seq = Input::new([4, 3]).unwrap();
     assert!(Conv2D::new(2, (1, 1)).call(&seq).is_err());
     assert!(GlobalAveragePooling2D::new(false).call(&seq).is_err());
+    // A merge broadcasts over leading axes of size 1 only.
+    let c = Input::new([1, 1, 3]).unwrap();
+    let m = Input::new([4, 5, 1]).unwrap();
+    assert!(Multiply::new().call(&[&x, &c]).is_ok());
+    assert!(Multiply::new().call(&[&x, &m]).is_err());
+    assert!(Add::new().call(&[&x, &seq]).is_err());
     // Causal padding is 1-D only.
     assert!(
         Conv2D::new(2, (1, 1))

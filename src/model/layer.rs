@@ -64,6 +64,9 @@ layers! {
         MaxPooling1D(MaxPooling1DConfig),
         /// Mean per window over `[steps, channels]`; with `Same` padding only real steps count.
         AveragePooling1D(AveragePooling1DConfig),
+        /// Keras `ZeroPadding2D`, `Cropping2D` and `UpSampling2D` (nearest): positions of
+        /// `[height, width, channels]` moved, repeated or padded with zeros.
+        Resample(Resample),
         /// Largest value per 2-D window of `[height, width, channels]`.
         MaxPooling2D(MaxPooling2DConfig),
         /// Mean per 2-D window (of the real positions, as Keras with `same` padding).

@@ -54,6 +54,7 @@ pub use crate::ops::{
         AveragePooling1DConfig, AveragePooling2DConfig, GlobalPooling2D, MaxPooling1DConfig,
         MaxPooling2DConfig, Pooling1D, Pooling2D,
     },
+    resample::Resample,
     reshape::ReshapeConfig,
     scale::{AddConstConfig, AffineConfig, RescalingConfig},
     take::TakeConfig,

@@ -55,7 +55,7 @@ impl LayerOp for Merge {
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
         let m = *self;
-        let [first, rest @ ..] = inputs else {
+        let [_, rest @ ..] = inputs else {
             return Err(format!("{} needs at least 2 inputs", m.type_name()));
         };
         if rest.is_empty() || (m == Merge::Subtract && rest.len() != 1) {
@@ -70,21 +70,23 @@ impl LayerOp for Merge {
                 inputs.len()
             ));
         }
-        if let Some(other) = rest.iter().find(|s| *s != first) {
-            return Err(format!(
-                "{} inputs differ in shape: {first:?} vs {other:?}",
-                m.type_name()
-            ));
-        }
-        Ok(first.to_vec())
+        broadcast(inputs).map_err(|e| format!("{}: {e}", m.type_name()))
     }
     fn lower<'m>(&'m self, _: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
         Ok(Op::Step(StepRef::new(MergeStep(*self))))
     }
     fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
-        let mut x = cx.x();
+        // Each input tiled to the output's size (a broadcast one repeats per sample).
+        let len = cx.node.shape.iter().product::<usize>().max(1);
+        let tiled = |x: &[f64]| -> Vec<f64> {
+            let per = x.len() / cx.batch.max(1);
+            x.chunks_exact(per.max(1))
+                .flat_map(|s| s.iter().copied().cycle().take(len))
+                .collect()
+        };
+        let mut x = tiled(cx.inputs[0]);
         for other in &cx.inputs[1..] {
-            for (a, &b) in x.iter_mut().zip(other.iter()) {
+            for (a, &b) in x.iter_mut().zip(tiled(other).iter()) {
                 *a = match self {
                     Merge::Add | Merge::Average => *a + b,
                     Merge::Subtract => *a - b,
@@ -104,6 +106,35 @@ impl LayerOp for Merge {
 }
 
 /// The inputs merged elementwise, left to right (an average divides once, at the end).
+/// The shape of a merge of `inputs`: all of one shape, or some broadcast over leading axes
+/// (`[1, 1, C]` with `[H, W, C]`: a squeeze-and-excitation block's scale), as Keras allows.
+fn broadcast(inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+    let rank = inputs.first().map_or(0, |s| s.len());
+    if let Some(s) = inputs.iter().find(|s| s.len() != rank) {
+        return Err(format!(
+            "inputs of different ranks: {:?} vs {s:?}",
+            inputs[0]
+        ));
+    }
+    let out: Vec<usize> = (0..rank)
+        .map(|a| inputs.iter().map(|s| s[a]).max().unwrap_or(1))
+        .collect();
+    for s in inputs {
+        // Equal to the output from its first axis that is not 1 on: it repeats as a block.
+        let lead = s.iter().take_while(|&&d| d == 1).count();
+        if s.iter().zip(&out).any(|(&d, &o)| d != o && d != 1) {
+            return Err(format!("inputs differ in shape: {s:?} vs {out:?}"));
+        }
+        if s[lead..] != out[lead..] {
+            return Err(format!(
+                "{s:?} broadcasts against {out:?} inside the trailing axes: only leading axes \
+                 of size 1 are supported"
+            ));
+        }
+    }
+    Ok(out)
+}
+
 #[derive(Debug)]
 struct MergeStep(Merge);
 
@@ -113,8 +144,8 @@ impl StepOp for MergeStep {
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
         match inputs {
-            [x, rest @ ..] if !rest.is_empty() && rest.iter().all(|r| r == x) => Ok(x.to_vec()),
-            _ => Err("merge needs 2+ inputs of one shape".into()),
+            [_, _, ..] => broadcast(inputs),
+            _ => Err("merge needs 2+ inputs".into()),
         }
     }
     fn seq(&self, ins: &[bool]) -> Result<bool, String> {
@@ -136,13 +167,38 @@ impl StepOp for MergeStep {
             Merge::Maximum => ops::Combine::Max,
             Merge::Minimum => ops::Combine::Min,
         };
-        match ins.count() {
-            0 => {}
-            1 => out.copy_from_slice(ins.get(0)),
-            _ => ops::combine(op, ins.get(0), ins.get(1), out),
-        }
-        for i in 2..ins.count() {
-            ops::merge(op, ins.get(i), out);
+        let n = ins.count();
+        if (0..n).all(|i| ins.get(i).len() == out.len()) {
+            match n {
+                0 => {}
+                1 => out.copy_from_slice(ins.get(0)),
+                _ => ops::combine(op, ins.get(0), ins.get(1), out),
+            }
+            for i in 2..n {
+                ops::merge(op, ins.get(i), out);
+            }
+        } else {
+            // A broadcast input (`[1, 1, C]` against `[H, W, C]`) repeats over each sample.
+            let batch = ins.batch().max(1);
+            let len = out.len() / batch;
+            for (s, y) in out.chunks_exact_mut(len.max(1)).enumerate() {
+                let part = |i: usize| {
+                    let per = ins.get(i).len() / batch;
+                    &ins.get(i)[s * per..][..per]
+                };
+                for (block, x) in y
+                    .chunks_mut(part(0).len().max(1))
+                    .zip(std::iter::repeat(part(0)))
+                {
+                    block.copy_from_slice(&x[..block.len()]);
+                }
+                for i in 1..n {
+                    let x = part(i);
+                    for block in y.chunks_mut(x.len().max(1)) {
+                        ops::merge(op, &x[..block.len()], block);
+                    }
+                }
+            }
         }
         if self.0 == Merge::Average {
             ops::div(ins.count() as f32, out);

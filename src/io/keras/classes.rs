@@ -8,7 +8,7 @@ use crate::kernels::Activation;
 use crate::model::{
     AveragePooling1DConfig, ConcatenateConfig, Conv1DConfig, Conv2DConfig, DenseConfig,
     DropoutConfig, EmbeddingConfig, GlobalPooling2D, MaxPooling1DConfig, NormalizationConfig,
-    PermuteConfig, Pooling2D, RescalingConfig, ReshapeConfig,
+    PermuteConfig, Pooling2D, Resample, RescalingConfig, ReshapeConfig,
 };
 use crate::model::{ChannelNorm, DType, Layer, Merge, Padding, RowNorm, TrainingOnly};
 use serde_json::Value;
@@ -68,6 +68,29 @@ const CLASSES: &[(&str, ClassFn)] = &[
     ("GlobalMaxPooling1D", |c, _| global_pooling(c, true)),
     ("GlobalAveragePooling1D", |c, _| global_pooling(c, false)),
     ("Conv2D", conv2d),
+    ("ZeroPadding2D", |c, _| {
+        c.channels_last()?;
+        let (rows, cols) = c.borders("padding", 1)?;
+        Ok(Layer::Resample(Resample::ZeroPadding2D { rows, cols }))
+    }),
+    ("Cropping2D", |c, _| {
+        c.channels_last()?;
+        let (rows, cols) = c.borders("cropping", 0)?;
+        Ok(Layer::Resample(Resample::Cropping2D { rows, cols }))
+    }),
+    ("UpSampling2D", |c, _| {
+        c.channels_last()?;
+        match c.get("interpolation").and_then(Value::as_str) {
+            None | Some("nearest") => {}
+            Some(other) => {
+                return Err(c.unsupported(format!(
+                    "interpolation {other:?}: only \"nearest\" is supported"
+                )));
+            }
+        }
+        let size = c.pair_or("size", (2, 2))?;
+        Ok(Layer::Resample(Resample::UpSampling2D { size }))
+    }),
     ("MaxPooling2D", |c, _| {
         Ok(Layer::MaxPooling2D(pooling2d(c)?))
     }),
@@ -295,6 +318,36 @@ impl Config<'_> {
                 _ => Err(bad()),
             },
             Some(v) => one(v).map(|v| (v, v)).ok_or_else(bad),
+        }
+    }
+
+    /// Borders as Keras writes them: `n`, `(rows, cols)` or `((top, bottom), (left, right))`
+    /// (each at most 2^24; `0` allowed).
+    fn borders(&self, key: &str, default: usize) -> Res<((usize, usize), (usize, usize))> {
+        let one = |v: &Value| {
+            v.as_u64()
+                .and_then(|v| usize::try_from(v).ok())
+                .filter(|&v| v <= 1 << 24)
+        };
+        let side = |v: &Value| match v {
+            Value::Array(a) => match a.as_slice() {
+                [a, b] => Some((one(a)?, one(b)?)),
+                _ => None,
+            },
+            v => one(v).map(|n| (n, n)),
+        };
+        let bad = || {
+            self.invalid(format!(
+                "{key}: expected n, (rows, cols) or ((top, bottom), (left, right))"
+            ))
+        };
+        match self.get(key) {
+            None => Ok(((default, default), (default, default))),
+            Some(Value::Array(a)) => match a.as_slice() {
+                [r, c] => Ok((side(r).ok_or_else(bad)?, side(c).ok_or_else(bad)?)),
+                _ => Err(bad()),
+            },
+            Some(v) => one(v).map(|n| ((n, n), (n, n))).ok_or_else(bad),
         }
     }
 

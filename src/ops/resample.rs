@@ -1,0 +1,171 @@
+//! Keras `ZeroPadding2D`, `Cropping2D` and `UpSampling2D` (nearest): layers that move whole
+//! positions of `[height, width, channels]`, one step that maps each output position to an
+//! input position (or to zeros).
+
+use super::pool::image;
+use super::{LayerOp, Lowering, Reference, one};
+use crate::error::{Error, Result};
+use crate::kernels::Isa;
+use crate::passes::Op;
+use crate::plan::{StepIo, StepOp, StepRef};
+
+/// How output positions map to input positions, per axis `(rows, cols)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resample {
+    /// `ZeroPadding2D(((top, bottom), (left, right)))`: zeros around the input.
+    ZeroPadding2D {
+        /// `(top, bottom)`.
+        rows: (usize, usize),
+        /// `(left, right)`.
+        cols: (usize, usize),
+    },
+    /// `Cropping2D(((top, bottom), (left, right)))`: positions dropped at the borders.
+    Cropping2D {
+        /// `(top, bottom)`.
+        rows: (usize, usize),
+        /// `(left, right)`.
+        cols: (usize, usize),
+    },
+    /// `UpSampling2D(size, interpolation="nearest")`: each position repeated.
+    UpSampling2D {
+        /// `(rows, cols)` repeats.
+        size: (usize, usize),
+    },
+}
+
+impl Resample {
+    /// Output `(height, width)` of an input `(height, width)`.
+    fn out(&self, (h, w): (usize, usize)) -> Result<(usize, usize), String> {
+        let too_big = || "the output size overflows".to_string();
+        match *self {
+            Resample::ZeroPadding2D { rows, cols } => Ok((
+                h.checked_add(rows.0)
+                    .and_then(|v| v.checked_add(rows.1))
+                    .ok_or_else(too_big)?,
+                w.checked_add(cols.0)
+                    .and_then(|v| v.checked_add(cols.1))
+                    .ok_or_else(too_big)?,
+            )),
+            Resample::Cropping2D { rows, cols } => {
+                match (
+                    h.checked_sub(rows.0.saturating_add(rows.1)),
+                    w.checked_sub(cols.0.saturating_add(cols.1)),
+                ) {
+                    (Some(oh), Some(ow)) if oh > 0 && ow > 0 => Ok((oh, ow)),
+                    _ => Err(format!(
+                        "cropping {rows:?} x {cols:?} leaves nothing of {h} x {w}"
+                    )),
+                }
+            }
+            Resample::UpSampling2D { size } => {
+                if size.0 == 0 || size.1 == 0 {
+                    return Err("UpSampling2D size must be positive".into());
+                }
+                Ok((
+                    h.checked_mul(size.0).ok_or_else(too_big)?,
+                    w.checked_mul(size.1).ok_or_else(too_big)?,
+                ))
+            }
+        }
+    }
+
+    /// The input `(row, col)` of output `(r, c)`, `None` for zeros.
+    fn source(&self, (h, w): (usize, usize), r: usize, c: usize) -> Option<(usize, usize)> {
+        match *self {
+            Resample::ZeroPadding2D { rows, cols } => {
+                let r = r.checked_sub(rows.0).filter(|&r| r < h)?;
+                let c = c.checked_sub(cols.0).filter(|&c| c < w)?;
+                Some((r, c))
+            }
+            Resample::Cropping2D { rows, cols } => Some((r + rows.0, c + cols.0)),
+            Resample::UpSampling2D { size } => Some((r / size.0, c / size.1)),
+        }
+    }
+}
+
+impl LayerOp for Resample {
+    fn class_name(&self) -> &'static str {
+        match self {
+            Resample::ZeroPadding2D { .. } => "ZeroPadding2D",
+            Resample::Cropping2D { .. } => "Cropping2D",
+            Resample::UpSampling2D { .. } => "UpSampling2D",
+        }
+    }
+    fn base_name(&self) -> &'static str {
+        match self {
+            Resample::ZeroPadding2D { .. } => "zero_padding2d",
+            Resample::Cropping2D { .. } => "cropping2d",
+            Resample::UpSampling2D { .. } => "up_sampling2d",
+        }
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        let (h, w, ch) = image(&one(inputs)?, self.class_name())?;
+        let (oh, ow) = self.out((h, w))?;
+        Ok(vec![oh, ow, ch])
+    }
+    fn lower<'m>(&'m self, cx: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
+        let (h, w, ch) = image(cx.in_shape(), self.class_name()).map_err(|m| cx.fail(m))?;
+        let (oh, ow) = self.out((h, w)).map_err(|m| cx.fail(m))?;
+        Ok(Op::Step(StepRef::new(ResampleStep {
+            map: *self,
+            input: (h, w, ch),
+            out: (oh, ow),
+        })))
+    }
+    fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
+        let (h, w, ch) = image(cx.in_shape(), self.class_name()).map_err(Error::Model)?;
+        let (oh, ow) = self.out((h, w)).map_err(Error::Model)?;
+        let mut y = Vec::with_capacity(cx.batch * oh * ow * ch);
+        for x in cx.inputs[0].chunks_exact((h * w * ch).max(1)) {
+            for r in 0..oh {
+                for c in 0..ow {
+                    match self.source((h, w), r, c) {
+                        Some((sr, sc)) => y.extend_from_slice(&x[(sr * w + sc) * ch..][..ch]),
+                        None => y.extend(std::iter::repeat_n(0.0, ch)),
+                    }
+                }
+            }
+        }
+        Ok(y)
+    }
+}
+
+/// The step: each output position copied from its input position, or zeros.
+#[derive(Debug)]
+struct ResampleStep {
+    map: Resample,
+    input: (usize, usize, usize),
+    out: (usize, usize),
+}
+
+impl StepOp for ResampleStep {
+    fn describe(&self) -> String {
+        match self.map {
+            Resample::ZeroPadding2D { rows, cols } => format!("zero pad {rows:?} x {cols:?}"),
+            Resample::Cropping2D { rows, cols } => format!("crop {rows:?} x {cols:?}"),
+            Resample::UpSampling2D { size } => format!("repeat {} x {}", size.0, size.1),
+        }
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        let (h, w, ch) = self.input;
+        match inputs {
+            [x] if *x == [h, w, ch] => Ok(vec![self.out.0, self.out.1, ch]),
+            _ => Err(format!("{} needs [{h}, {w}, {ch}]", self.describe())),
+        }
+    }
+    fn run(&self, _: Isa, io: StepIo<'_>) {
+        let (h, w, ch) = self.input;
+        let (oh, ow) = self.out;
+        let (ins, out) = io.parts();
+        crate::kernels::ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
+            for (r, row) in y.chunks_exact_mut((ow * ch).max(1)).take(oh).enumerate() {
+                for (c, px) in row.chunks_exact_mut(ch.max(1)).enumerate() {
+                    match self.map.source((h, w), r, c) {
+                        Some((sr, sc)) => px.copy_from_slice(&x[(sr * w + sc) * ch..][..ch]),
+                        None => px.fill(0.0),
+                    }
+                }
+            }
+        });
+    }
+}
