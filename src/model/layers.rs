@@ -306,7 +306,7 @@ impl Conv2D {
                 filters,
                 kernel_size,
                 strides: (1, 1),
-                padding: Padding::Valid,
+                padding: (Padding::Valid, Padding::Valid),
                 dilation_rate: (1, 1),
                 activation: Activation::Linear,
                 use_bias: true,
@@ -320,9 +320,9 @@ impl Conv2D {
         self.config.strides = s;
         self
     }
-    /// `Padding::Valid` or `Same`.
+    /// `Padding::Valid` or `Same`, along both axes.
     pub fn padding(mut self, p: Padding) -> Self {
-        self.config.padding = p;
+        self.config.padding = (p, p);
         self
     }
     /// Spacing between taps `(down, across)`.
@@ -443,12 +443,16 @@ simple_layer!(
 simple_layer!(
     /// `keras.layers.MaxPooling2D(pool_size, strides, padding)`, sizes `(height, width)`.
     MaxPooling2D(pool_size: (usize, usize), strides: (usize, usize), padding: Padding) =>
-        Layer::MaxPooling2D(MaxPooling2DConfig { pool_size, strides, padding })
+        Layer::MaxPooling2D(MaxPooling2DConfig { pool_size, strides, padding: (padding, padding) })
 );
 simple_layer!(
     /// `keras.layers.AveragePooling2D(pool_size, strides, padding)`, sizes `(height, width)`.
     AveragePooling2D(pool_size: (usize, usize), strides: (usize, usize), padding: Padding) =>
-        Layer::AveragePooling2D(AveragePooling2DConfig { pool_size, strides, padding })
+        Layer::AveragePooling2D(AveragePooling2DConfig {
+            pool_size,
+            strides,
+            padding: (padding, padding),
+        })
 );
 simple_layer!(
     /// `keras.layers.GlobalMaxPooling2D(keepdims)`.

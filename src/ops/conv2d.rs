@@ -24,8 +24,9 @@ pub struct Conv2DConfig {
     pub kernel_size: (usize, usize),
     /// Steps between windows `(down, across)`.
     pub strides: (usize, usize),
-    /// `Valid` or `Same` (Keras's rule: `same` pads `total / 2` before, the rest after).
-    pub padding: Padding,
+    /// Along the rows and the columns: `Valid`, `Same` (Keras's rule: `total / 2` before,
+    /// the rest after) or `Explicit` (ONNX's pads).
+    pub padding: (Padding, Padding),
     /// Spacing between taps `(down, across)`.
     pub dilation_rate: (usize, usize),
     /// Activation applied after the bias.
@@ -38,13 +39,13 @@ impl Conv2DConfig {
     /// The windows over an input of `[height, width, channels]`.
     pub fn window(&self, input: &[usize]) -> Result<Window2, String> {
         let (h, w, _) = image(input, "Conv2D")?;
-        if !matches!(self.padding, Padding::Valid | Padding::Same) {
-            return Err("Conv2D padding must be valid or same".into());
+        if [self.padding.0, self.padding.1].contains(&Padding::Causal) {
+            return Err("Conv2D padding cannot be causal".into());
         }
         let ((kh, kw), (sh, sw), (dh, dw)) = (self.kernel_size, self.strides, self.dilation_rate);
         Ok(Window2 {
-            rows: Window::new(h, kh, sh, dh, self.padding)?,
-            cols: Window::new(w, kw, sw, dw, self.padding)?,
+            rows: Window::new(h, kh, sh, dh, self.padding.0)?,
+            cols: Window::new(w, kw, sw, dw, self.padding.1)?,
         })
     }
 

@@ -145,8 +145,8 @@ pub struct Pooling2D<const MAX: bool> {
     pub pool_size: (usize, usize),
     /// Steps between windows `(down, across)`.
     pub strides: (usize, usize),
-    /// `Valid` or `Same`.
-    pub padding: Padding,
+    /// Along the rows and the columns: `Valid`, `Same` or `Explicit` (ONNX's pads).
+    pub padding: (Padding, Padding),
 }
 
 /// `MaxPooling2D`'s configuration.
@@ -168,14 +168,14 @@ impl<const MAX: bool> Pooling2D<MAX> {
     /// The windows over an input of `[height, width, channels]`.
     pub fn window(&self, input: &[usize]) -> Result<Window2, String> {
         let (h, w, _) = image(input, self.class_name())?;
-        if !matches!(self.padding, Padding::Valid | Padding::Same) {
-            return Err("pooling padding must be valid or same".into());
+        if [self.padding.0, self.padding.1].contains(&Padding::Causal) {
+            return Err("pooling padding cannot be causal".into());
         }
         let (ph, pw) = self.pool_size;
         let (sh, sw) = self.strides;
         Ok(Window2 {
-            rows: Window::new(h, ph, sh, 1, self.padding)?,
-            cols: Window::new(w, pw, sw, 1, self.padding)?,
+            rows: Window::new(h, ph, sh, 1, self.padding.0)?,
+            cols: Window::new(w, pw, sw, 1, self.padding.1)?,
         })
     }
 }

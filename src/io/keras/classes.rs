@@ -571,7 +571,7 @@ fn conv2d(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
         filters: c.positive("filters")?,
         kernel_size,
         strides: c.pair_or("strides", (1, 1))?,
-        padding: c.padding()?,
+        padding: (c.padding()?, c.padding()?),
         dilation_rate: c.pair_or("dilation_rate", (1, 1))?,
         activation: c.activation("activation")?,
         use_bias: c.get("use_bias").and_then(Value::as_bool).unwrap_or(true),
@@ -584,7 +584,7 @@ fn pooling2d<const MAX: bool>(c: &Config<'_>) -> Res<Pooling2D<MAX>> {
     Ok(Pooling2D {
         pool_size,
         strides: c.pair_or("strides", pool_size)?,
-        padding: c.padding()?,
+        padding: (c.padding()?, c.padding()?),
     })
 }
 

@@ -12,10 +12,13 @@ use crate::model::{PermuteConfig, ReshapeConfig};
 pub(super) enum Layout {
     /// Same axes.
     Native,
-    /// ONNX sees `[N, C, W]` where sinter holds `[W, C]` (after a `Transpose(0, 2, 1)`).
+    /// Channels first: ONNX sees `[N, C, W]` where sinter holds `[W, C]` (after a
+    /// `Transpose(0, 2, 1)`), or `[N, C, H, W]` where sinter holds `[H, W, C]`.
     Ncw,
     /// ONNX sees `[N, C, 1]` (a global pooling's output) where sinter holds `[C]`.
     Nc1,
+    /// ONNX sees `[N, C, 1, 1]` (a 2-D global pooling's output) where sinter holds `[C]`.
+    Nc11,
     /// ONNX sees `[N, C * W]`, a channel-major flatten of `[N, C, W]` (PyTorch's `Flatten`
     /// after a `Conv1d`), where sinter holds the step-major flatten of its `[W, C]` buffer: no
     /// data moves; a Gemm/MatMul reading it takes its weight rows in sinter's order instead
@@ -38,8 +41,11 @@ impl Layout {
     /// ONNX's dims (batch excluded) of a tensor sinter holds with `shape`.
     pub(super) fn onnx_dims(self, shape: &[usize]) -> Vec<usize> {
         match (self, shape) {
-            (Layout::Ncw, &[w, c]) => vec![c, w],
+            (Layout::Ncw, &[ref spatial @ .., c]) if !spatial.is_empty() => {
+                std::iter::once(c).chain(spatial.iter().copied()).collect()
+            }
             (Layout::Nc1, &[c]) => vec![c, 1],
+            (Layout::Nc11, &[c]) => vec![c, 1, 1],
             (Layout::NcwUnit(at), &[w, c]) => {
                 let mut d = vec![c, w];
                 d.insert((at - 1).min(2), 1);
@@ -124,16 +130,22 @@ impl Converter<'_> {
             return Ok(at);
         }
         let (layer, shape) = match (layout, self.nodes[x].shape.as_slice()) {
-            (Layout::Ncw, &[w, c]) => (
-                Layer::Permute(PermuteConfig { dims: vec![2, 1] }),
-                vec![c, w],
-            ),
-            (Layout::Nc1, &[c]) => (
-                Layer::Reshape(ReshapeConfig {
-                    target_shape: vec![c as isize, 1],
+            // [spatial..., C] -> [C, spatial...]: a real transpose.
+            (Layout::Ncw, s) if s.len() >= 2 => (
+                Layer::Permute(PermuteConfig {
+                    dims: std::iter::once(s.len()).chain(1..s.len()).collect(),
                 }),
-                vec![c, 1],
+                layout.onnx_dims(s),
             ),
+            (Layout::Nc1 | Layout::Nc11, s @ &[_]) => {
+                let dims = layout.onnx_dims(s);
+                (
+                    Layer::Reshape(ReshapeConfig {
+                        target_shape: dims.iter().map(|&d| d as isize).collect(),
+                    }),
+                    dims,
+                )
+            }
             (l, s) => return Err(format!("internal: layout {l:?} on a tensor of shape {s:?}")),
         };
         self.nodes
@@ -166,27 +178,57 @@ impl Converter<'_> {
     /// channels)`: a tracked `Ncw` tensor as it is, a plain `[N, C, W]` one (a graph input,
     /// PyTorch style) transposed once (shared by every reader).
     pub(super) fn ncw_input(&mut self, node: &NodeProto) -> Result<(usize, usize, usize)> {
+        let (x, s, ch) = self.channels_first_input(node, 1)?;
+        Ok((x, s[0], ch))
+    }
+
+    /// [`Self::ncw_input`] of `[N, C, H, W]`: `(node, (height, width), channels)`.
+    pub(super) fn nchw_input(
+        &mut self,
+        node: &NodeProto,
+    ) -> Result<(usize, (usize, usize), usize)> {
+        let (x, s, ch) = self.channels_first_input(node, 2)?;
+        Ok((x, (s[0], s[1]), ch))
+    }
+
+    /// Input 0 of a channels-first op with `rank` spatial axes as sinter's channels-last
+    /// buffer: `(node, spatial dims, channels)`, exactly `rank` spatial dims.
+    fn channels_first_input(
+        &mut self,
+        node: &NodeProto,
+        rank: usize,
+    ) -> Result<(usize, Vec<usize>, usize)> {
         let x = self.input_node(node, 0)?;
-        match (self.layout(node, 0), self.nodes[x].shape.clone().as_slice()) {
-            (Layout::Ncw, [steps, ch]) => Ok((x, *steps, *ch)),
-            (Layout::Native, &[ch, steps]) => {
+        let shape = self.nodes[x].shape.clone();
+        match (self.layout(node, 0), shape.as_slice()) {
+            (Layout::Ncw, [spatial @ .., ch]) if spatial.len() == rank => {
+                Ok((x, spatial.to_vec(), *ch))
+            }
+            (Layout::Native, [ch, spatial @ ..]) if spatial.len() == rank => {
                 let name = node.input[0].clone();
                 if let Some(&t) = self.channels_last.get(&name) {
-                    return Ok((t, steps, ch));
+                    return Ok((t, spatial.to_vec(), *ch));
                 }
+                // [C, spatial...] -> [spatial..., C].
                 self.nodes.push(Node::new(
                     String::new(),
-                    Layer::Permute(PermuteConfig { dims: vec![2, 1] }),
+                    Layer::Permute(PermuteConfig {
+                        dims: (2..=rank + 1).chain([1]).collect(),
+                    }),
                     vec![x],
-                    vec![steps, ch],
+                    spatial.iter().copied().chain([*ch]).collect(),
                     None,
                 ));
                 let t = self.nodes.len() - 1;
                 self.channels_last.insert(name, t);
-                Ok((t, steps, ch))
+                Ok((t, spatial.to_vec(), *ch))
             }
             (layout, shape) => {
-                let m = "the input must be channels-first [N, C, W]";
+                let m = if rank == 1 {
+                    "the input must be channels-first [N, C, W]"
+                } else {
+                    "the input must be channels-first [N, C, H, W]"
+                };
                 // Fewer axes break the op's rules; more are a 2-D (or 3-D) window.
                 Err(if layout.onnx_dims(shape).len() < 2 {
                     self.invalid(node, m)

@@ -139,7 +139,7 @@ fn const_affine(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let rank = onnx_shape.len();
     let channel_axis = match layout {
         Layout::Native | Layout::FlatNcw { .. } | Layout::NcwUnit(_) => rank - 1,
-        Layout::Ncw | Layout::Nc1 => 1,
+        Layout::Ncw | Layout::Nc1 | Layout::Nc11 => 1,
     };
     let fits = c.dims.len() <= rank
         && c.dims.iter().rev().enumerate().all(|(k, &d)| {

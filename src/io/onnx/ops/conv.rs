@@ -1,4 +1,4 @@
-//! `Conv` (1-D, and 2-D of height 1) and the window attributes it shares with pooling.
+//! `Conv` (1-D and 2-D) and the window attributes it shares with pooling.
 
 use super::OpFn;
 use super::gemm::broadcast_bias;
@@ -7,7 +7,7 @@ use crate::io::onnx::convert::{Const, Converter, Value};
 use crate::io::onnx::layout::Layout;
 use crate::io::onnx::proto::NodeProto;
 use crate::kernels::Activation;
-use crate::model::Conv1DConfig;
+use crate::model::{Conv1DConfig, Conv2DConfig};
 use crate::model::{DenseWeights, Layer, Padding};
 
 /// `Conv`, `MaxPool` or `AveragePool`, converted by `op`: a 2-D window of height 1 on a
@@ -25,6 +25,9 @@ pub(super) fn window(cx: &mut Converter<'_>, node: &NodeProto, op: OpFn) -> Resu
 
 /// `Conv` (1-D, group 1) on a channels-first view: a Conv1D on the channels-last buffer.
 pub(super) fn conv(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    if cx.input_const(node, 1)?.dims.len() == 4 {
+        return conv2d(cx, node);
+    }
     let (x, steps, ch) = cx.ncw_input(node)?;
     if cx.attr_i(node, "group")?.unwrap_or(1) != 1 {
         return Err(cx.unsupported(node, "grouped convolutions are not supported"));
@@ -91,10 +94,117 @@ pub(super) fn conv(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     cx.set_layout(node, Layout::Ncw)
 }
 
+/// `Conv` (2-D, group 1) on a channels-first `[N, C, H, W]` view: a Conv2D on the
+/// channels-last buffer, its weights `[M, C, kh, kw]` reordered to Keras's `[kh, kw, C, M]`.
+fn conv2d(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    let (x, (h, w), ch) = cx.nchw_input(node)?;
+    if cx.attr_i(node, "group")?.unwrap_or(1) != 1 {
+        return Err(cx.unsupported(node, "grouped convolutions are not supported"));
+    }
+    let wt = cx.input_const(node, 1)?.clone();
+    let [filters, cin, kh, kw] = wt.dims[..] else {
+        return Err(cx.invalid(
+            node,
+            format!("W has shape {:?}, expected [M, C, kh, kw]", wt.dims),
+        ));
+    };
+    if cin != ch || filters == 0 || kh == 0 || kw == 0 || wt.f32.len() != filters * ch * kh * kw {
+        return Err(cx.invalid(
+            node,
+            format!("W (float) has shape {:?} for {ch} input channels", wt.dims),
+        ));
+    }
+    if attr_2d(cx, node, "kernel_shape", (kh, kw))? != (kh, kw) {
+        return Err(cx.invalid(node, "kernel_shape disagrees with W"));
+    }
+    let strides = attr_2d(cx, node, "strides", (1, 1))?;
+    let dilation = attr_2d(cx, node, "dilations", (1, 1))?;
+    let pad = |axis, len, k, s, d| window_padding_axis(cx, node, (axis, 2), len, k, s, d, false);
+    let padding = (
+        pad(0, h, kh, strides.0, dilation.0)?,
+        pad(1, w, kw, strides.1, dilation.1)?,
+    );
+    let mut kernel = vec![0.0; wt.f32.len()];
+    for o in 0..filters {
+        for c in 0..ch {
+            for i in 0..kh {
+                for j in 0..kw {
+                    kernel[((i * kw + j) * ch + c) * filters + o] =
+                        wt.f32[((o * ch + c) * kh + i) * kw + j];
+                }
+            }
+        }
+    }
+    let bias = conv_bias(cx, node, filters)?;
+    let layer = Layer::Conv2D(Conv2DConfig {
+        filters,
+        kernel_size: (kh, kw),
+        strides,
+        padding,
+        dilation_rate: dilation,
+        activation: Activation::Linear,
+        use_bias: bias.is_some(),
+    });
+    let shape = layer
+        .output_shape(&[&[h, w, ch]])
+        .map_err(|m| cx.invalid(node, m))?;
+    let weights = DenseWeights { kernel, bias };
+    cx.push(cx.output(node)?, layer, vec![x], shape, Some(weights));
+    cx.name_last(node);
+    cx.set_layout(node, Layout::Ncw)
+}
+
+/// A Conv's optional bias `B` of `filters` values.
+fn conv_bias(cx: &Converter<'_>, node: &NodeProto, filters: usize) -> Result<Option<Vec<f32>>> {
+    match node.input.get(2).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(_) => {
+            let b = cx.input_const(node, 2)?;
+            Ok(Some(broadcast_bias(b, filters).ok_or_else(|| {
+                cx.invalid(
+                    node,
+                    format!("B has shape {:?}, expected [{filters}]", b.dims),
+                )
+            })?))
+        }
+    }
+}
+
+/// A positive 2-D attribute (`kernel_shape`, `strides`, `dilations`) or its default.
+pub(super) fn attr_2d(
+    cx: &Converter<'_>,
+    node: &NodeProto,
+    name: &str,
+    default: (usize, usize),
+) -> Result<(usize, usize)> {
+    let ok = |v: i64| v > 0 && v <= 1 << 24;
+    match Converter::attr(node, name).map(|a| a.ints.as_slice()) {
+        None => Ok(default),
+        Some(&[a, b]) if ok(a) && ok(b) => Ok((a as usize, b as usize)),
+        Some(v) => Err(cx.invalid(node, format!("{name} {v:?}: expected two positive values"))),
+    }
+}
+
 /// 1-D window attributes of Conv/MaxPool/AveragePool as a Keras padding.
 pub(super) fn window_padding(
     cx: &Converter<'_>,
     node: &NodeProto,
+    steps: usize,
+    size: usize,
+    stride: usize,
+    dilation: usize,
+    ceil: bool,
+) -> Result<Padding> {
+    window_padding_axis(cx, node, (0, 1), steps, size, stride, dilation, ceil)
+}
+
+/// The padding of spatial axis `axis` of `axes` (ONNX's `pads` hold every axis's start, then
+/// every axis's end) as a Keras padding.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn window_padding_axis(
+    cx: &Converter<'_>,
+    node: &NodeProto,
+    (axis, axes): (usize, usize),
     steps: usize,
     size: usize,
     stride: usize,
@@ -107,6 +217,13 @@ pub(super) fn window_padding(
     let pads = Converter::attr(node, "pads")
         .map(|a| a.ints.clone())
         .unwrap_or_default();
+    let pads = match pads.len() {
+        0 => pads,
+        n if n == 2 * axes => vec![pads[axis], pads[axis + axes]],
+        _ => {
+            return Err(cx.invalid(node, format!("pads {pads:?}: expected {} values", 2 * axes)));
+        }
+    };
     let span = (size - 1) * dilation + 1;
     let same_total = (steps.div_ceil(stride).max(1) - 1) * stride + span;
     let same_total = same_total.saturating_sub(steps);

@@ -18,15 +18,19 @@ pub(super) fn batch_norm(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()>
     let x0 = cx.input_node(node, 0)?;
     let (x, ch, layout) = match (cx.layout(node, 0), cx.nodes[x0].shape.clone().as_slice()) {
         (_, &[c]) => (x0, c, cx.layout(node, 0)),
-        (Layout::Ncw, &[_, c]) => (x0, c, Layout::Ncw),
+        (Layout::Ncw, &[.., c]) => (x0, c, Layout::Ncw),
         (Layout::Native, &[_, _]) => {
             let (t, _, c) = cx.ncw_input(node)?;
+            (t, c, Layout::Ncw)
+        }
+        (Layout::Native, &[_, _, _]) => {
+            let (t, _, c) = cx.nchw_input(node)?;
             (t, c, Layout::Ncw)
         }
         (_, s) => {
             return Err(cx.unsupported(
                 node,
-                format!("input of shape {s:?}: expected [N, C] or [N, C, W]"),
+                format!("input of shape {s:?}: expected [N, C], [N, C, W] or [N, C, H, W]"),
             ));
         }
     };

@@ -11,8 +11,8 @@ use crate::model::{
 };
 use crate::model::{DType, DenseWeights, Layer, Primitive, TakeConfig, checked_elems};
 
-/// `Transpose(0, 2, 1)` between channels-last and channels-first: no data moves, only
-/// the way later ops read their axes.
+/// `Transpose(0, 2, 1)` (or `(0, 3, 1, 2)` and `(0, 2, 3, 1)` in 2-D) between channels-last
+/// and channels-first: no data moves, only the way later ops read their axes.
 pub(super) fn transpose(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let x = cx.input_node(node, 0)?;
     let perm = Converter::attr(node, "perm")
@@ -38,6 +38,9 @@ pub(super) fn transpose(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> 
             return cx.set_layout(node, Layout::NcwUnit(2));
         }
         (Layout::Ncw, [0, 2, 1], 3) => Layout::Native,
+        // NCHW <-> NHWC (TensorFlow's convolutions, as tf2onnx writes them).
+        (Layout::Native, [0, 3, 1, 2], 4) => Layout::Ncw,
+        (Layout::Ncw, [0, 2, 3, 1], 4) => Layout::Native,
         (Layout::Nc1, [0, 2, 1], _) => {
             // [N, C, 1] -> [N, 1, C]: a [1, C] view of the same values.
             let c = cx.nodes[x].shape[0];
@@ -108,9 +111,17 @@ pub(super) fn flatten(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
 fn to_features(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let (x, layout) = match (cx.layout(node, 0), cx.input_node(node, 0)?) {
         (Layout::Ncw, x) => match cx.nodes[x].shape[..] {
-            [steps, ch] => (x, Layout::FlatNcw { steps, ch }),
+            [ref spatial @ .., ch] if !spatial.is_empty() => (
+                x,
+                Layout::FlatNcw {
+                    steps: spatial.iter().product(),
+                    ch,
+                },
+            ),
             _ => (cx.native_input(node, 0)?, Layout::Native),
         },
+        // `[N, C, 1, 1]` held as `[C]`: already flat, in either order.
+        (Layout::Nc11 | Layout::Nc1, x) => (x, Layout::Native),
         _ => (cx.native_input(node, 0)?, Layout::Native),
     };
     let shape = vec![checked_elems(&cx.nodes[x].shape).map_err(|m| cx.limit(node, m))?];
@@ -306,6 +317,7 @@ pub(super) fn concat(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         .ok_or_else(|| cx.invalid(node, "no inputs"))?;
     let onnx_rank = match layout {
         Layout::Nc1 => 3,
+        Layout::Nc11 => 4,
         _ => cx.nodes[*first].shape.len() as i64 + 1,
     };
     let mut axis = cx
@@ -317,9 +329,10 @@ pub(super) fn concat(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     // Keras axis numbering on sinter's buffer (batch = 0).
     let keras_axis = match (layout, axis) {
         (Layout::Native, a) if a >= 1 && a < onnx_rank => a as isize,
-        (Layout::Ncw, 1) => 2,
-        (Layout::Ncw, 2) => 1,
-        (Layout::Nc1, 1) => 1,
+        // Channels first: ONNX's axis 1 is sinter's last, the spatial axes move up one.
+        (Layout::Ncw, 1) => onnx_rank as isize - 1,
+        (Layout::Ncw, a) if a >= 2 && a < onnx_rank => a as isize - 1,
+        (Layout::Nc1 | Layout::Nc11, 1) => 1,
         _ => {
             let m = format!("axis {axis} is not a non-batch axis");
             // An axis of the tensor (the batch axis, or one the layout does not allow) is
