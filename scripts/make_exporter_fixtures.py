@@ -46,6 +46,14 @@ default opset and optimize=True; failures are recorded under "export_failures"):
                        by default, so also torch_conv1d_bn.ts_nofold (do_constant_folding=
                        False) and torch_conv1d_bn.dynamo_noopt (optimize=False), which keep
                        the BatchNormalization node
+  torch_lenet          [4,1,28,28] NCHW LeNet-5: Conv2d(1,6,5,padding=2) ReLU MaxPool2d(2)
+                       Conv2d(6,16,5) ReLU MaxPool2d(2) Flatten Linear(400,120) ReLU
+                       Linear(120,84) ReLU Linear(84,10)
+  torch_resblock       [4,8,16,16] NCHW torchvision-style BasicBlock with a downsample:
+                       Conv2d(8,16,3,stride 2,padding 1,no bias) BatchNorm2d ReLU
+                       Conv2d(16,16,3,padding 1,no bias) BatchNorm2d, + Conv2d(8,16,1,stride 2)
+                       BatchNorm2d, ReLU, AdaptiveAvgPool2d(1) Flatten Linear(16,5); the
+                       batch norms' statistics from 5 training-mode passes
   torch weights: torch.manual_seed(crc32("weights:NAME")) then the default init (Linear/Conv1d
   biases are non-zero by default); LayerNorm weight 1 + N(0, 0.2), bias N(0, 0.1);
   BatchNorm1d weight U(0.5, 1.5), bias N(0, 0.2), running stats from 5 seeded train-mode
@@ -130,7 +138,7 @@ BATCH = 4
 TOL = 1e-3
 
 TORCH_MODELS = ["torch_mlp", "torch_mlp_tanh", "torch_conv1d_ncw", "torch_conv1d_nwc",
-                "torch_conv1d_bn"]
+                "torch_conv1d_bn", "torch_lenet", "torch_resblock"]
 # extra exports beyond NAME.ts / NAME.dynamo: the TorchScript exporter at opset 17 (GELU
 # decomposed), and the conv+BN model with the BatchNormalization node kept (both exporters
 # fold it into the Conv weights by default)
@@ -433,6 +441,22 @@ def part_torch():
             h = torch.cat([b(x) for b in self.branches], dim=1)
             return self.fc(self.flat(torch.relu(h)))
 
+    class ResBlock(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(16)
+            self.conv2 = nn.Conv2d(16, 16, 3, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(16)
+            self.down = nn.Sequential(nn.Conv2d(8, 16, 1, stride=2, bias=False),
+                                      nn.BatchNorm2d(16))
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5))
+
+        def forward(self, x):
+            h = torch.relu(self.bn1(self.conv1(x)))
+            h = self.bn2(self.conv2(h))
+            return self.head(torch.relu(h + self.down(x)))
+
     def build(name):
         torch.manual_seed(seed_of(f"weights:{name}"))
         if name == "torch_mlp":
@@ -447,6 +471,14 @@ def part_torch():
             m, shape, layout = NCW(), (8, 24), "NCW"
         elif name == "torch_conv1d_nwc":
             m, shape, layout = NWC(), (24, 8), "NWC"
+        elif name == "torch_lenet":
+            m = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                              nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                              nn.Linear(84, 10))
+            shape, layout = (1, 28, 28), "NCHW"
+        elif name == "torch_resblock":
+            m, shape, layout = ResBlock(), (8, 16, 16), "NCHW"
         elif name == "torch_conv1d_bn":
             m = nn.Sequential(nn.Conv1d(8, 16, 5), nn.BatchNorm1d(16), nn.ReLU(),
                               nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(16, 5))
@@ -459,10 +491,10 @@ def part_torch():
                 if isinstance(mod, nn.LayerNorm):
                     mod.weight.copy_(1 + 0.2 * torch.randn(mod.weight.shape, generator=g))
                     mod.bias.copy_(0.1 * torch.randn(mod.bias.shape, generator=g))
-                if isinstance(mod, nn.BatchNorm1d):
+                if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
                     mod.weight.copy_(0.5 + torch.rand(mod.weight.shape, generator=g))
                     mod.bias.copy_(0.2 * torch.randn(mod.bias.shape, generator=g))
-            if any(isinstance(mod, nn.BatchNorm1d) for mod in m.modules()):
+            if any(isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)) for mod in m.modules()):
                 m.train()
                 for _ in range(5):
                     m(2 * torch.randn((16,) + shape, generator=g) + 0.5)

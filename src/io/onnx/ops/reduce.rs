@@ -7,10 +7,11 @@ use crate::io::onnx::proto::NodeProto;
 use crate::model::{ArgMaxConfig, ReshapeConfig};
 use crate::model::{DType, Layer, Node};
 
-/// `ReduceMean` / `ReduceMax` over the steps of a 1-D feature map: a global pooling. The
+/// `ReduceMean` / `ReduceMax` over the positions of a feature map: a global pooling. The
 /// reduced axes must be every non-batch axis but the channels (`[N, W.., C]` reduced over
-/// the `W` axes, PyTorch's `x.mean(dim=1)`), or the steps (and any unit axis) of a tracked
-/// channels-first tensor (`[N, C, W]` over axis 2, `[N, C, 1, W]` over axes 2 and 3).
+/// the `W` axes, PyTorch's `x.mean(dim=1)`), or the spatial axes (and any unit axis) of a
+/// tracked channels-first tensor (`[N, C, W]` over axis 2, `[N, C, 1, W]` over axes 2 and 3,
+/// `[N, C, H, W]` over axes 2 and 3).
 pub(super) fn reduce(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let max = node.op_type == "ReduceMax";
     let axes: Vec<i64> = match node.input.get(1).filter(|n| !n.is_empty()) {
@@ -49,6 +50,20 @@ pub(super) fn reduce(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     // (node holding [steps, ch], channels, ONNX's keepdims shape)
     let (src, ch) = match (layout, shape.as_slice()) {
         (Layout::Ncw, &[w, c]) if axes == [2] => ((x, w), c),
+        // [N, C, H, W] over H and W (the dynamo exporter's AdaptiveAvgPool2d(1)): the
+        // channels-last [H, W, C] buffer viewed as [H * W, C].
+        (Layout::Ncw, &[h, w, c]) if axes == [2, 3] => {
+            cx.nodes.push(Node::new(
+                String::new(),
+                Layer::Reshape(ReshapeConfig {
+                    target_shape: vec![(h * w) as isize, c as isize],
+                }),
+                vec![x],
+                vec![h * w, c],
+                None,
+            ));
+            ((cx.nodes.len() - 1, h * w), c)
+        }
         (Layout::NcwUnit(at), &[w, c]) => {
             let w_axis = if at == 3 { 2 } else { 3 };
             let ok = axes == [w_axis] || axes == [w_axis.min(at), w_axis.max(at)];
@@ -95,7 +110,12 @@ pub(super) fn reduce(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     if layout == Layout::Ncw {
         cx.push(cx.output(node)?, layer, vec![src.0], vec![ch], None);
         cx.name_last(node);
-        return cx.set_layout(node, Layout::Nc1);
+        let ones = if shape.len() == 3 {
+            Layout::Nc11
+        } else {
+            Layout::Nc1
+        };
+        return cx.set_layout(node, ones);
     }
     cx.nodes
         .push(Node::new(String::new(), layer, vec![src.0], vec![ch], None));
