@@ -6,6 +6,8 @@ helpers it imports).
 
 What it makes (all in tests/fixtures/conv2d/; nothing else is touched):
   NAME.keras / NAME.h5       Keras 3 `model.save()` in both formats
+  mnist_convnet.tf2onnx.onnx the MNIST convnet through tf2onnx (`from_function`, opset 17):
+                             NHWC input, NCHW Conv/MaxPool between Transposes
   NAME.input.npy             float32 input, batch of 16, NHWC, 2 * N(0, 1)
   NAME.keras.out.npy         Keras output: model.predict(x, verbose=0), float32
   NAME.f64.out.npy           float64 NumPy reference from the float32 weights
@@ -35,6 +37,11 @@ Run from the repo root (deterministic; needs tensorflow-cpu):
 """
 
 import os
+import sys
+
+# tf2onnx's optimizers walk Python sets of names: pin str hashing so reruns are identical.
+if os.environ.get("PYTHONHASHSEED") != "0":
+    os.execve(sys.executable, [sys.executable] + sys.argv, {**os.environ, "PYTHONHASHSEED": "0"})
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
@@ -42,7 +49,6 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 
 import json  # noqa: E402
 import math  # noqa: E402
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -194,6 +200,34 @@ def case_mnist_convnet():
     y64 = softmax(dense64(h.reshape(BATCH, -1), w3, b3))
     save_case(name, model, x, y64, ["relu", "softmax"],
               "keras.io Simple MNIST convnet (random weights)")
+    import tensorflow as tf
+    import tf2onnx
+    import onnx
+    spec = (tf.TensorSpec((None, 28, 28, 1), tf.float32, name="input"),)
+    fn = tf.function(lambda t: model(t, training=False))
+    proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=17)
+    # tf2onnx names nodes after TensorFlow's function counters, which differ from run to
+    # run: an existing file (same weights, same graph) is kept so reruns change nothing.
+    if not (OUT / f"{name}.tf2onnx.onnx").exists():
+        onnx.save(proto, OUT / f"{name}.tf2onnx.onnx")
+    import onnxruntime as ort
+    y_ort = ort.InferenceSession(str(OUT / f"{name}.tf2onnx.onnx")).run(None, {"input": x})[0]
+    y = keras_predict(model, x)
+    CASES.append({
+        "name": f"{name}_tf2onnx",
+        "model": f"{name}.tf2onnx.onnx",
+        "format": "onnx",
+        "input": f"{name}.input.npy",
+        "expected": f"{name}.keras.out.npy",
+        "f64": f"{name}.f64.out.npy",
+        "activations": ["relu", "softmax"],
+        "max_abs_peer_vs_f64": maxabs(y, y64),
+        "max_abs_ort_vs_keras": maxabs(y_ort, y),
+        "note": f"tf2onnx {tf2onnx.__version__} from_function of the Keras model, opset 17",
+        "input_scale": INPUT_SCALE,
+        "input_shape": list(x.shape),
+        "output_shape": list(y.shape),
+    })
 
 
 def case_conv2d_mix():
