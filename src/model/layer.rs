@@ -67,6 +67,9 @@ layers! {
         /// Keras `ZeroPadding2D`, `Cropping2D` and `UpSampling2D` (nearest): positions of
         /// `[height, width, channels]` moved, repeated or padded with zeros.
         Resample(Resample),
+        /// Each channel of `[height, width, channels]` convolved with its own filters, Keras
+        /// `DepthwiseConv2D` (ONNX `Conv` with a group per channel).
+        DepthwiseConv2D(DepthwiseConv2DConfig),
         /// Largest value per 2-D window of `[height, width, channels]`.
         MaxPooling2D(MaxPooling2DConfig),
         /// Mean per 2-D window (of the real positions, as Keras with `same` padding).

@@ -7,8 +7,8 @@ use super::{Fault, Res};
 use crate::kernels::Activation;
 use crate::model::{
     AveragePooling1DConfig, ConcatenateConfig, Conv1DConfig, Conv2DConfig, DenseConfig,
-    DropoutConfig, EmbeddingConfig, GlobalPooling2D, MaxPooling1DConfig, NormalizationConfig,
-    PermuteConfig, Pooling2D, Resample, RescalingConfig, ReshapeConfig,
+    DepthwiseConv2DConfig, DropoutConfig, EmbeddingConfig, GlobalPooling2D, MaxPooling1DConfig,
+    NormalizationConfig, PermuteConfig, Pooling2D, Resample, RescalingConfig, ReshapeConfig,
 };
 use crate::model::{ChannelNorm, DType, Layer, Merge, Padding, RowNorm, TrainingOnly};
 use serde_json::Value;
@@ -68,6 +68,22 @@ const CLASSES: &[(&str, ClassFn)] = &[
     ("GlobalMaxPooling1D", |c, _| global_pooling(c, true)),
     ("GlobalAveragePooling1D", |c, _| global_pooling(c, false)),
     ("Conv2D", conv2d),
+    ("DepthwiseConv2D", |c, _| {
+        c.channels_last()?;
+        let kernel_size = c.pair_or("kernel_size", (0, 0))?;
+        if kernel_size.0 == 0 {
+            return Err(c.invalid("kernel_size is missing"));
+        }
+        Ok(Layer::DepthwiseConv2D(DepthwiseConv2DConfig {
+            kernel_size,
+            strides: c.pair_or("strides", (1, 1))?,
+            padding: (c.padding()?, c.padding()?),
+            dilation_rate: c.pair_or("dilation_rate", (1, 1))?,
+            depth_multiplier: c.positive_or("depth_multiplier", 1)?,
+            activation: c.activation("activation")?,
+            use_bias: c.get("use_bias").and_then(Value::as_bool).unwrap_or(true),
+        }))
+    }),
     ("ZeroPadding2D", |c, _| {
         c.channels_last()?;
         let (rows, cols) = c.borders("padding", 1)?;

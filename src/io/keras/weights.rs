@@ -287,9 +287,14 @@ fn dense_weights(vars: Vec<hdf5::Dataset>, use_bias: bool) -> Res<DenseWeights> 
             )));
         }
     };
+    // A depthwise kernel `[kh, kw, C, multiplier]` has a bias per output channel.
+    let outputs = match kernel.shape.as_slice() {
+        &[_, _, c, m] => c.saturating_mul(m),
+        _ => units,
+    };
     let bias = if use_bias {
         let b = get()?;
-        if b.shape != [units] {
+        if b.shape != [units] && b.shape != [outputs] {
             return Err(Fault::invalid(format!(
                 "bias has shape {:?}, expected [{units}] to match the kernel {:?}",
                 b.shape, kernel.shape

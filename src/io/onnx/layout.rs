@@ -204,6 +204,25 @@ impl Converter<'_> {
             (Layout::Ncw, [spatial @ .., ch]) if spatial.len() == rank => {
                 Ok((x, spatial.to_vec(), *ch))
             }
+            // `[N, C, 1, 1]` held as `[C]` (a global pooling's output): a `[1, 1, C]` view.
+            (Layout::Nc11, &[ch]) if rank == 2 => {
+                let name = node.input[0].clone();
+                if let Some(&t) = self.channels_last.get(&name) {
+                    return Ok((t, vec![1, 1], ch));
+                }
+                self.nodes.push(Node::new(
+                    String::new(),
+                    Layer::Reshape(ReshapeConfig {
+                        target_shape: vec![1, 1, ch as isize],
+                    }),
+                    vec![x],
+                    vec![1, 1, ch],
+                    None,
+                ));
+                let t = self.nodes.len() - 1;
+                self.channels_last.insert(name, t);
+                Ok((t, vec![1, 1], ch))
+            }
             (Layout::Native, [ch, spatial @ ..]) if spatial.len() == rank => {
                 let name = node.input[0].clone();
                 if let Some(&t) = self.channels_last.get(&name) {

@@ -266,13 +266,16 @@ fn merge(cx: &mut Converter<'_>, node: &NodeProto, m: Merge, n: usize) -> Result
         }
         layout = Layout::Native;
     }
-    let shape = cx.nodes[xs[0]].shape.clone();
-    if xs.iter().any(|&x| cx.nodes[x].shape != shape) {
-        return Err(cx.unsupported(
+    // One shape, or some broadcast over sinter's leading axes (a squeeze-and-excitation
+    // scale: ONNX's `[N, C, 1, 1]` against `[N, C, H, W]`, held as `[1, 1, C]` and `[H, W, C]`).
+    let shapes: Vec<Vec<usize>> = xs.iter().map(|&x| cx.nodes[x].shape.clone()).collect();
+    let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
+    let shape = Layer::Merge(m).output_shape(&refs).map_err(|e| {
+        cx.unsupported(
             node,
-            "inputs of different shapes (broadcasting is not supported)",
-        ));
-    }
+            format!("inputs of shapes {shapes:?} (as held): {e}; only broadcasting over leading axes is supported"),
+        )
+    })?;
     cx.push(cx.output(node)?, Layer::Merge(m), xs, shape, None);
     cx.name_last(node);
     cx.set_layout(node, layout)

@@ -98,9 +98,7 @@ pub(super) fn conv(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
 /// channels-last buffer, its weights `[M, C, kh, kw]` reordered to Keras's `[kh, kw, C, M]`.
 fn conv2d(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let (x, (h, w), ch) = cx.nchw_input(node)?;
-    if cx.attr_i(node, "group")?.unwrap_or(1) != 1 {
-        return Err(cx.unsupported(node, "grouped convolutions are not supported"));
-    }
+    let group = cx.attr_i(node, "group")?.unwrap_or(1);
     let wt = cx.input_const(node, 1)?.clone();
     let [filters, cin, kh, kw] = wt.dims[..] else {
         return Err(cx.invalid(
@@ -108,6 +106,19 @@ fn conv2d(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
             format!("W has shape {:?}, expected [M, C, kh, kw]", wt.dims),
         ));
     };
+    if group != 1 {
+        if usize::try_from(group).ok() != Some(ch) || cin != 1 || filters % ch.max(1) != 0 {
+            return Err(cx.unsupported(
+                node,
+                format!(
+                    "group {group} with W {:?}: only 1 or one group per channel (depthwise) \
+                     is supported",
+                    wt.dims
+                ),
+            ));
+        }
+        return depthwise(cx, node, (x, (h, w), ch), &wt);
+    }
     if cin != ch || filters == 0 || kh == 0 || kw == 0 || wt.f32.len() != filters * ch * kh * kw {
         return Err(cx.invalid(
             node,
@@ -142,6 +153,57 @@ fn conv2d(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         strides,
         padding,
         dilation_rate: dilation,
+        activation: Activation::Linear,
+        use_bias: bias.is_some(),
+    });
+    let shape = layer
+        .output_shape(&[&[h, w, ch]])
+        .map_err(|m| cx.invalid(node, m))?;
+    let weights = DenseWeights { kernel, bias };
+    cx.push(cx.output(node)?, layer, vec![x], shape, Some(weights));
+    cx.name_last(node);
+    cx.set_layout(node, Layout::Ncw)
+}
+
+/// `Conv` with one group per input channel: a DepthwiseConv2D, its weights `[C * m, 1, kh,
+/// kw]` reordered to Keras's `[kh, kw, C, m]` (the same output channel order, `c * m + j`).
+fn depthwise(
+    cx: &mut Converter<'_>,
+    node: &NodeProto,
+    (x, (h, w), ch): (usize, (usize, usize), usize),
+    wt: &crate::io::onnx::convert::Const,
+) -> Result<()> {
+    let [filters, _, kh, kw] = wt.dims[..] else {
+        return Err(cx.invalid(node, "W must be [M, 1, kh, kw]"));
+    };
+    if filters == 0 || kh == 0 || kw == 0 || wt.f32.len() != filters * kh * kw {
+        return Err(cx.invalid(node, format!("W (float) has shape {:?}", wt.dims)));
+    }
+    if attr_2d(cx, node, "kernel_shape", (kh, kw))? != (kh, kw) {
+        return Err(cx.invalid(node, "kernel_shape disagrees with W"));
+    }
+    let strides = attr_2d(cx, node, "strides", (1, 1))?;
+    let dilation = attr_2d(cx, node, "dilations", (1, 1))?;
+    let pad = |axis, len, k, s, d| window_padding_axis(cx, node, (axis, 2), len, k, s, d, false);
+    let padding = (
+        pad(0, h, kh, strides.0, dilation.0)?,
+        pad(1, w, kw, strides.1, dilation.1)?,
+    );
+    // ONNX [C * m, 1, kh, kw] -> [kh * kw, C * m].
+    let taps = kh * kw;
+    let mut kernel = vec![0.0; wt.f32.len()];
+    for o in 0..filters {
+        for t in 0..taps {
+            kernel[t * filters + o] = wt.f32[o * taps + t];
+        }
+    }
+    let bias = conv_bias(cx, node, filters)?;
+    let layer = Layer::DepthwiseConv2D(crate::model::DepthwiseConv2DConfig {
+        kernel_size: (kh, kw),
+        strides,
+        padding,
+        dilation_rate: dilation,
+        depth_multiplier: filters / ch,
         activation: Activation::Linear,
         use_bias: bias.is_some(),
     });

@@ -1,0 +1,180 @@
+//! Keras `DepthwiseConv2D` (and ONNX `Conv` with one group per input channel): each input
+//! channel convolved with its own `depth_multiplier` filters. Not a GEMM (each output reads
+//! `kh * kw` values: too little arithmetic to pack for), but a direct loop over the window's
+//! taps, vectorized over the channels, which are contiguous in the channels-last buffer.
+//!
+//! Each output is `bias + sum_t x_t * w_t` with the taps in row-major kernel order, every
+//! product and sum rounded once (no FMA), so every tier gives the same bits. Padding taps are
+//! skipped, not multiplied by zero.
+
+use super::pool::image;
+use super::{LayerOp, Lowering, Reference, one};
+use crate::error::{Error, Result};
+use crate::kernels::{Activation, Isa};
+use crate::model::{Padding, Window, Window2};
+use crate::passes::Op;
+use crate::plan::{StepIo, StepOp, StepRef};
+
+/// A DepthwiseConv2D layer's configuration. The kernel is stored as Keras does,
+/// `[kernel_h, kernel_w, channels, depth_multiplier]`: a `(kh * kw) x (channels *
+/// multiplier)` matrix, output channel `c * multiplier + m` reading input channel `c`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DepthwiseConv2DConfig {
+    /// Window `(height, width)`.
+    pub kernel_size: (usize, usize),
+    /// Steps between windows `(down, across)`.
+    pub strides: (usize, usize),
+    /// Along the rows and the columns: `Valid`, `Same` or `Explicit`.
+    pub padding: (Padding, Padding),
+    /// Spacing between taps `(down, across)`.
+    pub dilation_rate: (usize, usize),
+    /// Output channels per input channel.
+    pub depth_multiplier: usize,
+    /// Activation applied after the bias.
+    pub activation: Activation,
+    /// Whether the layer has a bias vector.
+    pub use_bias: bool,
+}
+
+impl DepthwiseConv2DConfig {
+    /// The windows over an input of `[height, width, channels]`.
+    pub fn window(&self, input: &[usize]) -> Result<Window2, String> {
+        let (h, w, _) = image(input, "DepthwiseConv2D")?;
+        if [self.padding.0, self.padding.1].contains(&Padding::Causal) {
+            return Err("DepthwiseConv2D padding cannot be causal".into());
+        }
+        if self.depth_multiplier == 0 {
+            return Err("depth_multiplier must be positive".into());
+        }
+        let ((kh, kw), (sh, sw), (dh, dw)) = (self.kernel_size, self.strides, self.dilation_rate);
+        Ok(Window2 {
+            rows: Window::new(h, kh, sh, dh, self.padding.0)?,
+            cols: Window::new(w, kw, sw, dw, self.padding.1)?,
+        })
+    }
+}
+
+impl LayerOp for DepthwiseConv2DConfig {
+    fn class_name(&self) -> &'static str {
+        "DepthwiseConv2D"
+    }
+    fn base_name(&self) -> &'static str {
+        "depthwise_conv2d"
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        let s = one(inputs)?;
+        let w = self.window(&s)?;
+        let ch = s[2]
+            .checked_mul(self.depth_multiplier)
+            .ok_or("the output channels overflow")?;
+        Ok(vec![w.rows.out, w.cols.out, ch])
+    }
+    fn weight_dims(&self, input: &[usize]) -> Option<(usize, usize, bool)> {
+        let ch = *input.last().unwrap_or(&0);
+        let (kh, kw) = self.kernel_size;
+        Some((
+            kh.saturating_mul(kw),
+            ch.saturating_mul(self.depth_multiplier),
+            self.use_bias,
+        ))
+    }
+    fn lower<'m>(&'m self, cx: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
+        let in_shape = cx.in_shape().to_vec();
+        let window = self.window(&in_shape).map_err(|m| cx.fail(m))?;
+        let weights = cx.graph_weights()?.into_owned();
+        Ok(Op::Step(StepRef::new(DepthwiseStep {
+            window,
+            ch: in_shape[2],
+            mult: self.depth_multiplier,
+            kernel: weights.kernel,
+            bias: weights.bias,
+            act: self.activation,
+        })))
+    }
+    fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
+        let win = self.window(cx.in_shape()).map_err(Error::Model)?;
+        let ch = cx.in_shape()[2];
+        let (mult, n) = (self.depth_multiplier, ch * self.depth_multiplier);
+        let w = cx.weights()?;
+        let mut y = Vec::with_capacity(cx.batch * win.out() * n);
+        for x in cx.inputs[0].chunks_exact((win.len() * ch).max(1)) {
+            for o in 0..win.out() {
+                let mut acc: Vec<f64> = (0..n)
+                    .map(|j| w.bias.as_ref().map_or(0.0, |b| f64::from(b[j])))
+                    .collect();
+                for t in 0..win.taps() {
+                    if let Some(s) = win.source(o, t) {
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            *a += x[s * ch + j / mult] * f64::from(w.kernel[t * n + j]);
+                        }
+                    }
+                }
+                crate::reference::activation_row(self.activation, &mut acc);
+                y.extend(acc);
+            }
+        }
+        Ok(y)
+    }
+}
+
+/// The step: windows, weights `[taps, ch * mult]`, bias, activation.
+#[derive(Debug)]
+struct DepthwiseStep {
+    window: Window2,
+    ch: usize,
+    mult: usize,
+    kernel: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    act: Activation,
+}
+
+impl StepOp for DepthwiseStep {
+    fn describe(&self) -> String {
+        let (r, c) = (&self.window.rows, &self.window.cols);
+        format!(
+            "depthwise {}x{} s{}x{} d{}x{} x{} (direct, over channels)",
+            r.size, c.size, r.stride, c.stride, r.dilation, c.dilation, self.mult
+        )
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        let (r, c) = (&self.window.rows, &self.window.cols);
+        match inputs {
+            [[h, w, ch]] if (*h, *w, *ch) == (r.len, c.len, self.ch) => {
+                Ok(vec![r.out, c.out, self.ch * self.mult])
+            }
+            _ => Err(format!(
+                "depthwise needs [{}, {}, {}]",
+                r.len, c.len, self.ch
+            )),
+        }
+    }
+    fn run(&self, isa: Isa, io: StepIo<'_>) {
+        let (win, ch, mult) = (self.window, self.ch, self.mult);
+        let n = ch * mult;
+        let (ins, out) = io.parts();
+        crate::kernels::ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
+            for (o, acc) in y.chunks_exact_mut(n.max(1)).enumerate() {
+                acc.fill(0.0);
+                for (t, w) in self.kernel.chunks_exact(n.max(1)).enumerate() {
+                    let Some(s) = win.source(o, t) else { continue };
+                    let px = &x[s * ch..][..ch];
+                    if mult == 1 {
+                        for ((a, &v), &k) in acc.iter_mut().zip(px).zip(w) {
+                            *a += v * k;
+                        }
+                    } else {
+                        for (j, (a, &k)) in acc.iter_mut().zip(w).enumerate() {
+                            *a += px[j / mult] * k;
+                        }
+                    }
+                }
+                if let Some(b) = &self.bias {
+                    acc.iter_mut().zip(b).for_each(|(a, &b)| *a += b);
+                }
+            }
+        });
+        if self.act != Activation::Linear {
+            crate::kernels::activation(isa, self.act, out);
+        }
+    }
+}
