@@ -24,6 +24,8 @@ Cases:
                   statistics, a strided 1x1 projection, Add), ZeroPadding2D, ReLU(max_value=6),
                   hard_swish, a squeeze-and-excitation scale (GlobalAveragePooling2D(keepdims)
                   -> Dense -> Dense(hard_sigmoid) -> Multiply), UpSampling2D, Cropping2D
+  conv2d_mobile   MobileNet-style: DepthwiseConv2D (3x3 stride 2 same, ReLU6; 5x3 dilated
+                  with depth_multiplier 2, no bias), a 1x1 Conv2D, BatchNormalization
 
 Weights: every kernel N(0, 1/sqrt(fan_in)) (fan_in = kh * kw * cin), every bias N(0, 0.1),
 drawn in model.layers order from a generator seeded by crc32("weights:NAME").
@@ -322,11 +324,60 @@ def case_conv2d_blocks():
               "ReLU6, hard_swish, squeeze-and-excitation Multiply, UpSampling2D, Cropping2D")
 
 
+def depthwise64(x, w, b, strides=(1, 1), padding="valid", dilation=(1, 1)):
+    """x [N, H, W, C] f64, w [kh, kw, C, m]: Keras DepthwiseConv2D, output channel c * m + j."""
+    n, h, wd, c = x.shape
+    kh, kw, _, m = w.shape
+    full = np.zeros((kh, kw, c, c * m))
+    for k in range(c):
+        full[:, :, k, k * m:(k + 1) * m] = w[:, :, k, :]
+    return conv2d64(x, full, b, strides, padding, dilation)
+
+
+def case_conv2d_mobile():
+    name = "conv2d_mobile"
+    fresh()
+    inp = keras.Input(shape=(15, 12, 4))
+    d1 = L.DepthwiseConv2D(3, strides=2, padding="same", activation="relu6")
+    d2 = L.DepthwiseConv2D((5, 3), dilation_rate=(2, 1), depth_multiplier=2, padding="same",
+                           use_bias=False)
+    pw = L.Conv2D(6, 1)
+    bn = L.BatchNormalization()
+    out = L.Dense(3)(L.GlobalAveragePooling2D()(L.ReLU(max_value=6)(bn(pw(d2(d1(inp)))))))
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(seed_of("weights:" + name))
+    ws = {}
+    for layer in (d1, d2):
+        shape = tuple(layer.kernel.shape)
+        w = (rng.standard_normal(shape) / math.sqrt(shape[0] * shape[1])).astype(np.float32)
+        b = (rng.standard_normal(shape[2] * shape[3]) * 0.1).astype(np.float32)
+        layer.set_weights([w, b] if layer.use_bias else [w])
+        ws[layer.name] = (w, b if layer.use_bias else None)
+    ws.update(randomize(model, name))
+    c = bn.gamma.shape[0]
+    stats = [(rng.standard_normal(c) * 0.3 + 1.0), rng.standard_normal(c) * 0.2,
+             rng.standard_normal(c) * 0.3, rng.uniform(0.5, 1.5, c)]
+    stats = [a.astype(np.float32) for a in stats]
+    bn.set_weights(stats)
+    x = make_input(name, (15, 12, 4))
+    h = np.clip(depthwise64(x.astype(np.float64), *ws[d1.name], (2, 2), "same"), 0, 6)
+    h = depthwise64(h, *ws[d2.name], padding="same", dilation=(2, 1))
+    h = conv2d64(h, *ws[pw.name])
+    g_, b_, m_, v_ = (a.astype(np.float64) for a in stats)
+    h = (h - m_) / np.sqrt(v_ + np.float64(np.float32(bn.epsilon))) * g_ + b_
+    h = np.clip(h, 0, 6).mean(axis=(1, 2))
+    wo, bo = ws[model.layers[-1].name]
+    save_case(name, model, x, dense64(h, wo, bo), ["relu6"],
+              "DepthwiseConv2D (stride 2 same ReLU6; dilated, depth_multiplier 2, no bias), "
+              "1x1 Conv2D, BatchNormalization, ReLU6, GlobalAveragePooling2D")
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     case_mnist_convnet()
     case_conv2d_mix()
     case_conv2d_blocks()
+    case_conv2d_mobile()
     manifest = {
         "generated_by": "scripts/make_conv2d_fixtures.py",
         "versions": tool_versions(),
