@@ -15,9 +15,11 @@ use sinter::model::*;
 use sinter::plan::CompileOptions;
 use std::sync::Arc;
 
-/// One Conv2D: kernel, strides, dilation, `same` padding, activation, bias.
+/// One Conv2D (or, with `depthwise`, a DepthwiseConv2D whose multiplier is the filters
+/// count): kernel, strides, dilation, `same` padding, activation, bias.
 #[derive(Clone, Debug)]
 struct ConvSpec {
+    depthwise: bool,
     kernel: (usize, usize),
     strides: (usize, usize),
     dilation: (usize, usize),
@@ -68,6 +70,19 @@ impl Net {
         f: usize,
     ) -> Result<Tensor, String> {
         let cin = h.shape()[2];
+        if c.depthwise {
+            let (w, b) = weights(rng, c.kernel.0 * c.kernel.1, cin * f, c.bias);
+            return DepthwiseConv2D::new(c.kernel)
+                .strides(c.strides)
+                .dilation_rate(c.dilation)
+                .padding(pad(c.same))
+                .depth_multiplier(f)
+                .activation(Activation::ALL[c.act])
+                .use_bias(c.bias)
+                .weights(w, b)
+                .call(h)
+                .map_err(|e| e.to_string());
+        }
         let (w, b) = weights(rng, c.kernel.0 * c.kernel.1 * cin, f, c.bias);
         Conv2D::new(f, c.kernel)
             .strides(c.strides)
@@ -136,15 +151,19 @@ fn conv_spec() -> impl Strategy<Value = ConvSpec> {
         any::<bool>(),
         elementwise(),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(kernel, strides, dilation, same, act, bias)| ConvSpec {
-            kernel,
-            strides,
-            dilation,
-            same,
-            act,
-            bias,
-        })
+        .prop_map(
+            |(kernel, strides, dilation, same, act, bias, depthwise)| ConvSpec {
+                depthwise,
+                kernel,
+                strides,
+                dilation,
+                same,
+                act,
+                bias,
+            },
+        )
 }
 
 fn net() -> impl Strategy<Value = Net> {
@@ -274,8 +293,10 @@ fn tap(
 }
 
 impl Net {
-    /// Conv2D as Keras defines it: kernel `[kh, kw, cin, filters]`, zeros outside the input.
+    /// Conv2D as Keras defines it: kernel `[kh, kw, cin, filters]`, zeros outside the input;
+    /// DepthwiseConv2D: kernel `[kh, kw, cin, f]`, output `k * f + m` reading channel `k`.
     fn conv64(x: &Image, c: &ConvSpec, w: &[f32], b: Option<&[f32]>, f: usize) -> Image {
+        let f = if c.depthwise { x.ch * f } else { f };
         let ((kh, kw), (sh, sw), (dh, dw)) = (c.kernel, c.strides, c.dilation);
         let (oh, ph) = axis(x.h, (kh - 1) * dh + 1, sh, c.same);
         let (ow, pw) = axis(x.w, (kw - 1) * dw + 1, sw, c.same);
@@ -292,6 +313,12 @@ impl Net {
                             let Some(col) = tap(q, t, sw, dw, pw, x.w) else {
                                 continue;
                             };
+                            if c.depthwise {
+                                let m = f / x.ch;
+                                let wi = (i * kw + t) * f + j;
+                                terms.push((x.at(r, col, j / m), f64::from(w[wi])));
+                                continue;
+                            }
                             for k in 0..x.ch {
                                 let wi = ((i * kw + t) * x.ch + k) * f + j;
                                 terms.push((x.at(r, col, k), f64::from(w[wi])));
@@ -321,11 +348,15 @@ impl Net {
         };
         let last = self.convs.len() - 1;
         for (i, (c, f)) in self.convs.iter().enumerate() {
-            let k = c.kernel.0 * c.kernel.1 * h.ch;
-            let (w, b) = weights(&mut rng, k, *f, c.bias);
+            let (k, n) = if c.depthwise {
+                (c.kernel.0 * c.kernel.1, h.ch * f)
+            } else {
+                (c.kernel.0 * c.kernel.1 * h.ch, *f)
+            };
+            let (w, b) = weights(&mut rng, k, n, c.bias);
             let y = Self::conv64(&h, c, &w, b.as_deref(), *f);
             h = if i == last && self.residual {
-                let (w, b) = weights(&mut rng, k, *f, c.bias);
+                let (w, b) = weights(&mut rng, k, n, c.bias);
                 let z = Self::conv64(&h, c, &w, b.as_deref(), *f);
                 let v = y
                     .v

@@ -2,9 +2,9 @@
 
 use super::{
     ArgMaxConfig, AttentionConfig, AveragePooling1DConfig, AveragePooling2DConfig,
-    ConcatenateConfig, Conv1DConfig, Conv2DConfig, DenseConfig, DropoutConfig, EmbeddingConfig,
-    GlobalPooling2D, MaxPooling1DConfig, MaxPooling2DConfig, NormalizationConfig, PermuteConfig,
-    RescalingConfig, ReshapeConfig,
+    ConcatenateConfig, Conv1DConfig, Conv2DConfig, DenseConfig, DepthwiseConv2DConfig,
+    DropoutConfig, EmbeddingConfig, GlobalPooling2D, MaxPooling1DConfig, MaxPooling2DConfig,
+    NormalizationConfig, PermuteConfig, RescalingConfig, ReshapeConfig,
 };
 use super::{ChannelNorm, DType, DenseWeights, Layer, Merge, Padding, RowNorm, Tensor};
 use crate::error::{Error, Result};
@@ -354,6 +354,81 @@ impl Conv2D {
     /// Applies the layer to a symbolic `[height, width, channels]` tensor.
     pub fn call(&self, x: &Tensor) -> Result<Tensor> {
         let layer = Layer::Conv2D(self.config);
+        apply(layer, self.name.as_deref(), &[x], self.weights.clone())
+    }
+}
+
+/// `keras.layers.DepthwiseConv2D(kernel_size, strides, padding, depth_multiplier,
+/// dilation_rate, activation, use_bias)` over `[height, width, channels]`.
+#[derive(Clone, Debug)]
+pub struct DepthwiseConv2D {
+    config: DepthwiseConv2DConfig,
+    name: Option<String>,
+    weights: Option<DenseWeights>,
+}
+
+impl DepthwiseConv2D {
+    /// A `(height, width)` window per channel; stride 1, valid padding, multiplier 1, no
+    /// dilation, linear activation, with a bias (Keras defaults).
+    pub fn new(kernel_size: (usize, usize)) -> Self {
+        DepthwiseConv2D {
+            config: DepthwiseConv2DConfig {
+                kernel_size,
+                strides: (1, 1),
+                padding: (Padding::Valid, Padding::Valid),
+                dilation_rate: (1, 1),
+                depth_multiplier: 1,
+                activation: Activation::Linear,
+                use_bias: true,
+            },
+            name: None,
+            weights: None,
+        }
+    }
+    /// Steps between windows `(down, across)`.
+    pub fn strides(mut self, s: (usize, usize)) -> Self {
+        self.config.strides = s;
+        self
+    }
+    /// `Padding::Valid` or `Same`, along both axes.
+    pub fn padding(mut self, p: Padding) -> Self {
+        self.config.padding = (p, p);
+        self
+    }
+    /// Spacing between taps `(down, across)`.
+    pub fn dilation_rate(mut self, d: (usize, usize)) -> Self {
+        self.config.dilation_rate = d;
+        self
+    }
+    /// Output channels per input channel.
+    pub fn depth_multiplier(mut self, m: usize) -> Self {
+        self.config.depth_multiplier = m;
+        self
+    }
+    /// Activation after the bias.
+    pub fn activation(mut self, a: Activation) -> Self {
+        self.config.activation = a;
+        self
+    }
+    /// Whether there is a bias.
+    pub fn use_bias(mut self, b: bool) -> Self {
+        self.config.use_bias = b;
+        self
+    }
+    /// Names the layer.
+    pub fn name(mut self, n: &str) -> Self {
+        self.name = Some(n.into());
+        self
+    }
+    /// Weights as Keras stores them: kernel `[kernel_h, kernel_w, channels, multiplier]`
+    /// row-major, bias `[channels * multiplier]`.
+    pub fn weights(mut self, kernel: Vec<f32>, bias: Option<Vec<f32>>) -> Self {
+        self.weights = Some(DenseWeights { kernel, bias });
+        self
+    }
+    /// Applies the layer to a symbolic `[height, width, channels]` tensor.
+    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
+        let layer = Layer::DepthwiseConv2D(self.config);
         apply(layer, self.name.as_deref(), &[x], self.weights.clone())
     }
 }

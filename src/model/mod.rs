@@ -26,10 +26,10 @@ mod tensor;
 
 pub use layers::{
     ActivationLayer, Add, ArgMax, Attention, Average, AveragePooling1D, AveragePooling2D,
-    BatchNormalization, Concatenate, Conv1D, Conv2D, Dense, Dropout, Embedding, Flatten,
-    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
-    Identity, Input, LayerNormalization, MaxPooling1D, MaxPooling2D, Maximum, Minimum, Multiply,
-    Normalization, Permute, Rescaling, Reshape, Subtract, apply,
+    BatchNormalization, Concatenate, Conv1D, Conv2D, Dense, DepthwiseConv2D, Dropout, Embedding,
+    Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
+    GlobalMaxPooling2D, Identity, Input, LayerNormalization, MaxPooling1D, MaxPooling2D, Maximum,
+    Minimum, Multiply, Normalization, Permute, Rescaling, Reshape, Subtract, apply,
 };
 
 use crate::error::{Error, Result};
