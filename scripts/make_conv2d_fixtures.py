@@ -26,6 +26,9 @@ Cases:
                   -> Dense -> Dense(hard_sigmoid) -> Multiply), UpSampling2D, Cropping2D
   conv2d_mobile   MobileNet-style: DepthwiseConv2D (3x3 stride 2 same, ReLU6; 5x3 dilated
                   with depth_multiplier 2, no bias), a 1x1 Conv2D, BatchNormalization
+  xception_mini   the keras.io "Image classification from scratch" model (Rescaling, strided
+                  Conv2D, SeparableConv2D blocks with BatchNormalization, MaxPooling2D(3, 2,
+                  same), 1x1 strided residual projections, GlobalAveragePooling2D) on 32x32x3
 
 Weights: every kernel N(0, 1/sqrt(fan_in)) (fan_in = kh * kw * cin), every bias N(0, 0.1),
 drawn in model.layers order from a generator seeded by crc32("weights:NAME").
@@ -372,12 +375,87 @@ def case_conv2d_mobile():
               "1x1 Conv2D, BatchNormalization, ReLU6, GlobalAveragePooling2D")
 
 
+def case_xception_mini():
+    name = "xception_mini"
+    fresh()
+    inputs = keras.Input(shape=(32, 32, 3))
+    x = L.Rescaling(1.0 / 255)(inputs)
+    x = L.Conv2D(16, 3, strides=2, padding="same")(x)
+    x = L.Activation("relu")(L.BatchNormalization()(x))
+    previous = x
+    for size in [24, 32]:
+        x = L.Activation("relu")(x)
+        x = L.BatchNormalization()(L.SeparableConv2D(size, 3, padding="same")(x))
+        x = L.Activation("relu")(x)
+        x = L.BatchNormalization()(L.SeparableConv2D(size, 3, padding="same")(x))
+        x = L.MaxPooling2D(3, strides=2, padding="same")(x)
+        residual = L.Conv2D(size, 1, strides=2, padding="same")(previous)
+        x = L.add([x, residual])
+        previous = x
+    x = L.BatchNormalization()(L.SeparableConv2D(48, 3, padding="same")(x))
+    x = L.Dropout(0.25)(L.GlobalAveragePooling2D()(L.Activation("relu")(x)))
+    model = keras.Model(inputs, L.Dense(1)(x))
+    rng = np.random.default_rng(seed_of("weights:" + name))
+    params = {}
+    for layer in model.layers:
+        ws = []
+        for v in layer.weights:
+            shape = tuple(v.shape)
+            if "kernel" in v.path:
+                fan_in = int(np.prod(shape[:-1])) if "depthwise" not in v.path else shape[0] * shape[1]
+                a = rng.standard_normal(shape) / math.sqrt(fan_in)
+            elif "gamma" in v.path:
+                a = rng.standard_normal(shape) * 0.3 + 1.0
+            elif "variance" in v.path:
+                a = rng.uniform(0.5, 1.5, shape)
+            else:
+                a = rng.standard_normal(shape) * 0.1
+            ws.append(a.astype(np.float32))
+        if ws:
+            layer.set_weights(ws)
+            params[layer.name] = ws
+    x_in = (make_input(name, (32, 32, 3)) * 40 + 128).astype(np.float32)
+    np.save(OUT / f"{name}.input.npy", x_in)
+
+    def bn(h, lay):
+        g_, b_, m_, v_ = (a.astype(np.float64) for a in params[lay.name])
+        return (h - m_) / np.sqrt(v_ + np.float64(np.float32(lay.epsilon))) * g_ + b_
+
+    def sep(h, lay):
+        dw, pw, b = params[lay.name]
+        h = depthwise64(h, dw, None, padding="same")
+        return conv2d64(h, pw, b)
+
+    nxt = {}
+    for kind in (L.Conv2D, L.SeparableConv2D, L.BatchNormalization, L.Dense):
+        nxt[kind] = [m for m in model.layers if type(m) is kind]
+    convs, seps, bns = nxt[L.Conv2D], nxt[L.SeparableConv2D], nxt[L.BatchNormalization]
+    h = x_in.astype(np.float64) * np.float64(np.float32(1.0 / 255))
+    h = np.maximum(bn(conv2d64(h, *params[convs[0].name], (2, 2), "same"), bns[0]), 0)
+    prev = h
+    for blk in range(2):
+        h = bn(sep(np.maximum(h, 0), seps[2 * blk]), bns[1 + 2 * blk])
+        h = bn(sep(np.maximum(h, 0), seps[2 * blk + 1]), bns[2 + 2 * blk])
+        h = pool2d64(h, (3, 3), (2, 2), "same", "max")
+        h = h + conv2d64(prev, *params[convs[1 + blk].name], (2, 2), "same")
+        prev = h
+    h = np.maximum(bn(sep(h, seps[4]), bns[5]), 0).mean(axis=(1, 2))
+    y64 = dense64(h, *params[nxt[L.Dense][0].name])
+    save_case(name, model, x_in, y64, ["relu"],
+              "keras.io image classification from scratch (smaller): Rescaling, "
+              "SeparableConv2D, BatchNormalization, MaxPooling2D(3, 2, same), residual adds")
+    for case in CASES:
+        if case["name"].startswith(name):
+            case["input_scale"] = "pixels: 128 + 80 * N(0, 1)"
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     case_mnist_convnet()
     case_conv2d_mix()
     case_conv2d_blocks()
     case_conv2d_mobile()
+    case_xception_mini()
     manifest = {
         "generated_by": "scripts/make_conv2d_fixtures.py",
         "versions": tool_versions(),

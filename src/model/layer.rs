@@ -70,6 +70,8 @@ layers! {
         /// Each channel of `[height, width, channels]` convolved with its own filters, Keras
         /// `DepthwiseConv2D` (ONNX `Conv` with a group per channel).
         DepthwiseConv2D(DepthwiseConv2DConfig),
+        /// A depthwise convolution then a 1x1 one, Keras `SeparableConv2D`.
+        SeparableConv2D(SeparableConv2DConfig),
         /// Largest value per 2-D window of `[height, width, channels]`.
         MaxPooling2D(MaxPooling2DConfig),
         /// Mean per 2-D window (of the real positions, as Keras with `same` padding).

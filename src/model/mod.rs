@@ -45,7 +45,7 @@ pub use crate::ops::{
     conv1d::Conv1DConfig,
     conv2d::Conv2DConfig,
     dense::DenseConfig,
-    depthwise::DepthwiseConv2DConfig,
+    depthwise::{DepthwiseConv2DConfig, SeparableConv2DConfig},
     embedding::{EmbeddingConfig, PositionEmbeddingConfig, PositionRule},
     identity::{DropoutConfig, TrainingOnly},
     merge::Merge,

@@ -1,5 +1,6 @@
 //! Keras `DepthwiseConv2D` (and ONNX `Conv` with one group per input channel): each input
-//! channel convolved with its own `depth_multiplier` filters. Not a GEMM (each output reads
+//! channel convolved with its own `depth_multiplier` filters; and `SeparableConv2D`, that
+//! step followed by a 1x1 convolution (a GEMM with the bias and activation in its epilogue). Not a GEMM (each output reads
 //! `kh * kw` values: too little arithmetic to pack for), but a direct loop over the window's
 //! taps, vectorized over the channels, which are contiguous in the channels-last buffer.
 //!
@@ -92,29 +93,143 @@ impl LayerOp for DepthwiseConv2DConfig {
         })))
     }
     fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
-        let win = self.window(cx.in_shape()).map_err(Error::Model)?;
-        let ch = cx.in_shape()[2];
-        let (mult, n) = (self.depth_multiplier, ch * self.depth_multiplier);
-        let w = cx.weights()?;
-        let mut y = Vec::with_capacity(cx.batch * win.out() * n);
-        for x in cx.inputs[0].chunks_exact((win.len() * ch).max(1)) {
-            for o in 0..win.out() {
-                let mut acc: Vec<f64> = (0..n)
-                    .map(|j| w.bias.as_ref().map_or(0.0, |b| f64::from(b[j])))
-                    .collect();
-                for t in 0..win.taps() {
-                    if let Some(s) = win.source(o, t) {
-                        for (j, a) in acc.iter_mut().enumerate() {
-                            *a += x[s * ch + j / mult] * f64::from(w.kernel[t * n + j]);
-                        }
-                    }
-                }
-                crate::reference::activation_row(self.activation, &mut acc);
-                y.extend(acc);
-            }
+        let mut y = depthwise64(self, cx.inputs[0], cx.in_shape(), cx.weights()?, cx.batch)?;
+        let n = cx.width();
+        for row in y.chunks_exact_mut(n.max(1)) {
+            crate::reference::activation_row(self.activation, row);
         }
         Ok(y)
     }
+}
+
+/// Keras `SeparableConv2D`: a depthwise convolution (no bias, no activation) whose kernel
+/// `[kh, kw, C, multiplier]` the configuration holds, then a pointwise (1x1) convolution:
+/// the layer's weights, `[C * multiplier, filters]` and the bias.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeparableConv2DConfig {
+    /// The depthwise part (its `use_bias` false, its activation linear).
+    pub depthwise: DepthwiseConv2DConfig,
+    /// Its kernel, `[kh, kw, C, multiplier]` row-major (filled when the weights load).
+    pub depthwise_kernel: Vec<f32>,
+    /// Output channels.
+    pub filters: usize,
+    /// Activation after the pointwise bias.
+    pub activation: Activation,
+    /// Whether the pointwise convolution has a bias.
+    pub use_bias: bool,
+}
+
+impl SeparableConv2DConfig {
+    /// Checks the depthwise kernel against an input of `channels`.
+    fn check(&self, channels: usize) -> Result<(), String> {
+        let (kh, kw) = self.depthwise.kernel_size;
+        let want = [kh, kw, channels, self.depthwise.depth_multiplier]
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or("the depthwise kernel's size overflows")?;
+        if self.depthwise_kernel.len() != want {
+            return Err(format!(
+                "the depthwise kernel has {} values, expected {want} ([{kh}, {kw}, {channels}, {}])",
+                self.depthwise_kernel.len(),
+                self.depthwise.depth_multiplier
+            ));
+        }
+        if self.filters == 0 {
+            return Err("SeparableConv2D filters must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+impl LayerOp for SeparableConv2DConfig {
+    fn class_name(&self) -> &'static str {
+        "SeparableConv2D"
+    }
+    fn base_name(&self) -> &'static str {
+        "separable_conv2d"
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        let s = one(inputs)?;
+        let w = self.depthwise.window(&s)?;
+        self.check(s[2])?;
+        Ok(vec![w.rows.out, w.cols.out, self.filters])
+    }
+    fn param_count(&self) -> usize {
+        self.depthwise_kernel.len()
+    }
+    fn weight_dims(&self, input: &[usize]) -> Option<(usize, usize, bool)> {
+        let ch = *input.last().unwrap_or(&0);
+        Some((
+            ch.saturating_mul(self.depthwise.depth_multiplier),
+            self.filters,
+            self.use_bias,
+        ))
+    }
+    fn lower<'m>(&'m self, cx: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
+        let in_shape = cx.in_shape().to_vec();
+        let window = self.depthwise.window(&in_shape).map_err(|m| cx.fail(m))?;
+        self.check(in_shape[2]).map_err(|m| cx.fail(m))?;
+        let mult = self.depthwise.depth_multiplier;
+        let step = DepthwiseStep {
+            window,
+            ch: in_shape[2],
+            mult,
+            kernel: self.depthwise_kernel.clone(),
+            bias: None,
+            act: Activation::Linear,
+        };
+        let shape = vec![window.rows.out, window.cols.out, in_shape[2] * mult];
+        cx.push("depthwise", Op::Step(StepRef::new(step)), shape);
+        Ok(Op::Dense {
+            weights: cx.graph_weights()?,
+            acts: vec![crate::passes::Epi::Act(self.activation)],
+            conv: None,
+        })
+    }
+    fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
+        let d = self.depthwise;
+        let w = crate::model::DenseWeights {
+            kernel: self.depthwise_kernel.clone(),
+            bias: None,
+        };
+        let mid = depthwise64(&d, cx.inputs[0], cx.in_shape(), &w, cx.batch)?;
+        Ok(super::dense::dense(
+            &mid,
+            cx.weights()?,
+            cx.width(),
+            self.activation,
+        ))
+    }
+}
+
+/// The f64 reference of a depthwise convolution over a batch (before its activation).
+fn depthwise64(
+    d: &DepthwiseConv2DConfig,
+    x: &[f64],
+    in_shape: &[usize],
+    w: &crate::model::DenseWeights,
+    batch: usize,
+) -> Result<Vec<f64>> {
+    let win = d.window(in_shape).map_err(Error::Model)?;
+    let ch = in_shape[2];
+    let (mult, n) = (d.depth_multiplier, ch * d.depth_multiplier);
+    let mut y = Vec::with_capacity(batch * win.out() * n);
+    for x in x.chunks_exact((win.len() * ch).max(1)) {
+        for o in 0..win.out() {
+            let mut acc: Vec<f64> = (0..n)
+                .map(|j| w.bias.as_ref().map_or(0.0, |b| f64::from(b[j])))
+                .collect();
+            for t in 0..win.taps() {
+                if let Some(s) = win.source(o, t) {
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        *a += x[s * ch + j / mult] * f64::from(w.kernel[t * n + j]);
+                    }
+                }
+            }
+            y.extend(acc);
+        }
+    }
+    Ok(y)
 }
 
 /// The step: windows, weights `[taps, ch * mult]`, bias, activation.

@@ -9,6 +9,7 @@ use crate::model::{
     AveragePooling1DConfig, ConcatenateConfig, Conv1DConfig, Conv2DConfig, DenseConfig,
     DepthwiseConv2DConfig, DropoutConfig, EmbeddingConfig, GlobalPooling2D, MaxPooling1DConfig,
     NormalizationConfig, PermuteConfig, Pooling2D, Resample, RescalingConfig, ReshapeConfig,
+    SeparableConv2DConfig,
 };
 use crate::model::{ChannelNorm, DType, Layer, Merge, Padding, RowNorm, TrainingOnly};
 use serde_json::Value;
@@ -69,17 +70,18 @@ const CLASSES: &[(&str, ClassFn)] = &[
     ("GlobalAveragePooling1D", |c, _| global_pooling(c, false)),
     ("Conv2D", conv2d),
     ("DepthwiseConv2D", |c, _| {
-        c.channels_last()?;
-        let kernel_size = c.pair_or("kernel_size", (0, 0))?;
-        if kernel_size.0 == 0 {
-            return Err(c.invalid("kernel_size is missing"));
-        }
-        Ok(Layer::DepthwiseConv2D(DepthwiseConv2DConfig {
-            kernel_size,
-            strides: c.pair_or("strides", (1, 1))?,
-            padding: (c.padding()?, c.padding()?),
-            dilation_rate: c.pair_or("dilation_rate", (1, 1))?,
-            depth_multiplier: c.positive_or("depth_multiplier", 1)?,
+        Ok(Layer::DepthwiseConv2D(depthwise(c)?))
+    }),
+    ("SeparableConv2D", |c, _| {
+        let depthwise = DepthwiseConv2DConfig {
+            activation: Activation::Linear,
+            use_bias: false,
+            ..depthwise(c)?
+        };
+        Ok(Layer::SeparableConv2D(SeparableConv2DConfig {
+            depthwise,
+            depthwise_kernel: Vec::new(),
+            filters: c.positive("filters")?,
             activation: c.activation("activation")?,
             use_bias: c.get("use_bias").and_then(Value::as_bool).unwrap_or(true),
         }))
@@ -569,6 +571,24 @@ fn conv1d(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
         activation: c.activation("activation")?,
         use_bias: c.get("use_bias").and_then(Value::as_bool).unwrap_or(true),
     }))
+}
+
+/// A `DepthwiseConv2D`'s options (also the depthwise half of a `SeparableConv2D`).
+fn depthwise(c: &Config<'_>) -> Res<DepthwiseConv2DConfig> {
+    c.channels_last()?;
+    let kernel_size = c.pair_or("kernel_size", (0, 0))?;
+    if kernel_size.0 == 0 {
+        return Err(c.invalid("kernel_size is missing"));
+    }
+    Ok(DepthwiseConv2DConfig {
+        kernel_size,
+        strides: c.pair_or("strides", (1, 1))?,
+        padding: (c.padding()?, c.padding()?),
+        dilation_rate: c.pair_or("dilation_rate", (1, 1))?,
+        depth_multiplier: c.positive_or("depth_multiplier", 1)?,
+        activation: c.activation("activation")?,
+        use_bias: c.get("use_bias").and_then(Value::as_bool).unwrap_or(true),
+    })
 }
 
 fn conv2d(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {

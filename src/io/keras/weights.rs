@@ -76,6 +76,20 @@ impl<'s> WeightSource<'s> {
                 layer = norm_weights(v, &spec.layer).map_err(here)?;
                 None
             }
+            // A depthwise kernel (held by the layer), then the pointwise kernel and bias.
+            (Layer::SeparableConv2D(s), Some(v)) => {
+                let mut names = vec!["depthwise_kernel", "pointwise_kernel"];
+                if s.use_bias {
+                    names.push("bias");
+                }
+                let mut v = variables(v, &names).map_err(here)?.into_iter();
+                let depthwise_kernel = v.next().map(|d| d.data).unwrap_or_default();
+                layer = Layer::SeparableConv2D(crate::model::SeparableConv2DConfig {
+                    depthwise_kernel,
+                    ..s.clone()
+                });
+                Some(dense_weights(v.collect(), s.use_bias).map_err(here)?)
+            }
             // A kernel (and a bias): Dense, Conv1D, Conv2D.
             (l, Some(v)) if let Some((_, _, use_bias)) = l.weight_dims(&[]) => {
                 Some(dense_weights(v, use_bias).map_err(here)?)
