@@ -105,7 +105,7 @@ mod internal {
     pub use super::math::RowNorm;
     pub use super::operands::{ARows, MatRef, Segment};
     pub use super::pack::{BSource, PackError, PackedB, PackedBRef, pack_b, pack_b_len};
-    pub use super::passes::{affine, attention, norm_rows, rows};
+    pub use super::passes::{affine, attention, depthwise, norm_rows, rows};
 }
 
 use dispatch::with_tier;

@@ -370,3 +370,76 @@ pub fn permute(shape: &[usize], perm: &[usize], x: &[f32], y: &mut [f32]) {
         walk(shape, perm, 0, x, 0, y);
     }
 }
+
+/// A depthwise convolution of one sample: `x` is `[rows.len, cols.len, ch]`, `y`
+/// `[rows.out, cols.out, ch * mult]`, `kernel` `[rows.size * cols.size, ch * mult]` (output
+/// channel `c * mult + m` reads input channel `c`). Each output is the sum of its taps'
+/// products in row-major kernel order from zero (padding taps skipped), then the bias: one
+/// rounding per product and per sum, no FMA, so the plain loop gives the same bits however
+/// a tier vectorizes it (each tier compiles it with its own instructions, `Tier::depthwise`).
+#[derive(Clone, Copy, Debug)]
+pub struct Depthwise<'a> {
+    /// Down the rows.
+    pub rows: Axis,
+    /// Across the columns.
+    pub cols: Axis,
+    /// Input channels.
+    pub ch: usize,
+    /// Outputs per input channel.
+    pub mult: usize,
+    /// `[taps, ch * mult]`.
+    pub kernel: &'a [f32],
+    /// `ch * mult` values, if any.
+    pub bias: Option<&'a [f32]>,
+}
+
+impl Depthwise<'_> {
+    /// Runs on each sample of `x` (samples of `rows.len * cols.len * ch` values) into `y`.
+    #[inline(always)]
+    pub fn run_batch(&self, x: &[f32], y: &mut [f32]) {
+        let il = self.rows.len * self.cols.len * self.ch;
+        let ol = self.rows.out * self.cols.out * self.ch * self.mult;
+        for (x, y) in x.chunks_exact(il.max(1)).zip(y.chunks_exact_mut(ol.max(1))) {
+            self.run(x, y);
+        }
+    }
+
+    /// Runs on one sample.
+    #[inline(always)]
+    pub fn run(&self, x: &[f32], y: &mut [f32]) {
+        let (rows, cols, ch, mult) = (self.rows, self.cols, self.ch, self.mult);
+        let (n, kw) = (ch * mult, cols.size);
+        if n == 0 || cols.out == 0 {
+            return;
+        }
+        for (oh, out_row) in y.chunks_exact_mut(cols.out * n).enumerate() {
+            for (ow, acc) in out_row.chunks_exact_mut(n).enumerate() {
+                acc.fill(0.0);
+                for i in 0..rows.size {
+                    let Some(r) = rows.source(oh, i) else {
+                        continue;
+                    };
+                    for j in 0..kw {
+                        let Some(c) = cols.source(ow, j) else {
+                            continue;
+                        };
+                        let px = &x[(r * cols.len + c) * ch..][..ch];
+                        let w = &self.kernel[(i * kw + j) * n..][..n];
+                        if mult == 1 {
+                            for ((a, &v), &k) in acc.iter_mut().zip(px).zip(w) {
+                                *a += v * k;
+                            }
+                        } else {
+                            for (jj, (a, &k)) in acc.iter_mut().zip(w).enumerate() {
+                                *a += px[jj / mult] * k;
+                            }
+                        }
+                    }
+                }
+                if let Some(b) = self.bias {
+                    acc.iter_mut().zip(b).for_each(|(a, &b)| *a += b);
+                }
+            }
+        }
+    }
+}

@@ -6,6 +6,12 @@ use super::attention::Attend;
 use super::dispatch::with_tier;
 use super::{Activation, EpOp, Isa, RowNorm};
 
+/// A depthwise convolution of each sample of `x` into `y` (see [`super::ops::Depthwise`]):
+/// the same bits on every tier.
+pub fn depthwise(isa: Isa, d: &super::ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
+    with_tier!(isa, |t| t.depthwise(d, x, y))
+}
+
 /// Applies an elementwise activation in place (the separate pass of an unfused plan).
 /// A row-wise activation (softmax) treats all of `data` as one row.
 pub fn activation(isa: Isa, act: Activation, data: &mut [f32]) {

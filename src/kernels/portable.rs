@@ -157,6 +157,9 @@ impl super::dispatch::Tier for PortableTier {
             unsafe { super::epilogue::row_ops::<Portable, Portable>(ops, r, row) };
         }
     }
+    fn depthwise(self, d: &super::ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
+        d.run_batch(x, y);
+    }
     fn affine(self, data: &mut [f32], scale: &[f32], shift: &[f32]) {
         // SAFETY: portable lanes need no CPU feature.
         unsafe { super::math::affine_slice::<Portable>(data, scale, shift) }

@@ -265,29 +265,16 @@ impl StepOp for DepthwiseStep {
     }
     fn run(&self, isa: Isa, io: StepIo<'_>) {
         let (win, ch, mult) = (self.window, self.ch, self.mult);
-        let n = ch * mult;
         let (ins, out) = io.parts();
-        crate::kernels::ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
-            for (o, acc) in y.chunks_exact_mut(n.max(1)).enumerate() {
-                acc.fill(0.0);
-                for (t, w) in self.kernel.chunks_exact(n.max(1)).enumerate() {
-                    let Some(s) = win.source(o, t) else { continue };
-                    let px = &x[s * ch..][..ch];
-                    if mult == 1 {
-                        for ((a, &v), &k) in acc.iter_mut().zip(px).zip(w) {
-                            *a += v * k;
-                        }
-                    } else {
-                        for (j, (a, &k)) in acc.iter_mut().zip(w).enumerate() {
-                            *a += px[j / mult] * k;
-                        }
-                    }
-                }
-                if let Some(b) = &self.bias {
-                    acc.iter_mut().zip(b).for_each(|(a, &b)| *a += b);
-                }
-            }
-        });
+        let d = crate::kernels::ops::Depthwise {
+            rows: win.rows.axis(),
+            cols: win.cols.axis(),
+            ch,
+            mult,
+            kernel: &self.kernel,
+            bias: self.bias.as_deref(),
+        };
+        crate::kernels::depthwise(isa, &d, ins.get(0), out);
         if self.act != Activation::Linear {
             crate::kernels::activation(isa, self.act, out);
         }

@@ -9,6 +9,7 @@ use super::dispatch::{Tier, tiles};
 use super::epilogue::{self, EpOp};
 use super::gemm::{self, GemmCall};
 use super::math::{self, RowNorm};
+use super::ops;
 use avx2::Avx2;
 use avx512::Avx512;
 
@@ -37,6 +38,10 @@ impl Tier for Avx2Token {
     fn affine(self, data: &mut [f32], scale: &[f32], shift: &[f32]) {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { affine_avx2(data, scale, shift) }
+    }
+    fn depthwise(self, d: &ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
+        // SAFETY: the token proves AVX2+FMA.
+        unsafe { depthwise_avx2(d, x, y) }
     }
     fn norm_rows(self, norm: &RowNorm, data: &mut [f32], n: usize) {
         // SAFETY: the token proves AVX2+FMA.
@@ -79,6 +84,10 @@ impl Tier for Avx512Token {
     fn affine(self, data: &mut [f32], scale: &[f32], shift: &[f32]) {
         // SAFETY: the token proves AVX-512F.
         unsafe { affine_avx512(data, scale, shift) }
+    }
+    fn depthwise(self, d: &ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { depthwise_avx512(d, x, y) }
     }
     fn norm_rows(self, norm: &RowNorm, data: &mut [f32], n: usize) {
         // SAFETY: the token proves AVX-512F.
@@ -200,6 +209,16 @@ pub(super) unsafe fn act_rows_avx512(
 ) {
     // SAFETY: features enabled on this function; extents are the caller's contract.
     unsafe { math::apply_rows::<Avx512>(act, c, ld, rows, cols) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn depthwise_avx2(d: &ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
+    d.run_batch(x, y);
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn depthwise_avx512(d: &ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
+    d.run_batch(x, y);
 }
 
 #[target_feature(enable = "avx2,fma")]
