@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::bound::{Bounded, dot};
+use common::bound::{Bounded, dot, pool};
+use common::{run_once as run, same_bits};
 use proptest::prelude::*;
 use sinter::Activation;
 use sinter::model::init::SplitMix64;
@@ -156,15 +157,6 @@ fn net() -> impl Strategy<Value = Net> {
                 seed: rest.4,
             },
         )
-}
-
-fn run(model: &Model, x: &[f32], opts: CompileOptions) -> Vec<f32> {
-    let plan = Arc::new(model.compile(&opts).unwrap());
-    plan.run(x).unwrap()
-}
-
-fn same_bits(a: &[f32], b: &[f32]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 proptest! {
@@ -384,22 +376,6 @@ impl Net {
             })
             .collect())
     }
-}
-
-/// Max (exact) or mean (a sum and a division) of a window.
-fn pool(max: bool, xs: impl Iterator<Item = Bounded>) -> Bounded {
-    let xs: Vec<Bounded> = xs.collect();
-    let n = xs.len();
-    if max {
-        let v = xs.iter().map(|x| x.v).fold(f64::NEG_INFINITY, f64::max);
-        let e = xs.iter().map(|x| x.e).fold(0.0, f64::max);
-        // The max of values each within e of exact is within e of the exact max.
-        return Bounded { v, e, mag: v.abs() };
-    }
-    let v = xs.iter().map(|x| x.v).sum::<f64>() / n as f64;
-    let mag = xs.iter().map(|x| x.v.abs() + x.e).sum::<f64>() / n as f64;
-    let e = xs.iter().map(|x| x.e).sum::<f64>() / n as f64;
-    Bounded::rounded(v, e, mag, n + 2)
 }
 
 #[test]

@@ -288,6 +288,46 @@ impl Conv1D {
     }
 }
 
+/// The options a 2-D convolution builder shares (`Conv2D`, `DepthwiseConv2D`), on its
+/// `config`.
+macro_rules! image_conv_options {
+    ($($name:ident),*) => {$(
+        impl $name {
+            /// Steps between windows `(down, across)`.
+            pub fn strides(mut self, s: (usize, usize)) -> Self {
+                self.config.strides = s;
+                self
+            }
+            /// `Padding::Valid` or `Same`, along both axes.
+            pub fn padding(mut self, p: Padding) -> Self {
+                self.config.padding = (p, p);
+                self
+            }
+            /// Spacing between taps `(down, across)`.
+            pub fn dilation_rate(mut self, d: (usize, usize)) -> Self {
+                self.config.dilation_rate = d;
+                self
+            }
+            /// Activation after the bias.
+            pub fn activation(mut self, a: Activation) -> Self {
+                self.config.activation = a;
+                self
+            }
+            /// Whether there is a bias.
+            pub fn use_bias(mut self, b: bool) -> Self {
+                self.config.use_bias = b;
+                self
+            }
+            /// Names the layer.
+            pub fn name(mut self, n: &str) -> Self {
+                self.name = Some(n.into());
+                self
+            }
+        }
+    )*};
+}
+image_conv_options!(Conv2D, DepthwiseConv2D);
+
 /// `keras.layers.Conv2D(filters, kernel_size, strides, padding, dilation_rate, activation,
 /// use_bias)` over `[height, width, channels]`.
 #[derive(Clone, Debug)]
@@ -314,36 +354,6 @@ impl Conv2D {
             name: None,
             weights: None,
         }
-    }
-    /// Steps between windows `(down, across)`.
-    pub fn strides(mut self, s: (usize, usize)) -> Self {
-        self.config.strides = s;
-        self
-    }
-    /// `Padding::Valid` or `Same`, along both axes.
-    pub fn padding(mut self, p: Padding) -> Self {
-        self.config.padding = (p, p);
-        self
-    }
-    /// Spacing between taps `(down, across)`.
-    pub fn dilation_rate(mut self, d: (usize, usize)) -> Self {
-        self.config.dilation_rate = d;
-        self
-    }
-    /// Activation after the bias.
-    pub fn activation(mut self, a: Activation) -> Self {
-        self.config.activation = a;
-        self
-    }
-    /// Whether there is a bias.
-    pub fn use_bias(mut self, b: bool) -> Self {
-        self.config.use_bias = b;
-        self
-    }
-    /// Names the layer.
-    pub fn name(mut self, n: &str) -> Self {
-        self.name = Some(n.into());
-        self
     }
     /// Weights as Keras stores them: kernel `[kernel_h, kernel_w, in_channels, filters]`
     /// row-major, bias `[filters]`.
@@ -385,39 +395,9 @@ impl DepthwiseConv2D {
             weights: None,
         }
     }
-    /// Steps between windows `(down, across)`.
-    pub fn strides(mut self, s: (usize, usize)) -> Self {
-        self.config.strides = s;
-        self
-    }
-    /// `Padding::Valid` or `Same`, along both axes.
-    pub fn padding(mut self, p: Padding) -> Self {
-        self.config.padding = (p, p);
-        self
-    }
-    /// Spacing between taps `(down, across)`.
-    pub fn dilation_rate(mut self, d: (usize, usize)) -> Self {
-        self.config.dilation_rate = d;
-        self
-    }
     /// Output channels per input channel.
     pub fn depth_multiplier(mut self, m: usize) -> Self {
         self.config.depth_multiplier = m;
-        self
-    }
-    /// Activation after the bias.
-    pub fn activation(mut self, a: Activation) -> Self {
-        self.config.activation = a;
-        self
-    }
-    /// Whether there is a bias.
-    pub fn use_bias(mut self, b: bool) -> Self {
-        self.config.use_bias = b;
-        self
-    }
-    /// Names the layer.
-    pub fn name(mut self, n: &str) -> Self {
-        self.name = Some(n.into());
         self
     }
     /// Weights as Keras stores them: kernel `[kernel_h, kernel_w, channels, multiplier]`

@@ -181,3 +181,19 @@ pub fn check(what: &str, got: &[f32], want: &[Bounded]) -> Result<usize, String>
     }
     Ok(checked)
 }
+
+/// Max (exact) or mean (a sum and a division) of a pooling window.
+pub fn pool(max: bool, xs: impl Iterator<Item = Bounded>) -> Bounded {
+    let xs: Vec<Bounded> = xs.collect();
+    let n = xs.len();
+    if max {
+        let v = xs.iter().map(|x| x.v).fold(f64::NEG_INFINITY, f64::max);
+        let e = xs.iter().map(|x| x.e).fold(0.0, f64::max);
+        // The max of values each within e of exact is within e of the exact max.
+        return Bounded { v, e, mag: v.abs() };
+    }
+    let v = xs.iter().map(|x| x.v).sum::<f64>() / n as f64;
+    let mag = xs.iter().map(|x| x.v.abs() + x.e).sum::<f64>() / n as f64;
+    let e = xs.iter().map(|x| x.e).sum::<f64>() / n as f64;
+    Bounded::rounded(v, e, mag, n + 2)
+}

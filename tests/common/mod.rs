@@ -3,6 +3,17 @@
 
 pub mod bound;
 
+/// Whether two outputs are the same bits, value for value.
+pub fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// `model` compiled with `opts`, run once on `x`.
+pub fn run_once(model: &Model, x: &[f32], opts: sinter::plan::CompileOptions) -> Vec<f32> {
+    let plan = std::sync::Arc::new(model.compile(&opts).unwrap());
+    plan.run(x).unwrap()
+}
+
 /// The fixture folders under `tests/fixtures/` with a `manifest.json` naming their cases.
 pub const MANIFESTS: [&str; 8] = [
     "",

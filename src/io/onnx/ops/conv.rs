@@ -125,16 +125,7 @@ fn conv2d(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
             format!("W (float) has shape {:?} for {ch} input channels", wt.dims),
         ));
     }
-    if attr_2d(cx, node, "kernel_shape", (kh, kw))? != (kh, kw) {
-        return Err(cx.invalid(node, "kernel_shape disagrees with W"));
-    }
-    let strides = attr_2d(cx, node, "strides", (1, 1))?;
-    let dilation = attr_2d(cx, node, "dilations", (1, 1))?;
-    let pad = |axis, len, k, s, d| window_padding_axis(cx, node, (axis, 2), len, k, s, d, false);
-    let padding = (
-        pad(0, h, kh, strides.0, dilation.0)?,
-        pad(1, w, kw, strides.1, dilation.1)?,
-    );
+    let (strides, dilation, padding) = window_2d(cx, node, (h, w), (kh, kw))?;
     let mut kernel = vec![0.0; wt.f32.len()];
     for o in 0..filters {
         for c in 0..ch {
@@ -156,13 +147,13 @@ fn conv2d(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         activation: Activation::Linear,
         use_bias: bias.is_some(),
     });
-    let shape = layer
-        .output_shape(&[&[h, w, ch]])
-        .map_err(|m| cx.invalid(node, m))?;
-    let weights = DenseWeights { kernel, bias };
-    cx.push(cx.output(node)?, layer, vec![x], shape, Some(weights));
-    cx.name_last(node);
-    cx.set_layout(node, Layout::Ncw)
+    push_image(
+        cx,
+        node,
+        layer,
+        (x, (h, w, ch)),
+        DenseWeights { kernel, bias },
+    )
 }
 
 /// `Conv` with one group per input channel: a DepthwiseConv2D, its weights `[C * m, 1, kh,
@@ -179,16 +170,7 @@ fn depthwise(
     if filters == 0 || kh == 0 || kw == 0 || wt.f32.len() != filters * kh * kw {
         return Err(cx.invalid(node, format!("W (float) has shape {:?}", wt.dims)));
     }
-    if attr_2d(cx, node, "kernel_shape", (kh, kw))? != (kh, kw) {
-        return Err(cx.invalid(node, "kernel_shape disagrees with W"));
-    }
-    let strides = attr_2d(cx, node, "strides", (1, 1))?;
-    let dilation = attr_2d(cx, node, "dilations", (1, 1))?;
-    let pad = |axis, len, k, s, d| window_padding_axis(cx, node, (axis, 2), len, k, s, d, false);
-    let padding = (
-        pad(0, h, kh, strides.0, dilation.0)?,
-        pad(1, w, kw, strides.1, dilation.1)?,
-    );
+    let (strides, dilation, padding) = window_2d(cx, node, (h, w), (kh, kw))?;
     // ONNX [C * m, 1, kh, kw] -> [kh * kw, C * m].
     let taps = kh * kw;
     let mut kernel = vec![0.0; wt.f32.len()];
@@ -207,10 +189,49 @@ fn depthwise(
         activation: Activation::Linear,
         use_bias: bias.is_some(),
     });
+    push_image(
+        cx,
+        node,
+        layer,
+        (x, (h, w, ch)),
+        DenseWeights { kernel, bias },
+    )
+}
+
+/// A 2-D Conv's strides, dilations and paddings (rows, columns) for a `kh x kw` kernel
+/// over `h x w` positions, `kernel_shape` checked against the weights.
+#[allow(clippy::type_complexity)]
+fn window_2d(
+    cx: &Converter<'_>,
+    node: &NodeProto,
+    (h, w): (usize, usize),
+    (kh, kw): (usize, usize),
+) -> Result<((usize, usize), (usize, usize), (Padding, Padding))> {
+    if attr_2d(cx, node, "kernel_shape", (kh, kw))? != (kh, kw) {
+        return Err(cx.invalid(node, "kernel_shape disagrees with W"));
+    }
+    let strides = attr_2d(cx, node, "strides", (1, 1))?;
+    let dilation = attr_2d(cx, node, "dilations", (1, 1))?;
+    let pad = |axis, len, k, s, d| window_padding_axis(cx, node, (axis, 2), len, k, s, d, false);
+    let padding = (
+        pad(0, h, kh, strides.0, dilation.0)?,
+        pad(1, w, kw, strides.1, dilation.1)?,
+    );
+    Ok((strides, dilation, padding))
+}
+
+/// Adds a 2-D convolution `layer` reading node `x` (`[h, w, ch]`) as the node's output, a
+/// channels-first tensor to ONNX.
+fn push_image(
+    cx: &mut Converter<'_>,
+    node: &NodeProto,
+    layer: Layer,
+    (x, input): (usize, (usize, usize, usize)),
+    weights: DenseWeights,
+) -> Result<()> {
     let shape = layer
-        .output_shape(&[&[h, w, ch]])
+        .output_shape(&[&[input.0, input.1, input.2]])
         .map_err(|m| cx.invalid(node, m))?;
-    let weights = DenseWeights { kernel, bias };
     cx.push(cx.output(node)?, layer, vec![x], shape, Some(weights));
     cx.name_last(node);
     cx.set_layout(node, Layout::Ncw)
