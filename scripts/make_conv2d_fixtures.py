@@ -26,6 +26,8 @@ Cases:
                   -> Dense -> Dense(hard_sigmoid) -> Multiply), UpSampling2D, Cropping2D
   conv2d_mobile   MobileNet-style: DepthwiseConv2D (3x3 stride 2 same, ReLU6; 5x3 dilated
                   with depth_multiplier 2, no bias), a 1x1 Conv2D, BatchNormalization
+  conv2d_decoder  Conv2DTranspose: 3x3 stride 2 same (relu), 2x3 stride (1, 2) valid, 4x4
+                  stride 3 same (kernel larger than the stride), no bias; then Flatten, Dense
   xception_mini   the keras.io "Image classification from scratch" model (Rescaling, strided
                   Conv2D, SeparableConv2D blocks with BatchNormalization, MaxPooling2D(3, 2,
                   same), 1x1 strided residual projections, GlobalAveragePooling2D) on 32x32x3
@@ -449,6 +451,64 @@ def case_xception_mini():
             case["input_scale"] = "pixels: 128 + 80 * N(0, 1)"
 
 
+def conv_transpose64(x, w, b, strides, padding):
+    """x [N, H, W, C] f64, w [kh, kw, F, C]: Keras Conv2DTranspose (no output_padding)."""
+    n, h, wd, c = x.shape
+    kh, kw, f, _ = w.shape
+    sh, sw = strides
+
+    def axis(length, k, s):
+        if padding == "valid":
+            return (length - 1) * s + k, 0
+        return length * s, max(k - s, 0) // 2
+
+    oh, ph = axis(h, kh, sh)
+    ow, pw = axis(wd, kw, sw)
+    y = np.zeros((n, oh, ow, f))
+    w64 = w.astype(np.float64)
+    for i in range(h):
+        for j in range(wd):
+            for a in range(kh):
+                r = i * sh + a - ph
+                if not 0 <= r < oh:
+                    continue
+                for bb in range(kw):
+                    q = j * sw + bb - pw
+                    if 0 <= q < ow:
+                        y[:, r, q, :] += x[:, i, j, :] @ w64[a, bb].T
+    if b is not None:
+        y += b.astype(np.float64)
+    return y
+
+
+def case_conv2d_decoder():
+    name = "conv2d_decoder"
+    fresh()
+    inp = keras.Input(shape=(5, 4, 3))
+    t1 = L.Conv2DTranspose(6, 3, strides=2, padding="same", activation="relu")
+    t2 = L.Conv2DTranspose(4, (2, 3), strides=(1, 2), padding="valid")
+    t3 = L.Conv2DTranspose(2, 4, strides=3, padding="same", use_bias=False)
+    out = L.Dense(3)(L.Flatten()(t3(t2(t1(inp)))))
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(seed_of("weights:" + name))
+    ws = {}
+    for layer in (t1, t2, t3):
+        shape = tuple(layer.kernel.shape)
+        w = (rng.standard_normal(shape) / math.sqrt(shape[0] * shape[1] * shape[3]))
+        w = w.astype(np.float32)
+        b = (rng.standard_normal(shape[2]) * 0.1).astype(np.float32) if layer.use_bias else None
+        layer.set_weights([w, b] if layer.use_bias else [w])
+        ws[layer.name] = (w, b)
+    ws.update(randomize(model, name))
+    x = make_input(name, (5, 4, 3))
+    h = np.maximum(conv_transpose64(x.astype(np.float64), *ws[t1.name], (2, 2), "same"), 0)
+    h = conv_transpose64(h, *ws[t2.name], (1, 2), "valid")
+    h = conv_transpose64(h, *ws[t3.name], (3, 3), "same")
+    wo, bo = ws[model.layers[-1].name]
+    save_case(name, model, x, dense64(h.reshape(BATCH, -1), wo, bo), ["relu"],
+              "Conv2DTranspose: stride 2 same, stride (1, 2) valid, 4x4 stride 3 same no bias")
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     case_mnist_convnet()
@@ -456,6 +516,7 @@ def main():
     case_conv2d_blocks()
     case_conv2d_mobile()
     case_xception_mini()
+    case_conv2d_decoder()
     manifest = {
         "generated_by": "scripts/make_conv2d_fixtures.py",
         "versions": tool_versions(),

@@ -58,6 +58,8 @@ layers! {
         Conv1D(Conv1DConfig),
         /// 2-D convolution over `[height, width, channels]` (channels_last), Keras `Conv2D`.
         Conv2D(Conv2DConfig),
+        /// Transposed 2-D convolution (a decoder's upsampling), Keras `Conv2DTranspose`.
+        Conv2DTranspose(Conv2DTransposeConfig),
         /// Joins its inputs along an axis (Keras numbering: the batch is axis 0, `-1` the last).
         Concatenate(ConcatenateConfig),
         /// Largest value per window over `[steps, channels]`.

@@ -43,7 +43,7 @@ pub use crate::ops::{
     attention::AttentionConfig,
     concat::ConcatenateConfig,
     conv1d::Conv1DConfig,
-    conv2d::Conv2DConfig,
+    conv2d::{Conv2DConfig, Conv2DTransposeConfig},
     dense::DenseConfig,
     depthwise::{DepthwiseConv2DConfig, SeparableConv2DConfig},
     embedding::{EmbeddingConfig, PositionEmbeddingConfig, PositionRule},

@@ -99,3 +99,201 @@ impl LayerOp for Conv2DConfig {
         Ok(dense(&cols, cx.weights()?, cx.width(), self.activation))
     }
 }
+
+/// A Conv2DTranspose layer's configuration (Keras: the gradient of a Conv2D, a decoder's
+/// upsampling). The kernel is stored as Keras does, `[kernel_h, kernel_w, filters,
+/// in_channels]`. It runs as the equivalent convolution: the input spread `strides` apart
+/// with zeros between and around (`Resample::Dilate`), then a stride-1 Conv2D with the
+/// kernel flipped and its two channel axes swapped.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Conv2DTransposeConfig {
+    /// Output channels.
+    pub filters: usize,
+    /// Window `(height, width)`.
+    pub kernel_size: (usize, usize),
+    /// Output steps per input step `(down, across)`.
+    pub strides: (usize, usize),
+    /// `Valid` (output `(len - 1) * stride + kernel`) or `Same` (output `len * stride`).
+    pub padding: Padding,
+    /// Activation applied after the bias.
+    pub activation: Activation,
+    /// Whether the layer has a bias vector.
+    pub use_bias: bool,
+}
+
+impl Conv2DTransposeConfig {
+    /// Along one axis of `len` steps, kernel `k`, stride `s`: `(output length, padding the
+    /// forward convolution would take before it)`.
+    fn axis(&self, len: usize, k: usize, s: usize) -> Result<(usize, usize), String> {
+        if len == 0 || k == 0 || s == 0 {
+            return Err("Conv2DTranspose needs a non-empty input, kernel and stride".into());
+        }
+        let full = (len - 1)
+            .checked_mul(s)
+            .and_then(|v| v.checked_add(k))
+            .ok_or("the output size overflows")?;
+        match self.padding {
+            Padding::Valid => Ok((full, 0)),
+            Padding::Same => {
+                let out = len.checked_mul(s).ok_or("the output size overflows")?;
+                Ok((out, k.saturating_sub(s) / 2))
+            }
+            p => Err(format!("Conv2DTranspose padding {p:?}: only valid or same")),
+        }
+    }
+
+    /// The zero-spread input's `Resample::Dilate` and the output `(height, width)`.
+    fn plan(&self, input: &[usize]) -> Result<(super::resample::Resample, (usize, usize)), String> {
+        let (h, w, _) = image(input, "Conv2DTranspose")?;
+        let ((kh, kw), (sh, sw)) = (self.kernel_size, self.strides);
+        let (oh, ph) = self.axis(h, kh, sh)?;
+        let (ow, pw) = self.axis(w, kw, sw)?;
+        // The stride-1 valid convolution over `before + (len - 1) * s + 1 + after` steps must
+        // give `out`: before = k - 1 - p, after = out - 1 - (len - 1) * s + p (>= 0 here).
+        let side = |len: usize, k: usize, s: usize, out: usize, p: usize| {
+            (k - 1 - p, out + p - 1 - (len - 1) * s)
+        };
+        let (rb, ra) = side(h, kh, sh, oh, ph);
+        let (cb, ca) = side(w, kw, sw, ow, pw);
+        let dilate = super::resample::Resample::Dilate {
+            stride: (sh, sw),
+            before: (rb, cb),
+            after: (ra, ca),
+        };
+        Ok((dilate, (oh, ow)))
+    }
+}
+
+impl LayerOp for Conv2DTransposeConfig {
+    fn class_name(&self) -> &'static str {
+        "Conv2DTranspose"
+    }
+    fn base_name(&self) -> &'static str {
+        "conv2d_transpose"
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        let s = one(inputs)?;
+        if self.filters == 0 {
+            return Err("Conv2DTranspose filters must be positive".into());
+        }
+        let (_, (oh, ow)) = self.plan(&s)?;
+        Ok(vec![oh, ow, self.filters])
+    }
+    fn weight_dims(&self, input: &[usize]) -> Option<(usize, usize, bool)> {
+        let last = *input.last().unwrap_or(&0);
+        let (kh, kw) = self.kernel_size;
+        Some((
+            kh.saturating_mul(kw).saturating_mul(last),
+            self.filters,
+            self.use_bias,
+        ))
+    }
+    fn lower<'m>(&'m self, cx: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
+        let in_shape = cx.in_shape().to_vec();
+        let (dilate, _) = self.plan(&in_shape).map_err(|m| cx.fail(m))?;
+        let ch = in_shape[2];
+        let (step, spread) = dilate
+            .step((in_shape[0], in_shape[1], ch))
+            .map_err(|m| cx.fail(m))?;
+        cx.push("spread", step, spread.clone());
+        let conv = Conv2DConfig {
+            filters: self.filters,
+            kernel_size: self.kernel_size,
+            strides: (1, 1),
+            padding: (Padding::Valid, Padding::Valid),
+            dilation_rate: (1, 1),
+            activation: self.activation,
+            use_bias: self.use_bias,
+        };
+        let w = conv.window(&spread).map_err(|m| cx.fail(m))?;
+        let cols = Im2col::new(w, &spread);
+        let shape = cols.out_shape.clone();
+        cx.push("im2col", Op::Step(StepRef::new(cols)), shape);
+        let weights = cx.graph_weights()?.into_owned();
+        Ok(Op::Dense {
+            weights: std::borrow::Cow::Owned(crate::model::DenseWeights {
+                kernel: self.flipped(&weights.kernel, ch),
+                bias: weights.bias,
+            }),
+            acts: vec![Epi::Act(self.activation)],
+            conv: None,
+        })
+    }
+    fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
+        // Straight from the definition: input (i, j) adds kernel tap (a, b) times it to
+        // output (i * sh + a - ph, j * sw + b - pw).
+        let s = cx.in_shape();
+        let (h, w, ch) = (s[0], s[1], s[2]);
+        let ((kh, kw), (sh, sw), f) = (self.kernel_size, self.strides, self.filters);
+        let (oh, ph) = self.axis(h, kh, sh).map_err(crate::Error::Model)?;
+        let (ow, pw) = self.axis(w, kw, sw).map_err(crate::Error::Model)?;
+        let wts = cx.weights()?;
+        let mut y = Vec::with_capacity(cx.batch * oh * ow * f);
+        for x in cx.inputs[0].chunks_exact((h * w * ch).max(1)) {
+            let mut out = vec![0.0f64; oh * ow * f];
+            for (i, j, a, b) in itertools4(h, w, kh, kw) {
+                let (Some(r), Some(c)) = (
+                    (i * sh + a).checked_sub(ph).filter(|&r| r < oh),
+                    (j * sw + b).checked_sub(pw).filter(|&c| c < ow),
+                ) else {
+                    continue;
+                };
+                for o in 0..f {
+                    let mut acc = 0.0;
+                    for k in 0..ch {
+                        let wv = f64::from(wts.kernel[((a * kw + b) * f + o) * ch + k]);
+                        acc += x[(i * w + j) * ch + k] * wv;
+                    }
+                    out[(r * ow + c) * f + o] += acc;
+                }
+            }
+            for px in out.chunks_exact_mut(f.max(1)) {
+                if let Some(bias) = &wts.bias {
+                    px.iter_mut()
+                        .zip(bias)
+                        .for_each(|(v, &b)| *v += f64::from(b));
+                }
+                crate::reference::activation_row(self.activation, px);
+            }
+            y.extend(out);
+        }
+        Ok(y)
+    }
+}
+
+/// Every `(i, j, a, b)` of the four ranges, `b` fastest.
+fn itertools4(
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    (0..h).flat_map(move |i| {
+        (0..w).flat_map(move |j| (0..kh).flat_map(move |a| (0..kw).map(move |b| (i, j, a, b))))
+    })
+}
+
+impl Conv2DTransposeConfig {
+    /// Keras's `[kh, kw, filters, in]` kernel as the equivalent convolution's GEMM weights:
+    /// taps flipped, `[(kh - 1 - a) * kw + (kw - 1 - b)) * in + c][o]`.
+    fn flipped(&self, kernel: &[f32], ch: usize) -> Vec<f32> {
+        let ((kh, kw), f) = (self.kernel_size, self.filters);
+        let mut out = vec![0.0; kernel.len()];
+        for a in 0..kh {
+            for b in 0..kw {
+                let t = (kh - 1 - a) * kw + (kw - 1 - b);
+                for o in 0..f {
+                    for c in 0..ch {
+                        if let (Some(dst), Some(&v)) = (
+                            out.get_mut((t * ch + c) * f + o),
+                            kernel.get(((a * kw + b) * f + o) * ch + c),
+                        ) {
+                            *dst = v;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}

@@ -31,6 +31,16 @@ pub enum Resample {
         /// `(rows, cols)` repeats.
         size: (usize, usize),
     },
+    /// Positions spread `stride` apart with zeros between them and `before`/`after` zeros
+    /// around: the input of a transposed convolution's equivalent convolution.
+    Dilate {
+        /// `(rows, cols)` spacing.
+        stride: (usize, usize),
+        /// Zeros before, `(rows, cols)`.
+        before: (usize, usize),
+        /// Zeros after, `(rows, cols)`.
+        after: (usize, usize),
+    },
 }
 
 impl Resample {
@@ -57,6 +67,25 @@ impl Resample {
                     )),
                 }
             }
+            Resample::Dilate {
+                stride,
+                before,
+                after,
+            } => {
+                let axis = |len: usize, s: usize, b: usize, a: usize| {
+                    len.checked_sub(1)
+                        .and_then(|l| l.checked_mul(s))
+                        .and_then(|l| l.checked_add(1 + b))
+                        .and_then(|l| l.checked_add(a))
+                };
+                match (
+                    axis(h, stride.0, before.0, after.0),
+                    axis(w, stride.1, before.1, after.1),
+                ) {
+                    (Some(oh), Some(ow)) if stride.0 > 0 && stride.1 > 0 => Ok((oh, ow)),
+                    _ => Err("a dilated input of no size, zero stride or overflowing size".into()),
+                }
+            }
             Resample::UpSampling2D { size } => {
                 if size.0 == 0 || size.1 == 0 {
                     return Err("UpSampling2D size must be positive".into());
@@ -79,6 +108,17 @@ impl Resample {
             }
             Resample::Cropping2D { rows, cols } => Some((r + rows.0, c + cols.0)),
             Resample::UpSampling2D { size } => Some((r / size.0, c / size.1)),
+            Resample::Dilate { stride, before, .. } => {
+                let spread = |o: usize, b: usize, s: usize, len: usize| {
+                    o.checked_sub(b)
+                        .filter(|d| d % s == 0 && d / s < len)
+                        .map(|d| d / s)
+                };
+                Some((
+                    spread(r, before.0, stride.0, h)?,
+                    spread(c, before.1, stride.1, w)?,
+                ))
+            }
         }
     }
 }
@@ -89,6 +129,7 @@ impl LayerOp for Resample {
             Resample::ZeroPadding2D { .. } => "ZeroPadding2D",
             Resample::Cropping2D { .. } => "Cropping2D",
             Resample::UpSampling2D { .. } => "UpSampling2D",
+            Resample::Dilate { .. } => "Dilate",
         }
     }
     fn base_name(&self) -> &'static str {
@@ -96,6 +137,7 @@ impl LayerOp for Resample {
             Resample::ZeroPadding2D { .. } => "zero_padding2d",
             Resample::Cropping2D { .. } => "cropping2d",
             Resample::UpSampling2D { .. } => "up_sampling2d",
+            Resample::Dilate { .. } => "dilate",
         }
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
@@ -104,13 +146,9 @@ impl LayerOp for Resample {
         Ok(vec![oh, ow, ch])
     }
     fn lower<'m>(&'m self, cx: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
-        let (h, w, ch) = image(cx.in_shape(), self.class_name()).map_err(|m| cx.fail(m))?;
-        let (oh, ow) = self.out((h, w)).map_err(|m| cx.fail(m))?;
-        Ok(Op::Step(StepRef::new(ResampleStep {
-            map: *self,
-            input: (h, w, ch),
-            out: (oh, ow),
-        })))
+        let input = image(cx.in_shape(), self.class_name()).map_err(|m| cx.fail(m))?;
+        let (op, _) = self.step(input).map_err(|m| cx.fail(m))?;
+        Ok(op)
     }
     fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
         let (h, w, ch) = image(cx.in_shape(), self.class_name()).map_err(Error::Model)?;
@@ -130,6 +168,22 @@ impl LayerOp for Resample {
     }
 }
 
+impl Resample {
+    /// The step that runs `self` on an input of `[h, w, ch]`, and its output shape.
+    pub(crate) fn step<'m>(
+        self,
+        (h, w, ch): (usize, usize, usize),
+    ) -> Result<(Op<'m>, Vec<usize>), String> {
+        let (oh, ow) = self.out((h, w))?;
+        let step = ResampleStep {
+            map: self,
+            input: (h, w, ch),
+            out: (oh, ow),
+        };
+        Ok((Op::Step(StepRef::new(step)), vec![oh, ow, ch]))
+    }
+}
+
 /// The step: each output position copied from its input position, or zeros.
 #[derive(Debug)]
 struct ResampleStep {
@@ -144,6 +198,11 @@ impl StepOp for ResampleStep {
             Resample::ZeroPadding2D { rows, cols } => format!("zero pad {rows:?} x {cols:?}"),
             Resample::Cropping2D { rows, cols } => format!("crop {rows:?} x {cols:?}"),
             Resample::UpSampling2D { size } => format!("repeat {} x {}", size.0, size.1),
+            Resample::Dilate {
+                stride,
+                before,
+                after,
+            } => format!("spread {stride:?} with zeros, pad {before:?} / {after:?}"),
         }
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {

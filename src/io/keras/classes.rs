@@ -6,10 +6,10 @@ use super::config::{Spec, batch_shape, str_field};
 use super::{Fault, Res};
 use crate::kernels::Activation;
 use crate::model::{
-    AveragePooling1DConfig, ConcatenateConfig, Conv1DConfig, Conv2DConfig, DenseConfig,
-    DepthwiseConv2DConfig, DropoutConfig, EmbeddingConfig, GlobalPooling2D, MaxPooling1DConfig,
-    NormalizationConfig, PermuteConfig, Pooling2D, Resample, RescalingConfig, ReshapeConfig,
-    SeparableConv2DConfig,
+    AveragePooling1DConfig, ConcatenateConfig, Conv1DConfig, Conv2DConfig, Conv2DTransposeConfig,
+    DenseConfig, DepthwiseConv2DConfig, DropoutConfig, EmbeddingConfig, GlobalPooling2D,
+    MaxPooling1DConfig, NormalizationConfig, PermuteConfig, Pooling2D, Resample, RescalingConfig,
+    ReshapeConfig, SeparableConv2DConfig,
 };
 use crate::model::{ChannelNorm, DType, Layer, Merge, Padding, RowNorm, TrainingOnly};
 use serde_json::Value;
@@ -69,6 +69,27 @@ const CLASSES: &[(&str, ClassFn)] = &[
     ("GlobalMaxPooling1D", |c, _| global_pooling(c, true)),
     ("GlobalAveragePooling1D", |c, _| global_pooling(c, false)),
     ("Conv2D", conv2d),
+    ("Conv2DTranspose", |c, _| {
+        c.channels_last()?;
+        if c.get("output_padding").is_some() {
+            return Err(c.unsupported("output_padding is not supported"));
+        }
+        if c.pair_or("dilation_rate", (1, 1))? != (1, 1) {
+            return Err(c.unsupported("dilation_rate other than 1 is not supported"));
+        }
+        let kernel_size = c.pair_or("kernel_size", (0, 0))?;
+        if kernel_size.0 == 0 {
+            return Err(c.invalid("kernel_size is missing"));
+        }
+        Ok(Layer::Conv2DTranspose(Conv2DTransposeConfig {
+            filters: c.positive("filters")?,
+            kernel_size,
+            strides: c.pair_or("strides", (1, 1))?,
+            padding: c.padding()?,
+            activation: c.activation("activation")?,
+            use_bias: c.get("use_bias").and_then(Value::as_bool).unwrap_or(true),
+        }))
+    }),
     ("DepthwiseConv2D", |c, _| {
         Ok(Layer::DepthwiseConv2D(depthwise(c)?))
     }),

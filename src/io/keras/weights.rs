@@ -301,14 +301,16 @@ fn dense_weights(vars: Vec<hdf5::Dataset>, use_bias: bool) -> Res<DenseWeights> 
             )));
         }
     };
-    // A depthwise kernel `[kh, kw, C, multiplier]` has a bias per output channel.
-    let outputs = match kernel.shape.as_slice() {
-        &[_, _, c, m] => c.saturating_mul(m),
-        _ => units,
+    // A 4-D kernel's bias: per filter (`Conv2D`, `[kh, kw, C, F]`), per output channel of a
+    // depthwise kernel (`[kh, kw, C, m]`: C * m), or per filter of a transposed one
+    // (`[kh, kw, F, C]`). The layer's `weight_dims` check which, once the input is known.
+    let outputs: &[usize] = match kernel.shape.as_slice() {
+        &[_, _, c, m] => &[c.saturating_mul(m), c],
+        _ => &[],
     };
     let bias = if use_bias {
         let b = get()?;
-        if b.shape != [units] && b.shape != [outputs] {
+        if b.shape != [units] && !outputs.iter().any(|&n| b.shape == [n]) {
             return Err(Fault::invalid(format!(
                 "bias has shape {:?}, expected [{units}] to match the kernel {:?}",
                 b.shape, kernel.shape
