@@ -54,6 +54,8 @@ default opset and optimize=True; failures are recorded under "export_failures"):
                        Conv2d(16,16,3,padding 1,no bias) BatchNorm2d, + Conv2d(8,16,1,stride 2)
                        BatchNorm2d, ReLU, AdaptiveAvgPool2d(1) Flatten Linear(16,5); the
                        batch norms' statistics from 5 training-mode passes
+  torch_decoder        [4,4,5,6] NCHW: ConvTranspose2d(4,6,3,stride 2,padding 1) ReLU
+                       ConvTranspose2d(6,2,4,stride 2,padding 1) Flatten Linear(792,3)
   torch weights: torch.manual_seed(crc32("weights:NAME")) then the default init (Linear/Conv1d
   biases are non-zero by default); LayerNorm weight 1 + N(0, 0.2), bias N(0, 0.1);
   BatchNorm1d weight U(0.5, 1.5), bias N(0, 0.2), running stats from 5 seeded train-mode
@@ -138,7 +140,7 @@ BATCH = 4
 TOL = 1e-3
 
 TORCH_MODELS = ["torch_mlp", "torch_mlp_tanh", "torch_conv1d_ncw", "torch_conv1d_nwc",
-                "torch_conv1d_bn", "torch_lenet", "torch_resblock"]
+                "torch_conv1d_bn", "torch_lenet", "torch_resblock", "torch_decoder"]
 # extra exports beyond NAME.ts / NAME.dynamo: the TorchScript exporter at opset 17 (GELU
 # decomposed), and the conv+BN model with the BatchNormalization node kept (both exporters
 # fold it into the Conv weights by default)
@@ -477,6 +479,11 @@ def part_torch():
                               nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
                               nn.Linear(84, 10))
             shape, layout = (1, 28, 28), "NCHW"
+        elif name == "torch_decoder":
+            m = nn.Sequential(nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1), nn.ReLU(),
+                              nn.ConvTranspose2d(6, 2, 4, stride=2, padding=1), nn.Flatten(),
+                              nn.Linear(2 * 18 * 22, 3))
+            shape, layout = (4, 5, 6), "NCHW"
         elif name == "torch_resblock":
             m, shape, layout = ResBlock(), (8, 16, 16), "NCHW"
         elif name == "torch_conv1d_bn":

@@ -123,7 +123,7 @@ fn check(case: &Value) -> Result<String, String> {
 }
 
 /// Cases of exporters/manifest.json.
-const EXPORTER_CASES: usize = 26;
+const EXPORTER_CASES: usize = 28;
 
 #[test]
 fn exporter_files_match_their_frameworks() {

@@ -113,8 +113,9 @@ pub struct Conv2DTransposeConfig {
     pub kernel_size: (usize, usize),
     /// Output steps per input step `(down, across)`.
     pub strides: (usize, usize),
-    /// `Valid` (output `(len - 1) * stride + kernel`) or `Same` (output `len * stride`).
-    pub padding: Padding,
+    /// Along the rows and the columns: `Valid` (output `(len - 1) * stride + kernel`),
+    /// `Same` (output `len * stride`) or `Explicit` (ONNX's pads, taken off the valid output).
+    pub padding: (Padding, Padding),
     /// Activation applied after the bias.
     pub activation: Activation,
     /// Whether the layer has a bias vector.
@@ -124,7 +125,7 @@ pub struct Conv2DTransposeConfig {
 impl Conv2DTransposeConfig {
     /// Along one axis of `len` steps, kernel `k`, stride `s`: `(output length, padding the
     /// forward convolution would take before it)`.
-    fn axis(&self, len: usize, k: usize, s: usize) -> Result<(usize, usize), String> {
+    fn axis(&self, len: usize, k: usize, s: usize, pad: Padding) -> Result<(usize, usize), String> {
         if len == 0 || k == 0 || s == 0 {
             return Err("Conv2DTranspose needs a non-empty input, kernel and stride".into());
         }
@@ -132,13 +133,19 @@ impl Conv2DTransposeConfig {
             .checked_mul(s)
             .and_then(|v| v.checked_add(k))
             .ok_or("the output size overflows")?;
-        match self.padding {
+        match pad {
             Padding::Valid => Ok((full, 0)),
             Padding::Same => {
                 let out = len.checked_mul(s).ok_or("the output size overflows")?;
                 Ok((out, k.saturating_sub(s) / 2))
             }
-            p => Err(format!("Conv2DTranspose padding {p:?}: only valid or same")),
+            Padding::Explicit { left, right } if left < k && right < k && left + right < full => {
+                Ok((full - left - right, left))
+            }
+            p => Err(format!(
+                "Conv2DTranspose padding {p:?}: each side must be below the kernel ({k}) and \
+                 leave an output"
+            )),
         }
     }
 
@@ -146,8 +153,8 @@ impl Conv2DTransposeConfig {
     fn plan(&self, input: &[usize]) -> Result<(super::resample::Resample, (usize, usize)), String> {
         let (h, w, _) = image(input, "Conv2DTranspose")?;
         let ((kh, kw), (sh, sw)) = (self.kernel_size, self.strides);
-        let (oh, ph) = self.axis(h, kh, sh)?;
-        let (ow, pw) = self.axis(w, kw, sw)?;
+        let (oh, ph) = self.axis(h, kh, sh, self.padding.0)?;
+        let (ow, pw) = self.axis(w, kw, sw, self.padding.1)?;
         // The stride-1 valid convolution over `before + (len - 1) * s + 1 + after` steps must
         // give `out`: before = k - 1 - p, after = out - 1 - (len - 1) * s + p (>= 0 here).
         let side = |len: usize, k: usize, s: usize, out: usize, p: usize| {
@@ -225,8 +232,12 @@ impl LayerOp for Conv2DTransposeConfig {
         let s = cx.in_shape();
         let (h, w, ch) = (s[0], s[1], s[2]);
         let ((kh, kw), (sh, sw), f) = (self.kernel_size, self.strides, self.filters);
-        let (oh, ph) = self.axis(h, kh, sh).map_err(crate::Error::Model)?;
-        let (ow, pw) = self.axis(w, kw, sw).map_err(crate::Error::Model)?;
+        let (oh, ph) = self
+            .axis(h, kh, sh, self.padding.0)
+            .map_err(crate::Error::Model)?;
+        let (ow, pw) = self
+            .axis(w, kw, sw, self.padding.1)
+            .map_err(crate::Error::Model)?;
         let wts = cx.weights()?;
         let mut y = Vec::with_capacity(cx.batch * oh * ow * f);
         for x in cx.inputs[0].chunks_exact((h * w * ch).max(1)) {

@@ -85,7 +85,7 @@ const CLASSES: &[(&str, ClassFn)] = &[
             filters: c.positive("filters")?,
             kernel_size,
             strides: c.pair_or("strides", (1, 1))?,
-            padding: c.padding()?,
+            padding: (c.padding()?, c.padding()?),
             activation: c.activation("activation")?,
             use_bias: c.get("use_bias").and_then(Value::as_bool).unwrap_or(true),
         }))

@@ -7,7 +7,7 @@ use crate::io::onnx::convert::{Const, Converter, Value};
 use crate::io::onnx::layout::Layout;
 use crate::io::onnx::proto::NodeProto;
 use crate::kernels::Activation;
-use crate::model::{Conv1DConfig, Conv2DConfig};
+use crate::model::{Conv1DConfig, Conv2DConfig, Conv2DTransposeConfig};
 use crate::model::{DenseWeights, Layer, Padding};
 
 /// `Conv`, `MaxPool` or `AveragePool`, converted by `op`: a 2-D window of height 1 on a
@@ -235,6 +235,91 @@ fn push_image(
     cx.push(cx.output(node)?, layer, vec![x], shape, Some(weights));
     cx.name_last(node);
     cx.set_layout(node, Layout::Ncw)
+}
+
+/// `ConvTranspose` (2-D, group 1) on a channels-first `[N, C, H, W]` view: a
+/// Conv2DTranspose, its weights `[C, M, kh, kw]` reordered to Keras's `[kh, kw, M, C]`.
+pub(super) fn conv_transpose(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    let (x, (h, w), ch) = cx.nchw_input(node)?;
+    for (name, what) in [("group", "groups"), ("output_padding", "output_padding")] {
+        let set =
+            Converter::attr(node, name).is_some_and(|a| a.i > 1 || a.ints.iter().any(|&v| v != 0));
+        if set {
+            return Err(cx.unsupported(node, format!("{what} is not supported")));
+        }
+    }
+    if Converter::attr(node, "output_shape").is_some() {
+        return Err(cx.unsupported(node, "output_shape is not supported (give pads)"));
+    }
+    if !matches!(
+        cx.attr_s(node, "auto_pad")?.as_deref(),
+        None | Some("NOTSET" | "VALID")
+    ) {
+        return Err(cx.unsupported(node, "auto_pad SAME_* is not supported (give pads)"));
+    }
+    let wt = cx.input_const(node, 1)?.clone();
+    let [cin, filters, kh, kw] = wt.dims[..] else {
+        return Err(cx.invalid(
+            node,
+            format!("W has shape {:?}, expected [C, M, kh, kw]", wt.dims),
+        ));
+    };
+    if cin != ch || filters == 0 || kh == 0 || kw == 0 || wt.f32.len() != filters * ch * kh * kw {
+        return Err(cx.invalid(
+            node,
+            format!("W (float) has shape {:?} for {ch} input channels", wt.dims),
+        ));
+    }
+    if attr_2d(cx, node, "kernel_shape", (kh, kw))? != (kh, kw) {
+        return Err(cx.invalid(node, "kernel_shape disagrees with W"));
+    }
+    if attr_2d(cx, node, "dilations", (1, 1))? != (1, 1) {
+        return Err(cx.unsupported(node, "dilations are not supported"));
+    }
+    let strides = attr_2d(cx, node, "strides", (1, 1))?;
+    let pads = Converter::attr(node, "pads")
+        .map(|a| a.ints.clone())
+        .unwrap_or_default();
+    let side = |v: i64| usize::try_from(v).ok().filter(|&v| v <= 1 << 24);
+    let padding = match pads[..] {
+        [] => (Padding::Valid, Padding::Valid),
+        [t, l, b, r] => match (side(t), side(l), side(b), side(r)) {
+            (Some(t), Some(l), Some(b), Some(r)) => (
+                Padding::Explicit { left: t, right: b },
+                Padding::Explicit { left: l, right: r },
+            ),
+            _ => return Err(cx.invalid(node, format!("pads {pads:?}"))),
+        },
+        _ => return Err(cx.invalid(node, format!("pads {pads:?}: expected 4 values"))),
+    };
+    // ONNX [C, M, kh, kw] -> Keras [kh, kw, M, C].
+    let mut kernel = vec![0.0; wt.f32.len()];
+    for c in 0..ch {
+        for o in 0..filters {
+            for a in 0..kh {
+                for b in 0..kw {
+                    kernel[((a * kw + b) * filters + o) * ch + c] =
+                        wt.f32[((c * filters + o) * kh + a) * kw + b];
+                }
+            }
+        }
+    }
+    let bias = conv_bias(cx, node, filters)?;
+    let layer = Layer::Conv2DTranspose(Conv2DTransposeConfig {
+        filters,
+        kernel_size: (kh, kw),
+        strides,
+        padding,
+        activation: Activation::Linear,
+        use_bias: bias.is_some(),
+    });
+    push_image(
+        cx,
+        node,
+        layer,
+        (x, (h, w, ch)),
+        DenseWeights { kernel, bias },
+    )
 }
 
 /// A Conv's optional bias `B` of `filters` values.

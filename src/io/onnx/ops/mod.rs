@@ -74,6 +74,7 @@ pub(super) const OPS: &[(&str, OpFn)] = &[
     ("MatMul", gemm::matmul),
     // Convolution and pooling (1-D).
     ("Conv", |cx, n| conv::window(cx, n, conv::conv)),
+    ("ConvTranspose", conv::conv_transpose),
     ("MaxPool", |cx, n| conv::window(cx, n, pool::pool)),
     ("AveragePool", |cx, n| conv::window(cx, n, pool::pool)),
     ("GlobalMaxPool", pool::global_pool),
