@@ -126,17 +126,10 @@ fn conv2d(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         ));
     }
     let (strides, dilation, padding) = window_2d(cx, node, (h, w), (kh, kw))?;
-    let mut kernel = vec![0.0; wt.f32.len()];
-    for o in 0..filters {
-        for c in 0..ch {
-            for i in 0..kh {
-                for j in 0..kw {
-                    kernel[((i * kw + j) * ch + c) * filters + o] =
-                        wt.f32[((o * ch + c) * kh + i) * kw + j];
-                }
-            }
-        }
-    }
+    // ONNX [M, C, kh, kw] -> Keras [kh, kw, C, M].
+    let kernel = reorder(&wt.f32, [filters, ch, kh, kw], |[o, c, i, j]| {
+        ((i * kw + j) * ch + c) * filters + o
+    });
     let bias = conv_bias(cx, node, filters)?;
     let layer = Layer::Conv2D(Conv2DConfig {
         filters,
@@ -172,13 +165,9 @@ fn depthwise(
     }
     let (strides, dilation, padding) = window_2d(cx, node, (h, w), (kh, kw))?;
     // ONNX [C * m, 1, kh, kw] -> [kh * kw, C * m].
-    let taps = kh * kw;
-    let mut kernel = vec![0.0; wt.f32.len()];
-    for o in 0..filters {
-        for t in 0..taps {
-            kernel[t * filters + o] = wt.f32[o * taps + t];
-        }
-    }
+    let kernel = reorder(&wt.f32, [filters, 1, kh, kw], |[o, _, a, b]| {
+        (a * kw + b) * filters + o
+    });
     let bias = conv_bias(cx, node, filters)?;
     let layer = Layer::DepthwiseConv2D(crate::model::DepthwiseConv2DConfig {
         kernel_size: (kh, kw),
@@ -293,17 +282,9 @@ pub(super) fn conv_transpose(cx: &mut Converter<'_>, node: &NodeProto) -> Result
         _ => return Err(cx.invalid(node, format!("pads {pads:?}: expected 4 values"))),
     };
     // ONNX [C, M, kh, kw] -> Keras [kh, kw, M, C].
-    let mut kernel = vec![0.0; wt.f32.len()];
-    for c in 0..ch {
-        for o in 0..filters {
-            for a in 0..kh {
-                for b in 0..kw {
-                    kernel[((a * kw + b) * filters + o) * ch + c] =
-                        wt.f32[((c * filters + o) * kh + a) * kw + b];
-                }
-            }
-        }
-    }
+    let kernel = reorder(&wt.f32, [ch, filters, kh, kw], |[c, o, a, b]| {
+        ((a * kw + b) * filters + o) * ch + c
+    });
     let bias = conv_bias(cx, node, filters)?;
     let layer = Layer::Conv2DTranspose(Conv2DTransposeConfig {
         filters,
@@ -320,6 +301,26 @@ pub(super) fn conv_transpose(cx: &mut Converter<'_>, node: &NodeProto) -> Result
         (x, (h, w, ch)),
         DenseWeights { kernel, bias },
     )
+}
+
+/// The values of a row-major tensor of `dims` (exactly that many, checked by the caller)
+/// moved to `to(index)`, a permutation of `0..len`.
+fn reorder(w: &[f32], dims: [usize; 4], to: impl Fn([usize; 4]) -> usize) -> Vec<f32> {
+    let mut out = vec![0.0; w.len()];
+    let [d0, d1, d2, d3] = dims;
+    let mut src = w.iter();
+    for a in 0..d0 {
+        for b in 0..d1 {
+            for c in 0..d2 {
+                for d in 0..d3 {
+                    if let (Some(&v), Some(dst)) = (src.next(), out.get_mut(to([a, b, c, d]))) {
+                        *dst = v;
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A Conv's optional bias `B` of `filters` values.
