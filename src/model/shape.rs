@@ -167,7 +167,7 @@ impl Window {
     }
 
     /// The geometry as the kernels' data-movement ops take it.
-    pub fn axis(&self) -> crate::kernels::ops::Axis {
+    pub(crate) fn axis(&self) -> crate::kernels::ops::Axis {
         crate::kernels::ops::Axis {
             len: self.len,
             size: self.size,

@@ -42,13 +42,11 @@ impl Plan {
     /// weights come from memory on every run; fetched a layer ahead, they arrive while the
     /// previous layer computes.
     pub(crate) fn weights_after(&self, i: usize) -> &[f32] {
-        self.steps[i + 1..]
-            .iter()
-            .find_map(|s| match &s.kind {
-                super::Kind::Dense { w, .. } => Some(w.view().data),
-                _ => None,
-            })
-            .unwrap_or(&[])
+        let next = self.next_gemm.get(i).copied().flatten();
+        match next.map(|j| &self.steps[j].kind) {
+            Some(super::Kind::Dense { w, .. }) => w.view().data,
+            _ => &[],
+        }
     }
 
     /// Runs `g` on `batch` samples: `a` holds `in_len` values per sample, `c` `out_len`.

@@ -204,6 +204,8 @@ pub struct Plan {
     pub(crate) parallel_flops: usize,
     /// Steps run split into two or more parts, over the plan's life.
     pub(crate) split_steps: AtomicUsize,
+    /// Per step, the first GEMM step after it (see [`Plan::weights_after`]).
+    pub(crate) next_gemm: Vec<Option<usize>>,
 }
 
 /// Arenas a plan keeps for [`Plan::run`] callers: enough for this many concurrent calls
@@ -315,7 +317,15 @@ impl Plan {
         arena_len
             .checked_mul(4)
             .ok_or_else(|| Error::Options("arena size overflows".into()))?;
+        let mut next_gemm = vec![None; steps.len()];
+        for i in (0..steps.len().saturating_sub(1)).rev() {
+            next_gemm[i] = match steps[i + 1].kind {
+                Kind::Dense { .. } => Some(i + 1),
+                _ => next_gemm[i + 1],
+            };
+        }
         Ok(Plan {
+            next_gemm,
             steps,
             isa,
             fused: opts.fuse,
