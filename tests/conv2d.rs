@@ -17,10 +17,12 @@ use sinter::plan::CompileOptions;
 use std::sync::Arc;
 
 /// One Conv2D (or, with `depthwise`, a DepthwiseConv2D whose multiplier is the filters
-/// count): kernel, strides, dilation, `same` padding, activation, bias.
+/// count): kernel, strides, dilation, `same` padding, activation, bias, channel groups
+/// (where they divide both channel counts, else 1).
 #[derive(Clone, Debug)]
 struct ConvSpec {
     depthwise: bool,
+    groups: usize,
     kernel: (usize, usize),
     strides: (usize, usize),
     dilation: (usize, usize),
@@ -58,6 +60,17 @@ fn weights(rng: &mut SplitMix64, k: usize, n: usize, bias: bool) -> (Vec<f32>, O
     (w, b)
 }
 
+impl ConvSpec {
+    /// The groups of a Conv2D from `cin` channels to `f` filters.
+    fn groups(&self, cin: usize, f: usize) -> usize {
+        if cin % self.groups == 0 && f % self.groups == 0 {
+            self.groups
+        } else {
+            1
+        }
+    }
+}
+
 fn pad(same: bool) -> Padding {
     if same { Padding::Same } else { Padding::Valid }
 }
@@ -84,8 +97,10 @@ impl Net {
                 .call(h)
                 .map_err(|e| e.to_string());
         }
-        let (w, b) = weights(rng, c.kernel.0 * c.kernel.1 * cin, f, c.bias);
+        let g = c.groups(cin, f);
+        let (w, b) = weights(rng, c.kernel.0 * c.kernel.1 * cin / g, f, c.bias);
         Conv2D::new(f, c.kernel)
+            .groups(g)
             .strides(c.strides)
             .dilation_rate(c.dilation)
             .padding(pad(c.same))
@@ -153,10 +168,12 @@ fn conv_spec() -> impl Strategy<Value = ConvSpec> {
         elementwise(),
         any::<bool>(),
         any::<bool>(),
+        1usize..4,
     )
         .prop_map(
-            |(kernel, strides, dilation, same, act, bias, depthwise)| ConvSpec {
+            |(kernel, strides, dilation, same, act, bias, depthwise, groups)| ConvSpec {
                 depthwise,
+                groups,
                 kernel,
                 strides,
                 dilation,
@@ -285,10 +302,12 @@ fn tap(
 }
 
 impl Net {
-    /// Conv2D as Keras defines it: kernel `[kh, kw, cin, filters]`, zeros outside the input;
+    /// Conv2D as Keras defines it: kernel `[kh, kw, cin / groups, filters]`, filter `j`
+    /// reading its group's channels, zeros outside the input;
     /// DepthwiseConv2D: kernel `[kh, kw, cin, f]`, output `k * f + m` reading channel `k`.
     fn conv64(x: &Image, c: &ConvSpec, w: &[f32], b: Option<&[f32]>, f: usize) -> Image {
         let f = if c.depthwise { x.ch * f } else { f };
+        let cg = x.ch / c.groups(x.ch, f);
         let ((kh, kw), (sh, sw), (dh, dw)) = (c.kernel, c.strides, c.dilation);
         let (oh, ph) = axis(x.h, (kh - 1) * dh + 1, sh, c.same);
         let (ow, pw) = axis(x.w, (kw - 1) * dw + 1, sw, c.same);
@@ -311,9 +330,10 @@ impl Net {
                                 terms.push((x.at(r, col, j / m), f64::from(w[wi])));
                                 continue;
                             }
-                            for k in 0..x.ch {
-                                let wi = ((i * kw + t) * x.ch + k) * f + j;
-                                terms.push((x.at(r, col, k), f64::from(w[wi])));
+                            let first = j / (f * cg / x.ch) * cg;
+                            for k in 0..cg {
+                                let wi = ((i * kw + t) * cg + k) * f + j;
+                                terms.push((x.at(r, col, first + k), f64::from(w[wi])));
                             }
                         }
                     }
@@ -343,7 +363,7 @@ impl Net {
             let (k, n) = if c.depthwise {
                 (c.kernel.0 * c.kernel.1, h.ch * f)
             } else {
-                (c.kernel.0 * c.kernel.1 * h.ch, *f)
+                (c.kernel.0 * c.kernel.1 * h.ch / c.groups(h.ch, *f), *f)
             };
             let (w, b) = weights(&mut rng, k, n, c.bias);
             let y = Self::conv64(&h, c, &w, b.as_deref(), *f);
@@ -448,6 +468,11 @@ fn hostile_conv2d_configs_are_shape_errors() {
             .call(&x)
             .is_err()
     );
+    // Groups that do not divide the channels (3) or the filters, and zero groups.
+    assert!(Conv2D::new(2, (1, 1)).groups(2).call(&x).is_err());
+    assert!(Conv2D::new(4, (1, 1)).groups(3).call(&x).is_err());
+    assert!(Conv2D::new(3, (1, 1)).groups(0).call(&x).is_err());
+    assert!(Conv2D::new(6, (1, 1)).groups(3).call(&x).is_ok());
     // A rank that is not an image.
     let seq = Input::new([4, 3]).unwrap();
     assert!(Conv2D::new(2, (1, 1)).call(&seq).is_err());

@@ -4,6 +4,8 @@
 //! Window geometry (which input step a tap reads) comes from the caller as a function, so
 //! kernels stay ignorant of Keras's padding rules.
 
+use std::ops::Range;
+
 /// Runs a one-sample op over a batch: `x` and `y` each hold `batch` samples of equal length.
 pub fn per_sample(batch: usize, x: &[f32], y: &mut [f32], mut f: impl FnMut(&[f32], &mut [f32])) {
     if batch == 0 {
@@ -86,16 +88,19 @@ impl Axis {
 }
 
 /// The windows of `x` (`[rows.len, cols.len, ch]`) unrolled into the rows of `y` (im2col:
-/// `[rows.out * cols.out, rows.size * cols.size * ch]`, zeros for padding). Goes by output
-/// row and kernel row, so the taps of a kernel row inside the input are one copy: a 3x3
-/// window over one channel is three copies of three values. A 1-D window is one column.
-pub fn im2col(rows: Axis, cols: Axis, ch: usize, x: &[f32], y: &mut [f32]) {
-    let run = cols.size * ch;
+/// `[rows.out * cols.out, rows.size * cols.size * take.len()]`, zeros for padding), each tap
+/// holding the channels `take` (all of them, or one group of a grouped convolution). Goes by
+/// output row and kernel row, so the taps of a kernel row inside the input are one copy when
+/// every channel is taken: a 3x3 window over one channel is three copies of three values. A
+/// 1-D window is one column. Out-of-range `take` leaves `y` as it is.
+pub fn im2col(rows: Axis, cols: Axis, ch: usize, take: Range<usize>, x: &[f32], y: &mut [f32]) {
+    let width = take.len();
+    let run = cols.size * width;
     let window = rows.size * run;
-    if window == 0 || cols.out == 0 {
+    if window == 0 || cols.out == 0 || take.end > ch {
         return;
     }
-    let inside = cols.inside();
+    let inside = if width == ch { cols.inside() } else { 0..0 };
     for (oh, out_row) in y.chunks_exact_mut(cols.out * window).enumerate() {
         for i in 0..rows.size {
             let dsts = out_row
@@ -111,9 +116,9 @@ pub fn im2col(rows: Axis, cols: Axis, ch: usize, x: &[f32], y: &mut [f32]) {
                     copy_short(dst, &line[(ow * cols.stride - cols.pad) * ch..][..run]);
                     continue;
                 }
-                for (t, tap) in dst.chunks_exact_mut(ch).enumerate() {
+                for (t, tap) in dst.chunks_exact_mut(width).enumerate() {
                     match cols.source(ow, t) {
-                        Some(c) => copy_short(tap, &line[c * ch..][..ch]),
+                        Some(c) => copy_short(tap, &line[c * ch..][take.clone()]),
                         None => tap.fill(0.0),
                     }
                 }

@@ -328,8 +328,8 @@ macro_rules! image_conv_options {
 }
 image_conv_options!(Conv2D, DepthwiseConv2D);
 
-/// `keras.layers.Conv2D(filters, kernel_size, strides, padding, dilation_rate, activation,
-/// use_bias)` over `[height, width, channels]`.
+/// `keras.layers.Conv2D(filters, kernel_size, strides, padding, dilation_rate, groups,
+/// activation, use_bias)` over `[height, width, channels]`.
 #[derive(Clone, Debug)]
 pub struct Conv2D {
     config: Conv2DConfig,
@@ -350,13 +350,20 @@ impl Conv2D {
                 dilation_rate: (1, 1),
                 activation: Activation::Linear,
                 use_bias: true,
+                groups: 1,
             },
             name: None,
             weights: None,
         }
     }
-    /// Weights as Keras stores them: kernel `[kernel_h, kernel_w, in_channels, filters]`
-    /// row-major, bias `[filters]`.
+    /// Channel groups, each convolving `in_channels / groups` channels into `filters /
+    /// groups` (both must divide).
+    pub fn groups(mut self, g: usize) -> Self {
+        self.config.groups = g;
+        self
+    }
+    /// Weights as Keras stores them: kernel `[kernel_h, kernel_w, in_channels / groups,
+    /// filters]` row-major, bias `[filters]`.
     pub fn weights(mut self, kernel: Vec<f32>, bias: Option<Vec<f32>>) -> Self {
         self.weights = Some(DenseWeights { kernel, bias });
         self

@@ -147,6 +147,8 @@ pub(crate) fn im2col64(x: &[f64], win: Window2, ch: usize) -> Vec<f64> {
 pub(crate) struct Im2col {
     w: Window2,
     ch: usize,
+    /// The channels each tap takes (all, or one group's).
+    take: std::ops::Range<usize>,
     in_shape: Vec<usize>,
     /// The unrolled rows' shape.
     pub out_shape: Vec<usize>,
@@ -156,7 +158,13 @@ impl Im2col {
     /// The windows `w` over an input of `in_shape` (channels last).
     pub fn new(w: Window2, in_shape: &[usize]) -> Im2col {
         let ch = in_shape.last().copied().unwrap_or(0);
-        let row = w.taps().saturating_mul(ch);
+        Im2col::group(w, in_shape, 0..ch)
+    }
+
+    /// The windows `w` over an input of `in_shape`, each tap taking the channels `take`.
+    pub fn group(w: Window2, in_shape: &[usize], take: std::ops::Range<usize>) -> Im2col {
+        let ch = in_shape.last().copied().unwrap_or(0);
+        let row = w.taps().saturating_mul(take.len());
         let out_shape = match in_shape.len() {
             3 => vec![w.rows.out, w.cols.out, row],
             _ => vec![w.rows.out, row],
@@ -164,6 +172,7 @@ impl Im2col {
         Im2col {
             w,
             ch,
+            take,
             in_shape: in_shape.to_vec(),
             out_shape,
         }
@@ -174,8 +183,13 @@ impl StepOp for Im2col {
     fn describe(&self) -> String {
         let (r, c) = (&self.w.rows, &self.w.cols);
         if self.in_shape.len() == 3 {
+            let group = if self.take.len() == self.ch {
+                String::new()
+            } else {
+                format!(" channels {:?}", self.take)
+            };
             return format!(
-                "im2col k{}x{} s{}x{} d{}x{} pad {}x{}",
+                "im2col k{}x{} s{}x{} d{}x{} pad {}x{}{group}",
                 r.size, c.size, r.stride, c.stride, r.dilation, c.dilation, r.pad_left, c.pad_left
             );
         }
@@ -194,7 +208,7 @@ impl StepOp for Im2col {
         let (rows, cols) = (self.w.rows.axis(), self.w.cols.axis());
         let (ins, out) = io.parts();
         ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
-            ops::im2col(rows, cols, self.ch, x, y)
+            ops::im2col(rows, cols, self.ch, self.take.clone(), x, y)
         });
     }
 }

@@ -9,9 +9,10 @@ use super::pool::image;
 use super::{LayerOp, Lowering, Reference, one};
 use crate::error::Result;
 use crate::kernels::Activation;
-use crate::model::{Padding, Window, Window2};
+use crate::model::{DenseWeights, Padding, Window, Window2};
 use crate::passes::{Epi, Op};
 use crate::plan::StepRef;
+use std::borrow::Cow;
 
 /// A Conv2D layer's configuration. The kernel is stored as Keras does,
 /// `[kernel_h, kernel_w, in_channels, filters]`, i.e. a `(kh * kw * in_channels) x filters`
@@ -33,12 +34,22 @@ pub struct Conv2DConfig {
     pub activation: Activation,
     /// Whether the layer has a bias vector.
     pub use_bias: bool,
+    /// Channel groups: group `g` maps input channels `g * C / groups..` to filters `g * F /
+    /// groups..` (1: an ordinary convolution). The kernel is then `[kh, kw, C / groups, F]`.
+    pub groups: usize,
 }
 
 impl Conv2DConfig {
     /// The windows over an input of `[height, width, channels]`.
     pub fn window(&self, input: &[usize]) -> Result<Window2, String> {
-        let (h, w, _) = image(input, "Conv2D")?;
+        let (h, w, ch) = image(input, "Conv2D")?;
+        let g = self.groups;
+        if g == 0 || ch % g != 0 || self.filters % g != 0 {
+            return Err(format!(
+                "Conv2D groups {g} must divide the input channels ({ch}) and the filters ({})",
+                self.filters
+            ));
+        }
         if [self.padding.0, self.padding.1].contains(&Padding::Causal) {
             return Err("Conv2D padding cannot be causal".into());
         }
@@ -49,9 +60,79 @@ impl Conv2DConfig {
         })
     }
 
-    /// Whether every window is one input position: a Dense over the positions.
+    /// Whether every window is one input position of every channel: a Dense over the
+    /// positions.
     fn pointwise(&self) -> bool {
-        self.kernel_size == (1, 1) && self.strides == (1, 1)
+        self.kernel_size == (1, 1) && self.strides == (1, 1) && self.groups == 1
+    }
+
+    /// A grouped convolution, one GEMM per group: each group's windows unrolled from its
+    /// channels (im2col), times its columns of the kernel, the bias and activation in the
+    /// epilogue, into its columns of the output (a last-axis concat, which
+    /// [`ElideConcat`](crate::passes::ElideConcat) turns into strided stores).
+    fn lower_groups<'m>(&'m self, cx: &mut Lowering<'m, '_>, w: Window2) -> Result<Op<'m>> {
+        let in_shape = cx.in_shape().to_vec();
+        let (g, f) = (self.groups, self.filters);
+        let (cg, fg) = (in_shape[2] / g, f / g);
+        let all = cx.graph_weights()?;
+        let src = std::mem::take(&mut cx.inputs);
+        let mut parts = Vec::with_capacity(g);
+        for i in 0..g {
+            let cols = Im2col::group(w, &in_shape, i * cg..(i + 1) * cg);
+            let shape = cols.out_shape.clone();
+            cx.inputs = src.clone();
+            cx.push(&format!("im2col{i}"), Op::Step(StepRef::new(cols)), shape);
+            let weights = DenseWeights {
+                kernel: all
+                    .kernel
+                    .chunks_exact(f)
+                    .flat_map(|row| &row[i * fg..(i + 1) * fg])
+                    .copied()
+                    .collect(),
+                bias: all.bias.as_ref().map(|b| b[i * fg..(i + 1) * fg].to_vec()),
+            };
+            let op = Op::Dense {
+                weights: Cow::Owned(weights),
+                acts: vec![Epi::Act(self.activation)],
+                conv: None,
+            };
+            cx.push(&format!("group{i}"), op, vec![w.rows.out, w.cols.out, fg]);
+            parts.extend(cx.inputs.drain(..));
+        }
+        cx.inputs = parts;
+        Ok(Op::Concat {
+            axis: 2,
+            elided: false,
+        })
+    }
+
+    /// A grouped convolution in float64, straight from its definition.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
+    fn reference_groups(&self, x: &[f64], win: Window2, ch: usize, k: &DenseWeights) -> Vec<f64> {
+        let (g, f) = (self.groups, self.filters);
+        let (cg, fg) = (ch / g, f / g);
+        let sample = (win.len() * ch).max(1);
+        let mut y = Vec::with_capacity(x.len() / sample * win.out() * f);
+        for xs in x.chunks_exact(sample) {
+            for o in 0..win.out() {
+                let mut row = vec![0.0; f];
+                for (j, out) in row.iter_mut().enumerate() {
+                    let first = j / fg * cg;
+                    let mut acc = k.bias.as_ref().map_or(0.0, |b| f64::from(b[j]));
+                    for t in 0..win.taps() {
+                        let Some(s) = win.source(o, t) else { continue };
+                        for c in 0..cg {
+                            acc +=
+                                xs[s * ch + first + c] * f64::from(k.kernel[(t * cg + c) * f + j]);
+                        }
+                    }
+                    *out = acc;
+                }
+                crate::reference::activation_row(self.activation, &mut row);
+                y.extend(row);
+            }
+        }
+        y
     }
 }
 
@@ -74,7 +155,8 @@ impl LayerOp for Conv2DConfig {
         let last = *input.last().unwrap_or(&0);
         let (kh, kw) = self.kernel_size;
         Some((
-            kh.saturating_mul(kw).saturating_mul(last),
+            kh.saturating_mul(kw)
+                .saturating_mul(last / self.groups.max(1)),
             self.filters,
             self.use_bias,
         ))
@@ -82,6 +164,9 @@ impl LayerOp for Conv2DConfig {
     fn lower<'m>(&'m self, cx: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
         let in_shape = cx.in_shape().to_vec();
         let w = self.window(&in_shape).map_err(|m| cx.fail(m))?;
+        if self.groups > 1 {
+            return self.lower_groups(cx, w);
+        }
         if !self.pointwise() {
             let cols = Im2col::new(w, &in_shape);
             let shape = cols.out_shape.clone();
@@ -95,6 +180,9 @@ impl LayerOp for Conv2DConfig {
     }
     fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
         let win = self.window(cx.in_shape()).map_err(crate::Error::Model)?;
+        if self.groups > 1 {
+            return Ok(self.reference_groups(cx.inputs[0], win, cx.in_shape()[2], cx.weights()?));
+        }
         let cols = im2col64(cx.inputs[0], win, cx.in_shape()[2]);
         Ok(dense(&cols, cx.weights()?, cx.width(), self.activation))
     }
@@ -211,6 +299,7 @@ impl LayerOp for Conv2DTransposeConfig {
             dilation_rate: (1, 1),
             activation: self.activation,
             use_bias: self.use_bias,
+            groups: 1,
         };
         let w = conv.window(&spread).map_err(|m| cx.fail(m))?;
         let cols = Im2col::new(w, &spread);

@@ -614,12 +614,6 @@ fn depthwise(c: &Config<'_>) -> Res<DepthwiseConv2DConfig> {
 
 fn conv2d(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
     c.channels_last()?;
-    if c.get("groups")
-        .and_then(Value::as_u64)
-        .is_some_and(|g| g != 1)
-    {
-        return Err(c.unsupported("grouped convolutions are not supported"));
-    }
     let kernel_size = c.pair_or("kernel_size", (0, 0))?;
     if kernel_size.0 == 0 {
         return Err(c.invalid("kernel_size is missing"));
@@ -632,6 +626,7 @@ fn conv2d(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
         dilation_rate: c.pair_or("dilation_rate", (1, 1))?,
         activation: c.activation("activation")?,
         use_bias: c.get("use_bias").and_then(Value::as_bool).unwrap_or(true),
+        groups: c.positive_or("groups", 1)?,
     }))
 }
 

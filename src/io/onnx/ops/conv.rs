@@ -94,7 +94,7 @@ pub(super) fn conv(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     cx.set_layout(node, Layout::Ncw)
 }
 
-/// `Conv` (2-D, group 1) on a channels-first `[N, C, H, W]` view: a Conv2D on the
+/// `Conv` (2-D, any group count) on a channels-first `[N, C, H, W]` view: a Conv2D on the
 /// channels-last buffer, its weights `[M, C, kh, kw]` reordered to Keras's `[kh, kw, C, M]`.
 fn conv2d(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let (x, (h, w), ch) = cx.nchw_input(node)?;
@@ -106,29 +106,34 @@ fn conv2d(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
             format!("W has shape {:?}, expected [M, C, kh, kw]", wt.dims),
         ));
     };
-    if group != 1 {
-        if usize::try_from(group).ok() != Some(ch) || cin != 1 || filters % ch.max(1) != 0 {
-            return Err(cx.unsupported(
+    let groups = usize::try_from(group)
+        .ok()
+        .filter(|&g| g > 0 && ch % g == 0 && filters % g == 0)
+        .ok_or_else(|| {
+            cx.invalid(
                 node,
                 format!(
-                    "group {group} with W {:?}: only 1 or one group per channel (depthwise) \
-                     is supported",
-                    wt.dims
+                    "group {group} must divide the {ch} input channels and the {filters} filters"
                 ),
-            ));
-        }
+            )
+        })?;
+    if groups > 1 && groups == ch && cin == 1 {
         return depthwise(cx, node, (x, (h, w), ch), &wt);
     }
-    if cin != ch || filters == 0 || kh == 0 || kw == 0 || wt.f32.len() != filters * ch * kh * kw {
+    let cg = ch / groups;
+    if cin != cg || filters == 0 || kh == 0 || kw == 0 || wt.f32.len() != filters * cg * kh * kw {
         return Err(cx.invalid(
             node,
-            format!("W (float) has shape {:?} for {ch} input channels", wt.dims),
+            format!(
+                "W (float) has shape {:?} for {ch} input channels in {groups} groups",
+                wt.dims
+            ),
         ));
     }
     let (strides, dilation, padding) = window_2d(cx, node, (h, w), (kh, kw))?;
-    // ONNX [M, C, kh, kw] -> Keras [kh, kw, C, M].
-    let kernel = reorder(&wt.f32, [filters, ch, kh, kw], |[o, c, i, j]| {
-        ((i * kw + j) * ch + c) * filters + o
+    // ONNX [M, C / groups, kh, kw] -> Keras [kh, kw, C / groups, M].
+    let kernel = reorder(&wt.f32, [filters, cg, kh, kw], |[o, c, i, j]| {
+        ((i * kw + j) * cg + c) * filters + o
     });
     let bias = conv_bias(cx, node, filters)?;
     let layer = Layer::Conv2D(Conv2DConfig {
@@ -139,6 +144,7 @@ fn conv2d(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         dilation_rate: dilation,
         activation: Activation::Linear,
         use_bias: bias.is_some(),
+        groups,
     });
     push_image(
         cx,
