@@ -44,7 +44,7 @@ impl Conv2DConfig {
     pub fn window(&self, input: &[usize]) -> Result<Window2, String> {
         let (h, w, ch) = image(input, "Conv2D")?;
         let g = self.groups;
-        if g == 0 || ch % g != 0 || self.filters % g != 0 {
+        if g == 0 || !ch.is_multiple_of(g) || !self.filters.is_multiple_of(g) {
             return Err(format!(
                 "Conv2D groups {g} must divide the input channels ({ch}) and the filters ({})",
                 self.filters
@@ -97,7 +97,7 @@ impl Conv2DConfig {
                 conv: None,
             };
             cx.push(&format!("group{i}"), op, vec![w.rows.out, w.cols.out, fg]);
-            parts.extend(cx.inputs.drain(..));
+            parts.append(&mut cx.inputs);
         }
         cx.inputs = parts;
         Ok(Op::Concat {
