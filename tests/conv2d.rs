@@ -63,7 +63,7 @@ fn weights(rng: &mut SplitMix64, k: usize, n: usize, bias: bool) -> (Vec<f32>, O
 impl ConvSpec {
     /// The groups of a Conv2D from `cin` channels to `f` filters.
     fn groups(&self, cin: usize, f: usize) -> usize {
-        if cin % self.groups == 0 && f % self.groups == 0 {
+        if cin.is_multiple_of(self.groups) && f.is_multiple_of(self.groups) {
             self.groups
         } else {
             1
