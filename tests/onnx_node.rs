@@ -223,15 +223,17 @@ fn rank_one_rounding_cases_run_as_one_sample() {
 }
 
 /// Cases of onnx_attrs/manifest.json.
-const ATTR_CASES: usize = 12;
+const ATTR_CASES: usize = 25;
 
 /// 1-D window attributes the node tests cover only in 2-D (`tests/fixtures/onnx_attrs/`,
 /// `scripts/make_onnx_attr_fixtures.py`, against ONNX Runtime): asymmetric and explicit pads,
 /// SAME_UPPER / SAME_LOWER with strides, dilated convolutions, `ceil_mode`, and
-/// `count_include_pad=0`; what sinter does not do (`count_include_pad=1` with padding,
-/// dilated pooling) is refused naming the attribute.
+/// `count_include_pad=0`; and 2-D `Pad`, `Resize` / `Upsample` (nearest and linear, each
+/// coordinate mode, scales or sizes) and a grouped `Conv`. What sinter does not do
+/// (`count_include_pad=1` with padding, dilated pooling, reflect padding, cubic or
+/// fractional resizing, ...) is refused naming the attribute or input.
 #[test]
-fn one_d_window_attributes_match_onnx_runtime() {
+fn window_and_resample_attributes_match_onnx_runtime() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx_attrs");
     let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json");
     let manifest: Value = serde_json::from_str(&text).expect("manifest is JSON");

@@ -55,7 +55,7 @@ pub use crate::ops::{
         AveragePooling1DConfig, AveragePooling2DConfig, GlobalPooling2D, MaxPooling1DConfig,
         MaxPooling2DConfig, Pooling1D, Pooling2D,
     },
-    resample::Resample,
+    resample::{Coordinates, Resample},
     reshape::ReshapeConfig,
     scale::{AddConstConfig, AffineConfig, RescalingConfig},
     take::TakeConfig,

@@ -1,6 +1,6 @@
-//! Keras `ZeroPadding2D`, `Cropping2D` and `UpSampling2D` (nearest): layers that move whole
-//! positions of `[height, width, channels]`, one step that maps each output position to an
-//! input position (or to zeros).
+//! Keras `ZeroPadding2D`, `Cropping2D` and `UpSampling2D` (nearest and bilinear): layers that
+//! move positions of `[height, width, channels]`, one step that maps each output position to
+//! an input position (or to zeros), or for bilinear upsampling to a weighted sum of four.
 
 use super::pool::image;
 use super::{LayerOp, Lowering, Reference, one};
@@ -31,6 +31,14 @@ pub enum Resample {
         /// `(rows, cols)` repeats.
         size: (usize, usize),
     },
+    /// `UpSampling2D(size, interpolation="bilinear")` (ONNX `Resize` mode `linear`): each
+    /// output position a weighted sum of the two nearest input rows and columns.
+    Bilinear {
+        /// `(rows, cols)` factors.
+        size: (usize, usize),
+        /// Where an output position falls in the input.
+        coords: Coordinates,
+    },
     /// Positions spread `stride` apart with zeros between them and `before`/`after` zeros
     /// around: the input of a transposed convolution's equivalent convolution.
     Dilate {
@@ -41,6 +49,42 @@ pub enum Resample {
         /// Zeros after, `(rows, cols)`.
         after: (usize, usize),
     },
+}
+
+/// Where output position `o` of `out` falls in an input of `len` positions (ONNX Resize's
+/// `coordinate_transformation_mode`), for `o` upsampled by an integer factor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coordinates {
+    /// `(o + 0.5) / factor - 0.5`, at least 0: TensorFlow's and Keras's, ONNX's default,
+    /// and PyTorch's `align_corners=False`.
+    HalfPixel,
+    /// `o * (len - 1) / (out - 1)`: PyTorch's `align_corners=True`.
+    AlignCorners,
+    /// `o / factor`.
+    Asymmetric,
+}
+
+impl Coordinates {
+    /// Per output position along an axis: the two input positions it reads and the weight
+    /// of the second.
+    fn taps(self, len: usize, factor: usize) -> Vec<(usize, usize, f32)> {
+        let out = len * factor;
+        (0..out)
+            .map(|o| {
+                let x = match self {
+                    Coordinates::HalfPixel => ((o as f64 + 0.5) / factor as f64 - 0.5).max(0.0),
+                    Coordinates::AlignCorners if out > 1 => {
+                        o as f64 * (len - 1) as f64 / (out - 1) as f64
+                    }
+                    Coordinates::AlignCorners => 0.0,
+                    Coordinates::Asymmetric => o as f64 / factor as f64,
+                };
+                let lo = (x.floor() as usize).min(len - 1);
+                let hi = (lo + 1).min(len - 1);
+                (lo, hi, (x - lo as f64).clamp(0.0, 1.0) as f32)
+            })
+            .collect()
+    }
 }
 
 impl Resample {
@@ -86,7 +130,7 @@ impl Resample {
                     _ => Err("a dilated input of no size, zero stride or overflowing size".into()),
                 }
             }
-            Resample::UpSampling2D { size } => {
+            Resample::UpSampling2D { size } | Resample::Bilinear { size, .. } => {
                 if size.0 == 0 || size.1 == 0 {
                     return Err("UpSampling2D size must be positive".into());
                 }
@@ -108,6 +152,8 @@ impl Resample {
             }
             Resample::Cropping2D { rows, cols } => Some((r + rows.0, c + cols.0)),
             Resample::UpSampling2D { size } => Some((r / size.0, c / size.1)),
+            // Not one position: see `Interpolation`.
+            Resample::Bilinear { .. } => None,
             Resample::Dilate { stride, before, .. } => {
                 let spread = |o: usize, b: usize, s: usize, len: usize| {
                     o.checked_sub(b)
@@ -128,7 +174,7 @@ impl LayerOp for Resample {
         match self {
             Resample::ZeroPadding2D { .. } => "ZeroPadding2D",
             Resample::Cropping2D { .. } => "Cropping2D",
-            Resample::UpSampling2D { .. } => "UpSampling2D",
+            Resample::UpSampling2D { .. } | Resample::Bilinear { .. } => "UpSampling2D",
             Resample::Dilate { .. } => "Dilate",
         }
     }
@@ -136,7 +182,7 @@ impl LayerOp for Resample {
         match self {
             Resample::ZeroPadding2D { .. } => "zero_padding2d",
             Resample::Cropping2D { .. } => "cropping2d",
-            Resample::UpSampling2D { .. } => "up_sampling2d",
+            Resample::UpSampling2D { .. } | Resample::Bilinear { .. } => "up_sampling2d",
             Resample::Dilate { .. } => "dilate",
         }
     }
@@ -154,6 +200,23 @@ impl LayerOp for Resample {
         let (h, w, ch) = image(cx.in_shape(), self.class_name()).map_err(Error::Model)?;
         let (oh, ow) = self.out((h, w)).map_err(Error::Model)?;
         let mut y = Vec::with_capacity(cx.batch * oh * ow * ch);
+        if let Resample::Bilinear { size, coords } = *self {
+            let (rows, cols) = (coords.taps(h, size.0), coords.taps(w, size.1));
+            for x in cx.inputs[0].chunks_exact((h * w * ch).max(1)) {
+                for &(r0, r1, wr) in &rows {
+                    for &(c0, c1, wc) in &cols {
+                        let at = |r: usize, c: usize, k: usize| x[(r * w + c) * ch + k];
+                        let (wr, wc) = (f64::from(wr), f64::from(wc));
+                        y.extend((0..ch).map(|k| {
+                            let top = at(r0, c0, k) * (1.0 - wc) + at(r0, c1, k) * wc;
+                            let bottom = at(r1, c0, k) * (1.0 - wc) + at(r1, c1, k) * wc;
+                            top * (1.0 - wr) + bottom * wr
+                        }));
+                    }
+                }
+            }
+            return Ok(y);
+        }
         for x in cx.inputs[0].chunks_exact((h * w * ch).max(1)) {
             for r in 0..oh {
                 for c in 0..ow {
@@ -175,6 +238,14 @@ impl Resample {
         (h, w, ch): (usize, usize, usize),
     ) -> Result<(Op<'m>, Vec<usize>), String> {
         let (oh, ow) = self.out((h, w))?;
+        if let Resample::Bilinear { size, coords } = self {
+            let step = Interpolation {
+                input: (h, w, ch),
+                rows: coords.taps(h, size.0),
+                cols: coords.taps(w, size.1),
+            };
+            return Ok((Op::Step(StepRef::new(step)), vec![oh, ow, ch]));
+        }
         let step = ResampleStep {
             map: self,
             input: (h, w, ch),
@@ -198,6 +269,7 @@ impl StepOp for ResampleStep {
             Resample::ZeroPadding2D { rows, cols } => format!("zero pad {rows:?} x {cols:?}"),
             Resample::Cropping2D { rows, cols } => format!("crop {rows:?} x {cols:?}"),
             Resample::UpSampling2D { size } => format!("repeat {} x {}", size.0, size.1),
+            Resample::Bilinear { size, .. } => format!("bilinear {} x {}", size.0, size.1),
             Resample::Dilate {
                 stride,
                 before,
@@ -222,6 +294,52 @@ impl StepOp for ResampleStep {
                     match self.map.source((h, w), r, c) {
                         Some((sr, sc)) => px.copy_from_slice(&x[(sr * w + sc) * ch..][..ch]),
                         None => px.fill(0.0),
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Bilinear upsampling: each output position `(1 - wr) * ((1 - wc) * a + wc * b) + wr * ((1 -
+/// wc) * c + wc * d)` of the four input positions around it, in that order (the same bits on
+/// every tier: no FMA).
+#[derive(Debug)]
+struct Interpolation {
+    input: (usize, usize, usize),
+    /// Per output row: the two input rows and the second's weight.
+    rows: Vec<(usize, usize, f32)>,
+    /// Per output column: the two input columns and the second's weight.
+    cols: Vec<(usize, usize, f32)>,
+}
+
+impl StepOp for Interpolation {
+    fn describe(&self) -> String {
+        let (h, w, _) = self.input;
+        format!("bilinear {h}x{w} -> {}x{}", self.rows.len(), self.cols.len())
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        let (h, w, ch) = self.input;
+        match inputs {
+            [x] if *x == [h, w, ch] => Ok(vec![self.rows.len(), self.cols.len(), ch]),
+            _ => Err(format!("{} needs [{h}, {w}, {ch}]", self.describe())),
+        }
+    }
+    fn run(&self, _: Isa, io: StepIo<'_>) {
+        let (_, w, ch) = self.input;
+        let (ins, out) = io.parts();
+        let line = (w * ch).max(1);
+        crate::kernels::ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
+            let rows = y.chunks_exact_mut((self.cols.len() * ch).max(1));
+            for (row, &(r0, r1, wr)) in rows.zip(&self.rows) {
+                let (top, bottom) = (&x[r0 * line..][..line], &x[r1 * line..][..line]);
+                for (px, &(c0, c1, wc)) in row.chunks_exact_mut(ch.max(1)).zip(&self.cols) {
+                    let (a, b) = (&top[c0 * ch..][..ch], &top[c1 * ch..][..ch]);
+                    let (c, d) = (&bottom[c0 * ch..][..ch], &bottom[c1 * ch..][..ch]);
+                    for (k, v) in px.iter_mut().enumerate() {
+                        let upper = a[k] * (1.0 - wc) + b[k] * wc;
+                        let lower = c[k] * (1.0 - wc) + d[k] * wc;
+                        *v = upper * (1.0 - wr) + lower * wr;
                     }
                 }
             }

@@ -8,7 +8,7 @@ use crate::kernels::Activation;
 use crate::model::{
     AveragePooling1DConfig, ConcatenateConfig, Conv1DConfig, Conv2DConfig, Conv2DTransposeConfig,
     DenseConfig, DepthwiseConv2DConfig, DropoutConfig, EmbeddingConfig, GlobalPooling2D,
-    MaxPooling1DConfig, NormalizationConfig, PermuteConfig, Pooling2D, Resample, RescalingConfig,
+    MaxPooling1DConfig, NormalizationConfig, PermuteConfig, Pooling2D, Resample, RescalingConfig, Coordinates,
     ReshapeConfig, SeparableConv2DConfig,
 };
 use crate::model::{ChannelNorm, DType, Layer, Merge, Padding, RowNorm, TrainingOnly};
@@ -119,16 +119,18 @@ const CLASSES: &[(&str, ClassFn)] = &[
     }),
     ("UpSampling2D", |c, _| {
         c.channels_last()?;
-        match c.get("interpolation").and_then(Value::as_str) {
-            None | Some("nearest") => {}
-            Some(other) => {
-                return Err(c.unsupported(format!(
-                    "interpolation {other:?}: only \"nearest\" is supported"
-                )));
-            }
-        }
         let size = c.pair_or("size", (2, 2))?;
-        Ok(Layer::Resample(Resample::UpSampling2D { size }))
+        match c.get("interpolation").and_then(Value::as_str) {
+            None | Some("nearest") => Ok(Layer::Resample(Resample::UpSampling2D { size })),
+            // TensorFlow 2's `tf.image.resize`: half-pixel centers.
+            Some("bilinear") => Ok(Layer::Resample(Resample::Bilinear {
+                size,
+                coords: Coordinates::HalfPixel,
+            })),
+            Some(other) => Err(c.unsupported(format!(
+                "interpolation {other:?}: only \"nearest\" and \"bilinear\" are supported"
+            ))),
+        }
     }),
     ("MaxPooling2D", |c, _| {
         Ok(Layer::MaxPooling2D(pooling2d(c)?))

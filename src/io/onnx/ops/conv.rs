@@ -215,19 +215,19 @@ fn window_2d(
     Ok((strides, dilation, padding))
 }
 
-/// Adds a 2-D convolution `layer` reading node `x` (`[h, w, ch]`) as the node's output, a
+/// Adds a 2-D `layer` (a convolution with its weights, or a resampling) reading node `x` (`[h, w, ch]`) as the node's output, a
 /// channels-first tensor to ONNX.
-fn push_image(
+pub(super) fn push_image(
     cx: &mut Converter<'_>,
     node: &NodeProto,
     layer: Layer,
     (x, input): (usize, (usize, usize, usize)),
-    weights: DenseWeights,
+    weights: impl Into<Option<DenseWeights>>,
 ) -> Result<()> {
     let shape = layer
         .output_shape(&[&[input.0, input.1, input.2]])
         .map_err(|m| cx.invalid(node, m))?;
-    cx.push(cx.output(node)?, layer, vec![x], shape, Some(weights));
+    cx.push(cx.output(node)?, layer, vec![x], shape, weights.into());
     cx.name_last(node);
     cx.set_layout(node, Layout::Ncw)
 }

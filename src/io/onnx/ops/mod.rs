@@ -10,6 +10,7 @@ mod gemm;
 mod norm;
 mod pool;
 mod reduce;
+mod resize;
 mod shape;
 
 use super::convert::Converter;
@@ -79,6 +80,9 @@ pub(super) const OPS: &[(&str, OpFn)] = &[
     ("AveragePool", |cx, n| conv::window(cx, n, pool::pool)),
     ("GlobalMaxPool", pool::global_pool),
     ("GlobalAveragePool", pool::global_pool),
+    // Resampling (2-D).
+    ("Pad", resize::pad),
+    ("Resize", resize::resize),
     // Normalization.
     ("BatchNormalization", norm::batch_norm),
     ("LayerNormalization", norm::layer_norm),
