@@ -28,6 +28,8 @@ Cases:
                   with depth_multiplier 2, no bias), a 1x1 Conv2D, BatchNormalization
   conv2d_decoder  Conv2DTranspose: 3x3 stride 2 same (relu), 2x3 stride (1, 2) valid, 4x4
                   stride 3 same (kernel larger than the stride), no bias; then Flatten, Dense
+  conv2d_grouped  grouped Conv2D (3x3 same with 2 groups, 1x1 with 4, strided 3x2 with 2)
+                  and UpSampling2D((2, 3), interpolation="bilinear")
   xception_mini   the keras.io "Image classification from scratch" model (Rescaling, strided
                   Conv2D, SeparableConv2D blocks with BatchNormalization, MaxPooling2D(3, 2,
                   same), 1x1 strided residual projections, GlobalAveragePooling2D) on 32x32x3
@@ -509,6 +511,52 @@ def case_conv2d_decoder():
               "Conv2DTranspose: stride 2 same, stride (1, 2) valid, 4x4 stride 3 same no bias")
 
 
+def grouped64(x, w, b, groups, strides=(1, 1), padding="valid"):
+    """A grouped convolution: each group's channels through its filters, side by side."""
+    cg, fg = x.shape[-1] // groups, w.shape[-1] // groups
+    parts = [conv2d64(x[..., i * cg:(i + 1) * cg], w[..., i * fg:(i + 1) * fg],
+                      None if b is None else b[i * fg:(i + 1) * fg], strides, padding)
+             for i in range(groups)]
+    return np.concatenate(parts, axis=-1)
+
+
+def bilinear64(x, size):
+    """TensorFlow 2's bilinear resize by whole factors: half-pixel centers, edges clamped."""
+    def axis(n, f):
+        src = np.maximum((np.arange(n * f) + 0.5) / f - 0.5, 0.0)
+        lo = np.minimum(np.floor(src).astype(int), n - 1)
+        return lo, np.minimum(lo + 1, n - 1), src - lo
+    (r0, r1, wr), (c0, c1, wc) = axis(x.shape[1], size[0]), axis(x.shape[2], size[1])
+    wr, wc = wr[None, :, None, None], wc[None, None, :, None]
+    top = x[:, r0][:, :, c0] * (1 - wc) + x[:, r0][:, :, c1] * wc
+    bottom = x[:, r1][:, :, c0] * (1 - wc) + x[:, r1][:, :, c1] * wc
+    return top * (1 - wr) + bottom * wr
+
+
+def case_conv2d_grouped():
+    name = "conv2d_grouped"
+    fresh()
+    inp = keras.Input(shape=(6, 5, 4))
+    convs = [L.Conv2D(8, 3, padding="same", groups=2, activation="relu"),
+             L.Conv2D(8, 1, groups=4), L.Conv2D(6, (3, 2), strides=2, groups=2)]
+    head = L.Dense(3)
+    x = convs[0](inp)
+    x = L.UpSampling2D((2, 3), interpolation="bilinear")(x)
+    x = convs[2](convs[1](x))
+    out = head(L.GlobalAveragePooling2D()(x))
+    model = keras.Model(inp, out)
+    ws = randomize(model, name)
+    x_in = make_input(name, (6, 5, 4))
+    convs = [lay.name for lay in convs]
+    h = np.maximum(grouped64(x_in.astype(np.float64), *ws[convs[0]], 2, padding="same"), 0)
+    h = bilinear64(h, (2, 3))
+    h = grouped64(h, *ws[convs[1]], 4)
+    h = grouped64(h, *ws[convs[2]], 2, (2, 2))
+    y = dense64(h.mean(axis=(1, 2)), *ws[head.name])
+    save_case(name, model, x_in, y, ["relu"],
+              "grouped Conv2D (2 and 4 groups, strided) and bilinear UpSampling2D")
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     case_mnist_convnet()
@@ -517,6 +565,7 @@ def main():
     case_conv2d_mobile()
     case_xception_mini()
     case_conv2d_decoder()
+    case_conv2d_grouped()
     manifest = {
         "generated_by": "scripts/make_conv2d_fixtures.py",
         "versions": tool_versions(),
