@@ -371,8 +371,34 @@ pub fn permute(shape: &[usize], perm: &[usize], x: &[f32], y: &mut [f32]) {
             walk(shape, perm, depth + 1, x, at + j * stride, part);
         }
     }
-    if !y.is_empty() {
-        walk(shape, perm, 0, x, 0, y);
+    if y.is_empty() {
+        return;
+    }
+    // Axes rotated (`[k.., ..k]`, e.g. NCHW <-> NHWC): a 2-D transpose of `[first k, rest]`.
+    let n = perm.len();
+    if let Some(k) = perm.first().copied().filter(|&k| k > 0 && k < n)
+        && perm.iter().enumerate().all(|(i, &a)| a == (i + k) % n)
+    {
+        let rows: usize = shape[..k].iter().product();
+        return transpose(rows, x.len() / rows.max(1), x, y);
+    }
+    walk(shape, perm, 0, x, 0, y);
+}
+
+/// `y` (`[cols, rows]`) = `x` (`[rows, cols]`) transposed, in tiles that keep both sides'
+/// lines in cache.
+fn transpose(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
+    const TILE: usize = 32;
+    for i0 in (0..rows).step_by(TILE) {
+        let i1 = (i0 + TILE).min(rows);
+        for j0 in (0..cols).step_by(TILE) {
+            for j in j0..(j0 + TILE).min(cols) {
+                let dst = &mut y[j * rows + i0..j * rows + i1];
+                for (d, i) in dst.iter_mut().zip(i0..i1) {
+                    *d = x[i * cols + j];
+                }
+            }
+        }
     }
 }
 
