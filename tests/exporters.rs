@@ -5,7 +5,9 @@
 //! framework's own outputs (PyTorch's forward, Keras's predict, scikit-learn's predict and
 //! predict_proba) within `atol = rtol = 2e-5`; integer labels exactly. An output the manifest
 //! has no values for (skl2onnx's ZipMap) is refused by name when asked for, and the rest of
-//! the model serves without it.
+//! the model serves without it. torchvision's `squeezenet1_1` and `mobilenet_v3_small`
+//! (`tests/fixtures/torchvision/`, `scripts/make_torchvision_fixtures.py`) are checked the
+//! same way against torch's forward.
 
 mod common;
 
@@ -17,11 +19,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exporters")
+    fixtures("exporters")
 }
 
-fn cases() -> Vec<Value> {
-    let text = std::fs::read_to_string(dir().join("manifest.json")).expect("manifest.json");
+fn fixtures(sub: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(sub)
+}
+
+fn cases(dir: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json");
     let v: Value = serde_json::from_str(&text).expect("manifest is JSON");
     v["cases"].as_array().expect("cases").clone()
 }
@@ -36,18 +44,18 @@ fn served(case: &Value) -> Vec<&Value> {
         .collect()
 }
 
-fn check(case: &Value) -> Result<String, String> {
+fn check(dir: &Path, case: &Value) -> Result<String, String> {
     let name = case["name"].as_str().unwrap();
     let outs = served(case);
     let opts =
         sinter::io::LoadOptions::new().outputs(outs.iter().map(|o| o["name"].as_str().unwrap()));
-    let path = dir().join(case["model"].as_str().unwrap());
+    let path = dir.join(case["model"].as_str().unwrap());
     let model = sinter::io::load_with(&path, &opts).map_err(|e| format!("load: {e}"))?;
     let arrays: Vec<(Vec<usize>, Array)> = case["inputs"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| npy::read(&dir().join(i["file"].as_str().unwrap())))
+        .map(|i| npy::read(&dir.join(i["file"].as_str().unwrap())))
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let batch = arrays[0].0[0];
@@ -94,7 +102,7 @@ fn check(case: &Value) -> Result<String, String> {
             ));
         }
         let (_, want) =
-            npy::read(&dir().join(o["file"].as_str().unwrap())).map_err(|e| e.to_string())?;
+            npy::read(&dir.join(o["file"].as_str().unwrap())).map_err(|e| e.to_string())?;
         let got = &runs[0][k];
         match want {
             Array::F32(w) => {
@@ -124,19 +132,34 @@ fn check(case: &Value) -> Result<String, String> {
 
 /// Cases of exporters/manifest.json.
 const EXPORTER_CASES: usize = 28;
+/// Cases of torchvision/manifest.json.
+const TORCHVISION_CASES: usize = 3;
 
-#[test]
-fn exporter_files_match_their_frameworks() {
+fn check_all(sub: &str, expected: usize) {
+    let dir = fixtures(sub);
     let mut failures = vec![];
-    let cases = cases();
-    assert_eq!(cases.len(), EXPORTER_CASES, "cases in the manifest");
+    let cases = cases(&dir);
+    assert_eq!(cases.len(), expected, "cases in {sub}/manifest.json");
     for case in &cases {
-        match check(case) {
+        match check(&dir, case) {
             Ok(line) => println!("{line}"),
             Err(e) => failures.push(format!("{}: {e}", case["name"].as_str().unwrap())),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn exporter_files_match_their_frameworks() {
+    check_all("exporters", EXPORTER_CASES);
+}
+
+/// torchvision `squeezenet1_1` (Fire modules: Concat on channels, `ceil_mode` MaxPool) and
+/// `mobilenet_v3_small` (depthwise, hard-swish, squeeze-and-excitation), as torch exports
+/// them, match torch's forward.
+#[test]
+fn torchvision_models_match_torch() {
+    check_all("torchvision", TORCHVISION_CASES);
 }
 
 /// The subgraphs exporters write for one activation or normalization are recognised (the

@@ -15,12 +15,13 @@ pub fn run_once(model: &Model, x: &[f32], opts: sinter::plan::CompileOptions) ->
 }
 
 /// The fixture folders under `tests/fixtures/` with a `manifest.json` naming their cases.
-pub const MANIFESTS: [&str; 8] = [
+pub const MANIFESTS: [&str; 9] = [
     "",
     "conv/",
     "conv2d/",
     "graphs/",
     "exporters/",
+    "torchvision/",
     "legacy/",
     "layout/",
     "transformers/",
