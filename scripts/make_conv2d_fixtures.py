@@ -8,6 +8,7 @@ What it makes (all in tests/fixtures/conv2d/; nothing else is touched):
   NAME.keras / NAME.h5       Keras 3 `model.save()` in both formats
   mnist_convnet.tf2onnx.onnx the MNIST convnet through tf2onnx (`from_function`, opset 17):
                              NHWC input, NCHW Conv/MaxPool between Transposes
+  mnist_convnet.export.onnx  the MNIST convnet through Keras 3's `model.export(format="onnx")`
   NAME.input.npy             float32 input, batch of 16, NHWC, 2 * N(0, 1)
   NAME.keras.out.npy         Keras output: model.predict(x, verbose=0), float32
   NAME.f64.out.npy           float64 NumPy reference from the float32 weights
@@ -233,6 +234,28 @@ def case_mnist_convnet():
         "max_abs_peer_vs_f64": maxabs(y, y64),
         "max_abs_ort_vs_keras": maxabs(y_ort, y),
         "note": f"tf2onnx {tf2onnx.__version__} from_function of the Keras model, opset 17",
+        "input_scale": INPUT_SCALE,
+        "input_shape": list(x.shape),
+        "output_shape": list(y.shape),
+    })
+    # Keras 3's own ONNX export (through tf2onnx too, with its own naming); kept once written
+    # for the same reason.
+    export = OUT / f"{name}.export.onnx"
+    if not export.exists():
+        model.export(str(export), format="onnx", verbose=False)
+    sess = ort.InferenceSession(str(export))
+    y_exp = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    CASES.append({
+        "name": f"{name}_export",
+        "model": export.name,
+        "format": "onnx",
+        "input": f"{name}.input.npy",
+        "expected": f"{name}.keras.out.npy",
+        "f64": f"{name}.f64.out.npy",
+        "activations": ["relu", "softmax"],
+        "max_abs_peer_vs_f64": maxabs(y, y64),
+        "max_abs_ort_vs_keras": maxabs(y_exp, y),
+        "note": f"Keras {keras.__version__} model.export(format='onnx')",
         "input_scale": INPUT_SCALE,
         "input_shape": list(x.shape),
         "output_shape": list(y.shape),

@@ -188,7 +188,7 @@ fn run_all(format: &str, expected: usize) {
 /// `keras`, `keras-json` and `keras-h5` cases of the dense and conv manifests.
 const KERAS_CASES: usize = 43;
 /// `onnx` cases of the dense and conv manifests.
-const ONNX_CASES: usize = 11;
+const ONNX_CASES: usize = 12;
 
 #[test]
 fn keras_models_match_keras() {
