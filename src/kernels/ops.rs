@@ -73,6 +73,17 @@ impl Axis {
             .filter(|&i| i < self.len)
     }
 
+    /// The outputs whose taps are all inside the input (`lo..hi`).
+    fn full(&self) -> std::ops::Range<usize> {
+        let lo = self.pad.div_ceil(self.stride.max(1));
+        let span = (self.size.max(1) - 1) * self.dilation + 1;
+        let hi = (self.len + self.pad)
+            .checked_sub(span)
+            .map_or(0, |room| room / self.stride.max(1) + 1)
+            .min(self.out);
+        lo..hi.max(lo)
+    }
+
     /// The outputs whose taps are all inside the input and adjacent (`lo..hi`).
     fn inside(&self) -> std::ops::Range<usize> {
         if self.dilation != 1 && self.size > 1 {
@@ -443,8 +454,20 @@ impl Depthwise<'_> {
         if n == 0 || cols.out == 0 {
             return;
         }
+        let (full_rows, full_cols) = (rows.full(), cols.full());
         for (oh, out_row) in y.chunks_exact_mut(cols.out * n).enumerate() {
-            for (ow, acc) in out_row.chunks_exact_mut(n).enumerate() {
+            let row_inside = mult == 1 && full_rows.contains(&oh);
+            let mut ow = 0;
+            while ow < cols.out {
+                if row_inside && full_cols.contains(&ow) {
+                    let count = (full_cols.end - ow).min(4);
+                    let top = oh * rows.stride - rows.pad;
+                    let at = (top * cols.len + ow * cols.stride - cols.pad) * ch;
+                    self.inside(x, at, count, &mut out_row[ow * n..(ow + count) * n]);
+                    ow += count;
+                    continue;
+                }
+                let acc = &mut out_row[ow * n..(ow + 1) * n];
                 acc.fill(0.0);
                 for i in 0..rows.size {
                     let Some(r) = rows.source(oh, i) else {
@@ -470,7 +493,84 @@ impl Depthwise<'_> {
                 if let Some(b) = self.bias {
                     acc.iter_mut().zip(b).for_each(|(a, &b)| *a += b);
                 }
+                ow += 1;
             }
+        }
+    }
+
+    /// `count` (1 to 4) adjacent output positions of one row whose taps are all inside the
+    /// input (multiplier 1), the first one's first tap at `x[at..]`, into `out` (`count *
+    /// ch` values): channels in blocks summed in registers over the taps, each weight loaded
+    /// once for four positions. Each channel adds its taps in the order of the general loop
+    /// from zero, then the bias: the same bits.
+    #[inline(always)]
+    fn inside(&self, x: &[f32], at: usize, count: usize, out: &mut [f32]) {
+        if count == 4 {
+            self.inside_blocks::<4>(x, at, out);
+            return;
+        }
+        let (ch, step) = (self.ch, self.cols.stride * self.ch);
+        for (p, out) in out.chunks_exact_mut(ch.max(1)).take(count).enumerate() {
+            self.inside_blocks::<1>(x, at + p * step, out);
+        }
+    }
+
+    #[inline(always)]
+    fn inside_blocks<const P: usize>(&self, x: &[f32], at: usize, out: &mut [f32]) {
+        let ch = self.ch;
+        let mut c0 = 0;
+        while c0 + 16 <= ch {
+            self.inside_block::<16, P>(x, at, c0, out);
+            c0 += 16;
+        }
+        while c0 + 8 <= ch {
+            self.inside_block::<8, P>(x, at, c0, out);
+            c0 += 8;
+        }
+        while c0 < ch {
+            self.inside_block::<1, P>(x, at, c0, out);
+            c0 += 1;
+        }
+    }
+
+    #[inline(always)]
+    fn inside_block<const B: usize, const P: usize>(
+        &self,
+        x: &[f32],
+        at: usize,
+        c0: usize,
+        out: &mut [f32],
+    ) {
+        let (rows, cols, ch) = (self.rows, self.cols, self.ch);
+        let (row_step, col_step, pos_step) = (
+            rows.dilation * cols.len * ch,
+            cols.dilation * ch,
+            cols.stride * ch,
+        );
+        let mut a = [[0.0f32; B]; P];
+        let mut taps = self.kernel.chunks_exact(ch);
+        for i in 0..rows.size {
+            for j in 0..cols.size {
+                let Some(w) = taps.next() else {
+                    return;
+                };
+                let w = &w[c0..c0 + B];
+                let first = at + i * row_step + j * col_step + c0;
+                for (p, a) in a.iter_mut().enumerate() {
+                    let px = &x[first + p * pos_step..][..B];
+                    for ((a, &v), &k) in a.iter_mut().zip(px).zip(w) {
+                        *a += v * k;
+                    }
+                }
+            }
+        }
+        for (p, a) in a.iter_mut().enumerate() {
+            if let Some(b) = self.bias {
+                for (a, &b) in a.iter_mut().zip(&b[c0..c0 + B]) {
+                    *a += b;
+                }
+            }
+            out[p * ch + c0..][..B].copy_from_slice(a);
         }
     }
 }

@@ -316,7 +316,11 @@ struct Interpolation {
 impl StepOp for Interpolation {
     fn describe(&self) -> String {
         let (h, w, _) = self.input;
-        format!("bilinear {h}x{w} -> {}x{}", self.rows.len(), self.cols.len())
+        format!(
+            "bilinear {h}x{w} -> {}x{}",
+            self.rows.len(),
+            self.cols.len()
+        )
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
         let (h, w, ch) = self.input;

@@ -7,9 +7,9 @@ use super::{Fault, Res};
 use crate::kernels::Activation;
 use crate::model::{
     AveragePooling1DConfig, ConcatenateConfig, Conv1DConfig, Conv2DConfig, Conv2DTransposeConfig,
-    DenseConfig, DepthwiseConv2DConfig, DropoutConfig, EmbeddingConfig, GlobalPooling2D,
-    MaxPooling1DConfig, NormalizationConfig, PermuteConfig, Pooling2D, Resample, RescalingConfig, Coordinates,
-    ReshapeConfig, SeparableConv2DConfig,
+    Coordinates, DenseConfig, DepthwiseConv2DConfig, DropoutConfig, EmbeddingConfig,
+    GlobalPooling2D, MaxPooling1DConfig, NormalizationConfig, PermuteConfig, Pooling2D, Resample,
+    RescalingConfig, ReshapeConfig, SeparableConv2DConfig,
 };
 use crate::model::{ChannelNorm, DType, Layer, Merge, Padding, RowNorm, TrainingOnly};
 use serde_json::Value;

@@ -125,7 +125,9 @@ pub(super) fn resize(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
             let rounding = cx
                 .attr_s(node, "nearest_mode")?
                 .unwrap_or_else(|| "round_prefer_floor".into());
-            if !nearest_is_repeat(&coords, &rounding, fh) || !nearest_is_repeat(&coords, &rounding, fw) {
+            if !nearest_is_repeat(&coords, &rounding, fh)
+                || !nearest_is_repeat(&coords, &rounding, fw)
+            {
                 return Err(cx.unsupported(
                     node,
                     format!(
