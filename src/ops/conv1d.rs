@@ -206,9 +206,6 @@ impl StepOp for Im2col {
     }
     fn run(&self, _: Isa, io: StepIo<'_>) {
         let (rows, cols) = (self.w.rows.axis(), self.w.cols.axis());
-        let (ins, out) = io.parts();
-        ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
-            ops::im2col(rows, cols, self.ch, self.take.clone(), x, y)
-        });
+        io.per_sample(|x, y| ops::im2col(rows, cols, self.ch, self.take.clone(), x, y));
     }
 }

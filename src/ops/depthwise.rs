@@ -265,7 +265,6 @@ impl StepOp for DepthwiseStep {
     }
     fn run(&self, isa: Isa, io: StepIo<'_>) {
         let (win, ch, mult) = (self.window, self.ch, self.mult);
-        let (ins, out) = io.parts();
         let d = crate::kernels::ops::Depthwise {
             rows: win.rows.axis(),
             cols: win.cols.axis(),
@@ -274,9 +273,11 @@ impl StepOp for DepthwiseStep {
             kernel: &self.kernel,
             bias: self.bias.as_deref(),
         };
-        crate::kernels::depthwise(isa, &d, ins.get(0), out);
-        if self.act != Activation::Linear {
-            crate::kernels::activation(isa, self.act, out);
-        }
+        io.per_sample(|x, y| {
+            crate::kernels::depthwise(isa, &d, x, y);
+            if self.act != Activation::Linear {
+                crate::kernels::activation(isa, self.act, y);
+            }
+        });
     }
 }

@@ -349,6 +349,14 @@ impl StepOp for Pool {
     }
     fn run(&self, _: Isa, io: StepIo<'_>) {
         let w = self.window;
+        if !self.masked && !self.global {
+            // Pools have no dilation: each window is a rectangle of the input.
+            let (rows, cols) = (w.rows, w.cols);
+            let oc = cols.out.max(1);
+            let rect = |o: usize| (rows.span(o / oc), cols.span(o % oc));
+            io.per_sample(|x, y| ops::pool_rect(self.max, self.ch, cols.len, rect, x, y));
+            return;
+        }
         let steps = io.input_len(0) / self.ch.max(1);
         let (ins, out, scratch) = io.scratch();
         if self.masked {
@@ -361,18 +369,8 @@ impl StepOp for Pool {
             }
             return;
         }
-        if self.global {
-            ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
-                ops::pool(self.max, self.ch, |_| 0..steps, x, y)
-            });
-            return;
-        }
-        // Pools have no dilation: each window is a rectangle of the input.
-        let (rows, cols) = (w.rows, w.cols);
-        let oc = cols.out.max(1);
-        let rect = |o: usize| (rows.span(o / oc), cols.span(o % oc));
         ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
-            ops::pool_rect(self.max, self.ch, cols.len, rect, x, y)
+            ops::pool(self.max, self.ch, |_| 0..steps, x, y)
         });
     }
 }

@@ -153,6 +153,25 @@ impl<'a> StepIo<'a> {
             None => items.for_each(f),
         }
     }
+    /// Calls `f` on each sample of input 0 and its part of the output, the samples spread
+    /// over the plan's threads when the batch moves at least `min_flops` values in all (one
+    /// sample's bits do not depend on the thread that computes it).
+    pub fn per_sample<F>(self, f: F)
+    where
+        F: Fn(&[f32], &mut [f32]) + Sync,
+    {
+        let batch = self.ins.batch();
+        let (x, y) = (self.ins.get(0), self.out);
+        if batch == 0 {
+            return;
+        }
+        let (il, ol) = ((x.len() / batch).max(1), (y.len() / batch).max(1));
+        let pool = self
+            .pool
+            .filter(|_| batch >= 2 && x.len() + y.len() >= self.min_flops);
+        let items = x.chunks_exact(il).zip(y.chunks_exact_mut(ol));
+        StepIo::for_each(pool, items, |(x, y)| f(x, y));
+    }
     /// Samples in this chunk.
     pub fn batch(&self) -> usize {
         self.ins.batch()
