@@ -223,43 +223,34 @@ def case_mnist_convnet():
     import onnxruntime as ort
     y_ort = ort.InferenceSession(str(OUT / f"{name}.tf2onnx.onnx")).run(None, {"input": x})[0]
     y = keras_predict(model, x)
-    CASES.append({
-        "name": f"{name}_tf2onnx",
-        "model": f"{name}.tf2onnx.onnx",
-        "format": "onnx",
-        "input": f"{name}.input.npy",
-        "expected": f"{name}.keras.out.npy",
-        "f64": f"{name}.f64.out.npy",
-        "activations": ["relu", "softmax"],
-        "max_abs_peer_vs_f64": maxabs(y, y64),
-        "max_abs_ort_vs_keras": maxabs(y_ort, y),
-        "note": f"tf2onnx {tf2onnx.__version__} from_function of the Keras model, opset 17",
-        "input_scale": INPUT_SCALE,
-        "input_shape": list(x.shape),
-        "output_shape": list(y.shape),
-    })
+
+    def onnx_case(kind, file, y_peer, note):
+        CASES.append({
+            "name": f"{name}_{kind}",
+            "model": file,
+            "format": "onnx",
+            "input": f"{name}.input.npy",
+            "expected": f"{name}.keras.out.npy",
+            "f64": f"{name}.f64.out.npy",
+            "activations": ["relu", "softmax"],
+            "max_abs_peer_vs_f64": maxabs(y, y64),
+            "max_abs_ort_vs_keras": maxabs(y_peer, y),
+            "note": note,
+            "input_scale": INPUT_SCALE,
+            "input_shape": list(x.shape),
+            "output_shape": list(y.shape),
+        })
+
+    onnx_case("tf2onnx", f"{name}.tf2onnx.onnx", y_ort,
+              f"tf2onnx {tf2onnx.__version__} from_function of the Keras model, opset 17")
     # Keras 3's own ONNX export (through tf2onnx too, with its own naming); kept once written
     # for the same reason.
     export = OUT / f"{name}.export.onnx"
     if not export.exists():
         model.export(str(export), format="onnx", verbose=False)
     sess = ort.InferenceSession(str(export))
-    y_exp = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    CASES.append({
-        "name": f"{name}_export",
-        "model": export.name,
-        "format": "onnx",
-        "input": f"{name}.input.npy",
-        "expected": f"{name}.keras.out.npy",
-        "f64": f"{name}.f64.out.npy",
-        "activations": ["relu", "softmax"],
-        "max_abs_peer_vs_f64": maxabs(y, y64),
-        "max_abs_ort_vs_keras": maxabs(y_exp, y),
-        "note": f"Keras {keras.__version__} model.export(format='onnx')",
-        "input_scale": INPUT_SCALE,
-        "input_shape": list(x.shape),
-        "output_shape": list(y.shape),
-    })
+    onnx_case("export", export.name, sess.run(None, {sess.get_inputs()[0].name: x})[0],
+              f"Keras {keras.__version__} model.export(format='onnx')")
 
 
 def case_conv2d_mix():
