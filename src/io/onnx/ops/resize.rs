@@ -87,8 +87,9 @@ pub(super) fn resize(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     // X, roi, scales, sizes.
     let factors = if given(node, 3) {
         let sizes = ints(cx.input_const(node, 3)?).unwrap_or_default();
+        // The batch entry is the file's batch size; the samples are never resized.
         match sizes[..] {
-            [_, _, oh, ow] if oh > 0 && ow > 0 => {
+            [_, c, oh, ow] if usize::try_from(c).ok() == Some(ch) && oh > 0 && ow > 0 => {
                 let whole = |o: i64, len: usize| {
                     usize::try_from(o)
                         .ok()
