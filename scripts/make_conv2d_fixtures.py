@@ -30,7 +30,8 @@ Cases:
   conv2d_decoder  Conv2DTranspose: 3x3 stride 2 same (relu), 2x3 stride (1, 2) valid, 4x4
                   stride 3 same (kernel larger than the stride), no bias; then Flatten, Dense
   conv2d_grouped  grouped Conv2D (3x3 same with 2 groups, 1x1 with 4, strided 3x2 with 2)
-                  and UpSampling2D((2, 3), interpolation="bilinear")
+                  and UpSampling2D((2, 3), interpolation="bilinear"); also as
+                  conv2d_grouped.keras224.h5, labelled Keras 2.2.4 (to be refused)
   xception_mini   the keras.io "Image classification from scratch" model (Rescaling, strided
                   Conv2D, SeparableConv2D blocks with BatchNormalization, MaxPooling2D(3, 2,
                   same), 1x1 strided residual projections, GlobalAveragePooling2D) on 32x32x3
@@ -569,6 +570,14 @@ def case_conv2d_grouped():
     y = dense64(h.mean(axis=(1, 2)), *ws[head.name])
     save_case(name, model, x_in, y, ["relu"],
               "grouped Conv2D (2 and 4 groups, strided) and bilinear UpSampling2D")
+    # The same file labelled as Keras 2.2.4 wrote it (TensorFlow 1's bilinear rule, no
+    # half-pixel centers): sinter must refuse it (tests/conv2d.rs).
+    import shutil
+    import h5py
+    legacy = OUT / f"{name}.keras224.h5"
+    shutil.copy(OUT / f"{name}.h5", legacy)
+    with h5py.File(legacy, "r+") as f:
+        f.attrs["keras_version"] = "2.2.4"
 
 
 def main():

@@ -443,6 +443,22 @@ impl Net {
     }
 }
 
+/// A bilinear UpSampling2D from Keras before 2.4 (TensorFlow 1's rule, without half-pixel
+/// centers) is refused naming the layer, not computed with TensorFlow 2's rule; the same file
+/// labelled Keras 3 loads.
+#[test]
+fn tf1_bilinear_upsampling_is_refused() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/conv2d");
+    let e = sinter::io::load(dir.join("conv2d_grouped.keras224.h5"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("up_sampling2d") && e.contains("Keras 2.2.4") && e.contains("half-pixel"),
+        "{e}"
+    );
+    assert!(sinter::io::load(dir.join("conv2d_grouped.h5")).is_ok());
+}
+
 #[test]
 fn hostile_conv2d_configs_are_shape_errors() {
     let x = Input::new([4, 5, 3]).unwrap();

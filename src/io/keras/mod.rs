@@ -115,6 +115,7 @@ pub fn load_split_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Mod
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_string)
         });
+    tf1_bilinear(&model, version.as_deref()).map_err(|f| f.in_file(&config))?;
     model.set_origin(match version {
         Some(v) => format!("Keras {v}, JSON config + HDF5 weights"),
         None => "JSON config + HDF5 weights".into(),
@@ -175,12 +176,39 @@ pub fn from_h5_with(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Result<Mod
     }
     let mut model = build(config.as_bytes(), &h5, Files::one(path), opts)?;
     let attr = |n: &str| h5.attr_string("", n).ok().flatten();
+    tf1_bilinear(&model, attr("keras_version").as_deref()).map_err(fail)?;
     model.set_origin(match (attr("keras_version"), attr("backend")) {
         (Some(v), Some(b)) => format!("Keras {v} ({b}), whole-model HDF5"),
         (Some(v), None) => format!("Keras {v}, whole-model HDF5"),
         _ => "whole-model HDF5".into(),
     });
     Ok(model)
+}
+
+/// Refuses a bilinear `UpSampling2D` saved by Keras before 2.4: those ran on TensorFlow 1
+/// (or TensorFlow 2.0 to 2.3, whose rule the file does not tell apart), whose bilinear resize
+/// had no half-pixel centers; sinter computes TensorFlow 2's rule, and a different answer is
+/// worse than none.
+fn tf1_bilinear(model: &Model, version: Option<&str>) -> Res<()> {
+    let Some(v) = version else { return Ok(()) };
+    let mut parts = v.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) >= (2, 4) {
+        return Ok(());
+    }
+    match model.nodes().iter().find(|n| {
+        matches!(
+            n.layer,
+            crate::model::Layer::Resample(crate::model::Resample::Bilinear { .. })
+        )
+    }) {
+        Some(n) => Err(Fault::unsupported(format!(
+            "bilinear UpSampling2D saved by Keras {v}: before Keras 2.4 TensorFlow resized \
+             without half-pixel centers, which sinter does not compute"
+        ))
+        .at(&n.name, "UpSampling2D")),
+        None => Ok(()),
+    }
 }
 
 /// A fault found in a config or a weights file, before the file it is reported against is
