@@ -129,7 +129,7 @@ struct APass {
 /// instruction set available.
 #[cfg_attr(sinter_inline, inline(always))]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
+unsafe fn tile<V: Simd, const R: usize, const NV: usize, const REG: bool>(
     kc: usize,
     a: APass,
     b: *const f32,
@@ -172,7 +172,10 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize>(
         }
         k0 += kn;
         let done = k0 >= kc;
-        if done && let Some(e) = &epilogue {
+        if REG
+            && done
+            && let Some(e) = &epilogue
+        {
             // SAFETY: the caller's contract.
             unsafe { register_epilogue::<V, R, NV>(&mut acc, e) };
         }
@@ -357,7 +360,7 @@ unsafe fn edge_tile<V: Simd, const R: usize, const NV: usize>(
         }
     }
     // SAFETY: `buf` holds R rows of NR values; the rest is the caller's contract.
-    unsafe { tile::<V, R, NV>(kc, a, b, buf.as_mut_ptr(), nr, first, epilogue, ahead) };
+    unsafe { tile::<V, R, NV, false>(kc, a, b, buf.as_mut_ptr(), nr, first, epilogue, ahead) };
     for r in 0..R {
         // SAFETY: as above.
         unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr().add(r * nr), c.add(r * ldc), cols) };
@@ -365,16 +368,16 @@ unsafe fn edge_tile<V: Simd, const R: usize, const NV: usize>(
 }
 
 macro_rules! dispatch_rows {
-    ($rows:expr, $mr:expr, $f:ident::<$V:ident, $NV:ident>($($arg:expr),*)) => {
+    ($rows:expr, $mr:expr, $f:ident::<$V:ident, $NV:ident $(, $flag:literal)?>($($arg:expr),*)) => {
         match $rows {
-            1 => $f::<$V, 1, $NV>($($arg),*),
-            2 if $mr >= 2 => $f::<$V, 2, $NV>($($arg),*),
-            3 if $mr >= 3 => $f::<$V, 3, $NV>($($arg),*),
-            4 if $mr >= 4 => $f::<$V, 4, $NV>($($arg),*),
-            5 if $mr >= 5 => $f::<$V, 5, $NV>($($arg),*),
-            6 if $mr >= 6 => $f::<$V, 6, $NV>($($arg),*),
-            7 if $mr >= 7 => $f::<$V, 7, $NV>($($arg),*),
-            8 if $mr >= 8 => $f::<$V, 8, $NV>($($arg),*),
+            1 => $f::<$V, 1, $NV $(, $flag)?>($($arg),*),
+            2 if $mr >= 2 => $f::<$V, 2, $NV $(, $flag)?>($($arg),*),
+            3 if $mr >= 3 => $f::<$V, 3, $NV $(, $flag)?>($($arg),*),
+            4 if $mr >= 4 => $f::<$V, 4, $NV $(, $flag)?>($($arg),*),
+            5 if $mr >= 5 => $f::<$V, 5, $NV $(, $flag)?>($($arg),*),
+            6 if $mr >= 6 => $f::<$V, 6, $NV $(, $flag)?>($($arg),*),
+            7 if $mr >= 7 => $f::<$V, 7, $NV $(, $flag)?>($($arg),*),
+            8 if $mr >= 8 => $f::<$V, 8, $NV $(, $flag)?>($($arg),*),
             _ => unreachable!("tile rows above MR"),
         }
     };
@@ -565,7 +568,9 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                                 dispatch_rows!(
                                     rows,
                                     MR,
-                                    tile::<V, NV>(kc, ap, bp, cp, g.ldc, first, epi, &mut ahead)
+                                    tile::<V, NV, true>(
+                                        kc, ap, bp, cp, g.ldc, first, epi, &mut ahead
+                                    )
                                 );
                             } else {
                                 dispatch_rows!(
