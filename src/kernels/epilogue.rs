@@ -230,6 +230,13 @@ pub(crate) unsafe fn register_epilogue<V: Simd, const R: usize, const NV: usize>
             }
         }
     }
+    canonical_tile(acc);
+}
+
+/// Every NaN of the accumulators made canonical (the end of every register epilogue, and all
+/// of a partial tile's).
+#[cfg_attr(sinter_inline, inline(always))]
+pub(crate) fn canonical_tile<V: Simd, const R: usize, const NV: usize>(acc: &mut [[V; NV]; R]) {
     for row in acc.iter_mut() {
         for x in row.iter_mut() {
             *x = math::canonical_nan(*x, *x);

@@ -9,7 +9,8 @@
 //! store; row-wise ops run once a row block's last panel is stored.
 
 use super::epilogue::{
-    EpOp, RegOps, TileEpilogue, l1_epilogue, register_epilogue, split_ops, split_register_ops,
+    EpOp, RegOps, TileEpilogue, canonical_tile, l1_epilogue, register_epilogue, split_ops,
+    split_register_ops,
 };
 use super::operands::{ARows, Segment};
 use super::pack::PackedBRef;
@@ -119,6 +120,7 @@ struct APass {
 /// [`KB`], each an FMA chain from zero added to the running sum in C (`first`: this call starts
 /// the sum). On the call that ends K (`epilogue` given), the last block's total stays in the
 /// registers: register ops, NaN made canonical, store, then the L1 ops on the stored rows.
+/// `REG`: the tile may have register ops (a partial tile never has: compiled without them).
 ///
 /// # Safety
 /// `a.seg` indexes a segment, and the segments from it on add up to at least
@@ -172,12 +174,12 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize, const REG: bool>(
         }
         k0 += kn;
         let done = k0 >= kc;
-        if REG
-            && done
-            && let Some(e) = &epilogue
-        {
+        match &epilogue {
             // SAFETY: the caller's contract.
-            unsafe { register_epilogue::<V, R, NV>(&mut acc, e) };
+            Some(e) if done && REG => unsafe { register_epilogue::<V, R, NV>(&mut acc, e) },
+            // A partial tile's ops all run in L1; its NaNs are made canonical here as well.
+            Some(_) if done => canonical_tile(&mut acc),
+            _ => {}
         }
         for (r, row) in acc.iter().enumerate() {
             for (v, x) in row.iter().enumerate() {
