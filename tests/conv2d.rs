@@ -186,7 +186,8 @@ fn conv_spec() -> impl Strategy<Value = ConvSpec> {
 
 fn net() -> impl Strategy<Value = Net> {
     (
-        (3usize..12, 3usize..12, 1usize..5),
+        // Up to 24 columns: rows of 12 outputs or more read their windows in place.
+        (3usize..12, 3usize..25, 1usize..5),
         prop::collection::vec((conv_spec(), 1usize..9), 1..3),
         (any::<bool>(), any::<bool>()),
         prop::option::of((

@@ -102,6 +102,7 @@ impl LayerOp for Conv1DConfig {
                     // One window: the stride is never applied (and may be huge).
                     stride: if w.out == 1 { 1 } else { w.stride },
                     offset: 0,
+                    band: None,
                 });
             }
         } else {

@@ -288,6 +288,22 @@ impl StepOp for ResampleStep {
         let (h, w, ch) = self.input;
         let (oh, ow) = self.out;
         let (ins, out) = io.parts();
+        if let Resample::ZeroPadding2D { rows, cols } = self.map {
+            // Whole rows: the input's rows between zero rows, each between zero columns.
+            let (ir, or) = (w * ch, ow * ch);
+            return crate::kernels::ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
+                let (top, rest) = y.split_at_mut(rows.0 * or);
+                let (body, bottom) = rest.split_at_mut(h * or);
+                top.fill(0.0);
+                for (x, y) in x
+                    .chunks_exact(ir.max(1))
+                    .zip(body.chunks_exact_mut(or.max(1)))
+                {
+                    crate::kernels::ops::pad(cols.0 * ch, cols.1 * ch, x, y);
+                }
+                bottom.fill(0.0);
+            });
+        }
         crate::kernels::ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
             for (r, row) in y.chunks_exact_mut((ow * ch).max(1)).take(oh).enumerate() {
                 for (c, px) in row.chunks_exact_mut(ch.max(1)).enumerate() {

@@ -134,13 +134,13 @@ fn dense(weights: &DenseWeights, conv: Option<&ConvRows>, x: &[usize], shape: &[
             }
             (*x.last().unwrap_or(&0), s)
         }
-        (Some(c), [steps, ch])
-            if c.stride > 0
-                && shape.first().is_some_and(|&out| {
-                    out > 0 && c.offset + (out - 1) * c.stride + c.size <= *steps
-                }) =>
+        (Some(c @ ConvRows { band: None, .. }), [steps, ch])
+            if shape.first().is_some_and(|&out| c.fits(out, *steps)) =>
         {
             (c.size * ch, vec![shape[0], units])
+        }
+        (Some(c @ ConvRows { band: Some(b), .. }), [rows, cols, ch]) if matches!(*shape, [oh, ow, _] if c.fits(ow, *cols) && b.fits(oh, *rows)) => {
+            (b.size * c.size * ch, vec![shape[0], shape[1], units])
         }
         (Some(_), _) => return Err(format!("convolution input {x:?}")),
     };

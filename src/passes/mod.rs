@@ -155,7 +155,9 @@ impl<'m> Op<'m> {
     }
 }
 
-/// Geometry of an implicit-im2col convolution (see [`Op::Dense`]).
+/// Geometry of an implicit-im2col convolution (see [`Op::Dense`]): windows along the steps
+/// of a padded `[steps, ch]` input, or along the columns of a padded `[rows, cols, ch]` one
+/// (then `band` gives the rows' axis).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvRows {
     /// Taps per window.
@@ -164,6 +166,47 @@ pub struct ConvRows {
     pub stride: usize,
     /// Steps of the (shared, wider) padded input skipped before the first window.
     pub offset: usize,
+    /// A 2-D convolution's rows: one GEMM per output row of each sample (a band of the
+    /// output's columns), each window `band.size` runs of `size * ch` values.
+    pub band: Option<Band>,
+}
+
+impl ConvRows {
+    /// Whether `out > 0` windows fit in `len` (padded) steps.
+    pub(crate) fn fits(&self, out: usize, len: usize) -> bool {
+        out > 0
+            && self.stride > 0
+            && (out - 1)
+                .checked_mul(self.stride)
+                .and_then(|s| s.checked_add(self.offset))
+                .and_then(|s| s.checked_add(self.size))
+                .is_some_and(|end| end <= len)
+    }
+}
+
+impl Band {
+    /// Whether `out > 0` output rows' windows fit in `len` (padded) rows.
+    pub(crate) fn fits(&self, out: usize, len: usize) -> bool {
+        let span = (self.size.max(1) - 1).checked_mul(self.dilation);
+        out > 0
+            && self.size > 0
+            && self.stride > 0
+            && (out - 1)
+                .checked_mul(self.stride)
+                .and_then(|s| s.checked_add(span?))
+                .is_some_and(|last| last < len)
+    }
+}
+
+/// The rows' axis of a 2-D implicit-im2col convolution (see [`ConvRows`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Band {
+    /// Kernel rows.
+    pub size: usize,
+    /// Input rows between output rows.
+    pub stride: usize,
+    /// Input rows between kernel rows.
+    pub dilation: usize,
 }
 
 /// A node of the lowered graph.

@@ -132,6 +132,7 @@ impl Plan {
                 col,
                 ldc,
                 tuned,
+                rows,
                 ..
             } => {
                 let mut tile = format!("{}x{} tiles", self.isa.mr_for(w.nr()), w.nr());
@@ -150,8 +151,14 @@ impl Plan {
                     );
                 }
                 let mut kernel = format!("gemm {}x{} ({tile})", w.k(), w.n());
-                if conv.is_some() {
-                    kernel = format!("conv {kernel}, implicit im2col");
+                match conv {
+                    Some(c) if c.bands > 1 => {
+                        let rows = rows / c.bands;
+                        kernel =
+                            format!("conv {kernel}, implicit im2col, {} rows of {rows}", c.bands);
+                    }
+                    Some(_) => kernel = format!("conv {kernel}, implicit im2col"),
+                    None => {}
                 }
                 if *ldc != w.n() {
                     kernel = format!("{kernel} -> concat cols {col}..{}", col + w.n());

@@ -7,14 +7,18 @@ use super::Plan;
 use crate::kernels::{ARows, ColumnParts, EpOp, Gemm, PackedBRef, Segment};
 use std::sync::atomic::Ordering;
 
-/// How a convolution's GEMM reads one sample's (padded) input: GEMM row `o` starts `lda`
-/// values after row `o - 1`, the first at `offset`; its K values are contiguous from there,
-/// or the runs of `segments` (a 2-D window: one run of `kw * C` values per kernel row).
+/// How a convolution's GEMMs read one sample's (padded) input: `bands` GEMMs per sample (a
+/// 2-D convolution's output rows; 1 for 1-D), band `b` over the next `rows / bands` output
+/// rows, its A from `offset + b * band_stride`. Within a band, GEMM row `o` starts `lda`
+/// values after row `o - 1`; its K values are contiguous from there, or the runs of
+/// `segments` (a 2-D window: one run of `kw * C` values per kernel row).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Window {
     pub lda: usize,
     pub offset: usize,
     pub segments: Option<Box<[Segment]>>,
+    pub bands: usize,
+    pub band_stride: usize,
 }
 
 /// One step's GEMM, borrowed from the step: all but its data.
@@ -97,23 +101,34 @@ impl Plan {
             }
             return;
         };
-        let sample = |s: usize, a: &[f32], c: &mut [f32]| {
-            let a = &a[win.offset..];
+        // One GEMM per band of each sample: band `b` of sample `s` writes its rows of the
+        // sample's output, `band_rows * ldc` values from the band's first row.
+        let bands = win.bands.max(1);
+        let band_rows = g.rows / bands;
+        let band = |(s, b, a, c): (usize, usize, &[f32], &mut [f32])| {
+            let a = &a[win.offset + b * win.band_stride..];
             let a = match &win.segments {
                 Some(segs) => ARows::segmented(a, win.lda, segs),
                 None => ARows::new(a, win.lda),
             };
-            Gemm::new(self.isa, g.rows, a, g.w, g.ops)
-                .operand_rows_from(s * g.rows)
+            Gemm::new(self.isa, band_rows, a, g.w, g.ops)
+                .operand_rows_from(s * g.rows + b * band_rows)
                 .run(&mut c[g.col..], g.ldc);
         };
-        let samples = a.chunks(in_len).zip(c.chunks_mut(out_len)).enumerate();
-        match threads.filter(|_| batch >= 2 && flops >= self.parallel_flops) {
+        let units = a
+            .chunks(in_len)
+            .zip(c.chunks_mut(out_len))
+            .enumerate()
+            .flat_map(|(s, (a, c))| {
+                let c = c.chunks_mut((band_rows * g.ldc).max(1)).take(bands);
+                c.enumerate().map(move |(b, c)| (s, b, a, c))
+            });
+        match threads.filter(|_| batch * bands >= 2 && flops >= self.parallel_flops) {
             Some(pool) => {
                 self.split_steps.fetch_add(1, Ordering::Relaxed);
-                pool.for_each(samples, |(s, (a, c))| sample(s, a, c))
+                pool.for_each(units, band)
             }
-            None => samples.for_each(|(s, (a, c))| sample(s, a, c)),
+            None => units.for_each(band),
         }
     }
 }

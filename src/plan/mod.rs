@@ -718,14 +718,10 @@ fn dense_kind(
     let x = &g.nodes[node.inputs[0]].shape;
     let units = *node.shape.last().expect("checked rank");
     let (k, window) = match conv {
-        Some(c) => (
-            c.size * x[1],
-            Some(gemm::Window {
-                lda: c.stride * x[1],
-                offset: c.offset * x[1],
-                segments: None,
-            }),
-        ),
+        Some(c) => {
+            let (k, w) = conv_window(c, x, &node.shape);
+            (k, Some(w))
+        }
         None => (*x.last().expect("checked rank"), None),
     };
     // The epilogue owns its operands; each is checked against the layer's width.
@@ -759,8 +755,8 @@ fn dense_kind(
         // A convolution runs one GEMM per sample; a Dense one over the whole batch
         // (timed at up to 256 rows).
         Some(batch) => {
-            let m = if conv.is_some() {
-                rows
+            let m = if let Some(w) = &window {
+                rows / w.bands.max(1)
             } else {
                 (rows * batch).min(256)
             };
@@ -783,6 +779,39 @@ fn dense_kind(
         col,
         tuned,
     })
+}
+
+/// A convolution's K and how its GEMMs read the padded input `x` (`[steps, ch]`, or `[rows,
+/// cols, ch]` with a band), for an output of `out` (checked by the graph's check).
+fn conv_window(c: &passes::ConvRows, x: &[usize], out: &[usize]) -> (usize, gemm::Window) {
+    let ch = *x.last().expect("checked rank");
+    let run = c.size * ch;
+    let Some(band) = c.band else {
+        let w = gemm::Window {
+            lda: c.stride * ch,
+            offset: c.offset * ch,
+            segments: None,
+            bands: 1,
+            band_stride: 0,
+        };
+        return (run, w);
+    };
+    // One run of `kw * ch` values per kernel row, the rows `dilation` input rows apart.
+    let row = x[1] * ch;
+    let segments = (0..band.size)
+        .map(|i| kernels::Segment {
+            offset: i * band.dilation * row,
+            len: run,
+        })
+        .collect();
+    let w = gemm::Window {
+        lda: c.stride * ch,
+        offset: c.offset * ch,
+        segments: Some(segments),
+        bands: out[0],
+        band_stride: band.stride * row,
+    };
+    (band.size * run, w)
 }
 
 /// Samples run through all steps at a time. When the weights fit in L2 but a whole batch of
