@@ -244,12 +244,17 @@ unsafe fn block_rows(
             // The whole block is one run: read it in place.
             return (from, a.lda);
         }
+        let dst = stage.as_mut_ptr().cast::<f32>();
         for r in 0..rows {
-            for j in 0..stop - kk {
-                // SAFETY: as above.
-                let x = unsafe { *from.add(r * a.lda + j) };
-                stage[r * KB + kk - k0 + j].write(x);
-            }
+            // SAFETY: as above for the source; row r of `stage` holds KB values from
+            // `r * KB`, and `kk - k0 + (stop - kk) <= kn <= KB`.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    from.add(r * a.lda),
+                    dst.add(r * KB + kk - k0),
+                    stop - kk,
+                )
+            };
         }
         kk = stop;
     }
