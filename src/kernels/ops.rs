@@ -399,6 +399,14 @@ pub fn permute(shape: &[usize], perm: &[usize], x: &[f32], y: &mut [f32]) {
 /// `y` (`[cols, rows]`) = `x` (`[rows, cols]`) transposed, in tiles that keep both sides'
 /// lines in cache.
 fn transpose(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
+    // A few rows (an image's channels): interleaved in one pass.
+    match rows {
+        1 => return y[..cols].copy_from_slice(&x[..cols]),
+        2 => return interleave::<2>(cols, x, y),
+        3 => return interleave::<3>(cols, x, y),
+        4 => return interleave::<4>(cols, x, y),
+        _ => {}
+    }
     const TILE: usize = 32;
     for i0 in (0..rows).step_by(TILE) {
         let i1 = (i0 + TILE).min(rows);
@@ -409,6 +417,16 @@ fn transpose(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
                     *d = x[i * cols + j];
                 }
             }
+        }
+    }
+}
+
+/// [`transpose`] of `R` rows: `y[j * R + i] = x[i * cols + j]`.
+fn interleave<const R: usize>(cols: usize, x: &[f32], y: &mut [f32]) {
+    let rows: [&[f32]; R] = std::array::from_fn(|i| &x[i * cols..][..cols]);
+    for (j, out) in y[..cols * R].chunks_exact_mut(R).enumerate() {
+        for (o, row) in out.iter_mut().zip(rows) {
+            *o = row[j];
         }
     }
 }
@@ -571,6 +589,45 @@ impl Depthwise<'_> {
                 }
             }
             out[p * ch + c0..][..B].copy_from_slice(a);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every rotation of every small shape, against the definition: `y` at output index
+    /// `(o_0, .., o_n)` holds `x` at the input index with `i[perm[d]] = o_d`.
+    #[test]
+    fn rotations_move_values_like_the_definition() {
+        for shape in [
+            vec![1, 5],
+            vec![2, 7],
+            vec![3, 4, 5],
+            vec![4, 3, 2],
+            vec![5, 6],
+            vec![33, 2, 3],
+        ] {
+            let n = shape.len();
+            let x: Vec<f32> = (0..shape.iter().product::<usize>())
+                .map(|i| i as f32)
+                .collect();
+            for k in 1..n {
+                let perm: Vec<usize> = (0..n).map(|i| (i + k) % n).collect();
+                let mut y = vec![f32::NAN; x.len()];
+                super::permute(&shape, &perm, &x, &mut y);
+                let out: Vec<usize> = perm.iter().map(|&a| shape[a]).collect();
+                for (o, &v) in y.iter().enumerate() {
+                    // Output index digits, then the input index they name.
+                    let mut rest = o;
+                    let mut idx = vec![0; n];
+                    for d in (0..n).rev() {
+                        idx[perm[d]] = rest % out[d];
+                        rest /= out[d];
+                    }
+                    let at = idx.iter().zip(&shape).fold(0, |acc, (&i, &s)| acc * s + i);
+                    assert_eq!(v, x[at], "{shape:?} {perm:?} at {o}");
+                }
+            }
         }
     }
 }
