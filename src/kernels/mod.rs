@@ -195,7 +195,11 @@ impl Isa {
                 2 => 0.95,
                 _ => 1.0,
             };
-            let partial = if n.is_multiple_of(nr) { 0.0 } else { nr as f64 / 6.0 };
+            let partial = if n.is_multiple_of(nr) {
+                0.0
+            } else {
+                nr as f64 / 6.0
+            };
             ((n.div_ceil(nr) * nr) as f64 + partial) / speed
         };
         tiles
