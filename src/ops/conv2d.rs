@@ -16,10 +16,18 @@ use crate::plan::StepRef;
 use std::borrow::Cow;
 
 /// Output columns from which a convolution reads its windows in place (one GEMM per output
-/// row) rather than unrolled: narrower rows make too short GEMMs, each streaming all the
-/// weights. Measured on Zen 5 (`examples`-style timing of resnet18's 3x3 shapes): 14 columns
-/// run at 248 GFLOP/s in place against 240 unrolled, 7 at 196 against 236.
+/// row) rather than unrolled: narrower rows make short GEMMs, each streaming all the weights.
+/// Measured on Zen 5 (timing resnet18's 3x3 shapes alone): 14 columns run at 248 GFLOP/s in
+/// place against 240 unrolled, but 7 columns over 9 MB of weights at 196 against 236.
 const IMPLICIT_MIN_COLS: usize = 12;
+
+/// Rows of at least [`IMPLICIT_MIN_NARROW`] columns also read in place when the weights take
+/// at most this many bytes (they stay in L2 from one row's GEMM to the next): the MNIST
+/// convnet's second conv (11 columns, 74 KB) made the model 5% faster at batch 1 and 3% at 64.
+const IMPLICIT_NARROW_WEIGHTS: usize = 512 << 10;
+
+/// See [`IMPLICIT_NARROW_WEIGHTS`].
+const IMPLICIT_MIN_NARROW: usize = 8;
 
 /// Values per kernel row (`kw * C`) from which a convolution reads its windows in place:
 /// shorter runs make the GEMM stage nearly every block of A. On Zen 5 the MNIST convnet's
@@ -219,8 +227,10 @@ impl LayerOp for Conv2DConfig {
         }
         let mut conv = None;
         let run = self.kernel_size.1 * in_shape[2];
-        let implicit =
-            self.dilation_rate.1 == 1 && w.cols.out >= IMPLICIT_MIN_COLS && run >= IMPLICIT_MIN_RUN;
+        let bytes = (self.kernel_size.0 * run).saturating_mul(self.filters * 4);
+        let wide = w.cols.out >= IMPLICIT_MIN_COLS
+            || (w.cols.out >= IMPLICIT_MIN_NARROW && bytes <= IMPLICIT_NARROW_WEIGHTS);
+        let implicit = self.dilation_rate.1 == 1 && wide && run >= IMPLICIT_MIN_RUN;
         if implicit && !self.pointwise() {
             conv = Some(self.implicit(cx, w)?);
         } else if !self.pointwise() {
