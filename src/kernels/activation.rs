@@ -136,6 +136,8 @@ impl Activation {
                 | Activation::Relu6
                 | Activation::LeakyRelu { .. }
                 | Activation::HardSigmoidAffine { .. }
+                | Activation::HardSigmoid
+                | Activation::HardSilu
         )
     }
 

@@ -184,6 +184,11 @@ fn cheap<V: Simd>(act: Activation, x: V) -> Option<V> {
         Activation::LeakyRelu { negative_slope } => {
             V::select(x.gt(zero), x, x.mul(c(negative_slope)))
         }
+        // `relu6(x + 3) / 6` as a product by the nearest float to 1/6: a compare-and-multiply
+        // that stays in the registers (a division per vector made hard-swish 9% of
+        // mobilenet_v3_small). Within an ulp and a half of the quotient.
+        Activation::HardSigmoid => relu6(x.add(c(3.0))).mul(c(1.0 / 6.0)),
+        Activation::HardSilu => x.mul(relu6(x.add(c(3.0))).mul(c(1.0 / 6.0))),
         Activation::HardSigmoidAffine { alpha, beta } => x
             .mul(c(alpha))
             .add(c(beta))
@@ -220,9 +225,7 @@ pub(crate) fn apply<V: Simd>(act: Activation, x: V) -> V {
             x.mul(sigmoid(inner))
         }
         Activation::Sigmoid => sigmoid(x),
-        Activation::HardSigmoid => relu6(x.add(c(3.0))).div(c(6.0)),
         Activation::Silu => x.mul(sigmoid(x)),
-        Activation::HardSilu => x.mul(relu6(x.add(c(3.0))).div(c(6.0))),
         Activation::Tanh => tanh(x),
         Activation::Softplus => softplus(x),
         Activation::Softsign => x.div(x.abs().add(c(1.0))),
