@@ -84,6 +84,18 @@ impl Axis {
         lo..hi.max(lo)
     }
 
+    /// The taps of output `o` inside the input, `(first, end)` (they are adjacent: the input
+    /// step grows with the tap), and the input step of the first (0 when there is none).
+    fn inside_taps(&self, o: usize) -> (usize, usize, usize) {
+        let first = (0..self.size)
+            .find(|&t| self.source(o, t).is_some())
+            .unwrap_or(self.size);
+        let end = (first..self.size)
+            .find(|&t| self.source(o, t).is_none())
+            .unwrap_or(self.size);
+        (first, end, self.source(o, first).unwrap_or(0))
+    }
+
     /// The outputs whose taps are all inside the input and adjacent (`lo..hi`).
     fn inside(&self) -> std::ops::Range<usize> {
         if self.dilation != 1 && self.size > 1 {
@@ -485,6 +497,16 @@ impl Depthwise<'_> {
                     ow += count;
                     continue;
                 }
+                if mult == 1 {
+                    // A border position: the taps inside the input are a rectangle of the
+                    // kernel, summed in the general loop's order.
+                    let ((i0, i1, r), (j0, j1, c)) = (rows.inside_taps(oh), cols.inside_taps(ow));
+                    let at = (r * cols.len + c) * ch;
+                    let out = &mut out_row[ow * n..(ow + 1) * n];
+                    self.inside_blocks::<1>(x, at, out, (i0, i1), (j0, j1));
+                    ow += 1;
+                    continue;
+                }
                 let acc = &mut out_row[ow * n..(ow + 1) * n];
                 acc.fill(0.0);
                 for i in 0..rows.size {
@@ -523,34 +545,56 @@ impl Depthwise<'_> {
     /// from zero, then the bias: the same bits.
     #[inline(always)]
     fn inside(&self, x: &[f32], at: usize, count: usize, out: &mut [f32]) {
+        let all = ((0, self.rows.size), (0, self.cols.size));
         if count == 4 {
-            self.inside_blocks::<4>(x, at, out);
+            self.inside_blocks::<4>(x, at, out, all.0, all.1);
             return;
         }
         let (ch, step) = (self.ch, self.cols.stride * self.ch);
         for (p, out) in out.chunks_exact_mut(ch.max(1)).take(count).enumerate() {
-            self.inside_blocks::<1>(x, at + p * step, out);
+            self.inside_blocks::<1>(x, at + p * step, out, all.0, all.1);
         }
     }
 
+    /// [`inside_block`](Self::inside_block) over every block of channels.
     #[inline(always)]
-    fn inside_blocks<const P: usize>(&self, x: &[f32], at: usize, out: &mut [f32]) {
+    fn inside_blocks<const P: usize>(
+        &self,
+        x: &[f32],
+        at: usize,
+        out: &mut [f32],
+        ti: (usize, usize),
+        tj: (usize, usize),
+    ) {
         let ch = self.ch;
         let mut c0 = 0;
+        // One position: wide blocks, so that several vectors' sums run side by side (one
+        // vector's chain of adds waits on each add's latency).
+        while P == 1 && c0 + 64 <= ch {
+            self.inside_block::<64, P>(x, at, c0, out, ti, tj);
+            c0 += 64;
+        }
+        while P == 1 && c0 + 32 <= ch {
+            self.inside_block::<32, P>(x, at, c0, out, ti, tj);
+            c0 += 32;
+        }
         while c0 + 16 <= ch {
-            self.inside_block::<16, P>(x, at, c0, out);
+            self.inside_block::<16, P>(x, at, c0, out, ti, tj);
             c0 += 16;
         }
         while c0 + 8 <= ch {
-            self.inside_block::<8, P>(x, at, c0, out);
+            self.inside_block::<8, P>(x, at, c0, out, ti, tj);
             c0 += 8;
         }
         while c0 < ch {
-            self.inside_block::<1, P>(x, at, c0, out);
+            self.inside_block::<1, P>(x, at, c0, out, ti, tj);
             c0 += 1;
         }
     }
 
+    /// Channels `c0..c0 + B` of `P` positions over the kernel rows `ti` and columns `tj`
+    /// (all of them, or a border position's taps inside the input), tap `(ti.0, tj.0)` of
+    /// the first position at `x[at..]`.
     #[inline(always)]
     fn inside_block<const B: usize, const P: usize>(
         &self,
@@ -558,6 +602,8 @@ impl Depthwise<'_> {
         at: usize,
         c0: usize,
         out: &mut [f32],
+        ti: (usize, usize),
+        tj: (usize, usize),
     ) {
         let (rows, cols, ch) = (self.rows, self.cols, self.ch);
         let (row_step, col_step, pos_step) = (
@@ -566,14 +612,10 @@ impl Depthwise<'_> {
             cols.stride * ch,
         );
         let mut a = [[0.0f32; B]; P];
-        let mut taps = self.kernel.chunks_exact(ch);
-        for i in 0..rows.size {
-            for j in 0..cols.size {
-                let Some(w) = taps.next() else {
-                    return;
-                };
-                let w = &w[c0..c0 + B];
-                let first = at + i * row_step + j * col_step + c0;
+        for i in ti.0..ti.1 {
+            for j in tj.0..tj.1 {
+                let w = &self.kernel[(i * cols.size + j) * ch..][c0..c0 + B];
+                let first = at + (i - ti.0) * row_step + (j - tj.0) * col_step + c0;
                 for (p, a) in a.iter_mut().enumerate() {
                     let px = &x[first + p * pos_step..][..B];
                     for ((a, &v), &k) in a.iter_mut().zip(px).zip(w) {
