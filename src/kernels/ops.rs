@@ -126,17 +126,37 @@ pub fn im2col(rows: Axis, cols: Axis, ch: usize, take: Range<usize>, x: &[f32], 
     let inside = if width == ch { cols.inside() } else { 0..0 };
     for (oh, out_row) in y.chunks_exact_mut(cols.out * window).enumerate() {
         for i in 0..rows.size {
-            let dsts = out_row
-                .chunks_exact_mut(window)
-                .map(|w| &mut w[i * run..][..run]);
             let Some(r) = rows.source(oh, i) else {
-                dsts.for_each(|d| d.fill(0.0));
+                for w in out_row.chunks_exact_mut(window) {
+                    w[i * run..][..run].fill(0.0);
+                }
                 continue;
             };
             let line = &x[r * cols.len * ch..][..cols.len * ch];
+            if run <= 16 && !inside.is_empty() {
+                // Short runs (a few channels): the inside windows copied in one tight loop.
+                let (step, first) = (
+                    cols.stride * ch,
+                    (inside.start * cols.stride - cols.pad) * ch,
+                );
+                let at = inside.start * window + i * run;
+                short_runs(
+                    run,
+                    &mut out_row[at..],
+                    window,
+                    &line[first..],
+                    step,
+                    inside.len(),
+                );
+            }
+            let dsts = out_row
+                .chunks_exact_mut(window)
+                .map(|w| &mut w[i * run..][..run]);
             for (ow, dst) in dsts.enumerate() {
                 if inside.contains(&ow) {
-                    copy_short(dst, &line[(ow * cols.stride - cols.pad) * ch..][..run]);
+                    if run > 16 {
+                        copy_short(dst, &line[(ow * cols.stride - cols.pad) * ch..][..run]);
+                    }
                     continue;
                 }
                 for (t, tap) in dst.chunks_exact_mut(width).enumerate() {
@@ -148,6 +168,27 @@ pub fn im2col(rows: Axis, cols: Axis, ch: usize, take: Range<usize>, x: &[f32], 
             }
         }
     }
+}
+
+/// `count` runs of `run <= 16` values: run `n` from `src[n * step..]` to `dst[n * ld..]`, each
+/// a fixed-size copy (no library call per run).
+fn short_runs(run: usize, dst: &mut [f32], ld: usize, src: &[f32], step: usize, count: usize) {
+    fn go<const R: usize>(dst: &mut [f32], ld: usize, src: &[f32], step: usize, count: usize) {
+        for n in 0..count {
+            let s: &[f32; R] = src[n * step..][..R].try_into().expect("R values");
+            let d: &mut [f32; R] = (&mut dst[n * ld..][..R]).try_into().expect("R values");
+            *d = *s;
+        }
+    }
+    macro_rules! runs {
+        ($($r:literal)*) => {
+            match run {
+                $($r => go::<$r>(dst, ld, src, step, count),)*
+                _ => unreachable!("runs of at most 16"),
+            }
+        };
+    }
+    runs!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
 }
 
 /// `dst.copy_from_slice(src)` without a library call for a few values (the call costs more
