@@ -254,22 +254,51 @@ pub fn pool_rect(
             out.fill(if max { f32::NEG_INFINITY } else { f32::NAN });
             continue;
         }
-        let taps = rows.flat_map(|r| {
-            let row = &x[(r * width + cols.start) * ch..][..cols.len() * ch];
-            row.chunks_exact(ch)
-        });
         if max {
-            rect_fold::<true>(out, taps);
+            rect_fold::<true>(out, x, (rows, cols), width);
         } else {
-            rect_fold::<false>(out, taps);
+            rect_fold::<false>(out, x, (rows, cols), width);
         }
     }
 }
 
-/// [`fold`] of a non-empty sequence of taps.
-fn rect_fold<'a, const MAX: bool>(out: &mut [f32], mut taps: impl Iterator<Item = &'a [f32]>) {
-    if let Some(first) = taps.next() {
-        fold::<MAX>(out, first, taps);
+/// [`fold`] over the non-empty rectangle `rows` x `cols` of `x` (rows `width` positions of
+/// `out.len()` channels), row by row, without an iterator chain per tap.
+fn rect_fold<const MAX: bool>(
+    out: &mut [f32],
+    x: &[f32],
+    (rows, cols): (std::ops::Range<usize>, std::ops::Range<usize>),
+    width: usize,
+) {
+    let ch = out.len();
+    let line = |r: usize| &x[(r * width + cols.start) * ch..][..cols.len() * ch];
+    out.copy_from_slice(&line(rows.start)[..ch]);
+    let mut n = 1u32;
+    for r in rows.clone() {
+        let taps = line(r).chunks_exact(ch);
+        // The first tap is already in `out`.
+        for tap in taps.skip(usize::from(r == rows.start)) {
+            n += 1;
+            fold_tap::<MAX>(out, tap);
+        }
+    }
+    if !MAX {
+        let n = n as f32;
+        out.iter_mut().for_each(|v| *v /= n);
+    }
+}
+
+/// `out` = max (NaN wins) or sum of `out` and `tap`, value by value.
+#[inline(always)]
+fn fold_tap<const MAX: bool>(out: &mut [f32], tap: &[f32]) {
+    for (acc, &v) in out.iter_mut().zip(tap) {
+        *acc = if !MAX {
+            *acc + v
+        } else if v > *acc || v.is_nan() {
+            v
+        } else {
+            *acc
+        };
     }
 }
 
@@ -283,15 +312,7 @@ fn fold<'a, const MAX: bool>(
     let mut n = 1u32;
     for tap in rest {
         n += 1;
-        for (acc, &v) in out.iter_mut().zip(tap) {
-            *acc = if !MAX {
-                *acc + v
-            } else if v > *acc || v.is_nan() {
-                v
-            } else {
-                *acc
-            };
-        }
+        fold_tap::<MAX>(out, tap);
     }
     if !MAX {
         let n = n as f32;
