@@ -133,14 +133,14 @@ pub fn im2col(rows: Axis, cols: Axis, ch: usize, take: Range<usize>, x: &[f32], 
                 continue;
             };
             let line = &x[r * cols.len * ch..][..cols.len * ch];
-            if run <= 16 && !inside.is_empty() {
-                // Short runs (a few channels): the inside windows copied in one tight loop.
+            if !inside.is_empty() {
+                // The windows inside the input: one run each, copied in one loop.
                 let (step, first) = (
                     cols.stride * ch,
                     (inside.start * cols.stride - cols.pad) * ch,
                 );
                 let at = inside.start * window + i * run;
-                short_runs(
+                copy_runs(
                     run,
                     &mut out_row[at..],
                     window,
@@ -154,9 +154,6 @@ pub fn im2col(rows: Axis, cols: Axis, ch: usize, take: Range<usize>, x: &[f32], 
                 .map(|w| &mut w[i * run..][..run]);
             for (ow, dst) in dsts.enumerate() {
                 if inside.contains(&ow) {
-                    if run > 16 {
-                        copy_short(dst, &line[(ow * cols.stride - cols.pad) * ch..][..run]);
-                    }
                     continue;
                 }
                 for (t, tap) in dst.chunks_exact_mut(width).enumerate() {
@@ -170,9 +167,9 @@ pub fn im2col(rows: Axis, cols: Axis, ch: usize, take: Range<usize>, x: &[f32], 
     }
 }
 
-/// `count` runs of `run <= 16` values: run `n` from `src[n * step..]` to `dst[n * ld..]`, each
-/// a fixed-size copy (no library call per run).
-fn short_runs(run: usize, dst: &mut [f32], ld: usize, src: &[f32], step: usize, count: usize) {
+/// `count` runs of `run` values: run `n` from `src[n * step..]` to `dst[n * ld..]`. Runs of
+/// up to 16 values are fixed-size copies (no library call per run).
+fn copy_runs(run: usize, dst: &mut [f32], ld: usize, src: &[f32], step: usize, count: usize) {
     fn go<const R: usize>(dst: &mut [f32], ld: usize, src: &[f32], step: usize, count: usize) {
         for n in 0..count {
             let s: &[f32; R] = src[n * step..][..R].try_into().expect("R values");
@@ -184,7 +181,9 @@ fn short_runs(run: usize, dst: &mut [f32], ld: usize, src: &[f32], step: usize, 
         ($($r:literal)*) => {
             match run {
                 $($r => go::<$r>(dst, ld, src, step, count),)*
-                _ => unreachable!("runs of at most 16"),
+                _ => (0..count).for_each(|n| {
+                    copy_short(&mut dst[n * ld..][..run], &src[n * step..][..run])
+                }),
             }
         };
     }

@@ -166,6 +166,14 @@ impl Window {
         })
     }
 
+    /// Padding steps the windows reach past the input's end (from the last window's last tap):
+    /// what an implicit im2col pads after the input.
+    pub(crate) fn reach_right(&self) -> usize {
+        let covered =
+            (self.out.max(1) - 1) * self.stride + (self.size.max(1) - 1) * self.dilation + 1;
+        covered.saturating_sub(self.pad_left + self.len)
+    }
+
     /// The geometry as the kernels' data-movement ops take it.
     pub(crate) fn axis(&self) -> crate::kernels::ops::Axis {
         crate::kernels::ops::Axis {

@@ -84,10 +84,8 @@ impl LayerOp for Conv1DConfig {
         let mut conv = None;
         if w.dilation == 1 {
             // Windows are contiguous: pad once, then read them in place.
-            // Steps the windows cover, in padded coordinates.
-            let span = (w.out - 1) * w.stride + w.size;
-            let padded = (w.pad_left + w.len).max(span);
-            let right = padded - (w.pad_left + w.len);
+            let right = w.reach_right();
+            let padded = w.pad_left + w.len + right;
             if w.pad_left > 0 || right > 0 {
                 let pad = Op::Pad {
                     left: w.pad_left,

@@ -94,19 +94,9 @@ impl Conv2DConfig {
     /// channel), so the bits are those of the explicit im2col.
     fn implicit(&self, cx: &mut Lowering<'_, '_>, w: Window2) -> Result<ConvRows> {
         let (r, c) = (&w.rows, &w.cols);
-        // Input positions the windows cover along an axis, from the first padded one.
-        let span = |a: &Window| (a.out - 1) * a.stride + (a.size - 1) * a.dilation + 1;
-        let after = |a: &Window| span(a).saturating_sub(a.pad_left + a.len);
-        let pad = Resample::ZeroPadding2D {
-            rows: (r.pad_left, after(r)),
-            cols: (c.pad_left, after(c)),
-        };
-        if pad
-            != (Resample::ZeroPadding2D {
-                rows: (0, 0),
-                cols: (0, 0),
-            })
-        {
+        let (rows, cols) = ((r.pad_left, r.reach_right()), (c.pad_left, c.reach_right()));
+        if (rows, cols) != ((0, 0), (0, 0)) {
+            let pad = Resample::ZeroPadding2D { rows, cols };
             let ch = cx.in_shape()[2];
             let (step, shape) = pad.step((r.len, c.len, ch)).map_err(|m| cx.fail(m))?;
             cx.push("pad", step, shape);
@@ -227,8 +217,10 @@ impl LayerOp for Conv2DConfig {
             return self.lower_groups(cx, w);
         }
         let mut conv = None;
-        let run = self.kernel_size.1 * in_shape[2];
-        let bytes = (self.kernel_size.0 * run).saturating_mul(self.filters * 4);
+        let run = self.kernel_size.1.saturating_mul(in_shape[2]);
+        let bytes = [self.kernel_size.0, self.filters, 4]
+            .into_iter()
+            .fold(run, usize::saturating_mul);
         let wide = w.cols.out >= IMPLICIT_MIN_COLS
             || (w.cols.out >= IMPLICIT_MIN_NARROW && bytes <= IMPLICIT_NARROW_WEIGHTS);
         let implicit = self.dilation_rate.1 == 1 && wide && run >= IMPLICIT_MIN_RUN;

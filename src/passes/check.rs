@@ -139,7 +139,9 @@ fn dense(weights: &DenseWeights, conv: Option<&ConvRows>, x: &[usize], shape: &[
         {
             (c.size * ch, vec![shape[0], units])
         }
-        (Some(c @ ConvRows { band: Some(b), .. }), [rows, cols, ch]) if matches!(*shape, [oh, ow, _] if c.fits(ow, *cols) && b.fits(oh, *rows)) => {
+        (Some(c @ ConvRows { band: Some(b), .. }), [rows, cols, ch])
+            if c.fits_image(shape, *rows, *cols) =>
+        {
             (b.size * c.size * ch, vec![shape[0], shape[1], units])
         }
         (Some(_), _) => return Err(format!("convolution input {x:?}")),

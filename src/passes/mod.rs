@@ -182,6 +182,15 @@ impl ConvRows {
                 .and_then(|s| s.checked_add(self.size))
                 .is_some_and(|end| end <= len)
     }
+
+    /// Whether a 2-D convolution's windows (`band` set) fit in `rows x cols` (padded)
+    /// positions for an output of shape `out` (`[out rows, out cols, units]`).
+    pub(crate) fn fits_image(&self, out: &[usize], rows: usize, cols: usize) -> bool {
+        match (self.band, out) {
+            (Some(b), &[oh, ow, _]) => b.fits(oh, rows) && self.fits(ow, cols),
+            _ => false,
+        }
+    }
 }
 
 impl Band {

@@ -786,32 +786,29 @@ fn dense_kind(
 fn conv_window(c: &passes::ConvRows, x: &[usize], out: &[usize]) -> (usize, gemm::Window) {
     let ch = *x.last().expect("checked rank");
     let run = c.size * ch;
-    let Some(band) = c.band else {
-        let w = gemm::Window {
-            lda: c.stride * ch,
-            offset: c.offset * ch,
-            segments: None,
-            bands: 1,
-            band_stride: 0,
-        };
-        return (run, w);
+    // A 2-D window: one run of `kw * ch` values per kernel row, the rows `dilation` input rows
+    // apart; one GEMM per output row, `stride` input rows apart.
+    let (k, segments, bands, band_stride) = match c.band {
+        None => (run, None, 1, 0),
+        Some(band) => {
+            let row = x[1] * ch;
+            let segments = (0..band.size)
+                .map(|i| kernels::Segment {
+                    offset: i * band.dilation * row,
+                    len: run,
+                })
+                .collect();
+            (band.size * run, Some(segments), out[0], band.stride * row)
+        }
     };
-    // One run of `kw * ch` values per kernel row, the rows `dilation` input rows apart.
-    let row = x[1] * ch;
-    let segments = (0..band.size)
-        .map(|i| kernels::Segment {
-            offset: i * band.dilation * row,
-            len: run,
-        })
-        .collect();
     let w = gemm::Window {
         lda: c.stride * ch,
         offset: c.offset * ch,
-        segments: Some(segments),
-        bands: out[0],
-        band_stride: band.stride * row,
+        segments,
+        bands,
+        band_stride,
     };
-    (band.size * run, w)
+    (k, w)
 }
 
 /// Samples run through all steps at a time. When the weights fit in L2 but a whole batch of
