@@ -47,7 +47,7 @@ fn dir() -> PathBuf {
 /// `tests/fixtures`.
 fn manifest() -> Vec<Value> {
     let mut cases = vec![];
-    for sub in ["", "conv/", "conv2d/"] {
+    for sub in ["", "conv/", "conv2d/", "recurrent/"] {
         let text =
             std::fs::read_to_string(dir().join(sub).join("manifest.json")).expect("manifest.json");
         let v: Value = serde_json::from_str(&text).expect("manifest is JSON");
@@ -186,7 +186,7 @@ fn run_all(format: &str, expected: usize) {
 }
 
 /// `keras`, `keras-json` and `keras-h5` cases of the dense and conv manifests.
-const KERAS_CASES: usize = 43;
+const KERAS_CASES: usize = 55;
 /// `onnx` cases of the dense and conv manifests.
 const ONNX_CASES: usize = 12;
 

@@ -108,6 +108,9 @@ layers! {
         /// Scaled dot-product attention over heads: queries, keys, values and an optional
         /// mask in, `softmax(q · kᵀ · scale) · v` per head out.
         Attention(AttentionConfig),
+        /// A recurrent layer over `[steps, features]` (Keras `SimpleRNN`, `LSTM`, `GRU`,
+        /// `Bidirectional`; ONNX `RNN`, `LSTM`, `GRU`).
+        Recurrent(RecurrentConfig),
         /// An elementwise merge of two or more inputs of one shape (Keras `Add`, `Subtract`,
         /// `Multiply`, `Average`, `Maximum`, `Minimum`).
         Merge(Merge),

@@ -689,7 +689,13 @@ fn kind_of(
             },
             width: *node.shape.last().expect("checked rank"),
         },
-        Op::Step(s) => Kind::Op(s.clone()),
+        Op::Step(s) => match s.0.pack(isa) {
+            Some(packed) => Kind::Op(packed.map_err(|msg| Error::Shape {
+                layer: node.name.clone(),
+                msg,
+            })?),
+            None => Kind::Op(s.clone()),
+        },
         Op::Gather { .. } => unreachable!("gathers take their table in step_kind"),
         Op::Permute(perm) => Kind::Permute {
             shape: x.clone(),

@@ -50,6 +50,11 @@ pub(crate) trait StepOp: Send + Sync + fmt::Debug {
     fn with_packed_qkv(&self) -> Option<StepRef> {
         None
     }
+    /// The step with the weights it holds packed for `isa` (a recurrence's recurrent
+    /// kernels), asked once when the plan is compiled; `None`: it holds none, run it as it is.
+    fn pack(&self, _isa: Isa) -> Option<Result<StepRef, String>> {
+        None
+    }
     /// Runs over the chunk's samples.
     fn run(&self, isa: Isa, io: StepIo<'_>);
 }

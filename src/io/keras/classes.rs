@@ -12,6 +12,7 @@ use crate::model::{
     RescalingConfig, ReshapeConfig, SeparableConv2DConfig,
 };
 use crate::model::{ChannelNorm, DType, Layer, Merge, Padding, RowNorm, TrainingOnly};
+use crate::model::{Cell, Direction, MergeMode, RecurrentConfig};
 use serde_json::Value;
 
 /// Reads one class's config. The [`Spec`] arrives with its name and class set; a class may also
@@ -215,6 +216,10 @@ const CLASSES: &[(&str, ClassFn)] = &[
         }))
     }),
     ("MultiHeadAttention", super::mha::class),
+    ("SimpleRNN", |c, _| Ok(Layer::Recurrent(recurrent(c)?))),
+    ("LSTM", |c, _| Ok(Layer::Recurrent(recurrent(c)?))),
+    ("GRU", |c, _| Ok(Layer::Recurrent(recurrent(c)?))),
+    ("Bidirectional", bidirectional),
     ("Functional", nested),
     ("Sequential", nested),
     ("Model", nested),
@@ -686,6 +691,109 @@ fn layer_normalization(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
         gamma: c.bool_or("scale", true)?.then(Vec::new),
         beta: c.bool_or("center", true)?.then(Vec::new),
         rms: false,
+    }))
+}
+
+/// A `SimpleRNN`, `LSTM` or `GRU`, its weights still to come (`weights::recurrent`).
+fn recurrent(c: &Config<'_>) -> Res<RecurrentConfig> {
+    let cell = match c.class {
+        "SimpleRNN" => Cell::Simple,
+        "LSTM" => Cell::Lstm,
+        "GRU" => Cell::Gru {
+            reset_after: c.bool_or("reset_after", true)?,
+        },
+        other => return Err(c.invalid(format!("{other} is not a recurrent layer"))),
+    };
+    for (key, what) in [
+        ("return_state", "return_state=True (the states as extra outputs)"),
+        ("stateful", "stateful=True (a state kept between calls)"),
+        ("time_major", "time_major=True"),
+    ] {
+        if c.bool_or(key, false)? {
+            return Err(c.unsupported(format!("{what} is not supported")));
+        }
+    }
+    let go_backwards = c.bool_or("go_backwards", false)?;
+    let activation = |key, default| match c.get(key) {
+        None => Ok(default),
+        Some(_) => c.activation(key),
+    };
+    Ok(RecurrentConfig {
+        cell,
+        units: c.positive("units")?,
+        activation: activation("activation", Activation::Tanh)?,
+        recurrent_activation: activation("recurrent_activation", Activation::Sigmoid)?,
+        use_bias: c.bool_or("use_bias", true)?,
+        return_sequences: c.bool_or("return_sequences", false)?,
+        run_order: go_backwards,
+        directions: vec![Direction {
+            reverse: go_backwards,
+            recurrent_kernel: Vec::new(),
+            recurrent_bias: None,
+        }],
+        merge: MergeMode::Concat,
+    })
+}
+
+/// A `Bidirectional` wrapper: its layer forward, and the same layer (or its `backward_layer`)
+/// over the reversed steps, its outputs put back in step order, the two joined by
+/// `merge_mode`.
+fn bidirectional(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
+    let inner = |key: &str| -> Res<Option<RecurrentConfig>> {
+        let Some(l) = c.get(key) else { return Ok(None) };
+        let class = l.get("class_name").and_then(Value::as_str).unwrap_or_default();
+        let config = l
+            .get("config")
+            .ok_or_else(|| c.invalid(format!("{key} has no config")))?;
+        recurrent(&Config {
+            c: config,
+            class,
+            name: c.name,
+        })
+        .map(Some)
+    };
+    let forward = inner("layer")?.ok_or_else(|| c.invalid("no wrapped layer"))?;
+    let backward = inner("backward_layer")?;
+    if forward.directions[0].reverse {
+        return Err(c.unsupported("a wrapped layer with go_backwards=True is not supported"));
+    }
+    if let Some(b) = &backward {
+        let same = RecurrentConfig {
+            run_order: true,
+            directions: b.directions.clone(),
+            ..forward.clone()
+        };
+        if *b != same || !b.directions[0].reverse {
+            return Err(c.unsupported(
+                "a backward_layer other than the wrapped layer with go_backwards=True",
+            ));
+        }
+    }
+    // Missing: Keras's default; null: two outputs.
+    let merge = match c.c.get("merge_mode").map(|m| m.as_str()) {
+        None | Some(Some("concat")) => MergeMode::Concat,
+        Some(Some("sum")) => MergeMode::Sum,
+        Some(Some("ave")) => MergeMode::Average,
+        Some(Some("mul")) => MergeMode::Multiply,
+        Some(Some(other)) => {
+            return Err(c.invalid(format!("merge_mode {other:?}")));
+        }
+        Some(None) => {
+            return Err(c.unsupported(
+                "merge_mode None (the two directions as two outputs) is not supported",
+            ));
+        }
+    };
+    let reversed = Direction {
+        reverse: true,
+        ..forward.directions[0].clone()
+    };
+    let mut directions = forward.directions.clone();
+    directions.push(reversed);
+    Ok(Layer::Recurrent(RecurrentConfig {
+        directions,
+        merge,
+        ..forward
     }))
 }
 

@@ -6,7 +6,7 @@
 use super::config::Spec;
 use super::{Fault, Res, hdf5};
 use crate::model::NormalizationConfig;
-use crate::model::{ChannelNorm, DenseWeights, Layer, RowNorm};
+use crate::model::{Cell, ChannelNorm, DenseWeights, Layer, RecurrentConfig, RowNorm};
 use std::collections::HashMap;
 
 /// Where a weights file keeps each layer's variables.
@@ -89,6 +89,17 @@ impl<'s> WeightSource<'s> {
                     ..s.clone()
                 });
                 Some(dense_weights(v.collect(), s.use_bias).map_err(here)?)
+            }
+            // Each direction's cell: kernel, recurrent kernel (and bias).
+            (Layer::Recurrent(r), _) => {
+                let subs: &[&str] = match r.directions.len() {
+                    2 => &["forward_layer/cell", "backward_layer/cell"],
+                    _ => &["cell"],
+                };
+                let vars = self.sub_vars(h5, spec, subs).map_err(here)?;
+                let (config, weights) = recurrent_weights(r, vars).map_err(here)?;
+                layer = Layer::Recurrent(config);
+                Some(weights)
             }
             // A kernel (and a bias): Dense, Conv1D, Conv2D.
             (l, Some(v)) if let Some((_, _, use_bias)) = l.weight_dims(&[]) => {
@@ -337,6 +348,71 @@ fn variables(vars: Vec<hdf5::Dataset>, names: &[&str]) -> Res<Vec<hdf5::Dataset>
         )));
     }
     Ok(vars)
+}
+
+/// A recurrent layer's weights, `kernel, recurrent_kernel[, bias]` per direction: the
+/// recurrent kernels (and a GRU's recurrent bias, the second row of its `[2, 3 * units]`
+/// bias) into the layer, the input kernels side by side (and their biases) into the node's.
+fn recurrent_weights(
+    r: &RecurrentConfig,
+    vars: Vec<hdf5::Dataset>,
+) -> Res<(RecurrentConfig, DenseWeights)> {
+    let per = if r.use_bias { 3 } else { 2 };
+    let dirs = r.directions.len();
+    if vars.len() != per * dirs {
+        return Err(Fault::invalid(format!(
+            "{} variables, expected {} (kernel, recurrent_kernel{} per direction)",
+            vars.len(),
+            per * dirs,
+            if r.use_bias { ", bias" } else { "" }
+        )));
+    }
+    let (h, gh) = (r.units, r.cell.gates() * r.units);
+    let split_bias = matches!(r.cell, Cell::Gru { reset_after: true });
+    let mut config = r.clone();
+    let mut kernels = Vec::with_capacity(dirs);
+    let mut bias = r.use_bias.then(Vec::new);
+    for (d, v) in vars.chunks(per).enumerate() {
+        let shape = |i: usize, want: &[usize], what: &str| -> Res<()> {
+            match v[i].shape.as_slice() == want {
+                true => Ok(()),
+                false => Err(Fault::invalid(format!(
+                    "{what} has shape {:?}, expected {want:?}",
+                    v[i].shape
+                ))),
+            }
+        };
+        let features = v[0].shape.first().copied().unwrap_or(0);
+        shape(0, &[features, gh], "kernel")?;
+        shape(1, &[h, gh], "recurrent_kernel")?;
+        kernels.push((features, &v[0].data));
+        let dir = &mut config.directions[d];
+        dir.recurrent_kernel = v[1].data.clone();
+        if let Some(bias) = &mut bias {
+            match split_bias {
+                true => {
+                    shape(2, &[2, gh], "bias")?;
+                    bias.extend_from_slice(&v[2].data[..gh]);
+                    dir.recurrent_bias = Some(v[2].data[gh..].to_vec());
+                }
+                false => {
+                    shape(2, &[gh], "bias")?;
+                    bias.extend_from_slice(&v[2].data);
+                }
+            }
+        }
+    }
+    let features = kernels[0].0;
+    if kernels.iter().any(|k| k.0 != features) {
+        return Err(Fault::invalid("the two directions' kernels read different widths"));
+    }
+    let mut kernel = Vec::with_capacity(features * gh * dirs);
+    for row in 0..features {
+        for (_, k) in &kernels {
+            kernel.extend_from_slice(&k[row * gh..][..gh]);
+        }
+    }
+    Ok((config, DenseWeights { kernel, bias }))
 }
 
 /// A normalization layer with its statistics read from the weights (the layer from the

@@ -1,0 +1,308 @@
+#!/usr/bin/env python3
+"""Golden-test fixtures for sinter's recurrent layers (issue 29, Keras part): Keras 3 models
+saved as `.keras` and as `.h5`, tf_keras (Keras 2) models as legacy `.h5`, their inputs, the
+framework's outputs and a float64 NumPy reference written out below. Same conventions as
+scripts/make_conv2d_fixtures.py.
+
+What it makes (all in tests/fixtures/recurrent/; nothing else is touched):
+  NAME.keras / NAME.h5     Keras 3 `model.save()` in both formats
+  NAME.tfk.h5              tf_keras (Keras 2) `model.save()`, whole-model legacy HDF5
+  NAME.input.npy           float32 input, batch of 16
+  NAME.keras.out.npy       the framework's output: model.predict(x, verbose=0), float32
+  NAME.f64.out.npy         float64 NumPy reference from the float32 weights
+  manifest.json            the schema of tests/fixtures/conv/manifest.json
+
+Cases (Keras 3 unless said):
+  lstm_text       Embedding(40, 16) -> LSTM(32) -> Dense(4, softmax): the text classifier
+                  of every Keras tutorial, on 12 token ids (as floats)
+  gru_stack       GRU(16, return_sequences) -> GRU(12, reset_after=False) -> Dense(3)
+  rnn_backwards   SimpleRNN(10, return_sequences) -> SimpleRNN(6, go_backwards,
+                  return_sequences, relu) -> Flatten -> Dense(2)
+  bidirectional   Bidirectional(LSTM(8, return_sequences)) (concat) ->
+                  Bidirectional(GRU(6, return_sequences), merge_mode="ave") ->
+                  Bidirectional(SimpleRNN(5), merge_mode="sum") -> Dense(2)
+  conv_lstm       Conv1D(16, 3, relu) -> MaxPooling1D(2) -> LSTM(12, return_sequences,
+                  recurrent_activation="hard_sigmoid") -> GlobalAveragePooling1D -> Dense(1)
+  forecaster      tf_keras: LSTM(24, return_sequences) -> LSTM(16) -> Dense(1), a stacked
+                  forecaster, and a Bidirectional(GRU(8, reset_after=False), merge_mode="mul")
+                  branch joined by Concatenate
+
+Weights: every variable N(0, 1/sqrt(rows)) (biases N(0, 0.1)), drawn in model.weights order
+from a generator seeded by crc32("weights:NAME").
+
+Run from the repo root (deterministic; needs tensorflow-cpu and tf_keras):
+    python3 scripts/make_recurrent_fixtures.py
+"""
+
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+os.environ["KERAS_BACKEND"] = "tensorflow"
+
+import json  # noqa: E402
+import math  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "tests" / "fixtures" / "recurrent"
+BATCH = 16
+INPUT_SCALE = 2.0
+
+
+def seed_of(name):
+    import zlib
+    return zlib.crc32(name.encode())
+
+
+def maxabs(a, b):
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+# ------------------------------------------------------------------ float64 reference
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def hard_sigmoid_k3(x):
+    return np.clip(x / 6.0 + 0.5, 0.0, 1.0)
+
+
+ACT = {"tanh": np.tanh, "sigmoid": sigmoid, "relu": lambda x: np.maximum(x, 0.0),
+       "hard_sigmoid": hard_sigmoid_k3, "linear": lambda x: x}
+
+
+def rnn64(kind, x, weights, units, act="tanh", rec="sigmoid", reset_after=True,
+          return_sequences=False, go_backwards=False):
+    """One Keras recurrent layer in float64. x [N, T, F]; returns [N, T, H] or [N, H]
+    (with go_backwards the sequence is in the order computed, as Keras returns it)."""
+    f, g = ACT[act], ACT[rec]
+    w = [np.asarray(v, np.float64) for v in weights]
+    kernel, rk = w[0], w[1]
+    bias = w[2] if len(w) > 2 else np.zeros(kernel.shape[1])
+    n, t, _ = x.shape
+    h = np.zeros((n, units))
+    c = np.zeros((n, units))
+    steps = range(t - 1, -1, -1) if go_backwards else range(t)
+    outs = []
+    for s in steps:
+        xt = x[:, s, :]
+        if kind == "lstm":
+            z = xt @ kernel + bias + h @ rk
+            i, fg, cc, o = (z[:, k * units:(k + 1) * units] for k in range(4))
+            c = g(fg) * c + g(i) * f(cc)
+            h = g(o) * f(c)
+        elif kind == "gru":
+            if reset_after:
+                bi, br = (bias[0], bias[1]) if bias.ndim == 2 else (bias, np.zeros_like(bias))
+                xp = xt @ kernel + bi
+                rp = h @ rk + br
+                z = g(xp[:, :units] + rp[:, :units])
+                r = g(xp[:, units:2 * units] + rp[:, units:2 * units])
+                hh = f(xp[:, 2 * units:] + r * rp[:, 2 * units:])
+            else:
+                xp = xt @ kernel + bias
+                z = g(xp[:, :units] + h @ rk[:, :units])
+                r = g(xp[:, units:2 * units] + h @ rk[:, units:2 * units])
+                hh = f(xp[:, 2 * units:] + (r * h) @ rk[:, 2 * units:])
+            h = z * h + (1 - z) * hh
+        else:
+            h = f(xt @ kernel + bias + h @ rk)
+        outs.append(h)
+    if return_sequences:
+        return np.stack(outs, axis=1)
+    return h
+
+
+def bidir64(kind, x, fw, bw, units, merge, return_sequences, **kw):
+    a = rnn64(kind, x, fw, units, return_sequences=return_sequences, **kw)
+    b = rnn64(kind, x, bw, units, return_sequences=return_sequences, go_backwards=True, **kw)
+    if return_sequences:
+        b = b[:, ::-1, :]
+    return {"concat": lambda: np.concatenate([a, b], -1), "sum": lambda: a + b,
+            "ave": lambda: (a + b) / 2, "mul": lambda: a * b}[merge]()
+
+
+def dense64(h, w, b=None):
+    y = np.asarray(h, np.float64) @ np.asarray(w, np.float64)
+    return y if b is None else y + np.asarray(b, np.float64)
+
+
+def softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+# ---------------------------------------------------------------------------- models
+def randomize(model, name):
+    rng = np.random.default_rng(seed_of("weights:" + name))
+    for layer in model.layers:
+        vals = []
+        for v in layer.weights:
+            shape = tuple(int(d) for d in v.shape)
+            if "bias" in v.name:
+                vals.append((rng.standard_normal(shape) * 0.1).astype(np.float32))
+            else:
+                vals.append((rng.standard_normal(shape) / math.sqrt(shape[0]))
+                            .astype(np.float32))
+        if vals:
+            layer.set_weights(vals)
+
+
+def build(keras, name):
+    """The model `name`, its input and its float64 output."""
+    L = keras.layers
+    rng = np.random.default_rng(seed_of("input:" + name))
+    normal = lambda *s: (rng.standard_normal((BATCH, *s)) * INPUT_SCALE).astype(np.float32)  # noqa: E731
+    if name == "lstm_text":
+        model = keras.Sequential([keras.Input(shape=(12,)), L.Embedding(40, 16), L.LSTM(32),
+                                  L.Dense(4, activation="softmax")])
+        x = rng.integers(0, 40, (BATCH, 12)).astype(np.float32)
+        randomize(model, name)
+        emb, lstm, d = (lay.get_weights() for lay in model.layers)
+        h = emb[0].astype(np.float64)[x.astype(np.int64)]
+        y = softmax(dense64(rnn64("lstm", h, lstm, 32), *d))
+        return model, x, y, ["tanh", "sigmoid", "softmax"]
+    if name == "gru_stack":
+        model = keras.Sequential([keras.Input(shape=(20, 8)), L.GRU(16, return_sequences=True),
+                                  L.GRU(12, reset_after=False), L.Dense(3)])
+        x = normal(20, 8)
+        randomize(model, name)
+        g1, g2, d = (lay.get_weights() for lay in model.layers)
+        h = rnn64("gru", x.astype(np.float64), g1, 16, return_sequences=True)
+        y = dense64(rnn64("gru", h, g2, 12, reset_after=False), *d)
+        return model, x, y, ["tanh", "sigmoid"]
+    if name == "rnn_backwards":
+        model = keras.Sequential([
+            keras.Input(shape=(9, 5)), L.SimpleRNN(10, return_sequences=True),
+            L.SimpleRNN(6, go_backwards=True, return_sequences=True, activation="relu"),
+            L.Flatten(), L.Dense(2)])
+        x = normal(9, 5)
+        randomize(model, name)
+        r1, r2, _, d = (lay.get_weights() for lay in model.layers)
+        h = rnn64("rnn", x.astype(np.float64), r1, 10, return_sequences=True)
+        h = rnn64("rnn", h, r2, 6, act="relu", return_sequences=True, go_backwards=True)
+        y = dense64(h.reshape(BATCH, -1), *d)
+        return model, x, y, ["tanh", "relu"]
+    if name == "bidirectional":
+        model = keras.Sequential([
+            keras.Input(shape=(10, 6)),
+            L.Bidirectional(L.LSTM(8, return_sequences=True)),
+            L.Bidirectional(L.GRU(6, return_sequences=True), merge_mode="ave"),
+            L.Bidirectional(L.SimpleRNN(5), merge_mode="sum"), L.Dense(2)])
+        x = normal(10, 6)
+        randomize(model, name)
+        b1, b2, b3, d = (lay.get_weights() for lay in model.layers)
+        h = bidir64("lstm", x.astype(np.float64), b1[:3], b1[3:], 8, "concat", True)
+        h = bidir64("gru", h, b2[:3], b2[3:], 6, "ave", True)
+        h = bidir64("rnn", h, b3[:3], b3[3:], 5, "sum", False)
+        y = dense64(h, *d)
+        return model, x, y, ["tanh", "sigmoid"]
+    if name == "conv_lstm":
+        model = keras.Sequential([
+            keras.Input(shape=(24, 4)), L.Conv1D(16, 3, activation="relu"), L.MaxPooling1D(2),
+            L.LSTM(12, return_sequences=True, recurrent_activation="hard_sigmoid"),
+            L.GlobalAveragePooling1D(), L.Dense(1)])
+        x = normal(24, 4)
+        randomize(model, name)
+        c, _, lstm, _, d = (lay.get_weights() for lay in model.layers)
+        xs = x.astype(np.float64)
+        h = np.stack([xs[:, i:i + 3, :].reshape(BATCH, -1) for i in range(22)], 1)
+        h = np.maximum(dense64(h, c[0].reshape(12, 16), c[1]), 0)
+        h = np.maximum(h[:, 0::2], h[:, 1::2])
+        h = rnn64("lstm", h, lstm, 12, rec="hard_sigmoid", return_sequences=True)
+        y = dense64(h.mean(axis=1), *d)
+        return model, x, y, ["tanh", "sigmoid", "hard_sigmoid", "relu"]
+    if name == "forecaster":
+        inp = keras.Input(shape=(30, 3))
+        a = L.LSTM(24, return_sequences=True)(inp)
+        a = L.LSTM(16)(a)
+        b = L.Bidirectional(L.GRU(8, reset_after=False), merge_mode="mul")(inp)
+        out = L.Dense(1)(L.Concatenate()([a, b]))
+        model = keras.Model(inp, out)
+        x = normal(30, 3)
+        randomize(model, name)
+        by = {lay.name: lay.get_weights() for lay in model.layers}
+        lstms = [lay.name for lay in model.layers if isinstance(lay, L.LSTM)]
+        bid = [lay.name for lay in model.layers if isinstance(lay, L.Bidirectional)][0]
+        dn = [lay.name for lay in model.layers if isinstance(lay, L.Dense)][0]
+        xs = x.astype(np.float64)
+        a = rnn64("lstm", xs, by[lstms[0]], 24, return_sequences=True)
+        a = rnn64("lstm", a, by[lstms[1]], 16)
+        bw = by[bid]
+        b = bidir64("gru", xs, bw[:3], bw[3:], 8, "mul", False, reset_after=False)
+        y = dense64(np.concatenate([a, b], -1), *by[dn])
+        return model, x, y, ["tanh", "sigmoid"]
+    raise ValueError(name)
+
+
+KERAS3 = ["lstm_text", "gru_stack", "rnn_backwards", "bidirectional", "conv_lstm"]
+TF_KERAS = ["forecaster", "gru_stack"]
+
+
+def make(flavour):
+    """Writes the cases of one Keras (run in its own process: Keras 3 or tf_keras)."""
+    if flavour == "tf_keras":
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"
+        import tf_keras as keras
+    else:
+        import keras
+    cases = []
+    for name in (TF_KERAS if flavour == "tf_keras" else KERAS3):
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(0)
+        model, x, y64, acts = build(keras, name)
+        y = np.asarray(model.predict(x, batch_size=BATCH, verbose=0), np.float32)
+        stem = f"{name}.tfk" if flavour == "tf_keras" else name
+        np.save(OUT / f"{name}.input.npy", x)
+        np.save(OUT / f"{stem}.keras.out.npy", y)
+        np.save(OUT / f"{stem}.f64.out.npy", np.asarray(y64, np.float64))
+        files = [("keras-h5", f"{stem}.h5")]
+        if flavour != "tf_keras":
+            files.insert(0, ("keras", f"{stem}.keras"))
+        for fmt, file in files:
+            model.save(OUT / file)
+            cases.append({
+                "name": file.replace(".", "_"),
+                "model": file,
+                "format": fmt,
+                "input": f"{name}.input.npy",
+                "expected": f"{stem}.keras.out.npy",
+                "f64": f"{stem}.f64.out.npy",
+                "activations": acts,
+                "max_abs_peer_vs_f64": maxabs(y, y64),
+                "note": f"{flavour} {keras.__version__}",
+                "input_scale": INPUT_SCALE,
+                "input_shape": list(x.shape),
+                "output_shape": list(y.shape),
+            })
+    return cases
+
+
+def main():
+    if len(sys.argv) > 2:
+        Path(sys.argv[2]).write_text(json.dumps(make(sys.argv[1])))
+        return
+    OUT.mkdir(parents=True, exist_ok=True)
+    cases = []
+    # TensorFlow's Keras 3 and tf_keras in separate processes.
+    for flavour in ["keras", "tf_keras"]:
+        part = OUT / f".cases-{flavour}.json"
+        subprocess.run([sys.executable, __file__, flavour, str(part)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cases += json.loads(part.read_text())
+        part.unlink()
+    manifest = {"generator": "scripts/make_recurrent_fixtures.py", "cases": cases}
+    (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    for c in cases:
+        print(f"{c['name']:28} peer vs f64 {c['max_abs_peer_vs_f64']:.2e}")
+
+
+if __name__ == "__main__":
+    main()

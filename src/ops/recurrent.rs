@@ -1,0 +1,654 @@
+//! Recurrent layers: Keras `SimpleRNN`, `LSTM`, `GRU` and `Bidirectional`; ONNX `RNN`, `LSTM`
+//! and `GRU`. One layer kind, [`RecurrentConfig`], for every cell and direction count.
+//!
+//! Lowered as two steps:
+//! - the **input projection** of every step of every direction, one Dense over `[steps,
+//!   features]` (a GEMM of `batch * steps` rows, both directions' columns side by side);
+//! - the **recurrence** ([`RecurrentStep`]): per step, one GEMM of the previous state by the
+//!   packed recurrent weights, that step's projection added in the GEMM's epilogue
+//!   ([`EpOp::AddC`]), then the gate math on the gates while they are in L1. A block of up to
+//!   [`BLOCK`] samples shares each GEMM; the state never leaves the scratch.
+//!
+//! A sample's bits do not depend on the batch it runs in (each GEMM row is one fixed K-sum, the
+//! gate math is elementwise), on the threads (they split samples) or on the tier.
+
+use super::conv1d::steps_channels;
+use super::{LayerOp, Lowering, Reference};
+use crate::error::{Error, Result};
+use crate::kernels::{self, ARows, Activation, EpOp, Gemm, Isa, PackedB};
+use crate::passes::Op;
+use crate::plan::{Padding, StepIo, StepOp, StepRef};
+
+/// What a recurrent layer computes at each step, from its gates' pre-activations (the input
+/// projection plus the recurrent one, in Keras's gate order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cell {
+    /// `h = activation(x W + h R + b)`: Keras `SimpleRNN`, ONNX `RNN`.
+    Simple,
+    /// Gates `i, f, c, o`: `c = f * c + i * activation(c~)`, `h = o * activation(c)`.
+    Lstm,
+    /// Gates `z, r, h`: `h = z * h + (1 - z) * activation(h~)`. With `reset_after` the reset
+    /// gate scales `h R + b_R` (Keras's default, ONNX `linear_before_reset=1`, PyTorch), else
+    /// it scales `h` before `R` (Keras `reset_after=False`, ONNX's default).
+    Gru {
+        /// Whether the reset gate applies after the recurrent product.
+        reset_after: bool,
+    },
+}
+
+impl Cell {
+    /// Gates per unit.
+    pub fn gates(self) -> usize {
+        match self {
+            Cell::Simple => 1,
+            Cell::Lstm => 4,
+            Cell::Gru { .. } => 3,
+        }
+    }
+
+    /// Keras's class name.
+    fn class(self) -> &'static str {
+        match self {
+            Cell::Simple => "SimpleRNN",
+            Cell::Lstm => "LSTM",
+            Cell::Gru { .. } => "GRU",
+        }
+    }
+}
+
+/// One direction of a recurrent layer: its recurrent weights (its input kernel and bias are
+/// the node's, side by side with the other direction's).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Direction {
+    /// Runs from the last step to the first.
+    pub reverse: bool,
+    /// `units x gates * units`, row-major, gates in Keras's order.
+    pub recurrent_kernel: Vec<f32>,
+    /// `gates * units` values added to `h R` (GRU's recurrent bias, ONNX's `Rb`), if any.
+    pub recurrent_bias: Option<Vec<f32>>,
+}
+
+/// How the two directions of a bidirectional layer are joined (Keras `merge_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeMode {
+    /// Forward's units, then backward's.
+    Concat,
+    /// `forward + backward`.
+    Sum,
+    /// `(forward + backward) / 2`.
+    Average,
+    /// `forward * backward`.
+    Multiply,
+}
+
+/// A recurrent layer over `[steps, features]`: the node's kernel is `features x (directions *
+/// gates * units)` (each direction's gates side by side, in Keras's gate order) and its bias
+/// that many values; the recurrent weights are here. The initial state is zero.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecurrentConfig {
+    /// The cell.
+    pub cell: Cell,
+    /// State width.
+    pub units: usize,
+    /// The cell's activation (`tanh` by default).
+    pub activation: Activation,
+    /// The gates' activation (`sigmoid` by default; unused by [`Cell::Simple`]).
+    pub recurrent_activation: Activation,
+    /// Whether the node has a bias.
+    pub use_bias: bool,
+    /// Every step's state `[steps, width]`, or the last one's `[width]`.
+    pub return_sequences: bool,
+    /// A reversed direction's outputs in the order it computes them (Keras `go_backwards`),
+    /// instead of at the steps they belong to (ONNX, Keras `Bidirectional`).
+    pub run_order: bool,
+    /// One direction, or two (forward and reversed) joined by `merge`.
+    pub directions: Vec<Direction>,
+    /// How two directions are joined.
+    pub merge: MergeMode,
+}
+
+impl RecurrentConfig {
+    /// Gate columns of one direction.
+    fn gate_width(&self) -> usize {
+        self.cell.gates().saturating_mul(self.units)
+    }
+
+    /// Width of the output at each step.
+    pub fn width(&self) -> usize {
+        match (self.directions.len(), self.merge) {
+            (2, MergeMode::Concat) => 2 * self.units,
+            _ => self.units,
+        }
+    }
+
+    /// Checks the parameters and the recurrent weights.
+    fn check(&self) -> Result<(), String> {
+        let (h, gh) = (self.units, self.gate_width());
+        if h == 0 {
+            return Err(format!("{} units must be positive", self.cell.class()));
+        }
+        if !matches!(self.directions.len(), 1 | 2) {
+            return Err(format!(
+                "{} directions: a recurrent layer has one or two",
+                self.directions.len()
+            ));
+        }
+        for act in [self.activation, self.recurrent_activation] {
+            if act.is_row_wise() {
+                return Err(format!(
+                    "{} as a recurrent activation: only elementwise ones are supported",
+                    act.keras_name()
+                ));
+            }
+        }
+        let want = h
+            .checked_mul(gh)
+            .ok_or("the recurrent kernel's size overflows")?;
+        for d in &self.directions {
+            if d.recurrent_kernel.len() != want {
+                return Err(format!(
+                    "the recurrent kernel has {} values, expected {want} ([{h}, {gh}])",
+                    d.recurrent_kernel.len()
+                ));
+            }
+            if let Some(b) = d.recurrent_bias.as_ref().filter(|b| b.len() != gh) {
+                return Err(format!(
+                    "the recurrent bias has {} values, expected {gh}",
+                    b.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LayerOp for RecurrentConfig {
+    fn class_name(&self) -> &'static str {
+        match self.directions.len() {
+            2 => "Bidirectional",
+            _ => self.cell.class(),
+        }
+    }
+    fn base_name(&self) -> &'static str {
+        match (self.directions.len(), self.cell) {
+            (2, _) => "bidirectional",
+            (_, Cell::Simple) => "simple_rnn",
+            (_, Cell::Lstm) => "lstm",
+            (_, Cell::Gru { .. }) => "gru",
+        }
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        let s = super::one(inputs)?;
+        let (steps, _) = steps_channels(&s, self.cell.class())?;
+        self.check()?;
+        if steps == 0 {
+            return Err(format!("{} needs at least one step", self.cell.class()));
+        }
+        let shape = match self.return_sequences {
+            true => vec![steps, self.width()],
+            false => vec![self.width()],
+        };
+        crate::model::checked_elems(&shape)?;
+        Ok(shape)
+    }
+    fn param_count(&self) -> usize {
+        self.directions
+            .iter()
+            .map(|d| d.recurrent_kernel.len() + d.recurrent_bias.as_ref().map_or(0, Vec::len))
+            .sum()
+    }
+    fn weight_dims(&self, input: &[usize]) -> Option<(usize, usize, bool)> {
+        let features = *input.last().unwrap_or(&0);
+        Some((
+            features,
+            self.gate_width().saturating_mul(self.directions.len()),
+            self.use_bias,
+        ))
+    }
+    fn lower<'m>(&'m self, cx: &mut Lowering<'m, '_>) -> Result<Op<'m>> {
+        let steps = cx.in_shape().first().copied().unwrap_or(0);
+        self.check().map_err(|m| cx.fail(m))?;
+        let projection = Op::Dense {
+            weights: cx.graph_weights()?,
+            acts: Vec::new(),
+            conv: None,
+        };
+        let width = self.gate_width() * self.directions.len();
+        cx.push("input projection", projection, vec![steps, width]);
+        Ok(Op::Step(StepRef::new(RecurrentStep {
+            config: self.clone(),
+            packed: Vec::new(),
+            isa: None,
+        })))
+    }
+    fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
+        let w = cx.weights()?;
+        let (steps, _) = steps_channels(cx.in_shape(), self.cell.class()).map_err(Error::Model)?;
+        let xw = self.gate_width() * self.directions.len();
+        let xp = super::dense::dense(cx.inputs[0], w, xw, Activation::Linear);
+        let per = if self.return_sequences {
+            steps * self.width()
+        } else {
+            self.width()
+        };
+        let mut y = vec![0.0; cx.batch * per];
+        for (x, out) in xp.chunks_exact(steps * xw).zip(y.chunks_exact_mut(per)) {
+            for (d, dir) in self.directions.iter().enumerate() {
+                reference_direction(self, d, dir, x, steps, out);
+            }
+        }
+        Ok(y)
+    }
+}
+
+/// One sample's direction `d` in f64: `x` is its input projection (`[steps, directions *
+/// gates * units]`), `out` its output.
+fn reference_direction(
+    c: &RecurrentConfig,
+    d: usize,
+    dir: &Direction,
+    x: &[f64],
+    steps: usize,
+    out: &mut [f64],
+) {
+    let (h, gh) = (c.units, c.gate_width());
+    let xw = gh * c.directions.len();
+    let r = |i: usize, j: usize| f64::from(dir.recurrent_kernel[i * gh + j]);
+    let rb = |j: usize| dir.recurrent_bias.as_ref().map_or(0.0, |b| f64::from(b[j]));
+    let act = |v: &mut [f64]| crate::reference::activation_row(c.activation, v);
+    let rec = |v: &mut [f64]| crate::reference::activation_row(c.recurrent_activation, v);
+    let (mut state, mut cell) = (vec![0.0; h], vec![0.0; h]);
+    for k in 0..steps {
+        let pos = if dir.reverse { steps - 1 - k } else { k };
+        let xt = &x[pos * xw + d * gh..][..gh];
+        // `h R + b_R` over the columns `cols`, scaling `h` by `scale` first.
+        let recurrent = |state: &[f64], cols: std::ops::Range<usize>| -> Vec<f64> {
+            cols.map(|j| (0..h).map(|i| state[i] * r(i, j)).sum::<f64>() + rb(j))
+                .collect()
+        };
+        match c.cell {
+            Cell::Simple => {
+                let mut g = recurrent(&state, 0..h);
+                g.iter_mut().zip(xt).for_each(|(g, x)| *g += x);
+                act(&mut g);
+                state = g;
+            }
+            Cell::Lstm => {
+                let mut g = recurrent(&state, 0..gh);
+                g.iter_mut().zip(xt).for_each(|(g, x)| *g += x);
+                rec(&mut g[..2 * h]);
+                act(&mut g[2 * h..3 * h]);
+                rec(&mut g[3 * h..]);
+                for j in 0..h {
+                    cell[j] = g[h + j] * cell[j] + g[j] * g[2 * h + j];
+                }
+                let mut t = cell.clone();
+                act(&mut t);
+                state = (0..h).map(|j| g[3 * h + j] * t[j]).collect();
+            }
+            Cell::Gru { reset_after } => {
+                let mut zr = recurrent(&state, 0..2 * h);
+                zr.iter_mut().zip(xt).for_each(|(g, x)| *g += x);
+                rec(&mut zr);
+                let mut n = if reset_after {
+                    let rn = recurrent(&state, 2 * h..gh);
+                    (0..h).map(|j| xt[2 * h + j] + zr[h + j] * rn[j]).collect()
+                } else {
+                    let scaled: Vec<f64> = (0..h).map(|j| zr[h + j] * state[j]).collect();
+                    let rn = recurrent(&scaled, 2 * h..gh);
+                    (0..h).map(|j| xt[2 * h + j] + rn[j]).collect::<Vec<_>>()
+                };
+                act(&mut n);
+                state = (0..h)
+                    .map(|j| zr[j] * state[j] + (1.0 - zr[j]) * n[j])
+                    .collect();
+            }
+        }
+        if c.return_sequences {
+            let at = if c.run_order { k } else { pos };
+            merge(c, d, &mut out[at * c.width()..][..c.width()], &state);
+        }
+    }
+    if !c.return_sequences {
+        merge(c, d, out, &state);
+    }
+}
+
+/// Direction `d`'s state into its place in an output row (f32 or f64).
+fn merge<T>(c: &RecurrentConfig, d: usize, dst: &mut [T], state: &[T])
+where
+    T: Copy + std::ops::Add<Output = T> + std::ops::Mul<Output = T> + From<f32>,
+{
+    let h = c.units;
+    match (c.merge, d) {
+        (MergeMode::Concat, _) => dst[d * h..][..h].copy_from_slice(&state[..h]),
+        (_, 0) => dst[..h].copy_from_slice(&state[..h]),
+        (MergeMode::Sum, _) => dst.iter_mut().zip(state).for_each(|(y, &s)| *y = *y + s),
+        (MergeMode::Average, _) => dst
+            .iter_mut()
+            .zip(state)
+            .for_each(|(y, &s)| *y = (*y + s) * T::from(0.5)),
+        (MergeMode::Multiply, _) => dst.iter_mut().zip(state).for_each(|(y, &s)| *y = *y * s),
+    }
+}
+
+/// Samples that share each step's GEMM.
+const BLOCK: usize = 32;
+
+/// The recurrence of a [`RecurrentConfig`] over its input projection (`[steps, directions *
+/// gates * units]`), the recurrent kernels packed for the plan's tier.
+#[derive(Debug)]
+struct RecurrentStep {
+    config: RecurrentConfig,
+    /// Per direction, the packed recurrent kernel: one part, or for a GRU that resets before
+    /// its recurrent product, the `z, r` columns and the `h` columns apart.
+    packed: Vec<Vec<PackedB>>,
+    /// The tier `packed` is for (`None` until the plan packs it).
+    isa: Option<Isa>,
+}
+
+/// One block's scratch: the gates, the state, the LSTM's cell (or the GRU's scaled state).
+struct State<'s> {
+    gates: &'s mut [f32],
+    h: &'s mut [f32],
+    c: &'s mut [f32],
+}
+
+impl RecurrentStep {
+    /// GEMMs per step: two for a GRU that resets before its recurrent product.
+    fn parts(&self) -> usize {
+        match self.config.cell {
+            Cell::Gru { reset_after: false } => 2,
+            _ => 1,
+        }
+    }
+
+    /// The columns of the recurrent kernel GEMM `part` computes.
+    fn cols(&self, part: usize) -> std::ops::Range<usize> {
+        let (h, gh) = (self.config.units, self.config.gate_width());
+        match (self.parts(), part) {
+            (2, 0) => 0..2 * h,
+            (2, _) => 2 * h..gh,
+            _ => 0..gh,
+        }
+    }
+
+    /// Samples of one thread: blocks of up to [`BLOCK`], each direction in turn.
+    fn samples(&self, isa: Isa, steps: usize, x: &[f32], out: &mut [f32], scratch: &mut [f32]) {
+        let c = &self.config;
+        let xw = c.gate_width() * c.directions.len();
+        let per = out_len(c, steps);
+        let (h, gh) = (c.units, c.gate_width());
+        for (x, out) in x
+            .chunks(BLOCK * steps * xw)
+            .zip(out.chunks_mut(BLOCK * per))
+        {
+            let n = out.len() / per;
+            let (gates, rest) = scratch.split_at_mut(n * gh);
+            let (hs, rest) = rest.split_at_mut(n * h);
+            let cs = &mut rest[..n * h];
+            let mut st = State {
+                gates,
+                h: hs,
+                c: cs,
+            };
+            for d in 0..c.directions.len() {
+                self.direction(isa, d, (n, steps), x, out, &mut st);
+            }
+        }
+    }
+
+    /// Direction `d` over `n` samples of `steps` steps.
+    fn direction(
+        &self,
+        isa: Isa,
+        d: usize,
+        (n, steps): (usize, usize),
+        x: &[f32],
+        out: &mut [f32],
+        st: &mut State<'_>,
+    ) {
+        let c = &self.config;
+        let (h, gh, w) = (c.units, c.gate_width(), c.width());
+        let xw = gh * c.directions.len();
+        let per = out_len(c, steps);
+        let reverse = c.directions[d].reverse;
+        st.h.fill(0.0);
+        st.c.fill(0.0);
+        for k in 0..steps {
+            let pos = if reverse { steps - 1 - k } else { k };
+            self.step(isa, d, n, (&x[pos * xw + d * gh..], steps * xw), st);
+            if c.return_sequences {
+                let at = if c.run_order { k } else { pos };
+                for (r, state) in st.h.chunks_exact(h).enumerate() {
+                    merge(c, d, &mut out[r * per + at * w..][..w], state);
+                }
+            }
+        }
+        if !c.return_sequences {
+            for (r, state) in st.h.chunks_exact(h).enumerate() {
+                merge(c, d, &mut out[r * per..][..w], state);
+            }
+        }
+    }
+
+    /// One step of direction `d` for `n` samples: `x` holds row `r`'s input projection at `r *
+    /// ld`.
+    fn step(&self, isa: Isa, d: usize, n: usize, (x, ld): (&[f32], usize), st: &mut State<'_>) {
+        let c = &self.config;
+        let (h, gh) = (c.units, c.gate_width());
+        let packed = &self.packed[d];
+        let rb = c.directions[d].recurrent_bias.as_deref();
+        let gemm = |a: &[f32], part: usize, ops: &[EpOp<'_>], out: &mut [f32]| {
+            let cols = self.cols(part);
+            let ops = ops_with_bias(rb.map(|b| &b[cols.clone()]), ops);
+            Gemm::new(isa, n, ARows::new(a, h), packed[part].view(), ops.as_slice())
+                .run(&mut out[cols.start..], gh);
+        };
+        let (ra, a) = (c.recurrent_activation, c.activation);
+        match c.cell {
+            Cell::Simple => {
+                gemm(st.h, 0, &[EpOp::add_c(x, ld), EpOp::Act(a)], st.gates);
+                st.h.copy_from_slice(&st.gates[..n * h]);
+            }
+            Cell::Lstm => {
+                gemm(st.h, 0, &[EpOp::add_c(x, ld)], st.gates);
+                let rows = st.gates.chunks_exact_mut(gh);
+                for ((g, hr), cr) in rows.zip(st.h.chunks_exact_mut(h)).zip(st.c.chunks_exact_mut(h)) {
+                    kernels::activation(isa, ra, &mut g[..2 * h]);
+                    kernels::activation(isa, a, &mut g[2 * h..3 * h]);
+                    kernels::activation(isa, ra, &mut g[3 * h..]);
+                    let (i, g) = g.split_at_mut(h);
+                    let (f, g) = g.split_at_mut(h);
+                    let (cand, o) = g.split_at_mut(h);
+                    for j in 0..h {
+                        cr[j] = f[j] * cr[j] + i[j] * cand[j];
+                        f[j] = cr[j];
+                    }
+                    kernels::activation(isa, a, f);
+                    for j in 0..h {
+                        hr[j] = o[j] * f[j];
+                    }
+                }
+            }
+            Cell::Gru { reset_after: true } => {
+                gemm(st.h, 0, &[], st.gates);
+                let rows = st.gates.chunks_exact_mut(gh).zip(st.h.chunks_exact_mut(h));
+                for (r, (g, hr)) in rows.enumerate() {
+                    let xr = &x[r * ld..][..gh];
+                    for (g, x) in g[..2 * h].iter_mut().zip(xr) {
+                        *g += x;
+                    }
+                    kernels::activation(isa, ra, &mut g[..2 * h]);
+                    let (z, g) = g.split_at_mut(h);
+                    let (reset, cand) = g.split_at_mut(h);
+                    for j in 0..h {
+                        cand[j] = xr[2 * h + j] + reset[j] * cand[j];
+                    }
+                    kernels::activation(isa, a, cand);
+                    gru_update(z, cand, hr);
+                }
+            }
+            Cell::Gru { reset_after: false } => {
+                gemm(st.h, 0, &[EpOp::add_c(x, ld)], st.gates);
+                // The reset gate scales the state before the candidate's product: into `c`.
+                let rows = st.gates.chunks_exact_mut(gh).zip(st.h.chunks_exact(h));
+                for ((g, hr), scaled) in rows.zip(st.c.chunks_exact_mut(h)) {
+                    kernels::activation(isa, ra, &mut g[..2 * h]);
+                    for j in 0..h {
+                        scaled[j] = g[h + j] * hr[j];
+                    }
+                }
+                gemm(st.c, 1, &[EpOp::add_c(&x[2 * h..], ld)], st.gates);
+                let rows = st.gates.chunks_exact_mut(gh).zip(st.h.chunks_exact_mut(h));
+                for (g, hr) in rows {
+                    let (z, g) = g.split_at_mut(h);
+                    let cand = &mut g[h..];
+                    kernels::activation(isa, a, cand);
+                    gru_update(z, cand, hr);
+                }
+            }
+        }
+    }
+}
+
+/// `h = z * h + (1 - z) * candidate`, Keras's order.
+fn gru_update(z: &[f32], cand: &[f32], h: &mut [f32]) {
+    for ((h, &z), &n) in h.iter_mut().zip(z).zip(cand) {
+        *h = z * *h + (1.0 - z) * n;
+    }
+}
+
+/// Up to four epilogue ops, the recurrent bias first when there is one: no allocation.
+struct Ops<'a> {
+    ops: [EpOp<'a>; 4],
+    len: usize,
+}
+
+impl<'a> Ops<'a> {
+    fn as_slice(&self) -> &[EpOp<'a>] {
+        &self.ops[..self.len]
+    }
+}
+
+fn ops_with_bias<'a>(bias: Option<&'a [f32]>, rest: &[EpOp<'a>]) -> Ops<'a> {
+    let linear = || EpOp::Act(Activation::Linear);
+    let mut ops = Ops {
+        ops: [linear(), linear(), linear(), linear()],
+        len: 0,
+    };
+    for op in bias.map(EpOp::bias).into_iter().chain(rest.iter().cloned()) {
+        ops.ops[ops.len] = op;
+        ops.len += 1;
+    }
+    ops
+}
+
+/// Output values per sample.
+fn out_len(c: &RecurrentConfig, steps: usize) -> usize {
+    match c.return_sequences {
+        true => steps * c.width(),
+        false => c.width(),
+    }
+}
+
+impl StepOp for RecurrentStep {
+    fn describe(&self) -> String {
+        let c = &self.config;
+        let dirs = match (c.directions.len(), c.directions[0].reverse) {
+            (2, _) => format!(", bidirectional {:?}", c.merge).to_lowercase(),
+            (_, true) => ", reversed".to_string(),
+            _ => String::new(),
+        };
+        format!(
+            "{} {} recurrence, gemm {}x{} per step{dirs}",
+            c.cell.class(),
+            c.units,
+            c.units,
+            c.gate_width()
+        )
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        let want = self.config.gate_width() * self.config.directions.len();
+        match inputs {
+            [[steps, w]] if *w == want => Ok(match self.config.return_sequences {
+                true => vec![*steps, self.config.width()],
+                false => vec![self.config.width()],
+            }),
+            _ => Err(format!("a recurrence reads [steps, {want}]")),
+        }
+    }
+    fn scratch(&self) -> usize {
+        let c = &self.config;
+        BLOCK * (c.gate_width() + 2 * c.units)
+    }
+    fn seq(&self, ins: &[bool]) -> Result<bool, String> {
+        Ok(ins.first().copied().unwrap_or(false) && self.config.return_sequences)
+    }
+    fn padding(&self) -> Padding {
+        let c = &self.config;
+        match c.return_sequences && c.directions.iter().all(|d| !d.reverse) {
+            true => Padding::Exact,
+            false => Padding::Changes,
+        }
+    }
+    fn pack(&self, isa: Isa) -> Option<Result<StepRef, String>> {
+        let c = &self.config;
+        let (h, gh) = (c.units, c.gate_width());
+        let mut packed = Vec::with_capacity(c.directions.len());
+        for d in &c.directions {
+            let mut parts = Vec::new();
+            for cols in (0..self.parts()).map(|p| self.cols(p)) {
+                let kernel: Vec<f32> = d
+                    .recurrent_kernel
+                    .chunks_exact(gh)
+                    .flat_map(|row| &row[cols.clone()])
+                    .copied()
+                    .collect();
+                match PackedB::pack(isa, &kernel, h, cols.len()) {
+                    Ok(p) => parts.push(p),
+                    Err(e) => return Some(Err(e.to_string())),
+                }
+            }
+            packed.push(parts);
+        }
+        Some(Ok(StepRef::new(RecurrentStep {
+            config: c.clone(),
+            packed,
+            isa: Some(isa),
+        })))
+    }
+    fn run(&self, isa: Isa, io: StepIo<'_>) {
+        let c = &self.config;
+        if self.isa != Some(isa) || self.packed.len() != c.directions.len() {
+            debug_assert!(false, "a recurrence runs only as its plan packed it");
+            return;
+        }
+        let xw = c.gate_width() * c.directions.len();
+        let steps = io.input_len(0) / xw.max(1);
+        let batch = io.batch();
+        let flops = 2 * batch * steps * xw * c.units;
+        let pool = io.pool(flops);
+        let (ins, out, scratch) = io.scratch();
+        let one = self.scratch();
+        let per = out_len(c, steps);
+        if batch == 0 || per == 0 {
+            return;
+        }
+        let threads = match pool {
+            Some(_) => scratch.len() / one.max(1),
+            None => 1,
+        };
+        // Samples split evenly over the threads, each with its own scratch.
+        let parts = threads.min(batch).max(1);
+        let each = batch.div_ceil(parts);
+        let x = ins.get(0);
+        let items = x
+            .chunks(each * steps * xw)
+            .zip(out.chunks_mut(each * per))
+            .zip(scratch.chunks_mut(one));
+        StepIo::for_each(pool, items, |((x, o), s)| {
+            self.samples(isa, steps, x, o, s)
+        });
+    }
+}
