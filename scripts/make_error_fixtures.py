@@ -83,7 +83,7 @@ def keras_lstm():
             w.writestr(info, data)  # same name, date and compression as the source member
     dst.write_bytes(out.getvalue())
     return {"name": "unsupported-lstm-keras", "model": dst.name, "format": "keras",
-            "error": 'layer "lstm" (LSTM): class LSTM is not supported',
+            "error": 'layer "lstm" (LSTM): weights: no group: no weights found',
             "note": "flatten.keras with its Dropout replaced by LSTM(10) in config.json"}
 
 
@@ -153,7 +153,7 @@ def h5_gru():
         # Same HDF5 type as tf_keras writes (bytes, or str if that is what is there).
         f.attrs["model_config"] = text.encode() if isinstance(raw, bytes) else text
     return {"name": "unsupported-gru-h5", "model": dst.name, "format": "h5",
-            "error": 'layer "gru" (GRU): class GRU is not supported',
+            "error": 'layer "gru" (GRU): weights: model_weights/gru: no weights found',
             "note": "legacy/conv.tfk.h5 with its MaxPooling1D replaced by GRU(8) in "
                     "model_config"}
 
