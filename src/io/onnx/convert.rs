@@ -200,6 +200,20 @@ impl Converter<'_> {
                 ));
             }
         };
+        let time_major = node
+            .input
+            .iter()
+            .any(|n| self.layouts.get(n).is_some_and(|l| l.is_time_major()));
+        if time_major && !super::layout::TIME_MAJOR_READERS.contains(&node.op_type.as_str()) {
+            return Err(self.unsupported(
+                node,
+                format!(
+                    "reads a time-major tensor (ONNX's batch on axis 1, a recurrent op's); \
+                     sinter reads those only by {}",
+                    super::layout::TIME_MAJOR_READERS.join(", ")
+                ),
+            ));
+        }
         if domain.is_none()
             && let Some(c) = fold::fold(self, node)?
         {

@@ -99,12 +99,7 @@ fn given(node: &NodeProto, i: usize) -> bool {
 fn shape(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
     let dims: Vec<i64> = match cx.value(node, 0)? {
         Value::Const(c) => c.dims.iter().map(|&d| d as i64).collect(),
-        Value::Node(x) => {
-            let onnx = cx.layout(node, 0).onnx_dims(&cx.nodes[*x].shape);
-            std::iter::once(BATCH)
-                .chain(onnx.iter().map(|&d| d as i64))
-                .collect()
-        }
+        Value::Node(x) => cx.layout(node, 0).onnx_shape(&cx.nodes[*x].shape),
     };
     let rank = dims.len() as i64;
     let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
@@ -372,15 +367,18 @@ fn slice(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
     }))
 }
 
+/// `ConstantOfShape`. The batch size in the shape becomes 1: the value is the same for every
+/// sample, so it broadcasts wherever it meets the activations (the zero initial state the
+/// TorchScript exporter builds for a recurrent op from `Shape(x)`).
 fn constant_of_shape(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
-    let shape = &cx.input_const(node, 0)?.i64;
-    if shape.iter().any(|&d| d < 0 || d == BATCH) {
-        let m = "the shape holds the batch size or a negative entry";
-        return Err(if shape.contains(&BATCH) {
-            unsupported(cx, node, m)
-        } else {
-            invalid(cx, node, m)
-        });
+    let shape: Vec<i64> = cx
+        .input_const(node, 0)?
+        .i64
+        .iter()
+        .map(|&d| if d == BATCH { 1 } else { d })
+        .collect();
+    if shape.iter().any(|&d| d < 0) {
+        return Err(invalid(cx, node, "the shape holds a negative entry"));
     }
     let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
     cx.opts.check_elems(&dims).map_err(|m| cx.limit(node, m))?;
@@ -479,8 +477,8 @@ fn select(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
     )))
 }
 
-/// `Expand` of a constant to a shape. A first entry that is the batch size keeps the
-/// constant's first axis of 1: the same for every sample, broadcast where it meets the
+/// `Expand` of a constant to a shape. An entry that is the batch size keeps the constant's
+/// axis of 1: the same for every sample, broadcast where it meets the
 /// activations (Hugging Face's buffered `token_type_ids` expanded to the batch).
 fn expand(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
     let (c, shape) = (cx.input_const(node, 0)?, cx.input_const(node, 1)?);
@@ -493,10 +491,12 @@ fn expand(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
     let mut to = vec![1i64; r - shape.i64.len()];
     to.extend(&shape.i64);
     let mut dims = Vec::with_capacity(r);
-    for (k, (&f, &t)) in from.iter().zip(&to).enumerate() {
+    for (&f, &t) in from.iter().zip(&to) {
         dims.push(match t {
-            BATCH if k == 0 && f == 1 => 1,
-            BATCH => return Err(unsupported(cx, node, "the batch size past the first axis")),
+            // The same values for every sample (the dynamo exporter's zero initial state of a
+            // recurrent op, `[layers, N, H]`).
+            BATCH if f == 1 => 1,
+            BATCH => return Err(unsupported(cx, node, "the batch size over an axis of length > 1")),
             t if t < 0 => return Err(invalid(cx, node, "a negative size")),
             t if f == 1 => t as usize,
             t if t as usize == f || t == 1 => f,

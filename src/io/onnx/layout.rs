@@ -35,9 +35,47 @@ pub(super) enum Layout {
     /// (`Unsqueeze -> Transpose(0, 3, 1, 2) -> Conv [1, k] -> Squeeze`). A 2-D window op
     /// whose other axis is this unit axis runs as the 1-D op.
     NcwUnit(usize),
+    /// Time-major (a recurrent op's `layout=0` tensors): ONNX sees `[T, N, C]`, the batch on
+    /// axis 1, where sinter holds `[T, C]`.
+    Tnc,
+    /// ONNX sees a recurrent op's `Y`, `[T, D, N, H]`, where sinter holds `[T, D * H]`.
+    Tdnh(usize),
+    /// ONNX sees `[T, N, D, H]` (`Y` transposed `(0, 2, 1, 3)`) where sinter holds `[T, D *
+    /// H]`.
+    Tndh(usize),
 }
 
+/// The ops that read a time-major tensor ([`Layout::is_time_major`]): the moves that bring
+/// the batch back first, `Shape`, and the recurrent ops.
+pub(super) const TIME_MAJOR_READERS: [&str; 8] = [
+    "Transpose", "Reshape", "Squeeze", "Gather", "Shape", "LSTM", "GRU", "RNN",
+];
+
 impl Layout {
+    /// Whether ONNX's batch axis is not its first ([`Layout::Tnc`] and friends).
+    pub(super) fn is_time_major(self) -> bool {
+        matches!(self, Layout::Tnc | Layout::Tdnh(_) | Layout::Tndh(_))
+    }
+
+    /// ONNX's shape of a tensor sinter holds with `shape`, [`BATCH`] where the batch is.
+    pub(super) fn onnx_shape(self, shape: &[usize]) -> Vec<i64> {
+        let i = |d: &usize| *d as i64;
+        match (self, shape) {
+            (Layout::Tnc, [t, rest @ ..]) => {
+                [*t as i64, BATCH].into_iter().chain(rest.iter().map(i)).collect()
+            }
+            (Layout::Tdnh(d), &[t, dh]) => {
+                vec![t as i64, d as i64, BATCH, (dh / d.max(1)) as i64]
+            }
+            (Layout::Tndh(d), &[t, dh]) => {
+                vec![t as i64, BATCH, d as i64, (dh / d.max(1)) as i64]
+            }
+            _ => std::iter::once(BATCH)
+                .chain(self.onnx_dims(shape).iter().map(i))
+                .collect(),
+        }
+    }
+
     /// ONNX's dims (batch excluded) of a tensor sinter holds with `shape`.
     pub(super) fn onnx_dims(self, shape: &[usize]) -> Vec<usize> {
         match (self, shape) {
@@ -81,6 +119,12 @@ impl Converter<'_> {
         }
         if let Some(&m) = self.materialised.get(name) {
             return Ok(m);
+        }
+        if layout.is_time_major() {
+            return Err(format!(
+                "a time-major tensor (ONNX's batch on axis 1) is read only by {}",
+                TIME_MAJOR_READERS.join(", ")
+            ));
         }
         if let (Layout::NcwUnit(_), &[w, c]) = (layout, self.nodes[x].shape.as_slice()) {
             // [W, C] -> [C, W] (a real transpose) -> ONNX's dims with the unit axis (a view).

@@ -98,6 +98,9 @@ pub struct AttributeProto {
     /// Integer list.
     #[prost(int64, repeated, tag = "8")]
     pub ints: Vec<i64>,
+    /// String list (bytes).
+    #[prost(bytes = "vec", repeated, tag = "9")]
+    pub strings: Vec<Vec<u8>>,
 }
 
 /// `TensorProto`: a constant, stored inline or in an external file.

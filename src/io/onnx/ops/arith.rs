@@ -140,6 +140,8 @@ fn const_affine(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let channel_axis = match layout {
         Layout::Native | Layout::FlatNcw { .. } | Layout::NcwUnit(_) => rank - 1,
         Layout::Ncw | Layout::Nc1 | Layout::Nc11 => 1,
+        // Refused before any op but the time-major readers sees them: no channel axis here.
+        Layout::Tnc | Layout::Tdnh(_) | Layout::Tndh(_) => 0,
     };
     let fits = c.dims.len() <= rank
         && c.dims.iter().rev().enumerate().all(|(k, &d)| {

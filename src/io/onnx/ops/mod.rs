@@ -9,6 +9,7 @@ mod elementwise;
 mod gemm;
 mod norm;
 mod pool;
+mod recurrent;
 mod reduce;
 mod resize;
 mod shape;
@@ -73,6 +74,10 @@ pub(super) const OPS: &[(&str, OpFn)] = &[
     // Dense layers.
     ("Gemm", gemm::gemm),
     ("MatMul", gemm::matmul),
+    // Recurrent layers.
+    ("LSTM", recurrent::recurrent),
+    ("GRU", recurrent::recurrent),
+    ("RNN", recurrent::recurrent),
     // Convolution and pooling (1-D).
     ("Conv", |cx, n| conv::window(cx, n, conv::conv)),
     ("ConvTranspose", conv::conv_transpose),

@@ -19,9 +19,20 @@ pub(super) fn transpose(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> 
         .map(|a| a.ints.clone())
         .unwrap_or_default();
     let layout = cx.layout(node, 0);
-    let rank = cx.nodes[x].shape.len() + 1;
+    let rank = layout.onnx_shape(&cx.nodes[x].shape).len();
     let unit_first = cx.nodes[x].shape.first() == Some(&1);
     let next = match (layout, perm.as_slice(), rank) {
+        // Batch-first <-> time-major around a recurrent op: only the reading changes.
+        (Layout::Native, [1, 0, 2], 3) => Layout::Tnc,
+        (Layout::Tnc, [1, 0, 2], 3) => Layout::Native,
+        (Layout::Tdnh(d), [0, 2, 1, 3], 4) => Layout::Tndh(d),
+        (Layout::Tndh(d), [0, 2, 1, 3], 4) => Layout::Tdnh(d),
+        (l, _, _) if l.is_time_major() => {
+            return Err(cx.unsupported(
+                node,
+                format!("perm {perm:?} of a time-major tensor (ONNX's batch on axis 1)"),
+            ));
+        }
         (Layout::Native, [0, 2, 1], 3) => Layout::Ncw,
         // [N, 1, W, C] -> [N, C, 1, W]: TensorFlow's Conv1D as a 2-D Conv.
         (Layout::Native, [0, 3, 1, 2], 4) if unit_first => {
@@ -141,6 +152,12 @@ pub(super) fn reshape(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     if target.first().is_some_and(|&b| Some(b) == cx.static_batch) {
         target[0] = BATCH; // the batch size the exporter traced with: keep the batch axis
     }
+    if let Some(layout) = time_major_reshape(cx, node, &target)? {
+        let x = cx.input_node(node, 0)?;
+        cx.values
+            .insert(cx.output(node)?.to_string(), Value::Node(x));
+        return cx.set_layout(node, layout);
+    }
     if let Some(layout) = cx.reshape_relabel(node, &target)? {
         let x = cx.input_node(node, 0)?;
         cx.values
@@ -168,6 +185,40 @@ pub(super) fn reshape(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     // `x` is in ONNX's order (materialised), so the result is native whatever the
     // input's layout was.
     cx.view(node, x, shape)
+}
+
+/// A recurrent op's `[T, N, D, H]` (or `[T, D, N, H]` with one direction) reshaped to `[T,
+/// N, D * H]`: the same values, now read as time-major rows. `None`: another reshape.
+fn time_major_reshape(
+    cx: &Converter<'_>,
+    node: &NodeProto,
+    target: &[i64],
+) -> Result<Option<Layout>> {
+    let layout = cx.layout(node, 0);
+    if !layout.is_time_major() {
+        return Ok(None);
+    }
+    let x = cx.input_node(node, 0)?;
+    let (t, width) = match cx.nodes[x].shape[..] {
+        [t, w] => (t as i64, w as i64),
+        _ => (-2, -2),
+    };
+    match (layout, target) {
+        (Layout::Tndh(_) | Layout::Tdnh(1), &[tt, n, w])
+            if (tt == t || tt == 0) && (n == BATCH || n == 0) && (w == width || w == -1) =>
+        {
+            Ok(Some(Layout::Tnc))
+        }
+        (Layout::Tnc, &[tt, n, w])
+            if (tt == t || tt == 0) && (n == BATCH || n == 0) && (w == width || w == -1) =>
+        {
+            Ok(Some(Layout::Tnc))
+        }
+        _ => Err(cx.unsupported(
+            node,
+            format!("shape {target:?} of a time-major tensor (ONNX's batch on axis 1)"),
+        )),
+    }
 }
 
 /// The non-batch shape of `Reshape(x, target)` for `x` of non-batch shape `from`: the first
@@ -228,6 +279,24 @@ fn batch_reshape(
 /// `Squeeze` / `Unsqueeze` of non-batch axes of length 1: a view of the values in ONNX's
 /// order. The axes are a constant input (opset 13 and later).
 pub(super) fn squeeze(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    // A one-direction recurrent op's `Y` without its direction axis: `[T, N, H]`.
+    let layout = cx.layout(node, 0);
+    if layout.is_time_major() {
+        let axes = match node.input.get(1).filter(|n| !n.is_empty()) {
+            Some(_) => cx.input_const(node, 1)?.i64.clone(),
+            None => Converter::attr(node, "axes").map_or_else(Vec::new, |a| a.ints.clone()),
+        };
+        if layout == Layout::Tdnh(1) && node.op_type == "Squeeze" && matches!(axes[..], [1] | [-3])
+        {
+            let x = cx.input_node(node, 0)?;
+            cx.alias(node, x)?;
+            return cx.set_layout(node, Layout::Tnc);
+        }
+        return Err(cx.unsupported(
+            node,
+            format!("axes {axes:?} of a time-major tensor (ONNX's batch on axis 1)"),
+        ));
+    }
     if let Some(layout) = cx.unit_relabel(node)? {
         let x = cx.input_node(node, 0)?;
         cx.values
@@ -472,6 +541,10 @@ pub(super) fn constant(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
 
 /// `Gather` of a computed tensor by constant indices along a non-batch axis.
 fn take(cx: &mut Converter<'_>, node: &NodeProto, x: usize, axis: i64) -> Result<()> {
+    if cx.layout(node, 0) == Layout::Tnc && matches!(axis, 0 | -3) {
+        // One step of a time-major `[T, N, C]` (`y[-1]`): a take along sinter's first axis.
+        return take_at(cx, node, x, 0);
+    }
     if cx.layout(node, 0) != Layout::Native {
         return Err(cx.unsupported(node, "a gather of a channels-first tensor"));
     }
@@ -484,7 +557,12 @@ fn take(cx: &mut Converter<'_>, node: &NodeProto, x: usize, axis: i64) -> Result
             format!("axis {axis}: only a non-batch axis of a computed tensor"),
         ));
     }
-    let a = (a - 1) as usize;
+    take_at(cx, node, x, (a - 1) as usize)
+}
+
+/// `Gather` by constant indices along sinter's axis `a` of `x`.
+fn take_at(cx: &mut Converter<'_>, node: &NodeProto, x: usize, a: usize) -> Result<()> {
+    let shape = cx.nodes[x].shape.clone();
     let idx = cx.input_const(node, 1)?.clone();
     if !idx.f32.is_empty() || idx.dims.len() > 1 {
         return Err(cx.unsupported(node, "indices must be a scalar or a 1-D integer constant"));

@@ -1,0 +1,215 @@
+//! ONNX `LSTM`, `GRU` and `RNN` as sinter's recurrent layer ([`RecurrentConfig`]): the
+//! weights reordered into Keras's gate order at load time, the time-major layout (`layout=0`)
+//! tracked instead of copied ([`Layout::Tnc`]), the zero initial state the exporters build
+//! from the batch size recognised as zero.
+
+use crate::error::Result;
+use crate::io::onnx::convert::{Converter, Value};
+use crate::io::onnx::layout::Layout;
+use crate::io::onnx::proto::NodeProto;
+use crate::kernels::Activation;
+use crate::model::{Cell, DenseWeights, Direction, Layer, MergeMode, RecurrentConfig};
+
+/// One of `LSTM`, `GRU`, `RNN`.
+pub(super) fn recurrent(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    let cell = match node.op_type.as_str() {
+        "LSTM" => Cell::Lstm,
+        "GRU" => Cell::Gru {
+            reset_after: cx.attr_i(node, "linear_before_reset")?.unwrap_or(0) != 0,
+        },
+        _ => Cell::Simple,
+    };
+    for a in ["clip", "activation_alpha", "activation_beta"] {
+        if Converter::attr(node, a).is_some() {
+            return Err(cx.unsupported(node, format!("attribute {a} is not supported")));
+        }
+    }
+    if cx.attr_i(node, "input_forget")?.unwrap_or(0) != 0 {
+        return Err(cx.unsupported(node, "input_forget=1 is not supported"));
+    }
+    let h = match cx.attr_i(node, "hidden_size")? {
+        Some(h) if h > 0 => h as usize,
+        _ => return Err(cx.invalid(node, "hidden_size must be a positive integer")),
+    };
+    let reverse: &[bool] = match cx.attr_s(node, "direction")?.as_deref() {
+        None | Some("forward") => &[false],
+        Some("reverse") => &[true],
+        Some("bidirectional") => &[false, true],
+        Some(d) => return Err(cx.invalid(node, format!("direction {d:?}"))),
+    };
+    let dirs = reverse.len();
+    let (activation, recurrent_activation) = activations(cx, node, cell, dirs)?;
+    let batch_first = match cx.attr_i(node, "layout")?.unwrap_or(0) {
+        0 => false,
+        1 => true,
+        l => return Err(cx.invalid(node, format!("layout {l}"))),
+    };
+    let x = cx.input_node(node, 0)?;
+    match (batch_first, cx.layout(node, 0)) {
+        (true, Layout::Native) | (false, Layout::Tnc) => {}
+        (false, Layout::Native) => {
+            return Err(cx.unsupported(
+                node,
+                "X is time-major [T, N, F] as the graph holds it; sinter reads a time-major X \
+                 only as a Transpose(1, 0, 2) of a batch-first [N, T, F] tensor (PyTorch's \
+                 batch_first=True, or layout=1)",
+            ));
+        }
+        (_, l) => return Err(cx.unsupported(node, format!("X read as {l:?}"))),
+    }
+    let [steps, features] = cx.nodes[x].shape[..] else {
+        return Err(cx.invalid(node, "X must be [T, N, F] (or [N, T, F] with layout=1)"));
+    };
+    for (i, what) in [(4, "sequence_lens"), (7, "P (peepholes)")] {
+        if node.input.get(i).is_some_and(|n| !n.is_empty()) {
+            return Err(cx.unsupported(node, format!("input {what} is not supported")));
+        }
+    }
+    for (i, what) in [(5, "initial_h"), (6, "initial_c")] {
+        if node.input.get(i).is_some_and(|n| !n.is_empty()) {
+            let zero = matches!(cx.value(node, i)?, Value::Const(c) if c.f32.iter().all(|&v| v == 0.0) && c.i64.iter().all(|&v| v == 0));
+            if !zero {
+                return Err(cx.unsupported(node, format!("{what} other than zeros is not supported")));
+            }
+        }
+    }
+    let g = cell.gates();
+    let gh = g * h;
+    let w = weight(cx, node, 1, [dirs, gh, features], "W")?;
+    let r = weight(cx, node, 2, [dirs, gh, h], "R")?;
+    let b = match node.input.get(3).filter(|n| !n.is_empty()) {
+        Some(_) => Some(weight(cx, node, 3, [dirs, 2 * gh, 1], "B")?),
+        None => None,
+    };
+    // Keras gate `k` is ONNX gate `order[k]` (LSTM: ONNX i, o, f, c; Keras i, f, c, o).
+    let order: &[usize] = match cell {
+        Cell::Lstm => &[0, 2, 3, 1],
+        Cell::Gru { .. } => &[0, 1, 2],
+        Cell::Simple => &[0],
+    };
+    let row = |d: usize, col: usize| d * gh + order[col / h] * h + col % h;
+    let mut kernel = Vec::with_capacity(features * dirs * gh);
+    for f in 0..features {
+        for d in 0..dirs {
+            kernel.extend((0..gh).map(|col| w[row(d, col) * features + f]));
+        }
+    }
+    let mut directions = Vec::with_capacity(dirs);
+    let mut bias = b.as_ref().map(|_| Vec::with_capacity(dirs * gh));
+    for (d, &reverse) in reverse.iter().enumerate() {
+        let mut recurrent_kernel = Vec::with_capacity(h * gh);
+        for i in 0..h {
+            recurrent_kernel.extend((0..gh).map(|col| r[row(d, col) * h + i]));
+        }
+        let mut recurrent_bias = None;
+        if let (Some(b), Some(bias)) = (&b, &mut bias) {
+            let at = |col: usize, part: usize| b[d * 2 * gh + part * gh + order[col / h] * h + col % h];
+            bias.extend((0..gh).map(|col| at(col, 0)));
+            recurrent_bias = Some((0..gh).map(|col| at(col, 1)).collect());
+        }
+        directions.push(Direction {
+            reverse,
+            recurrent_kernel,
+            recurrent_bias,
+        });
+    }
+    let layer = Layer::Recurrent(RecurrentConfig {
+        cell,
+        units: h,
+        activation,
+        recurrent_activation,
+        use_bias: bias.is_some(),
+        return_sequences: true,
+        run_order: false,
+        directions,
+        merge: MergeMode::Concat,
+    });
+    for (i, what) in [(1, "Y_h"), (2, "Y_c")] {
+        if node.output.get(i).is_some_and(|n| cx.uses.get(n).copied().unwrap_or(0) > 0) {
+            return Err(cx.unsupported(
+                node,
+                format!("output {what} is read: sinter computes only Y (take Y's last step)"),
+            ));
+        }
+    }
+    let shape = vec![steps, dirs * h];
+    let y = cx.output(node)?.to_string();
+    cx.push(&y, layer, vec![x], shape, Some(DenseWeights { kernel, bias }));
+    cx.name_last(node);
+    if batch_first {
+        // ONNX's [N, T, D, H]: a view of sinter's [T, D * H].
+        let at = cx.nodes.len() - 1;
+        return cx.view(node, at, vec![steps, dirs, h]);
+    }
+    cx.set_layout(node, Layout::Tdnh(dirs))
+}
+
+/// Input `i` as a constant of `dims` (a trailing 1 matches a 2-D constant).
+fn weight(
+    cx: &Converter<'_>,
+    node: &NodeProto,
+    i: usize,
+    dims: [usize; 3],
+    what: &str,
+) -> Result<Vec<f32>> {
+    let c = cx.input_const(node, i)?;
+    let want: &[usize] = if dims[2] == 1 { &dims[..2] } else { &dims };
+    if c.dims != want || c.f32.len() != want.iter().product::<usize>() {
+        return Err(cx.invalid(
+            node,
+            format!("{what} has shape {:?}, expected {want:?}", c.dims),
+        ));
+    }
+    Ok(c.f32.clone())
+}
+
+/// `(activation, recurrent_activation)` from the `activations` attribute (ONNX's defaults:
+/// LSTM `Sigmoid, Tanh, Tanh`, GRU `Sigmoid, Tanh`, RNN `Tanh`, per direction).
+fn activations(
+    cx: &Converter<'_>,
+    node: &NodeProto,
+    cell: Cell,
+    dirs: usize,
+) -> Result<(Activation, Activation)> {
+    let names: Vec<String> = Converter::attr(node, "activations")
+        .map(|a| {
+            a.strings
+                .iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let per = match cell {
+        Cell::Lstm => 3,
+        Cell::Gru { .. } => 2,
+        Cell::Simple => 1,
+    };
+    if names.is_empty() {
+        return Ok((Activation::Tanh, Activation::Sigmoid));
+    }
+    if names.len() != per * dirs || names.chunks(per).any(|c| c != &names[..per]) {
+        return Err(cx.unsupported(
+            node,
+            format!("activations {names:?}: {per} per direction, the same for both"),
+        ));
+    }
+    let parse = |n: &str| match n.to_ascii_lowercase().as_str() {
+        "sigmoid" => Ok(Activation::Sigmoid),
+        "tanh" => Ok(Activation::Tanh),
+        "relu" => Ok(Activation::RELU),
+        "hardsigmoid" => Ok(Activation::HardSigmoidAffine {
+            alpha: 0.2,
+            beta: 0.5,
+        }),
+        other => Err(cx.unsupported(node, format!("activation {other:?} is not supported"))),
+    };
+    match cell {
+        Cell::Simple => Ok((parse(&names[0])?, Activation::Sigmoid)),
+        Cell::Gru { .. } => Ok((parse(&names[1])?, parse(&names[0])?)),
+        Cell::Lstm if names[1] != names[2] => Err(cx.unsupported(
+            node,
+            "an LSTM whose cell and output activations differ",
+        )),
+        Cell::Lstm => Ok((parse(&names[1])?, parse(&names[0])?)),
+    }
+}
