@@ -132,7 +132,7 @@ def onnx_lstm():
               "LSTM (batch-first, last hidden state): an op sinter does not have")
     return {"name": "unsupported-lstm-onnx", "model": "unsupported_lstm.onnx",
             "format": "onnx", "opset": 14,
-            "error": 'node "lstm_0" (LSTM, opset 14): operator LSTM is not supported',
+            "error": 'node "lstm_0" (LSTM, opset 14): output Y_h is read',
             "note": "x[N,5,4] -> LSTM(hidden_size=3, layout=1) -> Y_h -> Squeeze(1)"}
 
 

@@ -8,6 +8,7 @@ What it makes (all in tests/fixtures/recurrent/; nothing else is touched):
   NAME.keras / NAME.h5     Keras 3 `model.save()` in both formats
   NAME.tfk.h5              tf_keras (Keras 2) `model.save()`, whole-model legacy HDF5
   NAME.input.npy           float32 input, batch of 16
+  NAME.EXPORTER.onnx       a PyTorch model through torch.onnx.export (TorchScript, dynamo)
   NAME.keras.out.npy       the framework's output: model.predict(x, verbose=0), float32
   NAME.f64.out.npy         float64 NumPy reference from the float32 weights
   manifest.json            the schema of tests/fixtures/conv/manifest.json
@@ -23,6 +24,11 @@ Cases (Keras 3 unless said):
                   Bidirectional(SimpleRNN(5), merge_mode="sum") -> Dense(2)
   conv_lstm       Conv1D(16, 3, relu) -> MaxPooling1D(2) -> LSTM(12, return_sequences,
                   recurrent_activation="hard_sigmoid") -> GlobalAveragePooling1D -> Dense(1)
+  torch_lstm      PyTorch nn.LSTM(6, 20, num_layers=2, batch_first=True) -> Linear on the
+                  last step, through the TorchScript and the dynamo exporters
+  torch_gru       nn.Embedding -> bidirectional nn.GRU (both exporters)
+  torch_rnn       2-layer nn.RNN(nonlinearity="relu") (the TorchScript exporter; the dynamo
+                  exporter unrolls nn.RNN into per-step MatMuls)
   forecaster      tf_keras: LSTM(24, return_sequences) -> LSTM(16) -> Dense(1), a stacked
                   forecaster, and a Bidirectional(GRU(8, reset_after=False), merge_mode="mul")
                   branch joined by Concatenate
@@ -242,12 +248,98 @@ def build(keras, name):
     raise ValueError(name)
 
 
+class TorchNet:
+    """PyTorch models as users write them (batch_first=True), built in the torch process."""
+
+    @staticmethod
+    def build(name):
+        import torch
+        torch.manual_seed(seed_of("torch:" + name) % 2**31)
+        nn = torch.nn
+
+        class Net(nn.Module):
+            def __init__(self, rnn, head, emb=None):
+                super().__init__()
+                self.emb, self.rnn, self.head = emb, rnn, head
+
+            def forward(self, x):
+                if self.emb is not None:
+                    x = self.emb(x)
+                y, _ = self.rnn(x)
+                return self.head(y[:, -1])
+
+        rng = np.random.default_rng(seed_of("input:" + name))
+        if name == "torch_lstm":
+            m = Net(nn.LSTM(6, 20, num_layers=2, batch_first=True), nn.Linear(20, 3))
+            x = (rng.standard_normal((BATCH, 9, 6)) * INPUT_SCALE).astype(np.float32)
+        elif name == "torch_gru":
+            m = Net(nn.GRU(8, 10, batch_first=True, bidirectional=True), nn.Linear(20, 2),
+                    nn.Embedding(25, 8))
+            x = rng.integers(0, 25, (BATCH, 11)).astype(np.int64)
+        else:  # torch_rnn
+            m = Net(nn.RNN(5, 12, num_layers=2, batch_first=True, nonlinearity="relu"),
+                    nn.Linear(12, 4))
+            x = (rng.standard_normal((BATCH, 8, 5)) * INPUT_SCALE).astype(np.float32)
+        return m.eval(), x
+
+
+TORCH = ["torch_lstm", "torch_gru", "torch_rnn"]
+
+
+def make_torch():
+    import torch
+    cases = []
+    for name in TORCH:
+        m, x = TorchNet.build(name)
+        xt = torch.from_numpy(x)
+        with torch.no_grad():
+            y = m(xt).numpy().astype(np.float32)
+            y64 = m.double()(xt if x.dtype == np.int64 else xt.double()).numpy()
+            m.float()
+        np.save(OUT / f"{name}.input.npy", x.astype(np.float32))
+        np.save(OUT / f"{name}.torch.out.npy", y)
+        np.save(OUT / f"{name}.f64.out.npy", y64)
+        exporters = [("torchscript", False)]
+        if name != "torch_rnn":  # the dynamo exporter unrolls nn.RNN into per-step MatMuls
+            exporters.append(("dynamo", True))
+        for kind, dynamo in exporters:
+            file = f"{name}.{kind}.onnx"
+            if dynamo:
+                torch.onnx.export(m, (xt,), OUT / file, dynamo=True, input_names=["x"],
+                                  output_names=["y"], external_data=False,
+                                  dynamic_shapes={"x": {0: torch.export.Dim("N")}})
+            else:
+                torch.onnx.export(m, (xt,), OUT / file, dynamo=False, input_names=["x"],
+                                  output_names=["y"], dynamic_axes={"x": {0: "N"}},
+                                  opset_version=17)
+            import onnxruntime as ort
+            y_ort = ort.InferenceSession(str(OUT / file)).run(None, {"x": x})[0]
+            cases.append({
+                "name": f"{name}_{kind}",
+                "model": file,
+                "format": "onnx",
+                "input": f"{name}.input.npy",
+                "expected": f"{name}.torch.out.npy",
+                "f64": f"{name}.f64.out.npy",
+                "activations": ["tanh", "sigmoid", "relu"],
+                "max_abs_peer_vs_f64": maxabs(y, y64),
+                "max_abs_ort_vs_torch": maxabs(y_ort, y),
+                "note": f"torch {torch.__version__} {kind} exporter",
+                "input_scale": INPUT_SCALE,
+                "input_shape": list(x.shape),
+                "output_shape": list(y.shape),
+            })
+    return cases
+
+
 KERAS3 = ["lstm_text", "gru_stack", "rnn_backwards", "bidirectional", "conv_lstm"]
 TF_KERAS = ["forecaster", "gru_stack"]
 
 
 def make(flavour):
-    """Writes the cases of one Keras (run in its own process: Keras 3 or tf_keras)."""
+    """Writes the cases of one framework (each in its own process: Keras 3, tf_keras, torch)."""
+    if flavour == "torch":
+        return make_torch()
     if flavour == "tf_keras":
         os.environ["TF_USE_LEGACY_KERAS"] = "1"
         import tf_keras as keras
@@ -292,7 +384,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     cases = []
     # TensorFlow's Keras 3 and tf_keras in separate processes.
-    for flavour in ["keras", "tf_keras"]:
+    for flavour in ["keras", "tf_keras", "torch"]:
         part = OUT / f".cases-{flavour}.json"
         subprocess.run([sys.executable, __file__, flavour, str(part)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -15,7 +15,7 @@ pub fn run_once(model: &Model, x: &[f32], opts: sinter::plan::CompileOptions) ->
 }
 
 /// The fixture folders under `tests/fixtures/` with a `manifest.json` naming their cases.
-pub const MANIFESTS: [&str; 9] = [
+pub const MANIFESTS: [&str; 10] = [
     "",
     "conv/",
     "conv2d/",
@@ -25,6 +25,7 @@ pub const MANIFESTS: [&str; 9] = [
     "legacy/",
     "layout/",
     "transformers/",
+    "recurrent/",
 ];
 
 use sinter::Activation;
