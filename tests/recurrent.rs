@@ -65,7 +65,12 @@ const GATES: [Activation; 4] = [
 ];
 
 impl RnnSpec {
-    fn layer(&self, rng: &mut SplitMix64, features: usize, sequences: bool) -> (Layer, DenseWeights) {
+    fn layer(
+        &self,
+        rng: &mut SplitMix64,
+        features: usize,
+        sequences: bool,
+    ) -> (Layer, DenseWeights) {
         let cell = CELLS[self.cell];
         let (h, gh) = (self.units, cell.gates() * self.units);
         let reversed = self.dirs != 0;
@@ -232,10 +237,12 @@ fn hostile_recurrent_configs_are_errors() {
         }],
         merge: MergeMode::Concat,
     };
-    let weights = || Some(DenseWeights {
-        kernel: vec![0.0; 3 * 8],
-        bias: None,
-    });
+    let weights = || {
+        Some(DenseWeights {
+            kernel: vec![0.0; 3 * 8],
+            bias: None,
+        })
+    };
     let ok = apply(Layer::Recurrent(config.clone()), None, &[&x], weights());
     assert!(ok.is_ok(), "{ok:?}");
     let bad = |c: RecurrentConfig, w: Option<DenseWeights>| {
@@ -251,7 +258,9 @@ fn hostile_recurrent_configs_are_errors() {
         }],
         ..config.clone()
     };
-    assert!(bad(short, weights()).is_some_and(|e| e.contains("rnn") && e.contains("recurrent kernel")));
+    assert!(
+        bad(short, weights()).is_some_and(|e| e.contains("rnn") && e.contains("recurrent kernel"))
+    );
     let no_dirs = RecurrentConfig {
         directions: vec![],
         ..config.clone()

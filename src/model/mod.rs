@@ -51,11 +51,11 @@ pub use crate::ops::{
     merge::Merge,
     norm::{ChannelNorm, NormalizationConfig, RowNorm},
     permute::PermuteConfig,
-    recurrent::{Cell, Direction, MergeMode, RecurrentConfig},
     pool::{
         AveragePooling1DConfig, AveragePooling2DConfig, GlobalPooling2D, MaxPooling1DConfig,
         MaxPooling2DConfig, Pooling1D, Pooling2D,
     },
+    recurrent::{Cell, Direction, MergeMode, RecurrentConfig},
     resample::{Coordinates, Resample},
     reshape::ReshapeConfig,
     scale::{AddConstConfig, AffineConfig, RescalingConfig},

@@ -442,8 +442,14 @@ impl RecurrentStep {
         let gemm = |a: &[f32], part: usize, ops: &[EpOp<'_>], out: &mut [f32]| {
             let cols = self.cols(part);
             let ops = ops_with_bias(rb.map(|b| &b[cols.clone()]), ops);
-            Gemm::new(isa, n, ARows::new(a, h), packed[part].view(), ops.as_slice())
-                .run(&mut out[cols.start..], gh);
+            Gemm::new(
+                isa,
+                n,
+                ARows::new(a, h),
+                packed[part].view(),
+                ops.as_slice(),
+            )
+            .run(&mut out[cols.start..], gh);
         };
         let (ra, a) = (c.recurrent_activation, c.activation);
         match c.cell {
@@ -454,7 +460,10 @@ impl RecurrentStep {
             Cell::Lstm => {
                 gemm(st.h, 0, &[EpOp::add_c(x, ld)], st.gates);
                 let rows = st.gates.chunks_exact_mut(gh);
-                for ((g, hr), cr) in rows.zip(st.h.chunks_exact_mut(h)).zip(st.c.chunks_exact_mut(h)) {
+                for ((g, hr), cr) in rows
+                    .zip(st.h.chunks_exact_mut(h))
+                    .zip(st.c.chunks_exact_mut(h))
+                {
                     kernels::activation(isa, ra, &mut g[..2 * h]);
                     kernels::activation(isa, a, &mut g[2 * h..3 * h]);
                     kernels::activation(isa, ra, &mut g[3 * h..]);
@@ -647,8 +656,6 @@ impl StepOp for RecurrentStep {
             .chunks(each * steps * xw)
             .zip(out.chunks_mut(each * per))
             .zip(scratch.chunks_mut(one));
-        StepIo::for_each(pool, items, |((x, o), s)| {
-            self.samples(isa, steps, x, o, s)
-        });
+        StepIo::for_each(pool, items, |((x, o), s)| self.samples(isa, steps, x, o, s));
     }
 }

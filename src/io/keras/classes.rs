@@ -11,8 +11,8 @@ use crate::model::{
     GlobalPooling2D, MaxPooling1DConfig, NormalizationConfig, PermuteConfig, Pooling2D, Resample,
     RescalingConfig, ReshapeConfig, SeparableConv2DConfig,
 };
-use crate::model::{ChannelNorm, DType, Layer, Merge, Padding, RowNorm, TrainingOnly};
 use crate::model::{Cell, Direction, MergeMode, RecurrentConfig};
+use crate::model::{ChannelNorm, DType, Layer, Merge, Padding, RowNorm, TrainingOnly};
 use serde_json::Value;
 
 /// Reads one class's config. The [`Spec`] arrives with its name and class set; a class may also
@@ -705,7 +705,10 @@ fn recurrent(c: &Config<'_>) -> Res<RecurrentConfig> {
         other => return Err(c.invalid(format!("{other} is not a recurrent layer"))),
     };
     for (key, what) in [
-        ("return_state", "return_state=True (the states as extra outputs)"),
+        (
+            "return_state",
+            "return_state=True (the states as extra outputs)",
+        ),
         ("stateful", "stateful=True (a state kept between calls)"),
         ("time_major", "time_major=True"),
     ] {
@@ -741,7 +744,10 @@ fn recurrent(c: &Config<'_>) -> Res<RecurrentConfig> {
 fn bidirectional(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
     let inner = |key: &str| -> Res<Option<RecurrentConfig>> {
         let Some(l) = c.get(key) else { return Ok(None) };
-        let class = l.get("class_name").and_then(Value::as_str).unwrap_or_default();
+        let class = l
+            .get("class_name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let config = l
             .get("config")
             .ok_or_else(|| c.invalid(format!("{key} has no config")))?;

@@ -566,6 +566,13 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
                 }
                 // Keras 3's GlobalMaxPooling1D takes no mask: the maximum of every step.
                 Layer::GlobalMaxPooling1D => continue,
+                // Keras carries a masked step's state over; sinter would run it.
+                Layer::Recurrent(_) => {
+                    return Err(s.fault(Fault::unsupported(
+                        "reads an Embedding's mask_zero mask: a recurrent layer under a mask is \
+                         not supported yet (save the model with mask_zero=False)",
+                    )));
+                }
                 Layer::Attention(_)
                 | Layer::Activation(Activation::Softmax | Activation::LogSoftmax) => {
                     return Err(s.fault(Fault::unsupported(MASK_REFUSED)));

@@ -404,7 +404,9 @@ fn recurrent_weights(
     }
     let features = kernels[0].0;
     if kernels.iter().any(|k| k.0 != features) {
-        return Err(Fault::invalid("the two directions' kernels read different widths"));
+        return Err(Fault::invalid(
+            "the two directions' kernels read different widths",
+        ));
     }
     let mut kernel = Vec::with_capacity(features * gh * dirs);
     for row in 0..features {

@@ -208,8 +208,8 @@ impl Converter<'_> {
             return Err(self.unsupported(
                 node,
                 format!(
-                    "reads a time-major tensor (ONNX's batch on axis 1, a recurrent op's); \
-                     sinter reads those only by {}",
+                    "reads a time-major tensor (ONNX's batch on axis 1: a recurrent op's, or \
+                     a Transpose perm [1, 0, 2]); sinter reads those only by {}",
                     super::layout::TIME_MAJOR_READERS.join(", ")
                 ),
             ));

@@ -496,7 +496,13 @@ fn expand(cx: &Converter<'_>, node: &NodeProto) -> Result<Option<Const>> {
             // The same values for every sample (the dynamo exporter's zero initial state of a
             // recurrent op, `[layers, N, H]`).
             BATCH if f == 1 => 1,
-            BATCH => return Err(unsupported(cx, node, "the batch size over an axis of length > 1")),
+            BATCH => {
+                return Err(unsupported(
+                    cx,
+                    node,
+                    "the batch size over an axis of length > 1",
+                ));
+            }
             t if t < 0 => return Err(invalid(cx, node, "a negative size")),
             t if f == 1 => t as usize,
             t if t as usize == f || t == 1 => f,

@@ -48,7 +48,14 @@ pub(super) enum Layout {
 /// The ops that read a time-major tensor ([`Layout::is_time_major`]): the moves that bring
 /// the batch back first, `Shape`, and the recurrent ops.
 pub(super) const TIME_MAJOR_READERS: [&str; 8] = [
-    "Transpose", "Reshape", "Squeeze", "Gather", "Shape", "LSTM", "GRU", "RNN",
+    "Transpose",
+    "Reshape",
+    "Squeeze",
+    "Gather",
+    "Shape",
+    "LSTM",
+    "GRU",
+    "RNN",
 ];
 
 impl Layout {
@@ -61,9 +68,10 @@ impl Layout {
     pub(super) fn onnx_shape(self, shape: &[usize]) -> Vec<i64> {
         let i = |d: &usize| *d as i64;
         match (self, shape) {
-            (Layout::Tnc, [t, rest @ ..]) => {
-                [*t as i64, BATCH].into_iter().chain(rest.iter().map(i)).collect()
-            }
+            (Layout::Tnc, [t, rest @ ..]) => [*t as i64, BATCH]
+                .into_iter()
+                .chain(rest.iter().map(i))
+                .collect(),
             (Layout::Tdnh(d), &[t, dh]) => {
                 vec![t as i64, d as i64, BATCH, (dh / d.max(1)) as i64]
             }

@@ -69,7 +69,9 @@ pub(super) fn recurrent(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> 
         if node.input.get(i).is_some_and(|n| !n.is_empty()) {
             let zero = matches!(cx.value(node, i)?, Value::Const(c) if c.f32.iter().all(|&v| v == 0.0) && c.i64.iter().all(|&v| v == 0));
             if !zero {
-                return Err(cx.unsupported(node, format!("{what} other than zeros is not supported")));
+                return Err(
+                    cx.unsupported(node, format!("{what} other than zeros is not supported"))
+                );
             }
         }
     }
@@ -103,7 +105,8 @@ pub(super) fn recurrent(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> 
         }
         let mut recurrent_bias = None;
         if let (Some(b), Some(bias)) = (&b, &mut bias) {
-            let at = |col: usize, part: usize| b[d * 2 * gh + part * gh + order[col / h] * h + col % h];
+            let at =
+                |col: usize, part: usize| b[d * 2 * gh + part * gh + order[col / h] * h + col % h];
             bias.extend((0..gh).map(|col| at(col, 0)));
             recurrent_bias = Some((0..gh).map(|col| at(col, 1)).collect());
         }
@@ -125,7 +128,11 @@ pub(super) fn recurrent(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> 
         merge: MergeMode::Concat,
     });
     for (i, what) in [(1, "Y_h"), (2, "Y_c")] {
-        if node.output.get(i).is_some_and(|n| cx.uses.get(n).copied().unwrap_or(0) > 0) {
+        if node
+            .output
+            .get(i)
+            .is_some_and(|n| cx.uses.get(n).copied().unwrap_or(0) > 0)
+        {
             return Err(cx.unsupported(
                 node,
                 format!("output {what} is read: sinter computes only Y (take Y's last step)"),
@@ -134,7 +141,13 @@ pub(super) fn recurrent(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> 
     }
     let shape = vec![steps, dirs * h];
     let y = cx.output(node)?.to_string();
-    cx.push(&y, layer, vec![x], shape, Some(DenseWeights { kernel, bias }));
+    cx.push(
+        &y,
+        layer,
+        vec![x],
+        shape,
+        Some(DenseWeights { kernel, bias }),
+    );
     cx.name_last(node);
     if batch_first {
         // ONNX's [N, T, D, H]: a view of sinter's [T, D * H].
@@ -206,10 +219,9 @@ fn activations(
     match cell {
         Cell::Simple => Ok((parse(&names[0])?, Activation::Sigmoid)),
         Cell::Gru { .. } => Ok((parse(&names[1])?, parse(&names[0])?)),
-        Cell::Lstm if names[1] != names[2] => Err(cx.unsupported(
-            node,
-            "an LSTM whose cell and output activations differ",
-        )),
+        Cell::Lstm if names[1] != names[2] => {
+            Err(cx.unsupported(node, "an LSTM whose cell and output activations differ"))
+        }
         Cell::Lstm => Ok((parse(&names[1])?, parse(&names[0])?)),
     }
 }
