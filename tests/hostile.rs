@@ -1489,3 +1489,62 @@ fn onnx_model_errors_keep_their_type() {
     let msg = format_error(r, Path::new("m.onnx"));
     assert!(msg.contains("two layers are named \"x\""), "{msg}");
 }
+
+/// `x[N, 5, 4] -> Transpose(1, 0, 2) -> LSTM(hidden 3) -> Squeeze(1) -> Transpose(1, 0, 2) ->
+/// y[N, 5, 3]`, as the TorchScript exporter writes `nn.LSTM(batch_first=True)`.
+fn lstm_graph() -> ModelProto {
+    let mut m = small_graph();
+    let g = m.graph.as_mut().unwrap();
+    let mut t1 = node("Transpose", &["x"], "xt");
+    t1.attribute = vec![attr_ints("perm", &[1, 0, 2])];
+    let mut lstm = node("LSTM", &["xt", "W", "R"], "y4");
+    lstm.attribute = vec![AttributeProto {
+        name: "hidden_size".into(),
+        i: 3,
+        ..Default::default()
+    }];
+    let mut sq = node("Squeeze", &["y4", "axes"], "y3");
+    sq.attribute = vec![];
+    let mut t2 = node("Transpose", &["y3"], "y");
+    t2.attribute = vec![attr_ints("perm", &[1, 0, 2])];
+    g.node = vec![t1, lstm, sq, t2];
+    let mut axes = tensor("axes", &[1], &[]);
+    axes.data_type = 7;
+    axes.float_data = vec![];
+    axes.int64_data = vec![1];
+    g.initializer = vec![
+        tensor("W", &[1, 12, 4], &[0.1; 48]),
+        tensor("R", &[1, 12, 3], &[0.1; 36]),
+        axes,
+    ];
+    g.input = vec![value_info("x", &[None, Some(5), Some(4)])];
+    g.output = vec![value_info("y", &[None, Some(5), Some(3)])];
+    m
+}
+
+#[test]
+fn onnx_recurrent_ops_are_checked() {
+    let m = onnx_bytes(&lstm_graph().encode_to_vec()).unwrap();
+    assert_eq!(m.output_shape(), &[5, 3]);
+    let err = |edit: &dyn Fn(&mut ModelProto)| {
+        let mut bad = lstm_graph();
+        edit(&mut bad);
+        format_error(onnx_bytes(&bad.encode_to_vec()), Path::new("m.onnx"))
+    };
+    // Weights of the wrong shape, a zero hidden size, an unknown direction.
+    let msg = err(&|m| m.graph.as_mut().unwrap().initializer[0] = tensor("W", &[1, 12, 2], &[0.1; 24]));
+    assert!(msg.contains("W has shape") && msg.contains("LSTM"), "{msg}");
+    let msg = err(&|m| m.graph.as_mut().unwrap().node[1].attribute[0].i = 0);
+    assert!(msg.contains("hidden_size"), "{msg}");
+    // sequence_lens, and an LSTM straight on the batch-first input read as time-major.
+    let msg = err(&|m| {
+        let n = &mut m.graph.as_mut().unwrap().node[1];
+        n.input.extend(["".into(), "x".into()]);
+    });
+    assert!(msg.contains("sequence_lens"), "{msg}");
+    let msg = err(&|m| m.graph.as_mut().unwrap().node[1].input[0] = "x".into());
+    assert!(msg.contains("time-major"), "{msg}");
+    // Any other reader of a time-major tensor is refused, naming the readers it may have.
+    let msg = err(&|m| m.graph.as_mut().unwrap().node[2].op_type = "Relu".into());
+    assert!(msg.contains("time-major") && msg.contains("Relu"), "{msg}");
+}
