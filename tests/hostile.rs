@@ -1531,8 +1531,9 @@ fn onnx_recurrent_ops_are_checked() {
         edit(&mut bad);
         format_error(onnx_bytes(&bad.encode_to_vec()), Path::new("m.onnx"))
     };
-    // Weights of the wrong shape, a zero hidden size, an unknown direction.
-    let msg = err(&|m| m.graph.as_mut().unwrap().initializer[0] = tensor("W", &[1, 12, 2], &[0.1; 24]));
+    // Weights of the wrong shape, a zero hidden size.
+    let msg =
+        err(&|m| m.graph.as_mut().unwrap().initializer[0] = tensor("W", &[1, 12, 2], &[0.1; 24]));
     assert!(msg.contains("W has shape") && msg.contains("LSTM"), "{msg}");
     let msg = err(&|m| m.graph.as_mut().unwrap().node[1].attribute[0].i = 0);
     assert!(msg.contains("hidden_size"), "{msg}");

@@ -481,8 +481,14 @@ impl RecurrentStep {
                 EpAct::No => None,
             };
             let ops = Ops::of([bias, add, act]);
-            Gemm::new(isa, n, ARows::new(a, h), self.packed[d].parts[p].view(), ops.as_slice())
-                .run(&mut gates[cols.start..], gh);
+            Gemm::new(
+                isa,
+                n,
+                ARows::new(a, h),
+                self.packed[d].parts[p].view(),
+                ops.as_slice(),
+            )
+            .run(&mut gates[cols.start..], gh);
         };
         // One GEMM over every gate column: `+ b_R` (and `+ x`) in the epilogue.
         let whole_gemm = |w: &PackedB, add_x: bool, a: &[f32], gates: &mut [f32]| {
