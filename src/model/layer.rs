@@ -111,6 +111,8 @@ layers! {
         /// A recurrent layer over `[steps, features]` (Keras `SimpleRNN`, `LSTM`, `GRU`,
         /// `Bidirectional`; ONNX `RNN`, `LSTM`, `GRU`).
         Recurrent(RecurrentConfig),
+        /// `[features] -> [n, features]`, Keras `RepeatVector(n)`.
+        RepeatVector(RepeatVectorConfig),
         /// An elementwise merge of two or more inputs of one shape (Keras `Add`, `Subtract`,
         /// `Multiply`, `Average`, `Maximum`, `Minimum`).
         Merge(Merge),

@@ -56,6 +56,7 @@ pub use crate::ops::{
         MaxPooling2DConfig, Pooling1D, Pooling2D,
     },
     recurrent::{Cell, Direction, MergeMode, RecurrentConfig},
+    repeat::RepeatVectorConfig,
     resample::{Coordinates, Resample},
     reshape::ReshapeConfig,
     scale::{AddConstConfig, AffineConfig, RescalingConfig},

@@ -24,6 +24,7 @@ pub(crate) mod norm;
 pub(crate) mod permute;
 pub(crate) mod pool;
 pub(crate) mod recurrent;
+pub(crate) mod repeat;
 pub(crate) mod resample;
 pub(crate) mod reshape;
 pub(crate) mod scale;

@@ -11,7 +11,7 @@ use crate::model::{
     GlobalPooling2D, MaxPooling1DConfig, NormalizationConfig, PermuteConfig, Pooling2D, Resample,
     RescalingConfig, ReshapeConfig, SeparableConv2DConfig,
 };
-use crate::model::{Cell, Direction, MergeMode, RecurrentConfig};
+use crate::model::{Cell, Direction, MergeMode, RecurrentConfig, RepeatVectorConfig};
 use crate::model::{ChannelNorm, DType, Layer, Merge, Padding, RowNorm, TrainingOnly};
 use serde_json::Value;
 
@@ -220,6 +220,12 @@ const CLASSES: &[(&str, ClassFn)] = &[
     ("LSTM", |c, _| Ok(Layer::Recurrent(recurrent(c)?))),
     ("GRU", |c, _| Ok(Layer::Recurrent(recurrent(c)?))),
     ("Bidirectional", bidirectional),
+    ("RepeatVector", |c, _| {
+        Ok(Layer::RepeatVector(RepeatVectorConfig {
+            n: c.positive("n")?,
+        }))
+    }),
+    ("TimeDistributed", time_distributed),
     ("Functional", nested),
     ("Sequential", nested),
     ("Model", nested),
@@ -692,6 +698,29 @@ fn layer_normalization(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
         beta: c.bool_or("center", true)?.then(Vec::new),
         rms: false,
     }))
+}
+
+/// `TimeDistributed(Dense)`: a Dense over the last axis of `[steps, features]` is already the
+/// same Dense at every step (its weights are the wrapped layer's, `weights::WeightSource`).
+fn time_distributed(c: &Config<'_>, spec: &mut Spec) -> Res<Layer> {
+    let l = c.get("layer").ok_or_else(|| c.invalid("no wrapped layer"))?;
+    let class = l.get("class_name").and_then(Value::as_str).unwrap_or_default();
+    let config = l
+        .get("config")
+        .ok_or_else(|| c.invalid("the wrapped layer has no config"))?;
+    match class {
+        "Dense" => dense(
+            &Config {
+                c: config,
+                class,
+                name: c.name,
+            },
+            spec,
+        ),
+        other => Err(c.unsupported(format!(
+            "TimeDistributed({other}): only TimeDistributed(Dense) is supported"
+        ))),
+    }
 }
 
 /// A `SimpleRNN`, `LSTM` or `GRU`, its weights still to come (`weights::recurrent`).

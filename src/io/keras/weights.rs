@@ -101,6 +101,12 @@ impl<'s> WeightSource<'s> {
                 layer = Layer::Recurrent(config);
                 Some(weights)
             }
+            // The wrapped Dense of a `TimeDistributed`, in its own group (Keras 3).
+            (l, _) if spec.class == "TimeDistributed" => {
+                let v = self.sub_vars(h5, spec, &["layer"]).map_err(here)?;
+                let use_bias = l.weight_dims(&[]).is_some_and(|d| d.2);
+                Some(dense_weights(v, use_bias).map_err(here)?)
+            }
             // A kernel (and a bias): Dense, Conv1D, Conv2D.
             (l, Some(v)) if let Some((_, _, use_bias)) = l.weight_dims(&[]) => {
                 Some(dense_weights(v, use_bias).map_err(here)?)
