@@ -703,8 +703,13 @@ fn layer_normalization(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
 /// `TimeDistributed(Dense)`: a Dense over the last axis of `[steps, features]` is already the
 /// same Dense at every step (its weights are the wrapped layer's, `weights::WeightSource`).
 fn time_distributed(c: &Config<'_>, spec: &mut Spec) -> Res<Layer> {
-    let l = c.get("layer").ok_or_else(|| c.invalid("no wrapped layer"))?;
-    let class = l.get("class_name").and_then(Value::as_str).unwrap_or_default();
+    let l = c
+        .get("layer")
+        .ok_or_else(|| c.invalid("no wrapped layer"))?;
+    let class = l
+        .get("class_name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let config = l
         .get("config")
         .ok_or_else(|| c.invalid("the wrapped layer has no config"))?;
