@@ -31,6 +31,10 @@ Cases (Keras 3 unless said):
                   exporter unrolls nn.RNN into per-step MatMuls)
   seq2seq         an encoder-decoder forecaster: LSTM(16) -> RepeatVector(4) ->
                   LSTM(8, return_sequences) -> TimeDistributed(Dense(2)) (also with tf_keras)
+  masked_text     Embedding(mask_zero=True) -> Bidirectional(LSTM, return_sequences) ->
+                  GRU(go_backwards, return_sequences) -> SimpleRNN -> Dense on ids padded
+                  with zeros (at the end, in the middle, everywhere): Keras 3 (the mask
+                  written out) and tf_keras (the mask implicit)
   forecaster      tf_keras: LSTM(24, return_sequences) -> LSTM(16) -> Dense(1), a stacked
                   forecaster, and a Bidirectional(GRU(8, reset_after=False), merge_mode="mul")
                   branch joined by Concatenate
@@ -87,9 +91,11 @@ ACT = {"tanh": np.tanh, "sigmoid": sigmoid, "relu": lambda x: np.maximum(x, 0.0)
 
 
 def rnn64(kind, x, weights, units, act="tanh", rec="sigmoid", reset_after=True,
-          return_sequences=False, go_backwards=False):
+          return_sequences=False, go_backwards=False, mask=None, zero_masked=False):
     """One Keras recurrent layer in float64. x [N, T, F]; returns [N, T, H] or [N, H]
-    (with go_backwards the sequence is in the order computed, as Keras returns it)."""
+    (with go_backwards the sequence is in the order computed, as Keras returns it). `mask`
+    [N, T] (True: kept): a masked step keeps the state, and outputs it (or zeros with
+    `zero_masked`, as Bidirectional makes its layers do)."""
     f, g = ACT[act], ACT[rec]
     w = [np.asarray(v, np.float64) for v in weights]
     kernel, rk = w[0], w[1]
@@ -100,6 +106,8 @@ def rnn64(kind, x, weights, units, act="tanh", rec="sigmoid", reset_after=True,
     steps = range(t - 1, -1, -1) if go_backwards else range(t)
     outs = []
     for s in steps:
+        keep = np.ones((n, 1), bool) if mask is None else mask[:, s][:, None]
+        h_old, c_old = h, c
         xt = x[:, s, :]
         if kind == "lstm":
             z = xt @ kernel + bias + h @ rk
@@ -122,13 +130,17 @@ def rnn64(kind, x, weights, units, act="tanh", rec="sigmoid", reset_after=True,
             h = z * h + (1 - z) * hh
         else:
             h = f(xt @ kernel + bias + h @ rk)
-        outs.append(h)
+        h = np.where(keep, h, h_old)
+        c = np.where(keep, c, c_old)
+        outs.append(np.where(keep, h, 0.0) if zero_masked else h)
     if return_sequences:
         return np.stack(outs, axis=1)
     return h
 
 
 def bidir64(kind, x, fw, bw, units, merge, return_sequences, **kw):
+    if kw.get("mask") is not None:
+        kw["zero_masked"] = return_sequences
     a = rnn64(kind, x, fw, units, return_sequences=return_sequences, **kw)
     b = rnn64(kind, x, bw, units, return_sequences=return_sequences, go_backwards=True, **kw)
     if return_sequences:
@@ -247,6 +259,40 @@ def build(keras, name):
         b = bidir64("gru", xs, bw[:3], bw[3:], 8, "mul", False, reset_after=False)
         y = dense64(np.concatenate([a, b], -1), *by[dn])
         return model, x, y, ["tanh", "sigmoid"]
+    if name == "masked_text":
+        # Padded token ids (0) at the end, in the middle, and a sequence of padding only.
+        ids = rng.integers(1, 30, (BATCH, 10))
+        for i in range(BATCH):
+            ids[i, 10 - i % 6:] = 0
+        ids[1, 2] = ids[5, 0] = 0
+        ids[3, :] = 0
+        x = ids.astype(np.float32)
+        if keras.__version__.startswith("2"):
+            model = keras.Sequential([
+                keras.Input(shape=(10,)), L.Embedding(30, 8, mask_zero=True),
+                L.Bidirectional(L.LSTM(6, return_sequences=True)),
+                L.GRU(5, go_backwards=True, return_sequences=True), L.SimpleRNN(4),
+                L.Dense(2)])
+        else:
+            inp = keras.Input(shape=(10,))
+            e = L.Embedding(30, 8, mask_zero=True)(inp)
+            a = L.Bidirectional(L.LSTM(6, return_sequences=True))(e)
+            a = L.GRU(5, go_backwards=True, return_sequences=True)(a)
+            a = L.SimpleRNN(4)(a)
+            model = keras.Model(inp, L.Dense(2)(a))
+        randomize(model, name)
+        ws = [lay.get_weights() for lay in model.layers if lay.get_weights()]
+        emb, b1, g, r, d = ws
+        mask = ids != 0
+        h = emb[0].astype(np.float64)[ids]
+        h = bidir64("lstm", h, b1[:3], b1[3:], 6, "concat", True, mask=mask)
+        h = rnn64("gru", h, g, 5, return_sequences=True, go_backwards=True, mask=mask)
+        # go_backwards returns the steps in the order computed; the mask follows the steps
+        # it was given, so the next layer reads it reversed too... as Keras does: the mask
+        # of a go_backwards layer's output is its input's mask, unreversed.
+        h = rnn64("rnn", h, r, 4, mask=mask)
+        y = dense64(h, *d)
+        return model, x, y, ["tanh", "sigmoid"]
     if name == "seq2seq":
         model = keras.Sequential([
             keras.Input(shape=(12, 3)), L.LSTM(16), L.RepeatVector(4),
@@ -347,8 +393,9 @@ def make_torch():
     return cases
 
 
-KERAS3 = ["lstm_text", "gru_stack", "rnn_backwards", "bidirectional", "conv_lstm", "seq2seq"]
-TF_KERAS = ["forecaster", "gru_stack", "seq2seq"]
+KERAS3 = ["lstm_text", "gru_stack", "rnn_backwards", "bidirectional", "conv_lstm", "seq2seq",
+          "masked_text"]
+TF_KERAS = ["forecaster", "gru_stack", "seq2seq", "masked_text"]
 
 
 def make(flavour):

@@ -103,6 +103,7 @@ impl RnnSpec {
             run_order: reversed && self.dirs == 2,
             merge: MERGES[self.dirs.saturating_sub(3) % 4],
             directions,
+            mask: None,
         };
         (Layer::Recurrent(config), DenseWeights { kernel, bias })
     }
@@ -236,6 +237,7 @@ fn hostile_recurrent_configs_are_errors() {
             recurrent_bias: None,
         }],
         merge: MergeMode::Concat,
+        mask: None,
     };
     let weights = || {
         Some(DenseWeights {

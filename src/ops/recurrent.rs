@@ -16,8 +16,9 @@ use super::conv1d::steps_channels;
 use super::{LayerOp, Lowering, Reference};
 use crate::error::{Error, Result};
 use crate::kernels::{self, ARows, Activation, EpOp, Gemm, Isa, PackedB};
+use crate::model::DType;
 use crate::passes::Op;
-use crate::plan::{Padding, StepIo, StepOp, StepRef};
+use crate::plan::{Padding, StepInputs, StepIo, StepOp, StepRef};
 
 /// What a recurrent layer computes at each step, from its gates' pre-activations (the input
 /// projection plus the recurrent one, in Keras's gate order).
@@ -105,6 +106,19 @@ pub struct RecurrentConfig {
     pub directions: Vec<Direction>,
     /// How two directions are joined.
     pub merge: MergeMode,
+    /// Steps masked by token ids (Keras's `mask_zero`), if any.
+    pub mask: Option<StepMask>,
+}
+
+/// A recurrent layer under a mask: it reads the token ids `[steps]` as a second input, and a
+/// step whose id is 0 carries the state over, as Keras does: a sequence padded with zeros
+/// ends in the state it has alone, whichever way it runs. A sequence masked at every step
+/// keeps the zero initial state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepMask {
+    /// A masked step outputs zeros (Keras's `Bidirectional` with `return_sequences`), instead
+    /// of the state carried over.
+    pub zero_outputs: bool,
 }
 
 impl RecurrentConfig {
@@ -178,8 +192,23 @@ impl LayerOp for RecurrentConfig {
         }
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
-        let s = super::one(inputs)?;
+        let s = match (inputs, self.mask) {
+            ([x], None) | ([x, _], Some(_)) => x.to_vec(),
+            _ => {
+                return Err(format!(
+                    "{} reads {} input(s), got {}",
+                    self.cell.class(),
+                    1 + usize::from(self.mask.is_some()),
+                    inputs.len()
+                ));
+            }
+        };
         let (steps, _) = steps_channels(&s, self.cell.class())?;
+        if let [_, ids] = inputs
+            && **ids != [steps]
+        {
+            return Err(format!("the mask's ids are {ids:?}, expected [{steps}]"));
+        }
         self.check()?;
         if steps == 0 {
             return Err(format!("{} needs at least one step", self.cell.class()));
@@ -190,6 +219,10 @@ impl LayerOp for RecurrentConfig {
         };
         crate::model::checked_elems(&shape)?;
         Ok(shape)
+    }
+    fn reads(&self, dtypes: &[DType]) -> bool {
+        // The token ids of a mask may be integers.
+        dtypes.first() == Some(&DType::F32)
     }
     fn param_count(&self) -> usize {
         self.directions
@@ -214,9 +247,14 @@ impl LayerOp for RecurrentConfig {
             conv: None,
         };
         let width = self.gate_width() * self.directions.len();
+        // The projection reads the features; the recurrence it and the mask's ids.
+        let ids = cx.inputs.get(1).copied();
+        cx.inputs.truncate(1);
         cx.push("input projection", projection, vec![steps, width]);
+        cx.inputs.extend(ids);
         Ok(Op::Step(StepRef::new(RecurrentStep {
             config: self.clone(),
+            steps,
             packed: Vec::new(),
             isa: None,
         })))
@@ -232,9 +270,11 @@ impl LayerOp for RecurrentConfig {
             self.width()
         };
         let mut y = vec![0.0; cx.batch * per];
-        for (x, out) in xp.chunks_exact(steps * xw).zip(y.chunks_exact_mut(per)) {
+        let samples = xp.chunks_exact(steps * xw).zip(y.chunks_exact_mut(per));
+        for (b, (x, out)) in samples.enumerate() {
+            let ids = cx.inputs.get(1).map(|ids| &ids[b * steps..][..steps]);
             for (d, dir) in self.directions.iter().enumerate() {
-                reference_direction(self, d, dir, x, steps, out);
+                reference_direction(self, d, dir, (x, ids), steps, out);
             }
         }
         Ok(y)
@@ -247,7 +287,7 @@ fn reference_direction(
     c: &RecurrentConfig,
     d: usize,
     dir: &Direction,
-    x: &[f64],
+    (x, ids): (&[f64], Option<&[f64]>),
     steps: usize,
     out: &mut [f64],
 ) {
@@ -260,6 +300,16 @@ fn reference_direction(
     let (mut state, mut cell) = (vec![0.0; h], vec![0.0; h]);
     for k in 0..steps {
         let pos = if dir.reverse { steps - 1 - k } else { k };
+        let at = if c.run_order { k } else { pos };
+        if ids.is_some_and(|ids| ids[pos] == 0.0) {
+            // A masked step: the state carries over.
+            if c.return_sequences {
+                let zero = c.mask.is_some_and(|m| m.zero_outputs);
+                let y = if zero { &vec![0.0; h][..] } else { &state[..] };
+                merge(c, d, &mut out[at * c.width()..][..c.width()], y);
+            }
+            continue;
+        }
         let xt = &x[pos * xw + d * gh..][..gh];
         // `h R + b_R` over the columns `cols`, scaling `h` by `scale` first.
         let recurrent = |state: &[f64], cols: std::ops::Range<usize>| -> Vec<f64> {
@@ -305,7 +355,6 @@ fn reference_direction(
             }
         }
         if c.return_sequences {
-            let at = if c.run_order { k } else { pos };
             merge(c, d, &mut out[at * c.width()..][..c.width()], &state);
         }
     }
@@ -340,6 +389,8 @@ const BLOCK: usize = 32;
 #[derive(Debug)]
 struct RecurrentStep {
     config: RecurrentConfig,
+    /// Steps at the plan's longest sequence.
+    steps: usize,
     /// Per direction, the packed recurrent kernel.
     packed: Vec<Packed>,
     /// The tier `packed` is for (`None` until the plan packs it).
@@ -364,11 +415,16 @@ struct Packed {
 /// samples the parts are 2% (LSTM) and 11% (bidirectional GRU) faster.
 const FEW_ROWS: usize = 4;
 
-/// One block's scratch: the gates, the state, the LSTM's cell (or the GRU's scaled state).
+/// One block's scratch: the gates, the state, the LSTM's cell (or the GRU's scaled state);
+/// under a mask, the block's token ids (`[n, steps]`), the masked rows' state while a step
+/// runs, and a row of zeros (a masked step's output).
 struct State<'s> {
     gates: &'s mut [f32],
     h: &'s mut [f32],
     c: &'s mut [f32],
+    ids: &'s mut [f32],
+    kept: &'s mut [f32],
+    zeros: &'s [f32],
 }
 
 impl RecurrentStep {
@@ -403,24 +459,42 @@ impl RecurrentStep {
         a * self.config.units..b * self.config.units
     }
 
-    /// Samples of one thread: blocks of up to [`BLOCK`], each direction in turn.
-    fn samples(&self, isa: Isa, steps: usize, x: &[f32], out: &mut [f32], scratch: &mut [f32]) {
+    /// Samples `first..` of the chunk (one thread's): blocks of up to [`BLOCK`], each
+    /// direction in turn.
+    fn samples(
+        &self,
+        isa: Isa,
+        (steps, first): (usize, usize),
+        ins: &StepInputs<'_>,
+        (x, out): (&[f32], &mut [f32]),
+        scratch: &mut [f32],
+    ) {
         let c = &self.config;
         let xw = c.gate_width() * c.directions.len();
         let per = out_len(c, steps);
         let (h, gh) = (c.units, c.gate_width());
-        for (x, out) in x
-            .chunks(BLOCK * steps * xw)
-            .zip(out.chunks_mut(BLOCK * per))
-        {
+        let blocks = x.chunks(BLOCK * steps * xw).zip(out.chunks_mut(BLOCK * per));
+        for (b, (x, out)) in blocks.enumerate() {
             let n = out.len() / per;
-            let (gates, rest) = scratch.split_at_mut(n * gh);
-            let (hs, rest) = rest.split_at_mut(n * h);
-            let cs = &mut rest[..n * h];
+            let (gates, rest) = scratch.split_at_mut(BLOCK * gh);
+            let (hs, rest) = rest.split_at_mut(BLOCK * h);
+            let (cs, rest) = rest.split_at_mut(BLOCK * h);
+            let masked = c.mask.is_some();
+            let (ids, rest) = rest.split_at_mut(if masked { BLOCK * self.steps } else { 0 });
+            let (kept, rest) = rest.split_at_mut(if masked { BLOCK * 2 * h } else { 0 });
+            let zeros = &mut rest[..if masked { h } else { 0 }];
+            zeros.fill(0.0);
+            let ids = &mut ids[..if masked { n * steps } else { 0 }];
+            if masked {
+                ins.copy_f32(1, (first + b * BLOCK) * steps, ids);
+            }
             let mut st = State {
-                gates,
-                h: hs,
-                c: cs,
+                gates: &mut gates[..n * gh],
+                h: &mut hs[..n * h],
+                c: &mut cs[..n * h],
+                ids,
+                kept,
+                zeros,
             };
             for d in 0..c.directions.len() {
                 self.direction(isa, d, (n, steps), x, out, &mut st);
@@ -443,15 +517,42 @@ impl RecurrentStep {
         let xw = gh * c.directions.len();
         let per = out_len(c, steps);
         let reverse = c.directions[d].reverse;
+        let zero_outputs = c.mask.is_some_and(|m| m.zero_outputs);
         st.h.fill(0.0);
         st.c.fill(0.0);
         for k in 0..steps {
             let pos = if reverse { steps - 1 - k } else { k };
-            self.step(isa, d, n, (&x[pos * xw + d * gh..], steps * xw), st);
+            // Rows whose id at this step is 0 (none without a mask).
+            let masked = |ids: &[f32], r: usize| ids.get(r * steps + pos) == Some(&0.0);
+            let any = (0..n).any(|r| masked(st.ids, r));
+            if any && (0..n).all(|r| masked(st.ids, r)) {
+                // Every row carries its state over: no step to run.
+            } else if any {
+                // Run the step, then put the masked rows' state back (each row of a step is
+                // computed on its own: the others' bits do not depend on it).
+                for r in (0..n).filter(|&r| masked(st.ids, r)) {
+                    let (kh, kc) = st.kept[r * 2 * h..][..2 * h].split_at_mut(h);
+                    kh.copy_from_slice(&st.h[r * h..][..h]);
+                    kc.copy_from_slice(&st.c[r * h..][..h]);
+                }
+                self.step(isa, d, n, (&x[pos * xw + d * gh..], steps * xw), st);
+                for r in (0..n).filter(|&r| masked(st.ids, r)) {
+                    let (kh, kc) = st.kept[r * 2 * h..][..2 * h].split_at(h);
+                    st.h[r * h..][..h].copy_from_slice(kh);
+                    st.c[r * h..][..h].copy_from_slice(kc);
+                }
+            } else {
+                self.step(isa, d, n, (&x[pos * xw + d * gh..], steps * xw), st);
+            }
             if c.return_sequences {
                 let at = if c.run_order { k } else { pos };
                 for (r, state) in st.h.chunks_exact(h).enumerate() {
-                    merge(c, d, &mut out[r * per + at * w..][..w], state);
+                    let y = if zero_outputs && masked(st.ids, r) {
+                        st.zeros
+                    } else {
+                        state
+                    };
+                    merge(c, d, &mut out[r * per + at * w..][..w], y);
                 }
             }
         }
@@ -652,23 +753,42 @@ impl StepOp for RecurrentStep {
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
         let want = self.config.gate_width() * self.config.directions.len();
+        let masked = self.config.mask.is_some();
         match inputs {
-            [[steps, w]] if *w == want => Ok(match self.config.return_sequences {
-                true => vec![*steps, self.config.width()],
-                false => vec![self.config.width()],
-            }),
+            [[steps, w], rest @ ..]
+                if *w == want && rest.len() == usize::from(masked) && rest.iter().all(|r| *r == [*steps]) =>
+            {
+                Ok(match self.config.return_sequences {
+                    true => vec![*steps, self.config.width()],
+                    false => vec![self.config.width()],
+                })
+            }
+            _ if masked => Err(format!("a masked recurrence reads [steps, {want}] and [steps]")),
             _ => Err(format!("a recurrence reads [steps, {want}]")),
         }
     }
     fn scratch(&self) -> usize {
         let c = &self.config;
-        BLOCK * (c.gate_width() + 2 * c.units)
+        let mask = match c.mask {
+            // The block's ids, its rows' kept state and a row of zeros.
+            Some(_) => BLOCK * (self.steps + 2 * c.units) + c.units,
+            None => 0,
+        };
+        BLOCK * (c.gate_width() + 2 * c.units) + mask
     }
     fn seq(&self, ins: &[bool]) -> Result<bool, String> {
         Ok(ins.first().copied().unwrap_or(false) && self.config.return_sequences)
     }
     fn padding(&self) -> Padding {
         let c = &self.config;
+        if c.mask.is_some() {
+            // Padded steps (id 0) carry the state over: a sequence ends, in either direction,
+            // in the state it has alone.
+            return Padding::MaskedBy {
+                input: 1,
+                one: false,
+            };
+        }
         match c.return_sequences && c.directions.iter().all(|d| !d.reverse) {
             true => Padding::Exact,
             false => Padding::Changes,
@@ -699,6 +819,7 @@ impl StepOp for RecurrentStep {
         }
         Some(Ok(StepRef::new(RecurrentStep {
             config: c.clone(),
+            steps: self.steps,
             packed,
             isa: Some(isa),
         })))
@@ -731,7 +852,10 @@ impl StepOp for RecurrentStep {
         let items = x
             .chunks(each * steps * xw)
             .zip(out.chunks_mut(each * per))
-            .zip(scratch.chunks_mut(one));
-        StepIo::for_each(pool, items, |((x, o), s)| self.samples(isa, steps, x, o, s));
+            .zip(scratch.chunks_mut(one))
+            .enumerate();
+        StepIo::for_each(pool, items, |(p, ((x, o), s))| {
+            self.samples(isa, (steps, p * each), &ins, (x, o), s)
+        });
     }
 }

@@ -216,9 +216,9 @@ const CLASSES: &[(&str, ClassFn)] = &[
         }))
     }),
     ("MultiHeadAttention", super::mha::class),
-    ("SimpleRNN", |c, _| Ok(Layer::Recurrent(recurrent(c)?))),
-    ("LSTM", |c, _| Ok(Layer::Recurrent(recurrent(c)?))),
-    ("GRU", |c, _| Ok(Layer::Recurrent(recurrent(c)?))),
+    ("SimpleRNN", |c, _| Ok(Layer::Recurrent(recurrent(c, false)?))),
+    ("LSTM", |c, _| Ok(Layer::Recurrent(recurrent(c, false)?))),
+    ("GRU", |c, _| Ok(Layer::Recurrent(recurrent(c, false)?))),
     ("Bidirectional", bidirectional),
     ("RepeatVector", |c, _| {
         Ok(Layer::RepeatVector(RepeatVectorConfig {
@@ -729,7 +729,8 @@ fn time_distributed(c: &Config<'_>, spec: &mut Spec) -> Res<Layer> {
 }
 
 /// A `SimpleRNN`, `LSTM` or `GRU`, its weights still to come (`weights::recurrent`).
-fn recurrent(c: &Config<'_>) -> Res<RecurrentConfig> {
+/// `wrapped`: inside a `Bidirectional`, which decides what a masked step outputs.
+fn recurrent(c: &Config<'_>, wrapped: bool) -> Res<RecurrentConfig> {
     let cell = match c.class {
         "SimpleRNN" => Cell::Simple,
         "LSTM" => Cell::Lstm,
@@ -750,6 +751,9 @@ fn recurrent(c: &Config<'_>) -> Res<RecurrentConfig> {
             return Err(c.unsupported(format!("{what} is not supported")));
         }
     }
+    if !wrapped && c.bool_or("zero_output_for_mask", false)? {
+        return Err(c.unsupported("zero_output_for_mask=True is not supported"));
+    }
     let go_backwards = c.bool_or("go_backwards", false)?;
     let activation = |key, default| match c.get(key) {
         None => Ok(default),
@@ -769,6 +773,7 @@ fn recurrent(c: &Config<'_>) -> Res<RecurrentConfig> {
             recurrent_bias: None,
         }],
         merge: MergeMode::Concat,
+        mask: None,
     })
 }
 
@@ -785,11 +790,14 @@ fn bidirectional(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
         let config = l
             .get("config")
             .ok_or_else(|| c.invalid(format!("{key} has no config")))?;
-        recurrent(&Config {
-            c: config,
-            class,
-            name: c.name,
-        })
+        recurrent(
+            &Config {
+                c: config,
+                class,
+                name: c.name,
+            },
+            true,
+        )
         .map(Some)
     };
     let forward = inner("layer")?.ok_or_else(|| c.invalid("no wrapped layer"))?;

@@ -7,7 +7,7 @@ use super::classes::layer_spec;
 use super::{Fault, LoadOptions, Res};
 use crate::kernels::Activation;
 use crate::model::DenseConfig;
-use crate::model::{DType, Layer};
+use crate::model::{DType, Layer, StepMask};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -488,6 +488,7 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
         let ids = mask_source(specs, arg, 0);
         match (&s.layer, ids) {
             (Layer::GlobalAveragePooling1D, Some(ids)) => specs[i].mask_ids = Some(ids),
+            (Layer::Recurrent(_), Some(ids)) => mask_recurrent(&mut specs[i], ids),
             _ => {
                 return Err(s.fault(Fault::unsupported(format!(
                     "a mask argument ({arg:?}) is read only by GlobalAveragePooling1D, from an \
@@ -566,12 +567,20 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
                 }
                 // Keras 3's GlobalMaxPooling1D takes no mask: the maximum of every step.
                 Layer::GlobalMaxPooling1D => continue,
-                // Keras carries a masked step's state over; sinter would run it.
-                Layer::Recurrent(_) => {
-                    return Err(s.fault(Fault::unsupported(
-                        "reads an Embedding's mask_zero mask: a recurrent layer under a mask is \
-                         not supported yet (save the model with mask_zero=False)",
-                    )));
+                // A masked step carries the state over: the ids become an input. The
+                // output keeps the mask only with every step's state.
+                Layer::Recurrent(r) => {
+                    let keeps = r.return_sequences;
+                    let ids = source.clone().ok_or_else(|| {
+                        s.fault(Fault::unsupported(
+                            "runs under the masks of several Embeddings with mask_zero=True",
+                        ))
+                    })?;
+                    mask_recurrent(&mut specs[i], ids);
+                    if keeps {
+                        masked.insert(specs[i].name.clone(), source);
+                    }
+                    continue;
                 }
                 Layer::Attention(_)
                 | Layer::Activation(Activation::Softmax | Activation::LogSoftmax) => {
@@ -587,6 +596,19 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
         masked.insert(s.name.clone(), source);
     }
     Ok(())
+}
+
+/// A recurrent layer under the mask of the token ids `ids`: they become its second input. A
+/// `Bidirectional` returning every step outputs zeros at masked steps (Keras forces
+/// `zero_output_for_mask` there); a single layer outputs the state it carried over.
+fn mask_recurrent(spec: &mut Spec, ids: String) {
+    let wrapper = spec.class == "Bidirectional";
+    if let Layer::Recurrent(r) = &mut spec.layer {
+        r.mask = Some(StepMask {
+            zero_outputs: wrapper && r.return_sequences,
+        });
+    }
+    spec.mask_ids = Some(ids);
 }
 
 /// The classes Keras 3 writes a mask out with.

@@ -126,6 +126,7 @@ pub(super) fn recurrent(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> 
         run_order: false,
         directions,
         merge: MergeMode::Concat,
+        mask: None,
     });
     for (i, what) in [(1, "Y_h"), (2, "Y_c")] {
         if node
