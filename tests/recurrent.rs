@@ -288,3 +288,125 @@ fn hostile_recurrent_configs_are_errors() {
     let img = Input::new([2, 2, 3]).unwrap();
     assert!(apply(Layer::Recurrent(config), None, &[&img], weights()).is_err());
 }
+
+/// A masked stack: token ids `[steps]` (0 = padding) select rows of an Embedding and mask
+/// every recurrent layer, as Keras's `mask_zero` does.
+#[derive(Clone, Debug)]
+struct Masked {
+    net: Net,
+    /// Per sample, its real length; the rest is padding (id 0), plus holes at these steps.
+    lens: Vec<usize>,
+    holes: Vec<usize>,
+    zero_outputs: bool,
+}
+
+const VOCAB: usize = 7;
+
+impl Masked {
+    /// The model over `steps` positions (the weights do not depend on it).
+    fn model(&self, steps: usize) -> Model {
+        let net = &self.net;
+        let mut rng = SplitMix64::new(net.seed);
+        let ids = Input::new([steps]).unwrap();
+        let table = vals(&mut rng, VOCAB * net.features, 1.0);
+        let mut h = Embedding::new(VOCAB, net.features)
+            .weights(table)
+            .call(&ids)
+            .unwrap();
+        let last = net.layers.len() - 1;
+        for (i, l) in net.layers.iter().enumerate() {
+            let features = *h.shape().last().unwrap();
+            let (mut layer, w) = l.layer(&mut rng, features, i < last || net.sequences);
+            if let Layer::Recurrent(r) = &mut layer {
+                r.mask = Some(StepMask {
+                    zero_outputs: self.zero_outputs,
+                });
+            }
+            h = apply(layer, None, &[&h, &ids], Some(w)).unwrap();
+        }
+        Model::new(&ids, &h).unwrap()
+    }
+
+    /// Ids of every sample over `steps` positions.
+    fn ids(&self, steps: usize) -> Vec<f32> {
+        let mut rng = SplitMix64::new(self.net.seed ^ 0x1d5);
+        let mut ids = Vec::new();
+        for &len in &self.lens {
+            for t in 0..steps {
+                let id = 1 + (rng.next_u64() % (VOCAB as u64 - 1)) as usize;
+                let hole = self.holes.contains(&t);
+                ids.push(if t < len && !hole { id as f32 } else { 0.0 });
+            }
+        }
+        ids
+    }
+}
+
+fn masked() -> impl Strategy<Value = Masked> {
+    (
+        net(),
+        prop::collection::vec(0usize..10, 1..4),
+        any::<bool>(),
+    )
+        .prop_map(|(mut net, holes, zero_outputs)| {
+            let lens = (0..net.batch)
+                .map(|b| (b * 7 + 3) % (net.steps + 1))
+                .collect();
+            net.features = net.features.max(1);
+            Masked {
+                net,
+                lens,
+                holes,
+                zero_outputs,
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(common::cases(150)))]
+
+    /// Under a mask: every invariant, the f64 reference, and a sequence padded with zero ids
+    /// ends in the bits of the unpadded one (a layer that returns only its last state).
+    #[test]
+    fn masked_stacks_carry_the_state_over(m in masked()) {
+        let net = &m.net;
+        let model = m.model(net.steps);
+        let ids = m.ids(net.steps);
+        let opts = |threads, isa| {
+            CompileOptions::new().threads(threads).isa(isa).max_batch(net.batch)
+        };
+        let run = |model: &Model, ids: &[f32], opts: CompileOptions| {
+            let plan = Arc::new(model.compile(&opts).unwrap());
+            plan.run_all(&[Values::F32(ids)]).unwrap().swap_remove(0)
+        };
+        let base = run(&model, &ids, opts(1, None));
+        for t in [2, 3] {
+            prop_assert!(same_bits(&base, &run(&model, &ids, opts(t, None).parallel_flops(0))), "threads {}", t);
+        }
+        for isa in Isa::available() {
+            prop_assert!(same_bits(&base, &run(&model, &ids, opts(1, Some(isa)))), "isa {}", isa);
+        }
+        let per = base.len() / net.batch;
+        for r in 0..net.batch {
+            let alone = run(&model, &ids[r * net.steps..][..net.steps], opts(1, None).max_batch(1));
+            prop_assert!(same_bits(&alone, &base[r * per..][..per]), "sample {}", r);
+        }
+        let want = sinter::reference::run_all(&model, &[Values::F32(&ids)]).unwrap();
+        for (i, (&g, &r)) in base.iter().zip(&want[0]).enumerate() {
+            if g.is_finite() && r.is_finite() && m.net.layers.iter().all(|l| Activation::ALL[l.act] == Activation::Tanh && l.rec <= 2) {
+                prop_assert!((f64::from(g) - r).abs() <= 1e-4 * (1.0 + r.abs()), "value {}: {} vs {}", i, g, r);
+            }
+        }
+        // Two more padded steps: the last states keep their bits (unless a layer returns its
+        // steps in the order it ran them backwards, which padding moves, in Keras too).
+        let moves = net.layers.iter().rev().skip(1).any(|l| l.dirs == 2);
+        if !net.sequences && !moves {
+            let longer = m.model(net.steps + 2);
+            let padded: Vec<f32> = ids
+                .chunks(net.steps)
+                .flat_map(|s| s.iter().copied().chain([0.0, 0.0]))
+                .collect();
+            prop_assert!(same_bits(&base, &run(&longer, &padded, opts(1, None))), "padded");
+        }
+    }
+}

@@ -473,7 +473,9 @@ impl RecurrentStep {
         let xw = c.gate_width() * c.directions.len();
         let per = out_len(c, steps);
         let (h, gh) = (c.units, c.gate_width());
-        let blocks = x.chunks(BLOCK * steps * xw).zip(out.chunks_mut(BLOCK * per));
+        let blocks = x
+            .chunks(BLOCK * steps * xw)
+            .zip(out.chunks_mut(BLOCK * per));
         for (b, (x, out)) in blocks.enumerate() {
             let n = out.len() / per;
             let (gates, rest) = scratch.split_at_mut(BLOCK * gh);
@@ -756,14 +758,18 @@ impl StepOp for RecurrentStep {
         let masked = self.config.mask.is_some();
         match inputs {
             [[steps, w], rest @ ..]
-                if *w == want && rest.len() == usize::from(masked) && rest.iter().all(|r| *r == [*steps]) =>
+                if *w == want
+                    && rest.len() == usize::from(masked)
+                    && rest.iter().all(|r| *r == [*steps]) =>
             {
                 Ok(match self.config.return_sequences {
                     true => vec![*steps, self.config.width()],
                     false => vec![self.config.width()],
                 })
             }
-            _ if masked => Err(format!("a masked recurrence reads [steps, {want}] and [steps]")),
+            _ if masked => Err(format!(
+                "a masked recurrence reads [steps, {want}] and [steps]"
+            )),
             _ => Err(format!("a recurrence reads [steps, {want}]")),
         }
     }
@@ -781,7 +787,10 @@ impl StepOp for RecurrentStep {
     }
     fn padding(&self) -> Padding {
         let c = &self.config;
-        if c.mask.is_some() {
+        // Keras's `go_backwards` returns its steps in the order it ran them: padding moves
+        // them.
+        let moves = c.return_sequences && c.run_order && c.directions.iter().any(|d| d.reverse);
+        if c.mask.is_some() && !moves {
             // Padded steps (id 0) carry the state over: a sequence ends, in either direction,
             // in the state it has alone.
             return Padding::MaskedBy {

@@ -216,7 +216,9 @@ const CLASSES: &[(&str, ClassFn)] = &[
         }))
     }),
     ("MultiHeadAttention", super::mha::class),
-    ("SimpleRNN", |c, _| Ok(Layer::Recurrent(recurrent(c, false)?))),
+    ("SimpleRNN", |c, _| {
+        Ok(Layer::Recurrent(recurrent(c, false)?))
+    }),
     ("LSTM", |c, _| Ok(Layer::Recurrent(recurrent(c, false)?))),
     ("GRU", |c, _| Ok(Layer::Recurrent(recurrent(c, false)?))),
     ("Bidirectional", bidirectional),
