@@ -773,6 +773,10 @@ impl StepOp for RecurrentStep {
             _ => Err(format!("a recurrence reads [steps, {want}]")),
         }
     }
+    fn flops(&self) -> usize {
+        let c = &self.config;
+        2 * self.steps * c.directions.len() * c.units * c.gate_width()
+    }
     fn scratch(&self) -> usize {
         let c = &self.config;
         let mask = match c.mask {

@@ -450,6 +450,7 @@ impl Plan {
             .iter()
             .map(|s| match &s.kind {
                 Kind::Dense { w, rows, .. } => 2 * rows * w.k() * w.n(),
+                Kind::Op(op) => op.0.flops(),
                 _ => 0,
             })
             .sum()

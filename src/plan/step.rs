@@ -50,6 +50,11 @@ pub(crate) trait StepOp: Send + Sync + fmt::Debug {
     fn with_packed_qkv(&self) -> Option<StepRef> {
         None
     }
+    /// Multiply-add flops (2 per multiply-add) per sample at the plan's longest sequence, for
+    /// GFLOP/s figures: the GEMMs the step runs itself (0: none worth counting).
+    fn flops(&self) -> usize {
+        0
+    }
     /// The step with the weights it holds packed for `isa` (a recurrence's recurrent
     /// kernels), asked once when the plan is compiled; `None`: it holds none, run it as it is.
     fn pack(&self, _isa: Isa) -> Option<Result<StepRef, String>> {
