@@ -35,6 +35,7 @@ Cases (Keras 3 unless said):
                   GRU(go_backwards, return_sequences) -> SimpleRNN -> Dense on ids padded
                   with zeros (at the end, in the middle, everywhere): Keras 3 (the mask
                   written out) and tf_keras (the mask implicit)
+  lstm_tf2onnx    LSTM(12) -> Dense(3) through tf2onnx (lstm_tf2onnx.onnx only)
   forecaster      tf_keras: LSTM(24, return_sequences) -> LSTM(16) -> Dense(1), a stacked
                   forecaster, and a Bidirectional(GRU(8, reset_after=False), merge_mode="mul")
                   branch joined by Concatenate
@@ -293,6 +294,13 @@ def build(keras, name):
         h = rnn64("rnn", h, r, 4, mask=mask)
         y = dense64(h, *d)
         return model, x, y, ["tanh", "sigmoid"]
+    if name == "lstm_tf2onnx":
+        model = keras.Sequential([keras.Input(shape=(9, 5)), L.LSTM(12), L.Dense(3)])
+        x = normal(9, 5)
+        randomize(model, name)
+        lstm, d = (lay.get_weights() for lay in model.layers)
+        y = dense64(rnn64("lstm", x.astype(np.float64), lstm, 12), *d)
+        return model, x, y, ["tanh", "sigmoid"]
     if name == "seq2seq":
         model = keras.Sequential([
             keras.Input(shape=(12, 3)), L.LSTM(16), L.RepeatVector(4),
@@ -394,8 +402,40 @@ def make_torch():
 
 
 KERAS3 = ["lstm_text", "gru_stack", "rnn_backwards", "bidirectional", "conv_lstm", "seq2seq",
-          "masked_text"]
+          "masked_text", "lstm_tf2onnx"]
 TF_KERAS = ["forecaster", "gru_stack", "seq2seq", "masked_text"]
+
+
+def tf2onnx_case(model, name, x, y, y64, acts):
+    """The Keras model through tf2onnx (`from_function`, opset 17): Transpose -> LSTM ->
+    Squeeze -> Slice of the last step -> Squeeze. A file once written is kept (tf2onnx's
+    node names change from run to run)."""
+    import onnx
+    import onnxruntime as ort
+    import tensorflow as tf
+    import tf2onnx
+    file = OUT / f"{name}.onnx"
+    if not file.exists():
+        spec = (tf.TensorSpec((None, *x.shape[1:]), tf.float32, name="input"),)
+        fn = tf.function(lambda t: model(t, training=False))
+        proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=17)
+        onnx.save(proto, file)
+    y_ort = ort.InferenceSession(str(file)).run(None, {"input": x})[0]
+    return {
+        "name": name,
+        "model": file.name,
+        "format": "onnx",
+        "input": f"{name}.input.npy",
+        "expected": f"{name}.keras.out.npy",
+        "f64": f"{name}.f64.out.npy",
+        "activations": acts,
+        "max_abs_peer_vs_f64": maxabs(y, y64),
+        "max_abs_ort_vs_keras": maxabs(y_ort, y),
+        "note": f"tf2onnx {tf2onnx.__version__} from_function of a Keras LSTM, opset 17",
+        "input_scale": INPUT_SCALE,
+        "input_shape": list(x.shape),
+        "output_shape": list(y.shape),
+    }
 
 
 def make(flavour):
@@ -417,6 +457,9 @@ def make(flavour):
         np.save(OUT / f"{name}.input.npy", x)
         np.save(OUT / f"{stem}.keras.out.npy", y)
         np.save(OUT / f"{stem}.f64.out.npy", np.asarray(y64, np.float64))
+        if name == "lstm_tf2onnx":
+            cases.append(tf2onnx_case(model, name, x, y, y64, acts))
+            continue
         files = [("keras-h5", f"{stem}.h5")]
         if flavour != "tf_keras":
             files.insert(0, ("keras", f"{stem}.keras"))

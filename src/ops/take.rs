@@ -62,6 +62,7 @@ impl LayerOp for TakeConfig {
             len,
             inner,
             indices: self.indices.clone(),
+            shape: cx.node.shape.clone(),
         })))
     }
     fn reference(&self, cx: &Reference<'_>) -> Result<Vec<f64>> {
@@ -88,6 +89,8 @@ struct TakeStep {
     len: usize,
     inner: usize,
     indices: Vec<usize>,
+    /// The output's shape.
+    shape: Vec<usize>,
 }
 
 impl StepOp for TakeStep {
@@ -105,7 +108,7 @@ impl StepOp for TakeStep {
         if n != self.outer * self.len * self.inner {
             return Err(format!("take of {n} values per sample"));
         }
-        Ok(vec![self.outer * self.indices.len() * self.inner])
+        Ok(self.shape.clone())
     }
     fn seq(&self, ins: &[bool]) -> Result<bool, String> {
         // Picked along the sequence: fixed positions out; along another axis: every

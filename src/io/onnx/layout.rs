@@ -47,11 +47,12 @@ pub(super) enum Layout {
 
 /// The ops that read a time-major tensor ([`Layout::is_time_major`]): the moves that bring
 /// the batch back first, `Shape`, and the recurrent ops.
-pub(super) const TIME_MAJOR_READERS: [&str; 8] = [
+pub(super) const TIME_MAJOR_READERS: [&str; 9] = [
     "Transpose",
     "Reshape",
     "Squeeze",
     "Gather",
+    "Slice",
     "Shape",
     "LSTM",
     "GRU",

@@ -76,6 +76,7 @@ pub(super) const OPS: &[(&str, OpFn)] = &[
     ("MatMul", gemm::matmul),
     // Recurrent layers.
     ("LSTM", recurrent::recurrent),
+    ("Slice", shape::slice_steps),
     ("GRU", recurrent::recurrent),
     ("RNN", recurrent::recurrent),
     // Convolution and pooling (1-D).

@@ -292,6 +292,14 @@ pub(super) fn squeeze(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
             cx.alias(node, x)?;
             return cx.set_layout(node, Layout::Tnc);
         }
+        // One step of `[1, N, C]` without its step axis: `[N, C]`, batch first again.
+        let x = cx.input_node(node, 0)?;
+        if let (Layout::Tnc, &[1, c]) = (layout, &cx.nodes[x].shape[..])
+            && node.op_type == "Squeeze"
+            && matches!(axes[..], [0] | [-3])
+        {
+            return cx.view(node, x, vec![c]);
+        }
         return Err(cx.unsupported(
             node,
             format!("axes {axes:?} of a time-major tensor (ONNX's batch on axis 1)"),
@@ -360,6 +368,49 @@ pub(super) fn squeeze(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
             .collect()
     };
     cx.view(node, x, shape)
+}
+
+/// `Slice` of a computed tensor (constants are sliced at load time): the steps `start..end`
+/// of a time-major `[T, N, C]` (tf2onnx's last step of a Keras LSTM, `Y[-1:]`), a take along
+/// sinter's first axis.
+pub(super) fn slice_steps(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
+    let x = cx.input_node(node, 0)?;
+    let ints = |cx: &Converter<'_>, i: usize| -> Result<Option<Vec<i64>>> {
+        match node.input.get(i).filter(|n| !n.is_empty()) {
+            Some(_) => Ok(Some(cx.input_const(node, i)?.i64.clone())),
+            None => Ok(None),
+        }
+    };
+    let (starts, ends) = (ints(cx, 1)?, ints(cx, 2)?);
+    let (axes, steps) = (ints(cx, 3)?, ints(cx, 4)?);
+    let (Some([start]), Some([end])) = (starts.as_deref(), ends.as_deref()) else {
+        return Err(cx.unsupported(node, "a Slice of a computed tensor over more than one axis"));
+    };
+    let on_steps = matches!(axes.as_deref(), None | Some([0] | [-3]));
+    if cx.layout(node, 0) != Layout::Tnc || !on_steps || steps.is_some_and(|s| s != [1]) {
+        return Err(cx.unsupported(
+            node,
+            "a Slice of a computed tensor is supported only over the steps (axis 0, step 1) of \
+             a time-major tensor",
+        ));
+    }
+    let len = cx.nodes[x].shape[0] as i64;
+    let clamp = |v: i64| (if v < 0 { v + len } else { v }).clamp(0, len) as usize;
+    let indices: Vec<usize> = (clamp(*start)..clamp(*end)).collect();
+    if indices.is_empty() {
+        return Err(cx.unsupported(node, "an empty Slice"));
+    }
+    let layer = Layer::Primitive(Primitive::Take(TakeConfig {
+        axis: 0,
+        indices,
+        squeeze: false,
+    }));
+    let out = layer
+        .output_shape(&[&cx.nodes[x].shape.clone()])
+        .map_err(|m| cx.invalid(node, m))?;
+    cx.push(cx.output(node)?, layer, vec![x], out, None);
+    cx.name_last(node);
+    cx.set_layout(node, Layout::Tnc)
 }
 
 /// `Concat` of computed tensors of one layout, on any non-batch axis.
