@@ -7,14 +7,12 @@
 mod common;
 
 use common::bound::{Bounded, dot, pool};
-use common::{run_once as run, same_bits};
+use common::run_once as run;
 use proptest::prelude::*;
 use sinter::Activation;
-use sinter::Isa;
 use sinter::model::init::SplitMix64;
 use sinter::model::*;
 use sinter::plan::CompileOptions;
-use std::sync::Arc;
 
 /// One Conv2D (or, with `depthwise`, a DepthwiseConv2D whose multiplier is the filters
 /// count): kernel, strides, dilation, `same` padding, activation, bias, channel groups
@@ -222,26 +220,8 @@ proptest! {
         prop_assume!(model.is_ok(), "a window that does not fit");
         let model = model.unwrap();
         let x = net.input(specials);
-        let opts = |fuse, threads, isa| {
-            CompileOptions::new().fuse(fuse).threads(threads).isa(isa).max_batch(net.batch)
-        };
-        let base = run(&model, &x, opts(true, 1, None));
-        prop_assume!(base.iter().any(|v| !v.is_nan()), "every output NaN: nothing to compare");
-        prop_assert!(same_bits(&base, &run(&model, &x, opts(false, 1, None))), "fused != separate");
-        for t in [2, 3] {
-            let got = run(&model, &x, opts(true, t, None).parallel_flops(0));
-            prop_assert!(same_bits(&base, &got), "threads {}", t);
-        }
-        for isa in Isa::available() {
-            prop_assert!(same_bits(&base, &run(&model, &x, opts(true, 1, Some(isa)))), "isa {}", isa);
-        }
-        let (per_in, per_out) = (x.len() / net.batch, base.len() / net.batch);
-        let plan = Arc::new(model.compile(&opts(true, 1, None)).unwrap());
-        let mut s = plan.session().unwrap();
-        for r in 0..net.batch {
-            let alone = s.run(&x[r * per_in..(r + 1) * per_in]).unwrap();
-            prop_assert!(same_bits(alone, &base[r * per_out..(r + 1) * per_out]), "sample {}", r);
-        }
+        let compared = common::every_invariant(&model, &x, net.batch).map_err(TestCaseError::fail)?;
+        prop_assume!(compared, "every output NaN: nothing to compare");
     }
 
     /// Finite inputs, linear activations: within a rounding bound of the f64 evaluation; a

@@ -178,26 +178,8 @@ proptest! {
     fn recurrent_stacks_keep_every_invariant(net in net(), specials in any::<bool>()) {
         let model = net.model();
         let x = net.input(specials);
-        let opts = |fuse, threads, isa| {
-            CompileOptions::new().fuse(fuse).threads(threads).isa(isa).max_batch(net.batch)
-        };
-        let base = run(&model, &x, opts(true, 1, None));
-        prop_assume!(base.iter().any(|v| !v.is_nan()), "every output NaN: nothing to compare");
-        prop_assert!(same_bits(&base, &run(&model, &x, opts(false, 1, None))), "fused != separate");
-        for t in [2, 3] {
-            let got = run(&model, &x, opts(true, t, None).parallel_flops(0));
-            prop_assert!(same_bits(&base, &got), "threads {}", t);
-        }
-        for isa in Isa::available() {
-            prop_assert!(same_bits(&base, &run(&model, &x, opts(true, 1, Some(isa)))), "isa {}", isa);
-        }
-        let (per_in, per_out) = (x.len() / net.batch, base.len() / net.batch);
-        let plan = Arc::new(model.compile(&opts(true, 1, None)).unwrap());
-        let mut s = plan.session().unwrap();
-        for r in 0..net.batch {
-            let alone = s.run(&x[r * per_in..(r + 1) * per_in]).unwrap();
-            prop_assert!(same_bits(alone, &base[r * per_out..(r + 1) * per_out]), "sample {}", r);
-        }
+        let compared = common::every_invariant(&model, &x, net.batch).map_err(TestCaseError::fail)?;
+        prop_assume!(compared, "every output NaN: nothing to compare");
     }
 
     /// Finite inputs and bounded activations: close to the float64 evaluation. A wrong gate

@@ -14,6 +14,44 @@ pub fn run_once(model: &Model, x: &[f32], opts: sinter::plan::CompileOptions) ->
     plan.run(x).unwrap()
 }
 
+/// Every invariant on one-input `model` and a batch `x` of `batch` samples, bit for bit: fused
+/// == separate, 2 and 3 threads with every step split, each ISA tier, each sample alone ==
+/// in the batch. `Ok(false)`: every output is NaN, nothing to compare.
+pub fn every_invariant(model: &Model, x: &[f32], batch: usize) -> Result<bool, String> {
+    use sinter::plan::CompileOptions;
+    let opts = |fuse, threads, isa| {
+        CompileOptions::new()
+            .fuse(fuse)
+            .threads(threads)
+            .isa(isa)
+            .max_batch(batch)
+    };
+    let base = run_once(model, x, opts(true, 1, None));
+    if base.iter().all(|v| v.is_nan()) {
+        return Ok(false);
+    }
+    let check = |ok: bool, what: String| if ok { Ok(()) } else { Err(what) };
+    let separate = run_once(model, x, opts(false, 1, None));
+    check(same_bits(&base, &separate), "fused != separate".into())?;
+    for t in [2, 3] {
+        let got = run_once(model, x, opts(true, t, None).parallel_flops(0));
+        check(same_bits(&base, &got), format!("threads {t}"))?;
+    }
+    for isa in sinter::Isa::available() {
+        let got = run_once(model, x, opts(true, 1, Some(isa)));
+        check(same_bits(&base, &got), format!("isa {isa}"))?;
+    }
+    let (per_in, per_out) = (x.len() / batch, base.len() / batch);
+    let plan = std::sync::Arc::new(model.compile(&opts(true, 1, None)).unwrap());
+    let mut s = plan.session().unwrap();
+    for r in 0..batch {
+        let alone = s.run(&x[r * per_in..(r + 1) * per_in]).unwrap();
+        let batched = &base[r * per_out..(r + 1) * per_out];
+        check(same_bits(alone, batched), format!("sample {r}"))?;
+    }
+    Ok(true)
+}
+
 /// The fixture folders under `tests/fixtures/` with a `manifest.json` naming their cases.
 pub const MANIFESTS: [&str; 10] = [
     "",

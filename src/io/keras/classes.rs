@@ -284,7 +284,7 @@ pub(super) struct Config<'a> {
     name: &'a str,
 }
 
-impl Config<'_> {
+impl<'a> Config<'a> {
     /// A value Keras itself would not write here (missing, of the wrong type, out of range).
     pub(super) fn invalid(&self, msg: impl std::fmt::Display) -> Fault {
         Fault::invalid(msg.to_string()).at(self.name, self.class)
@@ -432,6 +432,26 @@ impl Config<'_> {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The layer a wrapper (`Bidirectional`, `TimeDistributed`) holds under `key`, as
+    /// `{"class_name": .., "config": {..}}`: its config, located at the wrapper.
+    fn wrapped(&self, key: &str) -> Res<Option<Config<'a>>> {
+        let Some(l) = self.c.get(key).filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
+        let class = l
+            .get("class_name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let config = l
+            .get("config")
+            .ok_or_else(|| self.invalid(format!("{key} has no config")))?;
+        Ok(Some(Config {
+            c: config,
+            class,
+            name: self.name,
+        }))
     }
 
     /// An activation as Keras serialises it: a name, or `{"class_name": .., "config": name}`.
@@ -705,25 +725,11 @@ fn layer_normalization(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
 /// `TimeDistributed(Dense)`: a Dense over the last axis of `[steps, features]` is already the
 /// same Dense at every step (its weights are the wrapped layer's, `weights::WeightSource`).
 fn time_distributed(c: &Config<'_>, spec: &mut Spec) -> Res<Layer> {
-    let l = c
-        .get("layer")
+    let inner = c
+        .wrapped("layer")?
         .ok_or_else(|| c.invalid("no wrapped layer"))?;
-    let class = l
-        .get("class_name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let config = l
-        .get("config")
-        .ok_or_else(|| c.invalid("the wrapped layer has no config"))?;
-    match class {
-        "Dense" => dense(
-            &Config {
-                c: config,
-                class,
-                name: c.name,
-            },
-            spec,
-        ),
+    match inner.class {
+        "Dense" => dense(&inner, spec),
         other => Err(c.unsupported(format!(
             "TimeDistributed({other}): only TimeDistributed(Dense) is supported"
         ))),
@@ -784,23 +790,7 @@ fn recurrent(c: &Config<'_>, wrapped: bool) -> Res<RecurrentConfig> {
 /// `merge_mode`.
 fn bidirectional(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
     let inner = |key: &str| -> Res<Option<RecurrentConfig>> {
-        let Some(l) = c.get(key) else { return Ok(None) };
-        let class = l
-            .get("class_name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let config = l
-            .get("config")
-            .ok_or_else(|| c.invalid(format!("{key} has no config")))?;
-        recurrent(
-            &Config {
-                c: config,
-                class,
-                name: c.name,
-            },
-            true,
-        )
-        .map(Some)
+        c.wrapped(key)?.map(|l| recurrent(&l, true)).transpose()
     };
     let forward = inner("layer")?.ok_or_else(|| c.invalid("no wrapped layer"))?;
     let backward = inner("backward_layer")?;
