@@ -124,16 +124,16 @@ def onnx_lstm():
         "axes": np.array([1], np.int64),
     }
     nodes = [
-        helper.make_node("LSTM", ["x", "W", "R", "B"], ["", "h"], name="lstm_0",
+        helper.make_node("LSTM", ["x", "W", "R", "B"], ["", "", "c"], name="lstm_0",
                          hidden_size=hidden, layout=1),
-        helper.make_node("Squeeze", ["h", "axes"], ["y"], name="squeeze_0"),
+        helper.make_node("Squeeze", ["c", "axes"], ["y"], name="squeeze_0"),
     ]
     onnx_save("unsupported_lstm", nodes, inits, ["N", 5, feat], ["N", hidden], 14,
-              "LSTM (batch-first, last hidden state): an op sinter does not have")
+              "LSTM (batch-first, last cell state): an output sinter does not compute")
     return {"name": "unsupported-lstm-onnx", "model": "unsupported_lstm.onnx",
             "format": "onnx", "opset": 14,
-            "error": 'node "lstm_0" (LSTM, opset 14): output Y_h is read',
-            "note": "x[N,5,4] -> LSTM(hidden_size=3, layout=1) -> Y_h -> Squeeze(1)"}
+            "error": 'node "lstm_0" (LSTM, opset 14): output Y_c (the last cell state) is read',
+            "note": "x[N,5,4] -> LSTM(hidden_size=3, layout=1) -> Y_c -> Squeeze(1)"}
 
 
 # ------------------------------------------------------------------------------ HDF5

@@ -27,6 +27,8 @@ Cases (Keras 3 unless said):
   torch_lstm      PyTorch nn.LSTM(6, 20, num_layers=2, batch_first=True) -> Linear on the
                   last step, through the TorchScript and the dynamo exporters
   torch_gru       nn.Embedding -> bidirectional nn.GRU (both exporters)
+  torch_lstm_hn   a 2-layer bidirectional nn.LSTM read through h_n[-1] (the LSTM ops' Y_h
+                  joined by Concat, then a Gather), both exporters
   torch_rnn       2-layer nn.RNN(nonlinearity="relu") (the TorchScript exporter; the dynamo
                   exporter unrolls nn.RNN into per-step MatMuls)
   seq2seq         an encoder-decoder forecaster: LSTM(16) -> RepeatVector(4) ->
@@ -332,13 +334,19 @@ class TorchNet:
             def forward(self, x):
                 if self.emb is not None:
                     x = self.emb(x)
-                y, _ = self.rnn(x)
+                y, state = self.rnn(x)
+                if name == "torch_lstm_hn":
+                    return self.head(state[0][-1])  # h_n of the last layer
                 return self.head(y[:, -1])
 
         rng = np.random.default_rng(seed_of("input:" + name))
         if name == "torch_lstm":
             m = Net(nn.LSTM(6, 20, num_layers=2, batch_first=True), nn.Linear(20, 3))
             x = (rng.standard_normal((BATCH, 9, 6)) * INPUT_SCALE).astype(np.float32)
+        elif name == "torch_lstm_hn":
+            m = Net(nn.LSTM(6, 10, num_layers=2, batch_first=True, bidirectional=True),
+                    nn.Linear(10, 3))
+            x = (rng.standard_normal((BATCH, 7, 6)) * INPUT_SCALE).astype(np.float32)
         elif name == "torch_gru":
             m = Net(nn.GRU(8, 10, batch_first=True, bidirectional=True), nn.Linear(20, 2),
                     nn.Embedding(25, 8))
@@ -350,7 +358,7 @@ class TorchNet:
         return m.eval(), x
 
 
-TORCH = ["torch_lstm", "torch_gru", "torch_rnn"]
+TORCH = ["torch_lstm", "torch_gru", "torch_rnn", "torch_lstm_hn"]
 
 
 def make_torch():

@@ -188,7 +188,7 @@ fn run_all(format: &str, expected: usize) {
 /// `keras`, `keras-json` and `keras-h5` cases of the dense and conv manifests.
 const KERAS_CASES: usize = 61;
 /// `onnx` cases of the dense and conv manifests.
-const ONNX_CASES: usize = 18;
+const ONNX_CASES: usize = 20;
 
 #[test]
 fn keras_models_match_keras() {

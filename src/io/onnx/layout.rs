@@ -43,16 +43,20 @@ pub(super) enum Layout {
     /// ONNX sees `[T, N, D, H]` (`Y` transposed `(0, 2, 1, 3)`) where sinter holds `[T, D *
     /// H]`.
     Tndh(usize),
+    /// ONNX sees a recurrent op's last state `Y_h`, `[D, N, H]`, where sinter holds `[D *
+    /// H]` (or the concatenation of several layers' along `D`).
+    Dnh(usize),
 }
 
 /// The ops that read a time-major tensor ([`Layout::is_time_major`]): the moves that bring
 /// the batch back first, `Shape`, and the recurrent ops.
-pub(super) const TIME_MAJOR_READERS: [&str; 9] = [
+pub(super) const TIME_MAJOR_READERS: [&str; 10] = [
     "Transpose",
     "Reshape",
     "Squeeze",
     "Gather",
     "Slice",
+    "Concat",
     "Shape",
     "LSTM",
     "GRU",
@@ -62,7 +66,10 @@ pub(super) const TIME_MAJOR_READERS: [&str; 9] = [
 impl Layout {
     /// Whether ONNX's batch axis is not its first ([`Layout::Tnc`] and friends).
     pub(super) fn is_time_major(self) -> bool {
-        matches!(self, Layout::Tnc | Layout::Tdnh(_) | Layout::Tndh(_))
+        matches!(
+            self,
+            Layout::Tnc | Layout::Tdnh(_) | Layout::Tndh(_) | Layout::Dnh(_)
+        )
     }
 
     /// ONNX's shape of a tensor sinter holds with `shape`, [`BATCH`] where the batch is.
@@ -79,6 +86,7 @@ impl Layout {
             (Layout::Tndh(d), &[t, dh]) => {
                 vec![t as i64, BATCH, d as i64, (dh / d.max(1)) as i64]
             }
+            (Layout::Dnh(d), &[dh]) => vec![d as i64, BATCH, (dh / d.max(1)) as i64],
             _ => std::iter::once(BATCH)
                 .chain(self.onnx_dims(shape).iter().map(i))
                 .collect(),

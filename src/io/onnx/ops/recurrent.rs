@@ -8,7 +8,9 @@ use crate::io::onnx::convert::{Converter, Value};
 use crate::io::onnx::layout::Layout;
 use crate::io::onnx::proto::NodeProto;
 use crate::kernels::Activation;
-use crate::model::{Cell, DenseWeights, Direction, Layer, MergeMode, RecurrentConfig};
+use crate::model::{
+    Cell, DenseWeights, Direction, Layer, MergeMode, RecurrentConfig, ReshapeConfig,
+};
 
 /// One of `LSTM`, `GRU`, `RNN`.
 pub(super) fn recurrent(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
@@ -128,27 +130,47 @@ pub(super) fn recurrent(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> 
         merge: MergeMode::Concat,
         mask: None,
     });
-    for (i, what) in [(1, "Y_h"), (2, "Y_c")] {
-        if node
-            .output
+    let read = |i: usize| {
+        node.output
             .get(i)
-            .is_some_and(|n| cx.uses.get(n).copied().unwrap_or(0) > 0)
-        {
-            return Err(cx.unsupported(
-                node,
-                format!("output {what} is read: sinter computes only Y (take Y's last step)"),
-            ));
+            .filter(|n| !n.is_empty() && cx.uses.get(*n).copied().unwrap_or(0) > 0)
+            .cloned()
+    };
+    if read(2).is_some() {
+        return Err(cx.unsupported(
+            node,
+            "output Y_c (the last cell state) is read: sinter computes Y and Y_h",
+        ));
+    }
+    let weights = DenseWeights { kernel, bias };
+    if let (Some(y_h), Layer::Recurrent(r)) = (read(1), &layer) {
+        // The last state: the same layer returning only it (a layer nothing else reads is
+        // pruned). ONNX's [D, N, H] (layout 0) or [N, D, H] (layout 1).
+        let last = Layer::Recurrent(RecurrentConfig {
+            return_sequences: false,
+            ..r.clone()
+        });
+        cx.push(&y_h, last, vec![x], vec![dirs * h], Some(weights.clone()));
+        if batch_first {
+            let at = cx.nodes.len() - 1;
+            cx.push(
+                &y_h,
+                Layer::Reshape(ReshapeConfig {
+                    target_shape: vec![dirs as isize, h as isize],
+                }),
+                vec![at],
+                vec![dirs, h],
+                None,
+            );
+        } else {
+            cx.layouts.insert(y_h, Layout::Dnh(dirs));
         }
     }
+    let Some(y) = node.output.first().filter(|y| !y.is_empty()).cloned() else {
+        return Ok(()); // only Y_h
+    };
     let shape = vec![steps, dirs * h];
-    let y = cx.output(node)?.to_string();
-    cx.push(
-        &y,
-        layer,
-        vec![x],
-        shape,
-        Some(DenseWeights { kernel, bias }),
-    );
+    cx.push(&y, layer, vec![x], shape, Some(weights));
     cx.name_last(node);
     if batch_first {
         // ONNX's [N, T, D, H]: a view of sinter's [T, D * H].

@@ -292,8 +292,15 @@ pub(super) fn squeeze(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
             cx.alias(node, x)?;
             return cx.set_layout(node, Layout::Tnc);
         }
-        // One step of `[1, N, C]` without its step axis: `[N, C]`, batch first again.
+        // One step of `[1, N, C]` without its step axis: `[N, C]`, batch first again (and
+        // a one-direction last state `[1, N, H]`).
         let x = cx.input_node(node, 0)?;
+        if let (Layout::Dnh(1), &[h]) = (layout, &cx.nodes[x].shape[..])
+            && node.op_type == "Squeeze"
+            && matches!(axes[..], [0] | [-3])
+        {
+            return cx.view(node, x, vec![h]);
+        }
         if let (Layout::Tnc, &[1, c]) = (layout, &cx.nodes[x].shape[..])
             && node.op_type == "Squeeze"
             && matches!(axes[..], [0] | [-3])
@@ -413,11 +420,52 @@ pub(super) fn slice_steps(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()
     cx.set_layout(node, Layout::Tnc)
 }
 
+/// `Concat` on axis 0 of recurrent ops' last states `[D, N, H]` (PyTorch's `h_n` of a
+/// stacked `nn.LSTM`): sinter's `[D * H]` buffers joined.
+fn last_states(cx: &mut Converter<'_>, node: &NodeProto, inputs: &[usize]) -> Result<()> {
+    let axis = cx.attr_i(node, "axis")?.unwrap_or(0);
+    let mut dirs = Vec::with_capacity(inputs.len());
+    for i in 0..inputs.len() {
+        match cx.layout(node, i) {
+            Layout::Dnh(d) if matches!(axis, 0 | -3) => dirs.push(d),
+            _ => {
+                return Err(cx.unsupported(
+                    node,
+                    "a Concat of tensors with ONNX's batch on axis 1 is supported only for \
+                     recurrent ops' last states, on axis 0",
+                ));
+            }
+        }
+    }
+    let h = cx.nodes[inputs[0]].shape[0] / dirs[0].max(1);
+    if inputs
+        .iter()
+        .zip(&dirs)
+        .any(|(&x, &d)| cx.nodes[x].shape != [d * h])
+    {
+        return Err(cx.invalid(node, "the last states differ in width"));
+    }
+    let total: usize = dirs.iter().sum();
+    let layer = Layer::Concatenate(ConcatenateConfig { axis: -1 });
+    cx.push(
+        cx.output(node)?,
+        layer,
+        inputs.to_vec(),
+        vec![total * h],
+        None,
+    );
+    cx.name_last(node);
+    cx.set_layout(node, Layout::Dnh(total))
+}
+
 /// `Concat` of computed tensors of one layout, on any non-batch axis.
 pub(super) fn concat(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let mut inputs = (0..node.input.len())
         .map(|i| cx.input_node(node, i))
         .collect::<Result<Vec<_>>>()?;
+    if (0..inputs.len()).any(|i| cx.layout(node, i).is_time_major()) {
+        return last_states(cx, node, &inputs);
+    }
     let mut layout = cx.layout(node, 0);
     let flat = (0..inputs.len()).any(|i| {
         matches!(
@@ -595,6 +643,22 @@ fn take(cx: &mut Converter<'_>, node: &NodeProto, x: usize, axis: i64) -> Result
     if cx.layout(node, 0) == Layout::Tnc && matches!(axis, 0 | -3) {
         // One step of a time-major `[T, N, C]` (`y[-1]`): a take along sinter's first axis.
         return take_at(cx, node, x, 0);
+    }
+    if let (Layout::Dnh(d), 0 | -3) = (cx.layout(node, 0), axis) {
+        // One of the last states `[D, N, H]` (`h_n[-1]`): a take of `[D, H]`'s rows.
+        let h = cx.nodes[x].shape[0] / d.max(1);
+        let rows = Layer::Reshape(ReshapeConfig {
+            target_shape: vec![d as isize, h as isize],
+        });
+        cx.nodes.push(crate::model::Node::new(
+            String::new(),
+            rows,
+            vec![x],
+            vec![d, h],
+            None,
+        ));
+        let rows = cx.nodes.len() - 1;
+        return take_at(cx, node, rows, 0);
     }
     if cx.layout(node, 0) != Layout::Native {
         return Err(cx.unsupported(node, "a gather of a channels-first tensor"));
