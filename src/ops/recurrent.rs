@@ -5,9 +5,11 @@
 //! - the **input projection** of every step of every direction, one Dense over `[steps,
 //!   features]` (a GEMM of `batch * steps` rows, both directions' columns side by side);
 //! - the **recurrence** ([`RecurrentStep`]): per step, one GEMM of the previous state by the
-//!   packed recurrent weights, that step's projection added in the GEMM's epilogue
-//!   ([`EpOp::AddC`]), then the gate math on the gates while they are in L1. A block of up to
-//!   [`BLOCK`] samples shares each GEMM; the state never leaves the scratch.
+//!   packed recurrent weights per gate group, that step's projection added and the gates'
+//!   activation applied in the GEMM's epilogue ([`EpOp::AddC`], [`EpOp::Act`]), then the cell
+//!   update on the gates while they are in L1. A block of up to [`BLOCK`] samples shares each
+//!   GEMM; the state never leaves the scratch. Under a mask ([`StepMask`]) a masked row keeps
+//!   its state.
 //!
 //! A sample's bits do not depend on the batch it runs in (each GEMM row is one fixed K-sum, the
 //! gate math is elementwise), on the threads (they split samples) or on the tier.
