@@ -31,7 +31,7 @@ OPS = {
     "MatMul", "Add", "Sub", "Mul", "Div", "Sum", "Mean", "Max", "Min", "BatchNormalization",
     "LayerNormalization", "Gather", "ArgMax", "Identity", "Dropout", "Flatten", "Reshape",
     "Constant", "Cast", "Squeeze", "Unsqueeze", "Sqrt", "Pow", "Neg", "Abs", "Clip", "Erf",
-    "Reciprocal", "Floor", "Ceil", "Round",
+    "Reciprocal", "Floor", "Ceil", "Round", "LSTM", "GRU", "RNN",
     # shape arithmetic folded at load time
     "Shape", "Slice", "ConstantOfShape",
     # the opset-23 attention op (its masks and the encoders' mask arithmetic fold or probe)
