@@ -9,11 +9,9 @@ mod common;
 use common::{run_once as run, same_bits};
 use proptest::prelude::*;
 use sinter::Activation;
-use sinter::Isa;
 use sinter::model::init::SplitMix64;
 use sinter::model::*;
 use sinter::plan::{CompileOptions, Values};
-use std::sync::Arc;
 
 /// One recurrent layer of a random stack.
 #[derive(Clone, Debug)]
@@ -188,7 +186,10 @@ proptest! {
     fn recurrent_stacks_match_the_f64_reference(mut net in net()) {
         for l in &mut net.layers {
             l.act = Activation::ALL.iter().position(|&a| a == Activation::Tanh).unwrap();
-            l.rec = l.rec.min(2);
+            // Gates in [0, 1] (sigmoid, hard_sigmoid), as real models have: a tanh gate lets
+            // a GRU's `1 - z` reach 2, and f32 rounding then grows step by step (a case of 2
+            // layers over 9 steps drifted 6e-3 from f64 with the same bits on every path).
+            l.rec = l.rec.min(1);
         }
         let model = net.model();
         let x = net.input(false);
@@ -354,29 +355,16 @@ proptest! {
         let net = &m.net;
         let model = m.model(net.steps);
         let ids = m.ids(net.steps);
-        let opts = |threads, isa| {
-            CompileOptions::new().threads(threads).isa(isa).max_batch(net.batch)
-        };
-        let run = |model: &Model, ids: &[f32], opts: CompileOptions| {
-            let plan = Arc::new(model.compile(&opts).unwrap());
-            plan.run_all(&[Values::F32(ids)]).unwrap().swap_remove(0)
-        };
-        let base = run(&model, &ids, opts(1, None));
-        for t in [2, 3] {
-            prop_assert!(same_bits(&base, &run(&model, &ids, opts(t, None).parallel_flops(0))), "threads {}", t);
-        }
-        for isa in Isa::available() {
-            prop_assert!(same_bits(&base, &run(&model, &ids, opts(1, Some(isa)))), "isa {}", isa);
-        }
-        let per = base.len() / net.batch;
-        for r in 0..net.batch {
-            let alone = run(&model, &ids[r * net.steps..][..net.steps], opts(1, None).max_batch(1));
-            prop_assert!(same_bits(&alone, &base[r * per..][..per]), "sample {}", r);
-        }
-        let want = sinter::reference::run_all(&model, &[Values::F32(&ids)]).unwrap();
-        for (i, (&g, &r)) in base.iter().zip(&want[0]).enumerate() {
-            if g.is_finite() && r.is_finite() && m.net.layers.iter().all(|l| Activation::ALL[l.act] == Activation::Tanh && l.rec <= 2) {
-                prop_assert!((f64::from(g) - r).abs() <= 1e-4 * (1.0 + r.abs()), "value {}: {} vs {}", i, g, r);
+        common::every_invariant(&model, &ids, net.batch).map_err(TestCaseError::fail)?;
+        let opts = CompileOptions::new().max_batch(net.batch);
+        let base = run(&model, &ids, opts.clone());
+        let bounded = net.layers.iter().all(|l| Activation::ALL[l.act] == Activation::Tanh && l.rec <= 1);
+        if bounded {
+            let want = sinter::reference::run_all(&model, &[Values::F32(&ids)]).unwrap();
+            for (i, (&g, &r)) in base.iter().zip(&want[0]).enumerate() {
+                if g.is_finite() && r.is_finite() {
+                    prop_assert!((f64::from(g) - r).abs() <= 1e-4 * (1.0 + r.abs()), "value {}: {} vs {}", i, g, r);
+                }
             }
         }
         // Two more padded steps: the last states keep their bits (unless a layer returns its
@@ -388,7 +376,7 @@ proptest! {
                 .chunks(net.steps)
                 .flat_map(|s| s.iter().copied().chain([0.0, 0.0]))
                 .collect();
-            prop_assert!(same_bits(&base, &run(&longer, &padded, opts(1, None))), "padded");
+            prop_assert!(same_bits(&base, &run(&longer, &padded, opts)), "padded");
         }
     }
 }
