@@ -200,17 +200,20 @@ impl Converter<'_> {
                 ));
             }
         };
-        let time_major = node
+        let batch_not_first = node
             .input
             .iter()
-            .any(|n| self.layouts.get(n).is_some_and(|l| l.is_time_major()));
-        if time_major && !super::layout::TIME_MAJOR_READERS.contains(&node.op_type.as_str()) {
+            .any(|n| self.layouts.get(n).is_some_and(|l| l.batch_not_first()));
+        if batch_not_first
+            && !super::layout::BATCH_NOT_FIRST_READERS.contains(&node.op_type.as_str())
+        {
             return Err(self.unsupported(
                 node,
                 format!(
-                    "reads a time-major tensor (ONNX's batch on axis 1: a recurrent op's, or \
-                     a Transpose perm [1, 0, 2]); sinter reads those only by {}",
-                    super::layout::TIME_MAJOR_READERS.join(", ")
+                    "reads a tensor with ONNX's batch on axis 1 (a time-major one, from a \
+                     recurrent op or a Transpose perm [1, 0, 2], or a recurrent op's last \
+                     state); sinter reads those only by {}",
+                    super::layout::BATCH_NOT_FIRST_READERS.join(", ")
                 ),
             ));
         }

@@ -48,9 +48,10 @@ pub(super) enum Layout {
     Dnh(usize),
 }
 
-/// The ops that read a time-major tensor ([`Layout::is_time_major`]): the moves that bring
-/// the batch back first, `Shape`, and the recurrent ops.
-pub(super) const TIME_MAJOR_READERS: [&str; 10] = [
+/// The ops that read a tensor whose batch is not ONNX's first axis
+/// ([`Layout::batch_not_first`]: time-major tensors and recurrent ops' last states): the moves
+/// that bring the batch back first, `Shape`, and the recurrent ops.
+pub(super) const BATCH_NOT_FIRST_READERS: [&str; 10] = [
     "Transpose",
     "Reshape",
     "Squeeze",
@@ -64,8 +65,9 @@ pub(super) const TIME_MAJOR_READERS: [&str; 10] = [
 ];
 
 impl Layout {
-    /// Whether ONNX's batch axis is not its first ([`Layout::Tnc`] and friends).
-    pub(super) fn is_time_major(self) -> bool {
+    /// Whether ONNX's batch axis is not its first: time-major tensors ([`Layout::Tnc`],
+    /// [`Layout::Tdnh`], [`Layout::Tndh`]) and recurrent ops' last states ([`Layout::Dnh`]).
+    pub(super) fn batch_not_first(self) -> bool {
         matches!(
             self,
             Layout::Tnc | Layout::Tdnh(_) | Layout::Tndh(_) | Layout::Dnh(_)
@@ -137,10 +139,10 @@ impl Converter<'_> {
         if let Some(&m) = self.materialised.get(name) {
             return Ok(m);
         }
-        if layout.is_time_major() {
+        if layout.batch_not_first() {
             return Err(format!(
-                "a time-major tensor (ONNX's batch on axis 1) is read only by {}",
-                TIME_MAJOR_READERS.join(", ")
+                "a tensor with ONNX's batch on axis 1 (a recurrent op's) is read only by {}",
+                BATCH_NOT_FIRST_READERS.join(", ")
             ));
         }
         if let (Layout::NcwUnit(_), &[w, c]) = (layout, self.nodes[x].shape.as_slice()) {

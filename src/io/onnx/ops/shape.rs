@@ -27,10 +27,10 @@ pub(super) fn transpose(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> 
         (Layout::Tnc, [1, 0, 2], 3) => Layout::Native,
         (Layout::Tdnh(d), [0, 2, 1, 3], 4) => Layout::Tndh(d),
         (Layout::Tndh(d), [0, 2, 1, 3], 4) => Layout::Tdnh(d),
-        (l, _, _) if l.is_time_major() => {
+        (l, _, _) if l.batch_not_first() => {
             return Err(cx.unsupported(
                 node,
-                format!("perm {perm:?} of a time-major tensor (ONNX's batch on axis 1)"),
+                format!("perm {perm:?} of a tensor with ONNX's batch on axis 1"),
             ));
         }
         (Layout::Native, [0, 2, 1], 3) => Layout::Ncw,
@@ -195,7 +195,7 @@ fn time_major_reshape(
     target: &[i64],
 ) -> Result<Option<Layout>> {
     let layout = cx.layout(node, 0);
-    if !layout.is_time_major() {
+    if !layout.batch_not_first() {
         return Ok(None);
     }
     let x = cx.input_node(node, 0)?;
@@ -204,19 +204,14 @@ fn time_major_reshape(
         _ => (-2, -2),
     };
     match (layout, target) {
-        (Layout::Tndh(_) | Layout::Tdnh(1), &[tt, n, w])
-            if (tt == t || tt == 0) && (n == BATCH || n == 0) && (w == width || w == -1) =>
-        {
-            Ok(Some(Layout::Tnc))
-        }
-        (Layout::Tnc, &[tt, n, w])
+        (Layout::Tndh(_) | Layout::Tdnh(1) | Layout::Tnc, &[tt, n, w])
             if (tt == t || tt == 0) && (n == BATCH || n == 0) && (w == width || w == -1) =>
         {
             Ok(Some(Layout::Tnc))
         }
         _ => Err(cx.unsupported(
             node,
-            format!("shape {target:?} of a time-major tensor (ONNX's batch on axis 1)"),
+            format!("shape {target:?} of a tensor with ONNX's batch on axis 1"),
         )),
     }
 }
@@ -281,35 +276,28 @@ fn batch_reshape(
 pub(super) fn squeeze(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     // A one-direction recurrent op's `Y` without its direction axis: `[T, N, H]`.
     let layout = cx.layout(node, 0);
-    if layout.is_time_major() {
+    if layout.batch_not_first() {
         let axes = match node.input.get(1).filter(|n| !n.is_empty()) {
             Some(_) => cx.input_const(node, 1)?.i64.clone(),
             None => Converter::attr(node, "axes").map_or_else(Vec::new, |a| a.ints.clone()),
         };
-        if layout == Layout::Tdnh(1) && node.op_type == "Squeeze" && matches!(axes[..], [1] | [-3])
-        {
-            let x = cx.input_node(node, 0)?;
-            cx.alias(node, x)?;
-            return cx.set_layout(node, Layout::Tnc);
-        }
-        // One step of `[1, N, C]` without its step axis: `[N, C]`, batch first again (and
-        // a one-direction last state `[1, N, H]`).
         let x = cx.input_node(node, 0)?;
-        if let (Layout::Dnh(1), &[h]) = (layout, &cx.nodes[x].shape[..])
-            && node.op_type == "Squeeze"
-            && matches!(axes[..], [0] | [-3])
-        {
-            return cx.view(node, x, vec![h]);
-        }
-        if let (Layout::Tnc, &[1, c]) = (layout, &cx.nodes[x].shape[..])
-            && node.op_type == "Squeeze"
-            && matches!(axes[..], [0] | [-3])
-        {
-            return cx.view(node, x, vec![c]);
+        let squeeze = node.op_type == "Squeeze";
+        match (layout, &cx.nodes[x].shape[..], &axes[..]) {
+            (Layout::Tdnh(1), _, [1] | [-3]) if squeeze => {
+                cx.alias(node, x)?;
+                return cx.set_layout(node, Layout::Tnc);
+            }
+            // One step of `[1, N, C]` without its step axis, or a one-direction last state
+            // `[1, N, H]` without its direction axis: `[N, C]`, batch first again.
+            (Layout::Tnc, &[1, c], [0] | [-3]) | (Layout::Dnh(1), &[c], [0] | [-3]) if squeeze => {
+                return cx.view(node, x, vec![c]);
+            }
+            _ => {}
         }
         return Err(cx.unsupported(
             node,
-            format!("axes {axes:?} of a time-major tensor (ONNX's batch on axis 1)"),
+            format!("axes {axes:?} of a tensor with ONNX's batch on axis 1"),
         ));
     }
     if let Some(layout) = cx.unit_relabel(node)? {
@@ -463,7 +451,7 @@ pub(super) fn concat(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let mut inputs = (0..node.input.len())
         .map(|i| cx.input_node(node, i))
         .collect::<Result<Vec<_>>>()?;
-    if (0..inputs.len()).any(|i| cx.layout(node, i).is_time_major()) {
+    if (0..inputs.len()).any(|i| cx.layout(node, i).batch_not_first()) {
         return last_states(cx, node, &inputs);
     }
     let mut layout = cx.layout(node, 0);
