@@ -832,8 +832,13 @@ impl StepOp for RecurrentStep {
                 (Err(e), _) | (_, Err(e)) => return Some(Err(e)),
             }
         }
+        // The packed kernels replace the raw ones: the plan does not hold them twice.
+        let mut config = c.clone();
+        for d in &mut config.directions {
+            d.recurrent_kernel = Vec::new();
+        }
         Some(Ok(StepRef::new(RecurrentStep {
-            config: c.clone(),
+            config,
             steps: self.steps,
             packed,
             isa: Some(isa),
