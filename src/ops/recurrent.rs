@@ -775,6 +775,13 @@ impl StepOp for RecurrentStep {
             _ => Err(format!("a recurrence reads [steps, {want}]")),
         }
     }
+    fn weight_bytes(&self) -> usize {
+        let parts = self
+            .packed
+            .iter()
+            .flat_map(|p| p.parts.iter().chain(&p.whole));
+        parts.map(PackedB::bytes).sum()
+    }
     fn flops(&self) -> usize {
         let c = &self.config;
         2 * self.steps * c.directions.len() * c.units * c.gate_width()

@@ -440,6 +440,7 @@ impl Plan {
             .iter()
             .map(|s| match &s.kind {
                 Kind::Dense { w, .. } => w.bytes(),
+                Kind::Op(op) => op.0.weight_bytes(),
                 _ => 0,
             })
             .sum()

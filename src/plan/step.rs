@@ -50,6 +50,11 @@ pub(crate) trait StepOp: Send + Sync + fmt::Debug {
     fn with_packed_qkv(&self) -> Option<StepRef> {
         None
     }
+    /// Bytes of the packed weights the step holds ([`pack`](Self::pack)), for the plan's
+    /// totals.
+    fn weight_bytes(&self) -> usize {
+        0
+    }
     /// Multiply-add flops (2 per multiply-add) per sample at the plan's longest sequence, for
     /// GFLOP/s figures: the GEMMs the step runs itself (0: none worth counting).
     fn flops(&self) -> usize {
