@@ -84,7 +84,8 @@ def keras_lstm():
     dst.write_bytes(out.getvalue())
     return {"name": "unsupported-lstm-keras", "model": dst.name, "format": "keras",
             "error": 'layer "lstm" (LSTM): weights: no group: no weights found',
-            "note": "flatten.keras with its Dropout replaced by LSTM(10) in config.json"}
+            "note": ("flatten.keras with its Dropout replaced by LSTM(10) in config.json: the "
+                     "weights file has none for it")}
 
 
 # ---------------------------------------------------------------------------------- ONNX
@@ -121,19 +122,20 @@ def onnx_lstm():
         "W": rng.standard_normal((1, 4 * hidden, feat)).astype(np.float32),
         "R": rng.standard_normal((1, 4 * hidden, hidden)).astype(np.float32),
         "B": np.zeros((1, 8 * hidden), np.float32),
+        "P": rng.standard_normal((1, 3 * hidden)).astype(np.float32),
         "axes": np.array([1], np.int64),
     }
     nodes = [
-        helper.make_node("LSTM", ["x", "W", "R", "B"], ["", "", "c"], name="lstm_0",
-                         hidden_size=hidden, layout=1),
+        helper.make_node("LSTM", ["x", "W", "R", "B", "", "", "", "P"], ["", "", "c"],
+                         name="lstm_0", hidden_size=hidden, layout=1),
         helper.make_node("Squeeze", ["c", "axes"], ["y"], name="squeeze_0"),
     ]
     onnx_save("unsupported_lstm", nodes, inits, ["N", 5, feat], ["N", hidden], 14,
-              "LSTM (batch-first, last cell state): an output sinter does not compute")
+              "LSTM (batch-first, peepholes): an input sinter does not read")
     return {"name": "unsupported-lstm-onnx", "model": "unsupported_lstm.onnx",
             "format": "onnx", "opset": 14,
-            "error": 'node "lstm_0" (LSTM, opset 14): output Y_c (the last cell state) is read',
-            "note": "x[N,5,4] -> LSTM(hidden_size=3, layout=1) -> Y_c -> Squeeze(1)"}
+            "error": 'node "lstm_0" (LSTM, opset 14): input P (peepholes) is not supported',
+            "note": "x[N,5,4] -> LSTM(hidden_size=3, layout=1, peepholes P) -> Y_c -> Squeeze(1)"}
 
 
 # ------------------------------------------------------------------------------ HDF5
@@ -155,7 +157,7 @@ def h5_gru():
     return {"name": "unsupported-gru-h5", "model": dst.name, "format": "h5",
             "error": 'layer "gru" (GRU): weights: model_weights/gru: no weights found',
             "note": "legacy/conv.tfk.h5 with its MaxPooling1D replaced by GRU(8) in "
-                    "model_config"}
+                    "model_config: no weights for it"}
 
 
 def error_cases():

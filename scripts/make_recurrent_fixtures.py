@@ -29,6 +29,8 @@ Cases (Keras 3 unless said):
   torch_gru       nn.Embedding -> bidirectional nn.GRU (both exporters)
   torch_lstm_hn   a 2-layer bidirectional nn.LSTM read through h_n[-1] (the LSTM ops' Y_h
                   joined by Concat, then a Gather), both exporters
+  torch_states    an nn.LSTM encoder's (h_n, c_n) as a second nn.LSTM's initial state, the
+                  head reading its last output and c_n (Y_c), both exporters
   torch_rnn       2-layer nn.RNN(nonlinearity="relu") (the TorchScript exporter; the dynamo
                   exporter unrolls nn.RNN into per-step MatMuls)
   seq2seq         an encoder-decoder forecaster: LSTM(16) -> RepeatVector(4) ->
@@ -38,6 +40,10 @@ Cases (Keras 3 unless said):
                   with zeros (at the end, in the middle, everywhere): Keras 3 (the mask
                   written out) and tf_keras (the mask implicit)
   lstm_tf2onnx    LSTM(12) -> Dense(3) through tf2onnx (lstm_tf2onnx.onnx only)
+  state_passing   return_state and initial_state: LSTM(16, return_sequences, return_state)
+                  whose states start LSTM(16); a Bidirectional(GRU(8, return_state)) whose
+                  forward state starts a SimpleRNN(8); the merged output, the backward
+                  state and the SimpleRNN joined by Concatenate -> Dense(3) (also tf_keras)
   forecaster      tf_keras: LSTM(24, return_sequences) -> LSTM(16) -> Dense(1), a stacked
                   forecaster, and a Bidirectional(GRU(8, reset_after=False), merge_mode="mul")
                   branch joined by Concatenate
@@ -94,11 +100,13 @@ ACT = {"tanh": np.tanh, "sigmoid": sigmoid, "relu": lambda x: np.maximum(x, 0.0)
 
 
 def rnn64(kind, x, weights, units, act="tanh", rec="sigmoid", reset_after=True,
-          return_sequences=False, go_backwards=False, mask=None, zero_masked=False):
+          return_sequences=False, go_backwards=False, mask=None, zero_masked=False,
+          initial=None, return_state=False):
     """One Keras recurrent layer in float64. x [N, T, F]; returns [N, T, H] or [N, H]
     (with go_backwards the sequence is in the order computed, as Keras returns it). `mask`
     [N, T] (True: kept): a masked step keeps the state, and outputs it (or zeros with
-    `zero_masked`, as Bidirectional makes its layers do)."""
+    `zero_masked`, as Bidirectional makes its layers do). `initial`: (h0, c0) instead of
+    zeros; `return_state`: also the final h and c."""
     f, g = ACT[act], ACT[rec]
     w = [np.asarray(v, np.float64) for v in weights]
     kernel, rk = w[0], w[1]
@@ -106,6 +114,9 @@ def rnn64(kind, x, weights, units, act="tanh", rec="sigmoid", reset_after=True,
     n, t, _ = x.shape
     h = np.zeros((n, units))
     c = np.zeros((n, units))
+    if initial is not None:
+        h = np.asarray(initial[0], np.float64)
+        c = np.asarray(initial[1], np.float64) if len(initial) > 1 else c
     steps = range(t - 1, -1, -1) if go_backwards else range(t)
     outs = []
     for s in steps:
@@ -136,9 +147,8 @@ def rnn64(kind, x, weights, units, act="tanh", rec="sigmoid", reset_after=True,
         h = np.where(keep, h, h_old)
         c = np.where(keep, c, c_old)
         outs.append(np.where(keep, h, 0.0) if zero_masked else h)
-    if return_sequences:
-        return np.stack(outs, axis=1)
-    return h
+    y = np.stack(outs, axis=1) if return_sequences else h
+    return (y, h, c) if return_state else y
 
 
 def bidir64(kind, x, fw, bw, units, merge, return_sequences, **kw):
@@ -314,6 +324,28 @@ def build(keras, name):
         h = rnn64("lstm", np.repeat(h[:, None, :], 4, axis=1), l2, 8, return_sequences=True)
         y = dense64(h, *d)
         return model, x, y, ["tanh", "sigmoid"]
+    if name == "state_passing":
+        # Keras's `return_state` and `initial_state`: an encoder's states start a decoder.
+        inp = keras.Input(shape=(10, 4))
+        seq, h, c = L.LSTM(16, return_sequences=True, return_state=True, name="enc")(inp)
+        dec = L.LSTM(16, return_sequences=True, name="dec")(seq, initial_state=[h, c])
+        last, fh, bh = L.Bidirectional(L.GRU(8, return_state=True), name="bi")(dec)
+        r = L.SimpleRNN(8, name="rnn")(dec, initial_state=[fh])
+        out = L.Dense(3, name="head")(L.Concatenate()([last, bh, r]))
+        model = keras.Model(inp, out)
+        x = normal(10, 4)
+        randomize(model, name)
+        w = {lay.name: lay.get_weights() for lay in model.layers}
+        x64 = x.astype(np.float64)
+        seq64, h64, c64 = rnn64("lstm", x64, w["enc"], 16, return_sequences=True,
+                                return_state=True)
+        dec64 = rnn64("lstm", seq64, w["dec"], 16, return_sequences=True, initial=(h64, c64))
+        fw, bw = w["bi"][:len(w["bi"]) // 2], w["bi"][len(w["bi"]) // 2:]
+        fh64 = rnn64("gru", dec64, fw, 8)
+        bh64 = rnn64("gru", dec64, bw, 8, go_backwards=True)
+        r64 = rnn64("simple", dec64, w["rnn"], 8, initial=(fh64,))
+        y = dense64(np.concatenate([fh64, bh64, bh64, r64], -1), *w["head"])
+        return model, x, y, ["tanh", "sigmoid"]
     raise ValueError(name)
 
 
@@ -339,8 +371,26 @@ class TorchNet:
                     return self.head(state[0][-1])  # h_n of the last layer
                 return self.head(y[:, -1])
 
+        class States(nn.Module):
+            """An encoder's (h, c) start a decoder; the head reads the decoder's last output
+            and last cell state (the LSTM op's Y_c)."""
+
+            def __init__(self):
+                super().__init__()
+                self.enc = nn.LSTM(5, 12, batch_first=True)
+                self.dec = nn.LSTM(5, 12, batch_first=True)
+                self.head = nn.Linear(24, 3)
+
+            def forward(self, x):
+                _, (h, c) = self.enc(x)
+                y, (_, c2) = self.dec(x, (h, c))
+                return self.head(torch.cat([y[:, -1], c2[-1]], -1))
+
         rng = np.random.default_rng(seed_of("input:" + name))
-        if name == "torch_lstm":
+        if name == "torch_states":
+            m = States()
+            x = (rng.standard_normal((BATCH, 6, 5)) * INPUT_SCALE).astype(np.float32)
+        elif name == "torch_lstm":
             m = Net(nn.LSTM(6, 20, num_layers=2, batch_first=True), nn.Linear(20, 3))
             x = (rng.standard_normal((BATCH, 9, 6)) * INPUT_SCALE).astype(np.float32)
         elif name == "torch_lstm_hn":
@@ -358,7 +408,7 @@ class TorchNet:
         return m.eval(), x
 
 
-TORCH = ["torch_lstm", "torch_gru", "torch_rnn", "torch_lstm_hn"]
+TORCH = ["torch_lstm", "torch_gru", "torch_rnn", "torch_lstm_hn", "torch_states"]
 
 
 def make_torch():
@@ -410,8 +460,8 @@ def make_torch():
 
 
 KERAS3 = ["lstm_text", "gru_stack", "rnn_backwards", "bidirectional", "conv_lstm", "seq2seq",
-          "masked_text", "lstm_tf2onnx"]
-TF_KERAS = ["forecaster", "gru_stack", "seq2seq", "masked_text"]
+          "masked_text", "lstm_tf2onnx", "state_passing"]
+TF_KERAS = ["forecaster", "gru_stack", "seq2seq", "masked_text", "state_passing"]
 
 
 def tf2onnx_case(model, name, x, y, y64, acts):

@@ -186,9 +186,9 @@ fn run_all(format: &str, expected: usize) {
 }
 
 /// `keras`, `keras-json` and `keras-h5` cases of the dense and conv manifests.
-const KERAS_CASES: usize = 61;
+const KERAS_CASES: usize = 64;
 /// `onnx` cases of the dense and conv manifests.
-const ONNX_CASES: usize = 20;
+const ONNX_CASES: usize = 22;
 
 #[test]
 fn keras_models_match_keras() {

@@ -1,7 +1,8 @@
 //! Recurrent layers: random stacks (cell, units, directions, merge, reversed outputs, return
 //! sequences, activations, biases) keep every invariant bit for bit (fused == separate, ISA
 //! tiers, 2/3 threads, a sample alone == in a batch of up to 40, which crosses the
-//! recurrence's blocks of 32 samples) and agree with the float64 reference. Hostile
+//! recurrence's blocks of 32 samples) and agree with the float64 reference, also when a
+//! layer's final states (`Returns::States`) start another (`initial_state`). Hostile
 //! configurations are errors, never panics.
 
 mod common;
@@ -34,6 +35,9 @@ struct Net {
     layers: Vec<RnnSpec>,
     /// Whether the last layer returns every step.
     sequences: bool,
+    /// The last layer's final states (`Returns::States`) start another layer like it over
+    /// the model's input (its `initial_state`), which is then the output.
+    handoff: bool,
     batch: usize,
     seed: u64,
 }
@@ -67,7 +71,8 @@ impl RnnSpec {
         &self,
         rng: &mut SplitMix64,
         features: usize,
-        sequences: bool,
+        returns: Returns,
+        initial_state: bool,
     ) -> (Layer, DenseWeights) {
         let cell = CELLS[self.cell];
         let (h, gh) = (self.units, cell.gates() * self.units);
@@ -97,11 +102,12 @@ impl RnnSpec {
             activation: Activation::ALL[self.act],
             recurrent_activation: GATES[self.rec],
             use_bias: self.bias,
-            return_sequences: sequences,
+            returns,
             run_order: reversed && self.dirs == 2,
             merge: MERGES[self.dirs.saturating_sub(3) % 4],
             directions,
             mask: None,
+            initial_state,
         };
         (Layer::Recurrent(config), DenseWeights { kernel, bias })
     }
@@ -113,10 +119,34 @@ impl Net {
         let x = Input::new([self.steps, self.features]).unwrap();
         let mut h = x.clone();
         let last = self.layers.len() - 1;
+        let returns = |sequences| match sequences {
+            true => Returns::Sequences,
+            false => Returns::Last,
+        };
         for (i, l) in self.layers.iter().enumerate() {
             let features = *h.shape().last().unwrap();
-            let (layer, w) = l.layer(&mut rng, features, i < last || self.sequences);
+            let what = match (i < last, self.handoff) {
+                (false, true) => Returns::States,
+                (inner, _) => returns(inner || self.sequences),
+            };
+            let (layer, w) = l.layer(&mut rng, features, what, false);
             h = apply(layer, None, &[&h], Some(w)).unwrap();
+        }
+        if self.handoff {
+            let rows: Vec<Tensor> = (0..h.shape()[0])
+                .map(|k| {
+                    let take = TakeConfig {
+                        axis: 0,
+                        indices: vec![k],
+                        squeeze: true,
+                    };
+                    apply(Layer::Primitive(Primitive::Take(take)), None, &[&h], None).unwrap()
+                })
+                .collect();
+            let spec = &self.layers[last];
+            let (layer, w) = spec.layer(&mut rng, self.features, returns(self.sequences), true);
+            let inputs: Vec<&Tensor> = std::iter::once(&x).chain(&rows).collect();
+            h = apply(layer, None, &inputs, Some(w)).unwrap();
         }
         Model::new(&x, &h).unwrap()
     }
@@ -155,18 +185,21 @@ fn net() -> impl Strategy<Value = Net> {
     (
         (1usize..10, 1usize..6),
         prop::collection::vec(rnn_spec(), 1..3),
-        any::<bool>(),
+        (any::<bool>(), any::<bool>()),
         prop_oneof![1usize..5, 30usize..41],
         any::<u64>(),
     )
-        .prop_map(|((steps, features), layers, sequences, batch, seed)| Net {
-            steps,
-            features,
-            layers,
-            sequences,
-            batch,
-            seed,
-        })
+        .prop_map(
+            |((steps, features), layers, (sequences, handoff), batch, seed)| Net {
+                steps,
+                features,
+                layers,
+                sequences,
+                handoff,
+                batch,
+                seed,
+            },
+        )
 }
 
 proptest! {
@@ -212,7 +245,7 @@ fn hostile_recurrent_configs_are_errors() {
         activation: Activation::Tanh,
         recurrent_activation: Activation::Sigmoid,
         use_bias: false,
-        return_sequences: false,
+        returns: Returns::Last,
         run_order: false,
         directions: vec![Direction {
             reverse: false,
@@ -221,6 +254,7 @@ fn hostile_recurrent_configs_are_errors() {
         }],
         merge: MergeMode::Concat,
         mask: None,
+        initial_state: false,
     };
     let weights = || {
         Some(DenseWeights {
@@ -299,7 +333,13 @@ impl Masked {
         let last = net.layers.len() - 1;
         for (i, l) in net.layers.iter().enumerate() {
             let features = *h.shape().last().unwrap();
-            let (mut layer, w) = l.layer(&mut rng, features, i < last || net.sequences);
+            // A last layer of a hand-off net returns its final states.
+            let returns = match (i < last || net.sequences, net.handoff && i == last) {
+                (_, true) => Returns::States,
+                (true, _) => Returns::Sequences,
+                (false, _) => Returns::Last,
+            };
+            let (mut layer, w) = l.layer(&mut rng, features, returns, false);
             if let Layer::Recurrent(r) = &mut layer {
                 r.mask = Some(StepMask {
                     zero_outputs: self.zero_outputs,
@@ -349,7 +389,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(common::cases(150)))]
 
     /// Under a mask: every invariant, the f64 reference, and a sequence padded with zero ids
-    /// ends in the bits of the unpadded one (a layer that returns only its last state).
+    /// ends in the bits of the unpadded one (a layer that returns only its last state, or
+    /// its final states).
     #[test]
     fn masked_stacks_carry_the_state_over(m in masked()) {
         let net = &m.net;
@@ -370,7 +411,7 @@ proptest! {
         // Two more padded steps: the last states keep their bits (unless a layer returns its
         // steps in the order it ran them backwards, which padding moves, in Keras too).
         let moves = net.layers.iter().rev().skip(1).any(|l| l.dirs == 2);
-        if !net.sequences && !moves {
+        if (!net.sequences || net.handoff) && !moves {
             let longer = m.model(net.steps + 2);
             let padded: Vec<f32> = ids
                 .chunks(net.steps)

@@ -55,7 +55,7 @@ pub use crate::ops::{
         AveragePooling1DConfig, AveragePooling2DConfig, GlobalPooling2D, MaxPooling1DConfig,
         MaxPooling2DConfig, Pooling1D, Pooling2D,
     },
-    recurrent::{Cell, Direction, MergeMode, RecurrentConfig, StepMask},
+    recurrent::{Cell, Direction, MergeMode, RecurrentConfig, Returns, StepMask},
     repeat::RepeatVectorConfig,
     resample::{Coordinates, Resample},
     reshape::ReshapeConfig,

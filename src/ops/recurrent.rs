@@ -84,9 +84,25 @@ pub enum MergeMode {
     Multiply,
 }
 
+/// What a recurrent layer outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Returns {
+    /// The last step's state `[width]` (directions merged).
+    Last,
+    /// Every step's state `[steps, width]` (Keras `return_sequences=True`).
+    Sequences,
+    /// The final states `[states, units]`, one row each in Keras's `return_state` order: per
+    /// direction its `h`, then an LSTM's cell `c` (ONNX's `Y_h` and `Y_c`).
+    States,
+}
+
 /// A recurrent layer over `[steps, features]`: the node's kernel is `features x (directions *
 /// gates * units)` (each direction's gates side by side, in Keras's gate order) and its bias
-/// that many values; the recurrent weights are here. The initial state is zero.
+/// that many values; the recurrent weights are here.
+///
+/// Inputs: the sequence; the mask's token ids (with [`StepMask`]); the initial states (with
+/// `initial_state`), `[units]` each, in [`Returns::States`]'s order. Without them the initial
+/// state is zero.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecurrentConfig {
     /// The cell.
@@ -99,8 +115,8 @@ pub struct RecurrentConfig {
     pub recurrent_activation: Activation,
     /// Whether the node has a bias.
     pub use_bias: bool,
-    /// Every step's state `[steps, width]`, or the last one's `[width]`.
-    pub return_sequences: bool,
+    /// What it outputs.
+    pub returns: Returns,
     /// A reversed direction's outputs in the order it computes them (Keras `go_backwards`),
     /// instead of at the steps they belong to (ONNX, Keras `Bidirectional`).
     pub run_order: bool,
@@ -110,6 +126,9 @@ pub struct RecurrentConfig {
     pub merge: MergeMode,
     /// Steps masked by token ids (Keras's `mask_zero`), if any.
     pub mask: Option<StepMask>,
+    /// Reads its initial states as inputs (Keras `initial_state=[..]`, ONNX `initial_h`,
+    /// `initial_c`).
+    pub initial_state: bool,
 }
 
 /// A recurrent layer under a mask: it reads the token ids `[steps]` as a second input, and a
@@ -127,6 +146,49 @@ impl RecurrentConfig {
     /// Gate columns of one direction.
     fn gate_width(&self) -> usize {
         self.cell.gates().saturating_mul(self.units)
+    }
+
+    /// State vectors per sample: per direction `h`, and an LSTM's `c`.
+    pub fn states(&self) -> usize {
+        let per = match self.cell {
+            Cell::Lstm => 2,
+            _ => 1,
+        };
+        per * self.directions.len()
+    }
+
+    /// The name of state `k` in [`Returns::States`]'s order: `h`, `c`, `forward_h`, ..
+    pub fn state_name(&self, k: usize) -> String {
+        let per = self.states() / self.directions.len().max(1);
+        let which = if per == 2 && k % 2 == 1 { "c" } else { "h" };
+        match self.directions.len() {
+            2 if k / per == 0 => format!("forward_{which}"),
+            2 => format!("backward_{which}"),
+            _ => which.to_string(),
+        }
+    }
+
+    /// Inputs the layer reads: the sequence, the mask's ids, the initial states.
+    fn input_count(&self) -> usize {
+        1 + usize::from(self.mask.is_some()) + if self.initial_state { self.states() } else { 0 }
+    }
+
+    /// Output values per sample.
+    fn out_len(&self, steps: usize) -> usize {
+        match self.returns {
+            Returns::Sequences => steps * self.width(),
+            Returns::Last => self.width(),
+            Returns::States => self.states() * self.units,
+        }
+    }
+
+    /// The output shape (without the batch) at `steps` steps.
+    fn out_shape(&self, steps: usize) -> Vec<usize> {
+        match self.returns {
+            Returns::Sequences => vec![steps, self.width()],
+            Returns::Last => vec![self.width()],
+            Returns::States => vec![self.states(), self.units],
+        }
     }
 
     /// Width of the output at each step.
@@ -194,31 +256,46 @@ impl LayerOp for RecurrentConfig {
         }
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
-        let s = match (inputs, self.mask) {
-            ([x], None) | ([x, _], Some(_)) => x.to_vec(),
-            _ => {
-                return Err(format!(
-                    "{} reads {} input(s), got {}",
-                    self.cell.class(),
-                    1 + usize::from(self.mask.is_some()),
-                    inputs.len()
-                ));
-            }
+        let class = self.cell.class();
+        let Some(x) = inputs
+            .first()
+            .filter(|_| inputs.len() == self.input_count())
+        else {
+            return Err(format!(
+                "{class} reads {} input(s) (the sequence{}{}), got {}",
+                self.input_count(),
+                if self.mask.is_some() {
+                    ", the mask's ids"
+                } else {
+                    ""
+                },
+                if self.initial_state {
+                    ", the initial states"
+                } else {
+                    ""
+                },
+                inputs.len()
+            ));
         };
-        let (steps, _) = steps_channels(&s, self.cell.class())?;
-        if let [_, ids] = inputs
+        let (steps, _) = steps_channels(x, class)?;
+        let mut rest = inputs[1..].iter();
+        if self.mask.is_some()
+            && let Some(ids) = rest.next()
             && **ids != [steps]
         {
             return Err(format!("the mask's ids are {ids:?}, expected [{steps}]"));
         }
+        if let Some(s) = rest.find(|s| **s != [self.units]) {
+            return Err(format!(
+                "an initial state of shape {s:?}, expected [{}]",
+                self.units
+            ));
+        }
         self.check()?;
         if steps == 0 {
-            return Err(format!("{} needs at least one step", self.cell.class()));
+            return Err(format!("{class} needs at least one step"));
         }
-        let shape = match self.return_sequences {
-            true => vec![steps, self.width()],
-            false => vec![self.width()],
-        };
+        let shape = self.out_shape(steps);
         crate::model::checked_elems(&shape)?;
         Ok(shape)
     }
@@ -249,11 +326,11 @@ impl LayerOp for RecurrentConfig {
             conv: None,
         };
         let width = self.gate_width() * self.directions.len();
-        // The projection reads the features; the recurrence it and the mask's ids.
-        let ids = cx.inputs.get(1).copied();
-        cx.inputs.truncate(1);
+        // The projection reads the features; the recurrence it, the mask's ids and the
+        // initial states.
+        let rest = cx.inputs.split_off(1.min(cx.inputs.len()));
         cx.push("input projection", projection, vec![steps, width]);
-        cx.inputs.extend(ids);
+        cx.inputs.extend(rest);
         Ok(Op::Step(StepRef::new(RecurrentStep {
             config: self.clone(),
             steps,
@@ -266,30 +343,38 @@ impl LayerOp for RecurrentConfig {
         let (steps, _) = steps_channels(cx.in_shape(), self.cell.class()).map_err(Error::Model)?;
         let xw = self.gate_width() * self.directions.len();
         let xp = super::dense::dense(cx.inputs[0], w, xw, Activation::Linear);
-        let per = if self.return_sequences {
-            steps * self.width()
-        } else {
-            self.width()
-        };
+        let per = self.out_len(steps);
         let mut y = vec![0.0; cx.batch * per];
         let samples = xp.chunks_exact(steps * xw).zip(y.chunks_exact_mut(per));
+        let masked = usize::from(self.mask.is_some());
         for (b, (x, out)) in samples.enumerate() {
-            let ids = cx.inputs.get(1).map(|ids| &ids[b * steps..][..steps]);
+            let ids = (masked == 1).then(|| &cx.inputs[1][b * steps..][..steps]);
+            // Initial state `k` of this sample (zeros without them).
+            let zeros = vec![0.0; self.units];
+            let initial = |k: usize| match self.initial_state {
+                true => &cx.inputs[1 + masked + k][b * self.units..][..self.units],
+                false => &zeros[..],
+            };
             for (d, dir) in self.directions.iter().enumerate() {
-                reference_direction(self, d, dir, (x, ids), steps, out);
+                let at = d * self.states() / self.directions.len();
+                let init = (initial(at), initial((at + 1).min(self.states() - 1)));
+                reference_direction(self, d, dir, (x, ids, init), steps, out);
             }
         }
         Ok(y)
     }
 }
 
+/// Initial `h` and `c` of one sample's direction.
+type Initial<'a> = (&'a [f64], &'a [f64]);
+
 /// One sample's direction `d` in f64: `x` is its input projection (`[steps, directions *
-/// gates * units]`), `out` its output.
+/// gates * units]`), `ids` its mask's token ids, `out` its output.
 fn reference_direction(
     c: &RecurrentConfig,
     d: usize,
     dir: &Direction,
-    (x, ids): (&[f64], Option<&[f64]>),
+    (x, ids, (h0, c0)): (&[f64], Option<&[f64]>, Initial<'_>),
     steps: usize,
     out: &mut [f64],
 ) {
@@ -299,13 +384,14 @@ fn reference_direction(
     let rb = |j: usize| dir.recurrent_bias.as_ref().map_or(0.0, |b| f64::from(b[j]));
     let act = |v: &mut [f64]| crate::reference::activation_row(c.activation, v);
     let rec = |v: &mut [f64]| crate::reference::activation_row(c.recurrent_activation, v);
-    let (mut state, mut cell) = (vec![0.0; h], vec![0.0; h]);
+    let (mut state, mut cell) = (h0.to_vec(), c0.to_vec());
+    let sequences = c.returns == Returns::Sequences;
     for k in 0..steps {
         let pos = if dir.reverse { steps - 1 - k } else { k };
         let at = if c.run_order { k } else { pos };
         if ids.is_some_and(|ids| ids[pos] == 0.0) {
             // A masked step: the state carries over.
-            if c.return_sequences {
+            if sequences {
                 let zero = c.mask.is_some_and(|m| m.zero_outputs);
                 let y = if zero { &vec![0.0; h][..] } else { &state[..] };
                 merge(c, d, &mut out[at * c.width()..][..c.width()], y);
@@ -356,12 +442,21 @@ fn reference_direction(
                     .collect();
             }
         }
-        if c.return_sequences {
+        if sequences {
             merge(c, d, &mut out[at * c.width()..][..c.width()], &state);
         }
     }
-    if !c.return_sequences {
-        merge(c, d, out, &state);
+    match c.returns {
+        Returns::Sequences => {}
+        Returns::Last => merge(c, d, out, &state),
+        Returns::States => {
+            let per = c.states() / c.directions.len();
+            let rows = &mut out[d * per * h..][..per * h];
+            rows[..h].copy_from_slice(&state);
+            if per == 2 {
+                rows[h..].copy_from_slice(&cell);
+            }
+        }
     }
 }
 
@@ -473,7 +568,7 @@ impl RecurrentStep {
     ) {
         let c = &self.config;
         let xw = c.gate_width() * c.directions.len();
-        let per = out_len(c, steps);
+        let per = c.out_len(steps);
         let (h, gh) = (c.units, c.gate_width());
         let blocks = x
             .chunks(BLOCK * steps * xw)
@@ -501,6 +596,18 @@ impl RecurrentStep {
                 zeros,
             };
             for d in 0..c.directions.len() {
+                // The initial states: zeros, or this block's rows of the inputs.
+                st.h.fill(0.0);
+                st.c.fill(0.0);
+                if c.initial_state {
+                    let per = c.states() / c.directions.len();
+                    let at = 1 + usize::from(masked) + d * per;
+                    let from = (first + b * BLOCK) * h;
+                    ins.copy_f32(at, from, st.h);
+                    if per == 2 {
+                        ins.copy_f32(at + 1, from, st.c);
+                    }
+                }
                 self.direction(isa, d, (n, steps), x, out, &mut st);
             }
         }
@@ -519,11 +626,10 @@ impl RecurrentStep {
         let c = &self.config;
         let (h, gh, w) = (c.units, c.gate_width(), c.width());
         let xw = gh * c.directions.len();
-        let per = out_len(c, steps);
+        let per = c.out_len(steps);
         let reverse = c.directions[d].reverse;
         let zero_outputs = c.mask.is_some_and(|m| m.zero_outputs);
-        st.h.fill(0.0);
-        st.c.fill(0.0);
+        let sequences = c.returns == Returns::Sequences;
         for k in 0..steps {
             let pos = if reverse { steps - 1 - k } else { k };
             // Rows whose id at this step is 0 (none without a mask).
@@ -548,7 +654,7 @@ impl RecurrentStep {
             } else {
                 self.step(isa, d, n, (&x[pos * xw + d * gh..], steps * xw), st);
             }
-            if c.return_sequences {
+            if sequences {
                 let at = if c.run_order { k } else { pos };
                 for (r, state) in st.h.chunks_exact(h).enumerate() {
                     let y = if zero_outputs && masked(st.ids, r) {
@@ -560,9 +666,23 @@ impl RecurrentStep {
                 }
             }
         }
-        if !c.return_sequences {
-            for (r, state) in st.h.chunks_exact(h).enumerate() {
-                merge(c, d, &mut out[r * per..][..w], state);
+        match c.returns {
+            Returns::Sequences => {}
+            Returns::Last => {
+                for (r, state) in st.h.chunks_exact(h).enumerate() {
+                    merge(c, d, &mut out[r * per..][..w], state);
+                }
+            }
+            Returns::States => {
+                // Row `d * k` is the direction's `h`, the next its `c` (an LSTM's).
+                let k = c.states() / c.directions.len();
+                for r in 0..n {
+                    let rows = &mut out[r * per + d * k * h..][..k * h];
+                    rows[..h].copy_from_slice(&st.h[r * h..][..h]);
+                    if k == 2 {
+                        rows[h..].copy_from_slice(&st.c[r * h..][..h]);
+                    }
+                }
             }
         }
     }
@@ -731,14 +851,6 @@ impl<'a> Ops<'a> {
     }
 }
 
-/// Output values per sample.
-fn out_len(c: &RecurrentConfig, steps: usize) -> usize {
-    match c.return_sequences {
-        true => steps * c.width(),
-        false => c.width(),
-    }
-}
-
 impl StepOp for RecurrentStep {
     fn describe(&self) -> String {
         let c = &self.config;
@@ -756,23 +868,27 @@ impl StepOp for RecurrentStep {
         )
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
-        let want = self.config.gate_width() * self.config.directions.len();
-        let masked = self.config.mask.is_some();
+        let c = &self.config;
+        let want = c.gate_width() * c.directions.len();
+        let masked = usize::from(c.mask.is_some());
         match inputs {
             [[steps, w], rest @ ..]
                 if *w == want
-                    && rest.len() == usize::from(masked)
-                    && rest.iter().all(|r| *r == [*steps]) =>
+                    && inputs.len() == c.input_count()
+                    && rest[..masked].iter().all(|r| *r == [*steps])
+                    && rest[masked..].iter().all(|r| *r == [c.units]) =>
             {
-                Ok(match self.config.return_sequences {
-                    true => vec![*steps, self.config.width()],
-                    false => vec![self.config.width()],
-                })
+                Ok(c.out_shape(*steps))
             }
-            _ if masked => Err(format!(
-                "a masked recurrence reads [steps, {want}] and [steps]"
+            _ => Err(format!(
+                "a recurrence reads [steps, {want}]{}{}",
+                if masked == 1 { ", the ids [steps]" } else { "" },
+                if c.initial_state {
+                    format!(" and {} states [{}]", c.states(), c.units)
+                } else {
+                    String::new()
+                }
             )),
-            _ => Err(format!("a recurrence reads [steps, {want}]")),
         }
     }
     fn weight_bytes(&self) -> usize {
@@ -796,13 +912,14 @@ impl StepOp for RecurrentStep {
         BLOCK * (c.gate_width() + 2 * c.units) + mask
     }
     fn seq(&self, ins: &[bool]) -> Result<bool, String> {
-        Ok(ins.first().copied().unwrap_or(false) && self.config.return_sequences)
+        Ok(ins.first().copied().unwrap_or(false) && self.config.returns == Returns::Sequences)
     }
     fn padding(&self) -> Padding {
         let c = &self.config;
         // Keras's `go_backwards` returns its steps in the order it ran them: padding moves
         // them.
-        let moves = c.return_sequences && c.run_order && c.directions.iter().any(|d| d.reverse);
+        let sequences = c.returns == Returns::Sequences;
+        let moves = sequences && c.run_order && c.directions.iter().any(|d| d.reverse);
         if c.mask.is_some() && !moves {
             // Padded steps (id 0) carry the state over: a sequence ends, in either direction,
             // in the state it has alone.
@@ -811,7 +928,7 @@ impl StepOp for RecurrentStep {
                 one: false,
             };
         }
-        match c.return_sequences && c.directions.iter().all(|d| !d.reverse) {
+        match sequences && c.directions.iter().all(|d| !d.reverse) {
             true => Padding::Exact,
             false => Padding::Changes,
         }
@@ -864,7 +981,7 @@ impl StepOp for RecurrentStep {
         let pool = io.pool(flops);
         let (ins, out, scratch) = io.scratch();
         let one = self.scratch();
-        let per = out_len(c, steps);
+        let per = c.out_len(steps);
         if batch == 0 || per == 0 {
             return;
         }

@@ -11,7 +11,7 @@ use crate::model::{
     GlobalPooling2D, MaxPooling1DConfig, NormalizationConfig, PermuteConfig, Pooling2D, Resample,
     RescalingConfig, ReshapeConfig, SeparableConv2DConfig,
 };
-use crate::model::{Cell, Direction, MergeMode, RecurrentConfig, RepeatVectorConfig};
+use crate::model::{Cell, Direction, MergeMode, RecurrentConfig, RepeatVectorConfig, Returns};
 use crate::model::{ChannelNorm, DType, Layer, Merge, Padding, RowNorm, TrainingOnly};
 use serde_json::Value;
 
@@ -216,11 +216,9 @@ const CLASSES: &[(&str, ClassFn)] = &[
         }))
     }),
     ("MultiHeadAttention", super::mha::class),
-    ("SimpleRNN", |c, _| {
-        Ok(Layer::Recurrent(recurrent(c, false)?))
-    }),
-    ("LSTM", |c, _| Ok(Layer::Recurrent(recurrent(c, false)?))),
-    ("GRU", |c, _| Ok(Layer::Recurrent(recurrent(c, false)?))),
+    ("SimpleRNN", rnn),
+    ("LSTM", rnn),
+    ("GRU", rnn),
     ("Bidirectional", bidirectional),
     ("RepeatVector", |c, _| {
         Ok(Layer::RepeatVector(RepeatVectorConfig {
@@ -264,6 +262,7 @@ pub(super) fn layer_spec(l: &Value, i: usize) -> Res<Spec> {
         mask_arg: None,
         mha: None,
         seq: false,
+        return_state: false,
     };
     spec.layer = read(
         &Config {
@@ -736,6 +735,13 @@ fn time_distributed(c: &Config<'_>, spec: &mut Spec) -> Res<Layer> {
     }
 }
 
+/// A `SimpleRNN`, `LSTM` or `GRU` layer; with `return_state`, its final states are its
+/// outputs after the first (`config::Ref::tensor`).
+fn rnn(c: &Config<'_>, spec: &mut Spec) -> Res<Layer> {
+    spec.return_state = c.bool_or("return_state", false)?;
+    Ok(Layer::Recurrent(recurrent(c, false)?))
+}
+
 /// A `SimpleRNN`, `LSTM` or `GRU`, its weights still to come (`weights::recurrent`).
 /// `wrapped`: inside a `Bidirectional`, which decides what a masked step outputs.
 fn recurrent(c: &Config<'_>, wrapped: bool) -> Res<RecurrentConfig> {
@@ -748,10 +754,6 @@ fn recurrent(c: &Config<'_>, wrapped: bool) -> Res<RecurrentConfig> {
         other => return Err(c.invalid(format!("{other} is not a recurrent layer"))),
     };
     for (key, what) in [
-        (
-            "return_state",
-            "return_state=True (the states as extra outputs)",
-        ),
         ("stateful", "stateful=True (a state kept between calls)"),
         ("time_major", "time_major=True"),
     ] {
@@ -773,7 +775,10 @@ fn recurrent(c: &Config<'_>, wrapped: bool) -> Res<RecurrentConfig> {
         activation: activation("activation", Activation::Tanh)?,
         recurrent_activation: activation("recurrent_activation", Activation::Sigmoid)?,
         use_bias: c.bool_or("use_bias", true)?,
-        return_sequences: c.bool_or("return_sequences", false)?,
+        returns: match c.bool_or("return_sequences", false)? {
+            true => Returns::Sequences,
+            false => Returns::Last,
+        },
         run_order: go_backwards,
         directions: vec![Direction {
             reverse: go_backwards,
@@ -782,16 +787,21 @@ fn recurrent(c: &Config<'_>, wrapped: bool) -> Res<RecurrentConfig> {
         }],
         merge: MergeMode::Concat,
         mask: None,
+        // Set from the call's `initial_state` (`io::keras::build`).
+        initial_state: false,
     })
 }
 
 /// A `Bidirectional` wrapper: its layer forward, and the same layer (or its `backward_layer`)
 /// over the reversed steps, its outputs put back in step order, the two joined by
 /// `merge_mode`.
-fn bidirectional(c: &Config<'_>, _: &mut Spec) -> Res<Layer> {
+fn bidirectional(c: &Config<'_>, spec: &mut Spec) -> Res<Layer> {
     let inner = |key: &str| -> Res<Option<RecurrentConfig>> {
         c.wrapped(key)?.map(|l| recurrent(&l, true)).transpose()
     };
+    if let Some(layer) = c.wrapped("layer")? {
+        spec.return_state = layer.bool_or("return_state", false)?;
+    }
     let forward = inner("layer")?.ok_or_else(|| c.invalid("no wrapped layer"))?;
     let backward = inner("backward_layer")?;
     if forward.directions[0].reverse {

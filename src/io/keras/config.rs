@@ -7,7 +7,7 @@ use super::classes::layer_spec;
 use super::{Fault, LoadOptions, Res};
 use crate::kernels::Activation;
 use crate::model::DenseConfig;
-use crate::model::{DType, Layer, StepMask};
+use crate::model::{DType, Layer, Returns, StepMask};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -18,8 +18,8 @@ pub(super) struct Spec {
     pub(super) layer: Layer,
     /// Input shape for an `InputLayer`.
     pub(super) shape: Vec<usize>,
-    /// Names of the layers it reads.
-    pub(super) inbound: Vec<String>,
+    /// The tensors it reads: positional arguments, then an RNN's `initial_state`.
+    pub(super) inbound: Vec<Ref>,
     /// Element type (of an `InputLayer`).
     pub(super) dtype: DType,
     /// An Embedding with `mask_zero=True` (checked against the layers that read it).
@@ -32,15 +32,47 @@ pub(super) struct Spec {
     pub(super) mask_arg: Option<String>,
     /// A `MultiHeadAttention`, which becomes several nodes.
     pub(super) mha: Option<Box<super::mha::Mha>>,
+    /// An RNN with `return_state=True`: its final states are its outputs after the first.
+    pub(super) return_state: bool,
     /// An `InputLayer` whose first axis is `None`: a sequence of any length, loaded at
     /// [`LoadOptions::seq`] (the longest a plan runs).
     pub(super) seq: bool,
 }
 
 impl Spec {
+    /// Errors unless `r` (a reference to this layer) names one of its outputs.
+    fn has_output(&self, r: &Ref) -> Res<()> {
+        let outputs = match &self.layer {
+            Layer::Recurrent(c) if self.return_state => 1 + c.states(),
+            _ => 1,
+        };
+        match r.tensor < outputs {
+            true => Ok(()),
+            false => Err(Fault::invalid(format!(
+                "reads output {} of layer {:?}, which has {outputs}",
+                r.tensor, r.layer
+            ))),
+        }
+    }
+
     /// A fault of this layer.
     fn fault(&self, f: Fault) -> Fault {
         f.at(&self.name, &self.class)
+    }
+}
+
+/// A tensor a layer outputs: its name and which of its outputs (an RNN's `return_state`
+/// outputs come after its output).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Ref {
+    pub(super) layer: String,
+    pub(super) tensor: usize,
+}
+
+impl From<String> for Ref {
+    /// A layer's (first) output.
+    fn from(layer: String) -> Ref {
+        Ref { layer, tensor: 0 }
     }
 }
 
@@ -49,9 +81,9 @@ pub(super) struct Parsed {
     /// The model's name (`"model"` if the config has none).
     pub(super) model_name: String,
     pub(super) specs: Vec<Spec>,
-    /// Input and output layer names, in the model's order (the outputs as requested).
+    /// Input layer names and output tensors, in the model's order (the outputs as requested).
     pub(super) inputs: Vec<String>,
-    pub(super) outputs: Vec<String>,
+    pub(super) outputs: Vec<Ref>,
     /// Spec indices, each after its inputs: only the layers the outputs need.
     pub(super) order: Vec<usize>,
     /// A Sequential model (its Keras 3 weight groups skip the input layer).
@@ -115,8 +147,18 @@ pub(super) fn parse(config: &[u8], opts: &LoadOptions) -> Res<Parsed> {
         opts.check_elems(&s.shape)
             .map_err(|m| s.fault(Fault::limit(m)))?;
     }
-    let outputs = opts.pick_outputs(&outputs).map_err(Fault::invalid)?;
+    let names: Vec<String> = outputs.iter().map(|r| r.layer.clone()).collect();
+    let picked = opts.pick_outputs(&names).map_err(Fault::invalid)?;
+    let outputs: Vec<Ref> = match picked == names {
+        true => outputs,
+        false => picked.into_iter().map(Ref::from).collect(),
+    };
     let order = topo_order(&specs, &inputs, &outputs).map_err(in_config)?;
+    for r in &outputs {
+        if let Some(s) = specs.iter().find(|s| s.name == r.layer) {
+            s.has_output(r).map_err(in_config)?;
+        }
+    }
     check_masks(&mut specs, &order)?;
     Ok(Parsed {
         model_name: model_name.to_string(),
@@ -180,8 +222,8 @@ pub(super) fn batch_shape(v: &Value) -> Result<(Vec<usize>, bool), String> {
     Ok((shape, variable))
 }
 
-/// The layers, then the input and output layer names in the model's order.
-type Graph = (Vec<Spec>, Vec<String>, Vec<String>);
+/// The layers, then the input layer names and the output tensors in the model's order.
+type Graph = (Vec<Spec>, Vec<String>, Vec<Ref>);
 
 /// A Sequential config: a chain, led by an `InputLayer` or a `build_input_shape`.
 fn sequential(cfg: &Value) -> Res<Graph> {
@@ -220,12 +262,13 @@ fn sequential(cfg: &Value) -> Res<Graph> {
                 mask_arg: None,
                 mha: None,
                 seq: false,
+                return_state: false,
             });
             let spec = specs.last_mut().expect("just pushed");
             (spec.shape, spec.seq) = batch_shape(shape).map_err(Fault::invalid)?;
         }
         if let Some(prev) = specs.last() {
-            spec.inbound = vec![prev.name.clone()];
+            spec.inbound = vec![prev.name.clone().into()];
         }
         specs.push(spec);
     }
@@ -236,7 +279,7 @@ fn sequential(cfg: &Value) -> Res<Graph> {
         .name
         .clone();
     let input = specs[0].name.clone();
-    Ok((specs, vec![input], vec![out]))
+    Ok((specs, vec![input], vec![out.into()]))
 }
 
 /// A Functional config: layers with `inbound_nodes`; its inputs and outputs, in order.
@@ -265,6 +308,11 @@ fn functional(cfg: &Value) -> Res<Graph> {
         if let Some(node) = nodes.first() {
             let mut found = Vec::new();
             collect_history(node, &mut found, 0).map_err(|f| spec.fault(f))?;
+            // Keras 3 passes an RNN's initial states as a keyword (Keras 2 as positions).
+            let initial = node.get("kwargs").and_then(|k| k.get("initial_state"));
+            if let Some(states) = initial.filter(|v| !v.is_null()) {
+                collect_history(states, &mut found, 0).map_err(|f| spec.fault(f))?;
+            }
             spec.inbound = found;
             super::mha::call(&mut spec, node).map_err(|f| spec.fault(f))?;
             if spec.mha.is_none() {
@@ -279,6 +327,13 @@ fn functional(cfg: &Value) -> Res<Graph> {
         specs.push(spec);
     }
     let inputs = endpoints(cfg, "input_layers")?;
+    if let Some(r) = inputs.iter().find(|r| r.tensor != 0) {
+        return Err(Fault::invalid(format!(
+            "input {:?} is not an InputLayer's output",
+            r.layer
+        )));
+    }
+    let inputs = inputs.into_iter().map(|r| r.layer).collect();
     let outputs = endpoints(cfg, "output_layers")?;
     for input in &inputs {
         let Some(first) = specs.iter().find(|s| &s.name == input) else {
@@ -308,8 +363,8 @@ fn not_zero(node: &Value) -> bool {
     matches!(args.map(Vec::as_slice), Some([_, zero]) if zero.as_f64() == Some(0.0))
 }
 
-/// Layer names in `keras_history` entries of an inbound node, in argument order.
-fn collect_history(v: &Value, out: &mut Vec<String>, depth: usize) -> Res<()> {
+/// The tensors in `keras_history` entries of an inbound node, in argument order.
+fn collect_history(v: &Value, out: &mut Vec<Ref>, depth: usize) -> Res<()> {
     if depth > 16 {
         return Err(Fault::invalid("inbound node nested too deeply"));
     }
@@ -324,7 +379,16 @@ fn collect_history(v: &Value, out: &mut Vec<String>, depth: usize) -> Res<()> {
                     .first()
                     .and_then(Value::as_str)
                     .ok_or_else(|| Fault::invalid("keras_history without a layer name"))?;
-                out.push(name.to_string());
+                if h.get(1).and_then(Value::as_u64).is_some_and(|n| n != 0) {
+                    return Err(Fault::unsupported(format!(
+                        "reads the output of a second call of layer {name:?} (shared layers \
+                         are not supported)"
+                    )));
+                }
+                out.push(Ref {
+                    layer: name.to_string(),
+                    tensor: tensor_index(h.get(2))?,
+                });
                 return Ok(());
             }
             // Only positional args carry inputs; kwargs hold flags like `training`.
@@ -342,7 +406,10 @@ fn collect_history(v: &Value, out: &mut Vec<String>, depth: usize) -> Res<()> {
                     "inbound {v} names a second call of a layer (shared layers are not supported)"
                 )));
             }
-            out.push(a[0].as_str().unwrap_or_default().to_string());
+            out.push(Ref {
+                layer: a[0].as_str().unwrap_or_default().to_string(),
+                tensor: tensor_index(a.get(2))?,
+            });
             Ok(())
         }
         Value::Array(a) => a
@@ -352,8 +419,20 @@ fn collect_history(v: &Value, out: &mut Vec<String>, depth: usize) -> Res<()> {
     }
 }
 
-/// `["name", 0, 0]` (one endpoint) or `[["a", 0, 0], ["b", 0, 0]]` (a list): layer names.
-fn endpoints(cfg: &Value, key: &str) -> Res<Vec<String>> {
+/// Which output of a layer a reference names (absent: its first).
+fn tensor_index(v: Option<&Value>) -> Res<usize> {
+    match v {
+        None => Ok(0),
+        Some(t) => t
+            .as_u64()
+            .filter(|&t| t < 64)
+            .map(|t| t as usize)
+            .ok_or_else(|| Fault::invalid(format!("tensor index {t} is not a small integer"))),
+    }
+}
+
+/// `["name", 0, 0]` (one endpoint) or `[["a", 0, 0], ["b", 0, 0]]` (a list): the tensors.
+fn endpoints(cfg: &Value, key: &str) -> Res<Vec<Ref>> {
     let v = cfg
         .get(key)
         .ok_or_else(|| Fault::invalid(format!("no {key:?}")))?;
@@ -372,12 +451,15 @@ fn endpoints(cfg: &Value, key: &str) -> Res<Vec<String>> {
             let a = one.as_array().filter(|a| a.len() <= 3);
             match a.map(Vec::as_slice) {
                 Some([Value::String(s), rest @ ..]) => {
-                    if rest.iter().any(|x| x.as_u64().is_some_and(|n| n != 0)) {
+                    if rest.first().and_then(Value::as_u64).is_some_and(|n| n != 0) {
                         return Err(Fault::unsupported(format!(
                             "{key}: {one} names a second call of layer {s:?} (shared layers are not supported)"
                         )));
                     }
-                    Ok(s.clone())
+                    Ok(Ref {
+                        layer: s.clone(),
+                        tensor: tensor_index(rest.get(1))?,
+                    })
                 }
                 _ => Err(Fault::invalid(format!(
                     "{key}: {one} is not [name, node, tensor]"
@@ -390,7 +472,7 @@ fn endpoints(cfg: &Value, key: &str) -> Res<Vec<String>> {
 /// Spec indices in an order where every layer comes after its inputs: the given inputs first,
 /// then (depth-first) only the layers the outputs depend on. Errors on unknown names,
 /// duplicates and cycles.
-fn topo_order(specs: &[Spec], inputs: &[String], outputs: &[String]) -> Res<Vec<usize>> {
+fn topo_order(specs: &[Spec], inputs: &[String], outputs: &[Ref]) -> Res<Vec<usize>> {
     let by_name = check_links(specs)?;
     // Depth-first from each output with an explicit stack; 0 = new, 1 = on the path, 2 = done.
     let mut state = vec![0u8; specs.len()];
@@ -408,7 +490,7 @@ fn topo_order(specs: &[Spec], inputs: &[String], outputs: &[String]) -> Res<Vec<
         order.push(i);
     }
     let mut stack = Vec::new();
-    for name in outputs.iter().rev() {
+    for name in outputs.iter().rev().map(|r| &r.layer) {
         let out = *by_name.get(name.as_str()).ok_or_else(|| {
             Fault::invalid(format!("output layer {name:?} is not among the layers"))
         })?;
@@ -422,8 +504,8 @@ fn topo_order(specs: &[Spec], inputs: &[String], outputs: &[String]) -> Res<Vec<
             state[i] = 1;
         }
         match specs[i].inbound.get(next) {
-            Some(name) => {
-                let j = by_name[name.as_str()];
+            Some(r) => {
+                let j = by_name[r.layer.as_str()];
                 stack.push((i, next + 1));
                 match state[j] {
                     1 => {
@@ -455,8 +537,32 @@ fn check_links(specs: &[Spec]) -> Res<HashMap<&str, usize>> {
         }
     }
     for s in specs {
-        if let Some(missing) = s.inbound.iter().find(|n| !by_name.contains_key(n.as_str())) {
-            return Err(s.fault(Fault::invalid(format!("reads unknown layer {missing:?}"))));
+        if let Some(missing) = s
+            .inbound
+            .iter()
+            .find(|r| !by_name.contains_key(r.layer.as_str()))
+        {
+            return Err(s.fault(Fault::invalid(format!(
+                "reads unknown layer {:?}",
+                missing.layer
+            ))));
+        }
+        for r in &s.inbound {
+            specs[by_name[r.layer.as_str()]]
+                .has_output(r)
+                .map_err(|f| s.fault(f))?;
+        }
+        if let Layer::Recurrent(r) = &s.layer
+            && s.inbound.len() > 1
+        {
+            if s.inbound.len() != 1 + r.states() {
+                return Err(s.fault(Fault::invalid(format!(
+                    "called with {} initial states, expected {}",
+                    s.inbound.len() - 1,
+                    r.states()
+                ))));
+            }
+            continue;
         }
         let multi = matches!(
             s.layer,
@@ -505,10 +611,16 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
         if s.mask_ids.is_some() {
             continue;
         }
-        let mut from: Vec<&Option<String>> =
-            s.inbound.iter().filter_map(|n| masked.get(n)).collect();
+        let mut from: Vec<&Option<String>> = s
+            .inbound
+            .iter()
+            .filter_map(|r| mask_of(&masked, r))
+            .collect();
         from.dedup();
-        let own = s.mask_zero.then(|| s.inbound.first().cloned()).flatten();
+        let own = s
+            .mask_zero
+            .then(|| s.inbound.first().map(|r| r.layer.clone()))
+            .flatten();
         if own.is_none() && from.is_empty() {
             continue;
         }
@@ -525,7 +637,7 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
                 let side = |k: usize| {
                     s.inbound
                         .get(k)
-                        .and_then(|n| masked.get(n))
+                        .and_then(|r| mask_of(&masked, r))
                         .cloned()
                         .flatten()
                 };
@@ -533,7 +645,7 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
                 let key_ok = !m.has_key()
                     || s.inbound
                         .get(2)
-                        .and_then(|n| masked.get(n))
+                        .and_then(|r| mask_of(&masked, r))
                         .cloned()
                         .flatten()
                         == v;
@@ -570,7 +682,7 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
                 // A masked step carries the state over: the ids become an input. The
                 // output keeps the mask only with every step's state.
                 Layer::Recurrent(r) => {
-                    let keeps = r.return_sequences;
+                    let keeps = r.returns == Returns::Sequences;
                     let ids = source.clone().ok_or_else(|| {
                         s.fault(Fault::unsupported(
                             "runs under the masks of several Embeddings with mask_zero=True",
@@ -598,6 +710,11 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
     Ok(())
 }
 
+/// The mask of tensor `r` in `masked` (an RNN's states carry none).
+fn mask_of<'m>(masked: &'m HashMap<String, Option<String>>, r: &Ref) -> Option<&'m Option<String>> {
+    masked.get(&r.layer).filter(|_| r.tensor == 0)
+}
+
 /// A recurrent layer under the mask of the token ids `ids`: they become its second input. A
 /// `Bidirectional` returning every step outputs zeros at masked steps (Keras forces
 /// `zero_output_for_mask` there); a single layer outputs the state it carried over.
@@ -605,7 +722,7 @@ fn mask_recurrent(spec: &mut Spec, ids: String) {
     let wrapper = spec.class == "Bidirectional";
     if let Layer::Recurrent(r) = &mut spec.layer {
         r.mask = Some(StepMask {
-            zero_outputs: wrapper && r.return_sequences,
+            zero_outputs: wrapper && r.returns == Returns::Sequences,
         });
     }
     spec.mask_ids = Some(ids);
@@ -619,9 +736,12 @@ const MASK_CLASSES: [&str; 3] = ["NotEqual", "LogicalOr", "LogicalAnd"];
 fn mask_source(specs: &[Spec], name: &str, depth: usize) -> Option<String> {
     let m = specs.iter().find(|m| m.name == name)?;
     match m.class.as_str() {
-        "NotEqual" => m.inbound.first().cloned(),
+        "NotEqual" => m.inbound.first().map(|r| r.layer.clone()),
         "LogicalOr" | "LogicalAnd" if depth < 16 => {
-            let mut sources = m.inbound.iter().map(|n| mask_source(specs, n, depth + 1));
+            let mut sources = m
+                .inbound
+                .iter()
+                .map(|r| mask_source(specs, &r.layer, depth + 1));
             let first = sources.next()??;
             sources
                 .all(|s| s.as_deref() == Some(first.as_str()))

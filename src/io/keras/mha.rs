@@ -133,7 +133,7 @@ pub(super) fn call(spec: &mut Spec, node: &Value) -> Res<()> {
     if spec.inbound.len() == 1
         && let Some(v) = kw("value").and_then(tensor)
     {
-        spec.inbound.push(v);
+        spec.inbound.push(v.into());
     }
     if spec.inbound.len() != 2 {
         return Err(Fault::invalid(format!(
@@ -143,12 +143,12 @@ pub(super) fn call(spec: &mut Spec, node: &Value) -> Res<()> {
     }
     if let Some(k) = kw("key") {
         let k = tensor(k).ok_or_else(|| Fault::invalid("key is not a tensor"))?;
-        spec.inbound.push(k);
+        spec.inbound.push(k.into());
         m.key = true;
     }
     if let Some(mask) = kw("attention_mask") {
         let mask = tensor(mask).ok_or_else(|| Fault::invalid("attention_mask is not a tensor"))?;
-        spec.inbound.push(mask);
+        spec.inbound.push(mask.into());
         m.mask = true;
     }
     m.causal = kw("use_causal_mask")

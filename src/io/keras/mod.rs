@@ -29,9 +29,11 @@ mod weights;
 
 use super::{LoadOptions, hdf5};
 use crate::error::{Error, LoadError, LoadErrorKind, Result, Site};
-use crate::model::{Model, Node};
+use crate::model::{
+    DenseWeights, Layer, Model, Node, Primitive, RecurrentConfig, Returns, TakeConfig,
+};
 use archive::Archive;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use weights::WeightSource;
 
@@ -185,6 +187,38 @@ pub fn from_h5_with(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Result<Mod
     Ok(model)
 }
 
+/// The nodes of an RNN's final states (Keras `return_state`): the layer returning them
+/// (`name`), then one row of it per tensor in `states` (1 is the first state).
+fn state_nodes(
+    name: &str,
+    r: &RecurrentConfig,
+    states: &[usize],
+    inputs: &[usize],
+    weights: Option<DenseWeights>,
+    at: usize,
+) -> Vec<Node> {
+    let layer = Layer::Recurrent(RecurrentConfig {
+        returns: Returns::States,
+        ..r.clone()
+    });
+    let mut nodes = vec![Node::new(name, layer, inputs.to_vec(), vec![], weights)];
+    for &t in states {
+        let take = TakeConfig {
+            axis: 0,
+            indices: vec![t - 1],
+            squeeze: true,
+        };
+        nodes.push(Node::new(
+            format!("{name}/{}", r.state_name(t - 1)),
+            Layer::Primitive(Primitive::Take(take)),
+            vec![at],
+            vec![],
+            None,
+        ));
+    }
+    nodes
+}
+
 /// Refuses a bilinear `UpSampling2D` saved by Keras before 2.4: those ran on TensorFlow 1
 /// (or TensorFlow 2.0 to 2.3, whose rule the file does not tell apart), whose bilinear resize
 /// had no half-pixel centers; sinter computes TensorFlow 2's rule, and a different answer is
@@ -333,19 +367,26 @@ fn build(
     let source =
         WeightSource::detect(h5, specs, parsed.sequential).map_err(|f| files.weights(f))?;
     // Every name is a layer's (`config::parse` checked the inbound and endpoint names), and
-    // each layer follows its inputs: `index` has them, at the node that holds the layer's value.
-    let mut index: HashMap<&str, usize> = HashMap::with_capacity(parsed.order.len());
+    // each layer follows its inputs: `index` has them, at the node that holds the tensor.
+    let mut index: HashMap<config::Ref, usize> = HashMap::with_capacity(parsed.order.len());
+    // The tensors something reads: an RNN's outputs that nothing reads are not built.
+    let read: HashSet<&config::Ref> = specs
+        .iter()
+        .flat_map(|s| &s.inbound)
+        .chain(&parsed.outputs)
+        .collect();
     let mut nodes = Vec::with_capacity(parsed.order.len());
     for &s in &parsed.order {
         let spec = &specs[s];
-        let mut inputs: Vec<usize> = spec.inbound.iter().map(|n| index[n.as_str()]).collect();
-        // A pooling under an Embedding's mask reads the token ids too, and an attention the
-        // ids of its query and value.
+        let mut inputs: Vec<usize> = spec.inbound.iter().map(|r| index[r]).collect();
+        // A pooling or an RNN under an Embedding's mask reads the token ids after its input
+        // (an RNN's initial states come after them), and an attention the ids of its query
+        // and value.
         if let Some(ids) = &spec.mask_ids {
-            inputs.push(index[ids.as_str()]);
+            inputs.insert(1.min(inputs.len()), index[&ids.clone().into()]);
         }
         if let Some((q, v)) = spec.mha.as_ref().and_then(|m| m.tokens.as_ref()) {
-            inputs.extend([index[q.as_str()], index[v.as_str()]]);
+            inputs.extend([index[&q.clone().into()], index[&v.clone().into()]]);
         }
         if let Some(m) = &spec.mha {
             let here = |f: Fault| f.at(&spec.name, &spec.class);
@@ -356,7 +397,48 @@ fn build(
                 .map_err(|f| files.weights(here(f)))?;
             nodes.extend(made);
         } else {
-            let (layer, weights) = source.layer(h5, spec).map_err(|f| files.weights(f))?;
+            let (mut layer, weights) = source.layer(h5, spec).map_err(|f| files.weights(f))?;
+            if let Layer::Recurrent(r) = &mut layer {
+                r.initial_state = spec.inbound.len() > 1;
+            }
+            let first = config::Ref::from(spec.name.clone());
+            if let (Layer::Recurrent(r), true) = (&layer, spec.return_state) {
+                let states = (1..=r.states())
+                    .filter(|&tensor| {
+                        read.contains(&config::Ref {
+                            layer: spec.name.clone(),
+                            tensor,
+                        })
+                    })
+                    .collect::<Vec<_>>();
+                if !states.is_empty() {
+                    let name = match read.contains(&first) {
+                        true => format!("{}/states", spec.name),
+                        false => spec.name.clone(),
+                    };
+                    nodes.extend(state_nodes(
+                        &name,
+                        r,
+                        &states,
+                        &inputs,
+                        weights.clone(),
+                        nodes.len(),
+                    ));
+                    for (k, &tensor) in states.iter().enumerate() {
+                        let at = nodes.len() - states.len() + k;
+                        index.insert(
+                            config::Ref {
+                                layer: spec.name.clone(),
+                                tensor,
+                            },
+                            at,
+                        );
+                    }
+                    if !read.contains(&first) {
+                        continue;
+                    }
+                }
+            }
             let mut node = Node::new(
                 spec.name.clone(),
                 layer,
@@ -367,10 +449,14 @@ fn build(
             node.dtype = spec.dtype;
             nodes.push(node);
         }
-        index.insert(spec.name.as_str(), nodes.len() - 1);
+        index.insert(spec.name.clone().into(), nodes.len() - 1);
     }
-    let ins: Vec<usize> = parsed.inputs.iter().map(|n| index[n.as_str()]).collect();
-    let outs: Vec<usize> = parsed.outputs.iter().map(|n| index[n.as_str()]).collect();
+    let ins: Vec<usize> = parsed
+        .inputs
+        .iter()
+        .map(|n| index[&n.clone().into()])
+        .collect();
+    let outs: Vec<usize> = parsed.outputs.iter().map(|r| index[r]).collect();
     let model_err = |e| files.config(Fault::new(LoadErrorKind::Model(Box::new(e))));
     let mut model = Model::from_nodes(&parsed.model_name, nodes, &ins, &outs).map_err(model_err)?;
     for (k, name) in parsed.inputs.iter().enumerate() {

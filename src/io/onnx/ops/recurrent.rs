@@ -9,7 +9,8 @@ use crate::io::onnx::layout::Layout;
 use crate::io::onnx::proto::NodeProto;
 use crate::kernels::Activation;
 use crate::model::{
-    Cell, DenseWeights, Direction, Layer, MergeMode, RecurrentConfig, ReshapeConfig,
+    Cell, DenseWeights, Direction, Layer, MergeMode, Primitive, RecurrentConfig, ReshapeConfig,
+    Returns, TakeConfig,
 };
 
 /// One of `LSTM`, `GRU`, `RNN`.
@@ -67,16 +68,7 @@ pub(super) fn recurrent(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> 
             return Err(cx.unsupported(node, format!("input {what} is not supported")));
         }
     }
-    for (i, what) in [(5, "initial_h"), (6, "initial_c")] {
-        if node.input.get(i).is_some_and(|n| !n.is_empty()) {
-            let zero = matches!(cx.value(node, i)?, Value::Const(c) if c.f32.iter().all(|&v| v == 0.0) && c.i64.iter().all(|&v| v == 0));
-            if !zero {
-                return Err(
-                    cx.unsupported(node, format!("{what} other than zeros is not supported"))
-                );
-            }
-        }
-    }
+    let initial = initial_states(cx, node, (cell, dirs, h), batch_first)?;
     let g = cell.gates();
     let gh = g * h;
     let w = weight(cx, node, 1, [dirs, gh, features], "W")?;
@@ -118,59 +110,66 @@ pub(super) fn recurrent(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> 
             recurrent_bias,
         });
     }
-    let layer = Layer::Recurrent(RecurrentConfig {
+    let config = RecurrentConfig {
         cell,
         units: h,
         activation,
         recurrent_activation,
         use_bias: bias.is_some(),
-        return_sequences: true,
+        returns: Returns::Sequences,
         run_order: false,
         directions,
         merge: MergeMode::Concat,
         mask: None,
-    });
+        initial_state: !initial.is_empty(),
+    };
+    let weights = DenseWeights { kernel, bias };
+    let inputs: Vec<usize> = std::iter::once(x).chain(initial).collect();
     let read = |i: usize| {
         node.output
             .get(i)
             .filter(|n| !n.is_empty() && cx.uses.get(*n).copied().unwrap_or(0) > 0)
             .cloned()
     };
-    if read(2).is_some() {
-        return Err(cx.unsupported(
-            node,
-            "output Y_c (the last cell state) is read: sinter computes Y and Y_h",
-        ));
-    }
-    let weights = DenseWeights { kernel, bias };
-    if let (Some(y_h), Layer::Recurrent(r)) = (read(1), &layer) {
-        // The last state: the same layer returning only it (a layer nothing else reads is
-        // pruned). ONNX's [D, N, H] (layout 0) or [N, D, H] (layout 1).
-        let last = Layer::Recurrent(RecurrentConfig {
-            return_sequences: false,
-            ..r.clone()
-        });
-        cx.push(&y_h, last, vec![x], vec![dirs * h], Some(weights.clone()));
-        if batch_first {
-            let at = cx.nodes.len() - 1;
-            cx.push(
-                &y_h,
-                Layer::Reshape(ReshapeConfig {
-                    target_shape: vec![dirs as isize, h as isize],
-                }),
-                vec![at],
-                vec![dirs, h],
-                None,
-            );
-        } else {
-            cx.layouts.insert(y_h, Layout::Dnh(dirs));
+    let (y_h, y_c) = (read(1), read(2));
+    if y_h.is_some() || y_c.is_some() {
+        // The final states: the same layer returning them, `[states, H]` (a layer nothing
+        // else reads is pruned), each of `Y_h` and `Y_c` its rows.
+        let states = RecurrentConfig {
+            returns: Returns::States,
+            ..config.clone()
+        };
+        let k = states.states() / dirs;
+        let all = vec![states.states(), h];
+        cx.push(
+            &format!("{}/states", node.name),
+            Layer::Recurrent(states),
+            inputs.clone(),
+            all,
+            Some(weights.clone()),
+        );
+        let at = cx.nodes.len() - 1;
+        for (j, name) in [(0, y_h), (1, y_c)] {
+            let Some(name) = name else { continue };
+            let take = Layer::Primitive(Primitive::Take(TakeConfig {
+                axis: 0,
+                indices: (0..dirs).map(|d| d * k + j).collect(),
+                squeeze: false,
+            }));
+            cx.push(&name, take, vec![at], vec![dirs, h], None);
+            if !batch_first {
+                // ONNX's [D, N, H], held as [D * H].
+                let rows = cx.nodes.len() - 1;
+                cx.push(&name, Layer::Flatten, vec![rows], vec![dirs * h], None);
+                cx.layouts.insert(name, Layout::Dnh(dirs));
+            }
         }
     }
     let Some(y) = node.output.first().filter(|y| !y.is_empty()).cloned() else {
-        return Ok(()); // only Y_h
+        return Ok(()); // only the final states
     };
     let shape = vec![steps, dirs * h];
-    cx.push(&y, layer, vec![x], shape, Some(weights));
+    cx.push(&y, Layer::Recurrent(config), inputs, shape, Some(weights));
     cx.name_last(node);
     if batch_first {
         // ONNX's [N, T, D, H]: a view of sinter's [T, D * H].
@@ -178,6 +177,91 @@ pub(super) fn recurrent(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> 
         return cx.view(node, at, vec![steps, dirs, h]);
     }
     cx.set_layout(node, Layout::Tdnh(dirs))
+}
+
+/// The initial states `initial_h` (and an LSTM's `initial_c`) as nodes `[H]` in
+/// [`Returns::States`]'s order (per direction `h`, then `c`); none when both are absent or
+/// zeros. They are ONNX's `[D, N, H]` (a recurrent op's `Y_h` or `Y_c`, or the concatenation
+/// of them) or, with `layout=1`, `[N, D, H]`.
+fn initial_states(
+    cx: &mut Converter<'_>,
+    node: &NodeProto,
+    (cell, dirs, h): (Cell, usize, usize),
+    batch_first: bool,
+) -> Result<Vec<usize>> {
+    let given = |i: usize| node.input.get(i).is_some_and(|n| !n.is_empty());
+    let zeros = |cx: &Converter<'_>, i: usize| -> Result<bool> {
+        Ok(!given(i)
+            || matches!(cx.value(node, i)?, Value::Const(c) if c.f32.iter().all(|&v| v == 0.0) && c.i64.iter().all(|&v| v == 0)))
+    };
+    let lstm = cell == Cell::Lstm;
+    if zeros(cx, 5)? && (!lstm || zeros(cx, 6)?) {
+        return Ok(Vec::new());
+    }
+    if !lstm && given(6) {
+        return Err(cx.invalid(node, "initial_c is given to a GRU or an RNN"));
+    }
+    // Per direction, each state as `[H]`: rows of `[D, H]`.
+    let mut rows = Vec::with_capacity(2 * dirs);
+    for (i, what) in [(5, "initial_h"), (6, "initial_c")]
+        .into_iter()
+        .take(1 + usize::from(lstm))
+    {
+        if zeros(cx, i)? {
+            return Err(cx.unsupported(
+                node,
+                format!("{what} is zeros while the other initial state is not"),
+            ));
+        }
+        let at = cx.input_node(node, i)?;
+        let fits = match cx.layout(node, i) {
+            Layout::Dnh(d) => !batch_first && d == dirs,
+            Layout::Native => batch_first,
+            _ => false,
+        };
+        if !fits {
+            return Err(cx.unsupported(
+                node,
+                format!(
+                    "{what} is read as {:?}: sinter reads an initial state computed per sample \
+                     (a recurrent op's last states, or [N, D, H] with layout=1), not a graph \
+                     input with the batch on axis 1",
+                    cx.layout(node, i)
+                ),
+            ));
+        }
+        let flat = cx.nodes[at].shape.iter().product::<usize>();
+        if flat != dirs * h {
+            return Err(cx.invalid(
+                node,
+                format!("{what} holds {flat} values per sample, expected {dirs} x {h}"),
+            ));
+        }
+        rows.push(at);
+    }
+    let mut states = Vec::with_capacity(rows.len() * dirs);
+    for d in 0..dirs {
+        for &at in &rows {
+            if cx.nodes[at].shape == [h] {
+                states.push(at);
+                continue;
+            }
+            let name = format!("{}/initial/{}", node.name, cx.nodes.len());
+            let grid = Layer::Reshape(ReshapeConfig {
+                target_shape: vec![dirs as isize, h as isize],
+            });
+            cx.push(&name, grid, vec![at], vec![dirs, h], None);
+            let take = Layer::Primitive(Primitive::Take(TakeConfig {
+                axis: 0,
+                indices: vec![d],
+                squeeze: true,
+            }));
+            let grid = cx.nodes.len() - 1;
+            cx.push(&name, take, vec![grid], vec![h], None);
+            states.push(cx.nodes.len() - 1);
+        }
+    }
+    Ok(states)
 }
 
 /// Input `i` as a constant of `dims` (a trailing 1 matches a 2-D constant).

@@ -365,9 +365,10 @@ pub(super) fn squeeze(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     cx.view(node, x, shape)
 }
 
-/// `Slice` of a computed tensor (constants are sliced at load time): the steps `start..end`
-/// of a time-major `[T, N, C]` (tf2onnx's last step of a Keras LSTM, `Y[-1:]`), a take along
-/// sinter's first axis.
+/// `Slice` of a computed tensor (constants are sliced at load time) on ONNX's axis 0: the
+/// steps `start..end` of a time-major `[T, N, C]` (tf2onnx's last step of a Keras LSTM,
+/// `Y[-1:]`), or the rows of recurrent ops' last states `[D, N, H]` (PyTorch's `h_n[l:l+1]`
+/// of one layer of a stack), a take along sinter's first axis.
 pub(super) fn slice_steps(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
     let x = cx.input_node(node, 0)?;
     let ints = |cx: &Converter<'_>, i: usize| -> Result<Option<Vec<i64>>> {
@@ -381,31 +382,41 @@ pub(super) fn slice_steps(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()
     let (Some([start]), Some([end])) = (starts.as_deref(), ends.as_deref()) else {
         return Err(cx.unsupported(node, "a Slice of a computed tensor over more than one axis"));
     };
-    let on_steps = matches!(axes.as_deref(), None | Some([0] | [-3]));
-    if cx.layout(node, 0) != Layout::Tnc || !on_steps || steps.is_some_and(|s| s != [1]) {
+    let on_first = matches!(axes.as_deref(), None | Some([0] | [-3]));
+    let shape = cx.nodes[x].shape.clone();
+    // ONNX's rows along axis 0, and values of sinter's first axis per row.
+    let (len, per) = match cx.layout(node, 0) {
+        Layout::Tnc => (shape[0], 1),
+        Layout::Dnh(d) if d > 0 => (d, shape[0] / d),
+        _ => (0, 0),
+    };
+    if len == 0 || !on_first || steps.is_some_and(|s| s != [1]) {
         return Err(cx.unsupported(
             node,
-            "a Slice of a computed tensor is supported only over the steps (axis 0, step 1) of \
-             a time-major tensor",
+            "a Slice of a computed tensor is supported only over axis 0 (step 1) of a \
+             time-major tensor or of recurrent ops' last states",
         ));
     }
-    let len = cx.nodes[x].shape[0] as i64;
-    let clamp = |v: i64| (if v < 0 { v + len } else { v }).clamp(0, len) as usize;
-    let indices: Vec<usize> = (clamp(*start)..clamp(*end)).collect();
-    if indices.is_empty() {
+    let clamp = |v: i64| (if v < 0 { v + len as i64 } else { v }).clamp(0, len as i64) as usize;
+    let rows = clamp(*start)..clamp(*end);
+    if rows.is_empty() {
         return Err(cx.unsupported(node, "an empty Slice"));
     }
+    let layout = match cx.layout(node, 0) {
+        Layout::Dnh(_) => Layout::Dnh(rows.len()),
+        l => l,
+    };
     let layer = Layer::Primitive(Primitive::Take(TakeConfig {
         axis: 0,
-        indices,
+        indices: rows.flat_map(|r| r * per..(r + 1) * per).collect(),
         squeeze: false,
     }));
     let out = layer
-        .output_shape(&[&cx.nodes[x].shape.clone()])
+        .output_shape(&[&shape])
         .map_err(|m| cx.invalid(node, m))?;
     cx.push(cx.output(node)?, layer, vec![x], out, None);
     cx.name_last(node);
-    cx.set_layout(node, Layout::Tnc)
+    cx.set_layout(node, layout)
 }
 
 /// `Concat` on axis 0 of recurrent ops' last states `[D, N, H]` (PyTorch's `h_n` of a
