@@ -7,7 +7,8 @@ The onnx wheel ships the test generators, not their data, so each case is built 
 NAME.in<i>.npy / NAME.out<i>.npy for its first data set. Every case whose graph is made only of
 claimed ops is written (pass or refuse): the Rust test requires each to either match the expected outputs
 or be refused with an error naming the op; the cases listed in `must_pass` of manifest.json
-must match. Cases with inputs or outputs that are not float32/int32/int64, or with more than
+must match. The recurrent ops' weights, fed as inputs by the tests, are stored as
+initializers (`FROZEN`; listed per case under "frozen"). Cases with inputs or outputs that are not float32/int32/int64, or with more than
 4096 elements in a tensor, are skipped (listed in the manifest with the reason).
 
 Run from the repo root:  /tmp/venv/bin/python scripts/make_onnx_node_fixtures.py
@@ -38,6 +39,33 @@ OPS = {
     "Attention",
 }
 KINDS = {np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.int64)}
+# Inputs the tests feed that are a model's weights as every exporter writes them
+# (initializers): sinter packs weights when it compiles, so these cases store their data set's
+# values for them as initializers. Per op, the input positions: the recurrent ops' W, R, B
+# and P (X, sequence_lens and the initial states stay inputs).
+FROZEN = {"LSTM": {1, 2, 3, 7}, "GRU": {1, 2, 3}, "RNN": {1, 2, 3}}
+
+
+def freeze(model, inputs):
+    """The model with the graph inputs its single node reads at FROZEN positions turned into
+    initializers holding the data set's values; the inputs left. (model, inputs, frozen)."""
+    graph = model.graph
+    if len(graph.node) != 1 or graph.node[0].op_type not in FROZEN:
+        return model, inputs, []
+    node = graph.node[0]
+    names = {node.input[i] for i in FROZEN[node.op_type] if i < len(node.input)} - {""}
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    kept, frozen = [], []
+    for vi, value in zip(list(graph.input), inputs):
+        if vi.name in names:
+            graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(value), vi.name))
+            frozen.append(vi.name)
+        else:
+            kept.append(value)
+    for vi in [vi for vi in graph.input if vi.name in names]:
+        graph.input.remove(vi)
+    return model, kept, frozen
 MAX_ELEMS = 4096
 
 
@@ -69,15 +97,19 @@ def main():
         if why:
             skipped.append({"name": case.name, "why": why})
             continue
-        onnx.save(case.model, OUT / f"{case.name}.onnx")
+        model, inputs, frozen = freeze(case.model, list(inputs))
+        onnx.save(model, OUT / f"{case.name}.onnx")
         for i, a in enumerate(inputs):
             np.save(OUT / f"{case.name}.in{i}.npy", np.ascontiguousarray(a))
         for i, a in enumerate(outputs):
             np.save(OUT / f"{case.name}.out{i}.npy", np.ascontiguousarray(a))
         opset = next(o.version for o in case.model.opset_import if o.domain in ("", "ai.onnx"))
-        cases.append({"name": case.name, "op": case.model.graph.node[0].op_type,
-                      "ops": sorted(ops), "opset": opset, "inputs": len(inputs),
-                      "outputs": len(outputs), "rtol": case.rtol, "atol": case.atol})
+        entry = {"name": case.name, "op": case.model.graph.node[0].op_type,
+                 "ops": sorted(ops), "opset": opset, "inputs": len(inputs),
+                 "outputs": len(outputs), "rtol": case.rtol, "atol": case.atol}
+        if frozen:
+            entry["frozen"] = frozen
+        cases.append(entry)
     manifest.write_text(json.dumps({
         "generated_by": "scripts/make_onnx_node_fixtures.py",
         "onnx": onnx.__version__, "numpy": np.__version__,

@@ -31,6 +31,8 @@ Cases (Keras 3 unless said):
                   joined by Concat, then a Gather), both exporters
   torch_states    an nn.LSTM encoder's (h_n, c_n) as a second nn.LSTM's initial state, the
                   head reading its last output and c_n (Y_c), both exporters
+  torch_time_major  a 2-layer bidirectional nn.GRU in PyTorch's default layout (time-major
+                  input [T, N, F], every step's output [T, N, 2H]), both exporters
   torch_rnn       2-layer nn.RNN(nonlinearity="relu") (the TorchScript exporter; the dynamo
                   exporter unrolls nn.RNN into per-step MatMuls)
   seq2seq         an encoder-decoder forecaster: LSTM(16) -> RepeatVector(4) ->
@@ -386,8 +388,21 @@ class TorchNet:
                 y, (_, c2) = self.dec(x, (h, c))
                 return self.head(torch.cat([y[:, -1], c2[-1]], -1))
 
+        class TimeMajor(nn.Module):
+            """PyTorch's default layout: x [T, N, F] in, every step's output [T, N, 2H] out."""
+
+            def __init__(self):
+                super().__init__()
+                self.rnn = nn.GRU(5, 10, num_layers=2, bidirectional=True)
+
+            def forward(self, x):
+                return self.rnn(x)[0]
+
         rng = np.random.default_rng(seed_of("input:" + name))
-        if name == "torch_states":
+        if name == "torch_time_major":
+            m = TimeMajor()
+            x = (rng.standard_normal((7, BATCH, 5)) * INPUT_SCALE).astype(np.float32)
+        elif name == "torch_states":
             m = States()
             x = (rng.standard_normal((BATCH, 6, 5)) * INPUT_SCALE).astype(np.float32)
         elif name == "torch_lstm":
@@ -408,7 +423,8 @@ class TorchNet:
         return m.eval(), x
 
 
-TORCH = ["torch_lstm", "torch_gru", "torch_rnn", "torch_lstm_hn", "torch_states"]
+TORCH = ["torch_lstm", "torch_gru", "torch_rnn", "torch_lstm_hn", "torch_states",
+         "torch_time_major"]
 
 
 def make_torch():
@@ -424,6 +440,8 @@ def make_torch():
         np.save(OUT / f"{name}.input.npy", x.astype(np.float32))
         np.save(OUT / f"{name}.torch.out.npy", y)
         np.save(OUT / f"{name}.f64.out.npy", y64)
+        # The batch axis: 1 for a time-major model.
+        axis = 1 if name == "torch_time_major" else 0
         exporters = [("torchscript", False)]
         if name != "torch_rnn":  # the dynamo exporter unrolls nn.RNN into per-step MatMuls
             exporters.append(("dynamo", True))
@@ -434,10 +452,10 @@ def make_torch():
             elif dynamo:
                 torch.onnx.export(m, (xt,), OUT / file, dynamo=True, input_names=["x"],
                                   output_names=["y"], external_data=False,
-                                  dynamic_shapes={"x": {0: torch.export.Dim("N")}})
+                                  dynamic_shapes={"x": {axis: torch.export.Dim("N")}})
             else:
                 torch.onnx.export(m, (xt,), OUT / file, dynamo=False, input_names=["x"],
-                                  output_names=["y"], dynamic_axes={"x": {0: "N"}},
+                                  output_names=["y"], dynamic_axes={"x": {axis: "N"}},
                                   opset_version=17)
             import onnxruntime as ort
             y_ort = ort.InferenceSession(str(OUT / file)).run(None, {"x": x})[0]
@@ -455,6 +473,7 @@ def make_torch():
                 "input_scale": INPUT_SCALE,
                 "input_shape": list(x.shape),
                 "output_shape": list(y.shape),
+                **({"batch_axis": axis} if axis else {}),
             })
     return cases
 

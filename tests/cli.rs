@@ -209,7 +209,7 @@ fn verify_checks_the_named_outputs() {
 }
 
 /// Model files `fixture_models` lists.
-const FIXTURE_MODELS: usize = 239;
+const FIXTURE_MODELS: usize = 241;
 
 #[test]
 fn verify_passes_on_every_fixture() {
@@ -229,18 +229,25 @@ fn verify_passes_on_every_fixture() {
 
 #[test]
 fn run_on_keras_and_onnx_files_matches_the_peers() {
-    for (model, expected) in [
-        ("seed.keras", "seed.keras.out.npy"),
-        ("seed.json", "seed.keras.out.npy"),
-        ("seed.onnx", "seed.onnx.out.npy"),
-        ("seed_ext.onnx", "seed_ext.onnx.out.npy"),
+    // The time-major GRU (PyTorch's default layout) reads and writes its files' order:
+    // `[steps, batch, ..]`.
+    for (model, input, expected) in [
+        ("seed.keras", "seed.input.npy", "seed.keras.out.npy"),
+        ("seed.json", "seed.input.npy", "seed.keras.out.npy"),
+        ("seed.onnx", "seed.input.npy", "seed.onnx.out.npy"),
+        ("seed_ext.onnx", "seed.input.npy", "seed_ext.onnx.out.npy"),
+        (
+            "recurrent/torch_time_major.dynamo.onnx",
+            "recurrent/torch_time_major.input.npy",
+            "recurrent/torch_time_major.torch.out.npy",
+        ),
     ] {
-        let y = tmp(&format!("{model}.out.npy"));
+        let y = tmp(&format!("{}.out.npy", model.replace('/', "_")));
         let out = sinter(&[
             "run",
             &fixture(model),
             "--input",
-            &fixture("seed.input.npy"),
+            &fixture(input),
             "--output",
             y.to_str().unwrap(),
         ]);

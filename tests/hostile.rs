@@ -1537,7 +1537,8 @@ fn onnx_recurrent_ops_are_checked() {
     assert!(msg.contains("W has shape") && msg.contains("LSTM"), "{msg}");
     let msg = err(&|m| m.graph.as_mut().unwrap().node[1].attribute[0].i = 0);
     assert!(msg.contains("hidden_size"), "{msg}");
-    // sequence_lens, and an LSTM straight on the batch-first input read as time-major.
+    // sequence_lens, and an LSTM straight on the batch-first input `[N, 5, 2]`: ONNX reads
+    // it as `[T, N, F]`, so its symbolic axis 0 is the steps, which need a size.
     let msg = err(&|m| {
         let n = &mut m.graph.as_mut().unwrap().node[1];
         n.input.extend(["".into(), "x".into()]);
@@ -1545,6 +1546,37 @@ fn onnx_recurrent_ops_are_checked() {
     assert!(msg.contains("sequence_lens"), "{msg}");
     let msg = err(&|m| m.graph.as_mut().unwrap().node[1].input[0] = "x".into());
     assert!(msg.contains("time-major"), "{msg}");
+    // Initial states: a constant that is not zeros, a state of the wrong size, a GRU's
+    // initial_c.
+    let msg = err(&|m| {
+        let g = m.graph.as_mut().unwrap();
+        g.initializer.push(tensor("h0", &[1, 1, 3], &[0.5; 3]));
+        g.node[1].input.extend(["".into(), "".into(), "h0".into()]);
+    });
+    assert!(msg.contains("initial_h") && msg.contains("LSTM"), "{msg}");
+    let msg = err(&|m| {
+        let g = m.graph.as_mut().unwrap();
+        g.input.push(value_info("h0", &[Some(1), None, Some(4)]));
+        g.input.push(value_info("c0", &[Some(1), None, Some(3)]));
+        g.node[1]
+            .input
+            .extend(["".into(), "".into(), "h0".into(), "c0".into()]);
+    });
+    assert!(
+        msg.contains("initial_h") && msg.contains("expected 1 x 3"),
+        "{msg}"
+    );
+    let msg = err(&|m| {
+        let g = m.graph.as_mut().unwrap();
+        g.input.push(value_info("h0", &[Some(1), None, Some(3)]));
+        g.node[1].op_type = "GRU".into();
+        g.initializer[0] = tensor("W", &[1, 9, 4], &[0.1; 36]);
+        g.initializer[1] = tensor("R", &[1, 9, 3], &[0.1; 27]);
+        g.node[1]
+            .input
+            .extend(["".into(), "".into(), "h0".into(), "h0".into()]);
+    });
+    assert!(msg.contains("initial_c"), "{msg}");
     // Any other reader of a time-major tensor is refused, naming the readers it may have.
     let msg = err(&|m| m.graph.as_mut().unwrap().node[2].op_type = "Relu".into());
     assert!(msg.contains("time-major") && msg.contains("Relu"), "{msg}");

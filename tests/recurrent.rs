@@ -301,6 +301,17 @@ fn hostile_recurrent_configs_are_errors() {
         bias: None,
     });
     assert!(bad(config.clone(), wrong_kernel).is_some());
+    // Initial states: missing, or of the wrong size.
+    let with_states = RecurrentConfig {
+        initial_state: true,
+        ..config.clone()
+    };
+    let layer = || Layer::Recurrent(with_states.clone());
+    assert!(apply(layer(), None, &[&x], weights()).is_err());
+    let (h, c) = (Input::new([2]).unwrap(), Input::new([3]).unwrap());
+    let e = apply(layer(), None, &[&x, &h, &c], weights()).unwrap_err();
+    assert!(e.to_string().contains("initial state"), "{e}");
+    assert!(apply(layer(), None, &[&x, &h, &h], weights()).is_ok());
     // A rank-3 input.
     let img = Input::new([2, 2, 3]).unwrap();
     assert!(apply(Layer::Recurrent(config), None, &[&img], weights()).is_err());

@@ -47,6 +47,73 @@ impl Node {
     }
 }
 
+/// Where the batch is in a tensor as its file declares it, when it is not the first axis
+/// (ONNX's time-major tensors: a recurrent op's `[T, N, F]` input, `[T, D, N, H]` output,
+/// `[D, N, H]` states). The file's order is `dims[..axis]`, the batch, `dims[axis..]`.
+///
+/// sinter's values are sample-major whatever the file says: each sample's values in `dims`'
+/// order, one sample after another. [`BatchAxis::to_samples`] and
+/// [`BatchAxis::from_samples`] convert whole tensors at the edges (the CLI's `.npy` files).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchAxis {
+    /// The batch's axis in the file's order (at least 1).
+    pub axis: usize,
+    /// The other axes, in order (their product is a sample's length).
+    pub dims: Vec<usize>,
+}
+
+impl BatchAxis {
+    /// `(outer, inner)`: the values before the batch axis and after it, per sample, with the
+    /// first axis at `seq` positions when it is a variable sequence.
+    fn split(&self, seq: Option<usize>) -> (usize, usize) {
+        let mut dims = self.dims.clone();
+        if let (Some(s), Some(d)) = (seq, dims.first_mut()) {
+            *d = s;
+        }
+        let (before, after) = dims.split_at(self.axis.min(dims.len()));
+        (before.iter().product(), after.iter().product())
+    }
+
+    /// The file's shape of a tensor of `batch` samples (`seq`: the first axis's length in a
+    /// run of a variable sequence).
+    pub fn file_shape(&self, batch: usize, seq: Option<usize>) -> Vec<usize> {
+        let mut dims = self.dims.clone();
+        if let (Some(s), Some(d)) = (seq, dims.first_mut()) {
+            *d = s;
+        }
+        dims.insert(self.axis.min(dims.len()), batch);
+        dims
+    }
+
+    /// Sample-major values of a tensor held in the file's order (`batch` samples).
+    pub fn to_samples<T: Copy>(&self, file: &[T], batch: usize, seq: Option<usize>) -> Vec<T> {
+        let (outer, inner) = self.split(seq);
+        let mut out = Vec::with_capacity(file.len());
+        for s in 0..batch {
+            for o in 0..outer {
+                let at = (o * batch + s) * inner;
+                out.extend_from_slice(&file[at.min(file.len())..(at + inner).min(file.len())]);
+            }
+        }
+        out
+    }
+
+    /// The file's order of sample-major values (`batch` samples).
+    pub fn from_samples<T: Copy>(&self, samples: &[T], batch: usize, seq: Option<usize>) -> Vec<T> {
+        let (outer, inner) = self.split(seq);
+        let mut out = Vec::with_capacity(samples.len());
+        for o in 0..outer {
+            for s in 0..batch {
+                let at = (s * outer + o) * inner;
+                out.extend_from_slice(
+                    &samples[at.min(samples.len())..(at + inner).min(samples.len())],
+                );
+            }
+        }
+        out
+    }
+}
+
 /// A model: nodes in topological order, its inputs and outputs in Keras order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
@@ -61,6 +128,8 @@ pub struct Model {
     /// Per input: whether its first axis is a sequence whose length varies per run, up to
     /// the size in its shape.
     seq: Vec<bool>,
+    /// Per input, then per output: where its file holds the batch, when not first.
+    batch_axes: (Vec<Option<BatchAxis>>, Vec<Option<BatchAxis>>),
 }
 
 impl Model {
@@ -235,6 +304,7 @@ impl Model {
             output_names,
             origin: "built in code".into(),
             seq: vec![false; inputs.len()],
+            batch_axes: (vec![None; inputs.len()], vec![None; outputs.len()]),
         })
     }
 
@@ -316,7 +386,46 @@ impl Model {
         m.output_names = out_names;
         m.origin = self.origin;
         m.seq = self.seq;
+        m.batch_axes.0 = self.batch_axes.0;
+        m.batch_axes.1 = names
+            .iter()
+            .map(|&n| {
+                let k = self.output_names.iter().position(|o| o == n);
+                k.and_then(|k| self.batch_axes.1[k].clone())
+            })
+            .collect();
         Ok(m)
+    }
+
+    /// Per input: where its file holds the batch, when not first ([`BatchAxis`]).
+    pub fn input_batch_axes(&self) -> &[Option<BatchAxis>] {
+        &self.batch_axes.0
+    }
+
+    /// Per output: where its file holds the batch, when not first ([`BatchAxis`]).
+    pub fn output_batch_axes(&self) -> &[Option<BatchAxis>] {
+        &self.batch_axes.1
+    }
+
+    /// Declares that the file holds input `k` (`output`: output `k`) with the batch on axis
+    /// `b.axis`; its values stay sample-major.
+    pub fn set_batch_axis(&mut self, output: bool, k: usize, b: BatchAxis) -> Result<()> {
+        let (node, slot) = match output {
+            false => (self.inputs.get(k), self.batch_axes.0.get_mut(k)),
+            true => (self.outputs.get(k), self.batch_axes.1.get_mut(k)),
+        };
+        let (Some(&node), Some(slot)) = (node, slot) else {
+            return Err(Error::Model(format!("no tensor {k} to give a batch axis")));
+        };
+        let len: usize = self.nodes[node].shape.iter().product();
+        if b.axis == 0 || b.axis > b.dims.len() || b.dims.iter().product::<usize>() != len {
+            return Err(Error::Model(format!(
+                "batch axis {} with dims {:?} for {:?} of shape {:?}",
+                b.axis, b.dims, self.nodes[node].name, self.nodes[node].shape
+            )));
+        }
+        *slot = Some(b);
+        Ok(())
     }
 
     /// Declares the first axis of input `k` a sequence whose length varies per run, from 1 up

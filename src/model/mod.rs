@@ -63,7 +63,7 @@ pub use crate::ops::{
     take::TakeConfig,
     unary::Unary,
 };
-pub use graph::{Model, Node};
+pub use graph::{BatchAxis, Model, Node};
 pub(crate) use layer::last_axis;
 pub use layer::{Layer, Primitive};
 pub use shape::{

@@ -156,9 +156,30 @@ pub struct TensorInfo {
     /// lengths join one run ([`Plan::pads`]): a mask where true marks padding (PyTorch's
     /// `key_padding_mask`).
     pub pad_one: bool,
+    /// Where the model's file holds the batch, when not first (ONNX's time-major tensors).
+    /// The values sinter takes and gives stay sample-major; convert whole tensors in the
+    /// file's order with [`BatchAxis::to_samples`] and [`BatchAxis::from_samples`].
+    pub batch_axis: Option<crate::model::BatchAxis>,
 }
 
 impl TensorInfo {
+    /// The shape of a tensor of `batch` samples in a run of `seq` positions, as the model's
+    /// file declares it: the batch first, or where [`batch_axis`](Self::batch_axis) says.
+    pub fn file_shape(&self, batch: usize, seq: usize) -> Vec<usize> {
+        let seq = self.seq.then_some(seq);
+        match &self.batch_axis {
+            Some(b) => b.file_shape(batch, seq),
+            None => {
+                let mut s = vec![batch];
+                s.extend(&self.shape);
+                if let (Some(n), Some(d)) = (seq, s.get_mut(1)) {
+                    *d = n;
+                }
+                s
+            }
+        }
+    }
+
     /// Values per sample in a run of `seq` positions.
     pub fn len_at(&self, seq: usize) -> usize {
         match self.seq {
@@ -260,9 +281,10 @@ impl Plan {
             arena,
             outputs: output_locs,
         } = schedule(&mut g, buffers, opts, isa, seq.as_ref())?;
-        let info = |name: &str, node: usize, dtype: DType| -> Result<TensorInfo> {
+        let info = |name: &str, node: usize, dtype: DType, batch_axis: &Option<_>| {
             let shape = g.nodes[node].shape.clone();
-            Ok(TensorInfo {
+            Ok::<_, Error>(TensorInfo {
+                batch_axis: Option::clone(batch_axis),
                 name: name.to_string(),
                 len: elems(&shape, name, opts.max_batch)?,
                 shape,
@@ -282,14 +304,16 @@ impl Plan {
             .iter()
             .zip(&g.input_types)
             .zip(&names)
-            .map(|((&i, &t), n)| info(n, i, t))
+            .zip(model.input_batch_axes())
+            .map(|(((&i, &t), n), b)| info(n, i, t, b))
             .collect::<Result<Vec<_>>>()?;
         let outputs = g
             .outputs
             .iter()
             .zip(model.output_names())
             .zip(model.outputs())
-            .map(|((&o, n), &m)| info(n, o, model.nodes()[m].dtype))
+            .zip(model.output_batch_axes())
+            .map(|(((&o, n), &m), b)| info(n, o, model.nodes()[m].dtype, b))
             .collect::<Result<Vec<_>>>()?;
         let mut id_limits = vec![None; inputs.len()];
         for s in &steps {

@@ -91,6 +91,22 @@ pub(crate) fn views(arrays: &[Array]) -> Vec<Values<'_>> {
     arrays.iter().map(Array::values).collect()
 }
 
+/// A tensor read in its file's order, whose batch is on axis `t.axis` (ONNX's time-major
+/// inputs), as sinter takes it: sample-major (`batch` samples, `seq` positions).
+pub(crate) fn sample_major(
+    t: &sinter::model::BatchAxis,
+    a: Array,
+    batch: usize,
+    seq: Option<usize>,
+) -> Array {
+    match a {
+        Array::F32(v) => Array::F32(t.to_samples(&v, batch, seq)),
+        Array::I32(v) => Array::I32(t.to_samples(&v, batch, seq)),
+        Array::I64(v) => Array::I64(t.to_samples(&v, batch, seq)),
+        Array::Bool(v) => Array::Bool(t.to_samples(&v, batch, seq)),
+    }
+}
+
 /// Samples `r` of every input (each `len` values per sample).
 pub(crate) fn row<'a>(arrays: &'a [Array], lens: &[usize], r: usize) -> Vec<Values<'a>> {
     arrays

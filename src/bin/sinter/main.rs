@@ -101,14 +101,14 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         batch: usize,
     },
-    /// Run .npy batches (batch axis first) through the model; write .npy outputs (float32,
-    /// int64 for labels).
+    /// Run .npy batches (in the model file's axis order: batch first, or where a time-major
+    /// ONNX tensor has it) through the model; write .npy outputs (float32, int64 for labels).
     Run {
         /// A model file (.keras, .onnx, NAME.json + NAME.weights.h5) or builtin:seed|mnist-mlp|ffn.
         model: String,
-        /// Input .npy, shape (batch, *input_shape): float32, or int32/int64 token ids (a
-        /// float32 file of whole numbers works too). Repeat in the model's input order, or
-        /// bind by name as NAME=PATH.
+        /// Input .npy, shape (batch, *input_shape) (a time-major ONNX input: (steps, batch,
+        /// features)): float32, or int32/int64 token ids (a float32 file of whole numbers
+        /// works too). Repeat in the model's input order, or bind by name as NAME=PATH.
         #[arg(long, required = true)]
         input: Vec<String>,
         /// Output .npy, shape (batch, *output_shape). Repeat in the model's output order, or
@@ -283,8 +283,18 @@ fn run_npy(model: &str, inputs: &[String], outputs: &[String], args: &PlanArgs) 
     // The run's sequence length: what the inputs with a variable sequence hold.
     let (mut seq, mut loaded) = (None, 0);
     for (k, path) in in_bind {
-        let (shape, data) = sinter::io::npy::read(&path)?;
-        let want = &model.nodes()[model.inputs()[k]].shape;
+        let (mut shape, data) = sinter::io::npy::read(&path)?;
+        // A time-major input: the file's batch axis is not the first; sinter's values are
+        // sample-major.
+        let time_major = model.input_batch_axes()[k].clone();
+        let want = match &time_major {
+            Some(t) if shape.len() > t.axis => {
+                let b = shape.remove(t.axis);
+                shape.insert(0, b);
+                &t.dims
+            }
+            _ => &model.nodes()[model.inputs()[k]].shape,
+        };
         let b = shape.first().copied().unwrap_or(0);
         let variable = model.seq_inputs()[k];
         let fits = shape.len() == want.len() + 1
@@ -325,7 +335,10 @@ fn run_npy(model: &str, inputs: &[String], outputs: &[String], args: &PlanArgs) 
                 ),
             });
         }
-        arrays[k] = Some(data);
+        arrays[k] = Some(match &time_major {
+            Some(t) => inputs::sample_major(t, data, b, variable.then_some(shape[1])),
+            None => data,
+        });
     }
     let arrays: Vec<sinter::io::npy::Array> = arrays.into_iter().flatten().collect();
     let batch = batch.unwrap_or(1);
@@ -342,15 +355,26 @@ fn run_npy(model: &str, inputs: &[String], outputs: &[String], args: &PlanArgs) 
         _ => session.run_all(&inputs::views(&arrays))?,
     };
     for (k, (_, path)) in out_bind.iter().enumerate() {
-        let mut out_shape = vec![batch];
-        out_shape.extend_from_slice(&plan.outputs()[k].shape);
-        if plan.outputs()[k].seq {
-            out_shape[1] = ys.seq();
-        }
+        let info = &plan.outputs()[k];
+        let out_shape = info.file_shape(batch, ys.seq());
+        let seq = info.seq.then_some(ys.seq());
+        // A time-major output: written in the file's order.
+        let t = info.batch_axis.as_ref();
         if ys.dtype(k) == sinter::model::DType::F32 {
-            sinter::io::npy::write_f32(path, &out_shape, ys.get(k))?;
+            match t {
+                Some(t) => {
+                    let file = t.from_samples(ys.get(k), batch, seq);
+                    sinter::io::npy::write_f32(path, &out_shape, &file)?;
+                }
+                None => sinter::io::npy::write_f32(path, &out_shape, ys.get(k))?,
+            }
         } else {
-            sinter::io::npy::write_i64(path, &out_shape, ys.ints(k))?;
+            let ints: Vec<i64> = ys.ints(k).collect();
+            let ints = match t {
+                Some(t) => t.from_samples(&ints, batch, seq),
+                None => ints,
+            };
+            sinter::io::npy::write_i64(path, &out_shape, ints)?;
         }
     }
     Ok(())

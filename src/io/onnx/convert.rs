@@ -69,6 +69,8 @@ pub(super) struct Converter<'a> {
     pub(super) uses: HashMap<String, usize>,
     /// How many ONNX nodes carry each name (only unique names are kept).
     pub(super) names: HashMap<String, usize>,
+    /// Graph inputs and outputs whose batch is not ONNX's first axis (time-major tensors).
+    pub(super) batch_axes: HashMap<String, crate::model::BatchAxis>,
 }
 
 impl<'a> Converter<'a> {
@@ -94,6 +96,7 @@ impl<'a> Converter<'a> {
             static_batch: None,
             uses: HashMap::new(),
             names: HashMap::new(),
+            batch_axes: HashMap::new(),
         }
     }
 }

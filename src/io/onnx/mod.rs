@@ -47,6 +47,7 @@ use super::LoadOptions;
 use crate::error::{Error, LoadError, LoadErrorKind, Result};
 use crate::model::{DType, Layer, Model};
 use convert::{Const, Converter, Value, dtype_name, prefixed};
+use layout::Layout;
 use prost::bytes::Bytes;
 use proto::{NodeProto, dtype};
 use std::collections::HashMap;
@@ -138,7 +139,7 @@ fn convert(
     cx.opset = opset;
     let (graph_nodes, patterns, fixed_length) = rewrite_patterns(&cx, graph);
     cx.count_uses(&graph_nodes, graph);
-    let inputs = cx.graph_inputs(graph).map_err(fail)?;
+    let inputs = cx.graph_inputs(graph, &graph_nodes).map_err(fail)?;
     if graph.output.is_empty() {
         return Err(fail(LoadErrorKind::Invalid(
             "the graph has no outputs".into(),
@@ -166,7 +167,19 @@ fn convert(
         None => seq::variable_inputs(&cx, graph, &graph_nodes, &needed),
     };
     let model_err = |e: Error| fail(LoadErrorKind::Model(Box::new(e)));
+    let batch_axes = std::mem::take(&mut cx.batch_axes);
     let mut model = Model::from_nodes(name, cx.nodes, &ins, &outs).map_err(model_err)?;
+    // Time-major inputs and outputs: the file holds their batch on another axis.
+    let in_names: Vec<String> = model.input_names().iter().map(|n| n.to_string()).collect();
+    for (output, names) in [(false, &in_names), (true, &wanted)] {
+        for (k, n) in names.iter().enumerate() {
+            if let Some(b) = batch_axes.get(n) {
+                model
+                    .set_batch_axis(output, k, b.clone())
+                    .map_err(model_err)?;
+            }
+        }
+    }
     model.set_output_names(wanted).map_err(model_err)?;
     let fixed_by = match variable {
         Ok(ks) => {
@@ -303,10 +316,14 @@ impl Converter<'_> {
         }
     }
 
-    /// Pushes an `Input` node per graph input that is not an initializer; their number.
+    /// Pushes an `Input` node per graph input that is not an initializer; their number. An
+    /// input a recurrent op reads time-major (`X` `[T, N, F]`, `initial_h` `[D, N, H]`, with
+    /// `layout=0`) has its batch on axis 1: sinter holds it sample-major and tracks its
+    /// layout ([`Layout::Tnc`], [`Layout::Dnh`]).
     fn graph_inputs(
         &mut self,
         graph: &proto::GraphProto,
+        nodes: &[NodeProto],
     ) -> std::result::Result<usize, LoadErrorKind> {
         let inputs: Vec<_> = graph
             .input
@@ -318,24 +335,50 @@ impl Converter<'_> {
                 "the graph has no non-constant input".into(),
             ));
         }
+        let time_major = time_major_inputs(nodes);
+        let batch_axis = |name: &str| usize::from(time_major.contains_key(name));
         self.static_batch = inputs
             .iter()
             .map(|i| {
                 let tt = i.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
                 let dim = tt
                     .and_then(|t| t.shape.as_ref())
-                    .and_then(|s| s.dim.first());
+                    .and_then(|s| s.dim.get(batch_axis(&i.name)));
                 dim.and_then(|d| d.dim_value).filter(|&v| v > 1)
             })
             .reduce(|a, b| if a == b { a } else { None })
             .flatten();
         for input in &inputs {
-            let (shape, dtype) = input_shape(input, self.opts)
+            let (dims, dtype) = input_shape(input, batch_axis(&input.name), self.opts)
                 .and_then(|(s, t)| {
                     let limit = self.opts.check_elems(&s).map_err(LoadErrorKind::Limit);
                     limit.map(|()| (s, t))
                 })
-                .map_err(|k| prefixed(&format!("input {:?}: ", input.name), k))?;
+                .map_err(|k| {
+                    let tm = match time_major.contains_key(&input.name) {
+                        true => " (read time-major by a recurrent op: its batch is axis 1)",
+                        false => "",
+                    };
+                    prefixed(&format!("input {:?}{tm}: ", input.name), k)
+                })?;
+            let shape = match time_major.get(&input.name) {
+                Some(&layout) => {
+                    self.layouts.insert(input.name.clone(), layout);
+                    self.batch_axes.insert(
+                        input.name.clone(),
+                        crate::model::BatchAxis {
+                            axis: 1,
+                            dims: dims.clone(),
+                        },
+                    );
+                    match layout {
+                        // `[D, N, H]`: sinter's `[D * H]`.
+                        Layout::Dnh(_) => vec![dims.iter().product()],
+                        _ => dims,
+                    }
+                }
+                None => dims,
+            };
             self.push(&input.name, Layer::Input, vec![], shape, None);
             if let Some(n) = self.nodes.last_mut() {
                 n.name = input.name.clone();
@@ -353,7 +396,18 @@ impl Converter<'_> {
     ) -> std::result::Result<Vec<usize>, LoadErrorKind> {
         let mut outs = Vec::with_capacity(wanted.len());
         for name in wanted {
+            let layout = self.layouts.get(name).copied().unwrap_or(Layout::Native);
             let out = match self.values.get(name) {
+                Some(&Value::Node(i)) if layout.batch_not_first() => {
+                    // A time-major output: sample-major here, its batch axis recorded.
+                    let shape = layout.onnx_shape(&self.nodes[i].shape);
+                    let axis = shape.iter().position(|&d| d == convert::BATCH).unwrap_or(0);
+                    let dims = shape.iter().filter(|&&d| d != convert::BATCH);
+                    let dims = dims.map(|&d| d as usize).collect();
+                    let b = crate::model::BatchAxis { axis, dims };
+                    self.batch_axes.insert(name.clone(), b);
+                    i
+                }
                 Some(Value::Node(i)) => {
                     let i = *i;
                     self.materialise(name, i)
@@ -377,6 +431,35 @@ impl Converter<'_> {
     }
 }
 
+/// The tensors recurrent ops read time-major (`layout=0`): `X` (`[T, N, F]`) and the initial
+/// states (`[D, N, H]`), with the layout sinter tracks them in.
+fn time_major_inputs(nodes: &[NodeProto]) -> HashMap<String, Layout> {
+    let mut found = HashMap::new();
+    for n in nodes
+        .iter()
+        .filter(|n| matches!(n.op_type.as_str(), "LSTM" | "GRU" | "RNN"))
+    {
+        let attr = |name: &str| n.attribute.iter().find(|a| a.name == name);
+        if attr("layout").is_some_and(|a| a.i != 0) {
+            continue;
+        }
+        let dirs = match attr("direction").map(|a| a.s.as_slice()) {
+            Some(b"bidirectional") => 2,
+            _ => 1,
+        };
+        for (i, layout) in [
+            (0, Layout::Tnc),
+            (5, Layout::Dnh(dirs)),
+            (6, Layout::Dnh(dirs)),
+        ] {
+            if let Some(name) = n.input.get(i).filter(|x| !x.is_empty()) {
+                found.insert(name.clone(), layout);
+            }
+        }
+    }
+    found
+}
+
 /// Which nodes the tensors `wanted` depend on (a walk back from them; nodes are in
 /// topological order, as ONNX requires).
 fn needed_nodes(nodes: &[NodeProto], wanted: &[String]) -> Vec<bool> {
@@ -395,6 +478,7 @@ fn needed_nodes(nodes: &[NodeProto], wanted: &[String]) -> Vec<bool> {
 /// element type.
 fn input_shape(
     input: &proto::ValueInfoProto,
+    batch: usize,
     opts: &crate::io::LoadOptions,
 ) -> std::result::Result<(Vec<usize>, DType), LoadErrorKind> {
     let unsupported = |m: String| LoadErrorKind::Unsupported(m);
@@ -420,32 +504,33 @@ fn input_shape(
         .as_ref()
         .ok_or_else(|| unsupported("shape is unknown".into()))?
         .dim;
-    if dims.len() < 2 {
+    if dims.len() < 2 || batch >= dims.len() {
         return Err(unsupported(format!(
             "rank {} input: sinter needs [batch, features..]",
             dims.len()
         )));
     }
-    let shape = dims[1..]
+    let shape = dims
         .iter()
         .enumerate()
+        .filter(|&(i, _)| i != batch)
         .map(|(i, d)| match (d.dim_value, &d.dim_param) {
             (Some(v), _) if v > 0 => usize::try_from(v)
-                .map_err(|_| LoadErrorKind::Limit(format!("axis {} is too large", i + 1))),
+                .map_err(|_| LoadErrorKind::Limit(format!("axis {} is too large", i))),
             (_, Some(name)) if opts.dim_size(name).is_some() => match opts.dim_size(name) {
                 Some(v) if v > 0 => Ok(v),
                 _ => Err(LoadErrorKind::Invalid(format!(
                     "axis {} ({name:?}) is given size 0",
-                    i + 1
+                    i
                 ))),
             },
             (_, Some(name)) => Err(unsupported(format!(
                 "axis {} is the symbolic {name:?}: give its size (LoadOptions::dim, --dim {name}=N or --seq N)",
-                i + 1
+                i
             ))),
             _ => Err(unsupported(format!(
                 "axis {} has no fixed size (only the batch axis may be symbolic)",
-                i + 1
+                i
             ))),
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;

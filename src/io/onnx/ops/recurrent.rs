@@ -213,6 +213,15 @@ fn initial_states(
                 format!("{what} is zeros while the other initial state is not"),
             ));
         }
+        if matches!(cx.value(node, i)?, Value::Const(_)) {
+            return Err(cx.unsupported(
+                node,
+                format!(
+                    "{what} is a constant other than zeros: sinter reads an initial state \
+                     computed per sample"
+                ),
+            ));
+        }
         let at = cx.input_node(node, i)?;
         let fits = match cx.layout(node, i) {
             Layout::Dnh(d) => !batch_first && d == dirs,

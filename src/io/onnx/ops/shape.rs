@@ -204,8 +204,12 @@ fn time_major_reshape(
         _ => (-2, -2),
     };
     match (layout, target) {
+        // The steps given, or copied (0), or taken for the traced batch size; the batch
+        // given, copied or inferred (-1 beside the width).
         (Layout::Tndh(_) | Layout::Tdnh(1) | Layout::Tnc, &[tt, n, w])
-            if (tt == t || tt == 0) && (n == BATCH || n == 0) && (w == width || w == -1) =>
+            if (tt == t || tt == 0 || tt == BATCH && cx.static_batch == Some(t))
+                && (n == BATCH || n == 0 || n == -1 && w == width)
+                && (w == width || w == -1) =>
         {
             Ok(Some(Layout::Tnc))
         }
