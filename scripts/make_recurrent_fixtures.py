@@ -46,6 +46,9 @@ Cases (Keras 3 unless said):
                   whose states start LSTM(16); a Bidirectional(GRU(8, return_state)) whose
                   forward state starts a SimpleRNN(8); the merged output, the backward
                   state and the SimpleRNN joined by Concatenate -> Dense(3) (also tf_keras)
+  split_directions  Bidirectional(LSTM(6, return_sequences, return_state), merge_mode=None):
+                  its six outputs (both directions' steps, pooled, and their h and c) joined
+                  by Concatenate -> Dense(3)
   forecaster      tf_keras: LSTM(24, return_sequences) -> LSTM(16) -> Dense(1), a stacked
                   forecaster, and a Bidirectional(GRU(8, reset_after=False), merge_mode="mul")
                   branch joined by Concatenate
@@ -348,6 +351,26 @@ def build(keras, name):
         r64 = rnn64("simple", dec64, w["rnn"], 8, initial=(fh64,))
         y = dense64(np.concatenate([fh64, bh64, bh64, r64], -1), *w["head"])
         return model, x, y, ["tanh", "sigmoid"]
+    if name == "split_directions":
+        # A Bidirectional with merge_mode=None and return_state: six outputs.
+        inp = keras.Input(shape=(8, 5))
+        f, b, fh, fc, bh, bc = L.Bidirectional(
+            L.LSTM(6, return_sequences=True, return_state=True), merge_mode=None,
+            name="bi")(inp)
+        joined = L.Concatenate()([L.GlobalAveragePooling1D()(f), L.GlobalMaxPooling1D()(b),
+                                  fh, fc, bh, bc])
+        model = keras.Model(inp, L.Dense(3, name="head")(joined))
+        x = normal(8, 5)
+        randomize(model, name)
+        w = {lay.name: lay.get_weights() for lay in model.layers}
+        x64 = x.astype(np.float64)
+        fw, bw = w["bi"][:3], w["bi"][3:]
+        f64, fh64, fc64 = rnn64("lstm", x64, fw, 6, return_sequences=True, return_state=True)
+        b64, bh64, bc64 = rnn64("lstm", x64, bw, 6, return_sequences=True, go_backwards=True,
+                                return_state=True)
+        b64 = b64[:, ::-1, :]
+        joined = np.concatenate([f64.mean(1), b64.max(1), fh64, fc64, bh64, bc64], -1)
+        return model, x, dense64(joined, *w["head"]), ["tanh", "sigmoid"]
     raise ValueError(name)
 
 
@@ -479,7 +502,7 @@ def make_torch():
 
 
 KERAS3 = ["lstm_text", "gru_stack", "rnn_backwards", "bidirectional", "conv_lstm", "seq2seq",
-          "masked_text", "lstm_tf2onnx", "state_passing"]
+          "masked_text", "lstm_tf2onnx", "state_passing", "split_directions"]
 TF_KERAS = ["forecaster", "gru_stack", "seq2seq", "masked_text", "state_passing"]
 
 

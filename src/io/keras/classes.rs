@@ -263,6 +263,7 @@ pub(super) fn layer_spec(l: &Value, i: usize) -> Res<Spec> {
         mha: None,
         seq: false,
         return_state: false,
+        split_directions: false,
     };
     spec.layer = read(
         &Config {
@@ -829,9 +830,9 @@ fn bidirectional(c: &Config<'_>, spec: &mut Spec) -> Res<Layer> {
             return Err(c.invalid(format!("merge_mode {other:?}")));
         }
         Some(None) => {
-            return Err(c.unsupported(
-                "merge_mode None (the two directions as two outputs) is not supported",
-            ));
+            // Two outputs: the concatenation's halves (`io::keras::recurrent_nodes`).
+            spec.split_directions = true;
+            MergeMode::Concat
         }
     };
     let reversed = Direction {

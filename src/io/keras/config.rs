@@ -9,7 +9,7 @@ use crate::kernels::Activation;
 use crate::model::DenseConfig;
 use crate::model::{DType, Layer, Returns, StepMask};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A layer as the config describes it, before weights.
 pub(super) struct Spec {
@@ -34,18 +34,30 @@ pub(super) struct Spec {
     pub(super) mha: Option<Box<super::mha::Mha>>,
     /// An RNN with `return_state=True`: its final states are its outputs after the first.
     pub(super) return_state: bool,
+    /// A `Bidirectional` with `merge_mode=None`: its directions' outputs are two tensors.
+    pub(super) split_directions: bool,
     /// An `InputLayer` whose first axis is `None`: a sequence of any length, loaded at
     /// [`LoadOptions::seq`] (the longest a plan runs).
     pub(super) seq: bool,
 }
 
 impl Spec {
+    /// How many outputs the layer has: one, but for an RNN with `return_state` (its final
+    /// states after its output) and a `Bidirectional` with `merge_mode=None` (its two
+    /// directions' outputs first).
+    pub(super) fn outputs(&self) -> usize {
+        match &self.layer {
+            Layer::Recurrent(c) => {
+                let states = if self.return_state { c.states() } else { 0 };
+                1 + usize::from(self.split_directions) + states
+            }
+            _ => 1,
+        }
+    }
+
     /// Errors unless `r` (a reference to this layer) names one of its outputs.
     fn has_output(&self, r: &Ref) -> Res<()> {
-        let outputs = match &self.layer {
-            Layer::Recurrent(c) if self.return_state => 1 + c.states(),
-            _ => 1,
-        };
+        let outputs = self.outputs();
         match r.tensor < outputs {
             true => Ok(()),
             false => Err(Fault::invalid(format!(
@@ -263,6 +275,7 @@ fn sequential(cfg: &Value) -> Res<Graph> {
                 mha: None,
                 seq: false,
                 return_state: false,
+                split_directions: false,
             });
             let spec = specs.last_mut().expect("just pushed");
             (spec.shape, spec.seq) = batch_shape(shape).map_err(Fault::invalid)?;
@@ -606,6 +619,11 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
     // Layer name -> the token ids whose zeros mask its output (`None`: masks of several
     // Embeddings met), as Keras 2 and older Keras 3 files leave the mask implicit.
     let mut masked: HashMap<String, Option<String>> = HashMap::new();
+    let split: HashSet<String> = specs
+        .iter()
+        .filter(|s| s.split_directions)
+        .map(|s| s.name.clone())
+        .collect();
     for &i in order {
         let s = &specs[i];
         if s.mask_ids.is_some() {
@@ -614,7 +632,7 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
         let mut from: Vec<&Option<String>> = s
             .inbound
             .iter()
-            .filter_map(|r| mask_of(&masked, r))
+            .filter_map(|r| mask_of(&masked, &split, r))
             .collect();
         from.dedup();
         let own = s
@@ -637,7 +655,7 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
                 let side = |k: usize| {
                     s.inbound
                         .get(k)
-                        .and_then(|r| mask_of(&masked, r))
+                        .and_then(|r| mask_of(&masked, &split, r))
                         .cloned()
                         .flatten()
                 };
@@ -645,7 +663,7 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
                 let key_ok = !m.has_key()
                     || s.inbound
                         .get(2)
-                        .and_then(|r| mask_of(&masked, r))
+                        .and_then(|r| mask_of(&masked, &split, r))
                         .cloned()
                         .flatten()
                         == v;
@@ -710,9 +728,15 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
     Ok(())
 }
 
-/// The mask of tensor `r` in `masked` (an RNN's states carry none).
-fn mask_of<'m>(masked: &'m HashMap<String, Option<String>>, r: &Ref) -> Option<&'m Option<String>> {
-    masked.get(&r.layer).filter(|_| r.tensor == 0)
+/// The mask of tensor `r` in `masked`: a layer's output's, or both directions' of a
+/// `Bidirectional` in `split` (`merge_mode=None`); an RNN's states carry none.
+fn mask_of<'m>(
+    masked: &'m HashMap<String, Option<String>>,
+    split: &HashSet<String>,
+    r: &Ref,
+) -> Option<&'m Option<String>> {
+    let output = r.tensor == 0 || r.tensor == 1 && split.contains(&r.layer);
+    masked.get(&r.layer).filter(|_| output)
 }
 
 /// A recurrent layer under the mask of the token ids `ids`: they become its second input. A

@@ -187,34 +187,76 @@ pub fn from_h5_with(bytes: &[u8], path: &Path, opts: &LoadOptions) -> Result<Mod
     Ok(model)
 }
 
-/// The nodes of an RNN's final states (Keras `return_state`): the layer returning them
-/// (`name`), then one row of it per tensor in `states` (1 is the first state).
-fn state_nodes(
-    name: &str,
+/// The nodes of a recurrent layer with several outputs (Keras `return_state`, or a
+/// `Bidirectional` with `merge_mode=None`), only those something reads, each with the output
+/// it holds: the layer (both directions' outputs side by side, each a take of it), then the
+/// layer returning its final states (each a row of it). `at`: where the first node goes.
+fn recurrent_nodes(
+    spec: &config::Spec,
     r: &RecurrentConfig,
-    states: &[usize],
-    inputs: &[usize],
-    weights: Option<DenseWeights>,
+    (inputs, weights): (&[usize], Option<DenseWeights>),
+    read: &HashSet<&config::Ref>,
     at: usize,
-) -> Vec<Node> {
-    let layer = Layer::Recurrent(RecurrentConfig {
-        returns: Returns::States,
-        ..r.clone()
-    });
-    let mut nodes = vec![Node::new(name, layer, inputs.to_vec(), vec![], weights)];
-    for &t in states {
-        let take = TakeConfig {
-            axis: 0,
-            indices: vec![t - 1],
-            squeeze: true,
-        };
-        nodes.push(Node::new(
-            format!("{name}/{}", r.state_name(t - 1)),
-            Layer::Primitive(Primitive::Take(take)),
-            vec![at],
+) -> Vec<(Node, Option<usize>)> {
+    let name = &spec.name;
+    let is_read = |tensor| {
+        read.contains(&config::Ref {
+            layer: name.clone(),
+            tensor,
+        })
+    };
+    let merged = spec.outputs() - if spec.return_state { r.states() } else { 0 };
+    let outputs: Vec<usize> = (0..merged).filter(|&t| is_read(t)).collect();
+    let states: Vec<usize> = (merged..spec.outputs()).filter(|&t| is_read(t)).collect();
+    let mut nodes = Vec::new();
+    if !outputs.is_empty() || states.is_empty() {
+        let layer = Layer::Recurrent(r.clone());
+        let node = Node::new(
+            name.clone(),
+            layer,
+            inputs.to_vec(),
             vec![],
+            weights.clone(),
+        );
+        nodes.push((node, (merged == 1).then_some(0)));
+        // `merge_mode=None`: each direction's units of the concatenated output.
+        let axis = usize::from(r.returns == Returns::Sequences);
+        for &t in outputs.iter().filter(|_| merged == 2) {
+            let take = TakeConfig {
+                axis,
+                indices: (t * r.units..(t + 1) * r.units).collect(),
+                squeeze: false,
+            };
+            let which = ["forward", "backward"][t];
+            let layer = Layer::Primitive(Primitive::Take(take));
+            let node = Node::new(format!("{name}/{which}"), layer, vec![at], vec![], None);
+            nodes.push((node, Some(t)));
+        }
+    }
+    if !states.is_empty() {
+        let own = match nodes.is_empty() {
+            true => name.clone(),
+            false => format!("{name}/states"),
+        };
+        let layer = Layer::Recurrent(RecurrentConfig {
+            returns: Returns::States,
+            ..r.clone()
+        });
+        let from = at + nodes.len();
+        nodes.push((
+            Node::new(&own, layer, inputs.to_vec(), vec![], weights),
             None,
         ));
+        for &t in &states {
+            let take = TakeConfig {
+                axis: 0,
+                indices: vec![t - merged],
+                squeeze: true,
+            };
+            let layer = Layer::Primitive(Primitive::Take(take));
+            let state = format!("{own}/{}", r.state_name(t - merged));
+            nodes.push((Node::new(state, layer, vec![from], vec![], None), Some(t)));
+        }
     }
     nodes
 }
@@ -401,31 +443,12 @@ fn build(
             if let Layer::Recurrent(r) = &mut layer {
                 r.initial_state = spec.inbound.len() > 1;
             }
-            let first = config::Ref::from(spec.name.clone());
-            if let (Layer::Recurrent(r), true) = (&layer, spec.return_state) {
-                let states = (1..=r.states())
-                    .filter(|&tensor| {
-                        read.contains(&config::Ref {
-                            layer: spec.name.clone(),
-                            tensor,
-                        })
-                    })
-                    .collect::<Vec<_>>();
-                if !states.is_empty() {
-                    let name = match read.contains(&first) {
-                        true => format!("{}/states", spec.name),
-                        false => spec.name.clone(),
-                    };
-                    nodes.extend(state_nodes(
-                        &name,
-                        r,
-                        &states,
-                        &inputs,
-                        weights.clone(),
-                        nodes.len(),
-                    ));
-                    for (k, &tensor) in states.iter().enumerate() {
-                        let at = nodes.len() - states.len() + k;
+            if let (Layer::Recurrent(r), true) = (&layer, spec.outputs() > 1) {
+                let made = recurrent_nodes(spec, r, (&inputs, weights), &read, nodes.len());
+                for (node, tensor) in made {
+                    nodes.push(node);
+                    if let Some(tensor) = tensor {
+                        let at = nodes.len() - 1;
                         index.insert(
                             config::Ref {
                                 layer: spec.name.clone(),
@@ -434,10 +457,8 @@ fn build(
                             at,
                         );
                     }
-                    if !read.contains(&first) {
-                        continue;
-                    }
                 }
+                continue;
             }
             let mut node = Node::new(
                 spec.name.clone(),
