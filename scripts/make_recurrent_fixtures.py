@@ -46,6 +46,10 @@ Cases (Keras 3 unless said):
                   whose states start LSTM(16); a Bidirectional(GRU(8, return_state)) whose
                   forward state starts a SimpleRNN(8); the merged output, the backward
                   state and the SimpleRNN joined by Concatenate -> Dense(3) (also tf_keras)
+  masking         Masking(-1) -> LSTM(6, return_sequences) -> GRU(4), and Masking(0) ->
+                  Bidirectional(SimpleRNN(5), return_sequences) -> GlobalAveragePooling1D (over
+                  the kept steps), joined -> Dense(2); padding at the end, in the middle and
+                  everywhere (also tf_keras)
   split_directions  Bidirectional(LSTM(6, return_sequences, return_state), merge_mode=None):
                   its six outputs (both directions' steps, pooled, and their h and c) joined
                   by Concatenate -> Dense(3)
@@ -311,6 +315,42 @@ def build(keras, name):
         h = rnn64("rnn", h, r, 4, mask=mask)
         y = dense64(h, *d)
         return model, x, y, ["tanh", "sigmoid"]
+    if name == "masking":
+        # A time series padded with -1 at the end, in the middle and everywhere, under
+        # Masking(-1); a branch under Masking(0) (steps of zeros), pooled over kept steps.
+        x = normal(9, 3)
+        for i in range(BATCH):
+            x[i, 9 - i % 5:] = -1.0
+        x[2, 3] = x[6, 0] = -1.0
+        x[4, :] = -1.0
+        x[7, 1] = x[9, 4:6] = 0.0
+        # Steps with some features (not all) at the mask value: not masked.
+        x[8, 2, 0] = x[11, 5, 1:] = -1.0
+        x[10, 3, 2] = x[12, 0, :2] = 0.0
+        inp = keras.Input(shape=(9, 3))
+        a = L.Masking(mask_value=-1.0)(inp)
+        a = L.LSTM(6, return_sequences=True)(a)
+        a = L.GRU(4)(a)
+        b = L.Masking(mask_value=0.0)(inp)
+        b = L.Bidirectional(L.SimpleRNN(5, return_sequences=True))(b)
+        b = L.GlobalAveragePooling1D()(b)
+        model = keras.Model(inp, L.Dense(2, name="head")(L.Concatenate()([a, b])))
+        randomize(model, name)
+        w = {lay.name: lay.get_weights() for lay in model.layers if lay.get_weights()}
+        lstm, gru, bi = (next(w[n] for n in w if n.startswith(k))
+                         for k in ("lstm", "gru", "bidirectional"))
+        x64 = x.astype(np.float64)
+        m1 = (x != -1.0).any(-1)
+        a64 = rnn64("lstm", np.where(m1[..., None], x64, 0.0), lstm, 6,
+                    return_sequences=True, mask=m1)
+        a64 = rnn64("gru", a64, gru, 4, mask=m1)
+        m0 = (x != 0.0).any(-1)
+        b64 = bidir64("rnn", np.where(m0[..., None], x64, 0.0), bi[:3], bi[3:], 5,
+                      "concat", True, mask=m0)
+        kept = m0[..., None].astype(np.float64)
+        b64 = (b64 * kept).sum(1) / np.maximum(kept.sum(1), 1.0)
+        y = dense64(np.concatenate([a64, b64], -1), *w["head"])
+        return model, x, y, ["tanh", "sigmoid"]
     if name == "lstm_tf2onnx":
         model = keras.Sequential([keras.Input(shape=(9, 5)), L.LSTM(12), L.Dense(3)])
         x = normal(9, 5)
@@ -502,8 +542,8 @@ def make_torch():
 
 
 KERAS3 = ["lstm_text", "gru_stack", "rnn_backwards", "bidirectional", "conv_lstm", "seq2seq",
-          "masked_text", "lstm_tf2onnx", "state_passing", "split_directions"]
-TF_KERAS = ["forecaster", "gru_stack", "seq2seq", "masked_text", "state_passing"]
+          "masked_text", "lstm_tf2onnx", "state_passing", "split_directions", "masking"]
+TF_KERAS = ["forecaster", "gru_stack", "seq2seq", "masked_text", "state_passing", "masking"]
 
 
 def tf2onnx_case(model, name, x, y, y64, acts):

@@ -197,7 +197,7 @@ fn run_all(format: &str, expected: usize) {
 }
 
 /// `keras`, `keras-json` and `keras-h5` cases of the dense and conv manifests.
-const KERAS_CASES: usize = 66;
+const KERAS_CASES: usize = 69;
 /// `onnx` cases of the dense and conv manifests.
 const ONNX_CASES: usize = 24;
 

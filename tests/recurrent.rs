@@ -318,7 +318,8 @@ fn hostile_recurrent_configs_are_errors() {
 }
 
 /// A masked stack: token ids `[steps]` (0 = padding) select rows of an Embedding and mask
-/// every recurrent layer, as Keras's `mask_zero` does.
+/// every recurrent layer, as Keras's `mask_zero` does; or features whose padded steps are all
+/// [`MASK_VALUE`] go through a Keras `Masking`, whose mask every recurrent layer reads.
 #[derive(Clone, Debug)]
 struct Masked {
     net: Net,
@@ -326,21 +327,39 @@ struct Masked {
     lens: Vec<usize>,
     holes: Vec<usize>,
     zero_outputs: bool,
+    /// Features under a Keras `Masking` instead of token ids into an Embedding.
+    masking: bool,
 }
 
 const VOCAB: usize = 7;
 
 impl Masked {
-    /// The model over `steps` positions (the weights do not depend on it).
+    /// The model over `steps` positions (the weights do not depend on it): token ids into an
+    /// Embedding, or (`masking`) features into a Keras `Masking(MASK_VALUE)`, whose mask the
+    /// recurrent layers read.
     fn model(&self, steps: usize) -> Model {
         let net = &self.net;
         let mut rng = SplitMix64::new(net.seed);
-        let ids = Input::new([steps]).unwrap();
-        let table = vals(&mut rng, VOCAB * net.features, 1.0);
-        let mut h = Embedding::new(VOCAB, net.features)
-            .weights(table)
-            .call(&ids)
-            .unwrap();
+        let (input, mask, mut h);
+        if self.masking {
+            input = Input::new([steps, net.features]).unwrap();
+            let masking = |mask| {
+                let m = MaskingConfig {
+                    value: MASK_VALUE,
+                    mask,
+                };
+                apply(Layer::Masking(m), None, &[&input], None).unwrap()
+            };
+            (mask, h) = (masking(true), masking(false));
+        } else {
+            input = Input::new([steps]).unwrap();
+            let table = vals(&mut rng, VOCAB * net.features, 1.0);
+            h = Embedding::new(VOCAB, net.features)
+                .weights(table)
+                .call(&input)
+                .unwrap();
+            mask = input.clone();
+        }
         let last = net.layers.len() - 1;
         for (i, l) in net.layers.iter().enumerate() {
             let features = *h.shape().last().unwrap();
@@ -356,33 +375,55 @@ impl Masked {
                     zero_outputs: self.zero_outputs,
                 });
             }
-            h = apply(layer, None, &[&h, &ids], Some(w)).unwrap();
+            h = apply(layer, None, &[&h, &mask], Some(w)).unwrap();
         }
-        Model::new(&ids, &h).unwrap()
+        Model::new(&input, &h).unwrap()
     }
 
-    /// Ids of every sample over `steps` positions.
+    /// Values per step of the input: an id, or (`masking`) the features.
+    fn per_step(&self) -> usize {
+        if self.masking { self.net.features } else { 1 }
+    }
+
+    /// What a masked step holds: id 0, or features all `MASK_VALUE`.
+    fn pad(&self) -> f32 {
+        if self.masking { MASK_VALUE } else { 0.0 }
+    }
+
+    /// The input of every sample over `steps` positions: ids, or (`masking`) features.
     fn ids(&self, steps: usize) -> Vec<f32> {
         let mut rng = SplitMix64::new(self.net.seed ^ 0x1d5);
         let mut ids = Vec::new();
         for &len in &self.lens {
             for t in 0..steps {
-                let id = 1 + (rng.next_u64() % (VOCAB as u64 - 1)) as usize;
-                let hole = self.holes.contains(&t);
-                ids.push(if t < len && !hole { id as f32 } else { 0.0 });
+                let kept = t < len && !self.holes.contains(&t);
+                for f in 0..self.per_step() {
+                    let id = 1 + (rng.next_u64() % (VOCAB as u64 - 1)) as usize;
+                    // A kept step may hold the mask value in some of its features, not all.
+                    let value = match self.masking {
+                        true if f > 0 && id == 1 => MASK_VALUE,
+                        true => rng.next_signed(),
+                        false => id as f32,
+                    };
+                    ids.push(if kept { value } else { self.pad() });
+                }
             }
         }
         ids
     }
 }
 
+/// The value a `Masking` layer masks by in [`Masked`] (not 0: its output zeroes them).
+const MASK_VALUE: f32 = -1.0;
+
 fn masked() -> impl Strategy<Value = Masked> {
     (
         net(),
         prop::collection::vec(0usize..10, 1..4),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(mut net, holes, zero_outputs)| {
+        .prop_map(|(mut net, holes, zero_outputs, masking)| {
             let lens = (0..net.batch)
                 .map(|b| (b * 7 + 3) % (net.steps + 1))
                 .collect();
@@ -392,6 +433,7 @@ fn masked() -> impl Strategy<Value = Masked> {
                 lens,
                 holes,
                 zero_outputs,
+                masking,
             }
         })
 }
@@ -424,9 +466,10 @@ proptest! {
         let moves = net.layers.iter().rev().skip(1).any(|l| l.dirs == 2);
         if (!net.sequences || net.handoff) && !moves {
             let longer = m.model(net.steps + 2);
+            let pad = vec![m.pad(); 2 * m.per_step()];
             let padded: Vec<f32> = ids
-                .chunks(net.steps)
-                .flat_map(|s| s.iter().copied().chain([0.0, 0.0]))
+                .chunks(net.steps * m.per_step())
+                .flat_map(|s| s.iter().chain(&pad).copied())
                 .collect();
             prop_assert!(same_bits(&base, &run(&longer, &padded, opts)), "padded");
         }

@@ -113,6 +113,9 @@ layers! {
         Recurrent(RecurrentConfig),
         /// `[features] -> [n, features]`, Keras `RepeatVector(n)`.
         RepeatVector(RepeatVectorConfig),
+        /// Keras `Masking`: steps whose features all equal a value zeroed, or the mask they
+        /// make (`[steps]`, 0 where masked) for the recurrent layers after it.
+        Masking(MaskingConfig),
         /// An elementwise merge of two or more inputs of one shape (Keras `Add`, `Subtract`,
         /// `Multiply`, `Average`, `Maximum`, `Minimum`).
         Merge(Merge),

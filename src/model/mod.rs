@@ -48,6 +48,7 @@ pub use crate::ops::{
     depthwise::{DepthwiseConv2DConfig, SeparableConv2DConfig},
     embedding::{EmbeddingConfig, PositionEmbeddingConfig, PositionRule},
     identity::{DropoutConfig, TrainingOnly},
+    masking::MaskingConfig,
     merge::Merge,
     norm::{ChannelNorm, NormalizationConfig, RowNorm},
     permute::PermuteConfig,

@@ -19,6 +19,7 @@ pub(crate) mod depthwise;
 pub(crate) mod embedding;
 pub(crate) mod identity;
 pub(crate) mod input;
+pub(crate) mod masking;
 pub(crate) mod merge;
 pub(crate) mod norm;
 pub(crate) mod permute;

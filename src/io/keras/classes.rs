@@ -11,7 +11,9 @@ use crate::model::{
     GlobalPooling2D, MaxPooling1DConfig, NormalizationConfig, PermuteConfig, Pooling2D, Resample,
     RescalingConfig, ReshapeConfig, SeparableConv2DConfig,
 };
-use crate::model::{Cell, Direction, MergeMode, RecurrentConfig, RepeatVectorConfig, Returns};
+use crate::model::{
+    Cell, Direction, MaskingConfig, MergeMode, RecurrentConfig, RepeatVectorConfig, Returns,
+};
 use crate::model::{ChannelNorm, DType, Layer, Merge, Padding, RowNorm, TrainingOnly};
 use serde_json::Value;
 
@@ -169,9 +171,21 @@ const CLASSES: &[(&str, ClassFn)] = &[
         let (scale, offset) = (c.f32_or("scale", 1.0)?, c.f32_or("offset", 0.0)?);
         Ok(Layer::Rescaling(RescalingConfig { scale, offset }))
     }),
-    // `ids != 0`, as Keras 3 writes an Embedding's `mask_zero` mask out: read only as the
-    // `mask` of a layer (`config::check_masks`).
+    // `ids != 0`, as Keras 3 writes an Embedding's `mask_zero` mask out, and `Any(x != v,
+    // axis=-1)`, a `Masking(v)`'s: read only as the `mask` of a layer (`config::check_masks`).
     ("NotEqual", |_, _| Ok(Layer::Identity)),
+    ("Any", |c, _| match c.get("axis").and_then(Value::as_i64) {
+        Some(-1) => Ok(Layer::Identity),
+        _ => Err(c.unsupported("Any is read only over the last axis, as a Masking's mask")),
+    }),
+    // Steps whose features all equal `mask_value` zeroed; the recurrent layers after it
+    // run under its mask (`config::check_masks`).
+    ("Masking", |c, _| {
+        Ok(Layer::Masking(MaskingConfig {
+            value: c.f32_or("mask_value", 0.0)?,
+            mask: false,
+        }))
+    }),
     // Masks a merge combines (Keras 3 writes them out): read only as a layer's mask.
     ("LogicalOr", |_, _| Ok(Layer::Identity)),
     ("LogicalAnd", |_, _| Ok(Layer::Identity)),
@@ -260,6 +274,7 @@ pub(super) fn layer_spec(l: &Value, i: usize) -> Res<Spec> {
         mask_zero: false,
         mask_ids: None,
         mask_arg: None,
+        compared: None,
         mha: None,
         seq: false,
         return_state: false,

@@ -26,7 +26,9 @@ pub(super) struct Spec {
     pub(super) mask_zero: bool,
     /// The token ids whose zeros mask this layer's input (set by [`check_masks`] for a
     /// `GlobalAveragePooling1D` reading an Embedding's `mask_zero` mask): an extra input.
-    pub(super) mask_ids: Option<String>,
+    pub(super) mask_ids: Option<Ref>,
+    /// What a `NotEqual` (a mask written out) compares its input with.
+    pub(super) compared: Option<f32>,
     /// The layer named by the call's `mask` argument (Keras 3 writes the mask out: a
     /// `NotEqual(ids, 0)`).
     pub(super) mask_arg: Option<String>,
@@ -272,6 +274,7 @@ fn sequential(cfg: &Value) -> Res<Graph> {
                 mask_zero: false,
                 mask_ids: None,
                 mask_arg: None,
+                compared: None,
                 mha: None,
                 seq: false,
                 return_state: false,
@@ -331,10 +334,12 @@ fn functional(cfg: &Value) -> Res<Graph> {
             if spec.mha.is_none() {
                 spec.mask_arg = mask_arg(node);
             }
-            if spec.class == "NotEqual" && !not_zero(node) {
-                return Err(spec.fault(Fault::unsupported(
-                    "NotEqual is read only as an Embedding's mask, x != 0",
-                )));
+            if spec.class == "NotEqual" {
+                spec.compared = Some(compared(node).ok_or_else(|| {
+                    spec.fault(Fault::unsupported(
+                        "NotEqual is read only as a mask: ids != 0, or x != a Masking's value",
+                    ))
+                })?);
             }
         }
         specs.push(spec);
@@ -370,10 +375,13 @@ fn mask_arg(node: &Value) -> Option<String> {
     h.get(0)?.as_str().map(str::to_string)
 }
 
-/// A `NotEqual` call of a tensor and the number 0.
-fn not_zero(node: &Value) -> bool {
+/// The number a `NotEqual` call compares a tensor with.
+fn compared(node: &Value) -> Option<f32> {
     let args = node.get("args").and_then(Value::as_array);
-    matches!(args.map(Vec::as_slice), Some([_, zero]) if zero.as_f64() == Some(0.0))
+    match args.map(Vec::as_slice) {
+        Some([_, v]) => v.as_f64().map(|v| v as f32),
+        _ => None,
+    }
 }
 
 /// The tensors in `keras_history` entries of an inbound node, in argument order.
@@ -616,9 +624,10 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
             }
         }
     }
-    // Layer name -> the token ids whose zeros mask its output (`None`: masks of several
-    // Embeddings met), as Keras 2 and older Keras 3 files leave the mask implicit.
-    let mut masked: HashMap<String, Option<String>> = HashMap::new();
+    // Layer name -> the tensor whose zeros mask its output (an Embedding's token ids, or the
+    // mask a `Masking` layer makes, its tensor 1; `None`: several masks met), as Keras 2 and
+    // older Keras 3 files leave the mask implicit.
+    let mut masked: HashMap<String, Option<Ref>> = HashMap::new();
     let split: HashSet<String> = specs
         .iter()
         .filter(|s| s.split_directions)
@@ -629,16 +638,19 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
         if s.mask_ids.is_some() {
             continue;
         }
-        let mut from: Vec<&Option<String>> = s
+        let mut from: Vec<&Option<Ref>> = s
             .inbound
             .iter()
             .filter_map(|r| mask_of(&masked, &split, r))
             .collect();
         from.dedup();
-        let own = s
-            .mask_zero
-            .then(|| s.inbound.first().map(|r| r.layer.clone()))
-            .flatten();
+        let own = match &s.layer {
+            Layer::Masking(_) => Some(Ref {
+                layer: s.name.clone(),
+                tensor: 1,
+            }),
+            _ => s.mask_zero.then(|| s.inbound.first().cloned()).flatten(),
+        };
         if own.is_none() && from.is_empty() {
             continue;
         }
@@ -731,10 +743,10 @@ fn check_masks(specs: &mut [Spec], order: &[usize]) -> Res<()> {
 /// The mask of tensor `r` in `masked`: a layer's output's, or both directions' of a
 /// `Bidirectional` in `split` (`merge_mode=None`); an RNN's states carry none.
 fn mask_of<'m>(
-    masked: &'m HashMap<String, Option<String>>,
+    masked: &'m HashMap<String, Option<Ref>>,
     split: &HashSet<String>,
     r: &Ref,
-) -> Option<&'m Option<String>> {
+) -> Option<&'m Option<Ref>> {
     let output = r.tensor == 0 || r.tensor == 1 && split.contains(&r.layer);
     masked.get(&r.layer).filter(|_| output)
 }
@@ -742,7 +754,7 @@ fn mask_of<'m>(
 /// A recurrent layer under the mask of the token ids `ids`: they become its second input. A
 /// `Bidirectional` returning every step outputs zeros at masked steps (Keras forces
 /// `zero_output_for_mask` there); a single layer outputs the state it carried over.
-fn mask_recurrent(spec: &mut Spec, ids: String) {
+fn mask_recurrent(spec: &mut Spec, ids: Ref) {
     let wrapper = spec.class == "Bidirectional";
     if let Layer::Recurrent(r) = &mut spec.layer {
         r.mask = Some(StepMask {
@@ -753,23 +765,36 @@ fn mask_recurrent(spec: &mut Spec, ids: String) {
 }
 
 /// The classes Keras 3 writes a mask out with.
-const MASK_CLASSES: [&str; 3] = ["NotEqual", "LogicalOr", "LogicalAnd"];
+const MASK_CLASSES: [&str; 4] = ["NotEqual", "LogicalOr", "LogicalAnd", "Any"];
 
-/// The token ids whose zeros the mask layer `name` is: `NotEqual(ids, 0)`, or the `LogicalOr`
-/// / `LogicalAnd` of two such masks of the same ids (a merge's mask); `None` for anything else.
-fn mask_source(specs: &[Spec], name: &str, depth: usize) -> Option<String> {
+/// The tensor whose zeros the mask layer `name` is: the ids of `NotEqual(ids, 0)`; the mask of
+/// the `Masking(v)` layer reading `x` for `Any(NotEqual(x, v), axis=-1)`; the `LogicalOr` /
+/// `LogicalAnd` of two such masks of one tensor (a merge's mask); `None` for anything else.
+fn mask_source(specs: &[Spec], name: &str, depth: usize) -> Option<Ref> {
     let m = specs.iter().find(|m| m.name == name)?;
     match m.class.as_str() {
-        "NotEqual" => m.inbound.first().map(|r| r.layer.clone()),
+        "NotEqual" if m.compared == Some(0.0) => m.inbound.first().cloned(),
+        "Any" => {
+            let ne = specs
+                .iter()
+                .find(|s| Some(&s.name) == m.inbound.first().map(|r| &r.layer))?;
+            let x = ne.inbound.first().filter(|_| ne.class == "NotEqual")?;
+            let masking = specs.iter().find(|s| {
+                matches!(s.layer, Layer::Masking(c) if Some(c.value) == ne.compared)
+                    && s.inbound.first() == Some(x)
+            })?;
+            Some(Ref {
+                layer: masking.name.clone(),
+                tensor: 1,
+            })
+        }
         "LogicalOr" | "LogicalAnd" if depth < 16 => {
             let mut sources = m
                 .inbound
                 .iter()
                 .map(|r| mask_source(specs, &r.layer, depth + 1));
             let first = sources.next()??;
-            sources
-                .all(|s| s.as_deref() == Some(first.as_str()))
-                .then_some(first)
+            sources.all(|s| s.as_ref() == Some(&first)).then_some(first)
         }
         _ => None,
     }

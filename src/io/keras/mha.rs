@@ -32,7 +32,7 @@ pub(super) struct Mha {
     mask: bool,
     /// The token ids whose zeros mask the query and the value (an Embedding's `mask_zero`
     /// mask reaching the layer): the last two inputs of the layer's nodes.
-    pub(super) tokens: Option<(String, String)>,
+    pub(super) tokens: Option<(super::config::Ref, super::config::Ref)>,
 }
 
 impl Mha {

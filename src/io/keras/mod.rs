@@ -30,7 +30,8 @@ mod weights;
 use super::{LoadOptions, hdf5};
 use crate::error::{Error, LoadError, LoadErrorKind, Result, Site};
 use crate::model::{
-    DenseWeights, Layer, Model, Node, Primitive, RecurrentConfig, Returns, TakeConfig,
+    DenseWeights, Layer, MaskingConfig, Model, Node, Primitive, RecurrentConfig, Returns,
+    TakeConfig,
 };
 use archive::Archive;
 use std::collections::{HashMap, HashSet};
@@ -425,10 +426,10 @@ fn build(
         // (an RNN's initial states come after them), and an attention the ids of its query
         // and value.
         if let Some(ids) = &spec.mask_ids {
-            inputs.insert(1.min(inputs.len()), index[&ids.clone().into()]);
+            inputs.insert(1.min(inputs.len()), index[ids]);
         }
         if let Some((q, v)) = spec.mha.as_ref().and_then(|m| m.tokens.as_ref()) {
-            inputs.extend([index[&q.clone().into()], index[&v.clone().into()]]);
+            inputs.extend([index[q], index[v]]);
         }
         if let Some(m) = &spec.mha {
             let here = |f: Fault| f.at(&spec.name, &spec.class);
@@ -460,6 +461,17 @@ fn build(
                 }
                 continue;
             }
+            // A Masking layer's mask (its tensor 1), for the layers that run under it.
+            let mask = match &layer {
+                Layer::Masking(m) => Some(Node::new(
+                    format!("{}/mask", spec.name),
+                    Layer::Masking(MaskingConfig { mask: true, ..*m }),
+                    inputs.clone(),
+                    vec![],
+                    None,
+                )),
+                _ => None,
+            };
             let mut node = Node::new(
                 spec.name.clone(),
                 layer,
@@ -468,6 +480,14 @@ fn build(
                 weights,
             );
             node.dtype = spec.dtype;
+            if let Some(mask) = mask {
+                nodes.push(mask);
+                let tensor = config::Ref {
+                    layer: spec.name.clone(),
+                    tensor: 1,
+                };
+                index.insert(tensor, nodes.len() - 1);
+            }
             nodes.push(node);
         }
         index.insert(spec.name.clone().into(), nodes.len() - 1);
