@@ -33,6 +33,8 @@ Cases (Keras 3 unless said):
                   head reading its last output and c_n (Y_c), both exporters
   torch_time_major  a 2-layer bidirectional nn.GRU in PyTorch's default layout (time-major
                   input [T, N, F], every step's output [T, N, 2H]), both exporters
+  seq_lens        (not in the manifest; tests/recurrent.rs) a hand-built bidirectional ONNX
+                  LSTM with sequence_lens, time-major in and out, against ONNX Runtime
   torch_rnn       2-layer nn.RNN(nonlinearity="relu") (the TorchScript exporter; the dynamo
                   exporter unrolls nn.RNN into per-step MatMuls)
   seq2seq         an encoder-decoder forecaster: LSTM(16) -> RepeatVector(4) ->
@@ -490,8 +492,61 @@ TORCH = ["torch_lstm", "torch_gru", "torch_rnn", "torch_lstm_hn", "torch_states"
          "torch_time_major"]
 
 
+def make_seq_lens():
+    """seq_lens.onnx: a hand-built bidirectional ONNX LSTM (opset 17, layout 0) reading X
+    [T, N, F] and sequence_lens [N] (int32) as graph inputs, returning Y [T, 2, N, H] and
+    Y_h [2, N, H]; seq_lens.in0/in1.npy, ONNX Runtime's seq_lens.out0/out1.npy and a float64
+    NumPy reference seq_lens.f64.out0/out1.npy."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(seed_of("seq_lens"))
+    t, n, f, h = 6, 5, 3, 4
+    w = (rng.standard_normal((2, 4 * h, f)) / math.sqrt(f)).astype(np.float32)
+    r = (rng.standard_normal((2, 4 * h, h)) / math.sqrt(h)).astype(np.float32)
+    b = (rng.standard_normal((2, 8 * h)) * 0.1).astype(np.float32)
+    x = rng.standard_normal((t, n, f)).astype(np.float32)
+    lens = np.array([6, 3, 1, 5, 2], np.int32)
+    node = helper.make_node("LSTM", ["X", "W", "R", "B", "lens"], ["Y", "Y_h"],
+                            hidden_size=h, direction="bidirectional")
+    graph = helper.make_graph(
+        [node], "seq_lens",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [t, "N", f]),
+         helper.make_tensor_value_info("lens", TensorProto.INT32, ["N"])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [t, 2, "N", h]),
+         helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [2, "N", h])],
+        initializer=[numpy_helper.from_array(v, k) for k, v in
+                     [("W", w), ("R", r), ("B", b)]])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, OUT / "seq_lens.onnx")
+    y, y_h = ort.InferenceSession(str(OUT / "seq_lens.onnx")).run(None, {"X": x, "lens": lens})
+    # float64: ONNX gates i, o, f, c; a direction runs over its sequence's own steps.
+    y64, yh64 = np.zeros((t, 2, n, h)), np.zeros((2, n, h))
+    for d in range(2):
+        wd, rd = w[d].astype(np.float64), r[d].astype(np.float64)
+        bd = b[d, :4 * h].astype(np.float64) + b[d, 4 * h:]
+        for s in range(n):
+            hs, cs = np.zeros(h), np.zeros(h)
+            steps = range(lens[s]) if d == 0 else range(lens[s] - 1, -1, -1)
+            for k in steps:
+                z = wd @ x[k, s].astype(np.float64) + rd @ hs + bd
+                i, o, fg, cc = (z[j * h:(j + 1) * h] for j in range(4))
+                cs = sigmoid(fg) * cs + sigmoid(i) * np.tanh(cc)
+                hs = sigmoid(o) * np.tanh(cs)
+                y64[k, d, s] = hs
+            yh64[d, s] = hs
+    for k, (a, a64) in enumerate([(y, y64), (y_h, yh64)]):
+        np.save(OUT / f"seq_lens.out{k}.npy", a)
+        np.save(OUT / f"seq_lens.f64.out{k}.npy", a64)
+        print(f"seq_lens out{k}: ort vs f64 {maxabs(a, a64):.2e}")
+    np.save(OUT / "seq_lens.in0.npy", x)
+    np.save(OUT / "seq_lens.in1.npy", lens)
+
+
 def make_torch():
     import torch
+    make_seq_lens()
     cases = []
     for name in TORCH:
         m, x = TorchNet.build(name)

@@ -373,6 +373,7 @@ impl Masked {
             if let Layer::Recurrent(r) = &mut layer {
                 r.mask = Some(StepMask {
                     zero_outputs: self.zero_outputs,
+                    lengths: false,
                 });
             }
             h = apply(layer, None, &[&h, &mask], Some(w)).unwrap();
@@ -473,5 +474,76 @@ proptest! {
                 .collect();
             prop_assert!(same_bits(&base, &run(&longer, &padded, opts)), "padded");
         }
+    }
+}
+
+/// ONNX `sequence_lens`: a bidirectional LSTM over time-major `X` (`[T, N, F]`) and lengths
+/// `[N]` (graph inputs) gives ONNX Runtime's `Y` and `Y_h` (zeros past a sequence's length,
+/// the reverse direction starting at its last real step), with the same bits fused or
+/// separate, on 1 or 2 threads and alone or in the batch; a length over the steps or
+/// negative is an error before the run.
+#[test]
+fn onnx_sequence_lens_match_onnx_runtime() {
+    use sinter::io::npy::{self, Array};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/recurrent");
+    let model = sinter::io::load(dir.join("seq_lens.onnx")).unwrap();
+    let (shape, x) = npy::read_f32(&dir.join("seq_lens.in0.npy")).unwrap();
+    let Ok((_, Array::I32(lens))) = npy::read(&dir.join("seq_lens.in1.npy")) else {
+        panic!("seq_lens.in1.npy holds int32 lengths");
+    };
+    let n = shape[1];
+    let time_major = model.input_batch_axes()[0]
+        .clone()
+        .expect("X is time-major");
+    let x = time_major.to_samples(&x, n, None);
+    let run = |opts: CompileOptions, lens: &[i32]| {
+        let plan = model.compile(&opts.max_batch(n)).unwrap();
+        plan.run_all(&[Values::F32(&x), Values::I32(lens)])
+    };
+    let base = run(CompileOptions::new(), &lens).unwrap();
+    for opts in [
+        CompileOptions::new().fuse(false),
+        CompileOptions::new().threads(2).parallel_flops(0),
+    ] {
+        let got = run(opts, &lens).unwrap();
+        assert!(got.iter().zip(&base).all(|(a, b)| same_bits(a, b)));
+    }
+    for (k, got) in base.iter().enumerate() {
+        let onnx = model.output_batch_axes()[k]
+            .clone()
+            .expect("time-major outputs");
+        let (_, want) = npy::read_f32(&dir.join(format!("seq_lens.out{k}.npy"))).unwrap();
+        let exact = common::read_f64_as_f32(&dir.join(format!("seq_lens.f64.out{k}.npy")));
+        let (want, exact) = (
+            onnx.to_samples(&want, n, None),
+            onnx.to_samples(&exact, n, None),
+        );
+        for (i, ((&g, &w), &e)) in got.iter().zip(&want).zip(&exact).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-5 && (g - e).abs() <= 1e-5,
+                "out{k}[{i}]: {g} vs {w}"
+            );
+        }
+    }
+    // Each sequence alone: the same bits.
+    let (per_x, per_y) = (x.len() / n, base[0].len() / n);
+    let plan = model.compile(&CompileOptions::new().max_batch(n)).unwrap();
+    for s in 0..n {
+        let alone = plan
+            .run_all(&[
+                Values::F32(&x[s * per_x..][..per_x]),
+                Values::I32(&lens[s..s + 1]),
+            ])
+            .unwrap();
+        assert!(
+            same_bits(&alone[0], &base[0][s * per_y..][..per_y]),
+            "sample {s}"
+        );
+    }
+    for bad in [7, -1] {
+        let mut wrong = lens.clone();
+        wrong[2] = bad;
+        let e = run(CompileOptions::new(), &wrong).unwrap_err().to_string();
+        assert!(e.contains("sequence length") && e.contains("lens"), "{e}");
     }
 }

@@ -134,12 +134,46 @@ pub struct RecurrentConfig {
 /// A recurrent layer under a mask: it reads the token ids `[steps]` as a second input, and a
 /// step whose id is 0 carries the state over, as Keras does: a sequence padded with zeros
 /// ends in the state it has alone, whichever way it runs. A sequence masked at every step
-/// keeps the zero initial state.
+/// keeps its initial state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StepMask {
-    /// A masked step outputs zeros (Keras's `Bidirectional` with `return_sequences`), instead
-    /// of the state carried over.
+    /// A masked step outputs zeros (Keras's `Bidirectional` with `return_sequences`, ONNX),
+    /// instead of the state carried over.
     pub zero_outputs: bool,
+    /// The second input is each sequence's length (`[1]`, ONNX's `sequence_lens`) instead of
+    /// ids: the steps from it on are masked, so a reversed direction starts at the last real
+    /// step, as ONNX runs it. A length is a whole number up to the steps (checked before a
+    /// run, as token ids are).
+    pub lengths: bool,
+}
+
+impl StepMask {
+    /// The mask's shape for `steps` steps.
+    fn shape(self, steps: usize) -> Vec<usize> {
+        match self.lengths {
+            true => vec![1],
+            false => vec![steps],
+        }
+    }
+}
+
+/// One sample's mask over `steps` steps (0: masked) from its input: ids as they are, or 1
+/// before its length.
+fn step_flags<T: Copy + From<f32> + PartialOrd>(
+    mask: StepMask,
+    input: &[T],
+    steps: usize,
+    out: &mut [T],
+) {
+    match mask.lengths {
+        false => out.copy_from_slice(&input[..steps]),
+        true => {
+            for (t, o) in out.iter_mut().enumerate() {
+                let kept = T::from(t as f32) < input[0];
+                *o = T::from(f32::from(u8::from(kept)));
+            }
+        }
+    }
 }
 
 impl RecurrentConfig {
@@ -279,11 +313,14 @@ impl LayerOp for RecurrentConfig {
         };
         let (steps, _) = steps_channels(x, class)?;
         let mut rest = inputs[1..].iter();
-        if self.mask.is_some()
+        if let Some(mask) = self.mask
             && let Some(ids) = rest.next()
-            && **ids != [steps]
+            && **ids != mask.shape(steps)
         {
-            return Err(format!("the mask's ids are {ids:?}, expected [{steps}]"));
+            return Err(format!(
+                "the mask's input is {ids:?}, expected {:?}",
+                mask.shape(steps)
+            ));
         }
         if let Some(s) = rest.find(|s| **s != [self.units]) {
             return Err(format!(
@@ -347,8 +384,16 @@ impl LayerOp for RecurrentConfig {
         let mut y = vec![0.0; cx.batch * per];
         let samples = xp.chunks_exact(steps * xw).zip(y.chunks_exact_mut(per));
         let masked = usize::from(self.mask.is_some());
+        let mut flags = vec![0.0; steps];
         for (b, (x, out)) in samples.enumerate() {
-            let ids = (masked == 1).then(|| &cx.inputs[1][b * steps..][..steps]);
+            let ids = match self.mask {
+                Some(m) => {
+                    let per = m.shape(steps)[0];
+                    step_flags(m, &cx.inputs[1][b * per..][..per], steps, &mut flags);
+                    Some(&flags[..])
+                }
+                None => None,
+            };
             // Initial state `k` of this sample (zeros without them).
             let zeros = vec![0.0; self.units];
             let initial = |k: usize| match self.initial_state {
@@ -584,8 +629,20 @@ impl RecurrentStep {
             let zeros = &mut rest[..if masked { h } else { 0 }];
             zeros.fill(0.0);
             let ids = &mut ids[..if masked { n * steps } else { 0 }];
-            if masked {
-                ins.copy_f32(1, (first + b * BLOCK) * steps, ids);
+            match c.mask {
+                Some(m) if m.lengths => {
+                    // The block's lengths at the back of `ids`, each row's flags from the
+                    // front: row `r` reads its length, then writes up to where row `r + 1`'s
+                    // is, never past it.
+                    let at = ids.len() - n;
+                    ins.copy_f32(1, first + b * BLOCK, &mut ids[at..]);
+                    for r in 0..n {
+                        let len = [ids[at + r]];
+                        step_flags(m, &len, steps, &mut ids[r * steps..][..steps]);
+                    }
+                }
+                Some(_) => ins.copy_f32(1, (first + b * BLOCK) * steps, ids),
+                None => {}
             }
             let mut st = State {
                 gates: &mut gates[..n * gh],
@@ -875,14 +932,18 @@ impl StepOp for RecurrentStep {
             [[steps, w], rest @ ..]
                 if *w == want
                     && inputs.len() == c.input_count()
-                    && rest[..masked].iter().all(|r| *r == [*steps])
+                    && c.mask.is_none_or(|m| rest[0] == m.shape(*steps))
                     && rest[masked..].iter().all(|r| *r == [c.units]) =>
             {
                 Ok(c.out_shape(*steps))
             }
             _ => Err(format!(
                 "a recurrence reads [steps, {want}]{}{}",
-                if masked == 1 { ", the ids [steps]" } else { "" },
+                match c.mask {
+                    Some(m) if m.lengths => ", the length [1]",
+                    Some(_) => ", the ids [steps]",
+                    None => "",
+                },
                 if c.initial_state {
                     format!(" and {} states [{}]", c.states(), c.units)
                 } else {
@@ -890,6 +951,11 @@ impl StepOp for RecurrentStep {
                 }
             )),
         }
+    }
+    fn input_limit(&self, input: usize) -> Option<usize> {
+        // Lengths: whole numbers up to the steps.
+        let lengths = self.config.mask.is_some_and(|m| m.lengths);
+        (lengths && input == 1).then_some(self.steps + 1)
     }
     fn weight_bytes(&self) -> usize {
         let parts = self
@@ -920,6 +986,10 @@ impl StepOp for RecurrentStep {
         // them.
         let sequences = c.returns == Returns::Sequences;
         let moves = sequences && c.run_order && c.directions.iter().any(|d| d.reverse);
+        if c.mask.is_some_and(|m| m.lengths) && !moves {
+            // The steps past a sequence's length are masked: padding past them too.
+            return Padding::Exact;
+        }
         if c.mask.is_some() && !moves {
             // Padded steps (id 0) carry the state over: a sequence ends, in either direction,
             // in the state it has alone.

@@ -316,10 +316,18 @@ impl Plan {
             .map(|(((&o, n), &m), b)| info(n, o, model.nodes()[m].dtype, b))
             .collect::<Result<Vec<_>>>()?;
         let mut id_limits = vec![None; inputs.len()];
+        let mut limit = |k: usize, l: usize| {
+            id_limits[k] = Some(id_limits[k].map_or(l, |v: usize| v.min(l)));
+        };
         for s in &steps {
-            if let (Kind::Gather { table, dim }, Loc::Input(k)) = (&s.kind, s.src) {
-                let vocab = table.len() / dim;
-                id_limits[k] = Some(id_limits[k].map_or(vocab, |v: usize| v.min(vocab)));
+            let ins = std::iter::once(s.src).chain(s.rest.iter().map(|r| r.0));
+            for (i, src) in ins.enumerate() {
+                let Loc::Input(k) = src else { continue };
+                match &s.kind {
+                    Kind::Gather { table, dim } if i == 0 => limit(k, table.len() / dim),
+                    Kind::Op(op) => op.0.input_limit(i).into_iter().for_each(|l| limit(k, l)),
+                    _ => {}
+                }
             }
         }
         let chunk = chunk_size(&steps, arena.len(), opts.max_batch);

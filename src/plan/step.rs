@@ -65,6 +65,11 @@ pub(crate) trait StepOp: Send + Sync + fmt::Debug {
     fn pack(&self, _isa: Isa) -> Option<Result<StepRef, String>> {
         None
     }
+    /// Step input `input`, when a model input, holds whole numbers below this (a recurrent
+    /// layer's sequence lengths), checked before each run as token ids are.
+    fn input_limit(&self, _input: usize) -> Option<usize> {
+        None
+    }
     /// Runs over the chunk's samples.
     fn run(&self, isa: Isa, io: StepIo<'_>);
 }

@@ -759,6 +759,7 @@ fn mask_recurrent(spec: &mut Spec, ids: Ref) {
     if let Layer::Recurrent(r) = &mut spec.layer {
         r.mask = Some(StepMask {
             zero_outputs: wrapper && r.returns == Returns::Sequences,
+            lengths: false,
         });
     }
     spec.mask_ids = Some(ids);

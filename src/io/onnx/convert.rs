@@ -207,6 +207,17 @@ impl Converter<'_> {
             .input
             .iter()
             .any(|n| self.layouts.get(n).is_some_and(|l| l.batch_not_first()));
+        let lengths = node
+            .input
+            .iter()
+            .any(|n| self.layouts.get(n) == Some(&Layout::N));
+        if lengths && !matches!(node.op_type.as_str(), "LSTM" | "GRU" | "RNN") {
+            return Err(self.unsupported(
+                node,
+                "reads a graph input of shape [N] (a recurrent op's sequence_lens); sinter \
+                 reads those only by LSTM, GRU and RNN",
+            ));
+        }
         if batch_not_first
             && !super::layout::BATCH_NOT_FIRST_READERS.contains(&node.op_type.as_str())
         {

@@ -46,6 +46,10 @@ pub(super) enum Layout {
     /// ONNX sees a recurrent op's last state `Y_h`, `[D, N, H]`, where sinter holds `[D *
     /// H]` (or the concatenation of several layers' along `D`).
     Dnh(usize),
+    /// ONNX sees `[N]`, one value per sample (a recurrent op's `sequence_lens`), where
+    /// sinter holds `[1]`: read only by the recurrent ops (ONNX broadcasts `[N]` along a
+    /// last axis, not the batch).
+    N,
 }
 
 /// The ops that read a tensor whose batch is not ONNX's first axis
@@ -103,6 +107,7 @@ impl Layout {
             }
             (Layout::Nc1, &[c]) => vec![c, 1],
             (Layout::Nc11, &[c]) => vec![c, 1, 1],
+            (Layout::N, _) => vec![],
             (Layout::NcwUnit(at), &[w, c]) => {
                 let mut d = vec![c, w];
                 d.insert((at - 1).min(2), 1);

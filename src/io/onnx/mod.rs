@@ -336,14 +336,18 @@ impl Converter<'_> {
             ));
         }
         let time_major = time_major_inputs(nodes);
-        let batch_axis = |name: &str| usize::from(time_major.contains_key(name));
+        let batch_axis = |name: &str| match time_major.get(name) {
+            None => Some(0),
+            Some(Layout::N) => None,
+            Some(_) => Some(1),
+        };
         self.static_batch = inputs
             .iter()
             .map(|i| {
                 let tt = i.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
                 let dim = tt
                     .and_then(|t| t.shape.as_ref())
-                    .and_then(|s| s.dim.get(batch_axis(&i.name)));
+                    .and_then(|s| s.dim.get(batch_axis(&i.name).unwrap_or(0)));
                 dim.and_then(|d| d.dim_value).filter(|&v| v > 1)
             })
             .reduce(|a, b| if a == b { a } else { None })
@@ -362,6 +366,11 @@ impl Converter<'_> {
                     prefixed(&format!("input {:?}{tm}: ", input.name), k)
                 })?;
             let shape = match time_major.get(&input.name) {
+                // `[N]`: one value per sample.
+                Some(&Layout::N) => {
+                    self.layouts.insert(input.name.clone(), Layout::N);
+                    dims
+                }
                 Some(&layout) => {
                     self.layouts.insert(input.name.clone(), layout);
                     self.batch_axes.insert(
@@ -431,8 +440,9 @@ impl Converter<'_> {
     }
 }
 
-/// The tensors recurrent ops read time-major (`layout=0`): `X` (`[T, N, F]`) and the initial
-/// states (`[D, N, H]`), with the layout sinter tracks them in.
+/// The tensors recurrent ops read with the batch not first: time-major (`layout=0`) `X`
+/// (`[T, N, F]`) and initial states (`[D, N, H]`), and `sequence_lens` (`[N]`), with the
+/// layout sinter tracks them in.
 fn time_major_inputs(nodes: &[NodeProto]) -> HashMap<String, Layout> {
     let mut found = HashMap::new();
     for n in nodes
@@ -440,6 +450,9 @@ fn time_major_inputs(nodes: &[NodeProto]) -> HashMap<String, Layout> {
         .filter(|n| matches!(n.op_type.as_str(), "LSTM" | "GRU" | "RNN"))
     {
         let attr = |name: &str| n.attribute.iter().find(|a| a.name == name);
+        if let Some(lens) = n.input.get(4).filter(|x| !x.is_empty()) {
+            found.insert(lens.clone(), Layout::N);
+        }
         if attr("layout").is_some_and(|a| a.i != 0) {
             continue;
         }
@@ -449,6 +462,7 @@ fn time_major_inputs(nodes: &[NodeProto]) -> HashMap<String, Layout> {
         };
         for (i, layout) in [
             (0, Layout::Tnc),
+            (4, Layout::N),
             (5, Layout::Dnh(dirs)),
             (6, Layout::Dnh(dirs)),
         ] {
@@ -474,11 +488,11 @@ fn needed_nodes(nodes: &[NodeProto], wanted: &[String]) -> Vec<bool> {
     needed
 }
 
-/// The non-batch shape of a graph input (`[batch, d1, ..]` with known positive `d`s) and its
-/// element type.
+/// The non-batch shape of a graph input (`[batch, d1, ..]` with known positive `d`s, the
+/// batch on axis `batch`; `None`: `[batch]`, one value per sample) and its element type.
 fn input_shape(
     input: &proto::ValueInfoProto,
-    batch: usize,
+    batch: Option<usize>,
     opts: &crate::io::LoadOptions,
 ) -> std::result::Result<(Vec<usize>, DType), LoadErrorKind> {
     let unsupported = |m: String| LoadErrorKind::Unsupported(m);
@@ -504,6 +518,13 @@ fn input_shape(
         .as_ref()
         .ok_or_else(|| unsupported("shape is unknown".into()))?
         .dim;
+    // `[N]` (`batch` None): one value per sample, held as `[1]`.
+    let Some(batch) = batch else {
+        return match dims.len() {
+            1 => Ok((vec![1], ty)),
+            r => Err(unsupported(format!("rank {r}: sequence_lens is [batch]"))),
+        };
+    };
     if dims.len() < 2 || batch >= dims.len() {
         return Err(unsupported(format!(
             "rank {} input: sinter needs [batch, features..]",

@@ -141,7 +141,7 @@ fn const_affine(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> {
         Layout::Native | Layout::FlatNcw { .. } | Layout::NcwUnit(_) => rank - 1,
         Layout::Ncw | Layout::Nc1 | Layout::Nc11 => 1,
         // Refused before any op but the time-major readers sees them: no channel axis here.
-        Layout::Tnc | Layout::Tdnh(_) | Layout::Tndh(_) | Layout::Dnh(_) => 0,
+        Layout::Tnc | Layout::Tdnh(_) | Layout::Tndh(_) | Layout::Dnh(_) | Layout::N => 0,
     };
     let fits = c.dims.len() <= rank
         && c.dims.iter().rev().enumerate().all(|(k, &d)| {

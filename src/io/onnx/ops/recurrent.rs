@@ -10,7 +10,7 @@ use crate::io::onnx::proto::NodeProto;
 use crate::kernels::Activation;
 use crate::model::{
     Cell, DenseWeights, Direction, Layer, MergeMode, Primitive, RecurrentConfig, ReshapeConfig,
-    Returns, TakeConfig,
+    Returns, StepMask, TakeConfig,
 };
 
 /// One of `LSTM`, `GRU`, `RNN`.
@@ -63,11 +63,10 @@ pub(super) fn recurrent(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> 
     let [steps, features] = cx.nodes[x].shape[..] else {
         return Err(cx.invalid(node, "X must be [T, N, F] (or [N, T, F] with layout=1)"));
     };
-    for (i, what) in [(4, "sequence_lens"), (7, "P (peepholes)")] {
-        if node.input.get(i).is_some_and(|n| !n.is_empty()) {
-            return Err(cx.unsupported(node, format!("input {what} is not supported")));
-        }
+    if node.input.get(7).is_some_and(|n| !n.is_empty()) {
+        return Err(cx.unsupported(node, "input P (peepholes) is not supported"));
     }
+    let lengths = sequence_lens(cx, node)?;
     let initial = initial_states(cx, node, (cell, dirs, h), batch_first)?;
     let g = cell.gates();
     let gh = g * h;
@@ -120,11 +119,15 @@ pub(super) fn recurrent(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> 
         run_order: false,
         directions,
         merge: MergeMode::Concat,
-        mask: None,
+        // Past a sequence's length: the state carried, zeros out.
+        mask: lengths.map(|_| StepMask {
+            zero_outputs: true,
+            lengths: true,
+        }),
         initial_state: !initial.is_empty(),
     };
     let weights = DenseWeights { kernel, bias };
-    let inputs: Vec<usize> = std::iter::once(x).chain(initial).collect();
+    let inputs: Vec<usize> = std::iter::once(x).chain(lengths).chain(initial).collect();
     let read = |i: usize| {
         node.output
             .get(i)
@@ -177,6 +180,21 @@ pub(super) fn recurrent(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> 
         return cx.view(node, at, vec![steps, dirs, h]);
     }
     cx.set_layout(node, Layout::Tdnh(dirs))
+}
+
+/// The node of `sequence_lens`, if given: a graph input `[N]` ([`Layout::N`]).
+fn sequence_lens(cx: &mut Converter<'_>, node: &NodeProto) -> Result<Option<usize>> {
+    if node.input.get(4).is_none_or(|n| n.is_empty()) {
+        return Ok(None);
+    }
+    if matches!(cx.value(node, 4)?, Value::Const(_)) || cx.layout(node, 4) != Layout::N {
+        return Err(cx.unsupported(
+            node,
+            "sequence_lens is read only as a graph input [batch] (not a constant or a \
+             computed tensor)",
+        ));
+    }
+    Ok(Some(cx.input_node(node, 4)?))
 }
 
 /// The initial states `initial_h` (and an LSTM's `initial_c`) as nodes `[H]` in
