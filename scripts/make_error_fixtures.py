@@ -122,20 +122,20 @@ def onnx_lstm():
         "W": rng.standard_normal((1, 4 * hidden, feat)).astype(np.float32),
         "R": rng.standard_normal((1, 4 * hidden, hidden)).astype(np.float32),
         "B": np.zeros((1, 8 * hidden), np.float32),
-        "P": rng.standard_normal((1, 3 * hidden)).astype(np.float32),
         "axes": np.array([1], np.int64),
     }
     nodes = [
-        helper.make_node("LSTM", ["x", "W", "R", "B", "", "", "", "P"], ["", "", "c"],
-                         name="lstm_0", hidden_size=hidden, layout=1),
+        helper.make_node("LSTM", ["x", "W", "R", "B"], ["", "", "c"], name="lstm_0",
+                         hidden_size=hidden, layout=1, input_forget=1),
         helper.make_node("Squeeze", ["c", "axes"], ["y"], name="squeeze_0"),
     ]
     onnx_save("unsupported_lstm", nodes, inits, ["N", 5, feat], ["N", hidden], 14,
-              "LSTM (batch-first, peepholes): an input sinter does not read")
+              "LSTM (batch-first, input_forget=1): an option sinter does not compute")
     return {"name": "unsupported-lstm-onnx", "model": "unsupported_lstm.onnx",
             "format": "onnx", "opset": 14,
-            "error": 'node "lstm_0" (LSTM, opset 14): input P (peepholes) is not supported',
-            "note": "x[N,5,4] -> LSTM(hidden_size=3, layout=1, peepholes P) -> Y_c -> Squeeze(1)"}
+            "error": 'node "lstm_0" (LSTM, opset 14): input_forget=1 is not supported',
+            "note": "x[N,5,4] -> LSTM(hidden_size=3, layout=1, input_forget=1) -> Y_c -> "
+                    "Squeeze(1)"}
 
 
 # ------------------------------------------------------------------------------ HDF5

@@ -34,7 +34,8 @@ Cases (Keras 3 unless said):
   torch_time_major  a 2-layer bidirectional nn.GRU in PyTorch's default layout (time-major
                   input [T, N, F], every step's output [T, N, 2H]), both exporters
   seq_lens        (not in the manifest; tests/recurrent.rs) a hand-built bidirectional ONNX
-                  LSTM with sequence_lens, time-major in and out, against ONNX Runtime
+                  LSTM with sequence_lens and peepholes, time-major in and out, against ONNX
+                  Runtime
   torch_rnn       2-layer nn.RNN(nonlinearity="relu") (the TorchScript exporter; the dynamo
                   exporter unrolls nn.RNN into per-step MatMuls)
   seq2seq         an encoder-decoder forecaster: LSTM(16) -> RepeatVector(4) ->
@@ -493,10 +494,10 @@ TORCH = ["torch_lstm", "torch_gru", "torch_rnn", "torch_lstm_hn", "torch_states"
 
 
 def make_seq_lens():
-    """seq_lens.onnx: a hand-built bidirectional ONNX LSTM (opset 17, layout 0) reading X
-    [T, N, F] and sequence_lens [N] (int32) as graph inputs, returning Y [T, 2, N, H] and
-    Y_h [2, N, H]; seq_lens.in0/in1.npy, ONNX Runtime's seq_lens.out0/out1.npy and a float64
-    NumPy reference seq_lens.f64.out0/out1.npy."""
+    """seq_lens.onnx: a hand-built bidirectional ONNX LSTM with peepholes (opset 17, layout
+    0) reading X [T, N, F] and sequence_lens [N] (int32) as graph inputs, returning Y
+    [T, 2, N, H] and Y_h [2, N, H]; seq_lens.in0/in1.npy, ONNX Runtime's
+    seq_lens.out0/out1.npy and a float64 NumPy reference seq_lens.f64.out0/out1.npy."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -505,9 +506,10 @@ def make_seq_lens():
     w = (rng.standard_normal((2, 4 * h, f)) / math.sqrt(f)).astype(np.float32)
     r = (rng.standard_normal((2, 4 * h, h)) / math.sqrt(h)).astype(np.float32)
     b = (rng.standard_normal((2, 8 * h)) * 0.1).astype(np.float32)
+    pp = (rng.standard_normal((2, 3 * h)) * 0.5).astype(np.float32)
     x = rng.standard_normal((t, n, f)).astype(np.float32)
     lens = np.array([6, 3, 1, 5, 2], np.int32)
-    node = helper.make_node("LSTM", ["X", "W", "R", "B", "lens"], ["Y", "Y_h"],
+    node = helper.make_node("LSTM", ["X", "W", "R", "B", "lens", "", "", "P"], ["Y", "Y_h"],
                             hidden_size=h, direction="bidirectional")
     graph = helper.make_graph(
         [node], "seq_lens",
@@ -516,7 +518,7 @@ def make_seq_lens():
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [t, 2, "N", h]),
          helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [2, "N", h])],
         initializer=[numpy_helper.from_array(v, k) for k, v in
-                     [("W", w), ("R", r), ("B", b)]])
+                     [("W", w), ("R", r), ("B", b), ("P", pp)]])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
     onnx.save(model, OUT / "seq_lens.onnx")
@@ -526,14 +528,15 @@ def make_seq_lens():
     for d in range(2):
         wd, rd = w[d].astype(np.float64), r[d].astype(np.float64)
         bd = b[d, :4 * h].astype(np.float64) + b[d, 4 * h:]
+        p_i, p_o, p_f = (pp[d, j * h:(j + 1) * h].astype(np.float64) for j in range(3))
         for s in range(n):
             hs, cs = np.zeros(h), np.zeros(h)
             steps = range(lens[s]) if d == 0 else range(lens[s] - 1, -1, -1)
             for k in steps:
                 z = wd @ x[k, s].astype(np.float64) + rd @ hs + bd
                 i, o, fg, cc = (z[j * h:(j + 1) * h] for j in range(4))
-                cs = sigmoid(fg) * cs + sigmoid(i) * np.tanh(cc)
-                hs = sigmoid(o) * np.tanh(cs)
+                cs = sigmoid(fg + p_f * cs) * cs + sigmoid(i + p_i * cs) * np.tanh(cc)
+                hs = sigmoid(o + p_o * cs) * np.tanh(cs)
                 y64[k, d, s] = hs
             yh64[d, s] = hs
     for k, (a, a64) in enumerate([(y, y64), (y_h, yh64)]):

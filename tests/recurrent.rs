@@ -81,6 +81,7 @@ impl RnnSpec {
             reverse: matches!(self.dirs, 1 | 2),
             recurrent_kernel: Vec::new(),
             recurrent_bias: None,
+            peepholes: None,
         }];
         if self.dirs >= 3 {
             directions.push(Direction {
@@ -92,6 +93,9 @@ impl RnnSpec {
         for d in &mut directions {
             d.recurrent_kernel = vals(rng, h * gh, scale);
             d.recurrent_bias = self.rec_bias.then(|| vals(rng, gh, 0.3));
+            // An LSTM with recurrent biases has peepholes too (ONNX's `P`).
+            let peepholes = self.rec_bias && cell == Cell::Lstm;
+            d.peepholes = peepholes.then(|| vals(rng, 3 * h, 0.5));
         }
         let n = gh * directions.len();
         let kernel = vals(rng, features * n, (3.0 / features as f32).sqrt());
@@ -251,6 +255,7 @@ fn hostile_recurrent_configs_are_errors() {
             reverse: false,
             recurrent_kernel: vec![0.0; 16],
             recurrent_bias: None,
+            peepholes: None,
         }],
         merge: MergeMode::Concat,
         mask: None,
@@ -274,6 +279,7 @@ fn hostile_recurrent_configs_are_errors() {
             reverse: false,
             recurrent_kernel: vec![0.0; 15],
             recurrent_bias: None,
+            peepholes: None,
         }],
         ..config.clone()
     };

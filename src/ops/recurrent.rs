@@ -69,6 +69,10 @@ pub struct Direction {
     pub recurrent_kernel: Vec<f32>,
     /// `gates * units` values added to `h R` (GRU's recurrent bias, ONNX's `Rb`), if any.
     pub recurrent_bias: Option<Vec<f32>>,
+    /// An LSTM's peepholes (ONNX's `P`), `3 * units` values in the order `i, f, o`: the
+    /// input and forget gates add `P_i c` and `P_f c` of the previous cell, the output gate
+    /// `P_o c` of the new one, before their activations.
+    pub peepholes: Option<Vec<f32>>,
 }
 
 /// How the two directions of a bidirectional layer are joined (Keras `merge_mode`).
@@ -269,6 +273,15 @@ impl RecurrentConfig {
                     b.len()
                 ));
             }
+            match (&d.peepholes, self.cell) {
+                (Some(p), Cell::Lstm) if p.len() != 3 * h => {
+                    return Err(format!("{} peephole weights, expected {}", p.len(), 3 * h));
+                }
+                (Some(_), Cell::Simple | Cell::Gru { .. }) => {
+                    return Err("peepholes are an LSTM's".into());
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -343,7 +356,14 @@ impl LayerOp for RecurrentConfig {
     fn param_count(&self) -> usize {
         self.directions
             .iter()
-            .map(|d| d.recurrent_kernel.len() + d.recurrent_bias.as_ref().map_or(0, Vec::len))
+            .map(|d| {
+                let extra = [&d.recurrent_bias, &d.peepholes];
+                d.recurrent_kernel.len()
+                    + extra
+                        .iter()
+                        .map(|v| v.as_ref().map_or(0, Vec::len))
+                        .sum::<usize>()
+            })
             .sum()
     }
     fn weight_dims(&self, input: &[usize]) -> Option<(usize, usize, bool)> {
@@ -459,12 +479,18 @@ fn reference_direction(
             Cell::Lstm => {
                 let mut g = recurrent(&state, 0..gh);
                 g.iter_mut().zip(xt).for_each(|(g, x)| *g += x);
+                let p = |j: usize| dir.peepholes.as_ref().map_or(0.0, |p| f64::from(p[j]));
+                for j in 0..h {
+                    g[j] += p(j) * cell[j];
+                    g[h + j] += p(h + j) * cell[j];
+                }
                 rec(&mut g[..2 * h]);
                 act(&mut g[2 * h..3 * h]);
-                rec(&mut g[3 * h..]);
                 for j in 0..h {
                     cell[j] = g[h + j] * cell[j] + g[j] * g[2 * h + j];
+                    g[3 * h + j] += p(2 * h + j) * cell[j];
                 }
+                rec(&mut g[3 * h..]);
                 let mut t = cell.clone();
                 act(&mut t);
                 state = (0..h).map(|j| g[3 * h + j] * t[j]).collect();
@@ -783,6 +809,9 @@ impl RecurrentStep {
                 gemm(0, st.h, st.gates);
                 st.h.copy_from_slice(&st.gates[..n * h]);
             }
+            Cell::Lstm if c.directions[d].peepholes.is_some() => {
+                self.peephole_step(isa, d, n, (x, ld), st);
+            }
             Cell::Lstm => {
                 match &self.packed[d].whole {
                     Some(whole) if n < FEW_ROWS => {
@@ -803,13 +832,7 @@ impl RecurrentStep {
                         cr[j] = f[j] * cr[j] + i[j] * cand[j];
                     }
                 }
-                st.h.copy_from_slice(st.c);
-                kernels::activation(isa, c.activation, st.h);
-                for (g, hr) in st.gates.chunks_exact(gh).zip(st.h.chunks_exact_mut(h)) {
-                    for (h, &o) in hr.iter_mut().zip(&g[3 * h..]) {
-                        *h *= o;
-                    }
-                }
+                lstm_output(isa, c, st);
             }
             Cell::Gru { reset_after: true } => {
                 match &self.packed[d].whole {
@@ -852,6 +875,55 @@ impl RecurrentStep {
                     gru_update(&g[..h], &g[2 * h..], hr);
                 }
             }
+        }
+    }
+}
+
+impl RecurrentStep {
+    /// One step of an LSTM direction with peepholes: one GEMM over every gate (`+ x`, `+ b_R`
+    /// in its epilogue), then per row the peepholes and activations in the gates' order.
+    fn peephole_step(
+        &self,
+        isa: Isa,
+        d: usize,
+        n: usize,
+        (x, ld): (&[f32], usize),
+        st: &mut State<'_>,
+    ) {
+        let c = &self.config;
+        let (h, gh) = (c.units, c.gate_width());
+        let (Some(whole), Some(p)) = (&self.packed[d].whole, &c.directions[d].peepholes) else {
+            return;
+        };
+        let rb = c.directions[d].recurrent_bias.as_deref();
+        let ops = Ops::of([rb.map(EpOp::bias), Some(EpOp::add_c(x, ld)), None]);
+        Gemm::new(isa, n, ARows::new(st.h, h), whole.view(), ops.as_slice()).run(st.gates, gh);
+        let rows = st.gates.chunks_exact_mut(gh).zip(st.c.chunks_exact_mut(h));
+        for (g, cr) in rows {
+            for j in 0..h {
+                g[j] += p[j] * cr[j];
+                g[h + j] += p[h + j] * cr[j];
+            }
+            kernels::activation(isa, c.recurrent_activation, &mut g[..2 * h]);
+            kernels::activation(isa, c.activation, &mut g[2 * h..3 * h]);
+            for j in 0..h {
+                cr[j] = g[h + j] * cr[j] + g[j] * g[2 * h + j];
+                g[3 * h + j] += p[2 * h + j] * cr[j];
+            }
+            kernels::activation(isa, c.recurrent_activation, &mut g[3 * h..]);
+        }
+        lstm_output(isa, c, st);
+    }
+}
+
+/// `h = o * activation(c)` of an LSTM step, the activation over the block's cells at once.
+fn lstm_output(isa: Isa, c: &RecurrentConfig, st: &mut State<'_>) {
+    let (h, gh) = (c.units, c.gate_width());
+    st.h.copy_from_slice(st.c);
+    kernels::activation(isa, c.activation, st.h);
+    for (g, hr) in st.gates.chunks_exact(gh).zip(st.h.chunks_exact_mut(h)) {
+        for (h, &o) in hr.iter_mut().zip(&g[3 * h..]) {
+            *h *= o;
         }
     }
 }

@@ -800,6 +800,7 @@ fn recurrent(c: &Config<'_>, wrapped: bool) -> Res<RecurrentConfig> {
             reverse: go_backwards,
             recurrent_kernel: Vec::new(),
             recurrent_bias: None,
+            peepholes: None,
         }],
         merge: MergeMode::Concat,
         mask: None,

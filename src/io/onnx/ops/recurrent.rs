@@ -63,9 +63,6 @@ pub(super) fn recurrent(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> 
     let [steps, features] = cx.nodes[x].shape[..] else {
         return Err(cx.invalid(node, "X must be [T, N, F] (or [N, T, F] with layout=1)"));
     };
-    if node.input.get(7).is_some_and(|n| !n.is_empty()) {
-        return Err(cx.unsupported(node, "input P (peepholes) is not supported"));
-    }
     let lengths = sequence_lens(cx, node)?;
     let initial = initial_states(cx, node, (cell, dirs, h), batch_first)?;
     let g = cell.gates();
@@ -74,6 +71,12 @@ pub(super) fn recurrent(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> 
     let r = weight(cx, node, 2, [dirs, gh, h], "R")?;
     let b = match node.input.get(3).filter(|n| !n.is_empty()) {
         Some(_) => Some(weight(cx, node, 3, [dirs, 2 * gh, 1], "B")?),
+        None => None,
+    };
+    // An LSTM's peepholes, ONNX's `i, o, f` (an RNN or GRU has no input 7).
+    let p = match node.input.get(7).filter(|n| !n.is_empty()) {
+        Some(_) if cell == Cell::Lstm => Some(weight(cx, node, 7, [dirs, 3 * h, 1], "P")?),
+        Some(_) => return Err(cx.invalid(node, "input P (peepholes) of a GRU or an RNN")),
         None => None,
     };
     // Keras gate `k` is ONNX gate `order[k]` (LSTM: ONNX i, o, f, c; Keras i, f, c, o).
@@ -103,10 +106,16 @@ pub(super) fn recurrent(cx: &mut Converter<'_>, node: &NodeProto) -> Result<()> 
             bias.extend((0..gh).map(|col| at(col, 0)));
             recurrent_bias = Some((0..gh).map(|col| at(col, 1)).collect());
         }
+        // Keras's order `i, f, o`.
+        let peepholes = p.as_ref().map(|p| {
+            let at = |k: usize| &p[d * 3 * h + k * h..][..h];
+            [at(0), at(2), at(1)].concat()
+        });
         directions.push(Direction {
             reverse,
             recurrent_kernel,
             recurrent_bias,
+            peepholes,
         });
     }
     let config = RecurrentConfig {
