@@ -63,13 +63,19 @@ pub struct BatchAxis {
 }
 
 impl BatchAxis {
-    /// `(outer, inner)`: the values before the batch axis and after it, per sample, with the
-    /// first axis at `seq` positions when it is a variable sequence.
-    fn split(&self, seq: Option<usize>) -> (usize, usize) {
+    /// The axes other than the batch, the first at `seq` positions when it is a variable
+    /// sequence.
+    fn dims_at(&self, seq: Option<usize>) -> Vec<usize> {
         let mut dims = self.dims.clone();
         if let (Some(s), Some(d)) = (seq, dims.first_mut()) {
             *d = s;
         }
+        dims
+    }
+
+    /// `(outer, inner)`: the values before the batch axis and after it, per sample.
+    fn split(&self, seq: Option<usize>) -> (usize, usize) {
+        let dims = self.dims_at(seq);
         let (before, after) = dims.split_at(self.axis.min(dims.len()));
         (before.iter().product(), after.iter().product())
     }
@@ -77,10 +83,7 @@ impl BatchAxis {
     /// The file's shape of a tensor of `batch` samples (`seq`: the first axis's length in a
     /// run of a variable sequence).
     pub fn file_shape(&self, batch: usize, seq: Option<usize>) -> Vec<usize> {
-        let mut dims = self.dims.clone();
-        if let (Some(s), Some(d)) = (seq, dims.first_mut()) {
-            *d = s;
-        }
+        let mut dims = self.dims_at(seq);
         dims.insert(self.axis.min(dims.len()), batch);
         dims
     }
@@ -88,30 +91,27 @@ impl BatchAxis {
     /// Sample-major values of a tensor held in the file's order (`batch` samples).
     pub fn to_samples<T: Copy>(&self, file: &[T], batch: usize, seq: Option<usize>) -> Vec<T> {
         let (outer, inner) = self.split(seq);
-        let mut out = Vec::with_capacity(file.len());
-        for s in 0..batch {
-            for o in 0..outer {
-                let at = (o * batch + s) * inner;
-                out.extend_from_slice(&file[at.min(file.len())..(at + inner).min(file.len())]);
-            }
-        }
-        out
+        transpose_blocks(file, (outer, batch), inner)
     }
 
     /// The file's order of sample-major values (`batch` samples).
     pub fn from_samples<T: Copy>(&self, samples: &[T], batch: usize, seq: Option<usize>) -> Vec<T> {
         let (outer, inner) = self.split(seq);
-        let mut out = Vec::with_capacity(samples.len());
-        for o in 0..outer {
-            for s in 0..batch {
-                let at = (s * outer + o) * inner;
-                out.extend_from_slice(
-                    &samples[at.min(samples.len())..(at + inner).min(samples.len())],
-                );
-            }
-        }
-        out
+        transpose_blocks(samples, (batch, outer), inner)
     }
+}
+
+/// `src` as `rows x cols` blocks of `inner` values, the blocks transposed (`cols x rows`); a
+/// short `src` gives a short result, never a panic.
+fn transpose_blocks<T: Copy>(src: &[T], (rows, cols): (usize, usize), inner: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(src.len());
+    for c in 0..cols {
+        for r in 0..rows {
+            let at = ((r * cols + c) * inner).min(src.len());
+            out.extend_from_slice(&src[at..(at + inner).min(src.len())]);
+        }
+    }
+    out
 }
 
 /// A model: nodes in topological order, its inputs and outputs in Keras order.
