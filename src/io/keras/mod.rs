@@ -413,23 +413,43 @@ fn build(
     // each layer follows its inputs: `index` has them, at the node that holds the tensor.
     let mut index: HashMap<config::Ref, usize> = HashMap::with_capacity(parsed.order.len());
     // The tensors something reads: an RNN's outputs that nothing reads are not built.
+    let masks = specs.iter().flat_map(|s| {
+        let tokens = s.mha.as_ref().and_then(|m| m.tokens.as_ref());
+        s.mask_ids
+            .iter()
+            .chain(tokens.into_iter().flat_map(|(q, v)| [q, v]))
+    });
     let read: HashSet<&config::Ref> = specs
         .iter()
         .flat_map(|s| &s.inbound)
         .chain(&parsed.outputs)
+        .chain(masks)
         .collect();
+    // A tensor built before its readers (a mask's source may not be: then it is an error).
+    let at = |index: &HashMap<config::Ref, usize>, r: &config::Ref| {
+        index.get(r).copied().ok_or_else(|| {
+            files.config(Fault::invalid(format!(
+                "output {} of layer {:?} is read before it is computed",
+                r.tensor, r.layer
+            )))
+        })
+    };
     let mut nodes = Vec::with_capacity(parsed.order.len());
     for &s in &parsed.order {
         let spec = &specs[s];
-        let mut inputs: Vec<usize> = spec.inbound.iter().map(|r| index[r]).collect();
+        let mut inputs: Vec<usize> = spec
+            .inbound
+            .iter()
+            .map(|r| at(&index, r))
+            .collect::<Result<_>>()?;
         // A pooling or an RNN under an Embedding's mask reads the token ids after its input
         // (an RNN's initial states come after them), and an attention the ids of its query
         // and value.
         if let Some(ids) = &spec.mask_ids {
-            inputs.insert(1.min(inputs.len()), index[ids]);
+            inputs.insert(1.min(inputs.len()), at(&index, ids)?);
         }
         if let Some((q, v)) = spec.mha.as_ref().and_then(|m| m.tokens.as_ref()) {
-            inputs.extend([index[q], index[v]]);
+            inputs.extend([at(&index, q)?, at(&index, v)?]);
         }
         if let Some(m) = &spec.mha {
             let here = |f: Fault| f.at(&spec.name, &spec.class);
@@ -495,9 +515,13 @@ fn build(
     let ins: Vec<usize> = parsed
         .inputs
         .iter()
-        .map(|n| index[&n.clone().into()])
-        .collect();
-    let outs: Vec<usize> = parsed.outputs.iter().map(|r| index[r]).collect();
+        .map(|n| at(&index, &n.clone().into()))
+        .collect::<Result<_>>()?;
+    let outs: Vec<usize> = parsed
+        .outputs
+        .iter()
+        .map(|r| at(&index, r))
+        .collect::<Result<_>>()?;
     let model_err = |e| files.config(Fault::new(LoadErrorKind::Model(Box::new(e))));
     let mut model = Model::from_nodes(&parsed.model_name, nodes, &ins, &outs).map_err(model_err)?;
     for (k, name) in parsed.inputs.iter().enumerate() {
