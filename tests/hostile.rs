@@ -1581,3 +1581,31 @@ fn onnx_recurrent_ops_are_checked() {
     let msg = err(&|m| m.graph.as_mut().unwrap().node[2].op_type = "Relu".into());
     assert!(msg.contains("time-major") && msg.contains("Relu"), "{msg}");
 }
+
+/// A Keras 3 mask argument whose `Masking` is not on the layer's path (the LSTM reads the
+/// input itself): an error naming the tensor, not a lookup that panics.
+#[test]
+fn keras_mask_of_a_layer_off_the_path_is_an_error() {
+    let bytes = std::fs::read(fixture("recurrent/masking.keras")).unwrap();
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut read = |n: &str| {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut z.by_name(n).unwrap(), &mut v).unwrap();
+        v
+    };
+    let (config, weights) = (
+        String::from_utf8(read("config.json")).unwrap(),
+        read("model.weights.h5"),
+    );
+    assert!(
+        sinter::io::keras::from_parts(config.as_bytes(), &weights, Path::new("m.keras")).is_ok()
+    );
+    let edited = config.replacen("[\"masking\", 0, 0]", "[\"input_layer\", 0, 0]", 1);
+    assert_ne!(edited, config);
+    let r = sinter::io::keras::from_parts(edited.as_bytes(), &weights, Path::new("m.keras"));
+    let msg = format_error(r, Path::new("m.keras"));
+    assert!(
+        msg.contains("\"masking\"") && msg.contains("before it is computed"),
+        "{msg}"
+    );
+}
