@@ -77,7 +77,8 @@ impl BatchAxis {
     fn split(&self, seq: Option<usize>) -> (usize, usize) {
         let dims = self.dims_at(seq);
         let (before, after) = dims.split_at(self.axis.min(dims.len()));
-        (before.iter().product(), after.iter().product())
+        let product = |d: &[usize]| d.iter().fold(1usize, |p, &x| p.saturating_mul(x));
+        (product(before), product(after))
     }
 
     /// The file's shape of a tensor of `batch` samples (`seq`: the first axis's length in a
@@ -102,13 +103,20 @@ impl BatchAxis {
 }
 
 /// `src` as `rows x cols` blocks of `inner` values, the blocks transposed (`cols x rows`); a
-/// short `src` gives a short result, never a panic.
+/// short `src` gives only its whole blocks, never a panic.
 fn transpose_blocks<T: Copy>(src: &[T], (rows, cols): (usize, usize), inner: usize) -> Vec<T> {
     let mut out = Vec::with_capacity(src.len());
-    for c in 0..cols {
+    let inner = inner.max(1);
+    // Blocks past the end of a short `src` add nothing (and block numbers only grow along
+    // a column): the loops stop at the first.
+    let whole = src.len() / inner;
+    for c in 0..cols.min(whole) {
         for r in 0..rows {
-            let at = ((r * cols + c) * inner).min(src.len());
-            out.extend_from_slice(&src[at..(at + inner).min(src.len())]);
+            let block = r.saturating_mul(cols).saturating_add(c);
+            if block >= whole {
+                break;
+            }
+            out.extend_from_slice(&src[block * inner..][..inner]);
         }
     }
     out
@@ -417,8 +425,9 @@ impl Model {
         let (Some(&node), Some(slot)) = (node, slot) else {
             return Err(Error::Model(format!("no tensor {k} to give a batch axis")));
         };
-        let len: usize = self.nodes[node].shape.iter().product();
-        if b.axis == 0 || b.axis > b.dims.len() || b.dims.iter().product::<usize>() != len {
+        let product = |d: &[usize]| d.iter().try_fold(1usize, |p, &x| p.checked_mul(x));
+        let len = product(&self.nodes[node].shape);
+        if b.axis == 0 || b.axis > b.dims.len() || product(&b.dims) != len {
             return Err(Error::Model(format!(
                 "batch axis {} with dims {:?} for {:?} of shape {:?}",
                 b.axis, b.dims, self.nodes[node].name, self.nodes[node].shape

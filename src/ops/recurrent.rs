@@ -188,16 +188,20 @@ impl RecurrentConfig {
 
     /// State vectors per sample: per direction `h`, and an LSTM's `c`.
     pub fn states(&self) -> usize {
-        let per = match self.cell {
+        self.states_per_direction() * self.directions.len()
+    }
+
+    /// State vectors per sample and direction: `h`, and an LSTM's `c`.
+    fn states_per_direction(&self) -> usize {
+        match self.cell {
             Cell::Lstm => 2,
             _ => 1,
-        };
-        per * self.directions.len()
+        }
     }
 
     /// The name of state `k` in [`Returns::States`]'s order: `h`, `c`, `forward_h`, ..
     pub fn state_name(&self, k: usize) -> String {
-        let per = self.states() / self.directions.len().max(1);
+        let per = self.states_per_direction();
         let which = if per == 2 && k % 2 == 1 { "c" } else { "h" };
         match self.directions.len() {
             2 if k / per == 0 => format!("forward_{which}"),
@@ -421,7 +425,7 @@ impl LayerOp for RecurrentConfig {
                 false => &zeros[..],
             };
             for (d, dir) in self.directions.iter().enumerate() {
-                let at = d * self.states() / self.directions.len();
+                let at = d * self.states_per_direction();
                 let init = (initial(at), initial((at + 1).min(self.states() - 1)));
                 reference_direction(self, d, dir, (x, ids, init), steps, out);
             }
@@ -521,7 +525,7 @@ fn reference_direction(
         Returns::Sequences => {}
         Returns::Last => merge(c, d, out, &state),
         Returns::States => {
-            let per = c.states() / c.directions.len();
+            let per = c.states_per_direction();
             let rows = &mut out[d * per * h..][..per * h];
             rows[..h].copy_from_slice(&state);
             if per == 2 {
@@ -683,7 +687,7 @@ impl RecurrentStep {
                 st.h.fill(0.0);
                 st.c.fill(0.0);
                 if c.initial_state {
-                    let per = c.states() / c.directions.len();
+                    let per = c.states_per_direction();
                     let at = 1 + usize::from(masked) + d * per;
                     let from = (first + b * BLOCK) * h;
                     ins.copy_f32(at, from, st.h);
@@ -758,7 +762,7 @@ impl RecurrentStep {
             }
             Returns::States => {
                 // Row `d * k` is the direction's `h`, the next its `c` (an LSTM's).
-                let k = c.states() / c.directions.len();
+                let k = c.states_per_direction();
                 for r in 0..n {
                     let rows = &mut out[r * per + d * k * h..][..k * h];
                     rows[..h].copy_from_slice(&st.h[r * h..][..h]);

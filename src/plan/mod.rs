@@ -115,6 +115,14 @@ pub(crate) enum Kind {
     Op(StepRef),
 }
 
+/// What a model input's values must stay below, and the step that says so.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IdLimit {
+    pub(crate) below: usize,
+    /// Index of the step in [`Plan::steps`].
+    pub(crate) step: usize,
+}
+
 /// One scheduled step.
 #[derive(Debug)]
 pub struct Step {
@@ -200,9 +208,10 @@ pub struct Plan {
     pub(crate) pool: Option<Pool>,
     pub(crate) inputs: Vec<TensorInfo>,
     pub(crate) outputs: Vec<TensorInfo>,
-    /// Per input: the vocabulary size of the Embeddings reading it (the smallest), whose ids
-    /// are checked before a run.
-    pub(crate) id_limits: Vec<Option<usize>>,
+    /// Per input: the bound its values are checked against before a run (an Embedding's
+    /// vocabulary, a recurrent layer's steps plus one for its sequence lengths; the smallest),
+    /// and the step that sets it.
+    pub(crate) id_limits: Vec<Option<IdLimit>>,
     /// Where each output ends up (always the arena: an input-aliased output is copied).
     pub(crate) output_locs: Vec<usize>,
     /// Arena size in f32 units.
@@ -315,18 +324,18 @@ impl Plan {
             .zip(model.output_batch_axes())
             .map(|(((&o, n), &m), b)| info(n, o, model.nodes()[m].dtype, b))
             .collect::<Result<Vec<_>>>()?;
-        let mut id_limits = vec![None; inputs.len()];
-        let mut limit = |k: usize, l: usize| {
-            id_limits[k] = Some(id_limits[k].map_or(l, |v: usize| v.min(l)));
-        };
-        for s in &steps {
+        let mut id_limits: Vec<Option<IdLimit>> = vec![None; inputs.len()];
+        for (at, s) in steps.iter().enumerate() {
             let ins = std::iter::once(s.src).chain(s.rest.iter().map(|r| r.0));
             for (i, src) in ins.enumerate() {
                 let Loc::Input(k) = src else { continue };
-                match &s.kind {
-                    Kind::Gather { table, dim } if i == 0 => limit(k, table.len() / dim),
-                    Kind::Op(op) => op.0.input_limit(i).into_iter().for_each(|l| limit(k, l)),
-                    _ => {}
+                let below = match &s.kind {
+                    Kind::Gather { table, dim } if i == 0 => Some(table.len() / dim),
+                    Kind::Op(op) => op.0.input_limit(i),
+                    _ => None,
+                };
+                if let Some(below) = below.filter(|&b| id_limits[k].is_none_or(|l| b < l.below)) {
+                    id_limits[k] = Some(IdLimit { below, step: at });
                 }
             }
         }
@@ -455,7 +464,7 @@ impl Plan {
     }
     /// The vocabulary of the Embeddings reading input `k` (ids must be below it).
     pub fn id_limit(&self, k: usize) -> Option<usize> {
-        self.id_limits.get(k).copied().flatten()
+        self.id_limits.get(k).copied().flatten().map(|l| l.below)
     }
     /// Samples a session runs through all steps at a time: `max_batch`, or fewer when the
     /// weights fit in L2 and a whole batch of activations would not.

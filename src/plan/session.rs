@@ -382,26 +382,14 @@ pub(crate) fn check_values(plan: &Plan, inputs: &[Values<'_>], seq: usize) -> Re
                 batch.unwrap_or(0)
             )));
         }
-        if let Some(limit) = plan.id_limits[k]
+        if let Some(super::IdLimit { below: limit, step }) = plan.id_limits[k]
             && let Some(i) = (0..v.len()).find(|&i| v.id(i, limit).is_none())
         {
-            // The step that limits it: an Embedding's gather, or a recurrent layer reading
-            // its sequence lengths.
-            let limits = |s: &&super::Step| {
-                let ins = std::iter::once(s.src).chain(s.rest.iter().map(|r| r.0));
-                ins.enumerate().any(|(i, l)| {
-                    l == Loc::Input(k)
-                        && match &s.kind {
-                            Kind::Gather { .. } => i == 0,
-                            Kind::Op(op) => op.0.input_limit(i).is_some(),
-                            _ => false,
-                        }
-                })
-            };
-            let step = plan.steps.iter().find(limits);
-            let layer = step.map_or("", |s| s.name.as_str());
-            let what = match step.map(|s| &s.kind) {
-                Some(Kind::Op(_)) => "a sequence length",
+            // An Embedding's gather, or a recurrent layer reading its sequence lengths.
+            let step = &plan.steps[step];
+            let layer = step.name.as_str();
+            let what = match step.kind {
+                Kind::Op(_) => "a sequence length",
                 _ => "a token id",
             };
             return Err(bad(format!(

@@ -9,8 +9,8 @@ use crate::io::onnx::layout::Layout;
 use crate::io::onnx::proto::NodeProto;
 use crate::kernels::Activation;
 use crate::model::{
-    Cell, DenseWeights, Direction, Layer, MergeMode, Primitive, RecurrentConfig, ReshapeConfig,
-    Returns, StepMask, TakeConfig,
+    Cell, DenseWeights, Direction, Layer, MergeMode, Primitive, RecurrentConfig, Returns, StepMask,
+    TakeConfig,
 };
 
 /// One of `LSTM`, `GRU`, `RNN`.
@@ -275,25 +275,29 @@ fn initial_states(
         }
         rows.push(at);
     }
+    // Direction `d`'s row: of sinter's `[D * H]` (`Dnh`), or of `[D, H]` (`layout=1`).
     let mut states = Vec::with_capacity(rows.len() * dirs);
     for d in 0..dirs {
         for &at in &rows {
-            if cx.nodes[at].shape == [h] {
-                states.push(at);
-                continue;
-            }
+            let take = match cx.nodes[at].shape[..] {
+                [n] if n == h => {
+                    states.push(at);
+                    continue;
+                }
+                [_] => TakeConfig {
+                    axis: 0,
+                    indices: (d * h..(d + 1) * h).collect(),
+                    squeeze: false,
+                },
+                _ => TakeConfig {
+                    axis: 0,
+                    indices: vec![d],
+                    squeeze: true,
+                },
+            };
             let name = format!("{}/initial/{}", node.name, cx.nodes.len());
-            let grid = Layer::Reshape(ReshapeConfig {
-                target_shape: vec![dirs as isize, h as isize],
-            });
-            cx.push(&name, grid, vec![at], vec![dirs, h], None);
-            let take = Layer::Primitive(Primitive::Take(TakeConfig {
-                axis: 0,
-                indices: vec![d],
-                squeeze: true,
-            }));
-            let grid = cx.nodes.len() - 1;
-            cx.push(&name, take, vec![grid], vec![h], None);
+            let take = Layer::Primitive(Primitive::Take(take));
+            cx.push(&name, take, vec![at], vec![h], None);
             states.push(cx.nodes.len() - 1);
         }
     }
