@@ -41,6 +41,24 @@ pub(crate) trait Tier: Copy {
     fn attend(self, a: &Attend<'_>, out: &mut [f32], scratch: &mut [f32]);
     /// `d` over each sample of `x` into `y` (the plain loop, compiled for this tier).
     fn depthwise(self, d: &super::ops::Depthwise<'_>, x: &[f32], y: &mut [f32]);
+    /// [`Winograd::input`](super::winograd::Winograd::input), compiled for this tier.
+    fn winograd_in(
+        self,
+        w: &super::winograd::Winograd,
+        x: &[f32],
+        rows: std::ops::Range<usize>,
+        v: &mut [f32],
+        tmp: &mut [f32],
+    );
+    /// [`Winograd::output`](super::winograd::Winograd::output), compiled for this tier.
+    fn winograd_out(
+        self,
+        w: &super::winograd::Winograd,
+        m: &[f32],
+        rows: std::ops::Range<usize>,
+        y: &mut [f32],
+        tmp: &mut [f32],
+    );
 }
 
 /// Declares a tier's tile shapes once: `TILES` and the `gemm` that instantiates the driver

@@ -78,6 +78,8 @@ mod passes;
 mod portable;
 mod simd;
 pub(crate) mod tune;
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
+mod winograd;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -106,6 +108,7 @@ mod internal {
     pub use super::operands::{ARows, MatRef, Segment};
     pub use super::pack::{BSource, PackError, PackedB, PackedBRef, pack_b, pack_b_len};
     pub use super::passes::{affine, attention, depthwise, norm_rows, rows};
+    pub use super::winograd::{POSITIONS, Winograd, WinogradWeights, transform_kernel};
 }
 
 use dispatch::with_tier;

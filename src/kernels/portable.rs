@@ -160,6 +160,26 @@ impl super::dispatch::Tier for PortableTier {
     fn depthwise(self, d: &super::ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
         d.run_batch(x, y);
     }
+    fn winograd_in(
+        self,
+        w: &super::winograd::Winograd,
+        x: &[f32],
+        rows: std::ops::Range<usize>,
+        v: &mut [f32],
+        tmp: &mut [f32],
+    ) {
+        w.input(x, rows, v, tmp);
+    }
+    fn winograd_out(
+        self,
+        w: &super::winograd::Winograd,
+        m: &[f32],
+        rows: std::ops::Range<usize>,
+        y: &mut [f32],
+        tmp: &mut [f32],
+    ) {
+        w.output(m, rows, y, tmp);
+    }
     fn affine(self, data: &mut [f32], scale: &[f32], shift: &[f32]) {
         // SAFETY: portable lanes need no CPU feature.
         unsafe { super::math::affine_slice::<Portable>(data, scale, shift) }

@@ -95,9 +95,9 @@ impl Conv2DConfig {
     fn implicit(&self, cx: &mut Lowering<'_, '_>, w: Window2) -> Result<ConvRows> {
         let (r, c) = (&w.rows, &w.cols);
         let (rows, cols) = ((r.pad_left, r.reach_right()), (c.pad_left, c.reach_right()));
+        let ch = cx.in_shape()[2];
         if (rows, cols) != ((0, 0), (0, 0)) {
             let pad = Resample::ZeroPadding2D { rows, cols };
-            let ch = cx.in_shape()[2];
             let (step, shape) = pad.step((r.len, c.len, ch)).map_err(|m| cx.fail(m))?;
             cx.push("pad", step, shape);
         }
@@ -111,6 +111,7 @@ impl Conv2DConfig {
                 size: r.size,
                 stride: stride(r),
                 dilation: r.dilation,
+                winograd: self.winograd(ch),
             }),
         })
     }
@@ -223,7 +224,8 @@ impl LayerOp for Conv2DConfig {
             .fold(run, usize::saturating_mul);
         let wide = w.cols.out >= IMPLICIT_MIN_COLS
             || (w.cols.out >= IMPLICIT_MIN_NARROW && bytes <= IMPLICIT_NARROW_WEIGHTS);
-        let implicit = self.dilation_rate.1 == 1 && wide && run >= IMPLICIT_MIN_RUN;
+        let implicit = self.dilation_rate.1 == 1 && wide && run >= IMPLICIT_MIN_RUN
+            || self.winograd(in_shape[2]);
         if implicit && !self.pointwise() {
             conv = Some(self.implicit(cx, w)?);
         } else if !self.pointwise() {

@@ -31,6 +31,7 @@ pub(crate) mod reshape;
 pub(crate) mod scale;
 pub(crate) mod take;
 pub(crate) mod unary;
+pub(crate) mod winograd;
 
 use crate::error::{Error, Result};
 use crate::model::{DType, DenseWeights, Model, Node};

@@ -16,6 +16,7 @@ mod push_through_concat;
 mod share_padding;
 mod split_activations;
 mod transpose_into_pad;
+mod winograd;
 
 pub use drop_dropout::DropDropout;
 pub use drop_linear::DropLinear;
@@ -28,9 +29,10 @@ pub use push_through_concat::PushActivationThroughConcat;
 pub use share_padding::SharePadding;
 pub use split_activations::SplitActivations;
 pub use transpose_into_pad::TransposeIntoPad;
+pub use winograd::Winograd;
 
 use crate::error::{Error, Result};
-use crate::kernels::Activation;
+use crate::kernels::{Activation, EpOp};
 use crate::model::{DType, DenseWeights, Model, RowNorm};
 use crate::ops::Lowering;
 use crate::plan::StepRef;
@@ -130,6 +132,25 @@ impl Epi<'_> {
     }
 }
 
+/// A Dense's epilogue as the kernel runs it, owning its operands: the bias, then `acts`.
+pub(crate) fn epilogue_ops(bias: Option<&[f32]>, acts: &[Epi<'_>]) -> Vec<EpOp<'static>> {
+    let bias = bias.map(|b| EpOp::Bias(b.to_vec().into()));
+    let acts = acts.iter().map(|e| match e {
+        Epi::Act(a) => EpOp::Act(*a),
+        Epi::Affine { scale, shift } => EpOp::ScaleShift {
+            scale: scale.clone().into(),
+            shift: shift.clone().into(),
+        },
+        Epi::Norm(n) => EpOp::Norm(Cow::Owned(crate::kernels::RowNorm {
+            epsilon: n.epsilon,
+            rms: n.rms,
+            gamma: n.gamma.clone(),
+            beta: n.beta.clone(),
+        })),
+    });
+    bias.into_iter().chain(acts).collect()
+}
+
 impl<'m> From<Epi<'m>> for Op<'m> {
     fn from(e: Epi<'m>) -> Op<'m> {
         match e {
@@ -216,6 +237,9 @@ pub struct Band {
     pub stride: usize,
     /// Input rows between kernel rows.
     pub dilation: usize,
+    /// Runs as Winograd F(2x2, 3x3) (a 3x3 stride-1 convolution; decided where the layer
+    /// lowers, made a step by the [`Winograd`] pass).
+    pub winograd: bool,
 }
 
 /// A node of the lowered graph.
@@ -346,6 +370,7 @@ pub fn pipeline(fuse: bool) -> Vec<Box<dyn Pass>> {
     passes.push(Box::new(Prune));
     passes.push(Box::new(SharePadding));
     passes.push(Box::new(TransposeIntoPad));
+    passes.push(Box::new(Winograd));
     passes.push(Box::new(ElideConcat));
     passes
 }

@@ -774,23 +774,7 @@ fn dense_kind(
         None => (*x.last().expect("checked rank"), None),
     };
     // The epilogue owns its operands; each is checked against the layer's width.
-    let mut ops: Vec<EpOp<'static>> = Vec::new();
-    if let Some(b) = &weights.bias {
-        ops.push(EpOp::Bias(b.clone().into()));
-    }
-    ops.extend(acts.iter().map(|e| match e {
-        Epi::Act(a) => EpOp::Act(*a),
-        Epi::Affine { scale, shift } => EpOp::ScaleShift {
-            scale: scale.clone().into(),
-            shift: shift.clone().into(),
-        },
-        Epi::Norm(n) => EpOp::Norm(std::borrow::Cow::Owned(kernels::RowNorm {
-            epsilon: n.epsilon,
-            rms: n.rms,
-            gamma: n.gamma.clone(),
-            beta: n.beta.clone(),
-        })),
-    }));
+    let ops = passes::epilogue_ops(weights.bias.as_deref(), acts);
     let rows = checked_elems(&node.shape).unwrap_or(0) / units;
     let shape_err = |e: kernels::PackError| Error::Shape {
         layer: node.name.clone(),

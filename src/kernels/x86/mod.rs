@@ -10,8 +10,10 @@ use super::epilogue::{self, EpOp};
 use super::gemm::{self, GemmCall};
 use super::math::{self, RowNorm};
 use super::ops;
+use super::winograd::Winograd;
 use avx2::Avx2;
 use avx512::Avx512;
+use std::ops::Range;
 
 /// Proof that the CPU has AVX2 and FMA.
 #[derive(Clone, Copy, Debug)]
@@ -42,6 +44,28 @@ impl Tier for Avx2Token {
     fn depthwise(self, d: &ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { depthwise_avx2(d, x, y) }
+    }
+    fn winograd_in(
+        self,
+        w: &Winograd,
+        x: &[f32],
+        rows: Range<usize>,
+        v: &mut [f32],
+        t: &mut [f32],
+    ) {
+        // SAFETY: the token proves AVX2+FMA.
+        unsafe { winograd_in_avx2(w, x, rows, v, t) }
+    }
+    fn winograd_out(
+        self,
+        w: &Winograd,
+        m: &[f32],
+        rows: Range<usize>,
+        y: &mut [f32],
+        t: &mut [f32],
+    ) {
+        // SAFETY: the token proves AVX2+FMA.
+        unsafe { winograd_out_avx2(w, m, rows, y, t) }
     }
     fn norm_rows(self, norm: &RowNorm, data: &mut [f32], n: usize) {
         // SAFETY: the token proves AVX2+FMA.
@@ -88,6 +112,28 @@ impl Tier for Avx512Token {
     fn depthwise(self, d: &ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
         // SAFETY: the token proves AVX-512F.
         unsafe { depthwise_avx512(d, x, y) }
+    }
+    fn winograd_in(
+        self,
+        w: &Winograd,
+        x: &[f32],
+        rows: Range<usize>,
+        v: &mut [f32],
+        t: &mut [f32],
+    ) {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { winograd_in_avx512(w, x, rows, v, t) }
+    }
+    fn winograd_out(
+        self,
+        w: &Winograd,
+        m: &[f32],
+        rows: Range<usize>,
+        y: &mut [f32],
+        t: &mut [f32],
+    ) {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { winograd_out_avx512(w, m, rows, y, t) }
     }
     fn norm_rows(self, norm: &RowNorm, data: &mut [f32], n: usize) {
         // SAFETY: the token proves AVX-512F.
@@ -216,9 +262,29 @@ fn depthwise_avx2(d: &ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
     d.run_batch(x, y);
 }
 
+#[target_feature(enable = "avx2,fma")]
+fn winograd_in_avx2(w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &mut [f32]) {
+    w.input(x, rows, v, t);
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn winograd_out_avx2(w: &Winograd, m: &[f32], rows: Range<usize>, y: &mut [f32], t: &mut [f32]) {
+    w.output(m, rows, y, t);
+}
+
 #[target_feature(enable = "avx512f,avx2,fma")]
 fn depthwise_avx512(d: &ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
     d.run_batch(x, y);
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn winograd_in_avx512(w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &mut [f32]) {
+    w.input(x, rows, v, t);
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn winograd_out_avx512(w: &Winograd, m: &[f32], rows: Range<usize>, y: &mut [f32], t: &mut [f32]) {
+    w.output(m, rows, y, t);
 }
 
 #[target_feature(enable = "avx2,fma")]
