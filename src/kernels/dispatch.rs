@@ -48,7 +48,7 @@ pub(crate) trait Tier: Copy {
         x: &[f32],
         rows: std::ops::Range<usize>,
         v: &mut [f32],
-        tmp: &mut [f32],
+        zeros: &[f32],
     );
     /// [`Winograd::output`](super::winograd::Winograd::output), compiled for this tier.
     fn winograd_out(
@@ -57,7 +57,7 @@ pub(crate) trait Tier: Copy {
         m: &[f32],
         rows: std::ops::Range<usize>,
         y: &mut [f32],
-        tmp: &mut [f32],
+        ops: &[EpOp<'_>],
     );
 }
 

@@ -166,9 +166,9 @@ impl super::dispatch::Tier for PortableTier {
         x: &[f32],
         rows: std::ops::Range<usize>,
         v: &mut [f32],
-        tmp: &mut [f32],
+        zeros: &[f32],
     ) {
-        w.input(x, rows, v, tmp);
+        w.input(x, rows, v, zeros);
     }
     fn winograd_out(
         self,
@@ -176,9 +176,9 @@ impl super::dispatch::Tier for PortableTier {
         m: &[f32],
         rows: std::ops::Range<usize>,
         y: &mut [f32],
-        tmp: &mut [f32],
+        ops: &[EpOp<'_>],
     ) {
-        w.output(m, rows, y, tmp);
+        w.output(self, m, rows, y, ops);
     }
     fn affine(self, data: &mut [f32], scale: &[f32], shift: &[f32]) {
         // SAFETY: portable lanes need no CPU feature.

@@ -16,7 +16,7 @@
 //! [`Tier::winograd_in`]: super::dispatch::Tier::winograd_in
 //! [`Tier::winograd_out`]: super::dispatch::Tier::winograd_out
 
-use super::dispatch::with_tier;
+use super::dispatch::{Tier, with_tier};
 use super::{ARows, EpOp, Gemm, Isa, PackedB};
 
 /// Transformed positions of a patch.
@@ -115,32 +115,30 @@ impl Winograd {
     pub fn out_len(&self) -> usize {
         self.out_rows * self.out_cols * self.filters
     }
-    /// The output rows patch rows `rows` make, as a range of one sample's output values.
-    pub fn out_rows_of(&self, rows: std::ops::Range<usize>) -> std::ops::Range<usize> {
-        let row = self.out_cols * self.filters;
-        let at = |r: usize| (2 * r).min(self.out_rows) * row;
-        at(rows.start)..at(rows.end)
+    /// Where patch row `g` of a batch (sample `g / patch_rows()`'s patch row `g %
+    /// patch_rows()`) starts writing in the batch's output: the rows of a batch's patch rows
+    /// follow each other.
+    pub fn out_at(&self, g: usize) -> usize {
+        let pr = self.patch_rows().max(1);
+        let at = (2 * (g % pr)).min(self.out_rows) * self.out_cols * self.filters;
+        g / pr * self.out_len() + at
     }
     /// Scratch values for a block of `patch_rows` patch rows ([`Winograd::run_block`]).
     pub fn scratch(&self, patch_rows: usize) -> usize {
         let p = patch_rows * self.patch_cols();
-        POSITIONS * p * (self.ch + self.filters) + self.tmp_len()
-    }
-    /// Working values of one patch's transforms: its rows combined (16 x ch) and a row of
-    /// zeros (ch), or its outputs' rows combined (8 x filters).
-    fn tmp_len(&self) -> usize {
-        (17 * self.ch).max(8 * self.filters)
+        POSITIONS * p * (self.ch + self.filters) + self.ch
     }
 
-    /// Patch rows `rows` of one sample `x` into `y`, the output rows they make (from row `2
-    /// rows.start`, [`out_rows_of`](Self::out_rows_of)): the 16 transformed patches into
-    /// `scratch`, 16 GEMMs, the outputs and `w.ops`. `scratch` holds at least
+    /// Patch rows `rows` of a batch (numbered as in [`out_at`](Self::out_at)) from the batch's
+    /// input `x` into `y`, the outputs they make (`out_at(rows.start)..out_at(rows.end)` of
+    /// the batch's): the 16 transformed patches into `scratch`, 16 GEMMs (M: the block's
+    /// patches), the outputs and `w.ops`. `scratch` holds at least
     /// [`scratch(rows.len())`](Self::scratch) values.
     ///
     /// # Panics
-    /// If the geometry is not [`valid`](Self::valid), `x` is not one sample, `y` not those
-    /// rows, `rows` is past the patch rows, the scratch is short, or `w` does not match (16
-    /// kernels packed `ch x filters` for `isa`).
+    /// If the geometry is not [`valid`](Self::valid), `x` does not hold the rows' samples,
+    /// `y` is not their outputs, the scratch is short, or `w` does not match (16 kernels
+    /// packed `ch x filters` for `isa`).
     pub fn run_block(
         &self,
         isa: Isa,
@@ -150,8 +148,10 @@ impl Winograd {
         scratch: &mut [f32],
     ) {
         assert!(self.valid(), "Winograd geometry {self:?}");
-        assert!(rows.start <= rows.end && rows.end <= self.patch_rows());
-        assert!(x.len() == self.in_len() && y.len() == self.out_rows_of(rows.clone()).len());
+        assert!(rows.start <= rows.end);
+        let samples = rows.end.div_ceil(self.patch_rows());
+        assert!(x.len() >= samples * self.in_len());
+        assert!(y.len() == self.out_at(rows.end) - self.out_at(rows.start));
         assert!(w.u.len() == POSITIONS);
         let (c, f) = (self.ch, self.filters);
         let p = rows.len() * self.patch_cols();
@@ -159,9 +159,10 @@ impl Winograd {
             return;
         }
         let (v, rest) = scratch.split_at_mut(POSITIONS * p * c);
-        let (m, rest) = rest.split_at_mut(POSITIONS * p * f);
-        let tmp = &mut rest[..self.tmp_len()];
-        with_tier!(isa, |t| t.winograd_in(self, x, rows.clone(), v, tmp));
+        let (m, zeros) = rest.split_at_mut(POSITIONS * p * f);
+        let zeros = &mut zeros[..c];
+        zeros.fill(0.0);
+        with_tier!(isa, |t| t.winograd_in(self, x, rows.clone(), v, zeros));
         for ((u, v), m) in
             w.u.iter()
                 .zip(v.chunks_exact(p * c))
@@ -169,148 +170,180 @@ impl Winograd {
         {
             Gemm::new(isa, p, ARows::new(v, c), u.view(), &[]).run(m, f);
         }
-        with_tier!(isa, |t| t.winograd_out(self, m, rows.clone(), y, tmp));
-        // The block's output rows are contiguous: the epilogue runs over them at once.
-        if !w.ops.is_empty() {
-            with_tier!(isa, |t| t.rows(w.ops, y, f));
-        }
+        with_tier!(isa, |t| t.winograd_out(self, m, rows.clone(), y, w.ops));
     }
 
-    /// `V = Bᵀ d B` of patch rows `rows` of `x` into `v` (`[16][patches][ch]`): each 4x4
-    /// patch from `(2 r, 2 c)`, zeros past the input's edge. `tmp`: [`tmp_len`] values.
-    ///
-    /// [`tmp_len`]: Self::tmp_len
+    /// `V = Bᵀ d B` of a batch's patch rows `rows` of `x` into `v` (`[16][patches][ch]`): each
+    /// 4x4 patch from `(2 r, 2 c)`, zeros past the input's edge (`zeros`: `ch` of them).
     #[inline(always)]
     pub(crate) fn input(
         &self,
         x: &[f32],
         rows: std::ops::Range<usize>,
         v: &mut [f32],
-        tmp: &mut [f32],
+        zeros: &[f32],
     ) {
-        let (c, pc) = (self.ch, self.patch_cols());
+        let (c, pc, prs) = (self.ch, self.patch_cols(), self.patch_rows());
         let p = rows.len() * pc;
-        let (t, zeros) = tmp.split_at_mut(16 * c);
-        let zeros = &mut zeros[..c];
-        zeros.fill(0.0);
-        let zeros = &*zeros;
-        let at = |r: usize, col: usize| -> &[f32] {
-            let col = col + self.offset;
-            if r < self.rows && col < self.cols {
-                &x[(r * self.cols + col) * c..][..c]
-            } else {
-                zeros
-            }
-        };
-        for (i, pr) in rows.enumerate() {
+        for (i, g) in rows.enumerate() {
+            let (x, pr) = (&x[g / prs * self.in_len()..][..self.in_len()], g % prs);
+            let at = |r: usize, col: usize| -> &[f32] {
+                let col = col + self.offset;
+                match x.get((r * self.cols + col) * c..) {
+                    Some(d) if r < self.rows && col < self.cols => &d[..c],
+                    _ => &zeros[..c],
+                }
+            };
             for q in 0..pc {
                 let patch = i * pc + q;
-                // Bᵀ d: the rows of each of the patch's columns `s` combined, into t[s][k].
-                for s in 0..4 {
-                    let d = |r: usize| at(2 * pr + r, 2 * q + s);
-                    let [t0, t1, t2, t3] = four(&mut t[s * 4 * c..][..4 * c], c);
-                    sub(d(0), d(2), t0);
-                    add(d(1), d(2), t1);
-                    sub(d(2), d(1), t2);
-                    sub(d(1), d(3), t3);
+                let mut d = [zeros; 16];
+                for (k, d) in d.iter_mut().enumerate() {
+                    *d = at(2 * pr + k / 4, 2 * q + k % 4);
                 }
-                // (Bᵀ d) B: the columns of each row `k` combined, into v[4 k + j].
-                for k in 0..4 {
-                    let col = |s: usize| &t[(s * 4 + k) * c..][..c];
-                    let out = |j: usize| ((4 * k + j) * p + patch) * c;
-                    sub(col(0), col(2), &mut v[out(0)..][..c]);
-                    add(col(1), col(2), &mut v[out(1)..][..c]);
-                    sub(col(2), col(1), &mut v[out(2)..][..c]);
-                    sub(col(1), col(3), &mut v[out(3)..][..c]);
+                let mut out = |k: usize, c0: usize, vals: &[f32]| {
+                    v[(k * p + patch) * c + c0..][..vals.len()].copy_from_slice(vals);
+                };
+                let whole = c - c % LANES;
+                for c0 in (0..whole).step_by(LANES) {
+                    let vt = input_lanes::<LANES>(&gather(&d, c0));
+                    vt.iter().enumerate().for_each(|(k, vals)| out(k, c0, vals));
+                }
+                for c0 in whole..c {
+                    let vt = input_lanes::<1>(&gather(&d, c0));
+                    vt.iter().enumerate().for_each(|(k, vals)| out(k, c0, vals));
                 }
             }
         }
     }
 
-    /// `Aᵀ M A` of patch rows `rows` from `m` (`[16][patches][filters]`) into `y`, the output
-    /// rows they make, 2x2 per patch, clipped at the output's edges. `tmp`: [`tmp_len`] values.
-    ///
-    /// [`tmp_len`]: Self::tmp_len
+    /// `Aᵀ M A` of a batch's patch rows `rows` from `m` (`[16][patches][filters]`) into `y`,
+    /// the outputs they make, 2x2 per patch, clipped at the output's edges; `ops` run (on tier `t`)
+    /// over each patch row's output rows once they are written.
     #[inline(always)]
-    pub(crate) fn output(
+    pub(crate) fn output<T: Tier>(
         &self,
+        t: T,
         m: &[f32],
         rows: std::ops::Range<usize>,
         y: &mut [f32],
-        tmp: &mut [f32],
+        ops: &[EpOp<'_>],
     ) {
-        let (f, pc) = (self.filters, self.patch_cols());
+        let (f, pc, prs) = (self.filters, self.patch_cols(), self.patch_rows());
         let p = rows.len() * pc;
-        let t = &mut tmp[..8 * f];
-        for (i, pr) in rows.enumerate() {
+        let row = self.out_cols * f;
+        let first = self.out_at(rows.start);
+        for (i, g) in rows.enumerate() {
+            let here = (self.out_rows - 2 * (g % prs)).min(2);
+            let y = &mut y[self.out_at(g) - first..][..here * row];
             for q in 0..pc {
                 let patch = i * pc + q;
-                let mm = |xi: usize| &m[(xi * p + patch) * f..][..f];
-                // Aᵀ M: the 4 rows of each column `j` combined into t[j][0..2].
-                for j in 0..4 {
-                    let (s0, s1) = t[j * 2 * f..][..2 * f].split_at_mut(f);
-                    add3(mm(j), mm(4 + j), mm(8 + j), s0);
-                    sub3(mm(4 + j), mm(8 + j), mm(12 + j), s1);
+                let here_cols = (self.out_cols - 2 * q).min(2);
+                let mut mm: [&[f32]; 16] = [&[]; 16];
+                for (k, mm) in mm.iter_mut().enumerate() {
+                    *mm = &m[(k * p + patch) * f..][..f];
                 }
-                // (Aᵀ M) A: the columns of each row combined, straight into the output.
-                for r in 0..2 {
-                    if 2 * pr + r >= self.out_rows {
-                        break;
+                let mut out = |k: usize, c0: usize, vals: &[f32]| {
+                    let (r, col) = (k / 2, k % 2);
+                    if r < here && col < here_cols {
+                        let at = r * row + (2 * q + col) * f + c0;
+                        y[at..][..vals.len()].copy_from_slice(vals);
                     }
-                    let s = |j: usize| &t[(j * 2 + r) * f..][..f];
-                    let at = ((2 * i + r) * self.out_cols + 2 * q) * f;
-                    add3(s(0), s(1), s(2), &mut y[at..][..f]);
-                    if 2 * q + 1 < self.out_cols {
-                        sub3(s(1), s(2), s(3), &mut y[at + f..][..f]);
-                    }
+                };
+                let whole = f - f % LANES;
+                for c0 in (0..whole).step_by(LANES) {
+                    let yt = output_lanes::<LANES>(&gather(&mm, c0));
+                    yt.iter().enumerate().for_each(|(k, vals)| out(k, c0, vals));
                 }
+                for c0 in whole..f {
+                    let yt = output_lanes::<1>(&gather(&mm, c0));
+                    yt.iter().enumerate().for_each(|(k, vals)| out(k, c0, vals));
+                }
+            }
+            if !ops.is_empty() {
+                t.rows(ops, y, f);
             }
         }
     }
 }
 
-/// `s` cut into four `c`-long parts.
-#[inline(always)]
-fn four(s: &mut [f32], c: usize) -> [&mut [f32]; 4] {
-    let (a, s) = s.split_at_mut(c);
-    let (b, s) = s.split_at_mut(c);
-    let (d, e) = s.split_at_mut(c);
-    [a, b, d, &mut e[..c]]
-}
+/// Channels transformed side by side: one AVX-512 vector (two AVX2 ones).
+const LANES: usize = 16;
 
-/// `o = a + b`.
+/// `s[k][c0..c0 + L]` of each of the 16 slices (plain loops: `array::map` is not inlined
+/// into the tier's code).
 #[inline(always)]
-fn add(a: &[f32], b: &[f32], o: &mut [f32]) {
-    for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
-        *o = a + b;
+fn gather<const L: usize>(s: &[&[f32]; 16], c0: usize) -> [[f32; L]; 16] {
+    let mut out = [[0.0; L]; 16];
+    for (o, s) in out.iter_mut().zip(s) {
+        o.copy_from_slice(&s[c0..c0 + L]);
     }
+    out
 }
 
-/// `o = a - b`.
+/// `Bᵀ d B` of one patch, `L` channels at a time: `d[4 r + s]` is row `r`, column `s`; the
+/// result's `[4 k + j]` is position `ξ = (k, j)`. Rows first, then columns, each combination
+/// one add or subtraction.
 #[inline(always)]
-fn sub(a: &[f32], b: &[f32], o: &mut [f32]) {
-    for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
-        *o = a - b;
+fn input_lanes<const L: usize>(d: &[[f32; L]; 16]) -> [[f32; L]; 16] {
+    let mut t = [[0.0; L]; 16];
+    for s in 0..4 {
+        for l in 0..L {
+            let (d0, d1, d2, d3) = (d[s][l], d[4 + s][l], d[8 + s][l], d[12 + s][l]);
+            t[s][l] = d0 - d2;
+            t[4 + s][l] = d1 + d2;
+            t[8 + s][l] = d2 - d1;
+            t[12 + s][l] = d1 - d3;
+        }
     }
+    let mut v = [[0.0; L]; 16];
+    for k in 0..4 {
+        for l in 0..L {
+            let (a, b, c, e) = (
+                t[4 * k][l],
+                t[4 * k + 1][l],
+                t[4 * k + 2][l],
+                t[4 * k + 3][l],
+            );
+            v[4 * k][l] = a - c;
+            v[4 * k + 1][l] = b + c;
+            v[4 * k + 2][l] = c - b;
+            v[4 * k + 3][l] = b - e;
+        }
+    }
+    v
 }
 
-/// `o = (a + b) + c`, NaN canonical.
+/// `Aᵀ M A` of one patch, `L` filters at a time: `m[4 i + j]` is position `(i, j)`; the
+/// result's `[2 r + c]` is output `(r, c)`, NaN canonical (an infinity minus an infinity
+/// makes the CPU's own NaN). Each output is `(a + b) + c` or `(a - b) - c` of `(a + b) + c`
+/// or `(a - b) - c` sums of `M`.
 #[inline(always)]
-fn add3(a: &[f32], b: &[f32], c: &[f32], o: &mut [f32]) {
-    for (((o, a), b), c) in o.iter_mut().zip(a).zip(b).zip(c) {
-        *o = canonical(a + b + c);
+fn output_lanes<const L: usize>(m: &[[f32; L]; 16]) -> [[f32; L]; 4] {
+    let mut s = [[0.0; L]; 8];
+    for j in 0..4 {
+        for l in 0..L {
+            let (m0, m1, m2, m3) = (m[j][l], m[4 + j][l], m[8 + j][l], m[12 + j][l]);
+            s[j][l] = m0 + m1 + m2;
+            s[4 + j][l] = m1 - m2 - m3;
+        }
     }
+    let mut y = [[0.0; L]; 4];
+    for r in 0..2 {
+        for l in 0..L {
+            let (a, b, c, e) = (
+                s[4 * r][l],
+                s[4 * r + 1][l],
+                s[4 * r + 2][l],
+                s[4 * r + 3][l],
+            );
+            y[2 * r][l] = canonical(a + b + c);
+            y[2 * r + 1][l] = canonical(b - c - e);
+        }
+    }
+    y
 }
 
-/// `o = (a - b) - c`, NaN canonical.
-#[inline(always)]
-fn sub3(a: &[f32], b: &[f32], c: &[f32], o: &mut [f32]) {
-    for (((o, a), b), c) in o.iter_mut().zip(a).zip(b).zip(c) {
-        *o = canonical(a - b - c);
-    }
-}
-
-/// `x`, or the canonical NaN (an infinity minus an infinity makes the CPU's own NaN).
+/// `x`, or the canonical NaN.
 #[inline(always)]
 fn canonical(x: f32) -> f32 {
     if x.is_nan() { f32::NAN } else { x }

@@ -45,14 +45,7 @@ impl Tier for Avx2Token {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { depthwise_avx2(d, x, y) }
     }
-    fn winograd_in(
-        self,
-        w: &Winograd,
-        x: &[f32],
-        rows: Range<usize>,
-        v: &mut [f32],
-        t: &mut [f32],
-    ) {
+    fn winograd_in(self, w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &[f32]) {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { winograd_in_avx2(w, x, rows, v, t) }
     }
@@ -62,10 +55,10 @@ impl Tier for Avx2Token {
         m: &[f32],
         rows: Range<usize>,
         y: &mut [f32],
-        t: &mut [f32],
+        ops: &[EpOp<'_>],
     ) {
         // SAFETY: the token proves AVX2+FMA.
-        unsafe { winograd_out_avx2(w, m, rows, y, t) }
+        unsafe { winograd_out_avx2(self, w, m, rows, y, ops) }
     }
     fn norm_rows(self, norm: &RowNorm, data: &mut [f32], n: usize) {
         // SAFETY: the token proves AVX2+FMA.
@@ -113,14 +106,7 @@ impl Tier for Avx512Token {
         // SAFETY: the token proves AVX-512F.
         unsafe { depthwise_avx512(d, x, y) }
     }
-    fn winograd_in(
-        self,
-        w: &Winograd,
-        x: &[f32],
-        rows: Range<usize>,
-        v: &mut [f32],
-        t: &mut [f32],
-    ) {
+    fn winograd_in(self, w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &[f32]) {
         // SAFETY: the token proves AVX-512F.
         unsafe { winograd_in_avx512(w, x, rows, v, t) }
     }
@@ -130,10 +116,10 @@ impl Tier for Avx512Token {
         m: &[f32],
         rows: Range<usize>,
         y: &mut [f32],
-        t: &mut [f32],
+        ops: &[EpOp<'_>],
     ) {
         // SAFETY: the token proves AVX-512F.
-        unsafe { winograd_out_avx512(w, m, rows, y, t) }
+        unsafe { winograd_out_avx512(self, w, m, rows, y, ops) }
     }
     fn norm_rows(self, norm: &RowNorm, data: &mut [f32], n: usize) {
         // SAFETY: the token proves AVX-512F.
@@ -263,13 +249,20 @@ fn depthwise_avx2(d: &ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
 }
 
 #[target_feature(enable = "avx2,fma")]
-fn winograd_in_avx2(w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &mut [f32]) {
+fn winograd_in_avx2(w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &[f32]) {
     w.input(x, rows, v, t);
 }
 
 #[target_feature(enable = "avx2,fma")]
-fn winograd_out_avx2(w: &Winograd, m: &[f32], rows: Range<usize>, y: &mut [f32], t: &mut [f32]) {
-    w.output(m, rows, y, t);
+fn winograd_out_avx2(
+    t: Avx2Token,
+    w: &Winograd,
+    m: &[f32],
+    rows: Range<usize>,
+    y: &mut [f32],
+    ops: &[EpOp<'_>],
+) {
+    w.output(t, m, rows, y, ops);
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
@@ -278,13 +271,20 @@ fn depthwise_avx512(d: &ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn winograd_in_avx512(w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &mut [f32]) {
+fn winograd_in_avx512(w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &[f32]) {
     w.input(x, rows, v, t);
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn winograd_out_avx512(w: &Winograd, m: &[f32], rows: Range<usize>, y: &mut [f32], t: &mut [f32]) {
-    w.output(m, rows, y, t);
+fn winograd_out_avx512(
+    t: Avx512Token,
+    w: &Winograd,
+    m: &[f32],
+    rows: Range<usize>,
+    y: &mut [f32],
+    ops: &[EpOp<'_>],
+) {
+    w.output(t, m, rows, y, ops);
 }
 
 #[target_feature(enable = "avx2,fma")]
