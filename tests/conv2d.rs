@@ -211,6 +211,76 @@ fn net() -> impl Strategy<Value = Net> {
         })
 }
 
+/// Nets whose convolutions run as Winograd F(2x2, 3x3): 3x3, stride 1, 16 or more channels
+/// and filters, over inputs of 3 to 13 positions a side (odd and even outputs: patches clipped
+/// at the right and bottom edges).
+fn winograd_net() -> impl Strategy<Value = Net> {
+    let conv = (any::<bool>(), elementwise(), any::<bool>(), 16usize..21).prop_map(
+        |(same, act, bias, f)| {
+            let spec = ConvSpec {
+                depthwise: false,
+                groups: 1,
+                kernel: (3, 3),
+                strides: (1, 1),
+                dilation: (1, 1),
+                same,
+                act,
+                bias,
+            };
+            (spec, f)
+        },
+    );
+    (
+        (3usize..14, 3usize..14, 16usize..21),
+        prop::collection::vec(conv, 1..3),
+        any::<bool>(),
+        (1usize..5, any::<u64>()),
+    )
+        .prop_map(|((h, w, ch), convs, residual, (batch, seed))| Net {
+            h,
+            w,
+            ch,
+            convs,
+            residual,
+            scale: false,
+            pool: None,
+            head: 0,
+            units: 3,
+            batch,
+            seed,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(common::cases(60)))]
+
+    /// Winograd convolutions keep every invariant and stay within their own rounding bound
+    /// of the f64 convolution.
+    #[test]
+    fn winograd_convs_keep_every_invariant_and_match_f64(
+        mut net in winograd_net(),
+        specials in any::<bool>(),
+    ) {
+        let Ok(model) = net.model() else {
+            return Err(TestCaseError::reject("a window that does not fit"));
+        };
+        let plan = model.compile(&CompileOptions::new()).unwrap();
+        prop_assert!(plan.to_string().contains("winograd"), "{plan}");
+        let x = net.input(specials);
+        common::every_invariant(&model, &x, net.batch).map_err(TestCaseError::fail)?;
+        net.convs.iter_mut().for_each(|(c, _)| c.act = 0);
+        let model = net.model().unwrap();
+        let x = net.input(false);
+        let got = run(&model, &x, CompileOptions::new().max_batch(net.batch));
+        let mut want = Vec::new();
+        for sample in x.chunks_exact(net.h * net.w * net.ch) {
+            want.extend(net.f64(sample));
+        }
+        let checked = common::bound::check("winograd net", &got, &want).map_err(TestCaseError::fail)?;
+        prop_assert_eq!(checked, got.len(), "every output is checked");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(common::cases(300)))]
 
@@ -282,6 +352,111 @@ fn tap(
         .filter(|&i| i < len)
 }
 
+/// Winograd F(2x2, 3x3)'s transforms (Lavin and Gray): `Bᵀ` of an input patch, `G` of a
+/// kernel, `Aᵀ` of the products.
+const BT: [[f64; 4]; 4] = [
+    [1.0, 0.0, -1.0, 0.0],
+    [0.0, 1.0, 1.0, 0.0],
+    [0.0, -1.0, 1.0, 0.0],
+    [0.0, 1.0, 0.0, -1.0],
+];
+const G: [[f64; 3]; 4] = [
+    [1.0, 0.0, 0.0],
+    [0.5, 0.5, 0.5],
+    [0.5, -0.5, 0.5],
+    [0.0, 0.0, 1.0],
+];
+const AT: [[f64; 4]; 2] = [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]];
+
+/// A rigorous bound (and magnitude) for each output of a 3x3 stride-1 convolution computed as
+/// Winograd F(2x2, 3x3), whatever the order of its sums: `|y - ŷ| <= gamma_n Σ_c |Aᵀ| (|Bᵀ|
+/// |d_c| |B| ⊙ |G| |g_c| |Gᵀ|) |A|` plus the input errors through the (exact) convolution,
+/// with `n` the roundings on any path: 2 in the input transform, 1 of the kernel transform, 1
+/// product, the channel sum's chain, 4 in the output transform and the bias. `(oh, ph)`,
+/// `(ow, pw)`: each axis's outputs and padding before.
+fn winograd_bounds(
+    x: &Image,
+    (oh, ph): (usize, usize),
+    (ow, pw): (usize, usize),
+    w: &[f32],
+    f: usize,
+    bias: impl Fn(usize) -> f64,
+) -> Vec<(f64, f64)> {
+    let ch = x.ch;
+    // |U| per channel and filter: |G| |g| |Gᵀ|.
+    let u: Vec<[f64; 16]> = (0..ch * f)
+        .map(|cj| {
+            let (k, j) = (cj / f, cj % f);
+            let g = |a: usize, b: usize| f64::from(w[((a * 3 + b) * ch + k) * f + j]).abs();
+            std::array::from_fn(|xi| {
+                let (i, jj) = (xi / 4, xi % 4);
+                let mut s = 0.0;
+                for a in 0..3 {
+                    for b in 0..3 {
+                        s += G[i][a].abs() * g(a, b) * G[jj][b].abs();
+                    }
+                }
+                s
+            })
+        })
+        .collect();
+    let roundings = 2 + 1 + 1 + ch.min(128) + ch.div_ceil(128) + 4 + 1;
+    let mut out = Vec::with_capacity(oh * ow * f);
+    for o in 0..oh {
+        for q in 0..ow {
+            // The patch holding (o, q): from padded position (2 (o / 2), 2 (q / 2)).
+            let (r0, c0) = (2 * (o / 2), 2 * (q / 2));
+            let at = |a: usize, b: usize, k: usize| {
+                let (r, c) = ((r0 + a).checked_sub(ph), (c0 + b).checked_sub(pw));
+                match (r.filter(|&r| r < x.h), c.filter(|&c| c < x.w)) {
+                    (Some(r), Some(c)) => {
+                        let v = x.at(r, c, k);
+                        (v.v.abs() + v.e, v.e)
+                    }
+                    _ => (0.0, 0.0),
+                }
+            };
+            // |V| per channel: |Bᵀ| |d| |B|.
+            let v: Vec<[f64; 16]> = (0..ch)
+                .map(|k| {
+                    std::array::from_fn(|xi| {
+                        let (i, j) = (xi / 4, xi % 4);
+                        let mut s = 0.0;
+                        for a in 0..4 {
+                            for b in 0..4 {
+                                s += BT[i][a].abs() * at(a, b, k).0 * BT[j][b].abs();
+                            }
+                        }
+                        s
+                    })
+                })
+                .collect();
+            let (r, s) = (o - r0, q - c0);
+            for j in 0..f {
+                let mut mag = bias(j);
+                for (k, vk) in v.iter().enumerate() {
+                    let uk = &u[k * f + j];
+                    for xi in 0..16 {
+                        mag += AT[r][xi / 4].abs() * AT[s][xi % 4].abs() * vk[xi] * uk[xi];
+                    }
+                }
+                // The input errors through the convolution itself.
+                let mut prop = 0.0;
+                for a in 0..3 {
+                    for b in 0..3 {
+                        for k in 0..ch {
+                            let wv = f64::from(w[((a * 3 + b) * ch + k) * f + j]).abs();
+                            prop += at(o - r0 + a, q - c0 + b, k).1 * wv;
+                        }
+                    }
+                }
+                out.push((prop + common::bound::gamma(roundings) * mag, mag));
+            }
+        }
+    }
+    out
+}
+
 impl Net {
     /// Conv2D as Keras defines it: kernel `[kh, kw, cin / groups, filters]`, filter `j`
     /// reading its group's channels, zeros outside the input;
@@ -320,6 +495,15 @@ impl Net {
                     }
                     v.push(dot(terms.into_iter(), b.map_or(0.0, |b| f64::from(b[j]))));
                 }
+            }
+        }
+        let winograd = (c.kernel, c.strides, c.dilation) == ((3, 3), (1, 1), (1, 1));
+        if winograd && !c.depthwise && cg == x.ch {
+            let bias = |j: usize| b.map_or(0.0, |b| f64::from(b[j]).abs());
+            let bounds = winograd_bounds(x, (oh, ph), (ow, pw), w, f, bias);
+            for (v, (e, mag)) in v.iter_mut().zip(bounds) {
+                v.e = v.e.max(e);
+                v.mag = v.mag.max(mag);
             }
         }
         Image {
