@@ -368,6 +368,17 @@ const G: [[f64; 3]; 4] = [
 ];
 const AT: [[f64; 4]; 2] = [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]];
 
+/// `Σ_a Σ_b |l_a| m(a, b) |r_b|`: entry `(i, j)` of `|L| m |R|ᵀ` for rows `l`, `r`.
+fn sandwich<const N: usize>(l: &[f64; N], r: &[f64; N], m: impl Fn(usize, usize) -> f64) -> f64 {
+    let mut s = 0.0;
+    for (a, la) in l.iter().enumerate() {
+        for (b, rb) in r.iter().enumerate() {
+            s += la.abs() * m(a, b) * rb.abs();
+        }
+    }
+    s
+}
+
 /// A rigorous bound (and magnitude) for each output of a 3x3 stride-1 convolution computed as
 /// Winograd F(2x2, 3x3), whatever the order of its sums: `|y - ŷ| <= gamma_n Σ_c |Aᵀ| (|Bᵀ|
 /// |d_c| |B| ⊙ |G| |g_c| |Gᵀ|) |A|` plus the input errors through the (exact) convolution,
@@ -388,16 +399,7 @@ fn winograd_bounds(
         .map(|cj| {
             let (k, j) = (cj / f, cj % f);
             let g = |a: usize, b: usize| f64::from(w[((a * 3 + b) * ch + k) * f + j]).abs();
-            std::array::from_fn(|xi| {
-                let (i, jj) = (xi / 4, xi % 4);
-                let mut s = 0.0;
-                for a in 0..3 {
-                    for b in 0..3 {
-                        s += G[i][a].abs() * g(a, b) * G[jj][b].abs();
-                    }
-                }
-                s
-            })
+            std::array::from_fn(|xi| sandwich(&G[xi / 4], &G[xi % 4], g))
         })
         .collect();
     let roundings = 2 + 1 + 1 + ch.min(128) + ch.div_ceil(128) + 4 + 1;
@@ -420,14 +422,7 @@ fn winograd_bounds(
             let v: Vec<[f64; 16]> = (0..ch)
                 .map(|k| {
                     std::array::from_fn(|xi| {
-                        let (i, j) = (xi / 4, xi % 4);
-                        let mut s = 0.0;
-                        for a in 0..4 {
-                            for b in 0..4 {
-                                s += BT[i][a].abs() * at(a, b, k).0 * BT[j][b].abs();
-                            }
-                        }
-                        s
+                        sandwich(&BT[xi / 4], &BT[xi % 4], |a, b| at(a, b, k).0)
                     })
                 })
                 .collect();
