@@ -48,7 +48,7 @@ pub(crate) trait Tier: Copy {
         x: &[f32],
         rows: std::ops::Range<usize>,
         v: &mut [f32],
-        zeros: &[f32],
+        edge: &mut [f32],
     );
     /// [`Winograd::output`](super::winograd::Winograd::output), compiled for this tier.
     fn winograd_out(

@@ -166,9 +166,10 @@ impl super::dispatch::Tier for PortableTier {
         x: &[f32],
         rows: std::ops::Range<usize>,
         v: &mut [f32],
-        zeros: &[f32],
+        edge: &mut [f32],
     ) {
-        w.input(x, rows, v, zeros);
+        // SAFETY: portable lanes need no CPU feature.
+        unsafe { w.input::<Portable>(x, rows, v, edge) }
     }
     fn winograd_out(
         self,
@@ -178,7 +179,8 @@ impl super::dispatch::Tier for PortableTier {
         y: &mut [f32],
         ops: &[EpOp<'_>],
     ) {
-        w.output(self, m, rows, y, ops);
+        // SAFETY: portable lanes need no CPU feature.
+        unsafe { w.output::<Portable, _>(self, m, rows, y, ops) }
     }
     fn affine(self, data: &mut [f32], scale: &[f32], shift: &[f32]) {
         // SAFETY: portable lanes need no CPU feature.

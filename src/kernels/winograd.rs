@@ -17,6 +17,8 @@
 //! [`Tier::winograd_out`]: super::dispatch::Tier::winograd_out
 
 use super::dispatch::{Tier, with_tier};
+use super::epilogue::{RegOps, TileEpilogue, register_epilogue, split_register_ops};
+use super::simd::Simd;
 use super::{ARows, EpOp, Gemm, Isa, PackedB};
 
 /// Transformed positions of a patch.
@@ -126,7 +128,7 @@ impl Winograd {
     /// Scratch values for a block of `patch_rows` patch rows ([`Winograd::run_block`]).
     pub fn scratch(&self, patch_rows: usize) -> usize {
         let p = patch_rows * self.patch_cols();
-        POSITIONS * p * (self.ch + self.filters) + self.ch
+        POSITIONS * p * (self.ch + self.filters) + POSITIONS * self.ch
     }
 
     /// Patch rows `rows` of a batch (numbered as in [`out_at`](Self::out_at)) from the batch's
@@ -159,10 +161,8 @@ impl Winograd {
             return;
         }
         let (v, rest) = scratch.split_at_mut(POSITIONS * p * c);
-        let (m, zeros) = rest.split_at_mut(POSITIONS * p * f);
-        let zeros = &mut zeros[..c];
-        zeros.fill(0.0);
-        with_tier!(isa, |t| t.winograd_in(self, x, rows.clone(), v, zeros));
+        let (m, edge) = rest.split_at_mut(POSITIONS * p * f);
+        with_tier!(isa, |t| t.winograd_in(self, x, rows.clone(), v, edge));
         for ((u, v), m) in
             w.u.iter()
                 .zip(v.chunks_exact(p * c))
@@ -174,53 +174,80 @@ impl Winograd {
     }
 
     /// `V = Bᵀ d B` of a batch's patch rows `rows` of `x` into `v` (`[16][patches][ch]`): each
-    /// 4x4 patch from `(2 r, 2 c)`, zeros past the input's edge (`zeros`: `ch` of them).
+    /// 4x4 patch from `(2 r, 2 c)`, read in place, or, past the input's edge, from a copy in
+    /// `edge` (16 x ch values) with zeros there. `V::LANES` channels at a time, the rest one
+    /// by one (the same operations).
+    ///
+    /// # Safety
+    /// `V`'s instruction set is available.
     #[inline(always)]
-    pub(crate) fn input(
+    pub(crate) unsafe fn input<V: Simd>(
         &self,
         x: &[f32],
         rows: std::ops::Range<usize>,
         v: &mut [f32],
-        zeros: &[f32],
+        edge: &mut [f32],
     ) {
         let (c, pc, prs) = (self.ch, self.patch_cols(), self.patch_rows());
         let p = rows.len() * pc;
+        assert!(v.len() >= POSITIONS * p * c && edge.len() >= POSITIONS * c);
+        let whole = c - c % V::LANES;
+        // Where a patch's 16 inputs are from its first: in the input, and in `edge`.
+        let (mut inside, mut copied) = ([0; 16], [0; 16]);
+        for k in 0..16 {
+            inside[k] = ((k / 4) * self.cols + k % 4) * c;
+            copied[k] = k * c;
+        }
         for (i, g) in rows.enumerate() {
             let (x, pr) = (&x[g / prs * self.in_len()..][..self.in_len()], g % prs);
-            let at = |r: usize, col: usize| -> &[f32] {
-                let col = col + self.offset;
-                match x.get((r * self.cols + col) * c..) {
-                    Some(d) if r < self.rows && col < self.cols => &d[..c],
-                    _ => &zeros[..c],
-                }
-            };
             for q in 0..pc {
                 let patch = i * pc + q;
-                let mut d = [zeros; 16];
-                for (k, d) in d.iter_mut().enumerate() {
-                    *d = at(2 * pr + k / 4, 2 * q + k % 4);
-                }
-                let mut out = |k: usize, c0: usize, vals: &[f32]| {
-                    v[(k * p + patch) * c + c0..][..vals.len()].copy_from_slice(vals);
+                let (r0, c0) = (2 * pr, 2 * q + self.offset);
+                let (src, first, off) = if r0 + 4 <= self.rows && c0 + 4 <= self.cols {
+                    (x, (r0 * self.cols + c0) * c, &inside)
+                } else {
+                    for (k, e) in edge.chunks_exact_mut(c).take(16).enumerate() {
+                        let (r, col) = (r0 + k / 4, c0 + k % 4);
+                        match r < self.rows && col < self.cols {
+                            true => e.copy_from_slice(&x[(r * self.cols + col) * c..][..c]),
+                            false => e.fill(0.0),
+                        }
+                    }
+                    (&*edge, 0, &copied)
                 };
-                let whole = c - c % LANES;
-                for c0 in (0..whole).step_by(LANES) {
-                    let vt = input_lanes::<LANES>(&gather(&d, c0));
-                    vt.iter().enumerate().for_each(|(k, vals)| out(k, c0, vals));
+                assert!(first + off[15] + c <= src.len());
+                let dst = |k: usize, ch: usize| (k * p + patch) * c + ch;
+                for ch in (0..whole).step_by(V::LANES) {
+                    // SAFETY: the ISA is this function's contract; `first + off[k] + ch +
+                    // LANES <= first + off[15] + c <= src.len()` (asserted).
+                    let dv: [V; 16] = unsafe { load16(src, first, off, ch) };
+                    for (k, r) in input_patch(&dv).into_iter().enumerate() {
+                        // SAFETY: `v` holds 16 p c values (asserted) and `dst(k, ch) +
+                        // LANES <= (k p + patch + 1) c`.
+                        unsafe { r.store(v.as_mut_ptr().add(dst(k, ch))) };
+                    }
                 }
-                for c0 in whole..c {
-                    let vt = input_lanes::<1>(&gather(&d, c0));
-                    vt.iter().enumerate().for_each(|(k, vals)| out(k, c0, vals));
+                for ch in whole..c {
+                    let mut dv = [0.0; 16];
+                    dv.iter_mut().zip(off).for_each(|(d, o)| *d = src[first + o + ch]);
+                    for (k, r) in input_patch(&dv).into_iter().enumerate() {
+                        v[dst(k, ch)] = r;
+                    }
                 }
             }
         }
     }
 
     /// `Aᵀ M A` of a batch's patch rows `rows` from `m` (`[16][patches][filters]`) into `y`,
-    /// the outputs they make, 2x2 per patch, clipped at the output's edges; `ops` run (on tier `t`)
-    /// over each patch row's output rows once they are written.
+    /// the outputs they make, 2x2 per patch, clipped at the output's edges, NaN canonical
+    /// (an infinity minus an infinity makes the CPU's own NaN). Then `ops`: their cheap
+    /// prefix on the registers when the filters are whole vectors, the rest (on tier `t`)
+    /// over each patch row's outputs once they are written (the same bits either way).
+    ///
+    /// # Safety
+    /// `V`'s instruction set is available.
     #[inline(always)]
-    pub(crate) fn output<T: Tier>(
+    pub(crate) unsafe fn output<V: Simd, T: Tier>(
         &self,
         t: T,
         m: &[f32],
@@ -230,7 +257,19 @@ impl Winograd {
     ) {
         let (f, pc, prs) = (self.filters, self.patch_cols(), self.patch_rows());
         let p = rows.len() * pc;
+        assert!(m.len() >= POSITIONS * p * f);
+        assert!(ops.iter().all(|o| o.check(f).is_ok() && !matches!(o, EpOp::AddC(_))));
+        let (reg, rest) = match f.is_multiple_of(V::LANES) {
+            true => split_register_ops(ops),
+            false => (RegOps::NONE, ops),
+        };
+        let whole = f - f % V::LANES;
         let row = self.out_cols * f;
+        // Where a patch's 16 products are, from its first.
+        let mut off = [0; 16];
+        for (k, o) in off.iter_mut().enumerate() {
+            *o = k * p * f;
+        }
         let first = self.out_at(rows.start);
         for (i, g) in rows.enumerate() {
             let here = (self.out_rows - 2 * (g % prs)).min(2);
@@ -238,113 +277,136 @@ impl Winograd {
             for q in 0..pc {
                 let patch = i * pc + q;
                 let here_cols = (self.out_cols - 2 * q).min(2);
-                let mut mm: [&[f32]; 16] = [&[]; 16];
-                for (k, mm) in mm.iter_mut().enumerate() {
-                    *mm = &m[(k * p + patch) * f..][..f];
-                }
-                let mut out = |k: usize, c0: usize, vals: &[f32]| {
+                // Output `k` (row `k / 2`, column `k % 2`), if inside the output.
+                let dst = |k: usize, c0: usize| {
                     let (r, col) = (k / 2, k % 2);
-                    if r < here && col < here_cols {
-                        let at = r * row + (2 * q + col) * f + c0;
-                        y[at..][..vals.len()].copy_from_slice(vals);
-                    }
+                    (r < here && col < here_cols).then(|| r * row + (2 * q + col) * f + c0)
                 };
-                let whole = f - f % LANES;
-                for c0 in (0..whole).step_by(LANES) {
-                    let yt = output_lanes::<LANES>(&gather(&mm, c0));
-                    yt.iter().enumerate().for_each(|(k, vals)| out(k, c0, vals));
+                for c0 in (0..whole).step_by(V::LANES) {
+                    // SAFETY: the ISA is this function's contract; `patch f + off[k] + c0 +
+                    // LANES <= (15 p + patch + 1) f <= 16 p f <= m.len()` (asserted).
+                    let mv: [V; 16] = unsafe { load16(m, patch * f, &off, c0) };
+                    let o = output_patch(&mv);
+                    let mut acc = [[o[0]], [o[1]], [o[2]], [o[3]]];
+                    let e = TileEpilogue {
+                        reg,
+                        l1: &[],
+                        row: 0,
+                        col: c0,
+                        cols: V::LANES,
+                    };
+                    // SAFETY: the register ops are per-column ops and cheap activations
+                    // (no matrix operand), each holding `f` values (asserted), and
+                    // `c0 + LANES <= f`.
+                    unsafe { register_epilogue::<V, 4, 1>(&mut acc, &e) };
+                    for (k, [o]) in acc.into_iter().enumerate() {
+                        if let Some(at) = dst(k, c0) {
+                            let out = &mut y[at..at + V::LANES];
+                            // SAFETY: `out` holds LANES values.
+                            unsafe { o.store(out.as_mut_ptr()) };
+                        }
+                    }
                 }
                 for c0 in whole..f {
-                    let yt = output_lanes::<1>(&gather(&mm, c0));
-                    yt.iter().enumerate().for_each(|(k, vals)| out(k, c0, vals));
+                    let mut mv = [0.0; 16];
+                    mv.iter_mut().zip(off).for_each(|(v, o)| *v = m[patch * f + o + c0]);
+                    for (k, o) in output_patch(&mv).into_iter().enumerate() {
+                        if let Some(at) = dst(k, c0) {
+                            y[at] = if o.is_nan() { f32::NAN } else { o };
+                        }
+                    }
                 }
             }
-            if !ops.is_empty() {
-                t.rows(ops, y, f);
+            if !rest.is_empty() {
+                t.rows(rest, y, f);
             }
         }
     }
 }
 
-/// Channels transformed side by side: one AVX-512 vector (two AVX2 ones).
-const LANES: usize = 16;
-
-/// `s[k][c0..c0 + L]` of each of the 16 slices (plain loops: `array::map` is not inlined
-/// into the tier's code).
+/// The 16 vectors at `s[first + off[k] + at..]`.
+///
+/// # Safety
+/// `V`'s instruction set is available and `first + off[k] + at + V::LANES <= s.len()` for
+/// every `k`.
 #[inline(always)]
-fn gather<const L: usize>(s: &[&[f32]; 16], c0: usize) -> [[f32; L]; 16] {
-    let mut out = [[0.0; L]; 16];
-    for (o, s) in out.iter_mut().zip(s) {
-        o.copy_from_slice(&s[c0..c0 + L]);
+unsafe fn load16<V: Simd>(s: &[f32], first: usize, off: &[usize; 16], at: usize) -> [V; 16] {
+    // SAFETY: the caller's contract.
+    let mut out = [unsafe { V::splat(0.0) }; 16];
+    for (o, k) in out.iter_mut().zip(off) {
+        // SAFETY: the caller's contract.
+        *o = unsafe { V::load(s.as_ptr().add(first + k + at)) };
     }
     out
 }
 
-/// `Bᵀ d B` of one patch, `L` channels at a time: `d[4 r + s]` is row `r`, column `s`; the
-/// result's `[4 k + j]` is position `ξ = (k, j)`. Rows first, then columns, each combination
-/// one add or subtraction.
-#[inline(always)]
-fn input_lanes<const L: usize>(d: &[[f32; L]; 16]) -> [[f32; L]; 16] {
-    let mut t = [[0.0; L]; 16];
-    for s in 0..4 {
-        for l in 0..L {
-            let (d0, d1, d2, d3) = (d[s][l], d[4 + s][l], d[8 + s][l], d[12 + s][l]);
-            t[s][l] = d0 - d2;
-            t[4 + s][l] = d1 + d2;
-            t[8 + s][l] = d2 - d1;
-            t[12 + s][l] = d1 - d3;
-        }
+/// What the transforms compute with: a lane vector, or one value (the channels past the
+/// last whole vector), with the same operations.
+trait Lane: Copy {
+    fn plus(self, o: Self) -> Self;
+    fn minus(self, o: Self) -> Self;
+}
+
+impl Lane for f32 {
+    #[inline(always)]
+    fn plus(self, o: f32) -> f32 {
+        self + o
     }
-    let mut v = [[0.0; L]; 16];
+    #[inline(always)]
+    fn minus(self, o: f32) -> f32 {
+        self - o
+    }
+}
+
+impl<V: Simd> Lane for V {
+    #[inline(always)]
+    fn plus(self, o: V) -> V {
+        self.add(o)
+    }
+    #[inline(always)]
+    fn minus(self, o: V) -> V {
+        self.sub(o)
+    }
+}
+
+/// `Bᵀ d B` of one patch: `d[4 r + s]` is row `r`, column `s`; the result's `[4 k + j]` is
+/// position `ξ = (k, j)`. Rows first, then columns, each combination one add or subtraction.
+#[inline(always)]
+fn input_patch<L: Lane>(d: &[L; 16]) -> [L; 16] {
+    let mut t = *d;
+    for s in 0..4 {
+        let (d0, d1, d2, d3) = (d[s], d[4 + s], d[8 + s], d[12 + s]);
+        t[s] = d0.minus(d2);
+        t[4 + s] = d1.plus(d2);
+        t[8 + s] = d2.minus(d1);
+        t[12 + s] = d1.minus(d3);
+    }
+    let mut v = t;
     for k in 0..4 {
-        for l in 0..L {
-            let (a, b, c, e) = (
-                t[4 * k][l],
-                t[4 * k + 1][l],
-                t[4 * k + 2][l],
-                t[4 * k + 3][l],
-            );
-            v[4 * k][l] = a - c;
-            v[4 * k + 1][l] = b + c;
-            v[4 * k + 2][l] = c - b;
-            v[4 * k + 3][l] = b - e;
-        }
+        let (a, b, c, e) = (t[4 * k], t[4 * k + 1], t[4 * k + 2], t[4 * k + 3]);
+        v[4 * k] = a.minus(c);
+        v[4 * k + 1] = b.plus(c);
+        v[4 * k + 2] = c.minus(b);
+        v[4 * k + 3] = b.minus(e);
     }
     v
 }
 
-/// `Aᵀ M A` of one patch, `L` filters at a time: `m[4 i + j]` is position `(i, j)`; the
-/// result's `[2 r + c]` is output `(r, c)`, NaN canonical (an infinity minus an infinity
-/// makes the CPU's own NaN). Each output is `(a + b) + c` or `(a - b) - c` of `(a + b) + c`
-/// or `(a - b) - c` sums of `M`.
+/// `Aᵀ M A` of one patch: `m[4 i + j]` is position `(i, j)`; the result's `[2 r + c]` is
+/// output `(r, c)`, each `(a + b) + c` or `(a - b) - c` of such sums of `M`'s rows.
 #[inline(always)]
-fn output_lanes<const L: usize>(m: &[[f32; L]; 16]) -> [[f32; L]; 4] {
-    let mut s = [[0.0; L]; 8];
+fn output_patch<L: Lane>(m: &[L; 16]) -> [L; 4] {
+    let mut s = [m[0]; 8];
     for j in 0..4 {
-        for l in 0..L {
-            let (m0, m1, m2, m3) = (m[j][l], m[4 + j][l], m[8 + j][l], m[12 + j][l]);
-            s[j][l] = m0 + m1 + m2;
-            s[4 + j][l] = m1 - m2 - m3;
-        }
+        let (m0, m1, m2, m3) = (m[j], m[4 + j], m[8 + j], m[12 + j]);
+        s[j] = m0.plus(m1).plus(m2);
+        s[4 + j] = m1.minus(m2).minus(m3);
     }
-    let mut y = [[0.0; L]; 4];
+    let mut y = [m[0]; 4];
     for r in 0..2 {
-        for l in 0..L {
-            let (a, b, c, e) = (
-                s[4 * r][l],
-                s[4 * r + 1][l],
-                s[4 * r + 2][l],
-                s[4 * r + 3][l],
-            );
-            y[2 * r][l] = canonical(a + b + c);
-            y[2 * r + 1][l] = canonical(b - c - e);
-        }
+        let (a, b, c, e) = (s[4 * r], s[4 * r + 1], s[4 * r + 2], s[4 * r + 3]);
+        y[2 * r] = a.plus(b).plus(c);
+        y[2 * r + 1] = b.minus(c).minus(e);
     }
     y
-}
-
-/// `x`, or the canonical NaN.
-#[inline(always)]
-fn canonical(x: f32) -> f32 {
-    if x.is_nan() { f32::NAN } else { x }
 }

@@ -45,7 +45,7 @@ impl Tier for Avx2Token {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { depthwise_avx2(d, x, y) }
     }
-    fn winograd_in(self, w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &[f32]) {
+    fn winograd_in(self, w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &mut [f32]) {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { winograd_in_avx2(w, x, rows, v, t) }
     }
@@ -106,7 +106,7 @@ impl Tier for Avx512Token {
         // SAFETY: the token proves AVX-512F.
         unsafe { depthwise_avx512(d, x, y) }
     }
-    fn winograd_in(self, w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &[f32]) {
+    fn winograd_in(self, w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &mut [f32]) {
         // SAFETY: the token proves AVX-512F.
         unsafe { winograd_in_avx512(w, x, rows, v, t) }
     }
@@ -249,8 +249,9 @@ fn depthwise_avx2(d: &ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
 }
 
 #[target_feature(enable = "avx2,fma")]
-fn winograd_in_avx2(w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &[f32]) {
-    w.input(x, rows, v, t);
+fn winograd_in_avx2(w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &mut [f32]) {
+    // SAFETY: features enabled on this function.
+    unsafe { w.input::<Avx2>(x, rows, v, t) }
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -262,7 +263,8 @@ fn winograd_out_avx2(
     y: &mut [f32],
     ops: &[EpOp<'_>],
 ) {
-    w.output(t, m, rows, y, ops);
+    // SAFETY: features enabled on this function.
+    unsafe { w.output::<Avx2, _>(t, m, rows, y, ops) }
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
@@ -271,8 +273,9 @@ fn depthwise_avx512(d: &ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn winograd_in_avx512(w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &[f32]) {
-    w.input(x, rows, v, t);
+fn winograd_in_avx512(w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &mut [f32]) {
+    // SAFETY: features enabled on this function.
+    unsafe { w.input::<Avx512>(x, rows, v, t) }
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
@@ -284,7 +287,8 @@ fn winograd_out_avx512(
     y: &mut [f32],
     ops: &[EpOp<'_>],
 ) {
-    w.output(t, m, rows, y, ops);
+    // SAFETY: features enabled on this function.
+    unsafe { w.output::<Avx512, _>(t, m, rows, y, ops) }
 }
 
 #[target_feature(enable = "avx2,fma")]
