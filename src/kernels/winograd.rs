@@ -331,13 +331,15 @@ impl Winograd {
 /// every `k`.
 #[inline(always)]
 unsafe fn load16<V: Simd>(s: &[f32], first: usize, off: &[usize; 16], at: usize) -> [V; 16] {
-    // SAFETY: the caller's contract.
-    let mut out = [unsafe { V::splat(0.0) }; 16];
-    for (o, k) in out.iter_mut().zip(off) {
-        // SAFETY: the caller's contract.
-        *o = unsafe { V::load(s.as_ptr().add(first + k + at)) };
+    let p = s.as_ptr().wrapping_add(first + at);
+    // Written out: a loop here stays a loop, through the stack.
+    macro_rules! load {
+        ($($k:literal)*) => {
+            // SAFETY: the caller's contract.
+            [$(unsafe { V::load(p.add(off[$k])) }),*]
+        };
     }
-    out
+    load!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
 }
 
 /// What the transforms compute with: a lane vector, or one value (the channels past the
