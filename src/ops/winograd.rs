@@ -144,14 +144,16 @@ impl StepOp for WinogradStep {
         let (ins, out, scratch) = io.scratch();
         let one = self.scratch();
         // The batch's patch rows, in blocks (which may straddle samples: M is the block's
-        // patches, whatever samples they come from); one contiguous run of blocks per thread.
+        // patches, whatever samples they come from); one contiguous run of blocks per thread,
+        // as many blocks for each (the blocking never changes a value).
         let total = batch * g.patch_rows();
-        let blocks = total.div_ceil(self.block);
         let threads = match pool {
-            Some(_) => scratch.len() / one.max(1),
+            Some(_) => (scratch.len() / one.max(1)).clamp(1, total.max(1)),
             None => 1,
         };
-        if blocks == 0 || out.len() != batch * g.out_len() {
+        let blocks = total.div_ceil(self.block).next_multiple_of(threads);
+        let block = total.div_ceil(blocks.max(1));
+        if total == 0 || out.len() != batch * g.out_len() {
             return;
         }
         let x = ins.get(0);
@@ -159,7 +161,7 @@ impl StepOp for WinogradStep {
             u: &self.packed,
             ops: &self.ops,
         };
-        let row = |b: usize| (b * self.block).min(total);
+        let row = |b: usize| (b * block).min(total);
         let each = blocks.div_ceil(threads.clamp(1, blocks));
         let mut rest = out;
         let mut first = 0;
