@@ -83,9 +83,7 @@ impl StepOp for WinogradStep {
     fn describe(&self) -> String {
         let g = &self.geo;
         format!(
-            "winograd F(2x2,3x3) conv {}x{}: 16 gemms {}x{}, {}x{} patches in blocks of {} rows",
-            g.ch,
-            g.filters,
+            "winograd F(2x2,3x3): 16 gemms {}x{} over {}x{} patches, up to {} patch rows a block",
             g.ch,
             g.filters,
             g.patch_rows(),
@@ -107,6 +105,9 @@ impl StepOp for WinogradStep {
     }
     fn scratch(&self) -> usize {
         self.geo.scratch(self.block)
+    }
+    fn epilogue(&self) -> &[EpOp<'static>] {
+        &self.ops
     }
     fn weight_bytes(&self) -> usize {
         self.packed.iter().map(PackedB::bytes).sum()

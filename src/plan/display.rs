@@ -223,7 +223,11 @@ impl Plan {
                     let kib = (s.scratch.1 * 4).div_ceil(1024);
                     kernel.push_str(&format!(", scratch {kib} KiB"));
                 }
-                (kernel, "-".into())
+                let epi = match op.0.epilogue() {
+                    [] => "-".into(),
+                    ops => epilogue(ops),
+                };
+                (kernel, epi)
             }
         }
     }

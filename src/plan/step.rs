@@ -70,6 +70,11 @@ pub(crate) trait StepOp: Send + Sync + fmt::Debug {
     fn input_limit(&self, _input: usize) -> Option<usize> {
         None
     }
+    /// What the step runs on its outputs before they are stored, like a GEMM's epilogue (a
+    /// Winograd convolution's bias and activations), for plan printouts.
+    fn epilogue(&self) -> &[crate::kernels::EpOp<'static>] {
+        &[]
+    }
     /// Runs over the chunk's samples.
     fn run(&self, isa: Isa, io: StepIo<'_>);
 }
