@@ -118,11 +118,11 @@ use std::str::FromStr;
 /// An instruction-set tier. Every tier produces bit-identical results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {
-    /// AVX-512F, 6 x 64 tiles (8 x 16 and 8 x 32 for narrow layers) (x86-64).
+    /// AVX-512F, 6 x 64 tiles (8 x 16 and 6 x 32 for narrow layers) (x86-64).
     Avx512,
     /// AVX2 + FMA, 6 x 16 tiles (6 x 8 for narrow layers) (x86-64).
     Avx2,
-    /// Portable `wide` lanes with `f32::mul_add`, 6 x 16 tiles (6 x 8) (any CPU).
+    /// Portable `wide` lanes with `f32::mul_add`, 4 x 16 tiles (4 x 8) (any CPU).
     Generic,
 }
 
