@@ -229,7 +229,9 @@ impl Winograd {
                 }
                 for ch in whole..c {
                     let mut dv = [0.0; 16];
-                    dv.iter_mut().zip(off).for_each(|(d, o)| *d = src[first + o + ch]);
+                    dv.iter_mut()
+                        .zip(off)
+                        .for_each(|(d, o)| *d = src[first + o + ch]);
                     for (k, r) in input_patch(&dv).into_iter().enumerate() {
                         v[dst(k, ch)] = r;
                     }
@@ -258,7 +260,10 @@ impl Winograd {
         let (f, pc, prs) = (self.filters, self.patch_cols(), self.patch_rows());
         let p = rows.len() * pc;
         assert!(m.len() >= POSITIONS * p * f);
-        assert!(ops.iter().all(|o| o.check(f).is_ok() && !matches!(o, EpOp::AddC(_))));
+        assert!(
+            ops.iter()
+                .all(|o| o.check(f).is_ok() && !matches!(o, EpOp::AddC(_)))
+        );
         let (reg, rest) = match f.is_multiple_of(V::LANES) {
             true => split_register_ops(ops),
             false => (RegOps::NONE, ops),
@@ -309,7 +314,9 @@ impl Winograd {
                 }
                 for c0 in whole..f {
                     let mut mv = [0.0; 16];
-                    mv.iter_mut().zip(off).for_each(|(v, o)| *v = m[patch * f + o + c0]);
+                    mv.iter_mut()
+                        .zip(off)
+                        .for_each(|(v, o)| *v = m[patch * f + o + c0]);
                     for (k, o) in output_patch(&mv).into_iter().enumerate() {
                         if let Some(at) = dst(k, c0) {
                             y[at] = if o.is_nan() { f32::NAN } else { o };

@@ -45,7 +45,14 @@ impl Tier for Avx2Token {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { depthwise_avx2(d, x, y) }
     }
-    fn winograd_in(self, w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &mut [f32]) {
+    fn winograd_in(
+        self,
+        w: &Winograd,
+        x: &[f32],
+        rows: Range<usize>,
+        v: &mut [f32],
+        t: &mut [f32],
+    ) {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { winograd_in_avx2(w, x, rows, v, t) }
     }
@@ -109,7 +116,14 @@ impl Tier for Avx512Token {
         // SAFETY: the token proves AVX-512F.
         unsafe { depthwise_avx512(d, x, y) }
     }
-    fn winograd_in(self, w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &mut [f32]) {
+    fn winograd_in(
+        self,
+        w: &Winograd,
+        x: &[f32],
+        rows: Range<usize>,
+        v: &mut [f32],
+        t: &mut [f32],
+    ) {
         // SAFETY: the token proves AVX-512F.
         unsafe { winograd_in_avx512(w, x, rows, v, t) }
     }
