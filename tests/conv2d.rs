@@ -251,8 +251,77 @@ fn winograd_net() -> impl Strategy<Value = Net> {
         })
 }
 
+/// Nets whose first convolution runs as a direct loop: one to three channels (window rows
+/// shorter than an implicit im2col reads well), 32 or 64 filters, any kernel but 1x1,
+/// strides, row dilation, padding.
+fn direct_net() -> impl Strategy<Value = Net> {
+    let conv = (
+        ((1usize..4, 1usize..4), (1usize..3, 1usize..3), 1usize..3),
+        (any::<bool>(), elementwise(), any::<bool>(), 1usize..3),
+    )
+        .prop_filter("not 1x1", |((k, _, _), _)| *k != (1, 1))
+        .prop_map(|((kernel, strides, dh), (same, act, bias, f))| {
+            let spec = ConvSpec {
+                depthwise: false,
+                groups: 1,
+                kernel,
+                strides,
+                dilation: (dh, 1),
+                same,
+                act,
+                bias,
+            };
+            (spec, 32 * f)
+        });
+    (
+        (3usize..12, 3usize..14, 1usize..3),
+        conv,
+        any::<bool>(),
+        (1usize..5, any::<u64>()),
+    )
+        .prop_map(|((h, w, ch), conv, residual, (batch, seed))| Net {
+            h,
+            w,
+            ch,
+            convs: vec![conv],
+            residual,
+            scale: false,
+            pool: None,
+            head: 0,
+            units: 3,
+            batch,
+            seed,
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(common::cases(60)))]
+
+    /// Direct convolutions keep every invariant and the GEMM's rounding bound of the f64
+    /// convolution.
+    #[test]
+    fn direct_convs_keep_every_invariant_and_match_f64(
+        mut net in direct_net(),
+        specials in any::<bool>(),
+    ) {
+        let Ok(model) = net.model() else {
+            return Err(TestCaseError::reject("a window that does not fit"));
+        };
+        let x = net.input(specials);
+        common::every_invariant(&model, &x, net.batch).map_err(TestCaseError::fail)?;
+        net.convs.iter_mut().for_each(|(c, _)| c.act = 0);
+        let model = net.model().unwrap();
+        let plan = model.compile(&CompileOptions::new()).unwrap();
+        prop_assert!(plan.to_string().contains("direct conv"), "{plan}");
+        let x = net.input(false);
+        let got = run(&model, &x, CompileOptions::new().max_batch(net.batch));
+        let mut want = Vec::new();
+        for sample in x.chunks_exact(net.h * net.w * net.ch) {
+            want.extend(net.f64(sample));
+        }
+        let checked = common::bound::check("direct net", &got, &want).map_err(TestCaseError::fail)?;
+        prop_assert_eq!(checked, got.len(), "every output is checked");
+    }
 
     /// Winograd convolutions keep every invariant and stay within their own rounding bound
     /// of the f64 convolution.

@@ -41,6 +41,16 @@ pub(crate) trait Tier: Copy {
     fn attend(self, a: &Attend<'_>, out: &mut [f32], scratch: &mut [f32]);
     /// `d` over each sample of `x` into `y` (the plain loop, compiled for this tier).
     fn depthwise(self, d: &super::ops::Depthwise<'_>, x: &[f32], y: &mut [f32]);
+    /// [`DirectConv`](super::direct::DirectConv) of one sample `x` into `y`, compiled for this
+    /// tier.
+    fn direct_conv(
+        self,
+        d: &super::direct::DirectConv,
+        kernel: &[f32],
+        ops: &[EpOp<'_>],
+        x: &[f32],
+        y: &mut [f32],
+    );
     /// [`Winograd::input`](super::winograd::Winograd::input), compiled for this tier.
     fn winograd_in(
         self,

@@ -77,7 +77,7 @@ impl<'a> EpOp<'a> {
     }
 
     /// Runs on the accumulator registers (a few exact vector operations).
-    pub(crate) fn is_cheap(&self) -> bool {
+    pub fn is_cheap(&self) -> bool {
         match self {
             EpOp::Act(a) => a.is_cheap(),
             EpOp::Bias(_) | EpOp::ScaleShift { .. } | EpOp::AddC(_) => true,

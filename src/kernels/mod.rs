@@ -62,6 +62,8 @@ mod attention;
 mod cache;
 #[cfg_attr(not(feature = "internals"), allow(dead_code))]
 mod call;
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
+mod direct;
 mod dispatch;
 #[cfg_attr(not(feature = "internals"), allow(dead_code))]
 mod epilogue;
@@ -108,6 +110,8 @@ mod internal {
     pub use super::operands::{ARows, MatRef, Segment};
     pub use super::pack::{BSource, PackError, PackedB, PackedBRef, pack_b, pack_b_len};
     pub use super::passes::{affine, attention, depthwise, norm_rows, rows};
+    pub use super::direct::{DirectConv, FILTER_BLOCK};
+    pub use super::passes::direct_conv;
     pub use super::winograd::{POSITIONS, Winograd, WinogradWeights, transform_kernel};
 }
 

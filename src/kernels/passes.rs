@@ -12,6 +12,23 @@ pub fn depthwise(isa: Isa, d: &super::ops::Depthwise<'_>, x: &[f32], y: &mut [f3
     with_tier!(isa, |t| t.depthwise(d, x, y))
 }
 
+/// A direct convolution of one sample `x` into `y` (see [`super::DirectConv`]): the bits of
+/// the GEMM over its unrolled windows, on every tier.
+///
+/// # Panics
+/// As [`super::DirectConv`]'s `run`: a geometry that does not hold, buffers not its size, an
+/// op that is not cheap.
+pub fn direct_conv(
+    isa: Isa,
+    d: &super::DirectConv,
+    kernel: &[f32],
+    ops: &[EpOp<'_>],
+    x: &[f32],
+    y: &mut [f32],
+) {
+    with_tier!(isa, |t| t.direct_conv(d, kernel, ops, x, y))
+}
+
 /// Applies an elementwise activation in place (the separate pass of an unfused plan).
 /// A row-wise activation (softmax) treats all of `data` as one row.
 pub fn activation(isa: Isa, act: Activation, data: &mut [f32]) {

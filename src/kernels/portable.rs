@@ -162,6 +162,17 @@ impl super::dispatch::Tier for PortableTier {
     fn depthwise(self, d: &super::ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
         d.run_batch(x, y);
     }
+    fn direct_conv(
+        self,
+        d: &super::direct::DirectConv,
+        kernel: &[f32],
+        ops: &[EpOp<'_>],
+        x: &[f32],
+        y: &mut [f32],
+    ) {
+        // SAFETY: portable lanes need no CPU feature; 4 vectors of 8 make a filter block.
+        unsafe { d.run::<Portable, 4, 2>(kernel, ops, x, y) }
+    }
     fn winograd_in(
         self,
         w: &super::winograd::Winograd,

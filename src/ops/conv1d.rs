@@ -101,6 +101,7 @@ impl LayerOp for Conv1DConfig {
                     stride: if w.out == 1 { 1 } else { w.stride },
                     offset: 0,
                     band: None,
+                    algo: Default::default(),
                 });
             }
         } else {

@@ -11,7 +11,7 @@ use super::{LayerOp, Lowering, Reference, one};
 use crate::error::Result;
 use crate::kernels::Activation;
 use crate::model::{DenseWeights, Padding, Window, Window2};
-use crate::passes::{Band, ConvRows, Epi, Op};
+use crate::passes::{Band, ConvAlgo, ConvRows, Epi, Op};
 use crate::plan::StepRef;
 use std::borrow::Cow;
 
@@ -92,7 +92,12 @@ impl Conv2DConfig {
     /// reach past it), then one GEMM per output row reading its windows in place, each
     /// `kh` runs of `kw * C` values. The K order is the unrolled rows' (tap row, tap column,
     /// channel), so the bits are those of the explicit im2col.
-    fn implicit(&self, cx: &mut Lowering<'_, '_>, w: Window2) -> Result<ConvRows> {
+    fn implicit(
+        &self,
+        cx: &mut Lowering<'_, '_>,
+        w: Window2,
+        algo: ConvAlgo,
+    ) -> Result<ConvRows> {
         let (r, c) = (&w.rows, &w.cols);
         let (rows, cols) = ((r.pad_left, r.reach_right()), (c.pad_left, c.reach_right()));
         let ch = cx.in_shape()[2];
@@ -111,8 +116,8 @@ impl Conv2DConfig {
                 size: r.size,
                 stride: stride(r),
                 dilation: r.dilation,
-                winograd: self.winograd(ch),
             }),
+            algo,
         })
     }
 
@@ -224,10 +229,17 @@ impl LayerOp for Conv2DConfig {
             .fold(run, usize::saturating_mul);
         let wide = w.cols.out >= IMPLICIT_MIN_COLS
             || (w.cols.out >= IMPLICIT_MIN_NARROW && bytes <= IMPLICIT_NARROW_WEIGHTS);
-        let implicit = self.dilation_rate.1 == 1 && wide && run >= IMPLICIT_MIN_RUN
-            || self.winograd(in_shape[2]);
-        if implicit && !self.pointwise() {
-            conv = Some(self.implicit(cx, w)?);
+        let ch = in_shape[2];
+        let algo = if self.winograd(ch) {
+            ConvAlgo::Winograd
+        } else if self.direct(ch, run < IMPLICIT_MIN_RUN) {
+            ConvAlgo::Direct
+        } else {
+            ConvAlgo::Gemm
+        };
+        let implicit = self.dilation_rate.1 == 1 && wide && run >= IMPLICIT_MIN_RUN;
+        if (implicit || algo != ConvAlgo::Gemm) && !self.pointwise() {
+            conv = Some(self.implicit(cx, w, algo)?);
         } else if !self.pointwise() {
             let cols = Im2col::new(w, &in_shape);
             let shape = cols.out_shape.clone();

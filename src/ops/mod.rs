@@ -16,6 +16,7 @@ pub(crate) mod conv1d;
 pub(crate) mod conv2d;
 pub(crate) mod dense;
 pub(crate) mod depthwise;
+pub(crate) mod direct_conv;
 pub(crate) mod embedding;
 pub(crate) mod identity;
 pub(crate) mod input;

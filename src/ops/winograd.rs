@@ -3,9 +3,9 @@
 //!
 //! Which convolutions: [`Conv2DConfig::winograd`] decides when the layer lowers (the shape
 //! only, never the batch or the threads, so a sample's bits do not depend on them) and marks
-//! the implicit-im2col GEMM it lowers to (`Band::winograd`). The GEMM stays a Dense in the
+//! the implicit-im2col GEMM it lowers to (`ConvAlgo::Winograd`). The GEMM stays a Dense in the
 //! graph while the passes fold a batch norm into its weights and fuse its activations;
-//! [`Winograd`](crate::passes::Winograd), the last pass before the plan, makes it this step.
+//! [`ConvSteps`](crate::passes::ConvSteps), the last pass before the plan, makes it this step.
 
 use super::conv2d::Conv2DConfig;
 use crate::kernels::{self, EpOp, Isa, PackedB, WinogradWeights};

@@ -5,6 +5,7 @@
 //! checked; an error names the pass that broke it.
 
 mod check;
+mod conv_steps;
 mod drop_dropout;
 mod drop_linear;
 mod elide_concat;
@@ -16,8 +17,8 @@ mod push_through_concat;
 mod share_padding;
 mod split_activations;
 mod transpose_into_pad;
-mod winograd;
 
+pub use conv_steps::ConvSteps;
 pub use drop_dropout::DropDropout;
 pub use drop_linear::DropLinear;
 pub use elide_concat::ElideConcat;
@@ -29,7 +30,6 @@ pub use push_through_concat::PushActivationThroughConcat;
 pub use share_padding::SharePadding;
 pub use split_activations::SplitActivations;
 pub use transpose_into_pad::TransposeIntoPad;
-pub use winograd::Winograd;
 
 use crate::error::{Error, Result};
 use crate::kernels::{Activation, EpOp};
@@ -190,6 +190,8 @@ pub struct ConvRows {
     /// A 2-D convolution's rows: one GEMM per output row of each sample (a band of the
     /// output's columns), each window `band.size` runs of `size * ch` values.
     pub band: Option<Band>,
+    /// How it runs.
+    pub algo: ConvAlgo,
 }
 
 impl ConvRows {
@@ -237,9 +239,21 @@ pub struct Band {
     pub stride: usize,
     /// Input rows between kernel rows.
     pub dilation: usize,
-    /// Runs as Winograd F(2x2, 3x3) (a 3x3 stride-1 convolution; decided where the layer
-    /// lowers, made a step by the [`Winograd`] pass).
-    pub winograd: bool,
+}
+
+/// How a convolution's GEMM runs: decided where its layer lowers, from its shape alone (never
+/// the batch or the threads), and made a step by [`ConvSteps`] once the passes before it
+/// folded batch norms into its weights and fused its activations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConvAlgo {
+    /// The GEMM over its windows (the implicit im2col).
+    #[default]
+    Gemm,
+    /// Winograd F(2x2, 3x3) (`ops/winograd.rs`): a 3x3 stride-1 convolution.
+    Winograd,
+    /// A direct loop broadcasting each window value (`ops/direct_conv.rs`): few values per
+    /// window; the GEMM's bits.
+    Direct,
 }
 
 /// A node of the lowered graph.
@@ -370,7 +384,7 @@ pub fn pipeline(fuse: bool) -> Vec<Box<dyn Pass>> {
     passes.push(Box::new(Prune));
     passes.push(Box::new(SharePadding));
     passes.push(Box::new(TransposeIntoPad));
-    passes.push(Box::new(Winograd));
+    passes.push(Box::new(ConvSteps));
     passes.push(Box::new(ElideConcat));
     passes
 }

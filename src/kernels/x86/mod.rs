@@ -10,6 +10,7 @@ use super::epilogue::{self, EpOp};
 use super::gemm::{self, GemmCall};
 use super::math::{self, RowNorm};
 use super::ops;
+use super::direct::DirectConv;
 use super::winograd::Winograd;
 use avx2::Avx2;
 use avx512::Avx512;
@@ -55,6 +56,17 @@ impl Tier for Avx2Token {
     ) {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { winograd_in_avx2(w, x, rows, v, t) }
+    }
+    fn direct_conv(
+        self,
+        d: &DirectConv,
+        kernel: &[f32],
+        ops: &[EpOp<'_>],
+        x: &[f32],
+        y: &mut [f32],
+    ) {
+        // SAFETY: the token proves AVX2+FMA.
+        unsafe { direct_avx2(d, kernel, ops, x, y) }
     }
     fn winograd_out(
         self,
@@ -126,6 +138,17 @@ impl Tier for Avx512Token {
     ) {
         // SAFETY: the token proves AVX-512F.
         unsafe { winograd_in_avx512(w, x, rows, v, t) }
+    }
+    fn direct_conv(
+        self,
+        d: &DirectConv,
+        kernel: &[f32],
+        ops: &[EpOp<'_>],
+        x: &[f32],
+        y: &mut [f32],
+    ) {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { direct_avx512(d, kernel, ops, x, y) }
     }
     fn winograd_out(
         self,
@@ -266,6 +289,12 @@ fn depthwise_avx2(d: &ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
 }
 
 #[target_feature(enable = "avx2,fma")]
+fn direct_avx2(d: &DirectConv, kernel: &[f32], ops: &[EpOp<'_>], x: &[f32], y: &mut [f32]) {
+    // SAFETY: features enabled on this function; 4 vectors of Avx2's lanes are 32.
+    unsafe { d.run::<Avx2, 4, 3>(kernel, ops, x, y) }
+}
+
+#[target_feature(enable = "avx2,fma")]
 fn winograd_in_avx2(w: &Winograd, x: &[f32], rows: Range<usize>, v: &mut [f32], t: &mut [f32]) {
     // SAFETY: features enabled on this function.
     unsafe { w.input::<Avx2>(x, rows, v, t) }
@@ -287,6 +316,12 @@ fn winograd_out_avx2(
 #[target_feature(enable = "avx512f,avx2,fma")]
 fn depthwise_avx512(d: &ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
     d.run_batch(x, y);
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn direct_avx512(d: &DirectConv, kernel: &[f32], ops: &[EpOp<'_>], x: &[f32], y: &mut [f32]) {
+    // SAFETY: features enabled on this function; 2 vectors of Avx512's lanes are 32.
+    unsafe { d.run::<Avx512, 2, 6>(kernel, ops, x, y) }
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]

@@ -1,0 +1,189 @@
+//! A convolution with few values per window (`K = taps x channels`, a 3x3 kernel over one
+//! channel): a GEMM over its unrolled windows would spend its time copying windows of a few
+//! values and storing outputs after a few multiply-adds each. Here each output tile's window
+//! values are broadcast straight from the (padded) input, tap by tap, against the kernel's
+//! rows: the GEMM's own sum (an FMA chain from zero over K in the unrolled rows' order, `K <=
+//! KB`) and its register epilogue, so the bits are the GEMM's.
+
+use super::epilogue::{TileEpilogue, register_epilogue, split_register_ops};
+use super::simd::Simd;
+use super::{EpOp, KB};
+
+/// Filters per block: one tile's columns (two AVX-512 vectors, four AVX2 ones).
+pub const FILTER_BLOCK: usize = 32;
+
+/// One direct convolution's geometry over one sample: a padded input of `[rows, cols, ch]`,
+/// windows of `kernel` taps `(down, across)` (rows `dilation` apart, columns adjacent) from
+/// column `offset` on, `strides` apart; an output of `[out_rows, out_cols, filters]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirectConv {
+    /// Padded input rows.
+    pub rows: usize,
+    /// Padded input columns.
+    pub cols: usize,
+    /// Input channels.
+    pub ch: usize,
+    /// Kernel `(rows, columns)`.
+    pub kernel: (usize, usize),
+    /// Input steps between windows `(down, across)`.
+    pub strides: (usize, usize),
+    /// Input rows between kernel rows.
+    pub dilation: usize,
+    /// Columns skipped before the first window (a padding shared with a wider kernel).
+    pub offset: usize,
+    /// Output rows.
+    pub out_rows: usize,
+    /// Output columns.
+    pub out_cols: usize,
+    /// Output channels: a multiple of [`FILTER_BLOCK`].
+    pub filters: usize,
+}
+
+impl DirectConv {
+    /// The values per window (the GEMM's K).
+    pub fn k(&self) -> usize {
+        self.kernel.0 * self.kernel.1 * self.ch
+    }
+    /// Whether the geometry holds together: positive sizes, `K <= KB` (one FMA chain),
+    /// whole filter blocks, every window inside the input.
+    pub fn valid(&self) -> bool {
+        let ((kh, kw), (sh, sw)) = (self.kernel, self.strides);
+        let last = |out: usize, s: usize, span: usize| {
+            (out - 1).checked_mul(s).and_then(|v| v.checked_add(span))
+        };
+        [self.ch, kh, kw, sh, sw, self.out_rows, self.out_cols, self.filters].iter().all(|&v| v > 0)
+            && self.k() <= KB
+            && self.filters.is_multiple_of(FILTER_BLOCK)
+            && last(self.out_rows, sh, (kh - 1) * self.dilation + 1).is_some_and(|r| r <= self.rows)
+            && last(self.out_cols, sw, kw + self.offset).is_some_and(|c| c <= self.cols)
+    }
+    /// Values per input sample.
+    pub fn in_len(&self) -> usize {
+        self.rows * self.cols * self.ch
+    }
+    /// Values per output sample.
+    pub fn out_len(&self) -> usize {
+        self.out_rows * self.out_cols * self.filters
+    }
+    /// Where window value `k` is from the window's first (K order: tap row, tap column,
+    /// channel).
+    fn offsets(&self) -> Vec<usize> {
+        let (kh, kw) = self.kernel;
+        let mut off = Vec::with_capacity(self.k());
+        for a in 0..kh {
+            for b in 0..kw {
+                for c in 0..self.ch {
+                    off.push((a * self.dilation * self.cols + b) * self.ch + c);
+                }
+            }
+        }
+        off
+    }
+
+    /// One sample `x` into `y`: `kernel` is the `K x filters` GEMM weights (row-major),
+    /// `ops` the epilogue (cheap ops only: bias, scale and shift, cheap activations). Tiles of
+    /// `R` output columns, `NV` vectors of `V` making a [`FILTER_BLOCK`].
+    ///
+    /// # Safety
+    /// `V`'s instruction set is available, and `NV * V::LANES == FILTER_BLOCK`.
+    ///
+    /// # Panics
+    /// If the geometry is not [`valid`](Self::valid), `x`, `y` or `kernel` is not its size,
+    /// or an op is not cheap or does not hold `filters` values.
+    #[inline(always)]
+    pub(crate) unsafe fn run<V: Simd, const NV: usize, const R: usize>(
+        &self,
+        kernel: &[f32],
+        ops: &[EpOp<'_>],
+        x: &[f32],
+        y: &mut [f32],
+    ) {
+        let f = self.filters;
+        assert!(self.valid() && NV * V::LANES == FILTER_BLOCK);
+        assert!(x.len() == self.in_len() && y.len() == self.out_len());
+        assert!(kernel.len() == self.k() * f);
+        let (reg, rest) = split_register_ops(ops);
+        assert!(rest.is_empty() && ops.iter().all(|o| o.check(f).is_ok()));
+        assert!(!ops.iter().any(|o| matches!(o, EpOp::AddC(_))));
+        let off = self.offsets();
+        let (sh, sw) = self.strides;
+        let step = sw * self.ch;
+        for oy in 0..self.out_rows {
+            let row = (oy * sh * self.cols + self.offset) * self.ch;
+            for fb in (0..f).step_by(FILTER_BLOCK) {
+                let e = TileEpilogue {
+                    reg,
+                    l1: &[],
+                    row: 0,
+                    col: fb,
+                    cols: FILTER_BLOCK,
+                };
+                let mut ox = 0;
+                while ox < self.out_cols {
+                    let at = (oy * self.out_cols + ox) * f + fb;
+                    let first = row + ox * step;
+                    // SAFETY: the ISA and NV are this function's contract; every window of the
+                    // output columns `ox..ox + R` (or `+ 1`) is inside `x` (`valid`, `x`
+                    // asserted), their outputs' filters `fb..fb + 32` inside `y`, the kernel
+                    // holds K rows of `f`, the register ops are checked cheap per-column ops.
+                    unsafe {
+                        if ox + R <= self.out_cols {
+                            tile::<V, NV, R>(x, first, step, &off, kernel, fb, f, &e, &mut y[at..]);
+                            ox += R;
+                        } else {
+                            tile::<V, NV, 1>(x, first, step, &off, kernel, fb, f, &e, &mut y[at..]);
+                            ox += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `R` outputs `step` values apart in the input (windows from `x[first..]`), filters `fb..fb
+/// + NV * LANES`: `acc = Σ_k x[.. + off[k]] * kernel[k][..]`, one FMA chain from zero, then the
+/// register epilogue, stored `f` apart from `y[0]`.
+///
+/// # Safety
+/// `V`'s instruction set; `first + (R - 1) * step + off[k] < x.len()` for every `k`;
+/// `kernel` holds `off.len()` rows of `f` values and `fb + NV * LANES <= f`; `y` holds `(R -
+/// 1) * f + NV * LANES` values; `e` as [`register_epilogue`] requires.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile<V: Simd, const NV: usize, const R: usize>(
+    x: &[f32],
+    first: usize,
+    step: usize,
+    off: &[usize],
+    kernel: &[f32],
+    fb: usize,
+    f: usize,
+    e: &TileEpilogue<'_>,
+    y: &mut [f32],
+) {
+    let lanes = V::LANES;
+    // SAFETY: the ISA (caller contract).
+    let mut acc = [[unsafe { V::splat(0.0) }; NV]; R];
+    let (xp, wp) = (x.as_ptr(), kernel.as_ptr());
+    for (k, &o) in off.iter().enumerate() {
+        // SAFETY: row k of the kernel holds `f >= fb + NV * LANES` values (caller contract).
+        let b: [V; NV] = std::array::from_fn(|v| unsafe { V::load(wp.add(k * f + fb + v * lanes)) });
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: inside `x` (caller contract).
+            let a = unsafe { V::splat(*xp.add(first + r * step + o)) };
+            for (x, b) in row.iter_mut().zip(b) {
+                *x = a.fma(b, *x);
+            }
+        }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { register_epilogue::<V, R, NV>(&mut acc, e) };
+    for (r, row) in acc.iter().enumerate() {
+        for (v, x) in row.iter().enumerate() {
+            let out = &mut y[r * f + v * lanes..][..lanes];
+            // SAFETY: `out` holds LANES values.
+            unsafe { x.store(out.as_mut_ptr()) };
+        }
+    }
+}
