@@ -51,7 +51,18 @@ impl DirectConv {
         let last = |out: usize, s: usize, span: usize| {
             (out - 1).checked_mul(s).and_then(|v| v.checked_add(span))
         };
-        [self.ch, kh, kw, sh, sw, self.out_rows, self.out_cols, self.filters].iter().all(|&v| v > 0)
+        [
+            self.ch,
+            kh,
+            kw,
+            sh,
+            sw,
+            self.out_rows,
+            self.out_cols,
+            self.filters,
+        ]
+        .iter()
+        .all(|&v| v > 0)
             && self.k() <= KB
             && self.filters.is_multiple_of(FILTER_BLOCK)
             && last(self.out_rows, sh, (kh - 1) * self.dilation + 1).is_some_and(|r| r <= self.rows)
@@ -168,7 +179,8 @@ unsafe fn tile<V: Simd, const NV: usize, const R: usize>(
     let (xp, wp) = (x.as_ptr(), kernel.as_ptr());
     for (k, &o) in off.iter().enumerate() {
         // SAFETY: row k of the kernel holds `f >= fb + NV * LANES` values (caller contract).
-        let b: [V; NV] = std::array::from_fn(|v| unsafe { V::load(wp.add(k * f + fb + v * lanes)) });
+        let b: [V; NV] =
+            std::array::from_fn(|v| unsafe { V::load(wp.add(k * f + fb + v * lanes)) });
         for (r, row) in acc.iter_mut().enumerate() {
             // SAFETY: inside `x` (caller contract).
             let a = unsafe { V::splat(*xp.add(first + r * step + o)) };

@@ -104,14 +104,14 @@ pub(crate) use internal::*;
 mod internal {
     pub use super::attention::{Attend, KeyMask, kept};
     pub use super::call::{ColumnParts, Gemm, Strided, dense, dense_strided};
+    pub use super::direct::{DirectConv, FILTER_BLOCK};
     pub use super::epilogue::EpOp;
     pub use super::gemm::{Blocking, KB, KC};
     pub use super::math::RowNorm;
     pub use super::operands::{ARows, MatRef, Segment};
     pub use super::pack::{BSource, PackError, PackedB, PackedBRef, pack_b, pack_b_len};
-    pub use super::passes::{affine, attention, depthwise, norm_rows, rows};
-    pub use super::direct::{DirectConv, FILTER_BLOCK};
     pub use super::passes::direct_conv;
+    pub use super::passes::{affine, attention, depthwise, norm_rows, rows};
     pub use super::winograd::{POSITIONS, Winograd, WinogradWeights, transform_kernel};
 }
 

@@ -92,12 +92,7 @@ impl Conv2DConfig {
     /// reach past it), then one GEMM per output row reading its windows in place, each
     /// `kh` runs of `kw * C` values. The K order is the unrolled rows' (tap row, tap column,
     /// channel), so the bits are those of the explicit im2col.
-    fn implicit(
-        &self,
-        cx: &mut Lowering<'_, '_>,
-        w: Window2,
-        algo: ConvAlgo,
-    ) -> Result<ConvRows> {
+    fn implicit(&self, cx: &mut Lowering<'_, '_>, w: Window2, algo: ConvAlgo) -> Result<ConvRows> {
         let (r, c) = (&w.rows, &w.cols);
         let (rows, cols) = ((r.pad_left, r.reach_right()), (c.pad_left, c.reach_right()));
         let ch = cx.in_shape()[2];

@@ -5,12 +5,12 @@ pub(crate) mod avx512;
 
 use super::activation::Activation;
 use super::attention::{self, Attend};
+use super::direct::DirectConv;
 use super::dispatch::{Tier, tiles};
 use super::epilogue::{self, EpOp};
 use super::gemm::{self, GemmCall};
 use super::math::{self, RowNorm};
 use super::ops;
-use super::direct::DirectConv;
 use super::winograd::Winograd;
 use avx2::Avx2;
 use avx512::Avx512;
