@@ -301,53 +301,58 @@ proptest! {
     /// convolution.
     #[test]
     fn direct_convs_keep_every_invariant_and_match_f64(
-        mut net in direct_net(),
+        net in direct_net(),
         specials in any::<bool>(),
     ) {
-        let Ok(model) = net.model() else {
-            return Err(TestCaseError::reject("a window that does not fit"));
-        };
-        let x = net.input(specials);
-        common::every_invariant(&model, &x, net.batch).map_err(TestCaseError::fail)?;
-        net.convs.iter_mut().for_each(|(c, _)| c.act = 0);
-        let model = net.model().unwrap();
-        let plan = model.compile(&CompileOptions::new()).unwrap();
-        prop_assert!(plan.to_string().contains("direct conv"), "{plan}");
-        let x = net.input(false);
-        let got = run(&model, &x, CompileOptions::new().max_batch(net.batch));
-        let mut want = Vec::new();
-        for sample in x.chunks_exact(net.h * net.w * net.ch) {
-            want.extend(net.f64(sample));
-        }
-        let checked = common::bound::check("direct net", &got, &want).map_err(TestCaseError::fail)?;
-        prop_assert_eq!(checked, got.len(), "every output is checked");
+        algorithm_holds(net, specials, "direct conv")?;
     }
 
     /// Winograd convolutions keep every invariant and stay within their own rounding bound
     /// of the f64 convolution.
     #[test]
     fn winograd_convs_keep_every_invariant_and_match_f64(
-        mut net in winograd_net(),
+        net in winograd_net(),
         specials in any::<bool>(),
     ) {
-        let Ok(model) = net.model() else {
-            return Err(TestCaseError::reject("a window that does not fit"));
-        };
-        let plan = model.compile(&CompileOptions::new()).unwrap();
-        prop_assert!(plan.to_string().contains("winograd"), "{plan}");
-        let x = net.input(specials);
-        common::every_invariant(&model, &x, net.batch).map_err(TestCaseError::fail)?;
-        net.convs.iter_mut().for_each(|(c, _)| c.act = 0);
-        let model = net.model().unwrap();
-        let x = net.input(false);
-        let got = run(&model, &x, CompileOptions::new().max_batch(net.batch));
-        let mut want = Vec::new();
-        for sample in x.chunks_exact(net.h * net.w * net.ch) {
-            want.extend(net.f64(sample));
-        }
-        let checked = common::bound::check("winograd net", &got, &want).map_err(TestCaseError::fail)?;
-        prop_assert_eq!(checked, got.len(), "every output is checked");
+        algorithm_holds(net, specials, "winograd")?;
     }
+}
+
+/// A net whose convolutions run as another algorithm than the GEMM keeps every invariant
+/// (with its activations, which may keep the GEMM: a direct loop runs cheap ones only) and,
+/// with linear activations (its plan then shows `shows`), stays within its bound of the f64
+/// evaluation.
+fn algorithm_holds(mut net: Net, specials: bool, shows: &str) -> Result<(), TestCaseError> {
+    let Ok(model) = net.model() else {
+        return Err(TestCaseError::reject("a window that does not fit"));
+    };
+    let x = net.input(specials);
+    common::every_invariant(&model, &x, net.batch).map_err(TestCaseError::fail)?;
+    net.convs.iter_mut().for_each(|(c, _)| c.act = 0);
+    let plan = net
+        .model()
+        .unwrap()
+        .compile(&CompileOptions::new())
+        .unwrap();
+    prop_assert!(plan.to_string().contains(shows), "{plan}");
+    matches_f64(&net)
+}
+
+/// The net's output for its finite input is within the rounding bound of its f64 evaluation.
+fn matches_f64(net: &Net) -> Result<(), TestCaseError> {
+    let Ok(model) = net.model() else {
+        return Err(TestCaseError::reject("a window that does not fit"));
+    };
+    let x = net.input(false);
+    let got = run(&model, &x, CompileOptions::new().max_batch(net.batch));
+    let mut want = Vec::new();
+    for sample in x.chunks_exact(net.h * net.w * net.ch) {
+        want.extend(net.f64(sample));
+    }
+    prop_assert_eq!(got.len(), want.len(), "output length");
+    let checked = common::bound::check("conv2d net", &got, &want).map_err(TestCaseError::fail)?;
+    prop_assert_eq!(checked, got.len(), "every output is checked");
+    Ok(())
 }
 
 proptest! {
@@ -368,18 +373,7 @@ proptest! {
     #[test]
     fn conv2d_nets_match_the_f64_reference(mut net in net()) {
         net.convs.iter_mut().for_each(|(c, _)| c.act = 0);
-        let Ok(model) = net.model() else {
-            return Err(TestCaseError::reject("a window that does not fit"));
-        };
-        let x = net.input(false);
-        let got = run(&model, &x, CompileOptions::new().max_batch(net.batch));
-        let mut want = Vec::new();
-        for sample in x.chunks_exact(net.h * net.w * net.ch) {
-            want.extend(net.f64(sample));
-        }
-        prop_assert_eq!(got.len(), want.len(), "output length");
-        let checked = common::bound::check("conv2d net", &got, &want).map_err(TestCaseError::fail)?;
-        prop_assert_eq!(checked, got.len(), "every output is checked");
+        matches_f64(&net)?;
     }
 }
 
