@@ -127,8 +127,11 @@ impl Winograd {
     }
     /// Scratch values for a block of `patch_rows` patch rows ([`Winograd::run_block`]).
     pub fn scratch(&self, patch_rows: usize) -> usize {
-        let p = patch_rows * self.patch_cols();
-        POSITIONS * p * (self.ch + self.filters) + POSITIONS * self.ch
+        let p = patch_rows.saturating_mul(self.patch_cols());
+        let values = POSITIONS.saturating_mul(p);
+        values
+            .saturating_mul(self.ch.saturating_add(self.filters))
+            .saturating_add(POSITIONS.saturating_mul(self.ch))
     }
 
     /// Patch rows `rows` of a batch (numbered as in [`out_at`](Self::out_at)) from the batch's

@@ -68,7 +68,9 @@ impl WinogradStep {
         if !fits || ops.iter().any(EpOp::is_row_wise) || ops.iter().any(|o| o.check(f).is_err()) {
             return None;
         }
-        let per_row = kernels::POSITIONS * geo.patch_cols() * (c + f);
+        let per_row = [geo.patch_cols(), c.saturating_add(f)]
+            .into_iter()
+            .fold(kernels::POSITIONS, usize::saturating_mul);
         let block = (BLOCK_VALUES / per_row.max(1)).max(1);
         Some(WinogradStep {
             geo,
