@@ -74,6 +74,28 @@ fn pad(same: bool) -> Padding {
 }
 
 impl Net {
+    /// Convolutions (and a residual branch) over `[h, w, ch]`, then Flatten and a Dense of 3.
+    fn plain(
+        (h, w, ch): (usize, usize, usize),
+        convs: Vec<(ConvSpec, usize)>,
+        residual: bool,
+        (batch, seed): (usize, u64),
+    ) -> Net {
+        Net {
+            h,
+            w,
+            ch,
+            convs,
+            residual,
+            scale: false,
+            pool: None,
+            head: 0,
+            units: 3,
+            batch,
+            seed,
+        }
+    }
+
     fn conv(
         &self,
         rng: &mut SplitMix64,
@@ -236,18 +258,8 @@ fn winograd_net() -> impl Strategy<Value = Net> {
         any::<bool>(),
         (1usize..5, any::<u64>()),
     )
-        .prop_map(|((h, w, ch), convs, residual, (batch, seed))| Net {
-            h,
-            w,
-            ch,
-            convs,
-            residual,
-            scale: false,
-            pool: None,
-            head: 0,
-            units: 3,
-            batch,
-            seed,
+        .prop_map(|((h, w, ch), convs, residual, (batch, seed))| {
+            Net::plain((h, w, ch), convs, residual, (batch, seed))
         })
 }
 
@@ -279,18 +291,8 @@ fn direct_net() -> impl Strategy<Value = Net> {
         any::<bool>(),
         (1usize..5, any::<u64>()),
     )
-        .prop_map(|((h, w, ch), conv, residual, (batch, seed))| Net {
-            h,
-            w,
-            ch,
-            convs: vec![conv],
-            residual,
-            scale: false,
-            pool: None,
-            head: 0,
-            units: 3,
-            batch,
-            seed,
+        .prop_map(|((h, w, ch), conv, residual, (batch, seed))| {
+            Net::plain((h, w, ch), vec![conv], residual, (batch, seed))
         })
 }
 
