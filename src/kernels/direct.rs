@@ -7,6 +7,7 @@
 
 use super::epilogue::{TileEpilogue, register_epilogue, split_register_ops};
 use super::simd::Simd;
+use super::winograd::product;
 use super::{EpOp, KB};
 
 /// Filters per block: one tile's columns (two AVX-512 vectors, four AVX2 ones).
@@ -63,10 +64,18 @@ impl DirectConv {
         ]
         .iter()
         .all(|&v| v > 0)
-            && self.k() <= KB
+            && product(&[kh, kw, self.ch]).is_some_and(|k| k <= KB)
             && self.filters.is_multiple_of(FILTER_BLOCK)
-            && last(self.out_rows, sh, (kh - 1) * self.dilation + 1).is_some_and(|r| r <= self.rows)
-            && last(self.out_cols, sw, kw + self.offset).is_some_and(|c| c <= self.cols)
+            && product(&[self.rows, self.cols, self.ch]).is_some()
+            && product(&[self.out_rows, self.out_cols, self.filters]).is_some()
+            && (kh - 1)
+                .checked_mul(self.dilation)
+                .and_then(|span| last(self.out_rows, sh, span + 1))
+                .is_some_and(|r| r <= self.rows)
+            && kw
+                .checked_add(self.offset)
+                .and_then(|span| last(self.out_cols, sw, span))
+                .is_some_and(|c| c <= self.cols)
     }
     /// Values per input sample.
     pub fn in_len(&self) -> usize {
@@ -77,18 +86,14 @@ impl DirectConv {
         self.out_rows * self.out_cols * self.filters
     }
     /// Where window value `k` is from the window's first (K order: tap row, tap column,
-    /// channel).
-    fn offsets(&self) -> Vec<usize> {
+    /// channel), in `off[..K]` (`K <= KB`: nothing allocated per run).
+    fn offsets(&self, off: &mut [usize; KB]) {
         let (kh, kw) = self.kernel;
-        let mut off = Vec::with_capacity(self.k());
-        for a in 0..kh {
-            for b in 0..kw {
-                for c in 0..self.ch {
-                    off.push((a * self.dilation * self.cols + b) * self.ch + c);
-                }
-            }
+        let taps = (0..kh).flat_map(|a| (0..kw).map(move |b| (a, b)));
+        let values = taps.flat_map(|(a, b)| (0..self.ch).map(move |c| (a, b, c)));
+        for (o, (a, b, c)) in off.iter_mut().zip(values) {
+            *o = (a * self.dilation * self.cols + b) * self.ch + c;
         }
-        off
     }
 
     /// One sample `x` into `y`: `kernel` is the `K x filters` GEMM weights (row-major),
@@ -116,7 +121,9 @@ impl DirectConv {
         let (reg, rest) = split_register_ops(ops);
         assert!(rest.is_empty() && ops.iter().all(|o| o.check(f).is_ok()));
         assert!(!ops.iter().any(|o| matches!(o, EpOp::AddC(_))));
-        let off = self.offsets();
+        let mut all = [0; KB];
+        self.offsets(&mut all);
+        let off = &all[..self.k()];
         let (sh, sw) = self.strides;
         let step = sw * self.ch;
         for oy in 0..self.out_rows {
@@ -139,10 +146,10 @@ impl DirectConv {
                     // holds K rows of `f`, the register ops are checked cheap per-column ops.
                     unsafe {
                         if ox + R <= self.out_cols {
-                            tile::<V, NV, R>(x, first, step, &off, kernel, fb, f, &e, &mut y[at..]);
+                            tile::<V, NV, R>(x, first, step, off, kernel, fb, f, &e, &mut y[at..]);
                             ox += R;
                         } else {
-                            tile::<V, NV, 1>(x, first, step, &off, kernel, fb, f, &e, &mut y[at..]);
+                            tile::<V, NV, 1>(x, first, step, off, kernel, fb, f, &e, &mut y[at..]);
                             ox += 1;
                         }
                     }

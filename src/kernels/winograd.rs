@@ -24,10 +24,16 @@ use super::{ARows, EpOp, Gemm, Isa, PackedB};
 /// Transformed positions of a patch.
 pub const POSITIONS: usize = 16;
 
+/// `Some` product of `v`, unless it overflows (a geometry's sizes, checked once so that no
+/// index computed from them can wrap).
+pub(crate) fn product(v: &[usize]) -> Option<usize> {
+    v.iter().try_fold(1usize, |p, &x| p.checked_mul(x))
+}
+
 /// The transformed kernel: `[3, 3, ch, filters]` (Keras's order, rows (tap row, tap column,
 /// channel)) as 16 `ch x filters` matrices `U[ξ] = G g Gᵀ`, position `ξ = 4 i + j`, computed
-/// in f64 and rounded once.
-pub fn transform_kernel(kernel: &[f32], ch: usize, filters: usize) -> Vec<f32> {
+/// in f64 and rounded once; `None` if `kernel` does not hold `9 x ch x filters` values.
+pub fn transform_kernel(kernel: &[f32], ch: usize, filters: usize) -> Option<Vec<f32>> {
     const G: [[f64; 3]; 4] = [
         [1.0, 0.0, 0.0],
         [0.5, 0.5, 0.5],
@@ -35,10 +41,10 @@ pub fn transform_kernel(kernel: &[f32], ch: usize, filters: usize) -> Vec<f32> {
         [0.0, 0.0, 1.0],
     ];
     let (c, f) = (ch, filters);
-    let mut u = vec![0.0f32; POSITIONS * c * f];
-    if kernel.len() != 9 * c * f {
-        return u;
+    if product(&[9, c, f]) != Some(kernel.len()) {
+        return None;
     }
+    let mut u = vec![0.0f32; POSITIONS * c * f];
     for k in 0..c {
         for o in 0..f {
             let g = |a: usize, b: usize| f64::from(kernel[((a * 3 + b) * c + k) * f + o]);
@@ -55,7 +61,7 @@ pub fn transform_kernel(kernel: &[f32], ch: usize, filters: usize) -> Vec<f32> {
             }
         }
     }
-    u
+    Some(u)
 }
 
 /// One Winograd convolution's geometry, over one sample at a time: a padded input of `[rows,
@@ -100,6 +106,9 @@ impl Winograd {
                 .iter()
                 .try_fold(0usize, |s, &v| s.checked_add(v))
                 .is_some_and(|c| c <= self.cols)
+            && product(&[self.rows, self.cols, self.ch]).is_some()
+            && product(&[self.out_rows, self.out_cols, self.filters]).is_some()
+            && product(&[POSITIONS, self.ch, self.filters]).is_some()
     }
     /// Patches down (2 output rows each).
     pub fn patch_rows(&self) -> usize {

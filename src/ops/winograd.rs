@@ -64,8 +64,7 @@ impl WinogradStep {
         ops: Vec<EpOp<'static>>,
     ) -> Option<WinogradStep> {
         let (c, f) = (geo.ch, geo.filters);
-        let fits = geo.valid() && c.checked_mul(f)?.checked_mul(9)? == kernel.len();
-        if !fits || ops.iter().any(EpOp::is_row_wise) || ops.iter().any(|o| o.check(f).is_err()) {
+        if !geo.valid() || ops.iter().any(|o| o.is_row_wise() || o.check(f).is_err()) {
             return None;
         }
         let per_row = [geo.patch_cols(), c.saturating_add(f)]
@@ -75,7 +74,7 @@ impl WinogradStep {
         Some(WinogradStep {
             geo,
             block,
-            u: kernels::transform_kernel(kernel, c, f),
+            u: kernels::transform_kernel(kernel, c, f)?,
             packed: Vec::new(),
             isa: None,
             ops,
@@ -167,7 +166,7 @@ impl StepOp for WinogradStep {
             ops: &self.ops,
         };
         let row = |b: usize| (b * block).min(total);
-        let each = blocks.div_ceil(threads.clamp(1, blocks));
+        let each = blocks / threads;
         let mut rest = out;
         let mut first = 0;
         let parts = std::iter::from_fn(|| {
