@@ -1,7 +1,9 @@
 //! Keras `Conv2D` over `[height, width, channels]` (channels_last): a 1x1 convolution of
-//! stride 1 is a Dense over the positions; any other unrolls its windows once per sample
-//! (im2col, zeros for padding) and runs one GEMM over all of them, the bias and activation in
-//! its epilogue.
+//! stride 1 is a Dense over the positions; any other is a GEMM over its windows, read in place
+//! from the padded input (an implicit im2col) or unrolled once per sample (im2col, for short
+//! output rows), the bias and activation in its epilogue. Where the shape says so, that GEMM
+//! is marked to run as Winograd F(2x2, 3x3) (`ops/winograd.rs`) or a direct loop
+//! (`ops/direct_conv.rs`) instead.
 
 use super::conv1d::{Im2col, im2col64};
 use super::dense::dense;
