@@ -111,7 +111,7 @@ mod internal {
     pub use super::operands::{ARows, MatRef, Segment};
     pub use super::pack::{BSource, PackError, PackedB, PackedBRef, pack_b, pack_b_len};
     pub use super::passes::direct_conv;
-    pub use super::passes::{affine, attention, depthwise, norm_rows, rows};
+    pub use super::passes::{affine, attention, norm_rows, plain, rows};
     pub use super::winograd::{POSITIONS, Winograd, WinogradWeights, transform_kernel};
 }
 

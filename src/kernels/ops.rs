@@ -73,6 +73,16 @@ impl Axis {
             .filter(|&i| i < self.len)
     }
 
+    /// The input steps of output `o`'s taps inside the input, without dilation.
+    fn span(&self, o: usize) -> Range<usize> {
+        let start = o * self.stride;
+        let first = start.max(self.pad) - self.pad;
+        let end = (start + self.size)
+            .min(self.pad + self.len)
+            .saturating_sub(self.pad);
+        first..end.max(first)
+    }
+
     /// The outputs whose taps are all inside the input (`lo..hi`).
     fn full(&self) -> std::ops::Range<usize> {
         let lo = self.pad.div_ceil(self.stride.max(1));
@@ -236,54 +246,125 @@ pub fn pool<I: Iterator<Item = usize>>(
     }
 }
 
-/// [`pool`] over rectangles: window `o` reads rows `rect(o).0` by columns `rect(o).1` of
-/// `x` (`[rows, width, ch]`), row by row: a 2-D pool walks plain ranges (same order, same
-/// bits as [`pool`] over the same positions).
-pub fn pool_rect(
-    max: bool,
-    ch: usize,
-    width: usize,
-    rect: impl Fn(usize) -> (std::ops::Range<usize>, std::ops::Range<usize>),
-    x: &[f32],
-    y: &mut [f32],
-) {
-    for (o, out) in y.chunks_exact_mut(ch).enumerate() {
-        let (rows, cols) = rect(o);
-        if rows.is_empty() || cols.is_empty() {
-            out.fill(if max { f32::NEG_INFINITY } else { f32::NAN });
-            continue;
+/// A loop over one sample whose bits do not depend on how it is vectorized (a fixed order of
+/// operations, no FMA): each tier compiles it with its own instructions ([`super::plain`]).
+pub trait PlainLoop: Sync {
+    /// One sample `x` into `y`.
+    fn run(&self, x: &[f32], y: &mut [f32]);
+}
+
+/// [`pool`] over rectangles, one sample: `x` is `[rows.len, cols.len, ch]`, `y` `[rows.out,
+/// cols.out, ch]`, the windows without dilation. Each output is the max (NaN wins) or the
+/// mean of its window's taps inside the input, row by row (the order and bits of [`pool`]);
+/// a window with none gives -inf (max) or NaN (mean).
+#[derive(Clone, Copy, Debug)]
+pub struct PoolRects {
+    /// Max, or mean.
+    pub max: bool,
+    /// Down the rows.
+    pub rows: Axis,
+    /// Across the columns.
+    pub cols: Axis,
+    /// Channels.
+    pub ch: usize,
+}
+
+impl PlainLoop for PoolRects {
+    #[inline(always)]
+    fn run(&self, x: &[f32], y: &mut [f32]) {
+        let (ch, width) = (self.ch, self.cols.len);
+        if ch == 0 || self.cols.out == 0 {
+            return;
         }
-        if max {
-            rect_fold::<true>(out, x, (rows, cols), width);
-        } else {
-            rect_fold::<false>(out, x, (rows, cols), width);
+        for (oh, out_row) in y.chunks_exact_mut(self.cols.out * ch).enumerate() {
+            let rows = self.rows.span(oh);
+            for (ow, out) in out_row.chunks_exact_mut(ch).enumerate() {
+                let cols = self.cols.span(ow);
+                if rows.is_empty() || cols.is_empty() {
+                    out.fill(if self.max {
+                        f32::NEG_INFINITY
+                    } else {
+                        f32::NAN
+                    });
+                } else if self.max {
+                    rect_fold::<true>(out, x, (rows.clone(), cols), width);
+                } else {
+                    rect_fold::<false>(out, x, (rows.clone(), cols), width);
+                }
+            }
         }
     }
 }
 
 /// [`fold`] over the non-empty rectangle `rows` x `cols` of `x` (rows `width` positions of
-/// `out.len()` channels), row by row, without an iterator chain per tap.
+/// `out.len()` channels), row by row: 16 channels at a time in a local accumulator (registers),
+/// then 8, then one by one.
+#[inline(always)]
 fn rect_fold<const MAX: bool>(
     out: &mut [f32],
     x: &[f32],
-    (rows, cols): (std::ops::Range<usize>, std::ops::Range<usize>),
+    (rows, cols): (Range<usize>, Range<usize>),
     width: usize,
 ) {
     let ch = out.len();
-    let line = |r: usize| &x[(r * width + cols.start) * ch..][..cols.len() * ch];
-    out.copy_from_slice(&line(rows.start)[..ch]);
-    let mut n = 1u32;
+    let mut c0 = 0;
+    while c0 + 16 <= ch {
+        fold_block::<MAX, 16>(&mut out[c0..c0 + 16], x, (&rows, &cols), width, ch, c0);
+        c0 += 16;
+    }
+    if c0 + 8 <= ch {
+        fold_block::<MAX, 8>(&mut out[c0..c0 + 8], x, (&rows, &cols), width, ch, c0);
+        c0 += 8;
+    }
+    for c in c0..ch {
+        fold_block::<MAX, 1>(&mut out[c..c + 1], x, (&rows, &cols), width, ch, c);
+    }
+}
+
+/// [`rect_fold`] of channels `c0..c0 + W`: the max from -inf (the same as from the first tap)
+/// or the sum from the first tap, then the mean.
+#[inline(always)]
+fn fold_block<const MAX: bool, const W: usize>(
+    out: &mut [f32],
+    x: &[f32],
+    (rows, cols): (&Range<usize>, &Range<usize>),
+    width: usize,
+    ch: usize,
+    c0: usize,
+) {
+    let mut acc = [f32::NEG_INFINITY; W];
+    let mut first = !MAX;
     for r in rows.clone() {
-        let taps = line(r).chunks_exact(ch);
-        // The first tap is already in `out`.
-        for tap in taps.skip(usize::from(r == rows.start)) {
-            n += 1;
-            fold_tap::<MAX>(out, tap);
+        for c in cols.clone() {
+            let tap: &[f32; W] = x[(r * width + c) * ch + c0..][..W]
+                .try_into()
+                .expect("W values");
+            if first {
+                acc = *tap;
+                first = false;
+            } else {
+                for (a, &v) in acc.iter_mut().zip(tap) {
+                    *a = fold_value::<MAX>(*a, v);
+                }
+            }
         }
     }
     if !MAX {
-        let n = n as f32;
-        out.iter_mut().for_each(|v| *v /= n);
+        let n = (rows.len() * cols.len()) as f32;
+        acc.iter_mut().for_each(|v| *v /= n);
+    }
+    out.copy_from_slice(&acc);
+}
+
+/// The max (NaN wins) or the sum of `acc` and `v`.
+#[inline(always)]
+fn fold_value<const MAX: bool>(acc: f32, v: f32) -> f32 {
+    if !MAX {
+        acc + v
+    } else if v > acc || v.is_nan() {
+        v
+    } else {
+        acc
     }
 }
 
@@ -291,13 +372,7 @@ fn rect_fold<const MAX: bool>(
 #[inline(always)]
 fn fold_tap<const MAX: bool>(out: &mut [f32], tap: &[f32]) {
     for (acc, &v) in out.iter_mut().zip(tap) {
-        *acc = if !MAX {
-            *acc + v
-        } else if v > *acc || v.is_nan() {
-            v
-        } else {
-            *acc
-        };
+        *acc = fold_value::<MAX>(*acc, v);
     }
 }
 
@@ -526,20 +601,17 @@ pub struct Depthwise<'a> {
     pub bias: Option<&'a [f32]>,
 }
 
-impl Depthwise<'_> {
-    /// Runs on each sample of `x` (samples of `rows.len * cols.len * ch` values) into `y`.
+impl PlainLoop for Depthwise<'_> {
     #[inline(always)]
-    pub fn run_batch(&self, x: &[f32], y: &mut [f32]) {
-        let il = self.rows.len * self.cols.len * self.ch;
-        let ol = self.rows.out * self.cols.out * self.ch * self.mult;
-        for (x, y) in x.chunks_exact(il.max(1)).zip(y.chunks_exact_mut(ol.max(1))) {
-            self.run(x, y);
-        }
+    fn run(&self, x: &[f32], y: &mut [f32]) {
+        self.sample(x, y);
     }
+}
 
+impl Depthwise<'_> {
     /// Runs on one sample.
     #[inline(always)]
-    pub fn run(&self, x: &[f32], y: &mut [f32]) {
+    fn sample(&self, x: &[f32], y: &mut [f32]) {
         let (rows, cols, ch, mult) = (self.rows, self.cols, self.ch, self.mult);
         let (n, kw) = (ch * mult, cols.size);
         if n == 0 || cols.out == 0 {

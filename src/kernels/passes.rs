@@ -6,10 +6,10 @@ use super::attention::Attend;
 use super::dispatch::with_tier;
 use super::{Activation, EpOp, Isa, RowNorm};
 
-/// A depthwise convolution of each sample of `x` into `y` (see [`super::ops::Depthwise`]):
-/// the same bits on every tier.
-pub fn depthwise(isa: Isa, d: &super::ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
-    with_tier!(isa, |t| t.depthwise(d, x, y))
+/// A plain loop over one sample `x` into `y` (a depthwise convolution, a pool), compiled
+/// with `isa`'s instructions: the same bits on every tier ([`super::ops::PlainLoop`]).
+pub fn plain<L: super::ops::PlainLoop>(isa: Isa, l: &L, x: &[f32], y: &mut [f32]) {
+    with_tier!(isa, |t| t.plain(l, x, y))
 }
 
 /// A direct convolution of one sample `x` into `y` (see [`super::DirectConv`]): the bits of

@@ -159,8 +159,8 @@ impl super::dispatch::Tier for PortableTier {
             unsafe { super::epilogue::row_ops::<Portable, Portable>(ops, r, row) };
         }
     }
-    fn depthwise(self, d: &super::ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
-        d.run_batch(x, y);
+    fn plain<L: super::ops::PlainLoop>(self, l: &L, x: &[f32], y: &mut [f32]) {
+        l.run(x, y);
     }
     fn direct_conv(
         self,

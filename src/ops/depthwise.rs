@@ -274,7 +274,7 @@ impl StepOp for DepthwiseStep {
             bias: self.bias.as_deref(),
         };
         io.per_sample(|x, y| {
-            crate::kernels::depthwise(isa, &d, x, y);
+            crate::kernels::plain(isa, &d, x, y);
             if self.act != Activation::Linear {
                 crate::kernels::activation(isa, self.act, y);
             }

@@ -347,14 +347,17 @@ impl StepOp for Pool {
             false => crate::plan::Padding::Changes,
         }
     }
-    fn run(&self, _: Isa, io: StepIo<'_>) {
+    fn run(&self, isa: Isa, io: StepIo<'_>) {
         let w = self.window;
         if !self.masked && !self.global {
             // Pools have no dilation: each window is a rectangle of the input.
-            let (rows, cols) = (w.rows, w.cols);
-            let oc = cols.out.max(1);
-            let rect = |o: usize| (rows.span(o / oc), cols.span(o % oc));
-            io.per_sample(|x, y| ops::pool_rect(self.max, self.ch, cols.len, rect, x, y));
+            let p = ops::PoolRects {
+                max: self.max,
+                rows: w.rows.axis(),
+                cols: w.cols.axis(),
+                ch: self.ch,
+            };
+            io.per_sample(|x, y| crate::kernels::plain(isa, &p, x, y));
             return;
         }
         let steps = io.input_len(0) / self.ch.max(1);

@@ -42,9 +42,9 @@ impl Tier for Avx2Token {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { affine_avx2(data, scale, shift) }
     }
-    fn depthwise(self, d: &ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
+    fn plain<L: ops::PlainLoop>(self, l: &L, x: &[f32], y: &mut [f32]) {
         // SAFETY: the token proves AVX2+FMA.
-        unsafe { depthwise_avx2(d, x, y) }
+        unsafe { plain_avx2(l, x, y) }
     }
     fn winograd_in(
         self,
@@ -124,9 +124,9 @@ impl Tier for Avx512Token {
         // SAFETY: the token proves AVX-512F.
         unsafe { affine_avx512(data, scale, shift) }
     }
-    fn depthwise(self, d: &ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
+    fn plain<L: ops::PlainLoop>(self, l: &L, x: &[f32], y: &mut [f32]) {
         // SAFETY: the token proves AVX-512F.
-        unsafe { depthwise_avx512(d, x, y) }
+        unsafe { plain_avx512(l, x, y) }
     }
     fn winograd_in(
         self,
@@ -284,8 +284,8 @@ pub(super) unsafe fn act_rows_avx512(
 }
 
 #[target_feature(enable = "avx2,fma")]
-fn depthwise_avx2(d: &ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
-    d.run_batch(x, y);
+fn plain_avx2<L: ops::PlainLoop>(l: &L, x: &[f32], y: &mut [f32]) {
+    l.run(x, y);
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -314,8 +314,8 @@ fn winograd_out_avx2(
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn depthwise_avx512(d: &ops::Depthwise<'_>, x: &[f32], y: &mut [f32]) {
-    d.run_batch(x, y);
+fn plain_avx512<L: ops::PlainLoop>(l: &L, x: &[f32], y: &mut [f32]) {
+    l.run(x, y);
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
