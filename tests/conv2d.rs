@@ -233,12 +233,19 @@ fn net() -> impl Strategy<Value = Net> {
         })
 }
 
+/// A max pool of whole windows `size` side by side (the strides), valid: what a convolution
+/// step runs on its outputs when the pool alone reads them.
+fn whole_max_pool(size: (usize, usize)) -> PoolSpec {
+    (true, size, size, false)
+}
+
 /// Nets whose convolutions run as Winograd F(2x2, 3x3): 3x3, stride 1, 16 or more channels
-/// and filters, over inputs of 3 to 13 positions a side (odd and even outputs: patches clipped
-/// at the right and bottom edges).
+/// and filters (32: a pool may run in the step), over inputs of 3 to 13 positions a side (odd
+/// and even outputs: patches clipped at the right and bottom edges), perhaps a 2x2 max pool.
 fn winograd_net() -> impl Strategy<Value = Net> {
-    let conv = (any::<bool>(), elementwise(), any::<bool>(), 16usize..21).prop_map(
-        |(same, act, bias, f)| {
+    let filters = prop_oneof![16usize..21, Just(32)];
+    let conv =
+        (any::<bool>(), elementwise(), any::<bool>(), filters).prop_map(|(same, act, bias, f)| {
             let spec = ConvSpec {
                 depthwise: false,
                 groups: 1,
@@ -250,22 +257,22 @@ fn winograd_net() -> impl Strategy<Value = Net> {
                 bias,
             };
             (spec, f)
-        },
-    );
+        });
     (
         (3usize..14, 3usize..14, 16usize..21),
         prop::collection::vec(conv, 1..3),
-        any::<bool>(),
+        (any::<bool>(), any::<bool>()),
         (1usize..5, any::<u64>()),
     )
-        .prop_map(|((h, w, ch), convs, residual, (batch, seed))| {
-            Net::plain((h, w, ch), convs, residual, (batch, seed))
+        .prop_map(|((h, w, ch), convs, (residual, pool), (batch, seed))| Net {
+            pool: pool.then(|| whole_max_pool((2, 2))),
+            ..Net::plain((h, w, ch), convs, residual, (batch, seed))
         })
 }
 
 /// Nets whose first convolution runs as a direct loop: one to three channels (window rows
 /// shorter than an implicit im2col reads well), 32 or 64 filters, any kernel but 1x1,
-/// strides, row dilation, padding.
+/// strides, row dilation, padding; perhaps a max pool of whole windows.
 fn direct_net() -> impl Strategy<Value = Net> {
     let conv = (
         ((1usize..4, 1usize..4), (1usize..3, 1usize..3), 1usize..3),
@@ -288,11 +295,12 @@ fn direct_net() -> impl Strategy<Value = Net> {
     (
         (3usize..12, 3usize..14, 1usize..3),
         conv,
-        any::<bool>(),
+        (any::<bool>(), prop::option::of((1usize..4, 1usize..4))),
         (1usize..5, any::<u64>()),
     )
-        .prop_map(|((h, w, ch), conv, residual, (batch, seed))| {
-            Net::plain((h, w, ch), vec![conv], residual, (batch, seed))
+        .prop_map(|((h, w, ch), conv, (residual, pool), (batch, seed))| Net {
+            pool: pool.map(whole_max_pool),
+            ..Net::plain((h, w, ch), vec![conv], residual, (batch, seed))
         })
 }
 
@@ -306,7 +314,9 @@ proptest! {
         net in direct_net(),
         specials in any::<bool>(),
     ) {
-        algorithm_holds(net, specials, "direct conv")?;
+        // A pool that alone reads the convolution runs in its step.
+        let pooled = !net.residual && net.pool.is_some_and(|p| p.1 != (1, 1));
+        algorithm_holds(net, specials, if pooled { "then max pool" } else { "direct conv" })?;
     }
 
     /// Winograd convolutions keep every invariant and stay within their own rounding bound
@@ -316,7 +326,11 @@ proptest! {
         net in winograd_net(),
         specials in any::<bool>(),
     ) {
-        algorithm_holds(net, specials, "winograd")?;
+        // A 2x2 pool that alone reads the last convolution runs in its step when its filters
+        // are whole vectors of every tier.
+        let whole = net.convs.last().is_some_and(|c| c.1 % 16 == 0);
+        let pooled = !net.residual && net.pool.is_some() && whole;
+        algorithm_holds(net, specials, if pooled { "max-pooled" } else { "winograd" })?;
     }
 }
 

@@ -6,6 +6,7 @@
 //! KB`) and its register epilogue, so the bits are the GEMM's.
 
 use super::epilogue::{TileEpilogue, register_epilogue, split_register_ops};
+use super::ops::{Axis, PlainLoop, PoolRects};
 use super::simd::Simd;
 use super::winograd::product;
 use super::{EpOp, KB};
@@ -15,7 +16,9 @@ pub const FILTER_BLOCK: usize = 32;
 
 /// One direct convolution's geometry over one sample: a padded input of `[rows, cols, ch]`,
 /// windows of `kernel` taps `(down, across)` (rows `dilation` apart, columns adjacent) from
-/// column `offset` on, `strides` apart; an output of `[out_rows, out_cols, filters]`.
+/// column `offset` on, `strides` apart; convolution outputs of `[out_rows, out_cols,
+/// filters]`, max-pooled by `pool` (whole windows `(down, across)` side by side: the output
+/// `[out_rows / down, out_cols / across, filters]`; `(1, 1)`: no pool).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DirectConv {
     /// Padded input rows.
@@ -38,6 +41,8 @@ pub struct DirectConv {
     pub out_cols: usize,
     /// Output channels: a multiple of [`FILTER_BLOCK`].
     pub filters: usize,
+    /// The max pool's windows, dividing `out_rows` and `out_cols`.
+    pub pool: (usize, usize),
 }
 
 impl DirectConv {
@@ -64,6 +69,10 @@ impl DirectConv {
         ]
         .iter()
         .all(|&v| v > 0)
+            && self.pool.0 > 0
+            && self.pool.1 > 0
+            && self.out_rows.is_multiple_of(self.pool.0)
+            && self.out_cols.is_multiple_of(self.pool.1)
             && product(&[kh, kw, self.ch]).is_some_and(|k| k <= KB)
             && self.filters.is_multiple_of(FILTER_BLOCK)
             && product(&[self.rows, self.cols, self.ch]).is_some()
@@ -81,9 +90,17 @@ impl DirectConv {
     pub fn in_len(&self) -> usize {
         self.rows * self.cols * self.ch
     }
-    /// Values per output sample.
+    /// Values per output sample (pooled).
     pub fn out_len(&self) -> usize {
-        self.out_rows * self.out_cols * self.filters
+        (self.out_rows / self.pool.0.max(1)) * (self.out_cols / self.pool.1.max(1)) * self.filters
+    }
+    /// Scratch values a run needs: the convolution rows of one pooled row (none without a
+    /// pool).
+    pub fn scratch(&self) -> usize {
+        match self.pool {
+            (1, 1) => 0,
+            (ph, _) => ph * self.out_cols * self.filters,
+        }
     }
     /// Where window value `k` is from the window's first (K order: tap row, tap column,
     /// channel), in `off[..K]` (`K <= KB`: nothing allocated per run).
@@ -98,7 +115,9 @@ impl DirectConv {
 
     /// One sample `x` into `y`: `kernel` is the `K x filters` GEMM weights (row-major),
     /// `ops` the epilogue (cheap ops only: bias, scale and shift, cheap activations). Tiles of
-    /// `R` output columns, `NV` vectors of `V` making a [`FILTER_BLOCK`].
+    /// `R` output columns, `NV` vectors of `V` making a [`FILTER_BLOCK`]. With a pool, each
+    /// pooled row's convolution rows go to `scratch` ([`scratch`](Self::scratch) values), then
+    /// their max per window (the bits of [`PoolRects`] over the whole output).
     ///
     /// # Safety
     /// `V`'s instruction set is available, and `NV * V::LANES == FILTER_BLOCK`.
@@ -113,10 +132,12 @@ impl DirectConv {
         ops: &[EpOp<'_>],
         x: &[f32],
         y: &mut [f32],
+        scratch: &mut [f32],
     ) {
         let f = self.filters;
         assert!(self.valid() && NV * V::LANES == FILTER_BLOCK);
         assert!(x.len() == self.in_len() && y.len() == self.out_len());
+        assert!(scratch.len() >= self.scratch());
         assert!(kernel.len() == self.k() * f);
         let (reg, rest) = split_register_ops(ops);
         assert!(rest.is_empty() && ops.iter().all(|o| o.check(f).is_ok()));
@@ -126,8 +147,21 @@ impl DirectConv {
         let off = &all[..self.k()];
         let (sh, sw) = self.strides;
         let step = sw * self.ch;
+        let (ph, pw) = self.pool;
+        let line = self.out_cols * f;
+        // The pool over `ph` convolution rows in `scratch`: one output row.
+        let pool = PoolRects {
+            max: true,
+            rows: Axis::whole(ph, ph),
+            cols: Axis::whole(self.out_cols, pw),
+            ch: f,
+        };
         for oy in 0..self.out_rows {
             let row = (oy * sh * self.cols + self.offset) * self.ch;
+            let dst = match self.pool {
+                (1, 1) => &mut y[oy * line..][..line],
+                _ => &mut scratch[oy % ph * line..][..line],
+            };
             for fb in (0..f).step_by(FILTER_BLOCK) {
                 let e = TileEpilogue {
                     reg,
@@ -138,22 +172,47 @@ impl DirectConv {
                 };
                 let mut ox = 0;
                 while ox < self.out_cols {
-                    let at = (oy * self.out_cols + ox) * f + fb;
+                    let at = ox * f + fb;
                     let first = row + ox * step;
                     // SAFETY: the ISA and NV are this function's contract; every window of the
                     // output columns `ox..ox + R` (or `+ 1`) is inside `x` (`valid`, `x`
-                    // asserted), their outputs' filters `fb..fb + 32` inside `y`, the kernel
-                    // holds K rows of `f`, the register ops are checked cheap per-column ops.
+                    // asserted), their outputs' filters `fb..fb + 32` inside the row `dst`,
+                    // the kernel holds K rows of `f`, the register ops are checked cheap
+                    // per-column ops.
                     unsafe {
                         if ox + R <= self.out_cols {
-                            tile::<V, NV, R>(x, first, step, off, kernel, fb, f, &e, &mut y[at..]);
+                            tile::<V, NV, R>(
+                                x,
+                                first,
+                                step,
+                                off,
+                                kernel,
+                                fb,
+                                f,
+                                &e,
+                                &mut dst[at..],
+                            );
                             ox += R;
                         } else {
-                            tile::<V, NV, 1>(x, first, step, off, kernel, fb, f, &e, &mut y[at..]);
+                            tile::<V, NV, 1>(
+                                x,
+                                first,
+                                step,
+                                off,
+                                kernel,
+                                fb,
+                                f,
+                                &e,
+                                &mut dst[at..],
+                            );
                             ox += 1;
                         }
                     }
                 }
+            }
+            if self.pool != (1, 1) && oy % ph == ph - 1 {
+                let out = line / pw;
+                pool.run(&scratch[..ph * line], &mut y[oy / ph * out..][..out]);
             }
         }
     }

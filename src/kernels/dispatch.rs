@@ -50,6 +50,7 @@ pub(crate) trait Tier: Copy {
         ops: &[EpOp<'_>],
         x: &[f32],
         y: &mut [f32],
+        scratch: &mut [f32],
     );
     /// [`Winograd::input`](super::winograd::Winograd::input), compiled for this tier.
     fn winograd_in(

@@ -67,6 +67,18 @@ pub struct Axis {
 }
 
 impl Axis {
+    /// `len / size` whole windows side by side, no padding.
+    pub fn whole(len: usize, size: usize) -> Axis {
+        Axis {
+            len,
+            size,
+            stride: size,
+            dilation: 1,
+            pad: 0,
+            out: len / size.max(1),
+        }
+    }
+
     fn source(&self, o: usize, t: usize) -> Option<usize> {
         (o * self.stride + t * self.dilation)
             .checked_sub(self.pad)

@@ -25,8 +25,9 @@ pub fn direct_conv(
     ops: &[EpOp<'_>],
     x: &[f32],
     y: &mut [f32],
+    scratch: &mut [f32],
 ) {
-    with_tier!(isa, |t| t.direct_conv(d, kernel, ops, x, y))
+    with_tier!(isa, |t| t.direct_conv(d, kernel, ops, x, y, scratch))
 }
 
 /// Applies an elementwise activation in place (the separate pass of an unfused plan).

@@ -169,9 +169,10 @@ impl super::dispatch::Tier for PortableTier {
         ops: &[EpOp<'_>],
         x: &[f32],
         y: &mut [f32],
+        scratch: &mut [f32],
     ) {
         // SAFETY: portable lanes need no CPU feature; 4 vectors of 8 make a filter block.
-        unsafe { d.run::<Portable, 4, 2>(kernel, ops, x, y) }
+        unsafe { d.run::<Portable, 4, 2>(kernel, ops, x, y, scratch) }
     }
     fn winograd_in(
         self,

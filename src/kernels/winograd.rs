@@ -65,8 +65,10 @@ pub fn transform_kernel(kernel: &[f32], ch: usize, filters: usize) -> Option<Vec
 }
 
 /// One Winograd convolution's geometry, over one sample at a time: a padded input of `[rows,
-/// cols, ch]` (the windows start `offset` columns in) and an output of `[out_rows, out_cols,
-/// filters]` (`out_rows + 2 <= rows`, `out_cols + 2 + offset <= cols`).
+/// cols, ch]` (the windows start `offset` columns in) and convolution outputs of `[out_rows,
+/// out_cols, filters]` (`out_rows + 2 <= rows`, `out_cols + 2 + offset <= cols`), with `pool`
+/// each patch's 2x2 max-pooled (`out_rows` and `out_cols` even: the output `[out_rows / 2,
+/// out_cols / 2, filters]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Winograd {
     /// Padded input rows.
@@ -83,6 +85,8 @@ pub struct Winograd {
     pub out_cols: usize,
     /// Output channels (the GEMMs' N).
     pub filters: usize,
+    /// A 2x2 max pool of each patch's outputs.
+    pub pool: bool,
 }
 
 /// The packed `U[ξ]` and the epilogue of a [`Winograd`] convolution.
@@ -101,6 +105,7 @@ impl Winograd {
             && self.filters > 0
             && self.out_rows > 0
             && self.out_cols > 0
+            && (!self.pool || self.out_rows.is_multiple_of(2) && self.out_cols.is_multiple_of(2))
             && self.out_rows.checked_add(2).is_some_and(|r| r <= self.rows)
             && [self.out_cols, 2, self.offset]
                 .iter()
@@ -122,16 +127,25 @@ impl Winograd {
     pub fn in_len(&self) -> usize {
         self.rows * self.cols * self.ch
     }
+    /// Convolution outputs per output along each axis: 2 with the pool, else 1.
+    fn shrink(&self) -> usize {
+        if self.pool { 2 } else { 1 }
+    }
+    /// Values per output row.
+    fn out_row(&self) -> usize {
+        self.out_cols / self.shrink() * self.filters
+    }
     /// Values per output sample.
     pub fn out_len(&self) -> usize {
-        self.out_rows * self.out_cols * self.filters
+        self.out_rows / self.shrink() * self.out_row()
     }
     /// Where patch row `g` of a batch (sample `g / patch_rows()`'s patch row `g %
     /// patch_rows()`) starts writing in the batch's output: the rows of a batch's patch rows
     /// follow each other.
     pub fn out_at(&self, g: usize) -> usize {
         let pr = self.patch_rows().max(1);
-        let at = (2 * (g % pr)).min(self.out_rows) * self.out_cols * self.filters;
+        let rows = self.out_rows / self.shrink();
+        let at = (2 / self.shrink() * (g % pr)).min(rows) * self.out_row();
         g / pr * self.out_len() + at
     }
     /// Scratch values for a block of `patch_rows` patch rows ([`Winograd::run_block`]).
@@ -256,7 +270,9 @@ impl Winograd {
     /// the outputs they make, 2x2 per patch, clipped at the output's edges, NaN canonical
     /// (an infinity minus an infinity makes the CPU's own NaN). Then `ops`: their cheap
     /// prefix on the registers when the filters are whole vectors, the rest (on tier `t`)
-    /// over each patch row's outputs once they are written (the same bits either way).
+    /// over each patch row's outputs once they are written (the same bits either way). With
+    /// the pool, the max of each patch's 4 outputs (after `ops`, which must then all run on
+    /// the registers) is its one output.
     ///
     /// # Safety
     /// `V`'s instruction set is available.
@@ -281,7 +297,8 @@ impl Winograd {
             false => (RegOps::NONE, ops),
         };
         let whole = f - f % V::LANES;
-        let row = self.out_cols * f;
+        assert!(!self.pool || (rest.is_empty() && whole == f));
+        let row = self.out_row();
         // Where a patch's 16 products are, from its first.
         let mut off = [0; 16];
         for (k, o) in off.iter_mut().enumerate() {
@@ -290,7 +307,7 @@ impl Winograd {
         let first = self.out_at(rows.start);
         for (i, g) in rows.enumerate() {
             let here = (self.out_rows - 2 * (g % prs)).min(2);
-            let y = &mut y[self.out_at(g) - first..][..here * row];
+            let y = &mut y[self.out_at(g) - first..][..here / self.shrink() * row];
             for q in 0..pc {
                 let patch = i * pc + q;
                 let here_cols = (self.out_cols - 2 * q).min(2);
@@ -316,6 +333,18 @@ impl Winograd {
                     // (no matrix operand), each holding `f` values (asserted), and
                     // `c0 + LANES <= f`.
                     unsafe { register_epilogue::<V, 4, 1>(&mut acc, &e) };
+                    if self.pool {
+                        // In the pool's order: from -inf, row by row, NaN wins.
+                        // SAFETY: the ISA is this function's contract.
+                        let mut max = unsafe { V::splat(f32::NEG_INFINITY) };
+                        for [o] in acc {
+                            max = V::select(V::or_mask(o.gt(max), o.is_nan()), o, max);
+                        }
+                        let out = &mut y[q * f + c0..][..V::LANES];
+                        // SAFETY: `out` holds LANES values.
+                        unsafe { max.store(out.as_mut_ptr()) };
+                        continue;
+                    }
                     for (k, [o]) in acc.into_iter().enumerate() {
                         if let Some(at) = dst(k, c0) {
                             let out = &mut y[at..at + V::LANES];

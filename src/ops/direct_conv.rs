@@ -59,8 +59,12 @@ impl DirectStep {
 impl StepOp for DirectStep {
     fn describe(&self) -> String {
         let g = &self.geo;
+        let pool = match g.pool {
+            (1, 1) => String::new(),
+            (ph, pw) => format!(", then max pool {ph}x{pw}"),
+        };
         format!(
-            "direct conv {}x{} ({}x{} taps over {} channels s{}x{}), windows read in place",
+            "direct conv {}x{} ({}x{} taps over {} channels s{}x{}), windows read in place{pool}",
             g.k(),
             g.filters,
             g.kernel.0,
@@ -73,9 +77,11 @@ impl StepOp for DirectStep {
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
         let g = &self.geo;
         match inputs {
-            [[r, c, ch]] if (*r, *c, *ch) == (g.rows, g.cols, g.ch) => {
-                Ok(vec![g.out_rows, g.out_cols, g.filters])
-            }
+            [[r, c, ch]] if (*r, *c, *ch) == (g.rows, g.cols, g.ch) => Ok(vec![
+                g.out_rows / g.pool.0,
+                g.out_cols / g.pool.1,
+                g.filters,
+            ]),
             _ => Err(format!(
                 "a direct convolution reads [{}, {}, {}]",
                 g.rows, g.cols, g.ch
@@ -89,10 +95,16 @@ impl StepOp for DirectStep {
         self.kernel.len() * 4
     }
     fn flops(&self) -> usize {
-        2 * self.geo.out_len() * self.geo.k()
+        let g = &self.geo;
+        2 * g.out_rows * g.out_cols * g.filters * g.k()
+    }
+    fn scratch(&self) -> usize {
+        self.geo.scratch()
     }
     fn run(&self, isa: Isa, io: StepIo<'_>) {
         let g = self.geo;
-        io.per_sample(|x, y| kernels::direct_conv(isa, &g, &self.kernel, &self.ops, x, y));
+        io.per_sample_scratch(g.scratch(), |x, y, s| {
+            kernels::direct_conv(isa, &g, &self.kernel, &self.ops, x, y, s)
+        });
     }
 }

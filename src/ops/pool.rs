@@ -333,6 +333,19 @@ impl StepOp for Pool {
             _ => Err(format!("{} needs a fixed sequence length", self.describe())),
         }
     }
+    fn max_pool(&self) -> Option<(usize, usize)> {
+        let (r, c) = (self.window.rows, self.window.cols);
+        // Every window inside the input ('same' padding or ceil mode may add a partial one).
+        let whole = |w: Window| {
+            w.stride == w.size
+                && w.pad_left == 0
+                && w.dilation == 1
+                && w.out.checked_mul(w.size).is_some_and(|n| n <= w.len)
+        };
+        (self.max && !self.global && !self.masked && self.in_shape.len() == 3)
+            .then_some((r.size, c.size))
+            .filter(|_| whole(r) && whole(c))
+    }
     fn scratch(&self) -> usize {
         // One sample's mask, as floats.
         if self.masked { self.window.len() } else { 0 }

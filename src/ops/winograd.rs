@@ -67,6 +67,10 @@ impl WinogradStep {
         if !geo.valid() || ops.iter().any(|o| o.is_row_wise() || o.check(f).is_err()) {
             return None;
         }
+        // A pooled patch's ops all run on the registers, so on whole vectors of every tier.
+        if geo.pool && (!f.is_multiple_of(16) || !ops.iter().all(EpOp::is_cheap)) {
+            return None;
+        }
         let per_row = [geo.patch_cols(), c.saturating_add(f)]
             .into_iter()
             .fold(kernels::POSITIONS, usize::saturating_mul);
@@ -85,8 +89,13 @@ impl WinogradStep {
 impl StepOp for WinogradStep {
     fn describe(&self) -> String {
         let g = &self.geo;
+        let pool = if g.pool {
+            ", each patch max-pooled"
+        } else {
+            ""
+        };
         format!(
-            "winograd F(2x2,3x3): 16 gemms {}x{} over {}x{} patches, up to {} patch rows a block",
+            "winograd F(2x2,3x3): 16 gemms {}x{} over {}x{} patches{pool}, up to {} patch rows a block",
             g.ch,
             g.filters,
             g.patch_rows(),
@@ -98,7 +107,8 @@ impl StepOp for WinogradStep {
         let g = &self.geo;
         match inputs {
             [[r, c, ch]] if (*r, *c, *ch) == (g.rows, g.cols, g.ch) => {
-                Ok(vec![g.out_rows, g.out_cols, g.filters])
+                let s = if g.pool { 2 } else { 1 };
+                Ok(vec![g.out_rows / s, g.out_cols / s, g.filters])
             }
             _ => Err(format!(
                 "a Winograd convolution reads [{}, {}, {}]",

@@ -2,6 +2,11 @@
 //! Winograd F(2x2, 3x3) or a direct loop) become that step: last, once the passes before it
 //! folded batch norms into their weights and fused their activations (the steps run them on
 //! their outputs). One that cannot (an epilogue the step does not run) stays the GEMM.
+//!
+//! A max pool of whole windows that alone reads such a convolution (the MNIST convnet's
+//! `Conv2D -> MaxPooling2D`) runs in the step, on the outputs while they are in cache: the
+//! convolution rows a pool drops are not computed, and the full-size output is never stored.
+//! The pool's bits: a max is exact.
 
 use super::{ConvAlgo, Graph, Op, Pass};
 use crate::kernels;
@@ -14,8 +19,8 @@ pub struct ConvSteps;
 
 impl ConvSteps {
     /// Node `i` as its convolution step, if it is a 2-D convolution marked for one that can
-    /// run it.
-    fn step(g: &Graph<'_>, i: usize) -> Option<StepRef> {
+    /// run it, with the max pool `pool` (windows `(down, across)`; `(1, 1)`: none).
+    fn step(g: &Graph<'_>, i: usize, pool: (usize, usize)) -> Option<StepRef> {
         let node = &g.nodes[i];
         let Op::Dense {
             weights,
@@ -26,16 +31,24 @@ impl ConvSteps {
             return None;
         };
         let band = c.band?;
-        let (&[rows, cols, ch], &[out_rows, out_cols, filters]) = (
+        let (ph, pw) = pool;
+        let (&[rows, cols, ch], &[conv_rows, conv_cols, filters]) = (
             g.nodes[*node.inputs.first()?].shape.as_slice(),
             node.shape.as_slice(),
         ) else {
             return None;
         };
+        // The convolution rows and columns a pool reads.
+        let (out_rows, out_cols) = (conv_rows / ph * ph, conv_cols / pw * pw);
         let ops = super::epilogue_ops(weights.bias.as_deref(), acts);
         match c.algo {
             ConvAlgo::Gemm => None,
             ConvAlgo::Winograd => {
+                let pooled = match pool {
+                    (1, 1) => false,
+                    (2, 2) => true,
+                    _ => return None,
+                };
                 if (c.size, c.stride, band.size, band.stride, band.dilation) != (3, 1, 3, 1, 1) {
                     return None;
                 }
@@ -47,6 +60,7 @@ impl ConvSteps {
                     out_rows,
                     out_cols,
                     filters,
+                    pool: pooled,
                 };
                 WinogradStep::new(geo, &weights.kernel, ops).map(StepRef::new)
             }
@@ -62,10 +76,28 @@ impl ConvSteps {
                     out_rows,
                     out_cols,
                     filters,
+                    pool,
                 };
                 DirectStep::new(geo, &weights.kernel, ops).map(StepRef::new)
             }
         }
+    }
+}
+
+impl ConvSteps {
+    /// Node `i`'s step with the max pool that is its only reader, and that reader.
+    fn with_pool(g: &Graph<'_>, i: usize) -> Option<(usize, StepRef)> {
+        if g.consumers(i) != 1 || g.is_output(i) {
+            return None;
+        }
+        let reader = (i + 1..g.nodes.len()).find(|&j| g.nodes[j].inputs.contains(&i))?;
+        let Op::Step(pool) = &g.nodes[reader].op else {
+            return None;
+        };
+        let step = Self::step(g, i, pool.0.max_pool()?)?;
+        let shape: Vec<&[usize]> = vec![&g.nodes[*g.nodes[i].inputs.first()?].shape];
+        // The pooled step makes exactly the pool's output.
+        (step.0.output_shape(&shape).ok()? == g.nodes[reader].shape).then_some((reader, step))
     }
 }
 
@@ -74,11 +106,20 @@ impl Pass for ConvSteps {
         "conv_steps"
     }
     fn run<'m>(&self, mut g: Graph<'m>) -> Graph<'m> {
+        let mut pooled = false;
         for i in 0..g.nodes.len() {
-            if let Some(step) = Self::step(&g, i) {
+            if let Some((reader, step)) = Self::with_pool(&g, i) {
+                // The pool's node computes both; the convolution's is left to prune.
+                let conv = &g.nodes[i];
+                let name = format!("{}+{}", conv.name, g.nodes[reader].name);
+                let inputs = conv.inputs.clone();
+                let node = &mut g.nodes[reader];
+                (node.name, node.op, node.inputs) = (name, Op::Step(step), inputs);
+                pooled = true;
+            } else if let Some(step) = Self::step(&g, i, (1, 1)) {
                 g.nodes[i].op = Op::Step(step);
             }
         }
-        g
+        if pooled { super::Prune.run(g) } else { g }
     }
 }

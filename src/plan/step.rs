@@ -70,6 +70,12 @@ pub(crate) trait StepOp: Send + Sync + fmt::Debug {
     fn input_limit(&self, _input: usize) -> Option<usize> {
         None
     }
+    /// This step as a max pool of whole windows side by side from the input's origin (stride
+    /// = size, no padding; a remainder dropped): their size `(rows, columns)`, which a
+    /// convolution step may run on its outputs instead ([`ConvSteps`](crate::passes::ConvSteps)).
+    fn max_pool(&self) -> Option<(usize, usize)> {
+        None
+    }
     /// What the step runs on its outputs before they are stored, like a GEMM's epilogue (a
     /// Winograd convolution's bias and activations), for plan printouts.
     fn epilogue(&self) -> &[crate::kernels::EpOp<'static>] {
@@ -196,6 +202,39 @@ impl<'a> StepIo<'a> {
             .filter(|_| batch >= 2 && x.len() + y.len() >= self.min_flops);
         let items = x.chunks_exact(il).zip(y.chunks_exact_mut(ol));
         StepIo::for_each(pool, items, |(x, y)| f(x, y));
+    }
+    /// [`per_sample`](Self::per_sample) with scratch: `f` also gets its thread's `one`
+    /// values of the scratch ([`StepOp::scratch`] must be `one`). Each thread takes one
+    /// contiguous run of samples.
+    pub fn per_sample_scratch<F>(self, one: usize, f: F)
+    where
+        F: Fn(&[f32], &mut [f32], &mut [f32]) + Sync,
+    {
+        if one == 0 {
+            return self.per_sample(|x, y| f(x, y, &mut []));
+        }
+        let batch = self.ins.batch();
+        let (x, y) = (self.ins.get(0), self.out);
+        if batch == 0 || self.scratch.len() < one {
+            debug_assert!(batch == 0, "a step's scratch is short");
+            return;
+        }
+        let (il, ol) = ((x.len() / batch).max(1), (y.len() / batch).max(1));
+        let pool = self
+            .pool
+            .filter(|_| batch >= 2 && x.len() + y.len() >= self.min_flops);
+        let threads = match pool {
+            Some(_) => (self.scratch.len() / one.max(1)).clamp(1, batch),
+            None => 1,
+        };
+        let per = batch.div_ceil(threads);
+        let runs = x.chunks(il * per).zip(y.chunks_mut(ol * per));
+        let items = runs.zip(self.scratch.chunks_mut(one));
+        StepIo::for_each(pool, items, |((x, y), s)| {
+            for (x, y) in x.chunks_exact(il).zip(y.chunks_exact_mut(ol)) {
+                f(x, y, &mut s[..one]);
+            }
+        });
     }
     /// Samples in this chunk.
     pub fn batch(&self) -> usize {

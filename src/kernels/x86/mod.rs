@@ -64,9 +64,10 @@ impl Tier for Avx2Token {
         ops: &[EpOp<'_>],
         x: &[f32],
         y: &mut [f32],
+        scratch: &mut [f32],
     ) {
         // SAFETY: the token proves AVX2+FMA.
-        unsafe { direct_avx2(d, kernel, ops, x, y) }
+        unsafe { direct_avx2(d, kernel, ops, x, y, scratch) }
     }
     fn winograd_out(
         self,
@@ -146,9 +147,10 @@ impl Tier for Avx512Token {
         ops: &[EpOp<'_>],
         x: &[f32],
         y: &mut [f32],
+        scratch: &mut [f32],
     ) {
         // SAFETY: the token proves AVX-512F.
-        unsafe { direct_avx512(d, kernel, ops, x, y) }
+        unsafe { direct_avx512(d, kernel, ops, x, y, scratch) }
     }
     fn winograd_out(
         self,
@@ -289,9 +291,16 @@ fn plain_avx2<L: ops::PlainLoop>(l: &L, x: &[f32], y: &mut [f32]) {
 }
 
 #[target_feature(enable = "avx2,fma")]
-fn direct_avx2(d: &DirectConv, kernel: &[f32], ops: &[EpOp<'_>], x: &[f32], y: &mut [f32]) {
+fn direct_avx2(
+    d: &DirectConv,
+    kernel: &[f32],
+    ops: &[EpOp<'_>],
+    x: &[f32],
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
     // SAFETY: features enabled on this function; 4 vectors of Avx2's lanes are 32.
-    unsafe { d.run::<Avx2, 4, 3>(kernel, ops, x, y) }
+    unsafe { d.run::<Avx2, 4, 3>(kernel, ops, x, y, scratch) }
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -319,9 +328,16 @@ fn plain_avx512<L: ops::PlainLoop>(l: &L, x: &[f32], y: &mut [f32]) {
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn direct_avx512(d: &DirectConv, kernel: &[f32], ops: &[EpOp<'_>], x: &[f32], y: &mut [f32]) {
+fn direct_avx512(
+    d: &DirectConv,
+    kernel: &[f32],
+    ops: &[EpOp<'_>],
+    x: &[f32],
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
     // SAFETY: features enabled on this function; 2 vectors of Avx512's lanes are 32.
-    unsafe { d.run::<Avx512, 2, 6>(kernel, ops, x, y) }
+    unsafe { d.run::<Avx512, 2, 6>(kernel, ops, x, y, scratch) }
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
