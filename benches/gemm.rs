@@ -28,6 +28,13 @@ fn gemm(c: &mut Criterion) {
         (128, 384, 384),
         (128, 384, 1536),
         (128, 1536, 384),
+        // mobilenet_v3_small's 1x1 convolutions at 224x224: short K, narrow N.
+        (3136, 16, 72),
+        (784, 72, 24),
+        (784, 24, 88),
+        (196, 40, 240),
+        (196, 240, 40),
+        (49, 96, 576),
     ] {
         let a = rand(m * k, 1);
         let w = rand(k * n, 2);
