@@ -180,31 +180,12 @@ impl DirectConv {
                     // the kernel holds K rows of `f`, the register ops are checked cheap
                     // per-column ops.
                     unsafe {
+                        let out = &mut dst[at..];
                         if ox + R <= self.out_cols {
-                            tile::<V, NV, R>(
-                                x,
-                                first,
-                                step,
-                                off,
-                                kernel,
-                                fb,
-                                f,
-                                &e,
-                                &mut dst[at..],
-                            );
+                            tile::<V, NV, R>(x, first, step, off, kernel, fb, f, &e, out);
                             ox += R;
                         } else {
-                            tile::<V, NV, 1>(
-                                x,
-                                first,
-                                step,
-                                off,
-                                kernel,
-                                fb,
-                                f,
-                                &e,
-                                &mut dst[at..],
-                            );
+                            tile::<V, NV, 1>(x, first, step, off, kernel, fb, f, &e, out);
                             ox += 1;
                         }
                     }
