@@ -511,3 +511,24 @@ fn into_outputs_is_select_outputs_without_a_copy() {
     );
     assert!(m.into_outputs(&["nope"]).is_err());
 }
+
+/// `Session::profile` times every step and leaves the session as `run_all` would: the next
+/// run's outputs are a fresh session's.
+#[test]
+fn profile_times_each_step_and_changes_no_result() {
+    let plan = Arc::new(
+        builtin::mnist_mlp()
+            .compile(&CompileOptions::new().max_batch(4))
+            .unwrap(),
+    );
+    let x: Vec<f32> = (0..4 * 784).map(|i| (i % 17) as f32 / 17.0 - 0.5).collect();
+    let mut fresh = Session::new(plan.clone()).unwrap();
+    let want = fresh.run(&x).unwrap().to_vec();
+    let mut s = Session::new(plan.clone()).unwrap();
+    let times = s.profile(&[sinter::plan::Values::F32(&x)], 3).unwrap();
+    assert_eq!(times.len(), plan.steps().len());
+    assert!(times.iter().any(|t| !t.is_zero()));
+    assert_eq!(s.run(&x).unwrap(), &want[..]);
+    // Inputs are checked as for a run.
+    assert!(s.profile(&[sinter::plan::Values::F32(&x[1..])], 1).is_err());
+}

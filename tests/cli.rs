@@ -72,6 +72,50 @@ fn bench_json_prints_one_object_per_batch() {
     }
 }
 
+/// `--profile` times each step: one line per step of the plan after each batch's line, in
+/// the plan's order, with the kernel `sinter plan` shows; the shares sum to one.
+#[test]
+fn bench_profile_times_every_step() {
+    let model = fixture("conv2d/mnist_convnet.keras");
+    let out = sinter(&[
+        "bench",
+        &model,
+        "--batch",
+        "2",
+        "--json",
+        "--seconds",
+        "0.05",
+        "--profile",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = s
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let plan = String::from_utf8_lossy(&sinter(&["plan", &model]).stdout).to_string();
+    let steps = &lines[1..];
+    assert_eq!(lines[0]["batch"], 2);
+    assert!(steps.len() >= 3, "{s}");
+    let mut share = 0.0;
+    for (i, v) in steps.iter().enumerate() {
+        assert_eq!(v["step"], i);
+        assert_eq!(v["batch"], 2);
+        assert!(v["us"].as_f64().unwrap() >= 0.0);
+        let kernel = v["kernel"].as_str().unwrap();
+        assert!(
+            plan.contains(kernel) && !kernel.is_empty(),
+            "{kernel:?} not in\n{plan}"
+        );
+        share += v["share"].as_f64().unwrap();
+    }
+    assert!((share - 1.0).abs() < 0.01, "shares sum to {share}");
+}
+
 #[test]
 fn run_reads_and_writes_npy_matching_the_library() {
     let x: Vec<f32> = (0..3 * 784)

@@ -122,6 +122,11 @@ impl fmt::Display for Plan {
 }
 
 impl Plan {
+    /// What step `i` runs, as `sinter plan`'s kernel column shows it (`None` past the last).
+    pub fn step_kernel(&self, i: usize) -> Option<String> {
+        self.steps.get(i).map(|s| self.describe(s).0)
+    }
+
     /// The kernel and epilogue columns of step `s`.
     fn describe(&self, s: &Step) -> (String, String) {
         match &s.kind {

@@ -604,7 +604,7 @@ impl Plan {
                     .collect();
                 &sliced
             };
-            session::run_checked(self, &mut arena, chunk, n, seq);
+            session::run_checked(self, &mut arena, chunk, n, seq, None);
             let got = session::outputs(self, &arena, n, seq);
             for (k, (buf, o)) in outputs.iter_mut().zip(&self.outputs).enumerate() {
                 let len = o.len_at(seq);

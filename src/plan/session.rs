@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::kernels::{self, ops};
 use crate::model::DType;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// One model input for [`Session::run_all`]: `batch x len` values, batch first.
 #[derive(Clone, Copy, Debug)]
@@ -245,6 +246,29 @@ impl Session {
         self.run_seq(seq, inputs)
     }
 
+    /// Runs `inputs` as [`run_all`](Self::run_all) does, `runs` times (at least once), and
+    /// returns each step's median wall time per run, in [`Plan::steps`]'s order: where a
+    /// run's time goes. The results are `run_all`'s; the timing costs two clock reads a step.
+    pub fn profile(&mut self, inputs: &[Values<'_>], runs: usize) -> Result<Vec<Duration>> {
+        let Session { plan, arena } = self;
+        let seq = plan.longest_seq();
+        let batch = check_inputs(plan, inputs, seq)?;
+        let steps = plan.steps.len();
+        let mut all = vec![Duration::ZERO; steps * runs.max(1)];
+        for times in all.chunks_exact_mut(steps.max(1)) {
+            run_checked(plan, arena, inputs, batch, seq, Some(times));
+        }
+        let mut column = Vec::with_capacity(runs.max(1));
+        Ok((0..steps)
+            .map(|i| {
+                column.clear();
+                column.extend(all.iter().skip(i).step_by(steps).copied());
+                column.sort_unstable();
+                column[column.len() / 2]
+            })
+            .collect())
+    }
+
     /// [`run_all`](Self::run_all) at a sequence of `seq` positions, within the plan's
     /// [`seq_range`](Plan::seq_range): every input and output whose first axis is the
     /// sequence has `len_at(seq)` values per sample ([`TensorInfo::len_at`]).
@@ -269,24 +293,26 @@ pub(crate) fn execute(
     seq: usize,
 ) -> Result<usize> {
     let batch = check_inputs(plan, inputs, seq)?;
-    run_checked(plan, arena, inputs, batch, seq);
+    run_checked(plan, arena, inputs, batch, seq, None);
     Ok(batch)
 }
 
-/// Runs `batch` samples of inputs already checked ([`check_values`]; `batch <= max_batch`).
+/// Runs `batch` samples of inputs already checked ([`check_values`]; `batch <= max_batch`),
+/// adding each step's wall time to `times` (one per step) if given.
 pub(crate) fn run_checked(
     plan: &Plan,
     arena: &mut [f32],
     inputs: &[Values<'_>],
     batch: usize,
     seq: usize,
+    mut times: Option<&mut [Duration]>,
 ) {
     match &plan.results {
         Some(results) if batch > plan.chunk => {
             let mut first = 0;
             while first < batch {
                 let b = plan.chunk.min(batch - first);
-                run_steps(plan, arena, inputs, (first, b), seq);
+                run_steps(plan, arena, inputs, (first, b), seq, times.as_deref_mut());
                 for (k, o) in plan.outputs.iter().enumerate() {
                     let (src, len) = (plan.output_locs[k], o.len_at(seq));
                     arena.copy_within(src..src + b * len, results[k] + first * len);
@@ -294,7 +320,7 @@ pub(crate) fn run_checked(
                 first += b;
             }
         }
-        _ => run_steps(plan, arena, inputs, (0, batch), seq),
+        _ => run_steps(plan, arena, inputs, (0, batch), seq, times),
     }
 }
 
@@ -411,6 +437,7 @@ fn run_steps(
     inputs: &[Values<'_>],
     (first, batch): (usize, usize),
     seq: usize,
+    mut times: Option<&mut [Duration]>,
 ) {
     let input = Inputs {
         all: inputs,
@@ -420,6 +447,23 @@ fn run_steps(
         seq,
     };
     for (i, step) in plan.steps.iter().enumerate() {
+        let start = times.is_some().then(Instant::now);
+        run_step(plan, arena, input, (i, step), (batch, seq));
+        if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
+            times[i] += start.elapsed();
+        }
+    }
+}
+
+/// Step `i` of a chunk of `batch` samples.
+fn run_step(
+    plan: &Plan,
+    arena: &mut [f32],
+    input: Inputs<'_>,
+    (i, step): (usize, &super::Step),
+    (batch, seq): (usize, usize),
+) {
+    {
         let (in_len, out_len) = (step.in_len.at(seq), step.out_len.at(seq));
         let (il, ol) = (batch * in_len, batch * out_len);
         match &step.kind {
@@ -510,7 +554,7 @@ fn run_steps(
                 };
                 let ids = input.all[k];
                 let limit = table.len() / dim;
-                let start = first * in_len;
+                let start = input.first * in_len;
                 let ids = (start..start + il).map(|i| ids.id(i, limit).unwrap_or(0));
                 ops::gather(table, *dim, ids, &mut arena[d..d + ol]);
             }

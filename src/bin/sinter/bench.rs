@@ -58,7 +58,7 @@ pub(crate) fn run(
     model_spec: &str,
     batches: &[usize],
     args: &PlanArgs,
-    json: bool,
+    (json, profile): (bool, bool),
     seconds: f64,
 ) -> Result<()> {
     let model = load_model(model_spec)?;
@@ -109,6 +109,38 @@ pub(crate) fn run(
                 100.0 * fraction
             );
         }
+        if profile {
+            let runs = (seconds / t.as_secs_f64().max(1e-9)).clamp(11.0, 100_000.0) as usize;
+            let times = session.profile(&crate::inputs::views(&x), runs)?;
+            print_profile(&plan, batch, &times, json);
+        }
     }
     Ok(())
+}
+
+/// Each step's median time per run at `batch`, and its share of their sum.
+fn print_profile(plan: &sinter::plan::Plan, batch: usize, times: &[Duration], json: bool) {
+    let total: f64 = times.iter().map(Duration::as_secs_f64).sum();
+    if !json {
+        say!("  profile at batch {batch}: median per run of each step");
+        say!("{:>9} {:>12} {:>7}  step: kernel", "#", "us", "share");
+    }
+    for (i, (step, t)) in plan.steps().iter().zip(times).enumerate() {
+        let us = t.as_secs_f64() * 1e6;
+        let share = t.as_secs_f64() / total.max(1e-12);
+        let kernel = plan.step_kernel(i).unwrap_or_default();
+        if json {
+            say!(
+                "{{\"batch\":{batch},\"step\":{i},\"name\":{},\"kernel\":{},\"us\":{us:.3},\"share\":{share:.4}}}",
+                serde_json::Value::from(step.name()),
+                serde_json::Value::from(kernel.as_str()),
+            );
+        } else {
+            say!(
+                "{i:>9} {us:>12.2} {:>6.1}%  {}: {kernel}",
+                100.0 * share,
+                step.name()
+            );
+        }
+    }
 }

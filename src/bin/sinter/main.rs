@@ -133,6 +133,9 @@ enum Command {
         /// Seconds of timed runs per batch size.
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
+        /// Also time each step (median per run, about as many runs): where the time goes.
+        #[arg(long)]
+        profile: bool,
     },
     /// Check the invariants on random inputs: fused == separate, threads, rows, ISA tiers.
     Verify {
@@ -411,7 +414,8 @@ fn main() -> ExitCode {
             plan,
             json,
             seconds,
-        }) => bench::run(&model, &batch, &plan, json, seconds),
+            profile,
+        }) => bench::run(&model, &batch, &plan, (json, profile), seconds),
         Some(Command::Verify {
             model,
             batch,
