@@ -59,6 +59,7 @@
 mod activation;
 #[cfg_attr(not(feature = "internals"), allow(dead_code))]
 mod attention;
+mod buffer;
 mod cache;
 #[cfg_attr(not(feature = "internals"), allow(dead_code))]
 mod call;
@@ -87,6 +88,7 @@ mod x86;
 
 pub use activation::{Activation, SELU_ALPHA, SELU_SCALE, UnknownActivation};
 pub use attention::NoKeys;
+pub use buffer::Buffer;
 pub use cache::Caches;
 pub use dispatch::TileShape;
 pub use passes::activation;

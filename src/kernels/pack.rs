@@ -13,7 +13,9 @@ pub struct PackedB {
     k: usize,
     n: usize,
     nr: usize,
-    data: Vec<f32>,
+    data: super::Buffer,
+    /// Matrices packed one after another, alike ([`pack_parts`](Self::pack_parts)).
+    parts: usize,
     /// Blocking chosen for these weights (tuned), else the machine's default per call.
     blocking: Option<Blocking>,
 }
@@ -245,9 +247,7 @@ impl PackedB {
             });
         }
         let (panel_len, len) = packed_len(k, n, nr)?;
-        let mut data = Vec::new();
-        data.try_reserve_exact(len).map_err(|_| too_large)?;
-        data.resize(len, 0.0f32);
+        let mut data = super::Buffer::zeroed(len).ok_or(too_large)?;
         let src = BSource::RowMajor {
             data: kernel,
             ld: n,
@@ -258,6 +258,51 @@ impl PackedB {
             n,
             nr,
             data,
+            parts: 1,
+            blocking: None,
+        })
+    }
+
+    /// `parts` row-major `K x N` kernels, one after another in `kernels`, packed as
+    /// [`pack`](Self::pack) packs each, into one buffer (a Winograd convolution's 16: one
+    /// mapping, on huge pages when large). [`part`](Self::part) views one.
+    pub fn pack_parts(
+        isa: Isa,
+        kernels: &[f32],
+        parts: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<Self, PackError> {
+        let nr = isa.nr_for(n);
+        let too_large = PackError::TooLarge { k, n };
+        let each = k.checked_mul(n).ok_or(too_large.clone())?;
+        let want = each.checked_mul(parts).ok_or(too_large.clone())?;
+        if kernels.len() != want || parts == 0 {
+            return Err(PackError::Length {
+                what: "kernels",
+                got: kernels.len(),
+                want,
+            });
+        }
+        let (panel_len, len) = packed_len(k, n, nr)?;
+        let total = len.checked_mul(parts).ok_or(too_large.clone())?;
+        let mut data = super::Buffer::zeroed(total).ok_or(too_large)?;
+        for (kernel, dst) in kernels
+            .chunks_exact(each.max(1))
+            .zip(data.chunks_exact_mut(len.max(1)))
+        {
+            let src = BSource::RowMajor {
+                data: kernel,
+                ld: n,
+            };
+            pack_into(src, k, n, nr, panel_len, dst);
+        }
+        Ok(PackedB {
+            k,
+            n,
+            nr,
+            data,
+            parts,
             blocking: None,
         })
     }
@@ -287,19 +332,35 @@ impl PackedB {
     pub fn bytes(&self) -> usize {
         self.data.len() * 4
     }
-    /// The packing, borrowed for a GEMM.
+    /// The packing, borrowed for a GEMM: its first part, the only one of a
+    /// [`pack`](Self::pack).
     pub fn view(&self) -> PackedBRef<'_> {
-        PackedBRef {
+        self.part(0).unwrap_or(PackedBRef {
             k: self.k,
             n: self.n,
             nr: self.nr,
-            data: &self.data,
+            data: &[],
             blocking: self.blocking,
-        }
+        })
+    }
+    /// Matrices packed here (1 but from [`pack_parts`](Self::pack_parts)).
+    pub fn parts(&self) -> usize {
+        self.parts
+    }
+    /// Part `i`, borrowed for a GEMM (`None` past the last).
+    pub fn part(&self, i: usize) -> Option<PackedBRef<'_>> {
+        let each = self.data.len() / self.parts.max(1);
+        (i < self.parts).then(|| PackedBRef {
+            k: self.k,
+            n: self.n,
+            nr: self.nr,
+            data: &self.data[i * each..(i + 1) * each],
+            blocking: self.blocking,
+        })
     }
     /// Drops values from the packing (to test that the driver's check catches it).
     #[cfg(test)]
     pub(crate) fn truncate(&mut self, len: usize) {
-        self.data.truncate(len);
+        self.data = super::Buffer::from_slice(&self.data[..len]).expect("a shorter copy");
     }
 }

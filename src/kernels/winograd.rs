@@ -92,8 +92,8 @@ pub struct Winograd {
 /// The packed `U[ξ]` and the epilogue of a [`Winograd`] convolution.
 #[derive(Clone, Copy, Debug)]
 pub struct WinogradWeights<'a> {
-    /// The 16 transformed kernels, packed (`ch x filters` each).
-    pub u: &'a [PackedB],
+    /// The 16 transformed kernels, packed (`ch x filters` each) as 16 parts.
+    pub u: &'a PackedB,
     /// Run on the outputs, in order (bias, activation, ...): elementwise only.
     pub ops: &'a [EpOp<'a>],
 }
@@ -180,7 +180,7 @@ impl Winograd {
         let samples = rows.end.div_ceil(self.patch_rows());
         assert!(x.len() >= samples * self.in_len());
         assert!(y.len() == self.out_at(rows.end) - self.out_at(rows.start));
-        assert!(w.u.len() == POSITIONS);
+        assert!(w.u.parts() == POSITIONS);
         let (c, f) = (self.ch, self.filters);
         let p = rows.len() * self.patch_cols();
         if p == 0 {
@@ -189,12 +189,12 @@ impl Winograd {
         let (v, rest) = scratch.split_at_mut(POSITIONS * p * c);
         let (m, edge) = rest.split_at_mut(POSITIONS * p * f);
         with_tier!(isa, |t| t.winograd_in(self, x, rows.clone(), v, edge));
-        for ((u, v), m) in
-            w.u.iter()
-                .zip(v.chunks_exact(p * c))
-                .zip(m.chunks_exact_mut(p * f))
+        let parts = (0..POSITIONS).filter_map(|i| w.u.part(i));
+        for ((u, v), m) in parts
+            .zip(v.chunks_exact(p * c))
+            .zip(m.chunks_exact_mut(p * f))
         {
-            Gemm::new(isa, p, ARows::new(v, c), u.view(), &[]).run(m, f);
+            Gemm::new(isa, p, ARows::new(v, c), u, &[]).run(m, f);
         }
         with_tier!(isa, |t| t.winograd_out(self, m, rows.clone(), y, w.ops));
     }

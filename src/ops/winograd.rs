@@ -48,8 +48,8 @@ pub(crate) struct WinogradStep {
     block: usize,
     /// The 16 transformed kernels, `[16][ch][filters]`, until packed.
     u: Vec<f32>,
-    /// Packed for `isa` (16 of them), once packed.
-    packed: Vec<PackedB>,
+    /// Packed for `isa` (16 parts), once packed.
+    packed: Option<PackedB>,
     isa: Option<Isa>,
     /// Bias, activations, ... (elementwise only).
     ops: Vec<EpOp<'static>>,
@@ -79,7 +79,7 @@ impl WinogradStep {
             geo,
             block,
             u: kernels::transform_kernel(kernel, c, f)?,
-            packed: Vec::new(),
+            packed: None,
             isa: None,
             ops,
         })
@@ -123,7 +123,7 @@ impl StepOp for WinogradStep {
         &self.ops
     }
     fn weight_bytes(&self) -> usize {
-        self.packed.iter().map(PackedB::bytes).sum()
+        self.packed.as_ref().map_or(0, PackedB::bytes)
     }
     fn flops(&self) -> usize {
         let g = &self.geo;
@@ -131,17 +131,13 @@ impl StepOp for WinogradStep {
     }
     fn pack(&self, isa: Isa) -> Option<Result<StepRef, String>> {
         let (c, f) = (self.geo.ch, self.geo.filters);
-        let packed = self
-            .u
-            .chunks_exact(c * f)
-            .map(|u| PackedB::pack(isa, u, c, f).map_err(|e| e.to_string()))
-            .collect::<Result<Vec<_>, _>>();
-        Some(packed.map(|packed| {
+        let packed = PackedB::pack_parts(isa, &self.u, kernels::POSITIONS, c, f);
+        Some(packed.map_err(|e| e.to_string()).map(|packed| {
             StepRef::new(WinogradStep {
                 geo: self.geo,
                 block: self.block,
                 u: Vec::new(),
-                packed,
+                packed: Some(packed),
                 isa: Some(isa),
                 ops: self.ops.clone(),
             })
@@ -149,10 +145,10 @@ impl StepOp for WinogradStep {
     }
     fn run(&self, isa: Isa, io: StepIo<'_>) {
         let g = &self.geo;
-        if self.isa != Some(isa) || self.packed.len() != kernels::POSITIONS {
+        let Some(u) = self.packed.as_ref().filter(|_| self.isa == Some(isa)) else {
             debug_assert!(false, "a Winograd step runs only as its plan packed it");
             return;
-        }
+        };
         let batch = io.batch();
         let pool = io.pool(batch * self.flops());
         let (ins, out, scratch) = io.scratch();
@@ -171,10 +167,7 @@ impl StepOp for WinogradStep {
             return;
         }
         let x = ins.get(0);
-        let w = WinogradWeights {
-            u: &self.packed,
-            ops: &self.ops,
-        };
+        let w = WinogradWeights { u, ops: &self.ops };
         let row = |b: usize| (b * block).min(total);
         let each = blocks / threads;
         let mut rest = out;

@@ -229,7 +229,7 @@ pub struct Plan {
     pub(crate) passes: Vec<&'static str>,
     /// Arenas of finished [`Plan::run`]s, kept for the next callers (at most
     /// [`POOLED_ARENAS`]).
-    pub(crate) idle: std::sync::Mutex<Vec<Vec<f32>>>,
+    pub(crate) idle: std::sync::Mutex<Vec<crate::kernels::Buffer>>,
     /// See [`CompileOptions::parallel_flops`].
     pub(crate) parallel_flops: usize,
     /// Steps run split into two or more parts, over the plan's life.

@@ -195,20 +195,17 @@ impl<'s> Outputs<'s> {
 #[derive(Debug)]
 pub struct Session {
     plan: Arc<Plan>,
-    arena: Vec<f32>,
+    arena: kernels::Buffer,
 }
 
 /// A zeroed arena for `plan`, or an error if the memory is not there.
-pub(crate) fn new_arena(plan: &Plan) -> Result<Vec<f32>> {
-    let mut arena = Vec::new();
-    arena.try_reserve_exact(plan.arena_len).map_err(|_| {
+pub(crate) fn new_arena(plan: &Plan) -> Result<kernels::Buffer> {
+    kernels::Buffer::zeroed(plan.arena_len).ok_or_else(|| {
         Error::Options(format!(
             "cannot allocate a {} byte arena (lower max_batch)",
             plan.arena_bytes()
         ))
-    })?;
-    arena.resize(plan.arena_len, 0.0);
-    Ok(arena)
+    })
 }
 
 impl Session {
