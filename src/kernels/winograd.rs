@@ -190,11 +190,16 @@ impl Winograd {
         let (m, edge) = rest.split_at_mut(POSITIONS * p * f);
         with_tier!(isa, |t| t.winograd_in(self, x, rows.clone(), v, edge));
         let parts = (0..POSITIONS).filter_map(|i| w.u.part(i));
-        for ((u, v), m) in parts
+        for (i, ((u, v), m)) in parts
             .zip(v.chunks_exact(p * c))
             .zip(m.chunks_exact_mut(p * f))
+            .enumerate()
         {
-            Gemm::new(isa, p, ARows::new(v, c), u, &[]).run(m, f);
+            // The next kernel streams into cache while this one computes.
+            let next = w.u.part(i + 1).map_or(&[][..], |n| n.data);
+            Gemm::new(isa, p, ARows::new(v, c), u, &[])
+                .then(next)
+                .run(m, f);
         }
         with_tier!(isa, |t| t.winograd_out(self, m, rows.clone(), y, w.ops));
     }
