@@ -11,8 +11,9 @@ use super::simd::Simd;
 use super::winograd::product;
 use super::{EpOp, KB};
 
-/// Filters per block: one tile's columns (two AVX-512 vectors, four AVX2 ones).
-pub const FILTER_BLOCK: usize = 32;
+/// Filters per block: one tile's columns (one AVX-512 vector, two AVX2 ones), so that a
+/// 16-filter stem (mobilenet's 3x3 over RGB) runs here too.
+pub const FILTER_BLOCK: usize = 16;
 
 /// One direct convolution's geometry over one sample: a padded input of `[rows, cols, ch]`,
 /// windows of `kernel` taps `(down, across)` (rows `dilation` apart, columns adjacent) from
@@ -114,19 +115,28 @@ impl DirectConv {
     }
 
     /// One sample `x` into `y`: `kernel` is the `K x filters` GEMM weights (row-major),
-    /// `ops` the epilogue (cheap ops only: bias, scale and shift, cheap activations). Tiles of
-    /// `R` output columns, `NV` vectors of `V` making a [`FILTER_BLOCK`]. With a pool, each
+    /// `ops` the epilogue (its cheap prefix on the registers, the rest on each stored row,
+    /// as the GEMM runs them; no `AddC`). Tiles of
+    /// `R` output columns by `NV` vectors of `V` (two [`FILTER_BLOCK`]s), or, for a last
+    /// single block, `RH` by `NH` vectors (one). With a pool, each
     /// pooled row's convolution rows go to `scratch` ([`scratch`](Self::scratch) values), then
     /// their max per window (the bits of [`PoolRects`] over the whole output).
     ///
     /// # Safety
-    /// `V`'s instruction set is available, and `NV * V::LANES == FILTER_BLOCK`.
+    /// `V`'s instruction set is available, `NV * V::LANES == 2 * FILTER_BLOCK` and `NH *
+    /// V::LANES == FILTER_BLOCK`.
     ///
     /// # Panics
     /// If the geometry is not [`valid`](Self::valid), `x`, `y` or `kernel` is not its size,
-    /// or an op is not cheap or does not hold `filters` values.
+    /// or an op is an `AddC` or does not hold `filters` values.
     #[inline(always)]
-    pub(crate) unsafe fn run<V: Simd, const NV: usize, const R: usize>(
+    pub(crate) unsafe fn run<
+        V: Simd,
+        const NV: usize,
+        const R: usize,
+        const NH: usize,
+        const RH: usize,
+    >(
         &self,
         kernel: &[f32],
         ops: &[EpOp<'_>],
@@ -135,12 +145,17 @@ impl DirectConv {
         scratch: &mut [f32],
     ) {
         let f = self.filters;
-        assert!(self.valid() && NV * V::LANES == FILTER_BLOCK);
+        assert!(self.valid() && NV * V::LANES == 2 * FILTER_BLOCK && NH * V::LANES == FILTER_BLOCK);
         assert!(x.len() == self.in_len() && y.len() == self.out_len());
         assert!(scratch.len() >= self.scratch());
         assert!(kernel.len() == self.k() * f);
         let (reg, rest) = split_register_ops(ops);
-        assert!(rest.is_empty() && ops.iter().all(|o| o.check(f).is_ok()));
+        assert!(ops.iter().all(|o| o.check(f).is_ok()));
+        // The ops past the register ones run on each stored row, as the GEMM runs them on
+        // its stored tile: elementwise activations over the whole row at once.
+        let elementwise = rest
+            .iter()
+            .all(|o| matches!(o, EpOp::Act(a) if !a.is_row_wise()));
         assert!(!ops.iter().any(|o| matches!(o, EpOp::AddC(_))));
         let mut all = [0; KB];
         self.offsets(&mut all);
@@ -162,33 +177,50 @@ impl DirectConv {
                 (1, 1) => &mut y[oy * line..][..line],
                 _ => &mut scratch[oy % ph * line..][..line],
             };
-            for fb in (0..f).step_by(FILTER_BLOCK) {
+            let mut fb = 0;
+            while fb < f {
+                // Two blocks at a time where there are two (fewer broadcasts per FMA).
+                let wide = fb + 2 * FILTER_BLOCK <= f;
                 let e = TileEpilogue {
                     reg,
                     l1: &[],
                     row: 0,
                     col: fb,
-                    cols: FILTER_BLOCK,
+                    cols: if wide { 2 * FILTER_BLOCK } else { FILTER_BLOCK },
                 };
                 let mut ox = 0;
                 while ox < self.out_cols {
                     let at = ox * f + fb;
                     let first = row + ox * step;
-                    // SAFETY: the ISA and NV are this function's contract; every window of the
-                    // output columns `ox..ox + R` (or `+ 1`) is inside `x` (`valid`, `x`
-                    // asserted), their outputs' filters `fb..fb + 32` inside the row `dst`,
-                    // the kernel holds K rows of `f`, the register ops are checked cheap
-                    // per-column ops.
+                    let out = &mut dst[at..];
+                    let args = (x, first, step, off, kernel, fb, f);
+                    // SAFETY: the ISA, NV and NH are this function's contract; every window
+                    // of the output columns `ox..ox + R` (`RH`, or `+ 1`) is inside `x`
+                    // (`valid`, `x` asserted), their outputs' filters `fb..fb + 32` (`+ 16`)
+                    // inside the row `dst`, the kernel holds K rows of `f`, the register ops
+                    // are checked cheap per-column ops.
                     unsafe {
-                        let out = &mut dst[at..];
-                        if ox + R <= self.out_cols {
-                            tile::<V, NV, R>(x, first, step, off, kernel, fb, f, &e, out);
-                            ox += R;
-                        } else {
-                            tile::<V, NV, 1>(x, first, step, off, kernel, fb, f, &e, out);
-                            ox += 1;
-                        }
+                        ox += match (wide, ox + R <= self.out_cols, ox + RH <= self.out_cols) {
+                            (true, true, _) => tile::<V, NV, R>(args, &e, out),
+                            (true, false, _) => tile::<V, NV, 1>(args, &e, out),
+                            (false, _, true) => tile::<V, NH, RH>(args, &e, out),
+                            (false, _, false) => tile::<V, NH, 1>(args, &e, out),
+                        };
                     }
+                }
+                fb += if wide { 2 * FILTER_BLOCK } else { FILTER_BLOCK };
+            }
+            for op in rest.iter().filter(|_| elementwise) {
+                if let EpOp::Act(a) = op {
+                    // SAFETY: the ISA is this function's contract.
+                    unsafe { V::act_slice(*a, dst) };
+                }
+            }
+            if !elementwise {
+                for out in dst.chunks_exact_mut(f) {
+                    // SAFETY: the ISA is this function's contract; no op reads a matrix
+                    // operand (asserted).
+                    unsafe { V::row_stage(rest, 0, out) };
                 }
             }
             if self.pool != (1, 1) && oy % ph == ph - 1 {
@@ -199,8 +231,19 @@ impl DirectConv {
     }
 }
 
+/// A tile's input and kernel: `(x, first, step, off, kernel, fb, f)`.
+type TileArgs<'a> = (
+    &'a [f32],
+    usize,
+    usize,
+    &'a [usize],
+    &'a [f32],
+    usize,
+    usize,
+);
+
 /// `R` outputs `step` values apart in the input (windows from `x[first..]`), filters `fb..fb
-/// + NV * LANES`: `acc = Σ_k x[.. + off[k]] * kernel[k][..]`, one FMA chain from zero, then the
+/// + NV * LANES`, returning `R`: `acc = Σ_k x[.. + off[k]] * kernel[k][..]`, one FMA chain from zero, then the
 /// register epilogue, stored `f` apart from `y[0]`.
 ///
 /// # Safety
@@ -208,18 +251,11 @@ impl DirectConv {
 /// `kernel` holds `off.len()` rows of `f` values and `fb + NV * LANES <= f`; `y` holds `(R -
 /// 1) * f + NV * LANES` values; `e` as [`register_epilogue`] requires.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn tile<V: Simd, const NV: usize, const R: usize>(
-    x: &[f32],
-    first: usize,
-    step: usize,
-    off: &[usize],
-    kernel: &[f32],
-    fb: usize,
-    f: usize,
+    (x, first, step, off, kernel, fb, f): TileArgs<'_>,
     e: &TileEpilogue<'_>,
     y: &mut [f32],
-) {
+) -> usize {
     let lanes = V::LANES;
     // SAFETY: the ISA (caller contract).
     let mut acc = [[unsafe { V::splat(0.0) }; NV]; R];
@@ -245,4 +281,5 @@ unsafe fn tile<V: Simd, const NV: usize, const R: usize>(
             unsafe { x.store(out.as_mut_ptr()) };
         }
     }
+    R
 }

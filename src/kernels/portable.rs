@@ -171,8 +171,8 @@ impl super::dispatch::Tier for PortableTier {
         y: &mut [f32],
         scratch: &mut [f32],
     ) {
-        // SAFETY: portable lanes need no CPU feature; 4 vectors of 8 make a filter block.
-        unsafe { d.run::<Portable, 4, 2>(kernel, ops, x, y, scratch) }
+        // SAFETY: portable lanes need no CPU feature; 4 and 2 vectors of 8 are 32 and 16.
+        unsafe { d.run::<Portable, 4, 2, 2, 4>(kernel, ops, x, y, scratch) }
     }
     fn winograd_in(
         self,

@@ -6,7 +6,7 @@
 //! Which convolutions: [`Conv2DConfig::direct`] decides when the layer lowers (the shape only)
 //! and marks the implicit-im2col GEMM it lowers to (`ConvAlgo::Direct`); the
 //! [`ConvSteps`](crate::passes::ConvSteps) pass makes it this step once batch norms are folded
-//! and activations fused (a GEMM it stays if its epilogue is not all cheap ops).
+//! and activations fused (a GEMM it stays if its epilogue adds a matrix).
 
 use super::conv2d::Conv2DConfig;
 use crate::kernels::{self, EpOp, FILTER_BLOCK, Isa, KB};
@@ -15,7 +15,7 @@ use crate::plan::{StepIo, StepOp};
 impl Conv2DConfig {
     /// Whether this layer, over `ch` input channels, runs as a direct loop: its windows'
     /// rows are shorter than an implicit im2col reads well (`run`: `kw * ch` values), K fits
-    /// one FMA chain, the filters are whole blocks.
+    /// one FMA chain, the filters are whole blocks of 16.
     pub(crate) fn direct(&self, ch: usize, short_runs: bool) -> bool {
         let k = self.kernel_size.0 * self.kernel_size.1 * ch;
         short_runs
@@ -33,13 +33,13 @@ pub(crate) struct DirectStep {
     geo: kernels::DirectConv,
     /// `K x filters`, as the GEMM's.
     kernel: Vec<f32>,
-    /// Bias, scale and shift, cheap activations.
+    /// Bias, scale and shift, activations (no `AddC`).
     ops: Vec<EpOp<'static>>,
 }
 
 impl DirectStep {
     /// The step for `geo`, with the layer's GEMM weights and epilogue; `None` if the geometry
-    /// or the weights do not fit, or an op is not cheap.
+    /// or the weights do not fit, or an op adds a matrix.
     pub(crate) fn new(
         geo: kernels::DirectConv,
         kernel: &[f32],
@@ -47,8 +47,8 @@ impl DirectStep {
     ) -> Option<DirectStep> {
         let f = geo.filters;
         let fits = geo.valid() && geo.k().checked_mul(f)? == kernel.len();
-        let cheap = ops.iter().all(|o| o.is_cheap() && o.check(f).is_ok());
-        (fits && cheap && !ops.iter().any(|o| matches!(o, EpOp::AddC(_)))).then(|| DirectStep {
+        let fit = ops.iter().all(|o| o.check(f).is_ok());
+        (fits && fit && !ops.iter().any(|o| matches!(o, EpOp::AddC(_)))).then(|| DirectStep {
             geo,
             kernel: kernel.to_vec(),
             ops,

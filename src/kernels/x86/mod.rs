@@ -299,8 +299,9 @@ fn direct_avx2(
     y: &mut [f32],
     scratch: &mut [f32],
 ) {
-    // SAFETY: features enabled on this function; 4 vectors of Avx2's lanes are 32.
-    unsafe { d.run::<Avx2, 4, 3>(kernel, ops, x, y, scratch) }
+    // SAFETY: features enabled on this function; 4 and 2 vectors of Avx2's lanes are 32
+    // and 16.
+    unsafe { d.run::<Avx2, 4, 3, 2, 6>(kernel, ops, x, y, scratch) }
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -336,8 +337,9 @@ fn direct_avx512(
     y: &mut [f32],
     scratch: &mut [f32],
 ) {
-    // SAFETY: features enabled on this function; 2 vectors of Avx512's lanes are 32.
-    unsafe { d.run::<Avx512, 2, 6>(kernel, ops, x, y, scratch) }
+    // SAFETY: features enabled on this function; 2 and 1 vectors of Avx512's lanes are 32
+    // and 16.
+    unsafe { d.run::<Avx512, 2, 6, 1, 12>(kernel, ops, x, y, scratch) }
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
