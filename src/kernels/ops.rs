@@ -86,7 +86,7 @@ impl Axis {
     }
 
     /// The input steps of output `o`'s taps inside the input, without dilation.
-    fn span(&self, o: usize) -> Range<usize> {
+    pub(crate) fn span(&self, o: usize) -> Range<usize> {
         let start = o * self.stride;
         let first = start.max(self.pad) - self.pad;
         let end = (start + self.size)

@@ -198,12 +198,7 @@ impl Window {
     ///
     /// [`sources`]: Window::sources
     pub fn span(&self, o: usize) -> std::ops::Range<usize> {
-        let start = o * self.stride;
-        let first = start.max(self.pad_left) - self.pad_left;
-        let end = (start + self.size)
-            .min(self.pad_left + self.len)
-            .saturating_sub(self.pad_left);
-        first..end.max(first)
+        self.axis().span(o)
     }
 
     /// The input steps of output step `o` that are not padding, in tap order: what
