@@ -82,9 +82,7 @@ impl ConvSteps {
             }
         }
     }
-}
 
-impl ConvSteps {
     /// Node `i`'s step with the max pool that is its only reader, and that reader.
     fn with_pool(g: &Graph<'_>, i: usize) -> Option<(usize, StepRef)> {
         if g.consumers(i) != 1 || g.is_output(i) {
