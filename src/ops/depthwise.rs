@@ -233,7 +233,7 @@ fn depthwise64(
 }
 
 /// The step: windows, weights `[taps, ch * mult]`, bias, activation.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct DepthwiseStep {
     window: Window2,
     ch: usize,
@@ -244,10 +244,22 @@ struct DepthwiseStep {
 }
 
 impl StepOp for DepthwiseStep {
+    fn with_activation(&self, act: Activation) -> Option<StepRef> {
+        (self.act == Activation::Linear && !act.is_row_wise()).then(|| {
+            StepRef::new(DepthwiseStep {
+                act,
+                ..self.clone()
+            })
+        })
+    }
     fn describe(&self) -> String {
         let (r, c) = (&self.window.rows, &self.window.cols);
+        let act = match self.act {
+            Activation::Linear => String::new(),
+            a => format!(", then {}", a.keras_name()),
+        };
         format!(
-            "depthwise {}x{} s{}x{} d{}x{} x{} (direct, over channels)",
+            "depthwise {}x{} s{}x{} d{}x{} x{} (direct, over channels){act}",
             r.size, c.size, r.stride, c.stride, r.dilation, c.dilation, self.mult
         )
     }

@@ -4,7 +4,9 @@
 //! `Dense(64, relu) -> BatchNormalization` as `bias, relu, scale+shift` on the registers, and
 //! `Dense(64) -> LayerNormalization` with the normalization as a row epilogue while the row is
 //! still in L1. A Dense holds at most one affine and one normalization (their constants live
-//! with its packed weights).
+//! with its packed weights). An activation whose producer is a step that can run it
+//! ([`StepOp::with_activation`](crate::plan::StepOp): a depthwise convolution) joins that
+//! step.
 
 use super::{Epi, Graph, Op, Pass, Prune};
 
@@ -16,8 +18,12 @@ impl FuseActivations {
         (0..g.nodes.len()).find_map(|i| {
             let step = g.nodes[i].op.as_epilogue()?;
             let src = g.nodes[i].inputs[0];
-            let Op::Dense { acts, .. } = &g.nodes[src].op else {
-                return None;
+            let acts = match (&g.nodes[src].op, &step) {
+                (Op::Dense { acts, .. }, _) => acts,
+                (Op::Step(s), Epi::Act(a)) if g.consumers(src) == 1 => {
+                    return s.0.with_activation(*a).map(|_| (i, src));
+                }
+                _ => return None,
             };
             let taken = |f: fn(&Epi<'_>) -> bool| f(&step) && acts.iter().any(f);
             let fits = !taken(|e| matches!(e, Epi::Affine { .. }))
@@ -37,8 +43,13 @@ impl Pass for FuseActivations {
             let step = g.nodes[i].op.as_epilogue().expect("candidate fuses");
             let name = g.nodes[i].name.clone();
             let dense = &mut g.nodes[src];
-            if let Op::Dense { acts, .. } = &mut dense.op {
-                acts.push(step);
+            match (&mut dense.op, &step) {
+                (Op::Dense { acts, .. }, _) => acts.push(step),
+                (Op::Step(s), Epi::Act(a)) => {
+                    let fused = s.0.with_activation(*a).expect("candidate fuses");
+                    dense.op = Op::Step(fused);
+                }
+                _ => {}
             }
             dense.name = format!("{}+{}", dense.name, name);
             g.rewire(i, src);

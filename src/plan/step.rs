@@ -76,6 +76,12 @@ pub(crate) trait StepOp: Send + Sync + fmt::Debug {
     fn max_pool(&self) -> Option<(usize, usize)> {
         None
     }
+    /// This step with the elementwise activation `act` run on its outputs as it writes them,
+    /// if it can run one ([`FuseActivations`](crate::passes::FuseActivations)); the bits are
+    /// the separate activation's.
+    fn with_activation(&self, _act: crate::kernels::Activation) -> Option<StepRef> {
+        None
+    }
     /// What the step runs on its outputs before they are stored, like a GEMM's epilogue (a
     /// Winograd convolution's bias and activations), for plan printouts.
     fn epilogue(&self) -> &[crate::kernels::EpOp<'static>] {
