@@ -9,26 +9,38 @@
 //! step.
 
 use super::{Epi, Graph, Op, Pass, Prune};
+use crate::plan::StepRef;
 
 /// Folds activations and normalizations into the producing Dense's epilogue.
 pub struct FuseActivations;
 
+/// What a candidate's producer takes: an epilogue step (a Dense), or its new self (a step).
+enum Fused<'m> {
+    Epilogue(Epi<'m>),
+    Step(StepRef),
+}
+
 impl FuseActivations {
-    fn candidate(g: &Graph<'_>) -> Option<(usize, usize)> {
+    /// The first node that fuses into its producer: its index, the producer's, and what the
+    /// producer takes.
+    fn candidate<'m>(g: &Graph<'m>) -> Option<(usize, usize, Fused<'m>)> {
         (0..g.nodes.len()).find_map(|i| {
             let step = g.nodes[i].op.as_epilogue()?;
             let src = g.nodes[i].inputs[0];
+            if g.consumers(src) != 1 {
+                return None;
+            }
             let acts = match (&g.nodes[src].op, &step) {
                 (Op::Dense { acts, .. }, _) => acts,
-                (Op::Step(s), Epi::Act(a)) if g.consumers(src) == 1 => {
-                    return s.0.with_activation(*a).map(|_| (i, src));
+                (Op::Step(s), Epi::Act(a)) => {
+                    return s.0.with_activation(*a).map(|f| (i, src, Fused::Step(f)));
                 }
                 _ => return None,
             };
             let taken = |f: fn(&Epi<'_>) -> bool| f(&step) && acts.iter().any(f);
             let fits = !taken(|e| matches!(e, Epi::Affine { .. }))
                 && !taken(|e| matches!(e, Epi::Norm(_)));
-            (fits && g.consumers(src) == 1).then_some((i, src))
+            fits.then_some((i, src, Fused::Epilogue(step)))
         })
     }
 }
@@ -39,19 +51,15 @@ impl Pass for FuseActivations {
     }
     fn run<'m>(&self, mut g: Graph<'m>) -> Graph<'m> {
         g = Prune.run(g);
-        while let Some((i, src)) = Self::candidate(&g) {
-            let step = g.nodes[i].op.as_epilogue().expect("candidate fuses");
+        while let Some((i, src, fused)) = Self::candidate(&g) {
             let name = g.nodes[i].name.clone();
-            let dense = &mut g.nodes[src];
-            match (&mut dense.op, &step) {
-                (Op::Dense { acts, .. }, _) => acts.push(step),
-                (Op::Step(s), Epi::Act(a)) => {
-                    let fused = s.0.with_activation(*a).expect("candidate fuses");
-                    dense.op = Op::Step(fused);
-                }
+            let producer = &mut g.nodes[src];
+            match (&mut producer.op, fused) {
+                (Op::Dense { acts, .. }, Fused::Epilogue(step)) => acts.push(step),
+                (op, Fused::Step(step)) => *op = Op::Step(step),
                 _ => {}
             }
-            dense.name = format!("{}+{}", dense.name, name);
+            producer.name = format!("{}+{}", producer.name, name);
             g.rewire(i, src);
             g = Prune.run(g);
         }
