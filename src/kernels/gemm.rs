@@ -297,6 +297,11 @@ unsafe fn fma_run<V: Simd, const R: usize, const NV: usize>(
 /// not keep up: cold weights cost a 128-row GEMM 7 to 10% of its time
 /// (`cargo bench --bench gemm -- gemm-cold`). Prefetches never fault and change no value, so
 /// the range is only a hint.
+/// Multiply-adds of the current GEMM per value of the next one's weights it may prefetch:
+/// an FMA peak of 100+ G multiply-adds a second against a few G values a second from the
+/// last-level cache.
+const PREFETCH_MACS_PER_FLOAT: usize = 16;
+
 #[derive(Clone, Copy)]
 struct Ahead {
     /// The next line to fetch.
@@ -499,8 +504,13 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                 (next_end - jc_end) * k * nr,
             )
         } else {
+            // No more than this call's arithmetic hides: a prefetch costs the bandwidth of
+            // a read, and one GEMM's worth of the next layer's weights behind a short GEMM
+            // (mobilenet_v3_small's last 1x1 conv before its 2.4 MB classifier) only
+            // moved the read into it, later than the hardware would have made it.
             let l2 = super::cache::Caches::get().l2 / 4;
-            (g.then.as_ptr(), g.then.len().min(l2))
+            let hidden = m * k * (g.panels.end - jc) * nr / PREFETCH_MACS_PER_FLOAT;
+            (g.then.as_ptr(), g.then.len().min(l2).min(hidden))
         };
         let mut lines = len / Ahead::LINE;
         let tiles = (passes * row_tiles * (jc_end - jc)).max(1);
