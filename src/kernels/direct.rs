@@ -225,7 +225,14 @@ impl DirectConv {
             }
             if self.pool != (1, 1) && oy % ph == ph - 1 {
                 let out = line / pw;
-                pool.run(&scratch[..ph * line], &mut y[oy / ph * out..][..out]);
+                // SAFETY: the ISA is this function's contract.
+                unsafe {
+                    pool.run::<V>(
+                        &scratch[..ph * line],
+                        &mut y[oy / ph * out..][..out],
+                        &mut [],
+                    )
+                };
             }
         }
     }

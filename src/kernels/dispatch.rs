@@ -39,8 +39,9 @@ pub(crate) trait Tier: Copy {
     fn fma_loop(self, iters: usize) -> f32;
     /// One sample's attention. `a.fits(out, scratch)` must hold.
     fn attend(self, a: &Attend<'_>, out: &mut [f32], scratch: &mut [f32]);
-    /// `l` over one sample `x` into `y`, the plain loop compiled for this tier.
-    fn plain<L: super::ops::PlainLoop>(self, l: &L, x: &[f32], y: &mut [f32]);
+    /// `l` over one sample `x` into `y` with its scratch, the plain loop compiled for this
+    /// tier.
+    fn plain<L: super::ops::PlainLoop>(self, l: &L, x: &[f32], y: &mut [f32], s: &mut [f32]);
     /// [`DirectConv`](super::direct::DirectConv) of one sample `x` into `y`, compiled for this
     /// tier.
     fn direct_conv(

@@ -113,11 +113,12 @@ mod internal {
     pub use super::operands::{ARows, MatRef, Segment};
     pub use super::pack::{BSource, PackError, PackedB, PackedBRef, pack_b, pack_b_len};
     pub use super::passes::direct_conv;
-    pub use super::passes::{affine, attention, norm_rows, plain, rows};
+    pub use super::passes::{affine, attention, norm_rows, rows};
     pub use super::winograd::{POSITIONS, Winograd, WinogradWeights, transform_kernel};
 }
 
 use dispatch::with_tier;
+pub(crate) use passes::plain;
 use std::fmt;
 use std::str::FromStr;
 

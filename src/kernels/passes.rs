@@ -6,10 +6,17 @@ use super::attention::Attend;
 use super::dispatch::with_tier;
 use super::{Activation, EpOp, Isa, RowNorm};
 
-/// A plain loop over one sample `x` into `y` (a depthwise convolution, a pool), compiled
-/// with `isa`'s instructions: the same bits on every tier ([`super::ops::PlainLoop`]).
-pub fn plain<L: super::ops::PlainLoop>(isa: Isa, l: &L, x: &[f32], y: &mut [f32]) {
-    with_tier!(isa, |t| t.plain(l, x, y))
+/// A plain loop over one sample `x` into `y` (a depthwise convolution, a pool) with its
+/// scratch, compiled with `isa`'s instructions: the same bits on every tier
+/// ([`super::ops::PlainLoop`]).
+pub(crate) fn plain<L: super::ops::PlainLoop>(
+    isa: Isa,
+    l: &L,
+    x: &[f32],
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
+    with_tier!(isa, |t| t.plain(l, x, y, scratch))
 }
 
 /// A direct convolution of one sample `x` into `y` (see [`super::DirectConv`]): the bits of

@@ -159,8 +159,9 @@ impl super::dispatch::Tier for PortableTier {
             unsafe { super::epilogue::row_ops::<Portable, Portable>(ops, r, row) };
         }
     }
-    fn plain<L: super::ops::PlainLoop>(self, l: &L, x: &[f32], y: &mut [f32]) {
-        l.run(x, y);
+    fn plain<L: super::ops::PlainLoop>(self, l: &L, x: &[f32], y: &mut [f32], s: &mut [f32]) {
+        // SAFETY: portable lanes need no CPU feature.
+        unsafe { l.run::<Portable>(x, y, s) };
     }
     fn direct_conv(
         self,

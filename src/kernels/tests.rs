@@ -933,3 +933,97 @@ mod properties {
         }
     }
 }
+
+/// The depthwise convolution over random geometry (kernel, stride, dilation, padding on
+/// either side, maps from 1x1 to 20x20 so that both the padded copy and the in-place border
+/// loop run), channel counts below, at and across a vector (the overlapping last block),
+/// multipliers and bias: every tier gives the bits of its definition, a chain of single-
+/// rounding multiply-adds over all taps in row-major order (zero for a tap in the padding),
+/// then the bias; a scratch full of NaN leaves no trace.
+mod depthwise {
+    use super::*;
+    use crate::kernels::ops::{Axis, Depthwise};
+    use proptest::prelude::*;
+
+    /// `(len, size, stride, dilation, pad before, pad after)` with at least one output.
+    fn axis() -> impl Strategy<Value = Axis> {
+        (
+            1usize..21,
+            1usize..6,
+            1usize..4,
+            1usize..3,
+            0usize..4,
+            0usize..4,
+        )
+            .prop_filter_map("an output", |(len, size, stride, dilation, pad, after)| {
+                let span = (size - 1) * dilation + 1;
+                let room = (len + pad + after).checked_sub(span)?;
+                let out = room / stride + 1;
+                Some(Axis {
+                    len,
+                    size,
+                    stride,
+                    dilation,
+                    pad: pad.min(span - 1),
+                    out,
+                })
+            })
+    }
+
+    /// The definition, one output value at a time.
+    fn oracle(d: &Depthwise<'_>, x: &[f32]) -> Vec<f32> {
+        let (r, c, ch, mult) = (d.rows, d.cols, d.ch, d.mult);
+        let n = ch * mult;
+        let at = |a: &Axis, o: usize, t: usize| {
+            (o * a.stride + t * a.dilation)
+                .checked_sub(a.pad)
+                .filter(|&i| i < a.len)
+        };
+        let mut y = Vec::with_capacity(r.out * c.out * n);
+        for oh in 0..r.out {
+            for ow in 0..c.out {
+                for k in 0..n {
+                    let mut s = 0.0f32;
+                    for i in 0..r.size {
+                        for j in 0..c.size {
+                            let v = match (at(&r, oh, i), at(&c, ow, j)) {
+                                (Some(h), Some(w)) => x[(h * c.len + w) * ch + k / mult],
+                                _ => 0.0,
+                            };
+                            s = v.mul_add(d.kernel[(i * c.size + j) * n + k], s);
+                        }
+                    }
+                    y.push(d.bias.map_or(s, |b| s + b[k]));
+                }
+            }
+        }
+        y
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn every_tier_gives_the_definition(
+            rows in axis(),
+            cols in axis(),
+            ch in prop_oneof![1usize..8, 8usize..18, 30usize..40],
+            mult in prop_oneof![Just(1usize), Just(1), 2usize..4],
+            bias in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let n = ch * mult;
+            let x = rand_vec(rows.len * cols.len * ch, seed);
+            let kernel = rand_vec(rows.size * cols.size * n, seed ^ 1);
+            let b = rand_vec(n, seed ^ 2);
+            let d = Depthwise { rows, cols, ch, mult, kernel: &kernel, bias: bias.then_some(&b[..]) };
+            let want = oracle(&d, &x);
+            for isa in Isa::available() {
+                let mut y = vec![f32::NAN; want.len()];
+                let mut scratch = vec![f32::NAN; d.scratch_len()];
+                plain(isa, &d, &x, &mut y, &mut scratch);
+                prop_assert_eq!(bits(&y), bits(&want), "{} {:?}", isa, d);
+            }
+        }
+    }
+}

@@ -11,7 +11,7 @@
 use super::pool::image;
 use super::{LayerOp, Lowering, Reference, one};
 use crate::error::{Error, Result};
-use crate::kernels::{Activation, Isa};
+use crate::kernels::{Activation, Buffer, Isa};
 use crate::model::{Padding, Window, Window2};
 use crate::passes::Op;
 use crate::plan::{StepIo, StepOp, StepRef};
@@ -87,7 +87,7 @@ impl LayerOp for DepthwiseConv2DConfig {
             window,
             ch: in_shape[2],
             mult: self.depth_multiplier,
-            kernel: weights.kernel,
+            kernel: aligned(&weights.kernel).map_err(|m| cx.fail(m))?,
             bias: weights.bias,
             act: self.activation,
         })))
@@ -174,7 +174,7 @@ impl LayerOp for SeparableConv2DConfig {
             window,
             ch: in_shape[2],
             mult,
-            kernel: self.depthwise_kernel.clone(),
+            kernel: aligned(&self.depthwise_kernel).map_err(|m| cx.fail(m))?,
             bias: None,
             act: Activation::Linear,
         };
@@ -232,15 +232,35 @@ fn depthwise64(
     Ok(y)
 }
 
+/// The weights in a buffer of their own, on a cache line (each tap's vector of channels is
+/// one load, not two).
+fn aligned(kernel: &[f32]) -> std::result::Result<Buffer, String> {
+    Buffer::from_slice(kernel).ok_or_else(|| format!("no memory for {} weights", kernel.len()))
+}
+
 /// The step: windows, weights `[taps, ch * mult]`, bias, activation.
 #[derive(Clone, Debug)]
 struct DepthwiseStep {
     window: Window2,
     ch: usize,
     mult: usize,
-    kernel: Vec<f32>,
+    kernel: Buffer,
     bias: Option<Vec<f32>>,
     act: Activation,
+}
+
+impl DepthwiseStep {
+    /// The kernel over this step's weights.
+    fn kernel(&self) -> crate::kernels::ops::Depthwise<'_> {
+        crate::kernels::ops::Depthwise {
+            rows: self.window.rows.axis(),
+            cols: self.window.cols.axis(),
+            ch: self.ch,
+            mult: self.mult,
+            kernel: &self.kernel,
+            bias: self.bias.as_deref(),
+        }
+    }
 }
 
 impl StepOp for DepthwiseStep {
@@ -275,18 +295,13 @@ impl StepOp for DepthwiseStep {
             )),
         }
     }
+    fn scratch(&self) -> usize {
+        self.kernel().scratch_len()
+    }
     fn run(&self, isa: Isa, io: StepIo<'_>) {
-        let (win, ch, mult) = (self.window, self.ch, self.mult);
-        let d = crate::kernels::ops::Depthwise {
-            rows: win.rows.axis(),
-            cols: win.cols.axis(),
-            ch,
-            mult,
-            kernel: &self.kernel,
-            bias: self.bias.as_deref(),
-        };
-        io.per_sample(|x, y| {
-            crate::kernels::plain(isa, &d, x, y);
+        let d = self.kernel();
+        io.per_sample_scratch(d.scratch_len(), |x, y, s| {
+            crate::kernels::plain(isa, &d, x, y, s);
             if self.act != Activation::Linear {
                 crate::kernels::activation(isa, self.act, y);
             }

@@ -370,7 +370,7 @@ impl StepOp for Pool {
                 cols: w.cols.axis(),
                 ch: self.ch,
             };
-            io.per_sample(|x, y| crate::kernels::plain(isa, &p, x, y));
+            io.per_sample(|x, y| crate::kernels::plain(isa, &p, x, y, &mut []));
             return;
         }
         let steps = io.input_len(0) / self.ch.max(1);

@@ -7,10 +7,9 @@ pub(crate) struct Arena {
     end: usize,
 }
 
-/// Block offsets are multiples of this many f32 (64 bytes) from the arena's start. The arena is
-/// a `Vec<f32>`, whose start the allocator aligns to 16 bytes only, so blocks are not
-/// cache-line aligned in memory; the kernels use unaligned loads and stores throughout (on
-/// AVX-512 a load that crosses a line costs more, but never a fault or a different bit).
+/// Block offsets are multiples of this many f32 (64 bytes) from the arena's start, which a
+/// [`crate::kernels::Buffer`] puts on a cache line: every block starts on one (the kernels'
+/// loads and stores are unaligned, but one that crosses a line costs two on AVX-512).
 const ALIGN: usize = 16;
 
 impl Arena {

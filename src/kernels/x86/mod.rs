@@ -42,9 +42,9 @@ impl Tier for Avx2Token {
         // SAFETY: the token proves AVX2+FMA.
         unsafe { affine_avx2(data, scale, shift) }
     }
-    fn plain<L: ops::PlainLoop>(self, l: &L, x: &[f32], y: &mut [f32]) {
+    fn plain<L: ops::PlainLoop>(self, l: &L, x: &[f32], y: &mut [f32], s: &mut [f32]) {
         // SAFETY: the token proves AVX2+FMA.
-        unsafe { plain_avx2(l, x, y) }
+        unsafe { plain_avx2(l, x, y, s) }
     }
     fn winograd_in(
         self,
@@ -125,9 +125,9 @@ impl Tier for Avx512Token {
         // SAFETY: the token proves AVX-512F.
         unsafe { affine_avx512(data, scale, shift) }
     }
-    fn plain<L: ops::PlainLoop>(self, l: &L, x: &[f32], y: &mut [f32]) {
+    fn plain<L: ops::PlainLoop>(self, l: &L, x: &[f32], y: &mut [f32], s: &mut [f32]) {
         // SAFETY: the token proves AVX-512F.
-        unsafe { plain_avx512(l, x, y) }
+        unsafe { plain_avx512(l, x, y, s) }
     }
     fn winograd_in(
         self,
@@ -286,8 +286,9 @@ pub(super) unsafe fn act_rows_avx512(
 }
 
 #[target_feature(enable = "avx2,fma")]
-fn plain_avx2<L: ops::PlainLoop>(l: &L, x: &[f32], y: &mut [f32]) {
-    l.run(x, y);
+fn plain_avx2<L: ops::PlainLoop>(l: &L, x: &[f32], y: &mut [f32], s: &mut [f32]) {
+    // SAFETY: features enabled on this function.
+    unsafe { l.run::<Avx2>(x, y, s) }
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -324,8 +325,9 @@ fn winograd_out_avx2(
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn plain_avx512<L: ops::PlainLoop>(l: &L, x: &[f32], y: &mut [f32]) {
-    l.run(x, y);
+fn plain_avx512<L: ops::PlainLoop>(l: &L, x: &[f32], y: &mut [f32], s: &mut [f32]) {
+    // SAFETY: features enabled on this function.
+    unsafe { l.run::<Avx512>(x, y, s) }
 }
 
 #[target_feature(enable = "avx512f,avx2,fma")]
