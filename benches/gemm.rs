@@ -30,6 +30,8 @@ fn gemm(c: &mut Criterion) {
         (128, 1536, 384),
         // mobilenet_v3_small's 1x1 convolutions at 224x224: short K, narrow N.
         (3136, 16, 72),
+        (3136, 16, 64),
+        (3136, 16, 80),
         (784, 72, 24),
         (784, 24, 88),
         (196, 40, 240),

@@ -116,19 +116,21 @@ struct APass {
     run: Option<usize>,
 }
 
-/// A full `R x NR` tile (`NR = NV * LANES`) over `kc` values of K: the K-sum in blocks of
+/// An `R x NR` tile (`NR = NV * LANES`) over `kc` values of K: the K-sum in blocks of
 /// [`KB`], each an FMA chain from zero added to the running sum in C (`first`: this call starts
 /// the sum). On the call that ends K (`epilogue` given), the last block's total stays in the
 /// registers: register ops, NaN made canonical, store, then the L1 ops on the stored rows.
-/// `REG`: the tile may have register ops (a partial tile never has: compiled without them).
+/// `REG`: a full tile, which may have register ops; the others (fewer rows, or a layer's
+/// last `cols < NR` columns) are compiled without them, and read and write only C's first
+/// `cols` columns (masked loads and stores for a part of a vector).
 ///
 /// # Safety
 /// `a.seg` indexes a segment, and the segments from it on add up to at least
 /// `a.pc + kc - a.seg_k` values; for `r < R`
 /// every value a segment addresses, `a.row[r * lda + offset + i]` for `i < len`, is readable;
 /// `b` readable for `kc * NR` values; `c` readable and writable at `r * ldc + j` for `r < R`,
-/// `j < NR`; the epilogue as [`register_epilogue`] and [`l1_epilogue`] require; `V`'s
-/// instruction set available.
+/// `j < cols` (`cols == NR` if `REG`, else `cols <= NR`); the epilogue as
+/// [`register_epilogue`] and [`l1_epilogue`] require; `V`'s instruction set available.
 #[cfg_attr(sinter_inline, inline(always))]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile<V: Simd, const R: usize, const NV: usize, const REG: bool>(
@@ -137,12 +139,17 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize, const REG: bool>(
     b: *const f32,
     c: *mut f32,
     ldc: usize,
+    cols: usize,
     mut first: bool,
     epilogue: Option<TileEpilogue<'_>>,
     ahead: &mut Ahead,
 ) {
     let lanes = V::LANES;
     let nr = NV * lanes;
+    // A full tile's width is a constant: its loads and stores compile without the checks.
+    let cols = if REG { nr } else { cols.min(nr) };
+    // The values of vector `v` of a row that are C's: all, some or none.
+    let live = |v: usize| cols.saturating_sub(v * lanes).min(lanes);
     let mut cursor = (a.seg, a.seg_k);
     // A block that straddles segments is staged here (R rows of KB values): a few copies per
     // KB x NR multiply-adds, and one FMA loop for every block.
@@ -167,8 +174,14 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize, const REG: bool>(
         if !first {
             for (r, row) in acc.iter_mut().enumerate() {
                 for (v, x) in row.iter_mut().enumerate() {
-                    // SAFETY: row r of C holds NR values (caller contract).
-                    *x = unsafe { V::load(c.add(r * ldc + v * lanes)) }.add(*x);
+                    let p = c.wrapping_add(r * ldc + v * lanes);
+                    // SAFETY: row r of C holds `cols` values (caller contract).
+                    let sum = match live(v) {
+                        n if n == lanes => unsafe { V::load(p) },
+                        0 => continue,
+                        n => unsafe { V::load_part(p, n) },
+                    };
+                    *x = sum.add(*x);
                 }
             }
         }
@@ -183,8 +196,13 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize, const REG: bool>(
         }
         for (r, row) in acc.iter().enumerate() {
             for (v, x) in row.iter().enumerate() {
+                let p = c.wrapping_add(r * ldc + v * lanes);
                 // SAFETY: as for the load above.
-                unsafe { x.store(c.add(r * ldc + v * lanes)) };
+                match live(v) {
+                    n if n == lanes => unsafe { x.store(p) },
+                    0 => {}
+                    n => unsafe { x.store_part(p, n) },
+                }
             }
         }
         first = false;
@@ -198,8 +216,8 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize, const REG: bool>(
     if let Some(e) = &epilogue
         && !e.l1.is_empty()
     {
-        // SAFETY: the caller's contract: C holds R rows of NR values.
-        unsafe { l1_epilogue::<V>(c, ldc, R, nr, e) };
+        // SAFETY: the caller's contract: C holds R rows of `cols` values.
+        unsafe { l1_epilogue::<V>(c, ldc, R, cols, e) };
     }
 }
 
@@ -338,45 +356,6 @@ fn prefetch(p: *const f32) {
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
-}
-
-/// A tile of `cols < NR` columns (the last panel of a layer whose width is not a multiple of
-/// NR): the full tile runs on a stack copy, whose padding columns see zero weights, and only
-/// the real columns go back to C. Its epilogue runs in L1, on the real columns.
-///
-/// # Safety
-/// As [`tile`], except that `c` is readable and writable only for `j < cols`, and the
-/// epilogue has no register ops.
-#[cfg_attr(sinter_inline, inline(always))]
-#[allow(clippy::too_many_arguments)]
-unsafe fn edge_tile<V: Simd, const R: usize, const NV: usize>(
-    kc: usize,
-    a: APass,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    first: bool,
-    epilogue: Option<TileEpilogue<'_>>,
-    ahead: &mut Ahead,
-) {
-    let nr = NV * V::LANES;
-    let mut buf = [0.0f32; 8 * 64];
-    debug_assert!(R * nr <= buf.len() && cols <= nr);
-    if !first {
-        for r in 0..R {
-            // SAFETY: row r of C holds `cols` values (caller contract); `buf` row r holds NR.
-            unsafe {
-                std::ptr::copy_nonoverlapping(c.add(r * ldc), buf.as_mut_ptr().add(r * nr), cols)
-            };
-        }
-    }
-    // SAFETY: `buf` holds R rows of NR values; the rest is the caller's contract.
-    unsafe { tile::<V, R, NV, false>(kc, a, b, buf.as_mut_ptr(), nr, first, epilogue, ahead) };
-    for r in 0..R {
-        // SAFETY: as above.
-        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr().add(r * nr), c.add(r * ldc), cols) };
-    }
 }
 
 macro_rules! dispatch_rows {
@@ -583,14 +562,14 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                             lines -= ahead.lines;
                             if cols == nr && rows == MR {
                                 tile::<V, MR, NV, true>(
-                                    kc, ap, bp, cp, g.ldc, first, epi, &mut ahead,
+                                    kc, ap, bp, cp, g.ldc, nr, first, epi, &mut ahead,
                                 );
-                            } else if cols == nr {
-                                // Fewer rows: the epilogue on the stored tile, not compiled
-                                // into every row count (the same bits). The crate's release
-                                // rebuild took 6 s less CPU (62-64 to 56-58 s); mnist-mlp at
-                                // batch 8 (two 4-row tiles) ran 1.5% slower, resnet18, the
-                                // MNIST convnet, mobilenet and ffn within noise.
+                            } else {
+                                // Fewer rows or columns: the epilogue on the stored tile, not
+                                // compiled into every row count (the same bits). The crate's
+                                // release rebuild took 6 s less CPU (62-64 to 56-58 s);
+                                // mnist-mlp at batch 8 (two 4-row tiles) ran 1.5% slower,
+                                // resnet18, the MNIST convnet, mobilenet and ffn within noise.
                                 let epi = epi.map(|e| TileEpilogue {
                                     reg: RegOps::NONE,
                                     l1: tile_ops,
@@ -600,14 +579,6 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                                     rows,
                                     MR,
                                     tile::<V, NV, false>(
-                                        kc, ap, bp, cp, g.ldc, first, epi, &mut ahead
-                                    )
-                                );
-                            } else {
-                                dispatch_rows!(
-                                    rows,
-                                    MR,
-                                    edge_tile::<V, NV>(
                                         kc, ap, bp, cp, g.ldc, cols, first, epi, &mut ahead
                                     )
                                 );

@@ -42,6 +42,33 @@ pub(crate) trait Simd: Copy {
     /// # Safety
     /// `p` must be valid for writing `LANES` f32 values (no alignment requirement).
     unsafe fn store(self, p: *mut f32);
+    /// The first `n` lanes from `p`, zeros in the rest (a layer's last columns).
+    ///
+    /// # Safety
+    /// This tier's instruction set is available; `n <= LANES <= 64`; `p` is valid for reading
+    /// `n` values.
+    #[cfg_attr(sinter_inline, inline(always))]
+    unsafe fn load_part(p: *const f32, n: usize) -> Self {
+        let mut buf = [0.0f32; 64];
+        // SAFETY: the caller's contract; `buf` holds LANES values.
+        unsafe {
+            std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n);
+            Self::load(buf.as_ptr())
+        }
+    }
+    /// Writes the first `n` lanes to `p`, nothing past them.
+    ///
+    /// # Safety
+    /// `n <= LANES <= 64`; `p` is valid for writing `n` values.
+    #[cfg_attr(sinter_inline, inline(always))]
+    unsafe fn store_part(self, p: *mut f32, n: usize) {
+        let mut buf = [0.0f32; 64];
+        // SAFETY: the caller's contract; `buf` holds LANES values.
+        unsafe {
+            self.store(buf.as_mut_ptr());
+            std::ptr::copy_nonoverlapping(buf.as_ptr(), p, n);
+        }
+    }
 
     fn add(self, o: Self) -> Self;
     fn sub(self, o: Self) -> Self;

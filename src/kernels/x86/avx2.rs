@@ -58,6 +58,18 @@ impl Simd for Avx2 {
         unsafe { _mm256_storeu_ps(p, self.0) }
     }
     #[cfg_attr(sinter_inline, inline(always))]
+    unsafe fn load_part(p: *const f32, n: usize) -> Self {
+        // SAFETY: masked-off lanes are not read (no fault); the caller guarantees `n`
+        // readable f32 at `p`; AVX per module invariant.
+        Avx2(unsafe { _mm256_maskload_ps(p, first_lanes(n)) })
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    unsafe fn store_part(self, p: *mut f32, n: usize) {
+        // SAFETY: masked-off lanes are not written; the caller guarantees `n` writable f32
+        // at `p`; AVX per module invariant.
+        unsafe { _mm256_maskstore_ps(p, first_lanes(n), self.0) }
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
     fn add(self, o: Self) -> Self {
         Avx2(avx2!(_mm256_add_ps(self.0, o.0)))
     }
@@ -133,4 +145,15 @@ impl Simd for Avx2 {
             Avx2(avx2!(_mm256_cvtepi32_ps(e))),
         )
     }
+}
+
+/// A mask of the first `n` of 8 lanes (the sign bit set), for the masked loads and stores.
+///
+/// # Safety
+/// AVX is available.
+#[cfg_attr(sinter_inline, inline(always))]
+unsafe fn first_lanes(n: usize) -> __m256i {
+    const IDS: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+    // SAFETY: 8 values from `8 - n` (n <= 8) are inside IDS; AVX is the caller's contract.
+    unsafe { _mm256_loadu_si256(IDS.as_ptr().add(8 - n.min(8)).cast()) }
 }

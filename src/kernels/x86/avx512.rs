@@ -58,6 +58,20 @@ impl Simd for Avx512 {
         unsafe { _mm512_storeu_ps(p, self.0) }
     }
     #[cfg_attr(sinter_inline, inline(always))]
+    unsafe fn load_part(p: *const f32, n: usize) -> Self {
+        let m = ((1u32 << n.min(16)) - 1) as __mmask16;
+        // SAFETY: masked-off lanes are not read (no fault); the caller guarantees `n`
+        // readable f32 at `p`; AVX-512 per module invariant.
+        Avx512(unsafe { _mm512_maskz_loadu_ps(m, p) })
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    unsafe fn store_part(self, p: *mut f32, n: usize) {
+        let m = ((1u32 << n.min(16)) - 1) as __mmask16;
+        // SAFETY: masked-off lanes are not written; the caller guarantees `n` writable f32
+        // at `p`; AVX-512 per module invariant.
+        unsafe { _mm512_mask_storeu_ps(p, m, self.0) }
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
     fn add(self, o: Self) -> Self {
         Avx512(avx512!(_mm512_add_ps(self.0, o.0)))
     }
