@@ -174,12 +174,17 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize, const REG: bool>(
         if !first {
             for (r, row) in acc.iter_mut().enumerate() {
                 for (v, x) in row.iter_mut().enumerate() {
-                    let p = c.wrapping_add(r * ldc + v * lanes);
-                    // SAFETY: row r of C holds `cols` values (caller contract).
-                    let sum = match live(v) {
-                        n if n == lanes => unsafe { V::load(p) },
-                        0 => continue,
-                        n => unsafe { V::load_part(p, n) },
+                    let (p, n) = (c.wrapping_add(r * ldc + v * lanes), live(v));
+                    if n == 0 {
+                        continue;
+                    }
+                    // SAFETY: row r of C holds `cols` values (caller contract), `n` of
+                    // them from `p`.
+                    let sum = unsafe {
+                        match n == lanes {
+                            true => V::load(p),
+                            false => V::load_part(p, n),
+                        }
                     };
                     *x = sum.add(*x);
                 }
@@ -196,12 +201,14 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize, const REG: bool>(
         }
         for (r, row) in acc.iter().enumerate() {
             for (v, x) in row.iter().enumerate() {
-                let p = c.wrapping_add(r * ldc + v * lanes);
+                let (p, n) = (c.wrapping_add(r * ldc + v * lanes), live(v));
                 // SAFETY: as for the load above.
-                match live(v) {
-                    n if n == lanes => unsafe { x.store(p) },
-                    0 => {}
-                    n => unsafe { x.store_part(p, n) },
+                unsafe {
+                    match n {
+                        0 => {}
+                        n if n == lanes => x.store(p),
+                        n => x.store_part(p, n),
+                    }
                 }
             }
         }
