@@ -280,11 +280,9 @@ pub(crate) unsafe fn apply_slice<V: Simd>(act: Activation, data: &mut [f32]) {
     }
     let tail = chunks.into_remainder();
     if !tail.is_empty() {
-        let mut buf = [0.0f32; 16];
-        buf[..tail.len()].copy_from_slice(tail);
-        // SAFETY: `buf` holds 16 >= LANES elements.
-        unsafe { apply(act, V::load(buf.as_ptr())).store(buf.as_mut_ptr()) };
-        tail.copy_from_slice(&buf[..tail.len()]);
+        let (p, n) = (tail.as_mut_ptr(), tail.len());
+        // SAFETY: `tail` holds n < LANES elements; the ISA is the caller's contract.
+        unsafe { apply(act, V::load_part(p, n)).store_part(p, n) };
     }
 }
 
