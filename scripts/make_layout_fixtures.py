@@ -163,6 +163,13 @@ def cases():
     def permute_rank4(g):
         return g.op("Relu", [g.op("Transpose", ["x"], perm=[0, 3, 1, 2])])
 
+    def image_conv(g):
+        # An RGB image's first convolution: the padding step reads it channels-first.
+        w = g.const(g.weights([16, 3, 3, 3], 27))
+        b = g.const(g.rng.normal(0, 0.1, [16]).astype(np.float32), "b")
+        y = g.op("Conv", ["x", w, b], kernel_shape=[3, 3], pads=[1, 2, 1, 0], strides=[1, 2])
+        return g.op("Relu", [y])
+
     def permute_keeps_order(g):
         return g.op("Transpose", ["x"], perm=[0, 1, 3, 2])
 
@@ -195,6 +202,7 @@ def cases():
         ("transpose_back", [7, 3], nat, "Transpose -> Conv -> Transpose -> Relu (control)", transpose_back),
         ("permute_rank4", [2, 3, 4], nat, "Transpose(0,3,1,2) of a rank-4 tensor -> Relu", permute_rank4),
         ("permute_rank4_last", [2, 3, 4], nat, "Transpose(0,1,3,2) of a rank-4 tensor", permute_keeps_order),
+        ("image_conv", [3, 5, 50], "channels-first image [N, C, H, W]", "RGB Conv 3x3 with pads -> Relu", image_conv),
     ]
 
 

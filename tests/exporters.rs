@@ -162,6 +162,21 @@ fn torchvision_models_match_torch() {
     check_all("torchvision", TORCHVISION_CASES);
 }
 
+/// An NCHW image enters through its first convolution's padding: the plan of torchvision's
+/// `mobilenet_v3_small` pads the channels-first input in one step and has no transpose (the
+/// values of that step against ONNX Runtime: `tests/onnx_layout.rs`, case `image_conv`).
+#[test]
+fn an_image_enters_through_its_padding() {
+    let path = fixtures("torchvision").join("tv_mobilenet.ts.onnx");
+    let model = sinter::io::load(path).unwrap();
+    let text = model
+        .compile(&CompileOptions::default())
+        .unwrap()
+        .to_string();
+    assert!(text.contains("of the channels-first input"), "{text}");
+    assert!(!text.contains("permute ["), "{text}");
+}
+
 /// The subgraphs exporters write for one activation or normalization are recognised (the
 /// model's origin line lists each pattern that matched), and a channel-major flatten costs
 /// no transpose: the PyTorch NCW model's plan has one transpose, folded into the first

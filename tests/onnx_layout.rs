@@ -6,6 +6,8 @@
 //! reading the buffer (`[N, C, W]`), and a global pooling's `[N, C, 1]` as `[N, C]`. Those are
 //! internal: the output must have ONNX's shape and values in ONNX's order. Every case checks
 //! the shape `summary()` and the plan report, and the values (fused and unfused) within 1e-5.
+//! `image_conv` is an RGB image's first convolution, padded on one side of its columns (not
+//! causal: 2-D), whose padding step reads the image channels-first.
 
 use serde_json::Value;
 use sinter::plan::CompileOptions;
@@ -27,7 +29,7 @@ fn npy(name: &str) -> (Vec<usize>, Vec<f32>) {
 }
 
 /// Cases of layout/manifest.json.
-const LAYOUT_CASES: usize = 25;
+const LAYOUT_CASES: usize = 26;
 
 #[test]
 fn every_tracked_layout_reaches_an_output_in_the_fixtures() {

@@ -49,6 +49,53 @@ pub fn pad_transposed(ch: usize, left: usize, right: usize, x: &[f32], y: &mut [
     }
 }
 
+/// A zero pad of one image read channels-first: `x` is `[ch, h, w]`, `y` `[top + h + bottom,
+/// left + w + right, ch]` (`rows = (top, bottom)`, `cols = (left, right)`). One pass over
+/// the image where a transpose and then a pad would be two.
+pub fn pad2d_channels_first(
+    ch: usize,
+    (h, w): (usize, usize),
+    rows: (usize, usize),
+    cols: (usize, usize),
+    x: &[f32],
+    y: &mut [f32],
+) {
+    let line = (cols.0 + w + cols.1) * ch;
+    let (top, rest) = y.split_at_mut(rows.0 * line);
+    let (body, bottom) = rest.split_at_mut(h * line);
+    top.fill(0.0);
+    bottom[..rows.1 * line].fill(0.0);
+    let plane = h * w;
+    for (r, out) in body.chunks_exact_mut(line.max(1)).enumerate() {
+        let (before, rest) = out.split_at_mut(cols.0 * ch);
+        let (mid, after) = rest.split_at_mut(w * ch);
+        before.fill(0.0);
+        after.fill(0.0);
+        let src = |c: usize| &x[c * plane + r * w..][..w];
+        match ch {
+            // An image's colors: one interleaving pass.
+            3 => interleave_rows([src(0), src(1), src(2)], mid),
+            1 => mid.copy_from_slice(src(0)),
+            _ => {
+                for c in 0..ch {
+                    for (px, &v) in mid.chunks_exact_mut(ch).zip(src(c)) {
+                        px[c] = v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `y[j * R + i] = rows[i][j]`.
+fn interleave_rows<const R: usize>(rows: [&[f32]; R], y: &mut [f32]) {
+    for (j, out) in y.chunks_exact_mut(R).enumerate() {
+        for (o, row) in out.iter_mut().zip(rows) {
+            *o = row[j];
+        }
+    }
+}
+
 /// One axis of a sliding window, in numbers (the caller's padding rule already applied): tap
 /// `t` of output `o` reads input step `o * stride + t * dilation - pad`, or padding outside
 /// `0..len`.
@@ -579,11 +626,7 @@ fn transpose(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
 /// [`transpose`] of `R` rows: `y[j * R + i] = x[i * cols + j]`.
 fn interleave<const R: usize>(cols: usize, x: &[f32], y: &mut [f32]) {
     let rows: [&[f32]; R] = std::array::from_fn(|i| &x[i * cols..][..cols]);
-    for (j, out) in y[..cols * R].chunks_exact_mut(R).enumerate() {
-        for (o, row) in out.iter_mut().zip(rows) {
-            *o = row[j];
-        }
-    }
+    interleave_rows(rows, &mut y[..cols * R]);
 }
 
 /// A depthwise convolution of one sample: `x` is `[rows.len, cols.len, ch]`, `y`
@@ -921,6 +964,30 @@ impl Depthwise<'_> {
 
 #[cfg(test)]
 mod tests {
+    /// The channels-first zero pad is the transpose, then the pad, for any channel count.
+    #[test]
+    fn channels_first_pad_is_a_transpose_then_a_pad() {
+        let (h, w, rows, cols) = (3, 5, (1, 2), (2, 0));
+        for ch in 1..6 {
+            let x: Vec<f32> = (0..ch * h * w).map(|i| i as f32 + 1.0).collect();
+            let mut t = vec![0.0; x.len()];
+            super::permute(&[ch, h, w], &[1, 2, 0], &x, &mut t);
+            let line = (cols.0 + w + cols.1) * ch;
+            let mut want = vec![0.0; (rows.0 + h + rows.1) * line];
+            for (r, row) in t.chunks_exact(w * ch).enumerate() {
+                super::pad(
+                    cols.0 * ch,
+                    cols.1 * ch,
+                    row,
+                    &mut want[(rows.0 + r) * line..],
+                );
+            }
+            let mut got = vec![f32::NAN; want.len()];
+            super::pad2d_channels_first(ch, (h, w), rows, cols, &x, &mut got);
+            assert_eq!(got, want, "{ch} channels");
+        }
+    }
+
     /// Every rotation of every small shape, against the definition: `y` at output index
     /// `(o_0, .., o_n)` holds `x` at the input index with `i[perm[d]] = o_d`.
     #[test]

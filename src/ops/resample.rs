@@ -250,22 +250,37 @@ impl Resample {
             map: self,
             input: (h, w, ch),
             out: (oh, ow),
+            channels_first: false,
         };
         Ok((Op::Step(StepRef::new(step)), vec![oh, ow, ch]))
     }
 }
 
 /// The step: each output position copied from its input position, or zeros.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct ResampleStep {
     map: Resample,
     input: (usize, usize, usize),
     out: (usize, usize),
+    /// Reads `[ch, h, w]` (a zero pad only: `StepOp::reading_channels_first`).
+    channels_first: bool,
 }
 
 impl StepOp for ResampleStep {
+    fn reading_channels_first(&self) -> Option<StepRef> {
+        let pads = matches!(self.map, Resample::ZeroPadding2D { .. });
+        (pads && !self.channels_first).then(|| {
+            StepRef::new(ResampleStep {
+                channels_first: true,
+                ..self.clone()
+            })
+        })
+    }
     fn describe(&self) -> String {
         match self.map {
+            Resample::ZeroPadding2D { rows, cols } if self.channels_first => {
+                format!("zero pad {rows:?} x {cols:?} of the channels-first input")
+            }
             Resample::ZeroPadding2D { rows, cols } => format!("zero pad {rows:?} x {cols:?}"),
             Resample::Cropping2D { rows, cols } => format!("crop {rows:?} x {cols:?}"),
             Resample::UpSampling2D { size } => format!("repeat {} x {}", size.0, size.1),
@@ -279,15 +294,26 @@ impl StepOp for ResampleStep {
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
         let (h, w, ch) = self.input;
+        let shape = match self.channels_first {
+            true => [ch, h, w],
+            false => [h, w, ch],
+        };
         match inputs {
-            [x] if *x == [h, w, ch] => Ok(vec![self.out.0, self.out.1, ch]),
-            _ => Err(format!("{} needs [{h}, {w}, {ch}]", self.describe())),
+            [x] if *x == shape => Ok(vec![self.out.0, self.out.1, ch]),
+            _ => Err(format!("{} needs {shape:?}", self.describe())),
         }
     }
     fn run(&self, _: Isa, io: StepIo<'_>) {
         let (h, w, ch) = self.input;
         let (oh, ow) = self.out;
         let (ins, out) = io.parts();
+        if let Resample::ZeroPadding2D { rows, cols } = self.map
+            && self.channels_first
+        {
+            return crate::kernels::ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
+                crate::kernels::ops::pad2d_channels_first(ch, (h, w), rows, cols, x, y)
+            });
+        }
         if let Resample::ZeroPadding2D { rows, cols } = self.map {
             // Whole rows: the input's rows between zero rows, each between zero columns.
             let (ir, or) = (w * ch, ow * ch);

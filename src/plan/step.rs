@@ -82,6 +82,12 @@ pub(crate) trait StepOp: Send + Sync + fmt::Debug {
     fn with_activation(&self, _act: crate::kernels::Activation) -> Option<StepRef> {
         None
     }
+    /// This step reading its one input channels-first (`[ch, rest..]` for the `[rest.., ch]`
+    /// it reads now), if it can: what lets it do the transpose before it, in the same pass
+    /// ([`TransposeIntoPad`](crate::passes::TransposeIntoPad)).
+    fn reading_channels_first(&self) -> Option<StepRef> {
+        None
+    }
     /// What the step runs on its outputs before they are stored, like a GEMM's epilogue (a
     /// Winograd convolution's bias and activations), for plan printouts.
     fn epilogue(&self) -> &[crate::kernels::EpOp<'static>] {

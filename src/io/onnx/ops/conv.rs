@@ -429,7 +429,8 @@ pub(super) fn window_padding_axis(
     }
     Ok(match (l, r) {
         (0, 0) => Padding::Valid,
-        (l, 0) if l == span - 1 => Padding::Causal,
+        // Keras has causal padding in 1-D only: a 2-D window padded on one side is explicit.
+        (l, 0) if axes == 1 && l == span - 1 => Padding::Causal,
         (l, r) if l == same_total / 2 && r == same_total - same_total / 2 => Padding::Same,
         (left, right) => Padding::Explicit { left, right },
     })
