@@ -253,7 +253,7 @@ fn verify_checks_the_named_outputs() {
 }
 
 /// Model files `fixture_models` lists.
-const FIXTURE_MODELS: usize = 246;
+const FIXTURE_MODELS: usize = 247;
 
 #[test]
 fn verify_passes_on_every_fixture() {
