@@ -63,6 +63,7 @@ mod buffer;
 mod cache;
 #[cfg_attr(not(feature = "internals"), allow(dead_code))]
 mod call;
+pub(crate) mod depthwise;
 #[cfg_attr(not(feature = "internals"), allow(dead_code))]
 mod direct;
 mod dispatch;

@@ -942,7 +942,8 @@ mod properties {
 /// then the bias; a scratch full of NaN leaves no trace.
 mod depthwise {
     use super::*;
-    use crate::kernels::ops::{Axis, Depthwise};
+    use crate::kernels::depthwise::Depthwise;
+    use crate::kernels::ops::Axis;
     use proptest::prelude::*;
 
     /// `(len, size, stride, dilation, pad before, pad after)` with at least one output.

@@ -251,8 +251,8 @@ struct DepthwiseStep {
 
 impl DepthwiseStep {
     /// The kernel over this step's weights.
-    fn kernel(&self) -> crate::kernels::ops::Depthwise<'_> {
-        crate::kernels::ops::Depthwise {
+    fn kernel(&self) -> crate::kernels::depthwise::Depthwise<'_> {
+        crate::kernels::depthwise::Depthwise {
             rows: self.window.rows.axis(),
             cols: self.window.cols.axis(),
             ch: self.ch,
