@@ -754,3 +754,40 @@ fn hostile_conv2d_configs_are_shape_errors() {
         .unwrap();
     assert_eq!(y.shape(), &[2, 2, 2]);
 }
+
+/// A DepthwiseConv2D's own softmax runs over each position's channels (Keras's last axis),
+/// as the f64 reference does, fused or not.
+#[test]
+fn depthwise_softmax_is_per_position() {
+    let x = Input::new(&[4, 5, 3]).unwrap();
+    let mut rng = SplitMix64::new(7);
+    let (w, b) = weights(&mut rng, 9, 6, true);
+    let y = DepthwiseConv2D::new((3, 3))
+        .padding(Padding::Same)
+        .depth_multiplier(2)
+        .activation(Activation::Softmax)
+        .weights(w, b)
+        .call(&x)
+        .unwrap();
+    let model = Model::new(&x, &y).unwrap();
+    let input: Vec<f32> = (0..2 * 60).map(|i| (i as f32 * 0.37).sin()).collect();
+    let want = sinter::reference::run(&model, &input).unwrap();
+    for fuse in [true, false] {
+        let got = run(
+            &model,
+            &input,
+            CompileOptions::new().fuse(fuse).max_batch(2),
+        );
+        assert_eq!(got.len(), want.len());
+        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (f64::from(g) - w).abs() <= 1e-6,
+                "fuse {fuse}, value {i}: {g} vs {w}"
+            );
+        }
+        // Each position's six channels sum to one.
+        for px in got.chunks_exact(6) {
+            assert!((px.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{px:?}");
+        }
+    }
+}

@@ -300,10 +300,15 @@ impl StepOp for DepthwiseStep {
     }
     fn run(&self, isa: Isa, io: StepIo<'_>) {
         let d = self.kernel();
+        let width = (self.ch * self.mult).max(1);
         io.per_sample_scratch(d.scratch_len(), |x, y, s| {
             crate::kernels::plain(isa, &d, x, y, s);
-            if self.act != Activation::Linear {
-                crate::kernels::activation(isa, self.act, y);
+            match self.act {
+                Activation::Linear => {}
+                // Keras's softmax of a feature map: over each position's channels (the
+                // whole sample as one row was a wrong answer).
+                act if act.is_row_wise() => crate::kernels::rows(isa, act, y, width),
+                act => crate::kernels::activation(isa, act, y),
             }
         });
     }
