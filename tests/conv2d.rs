@@ -759,7 +759,7 @@ fn hostile_conv2d_configs_are_shape_errors() {
 /// as the f64 reference does, fused or not.
 #[test]
 fn depthwise_softmax_is_per_position() {
-    let x = Input::new(&[4, 5, 3]).unwrap();
+    let x = Input::new([4, 5, 3]).unwrap();
     let mut rng = SplitMix64::new(7);
     let (w, b) = weights(&mut rng, 9, 6, true);
     let y = DepthwiseConv2D::new((3, 3))
