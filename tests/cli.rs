@@ -14,6 +14,17 @@ fn sinter(args: &[&str]) -> std::process::Output {
         .expect("runs")
 }
 
+/// `sinter args`, which must succeed (its stderr shown if not): its stdout.
+fn sinter_ok(args: &[&str]) -> String {
+    let out = sinter(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sinter-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -43,7 +54,7 @@ fn demo_prints_summary_both_plans_and_bit_identical() {
 
 #[test]
 fn bench_json_prints_one_object_per_batch() {
-    let out = sinter(&[
+    let s = sinter_ok(&[
         "bench",
         "builtin:mnist-mlp",
         "--batch",
@@ -54,12 +65,6 @@ fn bench_json_prints_one_object_per_batch() {
         "--threads",
         "1",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = s.lines().collect();
     assert_eq!(lines.len(), 2, "{s}");
     for (line, batch) in lines.iter().zip([1, 64]) {
@@ -77,7 +82,7 @@ fn bench_json_prints_one_object_per_batch() {
 #[test]
 fn bench_profile_times_every_step() {
     let model = fixture("conv2d/mnist_convnet.keras");
-    let out = sinter(&[
+    let s = sinter_ok(&[
         "bench",
         &model,
         "--batch",
@@ -87,12 +92,6 @@ fn bench_profile_times_every_step() {
         "0.05",
         "--profile",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<serde_json::Value> = s
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -96,6 +96,8 @@ impl Depthwise<'_> {
         if n == 0 || cols.out == 0 || rows.out == 0 {
             return;
         }
+        // The padded copy's size, 0 when the loop reads the sample in place.
+        let padded = self.scratch_len();
         let size = |parts: &[usize]| parts.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
         let holds = |len: usize, parts: &[usize]| size(parts).is_some_and(|s| len >= s);
         assert!(
@@ -103,16 +105,16 @@ impl Depthwise<'_> {
                 && holds(y.len(), &[rows.out, cols.out, n])
                 && holds(self.kernel.len(), &[rows.size, cols.size, n])
                 && self.bias.is_none_or(|b| b.len() >= n)
-                && scratch.len() >= self.scratch_len(),
+                && scratch.len() >= padded,
             "depthwise: buffers shorter than the geometry"
         );
         if mult != 1 || ch < V::LANES {
             return self.scalar(x, y);
         }
         let lanes = V::LANES;
-        let (d, x) = match self.copies() {
-            true => self.pad_into(x, &mut scratch[..self.scratch_len()]),
-            false => (*self, x),
+        let (d, x) = match padded {
+            0 => (*self, x),
+            len => self.pad_into(x, &mut scratch[..len]),
         };
         let (full_rows, full_cols) = (d.rows.full(), d.cols.full());
         let all_inside = full_rows.len() == rows.out && full_cols.len() == cols.out;
