@@ -6,6 +6,7 @@
 
 use std::ops::Range;
 
+use super::Isa;
 use super::simd::Simd;
 
 /// Runs a one-sample op over a batch: `x` and `y` each hold `batch` samples of equal length.
@@ -522,11 +523,93 @@ pub fn merge(op: Combine, x: &[f32], y: &mut [f32]) {
     })
 }
 
-/// `out = a (op) b`, elementwise: [`merge`] of `b` into a copy of `a`, in one pass.
-pub fn combine(op: Combine, a: &[f32], b: &[f32], out: &mut [f32]) {
-    per_combine!(op, |f| for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-        *o = canonical(f(a, b));
+/// `out = a (op) b` where `a` and `b` each repeat to `out`'s length: equal shapes, or one a
+/// block broadcast over leading axes (a squeeze-and-excitation block's `[1, 1, C]` scale
+/// against its `[H, W, C]` map). Add, subtract and multiply run on the tier's lanes; every
+/// tier gives the bits of [`combine`] (one IEEE operation, NaN canonical).
+///
+/// # Panics
+/// If `a` or `b` is empty while `out` is not, or its length does not divide `out`'s.
+pub(crate) fn combine_cyclic(isa: Isa, op: Combine, a: &[f32], b: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    let (la, lb) = (a.len(), b.len());
+    if n == 0 {
+        return;
+    }
+    assert!(
+        la > 0 && lb > 0 && n.is_multiple_of(la) && n.is_multiple_of(lb),
+        "combine of {la} and {lb} values into {n}"
+    );
+    let vector = matches!(op, Combine::Add | Combine::Sub | Combine::Mul);
+    if vector && (la == n || lb == n) {
+        let (full, row, row_first) = if la == n { (a, b, false) } else { (b, a, true) };
+        let l = Cyclic { op, row, row_first };
+        return super::plain(isa, &l, full, out, &mut []);
+    }
+    per_combine!(op, |f| for (i, o) in out.iter_mut().enumerate() {
+        *o = canonical(f(a[i % la], b[i % lb]));
     })
+}
+
+/// `y = x (op) row` (or `row (op) x`) for each `row.len()`-value block of `x`: the vector loop
+/// of [`combine_cyclic`].
+struct Cyclic<'a> {
+    op: Combine,
+    row: &'a [f32],
+    row_first: bool,
+}
+
+impl PlainLoop for Cyclic<'_> {
+    #[inline(always)]
+    unsafe fn run<V: Simd>(&self, x: &[f32], y: &mut [f32], _: &mut [f32]) {
+        // SAFETY (all three): the caller's contract, `V`'s instructions are available.
+        match self.op {
+            Combine::Add => unsafe { self.each::<V>(x, y, |a, b| a.add(b)) },
+            Combine::Sub => unsafe { self.each::<V>(x, y, |a, b| a.sub(b)) },
+            Combine::Mul => unsafe { self.each::<V>(x, y, |a, b| a.mul(b)) },
+            Combine::Max | Combine::Min => unreachable!("max and min run the scalar loop"),
+        }
+    }
+}
+
+impl Cyclic<'_> {
+    /// # Safety
+    /// `V`'s instruction set is available.
+    #[inline(always)]
+    unsafe fn each<V: Simd>(&self, x: &[f32], y: &mut [f32], f: impl Fn(V, V) -> V) {
+        let c = self.row.len();
+        assert!(c > 0 && x.len() == y.len() && x.len().is_multiple_of(c));
+        let lanes = V::LANES;
+        for (xs, ys) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
+            let mut j = 0;
+            while j < c {
+                let n = (c - j).min(lanes);
+                // SAFETY: `n` values from `j` are inside the row, this block of `x` and of
+                // `y` (each `c` long); the ISA is available (caller contract).
+                unsafe {
+                    let (xp, rp, yp) = (
+                        xs.as_ptr().add(j),
+                        self.row.as_ptr().add(j),
+                        ys.as_mut_ptr().add(j),
+                    );
+                    let (xv, rv) = match n == lanes {
+                        true => (V::load(xp), V::load(rp)),
+                        false => (V::load_part(xp, n), V::load_part(rp, n)),
+                    };
+                    let v = match self.row_first {
+                        true => f(rv, xv),
+                        false => f(xv, rv),
+                    };
+                    let v = super::math::canonical_nan(v, v);
+                    match n == lanes {
+                        true => v.store(yp),
+                        false => v.store_part(yp, n),
+                    }
+                }
+                j += lanes;
+            }
+        }
+    }
 }
 
 /// `v`, or the canonical NaN.

@@ -1028,3 +1028,53 @@ mod depthwise {
         }
     }
 }
+
+/// `combine_cyclic`: equal lengths or a block repeated over the other (either side, any
+/// length: below, at and across a vector), each op, NaN among the values: every tier gives
+/// one IEEE operation per value, NaN canonical.
+mod combine_cyclic {
+    use super::*;
+    use crate::kernels::ops::{Combine, combine_cyclic};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn every_tier_gives_each_value_its_operation(
+            row in 1usize..40,
+            repeats in 1usize..6,
+            row_first in any::<bool>(),
+            op in prop_oneof![
+                Just(Combine::Add), Just(Combine::Sub), Just(Combine::Mul),
+                Just(Combine::Max), Just(Combine::Min),
+            ],
+            seed in any::<u64>(),
+        ) {
+            let n = row * repeats;
+            let mut full = rand_vec(n, seed);
+            let mut block = rand_vec(row, seed ^ 1);
+            full[seed as usize % n] = f32::from_bits(0x7fc0_0123);
+            block[(seed >> 8) as usize % row] = -f32::NAN;
+            let (a, b) = if row_first { (&block, &full) } else { (&full, &block) };
+            let f = |x: f32, y: f32| match op {
+                Combine::Add => x + y,
+                Combine::Sub => x - y,
+                Combine::Mul => x * y,
+                Combine::Max if x.is_nan() || y.is_nan() => f32::NAN,
+                Combine::Max => x.max(y),
+                Combine::Min if x.is_nan() || y.is_nan() => f32::NAN,
+                Combine::Min => x.min(y),
+            };
+            let want: Vec<f32> = (0..n)
+                .map(|i| f(a[i % a.len()], b[i % b.len()]))
+                .map(|v| if v.is_nan() { f32::NAN } else { v })
+                .collect();
+            for isa in Isa::available() {
+                let mut y = vec![0.5f32; n];
+                combine_cyclic(isa, op, a, b, &mut y);
+                prop_assert_eq!(bits(&y), bits(&want), "{} {:?}", isa, op);
+            }
+        }
+    }
+}

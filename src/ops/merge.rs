@@ -158,7 +158,7 @@ impl StepOp for MergeStep {
             )),
         }
     }
-    fn run(&self, _: Isa, io: StepIo<'_>) {
+    fn run(&self, isa: Isa, io: StepIo<'_>) {
         let (ins, out) = io.parts();
         let op = match self.0 {
             Merge::Add | Merge::Average => ops::Combine::Add,
@@ -168,35 +168,24 @@ impl StepOp for MergeStep {
             Merge::Minimum => ops::Combine::Min,
         };
         let n = ins.count();
-        if (0..n).all(|i| ins.get(i).len() == out.len()) {
+        // Per sample: an input broadcast over leading axes (`[1, 1, C]` against `[H, W, C]`)
+        // repeats as a block over the sample.
+        let batch = ins.batch().max(1);
+        let len = out.len() / batch;
+        for (s, y) in out.chunks_exact_mut(len.max(1)).enumerate() {
+            let part = |i: usize| {
+                let per = ins.get(i).len() / batch;
+                &ins.get(i)[s * per..][..per]
+            };
             match n {
                 0 => {}
-                1 => out.copy_from_slice(ins.get(0)),
-                _ => ops::combine(op, ins.get(0), ins.get(1), out),
+                1 => y.copy_from_slice(part(0)),
+                _ => ops::combine_cyclic(isa, op, part(0), part(1), y),
             }
             for i in 2..n {
-                ops::merge(op, ins.get(i), out);
-            }
-        } else {
-            // A broadcast input (`[1, 1, C]` against `[H, W, C]`) repeats over each sample.
-            let batch = ins.batch().max(1);
-            let len = out.len() / batch;
-            for (s, y) in out.chunks_exact_mut(len.max(1)).enumerate() {
-                let part = |i: usize| {
-                    let per = ins.get(i).len() / batch;
-                    &ins.get(i)[s * per..][..per]
-                };
-                for (block, x) in y
-                    .chunks_mut(part(0).len().max(1))
-                    .zip(std::iter::repeat(part(0)))
-                {
-                    block.copy_from_slice(&x[..block.len()]);
-                }
-                for i in 1..n {
-                    let x = part(i);
-                    for block in y.chunks_mut(x.len().max(1)) {
-                        ops::merge(op, &x[..block.len()], block);
-                    }
+                let x = part(i);
+                for block in y.chunks_mut(x.len().max(1)) {
+                    ops::merge(op, &x[..block.len()], block);
                 }
             }
         }

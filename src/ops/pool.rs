@@ -385,8 +385,22 @@ impl StepOp for Pool {
             }
             return;
         }
+        if steps == 0 {
+            ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
+                ops::pool(self.max, self.ch, |_| 0..0, x, y)
+            });
+            return;
+        }
+        // One window over every step (as many as this run's sequence has): the tier's lanes
+        // over the channels, the taps in order (the bits of `ops::pool`).
+        let p = ops::PoolRects {
+            max: self.max,
+            rows: ops::Axis::whole(1, 1),
+            cols: ops::Axis::whole(steps, steps),
+            ch: self.ch,
+        };
         ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
-            ops::pool(self.max, self.ch, |_| 0..steps, x, y)
+            crate::kernels::plain(isa, &p, x, y, &mut [])
         });
     }
 }
