@@ -4,6 +4,10 @@
 
 use super::ops::{Axis, PlainLoop};
 use super::simd::Simd;
+use std::ops::Range;
+
+/// Bytes of L1 a group's input pixels may take (of 32 to 48 KiB).
+const L1_SHARE: usize = 16 << 10;
 
 /// A depthwise convolution of one sample: `x` is `[rows.len, cols.len, ch]`, `y`
 /// `[rows.out, cols.out, ch * mult]`, `kernel` `[rows.size * cols.size, ch * mult]` (output
@@ -15,13 +19,16 @@ use super::simd::Simd;
 /// the same bits.
 ///
 /// With one output per channel and at least a vector of channels (every depthwise
-/// convolution of a MobileNet), a vector of channels runs over 8 output positions at a time,
-/// each tap's weights loaded once for all 8 and the sums kept in registers; the last block of
-/// channels overlaps the one before it (recomputing the same values) instead of a scalar
-/// tail. Positions with a tap in the padding run one at a time, unless they are many (a
-/// small map: [`copies`](Self::copies)); then the sample is first copied into the scratch
-/// with its zeros written out ([`scratch_len`](Self::scratch_len) values) and every position
-/// runs 8 at a time, across rows. Other shapes run a scalar loop.
+/// convolution of a MobileNet), 8 output positions run at a time, each tap's weights loaded
+/// once for all 8 and the sums kept in registers, every vector of channels of a chunk in turn
+/// (the chunk sized so the group's input pixels stay in L1); the last vector of channels
+/// overlaps the one before it (recomputing the same values) instead of a scalar tail. Groups
+/// run along the interior of each row; a border row's interior runs 8 at a time too, as
+/// does a border column's down the column (a tap in the padding adds `0 x w` to all 8), and
+/// only the corners run alone. A small map (under two thirds of the outputs inside:
+/// [`copies`](Self::copies)) is first copied into the scratch with its zeros written out
+/// ([`scratch_len`](Self::scratch_len) values) and runs 8 at a time in output order, across
+/// rows. Other shapes run a scalar loop.
 #[derive(Clone, Copy, Debug)]
 pub struct Depthwise<'a> {
     /// Down the rows.
@@ -36,6 +43,17 @@ pub struct Depthwise<'a> {
     pub kernel: &'a [f32],
     /// `ch * mult` values, if any.
     pub bias: Option<&'a [f32]>,
+}
+
+/// Output positions the vector loop runs together.
+#[derive(Clone, Copy)]
+enum Line {
+    /// From output `(oh, ow)` on, in output order (across rows), every tap inside the input.
+    Output(usize, usize),
+    /// From `(oh, ow)` along the row, every column's taps inside the input.
+    Across(usize, usize),
+    /// From `(oh, ow)` down the column, every row's taps inside the input.
+    Down(usize, usize),
 }
 
 impl PlainLoop for Depthwise<'_> {
@@ -111,47 +129,79 @@ impl Depthwise<'_> {
         if mult != 1 || ch < V::LANES {
             return self.scalar(x, y);
         }
-        let lanes = V::LANES;
         let (d, x) = match padded {
             0 => (*self, x),
             len => self.pad_into(x, &mut scratch[..len]),
         };
-        let (full_rows, full_cols) = (d.rows.full(), d.cols.full());
-        let all_inside = full_rows.len() == rows.out && full_cols.len() == cols.out;
+        // Channels in chunks whose share of a group's input rows (8 positions' windows) stays
+        // well inside L1: every vector of channels of a group runs while its pixels are
+        // there, and a wide map is not read a vector of channels at a time.
+        let lanes = V::LANES;
+        let window = rows.size * (8 * cols.stride + cols.size * cols.dilation);
+        let per_block = window.saturating_mul(lanes * 4).max(1);
+        let chunk = (L1_SHARE / per_block).max(1) * lanes;
         let mut c0 = 0;
-        loop {
-            // The last block ends at the last channel (overlapping the one before).
-            let c = c0.min(ch - lanes);
-            // SAFETY (every call below): `V` is available; positions in `full_rows` x
-            // `full_cols` have every tap inside `x`, and `border` reads only taps inside it;
-            // channels `c..c + lanes` are below `ch`, the positions below `rows.out *
-            // cols.out`: inside the buffers checked above.
-            if all_inside {
-                // Groups of positions in output order, across rows.
-                let (mut o, last) = (0, rows.out * cols.out);
-                while o < last {
-                    // SAFETY: as above.
-                    o += unsafe { d.group::<V>(x, c, o, last - o, y) };
-                }
-            } else {
-                for oh in 0..rows.out {
-                    let mut ow = 0;
-                    while ow < cols.out {
-                        let o = oh * cols.out + ow;
-                        ow += if full_rows.contains(&oh) && full_cols.contains(&ow) {
-                            // SAFETY: as above.
-                            unsafe { d.group::<V>(x, c, o, full_cols.end - ow, y) }
-                        } else {
-                            // SAFETY: as above.
-                            unsafe { d.border::<V>(x, c, oh, ow, y) }
-                        };
-                    }
-                }
+        while c0 < ch {
+            let cs = c0..(c0 + chunk).min(ch);
+            // SAFETY: `V` is available; `x`, `y` are checked above, `V::LANES <= ch`.
+            unsafe { d.sweep::<V>(x, cs.clone(), y) };
+            c0 = cs.end;
+        }
+    }
+
+    /// Channels `cs` of every output, in groups of positions.
+    ///
+    /// # Safety
+    /// `V`'s instruction set is available; `x` and `y` hold the sample (its padding written
+    /// out if `self` has none left) and its output; `V::LANES <= ch`, `cs` inside `0..ch`.
+    #[inline(always)]
+    unsafe fn sweep<V: Simd>(&self, x: &[f32], cs: Range<usize>, y: &mut [f32]) {
+        let (d, rows, cols) = (self, self.rows, self.cols);
+        let (full_rows, full_cols) = (rows.full(), cols.full());
+        let all_inside = full_rows.len() == rows.out && full_cols.len() == cols.out;
+        // SAFETY (every call below): `V` is available; positions in `full_rows` x
+        // `full_cols` have every tap inside `x`, and `strip` reads only taps inside it; the
+        // positions are below `rows.out * cols.out`: inside the buffers checked above.
+        if all_inside {
+            // Groups of positions in output order, across rows.
+            let (mut o, last) = (0, rows.out * cols.out);
+            while o < last {
+                // SAFETY: as above.
+                let (oh, ow) = (o / cols.out, o % cols.out);
+                o += unsafe { d.group::<V>(x, cs.clone(), Line::Output(oh, ow), last - o, y) };
             }
-            if c + lanes >= ch {
-                break;
+            return;
+        }
+        let clamp = |r: std::ops::Range<usize>, n: usize| r.start.min(n)..r.end.min(n);
+        let (inner_rows, inner_cols) = (clamp(full_rows, rows.out), clamp(full_cols, cols.out));
+        let outer_cols = || (0..inner_cols.start).chain(inner_cols.end..cols.out);
+        for oh in 0..rows.out {
+            // The row's interior columns, a border row's with its taps in the padding.
+            let inside = inner_rows.contains(&oh);
+            let mut ow = inner_cols.start;
+            while ow < inner_cols.end {
+                let line = match inside {
+                    true => Line::Output(oh, ow),
+                    false => Line::Across(oh, ow),
+                };
+                // SAFETY: as above.
+                ow += unsafe { d.group::<V>(x, cs.clone(), line, inner_cols.end - ow, y) };
             }
-            c0 += lanes;
+            // A border row's border columns (the corners), one at a time.
+            for ow in outer_cols().filter(|_| !inside) {
+                // SAFETY: as above.
+                unsafe { d.line::<V, 1>(x, cs.clone(), Line::Across(oh, ow), y) };
+            }
+        }
+        // The border columns of the interior rows, down each column.
+        for ow in outer_cols() {
+            let mut oh = inner_rows.start;
+            while oh < inner_rows.end {
+                // SAFETY: as above.
+                oh += unsafe {
+                    d.group::<V>(x, cs.clone(), Line::Down(oh, ow), inner_rows.end - oh, y)
+                };
+            }
         }
     }
 
@@ -181,128 +231,166 @@ impl Depthwise<'_> {
         (d, scratch)
     }
 
-    /// [`positions`](Self::positions) of as many of the next `left` positions as one group
-    /// takes (8, 4, 2 or 1). Returns how many.
+    /// As many of the next `left` positions of `line` as one group takes (8, 4, 2 or 1):
+    /// [`positions`](Self::positions) or [`strip`](Self::strip). Returns how many.
     ///
     /// # Safety
-    /// As `positions` for the group.
+    /// As those for the group.
     #[inline(always)]
     unsafe fn group<V: Simd>(
         &self,
         x: &[f32],
-        c: usize,
-        o: usize,
+        cs: Range<usize>,
+        line: Line,
         left: usize,
         y: &mut [f32],
     ) -> usize {
         // SAFETY: the caller's contract.
         unsafe {
             match left {
-                8.. => self.positions::<V, 8>(x, c, o, y),
-                4.. => self.positions::<V, 4>(x, c, o, y),
-                2.. => self.positions::<V, 2>(x, c, o, y),
-                _ => self.positions::<V, 1>(x, c, o, y),
+                8.. => self.line::<V, 8>(x, cs, line, y),
+                4.. => self.line::<V, 4>(x, cs, line, y),
+                2.. => self.line::<V, 2>(x, cs, line, y),
+                _ => self.line::<V, 1>(x, cs, line, y),
             }
         }
     }
 
-    /// Channels `c..c + V::LANES` of the `P` output positions from `o` (row-major over the
-    /// output, so a group may span rows). Returns `P`.
+    /// Every channel of `P` positions of `line`, a vector of channels at a time (the last
+    /// block ending at the last channel, overlapping the one before): where the positions'
+    /// taps and outputs are is worked out once for all the blocks. Returns `P`.
     ///
     /// # Safety
-    /// `V`'s instruction set is available; every tap of the `P` positions is inside `x`,
-    /// `x` and `y` hold the sample and its output, `c + V::LANES <= ch`.
+    /// `V`'s instruction set is available; `x` and `y` hold the sample and its output, `V::
+    /// LANES <= ch`; the `P` positions of `line` are outputs and, for [`Line::Output`],
+    /// have every tap inside `x`; for the others, across the line every tap inside the input
+    /// on the axis the line runs along.
     #[inline(always)]
-    unsafe fn positions<V: Simd, const P: usize>(
+    unsafe fn line<V: Simd, const P: usize>(
         &self,
         x: &[f32],
-        c: usize,
-        o: usize,
+        cs: Range<usize>,
+        line: Line,
         y: &mut [f32],
     ) -> usize {
         let (rows, cols, ch) = (self.rows, self.cols, self.ch);
-        let (row_step, col_step) = (rows.dilation * cols.len * ch, cols.dilation * ch);
-        let (mut oh, mut ow) = (o / cols.out, o % cols.out);
-        // Each position's first tap (inside the input: the contract).
-        let first: [usize; P] = std::array::from_fn(|_| {
-            let r = oh * rows.stride - rows.pad;
-            let at = (r * cols.len + ow * cols.stride - cols.pad) * ch + c;
-            ow += 1;
-            if ow == cols.out {
-                (oh, ow) = (oh + 1, 0);
-            }
-            at
-        });
-        // SAFETY: the caller's contract.
-        unsafe {
-            let xp = x.as_ptr();
-            let starts = first.map(|at| xp.add(at));
-            let mut acc = [V::splat(0.0); P];
-            let wp = self.kernel.as_ptr().add(c);
-            for i in 0..rows.size {
-                for j in 0..cols.size {
-                    let w = V::load(wp.add((i * cols.size + j) * ch));
-                    let tap = i * row_step + j * col_step;
-                    for (a, s) in acc.iter_mut().zip(starts) {
-                        *a = V::load(s.add(tap)).fma(w, *a);
-                    }
+        let (oh, ow, dh, dw) = match line {
+            Line::Output(oh, ow) => (oh, ow, 0, 1),
+            Line::Across(oh, ow) => (oh, ow, 0, 1),
+            Line::Down(oh, ow) => (oh, ow, 1, 0),
+        };
+        // The first tap of output (h, w) as an offset into `x`: before the sample (negative)
+        // when it lies in the padding, read only when `taps` has it inside.
+        let first_tap = |h: usize, w: usize| {
+            let r = (h * rows.stride) as isize - rows.pad as isize;
+            let col = (w * cols.stride) as isize - cols.pad as isize;
+            (r * cols.len as isize + col) * ch as isize
+        };
+        // Which taps lie inside the input: all of them for `Output`, else those of the
+        // line's first position, the same for all `P` (the contract).
+        let edge = match line {
+            Line::Output(..) => None,
+            _ => Some((oh, ow)),
+        };
+        let lanes = V::LANES;
+        let blocks = cs.step_by(lanes).map(|c| c.min(ch - lanes));
+        let (xp, yp) = (x.as_ptr(), y.as_mut_ptr());
+        if ow + P * dw <= cols.out {
+            // One row, or one column: evenly spaced, the addresses one multiply each.
+            let (f0, o0) = (first_tap(oh, ow), (oh * cols.out + ow) * ch);
+            let step = (dh * rows.stride * cols.len + dw * cols.stride) * ch;
+            let out_step = (dh * cols.out + dw) * ch;
+            for c in blocks {
+                let x0 = xp.wrapping_offset(f0).wrapping_add(c);
+                // SAFETY: the caller's contract; `c + lanes <= ch`.
+                unsafe {
+                    let acc = self.chains::<V, P>(|p| x0.wrapping_add(p * step), edge, c);
+                    self.finish(c, acc, |p| yp.add(o0 + p * out_step + c));
                 }
             }
-            self.finish(c, acc, y.as_mut_ptr().add(o * ch + c));
+        } else {
+            // Output order across the end of a row (a padded copy's small map).
+            let (mut h, mut w) = (oh, ow);
+            let mut first = [0isize; P];
+            let mut out = [0usize; P];
+            for p in 0..P {
+                first[p] = first_tap(h, w);
+                out[p] = (h * cols.out + w) * ch;
+                w += 1;
+                if w == cols.out {
+                    (h, w) = (h + 1, 0);
+                }
+            }
+            for c in blocks {
+                let starts = first.map(|f| xp.wrapping_offset(f).wrapping_add(c));
+                // SAFETY: the caller's contract; `c + lanes <= ch`.
+                unsafe {
+                    let acc = self.chains::<V, P>(|p| starts[p], edge, c);
+                    self.finish(c, acc, |p| yp.add(out[p] + c));
+                }
+            }
         }
         P
     }
 
-    /// Channels `c..c + V::LANES` of output `(oh, ow)`, whose taps may reach into the
-    /// padding: those read zero. Returns 1.
+    /// The sums of channels `c..c + V::LANES` of `P` outputs whose first taps are at
+    /// `first(p)`: each a chain of FMAs over the taps in row-major order from zero. With an
+    /// `edge` position, a tap that position has in the padding adds `0 x w` (the
+    /// definition's zero) to all `P`.
     ///
     /// # Safety
-    /// `V`'s instruction set is available; `x` and `y` hold the sample and its output, `c +
-    /// V::LANES <= ch`, `(oh, ow)` an output.
+    /// `V`'s instruction set is available, `c + V::LANES <= ch`; every tap read (all, or
+    /// those inside the input for `edge`) of each position is inside the sample.
     #[inline(always)]
-    unsafe fn border<V: Simd>(
+    unsafe fn chains<V: Simd, const P: usize>(
         &self,
-        x: &[f32],
+        first: impl Fn(usize) -> *const f32,
+        edge: Option<(usize, usize)>,
         c: usize,
-        oh: usize,
-        ow: usize,
-        y: &mut [f32],
-    ) -> usize {
+    ) -> [V; P] {
         let (rows, cols, ch) = (self.rows, self.cols, self.ch);
-        // SAFETY: the caller's contract; `source` gives only steps inside the input.
+        let (row_step, col_step) = (rows.dilation * cols.len * ch, cols.dilation * ch);
+        // SAFETY: the caller's contract.
         unsafe {
             let zero = V::splat(0.0);
-            let mut acc = zero;
+            let mut acc = [zero; P];
             let wp = self.kernel.as_ptr().add(c);
             for i in 0..rows.size {
-                let r = rows.source(oh, i);
+                let row_in = edge.is_none_or(|(oh, _)| rows.source(oh, i).is_some());
                 for j in 0..cols.size {
                     let w = V::load(wp.add((i * cols.size + j) * ch));
-                    let v = match (r, cols.source(ow, j)) {
-                        (Some(r), Some(col)) => {
-                            V::load(x.as_ptr().add((r * cols.len + col) * ch + c))
+                    let tap = i * row_step + j * col_step;
+                    if row_in && edge.is_none_or(|(_, ow)| cols.source(ow, j).is_some()) {
+                        for (p, a) in acc.iter_mut().enumerate() {
+                            *a = V::load(first(p).wrapping_add(tap)).fma(w, *a);
                         }
-                        _ => zero,
-                    };
-                    acc = v.fma(w, acc);
+                    } else {
+                        for a in acc.iter_mut() {
+                            *a = zero.fma(w, *a);
+                        }
+                    }
                 }
             }
-            self.finish(c, [acc], y.as_mut_ptr().add((oh * cols.out + ow) * ch + c));
+            acc
         }
-        1
     }
 
-    /// Stores `P` positions' sums of channels `c..` plus the bias, `ch` apart from `out`.
+    /// Stores `P` sums of channels `c..` plus the bias at `out(p)`.
     ///
     /// # Safety
-    /// `out` is writable at `p * ch + l` for `p < P`, `l < V::LANES`; `c + V::LANES <= ch`.
+    /// `out(p)` is writable for `V::LANES` values; `c + V::LANES <= ch`.
     #[inline(always)]
-    unsafe fn finish<V: Simd, const P: usize>(&self, c: usize, acc: [V; P], out: *mut f32) {
+    unsafe fn finish<V: Simd, const P: usize>(
+        &self,
+        c: usize,
+        acc: [V; P],
+        out: impl Fn(usize) -> *mut f32,
+    ) {
         // SAFETY: the caller's contract; a bias holds `ch` values (checked by `sample`).
         unsafe {
             let bias = self.bias.map(|b| V::load(b.as_ptr().add(c)));
             for (p, a) in acc.into_iter().enumerate() {
-                bias.map_or(a, |b| a.add(b)).store(out.add(p * self.ch));
+                bias.map_or(a, |b| a.add(b)).store(out(p));
             }
         }
     }
