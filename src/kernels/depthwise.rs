@@ -166,8 +166,8 @@ impl Depthwise<'_> {
             // Groups of positions in output order, across rows.
             let (mut o, last) = (0, rows.out * cols.out);
             while o < last {
-                // SAFETY: as above.
                 let (oh, ow) = (o / cols.out, o % cols.out);
+                // SAFETY: as above.
                 o += unsafe { d.group::<V>(x, cs.clone(), Line::Output(oh, ow), last - o, y) };
             }
             return;

@@ -562,10 +562,13 @@ struct Cyclic<'a> {
 impl PlainLoop for Cyclic<'_> {
     #[inline(always)]
     unsafe fn run<V: Simd>(&self, x: &[f32], y: &mut [f32], _: &mut [f32]) {
-        // SAFETY (all three): the caller's contract, `V`'s instructions are available.
+        // Each op its own loop (a closure, inlined), chosen once.
         match self.op {
+            // SAFETY: the caller's contract: `V`'s instructions are available.
             Combine::Add => unsafe { self.each::<V>(x, y, |a, b| a.add(b)) },
+            // SAFETY: as above.
             Combine::Sub => unsafe { self.each::<V>(x, y, |a, b| a.sub(b)) },
+            // SAFETY: as above.
             Combine::Mul => unsafe { self.each::<V>(x, y, |a, b| a.mul(b)) },
             Combine::Max | Combine::Min => unreachable!("max and min run the scalar loop"),
         }
