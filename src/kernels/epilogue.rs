@@ -171,7 +171,7 @@ pub(crate) struct TileEpilogue<'e> {
 }
 
 /// The register ops on the accumulators of a full `R x NR` tile (`NR = NV * LANES`), in order;
-/// then every NaN made canonical.
+/// then every NaN made canonical (which an activation last has done).
 ///
 /// # Safety
 /// The tile is full (`e.col + NR <= N`) and the ops passed `GemmCall::check` for a call whose
@@ -230,7 +230,10 @@ pub(crate) unsafe fn register_epilogue<V: Simd, const R: usize, const NV: usize>
             }
         }
     }
-    canonical_tile(acc);
+    // An activation's results are canonical already (`apply_cheap`).
+    if !matches!(e.reg.0.last(), Some(EpOp::Act(_))) {
+        canonical_tile(acc);
+    }
 }
 
 /// Every NaN of the accumulators made canonical (the end of every register epilogue, and all
