@@ -271,13 +271,25 @@ pub(crate) unsafe fn l1_epilogue<V: Simd>(
     let cols = e.col..e.col + e.cols;
     for op in e.l1 {
         match op {
-            EpOp::Bias(b) => (0..rows).for_each(|r| add_bias(row(r), &b[cols.clone()])),
+            // Plain loops: a closure would not inherit the caller's instruction set.
+            EpOp::Bias(b) => {
+                for r in 0..rows {
+                    // SAFETY: the ISA is available (caller contract).
+                    unsafe { add_bias::<V>(row(r), &b[cols.clone()]) };
+                }
+            }
             EpOp::ScaleShift { scale, shift } => {
                 let (s, t) = (&scale[cols.clone()], &shift[cols.clone()]);
-                (0..rows).for_each(|r| scale_shift(row(r), s, t));
+                for r in 0..rows {
+                    // SAFETY: as above.
+                    unsafe { scale_shift::<V>(row(r), s, t) };
+                }
             }
             EpOp::AddC(m) => {
-                (0..rows).for_each(|r| add_bias(row(r), m.row(e.row + r, e.col, e.cols)));
+                for r in 0..rows {
+                    // SAFETY: as above.
+                    unsafe { add_bias::<V>(row(r), m.row(e.row + r, e.col, e.cols)) };
+                }
             }
             // SAFETY: the ISA is available and C holds `rows` rows of `nr` values (caller
             // contract); one call per tile.
@@ -303,9 +315,12 @@ pub(crate) unsafe fn row_ops<V: Simd, R8: Simd>(ops: &[EpOp<'_>], r: usize, row:
             EpOp::Act(Activation::LogSoftmax) => unsafe { math::row_softmax::<R8>(row, true) },
             // SAFETY: ISA availability is the Simd type's invariant.
             EpOp::Act(act) => unsafe { V::act_slice(*act, row) },
-            EpOp::Bias(b) => add_bias(row, b),
-            EpOp::ScaleShift { scale, shift } => scale_shift(row, scale, shift),
-            EpOp::AddC(m) => add_bias(row, m.row(r, 0, n)),
+            // SAFETY: the caller's contract.
+            EpOp::Bias(b) => unsafe { add_bias::<V>(row, b) },
+            // SAFETY: the caller's contract.
+            EpOp::ScaleShift { scale, shift } => unsafe { scale_shift::<V>(row, scale, shift) },
+            // SAFETY: the caller's contract.
+            EpOp::AddC(m) => unsafe { add_bias::<V>(row, m.row(r, 0, n)) },
             EpOp::Norm(norm) => {
                 assert!(
                     norm.gamma.as_ref().is_none_or(|g| g.len() == n)
@@ -321,20 +336,69 @@ pub(crate) unsafe fn row_ops<V: Simd, R8: Simd>(ops: &[EpOp<'_>], r: usize, row:
 }
 
 /// `row += v` elementwise (a bias or a row of a matrix operand), NaN canonical: the same bits
-/// as the register epilogue's vector add.
-fn add_bias(row: &mut [f32], v: &[f32]) {
-    for (x, &b) in row.iter_mut().zip(v) {
-        let y = *x + b;
-        *x = if y.is_nan() { f32::NAN } else { y };
-    }
+/// as the register epilogue's vector add, on `V`'s lanes.
+///
+/// # Safety
+/// `V`'s instruction set is available.
+#[cfg_attr(sinter_inline, inline(always))]
+unsafe fn add_bias<V: Simd>(row: &mut [f32], v: &[f32]) {
+    // SAFETY: the caller's contract.
+    unsafe { lanes::<V>(row, v, None) }
 }
 
 /// `row = row * scale + shift` with one rounding, NaN canonical: the same bits as the register
-/// epilogue's FMA.
-fn scale_shift(row: &mut [f32], scale: &[f32], shift: &[f32]) {
-    for ((x, &s), &t) in row.iter_mut().zip(scale).zip(shift) {
-        let y = super::fused::fused(*x, s, t);
-        *x = if y.is_nan() { f32::NAN } else { y };
+/// epilogue's FMA, on `V`'s lanes.
+///
+/// # Safety
+/// `V`'s instruction set is available.
+#[cfg_attr(sinter_inline, inline(always))]
+unsafe fn scale_shift<V: Simd>(row: &mut [f32], scale: &[f32], shift: &[f32]) {
+    // SAFETY: the caller's contract.
+    unsafe { lanes::<V>(row, shift, Some(scale)) }
+}
+
+/// `row = row * scale + v` (one rounding) or `row + v`, over the first `min` length of them,
+/// a vector at a time (the last one masked), NaN canonical.
+///
+/// # Safety
+/// `V`'s instruction set is available.
+#[cfg_attr(sinter_inline, inline(always))]
+unsafe fn lanes<V: Simd>(row: &mut [f32], v: &[f32], scale: Option<&[f32]>) {
+    let n = row
+        .len()
+        .min(v.len())
+        .min(scale.map_or(usize::MAX, <[f32]>::len));
+    let w = V::LANES;
+    let mut j = 0;
+    while j < n {
+        let live = (n - j).min(w);
+        // SAFETY: `live` values from `j` are inside `row`, `v` and `scale` (`n` is the
+        // shortest); the ISA is the caller's contract.
+        unsafe {
+            let (p, q) = (row.as_mut_ptr().add(j), v.as_ptr().add(j));
+            let (x, b) = match live == w {
+                true => (V::load(p), V::load(q)),
+                false => (V::load_part(p, live), V::load_part(q, live)),
+            };
+            let y = match scale {
+                None => x.add(b),
+                Some(s) => {
+                    let s = s.as_ptr().add(j);
+                    let s = if live == w {
+                        V::load(s)
+                    } else {
+                        V::load_part(s, live)
+                    };
+                    x.fma(s, b)
+                }
+            };
+            let y = math::canonical_nan(y, y);
+            match live == w {
+                true => y.store(p),
+                false => y.store_part(p, live),
+            }
+        }
+        j += w;
     }
 }
 
