@@ -280,7 +280,7 @@ unsafe fn tile<V: Simd, const NV: usize, const R: usize>(
         }
     }
     // SAFETY: the caller's contract.
-    unsafe { register_epilogue::<V, R, NV>(&mut acc, e) };
+    unsafe { register_epilogue::<V, R, NV, true>(&mut acc, e) };
     for (r, row) in acc.iter().enumerate() {
         for (v, x) in row.iter().enumerate() {
             let out = &mut y[r * f + v * lanes..][..lanes];

@@ -166,28 +166,52 @@ pub(crate) struct TileEpilogue<'e> {
     pub row: usize,
     /// The tile's first column (its panel's).
     pub col: usize,
-    /// Real columns: NR, fewer only on a layer's last panel (whose ops all run in L1).
+    /// Real columns: NR, fewer only on a layer's last panel (its operands are read only
+    /// there: masked loads).
     pub cols: usize,
 }
 
 /// The register ops on the accumulators of a full `R x NR` tile (`NR = NV * LANES`), in order;
 /// then every NaN made canonical (which an activation last has done).
 ///
+/// `WHOLE`: the tile has all NR columns (`e.cols == NR`).
+///
 /// # Safety
-/// The tile is full (`e.col + NR <= N`) and the ops passed `GemmCall::check` for a call whose
-/// rows include `e.row..e.row + R`: every operand value read here exists.
+/// `e.col + e.cols <= N`, `e.cols <= NR` (`==` if `WHOLE`), and the ops passed `GemmCall::check` for a call
+/// whose rows include `e.row..e.row + R`: every operand value read here exists.
 #[cfg_attr(sinter_inline, inline(always))]
-pub(crate) unsafe fn register_epilogue<V: Simd, const R: usize, const NV: usize>(
+pub(crate) unsafe fn register_epilogue<
+    V: Simd,
+    const R: usize,
+    const NV: usize,
+    const WHOLE: bool,
+>(
     acc: &mut [[V; NV]; R],
     e: &TileEpilogue<'_>,
 ) {
     let lanes = V::LANES;
+    // The values of vector `v` that are the layer's: all of them (`WHOLE`: a constant) but
+    // on its last panel.
+    let live = |v: usize| match WHOLE {
+        true => lanes,
+        false => e.cols.saturating_sub(v * lanes).min(lanes),
+    };
+    // Vector `v` of an operand row at `p` (the tile's first column), its columns past the
+    // layer's end not read (left zero; those lanes are never stored).
+    // SAFETY (for callers): `p` holds the tile's `e.cols` values.
+    let load = |p: *const f32, v: usize| unsafe {
+        match live(v) {
+            n if n == lanes => V::load(p.add(v * lanes)),
+            0 => V::splat(0.0),
+            n => V::load_part(p.add(v * lanes), n),
+        }
+    };
     for op in e.reg.0 {
         match op {
             EpOp::Bias(b) => {
-                // SAFETY: `b` holds N values (check) and `col + NR <= N`.
+                // SAFETY: `b` holds N values (check), `e.cols` of them from `col`.
                 let bv: [V; NV] =
-                    std::array::from_fn(|v| unsafe { V::load(b.as_ptr().add(e.col + v * lanes)) });
+                    std::array::from_fn(|v| load(unsafe { b.as_ptr().add(e.col) }, v));
                 for row in acc.iter_mut() {
                     for (x, bv) in row.iter_mut().zip(bv) {
                         *x = x.add(bv);
@@ -196,12 +220,11 @@ pub(crate) unsafe fn register_epilogue<V: Simd, const R: usize, const NV: usize>
             }
             EpOp::ScaleShift { scale, shift } => {
                 // SAFETY: as for the bias.
-                let (sv, tv): ([V; NV], [V; NV]) = unsafe {
-                    (
-                        std::array::from_fn(|v| V::load(scale.as_ptr().add(e.col + v * lanes))),
-                        std::array::from_fn(|v| V::load(shift.as_ptr().add(e.col + v * lanes))),
-                    )
-                };
+                let (sp, tp) = unsafe { (scale.as_ptr().add(e.col), shift.as_ptr().add(e.col)) };
+                let (sv, tv): ([V; NV], [V; NV]) = (
+                    std::array::from_fn(|v| load(sp, v)),
+                    std::array::from_fn(|v| load(tp, v)),
+                );
                 for row in acc.iter_mut() {
                     for ((x, s), t) in row.iter_mut().zip(sv).zip(tv) {
                         *x = x.fma(s, t);
@@ -211,11 +234,10 @@ pub(crate) unsafe fn register_epilogue<V: Simd, const R: usize, const NV: usize>
             EpOp::AddC(m) => {
                 for (r, row) in acc.iter_mut().enumerate() {
                     // SAFETY: row `e.row + r` is one of the call's rows, whose N values the
-                    // operand holds (check), and `col + NR <= N`.
+                    // operand holds (check), `e.cols` of them from `col`.
                     let p = unsafe { m.data.as_ptr().add((e.row + r) * m.ld + e.col) };
                     for (v, x) in row.iter_mut().enumerate() {
-                        // SAFETY: as above.
-                        *x = x.add(unsafe { V::load(p.add(v * lanes)) });
+                        *x = x.add(load(p, v));
                     }
                 }
             }

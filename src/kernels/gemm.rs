@@ -120,20 +120,21 @@ struct APass {
 /// [`KB`], each an FMA chain from zero added to the running sum in C (`first`: this call starts
 /// the sum). On the call that ends K (`epilogue` given), the last block's total stays in the
 /// registers: register ops, NaN made canonical, store, then the L1 ops on the stored rows.
-/// `REG`: a full tile, which may have register ops; the others (fewer rows, or a layer's
-/// last `cols < NR` columns) are compiled without them, and read and write only C's first
-/// `cols` columns (masked loads and stores for a part of a vector).
+/// `REG`: a tile of all `MR` rows, which may have register ops; the others (fewer rows) are
+/// compiled without them. `WHOLE`: all NR columns (a constant width); else only C's first
+/// `cols` columns are read and written (a layer's last panel: masked loads and stores for a
+/// part of a vector, none past it).
 ///
 /// # Safety
 /// `a.seg` indexes a segment, and the segments from it on add up to at least
 /// `a.pc + kc - a.seg_k` values; for `r < R`
 /// every value a segment addresses, `a.row[r * lda + offset + i]` for `i < len`, is readable;
 /// `b` readable for `kc * NR` values; `c` readable and writable at `r * ldc + j` for `r < R`,
-/// `j < cols` (`cols == NR` if `REG`, else `cols <= NR`); the epilogue as
+/// `j < cols <= NR` (`cols == NR` if `WHOLE`); the epilogue as
 /// [`register_epilogue`] and [`l1_epilogue`] require; `V`'s instruction set available.
 #[cfg_attr(sinter_inline, inline(always))]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile<V: Simd, const R: usize, const NV: usize, const REG: bool>(
+unsafe fn tile<V: Simd, const R: usize, const NV: usize, const REG: bool, const WHOLE: bool>(
     kc: usize,
     a: APass,
     b: *const f32,
@@ -146,8 +147,8 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize, const REG: bool>(
 ) {
     let lanes = V::LANES;
     let nr = NV * lanes;
-    // A full tile's width is a constant: its loads and stores compile without the checks.
-    let cols = if REG { nr } else { cols.min(nr) };
+    // A whole tile's width is a constant: its loads and stores compile without the checks.
+    let cols = if WHOLE { nr } else { cols.min(nr) };
     // The values of vector `v` of a row that are C's: all, some or none.
     let live = |v: usize| cols.saturating_sub(v * lanes).min(lanes);
     let mut cursor = (a.seg, a.seg_k);
@@ -194,7 +195,7 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize, const REG: bool>(
         let done = k0 >= kc;
         match &epilogue {
             // SAFETY: the caller's contract.
-            Some(e) if done && REG => unsafe { register_epilogue::<V, R, NV>(&mut acc, e) },
+            Some(e) if done && REG => unsafe { register_epilogue::<V, R, NV, WHOLE>(&mut acc, e) },
             // A partial tile's ops all run in L1; its NaNs are made canonical here as well.
             Some(_) if done => canonical_tile(&mut acc),
             _ => {}
@@ -366,16 +367,16 @@ fn prefetch(p: *const f32) {
 }
 
 macro_rules! dispatch_rows {
-    ($rows:expr, $mr:expr, $f:ident::<$V:ident, $NV:ident $(, $flag:literal)?>($($arg:expr),*)) => {
+    ($rows:expr, $mr:expr, $f:ident::<$V:ident, $NV:ident $(, $flag:literal)*>($($arg:expr),*)) => {
         match $rows {
-            1 => $f::<$V, 1, $NV $(, $flag)?>($($arg),*),
-            2 if $mr >= 2 => $f::<$V, 2, $NV $(, $flag)?>($($arg),*),
-            3 if $mr >= 3 => $f::<$V, 3, $NV $(, $flag)?>($($arg),*),
-            4 if $mr >= 4 => $f::<$V, 4, $NV $(, $flag)?>($($arg),*),
-            5 if $mr >= 5 => $f::<$V, 5, $NV $(, $flag)?>($($arg),*),
-            6 if $mr >= 6 => $f::<$V, 6, $NV $(, $flag)?>($($arg),*),
-            7 if $mr >= 7 => $f::<$V, 7, $NV $(, $flag)?>($($arg),*),
-            8 if $mr >= 8 => $f::<$V, 8, $NV $(, $flag)?>($($arg),*),
+            1 => $f::<$V, 1, $NV $(, $flag)*>($($arg),*),
+            2 if $mr >= 2 => $f::<$V, 2, $NV $(, $flag)*>($($arg),*),
+            3 if $mr >= 3 => $f::<$V, 3, $NV $(, $flag)*>($($arg),*),
+            4 if $mr >= 4 => $f::<$V, 4, $NV $(, $flag)*>($($arg),*),
+            5 if $mr >= 5 => $f::<$V, 5, $NV $(, $flag)*>($($arg),*),
+            6 if $mr >= 6 => $f::<$V, 6, $NV $(, $flag)*>($($arg),*),
+            7 if $mr >= 7 => $f::<$V, 7, $NV $(, $flag)*>($($arg),*),
+            8 if $mr >= 8 => $f::<$V, 8, $NV $(, $flag)*>($($arg),*),
             _ => unreachable!("tile rows above MR"),
         }
     };
@@ -530,20 +531,14 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                     let cols = nr.min(n - jp * nr);
                     // SAFETY: in bounds by `g.check`: panel jp starts at jp*k*nr, block pc at pc*nr.
                     let bp = unsafe { b.add(jp * k * nr + pc * nr) };
-                    // A partial panel runs its whole tile epilogue in L1.
-                    let (reg, l1) = if cols == nr {
-                        (reg_ops, l1_ops)
-                    } else {
-                        (RegOps::NONE, tile_ops)
-                    };
                     let mut ir = 0;
                     let mut t = 0;
                     while ir < mc {
                         let rows = tile_rows(mc, MR, t);
                         let row = ic + ir;
                         let epi = last.then_some(TileEpilogue {
-                            reg,
-                            l1,
+                            reg: reg_ops,
+                            l1: l1_ops,
                             row: g.row0 + row,
                             col: jp * nr,
                             cols,
@@ -567,12 +562,16 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                             ahead.lines = per_tile.min(lines);
                             ahead.per_block = ahead.lines.div_ceil(kc.div_ceil(KB).max(1));
                             lines -= ahead.lines;
-                            if cols == nr && rows == MR {
-                                tile::<V, MR, NV, true>(
+                            if rows == MR && cols == nr {
+                                tile::<V, MR, NV, true, true>(
                                     kc, ap, bp, cp, g.ldc, nr, first, epi, &mut ahead,
                                 );
+                            } else if rows == MR {
+                                tile::<V, MR, NV, true, false>(
+                                    kc, ap, bp, cp, g.ldc, cols, first, epi, &mut ahead,
+                                );
                             } else {
-                                // Fewer rows or columns: the epilogue on the stored tile, not
+                                // Fewer rows: the epilogue on the stored tile, not
                                 // compiled into every row count (the same bits). The crate's
                                 // release rebuild took 6 s less CPU (62-64 to 56-58 s);
                                 // mnist-mlp at batch 8 (two 4-row tiles) ran 1.5% slower,
@@ -585,7 +584,7 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                                 dispatch_rows!(
                                     rows,
                                     MR,
-                                    tile::<V, NV, false>(
+                                    tile::<V, NV, false, false>(
                                         kc, ap, bp, cp, g.ldc, cols, first, epi, &mut ahead
                                     )
                                 );

@@ -191,8 +191,8 @@ impl Isa {
 
     /// The panel width for a layer of `n` columns: the one that computes them fastest, by the
     /// columns each computes (every panel is whole, so `n` rounds up to panels) over its
-    /// tile's speed, a partial last panel costing a sixth of a panel more (it runs on a stack
-    /// copy, its epilogue in L1). The speeds are measured on Zen 5 (`gemm` bench shapes
+    /// tile's speed, a partial last panel costing a sixth of a panel more (its masked loads
+    /// and stores; measured: without the charge mobilenet_v3_small ran 2-4% slower). The speeds are measured on Zen 5 (`gemm` bench shapes
     /// 3136 x 64 x 64 and 3136 x 576 x 64): one vector per tile row runs at 0.72 of the widest
     /// tile's rate (too few accumulators to hide the FMA latency), two at 0.95. A 72-column
     /// layer then takes 32-wide panels (96 columns) rather than 64 (128), 20% faster

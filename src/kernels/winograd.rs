@@ -337,7 +337,7 @@ impl Winograd {
                     // SAFETY: the register ops are per-column ops and cheap activations
                     // (no matrix operand), each holding `f` values (asserted), and
                     // `c0 + LANES <= f`.
-                    unsafe { register_epilogue::<V, 4, 1>(&mut acc, &e) };
+                    unsafe { register_epilogue::<V, 4, 1, true>(&mut acc, &e) };
                     if self.pool {
                         // In the pool's order: from -inf, row by row, NaN wins.
                         // SAFETY: the ISA is this function's contract.
