@@ -197,13 +197,17 @@ pub(crate) unsafe fn register_epilogue<
         false => e.cols.saturating_sub(v * lanes).min(lanes),
     };
     // Vector `v` of an operand row at `p` (the tile's first column), its columns past the
-    // layer's end not read (left zero; those lanes are never stored).
-    // SAFETY (for callers): `p` holds the tile's `e.cols` values.
-    let load = |p: *const f32, v: usize| unsafe {
-        match live(v) {
-            n if n == lanes => V::load(p.add(v * lanes)),
-            0 => V::splat(0.0),
-            n => V::load_part(p.add(v * lanes), n),
+    // layer's end not read (left zero; those lanes are never stored). Every `p` below holds
+    // the tile's `e.cols` values.
+    let load = |p: *const f32, v: usize| {
+        // SAFETY: `live(v)` values from `v * lanes` are among those `e.cols`; the ISA is
+        // available (caller contract).
+        unsafe {
+            match live(v) {
+                n if n == lanes => V::load(p.add(v * lanes)),
+                0 => V::splat(0.0),
+                n => V::load_part(p.add(v * lanes), n),
+            }
         }
     };
     for op in e.reg.0 {
