@@ -132,6 +132,14 @@ fn relu6<V: Simd>(x: V) -> V {
     x.max_nn(x.dup(0.0)).min_nn(x.dup(6.0))
 }
 
+/// [`relu6`] of `x + 3`, in two instructions where the tier has them: `x + 3` is never -0,
+/// so the zero-ties of `max_or` agree with `relu6`'s; a NaN gives 0 here (NaN in `relu6`),
+/// which the caller's NaN check on `x` undoes.
+#[cfg_attr(sinter_inline, inline(always))]
+fn relu6_of_plus_3<V: Simd>(x: V) -> V {
+    x.add(x.dup(3.0)).max_or(x.dup(0.0)).min_or(x.dup(6.0))
+}
+
 /// `1 + erf(z)`, from erfc with relative error < 1.2e-7 (Chebyshev fit of `erfc`).
 #[cfg_attr(sinter_inline, inline(always))]
 fn one_plus_erf<V: Simd>(z: V) -> V {
@@ -169,7 +177,11 @@ fn cheap<V: Simd>(act: Activation, x: V) -> Option<V> {
             max_value,
             threshold,
         } => {
-            let mut pos = V::select(x.gt(c(threshold)), x, zero);
+            // `x > 0 ? x : 0` is one `max_or` (the same zero and NaN lanes).
+            let mut pos = match threshold == 0.0 {
+                true => x.max_or(zero),
+                false => V::select(x.gt(c(threshold)), x, zero),
+            };
             if let Some(m) = max_value {
                 pos = pos.max_nn(zero).min_nn(c(m));
             }
@@ -187,8 +199,8 @@ fn cheap<V: Simd>(act: Activation, x: V) -> Option<V> {
         // `relu6(x + 3) / 6` as a product by the nearest float to 1/6: a compare-and-multiply
         // that stays in the registers (a division per vector made hard-swish 9% of
         // mobilenet_v3_small). Within an ulp and a half of the quotient.
-        Activation::HardSigmoid => relu6(x.add(c(3.0))).mul(c(1.0 / 6.0)),
-        Activation::HardSilu => x.mul(relu6(x.add(c(3.0))).mul(c(1.0 / 6.0))),
+        Activation::HardSigmoid => relu6_of_plus_3(x).mul(c(1.0 / 6.0)),
+        Activation::HardSilu => x.mul(relu6_of_plus_3(x).mul(c(1.0 / 6.0))),
         Activation::HardSigmoidAffine { alpha, beta } => x
             .mul(c(alpha))
             .add(c(beta))

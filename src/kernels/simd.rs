@@ -135,6 +135,17 @@ pub(crate) trait Simd: Copy {
     fn min_nn(self, o: Self) -> Self {
         Self::select(o.lt(self), o, self)
     }
+    /// `self > o ? self : o` per lane: `o` where either is NaN or both are zeros (x86's
+    /// `max`, one instruction there).
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn max_or(self, o: Self) -> Self {
+        Self::select(o.lt(self), self, o)
+    }
+    /// `self < o ? self : o` per lane (x86's `min`).
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn min_or(self, o: Self) -> Self {
+        Self::select(self.lt(o), self, o)
+    }
     /// `-self`: `-0 - x` is exact and flips the sign of zeros too.
     #[cfg_attr(sinter_inline, inline(always))]
     fn neg(self) -> Self {

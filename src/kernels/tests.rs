@@ -1078,3 +1078,40 @@ mod combine_cyclic {
         }
     }
 }
+
+/// ReLU, hard sigmoid and hard swish (one `max`/`min` instruction where the tier has it) give
+/// their definitions bit for bit on every tier: zeros of either sign, the kinks at -3, 0, 3
+/// and 6 and the floats beside them, infinities, NaN.
+#[test]
+fn piecewise_linear_activations_give_their_definitions() {
+    let relu6 = |v: f32| {
+        let m = if v < 0.0 { 0.0 } else { v };
+        if 6.0 < m { 6.0 } else { m }
+    };
+    let defs: [(Activation, fn(f32, &dyn Fn(f32) -> f32) -> f32); 3] = [
+        (Activation::RELU, |x, _| if x > 0.0 { x } else { 0.0 }),
+        (Activation::HardSigmoid, |x, r6| r6(x + 3.0) * (1.0 / 6.0)),
+        (Activation::HardSilu, |x, r6| {
+            x * (r6(x + 3.0) * (1.0 / 6.0))
+        }),
+    ];
+    let mut xs: Vec<f32> = SPECIALS.to_vec();
+    for k in [-3.0f32, 0.0, 3.0, 6.0, -6.0, -9.0] {
+        for d in [-2i32, -1, 0, 1, 2] {
+            xs.push(f32::from_bits(k.to_bits().wrapping_add_signed(d)));
+        }
+    }
+    xs.extend((0..200).map(|i| (i as f32 - 100.0) * 0.0731));
+    for isa in Isa::available() {
+        for (act, def) in defs {
+            let mut y = xs.clone();
+            activation(isa, act, &mut y);
+            let want: Vec<f32> = xs
+                .iter()
+                .map(|&x| if x.is_nan() { f32::NAN } else { def(x, &relu6) })
+                .map(|v| if v.is_nan() { f32::NAN } else { v })
+                .collect();
+            assert_eq!(bits(&y), bits(&want), "{isa} {act}");
+        }
+    }
+}

@@ -106,6 +106,14 @@ impl Simd for Avx2 {
         avx2!(_mm256_or_ps(a, b))
     }
     #[cfg_attr(sinter_inline, inline(always))]
+    fn max_or(self, o: Self) -> Self {
+        Avx2(avx2!(_mm256_max_ps(self.0, o.0)))
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn min_or(self, o: Self) -> Self {
+        Avx2(avx2!(_mm256_min_ps(self.0, o.0)))
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
     fn select(m: __m256, t: Self, f: Self) -> Self {
         Avx2(avx2!(_mm256_blendv_ps(f.0, t.0, m)))
     }

@@ -108,6 +108,14 @@ impl Simd for Avx512 {
         a | b
     }
     #[cfg_attr(sinter_inline, inline(always))]
+    fn max_or(self, o: Self) -> Self {
+        Avx512(avx512!(_mm512_max_ps(self.0, o.0)))
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn min_or(self, o: Self) -> Self {
+        Avx512(avx512!(_mm512_min_ps(self.0, o.0)))
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
     fn select(m: __mmask16, t: Self, f: Self) -> Self {
         Avx512(avx512!(_mm512_mask_blend_ps(m, f.0, t.0)))
     }
