@@ -1084,16 +1084,15 @@ mod combine_cyclic {
 /// and 6 and the floats beside them, infinities, NaN.
 #[test]
 fn piecewise_linear_activations_give_their_definitions() {
-    let relu6 = |v: f32| {
+    fn relu6(v: f32) -> f32 {
         let m = if v < 0.0 { 0.0 } else { v };
         if 6.0 < m { 6.0 } else { m }
-    };
-    let defs: [(Activation, fn(f32, &dyn Fn(f32) -> f32) -> f32); 3] = [
-        (Activation::RELU, |x, _| if x > 0.0 { x } else { 0.0 }),
-        (Activation::HardSigmoid, |x, r6| r6(x + 3.0) * (1.0 / 6.0)),
-        (Activation::HardSilu, |x, r6| {
-            x * (r6(x + 3.0) * (1.0 / 6.0))
-        }),
+    }
+    type Definition = fn(f32) -> f32;
+    let defs: [(Activation, Definition); 3] = [
+        (Activation::RELU, |x| if x > 0.0 { x } else { 0.0 }),
+        (Activation::HardSigmoid, |x| relu6(x + 3.0) * (1.0 / 6.0)),
+        (Activation::HardSilu, |x| x * (relu6(x + 3.0) * (1.0 / 6.0))),
     ];
     let mut xs: Vec<f32> = SPECIALS.to_vec();
     for k in [-3.0f32, 0.0, 3.0, 6.0, -6.0, -9.0] {
@@ -1108,7 +1107,7 @@ fn piecewise_linear_activations_give_their_definitions() {
             activation(isa, act, &mut y);
             let want: Vec<f32> = xs
                 .iter()
-                .map(|&x| if x.is_nan() { f32::NAN } else { def(x, &relu6) })
+                .map(|&x| if x.is_nan() { f32::NAN } else { def(x) })
                 .map(|v| if v.is_nan() { f32::NAN } else { v })
                 .collect();
             assert_eq!(bits(&y), bits(&want), "{isa} {act}");
