@@ -120,5 +120,26 @@ fn gemm_cold(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, gemm, gemm_cold);
+/// mobilenet_v3_small's 1x1 convolutions with their epilogue (bias, ReLU): short K, so the
+/// epilogue is a large part of each tile, and widths that end in a partial panel.
+fn gemm_epilogue(c: &mut Criterion) {
+    let isa = Isa::from_env().ok().flatten().unwrap_or_else(Isa::detect);
+    let mut g = c.benchmark_group("gemm-epilogue");
+    for (m, k, n) in [(3136, 16, 72), (784, 24, 88), (784, 72, 24), (196, 96, 40)] {
+        let a = rand(m * k, 1);
+        let packed = PackedB::pack(isa, &rand(k * n, 2), k, n).expect("packs");
+        let bias = rand(n, 3);
+        let ops = [EpOp::bias(&bias), EpOp::Act(sinter::Activation::RELU)];
+        let mut out = vec![0.0f32; m * n];
+        g.throughput(Throughput::Elements((2 * m * k * n) as u64));
+        g.bench_with_input(
+            BenchmarkId::new(format!("sinter-{isa}"), format!("{m}x{k}x{n}+bias+relu")),
+            &(),
+            |b, _| b.iter(|| kernels::dense(isa, m, black_box(&a), &packed, &mut out, &ops)),
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, gemm, gemm_cold, gemm_epilogue);
 criterion_main!(benches);

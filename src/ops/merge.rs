@@ -159,6 +159,8 @@ impl StepOp for MergeStep {
         }
     }
     fn run(&self, isa: Isa, io: StepIo<'_>) {
+        let values = io.input_len(0).saturating_mul(io.batch());
+        let pool = io.pool(crate::plan::moved(values.saturating_mul(3)));
         let (ins, out) = io.parts();
         let op = match self.0 {
             Merge::Add | Merge::Average => ops::Combine::Add,
@@ -172,7 +174,9 @@ impl StepOp for MergeStep {
         // repeats as a block over the sample.
         let batch = ins.batch().max(1);
         let len = out.len() / batch;
-        for (s, y) in out.chunks_exact_mut(len.max(1)).enumerate() {
+        // Samples spread over the plan's threads (each sample's bits are its own).
+        let samples = out.chunks_exact_mut(len.max(1)).enumerate();
+        StepIo::for_each(pool.filter(|_| batch >= 2), samples, |(s, y)| {
             let part = |i: usize| {
                 let per = ins.get(i).len() / batch;
                 &ins.get(i)[s * per..][..per]
@@ -188,9 +192,9 @@ impl StepOp for MergeStep {
                     ops::merge(op, &x[..block.len()], block);
                 }
             }
-        }
-        if self.0 == Merge::Average {
-            ops::div(ins.count() as f32, out);
-        }
+            if self.0 == Merge::Average {
+                ops::div(n as f32, y);
+            }
+        });
     }
 }

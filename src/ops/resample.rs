@@ -306,18 +306,18 @@ impl StepOp for ResampleStep {
     fn run(&self, _: Isa, io: StepIo<'_>) {
         let (h, w, ch) = self.input;
         let (oh, ow) = self.out;
-        let (ins, out) = io.parts();
+        // Samples spread over the plan's threads (`StepIo::per_sample`).
         if let Resample::ZeroPadding2D { rows, cols } = self.map
             && self.channels_first
         {
-            return crate::kernels::ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
+            return io.per_sample(|x, y| {
                 crate::kernels::ops::pad2d_channels_first(ch, (h, w), rows, cols, x, y)
             });
         }
         if let Resample::ZeroPadding2D { rows, cols } = self.map {
             // Whole rows: the input's rows between zero rows, each between zero columns.
             let (ir, or) = (w * ch, ow * ch);
-            return crate::kernels::ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
+            return io.per_sample(|x, y| {
                 let (top, rest) = y.split_at_mut(rows.0 * or);
                 let (body, bottom) = rest.split_at_mut(h * or);
                 top.fill(0.0);
@@ -330,7 +330,7 @@ impl StepOp for ResampleStep {
                 bottom.fill(0.0);
             });
         }
-        crate::kernels::ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
+        io.per_sample(|x, y| {
             for (r, row) in y.chunks_exact_mut((ow * ch).max(1)).take(oh).enumerate() {
                 for (c, px) in row.chunks_exact_mut(ch.max(1)).enumerate() {
                     match self.map.source((h, w), r, c) {
@@ -373,9 +373,8 @@ impl StepOp for Interpolation {
     }
     fn run(&self, _: Isa, io: StepIo<'_>) {
         let (_, w, ch) = self.input;
-        let (ins, out) = io.parts();
         let line = (w * ch).max(1);
-        crate::kernels::ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
+        io.per_sample(|x, y| {
             let rows = y.chunks_exact_mut((self.cols.len() * ch).max(1));
             for (row, &(r0, r1, wr)) in rows.zip(&self.rows) {
                 let (top, bottom) = (&x[r0 * line..][..line], &x[r1 * line..][..line]);

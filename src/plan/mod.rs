@@ -32,7 +32,7 @@ use options::check_options;
 pub use options::{CompileOptions, PARALLEL_FLOPS};
 use schedule::{Buffers, Schedule, elems, schedule};
 pub use session::{Outputs, Session, Values};
-pub(crate) use step::{Len, Padding, StepInputs, StepIo, StepOp, StepRef};
+pub(crate) use step::{Len, Padding, StepInputs, StepIo, StepOp, StepRef, moved};
 use threads::Pool;
 pub use threads::{WorkerPool, default_threads};
 

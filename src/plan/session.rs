@@ -498,11 +498,13 @@ fn run_step(
             } => {
                 let (a, c) = views(arena, input, step.src, step.dst, il, ol);
                 if *transposed {
-                    ops::per_sample(batch, a, c, |x, y| {
+                    samples(plan, batch, a, c, |x, y| {
                         ops::pad_transposed(*ch, left * ch, right * ch, x, y)
                     });
                 } else {
-                    ops::per_sample(batch, a, c, |x, y| ops::pad(left * ch, right * ch, x, y));
+                    samples(plan, batch, a, c, |x, y| {
+                        ops::pad(left * ch, right * ch, x, y)
+                    });
                 }
             }
             Kind::Activation { act, width } => {
@@ -557,7 +559,7 @@ fn run_step(
             }
             Kind::Permute { shape, perm } => {
                 let (a, c) = views(arena, input, step.src, step.dst, il, ol);
-                ops::per_sample(batch, a, c, |x, y| ops::permute(shape, perm, x, y));
+                samples(plan, batch, a, c, |x, y| ops::permute(shape, perm, x, y));
             }
             Kind::Op(op) => {
                 let io = step_io(arena, input, step, (batch, seq));
@@ -576,6 +578,16 @@ fn run_step(
             }
         }
     }
+}
+
+/// `f` on each sample of `x` and its part of `y` (a data-movement step), on the plan's
+/// threads when worth it ([`super::step::samples`]).
+fn samples<F>(plan: &Plan, batch: usize, x: &[f32], y: &mut [f32], f: F)
+where
+    F: Fn(&[f32], &mut [f32]) + Sync,
+{
+    let pool = plan.pool.as_ref();
+    super::step::samples(pool, plan.parallel_flops, batch, x, y, f);
 }
 
 /// The buffers of a step defined in `ops/`: its inputs, its output and its scratch, split
