@@ -3,9 +3,10 @@
 //! channel on another object. Written once over [`Simd`]; three stages run it:
 //!
 //! - **registers**: per-column and matrix adds, scale and shift, cheap activations, on the
-//!   accumulators of a full tile before the store;
-//! - **L1**: from the first heavy activation on (and the whole tile list on a layer's last,
-//!   partial panel), on the tile just stored;
+//!   accumulators of a tile of all MR rows before the store (operands read masked on a
+//!   layer's last, partial panel);
+//! - **L1**: from the first heavy activation on (and the whole tile list on a tile of fewer
+//!   rows), on the tile just stored;
 //! - **rows**: from the first row-wise op on (softmax, normalization), once a row is complete.
 //!
 //! An op gives the same bits in every stage (the register add is the scalar add, the register
@@ -138,7 +139,7 @@ pub(crate) fn split_ops<'o, 'a>(ops: &'o [EpOp<'a>]) -> (&'o [EpOp<'a>], &'o [Ep
 pub(crate) struct RegOps<'e>(&'e [EpOp<'e>]);
 
 impl RegOps<'_> {
-    /// No register ops (a partial tile runs its whole epilogue in L1).
+    /// No register ops (a tile of fewer than MR rows runs its whole epilogue in L1).
     pub(crate) const NONE: RegOps<'static> = RegOps(&[]);
 }
 
@@ -155,10 +156,10 @@ pub(crate) fn split_register_ops<'e>(ops: &'e [EpOp<'e>]) -> (RegOps<'e>, &'e [E
 }
 
 /// The epilogue of one tile and where the tile is: its operands are read at these rows and
-/// columns (not where C is stored: a partial tile is stored in a stack buffer).
+/// columns.
 #[derive(Clone, Copy)]
 pub(crate) struct TileEpilogue<'e> {
-    /// Ops on the accumulators (empty for a partial tile).
+    /// Ops on the accumulators (empty for a tile of fewer than MR rows).
     pub reg: RegOps<'e>,
     /// Ops on the stored tile.
     pub l1: &'e [EpOp<'e>],

@@ -196,7 +196,7 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize, const REG: bool, const 
         match &epilogue {
             // SAFETY: the caller's contract.
             Some(e) if done && REG => unsafe { register_epilogue::<V, R, NV, WHOLE>(&mut acc, e) },
-            // A partial tile's ops all run in L1; its NaNs are made canonical here as well.
+            // A tile of fewer rows runs its ops in L1; its NaNs are made canonical here.
             Some(_) if done => canonical_tile(&mut acc),
             _ => {}
         }
