@@ -9,17 +9,6 @@ use std::ops::Range;
 use super::Isa;
 use super::simd::Simd;
 
-/// Runs a one-sample op over a batch: `x` and `y` each hold `batch` samples of equal length.
-pub fn per_sample(batch: usize, x: &[f32], y: &mut [f32], mut f: impl FnMut(&[f32], &mut [f32])) {
-    if batch == 0 {
-        return;
-    }
-    let (il, ol) = (x.len() / batch, y.len() / batch);
-    for (x, y) in x.chunks_exact(il.max(1)).zip(y.chunks_exact_mut(ol.max(1))) {
-        f(x, y);
-    }
-}
-
 /// `y = [0; left] ++ x ++ [0; right]` (values, for one sample).
 pub fn pad(left: usize, right: usize, x: &[f32], y: &mut [f32]) {
     let (head, rest) = y.split_at_mut(left);

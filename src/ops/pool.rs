@@ -374,34 +374,28 @@ impl StepOp for Pool {
             return;
         }
         let steps = io.input_len(0) / self.ch.max(1);
-        let (ins, out, scratch) = io.scratch();
-        if self.masked {
-            let ch = self.ch;
-            for (b, y) in out.chunks_exact_mut(ch).enumerate() {
-                let ids = &mut scratch[..steps];
-                ins.copy_f32(1, b * steps, ids);
-                let x = &ins.get(0)[b * steps * ch..(b + 1) * steps * ch];
-                ops::pool(false, ch, |_| (0..steps).filter(|&s| ids[s] != 0.0), x, y);
+        if !self.masked {
+            if steps == 0 {
+                return io.per_sample(|x, y| ops::pool(self.max, self.ch, |_| 0..0, x, y));
             }
-            return;
+            // One window over every step (as many as this run's sequence has): the tier's
+            // lanes over the channels, the taps in order (the bits of `ops::pool`).
+            let p = ops::PoolRects {
+                max: self.max,
+                rows: ops::Axis::whole(1, 1),
+                cols: ops::Axis::whole(steps, steps),
+                ch: self.ch,
+            };
+            return io.per_sample(|x, y| crate::kernels::plain(isa, &p, x, y, &mut []));
         }
-        if steps == 0 {
-            ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
-                ops::pool(self.max, self.ch, |_| 0..0, x, y)
-            });
-            return;
+        let (ins, out, scratch) = io.scratch();
+        let ch = self.ch;
+        for (b, y) in out.chunks_exact_mut(ch).enumerate() {
+            let ids = &mut scratch[..steps];
+            ins.copy_f32(1, b * steps, ids);
+            let x = &ins.get(0)[b * steps * ch..(b + 1) * steps * ch];
+            ops::pool(false, ch, |_| (0..steps).filter(|&s| ids[s] != 0.0), x, y);
         }
-        // One window over every step (as many as this run's sequence has): the tier's lanes
-        // over the channels, the taps in order (the bits of `ops::pool`).
-        let p = ops::PoolRects {
-            max: self.max,
-            rows: ops::Axis::whole(1, 1),
-            cols: ops::Axis::whole(steps, steps),
-            ch: self.ch,
-        };
-        ops::per_sample(ins.batch(), ins.get(0), out, |x, y| {
-            crate::kernels::plain(isa, &p, x, y, &mut [])
-        });
     }
 }
 
