@@ -156,11 +156,11 @@ impl Depthwise<'_> {
     /// out if `self` has none left) and its output; `V::LANES <= ch`, `cs` inside `0..ch`.
     #[inline(always)]
     unsafe fn sweep<V: Simd>(&self, x: &[f32], cs: Range<usize>, y: &mut [f32]) {
-        let (d, rows, cols) = (self, self.rows, self.cols);
+        let (rows, cols) = (self.rows, self.cols);
         let (full_rows, full_cols) = (rows.full(), cols.full());
         let all_inside = full_rows.len() == rows.out && full_cols.len() == cols.out;
         // SAFETY (every call below): `V` is available; positions in `full_rows` x
-        // `full_cols` have every tap inside `x`, and `strip` reads only taps inside it; the
+        // `full_cols` have every tap inside `x`, and `chains` reads only taps inside it; the
         // positions are below `rows.out * cols.out`: inside the buffers checked above.
         if all_inside {
             // Groups of positions in output order, across rows.
@@ -168,11 +168,11 @@ impl Depthwise<'_> {
             while o < last {
                 let (oh, ow) = (o / cols.out, o % cols.out);
                 // SAFETY: as above.
-                o += unsafe { d.group::<V>(x, cs.clone(), Line::Output(oh, ow), last - o, y) };
+                o += unsafe { self.group::<V>(x, cs.clone(), Line::Output(oh, ow), last - o, y) };
             }
             return;
         }
-        let clamp = |r: std::ops::Range<usize>, n: usize| r.start.min(n)..r.end.min(n);
+        let clamp = |r: Range<usize>, n: usize| r.start.min(n)..r.end.min(n);
         let (inner_rows, inner_cols) = (clamp(full_rows, rows.out), clamp(full_cols, cols.out));
         let outer_cols = || (0..inner_cols.start).chain(inner_cols.end..cols.out);
         for oh in 0..rows.out {
@@ -185,12 +185,12 @@ impl Depthwise<'_> {
                     false => Line::Across(oh, ow),
                 };
                 // SAFETY: as above.
-                ow += unsafe { d.group::<V>(x, cs.clone(), line, inner_cols.end - ow, y) };
+                ow += unsafe { self.group::<V>(x, cs.clone(), line, inner_cols.end - ow, y) };
             }
             // A border row's border columns (the corners), one at a time.
             for ow in outer_cols().filter(|_| !inside) {
                 // SAFETY: as above.
-                unsafe { d.line::<V, 1>(x, cs.clone(), Line::Across(oh, ow), y) };
+                unsafe { self.line::<V, 1>(x, cs.clone(), Line::Across(oh, ow), y) };
             }
         }
         // The border columns of the interior rows, down each column.
@@ -199,7 +199,7 @@ impl Depthwise<'_> {
             while oh < inner_rows.end {
                 // SAFETY: as above.
                 oh += unsafe {
-                    d.group::<V>(x, cs.clone(), Line::Down(oh, ow), inner_rows.end - oh, y)
+                    self.group::<V>(x, cs.clone(), Line::Down(oh, ow), inner_rows.end - oh, y)
                 };
             }
         }
@@ -231,8 +231,8 @@ impl Depthwise<'_> {
         (d, scratch)
     }
 
-    /// As many of the next `left` positions of `line` as one group takes (8, 4, 2 or 1):
-    /// [`positions`](Self::positions) or [`strip`](Self::strip). Returns how many.
+    /// As many of the next `left` positions of `line` as one group takes (8, 4, 2 or 1), as
+    /// [`line`](Self::line) runs them. Returns how many.
     ///
     /// # Safety
     /// As those for the group.
@@ -280,7 +280,7 @@ impl Depthwise<'_> {
             Line::Down(oh, ow) => (oh, ow, 1, 0),
         };
         // The first tap of output (h, w) as an offset into `x`: before the sample (negative)
-        // when it lies in the padding, read only when `taps` has it inside.
+        // when it lies in the padding, read only when `chains` has it inside.
         let first_tap = |h: usize, w: usize| {
             let r = (h * rows.stride) as isize - rows.pad as isize;
             let col = (w * cols.stride) as isize - cols.pad as isize;

@@ -159,6 +159,7 @@ impl StepOp for MergeStep {
         }
     }
     fn run(&self, isa: Isa, io: StepIo<'_>) {
+        // Two inputs and the output, each of input 0's size (a broadcast one is smaller).
         let values = io.input_len(0).saturating_mul(io.batch());
         let pool = io.pool(crate::plan::moved(values.saturating_mul(3)));
         let (ins, out) = io.parts();
