@@ -247,14 +247,8 @@ pub(crate) unsafe fn register_epilogue<
                 }
             }
             EpOp::Norm(_) => unreachable!("row-wise ops never run on the registers"),
-            &EpOp::Act(act) => {
-                for row in acc.iter_mut() {
-                    for x in row.iter_mut() {
-                        // `RegOps` holds only cheap activations: `None` is unreachable.
-                        *x = math::apply_cheap(act, *x).unwrap_or(*x);
-                    }
-                }
-            }
+            // `RegOps` holds only cheap activations.
+            &EpOp::Act(act) => math::apply_cheap_tile(act, acc),
         }
     }
     // An activation's results are canonical already (`apply_cheap`).

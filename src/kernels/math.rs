@@ -257,6 +257,42 @@ pub(crate) fn apply_cheap<V: Simd>(act: Activation, x: V) -> Option<V> {
     cheap(act, x).map(|y| canonical_nan(x, y))
 }
 
+/// [`apply_cheap`] on every vector of a register tile, the activation matched once per tile:
+/// each arm's formula is [`cheap`]'s with the activation a constant, so the tile runs straight
+/// through. (Matched per vector, the dispatch and the accumulators it spilled cost a
+/// 3136x16x64 GEMM's bias + ReLU epilogue 19 us on 50.) A non-cheap `act` leaves the tile as
+/// it is (`RegOps` never holds one).
+#[cfg_attr(sinter_inline, inline(always))]
+pub(crate) fn apply_cheap_tile<V: Simd, const R: usize, const NV: usize>(
+    act: Activation,
+    acc: &mut [[V; NV]; R],
+) {
+    macro_rules! each {
+        (|$x:ident| $y:expr) => {
+            for row in acc.iter_mut() {
+                for v in row.iter_mut() {
+                    let $x = *v;
+                    *v = $y;
+                }
+            }
+        };
+        ($act:expr) => {
+            each!(|x| apply_cheap($act, x).unwrap_or(x))
+        };
+    }
+    match act {
+        // `max_or` is never NaN: only `x` needs the NaN check.
+        a if a == Activation::RELU => {
+            each!(|x| V::select(x.is_nan(), x.dup(f32::NAN), x.max_or(x.dup(0.0))))
+        }
+        Activation::Linear => each!(Activation::Linear),
+        Activation::Relu6 => each!(Activation::Relu6),
+        Activation::HardSigmoid => each!(Activation::HardSigmoid),
+        Activation::HardSilu => each!(Activation::HardSilu),
+        a => each!(a),
+    }
+}
+
 /// `y`, or the canonical NaN where `x` or `y` is NaN.
 #[cfg_attr(sinter_inline, inline(always))]
 pub(crate) fn canonical_nan<V: Simd>(x: V, y: V) -> V {
