@@ -107,7 +107,7 @@ pub(crate) use internal::*;
 mod internal {
     pub use super::attention::{Attend, KeyMask, kept};
     pub use super::call::{ColumnParts, Gemm, Strided, dense, dense_strided};
-    pub use super::direct::{DirectConv, FILTER_BLOCK};
+    pub use super::direct::{DirectConv, FILTER_BLOCK, Planar};
     pub use super::epilogue::EpOp;
     pub use super::gemm::{Blocking, KB, KC};
     pub use super::math::RowNorm;

@@ -1029,6 +1029,118 @@ mod depthwise {
     }
 }
 
+/// A direct convolution reading a channels-first image ([`Planar`]) against the same
+/// convolution reading that image padded and interleaved: the same bits on every tier, and
+/// those of the definition (an FMA chain from zero over K in tap row, tap column, channel
+/// order, then the bias), padding zeros included.
+mod direct {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `[ch, h, w]` padded into `[rows, cols, ch]`.
+    fn pad_interleave(
+        ch: usize,
+        (h, w): (usize, usize),
+        p: &Planar,
+        rows: usize,
+        cols: usize,
+        x: &[f32],
+    ) -> Vec<f32> {
+        let mut y = vec![0.0; rows * cols * ch];
+        for c in 0..ch {
+            for r in 0..h {
+                for j in 0..w {
+                    y[((r + p.top) * cols + j + p.left) * ch + c] = x[(c * h + r) * w + j];
+                }
+            }
+        }
+        y
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn a_planar_image_gives_the_padded_inputs_bits(
+            ch in 1usize..5,
+            (h, w) in (1usize..12, 1usize..12),
+            kernel in (1usize..4, 1usize..4),
+            strides in (1usize..3, 1usize..3),
+            dilation in 1usize..3,
+            (top, left, bottom, right) in (0usize..3, 0usize..3, 0usize..3, 0usize..3),
+            offset in 0usize..2,
+            blocks in 1usize..4,
+            pool in prop_oneof![Just((1usize, 1usize)), Just((2, 2)), Just((1, 2))],
+            act in prop_oneof![Just(None), Just(Some(Activation::HardSilu)), Just(Some(Activation::RELU))],
+            seed in any::<u64>(),
+        ) {
+            let (rows, cols) = (top + h + bottom, left + w + right);
+            let span = (kernel.0 - 1) * dilation + 1;
+            let out_rows = rows.checked_sub(span).map(|r| r / strides.0 + 1);
+            let out_cols = cols.checked_sub(kernel.1 + offset).map(|c| c / strides.1 + 1);
+            let (Some(out_rows), Some(out_cols)) = (out_rows, out_cols) else {
+                return Ok(());
+            };
+            let (out_rows, out_cols) = (out_rows / pool.0 * pool.0, out_cols / pool.1 * pool.1);
+            let filters = blocks * FILTER_BLOCK;
+            let p = Planar { h, w, top, left };
+            let geo = DirectConv {
+                rows, cols, ch, kernel, strides, dilation, offset, out_rows, out_cols, filters, pool,
+                planar: None,
+            };
+            prop_assume!(geo.valid());
+            let planar = DirectConv { planar: Some(p), ..geo };
+            prop_assert!(planar.valid());
+            let mut x = rand_vec(ch * h * w, seed);
+            x[0] = f32::NAN;
+            let padded = pad_interleave(ch, (h, w), &p, rows, cols, &x);
+            let kernel_w = rand_vec(geo.k() * filters, seed ^ 1);
+            let bias = rand_vec(filters, seed ^ 2);
+            let mut ops = vec![EpOp::bias(&bias)];
+            ops.extend(act.map(EpOp::Act));
+            // The definition, without a pool or an activation.
+            let want = (pool == (1, 1) && act.is_none()).then(|| {
+                let mut y = vec![];
+                for oy in 0..out_rows {
+                    for ox in 0..out_cols {
+                        for f in 0..filters {
+                            let mut s = 0.0f32;
+                            let mut k = 0;
+                            for a in 0..kernel.0 {
+                                for b in 0..kernel.1 {
+                                    for c in 0..ch {
+                                        let r = oy * strides.0 + a * dilation;
+                                        let j = ox * strides.1 + offset + b;
+                                        let v = padded[(r * cols + j) * ch + c];
+                                        s = v.mul_add(kernel_w[k * filters + f], s);
+                                        k += 1;
+                                    }
+                                }
+                            }
+                            let v = s + bias[f];
+                            y.push(if v.is_nan() { f32::NAN } else { v });
+                        }
+                    }
+                }
+                y
+            });
+            for isa in Isa::available() {
+                let run = |g: &DirectConv, x: &[f32]| {
+                    let mut y = vec![f32::NAN; g.out_len()];
+                    let mut scratch = vec![f32::NAN; g.scratch()];
+                    direct_conv(isa, g, &kernel_w, &ops, x, &mut y, &mut scratch);
+                    y
+                };
+                let (a, b) = (run(&geo, &padded), run(&planar, &x));
+                prop_assert_eq!(bits(&b), bits(&a), "{} {:?}", isa, planar);
+                if let Some(want) = &want {
+                    prop_assert_eq!(bits(&a), bits(want), "{} {:?}", isa, geo);
+                }
+            }
+        }
+    }
+}
+
 /// `combine_cyclic`: equal lengths or a block repeated over the other (either side, any
 /// length: below, at and across a vector), each op, NaN among the values: every tier gives
 /// one IEEE operation per value, NaN canonical.

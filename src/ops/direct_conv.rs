@@ -63,8 +63,12 @@ impl StepOp for DirectStep {
             (1, 1) => String::new(),
             (ph, pw) => format!(", then max pool {ph}x{pw}"),
         };
+        let reads = match g.planar {
+            None => "windows read in place",
+            Some(_) => "windows read from the channels-first image, padded a band at a time",
+        };
         format!(
-            "direct conv {}x{} ({}x{} taps over {} channels s{}x{}), windows read in place{pool}",
+            "direct conv {}x{} ({}x{} taps over {} channels s{}x{}), {reads}{pool}",
             g.k(),
             g.filters,
             g.kernel.0,
@@ -76,16 +80,17 @@ impl StepOp for DirectStep {
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
         let g = &self.geo;
+        let reads = match g.planar {
+            None => [g.rows, g.cols, g.ch],
+            Some(p) => [g.ch, p.h, p.w],
+        };
         match inputs {
-            [[r, c, ch]] if (*r, *c, *ch) == (g.rows, g.cols, g.ch) => Ok(vec![
+            [x] if *x == reads => Ok(vec![
                 g.out_rows / g.pool.0,
                 g.out_cols / g.pool.1,
                 g.filters,
             ]),
-            _ => Err(format!(
-                "a direct convolution reads [{}, {}, {}]",
-                g.rows, g.cols, g.ch
-            )),
+            _ => Err(format!("a direct convolution reads {reads:?}")),
         }
     }
     fn epilogue(&self) -> &[EpOp<'static>] {

@@ -276,6 +276,20 @@ impl StepOp for ResampleStep {
             })
         })
     }
+    fn planar_pad(&self) -> Option<crate::kernels::Planar> {
+        let (h, w, _) = self.input;
+        match self.map {
+            Resample::ZeroPadding2D { rows, cols } if self.channels_first => {
+                Some(crate::kernels::Planar {
+                    h,
+                    w,
+                    top: rows.0,
+                    left: cols.0,
+                })
+            }
+            _ => None,
+        }
+    }
     fn describe(&self) -> String {
         match self.map {
             Resample::ZeroPadding2D { rows, cols } if self.channels_first => {

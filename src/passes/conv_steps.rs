@@ -7,6 +7,10 @@
 //! `Conv2D -> MaxPooling2D`) runs in the step, on the outputs while they are in cache: the
 //! convolution rows a pool drops are not computed, and the full-size output is never stored.
 //! The pool's bits: a max is exact.
+//!
+//! A direct convolution that alone reads a channels-first image's zero pad (a torch model's
+//! stem) pads the image itself, a band of rows at a time ([`kernels::Planar`]): the pad's
+//! interleaving pass and its buffer go.
 
 use super::{ConvAlgo, Graph, Op, Pass};
 use crate::kernels;
@@ -19,8 +23,9 @@ pub struct ConvSteps;
 
 impl ConvSteps {
     /// Node `i` as its convolution step, if it is a 2-D convolution marked for one that can
-    /// run it, with the max pool `pool` (windows `(down, across)`; `(1, 1)`: none).
-    fn step(g: &Graph<'_>, i: usize, pool: (usize, usize)) -> Option<StepRef> {
+    /// run it, with the max pool `pool` (windows `(down, across)`; `(1, 1)`: none); and the
+    /// step's input node, when it reads one the convolution's input read (a planar pad's).
+    fn step(g: &Graph<'_>, i: usize, pool: (usize, usize)) -> Option<(StepRef, Option<usize>)> {
         let node = &g.nodes[i];
         let Op::Dense {
             weights,
@@ -62,9 +67,10 @@ impl ConvSteps {
                     filters,
                     pool: pooled,
                 };
-                WinogradStep::new(geo, &weights.kernel, ops).map(StepRef::new)
+                WinogradStep::new(geo, &weights.kernel, ops).map(|s| (StepRef::new(s), None))
             }
             ConvAlgo::Direct => {
+                let input = *node.inputs.first()?;
                 let geo = kernels::DirectConv {
                     rows,
                     cols,
@@ -77,14 +83,33 @@ impl ConvSteps {
                     out_cols,
                     filters,
                     pool,
+                    planar: None,
                 };
-                DirectStep::new(geo, &weights.kernel, ops).map(StepRef::new)
+                // The channels-first image under a pad only this convolution reads.
+                let planar = match &g.nodes[input].op {
+                    Op::Step(pad) if g.consumers(input) == 1 && !g.is_output(input) => pad
+                        .0
+                        .planar_pad()
+                        .and_then(|p| Some((p, *g.nodes[input].inputs.first()?))),
+                    _ => None,
+                };
+                if let Some((p, image)) = planar {
+                    let geo = kernels::DirectConv {
+                        planar: Some(p),
+                        ..geo
+                    };
+                    if let Some(step) = DirectStep::new(geo, &weights.kernel, ops.clone()) {
+                        return Some((StepRef::new(step), Some(image)));
+                    }
+                }
+                DirectStep::new(geo, &weights.kernel, ops).map(|s| (StepRef::new(s), None))
             }
         }
     }
 
-    /// Node `i`'s step with the max pool that is its only reader, and that reader.
-    fn with_pool(g: &Graph<'_>, i: usize) -> Option<(usize, StepRef)> {
+    /// Node `i`'s step with the max pool that is its only reader, that reader, and the
+    /// step's input.
+    fn with_pool(g: &Graph<'_>, i: usize) -> Option<(usize, StepRef, usize)> {
         if g.consumers(i) != 1 || g.is_output(i) {
             return None;
         }
@@ -92,10 +117,12 @@ impl ConvSteps {
         let Op::Step(pool) = &g.nodes[reader].op else {
             return None;
         };
-        let step = Self::step(g, i, pool.0.max_pool()?)?;
-        let shape: Vec<&[usize]> = vec![&g.nodes[*g.nodes[i].inputs.first()?].shape];
+        let (step, input) = Self::step(g, i, pool.0.max_pool()?)?;
+        let input = input.or(g.nodes[i].inputs.first().copied())?;
+        let shape: Vec<&[usize]> = vec![&g.nodes[input].shape];
         // The pooled step makes exactly the pool's output.
-        (step.0.output_shape(&shape).ok()? == g.nodes[reader].shape).then_some((reader, step))
+        (step.0.output_shape(&shape).ok()? == g.nodes[reader].shape)
+            .then_some((reader, step, input))
     }
 }
 
@@ -104,20 +131,23 @@ impl Pass for ConvSteps {
         "conv_steps"
     }
     fn run<'m>(&self, mut g: Graph<'m>) -> Graph<'m> {
-        let mut pooled = false;
+        let mut dropped = false;
         for i in 0..g.nodes.len() {
-            if let Some((reader, step)) = Self::with_pool(&g, i) {
+            if let Some((reader, step, input)) = Self::with_pool(&g, i) {
                 // The pool's node computes both; the convolution's is left to prune.
-                let conv = &g.nodes[i];
-                let name = format!("{}+{}", conv.name, g.nodes[reader].name);
-                let inputs = conv.inputs.clone();
+                let name = format!("{}+{}", g.nodes[i].name, g.nodes[reader].name);
                 let node = &mut g.nodes[reader];
-                (node.name, node.op, node.inputs) = (name, Op::Step(step), inputs);
-                pooled = true;
-            } else if let Some(step) = Self::step(&g, i, (1, 1)) {
+                (node.name, node.op, node.inputs) = (name, Op::Step(step), vec![input]);
+                dropped = true;
+            } else if let Some((step, input)) = Self::step(&g, i, (1, 1)) {
                 g.nodes[i].op = Op::Step(step);
+                if let Some(input) = input {
+                    // The pad is left to prune.
+                    g.nodes[i].inputs = vec![input];
+                    dropped = true;
+                }
             }
         }
-        if pooled { super::Prune.run(g) } else { g }
+        if dropped { super::Prune.run(g) } else { g }
     }
 }

@@ -82,6 +82,12 @@ pub(crate) trait StepOp: Send + Sync + fmt::Debug {
     fn with_activation(&self, _act: crate::kernels::Activation) -> Option<StepRef> {
         None
     }
+    /// This step as a zero pad of a channels-first image (`[ch, h, w]` in, `[top + h +
+    /// bottom, left + w + right, ch]` out): its image and padding, which a direct convolution
+    /// reading it may do itself instead ([`ConvSteps`](crate::passes::ConvSteps)).
+    fn planar_pad(&self) -> Option<crate::kernels::Planar> {
+        None
+    }
     /// This step reading its one input channels-first (`[ch, rest..]` for the `[rest.., ch]`
     /// it reads now), if it can: what lets it do the transpose before it, in the same pass
     /// ([`TransposeIntoPad`](crate::passes::TransposeIntoPad)).
