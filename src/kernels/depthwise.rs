@@ -2,8 +2,10 @@
 //! channel): not a GEMM (its arithmetic intensity is too low), a direct loop over the taps
 //! written once over the tiers' vectors.
 
+use super::math;
 use super::ops::{Axis, PlainLoop};
 use super::simd::Simd;
+use crate::kernels::Activation;
 use std::ops::Range;
 
 /// Bytes of L1 a group's input pixels may take (of 32 to 48 KiB).
@@ -43,6 +45,11 @@ pub struct Depthwise<'a> {
     pub kernel: &'a [f32],
     /// `ch * mult` values, if any.
     pub bias: Option<&'a [f32]>,
+    /// Run on every output after the bias, NaN made canonical (the separate pass's bits):
+    /// elementwise (a row-wise one is the caller's); `Linear` runs nothing. A cheap one
+    /// ([`Activation::is_cheap`]) runs on the registers before the store; the others on
+    /// the sample's outputs at the end.
+    pub act: Activation,
 }
 
 /// Output positions the vector loop runs together.
@@ -126,9 +133,45 @@ impl Depthwise<'_> {
                 && scratch.len() >= padded,
             "depthwise: buffers shorter than the geometry"
         );
-        if mult != 1 || ch < V::LANES {
-            return self.scalar(x, y);
+        let out = &mut y[..rows.out * cols.out * n];
+        // What the vector loop leaves to a pass over the outputs.
+        let after = match self.act {
+            Activation::Linear => None,
+            a if a.is_cheap() && mult == 1 && ch >= V::LANES => None,
+            a => Some(a),
+        };
+        if let Some(act) = after {
+            assert!(
+                !act.is_row_wise(),
+                "depthwise: a row-wise activation is the caller's"
+            );
         }
+        if mult != 1 || ch < V::LANES {
+            self.scalar(x, out);
+        } else {
+            // SAFETY: `V` is available (this method's contract); the buffers are checked.
+            unsafe { self.vectors::<V>(x, out, scratch, padded) };
+        }
+        if let Some(act) = after {
+            // SAFETY: `V` is available (this method's contract).
+            unsafe { math::apply_slice::<V>(act, out) };
+        }
+    }
+
+    /// [`sample`](Self::sample)'s vector loop, the cheap activation in its stores.
+    ///
+    /// # Safety
+    /// `V`'s instruction set is available; the buffers are checked, `mult == 1`, `V::LANES
+    /// <= ch`, `padded` the scratch's padded copy's size.
+    #[inline(always)]
+    unsafe fn vectors<V: Simd>(
+        &self,
+        x: &[f32],
+        y: &mut [f32],
+        scratch: &mut [f32],
+        padded: usize,
+    ) {
+        let (rows, cols, ch) = (self.rows, self.cols, self.ch);
         let (d, x) = match padded {
             0 => (*self, x),
             len => self.pad_into(x, &mut scratch[..len]),
@@ -389,8 +432,12 @@ impl Depthwise<'_> {
         // SAFETY: the caller's contract; a bias holds `ch` values (checked by `sample`).
         unsafe {
             let bias = self.bias.map(|b| V::load(b.as_ptr().add(c)));
-            for (p, a) in acc.into_iter().enumerate() {
-                bias.map_or(a, |b| a.add(b)).store(out(p));
+            let mut sums = acc.map(|a| [bias.map_or(a, |b| a.add(b))]);
+            if self.act != Activation::Linear && self.act.is_cheap() {
+                math::apply_cheap_tile(self.act, &mut sums);
+            }
+            for (p, [v]) in sums.into_iter().enumerate() {
+                v.store(out(p));
             }
         }
     }

@@ -1011,14 +1011,31 @@ mod depthwise {
             ch in prop_oneof![1usize..8, 8usize..18, 30usize..40],
             mult in prop_oneof![Just(1usize), Just(1), 2usize..4],
             bias in any::<bool>(),
+            act in prop_oneof![
+                Just(Activation::Linear),
+                Just(Activation::RELU),
+                Just(Activation::HardSilu),
+                Just(Activation::HardSigmoid),
+                Just(Activation::Tanh),
+            ],
             seed in any::<u64>(),
         ) {
             let n = ch * mult;
             let x = rand_vec(rows.len * cols.len * ch, seed);
             let kernel = rand_vec(rows.size * cols.size * n, seed ^ 1);
             let b = rand_vec(n, seed ^ 2);
-            let d = Depthwise { rows, cols, ch, mult, kernel: &kernel, bias: bias.then_some(&b[..]) };
-            let want = oracle(&d, &x);
+            let mut x = x;
+            // A NaN and infinities through the activation.
+            x[0] = f32::NAN;
+            if x.len() > 2 {
+                (x[1], x[2]) = (f32::INFINITY, f32::NEG_INFINITY);
+            }
+            let d = Depthwise { rows, cols, ch, mult, kernel: &kernel, bias: bias.then_some(&b[..]), act };
+            // The activation as its separate pass runs it.
+            let mut want = oracle(&d, &x);
+            if act != Activation::Linear {
+                crate::kernels::activation(Isa::Generic, act, &mut want);
+            }
             for isa in Isa::available() {
                 let mut y = vec![f32::NAN; want.len()];
                 let mut scratch = vec![f32::NAN; d.scratch_len()];

@@ -259,6 +259,10 @@ impl DepthwiseStep {
             mult: self.mult,
             kernel: &self.kernel,
             bias: self.bias.as_deref(),
+            act: match self.act {
+                a if a.is_row_wise() => Activation::Linear,
+                a => a,
+            },
         }
     }
 }
@@ -302,13 +306,12 @@ impl StepOp for DepthwiseStep {
         let d = self.kernel();
         let width = (self.ch * self.mult).max(1);
         io.per_sample_scratch(d.scratch_len(), |x, y, s| {
+            // An elementwise activation runs in the kernel.
             crate::kernels::plain(isa, &d, x, y, s);
-            match self.act {
-                Activation::Linear => {}
+            if self.act.is_row_wise() {
                 // Keras's softmax of a feature map: over each position's channels (the
                 // whole sample as one row was a wrong answer).
-                act if act.is_row_wise() => crate::kernels::rows(isa, act, y, width),
-                act => crate::kernels::activation(isa, act, y),
+                crate::kernels::rows(isa, self.act, y, width);
             }
         });
     }
