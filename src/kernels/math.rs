@@ -287,8 +287,16 @@ pub(crate) fn apply_cheap_tile<V: Simd, const R: usize, const NV: usize>(
         }
         Activation::Linear => each!(Activation::Linear),
         Activation::Relu6 => each!(Activation::Relu6),
-        Activation::HardSigmoid => each!(Activation::HardSigmoid),
-        Activation::HardSilu => each!(Activation::HardSilu),
+        // A non-NaN `x` gives a finite `y`: only `x` needs the NaN check.
+        Activation::HardSigmoid => each!(|x| {
+            let y = cheap(Activation::HardSigmoid, x).unwrap_or(x);
+            V::select(x.is_nan(), x.dup(f32::NAN), y)
+        }),
+        // `x * ...` is NaN where `x` is: only `y` needs the NaN check.
+        Activation::HardSilu => each!(|x| {
+            let y = cheap(Activation::HardSilu, x).unwrap_or(x);
+            V::select(y.is_nan(), x.dup(f32::NAN), y)
+        }),
         a => each!(a),
     }
 }
