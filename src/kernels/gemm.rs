@@ -129,7 +129,7 @@ struct APass {
 /// `a.seg` indexes a segment, and the segments from it on add up to at least
 /// `a.pc + kc - a.seg_k` values; for `r < R`
 /// every value a segment addresses, `a.row[r * lda + offset + i]` for `i < len`, is readable;
-/// `b` readable for `kc * NR` values; `c` readable and writable at `r * ldc + j` for `r < R`,
+/// `b` readable for `kc` rows `ldb >= NR` apart, `NR` values each; `c` readable and writable at `r * ldc + j` for `r < R`,
 /// `j < cols <= NR` (`cols == NR` if `WHOLE`); the epilogue as
 /// [`register_epilogue`] and [`l1_epilogue`] require; `V`'s instruction set available.
 #[cfg_attr(sinter_inline, inline(always))]
@@ -144,6 +144,7 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize, const REG: bool, const 
     mut first: bool,
     epilogue: Option<TileEpilogue<'_>>,
     ahead: &mut Ahead,
+    ldb: usize,
 ) {
     let lanes = V::LANES;
     let nr = NV * lanes;
@@ -171,7 +172,7 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize, const REG: bool, const 
         ahead.fetch();
         // SAFETY: `ap` holds the block's kn values of each of the R rows, `lda` apart; `b`
         // holds kc rows of NR (caller contract).
-        unsafe { fma_run::<V, R, NV>(&mut acc, ap, lda, b.add(k0 * nr), kn) };
+        unsafe { fma_run::<V, R, NV>(&mut acc, ap, lda, b.add(k0 * ldb), ldb, kn) };
         if !first {
             for (r, row) in acc.iter_mut().enumerate() {
                 for (v, x) in row.iter_mut().enumerate() {
@@ -289,7 +290,7 @@ unsafe fn block_rows(
 }
 
 /// `acc[r] += A[r][j] * B[j]` for `j < len`, in j order: row `r`'s values at `ap[r * lda + j]`,
-/// B's rows NR apart from `bp`.
+/// B's rows `ldb` apart from `bp` (their first `NV` vectors read).
 ///
 /// # Safety
 /// Those values are readable; `V`'s instruction set is available.
@@ -299,13 +300,14 @@ unsafe fn fma_run<V: Simd, const R: usize, const NV: usize>(
     ap: *const f32,
     lda: usize,
     bp: *const f32,
+    ldb: usize,
     len: usize,
 ) {
     let lanes = V::LANES;
     for j in 0..len {
         // SAFETY: the caller's contract.
         unsafe {
-            let bj = bp.add(j * NV * lanes);
+            let bj = bp.add(j * ldb);
             let bv: [V; NV] = std::array::from_fn(|v| V::load(bj.add(v * lanes)));
             for (r, row) in acc.iter_mut().enumerate() {
                 let av = V::splat(*ap.add(r * lda + j));
@@ -564,11 +566,17 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                             lines -= ahead.lines;
                             if rows == MR && cols == nr {
                                 tile::<V, MR, NV, true, true>(
-                                    kc, ap, bp, cp, g.ldc, nr, first, epi, &mut ahead,
+                                    kc, ap, bp, cp, g.ldc, nr, first, epi, &mut ahead, nr,
+                                );
+                            } else if rows == MR && NV > 1 && cols <= V::LANES {
+                                // A last panel of one vector (a 40-column layer's last 8 on
+                                // 32-wide panels) computes one vector per row, not NV.
+                                tile::<V, MR, 1, true, false>(
+                                    kc, ap, bp, cp, g.ldc, cols, first, epi, &mut ahead, nr,
                                 );
                             } else if rows == MR {
                                 tile::<V, MR, NV, true, false>(
-                                    kc, ap, bp, cp, g.ldc, cols, first, epi, &mut ahead,
+                                    kc, ap, bp, cp, g.ldc, cols, first, epi, &mut ahead, nr,
                                 );
                             } else {
                                 // Fewer rows: the epilogue on the stored tile, not
@@ -585,7 +593,7 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                                     rows,
                                     MR,
                                     tile::<V, NV, false, false>(
-                                        kc, ap, bp, cp, g.ldc, cols, first, epi, &mut ahead
+                                        kc, ap, bp, cp, g.ldc, cols, first, epi, &mut ahead, nr
                                     )
                                 );
                             }

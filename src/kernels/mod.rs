@@ -190,33 +190,37 @@ impl Isa {
     }
 
     /// The panel width for a layer of `n` columns: the one that computes them fastest, by the
-    /// columns each computes (every panel is whole, so `n` rounds up to panels) over its
-    /// tile's speed, a partial last panel costing a sixth of a panel more (its masked loads
-    /// and stores; measured: without the charge mobilenet_v3_small ran 2-4% slower). The speeds are measured on Zen 5 (`gemm` bench shapes
-    /// 3136 x 64 x 64 and 3136 x 576 x 64): one vector per tile row runs at 0.72 of the widest
-    /// tile's rate (too few accumulators to hide the FMA latency), two at 0.95. A 72-column
-    /// layer then takes 32-wide panels (96 columns) rather than 64 (128), 20% faster
-    /// (3136 x 16 x 72). The bits never depend on the width.
+    /// columns each computes over its tile's speed. Every panel is whole but a last one of a
+    /// vector or less, which computes one vector per row (see the GEMM driver); a partial
+    /// last panel costs a sixth of a panel more (its masked loads and stores; measured:
+    /// without the charge mobilenet_v3_small ran 2-4% slower). The speeds are measured on
+    /// Zen 5 (`gemm` bench shapes 3136 x 64 x 64 and 3136 x 576 x 64): one vector per tile row
+    /// runs at 0.72 of the widest tile's rate (too few accumulators to hide the FMA latency),
+    /// two at 0.95. A 40-column layer then takes a 32-wide panel and a one-vector one rather
+    /// than three 16-wide ones, 1568 x 240 x 40 308 to 262 us (Xeon 6/207). The bits never
+    /// depend on the width.
     pub fn nr_for(self, n: usize) -> usize {
         let tiles = self.tiles();
         let lanes = tiles[0].nr; // the narrowest tile is one vector wide
+        let speed = |nr: usize| match nr / lanes.max(1) {
+            0 | 1 => 0.72,
+            2 => 0.95,
+            _ => 1.0,
+        };
         let cost = |nr: usize| {
-            let speed = match nr / lanes.max(1) {
-                0 | 1 => 0.72,
-                2 => 0.95,
-                _ => 1.0,
+            let (whole, rest) = (n / nr, n % nr);
+            let last = match rest {
+                0 => 0.0,
+                r if r <= lanes => lanes as f64 / speed(lanes) + lanes as f64 / 6.0,
+                _ => nr as f64 / speed(nr) + nr as f64 / 6.0,
             };
-            let partial = if n.is_multiple_of(nr) {
-                0.0
-            } else {
-                nr as f64 / 6.0
-            };
-            ((n.div_ceil(nr) * nr) as f64 + partial) / speed
+            (whole * nr) as f64 / speed(nr) + last
         };
         tiles
             .iter()
             .map(|t| t.nr)
-            .min_by(|&a, &b| cost(a).total_cmp(&cost(b)).then(b.cmp(&a)))
+            // A tie (a layer of one vector or less) takes the narrowest: the least packed.
+            .min_by(|&a, &b| cost(a).total_cmp(&cost(b)).then(a.cmp(&b)))
             .unwrap_or_else(|| self.nr())
     }
 
