@@ -280,10 +280,13 @@ impl DirectConv {
                     // are checked cheap per-column ops.
                     unsafe {
                         ox += match (wide, ox + R <= self.out_cols, ox + RH <= self.out_cols) {
-                            (true, true, _) => tile::<V, NV, R>(args, &e, out),
-                            (true, false, _) => tile::<V, NV, 1>(args, &e, out),
-                            (false, _, true) => tile::<V, NH, RH>(args, &e, out),
-                            (false, _, false) => tile::<V, NH, 1>(args, &e, out),
+                            (true, true, _) => tile::<V, NV, R, 0>(args, &e, out),
+                            (true, false, _) => tile::<V, NV, 1, 0>(args, &e, out),
+                            // A 16-filter stride-2 stem over image planes (windows 2 values
+                            // apart): each tap's windows from one address register.
+                            (false, _, true) if step == 2 => tile::<V, NH, RH, 2>(args, &e, out),
+                            (false, _, true) => tile::<V, NH, RH, 0>(args, &e, out),
+                            (false, _, false) => tile::<V, NH, 1, 0>(args, &e, out),
                         };
                     }
                 }
@@ -333,16 +336,20 @@ type TileArgs<'a> = (
 /// register epilogue, stored `f` apart from `y[0]`.
 ///
 /// # Safety
-/// `V`'s instruction set; `first + (R - 1) * step + off[k] < x.len()` for every `k`;
+/// `V`'s instruction set; `STEP` is 0 or `step`; `first + (R - 1) * step + off[k] < x.len()`
+/// for every `k`;
 /// `kernel` holds `off.len()` rows of `f` values and `fb + NV * LANES <= f`; `y` holds `(R -
 /// 1) * f + NV * LANES` values; `e` as [`register_epilogue`] requires.
 #[inline(always)]
-unsafe fn tile<V: Simd, const NV: usize, const R: usize>(
+unsafe fn tile<V: Simd, const NV: usize, const R: usize, const STEP: usize>(
     (x, first, step, off, kernel, fb, f): TileArgs<'_>,
     e: &TileEpilogue<'_>,
     y: &mut [f32],
 ) -> usize {
     let lanes = V::LANES;
+    // A constant step (`STEP > 0`, which is then `step`) makes each window's offset from the
+    // first a constant: one address per tap, not one per window.
+    let step = if STEP > 0 { STEP } else { step };
     // SAFETY: the ISA (caller contract).
     let mut acc = [[unsafe { V::splat(0.0) }; NV]; R];
     let (xp, wp) = (x.as_ptr(), kernel.as_ptr());
