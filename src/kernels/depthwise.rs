@@ -46,10 +46,46 @@ pub struct Depthwise<'a> {
     /// `ch * mult` values, if any.
     pub bias: Option<&'a [f32]>,
     /// Run on every output after the bias, NaN made canonical (the separate pass's bits):
-    /// elementwise (a row-wise one is the caller's); `Linear` runs nothing. A cheap one
-    /// ([`Activation::is_cheap`]) runs on the registers before the store; the others on
-    /// the sample's outputs at the end.
+    /// elementwise (a row-wise one is the caller's); `Linear` runs nothing. ReLU and the
+    /// hard sigmoid and swish run on the registers before the store, as one formula
+    /// ([`Hard`]); the others on the sample's outputs at the end.
     pub act: Activation,
+}
+
+/// ReLU, hard sigmoid and hard swish as one formula, `m * (min(max(x + c, 0), hi) * s)` with
+/// `m` either `x` or 1, x86's `max`/`min` ([`Simd::max_or`]), NaN in gives the canonical NaN:
+/// their definitions' operations in their order (the extra `+ 0`, `min(.., inf)` and `* 1`
+/// are exact), so the separate pass's bits. One formula, not a `match` in the store: each
+/// arm multiplied the depthwise loop's code (the crate's release build took 28 s more CPU).
+#[derive(Clone, Copy)]
+struct Hard {
+    c: f32,
+    hi: f32,
+    s: f32,
+    /// 1 to multiply by `x` (hard swish), 0 not to.
+    times_x: f32,
+}
+
+impl Hard {
+    fn of(act: Activation) -> Option<Hard> {
+        let (c, hi, s, times_x) = match act {
+            a if a == Activation::RELU => (0.0, f32::INFINITY, 1.0, 0.0),
+            Activation::HardSigmoid => (3.0, 6.0, 1.0 / 6.0, 0.0),
+            Activation::HardSilu => (3.0, 6.0, 1.0 / 6.0, 1.0),
+            _ => return None,
+        };
+        Some(Hard { c, hi, s, times_x })
+    }
+
+    #[inline(always)]
+    fn apply<V: Simd>(self, x: V) -> V {
+        let r = x
+            .add(x.dup(self.c))
+            .max_or(x.dup(0.0))
+            .min_or(x.dup(self.hi));
+        let m = V::select(x.dup(self.times_x).gt(x.dup(0.0)), x, x.dup(1.0));
+        math::canonical_nan(x, m.mul(r.mul(x.dup(self.s))))
+    }
 }
 
 /// Output positions the vector loop runs together.
@@ -137,7 +173,7 @@ impl Depthwise<'_> {
         // What the vector loop leaves to a pass over the outputs.
         let after = match self.act {
             Activation::Linear => None,
-            a if a.is_cheap() && mult == 1 && ch >= V::LANES => None,
+            a if Hard::of(a).is_some() && mult == 1 && ch >= V::LANES => None,
             a => Some(a),
         };
         if let Some(act) = after {
@@ -432,12 +468,13 @@ impl Depthwise<'_> {
         // SAFETY: the caller's contract; a bias holds `ch` values (checked by `sample`).
         unsafe {
             let bias = self.bias.map(|b| V::load(b.as_ptr().add(c)));
-            let mut sums = acc.map(|a| [bias.map_or(a, |b| a.add(b))]);
-            if self.act != Activation::Linear && self.act.is_cheap() {
-                math::apply_cheap_tile(self.act, &mut sums);
-            }
-            for (p, [v]) in sums.into_iter().enumerate() {
-                v.store(out(p));
+            let hard = Hard::of(self.act);
+            for (p, a) in acc.into_iter().enumerate() {
+                let v = bias.map_or(a, |b| a.add(b));
+                match hard {
+                    Some(h) => h.apply(v).store(out(p)),
+                    None => v.store(out(p)),
+                }
             }
         }
     }
