@@ -230,6 +230,94 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize, const REG: bool, const 
     }
 }
 
+/// Panels a one-row tile covers at once ([`row_panels`]).
+const ROW_PANELS: usize = 4;
+
+/// One row over `P` whole panels at once, `P x NV` FMA chains: a one-row tile has only `NV`,
+/// too few to cover the FMA latency, so a GEMV (a batch of one) ran at the chains' pace, not
+/// the weights' bandwidth. Each output's sum is the one-row tile's, in the same order, made
+/// canonical and stored the same way; the epilogue runs on the stored row as for the one-row
+/// tile (per-column and elementwise ops: one call over the `P` panels gives the same bits).
+///
+/// # Safety
+/// As [`tile`] with `R = 1` and `cols = NR`, for each of the `P` panels: panel `p`'s rows
+/// from `b + p * pstride`, `ldb = NR`, its C values from `c + p * NR`; the epilogue's
+/// columns cover all `P` panels.
+#[cfg_attr(sinter_inline, inline(always))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_panels<V: Simd, const NV: usize, const P: usize>(
+    kc: usize,
+    a: APass,
+    b: *const f32,
+    pstride: usize,
+    c: *mut f32,
+    mut first: bool,
+    epilogue: Option<TileEpilogue<'_>>,
+    ahead: &mut Ahead,
+) {
+    let lanes = V::LANES;
+    let nr = NV * lanes;
+    let mut cursor = (a.seg, a.seg_k);
+    let mut stage = [std::mem::MaybeUninit::<f32>::uninit(); 8 * KB];
+    let mut k0 = 0;
+    loop {
+        let kn = KB.min(kc - k0);
+        let ap = match a.run {
+            // SAFETY: as in `tile`.
+            Some(run) => unsafe { a.row.add(run + k0) },
+            // SAFETY: as in `tile`, for one row.
+            None => unsafe { block_rows(&a, &mut cursor, k0, kn, 1, &mut stage).0 },
+        };
+        // SAFETY: the ISA is available (caller contract).
+        let mut acc = [[unsafe { V::splat(0.0) }; NV]; P];
+        ahead.fetch();
+        for j in 0..kn {
+            // SAFETY: `ap` holds the block's kn values; panel p holds kc rows of NR from
+            // `b + p * pstride` (caller contract).
+            unsafe {
+                let av = V::splat(*ap.add(j));
+                let bj = b.add((k0 + j) * nr);
+                for (p, row) in acc.iter_mut().enumerate() {
+                    for (v, x) in row.iter_mut().enumerate() {
+                        *x = av.fma(V::load(bj.add(p * pstride + v * lanes)), *x);
+                    }
+                }
+            }
+        }
+        k0 += kn;
+        let done = k0 >= kc;
+        // Panel p's NR values of C are at `c + p * NR` (caller contract).
+        let at = |p: usize, v: usize| c.wrapping_add(p * nr + v * lanes);
+        if !first {
+            for (p, row) in acc.iter_mut().enumerate() {
+                for (v, x) in row.iter_mut().enumerate() {
+                    // SAFETY: in C (above).
+                    *x = unsafe { V::load(at(p, v)) }.add(*x);
+                }
+            }
+        }
+        if done && epilogue.is_some() {
+            canonical_tile(&mut acc);
+        }
+        for (p, row) in acc.iter().enumerate() {
+            for (v, x) in row.iter().enumerate() {
+                // SAFETY: in C (above).
+                unsafe { x.store(at(p, v)) };
+            }
+        }
+        first = false;
+        if done {
+            break;
+        }
+    }
+    if let Some(e) = &epilogue
+        && !e.l1.is_empty()
+    {
+        // SAFETY: the caller's contract: C's row holds the P panels' values.
+        unsafe { l1_epilogue::<V>(c, 0, 1, P * nr, e) };
+    }
+}
+
 /// Where K values `pc + k0..pc + k0 + kn` of the tile's `rows` rows are: `(p, ld)`, row `r`'s
 /// values at `p[r * ld + j]`. Straight from A when they are one segment's, else copied in k
 /// order into `stage` (rows KB apart). Moves `cursor` (segment, its first K value) to the
@@ -539,10 +627,49 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
             let mut ic = 0;
             while ic < m {
                 let mc = blk.mc.min(m - ic);
-                for jp in jc..jc_end {
+                let mut jp = jc;
+                while jp < jc_end {
                     let cols = nr.min(n - jp * nr);
                     // SAFETY: in bounds by `g.check`: panel jp starts at jp*k*nr, block pc at pc*nr.
                     let bp = unsafe { b.add(jp * k * nr + pc * nr) };
+                    if mc == 1 && (jp + ROW_PANELS <= jc_end) && (jp + ROW_PANELS) * nr <= n {
+                        let epi = last.then_some(TileEpilogue {
+                            reg: RegOps::NONE,
+                            l1: tile_ops,
+                            row: g.row0 + ic,
+                            col: jp * nr,
+                            cols: ROW_PANELS * nr,
+                        });
+                        // SAFETY: as for a one-row tile below, for the ROW_PANELS whole panels
+                        // from jp (all inside the call's columns and C's row), k * nr apart.
+                        unsafe {
+                            let ap = APass {
+                                row: a.add(ic * lda),
+                                lda,
+                                segs: segs.as_ptr(),
+                                seg,
+                                seg_k,
+                                pc,
+                                run,
+                            };
+                            let cp = c.add(ic * g.ldc + jp * nr);
+                            ahead.lines = (per_tile * ROW_PANELS).min(lines);
+                            ahead.per_block = ahead.lines.div_ceil(kc.div_ceil(KB).max(1));
+                            lines -= ahead.lines;
+                            row_panels::<V, NV, ROW_PANELS>(
+                                kc,
+                                ap,
+                                bp,
+                                k * nr,
+                                cp,
+                                pc == 0,
+                                epi,
+                                &mut ahead,
+                            );
+                        }
+                        jp += ROW_PANELS;
+                        continue;
+                    }
                     let mut ir = 0;
                     let mut t = 0;
                     while ir < mc {
@@ -611,6 +738,7 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                         ir += rows;
                         t += 1;
                     }
+                    jp += 1;
                 }
                 // Every column of these rows is final: earlier column blocks are done.
                 if last && last_jc && !rest.is_empty() {

@@ -144,7 +144,7 @@ macro_rules! tier_tests {
                 let Some(isa) = tier() else { return };
                 for &m in &[1usize, 2, 5, 6, 7, 13, 49] {
                     for &k in &[1usize, 7, 256, 257, 600, 1025, 2100] {
-                        for &n in &[1usize, 15, 16, 17, 33, 70] {
+                        for &n in &[1usize, 15, 16, 17, 33, 70, 130] {
                             let a = rand_vec(m * k, (m * 1000 + k) as u64);
                             let w = rand_vec(k * n, (k * 7 + n) as u64);
                             let bias = rand_vec(n, n as u64);
@@ -850,7 +850,7 @@ mod properties {
     fn case() -> impl Strategy<Value = Case> {
         (
             1usize..20,
-            1usize..80,
+            1usize..140,
             proptest::collection::vec((0usize..300, 0usize..9), 1..6),
             any::<bool>(),
             1usize..50,
