@@ -502,7 +502,9 @@ impl Blocking {
             KC
         }
         .clamp(KB, KC);
-        let mc = (caches.l1d * 3 / 2 / (kc * 4)).clamp(mr, 16 * mr) / mr * mr;
+        // The rows of a row block hold `min(K, KC)` values each.
+        let row_k = kc.min(k.div_ceil(KB) * KB).max(KB);
+        let mc = (caches.l1d * 3 / 2 / (row_k * 4)).clamp(mr, 16 * mr) / mr * mr;
         let nc = (2 * caches.l2 / (kc * 4)).clamp(4 * nr, 64 * nr);
         let kc = if m <= 2 * mr { k.max(1) } else { kc };
         Blocking {
@@ -531,15 +533,21 @@ impl Blocking {
 #[cfg_attr(sinter_inline, inline(always))]
 fn tile_rows(mc: usize, mr: usize, i: usize) -> usize {
     let tiles = mc.div_ceil(mr);
-    let whole = match mc % mr {
-        0 => tiles,
-        _ => tiles.saturating_sub(2),
-    };
+    let whole = whole_tiles(mc, mr);
     if i < whole {
         return mr;
     }
     let (rest, parts) = (mc - whole * mr, tiles - whole);
     rest / parts + usize::from(i - whole < rest % parts)
+}
+
+/// How many of [`tile_rows`]'s tiles of `mc` rows are whole `mr`-row tiles: they come first.
+#[cfg_attr(sinter_inline, inline(always))]
+fn whole_tiles(mc: usize, mr: usize) -> usize {
+    match mc % mr {
+        0 => mc / mr,
+        _ => mc.div_ceil(mr).saturating_sub(2),
+    }
 }
 
 /// The driver. Instantiated once per tier inside a `#[target_feature]` function.
@@ -613,6 +621,9 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
         loop {
             let kc = blk.kc.min(k - pc);
             let last = pc + kc == k;
+            // A tile's share of the prefetches, spread over its blocks of KB (worked out
+            // once a pass: a division per tile cost short-K layers 2%).
+            let per_block = per_tile.div_ceil(kc.div_ceil(KB).max(1));
             while seg + 1 < segs.len() && seg_k + segs[seg].len <= pc {
                 seg_k += segs[seg].len;
                 seg += 1;
@@ -654,7 +665,7 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                             };
                             let cp = c.add(ic * g.ldc + jp * nr);
                             ahead.lines = (per_tile * ROW_PANELS).min(lines);
-                            ahead.per_block = ahead.lines.div_ceil(kc.div_ceil(KB).max(1));
+                            ahead.per_block = per_block * ROW_PANELS;
                             lines -= ahead.lines;
                             row_panels::<V, NV, ROW_PANELS>(
                                 kc,
@@ -672,6 +683,47 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                     }
                     let mut ir = 0;
                     let mut t = 0;
+                    if cols == nr {
+                        // A whole panel's whole tiles first, in a loop of their own with
+                        // little state (in the loop below, choosing each tile's kind kept
+                        // a third of a short-K layer's time in bookkeeping).
+                        let whole = whole_tiles(mc, MR);
+                        let mut epi = last.then_some(TileEpilogue {
+                            reg: reg_ops,
+                            l1: l1_ops,
+                            row: g.row0 + ic,
+                            col: jp * nr,
+                            cols,
+                        });
+                        // SAFETY: as below, for rows ic..ic + whole * MR, all in the block.
+                        unsafe {
+                            let mut ap = APass {
+                                row: a.add(ic * lda),
+                                lda,
+                                segs: segs.as_ptr(),
+                                seg,
+                                seg_k,
+                                pc,
+                                run,
+                            };
+                            let mut cp = c.add(ic * g.ldc + jp * nr);
+                            for _ in 0..whole {
+                                ahead.lines = per_tile.min(lines);
+                                ahead.per_block = per_block;
+                                lines -= ahead.lines;
+                                tile::<V, MR, NV, true, true>(
+                                    kc, ap, bp, cp, g.ldc, nr, pc == 0, epi, &mut ahead, nr,
+                                );
+                                ap.row = ap.row.wrapping_add(MR * lda);
+                                cp = cp.wrapping_add(MR * g.ldc);
+                                if let Some(e) = &mut epi {
+                                    e.row += MR;
+                                }
+                            }
+                        }
+                        ir = whole * MR;
+                        t = whole;
+                    }
                     while ir < mc {
                         let rows = tile_rows(mc, MR, t);
                         let row = ic + ir;
@@ -699,7 +751,7 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                             let cp = c.add(row * g.ldc + jp * nr);
                             let first = pc == 0;
                             ahead.lines = per_tile.min(lines);
-                            ahead.per_block = ahead.lines.div_ceil(kc.div_ceil(KB).max(1));
+                            ahead.per_block = per_block;
                             lines -= ahead.lines;
                             if rows == MR && cols == nr {
                                 tile::<V, MR, NV, true, true>(
