@@ -712,7 +712,16 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                                 ahead.per_block = per_block;
                                 lines -= ahead.lines;
                                 tile::<V, MR, NV, true, true>(
-                                    kc, ap, bp, cp, g.ldc, nr, pc == 0, epi, &mut ahead, nr,
+                                    kc,
+                                    ap,
+                                    bp,
+                                    cp,
+                                    g.ldc,
+                                    nr,
+                                    pc == 0,
+                                    epi,
+                                    &mut ahead,
+                                    nr,
                                 );
                                 ap.row = ap.row.wrapping_add(MR * lda);
                                 cp = cp.wrapping_add(MR * g.ldc);
