@@ -19,6 +19,9 @@ pub struct TileShape {
     pub mr: usize,
     /// Columns (panel width).
     pub nr: usize,
+    /// Its speed on a long K, in per cent of the tier's fastest tile: what
+    /// [`Isa::nr_for`](super::Isa::nr_for) weighs a layer's panel widths by.
+    pub rate: u32,
 }
 
 /// A kernel tier. Implemented by the capability tokens only.
@@ -74,11 +77,11 @@ pub(crate) trait Tier: Copy {
 }
 
 /// Declares a tier's tile shapes once: `TILES` and the `gemm` that instantiates the driver
-/// for each, `(NV vectors of LANES, MR rows)`.
+/// for each, `(NV vectors of LANES, MR rows, rate in per cent)`.
 macro_rules! tiles {
-    ($lanes:expr, $entry:ident, [$(($nv:literal, $mr:literal)),+ $(,)?]) => {
+    ($lanes:expr, $entry:ident, [$(($nv:literal, $mr:literal, $rate:literal)),+ $(,)?]) => {
         const TILES: &'static [$crate::kernels::dispatch::TileShape] = &[
-            $($crate::kernels::dispatch::TileShape { mr: $mr, nr: $nv * $lanes }),+
+            $($crate::kernels::dispatch::TileShape { mr: $mr, nr: $nv * $lanes, rate: $rate }),+
         ];
         fn gemm(self, g: &mut $crate::kernels::gemm::GemmCall<'_>) {
             let nr = g.b.nr();

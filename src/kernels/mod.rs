@@ -193,19 +193,18 @@ impl Isa {
     /// columns each computes over its tile's speed. Every panel is whole but a last one of a
     /// vector or less, which computes one vector per row (see the GEMM driver); a partial
     /// last panel costs a sixth of a panel more (its masked loads and stores; measured:
-    /// without the charge mobilenet_v3_small ran 2-4% slower). The speeds are measured on
-    /// Zen 5 (`gemm` bench shapes 3136 x 64 x 64 and 3136 x 576 x 64): one vector per tile row
-    /// runs at 0.72 of the widest tile's rate (too few accumulators to hide the FMA latency),
-    /// two at 0.95. A 40-column layer then takes a 32-wide panel and a one-vector one rather
-    /// than three 16-wide ones, 1568 x 240 x 40 308 to 262 us (Xeon 6/207). The bits never
-    /// depend on the width.
+    /// without the charge mobilenet_v3_small ran 2-4% slower). Each tile's speed is its
+    /// tier's [`TileShape::rate`]; on AVX-512, measured on Zen 5 (`gemm` bench shapes 3136 x
+    /// 64 x 64 and 3136 x 576 x 64), one vector per tile row runs at 0.72 of the widest
+    /// tile's rate (too few accumulators to hide the FMA latency), two at 0.95. A 40-column
+    /// layer then takes a 32-wide panel and a one-vector one rather than three 16-wide ones,
+    /// 1568 x 240 x 40 308 to 262 us (Xeon 6/207). The bits never depend on the width.
     pub fn nr_for(self, n: usize) -> usize {
         let tiles = self.tiles();
         let lanes = tiles[0].nr; // the narrowest tile is one vector wide
-        let speed = |nr: usize| match nr / lanes.max(1) {
-            0 | 1 => 0.72,
-            2 => 0.95,
-            _ => 1.0,
+        let speed = |nr: usize| {
+            let rate = tiles.iter().find(|t| t.nr == nr).map_or(100, |t| t.rate);
+            f64::from(rate.max(1)) / 100.0
         };
         let cost = |nr: usize| {
             let (whole, rest) = (n / nr, n % nr);

@@ -148,7 +148,7 @@ unsafe fn gemm_portable<const NV: usize, const MR: usize>(g: &mut super::gemm::G
 impl super::dispatch::Tier for PortableTier {
     // 4 rows (not 6): the fallback tier's speed matters less than the crate's build time
     // (each row count up to MR is compiled per panel width).
-    super::dispatch::tiles!(8, gemm_portable, [(1, 4), (2, 4)]);
+    super::dispatch::tiles!(8, gemm_portable, [(1, 4, 72), (2, 4, 95)]);
     fn activation(self, act: Activation, data: &mut [f32]) {
         // SAFETY: portable lanes need no CPU feature.
         unsafe { Portable::act_slice(act, data) }
