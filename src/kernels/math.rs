@@ -321,7 +321,7 @@ pub(crate) fn apply_cheap_tile<V: Simd, const R: usize, const NV: usize>(
 /// `y`, or the canonical NaN where `x` or `y` is NaN.
 #[cfg_attr(sinter_inline, inline(always))]
 pub(crate) fn canonical_nan<V: Simd>(x: V, y: V) -> V {
-    V::select(V::or_mask(x.is_nan(), y.is_nan()), x.dup(f32::NAN), y)
+    V::select(x.either_nan(y), x.dup(f32::NAN), y)
 }
 
 /// Applies `act` to `data` in place, one vector at a time; the tail is padded to a full vector

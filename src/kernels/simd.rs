@@ -82,6 +82,11 @@ pub(crate) trait Simd: Copy {
     /// True in lanes holding a NaN.
     fn is_nan(self) -> Self::Mask;
     fn or_mask(a: Self::Mask, b: Self::Mask) -> Self::Mask;
+    /// True in lanes where `self` or `o` holds a NaN (x86: one unordered compare).
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn either_nan(self, o: Self) -> Self::Mask {
+        Self::or_mask(self.is_nan(), o.is_nan())
+    }
     /// `m ? t : f` per lane.
     fn select(m: Self::Mask, t: Self, f: Self) -> Self;
 

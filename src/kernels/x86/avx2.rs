@@ -102,6 +102,10 @@ impl Simd for Avx2 {
         avx2!(_mm256_cmp_ps::<_CMP_UNORD_Q>(self.0, self.0))
     }
     #[cfg_attr(sinter_inline, inline(always))]
+    fn either_nan(self, o: Self) -> __m256 {
+        avx2!(_mm256_cmp_ps::<_CMP_UNORD_Q>(self.0, o.0))
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
     fn or_mask(a: __m256, b: __m256) -> __m256 {
         avx2!(_mm256_or_ps(a, b))
     }

@@ -104,6 +104,10 @@ impl Simd for Avx512 {
         avx512!(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(self.0, self.0))
     }
     #[cfg_attr(sinter_inline, inline(always))]
+    fn either_nan(self, o: Self) -> __mmask16 {
+        avx512!(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(self.0, o.0))
+    }
+    #[cfg_attr(sinter_inline, inline(always))]
     fn or_mask(a: __mmask16, b: __mmask16) -> __mmask16 {
         a | b
     }
