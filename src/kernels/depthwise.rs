@@ -254,7 +254,11 @@ impl Depthwise<'_> {
         let clamp = |r: Range<usize>, n: usize| r.start.min(n)..r.end.min(n);
         let (inner_rows, inner_cols) = (clamp(full_rows, rows.out), clamp(full_cols, cols.out));
         let outer_cols = || (0..inner_cols.start).chain(inner_cols.end..cols.out);
-        for oh in 0..rows.out {
+        // Bottom row first: a map larger than L2 (the stem's 803 KB, an expansion's 903 KB)
+        // was written top to bottom just before, so its last rows are the ones still in L2;
+        // top first, each read evicted a row not yet read (mobilenet_v3_small's 16- and
+        // 72-channel stride-2 layers 6-7% faster on Zen 3). The order changes no value.
+        for oh in (0..rows.out).rev() {
             // The row's interior columns, a border row's with its taps in the padding.
             let inside = inner_rows.contains(&oh);
             let mut ow = inner_cols.start;
