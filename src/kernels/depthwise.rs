@@ -383,11 +383,18 @@ impl Depthwise<'_> {
             let (f0, o0) = (first_tap(oh, ow), (oh * cols.out + ow) * ch);
             let step = (dh * rows.stride * cols.len + dw * cols.stride) * ch;
             let out_step = (dh * cols.out + dw) * ch;
+            // Neighbours along a row at stride 1 share their input pixels: 3 or 5 taps wide,
+            // each pixel is loaded once for all the positions it feeds.
+            let slides = dw == 1 && P >= 4 && cols.stride == 1 && cols.dilation == 1;
             for c in blocks {
                 let x0 = xp.wrapping_offset(f0).wrapping_add(c);
                 // SAFETY: the caller's contract; `c + lanes <= ch`.
                 unsafe {
-                    let acc = self.chains::<V, P>(|p| x0.wrapping_add(p * step), edge, c);
+                    let acc = match cols.size {
+                        3 if slides => self.slide::<V, P, 3>(x0, edge, c),
+                        5 if slides => self.slide::<V, P, 5>(x0, edge, c),
+                        _ => self.chains::<V, P>(|p| x0.wrapping_add(p * step), edge, c),
+                    };
                     self.finish(c, acc, |p| yp.add(o0 + p * out_step + c));
                 }
             }
@@ -450,6 +457,55 @@ impl Depthwise<'_> {
                     } else {
                         for a in acc.iter_mut() {
                             *a = zero.fma(w, *a);
+                        }
+                    }
+                }
+            }
+            acc
+        }
+    }
+
+    /// [`chains`](Self::chains) for `P` neighbours along a row at stride 1 and dilation 1,
+    /// `KW` taps wide, the first position's first tap at `x0`: per kernel row, each of the
+    /// `P + KW - 1` input pixels is loaded once and added to every position it feeds, with
+    /// the row's `KW` weights in registers (the loads per position were one per tap). Each
+    /// chain takes its taps in the same order (kernel rows, then columns left to right), so
+    /// the same bits.
+    ///
+    /// # Safety
+    /// As [`chains`](Self::chains); `cols.size == KW`, `cols.stride == cols.dilation == 1`;
+    /// an `edge` position has every column tap inside the input.
+    #[inline(always)]
+    unsafe fn slide<V: Simd, const P: usize, const KW: usize>(
+        &self,
+        x0: *const f32,
+        edge: Option<(usize, usize)>,
+        c: usize,
+    ) -> [V; P] {
+        let (rows, cols, ch) = (self.rows, self.cols, self.ch);
+        let row_step = rows.dilation * cols.len * ch;
+        // SAFETY: the caller's contract.
+        unsafe {
+            let zero = V::splat(0.0);
+            let mut acc = [zero; P];
+            let wp = self.kernel.as_ptr().add(c);
+            for i in 0..rows.size {
+                let w: [V; KW] = std::array::from_fn(|j| V::load(wp.add((i * KW + j) * ch)));
+                if edge.is_some_and(|(oh, _)| rows.source(oh, i).is_none()) {
+                    for w in w {
+                        for a in acc.iter_mut() {
+                            *a = zero.fma(w, *a);
+                        }
+                    }
+                    continue;
+                }
+                let row = x0.wrapping_add(i * row_step);
+                for q in 0..P + KW - 1 {
+                    let v = V::load(row.wrapping_add(q * ch));
+                    // Pixel q is tap j of position q - j: j ascending, the chain's order.
+                    for (j, w) in w.iter().enumerate() {
+                        if q >= j && q - j < P {
+                            acc[q - j] = v.fma(*w, acc[q - j]);
                         }
                     }
                 }
