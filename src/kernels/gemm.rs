@@ -432,6 +432,14 @@ impl Ahead {
     /// Floats per 64-byte cache line.
     const LINE: usize = 16;
 
+    /// Takes a tile's share of the lines left: up to `n`, `per_block` of them per block.
+    #[cfg_attr(sinter_inline, inline(always))]
+    fn take(&mut self, left: &mut usize, n: usize, per_block: usize) {
+        self.lines = n.min(*left);
+        self.per_block = per_block;
+        *left -= self.lines;
+    }
+
     /// Fetches the next block's share of lines.
     #[cfg_attr(sinter_inline, inline(always))]
     fn fetch(&mut self) {
@@ -635,6 +643,16 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
             } else {
                 (pc + kc <= seg_k + segs[seg].len).then(|| segs[seg].offset + pc - seg_k)
             };
+            // Where a tile whose first row is `row` reads this pass's A values.
+            let pass_at = |row: usize| APass {
+                row: a.wrapping_add(row * lda),
+                lda,
+                segs: segs.as_ptr(),
+                seg,
+                seg_k,
+                pc,
+                run,
+            };
             let mut ic = 0;
             while ic < m {
                 let mc = blk.mc.min(m - ic);
@@ -654,19 +672,9 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                         // SAFETY: as for a one-row tile below, for the ROW_PANELS whole panels
                         // from jp (all inside the call's columns and C's row), k * nr apart.
                         unsafe {
-                            let ap = APass {
-                                row: a.add(ic * lda),
-                                lda,
-                                segs: segs.as_ptr(),
-                                seg,
-                                seg_k,
-                                pc,
-                                run,
-                            };
+                            let ap = pass_at(ic);
                             let cp = c.add(ic * g.ldc + jp * nr);
-                            ahead.lines = (per_tile * ROW_PANELS).min(lines);
-                            ahead.per_block = per_block * ROW_PANELS;
-                            lines -= ahead.lines;
+                            ahead.take(&mut lines, per_tile * ROW_PANELS, per_block * ROW_PANELS);
                             row_panels::<V, NV, ROW_PANELS>(
                                 kc,
                                 ap,
@@ -697,20 +705,10 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                         });
                         // SAFETY: as below, for rows ic..ic + whole * MR, all in the block.
                         unsafe {
-                            let mut ap = APass {
-                                row: a.add(ic * lda),
-                                lda,
-                                segs: segs.as_ptr(),
-                                seg,
-                                seg_k,
-                                pc,
-                                run,
-                            };
+                            let mut ap = pass_at(ic);
                             let mut cp = c.add(ic * g.ldc + jp * nr);
                             for _ in 0..whole {
-                                ahead.lines = per_tile.min(lines);
-                                ahead.per_block = per_block;
-                                lines -= ahead.lines;
+                                ahead.take(&mut lines, per_tile, per_block);
                                 tile::<V, MR, NV, true, true>(
                                     kc,
                                     ap,
@@ -748,20 +746,10 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                         // bounds, the segments add up to K and the operands cover the rows
                         // and columns (g.check).
                         unsafe {
-                            let ap = APass {
-                                row: a.add(row * lda),
-                                lda,
-                                segs: segs.as_ptr(),
-                                seg,
-                                seg_k,
-                                pc,
-                                run,
-                            };
+                            let ap = pass_at(row);
                             let cp = c.add(row * g.ldc + jp * nr);
                             let first = pc == 0;
-                            ahead.lines = per_tile.min(lines);
-                            ahead.per_block = per_block;
-                            lines -= ahead.lines;
+                            ahead.take(&mut lines, per_tile, per_block);
                             if rows == MR && cols == nr {
                                 tile::<V, MR, NV, true, true>(
                                     kc, ap, bp, cp, g.ldc, nr, first, epi, &mut ahead, nr,
