@@ -689,6 +689,16 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                         jp += ROW_PANELS;
                         continue;
                     }
+                    // The epilogue of this panel's tile whose first row is `row`.
+                    let epi_at = |row: usize| {
+                        last.then_some(TileEpilogue {
+                            reg: reg_ops,
+                            l1: l1_ops,
+                            row: g.row0 + row,
+                            col: jp * nr,
+                            cols,
+                        })
+                    };
                     let mut ir = 0;
                     let mut t = 0;
                     if cols == nr {
@@ -696,13 +706,7 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                         // little state (in the loop below, choosing each tile's kind kept
                         // a third of a short-K layer's time in bookkeeping).
                         let whole = whole_tiles(mc, MR);
-                        let mut epi = last.then_some(TileEpilogue {
-                            reg: reg_ops,
-                            l1: l1_ops,
-                            row: g.row0 + ic,
-                            col: jp * nr,
-                            cols,
-                        });
+                        let mut epi = epi_at(ic);
                         // SAFETY: as below, for rows ic..ic + whole * MR, all in the block.
                         unsafe {
                             let mut ap = pass_at(ic);
@@ -734,13 +738,7 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                     while ir < mc {
                         let rows = tile_rows(mc, MR, t);
                         let row = ic + ir;
-                        let epi = last.then_some(TileEpilogue {
-                            reg: reg_ops,
-                            l1: l1_ops,
-                            row: g.row0 + row,
-                            col: jp * nr,
-                            cols,
-                        });
+                        let epi = epi_at(row);
                         // SAFETY: rows row..row+rows exist in A and C; every segment's values
                         // are inside a row's extent, columns jp*nr..jp*nr+cols of C are in
                         // bounds, the segments add up to K and the operands cover the rows
