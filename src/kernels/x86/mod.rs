@@ -32,8 +32,8 @@ impl Tier for Avx2Token {
     // widths of three vectors (4 x 24 needs all 16 registers and spilled: 2x slower).
     // Rates: one vector per row hides too little FMA latency; 3 x 24 loads 6 values per 9
     // FMAs and runs 2-4% below 6 x 16 on a long K (256 x 1024 x 1024, 128 x 384 x 1536),
-    // but on a short K its fewer tiles run 11-15% faster (3136 x 16 x 72, 784 x 72 x 24 on
-    // Zen 3), and a width of 24 or 72 is whole panels.
+    // but a width of 24 or 72 is whole panels (on 16-wide ones it ends in a one-vector
+    // panel): 11-15% faster on a short K (3136 x 16 x 72, 784 x 72 x 24 on Zen 3).
     tiles!(8, gemm_avx2, [(1, 6, 72), (2, 6, 95), (3, 3, 92)]);
     fn activation(self, act: Activation, data: &mut [f32]) {
         // SAFETY: the token proves AVX2+FMA.
