@@ -144,7 +144,7 @@ macro_rules! tier_tests {
                 let Some(isa) = tier() else { return };
                 for &m in &[1usize, 2, 5, 6, 7, 13, 49] {
                     for &k in &[1usize, 7, 256, 257, 600, 1025, 2100] {
-                        for &n in &[1usize, 15, 16, 17, 33, 70, 130] {
+                        for &n in &[1usize, 15, 16, 17, 33, 70, 72, 130] {
                             let a = rand_vec(m * k, (m * 1000 + k) as u64);
                             let w = rand_vec(k * n, (k * 7 + n) as u64);
                             let bias = rand_vec(n, n as u64);
@@ -424,6 +424,20 @@ macro_rules! tier_tests {
 }
 
 tier_tests!(avx512 => Isa::Avx512, avx2 => Isa::Avx2, generic => Isa::Generic);
+
+/// The panel widths the rates choose: AVX2 takes 24-wide panels where they are whole and
+/// 16-wide ones on a long, wide layer (so `gemm_matches_oracle_on_odd_shapes` runs every
+/// AVX2 tile: 72 columns on 3x24, 70 on 6x16 with a one-vector last panel).
+#[test]
+fn widths_take_the_panels_their_rates_price_lowest() {
+    assert_eq!(Isa::Avx2.nr_for(72), 24);
+    assert_eq!(Isa::Avx2.nr_for(24), 24);
+    assert_eq!(Isa::Avx2.nr_for(70), 16);
+    assert_eq!(Isa::Avx2.nr_for(1024), 16);
+    assert_eq!(Isa::Avx2.nr_for(8), 8);
+    assert_eq!(Isa::Avx512.nr_for(40), 32);
+    assert_eq!(Isa::Avx512.nr_for(1024), 64);
+}
 
 #[test]
 fn activations_match_f64_reference() {
