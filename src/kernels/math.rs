@@ -18,17 +18,26 @@ const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 const EXP_HI: f32 = 89.0;
 const EXP_LO: f32 = -104.0;
+/// Where [`expm1_neg`] clamps: `k = round(x log2 e)` is -126 there, and `e^x - 1` has rounded
+/// to -1 well before.
+const EXPM1_NEG_LO: f32 = -87.0;
 
 #[cfg_attr(sinter_inline, inline(always))]
 fn round_int<V: Simd>(t: V) -> V {
     t.add(t.dup(ROUND_MAGIC)).sub(t.dup(ROUND_MAGIC))
 }
 
-/// `x = k ln2 + r`, |r| <= ln2 / 2, and `p = e^r - 1` (degree-7 Taylor, truncation < 1e-8).
+/// `x = k ln2 + r`, |r| <= ln2 / 2, and `p = e^r - 1` (degree-7 Taylor, truncation < 1e-8),
+/// `x` clamped to `[EXP_LO, EXP_HI]` first.
 #[cfg_attr(sinter_inline, inline(always))]
 fn exp_reduce<V: Simd>(x: V) -> (V, V) {
     let x = V::select(x.gt(x.dup(EXP_HI)), x.dup(EXP_HI), x);
-    let x = V::select(x.lt(x.dup(EXP_LO)), x.dup(EXP_LO), x);
+    reduce(x.dup(EXP_LO).max_or(x))
+}
+
+/// [`exp_reduce`] of an `x` already inside the range it clamps to (or NaN).
+#[cfg_attr(sinter_inline, inline(always))]
+fn reduce<V: Simd>(x: V) -> (V, V) {
     let k = round_int(x.mul(x.dup(LOG2E)));
     let nk = k.neg();
     let r = nk.fma(x.dup(LN2_HI), x);
@@ -59,16 +68,18 @@ pub(crate) fn exp<V: Simd>(x: V) -> V {
     scale_pow2(x.dup(1.0).add(p), k)
 }
 
-/// `e^x - 1`, accurate near 0.
+/// `e^x - 1` for `x <= 0` (or NaN), accurate near 0: `2^k p + (2^k - 1)`, or `p` for `k =
+/// 0`. Below [`EXPM1_NEG_LO`] it has rounded to -1, so one clamp (no overflow side) and one
+/// power of two (`2^k` is normal for `k >= -126`) do. tanh, ELU and SELU need no positive
+/// side: an `e^x - 1` for any `x` (two powers of two, a branch for large `k`) took twice the
+/// operations for the same bits on this side (tanh 0.88 -> 0.64 ns per value on Zen 3).
 #[cfg_attr(sinter_inline, inline(always))]
-pub(crate) fn expm1<V: Simd>(x: V) -> V {
-    let (k, p) = exp_reduce(x);
+fn expm1_neg<V: Simd>(x: V) -> V {
+    let (k, p) = reduce(x.dup(EXPM1_NEG_LO).max_or(x));
     let one = x.dup(1.0);
-    let s = scale_pow2(one, k);
+    let s = V::pow2i(k);
     let mid = s.mul(p).add(s.sub(one));
-    let high = scale_pow2(one.add(p), k).sub(one);
-    let y = V::select(k.gt(x.dup(24.0)), high, mid);
-    V::select(k.eq(x.dup(0.0)), p, y)
+    V::select(k.eq(x.dup(0.0)), p, mid)
 }
 
 /// Natural logarithm: exact exponent split, `log m = 2 atanh(f / (2 + f))` series.
@@ -108,7 +119,7 @@ fn log1p_unit<V: Simd>(u: V) -> V {
 
 #[cfg_attr(sinter_inline, inline(always))]
 pub(crate) fn tanh<V: Simd>(x: V) -> V {
-    let e = expm1(x.abs().mul(x.dup(-2.0)));
+    let e = expm1_neg(x.abs().mul(x.dup(-2.0)));
     let t = e.neg().div(e.add(x.dup(2.0)));
     t.copysign(x)
 }
@@ -220,9 +231,12 @@ pub(crate) fn apply<V: Simd>(act: Activation, x: V) -> V {
     let c = |v: f32| x.dup(v);
     let zero = c(0.0);
     let y = match act {
-        Activation::Elu { alpha } => V::select(x.gt(zero), x, c(alpha).mul(expm1(x))),
+        // The negative side's `e^x - 1` of `min(x, 0)`: the other lanes are not read.
+        Activation::Elu { alpha } => {
+            V::select(x.gt(zero), x, c(alpha).mul(expm1_neg(x.min_or(zero))))
+        }
         Activation::Selu => {
-            let e = V::select(x.gt(zero), x, c(SELU_ALPHA).mul(expm1(x)));
+            let e = V::select(x.gt(zero), x, c(SELU_ALPHA).mul(expm1_neg(x.min_or(zero))));
             c(SELU_SCALE).mul(e)
         }
         Activation::Gelu { approximate: false } => {

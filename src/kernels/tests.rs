@@ -1257,3 +1257,48 @@ fn piecewise_linear_activations_give_their_definitions() {
         }
     }
 }
+
+/// ELU's negative side (`e^x - 1`) and tanh, on every tier, within 2.5 ulp of f64 over a sweep
+/// of their whole range, and exactly -1 and +-1 where f32 rounds to them (below -87 ELU's
+/// argument is clamped, tanh's beyond 9): the clamps move no value.
+#[test]
+fn expm1_and_tanh_stay_within_a_few_ulp() {
+    let mut xs: Vec<f32> = SPECIALS.to_vec();
+    xs.extend((0..=24_000).map(|i| -(i as f32) * 0.0046));
+    xs.extend((0..=200).map(|i| -(i as f32) * 1e-6));
+    xs.extend([-86.9, -87.0, -87.1, -88.7, -103.9, -104.1, -1e6]);
+    let ulps = |got: f32, want: f64| {
+        let want32 = want as f32;
+        let ulp = f64::from(f32::from_bits(want32.abs().to_bits() + 1) - want32.abs());
+        (f64::from(got) - want).abs() / ulp
+    };
+    for isa in Isa::available() {
+        let mut elu = xs.clone();
+        activation(isa, Activation::Elu { alpha: 1.0 }, &mut elu);
+        let mut tanh = xs.clone();
+        activation(isa, Activation::Tanh, &mut tanh);
+        for ((&x, &e), &t) in xs.iter().zip(&elu).zip(&tanh) {
+            if x.is_nan() {
+                assert!(e.is_nan() && t.is_nan(), "{isa}: NaN gave {e}, {t}");
+                continue;
+            }
+            let (e_want, t_want) = (f64::from(x).exp_m1(), f64::from(x).tanh());
+            if x <= 0.0 {
+                assert!(
+                    ulps(e, e_want) <= 2.5,
+                    "{isa}: elu({x}) = {e}, f64 {e_want}"
+                );
+            }
+            assert!(
+                ulps(t, t_want) <= 2.5,
+                "{isa}: tanh({x}) = {t}, f64 {t_want}"
+            );
+            if x < -87.0 {
+                assert_eq!(e, -1.0, "{isa}: elu({x})");
+            }
+            if x.abs() > 9.0 {
+                assert_eq!(t, 1f32.copysign(x), "{isa}: tanh({x})");
+            }
+        }
+    }
+}
