@@ -791,3 +791,73 @@ fn depthwise_softmax_is_per_position() {
         }
     }
 }
+
+/// An image model whose first maps outweigh its weights runs its first steps a sample (or,
+/// with two threads, two) at a time through all of them: the plan says so, its arena holds
+/// those maps for a sample or two instead of the batch, and every bit is the plan's without
+/// a stretch, at every batch size and thread count (a batch of 5 runs 2 + 2 + 1).
+#[test]
+fn a_stretch_of_steps_keeps_every_bit_and_shrinks_the_arena() {
+    let x = Input::new([40, 40, 3]).unwrap();
+    let mut rng = SplitMix64::new(11);
+    let conv = |rng: &mut SplitMix64, (cin, f, k, s): (usize, usize, usize, usize), act, h| {
+        let (w, b) = weights(rng, k * k * cin, f, true);
+        Conv2D::new(f, (k, k))
+            .strides((s, s))
+            .padding(Padding::Same)
+            .activation(act)
+            .weights(w, b)
+            .call(h)
+            .unwrap()
+    };
+    let stem = conv(&mut rng, (3, 16, 3, 1), Activation::HardSilu, &x);
+    let (w, b) = weights(&mut rng, 9, 16, true);
+    let dw = DepthwiseConv2D::new((3, 3))
+        .strides((2, 2))
+        .padding(Padding::Same)
+        .activation(Activation::RELU)
+        .weights(w, b)
+        .call(&stem)
+        .unwrap();
+    let expand = conv(&mut rng, (16, 48, 1, 1), Activation::RELU, &dw);
+    let project = conv(&mut rng, (48, 16, 1, 1), Activation::Linear, &expand);
+    let sum = Add::new().call(&[&dw, &project]).unwrap();
+    let head = conv(&mut rng, (16, 64, 3, 2), Activation::RELU, &sum);
+    let pooled = GlobalAveragePooling2D::new(false).call(&head).unwrap();
+    let (w, b) = weights(&mut rng, 64, 10, true);
+    let y = Dense::new(10).weights(w, b).call(&pooled).unwrap();
+    let model = Model::new(&x, &y).unwrap();
+    let input: Vec<f32> = (0..5 * 40 * 40 * 3)
+        .map(|i| (i as f32 * 0.37).sin())
+        .collect();
+    let opts = |threads: usize, bytes: usize| {
+        CompileOptions::new()
+            .max_batch(5)
+            .threads(threads)
+            .parallel_flops(0)
+            .stretch_bytes(bytes)
+    };
+    let plain = model.compile(&opts(1, 0)).unwrap();
+    assert_eq!(plain.stretch(), None);
+    let want = run(&model, &input, opts(1, 0));
+    for threads in [1, 2] {
+        let plan = model.compile(&opts(threads, 16 << 10)).unwrap();
+        let (steps, chunk) = plan.stretch().expect("a stretch");
+        assert!(steps >= 4 && chunk == threads, "{plan}");
+        assert!(
+            plan.to_string().contains("at a time through all of them"),
+            "{plan}"
+        );
+        assert!(plan.arena_bytes() < plain.arena_bytes(), "{plan}");
+        let got = run(&model, &input, opts(threads, 16 << 10));
+        assert!(common::same_bits(&got, &want), "threads {threads}");
+        for batch in 1..5 {
+            let plan = std::sync::Arc::new(model.compile(&opts(threads, 16 << 10)).unwrap());
+            let got = plan.run(&input[..batch * 4800]).unwrap();
+            assert!(
+                common::same_bits(&got, &want[..batch * 10]),
+                "batch {batch}"
+            );
+        }
+    }
+}

@@ -117,6 +117,16 @@ impl fmt::Display for Plan {
                 self.chunk
             )?;
         }
+        if let Some(s) = &self.stretch {
+            write!(
+                f,
+                "\nsteps {}..{} run {} sample{} at a time through all of them (maps stay in L2)",
+                s.steps.start,
+                s.steps.end,
+                s.chunk,
+                if s.chunk == 1 { "" } else { "s" }
+            )?;
+        }
         Ok(())
     }
 }

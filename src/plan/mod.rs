@@ -25,6 +25,7 @@ mod schedule;
 mod seq;
 mod session;
 mod step;
+mod stretch;
 mod threads;
 
 pub use batcher::{BATCH_BUCKETS, Batcher, BatcherOptions, BatcherStats, Response};
@@ -236,6 +237,9 @@ pub struct Plan {
     pub(crate) split_steps: AtomicUsize,
     /// Per step, the first GEMM step after it (see [`Plan::weights_after`]).
     pub(crate) next_gemm: Vec<Option<usize>>,
+    /// The first steps, run a few samples at a time through all of them (see
+    /// [`Plan::stretch`]).
+    pub(crate) stretch: Option<stretch::Stretch>,
 }
 
 /// Arenas a plan keeps for [`Plan::run`] callers: enough for this many concurrent calls
@@ -285,11 +289,18 @@ impl Plan {
             Err(why) => (None, Some(why)),
         };
         let buffers = Buffers::assign(&g);
+        let bytes = opts.stretch_bytes.unwrap_or_else(stretch::default_bytes);
+        let threads = opts
+            .pool
+            .as_ref()
+            .map_or(opts.threads, |p| p.threads().max(1));
+        let stretch = (stretch::nodes(&g, seq.is_some(), bytes), threads);
         let Schedule {
             steps,
             arena,
             outputs: output_locs,
-        } = schedule(&mut g, buffers, opts, isa, seq.as_ref())?;
+            stretch,
+        } = schedule(&mut g, buffers, opts, isa, seq.as_ref(), stretch)?;
         let info = |name: &str, node: usize, dtype: DType, batch_axis: &Option<_>| {
             let shape = g.nodes[node].shape.clone();
             Ok::<_, Error>(TensorInfo {
@@ -367,14 +378,12 @@ impl Plan {
         }
         Ok(Plan {
             next_gemm,
+            stretch,
             steps,
             isa,
             fused: opts.fuse,
             max_batch: opts.max_batch,
-            threads: opts
-                .pool
-                .as_ref()
-                .map_or(opts.threads, |p| p.threads().max(1)),
+            threads,
             pool: threads::pool_for(opts.threads, opts.pool.as_ref())?,
             inputs,
             outputs,
@@ -470,6 +479,12 @@ impl Plan {
     /// weights fit in L2 and a whole batch of activations would not.
     pub fn chunk(&self) -> usize {
         self.chunk
+    }
+    /// The first steps a run takes a few samples at a time, each few through all of them
+    /// before the next (`module stretch`): how many steps, and how many samples at a time.
+    /// `None`: every step runs over the whole chunk.
+    pub fn stretch(&self) -> Option<(usize, usize)> {
+        self.stretch.as_ref().map(|s| (s.steps.len(), s.chunk))
     }
     /// Arena bytes a session holds.
     pub fn arena_bytes(&self) -> usize {

@@ -29,6 +29,11 @@ pub struct CompileOptions {
     /// more). Tests lower it so that small models really split.
     #[doc(hidden)]
     pub parallel_flops: usize,
+    /// Bytes moved per sample from which a layer is run in the plan's stretch
+    /// ([`Plan::stretch`]); `None`: half of L2; 0: no stretch. Never changes a bit of any
+    /// result; tests lower it so that small models have one.
+    #[doc(hidden)]
+    pub stretch_bytes: Option<usize>,
 }
 
 impl CompileOptions {
@@ -73,6 +78,12 @@ impl CompileOptions {
         self.parallel_flops = flops;
         self
     }
+    /// See [`CompileOptions::stretch_bytes`](#structfield.stretch_bytes).
+    #[doc(hidden)]
+    pub fn stretch_bytes(mut self, bytes: usize) -> Self {
+        self.stretch_bytes = Some(bytes);
+        self
+    }
 }
 
 impl Default for CompileOptions {
@@ -85,6 +96,7 @@ impl Default for CompileOptions {
             tune: false,
             pool: None,
             parallel_flops: PARALLEL_FLOPS,
+            stretch_bytes: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The schedule: which buffer holds each node's value (liveness in one arena, views and
 //! elided concats sharing their producers' buffers) and the steps in order.
 
+use super::stretch::Stretch;
 use super::*;
 
 /// The steps in node order, with arena offsets by liveness (an activation overwrites its
@@ -10,6 +11,8 @@ pub(super) struct Schedule {
     pub(super) arena: Arena,
     /// Arena offset of each output (an input-aliased output is copied into the arena).
     pub(super) outputs: Vec<usize>,
+    /// The steps of the nodes [`schedule`] was given as a stretch (two or more).
+    pub(super) stretch: Option<Stretch>,
 }
 
 /// Values per sample of `shape`, checked to fit `max_batch` samples.
@@ -23,12 +26,18 @@ pub(super) fn elems(shape: &[usize], name: &str, max_batch: usize) -> Result<usi
         })
 }
 
+/// `(stretch, chunk)`: nodes `..stretch` a run takes `chunk` samples at a time
+/// ([`super::stretch`]; 0: none). Every block they read or write (scratch included) stays
+/// reserved until the last of them: the next samples' steps write while earlier samples'
+/// values are still to be read. A value they both write and last read is `chunk` samples
+/// long, the same block for each few samples in turn.
 pub(super) fn schedule(
     g: &mut Graph,
     buffers: Buffers,
     opts: &CompileOptions,
     isa: Isa,
     seq: Option<&seq::SeqAxis>,
+    (stretch, chunk): (usize, usize),
 ) -> Result<Schedule> {
     let elems = |shape: &[usize], name: &str| elems(shape, name, opts.max_batch);
     // Values per sample of node `j`'s value, following the sequence where it does.
@@ -50,7 +59,23 @@ pub(super) fn schedule(
     let mut loc: Vec<Option<Loc>> = vec![None; sized_by.len()];
     let mut size = vec![0usize; sized_by.len()];
     let mut steps = Vec::new();
+    // Blocks freed inside the stretch, reserved until its end.
+    let mut held: Vec<(usize, usize)> = Vec::new();
+    let mut stretch_steps = None;
+    // The stretch's own blocks (`chunk` samples long).
+    let mut local = Vec::new();
+    let release =
+        |arena: &mut Arena, held: &mut Vec<_>, i: usize, block: (usize, usize)| match i < stretch {
+            true => held.push(block),
+            false => arena.release(block.0, block.1),
+        };
     for i in 0..g.nodes.len() {
+        if i == stretch && i > 0 {
+            for (off, len) in held.drain(..) {
+                arena.release(off, len);
+            }
+            stretch_steps = Some(0..steps.len()).filter(|r| r.len() >= 2);
+        }
         if view[i] {
             continue;
         }
@@ -68,7 +93,8 @@ pub(super) fn schedule(
         let node = &g.nodes[i];
         let b = buf_of[i];
         let out_len = elems(&g.nodes[sized_by[b]].shape, &node.name)?;
-        let len = out_len * opts.max_batch;
+        let own = i < stretch && last_use[b] < stretch;
+        let len = out_len * if own { chunk } else { opts.max_batch };
         let Some(kind) = kind else {
             let k = g
                 .inputs
@@ -95,6 +121,9 @@ pub(super) fn schedule(
         } else if loc[b].is_none() {
             let off = arena.alloc(len);
             loc[b] = Some(Loc::Arena(off));
+            if own {
+                local.push(off);
+            }
             size[b] = len;
         }
         // Working values for each thread of the step.
@@ -124,17 +153,26 @@ pub(super) fn schedule(
             scratch,
         });
         if scratch.1 > 0 {
-            arena.release(scratch.0, scratch.1);
+            release(&mut arena, &mut held, i, scratch);
         }
         // Free every buffer whose last reader was this node.
         for (bb, &lu) in last_use.iter().enumerate() {
             if lu == i
                 && let Some(Loc::Arena(off)) = loc[bb]
             {
-                arena.release(off, size[bb]);
+                release(&mut arena, &mut held, i, (off, size[bb]));
             }
         }
     }
+    if stretch >= g.nodes.len() {
+        // The stretch is the whole graph (nothing to release: it is the end).
+        stretch_steps = Some(0..steps.len()).filter(|r| r.len() >= 2);
+    }
+    let stretch = stretch_steps.map(|steps| Stretch {
+        steps,
+        chunk,
+        local,
+    });
     let mut outputs = Vec::with_capacity(g.outputs.len());
     for &o in &g.outputs {
         let len = len_of(g, o)?;
@@ -160,6 +198,7 @@ pub(super) fn schedule(
         steps,
         arena,
         outputs,
+        stretch,
     })
 }
 

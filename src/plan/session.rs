@@ -1,7 +1,7 @@
 //! The mutable half of a plan: the arena.
 
 use super::step::{StepInputs, StepIo};
-use super::{Kind, Loc, Plan};
+use super::{Kind, Loc, Plan, stretch};
 use crate::error::{Error, Result};
 use crate::kernels::{self, ops};
 use crate::model::DType;
@@ -436,32 +436,49 @@ fn run_steps(
     seq: usize,
     mut times: Option<&mut [Duration]>,
 ) {
-    let input = Inputs {
-        all: inputs,
-        plan,
-        first,
-        batch,
-        seq,
-    };
-    for (i, step) in plan.steps.iter().enumerate() {
-        let start = times.is_some().then(Instant::now);
-        run_step(plan, arena, input, (i, step), (batch, seq));
-        if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
-            times[i] += start.elapsed();
+    // Every step over the chunk, but the stretch's: those a few samples at a time, each few
+    // through all of them before the next.
+    let mut i = 0;
+    while i < plan.steps.len() {
+        let (steps, chunk) = match &plan.stretch {
+            Some(s) if s.steps.start == i && batch > s.chunk => (s.steps.clone(), s.chunk),
+            _ => (i..i + 1, batch.max(1)),
+        };
+        for at in (0..batch).step_by(chunk) {
+            let b = chunk.min(batch - at);
+            let input = Inputs {
+                all: inputs,
+                plan,
+                first: first + at,
+                batch: b,
+                seq,
+            };
+            for j in steps.clone() {
+                let start = times.is_some().then(Instant::now);
+                run_step(plan, arena, input, (j, &plan.steps[j]), (b, seq), at);
+                if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
+                    times[j] += start.elapsed();
+                }
+            }
         }
+        i = steps.end;
     }
 }
 
-/// Step `i` of a chunk of `batch` samples.
+/// Step `i` of `batch` samples, sample `at` of the chunk first (its arena blocks hold the
+/// chunk's samples: this run's start `at` samples in).
 fn run_step(
     plan: &Plan,
     arena: &mut [f32],
     input: Inputs<'_>,
     (i, step): (usize, &super::Step),
     (batch, seq): (usize, usize),
+    at: usize,
 ) {
     {
         let (in_len, out_len) = (step.in_len.at(seq), step.out_len.at(seq));
+        let at_sample = |loc, len| stretch::place(plan.stretch.as_ref(), loc, len, at);
+        let (src, dst) = (at_sample(step.src, in_len), at_sample(step.dst, out_len));
         let (il, ol) = (batch * in_len, batch * out_len);
         match &step.kind {
             Kind::Dense {
@@ -473,7 +490,7 @@ fn run_step(
                 col,
                 ..
             } => {
-                let (a, c) = views(arena, input, step.src, step.dst, il, ol);
+                let (a, c) = views(arena, input, src, dst, il, ol);
                 let g = super::gemm::StepGemm {
                     w: w.view(),
                     ops,
@@ -496,7 +513,7 @@ fn run_step(
                 ch,
                 transposed,
             } => {
-                let (a, c) = views(arena, input, step.src, step.dst, il, ol);
+                let (a, c) = views(arena, input, src, dst, il, ol);
                 if *transposed {
                     samples(plan, batch, a, c, |x, y| {
                         ops::pad_transposed(*ch, left * ch, right * ch, x, y)
@@ -508,7 +525,7 @@ fn run_step(
                 }
             }
             Kind::Activation { act, width } => {
-                let data = in_place_or_copy(arena, input, step, il, ol);
+                let data = in_place_or_copy(arena, input, (src, dst), il, ol);
                 if act.is_row_wise() {
                     kernels::rows(plan.isa, *act, data, *width);
                 } else {
@@ -516,7 +533,7 @@ fn run_step(
                 }
             }
             Kind::Copy => {
-                let (a, c) = views(arena, input, step.src, step.dst, il, ol);
+                let (a, c) = views(arena, input, src, dst, il, ol);
                 c.copy_from_slice(a);
             }
             Kind::Concat { outer, inner } => {
@@ -529,26 +546,27 @@ fn run_step(
                 let mut offset = 0;
                 let srcs =
                     std::iter::once((step.src, step.in_len)).chain(step.rest.iter().copied());
-                for ((src, len), &width) in srcs.zip(inner) {
+                for ((from, len), &width) in srcs.zip(inner) {
                     // Each sample is `outer` blocks: the chunk is `batch * outer` of them.
-                    let (a, c) = views(arena, input, src, step.dst, batch * len.at(seq), ol);
+                    let from = at_sample(from, len.at(seq));
+                    let (a, c) = views(arena, input, from, dst, batch * len.at(seq), ol);
                     ops::concat_part(batch * outer, width, total, offset, a, c);
                     offset += width;
                 }
             }
             Kind::Affine { scale, shift } => {
-                let data = in_place_or_copy(arena, input, step, il, ol);
+                let data = in_place_or_copy(arena, input, (src, dst), il, ol);
                 kernels::affine(plan.isa, data, scale, shift);
             }
             Kind::Norm { norm, width } => {
-                let data = in_place_or_copy(arena, input, step, il, ol);
+                let data = in_place_or_copy(arena, input, (src, dst), il, ol);
                 kernels::norm_rows(plan.isa, norm, data, *width);
             }
             Kind::Gather { table, dim } => {
-                let Loc::Input(k) = step.src else {
+                let Loc::Input(k) = src else {
                     unreachable!("a gather reads a model input")
                 };
-                let Loc::Arena(d) = step.dst else {
+                let Loc::Arena(d) = dst else {
                     unreachable!("steps write the arena")
                 };
                 let ids = input.all[k];
@@ -558,13 +576,13 @@ fn run_step(
                 ops::gather(table, *dim, ids, &mut arena[d..d + ol]);
             }
             Kind::Permute { shape, perm } => {
-                let (a, c) = views(arena, input, step.src, step.dst, il, ol);
+                let (a, c) = views(arena, input, src, dst, il, ol);
                 samples(plan, batch, a, c, |x, y| ops::permute(shape, perm, x, y));
             }
             Kind::Op(op) => {
-                let io = step_io(arena, input, step, (batch, seq));
+                let io = step_io(arena, input, step, (batch, seq), at);
                 let (ins, out) = (io.ins, io.out);
-                if op.0.in_place() && step.src != step.dst {
+                if op.0.in_place() && src != dst {
                     out.copy_from_slice(ins.get(0));
                 }
                 let io = StepIo {
@@ -591,14 +609,17 @@ where
 }
 
 /// The buffers of a step defined in `ops/`: its inputs, its output and its scratch, split
-/// apart in the arena (they never overlap: output and scratch are the step's own blocks).
+/// apart in the arena (they never overlap: output and scratch are the step's own blocks),
+/// from sample `at` of their blocks on (see [`run_step`]).
 fn step_io<'a>(
     arena: &'a mut [f32],
     model: Inputs<'a>,
     step: &'a super::Step,
     (batch, seq): (usize, usize),
+    at: usize,
 ) -> StepIo<'a> {
-    let Loc::Arena(d) = step.dst else {
+    let stretch = model.plan.stretch.as_ref();
+    let Loc::Arena(d) = stretch::place(stretch, step.dst, step.out_len.at(seq), at) else {
         unreachable!("steps write the arena")
     };
     let ol = batch * step.out_len.at(seq);
@@ -624,6 +645,7 @@ fn step_io<'a>(
             rest: &step.rest,
             batch,
             seq,
+            at: (stretch, at),
         },
         out,
         scratch,
@@ -674,17 +696,17 @@ impl<'a> Inputs<'a> {
 fn in_place_or_copy<'a>(
     arena: &'a mut [f32],
     input: Inputs<'a>,
-    step: &super::Step,
+    (src, dst): (Loc, Loc),
     il: usize,
     ol: usize,
 ) -> &'a mut [f32] {
-    if step.src == step.dst {
-        let Loc::Arena(o) = step.dst else {
+    if src == dst {
+        let Loc::Arena(o) = dst else {
             unreachable!("in-place steps write the arena")
         };
         &mut arena[o..o + ol]
     } else {
-        let (a, c) = views(arena, input, step.src, step.dst, il, ol);
+        let (a, c) = views(arena, input, src, dst, il, ol);
         c.copy_from_slice(a);
         c
     }

@@ -321,6 +321,9 @@ pub(crate) struct StepInputs<'a> {
     pub(super) batch: usize,
     /// The run's sequence length.
     pub(super) seq: usize,
+    /// The plan's stretch and where this run's samples start in the chunk (nonzero only in
+    /// the stretch: see [`super::stretch::place`]).
+    pub(super) at: (Option<&'a super::stretch::Stretch>, usize),
 }
 
 impl<'a> StepInputs<'a> {
@@ -334,7 +337,9 @@ impl<'a> StepInputs<'a> {
     }
     fn loc(&self, i: usize) -> (Loc, usize) {
         let (loc, len) = if i == 0 { self.first } else { self.rest[i - 1] };
-        (loc, len.at(self.seq))
+        let len = len.at(self.seq);
+        let (stretch, at) = self.at;
+        (super::stretch::place(stretch, loc, len, at), len)
     }
     /// Values per sample of input `i` in this run.
     pub fn len(&self, i: usize) -> usize {
