@@ -123,7 +123,9 @@ impl StepOp for WinogradStep {
         &self.ops
     }
     fn weight_bytes(&self) -> usize {
-        self.packed.as_ref().map_or(0, PackedB::bytes)
+        self.packed
+            .as_ref()
+            .map_or(self.u.len() * 4, PackedB::bytes)
     }
     fn flops(&self) -> usize {
         let g = &self.geo;

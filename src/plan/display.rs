@@ -120,11 +120,8 @@ impl fmt::Display for Plan {
         if let Some(s) = &self.stretch {
             write!(
                 f,
-                "\nsteps {}..{} run {} sample{} at a time through all of them (maps stay in L2)",
-                s.steps.start,
-                s.steps.end,
-                s.chunk,
-                if s.chunk == 1 { "" } else { "s" }
+                "\nsteps {}..{} run one sample at a time through all of them (maps stay in L2)",
+                s.steps.start, s.steps.end
             )?;
         }
         Ok(())

@@ -289,12 +289,14 @@ impl Plan {
             Err(why) => (None, Some(why)),
         };
         let buffers = Buffers::assign(&g);
-        let bytes = opts.stretch_bytes.unwrap_or_else(stretch::default_bytes);
         let threads = opts
             .pool
             .as_ref()
             .map_or(opts.threads, |p| p.threads().max(1));
-        let stretch = (stretch::nodes(&g, seq.is_some(), bytes), threads);
+        let bytes = opts
+            .stretch_bytes
+            .unwrap_or_else(|| stretch::default_bytes(threads));
+        let stretch = stretch::nodes(&g, &buffers, seq.is_some(), bytes);
         let Schedule {
             steps,
             arena,
@@ -480,11 +482,11 @@ impl Plan {
     pub fn chunk(&self) -> usize {
         self.chunk
     }
-    /// The first steps a run takes a few samples at a time, each few through all of them
-    /// before the next (`module stretch`): how many steps, and how many samples at a time.
-    /// `None`: every step runs over the whole chunk.
-    pub fn stretch(&self) -> Option<(usize, usize)> {
-        self.stretch.as_ref().map(|s| (s.steps.len(), s.chunk))
+    /// The first steps a run takes one sample at a time, each sample through all of them
+    /// before the next (an image model's large first maps, on one thread). `None`: every
+    /// step runs over the whole chunk.
+    pub fn stretch(&self) -> Option<std::ops::Range<usize>> {
+        self.stretch.as_ref().map(|s| s.steps.clone())
     }
     /// Arena bytes a session holds.
     pub fn arena_bytes(&self) -> usize {

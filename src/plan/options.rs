@@ -30,8 +30,9 @@ pub struct CompileOptions {
     #[doc(hidden)]
     pub parallel_flops: usize,
     /// Bytes moved per sample from which a layer is run in the plan's stretch
-    /// ([`Plan::stretch`]); `None`: half of L2; 0: no stretch. Never changes a bit of any
-    /// result; tests lower it so that small models have one.
+    /// ([`Plan::stretch`]); `None`: half of L2 on one thread, else no stretch; 0: no
+    /// stretch. Never changes a bit of any result; tests lower it so that small models have
+    /// one.
     #[doc(hidden)]
     pub stretch_bytes: Option<usize>,
 }

@@ -26,18 +26,18 @@ pub(super) fn elems(shape: &[usize], name: &str, max_batch: usize) -> Result<usi
         })
 }
 
-/// `(stretch, chunk)`: nodes `..stretch` a run takes `chunk` samples at a time
-/// ([`super::stretch`]; 0: none). Every block they read or write (scratch included) stays
-/// reserved until the last of them: the next samples' steps write while earlier samples'
-/// values are still to be read. A value they both write and last read is `chunk` samples
-/// long, the same block for each few samples in turn.
+/// `stretch`: nodes `..stretch` a run takes one sample at a time ([`super::stretch`]; 0:
+/// none). Every block they read or write (scratch included) stays reserved until the last
+/// of them: the next samples' steps write while earlier samples' values are still to be
+/// read. A value they both write and last read is one sample long, the same block for each
+/// sample in turn.
 pub(super) fn schedule(
     g: &mut Graph,
     buffers: Buffers,
     opts: &CompileOptions,
     isa: Isa,
     seq: Option<&seq::SeqAxis>,
-    (stretch, chunk): (usize, usize),
+    stretch: usize,
 ) -> Result<Schedule> {
     let elems = |shape: &[usize], name: &str| elems(shape, name, opts.max_batch);
     // Values per sample of node `j`'s value, following the sequence where it does.
@@ -62,7 +62,7 @@ pub(super) fn schedule(
     // Blocks freed inside the stretch, reserved until its end.
     let mut held: Vec<(usize, usize)> = Vec::new();
     let mut stretch_steps = None;
-    // The stretch's own blocks (`chunk` samples long).
+    // The stretch's own blocks (one sample long).
     let mut local = Vec::new();
     let release =
         |arena: &mut Arena, held: &mut Vec<_>, i: usize, block: (usize, usize)| match i < stretch {
@@ -94,7 +94,7 @@ pub(super) fn schedule(
         let b = buf_of[i];
         let out_len = elems(&g.nodes[sized_by[b]].shape, &node.name)?;
         let own = i < stretch && last_use[b] < stretch;
-        let len = out_len * if own { chunk } else { opts.max_batch };
+        let len = out_len * if own { 1 } else { opts.max_batch };
         let Some(kind) = kind else {
             let k = g
                 .inputs
@@ -168,11 +168,7 @@ pub(super) fn schedule(
         // The stretch is the whole graph (nothing to release: it is the end).
         stretch_steps = Some(0..steps.len()).filter(|r| r.len() >= 2);
     }
-    let stretch = stretch_steps.map(|steps| Stretch {
-        steps,
-        chunk,
-        local,
-    });
+    let stretch = stretch_steps.map(|steps| Stretch { steps, local });
     let mut outputs = Vec::with_capacity(g.outputs.len());
     for &o in &g.outputs {
         let len = len_of(g, o)?;

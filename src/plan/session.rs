@@ -436,12 +436,12 @@ fn run_steps(
     seq: usize,
     mut times: Option<&mut [Duration]>,
 ) {
-    // Every step over the chunk, but the stretch's: those a few samples at a time, each few
-    // through all of them before the next.
+    // Every step over the chunk, but the stretch's: those one sample at a time, each through
+    // all of them before the next.
     let mut i = 0;
     while i < plan.steps.len() {
         let (steps, chunk) = match &plan.stretch {
-            Some(s) if s.steps.start == i && batch > s.chunk => (s.steps.clone(), s.chunk),
+            Some(s) if s.steps.start == i && batch > 1 => (s.steps.clone(), 1),
             _ => (i..i + 1, batch.max(1)),
         };
         for at in (0..batch).step_by(chunk) {

@@ -50,8 +50,8 @@ pub(crate) trait StepOp: Send + Sync + fmt::Debug {
     fn with_packed_qkv(&self) -> Option<StepRef> {
         None
     }
-    /// Bytes of the packed weights the step holds ([`pack`](Self::pack)), for the plan's
-    /// totals.
+    /// Bytes of the weights the step holds, packed once [`pack`](Self::pack) has run: for the
+    /// plan's totals, and before packing for which steps a stretch takes.
     fn weight_bytes(&self) -> usize {
         0
     }

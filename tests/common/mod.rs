@@ -15,8 +15,8 @@ pub fn run_once(model: &Model, x: &[f32], opts: sinter::plan::CompileOptions) ->
 }
 
 /// Every invariant on one-input `model` and a batch `x` of `batch` samples, bit for bit: fused
-/// == separate, 2 and 3 threads with every step split, every step that can in a stretch (two
-/// samples at a time through them all), each ISA tier, each sample alone == in the batch. `Ok(false)`: every output is NaN, nothing to compare.
+/// == separate, 2 and 3 threads with every step split, every step that can in a stretch (a
+/// sample at a time through them all), each ISA tier, each sample alone == in the batch. `Ok(false)`: every output is NaN, nothing to compare.
 pub fn every_invariant(model: &Model, x: &[f32], batch: usize) -> Result<bool, String> {
     use sinter::plan::CompileOptions;
     let opts = |fuse, threads, isa| {
@@ -37,7 +37,7 @@ pub fn every_invariant(model: &Model, x: &[f32], batch: usize) -> Result<bool, S
         let got = run_once(model, x, opts(true, t, None).parallel_flops(0));
         check(same_bits(&base, &got), format!("threads {t}"))?;
     }
-    // Every step that can in a stretch (a sample or two through them at a time).
+    // Every step that can in a stretch (a sample at a time through them all, rows split).
     let got = run_once(
         model,
         x,
