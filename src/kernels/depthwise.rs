@@ -391,7 +391,7 @@ impl Depthwise<'_> {
                 // SAFETY: the caller's contract; `c + lanes <= ch`.
                 unsafe {
                     let acc = match cols.size {
-                        3 if slides => self.slide::<V, P, 3>(x0, edge, c),
+                        3 if slides => self.slide_fours::<V, P, 3>(x0, edge, c),
                         5 if slides => self.slide::<V, P, 5>(x0, edge, c),
                         _ => self.chains::<V, P>(|p| x0.wrapping_add(p * step), edge, c),
                     };
@@ -463,6 +463,30 @@ impl Depthwise<'_> {
             }
             acc
         }
+    }
+
+    /// [`slide`](Self::slide) over `P` (a multiple of 4) neighbours four at a time: the ten
+    /// pixel addresses of eight positions 3 wide did not fit the general registers, and
+    /// their spills cost more than loading the row's weights twice (the 88-channel 3x3 at
+    /// 28x28 11-12% faster on Zen 3; 5 wide, four at a time was 7-12% slower).
+    ///
+    /// # Safety
+    /// As [`slide`](Self::slide).
+    #[inline(always)]
+    unsafe fn slide_fours<V: Simd, const P: usize, const KW: usize>(
+        &self,
+        x0: *const f32,
+        edge: Option<(usize, usize)>,
+        c: usize,
+    ) -> [V; P] {
+        // SAFETY: the caller's contract.
+        let mut acc = [unsafe { V::splat(0.0) }; P];
+        for h in (0..P).step_by(4) {
+            // SAFETY: positions `h..h + 4` of the caller's `P`, the first `h` pixels on.
+            let part = unsafe { self.slide::<V, 4, KW>(x0.wrapping_add(h * self.ch), edge, c) };
+            acc[h..h + 4].copy_from_slice(&part);
+        }
+        acc
     }
 
     /// [`chains`](Self::chains) for `P` neighbours along a row at stride 1 and dilation 1,

@@ -1015,6 +1015,75 @@ mod depthwise {
         y
     }
 
+    /// A stride-1, dilation-1 axis of a 3- or 5-wide kernel with at least 8 outputs, some
+    /// with every tap inside: rows of 8 positions that slide.
+    fn sliding() -> impl Strategy<Value = Axis> {
+        (
+            8usize..30,
+            prop_oneof![Just(3usize), Just(5)],
+            0usize..3,
+            0usize..3,
+        )
+            .prop_map(|(len, size, pad, after)| Axis {
+                len,
+                size,
+                stride: 1,
+                dilation: 1,
+                pad: pad.min(size - 1),
+                out: len + pad.min(size - 1) + after.min(size - 1) + 1 - size,
+            })
+    }
+
+    fn activation() -> impl Strategy<Value = Activation> {
+        prop_oneof![
+            Just(Activation::Linear),
+            Just(Activation::RELU),
+            Just(Activation::HardSilu),
+            Just(Activation::HardSigmoid),
+            Just(Activation::Tanh),
+        ]
+    }
+
+    /// Every tier's output of the depthwise convolution is the definition's, bit for bit.
+    fn holds(
+        (rows, cols, ch, mult): (Axis, Axis, usize, usize),
+        bias: bool,
+        act: Activation,
+        seed: u64,
+    ) -> Result<(), TestCaseError> {
+        let n = ch * mult;
+        let x = rand_vec(rows.len * cols.len * ch, seed);
+        let kernel = rand_vec(rows.size * cols.size * n, seed ^ 1);
+        let b = rand_vec(n, seed ^ 2);
+        let mut x = x;
+        // A NaN and infinities through the activation.
+        x[0] = f32::NAN;
+        if x.len() > 2 {
+            (x[1], x[2]) = (f32::INFINITY, f32::NEG_INFINITY);
+        }
+        let d = Depthwise {
+            rows,
+            cols,
+            ch,
+            mult,
+            kernel: &kernel,
+            bias: bias.then_some(&b[..]),
+            act,
+        };
+        // The activation as its separate pass runs it.
+        let mut want = oracle(&d, &x);
+        if act != Activation::Linear {
+            crate::kernels::activation(Isa::Generic, act, &mut want);
+        }
+        for isa in Isa::available() {
+            let mut y = vec![f32::NAN; want.len()];
+            let mut scratch = vec![f32::NAN; d.scratch_len()];
+            plain(isa, &d, &x, &mut y, &mut scratch);
+            prop_assert_eq!(bits(&y), bits(&want), "{} {:?}", isa, d);
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -1025,37 +1094,24 @@ mod depthwise {
             ch in prop_oneof![1usize..8, 8usize..18, 30usize..40],
             mult in prop_oneof![Just(1usize), Just(1), 2usize..4],
             bias in any::<bool>(),
-            act in prop_oneof![
-                Just(Activation::Linear),
-                Just(Activation::RELU),
-                Just(Activation::HardSilu),
-                Just(Activation::HardSigmoid),
-                Just(Activation::Tanh),
-            ],
+            act in activation(),
             seed in any::<u64>(),
         ) {
-            let n = ch * mult;
-            let x = rand_vec(rows.len * cols.len * ch, seed);
-            let kernel = rand_vec(rows.size * cols.size * n, seed ^ 1);
-            let b = rand_vec(n, seed ^ 2);
-            let mut x = x;
-            // A NaN and infinities through the activation.
-            x[0] = f32::NAN;
-            if x.len() > 2 {
-                (x[1], x[2]) = (f32::INFINITY, f32::NEG_INFINITY);
-            }
-            let d = Depthwise { rows, cols, ch, mult, kernel: &kernel, bias: bias.then_some(&b[..]), act };
-            // The activation as its separate pass runs it.
-            let mut want = oracle(&d, &x);
-            if act != Activation::Linear {
-                crate::kernels::activation(Isa::Generic, act, &mut want);
-            }
-            for isa in Isa::available() {
-                let mut y = vec![f32::NAN; want.len()];
-                let mut scratch = vec![f32::NAN; d.scratch_len()];
-                plain(isa, &d, &x, &mut y, &mut scratch);
-                prop_assert_eq!(bits(&y), bits(&want), "{} {:?}", isa, d);
-            }
+            holds((rows, cols, ch, mult), bias, act, seed)?;
+        }
+
+        /// Rows of 8 positions at stride 1 (each pixel loaded once for the taps it feeds,
+        /// four or eight positions at a time): the definition's bits too.
+        #[test]
+        fn sliding_rows_give_the_definition(
+            rows in sliding(),
+            cols in sliding(),
+            ch in prop_oneof![8usize..18, 30usize..40],
+            bias in any::<bool>(),
+            act in activation(),
+            seed in any::<u64>(),
+        ) {
+            holds((rows, cols, ch, 1), bias, act, seed)?;
         }
     }
 }
