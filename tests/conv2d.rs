@@ -795,7 +795,8 @@ fn depthwise_softmax_is_per_position() {
 /// An image model whose first maps outweigh its weights runs its first steps a sample at a
 /// time through all of them: the plan says so, its arena holds those maps for one sample
 /// instead of the batch, and every bit is the plan's without a stretch, at every batch size
-/// and thread count (two threads split its steps' rows).
+/// and thread count (two threads split its steps' rows), and each sample's alone when a batch
+/// above the plan's chunk runs the stretch inside each chunk.
 #[test]
 fn a_stretch_of_steps_keeps_every_bit_and_shrinks_the_arena() {
     let x = Input::new([40, 40, 3]).unwrap();
@@ -859,5 +860,27 @@ fn a_stretch_of_steps_keeps_every_bit_and_shrinks_the_arena() {
                 "batch {batch}"
             );
         }
+    }
+    // A batch above the plan's chunk: the stretch inside each chunk of samples.
+    let big: Vec<f32> = (0..40 * 4800).map(|i| (i as f32 * 0.61).cos()).collect();
+    let chunked = |bytes| {
+        let o = CompileOptions::new()
+            .max_batch(40)
+            .threads(1)
+            .stretch_bytes(bytes);
+        let plan = std::sync::Arc::new(model.compile(&o).unwrap());
+        (
+            plan.chunk(),
+            plan.stretch().is_some(),
+            plan.run(&big).unwrap(),
+        )
+    };
+    let (chunk, stretched, got) = chunked(16 << 10);
+    assert!(chunk < 40 && stretched, "chunk {chunk}");
+    assert!(common::same_bits(&got, &chunked(0).2));
+    let alone = std::sync::Arc::new(model.compile(&opts(1, 0)).unwrap());
+    for (r, x) in big.chunks_exact(4800).enumerate() {
+        let want = alone.run(x).unwrap();
+        assert!(common::same_bits(&got[r * 10..][..10], &want), "sample {r}");
     }
 }
