@@ -61,8 +61,8 @@ pub(super) fn schedule(
     let mut steps = Vec::new();
     // Blocks freed inside the stretch, reserved until its end.
     let mut held: Vec<(usize, usize)> = Vec::new();
-    let mut stretch_steps = None;
-    // The stretch's own blocks (one sample long).
+    // Steps of the stretch's nodes, and its own blocks (one sample long).
+    let mut stretch_len = 0;
     let mut local = Vec::new();
     let release =
         |arena: &mut Arena, held: &mut Vec<_>, i: usize, block: (usize, usize)| match i < stretch {
@@ -70,11 +70,10 @@ pub(super) fn schedule(
             false => arena.release(block.0, block.1),
         };
     for i in 0..g.nodes.len() {
-        if i == stretch && i > 0 {
+        if i == stretch {
             for (off, len) in held.drain(..) {
                 arena.release(off, len);
             }
-            stretch_steps = Some(0..steps.len()).filter(|r| r.len() >= 2);
         }
         if view[i] {
             continue;
@@ -152,6 +151,9 @@ pub(super) fn schedule(
             rest,
             scratch,
         });
+        if i < stretch {
+            stretch_len = steps.len();
+        }
         if scratch.1 > 0 {
             release(&mut arena, &mut held, i, scratch);
         }
@@ -164,11 +166,9 @@ pub(super) fn schedule(
             }
         }
     }
-    if stretch >= g.nodes.len() {
-        // The stretch is the whole graph (nothing to release: it is the end).
-        stretch_steps = Some(0..steps.len()).filter(|r| r.len() >= 2);
-    }
-    let stretch = stretch_steps.map(|steps| Stretch { steps, local });
+    let stretch = Some(0..stretch_len)
+        .filter(|r| r.len() >= 2)
+        .map(|steps| Stretch { steps, local });
     let mut outputs = Vec::with_capacity(g.outputs.len());
     for &o in &g.outputs {
         let len = len_of(g, o)?;

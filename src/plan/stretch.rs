@@ -23,21 +23,12 @@ pub(crate) struct Stretch {
     pub local: Vec<usize>,
 }
 
-impl Stretch {
-    /// Where the values of sample `at` of the chunk are in a run of the stretch's steps, for
-    /// a block at `loc` holding `len` values per sample.
-    pub fn place(&self, loc: Loc, len: usize, at: usize) -> Loc {
-        match loc {
-            Loc::Arena(o) if !self.local.contains(&o) => Loc::Arena(o + at * len),
-            other => other,
-        }
-    }
-}
-
-/// [`Stretch::place`] of `stretch`, or `loc` itself outside one (`at` is 0 there).
+/// Where sample `at` of the chunk finds a block at `loc` holding `len` values per sample in a
+/// run of the stretch's steps: a stretch's own block in place, any other `at` samples in
+/// (`at` is 0 outside a stretch).
 pub(crate) fn place(stretch: Option<&Stretch>, loc: Loc, len: usize, at: usize) -> Loc {
-    match stretch {
-        Some(s) if at > 0 => s.place(loc, len, at),
+    match (stretch, loc) {
+        (Some(s), Loc::Arena(o)) if at > 0 && !s.local.contains(&o) => Loc::Arena(o + at * len),
         _ => loc,
     }
 }
