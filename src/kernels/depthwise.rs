@@ -376,23 +376,37 @@ impl Depthwise<'_> {
             _ => Some((oh, ow)),
         };
         let lanes = V::LANES;
-        let blocks = cs.step_by(lanes).map(|c| c.min(ch - lanes));
+        let blocks = cs.clone().step_by(lanes).map(|c| c.min(ch - lanes));
         let (xp, yp) = (x.as_ptr(), y.as_mut_ptr());
         if ow + P * dw <= cols.out {
             // One row, or one column: evenly spaced, the addresses one multiply each.
             let (f0, o0) = (first_tap(oh, ow), (oh * cols.out + ow) * ch);
             let step = (dh * rows.stride * cols.len + dw * cols.stride) * ch;
             let out_step = (dh * cols.out + dw) * ch;
-            // Neighbours along a row at stride 1 share their input pixels: 3 or 5 taps wide,
-            // each pixel is loaded once for all the positions it feeds.
-            let slides = dw == 1 && P >= 4 && cols.stride == 1 && cols.dilation == 1;
+            // Neighbours along a row share their input pixels (3 or 5 taps wide at stride 1,
+            // 3 at stride 2): each pixel is loaded once for all the positions it feeds.
+            let slides = dw == 1 && P >= 4 && cols.dilation == 1;
+            if slides && cols.size == 3 && cols.stride <= 2 && ch >= 2 * lanes {
+                let x0 = xp.wrapping_offset(f0);
+                // SAFETY: the caller's contract; `ch >= 2 * lanes`; the stores are the
+                // positions' outputs.
+                unsafe {
+                    let out = |p, c| yp.add(o0 + p * out_step + c);
+                    match cols.stride {
+                        1 => self.slide_pairs::<V, P, 1>(x0, cs, edge, out),
+                        _ => self.slide_pairs::<V, P, 2>(x0, cs, edge, out),
+                    }
+                };
+                return P;
+            }
             for c in blocks {
                 let x0 = xp.wrapping_offset(f0).wrapping_add(c);
                 // SAFETY: the caller's contract; `c + lanes <= ch`.
                 unsafe {
                     let acc = match cols.size {
-                        3 if slides => self.slide_fours::<V, P, 3>(x0, edge, c),
-                        5 if slides => self.slide::<V, P, 5>(x0, edge, c),
+                        5 if slides && cols.stride == 1 => {
+                            self.slide::<V, P, 5, 1, 1>(x0, edge, c)[0]
+                        }
                         _ => self.chains::<V, P>(|p| x0.wrapping_add(p * step), edge, c),
                     };
                     self.finish(c, acc, |p| yp.add(o0 + p * out_step + c));
@@ -465,71 +479,109 @@ impl Depthwise<'_> {
         }
     }
 
-    /// [`slide`](Self::slide) over `P` (a multiple of 4) neighbours four at a time: the ten
-    /// pixel addresses of eight positions 3 wide did not fit the general registers, and
-    /// their spills cost more than loading the row's weights twice (the 88-channel 3x3 at
-    /// 28x28 11-12% faster on Zen 3; 5 wide, four at a time was 7-12% slower).
+    /// `P` (a multiple of 4) neighbours along a row, 3 taps wide at stride `S` (1 or 2), the
+    /// first position's first tap at `x0` (channel 0), channels `cs`: four positions and two
+    /// vectors of channels at a time ([`slide`](Self::slide)), eight chains of multiply-adds
+    /// in flight as their latency needs. Eight positions of one vector were ten (stride 1)
+    /// or seventeen (stride 2) pixels a row: the addresses spilled the general registers or
+    /// the loop was not unrolled; four of one vector are four chains (mobilenet_v3_small's
+    /// 16-channel stride-2 layer 1.45x slower than in pairs on Zen 3). Pairs run from the
+    /// start of `cs` while more than a vector is left, the last ending at the last channel
+    /// (overlapping the one before: the same values); a last vector runs alone. Each sum is
+    /// stored through `out(position, first channel)`.
     ///
     /// # Safety
-    /// As [`slide`](Self::slide).
+    /// As [`slide`](Self::slide); `2 * V::LANES <= ch`, `cs` inside `0..ch`; `out(p, c)` is
+    /// writable for `V::LANES` values for every position and vector of channels.
     #[inline(always)]
-    unsafe fn slide_fours<V: Simd, const P: usize, const KW: usize>(
+    unsafe fn slide_pairs<V: Simd, const P: usize, const S: usize>(
         &self,
         x0: *const f32,
+        cs: Range<usize>,
         edge: Option<(usize, usize)>,
-        c: usize,
-    ) -> [V; P] {
-        // SAFETY: the caller's contract.
-        let mut acc = [unsafe { V::splat(0.0) }; P];
-        for h in (0..P).step_by(4) {
-            // SAFETY: positions `h..h + 4` of the caller's `P`, the first `h` pixels on.
-            let part = unsafe { self.slide::<V, 4, KW>(x0.wrapping_add(h * self.ch), edge, c) };
-            acc[h..h + 4].copy_from_slice(&part);
+        out: impl Fn(usize, usize) -> *mut f32,
+    ) {
+        let (lanes, ch) = (V::LANES, self.ch);
+        let mut c = cs.start;
+        while c < cs.end {
+            // A pair while more than a vector is left (the last ending at the last channel),
+            // else the last vector alone.
+            let left = cs.end - c;
+            let (c0, pair) = match left > lanes {
+                true => (c.min(ch - 2 * lanes), true),
+                false => (c.min(ch - lanes), false),
+            };
+            for h in (0..P).step_by(4) {
+                let x = x0.wrapping_add(h * S * ch + c0);
+                // SAFETY: positions `h..h + 4` of the caller's `P`; channels `c0..c0 + 2 *
+                // lanes` (a pair) or `c0..c0 + lanes` inside `0..ch`; `out`'s contract.
+                unsafe {
+                    if pair {
+                        let acc = self.slide::<V, 4, 3, S, 2>(x, edge, c0);
+                        self.finish(c0, acc[0], |p| out(h + p, c0));
+                        self.finish(c0 + lanes, acc[1], |p| out(h + p, c0 + lanes));
+                    } else {
+                        let [acc] = self.slide::<V, 4, 3, S, 1>(x, edge, c0);
+                        self.finish(c0, acc, |p| out(h + p, c0));
+                    }
+                }
+            }
+            c = c0 + (1 + pair as usize) * lanes;
         }
-        acc
     }
 
-    /// [`chains`](Self::chains) for `P` neighbours along a row at stride 1 and dilation 1,
-    /// `KW` taps wide, the first position's first tap at `x0`: per kernel row, each of the
-    /// `P + KW - 1` input pixels is loaded once and added to every position it feeds, with
-    /// the row's `KW` weights in registers (the loads per position were one per tap). Each
-    /// chain takes its taps in the same order (kernel rows, then columns left to right), so
-    /// the same bits.
+    /// [`chains`](Self::chains) for `P` neighbours along a row at stride `S` and dilation
+    /// 1, `KW` taps wide, in `B` vectors of channels from `c` on, the first position's first
+    /// tap at `x0` (channel `c`): per kernel row, each of the `(P - 1) * S + KW` input pixels
+    /// is loaded once and added to every position it feeds, with the row's `KW` weights of
+    /// each vector in registers (the loads per position were one per tap). Each chain takes
+    /// its taps in the same order (kernel rows, then columns left to right), so the same
+    /// bits.
     ///
     /// # Safety
-    /// As [`chains`](Self::chains); `cols.size == KW`, `cols.stride == cols.dilation == 1`;
-    /// an `edge` position has every column tap inside the input.
+    /// As [`chains`](Self::chains) for each vector; `cols.size == KW`, `cols.stride == S`,
+    /// `cols.dilation == 1`; `c + B * V::LANES <= ch`; an `edge` position has every column
+    /// tap inside the input.
     #[inline(always)]
-    unsafe fn slide<V: Simd, const P: usize, const KW: usize>(
+    unsafe fn slide<V: Simd, const P: usize, const KW: usize, const S: usize, const B: usize>(
         &self,
         x0: *const f32,
         edge: Option<(usize, usize)>,
         c: usize,
-    ) -> [V; P] {
+    ) -> [[V; P]; B] {
         let (rows, cols, ch) = (self.rows, self.cols, self.ch);
         let row_step = rows.dilation * cols.len * ch;
         // SAFETY: the caller's contract.
         unsafe {
             let zero = V::splat(0.0);
-            let mut acc = [zero; P];
+            let mut acc = [[zero; P]; B];
             let wp = self.kernel.as_ptr().add(c);
             for i in 0..rows.size {
-                let w: [V; KW] = std::array::from_fn(|j| V::load(wp.add((i * KW + j) * ch)));
-                if edge.is_some_and(|(oh, _)| rows.source(oh, i).is_none()) {
-                    for w in w {
-                        for a in acc.iter_mut() {
-                            *a = zero.fma(w, *a);
-                        }
-                    }
-                    continue;
-                }
+                let skip = edge.is_some_and(|(oh, _)| rows.source(oh, i).is_none());
                 let row = x0.wrapping_add(i * row_step);
-                for q in 0..P + KW - 1 {
-                    let v = V::load(row.wrapping_add(q * ch));
-                    // Pixel q is tap j of position q - j: j ascending, the chain's order.
-                    for (j, w) in w.iter().enumerate() {
-                        if q >= j && q - j < P {
-                            acc[q - j] = v.fma(*w, acc[q - j]);
+                // A vector of channels at a time, its row of weights in registers (both
+                // vectors' were too many registers: spills); the unrolled code lets the
+                // core overlap the two vectors' chains.
+                for (b, acc) in acc.iter_mut().enumerate() {
+                    let w: [V; KW] =
+                        std::array::from_fn(|j| V::load(wp.add((i * KW + j) * ch + b * V::LANES)));
+                    if skip {
+                        for w in w {
+                            for a in acc.iter_mut() {
+                                *a = zero.fma(w, *a);
+                            }
+                        }
+                        continue;
+                    }
+                    for q in 0..(P - 1) * S + KW {
+                        let v = V::load(row.wrapping_add(q * ch + b * V::LANES));
+                        // Pixel q is tap j of position (q - j) / S: j ascending, the
+                        // chain's order.
+                        for (j, w) in w.iter().enumerate() {
+                            if q >= j && (q - j) % S == 0 && (q - j) / S < P {
+                                let p = (q - j) / S;
+                                acc[p] = v.fma(*w, acc[p]);
+                            }
                         }
                     }
                 }

@@ -1021,16 +1021,20 @@ mod depthwise {
         (
             8usize..30,
             prop_oneof![Just(3usize), Just(5)],
+            1usize..3,
             0usize..3,
             0usize..3,
         )
-            .prop_map(|(len, size, pad, after)| Axis {
-                len,
-                size,
-                stride: 1,
-                dilation: 1,
-                pad: pad.min(size - 1),
-                out: len + pad.min(size - 1) + after.min(size - 1) + 1 - size,
+            .prop_map(|(len, size, stride, pad, after)| {
+                let (len, pad) = (len * stride, pad.min(size - 1));
+                Axis {
+                    len,
+                    size,
+                    stride,
+                    dilation: 1,
+                    pad,
+                    out: (len + pad + after.min(size - 1) - size) / stride + 1,
+                }
             })
     }
 
@@ -1100,8 +1104,9 @@ mod depthwise {
             holds((rows, cols, ch, mult), bias, act, seed)?;
         }
 
-        /// Rows of 8 positions at stride 1 (each pixel loaded once for the taps it feeds,
-        /// four or eight positions at a time): the definition's bits too.
+        /// Rows of 8 or more positions at stride 1 or 2 (each pixel loaded once for the taps
+        /// it feeds, four or eight positions and one or two vectors of channels at a time):
+        /// the definition's bits too.
         #[test]
         fn sliding_rows_give_the_definition(
             rows in sliding(),
