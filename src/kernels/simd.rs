@@ -168,6 +168,25 @@ pub(crate) trait Simd: Copy {
 pub(crate) struct Quad<V>([V; 4]);
 
 impl<V: Simd> Quad<V> {
+    /// The four vectors at `p[0..4]`, side by side.
+    ///
+    /// # Safety
+    /// `V`'s instruction set is available; each `p[i]` is readable for `V::LANES` values.
+    #[cfg_attr(sinter_inline, inline(always))]
+    pub(crate) unsafe fn gather(p: [*const f32; 4]) -> Self {
+        // SAFETY: the caller's contract.
+        unsafe { Quad([V::load(p[0]), V::load(p[1]), V::load(p[2]), V::load(p[3])]) }
+    }
+    /// Stores the four vectors at `p[0..4]`.
+    ///
+    /// # Safety
+    /// Each `p[i]` is writable for `V::LANES` values.
+    #[cfg_attr(sinter_inline, inline(always))]
+    pub(crate) unsafe fn scatter(self, p: [*mut f32; 4]) {
+        let [a, b, c, d] = self.0;
+        // SAFETY: the caller's contract.
+        unsafe { (a.store(p[0]), b.store(p[1]), c.store(p[2]), d.store(p[3])) };
+    }
     #[cfg_attr(sinter_inline, inline(always))]
     fn map(self, f: impl Fn(V) -> V) -> Self {
         let [a, b, c, d] = self.0;
