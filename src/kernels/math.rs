@@ -340,42 +340,24 @@ pub(crate) fn canonical_nan<V: Simd>(x: V, y: V) -> V {
     V::select(x.either_nan(y), x.dup(f32::NAN), y)
 }
 
-/// Applies `act` to `data` in place, one vector at a time; the tail is padded to a full vector
-/// so it runs the same code as the body.
+/// Applies `act` to `data` in place ([`apply_rows`] over one row).
 ///
 /// # Safety
 /// The caller guarantees `V`'s instruction set is available.
 #[cfg_attr(sinter_inline, inline(always))]
 pub(crate) unsafe fn apply_slice<V: Simd>(act: Activation, data: &mut [f32]) {
-    let mut data = data;
-    if V::SIDE_BY_SIDE && !act.is_cheap() {
-        // Four vectors at a time, side by side (`Quad`): the same bits, the long chains of
-        // the transcendental functions overlapped.
-        let mut quads = data.chunks_exact_mut(4 * V::LANES);
-        for chunk in &mut quads {
-            // SAFETY: `chunk` holds exactly 4 * LANES elements; the ISA is the caller's
-            // contract.
-            unsafe {
-                let x = Quad::<V>::load(chunk.as_ptr());
-                apply(act, x).store(chunk.as_mut_ptr());
-            }
-        }
-        data = quads.into_remainder();
-    }
-    let mut chunks = data.chunks_exact_mut(V::LANES);
-    for chunk in &mut chunks {
-        // SAFETY: `chunk` holds exactly LANES elements.
-        unsafe { apply(act, V::load(chunk.as_ptr())).store(chunk.as_mut_ptr()) };
-    }
-    let tail = chunks.into_remainder();
-    if !tail.is_empty() {
-        let (p, n) = (tail.as_mut_ptr(), tail.len());
-        // SAFETY: `tail` holds n < LANES elements; the ISA is the caller's contract.
-        unsafe { apply(act, V::load_part(p, n)).store_part(p, n) };
-    }
+    let n = data.len();
+    // SAFETY: `data` is one row of `n` values, borrowed for the call.
+    unsafe { apply_rows::<V>(act, data.as_mut_ptr(), n, 1, n) }
 }
 
-/// [`apply_slice`] over `rows` rows of `cols` values, `ld` apart.
+/// Applies `act` in place to `rows` rows of `cols` values, `ld` apart: the rows' whole
+/// vectors in order, four at a time side by side where the tier overlaps them (`Quad`: the
+/// long chains of the transcendental functions overlapped), across the ends of rows (a GEMM
+/// tile's rows of 16 or 24 values are too short for four), then each row's tail as a part of
+/// a vector. Each lane computes what one vector does, so the bits do not depend on the
+/// grouping. One loop for a slice and a tile: its own copy for tiles cost the crate's release
+/// build 14 s of CPU.
 ///
 /// # Safety
 /// `V`'s instruction set is available; `c` is readable and writable at `r * ld + j` for
@@ -390,38 +372,37 @@ pub(crate) unsafe fn apply_rows<V: Simd>(
 ) {
     let lanes = V::LANES;
     let (per_row, whole) = (cols / lanes, cols / lanes * lanes);
-    if V::SIDE_BY_SIDE && !act.is_cheap() && per_row < 4 && rows * per_row >= 4 {
-        // A GEMM tile's rows (16 or 24 values): too short for four vectors side by side
-        // within a row, so the tile's whole vectors run four at a time across rows, then
-        // each row's tail (the same bits: each lane computes what one vector does).
-        let at = |i: usize| c.wrapping_add(i / per_row * ld + i % per_row * lanes);
-        let n = rows * per_row;
-        let mut i = 0;
-        while i + 4 <= n {
-            let p = [at(i), at(i + 1), at(i + 2), at(i + 3)];
-            // SAFETY: the caller's contract: each is a whole vector of row `i / per_row`.
+    let mut left = rows * per_row;
+    // The next whole vector: row `r`, vector `j` of it.
+    let (mut r, mut j) = (0, 0);
+    let mut next = || {
+        let p = c.wrapping_add(r * ld + j * lanes);
+        j += 1;
+        if j == per_row {
+            (r, j) = (r + 1, 0);
+        }
+        p
+    };
+    if V::SIDE_BY_SIDE && !act.is_cheap() {
+        while left >= 4 {
+            let p = [next(), next(), next(), next()];
+            // SAFETY: the caller's contract: each is a whole vector of a row.
             unsafe {
                 let q = Quad::<V>::gather([p[0].cast_const(), p[1], p[2], p[3]]);
                 apply(act, q).scatter(p);
             }
-            i += 4;
+            left -= 4;
         }
-        for i in i..n {
-            // SAFETY: as above.
-            unsafe { apply(act, V::load(at(i))).store(at(i)) };
-        }
-        for r in (whole < cols).then_some(0..rows).into_iter().flatten() {
-            // SAFETY: the caller's contract.
-            unsafe {
-                let tail = std::slice::from_raw_parts_mut(c.add(r * ld + whole), cols - whole);
-                apply_slice::<V>(act, tail);
-            }
-        }
-        return;
     }
-    for r in 0..rows {
-        // SAFETY: the caller's contract.
-        unsafe { apply_slice::<V>(act, std::slice::from_raw_parts_mut(c.add(r * ld), cols)) };
+    for _ in 0..left {
+        let p = next();
+        // SAFETY: as above.
+        unsafe { apply(act, V::load(p)).store(p) };
+    }
+    for r in (whole < cols).then_some(0..rows).into_iter().flatten() {
+        let (p, n) = (c.wrapping_add(r * ld + whole), cols - whole);
+        // SAFETY: the row's last `n < LANES` values; the ISA is the caller's contract.
+        unsafe { apply(act, V::load_part(p, n)).store_part(p, n) };
     }
 }
 
