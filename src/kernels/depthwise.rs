@@ -485,7 +485,7 @@ impl Depthwise<'_> {
     /// in flight as their latency needs. Eight positions of one vector were ten (stride 1)
     /// or seventeen (stride 2) pixels a row: the addresses spilled the general registers or
     /// the loop was not unrolled; four of one vector are four chains (mobilenet_v3_small's
-    /// 16-channel stride-2 layer 1.45x slower than in pairs on Zen 3). Pairs run from the
+    /// 16-channel stride-2 layer 1.2x slower than in pairs on Zen 3). Pairs run from the
     /// start of `cs` while more than a vector is left, the last ending at the last channel
     /// (overlapping the one before: the same values); a last vector runs alone. Each sum is
     /// stored through `out(position, first channel)`.

@@ -125,8 +125,8 @@ pub(crate) fn tanh<V: Simd>(x: V) -> V {
 }
 
 /// `1 / (1 + e^-x)` for x >= 0 and `e^x / (1 + e^x)` below, so neither side overflows: the
-/// numerator chosen before the one division (two divisions and a choice after were the same
-/// bits at twice the divider's time).
+/// numerator chosen before the one division (two divisions and a choice after gave the same
+/// bits).
 #[cfg_attr(sinter_inline, inline(always))]
 fn sigmoid<V: Simd>(x: V) -> V {
     let e = exp(x.abs().neg());
@@ -398,10 +398,12 @@ pub(crate) unsafe fn apply_rows<V: Simd>(
         // SAFETY: as above.
         unsafe { apply(act, V::load(p)).store(p) };
     }
-    for r in (whole < cols).then_some(0..rows).into_iter().flatten() {
-        let (p, n) = (c.wrapping_add(r * ld + whole), cols - whole);
-        // SAFETY: the row's last `n < LANES` values; the ISA is the caller's contract.
-        unsafe { apply(act, V::load_part(p, n)).store_part(p, n) };
+    if whole < cols {
+        for r in 0..rows {
+            let (p, n) = (c.wrapping_add(r * ld + whole), cols - whole);
+            // SAFETY: the row's last `n < LANES` values; the ISA is the caller's contract.
+            unsafe { apply(act, V::load_part(p, n)).store_part(p, n) };
+        }
     }
 }
 
