@@ -600,22 +600,22 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
         let last_jc = jc_end == panels;
         // What comes next, spread over this block's tiles: the next column block's panels
         // (contiguous), or after the last one what the caller reads next, up to L2's size.
+        // No more than this block's arithmetic hides: a prefetch costs the bandwidth of a
+        // read. One GEMM's worth of the next layer's weights behind a short GEMM
+        // (mobilenet_v3_small's last 1x1 conv before its 2.4 MB classifier) only moved the
+        // read into it, later than the hardware would have made it; and a one-row GEMM whose
+        // weights sit in L2 (a recurrent step at batch 1) ran 1.25x slower with the next
+        // block's prefetches than with none: they only compete with its own reads.
+        let hidden = m * k * (jc_end - jc) * nr / PREFETCH_MACS_PER_FLOAT;
         let (next, len) = if jc_end < g.panels.end {
             let next_end = (jc_end + blk.nc_panels).min(g.panels.end);
-            (
-                b.wrapping_add(jc_end * k * nr),
-                (next_end - jc_end) * k * nr,
-            )
+            let next = b.wrapping_add(jc_end * k * nr);
+            (next, (next_end - jc_end) * k * nr)
         } else {
-            // No more than this call's arithmetic hides: a prefetch costs the bandwidth of
-            // a read, and one GEMM's worth of the next layer's weights behind a short GEMM
-            // (mobilenet_v3_small's last 1x1 conv before its 2.4 MB classifier) only
-            // moved the read into it, later than the hardware would have made it.
             let l2 = super::cache::Caches::get().l2 / 4;
-            let hidden = m * k * (g.panels.end - jc) * nr / PREFETCH_MACS_PER_FLOAT;
-            (g.then.as_ptr(), g.then.len().min(l2).min(hidden))
+            (g.then.as_ptr(), g.then.len().min(l2))
         };
-        let mut lines = len / Ahead::LINE;
+        let mut lines = len.min(hidden) / Ahead::LINE;
         let tiles = (passes * row_tiles * (jc_end - jc)).max(1);
         let per_tile = lines.div_ceil(tiles);
         let mut ahead = Ahead {
