@@ -68,6 +68,20 @@ pub(crate) fn exp<V: Simd>(x: V) -> V {
     scale_pow2(x.dup(1.0).add(p), k)
 }
 
+/// `2^-64`.
+const POW2_M64: f32 = f32::from_bits(0x1f80_0000);
+
+/// `e^x` for `x <= 0` (or NaN), with [`exp`]'s bits: no upper clamp, and one power of two
+/// instead of two. `(1 + p) 2^(k + 64)` is exact (normal for `k >= -150`, at most `2^65`) and
+/// the multiply by `2^-64` rounds once, as [`scale_pow2`]'s second multiply does: both are
+/// `(1 + p) 2^k` correctly rounded. Sigmoid's `e^-|x|` (LSTM and GRU gates, SiLU).
+#[cfg_attr(sinter_inline, inline(always))]
+pub(crate) fn exp_nonpositive<V: Simd>(x: V) -> V {
+    let (k, p) = reduce(x.dup(EXP_LO).max_or(x));
+    let s = V::pow2i(k.add(x.dup(64.0)));
+    x.dup(1.0).add(p).mul(s).mul(x.dup(POW2_M64))
+}
+
 /// `e^x - 1` for `x <= 0` (or NaN), accurate near 0: `2^k p + (2^k - 1)`, or `p` for `k =
 /// 0`. Below [`EXPM1_NEG_LO`] it has rounded to -1, so one clamp (no overflow side) and one
 /// power of two (`2^k` is normal for `k >= -126`) do. tanh, ELU and SELU need no positive
@@ -129,7 +143,7 @@ pub(crate) fn tanh<V: Simd>(x: V) -> V {
 /// bits).
 #[cfg_attr(sinter_inline, inline(always))]
 fn sigmoid<V: Simd>(x: V) -> V {
-    let e = exp(x.abs().neg());
+    let e = exp_nonpositive(x.abs().neg());
     let d = x.dup(1.0).add(e);
     V::select(x.lt(x.dup(0.0)), e, x.dup(1.0)).div(d)
 }
@@ -137,7 +151,7 @@ fn sigmoid<V: Simd>(x: V) -> V {
 #[cfg_attr(sinter_inline, inline(always))]
 fn softplus<V: Simd>(x: V) -> V {
     let pos = x.max_nn(x.dup(0.0));
-    pos.add(log1p_unit(exp(x.abs().neg())))
+    pos.add(log1p_unit(exp_nonpositive(x.abs().neg())))
 }
 
 #[cfg_attr(sinter_inline, inline(always))]

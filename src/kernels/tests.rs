@@ -1363,3 +1363,39 @@ fn expm1_and_tanh_stay_within_a_few_ulp() {
         }
     }
 }
+
+/// Sigmoid's `e^x` of a non-positive `x` (one clamp, one power of two) gives [`exp`]'s bits:
+/// every float from -104 (the clamp) to -87 (where `e^x` turns subnormal and the two powers of
+/// two differ most), and a stride through the rest of the non-positive floats.
+///
+/// [`exp`]: super::math::exp
+#[test]
+fn exp_of_a_nonpositive_argument_keeps_the_bits() {
+    use super::math::{exp, exp_nonpositive};
+    use super::portable::Portable;
+    use super::simd::Simd;
+    let tail = (104f32.to_bits()..=87f32.to_bits())
+        .rev()
+        .map(|b| -f32::from_bits(b));
+    let rest = (0..0x8000_0000u32)
+        .step_by(1009)
+        .map(|b| -f32::from_bits(b));
+    let xs: Vec<f32> = tail
+        .chain(rest)
+        .chain([-0.0, -1e6, f32::NEG_INFINITY])
+        .collect();
+    for x in xs.chunks(8) {
+        let mut v = [0f32; 8];
+        v[..x.len()].copy_from_slice(x);
+        let (mut want, mut got) = ([0f32; 8], [0f32; 8]);
+        // SAFETY: portable lanes need no CPU feature; each array holds 8 values.
+        unsafe {
+            let v = Portable::load(v.as_ptr());
+            exp(v).store(want.as_mut_ptr());
+            exp_nonpositive(v).store(got.as_mut_ptr());
+        }
+        for ((x, w), g) in x.iter().zip(want).zip(got) {
+            assert_eq!(w.to_bits(), g.to_bits(), "e^{x}: {w:e} and {g:e}");
+        }
+    }
+}
