@@ -230,27 +230,29 @@ unsafe fn tile<V: Simd, const R: usize, const NV: usize, const REG: bool, const 
     }
 }
 
-/// Panels a one-row tile covers at once ([`row_panels`]).
+/// Panels a tile of one row covers at once, and of two or three rows ([`rows_panels`]).
 const ROW_PANELS: usize = 4;
+const FEW_ROW_PANELS: usize = 2;
 
-/// One row over `P` whole panels at once, `P x NV` FMA chains: a one-row tile has only `NV`,
-/// too few to cover the FMA latency, so a GEMV (a batch of one) ran at the chains' pace, not
-/// the weights' bandwidth. Each output's sum is the one-row tile's, in the same order, made
-/// canonical and stored the same way; the epilogue runs on the stored row as for the one-row
-/// tile (per-column and elementwise ops: one call over the `P` panels gives the same bits).
+/// `R` rows over `P` whole panels at once, `R x P x NV` FMA chains: a tile of one to three
+/// rows has only `R x NV`, too few to cover the FMA latency, so a GEMV (a batch of one) ran at
+/// the chains' pace, not the weights' bandwidth, and two rows took 2.2 times one row's time
+/// (a 2x128x512 GEMM 6.5 us, 1x128x512 2.9, Zen 3). Each output's sum is the tile's, in the
+/// same order, made canonical and stored the same way; the epilogue runs on the stored rows
+/// as for a tile of fewer than `MR` rows (per-column and elementwise ops: one call over the
+/// `P` panels gives the same bits).
 ///
 /// # Safety
-/// As [`tile`] with `R = 1` and `cols = NR`, for each of the `P` panels: panel `p`'s rows
-/// from `b + p * pstride`, `ldb = NR`, its C values from `c + p * NR`; the epilogue's
+/// As [`tile`] with `cols = NR`, for each of the `P` panels: panel `p`'s rows from `b + p *
+/// pstride`, `ldb = NR`, its C values from `c + r * ldc + p * NR`; `R <= 8`; the epilogue's
 /// columns cover all `P` panels.
 #[cfg_attr(sinter_inline, inline(always))]
 #[allow(clippy::too_many_arguments)]
-unsafe fn row_panels<V: Simd, const NV: usize, const P: usize>(
+unsafe fn rows_panels<V: Simd, const R: usize, const NV: usize, const P: usize>(
     kc: usize,
     a: APass,
-    b: *const f32,
-    pstride: usize,
-    c: *mut f32,
+    (b, pstride): (*const f32, usize),
+    (c, ldc): (*mut f32, usize),
     mut first: bool,
     epilogue: Option<TileEpilogue<'_>>,
     ahead: &mut Ahead,
@@ -262,47 +264,50 @@ unsafe fn row_panels<V: Simd, const NV: usize, const P: usize>(
     let mut k0 = 0;
     loop {
         let kn = KB.min(kc - k0);
-        let ap = match a.run {
+        let (ap, lda) = match a.run {
             // SAFETY: as in `tile`.
-            Some(run) => unsafe { a.row.add(run + k0) },
-            // SAFETY: as in `tile`, for one row.
-            None => unsafe { block_rows(&a, &mut cursor, k0, kn, 1, &mut stage).0 },
+            Some(run) => (unsafe { a.row.add(run + k0) }, a.lda),
+            // SAFETY: as in `tile`; `stage` holds R <= 8 rows of KB values.
+            None => unsafe { block_rows(&a, &mut cursor, k0, kn, R, &mut stage) },
         };
         // SAFETY: the ISA is available (caller contract).
-        let mut acc = [[unsafe { V::splat(0.0) }; NV]; P];
+        let mut acc = [[[unsafe { V::splat(0.0) }; NV]; P]; R];
         ahead.fetch();
         for j in 0..kn {
-            // SAFETY: `ap` holds the block's kn values; panel p holds kc rows of NR from
-            // `b + p * pstride` (caller contract).
+            // SAFETY: `ap` holds the block's kn values of each of the R rows, `lda` apart;
+            // panel p holds kc rows of NR from `b + p * pstride` (caller contract).
             unsafe {
-                let av = V::splat(*ap.add(j));
+                let av: [V; R] = std::array::from_fn(|r| V::splat(*ap.add(r * lda + j)));
                 let bj = b.add((k0 + j) * nr);
-                for (p, row) in acc.iter_mut().enumerate() {
-                    for (v, x) in row.iter_mut().enumerate() {
-                        *x = av.fma(V::load(bj.add(p * pstride + v * lanes)), *x);
+                for p in 0..P {
+                    for v in 0..NV {
+                        let bv = V::load(bj.add(p * pstride + v * lanes));
+                        for (row, a) in acc.iter_mut().zip(&av) {
+                            row[p][v] = a.fma(bv, row[p][v]);
+                        }
                     }
                 }
             }
         }
         k0 += kn;
         let done = k0 >= kc;
-        // Panel p's NR values of C are at `c + p * NR` (caller contract).
-        let at = |p: usize, v: usize| c.wrapping_add(p * nr + v * lanes);
-        if !first {
-            for (p, row) in acc.iter_mut().enumerate() {
-                for (v, x) in row.iter_mut().enumerate() {
-                    // SAFETY: in C (above).
-                    *x = unsafe { V::load(at(p, v)) }.add(*x);
+        // Row r's panel p's NR values of C are at `c + r * ldc + p * NR` (caller contract).
+        let at = |r: usize, p: usize, v: usize| c.wrapping_add(r * ldc + p * nr + v * lanes);
+        for (r, row) in acc.iter_mut().enumerate() {
+            for (p, panel) in row.iter_mut().enumerate() {
+                for (v, x) in panel.iter_mut().enumerate() {
+                    if !first {
+                        // SAFETY: in C (above).
+                        *x = unsafe { V::load(at(r, p, v)) }.add(*x);
+                    }
                 }
-            }
-        }
-        if done && epilogue.is_some() {
-            canonical_tile(&mut acc);
-        }
-        for (p, row) in acc.iter().enumerate() {
-            for (v, x) in row.iter().enumerate() {
-                // SAFETY: in C (above).
-                unsafe { x.store(at(p, v)) };
+                if done && epilogue.is_some() {
+                    canonical_tile(std::array::from_mut(panel));
+                }
+                for (v, x) in panel.iter().enumerate() {
+                    // SAFETY: in C (above).
+                    unsafe { x.store(at(r, p, v)) };
+                }
             }
         }
         first = false;
@@ -313,8 +318,8 @@ unsafe fn row_panels<V: Simd, const NV: usize, const P: usize>(
     if let Some(e) = &epilogue
         && !e.l1.is_empty()
     {
-        // SAFETY: the caller's contract: C's row holds the P panels' values.
-        unsafe { l1_epilogue::<V>(c, 0, 1, P * nr, e) };
+        // SAFETY: the caller's contract: C's R rows hold the P panels' values.
+        unsafe { l1_epilogue::<V>(c, ldc, R, P * nr, e) };
     }
 }
 
@@ -661,32 +666,46 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                     let cols = nr.min(n - jp * nr);
                     // SAFETY: in bounds by `g.check`: panel jp starts at jp*k*nr, block pc at pc*nr.
                     let bp = unsafe { b.add(jp * k * nr + pc * nr) };
-                    if mc == 1 && (jp + ROW_PANELS <= jc_end) && (jp + ROW_PANELS) * nr <= n {
+                    // A block of one to three rows (fewer than a tile's): several panels at
+                    // once.
+                    let panels_at_once = match mc {
+                        1 => ROW_PANELS,
+                        _ if mc < MR.min(4) => FEW_ROW_PANELS,
+                        _ => 0,
+                    };
+                    let fits = jp + panels_at_once <= jc_end && (jp + panels_at_once) * nr <= n;
+                    if panels_at_once > 0 && fits {
                         let epi = last.then_some(TileEpilogue {
                             reg: RegOps::NONE,
                             l1: tile_ops,
                             row: g.row0 + ic,
                             col: jp * nr,
-                            cols: ROW_PANELS * nr,
+                            cols: panels_at_once * nr,
                         });
-                        // SAFETY: as for a one-row tile below, for the ROW_PANELS whole panels
-                        // from jp (all inside the call's columns and C's row), k * nr apart.
+                        // SAFETY: as for a tile of `mc` rows below, for the whole panels from
+                        // jp (all inside the call's columns and C's rows), k * nr apart.
                         unsafe {
                             let ap = pass_at(ic);
-                            let cp = c.add(ic * g.ldc + jp * nr);
-                            ahead.take(&mut lines, per_tile * ROW_PANELS, per_block * ROW_PANELS);
-                            row_panels::<V, NV, ROW_PANELS>(
-                                kc,
-                                ap,
-                                bp,
-                                k * nr,
-                                cp,
-                                pc == 0,
-                                epi,
-                                &mut ahead,
-                            );
+                            let bc = (bp, k * nr);
+                            let cc = (c.add(ic * g.ldc + jp * nr), g.ldc);
+                            let first = pc == 0;
+                            let (tile, block) =
+                                (per_tile * panels_at_once, per_block * panels_at_once);
+                            ahead.take(&mut lines, tile, block);
+                            let ahead = &mut ahead;
+                            match mc {
+                                1 => rows_panels::<V, 1, NV, ROW_PANELS>(
+                                    kc, ap, bc, cc, first, epi, ahead,
+                                ),
+                                2 => rows_panels::<V, 2, NV, FEW_ROW_PANELS>(
+                                    kc, ap, bc, cc, first, epi, ahead,
+                                ),
+                                _ => rows_panels::<V, 3, NV, FEW_ROW_PANELS>(
+                                    kc, ap, bc, cc, first, epi, ahead,
+                                ),
+                            }
                         }
-                        jp += ROW_PANELS;
+                        jp += panels_at_once;
                         continue;
                     }
                     // The epilogue of this panel's tile whose first row is `row`.
