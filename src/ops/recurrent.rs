@@ -1040,6 +1040,9 @@ impl StepOp for RecurrentStep {
             .flat_map(|p| p.parts.iter().chain(&p.whole));
         parts.map(PackedB::bytes).sum()
     }
+    fn weight_passes(&self) -> usize {
+        self.steps
+    }
     fn flops(&self) -> usize {
         let c = &self.config;
         2 * self.steps * c.directions.len() * c.units * c.gate_width()

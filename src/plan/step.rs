@@ -55,6 +55,12 @@ pub(crate) trait StepOp: Send + Sync + fmt::Debug {
     fn weight_bytes(&self) -> usize {
         0
     }
+    /// How many times one run over a chunk of samples reads the weights: once, or once per
+    /// time step for a recurrence, whose GEMMs then want every sample of the chunk at once
+    /// (for [`Plan::chunk`](super::Plan::chunk)).
+    fn weight_passes(&self) -> usize {
+        1
+    }
     /// Multiply-add flops (2 per multiply-add) per sample at the plan's longest sequence, for
     /// GFLOP/s figures: the GEMMs the step runs itself (0: none worth counting).
     fn flops(&self) -> usize {
