@@ -584,8 +584,10 @@ struct Packed {
 /// gates and applies their activations as passes over each sample's row (the same bits as in
 /// the epilogue); from it on, one GEMM per [`Part`], the activation in the epilogue. Measured
 /// on an AMD EPYC Zen 5 (one thread): at 1 sample the one GEMM is 9 to 10% faster, at 32
-/// samples the parts are 2% (LSTM) and 11% (bidirectional GRU) faster.
-const FEW_ROWS: usize = 4;
+/// samples the parts are 2% (LSTM) and 11% (bidirectional GRU) faster. On a Zen 3 (AVX2) the
+/// one GEMM was 4 to 7% faster at 4 and 5 samples (lstm128, bigru64; two and three rows now
+/// run several panels at once) and within 2.5% from 6 to 32.
+const FEW_ROWS: usize = 6;
 
 /// One block's scratch: the gates, the state, the LSTM's cell (or the GRU's scaled state);
 /// under a mask, the block's token ids (`[n, steps]`), the masked rows' state while a step
