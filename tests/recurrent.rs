@@ -553,3 +553,33 @@ fn onnx_sequence_lens_match_onnx_runtime() {
         assert!(e.contains("sequence length") && e.contains("lens"), "{e}");
     }
 }
+
+/// A recurrence reads its weights every time step, so a plan runs it over whole batches:
+/// chunked to keep the activations in L2 (here 100 KB of input projection a sample against
+/// 64 KB of weights in all), each step's GEMMs would run on a few rows and read the weights
+/// once per chunk and step.
+#[test]
+fn a_recurrence_runs_whole_batches() {
+    let net = Net {
+        steps: 200,
+        features: 64,
+        layers: vec![RnnSpec {
+            cell: 1,
+            units: 32,
+            dirs: 0,
+            act: 0,
+            rec: 0,
+            bias: true,
+            rec_bias: false,
+        }],
+        sequences: true,
+        handoff: false,
+        batch: 32,
+        seed: 5,
+    };
+    let plan = net
+        .model()
+        .compile(&CompileOptions::new().max_batch(32))
+        .unwrap();
+    assert_eq!(plan.chunk(), plan.max_batch(), "{plan}");
+}
