@@ -11,6 +11,7 @@
 //! plane's offset; the same sum in the same order over the same values, so the same bits.
 //! mobilenet_v3_small's 224x224 RGB image took a 48 us pass to pad and interleave first.
 
+use super::cache::prefetch;
 use super::epilogue::{TileEpilogue, register_epilogue, split_register_ops};
 use super::ops::{Axis, PlainLoop, PoolRects};
 use super::simd::Simd;
@@ -180,6 +181,31 @@ impl DirectConv {
         }
     }
 
+    /// Brings into the caches the image rows output row `oy` reads that row `oy - 1` does
+    /// not (none past the image): the image comes from the caller, usually from L3 or
+    /// memory, and one row's band copied while the row before computes arrives without the
+    /// wait.
+    fn prefetch_band(&self, p: Planar, x: &[f32], oy: usize) {
+        let plane = p.h * p.w;
+        let span = (self.kernel.0 - 1) * self.dilation;
+        let seen = (oy * self.strides.0 + span).checked_sub(self.strides.0);
+        for a in 0..self.kernel.0 {
+            let iy = oy * self.strides.0 + a * self.dilation;
+            let Some(r) = iy.checked_sub(p.top).filter(|&r| r < p.h) else {
+                continue;
+            };
+            if seen.is_some_and(|last| iy <= last) {
+                continue;
+            }
+            for c in 0..self.ch {
+                let line = &x[c * plane + r * p.w..][..p.w];
+                for v in line.iter().step_by(16).chain(line.last()) {
+                    prefetch(v);
+                }
+            }
+        }
+    }
+
     /// One sample `x` (the padded input, or the [`Planar`] image) into `y`: `kernel` is the
     /// `K x filters` GEMM weights (row-major),
     /// `ops` the epilogue (its cheap prefix on the registers, the rest on each stored row,
@@ -249,6 +275,7 @@ impl DirectConv {
                 None => (x, (oy * sh * self.cols + self.offset) * self.ch),
                 Some(p) => {
                     self.fill_band(p, x, oy, band);
+                    self.prefetch_band(p, x, oy + 2);
                     (&*band, self.offset)
                 }
             };
