@@ -301,7 +301,7 @@ impl DirectConv {
                     let out = &mut dst[at..];
                     let args = (x, first, step, off, kernel, fb, f);
                     // SAFETY: the ISA, NV and NH are this function's contract; every window
-                    // of the output columns `ox..ox + R` (`RH`, or `+ 1`) is inside `x`, the
+                    // of the output columns `ox..ox + R` (`RH`, 4 or 1) is inside `x`, the
                     // padded input or a planar input's band (`valid`, sizes asserted), their outputs' filters `fb..fb + 32` (`+ 16`)
                     // inside the row `dst`, the kernel holds K rows of `f`, the register ops
                     // are checked cheap per-column ops.
@@ -313,6 +313,12 @@ impl DirectConv {
                             // apart): each tap's windows from one address register.
                             (false, _, true) if step == 2 => tile::<V, NH, RH, 2>(args, &e, out),
                             (false, _, true) => tile::<V, NH, RH, 0>(args, &e, out),
+                            // The row's last columns four at a time where four are left
+                            // (mobilenet's 112 = 18 x 6 + 4): one column is two FMA chains,
+                            // a tap every FMA latency.
+                            (false, _, false) if ox + 4 <= self.out_cols => {
+                                tile::<V, NH, 4, 0>(args, &e, out)
+                            }
                             (false, _, false) => tile::<V, NH, 1, 0>(args, &e, out),
                         };
                     }
