@@ -243,12 +243,9 @@ impl Depthwise<'_> {
         // positions are below `rows.out * cols.out`: inside the buffers checked above.
         if all_inside {
             // Groups of positions in output order, across rows.
-            let (mut o, last) = (0, rows.out * cols.out);
-            while o < last {
-                let (oh, ow) = (o / cols.out, o % cols.out);
-                // SAFETY: as above.
-                o += unsafe { self.group::<V>(x, cs.clone(), Line::Output(oh, ow), last - o, y) };
-            }
+            let at = |o: usize| Line::Output(o / cols.out, o % cols.out);
+            // SAFETY: as above.
+            unsafe { self.walk::<V>(x, cs, 0..rows.out * cols.out, at, y) };
             return;
         }
         let clamp = |r: Range<usize>, n: usize| r.start.min(n)..r.end.min(n);
@@ -261,15 +258,12 @@ impl Depthwise<'_> {
         for oh in (0..rows.out).rev() {
             // The row's interior columns, a border row's with its taps in the padding.
             let inside = inner_rows.contains(&oh);
-            let mut ow = inner_cols.start;
-            while ow < inner_cols.end {
-                let line = match inside {
-                    true => Line::Output(oh, ow),
-                    false => Line::Across(oh, ow),
-                };
-                // SAFETY: as above.
-                ow += unsafe { self.group::<V>(x, cs.clone(), line, inner_cols.end - ow, y) };
-            }
+            let at = |ow: usize| match inside {
+                true => Line::Output(oh, ow),
+                false => Line::Across(oh, ow),
+            };
+            // SAFETY: as above.
+            unsafe { self.walk::<V>(x, cs.clone(), inner_cols.clone(), at, y) };
             // A border row's border columns (the corners), one at a time.
             for ow in outer_cols().filter(|_| !inside) {
                 // SAFETY: as above.
@@ -278,13 +272,9 @@ impl Depthwise<'_> {
         }
         // The border columns of the interior rows, down each column.
         for ow in outer_cols() {
-            let mut oh = inner_rows.start;
-            while oh < inner_rows.end {
-                // SAFETY: as above.
-                oh += unsafe {
-                    self.group::<V>(x, cs.clone(), Line::Down(oh, ow), inner_rows.end - oh, y)
-                };
-            }
+            let at = |oh: usize| Line::Down(oh, ow);
+            // SAFETY: as above.
+            unsafe { self.walk::<V>(x, cs.clone(), inner_rows.clone(), at, y) };
         }
     }
 
@@ -314,28 +304,47 @@ impl Depthwise<'_> {
         (d, scratch)
     }
 
-    /// As many of the next `left` positions of `line` as one group takes (8, 4, 2 or 1), as
-    /// [`line`](Self::line) runs them. Returns how many.
+    /// Positions `range` of a line (`at(i)`: the line from position `i` on) in groups of 8,
+    /// 4, 2 or 1, as [`line`](Self::line) runs them. A last group of fewer than 8 (or 4)
+    /// starts early instead where the range holds 8 (4): it computes again some of the
+    /// positions before it (the same values, stored again), where groups of 2 and 1 were two
+    /// FMA chains a vector of channels, a tap every FMA latency (mobilenet_v3_small's
+    /// 27-column rows ended in a group of 2 and one of 1).
     ///
     /// # Safety
-    /// As those for the group.
+    /// As [`line`](Self::line) for every group of positions inside `range`.
     #[inline(always)]
-    unsafe fn group<V: Simd>(
+    unsafe fn walk<V: Simd>(
         &self,
         x: &[f32],
         cs: Range<usize>,
-        line: Line,
-        left: usize,
+        range: Range<usize>,
+        at: impl Fn(usize) -> Line,
         y: &mut [f32],
-    ) -> usize {
-        // SAFETY: the caller's contract.
-        unsafe {
-            match left {
-                8.. => self.line::<V, 8>(x, cs, line, y),
-                4.. => self.line::<V, 4>(x, cs, line, y),
-                2.. => self.line::<V, 2>(x, cs, line, y),
-                _ => self.line::<V, 1>(x, cs, line, y),
-            }
+    ) {
+        let mut i = range.start;
+        while i < range.end {
+            let left = range.end - i;
+            let p = match left {
+                8.. => 8,
+                5.. if range.len() >= 8 => 8,
+                4.. => 4,
+                _ if range.len() >= 4 => 4,
+                2.. => 2,
+                _ => 1,
+            };
+            let start = i.min(range.end - p);
+            let (cs, line) = (cs.clone(), at(start));
+            // SAFETY: positions `start..start + p` are inside `range` (the caller's contract).
+            unsafe {
+                match p {
+                    8 => self.line::<V, 8>(x, cs, line, y),
+                    4 => self.line::<V, 4>(x, cs, line, y),
+                    2 => self.line::<V, 2>(x, cs, line, y),
+                    _ => self.line::<V, 1>(x, cs, line, y),
+                }
+            };
+            i = start + p;
         }
     }
 
