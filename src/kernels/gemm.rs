@@ -758,9 +758,10 @@ pub(crate) unsafe fn driver<V: Simd, R8: Simd, const MR: usize, const NV: usize>
                         unsafe {
                             let mut ap = pass_at(ic);
                             let mut cp = c.add(ic * g.ldc + jp * nr);
-                            // One pass of one block over a plain run: the lean tile.
-                            if let (Some(run), Some(e), true) = (run, &mut epi, kc <= KB && pc == 0)
-                            {
+                            // One pass of one block over a plain run: the lean tile
+                            // (panels of two or more vectors, on the SIMD tiers).
+                            let lean = NV > 1 && V::ONE_BLOCK_TILES && kc <= KB && pc == 0;
+                            if let (Some(run), Some(e), true) = (run, &mut epi, lean) {
                                 let mut a0 = ap.row.add(run);
                                 for _ in 0..whole {
                                     ahead.take(&mut lines, per_tile, per_block);

@@ -25,6 +25,7 @@ impl Portable {
 impl Simd for Portable {
     const LANES: usize = 8;
     const SIDE_BY_SIDE: bool = false;
+    const ONE_BLOCK_TILES: bool = false;
     type Mask = f32x8;
 
     #[inline(never)]

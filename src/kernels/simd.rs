@@ -21,6 +21,10 @@ pub(crate) trait Simd: Copy {
     /// four vectors side by side ([`Quad`]): the SIMD tiers, where the core overlaps them.
     /// The portable tier, a fallback, keeps its compile time instead.
     const SIDE_BY_SIDE: bool = true;
+    /// Whether the GEMM's whole tiles of two or more vectors over one block of K run the
+    /// lean tile (`gemm::one_block_tile`): the SIMD tiers; the portable tier keeps its
+    /// compile time (each tile shape's copy is a twentieth of the crate's build).
+    const ONE_BLOCK_TILES: bool = true;
     /// Lane mask produced by comparisons.
     type Mask: Copy;
 
